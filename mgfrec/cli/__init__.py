@@ -1,0 +1,1 @@
+"""The command line: one small module per subcommand, each a thin layer over a library function."""

@@ -1,0 +1,120 @@
+"""``mgfrec data``: prepare a data set with the R2ec protocol, show its statistics, download Amazon 2023."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, load, out, print_json, run
+
+app = typer.Typer(help="Prepare data sets (R2ec protocol) and inspect them.", no_args_is_help=True)
+
+
+def detect_source(source: str, known: list[str]) -> tuple[str, str | None]:
+    """SOURCE is a registered data_source name, or a folder whose contents say which source reads it."""
+    if source in known and not Path(source).exists():
+        return source, None
+    path = Path(source)
+    if not path.exists():
+        raise FileNotFoundError(f"SOURCE '{source}' is neither a folder nor a data source ({', '.join(known)})")
+    if (path / "items.csv").is_file() or (path / "interactions.csv").is_file():
+        return "csv", str(path)
+    if any(path.glob("meta_*.jsonl*")):
+        return "amazon2023", str(path)
+    raise FileNotFoundError(
+        f"{path}: cannot tell its format (no items.csv/interactions.csv, no meta_<Category>.jsonl[.gz]); "
+        "pass --source NAME"
+    )
+
+
+@app.command()
+def prepare(
+    source: str = typer.Argument(..., help="A folder (csv or Amazon 2023 files) or a source name such as 'synthetic'."),
+    out_dir: Path = typer.Option(..., "--out", help="Folder to write the prepared data set to."),
+    source_name: str | None = typer.Option(None, "--source", help="Force the data_source component."),
+    option: list[str] = typer.Option([], "--option", "-o", help="Source option key=value (repeatable)."),
+    history_length: int | None = typer.Option(None, help="History window (default 20)."),
+    subsample_users: int | None = typer.Option(None, help="Keep a seeded subsample of this many users."),
+    subsample_samples: int | None = typer.Option(None, help="Keep a seeded subsample of samples per split."),
+    seed: int | None = typer.Option(None, help="Seed for subsampling and synthetic data."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip and count bad rows instead of stopping."),
+    config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the manifest counts as JSON."),
+) -> None:
+    """Turn an interaction log into train/valid/test samples (R2ec protocol) in a prepared folder."""
+    from mgfrec.config.load import parse_override, write_resolved
+    from mgfrec.data.prepared import prepare as do_prepare
+    from mgfrec.registry import registry
+
+    def go():
+        reg = registry()
+        name, path = (source_name, source if Path(source).exists() else None) if source_name else detect_source(
+            source, reg.names("data_source")
+        )
+        options: dict = {}
+        for text in option:
+            options.update(parse_override(text))
+        cfg = load(
+            config,
+            set_,
+            {
+                "data.source": name,
+                "data.path": path,
+                "data.options": options or None,
+                "data.history_length": history_length,
+                "data.subsample_users": subsample_users,
+                "data.subsample_samples": subsample_samples,
+                "data.seed": seed,
+                "data.skip_bad": skip_bad or None,
+            },
+        )
+        with console.status(f"preparing {name} -> {out_dir}"):
+            ds = do_prepare(cfg.data, out_dir, reg)
+        write_resolved(cfg, out_dir)
+        return ds
+
+    ds = run(go)
+    if as_json:
+        print_json({**ds.counts, "rows": ds.manifest["rows"]})
+        return
+    _print_rows(ds.manifest["rows"])
+    _print_counts(ds.counts, str(out_dir))
+
+
+def _print_rows(rows: dict) -> None:
+    for name, rep in rows.items():
+        line = f"{name}: read {rep['read']} = kept {rep['kept']} + dropped {rep['dropped']}"
+        if rep["dropped"]:
+            line += " (" + ", ".join(f"{k} {v}" for k, v in rep["dropped_by_reason"].items()) + ")"
+        console.print(line, highlight=False)
+
+
+def _print_counts(counts: dict, title: str) -> None:
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False)
+    for key in ("users", "items", "interactions"):
+        table.add_row(key, f"{counts[key]:,}")
+    for split, n in counts["samples"].items():
+        table.add_row(f"samples / {split}", f"{n:,}")
+    table.add_row("mean history length", f"{counts['mean_history_length']:.2f}")
+    out.print(table)
+
+
+@app.command()
+def stats(
+    data: Path = typer.Argument(..., help="A prepared data set folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Users, items, interactions, samples per split and mean history length of a prepared data set."""
+    from mgfrec.data.prepared import PreparedDataset
+
+    ds = run(lambda: PreparedDataset(data))
+    counts = run(lambda: ds.counts)
+    if as_json:
+        print_json({**counts, "source": ds.manifest["source"]["name"], "rows": ds.manifest["rows"]})
+        return
+    _print_rows(ds.manifest["rows"])
+    _print_counts(counts, str(data))

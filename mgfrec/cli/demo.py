@@ -1,0 +1,8 @@
+"""``mgfrec demo``: (being built)."""
+
+from __future__ import annotations
+
+
+def demo() -> None:
+    """(being built)"""
+    raise NotImplementedError

@@ -1,0 +1,37 @@
+"""``mgfrec plugins list``: every component kind and name, built-in or from a plugin package."""
+
+from __future__ import annotations
+
+import typer
+
+from mgfrec.cli.common import print_json, run
+
+app = typer.Typer(help="Inspect registered components (built-ins and plugin packages).", no_args_is_help=True)
+
+
+@app.command("list")
+def list_(
+    kind: str | None = typer.Option(None, "--kind", help="Only this kind."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """List components by kind, with the package each comes from. Nothing is imported."""
+    from rich.table import Table
+
+    from mgfrec.cli.common import out
+    from mgfrec.registry import KINDS, registry
+
+    reg = run(registry)
+    kinds = [kind] if kind else list(KINDS)
+    entries = {k: run(lambda k=k: reg.entries(k)) for k in kinds}
+    if as_json:
+        print_json({k: [{"name": e.name, "target": e.target, "origin": e.origin} for e in es] for k, es in entries.items()})
+        return
+    table = Table(title="mgfrec components")
+    for col in ("kind", "name", "provided by", "target"):
+        table.add_column(col)
+    for k, es in entries.items():
+        if not es:
+            table.add_row(k, "[dim](none)[/]", "", "")
+        for e in es:
+            table.add_row(k, e.name, e.origin, e.target)
+    out.print(table)

@@ -1,0 +1,141 @@
+"""Loading configs: YAML files, dotted overrides from flags, and writing the resolved config of a run.
+
+A config file may name a parent with ``base: <relative path>``; the child's keys are merged over it.
+Overrides such as ``agent.max_groundings=3`` are parsed as YAML scalars and merged last. Errors name the
+file and the dotted path of the field that is wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from mgfrec.config.schema import MGFRecConfig
+
+
+class ConfigError(ValueError):
+    """A config that cannot be read or does not validate; the message names file and field."""
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(dict(out[key]), value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read a config file, following ``base:`` parents, into a plain nested dict."""
+    path = Path(path).resolve()
+    if path in _seen:
+        raise ConfigError(f"{path}: 'base' chain loops back to itself")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(raw).__name__}")
+    parent = raw.pop("base", None)
+    if parent is not None:
+        raw = _merge(read_yaml(path.parent / str(parent), (*_seen, path)), raw)
+    return raw
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """``"a.b.c=value"`` -> ``{"a": {"b": {"c": value}}}`` with ``value`` parsed as YAML."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override '{text}' must look like section.field=value")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        parsed = value
+    node: Any = parsed
+    for part in reversed(key.strip().split(".")):
+        node = {part: node}
+    return node
+
+
+def set_path(raw: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
+    """Return a copy of ``raw`` with ``dotted`` set to ``value`` (used for typed CLI flags)."""
+    node: Any = value
+    for part in reversed(dotted.split(".")):
+        node = {part: node}
+    return _merge(raw, node)
+
+
+def validate(raw: Mapping[str, Any], source: str = "<config>") -> MGFRecConfig:
+    """Validate a nested dict; the error lists every wrong field by its dotted path."""
+    try:
+        return MGFRecConfig.model_validate(dict(raw))
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            got = err.get("input")
+            shown = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
+            lines.append(f"{loc}: {err['msg']}{shown}")
+        raise ConfigError(f"{source}: invalid config:\n  " + "\n  ".join(lines)) from None
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: Iterable[str] = (),
+    values: Mapping[str, Any] | None = None,
+) -> MGFRecConfig:
+    """File (or the defaults), then ``values`` (dotted path -> value from typed flags), then ``overrides``."""
+    raw: dict[str, Any] = read_yaml(path) if path else {}
+    source = str(path) if path else "<defaults>"
+    for dotted, value in (values or {}).items():
+        if value is not None:
+            raw = set_path(raw, dotted, value)
+    for text in overrides:
+        raw = _merge(raw, parse_override(text))
+    if overrides or values:
+        source += " with overrides"
+    return validate(raw, source)
+
+
+_SECRET_HINTS = ("api_key", "apikey", "secret", "password", "token")
+
+
+def redacted(config: MGFRecConfig) -> dict[str, Any]:
+    """The config as plain data with any secret-looking option values replaced."""
+
+    def scrub(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {
+                k: ("<redacted>" if _looks_secret(k) and not k.endswith("_env") and v else scrub(v))
+                for k, v in node.items()
+            }
+        if isinstance(node, (list, tuple)):
+            return [scrub(v) for v in node]
+        return node
+
+    return scrub(config.model_dump(mode="json"))
+
+
+def _looks_secret(key: str) -> bool:
+    low = key.lower()
+    return any(h in low for h in _SECRET_HINTS) and "max_new_tokens" not in low
+
+
+def write_resolved(config: MGFRecConfig, run_dir: str | Path) -> Path:
+    """Write ``<run_dir>/config.yaml``: the fully resolved config, secrets removed."""
+    out = Path(run_dir) / "config.yaml"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(yaml.safe_dump(redacted(config), sort_keys=False), encoding="utf-8")
+    return out

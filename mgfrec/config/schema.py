@@ -1,0 +1,173 @@
+"""The typed configuration tree: one frozen pydantic model per concern.
+
+Every section refuses unknown keys and wrong types, so a typo in YAML or a flag is an error that names the
+field's path rather than a silently ignored setting. Components chosen by name carry an ``options``
+mapping that the chosen component validates against its own ``Options`` model.
+
+Secrets never live here: API keys are read from environment variables whose *names* are configured.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class DataConfig(Section):
+    """Where the interaction log comes from and how the R2ec protocol turns it into samples."""
+
+    source: str = Field("csv", description="data_source component name (csv, amazon2023, synthetic, ...)")
+    path: str | None = Field(None, description="input folder or file for the source; unused by synthetic")
+    options: dict[str, Any] = Field(default_factory=dict, description="source-specific options")
+    history_length: int = Field(20, ge=1, description="at most this many preceding items form a history")
+    split_ratios: tuple[float, float, float] = Field((0.8, 0.1, 0.1), description="train/valid/test")
+    subsample_users: int | None = Field(None, ge=1, description="keep a seeded subsample of this many users")
+    subsample_samples: int | None = Field(None, ge=1, description="keep a seeded subsample of samples per split")
+    seed: int = 0
+    skip_bad: bool = Field(False, description="skip and count bad rows instead of stopping at the first")
+
+    @model_validator(mode="after")
+    def _ratios(self) -> DataConfig:
+        if any(r < 0 for r in self.split_ratios) or abs(sum(self.split_ratios) - 1.0) > 1e-6:
+            raise ValueError(f"split_ratios must be three non-negative numbers summing to 1, got {self.split_ratios}")
+        return self
+
+
+class EmbeddingConfig(Section):
+    """Title embeddings for grounding and for the simulated user agent."""
+
+    embedder: str = "sentence-transformers"
+    model: str = Field("bundled:all-MiniLM-L6-v2", description="hub id, local path, or bundled:all-MiniLM-L6-v2")
+    query_instruction: str | None = Field(None, description="prefix for query texts (gte-Qwen2 style)")
+    batch_size: int = Field(64, ge=1)
+    device: str = "cpu"
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    normalize: bool = False
+    cache_dir: str | None = Field(None, description="default: <data folder>/embeddings")
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class GroundingConfig(Section):
+    """The grounding engine: nearest real items by L2 distance over title embeddings."""
+
+    grounder: str = "exact"
+    top_k: int = Field(10, ge=1, description="items returned per <ground> call")
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class RetrieverConfig(Section):
+    """The recall model that fills the agent's first prompt, and the classical baselines."""
+
+    model: str = "sasrec"
+    recall_size: int = Field(30, ge=0, description="items recalled into the first prompt")
+    lr: float = Field(1e-3, gt=0)
+    embedding_dim: int = Field(64, ge=1)
+    batch_size: int = Field(256, ge=1)
+    weight_decay: float = Field(0.0, ge=0, description="L2 coefficient; the paper grids 1e-3..1e-7")
+    max_epochs: int = Field(200, ge=1)
+    patience: int = Field(10, ge=1, description="epochs without valid NDCG@10 improvement before stopping")
+    loss: Literal["ce", "bce"] = "ce"
+    device: str = "cpu"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class AgentConfig(Section):
+    """The recommendation agent's prompt and loop limits."""
+
+    template: str | None = Field(None, description="path to a template file; default: the paper's Table 2")
+    max_groundings: int = Field(6, ge=0)
+    use_recall: bool = True
+    max_new_tokens_per_turn: int = Field(256, ge=1)
+    max_new_tokens_total: int = Field(1024, ge=1)
+
+
+class UserAgentConfig(Section):
+    """The simulated user who critiques each grounding."""
+
+    backend: str = "simulated"
+    prompt: str | None = Field(None, description="path to a prompt file; default: the paper's Table 1")
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = Field(None, description="NAME of the environment variable holding the key")
+    max_concurrency: int = Field(8, ge=1)
+    timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(3, ge=0)
+    cache_path: str | None = Field(None, description="SQLite file for cached responses")
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _no_literal_keys(self) -> UserAgentConfig:
+        if self.api_key_env and (self.api_key_env.startswith("sk-") or len(self.api_key_env) > 64):
+            raise ValueError("api_key_env names an environment variable; put the key itself in that variable")
+        return self
+
+
+class RolloutConfig(Section):
+    engine: str = "hf"
+    temperature: float = Field(1.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class PolicyConfig(Section):
+    """The policy: a hub id or path, or a small from-scratch preset."""
+
+    model: str = Field("preset:tiny", description="preset:tiny | preset:small | hub id | local path")
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+
+
+class GRPOConfig(Section):
+    rewards: list[str] = Field(default_factory=lambda: ["ndcg", "format"])
+    group_size: int = Field(6, ge=1)
+    clip_epsilon: float = Field(0.2, gt=0)
+    kl_beta: float = Field(0.04, ge=0)
+    scale_rewards: bool = Field(True, description="divide advantages by the group std (eq. 2)")
+    advantage_epsilon: float = Field(1e-4, gt=0)
+    format_penalty: float = -0.5
+    updates_per_batch: int = Field(1, ge=1)
+
+
+class TrainerConfig(Section):
+    lr: float = Field(1e-6, gt=0)
+    global_batch_size: int = Field(128, ge=1, description="prompts per optimizer step, via accumulation")
+    micro_batch_size: int = Field(8, ge=1)
+    epochs: int = Field(1, ge=1)
+    max_steps: int | None = Field(None, ge=1)
+    strategy: str = "auto"
+    accelerator: str = "auto"
+    devices: int | str = "auto"
+    precision: str = "32-true"
+    seed: int = 0
+    val_check_interval: int = Field(10, ge=1)
+    log_every_n_steps: int = Field(1, ge=1)
+
+
+class EvalConfig(Section):
+    ks: tuple[int, ...] = (5, 10, 20)
+    split: Literal["train", "valid", "test"] = "test"
+    bootstrap_samples: int = Field(1000, ge=0)
+    confidence: float = Field(0.95, gt=0, lt=1)
+    seed: int = 0
+    greedy: bool = True
+
+
+class MGFRecConfig(Section):
+    """The whole run: one section per concern."""
+
+    data: DataConfig = DataConfig()
+    embedding: EmbeddingConfig = EmbeddingConfig()
+    grounding: GroundingConfig = GroundingConfig()
+    retriever: RetrieverConfig = RetrieverConfig()
+    agent: AgentConfig = AgentConfig()
+    user_agent: UserAgentConfig = UserAgentConfig()
+    rollout: RolloutConfig = RolloutConfig()
+    policy: PolicyConfig = PolicyConfig()
+    grpo: GRPOConfig = GRPOConfig()
+    trainer: TrainerConfig = TrainerConfig()
+    eval: EvalConfig = EvalConfig()

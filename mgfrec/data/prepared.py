@@ -1,0 +1,174 @@
+"""The prepared data set folder that every later stage reads.
+
+Layout (``mgfrec data prepare ... --out DIR``)::
+
+    DIR/items.parquet         item_idx, item_id, title, any extra attribute columns (the catalogue)
+    DIR/interactions.parquet  user_id, item_idx, timestamp, rating (the cleaned log)
+    DIR/train.parquet         sample_id, user_id, history (list of item_idx), target, timestamp, position
+    DIR/valid.parquet, DIR/test.parquet
+    DIR/manifest.json         source, parameters, counts, row accounting, sha256 of every file
+
+Later stages refer to items by ``item_idx`` (0..N-1, catalogue order) and never re-read the raw input.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mgfrec import __version__
+from mgfrec.config.schema import DataConfig
+from mgfrec.data.protocol import SPLITS, make_samples, split_samples, subsample_split, subsample_users
+from mgfrec.data.raw import BadInputError, RawLog
+from mgfrec.registry import Registry, component_options, registry
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_raw(config: DataConfig, reg: Registry | None = None) -> RawLog:
+    """Run the configured ``data_source`` component."""
+    source_cls = (reg or registry()).load("data_source", config.source)
+    options = component_options(source_cls, config.options, "data.options")
+    source = source_cls(options) if options is not None else source_cls()
+    return source.load(Path(config.path) if config.path else None, config.skip_bad)
+
+
+def build(raw: RawLog, config: DataConfig) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, pd.DataFrame]]:
+    """Raw log -> (catalogue, indexed interactions, splits). Pure: writes nothing."""
+    items = raw.items.reset_index(drop=True).copy()
+    items.insert(0, "item_idx", np.arange(len(items), dtype="int64"))
+    index = pd.Series(items["item_idx"].to_numpy(), index=items["item_id"].to_numpy())
+    log = raw.interactions
+    if config.subsample_users is not None:
+        log = subsample_users(log, config.subsample_users, config.seed)
+    missing = ~log["item_id"].isin(index.index)
+    if missing.any():  # sources check this per row; this guards third-party sources
+        raise BadInputError(f"{int(missing.sum())} interactions name items missing from the catalogue")
+    log = pd.DataFrame(
+        {
+            "user_id": log["user_id"].astype(str).to_numpy(),
+            "item_idx": index.loc[log["item_id"].to_numpy()].to_numpy(),
+            "timestamp": log["timestamp"].astype("float64").to_numpy(),
+            "rating": log["rating"].astype("float64").to_numpy() if "rating" in log else np.nan,
+        }
+    )
+    samples = make_samples(log, config.history_length)
+    splits = split_samples(samples, config.split_ratios)
+    if config.subsample_samples is not None:
+        splits = {
+            name: subsample_split(df, config.subsample_samples, config.seed + i) for i, (name, df) in enumerate(splits.items())
+        }
+    return items, log, splits
+
+
+def prepare(config: DataConfig, out: str | Path, reg: Registry | None = None) -> PreparedDataset:
+    """Read, check, split and write a prepared data set folder; returns it loaded."""
+    raw = load_raw(config, reg)
+    items, log, splits = build(raw, config)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"items.parquet": items, "interactions.parquet": log, **{f"{s}.parquet": splits[s] for s in SPLITS}}
+    for name, frame in files.items():
+        frame.to_parquet(out / name, index=False)
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "mgfrec_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "source": {"name": raw.source, "params": raw.params},
+        "protocol": config.model_dump(mode="json", exclude={"source", "path", "options", "skip_bad"}),
+        "counts": _counts(items, log, splits),
+        "rows": raw.report.to_dict(),
+        "checksums": {name: sha256(out / name) for name in files},
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    return PreparedDataset(out)
+
+
+def _counts(items: pd.DataFrame, log: pd.DataFrame, splits: dict[str, pd.DataFrame]) -> dict[str, Any]:
+    all_samples = pd.concat(list(splits.values()))
+    hist_len = all_samples["history"].map(len) if len(all_samples) else pd.Series(dtype=float)
+    return {
+        "users": int(log["user_id"].nunique()),
+        "items": int(len(items)),
+        "items_in_log": int(log["item_idx"].nunique()),
+        "interactions": int(len(log)),
+        "samples": {s: int(len(splits[s])) for s in SPLITS},
+        "mean_history_length": float(hist_len.mean()) if len(hist_len) else 0.0,
+    }
+
+
+@dataclass
+class PreparedDataset:
+    """A prepared folder, read lazily. Checksums are verified when the manifest is first read."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+        if not (self.root / MANIFEST).is_file():
+            raise FileNotFoundError(
+                f"{self.root}: not a prepared data set (no {MANIFEST}); create one with 'mgfrec data prepare'"
+            )
+
+    @cached_property
+    def manifest(self) -> dict[str, Any]:
+        manifest = json.loads((self.root / MANIFEST).read_text(encoding="utf-8"))
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{self.root / MANIFEST}: format_version {manifest.get('format_version')} != {FORMAT_VERSION}")
+        for name, digest in manifest["checksums"].items():
+            if sha256(self.root / name) != digest:
+                raise ValueError(f"{self.root / name}: checksum differs from {MANIFEST}; prepare the data set again")
+        return manifest
+
+    @cached_property
+    def items(self) -> pd.DataFrame:
+        _ = self.manifest
+        return pd.read_parquet(self.root / "items.parquet")
+
+    @cached_property
+    def interactions(self) -> pd.DataFrame:
+        _ = self.manifest
+        return pd.read_parquet(self.root / "interactions.parquet")
+
+    def split(self, name: str) -> pd.DataFrame:
+        if name not in SPLITS:
+            raise ValueError(f"unknown split '{name}'; splits are {', '.join(SPLITS)}")
+        _ = self.manifest
+        frame = pd.read_parquet(self.root / f"{name}.parquet")
+        frame["history"] = frame["history"].map(lambda h: np.asarray(h, dtype=np.int64))
+        return frame
+
+    @property
+    def titles(self) -> list[str]:
+        return self.items["title"].tolist()
+
+    @property
+    def num_items(self) -> int:
+        return int(len(self.items))
+
+    @property
+    def counts(self) -> dict[str, Any]:
+        return self.manifest["counts"]
+
+    @property
+    def checksum(self) -> str:
+        """One digest for the whole folder's content (used to key caches and trained models)."""
+        joined = "".join(f"{k}:{v};" for k, v in sorted(self.manifest["checksums"].items()))
+        return hashlib.sha256(joined.encode()).hexdigest()[:16]

@@ -1,0 +1,174 @@
+"""The ``csv`` data source: a folder with ``items.csv`` and ``interactions.csv``.
+
+``items.csv`` needs ``item_id`` and ``title``; any other column is kept as an item attribute.
+``interactions.csv`` needs ``user_id``, ``item_id`` and ``timestamp`` (a number); ``rating`` is optional.
+Every row is checked; a bad row stops the read with its file and line, or is skipped and counted.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+from mgfrec.data.raw import BadInputError, FileReport, RawLog, ReadReport, RowPolicy
+
+_SURROGATES = range(0xDC80, 0xDD00)  # what errors="surrogateescape" makes of undecodable bytes
+
+
+class CsvOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    items_file: str = "items.csv"
+    interactions_file: str = "interactions.csv"
+    encoding: str = "utf-8"
+    delimiter: str = ","
+
+
+def _bad_encoding(values: list[str]) -> bool:
+    return any(ord(ch) in _SURROGATES for v in values for ch in v)
+
+
+def read_rows(path: Path, required: tuple[str, ...], options: CsvOptions) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
+    """The header and an iterator of ``(line number, fields)``; missing required columns are an error."""
+    if not path.is_file():
+        raise BadInputError(f"{path}: file not found")
+    handle = path.open("r", encoding=options.encoding, errors="surrogateescape", newline="")
+    reader = csv.reader(handle, delimiter=options.delimiter)
+    try:
+        header = [h.strip().lstrip("\ufeff") for h in next(reader)]
+    except StopIteration:
+        handle.close()
+        raise BadInputError(f"{path}: empty file; expected a header with columns {', '.join(required)}") from None
+    missing = [c for c in required if c not in header]
+    if missing:
+        handle.close()
+        raise BadInputError(
+            f"{path}:1: missing column(s) {', '.join(missing)}; header is {', '.join(header)}; "
+            f"required: {', '.join(required)}"
+        )
+
+    def rows() -> Iterator[tuple[int, list[str]]]:
+        with handle:
+            start = reader.line_num + 1
+            for fields in reader:
+                if fields:  # blank lines are not rows
+                    yield start, fields
+                start = reader.line_num + 1
+
+    return header, rows()
+
+
+class CsvSource:
+    """Reads the ``items.csv`` + ``interactions.csv`` folder format of ``../shared/data``."""
+
+    Options = CsvOptions
+
+    def __init__(self, options: CsvOptions | None = None):
+        self.options = options or CsvOptions()
+
+    def load(self, path: Path | None, skip_bad: bool) -> RawLog:
+        if path is None:
+            raise BadInputError("the csv source needs a folder holding items.csv and interactions.csv")
+        path = Path(path)
+        if not path.is_dir():
+            raise BadInputError(f"{path}: not a folder; the csv source reads <folder>/items.csv and interactions.csv")
+        policy = RowPolicy(skip_bad)
+        report = ReadReport()
+        items = self._items(path / self.options.items_file, policy, report.file(self.options.items_file))
+        interactions = self._interactions(
+            path / self.options.interactions_file,
+            set(items["item_id"]),
+            policy,
+            report.file(self.options.interactions_file),
+        )
+        return RawLog(items, interactions, report, source="csv", params={"path": str(path), **self.options.model_dump()})
+
+    def _items(self, path: Path, policy: RowPolicy, rep: FileReport) -> pd.DataFrame:
+        header, rows = read_rows(path, ("item_id", "title"), self.options)
+        i_id, i_title = header.index("item_id"), header.index("title")
+        seen: set[str] = set()
+        kept: list[list[str]] = []
+        for line, fields in rows:
+            rep.read += 1
+            where = f"{path}:{line}"
+            if len(fields) != len(header):
+                policy.bad(rep, "wrong_field_count", where, f"{len(fields)} fields, header has {len(header)}")
+                continue
+            if _bad_encoding(fields):
+                policy.bad(rep, "bad_encoding", where, f"not valid {self.options.encoding}")
+                continue
+            item_id, title = fields[i_id].strip(), " ".join(fields[i_title].split())
+            if not item_id:
+                policy.bad(rep, "empty_item_id", where, "field item_id is empty")
+                continue
+            if not title:
+                policy.bad(rep, "empty_title", where, f"field title is empty for item {item_id!r}")
+                continue
+            if item_id in seen:
+                policy.bad(rep, "duplicate_item_id", where, f"item_id {item_id!r} appears again")
+                continue
+            seen.add(item_id)
+            fields[i_id], fields[i_title] = item_id, title
+            kept.append(fields)
+            rep.kept += 1
+        return pd.DataFrame(kept, columns=header, dtype=str)
+
+    def _interactions(self, path: Path, known: set[str], policy: RowPolicy, rep: FileReport) -> pd.DataFrame:
+        header, rows = read_rows(path, ("user_id", "item_id", "timestamp"), self.options)
+        i_user, i_item, i_ts = header.index("user_id"), header.index("item_id"), header.index("timestamp")
+        i_rating = header.index("rating") if "rating" in header else None
+        seen: set[tuple[str, str, float]] = set()
+        users: list[str] = []
+        item_ids: list[str] = []
+        stamps: list[float] = []
+        ratings: list[float] = []
+        for line, fields in rows:
+            rep.read += 1
+            where = f"{path}:{line}"
+            if len(fields) != len(header):
+                policy.bad(rep, "wrong_field_count", where, f"{len(fields)} fields, header has {len(header)}")
+                continue
+            if _bad_encoding(fields):
+                policy.bad(rep, "bad_encoding", where, f"not valid {self.options.encoding}")
+                continue
+            user, item = fields[i_user].strip(), fields[i_item].strip()
+            if not user:
+                policy.bad(rep, "empty_user_id", where, "field user_id is empty")
+                continue
+            ts = _number(fields[i_ts])
+            if ts is None:
+                policy.bad(rep, "bad_timestamp", where, f"field timestamp {fields[i_ts]!r} is not a number")
+                continue
+            rating = math.nan
+            if i_rating is not None and fields[i_rating].strip():
+                parsed = _number(fields[i_rating])
+                if parsed is None:
+                    policy.bad(rep, "bad_rating", where, f"field rating {fields[i_rating]!r} is not a number")
+                    continue
+                rating = parsed
+            if item not in known:
+                policy.bad(rep, "unknown_item_id", where, f"item_id {item!r} is not in the item table")
+                continue
+            key = (user, item, ts)
+            if key in seen:
+                policy.bad(rep, "duplicate_row", where, f"user {user!r}, item {item!r} at {fields[i_ts]} already seen")
+                continue
+            seen.add(key)
+            users.append(user)
+            item_ids.append(item)
+            stamps.append(ts)
+            ratings.append(rating)
+            rep.kept += 1
+        return pd.DataFrame({"user_id": users, "item_id": item_ids, "timestamp": stamps, "rating": ratings})
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None

@@ -1,0 +1,1 @@
+"""Title embeddings (kind ``embedder``) and their on-disk cache."""

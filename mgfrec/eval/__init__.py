@@ -1,0 +1,1 @@
+"""Evaluation: one full-ranking evaluator for every method, with intervals and paired tests."""

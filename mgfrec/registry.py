@@ -1,0 +1,163 @@
+"""The one component registry, for built-ins and third-party plugins alike.
+
+Every swappable component (data sources, embedders, grounders, retrievers, user agents, rewards, rollout
+engines) is found through the entry-point group ``mgfrec.<kind>``. mgfrec's own components are declared in
+its ``pyproject.toml`` exactly as a plugin package declares its own, so nothing built-in gets a shortcut.
+
+Discovery reads package metadata only; a component's module is imported when it is first *used*, so heavy
+libraries (faiss, vllm, openai, anthropic, deepspeed) never load for ``mgfrec --help``.
+
+This module must not import any component module at import time.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+KINDS: tuple[str, ...] = (
+    "data_source",
+    "embedder",
+    "grounder",
+    "retriever",
+    "user_agent",
+    "reward",
+    "rollout_engine",
+)
+GROUP_PREFIX = "mgfrec."
+
+
+class RegistryError(LookupError):
+    """A component name or kind that cannot be resolved, or two components claiming one name."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered component: where it lives and who provides it."""
+
+    kind: str
+    name: str
+    target: str  # "module.path:attribute"
+    origin: str  # distribution "name version", or "python:<module>" for in-process registration
+    _obj: Any = field(default=None, compare=False, repr=False)
+
+    def load(self) -> Any:
+        """Import and return the component (a class or factory)."""
+        if self._obj is not None:
+            return self._obj
+        module_name, _, attr = self.target.partition(":")
+        try:
+            obj: Any = importlib.import_module(module_name)
+            for part in attr.split(".") if attr else []:
+                obj = getattr(obj, part)
+        except ImportError as exc:  # an optional extra is missing, most often
+            raise RegistryError(
+                f"{self.kind} '{self.name}' ({self.target}, from {self.origin}) could not be imported: {exc}. "
+                f"If it needs an optional dependency, install the matching extra, e.g. pip install 'mgfrec[{self.name}]'."
+            ) from exc
+        return obj
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise RegistryError(f"unknown component kind '{kind}'; kinds are: {', '.join(KINDS)}")
+
+
+class Registry:
+    """Components by kind and name, discovered from entry points (plus any added in-process)."""
+
+    def __init__(self, entries: dict[str, dict[str, Entry]]):
+        self._entries = entries
+
+    @classmethod
+    def discover(cls) -> Registry:
+        """Read every ``mgfrec.<kind>`` entry-point group; refuse a name claimed twice."""
+        found: dict[str, dict[str, Entry]] = {k: {} for k in KINDS}
+        for kind in KINDS:
+            for ep in metadata.entry_points(group=GROUP_PREFIX + kind):
+                dist = getattr(ep, "dist", None)
+                origin = f"{dist.name} {dist.version}" if dist is not None else "unknown distribution"
+                entry = Entry(kind=kind, name=ep.name, target=ep.value, origin=origin)
+                _add(found, entry)
+        return cls(found)
+
+    def add(self, kind: str, name: str, obj: Any) -> Entry:
+        """Register an object in-process (notebooks, tests). The duplicate rule still applies."""
+        _check_kind(kind)
+        target = f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', repr(obj))}"
+        entry = Entry(kind=kind, name=name, target=target, origin=f"python:{getattr(obj, '__module__', '?')}", _obj=obj)
+        _add(self._entries, entry)
+        return entry
+
+    def names(self, kind: str) -> list[str]:
+        _check_kind(kind)
+        return sorted(self._entries[kind])
+
+    def entries(self, kind: str | None = None) -> list[Entry]:
+        kinds = [kind] if kind else list(KINDS)
+        out: list[Entry] = []
+        for k in kinds:
+            _check_kind(k)
+            out.extend(self._entries[k][n] for n in sorted(self._entries[k]))
+        return out
+
+    def get(self, kind: str, name: str) -> Entry:
+        """The entry for ``name``; an unknown name lists what exists and the closest match."""
+        _check_kind(kind)
+        try:
+            return self._entries[kind][name]
+        except KeyError:
+            pass
+        known = self.names(kind)
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        listing = ", ".join(known) if known else "(none installed)"
+        raise RegistryError(f"unknown {kind} '{name}'. Available: {listing}.{hint}") from None
+
+    def load(self, kind: str, name: str) -> Any:
+        return self.get(kind, name).load()
+
+
+def _add(table: dict[str, dict[str, Entry]], entry: Entry) -> None:
+    existing = table[entry.kind].get(entry.name)
+    if existing is not None and existing.target != entry.target:
+        raise RegistryError(
+            f"duplicate {entry.kind} name '{entry.name}': provided by {existing.origin} ({existing.target}) "
+            f"and by {entry.origin} ({entry.target}). Uninstall one of them or rename the plugin's entry point."
+        )
+    table[entry.kind][entry.name] = entry
+
+
+_DEFAULT: Registry | None = None
+
+
+def registry() -> Registry:
+    """The process-wide registry, discovered on first use."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = Registry.discover()
+    return _DEFAULT
+
+
+def component_options(component: Any, raw: dict[str, Any] | None, where: str) -> BaseModel | None:
+    """Validate a component's ``options`` mapping against its ``Options`` model.
+
+    ``where`` is the config path shown in errors, e.g. ``grounding.options``. Components without an
+    ``Options`` model accept no options.
+    """
+    raw = dict(raw or {})
+    model = getattr(component, "Options", None)
+    if model is None:
+        if raw:
+            raise ValueError(f"{where}: this component takes no options, got {sorted(raw)}")
+        return None
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        lines = [f"{where}.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
+        raise ValueError("invalid options:\n  " + "\n  ".join(lines)) from None

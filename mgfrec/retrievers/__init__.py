@@ -1,0 +1,1 @@
+"""Retrievers (kind ``retriever``): classical baselines and the recall model for the first prompt."""
