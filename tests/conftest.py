@@ -1,0 +1,32 @@
+"""Shared fixtures. Tests that need ../shared/data skip with a reason when it is absent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("MGFREC_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def shared_dataset(name: str) -> Path:
+    """Path to ``../shared/data/<name>``, or skip the test saying why."""
+    path = SHARED_DATA / name
+    if not (path / "items.csv").is_file():
+        pytest.skip(f"{path} is absent: the shared data sets live beside the repository in ../shared/data")
+    return path
+
+
+@pytest.fixture
+def cds_dir() -> Path:
+    return shared_dataset("amazon2023-cds")
+
+
+@pytest.fixture
+def ml100k_dir() -> Path:
+    return shared_dataset("ml-100k")
