@@ -55,10 +55,17 @@ class Entry:
             obj: Any = importlib.import_module(module_name)
             for part in attr.split(".") if attr else []:
                 obj = getattr(obj, part)
-        except ImportError as exc:  # an optional extra is missing, most often
+        except ImportError as exc:
+            missing = getattr(exc, "name", None) or ""
+            if missing and module_name.startswith(missing):
+                hint = "the entry point names a module that does not exist; check the providing package"
+            else:
+                hint = (
+                    f"it needs the package '{missing}'; install it (mgfrec's optional extras: "
+                    "faiss, hnswlib, openai, anthropic, deepspeed, vllm, e.g. pip install 'mgfrec[faiss]')"
+                )
             raise RegistryError(
-                f"{self.kind} '{self.name}' ({self.target}, from {self.origin}) could not be imported: {exc}. "
-                f"If it needs an optional dependency, install the matching extra, e.g. pip install 'mgfrec[{self.name}]'."
+                f"{self.kind} '{self.name}' ({self.target}, from {self.origin}) could not be imported: {exc}; {hint}"
             ) from exc
         return obj
 

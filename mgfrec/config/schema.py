@@ -123,13 +123,13 @@ class PolicyConfig(Section):
 
 
 class GRPOConfig(Section):
-    rewards: list[str] = Field(default_factory=lambda: ["ndcg", "format"])
+    rewards: list[str] = Field(default_factory=lambda: ["ndcg", "format"], description="reward components")
+    reward_options: dict[str, dict[str, Any]] = Field(default_factory=dict, description="options per reward name")
     group_size: int = Field(6, ge=1)
     clip_epsilon: float = Field(0.2, gt=0)
     kl_beta: float = Field(0.04, ge=0)
     scale_rewards: bool = Field(True, description="divide advantages by the group std (eq. 2)")
     advantage_epsilon: float = Field(1e-4, gt=0)
-    format_penalty: float = -0.5
     updates_per_batch: int = Field(1, ge=1)
 
 

@@ -51,6 +51,7 @@ def ndcg(ranks: np.ndarray, k: int | None = None) -> np.ndarray:
 
 
 def hit(ranks: np.ndarray, k: int) -> np.ndarray:
+    """Per-sample Hit@K: 1.0 where the target ranks within the top ``k``."""
     return (np.asarray(ranks) <= k).astype(np.float64)
 
 
@@ -64,3 +65,29 @@ def per_sample(ranks: np.ndarray, ks: Sequence[int]) -> dict[str, np.ndarray]:
     out["ndcg_full"] = ndcg(ranks)
     out["mean_rank"] = ranks.astype(np.float64)
     return out
+
+
+# Metrics where a smaller value is the better one; every other metric is "higher is better".
+LOWER_IS_BETTER = frozenset({"mean_rank"})
+
+
+def metric_names(ks: Sequence[int]) -> list[str]:
+    """The metric keys :func:`per_sample` produces, in table order (hit@k, ndcg@k per k, then the rest)."""
+    names = [name for k in ks for name in (f"hit@{k}", f"ndcg@{k}")]
+    return [*names, "ndcg_full", "mean_rank"]
+
+
+def check_ranks(ranks: np.ndarray, num_items: int | None = None, where: str = "ranks") -> np.ndarray:
+    """Validate 1-based integer ranks (at most ``num_items`` when given) and return them as int64."""
+    ranks = np.asarray(ranks)
+    if ranks.ndim != 1:
+        raise ValueError(f"{where}: expected a 1-d array of ranks, got shape {ranks.shape}")
+    if ranks.size and not np.issubdtype(ranks.dtype, np.integer):
+        if not np.all(np.isfinite(ranks)) or np.any(ranks != np.round(ranks)):
+            raise ValueError(f"{where}: ranks must be whole numbers (1 = best)")
+    ranks = ranks.astype(np.int64)
+    if ranks.size and ranks.min() < 1:
+        raise ValueError(f"{where}: ranks are 1-based; found {int(ranks.min())} at position {int(ranks.argmin())}")
+    if num_items is not None and ranks.size and ranks.max() > num_items:
+        raise ValueError(f"{where}: rank {int(ranks.max())} exceeds the {num_items} items of the catalogue")
+    return ranks

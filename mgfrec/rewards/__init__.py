@@ -1,0 +1,1 @@
+"""Rewards (kind ``reward``): what a finished trajectory earns. Chosen by name in ``grpo.rewards``."""

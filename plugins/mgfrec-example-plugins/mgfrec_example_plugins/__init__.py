@@ -1,0 +1,1 @@
+"""Example mgfrec plugins: registered only through entry points in this package's pyproject.toml."""

@@ -1,0 +1,94 @@
+"""Every shipped config validates, components named in it exist, and bad configs are refused by path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mgfrec.config.load import ConfigError, load_config, read_yaml, write_resolved
+from mgfrec.registry import component_options, registry
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = sorted(CONFIG_DIR.rglob("*.yaml"))
+
+
+def test_configs_exist():
+    names = {p.relative_to(CONFIG_DIR).as_posix() for p in CONFIGS}
+    assert {"default.yaml", "paper/cds.yaml", "paper/movies.yaml", "paper/books.yaml"} <= names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.relative_to(CONFIG_DIR).as_posix())
+def test_shipped_config_validates(path):
+    cfg = load_config(path)
+    reg = registry()
+    named = [
+        ("data_source", cfg.data.source, cfg.data.options, "data.options"),
+        ("embedder", cfg.embedding.embedder, cfg.embedding.options, "embedding.options"),
+        ("grounder", cfg.grounding.grounder, cfg.grounding.options, "grounding.options"),
+        ("retriever", cfg.retriever.model, cfg.retriever.options, "retriever.options"),
+    ] + [("reward", name, cfg.grpo.reward_options.get(name), f"grpo.reward_options.{name}") for name in cfg.grpo.rewards]
+    for kind, name, options, where in named:
+        component_options(reg.load(kind, name), options, where)
+
+
+def test_paper_settings():
+    cfg = load_config(CONFIG_DIR / "paper" / "cds.yaml")
+    assert cfg.policy.model == "Qwen/Qwen2.5-1.5B-Instruct"
+    assert cfg.embedding.model == "Alibaba-NLP/gte-Qwen2-1.5B-instruct"
+    assert (cfg.trainer.lr, cfg.trainer.global_batch_size, cfg.trainer.epochs) == (1e-6, 128, 1)
+    assert (cfg.grpo.group_size, cfg.agent.max_groundings, cfg.grounding.top_k, cfg.retriever.recall_size) == (6, 6, 10, 30)
+    assert cfg.data.options["category"] == "CDs_and_Vinyl"
+
+
+def test_unknown_key_is_refused_with_its_path(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("agent:\n  max_grondings: 3\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(bad)
+    assert str(bad) in str(err.value) and "agent.max_grondings" in str(err.value)
+
+
+def test_wrong_type_is_refused_with_its_path(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("grounding:\n  top_k: ten\n")
+    with pytest.raises(ConfigError, match=r"grounding.top_k.*'ten'"):
+        load_config(bad)
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("agent:\n  max_groundings: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml:\d+: not valid YAML"):
+        read_yaml(bad)
+
+
+def test_overrides_and_values_apply_in_order():
+    cfg = load_config(None, ["agent.max_groundings=3", "grpo.rewards=[ndcg]"], {"agent.max_groundings": 1, "grounding.top_k": 5})
+    assert cfg.agent.max_groundings == 3  # --set wins over typed flags
+    assert cfg.grounding.top_k == 5
+    assert cfg.grpo.rewards == ["ndcg"]
+    with pytest.raises(ConfigError, match="override 'agent' must look like"):
+        load_config(None, ["agent"])
+
+
+def test_split_ratios_must_sum_to_one():
+    with pytest.raises(ConfigError, match="split_ratios"):
+        load_config(None, ["data.split_ratios=[0.5,0.2,0.2]"])
+
+
+def test_configs_are_frozen():
+    cfg = load_config(None)
+    with pytest.raises(Exception):
+        cfg.agent.max_groundings = 2  # type: ignore[misc]
+
+
+def test_resolved_config_has_no_secrets(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret-value")
+    cfg = load_config(None, ["user_agent.api_key_env=OPENAI_API_KEY", "user_agent.options={api_key: sk-inline-secret}"])
+    text = write_resolved(cfg, tmp_path).read_text()
+    assert "sk-test-secret-value" not in text and "sk-inline-secret" not in text
+    assert yaml.safe_load(text)["user_agent"]["api_key_env"] == "OPENAI_API_KEY"
+    with pytest.raises(ConfigError, match="names an environment variable"):
+        load_config(None, ["user_agent.api_key_env=sk-abc"])
