@@ -45,7 +45,12 @@ def sha256(path: Path) -> str:
 def load_raw(config: DataConfig, reg: Registry | None = None) -> RawLog:
     """Run the configured ``data_source`` component."""
     source_cls = (reg or registry()).load("data_source", config.source)
-    options = component_options(source_cls, config.options, "data.options")
+    raw_options = dict(config.options)
+    # data.seed (--seed) also seeds a source that takes a seed (synthetic), unless data.options.seed is set
+    model = getattr(source_cls, "Options", None)
+    if model is not None and "seed" in getattr(model, "model_fields", {}) and "seed" not in raw_options:
+        raw_options["seed"] = config.seed
+    options = component_options(source_cls, raw_options, "data.options")
     source = source_cls(options) if options is not None else source_cls()
     return source.load(Path(config.path) if config.path else None, config.skip_bad)
 

@@ -147,9 +147,9 @@ class SyntheticOptions(BaseModel):
     n_artists: int = Field(150, ge=1)
     min_length: int = Field(5, ge=2, description="fewest interactions per user (2 gives one sample)")
     max_length: int = Field(20, ge=2)
-    series_fraction: float = Field(0.35, ge=0, le=1, description="share of releases that are 2-4 volume series")
-    series_continue: float = Field(0.8, ge=0, le=1, description="P(next volume | last item has an unread one)")
-    same_artist: float = Field(0.35, ge=0, le=1, description="P(another item by the last item's artist)")
+    series_fraction: float = Field(0.25, ge=0, le=1, description="share of releases that are 2-4 volume series")
+    series_continue: float = Field(0.7, ge=0, le=1, description="P(next volume | last item has an unread one)")
+    same_artist: float = Field(0.3, ge=0, le=1, description="P(another item by the last item's artist)")
     genre_focus: float = Field(0.8, ge=0, le=1, description="P(a fresh pick is from the user's genres); rest is noise")
     popularity_skew: float = Field(0.8, ge=0, description="Zipf exponent of artist popularity (0 = uniform)")
 
@@ -158,11 +158,17 @@ class SyntheticOptions(BaseModel):
         if self.max_length < self.min_length:
             raise ValueError(f"max_length ({self.max_length}) must be >= min_length ({self.min_length})")
         if self.n_artists > self.n_items:
-            raise ValueError(f"n_artists ({self.n_artists}) must be <= n_items ({self.n_items}): each artist has an item")
+            raise ValueError(
+                f"n_artists ({self.n_artists}) must be <= n_items ({self.n_items}): each artist has an item"
+            )
         if self.n_artists < self.n_genres:
-            raise ValueError(f"n_artists ({self.n_artists}) must be >= n_genres ({self.n_genres}): each genre has an artist")
+            raise ValueError(
+                f"n_artists ({self.n_artists}) must be >= n_genres ({self.n_genres}): each genre has an artist"
+            )
         if self.max_length > self.n_items:
-            raise ValueError(f"max_length ({self.max_length}) must be <= n_items ({self.n_items}): nobody repeats an item")
+            raise ValueError(
+                f"max_length ({self.max_length}) must be <= n_items ({self.n_items}): nobody repeats an item"
+            )
         return self
 
 
@@ -261,7 +267,9 @@ def _pick(rng: np.random.Generator, weights: np.ndarray, allowed: np.ndarray) ->
     return int(rng.choice(len(w), p=w / total))
 
 
-def _sequence(rng: np.random.Generator, cat: _Catalogue, fav: np.ndarray, length: int, opt: SyntheticOptions) -> list[int]:
+def _sequence(
+    rng: np.random.Generator, cat: _Catalogue, fav: np.ndarray, length: int, opt: SyntheticOptions
+) -> list[int]:
     """One user's item sequence, following the rules in the module docstring."""
     unread = np.ones(len(cat.popularity), dtype=bool)
     in_fav = np.isin(cat.genre_of, fav)

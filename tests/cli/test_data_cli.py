@@ -1,0 +1,149 @@
+"""``mgfrec data prepare`` and ``mgfrec data stats`` through the real CLI app (typer's CliRunner)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mgfrec.cli.main import app
+
+ITEMS = "item_id,title,genre\ni1,Alpha,rock\ni2,Beta,jazz\ni3,Gamma,pop\ni4,Delta,rock\n"
+INTERACTIONS = (
+    "user_id,item_id,timestamp,rating\n"
+    "u1,i1,1,5\nu1,i2,2,4\nu1,i3,3,3\nu2,i4,4,5\nu2,i1,5,4\nu1,i4,6,5\nu2,i2,7,3\n"
+)
+SMALL_SYNTHETIC = ["-o", "n_users=40", "-o", "n_items=90", "-o", "n_artists=12"]
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def flat(text: str) -> str:
+    """Output with line wrapping undone, so assertions do not depend on the terminal width."""
+    return " ".join(text.split())
+
+
+@pytest.fixture
+def csv_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    (folder / "items.csv").write_text(ITEMS, encoding="utf-8")
+    (folder / "interactions.csv").write_text(INTERACTIONS, encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path, monkeypatch):
+    # SOURCE 'synthetic' is a folder if one of that name exists in the working directory
+    monkeypatch.chdir(tmp_path)
+
+
+def stats_json(folder: Path) -> dict:
+    result = invoke("data", "stats", folder, "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_prepare_csv_folder_then_stats_json(csv_folder, tmp_path):
+    out = tmp_path / "prepared"
+    result = invoke("data", "prepare", csv_folder, "--out", out, "--history-length", "2")
+    assert result.exit_code == 0, result.output
+    assert "interactions.csv: read 7 = kept 7 + dropped 0" in flat(result.output)
+    assert (out / "manifest.json").is_file() and (out / "config.yaml").is_file()
+    stats = stats_json(out)
+    # u1: 4 interactions -> 3 samples, u2: 3 -> 2; 5 samples cut 4/0/1; histories 1, 2, 2 and 1, 2
+    assert {k: stats[k] for k in ("users", "items", "interactions", "samples")} == {
+        "users": 2,
+        "items": 4,
+        "interactions": 7,
+        "samples": {"train": 4, "valid": 0, "test": 1},
+    }
+    assert stats["mean_history_length"] == pytest.approx(8 / 5)
+    assert stats["source"] == "csv"
+
+
+def test_prepare_json_and_stats_table(csv_folder, tmp_path):
+    out = tmp_path / "prepared"
+    result = invoke("data", "prepare", csv_folder, "--out", out, "--json")
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    assert printed["interactions"] == 7 and printed["rows"]["items.csv"]["kept"] == 4
+    table = invoke("data", "stats", out)
+    assert table.exit_code == 0, table.output
+    assert "samples / train" in table.output and "mean history length" in table.output
+
+
+def test_prepare_synthetic(tmp_path):
+    out = tmp_path / "synth"
+    result = invoke("data", "prepare", "synthetic", "--out", out, *SMALL_SYNTHETIC)
+    assert result.exit_code == 0, result.output
+    stats = stats_json(out)
+    assert stats["users"] == 40 and stats["items"] == 90 and stats["source"] == "synthetic"
+    assert sum(stats["samples"].values()) == stats["interactions"] - 40
+    assert stats["rows"]["synthetic/interactions"]["read"] == stats["interactions"]
+
+
+def test_seed_flag_seeds_the_synthetic_data(tmp_path):
+    def checksums(name: str, seed: str) -> dict:
+        out = tmp_path / name
+        result = invoke("data", "prepare", "synthetic", "--out", out, "--seed", seed, *SMALL_SYNTHETIC)
+        assert result.exit_code == 0, result.output
+        return json.loads((out / "manifest.json").read_text(encoding="utf-8"))["checksums"]
+
+    assert checksums("a", "1") == checksums("b", "1")
+    assert checksums("a", "1")["interactions.parquet"] != checksums("c", "2")["interactions.parquet"]
+
+
+def test_skip_bad_prints_read_kept_dropped(csv_folder, tmp_path):
+    with (csv_folder / "interactions.csv").open("a", encoding="utf-8") as handle:
+        handle.write("u3,i1,soon,5\nu3,i9,8,5\n")
+    result = invoke("data", "prepare", csv_folder, "--out", tmp_path / "p", "--skip-bad")
+    assert result.exit_code == 0, result.output
+    text = flat(result.output)
+    assert "interactions.csv: read 9 = kept 7 + dropped 2 (bad_timestamp 1, unknown_item_id 1)" in text
+    assert "items.csv: read 4 = kept 4 + dropped 0" in text
+
+
+def test_bad_file_without_skip_bad_exits_2_naming_file_line_and_field(csv_folder, tmp_path):
+    with (csv_folder / "interactions.csv").open("a", encoding="utf-8") as handle:
+        handle.write("u3,i1,soon,5\n")
+    out = tmp_path / "p"
+    result = invoke("data", "prepare", csv_folder, "--out", out)
+    assert result.exit_code == 2
+    text = flat(result.output)
+    assert f"{csv_folder / 'interactions.csv'}:9: field timestamp 'soon' is not a number" in text
+    assert "--skip-bad" in text
+    assert not (out / "manifest.json").exists()
+
+
+def test_unknown_source_gives_the_closest_match(tmp_path):
+    result = invoke("data", "prepare", "synthetic", "--out", tmp_path / "p", "--source", "synthetc")
+    assert result.exit_code == 2
+    assert "unknown data_source 'synthetc'" in flat(result.output)
+    assert "Did you mean 'synthetic'?" in flat(result.output)
+
+
+def test_unknown_source_argument_and_unreadable_folder(tmp_path):
+    result = invoke("data", "prepare", "nowhere", "--out", tmp_path / "p")
+    assert result.exit_code == 2
+    assert "SOURCE 'nowhere' is neither a folder nor a data source" in flat(result.output)
+    (tmp_path / "empty").mkdir()
+    result = invoke("data", "prepare", tmp_path / "empty", "--out", tmp_path / "p")
+    assert result.exit_code == 2
+    assert "cannot tell its format" in flat(result.output)
+
+
+def test_stats_refuses_a_folder_that_is_not_prepared_or_was_changed(csv_folder, tmp_path):
+    result = invoke("data", "stats", csv_folder, "--json")
+    assert result.exit_code == 2
+    assert "not a prepared data set" in flat(result.output)
+    out = tmp_path / "prepared"
+    assert invoke("data", "prepare", csv_folder, "--out", out).exit_code == 0
+    (out / "test.parquet").write_bytes(b"not parquet any more")
+    result = invoke("data", "stats", out, "--json")
+    assert result.exit_code == 2
+    assert "test.parquet: checksum differs" in flat(result.output)

@@ -1,0 +1,162 @@
+"""The ``csv`` source: every kind of bad row stops the read naming file, line and field, or with
+``skip_bad`` is skipped and counted so that rows read = kept + dropped."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from mgfrec.data.raw import BadInputError
+from mgfrec.data.sources.csv_folder import CsvOptions, CsvSource
+
+ITEMS = b"item_id,title,genre\ni1,Alpha,rock\ni2,Beta,jazz\ni3,Gamma,pop\n"
+INTERACTIONS = b"user_id,item_id,timestamp,rating\nu1,i1,1,5\nu1,i2,2,4\nu2,i3,3,3\n"
+
+
+def write(folder: Path, items: bytes = ITEMS, interactions: bytes = INTERACTIONS) -> Path:
+    """A csv-source folder holding exactly these bytes (bytes, so that bad encodings can be written)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "items.csv").write_bytes(items)
+    (folder / "interactions.csv").write_bytes(interactions)
+    return folder
+
+
+# (case, file the bad row goes in, the bad row as line 5, dropped reason, words the error must contain)
+BAD_ROWS = [
+    ("item wrong field count", "items.csv", b"i4,Delta", "wrong_field_count", ["2 fields, header has 3"]),
+    ("item latin-1 bytes", "items.csv", b"i4,Caf\xe9 del Mar,jazz", "bad_encoding", ["not valid utf-8"]),
+    ("empty item id", "items.csv", b" ,Delta,rock", "empty_item_id", ["field item_id"]),
+    ("empty title", "items.csv", b"i4,   ,rock", "empty_title", ["field title", "'i4'"]),
+    ("duplicate item id", "items.csv", b"i1,Alpha again,rock", "duplicate_item_id", ["item_id 'i1'"]),
+    ("interaction wrong field count", "interactions.csv", b"u2,i1,4", "wrong_field_count", ["3 fields, header has 4"]),
+    ("interaction latin-1 bytes", "interactions.csv", b"J\xfcrgen,i1,4,5", "bad_encoding", ["not valid utf-8"]),
+    ("empty user id", "interactions.csv", b",i1,4,5", "empty_user_id", ["field user_id"]),
+    ("non-numeric timestamp", "interactions.csv", b"u2,i1,yesterday,5", "bad_timestamp",
+     ["field timestamp", "'yesterday'"]),
+    ("infinite timestamp", "interactions.csv", b"u2,i1,inf,5", "bad_timestamp", ["field timestamp"]),
+    ("bad rating", "interactions.csv", b"u2,i1,4,great", "bad_rating", ["field rating", "'great'"]),
+    ("unknown item id", "interactions.csv", b"u2,i9,4,5", "unknown_item_id", ["item_id 'i9'", "item table"]),
+    ("duplicate row", "interactions.csv", b"u1,i1,1,5", "duplicate_row", ["user 'u1'", "item 'i1'"]),
+]
+
+
+def with_bad_row(tmp_path: Path, file: str, row: bytes) -> Path:
+    items = ITEMS + row + b"\n" if file == "items.csv" else ITEMS
+    interactions = INTERACTIONS + row + b"\n" if file == "interactions.csv" else INTERACTIONS
+    return write(tmp_path / "data", items, interactions)
+
+
+@pytest.mark.parametrize(("case", "file", "row", "reason", "words"), BAD_ROWS, ids=[b[0] for b in BAD_ROWS])
+def test_bad_row_stops_the_read_naming_file_line_and_field(tmp_path, case, file, row, reason, words):
+    folder = with_bad_row(tmp_path, file, row)
+    with pytest.raises(BadInputError) as info:
+        CsvSource().load(folder, skip_bad=False)
+    message = str(info.value)
+    assert f"{folder / file}:5:" in message  # header is line 1, three good rows, the bad one is line 5
+    for word in words:
+        assert word in message
+    assert "--skip-bad" in message
+
+
+@pytest.mark.parametrize(("case", "file", "row", "reason", "words"), BAD_ROWS, ids=[b[0] for b in BAD_ROWS])
+def test_bad_row_is_skipped_and_counted_with_skip_bad(tmp_path, case, file, row, reason, words):
+    folder = with_bad_row(tmp_path, file, row)
+    raw = CsvSource().load(folder, skip_bad=True)
+    rep = raw.report.files[file]
+    assert (rep.read, rep.kept, rep.dropped_total) == (4, 3, 1)
+    assert dict(rep.dropped) == {reason: 1}
+    assert rep.examples[reason].startswith(f"{folder / file}:5:")
+    other = "interactions.csv" if file == "items.csv" else "items.csv"
+    assert raw.report.files[other].dropped_total == 0
+    assert raw.report.to_dict()[file] == {
+        "read": 4,
+        "kept": 3,
+        "dropped": 1,
+        "dropped_by_reason": {reason: 1},
+        "first_example_by_reason": {reason: rep.examples[reason]},
+    }
+    assert len(raw.items) == 3 and len(raw.interactions) == 3
+
+
+def test_many_bad_rows_are_all_counted(tmp_path):
+    rows = b"u2,i1,x,5\nu2,i1,y,5\nu3,i9,7,5\nu1,i1,1,5\nu4,i2,8,5\n"
+    folder = write(tmp_path / "data", interactions=INTERACTIONS + rows)
+    rep = CsvSource().load(folder, skip_bad=True).report.files["interactions.csv"]
+    assert rep.read == 8 == rep.kept + rep.dropped_total
+    assert dict(rep.dropped) == {"bad_timestamp": 2, "unknown_item_id": 1, "duplicate_row": 1}
+    assert rep.examples["bad_timestamp"].startswith(f"{folder / 'interactions.csv'}:5:")  # the first of the two
+
+
+@pytest.mark.parametrize(
+    ("file", "header", "missing"),
+    [
+        ("items.csv", b"item_id,name\ni1,Alpha\n", "title"),
+        ("interactions.csv", b"user,item_id,time\nu1,i1,1\n", "user_id, timestamp"),
+    ],
+)
+def test_missing_columns_name_file_line_one_and_the_columns(tmp_path, file, header, missing):
+    folder = write(tmp_path / "data", **{file.removesuffix(".csv"): header})
+    for skip_bad in (False, True):  # a wrong header is never a row to skip
+        with pytest.raises(BadInputError) as info:
+            CsvSource().load(folder, skip_bad=skip_bad)
+        assert f"{folder / file}:1: missing column(s) {missing}" in str(info.value)
+
+
+def test_empty_or_absent_files_and_folders_are_named(tmp_path):
+    folder = write(tmp_path / "data", interactions=b"")
+    with pytest.raises(BadInputError, match=r"interactions\.csv: empty file; expected a header"):
+        CsvSource().load(folder, skip_bad=False)
+    (folder / "items.csv").unlink()
+    with pytest.raises(BadInputError, match=r"items\.csv: file not found"):
+        CsvSource().load(folder, skip_bad=False)
+    with pytest.raises(BadInputError, match="not a folder"):
+        CsvSource().load(tmp_path / "nowhere", skip_bad=False)
+    with pytest.raises(BadInputError, match="needs a folder"):
+        CsvSource().load(None, skip_bad=False)
+
+
+def test_extra_item_columns_are_kept_as_attributes_and_order_is_file_order(tmp_path):
+    raw = CsvSource().load(write(tmp_path / "data"), skip_bad=False)
+    assert list(raw.items.columns) == ["item_id", "title", "genre"]
+    assert raw.items.to_dict("records") == [
+        {"item_id": "i1", "title": "Alpha", "genre": "rock"},
+        {"item_id": "i2", "title": "Beta", "genre": "jazz"},
+        {"item_id": "i3", "title": "Gamma", "genre": "pop"},
+    ]
+    assert raw.interactions[["user_id", "item_id"]].values.tolist() == [["u1", "i1"], ["u1", "i2"], ["u2", "i3"]]
+    assert raw.interactions["timestamp"].tolist() == [1.0, 2.0, 3.0]
+    assert raw.interactions["rating"].tolist() == [5.0, 4.0, 3.0]
+    assert raw.source == "csv"
+
+
+def test_titles_have_whitespace_collapsed_and_lines_count_past_multiline_fields(tmp_path):
+    # a quoted title may span lines; grounding compares titles, so runs of whitespace become one space
+    folder = write(
+        tmp_path / "data",
+        items=b'item_id,title\ni1,"  Live   at\n the Barn "\ni1,Again\ni2,Beta\n',
+        interactions=b"user_id,item_id,timestamp\nu1,i1,1\nu1,i2,2\n",
+    )
+    with pytest.raises(BadInputError, match=r"items\.csv:4: item_id 'i1' appears again"):
+        CsvSource().load(folder, skip_bad=False)
+    raw = CsvSource().load(folder, skip_bad=True)
+    assert raw.items["title"].tolist() == ["Live at the Barn", "Beta"]
+
+
+def test_rating_is_optional_and_may_be_empty(tmp_path):
+    folder = write(tmp_path / "a", interactions=b"user_id,item_id,timestamp\nu1,i1,1\nu1,i2,2\n")
+    raw = CsvSource().load(folder, skip_bad=False)
+    assert len(raw.interactions) == 2 and all(math.isnan(r) for r in raw.interactions["rating"])
+    folder = write(tmp_path / "b", interactions=b"user_id,item_id,timestamp,rating\nu1,i1,1,\nu1,i2,2,4\n")
+    ratings = CsvSource().load(folder, skip_bad=False).interactions["rating"].tolist()
+    assert math.isnan(ratings[0]) and ratings[1] == 4.0
+
+
+def test_other_encodings_and_delimiters_are_options(tmp_path):
+    folder = tmp_path / "data"
+    write(folder, items="item_id;title\ni1;Café del Mar\n".encode("latin-1"),
+          interactions=b"user_id;item_id;timestamp\nu1;i1;1\n")
+    raw = CsvSource(CsvOptions(encoding="latin-1", delimiter=";")).load(folder, skip_bad=False)
+    assert raw.items["title"].tolist() == ["Café del Mar"]
+    assert raw.params["encoding"] == "latin-1" and raw.params["path"] == str(folder)

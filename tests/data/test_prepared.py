@@ -1,0 +1,140 @@
+"""The prepared folder: what ``prepare`` writes is what ``PreparedDataset`` reads back, the manifest's
+counts and checksums are right, and a changed file or a folder that was never prepared is refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mgfrec.config.schema import DataConfig
+from mgfrec.data.prepared import MANIFEST, PreparedDataset, build, load_raw, prepare, sha256
+
+ITEMS = "item_id,title,genre\n" + "".join(f"i{k},Album {k},g{k % 2}\n" for k in range(6))
+# u1: 5 interactions, u2: 3, u3: 1 (no sample), plus a bad row (line 11) that skip_bad drops
+INTERACTIONS = (
+    "user_id,item_id,timestamp,rating\n"
+    "u1,i0,10,5\nu1,i1,20,4\nu1,i2,30,3\nu1,i3,40,5\nu1,i4,50,4\n"
+    "u2,i5,15,5\nu2,i0,25,4\nu2,i1,60,\n"
+    "u3,i2,5,3\n"
+    "u3,i9,70,3\n"
+)
+
+
+@pytest.fixture
+def csv_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    (folder / "items.csv").write_text(ITEMS, encoding="utf-8")
+    (folder / "interactions.csv").write_text(INTERACTIONS, encoding="utf-8")
+    return folder
+
+
+def config(folder: Path, **kw) -> DataConfig:
+    return DataConfig(
+        source="csv", path=str(folder), history_length=3, split_ratios=(0.5, 0.25, 0.25), skip_bad=True, **kw
+    )
+
+
+def test_round_trip_reads_back_what_build_made(csv_folder, tmp_path):
+    cfg = config(csv_folder)
+    items, log, splits = build(load_raw(cfg), cfg)
+    ds = prepare(cfg, tmp_path / "prepared")
+    assert isinstance(ds, PreparedDataset)
+    pd.testing.assert_frame_equal(ds.items, items)
+    pd.testing.assert_frame_equal(ds.interactions, log)
+    for name, expected in splits.items():
+        got = ds.split(name)
+        assert got["history"].map(lambda h: h.dtype == np.int64).all()
+        assert got["history"].map(list).tolist() == expected["history"].map(list).tolist()
+        pd.testing.assert_frame_equal(got.drop(columns="history"), expected.drop(columns="history"))
+    assert ds.titles == [f"Album {k}" for k in range(6)]
+    assert ds.num_items == 6
+    assert ds.items["genre"].tolist() == ["g0", "g1"] * 3  # attribute columns survive
+    assert ds.items["item_idx"].tolist() == list(range(6))
+
+
+def test_manifest_counts_rows_and_checksums(csv_folder, tmp_path):
+    out = tmp_path / "prepared"
+    ds = prepare(config(csv_folder), out)
+    # samples: u1 4 (histories 1, 2, 3, 3), u2 2 (1, 2), u3 none -> 6, cut floor/floor/rest into 3/1/2
+    assert ds.counts == {
+        "users": 3,
+        "items": 6,
+        "items_in_log": 6,
+        "interactions": 9,
+        "samples": {"train": 3, "valid": 1, "test": 2},
+        "mean_history_length": pytest.approx((1 + 2 + 3 + 3 + 1 + 2) / 6),
+    }
+    manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+    assert manifest["source"]["name"] == "csv"
+    assert manifest["protocol"]["history_length"] == 3
+    assert manifest["protocol"]["split_ratios"] == [0.5, 0.25, 0.25]
+    assert manifest["rows"]["interactions.csv"]["read"] == 10
+    assert manifest["rows"]["interactions.csv"]["kept"] == 9
+    assert manifest["rows"]["interactions.csv"]["dropped_by_reason"] == {"unknown_item_id": 1}
+    assert manifest["rows"]["items.csv"]["read"] == manifest["rows"]["items.csv"]["kept"] == 6
+    assert sorted(manifest["checksums"]) == sorted(
+        ["items.parquet", "interactions.parquet", "train.parquet", "valid.parquet", "test.parquet"]
+    )
+    for name, digest in manifest["checksums"].items():
+        assert sha256(out / name) == digest
+
+
+def test_same_input_gives_the_same_folder_checksum(csv_folder, tmp_path):
+    first = prepare(config(csv_folder), tmp_path / "a")
+    second = prepare(config(csv_folder), tmp_path / "b")
+    other = prepare(config(csv_folder).model_copy(update={"history_length": 2}), tmp_path / "c")
+    assert first.checksum == second.checksum
+    assert first.checksum != other.checksum
+
+
+def test_subsampling_is_recorded_and_applied(csv_folder, tmp_path):
+    ds = prepare(config(csv_folder, subsample_users=1, seed=0), tmp_path / "p")
+    assert ds.counts["users"] == 1
+    assert ds.manifest["protocol"]["subsample_users"] == 1
+
+
+def test_tampered_file_is_detected(csv_folder, tmp_path):
+    out = tmp_path / "prepared"
+    prepare(config(csv_folder), out)
+    train = pd.read_parquet(out / "train.parquet")
+    train.loc[0, "target"] = 5
+    train.to_parquet(out / "train.parquet", index=False)
+    ds = PreparedDataset(out)
+    with pytest.raises(ValueError, match=r"train\.parquet: checksum differs from manifest\.json"):
+        ds.split("train")
+    with pytest.raises(ValueError, match="checksum differs"):
+        _ = PreparedDataset(out).items  # every reader goes through the check
+
+
+def test_unknown_format_version_is_refused(csv_folder, tmp_path):
+    out = tmp_path / "prepared"
+    prepare(config(csv_folder), out)
+    manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+    manifest["format_version"] = 99
+    (out / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    with pytest.raises(ValueError, match="format_version 99"):
+        _ = PreparedDataset(out).counts
+
+
+def test_non_prepared_folder_gives_a_clear_error(csv_folder):
+    with pytest.raises(FileNotFoundError, match=r"not a prepared data set \(no manifest\.json\).*mgfrec data prepare"):
+        PreparedDataset(csv_folder)
+
+
+def test_unknown_split_name(csv_folder, tmp_path):
+    ds = prepare(config(csv_folder), tmp_path / "p")
+    with pytest.raises(ValueError, match="unknown split 'dev'; splits are train, valid, test"):
+        ds.split("dev")
+
+
+def test_synthetic_source_prepares_through_the_registry(tmp_path):
+    cfg = DataConfig(source="synthetic", options={"n_users": 30, "n_items": 60, "n_artists": 10}, seed=4)
+    ds = prepare(cfg, tmp_path / "synth")
+    assert ds.counts["users"] == 30 and ds.counts["items"] == 60
+    assert ds.manifest["source"]["params"]["seed"] == 4  # data.seed reaches the generator
+    assert {"genre", "artist", "series", "volume"} <= set(ds.items.columns)
