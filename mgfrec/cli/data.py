@@ -118,3 +118,45 @@ def stats(
         return
     _print_rows(ds.manifest["rows"])
     _print_counts(counts, str(data))
+
+
+@app.command()
+def download(
+    dataset: str = typer.Argument(..., help="What to download; only 'amazon2023' (Amazon Reviews 2023)."),
+    category: str = typer.Option(..., "--category", help="Amazon 2023 category, e.g. CDs_and_Vinyl or Books."),
+    out_dir: Path = typer.Option(..., "--out", help="Folder for <Category>.jsonl.gz and meta_<Category>.jsonl.gz."),
+    base_url: str | None = typer.Option(
+        None,
+        "--base-url",
+        help="Server root holding raw/review_categories/ and raw/meta_categories/ "
+        "(default: https://mcauleylab.ucsd.edu/public_datasets/data/amazon_2023).",
+    ),
+    retries: int = typer.Option(2, "--retries", min=0, help="Resume an interrupted transfer this many more times."),
+) -> None:
+    """Fetch the official reviews and meta files of one category (resumable); then run 'mgfrec data prepare'."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+    from mgfrec.cli.common import user_errors
+    from mgfrec.data.download import DEFAULT_BASE_URL, DownloadError, download_category
+
+    if dataset != "amazon2023":
+        console.print(f"[bold red]error:[/] DATASET {dataset!r}: only 'amazon2023' can be downloaded", highlight=False)
+        raise typer.Exit(2)
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    with user_errors(), Progress(*columns, TimeRemainingColumn(), console=console) as bar:
+        tasks: dict[str, int] = {}
+
+        def show(name: str, done: int, total: int | None) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=total)
+            bar.update(tasks[name], completed=done, total=total)
+
+        try:
+            files = download_category(category, out_dir, base_url or DEFAULT_BASE_URL, progress=show, retries=retries)
+        except DownloadError as exc:
+            bar.stop()
+            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+    for item in files:
+        console.print(f"{item.path}: {item.size:,} bytes ({item.status})", highlight=False)
+    console.print(f"next: mgfrec data prepare {out_dir} --out <prepared folder>", highlight=False)

@@ -1,0 +1,206 @@
+"""Fetching the official Amazon Reviews 2023 files of one category, resumably, with the standard library.
+
+Each file is written to ``<name>.part`` and renamed to ``<name>`` only once its size equals the server's
+Content-Length, so a file under its final name is always whole. An interrupted transfer leaves the
+``.part`` behind; the next call asks the server for the rest (an HTTP Range request) and appends it.
+
+This module downloads and nothing else: reading and filtering the files is
+:mod:`mgfrec.data.sources.amazon2023`'s job, and showing progress is the caller's (see ``ProgressFn``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import http.client
+import re
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from mgfrec import __version__
+
+# The McAuley lab's public data host, which R2ec's preprocessing downloads from as well. The older
+# https://datarepo.eng.ucsd.edu/mcauley_group/data/amazon_2023 serves the same layout (use --base-url).
+DEFAULT_BASE_URL = "https://mcauleylab.ucsd.edu/public_datasets/data/amazon_2023"
+
+CATEGORIES = (
+    "All_Beauty", "Amazon_Fashion", "Appliances", "Arts_Crafts_and_Sewing", "Automotive", "Baby_Products",
+    "Beauty_and_Personal_Care", "Books", "CDs_and_Vinyl", "Cell_Phones_and_Accessories",
+    "Clothing_Shoes_and_Jewelry", "Digital_Music", "Electronics", "Gift_Cards", "Grocery_and_Gourmet_Food",
+    "Handmade_Products", "Health_and_Household", "Health_and_Personal_Care", "Home_and_Kitchen",
+    "Industrial_and_Scientific", "Kindle_Store", "Magazine_Subscriptions", "Movies_and_TV",
+    "Musical_Instruments", "Office_Products", "Patio_Lawn_and_Garden", "Pet_Supplies", "Software",
+    "Sports_and_Outdoors", "Subscription_Boxes", "Tools_and_Home_Improvement", "Toys_and_Games",
+    "Video_Games", "Unknown",
+)  # fmt: skip
+
+CHUNK = 1 << 20
+_CATEGORY = re.compile(r"^[A-Za-z0-9_]+$")
+_CONTENT_RANGE = re.compile(r"^bytes (?:(\d+)-\d+|\*)/(\d+|\*)$")
+
+ProgressFn = Callable[[str, int, "int | None"], None]
+"""Called as ``(file name, bytes on disk so far, total bytes or None)`` while a file downloads."""
+
+
+class DownloadError(RuntimeError):
+    """A download that did not produce the whole file; the message says which URL and what to do."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status  # the HTTP status when the server answered with an error
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    """One file's outcome: ``downloaded``, ``resumed`` (a .part was continued) or ``present`` (skipped)."""
+
+    path: Path
+    size: int
+    status: str
+
+
+def category_files(category: str, base_url: str = DEFAULT_BASE_URL) -> list[tuple[str, str]]:
+    """``(url, file name)`` of the reviews and the meta file of ``category``."""
+    if not _CATEGORY.match(category):
+        raise ValueError(
+            f"--category {category!r}: a category name has only letters, digits and '_', e.g. CDs_and_Vinyl"
+        )
+    base = base_url.rstrip("/")
+    return [
+        (f"{base}/raw/review_categories/{category}.jsonl.gz", f"{category}.jsonl.gz"),
+        (f"{base}/raw/meta_categories/meta_{category}.jsonl.gz", f"meta_{category}.jsonl.gz"),
+    ]
+
+
+def download_category(
+    category: str,
+    out: str | Path,
+    base_url: str = DEFAULT_BASE_URL,
+    progress: ProgressFn | None = None,
+    retries: int = 2,
+    retry_wait_s: float = 2.0,
+    timeout_s: float = 60.0,
+) -> list[Downloaded]:
+    """Download ``<category>.jsonl.gz`` and ``meta_<category>.jsonl.gz`` into ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    done = []
+    for url, name in category_files(category, base_url):
+        try:
+            done.append(download_file(url, out / name, progress, retries, retry_wait_s, timeout_s))
+        except DownloadError as exc:
+            if exc.status == 404 and category not in CATEGORIES:
+                close = difflib.get_close_matches(category, CATEGORIES, n=1, cutoff=0.6)
+                hint = f" Did you mean {close[0]}?" if close else f" Categories are: {', '.join(CATEGORIES)}."
+                raise DownloadError(f"{exc}.{hint}", exc.status) from None
+            raise
+    return done
+
+
+def download_file(
+    url: str,
+    dest: str | Path,
+    progress: ProgressFn | None = None,
+    retries: int = 2,
+    retry_wait_s: float = 2.0,
+    timeout_s: float = 60.0,
+) -> Downloaded:
+    """Fetch ``url`` into ``dest`` through ``dest.part``, resuming a partial file; up to ``retries`` more
+    attempts continue an interrupted transfer. A file already at ``dest`` is left as it is."""
+    dest = Path(dest)
+    if dest.is_file():
+        return Downloaded(dest, dest.stat().st_size, "present")
+    part = dest.with_name(dest.name + ".part")
+    resumed = part.is_file() and part.stat().st_size > 0
+    for attempt in range(retries + 1):
+        try:
+            size = _attempt(url, part, dest.name, progress, timeout_s)
+        except _Interrupted as exc:
+            if attempt == retries:
+                raise DownloadError(str(exc)) from None
+            resumed = resumed or (part.is_file() and part.stat().st_size > 0)
+            time.sleep(retry_wait_s)  # a dropped connection is often a busy server; give it a moment
+            continue
+        part.replace(dest)
+        return Downloaded(dest, size, "resumed" if resumed else "downloaded")
+    raise AssertionError("unreachable")
+
+
+class _Interrupted(Exception):
+    """A failed attempt worth repeating (no connection, a 5xx, a transfer cut short); any .part is kept."""
+
+
+def _attempt(url: str, part: Path, name: str, progress: ProgressFn | None, timeout_s: float) -> int:
+    """One request: continue ``part`` from its current size; return the final size once complete."""
+    offset = part.stat().st_size if part.is_file() else 0
+    headers = {"User-Agent": f"mgfrec/{__version__} (urllib)"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    try:
+        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout_s)
+    except urllib.error.HTTPError as exc:
+        _, total = _content_range(exc.headers.get("Content-Range"))
+        if exc.code == 416 and total == offset:
+            return offset  # the .part already holds the whole file; only the rename was missing
+        if exc.code == 416:
+            part.unlink()  # longer than the remote file: not a prefix of it, so start again
+            return _attempt(url, part, name, progress, timeout_s)
+        if exc.code == 404:
+            raise DownloadError(
+                f"{url}: HTTP 404 Not Found: the server has no such file; check the category name or --base-url", 404
+            ) from None
+        if exc.code >= 500:  # the server's trouble, often passing: worth another attempt
+            raise _Interrupted(f"{url}: HTTP {exc.code} {exc.reason}") from None
+        raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}", exc.code) from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise _Interrupted(f"{url}: cannot connect ({reason}); check the network or --base-url") from None
+
+    with response:
+        if response.status == 206:
+            start, total = _content_range(response.headers.get("Content-Range"))
+            if start != offset:
+                raise DownloadError(
+                    f"{url}: asked for bytes from {offset}, the server sent from {start}; delete {part} and retry"
+                )
+            mode = "ab"
+        else:  # 200: the server ignored the Range header, so the whole file comes again
+            offset, mode = 0, "wb"
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+        have = offset
+        if progress:
+            progress(name, have, total)
+        try:
+            with part.open(mode) as handle:
+                while chunk := response.read(CHUNK):
+                    handle.write(chunk)
+                    have += len(chunk)
+                    if progress:
+                        progress(name, have, total)
+        except (OSError, http.client.HTTPException) as exc:
+            raise _Interrupted(
+                f"{url}: transfer interrupted at {have:,} of {_size(total)} bytes ({exc}); "
+                f"{part} is kept, run again to resume"
+            ) from None
+    if total is not None and have != total:
+        raise _Interrupted(
+            f"{url}: received {have:,} of {total:,} bytes (Content-Length); the file is short. "
+            f"The partial file is kept at {part}; run the command again to resume"
+        )
+    return have
+
+
+def _size(total: int | None) -> str:
+    return f"{total:,}" if total is not None else "an unknown number of"
+
+
+def _content_range(header: str | None) -> tuple[int | None, int | None]:
+    """(first byte, total size) of ``bytes 100-199/200`` (a 206) or ``bytes */200`` (a 416)."""
+    match = _CONTENT_RANGE.match((header or "").strip())
+    if not match:
+        return None, None
+    return (int(match[1]) if match[1] else None), (int(match[2]) if match[2] != "*" else None)

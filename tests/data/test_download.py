@@ -1,0 +1,225 @@
+"""``mgfrec.data.download`` and ``mgfrec data download`` against a real HTTP server on 127.0.0.1.
+
+The server serves the fixture category gzipped under the official layout, honours Range requests (unless
+told not to), and can hang up after a set number of body bytes, as a dropped connection would.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mgfrec.cli.main import app
+from mgfrec.data.download import DownloadError, download_category, download_file
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "amazon2023"
+REVIEWS_URL = "/raw/review_categories/CDs_and_Vinyl.jsonl.gz"
+META_URL = "/raw/meta_categories/meta_CDs_and_Vinyl.jsonl.gz"
+# Fixed gzip mtime so the bytes are the same in every run; repeated so that files span several chunks.
+REVIEWS = gzip.compress((FIXTURE / "CDs_and_Vinyl.jsonl").read_bytes() * 40, mtime=0)
+META = gzip.compress((FIXTURE / "meta_CDs_and_Vinyl.jsonl").read_bytes(), mtime=0)
+
+
+@dataclass
+class Server:
+    """What the test server holds and what it was asked."""
+
+    files: dict[str, bytes]
+    url: str = ""
+    ranges: bool = True  # honour Range headers
+    cuts: list[int] = field(default_factory=list)  # next responses send only this many body bytes
+    failures: list[int] = field(default_factory=list)  # next requests are answered with these statuses
+    requests: list[tuple[str, str | None]] = field(default_factory=list)
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # the name http.server dispatches GET to
+        state: Server = self.server.state  # type: ignore[attr-defined]
+        wanted = self.headers.get("Range")
+        state.requests.append((self.path, wanted))
+        body = state.files.get(self.path)
+        if body is None or state.failures:
+            self.send_error(state.failures.pop(0) if state.failures else 404)
+            return
+        start = int(re.match(r"bytes=(\d+)-$", wanted)[1]) if wanted and state.ranges else 0
+        if start >= len(body) and start:
+            self.send_response(416)
+            self.send_header("Content-Range", f"bytes */{len(body)}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(206 if start else 200)
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        self.send_header("Content-Length", str(len(body) - start))
+        self.end_headers()
+        payload = body[start:]
+        if state.cuts:
+            payload = payload[: state.cuts.pop(0)]  # then the connection closes (HTTP/1.0)
+        self.wfile.write(payload)
+
+    def log_message(self, *args) -> None:  # keep test output clean
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    state = Server(files={REVIEWS_URL: REVIEWS, META_URL: META})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.state = state  # type: ignore[attr-defined]
+    state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    yield state
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join()
+
+
+def fetch(server: Server, dest: Path, **kwargs):
+    return download_file(server.url + REVIEWS_URL, dest, **{"retries": 0, "retry_wait_s": 0, **kwargs})
+
+
+def test_downloads_both_files_into_the_official_names(server, tmp_path):
+    seen: list[tuple[str, int, int | None]] = []
+    files = download_category("CDs_and_Vinyl", tmp_path, server.url, progress=lambda *a: seen.append(a), retry_wait_s=0)
+    assert [(f.path.name, f.size, f.status) for f in files] == [
+        ("CDs_and_Vinyl.jsonl.gz", len(REVIEWS), "downloaded"),
+        ("meta_CDs_and_Vinyl.jsonl.gz", len(META), "downloaded"),
+    ]
+    assert (tmp_path / "CDs_and_Vinyl.jsonl.gz").read_bytes() == REVIEWS
+    assert (tmp_path / "meta_CDs_and_Vinyl.jsonl.gz").read_bytes() == META
+    assert not list(tmp_path.glob("*.part"))
+    assert seen[-1] == ("meta_CDs_and_Vinyl.jsonl.gz", len(META), len(META))
+    assert [r[1] for r in server.requests] == [None, None]
+
+    again = download_category("CDs_and_Vinyl", tmp_path, server.url)
+    assert [f.status for f in again] == ["present", "present"] and len(server.requests) == 2
+
+
+def test_resume_after_the_server_cuts_a_transfer_short(server, tmp_path):
+    dest = tmp_path / "CDs_and_Vinyl.jsonl.gz"
+    server.cuts = [1000]
+    with pytest.raises(DownloadError, match=rf"received 1,000 of {len(REVIEWS):,} bytes"):
+        fetch(server, dest)
+    part = tmp_path / "CDs_and_Vinyl.jsonl.gz.part"
+    assert not dest.exists() and part.read_bytes() == REVIEWS[:1000]
+
+    done = fetch(server, dest)
+    assert done.status == "resumed" and dest.read_bytes() == REVIEWS and not part.exists()
+    assert server.requests[-1] == (REVIEWS_URL, "bytes=1000-")
+
+
+def test_retries_continue_within_one_call(server, tmp_path):
+    dest = tmp_path / "CDs_and_Vinyl.jsonl.gz"
+    server.cuts = [700, 900]
+    done = fetch(server, dest, retries=2)
+    assert done.status == "resumed" and dest.read_bytes() == REVIEWS
+    assert [r[1] for r in server.requests] == [None, "bytes=700-", "bytes=1600-"]
+
+
+def test_truncated_file_fails_the_size_check_and_keeps_the_part(server, tmp_path):
+    dest = tmp_path / "CDs_and_Vinyl.jsonl.gz"
+    server.cuts = [300, 200]
+    with pytest.raises(DownloadError) as err:
+        fetch(server, dest, retries=1)
+    message = str(err.value)
+    assert f"received 500 of {len(REVIEWS):,} bytes (Content-Length); the file is short" in message
+    assert f"{dest}.part" in message and "run the command again to resume" in message
+    assert not dest.exists() and Path(f"{dest}.part").stat().st_size == 500
+
+
+def test_server_without_range_support_restarts_the_file(server, tmp_path):
+    dest = tmp_path / "CDs_and_Vinyl.jsonl.gz"
+    Path(f"{dest}.part").write_bytes(REVIEWS[:1234])
+    server.ranges = False
+    done = fetch(server, dest)
+    assert dest.read_bytes() == REVIEWS and done.size == len(REVIEWS)
+
+
+def test_complete_part_file_is_only_renamed(server, tmp_path):
+    dest = tmp_path / "CDs_and_Vinyl.jsonl.gz"
+    Path(f"{dest}.part").write_bytes(REVIEWS)
+    done = fetch(server, dest)
+    assert done.status == "resumed" and dest.read_bytes() == REVIEWS
+    assert server.requests == [(REVIEWS_URL, f"bytes={len(REVIEWS)}-")]  # answered 416, nothing sent
+
+
+def test_server_error_is_retried(server, tmp_path):
+    dest = tmp_path / "CDs_and_Vinyl.jsonl.gz"
+    server.failures = [503]
+    done = fetch(server, dest, retries=1)
+    assert dest.read_bytes() == REVIEWS and done.status == "downloaded" and len(server.requests) == 2
+    server.failures = [500, 500]
+    with pytest.raises(DownloadError, match=r"HTTP 500"):
+        fetch(server, tmp_path / "again.gz", retries=1)
+
+
+def test_unknown_category_gives_a_clear_404(server, tmp_path):
+    with pytest.raises(DownloadError) as err:
+        download_category("CDs_and_Vinly", tmp_path, server.url)
+    message = str(err.value)
+    assert f"{server.url}/raw/review_categories/CDs_and_Vinly.jsonl.gz: HTTP 404 Not Found" in message
+    assert "Did you mean CDs_and_Vinyl?" in message
+    assert err.value.status == 404 and not list(tmp_path.iterdir())
+
+
+def test_unreachable_server_and_bad_category_name(tmp_path):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(DownloadError, match=r"cannot connect .*--base-url"):
+        download_category("CDs_and_Vinyl", tmp_path, f"http://127.0.0.1:{port}", retries=1, retry_wait_s=0)
+    with pytest.raises(ValueError, match=r"--category '../x': a category name has only letters"):
+        download_category("../x", tmp_path)
+
+
+def test_cli_download_then_prepare(server, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    raw = tmp_path / "raw"
+    runner = CliRunner()
+    args = [
+        "data",
+        "download",
+        "amazon2023",
+        "--category",
+        "CDs_and_Vinyl",
+        "--out",
+        str(raw),
+        "--base-url",
+        server.url,
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "CDs_and_Vinyl.jsonl.gz" in result.output and "next: mgfrec data prepare" in " ".join(result.output.split())
+
+    out = tmp_path / "prepared"
+    result = runner.invoke(
+        app, ["data", "prepare", str(raw), "--out", str(out), "-o", "k_core=2", "-o", "min_items=3", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    counts = json.loads(result.stdout)
+    # the served reviews are the fixture 40 times over: repeats of one user and item are dropped
+    assert {k: counts[k] for k in ("users", "items", "interactions")} == {"users": 4, "items": 3, "interactions": 9}
+    assert counts["rows"]["CDs_and_Vinyl.jsonl.gz"]["read"] == 25 * 40
+    assert counts["rows"]["CDs_and_Vinyl.jsonl.gz"]["dropped_by_reason"]["duplicate_review"] == 25 * 39 + 1
+
+
+def test_cli_download_errors_exit_2_with_the_reason(server, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["data", "download", "amazon2023", "--category", "Nope", "--out", str(tmp_path), "--base-url", server.url]
+    )
+    assert result.exit_code == 2 and "HTTP 404 Not Found" in " ".join(result.output.split())
+    result = runner.invoke(app, ["data", "download", "movielens", "--category", "x", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "only 'amazon2023' can be downloaded" in result.output
