@@ -20,14 +20,10 @@ from __future__ import annotations
 
 import calendar
 import datetime as _dt
-import gzip
 import html
-import json
 import math
 import re
-import zlib
 from array import array
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +32,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from mgfrec.data.jsonl import jsonl_lines, parse_object
+from mgfrec.data.kcore import k_core
 from mgfrec.data.raw import BadInputError, FileReport, RawLog, ReadReport, RowPolicy
 
 _MONTH = re.compile(r"^(\d{4})-(\d{2})(?:-(\d{2}))?$")
@@ -92,25 +90,6 @@ def clean_text(text: str, ascii_only: bool = True) -> str:
     return " ".join(text.split())
 
 
-def k_core(users: np.ndarray, items: np.ndarray, alive: np.ndarray, k: int) -> tuple[np.ndarray, int]:
-    """Iterative k-core over the rows where ``alive`` holds: rows of users or items with fewer than ``k``
-    alive rows are removed until none is left. Returns the surviving mask and the number of rounds that
-    removed something. ``users`` and ``items`` are non-negative integer codes."""
-    alive = alive.copy()
-    if k <= 1 or not alive.any():
-        return alive, 0
-    n_users, n_items = int(users.max()) + 1, int(items.max()) + 1
-    rounds = 0
-    while True:
-        user_count = np.bincount(users[alive], minlength=n_users)
-        item_count = np.bincount(items[alive], minlength=n_items)
-        weak = alive & ((user_count[users] < k) | (item_count[items] < k))
-        if not weak.any():
-            return alive, rounds
-        alive &= ~weak
-        rounds += 1
-
-
 def _month_ms(day: str) -> int:
     # Review timestamps are milliseconds since the epoch, and R2ec compares them as UTC dates.
     moment = _dt.datetime.fromisoformat(day).replace(tzinfo=_dt.timezone.utc)
@@ -123,40 +102,6 @@ def _months_back(day: str, months: int) -> str:
     index = date.year * 12 + date.month - 1 - months
     year, month = index // 12, index % 12 + 1
     return _dt.date(year, month, min(date.day, calendar.monthrange(year, month)[1])).isoformat()
-
-
-def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """``(line number, raw bytes)`` of a .jsonl or .jsonl.gz file, one line in memory at a time."""
-    opener = gzip.open if path.name.endswith(".gz") else open
-    lineno = 0
-    try:
-        with opener(path, "rb") as handle:
-            for lineno, raw in enumerate(handle, 1):
-                yield lineno, raw
-    except (OSError, EOFError, zlib.error) as exc:
-        raise BadInputError(
-            f"{path}: unreadable after line {lineno} ({exc}); a truncated download looks like this - "
-            "fetch the file again with 'mgfrec data download'"
-        ) from None
-
-
-def _parse(raw: bytes, rep: FileReport, policy: RowPolicy, where: str) -> dict[str, Any] | None:
-    """One JSON object, or None when the line is blank or bad (then counted, or raised by ``policy``)."""
-    if not raw.strip():
-        rep.drop("blank_line", where)  # not a record, so never an error
-        return None
-    try:
-        obj = json.loads(raw)
-    except UnicodeDecodeError:
-        policy.bad(rep, "bad_json", where, "not valid UTF-8")
-        return None
-    except json.JSONDecodeError as exc:
-        policy.bad(rep, "bad_json", where, f"not valid JSON ({exc.msg} at column {exc.colno})")
-        return None
-    if not isinstance(obj, dict):
-        policy.bad(rep, "not_an_object", where, f"expected a JSON object, got {type(obj).__name__}")
-        return None
-    return obj
 
 
 def _describe(value: Any) -> str:
@@ -309,10 +254,10 @@ class Amazon2023Source:
         parent_codes: dict[str, int] = {}
         users, items, parents = array("i"), array("i"), array("i")
         stamps, lines, ratings = array("q"), array("q"), array("d")
-        for lineno, raw in _lines(path):
+        for lineno, raw in jsonl_lines(path):
             rep.read += 1
             where = f"{path}:{lineno}"
-            obj = _parse(raw, rep, policy, where)
+            obj = parse_object(raw, rep, policy, where)
             if obj is None:
                 continue
             problem = _check_review(obj, id_fields)
@@ -344,10 +289,10 @@ class Amazon2023Source:
         opt = self.options
         code_of = {parent_ids[c]: int(c) for c in wanted}
         meta = _Meta(path, np.zeros(len(parent_ids), dtype=np.int8))
-        for lineno, raw in _lines(path):
+        for lineno, raw in jsonl_lines(path):
             rep.read += 1
             where = f"{path}:{lineno}"
-            obj = _parse(raw, rep, policy, where)
+            obj = parse_object(raw, rep, policy, where)
             if obj is None:
                 continue
             asin = obj.get("parent_asin")

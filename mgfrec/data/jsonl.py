@@ -1,0 +1,46 @@
+"""Streaming JSON-lines input: one line in memory at a time, every bad line counted or reported."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from mgfrec.data.raw import BadInputError, FileReport, RowPolicy
+
+
+def jsonl_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """``(line number, raw bytes)`` of a .jsonl or .jsonl.gz file, one line in memory at a time."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    lineno = 0
+    try:
+        with opener(path, "rb") as handle:
+            for lineno, raw in enumerate(handle, 1):
+                yield lineno, raw
+    except (OSError, EOFError, zlib.error) as exc:
+        raise BadInputError(
+            f"{path}: unreadable after line {lineno} ({exc}); a truncated download looks like this - "
+            "fetch the file again with 'mgfrec data download'"
+        ) from None
+
+
+def parse_object(raw: bytes, rep: FileReport, policy: RowPolicy, where: str) -> dict[str, Any] | None:
+    """One JSON object, or None when the line is blank or bad (then counted, or raised by ``policy``)."""
+    if not raw.strip():
+        rep.drop("blank_line", where)  # not a record, so never an error
+        return None
+    try:
+        obj = json.loads(raw)
+    except UnicodeDecodeError:
+        policy.bad(rep, "bad_json", where, "not valid UTF-8")
+        return None
+    except json.JSONDecodeError as exc:
+        policy.bad(rep, "bad_json", where, f"not valid JSON ({exc.msg} at column {exc.colno})")
+        return None
+    if not isinstance(obj, dict):
+        policy.bad(rep, "not_an_object", where, f"expected a JSON object, got {type(obj).__name__}")
+        return None
+    return obj
