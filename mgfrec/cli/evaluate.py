@@ -1,8 +1,52 @@
-"""``mgfrec evaluate``: (being built)."""
+"""``mgfrec evaluate RUN``: full-ranking Hit@K / NDCG@K of a run on one split, with bootstrap intervals."""
 
 from __future__ import annotations
 
+from pathlib import Path
 
-def evaluate() -> None:
-    """(being built)"""
-    raise NotImplementedError
+import typer
+
+from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, load, out, print_json, run
+
+
+def evaluate(
+    run_dir: Path = typer.Argument(..., metavar="RUN", help="A run folder (holds run.json)."),
+    split: str | None = typer.Option(None, "--split", help="train, valid or test (default: eval.split, i.e. test)."),
+    as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON object on stdout."),
+    batch_size: int = typer.Option(256, "--batch-size", min=1, help="Samples scored at once."),
+    bootstrap: int | None = typer.Option(
+        None, "--bootstrap", min=0, help="Bootstrap resamples for intervals (default 1000; 0 = none)."
+    ),
+    no_exclude_history: bool = typer.Option(
+        False, "--no-exclude-history", help="Rank history items too (default: leave them out, except the target)."
+    ),
+    data: Path | None = typer.Option(None, "--data", help="Prepared data folder to use instead of the run's."),
+    config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP + " Only eval.* fields matter here."),
+) -> None:
+    """Rank the whole catalogue for every sample of SPLIT and report Hit@K, NDCG@K (K from eval.ks),
+    NDCG without cut-off and mean rank, each with a bootstrap interval. Writes RUN/eval_<split>.json,
+    RUN/eval_<split>.csv and RUN/ranks_<split>.csv."""
+    from mgfrec.eval.runs import evaluate_run
+
+    def go():
+        cfg = load(config, set_, {"eval.split": split, "eval.bootstrap_samples": bootstrap})
+        with console.status(f"evaluating {run_dir} on {cfg.eval.split}"):
+            return evaluate_run(
+                run_dir,
+                cfg.eval.split,
+                cfg.eval,
+                data=data,
+                batch_size=batch_size,
+                exclude_history=not no_exclude_history,
+            )
+
+    result = run(go)
+    if as_json:
+        print_json({**result.to_dict(), "run": str(run_dir)})
+        return
+    table = result.table()
+    table.caption = str(run_dir)
+    out.print(table)
+    files = ", ".join(f"{run_dir}/{name}_{result.split}.{ext}" for name, ext in (("eval", "json"), ("eval", "csv"), ("ranks", "csv")))
+    console.print(f"wrote {files}", highlight=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from mgfrec.cli import baseline, data, demo, evaluate, index, plugins
+from mgfrec.cli import baseline, data, demo, evaluate, index, plugins, report
 
 app = typer.Typer(
     name="mgfrec",
@@ -19,6 +19,7 @@ app.add_typer(data.app, name="data")
 app.add_typer(index.app, name="index")
 app.add_typer(baseline.app, name="baseline")
 app.command("evaluate")(evaluate.evaluate)
+app.command("report")(report.report)
 app.command("demo")(demo.demo)
 
 

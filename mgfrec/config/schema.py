@@ -155,6 +155,8 @@ class EvalConfig(Section):
     confidence: float = Field(0.95, gt=0, lt=1)
     seed: int = 0
     greedy: bool = True
+    exclude_history: bool = Field(True, description="leave history items (never the target) out of the ranking")
+    batch_size: int = Field(256, ge=1, description="samples scored at once by the evaluator")
 
 
 class MGFRecConfig(Section):

@@ -45,9 +45,9 @@ def bootstrap_means(values: Mapping[str, np.ndarray], samples: int = 1000, seed:
     if len(lengths) > 1:
         raise ValueError(f"bootstrap_means: arrays of different shapes {sorted(lengths)}")
     n = next(iter(lengths))[0] if lengths else 0
-    out = {name: np.empty(samples, dtype=np.float64) for name in arrays}
     if samples <= 0 or n == 0:
         return {name: np.full(max(samples, 0), np.nan) for name in arrays}
+    out = {name: np.empty(samples, dtype=np.float64) for name in arrays}
     rng = np.random.default_rng(seed)
     chunk = max(1, _CHUNK_ELEMENTS // n)
     for start in range(0, samples, chunk):
@@ -187,7 +187,7 @@ def paired_test(
     reps = bootstrap_means({"d": diff}, samples, seed)["d"]
     ci = percentile_interval(reps, 1.0 - alpha)
     if samples > 0 and diff.size:
-        extreme = np.abs(reps - observed) >= abs(observed) - 1e-15 * max(1.0, abs(observed))
+        extreme = np.abs(reps - observed) >= abs(observed)
         p_boot = float((1 + extreme.sum()) / (samples + 1))
     else:
         p_boot = math.nan

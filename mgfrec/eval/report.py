@@ -1,0 +1,264 @@
+"""Tables in the style of the paper's Table 4, built from run folders, with intervals and paired tests.
+
+One row per run; columns H@5 N@5 H@10 N@10 H@20 N@20 N_full, each a mean with its bootstrap interval.
+Every row is compared with a reference run (the first, or the one named) on the same samples by
+:func:`mgfrec.eval.stats.paired_test`; only differences both tests call significant are marked
+(▲ better, ▼ worse than the reference). The best mean of each metric is bold, as in the paper, whether or
+not it is significantly better.
+
+This module reads stored results (evaluating runs that lack one) and formats them; it computes no scores.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mgfrec.config.schema import EvalConfig
+from mgfrec.eval.metrics import LOWER_IS_BETTER, metric_names
+from mgfrec.eval.results import EvalResult, label
+from mgfrec.eval.runs import result_for_run
+from mgfrec.eval.stats import MismatchedSamplesError, PairedComparison
+from mgfrec.registry import Registry
+
+BETTER, WORSE = "▲", "▼"
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    """One run in the table and how it compares with the reference run."""
+
+    name: str
+    path: str
+    result: EvalResult
+    is_reference: bool
+    comparison: dict[str, PairedComparison] | None  # None for the reference, or when not comparable
+    comparison_error: str | None = None
+
+    def mark(self, metric: str) -> str:
+        """▲ / ▼ when significantly better / worse than the reference on ``metric``, else ''."""
+        comp = (self.comparison or {}).get(metric)
+        if comp is None or not comp.significant:
+            return ""
+        return BETTER if comp.better == "a" else WORSE
+
+
+@dataclass(frozen=True)
+class Report:
+    """Rows of runs evaluated on one split, and the settings of the comparison."""
+
+    split: str
+    reference: str
+    rows: list[ReportRow]
+    ks: tuple[int, ...]
+    alpha: float
+    confidence: float
+    bootstrap_samples: int
+
+    @property
+    def columns(self) -> list[str]:
+        """The Table-4 columns: hit@k, ndcg@k per k, then ndcg_full (mean rank is in JSON and CSV only)."""
+        return [m for m in metric_names(self.ks) if m != "mean_rank"]
+
+    @property
+    def metrics(self) -> list[str]:
+        return metric_names(self.ks)
+
+    def best(self, metric: str) -> float:
+        values = [r.result.metrics[metric] for r in self.rows]
+        return min(values) if metric in LOWER_IS_BETTER else max(values)
+
+    def to_dict(self) -> dict[str, Any]:
+        rows = []
+        for r in self.rows:
+            rows.append(
+                {
+                    "run": r.name,
+                    "path": r.path,
+                    "reference": r.is_reference,
+                    **r.result.to_dict(),
+                    "vs_reference": {m: c.to_dict() for m, c in r.comparison.items()} if r.comparison else None,
+                    "comparison_error": r.comparison_error,
+                }
+            )
+        return _no_nan({
+            "split": self.split,
+            "reference": self.reference,
+            "alpha": self.alpha,
+            "confidence": self.confidence,
+            "bootstrap_samples": self.bootstrap_samples,
+            "metrics": self.metrics,
+            "rows": rows,
+        })
+
+    def to_frame(self) -> pd.DataFrame:
+        """One CSV row per run: mean, interval, difference to the reference, both p-values, the verdict."""
+        records = []
+        for r in self.rows:
+            rec: dict[str, Any] = {"run": r.name, "method": r.result.method, "split": r.result.split}
+            rec.update({"samples": r.result.samples, "reference": r.is_reference})
+            for m in self.metrics:
+                lo, hi = r.result.ci.get(m, (math.nan, math.nan))
+                comp = (r.comparison or {}).get(m)
+                rec.update({m: r.result.metrics[m], f"{m}_lo": lo, f"{m}_hi": hi})
+                rec[f"{m}_diff"] = comp.diff if comp else math.nan
+                rec[f"{m}_p_bootstrap"] = comp.p_bootstrap if comp else math.nan
+                rec[f"{m}_p_sign"] = comp.sign.p_value if comp else math.nan
+                rec[f"{m}_vs_reference"] = {BETTER: "better", WORSE: "worse"}.get(r.mark(m), "")
+            records.append(rec)
+        return pd.DataFrame.from_records(records)
+
+    def to_markdown(self) -> str:
+        """The table as GitHub markdown with a legend that says how to read the marks."""
+        head = ["Run", "Method", "n", *(label(m) for m in self.columns)]
+        lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * len(self.columns)) + "|"]
+        for r in self.rows:
+            name = f"{r.name} (ref)" if r.is_reference else r.name
+            cells = [name, r.result.method, str(r.result.samples)]
+            for m in self.columns:
+                v = r.result.metrics[m]
+                mean = f"**{v:.4f}**" if v == self.best(m) else f"{v:.4f}"
+                lo, hi = r.result.ci.get(m, (math.nan, math.nan))
+                interval = "" if math.isnan(lo) else f" [{lo:.4f}, {hi:.4f}]"
+                cells.append(f"{mean}{r.mark(m)}{interval}")
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+        lines.extend(f"- {note}" for note in self.notes())
+        return "\n".join(lines) + "\n"
+
+    def notes(self) -> list[str]:
+        """The legend: what the intervals are, what the marks mean, which rows could not be compared."""
+        notes = [
+            f"Split '{self.split}'. Brackets: {self.confidence:.0%} percentile bootstrap intervals over samples "
+            f"({self.bootstrap_samples} resamples). Bold: the best mean of each metric.",
+            f"{BETTER}/{WORSE}: significantly better/worse than {self.reference} at alpha={self.alpha:g} "
+            "(paired bootstrap and exact sign test both reject, in the same direction); "
+            "an unmarked difference is not significant.",
+        ]
+        for r in self.rows:
+            if r.comparison_error:
+                notes.append(f"{r.name}: not compared with {self.reference}: {r.comparison_error}")
+        return notes
+
+    def table(self):
+        """A rich table for the terminal: one column per run and one row per metric, so that a few runs
+        with intervals fit an 80-column terminal (the files keep Table 4's one-row-per-run layout)."""
+        from rich.table import Table
+
+        table = Table(title=f"{self.split}: reference {self.reference}")
+        table.add_column("metric")
+        for r in self.rows:
+            table.add_column(f"{r.name} (ref)" if r.is_reference else r.name, justify="right")
+        table.add_row("n", *(f"{r.result.samples:,}" for r in self.rows))
+        for m in self.columns:
+            cells = []
+            for r in self.rows:
+                v = r.result.metrics[m]
+                lo, hi = r.result.ci.get(m, (math.nan, math.nan))
+                mean = f"[bold]{v:.4f}[/]" if v == self.best(m) else f"{v:.4f}"
+                interval = "" if math.isnan(lo) else f" [dim]\\[{lo:.4f}, {hi:.4f}][/]"
+                cells.append(f"{mean}{r.mark(m)}{interval}")
+            table.add_row(label(m), *cells)
+        return table
+
+    def write(self, out_dir: str | Path) -> dict[str, Path]:
+        """Write report_<split>.md, .csv and .json into ``out_dir``."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = {ext: out_dir / f"report_{self.split}.{ext}" for ext in ("md", "csv", "json")}
+        paths["md"].write_text(self.to_markdown(), encoding="utf-8")
+        self.to_frame().to_csv(paths["csv"], index=False)
+        paths["json"].write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        return paths
+
+
+def build_report(
+    runs: Sequence[str | Path],
+    split: str = "test",
+    baseline: str | Path | None = None,
+    config: EvalConfig | None = None,
+    *,
+    evaluate_missing: bool = True,
+    batch_size: int = 256,
+    exclude_history: bool = True,
+    reg: Registry | None = None,
+) -> Report:
+    """Collect each run's result on ``split`` (evaluating runs that lack one) and compare every run with
+    the reference: ``baseline`` if given (added as the first row when not among ``runs``), else the first.
+
+    Paired tests use ``config``'s bootstrap settings and alpha = 1 - ``config.confidence``. A run that
+    cannot be paired with the reference (other samples or data set) stays in the table, unmarked, with the
+    reason in its row's ``comparison_error``.
+    """
+    config = config or EvalConfig()
+    paths = [Path(r) for r in runs]
+    if not paths:
+        raise ValueError("report: name at least one run folder")
+    ref_path = Path(baseline) if baseline is not None else paths[0]
+    if all(p.resolve() != ref_path.resolve() for p in paths):
+        paths.insert(0, ref_path)
+    if len({p.resolve() for p in paths}) != len(paths):
+        raise ValueError("report: a run folder is named twice")
+    names = _names(paths)
+    results = [
+        _summarise(
+            result_for_run(
+                p, split, config, evaluate_missing=evaluate_missing, batch_size=batch_size,
+                exclude_history=exclude_history, reg=reg,
+            ),
+            config,
+        )
+        for p in paths
+    ]
+    ks = tuple(config.ks)
+    ref_index = next(i for i, p in enumerate(paths) if p.resolve() == ref_path.resolve())
+    reference = results[ref_index]
+    alpha = round(1.0 - config.confidence, 12)  # 0.05, not 0.050000000000000044
+    rows = []
+    for i, (path, name, result) in enumerate(zip(paths, names, results)):
+        comparison, error = None, None
+        if i != ref_index:
+            try:
+                comparison = result.compare(reference, alpha=alpha, samples=config.bootstrap_samples, seed=config.seed)
+            except MismatchedSamplesError as exc:
+                error = str(exc)
+        rows.append(ReportRow(name, str(path), result, i == ref_index, comparison, error))
+    return Report(split, names[ref_index], rows, ks, alpha, config.confidence, config.bootstrap_samples)
+
+
+def _summarise(result: EvalResult, config: EvalConfig) -> EvalResult:
+    """Recompute means and intervals from the stored ranks, so that every row of one table uses the same
+    ks and bootstrap settings whatever settings each run was evaluated with."""
+    return EvalResult.from_ranks(
+        result.ranks,
+        result.sample_ids,
+        split=result.split,
+        method=result.method,
+        config=config,
+        targets=result.targets,
+        num_items=result.num_items,
+        exclude_history=result.exclude_history,
+        data_checksum=result.data_checksum,
+    )
+
+
+def _names(paths: list[Path]) -> list[str]:
+    """Folder names, or the paths as given where two folders share a name."""
+    short = [p.name or str(p) for p in paths]
+    return [s if short.count(s) == 1 else str(p) for s, p in zip(short, paths)]
+
+
+def _no_nan(node: Any) -> Any:
+    if isinstance(node, float) and math.isnan(node):
+        return None
+    if isinstance(node, dict):
+        return {k: _no_nan(v) for k, v in node.items()}
+    if isinstance(node, (list, tuple)):
+        return [_no_nan(v) for v in node]
+    return node

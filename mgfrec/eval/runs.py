@@ -1,0 +1,114 @@
+"""From a run folder to an evaluation: load the run's model as a scorer, evaluate it, store the result.
+
+``mgfrec evaluate`` and ``mgfrec report`` are thin wrappers over :func:`evaluate_run` and
+:func:`result_for_run`. Baseline runs (``kind: baseline``) are loaded through the ``retriever`` registry
+exactly as a plugin's retriever would be. Agent runs are evaluated by the agent code, which writes the same
+``eval_<split>.json`` / ``ranks_<split>.csv`` through :meth:`EvalResult.save`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mgfrec.config.schema import EvalConfig
+from mgfrec.data.prepared import PreparedDataset
+from mgfrec.eval.evaluator import evaluate
+from mgfrec.eval.results import EvalResult, result_paths
+from mgfrec.registry import Registry, registry
+from mgfrec.runs import RUN_FILE, RunInfo, read_run_info
+
+
+class AgentEvaluationUnavailable(ValueError):
+    """An agent run has no stored evaluation, and agent evaluation is not available yet."""
+
+
+@dataclass(frozen=True)
+class LoadedRun:
+    """A baseline run ready to evaluate: what it is, its data set, and its model as a scorer."""
+
+    run_dir: Path
+    info: RunInfo
+    ds: PreparedDataset
+    scorer: Any
+
+
+def open_data(run_dir: Path, info: RunInfo, data: str | Path | None = None) -> PreparedDataset:
+    """The run's prepared data set (or ``data`` instead), refused if it is not the one the run used."""
+    ds = PreparedDataset(Path(data) if data is not None else Path(info.data))
+    if info.data_checksum and ds.checksum != info.data_checksum:
+        where = f"--data {data}" if data is not None else f"{run_dir / RUN_FILE} field 'data' ({info.data})"
+        raise ValueError(
+            f"{where}: this data set (checksum {ds.checksum}) is not the one the run was trained on "
+            f"(data_checksum {info.data_checksum} in {run_dir / RUN_FILE}); pass --data with the right folder"
+        )
+    return ds
+
+
+def load_scorer(run_dir: str | Path, data: str | Path | None = None, reg: Registry | None = None) -> LoadedRun:
+    """Load a baseline run's retriever through the registry; ``data`` overrides the run's data folder."""
+    run_dir = Path(run_dir)
+    info = read_run_info(run_dir)
+    if info.kind == "agent":
+        raise AgentEvaluationUnavailable(
+            f"{run_dir}: agent evaluation arrives with `mgfrec fit` (issue 5/6); "
+            f"an agent run is reported once it holds eval_<split>.json and ranks_<split>.csv"
+        )
+    if info.kind != "baseline":
+        raise ValueError(f"{run_dir / RUN_FILE}: field 'kind' is '{info.kind}'; expected 'baseline' or 'agent'")
+    ds = open_data(run_dir, info, data)
+    cls = (reg or registry()).load("retriever", info.model)
+    return LoadedRun(run_dir, info, ds, cls.load(run_dir, ds))
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    split: str | None = None,
+    config: EvalConfig | None = None,
+    *,
+    data: str | Path | None = None,
+    batch_size: int = 256,
+    exclude_history: bool = True,
+    write: bool = True,
+    reg: Registry | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> EvalResult:
+    """Evaluate a baseline run on ``split`` (default ``config.split``) and, if ``write``, save the result
+    into the run folder (eval_<split>.json, eval_<split>.csv, ranks_<split>.csv). ``progress(done, total)``
+    is called after each batch."""
+    config = config or EvalConfig()
+    loaded = load_scorer(run_dir, data, reg)
+    result = evaluate(
+        loaded.scorer,
+        loaded.ds,
+        split or config.split,
+        config,
+        method=loaded.info.model,
+        batch_size=batch_size,
+        exclude_history=exclude_history,
+        progress=progress,
+    )
+    if write:
+        result.save(loaded.run_dir)
+    return result
+
+
+def result_for_run(
+    run_dir: str | Path,
+    split: str = "test",
+    config: EvalConfig | None = None,
+    *,
+    evaluate_missing: bool = True,
+    batch_size: int = 256,
+    exclude_history: bool = True,
+    reg: Registry | None = None,
+) -> EvalResult:
+    """The run's stored result for ``split``; evaluates (and stores) it first when missing."""
+    paths = result_paths(run_dir, split)
+    if paths["json"].is_file() and paths["ranks"].is_file():
+        return EvalResult.load(run_dir, split)
+    if not evaluate_missing:
+        raise FileNotFoundError(f"{paths['json']}: missing; run 'mgfrec evaluate {run_dir} --split {split}'")
+    return evaluate_run(run_dir, split, config, batch_size=batch_size, exclude_history=exclude_history, reg=reg)

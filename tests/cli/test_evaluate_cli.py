@@ -1,0 +1,128 @@
+"""``mgfrec evaluate RUN``: JSON and table output, files written, flags, and clean errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from mgfrec.cli.main import app
+from mgfrec.config.schema import DataConfig
+from mgfrec.data.prepared import PreparedDataset, prepare
+from mgfrec.registry import registry
+from mgfrec.runs import RunInfo, write_run_info
+
+KEYS = ("hit@5", "ndcg@5", "hit@10", "ndcg@10", "hit@20", "ndcg@20", "ndcg_full", "mean_rank", "samples", "split", "method")
+
+
+class ScoresFile:
+    """A retriever whose run folder holds one score vector (scores.npy) used for every history."""
+
+    name = "cli-eval-test-scores"
+
+    def __init__(self, vector: np.ndarray):
+        self.vector = torch.as_tensor(vector, dtype=torch.float32)
+
+    @classmethod
+    def load(cls, run_dir: Path, ds: PreparedDataset) -> ScoresFile:
+        return cls(np.load(run_dir / "scores.npy"))
+
+    def scores(self, histories: list[np.ndarray]) -> torch.Tensor:
+        return self.vector.expand(len(histories), -1).clone()
+
+
+registry().add("retriever", ScoresFile.name, ScoresFile)
+
+
+def tiny_dataset(root: Path, n_users: int = 20) -> PreparedDataset:
+    """10 items; user u consumes u, u+1, ..., u+4 (mod 10) at times t*100 + u."""
+    (root / "csv").mkdir(parents=True)
+    (root / "csv" / "items.csv").write_text("item_id,title\n" + "".join(f"i{j},T{j}\n" for j in range(10)))
+    rows = "".join(f"u{u},i{(u + t) % 10},{t * 100 + u}\n" for u in range(n_users) for t in range(5))
+    (root / "csv" / "interactions.csv").write_text("user_id,item_id,timestamp\n" + rows)
+    return prepare(DataConfig(source="csv", path=str(root / "csv"), split_ratios=(0.5, 0.25, 0.25)), root / "data")
+
+
+def make_run(run_dir: Path, ds: PreparedDataset, scores: np.ndarray, kind: str = "baseline") -> Path:
+    write_run_info(run_dir, RunInfo(kind=kind, model=ScoresFile.name, data=str(ds.root), data_checksum=ds.checksum))
+    np.save(run_dir / "scores.npy", scores)
+    return run_dir
+
+
+@pytest.fixture
+def ds(tmp_path) -> PreparedDataset:
+    return tiny_dataset(tmp_path / "tiny")
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, ["evaluate", *args])
+
+
+def test_json_is_one_object_with_metrics_and_intervals(ds, tmp_path):
+    run = make_run(tmp_path / "run", ds, np.arange(10, dtype=float))
+    res = invoke(str(run), "--json", "--bootstrap", "100")
+    assert res.exit_code == 0, res.output
+    payload = json.loads(res.stdout)
+    assert all(k in payload for k in KEYS)
+    assert payload["split"] == "test" and payload["method"] == ScoresFile.name
+    assert payload["samples"] == len(ds.split("test"))
+    assert set(payload["ci"]) >= {"hit@5", "ndcg_full", "mean_rank"} and payload["bootstrap_samples"] == 100
+    lo, hi = payload["ci"]["ndcg@10"]
+    assert lo <= payload["ndcg@10"] <= hi
+    stored = json.loads((run / "eval_test.json").read_text())
+    assert stored["ndcg_full"] == payload["ndcg_full"]
+    assert (run / "ranks_test.csv").is_file() and (run / "eval_test.csv").is_file()
+
+
+def test_table_output_and_split_flag(ds, tmp_path):
+    run = make_run(tmp_path / "run", ds, np.arange(10, dtype=float))
+    res = invoke(str(run), "--split", "valid", "--bootstrap", "50")
+    assert res.exit_code == 0, res.output
+    assert "N_full" in res.stdout and "valid" in res.stdout
+    assert (run / "eval_valid.json").is_file() and not (run / "eval_test.json").exists()
+
+
+def test_no_exclude_history_ranks_history_items_too(ds, tmp_path):
+    run = make_run(tmp_path / "run", ds, np.zeros(10))
+    excluded = json.loads(invoke(str(run), "--json", "--bootstrap", "0").stdout)
+    kept = json.loads(invoke(str(run), "--json", "--bootstrap", "0", "--no-exclude-history", "--batch-size", "3").stdout)
+    # All scores tie: the target ranks below every remaining item, i.e. 10 - 4 history items, or 10.
+    assert excluded["mean_rank"] == 6.0 and excluded["exclude_history"] is True
+    assert kept["mean_rank"] == 10.0 and kept["exclude_history"] is False
+    assert excluded["ci"]["mean_rank"] == [None, None]
+
+
+def test_agent_runs_exit_2_with_a_clear_message(ds, tmp_path):
+    run = make_run(tmp_path / "agent", ds, np.zeros(10), kind="agent")
+    res = invoke(str(run), "--json")
+    assert res.exit_code == 2
+    assert "agent evaluation arrives with `mgfrec fit` (issue 5/6)" in res.stderr
+    assert res.stdout == ""
+
+
+def test_bad_inputs_exit_2_naming_what_is_wrong(ds, tmp_path):
+    res = invoke(str(tmp_path / "missing"))
+    assert res.exit_code == 2 and "not a run folder" in res.stderr
+    run = make_run(tmp_path / "run", ds, np.zeros(10))
+    res = invoke(str(run), "--split", "dev")
+    assert res.exit_code == 2 and "eval.split" in res.stderr
+    other = tiny_dataset(tmp_path / "other", n_users=12)
+    res = invoke(str(run), "--data", str(other.root))
+    assert res.exit_code == 2 and "--data" in res.stderr and "not the one the run was trained on" in res.stderr
+
+
+def test_data_flag_points_at_a_moved_copy(ds, tmp_path):
+    import shutil
+
+    run = make_run(tmp_path / "run", ds, np.arange(10, dtype=float))
+    n_test = len(ds.split("test"))
+    moved = shutil.copytree(ds.root, tmp_path / "moved")
+    shutil.rmtree(ds.root)
+    assert invoke(str(run), "--bootstrap", "0").exit_code == 2
+    res = invoke(str(run), "--json", "--bootstrap", "0", "--data", str(moved))
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["samples"] == n_test

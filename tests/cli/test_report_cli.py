@@ -1,0 +1,93 @@
+"""``mgfrec report RUN...``: one table of runs, JSON on stdout, files with --out, --baseline."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from mgfrec.cli.main import app
+from mgfrec.config.schema import DataConfig
+from mgfrec.data.prepared import PreparedDataset, prepare
+from mgfrec.registry import registry
+from mgfrec.runs import RunInfo, write_run_info
+
+
+class NextItem:
+    """Scores (last item + offset) mod N highest: offset 1 is always right on the data below."""
+
+    name = "cli-report-test-next"
+
+    def __init__(self, num_items: int, offset: int):
+        self.num_items, self.offset = num_items, offset
+
+    @classmethod
+    def load(cls, run_dir: Path, ds: PreparedDataset) -> NextItem:
+        return cls(ds.num_items, int((run_dir / "offset.txt").read_text()))
+
+    def scores(self, histories: list[np.ndarray]) -> torch.Tensor:
+        out = torch.zeros(len(histories), self.num_items)
+        for row, hist in enumerate(histories):
+            out[row, (int(hist[-1]) + self.offset) % self.num_items] = 1.0
+        return out
+
+
+registry().add("retriever", NextItem.name, NextItem)
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch) -> Path:
+    """A project folder with runs/sasrec-cds (a weak model) and runs/mgfrec-cds (an exact one)."""
+    (tmp_path / "csv").mkdir()
+    (tmp_path / "csv" / "items.csv").write_text("item_id,title\n" + "".join(f"i{j},T{j}\n" for j in range(10)))
+    rows = "".join(f"u{u},i{(u + t) % 10},{t * 100 + u}\n" for u in range(60) for t in range(5))
+    (tmp_path / "csv" / "interactions.csv").write_text("user_id,item_id,timestamp\n" + rows)
+    ds = prepare(DataConfig(source="csv", path=str(tmp_path / "csv"), split_ratios=(0.5, 0.25, 0.25)), tmp_path / "data")
+    for name, offset in (("sasrec-cds", 3), ("mgfrec-cds", 1)):
+        run = tmp_path / "runs" / name
+        write_run_info(run, RunInfo(kind="baseline", model=NextItem.name, data=str(ds.root), data_checksum=ds.checksum))
+        (run / "offset.txt").write_text(str(offset))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, ["report", *args])
+
+
+def test_report_json_compares_with_the_first_run(workdir):
+    res = invoke("runs/sasrec-cds", "runs/mgfrec-cds", "--json", "--bootstrap", "200")
+    assert res.exit_code == 0, res.output
+    payload = json.loads(res.stdout)
+    assert payload["reference"] == "sasrec-cds" and payload["split"] == "test"
+    ref, other = payload["rows"]
+    assert ref["run"] == "sasrec-cds" and ref["reference"] is True and ref["vs_reference"] is None
+    assert other["hit@5"] == 1.0 and other["ci"]["hit@5"] == [1.0, 1.0]
+    assert other["vs_reference"]["ndcg_full"]["significant"] is True
+    assert other["vs_reference"]["ndcg_full"]["better"] == "a"
+    # Runs lacking an evaluation were evaluated and stored on the way.
+    assert (workdir / "runs" / "sasrec-cds" / "eval_test.json").is_file()
+
+
+def test_report_table_out_folder_and_baseline(workdir):
+    res = invoke(
+        "runs/sasrec-cds", "runs/mgfrec-cds", "--baseline", "runs/mgfrec-cds", "--out", "tables", "--bootstrap", "100"
+    )
+    assert res.exit_code == 0, res.output
+    assert "mgfrec-cds (ref)" in res.stdout and "N_full" in res.stdout and "▼" in res.stdout
+    assert sorted(os.listdir(workdir / "tables")) == ["report_test.csv", "report_test.json", "report_test.md"]
+    md = (workdir / "tables" / "report_test.md").read_text()
+    sasrec_line = next(line for line in md.splitlines() if line.startswith("| sasrec-cds"))
+    assert "▼" in sasrec_line and "▲" not in sasrec_line
+
+
+def test_report_without_evaluating_fails_cleanly(workdir):
+    res = invoke("runs/sasrec-cds", "--no-evaluate")
+    assert res.exit_code == 2 and "mgfrec evaluate" in res.stderr
+    res = invoke("runs/nothing-here", "--json")
+    assert res.exit_code == 2 and "not a run folder" in res.stderr and res.stdout == ""

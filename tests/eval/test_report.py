@@ -1,0 +1,95 @@
+"""Table-4-style reports: rows, intervals, paired marks against the reference, files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from evalkit import N_ITEMS, FixedScorer, NextItemOracle, make_dataset, make_run
+
+from mgfrec.config.schema import EvalConfig
+from mgfrec.eval.evaluator import evaluate_ranks
+from mgfrec.eval.report import BETTER, WORSE, build_report
+from mgfrec.eval.runs import AgentEvaluationUnavailable
+
+FAST = EvalConfig(bootstrap_samples=200)
+
+
+@pytest.fixture
+def runs(tiny_ds, tmp_path):
+    return {
+        "constant": make_run(tmp_path / "constant-tiny", tiny_ds, FixedScorer.name, np.zeros(N_ITEMS)),
+        "oracle": make_run(tmp_path / "oracle-tiny", tiny_ds, NextItemOracle.name),
+        "constant2": make_run(tmp_path / "constant2-tiny", tiny_ds, FixedScorer.name, np.ones(N_ITEMS)),
+    }
+
+
+def test_report_marks_significant_differences_only(runs):
+    rep = build_report([runs["constant"], runs["oracle"], runs["constant2"]], "test", config=FAST)
+    assert [r.name for r in rep.rows] == ["constant-tiny", "oracle-tiny", "constant2-tiny"]
+    assert rep.reference == "constant-tiny" and rep.rows[0].is_reference and rep.rows[0].comparison is None
+    oracle, twin = rep.rows[1], rep.rows[2]
+    assert oracle.mark("ndcg@5") == BETTER and oracle.mark("ndcg_full") == BETTER
+    assert oracle.mark("hit@10") == ""  # both hit at 10 on every sample
+    assert all(twin.mark(m) == "" for m in rep.metrics)
+    assert rep.columns == ["hit@5", "ndcg@5", "hit@10", "ndcg@10", "hit@20", "ndcg@20", "ndcg_full"]
+
+
+def test_baseline_option_picks_the_reference_and_prepends_it(runs):
+    rep = build_report([runs["constant"]], "test", baseline=runs["oracle"], config=FAST)
+    assert [r.name for r in rep.rows] == ["oracle-tiny", "constant-tiny"]
+    assert rep.reference == "oracle-tiny"
+    assert rep.rows[1].mark("ndcg@5") == WORSE
+    rep = build_report([runs["constant"], runs["oracle"]], "test", baseline=runs["oracle"], config=FAST)
+    assert [r.is_reference for r in rep.rows] == [False, True]
+
+
+def test_markdown_csv_and_json_say_the_same(runs, tmp_path):
+    rep = build_report([runs["constant"], runs["oracle"]], "test", config=FAST)
+    paths = rep.write(tmp_path / "out")
+    md = paths["md"].read_text()
+    assert "| Run | Method | n | H@5 | N@5 | H@10 | N@10 | H@20 | N@20 | N_full |" in md
+    assert "| oracle-tiny | eval-test-oracle | 40 | **1.0000**▲ [1.0000, 1.0000] |" in md
+    assert "constant-tiny (ref)" in md and "not significant" in md
+    frame = pd.read_csv(paths["csv"])
+    assert frame["run"].tolist() == ["constant-tiny", "oracle-tiny"]
+    assert frame.loc[1, "ndcg@5_vs_reference"] == "better" and frame.loc[1, "hit@10_diff"] == 0.0
+    payload = json.loads(paths["json"].read_text())
+    assert payload["reference"] == "constant-tiny" and payload["rows"][0]["vs_reference"] is None
+    assert payload["rows"][1]["vs_reference"]["ndcg_full"]["significant"] is True
+    assert payload["rows"][1]["hit@5"] == 1.0 and payload["rows"][1]["ci"]["hit@5"] == [1.0, 1.0]
+
+
+def test_report_uses_its_own_ks_and_bootstrap_for_every_row(runs):
+    build_report([runs["constant"]], "test", config=EvalConfig(bootstrap_samples=50))  # stores ks 5/10/20
+    rep = build_report([runs["constant"], runs["oracle"]], "test", config=EvalConfig(ks=(1, 3), bootstrap_samples=0))
+    assert rep.columns == ["hit@1", "ndcg@1", "hit@3", "ndcg@3", "ndcg_full"]
+    assert all(list(r.result.metrics) == rep.metrics for r in rep.rows)
+
+
+def test_runs_on_other_samples_stay_in_the_table_unmarked(runs, tiny_ds, tmp_path):
+    other_ds = make_dataset(tmp_path / "other", n_users=30)
+    other = make_run(tmp_path / "other-run", other_ds, NextItemOracle.name)
+    rep = build_report([runs["constant"], other], "test", config=FAST)
+    assert rep.rows[1].comparison is None and "different data sets" in rep.rows[1].comparison_error
+    assert any("not compared" in n for n in rep.notes())
+
+
+def test_agent_runs_with_a_stored_result_are_reported(runs, tiny_ds, tmp_path):
+    agent = make_run(tmp_path / "mgfrec-tiny", tiny_ds, "mgfrec", kind="agent")
+    with pytest.raises(AgentEvaluationUnavailable):
+        build_report([runs["constant"], agent], "test", config=FAST)
+    test = tiny_ds.split("test")
+    evaluate_ranks(
+        np.full(len(test), 2), test["sample_id"].to_numpy(), split="test", method="mgfrec",
+        targets=test["target"].to_numpy(), num_items=N_ITEMS, data_checksum=tiny_ds.checksum,
+    ).save(agent)
+    rep = build_report([runs["constant"], agent], "test", config=FAST)
+    assert rep.rows[1].result.method == "mgfrec" and rep.rows[1].mark("ndcg@5") == BETTER
+
+
+def test_a_run_named_twice_is_refused(runs):
+    with pytest.raises(ValueError, match="named twice"):
+        build_report([runs["constant"], runs["constant"]], "test", config=FAST)

@@ -1,0 +1,64 @@
+"""From run folders to results: registry loading, stored results, agent runs, data mismatches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from evalkit import N_ITEMS, FixedScorer, make_dataset, make_run
+
+from mgfrec.config.schema import EvalConfig
+from mgfrec.eval.results import result_paths
+from mgfrec.eval.runs import AgentEvaluationUnavailable, evaluate_run, load_scorer, result_for_run
+from mgfrec.registry import RegistryError
+
+FAST = EvalConfig(bootstrap_samples=100)
+
+
+def test_load_scorer_goes_through_the_registry(tiny_ds, tmp_path):
+    run = make_run(tmp_path / "fixed", tiny_ds, FixedScorer.name, np.arange(N_ITEMS, dtype=float))
+    loaded = load_scorer(run)
+    assert isinstance(loaded.scorer, FixedScorer) and loaded.ds.checksum == tiny_ds.checksum
+    assert loaded.scorer.vector.tolist() == list(range(N_ITEMS))
+
+
+def test_evaluate_run_writes_the_three_files(tiny_ds, tmp_path):
+    run = make_run(tmp_path / "fixed", tiny_ds, FixedScorer.name, np.arange(N_ITEMS, dtype=float))
+    result = evaluate_run(run, "valid", FAST)
+    assert result.method == FixedScorer.name and result.split == "valid"
+    assert all(p.is_file() for p in result_paths(run, "valid").values())
+    assert not result_paths(run, "test")["json"].exists()
+
+
+def test_result_for_run_reads_a_stored_result_instead_of_evaluating(tiny_ds, tmp_path):
+    run = make_run(tmp_path / "fixed", tiny_ds, FixedScorer.name, np.arange(N_ITEMS, dtype=float))
+    first = result_for_run(run, "test", FAST)
+    np.save(run / "scores.npy", -np.arange(N_ITEMS, dtype=float))  # a re-evaluation would now differ
+    assert result_for_run(run, "test", FAST).ranks.tolist() == first.ranks.tolist()
+    assert evaluate_run(run, "test", FAST).ranks.tolist() != first.ranks.tolist()
+
+
+def test_result_for_run_without_evaluating_names_the_command(tiny_ds, tmp_path):
+    run = make_run(tmp_path / "fixed", tiny_ds, FixedScorer.name, np.zeros(N_ITEMS))
+    with pytest.raises(FileNotFoundError, match="mgfrec evaluate"):
+        result_for_run(run, "test", FAST, evaluate_missing=False)
+
+
+def test_agent_runs_are_refused_until_agent_evaluation_exists(tiny_ds, tmp_path):
+    run = make_run(tmp_path / "agent", tiny_ds, "mgfrec", kind="agent")
+    with pytest.raises(AgentEvaluationUnavailable, match=r"agent evaluation arrives with `mgfrec fit` \(issue 5/6\)"):
+        evaluate_run(run, "test", FAST)
+
+
+def test_unknown_kind_and_unknown_model_are_named(tiny_ds, tmp_path):
+    with pytest.raises(ValueError, match="field 'kind' is 'mystery'"):
+        load_scorer(make_run(tmp_path / "odd", tiny_ds, FixedScorer.name, kind="mystery"))
+    with pytest.raises(RegistryError, match="unknown retriever 'no-such-model'"):
+        load_scorer(make_run(tmp_path / "nope", tiny_ds, "no-such-model"))
+
+
+def test_data_override_must_be_the_run_data_set(tiny_ds, tmp_path):
+    run = make_run(tmp_path / "fixed", tiny_ds, FixedScorer.name, np.zeros(N_ITEMS))
+    assert load_scorer(run, data=tiny_ds.root).ds.root == tiny_ds.root
+    other = make_dataset(tmp_path / "other", n_users=30)
+    with pytest.raises(ValueError, match=r"--data .*not the one the run was trained on"):
+        load_scorer(run, data=other.root)
