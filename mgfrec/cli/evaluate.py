@@ -13,7 +13,7 @@ def evaluate(
     run_dir: Path = typer.Argument(..., metavar="RUN", help="A run folder (holds run.json)."),
     split: str | None = typer.Option(None, "--split", help="train, valid or test (default: eval.split, i.e. test)."),
     as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON object on stdout."),
-    batch_size: int = typer.Option(256, "--batch-size", min=1, help="Samples scored at once."),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Samples scored at once (default eval.batch_size, 256)."),
     bootstrap: int | None = typer.Option(
         None, "--bootstrap", min=0, help="Bootstrap resamples for intervals (default 1000; 0 = none)."
     ),
@@ -30,15 +30,24 @@ def evaluate(
     from mgfrec.eval.runs import evaluate_run
 
     def go():
-        cfg = load(config, set_, {"eval.split": split, "eval.bootstrap_samples": bootstrap})
+        cfg = load(
+            config,
+            set_,
+            {
+                "eval.split": split,
+                "eval.bootstrap_samples": bootstrap,
+                "eval.batch_size": batch_size,
+                "eval.exclude_history": False if no_exclude_history else None,
+            },
+        )
         with console.status(f"evaluating {run_dir} on {cfg.eval.split}"):
             return evaluate_run(
                 run_dir,
                 cfg.eval.split,
                 cfg.eval,
                 data=data,
-                batch_size=batch_size,
-                exclude_history=not no_exclude_history,
+                batch_size=cfg.eval.batch_size,
+                exclude_history=cfg.eval.exclude_history,
             )
 
     result = run(go)

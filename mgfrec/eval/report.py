@@ -185,8 +185,8 @@ def build_report(
     config: EvalConfig | None = None,
     *,
     evaluate_missing: bool = True,
-    batch_size: int = 256,
-    exclude_history: bool = True,
+    batch_size: int | None = None,
+    exclude_history: bool | None = None,
     reg: Registry | None = None,
 ) -> Report:
     """Collect each run's result on ``split`` (evaluating runs that lack one) and compare every run with

@@ -69,8 +69,8 @@ def evaluate_run(
     config: EvalConfig | None = None,
     *,
     data: str | Path | None = None,
-    batch_size: int = 256,
-    exclude_history: bool = True,
+    batch_size: int | None = None,
+    exclude_history: bool | None = None,
     write: bool = True,
     reg: Registry | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -86,8 +86,8 @@ def evaluate_run(
         split or config.split,
         config,
         method=loaded.info.model,
-        batch_size=batch_size,
-        exclude_history=exclude_history,
+        batch_size=config.batch_size if batch_size is None else batch_size,
+        exclude_history=config.exclude_history if exclude_history is None else exclude_history,
         progress=progress,
     )
     if write:
@@ -101,8 +101,8 @@ def result_for_run(
     config: EvalConfig | None = None,
     *,
     evaluate_missing: bool = True,
-    batch_size: int = 256,
-    exclude_history: bool = True,
+    batch_size: int | None = None,
+    exclude_history: bool | None = None,
     reg: Registry | None = None,
 ) -> EvalResult:
     """The run's stored result for ``split``; evaluates (and stores) it first when missing."""
