@@ -30,3 +30,14 @@ def cds_dir() -> Path:
 @pytest.fixture
 def ml100k_dir() -> Path:
     return shared_dataset("ml-100k")
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    """The default embedder (bundled all-MiniLM-L6-v2 on CPU), built through the registry, loaded once."""
+    from mgfrec.config.schema import EmbeddingConfig
+    from mgfrec.embed.base import load_embedder
+
+    embedder = load_embedder(EmbeddingConfig())
+    assert embedder.dim == 384  # loads the model once, here
+    return embedder
