@@ -1,0 +1,51 @@
+"""What an ``embedder`` component is, and the one factory that builds the configured one.
+
+An embedder turns titles into float32 vectors. Catalogue titles are *documents*; the titles the agent
+writes inside ``<ground>`` (and its final answer) are *queries*, which instruction-tuned models such as
+gte-Qwen2 embed with an instruction prefix. Grounding compares the two by L2 distance.
+
+A component registered under ``mgfrec.embedder`` is a class built as ``cls(config, options)`` from the
+``embedding`` config section and its validated ``Options``, or as ``cls(config)`` when it declares none.
+
+This module must not import sentence-transformers or torch: building an embedder is cheap and the model
+is loaded on first use, so a cache hit never pays for loading a model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from mgfrec.config.schema import EmbeddingConfig
+from mgfrec.registry import Registry, component_options, registry
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Titles in, float32 ``[n, dim]`` vectors out."""
+
+    model_id: str
+    """Stable identity of the model (hub id, absolute path, or ``bundled:<name>``); keys the embedding cache."""
+
+    settings: Mapping[str, Any]
+    """Everything besides the model that changes *document* vectors (dtype, normalisation, ...); keys the cache
+    together with ``model_id``. Query-only settings (the query instruction) belong elsewhere: changing them
+    must not throw away a catalogue's cached vectors."""
+
+    @property
+    def dim(self) -> int:
+        """Length of one vector (may load the model)."""
+        ...
+
+    def encode(self, texts: list[str], *, query: bool = False, progress: bool = False) -> np.ndarray:
+        """Embed ``texts`` as documents, or as queries when ``query`` is true; float32 ``[len(texts), dim]``."""
+        ...
+
+
+def load_embedder(cfg: EmbeddingConfig, reg: Registry | None = None) -> Embedder:
+    """Build the embedder named by ``cfg.embedder`` through the registry, with ``cfg.options`` validated."""
+    cls = (reg or registry()).load("embedder", cfg.embedder)
+    options = component_options(cls, cfg.options, "embedding.options")
+    return cls(cfg, options) if options is not None else cls(cfg)

@@ -1,0 +1,161 @@
+"""The on-disk cache of catalogue (item title) embeddings.
+
+One entry is a pair of files in ``embedding.cache_dir`` (default ``<prepared folder>/embeddings/``)::
+
+    items-<model>-<key>.npy    float32 [num_items, dim], row i = item_idx i
+    items-<model>-<key>.json   what the vectors were made from (the key), dim, counts, timing
+
+The key is the embedder's ``model_id`` and document ``settings`` plus a sha256 of the titles in catalogue
+order. Any change to one of them is a different entry, so a cache folder may be shared by data sets and
+models; a stale entry is never read, only left behind (delete the folder to reclaim space). The JSON file is
+written last and checked in full on every read, so a half-written or foreign entry is rebuilt, not trusted.
+
+Identical titles are encoded once and share one vector bit for bit: the grounding tie rule (equal distances
+are ordered by item index) relies on duplicated titles being exactly equal, which batching and padding
+would otherwise not guarantee.
+
+This module must not load a model on a cache hit.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from mgfrec import __version__
+from mgfrec.config.schema import EmbeddingConfig
+from mgfrec.data.prepared import PreparedDataset
+from mgfrec.embed.base import Embedder, load_embedder
+
+CACHE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class CachedEmbeddings:
+    """The item vectors and where they came from."""
+
+    vectors: np.ndarray
+    path: Path
+    hit: bool  # True: read from disk; False: encoded now and written
+    seconds: float  # time to read or to build
+    metadata: dict[str, Any]
+
+
+def titles_checksum(titles: Sequence[str]) -> str:
+    """sha256 of the titles in order; JSON encoding keeps ``["a,b"]`` and ``["a", "b"]`` apart."""
+    return hashlib.sha256(json.dumps(list(titles), ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def cache_key(embedder: Embedder, titles: Sequence[str]) -> dict[str, Any]:
+    """Everything the cached vectors depend on, as plain JSON data."""
+    key = {
+        "format": CACHE_FORMAT,
+        "model_id": embedder.model_id,
+        "settings": dict(embedder.settings),
+        "titles_sha256": titles_checksum(titles),
+        "num_items": len(titles),
+    }
+    return json.loads(json.dumps(key, sort_keys=True, default=str))  # what a round trip through the file gives
+
+
+def cache_dir(ds: PreparedDataset, cfg: EmbeddingConfig) -> Path:
+    """``embedding.cache_dir`` or ``<prepared folder>/embeddings``."""
+    return Path(cfg.cache_dir).expanduser() if cfg.cache_dir else Path(ds.root) / "embeddings"
+
+
+def cache_path(folder: Path, key: dict[str, Any]) -> Path:
+    """The ``.npy`` path of an entry; the ``.json`` sits beside it."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", key["model_id"]).strip("_")[-60:] or "model"
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return folder / f"items-{slug}-{digest}.npy"
+
+
+def cached_item_embeddings(
+    ds: PreparedDataset, cfg: EmbeddingConfig, embedder: Embedder | None = None, progress: bool = False
+) -> CachedEmbeddings:
+    """Read the catalogue's vectors from the cache, or encode and store them.
+
+    ``ds`` needs only ``titles`` and ``root``. Without ``embedder`` one is built from ``cfg`` (cheap: the
+    model loads only if encoding is needed). With one, its identity keys the cache and ``cfg`` only says where
+    the cache lives.
+    """
+    start = time.perf_counter()
+    titles = list(ds.titles)
+    embedder = embedder if embedder is not None else load_embedder(cfg)
+    key = cache_key(embedder, titles)
+    folder = cache_dir(ds, cfg)
+    path = cache_path(folder, key)
+    found = _read(path, key)
+    if found is not None:
+        vectors, meta = found
+        return CachedEmbeddings(vectors, path, True, time.perf_counter() - start, meta)
+
+    # Encode each distinct title once, so duplicates get bit-identical vectors (see the module docstring).
+    unique = list(dict.fromkeys(titles))
+    row_of = {title: row for row, title in enumerate(unique)}
+    encoded = np.asarray(embedder.encode(unique, query=False, progress=progress), dtype=np.float32)
+    if encoded.ndim != 2 or encoded.shape[0] != len(unique):
+        raise ValueError(f"embedder {embedder.model_id!r} returned shape {encoded.shape} for {len(unique)} titles")
+    vectors = encoded[np.fromiter((row_of[t] for t in titles), dtype=np.int64, count=len(titles))]
+    if not np.isfinite(vectors).all():
+        raise ValueError(f"embedder {embedder.model_id!r} returned NaN or infinite values; try embedding.dtype=float32")
+    seconds = time.perf_counter() - start
+    meta = {
+        "key": key,
+        "dim": int(vectors.shape[1]),
+        "num_items": len(titles),
+        "unique_titles": len(unique),
+        "data": str(ds.root),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "build_seconds": round(seconds, 3),
+        "mgfrec_version": __version__,
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, lambda handle: np.save(handle, vectors, allow_pickle=False))
+    _atomic_write(path.with_suffix(".json"), lambda handle: handle.write(json.dumps(meta, indent=2).encode("utf-8")))
+    return CachedEmbeddings(vectors, path, False, seconds, meta)
+
+
+def item_embeddings(
+    ds: PreparedDataset, cfg: EmbeddingConfig, embedder: Embedder | None = None, progress: bool = False
+) -> np.ndarray:
+    """Float32 ``[num_items, dim]`` title vectors of ``ds``'s catalogue, from the cache when it is current."""
+    return cached_item_embeddings(ds, cfg, embedder, progress).vectors
+
+
+def _read(path: Path, key: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]] | None:
+    """The entry at ``path`` if its metadata matches ``key`` and the array is whole; otherwise ``None``."""
+    meta_path = path.with_suffix(".json")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if meta.get("key") != key:
+            return None
+        vectors = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):  # missing, truncated or foreign files are a miss, rebuilt below
+        return None
+    if vectors.dtype != np.float32 or vectors.shape != (key["num_items"], meta.get("dim")):
+        return None
+    return vectors, meta
+
+
+def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write through a temporary file in the same folder and rename, so readers never see a partial file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

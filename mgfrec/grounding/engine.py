@@ -1,0 +1,96 @@
+"""The grounding engine the agent talks to: titles in, nearest real catalogue items out.
+
+:class:`Grounding` holds the embedder, the grounder built over the catalogue's cached title vectors, and
+the titles. ``<ground>`` titles are embedded as *queries* (with the query instruction, if any) and searched
+against the catalogue's *document* vectors; the final answer is ranked against every item exactly.
+
+:func:`load_grounding` builds it from a config through the registry, the same way for built-in and plugin
+embedders and grounders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+
+import numpy as np
+import torch
+
+from mgfrec.config.schema import GroundingConfig, MGFRecConfig
+from mgfrec.data.prepared import PreparedDataset
+from mgfrec.embed.base import Embedder, load_embedder
+from mgfrec.embed.cache import item_embeddings as cached_vectors
+from mgfrec.grounding.base import Grounder
+from mgfrec.grounding.ranking import full_scores
+from mgfrec.grounding.ties import UniqueVectors
+from mgfrec.registry import Registry, component_options, registry
+
+
+def build_grounder(item_embeddings: np.ndarray, cfg: GroundingConfig, reg: Registry | None = None) -> Grounder:
+    """Build the grounder named by ``cfg.grounder`` over ``item_embeddings``, with ``cfg.options`` validated."""
+    cls = (reg or registry()).load("grounder", cfg.grounder)
+    options = component_options(cls, cfg.options, "grounding.options")
+    return cls(item_embeddings, options) if options is not None else cls(item_embeddings)
+
+
+class Grounding:
+    """Grounds free-text titles to catalogue items (``item_idx``), and ranks the whole catalogue for answers."""
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        grounder: Grounder,
+        titles: Sequence[str],
+        item_embeddings: np.ndarray,
+        top_k: int = 10,
+    ):
+        if len(titles) != len(item_embeddings):
+            raise ValueError(f"{len(titles)} titles but {len(item_embeddings)} item vectors: one per item is needed")
+        self.embedder = embedder
+        self.grounder = grounder
+        self.titles = list(titles)
+        self.item_embeddings = item_embeddings
+        self.top_k = top_k
+
+    @cached_property
+    def _unique(self) -> UniqueVectors:
+        return UniqueVectors.build(self.item_embeddings)
+
+    def embed_queries(self, titles: Sequence[str]) -> np.ndarray:
+        """Float32 ``[len(titles), dim]`` query vectors (with the query instruction, if configured)."""
+        return self.embedder.encode(list(titles), query=True)
+
+    def search(self, titles: Sequence[str], k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Item indices int64 and L2 distances float32, both ``[len(titles), k]``, ascending (ties by index)."""
+        k = self.top_k if k is None else k
+        if not titles:
+            return np.empty((0, k), dtype=np.int64), np.empty((0, k), dtype=np.float32)
+        return self.grounder.search(self.embed_queries(titles), k)
+
+    def ground(self, titles: Sequence[str], k: int | None = None) -> list[list[int]]:
+        """The ``k`` (default ``grounding.top_k``) nearest items to each title, nearest first."""
+        indices, _ = self.search(titles, k)
+        return indices.tolist()
+
+    def item_titles(self, indices: Sequence[int]) -> list[str]:
+        """Catalogue titles of item indices, in order."""
+        return [self.titles[i] for i in indices]
+
+    def full_scores(self, titles: Sequence[str], device: str | torch.device = "cpu") -> torch.Tensor:
+        """Float32 ``[len(titles), N]`` negative L2 distance to every item: the exact final ranking."""
+        return full_scores(self._unique, self.embed_queries(titles), device=device)
+
+
+def load_grounding(
+    ds: PreparedDataset,
+    cfg: MGFRecConfig,
+    *,
+    embedder: Embedder | None = None,
+    reg: Registry | None = None,
+    progress: bool = False,
+) -> Grounding:
+    """Embedder from ``cfg.embedding``, cached item vectors of ``ds``, grounder from ``cfg.grounding``."""
+    embedder = embedder if embedder is not None else load_embedder(cfg.embedding, reg)
+    vectors = cached_vectors(ds, cfg.embedding, embedder, progress=progress)
+    grounder = build_grounder(vectors, cfg.grounding, reg)
+    return Grounding(embedder, grounder, ds.titles, vectors, top_k=cfg.grounding.top_k)

@@ -1,0 +1,74 @@
+"""``mgfrec index build`` and ``mgfrec index query`` through the real CLI app, with the real MiniLM model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mgfrec.cli.main import app
+
+pytestmark = pytest.mark.slow
+
+TITLES = ["Abbey Road", "Let It Be", "Abbey Road", "Kind of Blue", "Blue Train", "Christmas with the Rat Pack"]
+
+
+def invoke(*args: object):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    """A small catalogue prepared with ``mgfrec data prepare`` (csv source)."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "items.csv").write_text("item_id,title\n" + "".join(f"i{n},{t}\n" for n, t in enumerate(TITLES)))
+    log = "".join(f"u{n % 2},i{n},{n}\n" for n in range(len(TITLES)))
+    (raw / "interactions.csv").write_text("user_id,item_id,timestamp\n" + log)
+    result = invoke("data", "prepare", raw, "--out", tmp_path / "prepared")
+    assert result.exit_code == 0, result.output
+    return tmp_path / "prepared"
+
+
+def test_build_embeds_once_then_hits_the_cache(data):
+    first = invoke("index", "build", data, "--json")
+    assert first.exit_code == 0, first.output
+    report = json.loads(first.stdout)
+    assert report["cache"] == "built" and report["items"] == 6 and report["dim"] == 384
+    assert report["distinct_vectors"] == 5 and report["grounder"] == "exact" and not report["approximate"]
+    assert Path(report["cache_path"]).parent == data / "embeddings" and Path(report["cache_path"]).is_file()
+
+    second = invoke("index", "build", data, "--grounder", "faiss", "--set", "grounding.options.index=ivf")
+    assert second.exit_code == 0, second.output
+    text = flat(second.stdout)
+    assert "hit in" in text and "faiss, approximate search" in text and "bundled:all-MiniLM-L6-v2" in text
+
+
+def test_query_grounds_titles_like_the_agent(data):
+    result = invoke("index", "query", data, "Abbey Road", "miles davis kind of blue", "-k", "2", "--json")
+    assert result.exit_code == 0, result.output
+    first, second = json.loads(result.stdout)
+    assert [r["item_idx"] for r in first["items"]] == [0, 2]  # duplicated title: both copies, index order
+    assert first["items"][0]["item_id"] == "i0" and first["items"][0]["distance"] == pytest.approx(0, abs=1e-5)
+    assert second["query"] == "miles davis kind of blue" and second["items"][0]["title"] == "Kind of Blue"
+
+    table = invoke("index", "query", data, "rat pack", "--grounder", "hnswlib", "-k", "1")
+    assert table.exit_code == 0, table.output
+    assert "Christmas with the Rat Pack" in table.stdout and "<ground>rat pack</ground>" in flat(table.stdout)
+
+
+def test_errors_name_the_flag_or_field(data, tmp_path):
+    bad_option = invoke("index", "build", data, "--grounder", "faiss", "--set", "grounding.options.nlst=4")
+    assert bad_option.exit_code == 2 and "grounding.options.nlst" in flat(bad_option.output)
+    bad_model = invoke("index", "build", data, "--model", "bundled:nope")
+    assert bad_model.exit_code == 2 and "embedding.model 'bundled:nope'" in flat(bad_model.output)
+    not_prepared = invoke("index", "build", tmp_path / "nowhere")
+    assert not_prepared.exit_code == 2 and "not a prepared data set" in flat(not_prepared.output)
+    too_many = invoke("index", "query", data, "x", "-k", "99")
+    assert too_many.exit_code == 2 and "k=99" in flat(too_many.output)

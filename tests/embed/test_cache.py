@@ -1,0 +1,130 @@
+"""The on-disk item embedding cache, with the real MiniLM model behind an encode-counting wrapper."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mgfrec.config.schema import DataConfig, EmbeddingConfig
+from mgfrec.data.prepared import PreparedDataset, prepare
+from mgfrec.embed.cache import cache_key, cached_item_embeddings, item_embeddings, titles_checksum
+from mgfrec.embed.sentence import SentenceTransformerEmbedder
+
+TITLES = ["Abbey Road", "Let It Be", "Abbey Road", "Kind of Blue", "Blue Train"]
+
+
+class Counting:
+    """Delegates to a real embedder and records every encode call (a wrapper, not a mock)."""
+
+    def __init__(self, inner, model_id: str | None = None):
+        self.inner = inner
+        self.model_id = model_id or inner.model_id
+        self.settings = inner.settings
+        self.calls: list[list[str]] = []
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    def encode(self, texts, *, query=False, progress=False):
+        self.calls.append(list(texts))
+        return self.inner.encode(texts, query=query, progress=progress)
+
+
+def make_dataset(root: Path, titles: list[str]) -> PreparedDataset:
+    """A real prepared folder (csv source) with these titles in catalogue order."""
+    raw = root / "raw"
+    raw.mkdir(parents=True)
+    rows = "".join(f'i{n},"{t}"\n' for n, t in enumerate(titles))
+    (raw / "items.csv").write_text("item_id,title\n" + rows, encoding="utf-8")
+    log = "".join(f"u{n % 2},i{n},{n}\n" for n in range(len(titles)))
+    (raw / "interactions.csv").write_text("user_id,item_id,timestamp\n" + log, encoding="utf-8")
+    return prepare(DataConfig(source="csv", path=str(raw)), root / "prepared")
+
+
+@pytest.fixture
+def ds(tmp_path):
+    return make_dataset(tmp_path / "a", TITLES)
+
+
+def test_miss_builds_then_hit_returns_identical_array_without_encoding(ds, minilm):
+    cfg = EmbeddingConfig()
+    counting = Counting(minilm)
+    first = cached_item_embeddings(ds, cfg, counting)
+    assert not first.hit
+    assert counting.calls == [["Abbey Road", "Let It Be", "Kind of Blue", "Blue Train"]]  # each title once
+    assert first.vectors.shape == (5, 384) and first.vectors.dtype == np.float32
+    assert first.path.parent == ds.root / "embeddings"  # the default cache_dir
+    np.testing.assert_array_equal(first.vectors[0], first.vectors[2])  # duplicated titles: bit-identical
+
+    second = cached_item_embeddings(ds, cfg, counting)
+    assert second.hit and second.path == first.path
+    assert len(counting.calls) == 1
+    np.testing.assert_array_equal(second.vectors, first.vectors)
+    assert not list(first.path.parent.glob("*.tmp"))  # atomic writes leave nothing behind
+
+
+def test_hit_does_not_load_the_model(ds, minilm):
+    cfg = EmbeddingConfig()
+    expected = item_embeddings(ds, cfg, minilm)
+    fresh = SentenceTransformerEmbedder(cfg)
+    np.testing.assert_array_equal(item_embeddings(ds, cfg, fresh), expected)
+    assert not fresh.is_loaded
+    np.testing.assert_array_equal(item_embeddings(ds, cfg), expected)  # embedder built from cfg: same key
+
+
+def test_metadata_json_describes_the_entry(ds, minilm):
+    entry = cached_item_embeddings(ds, EmbeddingConfig(), minilm)
+    meta = json.loads(entry.path.with_suffix(".json").read_text())
+    assert meta["key"] == cache_key(minilm, TITLES)
+    assert meta["key"]["model_id"] == "bundled:all-MiniLM-L6-v2"
+    assert meta["key"]["titles_sha256"] == titles_checksum(TITLES)
+    assert (meta["dim"], meta["num_items"], meta["unique_titles"]) == (384, 5, 4)
+
+
+def test_changing_one_title_invalidates(tmp_path, minilm):
+    cfg = EmbeddingConfig(cache_dir=str(tmp_path / "shared-cache"))  # one folder for both data sets
+    counting = Counting(minilm)
+    original = make_dataset(tmp_path / "a", TITLES)
+    edited = make_dataset(tmp_path / "b", TITLES[:-1] + ["Blue Train (Remastered)"])
+    a = cached_item_embeddings(original, cfg, counting)
+    b = cached_item_embeddings(edited, cfg, counting)
+    assert not b.hit and b.path != a.path
+    assert counting.calls[-1] == ["Abbey Road", "Let It Be", "Kind of Blue", "Blue Train (Remastered)"]
+    assert not np.array_equal(a.vectors[-1], b.vectors[-1])
+    np.testing.assert_array_equal(a.vectors[:-1], b.vectors[:-1])
+    assert cached_item_embeddings(original, cfg, counting).hit  # both entries live side by side
+    assert len(counting.calls) == 2
+
+
+def test_changing_the_model_id_invalidates(ds, minilm):
+    cfg = EmbeddingConfig()
+    cached_item_embeddings(ds, cfg, Counting(minilm))
+    other = Counting(minilm, model_id="some-org/another-model")
+    entry = cached_item_embeddings(ds, cfg, other)
+    assert not entry.hit and len(other.calls) == 1
+    assert "some-org_another-model" in entry.path.name
+
+
+def test_changing_a_document_setting_invalidates(ds, minilm):
+    cfg = EmbeddingConfig()
+    plain = cached_item_embeddings(ds, cfg, minilm)
+    unit = cached_item_embeddings(ds, cfg, minilm.derive(normalize=True))
+    assert not unit.hit and unit.path != plain.path
+    np.testing.assert_allclose(np.linalg.norm(unit.vectors, axis=1), 1.0, atol=1e-5)
+    # the query instruction is query-side only: the catalogue's entry stays valid
+    assert cached_item_embeddings(ds, cfg, minilm.derive(query_instruction="Query: ")).hit
+
+
+def test_a_damaged_entry_is_rebuilt(ds, minilm):
+    cfg = EmbeddingConfig()
+    entry = cached_item_embeddings(ds, cfg, minilm)
+    entry.path.write_bytes(entry.path.read_bytes()[:100])  # truncated, e.g. a full disk
+    counting = Counting(minilm)
+    again = cached_item_embeddings(ds, cfg, counting)
+    assert not again.hit and len(counting.calls) == 1
+    np.testing.assert_array_equal(again.vectors, entry.vectors)
+    assert cached_item_embeddings(ds, cfg, counting).hit

@@ -1,0 +1,123 @@
+"""The grounding engine: titles in, nearest real items out, built from config through the registry."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mgfrec.config.schema import EmbeddingConfig, GroundingConfig, MGFRecConfig
+from mgfrec.embed.cache import item_embeddings
+from mgfrec.grounding.engine import Grounding, build_grounder, load_grounding
+from mgfrec.grounding.exact import ExactGrounder
+from mgfrec.grounding.faiss_index import FaissGrounder
+from mgfrec.registry import Registry
+
+TITLES = [
+    "Abbey Road",
+    "Let It Be",
+    "Abbey Road",
+    "Kind of Blue",
+    "Blue Train",
+    "A Love Supreme",
+    "The Dark Side of the Moon",
+    "Wish You Were Here",
+    "Christmas with the Rat Pack",
+    "Rumours",
+]
+
+
+class QueryRecorder:
+    """Delegates to a real embedder and records whether each encode call was for queries."""
+
+    def __init__(self, inner):
+        self.inner, self.model_id, self.settings, self.query_flags = inner, inner.model_id, inner.settings, []
+
+    @property
+    def dim(self):
+        return self.inner.dim
+
+    def encode(self, texts, *, query=False, progress=False):
+        self.query_flags.append(query)
+        return self.inner.encode(texts, query=query, progress=progress)
+
+
+@pytest.fixture
+def catalogue(make_dataset):
+    return make_dataset(TITLES)
+
+
+def test_ground_returns_the_nearest_items_first(catalogue, minilm):
+    vectors = item_embeddings(catalogue, EmbeddingConfig(), minilm)
+    engine = Grounding(minilm, ExactGrounder(vectors), TITLES, vectors, top_k=3)
+    found = engine.ground(["Abbey Road", "kind of blue miles davis", "christmas songs"])
+    assert [len(row) for row in found] == [3, 3, 3]
+    assert found[0][:2] == [0, 2]  # the duplicated title: both copies, lowest index first
+    assert found[1][0] == 3
+    assert engine.item_titles(found[2][:1]) == ["Christmas with the Rat Pack"]
+    assert engine.ground([]) == []
+    assert len(engine.ground(["Rumours"], k=7)[0]) == 7
+
+
+def test_ground_embeds_titles_as_queries_and_ranks_exactly(catalogue, minilm):
+    recorder = QueryRecorder(minilm.derive(query_instruction="Find the album: "))
+    vectors = item_embeddings(catalogue, EmbeddingConfig(), minilm)
+    engine = Grounding(recorder, build_grounder(vectors, GroundingConfig(grounder="hnswlib")), TITLES, vectors)
+    indices, distances = engine.search(["blue train by john coltrane"], 4)
+    assert recorder.query_flags == [True]
+    scores = engine.full_scores(["blue train by john coltrane"])
+    assert scores.shape == (1, len(TITLES))
+    # the exact full ranking and the grounder agree on the nearest items and their distances
+    nearest = torch.sort(-scores[0], stable=True)  # stable: ties by index, as the tie rule says
+    np.testing.assert_array_equal(nearest.indices[:4].numpy(), indices[0])
+    np.testing.assert_allclose(nearest.values[:4].numpy(), distances[0], atol=1e-5)
+
+
+def test_mismatched_parts_are_refused(catalogue, minilm):
+    vectors = item_embeddings(catalogue, EmbeddingConfig(), minilm)
+    with pytest.raises(ValueError, match="9 titles but 10 item vectors"):
+        Grounding(minilm, ExactGrounder(vectors), TITLES[:9], vectors)
+
+
+@pytest.mark.parametrize(("grounder", "cls"), [("exact", ExactGrounder), ("faiss", FaissGrounder)])
+def test_load_grounding_builds_from_config_through_the_registry(catalogue, minilm, tmp_path, grounder, cls):
+    cfg = MGFRecConfig.model_validate(
+        {
+            "embedding": {"cache_dir": str(tmp_path / "cache")},
+            "grounding": {
+                "grounder": grounder,
+                "top_k": 2,
+                "options": {"index": "hnsw"} if grounder == "faiss" else {},
+            },
+        }
+    )
+    engine = load_grounding(catalogue, cfg, embedder=minilm)
+    assert isinstance(engine.grounder, cls) and engine.top_k == 2
+    assert engine.ground(["Abbey Road"]) == [[0, 2]]
+    assert list((tmp_path / "cache").glob("items-*.npy"))  # the item vectors went through the cache
+
+
+def test_load_grounding_reports_bad_grounder_options(catalogue, minilm):
+    cfg = MGFRecConfig.model_validate({"grounding": {"grounder": "hnswlib", "options": {"ef_search": 10}}})
+    with pytest.raises(ValueError, match=r"grounding.options.ef_search"):
+        load_grounding(catalogue, cfg, embedder=minilm)
+
+
+class SearchOnly:
+    """A minimal third-party grounder: only ``search``, no ``num_items``/``dim``/``approximate``, no Options."""
+
+    def __init__(self, item_embeddings):
+        self.items = np.asarray(item_embeddings, dtype=np.float64)
+
+    def search(self, queries, k):
+        dist = np.linalg.norm(np.asarray(queries)[:, None, :] - self.items[None], axis=2)
+        order = np.argsort(dist, axis=1, kind="stable")[:, :k]
+        return order, np.take_along_axis(dist, order, axis=1).astype(np.float32)
+
+
+def test_a_plugin_grounder_with_only_search_works_through_the_registry(catalogue, minilm, tmp_path):
+    reg = Registry.discover()
+    reg.add("grounder", "search-only", SearchOnly)
+    cfg = MGFRecConfig.model_validate({"grounding": {"grounder": "search-only", "top_k": 2}})
+    engine = load_grounding(catalogue, cfg, embedder=minilm, reg=reg)
+    assert engine.ground(["Abbey Road"]) == [[0, 2]]

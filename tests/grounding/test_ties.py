@@ -1,0 +1,66 @@
+"""The tie rule: equal distances come out in ascending item index, in every backend."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mgfrec.config.schema import GroundingConfig
+from mgfrec.grounding.engine import build_grounder
+from mgfrec.grounding.ties import UniqueVectors, finish_topk
+
+BACKENDS = [
+    ("exact", {}),
+    ("faiss", {"index": "flat"}),
+    ("faiss", {"index": "ivf"}),
+    ("faiss", {"index": "hnsw"}),
+    ("hnswlib", {"num_threads": 1}),
+]
+IDS = ["exact", "faiss-flat", "faiss-ivf", "faiss-hnsw", "hnswlib"]
+
+# Integer points around the origin: many distinct items at exactly equal distance from the query (0, 0),
+# plus exact duplicates (items 5 and 7 repeat item 0; item 8 repeats item 4).
+POINTS = np.array(
+    [[1, 0], [0, 1], [-1, 0], [0, -1], [2, 0], [1, 0], [0, 2], [1, 0], [2, 0], [3, 0], [-2, 0]], dtype=np.float32
+)
+
+
+def test_unique_vectors_group_duplicates_in_item_order():
+    unique = UniqueVectors.build(POINTS)
+    assert unique.num_items == 11 and unique.num_unique == 8 and unique.has_duplicates
+    # distinct rows are numbered by first occurrence
+    np.testing.assert_array_equal(unique.inverse, [0, 1, 2, 3, 4, 0, 5, 0, 4, 6, 7])
+    groups = [unique.members[unique.offsets[u] : unique.offsets[u + 1]].tolist() for u in range(unique.num_unique)]
+    assert groups == [[0, 5, 7], [1], [2], [3], [4, 8], [6], [9], [10]]
+    np.testing.assert_array_equal(unique.vectors, POINTS[[0, 1, 2, 3, 4, 6, 9, 10]])
+
+
+def test_without_duplicates_distinct_row_is_item():
+    unique = UniqueVectors.build(POINTS[:5])
+    np.testing.assert_array_equal(unique.inverse, np.arange(5))
+    assert not unique.has_duplicates
+
+
+@pytest.mark.parametrize(("name", "options"), BACKENDS, ids=IDS)
+def test_every_backend_orders_equal_distances_by_item_index(name, options):
+    grounder = build_grounder(POINTS, GroundingConfig(grounder=name, options=options))
+    indices, distances = grounder.search(np.zeros((1, 2), dtype=np.float32), 11)
+    # distance 1: items 0,1,2,3,5,7; distance 2: items 4,6,8,10; distance 3: item 9
+    assert indices[0].tolist() == [0, 1, 2, 3, 5, 7, 4, 6, 8, 10, 9]
+    np.testing.assert_array_equal(distances[0], [1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 3])
+    # a cut inside a group of ties keeps the smallest indices
+    assert grounder.search(np.zeros((1, 2), dtype=np.float32), 3)[0][0].tolist() == [0, 1, 2]
+    # from (2, 0): its duplicates 4, 8 at distance 0, then items 0, 5, 7 (all (1, 0)) and 9 (3, 0) at 1
+    assert grounder.search(np.array([[2, 0]], dtype=np.float32), 6)[0][0].tolist() == [4, 8, 0, 5, 7, 9]
+
+
+def test_finish_topk_ignores_missing_candidates_and_falls_back_when_too_few():
+    unique = UniqueVectors.build(POINTS)
+    query = np.array([[1, 0]], dtype=np.float32)
+    # faiss marks "no result" with -1; two real candidates (items 0,5,7 and item 4,8) are enough for k=4
+    indices, distances = finish_topk(unique, query, np.array([[4, 0, -1, -1]]), 4)
+    assert indices[0].tolist() == [0, 5, 7, 4]
+    np.testing.assert_allclose(distances[0], [0, 0, 0, 1])
+    # one candidate cannot fill k=5: every distinct row is scored instead
+    indices, _ = finish_topk(unique, query, np.array([[0, -1]]), 5)
+    assert indices[0].tolist() == [0, 5, 7, 4, 8]
