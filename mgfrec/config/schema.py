@@ -21,7 +21,7 @@ class Section(BaseModel):
 class DataConfig(Section):
     """Where the interaction log comes from and how the R2ec protocol turns it into samples."""
 
-    source: str = Field("csv", description="data_source component name (csv, amazon2023, synthetic, ...)")
+    source: str = Field("synthetic", description="data_source component name (csv, amazon2023, synthetic, ...)")
     path: str | None = Field(None, description="input folder or file for the source; unused by synthetic")
     options: dict[str, Any] = Field(default_factory=dict, description="source-specific options")
     history_length: int = Field(20, ge=1, description="at most this many preceding items form a history")
@@ -82,8 +82,8 @@ class AgentConfig(Section):
     template: str | None = Field(None, description="path to a template file; default: the paper's Table 2")
     max_groundings: int = Field(6, ge=0)
     use_recall: bool = True
-    max_new_tokens_per_turn: int = Field(256, ge=1)
-    max_new_tokens_total: int = Field(1024, ge=1)
+    max_new_tokens_per_turn: int = Field(64, ge=1)
+    max_new_tokens_total: int = Field(512, ge=1)
 
 
 class UserAgentConfig(Section):
@@ -134,14 +134,14 @@ class GRPOConfig(Section):
 
 
 class TrainerConfig(Section):
-    lr: float = Field(1e-6, gt=0)
-    global_batch_size: int = Field(128, ge=1, description="prompts per optimizer step, via accumulation")
+    lr: float = Field(1e-4, gt=0, description="policy learning rate (the paper: 1e-6 for Qwen2.5-1.5B)")
+    global_batch_size: int = Field(16, ge=1, description="prompts per optimizer step, via accumulation (paper 128)")
     micro_batch_size: int = Field(8, ge=1)
     epochs: int = Field(1, ge=1)
-    max_steps: int | None = Field(None, ge=1)
+    max_steps: int | None = Field(30, ge=1)
     strategy: str = "auto"
-    accelerator: str = "auto"
-    devices: int | str = "auto"
+    accelerator: str = "cpu"
+    devices: int | str = 1
     precision: str = "32-true"
     seed: int = 0
     val_check_interval: int = Field(10, ge=1)
@@ -160,7 +160,8 @@ class EvalConfig(Section):
 
 
 class MGFRecConfig(Section):
-    """The whole run: one section per concern."""
+    """The whole run: one section per concern. The defaults are the CPU defaults of ``configs/default.yaml``
+    (a test keeps the two equal); ``configs/paper/*.yaml`` holds the paper's GPU settings."""
 
     data: DataConfig = DataConfig()
     embedding: EmbeddingConfig = EmbeddingConfig()

@@ -92,3 +92,8 @@ def test_resolved_config_has_no_secrets(tmp_path, monkeypatch):
     assert yaml.safe_load(text)["user_agent"]["api_key_env"] == "OPENAI_API_KEY"
     with pytest.raises(ConfigError, match="names an environment variable"):
         load_config(None, ["user_agent.api_key_env=sk-abc"])
+
+
+def test_default_yaml_is_the_schema_default():
+    # `mgfrec` commands without --config use the schema defaults; configs/default.yaml must say the same.
+    assert load_config(CONFIG_DIR / "default.yaml") == load_config(None)
