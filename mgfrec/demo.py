@@ -76,7 +76,11 @@ def run_demo(
         if (run_dir / RUN_FILE).is_file():
             say(f"[{name}] reusing {run_dir}")
         else:
-            cfg = config.model_copy(update={"retriever": config.retriever.model_copy(update={"model": name})})
+            update: dict = {"model": name}
+            if name == "hybrid" and "sasrec" in baselines:  # blend the SASRec run above; don't train it twice
+                update["options"] = {**config.retriever.options, "collaborative": "sasrec",
+                                     "collaborative_run": str(out / "sasrec")}
+            cfg = config.model_copy(update={"retriever": config.retriever.model_copy(update=update)})
             result = stage(name, lambda cfg=cfg, run_dir=run_dir: fit_baseline(ds, cfg, run_dir))
             say(f"[{name}] valid NDCG@10 {result.valid_ndcg10:.4f}")
         runs.append(run_dir)

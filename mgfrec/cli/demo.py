@@ -14,6 +14,9 @@ def demo(
         "synthetic", "--data", help="'synthetic' (the embedded default), another source name, or a data folder."
     ),
     out_dir: Path = typer.Option(Path("runs/demo"), "--out", help="Folder for the data, runs, report."),
+    retriever_epochs: int = typer.Option(
+        20, "--retriever-epochs", min=1, help="Epoch limit for SASRec/GRU4Rec/Caser (the demo's CPU budget)."
+    ),
     config: str | None = typer.Option(None, "--config", help=CONFIG_HELP + " Default: configs' CPU defaults."),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
 ) -> None:
@@ -27,7 +30,11 @@ def demo(
 
     def go():
         name, path = detect_source(data, registry().names("data_source"))
-        cfg = load(config, set_, {"data.source": name, "data.path": path})
+        cfg = load(
+            config,
+            set_,
+            {"data.source": name, "data.path": path, "retriever.max_epochs": retriever_epochs, "retriever.patience": 3},
+        )
         write_resolved(cfg, out_dir)
         return run_demo(cfg, out_dir, say=lambda msg: console.print(msg, highlight=False, markup=False))
 

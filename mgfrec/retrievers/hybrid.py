@@ -8,7 +8,8 @@ default: on sparse splits NDCG@10 is a handful of hits and picks noise). Where t
 side carries the ranking; where the log is dense the collaborative side does.
 
 Run folder: ``RUN/hybrid.json`` (the chosen weight and the whole valid sweep) and the collaborative model
-in ``RUN/collaborative/``.
+in ``RUN/collaborative/``, unless ``collaborative_run`` names an existing run to reuse (``mgfrec demo`` reuses
+its SASRec run that way).
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ class HybridOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     collaborative: str = Field("sasrec", description="retriever name of the collaborative side")
     collaborative_options: dict[str, Any] = Field(default_factory=dict)
+    collaborative_run: str | None = Field(
+        None, description="reuse this already trained baseline run folder instead of fitting the collaborative side"
+    )
     content: LastTitleOptions = LastTitleOptions()
     weights: tuple[float, ...] = Field((0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0), min_length=1)
     tune_metric: Literal["ndcg_full", "ndcg@10", "hit@10"] = "ndcg_full"
@@ -72,9 +76,12 @@ class HybridRetriever:
         options = options or HybridOptions()
         if options.collaborative == cls.name:
             raise ValueError("retriever.options.collaborative: a hybrid cannot blend itself; name e.g. 'sasrec'")
-        cf_cls = registry().load("retriever", options.collaborative)
-        cf_options = component_options(cf_cls, options.collaborative_options, "retriever.options.collaborative_options")
-        collaborative = cf_cls.fit(ds, config, Path(out) / CF_DIR, cf_options)
+        if options.collaborative_run is not None:
+            collaborative = _load_collaborative(Path(options.collaborative_run), ds, options.collaborative)
+        else:
+            cf_cls = registry().load("retriever", options.collaborative)
+            cf_options = component_options(cf_cls, options.collaborative_options, "retriever.options.collaborative_options")
+            collaborative = cf_cls.fit(ds, config, Path(out) / CF_DIR, cf_options)
         content = LastTitleRetriever(item_embeddings(ds, config.embedding, progress=True), options.content)
         sweep = tune_weight(collaborative, content, ds, options)
         weight = max(sweep, key=lambda w: (sweep[w], -abs(w - 0.5)))  # ties: the more balanced blend
@@ -90,9 +97,16 @@ class HybridRetriever:
             raise FileNotFoundError(f"{path}: missing; fit with 'mgfrec baseline fit --model hybrid'")
         state = json.loads(path.read_text(encoding="utf-8"))
         options = HybridOptions.model_validate(state["options"])
-        collaborative = registry().load("retriever", options.collaborative).load(Path(run_dir) / CF_DIR, ds)
+        cf_dir = Path(options.collaborative_run) if options.collaborative_run else Path(run_dir) / CF_DIR
+        collaborative = _load_collaborative(cf_dir, ds, options.collaborative)
         content = LastTitleRetriever(item_embeddings(ds, run_embedding_config(run_dir)), options.content)
         return cls(collaborative, content, float(state["weight"]), options)
+
+
+def _load_collaborative(run_dir: Path, ds: PreparedDataset, name: str) -> Any:
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"retriever.options.collaborative_run: {run_dir} is not a run folder")
+    return registry().load("retriever", name).load(run_dir, ds)
 
 
 def tune_weight(collaborative: Any, content: LastTitleRetriever, ds: PreparedDataset, options: HybridOptions,

@@ -71,6 +71,16 @@ def test_hybrid_tunes_the_weight_on_valid_and_reloads(synth, tmp_path):
     assert (tmp_path / "run" / "collaborative" / "popularity.npy").is_file()
 
 
+def test_hybrid_reuses_a_trained_collaborative_run(synth, tmp_path):
+    pop = fit_baseline(synth, _config("pop", tmp_path), tmp_path / "pop")
+    cfg = _config("hybrid", tmp_path, f"retriever.options={{collaborative: pop, collaborative_run: {tmp_path / 'pop'}}}")
+    result = fit_baseline(synth, cfg, tmp_path / "hybrid")
+    assert not (tmp_path / "hybrid" / "collaborative").exists()
+    assert np.array_equal(result.retriever.collaborative.counts, pop.retriever.counts)
+    hist = [np.array(h) for h in synth.split("test")["history"][:5]]
+    assert torch.allclose(load_retriever(tmp_path / "hybrid", synth).scores(hist), result.retriever.scores(hist))
+
+
 def test_hybrid_refuses_to_blend_itself(synth, tmp_path):
     with pytest.raises(ValueError, match="cannot blend itself"):
         HybridRetriever.fit(synth, _config("hybrid", tmp_path), tmp_path / "run", HybridOptions(collaborative="hybrid"))
