@@ -1,7 +1,81 @@
-"""``mgfrec baseline``: (being built)."""
+"""``mgfrec baseline``: train a classical retriever (pop, sasrec, gru4rec, caser, or a plugin's) into a run folder."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
-app = typer.Typer(help="(being built)", no_args_is_help=True)
+from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, load, print_json, run
+
+app = typer.Typer(help="Train classical baselines / recall models (retrievers).", no_args_is_help=True)
+
+
+def _check_option_flag(cls: type, field: str, flag: str, name: str) -> None:
+    """A flag that maps to ``retriever.options.<field>`` must name a field the model's Options has."""
+    fields = getattr(getattr(cls, "Options", None), "model_fields", {})
+    if field not in fields:
+        raise ValueError(f"{flag}: retriever '{name}' has no '{field}' option (it does not train with one)")
+
+
+@app.command()
+def fit(
+    data: Path = typer.Option(..., "--data", help="Prepared data set folder (from 'mgfrec data prepare')."),
+    out_dir: Path = typer.Option(..., "--out", help="Run folder to write (run.json, config.yaml, weights, log)."),
+    model: str | None = typer.Option(None, "--model", help="Retriever name (default: retriever.model, sasrec)."),
+    config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+    lr: float | None = typer.Option(None, help="Learning rate (retriever.lr; paper 1e-3)."),
+    weight_decay: float | None = typer.Option(None, help="L2 coefficient (retriever.weight_decay; paper: 1e-3..1e-7)."),
+    embedding_dim: int | None = typer.Option(None, help="Embedding size (retriever.embedding_dim; paper 64)."),
+    batch_size: int | None = typer.Option(None, help="Training batch size (retriever.batch_size; paper 256)."),
+    max_epochs: int | None = typer.Option(None, help="Epoch limit (retriever.max_epochs)."),
+    patience: int | None = typer.Option(None, help="Epochs without a valid NDCG@10 gain before stopping."),
+    seed: int | None = typer.Option(None, help="Seed (retriever.seed) for initialisation, shuffling and negatives."),
+    device: str | None = typer.Option(None, help="cpu, cuda, cuda:<i>, mps or auto (retriever.device)."),
+    progress: bool = typer.Option(False, "--progress", help="Show the training progress bar."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run's summary as JSON."),
+) -> None:
+    """Train a retriever on the train split, early-stopping on valid NDCG@10, and save it to --out."""
+    from mgfrec.data.prepared import PreparedDataset
+    from mgfrec.registry import registry
+    from mgfrec.retrievers.fit import fit_baseline
+
+    def go():
+        reg = registry()
+        values = {
+            "retriever.model": model,
+            "retriever.lr": lr,
+            "retriever.weight_decay": weight_decay,
+            "retriever.embedding_dim": embedding_dim,
+            "retriever.batch_size": batch_size,
+            "retriever.max_epochs": max_epochs,
+            "retriever.patience": patience,
+            "retriever.device": device,
+            "retriever.seed": seed,
+        }
+        cfg = load(config, set_, values)
+        cls = reg.load("retriever", cfg.retriever.model)
+        extra = {}
+        if progress:
+            _check_option_flag(cls, "progress_bar", "--progress", cfg.retriever.model)
+            extra["retriever.options.progress_bar"] = True
+        if extra:
+            cfg = load(config, set_, {**values, **extra})
+        ds = PreparedDataset(data)
+        console.print(f"fitting {cfg.retriever.model} on {data} -> {out_dir}", highlight=False)
+        return fit_baseline(ds, cfg, out_dir, reg)
+
+    result = run(go)
+    summary = {
+        "model": result.retriever.name,
+        "run": str(out_dir),
+        "valid_ndcg@10": result.valid_ndcg10,
+        "best_epoch": getattr(result.retriever, "best_epoch", None),
+        "seconds": round(result.seconds, 2),
+    }
+    if as_json:
+        print_json(summary)
+        return
+    epoch = f" (best epoch {summary['best_epoch']})" if summary["best_epoch"] is not None else ""
+    typer.echo(f"valid NDCG@10 {result.valid_ndcg10:.4f}{epoch}; {summary['seconds']} s; run folder {out_dir}")

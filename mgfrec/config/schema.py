@@ -72,6 +72,7 @@ class RetrieverConfig(Section):
     max_epochs: int = Field(200, ge=1)
     patience: int = Field(10, ge=1, description="epochs without valid NDCG@10 improvement before stopping")
     loss: Literal["ce", "bce"] = "ce"
+    seed: int = Field(0, description="seeds initialisation, shuffling and negative sampling")
     device: str = "cpu"
     options: dict[str, Any] = Field(default_factory=dict)
 

@@ -1,0 +1,80 @@
+"""Recall lists: a trained retriever's top-N items (history excluded) for every sample of a split.
+
+These fill the agent's first prompt (``retriever.recall_size``, 30 in the paper). They are computed once
+and kept in the run folder as ``RUN/recall_<split>.npz`` (``items`` [S, N] int64, ``sample_id`` [S],
+``data_checksum``, ``size``); a later call with the same data and a size no larger reuses the file. Ties
+are broken by item index (a stable sort), so the lists are deterministic for any retriever. A row holds
+``-1`` where fewer than N items are left once the history is excluded.
+
+Refitting a run folder (:func:`mgfrec.retrievers.fit.fit_baseline`) deletes its recall files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mgfrec.data.prepared import PreparedDataset
+from mgfrec.eval.metrics import history_mask
+
+
+def recall_file(run_dir: str | Path, split: str) -> Path:
+    return Path(run_dir) / f"recall_{split}.npz"
+
+
+def top_items(
+    retriever: Any, histories: list[np.ndarray], num_items: int, size: int, batch_size: int = 1024
+) -> np.ndarray:
+    """``[B, size]`` best items per history, best first, history excluded; ``-1`` pads short rows."""
+    size = min(size, num_items)
+    rows = []
+    for start in range(0, len(histories), batch_size):
+        hist = histories[start : start + batch_size]
+        scores = retriever.scores(hist).float()
+        scores = scores.masked_fill(history_mask(hist, num_items, device=scores.device), -torch.inf)
+        order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :size]
+        picked = torch.where(torch.gather(scores, 1, order) == -torch.inf, torch.full_like(order, -1), order)
+        rows.append(picked.cpu().numpy())
+    return np.concatenate(rows) if rows else np.zeros((0, size), dtype=np.int64)
+
+
+def recall_lists(
+    ds: PreparedDataset,
+    split: str,
+    size: int,
+    run_dir: str | Path,
+    retriever: Any | None = None,
+) -> np.ndarray:
+    """``[S, size]`` recall lists of ``split`` in sample order, from the cache in ``run_dir`` when it fits.
+
+    ``retriever`` defaults to the one the run folder holds (loaded only when the cache cannot be used).
+    """
+    if size < 0:
+        raise ValueError(f"retriever.recall_size must be >= 0, got {size}")
+    path = recall_file(run_dir, split)
+    frame = ds.split(split)
+    if path.is_file():
+        with np.load(path) as cached:
+            if (
+                str(cached["data_checksum"]) == ds.checksum
+                and int(cached["size"]) >= min(size, ds.num_items)
+                and np.array_equal(cached["sample_id"], frame["sample_id"].to_numpy())
+            ):
+                return cached["items"][:, :size].copy()  # a stable top-k's prefix is the smaller top-k
+    if retriever is None:
+        from mgfrec.retrievers.fit import load_retriever
+
+        retriever = load_retriever(run_dir, ds)
+    # Copies: arrays read from parquet are read-only, which torch warns about when wrapping them.
+    items = top_items(retriever, [np.array(h, dtype=np.int64) for h in frame["history"]], ds.num_items, size)
+    np.savez(
+        path,
+        items=items,
+        sample_id=frame["sample_id"].to_numpy(),
+        data_checksum=np.asarray(ds.checksum),
+        size=np.asarray(min(size, ds.num_items)),
+    )
+    return items

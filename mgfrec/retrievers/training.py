@@ -1,0 +1,306 @@
+"""The training loop every sequential retriever shares (SASRec, GRU4Rec, Caser).
+
+A model subclasses :class:`SequentialRetriever` and supplies only its layers and ``encode(seq) -> [B, D]``,
+the representation of a padded history (see :mod:`mgfrec.retrievers.sequences`). Everything else lives
+here once: the loss (cross-entropy over the whole catalogue, or BCE with one sampled negative), Adam with
+``weight_decay`` as the L2 coefficient, validation NDCG@10 by full ranking with the history excluded and
+pessimistic ties (:mod:`mgfrec.eval.metrics`), early stopping on it, the best checkpoint, the per-epoch
+``metrics.csv``, and saving/loading ``model.pt``.
+
+A run folder written by :meth:`SequentialRetriever.fit`::
+
+    RUN/model.pt            weights of the best epoch + everything needed to rebuild the model
+    RUN/metrics.csv         epoch, train_loss, valid_ndcg@10, seconds (one row per epoch)
+    RUN/checkpoints/best.ckpt  Lightning's checkpoint of the best epoch
+
+This module must not know any particular architecture.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import shutil
+import time
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, ClassVar
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from mgfrec.config.schema import MGFRecConfig, RetrieverConfig
+from mgfrec.data.prepared import PreparedDataset
+from mgfrec.eval.metrics import history_mask, per_sample, target_ranks
+from mgfrec.retrievers.sequences import SequenceDataModule, history_window, pad_left, unpad
+
+VALID_METRIC = "valid_ndcg@10"
+MODEL_FILE = "model.pt"
+LOG_FILE = "metrics.csv"
+FORMAT_VERSION = 1
+
+
+class TrainOptions(BaseModel):
+    """Options every sequential retriever takes; each model's ``Options`` adds its architecture's fields."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Until RetrieverConfig has a seed of its own, the seed of a baseline lives with its options.
+    progress_bar: bool = Field(False, description="show Lightning's progress bar while training")
+    eval_batch_size: int = Field(1024, ge=1, description="histories scored at once (validation, scores())")
+
+
+def lightning_device(device: str) -> tuple[str, Any]:
+    """``RetrieverConfig.device`` ("cpu", "cuda", "cuda:1", "mps", "auto") -> Lightning (accelerator, devices)."""
+    kind, _, index = device.partition(":")
+    if kind == "auto":
+        return "auto", "auto"
+    if kind in ("cpu", "mps"):
+        return kind, 1
+    if kind == "cuda":
+        return "gpu", [int(index)] if index else 1
+    raise ValueError(f"retriever.device: '{device}' is not cpu, cuda, cuda:<index>, mps or auto")
+
+
+@contextmanager
+def quiet_lightning():
+    """Silence Lightning's start-up banners and hints that are noise for small single-device fits.
+
+    Also puts back torch's deterministic-algorithms switch, which ``Trainer(deterministic=True)`` turns on
+    for the whole process: later work in the same process (the agent's training) must not inherit it.
+    """
+    logger = logging.getLogger("lightning.pytorch")
+    level = logger.level
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+            warnings.filterwarnings("ignore", message=r".*number of training batches.*log_every_n_steps.*")
+            warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
+            # torch 2.13 deprecates a pytree class that Lightning 2.6 still builds for every batch.
+            warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
+            yield
+    finally:
+        logger.setLevel(level)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+
+
+class EpochLog(Callback):
+    """Writes one CSV row per epoch: the mean train loss and the valid NDCG@10 of that epoch."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._start = 0.0
+
+    def on_fit_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        with self.path.open("w", newline="", encoding="utf-8") as handle:
+            csv.writer(handle).writerow(["epoch", "train_loss", VALID_METRIC, "seconds"])
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        # Validation of this epoch has already run (it runs at the end of the epoch's last batch).
+        valid = trainer.callback_metrics.get(VALID_METRIC)
+        row = [
+            trainer.current_epoch,
+            f"{module.epoch_train_loss:.6f}",
+            "" if valid is None else f"{float(valid):.6f}",
+            f"{time.perf_counter() - self._start:.2f}",
+        ]
+        with self.path.open("a", newline="", encoding="utf-8") as handle:
+            csv.writer(handle).writerow(row)
+
+
+class SequentialRetriever(L.LightningModule):
+    """Base of the sequential retrievers: a Lightning module that is also a ``retriever`` component."""
+
+    name: ClassVar[str] = ""
+    Options: ClassVar[type[TrainOptions]] = TrainOptions
+
+    def __init__(self, num_items: int, window: int, settings: RetrieverConfig, options: TrainOptions):
+        super().__init__()
+        if num_items < 2:
+            raise ValueError(f"a sequential retriever needs at least 2 items, the catalogue has {num_items}")
+        self.num_items, self.window = num_items, window
+        self.settings, self.options = settings, options
+        # Row 0 is padding; item i is row i + 1. Scores are dot products with rows 1..N.
+        self.item_embedding = nn.Embedding(num_items + 1, settings.embedding_dim, padding_idx=0)
+        self.best_epoch: int | None = None
+        self.best_valid_ndcg: float | None = None
+        self._loss_sum = torch.zeros(())
+        self._loss_count = 0
+        self._valid_ranks: list[torch.Tensor] = []
+
+    # ---- what a model supplies -------------------------------------------------------------------
+    def encode(self, seq: torch.Tensor) -> torch.Tensor:
+        """``[B, window]`` padded histories -> ``[B, embedding_dim]``."""
+        raise NotImplementedError
+
+    # ---- scoring ---------------------------------------------------------------------------------
+    def logits(self, seq: torch.Tensor) -> torch.Tensor:
+        return self.encode(seq) @ self.item_embedding.weight[1:].T
+
+    @torch.no_grad()
+    def scores(self, histories: list[np.ndarray]) -> torch.Tensor:
+        """Float ``[B, N]`` scores (on the CPU) for histories of item indices, oldest first."""
+        was_training = self.training
+        self.eval()
+        parts = []
+        step = self.options.eval_batch_size
+        for start in range(0, len(histories), step):
+            seq = pad_left(histories[start : start + step], self.window).to(self.device)
+            parts.append(self.logits(seq).float().cpu())
+        self.train(was_training)
+        return torch.cat(parts) if parts else torch.zeros(0, self.num_items)
+
+    # ---- Lightning hooks -------------------------------------------------------------------------
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        # Adam's weight_decay adds weight_decay * w to the gradient: the L2 coefficient the paper grids.
+        return torch.optim.Adam(self.parameters(), lr=self.settings.lr, weight_decay=self.settings.weight_decay)
+
+    def loss(self, seq: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy over every item, or (``loss: bce``) BCE on the target and one random other item."""
+        hidden = self.encode(seq)
+        if self.settings.loss == "ce":
+            return F.cross_entropy(hidden @ self.item_embedding.weight[1:].T, target)
+        # Uniform over the N - 1 items other than the target: draw from N - 1 and step over the target.
+        negative = torch.randint(0, self.num_items - 1, target.shape, device=target.device)
+        negative = negative + (negative >= target).long()
+        pos = (hidden * self.item_embedding(target + 1)).sum(-1)
+        neg = (hidden * self.item_embedding(negative + 1)).sum(-1)
+        return F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos)) + F.binary_cross_entropy_with_logits(
+            neg, torch.zeros_like(neg)
+        )
+
+    def on_train_epoch_start(self) -> None:
+        self._loss_sum = torch.zeros((), device=self.device)
+        self._loss_count = 0
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        seq, target = batch
+        loss = self.loss(seq, target)
+        self._loss_sum = self._loss_sum + loss.detach() * len(target)
+        self._loss_count += len(target)
+        return loss
+
+    @property
+    def epoch_train_loss(self) -> float:
+        """Mean train loss per sample over the current epoch so far."""
+        return float(self._loss_sum) / max(self._loss_count, 1)
+
+    def on_validation_epoch_start(self) -> None:
+        self._valid_ranks = []
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        seq, target = batch
+        exclude = history_mask(unpad(seq), self.num_items, device=seq.device)
+        self._valid_ranks.append(target_ranks(self.logits(seq), target, exclude).cpu())
+
+    def on_validation_epoch_end(self) -> None:
+        ranks = torch.cat(self._valid_ranks).numpy()
+        self.log(VALID_METRIC, float(per_sample(ranks, [10])["ndcg@10"].mean()), prog_bar=True)
+
+    # ---- fit / save / load ------------------------------------------------------------------------
+    @classmethod
+    def fit(
+        cls, ds: PreparedDataset, config: MGFRecConfig, out: Path, options: TrainOptions | None = None
+    ) -> SequentialRetriever:
+        """Train on ``ds``'s train split with early stopping on valid NDCG@10; save the best epoch to ``out``."""
+        options = options or cls.Options()
+        settings = config.retriever
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)  # a previous fit's best must not survive
+        accelerator, devices = lightning_device(settings.device)
+        with quiet_lightning():
+            L.seed_everything(settings.seed, workers=True, verbose=False)
+            window = history_window(ds)
+            model = cls(ds.num_items, window, settings, options)
+            data = SequenceDataModule(ds, window, settings.batch_size, options.eval_batch_size, settings.seed)
+            best = ModelCheckpoint(
+                dirpath=out / "checkpoints",
+                filename="best",
+                monitor=VALID_METRIC,
+                mode="max",
+                save_top_k=1,
+                save_weights_only=True,
+                enable_version_counter=False,
+            )
+            trainer = L.Trainer(
+                accelerator=accelerator,
+                devices=devices,
+                max_epochs=settings.max_epochs,
+                callbacks=[
+                    best,
+                    EarlyStopping(VALID_METRIC, mode="max", patience=settings.patience),
+                    EpochLog(out / LOG_FILE),
+                ],
+                logger=False,
+                deterministic=True,
+                num_sanity_val_steps=0,
+                enable_progress_bar=options.progress_bar,
+                enable_model_summary=False,
+                default_root_dir=out,
+            )
+            trainer.fit(model, datamodule=data)
+        if not best.best_model_path:
+            raise RuntimeError(f"{out}: training stopped before its first validation; no model to save")
+        state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["state_dict"])
+        model.best_epoch = int(state["epoch"])
+        model.best_valid_ndcg = float(best.best_model_score) if best.best_model_score is not None else None
+        model = model.cpu().eval()
+        model.save(out, ds)
+        return model
+
+    def save(self, out: Path, ds: PreparedDataset) -> Path:
+        """Write ``out/model.pt``: the weights and what :meth:`load` needs to rebuild this model."""
+        path = Path(out) / MODEL_FILE
+        torch.save(
+            {
+                "format_version": FORMAT_VERSION,
+                "name": self.name,
+                "num_items": self.num_items,
+                "window": self.window,
+                "data_checksum": ds.checksum,
+                "settings": self.settings.model_dump(mode="json"),
+                "options": self.options.model_dump(mode="json"),
+                "best_epoch": self.best_epoch,
+                "best_valid_ndcg@10": self.best_valid_ndcg,
+                "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
+            },
+            path,
+        )
+        return path
+
+    @classmethod
+    def load(cls, run_dir: Path, ds: PreparedDataset) -> SequentialRetriever:
+        """Rebuild the model :meth:`fit` saved in ``run_dir`` (on the CPU, in eval mode)."""
+        path = Path(run_dir) / MODEL_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no saved {cls.name} model; train one with 'mgfrec baseline fit'")
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        if saved.get("format_version") != FORMAT_VERSION or saved.get("name") != cls.name:
+            raise ValueError(
+                f"{path}: holds a '{saved.get('name')}' model (format {saved.get('format_version')}), "
+                f"not {cls.name} (format {FORMAT_VERSION})"
+            )
+        if saved["num_items"] != ds.num_items or saved["data_checksum"] != ds.checksum:
+            raise ValueError(
+                f"{path}: trained on data {saved['data_checksum']} with {saved['num_items']} items, "
+                f"but {ds.root} is {ds.checksum} with {ds.num_items} items; retrain on that data set"
+            )
+        settings = RetrieverConfig.model_validate(saved["settings"])
+        model = cls(saved["num_items"], saved["window"], settings, cls.Options.model_validate(saved["options"]))
+        model.load_state_dict(saved["state_dict"])
+        model.best_epoch, model.best_valid_ndcg = saved["best_epoch"], saved["best_valid_ndcg@10"]
+        return model.eval()

@@ -1,0 +1,73 @@
+"""``mgfrec baseline fit`` through the real CLI app (typer's CliRunner), on a small prepared csv log."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from mgfrec.cli.main import app
+
+
+def invoke(*args: object):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    """40 users walking a 30-item chain, prepared with ``mgfrec data prepare``."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    rng = np.random.default_rng(0)
+    rows = [
+        f"u{u},i{(start + k) % 30},{t0 + k}"
+        for u, start, t0 in zip(range(40), rng.integers(0, 30, 40), rng.uniform(0, 100, 40))
+        for k in range(6)
+    ]
+    (raw / "items.csv").write_text("item_id,title\n" + "".join(f"i{i},Item {i}\n" for i in range(30)))
+    (raw / "interactions.csv").write_text("user_id,item_id,timestamp\n" + "\n".join(rows) + "\n")
+    result = invoke("data", "prepare", raw, "--out", tmp_path / "prepared")
+    assert result.exit_code == 0, result.output
+    return tmp_path / "prepared"
+
+
+def test_fit_writes_run_json_config_and_weights(data, tmp_path):
+    out = tmp_path / "run"
+    result = invoke(
+        "baseline", "fit", "--model", "sasrec", "--data", data, "--out", out,
+        "--max-epochs", 2, "--lr", 0.005, "--weight-decay", 1e-5, "--seed", 7, "--set", "retriever.options.layers=1",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    info = json.loads((out / "run.json").read_text())
+    assert (info["kind"], info["model"], info["data"]) == ("baseline", "sasrec", str(data.resolve()))
+    config = yaml.safe_load((out / "config.yaml").read_text())["retriever"]
+    assert (config["model"], config["lr"], config["weight_decay"], config["max_epochs"]) == ("sasrec", 0.005, 1e-5, 2)
+    assert config["options"] == {"layers": 1} and config["seed"] == 7
+    assert (out / "model.pt").is_file() and (out / "metrics.csv").is_file()
+    assert f"valid NDCG@10 {info['extra']['valid_ndcg@10']:.4f}" in result.output
+
+
+def test_pop_fits_and_prints_json(data, tmp_path):
+    result = invoke("baseline", "fit", "--model", "pop", "--data", data, "--out", tmp_path / "pop", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout[result.stdout.index("{") :])
+    assert summary["model"] == "pop" and 0 <= summary["valid_ndcg@10"] <= 1
+    assert json.loads((tmp_path / "pop" / "run.json").read_text())["model"] == "pop"
+
+
+def test_errors_name_the_flag_or_the_model(data, tmp_path):
+    no_bar = invoke("baseline", "fit", "--model", "pop", "--data", data, "--out", tmp_path / "a", "--progress")
+    assert no_bar.exit_code == 2 and "--progress" in flat(no_bar.output)
+    typo = invoke("baseline", "fit", "--model", "sasrek", "--data", data, "--out", tmp_path / "b")
+    assert typo.exit_code == 2 and "Did you mean 'sasrec'" in flat(typo.output)
+    missing = invoke("baseline", "fit", "--model", "pop", "--data", tmp_path / "nowhere", "--out", tmp_path / "c")
+    assert missing.exit_code == 2 and "not a prepared data set" in flat(missing.output)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()
