@@ -81,6 +81,7 @@ class AgentConfig(Section):
     """The recommendation agent's prompt and loop limits."""
 
     template: str | None = Field(None, description="path to a template file; default: the paper's Table 2")
+    first_prompt: str | None = Field(None, description="path to the first user message template; default: first_prompt.v1.txt")
     max_groundings: int = Field(6, ge=0)
     use_recall: bool = True
     max_new_tokens_per_turn: int = Field(64, ge=1)

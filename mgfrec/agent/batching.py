@@ -1,0 +1,78 @@
+"""Finished trajectories as padded tensors for the GRPO loss.
+
+:func:`collate` right-pads every trajectory to the longest one. All tensors are ``[B, T]`` and aligned to
+``input_ids``: ``old_logprobs[b, i]`` and ``action_mask[b, i]`` describe token ``input_ids[b, i]``, whose
+log-prob the model's logits at position ``i - 1`` give (the loss shifts; nothing here does). Padding has
+``attention_mask`` 0, ``action_mask`` False and ``old_logprobs`` 0.0. Sequences are never truncated: a
+cut would drop part of a turn the reward was computed on, so a too-long batch is an error.
+
+This module does not compute log-probs, advantages or the loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+
+import torch
+
+from mgfrec.agent.trajectory import Trajectory
+
+
+@dataclass(frozen=True)
+class TrajectoryBatch:
+    """``input_ids``/``attention_mask`` (int64), ``action_mask`` (bool), ``old_logprobs`` (float32): ``[B, T]``;
+    ``prompt_lengths`` and ``lengths`` (int64): ``[B]``."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    action_mask: torch.Tensor
+    old_logprobs: torch.Tensor
+    prompt_lengths: torch.Tensor
+    lengths: torch.Tensor
+
+    def to(self, device: str | torch.device) -> TrajectoryBatch:
+        return TrajectoryBatch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+
+def collate(
+    trajectories: Sequence[Trajectory],
+    pad_token_id: int,
+    *,
+    max_length: int | None = None,
+    pad_to_multiple_of: int | None = None,
+) -> TrajectoryBatch:
+    """Right-padded tensors of ``trajectories``; ``max_length`` refuses (never truncates) longer ones."""
+    if not trajectories:
+        raise ValueError("collate needs at least one trajectory")
+    ids = [t.token_ids() for t in trajectories]
+    lengths = [len(x) for x in ids]
+    longest = max(lengths)
+    if max_length is not None and longest > max_length:
+        worst = lengths.index(longest)
+        raise ValueError(
+            f"trajectory {worst} has {longest} tokens, more than max_length={max_length}; "
+            "raise the limit or lower agent.max_new_tokens_total"
+        )
+    width = longest
+    if pad_to_multiple_of:
+        width = -(-width // pad_to_multiple_of) * pad_to_multiple_of
+    batch = len(trajectories)
+    input_ids = torch.full((batch, width), int(pad_token_id), dtype=torch.long)
+    attention = torch.zeros((batch, width), dtype=torch.long)
+    action = torch.zeros((batch, width), dtype=torch.bool)
+    old = torch.zeros((batch, width), dtype=torch.float32)
+    for b, (traj, row) in enumerate(zip(trajectories, ids, strict=True)):
+        n = len(row)
+        input_ids[b, :n] = torch.tensor(row, dtype=torch.long)
+        attention[b, :n] = 1
+        action[b, :n] = torch.tensor(traj.action_mask(), dtype=torch.bool)
+        old[b, :n] = torch.tensor(traj.logprobs(), dtype=torch.float32)
+    return TrajectoryBatch(
+        input_ids,
+        attention,
+        action,
+        old,
+        torch.tensor([len(t.prompt_ids) for t in trajectories], dtype=torch.long),
+        torch.tensor(lengths, dtype=torch.long),
+    )

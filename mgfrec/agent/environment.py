@@ -1,0 +1,75 @@
+"""The environment step: ground every pending ``<ground>`` of a batch, ask the user agent, append observations.
+
+After the loop has added one generated turn to each live :class:`~mgfrec.agent.trajectory.Trajectory`,
+:meth:`Environment.step` serves all those that asked to ground (``pending_title``), with
+
+* **one** batched :meth:`Grounding.ground <mgfrec.grounding.engine.Grounding.ground>` call for all their
+  titles (``grounding.top_k`` items each, 10 in the paper), and
+* **one** :meth:`UserAgent.feedback <mgfrec.user_agents.base.UserAgent.feedback>` call with a
+  :class:`~mgfrec.user_agents.base.FeedbackRequest` per grounding: the user's history titles, the grounded
+  title and the returned titles. The target is not in a trajectory, so it cannot reach the user agent.
+
+Each observation (:func:`~mgfrec.agent.observation.render_observation`) is neutralized against the
+tokenizer's added/special tokens as well as tags, tokenized once with the policy's tokenizer and appended
+as an environment segment (action mask 0). ``user_agent=None`` shows no ``<feedback>`` block at all.
+
+The environment never generates, never parses and never decides an end reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from mgfrec.agent.neutralize import reserved_strings
+from mgfrec.agent.observation import render_observation
+from mgfrec.agent.trajectory import GroundingStep, Trajectory
+from mgfrec.grounding.engine import Grounding
+from mgfrec.user_agents.base import FeedbackRequest, UserAgent
+
+
+class Environment:
+    """Grounding engine + user agent + the policy's tokenizer: turns pending groundings into observations."""
+
+    def __init__(
+        self, grounding: Grounding, tokenizer: Any, user_agent: UserAgent | None = None, *, top_k: int | None = None
+    ):
+        self.grounding = grounding
+        self.tokenizer = tokenizer
+        self.user_agent = user_agent
+        self.top_k = top_k
+        self.reserved = reserved_strings(tokenizer)
+
+    def step(self, trajectories: Sequence[Trajectory]) -> list[Trajectory]:
+        """Serve every trajectory with a pending grounding; returns those served, in order."""
+        pending = [t for t in trajectories if t.pending_title is not None]
+        if not pending:
+            return []
+        titles = [t.pending_title for t in pending]
+        found = self.grounding.ground(titles, self.top_k)
+        item_titles = [self.grounding.item_titles(row) for row in found]
+        feedback = self._feedback(pending, titles, item_titles)
+        for traj, title, row, names, fb in zip(pending, titles, found, item_titles, feedback, strict=True):
+            text = render_observation(names, fb, reserved=self.reserved)
+            ids = self.tokenizer.encode(text, add_special_tokens=False)
+            traj.add_observation(GroundingStep(title, tuple(int(i) for i in row), tuple(names), fb), ids, text)
+        return pending
+
+    def _feedback(self, pending: list[Trajectory], titles: list[str], item_titles: list[list[str]]) -> list[str | None]:
+        if self.user_agent is None:
+            return [None] * len(pending)
+        requests = [
+            FeedbackRequest(t.history_titles, title, tuple(names))
+            for t, title, names in zip(pending, titles, item_titles, strict=True)
+        ]
+        answers = self.user_agent.feedback(requests)
+        who = type(self.user_agent).__name__
+        if not isinstance(answers, list) or len(answers) != len(requests):
+            got = len(answers) if isinstance(answers, list) else type(answers).__name__
+            raise ValueError(
+                f"{who}.feedback returned {got} answers for {len(requests)} requests; one str per request is needed"
+            )
+        for n, answer in enumerate(answers):
+            if not isinstance(answer, str):
+                raise TypeError(f"{who}.feedback answer {n} is a {type(answer).__name__}; feedback must be str")
+        return answers

@@ -1,0 +1,97 @@
+"""From finished trajectories to the target's rank and the reward's input (paper section 4.1 and eq. 7/8).
+
+Following BIGRec, an answered title is ranked against *every* catalogue item by L2 distance
+(:meth:`Grounding.full_scores <mgfrec.grounding.engine.Grounding.full_scores>`, all answers of a batch in
+one call), and the target's pessimistic 1-based rank is read exactly as the evaluator reads a baseline's
+(:func:`mgfrec.eval.metrics.target_ranks_excluding`: the history left out, never the target;
+``exclude_history=False`` ranks every item). So an agent's NDCG reward and its reported metrics come from
+the same rank.
+
+A trajectory without an answer (any end reason but ``answered``) has no rank: ``None``. This module does
+not compute rewards; :mod:`mgfrec.rewards` does, from the :class:`~mgfrec.rewards.base.RewardInput` built here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from mgfrec.agent.trajectory import Trajectory
+from mgfrec.eval.metrics import target_ranks, target_ranks_excluding
+from mgfrec.grounding.engine import Grounding
+from mgfrec.rewards.base import RewardInput
+
+
+def answer_ranks(
+    trajectories: Sequence[Trajectory],
+    grounding: Grounding,
+    targets: Sequence[int],
+    histories: Sequence[Sequence[int]],
+    *,
+    exclude_history: bool = True,
+    device: str | torch.device = "cpu",
+) -> list[int | None]:
+    """The target's full-ranking rank for each trajectory's answer; None where there is no answer.
+
+    ``targets[i]`` and ``histories[i]`` (item indices) belong to ``trajectories[i]``.
+    """
+    if not len(trajectories) == len(targets) == len(histories):
+        raise ValueError(
+            f"{len(trajectories)} trajectories, {len(targets)} targets and {len(histories)} histories: "
+            "one each is needed"
+        )
+    answered = [i for i, t in enumerate(trajectories) if t.answer is not None]
+    out: list[int | None] = [None] * len(trajectories)
+    if not answered:
+        return out
+    num_items = len(grounding.titles)
+    tgt = np.asarray([targets[i] for i in answered], dtype=np.int64)
+    if tgt.min() < 0 or tgt.max() >= num_items:
+        raise ValueError(
+            f"target item index {int(tgt.max() if tgt.max() >= num_items else tgt.min())} is outside "
+            f"the catalogue of {num_items} items"
+        )
+    with torch.inference_mode():
+        scores = grounding.full_scores([trajectories[i].answer for i in answered], device=device)
+        tgt_t = torch.from_numpy(tgt).to(scores.device)
+        if exclude_history:
+            hist = [np.asarray(histories[i], dtype=np.int64) for i in answered]
+            ranks = target_ranks_excluding(scores, tgt_t, hist)
+        else:
+            ranks = target_ranks(scores, tgt_t)
+    for i, rank in zip(answered, ranks.cpu().tolist(), strict=True):
+        out[i] = int(rank)
+    return out
+
+
+def reward_inputs(
+    trajectories: Sequence[Trajectory],
+    grounding: Grounding,
+    targets: Sequence[int],
+    histories: Sequence[Sequence[int]],
+    *,
+    exclude_history: bool = True,
+    device: str | torch.device = "cpu",
+) -> list[RewardInput]:
+    """One :class:`RewardInput` per trajectory: rank, ``format_ok``, groundings and end reason.
+
+    ``extras`` carries the answer and the response length (policy tokens) for logs.
+    """
+    unfinished = [i for i, t in enumerate(trajectories) if not t.done]
+    if unfinished:
+        raise ValueError(f"trajectories {unfinished[:5]} are still running; rewards need finished trajectories")
+    ranks = answer_ranks(trajectories, grounding, targets, histories, exclude_history=exclude_history, device=device)
+    num_items = len(grounding.titles)
+    return [
+        RewardInput(
+            target_rank=rank,
+            num_items=num_items,
+            format_ok=t.format_ok,
+            groundings=t.num_groundings,
+            end_reason=str(t.end_reason),
+            extras={"answer": t.answer, "response_length": t.response_length},
+        )
+        for t, rank in zip(trajectories, ranks, strict=True)
+    ]

@@ -1,0 +1,150 @@
+"""The environment step over a real grounding engine (MiniLM), and the final ranking that feeds the reward."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import CATALOGUE
+
+from mgfrec.agent.environment import Environment
+from mgfrec.agent.final_ranking import answer_ranks, reward_inputs
+from mgfrec.agent.trajectory import Trajectory
+from mgfrec.config.schema import AgentConfig
+from mgfrec.eval.metrics import history_mask, target_ranks
+from mgfrec.rewards.compose import build_reward
+from mgfrec.user_agents.none import NoFeedbackAgent
+
+pytestmark = pytest.mark.slow  # loads the embedding model once per session
+
+HISTORY = ("Abbey Road", "Let It Be")
+
+
+def turn(tokenizer, text):
+    """A sampled turn as the engine would return it (ids, log-probs, text)."""
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    return ids, [-0.5] * len(ids), text
+
+
+def new_traj(tokenizer, history=HISTORY, **limits):
+    prompt = tokenizer.encode("prompt", add_special_tokens=False)
+    return Trajectory(prompt, history, AgentConfig(**limits))
+
+
+class Counting:
+    """Wraps the real engine and counts its ground() calls."""
+
+    def __init__(self, inner):
+        self.inner, self.calls = inner, []
+
+    def ground(self, titles, k=None):
+        self.calls.append(list(titles))
+        return self.inner.ground(titles, k)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_one_batched_grounding_and_one_feedback_call_per_step(grounding, tokenizer, spy_agent):
+    engine = Counting(grounding)
+    env = Environment(engine, tokenizer, spy_agent)
+    trajs = [new_traj(tokenizer), new_traj(tokenizer, ("Thriller",)), new_traj(tokenizer)]
+    trajs[0].add_turn(*turn(tokenizer, "<think>jazz</think><ground>Kind of Blue</ground>"))
+    trajs[1].add_turn(*turn(tokenizer, "<think>xmas</think><ground>christmas songs</ground>"))
+    trajs[2].add_turn(*turn(tokenizer, "<think>done</think><answer>Rumours</answer>"))
+    served = env.step(trajs)
+    assert served == trajs[:2]
+    assert engine.calls == [["Kind of Blue", "christmas songs"]]
+    assert len(spy_agent.batches) == 1
+    (req0, req1) = spy_agent.batches[0]
+    expected = grounding.ground(["Kind of Blue", "christmas songs"])
+    assert req0.history_titles == HISTORY and req0.grounded_title == "Kind of Blue"
+    assert list(req0.item_titles) == grounding.item_titles(expected[0])
+    assert req1.history_titles == ("Thriller",) and "Christmas with the Rat Pack" in req1.item_titles
+    step = trajs[0].steps[0]
+    assert list(step.item_indices) == expected[0] and step.item_indices[0] == CATALOGUE.index("Kind of Blue")
+    assert step.feedback == "I like Kind of Blue."
+    obs = trajs[0].segments[-1]
+    listed = "\n".join(f"{n}. {t}" for n, t in enumerate(step.item_titles, 1))
+    assert obs.text == f"\n<item_list>\n{listed}\n</item_list>\n<feedback>\nI like Kind of Blue.\n</feedback>\n"
+    assert list(obs.token_ids) == tokenizer.encode(obs.text, add_special_tokens=False)
+    assert trajs[0].num_groundings == 1 and trajs[0].next_budget() > 0
+    assert env.step(trajs) == []  # nothing pending: no calls at all
+    assert len(engine.calls) == 1 and len(spy_agent.batches) == 1
+
+
+@pytest.mark.parametrize("agent", [None, NoFeedbackAgent()])
+def test_without_feedback_the_block_is_left_out(grounding, tokenizer, agent):
+    traj = new_traj(tokenizer)
+    traj.add_turn(*turn(tokenizer, "<think>x</think><ground>Rumours</ground>"))
+    Environment(grounding, tokenizer, agent).step([traj])
+    text = traj.segments[-1].text
+    assert "<item_list>\n1. Rumours\n" in text and "<feedback>" not in text and text.endswith("</item_list>\n")
+
+
+def test_a_user_agent_that_answers_wrongly_is_named(grounding, tokenizer):
+    class Short:
+        def feedback(self, requests):
+            return []
+
+    traj = new_traj(tokenizer)
+    traj.add_turn(*turn(tokenizer, "<think>x</think><ground>Rumours</ground>"))
+    with pytest.raises(ValueError, match="Short.feedback returned 0 answers for 1 requests"):
+        Environment(grounding, tokenizer, Short()).step([traj])
+
+
+def test_scripted_rollout_to_rewards(grounding, tokenizer, spy_agent):
+    """The loop as the rollout runs it, with scripted turns in place of a model, down to eq. 8 rewards."""
+    scripts = [
+        ["<think>a</think><ground>jazz classics</ground>", "<think>b</think><answer>Kind of Blue</answer>"],
+        [
+            "<think>a</think><ground>x</ground>",
+            "<think>b</think><ground>y</ground>",
+            "<think>c</think><ground>z</ground>",
+        ],
+        ["<think>a</think><item_list>fake</item_list>"],
+        ["<think>a</think><answer>Abbey Road</answer>"],
+    ]
+    trajs = [new_traj(tokenizer, max_groundings=2) for _ in scripts]
+    env = Environment(grounding, tokenizer, spy_agent)
+    for step in range(4):
+        for traj, script in zip(trajs, scripts):
+            if not traj.done:
+                traj.add_turn(*turn(tokenizer, script[step]))
+        env.step(trajs)
+        if all(t.done for t in trajs):
+            break
+    assert [t.end_reason for t in trajs] == ["answered", "grounding_limit", "format_error", "answered"]
+    assert [len(b) for b in spy_agent.batches] == [2, 1]  # one call per step, only for pending groundings
+
+    kind_of_blue, abbey_road = CATALOGUE.index("Kind of Blue"), CATALOGUE.index("Abbey Road")
+    histories = [[0, 1]] * 4
+    targets = [kind_of_blue, 3, 3, abbey_road]
+    ranks = answer_ranks(trajs, grounding, targets, histories)
+    assert ranks[0] == 1 and ranks[1] is None and ranks[2] is None
+    # The evaluator's rule, computed directly: full scores, history (never the target) excluded.
+    scores = grounding.full_scores(["Abbey Road"])
+    direct = target_ranks(scores, torch.tensor([abbey_road]), history_mask([np.array([0, 1])], len(CATALOGUE)))
+    assert ranks[3] == int(direct[0]) == 1
+    second = grounding.ground(["Abbey Road"], k=2)[0][1]  # the item nearest "Abbey Road" after itself
+    others = [kind_of_blue, 3, 3, second]
+    assert answer_ranks(trajs, grounding, others, [[]] * 4, exclude_history=False)[3] == 2
+    assert answer_ranks(trajs, grounding, others, [[abbey_road]] * 4)[3] == 1  # the history item left out
+    assert answer_ranks(trajs, grounding, others, [[abbey_road]] * 4, exclude_history=False)[3] == 2
+
+    inputs = reward_inputs(trajs, grounding, targets, histories)
+    assert [i.format_ok for i in inputs] == [True, False, False, True]
+    assert [i.groundings for i in inputs] == [1, 2, 0, 0]
+    assert [i.end_reason for i in inputs] == ["answered", "grounding_limit", "format_error", "answered"]
+    assert inputs[0].num_items == len(CATALOGUE) and inputs[0].extras["answer"] == "Kind of Blue"
+    reward = build_reward(["ndcg", "format"])
+    assert [reward(i) for i in inputs] == [1.0, -0.5, -0.5, 1.0]
+
+
+def test_rewards_need_finished_trajectories(grounding, tokenizer):
+    traj = new_traj(tokenizer)
+    traj.add_turn(*turn(tokenizer, "<think>x</think><ground>Rumours</ground>"))
+    with pytest.raises(ValueError, match="still running"):
+        reward_inputs([traj], grounding, [0], [[1]])
+    with pytest.raises(ValueError, match="1 trajectories, 2 targets"):
+        answer_ranks([traj], grounding, [0, 1], [[1]])
