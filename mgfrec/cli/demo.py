@@ -40,7 +40,6 @@ def demo(
 
     result = run(go)
     out.print(result.report.table())
-    out.print(result.report.to_markdown(), highlight=False, markup=False)
     console.print(
         "The agent stages (SFT, GRPO fit, MGFRec and its ablations) are not built yet (issues 4-6); "
         f"this table holds the baselines. Report files: {', '.join(str(p) for p in result.written.values())}",
