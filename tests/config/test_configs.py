@@ -28,6 +28,7 @@ def test_shipped_config_validates(path):
         ("embedder", cfg.embedding.embedder, cfg.embedding.options, "embedding.options"),
         ("grounder", cfg.grounding.grounder, cfg.grounding.options, "grounding.options"),
         ("retriever", cfg.retriever.model, cfg.retriever.options, "retriever.options"),
+        ("user_agent", cfg.user_agent.backend, cfg.user_agent.options, "user_agent.options"),
     ] + [("reward", name, cfg.grpo.reward_options.get(name), f"grpo.reward_options.{name}") for name in cfg.grpo.rewards]
     for kind, name, options, where in named:
         component_options(reg.load(kind, name), options, where)

@@ -1,0 +1,140 @@
+"""What a ``user_agent`` component is, what it may see, and the one factory that builds the configured one.
+
+The user agent of MGFRec (section 4.3, Table 1) critiques each grounding: given the user's interaction
+history, the title the recommendation agent grounded and the items the grounding returned, it writes
+textual feedback, ``f_U([I_1..I_n], I_T, L_R) = F``. A :class:`FeedbackRequest` holds exactly those three
+things and nothing else: the held-out target item is never part of it, so no backend can leak it into the
+feedback.
+
+A component registered under ``mgfrec.user_agent`` is a class built as ``cls(cfg, options, context)`` from
+the ``user_agent`` config section, its validated ``Options`` (None when it declares none) and a
+:class:`UserAgentContext`. It answers a whole environment step in one batched :meth:`UserAgent.feedback`
+call. A backend that defines ``cache_key(request) -> str`` can be cached (:mod:`mgfrec.user_agents.cache`);
+:func:`load_user_agent` wraps it when ``user_agent.cache_path`` is set.
+
+This module must not import any API client, torch or transformers.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from mgfrec.config.schema import UserAgentConfig
+from mgfrec.registry import Registry, component_options, registry
+
+
+@dataclass(frozen=True)
+class FeedbackRequest:
+    """One grounding to critique: what the user agent sees, and all it sees (never the target).
+
+    Lists are stored as tuples so that a request is immutable and hashable.
+    """
+
+    history_titles: tuple[str, ...]
+    grounded_title: str
+    item_titles: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "history_titles", tuple(self.history_titles))
+        object.__setattr__(self, "item_titles", tuple(self.item_titles))
+        if not isinstance(self.grounded_title, str):
+            raise TypeError(f"grounded_title must be a str, got {type(self.grounded_title).__name__}")
+
+
+EmbedFn = Callable[[list[str]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class UserAgentContext:
+    """What the run gives a user agent at construction, beyond its config.
+
+    ``embed`` maps titles to float32 ``[n, dim]`` vectors. The agent loop passes one that looks up cached
+    catalogue vectors and encodes any other text with the grounding embedder; local backends such as
+    ``simulated`` need it, API backends ignore it.
+    """
+
+    embed: EmbedFn | None = None
+
+
+@runtime_checkable
+class UserAgent(Protocol):
+    """A ``user_agent`` component: feedback for a batch of groundings."""
+
+    def feedback(self, requests: Sequence[FeedbackRequest]) -> list[str]:
+        """One feedback text per request, in the same order. Raises :class:`UserAgentError` rather than
+        returning a placeholder for a request it could not answer."""
+        ...
+
+    def stats(self) -> dict[str, Any]:
+        """Counters since construction: see :class:`UsageStats` for the keys."""
+        ...
+
+    def close(self) -> None:
+        """Release threads, connections, files and models. Idempotent."""
+        ...
+
+
+class UserAgentError(RuntimeError):
+    """A backend could not produce feedback; the message names the backend, where it went and how often."""
+
+
+class UsageStats:
+    """Thread-safe counters every built-in backend reports through ``stats()``.
+
+    ``calls``: requests answered by the backend itself; ``cache_hits``/``cache_misses``: filled in by the
+    cache wrapper (0 without one); ``retries``: extra attempts after the first, over all requests;
+    ``errors``: requests that failed for good; ``prompt_tokens``/``completion_tokens``: as the backend
+    reports them; ``latency_s_total`` sums the wall time of each answered call (its retries included), so
+    with concurrency it exceeds elapsed time; ``latency_s_mean`` is that per call.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._c: dict[str, float] = dict.fromkeys(
+            (
+                "calls",
+                "cache_hits",
+                "cache_misses",
+                "prompt_tokens",
+                "completion_tokens",
+                "retries",
+                "errors",
+                "latency_s_total",
+            ),
+            0,
+        )
+
+    def add(self, **counts: float) -> None:
+        with self._lock:
+            for key, value in counts.items():
+                self._c[key] = self._c.get(key, 0) + value
+
+    def snapshot(self, **extra: Any) -> dict[str, Any]:
+        with self._lock:
+            out: dict[str, Any] = {k: (v if k == "latency_s_total" else int(v)) for k, v in self._c.items()}
+        out["latency_s_mean"] = out["latency_s_total"] / out["calls"] if out["calls"] else 0.0
+        out.update(extra)
+        return out
+
+
+def load_user_agent(
+    cfg: UserAgentConfig, context: UserAgentContext | None = None, reg: Registry | None = None
+) -> UserAgent:
+    """Build the backend named by ``cfg.backend`` through the registry, with ``cfg.options`` validated.
+
+    When ``cfg.cache_path`` is set and the backend can be cached (it defines ``cache_key``), the backend is
+    wrapped in :class:`mgfrec.user_agents.cache.CachedUserAgent` over that SQLite file.
+    """
+    cls = (reg or registry()).load("user_agent", cfg.backend)
+    options = component_options(cls, cfg.options, "user_agent.options")
+    agent = cls(cfg, options, context or UserAgentContext())
+    if cfg.cache_path and callable(getattr(agent, "cache_key", None)):
+        from mgfrec.user_agents.cache import CachedUserAgent
+
+        agent = CachedUserAgent(agent, cfg.cache_path)
+    return agent

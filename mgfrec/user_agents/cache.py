@@ -1,0 +1,143 @@
+"""A SQLite cache of user agent responses, and the wrapper that puts it in front of any cacheable backend.
+
+Training asks the user agent about the same (history, grounded title, items) again and again: the rollouts
+of one GRPO group share a history and often ground the same title, and later epochs revisit samples. A
+response is stored under :func:`cache_key`: a SHA-256 over the full prompt together with the backend, the
+model and every sampling setting, so changing any of them can never serve a stale answer. Keys are built by
+the backend (``cache_key(request)``), which is the only party that knows its prompt and settings; a backend
+without ``cache_key`` (``none``, ``simulated``) is not cached.
+
+The file is an ordinary SQLite database (WAL journal), safe to share between the threads of one process
+(one connection, serialised by a lock) and between processes (SQLite's own locking, with a busy timeout).
+Failed requests are never stored: a backend raises instead of answering.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from mgfrec.user_agents.base import FeedbackRequest, UserAgent, UserAgentError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    key TEXT PRIMARY KEY,
+    response TEXT NOT NULL,
+    created_at REAL NOT NULL
+)
+"""
+_CHUNK = 500  # host parameters per SELECT: far below SQLite's limit on any build
+
+
+def cache_key(**parts: Any) -> str:
+    """SHA-256 hex of the JSON of ``parts`` (keys sorted): the same parts always give the same key."""
+    blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class ResponseCache:
+    """Responses by key in the SQLite file at ``path`` (created, with its folder, if absent)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        try:
+            # check_same_thread=False: the lock below serialises every use of the one connection.
+            self._conn: sqlite3.Connection | None = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute(_SCHEMA)
+            self._conn.commit()
+        except sqlite3.Error as exc:
+            raise UserAgentError(f"user_agent.cache_path: cannot open the SQLite cache {self.path}: {exc}") from None
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise UserAgentError(f"the user agent cache {self.path} is closed")
+        return self._conn
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, str]:
+        """The stored responses among ``keys``."""
+        keys = list(dict.fromkeys(keys))
+        found: dict[str, str] = {}
+        with self._lock:
+            db = self._db()
+            for i in range(0, len(keys), _CHUNK):
+                chunk = keys[i : i + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                found.update(db.execute(f"SELECT key, response FROM responses WHERE key IN ({marks})", chunk))
+        return found
+
+    def put_many(self, items: Iterable[tuple[str, str]]) -> None:
+        """Store responses (a key stored twice keeps the latest)."""
+        now = time.time()
+        rows = [(k, v, now) for k, v in items]
+        with self._lock:
+            db = self._db()
+            with db:  # one transaction
+                db.executemany("INSERT OR REPLACE INTO responses (key, response, created_at) VALUES (?, ?, ?)", rows)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._db().execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+class CachedUserAgent:
+    """A user agent answering from :class:`ResponseCache` first, and asking ``inner`` only for the rest.
+
+    Requests with equal keys within one batch are sent once. ``stats()`` adds ``cache_hits`` (requests
+    answered without the backend: stored, or a duplicate in the batch) and ``cache_misses``.
+    """
+
+    def __init__(self, inner: UserAgent, path: str | Path):
+        if not callable(getattr(inner, "cache_key", None)):
+            raise TypeError(f"{type(inner).__name__} defines no cache_key(request), so it cannot be cached")
+        self.inner = inner
+        self.cache = ResponseCache(path)
+        self._lock = threading.Lock()
+        self._hits = 0
+        self._misses = 0
+
+    def feedback(self, requests: Sequence[FeedbackRequest]) -> list[str]:
+        keys = [self.inner.cache_key(r) for r in requests]  # type: ignore[attr-defined]
+        answers = self.cache.get_many(keys)
+        todo: dict[str, FeedbackRequest] = {}
+        for key, request in zip(keys, requests, strict=True):
+            if key not in answers:
+                todo.setdefault(key, request)
+        if todo:
+            fresh = self.inner.feedback(list(todo.values()))
+            if len(fresh) != len(todo):
+                raise UserAgentError(
+                    f"{type(self.inner).__name__} returned {len(fresh)} feedbacks for {len(todo)} requests"
+                )
+            new = dict(zip(todo, fresh, strict=True))
+            self.cache.put_many(new.items())
+            answers.update(new)
+        with self._lock:
+            self._hits += len(requests) - len(todo)
+            self._misses += len(todo)
+        return [answers[k] for k in keys]
+
+    def cache_key(self, request: FeedbackRequest) -> str:
+        return self.inner.cache_key(request)  # type: ignore[attr-defined]
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {**self.inner.stats(), "cache_hits": self._hits, "cache_misses": self._misses}
+
+    def close(self) -> None:
+        self.inner.close()
+        self.cache.close()

@@ -1,0 +1,200 @@
+"""What the API backends share: bounded concurrency, retries, attempt counting, clear errors, and the key rule.
+
+:class:`RemoteChatAgent` answers a batch by sending one chat request per :class:`FeedbackRequest` from a
+thread pool of ``user_agent.max_concurrency`` workers; the official SDK's synchronous client is thread-safe
+and its connection pool is shared. Subclasses (``openai``, ``anthropic``) only build their SDK client and
+turn one prompt into one completion.
+
+Retries. The SDK retries what HTTP tells it to (timeouts, connection errors, 408/409/429 and 5xx, honouring
+``Retry-After``) with exponential backoff. A 200 whose body is not a usable completion (malformed JSON, no
+text) is retried here, with exponential backoff from ``options.backoff_s``. Both draw on one budget:
+at most ``1 + user_agent.max_retries`` HTTP attempts per request, counted by an event hook on the SDK's HTTP
+client so the count is exact whoever retried. A request that still fails raises :class:`UserAgentError`
+naming the backend, base URL, model, status and attempt count; it never turns into empty feedback.
+
+Keys. The API key is read only from the environment variable named by ``user_agent.api_key_env`` and
+handed to the SDK; it is never logged, stored, put in stats or cache keys, and is scrubbed from error text.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mgfrec.config.schema import UserAgentConfig
+from mgfrec.user_agents.base import FeedbackRequest, UsageStats, UserAgentContext, UserAgentError
+from mgfrec.user_agents.cache import cache_key
+from mgfrec.user_agents.prompt import prompt_builder
+
+
+class MalformedResponse(Exception):
+    """A 200 response that is not a usable completion; retried by :class:`RemoteChatAgent`."""
+
+
+class RemoteOptions(BaseModel):
+    """``user_agent.options`` shared by the API backends."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    temperature: float | None = Field(None, ge=0, description="None: the server's default")
+    top_p: float | None = Field(None, gt=0, le=1, description="None: the server's default")
+    max_tokens: int = Field(512, ge=1, description="upper bound on the feedback length, in tokens")
+    system: str | None = Field(None, description="optional system message; the paper uses none")
+    backoff_s: float = Field(0.5, ge=0, description="first wait before retrying a malformed response; doubles")
+
+
+class RemoteChatAgent:
+    """Base class of the API backends; see the module docstring. Subclasses set the class attributes and
+    implement :meth:`_make_client`, :meth:`_complete` and :meth:`_describe_error`."""
+
+    name: ClassVar[str]
+    default_key_env: ClassVar[str]
+    default_model: ClassVar[str | None] = None
+    Options: ClassVar[type[RemoteOptions]] = RemoteOptions
+    transport_options: ClassVar[frozenset[str]] = frozenset({"backoff_s", "system"})
+    """Options that do not change what the model answers (``system`` is part of the messages already)."""
+
+    def __init__(self, cfg: UserAgentConfig, options: RemoteOptions | None, context: UserAgentContext | None = None):
+        self.cfg = cfg
+        self.options = options or self.Options()
+        model = cfg.model or self.default_model
+        if not model:
+            raise UserAgentError(f"user_agent.model is required for backend '{self.name}'")
+        self.model: str = model
+        self.key_env = cfg.api_key_env or self.default_key_env
+        key = os.environ.get(self.key_env, "")
+        if not key:
+            raise UserAgentError(
+                f"user agent backend '{self.name}' reads its API key from the environment variable {self.key_env}, "
+                f"which is not set. Set it (any placeholder such as EMPTY works for a local server that needs no "
+                f"key), or name another variable in user_agent.api_key_env."
+            )
+        self._secret = key  # kept only to scrub it from error text
+        self._prompt = prompt_builder(cfg.prompt)
+        self._attempts = threading.local()
+        self._client = self._make_client(key, {"request": [self._count_attempt]})
+        del key
+        self._pool: ThreadPoolExecutor | None = ThreadPoolExecutor(
+            max_workers=cfg.max_concurrency, thread_name_prefix=f"mgfrec-user-agent-{self.name}"
+        )
+        self.usage = UsageStats()
+
+    # --- what subclasses provide -------------------------------------------------------------------------
+
+    def _make_client(self, api_key: str, event_hooks: dict[str, list[Any]]) -> Any:
+        """The SDK client, its HTTP client carrying ``event_hooks``, timeout and retries from ``self.cfg``."""
+        raise NotImplementedError
+
+    def _complete(self, client: Any, messages: list[dict[str, str]]) -> tuple[str, int, int]:
+        """One completion: (text, prompt tokens, completion tokens). Raises :class:`MalformedResponse` for a
+        body that is not a usable completion; lets the SDK's own errors through."""
+        raise NotImplementedError
+
+    def _describe_error(self, exc: BaseException) -> str:
+        """A short reason for an SDK error, with the HTTP status when there is one."""
+        status = getattr(exc, "status_code", None)
+        if status is not None:
+            hint = {
+                401: f"; check the key in ${self.key_env}",
+                403: f"; check the key in ${self.key_env}",
+                404: "; check user_agent.model and user_agent.base_url",
+            }.get(status, "")
+            return f"HTTP status {status} ({type(exc).__name__}: {getattr(exc, 'message', exc)}){hint}"
+        if "Timeout" in type(exc).__name__:
+            return f"timed out (user_agent.timeout_s={self.cfg.timeout_s})"
+        return f"{type(exc).__name__}: {exc}"
+
+    # --- the shared machinery ----------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return str(self._client.base_url)
+
+    def messages(self, request: FeedbackRequest) -> list[dict[str, str]]:
+        """The chat messages sent for ``request``: the optional system message, then the Table 1 prompt."""
+        msgs = [{"role": "system", "content": self.options.system}] if self.options.system else []
+        return [*msgs, {"role": "user", "content": self._prompt(request)}]
+
+    def sampling(self) -> dict[str, Any]:
+        """Every setting besides the prompt and model that changes the response (part of the cache key)."""
+        return self.options.model_dump(exclude=set(self.transport_options))
+
+    def cache_key(self, request: FeedbackRequest) -> str:
+        return cache_key(backend=self.name, model=self.model, sampling=self.sampling(), messages=self.messages(request))
+
+    def _count_attempt(self, request: Any) -> None:
+        # Called by the SDK's HTTP client for every attempt, in the worker thread that makes it.
+        self._attempts.n = getattr(self._attempts, "n", 0) + 1
+
+    def feedback(self, requests: Sequence[FeedbackRequest]) -> list[str]:
+        if self._pool is None:
+            raise UserAgentError(f"user agent backend '{self.name}' is closed")
+        if not requests:
+            return []
+        futures = [self._pool.submit(self._one, self.messages(r)) for r in requests]
+        wait(futures)  # let every request finish before reporting, so none is left running unseen
+        failed = [f.exception() for f in futures if f.exception() is not None]
+        if failed:
+            prefix = (
+                f"{len(failed)} of {len(requests)} feedback requests failed; the first: " if len(requests) > 1 else ""
+            )
+            raise UserAgentError(prefix + str(failed[0])) from failed[0]
+        return [f.result() for f in futures]
+
+    def _one(self, messages: list[dict[str, str]]) -> str:
+        self._attempts.n = 0
+        started = time.monotonic()
+        malformed = 0
+        while True:
+            budget = self.cfg.max_retries - self._attempts.n
+            try:
+                client = (
+                    self._client if budget == self.cfg.max_retries else self._client.with_options(max_retries=budget)
+                )
+                text, prompt_tokens, completion_tokens = self._complete(client, messages)
+            except MalformedResponse as exc:
+                if self._attempts.n <= self.cfg.max_retries:
+                    time.sleep(min(self.options.backoff_s * 2**malformed, 8.0))
+                    malformed += 1
+                    continue
+                raise self._fail(f"malformed response body ({exc})") from None
+            except Exception as exc:
+                raise self._fail(self._describe_error(exc)) from exc
+            attempts = max(self._attempts.n, 1)
+            self.usage.add(
+                calls=1,
+                retries=attempts - 1,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                latency_s_total=time.monotonic() - started,
+            )
+            return text
+
+    def _fail(self, reason: str) -> UserAgentError:
+        attempts = max(self._attempts.n, 1)
+        self.usage.add(errors=1, retries=attempts - 1)
+        message = (
+            f"user agent backend '{self.name}' at {self.base_url} (model {self.model}): {reason}; "
+            f"gave up after {attempts} attempt(s) (user_agent.max_retries={self.cfg.max_retries})"
+        )
+        return UserAgentError(message.replace(self._secret, "***"))
+
+    def stats(self) -> dict[str, Any]:
+        return self.usage.snapshot()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+            self._client.close()
+
+    def __enter__(self) -> RemoteChatAgent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,155 @@
+"""The SQLite response cache: real files, hits served without the backend, reopening, threads, failures."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+
+import pytest
+from ua_servers import FakeServer, serve
+from uakit import api_config, make_request
+
+from mgfrec.user_agents.base import FeedbackRequest, UsageStats, UserAgentError, load_user_agent
+from mgfrec.user_agents.cache import CachedUserAgent, ResponseCache, cache_key
+from mgfrec.user_agents.none import NoFeedbackAgent
+from mgfrec.user_agents.openai_chat import OpenAIChatAgent
+from mgfrec.user_agents.simulated import SimulatedUserAgent
+
+
+class EchoAgent:
+    """A cacheable backend that answers with the grounded title and counts what it was asked."""
+
+    def __init__(self, fail: bool = False):
+        self.asked: list[FeedbackRequest] = []
+        self.fail = fail
+        self.lock = threading.Lock()
+        self.usage = UsageStats()
+
+    def cache_key(self, request: FeedbackRequest) -> str:
+        return cache_key(backend="echo", prompt=[request.history_titles, request.grounded_title, request.item_titles])
+
+    def feedback(self, requests):
+        if self.fail:
+            raise UserAgentError("echo: down")
+        with self.lock:
+            self.asked.extend(requests)
+        self.usage.add(calls=len(requests))
+        return [f"about {r.grounded_title}" for r in requests]
+
+    def stats(self):
+        return self.usage.snapshot()
+
+    def close(self):
+        pass
+
+
+def test_a_second_call_is_served_from_the_file_without_the_server(api_key, tmp_path, fresh_registry):
+    fresh_registry.add("user_agent", "openai", OpenAIChatAgent)
+    path = tmp_path / "run" / "user_agent.sqlite"
+    batch = [make_request(0), make_request(1), make_request(0)]  # a repeat within the batch is asked once
+    with serve(FakeServer("openai", responder=lambda b: f"reply {len(b['messages'][0]['content'])}")) as server:
+        agent = load_user_agent(api_config(server.url, backend="openai", cache_path=str(path)), reg=fresh_registry)
+        assert isinstance(agent, CachedUserAgent)
+        first = agent.feedback(batch)
+        assert server.count == 2
+        assert agent.feedback(batch) == first
+        assert server.count == 2  # every reply came from the cache
+        stats = agent.stats()
+        agent.close()
+
+        assert path.is_file()
+        assert sqlite3.connect(path).execute("SELECT COUNT(*) FROM responses").fetchone() == (2,)
+        reopened = load_user_agent(api_config(server.url, backend="openai", cache_path=str(path)), reg=fresh_registry)
+        assert reopened.feedback(batch) == first
+        assert server.count == 2  # survives reopening
+        assert reopened.stats()["cache_hits"] == 3 and reopened.stats()["calls"] == 0
+        reopened.close()
+
+    assert first[0] == first[2]
+    assert (stats["cache_hits"], stats["cache_misses"], stats["calls"]) == (4, 2, 2)
+
+
+def key_of(cfg, options, req) -> str:
+    with OpenAIChatAgent(cfg, options, None) as agent:
+        return agent.cache_key(req)
+
+
+def test_changing_model_or_sampling_changes_the_key(api_key):
+    req = make_request()
+    cfg = api_config("http://127.0.0.1:9/v1", model="a")
+    opts = OpenAIChatAgent.Options
+    keys = {
+        key_of(cfg, None, req),
+        key_of(api_config("http://127.0.0.1:9/v1", model="b"), None, req),
+        key_of(cfg, opts(temperature=0.0), req),
+        key_of(cfg, opts(max_tokens=10), req),
+        key_of(cfg, opts(system="Be brief."), req),
+        key_of(cfg, None, make_request(1)),
+    }
+    assert len(keys) == 6
+    # ... but not the base URL, the retries, the timeout or the backoff: they do not change what the model says
+    other = api_config("http://127.0.0.1:8/v1", model="a", max_retries=0, timeout_s=1.0)
+    assert key_of(other, opts(backoff_s=3.0), req) == key_of(cfg, None, req)
+
+
+def test_failures_are_not_stored(tmp_path):
+    path = tmp_path / "c.sqlite"
+    failing = CachedUserAgent(EchoAgent(fail=True), path)
+    with pytest.raises(UserAgentError):
+        failing.feedback([make_request()])
+    assert len(failing.cache) == 0
+    failing.close()
+    working = CachedUserAgent(EchoAgent(), path)
+    assert working.feedback([make_request()]) == ["about Grounded Jazz Title 0"]
+    assert len(working.inner.asked) == 1
+    working.close()
+
+
+def test_threads_share_one_cache_safely(tmp_path):
+    agent = CachedUserAgent(EchoAgent(), tmp_path / "c.sqlite")
+    results: dict[int, list[str]] = {}
+    errors: list[BaseException] = []
+
+    def worker(t: int) -> None:
+        try:
+            for round_ in range(5):
+                batch = [make_request((t + round_ + i) % 12) for i in range(4)]
+                got = agent.feedback(batch)
+                assert got == [f"about {r.grounded_title}" for r in batch]
+            results[t] = got
+        except BaseException as exc:  # noqa: BLE001 (re-raised in the main thread)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors and len(results) == 8
+    assert len(agent.cache) == 12
+    stats = agent.stats()
+    assert stats["cache_hits"] + stats["cache_misses"] == 8 * 5 * 4
+    agent.close()
+
+
+def test_a_cache_file_in_a_missing_folder_is_created_and_closed_use_is_an_error(tmp_path):
+    cache = ResponseCache(tmp_path / "a" / "b" / "c.sqlite")
+    cache.put_many([("k", "v")])
+    assert cache.get_many(["k", "missing"]) == {"k": "v"}
+    cache.close()
+    with pytest.raises(UserAgentError, match="closed"):
+        cache.get_many(["k"])
+
+
+def test_backends_without_a_cache_key_are_not_wrapped(tmp_path, fresh_registry, toy_embed):
+    from mgfrec.config.schema import UserAgentConfig
+    from mgfrec.user_agents.base import UserAgentContext
+
+    fresh_registry.add("user_agent", "none", NoFeedbackAgent)
+    fresh_registry.add("user_agent", "simulated", SimulatedUserAgent)
+    for name in ("none", "simulated"):
+        path = tmp_path / f"{name}.sqlite"
+        cfg = UserAgentConfig(backend=name, cache_path=str(path))
+        agent = load_user_agent(cfg, UserAgentContext(embed=toy_embed), reg=fresh_registry)
+        assert not isinstance(agent, CachedUserAgent)
+        assert not path.exists()

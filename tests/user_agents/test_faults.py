@@ -1,0 +1,97 @@
+"""Retries, timeouts, malformed bodies and the concurrency bound, against real local servers.
+
+Attempts are counted by the server, so these tests see what really went over the wire.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from ua_servers import FakeServer, serve
+from uakit import api_config, build, make_request
+
+from mgfrec.user_agents.anthropic_messages import AnthropicMessagesAgent
+from mgfrec.user_agents.base import UserAgentError
+from mgfrec.user_agents.openai_chat import OpenAIChatAgent
+
+
+@pytest.mark.parametrize("fault", ["429", "500", "malformed"])
+def test_a_passing_fault_is_retried_and_counted(api_key, fault):
+    with serve(FakeServer("openai", faults=[fault, fault])) as server:
+        with build(OpenAIChatAgent, api_config(server.url, max_retries=2)) as agent:
+            assert agent.feedback([make_request()]) == ["fine"]
+            stats = agent.stats()
+    assert server.count == 3
+    assert (stats["calls"], stats["retries"], stats["errors"]) == (1, 2, 0)
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [("429", "HTTP status 429"), ("500", "HTTP status 500"), ("malformed", "malformed response body")],
+)
+def test_a_lasting_fault_ends_in_a_clear_error_after_every_retry(api_key, fault, reason):
+    with serve(FakeServer("openai", default=fault)) as server:
+        with build(OpenAIChatAgent, api_config(server.url, max_retries=2)) as agent:
+            with pytest.raises(UserAgentError) as info:
+                agent.feedback([make_request()])
+            stats = agent.stats()
+    assert server.count == 3  # 1 + max_retries, never more: the SDK's and mgfrec's retries share one budget
+    message = str(info.value)
+    assert "'openai'" in message and server.url in message and reason in message and "3 attempt(s)" in message
+    assert (stats["calls"], stats["retries"], stats["errors"]) == (0, 2, 1)
+
+
+def test_a_malformed_body_then_a_server_error_share_one_retry_budget(api_key):
+    with serve(FakeServer("openai", faults=["malformed", "500", "500", "500"])) as server:
+        with build(OpenAIChatAgent, api_config(server.url, max_retries=2)) as agent:
+            with pytest.raises(UserAgentError, match=r"HTTP status 500.*3 attempt\(s\)"):
+                agent.feedback([make_request()])
+    assert server.count == 3
+
+
+def test_a_stalled_server_times_out_and_is_retried(api_key):
+    with serve(FakeServer("openai", default="timeout", hang_s=1.5)) as server:
+        with build(OpenAIChatAgent, api_config(server.url, max_retries=1, timeout_s=0.2)) as agent:
+            with pytest.raises(UserAgentError) as info:
+                agent.feedback([make_request()])
+    assert server.count == 2
+    assert "timed out (user_agent.timeout_s=0.2)" in str(info.value) and "2 attempt(s)" in str(info.value)
+
+
+def test_one_failure_in_a_batch_fails_the_batch_rather_than_dropping_a_reply(api_key):
+    requests = [make_request(n) for n in range(4)]
+    with serve(FakeServer("openai", faults=["500"])) as server:
+        with build(OpenAIChatAgent, api_config(server.url, max_retries=0)) as agent:
+            with pytest.raises(UserAgentError, match=r"1 of 4 feedback requests failed"):
+                agent.feedback(requests)
+            assert agent.stats()["calls"] == 3 and agent.stats()["errors"] == 1
+    assert server.count == 4
+
+
+@pytest.mark.parametrize("bound", [1, 3])
+def test_no_more_requests_in_flight_than_max_concurrency(api_key, bound):
+    # With a barrier of `bound` parties, the server only answers once `bound` requests are in flight together:
+    # so the client really runs `bound` at a time (else the barrier breaks), and never more (max_in_flight).
+    barrier = threading.Barrier(bound) if bound > 1 else None
+    with serve(FakeServer("openai", barrier=barrier)) as server:
+        cfg = api_config(server.url, max_concurrency=bound, max_retries=0)
+        with build(OpenAIChatAgent, cfg) as agent:
+            assert agent.feedback([make_request(n) for n in range(3 * bound)]) == ["fine"] * (3 * bound)
+    assert server.max_in_flight == bound
+
+
+def test_the_anthropic_backend_retries_a_server_error_and_reports_it(api_key):
+    with serve(FakeServer("anthropic", faults=["500", "429"])) as server:
+        with build(AnthropicMessagesAgent, api_config(server.url, model="claude-test")) as agent:
+            assert agent.feedback([make_request()]) == ["fine"]
+            assert agent.stats()["retries"] == 2
+    assert server.count == 3
+
+
+def test_the_anthropic_backend_gives_up_with_a_clear_error(api_key):
+    with serve(FakeServer("anthropic", default="malformed")) as server:
+        with build(AnthropicMessagesAgent, api_config(server.url, model="claude-test", max_retries=1)) as agent:
+            with pytest.raises(UserAgentError, match=r"'anthropic' at http://127\.0\.0\.1:\d+.*malformed.*2 attempt"):
+                agent.feedback([make_request()])
+    assert server.count == 2

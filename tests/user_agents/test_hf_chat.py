@@ -1,0 +1,94 @@
+"""The ``hf`` backend with a tiny random Qwen2 and a BPE tokenizer trained here: gibberish out, real plumbing."""
+
+from __future__ import annotations
+
+import pytest
+from uakit import make_request
+
+from mgfrec.config.schema import UserAgentConfig
+from mgfrec.user_agents.base import UserAgentError, load_user_agent
+from mgfrec.user_agents.cache import CachedUserAgent
+from mgfrec.user_agents.hf_chat import HFChatAgent
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """A hidden-64 model gains nothing from threads, and on a busy 2-core machine they thrash (100x slower)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_chat_model(tmp_path_factory):
+    """A saved folder with a 2-layer, hidden-64 Qwen2 (random weights) and a chat tokenizer trained on the fly."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    from mgfrec.user_agents.prompt import prompt_builder
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    corpus = [prompt_builder(None)(make_request(n)) for n in range(20)] + ["user assistant system"]
+    tok.train_from_iterator(
+        corpus,
+        trainers.BpeTrainer(
+            vocab_size=400, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", chat_template=CHAT_TEMPLATE
+    )
+    torch.manual_seed(0)
+    config = Qwen2Config(
+        vocab_size=len(fast), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=1024, eos_token_id=fast.eos_token_id,
+        pad_token_id=fast.pad_token_id, tie_word_embeddings=True,
+    )  # fmt: skip
+    folder = tmp_path_factory.mktemp("tiny-qwen2-chat")
+    Qwen2ForCausalLM(config).save_pretrained(folder)
+    fast.save_pretrained(folder)
+    return folder
+
+
+def test_generates_one_reply_per_request_deterministically_in_batches(tiny_chat_model, fresh_registry, tmp_path):
+    fresh_registry.add("user_agent", "hf", HFChatAgent)
+    cfg = UserAgentConfig(backend="hf", model=str(tiny_chat_model), options={"max_new_tokens": 6, "batch_size": 2})
+    requests = [make_request(n) for n in range(3)]  # 3 requests in batches of 2: one batch is padded
+    agent = load_user_agent(cfg, reg=fresh_registry)
+    first = agent.feedback(requests)
+    assert len(first) == 3 and all(isinstance(r, str) for r in first)
+    assert agent.feedback(requests) == first  # greedy decoding
+    stats = agent.stats()
+    assert stats["calls"] == 6 and stats["prompt_tokens"] > 6 * 100  # the whole Table 1 prompt went in
+    assert 0 < stats["completion_tokens"] <= 6 * 6
+
+    msgs = agent.messages(requests[0])
+    assert msgs[0]["role"] == "user" and msgs[0]["content"].startswith("Act as a user agent.")
+    assert "Kind of Blue" in msgs[0]["content"]
+    agent.close()
+
+    cached = load_user_agent(cfg.model_copy(update={"cache_path": str(tmp_path / "hf.sqlite")}), reg=fresh_registry)
+    assert isinstance(cached, CachedUserAgent)
+    assert cached.feedback(requests) == first
+    assert cached.feedback(requests) == first and cached.stats()["cache_hits"] == 3
+    cached.close()
+
+
+def test_a_model_is_required_and_a_bad_path_is_a_clear_error(tmp_path):
+    with pytest.raises(UserAgentError, match="user_agent.model is required"):
+        HFChatAgent(UserAgentConfig(backend="hf"), None, None)
+    agent = HFChatAgent(UserAgentConfig(backend="hf", model=str(tmp_path / "absent")), None, None)
+    with pytest.raises(UserAgentError, match="cannot load the tokenizer"):
+        agent.feedback([make_request()])
