@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from mgfrec.config.load import write_resolved
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
-from mgfrec.eval.metrics import history_mask, per_sample, target_ranks
+from mgfrec.eval.evaluator import rank_targets
+from mgfrec.eval.metrics import per_sample
 from mgfrec.registry import Registry, component_options, registry
-from mgfrec.runs import RunInfo, read_run_info, write_run_info
+from mgfrec.runs import RunInfo, write_run_info
 
 
 @dataclass(frozen=True)
@@ -68,29 +68,14 @@ def fit_baseline(ds: PreparedDataset, config: MGFRecConfig, out: str | Path, reg
 
 def load_retriever(run_dir: str | Path, ds: PreparedDataset | None = None, reg: Registry | None = None) -> Any:
     """The retriever a ``baseline`` run folder holds, on the data it was trained on (or ``ds``, if the same)."""
-    info = read_run_info(run_dir)
-    if info.kind != "baseline":
-        raise ValueError(f"{Path(run_dir) / 'run.json'}: kind is '{info.kind}', not 'baseline'")
-    ds = ds if ds is not None else PreparedDataset(info.data)
-    if ds.checksum != info.data_checksum:
-        raise ValueError(
-            f"{run_dir}: trained on data {info.data_checksum} ({info.data}), but {ds.root} is {ds.checksum}"
-        )
-    cls = (reg or registry()).load("retriever", info.model)
-    return cls.load(Path(run_dir), ds)
+    from mgfrec.eval.runs import load_scorer  # the one loader of run folders; imported late (eval imports us)
+
+    return load_scorer(run_dir, ds.root if ds is not None else None, reg).scorer
 
 
 def split_ranks(retriever: Any, ds: PreparedDataset, split: str, batch_size: int = 1024) -> np.ndarray:
     """Pessimistic 1-based rank of every sample's target in the full catalogue, history excluded."""
     frame = ds.split(split)
-    # Copies: arrays read from parquet are read-only, which torch warns about when wrapping them.
-    histories = [np.array(h, dtype=np.int64) for h in frame["history"]]
-    targets = frame["target"].to_numpy(dtype=np.int64, copy=True)
-    ranks = []
-    for start in range(0, len(frame), batch_size):
-        hist = histories[start : start + batch_size]
-        scores = retriever.scores(hist)
-        exclude = history_mask(hist, ds.num_items, device=scores.device)
-        target = torch.as_tensor(targets[start : start + batch_size], dtype=torch.long, device=scores.device)
-        ranks.append(target_ranks(scores, target, exclude).cpu().numpy())
-    return np.concatenate(ranks) if ranks else np.zeros(0, dtype=np.int64)
+    return rank_targets(
+        retriever, list(frame["history"]), frame["target"].to_numpy(), num_items=ds.num_items, batch_size=batch_size
+    )

@@ -138,7 +138,7 @@ def test_bad_options_name_the_field(chain_ds, tmp_path):
 
 def test_loading_on_other_data_is_refused(runs, prepare_log):
     other = prepare_log([("u", f"i{i}", i) for i in range(12)], 60)
-    with pytest.raises(ValueError, match="trained on data"):
+    with pytest.raises(ValueError, match="not the one the run was trained on"):
         load_retriever(runs["sasrec"].run_dir, other)
     with pytest.raises(ValueError, match="trained on data"):
         SASRecRetriever.load(runs["sasrec"].run_dir, other)
