@@ -87,6 +87,14 @@ class CsvSource:
         )
         return RawLog(items, interactions, report, source="csv", params={"path": str(path), **self.options.model_dump()})
 
+    def _shape_problem(self, fields: list[str], header: list[str]) -> tuple[str, str] | None:
+        """(reason, detail) for a row that is not a row of this file at all, else None."""
+        if len(fields) != len(header):
+            return "wrong_field_count", f"{len(fields)} fields, header has {len(header)}"
+        if _bad_encoding(fields):
+            return "bad_encoding", f"not valid {self.options.encoding}"
+        return None
+
     def _items(self, path: Path, policy: RowPolicy, rep: FileReport) -> pd.DataFrame:
         header, rows = read_rows(path, ("item_id", "title"), self.options)
         i_id, i_title = header.index("item_id"), header.index("title")
@@ -95,11 +103,9 @@ class CsvSource:
         for line, fields in rows:
             rep.read += 1
             where = f"{path}:{line}"
-            if len(fields) != len(header):
-                policy.bad(rep, "wrong_field_count", where, f"{len(fields)} fields, header has {len(header)}")
-                continue
-            if _bad_encoding(fields):
-                policy.bad(rep, "bad_encoding", where, f"not valid {self.options.encoding}")
+            problem = self._shape_problem(fields, header)
+            if problem is not None:
+                policy.bad(rep, problem[0], where, problem[1])
                 continue
             item_id, title = fields[i_id].strip(), " ".join(fields[i_title].split())
             if not item_id:
@@ -129,11 +135,9 @@ class CsvSource:
         for line, fields in rows:
             rep.read += 1
             where = f"{path}:{line}"
-            if len(fields) != len(header):
-                policy.bad(rep, "wrong_field_count", where, f"{len(fields)} fields, header has {len(header)}")
-                continue
-            if _bad_encoding(fields):
-                policy.bad(rep, "bad_encoding", where, f"not valid {self.options.encoding}")
+            problem = self._shape_problem(fields, header)
+            if problem is not None:
+                policy.bad(rep, problem[0], where, problem[1])
                 continue
             user, item = fields[i_user].strip(), fields[i_item].strip()
             if not user:
