@@ -10,6 +10,12 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+import torch  # noqa: E402
+
+# The suite's models are tiny: a second thread buys nothing, and on a shared 2-core machine torch's thread
+# pool measured 30x slower than one thread (docs/benchmarks.md, rollout section).
+torch.set_num_threads(int(os.environ.get("MGFREC_TEST_THREADS", "1")))
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("MGFREC_SHARED_DATA", REPO.parent / "shared" / "data"))
 

@@ -1,0 +1,101 @@
+"""What a ``rollout_engine`` component is: token-id prompts in, sampled continuations with log-probs out.
+
+An engine samples *one turn*: it continues each prompt until a stop (a stop token, a stop string such as
+``</ground>``, or the tokenizer's end-of-sequence token) or ``max_new_tokens``. The multi-turn loop
+(:mod:`mgfrec.rollout.loop`) calls it once per turn for every live trajectory.
+
+Log-probs. ``Generation.logprobs[t]`` is ``log_softmax(logits / T)[token_t]`` under the engine's current
+weights, where ``T`` is the sampling temperature (``T = 1`` when sampling greedily, ``T = 0``). Top-p is a
+truncation of the sampling distribution and is *not* renormalised into the log-prob: GRPO's ratio
+``pi_theta / pi_old`` needs the same quantity the trainer recomputes by a teacher-forced forward pass, which
+is :func:`mgfrec.rollout.logprobs.sequence_logprobs` at the same ``T`` (verl's and TRL's choice too).
+
+A component registered under ``mgfrec.rollout_engine`` is built as ``cls(model, tokenizer, options)`` from
+the policy model and tokenizer (:func:`mgfrec.rl.policy.load_policy`) and its validated ``Options``, or as
+``cls(model, tokenizer)`` when it declares none; :func:`build_engine` does that from ``RolloutConfig``.
+This module must not import an engine implementation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from mgfrec.config.schema import RolloutConfig
+from mgfrec.registry import Registry, component_options, registry
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One sampled continuation of one prompt."""
+
+    token_ids: list[int]
+    """Exactly the sampled tokens, the stop token included, no padding."""
+    logprobs: list[float]
+    """One per token: ``log_softmax(logits / T)`` of the sampled token (see the module docstring)."""
+    text: str
+    """``token_ids`` decoded as they are, special tokens (an ending eos) included: the parser must see
+    everything the policy wrote, or a control token inside a turn would pass unseen."""
+    finish_reason: Literal["stop", "length"]
+    stop: str | None = None
+    """With ``finish_reason == "stop"``: the stop string or the text of the stop token that ended it."""
+
+    def __post_init__(self) -> None:
+        if len(self.token_ids) != len(self.logprobs):
+            raise ValueError(f"{len(self.token_ids)} tokens but {len(self.logprobs)} log-probs: one per token")
+
+
+@runtime_checkable
+class RolloutEngine(Protocol):
+    """Samples continuations of token-id prompts from the policy."""
+
+    tokenizer: Any
+    """The policy's tokenizer (decodes ``text``, resolves stop strings)."""
+
+    def generate(
+        self,
+        prompts: Sequence[Sequence[int]],
+        *,
+        max_new_tokens: int,
+        stop: Sequence[str] = (),
+        stop_token_ids: Sequence[int] = (),
+        n: int = 1,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+    ) -> list[list[Generation]]:
+        """``n`` continuations of every prompt: ``result[i][j]`` is sample ``j`` of ``prompts[i]``.
+
+        Stops at any of ``stop`` (strings), ``stop_token_ids`` and the tokenizer's eos token. ``temperature``
+        0 is greedy. The same ``seed`` and inputs give the same samples.
+        """
+        ...
+
+    def load_weights(self, state_dict: Mapping[str, Any]) -> None:
+        """Replace the engine's copy of the policy weights (after an optimizer step)."""
+        ...
+
+
+def single_token_stops(tokenizer: Any, stop: Sequence[str]) -> tuple[dict[int, str], list[str]]:
+    """Split stop strings into those that are one token (id -> string) and those that are not.
+
+    With a preset tokenizer every agent tag is one token, so stopping is an id comparison. With a hub
+    model's tokenizer ``</ground>`` is several tokens and the engine matches the decoded text instead.
+    """
+    ids: dict[int, str] = {}
+    strings: list[str] = []
+    for s in stop:
+        encoded = tokenizer.encode(s, add_special_tokens=False)
+        if len(encoded) == 1 and tokenizer.decode(encoded) == s:
+            ids[encoded[0]] = s
+        else:
+            strings.append(s)
+    return ids, strings
+
+
+def build_engine(cfg: RolloutConfig, model: Any, tokenizer: Any, reg: Registry | None = None) -> RolloutEngine:
+    """The engine named by ``cfg.engine`` over ``model``/``tokenizer``, with ``cfg.options`` validated."""
+    cls = (reg or registry()).load("rollout_engine", cfg.engine)
+    options = component_options(cls, cfg.options, "rollout.options")
+    return cls(model, tokenizer, options) if options is not None else cls(model, tokenizer)

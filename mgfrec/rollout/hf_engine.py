@@ -1,0 +1,215 @@
+"""The ``hf`` rollout engine: batched sampling from a transformers causal LM with a KV cache.
+
+Its own decoding loop rather than ``model.generate``, so that (1) each row draws from its own seeded
+generator (a sample does not depend on its batch neighbours or on padding), (2) the returned log-probs are
+exactly the definition in :mod:`mgfrec.rollout.base`, and (3) rows that hit a stop leave the batch and the
+KV cache at once instead of decoding padding until the longest row ends.
+
+Prompts are left-padded; positions count real tokens only, so a padded row computes what it would alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from transformers import DynamicCache
+
+from mgfrec.rollout.base import Generation, single_token_stops
+from mgfrec.rollout.sampling import draw_uniforms, row_generator, sample_next
+
+
+@dataclass
+class _Row:
+    """One (prompt, sample) being decoded."""
+
+    prompt: list[int]
+    generator: torch.Generator
+    tokens: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    stop: str | None = None
+    searched: int = 0  # characters of decoded text already searched for stop strings
+
+
+class HFEngine:
+    """Samples from a ``PreTrainedModel`` on its own device. Built as ``HFEngine(model, tokenizer, options)``."""
+
+    class Options(BaseModel):
+        model_config = ConfigDict(extra="forbid", frozen=True)
+
+        max_batch_size: int = Field(
+            256, ge=1, description="rows (prompts x samples) per batch; a prompt's n samples always share one batch"
+        )
+        copy_model: bool = Field(
+            False, description="decode from a private copy (load_weights then updates only the copy); default: share"
+        )
+
+    def __init__(self, model: torch.nn.Module, tokenizer: Any, options: HFEngine.Options | None = None):
+        self.options = options or HFEngine.Options()
+        self.model = copy.deepcopy(model) if self.options.copy_model else model
+        self.tokenizer = tokenizer
+        if tokenizer.pad_token_id is None:
+            raise ValueError("the tokenizer has no pad token; load_policy sets one (pad = eos) for hub models")
+        # transformers 5.x renamed ``past_key_values`` to ``cache`` (the old name warns until 5.40)
+        params = inspect.signature(self.model.forward).parameters
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        self.timings = {"prefill_s": 0.0, "decode_s": 0.0, "prefill_tokens": 0, "decode_steps": 0}
+        """Cumulative: prompt forward passes (with padding) vs one-token decoding steps, for benchmarks."""
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def load_weights(self, state_dict: Mapping[str, Any]) -> None:
+        """Copy ``state_dict`` into the engine's model in place (strict: every key must match)."""
+        with torch.no_grad():
+            self.model.load_state_dict(dict(state_dict), strict=True)
+
+    def _eos_ids(self) -> set[int]:
+        ids = {self.tokenizer.eos_token_id}
+        gen_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        # instruct models list several end tokens (Qwen2.5: <|im_end|> and <|endoftext|>)
+        ids.update(gen_eos if isinstance(gen_eos, list) else [gen_eos])
+        return {i for i in ids if i is not None}
+
+    def generate(
+        self,
+        prompts: Sequence[Sequence[int]],
+        *,
+        max_new_tokens: int,
+        stop: Sequence[str] = (),
+        stop_token_ids: Sequence[int] = (),
+        n: int = 1,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+    ) -> list[list[Generation]]:
+        """See :class:`mgfrec.rollout.base.RolloutEngine`."""
+        if max_new_tokens < 1 or n < 1:
+            raise ValueError(f"max_new_tokens and n must be >= 1, got {max_new_tokens} and {n}")
+        if temperature < 0 or not 0 < top_p <= 1:
+            raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {temperature} and {top_p}")
+        if any(len(p) == 0 for p in prompts):
+            raise ValueError("every prompt needs at least one token")
+        stop_ids, stop_strings = single_token_stops(self.tokenizer, stop)
+        for i in stop_token_ids:
+            stop_ids.setdefault(int(i), self.tokenizer.convert_ids_to_tokens(int(i)))
+        for i in self._eos_ids():
+            stop_ids.setdefault(i, self.tokenizer.convert_ids_to_tokens(i))
+        rows = [_Row(list(map(int, p)), row_generator(seed, i, j)) for i, p in enumerate(prompts) for j in range(n)]
+        # prompts of similar length together (less padding when they do not fit one batch); a prompt's n
+        # samples stay in one batch, so its prefill is computed once and shared
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        per_batch = max(1, self.options.max_batch_size // n)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                for start in range(0, len(order), per_batch):
+                    chunk = [rows[i * n + j] for i in order[start : start + per_batch] for j in range(n)]
+                    self._decode(chunk, n, max_new_tokens, stop_ids, stop_strings, temperature, top_p)
+        finally:
+            self.model.train(was_training)
+        out = [self._finish(r) for r in rows]
+        return [out[i * n : (i + 1) * n] for i in range(len(prompts))]
+
+    def _finish(self, row: _Row) -> Generation:
+        text = self.tokenizer.decode(row.tokens, skip_special_tokens=False)
+        reason = "stop" if row.stop is not None else "length"
+        return Generation(row.tokens, row.logprobs, text, reason, row.stop)
+
+    def _decode(
+        self,
+        rows: list[_Row],
+        n: int,
+        max_new_tokens: int,
+        stop_ids: dict[int, str],
+        stop_strings: list[str],
+        temperature: float,
+        top_p: float,
+    ) -> None:
+        """Decode ``rows``, in which each run of ``n`` consecutive rows shares one prompt."""
+        device = self.device
+        cache, mask, logits = self._prefill([r.prompt for r in rows[::n]], n)
+        started = time.perf_counter()
+        live = list(range(len(rows)))  # batch row b decodes rows[live[b]]
+        next_pos = mask.sum(-1)
+        for step in range(max_new_tokens):
+            uniforms = draw_uniforms([rows[r].generator for r in live], device)
+            tokens, logps = sample_next(logits, uniforms, temperature=temperature, top_p=top_p)
+            keep = []
+            for b, (tok, lp) in enumerate(zip(tokens.tolist(), logps.tolist())):
+                row = rows[live[b]]
+                row.tokens.append(tok)
+                row.logprobs.append(lp)
+                row.stop = stop_ids.get(tok) or self._string_stop(row, stop_strings)
+                if row.stop is None:
+                    keep.append(b)
+            if not keep or step == max_new_tokens - 1:
+                break
+            if len(keep) < len(live):  # finished rows leave the batch and the cache
+                index = torch.tensor(keep, device=device)
+                cache.batch_select_indices(index)
+                mask, tokens, next_pos = mask[index], tokens[index], next_pos[index]
+                live = [live[b] for b in keep]
+            mask = torch.cat([mask, mask.new_ones((len(live), 1))], dim=-1)
+            out = self.model(
+                input_ids=tokens[:, None],
+                attention_mask=mask,
+                position_ids=next_pos[:, None],
+                use_cache=True,
+                **{self._cache_kw: cache},
+            )
+            logits = out.logits[:, -1].float()
+            next_pos = next_pos + 1
+        self.timings["decode_s"] += time.perf_counter() - started
+        self.timings["decode_steps"] += step + 1
+
+    def _prefill(self, prompts: list[list[int]], n: int) -> tuple[DynamicCache, torch.Tensor, torch.Tensor]:
+        """KV cache, attention mask and next-token logits of left-padded ``prompts``, each repeated ``n`` times.
+
+        A prompt's ``n`` samples share one forward pass over it; the cache rows are copied, not recomputed.
+        """
+        width = max(map(len, prompts))
+        ids = torch.full((len(prompts), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for b, prompt in enumerate(prompts):
+            ids[b, width - len(prompt) :] = torch.tensor(prompt)
+            mask[b, width - len(prompt) :] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache(config=self.model.config)
+        started = time.perf_counter()
+        out = self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            use_cache=True,
+            logits_to_keep=1,
+            **{self._cache_kw: cache},
+        )
+        logits = out.logits[:, -1].float()
+        self.timings["prefill_s"] += time.perf_counter() - started
+        self.timings["prefill_tokens"] += ids.numel()
+        if n > 1:
+            cache.batch_repeat_interleave(n)
+            mask, logits = mask.repeat_interleave(n, dim=0), logits.repeat_interleave(n, dim=0)
+        return cache, mask, logits
+
+    def _string_stop(self, row: _Row, stop_strings: list[str]) -> str | None:
+        """The stop string the latest token completed, if any (multi-token stops of hub tokenizers)."""
+        if not stop_strings:
+            return None
+        text = self.tokenizer.decode(row.tokens, skip_special_tokens=False)
+        # a stop may straddle tokens: search from just before the text already searched
+        start = max(0, row.searched - max(len(s) for s in stop_strings))
+        row.searched = len(text)
+        hits = [(text.find(s, start), s) for s in stop_strings]
+        hits = [(i, s) for i, s in hits if i >= 0]
+        return min(hits)[1] if hits else None

@@ -1,0 +1,203 @@
+"""The multi-turn rollout loop: prompts -> token-exact trajectories (ids, action masks, log-probs).
+
+For a batch of samples and ``group_size`` trajectories each (GRPO's G):
+
+1. the first prompt of every sample: :func:`mgfrec.agent.prompts.build_messages` (history, recall),
+   rendered with the tokenizer's chat template and tokenized once (:func:`~mgfrec.agent.prompts.encode_prompt`);
+2. then, turn by turn: **one** engine call samples the next turn of every live trajectory (the first turn
+   asks ``n = group_size`` samples of each prompt; later turns continue each trajectory's own context),
+   stopping at ``</ground>`` / ``</answer>``; each turn is appended to its
+   :class:`~mgfrec.agent.trajectory.Trajectory`, which parses it and applies the format rule; **one**
+   :meth:`Environment.step <mgfrec.agent.environment.Environment.step>` grounds every pending title
+   (one grounding call, one user-agent call) and appends the observations;
+3. until every trajectory has an end reason (answered, grounding/length limit, format error).
+
+Turn budgets differ per trajectory (the total cap). The engine is called once with the largest budget and
+each turn is then cut to its own: a prefix of a sample is exactly what sampling with the smaller cap would
+have produced, token for token, since every later token depends only on the ones before it.
+
+Sampling is reproducible: turn ``t`` is sampled with a seed derived from ``(seed, t)``; the engine derives
+each row's randomness from that and the row's position. The loop never computes rewards or losses.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mgfrec.agent.environment import Environment
+from mgfrec.agent.neutralize import reserved_strings
+from mgfrec.agent.parser import STOP_STRINGS
+from mgfrec.agent.prompts import AgentPrompts, build_messages, encode_prompt
+from mgfrec.agent.trajectory import Trajectory
+from mgfrec.config.schema import AgentConfig
+from mgfrec.rollout.base import Generation, RolloutEngine
+
+
+@dataclass(frozen=True)
+class RolloutSample:
+    """What the agent is told about one user: history titles (oldest first) and the recall list.
+
+    ``recall_titles=None`` (or empty) leaves the recall paragraph out of the prompt. The target is not
+    here: nothing in a rollout may see it. ``sample_id`` is carried to every trajectory of the sample.
+    """
+
+    history_titles: tuple[str, ...]
+    recall_titles: tuple[str, ...] | None = None
+    sample_id: Any = None
+
+
+@dataclass
+class RolloutStats:
+    """Where a rollout's time went, and what it produced."""
+
+    generation_s: float = 0.0
+    environment_s: float = 0.0
+    prompt_s: float = 0.0
+    total_s: float = 0.0
+    turns: int = 0
+    engine_calls: int = 0
+    generated_tokens: int = 0
+    groundings: int = 0
+    live_per_turn: list[int] = field(default_factory=list)
+    end_reasons: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in ("generation_s", "environment_s", "prompt_s", "total_s", "turns")}
+        out.update(
+            engine_calls=self.engine_calls,
+            generated_tokens=self.generated_tokens,
+            groundings=self.groundings,
+            live_per_turn=list(self.live_per_turn),
+            end_reasons=dict(self.end_reasons),
+        )
+        return out
+
+
+@dataclass
+class RolloutResult:
+    """Trajectories, sample-major: ``samples[i]`` owns ``trajectories[i * group_size : (i + 1) * group_size]``."""
+
+    trajectories: list[Trajectory]
+    group_size: int
+    stats: RolloutStats
+
+    def groups(self) -> list[list[Trajectory]]:
+        """One list of ``group_size`` trajectories per sample, in sample order (GRPO's groups)."""
+        g = self.group_size
+        return [self.trajectories[i : i + g] for i in range(0, len(self.trajectories), g)]
+
+
+def turn_seed(seed: int, turn: int) -> int:
+    """The engine seed of turn ``turn``: distinct per turn, fixed by ``seed``."""
+    return int(np.random.SeedSequence([seed & 0xFFFFFFFF, turn]).generate_state(1)[0])
+
+
+def first_prompts(
+    samples: Sequence[RolloutSample], tokenizer: Any, prompts: AgentPrompts | None = None
+) -> list[list[int]]:
+    """Token ids of each sample's first prompt (system + user message, generation prompt appended)."""
+    reserved = reserved_strings(tokenizer)
+    return [
+        encode_prompt(tokenizer, build_messages(s.history_titles, s.recall_titles, prompts=prompts, reserved=reserved))
+        for s in samples
+    ]
+
+
+def rollout(
+    engine: RolloutEngine,
+    environment: Environment,
+    samples: Sequence[RolloutSample],
+    *,
+    group_size: int = 1,
+    agent: AgentConfig | None = None,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    prompts: AgentPrompts | None = None,
+    max_context: int | None = None,
+) -> RolloutResult:
+    """Run the agent loop to the end for ``group_size`` trajectories of every sample; see the module docstring.
+
+    ``agent`` carries the limits (``max_groundings``, token caps). ``prompts`` defaults to the templates of
+    ``agent`` (``agent.template``, ``agent.use_recall``). ``max_context`` (e.g. the model's
+    ``max_position_embeddings``) ends a trajectory with ``length_limit`` before its context would overflow.
+    ``temperature`` 0 is greedy (evaluation).
+    """
+    if group_size < 1:
+        raise ValueError(f"group_size must be >= 1, got {group_size}")
+    agent = agent or AgentConfig()
+    prompts = prompts or AgentPrompts.from_config(agent)
+    stats = RolloutStats()
+    started = time.perf_counter()
+    prompt_ids = first_prompts(samples, engine.tokenizer, prompts)
+    trajectories = [
+        Trajectory(
+            ids, s.history_titles, config=agent, sample_id=s.sample_id, extras={"sample_index": i, "group_index": j}
+        )
+        for i, (s, ids) in enumerate(zip(samples, prompt_ids))
+        for j in range(group_size)
+    ]
+    stats.prompt_s = time.perf_counter() - started
+    sampling = {"temperature": temperature, "top_p": top_p, "stop": STOP_STRINGS}
+    while live := _live(trajectories, max_context):
+        budgets = [t.next_budget() for t in live]
+        t0 = time.perf_counter()
+        if stats.turns == 0 and len(live) == len(trajectories):  # all still equal their prompts: n = G per prompt
+            out = engine.generate(
+                prompt_ids, max_new_tokens=max(budgets), n=group_size, seed=turn_seed(seed, 0), **sampling
+            )
+            gens = [g for row in out for g in row]
+        else:
+            out = engine.generate(
+                [t.token_ids() for t in live],
+                max_new_tokens=max(budgets),
+                n=1,
+                seed=turn_seed(seed, stats.turns),
+                **sampling,
+            )
+            gens = [row[0] for row in out]
+        stats.generation_s += time.perf_counter() - t0
+        stats.engine_calls += 1
+        stats.live_per_turn.append(len(live))
+        if len(gens) != len(live):
+            raise RuntimeError(f"the engine returned {len(gens)} generations for {len(live)} live trajectories")
+        for traj, gen, budget in zip(live, gens, budgets):
+            ids, lps, text = _within(gen, budget, engine.tokenizer)
+            traj.add_turn(ids, lps, text)
+            stats.generated_tokens += len(ids)
+        t0 = time.perf_counter()
+        stats.groundings += len(environment.step(live))
+        stats.environment_s += time.perf_counter() - t0
+        stats.turns += 1
+    stats.total_s = time.perf_counter() - started
+    stats.end_reasons.update(t.end_reason for t in trajectories)
+    return RolloutResult(trajectories, group_size, stats)
+
+
+def _live(trajectories: list[Trajectory], max_context: int | None) -> list[Trajectory]:
+    """Trajectories that still take a turn; those with no room left (context or budget) end here."""
+    live = []
+    for t in trajectories:
+        if t.done:
+            continue
+        if t.next_budget() <= 0:
+            t.stop("length_limit", "no token budget left for another turn")
+        elif max_context is not None and len(t) + t.next_budget() > max_context:
+            t.stop("length_limit", f"the next turn could overflow the model's context of {max_context} tokens")
+        else:
+            live.append(t)
+    return live
+
+
+def _within(gen: Generation, budget: int, tokenizer: Any) -> tuple[list[int], list[float], str]:
+    """The generation cut to ``budget`` tokens (a turn sampled with a larger cap than its own)."""
+    if len(gen.token_ids) <= budget:
+        return gen.token_ids, gen.logprobs, gen.text
+    ids = gen.token_ids[:budget]
+    return ids, gen.logprobs[:budget], tokenizer.decode(ids, skip_special_tokens=False)

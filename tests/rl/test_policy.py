@@ -1,0 +1,108 @@
+"""Policy presets, their tokenizers, and saving/loading through the from_pretrained path real models use."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mgfrec.config.schema import PolicyConfig
+from mgfrec.rl.policy import (
+    PRESETS,
+    TAG_TOKENS,
+    build_bpe_tokenizer,
+    load_policy,
+    minilm_dir,
+    minilm_embeddings,
+    save_policy,
+)
+
+TITLES = ["Abbey Road (Remastered)", "Kind of Blue", "Café Tacvba – Re", "The Dark Side of the Moon", "Rumours"]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_policy(PolicyConfig(model="preset:tiny"), TITLES, ["an extra sentence"], seed=0)
+
+
+def test_tags_are_single_tokens_that_survive_decoding(tiny):
+    _, tok = tiny
+    ids = [tok.encode(t, add_special_tokens=False) for t in TAG_TOKENS]
+    assert all(len(i) == 1 for i in ids) and len({i[0] for i in ids}) == len(TAG_TOKENS)
+    text = "<think> likes jazz </think>\n<ground>Kind of Blue</ground><item_list>x</item_list>"
+    assert tok.decode(tok.encode(text, add_special_tokens=False), skip_special_tokens=True) == text
+
+
+def test_byte_level_bpe_round_trips_any_text(tiny):
+    _, tok = tiny
+    for text in [*TITLES, "日本語のタイトル 🎵", "  two  spaces\tand\ttabs\n"]:
+        ids = tok.encode(text, add_special_tokens=False)
+        assert tok.unk_token_id is None or tok.unk_token_id not in ids
+        assert tok.decode(ids) == text
+
+
+def test_chat_template_renders_and_tokenizes(tiny):
+    _, tok = tiny
+    messages = [{"role": "system", "content": "You are an agent."}, {"role": "user", "content": "History: Rumours"}]
+    text = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert text.endswith("<|im_start|>assistant\n") and "History: Rumours<|im_end|>" in text
+    ids = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+    assert ids == tok.encode(text, add_special_tokens=False)
+    assert tok.eos_token == "<|im_end|>" and tok.pad_token_id is not None and tok.pad_token_id != tok.eos_token_id
+
+
+def test_bpe_training_is_deterministic():
+    assert build_bpe_tokenizer(TITLES, 500).get_vocab() == build_bpe_tokenizer(TITLES, 500).get_vocab()
+
+
+def test_preset_architecture_and_seeded_init(tiny):
+    model, tok = tiny
+    spec = PRESETS["tiny"]
+    cfg = model.config
+    assert (cfg.num_hidden_layers, cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads) == (4, 256, 4, 2)
+    assert cfg.intermediate_size == spec.intermediate_size and cfg.vocab_size == len(tok)
+    assert cfg.eos_token_id == tok.eos_token_id and not model.training
+    same, _ = load_policy(PolicyConfig(model="preset:tiny"), TITLES, ["an extra sentence"], seed=0)
+    other, _ = load_policy(PolicyConfig(model="preset:tiny"), TITLES, ["an extra sentence"], seed=1)
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), same.parameters()))
+    assert not torch.equal(model.model.layers[0].mlp.up_proj.weight, other.model.layers[0].mlp.up_proj.weight)
+
+
+def test_small_preset_is_larger():
+    model, _ = load_policy(PolicyConfig(model="preset:small"), TITLES)
+    assert (model.config.num_hidden_layers, model.config.hidden_size) == (6, 384)
+
+
+def test_dtype_comes_from_the_config():
+    model, _ = load_policy(PolicyConfig(model="preset:tiny", dtype="bfloat16"), TITLES)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+
+
+def test_save_then_load_through_from_pretrained(tiny, tmp_path):
+    model, tok = tiny
+    save_policy(model, tok, tmp_path / "policy", preset="tiny")
+    loaded, ltok = load_policy(PolicyConfig(model=str(tmp_path / "policy")))
+    ids = torch.tensor([tok.encode("<think> Rumours </think>", add_special_tokens=False)])
+    assert ltok.encode("<think> Rumours </think>", add_special_tokens=False) == ids[0].tolist()
+    assert ltok.chat_template == tok.chat_template and ltok.eos_token_id == tok.eos_token_id
+    with torch.no_grad():
+        assert torch.allclose(model(ids).logits, loaded(ids).logits, atol=1e-6)
+    assert (tmp_path / "policy" / "mgfrec_policy.json").is_file()
+
+
+def test_unknown_preset_and_missing_model_name_the_field(tmp_path):
+    with pytest.raises(ValueError, match="policy.model: unknown preset 'preset:huge'.*preset:tiny"):
+        load_policy(PolicyConfig(model="preset:huge"))
+    with pytest.raises(OSError, match="policy.model: could not load"):
+        load_policy(PolicyConfig(model=str(tmp_path / "nothing-here")))
+
+
+def test_minilm_preset_uses_minilm_vocabulary_and_embeddings():
+    model, tok = load_policy(PolicyConfig(model="preset:tiny-minilm"))
+    assert all(len(tok.encode(t, add_special_tokens=False)) == 1 for t in TAG_TOKENS)
+    vocab = (minilm_dir() / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    assert tok.encode("Jazz", add_special_tokens=False) == [vocab.index("jazz")]  # MiniLM's own (uncased) id
+    rows = minilm_embeddings(256, model.config.initializer_range)
+    emb = model.get_input_embeddings().weight
+    assert emb.shape == (len(tok), 256) and torch.equal(emb[: rows.shape[0]], rows)
+    ids = tok.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True, return_dict=False)
+    assert ids[0] == tok.convert_tokens_to_ids("<|im_start|>") and 101 not in ids  # no [CLS] wrapper
