@@ -133,6 +133,10 @@ class GRPOConfig(Section):
     scale_rewards: bool = Field(True, description="divide advantages by the group std (eq. 2)")
     advantage_epsilon: float = Field(1e-4, gt=0)
     updates_per_batch: int = Field(1, ge=1)
+    loss_aggregation: Literal["token-mean", "sequence-mean"] = Field(
+        "token-mean", description="token-mean (DAPO/TRL bnpo) or sequence-mean (eq. 3 as written, TRL grpo)"
+    )
+    kl_importance_correction: bool = Field(False, description="TRL 1.16's use_bias_correction_kl; off = the paper")
 
 
 class TrainerConfig(Section):
