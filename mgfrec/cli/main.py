@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from mgfrec.cli import baseline, data, demo, evaluate, index, plugins, report
+from mgfrec.cli import baseline, data, demo, evaluate, index, plugins, report, sft
 
 app = typer.Typer(
     name="mgfrec",
@@ -20,6 +20,7 @@ app.add_typer(index.app, name="index")
 app.add_typer(baseline.app, name="baseline")
 app.command("evaluate")(evaluate.evaluate)
 app.command("report")(report.report)
+app.command("sft")(sft.sft)
 app.command("demo")(demo.demo)
 
 

@@ -1,0 +1,399 @@
+"""``mgfrec sft``: a supervised warm start that teaches the policy the agent's format before GRPO.
+
+:func:`run_sft` strings the stages together; each is a function of its own:
+
+1. recall lists for train and valid (:func:`recall_for`): a retriever fitted into ``OUT/recall/`` with
+   :func:`~mgfrec.retrievers.fit.fit_baseline` (or an existing run folder), top ``retriever.recall_size``;
+2. trajectories synthesized from train samples through the real loop (:mod:`mgfrec.rl.sft_data`);
+3. token-level cross-entropy on the action-mask tokens only (:func:`sft_loss`), AdamW, one epoch at a time
+   (:func:`train_epoch`);
+4. the real agent run greedily on a valid subsample (:func:`evaluate_policy`) before training and after
+   each epoch: format-valid rate, groundings, answers copied from shown lists, NDCG of the grounded answer.
+
+The run folder: ``OUT/policy/`` (:func:`~mgfrec.rl.policy.save_policy`; what a later ``mgfrec fit --init
+OUT`` starts from), ``OUT/run.json`` (``kind: agent``, ``model: mgfrec-sft``, ``extra.policy: policy``),
+``OUT/config.yaml`` (``retriever.model`` is the recall model actually used), ``OUT/sft_metrics.csv``,
+``OUT/recall/`` (unless ``recall_run`` was given).
+
+This module does not sample with a temperature, compute rewards or run GRPO.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mgfrec.agent.batching import TrajectoryBatch, collate
+from mgfrec.agent.environment import Environment
+from mgfrec.agent.final_ranking import answer_ranks
+from mgfrec.agent.neutralize import neutralize_title, reserved_strings
+from mgfrec.agent.prompts import AgentPrompts
+from mgfrec.agent.trajectory import Trajectory
+from mgfrec.config.load import write_resolved
+from mgfrec.config.schema import MGFRecConfig
+from mgfrec.data.prepared import PreparedDataset
+from mgfrec.eval.metrics import per_sample
+from mgfrec.grounding.engine import Grounding, load_grounding
+from mgfrec.registry import Registry, registry
+from mgfrec.rl.policy import load_policy, preset_name, save_policy
+from mgfrec.rl.sft_data import Fallback, SFTSample, synthesize, to_rollout_sample
+from mgfrec.rollout.base import build_engine
+from mgfrec.rollout.loop import rollout
+from mgfrec.runs import RUN_FILE, RunInfo, read_run_info, write_run_info
+from mgfrec.user_agents.base import UserAgentContext, load_user_agent
+
+DEFAULT_RECALL_MODEL = "last-title"
+"""On the Amazon CDs data most targets are cold and ``last-title`` is the strongest baseline (docs/baselines.md);
+it needs no training, so the warm start costs no SASRec fit."""
+
+METRIC_COLUMNS = ("format_valid", "mean_groundings", "answer_in_shown", "ndcg_full", "ndcg@10")
+
+
+@dataclass(frozen=True)
+class SFTOptions:
+    """Settings of the warm start that are not part of the run config (the CLI's flags)."""
+
+    recall_model: str = DEFAULT_RECALL_MODEL
+    recall_run: str | None = None  # an existing baseline run folder; overrides recall_model
+    epochs: int = 3
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    batch_size: int = 8
+    max_train_samples: int | None = 300  # seeded subsample of the train split (CPU-sized)
+    valid_samples: int = 100  # seeded subsample of the valid split for the greedy evaluation
+    seed: int = 0
+    second_grounding: bool = True
+    fallback: Fallback = "recall"
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "valid_samples"):
+            if getattr(self, name) < 0 or (name == "batch_size" and self.batch_size < 1):
+                raise ValueError(f"--{name.replace('_', '-')}: must be a positive number, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"--lr: must be > 0, got {self.lr}")
+
+
+@dataclass
+class SFTResult:
+    """What :func:`run_sft` produced: the policy, per-epoch metrics (epoch 0 = untrained) and counters."""
+
+    out: Path
+    model: Any
+    tokenizer: Any
+    history: list[dict[str, float]]
+    synthesis: dict[str, Any]
+    seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# --- data ------------------------------------------------------------------------------------------------
+
+
+def recall_for(
+    ds: PreparedDataset, cfg: MGFRecConfig, options: SFTOptions, out: Path, reg: Registry | None = None
+) -> tuple[Path, str]:
+    """The recall run folder and its model name: ``options.recall_run`` as given, else a fit into ``OUT/recall``
+    (reused when it already holds a finished fit of the same model on the same data)."""
+    if options.recall_run is not None:
+        info = read_run_info(options.recall_run)
+        if info.kind != "baseline":
+            raise ValueError(f"--recall-run {options.recall_run}: a baseline run folder is needed, got kind '{info.kind}'")
+        if info.data_checksum != ds.checksum:
+            raise ValueError(f"--recall-run {options.recall_run}: it was trained on other data than --data {ds.root}")
+        return Path(options.recall_run), info.model
+    run_dir = out / "recall"
+    if (run_dir / RUN_FILE).is_file():
+        info = read_run_info(run_dir)
+        if info.model == options.recall_model and info.data_checksum == ds.checksum:
+            return run_dir, info.model
+    fit_cfg = cfg.model_copy(update={"retriever": cfg.retriever.model_copy(update={"model": options.recall_model})})
+    from mgfrec.retrievers.fit import (
+        fit_baseline,  # late: pulls in every retriever's training stack
+    )
+
+    fit_baseline(ds, fit_cfg, run_dir, reg)
+    return run_dir, options.recall_model
+
+
+def split_samples(
+    ds: PreparedDataset, split: str, recall: np.ndarray, limit: int | None, seed: int
+) -> list[SFTSample]:
+    """The samples of ``split`` with their recall rows; a seeded subsample of ``limit`` when smaller."""
+    frame = ds.split(split)
+    order = np.arange(len(frame))
+    if limit is not None and limit < len(order):
+        order = np.sort(np.random.default_rng(seed).choice(len(order), size=limit, replace=False))
+    return [
+        SFTSample(
+            tuple(int(i) for i in frame["history"].iloc[n]),
+            tuple(int(i) for i in recall[n]),
+            int(frame["target"].iloc[n]),
+            frame["sample_id"].iloc[n],
+        )
+        for n in order
+    ]
+
+
+def build_environment(grounding: Grounding, tokenizer: Any, cfg: MGFRecConfig, reg: Registry | None = None) -> Environment:
+    """Grounding + the configured user agent over the policy's tokenizer, as a GRPO rollout would use.
+
+    The user agent embeds catalogue titles from the cached vectors and anything else with the embedder.
+    """
+    row = {t: i for i, t in enumerate(grounding.titles)}
+
+    def embed(titles: Sequence[str]) -> np.ndarray:
+        titles = list(titles)
+        out = np.empty((len(titles), grounding.item_embeddings.shape[1]), dtype=np.float32)
+        missing = [n for n, t in enumerate(titles) if t not in row]
+        for n, t in enumerate(titles):
+            if t in row:
+                out[n] = grounding.item_embeddings[row[t]]
+        if missing:
+            out[missing] = grounding.embedder.encode([titles[n] for n in missing])
+        return out
+
+    user = load_user_agent(cfg.user_agent, UserAgentContext(embed=embed), reg)
+    return Environment(grounding, tokenizer, user, top_k=cfg.grounding.top_k)
+
+
+# --- training --------------------------------------------------------------------------------------------
+
+
+def sft_loss(model: torch.nn.Module, batch: TrajectoryBatch) -> torch.Tensor:
+    """Mean cross-entropy of the policy's own tokens (``action_mask``); prompt and observations are context only.
+
+    The output layer runs on the masked positions alone: the full ``[B, T, V]`` logits of long prompts would
+    cost far more memory than the few dozen policy tokens per trajectory need.
+    """
+    body = getattr(model, model.base_model_prefix)
+    positions = (batch.attention_mask.cumsum(-1) - 1).clamp(min=0)
+    hidden = body(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=positions).last_hidden_state
+    wanted = batch.action_mask[:, 1:]  # token t is predicted at position t - 1
+    logits = model.get_output_embeddings()(hidden[:, :-1][wanted]).float()
+    return F.cross_entropy(logits, batch.input_ids[:, 1:][wanted])
+
+
+def length_batches(trajectories: Sequence[Trajectory], batch_size: int, rng: np.random.Generator) -> list[list[int]]:
+    """Batches of similar length (little padding), in a shuffled order; a new shuffle every call."""
+    jitter = rng.random(len(trajectories))  # breaks ties between equal lengths differently each epoch
+    order = sorted(range(len(trajectories)), key=lambda i: (len(trajectories[i]), jitter[i]))
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def train_epoch(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    trajectories: Sequence[Trajectory],
+    pad_token_id: int,
+    batch_size: int,
+    rng: np.random.Generator,
+    *,
+    on_step: Callable[[float], None] | None = None,
+) -> float:
+    """One pass over ``trajectories``; returns the token-weighted mean loss of the epoch."""
+    model.train()
+    device = next(model.parameters()).device
+    total, tokens = 0.0, 0
+    for idx in length_batches(trajectories, batch_size, rng):
+        batch = collate([trajectories[i] for i in idx], pad_token_id).to(device)
+        loss = sft_loss(model, batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # early steps on a random init spike
+        optimizer.step()
+        n = int(batch.action_mask[:, 1:].sum())
+        value = loss.item()
+        total, tokens = total + value * n, tokens + n
+        if on_step is not None:
+            on_step(value)
+    model.eval()
+    return total / max(tokens, 1)
+
+
+# --- evaluation ------------------------------------------------------------------------------------------
+
+
+def _norm(title: str) -> str:
+    return " ".join(title.split()).casefold()  # WordPiece decoding lower-cases and re-spaces
+
+
+def evaluate_policy(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    environment: Environment,
+    samples: Sequence[SFTSample],
+    cfg: MGFRecConfig,
+    *,
+    prompts: AgentPrompts | None = None,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Run the agent greedily (``rollout.engine``, one trajectory per sample) and measure it.
+
+    ``format_valid``: share of trajectories that end ``answered``; ``mean_groundings``; ``answer_in_shown``:
+    share whose answer is a title shown in the recall list or a returned item list; ``ndcg_full`` and
+    ``ndcg@10`` of the grounded answer (full ranking, as the evaluator ranks), 0 for a sample with no answer.
+    """
+    if not samples:
+        return dict.fromkeys(METRIC_COLUMNS, float("nan"))
+    model.eval()
+    engine = build_engine(cfg.rollout, model, tokenizer)
+    grounding = environment.grounding
+    max_context = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    result = rollout(engine, environment, [to_rollout_sample(s, grounding.titles) for s in samples], group_size=1,
+                     agent=cfg.agent, temperature=0.0, seed=seed, prompts=prompts, max_context=max_context)  # fmt: skip
+    trajs = result.trajectories
+    ranks = answer_ranks(trajs, grounding, [s.target for s in samples], [s.history for s in samples],
+                         exclude_history=cfg.eval.exclude_history)  # fmt: skip
+    reserved = reserved_strings(tokenizer)
+    in_shown = []
+    for t, s in zip(trajs, samples, strict=True):
+        recall = [i for i in s.recall if i >= 0] if cfg.agent.use_recall else []
+        shown = {_norm(neutralize_title(grounding.titles[i], reserved)) for i in recall}
+        shown.update(_norm(neutralize_title(n, reserved)) for step in t.steps for n in step.item_titles)
+        in_shown.append(t.answer is not None and _norm(t.answer) in shown)
+    answered = [r for r in ranks if r is not None]
+    scores = per_sample(np.asarray(answered, dtype=np.int64), [10]) if answered else {"ndcg_full": [], "ndcg@10": []}
+    n = len(samples)
+    return {
+        "format_valid": float(np.mean([t.format_ok for t in trajs])),
+        "mean_groundings": float(np.mean([t.num_groundings for t in trajs])),
+        "answer_in_shown": float(np.mean(in_shown)),
+        "ndcg_full": float(np.sum(scores["ndcg_full"]) / n),
+        "ndcg@10": float(np.sum(scores["ndcg@10"]) / n),
+    }
+
+
+# --- the whole run ---------------------------------------------------------------------------------------
+
+
+def _write_metrics(path: Path, history: list[dict[str, float]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=["epoch", "train_loss", *METRIC_COLUMNS])
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def run_sft(
+    data: str | Path,
+    out: str | Path,
+    cfg: MGFRecConfig,
+    options: SFTOptions = SFTOptions(),
+    *,
+    reg: Registry | None = None,
+    embedder: Any | None = None,
+    say: Callable[[str], None] = lambda _: None,
+) -> SFTResult:
+    """Warm-start ``cfg.policy.model`` on trajectories synthesized from ``data``'s train split; write ``out``.
+
+    See the module docstring for the stages and the files written. ``embedder`` reuses an already loaded
+    embedder (default: built from ``cfg.embedding``).
+    """
+    started = time.perf_counter()
+    reg = reg or registry()
+    ds, out = PreparedDataset(data), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / RUN_FILE).unlink(missing_ok=True)  # run.json marks a finished run: not this one, until the end
+    torch.manual_seed(options.seed)
+
+    recall_dir, recall_model = recall_for(ds, cfg, options, out, reg)
+    size = cfg.retriever.recall_size
+    cfg = cfg.model_copy(update={"retriever": cfg.retriever.model_copy(update={"model": recall_model})})
+    train = split_samples(ds, "train", recall_lists(ds, "train", size, recall_dir), options.max_train_samples, options.seed)
+    valid = split_samples(ds, "valid", recall_lists(ds, "valid", size, recall_dir), options.valid_samples, options.seed)
+    say(f"recall: {recall_model} ({recall_dir}); {len(train)} train and {len(valid)} valid samples")
+
+    grounding = load_grounding(ds, cfg, embedder=embedder, reg=reg)
+    model, tokenizer = load_policy(cfg.policy, ds.titles, seed=options.seed)
+    environment = build_environment(grounding, tokenizer, cfg, reg)
+    prompts = AgentPrompts.from_config(cfg.agent)
+    max_context = getattr(model.config, "max_position_embeddings", None)
+    synth = synthesize(train, environment, cfg.agent, prompts=prompts, second_grounding=options.second_grounding,
+                       fallback=options.fallback, max_context=max_context)  # fmt: skip
+    if not synth.trajectories:
+        raise ValueError(f"{data}: no trajectory could be synthesized (all {len(train)} exceeded the turn budgets)")
+    say("synthesized: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in synth.stats.items()))
+
+    history = [{"epoch": 0, "train_loss": float("nan"), **evaluate_policy(model, tokenizer, environment, valid, cfg, prompts=prompts, seed=options.seed)}]
+    say(_row_text(history[-1]))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+    rng = np.random.default_rng(options.seed)
+    steps_per_epoch = -(-len(synth.trajectories) // options.batch_size)
+    with _progress(options.progress, options.epochs * steps_per_epoch) as advance:
+        for epoch in range(1, options.epochs + 1):
+            loss = train_epoch(model, optimizer, synth.trajectories, tokenizer.pad_token_id, options.batch_size, rng,
+                               on_step=lambda value, e=epoch: advance(e, value))  # fmt: skip
+            metrics = evaluate_policy(model, tokenizer, environment, valid, cfg, prompts=prompts, seed=options.seed)
+            history.append({"epoch": epoch, "train_loss": loss, **metrics})
+            say(_row_text(history[-1]))
+            _write_metrics(out / "sft_metrics.csv", history)
+    _write_metrics(out / "sft_metrics.csv", history)
+
+    save_policy(model, tokenizer, out / "policy", preset=preset_name(cfg.policy.model))
+    write_resolved(cfg, out)
+    seconds = time.perf_counter() - started
+    extra = {
+        "stage": "sft",
+        "policy": "policy",
+        "base_policy": cfg.policy.model,
+        "recall_model": recall_model,
+        "recall_run": str(recall_dir.resolve()),
+        "synthesis": synth.stats,
+        "options": {k: getattr(options, k) for k in options.__dataclass_fields__},
+        "valid": history[-1],
+        "untrained_valid": history[0],
+        "seconds": round(seconds, 1),
+    }
+    write_run_info(out, RunInfo(kind="agent", model="mgfrec-sft", data=str(ds.root.resolve()), data_checksum=ds.checksum, extra=extra))
+    return SFTResult(out, model, tokenizer, history, synth.stats, seconds, extra)
+
+
+def recall_lists(ds: PreparedDataset, split: str, size: int, run_dir: Path) -> np.ndarray:
+    from mgfrec.retrievers.recall import (
+        recall_lists as lists,  # late: loads the retriever stack
+    )
+
+    return lists(ds, split, size, run_dir)
+
+
+def _row_text(row: dict[str, float]) -> str:
+    return f"epoch {row['epoch']}: loss {row['train_loss']:.4f}; " + ", ".join(f"{k} {row[k]:.4f}" for k in METRIC_COLUMNS)
+
+
+class _progress:
+    """A rich progress bar with the running loss, or nothing (tests, ``--no-progress``)."""
+
+    def __init__(self, enabled: bool, total: int):
+        self.enabled, self.total = enabled, total
+
+    def __enter__(self) -> Callable[[int, float], None]:
+        if not self.enabled:
+            return lambda epoch, loss: None
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.bar = Progress(TextColumn("sft epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(),
+                            console=Console(stderr=True))  # fmt: skip
+        self.bar.__enter__()
+        task = self.bar.add_task("sft", total=self.total, epoch=1, loss=float("nan"))
+        return lambda epoch, loss: self.bar.update(task, advance=1, epoch=epoch, loss=loss)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self.bar.__exit__(*exc)
