@@ -21,11 +21,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from mgfrec.agent.neutralize import reserved_strings
 from mgfrec.agent.observation import render_observation
 from mgfrec.agent.trajectory import GroundingStep, Trajectory
+from mgfrec.config.schema import MGFRecConfig
 from mgfrec.grounding.engine import Grounding
-from mgfrec.user_agents.base import FeedbackRequest, UserAgent
+from mgfrec.registry import Registry
+from mgfrec.user_agents.base import FeedbackRequest, UserAgent, UserAgentContext, load_user_agent
 
 
 class Environment:
@@ -73,3 +77,25 @@ class Environment:
             if not isinstance(answer, str):
                 raise TypeError(f"{who}.feedback answer {n} is a {type(answer).__name__}; feedback must be str")
         return answers
+
+
+def build_environment(grounding: Grounding, tokenizer: Any, cfg: MGFRecConfig, reg: Registry | None = None) -> Environment:
+    """Grounding + the configured user agent over the policy's tokenizer, as a GRPO rollout would use.
+
+    The user agent embeds catalogue titles from the cached vectors and anything else with the embedder.
+    """
+    row = {t: i for i, t in enumerate(grounding.titles)}
+
+    def embed(titles: Sequence[str]) -> np.ndarray:
+        titles = list(titles)
+        out = np.empty((len(titles), grounding.item_embeddings.shape[1]), dtype=np.float32)
+        missing = [n for n, t in enumerate(titles) if t not in row]
+        for n, t in enumerate(titles):
+            if t in row:
+                out[n] = grounding.item_embeddings[row[t]]
+        if missing:
+            out[missing] = grounding.embedder.encode([titles[n] for n in missing])
+        return out
+
+    user = load_user_agent(cfg.user_agent, UserAgentContext(embed=embed), reg)
+    return Environment(grounding, tokenizer, user, top_k=cfg.grounding.top_k)

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from mgfrec.agent.batching import TrajectoryBatch, collate
-from mgfrec.agent.environment import Environment
+from mgfrec.agent.environment import Environment, build_environment
 from mgfrec.agent.final_ranking import answer_ranks
 from mgfrec.agent.neutralize import neutralize_title, reserved_strings
 from mgfrec.agent.prompts import AgentPrompts
@@ -41,14 +41,13 @@ from mgfrec.config.load import write_resolved
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.eval.metrics import per_sample
-from mgfrec.grounding.engine import Grounding, load_grounding
+from mgfrec.grounding.engine import load_grounding
 from mgfrec.registry import Registry, registry
 from mgfrec.rl.policy import load_policy, preset_name, save_policy
 from mgfrec.rl.sft_data import Fallback, SFTSample, synthesize, to_rollout_sample
 from mgfrec.rollout.base import build_engine
 from mgfrec.rollout.loop import rollout
 from mgfrec.runs import RUN_FILE, RunInfo, read_run_info, write_run_info
-from mgfrec.user_agents.base import UserAgentContext, load_user_agent
 
 DEFAULT_RECALL_MODEL = "last-title"
 """On the Amazon CDs data most targets are cold and ``last-title`` is the strongest baseline (docs/baselines.md);
@@ -141,28 +140,6 @@ def split_samples(
         )
         for n in order
     ]
-
-
-def build_environment(grounding: Grounding, tokenizer: Any, cfg: MGFRecConfig, reg: Registry | None = None) -> Environment:
-    """Grounding + the configured user agent over the policy's tokenizer, as a GRPO rollout would use.
-
-    The user agent embeds catalogue titles from the cached vectors and anything else with the embedder.
-    """
-    row = {t: i for i, t in enumerate(grounding.titles)}
-
-    def embed(titles: Sequence[str]) -> np.ndarray:
-        titles = list(titles)
-        out = np.empty((len(titles), grounding.item_embeddings.shape[1]), dtype=np.float32)
-        missing = [n for n, t in enumerate(titles) if t not in row]
-        for n, t in enumerate(titles):
-            if t in row:
-                out[n] = grounding.item_embeddings[row[t]]
-        if missing:
-            out[missing] = grounding.embedder.encode([titles[n] for n in missing])
-        return out
-
-    user = load_user_agent(cfg.user_agent, UserAgentContext(embed=embed), reg)
-    return Environment(grounding, tokenizer, user, top_k=cfg.grounding.top_k)
 
 
 # --- training --------------------------------------------------------------------------------------------

@@ -1,0 +1,66 @@
+"""``mgfrec recommend RUN --user ID | --history "title; title"``: one whole trajectory, shown with rich."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from mgfrec.cli.common import SET_HELP, out, print_json, run
+
+
+def recommend(
+    run_dir: Path = typer.Argument(..., metavar="RUN", help="An agent run folder (from mgfrec sft / fit)."),
+    user: str | None = typer.Option(None, "--user", help="A user id of the run's data set: their latest history."),
+    history: str | None = typer.Option(None, "--history", help="Titles separated by ';', oldest first."),
+    top_k: int = typer.Option(10, "--top-k", min=1, help="How many ranked items to show."),
+    sample: bool = typer.Option(False, "--sample", help="Sample at rollout.temperature instead of greedy."),
+    seed: int = typer.Option(0, "--seed", help="Seed for --sample."),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Run the agent once: its thoughts, grounded titles, item lists, feedback, answer and final top-k."""
+    from mgfrec.recommend import recommend as run_recommend
+
+    titles = history.split(";") if history is not None else None
+    rec, ds = run(lambda: run_recommend(run_dir, user=user, history_titles=titles, sets=tuple(set_), top_k=top_k,
+                                        sample=sample, seed=seed))  # fmt: skip
+    payload = rec.to_dict(ds)
+    if as_json:
+        print_json(payload)
+        return
+    _show(payload)
+
+
+def _show(p: dict) -> None:
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+
+    out.print(Panel(Text("\n".join(f"{n + 1}. {h['title']}" for n, h in enumerate(p["history"]))), title="history"))
+    if p["recall"]:
+        out.print(Panel(Text(", ".join(r["title"] for r in p["recall"])), title=f"recalled ({len(p['recall'])})"))
+    for n, turn in enumerate(p["turns"], 1):
+        body = Text()
+        if turn["think"]:
+            body.append("think: ", style="bold").append(turn["think"] + "\n")
+        if turn["kind"] == "error":
+            body.append(f"format error: {turn['error']}", style="red")
+        else:
+            body.append(f"{turn['kind']}: ", style="bold").append(str(turn["title"]))
+        for i, item in enumerate(turn.get("items", []), 1):
+            body.append(f"\n  {i}. {item['title']}")
+        if turn.get("feedback"):
+            body.append("\nfeedback: ", style="bold").append(turn["feedback"])
+        out.print(Panel(body, title=f"turn {n}"))
+    out.print(f"end: {p['end_reason']} (format {'ok' if p['format_ok'] else 'invalid'}), {p['groundings']} groundings",
+              highlight=False, markup=False)  # fmt: skip
+    if p["top"]:
+        table = Table(title=f"top {len(p['top'])} for the answer: {p['answer']}")
+        for col in ("#", "item_id", "title", "score"):
+            table.add_column(col)
+        for n, item in enumerate(p["top"], 1):
+            table.add_row(str(n), item["item_id"], item["title"], f"{item['score']:.4f}")
+        out.print(table)
+    else:
+        out.print("no answer, so no ranking", highlight=False, markup=False)
