@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
 from mgfrec.config.schema import MGFRecConfig, RetrieverConfig
@@ -299,8 +299,15 @@ class SequentialRetriever(L.LightningModule):
                 f"{path}: trained on data {saved['data_checksum']} with {saved['num_items']} items, "
                 f"but {ds.root} is {ds.checksum} with {ds.num_items} items; retrain on that data set"
             )
-        settings = RetrieverConfig.model_validate(saved["settings"])
-        model = cls(saved["num_items"], saved["window"], settings, cls.Options.model_validate(saved["options"]))
+        try:
+            settings = RetrieverConfig.model_validate(saved["settings"])
+            options = cls.Options.model_validate(saved["options"])
+        except ValidationError as exc:
+            raise ValueError(
+                f"{path}: its saved settings do not fit this version of mgfrec ({exc.errors()[0]['loc']}: "
+                f"{exc.errors()[0]['msg']}); refit it with 'mgfrec baseline fit'"
+            ) from None
+        model = cls(saved["num_items"], saved["window"], settings, options)
         model.load_state_dict(saved["state_dict"])
         model.best_epoch, model.best_valid_ndcg = saved["best_epoch"], saved["best_valid_ndcg@10"]
         return model.eval()

@@ -142,3 +142,15 @@ def test_loading_on_other_data_is_refused(runs, prepare_log):
         load_retriever(runs["sasrec"].run_dir, other)
     with pytest.raises(ValueError, match="trained on data"):
         SASRecRetriever.load(runs["sasrec"].run_dir, other)
+
+
+def test_a_model_saved_with_other_options_names_the_file(runs, chain_ds, tmp_path):
+    import shutil
+
+    run = tmp_path / "old"
+    shutil.copytree(runs["sasrec"].run_dir, run)
+    saved = torch.load(run / "model.pt", weights_only=True)
+    saved["options"]["retired_option"] = 1
+    torch.save(saved, run / "model.pt")
+    with pytest.raises(ValueError, match=r"model.pt: its saved settings do not fit.*retired_option.*refit"):
+        SASRecRetriever.load(run, chain_ds)
