@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from mgfrec.cli import baseline, data, demo, evaluate, index, plugins, recommend, report, sft
+from mgfrec.cli import baseline, data, demo, evaluate, fit, index, plugins, recommend, report, sft
 
 app = typer.Typer(
     name="mgfrec",
@@ -21,6 +21,7 @@ app.add_typer(baseline.app, name="baseline")
 app.command("evaluate")(evaluate.evaluate)
 app.command("report")(report.report)
 app.command("sft")(sft.sft)
+app.command("fit")(fit.fit)
 app.command("recommend")(recommend.recommend)
 app.command("demo")(demo.demo)
 

@@ -136,6 +136,7 @@ class GRPOConfig(Section):
     loss_aggregation: Literal["token-mean", "sequence-mean"] = Field(
         "token-mean", description="token-mean (DAPO/TRL bnpo) or sequence-mean (eq. 3 as written, TRL grpo)"
     )
+    max_grad_norm: float = Field(1.0, gt=0, description="gradient norm clip per optimizer step")
     kl_importance_correction: bool = Field(False, description="TRL 1.16's use_bias_correction_kl; off = the paper")
 
 

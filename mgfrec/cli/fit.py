@@ -1,0 +1,89 @@
+"""``mgfrec fit``: train the agent with GRPO (paper section 3.3), from an SFT warm start or a fresh policy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, load, print_json, run
+
+
+def fit(
+    data: Path = typer.Option(..., "--data", help="Prepared data set folder (from 'mgfrec data prepare')."),
+    out_dir: Path = typer.Option(..., "--out", help="Run folder (policy/, best_policy/, metrics.csv, checkpoints/, run.json)."),
+    config: str | None = typer.Option(None, "--config", help=CONFIG_HELP + " With --resume: OUT/config.yaml."),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+    init: Path | None = typer.Option(None, "--init", help="SFT/agent run folder: start from its policy/ and reuse its recall run."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoints/last.ckpt (after a kill)."),
+    policy: str | None = typer.Option(None, "--policy", help="policy.model without --init (default preset:tiny)."),
+    grounder: str | None = typer.Option(None, "--grounder", help="grounding.grounder: exact, faiss, hnsw, or a plugin."),
+    embedder: str | None = typer.Option(None, "--embedder", help="embedding.embedder."),
+    user_agent: str | None = typer.Option(None, "--user-agent", help="user_agent.backend: simulated, openai, anthropic, hf, none."),
+    no_feedback: bool = typer.Option(False, "--no-feedback", help="No <feedback> block (user_agent.backend=none)."),
+    no_recall: bool = typer.Option(False, "--no-recall", help="Leave the recall list out of the prompt (agent.use_recall=false)."),
+    rollout_engine: str | None = typer.Option(None, "--rollout-engine", help="rollout.engine: hf, vllm, or a plugin."),
+    reward: list[str] = typer.Option([], "--reward", help="grpo.rewards, repeatable (default: ndcg and format, eq. 8)."),
+    max_groundings: int | None = typer.Option(None, "--max-groundings", min=0, help="agent.max_groundings."),
+    items_per_grounding: int | None = typer.Option(None, "--items-per-grounding", min=1, help="grounding.top_k."),
+    group_size: int | None = typer.Option(None, "--group-size", min=1, help="grpo.group_size (G)."),
+    kl_beta: float | None = typer.Option(None, "--kl-beta", min=0.0, help="grpo.kl_beta (0 drops the reference policy)."),
+    lr: float | None = typer.Option(None, "--lr", help="trainer.lr."),
+    strategy: str | None = typer.Option(None, "--strategy", help="trainer.strategy: auto, ddp, deepspeed_stage_2, ..."),
+    max_steps: int | None = typer.Option(None, "--max-steps", min=1, help="trainer.max_steps (training steps)."),
+    recall_model: str = typer.Option("last-title", "--recall-model", help="Retriever fitted into OUT/recall without --init."),
+    max_train_samples: int | None = typer.Option(None, min=1, help="Seeded subsample of the train split."),
+    valid_samples: int = typer.Option(100, min=0, help="Valid samples of the greedy validation."),
+    checkpoint_every: int = typer.Option(1, min=1, help="Training steps between OUT/checkpoints/last.ckpt writes."),
+    progress: bool = typer.Option(True, help="Show the progress bar with the live reward."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
+) -> None:
+    """Roll the agent out G times per train sample, reward the grounded answer (NDCG, format), and update the
+    policy with the clipped GRPO loss; validate greedily, keep the best and the last policy."""
+    from mgfrec.rl.fit import FitOptions, run_fit
+
+    def go():
+        if no_feedback and user_agent not in (None, "none"):
+            raise ValueError(f"--no-feedback and --user-agent {user_agent} contradict each other: give one")
+        base = config
+        if resume and base is None and (out_dir / "config.yaml").is_file():
+            base = str(out_dir / "config.yaml")  # the resumed run keeps the settings it started with
+        values = {
+            "policy.model": policy,
+            "grounding.grounder": grounder,
+            "embedding.embedder": embedder,
+            "user_agent.backend": "none" if no_feedback else user_agent,
+            "agent.use_recall": False if no_recall else None,
+            "rollout.engine": rollout_engine,
+            "grpo.rewards": list(reward) or None,
+            "agent.max_groundings": max_groundings,
+            "grounding.top_k": items_per_grounding,
+            "grpo.group_size": group_size,
+            "grpo.kl_beta": kl_beta,
+            "trainer.lr": lr,
+            "trainer.strategy": strategy,
+            "trainer.max_steps": max_steps,
+        }
+        cfg = load(base, set_, values)
+        options = FitOptions(
+            init=str(init) if init is not None else None,
+            resume=resume,
+            recall_model=recall_model,
+            max_train_samples=max_train_samples,
+            valid_samples=valid_samples,
+            checkpoint_every=checkpoint_every,
+            progress=progress,
+        )
+        console.print(f"fit {init or cfg.policy.model} on {data} -> {out_dir}", highlight=False)
+        return run_fit(data, out_dir, cfg, options, say=lambda s: console.print(s, highlight=False))
+
+    result = run(go)
+    summary = {"run": str(out_dir), **result.extra}
+    if as_json:
+        print_json(summary)
+        return
+    last = result.extra["last"]
+    typer.echo(
+        f"{result.extra['steps']} steps: reward {last.get('reward/mean', float('nan')):.4f}, best valid NDCG@10 "
+        f"{result.extra['best_valid_ndcg@10']}; policy {Path(out_dir) / 'policy'}; {result.extra['seconds']} s"
+    )

@@ -1,0 +1,176 @@
+"""``mgfrec fit``: a GRPO run from a prepared data set to a run folder, resumable after a kill.
+
+:func:`run_fit` builds what :class:`~mgfrec.rl.module.GRPOModule` needs and runs a Lightning ``Trainer``:
+
+* the initial policy: ``INIT/policy`` of an SFT (or earlier agent) run with ``init``, else ``policy.model``;
+* recall lists: ``INIT``'s recall run with ``init``, else a retriever fitted into ``OUT/recall`` as ``mgfrec
+  sft`` does (:func:`~mgfrec.rl.sft.recall_for`);
+* checkpoints: :class:`LastCheckpoint` writes ``OUT/checkpoints/last.ckpt`` (weights, optimizer, loop
+  counters, RNG states, data position) every ``checkpoint_every`` training steps and at the end;
+  ``resume=True`` continues from it.
+
+The run folder: ``OUT/policy`` (last), ``OUT/best_policy`` (best valid NDCG@10), ``OUT/metrics.csv``,
+``OUT/config.yaml`` (written first, so a resume reuses it), ``OUT/run.json`` (``kind: agent``, ``model:
+mgfrec``; written last: it marks a finished run).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from mgfrec.agent.environment import build_environment
+from mgfrec.config.load import write_resolved
+from mgfrec.config.schema import MGFRecConfig
+from mgfrec.data.prepared import PreparedDataset
+from mgfrec.grounding.engine import load_grounding
+from mgfrec.registry import Registry, registry
+from mgfrec.rl.module import GRPOModule
+from mgfrec.rl.policy import load_policy, preset_name, save_policy
+from mgfrec.rl.sft import (
+    DEFAULT_RECALL_MODEL,
+    SFTOptions,
+    recall_for,
+    recall_lists,
+    split_samples,
+)
+from mgfrec.runs import RUN_FILE, RunInfo, read_run_info, write_run_info
+
+CUDA_ONLY_MESSAGE = "DeepSpeed strategies need CUDA GPUs; on CPU use --strategy auto"
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """Settings of a GRPO run that are not part of the run config (the CLI's flags)."""
+
+    init: str | None = None  # an SFT/agent run folder: its policy/ and recall run
+    resume: bool = False
+    recall_model: str = DEFAULT_RECALL_MODEL
+    max_train_samples: int | None = None
+    valid_samples: int = 100
+    checkpoint_every: int = 1  # training steps between checkpoints
+    progress: bool = False
+
+
+def check_strategy(strategy: str) -> None:
+    """Refuse a DeepSpeed strategy without CUDA with a message instead of Lightning's traceback."""
+    if strategy.startswith("deepspeed") and not torch.cuda.is_available():
+        raise ValueError(f"--strategy {strategy}: {CUDA_ONLY_MESSAGE}")
+
+
+class LastCheckpoint(L.Callback):
+    """``DIR/last.ckpt`` every ``every`` training steps and at the end, written atomically (a kill -9 during
+    the write leaves the previous checkpoint)."""
+
+    def __init__(self, directory: Path, every: int):
+        self.directory, self.every = Path(directory), max(1, every)
+
+    def save(self, trainer: L.Trainer) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmp = self.directory / "last.ckpt.tmp"
+        trainer.save_checkpoint(tmp)
+        os.replace(tmp, self.directory / "last.ckpt")
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: GRPOModule, *args: Any) -> None:
+        if pl_module.batches_done % self.every == 0:
+            self.save(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: GRPOModule) -> None:
+        self.save(trainer)
+
+
+@dataclass
+class FitResult:
+    out: Path
+    module: GRPOModule
+    seconds: float
+    extra: dict[str, Any]
+
+
+def run_fit(
+    data: str | Path,
+    out: str | Path,
+    cfg: MGFRecConfig,
+    options: FitOptions = FitOptions(),
+    *,
+    reg: Registry | None = None,
+    embedder: Any | None = None,
+    say: Callable[[str], None] = lambda _: None,
+) -> FitResult:
+    """Train the agent with GRPO on ``data``'s train split for ``trainer.max_steps`` steps; write ``out``."""
+    started = time.perf_counter()
+    check_strategy(cfg.trainer.strategy)
+    reg = reg or registry()
+    ds, out = PreparedDataset(data), Path(out)
+    ckpt = out / "checkpoints" / "last.ckpt"
+    if options.resume and not ckpt.is_file():
+        raise FileNotFoundError(f"--resume: {ckpt} does not exist; run without --resume to start")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / RUN_FILE).unlink(missing_ok=True)
+    torch.manual_seed(cfg.trainer.seed)
+
+    if options.init is not None:
+        info = read_run_info(options.init)
+        if info.kind != "agent" or "policy" not in info.extra:
+            raise ValueError(f"--init {options.init}: an agent run folder with a policy is needed, got kind '{info.kind}'")
+        if info.data_checksum != ds.checksum:
+            raise ValueError(f"--init {options.init}: it was trained on other data than --data {ds.root}")
+        recall_opts = SFTOptions(recall_run=info.extra["recall_run"])
+        policy_dir = Path(options.init) / info.extra["policy"]
+    else:
+        recall_opts, policy_dir = SFTOptions(recall_model=options.recall_model), None
+    recall_dir, recall_model = recall_for(ds, cfg, recall_opts, out, reg)
+    cfg = cfg.model_copy(update={"retriever": cfg.retriever.model_copy(update={"model": recall_model})})
+    size = cfg.retriever.recall_size
+    train = split_samples(ds, "train", recall_lists(ds, "train", size, recall_dir), options.max_train_samples, cfg.trainer.seed)
+    valid = split_samples(ds, "valid", recall_lists(ds, "valid", size, recall_dir), options.valid_samples, cfg.trainer.seed)
+    say(f"recall: {recall_model} ({recall_dir}); {len(train)} train and {len(valid)} valid samples")
+
+    grounding = load_grounding(ds, cfg, embedder=embedder, reg=reg)
+    policy_cfg = cfg.policy if policy_dir is None else cfg.policy.model_copy(update={"model": str(policy_dir)})
+    model, tokenizer = load_policy(policy_cfg, ds.titles, seed=cfg.trainer.seed)
+    environment = build_environment(grounding, tokenizer, cfg, reg)
+    write_resolved(cfg, out)
+
+    max_steps = cfg.trainer.max_steps or cfg.trainer.epochs * -(-len(train) // cfg.trainer.global_batch_size)
+    module = GRPOModule(cfg, model, tokenizer, environment, train, valid, out, max_steps=max_steps)
+    callbacks: list[L.Callback] = [LastCheckpoint(out / "checkpoints", options.checkpoint_every)]
+    if options.progress:
+        from lightning.pytorch.callbacks import RichProgressBar
+
+        callbacks.append(RichProgressBar())
+    trainer = L.Trainer(
+        max_steps=max_steps * cfg.grpo.updates_per_batch,  # Lightning counts optimizer steps
+        max_epochs=-1, strategy=cfg.trainer.strategy, accelerator=cfg.trainer.accelerator,
+        devices=cfg.trainer.devices, precision=cfg.trainer.precision, callbacks=callbacks, logger=False,
+        enable_checkpointing=False, enable_progress_bar=options.progress, enable_model_summary=False,
+        log_every_n_steps=cfg.trainer.log_every_n_steps, num_sanity_val_steps=0,
+    )  # fmt: skip
+    # weights_only=False: the checkpoint holds numpy/python RNG states; it is this run's own file, not a download
+    trainer.fit(module, ckpt_path=str(ckpt) if options.resume else None, weights_only=False)
+
+    save_policy(model, tokenizer, out / "policy", preset=preset_name(cfg.policy.model))
+    seconds = time.perf_counter() - started
+    last = module.rows[-1] if module.rows else {}
+    extra = {
+        "stage": "grpo",
+        "policy": "policy",
+        "best_policy": "best_policy" if (out / "best_policy").is_dir() else None,
+        "init": str(Path(options.init).resolve()) if options.init else None,
+        "base_policy": str(policy_cfg.model),
+        "recall_model": recall_model,
+        "recall_run": str(recall_dir.resolve()),
+        "steps": module.batches_done,
+        "best_valid_ndcg@10": module.best_ndcg10 if module.best_ndcg10 > float("-inf") else None,
+        "last": last,
+        "seconds": round(seconds, 1),
+    }
+    write_run_info(out, RunInfo(kind="agent", model="mgfrec", data=str(ds.root.resolve()), data_checksum=ds.checksum, extra=extra))
+    return FitResult(out, module, seconds, extra)

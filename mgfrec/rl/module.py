@@ -1,0 +1,295 @@
+"""``GRPOModule``: one GRPO training step of the MGFRec agent (paper sections 3-4) as a Lightning module.
+
+Every ``training_step`` takes the next ``trainer.global_batch_size`` train samples of a seeded per-epoch
+permutation and runs, each arrow a function of its own module:
+
+1. ``rollout`` (:mod:`mgfrec.rollout.loop`): ``grpo.group_size`` trajectories per sample through the engine
+   (``rollout.engine``). The hf engine shares the policy module by default, so it always samples from the
+   current weights; an engine with its own copy gets ``engine.load_weights`` before each rollout and after
+   each update;
+2. rewards: :func:`~mgfrec.agent.final_ranking.reward_inputs` then ``grpo.rewards`` composed
+   (:func:`~mgfrec.rewards.compose.build_reward`; eq. 8 with ``ndcg`` + ``format``);
+3. advantages (eq. 2): :func:`~mgfrec.rl.advantages.advantages_from_config`;
+4. old log-probs are **recomputed** by a teacher-forced forward pass of the policy under ``no_grad``, before
+   any update, at the sampling temperature. They equal the engine's sampled log-probs up to rounding
+   (KV-cache decoding vs one full pass); recomputing makes the ratio of the first update exactly 1, as verl
+   and TRL do. Reference log-probs come from a frozen copy of the initial policy (skipped when
+   ``grpo.kl_beta`` is 0);
+5. ``grpo.updates_per_batch`` optimizer steps, each accumulating gradients over micro-batches of
+   ``trainer.micro_batch_size`` trajectories; :func:`~mgfrec.rl.grpo.grpo_loss` gets the token (or sequence)
+   count of the whole batch as ``normalizer`` so the accumulated loss is the mean over the batch; gradients
+   are clipped to norm ``grpo.max_grad_norm``.
+
+Counting: Lightning's ``global_step`` counts optimizer steps (``updates_per_batch`` per training step);
+``batches_done`` counts training steps and is what ``--max-steps``, validation and checkpoints count in.
+
+Validation runs inside the training step every ``trainer.val_check_interval`` batches (greedy
+:func:`~mgfrec.rl.sft.evaluate_policy` on a fixed valid subsample); the best policy by valid NDCG@10 is saved
+to ``RUN/best_policy``. Metrics go to ``self.log`` and to ``RUN/metrics.csv`` (one row per batch).
+
+This module builds no data, recall or policy (:mod:`mgfrec.rl.fit` does) and owns no Trainer.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import math
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from mgfrec.agent.batching import collate
+from mgfrec.agent.environment import Environment
+from mgfrec.agent.final_ranking import reward_inputs
+from mgfrec.agent.prompts import AgentPrompts
+from mgfrec.agent.trajectory import Trajectory
+from mgfrec.config.schema import MGFRecConfig
+from mgfrec.rewards.compose import build_reward
+from mgfrec.rl.advantages import advantages_from_config, degenerate_group_fraction
+from mgfrec.rl.grpo import grpo_loss
+from mgfrec.rl.logprobs import token_logprobs, token_logprobs_and_entropy
+from mgfrec.rl.policy import preset_name, save_policy
+from mgfrec.rl.sft import evaluate_policy
+from mgfrec.rl.sft_data import SFTSample, to_rollout_sample
+from mgfrec.rollout.base import build_engine
+from mgfrec.rollout.loop import rollout
+
+"""Gradient clipping norm (no config field yet); early GRPO steps on a small policy spike without it."""
+
+END_REASONS = ("answered", "format_error", "grounding_limit", "length_limit")
+
+
+class GRPOModule(L.LightningModule):
+    """The policy trained with GRPO; see the module docstring for one step.
+
+    ``policy``/``tokenizer``: the initial policy (its frozen copy is the KL reference). ``train``/``valid``:
+    samples with recall lists (:func:`~mgfrec.rl.sft.split_samples`). ``out``: the run folder.
+    """
+
+    def __init__(
+        self,
+        cfg: MGFRecConfig,
+        policy: torch.nn.Module,
+        tokenizer: Any,
+        environment: Environment,
+        train: Sequence[SFTSample],
+        valid: Sequence[SFTSample],
+        out: str | Path,
+        *,
+        max_steps: int,
+    ):
+        super().__init__()
+        if not train:
+            raise ValueError("the train split has no samples to roll out")
+        self.automatic_optimization = False  # rollouts, several updates and accumulation per step
+        self.cfg, self.policy, self.tokenizer, self.environment = cfg, policy, tokenizer, environment
+        self.train_samples, self.valid_samples = list(train), list(valid)
+        self.out, self.max_steps = Path(out), max_steps
+        self.prompts = AgentPrompts.from_config(cfg.agent)
+        self.reward = build_reward(cfg.grpo.rewards, cfg.grpo.reward_options)
+        # A list hides the reference from Lightning: it is not trained, not checkpointed (a resumed run rebuilds
+        # it from the same initial policy) and not counted as a parameter of the module.
+        self._ref: list[torch.nn.Module] = []
+        if cfg.grpo.kl_beta > 0:
+            self._ref.append(copy.deepcopy(policy).eval().requires_grad_(False))
+        self.engine: Any = None
+        self.batches_done = 0
+        self.best_ndcg10 = -math.inf
+        self.rows: list[dict[str, float]] = []
+
+    # --- data ------------------------------------------------------------------------------------------
+
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        """One item per training step; the samples themselves are drawn by :meth:`next_samples`, so the data
+        position is ``batches_done`` (checkpointed), whatever Lightning's loader restarts from."""
+        return torch.utils.data.DataLoader(range(self.max_steps), batch_size=None)
+
+    def data_position(self) -> int:
+        """Index into the endless sequence of per-epoch permutations of the train samples."""
+        return self.batches_done * self.cfg.trainer.global_batch_size
+
+    def next_samples(self) -> list[SFTSample]:
+        """The next ``global_batch_size`` samples: epoch ``e``'s order is ``permutation(seed + e)``."""
+        n, size = len(self.train_samples), min(self.cfg.trainer.global_batch_size, len(self.train_samples))
+        out = []
+        for pos in range(self.data_position(), self.data_position() + size):
+            epoch, offset = divmod(pos, n)
+            order = np.random.default_rng(self.cfg.trainer.seed + epoch).permutation(n)
+            out.append(self.train_samples[int(order[offset])])
+        return out
+
+    # --- lightning hooks -------------------------------------------------------------------------------
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(self.policy.parameters(), lr=self.cfg.trainer.lr)
+
+    def on_fit_start(self) -> None:
+        if self._ref:
+            self._ref[0].to(self.device)
+        self.engine = build_engine(self.cfg.rollout, self.policy, self.tokenizer)
+        self.sync_engine()
+
+    def sync_engine(self) -> None:
+        """Give the engine the policy's current weights; nothing to do when it shares the module."""
+        if getattr(self.engine, "model", None) is not self.policy:
+            self.engine.load_weights(self.policy.state_dict())
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["mgfrec"] = {
+            "batches_done": self.batches_done,
+            "data_position": self.data_position(),
+            "best_ndcg10": self.best_ndcg10,
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint["mgfrec"]
+        self.batches_done, self.best_ndcg10 = int(state["batches_done"]), float(state["best_ndcg10"])
+        torch.set_rng_state(state["rng"]["torch"])
+        np.random.set_state(state["rng"]["numpy"])
+        random.setstate(state["rng"]["python"])
+        self.rows = read_metrics(self.out / "metrics.csv", before=self.batches_done)
+
+    # --- one step --------------------------------------------------------------------------------------
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        started = time.perf_counter()
+        cfg = self.cfg
+        samples = self.next_samples()
+        self.sync_engine()
+        result = rollout(
+            self.engine, self.environment, [to_rollout_sample(s, self.environment.grounding.titles) for s in samples],
+            group_size=cfg.grpo.group_size, agent=cfg.agent, temperature=cfg.rollout.temperature,
+            top_p=cfg.rollout.top_p, seed=cfg.trainer.seed * 1_000_003 + self.batches_done, prompts=self.prompts,
+            max_context=getattr(self.policy.config, "max_position_embeddings", None),
+        )  # fmt: skip
+        trajs = result.trajectories
+        g = cfg.grpo.group_size
+        inputs = reward_inputs(trajs, self.environment.grounding, [s.target for s in samples for _ in range(g)],
+                               [s.history for s in samples for _ in range(g)],
+                               exclude_history=cfg.eval.exclude_history, device=self.device)  # fmt: skip
+        parts = [self.reward.breakdown(i) for i in inputs]
+        rewards = torch.tensor([p["total"] for p in parts], dtype=torch.float32)
+        advantages = advantages_from_config(rewards, cfg.grpo)
+        t_train = time.perf_counter()
+        train_metrics = self.update(trajs, advantages)
+        self.sync_engine()
+        self.batches_done += 1
+        now = time.perf_counter()
+
+        row = {
+            "step": float(self.batches_done),
+            "reward/mean": float(rewards.mean()),
+            "reward/std": float(rewards.std()) if len(rewards) > 1 else 0.0,
+            "degenerate_groups": degenerate_group_fraction(rewards, g),
+            "format_valid": float(np.mean([t.format_ok for t in trajs])),
+            "groundings": float(np.mean([t.num_groundings for t in trajs])),
+            "response_length": float(np.mean([t.response_length for t in trajs])),
+            **{f"reward/{k}": float(np.mean([p[k] for p in parts])) for k in parts[0] if k != "total"},
+            **{f"end/{r}": float(np.mean([str(t.end_reason) == r for t in trajs])) for r in END_REASONS},
+            **train_metrics,
+            **self.user_agent_stats(),
+            "time/rollout": result.stats.generation_s + result.stats.prompt_s,
+            "time/environment": result.stats.environment_s,
+            "time/reward": t_train - started - result.stats.total_s,
+            "time/train": now - t_train,
+        }
+        if "reward/ndcg" in row:
+            row["ndcg"] = row.pop("reward/ndcg")
+        if self.batches_done % cfg.trainer.val_check_interval == 0 or self.batches_done == self.max_steps:
+            row.update(self.validate_now())
+        row["time/step"] = time.perf_counter() - started
+        self.record(row)
+
+    def update(self, trajs: list[Trajectory], advantages: torch.Tensor) -> dict[str, float]:
+        """``updates_per_batch`` optimizer steps over micro-batches; the batch's mean metrics."""
+        cfg, opt = self.cfg, self.optimizers()
+        temperature = cfg.rollout.temperature or 1.0  # greedy rollouts are scored at T = 1 (rollout.base)
+        pad = self.tokenizer.pad_token_id
+        size = cfg.trainer.micro_batch_size
+        micro = []
+        self.policy.eval()  # old log-probs: the sampling policy, so no dropout
+        with torch.no_grad():
+            for start in range(0, len(trajs), size):
+                batch = collate(trajs[start : start + size], pad).to(self.device)
+                old = token_logprobs(self.policy, batch.input_ids, batch.attention_mask, temperature)
+                ref = (token_logprobs(self._ref[0], batch.input_ids, batch.attention_mask, temperature)
+                       if self._ref else None)  # fmt: skip
+                micro.append((batch, old, ref, advantages[start : start + size].to(self.device)))
+        self.policy.train()
+        n_tokens = sum(float(b.action_mask.sum()) for b, *_ in micro)
+        normalizer = float(len(trajs)) if cfg.grpo.loss_aggregation == "sequence-mean" else max(n_tokens, 1.0)
+        sums: dict[str, float] = {}
+        for _ in range(cfg.grpo.updates_per_batch):
+            opt.zero_grad(set_to_none=True)
+            for batch, old, ref, adv in micro:
+                mask = batch.action_mask  # the policy's own tokens only: prompt and observations get no loss
+                logp, entropy = token_logprobs_and_entropy(self.policy, batch.input_ids, batch.attention_mask, temperature)
+                loss, m = grpo_loss(logp, old, ref, adv, mask, clip_epsilon=cfg.grpo.clip_epsilon,
+                                    kl_beta=cfg.grpo.kl_beta, aggregation=cfg.grpo.loss_aggregation,
+                                    normalizer=normalizer,
+                                    kl_importance_correction=cfg.grpo.kl_importance_correction)  # fmt: skip
+                self.manual_backward(loss)
+                share = float(mask.sum()) / max(n_tokens, 1.0)  # token-weighted means over the batch
+                m = {**m, "entropy": entropy[mask].mean() if mask.any() else entropy.new_zeros(())}
+                for k in ("loss", "policy_loss"):
+                    sums[k] = sums.get(k, 0.0) + float((loss if k == "loss" else m[k]).detach())
+                for k in ("kl", "entropy", "clip_fraction/total", "ratio/mean", "approx_kl_old"):
+                    if k in m:
+                        sums[k] = sums.get(k, 0.0) + float(m[k]) * share
+            norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.cfg.grpo.max_grad_norm)
+            sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(norm)
+            opt.step()
+        self.policy.eval()
+        return {k: v / cfg.grpo.updates_per_batch for k, v in sums.items()}
+
+    def user_agent_stats(self) -> dict[str, float]:
+        """Cumulative user-agent counters (calls, cache hits, ...) when the backend reports them."""
+        agent = getattr(self.environment, "user_agent", None)
+        stats = agent.stats() if agent is not None and hasattr(agent, "stats") else {}
+        return {f"user_agent/{k}": float(v) for k, v in stats.items() if isinstance(v, (int, float))}
+
+    def validate_now(self) -> dict[str, float]:
+        """Greedy agent on the fixed valid subsample; saves ``RUN/best_policy`` when NDCG@10 improves."""
+        if not self.valid_samples:
+            return {}
+        metrics = evaluate_policy(self.policy, self.tokenizer, self.environment, self.valid_samples, self.cfg,
+                                  prompts=self.prompts, seed=self.cfg.trainer.seed)  # fmt: skip
+        if metrics["ndcg@10"] > self.best_ndcg10:
+            self.best_ndcg10 = metrics["ndcg@10"]
+            save_policy(self.policy, self.tokenizer, self.out / "best_policy", preset=preset_name(self.cfg.policy.model))
+        return {f"valid/{k}": v for k, v in metrics.items()}
+
+    def record(self, row: dict[str, float]) -> None:
+        """Log ``row`` through Lightning (reward in the progress bar) and rewrite ``RUN/metrics.csv``."""
+        self.log("reward", row["reward/mean"], prog_bar=True, on_step=True, batch_size=1)
+        self.log_dict({k: v for k, v in row.items() if k != "step"}, on_step=True, batch_size=1)
+        self.rows.append(row)
+        write_metrics(self.out / "metrics.csv", self.rows)
+
+
+def write_metrics(path: Path, rows: list[dict[str, float]]) -> None:
+    """All rows with the union of their columns (valid columns appear only on validation steps)."""
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)  # a kill mid-write leaves the previous file whole
+
+
+def read_metrics(path: Path, *, before: int) -> list[dict[str, float]]:
+    """Rows of an earlier run up to step ``before`` (a resumed run drops those after its checkpoint)."""
+    if not path.is_file():
+        return []
+    with path.open(encoding="utf-8") as f:
+        rows = [{k: float(v) for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(f)]
+    return [r for r in rows if r.get("step", 0) <= before]

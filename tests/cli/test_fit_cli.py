@@ -1,0 +1,68 @@
+"""``mgfrec fit``: flags land in the run's config.yaml, the run folder is complete, DeepSpeed on CPU is refused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import typer
+import yaml
+from typer.testing import CliRunner
+
+from mgfrec.cli.fit import fit
+from mgfrec.config.schema import DataConfig
+from mgfrec.data.prepared import prepare
+
+pytestmark = pytest.mark.slow
+
+SHORT_SYSTEM = "You recommend music. Think in <think> </think>, search with <ground> </ground>, answer with <answer> </answer>."
+
+
+def invoke(*args):
+    app = typer.Typer()
+    app.command()(fit)
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fitcli")
+    prepare(DataConfig(source="synthetic", options={"n_users": 40, "n_items": 80, "n_artists": 10, "max_length": 6}), root / "data")
+    (root / "system.txt").write_text(SHORT_SYSTEM, encoding="utf-8")
+    return root
+
+
+def test_flags_map_to_config_fields(data):
+    out = data / "run"
+    result = invoke("--data", data / "data", "--out", out, "--max-steps", 1, "--group-size", 2, "--kl-beta", 0,
+                    "--lr", 0.001, "--max-groundings", 1, "--items-per-grounding", 3, "--no-feedback", "--no-recall",
+                    "--reward", "ndcg", "--reward", "format", "--grounder", "exact", "--rollout-engine", "hf",
+                    "--strategy", "auto", "--valid-samples", 2, "--no-progress", "--json",
+                    "--set", f"agent.template={data / 'system.txt'}", "--set", "agent.max_new_tokens_per_turn=16",
+                    "--set", "agent.max_new_tokens_total=32", "--set", "trainer.global_batch_size=2",
+                    "--set", "retriever.recall_size=5")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    cfg = yaml.safe_load((out / "config.yaml").read_text(encoding="utf-8"))
+    assert cfg["grpo"]["group_size"] == 2 and cfg["grpo"]["kl_beta"] == 0 and cfg["grpo"]["rewards"] == ["ndcg", "format"]
+    assert cfg["trainer"]["lr"] == 0.001 and cfg["trainer"]["max_steps"] == 1 and cfg["trainer"]["strategy"] == "auto"
+    assert cfg["agent"]["max_groundings"] == 1 and cfg["agent"]["use_recall"] is False
+    assert cfg["grounding"]["top_k"] == 3 and cfg["grounding"]["grounder"] == "exact"
+    assert cfg["user_agent"]["backend"] == "none" and cfg["rollout"]["engine"] == "hf"
+    info = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert info["kind"] == "agent" and info["model"] == "mgfrec" and info["extra"]["policy"] == "policy"
+    assert info["extra"]["recall_run"] and (out / "policy").is_dir() and (out / "metrics.csv").is_file()
+
+
+def test_deepspeed_on_cpu_is_a_message_not_a_traceback(data):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is present: DeepSpeed is allowed")
+    result = invoke("--data", data / "data", "--out", data / "ds", "--strategy", "deepspeed_stage_3")
+    assert result.exit_code == 2
+    assert "DeepSpeed strategies need CUDA GPUs; on CPU use --strategy auto" in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+def test_resume_without_checkpoint_names_the_file(data):
+    result = invoke("--data", data / "data", "--out", data / "nothing", "--resume")
+    assert result.exit_code == 2 and "last.ckpt" in result.output

@@ -1,0 +1,130 @@
+"""GRPOModule / run_fit: two GRPO steps on a tiny synthetic set log finite metrics, keep the engine in sync
+with the policy, update only through the policy's own tokens, and resume from the last checkpoint."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import pytest
+import torch
+
+from mgfrec.config.schema import (
+    AgentConfig,
+    DataConfig,
+    GroundingConfig,
+    GRPOConfig,
+    MGFRecConfig,
+    RetrieverConfig,
+    RolloutConfig,
+    TrainerConfig,
+)
+from mgfrec.data.prepared import prepare
+from mgfrec.rl import module as module_mod
+from mgfrec.rl.fit import CUDA_ONLY_MESSAGE, FitOptions, check_strategy, run_fit
+
+pytestmark = pytest.mark.slow  # loads the embedding model once per session
+
+SHORT_SYSTEM = "You recommend music. Think in <think> </think>, search with <ground> </ground>, answer with <answer> </answer>."
+
+
+def tiny_config(root, **trainer) -> MGFRecConfig:
+    template = root / "system.txt"
+    template.write_text(SHORT_SYSTEM, encoding="utf-8")
+    return MGFRecConfig(
+        agent=AgentConfig(template=str(template), max_groundings=1, max_new_tokens_per_turn=16, max_new_tokens_total=48),
+        retriever=RetrieverConfig(recall_size=5),
+        grounding=GroundingConfig(top_k=3),
+        grpo=GRPOConfig(group_size=2, kl_beta=0.04),
+        rollout=RolloutConfig(options={"copy_model": True}),  # a private engine copy: weight sync must happen
+        trainer=TrainerConfig(**{"max_steps": 2, "global_batch_size": 3, "micro_batch_size": 4, "val_check_interval": 2, **trainer}),
+    )
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, minilm):
+    root = tmp_path_factory.mktemp("grpo")
+    ds = prepare(DataConfig(source="synthetic", options={"n_users": 40, "n_items": 80, "n_artists": 10, "max_length": 6}), root / "data")
+    cfg = tiny_config(root)
+    result = run_fit(ds.root, root / "run", cfg, FitOptions(valid_samples=4), embedder=minilm)
+    return {"root": root, "ds": ds, "cfg": cfg, "result": result, "minilm": minilm}
+
+
+def read_rows(path):
+    with path.open(encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_two_steps_log_finite_metrics_and_write_the_run_folder(run):
+    out = run["result"].out
+    rows = read_rows(out / "metrics.csv")
+    assert [float(r["step"]) for r in rows] == [1.0, 2.0]
+    for column in ("reward/mean", "reward/std", "ndcg", "format_valid", "groundings", "end/answered", "response_length",
+                   "kl", "entropy", "clip_fraction/total", "grad_norm", "user_agent/calls", "time/rollout",
+                   "time/environment", "time/train"):  # fmt: skip
+        assert all(math.isfinite(float(r[column])) for r in rows), column
+    assert math.isfinite(float(rows[-1]["valid/ndcg@10"])) and math.isfinite(float(rows[-1]["valid/ndcg_full"]))
+    assert (out / "policy" / "config.json").is_file() and (out / "best_policy" / "config.json").is_file()
+    assert (out / "checkpoints" / "last.ckpt").is_file() and (out / "config.yaml").is_file()
+    assert run["result"].extra["policy"] == "policy" and run["result"].extra["recall_run"]
+
+
+def test_engine_weights_equal_the_policy_after_a_step(run):
+    module = run["result"].module
+    assert module.engine.model is not module.policy  # copy_model: equality below is the sync, not sharing
+    engine_state = module.engine.model.state_dict()
+    for name, value in module.policy.state_dict().items():
+        assert torch.equal(engine_state[name], value), name
+
+
+def test_update_changes_weights_through_action_tokens_only(run, monkeypatch):
+    module = run["result"].module
+    from mgfrec.rl.sft_data import to_rollout_sample
+    from mgfrec.rollout.loop import rollout
+
+    samples = module.train_samples[:2]
+    result = rollout(module.engine, module.environment, [to_rollout_sample(s, module.environment.grounding.titles) for s in samples],
+                     group_size=2, agent=module.cfg.agent, seed=1, prompts=module.prompts)  # fmt: skip
+    seen = []
+    real = module_mod.grpo_loss
+
+    def spy(logprobs, old, ref, adv, mask, **kw):
+        seen.append(mask.clone())
+        return real(logprobs, old, ref, adv, mask, **kw)
+
+    monkeypatch.setattr(module_mod, "grpo_loss", spy)
+    before = {k: v.clone() for k, v in module.policy.state_dict().items()}
+    module.update(result.trajectories, torch.tensor([1.0, -1.0, 1.0, -1.0]))
+    assert any(not torch.equal(before[k], v) for k, v in module.policy.state_dict().items())
+    mask = seen[0]
+    for b, t in enumerate(result.trajectories):
+        expected = torch.zeros(mask.shape[1], dtype=torch.bool)
+        expected[: len(t)] = torch.tensor(t.action_mask())
+        assert torch.equal(mask[b].cpu(), expected)  # prompt, observations and padding never enter the loss
+        assert not mask[b, : len(t.prompt_ids)].any()
+
+
+def test_resume_continues_from_the_last_checkpoint(run):
+    out = run["result"].out
+    first = read_rows(out / "metrics.csv")
+    cfg = run["cfg"].model_copy(update={"trainer": run["cfg"].trainer.model_copy(update={"max_steps": 3})})
+    resumed = run_fit(run["ds"].root, out, cfg, FitOptions(valid_samples=4, resume=True), embedder=run["minilm"])
+    assert resumed.module.batches_done == 3 and resumed.extra["steps"] == 3
+    rows = read_rows(out / "metrics.csv")
+    assert [float(r["step"]) for r in rows] == [1.0, 2.0, 3.0]
+    assert rows[0]["time/step"] == first[0]["time/step"]  # the first two steps were restored, not rerun
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["global_step"] == 3 and ckpt["mgfrec"]["data_position"] == 3 * cfg.trainer.global_batch_size
+
+
+def test_resume_without_checkpoint_is_refused(tmp_path, run):
+    with pytest.raises(FileNotFoundError, match="--resume"):
+        run_fit(run["ds"].root, tmp_path / "fresh", run["cfg"], FitOptions(resume=True), embedder=run["minilm"])
+
+
+def test_deepspeed_is_refused_on_cpu():
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is present: DeepSpeed is allowed")
+    with pytest.raises(ValueError, match=CUDA_ONLY_MESSAGE):
+        check_strategy("deepspeed_stage_2")
+    check_strategy("auto")
