@@ -21,6 +21,7 @@ def evaluate(
         False, "--no-exclude-history", help="Rank history items too (default: leave them out, except the target)."
     ),
     data: Path | None = typer.Option(None, "--data", help="Prepared data folder to use instead of the run's."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Agent runs: evaluate a seeded subsample."),
     config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP + " Only eval.* fields matter here."),
 ) -> None:
@@ -48,6 +49,7 @@ def evaluate(
                 data=data,
                 batch_size=cfg.eval.batch_size,
                 exclude_history=cfg.eval.exclude_history,
+                limit=limit,
             )
 
     result = run(go)

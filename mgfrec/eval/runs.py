@@ -22,7 +22,7 @@ from mgfrec.runs import RUN_FILE, RunInfo, read_run_info
 
 
 class AgentEvaluationUnavailable(ValueError):
-    """An agent run has no stored evaluation, and agent evaluation is not available yet."""
+    """An agent run has no item scorer: it is evaluated by rolling it out (``evaluate_run``)."""
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,8 @@ def load_scorer(run_dir: str | Path, data: str | Path | None = None, reg: Regist
     info = read_run_info(run_dir)
     if info.kind == "agent":
         raise AgentEvaluationUnavailable(
-            f"{run_dir}: agent evaluation arrives with `mgfrec fit` (issue 5/6); "
-            f"an agent run is reported once it holds eval_<split>.json and ranks_<split>.csv"
+            f"{run_dir}: an agent run ranks items from its answers, not from a scorer; "
+            f"evaluate it with 'mgfrec evaluate {run_dir}'"
         )
     if info.kind != "baseline":
         raise ValueError(f"{run_dir / RUN_FILE}: field 'kind' is '{info.kind}'; expected 'baseline' or 'agent'")
@@ -74,11 +74,23 @@ def evaluate_run(
     write: bool = True,
     reg: Registry | None = None,
     progress: Callable[[int, int], None] | None = None,
+    limit: int | None = None,
 ) -> EvalResult:
-    """Evaluate a baseline run on ``split`` (default ``config.split``) and, if ``write``, save the result
-    into the run folder (eval_<split>.json, eval_<split>.csv, ranks_<split>.csv). ``progress(done, total)``
-    is called after each batch."""
+    """Evaluate a run on ``split`` (default ``config.split``) and, if ``write``, save the result into the
+    run folder (eval_<split>.json, eval_<split>.csv, ranks_<split>.csv). Baselines are scored over the
+    whole catalogue; agent runs are rolled out and ranked from their answers
+    (:mod:`mgfrec.eval.agent_eval`; ``limit`` evaluates a seeded subsample). ``progress(done, total)`` is
+    called after each batch of a baseline."""
     config = config or EvalConfig()
+    info = read_run_info(run_dir)
+    if info.kind == "agent":
+        from mgfrec.eval.agent_eval import evaluate_agent  # late: loads the policy stack
+
+        result, _ = evaluate_agent(Path(run_dir), info, open_data(Path(run_dir), info, data), split or config.split,
+                                   config, limit=limit, exclude_history=exclude_history)  # fmt: skip
+        if write:
+            result.save(run_dir)
+        return result
     loaded = load_scorer(run_dir, data, reg)
     result = evaluate(
         loaded.scorer,

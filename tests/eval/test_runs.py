@@ -43,9 +43,11 @@ def test_result_for_run_without_evaluating_names_the_command(tiny_ds, tmp_path):
         result_for_run(run, "test", FAST, evaluate_missing=False)
 
 
-def test_agent_runs_are_refused_until_agent_evaluation_exists(tiny_ds, tmp_path):
+def test_agent_runs_have_no_scorer_and_need_a_policy(tiny_ds, tmp_path):
     run = make_run(tmp_path / "agent", tiny_ds, "mgfrec", kind="agent")
-    with pytest.raises(AgentEvaluationUnavailable, match=r"agent evaluation arrives with `mgfrec fit` \(issue 5/6\)"):
+    with pytest.raises(AgentEvaluationUnavailable, match="ranks items from its answers"):
+        load_scorer(run)
+    with pytest.raises(FileNotFoundError, match=r"policy: no policy in this agent run"):
         evaluate_run(run, "test", FAST)
 
 

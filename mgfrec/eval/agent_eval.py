@@ -1,0 +1,107 @@
+"""Evaluating an agent run with the one evaluator: roll the agent out on a split, rank from its answers.
+
+The agent of ``RUN/policy`` (from ``mgfrec sft`` or ``mgfrec fit``) runs once per sample, greedily unless
+``eval.greedy`` is false, with the run's own grounding, user agent and recall run. Each answer is grounded
+and every item ranked (history excluded like every other method), and the ranks go through the same
+:class:`~mgfrec.eval.results.EvalResult` as the baselines, so intervals and paired tests apply unchanged.
+
+A trajectory without an answer (a format error, a length or grounding limit) recommended nothing: its
+target gets the worst rank, N. That is the pessimistic reading; it keeps broken agents from looking good.
+The agent's own statistics (format-valid rate, groundings, end reasons) go to ``RUN/agent_<split>.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mgfrec.agent.environment import build_environment
+from mgfrec.agent.final_ranking import answer_ranks
+from mgfrec.config.load import load_config
+from mgfrec.config.schema import EvalConfig, PolicyConfig
+from mgfrec.eval.results import EvalResult
+from mgfrec.grounding.engine import load_grounding
+from mgfrec.retrievers.recall import recall_lists
+from mgfrec.rl.policy import load_policy
+from mgfrec.rollout.base import build_engine
+from mgfrec.rollout.loop import RolloutSample, rollout
+from mgfrec.runs import RunInfo
+
+
+def evaluate_agent(
+    run_dir: Path,
+    info: RunInfo,
+    ds: Any,
+    split: str,
+    config: EvalConfig,
+    *,
+    limit: int | None = None,
+    batch_size: int = 32,
+    exclude_history: bool | None = None,
+) -> tuple[EvalResult, dict[str, Any]]:
+    """Roll the run's agent out on ``split`` (a seeded subsample of ``limit`` samples if given) and rank."""
+    policy_dir = run_dir / str(info.extra.get("policy", "policy"))
+    if not (policy_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{policy_dir}: no policy in this agent run; make one with 'mgfrec sft' or 'mgfrec fit'")
+    cfg = load_config(run_dir / "config.yaml")
+    exclude = config.exclude_history if exclude_history is None else exclude_history
+    model, tokenizer = load_policy(PolicyConfig(model=str(policy_dir), dtype=cfg.policy.dtype))
+    model.eval()
+    grounding = load_grounding(ds, cfg)
+    environment = build_environment(grounding, tokenizer, cfg)
+    engine = build_engine(cfg.rollout, model, tokenizer)
+    frame = ds.split(split)
+    rows = np.arange(len(frame))
+    if limit is not None and limit < len(rows):
+        rows = np.sort(np.random.default_rng(config.seed).choice(len(rows), size=limit, replace=False))
+    recall_run = info.extra.get("recall_run")
+    recall = None
+    if cfg.agent.use_recall and cfg.retriever.recall_size > 0 and recall_run:
+        recall = recall_lists(ds, split, cfg.retriever.recall_size, Path(recall_run))
+    histories = [[int(i) for i in frame["history"].iloc[n]] for n in rows]
+    targets = [int(frame["target"].iloc[n]) for n in rows]
+    trajectories = []
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        samples = [
+            RolloutSample(
+                tuple(ds.titles[i] for i in histories[start + k]),
+                tuple(ds.titles[i] for i in recall[n] if i >= 0) if recall is not None else None,
+                frame["sample_id"].iloc[n],
+            )
+            for k, n in enumerate(chunk)
+        ]
+        result = rollout(engine, environment, samples, agent=cfg.agent,
+                         temperature=0.0 if config.greedy else cfg.rollout.temperature, top_p=cfg.rollout.top_p,
+                         seed=config.seed + start, max_context=getattr(model.config, "max_position_embeddings", None))  # fmt: skip
+        trajectories.extend(result.trajectories)
+    ranks = answer_ranks(trajectories, grounding, targets, histories, exclude_history=exclude)
+    worst = ds.num_items
+    result = EvalResult.from_ranks(
+        np.asarray([worst if r is None else r for r in ranks], dtype=np.int64),
+        frame["sample_id"].to_numpy()[rows],
+        split=split,
+        method=info.model,
+        config=config,
+        targets=np.asarray(targets, dtype=np.int64),
+        num_items=ds.num_items,
+        exclude_history=exclude,
+        data_checksum=ds.checksum,
+    )
+    ends = Counter(t.end_reason for t in trajectories)
+    stats = {
+        "samples": len(trajectories),
+        "format_valid": float(np.mean([t.format_ok for t in trajectories])) if trajectories else float("nan"),
+        "answered": sum(r is not None for r in ranks),
+        "mean_groundings": float(np.mean([t.num_groundings for t in trajectories])) if trajectories else float("nan"),
+        "mean_response_tokens": float(np.mean([t.response_length for t in trajectories])) if trajectories else float("nan"),
+        "end_reasons": dict(sorted(ends.items())),
+        "greedy": config.greedy,
+        "limit": limit,
+    }
+    (run_dir / f"agent_{split}.json").write_text(json.dumps(stats, indent=2), encoding="utf-8")
+    return result, stats
