@@ -22,6 +22,9 @@ def fit(
     user_agent: str | None = typer.Option(None, "--user-agent", help="user_agent.backend: simulated, openai, anthropic, hf, none."),
     no_feedback: bool = typer.Option(False, "--no-feedback", help="No <feedback> block (user_agent.backend=none)."),
     no_recall: bool = typer.Option(False, "--no-recall", help="Leave the recall list out of the prompt (agent.use_recall=false)."),
+    ablation: str | None = typer.Option(
+        None, "--ablation", help="Ablation preset (Table 5): full, no-multi-grounding, no-feedback, no-recall."
+    ),
     rollout_engine: str | None = typer.Option(None, "--rollout-engine", help="rollout.engine: hf, vllm, or a plugin."),
     reward: list[str] = typer.Option([], "--reward", help="grpo.rewards, repeatable (default: ndcg and format, eq. 8)."),
     max_groundings: int | None = typer.Option(None, "--max-groundings", min=0, help="agent.max_groundings."),
@@ -65,6 +68,10 @@ def fit(
             "trainer.max_steps": max_steps,
         }
         cfg = load(base, set_, values)
+        if ablation is not None:
+            from mgfrec.experiments.ablations import apply_ablation
+
+            cfg = apply_ablation(cfg, ablation)  # after --set: the preset is what the run is named for
         options = FitOptions(
             init=str(init) if init is not None else None,
             resume=resume,

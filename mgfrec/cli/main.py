@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from mgfrec.cli import baseline, data, demo, evaluate, fit, index, plugins, recommend, report, sft
+from mgfrec.cli import baseline, data, demo, evaluate, figures, fit, index, plugins, recommend, report, sft, sweep
 
 app = typer.Typer(
     name="mgfrec",
@@ -23,6 +23,8 @@ app.command("report")(report.report)
 app.command("sft")(sft.sft)
 app.command("fit")(fit.fit)
 app.command("recommend")(recommend.recommend)
+app.command("sweep")(sweep.sweep)
+app.command("figures")(figures.figures)
 app.command("demo")(demo.demo)
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from mgfrec.agent.environment import build_environment
 from mgfrec.agent.final_ranking import answer_ranks
@@ -104,4 +105,19 @@ def evaluate_agent(
         "limit": limit,
     }
     (run_dir / f"agent_{split}.json").write_text(json.dumps(stats, indent=2), encoding="utf-8")
+    write_agent_samples(run_dir / f"agent_{split}_samples.csv", result.sample_ids, targets, trajectories, result.ranks)
     return result, stats
+
+
+def write_agent_samples(path: Path, sample_ids: Any, targets: list[int], trajectories: list[Any], ranks: Any) -> Path:
+    """``RUN/agent_<split>_samples.csv``: per sample its groundings, end reason and target rank, which the
+    per-grounding-band figures (paper Fig. 3) need and the aggregate ``agent_<split>.json`` cannot give."""
+    frame = pd.DataFrame({
+        "sample_id": np.asarray(sample_ids),
+        "target": np.asarray(targets, dtype=np.int64),
+        "groundings": [int(t.num_groundings) for t in trajectories],
+        "end_reason": [str(t.end_reason) for t in trajectories],
+        "rank": np.asarray(ranks, dtype=np.int64),
+    })  # fmt: skip
+    frame.to_csv(path, index=False)
+    return path

@@ -66,3 +66,17 @@ def test_deepspeed_on_cpu_is_a_message_not_a_traceback(data):
 def test_resume_without_checkpoint_names_the_file(data):
     result = invoke("--data", data / "data", "--out", data / "nothing", "--resume")
     assert result.exit_code == 2 and "last.ckpt" in result.output
+
+
+def test_ablation_preset_sets_its_field(data):
+    out = data / "ablation"
+    result = invoke("--data", data / "data", "--out", out, "--max-steps", 1, "--group-size", 2, "--kl-beta", 0,
+                    "--ablation", "no-recall", "--valid-samples", 2, "--no-progress",
+                    "--set", f"agent.template={data / 'system.txt'}", "--set", "agent.max_new_tokens_per_turn=16",
+                    "--set", "agent.max_new_tokens_total=32", "--set", "trainer.global_batch_size=2",
+                    "--set", "retriever.recall_size=5")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    cfg = yaml.safe_load((out / "config.yaml").read_text(encoding="utf-8"))
+    assert cfg["agent"]["use_recall"] is False and cfg["agent"]["max_groundings"] == 6
+    bad = invoke("--data", data / "data", "--out", data / "bad", "--ablation", "no-such-thing")
+    assert bad.exit_code == 2 and "no-such-thing" in bad.output

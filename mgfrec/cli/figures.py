@@ -1,0 +1,51 @@
+"""``mgfrec figures RUN_OR_SWEEP...``: the paper's section-5 figures as PNG files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from mgfrec.cli.common import console, print_json, run
+
+
+def figures(
+    paths: list[Path] = typer.Argument(
+        ...,
+        metavar="RUN_OR_SWEEP...",
+        help="Run folders (metrics.csv, agent_<split>_samples.csv) or sweep folders (sweep.json).",
+    ),
+    out_dir: Path = typer.Option(
+        ...,
+        "--out",
+        help="Folder for the PNG files (prefixed with each folder's name).",
+    ),
+    split: str = typer.Option(
+        "valid",
+        "--split",
+        help="Evaluated split of the difficulty-band and mean-rank figures.",
+    ),
+    metric: str = typer.Option(
+        "ndcg_full",
+        "--metric",
+        help="Summary metric of the sweep curves (ndcg_full, ndcg@10, mean_rank).",
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the written files as a JSON list."
+    ),
+) -> None:
+    """Reward and response-length curves (Fig. 6) of runs; metric vs swept value (Figs. 7-8) and mean rank vs
+    grounding limit (Fig. 5) of sweeps; mean difficulty per grounding band (Fig. 3) of evaluated agent runs."""
+    from mgfrec.eval.figures import figures_for
+
+    def go():
+        return [
+            str(p) for path in paths for p in figures_for(path, out_dir, split, metric)
+        ]
+
+    written = run(go)
+    if as_json:
+        print_json(written)
+        return
+    for path in written:
+        console.print(path, highlight=False, markup=False)

@@ -1,0 +1,101 @@
+"""``mgfrec sweep``: one ``mgfrec fit`` + ``mgfrec evaluate`` per cell of a grid of config values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, load, out, print_json, run
+
+
+def sweep(
+    data: Path = typer.Option(
+        ..., "--data", help="Prepared data set folder (from 'mgfrec data prepare')."
+    ),
+    out_dir: Path = typer.Option(
+        ...,
+        "--out",
+        help="Sweep folder: one run folder per cell, sweep.json, summary.csv/.md.",
+    ),
+    grid: list[str] = typer.Option(
+        [],
+        "--grid",
+        help="section.field=v1,v2,... (repeatable; cells are the cartesian product).",
+    ),
+    grid_file: Path | None = typer.Option(
+        None, "--grid-file", help="YAML mapping section.field -> list of values."
+    ),
+    init: Path | None = typer.Option(
+        None, "--init", help="SFT/agent run folder every cell starts from."
+    ),
+    config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
+    set_: list[str] = typer.Option(
+        [], "--set", help=SET_HELP + " Applies to every cell; the grid wins."
+    ),
+    ablation: str | None = typer.Option(
+        None,
+        "--ablation",
+        help="Ablation preset for every cell: full, no-multi-grounding, no-feedback, no-recall.",
+    ),
+    max_steps: int | None = typer.Option(
+        None, "--max-steps", min=1, help="trainer.max_steps of every cell."
+    ),
+    eval_split: list[str] = typer.Option(
+        ["valid"],
+        "--eval-split",
+        help="Splits to evaluate each cell on (repeatable); the first feeds the summary.",
+    ),
+    eval_limit: int | None = typer.Option(
+        None,
+        "--eval-limit",
+        min=1,
+        help="Evaluate a seeded subsample of this many samples.",
+    ),
+    recall_model: str = typer.Option(
+        "last-title",
+        "--recall-model",
+        help="Retriever fitted into each cell without --init.",
+    ),
+    max_train_samples: int | None = typer.Option(
+        None, min=1, help="Seeded subsample of the train split."
+    ),
+    valid_samples: int = typer.Option(
+        100, min=0, help="Valid samples of each run's greedy validation."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the summary rows as JSON."
+    ),
+) -> None:
+    """Train and evaluate one run per grid cell into OUT/<field>=<value>; a failed cell is recorded in
+    OUT/sweep.json and the sweep goes on. Run it again to skip finished cells and resume the others."""
+    from mgfrec.experiments.ablations import apply_ablation
+    from mgfrec.experiments.sweep import (
+        build_grid,
+        fit_and_evaluate,
+        run_sweep,
+        summary_table,
+    )
+    from mgfrec.rl.fit import FitOptions
+
+    def go():
+        cells_grid = build_grid(grid, grid_file)
+        cfg = load(config, set_, {"trainer.max_steps": max_steps})
+        if ablation is not None:
+            cfg = apply_ablation(cfg, ablation)
+        options = FitOptions(init=str(init) if init is not None else None, recall_model=recall_model,
+                             max_train_samples=max_train_samples, valid_samples=valid_samples)  # fmt: skip
+        say = lambda s: console.print(s, highlight=False, markup=False)
+        runner = fit_and_evaluate(data, options, tuple(eval_split), eval_limit, say=say)
+        return run_sweep(cfg, cells_grid, out_dir, runner, say=say)
+
+    rows = run(go)
+    if as_json:
+        print_json(rows)
+    else:
+        out.print(summary_table(rows, title=f"sweep {out_dir}"))
+    failed = [r["cell"] for r in rows if r["status"] != "finished"]
+    if failed:
+        console.print(f"{len(failed)} cell(s) failed: {', '.join(failed)}; see {out_dir / 'sweep.json'}; run again to retry",
+                      highlight=False, markup=False)  # fmt: skip
+        raise typer.Exit(1)

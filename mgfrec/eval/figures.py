@@ -1,0 +1,374 @@
+"""The paper's section-5 figures from run and sweep folders, as PNG files (matplotlib, Agg backend).
+
+* :func:`plot_training_curves`: reward and response length per training step (Fig. 6) from ``RUN/metrics.csv``;
+* :func:`plot_sweep`: a metric against each swept value (Figs. 7-8) from a sweep folder's ``sweep.json``;
+* :func:`plot_mean_rank_vs_limit`: mean target rank against ``agent.max_groundings`` (Fig. 5);
+* :func:`plot_difficulty_bands`: mean difficulty (1 / training popularity of the target) per band of
+  grounding counts (Fig. 3) from ``RUN/agent_<split>_samples.csv``;
+* :func:`trajectory_markdown`: one recommendation trajectory as a markdown case study (Fig. 4).
+
+Everything reads files that training and evaluation already wrote; nothing here trains or evaluates.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on servers and in tests
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+# Fig. 3's bands of grounding counts (inclusive bounds).
+GROUNDING_BANDS: tuple[tuple[int, int], ...] = ((0, 1), (2, 4), (5, 6))
+REWARD_COLUMNS = (
+    "reward/mean",
+    "ndcg",
+    "reward/format",
+)  # written by mgfrec.rl.module.GRPOModule
+LENGTH_COLUMN = "response_length"
+
+
+def read_metrics(path: str | Path) -> pd.DataFrame:
+    """``RUN/metrics.csv`` (or the run folder holding it) as a frame sorted by ``step``."""
+    path = Path(path)
+    path = path / "metrics.csv" if path.is_dir() else path
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: no metrics; train the run with 'mgfrec fit' first"
+        )
+    frame = pd.read_csv(path)
+    if "step" not in frame:
+        raise ValueError(
+            f"{path}: no 'step' column; not a metrics file written by 'mgfrec fit'"
+        )
+    return frame.sort_values("step")
+
+
+def _save(fig: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)  # figures are many in a sweep; free each one
+    return path
+
+
+def plot_training_curves(
+    metrics: str | Path, out_dir: str | Path, prefix: str = ""
+) -> dict[str, Path]:
+    """Fig. 6: ``reward.png`` (mean reward and its parts) and ``response_length.png`` per training step."""
+    frame, out_dir, written = read_metrics(metrics), Path(out_dir), {}
+    present = [c for c in REWARD_COLUMNS if c in frame]
+    if present:
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        for column in present:
+            ax.plot(
+                frame["step"],
+                frame[column],
+                label=column,
+                marker="." if len(frame) < 30 else None,
+            )
+        ax.set(xlabel="training step", ylabel="reward", title="Reward")
+        ax.legend()
+        written["reward"] = _save(fig, out_dir / f"{prefix}reward.png")
+    if LENGTH_COLUMN in frame:
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        ax.plot(
+            frame["step"],
+            frame[LENGTH_COLUMN],
+            color="tab:orange",
+            marker="." if len(frame) < 30 else None,
+        )
+        ax.set(
+            xlabel="training step", ylabel="response tokens", title="Response length"
+        )
+        written["response_length"] = _save(
+            fig, out_dir / f"{prefix}response_length.png"
+        )
+    if not written:
+        raise ValueError(
+            f"{metrics}: none of the columns {', '.join((*REWARD_COLUMNS, LENGTH_COLUMN))} to plot"
+        )
+    return written
+
+
+def _sweep_record(sweep_dir: Path) -> dict[str, Any]:
+    path = sweep_dir / "sweep.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{sweep_dir}: not a sweep folder (no sweep.json); make one with 'mgfrec sweep'"
+        )
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def sweep_points(sweep_dir: str | Path, metric: str = "ndcg_full") -> pd.DataFrame:
+    """One row per finished cell of a sweep: its grid values, ``metric`` and the metric's interval."""
+    sweep_dir = Path(sweep_dir)
+    record, rows = _sweep_record(sweep_dir), []
+    for name, entry in record.get("cells", {}).items():
+        summary = entry.get("summary") or {}
+        if entry.get("status") != "finished" or summary.get(metric) is None:
+            continue
+        rows.append({"cell": name, **entry["values"], metric: summary[metric],
+                     "lo": summary.get(f"{metric}_lo"), "hi": summary.get(f"{metric}_hi")})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _line(
+    ax: Any,
+    x: Sequence[Any],
+    y: Sequence[float],
+    lo: Any = None,
+    hi: Any = None,
+    **kw: Any,
+) -> None:
+    """A line over numeric x, or over evenly spaced labelled ticks for categorical x."""
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in x)
+    pos = np.asarray(x, dtype=float) if numeric else np.arange(len(x))
+    ax.plot(pos, y, marker="o", **kw)
+    if (
+        lo is not None
+        and hi is not None
+        and not (pd.isna(lo).any() or pd.isna(hi).any())
+    ):
+        ax.fill_between(
+            pos, np.asarray(lo, dtype=float), np.asarray(hi, dtype=float), alpha=0.2
+        )
+    if not numeric:
+        ax.set_xticks(pos, [str(v) for v in x])
+
+
+def plot_sweep(
+    sweep_dir: str | Path,
+    out_dir: str | Path,
+    metric: str = "ndcg_full",
+    prefix: str = "",
+) -> dict[str, Path]:
+    """Figs. 7-8: for each swept field, ``metric`` (with its interval band) against the field's values;
+    with several fields, one line per combination of the others. Returns field -> PNG path."""
+    sweep_dir, out_dir = Path(sweep_dir), Path(out_dir)
+    points = sweep_points(sweep_dir, metric)
+    if points.empty:
+        raise ValueError(f"{sweep_dir}: no finished cell with '{metric}' to plot")
+    fields = list(_sweep_record(sweep_dir).get("grid") or [])
+    written = {}
+    for field in fields:
+        others = [f for f in fields if f != field]
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        groups = points.groupby(others, dropna=False) if others else [((), points)]
+        for key, group in groups:
+            group = group.sort_values(
+                field, key=lambda s: s.map(lambda v: (isinstance(v, str), v))
+            )
+            tag = ", ".join(
+                f"{f}={v}"
+                for f, v in zip(others, key if isinstance(key, tuple) else (key,))
+            )
+            _line(
+                ax,
+                list(group[field]),
+                group[metric],
+                group["lo"],
+                group["hi"],
+                label=tag or None,
+            )
+        ax.set(xlabel=field, ylabel=metric, title=f"{metric} vs {field}")
+        if others:
+            ax.legend(fontsize="small")
+        written[field] = _save(
+            fig, out_dir / f"{prefix}sweep_{field}_{metric}.png".replace("/", "_")
+        )
+    return written
+
+
+def mean_rank_by_limit(
+    sweep_dir: str | Path, split: str = "valid", field: str = "agent.max_groundings"
+) -> pd.DataFrame:
+    """Fig. 5's data: per finished cell, its ``field`` value and the mean target rank from ``ranks_<split>.csv``."""
+    sweep_dir = Path(sweep_dir)
+    rows = []
+    for name, entry in _sweep_record(sweep_dir).get("cells", {}).items():
+        ranks = sweep_dir / name / f"ranks_{split}.csv"
+        if (
+            entry.get("status") == "finished"
+            and field in entry.get("values", {})
+            and ranks.is_file()
+        ):
+            rows.append(
+                {
+                    "limit": entry["values"][field],
+                    "mean_rank": float(pd.read_csv(ranks)["rank"].mean()),
+                }
+            )
+    if not rows:
+        raise ValueError(
+            f"{sweep_dir}: no finished cell that sweeps {field} and has ranks_{split}.csv"
+        )
+    return (
+        pd.DataFrame(rows)
+        .groupby("limit", as_index=False)["mean_rank"]
+        .mean()
+        .sort_values("limit")
+    )
+
+
+def plot_mean_rank_vs_limit(
+    sweep_dir: str | Path, out_dir: str | Path, split: str = "valid", prefix: str = ""
+) -> Path:
+    """Fig. 5: mean target rank (lower is better) against the grounding limit ``agent.max_groundings``."""
+    frame = mean_rank_by_limit(sweep_dir, split)
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    _line(ax, list(frame["limit"]), frame["mean_rank"])
+    ax.set(
+        xlabel="grounding limit (agent.max_groundings)",
+        ylabel=f"mean target rank ({split})",
+        title="Mean rank vs grounding limit",
+    )
+    return _save(fig, Path(out_dir) / f"{prefix}mean_rank_vs_limit.png")
+
+
+def train_popularity(ds: Any) -> np.ndarray:
+    """Per item, how often it is a target in the train split (each train sample is one training interaction)."""
+    counts = np.bincount(
+        ds.split("train")["target"].to_numpy(dtype=np.int64), minlength=ds.num_items
+    )
+    return counts.astype(np.float64)
+
+
+def difficulty_by_band(samples: pd.DataFrame, popularity: np.ndarray,
+                       bands: Sequence[tuple[int, int]] = GROUNDING_BANDS) -> pd.DataFrame:  # fmt: skip
+    """Fig. 3's data: per band of grounding counts, the number of samples and their mean difficulty
+    1 / popularity of the target (an item never seen in training counts as popularity 1, the hardest)."""
+    difficulty = 1.0 / np.maximum(
+        np.asarray(popularity, dtype=np.float64)[samples["target"].to_numpy()], 1.0
+    )
+    groundings = samples["groundings"].to_numpy()
+    rows = []
+    for lo, hi in bands:
+        mask = (groundings >= lo) & (groundings <= hi)
+        rows.append({"band": f"[{lo},{hi}]", "samples": int(mask.sum()),
+                     "mean_difficulty": float(difficulty[mask].mean()) if mask.any() else float("nan")})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def plot_difficulty_bands(
+    run_dir: str | Path,
+    out_dir: str | Path,
+    split: str = "valid",
+    ds: Any = None,
+    prefix: str = "",
+) -> Path:
+    """Fig. 3 for an evaluated agent run: mean difficulty per grounding band from ``agent_<split>_samples.csv``
+    (``ds`` defaults to the run's own data set, for the training popularity)."""
+    run_dir = Path(run_dir)
+    path = run_dir / f"agent_{split}_samples.csv"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: missing; evaluate the agent run with 'mgfrec evaluate {run_dir} --split {split}'"
+        )
+    if ds is None:
+        from mgfrec.eval.runs import open_data
+        from mgfrec.runs import read_run_info
+
+        ds = open_data(run_dir, read_run_info(run_dir))
+    bands = difficulty_by_band(pd.read_csv(path), train_popularity(ds))
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    bars = ax.bar(
+        bands["band"], bands["mean_difficulty"].fillna(0.0), color="tab:green"
+    )
+    ax.bar_label(bars, labels=[f"n={n}" for n in bands["samples"]], fontsize="small")
+    ax.set(
+        xlabel="groundings per trajectory",
+        ylabel="mean difficulty (1 / popularity)",
+        title=f"Difficulty by grounding band ({split})",
+    )
+    return _save(fig, Path(out_dir) / f"{prefix}difficulty_bands_{split}.png")
+
+
+def trajectory_markdown(
+    trajectory: Mapping[str, Any], title: str = "Case study"
+) -> str:
+    """Fig. 4: a trajectory (``Recommendation.to_dict`` output) as markdown: history, each think/ground/
+    answer turn with the grounded items and the user agent's feedback, then the final top items."""
+    lines = [f"# {title}", "", "## History", ""]
+    lines += [
+        f"{n}. {h['title']}" for n, h in enumerate(trajectory.get("history", []), 1)
+    ] or ["(none)"]
+    if trajectory.get("recall"):
+        lines += ["", "## Recall list", ""] + [
+            f"- {r['title']}" for r in trajectory["recall"]
+        ]
+    lines += ["", "## Trajectory", ""]
+    for n, turn in enumerate(trajectory.get("turns", []), 1):
+        lines.append(f"### Turn {n}: {turn.get('kind')}")
+        if turn.get("think"):
+            lines += ["", "> " + str(turn["think"]).replace("\n", "\n> ")]
+        if turn.get("title") is not None:
+            lines += ["", f"**{turn['kind']}:** {turn['title']}"]
+        if turn.get("items"):
+            lines += ["", "Grounded items:"] + [
+                f"- {i['title']} (`{i['item_id']}`)" for i in turn["items"]
+            ]
+        if turn.get("feedback"):
+            lines += ["", f"**Feedback:** {turn['feedback']}"]
+        if turn.get("error"):
+            lines += ["", f"**Error:** {turn['error']}"]
+        lines.append("")
+    end = (
+        f"**End:** {trajectory.get('end_reason')}; format valid: {trajectory.get('format_ok')}; "
+        f"groundings: {trajectory.get('groundings')}"
+    )
+    lines += [f"**Answer:** {trajectory.get('answer')}  ", end, ""]
+    if trajectory.get("top"):
+        lines += [
+            "## Top recommendations",
+            "",
+            "| rank | title | item | score |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {n} | {t['title']} | `{t['item_id']}` | {t['score']:.4f} |"
+            for n, t in enumerate(trajectory["top"], 1)
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def write_trajectory_markdown(
+    trajectory: Mapping[str, Any], path: str | Path, title: str = "Case study"
+) -> Path:
+    """Write :func:`trajectory_markdown` to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(trajectory_markdown(trajectory, title), encoding="utf-8")
+    return path
+
+
+def figures_for(
+    path: str | Path,
+    out_dir: str | Path,
+    split: str = "valid",
+    metric: str = "ndcg_full",
+) -> list[Path]:
+    """Every figure a folder supports: a sweep's curves (and Fig. 5 when it sweeps ``agent.max_groundings``),
+    a run's training curves and its difficulty bands. Files are prefixed with the folder's name."""
+    path, written = Path(path), []
+    prefix = f"{path.resolve().name}_"
+    if (path / "sweep.json").is_file():
+        written += plot_sweep(path, out_dir, metric, prefix).values()
+        if "agent.max_groundings" in (_sweep_record(path).get("grid") or {}):
+            written.append(plot_mean_rank_vs_limit(path, out_dir, split, prefix))
+        return written
+    if (path / "metrics.csv").is_file():
+        written += plot_training_curves(path, out_dir, prefix).values()
+    if (path / f"agent_{split}_samples.csv").is_file():
+        written.append(plot_difficulty_bands(path, out_dir, split, prefix=prefix))
+    if not written:
+        raise ValueError(
+            f"{path}: nothing to plot (no sweep.json, metrics.csv or agent_{split}_samples.csv)"
+        )
+    return written

