@@ -99,3 +99,16 @@ def build_engine(cfg: RolloutConfig, model: Any, tokenizer: Any, reg: Registry |
     cls = (reg or registry()).load("rollout_engine", cfg.engine)
     options = component_options(cls, cfg.options, "rollout.options")
     return cls(model, tokenizer, options) if options is not None else cls(model, tokenizer)
+
+
+def check_generate_args(
+    prompts: Sequence[Sequence[int]], max_new_tokens: int, n: int, temperature: float, top_p: float
+) -> None:
+    """The argument rules every engine's ``generate`` shares; a ValueError naming the bad value."""
+    if max_new_tokens < 1 or n < 1:
+        raise ValueError(f"max_new_tokens and n must be >= 1, got {max_new_tokens} and {n}")
+    if temperature < 0 or not 0 < top_p <= 1:
+        raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {temperature} and {top_p}")
+    if any(len(p) == 0 for p in prompts):
+        raise ValueError("every prompt needs at least one token")
+

@@ -21,7 +21,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from transformers import DynamicCache
 
-from mgfrec.rollout.base import Generation, single_token_stops
+from mgfrec.rollout.base import Generation, check_generate_args, single_token_stops
 from mgfrec.rollout.sampling import draw_uniforms, row_generator, sample_next
 
 
@@ -91,12 +91,7 @@ class HFEngine:
         seed: int = 0,
     ) -> list[list[Generation]]:
         """See :class:`mgfrec.rollout.base.RolloutEngine`."""
-        if max_new_tokens < 1 or n < 1:
-            raise ValueError(f"max_new_tokens and n must be >= 1, got {max_new_tokens} and {n}")
-        if temperature < 0 or not 0 < top_p <= 1:
-            raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {temperature} and {top_p}")
-        if any(len(p) == 0 for p in prompts):
-            raise ValueError("every prompt needs at least one token")
+        check_generate_args(prompts, max_new_tokens, n, temperature, top_p)
         stop_ids, stop_strings = single_token_stops(self.tokenizer, stop)
         for i in stop_token_ids:
             stop_ids.setdefault(int(i), self.tokenizer.convert_ids_to_tokens(int(i)))

@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mgfrec.rollout.base import Generation, single_token_stops
+from mgfrec.rollout.base import Generation, check_generate_args, single_token_stops
 
 _SEED_STRIDE = 1 << 20  # vLLM seeds sample j of a request ``seed + j``; prompts get disjoint seed ranges
 
@@ -168,17 +168,12 @@ class VLLMEngine:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        if max_new_tokens < 1 or n < 1:
-            raise ValueError(f"max_new_tokens and n must be >= 1, got {max_new_tokens} and {n}")
-        if temperature < 0 or not 0 < top_p <= 1:
-            raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {temperature} and {top_p}")
+        check_generate_args(prompts, max_new_tokens, n, temperature, top_p)
         if top_p < 1:
             raise ValueError(
                 f"rollout.top_p={top_p}: the vllm engine's log-probs are renormalised over the top-p nucleus, "
                 "not log_softmax(logits / T); use top_p: 1.0 or rollout.engine: hf"
             )
-        if any(len(p) == 0 for p in prompts):
-            raise ValueError("every prompt needs at least one token")
         stop_ids, stop_strings = single_token_stops(self.tokenizer, stop)
         for i in [*stop_token_ids, *self._eos]:
             stop_ids.setdefault(int(i), self.tokenizer.convert_ids_to_tokens(int(i)))
