@@ -41,7 +41,8 @@ def demo(
     result = run(go)
     out.print(result.report.table())
     console.print(
-        "The agent stages (SFT, GRPO fit, MGFRec and its ablations) are not built yet (issues 4-6); "
-        f"this table holds the baselines. Report files: {', '.join(str(p) for p in result.written.values())}",
+        "The agent stages are not part of the demo yet: run them with 'mgfrec sft', 'mgfrec fit' and "
+        "'mgfrec evaluate' (docs/sft.md, docs/fit.md). This table holds the baselines. "
+        f"Report files: {', '.join(str(p) for p in result.written.values())}",
         highlight=False,
     )
