@@ -12,32 +12,20 @@ from mgfrec.registry import KINDS, Registry
 from mgfrec.rl.policy import load_policy
 from mgfrec.rollout.base import RolloutEngine, build_engine
 from mgfrec.rollout.hf_engine import HFEngine
-from mgfrec.rollout.logprobs import sequence_logprobs
 
-
-def _prompts(tokenizer):
-    return [
-        tokenizer.encode("Kind of Blue", add_special_tokens=False),
-        tokenizer.encode("The user listened to Abbey Road (Remastered) and Rumours, then", add_special_tokens=False),
-    ]
-
-
-def _teacher_forced(model, prompt, generated, temperature):
-    ids = torch.tensor([prompt + generated])
-    with torch.no_grad():
-        return sequence_logprobs(model, ids, temperature=temperature)[0, len(prompt) :]
+from .rolloutkit import sample_prompts, teacher_forced
 
 
 @pytest.mark.parametrize("temperature,top_p", [(1.0, 1.0), (0.7, 0.9), (0.0, 1.0)])
 def test_logprobs_equal_a_teacher_forced_forward_pass(tiny_policy, temperature, top_p):
     model, tokenizer = tiny_policy
-    prompts = _prompts(tokenizer)
+    prompts = sample_prompts(tokenizer)
     out = HFEngine(model, tokenizer).generate(
         prompts, max_new_tokens=12, n=2, temperature=temperature, top_p=top_p, seed=3
     )
     for prompt, samples in zip(prompts, out):
         for g in samples:
-            expected = _teacher_forced(model, prompt, g.token_ids, temperature)
+            expected = teacher_forced(model, prompt, g.token_ids, temperature)
             assert torch.allclose(torch.tensor(g.logprobs), expected, atol=1e-4)
 
 
@@ -45,14 +33,14 @@ def test_stops_exactly_after_the_ground_tag(tiny_policy, boost):
     model, tokenizer = tiny_policy
     engine = HFEngine(boost(model, tokenizer, "</ground>"), tokenizer)
     stop_id = tokenizer.convert_tokens_to_ids("</ground>")
-    prompts = _prompts(tokenizer)
+    prompts = sample_prompts(tokenizer)
     out = engine.generate(prompts, max_new_tokens=40, n=6, stop=["</ground>", "</answer>"], seed=0)
     gens = [g for row in out for g in row]
     # rows left the batch (and the KV cache) at different steps; the others' log-probs must not notice
     for prompt, row in zip(prompts, out):
         for g in row:
             assert torch.allclose(
-                torch.tensor(g.logprobs), _teacher_forced(engine.model, prompt, g.token_ids, 1.0), atol=1e-4
+                torch.tensor(g.logprobs), teacher_forced(engine.model, prompt, g.token_ids, 1.0), atol=1e-4
             )
     assert any(g.stop == "</ground>" for g in gens)
     for g in gens:
@@ -68,7 +56,7 @@ def test_stops_exactly_after_the_ground_tag(tiny_policy, boost):
 def test_eos_always_stops(tiny_policy, boost):
     model, tokenizer = tiny_policy
     engine = HFEngine(boost(model, tokenizer, tokenizer.eos_token, amount=8.0), tokenizer)
-    gens = [g for row in engine.generate(_prompts(tokenizer), max_new_tokens=30, n=4, seed=1) for g in row]
+    gens = [g for row in engine.generate(sample_prompts(tokenizer), max_new_tokens=30, n=4, seed=1) for g in row]
     stopped = [g for g in gens if g.finish_reason == "stop"]
     assert stopped
     for g in stopped:
@@ -79,7 +67,7 @@ def test_eos_always_stops(tiny_policy, boost):
 def test_multi_token_stop_strings_stop_where_the_string_completes(tiny_policy):
     model, tokenizer = tiny_policy
     engine = HFEngine(model, tokenizer)
-    prompt = _prompts(tokenizer)[:1]
+    prompt = sample_prompts(tokenizer)[:1]
     free = engine.generate(prompt, max_new_tokens=16, temperature=0.0)[0][0]
     # a stop string straddling tokens 4..6 of the free-running greedy output
     stop = tokenizer.decode(free.token_ids[:7])[len(tokenizer.decode(free.token_ids[:4])) - 1 :]
@@ -93,7 +81,7 @@ def test_multi_token_stop_strings_stop_where_the_string_completes(tiny_policy):
 def test_padding_does_not_change_a_row(tiny_policy):
     model, tokenizer = tiny_policy
     engine = HFEngine(model, tokenizer)
-    short, long = _prompts(tokenizer)
+    short, long = sample_prompts(tokenizer)
     for temperature in (0.0, 1.0):
         alone = engine.generate([short], max_new_tokens=16, n=2, temperature=temperature, seed=5)[0]
         batched = engine.generate([short, long], max_new_tokens=16, n=2, temperature=temperature, seed=5)[0]
@@ -105,7 +93,7 @@ def test_padding_does_not_change_a_row(tiny_policy):
 def test_n_samples_per_prompt_are_seeded(tiny_policy):
     model, tokenizer = tiny_policy
     engine = HFEngine(model, tokenizer)
-    prompts = _prompts(tokenizer)
+    prompts = sample_prompts(tokenizer)
     out = engine.generate(prompts, max_new_tokens=10, n=3, seed=11)
     assert [len(row) for row in out] == [3, 3]
     assert len({tuple(g.token_ids) for g in out[0]}) == 3  # independent samples differ
@@ -120,7 +108,7 @@ def test_n_samples_per_prompt_are_seeded(tiny_policy):
 
 def test_length_cap_gives_finish_reason_length(tiny_policy):
     model, tokenizer = tiny_policy
-    out = HFEngine(model, tokenizer).generate(_prompts(tokenizer), max_new_tokens=5, n=2)
+    out = HFEngine(model, tokenizer).generate(sample_prompts(tokenizer), max_new_tokens=5, n=2)
     for g in (g for row in out for g in row):
         assert g.finish_reason == "length" and g.stop is None and len(g.token_ids) == 5 == len(g.logprobs)
         assert g.text == tokenizer.decode(g.token_ids, skip_special_tokens=False)
@@ -128,7 +116,7 @@ def test_length_cap_gives_finish_reason_length(tiny_policy):
 
 def test_small_batches_give_the_same_samples(tiny_policy):
     model, tokenizer = tiny_policy
-    prompts = _prompts(tokenizer)
+    prompts = sample_prompts(tokenizer)
     whole = HFEngine(model, tokenizer).generate(prompts, max_new_tokens=8, n=3, seed=2)
     chunked = HFEngine(model, tokenizer, HFEngine.Options(max_batch_size=2)).generate(
         prompts, max_new_tokens=8, n=3, seed=2
@@ -141,7 +129,7 @@ def test_load_weights_replaces_the_engines_copy(tiny_policy, catalogue):
     other, _ = load_policy(PolicyConfig(), catalogue, seed=1)
     before = copy.deepcopy(model.state_dict())
     engine = HFEngine(model, tokenizer, HFEngine.Options(copy_model=True))
-    prompts = _prompts(tokenizer)
+    prompts = sample_prompts(tokenizer)
     own = engine.generate(prompts, max_new_tokens=8, temperature=0.0)
     engine.load_weights(other.state_dict())
     loaded = engine.generate(prompts, max_new_tokens=8, temperature=0.0)

@@ -24,8 +24,9 @@ from mgfrec.registry import KINDS, Registry
 from mgfrec.rl.policy import agent_template_texts, build_bpe_tokenizer
 from mgfrec.rollout.base import RolloutEngine, build_engine
 from mgfrec.rollout.hf_engine import HFEngine
-from mgfrec.rollout.logprobs import sequence_logprobs
 from mgfrec.rollout.vllm_engine import VLLMEngine
+
+from .rolloutkit import sample_prompts, teacher_forced
 
 ATOL = 1e-4
 
@@ -76,23 +77,10 @@ def loaded(engine, model, base):
         engine.load_weights(base.state_dict())
 
 
-def _prompts(tokenizer):
-    return [
-        tokenizer.encode("Kind of Blue", add_special_tokens=False),
-        tokenizer.encode("The user listened to Abbey Road (Remastered) and Rumours, then", add_special_tokens=False),
-    ]
-
-
-def _teacher_forced(model, prompt, generated, temperature):
-    ids = torch.tensor([prompt + generated])
-    with torch.no_grad():
-        return sequence_logprobs(model, ids, temperature=temperature)[0, len(prompt) :]
-
-
 def _assert_logprobs_match(model, prompts, out, temperature):
     for prompt, samples in zip(prompts, out):
         for g in samples:
-            expected = _teacher_forced(model, prompt, g.token_ids, temperature)
+            expected = teacher_forced(model, prompt, g.token_ids, temperature)
             assert torch.allclose(torch.tensor(g.logprobs), expected, atol=ATOL), (g.logprobs, expected)
 
 
@@ -103,7 +91,7 @@ def test_is_a_rollout_engine(engine):
 @pytest.mark.parametrize("temperature", [1.0, 0.7, 0.0])
 def test_logprobs_equal_a_teacher_forced_forward_pass(engine, policy, temperature):
     model, tokenizer = policy
-    prompts = _prompts(tokenizer)
+    prompts = sample_prompts(tokenizer)
     out = engine.generate(prompts, max_new_tokens=12, n=2, temperature=temperature, seed=3)
     assert [len(row) for row in out] == [2, 2]
     _assert_logprobs_match(model, prompts, out, temperature)
@@ -112,12 +100,12 @@ def test_logprobs_equal_a_teacher_forced_forward_pass(engine, policy, temperatur
 def test_load_weights_makes_logprobs_follow_the_new_model(engine, policy):
     model, tokenizer = policy
     other = _model(tokenizer, seed=1)
-    prompts = _prompts(tokenizer)
+    prompts = sample_prompts(tokenizer)
     own = engine.generate(prompts, max_new_tokens=10, temperature=0.0)
     with loaded(engine, other, model):
         out = engine.generate(prompts, max_new_tokens=10, n=3, temperature=1.0, seed=4)
         _assert_logprobs_match(other, prompts, out, 1.0)
-        stale = [_teacher_forced(model, p, g.token_ids, 1.0) for p, row in zip(prompts, out) for g in row]
+        stale = [teacher_forced(model, p, g.token_ids, 1.0) for p, row in zip(prompts, out) for g in row]
         fresh = [torch.tensor(g.logprobs) for row in out for g in row]
         assert max((a - b).abs().max().item() for a, b in zip(stale, fresh)) > 100 * ATOL  # not the old model's
         greedy = engine.generate(prompts, max_new_tokens=10, temperature=0.0)
@@ -131,7 +119,7 @@ def test_load_weights_makes_logprobs_follow_the_new_model(engine, policy):
 
 def test_load_weights_refuses_a_state_dict_that_does_not_fit(engine, policy):
     model, tokenizer = policy
-    prompts = _prompts(tokenizer)
+    prompts = sample_prompts(tokenizer)
     before = engine.generate(prompts, max_new_tokens=6, temperature=0.0)
     weights = model.state_dict()
     with pytest.raises(RuntimeError, match="unknown"):
@@ -147,7 +135,7 @@ def test_load_weights_refuses_a_state_dict_that_does_not_fit(engine, policy):
 
 def test_greedy_agrees_with_the_hf_engine(engine, policy):
     model, tokenizer = policy
-    prompts = _prompts(tokenizer)
+    prompts = sample_prompts(tokenizer)
     out = engine.generate(prompts, max_new_tokens=16, n=2, temperature=0.0)
     reference = HFEngine(model, tokenizer).generate(prompts, max_new_tokens=16, n=2, temperature=0.0)
     assert [[g.token_ids for g in row] for row in out] == [[g.token_ids for g in row] for row in reference]
@@ -157,7 +145,7 @@ def test_stops_exactly_after_the_ground_tag(engine, policy, boost):
     model, tokenizer = policy
     boosted = boost(model, tokenizer, "</ground>", amount=6.0)
     stop_id, answer_id = tokenizer.convert_tokens_to_ids(["</ground>", "</answer>"])
-    prompts = _prompts(tokenizer)
+    prompts = sample_prompts(tokenizer)
     with loaded(engine, boosted, model):
         out = engine.generate(prompts, max_new_tokens=40, n=6, stop=["</ground>", "</answer>"], seed=0)
     _assert_logprobs_match(boosted, prompts, out, 1.0)
@@ -178,7 +166,7 @@ def test_stops_exactly_after_the_ground_tag(engine, policy, boost):
 def test_eos_always_stops(engine, policy, boost):
     model, tokenizer = policy
     with loaded(engine, boost(model, tokenizer, tokenizer.eos_token, amount=8.0), model):
-        out = engine.generate(_prompts(tokenizer), max_new_tokens=30, n=4, seed=1)
+        out = engine.generate(sample_prompts(tokenizer), max_new_tokens=30, n=4, seed=1)
     stopped = [g for row in out for g in row if g.finish_reason == "stop"]
     assert stopped
     for g in stopped:
@@ -188,7 +176,7 @@ def test_eos_always_stops(engine, policy, boost):
 
 def test_extra_stop_token_ids_stop(engine, policy):
     _, tokenizer = policy
-    prompt = _prompts(tokenizer)[:1]
+    prompt = sample_prompts(tokenizer)[:1]
     free = engine.generate(prompt, max_new_tokens=16, temperature=0.0)[0][0]
     token = free.token_ids[5]
     got = engine.generate(prompt, max_new_tokens=16, temperature=0.0, stop_token_ids=[token])[0][0]
@@ -199,7 +187,7 @@ def test_extra_stop_token_ids_stop(engine, policy):
 
 def test_multi_token_stop_strings_stop_where_the_string_completes(engine, policy):
     _, tokenizer = policy
-    prompt = _prompts(tokenizer)[:1]
+    prompt = sample_prompts(tokenizer)[:1]
     free = engine.generate(prompt, max_new_tokens=16, temperature=0.0)[0][0]
     stop = tokenizer.decode(free.token_ids[:7])[len(tokenizer.decode(free.token_ids[:4])) - 1 :]
     assert len(tokenizer.encode(stop, add_special_tokens=False)) > 1
@@ -211,7 +199,7 @@ def test_multi_token_stop_strings_stop_where_the_string_completes(engine, policy
 
 def test_n_samples_per_prompt_are_seeded(engine, policy):
     _, tokenizer = policy
-    prompts = _prompts(tokenizer)
+    prompts = sample_prompts(tokenizer)
     out = engine.generate(prompts, max_new_tokens=10, n=3, seed=11)
     assert [len(row) for row in out] == [3, 3]
     assert len({tuple(g.token_ids) for g in out[0]}) == 3  # independent samples differ
@@ -225,7 +213,7 @@ def test_n_samples_per_prompt_are_seeded(engine, policy):
 
 def test_length_cap_gives_finish_reason_length(engine, policy):
     _, tokenizer = policy
-    out = engine.generate(_prompts(tokenizer), max_new_tokens=5, n=2)
+    out = engine.generate(sample_prompts(tokenizer), max_new_tokens=5, n=2)
     for g in (g for row in out for g in row):
         assert g.finish_reason == "length" and g.stop is None and len(g.token_ids) == 5 == len(g.logprobs)
         assert g.text == tokenizer.decode(g.token_ids, skip_special_tokens=False)
