@@ -32,6 +32,8 @@ REWARD_COLUMNS = (
     "reward/format",
 )  # written by mgfrec.rl.module.GRPOModule
 LENGTH_COLUMN = "response_length"
+# Validation columns (step 0 is the starting policy), plotted only at the steps that validated.
+VALID_COLUMNS = ("valid/ndcg_full", "valid/ndcg@10", "valid/format_valid")
 
 
 def read_metrics(path: str | Path) -> pd.DataFrame:
@@ -61,7 +63,8 @@ def _save(fig: Any, path: Path) -> Path:
 def plot_training_curves(
     metrics: str | Path, out_dir: str | Path, prefix: str = ""
 ) -> dict[str, Path]:
-    """Fig. 6: ``reward.png`` (mean reward and its parts) and ``response_length.png`` per training step."""
+    """Fig. 6: ``reward.png`` (mean reward and its parts) and ``response_length.png`` per training step, and
+    ``valid.png`` (the validation metrics at the steps that validated, step 0 being the starting policy)."""
     frame, out_dir, written = read_metrics(metrics), Path(out_dir), {}
     present = [c for c in REWARD_COLUMNS if c in frame]
     if present:
@@ -90,9 +93,17 @@ def plot_training_curves(
         written["response_length"] = _save(
             fig, out_dir / f"{prefix}response_length.png"
         )
+    valid = [c for c in VALID_COLUMNS if c in frame and frame[c].notna().any()]
+    if valid:
+        fig, axes = plt.subplots(1, len(valid), figsize=(4 * len(valid), 3.5), squeeze=False)
+        for ax, column in zip(axes[0], valid, strict=True):
+            points = frame[["step", column]].dropna()
+            ax.plot(points["step"], points[column], marker="o", color="tab:green")
+            ax.set(xlabel="training step", ylabel=column.removeprefix("valid/"), title=column)
+        written["valid"] = _save(fig, out_dir / f"{prefix}valid.png")
     if not written:
         raise ValueError(
-            f"{metrics}: none of the columns {', '.join((*REWARD_COLUMNS, LENGTH_COLUMN))} to plot"
+            f"{metrics}: none of the columns {', '.join((*REWARD_COLUMNS, LENGTH_COLUMN, *VALID_COLUMNS))} to plot"
         )
     return written
 

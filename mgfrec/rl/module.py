@@ -23,7 +23,7 @@ permutation and runs, each arrow a function of its own module:
 Counting: Lightning's ``global_step`` counts optimizer steps (``updates_per_batch`` per training step);
 ``batches_done`` counts training steps and is what ``--max-steps``, validation and checkpoints count in.
 
-Validation runs inside the training step every ``trainer.val_check_interval`` batches (greedy
+Validation runs inside the training step every ``trainer.val_check_interval`` batches (``eval.greedy``
 :func:`~mgfrec.rl.sft.evaluate_policy` on a fixed valid subsample); the best policy by valid NDCG@10 is saved
 to ``RUN/best_policy``. Metrics go to ``self.log`` and to ``RUN/metrics.csv`` (one row per batch).
 
@@ -135,6 +135,10 @@ class GRPOModule(L.LightningModule):
             self._ref[0].to(self.device)
         self.engine = build_engine(self.cfg.rollout, self.policy, self.tokenizer)
         self.sync_engine()
+        if self.batches_done == 0 and not self.rows and self.valid_samples:
+            # Step 0: the starting policy on the same valid subsample, so the log shows what training changed.
+            self.rows.append({"step": 0.0, **self.validate_now()})
+            write_metrics(self.out / "metrics.csv", self.rows)
 
     def sync_engine(self) -> None:
         """Give the engine the policy's current weights; nothing to do when it shares the module."""
@@ -257,7 +261,7 @@ class GRPOModule(L.LightningModule):
         return {f"user_agent/{k}": float(v) for k, v in stats.items() if isinstance(v, (int, float))}
 
     def validate_now(self) -> dict[str, float]:
-        """Greedy agent on the fixed valid subsample; saves ``RUN/best_policy`` when NDCG@10 improves."""
+        """The agent (greedy or sampled, ``eval.greedy``) on the fixed valid subsample; saves ``RUN/best_policy`` when NDCG@10 improves."""
         if not self.valid_samples:
             return {}
         metrics = evaluate_policy(self.policy, self.tokenizer, self.environment, self.valid_samples, self.cfg,

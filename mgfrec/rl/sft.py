@@ -214,7 +214,10 @@ def evaluate_policy(
     prompts: AgentPrompts | None = None,
     seed: int = 0,
 ) -> dict[str, float]:
-    """Run the agent greedily (``rollout.engine``, one trajectory per sample) and measure it.
+    """Run the agent (``rollout.engine``, one trajectory per sample) and measure it.
+
+    Decoding follows ``eval.greedy`` like ``mgfrec evaluate``: greedy, or sampled at ``rollout.temperature`` /
+    ``rollout.top_p`` with ``seed`` (so the same samples see the same random stream at every validation).
 
     ``format_valid``: share of trajectories that end ``answered``; ``mean_groundings``; ``answer_in_shown``:
     share whose answer is a title shown in the recall list or a returned item list; ``ndcg_full`` and
@@ -227,7 +230,8 @@ def evaluate_policy(
     grounding = environment.grounding
     max_context = getattr(getattr(model, "config", None), "max_position_embeddings", None)
     result = rollout(engine, environment, [to_rollout_sample(s, grounding.titles) for s in samples], group_size=1,
-                     agent=cfg.agent, temperature=0.0, seed=seed, prompts=prompts, max_context=max_context)  # fmt: skip
+                     agent=cfg.agent, temperature=0.0 if cfg.eval.greedy else cfg.rollout.temperature,
+                     top_p=cfg.rollout.top_p, seed=seed, prompts=prompts, max_context=max_context)  # fmt: skip
     trajs = result.trajectories
     ranks = answer_ranks(trajs, grounding, [s.target for s in samples], [s.history for s in samples],
                          exclude_history=cfg.eval.exclude_history)  # fmt: skip

@@ -80,7 +80,7 @@ def write_sweep(root, limits=(1, 3, 6), failed=9):
 def test_training_curves_are_png_files(tmp_path):
     write_metrics(tmp_path / "run")
     written = plot_training_curves(tmp_path / "run", tmp_path / "fig")
-    assert set(written) == {"reward", "response_length"}
+    assert set(written) == {"reward", "response_length", "valid"}  # valid: the steps with valid/ndcg@10
     for path in written.values():
         assert_png(path)
 
@@ -204,7 +204,7 @@ def test_figures_for_and_the_command(tmp_path):
     )
     assert result.exit_code == 0, result.output
     paths = json.loads(result.stdout)
-    assert len(paths) == 4
+    assert len(paths) == 5  # reward, response length, valid, sweep curve, mean rank vs limit
     for path in paths:
         assert_png(type(tmp_path)(path))
     empty = tmp_path / "empty"

@@ -58,7 +58,9 @@ def read_rows(path):
 def test_two_steps_log_finite_metrics_and_write_the_run_folder(run):
     out = run["result"].out
     rows = read_rows(out / "metrics.csv")
-    assert [float(r["step"]) for r in rows] == [1.0, 2.0]
+    assert [float(r["step"]) for r in rows] == [0.0, 1.0, 2.0]  # step 0: the starting policy's validation
+    assert math.isfinite(float(rows[0]["valid/ndcg_full"])) and rows[0]["reward/mean"] == ""
+    rows = rows[1:]
     for column in ("reward/mean", "reward/std", "ndcg", "format_valid", "groundings", "end/answered", "response_length",
                    "kl", "entropy", "clip_fraction/total", "grad_norm", "user_agent/calls", "time/rollout",
                    "time/environment", "time/train"):  # fmt: skip
@@ -111,8 +113,8 @@ def test_resume_continues_from_the_last_checkpoint(run):
     resumed = run_fit(run["ds"].root, out, cfg, FitOptions(valid_samples=4, resume=True), embedder=run["minilm"])
     assert resumed.module.batches_done == 3 and resumed.extra["steps"] == 3
     rows = read_rows(out / "metrics.csv")
-    assert [float(r["step"]) for r in rows] == [1.0, 2.0, 3.0]
-    assert rows[0]["time/step"] == first[0]["time/step"]  # the first two steps were restored, not rerun
+    assert [float(r["step"]) for r in rows] == [0.0, 1.0, 2.0, 3.0]
+    assert rows[1]["time/step"] == first[1]["time/step"]  # the first two steps were restored, not rerun
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["global_step"] == 3 and ckpt["mgfrec"]["data_position"] == 3 * cfg.trainer.global_batch_size
 
