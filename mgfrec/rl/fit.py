@@ -17,6 +17,7 @@ mgfrec``; written last: it marks a finished run).
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,6 +66,23 @@ def check_strategy(strategy: str) -> None:
         raise ValueError(f"--strategy {strategy}: {CUDA_ONLY_MESSAGE}")
 
 
+def build_strategy(cfg: MGFRecConfig) -> Any:
+    """``trainer.strategy`` as Lightning takes it. A DeepSpeed name (``deepspeed_stage_2``, ``deepspeed_stage_3``,
+    their ``_offload`` forms, ...) becomes Lightning's registered strategy with ``grpo.max_grad_norm`` as
+    DeepSpeed's ``gradient_clipping`` (manual optimization leaves clipping to the engine) and
+    ``trainer.micro_batch_size`` as its micro-batch size."""
+    name = cfg.trainer.strategy
+    check_strategy(name)
+    if not name.startswith("deepspeed"):
+        return name
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    strategy = StrategyRegistry.get(name)
+    strategy.config["gradient_clipping"] = cfg.grpo.max_grad_norm
+    strategy.config["train_micro_batch_size_per_gpu"] = cfg.trainer.micro_batch_size
+    return strategy
+
+
 class LastCheckpoint(L.Callback):
     """``DIR/last.ckpt`` every ``every`` training steps and at the end, written atomically (a kill -9 during
     the write leaves the previous checkpoint)."""
@@ -74,9 +92,17 @@ class LastCheckpoint(L.Callback):
 
     def save(self, trainer: L.Trainer) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = self.directory / "last.ckpt.tmp"
+        tmp, target = self.directory / "last.ckpt.tmp", self.directory / "last.ckpt"
         trainer.save_checkpoint(tmp)
-        os.replace(tmp, self.directory / "last.ckpt")
+        if tmp.is_dir():  # DeepSpeed writes a folder of shards: a folder cannot replace another in one step
+            old = self.directory / "last.ckpt.old"
+            shutil.rmtree(old, ignore_errors=True)
+            if target.exists():
+                os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: GRPOModule, *args: Any) -> None:
         if pl_module.batches_done % self.every == 0:
@@ -148,7 +174,7 @@ def run_fit(
         callbacks.append(RichProgressBar())
     trainer = L.Trainer(
         max_steps=max_steps * cfg.grpo.updates_per_batch,  # Lightning counts optimizer steps
-        max_epochs=-1, strategy=cfg.trainer.strategy, accelerator=cfg.trainer.accelerator,
+        max_epochs=-1, strategy=build_strategy(cfg), accelerator=cfg.trainer.accelerator,
         devices=cfg.trainer.devices, precision=cfg.trainer.precision, callbacks=callbacks, logger=False,
         enable_checkpointing=False, enable_progress_bar=options.progress, enable_model_summary=False,
         log_every_n_steps=cfg.trainer.log_every_n_steps, num_sanity_val_steps=0,
@@ -156,7 +182,8 @@ def run_fit(
     # weights_only=False: the checkpoint holds numpy/python RNG states; it is this run's own file, not a download
     trainer.fit(module, ckpt_path=str(ckpt) if options.resume else None, weights_only=False)
 
-    save_policy(model, tokenizer, out / "policy", preset=preset_name(cfg.policy.model))
+    with module.full_weights():
+        save_policy(model, tokenizer, out / "policy", preset=preset_name(cfg.policy.model))
     seconds = time.perf_counter() - started
     last = module.rows[-1] if module.rows else {}
     extra = {

@@ -18,7 +18,9 @@ permutation and runs, each arrow a function of its own module:
 5. ``grpo.updates_per_batch`` optimizer steps, each accumulating gradients over micro-batches of
    ``trainer.micro_batch_size`` trajectories; :func:`~mgfrec.rl.grpo.grpo_loss` gets the token (or sequence)
    count of the whole batch as ``normalizer`` so the accumulated loss is the mean over the batch; gradients
-   are clipped to norm ``grpo.max_grad_norm``.
+   are clipped to norm ``grpo.max_grad_norm``. Under a DeepSpeed strategy the engine owns the gradients:
+   the micro-batches are one accumulation window of the DeepSpeed engine (its boundary set on the last one)
+   and DeepSpeed clips (``gradient_clipping`` in its config, set by :func:`mgfrec.rl.fit.build_strategy`).
 
 Counting: Lightning's ``global_step`` counts optimizer steps (``updates_per_batch`` per training step);
 ``batches_done`` counts training steps and is what ``--max-steps``, validation and checkpoints count in.
@@ -32,6 +34,7 @@ This module builds no data, recall or policy (:mod:`mgfrec.rl.fit` does) and own
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import math
@@ -60,8 +63,6 @@ from mgfrec.rl.sft import evaluate_policy
 from mgfrec.rl.sft_data import SFTSample, to_rollout_sample
 from mgfrec.rollout.base import build_engine
 from mgfrec.rollout.loop import rollout
-
-"""Gradient clipping norm (no config field yet); early GRPO steps on a small policy spike without it."""
 
 END_REASONS = ("answered", "format_error", "grounding_limit", "length_limit")
 
@@ -145,18 +146,38 @@ class GRPOModule(L.LightningModule):
         if getattr(self.engine, "model", None) is not self.policy:
             self.engine.load_weights(self.policy.state_dict())
 
+    def deepspeed_engine(self) -> Any:
+        """The DeepSpeed engine wrapping this module under a DeepSpeed strategy, else None."""
+        trainer = self._trainer
+        return getattr(trainer.strategy, "deepspeed_engine", None) if trainer is not None else None
+
+    def full_weights(self) -> contextlib.AbstractContextManager[Any]:
+        """A context in which ``self.policy``'s parameters are whole: ZeRO-3 partitions them, so saving the
+        policy gathers them first; every other strategy keeps them whole already."""
+        engine = self.deepspeed_engine()
+        if engine is not None and engine.zero_optimization_stage() == 3:
+            import deepspeed
+
+            return deepspeed.zero.GatheredParameters(list(self.policy.parameters()), modifier_rank=None)
+        return contextlib.nullcontext()
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        rng: dict[str, Any] = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
         checkpoint["mgfrec"] = {
             "batches_done": self.batches_done,
             "data_position": self.data_position(),
             "best_ndcg10": self.best_ndcg10,
-            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+            "rng": rng,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint["mgfrec"]
         self.batches_done, self.best_ndcg10 = int(state["batches_done"]), float(state["best_ndcg10"])
         torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         np.random.set_state(state["rng"]["numpy"])
         random.setstate(state["rng"]["python"])
         self.rows = read_metrics(self.out / "metrics.csv", before=self.batches_done)
@@ -210,6 +231,8 @@ class GRPOModule(L.LightningModule):
         if self.batches_done % cfg.trainer.val_check_interval == 0 or self.batches_done == self.max_steps:
             row.update(self.validate_now())
         row["time/step"] = time.perf_counter() - started
+        if self.device.type == "cuda":
+            row["memory/gpu_peak_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
         self.record(row)
 
     def update(self, trajs: list[Trajectory], advantages: torch.Tensor) -> dict[str, float]:
@@ -231,9 +254,12 @@ class GRPOModule(L.LightningModule):
         n_tokens = sum(float(b.action_mask.sum()) for b, *_ in micro)
         normalizer = float(len(trajs)) if cfg.grpo.loss_aggregation == "sequence-mean" else max(n_tokens, 1.0)
         sums: dict[str, float] = {}
+        ds_engine = self.deepspeed_engine()
         for _ in range(cfg.grpo.updates_per_batch):
             opt.zero_grad(set_to_none=True)
-            for batch, old, ref, adv in micro:
+            for i, (batch, old, ref, adv) in enumerate(micro):
+                if ds_engine is not None:  # one accumulation window: DeepSpeed reduces and steps at its end
+                    ds_engine.set_gradient_accumulation_boundary(i == len(micro) - 1)
                 mask = batch.action_mask  # the policy's own tokens only: prompt and observations get no loss
                 logp, entropy = token_logprobs_and_entropy(self.policy, batch.input_ids, batch.attention_mask, temperature)
                 loss, m = grpo_loss(logp, old, ref, adv, mask, clip_epsilon=cfg.grpo.clip_epsilon,
@@ -248,9 +274,13 @@ class GRPOModule(L.LightningModule):
                 for k in ("kl", "entropy", "clip_fraction/total", "ratio/mean", "approx_kl_old"):
                     if k in m:
                         sums[k] = sums.get(k, 0.0) + float(m[k]) * share
-            norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.cfg.grpo.max_grad_norm)
-            sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(norm)
-            opt.step()
+            if ds_engine is None:
+                norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.cfg.grpo.max_grad_norm)
+                opt.step()
+            else:
+                opt.step()  # DeepSpeed clips to its gradient_clipping and knows the norm it measured
+                norm = ds_engine.get_global_grad_norm()
+            sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(norm if norm is not None else float("nan"))
         self.policy.eval()
         return {k: v / cfg.grpo.updates_per_batch for k, v in sums.items()}
 
@@ -268,7 +298,8 @@ class GRPOModule(L.LightningModule):
                                   prompts=self.prompts, seed=self.cfg.trainer.seed)  # fmt: skip
         if metrics["ndcg@10"] > self.best_ndcg10:
             self.best_ndcg10 = metrics["ndcg@10"]
-            save_policy(self.policy, self.tokenizer, self.out / "best_policy", preset=preset_name(self.cfg.policy.model))
+            with self.full_weights():
+                save_policy(self.policy, self.tokenizer, self.out / "best_policy", preset=preset_name(self.cfg.policy.model))
         return {f"valid/{k}": v for k, v in metrics.items()}
 
     def record(self, row: dict[str, float]) -> None:

@@ -290,3 +290,18 @@ def save_policy(
         meta["preset_spec"] = asdict(PRESETS[preset])
     (directory / POLICY_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return directory
+
+
+def training_device(accelerator: str) -> torch.device:
+    """``trainer.accelerator`` as the device a hand-written loop (``mgfrec sft``) trains on: ``cpu``,
+    ``gpu``/``cuda`` (refused with a message when CUDA is absent) or ``auto`` (CUDA when present)."""
+    if accelerator in ("gpu", "cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"trainer.accelerator={accelerator}: no CUDA GPU is visible; use trainer.accelerator=cpu")
+        return torch.device("cuda")
+    if accelerator == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if accelerator == "cpu":
+        return torch.device("cpu")
+    raise ValueError(f"trainer.accelerator={accelerator}: mgfrec sft trains on cpu, gpu (cuda) or auto")
+

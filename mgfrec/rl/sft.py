@@ -43,7 +43,7 @@ from mgfrec.data.prepared import PreparedDataset
 from mgfrec.eval.metrics import per_sample
 from mgfrec.grounding.engine import load_grounding
 from mgfrec.registry import Registry, registry
-from mgfrec.rl.policy import load_policy, preset_name, save_policy
+from mgfrec.rl.policy import load_policy, preset_name, save_policy, training_device
 from mgfrec.rl.sft_data import Fallback, SFTSample, synthesize, to_rollout_sample
 from mgfrec.rollout.base import build_engine
 from mgfrec.rollout.loop import rollout
@@ -295,6 +295,7 @@ def run_sft(
 
     grounding = load_grounding(ds, cfg, embedder=embedder, reg=reg)
     model, tokenizer = load_policy(cfg.policy, ds.titles, seed=options.seed)
+    model = model.to(training_device(cfg.trainer.accelerator))
     environment = build_environment(grounding, tokenizer, cfg, reg)
     prompts = AgentPrompts.from_config(cfg.agent)
     max_context = getattr(model.config, "max_position_embeddings", None)

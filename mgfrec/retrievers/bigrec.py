@@ -1,0 +1,208 @@
+"""``bigrec``: the LLM baseline without reasoning or multiple groundings (BIGRec-style, Bao et al. 2023).
+
+The policy (``policy.model``: a preset trained from scratch, or any causal LM by hub id or folder) is
+fine-tuned to write the next item's title directly after a prompt that lists the history titles; the loss
+is on the title's tokens (and the end token) only. At scoring time it writes one title per history
+(greedy), the title is grounded once (L2 over the title embeddings, :mod:`mgfrec.grounding.ranking`) and
+every item is ranked by its distance to it, so the one evaluator scores it like any other retriever.
+
+The table row it gives answers "what does the MGFRec loop add over plain generation?". Expect a small
+policy trained from scratch to be weak here: it cannot invent titles it was not trained to write.
+
+Training keeps the epoch with the best valid ``ndcg_full`` on a seeded valid subsample (``valid_samples``),
+the same selection rule the agent runs use. Files: ``RUN/policy/`` (model and tokenizer),
+``RUN/bigrec.json`` (options), ``RUN/bigrec_metrics.csv`` (per epoch).
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from mgfrec.config.load import load_config
+from mgfrec.config.schema import MGFRecConfig
+from mgfrec.data.prepared import PreparedDataset
+
+PROMPT = (
+    "Below is a user's listening history, oldest first. Write the title of the item the user will choose next.\n"
+    "History:\n{history}\nNext item title:"
+)
+
+
+class BigRecOptions(BaseModel):
+    """``retriever.options`` for ``bigrec``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    epochs: int = Field(4, ge=1)
+    lr: float = Field(2e-3, gt=0, description="AdamW learning rate (2e-3 suits a preset from scratch; use ~1e-5 for a pretrained LM)")
+    batch_size: int = Field(16, ge=1)
+    max_train_samples: int | None = Field(None, ge=1, description="seeded subsample of train samples (CPU budgets)")
+    valid_samples: int = Field(200, ge=1, description="seeded valid subsample that picks the best epoch")
+    history_items: int = Field(10, ge=1, description="latest history titles in the prompt")
+    max_new_tokens: int = Field(48, ge=1, description="longest title the policy may write")
+    generate_batch_size: int = Field(32, ge=1)
+    seed: int = 0
+
+
+class BigRecRetriever:
+    """Scores = negative L2 distance from the generated title's embedding to every item's."""
+
+    name = "bigrec"
+    Options = BigRecOptions
+
+    def __init__(self, model: Any, tokenizer: Any, ds: PreparedDataset, config: MGFRecConfig, options: BigRecOptions):
+        self.model, self.tokenizer, self.ds, self.config, self.options = model, tokenizer, ds, config, options
+        self.best_epoch: int | None = None
+
+    @cached_property
+    def grounding(self) -> Any:
+        from mgfrec.grounding.engine import load_grounding
+
+        return load_grounding(self.ds, self.config)
+
+    # --- prompts and training data ---------------------------------------------------------------------
+
+    def prompt(self, history: np.ndarray) -> str:
+        titles = [self.ds.titles[int(i)] for i in history[-self.options.history_items :]]
+        return PROMPT.format(history="\n".join(f"- {t}" for t in titles))
+
+    def encode_pair(self, history: np.ndarray, target: int) -> tuple[list[int], int]:
+        """Token ids of prompt + " title" + end token, and where the title starts (the loss starts there)."""
+        prompt_ids = self.tokenizer(self.prompt(history), add_special_tokens=False)["input_ids"]
+        title_ids = self.tokenizer(" " + self.ds.titles[int(target)], add_special_tokens=False)["input_ids"]
+        return [*prompt_ids, *title_ids, self.tokenizer.eos_token_id], len(prompt_ids)
+
+    # --- generation and scoring ------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def generate_titles(self, histories: list[np.ndarray]) -> list[str]:
+        """One greedy title per history (left-padded batches)."""
+        self.model.eval()
+        tok, device, out = self.tokenizer, next(self.model.parameters()).device, []
+        for start in range(0, len(histories), self.options.generate_batch_size):
+            prompts = [tok(self.prompt(h), add_special_tokens=False)["input_ids"] for h in histories[start : start + self.options.generate_batch_size]]
+            width = max(len(p) for p in prompts)
+            ids = torch.full((len(prompts), width), tok.pad_token_id, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for row, p in enumerate(prompts):
+                ids[row, width - len(p) :] = torch.tensor(p)
+                mask[row, width - len(p) :] = 1
+            generated = self.model.generate(
+                input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=self.options.max_new_tokens,
+                do_sample=False, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+            )  # fmt: skip
+            out.extend(" ".join(t.split()) for t in tok.batch_decode(generated[:, width:], skip_special_tokens=True))
+        return out
+
+    def scores(self, histories: list[np.ndarray]) -> torch.Tensor:
+        titles = self.generate_titles(histories)
+        # An empty answer grounds to nothing in particular: every item ties (the evaluator's worst case).
+        scores = self.grounding.full_scores([t if t else " " for t in titles])
+        empty = torch.as_tensor([not t for t in titles])
+        return scores.masked_fill(empty.unsqueeze(1), 0.0)
+
+    # --- fit and load ----------------------------------------------------------------------------------
+
+    @classmethod
+    def fit(cls, ds: PreparedDataset, config: MGFRecConfig, out: Path, options: BigRecOptions | None = None) -> BigRecRetriever:
+        """Fine-tune the policy on (history -> next title) pairs of the train split; keep the best epoch."""
+        from mgfrec.eval.metrics import per_sample
+        from mgfrec.rl.policy import load_policy, preset_name, save_policy, training_device
+
+        options, out = options or BigRecOptions(), Path(out)
+        torch.manual_seed(options.seed)
+        model, tokenizer = load_policy(config.policy, ds.titles, extra_texts=[PROMPT], seed=options.seed)
+        model = model.to(training_device(config.trainer.accelerator))
+        self = cls(model, tokenizer, ds, config, options)
+        (out / "bigrec.json").write_text(options.model_dump_json(indent=2), encoding="utf-8")
+
+        rng = np.random.default_rng(options.seed)
+        train = ds.split("train")
+        rows = np.arange(len(train))
+        if options.max_train_samples is not None and options.max_train_samples < len(rows):
+            rows = np.sort(rng.choice(rows, options.max_train_samples, replace=False))
+        pairs = [self.encode_pair(np.asarray(train["history"].iloc[r]), int(train["target"].iloc[r])) for r in rows]
+        valid = ds.split("valid")
+        vrows = np.arange(len(valid))
+        if options.valid_samples < len(vrows):
+            vrows = np.sort(np.random.default_rng(options.seed).choice(vrows, options.valid_samples, replace=False))
+        v_hist = [np.asarray(valid["history"].iloc[r]) for r in vrows]
+        v_target = valid["target"].to_numpy()[vrows]
+
+        def valid_ndcg() -> float:
+            from mgfrec.eval.evaluator import rank_targets
+
+            ranks = rank_targets(self, v_hist, v_target, num_items=ds.num_items, batch_size=len(v_hist))
+            return float(per_sample(ranks, [10])["ndcg_full"].mean())
+
+        optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr)
+        history, best = [], -np.inf
+        for epoch in range(1, options.epochs + 1):
+            started = time.perf_counter()
+            loss = self._train_epoch(pairs, optimizer, rng)
+            score = valid_ndcg()
+            history.append({"epoch": epoch, "train_loss": loss, "valid_ndcg_full": score,
+                            "seconds": round(time.perf_counter() - started, 2)})  # fmt: skip
+            if score > best:
+                best, self.best_epoch = score, epoch
+                save_policy(model, tokenizer, out / "policy", preset=preset_name(config.policy.model))
+            with (out / "bigrec_metrics.csv").open("w", newline="", encoding="utf-8") as f:
+                writer = csv.DictWriter(f, fieldnames=list(history[0]))
+                writer.writeheader()
+                writer.writerows(history)
+        return cls.load(out, ds, best_epoch=self.best_epoch)
+
+    def _train_epoch(self, pairs: list[tuple[list[int], int]], optimizer: torch.optim.Optimizer, rng: np.random.Generator) -> float:
+        """One shuffled pass; cross-entropy on the title and end tokens only. Mean loss per token."""
+        model, pad = self.model, self.tokenizer.pad_token_id
+        device = next(model.parameters()).device
+        model.train()
+        total, tokens = 0.0, 0
+        order = rng.permutation(len(pairs))
+        for start in range(0, len(order), self.options.batch_size):
+            batch = [pairs[i] for i in order[start : start + self.options.batch_size]]
+            width = max(len(ids) for ids, _ in batch)
+            ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            labels = torch.full((len(batch), width), -100, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, (seq, title_start) in enumerate(batch):
+                ids[row, : len(seq)] = torch.tensor(seq)
+                mask[row, : len(seq)] = 1
+                labels[row, title_start : len(seq)] = torch.tensor(seq[title_start:])
+            ids, labels, mask = ids.to(device), labels.to(device), mask.to(device)
+            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+            target = labels[:, 1:]
+            loss_sum = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
+                                                         ignore_index=-100, reduction="sum")  # fmt: skip
+            n = int((target != -100).sum())
+            optimizer.zero_grad(set_to_none=True)
+            (loss_sum / max(n, 1)).backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            total, tokens = total + float(loss_sum.detach()), tokens + n
+        model.eval()
+        return total / max(tokens, 1)
+
+    @classmethod
+    def load(cls, run_dir: Path, ds: PreparedDataset, best_epoch: int | None = None) -> BigRecRetriever:
+        from mgfrec.rl.policy import load_policy, training_device
+
+        run_dir = Path(run_dir)
+        for needed in (run_dir / "policy", run_dir / "bigrec.json", run_dir / "config.yaml"):
+            if not needed.exists():
+                raise FileNotFoundError(f"{needed}: missing; fit with 'mgfrec baseline fit --model bigrec'")
+        config = load_config(run_dir / "config.yaml")
+        options = BigRecOptions.model_validate_json((run_dir / "bigrec.json").read_text(encoding="utf-8"))
+        policy_cfg = config.policy.model_copy(update={"model": str(run_dir / "policy")})
+        model, tokenizer = load_policy(policy_cfg)
+        model = model.to(training_device(config.trainer.accelerator))
+        self = cls(model, tokenizer, ds, config, options)
+        self.best_epoch = best_epoch
+        return self

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# GPU smoke test of GRPO training: a few `mgfrec fit` steps on one CUDA GPU with Lightning's plain GPU
+# strategy, DeepSpeed ZeRO stage 2 (then resumed from its checkpoint folder) and ZeRO stage 3, after a
+# GPU `mgfrec sft` warm start, on the built-in synthetic data set. Each stage has its own time limit and
+# log; a failing stage is recorded and the next one still runs. The end is a summary table.
+#
+#   tools/gpu_smoke.sh OUT [EMBEDDING_MODEL]
+#
+# OUT gets summary.txt and smoke.tgz (every stage's log, metrics.csv, run.json). EMBEDDING_MODEL is
+# embedding.model (default: the bundled MiniLM; a local folder works where that package is absent).
+# Needs: a CUDA GPU, mgfrec installed, deepspeed importable. Results of a run are in docs/gpu.md.
+set -u
+OUT=${1:?usage: tools/gpu_smoke.sh OUT [EMBEDDING_MODEL]}
+EMB=${2:-bundled:all-MiniLM-L6-v2}
+WORK=${SMOKE_WORK:-/tmp/mgfrec-gpu-smoke}
+DEVICE=${SMOKE_DEVICE:-cuda}  # SMOKE_DEVICE=cpu: a dry run of the script itself (DeepSpeed stages are refused)
+rm -rf "$WORK" && mkdir -p "$WORK" "$OUT"
+SUMMARY="$OUT/summary.txt"
+: >"$SUMMARY"
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
+
+cat >"$WORK/gpu.yaml" <<EOF
+embedding:
+  model: $EMB
+  device: $DEVICE
+trainer:
+  accelerator: $([ "$DEVICE" = cpu ] && echo cpu || echo gpu)
+  devices: 1
+  global_batch_size: 8
+  micro_batch_size: 16
+  val_check_interval: 2
+EOF
+COMMON=(--config "$WORK/gpu.yaml")
+
+stage() {  # stage NAME SECONDS command...
+  local name=$1 limit=$2
+  shift 2
+  local t0=$SECONDS rc
+  echo "== $name: $*" | tee -a "$WORK/all.log"
+  timeout "$limit" "$@" >"$WORK/$name.log" 2>&1
+  rc=$?
+  tail -n 25 "$WORK/$name.log" >>"$WORK/all.log"
+  printf '%-16s rc=%-4s %5ss  %s\n' "$name" "$rc" "$((SECONDS - t0))" "$*" | tee -a "$SUMMARY"
+  return 0
+}
+
+PY=${PYTHON:-python3}
+stage env 60 bash -c "nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; $PY -c '
+import torch, lightning, transformers
+print(\"torch\", torch.__version__, \"cuda\", torch.version.cuda, torch.cuda.is_available() and torch.cuda.get_device_name(0))
+print(\"lightning\", lightning.__version__, \"transformers\", transformers.__version__)
+import deepspeed; print(\"deepspeed\", deepspeed.__version__)'"
+cat "$WORK/env.log" >>"$SUMMARY"
+
+D="$WORK/data"
+stage prepare 120 mgfrec data prepare synthetic --out "$D" "${COMMON[@]}"
+stage sft 300 mgfrec sft --data "$D" --out "$WORK/sft" "${COMMON[@]}" --epochs 3 --batch-size 16 \
+  --max-train-samples 600 --valid-samples 64 --no-progress
+stage fit-gpu 240 mgfrec fit --data "$D" --init "$WORK/sft" --out "$WORK/fit-gpu" "${COMMON[@]}" \
+  --strategy auto --max-steps 4 --valid-samples 32 --no-progress
+stage fit-ds2 300 mgfrec fit --data "$D" --init "$WORK/sft" --out "$WORK/fit-ds2" "${COMMON[@]}" \
+  --strategy deepspeed_stage_2 --max-steps 4 --valid-samples 32 --no-progress
+stage fit-ds2-resume 300 mgfrec fit --data "$D" --init "$WORK/sft" --out "$WORK/fit-ds2" "${COMMON[@]}" \
+  --strategy deepspeed_stage_2 --max-steps 6 --valid-samples 32 --no-progress --resume
+stage fit-ds3 300 mgfrec fit --data "$D" --init "$WORK/sft" --out "$WORK/fit-ds3" "${COMMON[@]}" \
+  --strategy deepspeed_stage_3 --max-steps 3 --valid-samples 32 --no-progress
+stage fit-ds2-small 300 mgfrec fit --data "$D" --out "$WORK/fit-ds2-small" "${COMMON[@]}" \
+  --strategy deepspeed_stage_2 --max-steps 3 --valid-samples 16 --no-progress \
+  --set policy.model=preset:small --set trainer.precision=bf16-mixed
+stage evaluate 240 mgfrec evaluate "$WORK/fit-ds2" --split test --limit 200 "${COMMON[@]}" --json
+
+"$PY" - "$WORK" >>"$SUMMARY" 2>&1 <<'EOF'
+import csv, sys
+from pathlib import Path
+for run in sorted(Path(sys.argv[1]).glob("fit-*")):
+    path = run / "metrics.csv"
+    if not path.is_file():
+        print(f"{run.name}: no metrics.csv")
+        continue
+    for row in csv.DictReader(path.open()):
+        keys = ("step", "reward/mean", "format_valid", "kl", "grad_norm", "time/rollout", "time/train", "time/step",
+                "memory/gpu_peak_gib", "valid/ndcg_full")
+        print(run.name, " ".join(f"{k}={row.get(k, '')[:8]}" for k in keys))
+EOF
+nvidia-smi --query-gpu=memory.used --format=csv >>"$SUMMARY" 2>&1
+(cd "$WORK" && find . \( -name '*.log' -o -name metrics.csv -o -name run.json -o -name sft_metrics.csv -o -name 'agent_test.json' \) -print0 |
+  tar --null -czf "$OUT/smoke.tgz" -T -)
+cat "$SUMMARY"
