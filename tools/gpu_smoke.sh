@@ -6,7 +6,7 @@
 #
 #   tools/gpu_smoke.sh OUT [EMBEDDING_MODEL]
 #
-# OUT gets summary.txt and smoke.tgz (every stage's log, metrics.csv, run.json). EMBEDDING_MODEL is
+# OUT gets summary.txt, all.log (each stage's tail) and smoke.tgz (every stage's log, metrics.csv, run.json). EMBEDDING_MODEL is
 # embedding.model (default: the bundled MiniLM; a local folder works where that package is absent).
 # Needs: a CUDA GPU, mgfrec installed, deepspeed importable. Results of a run are in docs/gpu.md.
 set -u
@@ -36,10 +36,10 @@ stage() {  # stage NAME SECONDS command...
   local name=$1 limit=$2
   shift 2
   local t0=$SECONDS rc
-  echo "== $name: $*" | tee -a "$WORK/all.log"
+  echo "== $name: $*" | tee -a "$OUT/all.log"
   timeout "$limit" "$@" >"$WORK/$name.log" 2>&1
   rc=$?
-  tail -n 25 "$WORK/$name.log" >>"$WORK/all.log"
+  tail -n 25 "$WORK/$name.log" >>"$OUT/all.log"
   printf '%-16s rc=%-4s %5ss  %s\n' "$name" "$rc" "$((SECONDS - t0))" "$*" | tee -a "$SUMMARY"
   return 0
 }
@@ -54,20 +54,20 @@ cat "$WORK/env.log" >>"$SUMMARY"
 
 D="$WORK/data"
 stage prepare 120 mgfrec data prepare synthetic --out "$D" "${COMMON[@]}"
-stage sft 300 mgfrec sft --data "$D" --out "$WORK/sft" "${COMMON[@]}" --epochs 3 --batch-size 16 \
+stage sft 150 mgfrec sft --data "$D" --out "$WORK/sft" "${COMMON[@]}" --epochs 3 --batch-size 16 \
   --max-train-samples 600 --valid-samples 64 --no-progress
-stage fit-gpu 240 mgfrec fit --data "$D" --init "$WORK/sft" --out "$WORK/fit-gpu" "${COMMON[@]}" \
+stage fit-gpu 120 mgfrec fit --data "$D" --init "$WORK/sft" --out "$WORK/fit-gpu" "${COMMON[@]}" \
   --strategy auto --max-steps 4 --valid-samples 32 --no-progress
-stage fit-ds2 300 mgfrec fit --data "$D" --init "$WORK/sft" --out "$WORK/fit-ds2" "${COMMON[@]}" \
+stage fit-ds2 150 mgfrec fit --data "$D" --init "$WORK/sft" --out "$WORK/fit-ds2" "${COMMON[@]}" \
   --strategy deepspeed_stage_2 --max-steps 4 --valid-samples 32 --no-progress
-stage fit-ds2-resume 300 mgfrec fit --data "$D" --init "$WORK/sft" --out "$WORK/fit-ds2" "${COMMON[@]}" \
+stage fit-ds2-resume 120 mgfrec fit --data "$D" --init "$WORK/sft" --out "$WORK/fit-ds2" "${COMMON[@]}" \
   --strategy deepspeed_stage_2 --max-steps 6 --valid-samples 32 --no-progress --resume
-stage fit-ds3 300 mgfrec fit --data "$D" --init "$WORK/sft" --out "$WORK/fit-ds3" "${COMMON[@]}" \
+stage fit-ds3 120 mgfrec fit --data "$D" --init "$WORK/sft" --out "$WORK/fit-ds3" "${COMMON[@]}" \
   --strategy deepspeed_stage_3 --max-steps 3 --valid-samples 32 --no-progress
-stage fit-ds2-small 300 mgfrec fit --data "$D" --out "$WORK/fit-ds2-small" "${COMMON[@]}" \
+stage fit-ds2-small 120 mgfrec fit --data "$D" --out "$WORK/fit-ds2-small" "${COMMON[@]}" \
   --strategy deepspeed_stage_2 --max-steps 3 --valid-samples 16 --no-progress \
   --set policy.model=preset:small --set trainer.precision=bf16-mixed
-stage evaluate 240 mgfrec evaluate "$WORK/fit-ds2" --split test --limit 200 "${COMMON[@]}" --json
+stage evaluate 90 mgfrec evaluate "$WORK/fit-ds2" --split test --limit 200 "${COMMON[@]}" --json
 
 "$PY" - "$WORK" >>"$SUMMARY" 2>&1 <<'EOF'
 import csv, sys
