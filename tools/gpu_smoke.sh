@@ -36,8 +36,9 @@ stage() {  # stage NAME SECONDS command...
   local name=$1 limit=$2
   shift 2
   local t0=$SECONDS rc
+  if [ -n "${SMOKE_ONLY:-}" ] && [[ " $SMOKE_ONLY " != *" $name "* ]]; then return 0; fi  # SMOKE_ONLY="env sft ..."
   echo "== $name: $*" | tee -a "$OUT/all.log"
-  timeout "$limit" "$@" >"$WORK/$name.log" 2>&1
+  timeout -k 10 "$limit" "$@" >"$WORK/$name.log" 2>&1
   rc=$?
   tail -n 25 "$WORK/$name.log" >>"$OUT/all.log"
   printf '%-16s rc=%-4s %5ss  %s\n' "$name" "$rc" "$((SECONDS - t0))" "$*" | tee -a "$SUMMARY"

@@ -189,12 +189,13 @@ class GRPOModule(L.LightningModule):
         cfg = self.cfg
         samples = self.next_samples()
         self.sync_engine()
-        result = rollout(
+        with self.full_weights():  # ZeRO-3: generate from whole weights, not layer-by-layer gathers
+            result = rollout(
             self.engine, self.environment, [to_rollout_sample(s, self.environment.grounding.titles) for s in samples],
             group_size=cfg.grpo.group_size, agent=cfg.agent, temperature=cfg.rollout.temperature,
             top_p=cfg.rollout.top_p, seed=cfg.trainer.seed * 1_000_003 + self.batches_done, prompts=self.prompts,
-            max_context=getattr(self.policy.config, "max_position_embeddings", None),
-        )  # fmt: skip
+                max_context=getattr(self.policy.config, "max_position_embeddings", None),
+            )  # fmt: skip
         trajs = result.trajectories
         g = cfg.grpo.group_size
         inputs = reward_inputs(trajs, self.environment.grounding, [s.target for s in samples for _ in range(g)],
@@ -294,8 +295,9 @@ class GRPOModule(L.LightningModule):
         """The agent (greedy or sampled, ``eval.greedy``) on the fixed valid subsample; saves ``RUN/best_policy`` when NDCG@10 improves."""
         if not self.valid_samples:
             return {}
-        metrics = evaluate_policy(self.policy, self.tokenizer, self.environment, self.valid_samples, self.cfg,
-                                  prompts=self.prompts, seed=self.cfg.trainer.seed)  # fmt: skip
+        with self.full_weights():
+            metrics = evaluate_policy(self.policy, self.tokenizer, self.environment, self.valid_samples, self.cfg,
+                                      prompts=self.prompts, seed=self.cfg.trainer.seed)  # fmt: skip
         if metrics["ndcg@10"] > self.best_ndcg10:
             self.best_ndcg10 = metrics["ndcg@10"]
             with self.full_weights():
