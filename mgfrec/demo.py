@@ -1,12 +1,16 @@
-"""The demo pipeline: data -> item space -> baselines -> one evaluator -> a Table-4-style report.
+"""The demo pipeline: data -> item space -> baselines -> agent (SFT, GRPO) -> one evaluator -> report, figures.
 
 ``mgfrec demo`` runs this on the embedded synthetic data set (or any folder given with ``--data``) so a
 newcomer sees the whole idea on a laptop CPU. Each stage is a library call that the CLI commands also use;
 this module only strings them together and reuses what an earlier (interrupted) demo already made.
 
-The agent stages (small-policy SFT, GRPO fit, agent evaluation and its ablations) exist as commands but are
-not part of this pipeline yet: on a CPU budget the small policy does not yet answer under greedy decoding,
-so the demo stops after the baselines and says so.
+Stages: prepare, index (title embeddings), the baselines (Pop, last-title, SASRec, GRU4Rec, Caser, hybrid,
+and the BIGRec-style LLM baseline), then the agent: ``mgfrec sft`` warm start of the small policy on
+trajectories synthesized with the SASRec recall list, a short ``mgfrec fit`` (GRPO), and three ablations of
+the trained agent applied at evaluation time (:func:`~mgfrec.experiments.ablations.derive_ablation_run`:
+the paper retrains each; ``mgfrec fit --ablation`` does that). Everything is compared on the same seeded
+test subsample (``DemoOptions.eval_samples``; agents are rolled out on it, sampled at temperature 1 since
+the small policy's greedy decoding tends to repeat itself), then the figures are written.
 """
 
 from __future__ import annotations
@@ -23,8 +27,22 @@ from mgfrec.eval.report import Report, build_report
 from mgfrec.retrievers.fit import fit_baseline
 from mgfrec.runs import RUN_FILE
 
-DEMO_BASELINES: tuple[str, ...] = ("pop", "last-title", "sasrec", "gru4rec", "caser", "hybrid")
+DEMO_BASELINES: tuple[str, ...] = ("pop", "last-title", "sasrec", "gru4rec", "caser", "hybrid", "bigrec")
 REFERENCE = "last-title"  # the content floor every other method is paired against
+DEMO_ABLATIONS: tuple[str, ...] = ("no-multi-grounding", "no-feedback", "no-recall")
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """The CPU budget of the demo's learned stages (sized for about 10 minutes on 2 cores)."""
+
+    agent: bool = True  # the agent stages (SFT, GRPO, ablations); False stops after the baselines
+    sft_train_samples: int = 400
+    sft_epochs: int = 3
+    fit_steps: int = 6
+    fit_batch: int = 4  # prompts per GRPO step (each with grpo.group_size rollouts)
+    eval_samples: int | None = 200  # seeded test subsample every method is compared on; None = whole split
+    bigrec: dict = field(default_factory=lambda: {"max_train_samples": 1000, "epochs": 2, "valid_samples": 100})
 
 
 @dataclass
@@ -40,6 +58,7 @@ def run_demo(
     out: str | Path,
     *,
     baselines: Sequence[str] = DEMO_BASELINES,
+    options: DemoOptions = DemoOptions(),
     say: Callable[[str], None] = print,
 ) -> DemoResult:
     """Prepare ``config.data`` into ``out/data``, cache the title embeddings, fit each baseline into
@@ -81,12 +100,75 @@ def run_demo(
             if name == "hybrid" and "sasrec" in baselines:  # blend the SASRec run above; don't train it twice
                 update["options"] = {**config.retriever.options, "collaborative": "sasrec",
                                      "collaborative_run": str(out / "sasrec")}
+            if name == "bigrec":
+                update["options"] = dict(options.bigrec)
             cfg = config.model_copy(update={"retriever": config.retriever.model_copy(update=update)})
             result = stage(name, lambda cfg=cfg, run_dir=run_dir: fit_baseline(ds, cfg, run_dir))
             say(f"[{name}] valid NDCG@10 {result.valid_ndcg10:.4f}")
         runs.append(run_dir)
 
+    agent_runs: list[Path] = []
+    if options.agent:
+        agent_runs = agent_stages(config, ds, out, options, "sasrec" if "sasrec" in baselines else None, stage, say)
     reference = out / REFERENCE if REFERENCE in baselines else None
-    report = stage("evaluate", lambda: build_report(runs, config.eval.split, reference, config.eval))
+    eval_cfg = config.eval.model_copy(update={"greedy": False}) if agent_runs else config.eval
+    report = stage("evaluate", lambda: build_report([*runs, *agent_runs], config.eval.split, reference, eval_cfg,
+                                                    limit=options.eval_samples))  # fmt: skip
     written = report.write(out)
+    if agent_runs:
+        written.update(stage("figures", lambda: demo_figures(out, ds, config.eval.split)))
     return DemoResult(out, report, written, seconds)
+
+
+def agent_stages(
+    config: MGFRecConfig,
+    ds: PreparedDataset,
+    out: Path,
+    options: DemoOptions,
+    recall: str | None,
+    stage: Callable[[str, Callable[[], object]], object],
+    say: Callable[[str], None],
+) -> list[Path]:
+    """SFT, a short GRPO fit and the ablation folders; returns the agent run folders to evaluate."""
+    from mgfrec.experiments.ablations import derive_ablation_run
+    from mgfrec.rl.fit import FitOptions, run_fit
+    from mgfrec.rl.sft import SFTOptions, run_sft
+
+    sft_dir, fit_dir = out / "sft", out / "mgfrec"
+    if (sft_dir / RUN_FILE).is_file():
+        say(f"[sft] reusing {sft_dir}")
+    else:
+        sft_opts = SFTOptions(recall_run=str(out / recall) if recall else None, epochs=options.sft_epochs,
+                              max_train_samples=options.sft_train_samples, valid_samples=50, progress=True)  # fmt: skip
+        result = stage("sft", lambda: run_sft(ds.root, sft_dir, config, sft_opts))
+        say(f"[sft] {len(result.history) - 1} epochs; valid format-valid {result.history[-1]['format_valid']:.2f}")
+    if (fit_dir / RUN_FILE).is_file():
+        say(f"[fit] reusing {fit_dir}")
+    else:
+        fit_cfg = config.model_copy(update={
+            "trainer": config.trainer.model_copy(update={"max_steps": options.fit_steps,
+                                                         "global_batch_size": options.fit_batch,
+                                                         "val_check_interval": options.fit_steps}),
+            "eval": config.eval.model_copy(update={"greedy": False}),
+        })  # fmt: skip
+        fit = stage("fit", lambda: run_fit(ds.root, fit_dir, fit_cfg, FitOptions(init=str(sft_dir), valid_samples=50,
+                                                                              progress=True)))  # fmt: skip
+        say(f"[fit] {fit.extra['steps']} GRPO steps in {fit.seconds:.0f} s")
+    ablations = [derive_ablation_run(fit_dir, name, out / f"mgfrec-{name}") for name in DEMO_ABLATIONS]
+    return [sft_dir, fit_dir, *ablations]
+
+
+def demo_figures(out: Path, ds: PreparedDataset, split: str) -> dict[str, Path]:
+    """Training curves of the GRPO run, Fig. 3's difficulty bands and a Fig. 4 case study into out/figures."""
+    from mgfrec.eval.figures import plot_difficulty_bands, plot_training_curves, trajectory_markdown
+    from mgfrec.recommend import recommend
+
+    figures = out / "figures"
+    written = {f"figure_{k}": v for k, v in plot_training_curves(out / "mgfrec", figures).items()}
+    written["figure_difficulty"] = plot_difficulty_bands(out / "mgfrec", figures, split=split, ds=ds)
+    user = str(ds.split(split)["user_id"].iloc[0])
+    rec, _ = recommend(out / "mgfrec", user=user, sample=True)
+    path = figures / "case_study.md"
+    path.write_text(trajectory_markdown(rec.to_dict(), title=f"Case study: user {user}"), encoding="utf-8")
+    written["case_study"] = path
+    return written

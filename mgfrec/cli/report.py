@@ -25,6 +25,9 @@ def report(
     no_evaluate: bool = typer.Option(
         False, "--no-evaluate", help="Fail on a run without eval_<split>.json instead of evaluating it."
     ),
+    limit: int | None = typer.Option(
+        None, "--limit", min=1, help="Compare on a seeded subsample of this many samples (agents are rolled out on it only)."
+    ),
     config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP + " Only eval.* fields matter here."),
 ) -> None:
@@ -36,7 +39,7 @@ def report(
     def go():
         cfg = load(config, set_, {"eval.split": split, "eval.bootstrap_samples": bootstrap})
         with console.status(f"collecting {len(runs)} run(s) on {cfg.eval.split}"):
-            rep = build_report(runs, cfg.eval.split, baseline, cfg.eval, evaluate_missing=not no_evaluate)
+            rep = build_report(runs, cfg.eval.split, baseline, cfg.eval, evaluate_missing=not no_evaluate, limit=limit)
         return rep, (rep.write(out_dir) if out_dir is not None else None)
 
     rep, written = run(go)

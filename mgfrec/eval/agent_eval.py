@@ -33,6 +33,14 @@ from mgfrec.rollout.loop import RolloutSample, rollout
 from mgfrec.runs import RunInfo
 
 
+def subsample_rows(n: int, limit: int | None, seed: int) -> np.ndarray:
+    """Row positions of the seeded subsample of ``limit`` of ``n`` samples (all of them without a limit).
+    ``mgfrec evaluate --limit`` and ``mgfrec report --limit`` use this one rule, so their samples agree."""
+    if limit is None or limit >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
+
+
 def evaluate_agent(
     run_dir: Path,
     info: RunInfo,
@@ -56,9 +64,7 @@ def evaluate_agent(
     environment = build_environment(grounding, tokenizer, cfg)
     engine = build_engine(cfg.rollout, model, tokenizer)
     frame = ds.split(split)
-    rows = np.arange(len(frame))
-    if limit is not None and limit < len(rows):
-        rows = np.sort(np.random.default_rng(config.seed).choice(len(rows), size=limit, replace=False))
+    rows = subsample_rows(len(frame), limit, config.seed)
     recall_run = info.extra.get("recall_run")
     recall = None
     if cfg.agent.use_recall and cfg.retriever.recall_size > 0 and recall_run:

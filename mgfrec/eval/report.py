@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from mgfrec.config.schema import EvalConfig
@@ -188,6 +189,7 @@ def build_report(
     batch_size: int | None = None,
     exclude_history: bool | None = None,
     reg: Registry | None = None,
+    limit: int | None = None,
 ) -> Report:
     """Collect each run's result on ``split`` (evaluating runs that lack one) and compare every run with
     the reference: ``baseline`` if given (added as the first row when not among ``runs``), else the first.
@@ -195,6 +197,10 @@ def build_report(
     Paired tests use ``config``'s bootstrap settings and alpha = 1 - ``config.confidence``. A run that
     cannot be paired with the reference (other samples or data set) stays in the table, unmarked, with the
     reason in its row's ``comparison_error``.
+
+    ``limit``: compare every run on the same seeded subsample of ``limit`` samples of ``split`` (the rule of
+    :func:`~mgfrec.eval.agent_eval.subsample_rows` with ``config.seed``): agent runs are rolled out on just
+    those, baselines are ranked on the whole split and cut to them.
     """
     config = config or EvalConfig()
     paths = [Path(r) for r in runs]
@@ -210,9 +216,10 @@ def build_report(
         _summarise(
             result_for_run(
                 p, split, config, evaluate_missing=evaluate_missing, batch_size=batch_size,
-                exclude_history=exclude_history, reg=reg,
+                exclude_history=exclude_history, reg=reg, limit=limit,
             ),
             config,
+            limit,
         )
         for p in paths
     ]
@@ -232,20 +239,33 @@ def build_report(
     return Report(split, names[ref_index], rows, ks, alpha, config.confidence, config.bootstrap_samples)
 
 
-def _summarise(result: EvalResult, config: EvalConfig) -> EvalResult:
+def _summarise(result: EvalResult, config: EvalConfig, limit: int | None = None) -> EvalResult:
     """Recompute means and intervals from the stored ranks, so that every row of one table uses the same
-    ks and bootstrap settings whatever settings each run was evaluated with."""
+    ks and bootstrap settings whatever settings each run was evaluated with; with ``limit``, on the
+    seeded subsample only."""
+    keep = np.arange(len(result.ranks))
+    if limit is not None:
+        wanted = subsample_ids(result, limit, config.seed)
+        keep = np.flatnonzero(np.isin(result.sample_ids, wanted))
     return EvalResult.from_ranks(
-        result.ranks,
-        result.sample_ids,
+        result.ranks[keep],
+        result.sample_ids[keep],
         split=result.split,
         method=result.method,
         config=config,
-        targets=result.targets,
+        targets=result.targets[keep] if result.targets is not None else None,
         num_items=result.num_items,
         exclude_history=result.exclude_history,
         data_checksum=result.data_checksum,
     )
+
+
+def subsample_ids(result: EvalResult, limit: int, seed: int) -> np.ndarray:
+    """Sample ids of the ``limit`` subsample of the result's split (ids are the split's row order)."""
+    from mgfrec.eval.agent_eval import subsample_rows  # late: the agent stack loads torch models
+
+    ids = np.sort(result.sample_ids)  # a split's sample ids ascend in row order, so this is the row rule
+    return ids[subsample_rows(len(ids), limit, seed)]
 
 
 def _names(paths: list[Path]) -> list[str]:

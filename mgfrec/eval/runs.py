@@ -116,11 +116,16 @@ def result_for_run(
     batch_size: int | None = None,
     exclude_history: bool | None = None,
     reg: Registry | None = None,
+    limit: int | None = None,
 ) -> EvalResult:
-    """The run's stored result for ``split``; evaluates (and stores) it first when missing."""
+    """The run's stored result for ``split``; evaluates (and stores) it first when missing, or, for an agent
+    run and a ``limit``, when the stored result is not of that many samples (another subsample)."""
     paths = result_paths(run_dir, split)
     if paths["json"].is_file() and paths["ranks"].is_file():
-        return EvalResult.load(run_dir, split)
+        stored = EvalResult.load(run_dir, split)
+        if limit is None or len(stored.ranks) == limit or read_run_info(run_dir).kind != "agent":
+            return stored
     if not evaluate_missing:
         raise FileNotFoundError(f"{paths['json']}: missing; run 'mgfrec evaluate {run_dir} --split {split}'")
-    return evaluate_run(run_dir, split, config, batch_size=batch_size, exclude_history=exclude_history, reg=reg)
+    return evaluate_run(run_dir, split, config, batch_size=batch_size, exclude_history=exclude_history, reg=reg,
+                        limit=limit)

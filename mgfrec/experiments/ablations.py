@@ -2,11 +2,17 @@
 
 A preset is data (``section.field=value`` strings, the same syntax as ``--set``), so an ablation is
 visible in a run's ``config.yaml`` and can be combined with a sweep. This module must not train anything.
+
+Two ways to use a preset: ``mgfrec fit --ablation NAME`` trains a policy with the part removed (the
+paper's Table 5), and :func:`derive_ablation_run` makes an evaluation-only run folder that applies the
+preset at inference to an already trained policy (what ``mgfrec demo`` shows on a CPU budget). The second
+is cheaper and answers a different question: how much the trained agent leans on that part.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 from mgfrec.config.load import _merge, parse_override, validate
 from mgfrec.config.schema import MGFRecConfig
@@ -44,3 +50,32 @@ def apply_overrides(
 def apply_ablation(cfg: MGFRecConfig, name: str) -> MGFRecConfig:
     """``cfg`` with ablation preset ``name`` applied (``full`` returns an equal config)."""
     return apply_overrides(cfg, ablation_overrides(name), f"--ablation {name}")
+
+
+def derive_ablation_run(run_dir: str | Path, name: str, out: str | Path) -> Path:
+    """An agent run folder ``out`` that evaluates ``run_dir``'s policy (and recall run) with preset ``name``
+    applied at inference only: ``config.yaml`` with the overrides, ``run.json`` pointing at the policy.
+    ``mgfrec evaluate`` / ``mgfrec report`` treat it like any agent run; nothing is copied or trained."""
+    from mgfrec.config.load import load_config, write_resolved
+    from mgfrec.runs import RunInfo, read_run_info, write_run_info
+
+    run_dir, out = Path(run_dir), Path(out)
+    info = read_run_info(run_dir)
+    if info.kind != "agent":
+        raise ValueError(f"{run_dir}: an ablation needs an agent run (mgfrec sft / fit), got kind '{info.kind}'")
+    cfg = apply_ablation(load_config(run_dir / "config.yaml"), name)
+    out.mkdir(parents=True, exist_ok=True)
+    write_resolved(cfg, out)
+    extra = {
+        "policy": str((run_dir / str(info.extra.get("policy", "policy"))).resolve()),
+        "recall_run": info.extra.get("recall_run"),
+        "ablation": name,
+        "ablation_applied_at": "evaluation",
+        "trained_run": str(run_dir.resolve()),
+    }
+    write_run_info(out, RunInfo(kind="agent", model=f"{info.model} ({name}, eval-time)", data=info.data,
+                                data_checksum=info.data_checksum, extra=extra))  # fmt: skip
+    for stale in out.glob("eval_*"):  # results of an earlier derivation belong to another config
+        stale.unlink()
+    return out
+

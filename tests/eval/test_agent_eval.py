@@ -69,3 +69,31 @@ def test_cli_evaluates_the_policy_on_a_subsample(agent_run):
     assert stats["samples"] == 4 and sum(stats["end_reasons"].values()) == 4
     # an untrained policy rarely answers; unanswered samples get the worst rank
     assert out["mean_rank"] <= ds.num_items
+
+
+def test_an_eval_time_ablation_and_a_baseline_compare_on_one_subsample(agent_run, monkeypatch, tmp_path):
+    from mgfrec.eval.report import build_report
+    from mgfrec.experiments.ablations import derive_ablation_run
+
+    run, ds, _ = agent_run
+    seen = []
+
+    def script(context: str, j: int) -> str:
+        seen.append(context)
+        return "<think>pick</think><answer>" + ds.titles[0] + "</answer>"
+
+    monkeypatch.setattr(agent_eval, "build_engine", lambda cfg, model, tok: ScriptedEngine(tok, script))
+    ablated = derive_ablation_run(run, "no-recall", tmp_path / "no-recall")
+    cfg = load_config(ablated / "config.yaml")
+    assert cfg.agent.use_recall is False and load_config(run / "config.yaml").agent.use_recall is True
+    info = json.loads((ablated / "run.json").read_text())
+    assert info["kind"] == "agent" and info["extra"]["policy"] == str((run / "policy").resolve())
+    limit = 7
+    report = build_report([run.parent / "last-title", ablated], "test", None, FAST, limit=limit)
+    rows = {r.name: r for r in report.rows}
+    assert all(len(r.result.ranks) == limit for r in rows.values())
+    assert rows["no-recall"].comparison_error is None and rows["no-recall"].comparison is not None
+    assert len(seen) == limit  # rolled out on the subsample only, one answering turn each
+    assert not any("candidate items from the item database" in c for c in seen)  # the ablation reached the prompt
+    # the same rule picks the baseline's samples and the agent's
+    np.testing.assert_array_equal(np.sort(rows["last-title"].result.sample_ids), np.sort(rows["no-recall"].result.sample_ids))

@@ -130,3 +130,38 @@ def test_deepspeed_is_refused_on_cpu():
     with pytest.raises(ValueError, match=CUDA_ONLY_MESSAGE):
         check_strategy("deepspeed_stage_2")
     check_strategy("auto")
+
+
+def test_a_deepspeed_strategy_gets_the_clip_norm_and_micro_batch(monkeypatch):
+    pytest.importorskip("deepspeed", reason="deepspeed is in the dev extra; install it to check the strategy set-up")
+    from lightning.pytorch.strategies import DeepSpeedStrategy
+
+    from mgfrec.config.load import load_config
+    from mgfrec.rl.fit import build_strategy
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the strategy object is built, not launched
+    cfg = load_config(None, ["trainer.strategy=deepspeed_stage_3", "grpo.max_grad_norm=0.5", "trainer.micro_batch_size=4"])
+    strategy = build_strategy(cfg)
+    assert isinstance(strategy, DeepSpeedStrategy)
+    assert strategy.config["zero_optimization"]["stage"] == 3
+    assert strategy.config["gradient_clipping"] == 0.5 and strategy.config["train_micro_batch_size_per_gpu"] == 4
+    assert build_strategy(load_config(None, ["trainer.strategy=auto"])) == "auto"
+
+
+def test_a_checkpoint_folder_replaces_the_previous_one(tmp_path):
+    from mgfrec.rl.fit import LastCheckpoint
+
+    class FolderTrainer:  # DeepSpeed's save_checkpoint writes a folder of shards
+        def __init__(self):
+            self.count = 0
+
+        def save_checkpoint(self, path):
+            self.count += 1
+            path.mkdir()
+            (path / "shard").write_text(str(self.count))
+
+    trainer, callback = FolderTrainer(), LastCheckpoint(tmp_path, every=1)
+    callback.save(trainer)
+    callback.save(trainer)
+    assert (tmp_path / "last.ckpt" / "shard").read_text() == "2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]  # no .tmp or .old left behind
