@@ -1,6 +1,7 @@
-"""Benchmark rollouts: hf-engine tokens/s, and where a multi-turn loop's time goes.
+"""Benchmark rollouts: engine tokens/s (hf, and vllm in the same run), and where a multi-turn loop's time goes.
 
-Part 1, the engine: ``--prompts`` prompts x ``--samples`` samples x ``--tokens`` new tokens (no stops, so
+``--engines hf,vllm`` runs every part once per engine on the same batch, policy and seeds (vLLM needs the
+vllm venv, docs/benchmarks-vllm.md). Part 1, the engine: ``--prompts`` prompts x ``--samples`` samples x ``--tokens`` new tokens (no stops, so
 every row decodes the full length) from the policy, with short prompts and with real first prompts (Table 2
 system prompt, a 10-title history, a 30-title recall list from the CDs catalogue). Best of ``--repeats``.
 
@@ -8,15 +9,16 @@ Part 2, the loop: the same batch through :func:`mgfrec.rollout.loop.rollout` wit
 the CDs catalogue and the ``simulated`` (then ``none``) user agent. A random policy never writes a valid
 turn, so the turns' *content* is scripted (1-3 groundings, then an answer; about 45 tokens a turn), while
 the *cost* of generating them is real: each engine call first decodes as many tokens as the longest
-scripted turn with the hf engine, over the trajectories' true contexts, observations included. Grounding
+scripted turn with the engine under test, over the trajectories' true contexts, observations included. Grounding
 and user-agent calls are timed by thin wrappers; "rest" is rendering and tokenizing observations plus
-building the first prompts. The engine's own counters split generation into prefill (prompt forward
+building the first prompts. The hf engine's own counters split generation into prefill (prompt forward
 passes: every turn re-reads its whole context, since the hf engine keeps no cache across calls) and
-token-by-token decoding.
+token-by-token decoding; vLLM does not expose that split.
 
     python tools/bench_rollout.py                          # tiny preset, CPU
     python tools/bench_rollout.py --policy preset:small --threads 1 --engine-only
     python tools/bench_rollout.py --policy /path/to/Qwen2.5-1.5B-Instruct --device cuda --dtype bfloat16
+    OMP_NUM_THREADS=1 VLLM_CPU_KVCACHE_SPACE=1 .venv-vllm/bin/python tools/bench_rollout.py --threads 1 --engines hf,vllm
 """
 
 from __future__ import annotations
@@ -76,10 +78,10 @@ class Timed:
 
 
 class CostedScript:
-    """Scripted turn content at the cost of really decoding that many tokens with the hf engine."""
+    """Scripted turn content at the cost of really decoding that many tokens with a real engine."""
 
-    def __init__(self, hf: HFEngine, scripted: ScriptedEngine):
-        self.hf, self.scripted, self.tokenizer = hf, scripted, hf.tokenizer
+    def __init__(self, hf, scripted: ScriptedEngine):
+        self.hf, self.scripted, self.tokenizer = hf, scripted, scripted.tokenizer
         self.decoded_tokens = 0
 
     def generate(self, prompts, *, max_new_tokens, n=1, **kw):
@@ -111,7 +113,7 @@ def make_script(titles: list[str]):
     return script
 
 
-def bench_engine(engine: HFEngine, prompts: list[list[int]], args) -> tuple[float, int]:
+def bench_engine(engine, prompts: list[list[int]], args) -> tuple[float, int]:
     best, tokens = float("inf"), 0
     for r in range(args.repeats):
         start = time.perf_counter()
@@ -132,7 +134,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument("--engine-only", action="store_true", help="skip the multi-turn loop (part 2)")
+    parser.add_argument("--engines", default="hf", help="comma-separated: hf, vllm (vllm needs the vllm venv)")
     args = parser.parse_args()
+    names = [e.strip() for e in args.engines.split(",") if e.strip()]
     if args.threads:
         torch.set_num_threads(args.threads)
     rng = random.Random(0)
@@ -147,7 +151,18 @@ def main() -> None:
     model, tokenizer = load_policy(PolicyConfig(model=args.policy, dtype=args.dtype), titles)
     model.to(args.device)
     load_s = time.perf_counter() - start
-    engine = HFEngine(model, tokenizer)
+    engines = {}
+    for name in names:
+        start = time.perf_counter()
+        if name == "hf":
+            engines[name] = HFEngine(model, tokenizer)
+        elif name == "vllm":
+            from mgfrec.rollout.vllm_engine import VLLMEngine  # the vllm venv only
+
+            engines[name] = VLLMEngine(model, tokenizer, VLLMEngine.Options(dtype=args.dtype, max_model_len=4096))
+        else:
+            raise SystemExit(f"--engines: unknown engine '{name}' (hf, vllm)")
+        print(f"# {name} engine ready in {time.perf_counter() - start:.1f} s")
     params = sum(p.numel() for p in model.parameters()) / 1e6
     print(
         f"# {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} ({torch.get_num_threads()} threads), "
@@ -158,16 +173,18 @@ def main() -> None:
     )
     agent_prompts = first_prompts(samples, tokenizer)
     short = [tokenizer.encode(" ".join(s.history_titles[:2]), add_special_tokens=False)[:32] for s in samples]
-    engine.generate(short[:2], max_new_tokens=4)  # warm-up
+    for engine in engines.values():
+        engine.generate(short[:2], max_new_tokens=4)  # warm-up
     print(
-        f"\n## hf engine: {args.prompts} prompts x {args.samples} samples x {args.tokens} tokens, best of {args.repeats}\n"
+        f"\n## engines: {args.prompts} prompts x {args.samples} samples x {args.tokens} tokens, best of {args.repeats}\n"
     )
-    print("| prompts | mean prompt tokens | seconds | new tokens/s |")
-    print("|---|---:|---:|---:|")
-    for name, prompts in (("short", short), ("agent first prompt", agent_prompts)):
-        seconds, tokens = bench_engine(engine, prompts, args)
-        mean_len = sum(map(len, prompts)) / len(prompts)
-        print(f"| {name} | {mean_len:.0f} | {seconds:.2f} | {tokens / seconds:,.0f} |")
+    print("| engine | prompts | mean prompt tokens | seconds | new tokens/s |")
+    print("|---|---|---:|---:|---:|")
+    for engine_name, engine in engines.items():
+        for name, prompts in (("short", short), ("agent first prompt", agent_prompts)):
+            seconds, tokens = bench_engine(engine, prompts, args)
+            mean_len = sum(map(len, prompts)) / len(prompts)
+            print(f"| {engine_name} | {name} | {mean_len:.0f} | {seconds:.2f} | {tokens / seconds:,.0f} |")
     if args.engine_only:
         return
 
@@ -180,32 +197,39 @@ def main() -> None:
         f"\n## multi-turn loop: {args.prompts} samples x G={args.samples}, CDs catalogue ({len(titles):,} titles, embedded in {embed_s:.0f} s)\n"
     )
     print(
-        "| user agent | turns | groundings | policy tokens | total (s) | generation | (prefill / decode) | grounding | user agent | rest of env |"
+        "| engine | user agent | turns | groundings | policy tokens | total (s) | generation | (prefill / decode) | grounding | user agent | rest of env |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     agent = AgentConfig(max_groundings=6, max_new_tokens_per_turn=96, max_new_tokens_total=512)
     users = {
         "simulated": SimulatedUserAgent(None, None, UserAgentContext(embed=lambda t: embedder.encode(list(t)))),
         "none": NoFeedbackAgent(),
     }
-    for name, user in users.items():
-        grounding.seconds = 0.0
-        engine.timings.update(prefill_s=0.0, decode_s=0.0)
-        timed_user = Timed(user, "feedback")
-        env = Environment(grounding, tokenizer, timed_user)
-        costed = CostedScript(engine, ScriptedEngine(tokenizer, make_script(titles)))
-        result = rollout(costed, env, samples, group_size=args.samples, agent=agent, seed=0)
-        s = result.stats
-        rest = s.environment_s - grounding.seconds - timed_user.seconds
+    for engine_name, engine in engines.items():
+        for name, user in users.items():
+            grounding.seconds = 0.0
+            timings = getattr(engine, "timings", None)
+            if timings is not None:
+                timings.update(prefill_s=0.0, decode_s=0.0)
+            timed_user = Timed(user, "feedback")
+            env = Environment(grounding, tokenizer, timed_user)
+            costed = CostedScript(engine, ScriptedEngine(tokenizer, make_script(titles)))
+            result = rollout(costed, env, samples, group_size=args.samples, agent=agent, seed=0)
+            s = result.stats
+            rest = s.environment_s - grounding.seconds - timed_user.seconds
 
-        def share(x: float, total: float = s.total_s) -> str:
-            return f"{x:.2f} s ({100 * x / total:.0f}%)"
+            def share(x: float, total: float = s.total_s) -> str:
+                return f"{x:.2f} s ({100 * x / total:.0f}%)"
 
-        split = f"{engine.timings['prefill_s']:.1f} / {engine.timings['decode_s']:.1f} s"
-        print(
-            f"| {name} | {s.turns} | {s.groundings} | {s.generated_tokens:,} | {s.total_s:.2f} | {share(s.generation_s)} | "
-            f"{split} | {share(grounding.seconds)} | {share(timed_user.seconds)} | {share(rest + s.prompt_s)} |"
-        )
+            split = f"{timings['prefill_s']:.1f} / {timings['decode_s']:.1f} s" if timings is not None else "n/a"
+            print(
+                f"| {engine_name} | {name} | {s.turns} | {s.groundings} | {s.generated_tokens:,} | {s.total_s:.2f} | "
+                f"{share(s.generation_s)} | {split} | {share(grounding.seconds)} | {share(timed_user.seconds)} | "
+                f"{share(rest + s.prompt_s)} |"
+            )
+    for engine in engines.values():
+        if hasattr(engine, "close"):
+            engine.close()
 
 
 if __name__ == "__main__":

@@ -136,6 +136,8 @@ def run_fit(
     reg = reg or registry()
     ds, out = PreparedDataset(data), Path(out)
     ckpt = out / "checkpoints" / "last.ckpt"
+    if options.resume and not ckpt.exists() and (out / "checkpoints" / "last.ckpt.old").exists():
+        ckpt = out / "checkpoints" / "last.ckpt.old"  # killed while one DeepSpeed folder replaced another
     if options.resume and not ckpt.exists():  # a file, or a folder of shards under DeepSpeed
         raise FileNotFoundError(f"--resume: {ckpt} does not exist; run without --resume to start")
     out.mkdir(parents=True, exist_ok=True)

@@ -95,9 +95,16 @@ def single_token_stops(tokenizer: Any, stop: Sequence[str]) -> tuple[dict[int, s
 
 
 def build_engine(cfg: RolloutConfig, model: Any, tokenizer: Any, reg: Registry | None = None) -> RolloutEngine:
-    """The engine named by ``cfg.engine`` over ``model``/``tokenizer``, with ``cfg.options`` validated."""
+    """The engine named by ``cfg.engine`` over ``model``/``tokenizer``, with ``cfg.options`` validated.
+
+    ``rollout.gpu_memory_utilization`` reaches every engine whose options have that field (vllm) unless
+    ``rollout.options`` sets it itself."""
     cls = (reg or registry()).load("rollout_engine", cfg.engine)
-    options = component_options(cls, cfg.options, "rollout.options")
+    raw = dict(cfg.options)
+    fields = getattr(getattr(cls, "Options", None), "model_fields", {})
+    if "gpu_memory_utilization" in fields and "gpu_memory_utilization" not in raw:
+        raw["gpu_memory_utilization"] = cfg.gpu_memory_utilization
+    options = component_options(cls, raw, "rollout.options")
     return cls(model, tokenizer, options) if options is not None else cls(model, tokenizer)
 
 

@@ -80,3 +80,53 @@ def test_ablation_preset_sets_its_field(data):
     assert cfg["agent"]["use_recall"] is False and cfg["agent"]["max_groundings"] == 6
     bad = invoke("--data", data / "data", "--out", data / "bad", "--ablation", "no-such-thing")
     assert bad.exit_code == 2 and "no-such-thing" in bad.output
+
+
+def test_a_fit_killed_with_sigkill_resumes_from_its_last_checkpoint(data):
+    """The Done-means of GRPO training: kill -9 mid-run, then --resume finishes the run from the checkpoint."""
+    import csv
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = data / "killed"
+    args = [sys.executable, "-m", "mgfrec.cli.main", "fit", "--data", str(data / "data"), "--out", str(out),
+            "--max-steps", "6", "--group-size", "2", "--valid-samples", "2", "--no-progress",
+            "--set", f"agent.template={data / 'system.txt'}", "--set", "agent.max_new_tokens_per_turn=16",
+            "--set", "agent.max_new_tokens_total=32", "--set", "trainer.global_batch_size=2",
+            "--set", "retriever.recall_size=5", "--set", "trainer.val_check_interval=100"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    metrics = out / "metrics.csv"
+
+    def steps() -> list[float]:
+        if not metrics.is_file():
+            return []
+        with metrics.open(encoding="utf-8") as f:
+            return [float(r["step"]) for r in csv.DictReader(f)]
+
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 600
+    while max(steps(), default=0) < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]  # still running: the kill lands mid-run
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "run.json").exists()  # the run did not finish
+    with (out / "metrics.csv").open(encoding="utf-8") as f:
+        before = {float(r["step"]): r for r in csv.DictReader(f)}
+    saved = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)["mgfrec"]["batches_done"]
+    assert 2 <= saved < 6
+
+    resumed = subprocess.run([*args, "--resume"], env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    with (out / "metrics.csv").open(encoding="utf-8") as f:
+        after = list(csv.DictReader(f))
+    assert [float(r["step"]) for r in after] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    for row in after[1 : saved + 1]:  # steps up to the checkpoint were restored, not rerun
+        assert row["time/step"] == before[float(row["step"])]["time/step"]
+    info = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert info["extra"]["steps"] == 6
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["mgfrec"]["batches_done"] == 6 and ckpt["mgfrec"]["data_position"] == 6 * 2

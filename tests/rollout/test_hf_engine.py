@@ -157,3 +157,25 @@ def test_bad_arguments_are_refused(tiny_policy):
         engine.generate([[]], max_new_tokens=4)
     with pytest.raises(ValueError, match="top_p"):
         engine.generate([[1]], max_new_tokens=4, top_p=0.0)
+
+
+def test_the_top_level_gpu_memory_share_reaches_an_engine_that_takes_it(tiny_policy):
+    from pydantic import BaseModel, ConfigDict
+
+    class ShareEngine:  # the shape of the vllm engine's options, without vLLM
+        class Options(BaseModel):
+            model_config = ConfigDict(extra="forbid", frozen=True)
+            gpu_memory_utilization: float = 0.5
+
+        def __init__(self, model, tokenizer, options):
+            self.options = options
+
+    model, tokenizer = tiny_policy
+    reg = Registry({k: {} for k in KINDS})
+    reg.add("rollout_engine", "share", ShareEngine)
+    reg.add("rollout_engine", "hf", HFEngine)
+    built = build_engine(RolloutConfig(engine="share", gpu_memory_utilization=0.2), model, tokenizer, reg)
+    assert built.options.gpu_memory_utilization == 0.2
+    explicit = RolloutConfig(engine="share", gpu_memory_utilization=0.2, options={"gpu_memory_utilization": 0.7})
+    assert build_engine(explicit, model, tokenizer, reg).options.gpu_memory_utilization == 0.7  # options win
+    assert isinstance(build_engine(RolloutConfig(engine="hf"), model, tokenizer, reg), HFEngine)  # hf has no such field
