@@ -140,7 +140,7 @@ def agent_stages(
     else:
         sft_opts = SFTOptions(recall_run=str(out / recall) if recall else None, epochs=options.sft_epochs,
                               max_train_samples=options.sft_train_samples, valid_samples=50, progress=True)  # fmt: skip
-        result = stage("sft", lambda: run_sft(ds.root, sft_dir, config, sft_opts))
+        result = stage("sft", lambda: run_sft(ds.root, sft_dir, config, sft_opts, say=lambda m: say(f"[sft] {m}")))
         say(f"[sft] {len(result.history) - 1} epochs; valid format-valid {result.history[-1]['format_valid']:.2f}")
     if (fit_dir / RUN_FILE).is_file():
         say(f"[fit] reusing {fit_dir}")
@@ -152,7 +152,8 @@ def agent_stages(
             "eval": config.eval.model_copy(update={"greedy": False}),
         })  # fmt: skip
         fit = stage("fit", lambda: run_fit(ds.root, fit_dir, fit_cfg, FitOptions(init=str(sft_dir), valid_samples=50,
-                                                                              progress=True)))  # fmt: skip
+                                                                              progress=True),
+                                           say=lambda m: say(f"[fit] {m}")))  # fmt: skip
         say(f"[fit] {fit.extra['steps']} GRPO steps in {fit.seconds:.0f} s")
     ablations = [derive_ablation_run(fit_dir, name, out / f"mgfrec-{name}") for name in DEMO_ABLATIONS]
     return [sft_dir, fit_dir, *ablations]

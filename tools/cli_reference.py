@@ -1,0 +1,89 @@
+"""Write docs/cli.md, the CLI reference, from the Typer app itself (so it cannot drift from the code).
+
+    python tools/cli_reference.py            # rewrite docs/cli.md
+    python tools/cli_reference.py --check    # exit 1 if docs/cli.md is not what the app would give
+
+tests/cli/test_cli_reference.py runs the check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import typer
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
+HEADER = """# CLI reference
+
+Every `mgfrec` command with its arguments and options, generated from the code by
+`python tools/cli_reference.py` (a test fails when this page is out of date). `mgfrec COMMAND --help` prints
+the same. Options that take a config field override it for that run; `--set section.field=value` overrides
+any field; `--json` prints one JSON object on stdout.
+"""
+
+
+def _commands(group, prefix: str) -> list[tuple[str, object]]:
+    """(path, command) of every leaf command; Typer's commands are click-like (Typer vendors click)."""
+    out = []
+    for name in sorted(group.commands):
+        cmd = group.commands[name]
+        path = f"{prefix} {name}"
+        if hasattr(cmd, "commands"):
+            out.extend(_commands(cmd, path))
+        else:
+            out.append((path, cmd))
+    return out
+
+
+def _cell(text: str | None) -> str:
+    return " ".join((text or "").split()).replace("|", "\\|")
+
+
+def _param_row(param) -> str:
+    if param.param_type_name == "argument":
+        name = f"`{param.name.upper()}`" + ("..." if param.nargs == -1 else "")
+        return f"| {name} | argument{' (required)' if param.required else ''} | {_cell(getattr(param, 'help', ''))} |"
+    names = " / ".join(f"`{o}`" for o in [*param.opts, *param.secondary_opts])
+    default = param.default
+    if callable(default) or default in (None, (), [], False) or param.is_flag and not param.secondary_opts:
+        shown = ""
+    else:
+        shown = f" (default: `{default}`)"
+    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    kind = "flag" if param.is_flag else getattr(annotation, "__name__", None) or str(annotation or "value")
+    return f"| {names} | {kind}{' (required)' if param.required else ''} | {_cell(param.help)}{shown} |"
+
+
+def render() -> str:
+    from mgfrec.cli.main import app
+
+    root = typer.main.get_command(app)
+    parts = [HEADER]
+    for path, cmd in _commands(root, "mgfrec"):
+        parts.append(f"\n## `{path}`\n\n{_cell(cmd.help)}\n")
+        params = [p for p in cmd.params if p.name != "help"]
+        if params:
+            parts.append("\n| argument / option | type | meaning |\n|---|---|---|")
+            parts.extend(_param_row(p) for p in params)
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true")
+    args = parser.parse_args()
+    text = render()
+    if args.check:
+        if not DOC.is_file() or DOC.read_text(encoding="utf-8") != text:
+            print(f"{DOC} is out of date: run python tools/cli_reference.py", file=sys.stderr)
+            return 1
+        return 0
+    DOC.write_text(text, encoding="utf-8")
+    print(f"wrote {DOC}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
