@@ -34,15 +34,17 @@ DEMO_ABLATIONS: tuple[str, ...] = ("no-multi-grounding", "no-feedback", "no-reca
 
 @dataclass(frozen=True)
 class DemoOptions:
-    """The CPU budget of the demo's learned stages (sized for about 10 minutes on 2 cores)."""
+    """The CPU budget of the demo's learned stages (sized for minutes on 2 cores, not for quality)."""
 
     agent: bool = True  # the agent stages (SFT, GRPO, ablations); False stops after the baselines
-    sft_train_samples: int = 400
+    sft_train_samples: int = 200
     sft_epochs: int = 3
-    fit_steps: int = 6
-    fit_batch: int = 4  # prompts per GRPO step (each with grpo.group_size rollouts)
-    eval_samples: int | None = 200  # seeded test subsample every method is compared on; None = whole split
-    bigrec: dict = field(default_factory=lambda: {"max_train_samples": 1000, "epochs": 2, "valid_samples": 100})
+    fit_steps: int = 4
+    fit_batch: int = 2  # prompts per GRPO step (each with grpo.group_size rollouts)
+    recall_size: int = 10  # items in the first prompt (the paper's 30 makes every CPU forward pass longer)
+    valid_samples: int = 30  # valid subsample of the SFT and GRPO validations
+    eval_samples: int | None = 100  # seeded test subsample every method is compared on; None = whole split
+    bigrec: dict = field(default_factory=lambda: {"max_train_samples": 400, "epochs": 1, "valid_samples": 50})
 
 
 @dataclass
@@ -135,11 +137,16 @@ def agent_stages(
     from mgfrec.rl.sft import SFTOptions, run_sft
 
     sft_dir, fit_dir = out / "sft", out / "mgfrec"
+    config = config.model_copy(update={
+        "retriever": config.retriever.model_copy(update={"recall_size": options.recall_size}),
+        "eval": config.eval.model_copy(update={"greedy": False}),  # the small policy's greedy decoding loops
+    })  # fmt: skip
     if (sft_dir / RUN_FILE).is_file():
         say(f"[sft] reusing {sft_dir}")
     else:
         sft_opts = SFTOptions(recall_run=str(out / recall) if recall else None, epochs=options.sft_epochs,
-                              max_train_samples=options.sft_train_samples, valid_samples=50, progress=True)  # fmt: skip
+                              max_train_samples=options.sft_train_samples, valid_samples=options.valid_samples,
+                              progress=True)  # fmt: skip
         result = stage("sft", lambda: run_sft(ds.root, sft_dir, config, sft_opts, say=lambda m: say(f"[sft] {m}")))
         say(f"[sft] {len(result.history) - 1} epochs; valid format-valid {result.history[-1]['format_valid']:.2f}")
     if (fit_dir / RUN_FILE).is_file():
@@ -149,9 +156,8 @@ def agent_stages(
             "trainer": config.trainer.model_copy(update={"max_steps": options.fit_steps,
                                                          "global_batch_size": options.fit_batch,
                                                          "val_check_interval": options.fit_steps}),
-            "eval": config.eval.model_copy(update={"greedy": False}),
         })  # fmt: skip
-        fit = stage("fit", lambda: run_fit(ds.root, fit_dir, fit_cfg, FitOptions(init=str(sft_dir), valid_samples=50,
+        fit = stage("fit", lambda: run_fit(ds.root, fit_dir, fit_cfg, FitOptions(init=str(sft_dir), valid_samples=options.valid_samples,
                                                                               progress=True),
                                            say=lambda m: say(f"[fit] {m}")))  # fmt: skip
         say(f"[fit] {fit.extra['steps']} GRPO steps in {fit.seconds:.0f} s")
