@@ -34,6 +34,7 @@ def fit(
     lr: float | None = typer.Option(None, "--lr", help="trainer.lr."),
     strategy: str | None = typer.Option(None, "--strategy", help="trainer.strategy: auto, ddp, deepspeed_stage_2, ..."),
     max_steps: int | None = typer.Option(None, "--max-steps", min=1, help="trainer.max_steps (training steps)."),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Also log every step to OUT/tensorboard (trainer.tensorboard)."),
     recall_model: str = typer.Option("last-title", "--recall-model", help="Retriever fitted into OUT/recall without --init."),
     max_train_samples: int | None = typer.Option(None, min=1, help="Seeded subsample of the train split."),
     valid_samples: int = typer.Option(100, min=0, help="Valid samples of the greedy validation."),
@@ -66,6 +67,7 @@ def fit(
             "trainer.lr": lr,
             "trainer.strategy": strategy,
             "trainer.max_steps": max_steps,
+            "trainer.tensorboard": True if tensorboard else None,
         }
         cfg = load(base, set_, values)
         if ablation is not None:

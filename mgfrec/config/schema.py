@@ -153,6 +153,7 @@ class TrainerConfig(Section):
     seed: int = 0
     val_check_interval: int = Field(10, ge=1)
     log_every_n_steps: int = Field(1, ge=1)
+    tensorboard: bool = Field(False, description="also log every step to RUN/tensorboard (needs the tensorboard package)")
 
 
 class EvalConfig(Section):

@@ -66,6 +66,20 @@ def check_strategy(strategy: str) -> None:
         raise ValueError(f"--strategy {strategy}: {CUDA_ONLY_MESSAGE}")
 
 
+def build_logger(cfg: MGFRecConfig, out: Path) -> Any:
+    """``RUN/metrics.csv`` is always written by the module; ``trainer.tensorboard`` adds Lightning's
+    TensorBoard logger writing to ``RUN/tensorboard`` (every metric of the step, under the same names)."""
+    if not cfg.trainer.tensorboard:
+        return False
+    try:
+        import tensorboard  # noqa: F401  (Lightning falls back to tensorboardX; we want one clear message)
+    except ImportError:
+        raise ValueError("trainer.tensorboard=true needs the tensorboard package: pip install tensorboard") from None
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    return TensorBoardLogger(save_dir=str(out), name="tensorboard", version="", default_hp_metric=False)
+
+
 def build_strategy(cfg: MGFRecConfig) -> Any:
     """``trainer.strategy`` as Lightning takes it. A DeepSpeed name (``deepspeed_stage_2``, ``deepspeed_stage_3``,
     their ``_offload`` forms, ...) becomes Lightning's registered strategy with ``grpo.max_grad_norm`` as
@@ -177,7 +191,7 @@ def run_fit(
     trainer = L.Trainer(
         max_steps=max_steps * cfg.grpo.updates_per_batch,  # Lightning counts optimizer steps
         max_epochs=-1, strategy=build_strategy(cfg), accelerator=cfg.trainer.accelerator,
-        devices=cfg.trainer.devices, precision=cfg.trainer.precision, callbacks=callbacks, logger=False,
+        devices=cfg.trainer.devices, precision=cfg.trainer.precision, callbacks=callbacks, logger=build_logger(cfg, out),
         enable_checkpointing=False, enable_progress_bar=options.progress, enable_model_summary=False,
         log_every_n_steps=cfg.trainer.log_every_n_steps, num_sanity_val_steps=0,
     )  # fmt: skip

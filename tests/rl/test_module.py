@@ -165,3 +165,16 @@ def test_a_checkpoint_folder_replaces_the_previous_one(tmp_path):
     callback.save(trainer)
     assert (tmp_path / "last.ckpt" / "shard").read_text() == "2"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]  # no .tmp or .old left behind
+
+
+def test_tensorboard_gets_every_step_metric(run, tmp_path):
+    pytest.importorskip("tensorboard", reason="tensorboard is in the dev extra")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = tiny_config(tmp_path, max_steps=2, val_check_interval=100)
+    cfg = cfg.model_copy(update={"trainer": cfg.trainer.model_copy(update={"tensorboard": True})})
+    run_fit(run["ds"].root, tmp_path / "tb", cfg, FitOptions(valid_samples=2), embedder=run["minilm"])
+    events = EventAccumulator(str(tmp_path / "tb" / "tensorboard")).Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"reward", "reward/mean", "kl", "grad_norm", "format_valid", "time/rollout"} <= tags
+    assert len(events.Scalars("reward/mean")) == 2  # one point per training step
