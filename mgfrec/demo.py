@@ -174,8 +174,8 @@ def demo_figures(out: Path, ds: PreparedDataset, split: str) -> dict[str, Path]:
     written = {f"figure_{k}": v for k, v in plot_training_curves(out / "mgfrec", figures).items()}
     written["figure_difficulty"] = plot_difficulty_bands(out / "mgfrec", figures, split=split, ds=ds)
     user = str(ds.split(split)["user_id"].iloc[0])
-    rec, _ = recommend(out / "mgfrec", user=user, sample=True)
+    rec, rec_ds = recommend(out / "mgfrec", user=user, sample=True)
     path = figures / "case_study.md"
-    path.write_text(trajectory_markdown(rec.to_dict(), title=f"Case study: user {user}"), encoding="utf-8")
+    path.write_text(trajectory_markdown(rec.to_dict(rec_ds), title=f"Case study: user {user}"), encoding="utf-8")
     written["case_study"] = path
     return written

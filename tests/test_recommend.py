@@ -81,3 +81,14 @@ def test_bad_arguments_are_named(agent_run):
     assert both.exit_code == 2 and "--user" in both.output
     nobody = CliRunner().invoke(app, ["recommend", str(run), "--user", "no-such-user"])
     assert nobody.exit_code == 2 and "no-such-user" in nobody.output
+
+
+def test_markdown_case_study_is_written(agent_run, tmp_path):
+    run, ds = agent_run
+    path = tmp_path / "case" / "study.md"
+    result = CliRunner().invoke(app, ["recommend", str(run), "--history", f"{ds.titles[0]}; {ds.titles[1]}",
+                                      "--json", "--markdown", str(path)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("# Case study: a typed history") and "## History" in text
+    assert ds.titles[0] in text and ds.titles[1] in text

@@ -18,6 +18,9 @@ def recommend(
     seed: int = typer.Option(0, "--seed", help="Seed for --sample."),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    markdown: Path | None = typer.Option(
+        None, "--markdown", help="Also write the trajectory as a markdown case study (the paper's Fig. 4) to this file."
+    ),
 ) -> None:
     """Run the agent once: its thoughts, grounded titles, item lists, feedback, answer and final top-k."""
     from mgfrec.recommend import recommend as run_recommend
@@ -26,6 +29,12 @@ def recommend(
     rec, ds = run(lambda: run_recommend(run_dir, user=user, history_titles=titles, sets=tuple(set_), top_k=top_k,
                                         sample=sample, seed=seed))  # fmt: skip
     payload = rec.to_dict(ds)
+    if markdown is not None:
+        from mgfrec.eval.figures import trajectory_markdown
+
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        who = f"user {user}" if user is not None else "a typed history"
+        markdown.write_text(trajectory_markdown(payload, title=f"Case study: {who}"), encoding="utf-8")
     if as_json:
         print_json(payload)
         return
