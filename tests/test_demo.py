@@ -1,4 +1,4 @@
-"""The demo pipeline end to end on a tiny synthetic data set: prepare, index, baselines, one report."""
+"""The demo pipeline end to end on a tiny synthetic data set: prepare, index, baselines, agent, one report."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from mgfrec.cli.main import app
 from mgfrec.config.load import load_config
-from mgfrec.demo import run_demo
+from mgfrec.demo import DemoOptions, run_demo
 
 TINY = [
     "data.options={n_users: 80, n_items: 150, n_artists: 20, max_length: 8}",
@@ -17,10 +17,14 @@ TINY = [
 ]
 
 
+BASELINES_ONLY = DemoOptions(agent=False, eval_samples=None)
+
+
 def test_run_demo_fits_evaluates_and_reuses(tmp_path):
     messages: list[str] = []
     cfg = load_config(None, TINY)
-    result = run_demo(cfg, tmp_path, baselines=("pop", "last-title", "sasrec", "hybrid"), say=messages.append)
+    result = run_demo(cfg, tmp_path, baselines=("pop", "last-title", "sasrec", "hybrid"), options=BASELINES_ONLY,
+                      say=messages.append)  # fmt: skip
     report = json.loads(result.written["json"].read_text())
     rows = {row["run"]: row for row in report["rows"]}
     assert set(rows) == {"pop", "last-title", "sasrec", "hybrid"}
@@ -31,12 +35,12 @@ def test_run_demo_fits_evaluates_and_reuses(tmp_path):
     assert hybrid_state["options"]["collaborative_run"] == str(tmp_path / "sasrec")
     # a second run reuses every finished stage
     again: list[str] = []
-    run_demo(cfg, tmp_path, baselines=("pop", "last-title", "sasrec", "hybrid"), say=again.append)
+    run_demo(cfg, tmp_path, baselines=("pop", "last-title", "sasrec", "hybrid"), options=BASELINES_ONLY, say=again.append)
     assert sum("reusing" in m for m in again) == 5  # data + four runs
 
 
 def test_demo_command_prints_the_table(tmp_path):
-    args = ["demo", "--out", str(tmp_path), "--retriever-epochs", "1"]
+    args = ["demo", "--out", str(tmp_path), "--retriever-epochs", "1", "--no-agent", "--eval-samples", "0"]
     for item in TINY[:1]:
         args += ["--set", item]
     result = CliRunner().invoke(app, args)
@@ -45,3 +49,24 @@ def test_demo_command_prints_the_table(tmp_path):
     for name in ("pop", "sasrec", "gru4rec", "caser", "hybrid"):
         assert name in result.stdout
     assert (tmp_path / "report_test.md").is_file() and (tmp_path / "config.yaml").is_file()
+
+
+def test_run_demo_with_the_agent_stages(tmp_path):
+    """SFT, a GRPO step, MGFRec, its SFT start, three eval-time ablations and BIGRec beside the baselines,
+    all paired on one seeded test subsample, then the figures and the case study."""
+    cfg = load_config(None, [*TINY, "grpo.group_size=2"])
+    options = DemoOptions(sft_train_samples=16, sft_epochs=1, fit_steps=1, fit_batch=2, valid_samples=4,
+                          eval_samples=12, recall_size=5,
+                          bigrec={"max_train_samples": 32, "epochs": 1, "valid_samples": 8, "max_new_tokens": 16})  # fmt: skip
+    result = run_demo(cfg, tmp_path, baselines=("last-title", "sasrec", "bigrec"), options=options, say=lambda m: None)
+    report = json.loads(result.written["json"].read_text())
+    rows = {row["run"]: row for row in report["rows"]}
+    agents = {"sft", "mgfrec", "mgfrec-no-multi-grounding", "mgfrec-no-feedback", "mgfrec-no-recall"}
+    assert set(rows) == {"last-title", "sasrec", "bigrec", *agents}
+    assert all(row["samples"] == 12 for row in rows.values())  # one subsample for every row
+    assert all(rows[name]["comparison_error"] is None for name in agents)  # so every agent is paired
+    assert load_config(tmp_path / "mgfrec-no-feedback" / "config.yaml").user_agent.backend == "none"
+    for key in ("figure_reward", "figure_response_length", "figure_difficulty", "case_study"):
+        assert result.written[key].is_file(), key
+    assert result.written["case_study"].read_text(encoding="utf-8").startswith("# Case study")
+
