@@ -38,13 +38,14 @@ class DemoOptions:
 
     agent: bool = True  # the agent stages (SFT, GRPO, ablations); False stops after the baselines
     sft_train_samples: int = 200
-    sft_epochs: int = 3
-    fit_steps: int = 4
+    sft_epochs: int = 2
+    sft_batch_size: int = 2  # small batches: more updates for the same CPU time, and the format is learnt sooner
+    fit_steps: int = 3
     fit_batch: int = 2  # prompts per GRPO step (each with grpo.group_size rollouts)
-    recall_size: int = 10  # items in the first prompt (the paper's 30 makes every CPU forward pass longer)
+    recall_size: int = 5  # items in the first prompt (the paper's 30 makes every CPU forward pass longer)
     valid_samples: int = 30  # valid subsample of the SFT and GRPO validations
     eval_samples: int | None = 100  # seeded test subsample every method is compared on; None = whole split
-    bigrec: dict = field(default_factory=lambda: {"max_train_samples": 400, "epochs": 1, "valid_samples": 50})
+    bigrec: dict = field(default_factory=lambda: {"max_train_samples": 500, "epochs": 2, "valid_samples": 50})
 
 
 @dataclass
@@ -145,6 +146,7 @@ def agent_stages(
         say(f"[sft] reusing {sft_dir}")
     else:
         sft_opts = SFTOptions(recall_run=str(out / recall) if recall else None, epochs=options.sft_epochs,
+                              batch_size=options.sft_batch_size,
                               max_train_samples=options.sft_train_samples, valid_samples=options.valid_samples,
                               progress=True)  # fmt: skip
         result = stage("sft", lambda: run_sft(ds.root, sft_dir, config, sft_opts, say=lambda m: say(f"[sft] {m}")))

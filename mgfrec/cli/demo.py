@@ -18,7 +18,7 @@ def demo(
         20, "--retriever-epochs", min=1, help="Epoch limit for SASRec/GRU4Rec/Caser (the demo's CPU budget)."
     ),
     agent: bool = typer.Option(True, "--agent/--no-agent", help="Run the agent stages (SFT, GRPO, ablations) after the baselines."),
-    fit_steps: int = typer.Option(4, "--fit-steps", min=1, help="GRPO steps of the demo's short fit."),
+    fit_steps: int = typer.Option(3, "--fit-steps", min=1, help="GRPO steps of the demo's short fit."),
     sft_samples: int = typer.Option(200, "--sft-samples", min=1, help="Train samples the SFT trajectories are synthesized from."),
     eval_samples: int = typer.Option(
         100, "--eval-samples", min=0, help="Seeded test subsample every method is compared on (0 = the whole split)."

@@ -149,9 +149,12 @@ class Report:
 
     def table(self):
         """A rich table for the terminal: one column per run and one row per metric, so that a few runs
-        with intervals fit an 80-column terminal (the files keep Table 4's one-row-per-run layout)."""
+        with intervals fit an 80-column terminal (the files keep Table 4's one-row-per-run layout). More
+        than :data:`WIDE_RUNS` runs get one row per run instead, with H@10, N@10 and N_full."""
         from rich.table import Table
 
+        if len(self.rows) > WIDE_RUNS:
+            return self._long_table()
         table = Table(title=f"{self.split}: reference {self.reference}")
         table.add_column("metric")
         for r in self.rows:
@@ -168,6 +171,26 @@ class Report:
             table.add_row(label(m), *cells)
         return table
 
+    def _long_table(self):
+        from rich.table import Table
+
+        shown = [m for m in ("hit@10", "ndcg@10", "ndcg_full") if m in self.columns] or list(self.columns)
+        table = Table(title=f"{self.split}: reference {self.reference}, n = {self.rows[0].result.samples:,}",
+                      caption="[dim]every K and interval: the report files (--out)[/]")  # fmt: skip
+        table.add_column("run", overflow="fold")
+        for m in shown:
+            table.add_column(label(m), justify="right")
+        for r in self.rows:
+            cells = []
+            for m in shown:
+                v = r.result.metrics[m]
+                mean = f"[bold]{v:.4f}[/]" if v == self.best(m) else f"{v:.4f}"
+                lo, hi = r.result.ci.get(m, (math.nan, math.nan))
+                interval = "" if math.isnan(lo) else f" [dim]\[{lo:.3f}, {hi:.3f}][/]"
+                cells.append(f"{mean}{r.mark(m)}{interval}")
+            table.add_row(f"{r.name} (ref)" if r.is_reference else r.name, *cells)
+        return table
+
     def write(self, out_dir: str | Path) -> dict[str, Path]:
         """Write report_<split>.md, .csv and .json into ``out_dir``."""
         out_dir = Path(out_dir)
@@ -177,6 +200,9 @@ class Report:
         self.to_frame().to_csv(paths["csv"], index=False)
         paths["json"].write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
         return paths
+
+
+WIDE_RUNS = 5  # more runs than this print one row per run (a column per run no longer fits a terminal)
 
 
 def build_report(
