@@ -38,7 +38,7 @@ class DemoOptions:
 
     agent: bool = True  # the agent stages (SFT, GRPO, ablations); False stops after the baselines
     sft_train_samples: int = 200
-    sft_epochs: int = 2
+    sft_epochs: int = 3
     sft_batch_size: int = 2  # small batches: more updates for the same CPU time, and the format is learnt sooner
     fit_steps: int = 3
     fit_batch: int = 2  # prompts per GRPO step (each with grpo.group_size rollouts)

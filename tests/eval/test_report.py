@@ -92,3 +92,17 @@ def test_agent_runs_with_a_stored_result_are_reported(runs, tiny_ds, tmp_path):
 def test_a_run_named_twice_is_refused(runs):
     with pytest.raises(ValueError, match="named twice"):
         build_report([runs["constant"], runs["constant"]], "test", config=FAST)
+
+
+def test_many_runs_print_one_row_each(runs, tiny_ds, tmp_path):
+    from rich.console import Console
+
+    extra = [make_run(tmp_path / f"c{i}-tiny", tiny_ds, FixedScorer.name, np.full(N_ITEMS, float(i))) for i in range(4)]
+    rep = build_report([runs["constant"], runs["oracle"], *extra], "test", config=FAST)
+    table = rep.table()
+    assert [c.header for c in table.columns] == ["run", "H@10", "N@10", "N_full"] and table.row_count == 6
+    console = Console(width=80, record=True)
+    console.print(table)
+    assert "oracle-tiny" in console.export_text()
+    few = build_report([runs["constant"], runs["oracle"]], "test", config=FAST).table()
+    assert [c.header for c in few.columns][0] == "metric"  # a few runs: one column per run
