@@ -13,6 +13,7 @@ The agent's own statistics (format-valid rate, groundings, end reasons) go to ``
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,12 @@ import numpy as np
 import pandas as pd
 
 from mgfrec.agent.environment import build_environment
-from mgfrec.agent.final_ranking import answer_ranks
+from mgfrec.agent.final_ranking import answer_ranks, reward_inputs
 from mgfrec.config.load import load_config
 from mgfrec.config.schema import EvalConfig, PolicyConfig
 from mgfrec.eval.results import EvalResult
+from mgfrec.eval.stats import bootstrap_ci
+from mgfrec.rewards.compose import build_reward
 from mgfrec.grounding.engine import load_grounding
 from mgfrec.retrievers.recall import recall_lists
 from mgfrec.rl.policy import load_policy
@@ -99,6 +102,12 @@ def evaluate_agent(
         exclude_history=exclude,
         data_checksum=ds.checksum,
     )
+    # The training reward (grpo.rewards, eq. 8 by default) of each evaluated trajectory: the quantity GRPO
+    # maximises, e.g. -0.5 for a format error where the ranking metrics count the worst rank.
+    reward = build_reward(cfg.grpo.rewards, cfg.grpo.reward_options)
+    inputs = reward_inputs(trajectories, grounding, targets, histories, exclude_history=exclude)
+    rewards = np.asarray([reward.breakdown(i)["total"] for i in inputs], dtype=np.float64)
+    lo, hi = bootstrap_ci(rewards, config.bootstrap_samples, config.confidence, config.seed) if len(rewards) else (math.nan, math.nan)
     ends = Counter(t.end_reason for t in trajectories)
     stats = {
         "samples": len(trajectories),
@@ -107,17 +116,24 @@ def evaluate_agent(
         "mean_groundings": float(np.mean([t.num_groundings for t in trajectories])) if trajectories else float("nan"),
         "mean_response_tokens": float(np.mean([t.response_length for t in trajectories])) if trajectories else float("nan"),
         "end_reasons": dict(sorted(ends.items())),
+        "reward": float(rewards.mean()) if len(rewards) else float("nan"),
+        "reward_ci": [lo, hi],
+        "rewards": list(cfg.grpo.rewards),
         "greedy": config.greedy,
         "limit": limit,
     }
     (run_dir / f"agent_{split}.json").write_text(json.dumps(stats, indent=2), encoding="utf-8")
-    write_agent_samples(run_dir / f"agent_{split}_samples.csv", result.sample_ids, targets, trajectories, result.ranks)
+    write_agent_samples(run_dir / f"agent_{split}_samples.csv", result.sample_ids, targets, trajectories, result.ranks,
+                        rewards)  # fmt: skip
     return result, stats
 
 
-def write_agent_samples(path: Path, sample_ids: Any, targets: list[int], trajectories: list[Any], ranks: Any) -> Path:
-    """``RUN/agent_<split>_samples.csv``: per sample its groundings, end reason and target rank, which the
-    per-grounding-band figures (paper Fig. 3) need and the aggregate ``agent_<split>.json`` cannot give."""
+def write_agent_samples(
+    path: Path, sample_ids: Any, targets: list[int], trajectories: list[Any], ranks: Any, rewards: Any = None
+) -> Path:
+    """``RUN/agent_<split>_samples.csv``: per sample its groundings, end reason, target rank and training
+    reward, which the per-grounding-band figures (paper Fig. 3) and paired reward comparisons need and the
+    aggregate ``agent_<split>.json`` cannot give."""
     frame = pd.DataFrame({
         "sample_id": np.asarray(sample_ids),
         "target": np.asarray(targets, dtype=np.int64),
@@ -125,5 +141,7 @@ def write_agent_samples(path: Path, sample_ids: Any, targets: list[int], traject
         "end_reason": [str(t.end_reason) for t in trajectories],
         "rank": np.asarray(ranks, dtype=np.int64),
     })  # fmt: skip
+    if rewards is not None:
+        frame["reward"] = np.asarray(rewards, dtype=np.float64)
     frame.to_csv(path, index=False)
     return path

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -55,6 +56,10 @@ def test_an_agent_that_answers_its_last_history_title_ranks_like_last_title(agen
     expected = split_ranks(last_title, ds, "test")
     assert np.mean(result.ranks == expected) >= 0.95
     assert (run / "eval_test.json").is_file() and (run / "ranks_test.csv").is_file()
+    # every answer is well formed, so each sample's training reward (eq. 8) is the NDCG of its rank
+    samples = pd.read_csv(run / "agent_test_samples.csv")
+    np.testing.assert_allclose(samples["reward"], 1.0 / np.log2(1.0 + samples["rank"]), rtol=1e-6)
+    assert stats["reward"] == pytest.approx(samples["reward"].mean()) and stats["reward_ci"][0] <= stats["reward"]
 
 
 def test_cli_evaluates_the_policy_on_a_subsample(agent_run):
@@ -97,3 +102,13 @@ def test_an_eval_time_ablation_and_a_baseline_compare_on_one_subsample(agent_run
     assert not any("candidate items from the item database" in c for c in seen)  # the ablation reached the prompt
     # the same rule picks the baseline's samples and the agent's
     np.testing.assert_array_equal(np.sort(rows["last-title"].result.sample_ids), np.sort(rows["no-recall"].result.sample_ids))
+
+
+def test_a_format_error_costs_the_format_penalty_in_the_reward_column(agent_run, monkeypatch):
+    run, ds, _ = agent_run
+    monkeypatch.setattr(agent_eval, "build_engine",
+                        lambda cfg, model, tok: ScriptedEngine(tok, lambda context, j: "no tags at all"))  # fmt: skip
+    result = evaluate_run(run, "valid", FAST, limit=5, write=False)
+    samples = pd.read_csv(run / "agent_valid_samples.csv")
+    assert (samples["end_reason"] == "format_error").all() and (result.ranks == ds.num_items).all()
+    assert (samples["reward"] == -0.5).all()  # eq. 8: the format reward alone; the ranking counts the worst rank
