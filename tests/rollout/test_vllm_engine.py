@@ -234,3 +234,31 @@ def test_options_are_validated_through_the_registry(policy):
         build_engine(RolloutConfig(engine="vllm", options={"dtype": "float64"}), model, tokenizer, reg)
     with pytest.raises(ValueError, match="rollout.options.gpu_memory_utilization"):
         build_engine(RolloutConfig(engine="vllm", options={"gpu_memory_utilization": 0}), model, tokenizer, reg)
+
+
+def test_the_grpo_module_syncs_its_policy_into_the_engine(engine, policy, tmp_path):
+    """What GRPOModule.training_step does before each rollout and after each update, with a real vLLM."""
+    import copy
+
+    from mgfrec.config.schema import MGFRecConfig
+    from mgfrec.rl.module import GRPOModule
+    from mgfrec.rl.sft_data import SFTSample
+
+    base, tokenizer = policy
+    trained = copy.deepcopy(base)
+    gen = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=gen))  # as if an optimizer step moved every weight
+    cfg = MGFRecConfig(rollout=RolloutConfig(engine="vllm"))
+    module = GRPOModule(cfg, trained, tokenizer, None, [SFTSample((0,), (1,), 2)], [], tmp_path, max_steps=1)
+    module.engine = engine  # the module's engine holds its own copy of the weights
+    prompts = sample_prompts(tokenizer)
+    try:
+        module.sync_engine()
+        out = engine.generate(prompts, max_new_tokens=10, temperature=1.0, seed=4)
+        _assert_logprobs_match(trained, prompts, out, 1.0)
+        stale = teacher_forced(base, prompts[0], out[0][0].token_ids, 1.0)
+        assert not torch.allclose(torch.tensor(out[0][0].logprobs), stale, atol=ATOL)  # not the old weights
+    finally:
+        engine.load_weights(base.state_dict())
