@@ -138,6 +138,9 @@ class GRPOConfig(Section):
     )
     max_grad_norm: float = Field(1.0, gt=0, description="gradient norm clip per optimizer step")
     kl_importance_correction: bool = Field(False, description="TRL 1.16's use_bias_correction_kl; off = the paper")
+    reference_device: Literal["policy", "cpu"] = Field(
+        "policy", description="where the frozen KL reference lives: beside the policy, or offloaded to the CPU"
+    )
 
 
 class TrainerConfig(Section):

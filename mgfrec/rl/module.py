@@ -132,8 +132,8 @@ class GRPOModule(L.LightningModule):
         return torch.optim.AdamW(self.policy.parameters(), lr=self.cfg.trainer.lr)
 
     def on_fit_start(self) -> None:
-        if self._ref:
-            self._ref[0].to(self.device)
+        if self._ref:  # grpo.reference_device: colocated with the policy, or offloaded to the CPU
+            self._ref[0].to(self.device if self.cfg.grpo.reference_device == "policy" else torch.device("cpu"))
         self.engine = build_engine(self.cfg.rollout, self.policy, self.tokenizer)
         self.sync_engine()
         if self.batches_done == 0 and not self.rows and self.valid_samples:
@@ -248,8 +248,7 @@ class GRPOModule(L.LightningModule):
             for start in range(0, len(trajs), size):
                 batch = collate(trajs[start : start + size], pad).to(self.device)
                 old = token_logprobs(self.policy, batch.input_ids, batch.attention_mask, temperature)
-                ref = (token_logprobs(self._ref[0], batch.input_ids, batch.attention_mask, temperature)
-                       if self._ref else None)  # fmt: skip
+                ref = self.reference_logprobs(batch, temperature) if self._ref else None
                 micro.append((batch, old, ref, advantages[start : start + size].to(self.device)))
         self.policy.train()
         n_tokens = sum(float(b.action_mask.sum()) for b, *_ in micro)
@@ -284,6 +283,13 @@ class GRPOModule(L.LightningModule):
             sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(norm if norm is not None else float("nan"))
         self.policy.eval()
         return {k: v / cfg.grpo.updates_per_batch for k, v in sums.items()}
+
+    def reference_logprobs(self, batch: Any, temperature: float) -> torch.Tensor:
+        """Per-token log-probs of the frozen reference on its own device, returned on the policy's."""
+        ref = self._ref[0]
+        device = next(ref.parameters()).device
+        out = token_logprobs(ref, batch.input_ids.to(device), batch.attention_mask.to(device), temperature)
+        return out.to(self.device)
 
     def user_agent_stats(self) -> dict[str, float]:
         """Cumulative user-agent counters (calls, cache hits, ...) when the backend reports them."""

@@ -180,12 +180,14 @@ def test_tensorboard_gets_every_step_metric(run, tmp_path):
     assert len(events.Scalars("reward/mean")) == 2  # one point per training step
 
 
-def test_several_updates_per_batch_with_sequence_mean(run, tmp_path):
+def test_several_updates_per_batch_with_sequence_mean_and_an_offloaded_reference(run, tmp_path):
     cfg = tiny_config(tmp_path, max_steps=1, val_check_interval=100)
     cfg = cfg.model_copy(update={"grpo": cfg.grpo.model_copy(update={"updates_per_batch": 2,
-                                                                     "loss_aggregation": "sequence-mean"})})  # fmt: skip
+                                                                     "loss_aggregation": "sequence-mean",
+                                                                     "reference_device": "cpu"})})  # fmt: skip
     result = run_fit(run["ds"].root, tmp_path / "upd", cfg, FitOptions(valid_samples=2), embedder=run["minilm"])
     ckpt = torch.load(tmp_path / "upd" / "checkpoints" / "last.ckpt", weights_only=False)
     assert result.module.batches_done == 1 and ckpt["global_step"] == 2  # two optimizer steps on one rollout batch
+    assert next(result.module._ref[0].parameters()).device.type == "cpu"  # the offloaded reference
     row = read_rows(tmp_path / "upd" / "metrics.csv")[-1]
     assert all(math.isfinite(float(row[k])) for k in ("loss", "kl", "grad_norm", "clip_fraction/total", "ratio/mean"))
