@@ -62,6 +62,12 @@ class VLLMEngine:
         multiprocessing: bool = Field(
             False, description="run vLLM's engine core in a spawned process (needs a __main__ guard)"
         )
+        enable_chunked_prefill: bool | None = Field(
+            None,
+            description="split long prefills across steps; None = vLLM's default on GPUs and off on the CPU build, "
+            "where a seeded request whose prefill is split fails ('CPU Generator does not use offset')",
+        )
+        max_num_batched_tokens: int | None = Field(None, ge=1, description="tokens per engine step; None = vLLM's")
 
     def __init__(self, model: Any, tokenizer: Any, options: VLLMEngine.Options | None = None):
         self.options = options or VLLMEngine.Options()
@@ -96,8 +102,22 @@ class VLLMEngine:
             enforce_eager=self.options.enforce_eager,
             logprobs_mode="processed_logprobs",
             enable_prefix_caching=False,  # a cached prefix would outlive load_weights
+            **self._scheduler_kwargs(),
         )
         self._eos = self._eos_ids(model)
+
+    def _scheduler_kwargs(self) -> dict[str, Any]:
+        import torch
+
+        chunked = self.options.enable_chunked_prefill
+        if chunked is None and not torch.cuda.is_available():
+            chunked = False  # the CPU build: every request is seeded (rollout.base), and split prefills break seeds
+        kwargs: dict[str, Any] = {}
+        if chunked is not None:
+            kwargs["enable_chunked_prefill"] = chunked
+        if self.options.max_num_batched_tokens is not None:
+            kwargs["max_num_batched_tokens"] = self.options.max_num_batched_tokens
+        return kwargs
 
     def _eos_ids(self, model: Any) -> set[int]:
         ids = {self.tokenizer.eos_token_id}

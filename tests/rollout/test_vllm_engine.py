@@ -262,3 +262,16 @@ def test_the_grpo_module_syncs_its_policy_into_the_engine(engine, policy, tmp_pa
         assert not torch.allclose(torch.tensor(out[0][0].logprobs), stale, atol=ATOL)  # not the old weights
     finally:
         engine.load_weights(base.state_dict())
+
+
+def test_seeded_requests_with_long_prompts_beyond_one_step(engine, policy, catalogue):
+    """More prompt tokens than one engine step takes: vLLM splits such prefills by default, and on the CPU
+    build a seeded request whose prefill is split fails ("CPU Generator does not use offset"); the engine
+    turns chunked prefill off there (Options.enable_chunked_prefill)."""
+    model, tokenizer = policy
+    ids = tokenizer.encode(" ; ".join(catalogue * 20), add_special_tokens=False)
+    prompts = [ids[i : i + 450] for i in range(0, 16 * 7, 7)]  # 16 x 450 = 7,200 prompt tokens
+    assert all(len(p) == 450 for p in prompts)
+    out = engine.generate(prompts, max_new_tokens=6, n=2, temperature=1.0, seed=11)
+    assert [len(row) for row in out] == [2] * 16
+    _assert_logprobs_match(model, prompts[:2], out[:2], 1.0)
