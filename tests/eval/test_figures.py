@@ -267,6 +267,7 @@ def test_agent_evaluation_writes_per_sample_groundings_for_the_band_figure(
         "groundings",
         "end_reason",
         "rank",
+        "reward",
     ]
     assert (
         samples["sample_id"].tolist() == ranks["sample_id"].tolist()
