@@ -17,7 +17,9 @@ DEVICE=${SMOKE_DEVICE:-cuda}  # SMOKE_DEVICE=cpu: a dry run of the script itself
 rm -rf "$WORK" && mkdir -p "$WORK" "$OUT"
 SUMMARY="$OUT/summary.txt"
 : >"$SUMMARY"
-export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
+# PYTHONFAULTHANDLER + `timeout -s ABRT`: a stage that runs out of time dumps every thread's Python stack into
+# its log (how to see where a stall waits, e.g. DeepSpeed stage 3, docs/gpu.md)
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 PYTHONFAULTHANDLER=1
 
 cat >"$WORK/gpu.yaml" <<EOF
 embedding:
@@ -38,9 +40,9 @@ stage() {  # stage NAME SECONDS command...
   local t0=$SECONDS rc
   if [ -n "${SMOKE_ONLY:-}" ] && [[ " $SMOKE_ONLY " != *" $name "* ]]; then return 0; fi  # SMOKE_ONLY="env sft ..."
   echo "== $name: $*" | tee -a "$OUT/all.log"
-  timeout -k 10 "$limit" "$@" >"$WORK/$name.log" 2>&1
+  timeout -s ABRT -k 10 "$limit" "$@" >"$WORK/$name.log" 2>&1
   rc=$?
-  tail -n 25 "$WORK/$name.log" >>"$OUT/all.log"
+  if [ "$rc" -eq 0 ]; then tail -n 25 "$WORK/$name.log"; else tail -n 120 "$WORK/$name.log"; fi >>"$OUT/all.log"
   printf '%-16s rc=%-4s %5ss  %s\n' "$name" "$rc" "$((SECONDS - t0))" "$*" | tee -a "$SUMMARY"
   return 0
 }
