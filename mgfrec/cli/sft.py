@@ -25,7 +25,7 @@ def sft(
     max_train_samples: int | None = typer.Option(
         300, min=1, help="Seeded subsample of train samples to synthesize from (CPU-sized; raise it on a GPU)."
     ),
-    valid_samples: int = typer.Option(100, min=0, help="Valid samples the greedy agent is evaluated on per epoch."),
+    valid_samples: int = typer.Option(100, min=0, help="Valid samples the agent is evaluated on per epoch (greedy unless eval.greedy=false)."),
     fallback: str = typer.Option(
         "recall", help="Answer when the target was never shown: 'recall' (the recall list's best) or 'nearest'."
     ),
@@ -35,7 +35,8 @@ def sft(
     as_json: bool = typer.Option(False, "--json", help="Print the final metrics as JSON."),
 ) -> None:
     """Synthesize trajectories from train samples (ground on listed titles, answer with a copied title),
-    train the policy on its own tokens, evaluate it greedily on valid, and save it to OUT/policy."""
+    train the policy on its own tokens, evaluate it on valid (greedy, or sampled with --set eval.greedy=false),
+    and save it to OUT/policy."""
     from mgfrec.rl.sft import SFTOptions, run_sft
 
     def go():

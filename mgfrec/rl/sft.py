@@ -7,7 +7,7 @@
 2. trajectories synthesized from train samples through the real loop (:mod:`mgfrec.rl.sft_data`);
 3. token-level cross-entropy on the action-mask tokens only (:func:`sft_loss`), AdamW, one epoch at a time
    (:func:`train_epoch`);
-4. the real agent run greedily on a valid subsample (:func:`evaluate_policy`) before training and after
+4. the real agent run (greedy unless ``eval.greedy`` is false) on a valid subsample (:func:`evaluate_policy`) before training and after
    each epoch: format-valid rate, groundings, answers copied from shown lists, NDCG of the grounded answer.
 
 The run folder: ``OUT/policy/`` (:func:`~mgfrec.rl.policy.save_policy`; what a later ``mgfrec fit --init
@@ -67,7 +67,7 @@ class SFTOptions:
     weight_decay: float = 0.0
     batch_size: int = 8
     max_train_samples: int | None = 300  # seeded subsample of the train split (CPU-sized)
-    valid_samples: int = 100  # seeded subsample of the valid split for the greedy evaluation
+    valid_samples: int = 100  # seeded subsample of the valid split for the per-epoch evaluation
     seed: int = 0
     second_grounding: bool = True
     fallback: Fallback = "recall"
