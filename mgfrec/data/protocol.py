@@ -79,9 +79,17 @@ def subsample_users(interactions: pd.DataFrame, n_users: int, seed: int) -> pd.D
     return interactions[interactions["user_id"].isin(chosen)]
 
 
+def subsample_rows(n: int, limit: int | None, seed: int) -> np.ndarray:
+    """Sorted row positions of the seeded subsample of ``limit`` of ``n`` rows (all of them without a limit).
+    The one rule behind every seeded subsample of a split: preparing, SFT/GRPO samples, ``mgfrec evaluate
+    --limit`` and ``mgfrec report --limit``, so subsamples of the same size and seed agree."""
+    if limit is None or limit >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
+
+
 def subsample_split(split: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     """A seeded subset of ``n`` samples of one split, kept in time order."""
     if n >= len(split):
         return split
-    keep = np.sort(np.random.default_rng(seed).choice(len(split), size=n, replace=False))
-    return split.iloc[keep].reset_index(drop=True)
+    return split.iloc[subsample_rows(len(split), n, seed)].reset_index(drop=True)

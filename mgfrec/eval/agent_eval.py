@@ -22,9 +22,10 @@ import numpy as np
 import pandas as pd
 
 from mgfrec.agent.environment import build_environment
-from mgfrec.agent.final_ranking import answer_ranks, reward_inputs
+from mgfrec.agent.final_ranking import reward_inputs
 from mgfrec.config.load import load_config
 from mgfrec.config.schema import EvalConfig, PolicyConfig
+from mgfrec.data.protocol import subsample_rows
 from mgfrec.eval.results import EvalResult
 from mgfrec.eval.stats import bootstrap_ci
 from mgfrec.rewards.compose import build_reward
@@ -34,14 +35,6 @@ from mgfrec.rl.policy import load_policy
 from mgfrec.rollout.base import build_engine
 from mgfrec.rollout.loop import RolloutSample, rollout
 from mgfrec.runs import RunInfo
-
-
-def subsample_rows(n: int, limit: int | None, seed: int) -> np.ndarray:
-    """Row positions of the seeded subsample of ``limit`` of ``n`` samples (all of them without a limit).
-    ``mgfrec evaluate --limit`` and ``mgfrec report --limit`` use this one rule, so their samples agree."""
-    if limit is None or limit >= n:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
 
 
 def evaluate_agent(
@@ -89,7 +82,9 @@ def evaluate_agent(
                          temperature=0.0 if config.greedy else cfg.rollout.temperature, top_p=cfg.rollout.top_p,
                          seed=config.seed + start, max_context=getattr(model.config, "max_position_embeddings", None))  # fmt: skip
         trajectories.extend(result.trajectories)
-    ranks = answer_ranks(trajectories, grounding, targets, histories, exclude_history=exclude)
+    # One full ranking of the answers serves both the ranking metrics and the training reward.
+    inputs = reward_inputs(trajectories, grounding, targets, histories, exclude_history=exclude)
+    ranks = [i.target_rank for i in inputs]
     worst = ds.num_items
     result = EvalResult.from_ranks(
         np.asarray([worst if r is None else r for r in ranks], dtype=np.int64),
@@ -105,7 +100,6 @@ def evaluate_agent(
     # The training reward (grpo.rewards, eq. 8 by default) of each evaluated trajectory: the quantity GRPO
     # maximises, e.g. -0.5 for a format error where the ranking metrics count the worst rank.
     reward = build_reward(cfg.grpo.rewards, cfg.grpo.reward_options)
-    inputs = reward_inputs(trajectories, grounding, targets, histories, exclude_history=exclude)
     rewards = np.asarray([reward.breakdown(i)["total"] for i in inputs], dtype=np.float64)
     lo, hi = bootstrap_ci(rewards, config.bootstrap_samples, config.confidence, config.seed) if len(rewards) else (math.nan, math.nan)
     ends = Counter(t.end_reason for t in trajectories)

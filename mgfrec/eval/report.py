@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from mgfrec.config.schema import EvalConfig
+from mgfrec.data.protocol import subsample_rows
 from mgfrec.eval.metrics import LOWER_IS_BETTER, metric_names
 from mgfrec.eval.results import EvalResult, label
 from mgfrec.eval.runs import result_for_run
@@ -161,15 +162,16 @@ class Report:
             table.add_column(f"{r.name} (ref)" if r.is_reference else r.name, justify="right")
         table.add_row("n", *(f"{r.result.samples:,}" for r in self.rows))
         for m in self.columns:
-            cells = []
-            for r in self.rows:
-                v = r.result.metrics[m]
-                lo, hi = r.result.ci.get(m, (math.nan, math.nan))
-                mean = f"[bold]{v:.4f}[/]" if v == self.best(m) else f"{v:.4f}"
-                interval = "" if math.isnan(lo) else f" [dim]\\[{lo:.4f}, {hi:.4f}][/]"
-                cells.append(f"{mean}{r.mark(m)}{interval}")
-            table.add_row(label(m), *cells)
+            table.add_row(label(m), *(self._cell(r, m) for r in self.rows))
         return table
+
+    def _cell(self, r: ReportRow, m: str, interval_digits: int = 4) -> str:
+        """Rich markup for one mean: bold when best, the significance mark, the interval dimmed."""
+        v = r.result.metrics[m]
+        lo, hi = r.result.ci.get(m, (math.nan, math.nan))
+        mean = f"[bold]{v:.4f}[/]" if v == self.best(m) else f"{v:.4f}"
+        interval = "" if math.isnan(lo) else f" [dim]\\[{lo:.{interval_digits}f}, {hi:.{interval_digits}f}][/]"
+        return f"{mean}{r.mark(m)}{interval}"
 
     def _long_table(self):
         from rich.table import Table
@@ -181,14 +183,7 @@ class Report:
         for m in shown:
             table.add_column(label(m), justify="right")
         for r in self.rows:
-            cells = []
-            for m in shown:
-                v = r.result.metrics[m]
-                mean = f"[bold]{v:.4f}[/]" if v == self.best(m) else f"{v:.4f}"
-                lo, hi = r.result.ci.get(m, (math.nan, math.nan))
-                interval = "" if math.isnan(lo) else f" [dim]\[{lo:.3f}, {hi:.3f}][/]"
-                cells.append(f"{mean}{r.mark(m)}{interval}")
-            table.add_row(f"{r.name} (ref)" if r.is_reference else r.name, *cells)
+            table.add_row(f"{r.name} (ref)" if r.is_reference else r.name, *(self._cell(r, m, 3) for m in shown))
         return table
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
@@ -225,7 +220,7 @@ def build_report(
     reason in its row's ``comparison_error``.
 
     ``limit``: compare every run on the same seeded subsample of ``limit`` samples of ``split`` (the rule of
-    :func:`~mgfrec.eval.agent_eval.subsample_rows` with ``config.seed``): agent runs are rolled out on just
+    :func:`~mgfrec.data.protocol.subsample_rows` with ``config.seed``): agent runs are rolled out on just
     those, baselines are ranked on the whole split and cut to them.
     """
     config = config or EvalConfig()
@@ -288,8 +283,6 @@ def _summarise(result: EvalResult, config: EvalConfig, limit: int | None = None)
 
 def subsample_ids(result: EvalResult, limit: int, seed: int) -> np.ndarray:
     """Sample ids of the ``limit`` subsample of the result's split (ids are the split's row order)."""
-    from mgfrec.eval.agent_eval import subsample_rows  # late: the agent stack loads torch models
-
     ids = np.sort(result.sample_ids)  # a split's sample ids ascend in row order, so this is the row rule
     return ids[subsample_rows(len(ids), limit, seed)]
 

@@ -36,13 +36,7 @@ from mgfrec.grounding.engine import load_grounding
 from mgfrec.registry import Registry, registry
 from mgfrec.rl.module import GRPOModule
 from mgfrec.rl.policy import load_policy, preset_name, save_policy
-from mgfrec.rl.sft import (
-    DEFAULT_RECALL_MODEL,
-    SFTOptions,
-    recall_for,
-    recall_lists,
-    split_samples,
-)
+from mgfrec.rl.sft import DEFAULT_RECALL_MODEL, SFTOptions, recall_samples
 from mgfrec.runs import RUN_FILE, RunInfo, read_run_info, write_run_info
 
 CUDA_ONLY_MESSAGE = "DeepSpeed strategies need CUDA GPUs; on CPU use --strategy auto"
@@ -176,12 +170,9 @@ def run_fit(
         policy_dir = Path(options.init) / info.extra["policy"]
     else:
         recall_opts, policy_dir = SFTOptions(recall_model=options.recall_model), None
-    recall_dir, recall_model = recall_for(ds, cfg, recall_opts, out, reg)
-    cfg = cfg.model_copy(update={"retriever": cfg.retriever.model_copy(update={"model": recall_model})})
-    size = cfg.retriever.recall_size
-    train = split_samples(ds, "train", recall_lists(ds, "train", size, recall_dir), options.max_train_samples, cfg.trainer.seed)
-    valid = split_samples(ds, "valid", recall_lists(ds, "valid", size, recall_dir), options.valid_samples, cfg.trainer.seed)
-    say(f"recall: {recall_model} ({recall_dir}); {len(train)} train and {len(valid)} valid samples")
+    cfg, recall_dir, train, valid = recall_samples(ds, cfg, recall_opts, out, reg, max_train=options.max_train_samples,
+                                                   max_valid=options.valid_samples, seed=cfg.trainer.seed, say=say)  # fmt: skip
+    recall_model = cfg.retriever.model
 
     grounding = load_grounding(ds, cfg, embedder=embedder, reg=reg)
     policy_cfg = cfg.policy if policy_dir is None else cfg.policy.model_copy(update={"model": str(policy_dir)})

@@ -40,6 +40,7 @@ from mgfrec.agent.trajectory import Trajectory
 from mgfrec.config.load import write_resolved
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
+from mgfrec.data.protocol import subsample_rows
 from mgfrec.eval.metrics import per_sample
 from mgfrec.grounding.engine import load_grounding
 from mgfrec.registry import Registry, registry
@@ -128,9 +129,6 @@ def split_samples(
 ) -> list[SFTSample]:
     """The samples of ``split`` with their recall rows; a seeded subsample of ``limit`` when smaller."""
     frame = ds.split(split)
-    order = np.arange(len(frame))
-    if limit is not None and limit < len(order):
-        order = np.sort(np.random.default_rng(seed).choice(len(order), size=limit, replace=False))
     return [
         SFTSample(
             tuple(int(i) for i in frame["history"].iloc[n]),
@@ -138,8 +136,31 @@ def split_samples(
             int(frame["target"].iloc[n]),
             frame["sample_id"].iloc[n],
         )
-        for n in order
+        for n in subsample_rows(len(frame), limit, seed)
     ]
+
+
+def recall_samples(
+    ds: PreparedDataset,
+    cfg: MGFRecConfig,
+    recall: SFTOptions,
+    out: Path,
+    reg: Registry | None,
+    *,
+    max_train: int | None,
+    max_valid: int | None,
+    seed: int,
+    say: Callable[[str], None] = lambda _: None,
+) -> tuple[MGFRecConfig, Path, list[SFTSample], list[SFTSample]]:
+    """The recall run (:func:`recall_for` with ``recall``'s settings), ``cfg`` with ``retriever.model`` set
+    to its model, and seeded train and valid samples carrying their recall lists; shared by SFT and GRPO."""
+    recall_dir, recall_model = recall_for(ds, cfg, recall, out, reg)
+    cfg = cfg.model_copy(update={"retriever": cfg.retriever.model_copy(update={"model": recall_model})})
+    size = cfg.retriever.recall_size
+    train = split_samples(ds, "train", recall_lists(ds, "train", size, recall_dir), max_train, seed)
+    valid = split_samples(ds, "valid", recall_lists(ds, "valid", size, recall_dir), max_valid, seed)
+    say(f"recall: {recall_model} ({recall_dir}); {len(train)} train and {len(valid)} valid samples")
+    return cfg, recall_dir, train, valid
 
 
 # --- training --------------------------------------------------------------------------------------------
@@ -286,12 +307,9 @@ def run_sft(
     (out / RUN_FILE).unlink(missing_ok=True)  # run.json marks a finished run: not this one, until the end
     torch.manual_seed(options.seed)
 
-    recall_dir, recall_model = recall_for(ds, cfg, options, out, reg)
-    size = cfg.retriever.recall_size
-    cfg = cfg.model_copy(update={"retriever": cfg.retriever.model_copy(update={"model": recall_model})})
-    train = split_samples(ds, "train", recall_lists(ds, "train", size, recall_dir), options.max_train_samples, options.seed)
-    valid = split_samples(ds, "valid", recall_lists(ds, "valid", size, recall_dir), options.valid_samples, options.seed)
-    say(f"recall: {recall_model} ({recall_dir}); {len(train)} train and {len(valid)} valid samples")
+    cfg, recall_dir, train, valid = recall_samples(ds, cfg, options, out, reg, max_train=options.max_train_samples,
+                                                   max_valid=options.valid_samples, seed=options.seed, say=say)  # fmt: skip
+    recall_model = cfg.retriever.model
 
     grounding = load_grounding(ds, cfg, embedder=embedder, reg=reg)
     model, tokenizer = load_policy(cfg.policy, ds.titles, seed=options.seed)
