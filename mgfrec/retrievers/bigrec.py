@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mgfrec.config.load import load_config
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
+from mgfrec.data.protocol import subsample_rows
 
 PROMPT = (
     "Below is a user's listening history, oldest first. Write the title of the item the user will choose next.\n"
@@ -81,25 +82,19 @@ class BigRecRetriever:
 
     # --- generation and scoring ------------------------------------------------------------------------
 
-    @torch.no_grad()
+    @cached_property
+    def engine(self) -> Any:
+        """The hf rollout engine over the policy (batched, KV cache, stops at the end token)."""
+        from mgfrec.rollout.hf_engine import HFEngine
+
+        return HFEngine(self.model, self.tokenizer, HFEngine.Options(max_batch_size=self.options.generate_batch_size))
+
     def generate_titles(self, histories: list[np.ndarray]) -> list[str]:
-        """One greedy title per history (left-padded batches)."""
+        """One greedy title per history."""
         self.model.eval()
-        tok, device, out = self.tokenizer, next(self.model.parameters()).device, []
-        for start in range(0, len(histories), self.options.generate_batch_size):
-            prompts = [tok(self.prompt(h), add_special_tokens=False)["input_ids"] for h in histories[start : start + self.options.generate_batch_size]]
-            width = max(len(p) for p in prompts)
-            ids = torch.full((len(prompts), width), tok.pad_token_id, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for row, p in enumerate(prompts):
-                ids[row, width - len(p) :] = torch.tensor(p)
-                mask[row, width - len(p) :] = 1
-            generated = self.model.generate(
-                input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=self.options.max_new_tokens,
-                do_sample=False, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-            )  # fmt: skip
-            out.extend(" ".join(t.split()) for t in tok.batch_decode(generated[:, width:], skip_special_tokens=True))
-        return out
+        prompts = [self.tokenizer(self.prompt(h), add_special_tokens=False)["input_ids"] for h in histories]
+        out = self.engine.generate(prompts, max_new_tokens=self.options.max_new_tokens, temperature=0.0)
+        return [" ".join(self.tokenizer.decode(row[0].token_ids, skip_special_tokens=True).split()) for row in out]
 
     def scores(self, histories: list[np.ndarray]) -> torch.Tensor:
         titles = self.generate_titles(histories)
@@ -130,9 +125,7 @@ class BigRecRetriever:
             rows = np.sort(rng.choice(rows, options.max_train_samples, replace=False))
         pairs = [self.encode_pair(np.asarray(train["history"].iloc[r]), int(train["target"].iloc[r])) for r in rows]
         valid = ds.split("valid")
-        vrows = np.arange(len(valid))
-        if options.valid_samples < len(vrows):
-            vrows = np.sort(np.random.default_rng(options.seed).choice(vrows, options.valid_samples, replace=False))
+        vrows = subsample_rows(len(valid), options.valid_samples, options.seed)
         v_hist = [np.asarray(valid["history"].iloc[r]) for r in vrows]
         v_target = valid["target"].to_numpy()[vrows]
 

@@ -7,7 +7,6 @@ import csv
 import numpy as np
 import pytest
 import torch
-from conftest import prepared, write_chain_log
 
 from mgfrec.config.load import load_config
 from mgfrec.eval.evaluator import rank_targets
@@ -16,13 +15,13 @@ from mgfrec.retrievers.fit import fit_baseline, load_retriever
 
 
 @pytest.fixture(scope="module")
-def bigrec_run(tmp_path_factory):
+def bigrec_run(tmp_path_factory, chain_ds):
     root = tmp_path_factory.mktemp("bigrec")
-    ds = prepared(write_chain_log(root / "raw", num_items=12, num_users=30, length=6, seed=0), root / "data")
     cfg = load_config(None, [f"embedding.cache_dir={root / 'emb'}", "retriever.model=bigrec",
-                             "retriever.options={epochs: 2, batch_size: 16, valid_samples: 8, max_new_tokens: 8}"])  # fmt: skip
-    result = fit_baseline(ds, cfg, root / "run")
-    return result, ds
+                             "retriever.options={epochs: 2, batch_size: 16, max_train_samples: 96, valid_samples: 8, "
+                             "max_new_tokens: 8}"])  # fmt: skip
+    result = fit_baseline(chain_ds, cfg, root / "run")
+    return result, chain_ds
 
 
 def test_fit_writes_the_run_and_the_loss_falls(bigrec_run):
