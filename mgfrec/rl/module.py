@@ -161,6 +161,19 @@ class GRPOModule(L.LightningModule):
             return deepspeed.zero.GatheredParameters(list(self.policy.parameters()), modifier_rank=None)
         return contextlib.nullcontext()
 
+    def generation_weights(self) -> contextlib.AbstractContextManager[Any]:
+        """A context for generating with ``self.policy`` (rollouts, validation). Under ZeRO-3 the parameters are
+        gathered once and DeepSpeed's per-module fetch/release hooks are taken off until the context ends
+        (DeepSpeed's own ``unwrap_model_for_generation``): with the hooks on, every decoding step of every layer
+        goes through the parameter coordinator, whose trace the training step's forward has recorded, and a
+        rollout after the first optimizer step ran 50x slower than under stage 2 (CPU, docs/gpu.md)."""
+        engine = self.deepspeed_engine()
+        if engine is not None and engine.zero_optimization_stage() == 3:
+            from deepspeed.runtime.zero.stage3 import unwrap_model_for_generation
+
+            return unwrap_model_for_generation(engine)
+        return contextlib.nullcontext()
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         rng: dict[str, Any] = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
         if torch.cuda.is_available():
@@ -189,7 +202,7 @@ class GRPOModule(L.LightningModule):
         cfg = self.cfg
         samples = self.next_samples()
         self.sync_engine()
-        with self.full_weights():  # ZeRO-3: generate from whole weights, not layer-by-layer gathers
+        with self.generation_weights():
             result = rollout(
             self.engine, self.environment, [to_rollout_sample(s, self.environment.grounding.titles) for s in samples],
             group_size=cfg.grpo.group_size, agent=cfg.agent, temperature=cfg.rollout.temperature,
@@ -260,6 +273,7 @@ class GRPOModule(L.LightningModule):
             for i, (batch, old, ref, adv) in enumerate(micro):
                 if ds_engine is not None:  # one accumulation window: DeepSpeed reduces and steps at its end
                     ds_engine.set_gradient_accumulation_boundary(i == len(micro) - 1)
+                    begin_micro_batch(ds_engine)
                 mask = batch.action_mask  # the policy's own tokens only: prompt and observations get no loss
                 logp, entropy = token_logprobs_and_entropy(self.policy, batch.input_ids, batch.attention_mask, temperature)
                 loss, m = grpo_loss(logp, old, ref, adv, mask, clip_epsilon=cfg.grpo.clip_epsilon,
@@ -301,7 +315,7 @@ class GRPOModule(L.LightningModule):
         """The agent (greedy or sampled, ``eval.greedy``) on the fixed valid subsample; saves ``RUN/best_policy`` when NDCG@10 improves."""
         if not self.valid_samples:
             return {}
-        with self.full_weights():
+        with self.generation_weights():
             metrics = evaluate_policy(self.policy, self.tokenizer, self.environment, self.valid_samples, self.cfg,
                                       prompts=self.prompts, seed=self.cfg.trainer.seed)  # fmt: skip
         if metrics["ndcg@10"] > self.best_ndcg10:
@@ -316,6 +330,18 @@ class GRPOModule(L.LightningModule):
         self.log_dict({k: v for k, v in row.items() if k != "step"}, on_step=True, batch_size=1)
         self.rows.append(row)
         write_metrics(self.out / "metrics.csv", self.rows)
+
+
+def begin_micro_batch(ds_engine: Any) -> None:
+    """What DeepSpeed's ``engine.forward`` does first for each micro-batch: clear the ZeRO optimizer's backward
+    bookkeeping. Stage 3 advances its micro-step counter there, and that counter decides whether a
+    micro-batch's gradient partition is added to the accumulated one or overwrites it. All of mgfrec's
+    micro-batches run inside one ``engine.forward`` (Lightning's ``training_step``), so without this call ZeRO-3
+    kept only the last micro-batch's gradient (caught by tests/rl/test_deepspeed_cpu.py)."""
+    from deepspeed.runtime.base_optimizer import ZeROOptimizer
+
+    if isinstance(ds_engine.optimizer, ZeROOptimizer):
+        ds_engine.optimizer.clear_backward_seen_flag()
 
 
 def write_metrics(path: Path, rows: list[dict[str, float]]) -> None:
