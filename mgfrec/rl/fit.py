@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import shutil
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,13 +85,6 @@ def build_strategy(cfg: MGFRecConfig) -> Any:
         return name
     from lightning.pytorch.strategies import StrategyRegistry
 
-    if name.startswith("deepspeed_stage_3"):
-        warnings.warn(
-            f"--strategy {name}: ZeRO stage 3 made no GRPO step within 120 s in mgfrec's GPU smoke test "
-            "(docs/gpu.md); stage 2 ran and matched the plain GPU strategy. Prefer deepspeed_stage_2.",
-            UserWarning,
-            stacklevel=2,
-        )
     strategy = StrategyRegistry.get(name)
     strategy.config["gradient_clipping"] = cfg.grpo.max_grad_norm
     strategy.config["train_micro_batch_size_per_gpu"] = cfg.trainer.micro_batch_size
@@ -181,7 +173,7 @@ def run_fit(
     write_resolved(cfg, out)
 
     max_steps = cfg.trainer.max_steps or cfg.trainer.epochs * -(-len(train) // cfg.trainer.global_batch_size)
-    module = GRPOModule(cfg, model, tokenizer, environment, train, valid, out, max_steps=max_steps)
+    module = GRPOModule(cfg, model, tokenizer, environment, train, valid, out, max_steps=max_steps, reg=reg)
     callbacks: list[L.Callback] = [LastCheckpoint(out / "checkpoints", options.checkpoint_every)]
     if options.progress:
         from lightning.pytorch.callbacks import RichProgressBar

@@ -54,6 +54,7 @@ from mgfrec.agent.final_ranking import reward_inputs
 from mgfrec.agent.prompts import AgentPrompts
 from mgfrec.agent.trajectory import Trajectory
 from mgfrec.config.schema import MGFRecConfig
+from mgfrec.registry import Registry
 from mgfrec.rewards.compose import build_reward
 from mgfrec.rl.advantages import advantages_from_config, degenerate_group_fraction
 from mgfrec.rl.grpo import grpo_loss
@@ -85,6 +86,7 @@ class GRPOModule(L.LightningModule):
         out: str | Path,
         *,
         max_steps: int,
+        reg: Registry | None = None,
     ):
         super().__init__()
         if not train:
@@ -94,7 +96,8 @@ class GRPOModule(L.LightningModule):
         self.train_samples, self.valid_samples = list(train), list(valid)
         self.out, self.max_steps = Path(out), max_steps
         self.prompts = AgentPrompts.from_config(cfg.agent)
-        self.reward = build_reward(cfg.grpo.rewards, cfg.grpo.reward_options)
+        self.reg = reg  # None: the process-wide registry; a given one also serves the rewards and the engine
+        self.reward = build_reward(cfg.grpo.rewards, cfg.grpo.reward_options, reg=reg)
         # A list hides the reference from Lightning: it is not trained, not checkpointed (a resumed run rebuilds
         # it from the same initial policy) and not counted as a parameter of the module.
         self._ref: list[torch.nn.Module] = []
@@ -134,8 +137,12 @@ class GRPOModule(L.LightningModule):
     def on_fit_start(self) -> None:
         if self._ref:  # grpo.reference_device: colocated with the policy, or offloaded to the CPU
             self._ref[0].to(self.device if self.cfg.grpo.reference_device == "policy" else torch.device("cpu"))
-        self.engine = build_engine(self.cfg.rollout, self.policy, self.tokenizer)
+        self.engine = build_engine(self.cfg.rollout, self.policy, self.tokenizer, reg=self.reg)
         self.sync_engine()
+
+    def on_train_start(self) -> None:
+        # Here, not in on_fit_start: under DeepSpeed, Lightning restores a checkpoint after on_fit_start, and a
+        # resumed run must neither validate step 0 again nor overwrite metrics.csv before reading it back.
         if self.batches_done == 0 and not self.rows and self.valid_samples:
             # Step 0: the starting policy on the same valid subsample, so the log shows what training changed.
             self.rows.append({"step": 0.0, **self.validate_now()})
