@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from typing import Any, TypeVar
 
 import typer
@@ -34,7 +34,9 @@ def user_errors() -> Iterator[None]:
 
 
 def run(fn: Callable[[], T]) -> T:
-    with user_errors():
+    """``fn()`` with clean errors. Anything printed to stdout while it works (DeepSpeed and other libraries
+    print there) goes to stderr: a command's stdout is only what it prints afterwards (its table or --json)."""
+    with user_errors(), redirect_stdout(sys.stderr):
         return fn()
 
 

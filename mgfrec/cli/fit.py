@@ -32,7 +32,7 @@ def fit(
     group_size: int | None = typer.Option(None, "--group-size", min=1, help="grpo.group_size (G)."),
     kl_beta: float | None = typer.Option(None, "--kl-beta", min=0.0, help="grpo.kl_beta (0 drops the reference policy)."),
     lr: float | None = typer.Option(None, "--lr", help="trainer.lr."),
-    strategy: str | None = typer.Option(None, "--strategy", help="trainer.strategy: auto, ddp, deepspeed_stage_2, ..."),
+    strategy: str | None = typer.Option(None, "--strategy", help="trainer.strategy: auto, ddp, deepspeed_stage_2, deepspeed_stage_3 (GPUs), deepspeed_stage_2_cpu / deepspeed_stage_3_cpu (DeepSpeed on the CPU, for development)."),
     max_steps: int | None = typer.Option(None, "--max-steps", min=1, help="trainer.max_steps (training steps)."),
     tensorboard: bool = typer.Option(False, "--tensorboard", help="Also log every step to OUT/tensorboard (trainer.tensorboard)."),
     recall_model: str = typer.Option("last-title", "--recall-model", help="Retriever fitted into OUT/recall without --init."),

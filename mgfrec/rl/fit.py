@@ -36,10 +36,8 @@ from mgfrec.registry import Registry, registry
 from mgfrec.rl.module import GRPOModule
 from mgfrec.rl.policy import load_policy, preset_name, save_policy
 from mgfrec.rl.sft import DEFAULT_RECALL_MODEL, SFTOptions, recall_samples
+from mgfrec.rl.strategy import build_strategy, check_strategy, trainer_accelerator
 from mgfrec.runs import RUN_FILE, RunInfo, read_run_info, write_run_info
-
-CUDA_ONLY_MESSAGE = "DeepSpeed strategies need CUDA GPUs; on CPU use --strategy auto"
-
 
 @dataclass(frozen=True)
 class FitOptions:
@@ -54,12 +52,6 @@ class FitOptions:
     progress: bool = False
 
 
-def check_strategy(strategy: str) -> None:
-    """Refuse a DeepSpeed strategy without CUDA with a message instead of Lightning's traceback."""
-    if strategy.startswith("deepspeed") and not torch.cuda.is_available():
-        raise ValueError(f"--strategy {strategy}: {CUDA_ONLY_MESSAGE}")
-
-
 def build_logger(cfg: MGFRecConfig, out: Path) -> Any:
     """``RUN/metrics.csv`` is always written by the module; ``trainer.tensorboard`` adds Lightning's
     TensorBoard logger writing to ``RUN/tensorboard`` (every metric of the step, under the same names)."""
@@ -72,23 +64,6 @@ def build_logger(cfg: MGFRecConfig, out: Path) -> Any:
     from lightning.pytorch.loggers import TensorBoardLogger
 
     return TensorBoardLogger(save_dir=str(out), name="tensorboard", version="", default_hp_metric=False)
-
-
-def build_strategy(cfg: MGFRecConfig) -> Any:
-    """``trainer.strategy`` as Lightning takes it. A DeepSpeed name (``deepspeed_stage_2``, ``deepspeed_stage_3``,
-    their ``_offload`` forms, ...) becomes Lightning's registered strategy with ``grpo.max_grad_norm`` as
-    DeepSpeed's ``gradient_clipping`` (manual optimization leaves clipping to the engine) and
-    ``trainer.micro_batch_size`` as its micro-batch size."""
-    name = cfg.trainer.strategy
-    check_strategy(name)
-    if not name.startswith("deepspeed"):
-        return name
-    from lightning.pytorch.strategies import StrategyRegistry
-
-    strategy = StrategyRegistry.get(name)
-    strategy.config["gradient_clipping"] = cfg.grpo.max_grad_norm
-    strategy.config["train_micro_batch_size_per_gpu"] = cfg.trainer.micro_batch_size
-    return strategy
 
 
 class LastCheckpoint(L.Callback):
@@ -140,7 +115,7 @@ def run_fit(
 ) -> FitResult:
     """Train the agent with GRPO on ``data``'s train split for ``trainer.max_steps`` steps; write ``out``."""
     started = time.perf_counter()
-    check_strategy(cfg.trainer.strategy)
+    check_strategy(cfg.trainer.strategy, cfg.trainer.accelerator)
     reg = reg or registry()
     ds, out = PreparedDataset(data), Path(out)
     ckpt = out / "checkpoints" / "last.ckpt"
@@ -181,7 +156,7 @@ def run_fit(
         callbacks.append(RichProgressBar())
     trainer = L.Trainer(
         max_steps=max_steps * cfg.grpo.updates_per_batch,  # Lightning counts optimizer steps
-        max_epochs=-1, strategy=build_strategy(cfg), accelerator=cfg.trainer.accelerator,
+        max_epochs=-1, strategy=build_strategy(cfg), accelerator=trainer_accelerator(cfg),
         devices=cfg.trainer.devices, precision=cfg.trainer.precision, callbacks=callbacks, logger=build_logger(cfg, out),
         enable_checkpointing=False, enable_progress_bar=options.progress, enable_model_summary=False,
         log_every_n_steps=cfg.trainer.log_every_n_steps, num_sanity_val_steps=0,

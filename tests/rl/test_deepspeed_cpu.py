@@ -1,10 +1,9 @@
 """GRPO under DeepSpeed ZeRO stages 2 and 3, run on DeepSpeed's CPU accelerator.
 
-Lightning refuses its DeepSpeed strategy without CUDA (and ``mgfrec fit`` says so), but DeepSpeed itself
-runs on the CPU (gloo, one process). ``CPUDeepSpeed`` below lifts Lightning's CUDA-only checks for these
-tests, so the ZeRO code that mgfrec drives by hand under manual optimization (one accumulation window over
-the micro-batches, clipping by DeepSpeed, generation and saving from partitioned weights, checkpoint
-folders) runs in CI. The yardstick is the plain strategy: same seed, fp32, the same numbers.
+``--strategy deepspeed_stage_{2,3}_cpu`` (mgfrec.rl.strategy) runs DeepSpeed's engine on the CPU, so the ZeRO
+code that mgfrec drives by hand under manual optimization (one accumulation window over the micro-batches,
+clipping by DeepSpeed, generation and saving from partitioned weights, checkpoint folders) runs in CI. The
+yardstick is the plain strategy: same seed, fp32, the same numbers.
 """
 
 from __future__ import annotations
@@ -21,8 +20,6 @@ pytest.importorskip("deepspeed", reason="deepspeed is in the dev extra: pip inst
 if shutil.which(os.environ.get("CXX", "c++")) is None:
     pytest.skip("DeepSpeed's CPU backend compiles a small C++ op on first use: no C++ compiler found", allow_module_level=True)
 
-from lightning.fabric.utilities.seed import reset_seed  # noqa: E402
-from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, StrategyRegistry  # noqa: E402
 from transformers import AutoModelForCausalLM  # noqa: E402
 
 from mgfrec.config.schema import (  # noqa: E402
@@ -36,7 +33,6 @@ from mgfrec.config.schema import (  # noqa: E402
 )
 from mgfrec.data.prepared import prepare  # noqa: E402
 from mgfrec.registry import Registry  # noqa: E402
-from mgfrec.rl import fit as fit_mod  # noqa: E402
 from mgfrec.rl import module as module_mod  # noqa: E402
 from mgfrec.rl.fit import FitOptions, run_fit  # noqa: E402
 
@@ -44,23 +40,6 @@ pytestmark = pytest.mark.slow
 
 SHORT_SYSTEM = "You recommend music. Think in <think> </think>, search with <ground> </ground>, answer with <answer> </answer>."
 COMPARED = ("reward/mean", "loss", "policy_loss", "kl", "grad_norm", "entropy")
-
-
-class CPUDeepSpeed(DeepSpeedStrategy):
-    """Lightning's DeepSpeed strategy without its CUDA-only checks: a CPU device with index 0 (DeepSpeed
-    reads the index as the local device rank)."""
-
-    def setup_environment(self) -> None:
-        DDPStrategy.setup_environment(self)  # skips DeepSpeedStrategy's "only supported on CUDA GPUs"
-
-    def setup_distributed(self) -> None:
-        reset_seed()
-        self.set_world_ranks()
-        self._init_deepspeed_distributed()  # skips the device-index check, which expects CUDA indices
-
-    @property
-    def root_device(self) -> torch.device:
-        return torch.device("cpu", 0)
 
 
 class LengthReward:
@@ -82,17 +61,35 @@ def process_group():
         torch.distributed.destroy_process_group()
 
 
+def test_fit_cli_runs_a_cpu_deepspeed_strategy(setup, cpu_deepspeed):
+    """``mgfrec fit --strategy deepspeed_stage_2_cpu``, end to end through the CLI; ``--json`` stays one JSON
+    object although DeepSpeed prints to stdout while it launches (the first launch in this module)."""
+    import json
+
+    import typer
+    from typer.testing import CliRunner
+
+    from mgfrec.cli.fit import fit as fit_command
+
+    app = typer.Typer()
+    app.command()(fit_command)
+    out = setup["root"] / "cli"
+    args = ["--data", setup["ds"].root, "--out", out, "--strategy", "deepspeed_stage_2_cpu", "--max-steps", 1,
+            "--group-size", 2, "--valid-samples", 2, "--no-progress", "--json",
+            "--set", f"agent.template={setup['root'] / 'system.txt'}", "--set", "agent.max_new_tokens_per_turn=16",
+            "--set", "agent.max_new_tokens_total=32", "--set", "trainer.global_batch_size=2",
+            "--set", "retriever.recall_size=5"]  # fmt: skip
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    assert (out / "checkpoints" / "last.ckpt").is_dir()  # DeepSpeed's folder of shards
+    assert json.loads(result.stdout)["steps"] == 1
+
+
 @pytest.fixture
-def cpu_deepspeed(monkeypatch, process_group):
-    """Registers ``deepspeed_stage_{2,3}_cpu``, lets mgfrec use them, and restores the environment variables a
-    DeepSpeed launch sets (RANK, WORLD_SIZE, MASTER_ADDR, ...)."""
+def cpu_deepspeed(process_group):
+    """Restores the environment variables a DeepSpeed launch sets (RANK, WORLD_SIZE, MASTER_ADDR, ...)."""
     saved_env = dict(os.environ)
-    for stage in (2, 3):
-        StrategyRegistry.register(f"deepspeed_stage_{stage}_cpu", CPUDeepSpeed, stage=stage, override=True)
-    monkeypatch.setattr(fit_mod, "check_strategy", lambda name: None)
     yield
-    for stage in (2, 3):
-        StrategyRegistry.remove(f"deepspeed_stage_{stage}_cpu")
     os.environ.clear()
     os.environ.update(saved_env)
 

@@ -21,7 +21,7 @@ from mgfrec.config.schema import (
 )
 from mgfrec.data.prepared import prepare
 from mgfrec.rl import module as module_mod
-from mgfrec.rl.fit import CUDA_ONLY_MESSAGE, FitOptions, check_strategy, run_fit
+from mgfrec.rl.fit import FitOptions, run_fit
 
 pytestmark = pytest.mark.slow  # loads the embedding model once per session
 
@@ -122,30 +122,6 @@ def test_resume_continues_from_the_last_checkpoint(run):
 def test_resume_without_checkpoint_is_refused(tmp_path, run):
     with pytest.raises(FileNotFoundError, match="--resume"):
         run_fit(run["ds"].root, tmp_path / "fresh", run["cfg"], FitOptions(resume=True), embedder=run["minilm"])
-
-
-def test_deepspeed_is_refused_on_cpu():
-    if torch.cuda.is_available():
-        pytest.skip("CUDA is present: DeepSpeed is allowed")
-    with pytest.raises(ValueError, match=CUDA_ONLY_MESSAGE):
-        check_strategy("deepspeed_stage_2")
-    check_strategy("auto")
-
-
-def test_a_deepspeed_strategy_gets_the_clip_norm_and_micro_batch(monkeypatch):
-    pytest.importorskip("deepspeed", reason="deepspeed is in the dev extra; install it to check the strategy set-up")
-    from lightning.pytorch.strategies import DeepSpeedStrategy
-
-    from mgfrec.config.load import load_config
-    from mgfrec.rl.fit import build_strategy
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the strategy object is built, not launched
-    cfg = load_config(None, ["trainer.strategy=deepspeed_stage_3", "grpo.max_grad_norm=0.5", "trainer.micro_batch_size=4"])
-    strategy = build_strategy(cfg)
-    assert isinstance(strategy, DeepSpeedStrategy)
-    assert strategy.config["zero_optimization"]["stage"] == 3
-    assert strategy.config["gradient_clipping"] == 0.5 and strategy.config["train_micro_batch_size_per_gpu"] == 4
-    assert build_strategy(load_config(None, ["trainer.strategy=auto"])) == "auto"
 
 
 def test_a_checkpoint_folder_replaces_the_previous_one(tmp_path):

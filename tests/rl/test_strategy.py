@@ -1,0 +1,66 @@
+"""``trainer.strategy`` to a Lightning strategy: names pass through, DeepSpeed gets the clip norm and the
+micro-batch, what cannot run here is refused with a message (the launches are in test_deepspeed_cpu.py)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mgfrec.config.load import load_config
+from mgfrec.rl.strategy import CUDA_ONLY_MESSAGE, build_strategy, check_strategy, trainer_accelerator
+
+
+def test_cuda_deepspeed_is_refused_without_cuda():
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is present: DeepSpeed is allowed")
+    with pytest.raises(ValueError, match="--strategy deepspeed_stage_2: DeepSpeed strategies need CUDA GPUs") as info:
+        check_strategy("deepspeed_stage_2")
+    assert str(info.value).endswith(CUDA_ONLY_MESSAGE)
+    check_strategy("auto")
+    check_strategy("ddp")
+
+
+def test_a_deepspeed_strategy_gets_the_clip_norm_and_micro_batch(monkeypatch):
+    pytest.importorskip("deepspeed", reason="deepspeed is in the dev extra; install it to check the strategy set-up")
+    from lightning.pytorch.strategies import DeepSpeedStrategy
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the strategy object is built, not launched
+    cfg = load_config(None, ["trainer.strategy=deepspeed_stage_3", "grpo.max_grad_norm=0.5", "trainer.micro_batch_size=4"])
+    strategy = build_strategy(cfg)
+    assert isinstance(strategy, DeepSpeedStrategy)
+    assert strategy.config["zero_optimization"]["stage"] == 3
+    assert strategy.config["gradient_clipping"] == 0.5 and strategy.config["train_micro_batch_size_per_gpu"] == 4
+    assert build_strategy(load_config(None, ["trainer.strategy=auto"])) == "auto"
+
+
+@pytest.mark.parametrize("stage", [2, 3])
+def test_the_cpu_deepspeed_strategies_need_no_cuda(stage):
+    pytest.importorskip("deepspeed", reason="deepspeed is in the dev extra")
+    from mgfrec.rl.strategy import CPUDeepSpeedStrategy
+
+    cfg = load_config(None, [f"trainer.strategy=deepspeed_stage_{stage}_cpu", "grpo.max_grad_norm=2.0"])
+    strategy = build_strategy(cfg)
+    assert isinstance(strategy, CPUDeepSpeedStrategy) and strategy.root_device == torch.device("cpu", 0)
+    assert strategy.config["zero_optimization"]["stage"] == stage and strategy.config["gradient_clipping"] == 2.0
+    assert trainer_accelerator(cfg) == "cpu"
+    assert trainer_accelerator(load_config(None, ["trainer.accelerator=cpu"])) == "cpu"
+
+
+def test_a_cpu_deepspeed_strategy_on_another_accelerator_is_refused():
+    with pytest.raises(ValueError, match="deepspeed_stage_3_cpu runs on the CPU; trainer.accelerator is 'gpu'"):
+        check_strategy("deepspeed_stage_3_cpu", "gpu")
+
+
+def test_deepspeed_without_the_package_says_how_to_install_it(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_deepspeed(name, *args, **kwargs):
+        if name == "deepspeed":
+            raise ImportError("No module named 'deepspeed'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_deepspeed)
+    with pytest.raises(ValueError, match=r"needs the deepspeed package: pip install"):
+        check_strategy("deepspeed_stage_2_cpu", "cpu")
