@@ -13,7 +13,8 @@ set -u
 OUT=${1:?usage: tools/gpu_smoke.sh OUT [EMBEDDING_MODEL]}
 EMB=${2:-bundled:all-MiniLM-L6-v2}
 WORK=${SMOKE_WORK:-/tmp/mgfrec-gpu-smoke}
-DEVICE=${SMOKE_DEVICE:-cuda}  # SMOKE_DEVICE=cpu: a dry run of the script itself (DeepSpeed stages are refused)
+DEVICE=${SMOKE_DEVICE:-cuda}  # SMOKE_DEVICE=cpu: a dry run of the script on the CPU (DeepSpeed as deepspeed_stage_N_cpu)
+DS=$([ "$DEVICE" = cpu ] && echo _cpu)
 rm -rf "$WORK" && mkdir -p "$WORK" "$OUT"
 SUMMARY="$OUT/summary.txt"
 : >"$SUMMARY"
@@ -62,13 +63,13 @@ stage sft 150 mgfrec sft --data "$D" --out "$WORK/sft" "${COMMON[@]}" --epochs 3
 stage fit-gpu 120 mgfrec fit --data "$D" --init "$WORK/sft" --out "$WORK/fit-gpu" "${COMMON[@]}" \
   --strategy auto --max-steps 4 --valid-samples 32 --no-progress
 stage fit-ds2 150 mgfrec fit --data "$D" --init "$WORK/sft" --out "$WORK/fit-ds2" "${COMMON[@]}" \
-  --strategy deepspeed_stage_2 --max-steps 4 --valid-samples 32 --no-progress
+  --strategy deepspeed_stage_2$DS --max-steps 4 --valid-samples 32 --no-progress
 stage fit-ds2-resume 120 mgfrec fit --data "$D" --init "$WORK/sft" --out "$WORK/fit-ds2" "${COMMON[@]}" \
-  --strategy deepspeed_stage_2 --max-steps 6 --valid-samples 32 --no-progress --resume
+  --strategy deepspeed_stage_2$DS --max-steps 6 --valid-samples 32 --no-progress --resume
 stage fit-ds3 120 mgfrec fit --data "$D" --init "$WORK/sft" --out "$WORK/fit-ds3" "${COMMON[@]}" \
-  --strategy deepspeed_stage_3 --max-steps 3 --valid-samples 32 --no-progress
+  --strategy deepspeed_stage_3$DS --max-steps 3 --valid-samples 32 --no-progress
 stage fit-ds2-small 120 mgfrec fit --data "$D" --out "$WORK/fit-ds2-small" "${COMMON[@]}" \
-  --strategy deepspeed_stage_2 --max-steps 3 --valid-samples 16 --no-progress \
+  --strategy deepspeed_stage_2$DS --max-steps 3 --valid-samples 16 --no-progress \
   --set policy.model=preset:small --set trainer.precision=bf16-mixed
 stage evaluate 90 mgfrec evaluate "$WORK/fit-ds2" --split test --limit 200 "${COMMON[@]}" --json
 
