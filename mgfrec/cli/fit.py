@@ -87,6 +87,8 @@ def fit(
         return run_fit(data, out_dir, cfg, options, say=lambda s: console.print(s, highlight=False))
 
     result = run(go)
+    if not result.main:  # another process of a multi-process run: rank 0 reports
+        return
     summary = {"run": str(out_dir), **result.extra}
     if as_json:
         print_json(summary)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from mgfrec.config.schema import MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.grounding.engine import load_grounding
 from mgfrec.registry import Registry, registry
+from mgfrec.rl.distributed import replica_drift
 from mgfrec.rl.module import GRPOModule
 from mgfrec.rl.policy import load_policy, preset_name, save_policy
 from mgfrec.rl.sft import DEFAULT_RECALL_MODEL, SFTOptions, recall_samples
@@ -76,7 +78,13 @@ class LastCheckpoint(L.Callback):
     def save(self, trainer: L.Trainer) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         tmp, target = self.directory / "last.ckpt.tmp", self.directory / "last.ckpt"
-        trainer.save_checkpoint(tmp)
+        trainer.save_checkpoint(tmp)  # every process: DeepSpeed writes each one's shards
+        trainer.strategy.barrier("mgfrec-checkpoint-written")
+        if trainer.is_global_zero:
+            self.replace(tmp, target)
+        trainer.strategy.barrier("mgfrec-checkpoint-moved")
+
+    def replace(self, tmp: Path, target: Path) -> None:
         if tmp.is_dir():  # DeepSpeed writes a folder of shards: a folder cannot replace another in one step
             old = self.directory / "last.ckpt.old"
             shutil.rmtree(old, ignore_errors=True)
@@ -101,6 +109,7 @@ class FitResult:
     module: GRPOModule
     seconds: float
     extra: dict[str, Any]
+    main: bool = True  # global rank 0 (the others of a multi-process run return too, having written nothing)
 
 
 def run_fit(
@@ -164,8 +173,14 @@ def run_fit(
     # weights_only=False: the checkpoint holds numpy/python RNG states; it is this run's own file, not a download
     trainer.fit(module, ckpt_path=str(ckpt) if options.resume else None, weights_only=False)
 
-    with module.full_weights():
-        save_policy(model, tokenizer, out / "policy", preset=preset_name(cfg.policy.model))
+    main = trainer.is_global_zero  # with several processes, every one gets here; rank 0 writes
+    with module.full_weights():  # entered by every process: under ZeRO-3 it gathers parameters
+        drift = replica_drift(list(model.parameters()))
+        if main:
+            save_policy(model, tokenizer, out / "policy", preset=preset_name(cfg.policy.model))
+    if drift > 0:
+        warnings.warn(f"the processes ended with different policy weights (largest parameter-sum gap {drift:.3g}); "
+                      f"OUT/policy is global rank 0's", RuntimeWarning, stacklevel=2)  # fmt: skip
     seconds = time.perf_counter() - started
     last = module.rows[-1] if module.rows else {}
     extra = {
@@ -180,6 +195,9 @@ def run_fit(
         "best_valid_ndcg@10": module.best_ndcg10 if module.best_ndcg10 > float("-inf") else None,
         "last": last,
         "seconds": round(seconds, 1),
+        "processes": trainer.world_size,
+        "replica_drift": drift,  # 0.0: every process ended with the same weights (data parallelism)
     }
-    write_run_info(out, RunInfo(kind="agent", model="mgfrec", data=str(ds.root.resolve()), data_checksum=ds.checksum, extra=extra))
-    return FitResult(out, module, seconds, extra)
+    if main:
+        write_run_info(out, RunInfo(kind="agent", model="mgfrec", data=str(ds.root.resolve()), data_checksum=ds.checksum, extra=extra))
+    return FitResult(out, module, seconds, extra, main)

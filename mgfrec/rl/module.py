@@ -29,6 +29,11 @@ Validation runs inside the training step every ``trainer.val_check_interval`` ba
 :func:`~mgfrec.rl.sft.evaluate_policy` on a fixed valid subsample); the best policy by valid NDCG@10 is saved
 to ``RUN/best_policy``. Metrics go to ``self.log`` and to ``RUN/metrics.csv`` (one row per batch).
 
+Several processes (``trainer.devices`` > 1, several nodes): each takes its shard of the global batch and of
+the valid subsample, the loss is normalised so that the processes' averaged gradient is the single-process
+gradient of the whole batch, logged numbers cover the whole batch and global rank 0 writes the files
+(:mod:`mgfrec.rl.distributed`).
+
 This module builds no data, recall or policy (:mod:`mgfrec.rl.fit` does) and owns no Trainer.
 """
 
@@ -57,10 +62,11 @@ from mgfrec.config.schema import MGFRecConfig
 from mgfrec.registry import Registry
 from mgfrec.rewards.compose import build_reward
 from mgfrec.rl.advantages import advantages_from_config, degenerate_group_fraction
+from mgfrec.rl.distributed import all_gather_rows, all_max, all_sum, shard, world
 from mgfrec.rl.grpo import grpo_loss
 from mgfrec.rl.logprobs import token_logprobs, token_logprobs_and_entropy
 from mgfrec.rl.policy import preset_name, save_policy
-from mgfrec.rl.sft import evaluate_policy
+from mgfrec.rl.sft import METRIC_COLUMNS, evaluate_policy
 from mgfrec.rl.sft_data import SFTSample, to_rollout_sample
 from mgfrec.rollout.base import build_engine
 from mgfrec.rollout.loop import rollout
@@ -134,7 +140,19 @@ class GRPOModule(L.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.policy.parameters(), lr=self.cfg.trainer.lr)
 
+    @property
+    def is_main(self) -> bool:
+        """Global rank 0: the process that writes metrics.csv and the policies."""
+        return world()[0] == 0
+
     def on_fit_start(self) -> None:
+        size = world()[1]
+        batch = min(self.cfg.trainer.global_batch_size, len(self.train_samples))
+        if batch % size:
+            raise ValueError(
+                f"trainer.global_batch_size: {batch} prompts per step do not split evenly over {size} processes; "
+                f"use a multiple of {size}"
+            )
         if self._ref:  # grpo.reference_device: colocated with the policy, or offloaded to the CPU
             self._ref[0].to(self.device if self.cfg.grpo.reference_device == "policy" else torch.device("cpu"))
         self.engine = build_engine(self.cfg.rollout, self.policy, self.tokenizer, reg=self.reg)
@@ -146,7 +164,8 @@ class GRPOModule(L.LightningModule):
         if self.batches_done == 0 and not self.rows and self.valid_samples:
             # Step 0: the starting policy on the same valid subsample, so the log shows what training changed.
             self.rows.append({"step": 0.0, **self.validate_now()})
-            write_metrics(self.out / "metrics.csv", self.rows)
+            if self.is_main:
+                write_metrics(self.out / "metrics.csv", self.rows)
 
     def sync_engine(self) -> None:
         """Give the engine the policy's current weights; nothing to do when it shares the module."""
@@ -207,13 +226,14 @@ class GRPOModule(L.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> None:
         started = time.perf_counter()
         cfg = self.cfg
-        samples = self.next_samples()
+        rank, size = world()
+        samples = shard(self.next_samples(), rank, size)  # a group never spans processes
         self.sync_engine()
         with self.generation_weights():
             result = rollout(
             self.engine, self.environment, [to_rollout_sample(s, self.environment.grounding.titles) for s in samples],
             group_size=cfg.grpo.group_size, agent=cfg.agent, temperature=cfg.rollout.temperature,
-            top_p=cfg.rollout.top_p, seed=cfg.trainer.seed * 1_000_003 + self.batches_done, prompts=self.prompts,
+            top_p=cfg.rollout.top_p, seed=(cfg.trainer.seed * 1_000_003 + self.batches_done) * size + rank, prompts=self.prompts,
                 max_context=getattr(self.policy.config, "max_position_embeddings", None),
             )  # fmt: skip
         trajs = result.trajectories
@@ -230,22 +250,34 @@ class GRPOModule(L.LightningModule):
         self.batches_done += 1
         now = time.perf_counter()
 
+        # Per-trajectory facts of the whole global batch (gathered over processes, rank 0's groups first).
+        part_names = [k for k in parts[0] if k != "total"]
+        facts = all_gather_rows(torch.tensor(
+            [[r, t.format_ok, t.num_groundings, t.response_length, *(p[k] for k in part_names),
+              *(str(t.end_reason) == e for e in END_REASONS)] for r, t, p in zip(rewards.tolist(), trajs, parts)],
+            dtype=torch.float64,
+        ))  # fmt: skip
+        all_rewards, means = facts[:, 0], facts.mean(dim=0).tolist()
+        times = all_max([result.stats.generation_s + result.stats.prompt_s, result.stats.environment_s,
+                         t_train - started - result.stats.total_s, now - t_train])  # the slowest process's  # fmt: skip
+        agent_stats = self.user_agent_stats()
         row = {
             "step": float(self.batches_done),
-            "reward/mean": float(rewards.mean()),
-            "reward/std": float(rewards.std()) if len(rewards) > 1 else 0.0,
-            "degenerate_groups": degenerate_group_fraction(rewards, g),
-            "format_valid": float(np.mean([t.format_ok for t in trajs])),
-            "groundings": float(np.mean([t.num_groundings for t in trajs])),
-            "response_length": float(np.mean([t.response_length for t in trajs])),
-            **{f"reward/{k}": float(np.mean([p[k] for p in parts])) for k in parts[0] if k != "total"},
-            **{f"end/{r}": float(np.mean([str(t.end_reason) == r for t in trajs])) for r in END_REASONS},
+            "trajectories": float(len(all_rewards)),
+            "reward/mean": means[0],
+            "reward/std": float(all_rewards.std()) if len(all_rewards) > 1 else 0.0,
+            "degenerate_groups": degenerate_group_fraction(all_rewards.float(), g),
+            "format_valid": means[1],
+            "groundings": means[2],
+            "response_length": means[3],
+            **{f"reward/{k}": means[4 + n] for n, k in enumerate(part_names)},
+            **{f"end/{e}": means[4 + len(part_names) + n] for n, e in enumerate(END_REASONS)},
             **train_metrics,
-            **self.user_agent_stats(),
-            "time/rollout": result.stats.generation_s + result.stats.prompt_s,
-            "time/environment": result.stats.environment_s,
-            "time/reward": t_train - started - result.stats.total_s,
-            "time/train": now - t_train,
+            **dict(zip(agent_stats, all_sum(list(agent_stats.values())))),  # counters of every process
+            "time/rollout": times[0],
+            "time/environment": times[1],
+            "time/reward": times[2],
+            "time/train": times[3],
         }
         if "reward/ndcg" in row:
             row["ndcg"] = row.pop("reward/ndcg")
@@ -271,8 +303,12 @@ class GRPOModule(L.LightningModule):
                 ref = self.reference_logprobs(batch, temperature) if self._ref else None
                 micro.append((batch, old, ref, advantages[start : start + size].to(self.device)))
         self.policy.train()
-        n_tokens = sum(float(b.action_mask.sum()) for b, *_ in micro)
-        normalizer = float(len(trajs)) if cfg.grpo.loss_aggregation == "sequence-mean" else max(n_tokens, 1.0)
+        # The whole global batch's token and trajectory counts: with several processes, each normalises by them
+        # and scales its loss by the number of processes, which DDP/DeepSpeed's gradient averaging divides out.
+        size = world()[1]
+        n_tokens, n_trajs = all_sum([sum(float(b.action_mask.sum()) for b, *_ in micro), float(len(trajs))])
+        n_tokens = max(n_tokens, 1.0)
+        normalizer = n_trajs if cfg.grpo.loss_aggregation == "sequence-mean" else n_tokens
         sums: dict[str, float] = {}
         ds_engine = self.deepspeed_engine()
         for _ in range(cfg.grpo.updates_per_batch):
@@ -287,8 +323,8 @@ class GRPOModule(L.LightningModule):
                                     kl_beta=cfg.grpo.kl_beta, aggregation=cfg.grpo.loss_aggregation,
                                     normalizer=normalizer,
                                     kl_importance_correction=cfg.grpo.kl_importance_correction)  # fmt: skip
-                self.manual_backward(loss)
-                share = float(mask.sum()) / max(n_tokens, 1.0)  # token-weighted means over the batch
+                self.manual_backward(loss * size if size > 1 else loss)
+                share = float(mask.sum()) / n_tokens  # token-weighted means over the global batch
                 m = {**m, "entropy": entropy[mask].mean() if mask.any() else entropy.new_zeros(())}
                 for k in ("loss", "policy_loss"):
                     sums[k] = sums.get(k, 0.0) + float((loss if k == "loss" else m[k]).detach())
@@ -303,7 +339,10 @@ class GRPOModule(L.LightningModule):
                 norm = ds_engine.get_global_grad_norm()
             sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(norm if norm is not None else float("nan"))
         self.policy.eval()
-        return {k: v / cfg.grpo.updates_per_batch for k, v in sums.items()}
+        grad_norm = sums.pop("grad_norm")  # the same in every process (measured after averaging)
+        keys = sorted(sums)  # partial sums and token-weighted shares: their sums over processes are the batch's
+        totals = dict(zip(keys, all_sum([sums[k] for k in keys])))
+        return {**{k: v / cfg.grpo.updates_per_batch for k, v in totals.items()}, "grad_norm": grad_norm / cfg.grpo.updates_per_batch}
 
     def reference_logprobs(self, batch: Any, temperature: float) -> torch.Tensor:
         """Per-token log-probs of the frozen reference on its own device, returned on the policy's."""
@@ -319,16 +358,23 @@ class GRPOModule(L.LightningModule):
         return {f"user_agent/{k}": float(v) for k, v in stats.items() if isinstance(v, (int, float))}
 
     def validate_now(self) -> dict[str, float]:
-        """The agent (greedy or sampled, ``eval.greedy``) on the fixed valid subsample; saves ``RUN/best_policy`` when NDCG@10 improves."""
+        """The agent (greedy or sampled, ``eval.greedy``) on the fixed valid subsample, each process on its shard;
+        saves ``RUN/best_policy`` when NDCG@10 improves."""
         if not self.valid_samples:
             return {}
-        with self.generation_weights():
-            metrics = evaluate_policy(self.policy, self.tokenizer, self.environment, self.valid_samples, self.cfg,
-                                      prompts=self.prompts, seed=self.cfg.trainer.seed)  # fmt: skip
-        if metrics["ndcg@10"] > self.best_ndcg10:
+        rank, size = world()
+        mine = shard(self.valid_samples, rank, size)
+        with self.generation_weights():  # entered by every process: under ZeRO-3 it gathers parameters
+            metrics = evaluate_policy(self.policy, self.tokenizer, self.environment, mine, self.cfg,
+                                      prompts=self.prompts, seed=self.cfg.trainer.seed) if mine else {}  # fmt: skip
+        # Sample-weighted means over processes (a shard may be empty when there are fewer samples than processes).
+        sums = all_sum([len(mine), *(metrics[k] * len(mine) if mine else 0.0 for k in METRIC_COLUMNS)])
+        metrics = {k: v / sums[0] for k, v in zip(METRIC_COLUMNS, sums[1:])}
+        if metrics["ndcg@10"] > self.best_ndcg10:  # the same decision in every process
             self.best_ndcg10 = metrics["ndcg@10"]
             with self.full_weights():
-                save_policy(self.policy, self.tokenizer, self.out / "best_policy", preset=preset_name(self.cfg.policy.model))
+                if self.is_main:
+                    save_policy(self.policy, self.tokenizer, self.out / "best_policy", preset=preset_name(self.cfg.policy.model))
         return {f"valid/{k}": v for k, v in metrics.items()}
 
     def record(self, row: dict[str, float]) -> None:
@@ -336,7 +382,8 @@ class GRPOModule(L.LightningModule):
         self.log("reward", row["reward/mean"], prog_bar=True, on_step=True, batch_size=1)
         self.log_dict({k: v for k, v in row.items() if k != "step"}, on_step=True, batch_size=1)
         self.rows.append(row)
-        write_metrics(self.out / "metrics.csv", self.rows)
+        if self.is_main:
+            write_metrics(self.out / "metrics.csv", self.rows)
 
 
 def begin_micro_batch(ds_engine: Any) -> None:

@@ -1,0 +1,144 @@
+"""Data-parallel GRPO: several processes on the CPU (gloo) train exactly like one process on the same
+global batch.
+
+The processes are launched by Lightning (``--strategy ddp`` / ``deepspeed_stage_3_cpu`` with
+``trainer.devices=2``), each rolling out its shard. To compare with one process, rollouts must not depend on
+which process samples them, so the runs use a plugin engine installed for the test through entry points
+(as a third-party package would be): a replayed "policy" whose turns depend on the prompt and the sample
+index only, with a reward on response length that differs within groups. The loss, KL, entropy and grad norm
+of every step, and the final weights, then match the one-process run within float tolerance: that checks the
+sharding, the global normalisation and the gradient averaging together.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from mgfrec.config.schema import DataConfig
+from mgfrec.data.prepared import prepare
+from mgfrec.rl.distributed import all_gather_rows, all_max, all_sum, replica_drift, shard, world
+
+SHORT_SYSTEM = "You recommend music. Think in <think> </think>, search with <ground> </ground>, answer with <answer> </answer>."
+COMPARED = ("trajectories", "reward/mean", "reward/std", "loss", "policy_loss", "kl", "entropy", "grad_norm")
+
+PLUGIN = '''
+import hashlib
+
+from mgfrec.rollout.scripted_engine import ScriptedEngine
+
+WORDS = ["jazz", "rock", "folk", "blues", "soul", "pop", "punk", "disco"]
+
+
+def script(context, j):
+    """A turn chosen by the prompt's text and the sample index: the same whichever process samples it."""
+    h = int(hashlib.sha256(f"{context}|{j}".encode()).hexdigest(), 16)
+    return "<think> " + " ".join(WORDS[(h >> (3 * k)) % 8] for k in range(2 + h % 7))
+
+
+class ReplayEngine(ScriptedEngine):
+    def __init__(self, model, tokenizer, options=None):
+        super().__init__(tokenizer, script)
+
+
+class LengthReward:
+    gating = False
+
+    def __call__(self, inp):
+        return inp.extras["response_length"] / 10
+'''
+
+
+def test_one_process_is_the_identity():
+    assert world() == (0, 1)
+    assert shard(list(range(10)), 1, 3) == [1, 4, 7] and shard([1, 2], 0, 1) == [1, 2]
+    assert all_sum([1.5, 2]) == [1.5, 2.0] and all_max([3.0]) == [3.0]
+    rows = torch.arange(6.0).reshape(3, 2)
+    assert torch.equal(all_gather_rows(rows), rows)
+    assert replica_drift([torch.ones(3)]) == 0.0
+
+
+@pytest.fixture(scope="module")
+def plugin_env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dp")
+    site = root / "site"
+    dist = site / "mgfrec_replay_test-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mgfrec-replay-test\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[mgfrec.rollout_engine]\nreplay = mgfrec_replay_test:ReplayEngine\n\n"
+        "[mgfrec.reward]\nlength = mgfrec_replay_test:LengthReward\n"
+    )
+    (site / "mgfrec_replay_test.py").write_text(textwrap.dedent(PLUGIN))
+    prepare(DataConfig(source="synthetic", options={"n_users": 40, "n_items": 80, "n_artists": 10, "max_length": 6}), root / "data")
+    (root / "system.txt").write_text(SHORT_SYSTEM, encoding="utf-8")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    return root, env
+
+
+def fit(root, env, name: str, strategy: str, devices: int) -> tuple[list[dict[str, str]], dict]:
+    out = root / name
+    args = [sys.executable, "-m", "mgfrec.cli.main", "fit", "--data", str(root / "data"), "--out", str(out),
+            "--strategy", strategy, "--max-steps", "3", "--group-size", "3", "--valid-samples", "3",
+            "--rollout-engine", "replay", "--reward", "length", "--kl-beta", "0.04", "--lr", "0.001",
+            "--no-progress", "--json", "--user-agent", "none",
+            "--set", f"agent.template={root / 'system.txt'}", "--set", "agent.max_new_tokens_per_turn=16",
+            "--set", "agent.max_new_tokens_total=32", "--set", "trainer.global_batch_size=4",
+            "--set", "trainer.micro_batch_size=4", "--set", "retriever.recall_size=5",
+            "--set", "trainer.accelerator=cpu", "--set", f"trainer.devices={devices}",
+            "--set", "trainer.val_check_interval=3"]  # fmt: skip
+    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout)  # one JSON object: the other processes print nothing
+    with (out / "metrics.csv").open(encoding="utf-8") as f:
+        return list(csv.DictReader(f)), summary
+
+
+@pytest.fixture(scope="module")
+def single(plugin_env):
+    return fit(*plugin_env, "single", "auto", 1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["ddp", "deepspeed_stage_3_cpu"])
+def test_two_processes_train_like_one(plugin_env, single, strategy):
+    if strategy.startswith("deepspeed"):
+        pytest.importorskip("deepspeed", reason="deepspeed is in the dev extra")
+    root, env = plugin_env
+    rows, summary = fit(root, env, f"two-{strategy}", strategy, 2)
+    want, want_summary = single
+    assert summary["processes"] == 2 and want_summary["processes"] == 1
+    assert summary["replica_drift"] == 0.0  # the processes ended with identical weights
+    assert [r["step"] for r in rows] == [r["step"] for r in want] == ["0.0", "1.0", "2.0", "3.0"]
+    assert any(float(r["grad_norm"]) > 0 for r in want[1:]) and any(float(r["reward/std"]) > 0 for r in want[1:])
+    for got, ref in zip(rows[1:], want[1:], strict=True):
+        assert float(got["trajectories"]) == 12.0  # 4 prompts x G = 3, over both processes
+        for key in COMPARED:
+            assert math.isclose(float(got[key]), float(ref[key]), rel_tol=1e-4, abs_tol=1e-6), (got["step"], key)
+    from transformers import AutoModelForCausalLM
+
+    mine = AutoModelForCausalLM.from_pretrained(root / f"two-{strategy}" / "policy").state_dict()
+    theirs = AutoModelForCausalLM.from_pretrained(root / "single" / "policy").state_dict()
+    for name, value in mine.items():
+        assert torch.allclose(value, theirs[name], atol=1e-4), name
+
+
+@pytest.mark.slow
+def test_a_global_batch_that_does_not_split_is_refused(plugin_env):
+    root, env = plugin_env
+    args = [sys.executable, "-m", "mgfrec.cli.main", "fit", "--data", str(root / "data"), "--out", str(root / "odd"),
+            "--strategy", "ddp", "--max-steps", "1", "--group-size", "2", "--valid-samples", "2", "--no-progress",
+            "--rollout-engine", "replay", "--set", f"agent.template={root / 'system.txt'}",
+            "--set", "trainer.global_batch_size=3", "--set", "retriever.recall_size=5",
+            "--set", "trainer.accelerator=cpu", "--set", "trainer.devices=2"]  # fmt: skip
+    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0
+    assert "3 prompts per step do not split evenly over 2 processes" in proc.stderr
