@@ -151,7 +151,8 @@ class TrainerConfig(Section):
     max_steps: int | None = Field(30, ge=1)
     strategy: str = "auto"
     accelerator: str = "cpu"
-    devices: int | str = 1
+    devices: int | str = Field(1, description="processes per node (one per GPU); several: data-parallel GRPO")
+    num_nodes: int = Field(1, ge=1, description="nodes, each running `devices` processes (Lightning's launcher)")
     precision: str = "32-true"
     seed: int = 0
     val_check_interval: int = Field(10, ge=1)

@@ -166,7 +166,7 @@ def run_fit(
     trainer = L.Trainer(
         max_steps=max_steps * cfg.grpo.updates_per_batch,  # Lightning counts optimizer steps
         max_epochs=-1, strategy=build_strategy(cfg), accelerator=trainer_accelerator(cfg),
-        devices=cfg.trainer.devices, precision=cfg.trainer.precision, callbacks=callbacks, logger=build_logger(cfg, out),
+        devices=cfg.trainer.devices, num_nodes=cfg.trainer.num_nodes, precision=cfg.trainer.precision, callbacks=callbacks, logger=build_logger(cfg, out),
         enable_checkpointing=False, enable_progress_bar=options.progress, enable_model_summary=False,
         log_every_n_steps=cfg.trainer.log_every_n_steps, num_sanity_val_steps=0,
     )  # fmt: skip
