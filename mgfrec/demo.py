@@ -134,9 +134,11 @@ def agent_stages(
 ) -> list[Path]:
     """SFT, a short GRPO fit and the ablation folders; returns the agent run folders to evaluate."""
     from mgfrec.experiments.ablations import derive_ablation_run
+    from mgfrec.rl.distributed import require_one_process
     from mgfrec.rl.fit import FitOptions, run_fit
     from mgfrec.rl.sft import SFTOptions, run_sft
 
+    require_one_process(config.trainer.devices, config.trainer.num_nodes, "mgfrec demo")
     sft_dir, fit_dir = out / "sft", out / "mgfrec"
     config = config.model_copy(update={
         "retriever": config.retriever.model_copy(update={"recall_size": options.recall_size}),

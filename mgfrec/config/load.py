@@ -137,5 +137,7 @@ def write_resolved(config: MGFRecConfig, run_dir: str | Path) -> Path:
     """Write ``<run_dir>/config.yaml``: the fully resolved config, secrets removed."""
     out = Path(run_dir) / "config.yaml"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(yaml.safe_dump(redacted(config), sort_keys=False), encoding="utf-8")
+    tmp = out.with_suffix(".yaml.tmp")
+    tmp.write_text(yaml.safe_dump(redacted(config), sort_keys=False), encoding="utf-8")
+    tmp.replace(out)  # whole or not at all: another process may read it (a resumed multi-process run)
     return out

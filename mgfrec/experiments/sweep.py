@@ -172,16 +172,16 @@ def fit_and_evaluate(
     """The real cell runner: ``run_fit`` (resumed when the cell has a checkpoint but no ``run.json``), then
     ``evaluate_run`` on every split that has no result yet; returns the first split's :func:`cell_summary`."""
     from mgfrec.eval.runs import evaluate_run  # late: both pull in the training stack
+    from mgfrec.rl.distributed import require_one_process
     from mgfrec.rl.fit import FitOptions, run_fit
     from mgfrec.runs import RUN_FILE
 
     options = fit_options or FitOptions()
 
     def run_cell(cfg: MGFRecConfig, out: Path) -> dict[str, Any]:
-        if not (
-            out / RUN_FILE
-        ).is_file():  # run.json is written last: without it the fit did not finish
-            resume = (out / "checkpoints" / "last.ckpt").is_file()
+        require_one_process(cfg.trainer.devices, cfg.trainer.num_nodes, "mgfrec sweep")
+        if not (out / RUN_FILE).is_file():  # run.json is written last: without it the fit did not finish
+            resume = (out / "checkpoints" / "last.ckpt").exists()  # a file, or a DeepSpeed folder
             run_fit(data, out, cfg, replace(options, resume=resume), say=say)
         for split in eval_splits:
             if not (out / f"eval_{split}.json").is_file():

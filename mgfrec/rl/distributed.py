@@ -17,7 +17,10 @@ The functions here are plain ``torch.distributed`` calls that reduce to the iden
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TypeVar
 
 import torch
@@ -36,6 +39,33 @@ def world() -> tuple[int, int]:
 def shard(items: Sequence[T], rank: int, size: int) -> list[T]:
     """This process's share of ``items``: every ``size``-th one from ``rank``."""
     return list(items[rank::size])
+
+
+def launched_as_main() -> bool:
+    """Before any process group exists: whether this process is the launch's first (global rank 0), from the
+    variables launchers set for the others (Lightning: LOCAL_RANK, NODE_RANK; torchrun: RANK; SLURM:
+    SLURM_PROCID). Only the first prepares the run folder; the others reuse what it wrote."""
+    return all(int(os.environ.get(k, "0") or 0) == 0 for k in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
+
+
+def wait_for(path: Path, what: str, timeout_s: float = 3600.0, poll_s: float = 1.0) -> None:
+    """Block until ``path`` exists (another process is writing it); a TimeoutError naming it otherwise."""
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout_s:.0f} s for {what} at {path}, written by the first process")
+        time.sleep(poll_s)
+
+
+def require_one_process(devices: int | str, num_nodes: int, command: str) -> None:
+    """Refuse several processes where a command runs more than one stage per process (Lightning's launcher
+    would start every stage again in each process): ``command`` runs them one after another in one."""
+    many = num_nodes > 1 or (isinstance(devices, int) and devices > 1) or (isinstance(devices, str) and devices not in ("1", "auto"))
+    if many:
+        raise ValueError(
+            f"{command} runs in one process (trainer.devices={devices}, trainer.num_nodes={num_nodes}); "
+            "train with several processes through 'mgfrec fit', then evaluate its run folder"
+        )
 
 
 def _device() -> torch.device:
@@ -83,12 +113,13 @@ def barrier() -> None:
 
 
 def replica_drift(parameters: Sequence[torch.Tensor]) -> float:
-    """The largest difference, over processes, of each parameter's sum (float64): 0.0 when every process holds
-    the same weights, as data parallelism must keep them; 0.0 in one process. Call it where the parameters
-    are whole (under ZeRO-3 inside :meth:`~mgfrec.rl.module.GRPOModule.full_weights`)."""
+    """The largest difference, over processes, of each parameter's sum (accumulated in float64): 0.0 when every
+    process holds the same weights, as DDP must keep them; NaN when a sum is NaN; 0.0 in one process. Under
+    DeepSpeed, call it where the parameters are whole; the gathered copies are then equal by construction,
+    so the check means something for replicated (DDP) training only."""
     rank, size = world()
     if size == 1:
         return 0.0
-    sums = torch.stack([p.detach().to(torch.float64).sum() for p in parameters]).reshape(1, -1)
+    sums = torch.stack([p.detach().sum(dtype=torch.float64) for p in parameters]).reshape(1, -1)
     every = all_gather_rows(sums)
     return float((every - every[0]).abs().max())

@@ -16,6 +16,7 @@ mgfrec``; written last: it marks a finished run).
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import time
@@ -34,9 +35,9 @@ from mgfrec.config.schema import MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.grounding.engine import load_grounding
 from mgfrec.registry import Registry, registry
-from mgfrec.rl.distributed import replica_drift
+from mgfrec.rl.distributed import barrier, launched_as_main, wait_for
 from mgfrec.rl.module import GRPOModule
-from mgfrec.rl.policy import load_policy, preset_name, save_policy
+from mgfrec.rl.policy import load_policy
 from mgfrec.rl.sft import DEFAULT_RECALL_MODEL, SFTOptions, recall_samples
 from mgfrec.rl.strategy import build_strategy, check_strategy, trainer_accelerator
 from mgfrec.runs import RUN_FILE, RunInfo, read_run_info, write_run_info
@@ -83,6 +84,9 @@ class LastCheckpoint(L.Callback):
         if trainer.is_global_zero:
             self.replace(tmp, target)
         trainer.strategy.barrier("mgfrec-checkpoint-moved")
+        if trainer.local_rank == 0 and not trainer.is_global_zero and tmp.exists():
+            self.replace(tmp, target)  # another node with its own disk: its shards are in its own folder
+        trainer.strategy.barrier("mgfrec-checkpoint-moved-on-every-node")
 
     def replace(self, tmp: Path, target: Path) -> None:
         if tmp.is_dir():  # DeepSpeed writes a folder of shards: a folder cannot replace another in one step
@@ -133,7 +137,9 @@ def run_fit(
     if options.resume and not ckpt.exists():  # a file, or a folder of shards under DeepSpeed
         raise FileNotFoundError(f"--resume: {ckpt} does not exist; run without --resume to start")
     out.mkdir(parents=True, exist_ok=True)
-    (out / RUN_FILE).unlink(missing_ok=True)
+    first = launched_as_main()  # with several processes, only the first prepares OUT; the others reuse it
+    if first:
+        (out / RUN_FILE).unlink(missing_ok=True)
     torch.manual_seed(cfg.trainer.seed)
 
     if options.init is not None:
@@ -146,6 +152,8 @@ def run_fit(
         policy_dir = Path(options.init) / info.extra["policy"]
     else:
         recall_opts, policy_dir = SFTOptions(recall_model=options.recall_model), None
+    if not first and recall_opts.recall_run is None:
+        wait_for(out / "recall" / RUN_FILE, "the recall run")
     cfg, recall_dir, train, valid = recall_samples(ds, cfg, recall_opts, out, reg, max_train=options.max_train_samples,
                                                    max_valid=options.valid_samples, seed=cfg.trainer.seed, say=say)  # fmt: skip
     recall_model = cfg.retriever.model
@@ -154,7 +162,8 @@ def run_fit(
     policy_cfg = cfg.policy if policy_dir is None else cfg.policy.model_copy(update={"model": str(policy_dir)})
     model, tokenizer = load_policy(policy_cfg, ds.titles, seed=cfg.trainer.seed)
     environment = build_environment(grounding, tokenizer, cfg, reg)
-    write_resolved(cfg, out)
+    if first:
+        write_resolved(cfg, out)
 
     max_steps = cfg.trainer.max_steps or cfg.trainer.epochs * -(-len(train) // cfg.trainer.global_batch_size)
     module = GRPOModule(cfg, model, tokenizer, environment, train, valid, out, max_steps=max_steps, reg=reg)
@@ -174,11 +183,10 @@ def run_fit(
     trainer.fit(module, ckpt_path=str(ckpt) if options.resume else None, weights_only=False)
 
     main = trainer.is_global_zero  # with several processes, every one gets here; rank 0 writes
-    with module.full_weights():  # entered by every process: under ZeRO-3 it gathers parameters
-        drift = replica_drift(list(model.parameters()))
-        if main:
-            save_policy(model, tokenizer, out / "policy", preset=preset_name(cfg.policy.model))
-    if drift > 0:
+    if module.replica_drift is None:  # on_train_end did not run: save here, as it would have
+        module.save_final_policy()
+    drift = module.replica_drift
+    if math.isnan(drift) or drift > 0:
         warnings.warn(f"the processes ended with different policy weights (largest parameter-sum gap {drift:.3g}); "
                       f"OUT/policy is global rank 0's", RuntimeWarning, stacklevel=2)  # fmt: skip
     seconds = time.perf_counter() - started
@@ -200,4 +208,5 @@ def run_fit(
     }
     if main:
         write_run_info(out, RunInfo(kind="agent", model="mgfrec", data=str(ds.root.resolve()), data_checksum=ds.checksum, extra=extra))
+    barrier()  # the other processes return once the run folder is complete
     return FitResult(out, module, seconds, extra, main)

@@ -20,7 +20,7 @@ permutation and runs, each arrow a function of its own module:
    count of the whole batch as ``normalizer`` so the accumulated loss is the mean over the batch; gradients
    are clipped to norm ``grpo.max_grad_norm``. Under a DeepSpeed strategy the engine owns the gradients:
    the micro-batches are one accumulation window of the DeepSpeed engine (its boundary set on the last one)
-   and DeepSpeed clips (``gradient_clipping`` in its config, set by :func:`mgfrec.rl.fit.build_strategy`).
+   and DeepSpeed clips (``gradient_clipping`` in its config, set by :func:`mgfrec.rl.strategy.build_strategy`).
 
 Counting: Lightning's ``global_step`` counts optimizer steps (``updates_per_batch`` per training step);
 ``batches_done`` counts training steps and is what ``--max-steps``, validation and checkpoints count in.
@@ -45,7 +45,7 @@ import csv
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,7 @@ from mgfrec.config.schema import MGFRecConfig
 from mgfrec.registry import Registry
 from mgfrec.rewards.compose import build_reward
 from mgfrec.rl.advantages import advantages_from_config, degenerate_group_fraction
-from mgfrec.rl.distributed import all_gather_rows, all_max, all_sum, shard, world
+from mgfrec.rl.distributed import all_gather_rows, all_max, all_sum, replica_drift, shard, world
 from mgfrec.rl.grpo import grpo_loss
 from mgfrec.rl.logprobs import token_logprobs, token_logprobs_and_entropy
 from mgfrec.rl.policy import preset_name, save_policy
@@ -113,6 +113,7 @@ class GRPOModule(L.LightningModule):
         self.batches_done = 0
         self.best_ndcg10 = -math.inf
         self.rows: list[dict[str, float]] = []
+        self.replica_drift: float | None = None  # set when the final policy is saved
 
     # --- data ------------------------------------------------------------------------------------------
 
@@ -167,6 +168,16 @@ class GRPOModule(L.LightningModule):
             if self.is_main:
                 write_metrics(self.out / "metrics.csv", self.rows)
 
+    def on_train_end(self) -> None:
+        self.save_final_policy()  # here, before the strategy's teardown, while DeepSpeed's engine is whole
+
+    def save_final_policy(self) -> None:
+        """``RUN/policy`` from global rank 0, and :func:`~mgfrec.rl.distributed.replica_drift` over processes."""
+        with self.full_weights():  # entered by every process: under ZeRO-3 it gathers parameters
+            self.replica_drift = replica_drift(list(self.policy.parameters()))
+            if self.is_main:
+                save_policy(self.policy, self.tokenizer, self.out / "policy", preset=preset_name(self.cfg.policy.model))
+
     def sync_engine(self) -> None:
         """Give the engine the policy's current weights; nothing to do when it shares the module."""
         if getattr(self.engine, "model", None) is not self.policy:
@@ -189,15 +200,14 @@ class GRPOModule(L.LightningModule):
 
     def generation_weights(self) -> contextlib.AbstractContextManager[Any]:
         """A context for generating with ``self.policy`` (rollouts, validation). Under ZeRO-3 the parameters are
-        gathered once and DeepSpeed's per-module fetch/release hooks are taken off until the context ends
-        (DeepSpeed's own ``unwrap_model_for_generation``): with the hooks on, every decoding step of every layer
-        goes through the parameter coordinator, whose trace the training step's forward has recorded, and a
-        rollout after the first optimizer step ran 50x slower than under stage 2 (CPU, docs/gpu.md)."""
+        gathered once and DeepSpeed's per-module fetch/release hooks are off until the context ends, as in
+        DeepSpeed's ``unwrap_model_for_generation`` (here the hooks come back even when generation raises):
+        with the hooks on, every decoding step of every layer goes through the parameter coordinator, whose
+        trace the training step's forward has recorded, and a rollout after the first optimizer step ran 40x
+        slower than under stage 2 (CPU, docs/gpu.md)."""
         engine = self.deepspeed_engine()
         if engine is not None and engine.zero_optimization_stage() == 3:
-            from deepspeed.runtime.zero.stage3 import unwrap_model_for_generation
-
-            return unwrap_model_for_generation(engine)
+            return zero3_generation(engine)
         return contextlib.nullcontext()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -260,7 +270,7 @@ class GRPOModule(L.LightningModule):
         all_rewards, means = facts[:, 0], facts.mean(dim=0).tolist()
         times = all_max([result.stats.generation_s + result.stats.prompt_s, result.stats.environment_s,
                          t_train - started - result.stats.total_s, now - t_train])  # the slowest process's  # fmt: skip
-        agent_stats = self.user_agent_stats()
+        agent_stats = self.user_agent_stats(summed=True)
         row = {
             "step": float(self.batches_done),
             "trajectories": float(len(all_rewards)),
@@ -273,7 +283,7 @@ class GRPOModule(L.LightningModule):
             **{f"reward/{k}": means[4 + n] for n, k in enumerate(part_names)},
             **{f"end/{e}": means[4 + len(part_names) + n] for n, e in enumerate(END_REASONS)},
             **train_metrics,
-            **dict(zip(agent_stats, all_sum(list(agent_stats.values())))),  # counters of every process
+            **agent_stats,
             "time/rollout": times[0],
             "time/environment": times[1],
             "time/reward": times[2],
@@ -351,11 +361,19 @@ class GRPOModule(L.LightningModule):
         out = token_logprobs(ref, batch.input_ids.to(device), batch.attention_mask.to(device), temperature)
         return out.to(self.device)
 
-    def user_agent_stats(self) -> dict[str, float]:
-        """Cumulative user-agent counters (calls, cache hits, ...) when the backend reports them."""
+    def user_agent_stats(self, *, summed: bool = False) -> dict[str, float]:
+        """Cumulative user-agent counters (calls, cache hits, ...) when the backend reports them; ``summed``:
+        over every process (counters added, ``latency_s_mean`` recomputed from the sums). Every process has
+        the same backend, so the same keys; they are sorted so the processes' sums line up."""
         agent = getattr(self.environment, "user_agent", None)
         stats = agent.stats() if agent is not None and hasattr(agent, "stats") else {}
-        return {f"user_agent/{k}": float(v) for k, v in stats.items() if isinstance(v, (int, float))}
+        counters = {k: float(v) for k, v in sorted(stats.items()) if isinstance(v, (int, float)) and not k.endswith("_mean")}
+        if summed:
+            counters = dict(zip(counters, all_sum(list(counters.values()))))
+        if "latency_s_mean" in stats:
+            calls = counters.get("calls", 0.0)
+            counters["latency_s_mean"] = counters.get("latency_s_total", 0.0) / calls if calls else 0.0
+        return {f"user_agent/{k}": v for k, v in counters.items()}
 
     def validate_now(self) -> dict[str, float]:
         """The agent (greedy or sampled, ``eval.greedy``) on the fixed valid subsample, each process on its shard;
@@ -366,7 +384,8 @@ class GRPOModule(L.LightningModule):
         mine = shard(self.valid_samples, rank, size)
         with self.generation_weights():  # entered by every process: under ZeRO-3 it gathers parameters
             metrics = evaluate_policy(self.policy, self.tokenizer, self.environment, mine, self.cfg,
-                                      prompts=self.prompts, seed=self.cfg.trainer.seed) if mine else {}  # fmt: skip
+                                      prompts=self.prompts, seed=self.cfg.trainer.seed * size + rank,
+                                      reg=self.reg) if mine else {}  # fmt: skip
         # Sample-weighted means over processes (a shard may be empty when there are fewer samples than processes).
         sums = all_sum([len(mine), *(metrics[k] * len(mine) if mine else 0.0 for k in METRIC_COLUMNS)])
         metrics = {k: v / sums[0] for k, v in zip(METRIC_COLUMNS, sums[1:])}
@@ -384,6 +403,22 @@ class GRPOModule(L.LightningModule):
         self.rows.append(row)
         if self.is_main:
             write_metrics(self.out / "metrics.csv", self.rows)
+
+
+@contextlib.contextmanager
+def zero3_generation(engine: Any) -> Iterator[None]:
+    """Whole parameters and no ZeRO-3 module hooks inside; hooks re-registered on the way out, always."""
+    import deepspeed
+
+    offload = engine.optimizer.parameter_offload
+    with deepspeed.zero.GatheredParameters(list(engine.module.parameters())):
+        for hook in (*offload.forward_hooks, *offload.backward_hooks):
+            hook.remove()
+        offload.forward_hooks, offload.backward_hooks = [], []
+        try:
+            yield
+        finally:
+            offload._register_deepspeed_module(offload.module)  # also invalidates the coordinator's trace
 
 
 def begin_micro_batch(ds_engine: Any) -> None:

@@ -234,8 +234,9 @@ def evaluate_policy(
     *,
     prompts: AgentPrompts | None = None,
     seed: int = 0,
+    reg: Registry | None = None,
 ) -> dict[str, float]:
-    """Run the agent (``rollout.engine``, one trajectory per sample) and measure it.
+    """Run the agent (``rollout.engine`` from ``reg``, one trajectory per sample) and measure it.
 
     Decoding follows ``eval.greedy`` like ``mgfrec evaluate``: greedy, or sampled at ``rollout.temperature`` /
     ``rollout.top_p`` with ``seed`` (so the same samples see the same random stream at every validation).
@@ -247,7 +248,7 @@ def evaluate_policy(
     if not samples:
         return dict.fromkeys(METRIC_COLUMNS, float("nan"))
     model.eval()
-    engine = build_engine(cfg.rollout, model, tokenizer)
+    engine = build_engine(cfg.rollout, model, tokenizer, reg=reg)
     grounding = environment.grounding
     max_context = getattr(getattr(model, "config", None), "max_position_embeddings", None)
     result = rollout(engine, environment, [to_rollout_sample(s, grounding.titles) for s in samples], group_size=1,

@@ -65,11 +65,23 @@ def trainer_accelerator(cfg: MGFRecConfig) -> str:
     return "cpu" if cfg.trainer.strategy in CPU_DEEPSPEED else cfg.trainer.accelerator
 
 
+def use_cpu_accelerator() -> None:
+    """Make DeepSpeed use its CPU accelerator in this process, also where CUDA is present (DeepSpeed would
+    pick CUDA and move the model there while Lightning keeps the batches on the CPU)."""
+    from deepspeed.accelerator import get_accelerator, set_accelerator
+
+    if get_accelerator().device_name() != "cpu":
+        from deepspeed.accelerator.cpu_accelerator import CPU_Accelerator
+
+        set_accelerator(CPU_Accelerator())
+
+
 class CPUDeepSpeedStrategy(DeepSpeedStrategy):
     """Lightning's DeepSpeed strategy on a CPU device. The device has index 0 because DeepSpeed reads the index
     as the local device rank."""
 
     def setup_environment(self) -> None:
+        use_cpu_accelerator()
         DDPStrategy.setup_environment(self)  # skips DeepSpeedStrategy's "only supported on CUDA GPUs"
 
     def setup_distributed(self) -> None:

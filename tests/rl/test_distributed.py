@@ -28,7 +28,8 @@ from mgfrec.data.prepared import prepare
 from mgfrec.rl.distributed import all_gather_rows, all_max, all_sum, replica_drift, shard, world
 
 SHORT_SYSTEM = "You recommend music. Think in <think> </think>, search with <ground> </ground>, answer with <answer> </answer>."
-COMPARED = ("trajectories", "reward/mean", "reward/std", "loss", "policy_loss", "kl", "entropy", "grad_norm")
+COMPARED = ("trajectories", "reward/mean", "reward/std", "degenerate_groups", "format_valid", "loss", "policy_loss",
+            "kl", "entropy", "grad_norm", "valid/format_valid", "valid/ndcg_full", "valid/ndcg@10")
 
 PLUGIN = '''
 import hashlib
@@ -39,8 +40,11 @@ WORDS = ["jazz", "rock", "folk", "blues", "soul", "pop", "punk", "disco"]
 
 
 def script(context, j):
-    """A turn chosen by the prompt's text and the sample index: the same whichever process samples it."""
+    """A turn chosen by the prompt's text and the sample index: the same whichever process samples it. Half
+    answer (a short valid turn, grounded to some item), the others break off (a format error)."""
     h = int(hashlib.sha256(f"{context}|{j}".encode()).hexdigest(), 16)
+    if h % 2 == 0:
+        return f"<think> {WORDS[(h >> 8) % 8]} </think><answer> {WORDS[(h >> 40) % 8]} </answer>"
     return "<think> " + " ".join(WORDS[(h >> (3 * k)) % 8] for k in range(2 + h % 7))
 
 
@@ -84,17 +88,17 @@ def plugin_env(tmp_path_factory):
     return root, env
 
 
-def fit(root, env, name: str, strategy: str, devices: int) -> tuple[list[dict[str, str]], dict]:
+def fit(root, env, name: str, strategy: str, devices: int, steps: int = 3, *extra: str) -> tuple[list[dict[str, str]], dict]:
     out = root / name
     args = [sys.executable, "-m", "mgfrec.cli.main", "fit", "--data", str(root / "data"), "--out", str(out),
-            "--strategy", strategy, "--max-steps", "3", "--group-size", "3", "--valid-samples", "3",
+            "--strategy", strategy, "--max-steps", str(steps), "--group-size", "3", "--valid-samples", "5",
             "--rollout-engine", "replay", "--reward", "length", "--kl-beta", "0.04", "--lr", "0.001",
             "--no-progress", "--json", "--user-agent", "none",
             "--set", f"agent.template={root / 'system.txt'}", "--set", "agent.max_new_tokens_per_turn=16",
             "--set", "agent.max_new_tokens_total=32", "--set", "trainer.global_batch_size=4",
             "--set", "trainer.micro_batch_size=4", "--set", "retriever.recall_size=5",
             "--set", "trainer.accelerator=cpu", "--set", f"trainer.devices={devices}",
-            "--set", "trainer.val_check_interval=3"]  # fmt: skip
+            "--set", "trainer.val_check_interval=3", "--set", "grpo.updates_per_batch=2", *extra]  # fmt: skip
     proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout)  # one JSON object: the other processes print nothing
@@ -107,6 +111,19 @@ def single(plugin_env):
     return fit(*plugin_env, "single", "auto", 1)
 
 
+def assert_same(rows, want, steps) -> None:
+    by_step = {r["step"]: r for r in want}
+    for got in rows:
+        if float(got["step"]) not in steps:
+            continue
+        ref = by_step[got["step"]]
+        for key in COMPARED:
+            if ref.get(key, "") == "":  # a column the row does not have (valid/* off validation steps)
+                assert got.get(key, "") == "", (got["step"], key)
+                continue
+            assert math.isclose(float(got[key]), float(ref[key]), rel_tol=1e-4, abs_tol=1e-6), (got["step"], key)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["ddp", "deepspeed_stage_3_cpu"])
 def test_two_processes_train_like_one(plugin_env, single, strategy):
@@ -116,19 +133,32 @@ def test_two_processes_train_like_one(plugin_env, single, strategy):
     rows, summary = fit(root, env, f"two-{strategy}", strategy, 2)
     want, want_summary = single
     assert summary["processes"] == 2 and want_summary["processes"] == 1
-    assert summary["replica_drift"] == 0.0  # the processes ended with identical weights
+    if strategy == "ddp":  # replicated weights; under DeepSpeed the check compares gathered copies
+        assert summary["replica_drift"] == 0.0
     assert [r["step"] for r in rows] == [r["step"] for r in want] == ["0.0", "1.0", "2.0", "3.0"]
+    # the comparison is between runs that learn and validate on something
     assert any(float(r["grad_norm"]) > 0 for r in want[1:]) and any(float(r["reward/std"]) > 0 for r in want[1:])
-    for got, ref in zip(rows[1:], want[1:], strict=True):
-        assert float(got["trajectories"]) == 12.0  # 4 prompts x G = 3, over both processes
-        for key in COMPARED:
-            assert math.isclose(float(got[key]), float(ref[key]), rel_tol=1e-4, abs_tol=1e-6), (got["step"], key)
+    assert 0 < float(want[0]["valid/format_valid"]) < 1 and float(want[0]["valid/ndcg_full"]) > 0
+    assert all(float(r["trajectories"]) == 12.0 for r in rows[1:])  # 4 prompts x G = 3, over both processes
+    assert_same(rows, want, {0.0, 1.0, 2.0, 3.0})
     from transformers import AutoModelForCausalLM
 
     mine = AutoModelForCausalLM.from_pretrained(root / f"two-{strategy}" / "policy").state_dict()
     theirs = AutoModelForCausalLM.from_pretrained(root / "single" / "policy").state_dict()
     for name, value in mine.items():
         assert torch.allclose(value, theirs[name], atol=1e-4), name
+
+
+@pytest.mark.slow
+def test_two_processes_resume_like_one(plugin_env, single):
+    """Checkpoint and resume across processes (Lightning's barriers, rank 0's folder replace): 2 steps, then
+    --resume to 3; the restored rows are kept and step 3 is the one-process run's step 3."""
+    root, env = plugin_env
+    first, _ = fit(root, env, "two-resumed", "ddp", 2, 2)
+    rows, summary = fit(root, env, "two-resumed", "ddp", 2, 3, "--resume")
+    assert [r["step"] for r in rows] == ["0.0", "1.0", "2.0", "3.0"] and summary["steps"] == 3
+    assert rows[1]["time/step"] == first[1]["time/step"]  # restored, not rerun
+    assert_same(rows, single[0], {3.0})
 
 
 @pytest.mark.slow
