@@ -128,7 +128,7 @@ def test_a_checkpoint_folder_replaces_the_previous_one(tmp_path):
     from mgfrec.rl.fit import LastCheckpoint
 
     class FolderTrainer:  # DeepSpeed's save_checkpoint writes a folder of shards
-        is_global_zero = True
+        is_global_zero, local_rank = True, 0
 
         class strategy:  # noqa: N801 (stands in for the trainer's strategy attribute)
             @staticmethod
