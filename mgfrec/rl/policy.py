@@ -259,7 +259,7 @@ def load_policy(
         model = model.to(dtype)
     else:
         try:
-            tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+            tokenizer = _load_tokenizer(cfg.model)
             model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=dtype)
         except OSError as exc:
             raise OSError(
@@ -271,6 +271,17 @@ def load_policy(
             tokenizer.pad_token = tokenizer.eos_token
     model.eval()
     return model, tokenizer
+
+
+def _load_tokenizer(model: str) -> PreTrainedTokenizerBase:
+    """A folder written by :func:`save_policy` holds a ``tokenizer.json`` that is the tokenizer: load it as
+    is. ``AutoTokenizer`` would pick the model type's tokenizer class (``Qwen2Tokenizer``), which rebuilds
+    its own byte-level pre-tokenizer: harmless for the BPE presets, garbage for MiniLM's WordPiece (every
+    word split into characters). Anything else goes through ``AutoTokenizer``."""
+    folder = Path(model)
+    if (folder / POLICY_META).is_file() and (folder / "tokenizer.json").is_file():
+        return PreTrainedTokenizerFast.from_pretrained(folder)
+    return AutoTokenizer.from_pretrained(model)
 
 
 def save_policy(

@@ -77,13 +77,17 @@ def test_dtype_comes_from_the_config():
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
 
 
-def test_save_then_load_through_from_pretrained(tiny, tmp_path):
-    model, tok = tiny
-    save_policy(model, tok, tmp_path / "policy", preset="tiny")
+@pytest.mark.parametrize("preset", ["tiny", "tiny-minilm"])
+def test_save_then_load_through_from_pretrained(preset, tiny, tmp_path):
+    model, tok = tiny if preset == "tiny" else load_policy(PolicyConfig(model="preset:tiny-minilm"), TITLES)
+    save_policy(model, tok, tmp_path / "policy", preset=preset)
     loaded, ltok = load_policy(PolicyConfig(model=str(tmp_path / "policy")))
-    ids = torch.tensor([tok.encode("<think> Rumours </think>", add_special_tokens=False)])
-    assert ltok.encode("<think> Rumours </think>", add_special_tokens=False) == ids[0].tolist()
+    text = "<|im_start|>system\nYou recommend <think> likes Abbey Road </think><ground>Rumours</ground><|im_end|>"
+    ids = torch.tensor([tok.encode(text, add_special_tokens=False)])
+    assert ltok.encode(text, add_special_tokens=False) == ids[0].tolist()  # MiniLM's WordPiece too, not chars
+    assert ltok.decode(ids[0]) == tok.decode(ids[0]) and len(ltok) == len(tok)
     assert ltok.chat_template == tok.chat_template and ltok.eos_token_id == tok.eos_token_id
+    assert ltok.pad_token_id == tok.pad_token_id
     with torch.no_grad():
         assert torch.allclose(model(ids).logits, loaded(ids).logits, atol=1e-6)
     assert (tmp_path / "policy" / "mgfrec_policy.json").is_file()
