@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, load, print_json, run
+from mgfrec.config.schema import DEFAULT_RECALL_MODEL
 
 
 def fit(
@@ -35,7 +36,7 @@ def fit(
     strategy: str | None = typer.Option(None, "--strategy", help="trainer.strategy: auto, ddp, deepspeed_stage_2, deepspeed_stage_3 (GPUs), deepspeed_stage_2_cpu / deepspeed_stage_3_cpu (DeepSpeed on the CPU, for development)."),
     max_steps: int | None = typer.Option(None, "--max-steps", min=1, help="trainer.max_steps (training steps)."),
     tensorboard: bool = typer.Option(False, "--tensorboard", help="Also log every step to OUT/tensorboard (trainer.tensorboard)."),
-    recall_model: str = typer.Option("last-title", "--recall-model", help="Retriever fitted into OUT/recall without --init."),
+    recall_model: str = typer.Option(DEFAULT_RECALL_MODEL, "--recall-model", help="Retriever fitted into OUT/recall without --init."),
     max_train_samples: int | None = typer.Option(None, min=1, help="Seeded subsample of the train split."),
     valid_samples: int = typer.Option(100, min=0, help="Valid samples of the greedy validation."),
     checkpoint_every: int = typer.Option(1, min=1, help="Training steps between OUT/checkpoints/last.ckpt writes."),

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, load, print_json, run
+from mgfrec.config.schema import DEFAULT_RECALL_MODEL
 
 
 def sft(
@@ -16,7 +17,7 @@ def sft(
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
     policy: str | None = typer.Option(None, "--policy", help="Policy to warm-start (policy.model; default preset:tiny)."),
     recall_model: str = typer.Option(
-        "last-title", "--recall-model", help="Retriever fitted into OUT/recall for the prompt's recall list."
+        DEFAULT_RECALL_MODEL, "--recall-model", help="Retriever fitted into OUT/recall for the prompt's recall list."
     ),
     recall_run: Path | None = typer.Option(None, "--recall-run", help="Use this baseline run folder's recall lists instead."),
     epochs: int = typer.Option(3, min=0, help="Passes over the synthesized trajectories."),

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, load, out, print_json, run
+from mgfrec.config.schema import DEFAULT_RECALL_MODEL
 
 
 def sweep(
@@ -53,7 +54,7 @@ def sweep(
         help="Evaluate a seeded subsample of this many samples.",
     ),
     recall_model: str = typer.Option(
-        "last-title",
+        DEFAULT_RECALL_MODEL,
         "--recall-model",
         help="Retriever fitted into each cell without --init.",
     ),

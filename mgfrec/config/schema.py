@@ -60,6 +60,11 @@ class GroundingConfig(Section):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+DEFAULT_RECALL_MODEL = "sasrec"
+"""The retriever ``mgfrec sft`` / ``fit`` / ``sweep`` fit for the prompt's recall list when none is given: the
+paper's, and measured to give a far better SFT policy than ``last-title`` (docs/sft.md)."""
+
+
 class RetrieverConfig(Section):
     """The recall model that fills the agent's first prompt, and the classical baselines."""
 

@@ -129,6 +129,10 @@ def run_fit(
     """Train the agent with GRPO on ``data``'s train split for ``trainer.max_steps`` steps; write ``out``."""
     started = time.perf_counter()
     check_strategy(cfg.trainer.strategy, cfg.trainer.accelerator)
+    if isinstance(cfg.trainer.devices, int) and cfg.trainer.global_batch_size % (cfg.trainer.devices * cfg.trainer.num_nodes):
+        size = cfg.trainer.devices * cfg.trainer.num_nodes  # checked again per step by the module (any launcher)
+        raise ValueError(f"trainer.global_batch_size: {cfg.trainer.global_batch_size} prompts per step do not split "
+                         f"evenly over {size} processes; use a multiple of {size}")  # fmt: skip
     reg = reg or registry()
     ds, out = PreparedDataset(data), Path(out)
     ckpt = out / "checkpoints" / "last.ckpt"

