@@ -57,6 +57,16 @@ def wait_for(path: Path, what: str, timeout_s: float = 3600.0, poll_s: float = 1
         time.sleep(poll_s)
 
 
+def check_batch_split(batch: int, size: int) -> None:
+    """Refuse a global batch of ``batch`` prompts that ``size`` processes cannot share evenly (a group never
+    spans processes, and every process must run the same number of micro-batches)."""
+    if batch % size:
+        raise ValueError(
+            f"trainer.global_batch_size: {batch} prompts per step do not split evenly over {size} processes; "
+            f"use a multiple of {size}"
+        )
+
+
 def require_one_process(devices: int | str, num_nodes: int, command: str) -> None:
     """Refuse several processes where a command runs more than one stage per process (Lightning's launcher
     would start every stage again in each process): ``command`` runs them one after another in one."""
@@ -75,24 +85,22 @@ def _device() -> torch.device:
     return torch.device("cpu")
 
 
-def all_sum(values: Sequence[float]) -> list[float]:
-    """Element-wise sums over processes (float64)."""
-    rank, size = world()
-    if size == 1:
+def _all_reduce(values: Sequence[float], op: dist.ReduceOp) -> list[float]:
+    if world()[1] == 1:
         return [float(v) for v in values]
     t = torch.tensor(list(values), dtype=torch.float64, device=_device())
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    dist.all_reduce(t, op=op)
     return t.cpu().tolist()
+
+
+def all_sum(values: Sequence[float]) -> list[float]:
+    """Element-wise sums over processes (float64)."""
+    return _all_reduce(values, dist.ReduceOp.SUM)
 
 
 def all_max(values: Sequence[float]) -> list[float]:
     """Element-wise maxima over processes."""
-    rank, size = world()
-    if size == 1:
-        return [float(v) for v in values]
-    t = torch.tensor(list(values), dtype=torch.float64, device=_device())
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return t.cpu().tolist()
+    return _all_reduce(values, dist.ReduceOp.MAX)
 
 
 def all_gather_rows(rows: torch.Tensor) -> torch.Tensor:

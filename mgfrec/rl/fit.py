@@ -35,7 +35,7 @@ from mgfrec.config.schema import MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.grounding.engine import load_grounding
 from mgfrec.registry import Registry, registry
-from mgfrec.rl.distributed import barrier, launched_as_main, wait_for
+from mgfrec.rl.distributed import barrier, check_batch_split, launched_as_main, wait_for
 from mgfrec.rl.module import GRPOModule
 from mgfrec.rl.policy import load_policy
 from mgfrec.rl.sft import DEFAULT_RECALL_MODEL, SFTOptions, recall_samples
@@ -129,10 +129,8 @@ def run_fit(
     """Train the agent with GRPO on ``data``'s train split for ``trainer.max_steps`` steps; write ``out``."""
     started = time.perf_counter()
     check_strategy(cfg.trainer.strategy, cfg.trainer.accelerator)
-    if isinstance(cfg.trainer.devices, int) and cfg.trainer.global_batch_size % (cfg.trainer.devices * cfg.trainer.num_nodes):
-        size = cfg.trainer.devices * cfg.trainer.num_nodes  # checked again per step by the module (any launcher)
-        raise ValueError(f"trainer.global_batch_size: {cfg.trainer.global_batch_size} prompts per step do not split "
-                         f"evenly over {size} processes; use a multiple of {size}")  # fmt: skip
+    if isinstance(cfg.trainer.devices, int):  # early, before any work; the module checks again at fit start
+        check_batch_split(cfg.trainer.global_batch_size, cfg.trainer.devices * cfg.trainer.num_nodes)
     reg = reg or registry()
     ds, out = PreparedDataset(data), Path(out)
     ckpt = out / "checkpoints" / "last.ckpt"

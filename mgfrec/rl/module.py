@@ -62,7 +62,7 @@ from mgfrec.config.schema import MGFRecConfig
 from mgfrec.registry import Registry
 from mgfrec.rewards.compose import build_reward
 from mgfrec.rl.advantages import advantages_from_config, degenerate_group_fraction
-from mgfrec.rl.distributed import all_gather_rows, all_max, all_sum, replica_drift, shard, world
+from mgfrec.rl.distributed import all_gather_rows, all_max, all_sum, check_batch_split, replica_drift, shard, world
 from mgfrec.rl.grpo import grpo_loss
 from mgfrec.rl.logprobs import token_logprobs, token_logprobs_and_entropy
 from mgfrec.rl.policy import preset_name, save_policy
@@ -147,13 +147,7 @@ class GRPOModule(L.LightningModule):
         return world()[0] == 0
 
     def on_fit_start(self) -> None:
-        size = world()[1]
-        batch = min(self.cfg.trainer.global_batch_size, len(self.train_samples))
-        if batch % size:
-            raise ValueError(
-                f"trainer.global_batch_size: {batch} prompts per step do not split evenly over {size} processes; "
-                f"use a multiple of {size}"
-            )
+        check_batch_split(min(self.cfg.trainer.global_batch_size, len(self.train_samples)), world()[1])
         if self._ref:  # grpo.reference_device: colocated with the policy, or offloaded to the CPU
             self._ref[0].to(self.device if self.cfg.grpo.reference_device == "policy" else torch.device("cpu"))
         self.engine = build_engine(self.cfg.rollout, self.policy, self.tokenizer, reg=self.reg)
