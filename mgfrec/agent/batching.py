@@ -16,6 +16,7 @@ from dataclasses import dataclass, fields
 
 import torch
 
+from mgfrec.agent.constraints import AllowedSet, allowed_masks
 from mgfrec.agent.trajectory import Trajectory
 
 
@@ -30,9 +31,22 @@ class TrajectoryBatch:
     old_logprobs: torch.Tensor
     prompt_lengths: torch.Tensor
     lengths: torch.Tensor
+    allowed_index: torch.Tensor | None = None
+    """``[B, T]`` int64: row of ``allowed_table`` that token ``[b, t]`` was sampled under, -1 if unconstrained."""
+    allowed_table: torch.Tensor | None = None
+    """``[M, V]`` bool: the distinct allowed sets of the batch (constrained decoding only)."""
+
+    @property
+    def constraints(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(allowed_index, allowed_table)`` for :mod:`mgfrec.rl.logprobs`, or None when nothing is constrained."""
+        if self.allowed_index is None or self.allowed_table is None:
+            return None
+        return self.allowed_index, self.allowed_table
 
     def to(self, device: str | torch.device) -> TrajectoryBatch:
-        return TrajectoryBatch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+        return TrajectoryBatch(
+            **{f.name: (v.to(device) if (v := getattr(self, f.name)) is not None else None) for f in fields(self)}
+        )
 
 
 def collate(
@@ -41,8 +55,12 @@ def collate(
     *,
     max_length: int | None = None,
     pad_to_multiple_of: int | None = None,
+    vocab_size: int | None = None,
 ) -> TrajectoryBatch:
-    """Right-padded tensors of ``trajectories``; ``max_length`` refuses (never truncates) longer ones."""
+    """Right-padded tensors of ``trajectories``; ``max_length`` refuses (never truncates) longer ones.
+
+    Constrained trajectories also give ``allowed_index``/``allowed_table`` (``vocab_size`` is then needed:
+    the model's logits width)."""
     if not trajectories:
         raise ValueError("collate needs at least one trajectory")
     ids = [t.token_ids() for t in trajectories]
@@ -68,6 +86,17 @@ def collate(
         attention[b, :n] = 1
         action[b, :n] = torch.tensor(traj.action_mask(), dtype=torch.bool)
         old[b, :n] = torch.tensor(traj.logprobs(), dtype=torch.float32)
+    index = table = None
+    if any(t.constrained for t in trajectories):
+        if vocab_size is None:
+            raise ValueError("constrained trajectories need collate(..., vocab_size=...) to build their masks")
+        index = torch.full((batch, width), -1, dtype=torch.long)
+        rows: dict[AllowedSet, int] = {}
+        for b, traj in enumerate(trajectories):
+            for t, s in enumerate(traj.allowed_sets()):
+                if s is not None:
+                    index[b, t] = rows.setdefault(s, len(rows))
+        table = allowed_masks(list(rows), vocab_size)
     return TrajectoryBatch(
         input_ids,
         attention,
@@ -75,4 +104,6 @@ def collate(
         old,
         torch.tensor([len(t.prompt_ids) for t in trajectories], dtype=torch.long),
         torch.tensor(lengths, dtype=torch.long),
+        index,
+        table,
     )

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mgfrec.agent.constraints import AllowedSet
 from mgfrec.agent.parser import Turn, parse_turn
 from mgfrec.agent.state import AgentState, EndReason, Next
 from mgfrec.config.schema import AgentConfig
@@ -42,6 +43,9 @@ class PolicySegment:
     logprobs: tuple[float, ...]
     text: str
     turn: Turn
+    allowed: tuple[AllowedSet, ...] | None = None
+    """Under constrained decoding, the tokens that were allowed before each sampled token (the sampler
+    renormalised over them; the loss must too); None for free decoding."""
 
 
 @dataclass(frozen=True)
@@ -90,20 +94,29 @@ class Trajectory:
         """Tokens the next generation call may produce (0 once done or while an observation is owed)."""
         return self.state.next_budget()
 
-    def add_turn(self, token_ids: Sequence[int], logprobs: Sequence[float], text: str) -> Next:
+    def add_turn(
+        self,
+        token_ids: Sequence[int],
+        logprobs: Sequence[float],
+        text: str,
+        allowed: Sequence[AllowedSet] | None = None,
+    ) -> Next:
         """Append one sampled turn (ids and log-probs exactly as the engine gave them); parse and account it.
 
+        ``allowed``: under constrained decoding, the allowed set before each token (see :class:`PolicySegment`).
         Returns ``"ground"`` (the environment must ground :attr:`pending_title`) or ``"end"``.
         """
         ids = tuple(int(t) for t in token_ids)
         lps = tuple(float(x) for x in logprobs)
         if len(ids) != len(lps):
             raise ValueError(f"{len(ids)} sampled tokens but {len(lps)} log-probs: the engine must give one per token")
+        if allowed is not None and len(allowed) != len(ids):
+            raise ValueError(f"{len(ids)} sampled tokens but {len(allowed)} allowed sets: one per token")
         if any(math.isnan(x) or x > 1e-6 for x in lps):
             raise ValueError("log-probs must be <= 0 and not NaN; pass the engine's log-prob of each sampled token")
         turn = parse_turn(text)
         nxt = self.state.on_turn(turn, len(ids))  # validates order and budget before anything is stored
-        self.segments.append(PolicySegment(ids, lps, text, turn))
+        self.segments.append(PolicySegment(ids, lps, text, turn, tuple(allowed) if allowed is not None else None))
         return nxt
 
     @property
@@ -147,6 +160,25 @@ class Trajectory:
         for seg in self.segments:
             out.extend(seg.logprobs if isinstance(seg, PolicySegment) else [0.0] * len(seg.token_ids))
         return out
+
+    def allowed_sets(self) -> list[AllowedSet | None]:
+        """Per token: the allowed set it was sampled under, or None (free decoding, prompt, observations)."""
+        out: list[AllowedSet | None] = [None] * len(self.prompt_ids)
+        for seg in self.segments:
+            if isinstance(seg, PolicySegment) and seg.allowed is not None:
+                out.extend(seg.allowed)
+            else:
+                out.extend([None] * len(seg.token_ids))
+        return out
+
+    @property
+    def constrained(self) -> bool:
+        """Whether any turn was sampled under constraints."""
+        return any(isinstance(s, PolicySegment) and s.allowed is not None for s in self.segments)
+
+    def shown_titles(self) -> list[str]:
+        """Titles of every item list the environment returned, in order (as grounded, not neutralized)."""
+        return [t for step in self.steps for t in step.item_titles]
 
     def response_text(self) -> str:
         """Everything after the prompt as text (the engine's turn texts and the observations)."""

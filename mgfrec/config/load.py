@@ -130,7 +130,7 @@ def redacted(config: MGFRecConfig) -> dict[str, Any]:
 
 def _looks_secret(key: str) -> bool:
     low = key.lower()
-    return any(h in low for h in _SECRET_HINTS) and "max_new_tokens" not in low
+    return any(h in low for h in _SECRET_HINTS) and not low.endswith("_tokens")  # token counts (max_think_tokens) are not secrets
 
 
 def write_resolved(config: MGFRecConfig, run_dir: str | Path) -> Path:

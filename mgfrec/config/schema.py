@@ -91,6 +91,18 @@ class AgentConfig(Section):
     use_recall: bool = True
     max_new_tokens_per_turn: int = Field(64, ge=1)
     max_new_tokens_total: int = Field(512, ge=1)
+    decoding: Literal["free", "constrained"] = Field(
+        "constrained",
+        description="constrained: every turn follows the tag grammar and an answer names a title the trajectory "
+        "was shown (mgfrec.agent.constraints); free: the paper's unconstrained sampling (configs/paper/*.yaml)",
+    )
+    ground_titles: Literal["shown", "free"] = Field(
+        "shown",
+        description="with decoding: constrained, what <ground> may hold: a shown or history title, or free text",
+    )
+    max_think_tokens: int = Field(
+        16, ge=1, description="with decoding: constrained, </think> is forced after this many thought tokens"
+    )
 
 
 class UserAgentConfig(Section):

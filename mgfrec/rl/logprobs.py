@@ -14,6 +14,12 @@ Memory: the model's ``[B, T, V]`` logits are unavoidable here; on top of them th
 ``gather - logsumexp`` (no second ``[B, T, V]`` log-softmax kept for backward) and the entropy, which is for
 logging only, is computed without gradient and in chunks of rows.
 
+Constrained decoding (:mod:`mgfrec.agent.constraints`): ``constraints=(allowed_index, allowed_table)``
+(:attr:`mgfrec.agent.batching.TrajectoryBatch.constraints`) restricts the distribution at every position a
+token was sampled under a constraint: its disallowed logits are set to -inf before the softmax, so the
+log-prob is of the renormalised distribution the sampler drew from. Old, new and reference log-probs all go
+through here, so the GRPO ratio and KL compare the same restricted distributions.
+
 This module runs forward passes; it never samples, and it does not know which tokens are the policy's.
 """
 
@@ -33,37 +39,71 @@ def _check_temperature(temperature: float) -> float:
     return float(temperature)
 
 
-def _scaled(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Logits for positions ``0 .. T-2`` (each predicts the next token), at least float32, over temperature."""
+Constraints = tuple[torch.Tensor, torch.Tensor]
+"""``(allowed_index [B, T] int64, allowed_table [M, V] bool)``: token ``[b, t]`` was sampled among the tokens
+of ``allowed_table[allowed_index[b, t]]``; index -1 means unconstrained."""
+
+
+def _scaled(logits: torch.Tensor, temperature: float, constraints: Constraints | None = None) -> torch.Tensor:
+    """Logits for positions ``0 .. T-2`` (each predicts the next token), at least float32, over temperature,
+    with disallowed tokens at -inf where ``constraints`` restrict the next token."""
     logits = logits[:, :-1]
     if logits.dtype in (torch.float16, torch.bfloat16):
         # log-probs of half-precision logits lose ~3 digits; float64 is kept as is (the numerical tests use it).
         logits = logits.float()
     temperature = _check_temperature(temperature)
-    return logits / temperature if temperature != 1.0 else logits
+    logits = logits / temperature if temperature != 1.0 else logits
+    if constraints is not None:
+        index, table = constraints
+        index = index[:, 1:].to(logits.device)  # the constraint of token t restricts the logits at t - 1
+        table = table.to(logits.device)
+        width = logits.shape[-1]
+        if table.shape[-1] != width:
+            raise ValueError(f"allowed_table has {table.shape[-1]} columns but the logits {width}: build it with "
+                             "the model's vocabulary size")
+        allowed = torch.ones(logits.shape, dtype=torch.bool, device=logits.device)
+        where = index >= 0
+        allowed[where] = table[index[where]]
+        logits = logits.masked_fill(~allowed, float("-inf"))
+    return logits
 
 
-def logprobs_from_logits(logits: torch.Tensor, input_ids: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """``[B, T]`` log-prob of each token of ``input_ids`` under ``logits`` (``[B, T, V]``); column 0 is 0."""
-    scaled = _scaled(logits, temperature)
+def logprobs_from_logits(
+    logits: torch.Tensor, input_ids: torch.Tensor, temperature: float = 1.0, constraints: Constraints | None = None
+) -> torch.Tensor:
+    """``[B, T]`` log-prob of each token of ``input_ids`` under ``logits`` (``[B, T, V]``); column 0 is 0.
+
+    With ``constraints``, of the distribution renormalised over each position's allowed tokens. A padded
+    position has no constraint and stays a plain log-prob (the caller masks it)."""
+    scaled = _scaled(logits, temperature, constraints)
     picked = scaled.gather(-1, input_ids[:, 1:, None]).squeeze(-1) - torch.logsumexp(scaled, dim=-1)
     return torch.nn.functional.pad(picked, (1, 0))
 
 
 @torch.no_grad()
-def token_entropy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+def token_entropy(logits: torch.Tensor, temperature: float = 1.0, constraints: Constraints | None = None) -> torch.Tensor:
     """``[B, T]`` entropy (nats) of the distribution that predicted each token; column 0 is 0. No gradient.
 
-    Aligned like :func:`logprobs_from_logits`: entry ``t`` is the entropy of ``softmax(logits[:, t-1] / T)``.
+    Aligned like :func:`logprobs_from_logits`: entry ``t`` is the entropy of ``softmax(logits[:, t-1] / T)``
+    (restricted to the allowed tokens under ``constraints``).
     """
-    scaled = _scaled(logits, temperature)
+    scaled = _scaled(logits, temperature, constraints)
     flat = scaled.reshape(-1, scaled.shape[-1])
     parts = []
     for chunk in flat.split(_ENTROPY_CHUNK):
         logp = torch.log_softmax(chunk, dim=-1)
-        parts.append(-(logp.exp() * logp).sum(-1))
+        p = logp.exp()
+        parts.append(-torch.where(p > 0, p * logp, torch.zeros_like(p)).sum(-1))  # 0 * -inf is 0 here, not NaN
     entropy = torch.cat(parts).view(scaled.shape[:-1]) if parts else scaled.new_zeros(scaled.shape[:-1])
     return torch.nn.functional.pad(entropy, (1, 0))
+
+
+def vocab_width(model: torch.nn.Module) -> int:
+    """The width of ``model``'s logits (its output embedding rows), which constraint masks must match."""
+    out = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if out is not None and getattr(out, "weight", None) is not None:
+        return int(out.weight.shape[0])
+    return int(model.config.vocab_size)
 
 
 def _logits(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
@@ -78,14 +118,15 @@ def token_logprobs(
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor | None = None,
     temperature: float = 1.0,
+    constraints: Constraints | None = None,
 ) -> torch.Tensor:
     """``[B, T]``: entry ``t`` is ``log p(input_ids[t] | input_ids[<t])`` under ``model``; 0 at ``t = 0``.
 
     Gradients flow unless called under ``torch.no_grad()`` (as for the old and reference policies).
     ``temperature`` must be the sampling temperature, so that the ratio to the engine's log-probs is 1
-    on-policy.
+    on-policy. ``constraints``: see the module docstring.
     """
-    return logprobs_from_logits(_logits(model, input_ids, attention_mask), input_ids, temperature)
+    return logprobs_from_logits(_logits(model, input_ids, attention_mask), input_ids, temperature, constraints)
 
 
 def token_logprobs_and_entropy(
@@ -93,7 +134,11 @@ def token_logprobs_and_entropy(
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor | None = None,
     temperature: float = 1.0,
+    constraints: Constraints | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`token_logprobs` and :func:`token_entropy` from one forward pass (the entropy has no gradient)."""
     logits = _logits(model, input_ids, attention_mask)
-    return logprobs_from_logits(logits, input_ids, temperature), token_entropy(logits, temperature)
+    return (
+        logprobs_from_logits(logits, input_ids, temperature, constraints),
+        token_entropy(logits, temperature, constraints),
+    )

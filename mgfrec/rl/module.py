@@ -64,7 +64,7 @@ from mgfrec.rewards.compose import build_reward
 from mgfrec.rl.advantages import advantages_from_config, degenerate_group_fraction
 from mgfrec.rl.distributed import all_gather_rows, all_max, all_sum, check_batch_split, replica_drift, shard, world
 from mgfrec.rl.grpo import grpo_loss
-from mgfrec.rl.logprobs import token_logprobs, token_logprobs_and_entropy
+from mgfrec.rl.logprobs import token_logprobs, token_logprobs_and_entropy, vocab_width
 from mgfrec.rl.policy import preset_name, save_policy
 from mgfrec.rl.sft import METRIC_COLUMNS, evaluate_policy
 from mgfrec.rl.sft_data import SFTSample, to_rollout_sample
@@ -302,8 +302,8 @@ class GRPOModule(L.LightningModule):
         self.policy.eval()  # old log-probs: the sampling policy, so no dropout
         with torch.no_grad():
             for start in range(0, len(trajs), size):
-                batch = collate(trajs[start : start + size], pad).to(self.device)
-                old = token_logprobs(self.policy, batch.input_ids, batch.attention_mask, temperature)
+                batch = collate(trajs[start : start + size], pad, vocab_size=vocab_width(self.policy)).to(self.device)
+                old = token_logprobs(self.policy, batch.input_ids, batch.attention_mask, temperature, batch.constraints)
                 ref = self.reference_logprobs(batch, temperature) if self._ref else None
                 micro.append((batch, old, ref, advantages[start : start + size].to(self.device)))
         self.policy.train()
@@ -322,7 +322,9 @@ class GRPOModule(L.LightningModule):
                     ds_engine.set_gradient_accumulation_boundary(i == len(micro) - 1)
                     begin_micro_batch(ds_engine)
                 mask = batch.action_mask  # the policy's own tokens only: prompt and observations get no loss
-                logp, entropy = token_logprobs_and_entropy(self.policy, batch.input_ids, batch.attention_mask, temperature)
+                logp, entropy = token_logprobs_and_entropy(
+                    self.policy, batch.input_ids, batch.attention_mask, temperature, batch.constraints
+                )
                 loss, m = grpo_loss(logp, old, ref, adv, mask, clip_epsilon=cfg.grpo.clip_epsilon,
                                     kl_beta=cfg.grpo.kl_beta, aggregation=cfg.grpo.loss_aggregation,
                                     normalizer=normalizer,
@@ -352,7 +354,10 @@ class GRPOModule(L.LightningModule):
         """Per-token log-probs of the frozen reference on its own device, returned on the policy's."""
         ref = self._ref[0]
         device = next(ref.parameters()).device
-        out = token_logprobs(ref, batch.input_ids.to(device), batch.attention_mask.to(device), temperature)
+        constraints = batch.constraints
+        if constraints is not None:
+            constraints = (constraints[0].to(device), constraints[1].to(device))
+        out = token_logprobs(ref, batch.input_ids.to(device), batch.attention_mask.to(device), temperature, constraints)
         return out.to(self.device)
 
     def user_agent_stats(self, *, summed: bool = False) -> dict[str, float]:

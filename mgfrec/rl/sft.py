@@ -44,6 +44,7 @@ from mgfrec.data.protocol import subsample_rows
 from mgfrec.eval.metrics import per_sample
 from mgfrec.grounding.engine import load_grounding
 from mgfrec.registry import Registry, registry
+from mgfrec.rl.logprobs import vocab_width
 from mgfrec.rl.policy import load_policy, preset_name, save_policy, training_device
 from mgfrec.rl.sft_data import Fallback, SFTSample, synthesize, to_rollout_sample
 from mgfrec.rollout.base import build_engine
@@ -169,13 +170,23 @@ def sft_loss(model: torch.nn.Module, batch: TrajectoryBatch) -> torch.Tensor:
     """Mean cross-entropy of the policy's own tokens (``action_mask``); prompt and observations are context only.
 
     The output layer runs on the masked positions alone: the full ``[B, T, V]`` logits of long prompts would
-    cost far more memory than the few dozen policy tokens per trajectory need.
+    cost far more memory than the few dozen policy tokens per trajectory need. Under constrained decoding
+    (``batch.constraints``) the cross-entropy is of the distribution renormalised over each position's allowed
+    tokens, the one the policy samples from: the model learns the choices the grammar leaves open, not what it
+    already enforces.
     """
     body = getattr(model, model.base_model_prefix)
     positions = (batch.attention_mask.cumsum(-1) - 1).clamp(min=0)
     hidden = body(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=positions).last_hidden_state
     wanted = batch.action_mask[:, 1:]  # token t is predicted at position t - 1
     logits = model.get_output_embeddings()(hidden[:, :-1][wanted]).float()
+    if batch.constraints is not None:
+        index, table = batch.constraints
+        index = index[:, 1:][wanted]
+        allowed = torch.ones_like(logits, dtype=torch.bool)
+        where = index >= 0
+        allowed[where] = table[index[where]].to(logits.device)
+        logits = logits.masked_fill(~allowed, float("-inf"))
     return F.cross_entropy(logits, batch.input_ids[:, 1:][wanted])
 
 
@@ -202,7 +213,7 @@ def train_epoch(
     device = next(model.parameters()).device
     total, tokens = 0.0, 0
     for idx in length_batches(trajectories, batch_size, rng):
-        batch = collate([trajectories[i] for i in idx], pad_token_id).to(device)
+        batch = collate([trajectories[i] for i in idx], pad_token_id, vocab_size=vocab_width(model)).to(device)
         loss = sft_loss(model, batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

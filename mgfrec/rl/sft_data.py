@@ -86,10 +86,11 @@ def _nearest(vectors: np.ndarray, candidates: Sequence[int], target: int, skip: 
 
 
 class _Writer:
-    """Turn texts with a ``<think>`` short enough for the per-turn token budget."""
+    """Turn texts with a ``<think>`` short enough for the per-turn token budget (and, under constrained
+    decoding, for ``agent.max_think_tokens``: a longer thought would be cut by the grammar)."""
 
-    def __init__(self, tokenizer: Any, titles: Sequence[str], budget: int):
-        self.tokenizer, self.titles, self.budget = tokenizer, titles, budget
+    def __init__(self, tokenizer: Any, titles: Sequence[str], budget: int, max_think: int | None = None):
+        self.tokenizer, self.titles, self.budget, self.max_think = tokenizer, titles, budget, max_think
         self.reserved = reserved_strings(tokenizer)
 
     def title(self, item: int) -> str:
@@ -99,7 +100,8 @@ class _Writer:
         """The first of ``thoughts`` whose turn fits the budget (the last one is used regardless)."""
         for think in thoughts:
             text = f"<think>{think}</think><{action}>{self.title(item)}</{action}>"
-            if len(self.tokenizer.encode(text, add_special_tokens=False)) <= self.budget:
+            short = self.max_think is None or self.size(think) <= self.max_think
+            if short and len(self.tokenizer.encode(text, add_special_tokens=False)) <= self.budget:
                 break
         return text
 
@@ -120,7 +122,8 @@ def build_plans(
     if agent.max_groundings < 1:
         raise ValueError("agent.max_groundings must be >= 1 for SFT: every synthesized trajectory grounds once")
     vectors = grounding.item_embeddings
-    w = _Writer(tokenizer, grounding.titles, agent.max_new_tokens_per_turn)
+    constrained = agent.decoding == "constrained"
+    w = _Writer(tokenizer, grounding.titles, agent.max_new_tokens_per_turn, agent.max_think_tokens if constrained else None)
     recalls = [tuple(i for i in s.recall if i >= 0) if agent.use_recall else () for s in samples]
 
     first = []

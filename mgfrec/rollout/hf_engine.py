@@ -21,6 +21,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from transformers import DynamicCache
 
+from mgfrec.agent.constraints import AllowedSet, TurnConstraint
 from mgfrec.rollout.base import Generation, check_generate_args, single_token_stops
 from mgfrec.rollout.sampling import draw_uniforms, row_generator, sample_next
 
@@ -35,10 +36,18 @@ class _Row:
     logprobs: list[float] = field(default_factory=list)
     stop: str | None = None
     searched: int = 0  # characters of decoded text already searched for stop strings
+    constraint: TurnConstraint | None = None
 
 
 class HFEngine:
-    """Samples from a ``PreTrainedModel`` on its own device. Built as ``HFEngine(model, tokenizer, options)``."""
+    """Samples from a ``PreTrainedModel`` on its own device. Built as ``HFEngine(model, tokenizer, options)``.
+
+    It supports constrained turns (``constraints=``, :mod:`mgfrec.agent.constraints`): at each step the
+    logits of a constrained row are renormalised over its allowed tokens before sampling, and the returned
+    log-prob is of that restricted distribution.
+    """
+
+    supports_constraints = True
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid", frozen=True)
@@ -89,15 +98,21 @@ class HFEngine:
         temperature: float = 1.0,
         top_p: float = 1.0,
         seed: int = 0,
+        constraints: Sequence[TurnConstraint | None] | None = None,
     ) -> list[list[Generation]]:
-        """See :class:`mgfrec.rollout.base.RolloutEngine`."""
+        """See :class:`mgfrec.rollout.base.RolloutEngine`. ``constraints``: one per row (``len(prompts) * n``,
+        prompt-major) or None; each is advanced through the tokens its row samples."""
         check_generate_args(prompts, max_new_tokens, n, temperature, top_p)
+        if constraints is not None and len(constraints) != len(prompts) * n:
+            raise ValueError(f"{len(constraints)} constraints for {len(prompts) * n} rows: one per (prompt, sample)")
         stop_ids, stop_strings = single_token_stops(self.tokenizer, stop)
         for i in stop_token_ids:
             stop_ids.setdefault(int(i), self.tokenizer.convert_ids_to_tokens(int(i)))
         for i in self._eos_ids():
             stop_ids.setdefault(i, self.tokenizer.convert_ids_to_tokens(i))
         rows = [_Row(list(map(int, p)), row_generator(seed, i, j)) for i, p in enumerate(prompts) for j in range(n)]
+        for row, c in zip(rows, constraints or (), strict=False):
+            row.constraint = c
         # prompts of similar length together (less padding when they do not fit one batch); a prompt's n
         # samples stay in one batch, so its prefill is computed once and shared
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
@@ -135,12 +150,16 @@ class HFEngine:
         started = time.perf_counter()
         live = list(range(len(rows)))  # batch row b decodes rows[live[b]]
         next_pos = mask.sum(-1)
+        masks: dict[AllowedSet, torch.Tensor] = {}
         for step in range(max_new_tokens):
             uniforms = draw_uniforms([rows[r].generator for r in live], device)
+            logits = self._constrain(logits, [rows[r].constraint for r in live], masks)
             tokens, logps = sample_next(logits, uniforms, temperature=temperature, top_p=top_p)
             keep = []
             for b, (tok, lp) in enumerate(zip(tokens.tolist(), logps.tolist())):
                 row = rows[live[b]]
+                if row.constraint is not None:
+                    row.constraint.advance(tok)
                 row.tokens.append(tok)
                 row.logprobs.append(lp)
                 row.stop = stop_ids.get(tok) or self._string_stop(row, stop_strings)
@@ -165,6 +184,26 @@ class HFEngine:
             next_pos = next_pos + 1
         self.timings["decode_s"] += time.perf_counter() - started
         self.timings["decode_steps"] += step + 1
+
+    @staticmethod
+    def _constrain(
+        logits: torch.Tensor, constraints: list[TurnConstraint | None], masks: dict[AllowedSet, torch.Tensor]
+    ) -> torch.Tensor:
+        """``logits`` with every disallowed token of a constrained row at -inf (``masks`` caches masks)."""
+        if all(c is None for c in constraints):
+            return logits
+        allowed = torch.ones_like(logits, dtype=torch.bool)
+        for b, c in enumerate(constraints):
+            if c is None:
+                continue
+            s = c.allowed()
+            m = masks.get(s)
+            if m is None:
+                m = masks[s] = s.mask(logits.shape[-1]).to(logits.device)
+            if not bool(m.any()):
+                raise RuntimeError("the turn grammar allows no token here; the constraint was driven past its end")
+            allowed[b] = m
+        return logits.masked_fill(~allowed, float("-inf"))
 
     def _prefill(self, prompts: list[list[int]], n: int) -> tuple[DynamicCache, torch.Tensor, torch.Tensor]:
         """KV cache, attention mask and next-token logits of left-padded ``prompts``, each repeated ``n`` times.

@@ -16,6 +16,12 @@ Turn budgets differ per trajectory (the total cap). The engine is called once wi
 each turn is then cut to its own: a prefix of a sample is exactly what sampling with the smaller cap would
 have produced, token for token, since every later token depends only on the ones before it.
 
+Constrained decoding (``agent.decoding: constrained``, :mod:`mgfrec.agent.constraints`): each live
+trajectory's turn is sampled under its own :class:`~mgfrec.agent.constraints.TurnConstraint` (the tag grammar;
+answers among the titles it was shown); the allowed set before every sampled token is recomputed from the
+turn's own tokens and stored with the turn, so the trainer applies the same restriction. The engine must
+declare ``supports_constraints``; one that does not is refused with a clear message.
+
 Sampling is reproducible: turn ``t`` is sampled with a seed derived from ``(seed, t)``; the engine derives
 each row's randomness from that and the row's position. The loop never computes rewards or losses.
 """
@@ -30,8 +36,9 @@ from typing import Any
 
 import numpy as np
 
+from mgfrec.agent.constraints import TurnConstraint, TurnGrammar
 from mgfrec.agent.environment import Environment
-from mgfrec.agent.neutralize import reserved_strings
+from mgfrec.agent.neutralize import neutralize_title, reserved_strings
 from mgfrec.agent.parser import STOP_STRINGS
 from mgfrec.agent.prompts import AgentPrompts, build_messages, encode_prompt
 from mgfrec.agent.trajectory import Trajectory
@@ -144,9 +151,12 @@ def rollout(
         for j in range(group_size)
     ]
     stats.prompt_s = time.perf_counter() - started
-    sampling = {"temperature": temperature, "top_p": top_p, "stop": STOP_STRINGS}
+    sampling: dict[str, Any] = {"temperature": temperature, "top_p": top_p, "stop": STOP_STRINGS}
+    constrain = _Constrainer(engine, agent, samples, group_size, prompts) if agent.decoding == "constrained" else None
     while live := _live(trajectories, max_context):
         budgets = [t.next_budget() for t in live]
+        if constrain is not None:
+            sampling["constraints"] = [constrain.turn(t) for t in live]
         t0 = time.perf_counter()
         if stats.turns == 0 and len(live) == len(trajectories):  # all still equal their prompts: n = G per prompt
             out = engine.generate(
@@ -169,7 +179,8 @@ def rollout(
             raise RuntimeError(f"the engine returned {len(gens)} generations for {len(live)} live trajectories")
         for traj, gen, budget in zip(live, gens, budgets):
             ids, lps, text = _within(gen, budget, engine.tokenizer)
-            traj.add_turn(ids, lps, text)
+            allowed = constrain.turn(traj).replay(ids) if constrain is not None else None
+            traj.add_turn(ids, lps, text, allowed)
             stats.generated_tokens += len(ids)
         t0 = time.perf_counter()
         stats.groundings += len(environment.step(live))
@@ -178,6 +189,65 @@ def rollout(
     stats.total_s = time.perf_counter() - started
     stats.end_reasons.update(t.end_reason for t in trajectories)
     return RolloutResult(trajectories, group_size, stats)
+
+
+class _Constrainer:
+    """Builds each trajectory's :class:`TurnConstraint` for its next turn (see the module docstring)."""
+
+    def __init__(
+        self,
+        engine: RolloutEngine,
+        agent: AgentConfig,
+        samples: Sequence[RolloutSample],
+        group_size: int,
+        prompts: AgentPrompts,
+    ):
+        if not getattr(engine, "supports_constraints", False):
+            raise ValueError(
+                f"rollout engine {type(engine).__name__} does not support agent.decoding: constrained; "
+                "use rollout.engine: hf, or set agent.decoding: free"
+            )
+        self.grammar = grammar_for(engine)
+        self.agent = agent
+        self.reserved = reserved_strings(engine.tokenizer)
+        show = self._show
+        self.recall = [
+            [show(t) for t in (s.recall_titles or ())] if prompts.use_recall else [] for s in samples
+        ]
+        self.history = [[show(t) for t in s.history_titles] for s in samples]
+
+    def _show(self, title: str) -> str:
+        return neutralize_title(title, self.reserved).strip()
+
+    def turn(self, traj: Trajectory) -> TurnConstraint:
+        """A fresh constraint for ``traj``'s next turn (deterministic: replaying it gives the same sets)."""
+        agent, g = self.agent, self.grammar
+        i = traj.extras["sample_index"]
+        shown = [*self.recall[i], *(self._show(t) for t in traj.shown_titles())]
+        ground = None if agent.ground_titles == "free" else g.trie([*shown, *self.history[i]])
+        left = agent.max_new_tokens_total - traj.state.total_tokens
+        # a grounding needs room for an answer turn after it within the total budget
+        room = len(g.think_open) + 1 + len(g.think_close) + len(g.answer_open) + len(g.answer_close) + 24
+        can_ground = traj.num_groundings < agent.max_groundings and left - traj.next_budget() >= room
+        return TurnConstraint(
+            g,
+            g.trie(shown),
+            ground,
+            can_ground=can_ground,
+            budget=traj.next_budget(),
+            max_think_tokens=agent.max_think_tokens,
+        )
+
+
+def grammar_for(engine: RolloutEngine) -> TurnGrammar:
+    """The engine's :class:`TurnGrammar`, built once per engine (scanning the vocabulary once)."""
+    grammar = getattr(engine, "_turn_grammar", None)
+    if grammar is None or grammar.tokenizer is not engine.tokenizer:
+        model = getattr(engine, "model", None)
+        width = getattr(getattr(model, "config", None), "vocab_size", None)
+        grammar = TurnGrammar(engine.tokenizer, width)
+        engine._turn_grammar = grammar  # type: ignore[attr-defined]
+    return grammar
 
 
 def _live(trajectories: list[Trajectory], max_context: int | None) -> list[Trajectory]:

@@ -6,6 +6,9 @@ feedback and answering paths need a policy that does. :class:`ScriptedEngine` im
 from the decoded context, the engine tokenizes it (the "sampled" ids), cuts it after the first stop exactly
 as a sampling engine would stop, caps it at ``max_new_tokens``, and reports a fixed log-prob per token.
 
+Under constrained decoding (``constraints=``) every scripted token must be one the turn grammar allows:
+a script that breaks it is an error, not a silently unconstrained turn (SFT teachers rely on that).
+
 For tests, demonstrations and benchmarks of the environment; not registered as a component, since a
 script is code, not configuration.
 """
@@ -24,6 +27,8 @@ special tokens, ``sample_index`` is ``j`` of the ``n`` samples asked for the pro
 
 class ScriptedEngine:
     """Replays ``script``'s turns as if sampled; every token gets log-prob ``logprob``."""
+
+    supports_constraints = True
 
     def __init__(self, tokenizer: Any, script: Script, *, logprob: float = -1.0):
         if logprob > 0:
@@ -47,8 +52,11 @@ class ScriptedEngine:
         temperature: float = 1.0,
         top_p: float = 1.0,
         seed: int = 0,
+        constraints: Sequence[Any] | None = None,
     ) -> list[list[Generation]]:
-        """The script's turn for each prompt and sample index, tokenized, cut at a stop and at the cap."""
+        """The script's turn for each prompt and sample index, tokenized, cut at a stop and at the cap.
+
+        ``constraints`` (one per row): each scripted token is checked against its row's turn grammar."""
         self.calls.append({"prompts": len(prompts), "n": n, "max_new_tokens": max_new_tokens, "stop": tuple(stop)})
         stop_ids, stop_strings = single_token_stops(self.tokenizer, stop)
         for i in (*stop_token_ids, self.tokenizer.eos_token_id):
@@ -58,6 +66,16 @@ class ScriptedEngine:
         for prompt in prompts:
             context = self.tokenizer.decode(list(prompt), skip_special_tokens=False)
             out.append([self._one(self.script(context, j), max_new_tokens, stop_ids, stop_strings) for j in range(n)])
+        for row, c in zip((g for gens in out for g in gens), constraints or (), strict=False):
+            if c is None:
+                continue
+            for k, tok in enumerate(row.token_ids):
+                if not c.allowed().allows(tok):
+                    raise ValueError(
+                        f"the scripted turn {row.text!r} breaks the constrained turn grammar at token {k} "
+                        f"({self.tokenizer.decode([tok])!r}); script a valid turn or use agent.decoding: free"
+                    )
+                c.advance(tok)
         return out
 
     def _one(self, text: str, cap: int, stop_ids: dict[int, str], stop_strings: list[str]) -> Generation:

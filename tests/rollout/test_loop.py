@@ -87,7 +87,7 @@ def _check_token_exact(traj):
 def test_scripted_rollout_grounds_gets_feedback_and_answers(environment, tiny_policy):
     tokenizer = tiny_policy[1]
     engine = ScriptedEngine(tokenizer, play, logprob=-0.25)
-    agent = AgentConfig(max_groundings=2, max_new_tokens_per_turn=48, max_new_tokens_total=200)
+    agent = AgentConfig(max_groundings=2, max_new_tokens_per_turn=48, max_new_tokens_total=200, decoding="free")
     result = rollout(engine, environment, SAMPLES, group_size=4, agent=agent, seed=1)
     groups = result.groups()
     assert [len(g) for g in groups] == [4, 4]
@@ -121,7 +121,9 @@ def test_scripted_rollout_grounds_gets_feedback_and_answers(environment, tiny_po
 def test_a_turn_is_cut_to_what_is_left_of_the_total_budget(environment, tiny_policy):
     tokenizer = tiny_policy[1]
     first = tokenizer.encode(PLANS[1][0], add_special_tokens=False)
-    agent = AgentConfig(max_groundings=4, max_new_tokens_per_turn=48, max_new_tokens_total=len(first) + 3)
+    agent = AgentConfig(
+        max_groundings=4, max_new_tokens_per_turn=48, max_new_tokens_total=len(first) + 3, decoding="free"
+    )
     result = rollout(ScriptedEngine(tokenizer, play), environment, SAMPLES[:1], group_size=2, agent=agent)
     traj = result.trajectories[1]
     assert traj.end_reason == "length_limit" and traj.response_length == agent.max_new_tokens_total
@@ -138,7 +140,7 @@ def test_recall_titles_reach_the_prompt_only_when_given(tiny_policy):
 
 def test_hf_rollout_records_what_the_policy_sampled(environment, tiny_policy):
     model, tokenizer = tiny_policy
-    agent = AgentConfig(max_groundings=2, max_new_tokens_per_turn=12, max_new_tokens_total=30)
+    agent = AgentConfig(max_groundings=2, max_new_tokens_per_turn=12, max_new_tokens_total=30, decoding="free")
     result = rollout(
         HFEngine(model, tokenizer), environment, SAMPLES, group_size=3, agent=agent, temperature=1.0, seed=4
     )
@@ -188,7 +190,7 @@ class GroundFirst:
 
 def test_hf_samples_after_observations_are_recorded_exactly(environment, tiny_policy):
     model, tokenizer = tiny_policy
-    agent = AgentConfig(max_groundings=2, max_new_tokens_per_turn=24, max_new_tokens_total=60)
+    agent = AgentConfig(max_groundings=2, max_new_tokens_per_turn=24, max_new_tokens_total=60, decoding="free")
     result = rollout(GroundFirst(model, tokenizer), environment, SAMPLES, group_size=2, agent=agent, seed=9)
     for traj in result.trajectories:
         _check_token_exact(traj)

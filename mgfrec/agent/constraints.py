@@ -1,0 +1,292 @@
+"""Constrained turns: the token-level grammar of one agent turn and the titles it may name.
+
+With ``agent.decoding: constrained`` every turn is sampled under :class:`TurnConstraint`, a small state
+machine over token ids that says, before each token, which tokens may come next:
+
+``<think>`` thought ``</think>`` then exactly one of ``<ground>`` title ``</ground>`` or ``<answer>`` title
+``</answer>``, where
+
+* the thought is one or more *plain* tokens: a plain token decodes to text without ``<`` or ``>`` and is
+  not a special token, so no tag (the policy's or the environment's ``<item_list>`` / ``<feedback>``) can
+  ever be written inside it; the first one is not whitespace only (the format rule wants a non-empty
+  thought); at ``agent.max_think_tokens`` (or when the turn's budget would not leave room for the action)
+  ``</think>`` is forced;
+* the answer's title is restricted, token by token through a prefix :class:`TokenTrie`, to the titles this
+  trajectory has been shown (its recall list and every returned item list), each as the prompt shows it;
+* the grounded title is restricted the same way to the shown and history titles
+  (``agent.ground_titles: shown``), or is free plain text as in the paper (``free``);
+* ``<ground>`` is allowed only while groundings are left and the total budget still has room for an answer
+  turn afterwards, so a constrained trajectory cannot end with ``grounding_limit``.
+
+Format errors can then only come from budgets (a title longer than what is left), and the metrics say so.
+
+Exactness. The sampler renormalises the logits over the allowed set at each constrained position, so the
+sampled token's log-prob is of that restricted distribution. What was allowed at every position is
+recomputed deterministically from the turn's own tokens (:meth:`TurnConstraint.replay`) and travels with the
+trajectory (:attr:`mgfrec.agent.trajectory.PolicySegment.allowed`), so the training forward pass applies the
+same restriction to the old, new and reference log-probs (:mod:`mgfrec.rl.logprobs`).
+
+This module knows token ids and titles only; it never samples, grounds or tokenizes prompts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from mgfrec.agent.parser import ANSWER_CLOSE, ANSWER_OPEN, GROUND_CLOSE, GROUND_OPEN, THINK_CLOSE, THINK_OPEN
+
+
+@dataclass(frozen=True)
+class AllowedSet:
+    """The tokens allowed at one position: exactly ``ids`` (``only=True``) or all but ``ids`` (``only=False``)."""
+
+    only: bool
+    ids: frozenset[int]
+
+    def allows(self, token: int) -> bool:
+        return (token in self.ids) if self.only else (token not in self.ids)
+
+    def mask(self, vocab_size: int) -> torch.Tensor:
+        """``[vocab_size]`` bool, True where allowed."""
+        out = torch.full((vocab_size,), not self.only, dtype=torch.bool)
+        if self.ids:
+            ids = torch.tensor(sorted(i for i in self.ids if i < vocab_size), dtype=torch.long)
+            out[ids] = self.only
+        return out
+
+
+def only(ids: Iterable[int]) -> AllowedSet:
+    return AllowedSet(True, frozenset(int(i) for i in ids))
+
+
+class TokenTrie:
+    """Token-id sequences as a prefix tree: which tokens may follow a prefix, and where a sequence ends."""
+
+    def __init__(self, sequences: Iterable[Sequence[int]] = ()):
+        self.children: dict[int, TokenTrie] = {}
+        self.terminal = False
+        self.depth = 0  # tokens in the longest sequence below this node
+        for seq in sequences:
+            self.add(seq)
+
+    def add(self, seq: Sequence[int]) -> None:
+        if not seq:
+            return
+        node = self
+        for n, tok in enumerate(seq):
+            node.depth = max(node.depth, len(seq) - n)
+            node = node.children.setdefault(int(tok), TokenTrie())
+        node.terminal = True
+
+    def __bool__(self) -> bool:
+        return bool(self.children)
+
+
+class TurnGrammar:
+    """Per-tokenizer facts the constraint needs: tag token sequences, plain tokens, title encodings.
+
+    Built once per tokenizer (scanning the vocabulary once) and shared by every trajectory.
+    """
+
+    def __init__(self, tokenizer: Any, vocab_size: int | None = None):
+        """``vocab_size``: the model's logits width when it exceeds the tokenizer's (the extra ids are never
+        plain)."""
+        self.tokenizer = tokenizer
+        known = len(tokenizer)
+        self.vocab_size = max(int(vocab_size or known), known)
+        enc = self._encode
+        self.think_open, self.think_close = enc(THINK_OPEN), enc(THINK_CLOSE)
+        self.ground_open, self.ground_close = enc(GROUND_OPEN), enc(GROUND_CLOSE)
+        self.answer_open, self.answer_close = enc(ANSWER_OPEN), enc(ANSWER_CLOSE)
+        special = set(getattr(tokenizer, "all_special_ids", []) or [])
+        unsafe: set[int] = set()
+        blank: set[int] = set()
+        for i in range(self.vocab_size):
+            if i in special or i >= known:
+                unsafe.add(i)
+                continue
+            text = tokenizer.decode([i], skip_special_tokens=False)
+            if "<" in text or ">" in text or not text:
+                unsafe.add(i)
+            elif not text.strip():
+                blank.add(i)
+        self.unsafe = frozenset(unsafe)
+        self.blank = frozenset(blank)
+        self._titles: dict[str, tuple[int, ...]] = {}
+
+    def _encode(self, text: str) -> tuple[int, ...]:
+        return tuple(int(i) for i in self.tokenizer.encode(text, add_special_tokens=False))
+
+    def title_ids(self, title: str) -> tuple[int, ...]:
+        """``title`` tokenized on its own (cached): the token path of the trie."""
+        ids = self._titles.get(title)
+        if ids is None:
+            ids = self._titles[title] = self._encode(title)
+        return ids
+
+    def trie(self, titles: Iterable[str]) -> TokenTrie:
+        return TokenTrie(self.title_ids(t) for t in titles if t and t.strip())
+
+    def plain(self, first: bool, extra: Iterable[int] = ()) -> AllowedSet:
+        """Plain tokens (``first``: not whitespace only), plus ``extra`` (e.g. a closing tag's first token)."""
+        banned = (self.unsafe | self.blank) if first else self.unsafe
+        return AllowedSet(False, banned - frozenset(extra))
+
+
+@dataclass
+class TurnConstraint:
+    """The grammar of one turn for one trajectory; see the module docstring.
+
+    ``answer_trie``: the titles an answer may name; ``ground_trie``: those a grounding may name, or None for
+    free text. ``can_ground``: whether a ``<ground>`` action is allowed this turn. ``budget``: the turn's
+    token budget (the constraint closes the thought early enough to leave room for the action).
+    """
+
+    grammar: TurnGrammar
+    answer_trie: TokenTrie
+    ground_trie: TokenTrie | None = None
+    can_ground: bool = True
+    budget: int = 64
+    max_think_tokens: int = 16
+    max_free_title_tokens: int = 24
+    # state
+    _forced: tuple[int, ...] = field(default=(), init=False)
+    _after: str = field(default="think", init=False)  # the phase once the forced tokens are written
+    _phase: str = field(default="forced", init=False)
+    _count: int = field(default=0, init=False)  # tokens written in the current thought / free title
+    _used: int = field(default=0, init=False)  # tokens written in this turn
+    _node: TokenTrie | None = field(default=None, init=False)
+    _kind: str = field(default="", init=False)  # "ground" or "answer" once the action is chosen
+    _path: tuple[int, ...] = field(default=(), init=False)  # opener tokens written so far
+
+    def __post_init__(self) -> None:
+        self._forced = self.grammar.think_open
+
+    # --- what may come next --------------------------------------------------------------------------------
+
+    def _trie(self, kind: str) -> TokenTrie | None:
+        """The titles ``kind`` may name; None (free plain text) for a free grounding or an answer with
+        nothing shown yet."""
+        trie = self.answer_trie if kind == "answer" else self.ground_trie
+        return trie if trie else None
+
+    def _title_room(self, kind: str) -> int:
+        g = self.grammar
+        trie = self._trie(kind)
+        depth = trie.depth if trie is not None else self.max_free_title_tokens
+        tags = (g.answer_open, g.answer_close) if kind == "answer" else (g.ground_open, g.ground_close)
+        return len(tags[0]) + depth + len(tags[1])
+
+    def _actions(self) -> list[str]:
+        ground = self.can_ground and (self.ground_trie is None or bool(self.ground_trie))
+        return ["answer", "ground"] if ground else ["answer"]
+
+    def allowed(self) -> AllowedSet:
+        """The tokens allowed next."""
+        g = self.grammar
+        if self._phase == "forced":
+            return only([self._forced[0]])
+        if self._phase == "think":
+            room = len(g.think_close) + max(self._title_room(k) for k in self._actions())
+            if self._count >= 1 and (self._count >= self.max_think_tokens or self._used + room >= self.budget):
+                return only([g.think_close[0]])
+            return g.plain(self._count == 0, [g.think_close[0]] if self._count >= 1 else [])
+        if self._phase == "action":  # the openers as a trie: with a hub tokenizer they may share tokens
+            return only(self._node.children)
+        if self._phase == "trie":
+            close = (g.answer_close if self._kind == "answer" else g.ground_close)[0]
+            ids = set(self._node.children)
+            if self._node.terminal:
+                ids.add(close)
+            return only(ids)
+        if self._phase == "free":
+            close = (g.answer_close if self._kind == "answer" else g.ground_close)[0]
+            if self._count >= 1 and self._count >= self.max_free_title_tokens:
+                return only([close])
+            return g.plain(self._count == 0, [close] if self._count >= 1 else [])
+        return only([])  # done: nothing more may be written
+
+    @property
+    def done(self) -> bool:
+        return self._phase == "done"
+
+    # --- moving on -----------------------------------------------------------------------------------------
+
+    def _force(self, seq: tuple[int, ...], after: str) -> None:
+        if seq:
+            self._forced, self._after, self._phase = seq, after, "forced"
+        else:
+            self._enter(after)
+
+    def _enter(self, phase: str) -> None:
+        self._phase, self._count = phase, 0
+        if phase == "action":
+            g = self.grammar
+            self._path = ()
+            self._node = TokenTrie((g.ground_open if k == "ground" else g.answer_open) for k in self._actions())
+        if phase == "title":
+            self._node = self._trie(self._kind)
+            self._phase = "free" if self._node is None else "trie"
+
+    def advance(self, token: int) -> None:
+        """Take ``token`` (which must be allowed) and move to the next state."""
+        token = int(token)
+        if not self.allowed().allows(token):
+            raise ValueError(f"token {token} is not allowed in phase {self._phase!r} of the turn grammar")
+        g = self.grammar
+        self._used += 1
+        if self._phase == "forced":
+            rest = self._forced[1:]
+            if rest:
+                self._forced = rest
+            else:
+                self._enter(self._after)
+        elif self._phase == "think":
+            if token == g.think_close[0] and self._count >= 1:
+                self._force(g.think_close[1:], "action")
+            else:
+                self._count += 1
+        elif self._phase == "action":
+            self._path += (token,)
+            self._node = self._node.children[token]
+            if not self._node.children:
+                self._kind = "ground" if self._path == g.ground_open else "answer"
+                self._enter("title")
+        elif self._phase == "trie":
+            close = g.answer_close if self._kind == "answer" else g.ground_close
+            if token in self._node.children:
+                self._node = self._node.children[token]
+            else:  # the close tag (allowed only at a terminal node)
+                self._force(close[1:], "done")
+        elif self._phase == "free":
+            close = g.answer_close if self._kind == "answer" else g.ground_close
+            if token == close[0] and self._count >= 1:
+                self._force(close[1:], "done")
+            else:
+                self._count += 1
+
+    def replay(self, token_ids: Sequence[int]) -> list[AllowedSet]:
+        """The allowed set before each of ``token_ids``, advancing through them (they must all be allowed)."""
+        out = []
+        for tok in token_ids:
+            out.append(self.allowed())
+            self.advance(tok)
+        return out
+
+
+def allowed_masks(sets: Sequence[AllowedSet], vocab_size: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """``[len(sets), vocab_size]`` bool masks; equal sets share one computation."""
+    cache: dict[AllowedSet, torch.Tensor] = {}
+    rows = []
+    for s in sets:
+        m = cache.get(s)
+        if m is None:
+            m = cache[s] = s.mask(vocab_size)
+        rows.append(m)
+    if not rows:
+        return torch.zeros((0, vocab_size), dtype=torch.bool, device=device)
+    return torch.stack(rows).to(device)

@@ -1,0 +1,157 @@
+"""Constrained turns (agent.decoding: constrained) with the tiny preset: the grammar, the title trie, the hf
+engine sampling under it, and log-probs that the training forward pass reproduces exactly."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from mgfrec.agent.batching import collate
+from mgfrec.agent.constraints import TokenTrie, TurnConstraint, TurnGrammar
+from mgfrec.agent.environment import Environment
+from mgfrec.agent.parser import parse_turn
+from mgfrec.config.schema import AgentConfig
+from mgfrec.grounding.engine import Grounding
+from mgfrec.grounding.exact import ExactGrounder
+from mgfrec.rl.logprobs import token_logprobs, vocab_width
+from mgfrec.rollout.hf_engine import HFEngine
+from mgfrec.rollout.loop import RolloutSample, rollout
+from mgfrec.rollout.scripted_engine import ScriptedEngine
+
+SHOWN = ["Kind of Blue", "Blue Train", "A Love Supreme"]
+
+
+@pytest.fixture(scope="module")
+def grammar(tiny_policy):
+    model, tokenizer = tiny_policy
+    return TurnGrammar(tokenizer, model.config.vocab_size)
+
+
+def walk(constraint: TurnConstraint, rng: random.Random, vocab: int) -> list[int]:
+    """Random tokens, each drawn uniformly from what the constraint allows, until it is done."""
+    out = []
+    while not constraint.done:
+        allowed = constraint.allowed()
+        ids = sorted(allowed.ids) if allowed.only else [i for i in range(vocab) if i not in allowed.ids]
+        assert ids, "the grammar must always allow a token before it is done"
+        tok = rng.choice(ids)
+        constraint.advance(tok)
+        out.append(tok)
+        assert len(out) < 200
+    return out
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_every_walk_is_a_well_formed_turn_naming_a_shown_title(grammar, tiny_policy, seed):
+    _, tokenizer = tiny_policy
+    rng = random.Random(seed)
+    history = ["Thriller"]
+    c = TurnConstraint(grammar, grammar.trie(SHOWN), grammar.trie(SHOWN + history), budget=64, max_think_tokens=6)
+    ids = walk(c, rng, grammar.vocab_size)
+    turn = parse_turn(tokenizer.decode(ids, skip_special_tokens=False))
+    assert turn.kind in ("ground", "answer"), turn.error
+    assert turn.title in (SHOWN if turn.kind == "answer" else SHOWN + history)
+    # the thought is cut at max_think_tokens: think open + <= 6 tokens + close + action
+    assert ids.index(grammar.think_close[0]) <= 1 + 6
+
+
+def test_no_grounding_left_means_the_turn_answers(grammar, tiny_policy):
+    _, tokenizer = tiny_policy
+    for seed in range(10):
+        c = TurnConstraint(grammar, grammar.trie(SHOWN), grammar.trie(SHOWN), can_ground=False, max_think_tokens=3)
+        turn = parse_turn(tokenizer.decode(walk(c, random.Random(seed), grammar.vocab_size)))
+        assert turn.kind == "answer" and turn.title in SHOWN
+
+
+def test_free_grounding_is_plain_text_without_tags(grammar, tiny_policy):
+    _, tokenizer = tiny_policy
+    kinds = set()
+    for seed in range(30):
+        c = TurnConstraint(grammar, grammar.trie(SHOWN), None, max_think_tokens=3, max_free_title_tokens=5)
+        text = tokenizer.decode(walk(c, random.Random(seed), grammar.vocab_size))
+        turn = parse_turn(text)
+        assert turn.kind in ("ground", "answer"), (text, turn.error)
+        kinds.add(turn.kind)
+        if turn.kind == "ground":
+            assert "<" not in turn.title and ">" not in turn.title
+    assert kinds == {"ground", "answer"}  # both actions happen: the test can tell a stuck grammar
+
+
+def test_the_trie_ends_titles_that_are_prefixes_of_others(grammar):
+    trie = grammar.trie(["Blue", "Blue Train"])
+    node = trie
+    for tok in grammar.title_ids("Blue"):
+        node = node.children[tok]
+    assert node.terminal and node.children  # "Blue" may end here or go on to "Blue Train"
+    assert TokenTrie([[1, 2], [1]]).depth == 2
+
+
+def test_replay_gives_the_sets_the_sampler_saw(grammar):
+    rng = random.Random(3)
+    live = TurnConstraint(grammar, grammar.trie(SHOWN), grammar.trie(SHOWN), max_think_tokens=4)
+    seen, ids = [], []
+    while not live.done:
+        seen.append(live.allowed())
+        allowed = seen[-1]
+        pool = sorted(allowed.ids) if allowed.only else [i for i in range(grammar.vocab_size) if i not in allowed.ids]
+        ids.append(rng.choice(pool))
+        live.advance(ids[-1])
+    again = TurnConstraint(grammar, grammar.trie(SHOWN), grammar.trie(SHOWN), max_think_tokens=4)
+    assert again.replay(ids) == seen
+    with pytest.raises(ValueError, match="not allowed"):
+        TurnConstraint(grammar, grammar.trie(SHOWN)).advance(grammar.answer_open[0])  # must open a thought first
+
+
+@pytest.fixture(scope="module")
+def environment(minilm, catalogue, tiny_policy):
+    vectors = minilm.encode(catalogue)
+    return Environment(Grounding(minilm, ExactGrounder(vectors), catalogue, vectors, top_k=3), tiny_policy[1])
+
+
+SAMPLES = [
+    RolloutSample(("Kind of Blue", "Blue Train"), ("A Love Supreme", "Thriller", "Rumours"), sample_id="a"),
+    RolloutSample(("Nevermind",), ("OK Computer", "Pet Sounds"), sample_id="b"),
+]
+
+
+@pytest.mark.slow
+def test_untrained_policy_always_answers_a_shown_title_and_logprobs_are_exact(environment, tiny_policy):
+    model, tokenizer = tiny_policy
+    agent = AgentConfig(max_groundings=2, max_new_tokens_per_turn=48, max_new_tokens_total=200, max_think_tokens=8)
+    result = rollout(HFEngine(model, tokenizer), environment, SAMPLES, group_size=4, agent=agent, seed=5)
+    grounded = 0
+    for traj in result.trajectories:
+        assert traj.end_reason == "answered", traj.state.why
+        shown = set(SAMPLES[traj.extras["sample_index"]].recall_titles) | set(traj.shown_titles())
+        assert traj.answer in shown
+        grounded += traj.num_groundings
+    assert grounded > 0  # some trajectories ground: the environment's item lists then feed the answer trie
+    # the training forward pass, restricted by what travelled with the trajectories, gives the sampled log-probs
+    batch = collate(result.trajectories, tokenizer.pad_token_id, vocab_size=vocab_width(model))
+    with torch.no_grad():
+        restricted = token_logprobs(model, batch.input_ids, batch.attention_mask, 1.0, batch.constraints)
+        plain = token_logprobs(model, batch.input_ids, batch.attention_mask, 1.0)
+    mask = batch.action_mask
+    assert torch.allclose(restricted[mask], batch.old_logprobs[mask], atol=1e-4)
+    assert (plain[mask] < restricted[mask] - 1e-3).float().mean() > 0.5  # the restriction really renormalises
+
+
+@pytest.mark.slow
+def test_engines_without_constraint_support_are_refused(environment, tiny_policy):
+    class Plain(ScriptedEngine):
+        supports_constraints = False
+
+    engine = Plain(tiny_policy[1], lambda ctx, j: "<think>a</think><answer>Rumours</answer>")
+    with pytest.raises(ValueError, match="does not support agent.decoding: constrained"):
+        rollout(engine, environment, SAMPLES, agent=AgentConfig())
+    out = rollout(engine, environment, SAMPLES, agent=AgentConfig(decoding="free"))
+    assert all(t.end_reason == "answered" for t in out.trajectories)
+
+
+@pytest.mark.slow
+def test_a_scripted_turn_that_breaks_the_grammar_is_an_error(environment, tiny_policy):
+    engine = ScriptedEngine(tiny_policy[1], lambda ctx, j: "<think>a</think><answer>Not Shown</answer>")
+    with pytest.raises(ValueError, match="breaks the constrained turn grammar"):
+        rollout(engine, environment, SAMPLES, agent=AgentConfig())
