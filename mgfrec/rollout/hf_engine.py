@@ -6,6 +6,15 @@ exactly the definition in :mod:`mgfrec.rollout.base`, and (3) rows that hit a st
 KV cache at once instead of decoding padding until the longest row ends.
 
 Prompts are left-padded; positions count real tokens only, so a padded row computes what it would alone.
+
+Prefix reuse across turns (``Options.reuse_prefix``, on by default). The multi-turn loop calls ``generate``
+once per turn with each trajectory's whole context: the previous call's prompt, the turn it sampled, and the
+observation appended since. Re-reading all of it every turn is most of the cost on a CPU. So when a row
+finishes, its key/value cache (every real token it was fed: the prompt and all sampled tokens but the last,
+which was never fed) is kept, keyed by those tokens; the next call looks each prompt up, and a prompt that
+extends a kept prefix is prefilled from that cache, with only its new tokens computed. Kept caches that the
+next call does not use are dropped, so at most one call's rows are held. The result equals a full prefill
+up to float rounding (tests/rollout/test_hf_prefix.py checks the log-probs against teacher forcing).
 """
 
 from __future__ import annotations
@@ -58,6 +67,9 @@ class HFEngine:
         copy_model: bool = Field(
             False, description="decode from a private copy (load_weights then updates only the copy); default: share"
         )
+        reuse_prefix: bool = Field(
+            True, description="keep each finished row's KV cache so the next turn prefills only its new tokens"
+        )
 
     def __init__(self, model: torch.nn.Module, tokenizer: Any, options: HFEngine.Options | None = None):
         self.options = options or HFEngine.Options()
@@ -68,8 +80,11 @@ class HFEngine:
         # transformers 5.x renamed ``past_key_values`` to ``cache`` (the old name warns until 5.40)
         params = inspect.signature(self.model.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
-        self.timings = {"prefill_s": 0.0, "decode_s": 0.0, "prefill_tokens": 0, "decode_steps": 0}
-        """Cumulative: prompt forward passes (with padding) vs one-token decoding steps, for benchmarks."""
+        self.timings = {"prefill_s": 0.0, "decode_s": 0.0, "prefill_tokens": 0, "decode_steps": 0, "reused_tokens": 0}
+        """Cumulative: prompt forward passes (with padding) vs one-token decoding steps, for benchmarks;
+        ``reused_tokens``: prompt tokens served from a kept prefix cache instead of being recomputed."""
+        self._kept: dict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = {}  # prefix -> per-layer (K, V)
+        self._offered: dict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = {}
 
     @property
     def device(self) -> torch.device:
@@ -79,6 +94,7 @@ class HFEngine:
         """Copy ``state_dict`` into the engine's model in place (strict: every key must match)."""
         with torch.no_grad():
             self.model.load_state_dict(dict(state_dict), strict=True)
+        self._kept.clear()  # caches of the old weights are stale
 
     def _eos_ids(self) -> set[int]:
         ids = {self.tokenizer.eos_token_id}
@@ -117,6 +133,8 @@ class HFEngine:
         # samples stay in one batch, so its prefill is computed once and shared
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         per_batch = max(1, self.options.max_batch_size // n)
+        # this call may use what the last one kept; what it keeps is offered to the next call only
+        self._offered, self._kept = self._kept, {}
         was_training = self.model.training
         self.model.eval()
         try:
@@ -126,6 +144,7 @@ class HFEngine:
                     self._decode(chunk, n, max_new_tokens, stop_ids, stop_strings, temperature, top_p)
         finally:
             self.model.train(was_training)
+            self._offered = {}
         out = [self._finish(r) for r in rows]
         return [out[i * n : (i + 1) * n] for i in range(len(prompts))]
 
@@ -166,8 +185,11 @@ class HFEngine:
                 if row.stop is None:
                     keep.append(b)
             if not keep or step == max_new_tokens - 1:
+                self._keep(cache, mask, [rows[r] for r in live])
                 break
             if len(keep) < len(live):  # finished rows leave the batch and the cache
+                gone = [b for b in range(len(live)) if b not in set(keep)]
+                self._keep(cache, mask, [rows[live[b]] for b in gone], gone)
                 index = torch.tensor(keep, device=device)
                 cache.batch_select_indices(index)
                 mask, tokens, next_pos = mask[index], tokens[index], next_pos[index]
@@ -205,11 +227,35 @@ class HFEngine:
             allowed[b] = m
         return logits.masked_fill(~allowed, float("-inf"))
 
+    def _keep(self, cache: DynamicCache, mask: torch.Tensor, rows: list[_Row], batch_rows: list[int] | None = None) -> None:
+        """Keep the KV cache of ``rows`` (batch positions ``batch_rows``, default all) for the next call."""
+        if not self.options.reuse_prefix:
+            return
+        for b, row in zip(batch_rows if batch_rows is not None else range(len(rows)), rows, strict=True):
+            real = mask[b].bool()
+            key = tuple(row.prompt + row.tokens[:-1])  # the last sampled token was never fed to the model
+            if int(real.sum()) != len(key):
+                continue
+            self._kept[key] = [(layer.keys[b][:, real].clone(), layer.values[b][:, real].clone()) for layer in cache.layers]
+
+    def _reused(self, prompt: list[int]) -> tuple[int, list[tuple[torch.Tensor, torch.Tensor]] | None]:
+        """The longest offered prefix of ``prompt`` (shorter than it), as (length, per-layer KV); (0, None) if none."""
+        best = None
+        for key in self._offered:
+            if len(key) < len(prompt) and (best is None or len(key) > len(best)) and tuple(prompt[: len(key)]) == key:
+                best = key
+        return (0, None) if best is None else (len(best), self._offered[best])
+
     def _prefill(self, prompts: list[list[int]], n: int) -> tuple[DynamicCache, torch.Tensor, torch.Tensor]:
         """KV cache, attention mask and next-token logits of left-padded ``prompts``, each repeated ``n`` times.
 
         A prompt's ``n`` samples share one forward pass over it; the cache rows are copied, not recomputed.
+        A prompt that extends a kept prefix (see the module docstring) computes only its new tokens: the batch is
+        then ``[left padding, kept prefix, left padding, new tokens]`` per row, the padding masked out.
         """
+        found = [self._reused(p) for p in prompts]
+        if any(kv is not None for _, kv in found):
+            return self._prefill_from(prompts, found, n)
         width = max(map(len, prompts))
         ids = torch.full((len(prompts), width), self.tokenizer.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(prompts), width), dtype=torch.long)
@@ -219,6 +265,41 @@ class HFEngine:
         ids, mask = ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=self.model.config)
+        return self._prefill_forward(ids, mask, positions, cache, n)
+
+    def _prefill_from(
+        self, prompts: list[list[int]], found: list[tuple[int, Any]], n: int
+    ) -> tuple[DynamicCache, torch.Tensor, torch.Tensor]:
+        """:meth:`_prefill` where some prompts extend kept prefixes: only their new tokens are computed."""
+        device = self.device
+        past = max(length for length, _ in found)
+        new = max(len(p) - length for p, (length, _) in zip(prompts, found, strict=True))
+        template = next(kv for _, kv in found if kv is not None)
+        layers = len(template)
+        heads, dim = template[0][0].shape[0], template[0][0].shape[-1]
+        dtype = template[0][0].dtype
+        keys = [torch.zeros((len(prompts), heads, past, dim), dtype=dtype, device=device) for _ in range(layers)]
+        values = [torch.zeros_like(k) for k in keys]
+        mask = torch.zeros((len(prompts), past + new), dtype=torch.long, device=device)
+        ids = torch.full((len(prompts), new), self.tokenizer.pad_token_id, dtype=torch.long)
+        positions = torch.zeros((len(prompts), new), dtype=torch.long)
+        for b, (prompt, (length, kv)) in enumerate(zip(prompts, found, strict=True)):
+            if kv is not None:
+                for layer, (k, v) in enumerate(kv):
+                    keys[layer][b, :, past - length :] = k
+                    values[layer][b, :, past - length :] = v
+                mask[b, past - length : past] = 1
+            rest = prompt[length:]
+            ids[b, new - len(rest) :] = torch.tensor(rest)
+            mask[b, past + new - len(rest) :] = 1
+            positions[b, new - len(rest) :] = torch.arange(length, len(prompt))
+            self.timings["reused_tokens"] += length
+        cache = DynamicCache(ddp_cache_data=list(zip(keys, values, strict=True)), config=self.model.config)
+        return self._prefill_forward(ids.to(device), mask, positions.to(device), cache, n)
+
+    def _prefill_forward(
+        self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: DynamicCache, n: int
+    ) -> tuple[DynamicCache, torch.Tensor, torch.Tensor]:
         started = time.perf_counter()
         out = self.model(
             input_ids=ids,
