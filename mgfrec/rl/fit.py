@@ -4,7 +4,7 @@
 
 * the initial policy: ``INIT/policy`` of an SFT (or earlier agent) run with ``init``, else ``policy.model``;
 * recall lists: ``INIT``'s recall run with ``init``, else a retriever fitted into ``OUT/recall`` as ``mgfrec
-  sft`` does (:func:`~mgfrec.rl.sft.recall_for`);
+  sft`` does (:func:`~mgfrec.agent.samples.recall_for`);
 * checkpoints: :class:`LastCheckpoint` writes ``OUT/checkpoints/last.ckpt`` (weights, optimizer, loop
   counters, RNG states, data position) every ``checkpoint_every`` training steps and at the end;
   ``resume=True`` continues from it.
@@ -30,17 +30,18 @@ import lightning as L
 import torch
 
 from mgfrec.agent.environment import build_environment
+from mgfrec.agent.samples import RecallOptions, recall_samples
 from mgfrec.config.load import write_resolved
-from mgfrec.config.schema import MGFRecConfig
+from mgfrec.config.schema import DEFAULT_RECALL_MODEL, MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.grounding.engine import load_grounding
 from mgfrec.registry import Registry, registry
 from mgfrec.rl.distributed import barrier, check_batch_split, launched_as_main, wait_for
 from mgfrec.rl.module import GRPOModule
 from mgfrec.rl.policy import load_policy
-from mgfrec.rl.sft import DEFAULT_RECALL_MODEL, SFTOptions, recall_samples
 from mgfrec.rl.strategy import build_strategy, check_strategy, trainer_accelerator
 from mgfrec.runs import RUN_FILE, RunInfo, read_run_info, write_run_info
+
 
 @dataclass(frozen=True)
 class FitOptions:
@@ -150,10 +151,10 @@ def run_fit(
             raise ValueError(f"--init {options.init}: an agent run folder with a policy is needed, got kind '{info.kind}'")
         if info.data_checksum != ds.checksum:
             raise ValueError(f"--init {options.init}: it was trained on other data than --data {ds.root}")
-        recall_opts = SFTOptions(recall_run=info.extra["recall_run"])
+        recall_opts = RecallOptions(recall_run=info.extra["recall_run"])
         policy_dir = Path(options.init) / info.extra["policy"]
     else:
-        recall_opts, policy_dir = SFTOptions(recall_model=options.recall_model), None
+        recall_opts, policy_dir = RecallOptions(recall_model=options.recall_model), None
     if not first and recall_opts.recall_run is None:
         wait_for(out / "recall" / RUN_FILE, "the recall run")
     cfg, recall_dir, train, valid = recall_samples(ds, cfg, recall_opts, out, reg, max_train=options.max_train_samples,

@@ -26,7 +26,7 @@ Counting: Lightning's ``global_step`` counts optimizer steps (``updates_per_batc
 ``batches_done`` counts training steps and is what ``--max-steps``, validation and checkpoints count in.
 
 Validation runs inside the training step every ``trainer.val_check_interval`` batches (``eval.greedy``
-:func:`~mgfrec.rl.sft.evaluate_policy` on a fixed valid subsample); the best policy by valid NDCG@10 is saved
+:func:`~mgfrec.eval.policy_eval.evaluate_policy` on a fixed valid subsample); the best policy by valid NDCG@10 is saved
 to ``RUN/best_policy``. Metrics go to ``self.log`` and to ``RUN/metrics.csv`` (one row per batch).
 
 Several processes (``trainer.devices`` > 1, several nodes): each takes its shard of the global batch and of
@@ -57,8 +57,10 @@ from mgfrec.agent.batching import collate
 from mgfrec.agent.environment import Environment
 from mgfrec.agent.final_ranking import reward_inputs
 from mgfrec.agent.prompts import AgentPrompts
+from mgfrec.agent.samples import AgentSample, to_rollout_sample
 from mgfrec.agent.trajectory import Trajectory
 from mgfrec.config.schema import MGFRecConfig
+from mgfrec.eval.policy_eval import METRIC_COLUMNS, evaluate_policy
 from mgfrec.registry import Registry
 from mgfrec.rewards.compose import build_reward
 from mgfrec.rl.advantages import advantages_from_config, degenerate_group_fraction
@@ -66,8 +68,6 @@ from mgfrec.rl.distributed import all_gather_rows, all_max, all_sum, check_batch
 from mgfrec.rl.grpo import grpo_loss
 from mgfrec.rl.logprobs import token_logprobs, token_logprobs_and_entropy
 from mgfrec.rl.policy import preset_name, save_policy
-from mgfrec.rl.sft import METRIC_COLUMNS, evaluate_policy
-from mgfrec.rl.sft_data import SFTSample, to_rollout_sample
 from mgfrec.rollout.base import build_engine
 from mgfrec.rollout.loop import rollout
 
@@ -78,7 +78,7 @@ class GRPOModule(L.LightningModule):
     """The policy trained with GRPO; see the module docstring for one step.
 
     ``policy``/``tokenizer``: the initial policy (its frozen copy is the KL reference). ``train``/``valid``:
-    samples with recall lists (:func:`~mgfrec.rl.sft.split_samples`). ``out``: the run folder.
+    samples with recall lists (:func:`~mgfrec.agent.samples.recall_samples`). ``out``: the run folder.
     """
 
     def __init__(
@@ -87,8 +87,8 @@ class GRPOModule(L.LightningModule):
         policy: torch.nn.Module,
         tokenizer: Any,
         environment: Environment,
-        train: Sequence[SFTSample],
-        valid: Sequence[SFTSample],
+        train: Sequence[AgentSample],
+        valid: Sequence[AgentSample],
         out: str | Path,
         *,
         max_steps: int,
@@ -126,7 +126,7 @@ class GRPOModule(L.LightningModule):
         """Index into the endless sequence of per-epoch permutations of the train samples."""
         return self.batches_done * self.cfg.trainer.global_batch_size
 
-    def next_samples(self) -> list[SFTSample]:
+    def next_samples(self) -> list[AgentSample]:
         """The next ``global_batch_size`` samples: epoch ``e``'s order is ``permutation(seed + e)``."""
         n, size = len(self.train_samples), min(self.cfg.trainer.global_batch_size, len(self.train_samples))
         out = []
