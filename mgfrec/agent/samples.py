@@ -24,7 +24,7 @@ import numpy as np
 from mgfrec.config.schema import DEFAULT_RECALL_MODEL, MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.data.protocol import subsample_rows
-from mgfrec.registry import Registry
+from mgfrec.registry import Registry, with_registry
 from mgfrec.retrievers.fit import fit_baseline
 from mgfrec.retrievers.recall import recall_lists
 from mgfrec.rollout.loop import RolloutSample
@@ -62,6 +62,7 @@ def to_rollout_sample(sample: AgentSample, titles: Sequence[str]) -> RolloutSamp
     )
 
 
+@with_registry
 def recall_for(
     ds: PreparedDataset, cfg: MGFRecConfig, options: RecallOptions, out: Path, reg: Registry | None = None
 ) -> tuple[Path, str]:
@@ -100,6 +101,7 @@ def split_samples(
     ]
 
 
+@with_registry
 def recall_samples(
     ds: PreparedDataset,
     cfg: MGFRecConfig,

@@ -28,7 +28,7 @@ from mgfrec import __version__
 from mgfrec.config.schema import DataConfig
 from mgfrec.data.protocol import SPLITS, make_samples, split_samples, subsample_split, subsample_users
 from mgfrec.data.raw import BadInputError, RawLog
-from mgfrec.registry import Registry, component_options, registry
+from mgfrec.registry import Registry, registry, with_registry
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -44,14 +44,13 @@ def sha256(path: Path) -> str:
 
 def load_raw(config: DataConfig, reg: Registry | None = None) -> RawLog:
     """Run the configured ``data_source`` component."""
-    source_cls = (reg or registry()).load("data_source", config.source)
+    reg = reg or registry()
     raw_options = dict(config.options)
     # data.seed (--seed) also seeds a source that takes a seed (synthetic), unless data.options.seed is set
-    model = getattr(source_cls, "Options", None)
+    model = getattr(reg.load("data_source", config.source), "Options", None)
     if model is not None and "seed" in getattr(model, "model_fields", {}) and "seed" not in raw_options:
         raw_options["seed"] = config.seed
-    options = component_options(source_cls, raw_options, "data.options")
-    source = source_cls(options) if options is not None else source_cls()
+    source = reg.build("data_source", config.source, raw_options)
     return source.load(Path(config.path) if config.path else None, config.skip_bad)
 
 
@@ -83,9 +82,10 @@ def build(raw: RawLog, config: DataConfig) -> tuple[pd.DataFrame, pd.DataFrame, 
     return items, log, splits
 
 
+@with_registry
 def prepare(config: DataConfig, out: str | Path, reg: Registry | None = None) -> PreparedDataset:
     """Read, check, split and write a prepared data set folder; returns it loaded."""
-    raw = load_raw(config, reg)
+    raw = load_raw(config)
     items, log, splits = build(raw, config)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

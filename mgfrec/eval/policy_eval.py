@@ -21,7 +21,7 @@ from mgfrec.agent.prompts import AgentPrompts
 from mgfrec.agent.samples import AgentSample, to_rollout_sample
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.eval.metrics import per_sample
-from mgfrec.registry import Registry
+from mgfrec.registry import Registry, with_registry
 from mgfrec.rollout.base import build_engine
 from mgfrec.rollout.loop import rollout
 
@@ -33,6 +33,7 @@ def _norm(title: str) -> str:
     return " ".join(title.split()).casefold()  # WordPiece decoding lower-cases and re-spaces
 
 
+@with_registry
 def evaluate_policy(
     model: torch.nn.Module,
     tokenizer: Any,

@@ -17,7 +17,7 @@ from mgfrec.config.schema import EvalConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.eval.evaluator import evaluate
 from mgfrec.eval.results import EvalResult, result_paths
-from mgfrec.registry import Registry, registry
+from mgfrec.registry import Registry, registry, with_registry
 from mgfrec.runs import RUN_FILE, RunInfo, read_run_info
 
 
@@ -47,6 +47,7 @@ def open_data(run_dir: Path, info: RunInfo, data: str | Path | None = None) -> P
     return ds
 
 
+@with_registry
 def load_scorer(run_dir: str | Path, data: str | Path | None = None, reg: Registry | None = None) -> LoadedRun:
     """Load a baseline run's retriever through the registry; ``data`` overrides the run's data folder."""
     run_dir = Path(run_dir)
@@ -63,6 +64,7 @@ def load_scorer(run_dir: str | Path, data: str | Path | None = None, reg: Regist
     return LoadedRun(run_dir, info, ds, cls.load(run_dir, ds))
 
 
+@with_registry
 def evaluate_run(
     run_dir: str | Path,
     split: str | None = None,
@@ -107,6 +109,7 @@ def evaluate_run(
     return result
 
 
+@with_registry
 def result_for_run(
     run_dir: str | Path,
     split: str = "test",

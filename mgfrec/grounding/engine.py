@@ -23,14 +23,12 @@ from mgfrec.embed.cache import item_embeddings as cached_vectors
 from mgfrec.grounding.base import Grounder
 from mgfrec.grounding.ranking import full_scores
 from mgfrec.grounding.ties import UniqueVectors
-from mgfrec.registry import Registry, component_options, registry
+from mgfrec.registry import Registry, registry, with_registry
 
 
 def build_grounder(item_embeddings: np.ndarray, cfg: GroundingConfig, reg: Registry | None = None) -> Grounder:
     """Build the grounder named by ``cfg.grounder`` over ``item_embeddings``, with ``cfg.options`` validated."""
-    cls = (reg or registry()).load("grounder", cfg.grounder)
-    options = component_options(cls, cfg.options, "grounding.options")
-    return cls(item_embeddings, options) if options is not None else cls(item_embeddings)
+    return (reg or registry()).build("grounder", cfg.grounder, cfg.options, item_embeddings)
 
 
 class Grounding:
@@ -81,6 +79,7 @@ class Grounding:
         return full_scores(self._unique, self.embed_queries(titles), device=device)
 
 
+@with_registry
 def load_grounding(
     ds: PreparedDataset,
     cfg: MGFRecConfig,
@@ -90,7 +89,7 @@ def load_grounding(
     progress: bool = False,
 ) -> Grounding:
     """Embedder from ``cfg.embedding``, cached item vectors of ``ds``, grounder from ``cfg.grounding``."""
-    embedder = embedder if embedder is not None else load_embedder(cfg.embedding, reg)
+    embedder = embedder if embedder is not None else load_embedder(cfg.embedding)
     vectors = cached_vectors(ds, cfg.embedding, embedder, progress=progress)
-    grounder = build_grounder(vectors, cfg.grounding, reg)
+    grounder = build_grounder(vectors, cfg.grounding)
     return Grounding(embedder, grounder, ds.titles, vectors, top_k=cfg.grounding.top_k)

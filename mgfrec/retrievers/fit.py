@@ -22,7 +22,7 @@ from mgfrec.config.schema import MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.eval.evaluator import rank_targets
 from mgfrec.eval.metrics import per_sample
-from mgfrec.registry import Registry, component_options, registry
+from mgfrec.registry import Registry, registry, with_registry
 from mgfrec.runs import RunInfo, write_run_info
 
 
@@ -36,16 +36,15 @@ class FitResult:
     seconds: float  # wall time of the fit itself
 
 
+@with_registry
 def fit_baseline(ds: PreparedDataset, config: MGFRecConfig, out: str | Path, reg: Registry | None = None) -> FitResult:
     """Fit the retriever named by ``config.retriever.model`` on ``ds`` and write the run folder ``out``.
 
     Writes ``out/config.yaml``, whatever the model saves, and finally ``out/run.json`` (whose presence marks
     a finished fit) with the valid NDCG@10 and the fit time in ``extra``.
     """
-    reg = reg or registry()
+    reg = registry()  # ``reg`` when given (with_registry)
     name = config.retriever.model
-    cls = reg.load("retriever", name)
-    options = component_options(cls, config.retriever.options, "retriever.options")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     # Files that describe an earlier fit must not be mistaken for this one's.
@@ -53,7 +52,7 @@ def fit_baseline(ds: PreparedDataset, config: MGFRecConfig, out: str | Path, reg
         stale.unlink(missing_ok=True)
     write_resolved(config, out)
     start = time.perf_counter()
-    retriever = cls.fit(ds, config, out, options)
+    retriever = reg.build("retriever", name, config.retriever.options, ds, config, out, method="fit")
     seconds = time.perf_counter() - start
     valid = float(per_sample(split_ranks(retriever, ds, "valid"), [10])["ndcg@10"].mean())
     extra = {"valid_ndcg@10": valid, "fit_seconds": round(seconds, 3)}
@@ -66,6 +65,7 @@ def fit_baseline(ds: PreparedDataset, config: MGFRecConfig, out: str | Path, reg
     return FitResult(retriever, out, valid, seconds)
 
 
+@with_registry
 def load_retriever(run_dir: str | Path, ds: PreparedDataset | None = None, reg: Registry | None = None) -> Any:
     """The retriever a ``baseline`` run folder holds, on the data it was trained on (or ``ds``, if the same)."""
     from mgfrec.eval.runs import load_scorer  # the one loader of run folders; imported late (eval imports us)

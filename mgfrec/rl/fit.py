@@ -35,7 +35,7 @@ from mgfrec.config.load import write_resolved
 from mgfrec.config.schema import DEFAULT_RECALL_MODEL, MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.grounding.engine import load_grounding
-from mgfrec.registry import Registry, registry
+from mgfrec.registry import Registry, registry, with_registry
 from mgfrec.rl.distributed import barrier, check_batch_split, launched_as_main, wait_for
 from mgfrec.rl.module import GRPOModule
 from mgfrec.rl.policy import load_policy
@@ -117,6 +117,7 @@ class FitResult:
     main: bool = True  # global rank 0 (the others of a multi-process run return too, having written nothing)
 
 
+@with_registry
 def run_fit(
     data: str | Path,
     out: str | Path,

@@ -103,7 +103,7 @@ class GRPOModule(L.LightningModule):
         self.out, self.max_steps = Path(out), max_steps
         self.prompts = AgentPrompts.from_config(cfg.agent)
         self.reg = reg  # None: the process-wide registry; a given one also serves the rewards and the engine
-        self.reward = build_reward(cfg.grpo.rewards, cfg.grpo.reward_options, reg=reg)
+        self.reward = build_reward(cfg.grpo.rewards, reg=reg)
         # A list hides the reference from Lightning: it is not trained, not checkpointed (a resumed run rebuilds
         # it from the same initial policy) and not counted as a parameter of the module.
         self._ref: list[torch.nn.Module] = []

@@ -42,7 +42,7 @@ from mgfrec.config.schema import DEFAULT_RECALL_MODEL, MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.eval.policy_eval import METRIC_COLUMNS, evaluate_policy
 from mgfrec.grounding.engine import load_grounding
-from mgfrec.registry import Registry, registry
+from mgfrec.registry import Registry, registry, with_registry
 from mgfrec.rl.policy import load_policy, preset_name, save_policy, training_device
 from mgfrec.rl.sft_data import Fallback, synthesize
 from mgfrec.runs import RUN_FILE, RunInfo, write_run_info
@@ -159,6 +159,7 @@ def _write_metrics(path: Path, history: list[dict[str, float]]) -> None:
         writer.writerows(history)
 
 
+@with_registry
 def run_sft(
     data: str | Path,
     out: str | Path,

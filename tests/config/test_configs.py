@@ -29,7 +29,7 @@ def test_shipped_config_validates(path):
         ("grounder", cfg.grounding.grounder, cfg.grounding.options, "grounding.options"),
         ("retriever", cfg.retriever.model, cfg.retriever.options, "retriever.options"),
         ("user_agent", cfg.user_agent.backend, cfg.user_agent.options, "user_agent.options"),
-    ] + [("reward", name, cfg.grpo.reward_options.get(name), f"grpo.reward_options.{name}") for name in cfg.grpo.rewards]
+    ] + [("reward", r.name, r.options, f"grpo.rewards.{r.name}.options") for r in cfg.grpo.rewards]
     for kind, name, options, where in named:
         component_options(reg.load(kind, name), options, where)
 
@@ -69,7 +69,7 @@ def test_overrides_and_values_apply_in_order():
     cfg = load_config(None, ["agent.max_groundings=3", "grpo.rewards=[ndcg]"], {"agent.max_groundings": 1, "grounding.top_k": 5})
     assert cfg.agent.max_groundings == 3  # --set wins over typed flags
     assert cfg.grounding.top_k == 5
-    assert cfg.grpo.rewards == ["ndcg"]
+    assert cfg.grpo.reward_names == ["ndcg"]
     with pytest.raises(ConfigError, match="override 'agent' must look like"):
         load_config(None, ["agent"])
 
