@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -25,7 +26,8 @@ import numpy as np
 import pandas as pd
 
 from mgfrec import __version__
-from mgfrec.config.schema import DataConfig
+from mgfrec.config.load import write_resolved
+from mgfrec.config.schema import DataConfig, MGFRecConfig
 from mgfrec.data.protocol import SPLITS, make_samples, split_samples, subsample_split, subsample_users
 from mgfrec.data.raw import BadInputError, RawLog
 from mgfrec.registry import Registry, registry, with_registry
@@ -80,6 +82,34 @@ def build(raw: RawLog, config: DataConfig) -> tuple[pd.DataFrame, pd.DataFrame, 
             name: subsample_split(df, config.subsample_samples, config.seed + i) for i, (name, df) in enumerate(splits.items())
         }
     return items, log, splits
+
+
+def detect_source(source: str, known: Sequence[str] | None = None) -> tuple[str, str | None]:
+    """The ``data_source`` name and path for SOURCE: a registered source name (``known``, default: the
+    registry's), or a folder whose contents say which source reads it (csv files, Amazon 2023 files)."""
+    known = list(registry().names("data_source") if known is None else known)
+    if source in known and not Path(source).exists():
+        return source, None
+    path = Path(source)
+    if not path.exists():
+        raise FileNotFoundError(f"SOURCE '{source}' is neither a folder nor a data source ({', '.join(known)})")
+    if (path / "items.csv").is_file() or (path / "interactions.csv").is_file():
+        return "csv", str(path)
+    if any(path.glob("meta_*.jsonl*")):
+        return "amazon2023", str(path)
+    raise FileNotFoundError(
+        f"{path}: cannot tell its format (no items.csv/interactions.csv, no meta_<Category>.jsonl[.gz]); "
+        "pass --source NAME"
+    )
+
+
+@with_registry
+def prepare_config(config: MGFRecConfig, out: str | Path, reg: Registry | None = None) -> PreparedDataset:
+    """What ``mgfrec data prepare`` does: :func:`prepare` ``config.data`` into ``out`` and write the resolved
+    ``config`` beside it (``out/config.yaml``)."""
+    ds = prepare(config.data, out)
+    write_resolved(config, out)
+    return ds
 
 
 @with_registry

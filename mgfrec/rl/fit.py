@@ -7,7 +7,8 @@
   sft`` does (:func:`~mgfrec.agent.samples.recall_for`);
 * checkpoints: :class:`LastCheckpoint` writes ``OUT/checkpoints/last.ckpt`` (weights, optimizer, loop
   counters, RNG states, data position) every ``checkpoint_every`` training steps and at the end;
-  ``resume=True`` continues from it.
+  ``resume=True`` continues from it, with the settings the run started with (``OUT/config.yaml``) unless a
+  config is given (:func:`starting_config` is the rule ``mgfrec fit`` layers its flags on).
 
 The run folder: ``OUT/policy`` (last), ``OUT/best_policy`` (best valid NDCG@10), ``OUT/metrics.csv``,
 ``OUT/config.yaml`` (written first, so a resume reuses it), ``OUT/run.json`` (``kind: agent``, ``model:
@@ -31,7 +32,7 @@ import torch
 
 from mgfrec.agent.environment import build_environment
 from mgfrec.agent.samples import RecallOptions, recall_samples
-from mgfrec.config.load import write_resolved
+from mgfrec.config.load import load_config, write_resolved
 from mgfrec.config.schema import DEFAULT_RECALL_MODEL, MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.grounding.engine import load_grounding
@@ -117,19 +118,34 @@ class FitResult:
     main: bool = True  # global rank 0 (the others of a multi-process run return too, having written nothing)
 
 
+def starting_config(out: str | Path, resume: bool, config: str | Path | None = None) -> str | None:
+    """The config file a fit starts from: ``config`` when given, else ``OUT/config.yaml`` when resuming a run
+    that wrote one (the resumed run keeps the settings it started with), else None (the defaults)."""
+    if config is not None:
+        return str(config)
+    saved = Path(out) / "config.yaml"
+    return str(saved) if resume and saved.is_file() else None
+
+
 @with_registry
 def run_fit(
     data: str | Path,
     out: str | Path,
-    cfg: MGFRecConfig,
+    cfg: MGFRecConfig | None = None,
     options: FitOptions = FitOptions(),
     *,
     reg: Registry | None = None,
     embedder: Any | None = None,
     say: Callable[[str], None] = lambda _: None,
 ) -> FitResult:
-    """Train the agent with GRPO on ``data``'s train split for ``trainer.max_steps`` steps; write ``out``."""
+    """Train the agent with GRPO on ``data``'s train split for ``trainer.max_steps`` steps; write ``out``.
+
+    ``cfg`` None: the config of :func:`starting_config` (``OUT/config.yaml`` when resuming), else the defaults.
+    """
     started = time.perf_counter()
+    if cfg is None:
+        path = starting_config(out, options.resume)
+        cfg = load_config(path) if path is not None else MGFRecConfig()
     check_strategy(cfg.trainer.strategy, cfg.trainer.accelerator)
     if isinstance(cfg.trainer.devices, int):  # early, before any work; the module checks again at fit start
         check_batch_split(cfg.trainer.global_batch_size, cfg.trainer.devices * cfg.trainer.num_nodes)

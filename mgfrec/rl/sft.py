@@ -21,7 +21,6 @@ This module does not sample with a temperature, compute rewards or run GRPO.
 
 from __future__ import annotations
 
-import csv
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -45,7 +44,7 @@ from mgfrec.grounding.engine import load_grounding
 from mgfrec.registry import Registry, registry, with_registry
 from mgfrec.rl.policy import load_policy, preset_name, save_policy, training_device
 from mgfrec.rl.sft_data import Fallback, synthesize
-from mgfrec.runs import RUN_FILE, RunInfo, write_run_info
+from mgfrec.runs import RUN_FILE, RunInfo, write_metrics, write_run_info
 
 """On the Amazon CDs data most targets are cold and ``last-title`` is the strongest baseline (docs/baselines.md);
 it needs no training, so the warm start costs no SASRec fit."""
@@ -152,13 +151,6 @@ def train_epoch(
 # --- the whole run ---------------------------------------------------------------------------------------
 
 
-def _write_metrics(path: Path, history: list[dict[str, float]]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=["epoch", "train_loss", *METRIC_COLUMNS])
-        writer.writeheader()
-        writer.writerows(history)
-
-
 @with_registry
 def run_sft(
     data: str | Path,
@@ -210,8 +202,8 @@ def run_sft(
             metrics = evaluate_policy(model, tokenizer, environment, valid, cfg, prompts=prompts, seed=options.seed)
             history.append({"epoch": epoch, "train_loss": loss, **metrics})
             say(_row_text(history[-1]))
-            _write_metrics(out / "sft_metrics.csv", history)
-    _write_metrics(out / "sft_metrics.csv", history)
+            write_metrics(out / "sft_metrics.csv", history)
+    write_metrics(out / "sft_metrics.csv", history)
 
     save_policy(model, tokenizer, out / "policy", preset=preset_name(cfg.policy.model))
     write_resolved(cfg, out)
