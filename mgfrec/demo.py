@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mgfrec.config.load import write_resolved
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset, prepare
 from mgfrec.embed.cache import cached_item_embeddings
@@ -68,8 +69,10 @@ def run_demo(
     ``out/<name>``, evaluate all on ``config.eval.split`` and write ``out/report_<split>.{md,csv,json}``.
 
     Finished stages are reused: a prepared folder whose manifest exists, a run folder with ``run.json``.
+    ``out/config.yaml`` is the resolved ``config``, written first.
     """
     out = Path(out)
+    write_resolved(config, out)
     seconds: dict[str, float] = {}
 
     def stage(name: str, fn: Callable[[], object]) -> object:
@@ -171,7 +174,7 @@ def agent_stages(
 
 def demo_figures(out: Path, ds: PreparedDataset, split: str) -> dict[str, Path]:
     """Training curves of the GRPO run, Fig. 3's difficulty bands and a Fig. 4 case study into out/figures."""
-    from mgfrec.eval.figures import plot_difficulty_bands, plot_training_curves, trajectory_markdown
+    from mgfrec.eval.figures import plot_difficulty_bands, plot_training_curves, write_trajectory_markdown
     from mgfrec.recommend import recommend
 
     figures = out / "figures"
@@ -179,7 +182,7 @@ def demo_figures(out: Path, ds: PreparedDataset, split: str) -> dict[str, Path]:
     written["figure_difficulty"] = plot_difficulty_bands(out / "mgfrec", figures, split=split, ds=ds)
     user = str(ds.split(split)["user_id"].iloc[0])
     rec, rec_ds = recommend(out / "mgfrec", user=user, sample=True)
-    path = figures / "case_study.md"
-    path.write_text(trajectory_markdown(rec.to_dict(rec_ds), title=f"Case study: user {user}"), encoding="utf-8")
-    written["case_study"] = path
+    written["case_study"] = write_trajectory_markdown(
+        rec.to_dict(rec_ds), figures / "case_study.md", title=f"Case study: user {user}"
+    )
     return written

@@ -22,6 +22,7 @@ from mgfrec.config.schema import MGFRecConfig, PolicyConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.eval.metrics import history_mask
 from mgfrec.grounding.engine import Grounding, load_grounding
+from mgfrec.registry import Registry, with_registry
 from mgfrec.retrievers.fit import load_retriever
 from mgfrec.retrievers.recall import top_items
 from mgfrec.rl.policy import load_policy
@@ -85,6 +86,7 @@ def typed_history(grounding: Grounding, titles: list[str]) -> list[int]:
     return [row[0] for row in grounding.ground(titles, k=1)]
 
 
+@with_registry
 def recommend(
     run_dir: str | Path,
     *,
@@ -94,6 +96,7 @@ def recommend(
     top_k: int = 10,
     sample: bool = False,
     seed: int = 0,
+    reg: Registry | None = None,
 ) -> tuple[Recommendation, PreparedDataset]:
     """Run the agent of ``run_dir`` once for one user; see the module docstring."""
     run_dir = Path(run_dir)

@@ -7,28 +7,55 @@ its ``pyproject.toml`` exactly as a plugin package declares its own, so nothing 
 Discovery reads package metadata only; a component's module is imported when it is first *used*, so heavy
 libraries (faiss, vllm, openai, anthropic, deepspeed) never load for ``mgfrec --help``.
 
+Every component is built the same way, by :meth:`Registry.build`: look the name up, validate the config's
+``options`` against the component's ``Options`` model, construct it. The registry it is built from is
+resolved in one place, :func:`registry`: the process-wide one, or the one a caller (a test, a notebook, a
+``reg=`` argument of a library entry point) installed with :func:`use_registry` for the duration of a call,
+so a nested build can never fall back to another registry.
+
 This module must not import any component module at import time.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
+import inspect
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-KINDS: tuple[str, ...] = (
-    "data_source",
-    "embedder",
-    "grounder",
-    "retriever",
-    "user_agent",
-    "reward",
-    "rollout_engine",
-)
+
+@dataclass(frozen=True)
+class Kind:
+    """How components of one kind are built (:meth:`Registry.build`).
+
+    ``options_at``: the config path of a component's ``options`` (``{name}`` is the component's name), shown in
+    errors. ``always_options``: the constructor takes the options argument even when the component declares
+    no ``Options`` model (``None`` is passed), as user agents do.
+    """
+
+    options_at: str
+    always_options: bool = False
+
+
+KIND_SPECS: dict[str, Kind] = {
+    "data_source": Kind("data.options"),
+    "embedder": Kind("embedding.options"),
+    "grounder": Kind("grounding.options"),
+    "retriever": Kind("retriever.options"),
+    "user_agent": Kind("user_agent.options", always_options=True),
+    "reward": Kind("grpo.rewards.{name}.options"),
+    "rollout_engine": Kind("rollout.options"),
+}
+"""Every component kind; adding a kind is adding a line here (and its ``mgfrec.<kind>`` entry-point group)."""
+
+KINDS: tuple[str, ...] = tuple(KIND_SPECS)
 GROUP_PREFIX = "mgfrec."
 
 
@@ -129,6 +156,31 @@ class Registry:
     def load(self, kind: str, name: str) -> Any:
         return self.get(kind, name).load()
 
+    def build(
+        self,
+        kind: str,
+        name: str,
+        options: Mapping[str, Any] | None,
+        *deps: Any,
+        after: tuple[Any, ...] = (),
+        method: str | None = None,
+        where: str | None = None,
+    ) -> Any:
+        """Look ``name`` up, validate ``options`` against its ``Options`` model, construct it.
+
+        The call is ``component(*deps, options, *after)``, or ``component(*deps, *after)`` for a component
+        without an ``Options`` model (unless the kind passes options always, :data:`KIND_SPECS`).
+        ``method`` calls a class method instead of the class (retrievers are built by ``fit``). ``where`` is
+        the config path shown in option errors (default: the kind's ``options_at``).
+        """
+        component = self.load(kind, name)
+        spec = KIND_SPECS[kind]
+        validated = component_options(component, options, where or spec.options_at.format(name=name))
+        factory = getattr(component, method) if method else component
+        if validated is None and not spec.always_options:
+            return factory(*deps, *after)
+        return factory(*deps, validated, *after)
+
 
 def _add(table: dict[str, dict[str, Entry]], entry: Entry) -> None:
     existing = table[entry.kind].get(entry.name)
@@ -141,14 +193,50 @@ def _add(table: dict[str, dict[str, Entry]], entry: Entry) -> None:
 
 
 _DEFAULT: Registry | None = None
+_ACTIVE: list[Registry] = []  # use_registry's stack, innermost last
 
 
 def registry() -> Registry:
-    """The process-wide registry, discovered on first use."""
+    """The registry components are built from: the innermost :func:`use_registry`'s, else the process-wide
+    one (discovered on first use)."""
     global _DEFAULT
+    if _ACTIVE:
+        return _ACTIVE[-1]
     if _DEFAULT is None:
         _DEFAULT = Registry.discover()
     return _DEFAULT
+
+
+@contextmanager
+def use_registry(reg: Registry | None) -> Iterator[Registry]:
+    """Build every component from ``reg`` inside the ``with`` block, however deep the call that builds it;
+    ``None`` keeps the registry in use."""
+    if reg is None:
+        yield registry()
+        return
+    _ACTIVE.append(reg)
+    try:
+        yield reg
+    finally:
+        _ACTIVE.pop()
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def with_registry(fn: F) -> F:
+    """Run ``fn`` under :func:`use_registry` of its ``reg`` argument (when one is given), so every component
+    built anywhere below it comes from that registry, whether or not ``reg`` is passed on."""
+    signature = inspect.signature(fn)
+    if "reg" not in signature.parameters:
+        raise TypeError(f"{fn.__qualname__}: with_registry needs a 'reg' parameter")
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with use_registry(signature.bind_partial(*args, **kwargs).arguments.get("reg")):
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def component_options(component: Any, raw: dict[str, Any] | None, where: str) -> BaseModel | None:

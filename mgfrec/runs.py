@@ -2,11 +2,14 @@
 
 ``RUN/run.json`` says what the run is (``kind``: ``baseline`` or ``agent``; ``model``: the component name;
 ``data``: the prepared data folder it was trained on, as given and as an absolute path). ``RUN/config.yaml``
-is the resolved config. ``mgfrec evaluate`` and ``mgfrec report`` start from here.
+is the resolved config. ``mgfrec evaluate`` and ``mgfrec report`` start from here. Training runs log one row
+per step or epoch to a CSV file (``RUN/metrics.csv``, ``RUN/sft_metrics.csv``): :func:`write_metrics`,
+:func:`read_metrics`.
 """
 
 from __future__ import annotations
 
+import csv
 import datetime as _dt
 import json
 from dataclasses import asdict, dataclass, field
@@ -48,3 +51,23 @@ def read_run_info(run_dir: str | Path) -> RunInfo:
         return RunInfo(**payload)
     except (json.JSONDecodeError, TypeError) as exc:
         raise ValueError(f"{path}: not a valid run file: {exc}") from None
+
+
+def write_metrics(path: Path, rows: list[dict[str, float]]) -> None:
+    """All rows with the union of their columns (valid columns appear only on validation steps)."""
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)  # a kill mid-write leaves the previous file whole
+
+
+def read_metrics(path: Path, *, before: int) -> list[dict[str, float]]:
+    """Rows of an earlier run up to step ``before`` (a resumed run drops those after its checkpoint)."""
+    if not path.is_file():
+        return []
+    with path.open(encoding="utf-8") as f:
+        rows = [{k: float(v) for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(f)]
+    return [r for r in rows if r.get("step", 0) <= before]

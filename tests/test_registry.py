@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 from importlib import metadata
 
+import numpy as np
 import pytest
+from pydantic import BaseModel, Field
 
 from mgfrec.registry import KINDS, Entry, Registry, RegistryError, component_options
 
@@ -102,3 +105,97 @@ def test_help_imports_no_heavy_library():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "", f"mgfrec --help imported {proc.stdout.strip()}"
+
+
+class _Opts(BaseModel):
+    k: int = Field(1, ge=1)
+
+
+class _WithOptions:
+    Options = _Opts
+
+    def __init__(self, *args):
+        self.args = args
+
+    @classmethod
+    def fit(cls, *args):
+        return ("fit", args)
+
+
+class _NoOptions:
+    def __init__(self, *args):
+        self.args = args
+
+
+def _fresh() -> Registry:
+    return Registry({k: {} for k in KINDS})
+
+
+def test_build_validates_options_and_passes_dependencies_first():
+    reg = _fresh()
+    reg.add("grounder", "with", _WithOptions)
+    reg.add("grounder", "without", _NoOptions)
+    built = reg.build("grounder", "with", {"k": 3}, "vectors")
+    assert built.args[0] == "vectors" and built.args[1] == _Opts(k=3)
+    assert reg.build("grounder", "without", {}, "vectors").args == ("vectors",)  # no Options: no options argument
+    with pytest.raises(ValueError, match=r"grounding.options.k"):
+        reg.build("grounder", "with", {"k": 0}, "vectors")
+    with pytest.raises(ValueError, match="takes no options"):
+        reg.build("grounder", "without", {"k": 1}, "vectors")
+    # user agents take the options argument even without a model, then their context
+    reg.add("user_agent", "plain", _NoOptions)
+    assert reg.build("user_agent", "plain", {}, "cfg", after=("ctx",)).args == ("cfg", None, "ctx")
+    # a class method instead of the class, and the reward's option path names the reward
+    reg.add("retriever", "r", _WithOptions)
+    assert reg.build("retriever", "r", None, "ds", method="fit") == ("fit", ("ds", _Opts()))
+    reg.add("reward", "hit", _WithOptions)
+    with pytest.raises(ValueError, match=r"grpo.rewards.hit.options.k"):
+        reg.build("reward", "hit", {"k": -1})
+
+
+def test_every_kind_has_a_build_rule():
+    from mgfrec.registry import KIND_SPECS
+
+    assert set(KIND_SPECS) == set(KINDS)
+
+
+def test_an_injected_registry_reaches_nested_builds():
+    """A registry given to an entry point (``reg=``) is the one every build below it uses, even where the
+    argument is not passed on (the bug the CHANGELOG records fixing once)."""
+    from mgfrec.config.schema import GroundingConfig
+    from mgfrec.grounding.engine import build_grounder
+    from mgfrec.registry import registry, use_registry, with_registry
+
+    reg = _fresh()
+    reg.add("grounder", "exact", _NoOptions)  # shadows the built-in name, only in this registry
+
+    @with_registry
+    def entry_point(reg=None):
+        return build_grounder(np.eye(2, dtype=np.float32), GroundingConfig())  # no reg passed on
+
+    assert isinstance(entry_point(reg=reg), _NoOptions)
+    assert isinstance(entry_point(reg), _NoOptions)
+    assert not isinstance(entry_point(), _NoOptions)  # the process-wide registry again
+    with use_registry(reg):
+        assert registry() is reg
+        with use_registry(None):
+            assert registry() is reg
+    assert registry() is not reg
+
+
+def test_reward_options_sit_beside_the_name_and_the_old_key_still_reads():
+    from mgfrec.config.load import load_config
+    from mgfrec.config.schema import ConfigDeprecationWarning
+    from mgfrec.rewards.compose import build_reward
+
+    new = load_config(None, ["grpo.rewards=[ndcg, {name: format, options: {penalty: -1.0}}]"])
+    assert new.grpo.reward_names == ["ndcg", "format"]
+    assert new.model_dump(mode="json")["grpo"]["rewards"] == ["ndcg", {"name": "format", "options": {"penalty": -1.0}}]
+    with pytest.warns(ConfigDeprecationWarning, match=r"grpo.reward_options is deprecated.*beside its name"):
+        old = load_config(None, ["grpo.rewards=[ndcg,format]", "grpo.reward_options={format: {penalty: -1.0}}"])
+    assert old == new
+    assert build_reward(old.grpo.rewards).parts[1][1].penalty == -1.0
+    # the empty mapping every earlier run's config.yaml holds reads silently
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_config(None, ["grpo.reward_options={}"]).grpo.reward_names == ["ndcg", "format"]

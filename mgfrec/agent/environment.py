@@ -28,7 +28,7 @@ from mgfrec.agent.observation import render_observation
 from mgfrec.agent.trajectory import GroundingStep, Trajectory
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.grounding.engine import Grounding
-from mgfrec.registry import Registry
+from mgfrec.registry import Registry, with_registry
 from mgfrec.user_agents.base import FeedbackRequest, UserAgent, UserAgentContext, load_user_agent
 
 
@@ -79,6 +79,7 @@ class Environment:
         return answers
 
 
+@with_registry
 def build_environment(grounding: Grounding, tokenizer: Any, cfg: MGFRecConfig, reg: Registry | None = None) -> Environment:
     """Grounding + the configured user agent over the policy's tokenizer, as a GRPO rollout would use.
 

@@ -11,23 +11,6 @@ from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, load, out, print_j
 app = typer.Typer(help="Prepare data sets (R2ec protocol) and inspect them.", no_args_is_help=True)
 
 
-def detect_source(source: str, known: list[str]) -> tuple[str, str | None]:
-    """SOURCE is a registered data_source name, or a folder whose contents say which source reads it."""
-    if source in known and not Path(source).exists():
-        return source, None
-    path = Path(source)
-    if not path.exists():
-        raise FileNotFoundError(f"SOURCE '{source}' is neither a folder nor a data source ({', '.join(known)})")
-    if (path / "items.csv").is_file() or (path / "interactions.csv").is_file():
-        return "csv", str(path)
-    if any(path.glob("meta_*.jsonl*")):
-        return "amazon2023", str(path)
-    raise FileNotFoundError(
-        f"{path}: cannot tell its format (no items.csv/interactions.csv, no meta_<Category>.jsonl[.gz]); "
-        "pass --source NAME"
-    )
-
-
 @app.command()
 def prepare(
     source: str = typer.Argument(..., help="A folder (csv or Amazon 2023 files) or a source name such as 'synthetic'."),
@@ -44,15 +27,11 @@ def prepare(
     as_json: bool = typer.Option(False, "--json", help="Print the manifest counts as JSON."),
 ) -> None:
     """Turn an interaction log into train/valid/test samples (R2ec protocol) in a prepared folder."""
-    from mgfrec.config.load import parse_override, write_resolved
-    from mgfrec.data.prepared import prepare as do_prepare
-    from mgfrec.registry import registry
+    from mgfrec.config.load import parse_override
+    from mgfrec.data.prepared import detect_source, prepare_config
 
     def go():
-        reg = registry()
-        name, path = (source_name, source if Path(source).exists() else None) if source_name else detect_source(
-            source, reg.names("data_source")
-        )
+        name, path = (source_name, source if Path(source).exists() else None) if source_name else detect_source(source)
         options: dict = {}
         for text in option:
             options.update(parse_override(text))
@@ -71,9 +50,7 @@ def prepare(
             },
         )
         with console.status(f"preparing {name} -> {out_dir}"):
-            ds = do_prepare(cfg.data, out_dir, reg)
-        write_resolved(cfg, out_dir)
-        return ds
+            return prepare_config(cfg, out_dir)
 
     ds = run(go)
     if as_json:

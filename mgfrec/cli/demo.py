@@ -31,19 +31,16 @@ def demo(
     its SFT start and three ablations beside the baselines with one full-ranking evaluator, print a
     Table-4-style report with intervals and paired tests, and write the figures. Re-running reuses
     finished stages."""
-    from mgfrec.cli.data import detect_source
-    from mgfrec.config.load import write_resolved
+    from mgfrec.data.prepared import detect_source
     from mgfrec.demo import DemoOptions, run_demo
-    from mgfrec.registry import registry
 
     def go():
-        name, path = detect_source(data, registry().names("data_source"))
+        name, path = detect_source(data)
         cfg = load(
             config,
             set_,
             {"data.source": name, "data.path": path, "retriever.max_epochs": retriever_epochs, "retriever.patience": 3},
         )
-        write_resolved(cfg, out_dir)
         options = DemoOptions(agent=agent, fit_steps=fit_steps, sft_train_samples=sft_samples,
                               eval_samples=eval_samples or None)  # fmt: skip
         return run_demo(cfg, out_dir, options=options, say=lambda msg: console.print(msg, highlight=False, markup=False))

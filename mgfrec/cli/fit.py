@@ -45,14 +45,12 @@ def fit(
 ) -> None:
     """Roll the agent out G times per train sample, reward the grounded answer (NDCG, format), and update the
     policy with the clipped GRPO loss; validate greedily, keep the best and the last policy."""
-    from mgfrec.rl.fit import FitOptions, run_fit
+    from mgfrec.rl.fit import FitOptions, run_fit, starting_config
 
     def go():
         if no_feedback and user_agent not in (None, "none"):
             raise ValueError(f"--no-feedback and --user-agent {user_agent} contradict each other: give one")
-        base = config
-        if resume and base is None and (out_dir / "config.yaml").is_file():
-            base = str(out_dir / "config.yaml")  # the resumed run keeps the settings it started with
+        base = starting_config(out_dir, resume, config)
         values = {
             "policy.model": policy,
             "grounding.grounder": grounder,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -37,42 +36,16 @@ def _config(
     )
 
 
-def _prepare(data: Path, cfg: Any, progress: bool) -> dict[str, Any]:
-    """Embeddings from the cache (or built), then the grounder; what happened, with timings."""
+def _prepare(data: Path, cfg: Any, progress: bool) -> Any:
+    """:func:`mgfrec.grounding.engine.build_index` with a spinner; a missing extra as one line."""
     from mgfrec.data.prepared import PreparedDataset
-    from mgfrec.embed.base import load_embedder
-    from mgfrec.embed.cache import cached_item_embeddings
     from mgfrec.grounding.base import MissingExtraError
-    from mgfrec.grounding.engine import Grounding, build_grounder
+    from mgfrec.grounding.engine import build_index
 
-    ds = PreparedDataset(data)
-    embedder = load_embedder(cfg.embedding)
-    cached = cached_item_embeddings(ds, cfg.embedding, embedder, progress=progress)
-    start = time.perf_counter()
     try:
-        with console.status(f"building the '{cfg.grounding.grounder}' grounder over {ds.num_items:,} items"):
-            grounder = build_grounder(cached.vectors, cfg.grounding)
+        return build_index(PreparedDataset(data), cfg, progress=progress, status=console.status)
     except MissingExtraError as exc:  # not an ImportError traceback: the user has a clear fix
         raise ValueError(str(exc)) from None
-    return {
-        "ds": ds,
-        "engine": Grounding(embedder, grounder, ds.titles, cached.vectors, top_k=cfg.grounding.top_k),
-        "report": {
-            "data": str(data),
-            "items": ds.num_items,
-            "dim": int(cached.vectors.shape[1]),
-            "distinct_vectors": getattr(getattr(grounder, "unique", None), "num_unique", None),
-            "embedder": cfg.embedding.embedder,
-            "model_id": embedder.model_id,
-            "cache_path": str(cached.path),
-            "cache": "hit" if cached.hit else "built",
-            "embedding_seconds": round(cached.seconds, 3),
-            "grounder": cfg.grounding.grounder,
-            "grounder_options": dict(cfg.grounding.options),
-            "approximate": getattr(grounder, "approximate", None),  # optional for plugin grounders
-            "grounder_build_seconds": round(time.perf_counter() - start, 3),
-        },
-    }
 
 
 @app.command()
@@ -93,7 +66,7 @@ def build(
 ) -> None:
     """Embed the catalogue's titles (or read them from the cache) and build the configured grounder."""
     cfg = run(lambda: _config(config, set_, embedder, model, grounder, device, batch_size))
-    report = run(lambda: _prepare(data, cfg, progress=not as_json))["report"]
+    report = run(lambda: _prepare(data, cfg, progress=not as_json)).report
     if as_json:
         print_json(report)
         return
@@ -131,7 +104,7 @@ def query(
     """Ground titles as the agent's <ground> call does: the nearest catalogue items by L2 distance."""
     cfg = run(lambda: _config(config, set_, embedder, model, grounder, device, batch_size))
     built = run(lambda: _prepare(data, cfg, progress=not as_json))
-    engine, items = built["engine"], built["ds"].items
+    engine, items = built.grounding, built.ds.items
     indices, distances = run(lambda: engine.search(titles, k))
     results = [
         {

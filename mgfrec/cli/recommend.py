@@ -30,11 +30,10 @@ def recommend(
                                         sample=sample, seed=seed))  # fmt: skip
     payload = rec.to_dict(ds)
     if markdown is not None:
-        from mgfrec.eval.figures import trajectory_markdown
+        from mgfrec.eval.figures import write_trajectory_markdown
 
-        markdown.parent.mkdir(parents=True, exist_ok=True)
         who = f"user {user}" if user is not None else "a typed history"
-        markdown.write_text(trajectory_markdown(payload, title=f"Case study: {who}"), encoding="utf-8")
+        write_trajectory_markdown(payload, markdown, title=f"Case study: {who}")
     if as_json:
         print_json(payload)
         return

@@ -7,6 +7,7 @@ file and the dotted path of the field that is wrong.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -109,7 +110,8 @@ def load_config(
     return validate(raw, source)
 
 
-_SECRET_HINTS = ("api_key", "apikey", "secret", "password", "token")
+_SECRET_HINTS = ("apikey", "secret", "password", "passwd", "token", "credential")
+_SECRET_WORDS = {"key", "auth", "authorization", "bearer", "cookie", "pat"}
 
 
 def redacted(config: MGFRecConfig) -> dict[str, Any]:
@@ -129,8 +131,13 @@ def redacted(config: MGFRecConfig) -> dict[str, Any]:
 
 
 def _looks_secret(key: str) -> bool:
+    """A key, token, secret, password or credential by its name: ``api_key``, ``access_key``, ``private-key``,
+    ``hf_token``, ``auth``, ... (word ``key``, or a hint anywhere); token *counts* are not secrets."""
     low = key.lower()
-    return any(h in low for h in _SECRET_HINTS) and not low.endswith("_tokens")  # token counts (max_think_tokens) are not secrets
+    if "max_new_tokens" in low or low.endswith(("_tokens", "tokens_per_turn")):
+        return False
+    words = set(re.split(r"[^a-z0-9]+", low))
+    return bool(words & _SECRET_WORDS) or any(h in low for h in _SECRET_HINTS)
 
 
 def write_resolved(config: MGFRecConfig, run_dir: str | Path) -> Path:

@@ -9,9 +9,10 @@ Secrets never live here: API keys are read from environment variables whose *nam
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 
 class Section(BaseModel):
@@ -141,9 +142,34 @@ class PolicyConfig(Section):
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
 
 
+class ConfigDeprecationWarning(FutureWarning):
+    """A config key that is still read but has a newer spelling (shown by default, unlike DeprecationWarning)."""
+
+
+class RewardSpec(Section):
+    """One reward of ``grpo.rewards``: its registry name and its options, beside it as for every other kind.
+
+    Written as the bare name (``ndcg``) when it has no options, as ``{name: hit-at-k, options: {k: 5}}``
+    otherwise; both read back the same."""
+
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @model_serializer(mode="wrap")
+    def _as_name(self, handler: Any) -> Any:
+        return handler(self) if self.options else self.name
+
+
 class GRPOConfig(Section):
-    rewards: list[str] = Field(default_factory=lambda: ["ndcg", "format"], description="reward components")
-    reward_options: dict[str, dict[str, Any]] = Field(default_factory=dict, description="options per reward name")
+    rewards: list[RewardSpec] = Field(
+        default_factory=lambda: [RewardSpec(name="ndcg"), RewardSpec(name="format")],
+        description="reward components: names, or {name, options}",
+    )
     group_size: int = Field(6, ge=1)
     clip_epsilon: float = Field(0.2, gt=0)
     kl_beta: float = Field(0.04, ge=0)
@@ -158,6 +184,38 @@ class GRPOConfig(Section):
     reference_device: Literal["policy", "cpu"] = Field(
         "policy", description="where the frozen KL reference lives: beside the policy, or offloaded to the CPU"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_reward_options(cls, data: Any) -> Any:
+        """``grpo.reward_options.<name>`` (before issue 12) is read into the named reward's ``options``."""
+        if not isinstance(data, dict) or "reward_options" not in data:
+            return data
+        data = dict(data)
+        old = data.pop("reward_options") or {}
+        if not old:
+            return data
+        warnings.warn(
+            "grpo.reward_options is deprecated: put each reward's options beside its name, e.g. "
+            "grpo.rewards: [ndcg, {name: hit-at-k, options: {k: 5}}, format]",
+            ConfigDeprecationWarning,
+            stacklevel=2,
+        )
+        rewards = data.get("rewards", ["ndcg", "format"])
+        if not isinstance(old, dict) or not isinstance(rewards, list):
+            return data  # the field validators name the wrong type
+        specs = []
+        for spec in rewards:
+            name = spec if isinstance(spec, str) else spec.get("name") if isinstance(spec, dict) else None
+            if name in old and not (isinstance(spec, dict) and spec.get("options")):
+                spec = {"name": name, "options": old[name]}
+            specs.append(spec)
+        data["rewards"] = specs
+        return data
+
+    @property
+    def reward_names(self) -> list[str]:
+        return [r.name for r in self.rewards]
 
 
 class TrainerConfig(Section):

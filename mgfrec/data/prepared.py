@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -25,10 +26,11 @@ import numpy as np
 import pandas as pd
 
 from mgfrec import __version__
-from mgfrec.config.schema import DataConfig
+from mgfrec.config.load import write_resolved
+from mgfrec.config.schema import DataConfig, MGFRecConfig
 from mgfrec.data.protocol import SPLITS, make_samples, split_samples, subsample_split, subsample_users
 from mgfrec.data.raw import BadInputError, RawLog
-from mgfrec.registry import Registry, component_options, registry
+from mgfrec.registry import Registry, registry, with_registry
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -44,14 +46,13 @@ def sha256(path: Path) -> str:
 
 def load_raw(config: DataConfig, reg: Registry | None = None) -> RawLog:
     """Run the configured ``data_source`` component."""
-    source_cls = (reg or registry()).load("data_source", config.source)
+    reg = reg or registry()
     raw_options = dict(config.options)
     # data.seed (--seed) also seeds a source that takes a seed (synthetic), unless data.options.seed is set
-    model = getattr(source_cls, "Options", None)
+    model = getattr(reg.load("data_source", config.source), "Options", None)
     if model is not None and "seed" in getattr(model, "model_fields", {}) and "seed" not in raw_options:
         raw_options["seed"] = config.seed
-    options = component_options(source_cls, raw_options, "data.options")
-    source = source_cls(options) if options is not None else source_cls()
+    source = reg.build("data_source", config.source, raw_options)
     return source.load(Path(config.path) if config.path else None, config.skip_bad)
 
 
@@ -83,9 +84,38 @@ def build(raw: RawLog, config: DataConfig) -> tuple[pd.DataFrame, pd.DataFrame, 
     return items, log, splits
 
 
+def detect_source(source: str, known: Sequence[str] | None = None) -> tuple[str, str | None]:
+    """The ``data_source`` name and path for SOURCE: a registered source name (``known``, default: the
+    registry's), or a folder whose contents say which source reads it (csv files, Amazon 2023 files)."""
+    known = list(registry().names("data_source") if known is None else known)
+    if source in known and not Path(source).exists():
+        return source, None
+    path = Path(source)
+    if not path.exists():
+        raise FileNotFoundError(f"SOURCE '{source}' is neither a folder nor a data source ({', '.join(known)})")
+    if (path / "items.csv").is_file() or (path / "interactions.csv").is_file():
+        return "csv", str(path)
+    if any(path.glob("meta_*.jsonl*")):
+        return "amazon2023", str(path)
+    raise FileNotFoundError(
+        f"{path}: cannot tell its format (no items.csv/interactions.csv, no meta_<Category>.jsonl[.gz]); "
+        "pass --source NAME"
+    )
+
+
+@with_registry
+def prepare_config(config: MGFRecConfig, out: str | Path, reg: Registry | None = None) -> PreparedDataset:
+    """What ``mgfrec data prepare`` does: :func:`prepare` ``config.data`` into ``out`` and write the resolved
+    ``config`` beside it (``out/config.yaml``)."""
+    ds = prepare(config.data, out)
+    write_resolved(config, out)
+    return ds
+
+
+@with_registry
 def prepare(config: DataConfig, out: str | Path, reg: Registry | None = None) -> PreparedDataset:
     """Read, check, split and write a prepared data set folder; returns it loaded."""
-    raw = load_raw(config, reg)
+    raw = load_raw(config)
     items, log, splits = build(raw, config)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

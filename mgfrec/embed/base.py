@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from mgfrec.config.schema import EmbeddingConfig
-from mgfrec.registry import Registry, component_options, registry
+from mgfrec.registry import Registry, registry
 
 
 @runtime_checkable
@@ -46,6 +46,4 @@ class Embedder(Protocol):
 
 def load_embedder(cfg: EmbeddingConfig, reg: Registry | None = None) -> Embedder:
     """Build the embedder named by ``cfg.embedder`` through the registry, with ``cfg.options`` validated."""
-    cls = (reg or registry()).load("embedder", cfg.embedder)
-    options = component_options(cls, cfg.options, "embedding.options")
-    return cls(cfg, options) if options is not None else cls(cfg)
+    return (reg or registry()).build("embedder", cfg.embedder, cfg.options, cfg)

@@ -28,15 +28,17 @@ from mgfrec.config.schema import EvalConfig, PolicyConfig
 from mgfrec.data.protocol import subsample_rows
 from mgfrec.eval.results import EvalResult
 from mgfrec.eval.stats import bootstrap_ci
-from mgfrec.rewards.compose import build_reward
 from mgfrec.grounding.engine import load_grounding
+from mgfrec.registry import Registry, with_registry
 from mgfrec.retrievers.recall import recall_lists
+from mgfrec.rewards.compose import build_reward
 from mgfrec.rl.policy import load_policy
 from mgfrec.rollout.base import build_engine
 from mgfrec.rollout.loop import RolloutSample, rollout
 from mgfrec.runs import RunInfo
 
 
+@with_registry
 def evaluate_agent(
     run_dir: Path,
     info: RunInfo,
@@ -47,6 +49,7 @@ def evaluate_agent(
     limit: int | None = None,
     batch_size: int = 32,
     exclude_history: bool | None = None,
+    reg: Registry | None = None,
 ) -> tuple[EvalResult, dict[str, Any]]:
     """Roll the run's agent out on ``split`` (a seeded subsample of ``limit`` samples if given) and rank."""
     policy_dir = run_dir / str(info.extra.get("policy", "policy"))
@@ -99,7 +102,7 @@ def evaluate_agent(
     )
     # The training reward (grpo.rewards, eq. 8 by default) of each evaluated trajectory: the quantity GRPO
     # maximises, e.g. -0.5 for a format error where the ranking metrics count the worst rank.
-    reward = build_reward(cfg.grpo.rewards, cfg.grpo.reward_options)
+    reward = build_reward(cfg.grpo.rewards)
     rewards = np.asarray([reward.breakdown(i)["total"] for i in inputs], dtype=np.float64)
     lo, hi = bootstrap_ci(rewards, config.bootstrap_samples, config.confidence, config.seed) if len(rewards) else (math.nan, math.nan)
     ends = Counter(t.end_reason for t in trajectories)
@@ -112,7 +115,7 @@ def evaluate_agent(
         "end_reasons": dict(sorted(ends.items())),
         "reward": float(rewards.mean()) if len(rewards) else float("nan"),
         "reward_ci": [lo, hi],
-        "rewards": list(cfg.grpo.rewards),
+        "rewards": cfg.grpo.reward_names,
         "greedy": config.greedy,
         "limit": limit,
     }

@@ -24,6 +24,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from mgfrec.retrievers.fit import open_data
+from mgfrec.runs import read_run_info
+
 # Fig. 3's bands of grounding counts (inclusive bounds).
 GROUNDING_BANDS: tuple[tuple[int, int], ...] = ((0, 1), (2, 4), (5, 6))
 REWARD_COLUMNS = (
@@ -283,9 +286,6 @@ def plot_difficulty_bands(
             f"{path}: missing; evaluate the agent run with 'mgfrec evaluate {run_dir} --split {split}'"
         )
     if ds is None:
-        from mgfrec.eval.runs import open_data
-        from mgfrec.runs import read_run_info
-
         ds = open_data(run_dir, read_run_info(run_dir))
     bands = difficulty_by_band(pd.read_csv(path), train_popularity(ds))
     fig, ax = plt.subplots(figsize=(5, 3.5))

@@ -27,7 +27,7 @@ from mgfrec.eval.metrics import LOWER_IS_BETTER, metric_names
 from mgfrec.eval.results import EvalResult, label
 from mgfrec.eval.runs import result_for_run
 from mgfrec.eval.stats import MismatchedSamplesError, PairedComparison
-from mgfrec.registry import Registry
+from mgfrec.registry import Registry, with_registry
 
 BETTER, WORSE = "▲", "▼"
 
@@ -200,6 +200,7 @@ class Report:
 WIDE_RUNS = 5  # more runs than this print one row per run (a column per run no longer fits a terminal)
 
 
+@with_registry
 def build_report(
     runs: Sequence[str | Path],
     split: str = "test",

@@ -9,60 +9,19 @@ exactly as a plugin's retriever would be. Agent runs are evaluated by the agent 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from mgfrec.config.schema import EvalConfig
-from mgfrec.data.prepared import PreparedDataset
 from mgfrec.eval.evaluator import evaluate
 from mgfrec.eval.results import EvalResult, result_paths
-from mgfrec.registry import Registry, registry
-from mgfrec.runs import RUN_FILE, RunInfo, read_run_info
+from mgfrec.registry import Registry, with_registry
+from mgfrec.retrievers.fit import AgentEvaluationUnavailable, LoadedRun, load_scorer, open_data
+from mgfrec.runs import read_run_info
+
+__all__ = ["AgentEvaluationUnavailable", "LoadedRun", "evaluate_run", "load_scorer", "open_data", "result_for_run"]
 
 
-class AgentEvaluationUnavailable(ValueError):
-    """An agent run has no item scorer: it is evaluated by rolling it out (``evaluate_run``)."""
-
-
-@dataclass(frozen=True)
-class LoadedRun:
-    """A baseline run ready to evaluate: what it is, its data set, and its model as a scorer."""
-
-    run_dir: Path
-    info: RunInfo
-    ds: PreparedDataset
-    scorer: Any
-
-
-def open_data(run_dir: Path, info: RunInfo, data: str | Path | None = None) -> PreparedDataset:
-    """The run's prepared data set (or ``data`` instead), refused if it is not the one the run used."""
-    ds = PreparedDataset(Path(data) if data is not None else Path(info.data))
-    if info.data_checksum and ds.checksum != info.data_checksum:
-        where = f"--data {data}" if data is not None else f"{run_dir / RUN_FILE} field 'data' ({info.data})"
-        raise ValueError(
-            f"{where}: this data set (checksum {ds.checksum}) is not the one the run was trained on "
-            f"(data_checksum {info.data_checksum} in {run_dir / RUN_FILE}); pass --data with the right folder"
-        )
-    return ds
-
-
-def load_scorer(run_dir: str | Path, data: str | Path | None = None, reg: Registry | None = None) -> LoadedRun:
-    """Load a baseline run's retriever through the registry; ``data`` overrides the run's data folder."""
-    run_dir = Path(run_dir)
-    info = read_run_info(run_dir)
-    if info.kind == "agent":
-        raise AgentEvaluationUnavailable(
-            f"{run_dir}: an agent run ranks items from its answers, not from a scorer; "
-            f"evaluate it with 'mgfrec evaluate {run_dir}'"
-        )
-    if info.kind != "baseline":
-        raise ValueError(f"{run_dir / RUN_FILE}: field 'kind' is '{info.kind}'; expected 'baseline' or 'agent'")
-    ds = open_data(run_dir, info, data)
-    cls = (reg or registry()).load("retriever", info.model)
-    return LoadedRun(run_dir, info, ds, cls.load(run_dir, ds))
-
-
+@with_registry
 def evaluate_run(
     run_dir: str | Path,
     split: str | None = None,
@@ -107,6 +66,7 @@ def evaluate_run(
     return result
 
 
+@with_registry
 def result_for_run(
     run_dir: str | Path,
     split: str = "test",

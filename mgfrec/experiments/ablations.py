@@ -14,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from mgfrec.config.load import _merge, parse_override, validate
+from mgfrec.config.load import _merge, load_config, parse_override, validate, write_resolved
 from mgfrec.config.schema import MGFRecConfig
+from mgfrec.runs import RunInfo, read_run_info, write_run_info
 
 # Each preset removes one of MGFRec's parts; "full" keeps all of them so that a table can list it by name.
 ABLATIONS: dict[str, tuple[str, ...]] = {
@@ -56,9 +57,6 @@ def derive_ablation_run(run_dir: str | Path, name: str, out: str | Path) -> Path
     """An agent run folder ``out`` that evaluates ``run_dir``'s policy (and recall run) with preset ``name``
     applied at inference only: ``config.yaml`` with the overrides, ``run.json`` pointing at the policy.
     ``mgfrec evaluate`` / ``mgfrec report`` treat it like any agent run; nothing is copied or trained."""
-    from mgfrec.config.load import load_config, write_resolved
-    from mgfrec.runs import RunInfo, read_run_info, write_run_info
-
     run_dir, out = Path(run_dir), Path(out)
     info = read_run_info(run_dir)
     if info.kind != "agent":

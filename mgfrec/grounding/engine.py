@@ -5,13 +5,17 @@ the titles. ``<ground>`` titles are embedded as *queries* (with the query instru
 against the catalogue's *document* vectors; the final answer is ranked against every item exactly.
 
 :func:`load_grounding` builds it from a config through the registry, the same way for built-in and plugin
-embedders and grounders.
+embedders and grounders; :func:`build_index` does the same and reports what it did (``mgfrec index``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,18 +23,17 @@ import torch
 from mgfrec.config.schema import GroundingConfig, MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.embed.base import Embedder, load_embedder
+from mgfrec.embed.cache import cached_item_embeddings
 from mgfrec.embed.cache import item_embeddings as cached_vectors
 from mgfrec.grounding.base import Grounder
 from mgfrec.grounding.ranking import full_scores
 from mgfrec.grounding.ties import UniqueVectors
-from mgfrec.registry import Registry, component_options, registry
+from mgfrec.registry import Registry, registry, with_registry
 
 
 def build_grounder(item_embeddings: np.ndarray, cfg: GroundingConfig, reg: Registry | None = None) -> Grounder:
     """Build the grounder named by ``cfg.grounder`` over ``item_embeddings``, with ``cfg.options`` validated."""
-    cls = (reg or registry()).load("grounder", cfg.grounder)
-    options = component_options(cls, cfg.options, "grounding.options")
-    return cls(item_embeddings, options) if options is not None else cls(item_embeddings)
+    return (reg or registry()).build("grounder", cfg.grounder, cfg.options, item_embeddings)
 
 
 class Grounding:
@@ -81,6 +84,7 @@ class Grounding:
         return full_scores(self._unique, self.embed_queries(titles), device=device)
 
 
+@with_registry
 def load_grounding(
     ds: PreparedDataset,
     cfg: MGFRecConfig,
@@ -90,7 +94,53 @@ def load_grounding(
     progress: bool = False,
 ) -> Grounding:
     """Embedder from ``cfg.embedding``, cached item vectors of ``ds``, grounder from ``cfg.grounding``."""
-    embedder = embedder if embedder is not None else load_embedder(cfg.embedding, reg)
+    embedder = embedder if embedder is not None else load_embedder(cfg.embedding)
     vectors = cached_vectors(ds, cfg.embedding, embedder, progress=progress)
-    grounder = build_grounder(vectors, cfg.grounding, reg)
+    grounder = build_grounder(vectors, cfg.grounding)
     return Grounding(embedder, grounder, ds.titles, vectors, top_k=cfg.grounding.top_k)
+
+
+@dataclass
+class IndexBuild:
+    """What :func:`build_index` built (``grounding``) and the facts of how (``report``, ``mgfrec index
+    build --json``'s keys)."""
+
+    ds: PreparedDataset
+    grounding: Grounding
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+@with_registry
+def build_index(
+    ds: PreparedDataset,
+    cfg: MGFRecConfig,
+    *,
+    progress: bool = False,
+    status: Callable[[str], contextlib.AbstractContextManager[Any]] = lambda _: contextlib.nullcontext(),
+    reg: Registry | None = None,
+) -> IndexBuild:
+    """Embeddings of ``ds``'s titles from the cache (or encoded and stored), then the configured grounder over
+    them; with timings, cache hit or miss and the grounder's facts. ``status(message)`` wraps the grounder's
+    build (the CLI shows a spinner)."""
+    embedder = load_embedder(cfg.embedding)
+    cached = cached_item_embeddings(ds, cfg.embedding, embedder, progress=progress)
+    start = time.perf_counter()
+    with status(f"building the '{cfg.grounding.grounder}' grounder over {ds.num_items:,} items"):
+        grounder = build_grounder(cached.vectors, cfg.grounding)
+    report = {
+        "data": str(ds.root),
+        "items": ds.num_items,
+        "dim": int(cached.vectors.shape[1]),
+        "distinct_vectors": getattr(getattr(grounder, "unique", None), "num_unique", None),
+        "embedder": cfg.embedding.embedder,
+        "model_id": embedder.model_id,
+        "cache_path": str(cached.path),
+        "cache": "hit" if cached.hit else "built",
+        "embedding_seconds": round(cached.seconds, 3),
+        "grounder": cfg.grounding.grounder,
+        "grounder_options": dict(cfg.grounding.options),
+        "approximate": getattr(grounder, "approximate", None),  # optional for plugin grounders
+        "grounder_build_seconds": round(time.perf_counter() - start, 3),
+    }
+    grounding = Grounding(embedder, grounder, ds.titles, cached.vectors, top_k=cfg.grounding.top_k)
+    return IndexBuild(ds, grounding, report)

@@ -30,6 +30,11 @@ from mgfrec.config.load import load_config
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.data.protocol import subsample_rows
+from mgfrec.eval.evaluator import rank_targets
+from mgfrec.eval.metrics import per_sample
+from mgfrec.grounding.engine import load_grounding
+from mgfrec.rl.policy import load_policy, preset_name, save_policy, training_device
+from mgfrec.rollout.hf_engine import HFEngine
 
 PROMPT = (
     "Below is a user's listening history, oldest first. Write the title of the item the user will choose next.\n"
@@ -64,7 +69,6 @@ class BigRecRetriever:
 
     @cached_property
     def grounding(self) -> Any:
-        from mgfrec.grounding.engine import load_grounding
 
         return load_grounding(self.ds, self.config)
 
@@ -85,7 +89,6 @@ class BigRecRetriever:
     @cached_property
     def engine(self) -> Any:
         """The hf rollout engine over the policy (batched, KV cache, stops at the end token)."""
-        from mgfrec.rollout.hf_engine import HFEngine
 
         return HFEngine(self.model, self.tokenizer, HFEngine.Options(max_batch_size=self.options.generate_batch_size))
 
@@ -108,8 +111,6 @@ class BigRecRetriever:
     @classmethod
     def fit(cls, ds: PreparedDataset, config: MGFRecConfig, out: Path, options: BigRecOptions | None = None) -> BigRecRetriever:
         """Fine-tune the policy on (history -> next title) pairs of the train split; keep the best epoch."""
-        from mgfrec.eval.metrics import per_sample
-        from mgfrec.rl.policy import load_policy, preset_name, save_policy, training_device
 
         options, out = options or BigRecOptions(), Path(out)
         torch.manual_seed(options.seed)
@@ -130,7 +131,6 @@ class BigRecRetriever:
         v_target = valid["target"].to_numpy()[vrows]
 
         def valid_ndcg() -> float:
-            from mgfrec.eval.evaluator import rank_targets
 
             ranks = rank_targets(self, v_hist, v_target, num_items=ds.num_items, batch_size=len(v_hist))
             return float(per_sample(ranks, [10])["ndcg_full"].mean())
@@ -185,7 +185,6 @@ class BigRecRetriever:
 
     @classmethod
     def load(cls, run_dir: Path, ds: PreparedDataset, best_epoch: int | None = None) -> BigRecRetriever:
-        from mgfrec.rl.policy import load_policy, training_device
 
         run_dir = Path(run_dir)
         for needed in (run_dir / "policy", run_dir / "bigrec.json", run_dir / "config.yaml"):

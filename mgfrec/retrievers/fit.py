@@ -1,5 +1,8 @@
 """Train any registered retriever into a run folder, load one back, and rank a split with it.
 
+:func:`load_scorer` is the one loader of baseline run folders (``mgfrec evaluate``, recall lists and the
+agent's recall all go through it); :func:`open_data` refuses a data set the run was not trained on.
+
 These functions dispatch by registry name only (``retriever.model``), so built-in and plugin retrievers
 (pop, sasrec, gru4rec, caser, last-title, hybrid, ...) take the same path. ``mgfrec baseline fit`` is a thin
 wrapper over :func:`fit_baseline`.
@@ -22,8 +25,8 @@ from mgfrec.config.schema import MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.eval.evaluator import rank_targets
 from mgfrec.eval.metrics import per_sample
-from mgfrec.registry import Registry, component_options, registry
-from mgfrec.runs import RunInfo, write_run_info
+from mgfrec.registry import Registry, registry, with_registry
+from mgfrec.runs import RUN_FILE, RunInfo, read_run_info, write_run_info
 
 
 @dataclass(frozen=True)
@@ -36,16 +39,15 @@ class FitResult:
     seconds: float  # wall time of the fit itself
 
 
+@with_registry
 def fit_baseline(ds: PreparedDataset, config: MGFRecConfig, out: str | Path, reg: Registry | None = None) -> FitResult:
     """Fit the retriever named by ``config.retriever.model`` on ``ds`` and write the run folder ``out``.
 
     Writes ``out/config.yaml``, whatever the model saves, and finally ``out/run.json`` (whose presence marks
     a finished fit) with the valid NDCG@10 and the fit time in ``extra``.
     """
-    reg = reg or registry()
+    reg = registry()  # ``reg`` when given (with_registry)
     name = config.retriever.model
-    cls = reg.load("retriever", name)
-    options = component_options(cls, config.retriever.options, "retriever.options")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     # Files that describe an earlier fit must not be mistaken for this one's.
@@ -53,7 +55,7 @@ def fit_baseline(ds: PreparedDataset, config: MGFRecConfig, out: str | Path, reg
         stale.unlink(missing_ok=True)
     write_resolved(config, out)
     start = time.perf_counter()
-    retriever = cls.fit(ds, config, out, options)
+    retriever = reg.build("retriever", name, config.retriever.options, ds, config, out, method="fit")
     seconds = time.perf_counter() - start
     valid = float(per_sample(split_ranks(retriever, ds, "valid"), [10])["ndcg@10"].mean())
     extra = {"valid_ndcg@10": valid, "fit_seconds": round(seconds, 3)}
@@ -66,10 +68,52 @@ def fit_baseline(ds: PreparedDataset, config: MGFRecConfig, out: str | Path, reg
     return FitResult(retriever, out, valid, seconds)
 
 
+class AgentEvaluationUnavailable(ValueError):
+    """An agent run has no item scorer: it is evaluated by rolling it out (``evaluate_run``)."""
+
+
+@dataclass(frozen=True)
+class LoadedRun:
+    """A baseline run ready to evaluate: what it is, its data set, and its model as a scorer."""
+
+    run_dir: Path
+    info: RunInfo
+    ds: PreparedDataset
+    scorer: Any
+
+
+def open_data(run_dir: Path, info: RunInfo, data: str | Path | None = None) -> PreparedDataset:
+    """The run's prepared data set (or ``data`` instead), refused if it is not the one the run used."""
+    ds = PreparedDataset(Path(data) if data is not None else Path(info.data))
+    if info.data_checksum and ds.checksum != info.data_checksum:
+        where = f"--data {data}" if data is not None else f"{run_dir / RUN_FILE} field 'data' ({info.data})"
+        raise ValueError(
+            f"{where}: this data set (checksum {ds.checksum}) is not the one the run was trained on "
+            f"(data_checksum {info.data_checksum} in {run_dir / RUN_FILE}); pass --data with the right folder"
+        )
+    return ds
+
+
+@with_registry
+def load_scorer(run_dir: str | Path, data: str | Path | None = None, reg: Registry | None = None) -> LoadedRun:
+    """Load a baseline run's retriever through the registry; ``data`` overrides the run's data folder."""
+    run_dir = Path(run_dir)
+    info = read_run_info(run_dir)
+    if info.kind == "agent":
+        raise AgentEvaluationUnavailable(
+            f"{run_dir}: an agent run ranks items from its answers, not from a scorer; "
+            f"evaluate it with 'mgfrec evaluate {run_dir}'"
+        )
+    if info.kind != "baseline":
+        raise ValueError(f"{run_dir / RUN_FILE}: field 'kind' is '{info.kind}'; expected 'baseline' or 'agent'")
+    ds = open_data(run_dir, info, data)
+    cls = (reg or registry()).load("retriever", info.model)
+    return LoadedRun(run_dir, info, ds, cls.load(run_dir, ds))
+
+
+@with_registry
 def load_retriever(run_dir: str | Path, ds: PreparedDataset | None = None, reg: Registry | None = None) -> Any:
     """The retriever a ``baseline`` run folder holds, on the data it was trained on (or ``ds``, if the same)."""
-    from mgfrec.eval.runs import load_scorer  # the one loader of run folders; imported late (eval imports us)
-
     return load_scorer(run_dir, ds.root if ds is not None else None, reg).scorer
 
 

@@ -26,7 +26,7 @@ from mgfrec.config.schema import MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.embed.cache import item_embeddings
 from mgfrec.eval.metrics import history_mask, per_sample, target_ranks
-from mgfrec.registry import component_options, registry
+from mgfrec.registry import registry
 from mgfrec.retrievers.last_title import LastTitleOptions, LastTitleRetriever, run_embedding_config
 
 STATE_FILE = "hybrid.json"
@@ -79,9 +79,16 @@ class HybridRetriever:
         if options.collaborative_run is not None:
             collaborative = _load_collaborative(Path(options.collaborative_run), ds, options.collaborative)
         else:
-            cf_cls = registry().load("retriever", options.collaborative)
-            cf_options = component_options(cf_cls, options.collaborative_options, "retriever.options.collaborative_options")
-            collaborative = cf_cls.fit(ds, config, Path(out) / CF_DIR, cf_options)
+            collaborative = registry().build(
+                "retriever",
+                options.collaborative,
+                options.collaborative_options,
+                ds,
+                config,
+                Path(out) / CF_DIR,
+                method="fit",
+                where="retriever.options.collaborative_options",
+            )
         content = LastTitleRetriever(item_embeddings(ds, config.embedding, progress=True), options.content)
         sweep = tune_weight(collaborative, content, ds, options)
         weight = max(sweep, key=lambda w: (sweep[w], -abs(w - 0.5)))  # ties: the more balanced blend

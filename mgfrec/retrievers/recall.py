@@ -19,6 +19,7 @@ import torch
 
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.eval.metrics import history_mask
+from mgfrec.retrievers.fit import load_retriever
 
 
 def recall_file(run_dir: str | Path, split: str) -> Path:
@@ -65,8 +66,6 @@ def recall_lists(
             ):
                 return cached["items"][:, :size].copy()  # a stable top-k's prefix is the smaller top-k
     if retriever is None:
-        from mgfrec.retrievers.fit import load_retriever
-
         retriever = load_retriever(run_dir, ds)
     # Copies: arrays read from parquet are read-only, which torch warns about when wrapping them.
     items = top_items(retriever, [np.array(h, dtype=np.int64) for h in frame["history"]], ds.num_items, size)

@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mgfrec.registry import Registry, component_options, registry
+from mgfrec.config.schema import RewardSpec
+from mgfrec.registry import Registry, registry
 from mgfrec.rewards.base import Reward, RewardInput
 
 
@@ -35,12 +36,20 @@ class ComposedReward:
         return values
 
 
-def build_reward(names: Sequence[str], options: Mapping[str, Mapping[str, Any]] | None = None, reg: Registry | None = None) -> ComposedReward:
-    """Rewards by registry name (built-in or plugin), each with its optional options mapping."""
+def build_reward(
+    rewards: Sequence[str | RewardSpec],
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    reg: Registry | None = None,
+) -> ComposedReward:
+    """Rewards by registry name (built-in or plugin), each with its options: ``grpo.rewards`` entries carry
+    their own; ``options`` (name -> mapping, the older ``grpo.reward_options`` layout) fills in the rest."""
     reg = reg or registry()
     parts = []
-    for name in names:
-        cls = reg.load("reward", name)
-        opts = component_options(cls, (options or {}).get(name), f"grpo.reward_options.{name}")
-        parts.append((name, cls(opts) if opts is not None else cls()))
+    for reward in rewards:
+        spec = reward if isinstance(reward, RewardSpec) else RewardSpec(name=reward)
+        if spec.options or spec.name not in (options or {}):
+            built = reg.build("reward", spec.name, spec.options)
+        else:
+            built = reg.build("reward", spec.name, options[spec.name], where=f"grpo.reward_options.{spec.name}")
+        parts.append((spec.name, built))
     return ComposedReward(parts)

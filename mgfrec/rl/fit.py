@@ -4,10 +4,11 @@
 
 * the initial policy: ``INIT/policy`` of an SFT (or earlier agent) run with ``init``, else ``policy.model``;
 * recall lists: ``INIT``'s recall run with ``init``, else a retriever fitted into ``OUT/recall`` as ``mgfrec
-  sft`` does (:func:`~mgfrec.rl.sft.recall_for`);
+  sft`` does (:func:`~mgfrec.agent.samples.recall_for`);
 * checkpoints: :class:`LastCheckpoint` writes ``OUT/checkpoints/last.ckpt`` (weights, optimizer, loop
   counters, RNG states, data position) every ``checkpoint_every`` training steps and at the end;
-  ``resume=True`` continues from it.
+  ``resume=True`` continues from it, with the settings the run started with (``OUT/config.yaml``) unless a
+  config is given (:func:`starting_config` is the rule ``mgfrec fit`` layers its flags on).
 
 The run folder: ``OUT/policy`` (last), ``OUT/best_policy`` (best valid NDCG@10), ``OUT/metrics.csv``,
 ``OUT/config.yaml`` (written first, so a resume reuses it), ``OUT/run.json`` (``kind: agent``, ``model:
@@ -30,17 +31,18 @@ import lightning as L
 import torch
 
 from mgfrec.agent.environment import build_environment
-from mgfrec.config.load import write_resolved
-from mgfrec.config.schema import MGFRecConfig
+from mgfrec.agent.samples import RecallOptions, recall_samples
+from mgfrec.config.load import load_config, write_resolved
+from mgfrec.config.schema import DEFAULT_RECALL_MODEL, MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.grounding.engine import load_grounding
-from mgfrec.registry import Registry, registry
+from mgfrec.registry import Registry, registry, with_registry
 from mgfrec.rl.distributed import barrier, check_batch_split, launched_as_main, wait_for
 from mgfrec.rl.module import GRPOModule
 from mgfrec.rl.policy import load_policy
-from mgfrec.rl.sft import DEFAULT_RECALL_MODEL, SFTOptions, recall_samples
 from mgfrec.rl.strategy import build_strategy, check_strategy, trainer_accelerator
 from mgfrec.runs import RUN_FILE, RunInfo, read_run_info, write_run_info
+
 
 @dataclass(frozen=True)
 class FitOptions:
@@ -116,18 +118,34 @@ class FitResult:
     main: bool = True  # global rank 0 (the others of a multi-process run return too, having written nothing)
 
 
+def starting_config(out: str | Path, resume: bool, config: str | Path | None = None) -> str | None:
+    """The config file a fit starts from: ``config`` when given, else ``OUT/config.yaml`` when resuming a run
+    that wrote one (the resumed run keeps the settings it started with), else None (the defaults)."""
+    if config is not None:
+        return str(config)
+    saved = Path(out) / "config.yaml"
+    return str(saved) if resume and saved.is_file() else None
+
+
+@with_registry
 def run_fit(
     data: str | Path,
     out: str | Path,
-    cfg: MGFRecConfig,
+    cfg: MGFRecConfig | None = None,
     options: FitOptions = FitOptions(),
     *,
     reg: Registry | None = None,
     embedder: Any | None = None,
     say: Callable[[str], None] = lambda _: None,
 ) -> FitResult:
-    """Train the agent with GRPO on ``data``'s train split for ``trainer.max_steps`` steps; write ``out``."""
+    """Train the agent with GRPO on ``data``'s train split for ``trainer.max_steps`` steps; write ``out``.
+
+    ``cfg`` None: the config of :func:`starting_config` (``OUT/config.yaml`` when resuming), else the defaults.
+    """
     started = time.perf_counter()
+    if cfg is None:
+        path = starting_config(out, options.resume)
+        cfg = load_config(path) if path is not None else MGFRecConfig()
     check_strategy(cfg.trainer.strategy, cfg.trainer.accelerator)
     if isinstance(cfg.trainer.devices, int):  # early, before any work; the module checks again at fit start
         check_batch_split(cfg.trainer.global_batch_size, cfg.trainer.devices * cfg.trainer.num_nodes)
@@ -150,10 +168,10 @@ def run_fit(
             raise ValueError(f"--init {options.init}: an agent run folder with a policy is needed, got kind '{info.kind}'")
         if info.data_checksum != ds.checksum:
             raise ValueError(f"--init {options.init}: it was trained on other data than --data {ds.root}")
-        recall_opts = SFTOptions(recall_run=info.extra["recall_run"])
+        recall_opts = RecallOptions(recall_run=info.extra["recall_run"])
         policy_dir = Path(options.init) / info.extra["policy"]
     else:
-        recall_opts, policy_dir = SFTOptions(recall_model=options.recall_model), None
+        recall_opts, policy_dir = RecallOptions(recall_model=options.recall_model), None
     if not first and recall_opts.recall_run is None:
         wait_for(out / "recall" / RUN_FILE, "the recall run")
     cfg, recall_dir, train, valid = recall_samples(ds, cfg, recall_opts, out, reg, max_train=options.max_train_samples,

@@ -26,7 +26,7 @@ Counting: Lightning's ``global_step`` counts optimizer steps (``updates_per_batc
 ``batches_done`` counts training steps and is what ``--max-steps``, validation and checkpoints count in.
 
 Validation runs inside the training step every ``trainer.val_check_interval`` batches (``eval.greedy``
-:func:`~mgfrec.rl.sft.evaluate_policy` on a fixed valid subsample); the best policy by valid NDCG@10 is saved
+:func:`~mgfrec.eval.policy_eval.evaluate_policy` on a fixed valid subsample); the best policy by valid NDCG@10 is saved
 to ``RUN/best_policy``. Metrics go to ``self.log`` and to ``RUN/metrics.csv`` (one row per batch).
 
 Several processes (``trainer.devices`` > 1, several nodes): each takes its shard of the global batch and of
@@ -41,11 +41,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import csv
 import math
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +56,10 @@ from mgfrec.agent.batching import collate
 from mgfrec.agent.environment import Environment
 from mgfrec.agent.final_ranking import reward_inputs
 from mgfrec.agent.prompts import AgentPrompts
+from mgfrec.agent.samples import AgentSample, to_rollout_sample
 from mgfrec.agent.trajectory import Trajectory
 from mgfrec.config.schema import MGFRecConfig
+from mgfrec.eval.policy_eval import METRIC_COLUMNS, evaluate_policy
 from mgfrec.registry import Registry
 from mgfrec.rewards.compose import build_reward
 from mgfrec.rl.advantages import advantages_from_config, degenerate_group_fraction
@@ -66,10 +67,10 @@ from mgfrec.rl.distributed import all_gather_rows, all_max, all_sum, check_batch
 from mgfrec.rl.grpo import grpo_loss
 from mgfrec.rl.logprobs import token_logprobs, token_logprobs_and_entropy, vocab_width
 from mgfrec.rl.policy import preset_name, save_policy
-from mgfrec.rl.sft import METRIC_COLUMNS, evaluate_policy
-from mgfrec.rl.sft_data import SFTSample, to_rollout_sample
+from mgfrec.rl.strategy import begin_micro_batch, deepspeed_engine, full_weights, generation_weights
 from mgfrec.rollout.base import build_engine
 from mgfrec.rollout.loop import rollout
+from mgfrec.runs import read_metrics, write_metrics
 
 END_REASONS = ("answered", "format_error", "grounding_limit", "length_limit")
 
@@ -78,7 +79,7 @@ class GRPOModule(L.LightningModule):
     """The policy trained with GRPO; see the module docstring for one step.
 
     ``policy``/``tokenizer``: the initial policy (its frozen copy is the KL reference). ``train``/``valid``:
-    samples with recall lists (:func:`~mgfrec.rl.sft.split_samples`). ``out``: the run folder.
+    samples with recall lists (:func:`~mgfrec.agent.samples.recall_samples`). ``out``: the run folder.
     """
 
     def __init__(
@@ -87,8 +88,8 @@ class GRPOModule(L.LightningModule):
         policy: torch.nn.Module,
         tokenizer: Any,
         environment: Environment,
-        train: Sequence[SFTSample],
-        valid: Sequence[SFTSample],
+        train: Sequence[AgentSample],
+        valid: Sequence[AgentSample],
         out: str | Path,
         *,
         max_steps: int,
@@ -103,7 +104,7 @@ class GRPOModule(L.LightningModule):
         self.out, self.max_steps = Path(out), max_steps
         self.prompts = AgentPrompts.from_config(cfg.agent)
         self.reg = reg  # None: the process-wide registry; a given one also serves the rewards and the engine
-        self.reward = build_reward(cfg.grpo.rewards, cfg.grpo.reward_options, reg=reg)
+        self.reward = build_reward(cfg.grpo.rewards, reg=reg)
         # A list hides the reference from Lightning: it is not trained, not checkpointed (a resumed run rebuilds
         # it from the same initial policy) and not counted as a parameter of the module.
         self._ref: list[torch.nn.Module] = []
@@ -126,7 +127,7 @@ class GRPOModule(L.LightningModule):
         """Index into the endless sequence of per-epoch permutations of the train samples."""
         return self.batches_done * self.cfg.trainer.global_batch_size
 
-    def next_samples(self) -> list[SFTSample]:
+    def next_samples(self) -> list[AgentSample]:
         """The next ``global_batch_size`` samples: epoch ``e``'s order is ``permutation(seed + e)``."""
         n, size = len(self.train_samples), min(self.cfg.trainer.global_batch_size, len(self.train_samples))
         out = []
@@ -179,30 +180,16 @@ class GRPOModule(L.LightningModule):
 
     def deepspeed_engine(self) -> Any:
         """The DeepSpeed engine wrapping this module under a DeepSpeed strategy, else None."""
-        trainer = self._trainer
-        return getattr(trainer.strategy, "deepspeed_engine", None) if trainer is not None else None
+        return deepspeed_engine(self._trainer)
 
     def full_weights(self) -> contextlib.AbstractContextManager[Any]:
-        """A context in which ``self.policy``'s parameters are whole: ZeRO-3 partitions them, so saving the
-        policy gathers them first; every other strategy keeps them whole already."""
-        engine = self.deepspeed_engine()
-        if engine is not None and engine.zero_optimization_stage() == 3:
-            import deepspeed
-
-            return deepspeed.zero.GatheredParameters(list(self.policy.parameters()), modifier_rank=None)
-        return contextlib.nullcontext()
+        """A context in which ``self.policy``'s parameters are whole (:func:`~mgfrec.rl.strategy.full_weights`)."""
+        return full_weights(self.deepspeed_engine(), self.policy)
 
     def generation_weights(self) -> contextlib.AbstractContextManager[Any]:
-        """A context for generating with ``self.policy`` (rollouts, validation). Under ZeRO-3 the parameters are
-        gathered once and DeepSpeed's per-module fetch/release hooks are off until the context ends, as in
-        DeepSpeed's ``unwrap_model_for_generation`` (here the hooks come back even when generation raises):
-        with the hooks on, every decoding step of every layer goes through the parameter coordinator, whose
-        trace the training step's forward has recorded, and a rollout after the first optimizer step ran 40x
-        slower than under stage 2 (CPU, docs/gpu.md)."""
-        engine = self.deepspeed_engine()
-        if engine is not None and engine.zero_optimization_stage() == 3:
-            return zero3_generation(engine)
-        return contextlib.nullcontext()
+        """A context for generating with ``self.policy`` (rollouts, validation);
+        :func:`~mgfrec.rl.strategy.generation_weights`."""
+        return generation_weights(self.deepspeed_engine())
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         rng: dict[str, Any] = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
@@ -402,51 +389,3 @@ class GRPOModule(L.LightningModule):
         self.rows.append(row)
         if self.is_main:
             write_metrics(self.out / "metrics.csv", self.rows)
-
-
-@contextlib.contextmanager
-def zero3_generation(engine: Any) -> Iterator[None]:
-    """Whole parameters and no ZeRO-3 module hooks inside; hooks re-registered on the way out, always."""
-    import deepspeed
-
-    offload = engine.optimizer.parameter_offload
-    with deepspeed.zero.GatheredParameters(list(engine.module.parameters())):
-        for hook in (*offload.forward_hooks, *offload.backward_hooks):
-            hook.remove()
-        offload.forward_hooks, offload.backward_hooks = [], []
-        try:
-            yield
-        finally:
-            offload._register_deepspeed_module(offload.module)  # also invalidates the coordinator's trace
-
-
-def begin_micro_batch(ds_engine: Any) -> None:
-    """What DeepSpeed's ``engine.forward`` does first for each micro-batch: clear the ZeRO optimizer's backward
-    bookkeeping. Stage 3 advances its micro-step counter there, and that counter decides whether a
-    micro-batch's gradient partition is added to the accumulated one or overwrites it. All of mgfrec's
-    micro-batches run inside one ``engine.forward`` (Lightning's ``training_step``), so without this call ZeRO-3
-    kept only the last micro-batch's gradient (caught by tests/rl/test_deepspeed_cpu.py)."""
-    from deepspeed.runtime.base_optimizer import ZeROOptimizer
-
-    if isinstance(ds_engine.optimizer, ZeROOptimizer):
-        ds_engine.optimizer.clear_backward_seen_flag()
-
-
-def write_metrics(path: Path, rows: list[dict[str, float]]) -> None:
-    """All rows with the union of their columns (valid columns appear only on validation steps)."""
-    columns = list(dict.fromkeys(k for r in rows for k in r))
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(path)  # a kill mid-write leaves the previous file whole
-
-
-def read_metrics(path: Path, *, before: int) -> list[dict[str, float]]:
-    """Rows of an earlier run up to step ``before`` (a resumed run drops those after its checkpoint)."""
-    if not path.is_file():
-        return []
-    with path.open(encoding="utf-8") as f:
-        rows = [{k: float(v) for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(f)]
-    return [r for r in rows if r.get("step", 0) <= before]

@@ -2,13 +2,14 @@
 
 :func:`run_sft` strings the stages together; each is a function of its own:
 
-1. recall lists for train and valid (:func:`recall_for`): a retriever fitted into ``OUT/recall/`` with
-   :func:`~mgfrec.retrievers.fit.fit_baseline` (or an existing run folder), top ``retriever.recall_size``;
+1. train and valid samples with recall lists (:func:`~mgfrec.agent.samples.recall_samples`): a retriever
+   fitted into ``OUT/recall/`` (or an existing run folder), top ``retriever.recall_size``;
 2. trajectories synthesized from train samples through the real loop (:mod:`mgfrec.rl.sft_data`);
 3. token-level cross-entropy on the action-mask tokens only (:func:`sft_loss`), AdamW, one epoch at a time
    (:func:`train_epoch`);
-4. the real agent run (greedy unless ``eval.greedy`` is false) on a valid subsample (:func:`evaluate_policy`) before training and after
-   each epoch: format-valid rate, groundings, answers copied from shown lists, NDCG of the grounded answer.
+4. the real agent run (greedy unless ``eval.greedy`` is false) on a valid subsample
+   (:func:`~mgfrec.eval.policy_eval.evaluate_policy`) before training and after each epoch: format-valid
+   rate, groundings, answers copied from shown lists, NDCG of the grounded answer.
 
 The run folder: ``OUT/policy/`` (:func:`~mgfrec.rl.policy.save_policy`; what a later ``mgfrec fit --init
 OUT`` starts from), ``OUT/run.json`` (``kind: agent``, ``model: mgfrec-sft``, ``extra.policy: policy``),
@@ -20,7 +21,6 @@ This module does not sample with a temperature, compute rewards or run GRPO.
 
 from __future__ import annotations
 
-import csv
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,29 +32,23 @@ import torch
 import torch.nn.functional as F
 
 from mgfrec.agent.batching import TrajectoryBatch, collate
-from mgfrec.agent.environment import Environment, build_environment
-from mgfrec.agent.final_ranking import answer_ranks
-from mgfrec.agent.neutralize import neutralize_title, reserved_strings
+from mgfrec.agent.environment import build_environment
 from mgfrec.agent.prompts import AgentPrompts
+from mgfrec.agent.samples import RecallOptions, recall_samples
 from mgfrec.agent.trajectory import Trajectory
 from mgfrec.config.load import write_resolved
 from mgfrec.config.schema import DEFAULT_RECALL_MODEL, MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
-from mgfrec.data.protocol import subsample_rows
-from mgfrec.eval.metrics import per_sample
+from mgfrec.eval.policy_eval import METRIC_COLUMNS, evaluate_policy
 from mgfrec.grounding.engine import load_grounding
-from mgfrec.registry import Registry, registry
+from mgfrec.registry import Registry, registry, with_registry
 from mgfrec.rl.logprobs import vocab_width
 from mgfrec.rl.policy import load_policy, preset_name, save_policy, training_device
-from mgfrec.rl.sft_data import Fallback, SFTSample, synthesize, to_rollout_sample
-from mgfrec.rollout.base import build_engine
-from mgfrec.rollout.loop import rollout
-from mgfrec.runs import RUN_FILE, RunInfo, read_run_info, write_run_info
+from mgfrec.rl.sft_data import Fallback, synthesize
+from mgfrec.runs import RUN_FILE, RunInfo, write_metrics, write_run_info
 
 """On the Amazon CDs data most targets are cold and ``last-title`` is the strongest baseline (docs/baselines.md);
 it needs no training, so the warm start costs no SASRec fit."""
-
-METRIC_COLUMNS = ("format_valid", "mean_groundings", "answer_in_shown", "ndcg_full", "ndcg@10")
 
 
 @dataclass(frozen=True)
@@ -81,6 +75,11 @@ class SFTOptions:
         if self.lr <= 0:
             raise ValueError(f"--lr: must be > 0, got {self.lr}")
 
+    @property
+    def recall(self) -> RecallOptions:
+        """Where the recall lists come from (:func:`~mgfrec.agent.samples.recall_samples`)."""
+        return RecallOptions(recall_model=self.recall_model, recall_run=self.recall_run)
+
 
 @dataclass
 class SFTResult:
@@ -93,74 +92,6 @@ class SFTResult:
     synthesis: dict[str, Any]
     seconds: float
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-# --- data ------------------------------------------------------------------------------------------------
-
-
-def recall_for(
-    ds: PreparedDataset, cfg: MGFRecConfig, options: SFTOptions, out: Path, reg: Registry | None = None
-) -> tuple[Path, str]:
-    """The recall run folder and its model name: ``options.recall_run`` as given, else a fit into ``OUT/recall``
-    (reused when it already holds a finished fit of the same model on the same data)."""
-    if options.recall_run is not None:
-        info = read_run_info(options.recall_run)
-        if info.kind != "baseline":
-            raise ValueError(f"--recall-run {options.recall_run}: a baseline run folder is needed, got kind '{info.kind}'")
-        if info.data_checksum != ds.checksum:
-            raise ValueError(f"--recall-run {options.recall_run}: it was trained on other data than --data {ds.root}")
-        return Path(options.recall_run), info.model
-    run_dir = out / "recall"
-    if (run_dir / RUN_FILE).is_file():
-        info = read_run_info(run_dir)
-        if info.model == options.recall_model and info.data_checksum == ds.checksum:
-            return run_dir, info.model
-    fit_cfg = cfg.model_copy(update={"retriever": cfg.retriever.model_copy(update={"model": options.recall_model})})
-    from mgfrec.retrievers.fit import (
-        fit_baseline,  # late: pulls in every retriever's training stack
-    )
-
-    fit_baseline(ds, fit_cfg, run_dir, reg)
-    return run_dir, options.recall_model
-
-
-def split_samples(
-    ds: PreparedDataset, split: str, recall: np.ndarray, limit: int | None, seed: int
-) -> list[SFTSample]:
-    """The samples of ``split`` with their recall rows; a seeded subsample of ``limit`` when smaller."""
-    frame = ds.split(split)
-    return [
-        SFTSample(
-            tuple(int(i) for i in frame["history"].iloc[n]),
-            tuple(int(i) for i in recall[n]),
-            int(frame["target"].iloc[n]),
-            frame["sample_id"].iloc[n],
-        )
-        for n in subsample_rows(len(frame), limit, seed)
-    ]
-
-
-def recall_samples(
-    ds: PreparedDataset,
-    cfg: MGFRecConfig,
-    recall: SFTOptions,
-    out: Path,
-    reg: Registry | None,
-    *,
-    max_train: int | None,
-    max_valid: int | None,
-    seed: int,
-    say: Callable[[str], None] = lambda _: None,
-) -> tuple[MGFRecConfig, Path, list[SFTSample], list[SFTSample]]:
-    """The recall run (:func:`recall_for` with ``recall``'s settings), ``cfg`` with ``retriever.model`` set
-    to its model, and seeded train and valid samples carrying their recall lists; shared by SFT and GRPO."""
-    recall_dir, recall_model = recall_for(ds, cfg, recall, out, reg)
-    cfg = cfg.model_copy(update={"retriever": cfg.retriever.model_copy(update={"model": recall_model})})
-    size = cfg.retriever.recall_size
-    train = split_samples(ds, "train", recall_lists(ds, "train", size, recall_dir), max_train, seed)
-    valid = split_samples(ds, "valid", recall_lists(ds, "valid", size, recall_dir), max_valid, seed)
-    say(f"recall: {recall_model} ({recall_dir}); {len(train)} train and {len(valid)} valid samples")
-    return cfg, recall_dir, train, valid
 
 
 # --- training --------------------------------------------------------------------------------------------
@@ -228,74 +159,10 @@ def train_epoch(
     return total / max(tokens, 1)
 
 
-# --- evaluation ------------------------------------------------------------------------------------------
-
-
-def _norm(title: str) -> str:
-    return " ".join(title.split()).casefold()  # WordPiece decoding lower-cases and re-spaces
-
-
-def evaluate_policy(
-    model: torch.nn.Module,
-    tokenizer: Any,
-    environment: Environment,
-    samples: Sequence[SFTSample],
-    cfg: MGFRecConfig,
-    *,
-    prompts: AgentPrompts | None = None,
-    seed: int = 0,
-    reg: Registry | None = None,
-) -> dict[str, float]:
-    """Run the agent (``rollout.engine`` from ``reg``, one trajectory per sample) and measure it.
-
-    Decoding follows ``eval.greedy`` like ``mgfrec evaluate``: greedy, or sampled at ``rollout.temperature`` /
-    ``rollout.top_p`` with ``seed`` (so the same samples see the same random stream at every validation).
-
-    ``format_valid``: share of trajectories that end ``answered``; ``mean_groundings``; ``answer_in_shown``:
-    share whose answer is a title shown in the recall list or a returned item list; ``ndcg_full`` and
-    ``ndcg@10`` of the grounded answer (full ranking, as the evaluator ranks), 0 for a sample with no answer.
-    """
-    if not samples:
-        return dict.fromkeys(METRIC_COLUMNS, float("nan"))
-    model.eval()
-    engine = build_engine(cfg.rollout, model, tokenizer, reg=reg)
-    grounding = environment.grounding
-    max_context = getattr(getattr(model, "config", None), "max_position_embeddings", None)
-    result = rollout(engine, environment, [to_rollout_sample(s, grounding.titles) for s in samples], group_size=1,
-                     agent=cfg.agent, temperature=0.0 if cfg.eval.greedy else cfg.rollout.temperature,
-                     top_p=cfg.rollout.top_p, seed=seed, prompts=prompts, max_context=max_context)  # fmt: skip
-    trajs = result.trajectories
-    ranks = answer_ranks(trajs, grounding, [s.target for s in samples], [s.history for s in samples],
-                         exclude_history=cfg.eval.exclude_history)  # fmt: skip
-    reserved = reserved_strings(tokenizer)
-    in_shown = []
-    for t, s in zip(trajs, samples, strict=True):
-        recall = [i for i in s.recall if i >= 0] if cfg.agent.use_recall else []
-        shown = {_norm(neutralize_title(grounding.titles[i], reserved)) for i in recall}
-        shown.update(_norm(neutralize_title(n, reserved)) for step in t.steps for n in step.item_titles)
-        in_shown.append(t.answer is not None and _norm(t.answer) in shown)
-    answered = [r for r in ranks if r is not None]
-    scores = per_sample(np.asarray(answered, dtype=np.int64), [10]) if answered else {"ndcg_full": [], "ndcg@10": []}
-    n = len(samples)
-    return {
-        "format_valid": float(np.mean([t.format_ok for t in trajs])),
-        "mean_groundings": float(np.mean([t.num_groundings for t in trajs])),
-        "answer_in_shown": float(np.mean(in_shown)),
-        "ndcg_full": float(np.sum(scores["ndcg_full"]) / n),
-        "ndcg@10": float(np.sum(scores["ndcg@10"]) / n),
-    }
-
-
 # --- the whole run ---------------------------------------------------------------------------------------
 
 
-def _write_metrics(path: Path, history: list[dict[str, float]]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=["epoch", "train_loss", *METRIC_COLUMNS])
-        writer.writeheader()
-        writer.writerows(history)
-
-
+@with_registry
 def run_sft(
     data: str | Path,
     out: str | Path,
@@ -318,7 +185,7 @@ def run_sft(
     (out / RUN_FILE).unlink(missing_ok=True)  # run.json marks a finished run: not this one, until the end
     torch.manual_seed(options.seed)
 
-    cfg, recall_dir, train, valid = recall_samples(ds, cfg, options, out, reg, max_train=options.max_train_samples,
+    cfg, recall_dir, train, valid = recall_samples(ds, cfg, options.recall, out, reg, max_train=options.max_train_samples,
                                                    max_valid=options.valid_samples, seed=options.seed, say=say)  # fmt: skip
     recall_model = cfg.retriever.model
 
@@ -346,8 +213,8 @@ def run_sft(
             metrics = evaluate_policy(model, tokenizer, environment, valid, cfg, prompts=prompts, seed=options.seed)
             history.append({"epoch": epoch, "train_loss": loss, **metrics})
             say(_row_text(history[-1]))
-            _write_metrics(out / "sft_metrics.csv", history)
-    _write_metrics(out / "sft_metrics.csv", history)
+            write_metrics(out / "sft_metrics.csv", history)
+    write_metrics(out / "sft_metrics.csv", history)
 
     save_policy(model, tokenizer, out / "policy", preset=preset_name(cfg.policy.model))
     write_resolved(cfg, out)
@@ -366,14 +233,6 @@ def run_sft(
     }
     write_run_info(out, RunInfo(kind="agent", model="mgfrec-sft", data=str(ds.root.resolve()), data_checksum=ds.checksum, extra=extra))
     return SFTResult(out, model, tokenizer, history, synth.stats, seconds, extra)
-
-
-def recall_lists(ds: PreparedDataset, split: str, size: int, run_dir: Path) -> np.ndarray:
-    from mgfrec.retrievers.recall import (
-        recall_lists as lists,  # late: loads the retriever stack
-    )
-
-    return lists(ds, split, size, run_dir)
 
 
 def _row_text(row: dict[str, float]) -> str:

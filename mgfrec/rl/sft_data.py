@@ -37,23 +37,14 @@ from mgfrec.agent.environment import Environment
 from mgfrec.agent.neutralize import neutralize_title, reserved_strings
 from mgfrec.agent.parser import ITEM_LIST_CLOSE, parse_turn
 from mgfrec.agent.prompts import AgentPrompts
+from mgfrec.agent.samples import SFTSample, to_rollout_sample
 from mgfrec.agent.trajectory import Trajectory
 from mgfrec.config.schema import AgentConfig
 from mgfrec.grounding.engine import Grounding
-from mgfrec.rollout.loop import RolloutSample, first_prompts, rollout
+from mgfrec.rollout.loop import first_prompts, rollout
 from mgfrec.rollout.scripted_engine import ScriptedEngine
 
 Fallback = Literal["recall", "nearest"]
-
-
-@dataclass(frozen=True)
-class SFTSample:
-    """One training sample as item indices: history (oldest first), recall list (best first), target."""
-
-    history: tuple[int, ...]
-    recall: tuple[int, ...]
-    target: int
-    sample_id: Any = None
 
 
 @dataclass(frozen=True)
@@ -201,15 +192,6 @@ def _rounds(keys: Sequence[str], batch_size: int) -> list[list[int]]:
         by_round[seen[key]].append(n)
         seen[key] += 1
     return [idx[i : i + batch_size] for r in sorted(by_round) for idx in [by_round[r]] for i in range(0, len(idx), batch_size)]
-
-
-def to_rollout_sample(sample: SFTSample, titles: Sequence[str]) -> RolloutSample:
-    """What the agent is shown of ``sample`` (titles of its history and recall list; never the target)."""
-    return RolloutSample(
-        tuple(titles[i] for i in sample.history),
-        tuple(titles[i] for i in sample.recall if i >= 0) or None,
-        sample_id=sample.sample_id,
-    )
 
 
 def synthesize(

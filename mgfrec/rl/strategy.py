@@ -10,10 +10,16 @@
   without a GPU (they are slower than ``auto`` and save no memory there); Lightning refuses DeepSpeed on CPU,
   so :class:`CPUDeepSpeedStrategy` lifts its two CUDA-only checks. DeepSpeed compiles a small C++ op on the
   first launch (about 20 s on 2 cores; needs a C++ compiler).
+
+DeepSpeed's engine is also reached below its public API here, in one place: :func:`generation_weights`
+(ZeRO-3's per-module hooks off while generating) and :func:`begin_micro_batch` (the ZeRO optimizer's
+per-micro-batch bookkeeping that ``engine.forward`` would do). tests/rl/test_deepspeed_cpu.py checks both.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -92,3 +98,61 @@ class CPUDeepSpeedStrategy(DeepSpeedStrategy):
     @property
     def root_device(self) -> torch.device:
         return torch.device("cpu", 0)
+
+
+# --- DeepSpeed's engine during a GRPO step ----------------------------------------------------------------
+
+
+def deepspeed_engine(trainer: Any) -> Any:
+    """The DeepSpeed engine of ``trainer``'s strategy under a DeepSpeed strategy, else None."""
+    return getattr(trainer.strategy, "deepspeed_engine", None) if trainer is not None else None
+
+
+def full_weights(engine: Any, model: torch.nn.Module) -> contextlib.AbstractContextManager[Any]:
+    """A context in which ``model``'s parameters are whole: ZeRO-3 partitions them, so saving the policy
+    gathers them first; every other strategy (``engine`` None or another stage) keeps them whole already."""
+    if engine is not None and engine.zero_optimization_stage() == 3:
+        import deepspeed
+
+        return deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None)
+    return contextlib.nullcontext()
+
+
+def generation_weights(engine: Any) -> contextlib.AbstractContextManager[Any]:
+    """A context for generating with the engine's module (rollouts, validation). Under ZeRO-3 the parameters
+    are gathered once and DeepSpeed's per-module fetch/release hooks are off until the context ends, as in
+    DeepSpeed's ``unwrap_model_for_generation`` (here the hooks come back even when generation raises): with
+    the hooks on, every decoding step of every layer goes through the parameter coordinator, whose trace the
+    training step's forward has recorded, and a rollout after the first optimizer step ran 40x slower than
+    under stage 2 (CPU, docs/gpu.md)."""
+    if engine is not None and engine.zero_optimization_stage() == 3:
+        return zero3_generation(engine)
+    return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def zero3_generation(engine: Any) -> Iterator[None]:
+    """Whole parameters and no ZeRO-3 module hooks inside; hooks re-registered on the way out, always."""
+    import deepspeed
+
+    offload = engine.optimizer.parameter_offload
+    with deepspeed.zero.GatheredParameters(list(engine.module.parameters())):
+        for hook in (*offload.forward_hooks, *offload.backward_hooks):
+            hook.remove()
+        offload.forward_hooks, offload.backward_hooks = [], []
+        try:
+            yield
+        finally:
+            offload._register_deepspeed_module(offload.module)  # also invalidates the coordinator's trace
+
+
+def begin_micro_batch(ds_engine: Any) -> None:
+    """What DeepSpeed's ``engine.forward`` does first for each micro-batch: clear the ZeRO optimizer's backward
+    bookkeeping. Stage 3 advances its micro-step counter there, and that counter decides whether a
+    micro-batch's gradient partition is added to the accumulated one or overwrites it. All of mgfrec's
+    micro-batches run inside one ``engine.forward`` (Lightning's ``training_step``), so without this call ZeRO-3
+    kept only the last micro-batch's gradient (caught by tests/rl/test_deepspeed_cpu.py)."""
+    from deepspeed.runtime.base_optimizer import ZeROOptimizer
+
+    if isinstance(ds_engine.optimizer, ZeROOptimizer):
+        ds_engine.optimizer.clear_backward_seen_flag()

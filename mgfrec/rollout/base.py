@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from mgfrec.config.schema import RolloutConfig
-from mgfrec.registry import Registry, component_options, registry
+from mgfrec.registry import Registry, registry
 
 
 @dataclass(frozen=True)
@@ -99,13 +99,12 @@ def build_engine(cfg: RolloutConfig, model: Any, tokenizer: Any, reg: Registry |
 
     ``rollout.gpu_memory_utilization`` reaches every engine whose options have that field (vllm) unless
     ``rollout.options`` sets it itself."""
-    cls = (reg or registry()).load("rollout_engine", cfg.engine)
+    reg = reg or registry()
     raw = dict(cfg.options)
-    fields = getattr(getattr(cls, "Options", None), "model_fields", {})
+    fields = getattr(getattr(reg.load("rollout_engine", cfg.engine), "Options", None), "model_fields", {})
     if "gpu_memory_utilization" in fields and "gpu_memory_utilization" not in raw:
         raw["gpu_memory_utilization"] = cfg.gpu_memory_utilization
-    options = component_options(cls, raw, "rollout.options")
-    return cls(model, tokenizer, options) if options is not None else cls(model, tokenizer)
+    return reg.build("rollout_engine", cfg.engine, raw, model, tokenizer)
 
 
 def check_generate_args(

@@ -25,7 +25,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from mgfrec.config.schema import UserAgentConfig
-from mgfrec.registry import Registry, component_options, registry
+from mgfrec.registry import Registry, registry
 
 
 @dataclass(frozen=True)
@@ -130,9 +130,7 @@ def load_user_agent(
     When ``cfg.cache_path`` is set and the backend can be cached (it defines ``cache_key``), the backend is
     wrapped in :class:`mgfrec.user_agents.cache.CachedUserAgent` over that SQLite file.
     """
-    cls = (reg or registry()).load("user_agent", cfg.backend)
-    options = component_options(cls, cfg.options, "user_agent.options")
-    agent = cls(cfg, options, context or UserAgentContext())
+    agent = (reg or registry()).build("user_agent", cfg.backend, cfg.options, cfg, after=(context or UserAgentContext(),))
     if cfg.cache_path and callable(getattr(agent, "cache_key", None)):
         from mgfrec.user_agents.cache import CachedUserAgent
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from mgfrec.config.load import ConfigError, load_config, read_yaml, write_resolved
 from mgfrec.registry import component_options, registry
@@ -29,7 +30,7 @@ def test_shipped_config_validates(path):
         ("grounder", cfg.grounding.grounder, cfg.grounding.options, "grounding.options"),
         ("retriever", cfg.retriever.model, cfg.retriever.options, "retriever.options"),
         ("user_agent", cfg.user_agent.backend, cfg.user_agent.options, "user_agent.options"),
-    ] + [("reward", name, cfg.grpo.reward_options.get(name), f"grpo.reward_options.{name}") for name in cfg.grpo.rewards]
+    ] + [("reward", r.name, r.options, f"grpo.rewards.{r.name}.options") for r in cfg.grpo.rewards]
     for kind, name, options, where in named:
         component_options(reg.load(kind, name), options, where)
 
@@ -69,7 +70,7 @@ def test_overrides_and_values_apply_in_order():
     cfg = load_config(None, ["agent.max_groundings=3", "grpo.rewards=[ndcg]"], {"agent.max_groundings": 1, "grounding.top_k": 5})
     assert cfg.agent.max_groundings == 3  # --set wins over typed flags
     assert cfg.grounding.top_k == 5
-    assert cfg.grpo.rewards == ["ndcg"]
+    assert cfg.grpo.reward_names == ["ndcg"]
     with pytest.raises(ConfigError, match="override 'agent' must look like"):
         load_config(None, ["agent"])
 
@@ -81,7 +82,7 @@ def test_split_ratios_must_sum_to_one():
 
 def test_configs_are_frozen():
     cfg = load_config(None)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         cfg.agent.max_groundings = 2  # type: ignore[misc]
 
 
@@ -93,6 +94,16 @@ def test_resolved_config_has_no_secrets(tmp_path, monkeypatch):
     assert yaml.safe_load(text)["user_agent"]["api_key_env"] == "OPENAI_API_KEY"
     with pytest.raises(ConfigError, match="names an environment variable"):
         load_config(None, ["user_agent.api_key_env=sk-abc"])
+
+
+def test_every_key_like_option_is_redacted(tmp_path):
+    secrets = {"access_key": "s1", "private-key": "s2", "hf_token": "s3", "aws_secret_access_key": "s4",
+               "auth": "s5", "Password": "s6", "client_credentials": "s7", "key": "s8"}
+    plain = {"path": "p1", "max_new_tokens": 7, "keep": "p2", "monkey_bars": "p3"}
+    cfg = load_config(None, [f"user_agent.options={yaml.safe_dump({**secrets, **plain}, default_flow_style=True).strip()}"])
+    written = yaml.safe_load(write_resolved(cfg, tmp_path).read_text())["user_agent"]["options"]
+    assert {k: written[k] for k in secrets} == dict.fromkeys(secrets, "<redacted>")
+    assert {k: written[k] for k in plain} == plain
 
 
 def test_default_yaml_is_the_schema_default():

@@ -61,12 +61,12 @@ def test_config_selects_plugin_components(plugin_site):
         from mgfrec.rewards.compose import build_reward
 
         cfg = load_config(None, ["grounding.grounder=cosine", "grounding.options={batch_size: 2}",
-                                 "grpo.rewards=[ndcg,hit-at-k,format]", "grpo.reward_options={hit-at-k: {k: 3}}"])
+                                 "grpo.rewards=[ndcg,{name: hit-at-k, options: {k: 3}},format]"])
         cls = registry().load("grounder", cfg.grounding.grounder)
         grounder = cls(np.array([[1, 0], [0, 1], [2, 0.1], [1, 0]], dtype=np.float32),
                        component_options(cls, cfg.grounding.options, "grounding.options"))
         idx, dist = grounder.search(np.array([[3, 0], [0, 5]], dtype=np.float32), 2)
-        reward = build_reward(cfg.grpo.rewards, cfg.grpo.reward_options)
+        reward = build_reward(cfg.grpo.rewards)
         print(json.dumps({"idx": idx.tolist(), "cls": cls.__module__,
                           "r3": reward.breakdown(RewardInput(3, 10, True)),
                           "r4": reward.breakdown(RewardInput(4, 10, True))}))

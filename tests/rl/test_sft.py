@@ -18,8 +18,10 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
+from mgfrec.agent.environment import build_environment
 from mgfrec.agent.parser import parse_transcript, parse_turn
 from mgfrec.agent.prompts import AgentPrompts
+from mgfrec.agent.samples import RecallOptions, recall_for, split_samples
 from mgfrec.agent.trajectory import PolicySegment
 from mgfrec.cli.sft import sft
 from mgfrec.config.schema import (
@@ -32,17 +34,11 @@ from mgfrec.config.schema import (
     UserAgentConfig,
 )
 from mgfrec.data.prepared import prepare
+from mgfrec.eval.policy_eval import evaluate_policy
 from mgfrec.grounding.engine import load_grounding
+from mgfrec.retrievers.recall import recall_lists
 from mgfrec.rl.policy import load_policy
-from mgfrec.rl.sft import (
-    SFTOptions,
-    build_environment,
-    evaluate_policy,
-    recall_for,
-    recall_lists,
-    split_samples,
-    train_epoch,
-)
+from mgfrec.rl.sft import train_epoch
 from mgfrec.rl.sft_data import build_plans, synthesize
 
 pytestmark = pytest.mark.slow  # loads the embedding model once per session
@@ -64,7 +60,7 @@ def setup(tmp_path_factory, minilm):
         retriever=RetrieverConfig(recall_size=5),
         grounding=GroundingConfig(top_k=3),
     )
-    recall_dir, _ = recall_for(ds, cfg, SFTOptions(recall_model="pop"), root)
+    recall_dir, _ = recall_for(ds, cfg, RecallOptions(recall_model="pop"), root)
     train = split_samples(ds, "train", recall_lists(ds, "train", 5, recall_dir), 40, seed=0)
     grounding = load_grounding(ds, cfg, embedder=minilm)
     model, tokenizer = load_policy(PolicyConfig(model="preset:tiny"), ds.titles, seed=0)

@@ -242,7 +242,7 @@ def test_the_grpo_module_syncs_its_policy_into_the_engine(engine, policy, tmp_pa
 
     from mgfrec.config.schema import MGFRecConfig
     from mgfrec.rl.module import GRPOModule
-    from mgfrec.rl.sft_data import SFTSample
+    from mgfrec.agent.samples import AgentSample
 
     base, tokenizer = policy
     trained = copy.deepcopy(base)
@@ -251,7 +251,7 @@ def test_the_grpo_module_syncs_its_policy_into_the_engine(engine, policy, tmp_pa
         for p in trained.parameters():
             p.add_(0.05 * torch.randn(p.shape, generator=gen))  # as if an optimizer step moved every weight
     cfg = MGFRecConfig(rollout=RolloutConfig(engine="vllm"))
-    module = GRPOModule(cfg, trained, tokenizer, None, [SFTSample((0,), (1,), 2)], [], tmp_path, max_steps=1)
+    module = GRPOModule(cfg, trained, tokenizer, None, [AgentSample((0,), (1,), 2)], [], tmp_path, max_steps=1)
     module.engine = engine  # the module's engine holds its own copy of the weights
     prompts = sample_prompts(tokenizer)
     try:

@@ -1,0 +1,125 @@
+"""The samples the agent is trained and validated on, and how their recall lists are made.
+
+One :class:`AgentSample` is one user of a split as item indices: history (oldest first), the recall list
+(best first) and the target. SFT (:mod:`mgfrec.rl.sft`), GRPO (:mod:`mgfrec.rl.fit`) and the per-epoch
+policy evaluation (:mod:`mgfrec.eval.policy_eval`) all start from these; :func:`to_rollout_sample` turns one
+into what the agent is shown (titles, never the target).
+
+The recall lists come from a baseline run folder (:class:`RecallOptions`): an existing one
+(``recall_run``), or a retriever of ``recall_model`` fitted into ``OUT/recall/`` with
+:func:`~mgfrec.retrievers.fit.fit_baseline` and reused while it matches. :func:`recall_samples` does all of
+it: the recall run, the config with ``retriever.model`` set to the recall model actually used, and seeded
+train and valid samples carrying their top ``retriever.recall_size`` lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mgfrec.config.schema import DEFAULT_RECALL_MODEL, MGFRecConfig
+from mgfrec.data.prepared import PreparedDataset
+from mgfrec.data.protocol import subsample_rows
+from mgfrec.registry import Registry, with_registry
+from mgfrec.retrievers.fit import fit_baseline
+from mgfrec.retrievers.recall import recall_lists
+from mgfrec.rollout.loop import RolloutSample
+from mgfrec.runs import RUN_FILE, read_run_info
+
+
+@dataclass(frozen=True)
+class AgentSample:
+    """One sample as item indices: history (oldest first), recall list (best first, ``-1`` pads), target."""
+
+    history: tuple[int, ...]
+    recall: tuple[int, ...]
+    target: int
+    sample_id: Any = None
+
+
+SFTSample = AgentSample
+"""The name SFT trajectory synthesis (:mod:`mgfrec.rl.sft_data`) uses for the same sample."""
+
+
+@dataclass(frozen=True)
+class RecallOptions:
+    """Where the recall lists come from: an existing baseline run folder, else a fit of ``recall_model``."""
+
+    recall_model: str = DEFAULT_RECALL_MODEL
+    recall_run: str | None = None  # an existing baseline run folder; overrides recall_model
+
+
+def to_rollout_sample(sample: AgentSample, titles: Sequence[str]) -> RolloutSample:
+    """What the agent is shown of ``sample`` (titles of its history and recall list; never the target)."""
+    return RolloutSample(
+        tuple(titles[i] for i in sample.history),
+        tuple(titles[i] for i in sample.recall if i >= 0) or None,
+        sample_id=sample.sample_id,
+    )
+
+
+@with_registry
+def recall_for(
+    ds: PreparedDataset, cfg: MGFRecConfig, options: RecallOptions, out: Path, reg: Registry | None = None
+) -> tuple[Path, str]:
+    """The recall run folder and its model name: ``options.recall_run`` as given, else a fit into ``OUT/recall``
+    (reused when it already holds a finished fit of the same model on the same data)."""
+    if options.recall_run is not None:
+        info = read_run_info(options.recall_run)
+        if info.kind != "baseline":
+            raise ValueError(f"--recall-run {options.recall_run}: a baseline run folder is needed, got kind '{info.kind}'")
+        if info.data_checksum != ds.checksum:
+            raise ValueError(f"--recall-run {options.recall_run}: it was trained on other data than --data {ds.root}")
+        return Path(options.recall_run), info.model
+    run_dir = Path(out) / "recall"
+    if (run_dir / RUN_FILE).is_file():
+        info = read_run_info(run_dir)
+        if info.model == options.recall_model and info.data_checksum == ds.checksum:
+            return run_dir, info.model
+    fit_cfg = cfg.model_copy(update={"retriever": cfg.retriever.model_copy(update={"model": options.recall_model})})
+    fit_baseline(ds, fit_cfg, run_dir, reg)
+    return run_dir, options.recall_model
+
+
+def split_samples(
+    ds: PreparedDataset, split: str, recall: np.ndarray, limit: int | None, seed: int
+) -> list[AgentSample]:
+    """The samples of ``split`` with their recall rows; a seeded subsample of ``limit`` when smaller."""
+    frame = ds.split(split)
+    return [
+        AgentSample(
+            tuple(int(i) for i in frame["history"].iloc[n]),
+            tuple(int(i) for i in recall[n]),
+            int(frame["target"].iloc[n]),
+            frame["sample_id"].iloc[n],
+        )
+        for n in subsample_rows(len(frame), limit, seed)
+    ]
+
+
+@with_registry
+def recall_samples(
+    ds: PreparedDataset,
+    cfg: MGFRecConfig,
+    recall: RecallOptions,
+    out: Path,
+    reg: Registry | None,
+    *,
+    max_train: int | None,
+    max_valid: int | None,
+    seed: int,
+    say: Callable[[str], None] = lambda _: None,
+) -> tuple[MGFRecConfig, Path, list[AgentSample], list[AgentSample]]:
+    """The recall run (:func:`recall_for` with ``recall``'s settings), ``cfg`` with ``retriever.model`` set
+    to its model, and seeded train and valid samples carrying their recall lists; shared by SFT and GRPO."""
+    recall_dir, recall_model = recall_for(ds, cfg, recall, out, reg)
+    cfg = cfg.model_copy(update={"retriever": cfg.retriever.model_copy(update={"model": recall_model})})
+    size = cfg.retriever.recall_size
+    train = split_samples(ds, "train", recall_lists(ds, "train", size, recall_dir), max_train, seed)
+    valid = split_samples(ds, "valid", recall_lists(ds, "valid", size, recall_dir), max_valid, seed)
+    say(f"recall: {recall_model} ({recall_dir}); {len(train)} train and {len(valid)} valid samples")
+    return cfg, recall_dir, train, valid

@@ -1,0 +1,99 @@
+"""The agent's quick validation during training: :func:`evaluate_policy` on a fixed subsample.
+
+SFT runs it before training and after every epoch (:mod:`mgfrec.rl.sft`), GRPO every
+``trainer.val_check_interval`` batches (:mod:`mgfrec.rl.module`). It runs the real agent loop, one trajectory
+per sample, and measures the format and the grounded answer; ``mgfrec evaluate`` (:mod:`mgfrec.eval.agent_eval`)
+is the full evaluation with intervals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from mgfrec.agent.environment import Environment
+from mgfrec.agent.final_ranking import answer_ranks
+from mgfrec.agent.neutralize import neutralize_title, reserved_strings
+from mgfrec.agent.prompts import AgentPrompts
+from mgfrec.agent.samples import AgentSample, to_rollout_sample
+from mgfrec.config.schema import MGFRecConfig
+from mgfrec.eval.metrics import per_sample
+from mgfrec.registry import Registry, with_registry
+from mgfrec.rollout.base import build_engine
+from mgfrec.rollout.loop import rollout
+
+METRIC_COLUMNS = ("format_valid", "mean_groundings", "answer_in_shown", "ndcg_full", "ndcg@10")
+"""The keys of :func:`evaluate_policy`'s result, in the order the metrics files write them."""
+
+
+def _norm(title: str) -> str:
+    return " ".join(title.split()).casefold()  # WordPiece decoding lower-cases and re-spaces
+
+
+@with_registry
+def evaluate_policy(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    environment: Environment,
+    samples: Sequence[AgentSample],
+    cfg: MGFRecConfig,
+    *,
+    prompts: AgentPrompts | None = None,
+    seed: int = 0,
+    reg: Registry | None = None,
+) -> dict[str, float]:
+    """Run the agent (``rollout.engine`` from ``reg``, one trajectory per sample) and measure it.
+
+    Decoding follows ``eval.greedy`` like ``mgfrec evaluate``: greedy, or sampled at ``rollout.temperature`` /
+    ``rollout.top_p`` with ``seed`` (so the same samples see the same random stream at every validation).
+
+    ``format_valid``: share of trajectories that end ``answered``; ``mean_groundings``; ``answer_in_shown``:
+    share whose answer is a title shown in the recall list or a returned item list; ``ndcg_full`` and
+    ``ndcg@10`` of the grounded answer (full ranking, as the evaluator ranks), 0 for a sample with no answer.
+    """
+    if not samples:
+        return dict.fromkeys(METRIC_COLUMNS, float("nan"))
+    model.eval()
+    engine = build_engine(cfg.rollout, model, tokenizer, reg=reg)
+    grounding = environment.grounding
+    max_context = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    result = rollout(
+        engine,
+        environment,
+        [to_rollout_sample(s, grounding.titles) for s in samples],
+        group_size=1,
+        agent=cfg.agent,
+        temperature=0.0 if cfg.eval.greedy else cfg.rollout.temperature,
+        top_p=cfg.rollout.top_p,
+        seed=seed,
+        prompts=prompts,
+        max_context=max_context,
+    )
+    trajs = result.trajectories
+    ranks = answer_ranks(
+        trajs,
+        grounding,
+        [s.target for s in samples],
+        [s.history for s in samples],
+        exclude_history=cfg.eval.exclude_history,
+    )
+    reserved = reserved_strings(tokenizer)
+    in_shown = []
+    for t, s in zip(trajs, samples, strict=True):
+        recall = [i for i in s.recall if i >= 0] if cfg.agent.use_recall else []
+        shown = {_norm(neutralize_title(grounding.titles[i], reserved)) for i in recall}
+        shown.update(_norm(neutralize_title(n, reserved)) for step in t.steps for n in step.item_titles)
+        in_shown.append(t.answer is not None and _norm(t.answer) in shown)
+    answered = [r for r in ranks if r is not None]
+    scores = per_sample(np.asarray(answered, dtype=np.int64), [10]) if answered else {"ndcg_full": [], "ndcg@10": []}
+    n = len(samples)
+    return {
+        "format_valid": float(np.mean([t.format_ok for t in trajs])),
+        "mean_groundings": float(np.mean([t.num_groundings for t in trajs])),
+        "answer_in_shown": float(np.mean(in_shown)),
+        "ndcg_full": float(np.sum(scores["ndcg_full"]) / n),
+        "ndcg@10": float(np.sum(scores["ndcg@10"]) / n),
+    }
