@@ -46,6 +46,26 @@ class Generation:
             raise ValueError(f"{len(self.token_ids)} tokens but {len(self.logprobs)} log-probs: one per token")
 
 
+class AllowedTokens(Protocol):
+    """What a :class:`TokenConstraint` allows at one position; hashable, so equal sets share one mask."""
+
+    def mask(self, vocab_size: int) -> Any:
+        """``[vocab_size]`` bool tensor, True where the token is allowed."""
+        ...
+
+    def allows(self, token: int) -> bool: ...
+
+
+class TokenConstraint(Protocol):
+    """A per-row state machine an engine that declares ``supports_constraints`` samples under: before each
+    token it asks :meth:`allowed`, renormalises the logits over it, and feeds the sampled token to
+    :meth:`advance`. :class:`mgfrec.agent.constraints.TurnConstraint` is the agent's."""
+
+    def allowed(self) -> AllowedTokens: ...
+
+    def advance(self, token: int) -> None: ...
+
+
 @runtime_checkable
 class RolloutEngine(Protocol):
     """Samples continuations of token-id prompts from the policy."""

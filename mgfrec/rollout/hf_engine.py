@@ -30,8 +30,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from transformers import DynamicCache
 
-from mgfrec.agent.constraints import AllowedSet, TurnConstraint
-from mgfrec.rollout.base import Generation, check_generate_args, single_token_stops
+from mgfrec.rollout.base import AllowedTokens, Generation, TokenConstraint, check_generate_args, single_token_stops
 from mgfrec.rollout.sampling import draw_uniforms, row_generator, sample_next
 
 
@@ -45,13 +44,13 @@ class _Row:
     logprobs: list[float] = field(default_factory=list)
     stop: str | None = None
     searched: int = 0  # characters of decoded text already searched for stop strings
-    constraint: TurnConstraint | None = None
+    constraint: TokenConstraint | None = None
 
 
 class HFEngine:
     """Samples from a ``PreTrainedModel`` on its own device. Built as ``HFEngine(model, tokenizer, options)``.
 
-    It supports constrained turns (``constraints=``, :mod:`mgfrec.agent.constraints`): at each step the
+    It supports constrained turns (``constraints=``, :class:`~mgfrec.rollout.base.TokenConstraint`): at each step the
     logits of a constrained row are renormalised over its allowed tokens before sampling, and the returned
     log-prob is of that restricted distribution.
     """
@@ -114,7 +113,7 @@ class HFEngine:
         temperature: float = 1.0,
         top_p: float = 1.0,
         seed: int = 0,
-        constraints: Sequence[TurnConstraint | None] | None = None,
+        constraints: Sequence[TokenConstraint | None] | None = None,
     ) -> list[list[Generation]]:
         """See :class:`mgfrec.rollout.base.RolloutEngine`. ``constraints``: one per row (``len(prompts) * n``,
         prompt-major) or None; each is advanced through the tokens its row samples."""
@@ -169,7 +168,7 @@ class HFEngine:
         started = time.perf_counter()
         live = list(range(len(rows)))  # batch row b decodes rows[live[b]]
         next_pos = mask.sum(-1)
-        masks: dict[AllowedSet, torch.Tensor] = {}
+        masks: dict[AllowedTokens, torch.Tensor] = {}
         for step in range(max_new_tokens):
             uniforms = draw_uniforms([rows[r].generator for r in live], device)
             logits = self._constrain(logits, [rows[r].constraint for r in live], masks)
@@ -209,7 +208,7 @@ class HFEngine:
 
     @staticmethod
     def _constrain(
-        logits: torch.Tensor, constraints: list[TurnConstraint | None], masks: dict[AllowedSet, torch.Tensor]
+        logits: torch.Tensor, constraints: list[TokenConstraint | None], masks: dict[AllowedTokens, torch.Tensor]
     ) -> torch.Tensor:
         """``logits`` with every disallowed token of a constrained row at -inf (``masks`` caches masks)."""
         if all(c is None for c in constraints):
