@@ -6,11 +6,13 @@ this module only strings them together and reuses what an earlier (interrupted) 
 
 Stages: prepare, index (title embeddings), the baselines (Pop, last-title, SASRec, GRU4Rec, Caser, hybrid,
 and the BIGRec-style LLM baseline), then the agent: ``mgfrec sft`` warm start of the small policy on
-trajectories synthesized with the SASRec recall list, a short ``mgfrec fit`` (GRPO), and three ablations of
-the trained agent applied at evaluation time (:func:`~mgfrec.experiments.ablations.derive_ablation_run`:
-the paper retrains each; ``mgfrec fit --ablation`` does that). Everything is compared on the same seeded
-test subsample (``DemoOptions.eval_samples``; agents are rolled out on it, sampled at temperature 1 since
-the small policy's greedy decoding tends to repeat itself), then the figures are written.
+trajectories synthesized with the recall list of the strongest fitted baseline (``DemoOptions.agent_recall``:
+hybrid first), a short ``mgfrec fit`` (GRPO), and three ablations of the trained agent applied at evaluation
+time (:func:`~mgfrec.experiments.ablations.derive_ablation_run`: the paper retrains each; ``mgfrec fit
+--ablation`` does that). The agent decodes with constrained turns (``agent.decoding: constrained``, the CPU
+default): it always writes the tag grammar and answers one of the titles it was shown. Everything is
+compared on the same seeded test subsample (``DemoOptions.eval_samples``; agents are rolled out on it
+greedily, as ``eval.greedy`` says), then the figures are written.
 """
 
 from __future__ import annotations
@@ -38,12 +40,16 @@ class DemoOptions:
     """The CPU budget of the demo's learned stages (sized for minutes on 2 cores, not for quality)."""
 
     agent: bool = True  # the agent stages (SFT, GRPO, ablations); False stops after the baselines
-    sft_train_samples: int = 200
+    # The agent reads the recall list of the strongest baseline the demo trains (hybrid on most sets) and,
+    # with constrained decoding (configs/default.yaml), answers one of the titles it was shown.
+    agent_recall: tuple[str, ...] = ("hybrid", "sasrec", "last-title")  # the first of these the demo fitted
+    recall_size: int = 10  # items in the first prompt (the paper's 30 makes every CPU forward pass longer)
+    prompt_history: int | None = 10  # most recent history titles in the first prompt (agent.prompt_history)
+    sft_train_samples: int = 400
     sft_epochs: int = 3
-    sft_batch_size: int = 2  # small batches: more updates for the same CPU time, and the format is learnt sooner
+    sft_batch_size: int = 8
     fit_steps: int = 3
     fit_batch: int = 2  # prompts per GRPO step (each with grpo.group_size rollouts)
-    recall_size: int = 5  # items in the first prompt (the paper's 30 makes every CPU forward pass longer)
     valid_samples: int = 30  # valid subsample of the SFT and GRPO validations
     eval_samples: int | None = 100  # seeded test subsample every method is compared on; None = whole split
     bigrec: dict = field(default_factory=lambda: {"max_train_samples": 500, "epochs": 2, "valid_samples": 50})
@@ -115,10 +121,12 @@ def run_demo(
 
     agent_runs: list[Path] = []
     if options.agent:
-        agent_runs = agent_stages(config, ds, out, options, "sasrec" if "sasrec" in baselines else None, stage, say)
+        recall = next((name for name in options.agent_recall if name in baselines), None)
+        agent_runs = agent_stages(config, ds, out, options, recall, stage, say)
     reference = out / REFERENCE if REFERENCE in baselines else None
-    eval_cfg = config.eval.model_copy(update={"greedy": False}) if agent_runs else config.eval
-    report = stage("evaluate", lambda: build_report([*runs, *agent_runs], config.eval.split, reference, eval_cfg,
+    # agents are evaluated as eval.greedy says (greedy by default): constrained turns keep greedy decoding
+    # well formed, which the small policy's free greedy decoding was not
+    report = stage("evaluate", lambda: build_report([*runs, *agent_runs], config.eval.split, reference, config.eval,
                                                     limit=options.eval_samples))  # fmt: skip
     written = report.write(out)
     if agent_runs:
@@ -145,7 +153,7 @@ def agent_stages(
     sft_dir, fit_dir = out / "sft", out / "mgfrec"
     config = config.model_copy(update={
         "retriever": config.retriever.model_copy(update={"recall_size": options.recall_size}),
-        "eval": config.eval.model_copy(update={"greedy": False}),  # the small policy's greedy decoding loops
+        "agent": config.agent.model_copy(update={"prompt_history": options.prompt_history}),
     })  # fmt: skip
     if (sft_dir / RUN_FILE).is_file():
         say(f"[sft] reusing {sft_dir}")

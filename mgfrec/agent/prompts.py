@@ -133,6 +133,7 @@ class AgentPrompts:
     system: Template
     first: Template
     use_recall: bool = True
+    max_history: int | None = None  # the most recent titles shown (agent.prompt_history); None: all
 
     @classmethod
     def from_config(cls, config: AgentConfig | None = None) -> AgentPrompts:
@@ -143,6 +144,7 @@ class AgentPrompts:
             load_template("recommendation_agent", config.template, field="agent.template"),
             load_template("first_prompt", config.first_prompt, field="agent.first_prompt"),
             config.use_recall,
+            config.prompt_history,
         )
 
     def messages(
@@ -151,6 +153,8 @@ class AgentPrompts:
         """``[system, user]`` chat messages; the recall paragraph only when recall is on and non-empty."""
         reserved = tuple(reserved)
         recall = numbered(recall_titles, reserved) if self.use_recall and recall_titles else None
+        if self.max_history is not None:
+            history_titles = list(history_titles)[-self.max_history :]
         user = self.first.render(history=numbered(history_titles, reserved), recall=recall)
         return [{"role": "system", "content": self.system.render()}, {"role": "user", "content": user}]
 

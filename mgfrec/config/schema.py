@@ -104,6 +104,10 @@ class AgentConfig(Section):
     max_think_tokens: int = Field(
         16, ge=1, description="with decoding: constrained, </think> is forced after this many thought tokens"
     )
+    prompt_history: int | None = Field(
+        None, ge=1, description="the most recent history titles the first prompt shows (None: all); the user "
+        "agent always sees the whole history"
+    )
 
 
 class UserAgentConfig(Section):
