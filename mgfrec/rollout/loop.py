@@ -223,8 +223,18 @@ class _Constrainer:
         """A fresh constraint for ``traj``'s next turn (deterministic: replaying it gives the same sets)."""
         agent, g = self.agent, self.grammar
         i = traj.extras["sample_index"]
-        shown = [*self.recall[i], *(self._show(t) for t in traj.shown_titles())]
-        ground = None if agent.ground_titles == "free" else g.trie([*shown, *self.history[i]])
+        budget = traj.next_budget()
+        # only titles that fit this turn's budget after the shortest thought and the tags: a longer one could
+        # only end the trajectory with length_limit
+        room = budget - len(g.think_open) - 1 - len(g.think_close) - max(
+            len(g.answer_open) + len(g.answer_close), len(g.ground_open) + len(g.ground_close)
+        )
+
+        def fit(titles: list[str]) -> list[str]:
+            return [t for t in titles if len(g.title_ids(t)) <= room]
+
+        shown = fit([*self.recall[i], *(self._show(t) for t in traj.shown_titles())])
+        ground = None if agent.ground_titles == "free" else g.trie([*shown, *fit(self.history[i])])
         left = agent.max_new_tokens_total - traj.state.total_tokens
         # a grounding needs room for an answer turn after it within the total budget
         room = len(g.think_open) + 1 + len(g.think_close) + len(g.answer_open) + len(g.answer_close) + 24
@@ -234,7 +244,7 @@ class _Constrainer:
             g.trie(shown),
             ground,
             can_ground=can_ground,
-            budget=traj.next_budget(),
+            budget=budget,
             max_think_tokens=agent.max_think_tokens,
         )
 

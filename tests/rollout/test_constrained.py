@@ -155,3 +155,14 @@ def test_a_scripted_turn_that_breaks_the_grammar_is_an_error(environment, tiny_p
     engine = ScriptedEngine(tiny_policy[1], lambda ctx, j: "<think>a</think><answer>Not Shown</answer>")
     with pytest.raises(ValueError, match="breaks the constrained turn grammar"):
         rollout(engine, environment, SAMPLES, agent=AgentConfig())
+
+
+@pytest.mark.slow
+def test_titles_too_long_for_the_turn_are_not_offered(environment, tiny_policy):
+    model, tokenizer = tiny_policy
+    long_title = " ".join(["Kind of Blue"] * 12)
+    samples = [RolloutSample(("Nevermind",), (long_title, "Rumours"), sample_id="long")]
+    agent = AgentConfig(max_groundings=0, max_new_tokens_per_turn=16, max_new_tokens_total=16, max_think_tokens=4)
+    result = rollout(HFEngine(model, tokenizer), environment, samples, group_size=6, agent=agent, seed=2)
+    assert len(tokenizer.encode(long_title)) > 16
+    assert all(t.end_reason == "answered" and t.answer == "Rumours" for t in result.trajectories)
