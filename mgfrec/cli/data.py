@@ -39,6 +39,9 @@ def prepare(
     subsample_samples: int | None = typer.Option(None, help="Keep a seeded subsample of samples per split."),
     seed: int | None = typer.Option(None, help="Seed for subsampling and synthetic data."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip and count bad rows instead of stopping."),
+    allow_empty: bool = typer.Option(
+        False, "--allow-empty", help="Write the data set even when it holds 0 samples (an error otherwise)."
+    ),
     config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest counts as JSON."),
@@ -71,7 +74,7 @@ def prepare(
             },
         )
         with console.status(f"preparing {name} -> {out_dir}"):
-            ds = do_prepare(cfg.data, out_dir, reg)
+            ds = do_prepare(cfg.data, out_dir, reg, allow_empty=allow_empty)
         write_resolved(cfg, out_dir)
         return ds
 
