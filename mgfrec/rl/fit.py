@@ -38,7 +38,7 @@ from mgfrec.grounding.engine import load_grounding
 from mgfrec.registry import Registry, registry
 from mgfrec.rl.distributed import barrier, check_batch_split, launched_as_main, wait_for
 from mgfrec.rl.module import GRPOModule
-from mgfrec.rl.policy import load_policy
+from mgfrec.rl.policy import check_policy_source, load_policy
 from mgfrec.rl.sft import DEFAULT_RECALL_MODEL, SFTOptions, recall_samples
 from mgfrec.rl.strategy import build_strategy, check_strategy, trainer_accelerator
 from mgfrec.user_agents.base import with_run_cache
@@ -135,6 +135,8 @@ def run_fit(
         check_batch_split(cfg.trainer.global_batch_size, cfg.trainer.devices * cfg.trainer.num_nodes)
     reg = reg or registry()
     check_components(cfg, reg)  # names and options, before the recall model, the policy or any embedding
+    if options.init is None:
+        check_policy_source(cfg.policy.model)
     ds, out = PreparedDataset(data), Path(out)
     ckpt = out / "checkpoints" / "last.ckpt"
     if options.resume and not ckpt.exists() and (out / "checkpoints" / "last.ckpt.old").exists():
