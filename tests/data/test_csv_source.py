@@ -43,7 +43,7 @@ BAD_ROWS = [
     ("duplicate row", "interactions.csv", b"u1,i1,1,5", "duplicate_row", ["user 'u1'", "item 'i1'"]),
     # Python's float() takes these; a timestamp must be a plain number within +-2**53
     ("underscored timestamp", "interactions.csv", b"u2,i1,8_747_247_10,5", "bad_timestamp",
-     ["field timestamp", "'8_747_247_10'", "plain number"]),
+     ["field timestamp", "'8_747_247_10'", "plain digits"]),
     ("huge timestamp", "interactions.csv", b"u2,i1,1e300,5", "bad_timestamp", ["field timestamp", "'1e300'", "2**53"]),
     ("huge negative timestamp", "interactions.csv", b"u2,i1,-1e300,5", "bad_timestamp", ["'-1e300'", "2**53"]),
     ("nan timestamp", "interactions.csv", b"u2,i1,nan,5", "bad_timestamp", ["'nan'"]),

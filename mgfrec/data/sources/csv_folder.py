@@ -192,7 +192,7 @@ class CsvSource:
                 continue
             ts = _number(fields[i_ts])
             if ts is None or abs(ts) > MAX_TIMESTAMP:
-                why = "is not a plain number" if ts is None else "is beyond +-2**53"
+                why = "is not a number (plain digits, point and exponent)" if ts is None else "is beyond +-2**53"
                 policy.bad(rep, "bad_timestamp", where, f"field timestamp {fields[i_ts]!r} {why}")
                 continue
             rating = math.nan
