@@ -17,6 +17,7 @@ import numpy as np
 
 from mgfrec.agent.environment import build_environment
 from mgfrec.agent.trajectory import Trajectory
+from mgfrec.config.components import check_components
 from mgfrec.config.load import load_config
 from mgfrec.config.schema import MGFRecConfig, PolicyConfig
 from mgfrec.data.prepared import PreparedDataset
@@ -106,6 +107,7 @@ def recommend(
     if (user is None) == (history_titles is None):
         raise ValueError("give exactly one of --user USER_ID or --history 'title; title; ...'")
     cfg: MGFRecConfig = load_config(run_dir / "config.yaml", sets)
+    check_components(cfg, source=str(run_dir / "config.yaml"))
     ds = PreparedDataset(info.data)
     policy_dir = run_dir / str(info.extra.get("policy", "policy"))
     model, tokenizer = load_policy(PolicyConfig(model=str(policy_dir), dtype=cfg.policy.dtype))

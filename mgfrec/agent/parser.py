@@ -157,11 +157,41 @@ def _error(text: str, message: str) -> Turn:
 
 # --- whole responses --------------------------------------------------------------------------------------
 
-_OBSERVATION_RE = re.compile(
-    re.escape(ITEM_LIST_OPEN) + r".*?" + re.escape(ITEM_LIST_CLOSE)
-    + r"(?:\s*" + re.escape(FEEDBACK_OPEN) + r".*?" + re.escape(FEEDBACK_CLOSE) + r")?",
-    re.DOTALL,
-)  # fmt: skip
+def split_observations(text: str) -> list[str]:
+    """``text`` cut around its observations: each ``<item_list>...</item_list>`` block, with an optional
+    ``<feedback>...</feedback>`` block after it (whitespace between them allowed), is removed and the policy
+    text between them is returned, in order (the first and last pieces may be empty).
+
+    Linear in ``len(text)``: every search starts where the previous one of its kind ended, so no character
+    is scanned more than a few times, whatever the text (a regular expression with ``.*?`` rescanned the
+    rest of the text at every unclosed ``<item_list>``: 2 minutes at 220K characters). Only ``str.find`` and
+    ``str.startswith`` read the text, which lets a test count the work.
+    """
+    pieces: list[str] = []
+    piece_start = 0  # where the current piece of policy text began
+    search = 0  # where to look for the next <item_list>
+    feedback_close = 0  # the next </feedback> at or after the current observation (-1: there is none)
+    while True:
+        start = text.find(ITEM_LIST_OPEN, search)
+        if start < 0:
+            break
+        close = text.find(ITEM_LIST_CLOSE, start + len(ITEM_LIST_OPEN))
+        if close < 0:  # no </item_list> after this <item_list>, so none after any later one either
+            break
+        end = close + len(ITEM_LIST_CLOSE)
+        after = end
+        while after < len(text) and text[after].isspace():
+            after += 1
+        if text.startswith(FEEDBACK_OPEN, after):
+            body = after + len(FEEDBACK_OPEN)
+            if 0 <= feedback_close < body:
+                feedback_close = text.find(FEEDBACK_CLOSE, body)
+            if feedback_close >= 0:
+                end = feedback_close + len(FEEDBACK_CLOSE)
+        pieces.append(text[piece_start:start])
+        piece_start = search = end
+    pieces.append(text[piece_start:])
+    return pieces
 
 
 @dataclass(frozen=True)
@@ -190,7 +220,7 @@ def parse_transcript(text: str, max_groundings: int = 6) -> TranscriptCheck:
     if not isinstance(text, str):
         return TranscriptCheck(error=f"response must be a string, got {type(text).__name__}")
     turns: list[Turn] = []
-    pieces = _OBSERVATION_RE.split(text)
+    pieces = split_observations(text)
     for n, piece in enumerate(pieces):
         turn = parse_turn(piece)
         turns.append(turn)

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 console = Console(stderr=True)  # progress, messages, errors
 out = Console()  # tables meant as the command's output
@@ -24,13 +25,24 @@ def user_errors() -> Iterator[None]:
     """Turn expected errors (bad input, bad config, unknown component) into a message and exit code 2."""
     from mgfrec.config.load import ConfigError
     from mgfrec.registry import RegistryError
+    from mgfrec.user_agents.base import UserAgentError
 
     try:
         yield
-    except (ConfigError, RegistryError, ValueError, FileNotFoundError, KeyError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    except (ConfigError, RegistryError, UserAgentError, ValueError, KeyError, OSError) as exc:
+        # Only the message is printed, never the chain: a chained SDK error may quote request headers.
+        console.print(Text.assemble(("error:", "bold red"), " ", error_message(exc)), highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
+
+
+def error_message(exc: BaseException) -> str:
+    """One line for a user error: a KeyError's own text, an OSError as ``path: reason``."""
+    if isinstance(exc, KeyError) and exc.args:
+        return str(exc.args[0])
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        target = f" -> {exc.filename2}" if exc.filename2 is not None else ""
+        return f"{exc.filename}{target}: {exc.strerror}"
+    return str(exc)
 
 
 def run(fn: Callable[[], T]) -> T:
@@ -41,9 +53,14 @@ def run(fn: Callable[[], T]) -> T:
 
 
 def load(config: str | None, sets: list[str] | None, values: Mapping[str, Any] | None = None):
+    """The config from --config, typed flags and --set, with every component name and option checked against
+    the registry now, whatever the command (so a typo fails before any work)."""
+    from mgfrec.config.components import check_components
     from mgfrec.config.load import load_config
 
-    return load_config(config, sets or (), values)
+    cfg = load_config(config, sets or (), values)
+    check_components(cfg, source=str(config) if config else "<defaults>")
+    return cfg
 
 
 def print_json(obj: Any) -> None:

@@ -22,6 +22,9 @@ def prepare(
     subsample_samples: int | None = typer.Option(None, help="Keep a seeded subsample of samples per split."),
     seed: int | None = typer.Option(None, help="Seed for subsampling and synthetic data."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip and count bad rows instead of stopping."),
+    allow_empty: bool = typer.Option(
+        False, "--allow-empty", help="Write the data set even when it holds 0 samples (an error otherwise)."
+    ),
     config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest counts as JSON."),
@@ -50,7 +53,7 @@ def prepare(
             },
         )
         with console.status(f"preparing {name} -> {out_dir}"):
-            return prepare_config(cfg, out_dir)
+            return prepare_config(cfg, out_dir, allow_empty=allow_empty)
 
     ds = run(go)
     if as_json:

@@ -18,7 +18,7 @@ def fit(
     init: Path | None = typer.Option(None, "--init", help="SFT/agent run folder: start from its policy/ and reuse its recall run."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoints/last.ckpt (after a kill)."),
     policy: str | None = typer.Option(None, "--policy", help="policy.model without --init (default preset:tiny)."),
-    grounder: str | None = typer.Option(None, "--grounder", help="grounding.grounder: exact, faiss, hnsw, or a plugin."),
+    grounder: str | None = typer.Option(None, "--grounder", help="grounding.grounder: exact, faiss, hnswlib, or a plugin."),
     embedder: str | None = typer.Option(None, "--embedder", help="embedding.embedder."),
     user_agent: str | None = typer.Option(None, "--user-agent", help="user_agent.backend: simulated, openai, anthropic, hf, none."),
     no_feedback: bool = typer.Option(False, "--no-feedback", help="No <feedback> block (user_agent.backend=none)."),

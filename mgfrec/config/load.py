@@ -41,6 +41,10 @@ def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); save it as UTF-8"
+        ) from None
     try:
         raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
@@ -110,19 +114,22 @@ def load_config(
     return validate(raw, source)
 
 
-_SECRET_HINTS = ("apikey", "secret", "password", "passwd", "token", "credential")
-_SECRET_WORDS = {"key", "auth", "authorization", "bearer", "cookie", "pat"}
+_SECRET_WORDS = frozenset(
+    {"apikey", "secret", "password", "passwd", "passphrase", "authorization", "auth", "credential",
+     "credentials", "cookie", "bearer", "token"}
+)  # fmt: skip
+_KEY_KINDS = frozenset(
+    {"api", "access", "secret", "private", "auth", "signing", "encryption", "session", "license", "client", "ssh"}
+)
+_NOT_SECRET = frozenset({"max", "num", "tokens", "new", "env", "header", "path", "file", "dir", "id", "name"})
 
 
 def redacted(config: MGFRecConfig) -> dict[str, Any]:
-    """The config as plain data with any secret-looking option values replaced."""
+    """The config as plain data with the values of secret fields (see :func:`is_secret_field`) replaced."""
 
     def scrub(node: Any) -> Any:
         if isinstance(node, dict):
-            return {
-                k: ("<redacted>" if _looks_secret(k) and not k.endswith("_env") and v else scrub(v))
-                for k, v in node.items()
-            }
+            return {k: ("<redacted>" if is_secret_field(str(k)) and v else scrub(v)) for k, v in node.items()}
         if isinstance(node, (list, tuple)):
             return [scrub(v) for v in node]
         return node
@@ -130,14 +137,17 @@ def redacted(config: MGFRecConfig) -> dict[str, Any]:
     return scrub(config.model_dump(mode="json"))
 
 
-def _looks_secret(key: str) -> bool:
-    """A key, token, secret, password or credential by its name: ``api_key``, ``access_key``, ``private-key``,
-    ``hf_token``, ``auth``, ... (word ``key``, or a hint anywhere); token *counts* are not secrets."""
-    low = key.lower()
-    if "max_new_tokens" in low or low.endswith(("_tokens", "tokens_per_turn")):
+def is_secret_field(key: str) -> bool:
+    """Whether a field's value is a secret, judged by what the name says the value is: ``api_key``,
+    ``access_key``, ``secret``, ``password``, ``authorization``, ``token``, ``hf_token``, ``x-api-key``...
+    The last word of the name decides (``api_key_env`` holds a variable's name, ``key_header`` a header's
+    name, ``max_tokens`` a count), so counts and names stay readable and a written config can be resumed."""
+    words = [w for w in re.split(r"[^a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key).lower()) if w]
+    if not words or words[-1] in _NOT_SECRET:
         return False
-    words = set(re.split(r"[^a-z0-9]+", low))
-    return bool(words & _SECRET_WORDS) or any(h in low for h in _SECRET_HINTS)
+    if words[-1] == "key":  # api_key, access_key, private_key, x-api-key or key alone; not sort_key
+        return len(words) == 1 or words[-2] in _KEY_KINDS
+    return words[-1] in _SECRET_WORDS or words[-1].endswith(("apikey", "secret", "password", "token"))
 
 
 def write_resolved(config: MGFRecConfig, run_dir: str | Path) -> Path:

@@ -121,7 +121,9 @@ class UserAgentConfig(Section):
     max_concurrency: int = Field(8, ge=1)
     timeout_s: float = Field(60.0, gt=0)
     max_retries: int = Field(3, ge=0)
-    cache_path: str | None = Field(None, description="SQLite file for cached responses")
+    cache_path: str | Literal[False] | None = Field(
+        None, description="SQLite file for cached responses; null: <run>/user_agent_cache.sqlite in fit; false: off"
+    )
     options: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")

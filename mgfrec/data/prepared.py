@@ -59,6 +59,11 @@ def load_raw(config: DataConfig, reg: Registry | None = None) -> RawLog:
 def build(raw: RawLog, config: DataConfig) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, pd.DataFrame]]:
     """Raw log -> (catalogue, indexed interactions, splits). Pure: writes nothing."""
     items = raw.items.reset_index(drop=True).copy()
+    clashes = sorted({str(c) for c in items.columns if c == "item_idx" or list(items.columns).count(c) > 1})
+    if clashes:  # the csv source names the file and line; this guards third-party sources
+        raise BadInputError(
+            f"data source {raw.source!r}: item table column(s) {', '.join(clashes)} are reserved or repeated"
+        )
     items.insert(0, "item_idx", np.arange(len(items), dtype="int64"))
     index = pd.Series(items["item_idx"].to_numpy(), index=items["item_id"].to_numpy())
     log = raw.interactions
@@ -104,19 +109,37 @@ def detect_source(source: str, known: Sequence[str] | None = None) -> tuple[str,
 
 
 @with_registry
-def prepare_config(config: MGFRecConfig, out: str | Path, reg: Registry | None = None) -> PreparedDataset:
+def prepare_config(
+    config: MGFRecConfig, out: str | Path, reg: Registry | None = None, *, allow_empty: bool = False
+) -> PreparedDataset:
     """What ``mgfrec data prepare`` does: :func:`prepare` ``config.data`` into ``out`` and write the resolved
     ``config`` beside it (``out/config.yaml``)."""
-    ds = prepare(config.data, out)
+    ds = prepare(config.data, out, allow_empty=allow_empty)
     write_resolved(config, out)
     return ds
 
 
+class EmptyDatasetError(BadInputError):
+    """The input yields no sample at all; refused unless ``allow_empty``."""
+
+
 @with_registry
-def prepare(config: DataConfig, out: str | Path, reg: Registry | None = None) -> PreparedDataset:
-    """Read, check, split and write a prepared data set folder; returns it loaded."""
+def prepare(
+    config: DataConfig, out: str | Path, reg: Registry | None = None, *, allow_empty: bool = False
+) -> PreparedDataset:
+    """Read, check, split and write a prepared data set folder; returns it loaded. A result without a single
+    sample (header-only files, every row dropped, no user with two interactions) is an
+    :class:`EmptyDatasetError` unless ``allow_empty``."""
     raw = load_raw(config)
     items, log, splits = build(raw, config)
+    total = sum(len(frame) for frame in splits.values())
+    if total == 0 and not allow_empty:
+        where = f"{config.path}: " if config.path else f"data source {config.source!r}: "
+        raise EmptyDatasetError(
+            f"{where}the prepared data set would hold 0 samples ({len(items)} items, {len(log)} interactions "
+            f"kept, {int(log['user_id'].nunique()) if len(log) else 0} users; a sample needs a user with at "
+            f"least two interactions); nothing written. Pass --allow-empty to write it anyway"
+        )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = {"items.parquet": items, "interactions.parquet": log, **{f"{s}.parquet": splits[s] for s in SPLITS}}

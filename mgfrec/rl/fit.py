@@ -32,6 +32,7 @@ import torch
 
 from mgfrec.agent.environment import build_environment
 from mgfrec.agent.samples import RecallOptions, recall_samples
+from mgfrec.config.components import check_components
 from mgfrec.config.load import load_config, write_resolved
 from mgfrec.config.schema import DEFAULT_RECALL_MODEL, MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
@@ -39,8 +40,9 @@ from mgfrec.grounding.engine import load_grounding
 from mgfrec.registry import Registry, registry, with_registry
 from mgfrec.rl.distributed import barrier, check_batch_split, launched_as_main, wait_for
 from mgfrec.rl.module import GRPOModule
-from mgfrec.rl.policy import load_policy
+from mgfrec.rl.policy import check_policy_source, load_policy
 from mgfrec.rl.strategy import build_strategy, check_strategy, trainer_accelerator
+from mgfrec.user_agents.base import with_run_cache
 from mgfrec.runs import RUN_FILE, RunInfo, read_run_info, write_run_info
 
 
@@ -150,6 +152,9 @@ def run_fit(
     if isinstance(cfg.trainer.devices, int):  # early, before any work; the module checks again at fit start
         check_batch_split(cfg.trainer.global_batch_size, cfg.trainer.devices * cfg.trainer.num_nodes)
     reg = reg or registry()
+    check_components(cfg, reg)  # names and options, before the recall model, the policy or any embedding
+    if options.init is None:
+        check_policy_source(cfg.policy.model)
     ds, out = PreparedDataset(data), Path(out)
     ckpt = out / "checkpoints" / "last.ckpt"
     if options.resume and not ckpt.exists() and (out / "checkpoints" / "last.ckpt.old").exists():
@@ -181,6 +186,8 @@ def run_fit(
     grounding = load_grounding(ds, cfg, embedder=embedder, reg=reg)
     policy_cfg = cfg.policy if policy_dir is None else cfg.policy.model_copy(update={"model": str(policy_dir)})
     model, tokenizer = load_policy(policy_cfg, ds.titles, seed=cfg.trainer.seed)
+    # a remote user agent's answers are cached in the run folder unless user_agent.cache_path says otherwise
+    cfg = cfg.model_copy(update={"user_agent": with_run_cache(cfg.user_agent, out, reg)})
     environment = build_environment(grounding, tokenizer, cfg, reg)
     if first:
         write_resolved(cfg, out)

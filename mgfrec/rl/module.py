@@ -114,6 +114,7 @@ class GRPOModule(L.LightningModule):
         self.batches_done = 0
         self.best_ndcg10 = -math.inf
         self.rows: list[dict[str, float]] = []
+        self._agent_base: dict[str, float] = {}  # user-agent counters of the run this one resumes
         self.replica_drift: float | None = None  # set when the final policy is saved
 
     # --- data ------------------------------------------------------------------------------------------
@@ -211,6 +212,8 @@ class GRPOModule(L.LightningModule):
         np.random.set_state(state["rng"]["numpy"])
         random.setstate(state["rng"]["python"])
         self.rows = read_metrics(self.out / "metrics.csv", before=self.batches_done)
+        last = next((r for r in reversed(self.rows) if any(k.startswith("user_agent/") for k in r)), {})
+        self._agent_base = {k: v for k, v in last.items() if k.startswith("user_agent/") and not k.endswith("_mean")}
 
     # --- one step --------------------------------------------------------------------------------------
 
@@ -274,6 +277,7 @@ class GRPOModule(L.LightningModule):
             row["ndcg"] = row.pop("reward/ndcg")
         if self.batches_done % cfg.trainer.val_check_interval == 0 or self.batches_done == self.max_steps:
             row.update(self.validate_now())
+            row.update(self.user_agent_stats(summed=True))  # the counters as of the row, validation included
         row["time/step"] = time.perf_counter() - started
         if self.device.type == "cuda":
             row["memory/gpu_peak_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
@@ -356,6 +360,8 @@ class GRPOModule(L.LightningModule):
         counters = {k: float(v) for k, v in sorted(stats.items()) if isinstance(v, (int, float)) and not k.endswith("_mean")}
         if summed:
             counters = dict(zip(counters, all_sum(list(counters.values()))))
+            # a resumed run continues the counts of the run it resumes (its last metrics row), not from zero
+            counters = {k: v + self._agent_base.get(f"user_agent/{k}", 0.0) for k, v in counters.items()}
         if "latency_s_mean" in stats:
             calls = counters.get("calls", 0.0)
             counters["latency_s_mean"] = counters.get("latency_s_total", 0.0) / calls if calls else 0.0

@@ -102,6 +102,22 @@ def preset_name(model: str) -> str | None:
     return name
 
 
+def check_policy_source(model: str) -> None:
+    """Refuse, before any work, a ``policy.model`` that is neither a preset, an existing folder nor even the
+    shape of a hub id (``--policy nope:zzz``); whether a hub id can be fetched is known only on loading."""
+    if preset_name(model) is not None or Path(model).exists():
+        return
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(model)
+    except HFValidationError as exc:
+        raise ValueError(
+            f"policy.model (--policy): '{model}' is not a preset, an existing folder or a hub id ({exc}); give a "
+            f"folder with config.json and weights, a hub id, or a preset: " + ", ".join(PRESET_PREFIX + n for n in PRESETS)
+        ) from None
+
+
 def agent_template_texts() -> list[str]:
     """The agent's template files (``mgfrec/agent/templates/*.txt``), so the BPE learns their words."""
     try:

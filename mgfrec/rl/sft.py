@@ -43,9 +43,10 @@ from mgfrec.eval.policy_eval import METRIC_COLUMNS, evaluate_policy
 from mgfrec.grounding.engine import load_grounding
 from mgfrec.registry import Registry, registry, with_registry
 from mgfrec.rl.logprobs import vocab_width
-from mgfrec.rl.policy import load_policy, preset_name, save_policy, training_device
+from mgfrec.rl.policy import check_policy_source, load_policy, preset_name, save_policy, training_device
 from mgfrec.rl.sft_data import Fallback, synthesize
 from mgfrec.runs import RUN_FILE, RunInfo, write_metrics, write_run_info
+from mgfrec.user_agents.base import with_run_cache
 
 """On the Amazon CDs data most targets are cold and ``last-title`` is the strongest baseline (docs/baselines.md);
 it needs no training, so the warm start costs no SASRec fit."""
@@ -180,6 +181,7 @@ def run_sft(
     """
     started = time.perf_counter()
     reg = reg or registry()
+    check_policy_source(cfg.policy.model)
     ds, out = PreparedDataset(data), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / RUN_FILE).unlink(missing_ok=True)  # run.json marks a finished run: not this one, until the end
@@ -192,6 +194,8 @@ def run_sft(
     grounding = load_grounding(ds, cfg, embedder=embedder, reg=reg)
     model, tokenizer = load_policy(cfg.policy, ds.titles, seed=options.seed)
     model = model.to(training_device(cfg.trainer.accelerator))
+    # a remote user agent's answers are cached in the run folder unless user_agent.cache_path says otherwise
+    cfg = cfg.model_copy(update={"user_agent": with_run_cache(cfg.user_agent, out, reg)})
     environment = build_environment(grounding, tokenizer, cfg, reg)
     prompts = AgentPrompts.from_config(cfg.agent)
     max_context = getattr(model.config, "max_position_embeddings", None)

@@ -37,7 +37,15 @@ CPU_DEEPSPEED = {"deepspeed_stage_2_cpu": 2, "deepspeed_stage_3_cpu": 3}
 
 def check_strategy(strategy: str, accelerator: str = "auto") -> None:
     """Refuse what cannot run here with a message: a CUDA DeepSpeed strategy without CUDA, a CPU DeepSpeed
-    strategy on another accelerator, any DeepSpeed strategy without the deepspeed package."""
+    strategy on another accelerator, any DeepSpeed strategy without the deepspeed package, and a name neither
+    Lightning nor mgfrec knows (before any work, not when the Trainer is built)."""
+    known = {"auto", *CPU_DEEPSPEED, *StrategyRegistry.available_strategies()}
+    if strategy not in known:
+        raise ValueError(
+            f"trainer.strategy (--strategy): unknown strategy {strategy!r}; use auto, ddp, deepspeed_stage_2, "
+            f"deepspeed_stage_3, deepspeed_stage_2_cpu, deepspeed_stage_3_cpu or another of Lightning's: "
+            f"{', '.join(sorted(StrategyRegistry.available_strategies()))}"
+        )
     if not strategy.startswith("deepspeed"):
         return
     if strategy in CPU_DEEPSPEED:

@@ -74,5 +74,7 @@ class AnthropicMessagesAgent(RemoteChatAgent):
             raise MalformedResponse(f"{type(exc).__name__}: {exc}") from None
         if not texts:
             raise MalformedResponse("the message has no text content block")
+        if not "".join(texts).strip():  # empty feedback would silently turn the run into the no-feedback ablation
+            raise MalformedResponse("the message's text is empty")
         usage = message.usage
         return "".join(texts), (usage.input_tokens or 0) if usage else 0, (usage.output_tokens or 0) if usage else 0

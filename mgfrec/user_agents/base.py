@@ -10,7 +10,8 @@ A component registered under ``mgfrec.user_agent`` is a class built as ``cls(cfg
 the ``user_agent`` config section, its validated ``Options`` (None when it declares none) and a
 :class:`UserAgentContext`. It answers a whole environment step in one batched :meth:`UserAgent.feedback`
 call. A backend that defines ``cache_key(request) -> str`` can be cached (:mod:`mgfrec.user_agents.cache`);
-:func:`load_user_agent` wraps it when ``user_agent.cache_path`` is set.
+:func:`load_user_agent` wraps it when ``user_agent.cache_path`` is set, and :func:`with_run_cache` sets it to
+a file in the run folder for training.
 
 This module must not import any API client, torch or transformers.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -136,3 +138,19 @@ def load_user_agent(
 
         agent = CachedUserAgent(agent, cfg.cache_path)
     return agent
+
+
+RUN_CACHE_FILE = "user_agent_cache.sqlite"
+"""The response cache a training run keeps in its folder when ``user_agent.cache_path`` is null."""
+
+
+def with_run_cache(cfg: UserAgentConfig, run_dir: str | Path, reg: Registry | None = None) -> UserAgentConfig:
+    """``cfg`` with ``cache_path`` set to ``<run_dir>/user_agent_cache.sqlite`` when it is null and the backend
+    can be cached (it defines ``cache_key``: ``openai``, ``anthropic``, ``hf``); unchanged otherwise. An explicit
+    path is kept, and ``cache_path: false`` turns the cache off."""
+    if cfg.cache_path is not None:
+        return cfg
+    cls = (reg or registry()).load("user_agent", cfg.backend)
+    if not callable(getattr(cls, "cache_key", None)):
+        return cfg
+    return cfg.model_copy(update={"cache_path": str(Path(run_dir) / RUN_CACHE_FILE)})

@@ -60,5 +60,7 @@ class OpenAIChatAgent(RemoteChatAgent):
             raise MalformedResponse(f"{type(exc).__name__}: {exc}") from None
         if not isinstance(text, str):
             raise MalformedResponse("the completion has no text content")
+        if not text.strip():  # empty feedback would silently turn the run into the no-feedback ablation
+            raise MalformedResponse("the completion's text is empty")
         usage = completion.usage
         return text, (usage.prompt_tokens or 0) if usage else 0, (usage.completion_tokens or 0) if usage else 0

@@ -143,7 +143,7 @@ class RemoteChatAgent:
             prefix = (
                 f"{len(failed)} of {len(requests)} feedback requests failed; the first: " if len(requests) > 1 else ""
             )
-            raise UserAgentError(prefix + str(failed[0])) from failed[0]
+            raise UserAgentError(prefix + str(failed[0])) from None  # failed[0] holds nothing more
         return [f.result() for f in futures]
 
     def _one(self, messages: list[dict[str, str]]) -> str:
@@ -152,6 +152,7 @@ class RemoteChatAgent:
         malformed = 0
         while True:
             budget = self.cfg.max_retries - self._attempts.n
+            failure = None
             try:
                 client = (
                     self._client if budget == self.cfg.max_retries else self._client.with_options(max_retries=budget)
@@ -162,9 +163,14 @@ class RemoteChatAgent:
                     time.sleep(min(self.options.backoff_s * 2**malformed, 8.0))
                     malformed += 1
                     continue
-                raise self._fail(f"malformed response body ({exc})") from None
+                failure = f"malformed response body ({exc})"
             except Exception as exc:
-                raise self._fail(self._describe_error(exc)) from exc
+                failure = self._describe_error(exc)
+            if failure is not None:
+                # Raised outside the except block, so neither chained nor carrying a context: an SDK error may
+                # hold the request (its Authorization header) or a body that echoes it, and a printed chain
+                # would show it. The scrubbed reason says what went wrong.
+                raise self._fail(failure)
             attempts = max(self._attempts.n, 1)
             self.usage.add(
                 calls=1,

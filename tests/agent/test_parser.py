@@ -125,6 +125,7 @@ def oracle(text: str) -> tuple[str, str, str] | None:
     return m.group(2), m.group(1).strip(), m.group(3).strip()
 
 
+@pytest.mark.reliability
 @FUZZ
 @given(any_text)
 def test_every_string_is_classified_and_agrees_with_the_rule(text):
@@ -144,6 +145,7 @@ COMPLETIONS = [
 ]
 
 
+@pytest.mark.reliability
 @FUZZ
 @given(any_text)
 def test_incomplete_means_some_continuation_is_well_formed(text):
@@ -152,6 +154,7 @@ def test_incomplete_means_some_continuation_is_well_formed(text):
         assert any(parse_turn(text + c).ok for c in COMPLETIONS), text
 
 
+@pytest.mark.reliability
 @FUZZ
 @given(st.text(min_size=1, max_size=20), st.sampled_from(["ground", "answer"]), st.text(min_size=1, max_size=20))
 def test_every_prefix_of_a_valid_turn_is_valid_or_incomplete(think, action, title):
@@ -162,6 +165,7 @@ def test_every_prefix_of_a_valid_turn_is_valid_or_incomplete(think, action, titl
             assert prefix.ok or prefix.incomplete, (text[:cut], prefix.error)
 
 
+@pytest.mark.reliability
 @FUZZ
 @given(st.lists(any_text, max_size=4), st.integers(0, 3))
 def test_transcripts_never_raise_and_are_classified(turns, max_groundings):

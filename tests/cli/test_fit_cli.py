@@ -54,6 +54,7 @@ def test_flags_map_to_config_fields(data):
     assert info["extra"]["recall_run"] and (out / "policy").is_dir() and (out / "metrics.csv").is_file()
 
 
+@pytest.mark.reliability
 def test_deepspeed_on_cpu_is_a_message_not_a_traceback(data):
     if torch.cuda.is_available():
         pytest.skip("CUDA is present: DeepSpeed is allowed")
@@ -63,6 +64,7 @@ def test_deepspeed_on_cpu_is_a_message_not_a_traceback(data):
     assert "Traceback" not in result.output
 
 
+@pytest.mark.reliability
 def test_resume_without_checkpoint_names_the_file(data):
     result = invoke("--data", data / "data", "--out", data / "nothing", "--resume")
     assert result.exit_code == 2 and "last.ckpt" in result.output
@@ -82,6 +84,7 @@ def test_ablation_preset_sets_its_field(data):
     assert bad.exit_code == 2 and "no-such-thing" in bad.output
 
 
+@pytest.mark.reliability
 def test_a_fit_killed_with_sigkill_resumes_from_its_last_checkpoint(data):
     """The Done-means of GRPO training: kill -9 mid-run, then --resume finishes the run from the checkpoint."""
     import csv

@@ -44,6 +44,7 @@ def test_paper_settings():
     assert cfg.data.options["category"] == "CDs_and_Vinyl"
 
 
+@pytest.mark.reliability
 def test_unknown_key_is_refused_with_its_path(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("agent:\n  max_grondings: 3\n")
@@ -86,6 +87,7 @@ def test_configs_are_frozen():
         cfg.agent.max_groundings = 2  # type: ignore[misc]
 
 
+@pytest.mark.reliability
 def test_resolved_config_has_no_secrets(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret-value")
     cfg = load_config(None, ["user_agent.api_key_env=OPENAI_API_KEY", "user_agent.options={api_key: sk-inline-secret}"])

@@ -11,6 +11,8 @@ import pytest
 from mgfrec.data.raw import BadInputError
 from mgfrec.data.sources.csv_folder import CsvOptions, CsvSource
 
+pytestmark = pytest.mark.reliability
+
 ITEMS = b"item_id,title,genre\ni1,Alpha,rock\ni2,Beta,jazz\ni3,Gamma,pop\n"
 INTERACTIONS = b"user_id,item_id,timestamp,rating\nu1,i1,1,5\nu1,i2,2,4\nu2,i3,3,3\n"
 
@@ -39,6 +41,15 @@ BAD_ROWS = [
     ("bad rating", "interactions.csv", b"u2,i1,4,great", "bad_rating", ["field rating", "'great'"]),
     ("unknown item id", "interactions.csv", b"u2,i9,4,5", "unknown_item_id", ["item_id 'i9'", "item table"]),
     ("duplicate row", "interactions.csv", b"u1,i1,1,5", "duplicate_row", ["user 'u1'", "item 'i1'"]),
+    # Python's float() takes these; a timestamp must be a plain number within +-2**53
+    ("underscored timestamp", "interactions.csv", b"u2,i1,8_747_247_10,5", "bad_timestamp",
+     ["field timestamp", "'8_747_247_10'", "plain digits"]),
+    ("huge timestamp", "interactions.csv", b"u2,i1,1e300,5", "bad_timestamp", ["field timestamp", "'1e300'", "2**53"]),
+    ("huge negative timestamp", "interactions.csv", b"u2,i1,-1e300,5", "bad_timestamp", ["'-1e300'", "2**53"]),
+    ("nan timestamp", "interactions.csv", b"u2,i1,nan,5", "bad_timestamp", ["'nan'"]),
+    ("underscored rating", "interactions.csv", b"u2,i1,4,1_0", "bad_rating", ["field rating", "'1_0'"]),
+    ("NUL byte in a title", "items.csv", b"i4,Del\x00ta,rock", "nul_byte", ["field title", "NUL"]),
+    ("NUL byte in a user id", "interactions.csv", b"u\x002,i1,4,5", "nul_byte", ["field user_id", "NUL"]),
 ]
 
 
@@ -160,3 +171,56 @@ def test_other_encodings_and_delimiters_are_options(tmp_path):
     raw = CsvSource(CsvOptions(encoding="latin-1", delimiter=";")).load(folder, skip_bad=False)
     assert raw.items["title"].tolist() == ["Café del Mar"]
     assert raw.params["encoding"] == "latin-1" and raw.params["path"] == str(folder)
+
+
+def test_a_title_longer_than_the_csv_modules_default_field_limit_is_read(tmp_path):
+    title = "Live " + "x" * 200_000  # the csv module's default limit is 131,072 characters
+    folder = write(tmp_path / "data", items=b"item_id,title\ni1,Alpha\ni2," + title.encode() + b"\n",
+                   interactions=b"user_id,item_id,timestamp\nu1,i1,1\nu1,i2,2\n")  # fmt: skip
+    for skip_bad in (False, True):
+        raw = CsvSource().load(folder, skip_bad=skip_bad)
+        assert raw.items["title"].tolist() == ["Alpha", title]
+
+
+def test_an_unclosed_quote_is_refused_naming_the_line_where_it_opened(tmp_path):
+    # line 4 opens a quote that only closes on line 12: the rows between would silently become one title
+    rows = [b"i%d,Title %d" % (n, n) for n in range(1, 20)]
+    rows[2] = b'i3,"Broken title'
+    rows[10] = b'i11,"Quoted, Title"'
+    folder = write(tmp_path / "data", items=b"item_id,title\n" + b"\n".join(rows) + b"\n",
+                   interactions=b"user_id,item_id,timestamp\nu1,i1,1\nu1,i2,2\n")  # fmt: skip
+    for skip_bad in (False, True):  # --skip-bad cannot skip it: the lost rows are not counted anywhere
+        with pytest.raises(BadInputError, match=r"items\.csv:4: a quote opened on this line is not closed until line 12"):
+            CsvSource().load(folder, skip_bad=skip_bad)
+
+
+def test_an_unclosed_quote_that_keeps_the_field_count_is_refused_too(tmp_path):
+    # the swallowed lines hold the delimiter, so they were rows; the quote closes at the end of the file
+    items = b'item_id,title\ni1,Alpha\ni2,"Beta\ni3,Gamma\ni4,Delta"\n'
+    folder = write(tmp_path / "data", items=items, interactions=b"user_id,item_id,timestamp\nu1,i1,1\n")
+    with pytest.raises(BadInputError, match=r"items\.csv:3: a quote opened"):
+        CsvSource().load(folder, skip_bad=True)
+
+
+def test_a_quote_left_open_at_the_end_of_the_file_is_refused(tmp_path):
+    folder = write(tmp_path / "data", items=b'item_id,title\ni1,Alpha\ni2,"Beta\ni3,Gamma\n',
+                   interactions=b"user_id,item_id,timestamp\nu1,i1,1\n")  # fmt: skip
+    with pytest.raises(BadInputError, match=r"items\.csv:3: a quote opened"):
+        CsvSource().load(folder, skip_bad=True)
+
+
+@pytest.mark.parametrize(
+    ("header", "words"),
+    [
+        (b"item_idx,item_id,title", ["items.csv:1:", "item_idx", "reserved"]),
+        (b"item_id,title,title", ["items.csv:1:", "title", "more than once"]),
+    ],
+)
+def test_a_reserved_or_repeated_column_is_refused_naming_the_file(tmp_path, header, words):
+    width = header.count(b",") + 1
+    row = b",".join([b"0", b"i1", b"Alpha"][:width] if width == 3 else [b"i1", b"Alpha"])
+    folder = write(tmp_path / "data", items=header + b"\n" + row + b"\n", interactions=b"user_id,item_id,timestamp\n")
+    with pytest.raises(BadInputError) as info:
+        CsvSource().load(folder, skip_bad=True)
+    for word in words:
+        assert word in str(info.value)

@@ -22,6 +22,8 @@ from typer.testing import CliRunner
 from mgfrec.cli.main import app
 from mgfrec.data.download import DownloadError, download_category, download_file
 
+pytestmark = pytest.mark.reliability
+
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "amazon2023"
 REVIEWS_URL = "/raw/review_categories/CDs_and_Vinyl.jsonl.gz"
 META_URL = "/raw/meta_categories/meta_CDs_and_Vinyl.jsonl.gz"

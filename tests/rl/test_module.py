@@ -106,6 +106,7 @@ def test_update_changes_weights_through_action_tokens_only(run, monkeypatch):
         assert not mask[b, : len(t.prompt_ids)].any()
 
 
+@pytest.mark.reliability
 def test_resume_continues_from_the_last_checkpoint(run):
     out = run["result"].out
     first = read_rows(out / "metrics.csv")
@@ -119,11 +120,13 @@ def test_resume_continues_from_the_last_checkpoint(run):
     assert ckpt["global_step"] == 3 and ckpt["mgfrec"]["data_position"] == 3 * cfg.trainer.global_batch_size
 
 
+@pytest.mark.reliability
 def test_resume_without_checkpoint_is_refused(tmp_path, run):
     with pytest.raises(FileNotFoundError, match="--resume"):
         run_fit(run["ds"].root, tmp_path / "fresh", run["cfg"], FitOptions(resume=True), embedder=run["minilm"])
 
 
+@pytest.mark.reliability
 def test_a_checkpoint_folder_replaces_the_previous_one(tmp_path):
     from mgfrec.rl.fit import LastCheckpoint
 

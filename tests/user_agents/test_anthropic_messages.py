@@ -54,6 +54,7 @@ def test_the_model_is_required(api_key):
         build(AnthropicMessagesAgent, api_config("http://127.0.0.1:9"))
 
 
+@pytest.mark.reliability
 def test_the_key_comes_from_the_named_variable_only(monkeypatch):
     monkeypatch.setenv("ANTHROPIC_API_KEY", "from-the-default-variable")
     monkeypatch.delenv(KEY_ENV, raising=False)
@@ -61,6 +62,7 @@ def test_the_key_comes_from_the_named_variable_only(monkeypatch):
         build(AnthropicMessagesAgent, api_config("http://127.0.0.1:9", model="m"))
 
 
+@pytest.mark.reliability
 def test_the_key_never_leaks_into_logs_or_errors(api_key, caplog):
     caplog.set_level(logging.DEBUG)
     with serve(FakeServer("anthropic", expected_key=api_key, default="500")) as server:

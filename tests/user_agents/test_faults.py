@@ -15,6 +15,8 @@ from mgfrec.user_agents.anthropic_messages import AnthropicMessagesAgent
 from mgfrec.user_agents.base import UserAgentError
 from mgfrec.user_agents.openai_chat import OpenAIChatAgent
 
+pytestmark = pytest.mark.reliability
+
 
 @pytest.mark.parametrize("fault", ["429", "500", "malformed"])
 def test_a_passing_fault_is_retried_and_counted(api_key, fault):
@@ -95,3 +97,21 @@ def test_the_anthropic_backend_gives_up_with_a_clear_error(api_key):
             with pytest.raises(UserAgentError, match=r"'anthropic' at http://127\.0\.0\.1:\d+.*malformed.*2 attempt"):
                 agent.feedback([make_request()])
     assert server.count == 2
+
+
+@pytest.mark.parametrize("cls", [OpenAIChatAgent, AnthropicMessagesAgent], ids=["openai", "anthropic"])
+@pytest.mark.parametrize("fault", ["empty", "blank"])
+def test_empty_feedback_text_is_a_malformed_response_retried_then_an_error(api_key, cls, fault):
+    # accepted, it would drop <feedback> from the observation: the run would silently become the no-feedback ablation
+    wire = "openai" if cls is OpenAIChatAgent else "anthropic"
+    model = {} if cls is OpenAIChatAgent else {"model": "claude-test"}
+    with serve(FakeServer(wire, faults=[fault])) as server:
+        with build(cls, api_config(server.url, max_retries=2, **model)) as agent:
+            assert agent.feedback([make_request()]) == ["fine"]  # retried past one empty answer
+            assert agent.stats()["retries"] == 1
+    assert server.count == 2
+    with serve(FakeServer(wire, default=fault)) as server:
+        with build(cls, api_config(server.url, max_retries=2, **model)) as agent:
+            with pytest.raises(UserAgentError, match=r"malformed response body.*text is empty.*3 attempt\(s\)"):
+                agent.feedback([make_request()])
+    assert server.count == 3

@@ -77,12 +77,14 @@ def test_base_url_falls_back_to_the_environment_and_the_model_to_the_papers(api_
     assert server.received[0].body["model"] == "gpt-4.1-nano-2025-04-14"
 
 
+@pytest.mark.reliability
 def test_a_missing_key_is_an_error_naming_the_variable(monkeypatch):
     monkeypatch.delenv(KEY_ENV, raising=False)
     with pytest.raises(UserAgentError, match=KEY_ENV):
         build(OpenAIChatAgent, api_config("http://127.0.0.1:9/v1"))
 
 
+@pytest.mark.reliability
 def test_a_rejected_key_is_not_retried_and_the_error_says_where_to_look(api_key):
     with serve(FakeServer("openai", expected_key="another-key")) as server:
         with build(OpenAIChatAgent, api_config(server.url)) as agent, pytest.raises(UserAgentError) as info:
@@ -92,6 +94,7 @@ def test_a_rejected_key_is_not_retried_and_the_error_says_where_to_look(api_key)
     assert "401" in message and KEY_ENV in message and "1 attempt" in message
 
 
+@pytest.mark.reliability
 def test_the_key_never_leaks_into_logs_stats_cache_or_errors(api_key, tmp_path, caplog, fresh_registry):
     caplog.set_level(logging.DEBUG)  # the SDK and httpx log requests at DEBUG
     fresh_registry.add("user_agent", "openai", OpenAIChatAgent)

@@ -3,7 +3,8 @@
 Each server runs ``http.server.ThreadingHTTPServer`` in a background thread, records every request it
 receives (path, headers, JSON body), counts requests in flight, and answers from a script of faults:
 ``faults`` is consumed one entry per request (``"timeout"``, ``"429"``, ``"500"``, ``"malformed"``,
-``"ok"``); when it is empty, ``default`` is used. The reply text is ``responder(body)`` so tests can check
+``"echo401"`` (a 401 whose body quotes the key headers), ``"empty"``/``"blank"`` (a 200 with empty or
+whitespace text), ``"ok"``); when it is empty, ``default`` is used. The reply text is ``responder(body)`` so tests can check
 which prompt a reply belongs to.
 """
 
@@ -133,6 +134,12 @@ def _handler(state: FakeServer) -> type[BaseHTTPRequestHandler]:
             elif action == "500":
                 # retry-after-ms keeps the SDK's backoff short in tests; the status is what makes it retry.
                 self._send(500, b'{"error": {"type": "api_error", "message": "boom"}}', {"retry-after-ms": "10"})
+            elif action == "echo401":  # a hostile or careless server: the 401 body quotes the request's headers
+                echoed = {"authorization": self.headers.get("Authorization"), "x-api-key": self.headers.get("x-api-key")}
+                self._send(401, json.dumps({"error": {"message": f"invalid credentials {echoed}"}}).encode())
+            elif action in ("empty", "blank"):  # a 200 whose text is empty or only whitespace
+                text = "" if action == "empty" else " \n\t "
+                self._send(200, json.dumps(_completion(state.wire, body.get("model", "?"), text)).encode())
             elif action == "malformed":
                 self._send(200, b'{"id": "chatcmpl-test", "choices": [ {"index": 0, "mess')
             else:

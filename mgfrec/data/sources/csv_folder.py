@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,11 @@ from pydantic import BaseModel, ConfigDict
 from mgfrec.data.raw import BadInputError, FileReport, RawLog, ReadReport, RowPolicy
 
 _SURROGATES = range(0xDC80, 0xDD00)  # what errors="surrogateescape" makes of undecodable bytes
+_FIELD_LIMIT = 2**31 - 1  # the largest value csv.field_size_limit takes on every platform
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+MAX_TIMESTAMP = 2.0**53
+"""Timestamps beyond +-2**53 are refused: float64 no longer holds every integer there, so order could be lost
+(Unix seconds, milliseconds and microseconds of any real date are far below it)."""
 
 
 class CsvOptions(BaseModel):
@@ -32,10 +38,14 @@ def _bad_encoding(values: list[str]) -> bool:
     return any(ord(ch) in _SURROGATES for v in values for ch in v)
 
 
-def read_rows(path: Path, required: tuple[str, ...], options: CsvOptions) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
-    """The header and an iterator of ``(line number, fields)``; missing required columns are an error."""
+def read_rows(
+    path: Path, required: tuple[str, ...], options: CsvOptions, reserved: tuple[str, ...] = ()
+) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
+    """The header and an iterator of ``(line number, fields)``. Missing required columns, a column named twice
+    and a ``reserved`` column are errors naming the file; so is a quote left open (see :func:`_check_span`)."""
     if not path.is_file():
         raise BadInputError(f"{path}: file not found")
+    csv.field_size_limit(_FIELD_LIMIT)  # the default (131,072 characters) is an error, not a rule of the format
     handle = path.open("r", encoding=options.encoding, errors="surrogateescape", newline="")
     reader = csv.reader(handle, delimiter=options.delimiter)
     try:
@@ -50,16 +60,50 @@ def read_rows(path: Path, required: tuple[str, ...], options: CsvOptions) -> tup
             f"{path}:1: missing column(s) {', '.join(missing)}; header is {', '.join(header)}; "
             f"required: {', '.join(required)}"
         )
+    twice = sorted({c for c in header if header.count(c) > 1})
+    if twice:
+        handle.close()
+        raise BadInputError(f"{path}:1: column(s) {', '.join(twice)} appear more than once in the header")
+    taken = [c for c in reserved if c in header]
+    if taken:
+        handle.close()
+        raise BadInputError(
+            f"{path}:1: column(s) {', '.join(taken)} are reserved (mgfrec numbers the items itself); rename them"
+        )
 
     def rows() -> Iterator[tuple[int, list[str]]]:
         with handle:
             start = reader.line_num + 1
-            for fields in reader:
+            while True:
+                try:
+                    fields = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:
+                    raise BadInputError(f"{path}:{reader.line_num}: not valid CSV: {exc}") from None
                 if fields:  # blank lines are not rows
+                    _check_span(path, start, reader.line_num, fields, len(header), options.delimiter)
                     yield start, fields
                 start = reader.line_num + 1
 
     return header, rows()
+
+
+def _check_span(path: Path, start: int, end: int, fields: list[str], width: int, delimiter: str) -> None:
+    """A row spanning several physical lines is a quoted field with line breaks, which CSV allows; but when
+    its field count is wrong, or a line inside the field would be a row of its own, a quote was left open and
+    swallowed the rows after it. That is refused for the whole file (``--skip-bad`` cannot skip it): the
+    row count would no longer match the file's lines."""
+    if end == start:
+        return
+    inner = [line for field in fields for line in field.split("\n")[1:]]
+    if len(fields) == width and not any(line.count(delimiter) >= width - 1 for line in inner if line.strip()):
+        return
+    raise BadInputError(
+        f"{path}:{start}: a quote opened on this line is not closed until line {end}, so {end - start} following "
+        f"line(s) were read as part of one field; close the quote (a field may span lines only inside "
+        f"matching quotes)"
+    )
 
 
 class CsvSource:
@@ -93,10 +137,13 @@ class CsvSource:
             return "wrong_field_count", f"{len(fields)} fields, header has {len(header)}"
         if _bad_encoding(fields):
             return "bad_encoding", f"not valid {self.options.encoding}"
+        for name, value in zip(header, fields):
+            if "\x00" in value:
+                return "nul_byte", f"field {name} holds a NUL byte"
         return None
 
     def _items(self, path: Path, policy: RowPolicy, rep: FileReport) -> pd.DataFrame:
-        header, rows = read_rows(path, ("item_id", "title"), self.options)
+        header, rows = read_rows(path, ("item_id", "title"), self.options, reserved=("item_idx",))
         i_id, i_title = header.index("item_id"), header.index("title")
         seen: set[str] = set()
         kept: list[list[str]] = []
@@ -144,8 +191,9 @@ class CsvSource:
                 policy.bad(rep, "empty_user_id", where, "field user_id is empty")
                 continue
             ts = _number(fields[i_ts])
-            if ts is None:
-                policy.bad(rep, "bad_timestamp", where, f"field timestamp {fields[i_ts]!r} is not a number")
+            if ts is None or abs(ts) > MAX_TIMESTAMP:
+                why = "is not a number (plain digits, point and exponent)" if ts is None else "is beyond +-2**53"
+                policy.bad(rep, "bad_timestamp", where, f"field timestamp {fields[i_ts]!r} {why}")
                 continue
             rating = math.nan
             if i_rating is not None and fields[i_rating].strip():
@@ -171,8 +219,10 @@ class CsvSource:
 
 
 def _number(text: str) -> float | None:
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
+    """A finite number written plainly (``12``, ``-3.5``, ``1.7e9``); not ``nan``, ``inf`` or ``1_000``,
+    which Python's float() would take."""
+    text = text.strip()
+    if not _PLAIN_NUMBER.fullmatch(text):
         return None
+    value = float(text)
     return value if math.isfinite(value) else None

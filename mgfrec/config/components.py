@@ -1,0 +1,79 @@
+"""Checks of a loaded config against the installed components, run when any command loads its config.
+
+The schema refuses unknown fields and wrong types, but not a component name nobody registered
+(``--grounder nope``), options the named component does not take (``user_agent.options.temprature``) or a
+device nobody has (``--device quantum``). Those used to surface only when a command reached the component,
+after fitting a recall model or embedding every title; :func:`check_components` finds them all at load
+time, whatever the command, so a typo costs nothing.
+
+A component is imported only when its ``options`` are non-empty (to validate them); a component whose
+module cannot be imported (a missing optional extra) is left for the command that uses it to report.
+This module must not import torch, Lightning or any component module at import time.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from mgfrec.config.schema import MGFRecConfig
+from mgfrec.registry import Registry, RegistryError, component_options, registry
+
+_DEVICE = re.compile(r"(cpu|cuda|mps|xpu|hpu|npu|meta)(:\d+)?|auto")
+_ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "tpu", "hpu", "xpu", "auto")
+
+# (config path of the name, component kind, config path of its options)
+_NAMED = (
+    ("data.source", "data_source", "data.options"),
+    ("embedding.embedder", "embedder", "embedding.options"),
+    ("grounding.grounder", "grounder", "grounding.options"),
+    ("retriever.model", "retriever", "retriever.options"),
+    ("user_agent.backend", "user_agent", "user_agent.options"),
+    ("rollout.engine", "rollout_engine", "rollout.options"),
+)
+
+
+def _get(cfg: MGFRecConfig, dotted: str) -> Any:
+    node: Any = cfg
+    for part in dotted.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def check_components(cfg: MGFRecConfig, reg: Registry | None = None, source: str = "<config>") -> None:
+    """Raise ``ValueError`` naming the field for an unknown component name, options its component does not
+    take, or an unknown device or accelerator."""
+    reg = reg or registry()
+    problems: list[str] = []
+    for name_path, kind, options_path in _NAMED:
+        problems += _check_one(reg, kind, _get(cfg, name_path), name_path, _get(cfg, options_path), options_path)
+    for spec in cfg.grpo.rewards:  # each reward's options sit beside its name (grpo.rewards[i].options)
+        problems += _check_one(reg, "reward", spec.name, "grpo.rewards", spec.options, f"grpo.rewards.{spec.name}.options")
+    for path in ("embedding.device", "retriever.device"):
+        device = str(_get(cfg, path))
+        if not _DEVICE.fullmatch(device):
+            problems.append(f"{path}: unknown device {device!r}; use cpu, cuda, cuda:N, mps or auto")
+    if cfg.trainer.accelerator not in _ACCELERATORS:
+        problems.append(
+            f"trainer.accelerator: unknown accelerator {cfg.trainer.accelerator!r}; use one of {', '.join(_ACCELERATORS)}"
+        )
+    if problems:
+        raise ValueError(f"{source}: " + ("; ".join(problems) if len(problems) == 1 else "\n  " + "\n  ".join(problems)))
+
+
+def _check_one(reg: Registry, kind: str, name: str, name_path: str, options: Any, options_path: str) -> list[str]:
+    try:
+        entry = reg.get(kind, name)
+    except RegistryError as exc:
+        return [f"{name_path}: {exc}"]
+    if not options:
+        return []
+    try:
+        cls = entry.load()
+    except RegistryError:
+        return []  # a missing extra: the command that uses the component says which package to install
+    try:
+        component_options(cls, dict(options), options_path)
+    except ValueError as exc:
+        return [str(exc).removeprefix("invalid options:\n  ").replace("\n  ", "; ")]
+    return []

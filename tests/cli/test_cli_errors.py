@@ -1,0 +1,203 @@
+"""Every misuse found by the adversarial pass ends in exit code 2 and one line naming the file, line, field or
+flag, never a traceback; and every component name and option is checked when the config is loaded, before
+any work (no recall fit, no policy, no embedding)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mgfrec.cli.common import user_errors
+from mgfrec.cli.main import app
+from mgfrec.config.schema import DataConfig
+from mgfrec.data.prepared import prepare
+
+pytestmark = pytest.mark.reliability
+
+
+def invoke(*args) -> tuple[int, str]:
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception  # an uncaught error is what these tests exist to rule out
+    return result.exit_code, " ".join(result.output.split())
+
+
+def one_error(code: int, output: str, *words: str) -> None:
+    assert code == 2, output
+    assert "Traceback" not in output and output.count("error:") == 1, output
+    for word in words:
+        assert word in output, (word, output)
+
+
+def write(folder: Path, items: bytes, interactions: bytes) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "items.csv").write_bytes(items)
+    (folder / "interactions.csv").write_bytes(interactions)
+    return folder
+
+
+ITEMS = b"item_id,title\ni1,Alpha\ni2,Beta\ni3,Gamma\n"
+LOG = b"user_id,item_id,timestamp\nu1,i1,1\nu1,i2,2\nu1,i3,3\nu2,i2,4\nu2,i3,5\n"
+
+
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("clierrors")
+    prepare(DataConfig(source="synthetic", options={"n_users": 30, "n_items": 60, "n_artists": 8}), root / "data")
+    return root / "data"
+
+
+# --- data prepare -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("skip_bad", [[], ["--skip-bad"]])
+def test_a_huge_title_is_prepared(tmp_path, skip_bad):
+    title = b"T" * 150_000
+    raw = write(tmp_path / "raw", b"item_id,title\ni1,Alpha\ni2," + title + b"\n", LOG.replace(b"i3", b"i1"))
+    code, output = invoke("data", "prepare", raw, "--out", tmp_path / "out", *skip_bad)
+    assert code == 0, output
+
+
+def test_out_under_an_existing_file_is_one_line(tmp_path):
+    raw = write(tmp_path / "raw", ITEMS, LOG)
+    (tmp_path / "afile").write_text("x", encoding="utf-8")
+    code, output = invoke("data", "prepare", raw, "--out", tmp_path / "afile" / "x")
+    one_error(code, output, str(tmp_path / "afile"), "Not a directory")
+
+
+def test_an_unclosed_quote_with_skip_bad_is_refused_naming_the_line(tmp_path):
+    rows = b"\n".join(b"i%d,Title %d" % (n, n) for n in range(1, 200))
+    rows = rows.replace(b"i5,Title 5", b'i5,"Title 5').replace(b"i13,Title 13", b'i13,"Title, 13"')
+    raw = write(tmp_path / "raw", b"item_id,title\n" + rows + b"\n", LOG)
+    code, output = invoke("data", "prepare", raw, "--out", tmp_path / "out", "--skip-bad")
+    one_error(code, output, "items.csv:6:", "quote opened", "line 14")
+
+
+@pytest.mark.parametrize("stamp", ["8_747_247_10", "1e300", "-1e300"])
+def test_implausible_timestamps_are_refused_naming_file_line_field(tmp_path, stamp):
+    raw = write(tmp_path / "raw", ITEMS, LOG + f"u2,i1,{stamp}\n".encode())
+    code, output = invoke("data", "prepare", raw, "--out", tmp_path / "out")
+    one_error(code, output, "interactions.csv:7:", "field timestamp", stamp)
+
+
+def test_a_nul_byte_in_a_title_is_refused(tmp_path):
+    raw = write(tmp_path / "raw", ITEMS + b"i4,Del\x00ta\n", LOG)
+    code, output = invoke("data", "prepare", raw, "--out", tmp_path / "out")
+    one_error(code, output, "items.csv:5:", "field title", "NUL")
+
+
+@pytest.mark.parametrize(
+    ("items", "log"),
+    [
+        (b"item_id,title\n", b"user_id,item_id,timestamp\n"),  # header only
+        (ITEMS, b"user_id,item_id,timestamp\nu1,i1,1\nu2,i2,2\nu3,i3,3\n"),  # every user with one interaction
+    ],
+    ids=["header-only", "one-interaction-each"],
+)
+def test_an_empty_result_is_an_error_unless_allowed(tmp_path, items, log):
+    raw = write(tmp_path / "raw", items, log)
+    code, output = invoke("data", "prepare", raw, "--out", tmp_path / "out")
+    one_error(code, output, str(raw), "0 samples", "--allow-empty")
+    assert not (tmp_path / "out").exists()
+    code, output = invoke("data", "prepare", raw, "--out", tmp_path / "out", "--allow-empty")
+    assert code == 0, output
+
+
+def test_all_rows_dropped_is_an_empty_result(tmp_path):
+    raw = write(tmp_path / "raw", ITEMS, b"user_id,item_id,timestamp\nu1,i9,1\nu1,i8,2\n")
+    code, output = invoke("data", "prepare", raw, "--out", tmp_path / "out", "--skip-bad")
+    one_error(code, output, "0 samples")
+
+
+@pytest.mark.parametrize(
+    ("header", "words"),
+    [(b"item_id,title,item_idx", ["items.csv:1:", "item_idx"]), (b"item_id,title,title", ["items.csv:1:", "title"])],
+)
+def test_reserved_and_repeated_columns_name_the_file(tmp_path, header, words):
+    raw = write(tmp_path / "raw", header + b"\ni1,Alpha,x\n", LOG)
+    code, output = invoke("data", "prepare", raw, "--out", tmp_path / "out")
+    one_error(code, output, *words)
+
+
+def test_a_config_file_that_is_not_utf8_is_named(tmp_path):
+    raw = write(tmp_path / "raw", ITEMS, LOG)
+    (tmp_path / "bad.yaml").write_bytes(b"data:\n  seed: 1 # caf\xe9\n")
+    code, output = invoke("data", "prepare", raw, "--out", tmp_path / "out", "--config", tmp_path / "bad.yaml")
+    one_error(code, output, "bad.yaml", "not UTF-8")
+
+
+# --- components and options checked at load, whatever the command ------------------------------------------
+
+
+def test_an_option_no_component_takes_is_refused_by_any_command(prepared, tmp_path):
+    code, output = invoke("index", "build", prepared, "--set", "user_agent.options.temprature=0.5")
+    one_error(code, output, "user_agent.options.temprature")
+    code, output = invoke("data", "prepare", "synthetic", "--out", tmp_path / "o", "--set", "grpo.rewards=[ndcg,nope]")
+    one_error(code, output, "grpo.rewards", "'nope'")
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_unknown_device_is_refused_before_training(prepared, tmp_path):
+    code, output = invoke("baseline", "fit", "--data", prepared, "--out", tmp_path / "b", "--model", "pop",
+                          "--device", "quantum")  # fmt: skip
+    one_error(code, output, "retriever.device", "quantum")
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize(
+    ("flag", "field"),
+    [("--grounder", "grounding.grounder"), ("--user-agent", "user_agent.backend"), ("--reward", "grpo.rewards"),
+     ("--rollout-engine", "rollout.engine"), ("--strategy", "trainer.strategy"), ("--policy", "policy.model")],
+)  # fmt: skip
+def test_fit_refuses_an_unknown_component_before_any_work(prepared, tmp_path, flag, field):
+    value = "nope:zzz" if flag == "--policy" else "nope"
+    code, output = invoke("fit", "--data", prepared, "--out", tmp_path / "run", flag, value, "--no-progress")
+    one_error(code, output, field, value)
+    assert not (tmp_path / "run" / "recall").exists()  # the recall model was not fitted
+
+
+def test_index_build_refuses_an_unknown_grounder_before_embedding(prepared):
+    code, output = invoke("index", "build", prepared, "--grounder", "nope")
+    one_error(code, output, "grounding.grounder", "'nope'", "hnswlib")
+    assert not (prepared / "embeddings").exists()
+
+
+def test_the_grounder_help_names_the_real_component():
+    result = CliRunner().invoke(app, ["fit", "--help"], env={"COLUMNS": "300"})
+    assert "hnswlib" in result.output and "hnsw," not in result.output
+
+
+# --- the error handler itself --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("exc", "line"),
+    [
+        (OSError("policy.model: could not load 'x'"), "policy.model: could not load 'x'"),
+        (NotADirectoryError(20, "Not a directory", "/etc/passwd/x"), "/etc/passwd/x: Not a directory"),
+        (PermissionError(13, "Permission denied", "/root/out"), "/root/out: Permission denied"),
+    ],
+)
+def test_os_errors_are_one_line(exc, line, capsys):
+    import typer
+
+    with pytest.raises(typer.Exit) as info, user_errors():
+        raise exc
+    assert info.value.exit_code == 2
+    printed = capsys.readouterr().err
+    assert " ".join(printed.split()) == f"error: {line}"
+
+
+def test_a_message_with_brackets_is_printed_as_is(capsys):
+    import typer
+
+    with pytest.raises(typer.Exit), user_errors():
+        raise ValueError("grpo.rewards: [ndcg, nope] [bold]x[/bold]")
+    assert "[ndcg, nope] [bold]x[/bold]" in capsys.readouterr().err

@@ -1,0 +1,123 @@
+"""The API key never reaches the screen, a log or a file, even when the server's error body quotes it.
+
+A real HTTP server on 127.0.0.1 answers 401 with a body that echoes the Authorization and x-api-key headers.
+The backend's error must carry no key, neither in its message nor in a chained exception; and the CLI,
+run as a user runs it (a subprocess), must print one error line holding no key and write none to disk.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import traceback
+from pathlib import Path
+
+import pytest
+from ua_servers import FakeServer, serve
+from uakit import KEY_ENV, SECRET, api_config, build, make_request
+
+from mgfrec.config.schema import DataConfig
+from mgfrec.data.prepared import prepare
+from mgfrec.user_agents.anthropic_messages import AnthropicMessagesAgent
+from mgfrec.user_agents.base import UserAgentError
+from mgfrec.user_agents.openai_chat import OpenAIChatAgent
+
+pytestmark = pytest.mark.reliability
+
+
+@pytest.mark.parametrize("cls", [OpenAIChatAgent, AnthropicMessagesAgent], ids=["openai", "anthropic"])
+def test_an_echoed_key_is_in_no_message_and_no_chained_exception(api_key, cls):
+    wire = "openai" if cls is OpenAIChatAgent else "anthropic"
+    model = {} if cls is OpenAIChatAgent else {"model": "claude-test"}
+    with serve(FakeServer(wire, default="echo401")) as server:
+        with build(cls, api_config(server.url, **model)) as agent:
+            with pytest.raises(UserAgentError) as info:
+                agent.feedback([make_request(0), make_request(1)])
+    assert server.count >= 1 and SECRET in str(server.received[0].headers)  # the key did travel, and came back
+    printed = "".join(traceback.format_exception(info.value))  # what an uncaught error would print
+    assert "HTTP status 401" in printed and SECRET not in printed
+    chain, seen = info.value, []
+    while chain is not None:  # the chain a debugger or logger could walk, shown or not
+        seen.append(chain)
+        assert SECRET not in str(chain) and SECRET not in repr(chain.args)
+        chain = chain.__cause__ or chain.__context__
+    assert len(seen) == 1
+
+
+def _all_text(folder: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("keyleak")
+    options = {"n_users": 30, "n_items": 60, "n_artists": 8, "max_length": 6}
+    prepare(DataConfig(source="synthetic", options=options), root / "data")
+    return root / "data"
+
+
+def run_cli(args: list[str], env_extra: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, **env_extra, "MGFREC_TEST_THREADS": "1", "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "mgfrec.cli.main", *args], cwd=cwd, env=env, capture_output=True, timeout=900
+    )
+
+
+def sft_args(data: Path, out: Path, url: str) -> list[str]:
+    # SFT synthesizes demonstrations through the environment, so every grounding asks the user agent
+    return ["sft", "--data", str(data), "--out", str(out), "--epochs", "0", "--max-train-samples", "3",
+            "--valid-samples", "0", "--recall-model", "pop", "--no-progress",
+            "--set", "user_agent.backend=openai", "--set", f"user_agent.base_url={url}",
+            "--set", f"user_agent.api_key_env={KEY_ENV}", "--set", "user_agent.max_retries=1",
+            "--set", "user_agent.options.backoff_s=0.01"]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_the_cli_prints_one_line_and_writes_no_key_when_the_server_echoes_it(prepared, tmp_path):
+    with serve(FakeServer("openai", default="echo401")) as server:
+        done = run_cli(sft_args(prepared, tmp_path / "run", server.url), {KEY_ENV: SECRET}, tmp_path)
+    assert server.count >= 1, done.stderr.decode()
+    assert done.returncode == 2, done.stderr.decode()
+    stderr = done.stderr.decode()
+    assert "Traceback" not in stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "HTTP status 401" in errors[0] and KEY_ENV in errors[0]
+    assert SECRET.encode() not in done.stdout + done.stderr
+    written = _all_text(tmp_path)
+    assert written, "the run wrote nothing: the test would prove nothing about files"
+    leaked = [str(p) for p, data in written.items() if SECRET.encode() in data]
+    assert leaked == []
+
+
+@pytest.mark.slow
+def test_an_unset_key_variable_is_one_line_naming_it(prepared, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != KEY_ENV}
+    done = subprocess.run(
+        [sys.executable, "-m", "mgfrec.cli.main", *sft_args(prepared, tmp_path / "run", "http://127.0.0.1:9/v1")],
+        cwd=tmp_path, env={**env, "COLUMNS": "200"}, capture_output=True, timeout=900,
+    )  # fmt: skip
+    stderr = done.stderr.decode()
+    assert done.returncode == 2 and "Traceback" not in stderr, stderr
+    assert f"environment variable {KEY_ENV}, which is not set" in " ".join(stderr.split())
+
+
+@pytest.mark.slow
+def test_training_caches_remote_feedback_in_the_run_folder_and_a_rerun_is_served_from_it(prepared, tmp_path):
+    out = tmp_path / "run"
+    with serve(FakeServer("openai")) as server:
+        first = run_cli(sft_args(prepared, out, server.url), {KEY_ENV: SECRET}, tmp_path)
+        assert first.returncode == 0, first.stderr.decode()
+        sent = server.count
+        again = run_cli(sft_args(prepared, out, server.url), {KEY_ENV: SECRET}, tmp_path)
+        assert again.returncode == 0, again.stderr.decode()
+    assert sent >= 1 and server.count == sent  # the identical second run asked the server nothing
+    cache = out / "user_agent_cache.sqlite"
+    assert cache.is_file()
+    import yaml
+
+    assert yaml.safe_load((out / "config.yaml").read_text(encoding="utf-8"))["user_agent"]["cache_path"] == str(cache)
+    import sqlite3
+
+    with sqlite3.connect(cache) as db:
+        assert db.execute("SELECT COUNT(*) FROM responses").fetchone()[0] >= 1
