@@ -29,6 +29,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from mgfrec.user_agents.base import require_automatic
 from mgfrec.agent.environment import build_environment
 from mgfrec.config.load import write_resolved
 from mgfrec.config.schema import MGFRecConfig
@@ -132,6 +133,7 @@ def run_fit(
     if isinstance(cfg.trainer.devices, int):  # early, before any work; the module checks again at fit start
         check_batch_split(cfg.trainer.global_batch_size, cfg.trainer.devices * cfg.trainer.num_nodes)
     reg = reg or registry()
+    require_automatic(cfg.user_agent, "GRPO training", reg)  # before any data work: a person cannot answer a rollout
     ds, out = PreparedDataset(data), Path(out)
     ckpt = out / "checkpoints" / "last.ckpt"
     if options.resume and not ckpt.exists() and (out / "checkpoints" / "last.ckpt.old").exists():

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from mgfrec.agent.batching import TrajectoryBatch, collate
+from mgfrec.user_agents.base import require_automatic
 from mgfrec.agent.environment import Environment, build_environment
 from mgfrec.agent.final_ranking import answer_ranks
 from mgfrec.agent.neutralize import neutralize_title, reserved_strings
@@ -302,6 +303,7 @@ def run_sft(
     """
     started = time.perf_counter()
     reg = reg or registry()
+    require_automatic(cfg.user_agent, "SFT", reg)  # before any data work: a person cannot answer a rollout
     ds, out = PreparedDataset(data), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / RUN_FILE).unlink(missing_ok=True)  # run.json marks a finished run: not this one, until the end
