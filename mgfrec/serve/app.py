@@ -99,8 +99,9 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         lines = [f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in errors]
-        return JSONResponse({"error": "; ".join(lines), "detail": json.loads(json.dumps(errors, default=str))},
-                            status_code=422)  # fmt: skip
+        # the offending input is not echoed: a client may have put a key in a field it should not have
+        detail = [{"type": e["type"], "loc": [str(p) for p in e["loc"]], "msg": e["msg"]} for e in errors]
+        return JSONResponse({"error": "; ".join(lines), "detail": detail}, status_code=422)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
