@@ -155,7 +155,7 @@ class Batcher:
             rec = self.recommender.recommend_many(
                 [job.query], user_agent="run" if job.mode.feedback == "simulated" else None,
                 sample=job.mode.sample, seed=job.mode.seed,
-                listener=(lambda n, e: job.listener(e)) if job.listener else None,
+                listener=lambda n, e: job.listener(e) if job.listener is not None else None,
             )[0]  # fmt: skip
         except Exception as exc:  # noqa: BLE001
             with self._stats_lock:
