@@ -45,6 +45,7 @@ def chat(
         rec = load_recommender(run_dir, tuple(set_))
         if rec.kind != "agent":
             raise ValueError(f"{run_dir}: a {rec.kind} run has no agent to talk to; chat needs an agent run (sft / fit)")
+        rec.history_of(query)  # an unknown user or an empty history is refused here, before the conversation
     events: queue.Queue[dict[str, Any]] = queue.Queue()
     human = load_user_agent(
         UserAgentConfig(backend="human", options={"timeout_s": timeout}),

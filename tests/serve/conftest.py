@@ -19,7 +19,7 @@ from mgfrec.retrievers.fit import fit_baseline  # noqa: E402
 from mgfrec.rl.policy import build_preset, save_policy  # noqa: E402
 from mgfrec.runs import RunInfo, write_run_info  # noqa: E402
 
-SCRIPT_TITLES = (3, 11, 19)  # item indices the scripted agent grounds, in order
+SCRIPT_TITLES = (3, 11, 19, 27)  # item indices the scripted agent grounds, in order
 
 
 @pytest.fixture(scope="session")

@@ -44,8 +44,8 @@ class ScriptedTestEngine(ScriptedEngine):
             heard = ""
             tail = context.rsplit("</item_list>", 1)[-1] if k else ""  # the last observation
             if "</feedback>" in tail:
-                heard = tail.split("<feedback>", 1)[-1].split("</feedback>", 1)[0].strip()[:60]
-            think = f"<think>scripted step {k}; heard: {heard or 'nothing'}</think>"
+                heard = tail.split("<feedback>", 1)[-1].split("</feedback>", 1)[0].strip()
+            think = f"<think>scripted step {k}; heard: {heard[:60] or 'nothing'}</think>"
             if k >= len(titles) or "final answer now" in heard:
                 return think + f"<answer>{titles[max(k - 1, 0)]}</answer>"
             return think + f"<ground>{titles[k]}</ground>"
