@@ -199,7 +199,9 @@ class Recommender:
         self.run_dir = Path(run_dir)
         self.info = read_run_info(self.run_dir)
         if self.info.kind not in ("agent", "baseline"):
-            raise ValueError(f"{self.run_dir / RUN_FILE}: field 'kind' is '{self.info.kind}'; expected 'agent' or 'baseline'")
+            raise ValueError(
+                f"{self.run_dir / RUN_FILE}: field 'kind' is '{self.info.kind}'; expected 'agent' or 'baseline'"
+            )
         self.cfg: MGFRecConfig = load_config(self.run_dir / "config.yaml", tuple(sets))
         self.lock = threading.RLock()
         self.engine: Any = None
@@ -302,9 +304,16 @@ class Recommender:
         agent = self.run_user_agent if user_agent == "run" else user_agent
         grounding = Locked(self.grounding, self.lock, ("ground", "search", "full_scores"))
         environment = _WatchedEnvironment(self.environment, grounding, agent, self.ds, listener)
-        result = rollout(self.engine, environment, samples, agent=self.cfg.agent,
-                         temperature=self.cfg.rollout.temperature if sample else 0.0, top_p=self.cfg.rollout.top_p,
-                         seed=seed, max_context=getattr(self.model.config, "max_position_embeddings", None))  # fmt: skip
+        result = rollout(
+            self.engine,
+            environment,
+            samples,
+            agent=self.cfg.agent,
+            temperature=self.cfg.rollout.temperature if sample else 0.0,
+            top_p=self.cfg.rollout.top_p,
+            seed=seed,
+            max_context=getattr(self.model.config, "max_position_embeddings", None),
+        )
         out = []
         for q, (h, tgt), r, traj in zip(queries, resolved, recalls, result.trajectories, strict=True):
             scores = None

@@ -22,8 +22,11 @@ def chat(
     run_dir: Path = typer.Argument(..., metavar="RUN", help="An agent run folder (from mgfrec sft / fit)."),
     user: str | None = typer.Option(None, "--user", help="A user id of the run's data set."),
     history: str | None = typer.Option(None, "--history", help="Titles separated by ';', oldest first."),
-    split: str | None = typer.Option(None, "--split", help="With --user: that user's sample of this split; the "
-                                                           "target's place in the ranking is shown."),  # fmt: skip
+    split: str | None = typer.Option(
+        None,
+        "--split",
+        help="With --user: that user's sample of this split; the target's place in the ranking is shown.",
+    ),  # fmt: skip
     top_k: int = typer.Option(10, "--top-k", min=1, help="How many ranked items to show."),
     timeout: float = typer.Option(600.0, "--feedback-timeout", min=0.001, help="Seconds to wait for your feedback."),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
@@ -44,7 +47,9 @@ def chat(
         console.print(f"loading {run_dir} ...", highlight=False, markup=False)
         rec = load_recommender(run_dir, tuple(set_))
         if rec.kind != "agent":
-            raise ValueError(f"{run_dir}: a {rec.kind} run has no agent to talk to; chat needs an agent run (sft / fit)")
+            raise ValueError(
+                f"{run_dir}: a {rec.kind} run has no agent to talk to; chat needs an agent run (sft / fit)"
+            )
         rec.history_of(query)  # an unknown user or an empty history is refused here, before the conversation
     events: queue.Queue[dict[str, Any]] = queue.Queue()
     human = load_user_agent(

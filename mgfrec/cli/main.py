@@ -8,7 +8,23 @@ import sys
 
 import typer
 
-from mgfrec.cli import baseline, chat, data, demo, evaluate, figures, fit, index, plugins, recommend, report, serve, sft, sweep
+from mgfrec.cli import (
+    baseline,
+    chat,
+    data,
+    demo,
+    evaluate,
+    figures,
+    fit,
+    index,
+    plugins,
+    recommend,
+    report,
+    serve,
+    sft,
+    sweep,
+)
+
 
 class _DeepSpeedToStderr(logging.Filter):
     """DeepSpeed logs to stdout, which ``--json`` owns, and transformers imports it whenever it is installed;

@@ -10,7 +10,7 @@ from mgfrec.cli.common import SET_HELP, out, print_json, run
 
 
 def recommend(
-    run_dir: Path = typer.Argument(..., metavar="RUN", help="An agent run folder (from mgfrec sft / fit), or a baseline run."),
+    run_dir: Path = typer.Argument(..., metavar="RUN", help="An agent run (mgfrec sft / fit) or a baseline run."),
     user: str | None = typer.Option(None, "--user", help="A user id of the run's data set: their latest history."),
     history: str | None = typer.Option(None, "--history", help="Titles separated by ';', oldest first."),
     split: str | None = typer.Option(None, "--split", help="With --user: that user's sample of this split; the "
@@ -28,8 +28,8 @@ def recommend(
     from mgfrec.recommend import recommend as run_recommend
 
     titles = history.split(";") if history is not None else None
-    rec, ds = run(lambda: run_recommend(run_dir, user=user, history_titles=titles, split=split, sets=tuple(set_), top_k=top_k,
-                                        sample=sample, seed=seed))  # fmt: skip
+    rec, ds = run(lambda: run_recommend(run_dir, user=user, history_titles=titles, split=split, sets=tuple(set_),
+                                        top_k=top_k, sample=sample, seed=seed))  # fmt: skip
     payload = rec.to_dict(ds)
     if markdown is not None:
         from mgfrec.eval.figures import trajectory_markdown
@@ -67,8 +67,8 @@ def _show(p: dict) -> None:
     if p["kind"] == "baseline":
         out.print("a baseline run: ranked by its scorer, no trajectory", highlight=False, markup=False)
     else:
-        out.print(f"end: {p['end_reason']} (format {'ok' if p['format_ok'] else 'invalid'}), {p['groundings']} groundings",
-                  highlight=False, markup=False)  # fmt: skip
+        fmt = "ok" if p["format_ok"] else "invalid"
+        out.print(f"end: {p['end_reason']} (format {fmt}), {p['groundings']} groundings", highlight=False, markup=False)
     if p["top"]:
         table = Table(title=f"top {len(p['top'])} for the answer: {p['answer']}")
         for col in ("#", "item_id", "title", "score"):

@@ -16,14 +16,16 @@ def serve(
     max_batch: int = typer.Option(8, "--max-batch", min=1, help="Most requests answered by one batched rollout."),
     queue_size: int = typer.Option(64, "--queue-size", min=1, help="Requests waiting before new ones get 503."),
     timeout: float = typer.Option(120.0, "--timeout", min=0.001, help="Seconds one /v1/recommend may wait (then 504)."),
-    feedback_timeout: float = typer.Option(600.0, "--feedback-timeout", min=0.001,
-                                           help="Seconds a conversation waits for a person's feedback."),  # fmt: skip
+    feedback_timeout: float = typer.Option(
+        600.0, "--feedback-timeout", min=0.001, help="Seconds a conversation waits for a person's feedback."
+    ),  # fmt: skip
     max_sessions: int = typer.Option(32, "--max-sessions", min=1, help="Open conversations before new ones get 503."),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
 ) -> None:
     """Serve a run: POST /v1/recommend, streamed conversations, GET /v1/items, /healthz and a web page at /."""
     try:
-        from mgfrec.serve.app import ServeOptions, serve as run_server
+        from mgfrec.serve.app import ServeOptions
+        from mgfrec.serve.app import serve as run_server
     except ImportError as exc:
         console.print(f"[bold red]error:[/] mgfrec serve needs the 'serve' extra: pip install 'mgfrec[serve]' ({exc})")
         raise typer.Exit(2) from None

@@ -29,7 +29,6 @@ from typing import Any
 import lightning as L
 import torch
 
-from mgfrec.user_agents.base import require_automatic
 from mgfrec.agent.environment import build_environment
 from mgfrec.config.load import write_resolved
 from mgfrec.config.schema import MGFRecConfig
@@ -42,6 +41,8 @@ from mgfrec.rl.policy import load_policy
 from mgfrec.rl.sft import DEFAULT_RECALL_MODEL, SFTOptions, recall_samples
 from mgfrec.rl.strategy import build_strategy, check_strategy, trainer_accelerator
 from mgfrec.runs import RUN_FILE, RunInfo, read_run_info, write_run_info
+from mgfrec.user_agents.base import require_automatic
+
 
 @dataclass(frozen=True)
 class FitOptions:

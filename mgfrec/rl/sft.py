@@ -32,7 +32,6 @@ import torch
 import torch.nn.functional as F
 
 from mgfrec.agent.batching import TrajectoryBatch, collate
-from mgfrec.user_agents.base import require_automatic
 from mgfrec.agent.environment import Environment, build_environment
 from mgfrec.agent.final_ranking import answer_ranks
 from mgfrec.agent.neutralize import neutralize_title, reserved_strings
@@ -50,6 +49,7 @@ from mgfrec.rl.sft_data import Fallback, SFTSample, synthesize, to_rollout_sampl
 from mgfrec.rollout.base import build_engine
 from mgfrec.rollout.loop import rollout
 from mgfrec.runs import RUN_FILE, RunInfo, read_run_info, write_run_info
+from mgfrec.user_agents.base import require_automatic
 
 """On the Amazon CDs data most targets are cold and ``last-title`` is the strongest baseline (docs/baselines.md);
 it needs no training, so the warm start costs no SASRec fit."""

@@ -23,7 +23,8 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, HTTPException, Query as Q, Request
+from fastapi import FastAPI, HTTPException, Request
+from fastapi import Query as Q
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -56,7 +57,9 @@ class RecommendRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     history: list[Title] | None = Field(
-        None, max_length=MAX_HISTORY, description=f"item titles, oldest first (each at most {MAX_TITLE_CHARS} characters)"
+        None,
+        max_length=MAX_HISTORY,
+        description=f"item titles, oldest first (each at most {MAX_TITLE_CHARS} characters)",
     )
     user_id: str | None = Field(None, max_length=200, description="a user of the run's data set")
     split: Literal["train", "valid", "test"] | None = Field(
@@ -72,7 +75,9 @@ class RecommendRequest(BaseModel):
 
 class FeedbackBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    text: str | None = Field(None, max_length=2000, description="the feedback; empty or null: the simulated user answers")
+    text: str | None = Field(
+        None, max_length=2000, description="the feedback; empty or null: the simulated user answers"
+    )
     answer_now: bool = Field(False, description="ask the agent to give its final answer now")
 
 
@@ -152,7 +157,9 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
         """Top-k items and, for an agent run, the whole trajectory (thoughts, groundings, feedback, answer)."""
         query, mode = query_of(body)
         if mode.feedback == "human":
-            raise HTTPException(422, "feedback: 'human' needs a conversation: POST /v1/sessions, then stream its events")
+            raise HTTPException(
+                422, "feedback: 'human' needs a conversation: POST /v1/sessions, then stream its events"
+            )
         try:
             future = batcher.submit(query, mode)
         except Busy as exc:
@@ -200,7 +207,7 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
 
     @app.get("/v1/sessions/{sid}/events")
     async def events(sid: str, request: Request) -> StreamingResponse:
-        """Server-sent events: ``turn``, ``feedback_wanted`` (human mode), ``observation``, then ``done`` or ``error``."""
+        """Server-sent events: ``turn``, ``feedback_wanted`` (human mode), ``observation``, then ``done``/``error``."""
         conversation, queue = session(sid)
 
         async def stream():

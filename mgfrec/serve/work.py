@@ -190,8 +190,13 @@ class Conversation:
 
     def _run_human(self) -> None:
         try:
-            rec = self.recommender.recommend_many([self.query], user_agent=self.human, sample=self.mode.sample,
-                                                  seed=self.mode.seed, listener=lambda n, e: self.emit(e))[0]  # fmt: skip
+            rec = self.recommender.recommend_many(
+                [self.query],
+                user_agent=self.human,
+                sample=self.mode.sample,
+                seed=self.mode.seed,
+                listener=lambda n, e: self.emit(e),
+            )[0]
         except Exception as exc:  # noqa: BLE001 - reported as the conversation's last event
             self._finish(None, exc)
         else:

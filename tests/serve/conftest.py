@@ -32,7 +32,8 @@ def serve_run(tmp_path_factory, minilm):
     """A tiny synthetic data set, a last-title recall run (also a baseline run) and an agent run that uses
     the scripted engine; returns (agent run, baseline run, data set)."""
     root = tmp_path_factory.mktemp("serve")
-    ds = prepare(DataConfig(source="synthetic", options={"n_users": 40, "n_items": 80, "n_artists": 10, "max_length": 6}),
+    options = {"n_users": 40, "n_items": 80, "n_artists": 10, "max_length": 6}
+    ds = prepare(DataConfig(source="synthetic", options=options),
                  root / "data")  # fmt: skip
     cfg = load_config(None, [f"embedding.cache_dir={root / 'emb'}", "retriever.model=last-title",
                              "retriever.recall_size=5", "agent.max_new_tokens_per_turn=96"])  # fmt: skip

@@ -22,7 +22,7 @@ import httpx
 
 ENGINE_NAME = "scripted-test"
 
-PLUGIN_SOURCE = '''
+PLUGIN_SOURCE = """
 from pydantic import BaseModel, ConfigDict
 
 from mgfrec.rollout.scripted_engine import ScriptedEngine
@@ -51,7 +51,7 @@ class ScriptedTestEngine(ScriptedEngine):
             return think + f"<ground>{titles[k]}</ground>"
 
         super().__init__(tokenizer, script)
-'''
+"""
 
 
 def install_plugin(root: Path) -> Path:
@@ -60,7 +60,9 @@ def install_plugin(root: Path) -> Path:
     (root / "mgfrec_serve_testkit.py").write_text(PLUGIN_SOURCE, encoding="utf-8")
     info = root / "mgfrec_serve_testkit-0.1.dist-info"
     info.mkdir(exist_ok=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mgfrec-serve-testkit\nVersion: 0.1\n", encoding="utf-8")
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: mgfrec-serve-testkit\nVersion: 0.1\n", encoding="utf-8"
+    )
     (info / "entry_points.txt").write_text(
         f"[mgfrec.rollout_engine]\n{ENGINE_NAME} = mgfrec_serve_testkit:ScriptedTestEngine\n", encoding="utf-8"
     )
@@ -165,9 +167,9 @@ def read_events(client: httpx.Client, url: str, on_event=None) -> list[dict]:
         kind = None
         for line in response.iter_lines():
             if line.startswith("event: "):
-                kind = line[len("event: "):]
+                kind = line[len("event: ") :]
             elif line.startswith("data: "):
-                event = json.loads(line[len("data: "):])
+                event = json.loads(line[len("data: ") :])
                 assert event["type"] == kind
                 events.append(event)
                 if on_event is not None:

@@ -11,7 +11,13 @@ from typer.testing import CliRunner
 from mgfrec.cli.main import app
 from mgfrec.config.schema import UserAgentConfig
 from mgfrec.registry import registry
-from mgfrec.user_agents.base import FeedbackRequest, UserAgentContext, UserAgentError, load_user_agent, require_automatic
+from mgfrec.user_agents.base import (
+    FeedbackRequest,
+    UserAgentContext,
+    UserAgentError,
+    load_user_agent,
+    require_automatic,
+)
 from mgfrec.user_agents.human import ANSWER_NOW, FeedbackCancelled, FeedbackTimeout, HumanUserAgent
 
 REQ = FeedbackRequest(("Kind of Blue", "A Love Supreme"), "Blue Train", ("Blue Train", "Giant Steps"))
@@ -45,7 +51,9 @@ def build(answers: list, timeout_s: float = 30.0, fallback=None) -> HumanUserAge
 
 def test_built_through_the_registry_and_answers_with_what_the_person_typed():
     assert registry().load("user_agent", "human") is HumanUserAgent
-    agent = build([lambda a: a.reply("  too loud  "), lambda a: a.reply(None), lambda a: a.answer_now()], fallback=Echo())
+    agent = build(
+        [lambda a: a.reply("  too loud  "), lambda a: a.reply(None), lambda a: a.answer_now()], fallback=Echo()
+    )
     assert agent.feedback([REQ, REQ, REQ]) == ["too loud", "machine on Blue Train", ANSWER_NOW]
     assert agent.stats()["calls"] == 3 and agent.waiting is None
 
@@ -82,7 +90,9 @@ def test_fit_and_sft_refuse_it_with_one_line(command, tmp_path):
     from mgfrec.config.schema import DataConfig
     from mgfrec.data.prepared import prepare
 
-    ds = prepare(DataConfig(source="synthetic", options={"n_users": 20, "n_items": 30, "n_artists": 10}), tmp_path / "d")
+    ds = prepare(
+        DataConfig(source="synthetic", options={"n_users": 20, "n_items": 30, "n_artists": 10}), tmp_path / "d"
+    )
     result = CliRunner().invoke(app, [command[0], "--data", str(ds.root), "--out", str(tmp_path / "out"), *command[1:]])
     assert result.exit_code == 2, result.output
     assert "user_agent.backend 'human' needs a person" in result.output and "Traceback" not in result.output
