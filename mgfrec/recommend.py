@@ -1,27 +1,37 @@
-"""One whole trajectory for one user: what ``mgfrec recommend RUN`` shows.
+"""One whole trajectory for one user: what ``mgfrec recommend RUN``, ``mgfrec serve`` and ``mgfrec chat`` show.
 
-The agent run folder (from ``mgfrec sft`` now, ``mgfrec fit`` later) gives the policy (``RUN/policy``), its
-config and data set, and the recall run that filled its first prompts. The history comes from the data
-set's log (``--user``: the user's latest ``history_length`` items) or is typed in (``--history``: titles,
+:func:`load_recommender` loads a run folder once (the policy, its config and data set, the grounding and the
+recall run of an agent run; the scorer of a baseline run) and :meth:`Recommender.recommend_many` answers
+queries with it: ``mgfrec recommend`` calls it once through :func:`recommend`, the server calls it for every
+batch of requests, the terminal chat for every conversation. The history comes from the data set's log
+(``user``: the user's latest ``history_length`` items), from a split's sample (``user`` and ``split``: its
+history, and its target, whose place in the ranking is then reported) or is typed in (``history_titles``:
 each grounded to its nearest catalogue item so the recall model can read it). The agent runs greedily by
-default; its answer is grounded and every item ranked, history excluded, to give the final top-k.
+default; its answer is grounded and every item ranked, history excluded, to give the final top-k. A
+baseline run ranks from its scorer and has no trajectory.
+
+Several queries of one call are rolled out together (one engine call per turn for all of them). The
+``listener`` sees every turn and observation as it happens, for streaming; the loop itself is not changed.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from mgfrec.agent.environment import build_environment
+from mgfrec.agent.environment import Environment, build_environment
 from mgfrec.agent.trajectory import Trajectory
 from mgfrec.config.components import check_components
 from mgfrec.config.load import load_config
 from mgfrec.config.schema import MGFRecConfig, PolicyConfig
 from mgfrec.data.prepared import PreparedDataset
-from mgfrec.eval.metrics import history_mask
+from mgfrec.eval.metrics import history_mask, target_ranks
 from mgfrec.grounding.engine import Grounding, load_grounding
 from mgfrec.registry import Registry, with_registry
 from mgfrec.retrievers.fit import load_retriever
@@ -30,43 +40,78 @@ from mgfrec.rl.policy import load_policy
 from mgfrec.rollout.base import build_engine
 from mgfrec.rollout.loop import RolloutSample, rollout
 from mgfrec.runs import RUN_FILE, read_run_info
+from mgfrec.user_agents.base import UserAgent
+
+Listener = Callable[[int, dict[str, Any]], None]
+"""``listener(query_index, event)``: one ``turn`` or ``observation`` event of query ``query_index``."""
+
+
+@dataclass(frozen=True)
+class Query:
+    """Whom to recommend for: exactly one of ``user`` or ``history_titles``; ``split`` (with ``user``) takes
+    the user's sample of that split, so that its target's place can be reported."""
+
+    user: str | None = None
+    history_titles: tuple[str, ...] | None = None
+    split: str | None = None
+    top_k: int = 10
+
+    def __post_init__(self) -> None:
+        if (self.user is None) == (self.history_titles is None):
+            raise ValueError("give exactly one of --user USER_ID or --history 'title; title; ...'")
+        if self.split is not None and self.user is None:
+            raise ValueError("--split needs --user: a typed history has no held-out target")
+        if self.top_k < 1:
+            raise ValueError(f"--top-k must be >= 1, got {self.top_k}")
 
 
 @dataclass
 class Recommendation:
     history: list[int]  # item indices the agent was told about (oldest first)
     recall: list[int]  # the first prompt's recall list (empty with recall off)
-    trajectory: Trajectory
-    top: list[tuple[int, float]]  # (item index, score = -L2 distance), best first; empty without an answer
+    trajectory: Trajectory | None  # None for a baseline run
+    top: list[tuple[int, float]]  # (item index, score), best first; empty without an answer
+    target: int | None = None  # the split sample's held-out item, when the query named a split
+    target_rank: int | None = None  # its 1-based place among all items (history excluded as configured)
 
     def to_dict(self, ds: PreparedDataset) -> dict[str, Any]:
-        items = ds.items
-        steps = list(self.trajectory.steps)
-        turns = []
-        for n, turn in enumerate(self.trajectory.turns):
-            entry: dict[str, Any] = {"kind": turn.kind, "think": turn.think, "title": turn.title, "error": turn.error}
-            if turn.kind == "ground" and n < len(steps):
-                step = steps[n]
-                entry["items"] = [
-                    {"item_idx": int(i), "item_id": str(items.item_id.iloc[i]), "title": t}
-                    for i, t in zip(step.item_indices, step.item_titles, strict=True)
-                ]
-                entry["feedback"] = step.feedback
-            turns.append(entry)
-
         def item(i: int) -> dict[str, Any]:
-            return {"item_idx": int(i), "item_id": str(items.item_id.iloc[i]), "title": str(items.title.iloc[i])}
+            return item_dict(ds, i)
 
-        return {
+        t = self.trajectory
+        out: dict[str, Any] = {
+            "kind": "baseline" if t is None else "agent",
             "history": [item(i) for i in self.history],
             "recall": [item(i) for i in self.recall],
-            "turns": turns,
-            "answer": self.trajectory.answer,
-            "end_reason": self.trajectory.end_reason,
-            "format_ok": self.trajectory.format_ok,
-            "groundings": self.trajectory.num_groundings,
+            "turns": [] if t is None else [turn_dict(ds, t, n) for n in range(len(t.turns))],
+            "answer": None if t is None else t.answer,
+            "end_reason": None if t is None else t.end_reason,
+            "format_ok": None if t is None else t.format_ok,
+            "groundings": 0 if t is None else t.num_groundings,
             "top": [{**item(i), "score": score} for i, score in self.top],
         }
+        if self.target is not None:
+            out["target"] = {**item(self.target), "rank": self.target_rank}
+        return out
+
+
+def item_dict(ds: PreparedDataset, i: int) -> dict[str, Any]:
+    """An item as every JSON answer shows it: index, id and title."""
+    return {"item_idx": int(i), "item_id": str(ds.items.item_id.iloc[i]), "title": str(ds.items.title.iloc[i])}
+
+
+def turn_dict(ds: PreparedDataset, trajectory: Trajectory, n: int) -> dict[str, Any]:
+    """Turn ``n`` of a trajectory: thought, kind, title, error and, for a served grounding, items and feedback."""
+    turn = trajectory.turns[n]
+    entry: dict[str, Any] = {"kind": turn.kind, "think": turn.think, "title": turn.title, "error": turn.error}
+    if turn.kind == "ground" and n < len(trajectory.steps):
+        step = trajectory.steps[n]
+        entry["items"] = [
+            {"item_idx": int(i), "item_id": str(ds.items.item_id.iloc[i]), "title": t}
+            for i, t in zip(step.item_indices, step.item_titles, strict=True)
+        ]
+        entry["feedback"] = step.feedback
+    return entry
 
 
 def user_history(ds: PreparedDataset, user_id: str, length: int) -> list[int]:
@@ -79,12 +124,238 @@ def user_history(ds: PreparedDataset, user_id: str, length: int) -> list[int]:
     return rows["item_idx"].astype(int).tolist()[-length:]
 
 
-def typed_history(grounding: Grounding, titles: list[str]) -> list[int]:
+def typed_history(grounding: Grounding, titles: Sequence[str]) -> list[int]:
     """Each typed title grounded to its nearest catalogue item (exact titles map to themselves)."""
     titles = [t.strip() for t in titles if t.strip()]
     if not titles:
         raise ValueError("--history: give at least one title, separated by ';'")
     return [row[0] for row in grounding.ground(titles, k=1)]
+
+
+class _LockedEngine:
+    """The rollout engine behind a lock: concurrent rollouts (a person typing in one, a batch in another)
+    take turns on the model instead of running it from two threads at once."""
+
+    def __init__(self, engine: Any, lock: threading.RLock):
+        self._engine, self._lock = engine, lock
+        self.tokenizer = engine.tokenizer
+        # what the loop asks of an engine for constrained turns: support, and the model (its vocabulary size)
+        self.supports_constraints = getattr(engine, "supports_constraints", False)
+        self.model = getattr(engine, "model", None)
+
+    def generate(self, prompts: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return self._engine.generate(prompts, **kwargs)
+
+    def load_weights(self, state_dict: Any) -> None:
+        with self._lock:
+            self._engine.load_weights(state_dict)
+
+
+class Locked:
+    """``inner`` with the methods named in ``methods`` called under ``lock``; everything else passes through.
+    The grounding and an automatic user agent share the embedder with the engine's thread, so they take turns."""
+
+    def __init__(self, inner: Any, lock: threading.RLock, methods: Sequence[str]):
+        self._inner, self._lock, self._methods = inner, lock, frozenset(methods)
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._inner, name)
+        if name not in self._methods:
+            return value
+
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return value(*args, **kwargs)
+
+        return locked
+
+
+class _WatchedEnvironment(Environment):
+    """The run's environment, reporting each new turn before grounding it and each observation after."""
+
+    def __init__(self, base: Environment, grounding: Any, user_agent: UserAgent | None, ds: PreparedDataset,
+                 listener: Listener | None):  # fmt: skip
+        super().__init__(grounding, base.tokenizer, user_agent, top_k=base.top_k)
+        self._ds, self._listener = ds, listener
+
+    def step(self, trajectories: Sequence[Trajectory]) -> list[Trajectory]:
+        if self._listener is not None:
+            for t in trajectories:
+                n = len(t.turns) - 1
+                turn = t.turns[n]
+                event = {"n": n, "kind": turn.kind, "think": turn.think, "title": turn.title, "error": turn.error}
+                self._listener(int(t.sample_id), {"type": "turn", **event})
+        served = super().step(trajectories)
+        if self._listener is not None:
+            for t in served:
+                n = len(t.turns) - 1
+                entry = turn_dict(self._ds, t, n)
+                self._listener(int(t.sample_id), {"type": "observation", "n": n, "title": entry["title"],
+                                                  "items": entry["items"], "feedback": entry["feedback"]})  # fmt: skip
+        return served
+
+
+class Recommender:
+    """A run folder loaded once; answers :class:`Query` objects (see the module docstring). Thread-safe: the
+    engine is used under one lock, so a server may call :meth:`recommend_many` from several threads."""
+
+    def __init__(self, run_dir: str | Path, sets: Sequence[str] = ()):
+        self.run_dir = Path(run_dir)
+        self.info = read_run_info(self.run_dir)
+        if self.info.kind not in ("agent", "baseline"):
+            raise ValueError(
+                f"{self.run_dir / RUN_FILE}: field 'kind' is '{self.info.kind}'; expected 'agent' or 'baseline'"
+            )
+        self.cfg: MGFRecConfig = load_config(self.run_dir / "config.yaml", tuple(sets))
+        check_components(self.cfg, source=str(self.run_dir / "config.yaml"))
+        self.lock = threading.RLock()
+        self.engine: Any = None
+        self.environment: Environment | None = None
+        self.retriever: Any = None
+        if self.info.kind == "baseline":
+            from mgfrec.eval.runs import load_scorer  # late: the evaluator's own way to load a baseline
+
+            loaded = load_scorer(self.run_dir)
+            self.ds, self.scorer = loaded.ds, loaded.scorer
+            self.grounding = load_grounding(self.ds, self.cfg)
+            return
+        self.ds = PreparedDataset(self.info.data)
+        self.scorer = None
+        policy_dir = self.run_dir / str(self.info.extra.get("policy", "policy"))
+        self.model, tokenizer = load_policy(PolicyConfig(model=str(policy_dir), dtype=self.cfg.policy.dtype))
+        self.grounding = load_grounding(self.ds, self.cfg)
+        recall_run = self.info.extra.get("recall_run")
+        if self.cfg.agent.use_recall and self.cfg.retriever.recall_size > 0 and recall_run:
+            self.retriever = load_retriever(Path(recall_run), self.ds)
+        self.environment = build_environment(self.grounding, tokenizer, self.cfg)
+        self.engine = _LockedEngine(build_engine(self.cfg.rollout, self.model, tokenizer), self.lock)
+        self.run_user_agent: UserAgent | None = None  # the run's configured user agent, used under the lock
+        if self.environment.user_agent is not None:
+            self.run_user_agent = Locked(self.environment.user_agent, self.lock, ("feedback",))
+
+    @property
+    def kind(self) -> str:
+        return self.info.kind
+
+    @property
+    def method(self) -> str:
+        return self.info.model
+
+    def close(self) -> None:
+        """Release the run's user agent (threads, connections)."""
+        if self.environment is not None and self.environment.user_agent is not None:
+            self.environment.user_agent.close()
+
+    # --- what a query means ------------------------------------------------------------------------------
+
+    def history_of(self, query: Query) -> tuple[list[int], int | None]:
+        """The query's history (item indices, oldest first) and, for a split sample, its target."""
+        if query.history_titles is not None:
+            with self.lock:
+                return typed_history(self.grounding, query.history_titles), None
+        if query.split is None:
+            return user_history(self.ds, query.user, self.cfg.data.history_length), None
+        frame = self.ds.split(query.split)
+        rows = frame[frame["user_id"].astype(str) == str(query.user)]
+        if rows.empty:
+            raise KeyError(f"--user {query.user!r}: no sample of this user in split '{query.split}' of {self.ds.root}")
+        row = rows.iloc[-1]
+        return [int(i) for i in row["history"]], int(row["target"])
+
+    def users(self, split: str | None = None) -> list[str]:
+        """User ids of the data set (``split``: those with a sample in that split), in first-seen order."""
+        ids = self.ds.split(split)["user_id"] if split is not None else self.ds.interactions["user_id"]
+        return list(dict.fromkeys(ids.astype(str).tolist()))
+
+    def search(self, text: str, k: int = 10) -> list[tuple[int, float]]:
+        """Grounding as a service: the ``k`` catalogue items nearest ``text``, with their L2 distances."""
+        with self.lock:
+            indices, distances = self.grounding.search([text], k)
+        return [(int(i), float(d)) for i, d in zip(indices[0], distances[0], strict=True) if i >= 0]
+
+    # --- recommending ------------------------------------------------------------------------------------
+
+    def recommend_many(
+        self,
+        queries: Sequence[Query],
+        *,
+        user_agent: UserAgent | None | str = "run",
+        sample: bool = False,
+        seed: int = 0,
+        listener: Listener | None = None,
+    ) -> list[Recommendation]:
+        """Answer every query; agent runs roll all of them out together. ``user_agent`` is ``"run"`` (the run's
+        configured one), ``None`` (no feedback) or a user agent object (e.g. ``human``)."""
+        resolved = [self.history_of(q) for q in queries]
+        histories = [h for h, _ in resolved]
+        if self.kind == "baseline":
+            with self.lock:
+                scores = self.scorer.scores([np.asarray(h, dtype=np.int64) for h in histories])
+            return [
+                self._ranked(q, h, tgt, [], None, scores[n : n + 1])
+                for n, (q, (h, tgt)) in enumerate(zip(queries, resolved, strict=True))
+            ]
+        recalls: list[list[int]] = [[] for _ in queries]
+        if self.retriever is not None:
+            with self.lock:
+                rows = top_items(self.retriever, [np.asarray(h, dtype=np.int64) for h in histories], self.ds.num_items,
+                                 self.cfg.retriever.recall_size)  # fmt: skip
+            recalls = [[int(i) for i in row if i >= 0] for row in rows]
+        titles = self.ds.titles
+        samples = [
+            RolloutSample(tuple(titles[i] for i in h), tuple(titles[i] for i in r) if r else None, n)
+            for n, (h, r) in enumerate(zip(histories, recalls, strict=True))
+        ]
+        agent = self.run_user_agent if user_agent == "run" else user_agent
+        grounding = Locked(self.grounding, self.lock, ("ground", "search", "full_scores"))
+        environment = _WatchedEnvironment(self.environment, grounding, agent, self.ds, listener)
+        result = rollout(
+            self.engine,
+            environment,
+            samples,
+            agent=self.cfg.agent,
+            temperature=self.cfg.rollout.temperature if sample else 0.0,
+            top_p=self.cfg.rollout.top_p,
+            seed=seed,
+            max_context=getattr(self.model.config, "max_position_embeddings", None),
+        )
+        out = []
+        for q, (h, tgt), r, traj in zip(queries, resolved, recalls, result.trajectories, strict=True):
+            scores = None
+            if traj.answer is not None:
+                with self.lock:
+                    scores = self.grounding.full_scores([traj.answer])
+            out.append(self._ranked(q, h, tgt, r, traj, scores))
+        return out
+
+    def recommend(self, query: Query, **kwargs: Any) -> Recommendation:
+        """One query; see :meth:`recommend_many`."""
+        return self.recommend_many([query], **kwargs)[0]
+
+    def _ranked(self, q: Query, history: list[int], target: int | None, recall: list[int],
+                traj: Trajectory | None, scores: Any) -> Recommendation:  # fmt: skip
+        rec = Recommendation(history, recall, traj, [], target)
+        if scores is None:
+            if target is not None:
+                rec.target_rank = self.ds.num_items  # no answer recommends nothing: the evaluator's worst rank
+            return rec
+        scores = scores.float().cpu()
+        if target is not None:
+            exclude = history_mask([np.asarray(history)], self.ds.num_items) if self.cfg.eval.exclude_history else None
+            rec.target_rank = int(target_ranks(scores, torch.tensor([target]), exclude)[0])  # the evaluator's rank
+        if self.cfg.eval.exclude_history:
+            scores = scores.masked_fill(history_mask([np.asarray(history)], self.ds.num_items), float("-inf"))
+        # a stable sort keeps equal scores (duplicated titles) in item-index order: the grounding tie rule
+        values, order = scores[0].sort(descending=True, stable=True)
+        k = q.top_k
+        rec.top = [(int(i), float(v)) for v, i in zip(values[:k], order[:k], strict=True) if v > float("-inf")]
+        return rec
+
+
+def load_recommender(run_dir: str | Path, sets: Sequence[str] = ()) -> Recommender:
+    """Load ``run_dir`` (an agent run or a baseline run) for recommending; ``sets`` are ``--set`` overrides."""
+    return Recommender(run_dir, sets)
 
 
 @with_registry
@@ -93,6 +364,7 @@ def recommend(
     *,
     user: str | None = None,
     history_titles: list[str] | None = None,
+    split: str | None = None,
     sets: tuple[str, ...] = (),
     top_k: int = 10,
     sample: bool = False,
@@ -100,48 +372,9 @@ def recommend(
     reg: Registry | None = None,
 ) -> tuple[Recommendation, PreparedDataset]:
     """Run the agent of ``run_dir`` once for one user; see the module docstring."""
-    run_dir = Path(run_dir)
-    info = read_run_info(run_dir)
-    if info.kind != "agent":
-        raise ValueError(f"{run_dir / RUN_FILE}: kind is '{info.kind}'; recommend needs an agent run (mgfrec sft / fit)")
-    if (user is None) == (history_titles is None):
-        raise ValueError("give exactly one of --user USER_ID or --history 'title; title; ...'")
-    cfg: MGFRecConfig = load_config(run_dir / "config.yaml", sets)
-    check_components(cfg, source=str(run_dir / "config.yaml"))
-    ds = PreparedDataset(info.data)
-    policy_dir = run_dir / str(info.extra.get("policy", "policy"))
-    model, tokenizer = load_policy(PolicyConfig(model=str(policy_dir), dtype=cfg.policy.dtype))
-    grounding = load_grounding(ds, cfg)
-    history = (
-        user_history(ds, user, cfg.data.history_length) if user is not None else typed_history(grounding, history_titles)
-    )
-    recall: list[int] = []
-    recall_run = info.extra.get("recall_run")
-    if cfg.agent.use_recall and cfg.retriever.recall_size > 0 and recall_run:
-        retriever = load_retriever(Path(recall_run), ds)
-        row = top_items(retriever, [np.asarray(history, dtype=np.int64)], ds.num_items, cfg.retriever.recall_size)[0]
-        recall = [int(i) for i in row if i >= 0]
-    environment = build_environment(grounding, tokenizer, cfg)
-    sample_in = RolloutSample(
-        tuple(ds.titles[i] for i in history), tuple(ds.titles[i] for i in recall) if recall else None
-    )
-    result = rollout(
-        build_engine(cfg.rollout, model, tokenizer),
-        environment,
-        [sample_in],
-        agent=cfg.agent,
-        temperature=cfg.rollout.temperature if sample else 0.0,
-        top_p=cfg.rollout.top_p,
-        seed=seed,
-        max_context=getattr(model.config, "max_position_embeddings", None),
-    )
-    trajectory = result.trajectories[0]
-    top: list[tuple[int, float]] = []
-    if trajectory.answer is not None:
-        scores = grounding.full_scores([trajectory.answer])
-        if cfg.eval.exclude_history:
-            scores = scores.masked_fill(history_mask([np.asarray(history)], ds.num_items), float("-inf"))
-        # a stable sort keeps equal scores (duplicated titles) in item-index order: the grounding tie rule
-        values, order = scores[0].sort(descending=True, stable=True)
-        top = [(int(i), float(v)) for v, i in zip(values[:top_k], order[:top_k], strict=True) if v > float("-inf")]
-    return Recommendation(history, recall, trajectory, top), ds
+    query = Query(user, tuple(history_titles) if history_titles is not None else None, split, top_k)
+    rec = load_recommender(run_dir, sets)
+    try:
+        return rec.recommend(query, sample=sample, seed=seed), rec.ds
+    finally:
+        rec.close()

@@ -44,7 +44,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("agent samples", ("mgfrec.agent.samples",)),
     ("training", ("mgfrec.eval.policy_eval", "mgfrec.rl")),
     ("run evaluation", ("mgfrec.eval",)),
-    ("applications", ("mgfrec.experiments", "mgfrec.recommend", "mgfrec.demo")),
+    ("applications", ("mgfrec.experiments", "mgfrec.recommend", "mgfrec.demo", "mgfrec.serve")),
     ("cli", ("mgfrec.cli",)),
 ]
 

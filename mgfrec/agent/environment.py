@@ -29,7 +29,7 @@ from mgfrec.agent.trajectory import GroundingStep, Trajectory
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.grounding.engine import Grounding
 from mgfrec.registry import Registry, with_registry
-from mgfrec.user_agents.base import FeedbackRequest, UserAgent, UserAgentContext, load_user_agent
+from mgfrec.user_agents.base import FeedbackRequest, UserAgent, UserAgentContext, load_user_agent, require_automatic
 
 
 class Environment:
@@ -83,7 +83,8 @@ class Environment:
 def build_environment(grounding: Grounding, tokenizer: Any, cfg: MGFRecConfig, reg: Registry | None = None) -> Environment:
     """Grounding + the configured user agent over the policy's tokenizer, as a GRPO rollout would use.
 
-    The user agent embeds catalogue titles from the cached vectors and anything else with the embedder.
+    The user agent embeds catalogue titles from the cached vectors and anything else with the embedder. A
+    backend that needs a person (``human``) is refused: nobody answers an automatic rollout.
     """
     row = {t: i for i, t in enumerate(grounding.titles)}
 
@@ -98,5 +99,6 @@ def build_environment(grounding: Grounding, tokenizer: Any, cfg: MGFRecConfig, r
             out[missing] = grounding.embedder.encode([titles[n] for n in missing])
         return out
 
+    require_automatic(cfg.user_agent, "an automatic rollout (training, evaluation, the run's own user agent)", reg)
     user = load_user_agent(cfg.user_agent, UserAgentContext(embed=embed), reg)
     return Environment(grounding, tokenizer, user, top_k=cfg.grounding.top_k)

@@ -8,7 +8,23 @@ import sys
 
 import typer
 
-from mgfrec.cli import baseline, data, demo, evaluate, figures, fit, index, plugins, recommend, report, sft, sweep
+from mgfrec.cli import (
+    baseline,
+    chat,
+    data,
+    demo,
+    evaluate,
+    figures,
+    fit,
+    index,
+    plugins,
+    recommend,
+    report,
+    serve,
+    sft,
+    sweep,
+)
+
 
 class _DeepSpeedToStderr(logging.Filter):
     """DeepSpeed logs to stdout, which ``--json`` owns, and transformers imports it whenever it is installed;
@@ -45,6 +61,8 @@ app.command("recommend")(recommend.recommend)
 app.command("sweep")(sweep.sweep)
 app.command("figures")(figures.figures)
 app.command("demo")(demo.demo)
+app.command("serve")(serve.serve)
+app.command("chat")(chat.chat)
 
 
 def main() -> None:

@@ -10,9 +10,11 @@ from mgfrec.cli.common import SET_HELP, out, print_json, run
 
 
 def recommend(
-    run_dir: Path = typer.Argument(..., metavar="RUN", help="An agent run folder (from mgfrec sft / fit)."),
+    run_dir: Path = typer.Argument(..., metavar="RUN", help="An agent run (mgfrec sft / fit) or a baseline run."),
     user: str | None = typer.Option(None, "--user", help="A user id of the run's data set: their latest history."),
     history: str | None = typer.Option(None, "--history", help="Titles separated by ';', oldest first."),
+    split: str | None = typer.Option(None, "--split", help="With --user: that user's sample of this split; the "
+                                                           "target's place in the ranking is reported."),  # fmt: skip
     top_k: int = typer.Option(10, "--top-k", min=1, help="How many ranked items to show."),
     sample: bool = typer.Option(False, "--sample", help="Sample at rollout.temperature instead of greedy."),
     seed: int = typer.Option(0, "--seed", help="Seed for --sample."),
@@ -26,8 +28,8 @@ def recommend(
     from mgfrec.recommend import recommend as run_recommend
 
     titles = history.split(";") if history is not None else None
-    rec, ds = run(lambda: run_recommend(run_dir, user=user, history_titles=titles, sets=tuple(set_), top_k=top_k,
-                                        sample=sample, seed=seed))  # fmt: skip
+    rec, ds = run(lambda: run_recommend(run_dir, user=user, history_titles=titles, split=split, sets=tuple(set_),
+                                        top_k=top_k, sample=sample, seed=seed))  # fmt: skip
     payload = rec.to_dict(ds)
     if markdown is not None:
         from mgfrec.eval.figures import write_trajectory_markdown
@@ -61,8 +63,11 @@ def _show(p: dict) -> None:
         if turn.get("feedback"):
             body.append("\nfeedback: ", style="bold").append(turn["feedback"])
         out.print(Panel(body, title=f"turn {n}"))
-    out.print(f"end: {p['end_reason']} (format {'ok' if p['format_ok'] else 'invalid'}), {p['groundings']} groundings",
-              highlight=False, markup=False)  # fmt: skip
+    if p["kind"] == "baseline":
+        out.print("a baseline run: ranked by its scorer, no trajectory", highlight=False, markup=False)
+    else:
+        fmt = "ok" if p["format_ok"] else "invalid"
+        out.print(f"end: {p['end_reason']} (format {fmt}), {p['groundings']} groundings", highlight=False, markup=False)
     if p["top"]:
         table = Table(title=f"top {len(p['top'])} for the answer: {p['answer']}")
         for col in ("#", "item_id", "title", "score"):
@@ -72,3 +77,5 @@ def _show(p: dict) -> None:
         out.print(table)
     else:
         out.print("no answer, so no ranking", highlight=False, markup=False)
+    if p.get("target"):
+        out.print(f"target: {p['target']['title']} at place {p['target']['rank']}", highlight=False, markup=False)

@@ -44,6 +44,8 @@ from mgfrec.rl.policy import check_policy_source, load_policy
 from mgfrec.rl.strategy import build_strategy, check_strategy, trainer_accelerator
 from mgfrec.user_agents.base import with_run_cache
 from mgfrec.runs import RUN_FILE, RunInfo, read_run_info, write_run_info
+from mgfrec.user_agents.base import require_automatic
+
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,7 @@ def run_fit(
     check_components(cfg, reg)  # names and options, before the recall model, the policy or any embedding
     if options.init is None:
         check_policy_source(cfg.policy.model)
+    require_automatic(cfg.user_agent, "GRPO training", reg)  # before any data work: a person cannot answer a rollout
     ds, out = PreparedDataset(data), Path(out)
     ckpt = out / "checkpoints" / "last.ckpt"
     if options.resume and not ckpt.exists() and (out / "checkpoints" / "last.ckpt.old").exists():

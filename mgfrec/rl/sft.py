@@ -46,7 +46,7 @@ from mgfrec.rl.logprobs import vocab_width
 from mgfrec.rl.policy import check_policy_source, load_policy, preset_name, save_policy, training_device
 from mgfrec.rl.sft_data import Fallback, synthesize
 from mgfrec.runs import RUN_FILE, RunInfo, write_metrics, write_run_info
-from mgfrec.user_agents.base import with_run_cache
+from mgfrec.user_agents.base import require_automatic, with_run_cache
 
 """On the Amazon CDs data most targets are cold and ``last-title`` is the strongest baseline (docs/baselines.md);
 it needs no training, so the warm start costs no SASRec fit."""
@@ -182,6 +182,7 @@ def run_sft(
     started = time.perf_counter()
     reg = reg or registry()
     check_policy_source(cfg.policy.model)
+    require_automatic(cfg.user_agent, "SFT", reg)  # before any data work: a person cannot answer a rollout
     ds, out = PreparedDataset(data), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / RUN_FILE).unlink(missing_ok=True)  # run.json marks a finished run: not this one, until the end

@@ -61,6 +61,11 @@ class UserAgentContext:
     """
 
     embed: EmbedFn | None = None
+    ask: Callable[[FeedbackRequest], None] | None = None
+    """Interactive backends (``human``): called once per grounding to show it to the person, who replies
+    through the backend's own methods. None on every automatic path (training, evaluation)."""
+    fallback: UserAgent | None = None
+    """Interactive backends: the automatic user agent that answers when the person leaves it to the machine."""
 
 
 @runtime_checkable
@@ -122,6 +127,18 @@ class UsageStats:
         out["latency_s_mean"] = out["latency_s_total"] / out["calls"] if out["calls"] else 0.0
         out.update(extra)
         return out
+
+
+def require_automatic(cfg: UserAgentConfig, purpose: str, reg: Registry | None = None) -> None:
+    """Refuse a backend that needs a person (a class with ``needs_person = True``, such as ``human``) where no
+    one can answer: training, evaluation, SFT synthesis. Raises ``ValueError`` naming the field."""
+    cls = (reg or registry()).load("user_agent", cfg.backend)
+    if getattr(cls, "needs_person", False):
+        raise ValueError(
+            f"user_agent.backend '{cfg.backend}' needs a person to type every feedback, so it cannot be used for "
+            f"{purpose}; it is chosen per conversation by 'mgfrec serve' and 'mgfrec chat'. Use an automatic "
+            "backend here (simulated, openai, anthropic, hf, none)"
+        )
 
 
 def load_user_agent(

@@ -17,7 +17,7 @@ def test_the_cli_reference_is_current():
 
 def test_the_reference_lists_every_command_and_the_contract_flags():
     text = (REPO / "docs" / "cli.md").read_text(encoding="utf-8")
-    for command in ("sft", "fit", "evaluate", "report", "sweep", "demo", "recommend", "baseline fit", "figures"):
+    for command in ("sft", "fit", "evaluate", "report", "sweep", "demo", "recommend", "baseline fit", "figures", "serve", "chat"):
         assert f"## `mgfrec {command}`" in text, command
     for flag in ("`--grounder`", "`--user-agent`", "`--resume`", "`--grid`", "`--no-feedback`", "`--no-recall`"):
         assert flag in text, flag

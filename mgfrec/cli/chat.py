@@ -1,0 +1,151 @@
+"""``mgfrec chat RUN``: the conversation in the terminal; the person is the user agent.
+
+After each grounding the person types feedback, presses Enter to let the run's simulated user answer, or
+types ``/answer`` to ask the agent for its final answer now (``/quit`` ends). The agent runs in a worker
+thread through :meth:`Recommender.recommend <mgfrec.recommend.Recommender.recommend>` with a ``human`` user
+agent; this thread only reads the keyboard and prints the events.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from mgfrec.cli.common import SET_HELP, console, out, user_errors
+
+
+def chat(
+    run_dir: Path = typer.Argument(..., metavar="RUN", help="An agent run folder (from mgfrec sft / fit)."),
+    user: str | None = typer.Option(None, "--user", help="A user id of the run's data set."),
+    history: str | None = typer.Option(None, "--history", help="Titles separated by ';', oldest first."),
+    split: str | None = typer.Option(
+        None,
+        "--split",
+        help="With --user: that user's sample of this split; the target's place in the ranking is shown.",
+    ),  # fmt: skip
+    top_k: int = typer.Option(10, "--top-k", min=1, help="How many ranked items to show."),
+    timeout: float = typer.Option(600.0, "--feedback-timeout", min=0.001, help="Seconds to wait for your feedback."),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+) -> None:
+    """Talk to the agent: after each grounding, type your feedback (Enter: the simulated user; /answer: answer now)."""
+    from rich.panel import Panel
+    from rich.text import Text
+
+    from mgfrec.config.schema import UserAgentConfig
+    from mgfrec.recommend import Query, load_recommender
+    from mgfrec.user_agents.base import UserAgentContext, load_user_agent
+    from mgfrec.user_agents.human import FeedbackCancelled
+
+    with user_errors():
+        if user is None and history is None:
+            history = typer.prompt("history (titles separated by ';', oldest first)")
+        query = Query(user, tuple(history.split(";")) if history is not None else None, split, top_k)
+        console.print(f"loading {run_dir} ...", highlight=False, markup=False)
+        rec = load_recommender(run_dir, tuple(set_))
+        if rec.kind != "agent":
+            raise ValueError(
+                f"{run_dir}: a {rec.kind} run has no agent to talk to; chat needs an agent run (sft / fit)"
+            )
+        rec.history_of(query)  # an unknown user or an empty history is refused here, before the conversation
+    events: queue.Queue[dict[str, Any]] = queue.Queue()
+    human = load_user_agent(
+        UserAgentConfig(backend="human", options={"timeout_s": timeout}),
+        UserAgentContext(ask=lambda r: events.put({"type": "feedback_wanted"}), fallback=rec.run_user_agent),
+    )
+
+    def work() -> None:
+        try:
+            result = rec.recommend(query, user_agent=human, listener=lambda n, e: events.put(e))
+            events.put({"type": "done", "result": result.to_dict(rec.ds)})
+        except FeedbackCancelled:
+            events.put({"type": "cancelled"})
+        except Exception as exc:  # noqa: BLE001 - shown as one line
+            from mgfrec.serve.work import error_text
+
+            events.put({"type": "error", "error": error_text(exc)})
+
+    worker = threading.Thread(target=work, name="mgfrec-chat", daemon=True)
+    worker.start()
+    code = 0
+    try:
+        while True:
+            event = events.get()
+            kind = event["type"]
+            if kind == "turn":
+                body = Text()
+                if event["think"]:
+                    body.append("think: ", style="bold").append(event["think"] + "\n")
+                if event["kind"] == "error":
+                    body.append(f"format error: {event['error']}", style="red")
+                else:
+                    body.append(f"{event['kind']}: ", style="bold").append(str(event["title"]))
+                out.print(Panel(body, title=f"agent, turn {event['n'] + 1}"))
+            elif kind == "feedback_wanted":
+                pass  # the items come with the observation; the prompt follows them below
+            elif kind == "observation":
+                if event["feedback"] is not None:
+                    out.print(Text("feedback: ", style="bold") + Text(event["feedback"] or "(none)"))
+            elif kind == "done":
+                _result(event["result"])
+                break
+            elif kind == "cancelled":
+                out.print("conversation ended", highlight=False, markup=False)
+                break
+            else:
+                console.print(f"[bold red]error:[/] {event['error']}", highlight=False, markup=True)
+                code = 1
+                break
+            if kind == "feedback_wanted":
+                _items(human.waiting)
+                text = typer.prompt("your feedback (Enter: simulated user, /answer: answer now, /quit)", default="",
+                                    show_default=False)  # fmt: skip
+                if text.strip() == "/quit":
+                    human.cancel("you ended the conversation")
+                elif text.strip() == "/answer":
+                    human.answer_now()
+                else:
+                    human.reply(text or None)
+    except (KeyboardInterrupt, EOFError, typer.Abort):
+        human.cancel("interrupted")
+        out.print("\ninterrupted", highlight=False, markup=False)
+        code = 130
+    finally:
+        worker.join(timeout=5)
+        rec.close()
+    if code:
+        raise typer.Exit(code)
+
+
+def _items(request: Any) -> None:
+    from rich.text import Text
+
+    if request is None:
+        return
+    body = Text(f"grounded: {request.grounded_title}\n", style="bold")
+    for n, title in enumerate(request.item_titles, 1):
+        body.append(f"  {n}. {title}\n", style="")
+    out.print(body)
+
+
+def _result(p: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    out.print(f"end: {p['end_reason']} (format {'ok' if p['format_ok'] else 'invalid'}), {p['groundings']} groundings",
+              highlight=False, markup=False)  # fmt: skip
+    target = p.get("target")
+    if not p["top"]:
+        out.print("no answer, so no ranking", highlight=False, markup=False)
+    else:
+        table = Table(title=f"top {len(p['top'])} for the answer: {p['answer']}")
+        for col in ("#", "item_id", "title", "score"):
+            table.add_column(col)
+        for n, item in enumerate(p["top"], 1):
+            mark = " (target)" if target and item["item_idx"] == target["item_idx"] else ""
+            table.add_row(str(n), item["item_id"], item["title"] + mark, f"{item['score']:.4f}")
+        out.print(table)
+    if target:
+        out.print(f"target: {target['title']} at place {target['rank']}", highlight=False, markup=False)

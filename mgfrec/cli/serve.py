@@ -1,0 +1,35 @@
+"""``mgfrec serve RUN``: the run over HTTP (JSON API, server-sent events, a web page); see docs/serve.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from mgfrec.cli.common import SET_HELP, console, user_errors
+
+
+def serve(
+    run_dir: Path = typer.Argument(..., metavar="RUN", help="An agent run (mgfrec sft / fit) or a baseline run."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8000, "--port", help="Port to listen on."),
+    max_batch: int = typer.Option(8, "--max-batch", min=1, help="Most requests answered by one batched rollout."),
+    queue_size: int = typer.Option(64, "--queue-size", min=1, help="Requests waiting before new ones get 503."),
+    timeout: float = typer.Option(120.0, "--timeout", min=0.001, help="Seconds one /v1/recommend may wait (then 504)."),
+    feedback_timeout: float = typer.Option(
+        600.0, "--feedback-timeout", min=0.001, help="Seconds a conversation waits for a person's feedback."
+    ),  # fmt: skip
+    max_sessions: int = typer.Option(32, "--max-sessions", min=1, help="Open conversations before new ones get 503."),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+) -> None:
+    """Serve a run: POST /v1/recommend, streamed conversations, GET /v1/items, /healthz and a web page at /."""
+    try:
+        from mgfrec.serve.app import ServeOptions
+        from mgfrec.serve.app import serve as run_server
+    except ImportError as exc:
+        console.print(f"[bold red]error:[/] mgfrec serve needs the 'serve' extra: pip install 'mgfrec[serve]' ({exc})")
+        raise typer.Exit(2) from None
+    options = ServeOptions(host=host, port=port, max_batch=max_batch, queue_size=queue_size, timeout_s=timeout,
+                           feedback_timeout_s=feedback_timeout, max_sessions=max_sessions)  # fmt: skip
+    with user_errors():
+        run_server(str(run_dir), options, tuple(set_), say=lambda m: console.print(m, highlight=False, markup=False))

@@ -1,0 +1,290 @@
+"""The HTTP layer of ``mgfrec serve``: FastAPI routes over one loaded :class:`~mgfrec.recommend.Recommender`.
+
+Routes (the OpenAPI schema is FastAPI's own, at ``/openapi.json`` and ``/docs``):
+
+* ``POST /v1/recommend``: ``{"history": [...]}`` or ``{"user_id": ..., "split": "test"}``, ``"k"``,
+  ``"feedback": "simulated" | "none"`` -> the top-k items and, for an agent, the whole trajectory;
+* ``POST /v1/sessions`` (same body; ``"feedback"`` may also be ``"human"``) -> a conversation id;
+  ``GET /v1/sessions/{id}/events``: its events as server-sent events, turn by turn;
+  ``POST /v1/sessions/{id}/feedback``: the person's feedback; ``DELETE /v1/sessions/{id}``: cancel;
+* ``GET /v1/items?q=...&k=10``: grounding as a service; ``GET /v1/users``: users to pick;
+* ``GET /healthz``; ``GET /``: the web page.
+
+Bad requests get a 4xx with a one-line ``error``; nothing of the run's config (where API key variable names
+live) is ever returned, and the access log shows paths only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Annotated, Any, Literal
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi import Query as Q
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from mgfrec.data.protocol import SPLITS
+from mgfrec.recommend import Query, Recommender, item_dict
+from mgfrec.serve.work import Batcher, Busy, Conversation, Mode, error_text
+
+MAX_TITLE_CHARS = 300
+MAX_HISTORY = 50
+MAX_K = 100
+Title = Annotated[str, StringConstraints(max_length=MAX_TITLE_CHARS)]
+
+
+class ServeOptions(BaseModel):
+    """How ``mgfrec serve`` runs: every field is a flag of the command."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    max_batch: int = Field(8, ge=1, description="most requests answered by one batched rollout")
+    queue_size: int = Field(64, ge=1, description="requests waiting before new ones get 503")
+    timeout_s: float = Field(120.0, gt=0, description="longest wait for one /v1/recommend answer (then 504)")
+    feedback_timeout_s: float = Field(600.0, gt=0, description="longest wait for a person's feedback")
+    max_sessions: int = Field(32, ge=1, description="open conversations before new ones get 503")
+
+
+class RecommendRequest(BaseModel):
+    """Whom to recommend for, how many items, and who gives the feedback."""
+
+    model_config = ConfigDict(extra="forbid")
+    history: list[Title] | None = Field(
+        None,
+        max_length=MAX_HISTORY,
+        description=f"item titles, oldest first (each at most {MAX_TITLE_CHARS} characters)",
+    )
+    user_id: str | None = Field(None, max_length=200, description="a user of the run's data set")
+    split: Literal["train", "valid", "test"] | None = Field(
+        None, description="with user_id: that user's sample of the split (its target's place is reported)"
+    )
+    k: int = Field(10, ge=1, le=MAX_K, description="how many ranked items to return")
+    feedback: Literal["simulated", "none", "human"] = Field(
+        "simulated", description="'simulated': the run's user agent; 'none': no feedback; 'human' (sessions only)"
+    )
+    sample: bool = Field(False, description="sample at rollout.temperature instead of greedy decoding")
+    seed: int = Field(0, ge=0)
+
+
+class FeedbackBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str | None = Field(
+        None, max_length=2000, description="the feedback; empty or null: the simulated user answers"
+    )
+    answer_now: bool = Field(False, description="ask the agent to give its final answer now")
+
+
+def create_app(recommender: Recommender, options: ServeOptions | None = None) -> FastAPI:
+    """The FastAPI app over a loaded run; the caller serves it (uvicorn) and closes nothing else."""
+    options = options or ServeOptions()
+    batcher = Batcher(recommender, max_batch=options.max_batch, queue_size=options.queue_size)
+    sessions: dict[str, tuple[Conversation, asyncio.Queue]] = {}
+    all_users = set(recommender.users())
+    split_users: dict[str, set[str]] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        for conversation, _ in list(sessions.values()):
+            conversation.cancel("the server is stopping")
+        await asyncio.to_thread(batcher.close)
+
+    app = FastAPI(title="mgfrec", version="1", lifespan=lifespan,
+                  description="An MGFRec recommendation agent: it thinks, grounds titles in the catalogue, hears "
+                              "feedback and answers. See docs/serve.md.")  # fmt: skip
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        lines = [f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in errors]
+        # the offending input is not echoed: a client may have put a key in a field it should not have
+        detail = [{"type": e["type"], "loc": [str(p) for p in e["loc"]], "msg": e["msg"]} for e in errors]
+        return JSONResponse({"error": "; ".join(lines), "detail": detail}, status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+
+    def query_of(body: RecommendRequest) -> tuple[Query, Mode]:
+        if (body.history is None) == (body.user_id is None):
+            raise HTTPException(422, "give exactly one of 'history' (a list of titles) or 'user_id'")
+        if body.history is not None and not any(t.strip() for t in body.history):
+            raise HTTPException(422, "history: give at least one non-blank title")
+        if body.split is not None and body.user_id is None:
+            raise HTTPException(422, "split: needs user_id (a typed history has no held-out target)")
+        if body.k > recommender.ds.num_items:
+            raise HTTPException(422, f"k: {body.k} is more than the catalogue's {recommender.ds.num_items} items")
+        if body.user_id is not None:
+            if body.split is None:
+                known = all_users
+            else:
+                if body.split not in split_users:
+                    split_users[body.split] = set(recommender.users(body.split))
+                known = split_users[body.split]
+            if body.user_id not in known:
+                where = f" with a sample in split '{body.split}'" if body.split else ""
+                raise HTTPException(404, f"user_id {body.user_id!r}: no such user{where} in the run's data set")
+        history = tuple(t for t in body.history if t.strip()) if body.history is not None else None
+        return Query(body.user_id, history, body.split, body.k), Mode(body.feedback, body.sample, body.seed)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> str:
+        return resources.files("mgfrec.serve").joinpath("static/index.html").read_text(encoding="utf-8")
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        """Liveness and what is served: the run's kind and method, catalogue size, queue and conversations."""
+        return {
+            "status": "ok",
+            "kind": recommender.kind,
+            "method": recommender.method,
+            "items": recommender.ds.num_items,
+            "users": len(all_users),
+            "splits": [s for s in SPLITS],
+            "queue": {"waiting": batcher.queued(), "capacity": batcher.capacity, **batcher.stats},
+            "sessions": len(sessions),
+        }
+
+    @app.post("/v1/recommend")
+    async def recommend(body: RecommendRequest) -> dict[str, Any]:
+        """Top-k items and, for an agent run, the whole trajectory (thoughts, groundings, feedback, answer)."""
+        query, mode = query_of(body)
+        if mode.feedback == "human":
+            raise HTTPException(
+                422, "feedback: 'human' needs a conversation: POST /v1/sessions, then stream its events"
+            )
+        try:
+            future = batcher.submit(query, mode)
+        except Busy as exc:
+            raise HTTPException(503, str(exc)) from None
+        try:
+            rec = await asyncio.wait_for(asyncio.wrap_future(future), options.timeout_s)
+        except asyncio.TimeoutError:
+            raise HTTPException(504, f"no answer within {options.timeout_s:g} s (--timeout)") from None
+        except (ValueError, KeyError, LookupError) as exc:
+            raise HTTPException(422, error_text(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - one line, no traceback, no config
+            raise HTTPException(500, f"the recommendation failed: {error_text(exc)}") from None
+        return rec.to_dict(recommender.ds)
+
+    @app.post("/v1/sessions", status_code=201)
+    async def open_session(body: RecommendRequest) -> dict[str, Any]:
+        """Start a streamed conversation; read it from ``events``, answer it at ``feedback`` (human mode)."""
+        query, mode = query_of(body)
+        now = time.monotonic()
+        for sid, (conv, _) in list(sessions.items()):  # forget conversations nobody came back for
+            if conv.done.is_set() and now - conv.created > 600:
+                sessions.pop(sid, None)
+        if len(sessions) >= options.max_sessions:
+            raise HTTPException(503, f"{options.max_sessions} conversations are open (--max-sessions); try again later")
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue = asyncio.Queue()
+
+        def emit(event: dict[str, Any]) -> None:
+            loop.call_soon_threadsafe(events.put_nowait, event)
+
+        conversation = Conversation(recommender, query, mode, emit, feedback_timeout_s=options.feedback_timeout_s)
+        sessions[conversation.id] = (conversation, events)
+        try:
+            conversation.start(batcher)
+        except Busy as exc:
+            sessions.pop(conversation.id, None)
+            raise HTTPException(503, str(exc)) from None
+        base = f"/v1/sessions/{conversation.id}"
+        return {"session_id": conversation.id, "events": f"{base}/events", "feedback": f"{base}/feedback"}
+
+    def session(sid: str) -> tuple[Conversation, asyncio.Queue]:
+        if sid not in sessions:
+            raise HTTPException(404, f"session {sid!r}: no such conversation (finished, cancelled or never opened)")
+        return sessions[sid]
+
+    @app.get("/v1/sessions/{sid}/events")
+    async def events(sid: str, request: Request) -> StreamingResponse:
+        """Server-sent events: ``turn``, ``feedback_wanted`` (human mode), ``observation``, then ``done``/``error``."""
+        conversation, queue = session(sid)
+
+        async def stream():
+            finished = False
+            try:
+                while True:
+                    try:
+                        event = await asyncio.wait_for(queue.get(), 15)
+                    except asyncio.TimeoutError:
+                        yield ": keep-alive\n\n"
+                        continue
+                    yield f"event: {event['type']}\ndata: {json.dumps(event, default=str)}\n\n"
+                    if event["type"] in ("done", "error"):
+                        finished = True
+                        return
+            finally:
+                if not finished:  # the reader went away: nobody will answer this conversation
+                    conversation.cancel("the page was closed")
+                sessions.pop(sid, None)
+
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+
+    @app.post("/v1/sessions/{sid}/feedback")
+    def feedback(sid: str, body: FeedbackBody) -> dict[str, str]:
+        """The person's feedback on the grounding shown last (human mode)."""
+        conversation, _ = session(sid)
+        try:
+            conversation.reply(body.text, answer_now=body.answer_now)
+        except LookupError as exc:
+            raise HTTPException(409, str(exc)) from None
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return {"status": "accepted"}
+
+    @app.delete("/v1/sessions/{sid}")
+    def cancel(sid: str) -> dict[str, str]:
+        """Cancel a conversation (a person waiting to type is released at once)."""
+        conversation, _ = session(sid)
+        conversation.cancel("cancelled by the client")
+        return {"status": "cancelled"}
+
+    @app.get("/v1/items")
+    def items(q: Annotated[str, Q(min_length=1, max_length=MAX_TITLE_CHARS)],
+              k: Annotated[int, Q(ge=1, le=MAX_K)] = 10) -> dict[str, Any]:  # fmt: skip
+        """Grounding as a service: the ``k`` catalogue items nearest to the text ``q`` (L2 distance)."""
+        if not q.strip():
+            raise HTTPException(422, "q: give a non-blank title")
+        found = recommender.search(q, min(k, recommender.ds.num_items))
+        return {"query": q, "items": [{**item_dict(recommender.ds, i), "distance": d} for i, d in found]}
+
+    @app.get("/v1/users")
+    def users(split: Literal["train", "valid", "test"] | None = None,
+              limit: Annotated[int, Q(ge=1, le=1000)] = 50) -> dict[str, Any]:  # fmt: skip
+        """Users to pick (``split``: those with a sample there, whose target's place can be shown)."""
+        if split is None:
+            return {"split": None, "users": sorted(all_users)[:limit]}
+        if split not in split_users:
+            split_users[split] = set(recommender.users(split))
+        return {"split": split, "users": sorted(split_users[split])[:limit]}
+
+    app.state.batcher = batcher
+    return app
+
+
+def serve(run_dir: str, options: ServeOptions, sets: tuple[str, ...] = (), say: Any = print) -> None:
+    """Load ``run_dir`` and serve it with uvicorn until interrupted (what ``mgfrec serve`` runs)."""
+    import uvicorn
+
+    from mgfrec.recommend import load_recommender
+
+    recommender = load_recommender(run_dir, sets)
+    try:
+        app = create_app(recommender, options)
+        config = uvicorn.Config(app, host=options.host, port=options.port, log_level="info", access_log=True)
+        server = uvicorn.Server(config)
+        say(f"serving {run_dir} ({recommender.kind}, {recommender.method}) at http://{options.host}:{options.port}/")
+        server.run()
+    finally:
+        recommender.close()

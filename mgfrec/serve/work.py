@@ -1,0 +1,238 @@
+"""The server's work behind the HTTP layer: a bounded queue that batches requests, and conversations.
+
+:class:`Batcher` runs automatic requests (simulated feedback or none) in one worker thread: everything that
+arrived while the previous batch ran, up to ``max_batch`` requests that share feedback mode and sampling,
+goes to **one** :meth:`Recommender.recommend_many <mgfrec.recommend.Recommender.recommend_many>` call, so the
+agent loop makes one engine call per turn for all of them. The queue is bounded: a full queue refuses
+(:class:`Busy`) instead of growing.
+
+A :class:`Conversation` is one streamed recommendation: its events (turns, observations, a request for
+feedback, the result) go to an ``emit`` callback. With ``feedback="human"`` it runs in its own thread with a
+``human`` user agent, so a person can take minutes to type without holding the engine (the engine is locked
+per call, not per conversation); otherwise it rides the batcher like any request.
+
+This module knows nothing of HTTP.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from mgfrec.config.schema import UserAgentConfig
+from mgfrec.recommend import Query, Recommendation, Recommender
+from mgfrec.user_agents.base import FeedbackRequest, UserAgentContext, load_user_agent
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+class Busy(RuntimeError):
+    """The queue is full, or too many conversations are open."""
+
+
+@dataclass(frozen=True)
+class Mode:
+    """What a batch must share: the feedback mode and the sampling settings."""
+
+    feedback: str = "simulated"  # "simulated" (the run's user agent) or "none"
+    sample: bool = False
+    seed: int = 0
+
+
+@dataclass
+class Job:
+    query: Query
+    mode: Mode
+    listener: Emit | None = None
+    future: Future = field(default_factory=Future)
+
+
+class Batcher:
+    """A bounded queue and one worker thread that answers requests in batches; see the module docstring."""
+
+    def __init__(self, recommender: Recommender, *, max_batch: int = 8, queue_size: int = 64):
+        if max_batch < 1 or queue_size < 1:
+            raise ValueError(f"max_batch and queue_size must be >= 1, got {max_batch} and {queue_size}")
+        self.recommender = recommender
+        self.max_batch = max_batch
+        self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=queue_size)
+        self._held: list[Job] = []  # taken from the queue but of another mode than the batch being built
+        self._stats_lock = threading.Lock()
+        self.stats = {"requests": 0, "batches": 0, "largest_batch": 0, "failed": 0}
+        self._thread = threading.Thread(target=self._loop, name="mgfrec-batcher", daemon=True)
+        self._thread.start()
+
+    @property
+    def capacity(self) -> int:
+        return self._queue.maxsize
+
+    def queued(self) -> int:
+        return self._queue.qsize() + len(self._held)
+
+    def submit(self, query: Query, mode: Mode, listener: Emit | None = None) -> Future:
+        """Queue one request; its future gets a :class:`Recommendation`. Raises :class:`Busy` when full."""
+        job = Job(query, mode, listener)
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full:
+            raise Busy(f"the request queue is full ({self.capacity} waiting); try again shortly") from None
+        return job.future
+
+    def close(self) -> None:
+        """Stop the worker after the batch it is running; queued requests fail."""
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        while True:
+            if not self._held:
+                job = self._queue.get()
+                if job is None:
+                    break
+                self._held.append(job)
+            stop = False
+            while True:  # everything that arrived meanwhile
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    stop = True
+                    break
+                self._held.append(job)
+            mode = self._held[0].mode
+            batch = [j for j in self._held if j.mode == mode][: self.max_batch]
+            self._held = [j for j in self._held if j not in batch]
+            self._run(batch)
+            if stop:
+                break
+        for job in self._held:
+            job.future.set_exception(Busy("the server is stopping"))
+
+    def _run(self, batch: list[Job]) -> None:
+        jobs = [j for j in batch if j.future.set_running_or_notify_cancel()]
+        if not jobs:
+            return
+        with self._stats_lock:
+            self.stats["batches"] += 1
+            self.stats["requests"] += len(jobs)
+            self.stats["largest_batch"] = max(self.stats["largest_batch"], len(jobs))
+        listeners = [j.listener for j in jobs]
+
+        def route(n: int, event: dict[str, Any]) -> None:
+            if listeners[n] is not None:
+                listeners[n](event)
+
+        mode = jobs[0].mode
+        try:
+            recs = self.recommender.recommend_many(
+                [j.query for j in jobs],
+                user_agent="run" if mode.feedback == "simulated" else None,
+                sample=mode.sample,
+                seed=mode.seed,
+                listener=route,
+            )
+        except Exception as exc:  # noqa: BLE001 - handed to every waiting request
+            if len(jobs) > 1:  # one bad request must not fail the others: answer them one by one
+                for job in jobs:
+                    self._run_one(job)
+                return
+            with self._stats_lock:
+                self.stats["failed"] += 1
+            jobs[0].future.set_exception(exc)
+            return
+        for job, rec in zip(jobs, recs, strict=True):
+            job.future.set_result(rec)
+
+    def _run_one(self, job: Job) -> None:
+        try:
+            rec = self.recommender.recommend_many(
+                [job.query], user_agent="run" if job.mode.feedback == "simulated" else None,
+                sample=job.mode.sample, seed=job.mode.seed,
+                listener=lambda n, e: job.listener(e) if job.listener is not None else None,
+            )[0]  # fmt: skip
+        except Exception as exc:  # noqa: BLE001
+            with self._stats_lock:
+                self.stats["failed"] += 1
+            job.future.set_exception(exc)
+        else:
+            job.future.set_result(rec)
+
+
+class Conversation:
+    """One streamed recommendation; see the module docstring. ``emit`` receives every event, from any thread."""
+
+    def __init__(self, recommender: Recommender, query: Query, mode: Mode, emit: Emit, *, feedback_timeout_s: float):
+        self.id = uuid.uuid4().hex
+        self.recommender, self.query, self.mode, self.emit = recommender, query, mode, emit
+        self.created = time.monotonic()
+        self.done = threading.Event()
+        self.human: Any = None
+        if mode.feedback == "human":
+            self.human = load_user_agent(
+                UserAgentConfig(backend="human", options={"timeout_s": feedback_timeout_s}),
+                UserAgentContext(ask=self._ask, fallback=recommender.run_user_agent),
+            )
+
+    def start(self, batcher: Batcher) -> None:
+        """Run it: in its own thread with a person, else through the batcher."""
+        if self.human is None:
+            future = batcher.submit(self.query, self.mode, self.emit)
+            future.add_done_callback(lambda f: self._finish(f.result if f.exception() is None else None, f.exception()))
+            return
+        threading.Thread(target=self._run_human, name=f"mgfrec-conversation-{self.id[:8]}", daemon=True).start()
+
+    def _run_human(self) -> None:
+        try:
+            rec = self.recommender.recommend_many(
+                [self.query],
+                user_agent=self.human,
+                sample=self.mode.sample,
+                seed=self.mode.seed,
+                listener=lambda n, e: self.emit(e),
+            )[0]
+        except Exception as exc:  # noqa: BLE001 - reported as the conversation's last event
+            self._finish(None, exc)
+        else:
+            self._finish(lambda: rec, None)
+
+    def _ask(self, request: FeedbackRequest) -> None:
+        self.emit({"type": "feedback_wanted", "title": request.grounded_title, "items": list(request.item_titles)})
+
+    def _finish(self, result: Callable[[], Recommendation] | None, error: BaseException | None) -> None:
+        if error is None and result is not None:
+            rec = result()
+            self.emit({"type": "done", "result": rec.to_dict(self.recommender.ds)})
+        else:
+            self.emit({"type": "error", "error": error_text(error)})
+        self.done.set()
+
+    def reply(self, text: str | None = None, *, answer_now: bool = False) -> None:
+        """The person's feedback (``None``: leave it to the simulated user; ``answer_now``: ask for the answer)."""
+        if self.human is None:
+            raise ValueError("this conversation has no human user (start it with feedback 'human')")
+        if self.human.waiting is None:
+            raise LookupError("no grounding is waiting for feedback now")
+        if answer_now:
+            self.human.answer_now()
+        else:
+            self.human.reply(text)
+
+    def cancel(self, reason: str = "the conversation was cancelled") -> None:
+        if self.human is not None:
+            self.human.cancel(reason)
+
+
+def error_text(error: BaseException | None) -> str:
+    """One line for an error event or an HTTP error body: the message, never a traceback."""
+    if error is None:
+        return "unknown error"
+    if isinstance(error, KeyError) and error.args:
+        return str(error.args[0])
+    return str(error) or type(error).__name__

@@ -1,0 +1,133 @@
+"""The ``human`` user agent: a person types the feedback (the paper's next step, a real user in the loop).
+
+For each grounding, :meth:`HumanUserAgent.feedback` calls the ``ask`` callback of its
+:class:`~mgfrec.user_agents.base.UserAgentContext` to show the person the grounded title and the listed items
+(the web page of ``mgfrec serve`` gets an event, ``mgfrec chat`` prints a prompt), then waits for one of
+
+* :meth:`~HumanUserAgent.reply` with text: that text is the feedback;
+* :meth:`~HumanUserAgent.reply` with ``None`` (or only blanks): the ``fallback`` user agent of the context
+  (the run's own, normally ``simulated``) answers this grounding instead;
+* :meth:`~HumanUserAgent.answer_now`: the feedback asks the agent to give its final answer now
+  (:data:`ANSWER_NOW`; the agent is *asked*, the loop is not overruled);
+* :meth:`~HumanUserAgent.cancel`, or nothing within ``timeout_s``: :class:`FeedbackCancelled` /
+  :class:`FeedbackTimeout` is raised, which ends the rollout; nothing is left waiting.
+
+It needs a person, so it can never be chosen where no one answers: it declares ``needs_person = True``, which
+:func:`~mgfrec.user_agents.base.require_automatic` refuses for training, SFT and evaluation, and it refuses to
+be built without an ``ask`` callback. Requests of one batch are asked one after the other.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mgfrec.config.schema import UserAgentConfig
+from mgfrec.user_agents.base import FeedbackRequest, UsageStats, UserAgentContext, UserAgentError
+
+ANSWER_NOW = "I have seen enough. Please stop searching and give your final answer now."
+"""The feedback sent for ``answer_now`` (``/answer`` in the chat, "Answer now" on the page)."""
+
+
+class FeedbackTimeout(UserAgentError):
+    """Nobody replied within ``timeout_s``."""
+
+
+class FeedbackCancelled(UserAgentError):
+    """The conversation was cancelled (the page closed, Ctrl-C, the server stopping)."""
+
+
+class HumanOptions(BaseModel):
+    """``user_agent.options`` for ``human``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    timeout_s: float = Field(600.0, gt=0, description="longest wait for the person's reply to one grounding")
+    max_chars: int = Field(2000, ge=1, description="longest feedback accepted; longer text is refused")
+
+
+_FALLBACK = object()
+_ANSWER = object()
+
+
+class HumanUserAgent:
+    """Feedback typed by a person through a callback; see the module docstring."""
+
+    Options = HumanOptions
+    needs_person = True
+
+    def __init__(self, cfg: UserAgentConfig | None, options: HumanOptions | None, context: UserAgentContext | None):
+        if context is None or context.ask is None:
+            raise UserAgentError(
+                "user agent 'human' needs a person: it is built by 'mgfrec serve' and 'mgfrec chat' with a callback "
+                "that shows each grounding; it cannot be used for training or evaluation"
+            )
+        self.options = options or HumanOptions()
+        self._ask = context.ask
+        self._fallback = context.fallback
+        self._replies: queue.Queue[Any] = queue.Queue()
+        self._cancelled: str | None = None
+        self.waiting: FeedbackRequest | None = None  # the request the person is asked about now, if any
+        self.usage = UsageStats()
+
+    # --- the person's side (any thread) ------------------------------------------------------------------
+
+    def reply(self, text: str | None) -> None:
+        """The person's feedback on the grounding shown last; ``None`` or blanks leave it to the fallback."""
+        if text is not None and len(text) > self.options.max_chars:
+            raise ValueError(f"feedback: {len(text)} characters; at most {self.options.max_chars} are accepted")
+        self._replies.put(_FALLBACK if text is None or not text.strip() else text.strip())
+
+    def answer_now(self) -> None:
+        """Ask the agent to give its final answer now (the feedback is :data:`ANSWER_NOW`)."""
+        self._replies.put(_ANSWER)
+
+    def cancel(self, reason: str = "the conversation was cancelled") -> None:
+        """End the conversation: a waiting :meth:`feedback` raises :class:`FeedbackCancelled`, as will later calls."""
+        self._cancelled = reason
+        self._replies.put(None)
+
+    # --- the agent loop's side ---------------------------------------------------------------------------
+
+    def feedback(self, requests: Sequence[FeedbackRequest]) -> list[str]:
+        return [self._one(r) for r in requests]
+
+    def _one(self, request: FeedbackRequest) -> str:
+        if self._cancelled is not None:
+            raise FeedbackCancelled(f"user agent 'human': {self._cancelled}")
+        started = time.monotonic()
+        self.waiting = request
+        try:
+            self._ask(request)
+            try:
+                got = self._replies.get(timeout=self.options.timeout_s)
+            except queue.Empty:
+                self.usage.add(errors=1)
+                raise FeedbackTimeout(
+                    f"user agent 'human': no feedback within {self.options.timeout_s:g} s "
+                    "(user_agent.options.timeout_s); the conversation was ended"
+                ) from None
+        finally:
+            self.waiting = None
+        if got is None or self._cancelled is not None:
+            raise FeedbackCancelled(f"user agent 'human': {self._cancelled or 'the conversation was cancelled'}")
+        if got is _ANSWER:
+            text = ANSWER_NOW
+        elif got is _FALLBACK:
+            if self._fallback is None:
+                text = ""  # no automatic user to ask: no feedback block, as with backend 'none'
+            else:
+                text = self._fallback.feedback([request])[0]
+        else:
+            text = got
+        self.usage.add(calls=1, latency_s_total=time.monotonic() - started)
+        return text
+
+    def stats(self) -> dict[str, Any]:
+        return self.usage.snapshot()
+
+    def close(self) -> None:
+        self.cancel("the user agent was closed")

@@ -1,0 +1,220 @@
+"""``mgfrec serve`` over real HTTP on 127.0.0.1: the JSON API, streamed conversations, validation, batching."""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+import pytest
+from conftest import SCRIPT_TITLES
+from servekit import ServerProcess, ThreadServer, read_events, subprocess_env
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with httpx.Client(base_url=server.url, timeout=300) as c:
+        yield c
+
+
+def test_recommend_for_a_user_returns_the_whole_trajectory_and_the_ranking(client, serve_run):
+    _, _, ds = serve_run
+    user = str(ds.interactions.user_id.iloc[0])
+    r = client.post("/v1/recommend", json={"user_id": user, "k": 5})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["kind"] == "agent" and out["end_reason"] == "answered" and out["format_ok"]
+    assert [t["kind"] for t in out["turns"]] == ["ground"] * len(SCRIPT_TITLES) + ["answer"]
+    first = out["turns"][0]
+    assert first["title"] == ds.titles[SCRIPT_TITLES[0]] and first["think"].startswith("scripted step 0")
+    assert len(first["items"]) == 10 and first["items"][0]["title"] == ds.titles[SCRIPT_TITLES[0]]
+    assert first["feedback"].startswith("From what I have enjoyed")  # the run's simulated user answered
+    assert "heard: From what I have enjoyed" in out["turns"][1]["think"]  # and the agent read it
+    assert len(out["top"]) == 5 and {"item_id", "title", "score"} <= set(out["top"][0])
+    assert not {h["item_idx"] for h in out["history"]} & {t["item_idx"] for t in out["top"]}
+
+
+def test_a_typed_history_and_no_feedback(client, serve_run):
+    _, _, ds = serve_run
+    r = client.post("/v1/recommend", json={"history": [ds.titles[0], ds.titles[1]], "k": 3, "feedback": "none"})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert [h["item_idx"] for h in out["history"]] == [0, 1]
+    assert all(t["feedback"] is None for t in out["turns"] if t["kind"] == "ground")
+    assert "heard: nothing" in out["turns"][1]["think"]
+    assert len(out["top"]) == 3 and "target" not in out
+
+
+def test_a_split_sample_reports_the_targets_place(client, serve_run):
+    _, _, ds = serve_run
+    test = ds.split("test")
+    user, target = str(test.user_id.iloc[0]), int(test.target.iloc[0])
+    out = client.post("/v1/recommend", json={"user_id": user, "split": "test", "k": 80}).json()
+    assert out["target"]["item_idx"] == target
+    places = [n for n, t in enumerate(out["top"], 1) if t["item_idx"] == target]
+    assert places == [out["target"]["rank"]]  # the target sits in the ranking at the place reported
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        ({"user_id": "no-such-user"}, 404, "no-such-user"),
+        ({"history": []}, 422, "history"),
+        ({"history": ["  ", ""]}, 422, "non-blank"),
+        ({"history": ["x" * 301]}, 422, "at most 300"),
+        ({"history": ["a"], "k": 0}, 422, "k"),
+        ({"history": ["a"], "k": 101}, 422, "k"),
+        ({"history": ["a"], "k": 90}, 422, "catalogue"),
+        ({"history": ["a"], "user_id": "U1"}, 422, "exactly one"),
+        ({}, 422, "exactly one"),
+        ({"history": ["a"], "split": "test"}, 422, "split"),
+        ({"history": ["a"], "feedback": "human"}, 422, "/v1/sessions"),
+        ({"history": ["a"], "feedback": "loud"}, 422, "feedback"),
+        ({"history": ["a"], "api_key": "sk-x"}, 422, "api_key"),
+    ],
+)
+def test_bad_requests_get_a_4xx_with_a_reason(client, body, status, words):
+    r = client.post("/v1/recommend", json=body)
+    assert r.status_code == status, r.text
+    assert words in r.json()["error"]
+
+
+def test_grounding_as_a_service_health_and_schema(client, serve_run):
+    _, _, ds = serve_run
+    found = client.get("/v1/items", params={"q": ds.titles[5], "k": 3}).json()
+    assert found["items"][0]["title"] == ds.titles[5] and len(found["items"]) == 3
+    assert client.get("/v1/items").status_code == 422
+    assert client.get("/v1/items", params={"q": "a", "k": 0}).status_code == 422
+    health = client.get("/healthz").json()
+    assert health["status"] == "ok" and health["kind"] == "agent" and health["items"] == ds.num_items
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/v1/recommend", "/v1/items", "/healthz", "/v1/sessions", "/v1/sessions/{sid}/events"} <= set(paths)
+    users = client.get("/v1/users", params={"split": "test", "limit": 5}).json()["users"]
+    assert len(users) == 5 and set(users) <= set(ds.split("test").user_id.astype(str))
+    page = client.get("/")
+    assert page.status_code == 200 and "EventSource" in page.text
+
+
+def test_a_conversation_streams_turn_by_turn(client, serve_run):
+    _, _, ds = serve_run
+    opened = client.post("/v1/sessions", json={"history": [ds.titles[0]], "k": 4})
+    assert opened.status_code == 201, opened.text
+    events = read_events(client, opened.json()["events"])
+    kinds = [e["type"] for e in events]
+    assert kinds == ["turn", "observation"] * len(SCRIPT_TITLES) + ["turn", "done"]
+    assert events[0]["title"] == ds.titles[SCRIPT_TITLES[0]] and events[1]["items"][0]["title"] == events[0]["title"]
+    assert events[-1]["result"]["end_reason"] == "answered" and len(events[-1]["result"]["top"]) == 4
+    assert client.get(opened.json()["events"]).status_code == 404  # read once, then forgotten
+
+
+def test_you_are_the_user_over_http(client, serve_run):
+    _, _, ds = serve_run
+    opened = client.post("/v1/sessions", json={"history": [ds.titles[0], ds.titles[2]], "feedback": "human"}).json()
+    replies = iter([{"text": "too loud, I want quiet records"}, {"text": ""}, {"answer_now": True}])
+    seen = []
+
+    def answer(event):
+        if event["type"] == "feedback_wanted":
+            seen.append(event["title"])
+            r = client.post(opened["feedback"], json=next(replies))
+            assert r.status_code == 200, r.text
+
+    events = read_events(client, opened["events"], answer)
+    observations = [e for e in events if e["type"] == "observation"]
+    assert observations[0]["feedback"] == "too loud, I want quiet records"  # the person's words, as typed
+    assert observations[1]["feedback"].startswith("From what I have enjoyed")  # Enter: the simulated user
+    assert "final answer now" in observations[2]["feedback"]
+    turns = [e for e in events if e["type"] == "turn"]
+    assert "heard: too loud, I want quiet records" in turns[1]["think"]
+    assert seen == [ds.titles[i] for i in SCRIPT_TITLES[:3]]  # asked to answer after 3 of the 4 scripted groundings
+    assert [e["title"] for e in turns][-1] == ds.titles[SCRIPT_TITLES[2]] and turns[-1]["kind"] == "answer"
+    assert events[-1]["type"] == "done" and events[-1]["result"]["end_reason"] == "answered"
+    assert client.post(opened["feedback"], json={"text": "late"}).status_code == 404  # the conversation is over
+
+
+def test_feedback_when_none_is_wanted_and_a_cancel(client, serve_run):
+    _, _, ds = serve_run
+    opened = client.post("/v1/sessions", json={"history": [ds.titles[0]], "feedback": "human"}).json()
+    # nothing asked yet, or already asked: either way the answer names the state
+    first = client.post(opened["feedback"], json={"text": "x" * 2001})
+    assert first.status_code == 422
+    asked = threading.Event()
+
+    def cancel(event):
+        if event["type"] == "feedback_wanted" and not asked.is_set():
+            asked.set()
+            assert client.delete(f"/v1/sessions/{opened['session_id']}").status_code == 200
+
+    events = read_events(client, opened["events"], cancel)
+    assert events[-1]["type"] == "error" and "cancelled by the client" in events[-1]["error"]
+    assert client.delete(f"/v1/sessions/{opened['session_id']}").status_code == 404
+    assert client.get("/healthz").json()["status"] == "ok"  # the engine is free again
+    assert client.post("/v1/recommend", json={"history": [ds.titles[1]], "feedback": "none"}).status_code == 200
+
+
+def test_concurrent_requests_are_all_answered(client, serve_run):
+    _, _, ds = serve_run
+    results: list[int] = []
+
+    def one(n: int) -> None:
+        with httpx.Client(base_url=client.base_url, timeout=300) as c:
+            results.append(c.post("/v1/recommend", json={"history": [ds.titles[n]], "k": 2}).status_code)
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [200] * 6
+    queue = client.get("/healthz").json()["queue"]
+    assert queue["requests"] >= 6 and queue["largest_batch"] <= 4  # --max-batch 4
+
+
+def test_a_baseline_run_answers_without_a_trajectory(serve_run):
+    from mgfrec.recommend import load_recommender
+    from mgfrec.serve.app import create_app
+
+    _, baseline, ds = serve_run
+    with ThreadServer(create_app(load_recommender(baseline))) as srv, httpx.Client(base_url=srv.url, timeout=60) as c:
+        assert c.get("/healthz").json()["kind"] == "baseline"
+        test = ds.split("test")
+        out = c.post("/v1/recommend", json={"user_id": str(test.user_id.iloc[1]), "split": "test", "k": 5}).json()
+        assert out["kind"] == "baseline" and out["turns"] == [] and out["answer"] is None and len(out["top"]) == 5
+        assert 1 <= out["target"]["rank"] <= ds.num_items
+        # last-title: the best item is the one nearest the history's last title
+        last = int(test.history.iloc[1][-1])
+        assert out["top"][0]["item_idx"] != last
+        opened = c.post("/v1/sessions", json={"history": [ds.titles[4]], "k": 3}).json()
+        events = read_events(c, opened["events"])
+        assert [e["type"] for e in events] == ["done"] and events[0]["result"]["turns"] == []
+
+
+def test_a_person_who_never_answers_times_out_cleanly(serve_run, scripted_registered):
+    from mgfrec.recommend import load_recommender
+    from mgfrec.serve.app import ServeOptions, create_app
+
+    run, _, ds = serve_run
+    app = create_app(load_recommender(run), ServeOptions(feedback_timeout_s=0.5))
+    with ThreadServer(app) as srv, httpx.Client(base_url=srv.url, timeout=120) as c:
+        opened = c.post("/v1/sessions", json={"history": [ds.titles[0]], "feedback": "human"}).json()
+        events = read_events(c, opened["events"])
+        assert [e["type"] for e in events] == ["turn", "feedback_wanted", "error"]
+        assert "no feedback within 0.5 s" in events[-1]["error"]
+        r = c.post("/v1/recommend", json={"history": [ds.titles[0]], "feedback": "none"})  # nothing left stuck
+        assert r.status_code == 200 and r.json()["end_reason"] == "answered"
+
+
+def test_no_key_reaches_a_response_or_the_log(serve_run, plugin, tmp_path):
+    secret = "sk-test-0123456789abcdefSECRET"
+    run, _, ds = serve_run
+    proc = ServerProcess(run, plugin, "--set", "user_agent.api_key_env=MGFREC_TEST_KEY",
+                         env=subprocess_env(plugin, MGFREC_TEST_KEY=secret, OPENAI_API_KEY=secret))  # fmt: skip
+    try:
+        proc.wait_ready()
+        with httpx.Client(base_url=proc.url, timeout=300) as c:
+            bodies = [c.get(p).text for p in ("/healthz", "/openapi.json", "/", "/v1/users")]
+            bodies.append(c.post("/v1/recommend", json={"history": [ds.titles[0]]}).text)
+            bodies.append(c.post("/v1/recommend", json={"history": ["a"], "api_key": secret}).text)
+    finally:
+        proc.stop()
+    assert not [b for b in bodies if secret in b]
+    assert secret not in proc.log and "MGFREC_TEST_KEY" not in proc.log

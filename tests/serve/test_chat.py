@@ -1,0 +1,65 @@
+"""``mgfrec chat``: the real command in a pseudo-terminal (pexpect), the person typing as a person would."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from conftest import SCRIPT_TITLES
+from servekit import mgfrec_command, subprocess_env
+
+pexpect = pytest.importorskip("pexpect", reason="the chat test drives a pseudo-terminal with pexpect (dev extra)")
+
+PROMPT = "your feedback"
+
+
+def spawn(args: list[str], plugin):
+    cmd = mgfrec_command()
+    child = pexpect.spawn(cmd[0], [*cmd[1:], "chat", *args], env=subprocess_env(plugin, COLUMNS="160"),
+                          encoding="utf-8", timeout=180, dimensions=(50, 160))  # fmt: skip
+    child.logfile_read = sys.stdout  # shown by pytest when the test fails
+    return child
+
+
+def test_typed_feedback_enter_and_answer_in_a_terminal(serve_run, plugin):
+    run, _, ds = serve_run
+    test = ds.split("test")
+    user = str(test.user_id.iloc[0])
+    child = spawn([str(run), "--user", user, "--split", "test", "--top-k", "80"], plugin)
+    child.expect("agent, turn 1")
+    child.expect_exact(f"grounded: {ds.titles[SCRIPT_TITLES[0]]}")
+    child.expect(PROMPT)
+    child.sendline("too loud, I want quiet records")
+    child.expect("feedback: too loud, I want quiet records")  # the person's words became the feedback
+    child.expect("heard: too loud, I want quiet records")  # and the agent read them in its next turn
+    child.expect(PROMPT)
+    child.sendline("")  # Enter: the simulated user answers
+    child.expect("feedback: From what I have enjoyed")
+    child.expect(PROMPT)
+    child.sendline("/answer")
+    child.expect_exact("feedback: I have seen enough")
+    child.expect_exact(f"answer: {ds.titles[SCRIPT_TITLES[2]]}")  # asked after the 3rd of 4 scripted groundings
+    child.expect("end: answered")
+    child.expect(r"top \d+ for the answer")
+    child.expect(r"target: .* at place (\d+)")
+    assert 1 <= int(child.match.group(1)) <= ds.num_items
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
+def test_quit_and_a_bad_user_end_cleanly(serve_run, plugin):
+    run, _, ds = serve_run
+    child = spawn([str(run), "--history", f"{ds.titles[0]}; {ds.titles[1]}"], plugin)
+    child.expect(PROMPT)
+    child.sendline("/quit")
+    child.expect("conversation ended")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    child = spawn([str(run), "--user", "no-such-user"], plugin)
+    child.expect("error:")
+    child.expect("no-such-user")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 2 and "Traceback" not in child.before

@@ -1,0 +1,99 @@
+"""The ``human`` user agent: a person's feedback through a callback, clean timeouts and cancellation, and its
+refusal wherever no person can answer (training, SFT, evaluation)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from typer.testing import CliRunner
+
+from mgfrec.cli.main import app
+from mgfrec.config.schema import UserAgentConfig
+from mgfrec.registry import registry
+from mgfrec.user_agents.base import (
+    FeedbackRequest,
+    UserAgentContext,
+    UserAgentError,
+    load_user_agent,
+    require_automatic,
+)
+from mgfrec.user_agents.human import ANSWER_NOW, FeedbackCancelled, FeedbackTimeout, HumanUserAgent
+
+REQ = FeedbackRequest(("Kind of Blue", "A Love Supreme"), "Blue Train", ("Blue Train", "Giant Steps"))
+
+
+class Echo:
+    """An automatic fallback user agent that names the grounded title."""
+
+    def feedback(self, requests):
+        return [f"machine on {r.grounded_title}" for r in requests]
+
+
+def person(agent_box: list, answers: list):
+    """An ``ask`` callback that answers from another thread, as a page or a terminal would."""
+
+    def ask(request: FeedbackRequest) -> None:
+        assert request == REQ
+        action = answers.pop(0)
+        threading.Thread(target=lambda: action(agent_box[0])).start()
+
+    return ask
+
+
+def build(answers: list, timeout_s: float = 30.0, fallback=None) -> HumanUserAgent:
+    box: list = []
+    agent = load_user_agent(UserAgentConfig(backend="human", options={"timeout_s": timeout_s}),
+                            UserAgentContext(ask=person(box, answers), fallback=fallback))  # fmt: skip
+    box.append(agent)
+    return agent
+
+
+def test_built_through_the_registry_and_answers_with_what_the_person_typed():
+    assert registry().load("user_agent", "human") is HumanUserAgent
+    agent = build(
+        [lambda a: a.reply("  too loud  "), lambda a: a.reply(None), lambda a: a.answer_now()], fallback=Echo()
+    )
+    assert agent.feedback([REQ, REQ, REQ]) == ["too loud", "machine on Blue Train", ANSWER_NOW]
+    assert agent.stats()["calls"] == 3 and agent.waiting is None
+
+
+def test_enter_without_a_fallback_gives_no_feedback_and_long_text_is_refused():
+    agent = build([lambda a: a.reply("   ")])
+    assert agent.feedback([REQ]) == [""]
+    with pytest.raises(ValueError, match="at most 2000"):
+        agent.reply("x" * 2001)
+
+
+def test_nobody_answering_times_out_and_cancel_releases_a_waiting_rollout():
+    agent = build([lambda a: None], timeout_s=0.2)
+    with pytest.raises(FeedbackTimeout, match="no feedback within 0.2 s"):
+        agent.feedback([REQ])
+    assert agent.waiting is None and agent.stats()["errors"] == 1
+    agent = build([lambda a: a.cancel("the page was closed")])
+    with pytest.raises(FeedbackCancelled, match="the page was closed"):
+        agent.feedback([REQ])
+    with pytest.raises(FeedbackCancelled):  # and it stays cancelled
+        agent.feedback([REQ])
+
+
+def test_without_a_person_it_cannot_be_built_or_chosen_for_training():
+    with pytest.raises(UserAgentError, match="needs a person"):
+        load_user_agent(UserAgentConfig(backend="human"))
+    with pytest.raises(ValueError, match="user_agent.backend 'human'.*cannot be used for GRPO training"):
+        require_automatic(UserAgentConfig(backend="human"), "GRPO training")
+    require_automatic(UserAgentConfig(backend="simulated"), "GRPO training")  # automatic backends pass
+
+
+@pytest.mark.parametrize("command", [["fit", "--user-agent", "human"], ["sft", "--set", "user_agent.backend=human"]])
+def test_fit_and_sft_refuse_it_with_one_line(command, tmp_path):
+    from mgfrec.config.schema import DataConfig
+    from mgfrec.data.prepared import prepare
+
+    ds = prepare(
+        DataConfig(source="synthetic", options={"n_users": 20, "n_items": 30, "n_artists": 10}), tmp_path / "d"
+    )
+    result = CliRunner().invoke(app, [command[0], "--data", str(ds.root), "--out", str(tmp_path / "out"), *command[1:]])
+    assert result.exit_code == 2, result.output
+    assert "user_agent.backend 'human' needs a person" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out" / "recall").exists()  # refused before any work
