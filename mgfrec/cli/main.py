@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 
 import typer
 
 from mgfrec.cli import baseline, data, demo, evaluate, figures, fit, index, plugins, recommend, report, sft, sweep
+
 
 class _DeepSpeedToStderr(logging.Filter):
     """DeepSpeed logs to stdout, which ``--json`` owns, and transformers imports it whenever it is installed;
@@ -47,7 +49,21 @@ app.command("figures")(figures.figures)
 app.command("demo")(demo.demo)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Config deprecations as one plain line (they name the config, not a source line of mgfrec)."""
+    from mgfrec.config.schema import ConfigDeprecationWarning
+
+    if issubclass(category, ConfigDeprecationWarning):
+        (file or sys.stderr).write(f"warning: {message}\n")
+        return
+    _default_show_warning(message, category, filename, lineno, file, line)
+
+
+_default_show_warning = warnings.showwarning
+
+
 def main() -> None:
+    warnings.showwarning = _show_warning
     app()
 
 
