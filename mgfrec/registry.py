@@ -210,7 +210,8 @@ def registry() -> Registry:
 @contextmanager
 def use_registry(reg: Registry | None) -> Iterator[Registry]:
     """Build every component from ``reg`` inside the ``with`` block, however deep the call that builds it;
-    ``None`` keeps the registry in use."""
+    ``None`` keeps the registry in use. The setting is process-wide (one stack, not per thread): threads that
+    build components with different registries at the same time must pass ``reg`` to the builders."""
     if reg is None:
         yield registry()
         return

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from mgfrec.cli.main import app
 from mgfrec.config.load import load_config
 from mgfrec.demo import DemoOptions, run_demo
+
+pytestmark = pytest.mark.slow  # the whole pipeline: every baseline fitted, and the agent stages
 
 TINY = [
     "data.options={n_users: 80, n_items: 150, n_artists: 20, max_length: 8}",
@@ -46,9 +49,17 @@ def test_demo_command_prints_the_table(tmp_path):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "reference last-title" in result.stdout
-    for name in ("pop", "sasrec", "gru4rec", "caser", "hybrid"):
-        assert name in result.stdout
     assert (tmp_path / "report_test.md").is_file() and (tmp_path / "config.yaml").is_file()
+    # The printed table is the written report: each run's row carries its own numbers.
+    report = json.loads((tmp_path / "report_test.json").read_text())
+    assert {row["run"] for row in report["rows"]} == {"last-title", "pop", "sasrec", "gru4rec", "caser", "hybrid", "bigrec"}
+    lines = result.stdout.splitlines()
+    for row in report["rows"]:
+        name = row["run"] + (" (ref)" if row["reference"] else "")
+        line = next((text for text in lines if text.strip("│ ").startswith(name + " ")), None)
+        assert line is not None, f"no table row for {name}:\n{result.stdout}"
+        for metric in ("hit@10", "ndcg@10", "ndcg_full"):
+            assert f"{row[metric]:.4f}" in line, (name, metric, line)
 
 
 def test_run_demo_with_the_agent_stages(tmp_path):

@@ -71,7 +71,12 @@ def imports(path: Path, root: Path = ROOT) -> list[tuple[int, str]]:
     """Every mgfrec module ``path`` imports (line, module), wherever the import statement sits."""
     found = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and node.module.split(".")[0] == "mgfrec":
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.level == 0
+            and node.module
+            and node.module.split(".")[0] == "mgfrec"
+        ):
             base = node.module
             for alias in node.names:  # ``from mgfrec.eval import runs`` imports the module mgfrec.eval.runs
                 sub = f"{base}.{alias.name}"

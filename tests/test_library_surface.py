@@ -12,7 +12,7 @@ from mgfrec.rl.fit import starting_config
 
 
 def test_prepare_config_writes_the_resolved_config_beside_the_data(tmp_path):
-    cfg = load_config(None, ["data.options={n_users: 30, n_items: 40, n_artists: 5, max_length: 6}", "data.seed=3"])
+    cfg = load_config(None, ["data.options={n_users: 30, n_items: 40, n_artists: 8, max_length: 6}", "data.seed=3"])
     ds = prepare_config(cfg, tmp_path / "prepared")
     assert ds.counts["users"] == 30
     written = yaml.safe_load((tmp_path / "prepared" / "config.yaml").read_text())

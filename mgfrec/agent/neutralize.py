@@ -56,11 +56,6 @@ def neutralize_title(title: Any, reserved: Iterable[str] = ()) -> str:
     return neutralize(title, single_line=True, reserved=reserved)
 
 
-def is_neutral(text: str) -> bool:
-    """True when ``text`` holds no character that is, or normalises to, an angle bracket."""
-    return not any(c in _ANGLES for c in text)
-
-
 def reserved_strings(tokenizer: Any) -> frozenset[str]:
     """The strings a tokenizer turns into added/special tokens when they appear in text.
 

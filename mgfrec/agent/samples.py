@@ -71,7 +71,9 @@ def recall_for(
     if options.recall_run is not None:
         info = read_run_info(options.recall_run)
         if info.kind != "baseline":
-            raise ValueError(f"--recall-run {options.recall_run}: a baseline run folder is needed, got kind '{info.kind}'")
+            raise ValueError(
+                f"--recall-run {options.recall_run}: a baseline run folder is needed, got kind '{info.kind}'"
+            )
         if info.data_checksum != ds.checksum:
             raise ValueError(f"--recall-run {options.recall_run}: it was trained on other data than --data {ds.root}")
         return Path(options.recall_run), info.model

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 
 import typer
 
@@ -24,6 +25,7 @@ from mgfrec.cli import (
     sft,
     sweep,
 )
+
 
 
 class _DeepSpeedToStderr(logging.Filter):
@@ -65,7 +67,21 @@ app.command("serve")(serve.serve)
 app.command("chat")(chat.chat)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Config deprecations as one plain line (they name the config, not a source line of mgfrec)."""
+    from mgfrec.config.schema import ConfigDeprecationWarning
+
+    if issubclass(category, ConfigDeprecationWarning):
+        (file or sys.stderr).write(f"warning: {message}\n")
+        return
+    _default_show_warning(message, category, filename, lineno, file, line)
+
+
+_default_show_warning = warnings.showwarning
+
+
 def main() -> None:
+    warnings.showwarning = _show_warning
     app()
 
 

@@ -8,6 +8,7 @@ file and the dotted path of the field that is wrong.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from mgfrec.config.schema import MGFRecConfig
+from mgfrec.config.schema import ConfigDeprecationWarning, MGFRecConfig
 
 
 class ConfigError(ValueError):
@@ -83,9 +84,18 @@ def set_path(raw: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
 
 
 def validate(raw: Mapping[str, Any], source: str = "<config>") -> MGFRecConfig:
-    """Validate a nested dict; the error lists every wrong field by its dotted path."""
+    """Validate a nested dict; the error lists every wrong field by its dotted path. A key that is still read
+    but has a newer spelling gives a :class:`ConfigDeprecationWarning` naming ``source``."""
     try:
-        return MGFRecConfig.model_validate(dict(raw))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConfigDeprecationWarning)
+            config = MGFRecConfig.model_validate(dict(raw))
+        for w in caught:
+            if issubclass(w.category, ConfigDeprecationWarning):
+                warnings.warn(f"{source}: {w.message}", ConfigDeprecationWarning, stacklevel=2)
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        return config
     except ValidationError as exc:
         lines = []
         for err in exc.errors():

@@ -26,6 +26,7 @@ from mgfrec.agent.final_ranking import reward_inputs
 from mgfrec.config.load import load_config
 from mgfrec.config.schema import EvalConfig, PolicyConfig
 from mgfrec.data.protocol import subsample_rows
+from mgfrec.eval.evaluator import evaluate_ranks
 from mgfrec.eval.results import EvalResult
 from mgfrec.eval.stats import bootstrap_ci
 from mgfrec.grounding.engine import load_grounding
@@ -89,7 +90,7 @@ def evaluate_agent(
     inputs = reward_inputs(trajectories, grounding, targets, histories, exclude_history=exclude)
     ranks = [i.target_rank for i in inputs]
     worst = ds.num_items
-    result = EvalResult.from_ranks(
+    result = evaluate_ranks(
         np.asarray([worst if r is None else r for r in ranks], dtype=np.int64),
         frame["sample_id"].to_numpy()[rows],
         split=split,

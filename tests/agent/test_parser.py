@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mgfrec.agent.observation import render_observation
-from mgfrec.agent.parser import TAG_RE, Turn, parse_transcript, parse_turn
+from mgfrec.agent.parser import Turn, parse_transcript, parse_turn
 
 VALID = [
     ("<think>likes jazz</think><ground>Kind of Blue</ground>", "ground", "likes jazz", "Kind of Blue"),
@@ -115,8 +115,45 @@ FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCh
 _VALID_RE = re.compile(r"\s*<think>(.*)</think>\s*<(ground|answer)>(.*)</\2>\s*", re.DOTALL)
 
 
+def tags_in(text: str) -> list[str]:
+    """Every tag-like span, by the rule written out by hand (not the parser's regex): ``<`` or ``</``, a
+    letter or ``_``, name characters (letters, digits, ``_.:-``), then ``>``, ``/>``, or whitespace and
+    anything without ``<``/``>`` up to ``>``."""
+    found, i, n = [], 0, len(text)
+    while i < n:
+        j = i + 1 + (text[i + 1 : i + 2] == "/")
+        if text[i] != "<" or j >= n or not (text[j].isalpha() or text[j] == "_"):
+            i += 1
+            continue
+        j += 1
+        while j < n and (text[j].isalnum() or text[j] in "_.:-"):
+            j += 1
+        end = None
+        if text[j : j + 1] == ">":
+            end = j + 1
+        elif text[j : j + 2] == "/>":
+            end = j + 2
+        elif j < n and text[j].isspace():
+            k = j + 1
+            while k < n and text[k] not in "<>":
+                k += 1
+            end = k + 1 if k < n and text[k] == ">" else None
+        if end is None:
+            i += 1
+            continue
+        found.append(text[i:end])
+        i = end
+    return found
+
+
+def test_the_hand_written_tag_rule_reads_known_cases():
+    assert tags_in("a<think>b</think> <x y='1'/> <b/> <1> <> < a> <a\n>") == [
+        "<think>", "</think>", "<x y='1'/>", "<b/>", "<a\n>"
+    ]
+
+
 def oracle(text: str) -> tuple[str, str, str] | None:
-    tags = TAG_RE.findall(text)
+    tags = tags_in(text)
     if len(tags) != 4 or tags[:2] != ["<think>", "</think>"]:
         return None
     m = _VALID_RE.fullmatch(text)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from csvkit import write_csv_folder
 from typer.testing import CliRunner
 
 from mgfrec.cli.main import app
@@ -29,11 +30,7 @@ def flat(text: str) -> str:
 
 @pytest.fixture
 def csv_folder(tmp_path: Path) -> Path:
-    folder = tmp_path / "raw"
-    folder.mkdir()
-    (folder / "items.csv").write_text(ITEMS, encoding="utf-8")
-    (folder / "interactions.csv").write_text(INTERACTIONS, encoding="utf-8")
-    return folder
+    return write_csv_folder(tmp_path / "raw", ITEMS, INTERACTIONS)
 
 
 @pytest.fixture(autouse=True)

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from csvkit import cyclic_dataset
 from typer.testing import CliRunner
 
 from mgfrec.cli.main import app
-from mgfrec.config.schema import DataConfig
-from mgfrec.data.prepared import PreparedDataset, prepare
+from mgfrec.data.prepared import PreparedDataset
 from mgfrec.registry import registry
 from mgfrec.runs import RunInfo, write_run_info
 
@@ -40,11 +40,7 @@ registry().add("retriever", ScoresFile.name, ScoresFile)
 
 def tiny_dataset(root: Path, n_users: int = 20) -> PreparedDataset:
     """10 items; user u consumes u, u+1, ..., u+4 (mod 10) at times t*100 + u."""
-    (root / "csv").mkdir(parents=True)
-    (root / "csv" / "items.csv").write_text("item_id,title\n" + "".join(f"i{j},T{j}\n" for j in range(10)))
-    rows = "".join(f"u{u},i{(u + t) % 10},{t * 100 + u}\n" for u in range(n_users) for t in range(5))
-    (root / "csv" / "interactions.csv").write_text("user_id,item_id,timestamp\n" + rows)
-    return prepare(DataConfig(source="csv", path=str(root / "csv"), split_ratios=(0.5, 0.25, 0.25)), root / "data")
+    return cyclic_dataset(root, n_users=n_users)
 
 
 def make_run(run_dir: Path, ds: PreparedDataset, scores: np.ndarray, kind: str = "baseline") -> Path:

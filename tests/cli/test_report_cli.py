@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from csvkit import cyclic_dataset
 from typer.testing import CliRunner
 
 from mgfrec.cli.main import app
-from mgfrec.config.schema import DataConfig
-from mgfrec.data.prepared import PreparedDataset, prepare
+from mgfrec.data.prepared import PreparedDataset
 from mgfrec.registry import registry
 from mgfrec.runs import RunInfo, write_run_info
 
@@ -43,11 +43,7 @@ registry().add("retriever", NextItem.name, NextItem)
 @pytest.fixture
 def workdir(tmp_path, monkeypatch) -> Path:
     """A project folder with runs/sasrec-cds (a weak model) and runs/mgfrec-cds (an exact one)."""
-    (tmp_path / "csv").mkdir()
-    (tmp_path / "csv" / "items.csv").write_text("item_id,title\n" + "".join(f"i{j},T{j}\n" for j in range(10)))
-    rows = "".join(f"u{u},i{(u + t) % 10},{t * 100 + u}\n" for u in range(60) for t in range(5))
-    (tmp_path / "csv" / "interactions.csv").write_text("user_id,item_id,timestamp\n" + rows)
-    ds = prepare(DataConfig(source="csv", path=str(tmp_path / "csv"), split_ratios=(0.5, 0.25, 0.25)), tmp_path / "data")
+    ds = cyclic_dataset(tmp_path, n_users=60)
     for name, offset in (("sasrec-cds", 3), ("mgfrec-cds", 1)):
         run = tmp_path / "runs" / name
         write_run_info(run, RunInfo(kind="baseline", model=NextItem.name, data=str(ds.root), data_checksum=ds.checksum))

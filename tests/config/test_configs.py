@@ -111,3 +111,29 @@ def test_every_key_like_option_is_redacted(tmp_path):
 def test_default_yaml_is_the_schema_default():
     # `mgfrec` commands without --config use the schema defaults; configs/default.yaml must say the same.
     assert load_config(CONFIG_DIR / "default.yaml") == load_config(None)
+
+
+def test_a_deprecated_key_is_one_plain_warning_line_on_the_command_line(tmp_path):
+    """``grpo.reward_options`` still works and says, in one line naming the config, how to write it now."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mgfrec.cli.main",
+            "index",
+            "build",
+            str(tmp_path / "none"),
+            "--set",
+            "grpo.reward_options={format: {penalty: -1.0}}",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2  # the missing data folder, after the config was read
+    lines = proc.stderr.strip().splitlines()
+    assert lines[0].startswith("warning: <defaults> with overrides: grpo.reward_options is deprecated")
+    assert "grpo.rewards: [ndcg, {name: hit-at-k, options: {k: 5}}, format]" in lines[0]
+    assert "Traceback" not in proc.stderr and "pydantic" not in proc.stderr

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from csvkit import write_csv_folder
 
 from mgfrec.config.schema import DataConfig
 from mgfrec.data.prepared import MANIFEST, PreparedDataset, build, load_raw, prepare, sha256
@@ -26,11 +27,7 @@ INTERACTIONS = (
 
 @pytest.fixture
 def csv_folder(tmp_path: Path) -> Path:
-    folder = tmp_path / "raw"
-    folder.mkdir()
-    (folder / "items.csv").write_text(ITEMS, encoding="utf-8")
-    (folder / "interactions.csv").write_text(INTERACTIONS, encoding="utf-8")
-    return folder
+    return write_csv_folder(tmp_path / "raw", ITEMS, INTERACTIONS)
 
 
 def config(folder: Path, **kw) -> DataConfig:

@@ -8,32 +8,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from csvkit import cyclic_dataset
 
-from mgfrec.config.schema import DataConfig
-from mgfrec.data.prepared import PreparedDataset, prepare
+from mgfrec.data.prepared import PreparedDataset
 from mgfrec.registry import registry
 from mgfrec.runs import RunInfo, write_run_info
 
 N_ITEMS, N_USERS, SEQ_LEN = 12, 40, 6
 
 
-def write_cyclic_csv(folder: Path, n_items: int = N_ITEMS, n_users: int = N_USERS, seq_len: int = SEQ_LEN) -> Path:
-    """User u consumes items s, s+1, ... (mod n_items) with s = u mod n_items, so the next item is always
-    the last one plus one. Timestamps put every user's last step in the test split (ratios 0.6/0.2/0.2)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    items = ["item_id,title"] + [f"i{j},Title {j}" for j in range(n_items)]
-    rows = ["user_id,item_id,timestamp"]
-    for u in range(n_users):
-        s = u % n_items
-        rows += [f"u{u:03d},i{(s + t) % n_items},{t * 1000 + u}" for t in range(seq_len)]
-    (folder / "items.csv").write_text("\n".join(items) + "\n", encoding="utf-8")
-    (folder / "interactions.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
-    return folder
-
-
-def make_dataset(root: Path, **kwargs) -> PreparedDataset:
-    src = write_cyclic_csv(root / "csv", **kwargs)
-    return prepare(DataConfig(source="csv", path=str(src), split_ratios=(0.6, 0.2, 0.2)), root / "prepared")
+def make_dataset(root: Path, n_items: int = N_ITEMS, n_users: int = N_USERS, seq_len: int = SEQ_LEN) -> PreparedDataset:
+    """User u consumes items u, u+1, ... (mod n_items): the next item is always the last one plus one.
+    Timestamps put every user's last step in the test split (ratios 0.6/0.2/0.2)."""
+    return cyclic_dataset(root, (0.6, 0.2, 0.2), out="prepared", n_items=n_items, n_users=n_users, seq_len=seq_len,
+                          title="Title {}", user="u{:03d}", time_step=1000)
 
 
 class FixedScorer:

@@ -88,5 +88,6 @@ def test_hybrid_refuses_to_blend_itself(synth, tmp_path):
 
 def test_standardise_rows():
     z = _standardise(torch.tensor([[1.0, 2.0, 3.0], [5.0, 5.0, -torch.inf]]))
-    np.testing.assert_allclose(z[0].numpy(), [-1.2247449, 0.0, 1.2247449], rtol=1e-5)
+    # Row [1, 2, 3]: mean 2, population variance (1 + 0 + 1) / 3, so z = (x - 2) / sqrt(2/3) = -+sqrt(3/2).
+    np.testing.assert_allclose(z[0].numpy(), [-np.sqrt(1.5), 0.0, np.sqrt(1.5)], rtol=1e-6)
     assert z[1, 2] == -torch.inf and z[1, 0] == z[1, 1] == 0.0

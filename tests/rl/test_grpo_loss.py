@@ -395,15 +395,23 @@ def test_padding_on_either_side_leaves_the_values(model):
     torch.testing.assert_close(left[:, 4:], plain[:, 1:], rtol=1e-10, atol=1e-12)
 
 
-def test_agrees_with_the_rollout_definition_engines_are_tested_against(batch):
+def test_the_rollout_definition_matches_each_row_run_alone(batch):
+    """``sequence_logprobs`` (what the engines are tested against, and what the loss's ``token_logprobs``
+    serves) on the padded batch equals ``log_softmax(logits / T)`` of each row run alone, unpadded, through
+    the model's own forward; a greedy rollout (temperature 0) is scored at T = 1."""
     from mgfrec.rollout.logprobs import sequence_logprobs
 
     m = tiny_qwen2().float()
-    with torch.no_grad():
-        mine = token_logprobs(m, batch.input_ids, batch.attention_mask, temperature=0.7)
-        theirs = sequence_logprobs(m, batch.input_ids, batch.attention_mask, temperature=0.7)
-    real = batch.attention_mask.bool()
-    torch.testing.assert_close(mine[real], theirs[real], rtol=1e-5, atol=1e-6)
+    for temperature, scored_at in ((0.7, 0.7), (0.0, 1.0)):
+        with torch.no_grad():
+            got = sequence_logprobs(m, batch.input_ids, batch.attention_mask, temperature=temperature)
+            for row in range(batch.input_ids.shape[0]):
+                real = batch.attention_mask[row].bool()
+                ids = batch.input_ids[row][real]
+                logits = m(input_ids=ids[None]).logits[0].float() / scored_at
+                want = torch.log_softmax(logits[:-1], -1).gather(-1, ids[1:, None]).squeeze(-1)
+                torch.testing.assert_close(got[row][real][1:], want, rtol=1e-5, atol=1e-5)
+                assert got[row][real][0] == 0
 
 
 def test_temperature_divides_the_logits_and_entropy_is_shannon():
