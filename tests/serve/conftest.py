@@ -36,7 +36,8 @@ def serve_run(tmp_path_factory, minilm):
     ds = prepare(DataConfig(source="synthetic", options=options),
                  root / "data")  # fmt: skip
     cfg = load_config(None, [f"embedding.cache_dir={root / 'emb'}", "retriever.model=last-title",
-                             "retriever.recall_size=5", "agent.max_new_tokens_per_turn=96"])  # fmt: skip
+                             "retriever.recall_size=5", "agent.max_new_tokens_per_turn=96",
+                             "agent.decoding=free"])  # the scripted turns are free text  # fmt: skip
     fit_baseline(ds, cfg, root / "run" / "recall")
     model, tokenizer = build_preset("tiny", ds.titles)
     save_policy(model, tokenizer, root / "run" / "policy", preset="tiny")
