@@ -31,6 +31,11 @@ def sft(
         "recall", help="Answer when the target was never shown: 'recall' (the recall list's best) or 'nearest'."
     ),
     second_grounding: bool = typer.Option(True, help="Let the teacher ground twice when the first list misses."),
+    teacher: str = typer.Option(
+        "target",
+        help="What the demonstrations answer: 'target' (the target when it was shown) or 'recall' (always the "
+        "recall list's first item, after grounding it).",
+    ),
     seed: int = typer.Option(0, help="Seeds subsampling, initialisation and batch order."),
     progress: bool = typer.Option(True, help="Show the training progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Print the final metrics as JSON."),
@@ -43,6 +48,8 @@ def sft(
     def go():
         if fallback not in ("recall", "nearest"):
             raise ValueError(f"--fallback: '{fallback}' is not one of recall, nearest")
+        if teacher not in ("target", "recall"):
+            raise ValueError(f"--teacher: '{teacher}' is not one of target, recall")
         cfg = load(config, set_, {"policy.model": policy})
         options = SFTOptions(
             recall_model=recall_model,
@@ -54,6 +61,7 @@ def sft(
             valid_samples=valid_samples,
             seed=seed,
             fallback=fallback,  # type: ignore[arg-type]
+            teacher=teacher,  # type: ignore[arg-type]
             second_grounding=second_grounding,
             progress=progress,
         )

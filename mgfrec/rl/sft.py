@@ -44,7 +44,7 @@ from mgfrec.grounding.engine import load_grounding
 from mgfrec.registry import Registry, registry, with_registry
 from mgfrec.rl.logprobs import vocab_width
 from mgfrec.rl.policy import check_policy_source, load_policy, preset_name, save_policy, training_device
-from mgfrec.rl.sft_data import Fallback, synthesize
+from mgfrec.rl.sft_data import Fallback, Teacher, synthesize
 from mgfrec.runs import RUN_FILE, RunInfo, write_metrics, write_run_info
 from mgfrec.user_agents.base import require_automatic, with_run_cache
 
@@ -67,6 +67,7 @@ class SFTOptions:
     seed: int = 0
     second_grounding: bool = True
     fallback: Fallback = "recall"
+    teacher: Teacher = "target"  # what the demonstrations answer (mgfrec.rl.sft_data.Teacher)
     progress: bool = False
 
     def __post_init__(self) -> None:
@@ -201,7 +202,7 @@ def run_sft(
     prompts = AgentPrompts.from_config(cfg.agent)
     max_context = getattr(model.config, "max_position_embeddings", None)
     synth = synthesize(train, environment, cfg.agent, prompts=prompts, second_grounding=options.second_grounding,
-                       fallback=options.fallback, max_context=max_context)  # fmt: skip
+                       fallback=options.fallback, teacher=options.teacher, max_context=max_context)  # fmt: skip
     if not synth.trajectories:
         raise ValueError(f"{data}: no trajectory could be synthesized (all {len(train)} exceeded the turn budgets)")
     say("synthesized: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in synth.stats.items()))

@@ -45,6 +45,10 @@ from mgfrec.rollout.loop import first_prompts, rollout
 from mgfrec.rollout.scripted_engine import ScriptedEngine
 
 Fallback = Literal["recall", "nearest"]
+Teacher = Literal["target", "recall"]
+"""What the teacher answers: the target when it was shown (``target``, the plans above), or always the recall
+list's first item after grounding it (``recall``: the policy learns to copy the recall model's choice, a
+choice a small policy learns within minutes; GRPO then learns when to deviate from it)."""
 
 
 @dataclass(frozen=True)
@@ -108,8 +112,10 @@ def build_plans(
     *,
     second_grounding: bool = True,
     fallback: Fallback = "recall",
+    teacher: Teacher = "target",
 ) -> list[Plan]:
-    """The teacher plan of every sample (see the module docstring); groundings are batched per turn."""
+    """The teacher plan of every sample (see the module docstring and :data:`Teacher`); groundings are
+    batched per turn."""
     if agent.max_groundings < 1:
         raise ValueError("agent.max_groundings must be >= 1 for SFT: every synthesized trajectory grounds once")
     vectors = grounding.item_embeddings
@@ -119,7 +125,9 @@ def build_plans(
 
     first = []
     for s, rec in zip(samples, recalls, strict=True):
-        if s.target in rec:
+        if teacher == "recall" and rec:
+            first.append(rec[0])
+        elif s.target in rec:
             first.append(s.target)
         elif rec:
             first.append(_nearest(vectors, rec, s.target, set()))
@@ -136,7 +144,7 @@ def build_plans(
     lists1 = grounding.ground([parse_turn(t).title or "" for t in turn1])
 
     second: list[int | None] = [None] * len(samples)
-    if second_grounding and agent.max_groundings >= 2:
+    if second_grounding and agent.max_groundings >= 2 and teacher == "target":
         for n, s in enumerate(samples):
             if s.target not in recalls[n] and s.target not in lists1[n]:
                 second[n] = _nearest(vectors, lists1[n], s.target, {first[n]})
@@ -148,7 +156,9 @@ def build_plans(
     for n, s in enumerate(samples):
         grounded = [tuple(lists1[n])] + ([tuple(lists2[n])] if n in lists2 else [])
         shown = [*recalls[n], *(i for row in grounded for i in row)]
-        if s.target in shown:
+        if teacher == "recall":
+            answer, hit = shown[0], shown[0] == s.target
+        elif s.target in shown:
             answer, hit = s.target, True
         elif fallback == "nearest":
             answer, hit = _nearest(vectors, shown, s.target, set()), False
@@ -202,6 +212,7 @@ def synthesize(
     prompts: AgentPrompts | None = None,
     second_grounding: bool = True,
     fallback: Fallback = "recall",
+    teacher: Teacher = "target",
     batch_size: int = 256,
     max_context: int | None = None,
 ) -> SynthesisResult:
@@ -213,7 +224,9 @@ def synthesize(
     """
     tokenizer, grounding = environment.tokenizer, environment.grounding
     prompts = prompts or AgentPrompts.from_config(agent)
-    plans = build_plans(samples, grounding, tokenizer, agent, second_grounding=second_grounding, fallback=fallback)
+    plans = build_plans(
+        samples, grounding, tokenizer, agent, second_grounding=second_grounding, fallback=fallback, teacher=teacher
+    )
     rollout_samples = [to_rollout_sample(s, grounding.titles) for s in samples]
     prompt_ids = first_prompts(rollout_samples, tokenizer, prompts)
     keys = [tokenizer.decode(ids, skip_special_tokens=False) for ids in prompt_ids]
