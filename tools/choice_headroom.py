@@ -1,0 +1,83 @@
+"""How much can an agent that *chooses* among the items it was shown gain over the recall model itself?
+
+For a prepared data set and a baseline run (the recall model, e.g. hybrid), on one split:
+
+* the recall model's own full ranking (its N_full and Hit@1);
+* "answer = recall top-1": the paper's final ranking (every item by L2 to the answer's title embedding)
+  when the agent always answers the recall model's first item;
+* oracles that answer the target whenever it is in the recall top-K (else the top-1), ranked the same way:
+  the ceiling of a perfect chooser among K shown items;
+* an expected-NDCG chooser: the candidate whose L2 neighbourhood maximises the NDCG expected under
+  softmax(recall scores / tau), i.e. the best a chooser that only knows the recall model's scores can do.
+
+    python tools/choice_headroom.py RUN_DIR --split valid --k 10 30
+
+Numbers for the synthetic default and CDs are in docs/agent-cpu.md. Runs on the CPU in about a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import numpy as np
+import torch
+
+from mgfrec.config.schema import MGFRecConfig
+from mgfrec.embed.cache import cached_item_embeddings
+from mgfrec.eval.metrics import target_ranks_excluding
+from mgfrec.retrievers.fit import load_scorer
+from mgfrec.retrievers.recall import top_items
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run", help="a baseline run folder (the recall model)")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--k", type=int, nargs="+", default=[5, 10, 30])
+    parser.add_argument("--tau", type=float, nargs="*", default=[0.1, 1.0])
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    torch.set_num_threads(1)
+
+    run = load_scorer(args.run)
+    ds = run.ds
+    frame = ds.split(args.split)
+    hist = [np.array(h, dtype=np.int64) for h in frame["history"]]
+    tgt = torch.tensor(frame["target"].to_numpy())
+    emb = torch.tensor(cached_item_embeddings(ds, MGFRecConfig().embedding).vectors, dtype=torch.float32)
+    scores = run.scorer.scores(hist).float()
+    top = top_items(run.scorer, hist, ds.num_items, max(args.k))
+
+    def ranks(s: torch.Tensor) -> np.ndarray:
+        return target_ranks_excluding(s, tgt, hist).numpy()
+
+    def answer_ranks(items: np.ndarray) -> np.ndarray:
+        return ranks(-torch.cdist(emb[torch.as_tensor(items)], emb))
+
+    def line(name: str, r: np.ndarray) -> None:
+        print(f"{name:<44} N_full {np.mean(1 / np.log2(1 + r)):.4f}  Hit@1 {np.mean(r == 1):.3f}")
+
+    print(f"{args.run} on {args.split}: {len(hist)} samples")
+    line("recall model's own ranking", ranks(scores))
+    line("answer = recall top-1, L2 ranking", answer_ranks(top[:, 0]))
+    for k in args.k:
+        shown = np.array([t in row[:k] for t, row in zip(frame["target"], top, strict=True)])
+        ans = np.array([t if t in row[:k] else row[0] for t, row in zip(frame["target"], top, strict=True)])
+        line(f"oracle among top-{k} (target shown {shown.mean():.3f})", answer_ranks(ans))
+    k = min(args.k)
+    for tau in args.tau:
+        chosen = []
+        for s in range(len(hist)):
+            cand = torch.as_tensor(top[s][:k])
+            cand = cand[cand >= 0]
+            p = torch.softmax(scores[s, cand] / tau, 0)
+            d = torch.cdist(emb[cand], emb)
+            d[:, torch.as_tensor(hist[s])] = float("inf")
+            r = (d.unsqueeze(1) <= d[:, cand].unsqueeze(2)).sum(-1).float()  # rank of candidate j under answer a
+            chosen.append(int(cand[int((p.unsqueeze(0) / torch.log2(1 + r)).sum(1).argmax())]))
+        line(f"expected-NDCG chooser, top-{k}, tau {tau}", answer_ranks(np.array(chosen)))
+
+
+if __name__ == "__main__":
+    main()
