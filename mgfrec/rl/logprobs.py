@@ -99,11 +99,12 @@ def token_entropy(logits: torch.Tensor, temperature: float = 1.0, constraints: C
 
 
 def vocab_width(model: torch.nn.Module) -> int:
-    """The width of ``model``'s logits (its output embedding rows), which constraint masks must match."""
-    out = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    if out is not None and getattr(out, "weight", None) is not None:
-        return int(out.weight.shape[0])
-    return int(model.config.vocab_size)
+    """The width of ``model``'s logits, which constraint masks must match: ``config.vocab_size`` (the output
+    layer's rows; read from the config because ZeRO-3 partitions the weight itself to an empty shape)."""
+    size = getattr(getattr(model, "config", None), "vocab_size", None)
+    if size:
+        return int(size)
+    return int(model.get_output_embeddings().weight.shape[0])
 
 
 def _logits(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
