@@ -35,8 +35,11 @@ def user_errors() -> Iterator[None]:
 
 def run(fn: Callable[[], T]) -> T:
     """``fn()`` with clean errors. Anything printed to stdout while it works (DeepSpeed and other libraries
-    print there) goes to stderr: a command's stdout is only what it prints afterwards (its table or --json)."""
-    with user_errors(), redirect_stdout(sys.stderr):
+    print there) goes to stderr: a command's stdout is only what it prints afterwards (its table or --json).
+    Long stages show their progress on stderr (:mod:`mgfrec.progress`)."""
+    from mgfrec import progress
+
+    with user_errors(), redirect_stdout(sys.stderr), progress.reporting():
         return fn()
 
 
