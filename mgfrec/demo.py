@@ -4,8 +4,9 @@
 newcomer sees the whole idea on a laptop CPU. Each stage is a library call that the CLI commands also use;
 this module only strings them together and reuses what an earlier (interrupted) demo already made.
 
-Stages: prepare, index (title embeddings), the baselines (Pop, last-title, SASRec, GRU4Rec, Caser, hybrid,
-and the BIGRec-style LLM baseline), then the agent: ``mgfrec sft`` warm start of the small policy on
+Stages: prepare, index (title embeddings), the baselines (by default Pop, last-title, SASRec and the hybrid;
+``ALL_BASELINES`` adds GRU4Rec, Caser and the BIGRec-style LLM baseline), each learned one held to a
+training-time cap, then the agent: ``mgfrec sft`` warm start of the small policy on
 trajectories synthesized with the SASRec recall list, a short ``mgfrec fit`` (GRPO), and three ablations of
 the trained agent applied at evaluation time (:func:`~mgfrec.experiments.ablations.derive_ablation_run`:
 the paper retrains each; ``mgfrec fit --ablation`` does that). Everything is compared on the same seeded
@@ -27,7 +28,13 @@ from mgfrec.eval.report import Report, build_report
 from mgfrec.retrievers.fit import fit_baseline
 from mgfrec.runs import RUN_FILE
 
-DEMO_BASELINES: tuple[str, ...] = ("pop", "last-title", "sasrec", "gru4rec", "caser", "hybrid", "bigrec")
+DEMO_BASELINES: tuple[str, ...] = ("pop", "last-title", "sasrec", "hybrid")  # the cheap default set
+ALL_BASELINES: tuple[str, ...] = ("pop", "last-title", "sasrec", "gru4rec", "caser", "hybrid", "bigrec")  # --baselines all
+# Upper bounds, in seconds on 2 idle cores, of the stages no time cap bounds (measured on the synthetic data,
+# docs/experiments.md); a trained baseline takes its cap (DemoOptions.baseline_seconds) plus FIT_OVERHEAD.
+FIXED_SECONDS: dict[str, float] = {"prepare": 5, "index": 25, "pop": 3, "last-title": 3, "hybrid": 15}
+FIT_OVERHEAD: dict[str, float] = {"sasrec": 15, "gru4rec": 15, "caser": 15, "bigrec": 45}
+AGENT_SECONDS: dict[str, float] = {"sft": 150, "fit": 60, "evaluate": 120, "figures": 15}
 REFERENCE = "last-title"  # the content floor every other method is paired against
 DEMO_ABLATIONS: tuple[str, ...] = ("no-multi-grounding", "no-feedback", "no-recall")
 
@@ -46,6 +53,9 @@ class DemoOptions:
     valid_samples: int = 30  # valid subsample of the SFT and GRPO validations
     eval_samples: int | None = 100  # seeded test subsample every method is compared on; None = whole split
     bigrec: dict = field(default_factory=lambda: {"max_train_samples": 500, "epochs": 2, "valid_samples": 50})
+    # Training-time cap of each learned baseline (retriever.max_seconds): a busy machine trains fewer epochs
+    # instead of taking longer; early stopping (the CLI sets patience and min_delta) may stop sooner.
+    baseline_seconds: float | None = 60.0
 
 
 @dataclass
@@ -71,6 +81,7 @@ def run_demo(
     """
     out = Path(out)
     seconds: dict[str, float] = {}
+    say(estimate_line(baselines, options))
 
     def stage(name: str, fn: Callable[[], object]) -> object:
         start = time.perf_counter()
@@ -105,9 +116,13 @@ def run_demo(
                                      "collaborative_run": str(out / "sasrec")}
             if name == "bigrec":
                 update["options"] = dict(options.bigrec)
+            if name in FIT_OVERHEAD and options.baseline_seconds is not None:
+                update["max_seconds"] = options.baseline_seconds
             cfg = config.model_copy(update={"retriever": config.retriever.model_copy(update=update)})
             result = stage(name, lambda cfg=cfg, run_dir=run_dir: fit_baseline(ds, cfg, run_dir))
-            say(f"[{name}] valid NDCG@10 {result.valid_ndcg10:.4f}")
+            stopped = getattr(result.retriever, "stopped", None)
+            why = f" (stopped: {stopped})" if stopped in ("time cap", "step cap", "early stopping") else ""
+            say(f"[{name}] valid NDCG@10 {result.valid_ndcg10:.4f}{why}")
         runs.append(run_dir)
 
     agent_runs: list[Path] = []
@@ -121,6 +136,34 @@ def run_demo(
     if agent_runs:
         written.update(stage("figures", lambda: demo_figures(out, ds, config.eval.split)))
     return DemoResult(out, report, written, seconds)
+
+
+def estimate_seconds(baselines: Sequence[str], options: DemoOptions) -> dict[str, float]:
+    """Each stage's expected wall time on 2 idle cores (an upper bound where a time cap holds the stage)."""
+    stages = {"prepare": FIXED_SECONDS["prepare"], "index": FIXED_SECONDS["index"]}
+    for name in baselines:
+        if name in FIT_OVERHEAD:
+            cap = options.baseline_seconds if options.baseline_seconds is not None else 300.0
+            stages[name] = cap + FIT_OVERHEAD[name]
+        else:
+            stages[name] = FIXED_SECONDS.get(name, 30.0)
+    if options.agent:
+        stages.update(AGENT_SECONDS)
+    else:
+        stages["evaluate"] = 10.0
+    return stages
+
+
+def estimate_line(baselines: Sequence[str], options: DemoOptions) -> str:
+    """The line the demo opens with: what it will run and about how long that takes."""
+    from mgfrec.progress import format_seconds
+
+    stages = estimate_seconds(baselines, options)
+    total = sum(stages.values())
+    agent = "; then SFT, GRPO, evaluation, figures" if options.agent else ""
+    caps = f" (learned baselines capped at {options.baseline_seconds:g} s each)" if options.baseline_seconds else ""
+    return (f"[demo] baselines {', '.join(baselines)}{caps}{agent}: about {format_seconds(total)} on 2 idle cores, "
+            "longer on a busy machine; finished stages are reused on a rerun")  # fmt: skip
 
 
 def agent_stages(

@@ -114,6 +114,7 @@ def evaluate_agent(
         "reward_ci": [lo, hi],
         "rewards": list(cfg.grpo.rewards),
         "greedy": config.greedy,
+        "temperature": 0.0 if config.greedy else cfg.rollout.temperature,
         "limit": limit,
     }
     (run_dir / f"agent_{split}.json").write_text(json.dumps(stats, indent=2), encoding="utf-8")
