@@ -38,8 +38,9 @@ def run(fn: Callable[[], T]) -> T:
     print there) goes to stderr: a command's stdout is only what it prints afterwards (its table or --json).
     Long stages show their progress on stderr (:mod:`mgfrec.progress`)."""
     from mgfrec import progress
+    from mgfrec.cli.quiet import library_output
 
-    with user_errors(), redirect_stdout(sys.stderr), progress.reporting():
+    with user_errors(), redirect_stdout(sys.stderr), progress.reporting(), library_output():
         return fn()
 
 
