@@ -47,7 +47,12 @@ def _prepare(data: Path, cfg: Any, progress: bool) -> dict[str, Any]:
 
     ds = PreparedDataset(data)
     embedder = load_embedder(cfg.embedding)
-    cached = cached_item_embeddings(ds, cfg.embedding, embedder, progress=progress)
+    def on_miss(titles: int, path: Path) -> None:
+        if progress:
+            console.print(f"no cached title vectors for this catalogue and model yet: embedding {titles:,} titles "
+                          f"first (once; later commands read {path.parent})", highlight=False)  # fmt: skip
+
+    cached = cached_item_embeddings(ds, cfg.embedding, embedder, progress=progress, on_miss=on_miss)
     start = time.perf_counter()
     try:
         with console.status(f"building the '{cfg.grounding.grounder}' grounder over {ds.num_items:,} items"):
@@ -83,7 +88,7 @@ def build(
         None, "--model", help="Embedding model: hub id, local folder, or bundled:all-MiniLM-L6-v2."
     ),
     grounder: str | None = typer.Option(
-        None, "--grounder", help="grounder component: exact (default), faiss, hnswlib."
+        None, "--grounder", help="grounder component: exact (default), faiss, hnswlib or a plugin's (mgfrec plugins list)."
     ),
     device: str | None = typer.Option(None, "--device", help="Embedding device, e.g. cpu or cuda."),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Titles per embedding batch."),
@@ -109,8 +114,10 @@ def build(
     table.add_row("model", report["model_id"])
     table.add_row("cache", f"{report['cache']} in {report['embedding_seconds']:.2f} s")
     table.add_row("cache path", report["cache_path"])
-    kind = {True: "approximate", False: "exact", None: "unknown"}[report["approximate"]]
-    table.add_row("grounder", f"{report['grounder']}, {kind} search, built in {report['grounder_build_seconds']:.2f} s")
+    # A grounder says whether its search is approximate if it wants to (built-ins do); one that does not is
+    # reported as such, not as something wrong.
+    kind = {True: "approximate search", False: "exact search", None: "search kind not declared"}[report["approximate"]]
+    table.add_row("grounder", f"{report['grounder']}, {kind}, built in {report['grounder_build_seconds']:.2f} s")
     out.print(table)
 
 

@@ -366,7 +366,12 @@ def recall_lists(ds: PreparedDataset, split: str, size: int, run_dir: Path) -> n
 
 
 def _row_text(row: dict[str, float]) -> str:
-    return f"epoch {row['epoch']}: loss {row['train_loss']:.4f}; " + ", ".join(f"{k} {row[k]:.4f}" for k in METRIC_COLUMNS)
+    """One epoch's line: its mean train loss and the valid metrics after it. Epoch 0 is the evaluation of
+    the untrained policy, before any training step, so it has no loss."""
+    valid = "valid " + ", ".join(f"{k} {row[k]:.4f}" for k in METRIC_COLUMNS)
+    if row["epoch"] == 0:
+        return f"before training (epoch 0, no train loss yet): {valid}"
+    return f"epoch {row['epoch']}: train loss (epoch mean) {row['train_loss']:.4f}; {valid}"
 
 
 class _progress:
@@ -388,7 +393,7 @@ class _progress:
         )
 
         self.bar = Progress(TextColumn("sft epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(),
+                            TextColumn("batch loss {task.fields[loss]:.4f}"), TimeElapsedColumn(),
                             console=Console(stderr=True))  # fmt: skip
         self.bar.__enter__()
         task = self.bar.add_task("sft", total=self.total, epoch=1, loss=float("nan"))
