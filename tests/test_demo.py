@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 from typer.testing import CliRunner
 
@@ -39,16 +42,35 @@ def test_run_demo_fits_evaluates_and_reuses(tmp_path):
     assert sum("reusing" in m for m in again) == 5  # data + four runs
 
 
-def test_demo_command_prints_the_table(tmp_path):
-    args = ["demo", "--out", str(tmp_path), "--retriever-epochs", "1", "--no-agent", "--eval-samples", "0"]
-    for item in TINY[:1]:
-        args += ["--set", item]
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0, result.output
-    assert "reference last-title" in result.stdout
-    for name in ("pop", "sasrec", "gru4rec", "caser", "hybrid"):
-        assert name in result.stdout
+def test_demo_command_prints_an_80_column_table_with_its_legend(tmp_path):
+    """A real subprocess at COLUMNS=80, as a user's terminal or log gets it: the estimate first, progress and
+    stage lines, the table with names whole and no wrapped interval, the legend, no library chatter."""
+    env = {**os.environ, "COLUMNS": "80", "OMP_NUM_THREADS": "1"}
+    args = [sys.executable, "-m", "mgfrec.cli.main", "demo", "--out", str(tmp_path), "--retriever-epochs", "1",
+            "--no-agent", "--eval-samples", "0", "--set", TINY[0]]  # fmt: skip
+    proc = subprocess.run(args, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.startswith("[demo] baselines pop, last-title, sasrec, hybrid") and "on 2 idle cores" in proc.stderr
+    table = proc.stdout.splitlines()
+    assert max(len(line) for line in table) <= 80
+    rows = {line.split()[0]: line for line in table if line.strip() and line.split()[0] in ("pop", "last-title", "sasrec", "hybrid")}
+    assert set(rows) == {"pop", "last-title", "sasrec", "hybrid"} and "(ref)" in rows["last-title"]
+    assert all("[" in line and "]" in line for line in rows.values())  # each interval on its run's line
+    assert "gru4rec" not in proc.stdout  # the cheap default set; --baselines all adds it
+    assert "(ref): the reference run" in proc.stderr and "N_full: NDCG without cut-off" in proc.stderr
+    assert "[sasrec] valid NDCG@10" in proc.stderr
+    assert not any(c in proc.stderr for c in ("Loading weights", "GPU available", "LeafSpec", "Traceback"))
     assert (tmp_path / "report_test.md").is_file() and (tmp_path / "config.yaml").is_file()
+
+
+def test_demo_baselines_flag():
+    from mgfrec.cli.demo import _baselines
+    from mgfrec.demo import ALL_BASELINES
+
+    assert _baselines("all", list(ALL_BASELINES)) == ALL_BASELINES
+    assert _baselines("pop, caser", list(ALL_BASELINES)) == ("pop", "caser")
+    result = CliRunner().invoke(app, ["demo", "--baselines", "pop,nope", "--out", "unused"])
+    assert result.exit_code == 2 and "--baselines: nope is not a retriever" in " ".join(result.output.split())
 
 
 def test_run_demo_with_the_agent_stages(tmp_path):

@@ -26,6 +26,10 @@ def demo(
         60.0, "--baseline-seconds", min=0,
         help="Training-time cap of each learned baseline, in seconds (0: no cap; epochs and early stopping only).",
     ),
+    baseline_steps: int = typer.Option(
+        300, "--baseline-steps", min=0,
+        help="Training-step cap of SASRec/GRU4Rec/Caser (0: no cap); whichever cap comes first ends the fit.",
+    ),
     agent: bool = typer.Option(True, "--agent/--no-agent", help="Run the agent stages (SFT, GRPO, ablations) after the baselines."),
     fit_steps: int = typer.Option(3, "--fit-steps", min=1, help="GRPO steps of the demo's short fit."),
     sft_samples: int = typer.Option(200, "--sft-samples", min=1, help="Train samples the SFT trajectories are synthesized from."),
@@ -57,7 +61,8 @@ def demo(
         )  # fmt: skip
         write_resolved(cfg, out_dir)
         options = DemoOptions(agent=agent, fit_steps=fit_steps, sft_train_samples=sft_samples,
-                              eval_samples=eval_samples or None, baseline_seconds=baseline_seconds or None)  # fmt: skip
+                              eval_samples=eval_samples or None, baseline_seconds=baseline_seconds or None,
+                              baseline_steps=baseline_steps or None)  # fmt: skip
         return run_demo(cfg, out_dir, baselines=chosen, options=options,
                         say=lambda msg: console.print(msg, highlight=False, markup=False))  # fmt: skip
 
