@@ -36,6 +36,11 @@ def demo(
     eval_samples: int = typer.Option(
         100, "--eval-samples", min=0, help="Seeded test subsample every method is compared on (0 = the whole split)."
     ),
+    threads: int = typer.Option(
+        1, "--threads", min=0,
+        help="torch CPU threads (0: torch's default, one per core). One by default: on a machine whose cores are "
+        "busy, more threads than free cores made SASRec 36x slower (docs/experiments.md).",
+    ),
     config: str | None = typer.Option(None, "--config", help=CONFIG_HELP + " Default: configs' CPU defaults."),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
 ) -> None:
@@ -50,6 +55,10 @@ def demo(
     from mgfrec.registry import registry
 
     def go():
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
         reg = registry()
         chosen = _baselines(baselines, reg.names("retriever"))
         name, path = detect_source(data, reg.names("data_source"))
