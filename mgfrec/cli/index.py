@@ -47,10 +47,9 @@ def _prepare(data: Path, cfg: Any, progress: bool) -> dict[str, Any]:
 
     ds = PreparedDataset(data)
     embedder = load_embedder(cfg.embedding)
-    def on_miss(titles: int, path: Path) -> None:
-        if progress:
-            console.print(f"no cached title vectors for this catalogue and model yet: embedding {titles:,} titles "
-                          f"first (once; later commands read {path.parent})", highlight=False)  # fmt: skip
+    def on_miss(titles: int, path: Path) -> None:  # on stderr, so also with --json
+        console.print(f"no cached title vectors for this catalogue and model yet: embedding {titles:,} titles "
+                      f"first (once; later commands read {path.parent})", highlight=False)  # fmt: skip
 
     cached = cached_item_embeddings(ds, cfg.embedding, embedder, progress=progress, on_miss=on_miss)
     start = time.perf_counter()

@@ -115,6 +115,7 @@ def test_index_build_treats_the_plugin_grounder_like_a_built_in(plugin_site, sma
     proc = _cli(plugin_site, small_data, "index", "build", str(small_data / "data"), "--grounder", "cosine")
     assert proc.returncode == 0, proc.stderr
     assert "cosine, exact search" in proc.stdout and "unknown" not in proc.stdout
+    assert "titles first" in " ".join(proc.stderr.split())  # a fresh folder: it says why it takes a while
 
 
 def test_index_query_grounds_with_the_plugin_grounder(plugin_site, small_data):
