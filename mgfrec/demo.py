@@ -219,7 +219,12 @@ def agent_stages(
 
 def demo_figures(out: Path, ds: PreparedDataset, split: str, say: Callable[[str], None] = print) -> dict[str, Path]:
     """Training curves of the GRPO run, Fig. 3's difficulty bands and a Fig. 4 case study into out/figures."""
-    from mgfrec.eval.figures import nonempty_bands, plot_difficulty_bands, plot_training_curves, trajectory_markdown
+    from mgfrec.eval.figures import (
+        nonempty_bands,
+        plot_difficulty_bands,
+        plot_training_curves,
+        trajectory_markdown,
+    )
     from mgfrec.recommend import recommend
 
     figures = out / "figures"

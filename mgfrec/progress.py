@@ -34,7 +34,9 @@ _SETTINGS: ContextVar[_Settings | None] = ContextVar("mgfrec_progress", default=
 
 
 @contextmanager
-def reporting(stream: TextIO | None = None, *, interval: float | None = None, plain: bool = False) -> Iterator[None]:
+def reporting(
+    stream: TextIO | None = None, *, interval: float | None = None, plain: bool = False
+) -> Iterator[None]:
     """Show the progress of every :func:`task` opened inside this block (on ``stream``, default stderr).
 
     ``interval``: seconds between plain lines (default ``MGFREC_PROGRESS_SECONDS`` or 5); ``plain``: plain
@@ -79,7 +81,13 @@ class Task:
         stream = settings.stream or sys.stderr
         if not settings.force_plain and getattr(stream, "isatty", lambda: False)():
             from rich.console import Console
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             self._bar = Progress(
                 TextColumn(f"[{label}]"),
@@ -106,7 +114,9 @@ class Task:
             parts.append(f"{min(max(fraction, 0.0), 1.0):.0%}")
         parts.append(f"{format_seconds(self.elapsed)} elapsed")
         if fraction is not None and fraction > 0.02:
-            parts.append(f"~{format_seconds(self.elapsed * (1 - min(fraction, 1.0)) / fraction)} left")
+            parts.append(
+                f"~{format_seconds(self.elapsed * (1 - min(fraction, 1.0)) / fraction)} left"
+            )
         return " ".join(parts[:1]) + " " + ", ".join(parts[1:])
 
     def update(self, fraction: float | None, text: str = "") -> None:

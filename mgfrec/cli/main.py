@@ -10,7 +10,21 @@ import sys
 import typer
 from typer.core import TyperOption
 
-from mgfrec.cli import baseline, data, demo, evaluate, figures, fit, index, plugins, recommend, report, sft, sweep
+from mgfrec.cli import (
+    baseline,
+    data,
+    demo,
+    evaluate,
+    figures,
+    fit,
+    index,
+    plugins,
+    recommend,
+    report,
+    sft,
+    sweep,
+)
+
 
 class _DeepSpeedToStderr(logging.Filter):
     """DeepSpeed logs to stdout, which ``--json`` owns, and transformers imports it whenever it is installed;
@@ -82,7 +96,7 @@ def _tidy_help(typer_app: typer.Typer) -> None:
 _typed = TyperOption.display_type_rich
 
 
-def _display_type_rich(self: TyperOption, ctx):  # noqa: ANN001, ANN202
+def _display_type_rich(self: TyperOption, ctx):
     """Typer 0.29 shows every flag, --help included, as taking a ``<bool>``; a flag takes no value."""
     return None if self.is_flag else _typed(self, ctx)
 

@@ -29,9 +29,9 @@ from mgfrec.config.schema import EvalConfig, PolicyConfig
 from mgfrec.data.protocol import subsample_rows
 from mgfrec.eval.results import EvalResult
 from mgfrec.eval.stats import bootstrap_ci
-from mgfrec.rewards.compose import build_reward
 from mgfrec.grounding.engine import load_grounding
 from mgfrec.retrievers.recall import recall_lists
+from mgfrec.rewards.compose import build_reward
 from mgfrec.rl.policy import load_policy
 from mgfrec.rollout.base import build_engine
 from mgfrec.rollout.loop import RolloutSample, rollout

@@ -112,7 +112,12 @@ class BigRecRetriever:
     def fit(cls, ds: PreparedDataset, config: MGFRecConfig, out: Path, options: BigRecOptions | None = None) -> BigRecRetriever:
         """Fine-tune the policy on (history -> next title) pairs of the train split; keep the best epoch."""
         from mgfrec.eval.metrics import per_sample
-        from mgfrec.rl.policy import load_policy, preset_name, save_policy, training_device
+        from mgfrec.rl.policy import (
+            load_policy,
+            preset_name,
+            save_policy,
+            training_device,
+        )
 
         options, out = options or BigRecOptions(), Path(out)
         torch.manual_seed(options.seed)
@@ -145,7 +150,7 @@ class BigRecRetriever:
         for epoch in range(1, options.epochs + 1):
             started = time.perf_counter()
             with progress.task("bigrec") as task:
-                loss = self._train_epoch(pairs, optimizer, rng, lambda batch: budget.step(task, epoch, batch))
+                loss = self._train_epoch(pairs, optimizer, rng, lambda batch, e=epoch, t=task: budget.step(t, e, batch))
             score = valid_ndcg()
             history.append({"epoch": epoch, "train_loss": loss, "valid_ndcg_full": score,
                             "seconds": round(time.perf_counter() - started, 2)})  # fmt: skip

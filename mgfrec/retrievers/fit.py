@@ -70,7 +70,9 @@ def fit_baseline(ds: PreparedDataset, config: MGFRecConfig, out: str | Path, reg
 
 def load_retriever(run_dir: str | Path, ds: PreparedDataset | None = None, reg: Registry | None = None) -> Any:
     """The retriever a ``baseline`` run folder holds, on the data it was trained on (or ``ds``, if the same)."""
-    from mgfrec.eval.runs import load_scorer  # the one loader of run folders; imported late (eval imports us)
+    from mgfrec.eval.runs import (
+        load_scorer,  # the one loader of run folders; imported late (eval imports us)
+    )
 
     return load_scorer(run_dir, ds.root if ds is not None else None, reg).scorer
 

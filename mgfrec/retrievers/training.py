@@ -42,7 +42,12 @@ from mgfrec import progress
 from mgfrec.config.schema import MGFRecConfig, RetrieverConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.eval.metrics import history_mask, per_sample, target_ranks
-from mgfrec.retrievers.sequences import SequenceDataModule, history_window, pad_left, unpad
+from mgfrec.retrievers.sequences import (
+    SequenceDataModule,
+    history_window,
+    pad_left,
+    unpad,
+)
 
 VALID_METRIC = "valid_ndcg@10"
 MODEL_FILE = "model.pt"

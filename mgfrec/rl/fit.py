@@ -42,6 +42,7 @@ from mgfrec.rl.sft import DEFAULT_RECALL_MODEL, SFTOptions, recall_samples
 from mgfrec.rl.strategy import build_strategy, check_strategy, trainer_accelerator
 from mgfrec.runs import RUN_FILE, RunInfo, read_run_info, write_run_info
 
+
 @dataclass(frozen=True)
 class FitOptions:
     """Settings of a GRPO run that are not part of the run config (the CLI's flags)."""
@@ -61,7 +62,7 @@ def build_logger(cfg: MGFRecConfig, out: Path) -> Any:
     if not cfg.trainer.tensorboard:
         return False
     try:
-        import tensorboard  # noqa: F401  (Lightning falls back to tensorboardX; we want one clear message)
+        import tensorboard
     except ImportError:
         raise ValueError("trainer.tensorboard=true needs the tensorboard package: pip install tensorboard") from None
     from lightning.pytorch.loggers import TensorBoardLogger

@@ -32,7 +32,13 @@ def data(tmp_path_factory) -> Path:
 
 def mgfrec(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "80", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "mgfrec.cli.main", *args], capture_output=True, text=True, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "mgfrec.cli.main", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
 
 
 def chatter(text: str) -> list[str]:
@@ -58,4 +64,5 @@ def test_verbose_brings_the_chatter_back(data):
     cache = f"embedding.cache_dir={data / 'emb-verbose'}"
     proc = mgfrec("--verbose", "index", "build", str(data / "data"), "--set", cache)
     assert proc.returncode == 0, proc.stderr
-    assert "Loading weights" in proc.stderr  # transformers' own bar, hidden without --verbose
+    # transformers' own bar, hidden without --verbose
+    assert "Loading weights" in proc.stderr

@@ -97,7 +97,7 @@ def small_data(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("plugin-cli")
     proc = subprocess.run([sys.executable, "-m", "mgfrec.cli.main", "data", "prepare", "synthetic", "--out",
                            str(root / "data"), "--set", "data.options={n_users: 40, n_items: 80, n_artists: 10, "
-                           "max_length: 6}"], capture_output=True, text=True)  # fmt: skip
+                           "max_length: 6}"], check=False, capture_output=True, text=True)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     (root / "system.txt").write_text("Think in <think> </think>, search with <ground> </ground>, answer with "
                                      "<answer> </answer>.", encoding="utf-8")  # fmt: skip
@@ -107,8 +107,8 @@ def small_data(tmp_path_factory) -> Path:
 def _cli(site: Path, root: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(site), "COLUMNS": "80"}
     cache = ["--set", f"embedding.cache_dir={root / 'emb'}"]
-    return subprocess.run([sys.executable, "-m", "mgfrec.cli.main", *args, *cache], capture_output=True, text=True,
-                          env=env)  # fmt: skip
+    return subprocess.run([sys.executable, "-m", "mgfrec.cli.main", *args, *cache], check=False, capture_output=True,
+                          text=True, env=env)  # fmt: skip
 
 
 def test_index_build_treats_the_plugin_grounder_like_a_built_in(plugin_site, small_data):

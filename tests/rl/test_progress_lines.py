@@ -45,6 +45,12 @@ def test_sft_and_grpo_print_progress_lines(root):
     lines = stream.getvalue().splitlines()
     sft = [line for line in lines if line.startswith("[sft] ")]
     grpo = [line for line in lines if line.startswith("[grpo] ")]
-    assert sft and "step 2/2" in sft[-1] and "batch loss" in sft[-1] and "100%" in sft[-1]
-    assert grpo and grpo[-1].startswith("[grpo] step 2/2, reward ") and "elapsed" in grpo[-1]
+    assert (
+        sft and "step 2/2" in sft[-1] and "batch loss" in sft[-1] and "100%" in sft[-1]
+    )
+    assert (
+        grpo
+        and grpo[-1].startswith("[grpo] step 2/2, reward ")
+        and "elapsed" in grpo[-1]
+    )
     assert "Epoch 0/-2" not in stream.getvalue()
