@@ -30,8 +30,10 @@ from mgfrec.runs import RUN_FILE
 
 DEMO_BASELINES: tuple[str, ...] = ("pop", "last-title", "sasrec", "hybrid")  # the cheap default set
 ALL_BASELINES: tuple[str, ...] = ("pop", "last-title", "sasrec", "gru4rec", "caser", "hybrid", "bigrec")  # --baselines all
-# Upper bounds, in seconds on 2 idle cores, of the stages no time cap bounds (measured on the synthetic data,
-# docs/experiments.md); a trained baseline takes its cap (DemoOptions.baseline_seconds) plus FIT_OVERHEAD.
+# Rough wall times, in seconds on 2 idle cores, of the stages no cap bounds, for the estimate the demo prints
+# first (from the measurements in docs/baselines.md and docs/experiments.md, rounded up); a learned baseline
+# counts its time cap (DemoOptions.baseline_seconds) plus FIT_OVERHEAD (loading, validation, ranking valid).
+# AGENT_SECONDS follows the agent stages' defaults: update it with them.
 FIXED_SECONDS: dict[str, float] = {"prepare": 5, "index": 25, "pop": 3, "last-title": 3, "hybrid": 15}
 FIT_OVERHEAD: dict[str, float] = {"sasrec": 15, "gru4rec": 15, "caser": 15, "bigrec": 45}
 AGENT_SECONDS: dict[str, float] = {"sft": 150, "fit": 60, "evaluate": 120, "figures": 15}
@@ -166,8 +168,11 @@ def estimate_line(baselines: Sequence[str], options: DemoOptions) -> str:
     stages = estimate_seconds(baselines, options)
     total = sum(stages.values())
     agent = "; then SFT, GRPO, evaluation, figures" if options.agent else ""
-    caps = f" (learned baselines capped at {options.baseline_seconds:g} s each)" if options.baseline_seconds else ""
-    return (f"[demo] baselines {', '.join(baselines)}{caps}{agent}: about {format_seconds(total)} on 2 idle cores, "
+    limits = [f"{options.baseline_steps} steps" if options.baseline_steps else "",
+              f"{options.baseline_seconds:g} s" if options.baseline_seconds else ""]  # fmt: skip
+    caps = f" (learned ones capped at {' or '.join(x for x in limits if x)} each)" if any(limits) else ""
+    about = f"{round(total / 60)} min" if total >= 120 else format_seconds(total)  # no false precision
+    return (f"[demo] baselines {', '.join(baselines)}{caps}{agent}: about {about} on 2 idle cores, "
             "longer on a busy machine; finished stages are reused on a rerun")  # fmt: skip
 
 
