@@ -130,6 +130,10 @@ def run_demo(
             stopped = getattr(result.retriever, "stopped", None)
             why = f" (stopped: {stopped})" if stopped in ("time cap", "step cap", "early stopping") else ""
             say(f"[{name}] valid NDCG@10 {result.valid_ndcg10:.4f}{why}")
+            if stopped == "user":  # Ctrl-C ended this fit cleanly; the user wants the demo to stop, not go on
+                say(f"[demo] stopped by the user: {run_dir} is finished from its best checkpoint; rerun the same "
+                    "command to go on from the next stage")  # fmt: skip
+                raise KeyboardInterrupt
         runs.append(run_dir)
 
     agent_runs: list[Path] = []

@@ -92,3 +92,33 @@ def test_run_demo_with_the_agent_stages(tmp_path):
         assert result.written[key].is_file(), key
     assert result.written["case_study"].read_text(encoding="utf-8").startswith("# Case study")
 
+
+
+def test_ctrl_c_during_a_baseline_stops_the_demo_with_that_run_finished(tmp_path):
+    """SIGINT while SASRec trains: its run is finished from the best checkpoint, the demo stops there
+    (exit 130, no traceback) and says how to go on; a rerun reuses the stopped run."""
+    import signal
+
+    env = {**os.environ, "COLUMNS": "80", "OMP_NUM_THREADS": "1", "MGFREC_PROGRESS_SECONDS": "0"}
+    args = [sys.executable, "-m", "mgfrec.cli.main", "demo", "--out", str(tmp_path), "--no-agent",
+            "--retriever-epochs", "100000", "--baseline-seconds", "0", "--baseline-steps", "0",
+            "--set", TINY[0], "--set", "retriever.patience=100000", "--set", "retriever.min_delta=0",
+            "--set", "retriever.batch_size=8"]  # fmt: skip
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    seen = []
+    try:
+        for line in proc.stderr:  # wait until SASRec has validated once
+            seen.append(line)
+            if line.startswith("[sasrec] epoch") and "valid NDCG@10" in line:
+                break
+        else:
+            raise AssertionError("the demo ended before it was signalled:\n" + "".join(seen))
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, "".join(seen) + stderr
+    assert json.loads((tmp_path / "sasrec" / "run.json").read_text())["extra"]["stopped"] == "user"
+    assert not (tmp_path / "hybrid").exists()  # the demo did not go on
+    text = " ".join(stderr.split())
+    assert "rerun the same command to go on from the next stage" in text and "Traceback" not in stderr

@@ -40,8 +40,12 @@ def run(fn: Callable[[], T]) -> T:
     from mgfrec import progress
     from mgfrec.cli.quiet import library_output
 
-    with user_errors(), redirect_stdout(sys.stderr), progress.reporting(), library_output():
-        return fn()
+    try:
+        with user_errors(), redirect_stdout(sys.stderr), progress.reporting(), library_output():
+            return fn()
+    except KeyboardInterrupt:
+        console.print("stopped by the user (Ctrl-C)", highlight=False)
+        raise typer.Exit(130) from None
 
 
 def load(config: str | None, sets: list[str] | None, values: Mapping[str, Any] | None = None):
