@@ -202,6 +202,8 @@ def _line(
         )
     if not numeric:
         ax.set_xticks(pos, [str(v) for v in x])
+    elif all(isinstance(v, int) for v in x):  # a count (groundings, steps): whole-number ticks
+        _integer_steps(ax)
 
 
 def plot_sweep(
