@@ -90,9 +90,9 @@ class Task:
             )
 
             self._bar = Progress(
-                TextColumn(f"[{label}]"),
+                TextColumn(f"[{label}]", markup=False),
                 BarColumn(bar_width=20),
-                TextColumn("{task.fields[text]}"),
+                TextColumn("{task.fields[text]}", markup=False),
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
                 console=Console(file=stream),
