@@ -15,14 +15,15 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-# Loggers that print banners and tips at INFO. The children are named because importing lightning resets
-# its package loggers to INFO; a child's own level survives that import.
+# Loggers that print banners and tips at INFO: every subpackage of Lightning. Importing lightning resets its
+# two package loggers to INFO, but a subpackage logger's own level survives that import, and every module
+# logger below it inherits it.
+_PYTORCH = ("accelerators", "callbacks", "core", "loggers", "loops", "plugins", "profilers", "strategies",
+            "trainer", "tuner", "utilities")  # fmt: skip
+_FABRIC = ("accelerators", "loggers", "plugins", "strategies", "utilities")
 LOGGERS = (
-    "lightning.pytorch.utilities.rank_zero",
-    "lightning.fabric.utilities.rank_zero",
-    "lightning.pytorch.accelerators.cuda",
-    "lightning.fabric.utilities.seed",
-    "lightning.pytorch.utilities.migration.utils",
+    *(f"lightning.pytorch.{name}" for name in _PYTORCH),
+    *(f"lightning.fabric.{name}" for name in _FABRIC),
 )
 WARNINGS = (
     r".*LeafSpec.*",

@@ -140,3 +140,5 @@ def test_fit_trains_with_the_plugin_grounder_and_reward(plugin_site, small_data)
     config = (out / "config.yaml").read_text(encoding="utf-8")
     assert "grounder: cosine" in config and "hit-at-k" in config
     assert "hit-at-k" in (out / "metrics.csv").read_text(encoding="utf-8").splitlines()[0]
+    chatter = ("weights_only", "GPU available", "TPU available", "in eval mode", "LeafSpec", "Loading weights")
+    assert not [c for c in chatter if c in proc.stderr + proc.stdout], proc.stderr  # hidden without --verbose
