@@ -93,12 +93,21 @@ def plot_training_curves(
     present = list(dict.fromkeys(present))
     if present:
         fig, ax = plt.subplots(figsize=(5, 3.5))
-        for column in present:
+        few = len(frame) < 30
+        for n, column in enumerate(present):
+            # The mean solid and wide, each part dashed with its own marker: a part equal to the mean (a
+            # policy that only ever fails the format) stays visible on top of it.
+            mean = column == "reward/mean"
             ax.plot(
                 frame["step"],
                 frame[column],
                 label=_label(column),
-                marker="." if len(frame) < 30 else None,
+                linewidth=3.0 if mean else 1.3,
+                linestyle="-" if mean else "--",
+                marker=("o" if mean else "sx^vd"[n % 5]) if few else None,
+                markersize=6 if mean else 5,
+                alpha=0.6 if mean else 1.0,
+                zorder=1 if mean else 2,
             )
         ax.set(xlabel="training step", ylabel="reward", title="Training reward per step")
         _integer_steps(ax)

@@ -203,7 +203,7 @@ class Report:
                 stats = json.loads(path.read_text(encoding="utf-8"))
                 greedy, temperature = stats.get("greedy"), stats.get("temperature")
                 if greedy:
-                    settings[r.name] = "greedy (eval.greedy: true)"
+                    settings[r.name] = "decoded greedily (eval.greedy: true)"
                 elif temperature is not None:
                     settings[r.name] = f"sampled at temperature {temperature:g} (eval.greedy: false)"
                 else:
@@ -211,7 +211,7 @@ class Report:
         if not settings:
             return None
         if len(set(settings.values())) == 1:
-            return f"Agent rows: rolled out {next(iter(settings.values()))}."
+            return f"Agent rows: {next(iter(settings.values()))}."
         return "Agent rows: " + "; ".join(f"{name} {how}" for name, how in settings.items()) + "."
 
     def terminal_notes(self) -> list[str]:
