@@ -151,7 +151,8 @@ class BigRecRetriever:
             started = time.perf_counter()
             with progress.task("bigrec") as task:
                 loss = self._train_epoch(pairs, optimizer, rng, lambda batch, e=epoch, t=task: budget.step(t, e, batch))
-            score = valid_ndcg()
+                task.update(None, f"epoch {epoch}/{options.epochs}: validating on {len(v_hist)} valid samples")
+                score = valid_ndcg()
             history.append({"epoch": epoch, "train_loss": loss, "valid_ndcg_full": score,
                             "seconds": round(time.perf_counter() - started, 2)})  # fmt: skip
             if score > best:
