@@ -4,15 +4,16 @@
 newcomer sees the whole idea on a laptop CPU. Each stage is a library call that the CLI commands also use;
 this module only strings them together and reuses what an earlier (interrupted) demo already made.
 
-Stages: prepare, index (title embeddings), the baselines (Pop, last-title, SASRec, GRU4Rec, Caser, hybrid,
-and the BIGRec-style LLM baseline), then the agent: ``mgfrec sft`` warm start of the small policy on
-trajectories synthesized with the recall list of the strongest fitted baseline (``DemoOptions.agent_recall``:
-hybrid first), a short ``mgfrec fit`` (GRPO), and three ablations of the trained agent applied at evaluation
-time (:func:`~mgfrec.experiments.ablations.derive_ablation_run`: the paper retrains each; ``mgfrec fit
---ablation`` does that). The agent decodes with constrained turns (``agent.decoding: constrained``, the CPU
-default): it always writes the tag grammar and answers one of the titles it was shown. Everything is
-compared on the same seeded test subsample (``DemoOptions.eval_samples``; agents are rolled out on it
-greedily, as ``eval.greedy`` says), then the figures are written.
+Stages: prepare, index (title embeddings), the baselines (by default Pop, last-title, SASRec and the hybrid;
+``ALL_BASELINES`` adds GRU4Rec, Caser and the BIGRec-style LLM baseline), each learned one held to a
+training-time cap, then the agent: ``mgfrec sft`` warm start of the small policy on trajectories synthesized
+with the recall list of the strongest fitted baseline (``DemoOptions.agent_recall``: hybrid first), a short
+``mgfrec fit`` (GRPO), and three ablations of the trained agent applied at evaluation time
+(:func:`~mgfrec.experiments.ablations.derive_ablation_run`: the paper retrains each; ``mgfrec fit --ablation``
+does that). The agent decodes with constrained turns (``agent.decoding: constrained``, the CPU default): it
+always writes the tag grammar and answers one of the titles it was shown. Everything is compared on the same
+seeded test subsample (``DemoOptions.eval_samples``; agents are rolled out on it greedily, as
+``eval.greedy`` says), then the figures are written.
 """
 
 from __future__ import annotations
@@ -30,7 +31,15 @@ from mgfrec.eval.report import Report, build_report
 from mgfrec.retrievers.fit import fit_baseline
 from mgfrec.runs import RUN_FILE
 
-DEMO_BASELINES: tuple[str, ...] = ("pop", "last-title", "sasrec", "gru4rec", "caser", "hybrid", "bigrec")
+DEMO_BASELINES: tuple[str, ...] = ("pop", "last-title", "sasrec", "hybrid")  # the cheap default set
+ALL_BASELINES: tuple[str, ...] = ("pop", "last-title", "sasrec", "gru4rec", "caser", "hybrid", "bigrec")  # --baselines all
+# Rough wall times, in seconds on 2 idle cores, of the stages no cap bounds, for the estimate the demo prints
+# first (from the measurements in docs/baselines.md and docs/experiments.md, rounded up); a learned baseline
+# counts its time cap (DemoOptions.baseline_seconds) plus FIT_OVERHEAD (loading, validation, ranking valid).
+# AGENT_SECONDS follows the agent stages' defaults: update it with them.
+FIXED_SECONDS: dict[str, float] = {"prepare": 5, "index": 25, "pop": 3, "last-title": 3, "hybrid": 15}
+FIT_OVERHEAD: dict[str, float] = {"sasrec": 15, "gru4rec": 15, "caser": 15, "bigrec": 45}
+AGENT_SECONDS: dict[str, float] = {"sft": 150, "fit": 60, "evaluate": 120, "figures": 15}
 REFERENCE = "last-title"  # the content floor every other method is paired against
 DEMO_ABLATIONS: tuple[str, ...] = ("no-multi-grounding", "no-feedback", "no-recall")
 
@@ -53,6 +62,12 @@ class DemoOptions:
     valid_samples: int = 30  # valid subsample of the SFT and GRPO validations
     eval_samples: int | None = 100  # seeded test subsample every method is compared on; None = whole split
     bigrec: dict = field(default_factory=lambda: {"max_train_samples": 500, "epochs": 2, "valid_samples": 50})
+    # Training-time cap of each learned baseline (retriever.max_seconds): a busy machine trains fewer epochs
+    # instead of taking longer; early stopping (the CLI sets patience and min_delta) may stop sooner.
+    baseline_seconds: float | None = 60.0
+    # ... and its step cap (retriever.max_steps): about the same work on 2 idle cores (SASRec: ~14 epochs of
+    # the synthetic data), so that an idle machine's result does not depend on its speed.
+    baseline_steps: int | None = 300
 
 
 @dataclass
@@ -80,6 +95,7 @@ def run_demo(
     out = Path(out)
     write_resolved(config, out)
     seconds: dict[str, float] = {}
+    say(estimate_line(baselines, options))
 
     def stage(name: str, fn: Callable[[], object]) -> object:
         start = time.perf_counter()
@@ -114,9 +130,19 @@ def run_demo(
                                      "collaborative_run": str(out / "sasrec")}
             if name == "bigrec":
                 update["options"] = dict(options.bigrec)
+            if name in FIT_OVERHEAD and options.baseline_seconds is not None:
+                update["max_seconds"] = options.baseline_seconds
+            if name in FIT_OVERHEAD and name != "bigrec" and options.baseline_steps is not None:
+                update["max_steps"] = options.baseline_steps
             cfg = config.model_copy(update={"retriever": config.retriever.model_copy(update=update)})
             result = stage(name, lambda cfg=cfg, run_dir=run_dir: fit_baseline(ds, cfg, run_dir))
-            say(f"[{name}] valid NDCG@10 {result.valid_ndcg10:.4f}")
+            stopped = getattr(result.retriever, "stopped", None)
+            why = f" (stopped: {stopped})" if stopped in ("time cap", "step cap", "early stopping") else ""
+            say(f"[{name}] valid NDCG@10 {result.valid_ndcg10:.4f}{why}")
+            if stopped == "user":  # Ctrl-C ended this fit cleanly; the user wants the demo to stop, not go on
+                say(f"[demo] stopped by the user: {run_dir} is finished from its best checkpoint; rerun the same "
+                    "command to go on from the next stage")  # fmt: skip
+                raise KeyboardInterrupt
         runs.append(run_dir)
 
     agent_runs: list[Path] = []
@@ -130,8 +156,39 @@ def run_demo(
                                                     limit=options.eval_samples))  # fmt: skip
     written = report.write(out)
     if agent_runs:
-        written.update(stage("figures", lambda: demo_figures(out, ds, config.eval.split)))
+        written.update(stage("figures", lambda: demo_figures(out, ds, config.eval.split, say)))
     return DemoResult(out, report, written, seconds)
+
+
+def estimate_seconds(baselines: Sequence[str], options: DemoOptions) -> dict[str, float]:
+    """Each stage's expected wall time on 2 idle cores (an upper bound where a time cap holds the stage)."""
+    stages = {"prepare": FIXED_SECONDS["prepare"], "index": FIXED_SECONDS["index"]}
+    for name in baselines:
+        if name in FIT_OVERHEAD:
+            cap = options.baseline_seconds if options.baseline_seconds is not None else 300.0
+            stages[name] = cap + FIT_OVERHEAD[name]
+        else:
+            stages[name] = FIXED_SECONDS.get(name, 30.0)
+    if options.agent:
+        stages.update(AGENT_SECONDS)
+    else:
+        stages["evaluate"] = 10.0
+    return stages
+
+
+def estimate_line(baselines: Sequence[str], options: DemoOptions) -> str:
+    """The line the demo opens with: what it will run and about how long that takes."""
+    from mgfrec.progress import format_seconds
+
+    stages = estimate_seconds(baselines, options)
+    total = sum(stages.values())
+    agent = "; then SFT, GRPO, evaluation, figures" if options.agent else ""
+    limits = [f"{options.baseline_steps} steps" if options.baseline_steps else "",
+              f"{options.baseline_seconds:g} s" if options.baseline_seconds else ""]  # fmt: skip
+    caps = f" (learned ones capped at {' or '.join(x for x in limits if x)} each)" if any(limits) else ""
+    about = f"{round(total / 60)} min" if total >= 120 else format_seconds(total)  # no false precision
+    return (f"[demo] baselines {', '.join(baselines)}{caps}{agent}: about {about} on 2 idle cores, "
+            "longer on a busy machine; finished stages are reused on a rerun")  # fmt: skip
 
 
 def agent_stages(
@@ -180,14 +237,17 @@ def agent_stages(
     return [sft_dir, fit_dir, *ablations]
 
 
-def demo_figures(out: Path, ds: PreparedDataset, split: str) -> dict[str, Path]:
+def demo_figures(out: Path, ds: PreparedDataset, split: str, say: Callable[[str], None] = print) -> dict[str, Path]:
     """Training curves of the GRPO run, Fig. 3's difficulty bands and a Fig. 4 case study into out/figures."""
-    from mgfrec.eval.figures import plot_difficulty_bands, plot_training_curves, write_trajectory_markdown
+    from mgfrec.eval.figures import nonempty_bands, plot_difficulty_bands, plot_training_curves, write_trajectory_markdown
     from mgfrec.recommend import recommend
 
     figures = out / "figures"
     written = {f"figure_{k}": v for k, v in plot_training_curves(out / "mgfrec", figures).items()}
     written["figure_difficulty"] = plot_difficulty_bands(out / "mgfrec", figures, split=split, ds=ds)
+    if nonempty_bands(out / "mgfrec", split, ds) <= 1:
+        say(f"[figures] {written['figure_difficulty'].name}: every trajectory falls in one grounding band, so it "
+            "compares nothing yet (the figure says so); a longer fit spreads the agent over the bands")  # fmt: skip
     user = str(ds.split(split)["user_id"].iloc[0])
     rec, rec_ds = recommend(out / "mgfrec", user=user, sample=True)
     written["case_study"] = write_trajectory_markdown(

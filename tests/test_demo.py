@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -42,13 +45,24 @@ def test_run_demo_fits_evaluates_and_reuses(tmp_path):
     assert sum("reusing" in m for m in again) == 5  # data + four runs
 
 
-def test_demo_command_prints_the_table(tmp_path):
-    args = ["demo", "--out", str(tmp_path), "--retriever-epochs", "1", "--no-agent", "--eval-samples", "0"]
-    for item in TINY[:1]:
-        args += ["--set", item]
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0, result.output
-    assert "reference last-title" in result.stdout
+def test_demo_command_prints_an_80_column_table_with_its_legend(tmp_path):
+    """A real subprocess at COLUMNS=80, as a user's terminal or log gets it: the estimate first, progress and
+    stage lines, the table with names whole and no wrapped interval, the legend, no library chatter."""
+    env = {**os.environ, "COLUMNS": "80", "OMP_NUM_THREADS": "1"}
+    args = [sys.executable, "-m", "mgfrec.cli.main", "demo", "--out", str(tmp_path), "--retriever-epochs", "1",
+            "--no-agent", "--eval-samples", "0", "--set", TINY[0]]  # fmt: skip
+    proc = subprocess.run(args, check=False, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.startswith("[demo] baselines pop, last-title, sasrec, hybrid") and "on 2 idle cores" in proc.stderr
+    table = proc.stdout.splitlines()
+    assert max(len(line) for line in table) <= 80
+    rows = {line.split()[0]: line for line in table if line.strip() and line.split()[0] in ("pop", "last-title", "sasrec", "hybrid")}
+    assert set(rows) == {"pop", "last-title", "sasrec", "hybrid"} and "(ref)" in rows["last-title"]
+    assert all("[" in line and "]" in line for line in rows.values())  # each interval on its run's line
+    assert "gru4rec" not in proc.stdout  # the cheap default set; --baselines all adds it
+    assert "(ref): the reference run" in proc.stderr and "N_full: NDCG without cut-off" in proc.stderr
+    assert "[sasrec] valid NDCG@10" in proc.stderr
+    assert not any(c in proc.stderr for c in ("Loading weights", "GPU available", "LeafSpec", "Traceback"))
     assert (tmp_path / "report_test.md").is_file() and (tmp_path / "config.yaml").is_file()
     # The printed table is the written report: each run's row carries its own numbers.
     report = json.loads((tmp_path / "report_test.json").read_text())
@@ -60,6 +74,16 @@ def test_demo_command_prints_the_table(tmp_path):
         assert line is not None, f"no table row for {name}:\n{result.stdout}"
         for metric in ("hit@10", "ndcg@10", "ndcg_full"):
             assert f"{row[metric]:.4f}" in line, (name, metric, line)
+
+
+def test_demo_baselines_flag():
+    from mgfrec.cli.demo import _baselines
+    from mgfrec.demo import ALL_BASELINES
+
+    assert _baselines("all", list(ALL_BASELINES)) == ALL_BASELINES
+    assert _baselines("pop, caser", list(ALL_BASELINES)) == ("pop", "caser")
+    result = CliRunner().invoke(app, ["demo", "--baselines", "pop,nope", "--out", "unused"])
+    assert result.exit_code == 2 and "--baselines: nope is not a retriever" in " ".join(result.output.split())
 
 
 def test_run_demo_with_the_agent_stages(tmp_path):
@@ -81,3 +105,33 @@ def test_run_demo_with_the_agent_stages(tmp_path):
         assert result.written[key].is_file(), key
     assert result.written["case_study"].read_text(encoding="utf-8").startswith("# Case study")
 
+
+
+def test_ctrl_c_during_a_baseline_stops_the_demo_with_that_run_finished(tmp_path):
+    """SIGINT while SASRec trains: its run is finished from the best checkpoint, the demo stops there
+    (exit 130, no traceback) and says how to go on; a rerun reuses the stopped run."""
+    import signal
+
+    env = {**os.environ, "COLUMNS": "80", "OMP_NUM_THREADS": "1", "MGFREC_PROGRESS_SECONDS": "0"}
+    args = [sys.executable, "-m", "mgfrec.cli.main", "demo", "--out", str(tmp_path), "--no-agent",
+            "--retriever-epochs", "100000", "--baseline-seconds", "0", "--baseline-steps", "0",
+            "--set", TINY[0], "--set", "retriever.patience=100000", "--set", "retriever.min_delta=0",
+            "--set", "retriever.batch_size=8"]  # fmt: skip
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    seen = []
+    try:
+        for line in proc.stderr:  # wait until SASRec has validated once
+            seen.append(line)
+            if line.startswith("[sasrec] epoch") and "valid NDCG@10" in line:
+                break
+        else:
+            raise AssertionError("the demo ended before it was signalled:\n" + "".join(seen))
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, "".join(seen) + stderr
+    assert json.loads((tmp_path / "sasrec" / "run.json").read_text())["extra"]["stopped"] == "user"
+    assert not (tmp_path / "hybrid").exists()  # the demo did not go on
+    text = " ".join(stderr.split())
+    assert "rerun the same command to go on from the next stage" in text and "Traceback" not in stderr

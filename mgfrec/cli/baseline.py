@@ -31,9 +31,13 @@ def fit(
     batch_size: int | None = typer.Option(None, help="Training batch size (retriever.batch_size; paper 256)."),
     max_epochs: int | None = typer.Option(None, help="Epoch limit (retriever.max_epochs)."),
     patience: int | None = typer.Option(None, help="Epochs without a valid NDCG@10 gain before stopping."),
+    max_steps: int | None = typer.Option(None, help="Stop after this many training steps (retriever.max_steps)."),
+    max_seconds: float | None = typer.Option(
+        None, help="Stop after this much training time, in seconds, then validate (retriever.max_seconds)."
+    ),
     seed: int | None = typer.Option(None, help="Seed (retriever.seed) for initialisation, shuffling and negatives."),
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:<i>, mps or auto (retriever.device)."),
-    progress: bool = typer.Option(False, "--progress", help="Show the training progress bar."),
+    progress: bool = typer.Option(False, "--progress", help="Also show Lightning's own progress bar (mgfrec's progress line is always on stderr)."),
     as_json: bool = typer.Option(False, "--json", help="Print the run's summary as JSON."),
 ) -> None:
     """Train a retriever on the train split, early-stopping on valid NDCG@10, and save it to --out."""
@@ -51,6 +55,8 @@ def fit(
             "retriever.batch_size": batch_size,
             "retriever.max_epochs": max_epochs,
             "retriever.patience": patience,
+            "retriever.max_steps": max_steps,
+            "retriever.max_seconds": max_seconds,
             "retriever.device": device,
             "retriever.seed": seed,
         }
@@ -73,9 +79,18 @@ def fit(
         "valid_ndcg@10": result.valid_ndcg10,
         "best_epoch": getattr(result.retriever, "best_epoch", None),
         "seconds": round(result.seconds, 2),
+        "stopped": getattr(result.retriever, "stopped", None),
     }
     if as_json:
         print_json(summary)
         return
     epoch = f" (best epoch {summary['best_epoch']})" if summary["best_epoch"] is not None else ""
+    if summary["stopped"] == "user":
+        console.print(
+            f"stopped by the user: {out_dir} holds the best epoch so far{epoch} and its run.json "
+            "(marked stopped: user); rerun the same command to train from the start",
+            highlight=False,
+        )
+    elif summary["stopped"] in ("time cap", "step cap"):
+        console.print(f"stopped at the {summary['stopped']} (retriever.max_seconds / max_steps)", highlight=False)
     typer.echo(f"valid NDCG@10 {result.valid_ndcg10:.4f}{epoch}; {summary['seconds']} s; run folder {out_dir}")

@@ -47,9 +47,17 @@ def error_message(exc: BaseException) -> str:
 
 def run(fn: Callable[[], T]) -> T:
     """``fn()`` with clean errors. Anything printed to stdout while it works (DeepSpeed and other libraries
-    print there) goes to stderr: a command's stdout is only what it prints afterwards (its table or --json)."""
-    with user_errors(), redirect_stdout(sys.stderr):
-        return fn()
+    print there) goes to stderr: a command's stdout is only what it prints afterwards (its table or --json).
+    Long stages show their progress on stderr (:mod:`mgfrec.progress`)."""
+    from mgfrec import progress
+    from mgfrec.cli.quiet import library_output
+
+    try:
+        with user_errors(), redirect_stdout(sys.stderr), progress.reporting(), library_output():
+            return fn()
+    except KeyboardInterrupt:
+        console.print("stopped by the user (Ctrl-C)", highlight=False)
+        raise typer.Exit(130) from None
 
 
 def load(config: str | None, sets: list[str] | None, values: Mapping[str, Any] | None = None):

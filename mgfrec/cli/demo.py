@@ -17,40 +17,82 @@ def demo(
     retriever_epochs: int = typer.Option(
         20, "--retriever-epochs", min=1, help="Epoch limit for SASRec/GRU4Rec/Caser (the demo's CPU budget)."
     ),
+    baselines: str = typer.Option(
+        "demo", "--baselines",
+        help="Baselines to fit: 'demo' (pop, last-title, sasrec, hybrid), 'all' (adds gru4rec, caser, bigrec) "
+        "or a comma-separated list of retriever names.",
+    ),
+    baseline_seconds: float = typer.Option(
+        60.0, "--baseline-seconds", min=0,
+        help="Training-time cap of each learned baseline, in seconds (0: no cap; epochs and early stopping only).",
+    ),
+    baseline_steps: int = typer.Option(
+        300, "--baseline-steps", min=0,
+        help="Training-step cap of SASRec/GRU4Rec/Caser (0: no cap); whichever cap comes first ends the fit.",
+    ),
     agent: bool = typer.Option(True, "--agent/--no-agent", help="Run the agent stages (SFT, GRPO, ablations) after the baselines."),
     fit_steps: int = typer.Option(3, "--fit-steps", min=1, help="GRPO steps of the demo's short fit."),
     sft_samples: int = typer.Option(200, "--sft-samples", min=1, help="Train samples the SFT trajectories are synthesized from."),
     eval_samples: int = typer.Option(
         100, "--eval-samples", min=0, help="Seeded test subsample every method is compared on (0 = the whole split)."
     ),
+    threads: int = typer.Option(
+        1, "--threads", min=0,
+        help="torch CPU threads (0: torch's default, one per core). One by default: on a machine whose cores are "
+        "busy, more threads than free cores made SASRec 36x slower (docs/experiments.md).",
+    ),
     config: str | None = typer.Option(None, "--config", help=CONFIG_HELP + " Default: configs' CPU defaults."),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
 ) -> None:
-    """Prepare data, build the title index, fit the baselines (Pop, last-title, SASRec, GRU4Rec, Caser,
-    hybrid, BIGRec-style), warm-start the small policy (SFT), train it briefly with GRPO, evaluate MGFRec,
+    """Prepare data, build the title index, fit the baselines (Pop, last-title, SASRec and the hybrid;
+    --baselines all adds GRU4Rec, Caser and BIGRec), warm-start the small policy (SFT), train it briefly with GRPO, evaluate MGFRec,
     its SFT start and three ablations beside the baselines with one full-ranking evaluator, print a
     Table-4-style report with intervals and paired tests, and write the figures. Re-running reuses
     finished stages."""
     from mgfrec.data.prepared import detect_source
     from mgfrec.demo import DemoOptions, run_demo
+    from mgfrec.registry import registry
 
     def go():
-        name, path = detect_source(data)
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        reg = registry()
+        chosen = _baselines(baselines, reg.names("retriever"))
+        name, path = detect_source(data, reg.names("data_source"))
         cfg = load(
             config,
             set_,
-            {"data.source": name, "data.path": path, "retriever.max_epochs": retriever_epochs, "retriever.patience": 3},
-        )
+            {"data.source": name, "data.path": path, "retriever.max_epochs": retriever_epochs,
+             "retriever.patience": 2, "retriever.min_delta": 0.002},
+        )  # fmt: skip
         options = DemoOptions(agent=agent, fit_steps=fit_steps, sft_train_samples=sft_samples,
-                              eval_samples=eval_samples or None)  # fmt: skip
-        return run_demo(cfg, out_dir, options=options, say=lambda msg: console.print(msg, highlight=False, markup=False))
+                              eval_samples=eval_samples or None, baseline_seconds=baseline_seconds or None,
+                              baseline_steps=baseline_steps or None)  # fmt: skip
+        return run_demo(cfg, out_dir, baselines=chosen, options=options,
+                        say=lambda msg: console.print(msg, highlight=False, markup=False))  # fmt: skip
 
     result = run(go)
-    out.print(result.report.table())
+    out.print(result.report.table(console.width))
+    for note in result.report.terminal_notes():
+        console.print(note, highlight=False, markup=False)
     limit = f"on a seeded subsample of {eval_samples} test samples" if eval_samples else "on the whole test split"
-    console.print(
-        f"All rows are compared {limit}; agents are sampled at temperature 1. The ablation rows apply each "
-        "ablation to the trained policy at evaluation time (the paper retrains each: mgfrec fit --ablation). "
-        f"Files: {', '.join(str(p) for p in result.written.values())}",
-        highlight=False,
-    )
+    ablations = (" The ablation rows apply each ablation to the trained policy at evaluation time (the paper "
+                 "retrains each: mgfrec fit --ablation).") if agent else ""  # fmt: skip
+    console.print(f"All rows are compared {limit}.{ablations}", highlight=False)
+    console.print(f"Files: {', '.join(str(p) for p in result.written.values())}", highlight=False)
+
+
+def _baselines(value: str, known: list[str]) -> tuple[str, ...]:
+    """``--baselines``: 'demo', 'all' or a comma-separated list of registered retriever names."""
+    from mgfrec.demo import ALL_BASELINES, DEMO_BASELINES
+
+    if value.strip() in ("demo", "all"):
+        return DEMO_BASELINES if value.strip() == "demo" else ALL_BASELINES
+    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise ValueError(f"--baselines: {', '.join(unknown) or 'nothing named'} is not a retriever; "
+                         f"use 'demo', 'all' or names from: {', '.join(sorted(known))}")  # fmt: skip
+    return names

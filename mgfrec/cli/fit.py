@@ -38,13 +38,13 @@ def fit(
     tensorboard: bool = typer.Option(False, "--tensorboard", help="Also log every step to OUT/tensorboard (trainer.tensorboard)."),
     recall_model: str = typer.Option(DEFAULT_RECALL_MODEL, "--recall-model", help="Retriever fitted into OUT/recall without --init."),
     max_train_samples: int | None = typer.Option(None, min=1, help="Seeded subsample of the train split."),
-    valid_samples: int = typer.Option(100, min=0, help="Valid samples of the greedy validation."),
+    valid_samples: int = typer.Option(100, min=0, help="Valid samples of the validation (greedy unless eval.greedy=false)."),
     checkpoint_every: int = typer.Option(1, min=1, help="Training steps between OUT/checkpoints/last.ckpt writes."),
     progress: bool = typer.Option(True, help="Show the progress bar with the live reward."),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
 ) -> None:
     """Roll the agent out G times per train sample, reward the grounded answer (NDCG, format), and update the
-    policy with the clipped GRPO loss; validate greedily, keep the best and the last policy."""
+    policy with the clipped GRPO loss; validate (greedy unless eval.greedy=false), keep the best and the last policy."""
     from mgfrec.rl.fit import FitOptions, run_fit, starting_config
 
     def go():

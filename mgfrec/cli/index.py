@@ -42,8 +42,15 @@ def _prepare(data: Path, cfg: Any, progress: bool) -> Any:
     from mgfrec.grounding.base import MissingExtraError
     from mgfrec.grounding.engine import build_index
 
+    def on_miss(titles: int, path: Path) -> None:  # on stderr, so also with --json
+        console.print(
+            f"no cached title vectors for this catalogue and model yet: embedding {titles:,} titles "
+            f"first (once; later commands read {path.parent})",
+            highlight=False,
+        )
+
     try:
-        return build_index(PreparedDataset(data), cfg, progress=progress, status=console.status)
+        return build_index(PreparedDataset(data), cfg, progress=progress, status=console.status, on_miss=on_miss)
     except MissingExtraError as exc:  # not an ImportError traceback: the user has a clear fix
         raise ValueError(str(exc)) from None
 
@@ -56,7 +63,7 @@ def build(
         None, "--model", help="Embedding model: hub id, local folder, or bundled:all-MiniLM-L6-v2."
     ),
     grounder: str | None = typer.Option(
-        None, "--grounder", help="grounder component: exact (default), faiss, hnswlib."
+        None, "--grounder", help="grounder component: exact (default), faiss, hnswlib or a plugin's (mgfrec plugins list)."
     ),
     device: str | None = typer.Option(None, "--device", help="Embedding device, e.g. cpu or cuda."),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Titles per embedding batch."),
@@ -82,8 +89,10 @@ def build(
     table.add_row("model", report["model_id"])
     table.add_row("cache", f"{report['cache']} in {report['embedding_seconds']:.2f} s")
     table.add_row("cache path", report["cache_path"])
-    kind = {True: "approximate", False: "exact", None: "unknown"}[report["approximate"]]
-    table.add_row("grounder", f"{report['grounder']}, {kind} search, built in {report['grounder_build_seconds']:.2f} s")
+    # A grounder says whether its search is approximate if it wants to (built-ins do); one that does not is
+    # reported as such, not as something wrong.
+    kind = {True: "approximate search", False: "exact search", None: "search kind not declared"}[report["approximate"]]
+    table.add_row("grounder", f"{report['grounder']}, {kind}, built in {report['grounder_build_seconds']:.2f} s")
     out.print(table)
 
 

@@ -3,11 +3,14 @@ the command functions so that ``mgfrec --help`` stays fast."""
 
 from __future__ import annotations
 
+import inspect
 import logging
 import sys
 import warnings
 
 import typer
+from typer.core import TyperOption
+
 
 from mgfrec.cli import (
     baseline,
@@ -51,6 +54,19 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _options(
+    verbose: bool = typer.Option(
+        False, "--verbose", help="Show the libraries' own logs, warnings and progress bars (hidden by default)."
+    ),
+) -> None:
+    from mgfrec.cli.quiet import set_verbose
+
+    set_verbose(verbose)
+
+
 app.add_typer(plugins.app, name="plugins")
 app.add_typer(data.app, name="data")
 app.add_typer(index.app, name="index")
@@ -78,6 +94,35 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 _default_show_warning = warnings.showwarning
+
+
+def _unwrap(text: str | None) -> str | None:
+    """A docstring as help: each paragraph one line, so that the terminal (not the source file's line
+    length) decides where a description breaks."""
+    if text is None:
+        return None
+    return "\n\n".join(" ".join(p.split()) for p in inspect.cleandoc(text).split("\n\n"))
+
+
+def _tidy_help(typer_app: typer.Typer) -> None:
+    for info in typer_app.registered_commands:
+        if info.help is None and info.callback is not None:
+            info.help = _unwrap(inspect.getdoc(info.callback))
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _tidy_help(group.typer_instance)
+
+
+_typed = TyperOption.display_type_rich
+
+
+def _display_type_rich(self: TyperOption, ctx):
+    """Typer 0.29 shows every flag, --help included, as taking a ``<bool>``; a flag takes no value."""
+    return None if self.is_flag else _typed(self, ctx)
+
+
+TyperOption.display_type_rich = _display_type_rich
+_tidy_help(app)
 
 
 def main() -> None:

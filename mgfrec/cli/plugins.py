@@ -15,6 +15,7 @@ def list_(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """List components by kind, with the package each comes from. Nothing is imported."""
+    from rich import box
     from rich.table import Table
 
     from mgfrec.cli.common import out
@@ -26,12 +27,16 @@ def list_(
     if as_json:
         print_json({k: [{"name": e.name, "target": e.target, "origin": e.origin} for e in es] for k, es in entries.items()})
         return
-    table = Table(title="mgfrec components")
-    for col in ("kind", "name", "provided by", "target"):
-        table.add_column(col)
+    # Kind once per group, no vertical rules, the package under the name and the target broken after its
+    # module: whole at 80 columns.
+    table = Table(title="mgfrec components", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("kind", no_wrap=True)
+    table.add_column("name (provided by)", no_wrap=True)
+    table.add_column("target (module: object)", overflow="fold")
     for k, es in entries.items():
         if not es:
-            table.add_row(k, "[dim](none)[/]", "", "")
-        for e in es:
-            table.add_row(k, e.name, e.origin, e.target)
+            table.add_row(k, "[dim](none)[/]", "")
+        for i, e in enumerate(es):
+            module, _, obj = e.target.partition(":")
+            table.add_row(k if i == 0 else "", f"{e.name}\n[dim]{e.origin}[/]", f"{module}:\n  {obj}" if obj else module)
     out.print(table)

@@ -49,8 +49,8 @@ def report(
             payload["files"] = {k: str(v) for k, v in written.items()}
         print_json(payload)
         return
-    out.print(rep.table())
-    for note in rep.notes():
+    out.print(rep.table(console.width))
+    for note in rep.terminal_notes():
         console.print(note, highlight=False, markup=False)
     if written:
         console.print("wrote " + ", ".join(str(p) for p in written.values()), highlight=False)

@@ -62,7 +62,7 @@ def sweep(
         None, min=1, help="Seeded subsample of the train split."
     ),
     valid_samples: int = typer.Option(
-        100, min=0, help="Valid samples of each run's greedy validation."
+        100, min=0, help="Valid samples of each run's validation (greedy unless eval.greedy=false)."
     ),
     as_json: bool = typer.Option(
         False, "--json", help="Print the summary rows as JSON."

@@ -77,6 +77,11 @@ class RetrieverConfig(Section):
     weight_decay: float = Field(0.0, ge=0, description="L2 coefficient; the paper grids 1e-3..1e-7")
     max_epochs: int = Field(200, ge=1)
     patience: int = Field(10, ge=1, description="epochs without valid NDCG@10 improvement before stopping")
+    min_delta: float = Field(0.0, ge=0, description="the least valid NDCG@10 gain that counts as an improvement")
+    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps (None: no cap)")
+    max_seconds: float | None = Field(
+        None, gt=0, description="stop after this much training wall time, then validate (None: no cap)"
+    )
     loss: Literal["ce", "bce"] = "ce"
     seed: int = Field(0, description="seeds initialisation, shuffling and negative sampling")
     device: str = "cpu"

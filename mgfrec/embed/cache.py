@@ -82,13 +82,17 @@ def cache_path(folder: Path, key: dict[str, Any]) -> Path:
 
 
 def cached_item_embeddings(
-    ds: PreparedDataset, cfg: EmbeddingConfig, embedder: Embedder | None = None, progress: bool = False
+    ds: PreparedDataset,
+    cfg: EmbeddingConfig,
+    embedder: Embedder | None = None,
+    progress: bool = False,
+    on_miss: Callable[[int, Path], None] | None = None,
 ) -> CachedEmbeddings:
     """Read the catalogue's vectors from the cache, or encode and store them.
 
     ``ds`` needs only ``titles`` and ``root``. Without ``embedder`` one is built from ``cfg`` (cheap: the
     model loads only if encoding is needed). With one, its identity keys the cache and ``cfg`` only says where
-    the cache lives.
+    the cache lives. ``on_miss(titles, path)`` is called before encoding, so a caller can say why it waits.
     """
     start = time.perf_counter()
     titles = list(ds.titles)
@@ -103,6 +107,8 @@ def cached_item_embeddings(
 
     # Encode each distinct title once, so duplicates get bit-identical vectors (see the module docstring).
     unique = list(dict.fromkeys(titles))
+    if on_miss is not None:
+        on_miss(len(unique), path)
     row_of = {title: row for row, title in enumerate(unique)}
     encoded = np.asarray(embedder.encode(unique, query=False, progress=progress), dtype=np.float32)
     if encoded.ndim != 2 or encoded.shape[0] != len(unique):

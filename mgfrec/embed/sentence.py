@@ -191,27 +191,21 @@ class SentenceTransformerEmbedder:
 
 @contextmanager
 def _progress_bar(show: bool, total: int, label: str) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on stderr, or a no-op when ``show`` is false."""
+    """A live progress line on stderr (:mod:`mgfrec.progress`: a rich bar on a terminal, a plain line every
+    few seconds otherwise), or a no-op when ``show`` is false."""
     if not show:
         yield lambda n: None
         return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from contextlib import nullcontext
 
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=Console(stderr=True)) as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda n: bar.advance(task, n)
+    from mgfrec import progress
+
+    done = 0
+    with nullcontext() if progress.enabled() else progress.reporting(), progress.task(label) as task:
+
+        def advance(n: int) -> None:
+            nonlocal done
+            done += n
+            task.update(done / max(total, 1), f"{done:,}/{total:,}")
+
+        yield advance

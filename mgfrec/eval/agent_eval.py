@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mgfrec import progress
 from mgfrec.agent.environment import build_environment
 from mgfrec.agent.final_ranking import reward_inputs
 from mgfrec.config.load import load_config
@@ -72,20 +73,11 @@ def evaluate_agent(
     histories = [[int(i) for i in frame["history"].iloc[n]] for n in rows]
     targets = [int(frame["target"].iloc[n]) for n in rows]
     trajectories = []
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start : start + batch_size]
-        samples = [
-            RolloutSample(
-                tuple(ds.titles[i] for i in histories[start + k]),
-                tuple(ds.titles[i] for i in recall[n] if i >= 0) if recall is not None else None,
-                frame["sample_id"].iloc[n],
-            )
-            for k, n in enumerate(chunk)
-        ]
-        result = rollout(engine, environment, samples, agent=cfg.agent,
-                         temperature=0.0 if config.greedy else cfg.rollout.temperature, top_p=cfg.rollout.top_p,
-                         seed=config.seed + start, max_context=getattr(model.config, "max_position_embeddings", None))  # fmt: skip
-        trajectories.extend(result.trajectories)
+    with progress.task(f"evaluate {run_dir.name}") as task:
+        for start in range(0, len(rows), batch_size):
+            trajectories.extend(_rollout_chunk(engine, environment, cfg, config, model, ds, frame, rows[start : start + batch_size],
+                                               start, histories, recall))  # fmt: skip
+            task.update(len(trajectories) / max(len(rows), 1), f"{len(trajectories)}/{len(rows)} {split} samples rolled out")
     # One full ranking of the answers serves both the ranking metrics and the training reward.
     inputs = reward_inputs(trajectories, grounding, targets, histories, exclude_history=exclude)
     ranks = [i.target_rank for i in inputs]
@@ -118,6 +110,7 @@ def evaluate_agent(
         "reward_ci": [lo, hi],
         "rewards": cfg.grpo.reward_names,
         "greedy": config.greedy,
+        "temperature": 0.0 if config.greedy else cfg.rollout.temperature,
         "limit": limit,
     }
     (run_dir / f"agent_{split}.json").write_text(json.dumps(stats, indent=2), encoding="utf-8")
@@ -143,3 +136,20 @@ def write_agent_samples(
         frame["reward"] = np.asarray(rewards, dtype=np.float64)
     frame.to_csv(path, index=False)
     return path
+
+
+def _rollout_chunk(engine: Any, environment: Any, cfg: Any, config: EvalConfig, model: Any, ds: Any, frame: pd.DataFrame,
+                   chunk: Any, start: int, histories: list[list[int]], recall: Any) -> list[Any]:  # fmt: skip
+    """Roll the agent out on the samples ``chunk`` (rows of ``frame``; ``start`` is the first one's position)."""
+    samples = [
+        RolloutSample(
+            tuple(ds.titles[i] for i in histories[start + k]),
+            tuple(ds.titles[i] for i in recall[n] if i >= 0) if recall is not None else None,
+            frame["sample_id"].iloc[n],
+        )
+        for k, n in enumerate(chunk)
+    ]
+    result = rollout(engine, environment, samples, agent=cfg.agent,
+                     temperature=0.0 if config.greedy else cfg.rollout.temperature, top_p=cfg.rollout.top_p,
+                     seed=config.seed + start, max_context=getattr(model.config, "max_position_embeddings", None))  # fmt: skip
+    return result.trajectories

@@ -37,6 +37,9 @@ REWARD_COLUMNS = (
 LENGTH_COLUMN = "response_length"
 # Validation columns (step 0 is the starting policy), plotted only at the steps that validated.
 VALID_COLUMNS = ("valid/ndcg_full", "valid/ndcg@10", "valid/format_valid")
+COLUMN_LABELS = {"reward/mean": "reward (mean)", "ndcg": "reward: ndcg part", "valid/ndcg_full": "N_full",
+                 "valid/ndcg@10": "N@10", "valid/format_valid": "format-valid rate"}  # fmt: skip
+FEW_VALIDATIONS = 3  # up to this many validations are drawn as grouped bars, more as lines
 
 
 def read_metrics(path: str | Path) -> pd.DataFrame:
@@ -63,24 +66,55 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
+def _label(column: str) -> str:
+    """One naming scheme for every legend and axis: ``reward/mean`` -> "reward (mean)", the reward's parts
+    (``ndcg``, ``reward/format``, a plugin's ``reward/<name>``) -> "reward: <name> part", validation
+    columns by the report's labels (N_full, N@10) or in words."""
+    if column in COLUMN_LABELS:
+        return COLUMN_LABELS[column]
+    if column.startswith("reward/"):
+        return f"reward: {column.removeprefix('reward/')} part"
+    return column.removeprefix("valid/")
+
+
+def _integer_steps(ax: Any) -> None:
+    """Training steps are whole numbers: no 1.25 on a step axis."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def plot_training_curves(
     metrics: str | Path, out_dir: str | Path, prefix: str = ""
 ) -> dict[str, Path]:
     """Fig. 6: ``reward.png`` (mean reward and its parts) and ``response_length.png`` per training step, and
-    ``valid.png`` (the validation metrics at the steps that validated, step 0 being the starting policy)."""
+    ``valid.png`` (the validation metrics at the steps that validated, step 0 being the starting policy:
+    lines when there are more than :data:`FEW_VALIDATIONS` validations, else grouped bars, one per step)."""
     frame, out_dir, written = read_metrics(metrics), Path(out_dir), {}
-    present = [c for c in REWARD_COLUMNS if c in frame]
+    parts = [c for c in frame if c.startswith("reward/") and c not in ("reward/mean", "reward/std")]
+    present = [c for c in (*REWARD_COLUMNS, *parts) if c in frame]
+    present = list(dict.fromkeys(present))
     if present:
         fig, ax = plt.subplots(figsize=(5, 3.5))
-        for column in present:
+        few = len(frame) < 30
+        for n, column in enumerate(present):
+            # The mean solid and wide, each part dashed with its own marker: a part equal to the mean (a
+            # policy that only ever fails the format) stays visible on top of it.
+            mean = column == "reward/mean"
             ax.plot(
                 frame["step"],
                 frame[column],
-                label=column,
-                marker="." if len(frame) < 30 else None,
+                label=_label(column),
+                linewidth=3.0 if mean else 1.3,
+                linestyle="-" if mean else "--",
+                marker=("o" if mean else "sx^vd"[n % 5]) if few else None,
+                markersize=6 if mean else 5,
+                alpha=0.6 if mean else 1.0,
+                zorder=1 if mean else 2,
             )
-        ax.set(xlabel="training step", ylabel="reward", title="Reward")
-        ax.legend()
+        ax.set(xlabel="training step", ylabel="reward", title="Training reward per step")
+        _integer_steps(ax)
+        ax.legend(fontsize="small")
         written["reward"] = _save(fig, out_dir / f"{prefix}reward.png")
     if LENGTH_COLUMN in frame:
         fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -91,24 +125,49 @@ def plot_training_curves(
             marker="." if len(frame) < 30 else None,
         )
         ax.set(
-            xlabel="training step", ylabel="response tokens", title="Response length"
+            xlabel="training step", ylabel="response tokens (mean)", title="Response length per step"
         )
+        _integer_steps(ax)
         written["response_length"] = _save(
             fig, out_dir / f"{prefix}response_length.png"
         )
     valid = [c for c in VALID_COLUMNS if c in frame and frame[c].notna().any()]
     if valid:
-        fig, axes = plt.subplots(1, len(valid), figsize=(4 * len(valid), 3.5), squeeze=False)
-        for ax, column in zip(axes[0], valid, strict=True):
-            points = frame[["step", column]].dropna()
-            ax.plot(points["step"], points[column], marker="o", color="tab:green")
-            ax.set(xlabel="training step", ylabel=column.removeprefix("valid/"), title=column)
-        written["valid"] = _save(fig, out_dir / f"{prefix}valid.png")
+        points = frame[["step", *valid]].dropna(how="all", subset=valid)
+        if len(points) <= FEW_VALIDATIONS:
+            written["valid"] = _save(_valid_bars(points, valid), out_dir / f"{prefix}valid.png")
+        else:
+            fig, axes = plt.subplots(1, len(valid), figsize=(4 * len(valid), 3.5), squeeze=False)
+            for ax, column in zip(axes[0], valid, strict=True):
+                line = points[["step", column]].dropna()
+                ax.plot(line["step"], line[column], marker="o", color="tab:green")
+                ax.set(xlabel="training step", ylabel=_label(column), title=f"valid {_label(column)}")
+                _integer_steps(ax)
+            written["valid"] = _save(fig, out_dir / f"{prefix}valid.png")
     if not written:
         raise ValueError(
             f"{metrics}: none of the columns {', '.join((*REWARD_COLUMNS, LENGTH_COLUMN, *VALID_COLUMNS))} to plot"
         )
     return written
+
+
+def _valid_bars(points: pd.DataFrame, columns: list[str]) -> Any:
+    """A few validations (the start and the end of a short fit): one group of bars per metric, one bar per
+    validated step, each labelled with its value (a line through two points says less)."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    steps = [int(s) for s in points["step"]]
+    width = 0.8 / max(len(steps), 1)
+    x = np.arange(len(columns))
+    for n, (step, (_, row)) in enumerate(zip(steps, points.iterrows())):
+        values = [float(row[c]) if pd.notna(row[c]) else 0.0 for c in columns]
+        label = "step 0 (start)" if step == 0 else f"step {step}"
+        bars = ax.bar(x + (n - (len(steps) - 1) / 2) * width, values, width, label=label)
+        ax.bar_label(bars, fmt="%.3f", fontsize="x-small", padding=2)
+    ax.set_xticks(x, [_label(c) for c in columns])
+    ax.set(ylabel="valid value", title="Validation before and after training")
+    ax.margins(y=0.2)  # room for the value labels inside the frame
+    ax.legend(fontsize="small")
+    return fig
 
 
 def _sweep_record(sweep_dir: Path) -> dict[str, Any]:
@@ -155,6 +214,8 @@ def _line(
         )
     if not numeric:
         ax.set_xticks(pos, [str(v) for v in x])
+    elif all(isinstance(v, int) for v in x):  # a count (groundings, steps): whole-number ticks
+        _integer_steps(ax)
 
 
 def plot_sweep(
@@ -292,13 +353,25 @@ def plot_difficulty_bands(
     bars = ax.bar(
         bands["band"], bands["mean_difficulty"].fillna(0.0), color="tab:green"
     )
-    ax.bar_label(bars, labels=[f"n={n}" for n in bands["samples"]], fontsize="small")
+    ax.bar_label(bars, labels=[f"n={n}" for n in bands["samples"]], fontsize="small", padding=2)
+    ax.margins(y=0.2)  # the n= labels stay inside the frame
     ax.set(
         xlabel="groundings per trajectory",
         ylabel="mean difficulty (1 / popularity)",
         title=f"Difficulty by grounding band ({split})",
     )
+    filled = bands[bands["samples"] > 0]
+    if len(filled) == 1:  # one band holds every trajectory: the figure compares nothing, and says so
+        ax.text(0.5, 0.5, f"only band {filled['band'].iloc[0]} has trajectories:\nnothing to compare yet",
+                transform=ax.transAxes, ha="center", va="center", fontsize="small",
+                bbox={"facecolor": "white", "edgecolor": "tab:gray"})  # fmt: skip
     return _save(fig, Path(out_dir) / f"{prefix}difficulty_bands_{split}.png")
+
+
+def nonempty_bands(run_dir: str | Path, split: str, ds: Any) -> int:
+    """How many grounding bands of :func:`plot_difficulty_bands` hold at least one trajectory."""
+    samples = pd.read_csv(Path(run_dir) / f"agent_{split}_samples.csv")
+    return int((difficulty_by_band(samples, train_popularity(ds))["samples"] > 0).sum())
 
 
 def trajectory_markdown(

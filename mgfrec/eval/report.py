@@ -143,48 +143,97 @@ class Report:
             "(paired bootstrap and exact sign test both reject, in the same direction); "
             "an unmarked difference is not significant.",
         ]
+        decoding = self.decoding()
+        if decoding:
+            notes.append(decoding)
         for r in self.rows:
             if r.comparison_error:
                 notes.append(f"{r.name}: not compared with {self.reference}: {r.comparison_error}")
         return notes
 
-    def table(self):
-        """A rich table for the terminal: one column per run and one row per metric, so that a few runs
-        with intervals fit an 80-column terminal (the files keep Table 4's one-row-per-run layout). More
-        than :data:`WIDE_RUNS` runs get one row per run instead, with H@10, N@10 and N_full."""
+    def table(self, width: int | None = None):
+        """A rich table for a terminal ``width`` columns wide (default: the terminal's): one row per run, names
+        whole, each mean with its significance mark and a short interval (``[.438,.620]``), and as many
+        metrics as fit, most telling first (N@10, N_full, H@10, then the other K); every metric and the
+        full intervals are in the report files. :meth:`legend` says how to read it."""
+        from rich import box
+        from rich.console import Console
         from rich.table import Table
 
-        if len(self.rows) > WIDE_RUNS:
-            return self._long_table()
-        table = Table(title=f"{self.split}: reference {self.reference}")
-        table.add_column("metric")
-        for r in self.rows:
-            table.add_column(f"{r.name} (ref)" if r.is_reference else r.name, justify="right")
-        table.add_row("n", *(f"{r.result.samples:,}" for r in self.rows))
-        for m in self.columns:
-            table.add_row(label(m), *(self._cell(r, m) for r in self.rows))
+        width = width or Console().width
+        names = [f"{r.name} (ref)" if r.is_reference else r.name for r in self.rows]
+        one_n = len({r.result.samples for r in self.rows}) == 1
+        used = max(len(n) for n in names) + 2 + (0 if one_n else 8)
+        shown: list[str] = []
+        for m in [m for m in TERMINAL_ORDER if m in self.columns] + [m for m in self.columns if m not in TERMINAL_ORDER]:
+            cell = max(len(label(m)), max(len(self._plain_cell(r, m)) for r in self.rows)) + 2
+            if shown and used + cell > width:
+                break
+            shown.append(m)
+            used += cell
+        shown = [m for m in self.columns if m in shown]  # in the files. order
+        title = f"{self.split}" + (f", n = {self.rows[0].result.samples:,}" if one_n else "")
+        hidden = [label(m) for m in self.columns if m not in shown]
+        caption = f"[dim]{', '.join(hidden)}: in the report files[/]" if hidden else None
+        table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+        table.add_column("run", no_wrap=True)
+        if not one_n:
+            table.add_column("n", justify="right")
+        for m in shown:
+            table.add_column(label(m), justify="right", no_wrap=True)
+        for name, r in zip(names, self.rows):
+            table.add_row(name, *([] if one_n else [f"{r.result.samples:,}"]), *(self._cell(r, m) for m in shown))
         return table
 
-    def _cell(self, r: ReportRow, m: str, interval_digits: int = 4) -> str:
+    def legend(self) -> list[str]:
+        """Two lines under :meth:`table`: what the marks, the brackets, N_full and "(ref)" mean."""
+        pct = f"{self.confidence:.0%}"
+        return [
+            f"(ref): the reference run; {BETTER}/{WORSE}: significantly better/worse than it (alpha {self.alpha:g})",
+            f"[lo,hi]: {pct} bootstrap interval; bold: best; N_full: NDCG without cut-off",
+        ]
+
+    def decoding(self) -> str | None:
+        """How the agent rows were rolled out, read from each agent run's ``agent_<split>.json`` (greedy,
+        or sampled at a temperature); None when the table holds no agent run."""
+        settings = {}
+        for r in self.rows:
+            path = Path(r.path) / f"agent_{self.split}.json"
+            if path.is_file():
+                stats = json.loads(path.read_text(encoding="utf-8"))
+                greedy, temperature = stats.get("greedy"), stats.get("temperature")
+                if greedy:
+                    settings[r.name] = "decoded greedily (eval.greedy: true)"
+                elif temperature is not None:
+                    settings[r.name] = f"sampled at temperature {temperature:g} (eval.greedy: false)"
+                else:
+                    settings[r.name] = "sampled (eval.greedy: false)"
+        if not settings:
+            return None
+        if len(set(settings.values())) == 1:
+            return f"Agent rows: {next(iter(settings.values()))}."
+        return "Agent rows: " + "; ".join(f"{name} {how}" for name, how in settings.items()) + "."
+
+    def terminal_notes(self) -> list[str]:
+        """:meth:`legend`, how the agents were decoded, then each run that could not be compared."""
+        decoding = self.decoding()
+        errors = [f"{r.name}: not compared with {self.reference}: {r.comparison_error}" for r in self.rows
+                  if r.comparison_error]  # fmt: skip
+        return self.legend() + ([decoding] if decoding else []) + errors
+
+    def _plain_cell(self, r: ReportRow, m: str) -> str:
+        v = r.result.metrics[m]
+        lo, hi = r.result.ci.get(m, (math.nan, math.nan))
+        interval = "" if math.isnan(lo) else f" [{_short(lo)},{_short(hi)}]"
+        return f"{v:.3f}{r.mark(m)}{interval}"
+
+    def _cell(self, r: ReportRow, m: str) -> str:
         """Rich markup for one mean: bold when best, the significance mark, the interval dimmed."""
         v = r.result.metrics[m]
         lo, hi = r.result.ci.get(m, (math.nan, math.nan))
-        mean = f"[bold]{v:.4f}[/]" if v == self.best(m) else f"{v:.4f}"
-        interval = "" if math.isnan(lo) else f" [dim]\\[{lo:.{interval_digits}f}, {hi:.{interval_digits}f}][/]"
+        mean = f"[bold]{v:.3f}[/]" if v == self.best(m) else f"{v:.3f}"
+        interval = "" if math.isnan(lo) else f" [dim]\\[{_short(lo)},{_short(hi)}][/]"
         return f"{mean}{r.mark(m)}{interval}"
-
-    def _long_table(self):
-        from rich.table import Table
-
-        shown = [m for m in ("hit@10", "ndcg@10", "ndcg_full") if m in self.columns] or list(self.columns)
-        table = Table(title=f"{self.split}: reference {self.reference}, n = {self.rows[0].result.samples:,}",
-                      caption="[dim]every K and interval: the report files (--out)[/]")  # fmt: skip
-        table.add_column("run", overflow="fold")
-        for m in shown:
-            table.add_column(label(m), justify="right")
-        for r in self.rows:
-            table.add_row(f"{r.name} (ref)" if r.is_reference else r.name, *(self._cell(r, m, 3) for m in shown))
-        return table
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
         """Write report_<split>.md, .csv and .json into ``out_dir``."""
@@ -197,7 +246,14 @@ class Report:
         return paths
 
 
-WIDE_RUNS = 5  # more runs than this print one row per run (a column per run no longer fits a terminal)
+TERMINAL_ORDER = ("ndcg@10", "ndcg_full", "hit@10")  # the metrics a narrow terminal shows first
+
+
+def _short(value: float) -> str:
+    """``0.438`` -> ``.438``, ``1.0`` -> ``1.00``: an interval bound in few characters."""
+    if value >= 1.0 or value < 0:
+        return f"{value:.2f}"
+    return f"{value:.3f}".lstrip("0") or ".000"
 
 
 @with_registry

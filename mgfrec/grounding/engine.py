@@ -117,13 +117,14 @@ def build_index(
     *,
     progress: bool = False,
     status: Callable[[str], contextlib.AbstractContextManager[Any]] = lambda _: contextlib.nullcontext(),
+    on_miss: Callable[[int, Path], None] | None = None,
     reg: Registry | None = None,
 ) -> IndexBuild:
     """Embeddings of ``ds``'s titles from the cache (or encoded and stored), then the configured grounder over
     them; with timings, cache hit or miss and the grounder's facts. ``status(message)`` wraps the grounder's
-    build (the CLI shows a spinner)."""
+    build (the CLI shows a spinner). ``on_miss(titles, cache path)`` is told before titles are embedded."""
     embedder = load_embedder(cfg.embedding)
-    cached = cached_item_embeddings(ds, cfg.embedding, embedder, progress=progress)
+    cached = cached_item_embeddings(ds, cfg.embedding, embedder, progress=progress, on_miss=on_miss)
     start = time.perf_counter()
     with status(f"building the '{cfg.grounding.grounder}' grounder over {ds.num_items:,} items"):
         grounder = build_grounder(cached.vectors, cfg.grounding)

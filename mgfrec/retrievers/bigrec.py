@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import time
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from mgfrec import progress
 from mgfrec.config.load import load_config
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
@@ -66,6 +68,7 @@ class BigRecRetriever:
     def __init__(self, model: Any, tokenizer: Any, ds: PreparedDataset, config: MGFRecConfig, options: BigRecOptions):
         self.model, self.tokenizer, self.ds, self.config, self.options = model, tokenizer, ds, config, options
         self.best_epoch: int | None = None
+        self.stopped: str | None = None  # after fit: "time cap" (retriever.max_seconds) or "epoch limit"
 
     @cached_property
     def grounding(self) -> Any:
@@ -137,10 +140,14 @@ class BigRecRetriever:
 
         optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr)
         history, best = [], -np.inf
+        budget = _Budget(config.retriever.max_seconds, options.epochs, -(-len(pairs) // options.batch_size))
+        self.stopped = "epoch limit"
         for epoch in range(1, options.epochs + 1):
             started = time.perf_counter()
-            loss = self._train_epoch(pairs, optimizer, rng)
-            score = valid_ndcg()
+            with progress.task("bigrec") as task:
+                loss = self._train_epoch(pairs, optimizer, rng, lambda batch, e=epoch, t=task: budget.step(t, e, batch))
+                task.update(None, f"epoch {epoch}/{options.epochs}: validating on {len(v_hist)} valid samples")
+                score = valid_ndcg()
             history.append({"epoch": epoch, "train_loss": loss, "valid_ndcg_full": score,
                             "seconds": round(time.perf_counter() - started, 2)})  # fmt: skip
             if score > best:
@@ -150,10 +157,18 @@ class BigRecRetriever:
                 writer = csv.DictWriter(f, fieldnames=list(history[0]))
                 writer.writeheader()
                 writer.writerows(history)
-        return cls.load(out, ds, best_epoch=self.best_epoch)
+            if budget.spent:
+                self.stopped = "time cap"
+                break
+        stopped = self.stopped
+        loaded = cls.load(out, ds, best_epoch=self.best_epoch)
+        loaded.stopped = stopped
+        return loaded
 
-    def _train_epoch(self, pairs: list[tuple[list[int], int]], optimizer: torch.optim.Optimizer, rng: np.random.Generator) -> float:
-        """One shuffled pass; cross-entropy on the title and end tokens only. Mean loss per token."""
+    def _train_epoch(self, pairs: list[tuple[list[int], int]], optimizer: torch.optim.Optimizer, rng: np.random.Generator,
+                     after_batch: Callable[[int], bool] = lambda batch: False) -> float:  # fmt: skip
+        """One shuffled pass; cross-entropy on the title and end tokens only. Mean loss per token.
+        ``after_batch(batch_index)`` returning True ends the pass early (the time cap)."""
         model, pad = self.model, self.tokenizer.pad_token_id
         device = next(model.parameters()).device
         model.train()
@@ -180,6 +195,8 @@ class BigRecRetriever:
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             total, tokens = total + float(loss_sum.detach()), tokens + n
+            if after_batch(start // self.options.batch_size):
+                break
         model.eval()
         return total / max(tokens, 1)
 
@@ -198,3 +215,22 @@ class BigRecRetriever:
         self = cls(model, tokenizer, ds, config, options)
         self.best_epoch = best_epoch
         return self
+
+
+class _Budget:
+    """BIGRec's share of ``retriever.max_seconds`` and its progress: ``step`` after each batch reports it
+    and says whether the time is spent (the epoch then ends early and is validated)."""
+
+    def __init__(self, max_seconds: float | None, epochs: int, batches: int):
+        self.max_seconds, self.epochs, self.batches = max_seconds, epochs, max(batches, 1)
+        self.start = time.perf_counter()
+        self.spent = False
+
+    def step(self, task: progress.Task, epoch: int, batch: int) -> bool:
+        elapsed = time.perf_counter() - self.start
+        fraction = (epoch - 1 + (batch + 1) / self.batches) / self.epochs
+        if self.max_seconds:
+            fraction = max(fraction, elapsed / self.max_seconds)
+            self.spent = elapsed >= self.max_seconds
+        task.update(fraction, f"epoch {epoch}/{self.epochs}, batch {batch + 1}/{self.batches}")
+        return self.spent

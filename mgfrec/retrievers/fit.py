@@ -61,6 +61,8 @@ def fit_baseline(ds: PreparedDataset, config: MGFRecConfig, out: str | Path, reg
     extra = {"valid_ndcg@10": valid, "fit_seconds": round(seconds, 3)}
     if getattr(retriever, "best_epoch", None) is not None:
         extra["best_epoch"] = retriever.best_epoch
+    if getattr(retriever, "stopped", None) is not None:  # why training ended (see retrievers.training.Budget)
+        extra["stopped"] = retriever.stopped
     write_run_info(
         out,
         RunInfo(kind="baseline", model=name, data=str(ds.root.resolve()), data_checksum=ds.checksum, extra=extra),

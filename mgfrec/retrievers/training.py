@@ -21,6 +21,9 @@ from __future__ import annotations
 import csv
 import logging
 import shutil
+import signal
+import sys
+import threading
 import time
 import warnings
 from contextlib import contextmanager
@@ -35,10 +38,16 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
+from mgfrec import progress
 from mgfrec.config.schema import MGFRecConfig, RetrieverConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.eval.metrics import history_mask, per_sample, target_ranks
-from mgfrec.retrievers.sequences import SequenceDataModule, history_window, pad_left, unpad
+from mgfrec.retrievers.sequences import (
+    SequenceDataModule,
+    history_window,
+    pad_left,
+    unpad,
+)
 
 VALID_METRIC = "valid_ndcg@10"
 MODEL_FILE = "model.pt"
@@ -120,6 +129,72 @@ class EpochLog(Callback):
             csv.writer(handle).writerow(row)
 
 
+class Budget(Callback):
+    """Keeps a fit within ``retriever.max_steps`` / ``retriever.max_seconds``, stops it cleanly on Ctrl-C or
+    SIGTERM, and reports its progress (:mod:`mgfrec.progress`).
+
+    Each stop sets ``trainer.should_stop`` at the end of a batch; Lightning then validates before it ends
+    the epoch, so the best checkpoint always includes the work done. ``stopped`` says why the fit ended:
+    "time cap", "step cap", "user" (a signal), or None (the epoch limit or early stopping decided).
+    A second Ctrl-C interrupts at once, as usual.
+    """
+
+    def __init__(self, settings: RetrieverConfig, task: progress.Task):
+        self.settings, self.task = settings, task
+        self.stopped: str | None = None
+        self._start = 0.0
+        self._previous: dict[int, Any] = {}
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.stopped = "user"
+        name = signal.Signals(signum).name
+        sys.stderr.write(f"\n{name}: stopping after this batch; the fit ends from its best checkpoint "
+                         "(send it again to abort without saving)\n")  # fmt: skip
+        self.restore_signals()  # a second signal acts as usual (Ctrl-C twice: stop at once)
+
+    def install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.getsignal(sig)
+            signal.signal(sig, self._on_signal)
+
+    def restore_signals(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self._start = time.perf_counter()
+        self.install_signals()  # after Lightning registered its own handlers, which this replaces for the fit
+
+    def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.restore_signals()
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, *args: Any) -> None:
+        elapsed = time.perf_counter() - self._start
+        steps, limits = trainer.global_step, self.settings
+        if self.stopped is None and limits.max_seconds is not None and elapsed >= limits.max_seconds:
+            self.stopped = "time cap"
+        if self.stopped is None and limits.max_steps is not None and steps >= limits.max_steps:
+            self.stopped = "step cap"
+        if self.stopped is not None:
+            trainer.should_stop = True
+        batches = trainer.num_training_batches if isinstance(trainer.num_training_batches, int) else 0
+        fractions = []
+        if batches:
+            fractions.append((trainer.current_epoch + (args[-1] + 1) / batches) / max(trainer.max_epochs or 1, 1))
+        if limits.max_steps:
+            fractions.append(steps / limits.max_steps)
+        if limits.max_seconds:
+            fractions.append(elapsed / limits.max_seconds)
+        best = trainer.callback_metrics.get(VALID_METRIC)
+        text = f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}, step {steps}"
+        if best is not None:
+            text += f", valid NDCG@10 {float(best):.4f}"
+        self.task.update(max(fractions) if fractions else None, text)
+
+
 class SequentialRetriever(L.LightningModule):
     """Base of the sequential retrievers: a Lightning module that is also a ``retriever`` component."""
 
@@ -136,6 +211,8 @@ class SequentialRetriever(L.LightningModule):
         self.item_embedding = nn.Embedding(num_items + 1, settings.embedding_dim, padding_idx=0)
         self.best_epoch: int | None = None
         self.best_valid_ndcg: float | None = None
+        # Why the last fit ended: "time cap", "step cap", "user" (see Budget), "early stopping", "epoch limit".
+        self.stopped: str | None = None
         self._loss_sum = torch.zeros(())
         self._loss_count = 0
         self._valid_ranks: list[torch.Tensor] = []
@@ -221,7 +298,7 @@ class SequentialRetriever(L.LightningModule):
         out.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(out / "checkpoints", ignore_errors=True)  # a previous fit's best must not survive
         accelerator, devices = lightning_device(settings.device)
-        with quiet_lightning():
+        with quiet_lightning(), progress.task(cls.name or "retriever") as task:
             L.seed_everything(settings.seed, workers=True, verbose=False)
             window = history_window(ds)
             model = cls(ds.num_items, window, settings, options)
@@ -235,14 +312,17 @@ class SequentialRetriever(L.LightningModule):
                 save_weights_only=True,
                 enable_version_counter=False,
             )
+            budget = Budget(settings, task)
+            early = EarlyStopping(VALID_METRIC, mode="max", patience=settings.patience, min_delta=settings.min_delta)
             trainer = L.Trainer(
                 accelerator=accelerator,
                 devices=devices,
                 max_epochs=settings.max_epochs,
                 callbacks=[
                     best,
-                    EarlyStopping(VALID_METRIC, mode="max", patience=settings.patience),
+                    early,
                     EpochLog(out / LOG_FILE),
+                    budget,
                 ],
                 logger=False,
                 deterministic=True,
@@ -251,13 +331,17 @@ class SequentialRetriever(L.LightningModule):
                 enable_model_summary=False,
                 default_root_dir=out,
             )
-            trainer.fit(model, datamodule=data)
+            try:
+                trainer.fit(model, datamodule=data)
+            finally:
+                budget.restore_signals()
         if not best.best_model_path:
             raise RuntimeError(f"{out}: training stopped before its first validation; no model to save")
         state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)
         model.load_state_dict(state["state_dict"])
         model.best_epoch = int(state["epoch"])
         model.best_valid_ndcg = float(best.best_model_score) if best.best_model_score is not None else None
+        model.stopped = budget.stopped or ("early stopping" if early.stopped_epoch else "epoch limit")
         model = model.cpu().eval()
         model.save(out, ds)
         return model

@@ -48,6 +48,7 @@ from mgfrec.user_agents.base import require_automatic
 
 
 
+
 @dataclass(frozen=True)
 class FitOptions:
     """Settings of a GRPO run that are not part of the run config (the CLI's flags)."""
@@ -67,12 +68,48 @@ def build_logger(cfg: MGFRecConfig, out: Path) -> Any:
     if not cfg.trainer.tensorboard:
         return False
     try:
-        import tensorboard  # noqa: F401  (Lightning falls back to tensorboardX; we want one clear message)
+        import tensorboard
     except ImportError:
         raise ValueError("trainer.tensorboard=true needs the tensorboard package: pip install tensorboard") from None
     from lightning.pytorch.loggers import TensorBoardLogger
 
     return TensorBoardLogger(save_dir=str(out), name="tensorboard", version="", default_hp_metric=False)
+
+
+class StepProgress(L.Callback):
+    """The live progress line of a GRPO fit (:mod:`mgfrec.progress`): steps done of ``max_steps`` and the
+    last step's mean reward. It replaces Lightning's bar, whose "Epoch 0/-2" says nothing for a step-budgeted
+    fit."""
+
+    def __init__(self, max_steps: int):
+        self.max_steps = max(1, max_steps)
+        self._context: Any = None
+        self._task: Any = None
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        from contextlib import ExitStack
+
+        from mgfrec import progress
+
+        self._context = ExitStack()
+        if not progress.enabled():  # a library caller asked for progress: show it on stderr
+            self._context.enter_context(progress.reporting())
+        self._task = self._context.enter_context(progress.task("grpo"))
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, *args: Any) -> None:
+        steps = getattr(module, "batches_done", trainer.global_step)
+        rows = getattr(module, "rows", None) or [{}]
+        reward = rows[-1].get("reward/mean")
+        text = f"step {steps}/{self.max_steps}" + (f", reward {reward:.3f}" if reward is not None else "")
+        self._task.update(steps / self.max_steps, text)
+
+    def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if self._context is not None:
+            self._context.close()
+            self._context = None
+
+    def on_exception(self, trainer: L.Trainer, module: L.LightningModule, exception: BaseException) -> None:
+        self.on_train_end(trainer, module)
 
 
 class LastCheckpoint(L.Callback):
@@ -199,14 +236,12 @@ def run_fit(
     module = GRPOModule(cfg, model, tokenizer, environment, train, valid, out, max_steps=max_steps, reg=reg)
     callbacks: list[L.Callback] = [LastCheckpoint(out / "checkpoints", options.checkpoint_every)]
     if options.progress:
-        from lightning.pytorch.callbacks import RichProgressBar
-
-        callbacks.append(RichProgressBar())
+        callbacks.append(StepProgress(max_steps))
     trainer = L.Trainer(
         max_steps=max_steps * cfg.grpo.updates_per_batch,  # Lightning counts optimizer steps
         max_epochs=-1, strategy=build_strategy(cfg), accelerator=trainer_accelerator(cfg),
         devices=cfg.trainer.devices, num_nodes=cfg.trainer.num_nodes, precision=cfg.trainer.precision, callbacks=callbacks, logger=build_logger(cfg, out),
-        enable_checkpointing=False, enable_progress_bar=options.progress, enable_model_summary=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         log_every_n_steps=cfg.trainer.log_every_n_steps, num_sanity_val_steps=0,
     )  # fmt: skip
     # weights_only=False: the checkpoint holds numpy/python RNG states; it is this run's own file, not a download

@@ -242,34 +242,41 @@ def run_sft(
 
 
 def _row_text(row: dict[str, float]) -> str:
-    return f"epoch {row['epoch']}: loss {row['train_loss']:.4f}; " + ", ".join(f"{k} {row[k]:.4f}" for k in METRIC_COLUMNS)
+    """One epoch's line: its mean train loss and the valid metrics after it. Epoch 0 is the evaluation of
+    the untrained policy, before any training step, so it has no loss."""
+    valid = "valid " + ", ".join(f"{k} {row[k]:.4f}" for k in METRIC_COLUMNS)
+    if row["epoch"] == 0:
+        return f"before training (epoch 0, no train loss yet): {valid}"
+    return f"epoch {row['epoch']}: train loss (epoch mean) {row['train_loss']:.4f}; {valid}"
 
 
 class _progress:
-    """A rich progress bar with the running loss, or nothing (tests, ``--no-progress``)."""
+    """The live progress line of SFT (:mod:`mgfrec.progress`: a rich bar on a terminal, a plain line every
+    few seconds in a log) with the last batch's loss, or nothing (tests, ``--no-progress``)."""
 
     def __init__(self, enabled: bool, total: int):
-        self.enabled, self.total = enabled, total
+        self.enabled, self.total = enabled, max(total, 1)
 
     def __enter__(self) -> Callable[[int, float], None]:
         if not self.enabled:
             return lambda epoch, loss: None
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
+        from contextlib import ExitStack
 
-        self.bar = Progress(TextColumn("sft epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(),
-                            console=Console(stderr=True))  # fmt: skip
-        self.bar.__enter__()
-        task = self.bar.add_task("sft", total=self.total, epoch=1, loss=float("nan"))
-        return lambda epoch, loss: self.bar.update(task, advance=1, epoch=epoch, loss=loss)
+        from mgfrec import progress
+
+        self.stack = ExitStack()
+        if not progress.enabled():  # a library caller asked for progress: show it on stderr
+            self.stack.enter_context(progress.reporting())
+        task = self.stack.enter_context(progress.task("sft"))
+        done = 0
+
+        def advance(epoch: int, loss: float) -> None:
+            nonlocal done
+            done += 1
+            task.update(done / self.total, f"epoch {epoch}, step {done}/{self.total}, batch loss {loss:.4f}")
+
+        return advance
 
     def __exit__(self, *exc: object) -> None:
         if self.enabled:
-            self.bar.__exit__(*exc)
+            self.stack.close()

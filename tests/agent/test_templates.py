@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from mgfrec.agent.prompts import AgentPrompts, build_messages, encode_prompt, load_template, user_agent_prompt
+from mgfrec.agent.prompts import (
+    AgentPrompts,
+    build_messages,
+    encode_prompt,
+    load_template,
+    user_agent_prompt,
+)
 from mgfrec.config.schema import AgentConfig
 
 # Table 2 of the paper, copied from the paper's text (markup such as `code` and **bold** removed).
@@ -20,7 +26,7 @@ After reasoning, if you want to find items in the item database, you can call a 
 
 You can use the feedback to conduct further reasoning inside <think> and </think>, or you may call the grounding engine again. You may repeat the reasoning and grounding process as many times as needed.
 
-If you find that no further external information is needed, you can directly provide one recommended item inside <answer> and </answer>."""  # noqa: E501
+If you find that no further external information is needed, you can directly provide one recommended item inside <answer> and </answer>."""
 
 # Table 1 of the paper, copied likewise; its three {} slots are the named placeholders.
 TABLE_1 = """Act as a user agent.
@@ -40,7 +46,7 @@ Given item title: {}
 
 List of items related to the title: {}
 
-Output your feedback."""  # noqa: E501
+Output your feedback."""
 
 PAPER = Path(os.environ.get("MGFREC_SHARED", Path(__file__).resolve().parents[3] / "shared")) / "paper"
 
@@ -60,7 +66,11 @@ def test_templates_match_the_papers_text_file_when_present():
     """A cross-check of the copies above against the paper's extracted text (skipped without ../shared)."""
     files = sorted(PAPER.glob("*.txt"))
     if not files:
-        pytest.skip(f"{PAPER} holds no paper text")
+        pytest.skip(
+            f"{PAPER} holds no paper text: this cross-check needs the MGFRec paper's extracted text (*.txt) in "
+            "../shared/paper beside the repository (or $MGFREC_SHARED/paper); the copies of Tables 1 and 2 above "
+            "are tested without it"
+        )
     paper = re.sub(r"\*\*|`", "", files[0].read_text("utf-8"))
     for table in (TABLE_1, TABLE_2):
         for line in filter(None, table.splitlines()):

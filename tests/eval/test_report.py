@@ -94,15 +94,26 @@ def test_a_run_named_twice_is_refused(runs):
         build_report([runs["constant"], runs["constant"]], "test", config=FAST)
 
 
-def test_many_runs_print_one_row_each(runs, tiny_ds, tmp_path):
+def test_the_table_fits_80_columns_with_names_whole_and_a_legend(runs, tiny_ds, tmp_path):
     from rich.console import Console
 
-    extra = [make_run(tmp_path / f"c{i}-tiny", tiny_ds, FixedScorer.name, np.full(N_ITEMS, float(i))) for i in range(4)]
+    long_name = "mgfrec-no-multi-grounding-tiny"
+    extra = [make_run(tmp_path / f"c{i}-tiny", tiny_ds, FixedScorer.name, np.full(N_ITEMS, float(i))) for i in range(3)]
+    extra.append(make_run(tmp_path / long_name, tiny_ds, FixedScorer.name, np.full(N_ITEMS, 5.0)))
     rep = build_report([runs["constant"], runs["oracle"], *extra], "test", config=FAST)
-    table = rep.table()
-    assert [c.header for c in table.columns] == ["run", "H@10", "N@10", "N_full"] and table.row_count == 6
     console = Console(width=80, record=True)
-    console.print(table)
-    assert "oracle-tiny" in console.export_text()
-    few = build_report([runs["constant"], runs["oracle"]], "test", config=FAST).table()
-    assert [c.header for c in few.columns][0] == "metric"  # a few runs: one column per run
+    console.print(rep.table(80))
+    for line in rep.terminal_notes():
+        console.print(line, markup=False, highlight=False)
+    text = console.export_text()
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    rows = [line for line in lines if "-tiny" in line]
+    assert len(rows) == 6  # one line per run: no interval or name wrapped onto a second line
+    assert any(long_name in line for line in rows) and any("constant-tiny (ref)" in line for line in rows)
+    assert "N@10" in text and "N_full" in text and "in the report files" in text  # the rest is in the files
+    assert "(ref): the reference run; ▲/▼: significantly better/worse" in text
+    assert "bootstrap interval" in text and "N_full: NDCG without cut-off" in text
+    wide = Console(width=200, record=True)
+    wide.print(rep.table(200))
+    assert "H@5" in wide.export_text() and "in the report files" not in wide.export_text()

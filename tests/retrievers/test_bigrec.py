@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -63,3 +64,15 @@ def test_a_loaded_run_scores_like_the_fitted_one(bigrec_run):
         rank_targets(result.retriever, histories, targets, num_items=ds.num_items),
         rank_targets(loaded, histories, targets, num_items=ds.num_items),
     )
+
+
+def test_the_time_cap_ends_the_fit_after_one_validated_epoch(tmp_path, chain_ds):
+    cfg = load_config(None, [f"embedding.cache_dir={tmp_path / 'emb'}", "retriever.model=bigrec",
+                             "retriever.max_seconds=0.000001",
+                             "retriever.options={epochs: 3, batch_size: 16, max_train_samples: 48, valid_samples: 4, "
+                             "max_new_tokens: 4}"])  # fmt: skip
+    result = fit_baseline(chain_ds, cfg, tmp_path / "run")
+    rows = list(csv.DictReader((tmp_path / "run" / "bigrec_metrics.csv").open()))
+    assert len(rows) == 1 and result.retriever.best_epoch == 1
+    assert result.retriever.stopped == "time cap"
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["extra"]["stopped"] == "time cap"

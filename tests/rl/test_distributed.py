@@ -96,6 +96,7 @@ def fit(root, env, name: str, strategy: str, devices: int, steps: int = 3, *extr
             "--no-progress", "--json", "--user-agent", "none",
             "--set", f"agent.template={root / 'system.txt'}", "--set", "agent.max_new_tokens_per_turn=16",
             "--set", "agent.max_new_tokens_total=32", "--set", "trainer.global_batch_size=4",
+            "--set", "agent.decoding=free",  # the replay plugin scripts free-text turns, format errors included
             "--set", "trainer.micro_batch_size=4", "--set", "retriever.recall_size=5",
             "--set", "trainer.accelerator=cpu", "--set", f"trainer.devices={devices}",
             "--set", "trainer.val_check_interval=3", "--set", "grpo.updates_per_batch=2", *extra]  # fmt: skip

@@ -18,6 +18,7 @@ class CosineOptions(BaseModel):
 
 class CosineGrounder:
     Options = CosineOptions
+    approximate = False  # every search is exhaustive: reports show "exact search" as for the built-in exact
 
     def __init__(self, item_embeddings: np.ndarray, options: CosineOptions | None = None):
         self.options = options or CosineOptions()

@@ -1,0 +1,86 @@
+"""Library chatter, hidden by default: ``mgfrec --verbose COMMAND`` shows it again.
+
+What a user does not need to read on every run: transformers' "Loading weights" and "Writing model shards"
+bars and advisory warnings, Lightning's "GPU available"/"TPU available" banners, its litlogger tip, its
+"module(s) in eval mode" and dataloader hints, torch's LeafSpec deprecation and the ``weights_only``
+warnings. Errors and mgfrec's own messages are never hidden.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+# Loggers that print banners and tips at INFO: every subpackage of Lightning. Importing lightning resets its
+# two package loggers to INFO, but a subpackage logger's own level survives that import, and every module
+# logger below it inherits it.
+_PYTORCH = ("accelerators", "callbacks", "core", "loggers", "loops", "plugins", "profilers", "strategies",
+            "trainer", "tuner", "utilities")  # fmt: skip
+_FABRIC = ("accelerators", "loggers", "plugins", "strategies", "utilities")
+LOGGERS = (
+    *(f"lightning.pytorch.{name}" for name in _PYTORCH),
+    *(f"lightning.fabric.{name}" for name in _FABRIC),
+)
+WARNINGS = (
+    r".*LeafSpec.*",
+    r".*weights_only.*",
+    r".*module\(s\) in eval mode.*",
+    r".*does not have many workers.*",
+    r".*log_every_n_steps.*",
+    r".*Checkpoint directory .* exists and is not empty.*",
+    r".*GPU available but not used.*",
+)
+ENVIRONMENT = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error",
+               "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}  # fmt: skip
+
+_verbose = False
+
+
+def set_verbose(verbose: bool) -> None:
+    """``mgfrec --verbose``: the setting :func:`library_output` uses for the command that follows."""
+    global _verbose
+    _verbose = verbose
+
+
+@contextmanager
+def library_output(verbose: bool | None = None) -> Iterator[None]:
+    """Hide library chatter inside this block unless ``verbose`` (default: :func:`set_verbose`'s)."""
+    if _verbose if verbose is None else verbose:
+        yield
+        return
+    saved_env = {name: os.environ.get(name) for name in ENVIRONMENT}
+    saved_levels = {name: logging.getLogger(name).level for name in LOGGERS}
+    os.environ.update({k: v for k, v in ENVIRONMENT.items() if saved_env[k] is None})
+    for name in LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    transformers_bars = _transformers_bars(False)
+    try:
+        with warnings.catch_warnings():
+            for pattern in WARNINGS:
+                warnings.filterwarnings("ignore", message=pattern)
+            yield
+    finally:
+        for name, level in saved_levels.items():
+            logging.getLogger(name).setLevel(level)
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+        if transformers_bars is not None:
+            _transformers_bars(transformers_bars)
+
+
+def _transformers_bars(enabled: bool) -> bool | None:
+    """Switch transformers' progress bars and INFO/WARNING logs when it is already imported (else the
+    environment above does it at import); returns the previous bar setting, or None."""
+    if "transformers" not in sys.modules:
+        return None
+    from transformers.utils import logging as hf_logging
+
+    before = hf_logging.is_progress_bar_enabled()
+    (hf_logging.enable_progress_bar if enabled else hf_logging.disable_progress_bar)()
+    hf_logging.set_verbosity_warning() if enabled else hf_logging.set_verbosity_error()
+    return before

@@ -1,0 +1,56 @@
+"""mgfrec.progress: nothing outside ``reporting``; plain lines with an estimate in a log; a bar on a
+terminal that keeps the stage's label."""
+
+from __future__ import annotations
+
+import io
+
+from mgfrec import progress
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_silent_unless_reporting(capsys):
+    with progress.task("sasrec") as task:
+        task.update(0.5, "epoch 1/2")
+    assert capsys.readouterr() == ("", "")
+
+
+def test_plain_lines_say_what_is_done_and_what_is_left():
+    stream = io.StringIO()
+    with progress.reporting(stream, interval=0.0), progress.task("sasrec") as task:
+        task.update(0.5, "epoch 1/2, step 10")
+        task.update(None, "waiting")
+    first, second = stream.getvalue().splitlines()
+    assert first.startswith("[sasrec] epoch 1/2, step 10, 50%, ") and first.endswith(
+        " left"
+    )
+    assert (
+        second.startswith("[sasrec] waiting, ") and "left" not in second
+    )  # no fraction, no estimate
+
+
+def test_plain_lines_are_spaced_by_the_interval():
+    stream = io.StringIO()
+    with progress.reporting(stream, interval=3600.0), progress.task("sft") as task:
+        for step in range(100):
+            task.update(step / 100, f"step {step}")
+    assert stream.getvalue() == ""  # nothing before the first interval has passed
+
+
+def test_a_terminal_gets_a_bar_with_the_label():
+    stream = Terminal()
+    with progress.reporting(stream), progress.task("sasrec") as task:
+        task.update(0.5, "epoch 1/2 [x]")
+    assert "[sasrec]" in stream.getvalue() and "epoch 1/2 [x]" in stream.getvalue()
+
+
+def test_format_seconds():
+    assert [progress.format_seconds(s) for s in (4.2, 65, 3725)] == [
+        "4 s",
+        "1 min 05 s",
+        "1 h 02 min",
+    ]
