@@ -54,12 +54,12 @@ class DemoOptions:
     agent_recall: tuple[str, ...] = ("hybrid", "sasrec", "last-title")  # the first of these the demo fitted
     recall_size: int = 10  # items in the first prompt (the paper's 30 makes every CPU forward pass longer)
     prompt_history: int | None = 10  # most recent history titles in the first prompt (agent.prompt_history)
-    sft_train_samples: int = 400
+    sft_train_samples: int = 200
     sft_epochs: int = 3
     sft_batch_size: int = 8
     fit_steps: int = 3
     fit_batch: int = 2  # prompts per GRPO step (each with grpo.group_size rollouts)
-    valid_samples: int = 30  # valid subsample of the SFT and GRPO validations
+    valid_samples: int = 20  # valid subsample of the SFT and GRPO validations
     eval_samples: int | None = 100  # seeded test subsample every method is compared on; None = whole split
     bigrec: dict = field(default_factory=lambda: {"max_train_samples": 500, "epochs": 2, "valid_samples": 50})
     # Training-time cap of each learned baseline (retriever.max_seconds): a busy machine trains fewer epochs

@@ -17,7 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "mgfrec"
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("mgfrec", "mgfrec.runs", "mgfrec.registry", "mgfrec.config")),
+    ("foundation", ("mgfrec", "mgfrec.runs", "mgfrec.registry", "mgfrec.config", "mgfrec.progress")),
     ("data", ("mgfrec.data",)),
     ("embed", ("mgfrec.embed",)),
     ("grounding", ("mgfrec.grounding",)),
