@@ -24,8 +24,7 @@ def mgfrec(*args: str) -> subprocess.CompletedProcess:
 
 
 def commands(typer_app):
-    for info in typer_app.registered_commands:
-        yield info
+    yield from typer_app.registered_commands
     for group in typer_app.registered_groups:
         yield from commands(group.typer_instance)
 
