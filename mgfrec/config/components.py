@@ -54,11 +54,11 @@ def check_components(cfg: MGFRecConfig, reg: Registry | None = None, source: str
         if not _DEVICE.fullmatch(device):
             problems.append(f"{path}: unknown device {device!r}; use cpu, cuda, cuda:N, mps or auto")
     if cfg.trainer.accelerator not in _ACCELERATORS:
-        problems.append(
-            f"trainer.accelerator: unknown accelerator {cfg.trainer.accelerator!r}; use one of {', '.join(_ACCELERATORS)}"
-        )
+        known = ", ".join(_ACCELERATORS)
+        problems.append(f"trainer.accelerator: unknown accelerator {cfg.trainer.accelerator!r}; use one of {known}")
     if problems:
-        raise ValueError(f"{source}: " + ("; ".join(problems) if len(problems) == 1 else "\n  " + "\n  ".join(problems)))
+        listing = problems[0] if len(problems) == 1 else "\n  " + "\n  ".join(problems)
+        raise ValueError(f"{source}: {listing}")
 
 
 def _check_one(reg: Registry, kind: str, name: str, name_path: str, options: Any, options_path: str) -> list[str]:

@@ -131,6 +131,7 @@ _SECRET_WORDS = frozenset(
 _KEY_KINDS = frozenset(
     {"api", "access", "secret", "private", "auth", "signing", "encryption", "session", "license", "client", "ssh"}
 )
+_COUNTS = frozenset({"max", "min", "num", "n", "count", "total"})
 _NOT_SECRET = frozenset({"max", "num", "tokens", "new", "env", "header", "path", "file", "dir", "id", "name"})
 
 
@@ -153,8 +154,8 @@ def is_secret_field(key: str) -> bool:
     The last word of the name decides (``api_key_env`` holds a variable's name, ``key_header`` a header's
     name, ``max_tokens`` a count), so counts and names stay readable and a written config can be resumed."""
     words = [w for w in re.split(r"[^a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key).lower()) if w]
-    if not words or words[-1] in _NOT_SECRET:
-        return False
+    if not words or words[-1] in _NOT_SECRET or any(w in _COUNTS for w in words[:-1]):
+        return False  # a name, a path or a count (max_token, num_tokens), not the secret itself
     if words[-1] == "key":  # api_key, access_key, private_key, x-api-key or key alone; not sort_key
         return len(words) == 1 or words[-2] in _KEY_KINDS
     return words[-1] in _SECRET_WORDS or words[-1].endswith(("apikey", "secret", "password", "token"))

@@ -127,7 +127,8 @@ class UserAgentConfig(Section):
     timeout_s: float = Field(60.0, gt=0)
     max_retries: int = Field(3, ge=0)
     cache_path: str | Literal[False] | None = Field(
-        None, description="SQLite file for cached responses; null: <run>/user_agent_cache.sqlite in fit; false: off"
+        None,
+        description="SQLite file for cached responses; null: RUN/user_agent_cache.sqlite in sft and fit; false: off",
     )
     options: dict[str, Any] = Field(default_factory=dict)
 

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.reliability
 SECRET_FIELDS = ["api_key", "openai_api_key", "OPENAI_API_KEY", "access_key", "aws_secret_access_key", "secret",
                  "client_secret", "password", "db_password", "authorization", "Authorization", "x-api-key", "token",
                  "hf_token", "auth_token", "accessToken", "apiKey", "private_key", "key", "bearer"]  # fmt: skip
-PLAIN_FIELDS = ["max_tokens", "max_new_tokens", "max_new_tokens_total", "max_new_tokens_per_turn", "n_tokens",
+PLAIN_FIELDS = ["max_tokens", "max_token", "total_tokens", "max_new_tokens", "max_new_tokens_total", "max_new_tokens_per_turn", "n_tokens",
                 "api_key_env", "key_header", "token_file", "tokenizer", "sort_key", "cache_key", "keys", "monkey",
                 "cache_path", "temperature"]  # fmt: skip
 
@@ -57,3 +57,36 @@ def test_a_secret_in_options_is_redacted_and_nothing_else(tmp_path):
     assert "sk-xyz" not in text
     options = yaml.safe_load(text)["user_agent"]["options"]
     assert options == {"max_tokens": 5, "extra_body": {"api_key": "<redacted>"}}
+
+
+def test_every_shipped_config_passes_the_component_check():
+    from pathlib import Path
+
+    from mgfrec.config.components import check_components
+
+    shipped = sorted((Path(__file__).resolve().parents[2] / "configs").rglob("*.yaml"))
+    assert shipped
+    for path in shipped:
+        check_components(load_config(path), source=str(path))
+
+
+@pytest.mark.parametrize(
+    ("sets", "words"),
+    [
+        (["user_agent.options.temprature=0.5"], ["user_agent.options.temprature"]),
+        (["grpo.rewards=[ndcg,nope]"], ["grpo.rewards", "unknown reward 'nope'"]),
+        (["grpo.reward_options={format: {x: 1}}", "grpo.rewards=[ndcg]"], ["grpo.reward_options", "format"]),
+        (["retriever.device=quantum"], ["retriever.device", "'quantum'"]),
+        (["embedding.device=gpu0"], ["embedding.device"]),
+        (["trainer.accelerator=abacus"], ["trainer.accelerator"]),
+        (["grounding.grounder=hnsw"], ["grounding.grounder", "Did you mean 'hnswlib'"]),
+        (["rollout.engine=nope", "data.source=nope"], ["rollout.engine", "data.source"]),
+    ],
+)
+def test_the_component_check_names_each_wrong_field(sets, words):
+    from mgfrec.config.components import check_components
+
+    with pytest.raises(ValueError) as info:
+        check_components(load_config(None, sets))
+    for word in words:
+        assert word in str(info.value)

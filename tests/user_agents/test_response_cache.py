@@ -153,3 +153,30 @@ def test_backends_without_a_cache_key_are_not_wrapped(tmp_path, fresh_registry, 
         agent = load_user_agent(cfg, UserAgentContext(embed=toy_embed), reg=fresh_registry)
         assert not isinstance(agent, CachedUserAgent)
         assert not path.exists()
+
+
+@pytest.mark.reliability
+def test_training_puts_the_cache_in_the_run_folder_and_a_second_identical_request_is_a_hit(
+    api_key, tmp_path, fresh_registry
+):
+    from mgfrec.user_agents.base import RUN_CACHE_FILE, with_run_cache
+
+    fresh_registry.add("user_agent", "openai", OpenAIChatAgent)
+    fresh_registry.add("user_agent", "simulated", SimulatedUserAgent)
+    run = tmp_path / "run"
+    with serve(FakeServer("openai")) as server:
+        cfg = with_run_cache(api_config(server.url, backend="openai"), run, fresh_registry)
+        assert cfg.cache_path == str(run / RUN_CACHE_FILE)  # null became the run folder's file
+        agent = load_user_agent(cfg, reg=fresh_registry)
+        agent.feedback([make_request(7)])
+        agent.feedback([make_request(7)])
+        stats = agent.stats()
+        agent.close()
+    assert server.count == 1 and (stats["cache_hits"], stats["cache_misses"]) == (1, 1)
+    assert (run / RUN_CACHE_FILE).is_file()
+    # an explicit path is kept, false turns the cache off, and a backend without cache_key gets none
+    explicit = api_config("http://127.0.0.1:9/v1", backend="openai", cache_path=str(tmp_path / "mine.sqlite"))
+    assert with_run_cache(explicit, run, fresh_registry).cache_path == str(tmp_path / "mine.sqlite")
+    off = api_config("http://127.0.0.1:9/v1", backend="openai", cache_path=False)
+    assert with_run_cache(off, run, fresh_registry).cache_path is False
+    assert with_run_cache(api_config("", backend="simulated"), run, fresh_registry).cache_path is None
