@@ -60,16 +60,3 @@ def server(serve_run, plugin):
         yield proc
     finally:
         proc.stop()
-
-
-@pytest.fixture(scope="session")
-def scripted_registered(plugin):
-    """The scripted engine in this process's registry too (for apps served from a thread)."""
-    sys.path.insert(0, str(plugin))
-    from mgfrec_serve_testkit import ScriptedTestEngine
-
-    from mgfrec.registry import registry
-
-    if ENGINE_NAME not in registry().names("rollout_engine"):
-        registry().add("rollout_engine", ENGINE_NAME, ScriptedTestEngine)
-    return ENGINE_NAME

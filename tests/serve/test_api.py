@@ -188,11 +188,19 @@ def test_a_baseline_run_answers_without_a_trajectory(serve_run):
         assert [e["type"] for e in events] == ["done"] and events[0]["result"]["turns"] == []
 
 
-def test_a_person_who_never_answers_times_out_cleanly(serve_run, scripted_registered):
+def test_a_person_who_never_answers_times_out_cleanly(serve_run, plugin, monkeypatch):
+    import mgfrec.recommend as rec_module
     from mgfrec.recommend import load_recommender
     from mgfrec.serve.app import ServeOptions, create_app
 
+    monkeypatch.syspath_prepend(str(plugin))  # the scripted engine, without touching the process's registry
+    from mgfrec_serve_testkit import Options, ScriptedTestEngine
+
     run, _, ds = serve_run
+    titles = [ds.titles[i] for i in SCRIPT_TITLES]
+    monkeypatch.setattr(
+        rec_module, "build_engine", lambda cfg, m, tok: ScriptedTestEngine(m, tok, Options(titles=titles))
+    )
     app = create_app(load_recommender(run), ServeOptions(feedback_timeout_s=0.5))
     with ThreadServer(app) as srv, httpx.Client(base_url=srv.url, timeout=120) as c:
         opened = c.post("/v1/sessions", json={"history": [ds.titles[0]], "feedback": "human"}).json()
@@ -201,6 +209,40 @@ def test_a_person_who_never_answers_times_out_cleanly(serve_run, scripted_regist
         assert "no feedback within 0.5 s" in events[-1]["error"]
         r = c.post("/v1/recommend", json={"history": [ds.titles[0]], "feedback": "none"})  # nothing left stuck
         assert r.status_code == 200 and r.json()["end_reason"] == "answered"
+
+
+def test_the_real_hf_engine_answers_concurrent_requests(serve_run, tmp_path):
+    """The tiny untrained policy on the real ``hf`` engine: its turns are noise, but they are served."""
+    import shutil
+
+    import yaml
+
+    from mgfrec.recommend import load_recommender
+    from mgfrec.serve.app import ServeOptions, create_app
+
+    run, _, ds = serve_run
+    copy = shutil.copytree(run, tmp_path / "run")
+    config = yaml.safe_load((copy / "config.yaml").read_text(encoding="utf-8"))
+    config["rollout"].update(engine="hf", options={})
+    (copy / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    recommender = load_recommender(copy, ("agent.max_new_tokens_per_turn=16",))
+    codes, outs = [], []
+    with ThreadServer(create_app(recommender, ServeOptions(max_batch=4))) as srv:
+
+        def one(n: int) -> None:
+            with httpx.Client(base_url=srv.url, timeout=300) as c:
+                r = c.post("/v1/recommend", json={"history": [ds.titles[n], ds.titles[n + 1]], "k": 3})
+                codes.append(r.status_code)
+                outs.append(r.json())
+
+        threads = [threading.Thread(target=one, args=(n,)) for n in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert codes == [200] * 3
+    assert all(o["end_reason"] in {"answered", "grounding_limit", "length_limit", "format_error"} for o in outs)
+    assert all(o["turns"] and (o["top"] == [] or len(o["top"]) == 3) for o in outs)
 
 
 def test_no_key_reaches_a_response_or_the_log(serve_run, plugin, tmp_path):
