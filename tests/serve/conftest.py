@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from servekit import ENGINE_NAME, SCRIPT_TITLES, ServerProcess, install_plugin
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from servekit import ENGINE_NAME, ServerProcess, install_plugin  # noqa: E402
-
-from mgfrec.config.load import load_config, write_resolved  # noqa: E402
-from mgfrec.config.schema import DataConfig  # noqa: E402
-from mgfrec.data.prepared import prepare  # noqa: E402
-from mgfrec.retrievers.fit import fit_baseline  # noqa: E402
-from mgfrec.rl.policy import build_preset, save_policy  # noqa: E402
-from mgfrec.runs import RunInfo, write_run_info  # noqa: E402
-
-SCRIPT_TITLES = (3, 11, 19, 27)  # item indices the scripted agent grounds, in order
+from mgfrec.config.load import load_config, write_resolved
+from mgfrec.config.schema import DataConfig
+from mgfrec.data.prepared import prepare
+from mgfrec.retrievers.fit import fit_baseline
+from mgfrec.rl.policy import build_preset, save_policy
+from mgfrec.runs import RunInfo, write_run_info
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 
 ENGINE_NAME = "scripted-test"
+SCRIPT_TITLES = (3, 11, 19, 27)  # item indices the scripted agent grounds, in order
 
 PLUGIN_SOURCE = """
 from pydantic import BaseModel, ConfigDict

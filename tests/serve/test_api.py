@@ -6,8 +6,7 @@ import threading
 
 import httpx
 import pytest
-from conftest import SCRIPT_TITLES
-from servekit import ServerProcess, ThreadServer, read_events, subprocess_env
+from servekit import SCRIPT_TITLES, ServerProcess, ThreadServer, read_events, subprocess_env
 
 
 @pytest.fixture(scope="module")
