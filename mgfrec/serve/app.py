@@ -119,6 +119,8 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
             raise HTTPException(422, "history: give at least one non-blank title")
         if body.split is not None and body.user_id is None:
             raise HTTPException(422, "split: needs user_id (a typed history has no held-out target)")
+        if body.feedback == "human" and recommender.kind != "agent":
+            raise HTTPException(422, f"feedback: 'human' needs an agent run; this is a {recommender.kind} run")
         if body.k > recommender.ds.num_items:
             raise HTTPException(422, f"k: {body.k} is more than the catalogue's {recommender.ds.num_items} items")
         if body.user_id is not None:

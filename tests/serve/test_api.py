@@ -185,6 +185,8 @@ def test_a_baseline_run_answers_without_a_trajectory(serve_run):
         opened = c.post("/v1/sessions", json={"history": [ds.titles[4]], "k": 3}).json()
         events = read_events(c, opened["events"])
         assert [e["type"] for e in events] == ["done"] and events[0]["result"]["turns"] == []
+        human = c.post("/v1/sessions", json={"history": [ds.titles[4]], "feedback": "human"})
+        assert human.status_code == 422 and "needs an agent run" in human.json()["error"]
 
 
 def test_a_person_who_never_answers_times_out_cleanly(serve_run, plugin, monkeypatch):
