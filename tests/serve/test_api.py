@@ -97,7 +97,14 @@ def test_a_conversation_streams_turn_by_turn(client, serve_run):
     _, _, ds = serve_run
     opened = client.post("/v1/sessions", json={"history": [ds.titles[0]], "k": 4})
     assert opened.status_code == 201, opened.text
-    events = read_events(client, opened.json()["events"])
+    seen: list[int] = []
+
+    def second_reader(event):
+        if not seen:  # while the stream is open, another reader is refused
+            seen.append(client.get(opened.json()["events"]).status_code)
+
+    events = read_events(client, opened.json()["events"], second_reader)
+    assert seen == [409]
     kinds = [e["type"] for e in events]
     assert kinds == ["turn", "observation"] * len(SCRIPT_TITLES) + ["turn", "done"]
     assert events[0]["title"] == ds.titles[SCRIPT_TITLES[0]] and events[1]["items"][0]["title"] == events[0]["title"]
