@@ -6,7 +6,7 @@ import threading
 
 import httpx
 import pytest
-from servekit import SCRIPT_TITLES, ServerProcess, ThreadServer, read_events, subprocess_env
+from servekit import SCRIPT_TITLES, ServerProcess, ThreadServer, hf_copy, read_events, subprocess_env
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +196,7 @@ def test_a_baseline_run_answers_without_a_trajectory(serve_run):
         assert human.status_code == 422 and "needs an agent run" in human.json()["error"]
 
 
-def test_a_person_who_never_answers_times_out_cleanly(serve_run, plugin, monkeypatch):
+def test_a_person_who_never_answers_times_out_cleanly(serve_run, plugin, monkeypatch, tmp_path):
     import mgfrec.recommend as rec_module
     from mgfrec.recommend import load_recommender
     from mgfrec.serve.app import ServeOptions, create_app
@@ -209,7 +209,7 @@ def test_a_person_who_never_answers_times_out_cleanly(serve_run, plugin, monkeyp
     monkeypatch.setattr(
         rec_module, "build_engine", lambda cfg, m, tok: ScriptedTestEngine(m, tok, Options(titles=titles))
     )
-    app = create_app(load_recommender(run), ServeOptions(feedback_timeout_s=0.5))
+    app = create_app(load_recommender(hf_copy(run, tmp_path / "run")), ServeOptions(feedback_timeout_s=0.5))
     with ThreadServer(app) as srv, httpx.Client(base_url=srv.url, timeout=120) as c:
         opened = c.post("/v1/sessions", json={"history": [ds.titles[0]], "feedback": "human"}).json()
         events = read_events(c, opened["events"])
@@ -221,19 +221,11 @@ def test_a_person_who_never_answers_times_out_cleanly(serve_run, plugin, monkeyp
 
 def test_the_real_hf_engine_answers_concurrent_requests(serve_run, tmp_path):
     """The tiny untrained policy on the real ``hf`` engine: its turns are noise, but they are served."""
-    import shutil
-
-    import yaml
-
     from mgfrec.recommend import load_recommender
     from mgfrec.serve.app import ServeOptions, create_app
 
     run, _, ds = serve_run
-    copy = shutil.copytree(run, tmp_path / "run")
-    config = yaml.safe_load((copy / "config.yaml").read_text(encoding="utf-8"))
-    config["rollout"].update(engine="hf", options={})
-    (copy / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    recommender = load_recommender(copy, ("agent.max_new_tokens_per_turn=16",))
+    recommender = load_recommender(hf_copy(run, tmp_path / "run"), ("agent.max_new_tokens_per_turn=16",))
     codes, outs = [], []
     with ThreadServer(create_app(recommender, ServeOptions(max_batch=4))) as srv:
 
