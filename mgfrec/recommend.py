@@ -213,6 +213,7 @@ class Recommender:
         self.engine: Any = None
         self.environment: Environment | None = None
         self.retriever: Any = None
+        self.run_user_agent: UserAgent | None = None  # the run's configured user agent, used under the lock
         if self.info.kind == "baseline":
             from mgfrec.eval.runs import load_scorer  # late: the evaluator's own way to load a baseline
 
@@ -230,7 +231,6 @@ class Recommender:
             self.retriever = load_retriever(Path(recall_run), self.ds)
         self.environment = build_environment(self.grounding, tokenizer, self.cfg)
         self.engine = _LockedEngine(build_engine(self.cfg.rollout, self.model, tokenizer), self.lock)
-        self.run_user_agent: UserAgent | None = None  # the run's configured user agent, used under the lock
         if self.environment.user_agent is not None:
             self.run_user_agent = Locked(self.environment.user_agent, self.lock, ("feedback",))
 

@@ -86,6 +86,7 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
     options = options or ServeOptions()
     batcher = Batcher(recommender, max_batch=options.max_batch, queue_size=options.queue_size)
     sessions: dict[str, tuple[Conversation, asyncio.Queue]] = {}
+    readers: set[str] = set()  # sessions whose event stream is open
     all_users = set(recommender.users())
     split_users: dict[str, set[str]] = {}
 
@@ -119,6 +120,8 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
             raise HTTPException(422, "history: give at least one non-blank title")
         if body.split is not None and body.user_id is None:
             raise HTTPException(422, "split: needs user_id (a typed history has no held-out target)")
+        if body.feedback == "human" and recommender.kind != "agent":
+            raise HTTPException(422, f"feedback: 'human' needs an agent run; this is a {recommender.kind} run")
         if body.k > recommender.ds.num_items:
             raise HTTPException(422, f"k: {body.k} is more than the catalogue's {recommender.ds.num_items} items")
         if body.user_id is not None:
@@ -209,6 +212,9 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
     async def events(sid: str, request: Request) -> StreamingResponse:
         """Server-sent events: ``turn``, ``feedback_wanted`` (human mode), ``observation``, then ``done``/``error``."""
         conversation, queue = session(sid)
+        if sid in readers:
+            raise HTTPException(409, f"session {sid!r}: its events are already being read (one reader per session)")
+        readers.add(sid)
 
         async def stream():
             finished = False
@@ -227,6 +233,7 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
                 if not finished:  # the reader went away: nobody will answer this conversation
                     conversation.cancel("the page was closed")
                 sessions.pop(sid, None)
+                readers.discard(sid)
 
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)

@@ -217,8 +217,6 @@ class Conversation:
         """The person's feedback (``None``: leave it to the simulated user; ``answer_now``: ask for the answer)."""
         if self.human is None:
             raise ValueError("this conversation has no human user (start it with feedback 'human')")
-        if self.human.waiting is None:
-            raise LookupError("no grounding is waiting for feedback now")
         if answer_now:
             self.human.answer_now()
         else:

@@ -9,6 +9,7 @@ For each grounding, :meth:`HumanUserAgent.feedback` calls the ``ask`` callback o
   (the run's own, normally ``simulated``) answers this grounding instead;
 * :meth:`~HumanUserAgent.answer_now`: the feedback asks the agent to give its final answer now
   (:data:`ANSWER_NOW`; the agent is *asked*, the loop is not overruled);
+* one reply per grounding: a reply when none is asked for (or a second one) raises ``LookupError``;
 * :meth:`~HumanUserAgent.cancel`, or nothing within ``timeout_s``: :class:`FeedbackCancelled` /
   :class:`FeedbackTimeout` is raised, which ends the rollout; nothing is left waiting.
 
@@ -20,6 +21,7 @@ be built without an ``ask`` callback. Requests of one batch are asked one after 
 from __future__ import annotations
 
 import queue
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -70,6 +72,8 @@ class HumanUserAgent:
         self._fallback = context.fallback
         self._replies: queue.Queue[Any] = queue.Queue()
         self._cancelled: str | None = None
+        self._lock = threading.Lock()
+        self._open = False  # a grounding waits for its one reply
         self.waiting: FeedbackRequest | None = None  # the request the person is asked about now, if any
         self.usage = UsageStats()
 
@@ -79,11 +83,19 @@ class HumanUserAgent:
         """The person's feedback on the grounding shown last; ``None`` or blanks leave it to the fallback."""
         if text is not None and len(text) > self.options.max_chars:
             raise ValueError(f"feedback: {len(text)} characters; at most {self.options.max_chars} are accepted")
-        self._replies.put(_FALLBACK if text is None or not text.strip() else text.strip())
+        self._deliver(_FALLBACK if text is None or not text.strip() else text.strip())
 
     def answer_now(self) -> None:
         """Ask the agent to give its final answer now (the feedback is :data:`ANSWER_NOW`)."""
-        self._replies.put(_ANSWER)
+        self._deliver(_ANSWER)
+
+    def _deliver(self, item: Any) -> None:
+        # One reply per grounding: a second click must not become the answer to the next grounding.
+        with self._lock:
+            if not self._open:
+                raise LookupError("no grounding is waiting for feedback now (none was asked, or it was answered)")
+            self._open = False
+            self._replies.put(item)
 
     def cancel(self, reason: str = "the conversation was cancelled") -> None:
         """End the conversation: a waiting :meth:`feedback` raises :class:`FeedbackCancelled`, as will later calls."""
@@ -99,7 +111,8 @@ class HumanUserAgent:
         if self._cancelled is not None:
             raise FeedbackCancelled(f"user agent 'human': {self._cancelled}")
         started = time.monotonic()
-        self.waiting = request
+        with self._lock:
+            self.waiting, self._open = request, True
         try:
             self._ask(request)
             try:
@@ -111,7 +124,8 @@ class HumanUserAgent:
                     "(user_agent.options.timeout_s); the conversation was ended"
                 ) from None
         finally:
-            self.waiting = None
+            with self._lock:
+                self.waiting, self._open = None, False
         if got is None or self._cancelled is not None:
             raise FeedbackCancelled(f"user agent 'human': {self._cancelled or 'the conversation was cancelled'}")
         if got is _ANSWER:

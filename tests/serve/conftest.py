@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from servekit import ENGINE_NAME, SCRIPT_TITLES, ServerProcess, install_plugin
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from servekit import ENGINE_NAME, ServerProcess, install_plugin  # noqa: E402
-
-from mgfrec.config.load import load_config, write_resolved  # noqa: E402
-from mgfrec.config.schema import DataConfig  # noqa: E402
-from mgfrec.data.prepared import prepare  # noqa: E402
-from mgfrec.retrievers.fit import fit_baseline  # noqa: E402
-from mgfrec.rl.policy import build_preset, save_policy  # noqa: E402
-from mgfrec.runs import RunInfo, write_run_info  # noqa: E402
-
-SCRIPT_TITLES = (3, 11, 19, 27)  # item indices the scripted agent grounds, in order
+from mgfrec.config.load import load_config, write_resolved
+from mgfrec.config.schema import DataConfig
+from mgfrec.data.prepared import prepare
+from mgfrec.retrievers.fit import fit_baseline
+from mgfrec.rl.policy import build_preset, save_policy
+from mgfrec.runs import RunInfo, write_run_info
 
 
 @pytest.fixture(scope="session")
@@ -61,16 +55,3 @@ def server(serve_run, plugin):
         yield proc
     finally:
         proc.stop()
-
-
-@pytest.fixture(scope="session")
-def scripted_registered(plugin):
-    """The scripted engine in this process's registry too (for apps served from a thread)."""
-    sys.path.insert(0, str(plugin))
-    from mgfrec_serve_testkit import ScriptedTestEngine
-
-    from mgfrec.registry import registry
-
-    if ENGINE_NAME not in registry().names("rollout_engine"):
-        registry().add("rollout_engine", ENGINE_NAME, ScriptedTestEngine)
-    return ENGINE_NAME

@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 
 ENGINE_NAME = "scripted-test"
+SCRIPT_TITLES = (3, 11, 19, 27)  # item indices the scripted agent grounds, in order
 
 PLUGIN_SOURCE = """
 from pydantic import BaseModel, ConfigDict
@@ -67,6 +68,20 @@ def install_plugin(root: Path) -> Path:
         f"[mgfrec.rollout_engine]\n{ENGINE_NAME} = mgfrec_serve_testkit:ScriptedTestEngine\n", encoding="utf-8"
     )
     return root
+
+
+def hf_copy(run: Path, dest: Path) -> Path:
+    """A copy of the agent run whose config names the built-in ``hf`` engine instead of the plugin's (for an
+    app served in this process, whose registry has no plugin: the run's config is checked against it)."""
+    import shutil
+
+    import yaml
+
+    copy = shutil.copytree(run, dest)
+    config = yaml.safe_load((copy / "config.yaml").read_text(encoding="utf-8"))
+    config["rollout"].update(engine="hf", options={})
+    (copy / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    return copy
 
 
 def free_port() -> int:

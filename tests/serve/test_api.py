@@ -6,8 +6,7 @@ import threading
 
 import httpx
 import pytest
-from conftest import SCRIPT_TITLES
-from servekit import ServerProcess, ThreadServer, read_events, subprocess_env
+from servekit import SCRIPT_TITLES, ServerProcess, ThreadServer, hf_copy, read_events, subprocess_env
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +97,14 @@ def test_a_conversation_streams_turn_by_turn(client, serve_run):
     _, _, ds = serve_run
     opened = client.post("/v1/sessions", json={"history": [ds.titles[0]], "k": 4})
     assert opened.status_code == 201, opened.text
-    events = read_events(client, opened.json()["events"])
+    seen: list[int] = []
+
+    def second_reader(event):
+        if not seen:  # while the stream is open, another reader is refused
+            seen.append(client.get(opened.json()["events"]).status_code)
+
+    events = read_events(client, opened.json()["events"], second_reader)
+    assert seen == [409]
     kinds = [e["type"] for e in events]
     assert kinds == ["turn", "observation"] * len(SCRIPT_TITLES) + ["turn", "done"]
     assert events[0]["title"] == ds.titles[SCRIPT_TITLES[0]] and events[1]["items"][0]["title"] == events[0]["title"]
@@ -186,14 +192,24 @@ def test_a_baseline_run_answers_without_a_trajectory(serve_run):
         opened = c.post("/v1/sessions", json={"history": [ds.titles[4]], "k": 3}).json()
         events = read_events(c, opened["events"])
         assert [e["type"] for e in events] == ["done"] and events[0]["result"]["turns"] == []
+        human = c.post("/v1/sessions", json={"history": [ds.titles[4]], "feedback": "human"})
+        assert human.status_code == 422 and "needs an agent run" in human.json()["error"]
 
 
-def test_a_person_who_never_answers_times_out_cleanly(serve_run, scripted_registered):
+def test_a_person_who_never_answers_times_out_cleanly(serve_run, plugin, monkeypatch, tmp_path):
+    import mgfrec.recommend as rec_module
     from mgfrec.recommend import load_recommender
     from mgfrec.serve.app import ServeOptions, create_app
 
+    monkeypatch.syspath_prepend(str(plugin))  # the scripted engine, without touching the process's registry
+    from mgfrec_serve_testkit import Options, ScriptedTestEngine
+
     run, _, ds = serve_run
-    app = create_app(load_recommender(run), ServeOptions(feedback_timeout_s=0.5))
+    titles = [ds.titles[i] for i in SCRIPT_TITLES]
+    monkeypatch.setattr(
+        rec_module, "build_engine", lambda cfg, m, tok: ScriptedTestEngine(m, tok, Options(titles=titles))
+    )
+    app = create_app(load_recommender(hf_copy(run, tmp_path / "run")), ServeOptions(feedback_timeout_s=0.5))
     with ThreadServer(app) as srv, httpx.Client(base_url=srv.url, timeout=120) as c:
         opened = c.post("/v1/sessions", json={"history": [ds.titles[0]], "feedback": "human"}).json()
         events = read_events(c, opened["events"])
@@ -201,6 +217,32 @@ def test_a_person_who_never_answers_times_out_cleanly(serve_run, scripted_regist
         assert "no feedback within 0.5 s" in events[-1]["error"]
         r = c.post("/v1/recommend", json={"history": [ds.titles[0]], "feedback": "none"})  # nothing left stuck
         assert r.status_code == 200 and r.json()["end_reason"] == "answered"
+
+
+def test_the_real_hf_engine_answers_concurrent_requests(serve_run, tmp_path):
+    """The tiny untrained policy on the real ``hf`` engine: its turns are noise, but they are served."""
+    from mgfrec.recommend import load_recommender
+    from mgfrec.serve.app import ServeOptions, create_app
+
+    run, _, ds = serve_run
+    recommender = load_recommender(hf_copy(run, tmp_path / "run"), ("agent.max_new_tokens_per_turn=16",))
+    codes, outs = [], []
+    with ThreadServer(create_app(recommender, ServeOptions(max_batch=4))) as srv:
+
+        def one(n: int) -> None:
+            with httpx.Client(base_url=srv.url, timeout=300) as c:
+                r = c.post("/v1/recommend", json={"history": [ds.titles[n], ds.titles[n + 1]], "k": 3})
+                codes.append(r.status_code)
+                outs.append(r.json())
+
+        threads = [threading.Thread(target=one, args=(n,)) for n in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert codes == [200] * 3
+    assert all(o["end_reason"] in {"answered", "grounding_limit", "length_limit", "format_error"} for o in outs)
+    assert all(o["turns"] and (o["top"] == [] or len(o["top"]) == 3) for o in outs)
 
 
 def test_no_key_reaches_a_response_or_the_log(serve_run, plugin, tmp_path):

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import SCRIPT_TITLES
+from servekit import SCRIPT_TITLES
 
 pytestmark = pytest.mark.browser
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import sys
 
 import pytest
-from conftest import SCRIPT_TITLES
-from servekit import mgfrec_command, subprocess_env
+from servekit import SCRIPT_TITLES, mgfrec_command, subprocess_env
 
 pexpect = pytest.importorskip("pexpect", reason="the chat test drives a pseudo-terminal with pexpect (dev extra)")
 

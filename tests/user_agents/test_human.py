@@ -65,6 +65,23 @@ def test_enter_without_a_fallback_gives_no_feedback_and_long_text_is_refused():
         agent.reply("x" * 2001)
 
 
+def test_one_reply_per_grounding():
+    errors = []
+
+    def twice(request):  # runs while the first grounding is asked, before the agent reads the reply
+        agent.reply("first")
+        try:
+            agent.reply("second, a double click")
+        except LookupError as exc:
+            errors.append(str(exc))
+
+    agent = load_user_agent(UserAgentConfig(backend="human"), UserAgentContext(ask=twice))
+    assert agent.feedback([REQ]) == ["first"]
+    assert len(errors) == 1 and "no grounding is waiting" in errors[0]  # the double click was refused
+    with pytest.raises(LookupError):
+        agent.answer_now()  # nothing is asked now
+
+
 def test_nobody_answering_times_out_and_cancel_releases_a_waiting_rollout():
     agent = build([lambda a: None], timeout_s=0.2)
     with pytest.raises(FeedbackTimeout, match="no feedback within 0.2 s"):
