@@ -32,7 +32,15 @@ from mgfrec.retrievers.fit import fit_baseline
 from mgfrec.runs import RUN_FILE
 
 DEMO_BASELINES: tuple[str, ...] = ("pop", "last-title", "sasrec", "hybrid")  # the cheap default set
-ALL_BASELINES: tuple[str, ...] = ("pop", "last-title", "sasrec", "gru4rec", "caser", "hybrid", "bigrec")  # --baselines all
+ALL_BASELINES: tuple[str, ...] = (
+    "pop",
+    "last-title",
+    "sasrec",
+    "gru4rec",
+    "caser",
+    "hybrid",
+    "bigrec",
+)  # --baselines all
 # Rough wall times, in seconds on 2 idle cores, of the stages no cap bounds, for the estimate the demo prints
 # first (from the measurements in docs/baselines.md and docs/experiments.md, rounded up); a learned baseline
 # counts its time cap (DemoOptions.baseline_seconds) plus FIT_OVERHEAD (loading, validation, ranking valid).
@@ -126,8 +134,11 @@ def run_demo(
         else:
             update: dict = {"model": name}
             if name == "hybrid" and "sasrec" in baselines:  # blend the SASRec run above; don't train it twice
-                update["options"] = {**config.retriever.options, "collaborative": "sasrec",
-                                     "collaborative_run": str(out / "sasrec")}
+                update["options"] = {
+                    **config.retriever.options,
+                    "collaborative": "sasrec",
+                    "collaborative_run": str(out / "sasrec"),
+                }
             if name == "bigrec":
                 update["options"] = dict(options.bigrec)
             if name in FIT_OVERHEAD and options.baseline_seconds is not None:
@@ -140,8 +151,10 @@ def run_demo(
             why = f" (stopped: {stopped})" if stopped in ("time cap", "step cap", "early stopping") else ""
             say(f"[{name}] valid NDCG@10 {result.valid_ndcg10:.4f}{why}")
             if stopped == "user":  # Ctrl-C ended this fit cleanly; the user wants the demo to stop, not go on
-                say(f"[demo] stopped by the user: {run_dir} is finished from its best checkpoint; rerun the same "
-                    "command to go on from the next stage")  # fmt: skip
+                say(
+                    f"[demo] stopped by the user: {run_dir} is finished from its best checkpoint; rerun the same "
+                    "command to go on from the next stage"
+                )
                 raise KeyboardInterrupt
         runs.append(run_dir)
 
@@ -152,8 +165,12 @@ def run_demo(
     reference = out / REFERENCE if REFERENCE in baselines else None
     # agents are evaluated as eval.greedy says (greedy by default): constrained turns keep greedy decoding
     # well formed, which the small policy's free greedy decoding was not
-    report = stage("evaluate", lambda: build_report([*runs, *agent_runs], config.eval.split, reference, config.eval,
-                                                    limit=options.eval_samples))  # fmt: skip
+    report = stage(
+        "evaluate",
+        lambda: build_report(
+            [*runs, *agent_runs], config.eval.split, reference, config.eval, limit=options.eval_samples
+        ),
+    )
     written = report.write(out)
     if agent_runs:
         written.update(stage("figures", lambda: demo_figures(out, ds, config.eval.split, say)))
@@ -183,12 +200,16 @@ def estimate_line(baselines: Sequence[str], options: DemoOptions) -> str:
     stages = estimate_seconds(baselines, options)
     total = sum(stages.values())
     agent = "; then SFT, GRPO, evaluation, figures" if options.agent else ""
-    limits = [f"{options.baseline_steps} steps" if options.baseline_steps else "",
-              f"{options.baseline_seconds:g} s" if options.baseline_seconds else ""]  # fmt: skip
+    limits = [
+        f"{options.baseline_steps} steps" if options.baseline_steps else "",
+        f"{options.baseline_seconds:g} s" if options.baseline_seconds else "",
+    ]
     caps = f" (learned ones capped at {' or '.join(x for x in limits if x)} each)" if any(limits) else ""
     about = f"{round(total / 60)} min" if total >= 120 else format_seconds(total)  # no false precision
-    return (f"[demo] baselines {', '.join(baselines)}{caps}{agent}: about {about} on 2 idle cores, "
-            "longer on a busy machine; finished stages are reused on a rerun")  # fmt: skip
+    return (
+        f"[demo] baselines {', '.join(baselines)}{caps}{agent}: about {about} on 2 idle cores, "
+        "longer on a busy machine; finished stages are reused on a rerun"
+    )
 
 
 def agent_stages(
@@ -208,30 +229,49 @@ def agent_stages(
 
     require_one_process(config.trainer.devices, config.trainer.num_nodes, "mgfrec demo")
     sft_dir, fit_dir = out / "sft", out / "mgfrec"
-    config = config.model_copy(update={
-        "retriever": config.retriever.model_copy(update={"recall_size": options.recall_size}),
-        "agent": config.agent.model_copy(update={"prompt_history": options.prompt_history}),
-    })  # fmt: skip
+    config = config.model_copy(
+        update={
+            "retriever": config.retriever.model_copy(update={"recall_size": options.recall_size}),
+            "agent": config.agent.model_copy(update={"prompt_history": options.prompt_history}),
+        }
+    )
     if (sft_dir / RUN_FILE).is_file():
         say(f"[sft] reusing {sft_dir}")
     else:
-        sft_opts = SFTOptions(recall_run=str(out / recall) if recall else None, epochs=options.sft_epochs,
-                              batch_size=options.sft_batch_size,
-                              max_train_samples=options.sft_train_samples, valid_samples=options.valid_samples,
-                              progress=True)  # fmt: skip
+        sft_opts = SFTOptions(
+            recall_run=str(out / recall) if recall else None,
+            epochs=options.sft_epochs,
+            batch_size=options.sft_batch_size,
+            max_train_samples=options.sft_train_samples,
+            valid_samples=options.valid_samples,
+            progress=True,
+        )
         result = stage("sft", lambda: run_sft(ds.root, sft_dir, config, sft_opts, say=lambda m: say(f"[sft] {m}")))
         say(f"[sft] {len(result.history) - 1} epochs; valid format-valid {result.history[-1]['format_valid']:.2f}")
     if (fit_dir / RUN_FILE).is_file():
         say(f"[fit] reusing {fit_dir}")
     else:
-        fit_cfg = config.model_copy(update={
-            "trainer": config.trainer.model_copy(update={"max_steps": options.fit_steps,
-                                                         "global_batch_size": options.fit_batch,
-                                                         "val_check_interval": options.fit_steps}),
-        })  # fmt: skip
-        fit = stage("fit", lambda: run_fit(ds.root, fit_dir, fit_cfg, FitOptions(init=str(sft_dir), valid_samples=options.valid_samples,
-                                                                              progress=True),
-                                           say=lambda m: say(f"[fit] {m}")))  # fmt: skip
+        fit_cfg = config.model_copy(
+            update={
+                "trainer": config.trainer.model_copy(
+                    update={
+                        "max_steps": options.fit_steps,
+                        "global_batch_size": options.fit_batch,
+                        "val_check_interval": options.fit_steps,
+                    }
+                ),
+            }
+        )
+        fit = stage(
+            "fit",
+            lambda: run_fit(
+                ds.root,
+                fit_dir,
+                fit_cfg,
+                FitOptions(init=str(sft_dir), valid_samples=options.valid_samples, progress=True),
+                say=lambda m: say(f"[fit] {m}"),
+            ),
+        )
         say(f"[fit] {fit.extra['steps']} GRPO steps in {fit.seconds:.0f} s")
     ablations = [derive_ablation_run(fit_dir, name, out / f"mgfrec-{name}") for name in DEMO_ABLATIONS]
     return [sft_dir, fit_dir, *ablations]
@@ -239,15 +279,22 @@ def agent_stages(
 
 def demo_figures(out: Path, ds: PreparedDataset, split: str, say: Callable[[str], None] = print) -> dict[str, Path]:
     """Training curves of the GRPO run, Fig. 3's difficulty bands and a Fig. 4 case study into out/figures."""
-    from mgfrec.eval.figures import nonempty_bands, plot_difficulty_bands, plot_training_curves, write_trajectory_markdown
+    from mgfrec.eval.figures import (
+        nonempty_bands,
+        plot_difficulty_bands,
+        plot_training_curves,
+        write_trajectory_markdown,
+    )
     from mgfrec.recommend import recommend
 
     figures = out / "figures"
     written = {f"figure_{k}": v for k, v in plot_training_curves(out / "mgfrec", figures).items()}
     written["figure_difficulty"] = plot_difficulty_bands(out / "mgfrec", figures, split=split, ds=ds)
     if nonempty_bands(out / "mgfrec", split, ds) <= 1:
-        say(f"[figures] {written['figure_difficulty'].name}: every trajectory falls in one grounding band, so it "
-            "compares nothing yet (the figure says so); a longer fit spreads the agent over the bands")  # fmt: skip
+        say(
+            f"[figures] {written['figure_difficulty'].name}: every trajectory falls in one grounding band, so it "
+            "compares nothing yet (the figure says so); a longer fit spreads the agent over the bands"
+        )
     user = str(ds.split(split)["user_id"].iloc[0])
     rec, rec_ds = recommend(out / "mgfrec", user=user, sample=True)
     written["case_study"] = write_trajectory_markdown(

@@ -34,9 +34,7 @@ _SETTINGS: ContextVar[_Settings | None] = ContextVar("mgfrec_progress", default=
 
 
 @contextmanager
-def reporting(
-    stream: TextIO | None = None, *, interval: float | None = None, plain: bool = False
-) -> Iterator[None]:
+def reporting(stream: TextIO | None = None, *, interval: float | None = None, plain: bool = False) -> Iterator[None]:
     """Show the progress of every :func:`task` opened inside this block (on ``stream``, default stderr).
 
     ``interval``: seconds between plain lines (default ``MGFREC_PROGRESS_SECONDS`` or 5); ``plain``: plain
@@ -114,9 +112,7 @@ class Task:
             parts.append(f"{min(max(fraction, 0.0), 1.0):.0%}")
         parts.append(f"{format_seconds(self.elapsed)} elapsed")
         if fraction is not None and fraction > 0.02:
-            parts.append(
-                f"~{format_seconds(self.elapsed * (1 - min(fraction, 1.0)) / fraction)} left"
-            )
+            parts.append(f"~{format_seconds(self.elapsed * (1 - min(fraction, 1.0)) / fraction)} left")
         return " ".join(parts[:1]) + " " + ", ".join(parts[1:])
 
     def update(self, fraction: float | None, text: str = "") -> None:

@@ -174,8 +174,14 @@ class Locked:
 class _WatchedEnvironment(Environment):
     """The run's environment, reporting each new turn before grounding it and each observation after."""
 
-    def __init__(self, base: Environment, grounding: Any, user_agent: UserAgent | None, ds: PreparedDataset,
-                 listener: Listener | None):  # fmt: skip
+    def __init__(
+        self,
+        base: Environment,
+        grounding: Any,
+        user_agent: UserAgent | None,
+        ds: PreparedDataset,
+        listener: Listener | None,
+    ):
         super().__init__(grounding, base.tokenizer, user_agent, top_k=base.top_k)
         self._ds, self._listener = ds, listener
 
@@ -191,8 +197,16 @@ class _WatchedEnvironment(Environment):
             for t in served:
                 n = len(t.turns) - 1
                 entry = turn_dict(self._ds, t, n)
-                self._listener(int(t.sample_id), {"type": "observation", "n": n, "title": entry["title"],
-                                                  "items": entry["items"], "feedback": entry["feedback"]})  # fmt: skip
+                self._listener(
+                    int(t.sample_id),
+                    {
+                        "type": "observation",
+                        "n": n,
+                        "title": entry["title"],
+                        "items": entry["items"],
+                        "feedback": entry["feedback"],
+                    },
+                )
         return served
 
 
@@ -299,8 +313,12 @@ class Recommender:
         recalls: list[list[int]] = [[] for _ in queries]
         if self.retriever is not None:
             with self.lock:
-                rows = top_items(self.retriever, [np.asarray(h, dtype=np.int64) for h in histories], self.ds.num_items,
-                                 self.cfg.retriever.recall_size)  # fmt: skip
+                rows = top_items(
+                    self.retriever,
+                    [np.asarray(h, dtype=np.int64) for h in histories],
+                    self.ds.num_items,
+                    self.cfg.retriever.recall_size,
+                )
             recalls = [[int(i) for i in row if i >= 0] for row in rows]
         titles = self.ds.titles
         samples = [
@@ -333,8 +351,9 @@ class Recommender:
         """One query; see :meth:`recommend_many`."""
         return self.recommend_many([query], **kwargs)[0]
 
-    def _ranked(self, q: Query, history: list[int], target: int | None, recall: list[int],
-                traj: Trajectory | None, scores: Any) -> Recommendation:  # fmt: skip
+    def _ranked(
+        self, q: Query, history: list[int], target: int | None, recall: list[int], traj: Trajectory | None, scores: Any
+    ) -> Recommendation:
         rec = Recommendation(history, recall, traj, [], target)
         if scores is None:
             if target is not None:

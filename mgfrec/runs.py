@@ -45,7 +45,9 @@ def write_run_info(run_dir: str | Path, info: RunInfo) -> Path:
 def read_run_info(run_dir: str | Path) -> RunInfo:
     path = Path(run_dir) / RUN_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{run_dir}: not a run folder (no {RUN_FILE}); train one with 'mgfrec baseline fit' or 'mgfrec fit'")
+        raise FileNotFoundError(
+            f"{run_dir}: not a run folder (no {RUN_FILE}); train one with 'mgfrec baseline fit' or 'mgfrec fit'"
+        )
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
         return RunInfo(**payload)

@@ -29,8 +29,9 @@ BASELINES_ONLY = DemoOptions(agent=False, eval_samples=None)
 def test_run_demo_fits_evaluates_and_reuses(tmp_path):
     messages: list[str] = []
     cfg = load_config(None, TINY)
-    result = run_demo(cfg, tmp_path, baselines=("pop", "last-title", "sasrec", "hybrid"), options=BASELINES_ONLY,
-                      say=messages.append)  # fmt: skip
+    result = run_demo(
+        cfg, tmp_path, baselines=("pop", "last-title", "sasrec", "hybrid"), options=BASELINES_ONLY, say=messages.append
+    )
     report = json.loads(result.written["json"].read_text())
     rows = {row["run"]: row for row in report["rows"]}
     assert set(rows) == {"pop", "last-title", "sasrec", "hybrid"}
@@ -41,7 +42,9 @@ def test_run_demo_fits_evaluates_and_reuses(tmp_path):
     assert hybrid_state["options"]["collaborative_run"] == str(tmp_path / "sasrec")
     # a second run reuses every finished stage
     again: list[str] = []
-    run_demo(cfg, tmp_path, baselines=("pop", "last-title", "sasrec", "hybrid"), options=BASELINES_ONLY, say=again.append)
+    run_demo(
+        cfg, tmp_path, baselines=("pop", "last-title", "sasrec", "hybrid"), options=BASELINES_ONLY, say=again.append
+    )
     assert sum("reusing" in m for m in again) == 5  # data + four runs
 
 
@@ -49,14 +52,33 @@ def test_demo_command_prints_an_80_column_table_with_its_legend(tmp_path):
     """A real subprocess at COLUMNS=80, as a user's terminal or log gets it: the estimate first, progress and
     stage lines, the table with names whole and no wrapped interval, the legend, no library chatter."""
     env = {**os.environ, "COLUMNS": "80", "OMP_NUM_THREADS": "1"}
-    args = [sys.executable, "-m", "mgfrec.cli.main", "demo", "--out", str(tmp_path), "--retriever-epochs", "1",
-            "--no-agent", "--eval-samples", "0", "--set", TINY[0]]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "mgfrec.cli.main",
+        "demo",
+        "--out",
+        str(tmp_path),
+        "--retriever-epochs",
+        "1",
+        "--no-agent",
+        "--eval-samples",
+        "0",
+        "--set",
+        TINY[0],
+    ]
     proc = subprocess.run(args, check=False, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr.startswith("[demo] baselines pop, last-title, sasrec, hybrid") and "on 2 idle cores" in proc.stderr
+    assert (
+        proc.stderr.startswith("[demo] baselines pop, last-title, sasrec, hybrid") and "on 2 idle cores" in proc.stderr
+    )
     table = proc.stdout.splitlines()
     assert max(len(line) for line in table) <= 80
-    rows = {line.split()[0]: line for line in table if line.strip() and line.split()[0] in ("pop", "last-title", "sasrec", "hybrid")}
+    rows = {
+        line.split()[0]: line
+        for line in table
+        if line.strip() and line.split()[0] in ("pop", "last-title", "sasrec", "hybrid")
+    }
     assert set(rows) == {"pop", "last-title", "sasrec", "hybrid"} and "(ref)" in rows["last-title"]
     assert all("[" in line and "]" in line for line in rows.values())  # each interval on its run's line
     assert "gru4rec" not in proc.stdout  # the cheap default set; --baselines all adds it
@@ -66,14 +88,12 @@ def test_demo_command_prints_an_80_column_table_with_its_legend(tmp_path):
     assert (tmp_path / "report_test.md").is_file() and (tmp_path / "config.yaml").is_file()
     # The printed table is the written report: each run's row carries its own numbers.
     report = json.loads((tmp_path / "report_test.json").read_text())
-    assert {row["run"] for row in report["rows"]} == {"last-title", "pop", "sasrec", "gru4rec", "caser", "hybrid", "bigrec"}
-    lines = result.stdout.splitlines()
+    assert {row["run"] for row in report["rows"]} == {"last-title", "pop", "sasrec", "hybrid"}
+    lines = proc.stdout.splitlines()
     for row in report["rows"]:
-        name = row["run"] + (" (ref)" if row["reference"] else "")
-        line = next((text for text in lines if text.strip("│ ").startswith(name + " ")), None)
-        assert line is not None, f"no table row for {name}:\n{result.stdout}"
-        for metric in ("hit@10", "ndcg@10", "ndcg_full"):
-            assert f"{row[metric]:.4f}" in line, (name, metric, line)
+        line = next((text for text in lines if text.split() and text.split()[0] == row["run"]), None)
+        assert line is not None, f"no table row for {row['run']}:\n{proc.stdout}"
+        assert f"{row['ndcg_full']:.3f}" in line, (row["run"], line)  # the row carries its own N_full
 
 
 def test_demo_baselines_flag():
@@ -90,9 +110,16 @@ def test_run_demo_with_the_agent_stages(tmp_path):
     """SFT, a GRPO step, MGFRec, its SFT start, three eval-time ablations and BIGRec beside the baselines,
     all paired on one seeded test subsample, then the figures and the case study."""
     cfg = load_config(None, [*TINY, "grpo.group_size=2"])
-    options = DemoOptions(sft_train_samples=16, sft_epochs=1, fit_steps=1, fit_batch=2, valid_samples=4,
-                          eval_samples=12, recall_size=5,
-                          bigrec={"max_train_samples": 32, "epochs": 1, "valid_samples": 8, "max_new_tokens": 16})  # fmt: skip
+    options = DemoOptions(
+        sft_train_samples=16,
+        sft_epochs=1,
+        fit_steps=1,
+        fit_batch=2,
+        valid_samples=4,
+        eval_samples=12,
+        recall_size=5,
+        bigrec={"max_train_samples": 32, "epochs": 1, "valid_samples": 8, "max_new_tokens": 16},
+    )
     result = run_demo(cfg, tmp_path, baselines=("last-title", "sasrec", "bigrec"), options=options, say=lambda m: None)
     report = json.loads(result.written["json"].read_text())
     rows = {row["run"]: row for row in report["rows"]}
@@ -106,17 +133,35 @@ def test_run_demo_with_the_agent_stages(tmp_path):
     assert result.written["case_study"].read_text(encoding="utf-8").startswith("# Case study")
 
 
-
 def test_ctrl_c_during_a_baseline_stops_the_demo_with_that_run_finished(tmp_path):
     """SIGINT while SASRec trains: its run is finished from the best checkpoint, the demo stops there
     (exit 130, no traceback) and says how to go on; a rerun reuses the stopped run."""
     import signal
 
     env = {**os.environ, "COLUMNS": "80", "OMP_NUM_THREADS": "1", "MGFREC_PROGRESS_SECONDS": "0"}
-    args = [sys.executable, "-m", "mgfrec.cli.main", "demo", "--out", str(tmp_path), "--no-agent",
-            "--retriever-epochs", "100000", "--baseline-seconds", "0", "--baseline-steps", "0",
-            "--set", TINY[0], "--set", "retriever.patience=100000", "--set", "retriever.min_delta=0",
-            "--set", "retriever.batch_size=8"]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "mgfrec.cli.main",
+        "demo",
+        "--out",
+        str(tmp_path),
+        "--no-agent",
+        "--retriever-epochs",
+        "100000",
+        "--baseline-seconds",
+        "0",
+        "--baseline-steps",
+        "0",
+        "--set",
+        TINY[0],
+        "--set",
+        "retriever.patience=100000",
+        "--set",
+        "retriever.min_delta=0",
+        "--set",
+        "retriever.batch_size=8",
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     seen = []
     try:

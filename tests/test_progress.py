@@ -25,12 +25,8 @@ def test_plain_lines_say_what_is_done_and_what_is_left():
         task.update(0.5, "epoch 1/2, step 10")
         task.update(None, "waiting")
     first, second = stream.getvalue().splitlines()
-    assert first.startswith("[sasrec] epoch 1/2, step 10, 50%, ") and first.endswith(
-        " left"
-    )
-    assert (
-        second.startswith("[sasrec] waiting, ") and "left" not in second
-    )  # no fraction, no estimate
+    assert first.startswith("[sasrec] epoch 1/2, step 10, 50%, ") and first.endswith(" left")
+    assert second.startswith("[sasrec] waiting, ") and "left" not in second  # no fraction, no estimate
 
 
 def test_plain_lines_are_spaced_by_the_interval():

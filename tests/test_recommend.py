@@ -22,10 +22,19 @@ from mgfrec.runs import RunInfo, write_run_info
 def agent_run(tmp_path_factory, minilm):
     """A tiny synthetic data set, a last-title recall run and an (untrained) tiny policy in an agent run."""
     root = tmp_path_factory.mktemp("recommend")
-    ds = prepare(DataConfig(source="synthetic", options={"n_users": 40, "n_items": 80, "n_artists": 10, "max_length": 6}),
-                 root / "data")  # fmt: skip
-    cfg = load_config(None, [f"embedding.cache_dir={root / 'emb'}", "retriever.model=last-title",
-                             "retriever.recall_size=5", "agent.max_new_tokens_per_turn=64"])  # fmt: skip
+    ds = prepare(
+        DataConfig(source="synthetic", options={"n_users": 40, "n_items": 80, "n_artists": 10, "max_length": 6}),
+        root / "data",
+    )
+    cfg = load_config(
+        None,
+        [
+            f"embedding.cache_dir={root / 'emb'}",
+            "retriever.model=last-title",
+            "retriever.recall_size=5",
+            "agent.max_new_tokens_per_turn=64",
+        ],
+    )
     fit_baseline(ds, cfg, root / "run" / "recall")
     model, tokenizer = build_preset("tiny", ds.titles)
     save_policy(model, tokenizer, root / "run" / "policy", preset="tiny")
@@ -86,8 +95,9 @@ def test_bad_arguments_are_named(agent_run):
 def test_markdown_case_study_is_written(agent_run, tmp_path):
     run, ds = agent_run
     path = tmp_path / "case" / "study.md"
-    result = CliRunner().invoke(app, ["recommend", str(run), "--history", f"{ds.titles[0]}; {ds.titles[1]}",
-                                      "--json", "--markdown", str(path)])  # fmt: skip
+    result = CliRunner().invoke(
+        app, ["recommend", str(run), "--history", f"{ds.titles[0]}; {ds.titles[1]}", "--json", "--markdown", str(path)]
+    )
     assert result.exit_code == 0, result.output
     text = path.read_text(encoding="utf-8")
     assert text.startswith("# Case study: a typed history") and "## History" in text

@@ -56,7 +56,10 @@ def bench_ranking(num_items: int, samples: int, batch_size: int, device: str, re
     rows = []
     for exclude in (True, False):
         seconds = best_of(
-            lambda: rank_targets(scorer, histories, targets, batch_size=batch_size, exclude_history=exclude), repeats
+            lambda exclude=exclude: rank_targets(
+                scorer, histories, targets, batch_size=batch_size, exclude_history=exclude
+            ),
+            repeats,
         )
         rows.append((num_items, samples, batch_size, exclude, samples / seconds))
     return rows

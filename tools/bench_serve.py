@@ -48,9 +48,16 @@ def build_runs(root: Path) -> list[Path]:
     from mgfrec.runs import RunInfo, write_run_info
 
     ds = prepare(DataConfig(source="synthetic", options={"n_users": 200, "n_items": 300}), root / "data")
-    cfg = load_config(None, [f"embedding.cache_dir={root / 'emb'}", "retriever.model=last-title",
-                             "retriever.recall_size=10", "agent.max_new_tokens_per_turn=64",
-                             "agent.max_new_tokens_total=256"])  # fmt: skip
+    cfg = load_config(
+        None,
+        [
+            f"embedding.cache_dir={root / 'emb'}",
+            "retriever.model=last-title",
+            "retriever.recall_size=10",
+            "agent.max_new_tokens_per_turn=64",
+            "agent.max_new_tokens_total=256",
+        ],
+    )
     fit_baseline(ds, cfg, root / "agent" / "recall")
     model, tokenizer = build_preset("tiny", ds.titles)
     save_policy(model, tokenizer, root / "agent" / "policy", preset="tiny")
@@ -63,8 +70,18 @@ def build_runs(root: Path) -> list[Path]:
 def start(run: Path, port: int, max_batch: int) -> subprocess.Popen:
     script = Path(sys.executable).with_name("mgfrec")
     cmd = [str(script)] if script.is_file() else [sys.executable, "-m", "mgfrec.cli.main"]
-    cmd += ["serve", str(run), "--host", "127.0.0.1", "--port", str(port), "--max-batch", str(max_batch),
-            "--queue-size", "1024"]  # fmt: skip
+    cmd += [
+        "serve",
+        str(run),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--max-batch",
+        str(max_batch),
+        "--queue-size",
+        "1024",
+    ]
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.monotonic() + 600
@@ -151,8 +168,10 @@ def main() -> None:
             url = f"http://127.0.0.1:{port}"
             try:
                 users = httpx.get(url + "/v1/users", params={"split": "test", "limit": 1000}).json()["users"]
-                bodies = [{"user_id": users[n % len(users)], "split": "test", "k": args.k, "feedback": args.feedback}
-                          for n in range(args.requests)]  # fmt: skip
+                bodies = [
+                    {"user_id": users[n % len(users)], "split": "test", "k": args.k, "feedback": args.feedback}
+                    for n in range(args.requests)
+                ]
                 kind = httpx.get(url + "/healthz").json()["kind"]
                 level(url, bodies[: min(4, len(bodies))], 1, args.timeout)  # warm-up
                 for c in levels:
@@ -162,8 +181,13 @@ def main() -> None:
             finally:
                 proc.terminate()
                 proc.wait(timeout=60)
-    meta = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-            "load_avg": os.getloadavg(), "max_batch": args.max_batch, "feedback": args.feedback}  # fmt: skip
+    meta = {
+        "machine": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "load_avg": os.getloadavg(),
+        "max_batch": args.max_batch,
+        "feedback": args.feedback,
+    }
     print(json.dumps(meta))
     if args.json:
         args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=2), encoding="utf-8")

@@ -19,9 +19,19 @@ import time
 
 def _titles() -> list[str]:
     return [
-        "Abbey Road (Remastered)", "Kind of Blue", "The Dark Side of the Moon", "Rumours", "Blue Train",
-        "A Love Supreme", "Thriller", "Back in Black", "Pet Sounds", "Nevermind", "OK Computer", "Led Zeppelin IV",
-    ]  # fmt: skip
+        "Abbey Road (Remastered)",
+        "Kind of Blue",
+        "The Dark Side of the Moon",
+        "Rumours",
+        "Blue Train",
+        "A Love Supreme",
+        "Thriller",
+        "Back in Black",
+        "Pet Sounds",
+        "Nevermind",
+        "OK Computer",
+        "Led Zeppelin IV",
+    ]
 
 
 def _run(engine, prompts, args) -> tuple[float, int]:
@@ -50,8 +60,10 @@ def main() -> None:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     titles = _titles()
     model, tokenizer = load_policy(PolicyConfig(model=args.preset), titles, seed=0)
-    texts = [f"The user listened to {titles[i % len(titles)]} and {titles[(3 * i + 1) % len(titles)]}, then"
-             for i in range(args.prompts)]  # fmt: skip
+    texts = [
+        f"The user listened to {titles[i % len(titles)]} and {titles[(3 * i + 1) % len(titles)]}, then"
+        for i in range(args.prompts)
+    ]
     prompts = [tokenizer.encode(t, add_special_tokens=False) for t in texts]
 
     results = {}
@@ -67,9 +79,11 @@ def main() -> None:
         print(
             f"{name:5s} {seconds:7.3f} s  {tokens:6d} tokens  {tokens / seconds:9.0f} tokens/s  (median of {args.repeats})"
         )
-    print(f"vllm start-up {startup:.1f} s; speed-up {results['hf'][0] / results['vllm'][0]:.1f}x "
-          f"({args.prompts} prompts x {args.n} samples x {args.tokens} tokens, {args.preset}, "
-          f"threads {torch.get_num_threads()})")  # fmt: skip
+    print(
+        f"vllm start-up {startup:.1f} s; speed-up {results['hf'][0] / results['vllm'][0]:.1f}x "
+        f"({args.prompts} prompts x {args.n} samples x {args.tokens} tokens, {args.preset}, "
+        f"threads {torch.get_num_threads()})"
+    )
     vllm.close()
 
 

@@ -43,7 +43,10 @@ def main() -> None:
     pos_a, pos_b = align(a["sample_id"].to_numpy(), b["sample_id"].to_numpy(), str(args.run_a), str(args.run_b))
     test = paired_test(a["reward"].to_numpy()[pos_a], b["reward"].to_numpy()[pos_b], "reward", samples=args.bootstrap)
     out = {"a": str(args.run_a), "b": str(args.run_b), "split": args.split, **asdict(test)}
-    out["format_valid"] = {"a": float((a["end_reason"] == "answered").mean()), "b": float((b["end_reason"] == "answered").mean())}
+    out["format_valid"] = {
+        "a": float((a["end_reason"] == "answered").mean()),
+        "b": float((b["end_reason"] == "answered").mean()),
+    }
     print(json.dumps(out, indent=2, default=str))
 
 

@@ -65,9 +65,7 @@ def export(prepared: Path, work: Path, name: str) -> dict:
     with (out / f"{name}.item").open("w", encoding="utf-8") as handle:
         handle.write("item_id:token\n")
         handle.writelines(f"{i}\n" for i in range(n_items))
-    users: dict[
-        str, str
-    ] = {}  # mgfrec user_id -> a safe token (u0, u1, ...): no tabs or spaces
+    users: dict[str, str] = {}  # mgfrec user_id -> a safe token (u0, u1, ...): no tabs or spaces
     summary = {"items": n_items}
     for split in SPLITS:
         df = pd.read_parquet(
@@ -75,15 +73,11 @@ def export(prepared: Path, work: Path, name: str) -> dict:
             columns=["sample_id", "user_id", "history", "target"],
         )
         lines = ["user_id:token\titem_id_list:token_seq\titem_id:token\n"]
-        for user, hist, target in zip(df["user_id"], df["history"], df["target"]):
+        for user, hist, target in zip(df["user_id"], df["history"], df["target"], strict=False):
             if len(hist) == 0:
-                raise SystemExit(
-                    f"{prepared}/{split}.parquet: a sample with an empty history (RecBole cannot use it)"
-                )
+                raise SystemExit(f"{prepared}/{split}.parquet: a sample with an empty history (RecBole cannot use it)")
             token = users.setdefault(str(user), f"u{len(users)}")
-            lines.append(
-                f"{token}\t{' '.join(str(int(i)) for i in hist)}\t{int(target)}\n"
-            )
+            lines.append(f"{token}\t{' '.join(str(int(i)) for i in hist)}\t{int(target)}\n")
         (out / f"{name}.{split}.inter").write_text("".join(lines), encoding="utf-8")
         summary[split] = len(df)
     summary["users"] = len(users)
@@ -112,9 +106,7 @@ def summarise(ranks: np.ndarray) -> dict[str, float]:
     out: dict[str, float] = {}
     for k in KS:
         out[f"hit@{k}"] = float((ranks <= k).mean())
-        out[f"ndcg@{k}"] = float(
-            np.where(ranks <= k, 1.0 / np.log2(1.0 + ranks), 0.0).mean()
-        )
+        out[f"ndcg@{k}"] = float(np.where(ranks <= k, 1.0 / np.log2(1.0 + ranks), 0.0).mean())
     out["ndcg_full"] = float((1.0 / np.log2(1.0 + ranks)).mean())
     out["mean_rank"] = float(ranks.mean())
     return out
@@ -192,9 +184,7 @@ def config_dict(args: argparse.Namespace, model: str, seed: int, max_len: int) -
     }
 
 
-def run_one(
-    args: argparse.Namespace, model_name: str, seed: int, max_len: int, prepared: Path
-) -> dict:
+def run_one(args: argparse.Namespace, model_name: str, seed: int, max_len: int, prepared: Path) -> dict:
     import torch
     from recbole.config import Config
     from recbole.data import create_dataset, data_preparation
@@ -210,9 +200,7 @@ def run_one(
     train_data, valid_data, test_data = data_preparation(config, dataset)
     n_items = len(pd.read_parquet(prepared / "items.parquet", columns=["item_idx"]))
     if dataset.item_num != n_items + 1:  # + the padding id 0
-        raise SystemExit(
-            f"RecBole item vocabulary {dataset.item_num - 1} != catalogue {n_items}"
-        )
+        raise SystemExit(f"RecBole item vocabulary {dataset.item_num - 1} != catalogue {n_items}")
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
@@ -236,9 +224,7 @@ def run_one(
     trainer._save_checkpoint = save_checkpoint
     trainer._valid_epoch = recording_valid_epoch
     start = time.perf_counter()
-    best_valid_score, _ = trainer.fit(
-        train_data, valid_data, saved=True, show_progress=False, verbose=True
-    )
+    best_valid_score, _ = trainer.fit(train_data, valid_data, saved=True, show_progress=False, verbose=True)
     train_s = time.perf_counter() - start
     model.load_state_dict(best["state"])
     model.eval()
@@ -277,23 +263,17 @@ def run_one(
     perm = np.array([token_id[str(i)] for i in range(n_items)], dtype=np.int64)
     users: dict[str, str] = {}  # the same u0, u1, ... tokens as export()
     for split in SPLITS:
-        for user in pd.read_parquet(prepared / f"{split}.parquet", columns=["user_id"])[
-            "user_id"
-        ]:
+        for user in pd.read_parquet(prepared / f"{split}.parquet", columns=["user_id"])["user_id"]:
             users.setdefault(str(user), f"u{len(users)}")
     for split in ("valid", "test"):
-        df = pd.read_parquet(
-            prepared / f"{split}.parquet", columns=["user_id", "history", "target"]
-        )
+        df = pd.read_parquet(prepared / f"{split}.parquet", columns=["user_id", "history", "target"])
         histories = [np.asarray(h, dtype=np.int64) for h in df["history"]]
         targets = df["target"].to_numpy(dtype=np.int64)
         scores = np.empty((len(df), n_items), dtype=np.float32)
         with torch.no_grad():
             for lo in range(0, len(df), 1024):
                 hi = min(len(df), lo + 1024)
-                seq = np.zeros(
-                    (hi - lo, max_len), dtype=np.int64
-                )  # RecBole: left-aligned, 0-padded
+                seq = np.zeros((hi - lo, max_len), dtype=np.int64)  # RecBole: left-aligned, 0-padded
                 lengths = np.zeros(hi - lo, dtype=np.int64)
                 for r, hist in enumerate(histories[lo:hi]):
                     hist = hist[-max_len:]
@@ -324,25 +304,19 @@ def run_one(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "prepared", type=Path, help="an mgfrec prepared data set folder"
-    )
+    parser.add_argument("prepared", type=Path, help="an mgfrec prepared data set folder")
     parser.add_argument(
         "--name",
         required=True,
         help="RecBole data set name (avoid RecBole's own, e.g. ml-100k)",
     )
-    parser.add_argument(
-        "--models", nargs="+", default=["SASRec"], choices=sorted(MODEL_SETTINGS)
-    )
+    parser.add_argument("--models", nargs="+", default=["SASRec"], choices=sorted(MODEL_SETTINGS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[2020])
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--stopping-step", type=int, default=10)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument(
-        "--max-len", type=int, default=None, help="default: the prepared history_length"
-    )
+    parser.add_argument("--max-len", type=int, default=None, help="default: the prepared history_length")
     parser.add_argument(
         "--threads",
         type=int,
@@ -355,24 +329,18 @@ def main(argv: list[str] | None = None) -> int:
         default=Path("/tmp/recbole-ref"),
         help="atomic files, logs (cwd)",
     )
-    parser.add_argument(
-        "--out", type=Path, required=True, help="JSON results file (appended per run)"
-    )
+    parser.add_argument("--out", type=Path, required=True, help="JSON results file (appended per run)")
     args = parser.parse_args(argv)
     args.prepared = args.prepared.resolve()
     args.work = args.work.resolve()
     args.out = args.out.resolve()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    warnings.filterwarnings(
-        "ignore", category=FutureWarning
-    )  # RecBole 1.2.1 on pandas 2.2 / torch 2.x
+    warnings.filterwarnings("ignore", category=FutureWarning)  # RecBole 1.2.1 on pandas 2.2 / torch 2.x
     manifest = json.loads((args.prepared / "manifest.json").read_text(encoding="utf-8"))
     max_len = args.max_len or int(manifest["protocol"]["history_length"])
     summary = export(args.prepared, args.work, args.name)
     print(f"exported {args.prepared} -> {args.work / args.name}: {summary}", flush=True)
-    os.chdir(
-        args.work
-    )  # RecBole writes log/ and log_tensorboard/ under the working directory
+    os.chdir(args.work)  # RecBole writes log/ and log_tensorboard/ under the working directory
 
     import recbole
     import torch
@@ -400,9 +368,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"=== {model} seed {seed}", flush=True)
             res = run_one(args, model, seed, max_len, args.prepared)
             res["command"] = report["command"]
-            report["runs"] = [
-                r for r in report["runs"] if (r["model"], r["seed"]) != (model, seed)
-            ] + [res]
+            report["runs"] = [r for r in report["runs"] if (r["model"], r["seed"]) != (model, seed)] + [res]
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(report, indent=2), encoding="utf-8")
             t = res["mgfrec_convention"]["test"]

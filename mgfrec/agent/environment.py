@@ -80,7 +80,9 @@ class Environment:
 
 
 @with_registry
-def build_environment(grounding: Grounding, tokenizer: Any, cfg: MGFRecConfig, reg: Registry | None = None) -> Environment:
+def build_environment(
+    grounding: Grounding, tokenizer: Any, cfg: MGFRecConfig, reg: Registry | None = None
+) -> Environment:
     """Grounding + the configured user agent over the policy's tokenizer, as a GRPO rollout would use.
 
     The user agent embeds catalogue titles from the cached vectors and anything else with the embedder. A

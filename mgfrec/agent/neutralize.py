@@ -33,8 +33,16 @@ LEFT, RIGHT = "\u2039", "\u203a"
 WORD_JOINER = "\u2060"
 
 # Every code point whose NFKD form contains '<' or '>' (computed once over all of Unicode), plus the two.
-_ANGLES = {"<": LEFT, ">": RIGHT, "\ufe64": LEFT, "\uff1c": LEFT, "\u226e": LEFT,
-           "\ufe65": RIGHT, "\uff1e": RIGHT, "\u226f": RIGHT}  # fmt: skip
+_ANGLES = {
+    "<": LEFT,
+    ">": RIGHT,
+    "\ufe64": LEFT,
+    "\uff1c": LEFT,
+    "\u226e": LEFT,
+    "\ufe65": RIGHT,
+    "\uff1e": RIGHT,
+    "\u226f": RIGHT,
+}
 _CONTROL = {c: None for c in range(32) if chr(c) not in "\n\t"} | {0x7F: None}
 _TABLE = str.maketrans({**{ord(k): v for k, v in _ANGLES.items()}, **_CONTROL})
 _WHITESPACE = re.compile(r"\s+")

@@ -157,6 +157,7 @@ def _error(text: str, message: str) -> Turn:
 
 # --- whole responses --------------------------------------------------------------------------------------
 
+
 def split_observations(text: str) -> list[str]:
     """``text`` cut around its observations: each ``<item_list>...</item_list>`` block, with an optional
     ``<feedback>...</feedback>`` block after it (whitespace between them allowed), is removed and the policy

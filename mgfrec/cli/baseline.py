@@ -37,7 +37,9 @@ def fit(
     ),
     seed: int | None = typer.Option(None, help="Seed (retriever.seed) for initialisation, shuffling and negatives."),
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:<i>, mps or auto (retriever.device)."),
-    progress: bool = typer.Option(False, "--progress", help="Also show Lightning's own progress bar (mgfrec's progress line is always on stderr)."),
+    progress: bool = typer.Option(
+        False, "--progress", help="Also show Lightning's own progress bar (mgfrec's progress line is always on stderr)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the run's summary as JSON."),
 ) -> None:
     """Train a retriever on the train split, early-stopping on valid NDCG@10, and save it to --out."""

@@ -26,7 +26,7 @@ def chat(
         None,
         "--split",
         help="With --user: that user's sample of this split; the target's place in the ranking is shown.",
-    ),  # fmt: skip
+    ),
     top_k: int = typer.Option(10, "--top-k", min=1, help="How many ranked items to show."),
     timeout: float = typer.Option(600.0, "--feedback-timeout", min=0.001, help="Seconds to wait for your feedback."),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
@@ -101,8 +101,9 @@ def chat(
                 break
             if kind == "feedback_wanted":
                 _items(human.waiting)
-                text = typer.prompt("your feedback (Enter: simulated user, /answer: answer now, /quit)", default="",
-                                    show_default=False)  # fmt: skip
+                text = typer.prompt(
+                    "your feedback (Enter: simulated user, /answer: answer now, /quit)", default="", show_default=False
+                )
                 if text.strip() == "/quit":
                     human.cancel("you ended the conversation")
                 elif text.strip() == "/answer":
@@ -134,8 +135,11 @@ def _items(request: Any) -> None:
 def _result(p: dict[str, Any]) -> None:
     from rich.table import Table
 
-    out.print(f"end: {p['end_reason']} (format {'ok' if p['format_ok'] else 'invalid'}), {p['groundings']} groundings",
-              highlight=False, markup=False)  # fmt: skip
+    out.print(
+        f"end: {p['end_reason']} (format {'ok' if p['format_ok'] else 'invalid'}), {p['groundings']} groundings",
+        highlight=False,
+        markup=False,
+    )
     target = p.get("target")
     if not p["top"]:
         out.print("no answer, so no ranking", highlight=False, markup=False)

@@ -18,26 +18,37 @@ def demo(
         20, "--retriever-epochs", min=1, help="Epoch limit for SASRec/GRU4Rec/Caser (the demo's CPU budget)."
     ),
     baselines: str = typer.Option(
-        "demo", "--baselines",
+        "demo",
+        "--baselines",
         help="Baselines to fit: 'demo' (pop, last-title, sasrec, hybrid), 'all' (adds gru4rec, caser, bigrec) "
         "or a comma-separated list of retriever names.",
     ),
     baseline_seconds: float = typer.Option(
-        60.0, "--baseline-seconds", min=0,
+        60.0,
+        "--baseline-seconds",
+        min=0,
         help="Training-time cap of each learned baseline, in seconds (0: no cap; epochs and early stopping only).",
     ),
     baseline_steps: int = typer.Option(
-        300, "--baseline-steps", min=0,
+        300,
+        "--baseline-steps",
+        min=0,
         help="Training-step cap of SASRec/GRU4Rec/Caser (0: no cap); whichever cap comes first ends the fit.",
     ),
-    agent: bool = typer.Option(True, "--agent/--no-agent", help="Run the agent stages (SFT, GRPO, ablations) after the baselines."),
+    agent: bool = typer.Option(
+        True, "--agent/--no-agent", help="Run the agent stages (SFT, GRPO, ablations) after the baselines."
+    ),
     fit_steps: int = typer.Option(3, "--fit-steps", min=1, help="GRPO steps of the demo's short fit."),
-    sft_samples: int = typer.Option(200, "--sft-samples", min=1, help="Train samples the SFT trajectories are synthesized from."),
+    sft_samples: int = typer.Option(
+        200, "--sft-samples", min=1, help="Train samples the SFT trajectories are synthesized from."
+    ),
     eval_samples: int = typer.Option(
         100, "--eval-samples", min=0, help="Seeded test subsample every method is compared on (0 = the whole split)."
     ),
     threads: int = typer.Option(
-        1, "--threads", min=0,
+        1,
+        "--threads",
+        min=0,
         help="torch CPU threads (0: torch's default, one per core). One by default: on a machine whose cores are "
         "busy, more threads than free cores made SASRec 36x slower (docs/experiments.md).",
     ),
@@ -64,22 +75,43 @@ def demo(
         cfg = load(
             config,
             set_,
-            {"data.source": name, "data.path": path, "retriever.max_epochs": retriever_epochs,
-             "retriever.patience": 2, "retriever.min_delta": 0.002},
-        )  # fmt: skip
-        options = DemoOptions(agent=agent, fit_steps=fit_steps, sft_train_samples=sft_samples,
-                              eval_samples=eval_samples or None, baseline_seconds=baseline_seconds or None,
-                              baseline_steps=baseline_steps or None)  # fmt: skip
-        return run_demo(cfg, out_dir, baselines=chosen, options=options,
-                        say=lambda msg: console.print(msg, highlight=False, markup=False))  # fmt: skip
+            {
+                "data.source": name,
+                "data.path": path,
+                "retriever.max_epochs": retriever_epochs,
+                "retriever.patience": 2,
+                "retriever.min_delta": 0.002,
+            },
+        )
+        options = DemoOptions(
+            agent=agent,
+            fit_steps=fit_steps,
+            sft_train_samples=sft_samples,
+            eval_samples=eval_samples or None,
+            baseline_seconds=baseline_seconds or None,
+            baseline_steps=baseline_steps or None,
+        )
+        return run_demo(
+            cfg,
+            out_dir,
+            baselines=chosen,
+            options=options,
+            say=lambda msg: console.print(msg, highlight=False, markup=False),
+        )
 
     result = run(go)
     out.print(result.report.table(console.width))
     for note in result.report.terminal_notes():
         console.print(note, highlight=False, markup=False)
     limit = f"on a seeded subsample of {eval_samples} test samples" if eval_samples else "on the whole test split"
-    ablations = (" The ablation rows apply each ablation to the trained policy at evaluation time (the paper "
-                 "retrains each: mgfrec fit --ablation).") if agent else ""  # fmt: skip
+    ablations = (
+        (
+            " The ablation rows apply each ablation to the trained policy at evaluation time (the paper "
+            "retrains each: mgfrec fit --ablation)."
+        )
+        if agent
+        else ""
+    )
     console.print(f"All rows are compared {limit}.{ablations}", highlight=False)
     console.print(f"Files: {', '.join(str(p) for p in result.written.values())}", highlight=False)
 
@@ -93,6 +125,8 @@ def _baselines(value: str, known: list[str]) -> tuple[str, ...]:
     names = tuple(n.strip() for n in value.split(",") if n.strip())
     unknown = [n for n in names if n not in known]
     if unknown or not names:
-        raise ValueError(f"--baselines: {', '.join(unknown) or 'nothing named'} is not a retriever; "
-                         f"use 'demo', 'all' or names from: {', '.join(sorted(known))}")  # fmt: skip
+        raise ValueError(
+            f"--baselines: {', '.join(unknown) or 'nothing named'} is not a retriever; "
+            f"use 'demo', 'all' or names from: {', '.join(sorted(known))}"
+        )
     return names

@@ -13,7 +13,9 @@ def evaluate(
     run_dir: Path = typer.Argument(..., metavar="RUN", help="A run folder (holds run.json)."),
     split: str | None = typer.Option(None, "--split", help="train, valid or test (default: eval.split, i.e. test)."),
     as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON object on stdout."),
-    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Samples scored at once (default eval.batch_size, 256)."),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", min=1, help="Samples scored at once (default eval.batch_size, 256)."
+    ),
     bootstrap: int | None = typer.Option(
         None, "--bootstrap", min=0, help="Bootstrap resamples for intervals (default 1000; 0 = none)."
     ),
@@ -59,5 +61,7 @@ def evaluate(
     table = result.table()
     table.caption = str(run_dir)
     out.print(table)
-    files = ", ".join(f"{run_dir}/{name}_{result.split}.{ext}" for name, ext in (("eval", "json"), ("eval", "csv"), ("ranks", "csv")))
+    files = ", ".join(
+        f"{run_dir}/{name}_{result.split}.{ext}" for name, ext in (("eval", "json"), ("eval", "csv"), ("ranks", "csv"))
+    )
     console.print(f"wrote {files}", highlight=False)

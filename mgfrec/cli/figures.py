@@ -30,18 +30,14 @@ def figures(
         "--metric",
         help="Summary metric of the sweep curves (ndcg_full, ndcg@10, mean_rank).",
     ),
-    as_json: bool = typer.Option(
-        False, "--json", help="Print the written files as a JSON list."
-    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the written files as a JSON list."),
 ) -> None:
     """Reward and response-length curves (Fig. 6) of runs; metric vs swept value (Figs. 7-8) and mean rank vs
     grounding limit (Fig. 5) of sweeps; mean difficulty per grounding band (Fig. 3) of evaluated agent runs."""
     from mgfrec.eval.figures import figures_for
 
     def go():
-        return [
-            str(p) for path in paths for p in figures_for(path, out_dir, split, metric)
-        ]
+        return [str(p) for path in paths for p in figures_for(path, out_dir, split, metric)]
 
     written = run(go)
     if as_json:

@@ -12,33 +12,57 @@ from mgfrec.config.schema import DEFAULT_RECALL_MODEL
 
 def fit(
     data: Path = typer.Option(..., "--data", help="Prepared data set folder (from 'mgfrec data prepare')."),
-    out_dir: Path = typer.Option(..., "--out", help="Run folder (policy/, best_policy/, metrics.csv, checkpoints/, run.json)."),
+    out_dir: Path = typer.Option(
+        ..., "--out", help="Run folder (policy/, best_policy/, metrics.csv, checkpoints/, run.json)."
+    ),
     config: str | None = typer.Option(None, "--config", help=CONFIG_HELP + " With --resume: OUT/config.yaml."),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
-    init: Path | None = typer.Option(None, "--init", help="SFT/agent run folder: start from its policy/ and reuse its recall run."),
+    init: Path | None = typer.Option(
+        None, "--init", help="SFT/agent run folder: start from its policy/ and reuse its recall run."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoints/last.ckpt (after a kill)."),
     policy: str | None = typer.Option(None, "--policy", help="policy.model without --init (default preset:tiny)."),
-    grounder: str | None = typer.Option(None, "--grounder", help="grounding.grounder: exact, faiss, hnswlib, or a plugin."),
+    grounder: str | None = typer.Option(
+        None, "--grounder", help="grounding.grounder: exact, faiss, hnswlib, or a plugin."
+    ),
     embedder: str | None = typer.Option(None, "--embedder", help="embedding.embedder."),
-    user_agent: str | None = typer.Option(None, "--user-agent", help="user_agent.backend: simulated, openai, anthropic, hf, none."),
+    user_agent: str | None = typer.Option(
+        None, "--user-agent", help="user_agent.backend: simulated, openai, anthropic, hf, none."
+    ),
     no_feedback: bool = typer.Option(False, "--no-feedback", help="No <feedback> block (user_agent.backend=none)."),
-    no_recall: bool = typer.Option(False, "--no-recall", help="Leave the recall list out of the prompt (agent.use_recall=false)."),
+    no_recall: bool = typer.Option(
+        False, "--no-recall", help="Leave the recall list out of the prompt (agent.use_recall=false)."
+    ),
     ablation: str | None = typer.Option(
         None, "--ablation", help="Ablation preset (Table 5): full, no-multi-grounding, no-feedback, no-recall."
     ),
     rollout_engine: str | None = typer.Option(None, "--rollout-engine", help="rollout.engine: hf, vllm, or a plugin."),
-    reward: list[str] = typer.Option([], "--reward", help="grpo.rewards, repeatable (default: ndcg and format, eq. 8)."),
+    reward: list[str] = typer.Option(
+        [], "--reward", help="grpo.rewards, repeatable (default: ndcg and format, eq. 8)."
+    ),
     max_groundings: int | None = typer.Option(None, "--max-groundings", min=0, help="agent.max_groundings."),
     items_per_grounding: int | None = typer.Option(None, "--items-per-grounding", min=1, help="grounding.top_k."),
     group_size: int | None = typer.Option(None, "--group-size", min=1, help="grpo.group_size (G)."),
-    kl_beta: float | None = typer.Option(None, "--kl-beta", min=0.0, help="grpo.kl_beta (0 drops the reference policy)."),
+    kl_beta: float | None = typer.Option(
+        None, "--kl-beta", min=0.0, help="grpo.kl_beta (0 drops the reference policy)."
+    ),
     lr: float | None = typer.Option(None, "--lr", help="trainer.lr."),
-    strategy: str | None = typer.Option(None, "--strategy", help="trainer.strategy: auto, ddp, deepspeed_stage_2, deepspeed_stage_3 (GPUs), deepspeed_stage_2_cpu / deepspeed_stage_3_cpu (DeepSpeed on the CPU, for development)."),
+    strategy: str | None = typer.Option(
+        None,
+        "--strategy",
+        help="trainer.strategy: auto, ddp, deepspeed_stage_2, deepspeed_stage_3 (GPUs), deepspeed_stage_2_cpu / deepspeed_stage_3_cpu (DeepSpeed on the CPU, for development).",
+    ),
     max_steps: int | None = typer.Option(None, "--max-steps", min=1, help="trainer.max_steps (training steps)."),
-    tensorboard: bool = typer.Option(False, "--tensorboard", help="Also log every step to OUT/tensorboard (trainer.tensorboard)."),
-    recall_model: str = typer.Option(DEFAULT_RECALL_MODEL, "--recall-model", help="Retriever fitted into OUT/recall without --init."),
+    tensorboard: bool = typer.Option(
+        False, "--tensorboard", help="Also log every step to OUT/tensorboard (trainer.tensorboard)."
+    ),
+    recall_model: str = typer.Option(
+        DEFAULT_RECALL_MODEL, "--recall-model", help="Retriever fitted into OUT/recall without --init."
+    ),
     max_train_samples: int | None = typer.Option(None, min=1, help="Seeded subsample of the train split."),
-    valid_samples: int = typer.Option(100, min=0, help="Valid samples of the validation (greedy unless eval.greedy=false)."),
+    valid_samples: int = typer.Option(
+        100, min=0, help="Valid samples of the validation (greedy unless eval.greedy=false)."
+    ),
     checkpoint_every: int = typer.Option(1, min=1, help="Training steps between OUT/checkpoints/last.ckpt writes."),
     progress: bool = typer.Option(True, help="Show the progress bar with the live reward."),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),

@@ -63,7 +63,9 @@ def build(
         None, "--model", help="Embedding model: hub id, local folder, or bundled:all-MiniLM-L6-v2."
     ),
     grounder: str | None = typer.Option(
-        None, "--grounder", help="grounder component: exact (default), faiss, hnswlib or a plugin's (mgfrec plugins list)."
+        None,
+        "--grounder",
+        help="grounder component: exact (default), faiss, hnswlib or a plugin's (mgfrec plugins list).",
     ),
     device: str | None = typer.Option(None, "--device", help="Embedding device, e.g. cpu or cuda."),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Titles per embedding batch."),
@@ -126,10 +128,10 @@ def query(
                     "title": engine.titles[i],
                     "distance": round(float(d), 6),
                 }
-                for r, (i, d) in enumerate(zip(row_idx, row_dist))
+                for r, (i, d) in enumerate(zip(row_idx, row_dist, strict=False))
             ],
         }
-        for title, row_idx, row_dist in zip(titles, indices, distances)
+        for title, row_idx, row_dist in zip(titles, indices, distances, strict=False)
     ]
     if as_json:
         print_json(results)

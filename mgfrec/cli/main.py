@@ -11,7 +11,6 @@ import warnings
 import typer
 from typer.core import TyperOption
 
-
 from mgfrec.cli import (
     baseline,
     chat,
@@ -28,7 +27,6 @@ from mgfrec.cli import (
     sft,
     sweep,
 )
-
 
 
 class _DeepSpeedToStderr(logging.Filter):

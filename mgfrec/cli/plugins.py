@@ -25,7 +25,9 @@ def list_(
     kinds = [kind] if kind else list(KINDS)
     entries = {k: run(lambda k=k: reg.entries(k)) for k in kinds}
     if as_json:
-        print_json({k: [{"name": e.name, "target": e.target, "origin": e.origin} for e in es] for k, es in entries.items()})
+        print_json(
+            {k: [{"name": e.name, "target": e.target, "origin": e.origin} for e in es] for k, es in entries.items()}
+        )
         return
     # Kind once per group, no vertical rules, the package under the name and the target broken after its
     # module: whole at 80 columns.
@@ -38,5 +40,7 @@ def list_(
             table.add_row(k, "[dim](none)[/]", "")
         for i, e in enumerate(es):
             module, _, obj = e.target.partition(":")
-            table.add_row(k if i == 0 else "", f"{e.name}\n[dim]{e.origin}[/]", f"{module}:\n  {obj}" if obj else module)
+            table.add_row(
+                k if i == 0 else "", f"{e.name}\n[dim]{e.origin}[/]", f"{module}:\n  {obj}" if obj else module
+            )
     out.print(table)

@@ -18,8 +18,19 @@ from contextlib import contextmanager
 # Loggers that print banners and tips at INFO: every subpackage of Lightning. Importing lightning resets its
 # two package loggers to INFO, but a subpackage logger's own level survives that import, and every module
 # logger below it inherits it.
-_PYTORCH = ("accelerators", "callbacks", "core", "loggers", "loops", "plugins", "profilers", "strategies",
-            "trainer", "tuner", "utilities")  # fmt: skip
+_PYTORCH = (
+    "accelerators",
+    "callbacks",
+    "core",
+    "loggers",
+    "loops",
+    "plugins",
+    "profilers",
+    "strategies",
+    "trainer",
+    "tuner",
+    "utilities",
+)
 _FABRIC = ("accelerators", "loggers", "plugins", "strategies", "utilities")
 LOGGERS = (
     *(f"lightning.pytorch.{name}" for name in _PYTORCH),
@@ -34,8 +45,11 @@ WARNINGS = (
     r".*Checkpoint directory .* exists and is not empty.*",
     r".*GPU available but not used.*",
 )
-ENVIRONMENT = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error",
-               "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}  # fmt: skip
+ENVIRONMENT = {
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+}
 
 _verbose = False
 

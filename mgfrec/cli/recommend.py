@@ -13,8 +13,11 @@ def recommend(
     run_dir: Path = typer.Argument(..., metavar="RUN", help="An agent run (mgfrec sft / fit) or a baseline run."),
     user: str | None = typer.Option(None, "--user", help="A user id of the run's data set: their latest history."),
     history: str | None = typer.Option(None, "--history", help="Titles separated by ';', oldest first."),
-    split: str | None = typer.Option(None, "--split", help="With --user: that user's sample of this split; the "
-                                                           "target's place in the ranking is reported."),  # fmt: skip
+    split: str | None = typer.Option(
+        None,
+        "--split",
+        help="With --user: that user's sample of this split; the target's place in the ranking is reported.",
+    ),
     top_k: int = typer.Option(10, "--top-k", min=1, help="How many ranked items to show."),
     sample: bool = typer.Option(False, "--sample", help="Sample at rollout.temperature instead of greedy."),
     seed: int = typer.Option(0, "--seed", help="Seed for --sample."),
@@ -28,8 +31,18 @@ def recommend(
     from mgfrec.recommend import recommend as run_recommend
 
     titles = history.split(";") if history is not None else None
-    rec, ds = run(lambda: run_recommend(run_dir, user=user, history_titles=titles, split=split, sets=tuple(set_),
-                                        top_k=top_k, sample=sample, seed=seed))  # fmt: skip
+    rec, ds = run(
+        lambda: run_recommend(
+            run_dir,
+            user=user,
+            history_titles=titles,
+            split=split,
+            sets=tuple(set_),
+            top_k=top_k,
+            sample=sample,
+            seed=seed,
+        )
+    )
     payload = rec.to_dict(ds)
     if markdown is not None:
         from mgfrec.eval.figures import write_trajectory_markdown

@@ -26,7 +26,10 @@ def report(
         False, "--no-evaluate", help="Fail on a run without eval_<split>.json instead of evaluating it."
     ),
     limit: int | None = typer.Option(
-        None, "--limit", min=1, help="Compare on a seeded subsample of this many samples (agents are rolled out on it only)."
+        None,
+        "--limit",
+        min=1,
+        help="Compare on a seeded subsample of this many samples (agents are rolled out on it only).",
     ),
     config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP + " Only eval.* fields matter here."),

@@ -18,7 +18,7 @@ def serve(
     timeout: float = typer.Option(120.0, "--timeout", min=0.001, help="Seconds one /v1/recommend may wait (then 504)."),
     feedback_timeout: float = typer.Option(
         600.0, "--feedback-timeout", min=0.001, help="Seconds a conversation waits for a person's feedback."
-    ),  # fmt: skip
+    ),
     max_sessions: int = typer.Option(32, "--max-sessions", min=1, help="Open conversations before new ones get 503."),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
 ) -> None:
@@ -29,7 +29,14 @@ def serve(
     except ImportError as exc:
         console.print(f"[bold red]error:[/] mgfrec serve needs the 'serve' extra: pip install 'mgfrec[serve]' ({exc})")
         raise typer.Exit(2) from None
-    options = ServeOptions(host=host, port=port, max_batch=max_batch, queue_size=queue_size, timeout_s=timeout,
-                           feedback_timeout_s=feedback_timeout, max_sessions=max_sessions)  # fmt: skip
+    options = ServeOptions(
+        host=host,
+        port=port,
+        max_batch=max_batch,
+        queue_size=queue_size,
+        timeout_s=timeout,
+        feedback_timeout_s=feedback_timeout,
+        max_sessions=max_sessions,
+    )
     with user_errors():
         run_server(str(run_dir), options, tuple(set_), say=lambda m: console.print(m, highlight=False, markup=False))

@@ -12,21 +12,29 @@ from mgfrec.config.schema import DEFAULT_RECALL_MODEL
 
 def sft(
     data: Path = typer.Option(..., "--data", help="Prepared data set folder (from 'mgfrec data prepare')."),
-    out_dir: Path = typer.Option(..., "--out", help="Run folder to write (policy/, run.json, config.yaml, sft_metrics.csv)."),
+    out_dir: Path = typer.Option(
+        ..., "--out", help="Run folder to write (policy/, run.json, config.yaml, sft_metrics.csv)."
+    ),
     config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
-    policy: str | None = typer.Option(None, "--policy", help="Policy to warm-start (policy.model; default preset:tiny)."),
+    policy: str | None = typer.Option(
+        None, "--policy", help="Policy to warm-start (policy.model; default preset:tiny)."
+    ),
     recall_model: str = typer.Option(
         DEFAULT_RECALL_MODEL, "--recall-model", help="Retriever fitted into OUT/recall for the prompt's recall list."
     ),
-    recall_run: Path | None = typer.Option(None, "--recall-run", help="Use this baseline run folder's recall lists instead."),
+    recall_run: Path | None = typer.Option(
+        None, "--recall-run", help="Use this baseline run folder's recall lists instead."
+    ),
     epochs: int = typer.Option(3, min=0, help="Passes over the synthesized trajectories."),
     lr: float = typer.Option(2e-3, help="AdamW learning rate."),
     batch_size: int = typer.Option(8, min=1, help="Trajectories per optimizer step."),
     max_train_samples: int | None = typer.Option(
         300, min=1, help="Seeded subsample of train samples to synthesize from (CPU-sized; raise it on a GPU)."
     ),
-    valid_samples: int = typer.Option(100, min=0, help="Valid samples the agent is evaluated on per epoch (greedy unless eval.greedy=false)."),
+    valid_samples: int = typer.Option(
+        100, min=0, help="Valid samples the agent is evaluated on per epoch (greedy unless eval.greedy=false)."
+    ),
     fallback: str = typer.Option(
         "recall", help="Answer when the target was never shown: 'recall' (the recall list's best) or 'nearest'."
     ),
@@ -69,8 +77,14 @@ def sft(
         return run_sft(data, out_dir, cfg, options, say=lambda s: console.print(s, highlight=False))
 
     result = run(go)
-    summary = {"run": str(out_dir), "policy": str(Path(out_dir) / "policy"), "synthesis": result.synthesis,
-               "untrained": result.history[0], "final": result.history[-1], "seconds": round(result.seconds, 1)}  # fmt: skip
+    summary = {
+        "run": str(out_dir),
+        "policy": str(Path(out_dir) / "policy"),
+        "synthesis": result.synthesis,
+        "untrained": result.history[0],
+        "final": result.history[-1],
+        "seconds": round(result.seconds, 1),
+    }
     if as_json:
         print_json(summary)
         return

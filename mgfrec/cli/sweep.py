@@ -11,9 +11,7 @@ from mgfrec.config.schema import DEFAULT_RECALL_MODEL
 
 
 def sweep(
-    data: Path = typer.Option(
-        ..., "--data", help="Prepared data set folder (from 'mgfrec data prepare')."
-    ),
+    data: Path = typer.Option(..., "--data", help="Prepared data set folder (from 'mgfrec data prepare')."),
     out_dir: Path = typer.Option(
         ...,
         "--out",
@@ -24,24 +22,16 @@ def sweep(
         "--grid",
         help="section.field=v1,v2,... (repeatable; cells are the cartesian product).",
     ),
-    grid_file: Path | None = typer.Option(
-        None, "--grid-file", help="YAML mapping section.field -> list of values."
-    ),
-    init: Path | None = typer.Option(
-        None, "--init", help="SFT/agent run folder every cell starts from."
-    ),
+    grid_file: Path | None = typer.Option(None, "--grid-file", help="YAML mapping section.field -> list of values."),
+    init: Path | None = typer.Option(None, "--init", help="SFT/agent run folder every cell starts from."),
     config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
-    set_: list[str] = typer.Option(
-        [], "--set", help=SET_HELP + " Applies to every cell; the grid wins."
-    ),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP + " Applies to every cell; the grid wins."),
     ablation: str | None = typer.Option(
         None,
         "--ablation",
         help="Ablation preset for every cell: full, no-multi-grounding, no-feedback, no-recall.",
     ),
-    max_steps: int | None = typer.Option(
-        None, "--max-steps", min=1, help="trainer.max_steps of every cell."
-    ),
+    max_steps: int | None = typer.Option(None, "--max-steps", min=1, help="trainer.max_steps of every cell."),
     eval_split: list[str] = typer.Option(
         ["valid"],
         "--eval-split",
@@ -58,15 +48,11 @@ def sweep(
         "--recall-model",
         help="Retriever fitted into each cell without --init.",
     ),
-    max_train_samples: int | None = typer.Option(
-        None, min=1, help="Seeded subsample of the train split."
-    ),
+    max_train_samples: int | None = typer.Option(None, min=1, help="Seeded subsample of the train split."),
     valid_samples: int = typer.Option(
         100, min=0, help="Valid samples of each run's validation (greedy unless eval.greedy=false)."
     ),
-    as_json: bool = typer.Option(
-        False, "--json", help="Print the summary rows as JSON."
-    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary rows as JSON."),
 ) -> None:
     """Train and evaluate one run per grid cell into OUT/<field>=<value>; a failed cell is recorded in
     OUT/sweep.json and the sweep goes on. Run it again to skip finished cells and resume the others."""
@@ -84,9 +70,16 @@ def sweep(
         cfg = load(config, set_, {"trainer.max_steps": max_steps})
         if ablation is not None:
             cfg = apply_ablation(cfg, ablation)
-        options = FitOptions(init=str(init) if init is not None else None, recall_model=recall_model,
-                             max_train_samples=max_train_samples, valid_samples=valid_samples)  # fmt: skip
-        say = lambda s: console.print(s, highlight=False, markup=False)
+        options = FitOptions(
+            init=str(init) if init is not None else None,
+            recall_model=recall_model,
+            max_train_samples=max_train_samples,
+            valid_samples=valid_samples,
+        )
+
+        def say(s: str) -> None:
+            console.print(s, highlight=False, markup=False)
+
         runner = fit_and_evaluate(data, options, tuple(eval_split), eval_limit, say=say)
         return run_sweep(cfg, cells_grid, out_dir, runner, say=say)
 
@@ -97,6 +90,9 @@ def sweep(
         out.print(summary_table(rows, title=f"sweep {out_dir}"))
     failed = [r["cell"] for r in rows if r["status"] != "finished"]
     if failed:
-        console.print(f"{len(failed)} cell(s) failed: {', '.join(failed)}; see {out_dir / 'sweep.json'}; run again to retry",
-                      highlight=False, markup=False)  # fmt: skip
+        console.print(
+            f"{len(failed)} cell(s) failed: {', '.join(failed)}; see {out_dir / 'sweep.json'}; run again to retry",
+            highlight=False,
+            markup=False,
+        )
         raise typer.Exit(1)

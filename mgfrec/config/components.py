@@ -48,7 +48,9 @@ def check_components(cfg: MGFRecConfig, reg: Registry | None = None, source: str
     for name_path, kind, options_path in _NAMED:
         problems += _check_one(reg, kind, _get(cfg, name_path), name_path, _get(cfg, options_path), options_path)
     for spec in cfg.grpo.rewards:  # each reward's options sit beside its name (grpo.rewards[i].options)
-        problems += _check_one(reg, "reward", spec.name, "grpo.rewards", spec.options, f"grpo.rewards.{spec.name}.options")
+        problems += _check_one(
+            reg, "reward", spec.name, "grpo.rewards", spec.options, f"grpo.rewards.{spec.name}.options"
+        )
     for path in ("embedding.device", "retriever.device"):
         device = str(_get(cfg, path))
         if not _DEVICE.fullmatch(device):

@@ -125,9 +125,21 @@ def load_config(
 
 
 _SECRET_WORDS = frozenset(
-    {"apikey", "secret", "password", "passwd", "passphrase", "authorization", "auth", "credential",
-     "credentials", "cookie", "bearer", "token"}
-)  # fmt: skip
+    {
+        "apikey",
+        "secret",
+        "password",
+        "passwd",
+        "passphrase",
+        "authorization",
+        "auth",
+        "credential",
+        "credentials",
+        "cookie",
+        "bearer",
+        "token",
+    }
+)
 _KEY_KINDS = frozenset(
     {"api", "access", "secret", "private", "auth", "signing", "encryption", "session", "license", "client", "ssh"}
 )

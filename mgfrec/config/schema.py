@@ -92,7 +92,9 @@ class AgentConfig(Section):
     """The recommendation agent's prompt and loop limits."""
 
     template: str | None = Field(None, description="path to a template file; default: the paper's Table 2")
-    first_prompt: str | None = Field(None, description="path to the first user message template; default: first_prompt.v1.txt")
+    first_prompt: str | None = Field(
+        None, description="path to the first user message template; default: first_prompt.v1.txt"
+    )
     max_groundings: int = Field(6, ge=0)
     use_recall: bool = True
     max_new_tokens_per_turn: int = Field(64, ge=1)
@@ -110,8 +112,10 @@ class AgentConfig(Section):
         16, ge=1, description="with decoding: constrained, </think> is forced after this many thought tokens"
     )
     prompt_history: int | None = Field(
-        None, ge=1, description="the most recent history titles the first prompt shows (None: all); the user "
-        "agent always sees the whole history"
+        None,
+        ge=1,
+        description="the most recent history titles the first prompt shows (None: all); the user "
+        "agent always sees the whole history",
     )
 
 
@@ -244,7 +248,9 @@ class TrainerConfig(Section):
     seed: int = 0
     val_check_interval: int = Field(10, ge=1)
     log_every_n_steps: int = Field(1, ge=1)
-    tensorboard: bool = Field(False, description="also log every step to RUN/tensorboard (needs the tensorboard package)")
+    tensorboard: bool = Field(
+        False, description="also log every step to RUN/tensorboard (needs the tensorboard package)"
+    )
 
 
 class EvalConfig(Section):

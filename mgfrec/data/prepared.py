@@ -84,7 +84,8 @@ def build(raw: RawLog, config: DataConfig) -> tuple[pd.DataFrame, pd.DataFrame, 
     splits = split_samples(samples, config.split_ratios)
     if config.subsample_samples is not None:
         splits = {
-            name: subsample_split(df, config.subsample_samples, config.seed + i) for i, (name, df) in enumerate(splits.items())
+            name: subsample_split(df, config.subsample_samples, config.seed + i)
+            for i, (name, df) in enumerate(splits.items())
         }
     return items, log, splits
 
@@ -189,7 +190,9 @@ class PreparedDataset:
     def manifest(self) -> dict[str, Any]:
         manifest = json.loads((self.root / MANIFEST).read_text(encoding="utf-8"))
         if manifest.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{self.root / MANIFEST}: format_version {manifest.get('format_version')} != {FORMAT_VERSION}")
+            raise ValueError(
+                f"{self.root / MANIFEST}: format_version {manifest.get('format_version')} != {FORMAT_VERSION}"
+            )
         for name, digest in manifest["checksums"].items():
             if sha256(self.root / name) != digest:
                 raise ValueError(f"{self.root / name}: checksum differs from {MANIFEST}; prepare the data set again")

@@ -56,7 +56,9 @@ def evaluate_agent(
     """Roll the run's agent out on ``split`` (a seeded subsample of ``limit`` samples if given) and rank."""
     policy_dir = run_dir / str(info.extra.get("policy", "policy"))
     if not (policy_dir / "config.json").is_file():
-        raise FileNotFoundError(f"{policy_dir}: no policy in this agent run; make one with 'mgfrec sft' or 'mgfrec fit'")
+        raise FileNotFoundError(
+            f"{policy_dir}: no policy in this agent run; make one with 'mgfrec sft' or 'mgfrec fit'"
+        )
     cfg = load_config(run_dir / "config.yaml")
     exclude = config.exclude_history if exclude_history is None else exclude_history
     model, tokenizer = load_policy(PolicyConfig(model=str(policy_dir), dtype=cfg.policy.dtype))
@@ -75,9 +77,24 @@ def evaluate_agent(
     trajectories = []
     with progress.task(f"evaluate {run_dir.name}") as task:
         for start in range(0, len(rows), batch_size):
-            trajectories.extend(_rollout_chunk(engine, environment, cfg, config, model, ds, frame, rows[start : start + batch_size],
-                                               start, histories, recall))  # fmt: skip
-            task.update(len(trajectories) / max(len(rows), 1), f"{len(trajectories)}/{len(rows)} {split} samples rolled out")
+            trajectories.extend(
+                _rollout_chunk(
+                    engine,
+                    environment,
+                    cfg,
+                    config,
+                    model,
+                    ds,
+                    frame,
+                    rows[start : start + batch_size],
+                    start,
+                    histories,
+                    recall,
+                )
+            )
+            task.update(
+                len(trajectories) / max(len(rows), 1), f"{len(trajectories)}/{len(rows)} {split} samples rolled out"
+            )
     # One full ranking of the answers serves both the ranking metrics and the training reward.
     inputs = reward_inputs(trajectories, grounding, targets, histories, exclude_history=exclude)
     ranks = [i.target_rank for i in inputs]
@@ -97,14 +114,20 @@ def evaluate_agent(
     # maximises, e.g. -0.5 for a format error where the ranking metrics count the worst rank.
     reward = build_reward(cfg.grpo.rewards)
     rewards = np.asarray([reward.breakdown(i)["total"] for i in inputs], dtype=np.float64)
-    lo, hi = bootstrap_ci(rewards, config.bootstrap_samples, config.confidence, config.seed) if len(rewards) else (math.nan, math.nan)
+    lo, hi = (
+        bootstrap_ci(rewards, config.bootstrap_samples, config.confidence, config.seed)
+        if len(rewards)
+        else (math.nan, math.nan)
+    )
     ends = Counter(t.end_reason for t in trajectories)
     stats = {
         "samples": len(trajectories),
         "format_valid": float(np.mean([t.format_ok for t in trajectories])) if trajectories else float("nan"),
         "answered": sum(r is not None for r in ranks),
         "mean_groundings": float(np.mean([t.num_groundings for t in trajectories])) if trajectories else float("nan"),
-        "mean_response_tokens": float(np.mean([t.response_length for t in trajectories])) if trajectories else float("nan"),
+        "mean_response_tokens": float(np.mean([t.response_length for t in trajectories]))
+        if trajectories
+        else float("nan"),
         "end_reasons": dict(sorted(ends.items())),
         "reward": float(rewards.mean()) if len(rewards) else float("nan"),
         "reward_ci": [lo, hi],
@@ -114,8 +137,9 @@ def evaluate_agent(
         "limit": limit,
     }
     (run_dir / f"agent_{split}.json").write_text(json.dumps(stats, indent=2), encoding="utf-8")
-    write_agent_samples(run_dir / f"agent_{split}_samples.csv", result.sample_ids, targets, trajectories, result.ranks,
-                        rewards)  # fmt: skip
+    write_agent_samples(
+        run_dir / f"agent_{split}_samples.csv", result.sample_ids, targets, trajectories, result.ranks, rewards
+    )
     return result, stats
 
 
@@ -125,21 +149,34 @@ def write_agent_samples(
     """``RUN/agent_<split>_samples.csv``: per sample its groundings, end reason, target rank and training
     reward, which the per-grounding-band figures (paper Fig. 3) and paired reward comparisons need and the
     aggregate ``agent_<split>.json`` cannot give."""
-    frame = pd.DataFrame({
-        "sample_id": np.asarray(sample_ids),
-        "target": np.asarray(targets, dtype=np.int64),
-        "groundings": [int(t.num_groundings) for t in trajectories],
-        "end_reason": [str(t.end_reason) for t in trajectories],
-        "rank": np.asarray(ranks, dtype=np.int64),
-    })  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "sample_id": np.asarray(sample_ids),
+            "target": np.asarray(targets, dtype=np.int64),
+            "groundings": [int(t.num_groundings) for t in trajectories],
+            "end_reason": [str(t.end_reason) for t in trajectories],
+            "rank": np.asarray(ranks, dtype=np.int64),
+        }
+    )
     if rewards is not None:
         frame["reward"] = np.asarray(rewards, dtype=np.float64)
     frame.to_csv(path, index=False)
     return path
 
 
-def _rollout_chunk(engine: Any, environment: Any, cfg: Any, config: EvalConfig, model: Any, ds: Any, frame: pd.DataFrame,
-                   chunk: Any, start: int, histories: list[list[int]], recall: Any) -> list[Any]:  # fmt: skip
+def _rollout_chunk(
+    engine: Any,
+    environment: Any,
+    cfg: Any,
+    config: EvalConfig,
+    model: Any,
+    ds: Any,
+    frame: pd.DataFrame,
+    chunk: Any,
+    start: int,
+    histories: list[list[int]],
+    recall: Any,
+) -> list[Any]:
     """Roll the agent out on the samples ``chunk`` (rows of ``frame``; ``start`` is the first one's position)."""
     samples = [
         RolloutSample(
@@ -149,7 +186,14 @@ def _rollout_chunk(engine: Any, environment: Any, cfg: Any, config: EvalConfig, 
         )
         for k, n in enumerate(chunk)
     ]
-    result = rollout(engine, environment, samples, agent=cfg.agent,
-                     temperature=0.0 if config.greedy else cfg.rollout.temperature, top_p=cfg.rollout.top_p,
-                     seed=config.seed + start, max_context=getattr(model.config, "max_position_embeddings", None))  # fmt: skip
+    result = rollout(
+        engine,
+        environment,
+        samples,
+        agent=cfg.agent,
+        temperature=0.0 if config.greedy else cfg.rollout.temperature,
+        top_p=cfg.rollout.top_p,
+        seed=config.seed + start,
+        max_context=getattr(model.config, "max_position_embeddings", None),
+    )
     return result.trajectories

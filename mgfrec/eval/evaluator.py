@@ -180,7 +180,9 @@ def _check_scores(scores: object, rows: int, num_items: int | None, who: str) ->
     if not isinstance(scores, torch.Tensor):
         raise TypeError(f"{who}.scores must return a torch.Tensor [B, N], got {type(scores).__name__}")
     if scores.ndim != 2 or scores.shape[0] != rows:
-        raise ValueError(f"{who}.scores returned shape {tuple(scores.shape)} for {rows} histories; expected [{rows}, N]")
+        raise ValueError(
+            f"{who}.scores returned shape {tuple(scores.shape)} for {rows} histories; expected [{rows}, N]"
+        )
     if num_items is not None and scores.shape[1] != num_items:
         raise ValueError(
             f"{who}.scores returned {scores.shape[1]} columns but the data set has {num_items} items; "

@@ -37,8 +37,13 @@ REWARD_COLUMNS = (
 LENGTH_COLUMN = "response_length"
 # Validation columns (step 0 is the starting policy), plotted only at the steps that validated.
 VALID_COLUMNS = ("valid/ndcg_full", "valid/ndcg@10", "valid/format_valid")
-COLUMN_LABELS = {"reward/mean": "reward (mean)", "ndcg": "reward: ndcg part", "valid/ndcg_full": "N_full",
-                 "valid/ndcg@10": "N@10", "valid/format_valid": "format-valid rate"}  # fmt: skip
+COLUMN_LABELS = {
+    "reward/mean": "reward (mean)",
+    "ndcg": "reward: ndcg part",
+    "valid/ndcg_full": "N_full",
+    "valid/ndcg@10": "N@10",
+    "valid/format_valid": "format-valid rate",
+}
 FEW_VALIDATIONS = 3  # up to this many validations are drawn as grouped bars, more as lines
 
 
@@ -47,14 +52,10 @@ def read_metrics(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     path = path / "metrics.csv" if path.is_dir() else path
     if not path.is_file():
-        raise FileNotFoundError(
-            f"{path}: no metrics; train the run with 'mgfrec fit' first"
-        )
+        raise FileNotFoundError(f"{path}: no metrics; train the run with 'mgfrec fit' first")
     frame = pd.read_csv(path)
     if "step" not in frame:
-        raise ValueError(
-            f"{path}: no 'step' column; not a metrics file written by 'mgfrec fit'"
-        )
+        raise ValueError(f"{path}: no 'step' column; not a metrics file written by 'mgfrec fit'")
     return frame.sort_values("step")
 
 
@@ -84,9 +85,7 @@ def _integer_steps(ax: Any) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
-def plot_training_curves(
-    metrics: str | Path, out_dir: str | Path, prefix: str = ""
-) -> dict[str, Path]:
+def plot_training_curves(metrics: str | Path, out_dir: str | Path, prefix: str = "") -> dict[str, Path]:
     """Fig. 6: ``reward.png`` (mean reward and its parts) and ``response_length.png`` per training step, and
     ``valid.png`` (the validation metrics at the steps that validated, step 0 being the starting policy:
     lines when there are more than :data:`FEW_VALIDATIONS` validations, else grouped bars, one per step)."""
@@ -124,13 +123,9 @@ def plot_training_curves(
             color="tab:orange",
             marker="." if len(frame) < 30 else None,
         )
-        ax.set(
-            xlabel="training step", ylabel="response tokens (mean)", title="Response length per step"
-        )
+        ax.set(xlabel="training step", ylabel="response tokens (mean)", title="Response length per step")
         _integer_steps(ax)
-        written["response_length"] = _save(
-            fig, out_dir / f"{prefix}response_length.png"
-        )
+        written["response_length"] = _save(fig, out_dir / f"{prefix}response_length.png")
     valid = [c for c in VALID_COLUMNS if c in frame and frame[c].notna().any()]
     if valid:
         points = frame[["step", *valid]].dropna(how="all", subset=valid)
@@ -158,7 +153,7 @@ def _valid_bars(points: pd.DataFrame, columns: list[str]) -> Any:
     steps = [int(s) for s in points["step"]]
     width = 0.8 / max(len(steps), 1)
     x = np.arange(len(columns))
-    for n, (step, (_, row)) in enumerate(zip(steps, points.iterrows())):
+    for n, (step, (_, row)) in enumerate(zip(steps, points.iterrows(), strict=False)):
         values = [float(row[c]) if pd.notna(row[c]) else 0.0 for c in columns]
         label = "step 0 (start)" if step == 0 else f"step {step}"
         bars = ax.bar(x + (n - (len(steps) - 1) / 2) * width, values, width, label=label)
@@ -173,9 +168,7 @@ def _valid_bars(points: pd.DataFrame, columns: list[str]) -> Any:
 def _sweep_record(sweep_dir: Path) -> dict[str, Any]:
     path = sweep_dir / "sweep.json"
     if not path.is_file():
-        raise FileNotFoundError(
-            f"{sweep_dir}: not a sweep folder (no sweep.json); make one with 'mgfrec sweep'"
-        )
+        raise FileNotFoundError(f"{sweep_dir}: not a sweep folder (no sweep.json); make one with 'mgfrec sweep'")
     return json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -187,8 +180,15 @@ def sweep_points(sweep_dir: str | Path, metric: str = "ndcg_full") -> pd.DataFra
         summary = entry.get("summary") or {}
         if entry.get("status") != "finished" or summary.get(metric) is None:
             continue
-        rows.append({"cell": name, **entry["values"], metric: summary[metric],
-                     "lo": summary.get(f"{metric}_lo"), "hi": summary.get(f"{metric}_hi")})  # fmt: skip
+        rows.append(
+            {
+                "cell": name,
+                **entry["values"],
+                metric: summary[metric],
+                "lo": summary.get(f"{metric}_lo"),
+                "hi": summary.get(f"{metric}_hi"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -204,14 +204,8 @@ def _line(
     numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in x)
     pos = np.asarray(x, dtype=float) if numeric else np.arange(len(x))
     ax.plot(pos, y, marker="o", **kw)
-    if (
-        lo is not None
-        and hi is not None
-        and not (pd.isna(lo).any() or pd.isna(hi).any())
-    ):
-        ax.fill_between(
-            pos, np.asarray(lo, dtype=float), np.asarray(hi, dtype=float), alpha=0.2
-        )
+    if lo is not None and hi is not None and not (pd.isna(lo).any() or pd.isna(hi).any()):
+        ax.fill_between(pos, np.asarray(lo, dtype=float), np.asarray(hi, dtype=float), alpha=0.2)
     if not numeric:
         ax.set_xticks(pos, [str(v) for v in x])
     elif all(isinstance(v, int) for v in x):  # a count (groundings, steps): whole-number ticks
@@ -237,13 +231,8 @@ def plot_sweep(
         fig, ax = plt.subplots(figsize=(5, 3.5))
         groups = points.groupby(others, dropna=False) if others else [((), points)]
         for key, group in groups:
-            group = group.sort_values(
-                field, key=lambda s: s.map(lambda v: (isinstance(v, str), v))
-            )
-            tag = ", ".join(
-                f"{f}={v}"
-                for f, v in zip(others, key if isinstance(key, tuple) else (key,))
-            )
+            group = group.sort_values(field, key=lambda s: s.map(lambda v: (isinstance(v, str), v)))
+            tag = ", ".join(f"{f}={v}" for f, v in zip(others, key if isinstance(key, tuple) else (key,), strict=False))
             _line(
                 ax,
                 list(group[field]),
@@ -255,9 +244,7 @@ def plot_sweep(
         ax.set(xlabel=field, ylabel=metric, title=f"{metric} vs {field}")
         if others:
             ax.legend(fontsize="small")
-        written[field] = _save(
-            fig, out_dir / f"{prefix}sweep_{field}_{metric}.png".replace("/", "_")
-        )
+        written[field] = _save(fig, out_dir / f"{prefix}sweep_{field}_{metric}.png".replace("/", "_"))
     return written
 
 
@@ -269,11 +256,7 @@ def mean_rank_by_limit(
     rows = []
     for name, entry in _sweep_record(sweep_dir).get("cells", {}).items():
         ranks = sweep_dir / name / f"ranks_{split}.csv"
-        if (
-            entry.get("status") == "finished"
-            and field in entry.get("values", {})
-            and ranks.is_file()
-        ):
+        if entry.get("status") == "finished" and field in entry.get("values", {}) and ranks.is_file():
             rows.append(
                 {
                     "limit": entry["values"][field],
@@ -281,20 +264,11 @@ def mean_rank_by_limit(
                 }
             )
     if not rows:
-        raise ValueError(
-            f"{sweep_dir}: no finished cell that sweeps {field} and has ranks_{split}.csv"
-        )
-    return (
-        pd.DataFrame(rows)
-        .groupby("limit", as_index=False)["mean_rank"]
-        .mean()
-        .sort_values("limit")
-    )
+        raise ValueError(f"{sweep_dir}: no finished cell that sweeps {field} and has ranks_{split}.csv")
+    return pd.DataFrame(rows).groupby("limit", as_index=False)["mean_rank"].mean().sort_values("limit")
 
 
-def plot_mean_rank_vs_limit(
-    sweep_dir: str | Path, out_dir: str | Path, split: str = "valid", prefix: str = ""
-) -> Path:
+def plot_mean_rank_vs_limit(sweep_dir: str | Path, out_dir: str | Path, split: str = "valid", prefix: str = "") -> Path:
     """Fig. 5: mean target rank (lower is better) against the grounding limit ``agent.max_groundings``."""
     frame = mean_rank_by_limit(sweep_dir, split)
     fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -309,25 +283,27 @@ def plot_mean_rank_vs_limit(
 
 def train_popularity(ds: Any) -> np.ndarray:
     """Per item, how often it is a target in the train split (each train sample is one training interaction)."""
-    counts = np.bincount(
-        ds.split("train")["target"].to_numpy(dtype=np.int64), minlength=ds.num_items
-    )
+    counts = np.bincount(ds.split("train")["target"].to_numpy(dtype=np.int64), minlength=ds.num_items)
     return counts.astype(np.float64)
 
 
-def difficulty_by_band(samples: pd.DataFrame, popularity: np.ndarray,
-                       bands: Sequence[tuple[int, int]] = GROUNDING_BANDS) -> pd.DataFrame:  # fmt: skip
+def difficulty_by_band(
+    samples: pd.DataFrame, popularity: np.ndarray, bands: Sequence[tuple[int, int]] = GROUNDING_BANDS
+) -> pd.DataFrame:
     """Fig. 3's data: per band of grounding counts, the number of samples and their mean difficulty
     1 / popularity of the target (an item never seen in training counts as popularity 1, the hardest)."""
-    difficulty = 1.0 / np.maximum(
-        np.asarray(popularity, dtype=np.float64)[samples["target"].to_numpy()], 1.0
-    )
+    difficulty = 1.0 / np.maximum(np.asarray(popularity, dtype=np.float64)[samples["target"].to_numpy()], 1.0)
     groundings = samples["groundings"].to_numpy()
     rows = []
     for lo, hi in bands:
         mask = (groundings >= lo) & (groundings <= hi)
-        rows.append({"band": f"[{lo},{hi}]", "samples": int(mask.sum()),
-                     "mean_difficulty": float(difficulty[mask].mean()) if mask.any() else float("nan")})  # fmt: skip
+        rows.append(
+            {
+                "band": f"[{lo},{hi}]",
+                "samples": int(mask.sum()),
+                "mean_difficulty": float(difficulty[mask].mean()) if mask.any() else float("nan"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -350,9 +326,7 @@ def plot_difficulty_bands(
         ds = open_data(run_dir, read_run_info(run_dir))
     bands = difficulty_by_band(pd.read_csv(path), train_popularity(ds))
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    bars = ax.bar(
-        bands["band"], bands["mean_difficulty"].fillna(0.0), color="tab:green"
-    )
+    bars = ax.bar(bands["band"], bands["mean_difficulty"].fillna(0.0), color="tab:green")
     ax.bar_label(bars, labels=[f"n={n}" for n in bands["samples"]], fontsize="small", padding=2)
     ax.margins(y=0.2)  # the n= labels stay inside the frame
     ax.set(
@@ -362,9 +336,16 @@ def plot_difficulty_bands(
     )
     filled = bands[bands["samples"] > 0]
     if len(filled) == 1:  # one band holds every trajectory: the figure compares nothing, and says so
-        ax.text(0.5, 0.5, f"only band {filled['band'].iloc[0]} has trajectories:\nnothing to compare yet",
-                transform=ax.transAxes, ha="center", va="center", fontsize="small",
-                bbox={"facecolor": "white", "edgecolor": "tab:gray"})  # fmt: skip
+        ax.text(
+            0.5,
+            0.5,
+            f"only band {filled['band'].iloc[0]} has trajectories:\nnothing to compare yet",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            fontsize="small",
+            bbox={"facecolor": "white", "edgecolor": "tab:gray"},
+        )
     return _save(fig, Path(out_dir) / f"{prefix}difficulty_bands_{split}.png")
 
 
@@ -374,19 +355,13 @@ def nonempty_bands(run_dir: str | Path, split: str, ds: Any) -> int:
     return int((difficulty_by_band(samples, train_popularity(ds))["samples"] > 0).sum())
 
 
-def trajectory_markdown(
-    trajectory: Mapping[str, Any], title: str = "Case study"
-) -> str:
+def trajectory_markdown(trajectory: Mapping[str, Any], title: str = "Case study") -> str:
     """Fig. 4: a trajectory (``Recommendation.to_dict`` output) as markdown: history, each think/ground/
     answer turn with the grounded items and the user agent's feedback, then the final top items."""
     lines = [f"# {title}", "", "## History", ""]
-    lines += [
-        f"{n}. {h['title']}" for n, h in enumerate(trajectory.get("history", []), 1)
-    ] or ["(none)"]
+    lines += [f"{n}. {h['title']}" for n, h in enumerate(trajectory.get("history", []), 1)] or ["(none)"]
     if trajectory.get("recall"):
-        lines += ["", "## Recall list", ""] + [
-            f"- {r['title']}" for r in trajectory["recall"]
-        ]
+        lines += ["", "## Recall list", ""] + [f"- {r['title']}" for r in trajectory["recall"]]
     lines += ["", "## Trajectory", ""]
     for n, turn in enumerate(trajectory.get("turns", []), 1):
         lines.append(f"### Turn {n}: {turn.get('kind')}")
@@ -395,9 +370,7 @@ def trajectory_markdown(
         if turn.get("title") is not None:
             lines += ["", f"**{turn['kind']}:** {turn['title']}"]
         if turn.get("items"):
-            lines += ["", "Grounded items:"] + [
-                f"- {i['title']} (`{i['item_id']}`)" for i in turn["items"]
-            ]
+            lines += ["", "Grounded items:"] + [f"- {i['title']} (`{i['item_id']}`)" for i in turn["items"]]
         if turn.get("feedback"):
             lines += ["", f"**Feedback:** {turn['feedback']}"]
         if turn.get("error"):
@@ -416,15 +389,12 @@ def trajectory_markdown(
             "|---|---|---|---|",
         ]
         lines += [
-            f"| {n} | {t['title']} | `{t['item_id']}` | {t['score']:.4f} |"
-            for n, t in enumerate(trajectory["top"], 1)
+            f"| {n} | {t['title']} | `{t['item_id']}` | {t['score']:.4f} |" for n, t in enumerate(trajectory["top"], 1)
         ]
     return "\n".join(lines) + "\n"
 
 
-def write_trajectory_markdown(
-    trajectory: Mapping[str, Any], path: str | Path, title: str = "Case study"
-) -> Path:
+def write_trajectory_markdown(trajectory: Mapping[str, Any], path: str | Path, title: str = "Case study") -> Path:
     """Write :func:`trajectory_markdown` to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -452,7 +422,5 @@ def figures_for(
     if (path / f"agent_{split}_samples.csv").is_file():
         written.append(plot_difficulty_bands(path, out_dir, split, prefix=prefix))
     if not written:
-        raise ValueError(
-            f"{path}: nothing to plot (no sweep.json, metrics.csv or agent_{split}_samples.csv)"
-        )
+        raise ValueError(f"{path}: nothing to plot (no sweep.json, metrics.csv or agent_{split}_samples.csv)")
     return written

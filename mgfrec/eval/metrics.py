@@ -41,7 +41,9 @@ def target_ranks(scores: torch.Tensor, targets: torch.Tensor, exclude: torch.Ten
     return ranks
 
 
-def target_ranks_excluding(scores: torch.Tensor, targets: torch.Tensor, histories: Sequence[np.ndarray]) -> torch.Tensor:
+def target_ranks_excluding(
+    scores: torch.Tensor, targets: torch.Tensor, histories: Sequence[np.ndarray]
+) -> torch.Tensor:
     """``target_ranks(scores, targets, history_mask(histories, N))`` without building the [B, N] mask.
 
     Ranks against every item, then subtracts the distinct history items (other than the target) that

@@ -89,15 +89,17 @@ class Report:
                     "comparison_error": r.comparison_error,
                 }
             )
-        return _no_nan({
-            "split": self.split,
-            "reference": self.reference,
-            "alpha": self.alpha,
-            "confidence": self.confidence,
-            "bootstrap_samples": self.bootstrap_samples,
-            "metrics": self.metrics,
-            "rows": rows,
-        })
+        return _no_nan(
+            {
+                "split": self.split,
+                "reference": self.reference,
+                "alpha": self.alpha,
+                "confidence": self.confidence,
+                "bootstrap_samples": self.bootstrap_samples,
+                "metrics": self.metrics,
+                "rows": rows,
+            }
+        )
 
     def to_frame(self) -> pd.DataFrame:
         """One CSV row per run: mean, interval, difference to the reference, both p-values, the verdict."""
@@ -165,7 +167,9 @@ class Report:
         one_n = len({r.result.samples for r in self.rows}) == 1
         used = max(len(n) for n in names) + 2 + (0 if one_n else 8)
         shown: list[str] = []
-        for m in [m for m in TERMINAL_ORDER if m in self.columns] + [m for m in self.columns if m not in TERMINAL_ORDER]:
+        for m in [m for m in TERMINAL_ORDER if m in self.columns] + [
+            m for m in self.columns if m not in TERMINAL_ORDER
+        ]:
             cell = max(len(label(m)), max(len(self._plain_cell(r, m)) for r in self.rows)) + 2
             if shown and used + cell > width:
                 break
@@ -181,7 +185,7 @@ class Report:
             table.add_column("n", justify="right")
         for m in shown:
             table.add_column(label(m), justify="right", no_wrap=True)
-        for name, r in zip(names, self.rows):
+        for name, r in zip(names, self.rows, strict=False):
             table.add_row(name, *([] if one_n else [f"{r.result.samples:,}"]), *(self._cell(r, m) for m in shown))
         return table
 
@@ -217,8 +221,11 @@ class Report:
     def terminal_notes(self) -> list[str]:
         """:meth:`legend`, how the agents were decoded, then each run that could not be compared."""
         decoding = self.decoding()
-        errors = [f"{r.name}: not compared with {self.reference}: {r.comparison_error}" for r in self.rows
-                  if r.comparison_error]  # fmt: skip
+        errors = [
+            f"{r.name}: not compared with {self.reference}: {r.comparison_error}"
+            for r in self.rows
+            if r.comparison_error
+        ]
         return self.legend() + ([decoding] if decoding else []) + errors
 
     def _plain_cell(self, r: ReportRow, m: str) -> str:
@@ -293,8 +300,14 @@ def build_report(
     results = [
         _summarise(
             result_for_run(
-                p, split, config, evaluate_missing=evaluate_missing, batch_size=batch_size,
-                exclude_history=exclude_history, reg=reg, limit=limit,
+                p,
+                split,
+                config,
+                evaluate_missing=evaluate_missing,
+                batch_size=batch_size,
+                exclude_history=exclude_history,
+                reg=reg,
+                limit=limit,
             ),
             config,
             limit,
@@ -306,7 +319,7 @@ def build_report(
     reference = results[ref_index]
     alpha = round(1.0 - config.confidence, 12)  # 0.05, not 0.050000000000000044
     rows = []
-    for i, (path, name, result) in enumerate(zip(paths, names, results)):
+    for i, (path, name, result) in enumerate(zip(paths, names, results, strict=False)):
         comparison, error = None, None
         if i != ref_index:
             try:
@@ -347,7 +360,7 @@ def subsample_ids(result: EvalResult, limit: int, seed: int) -> np.ndarray:
 def _names(paths: list[Path]) -> list[str]:
     """Folder names, or the paths as given where two folders share a name."""
     short = [p.name or str(p) for p in paths]
-    return [s if short.count(s) == 1 else str(p) for s, p in zip(short, paths)]
+    return [s if short.count(s) == 1 else str(p) for s, p in zip(short, paths, strict=False)]
 
 
 def _no_nan(node: Any) -> Any:

@@ -240,7 +240,9 @@ class EvalResult:
                 data_checksum=payload.get("data_checksum", ""),
             )
         except (KeyError, TypeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{paths['json']}: not a valid evaluation result ({exc!r}); evaluate the run again") from None
+            raise ValueError(
+                f"{paths['json']}: not a valid evaluation result ({exc!r}); evaluate the run again"
+            ) from None
 
     def table(self, title: str | None = None):
         """A rich table: one row per metric with its mean and interval."""

@@ -45,8 +45,15 @@ def evaluate_run(
     if info.kind == "agent":
         from mgfrec.eval.agent_eval import evaluate_agent  # late: loads the policy stack
 
-        result, _ = evaluate_agent(Path(run_dir), info, open_data(Path(run_dir), info, data), split or config.split,
-                                   config, limit=limit, exclude_history=exclude_history)  # fmt: skip
+        result, _ = evaluate_agent(
+            Path(run_dir),
+            info,
+            open_data(Path(run_dir), info, data),
+            split or config.split,
+            config,
+            limit=limit,
+            exclude_history=exclude_history,
+        )
         if write:
             result.save(run_dir)
         return result
@@ -87,5 +94,6 @@ def result_for_run(
             return stored
     if not evaluate_missing:
         raise FileNotFoundError(f"{paths['json']}: missing; run 'mgfrec evaluate {run_dir} --split {split}'")
-    return evaluate_run(run_dir, split, config, batch_size=batch_size, exclude_history=exclude_history, reg=reg,
-                        limit=limit)
+    return evaluate_run(
+        run_dir, split, config, batch_size=batch_size, exclude_history=exclude_history, reg=reg, limit=limit
+    )

@@ -69,7 +69,9 @@ def percentile_interval(replicates: np.ndarray, confidence: float = 0.95) -> tup
     return (float(lo), float(hi))
 
 
-def bootstrap_ci(values: np.ndarray, samples: int = 1000, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+def bootstrap_ci(
+    values: np.ndarray, samples: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of ``values``."""
     return percentile_interval(bootstrap_means({"x": values}, samples, seed)["x"], confidence)
 

@@ -32,14 +32,10 @@ def ablation_overrides(name: str) -> tuple[str, ...]:
     try:
         return ABLATIONS[name]
     except KeyError:
-        raise ValueError(
-            f"--ablation {name}: unknown ablation; choose one of {', '.join(ABLATIONS)}"
-        ) from None
+        raise ValueError(f"--ablation {name}: unknown ablation; choose one of {', '.join(ABLATIONS)}") from None
 
 
-def apply_overrides(
-    cfg: MGFRecConfig, overrides: Iterable[str], source: str = "<overrides>"
-) -> MGFRecConfig:
+def apply_overrides(cfg: MGFRecConfig, overrides: Iterable[str], source: str = "<overrides>") -> MGFRecConfig:
     """``cfg`` with ``section.field=value`` overrides merged in and the result validated again, so a wrong
     field path or value is refused with its dotted path (:class:`~mgfrec.config.load.ConfigError`)."""
     raw = cfg.model_dump(mode="json")
@@ -71,9 +67,16 @@ def derive_ablation_run(run_dir: str | Path, name: str, out: str | Path) -> Path
         "ablation_applied_at": "evaluation",
         "trained_run": str(run_dir.resolve()),
     }
-    write_run_info(out, RunInfo(kind="agent", model=f"{info.model} ({name}, eval-time)", data=info.data,
-                                data_checksum=info.data_checksum, extra=extra))  # fmt: skip
+    write_run_info(
+        out,
+        RunInfo(
+            kind="agent",
+            model=f"{info.model} ({name}, eval-time)",
+            data=info.data,
+            data_checksum=info.data_checksum,
+            extra=extra,
+        ),
+    )
     for stale in out.glob("eval_*"):  # results of an earlier derivation belong to another config
         stale.unlink()
     return out
-

@@ -30,8 +30,20 @@ from mgfrec.config.schema import MGFRecConfig
 SWEEP_FILE = "sweep.json"
 RunCell = Callable[[MGFRecConfig, Path], dict[str, Any]]
 # Summary columns: the metric means with their bootstrap intervals, then the agent's own statistics.
-SUMMARY_COLUMNS = ("cell", "status", "ndcg_full", "ndcg_full_lo", "ndcg_full_hi", "ndcg@10", "ndcg@10_lo",
-                   "ndcg@10_hi", "mean_rank", "format_valid", "mean_groundings", "error")  # fmt: skip
+SUMMARY_COLUMNS = (
+    "cell",
+    "status",
+    "ndcg_full",
+    "ndcg_full_lo",
+    "ndcg_full_hi",
+    "ndcg@10",
+    "ndcg@10_lo",
+    "ndcg@10_hi",
+    "mean_rank",
+    "format_valid",
+    "mean_groundings",
+    "error",
+)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]")
 
 
@@ -48,17 +60,13 @@ def parse_grid_flag(text: str) -> tuple[str, list[Any]]:
     field, sep, values = text.partition("=")
     field = field.strip()
     if not sep or not field or not values.strip():
-        raise ConfigError(
-            f"--grid {text}: must look like section.field=value1,value2,..."
-        )
+        raise ConfigError(f"--grid {text}: must look like section.field=value1,value2,...")
     parsed = []
     for raw in values.split(","):
         try:
             parsed.append(yaml.safe_load(raw.strip()) if raw.strip() else None)
         except yaml.YAMLError:
-            parsed.append(
-                raw.strip()
-            )  # a string that is not valid YAML is still a string value
+            parsed.append(raw.strip())  # a string that is not valid YAML is still a string value
     return field, parsed
 
 
@@ -68,30 +76,22 @@ def read_grid_file(path: str | Path) -> dict[str, list[Any]]:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ConfigError(
-            f"--grid-file {path}: cannot read it: {exc.strerror}"
-        ) from None
+        raise ConfigError(f"--grid-file {path}: cannot read it: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"--grid-file {path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict) or not raw:
-        raise ConfigError(
-            f"--grid-file {path}: must be a non-empty mapping of section.field to a list of values"
-        )
+        raise ConfigError(f"--grid-file {path}: must be a non-empty mapping of section.field to a list of values")
     return {str(k): list(v) if isinstance(v, list) else [v] for k, v in raw.items()}
 
 
-def build_grid(
-    flags: Sequence[str] = (), grid_file: str | Path | None = None
-) -> dict[str, list[Any]]:
+def build_grid(flags: Sequence[str] = (), grid_file: str | Path | None = None) -> dict[str, list[Any]]:
     """The grid from a ``--grid-file`` and repeated ``--grid`` flags (a flag replaces the file's field)."""
     grid = read_grid_file(grid_file) if grid_file is not None else {}
     for text in flags:
         field, values = parse_grid_flag(text)
         grid[field] = values
     if not grid:
-        raise ConfigError(
-            "no grid: give --grid section.field=v1,v2 (repeatable) or --grid-file"
-        )
+        raise ConfigError("no grid: give --grid section.field=v1,v2 (repeatable) or --grid-file")
     for field, values in grid.items():
         if not values:
             raise ConfigError(f"grid field {field}: no values")
@@ -118,15 +118,13 @@ def grid_cells(grid: Mapping[str, Sequence[Any]]) -> list[Cell]:
     """The cartesian product of the grid, in flag order; two cells with one folder name are refused."""
     fields = list(grid)
     cells = [
-        Cell(cell_name(dict(zip(fields, combo))), dict(zip(fields, combo)))
+        Cell(cell_name(dict(zip(fields, combo, strict=False))), dict(zip(fields, combo, strict=False)))
         for combo in itertools.product(*grid.values())
     ]
     names = [c.name for c in cells]
     for name in names:
         if names.count(name) > 1:
-            raise ConfigError(
-                f"grid: two cells would share the folder '{name}'; make the values distinct"
-            )
+            raise ConfigError(f"grid: two cells would share the folder '{name}'; make the values distinct")
     return cells
 
 
@@ -156,9 +154,7 @@ def cell_summary(run_dir: str | Path, split: str = "valid") -> dict[str, Any]:
     path = run_dir / f"agent_{split}.json"
     if path.is_file():
         stats = json.loads(path.read_text(encoding="utf-8"))
-        out.update(
-            {k: stats[k] for k in ("format_valid", "mean_groundings") if k in stats}
-        )
+        out.update({k: stats[k] for k in ("format_valid", "mean_groundings") if k in stats})
     return out
 
 
@@ -202,9 +198,7 @@ def read_sweep(out: str | Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise ValueError(
-            f"{path}: not valid JSON ({exc}); delete it to start the sweep record again"
-        ) from None
+        raise ValueError(f"{path}: not valid JSON ({exc}); delete it to start the sweep record again") from None
 
 
 def _write_sweep(out: Path, record: dict[str, Any]) -> None:
@@ -251,9 +245,11 @@ def run_sweep(
             }
         except Exception as exc:  # noqa: BLE001 - one cell's failure must not end the sweep; it is recorded
             record["cells"][cell.name] = {
-                "values": cell.values, "status": "failed", "error": f"{type(exc).__name__}: {exc}",
+                "values": cell.values,
+                "status": "failed",
+                "error": f"{type(exc).__name__}: {exc}",
                 "traceback": traceback.format_exc(limit=8),
-            }  # fmt: skip
+            }
             say(f"[{n}/{len(cells)}] {cell.name}: failed: {type(exc).__name__}: {exc}")
         _write_sweep(out, record)
     rows = summary_rows(record, [c.name for c in cells])
@@ -261,9 +257,7 @@ def run_sweep(
     return rows
 
 
-def summary_rows(
-    record: Mapping[str, Any], names: Sequence[str] | None = None
-) -> list[dict[str, Any]]:
+def summary_rows(record: Mapping[str, Any], names: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """One flat row per cell (``names`` order, default all recorded cells) with :data:`SUMMARY_COLUMNS`."""
     rows = []
     for name in names if names is not None else list(record["cells"]):
@@ -283,9 +277,7 @@ def _fmt(row: Mapping[str, Any], metric: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     lo, hi = row.get(f"{metric}_lo"), row.get(f"{metric}_hi")
-    return f"{value:.4f}" + (
-        f" [{lo:.4f}, {hi:.4f}]" if lo is not None and hi is not None else ""
-    )
+    return f"{value:.4f}" + (f" [{lo:.4f}, {hi:.4f}]" if lo is not None and hi is not None else "")
 
 
 def summary_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -295,15 +287,19 @@ def summary_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     for r in rows:
         fv, mg = r.get("format_valid"), r.get("mean_groundings")
         status = r["status"] + (f" ({r['error']})" if r.get("error") else "")
-        cells = [f"`{r['cell']}`", status.replace("|", "\\|"), _fmt(r, "ndcg_full"), _fmt(r, "ndcg@10"),
-                 "-" if fv is None else f"{fv:.3f}", "-" if mg is None else f"{mg:.2f}"]  # fmt: skip
+        cells = [
+            f"`{r['cell']}`",
+            status.replace("|", "\\|"),
+            _fmt(r, "ndcg_full"),
+            _fmt(r, "ndcg@10"),
+            "-" if fv is None else f"{fv:.3f}",
+            "-" if mg is None else f"{mg:.2f}",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def write_summary(
-    out: str | Path, rows: Sequence[Mapping[str, Any]]
-) -> dict[str, Path]:
+def write_summary(out: str | Path, rows: Sequence[Mapping[str, Any]]) -> dict[str, Path]:
     """``OUT/summary.csv`` (one column per :data:`SUMMARY_COLUMNS`) and ``OUT/summary.md``."""
     out = Path(out)
     paths = {"csv": out / "summary.csv", "md": out / "summary.md"}
@@ -324,6 +320,12 @@ def summary_table(rows: Sequence[Mapping[str, Any]], title: str = "sweep"):
         table.add_column(col, justify="left" if col in ("cell", "status") else "right")
     for r in rows:
         fv, mg = r.get("format_valid"), r.get("mean_groundings")
-        table.add_row(r["cell"], r["status"], _fmt(r, "ndcg_full"), _fmt(r, "ndcg@10"),
-                      "-" if fv is None else f"{fv:.3f}", "-" if mg is None else f"{mg:.2f}")  # fmt: skip
+        table.add_row(
+            r["cell"],
+            r["status"],
+            _fmt(r, "ndcg_full"),
+            _fmt(r, "ndcg@10"),
+            "-" if fv is None else f"{fv:.3f}",
+            "-" if mg is None else f"{mg:.2f}",
+        )
     return table

@@ -20,7 +20,7 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
         raise ValueError(f"found {found.shape} and truth {truth.shape} must both be [num_queries, k]")
     if found.shape[0] == 0:
         return 1.0
-    hits = [np.intersect1d(f, t, assume_unique=True).size for f, t in zip(found, truth)]
+    hits = [np.intersect1d(f, t, assume_unique=True).size for f, t in zip(found, truth, strict=False)]
     return float(np.mean(hits) / found.shape[1])
 
 

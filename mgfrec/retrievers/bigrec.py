@@ -49,7 +49,9 @@ class BigRecOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     epochs: int = Field(4, ge=1)
-    lr: float = Field(2e-3, gt=0, description="AdamW learning rate (2e-3 suits a preset from scratch; use ~1e-5 for a pretrained LM)")
+    lr: float = Field(
+        2e-3, gt=0, description="AdamW learning rate (2e-3 suits a preset from scratch; use ~1e-5 for a pretrained LM)"
+    )
     batch_size: int = Field(16, ge=1)
     max_train_samples: int | None = Field(None, ge=1, description="seeded subsample of train samples (CPU budgets)")
     valid_samples: int = Field(200, ge=1, description="seeded valid subsample that picks the best epoch")
@@ -112,7 +114,9 @@ class BigRecRetriever:
     # --- fit and load ----------------------------------------------------------------------------------
 
     @classmethod
-    def fit(cls, ds: PreparedDataset, config: MGFRecConfig, out: Path, options: BigRecOptions | None = None) -> BigRecRetriever:
+    def fit(
+        cls, ds: PreparedDataset, config: MGFRecConfig, out: Path, options: BigRecOptions | None = None
+    ) -> BigRecRetriever:
         """Fine-tune the policy on (history -> next title) pairs of the train split; keep the best epoch."""
 
         options, out = options or BigRecOptions(), Path(out)
@@ -148,8 +152,14 @@ class BigRecRetriever:
                 loss = self._train_epoch(pairs, optimizer, rng, lambda batch, e=epoch, t=task: budget.step(t, e, batch))
                 task.update(None, f"epoch {epoch}/{options.epochs}: validating on {len(v_hist)} valid samples")
                 score = valid_ndcg()
-            history.append({"epoch": epoch, "train_loss": loss, "valid_ndcg_full": score,
-                            "seconds": round(time.perf_counter() - started, 2)})  # fmt: skip
+            history.append(
+                {
+                    "epoch": epoch,
+                    "train_loss": loss,
+                    "valid_ndcg_full": score,
+                    "seconds": round(time.perf_counter() - started, 2),
+                }
+            )
             if score > best:
                 best, self.best_epoch = score, epoch
                 save_policy(model, tokenizer, out / "policy", preset=preset_name(config.policy.model))
@@ -165,8 +175,13 @@ class BigRecRetriever:
         loaded.stopped = stopped
         return loaded
 
-    def _train_epoch(self, pairs: list[tuple[list[int], int]], optimizer: torch.optim.Optimizer, rng: np.random.Generator,
-                     after_batch: Callable[[int], bool] = lambda batch: False) -> float:  # fmt: skip
+    def _train_epoch(
+        self,
+        pairs: list[tuple[list[int], int]],
+        optimizer: torch.optim.Optimizer,
+        rng: np.random.Generator,
+        after_batch: Callable[[int], bool] = lambda batch: False,
+    ) -> float:
         """One shuffled pass; cross-entropy on the title and end tokens only. Mean loss per token.
         ``after_batch(batch_index)`` returning True ends the pass early (the time cap)."""
         model, pad = self.model, self.tokenizer.pad_token_id
@@ -187,8 +202,9 @@ class BigRecRetriever:
             ids, labels, mask = ids.to(device), labels.to(device), mask.to(device)
             logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
             target = labels[:, 1:]
-            loss_sum = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
-                                                         ignore_index=-100, reduction="sum")  # fmt: skip
+            loss_sum = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="sum"
+            )
             n = int((target != -100).sum())
             optimizer.zero_grad(set_to_none=True)
             (loss_sum / max(n, 1)).backward()

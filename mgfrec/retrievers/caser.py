@@ -40,9 +40,13 @@ class CaserRetriever(SequentialRetriever):
         if options.vertical_filters + options.horizontal_filters == 0:
             raise ValueError("retriever.options: Caser needs vertical_filters or horizontal_filters above 0")
         self.vertical = nn.Conv2d(1, options.vertical_filters, (self.length, 1)) if options.vertical_filters else None
-        self.horizontal = nn.ModuleList(
-            nn.Conv2d(1, options.horizontal_filters, (height, dim)) for height in range(1, self.length + 1)
-        ) if options.horizontal_filters else nn.ModuleList()
+        self.horizontal = (
+            nn.ModuleList(
+                nn.Conv2d(1, options.horizontal_filters, (height, dim)) for height in range(1, self.length + 1)
+            )
+            if options.horizontal_filters
+            else nn.ModuleList()
+        )
         features = options.vertical_filters * dim + options.horizontal_filters * len(self.horizontal)
         self.dropout = nn.Dropout(options.dropout)
         self.fc = nn.Linear(features, dim)

@@ -71,7 +71,9 @@ class HybridRetriever:
         return (1.0 - self.weight) * cf + self.weight * content
 
     @classmethod
-    def fit(cls, ds: PreparedDataset, config: MGFRecConfig, out: Path, options: HybridOptions | None = None) -> HybridRetriever:
+    def fit(
+        cls, ds: PreparedDataset, config: MGFRecConfig, out: Path, options: HybridOptions | None = None
+    ) -> HybridRetriever:
         """Fit the collaborative side into ``out/collaborative``, then pick the weight on valid."""
         options = options or HybridOptions()
         if options.collaborative == cls.name:
@@ -92,8 +94,12 @@ class HybridRetriever:
         content = LastTitleRetriever(item_embeddings(ds, config.embedding, progress=True), options.content)
         sweep = tune_weight(collaborative, content, ds, options)
         weight = max(sweep, key=lambda w: (sweep[w], -abs(w - 0.5)))  # ties: the more balanced blend
-        state = {"weight": weight, "tune_metric": options.tune_metric, "valid": {str(w): v for w, v in sweep.items()},
-                 "options": options.model_dump(mode="json")}
+        state = {
+            "weight": weight,
+            "tune_metric": options.tune_metric,
+            "valid": {str(w): v for w, v in sweep.items()},
+            "options": options.model_dump(mode="json"),
+        }
         (Path(out) / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
         return cls(collaborative, content, weight, options)
 
@@ -116,8 +122,9 @@ def _load_collaborative(run_dir: Path, ds: PreparedDataset, name: str) -> Any:
     return registry().load("retriever", name).load(run_dir, ds)
 
 
-def tune_weight(collaborative: Any, content: LastTitleRetriever, ds: PreparedDataset, options: HybridOptions,
-                batch_size: int = 512) -> dict[float, float]:
+def tune_weight(
+    collaborative: Any, content: LastTitleRetriever, ds: PreparedDataset, options: HybridOptions, batch_size: int = 512
+) -> dict[float, float]:
     """Valid ``tune_metric`` for every weight; both score matrices are computed once per batch."""
     frame = ds.split("valid")
     histories = [np.array(h, dtype=np.int64) for h in frame["history"]]
@@ -131,5 +138,6 @@ def tune_weight(collaborative: Any, content: LastTitleRetriever, ds: PreparedDat
         for w in options.weights:
             ranks[w].append(target_ranks((1.0 - w) * cf + w * cb, targets[start : start + batch_size], exclude).numpy())
     return {
-        w: float(per_sample(np.concatenate(r) if r else np.zeros(0), [10])[options.tune_metric].mean()) for w, r in ranks.items()
+        w: float(per_sample(np.concatenate(r) if r else np.zeros(0), [10])[options.tune_metric].mean())
+        for w, r in ranks.items()
     }

@@ -47,7 +47,9 @@ class LastTitleRetriever:
         return UniqueVectors.build(self.vectors)
 
     @classmethod
-    def fit(cls, ds: PreparedDataset, config: MGFRecConfig, out: Path, options: LastTitleOptions | None = None) -> LastTitleRetriever:
+    def fit(
+        cls, ds: PreparedDataset, config: MGFRecConfig, out: Path, options: LastTitleOptions | None = None
+    ) -> LastTitleRetriever:
         """Nothing to learn: make sure the item vectors are cached, and remember the options."""
         options = options or LastTitleOptions()
         Path(out).mkdir(parents=True, exist_ok=True)

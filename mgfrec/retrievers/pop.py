@@ -25,7 +25,7 @@ def train_popularity(ds: PreparedDataset) -> np.ndarray:
     """Interactions per item in ``ds``'s train split, counting each interaction once."""
     train = ds.split("train")
     counts = np.bincount(train["target"].to_numpy(dtype=np.int64), minlength=ds.num_items)
-    firsts = [int(h[0]) for h, pos in zip(train["history"], train["position"]) if pos == 1 and len(h)]
+    firsts = [int(h[0]) for h, pos in zip(train["history"], train["position"], strict=False) if pos == 1 and len(h)]
     counts += np.bincount(np.asarray(firsts, dtype=np.int64), minlength=ds.num_items)
     return counts.astype(np.int64)
 

@@ -148,8 +148,10 @@ class Budget(Callback):
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.stopped = "user"
         name = signal.Signals(signum).name
-        sys.stderr.write(f"\n{name}: stopping after this batch; the fit ends from its best checkpoint "
-                         "(send it again to abort without saving)\n")  # fmt: skip
+        sys.stderr.write(
+            f"\n{name}: stopping after this batch; the fit ends from its best checkpoint "
+            "(send it again to abort without saving)\n"
+        )
         self.restore_signals()  # a second signal acts as usual (Ctrl-C twice: stop at once)
 
     def install_signals(self) -> None:

@@ -70,7 +70,11 @@ def check_batch_split(batch: int, size: int) -> None:
 def require_one_process(devices: int | str, num_nodes: int, command: str) -> None:
     """Refuse several processes where a command runs more than one stage per process (Lightning's launcher
     would start every stage again in each process): ``command`` runs them one after another in one."""
-    many = num_nodes > 1 or (isinstance(devices, int) and devices > 1) or (isinstance(devices, str) and devices not in ("1", "auto"))
+    many = (
+        num_nodes > 1
+        or (isinstance(devices, int) and devices > 1)
+        or (isinstance(devices, str) and devices not in ("1", "auto"))
+    )
     if many:
         raise ValueError(
             f"{command} runs in one process (trainer.devices={devices}, trainer.num_nodes={num_nodes}); "

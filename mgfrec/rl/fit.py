@@ -42,11 +42,8 @@ from mgfrec.rl.distributed import barrier, check_batch_split, launched_as_main, 
 from mgfrec.rl.module import GRPOModule
 from mgfrec.rl.policy import check_policy_source, load_policy
 from mgfrec.rl.strategy import build_strategy, check_strategy, trainer_accelerator
-from mgfrec.user_agents.base import with_run_cache
 from mgfrec.runs import RUN_FILE, RunInfo, read_run_info, write_run_info
-from mgfrec.user_agents.base import require_automatic
-
-
+from mgfrec.user_agents.base import require_automatic, with_run_cache
 
 
 @dataclass(frozen=True)
@@ -68,7 +65,7 @@ def build_logger(cfg: MGFRecConfig, out: Path) -> Any:
     if not cfg.trainer.tensorboard:
         return False
     try:
-        import tensorboard
+        import tensorboard  # noqa: F401 (is it installed?)
     except ImportError:
         raise ValueError("trainer.tensorboard=true needs the tensorboard package: pip install tensorboard") from None
     from lightning.pytorch.loggers import TensorBoardLogger
@@ -210,7 +207,9 @@ def run_fit(
     if options.init is not None:
         info = read_run_info(options.init)
         if info.kind != "agent" or "policy" not in info.extra:
-            raise ValueError(f"--init {options.init}: an agent run folder with a policy is needed, got kind '{info.kind}'")
+            raise ValueError(
+                f"--init {options.init}: an agent run folder with a policy is needed, got kind '{info.kind}'"
+            )
         if info.data_checksum != ds.checksum:
             raise ValueError(f"--init {options.init}: it was trained on other data than --data {ds.root}")
         recall_opts = RecallOptions(recall_run=info.extra["recall_run"])
@@ -219,8 +218,17 @@ def run_fit(
         recall_opts, policy_dir = RecallOptions(recall_model=options.recall_model), None
     if not first and recall_opts.recall_run is None:
         wait_for(out / "recall" / RUN_FILE, "the recall run")
-    cfg, recall_dir, train, valid = recall_samples(ds, cfg, recall_opts, out, reg, max_train=options.max_train_samples,
-                                                   max_valid=options.valid_samples, seed=cfg.trainer.seed, say=say)  # fmt: skip
+    cfg, recall_dir, train, valid = recall_samples(
+        ds,
+        cfg,
+        recall_opts,
+        out,
+        reg,
+        max_train=options.max_train_samples,
+        max_valid=options.valid_samples,
+        seed=cfg.trainer.seed,
+        say=say,
+    )
     recall_model = cfg.retriever.model
 
     grounding = load_grounding(ds, cfg, embedder=embedder, reg=reg)
@@ -239,11 +247,20 @@ def run_fit(
         callbacks.append(StepProgress(max_steps))
     trainer = L.Trainer(
         max_steps=max_steps * cfg.grpo.updates_per_batch,  # Lightning counts optimizer steps
-        max_epochs=-1, strategy=build_strategy(cfg), accelerator=trainer_accelerator(cfg),
-        devices=cfg.trainer.devices, num_nodes=cfg.trainer.num_nodes, precision=cfg.trainer.precision, callbacks=callbacks, logger=build_logger(cfg, out),
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        log_every_n_steps=cfg.trainer.log_every_n_steps, num_sanity_val_steps=0,
-    )  # fmt: skip
+        max_epochs=-1,
+        strategy=build_strategy(cfg),
+        accelerator=trainer_accelerator(cfg),
+        devices=cfg.trainer.devices,
+        num_nodes=cfg.trainer.num_nodes,
+        precision=cfg.trainer.precision,
+        callbacks=callbacks,
+        logger=build_logger(cfg, out),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        log_every_n_steps=cfg.trainer.log_every_n_steps,
+        num_sanity_val_steps=0,
+    )
     # weights_only=False: the checkpoint holds numpy/python RNG states; it is this run's own file, not a download
     trainer.fit(module, ckpt_path=str(ckpt) if options.resume else None, weights_only=False)
 
@@ -252,8 +269,12 @@ def run_fit(
         module.save_final_policy()
     drift = module.replica_drift
     if math.isnan(drift) or drift > 0:
-        warnings.warn(f"the processes ended with different policy weights (largest parameter-sum gap {drift:.3g}); "
-                      f"OUT/policy is global rank 0's", RuntimeWarning, stacklevel=2)  # fmt: skip
+        warnings.warn(
+            f"the processes ended with different policy weights (largest parameter-sum gap {drift:.3g}); "
+            f"OUT/policy is global rank 0's",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     seconds = time.perf_counter() - started
     last = module.rows[-1] if module.rows else {}
     extra = {
@@ -272,6 +293,9 @@ def run_fit(
         "replica_drift": drift,  # 0.0: every process ended with the same weights (data parallelism)
     }
     if main:
-        write_run_info(out, RunInfo(kind="agent", model="mgfrec", data=str(ds.root.resolve()), data_checksum=ds.checksum, extra=extra))
+        write_run_info(
+            out,
+            RunInfo(kind="agent", model="mgfrec", data=str(ds.root.resolve()), data_checksum=ds.checksum, extra=extra),
+        )
     barrier()  # the other processes return once the run folder is complete
     return FitResult(out, module, seconds, extra, main)

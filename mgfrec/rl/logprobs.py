@@ -59,8 +59,10 @@ def _scaled(logits: torch.Tensor, temperature: float, constraints: Constraints |
         table = table.to(logits.device)
         width = logits.shape[-1]
         if table.shape[-1] != width:
-            raise ValueError(f"allowed_table has {table.shape[-1]} columns but the logits {width}: build it with "
-                             "the model's vocabulary size")
+            raise ValueError(
+                f"allowed_table has {table.shape[-1]} columns but the logits {width}: build it with "
+                "the model's vocabulary size"
+            )
         allowed = torch.ones(logits.shape, dtype=torch.bool, device=logits.device)
         where = index >= 0
         allowed[where] = table[index[where]]
@@ -81,7 +83,9 @@ def logprobs_from_logits(
 
 
 @torch.no_grad()
-def token_entropy(logits: torch.Tensor, temperature: float = 1.0, constraints: Constraints | None = None) -> torch.Tensor:
+def token_entropy(
+    logits: torch.Tensor, temperature: float = 1.0, constraints: Constraints | None = None
+) -> torch.Tensor:
     """``[B, T]`` entropy (nats) of the distribution that predicted each token; column 0 is 0. No gradient.
 
     Aligned like :func:`logprobs_from_logits`: entry ``t`` is the entropy of ``softmax(logits[:, t-1] / T)``

@@ -193,7 +193,11 @@ class GRPOModule(L.LightningModule):
         return generation_weights(self.deepspeed_engine())
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        rng: dict[str, Any] = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+        rng: dict[str, Any] = {
+            "torch": torch.get_rng_state(),
+            "numpy": np.random.get_state(),
+            "python": random.getstate(),
+        }
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
         checkpoint["mgfrec"] = {
@@ -225,16 +229,27 @@ class GRPOModule(L.LightningModule):
         self.sync_engine()
         with self.generation_weights():
             result = rollout(
-            self.engine, self.environment, [to_rollout_sample(s, self.environment.grounding.titles) for s in samples],
-            group_size=cfg.grpo.group_size, agent=cfg.agent, temperature=cfg.rollout.temperature,
-            top_p=cfg.rollout.top_p, seed=(cfg.trainer.seed * 1_000_003 + self.batches_done) * size + rank, prompts=self.prompts,
+                self.engine,
+                self.environment,
+                [to_rollout_sample(s, self.environment.grounding.titles) for s in samples],
+                group_size=cfg.grpo.group_size,
+                agent=cfg.agent,
+                temperature=cfg.rollout.temperature,
+                top_p=cfg.rollout.top_p,
+                seed=(cfg.trainer.seed * 1_000_003 + self.batches_done) * size + rank,
+                prompts=self.prompts,
                 max_context=getattr(self.policy.config, "max_position_embeddings", None),
-            )  # fmt: skip
+            )
         trajs = result.trajectories
         g = cfg.grpo.group_size
-        inputs = reward_inputs(trajs, self.environment.grounding, [s.target for s in samples for _ in range(g)],
-                               [s.history for s in samples for _ in range(g)],
-                               exclude_history=cfg.eval.exclude_history, device=self.device)  # fmt: skip
+        inputs = reward_inputs(
+            trajs,
+            self.environment.grounding,
+            [s.target for s in samples for _ in range(g)],
+            [s.history for s in samples for _ in range(g)],
+            exclude_history=cfg.eval.exclude_history,
+            device=self.device,
+        )
         parts = [self.reward.breakdown(i) for i in inputs]
         rewards = torch.tensor([p["total"] for p in parts], dtype=torch.float32)
         advantages = advantages_from_config(rewards, cfg.grpo)
@@ -246,14 +261,31 @@ class GRPOModule(L.LightningModule):
 
         # Per-trajectory facts of the whole global batch (gathered over processes, rank 0's groups first).
         part_names = [k for k in parts[0] if k != "total"]
-        facts = all_gather_rows(torch.tensor(
-            [[r, t.format_ok, t.num_groundings, t.response_length, *(p[k] for k in part_names),
-              *(str(t.end_reason) == e for e in END_REASONS)] for r, t, p in zip(rewards.tolist(), trajs, parts)],
-            dtype=torch.float64,
-        ))  # fmt: skip
+        facts = all_gather_rows(
+            torch.tensor(
+                [
+                    [
+                        r,
+                        t.format_ok,
+                        t.num_groundings,
+                        t.response_length,
+                        *(p[k] for k in part_names),
+                        *(str(t.end_reason) == e for e in END_REASONS),
+                    ]
+                    for r, t, p in zip(rewards.tolist(), trajs, parts, strict=False)
+                ],
+                dtype=torch.float64,
+            )
+        )
         all_rewards, means = facts[:, 0], facts.mean(dim=0).tolist()
-        times = all_max([result.stats.generation_s + result.stats.prompt_s, result.stats.environment_s,
-                         t_train - started - result.stats.total_s, now - t_train])  # the slowest process's  # fmt: skip
+        times = all_max(
+            [
+                result.stats.generation_s + result.stats.prompt_s,
+                result.stats.environment_s,
+                t_train - started - result.stats.total_s,
+                now - t_train,
+            ]
+        )  # the slowest process's
         agent_stats = self.user_agent_stats(summed=True)
         row = {
             "step": float(self.batches_done),
@@ -316,10 +348,18 @@ class GRPOModule(L.LightningModule):
                 logp, entropy = token_logprobs_and_entropy(
                     self.policy, batch.input_ids, batch.attention_mask, temperature, batch.constraints
                 )
-                loss, m = grpo_loss(logp, old, ref, adv, mask, clip_epsilon=cfg.grpo.clip_epsilon,
-                                    kl_beta=cfg.grpo.kl_beta, aggregation=cfg.grpo.loss_aggregation,
-                                    normalizer=normalizer,
-                                    kl_importance_correction=cfg.grpo.kl_importance_correction)  # fmt: skip
+                loss, m = grpo_loss(
+                    logp,
+                    old,
+                    ref,
+                    adv,
+                    mask,
+                    clip_epsilon=cfg.grpo.clip_epsilon,
+                    kl_beta=cfg.grpo.kl_beta,
+                    aggregation=cfg.grpo.loss_aggregation,
+                    normalizer=normalizer,
+                    kl_importance_correction=cfg.grpo.kl_importance_correction,
+                )
                 self.manual_backward(loss * size if size > 1 else loss)
                 share = float(mask.sum()) / n_tokens  # token-weighted means over the global batch
                 m = {**m, "entropy": entropy[mask].mean() if mask.any() else entropy.new_zeros(())}
@@ -338,8 +378,11 @@ class GRPOModule(L.LightningModule):
         self.policy.eval()
         grad_norm = sums.pop("grad_norm")  # the same in every process (measured after averaging)
         keys = sorted(sums)  # partial sums and token-weighted shares: their sums over processes are the batch's
-        totals = dict(zip(keys, all_sum([sums[k] for k in keys])))
-        return {**{k: v / cfg.grpo.updates_per_batch for k, v in totals.items()}, "grad_norm": grad_norm / cfg.grpo.updates_per_batch}
+        totals = dict(zip(keys, all_sum([sums[k] for k in keys]), strict=False))
+        return {
+            **{k: v / cfg.grpo.updates_per_batch for k, v in totals.items()},
+            "grad_norm": grad_norm / cfg.grpo.updates_per_batch,
+        }
 
     def reference_logprobs(self, batch: Any, temperature: float) -> torch.Tensor:
         """Per-token log-probs of the frozen reference on its own device, returned on the policy's."""
@@ -357,9 +400,11 @@ class GRPOModule(L.LightningModule):
         the same backend, so the same keys; they are sorted so the processes' sums line up."""
         agent = getattr(self.environment, "user_agent", None)
         stats = agent.stats() if agent is not None and hasattr(agent, "stats") else {}
-        counters = {k: float(v) for k, v in sorted(stats.items()) if isinstance(v, (int, float)) and not k.endswith("_mean")}
+        counters = {
+            k: float(v) for k, v in sorted(stats.items()) if isinstance(v, (int, float)) and not k.endswith("_mean")
+        }
         if summed:
-            counters = dict(zip(counters, all_sum(list(counters.values()))))
+            counters = dict(zip(counters, all_sum(list(counters.values())), strict=False))
             # a resumed run continues the counts of the run it resumes (its last metrics row), not from zero
             counters = {k: v + self._agent_base.get(f"user_agent/{k}", 0.0) for k, v in counters.items()}
         if "latency_s_mean" in stats:
@@ -375,17 +420,30 @@ class GRPOModule(L.LightningModule):
         rank, size = world()
         mine = shard(self.valid_samples, rank, size)
         with self.generation_weights():  # entered by every process: under ZeRO-3 it gathers parameters
-            metrics = evaluate_policy(self.policy, self.tokenizer, self.environment, mine, self.cfg,
-                                      prompts=self.prompts, seed=self.cfg.trainer.seed * size + rank,
-                                      reg=self.reg) if mine else {}  # fmt: skip
+            metrics = (
+                evaluate_policy(
+                    self.policy,
+                    self.tokenizer,
+                    self.environment,
+                    mine,
+                    self.cfg,
+                    prompts=self.prompts,
+                    seed=self.cfg.trainer.seed * size + rank,
+                    reg=self.reg,
+                )
+                if mine
+                else {}
+            )
         # Sample-weighted means over processes (a shard may be empty when there are fewer samples than processes).
         sums = all_sum([len(mine), *(metrics[k] * len(mine) if mine else 0.0 for k in METRIC_COLUMNS)])
-        metrics = {k: v / sums[0] for k, v in zip(METRIC_COLUMNS, sums[1:])}
+        metrics = {k: v / sums[0] for k, v in zip(METRIC_COLUMNS, sums[1:], strict=False)}
         if metrics["ndcg@10"] > self.best_ndcg10:  # the same decision in every process
             self.best_ndcg10 = metrics["ndcg@10"]
             with self.full_weights():
                 if self.is_main:
-                    save_policy(self.policy, self.tokenizer, self.out / "best_policy", preset=preset_name(self.cfg.policy.model))
+                    save_policy(
+                        self.policy, self.tokenizer, self.out / "best_policy", preset=preset_name(self.cfg.policy.model)
+                    )
         return {f"valid/{k}": v for k, v in metrics.items()}
 
     def record(self, row: dict[str, float]) -> None:

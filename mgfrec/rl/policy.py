@@ -114,7 +114,8 @@ def check_policy_source(model: str) -> None:
     except HFValidationError as exc:
         raise ValueError(
             f"policy.model (--policy): '{model}' is not a preset, an existing folder or a hub id ({exc}); give a "
-            f"folder with config.json and weights, a hub id, or a preset: " + ", ".join(PRESET_PREFIX + n for n in PRESETS)
+            f"folder with config.json and weights, a hub id, or a preset: "
+            + ", ".join(PRESET_PREFIX + n for n in PRESETS)
         ) from None
 
 
@@ -331,4 +332,3 @@ def training_device(accelerator: str) -> torch.device:
     if accelerator == "cpu":
         return torch.device("cpu")
     raise ValueError(f"trainer.accelerator={accelerator}: mgfrec sft trains on cpu, gpu (cuda) or auto")
-

@@ -110,7 +110,9 @@ def sft_loss(model: torch.nn.Module, batch: TrajectoryBatch) -> torch.Tensor:
     """
     body = getattr(model, model.base_model_prefix)
     positions = (batch.attention_mask.cumsum(-1) - 1).clamp(min=0)
-    hidden = body(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=positions).last_hidden_state
+    hidden = body(
+        input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=positions
+    ).last_hidden_state
     wanted = batch.action_mask[:, 1:]  # token t is predicted at position t - 1
     logits = model.get_output_embeddings()(hidden[:, :-1][wanted]).float()
     if batch.constraints is not None:
@@ -189,8 +191,17 @@ def run_sft(
     (out / RUN_FILE).unlink(missing_ok=True)  # run.json marks a finished run: not this one, until the end
     torch.manual_seed(options.seed)
 
-    cfg, recall_dir, train, valid = recall_samples(ds, cfg, options.recall, out, reg, max_train=options.max_train_samples,
-                                                   max_valid=options.valid_samples, seed=options.seed, say=say)  # fmt: skip
+    cfg, recall_dir, train, valid = recall_samples(
+        ds,
+        cfg,
+        options.recall,
+        out,
+        reg,
+        max_train=options.max_train_samples,
+        max_valid=options.valid_samples,
+        seed=options.seed,
+        say=say,
+    )
     recall_model = cfg.retriever.model
 
     grounding = load_grounding(ds, cfg, embedder=embedder, reg=reg)
@@ -201,21 +212,45 @@ def run_sft(
     environment = build_environment(grounding, tokenizer, cfg, reg)
     prompts = AgentPrompts.from_config(cfg.agent)
     max_context = getattr(model.config, "max_position_embeddings", None)
-    synth = synthesize(train, environment, cfg.agent, prompts=prompts, second_grounding=options.second_grounding,
-                       fallback=options.fallback, teacher=options.teacher, max_context=max_context)  # fmt: skip
+    synth = synthesize(
+        train,
+        environment,
+        cfg.agent,
+        prompts=prompts,
+        second_grounding=options.second_grounding,
+        fallback=options.fallback,
+        teacher=options.teacher,
+        max_context=max_context,
+    )
     if not synth.trajectories:
         raise ValueError(f"{data}: no trajectory could be synthesized (all {len(train)} exceeded the turn budgets)")
-    say("synthesized: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in synth.stats.items()))
+    say(
+        "synthesized: "
+        + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in synth.stats.items())
+    )
 
-    history = [{"epoch": 0, "train_loss": float("nan"), **evaluate_policy(model, tokenizer, environment, valid, cfg, prompts=prompts, seed=options.seed)}]
+    history = [
+        {
+            "epoch": 0,
+            "train_loss": float("nan"),
+            **evaluate_policy(model, tokenizer, environment, valid, cfg, prompts=prompts, seed=options.seed),
+        }
+    ]
     say(_row_text(history[-1]))
     optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
     rng = np.random.default_rng(options.seed)
     steps_per_epoch = -(-len(synth.trajectories) // options.batch_size)
     with _progress(options.progress, options.epochs * steps_per_epoch) as advance:
         for epoch in range(1, options.epochs + 1):
-            loss = train_epoch(model, optimizer, synth.trajectories, tokenizer.pad_token_id, options.batch_size, rng,
-                               on_step=lambda value, e=epoch: advance(e, value))  # fmt: skip
+            loss = train_epoch(
+                model,
+                optimizer,
+                synth.trajectories,
+                tokenizer.pad_token_id,
+                options.batch_size,
+                rng,
+                on_step=lambda value, e=epoch: advance(e, value),
+            )
             metrics = evaluate_policy(model, tokenizer, environment, valid, cfg, prompts=prompts, seed=options.seed)
             history.append({"epoch": epoch, "train_loss": loss, **metrics})
             say(_row_text(history[-1]))
@@ -237,7 +272,10 @@ def run_sft(
         "untrained_valid": history[0],
         "seconds": round(seconds, 1),
     }
-    write_run_info(out, RunInfo(kind="agent", model="mgfrec-sft", data=str(ds.root.resolve()), data_checksum=ds.checksum, extra=extra))
+    write_run_info(
+        out,
+        RunInfo(kind="agent", model="mgfrec-sft", data=str(ds.root.resolve()), data_checksum=ds.checksum, extra=extra),
+    )
     return SFTResult(out, model, tokenizer, history, synth.stats, seconds, extra)
 
 

@@ -120,7 +120,9 @@ def build_plans(
         raise ValueError("agent.max_groundings must be >= 1 for SFT: every synthesized trajectory grounds once")
     vectors = grounding.item_embeddings
     constrained = agent.decoding == "constrained"
-    w = _Writer(tokenizer, grounding.titles, agent.max_new_tokens_per_turn, agent.max_think_tokens if constrained else None)
+    w = _Writer(
+        tokenizer, grounding.titles, agent.max_new_tokens_per_turn, agent.max_think_tokens if constrained else None
+    )
     recalls = [tuple(i for i in s.recall if i >= 0) if agent.use_recall else () for s in samples]
 
     first = []
@@ -150,7 +152,9 @@ def build_plans(
                 second[n] = _nearest(vectors, lists1[n], s.target, {first[n]})
     todo = [n for n, g in enumerate(second) if g is not None]
     turn2 = {n: w.turn([f"{w.title(second[n])} looks closer.", "Closer."], "ground", second[n]) for n in todo}
-    lists2 = dict(zip(todo, grounding.ground([parse_turn(turn2[n]).title or "" for n in todo]) if todo else []))
+    lists2 = dict(
+        zip(todo, grounding.ground([parse_turn(turn2[n]).title or "" for n in todo]) if todo else [], strict=False)
+    )
 
     plans = []
     for n, s in enumerate(samples):
@@ -201,7 +205,12 @@ def _rounds(keys: Sequence[str], batch_size: int) -> list[list[int]]:
     for n, key in enumerate(keys):
         by_round[seen[key]].append(n)
         seen[key] += 1
-    return [idx[i : i + batch_size] for r in sorted(by_round) for idx in [by_round[r]] for i in range(0, len(idx), batch_size)]
+    return [
+        idx[i : i + batch_size]
+        for r in sorted(by_round)
+        for idx in [by_round[r]]
+        for i in range(0, len(idx), batch_size)
+    ]
 
 
 def synthesize(
@@ -232,14 +241,22 @@ def synthesize(
     keys = [tokenizer.decode(ids, skip_special_tokens=False) for ids in prompt_ids]
     done: dict[int, Trajectory] = {}
     for batch in _rounds(keys, batch_size):
-        engine = ScriptedEngine(tokenizer, _PlanScript(tokenizer, [prompt_ids[n] for n in batch], [plans[n] for n in batch]))
-        result = rollout(engine, environment, [rollout_samples[n] for n in batch], group_size=1, agent=agent,
-                         temperature=0.0, prompts=prompts, max_context=max_context)  # fmt: skip
+        engine = ScriptedEngine(
+            tokenizer, _PlanScript(tokenizer, [prompt_ids[n] for n in batch], [plans[n] for n in batch])
+        )
+        result = rollout(
+            engine,
+            environment,
+            [rollout_samples[n] for n in batch],
+            group_size=1,
+            agent=agent,
+            temperature=0.0,
+            prompts=prompts,
+            max_context=max_context,
+        )
         done.update(zip(batch, result.trajectories, strict=True))
     kept = [n for n in range(len(samples)) if done[n].end_reason == "answered"]
-    mismatch = sum(
-        1 for n in kept if tuple(tuple(s.item_indices) for s in done[n].steps) != plans[n].grounded
-    )
+    mismatch = sum(1 for n in kept if tuple(tuple(s.item_indices) for s in done[n].steps) != plans[n].grounded)
     stats = {
         "samples": len(samples),
         "kept": len(kept),

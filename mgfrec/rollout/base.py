@@ -137,4 +137,3 @@ def check_generate_args(
         raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {temperature} and {top_p}")
     if any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token")
-

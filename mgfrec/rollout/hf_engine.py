@@ -174,7 +174,7 @@ class HFEngine:
             logits = self._constrain(logits, [rows[r].constraint for r in live], masks)
             tokens, logps = sample_next(logits, uniforms, temperature=temperature, top_p=top_p)
             keep = []
-            for b, (tok, lp) in enumerate(zip(tokens.tolist(), logps.tolist())):
+            for b, (tok, lp) in enumerate(zip(tokens.tolist(), logps.tolist(), strict=False)):
                 row = rows[live[b]]
                 if row.constraint is not None:
                     row.constraint.advance(tok)
@@ -226,7 +226,9 @@ class HFEngine:
             allowed[b] = m
         return logits.masked_fill(~allowed, float("-inf"))
 
-    def _keep(self, cache: DynamicCache, mask: torch.Tensor, rows: list[_Row], batch_rows: list[int] | None = None) -> None:
+    def _keep(
+        self, cache: DynamicCache, mask: torch.Tensor, rows: list[_Row], batch_rows: list[int] | None = None
+    ) -> None:
         """Keep the KV cache of ``rows`` (batch positions ``batch_rows``, default all) for the next call."""
         if not self.options.reuse_prefix:
             return
@@ -235,7 +237,9 @@ class HFEngine:
             key = tuple(row.prompt + row.tokens[:-1])  # the last sampled token was never fed to the model
             if int(real.sum()) != len(key):
                 continue
-            self._kept[key] = [(layer.keys[b][:, real].clone(), layer.values[b][:, real].clone()) for layer in cache.layers]
+            self._kept[key] = [
+                (layer.keys[b][:, real].clone(), layer.values[b][:, real].clone()) for layer in cache.layers
+            ]
 
     def _reused(self, prompt: list[int]) -> tuple[int, list[tuple[torch.Tensor, torch.Tensor]] | None]:
         """The longest offered prefix of ``prompt`` (shorter than it), as (length, per-layer KV); (0, None) if none."""

@@ -147,7 +147,7 @@ def rollout(
         Trajectory(
             ids, s.history_titles, config=agent, sample_id=s.sample_id, extras={"sample_index": i, "group_index": j}
         )
-        for i, (s, ids) in enumerate(zip(samples, prompt_ids))
+        for i, (s, ids) in enumerate(zip(samples, prompt_ids, strict=False))
         for j in range(group_size)
     ]
     stats.prompt_s = time.perf_counter() - started
@@ -177,7 +177,7 @@ def rollout(
         stats.live_per_turn.append(len(live))
         if len(gens) != len(live):
             raise RuntimeError(f"the engine returned {len(gens)} generations for {len(live)} live trajectories")
-        for traj, gen, budget in zip(live, gens, budgets):
+        for traj, gen, budget in zip(live, gens, budgets, strict=False):
             ids, lps, text = _within(gen, budget, engine.tokenizer)
             allowed = constrain.turn(traj).replay(ids) if constrain is not None else None
             traj.add_turn(ids, lps, text, allowed)
@@ -211,9 +211,7 @@ class _Constrainer:
         self.agent = agent
         self.reserved = reserved_strings(engine.tokenizer)
         show = self._show
-        self.recall = [
-            [show(t) for t in (s.recall_titles or ())] if prompts.use_recall else [] for s in samples
-        ]
+        self.recall = [[show(t) for t in (s.recall_titles or ())] if prompts.use_recall else [] for s in samples]
         self.history = [[show(t) for t in s.history_titles] for s in samples]
 
     def _show(self, title: str) -> str:
@@ -226,8 +224,12 @@ class _Constrainer:
         budget = traj.next_budget()
         # only titles that fit this turn's budget after the shortest thought and the tags: a longer one could
         # only end the trajectory with length_limit
-        room = budget - len(g.think_open) - 1 - len(g.think_close) - max(
-            len(g.answer_open) + len(g.answer_close), len(g.ground_open) + len(g.ground_close)
+        room = (
+            budget
+            - len(g.think_open)
+            - 1
+            - len(g.think_close)
+            - max(len(g.answer_open) + len(g.answer_close), len(g.ground_open) + len(g.ground_close))
         )
 
         def fit(titles: list[str]) -> list[str]:

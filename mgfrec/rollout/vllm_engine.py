@@ -224,7 +224,7 @@ class VLLMEngine:
 
     def _generation(self, completion: Any, stop_ids: dict[int, str]) -> Generation:
         tokens = list(completion.token_ids)
-        logprobs = [float(step[t].logprob) for t, step in zip(tokens, completion.logprobs)]
+        logprobs = [float(step[t].logprob) for t, step in zip(tokens, completion.logprobs, strict=False)]
         text = self.tokenizer.decode(tokens, skip_special_tokens=False)
         if completion.finish_reason == "stop":
             reason = completion.stop_reason

@@ -97,9 +97,13 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
             conversation.cancel("the server is stopping")
         await asyncio.to_thread(batcher.close)
 
-    app = FastAPI(title="mgfrec", version="1", lifespan=lifespan,
-                  description="An MGFRec recommendation agent: it thinks, grounds titles in the catalogue, hears "
-                              "feedback and answers. See docs/serve.md.")  # fmt: skip
+    app = FastAPI(
+        title="mgfrec",
+        version="1",
+        lifespan=lifespan,
+        description="An MGFRec recommendation agent: it thinks, grounds titles in the catalogue, hears "
+        "feedback and answers. See docs/serve.md.",
+    )
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -258,8 +262,9 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
         return {"status": "cancelled"}
 
     @app.get("/v1/items")
-    def items(q: Annotated[str, Q(min_length=1, max_length=MAX_TITLE_CHARS)],
-              k: Annotated[int, Q(ge=1, le=MAX_K)] = 10) -> dict[str, Any]:  # fmt: skip
+    def items(
+        q: Annotated[str, Q(min_length=1, max_length=MAX_TITLE_CHARS)], k: Annotated[int, Q(ge=1, le=MAX_K)] = 10
+    ) -> dict[str, Any]:
         """Grounding as a service: the ``k`` catalogue items nearest to the text ``q`` (L2 distance)."""
         if not q.strip():
             raise HTTPException(422, "q: give a non-blank title")
@@ -267,8 +272,9 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
         return {"query": q, "items": [{**item_dict(recommender.ds, i), "distance": d} for i, d in found]}
 
     @app.get("/v1/users")
-    def users(split: Literal["train", "valid", "test"] | None = None,
-              limit: Annotated[int, Q(ge=1, le=1000)] = 50) -> dict[str, Any]:  # fmt: skip
+    def users(
+        split: Literal["train", "valid", "test"] | None = None, limit: Annotated[int, Q(ge=1, le=1000)] = 50
+    ) -> dict[str, Any]:
         """Users to pick (``split``: those with a sample there, whose target's place can be shown)."""
         if split is None:
             return {"split": None, "users": sorted(all_users)[:limit]}

@@ -153,10 +153,12 @@ class Batcher:
     def _run_one(self, job: Job) -> None:
         try:
             rec = self.recommender.recommend_many(
-                [job.query], user_agent="run" if job.mode.feedback == "simulated" else None,
-                sample=job.mode.sample, seed=job.mode.seed,
+                [job.query],
+                user_agent="run" if job.mode.feedback == "simulated" else None,
+                sample=job.mode.sample,
+                seed=job.mode.seed,
                 listener=lambda n, e: job.listener(e) if job.listener is not None else None,
-            )[0]  # fmt: skip
+            )[0]
         except Exception as exc:  # noqa: BLE001
             with self._stats_lock:
                 self.stats["failed"] += 1

@@ -149,7 +149,9 @@ def load_user_agent(
     When ``cfg.cache_path`` is set and the backend can be cached (it defines ``cache_key``), the backend is
     wrapped in :class:`mgfrec.user_agents.cache.CachedUserAgent` over that SQLite file.
     """
-    agent = (reg or registry()).build("user_agent", cfg.backend, cfg.options, cfg, after=(context or UserAgentContext(),))
+    agent = (reg or registry()).build(
+        "user_agent", cfg.backend, cfg.options, cfg, after=(context or UserAgentContext(),)
+    )
     if cfg.cache_path and callable(getattr(agent, "cache_key", None)):
         from mgfrec.user_agents.cache import CachedUserAgent
 

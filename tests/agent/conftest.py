@@ -26,8 +26,18 @@ CATALOGUE = [
     "OK Computer",
     "Thriller",
 ]
-TAGS = ["<think>", "</think>", "<ground>", "</ground>", "<answer>", "</answer>",
-        "<item_list>", "</item_list>", "<feedback>", "</feedback>"]  # fmt: skip
+TAGS = [
+    "<think>",
+    "</think>",
+    "<ground>",
+    "</ground>",
+    "<answer>",
+    "</answer>",
+    "<item_list>",
+    "</item_list>",
+    "<feedback>",
+    "</feedback>",
+]
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "[INST]"]
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"

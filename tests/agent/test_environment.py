@@ -108,7 +108,7 @@ def test_scripted_rollout_to_rewards(grounding, tokenizer, spy_agent):
     trajs = [new_traj(tokenizer, max_groundings=2) for _ in scripts]
     env = Environment(grounding, tokenizer, spy_agent)
     for step in range(4):
-        for traj, script in zip(trajs, scripts):
+        for traj, script in zip(trajs, scripts, strict=False):
             if not traj.done:
                 traj.add_turn(*turn(tokenizer, script[step]))
         env.step(trajs)

@@ -71,9 +71,36 @@ def test_non_strings_are_classified_not_raised():
 
 # --- fuzzing -----------------------------------------------------------------------------------------------
 
-ALPHABET = ["<think>", "</think>", "<ground>", "</ground>", "<answer>", "</answer>", "<item_list>", "</item_list>",
-            "<feedback>", "</feedback>", "<", ">", "/", "</", "<thi", "nk>", "<b>", "<think/>", " ", "\n", "\t",
-            "x", "Abbey Road", "a < b", "<3", "‹", "=", ""]  # fmt: skip
+ALPHABET = [
+    "<think>",
+    "</think>",
+    "<ground>",
+    "</ground>",
+    "<answer>",
+    "</answer>",
+    "<item_list>",
+    "</item_list>",
+    "<feedback>",
+    "</feedback>",
+    "<",
+    ">",
+    "/",
+    "</",
+    "<thi",
+    "nk>",
+    "<b>",
+    "<think/>",
+    " ",
+    "\n",
+    "\t",
+    "x",
+    "Abbey Road",
+    "a < b",
+    "<3",
+    "‹",
+    "=",
+    "",
+]
 tag_soup = st.lists(st.sampled_from(ALPHABET), max_size=14).map("".join)
 gap = st.sampled_from(["", "", " ", "\n ", "\n", "x", "<b>"])
 CONTENT = [
@@ -148,7 +175,11 @@ def tags_in(text: str) -> list[str]:
 
 def test_the_hand_written_tag_rule_reads_known_cases():
     assert tags_in("a<think>b</think> <x y='1'/> <b/> <1> <> < a> <a\n>") == [
-        "<think>", "</think>", "<x y='1'/>", "<b/>", "<a\n>"
+        "<think>",
+        "</think>",
+        "<x y='1'/>",
+        "<b/>",
+        "<a\n>",
     ]
 
 

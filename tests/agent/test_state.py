@@ -113,7 +113,7 @@ def test_any_policy_ends_classified_within_the_limits(max_groundings, per_turn, 
     state = AgentState(
         AgentConfig(max_groundings=max_groundings, max_new_tokens_per_turn=per_turn, max_new_tokens_total=total)
     )
-    for turns, (which, share) in enumerate(script, 1):
+    for turns, (which, share) in enumerate(script, 1):  # noqa: B007 (the count is checked after the loop)
         budget = state.next_budget()
         assert budget >= 1
         if state.on_turn(TURNS[which], round(share * budget)) == "end":

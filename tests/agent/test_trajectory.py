@@ -65,7 +65,7 @@ def test_action_mask_is_one_exactly_on_policy_tokens(built):
     assert traj.action_mask() == [0] * len(prompt) + [1] * len(t1) + [0] * len(obs) + [1] * len(t2)
     assert sum(traj.action_mask()) == traj.response_length == len(t1) + len(t2)
     sampled = [i for seg in traj.segments if isinstance(seg, PolicySegment) for i in seg.token_ids]
-    assert [i for i, m in zip(traj.token_ids(), traj.action_mask()) if m] == sampled
+    assert [i for i, m in zip(traj.token_ids(), traj.action_mask(), strict=False) if m] == sampled
 
 
 def test_observation_tags_are_masked(built, tokenizer):

@@ -29,7 +29,7 @@ def data(tmp_path: Path) -> Path:
     rng = np.random.default_rng(0)
     rows = [
         f"u{u},i{(start + k) % 30},{t0 + k}"
-        for u, start, t0 in zip(range(40), rng.integers(0, 30, 40), rng.uniform(0, 100, 40))
+        for u, start, t0 in zip(range(40), rng.integers(0, 30, 40), rng.uniform(0, 100, 40), strict=False)
         for k in range(6)
     ]
     (raw / "items.csv").write_text("item_id,title\n" + "".join(f"i{i},Item {i}\n" for i in range(30)))
@@ -42,9 +42,25 @@ def data(tmp_path: Path) -> Path:
 def test_fit_writes_run_json_config_and_weights(data, tmp_path):
     out = tmp_path / "run"
     result = invoke(
-        "baseline", "fit", "--model", "sasrec", "--data", data, "--out", out,
-        "--max-epochs", 2, "--lr", 0.005, "--weight-decay", 1e-5, "--seed", 7, "--set", "retriever.options.layers=1",
-    )  # fmt: skip
+        "baseline",
+        "fit",
+        "--model",
+        "sasrec",
+        "--data",
+        data,
+        "--out",
+        out,
+        "--max-epochs",
+        2,
+        "--lr",
+        0.005,
+        "--weight-decay",
+        1e-5,
+        "--seed",
+        7,
+        "--set",
+        "retriever.options.layers=1",
+    )
     assert result.exit_code == 0, result.output
     info = json.loads((out / "run.json").read_text())
     assert (info["kind"], info["model"], info["data"]) == ("baseline", "sasrec", str(data.resolve()))

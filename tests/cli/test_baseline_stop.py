@@ -24,17 +24,14 @@ def data(tmp_path: Path) -> Path:
     raw = tmp_path / "raw"
     raw.mkdir()
     rng = np.random.default_rng(0)
-    rows = [f"u{u},i{(s + k) % 50},{t + k}" for u, s, t in zip(range(200), rng.integers(0, 50, 200),
-                                                                rng.uniform(0, 100, 200)) for k in range(8)]  # fmt: skip
-    (raw / "items.csv").write_text(
-        "item_id,title\n" + "".join(f"i{i},Item {i}\n" for i in range(50))
-    )
-    (raw / "interactions.csv").write_text(
-        "user_id,item_id,timestamp\n" + "\n".join(rows) + "\n"
-    )
-    prepare(
-        DataConfig(source="csv", path=str(raw), history_length=5), tmp_path / "prepared"
-    )
+    rows = [
+        f"u{u},i{(s + k) % 50},{t + k}"
+        for u, s, t in zip(range(200), rng.integers(0, 50, 200), rng.uniform(0, 100, 200), strict=False)
+        for k in range(8)
+    ]
+    (raw / "items.csv").write_text("item_id,title\n" + "".join(f"i{i},Item {i}\n" for i in range(50)))
+    (raw / "interactions.csv").write_text("user_id,item_id,timestamp\n" + "\n".join(rows) + "\n")
+    prepare(DataConfig(source="csv", path=str(raw), history_length=5), tmp_path / "prepared")
     return tmp_path / "prepared"
 
 
@@ -42,17 +39,32 @@ def data(tmp_path: Path) -> Path:
 def test_a_signalled_fit_finishes_from_its_best_checkpoint(data, tmp_path, sig):
     out = tmp_path / "run"
     # An epoch limit the test never waits for: only the signal can end this fit.
-    cmd = [sys.executable, "-m", "mgfrec.cli.main", "baseline", "fit", "--model", "sasrec", "--data", str(data),
-           "--out", str(out), "--max-epochs", "100000", "--patience", "100000", "--batch-size", "8"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "mgfrec.cli.main",
+        "baseline",
+        "fit",
+        "--model",
+        "sasrec",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--max-epochs",
+        "100000",
+        "--patience",
+        "100000",
+        "--batch-size",
+        "8",
+    ]
     env = {
         **os.environ,
         "MGFREC_PROGRESS_SECONDS": "0",
         "COLUMNS": "80",
         "OMP_NUM_THREADS": "1",
     }
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     seen = []
     try:
         # Progress lines arrive every batch; wait until one validation has run.
@@ -70,7 +82,5 @@ def test_a_signalled_fit_finishes_from_its_best_checkpoint(data, tmp_path, sig):
     info = json.loads((out / "run.json").read_text())
     assert info["extra"]["stopped"] == "user" and info["extra"]["best_epoch"] >= 0
     assert (out / "model.pt").is_file()
-    assert (
-        "stopped by the user" in " ".join(stderr.split()) and "valid NDCG@10" in stdout
-    )
+    assert "stopped by the user" in " ".join(stderr.split()) and "valid NDCG@10" in stdout
     assert "Traceback" not in stderr

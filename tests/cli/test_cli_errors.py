@@ -145,17 +145,24 @@ def test_an_option_no_component_takes_is_refused_by_any_command(prepared, tmp_pa
 
 
 def test_an_unknown_device_is_refused_before_training(prepared, tmp_path):
-    code, output = invoke("baseline", "fit", "--data", prepared, "--out", tmp_path / "b", "--model", "pop",
-                          "--device", "quantum")  # fmt: skip
+    code, output = invoke(
+        "baseline", "fit", "--data", prepared, "--out", tmp_path / "b", "--model", "pop", "--device", "quantum"
+    )
     one_error(code, output, "retriever.device", "quantum")
     assert not (tmp_path / "b").exists()
 
 
 @pytest.mark.parametrize(
     ("flag", "field"),
-    [("--grounder", "grounding.grounder"), ("--user-agent", "user_agent.backend"), ("--reward", "grpo.rewards"),
-     ("--rollout-engine", "rollout.engine"), ("--strategy", "trainer.strategy"), ("--policy", "policy.model")],
-)  # fmt: skip
+    [
+        ("--grounder", "grounding.grounder"),
+        ("--user-agent", "user_agent.backend"),
+        ("--reward", "grpo.rewards"),
+        ("--rollout-engine", "rollout.engine"),
+        ("--strategy", "trainer.strategy"),
+        ("--policy", "policy.model"),
+    ],
+)
 def test_fit_refuses_an_unknown_component_before_any_work(prepared, tmp_path, flag, field):
     value = "nope:zzz" if flag == "--policy" else "nope"
     code, output = invoke("fit", "--data", prepared, "--out", tmp_path / "run", flag, value, "--no-progress")

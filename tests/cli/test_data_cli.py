@@ -13,8 +13,7 @@ from mgfrec.cli.main import app
 
 ITEMS = "item_id,title,genre\ni1,Alpha,rock\ni2,Beta,jazz\ni3,Gamma,pop\ni4,Delta,rock\n"
 INTERACTIONS = (
-    "user_id,item_id,timestamp,rating\n"
-    "u1,i1,1,5\nu1,i2,2,4\nu1,i3,3,3\nu2,i4,4,5\nu2,i1,5,4\nu1,i4,6,5\nu2,i2,7,3\n"
+    "user_id,item_id,timestamp,rating\nu1,i1,1,5\nu1,i2,2,4\nu1,i3,3,3\nu2,i4,4,5\nu2,i1,5,4\nu1,i4,6,5\nu2,i2,7,3\n"
 )
 SMALL_SYNTHETIC = ["-o", "n_users=40", "-o", "n_items=90", "-o", "n_artists=12"]
 

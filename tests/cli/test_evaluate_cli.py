@@ -16,7 +16,19 @@ from mgfrec.data.prepared import PreparedDataset
 from mgfrec.registry import registry
 from mgfrec.runs import RunInfo, write_run_info
 
-KEYS = ("hit@5", "ndcg@5", "hit@10", "ndcg@10", "hit@20", "ndcg@20", "ndcg_full", "mean_rank", "samples", "split", "method")
+KEYS = (
+    "hit@5",
+    "ndcg@5",
+    "hit@10",
+    "ndcg@10",
+    "hit@20",
+    "ndcg@20",
+    "ndcg_full",
+    "mean_rank",
+    "samples",
+    "split",
+    "method",
+)
 
 
 class ScoresFile:
@@ -85,7 +97,9 @@ def test_table_output_and_split_flag(ds, tmp_path):
 def test_no_exclude_history_ranks_history_items_too(ds, tmp_path):
     run = make_run(tmp_path / "run", ds, np.zeros(10))
     excluded = json.loads(invoke(str(run), "--json", "--bootstrap", "0").stdout)
-    kept = json.loads(invoke(str(run), "--json", "--bootstrap", "0", "--no-exclude-history", "--batch-size", "3").stdout)
+    kept = json.loads(
+        invoke(str(run), "--json", "--bootstrap", "0", "--no-exclude-history", "--batch-size", "3").stdout
+    )
     # All scores tie: the target ranks below every remaining item, i.e. 10 - 4 history items, or 10.
     assert excluded["mean_rank"] == 6.0 and excluded["exclude_history"] is True
     assert kept["mean_rank"] == 10.0 and kept["exclude_history"] is False

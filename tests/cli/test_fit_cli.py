@@ -16,7 +16,9 @@ from mgfrec.data.prepared import prepare
 
 pytestmark = pytest.mark.slow
 
-SHORT_SYSTEM = "You recommend music. Think in <think> </think>, search with <ground> </ground>, answer with <answer> </answer>."
+SHORT_SYSTEM = (
+    "You recommend music. Think in <think> </think>, search with <ground> </ground>, answer with <answer> </answer>."
+)
 
 
 def invoke(*args):
@@ -28,23 +30,65 @@ def invoke(*args):
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("fitcli")
-    prepare(DataConfig(source="synthetic", options={"n_users": 40, "n_items": 80, "n_artists": 10, "max_length": 6}), root / "data")
+    prepare(
+        DataConfig(source="synthetic", options={"n_users": 40, "n_items": 80, "n_artists": 10, "max_length": 6}),
+        root / "data",
+    )
     (root / "system.txt").write_text(SHORT_SYSTEM, encoding="utf-8")
     return root
 
 
 def test_flags_map_to_config_fields(data):
     out = data / "run"
-    result = invoke("--data", data / "data", "--out", out, "--max-steps", 1, "--group-size", 2, "--kl-beta", 0,
-                    "--lr", 0.001, "--max-groundings", 1, "--items-per-grounding", 3, "--no-feedback", "--no-recall",
-                    "--reward", "ndcg", "--reward", "format", "--grounder", "exact", "--rollout-engine", "hf",
-                    "--strategy", "auto", "--valid-samples", 2, "--no-progress", "--json",
-                    "--set", f"agent.template={data / 'system.txt'}", "--set", "agent.max_new_tokens_per_turn=16",
-                    "--set", "agent.max_new_tokens_total=32", "--set", "trainer.global_batch_size=2",
-                    "--set", "retriever.recall_size=5")  # fmt: skip
+    result = invoke(
+        "--data",
+        data / "data",
+        "--out",
+        out,
+        "--max-steps",
+        1,
+        "--group-size",
+        2,
+        "--kl-beta",
+        0,
+        "--lr",
+        0.001,
+        "--max-groundings",
+        1,
+        "--items-per-grounding",
+        3,
+        "--no-feedback",
+        "--no-recall",
+        "--reward",
+        "ndcg",
+        "--reward",
+        "format",
+        "--grounder",
+        "exact",
+        "--rollout-engine",
+        "hf",
+        "--strategy",
+        "auto",
+        "--valid-samples",
+        2,
+        "--no-progress",
+        "--json",
+        "--set",
+        f"agent.template={data / 'system.txt'}",
+        "--set",
+        "agent.max_new_tokens_per_turn=16",
+        "--set",
+        "agent.max_new_tokens_total=32",
+        "--set",
+        "trainer.global_batch_size=2",
+        "--set",
+        "retriever.recall_size=5",
+    )
     assert result.exit_code == 0, result.output
     cfg = yaml.safe_load((out / "config.yaml").read_text(encoding="utf-8"))
-    assert cfg["grpo"]["group_size"] == 2 and cfg["grpo"]["kl_beta"] == 0 and cfg["grpo"]["rewards"] == ["ndcg", "format"]
+    assert (
+        cfg["grpo"]["group_size"] == 2 and cfg["grpo"]["kl_beta"] == 0 and cfg["grpo"]["rewards"] == ["ndcg", "format"]
+    )
     assert cfg["trainer"]["lr"] == 0.001 and cfg["trainer"]["max_steps"] == 1 and cfg["trainer"]["strategy"] == "auto"
     assert cfg["agent"]["max_groundings"] == 1 and cfg["agent"]["use_recall"] is False
     assert cfg["grounding"]["top_k"] == 3 and cfg["grounding"]["grounder"] == "exact"
@@ -72,11 +116,33 @@ def test_resume_without_checkpoint_names_the_file(data):
 
 def test_ablation_preset_sets_its_field(data):
     out = data / "ablation"
-    result = invoke("--data", data / "data", "--out", out, "--max-steps", 1, "--group-size", 2, "--kl-beta", 0,
-                    "--ablation", "no-recall", "--valid-samples", 2, "--no-progress",
-                    "--set", f"agent.template={data / 'system.txt'}", "--set", "agent.max_new_tokens_per_turn=16",
-                    "--set", "agent.max_new_tokens_total=32", "--set", "trainer.global_batch_size=2",
-                    "--set", "retriever.recall_size=5")  # fmt: skip
+    result = invoke(
+        "--data",
+        data / "data",
+        "--out",
+        out,
+        "--max-steps",
+        1,
+        "--group-size",
+        2,
+        "--kl-beta",
+        0,
+        "--ablation",
+        "no-recall",
+        "--valid-samples",
+        2,
+        "--no-progress",
+        "--set",
+        f"agent.template={data / 'system.txt'}",
+        "--set",
+        "agent.max_new_tokens_per_turn=16",
+        "--set",
+        "agent.max_new_tokens_total=32",
+        "--set",
+        "trainer.global_batch_size=2",
+        "--set",
+        "retriever.recall_size=5",
+    )
     assert result.exit_code == 0, result.output
     cfg = yaml.safe_load((out / "config.yaml").read_text(encoding="utf-8"))
     assert cfg["agent"]["use_recall"] is False and cfg["agent"]["max_groundings"] == 6
@@ -95,11 +161,35 @@ def test_a_fit_killed_with_sigkill_resumes_from_its_last_checkpoint(data):
     import time
 
     out = data / "killed"
-    args = [sys.executable, "-m", "mgfrec.cli.main", "fit", "--data", str(data / "data"), "--out", str(out),
-            "--max-steps", "6", "--group-size", "2", "--valid-samples", "2", "--no-progress",
-            "--set", f"agent.template={data / 'system.txt'}", "--set", "agent.max_new_tokens_per_turn=16",
-            "--set", "agent.max_new_tokens_total=32", "--set", "trainer.global_batch_size=2",
-            "--set", "retriever.recall_size=5", "--set", "trainer.val_check_interval=100"]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "mgfrec.cli.main",
+        "fit",
+        "--data",
+        str(data / "data"),
+        "--out",
+        str(out),
+        "--max-steps",
+        "6",
+        "--group-size",
+        "2",
+        "--valid-samples",
+        "2",
+        "--no-progress",
+        "--set",
+        f"agent.template={data / 'system.txt'}",
+        "--set",
+        "agent.max_new_tokens_per_turn=16",
+        "--set",
+        "agent.max_new_tokens_total=32",
+        "--set",
+        "trainer.global_batch_size=2",
+        "--set",
+        "retriever.recall_size=5",
+        "--set",
+        "trainer.val_check_interval=100",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     metrics = out / "metrics.csv"
 

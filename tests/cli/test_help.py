@@ -36,9 +36,7 @@ def test_every_command_help_is_one_line_per_paragraph():
         assert all("\n" not in paragraph for paragraph in text.split("\n\n")), text
 
 
-@pytest.mark.parametrize(
-    "args", [("--help",), ("baseline", "fit", "--help"), ("demo", "--help")]
-)
+@pytest.mark.parametrize("args", [("--help",), ("baseline", "fit", "--help"), ("demo", "--help")])
 def test_help_fits_80_columns_and_flags_take_no_bool(args):
     proc = mgfrec(*args)
     assert proc.returncode == 0, proc.stderr
@@ -46,13 +44,8 @@ def test_help_fits_80_columns_and_flags_take_no_bool(args):
     assert max(len(line) for line in proc.stdout.splitlines()) <= 80
     if args == ("--help",):
         # The evaluate summary, a docstring of several source lines, reads as one sentence.
-        text = " ".join(
-            line.strip("│ ").strip() for line in proc.stdout.splitlines() if "│" in line
-        )
-        assert (
-            "NDCG@K (K from eval.ks), NDCG without cut-off and mean rank"
-            in " ".join(text.split())
-        )
+        text = " ".join(line.strip("│ ").strip() for line in proc.stdout.splitlines() if "│" in line)
+        assert "NDCG@K (K from eval.ks), NDCG without cut-off and mean rank" in " ".join(text.split())
 
 
 def test_plugins_list_fits_80_columns_with_every_target_whole():
@@ -61,7 +54,5 @@ def test_plugins_list_fits_80_columns_with_every_target_whole():
     lines = proc.stdout.splitlines()
     assert max(len(line) for line in lines) <= 80
     row = next(n for n, line in enumerate(lines) if "mgfrec.retrievers.sasrec:" in line)
-    assert (
-        " sasrec " in lines[row] and "SASRecRetriever" in lines[row + 1]
-    )  # module, then the object
+    assert " sasrec " in lines[row] and "SASRecRetriever" in lines[row + 1]  # module, then the object
     assert "…" not in proc.stdout  # nothing cut

@@ -16,16 +16,31 @@ import pytest
 pytestmark = pytest.mark.slow
 
 CHATTER = (
-    "Loading weights", "Writing model shards", "GPU available", "TPU available", "litlogger", "LeafSpec",
-    "module(s) in eval mode", "weights_only", "Epoch 0/-2", "HPU available",
-)  # fmt: skip
+    "Loading weights",
+    "Writing model shards",
+    "GPU available",
+    "TPU available",
+    "litlogger",
+    "LeafSpec",
+    "module(s) in eval mode",
+    "weights_only",
+    "Epoch 0/-2",
+    "HPU available",
+)
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("quiet")
-    proc = mgfrec("data", "prepare", "synthetic", "--out", str(root / "data"), "--set",
-                  "data.options={n_users: 40, n_items: 80, n_artists: 10, max_length: 6}")  # fmt: skip
+    proc = mgfrec(
+        "data",
+        "prepare",
+        "synthetic",
+        "--out",
+        str(root / "data"),
+        "--set",
+        "data.options={n_users: 40, n_items: 80, n_artists: 10, max_length: 6}",
+    )
     assert proc.returncode == 0, proc.stderr
     return root
 
@@ -49,9 +64,20 @@ def test_index_build_and_a_bigrec_fit_print_no_library_chatter(data):
     cache = f"embedding.cache_dir={data / 'emb'}"
     index = mgfrec("index", "build", str(data / "data"), "--set", cache)
     assert index.returncode == 0, index.stderr
-    fit = mgfrec("baseline", "fit", "--model", "bigrec", "--data", str(data / "data"), "--out", str(data / "bigrec"),
-                 "--set", cache, "--set", "retriever.options={epochs: 1, batch_size: 16, max_train_samples: 32, "
-                 "valid_samples: 4, max_new_tokens: 4}")  # fmt: skip
+    fit = mgfrec(
+        "baseline",
+        "fit",
+        "--model",
+        "bigrec",
+        "--data",
+        str(data / "data"),
+        "--out",
+        str(data / "bigrec"),
+        "--set",
+        cache,
+        "--set",
+        "retriever.options={epochs: 1, batch_size: 16, max_train_samples: 32, valid_samples: 4, max_new_tokens: 4}",
+    )
     assert fit.returncode == 0, fit.stderr
     for proc in (index, fit):
         text = proc.stdout + proc.stderr

@@ -40,7 +40,12 @@ def test_paper_settings():
     assert cfg.policy.model == "Qwen/Qwen2.5-1.5B-Instruct"
     assert cfg.embedding.model == "Alibaba-NLP/gte-Qwen2-1.5B-instruct"
     assert (cfg.trainer.lr, cfg.trainer.global_batch_size, cfg.trainer.epochs) == (1e-6, 128, 1)
-    assert (cfg.grpo.group_size, cfg.agent.max_groundings, cfg.grounding.top_k, cfg.retriever.recall_size) == (6, 6, 10, 30)
+    assert (cfg.grpo.group_size, cfg.agent.max_groundings, cfg.grounding.top_k, cfg.retriever.recall_size) == (
+        6,
+        6,
+        10,
+        30,
+    )
     assert cfg.data.options["category"] == "CDs_and_Vinyl"
 
 
@@ -68,7 +73,9 @@ def test_yaml_syntax_error_names_the_line(tmp_path):
 
 
 def test_overrides_and_values_apply_in_order():
-    cfg = load_config(None, ["agent.max_groundings=3", "grpo.rewards=[ndcg]"], {"agent.max_groundings": 1, "grounding.top_k": 5})
+    cfg = load_config(
+        None, ["agent.max_groundings=3", "grpo.rewards=[ndcg]"], {"agent.max_groundings": 1, "grounding.top_k": 5}
+    )
     assert cfg.agent.max_groundings == 3  # --set wins over typed flags
     assert cfg.grounding.top_k == 5
     assert cfg.grpo.reward_names == ["ndcg"]
@@ -99,10 +106,20 @@ def test_resolved_config_has_no_secrets(tmp_path, monkeypatch):
 
 
 def test_every_key_like_option_is_redacted(tmp_path):
-    secrets = {"access_key": "s1", "private-key": "s2", "hf_token": "s3", "aws_secret_access_key": "s4",
-               "auth": "s5", "Password": "s6", "client_credentials": "s7", "key": "s8"}
+    secrets = {
+        "access_key": "s1",
+        "private-key": "s2",
+        "hf_token": "s3",
+        "aws_secret_access_key": "s4",
+        "auth": "s5",
+        "Password": "s6",
+        "client_credentials": "s7",
+        "key": "s8",
+    }
     plain = {"path": "p1", "max_new_tokens": 7, "keep": "p2", "monkey_bars": "p3"}
-    cfg = load_config(None, [f"user_agent.options={yaml.safe_dump({**secrets, **plain}, default_flow_style=True).strip()}"])
+    cfg = load_config(
+        None, [f"user_agent.options={yaml.safe_dump({**secrets, **plain}, default_flow_style=True).strip()}"]
+    )
     written = yaml.safe_load(write_resolved(cfg, tmp_path).read_text())["user_agent"]["options"]
     assert {k: written[k] for k in secrets} == dict.fromkeys(secrets, "<redacted>")
     assert {k: written[k] for k in plain} == plain

@@ -11,12 +11,47 @@ from mgfrec.config.schema import MGFRecConfig
 
 pytestmark = pytest.mark.reliability
 
-SECRET_FIELDS = ["api_key", "openai_api_key", "OPENAI_API_KEY", "access_key", "aws_secret_access_key", "secret",
-                 "client_secret", "password", "db_password", "authorization", "Authorization", "x-api-key", "token",
-                 "hf_token", "auth_token", "accessToken", "apiKey", "private_key", "key", "bearer"]  # fmt: skip
-PLAIN_FIELDS = ["max_tokens", "max_token", "total_tokens", "max_new_tokens", "max_new_tokens_total", "max_new_tokens_per_turn", "n_tokens",
-                "api_key_env", "key_header", "token_file", "tokenizer", "sort_key", "cache_key", "keys", "monkey",
-                "cache_path", "temperature"]  # fmt: skip
+SECRET_FIELDS = [
+    "api_key",
+    "openai_api_key",
+    "OPENAI_API_KEY",
+    "access_key",
+    "aws_secret_access_key",
+    "secret",
+    "client_secret",
+    "password",
+    "db_password",
+    "authorization",
+    "Authorization",
+    "x-api-key",
+    "token",
+    "hf_token",
+    "auth_token",
+    "accessToken",
+    "apiKey",
+    "private_key",
+    "key",
+    "bearer",
+]
+PLAIN_FIELDS = [
+    "max_tokens",
+    "max_token",
+    "total_tokens",
+    "max_new_tokens",
+    "max_new_tokens_total",
+    "max_new_tokens_per_turn",
+    "n_tokens",
+    "api_key_env",
+    "key_header",
+    "token_file",
+    "tokenizer",
+    "sort_key",
+    "cache_key",
+    "keys",
+    "monkey",
+    "cache_path",
+    "temperature",
+]
 
 
 @pytest.mark.parametrize("name", SECRET_FIELDS)
@@ -32,16 +67,38 @@ def test_counts_and_names_are_not_secrets(name):
 def test_every_field_survives_a_config_yaml_round_trip(tmp_path):
     # every section set away from its default, with options whose names contain "token" and "key"
     sets = [
-        "data.source=csv", "data.path=/data/x", "data.history_length=7", "data.seed=3", "data.skip_bad=true",
-        "embedding.batch_size=9", "embedding.device=cuda:1", "embedding.normalize=true",
-        "grounding.grounder=faiss", "grounding.top_k=4", "retriever.model=pop", "retriever.recall_size=11",
-        "agent.max_groundings=2", "agent.max_new_tokens_per_turn=33", "agent.max_new_tokens_total=99",
-        "user_agent.backend=openai", "user_agent.model=m", "user_agent.api_key_env=MY_KEY_VAR",
-        "user_agent.cache_path=false", "user_agent.options.max_tokens=77", "user_agent.options.temperature=0.5",
-        "rollout.engine=vllm", "rollout.temperature=0.7", "policy.model=preset:small", "grpo.group_size=3",
-        "grpo.rewards=[ndcg]", "grpo.reward_options={ndcg: {k: 5}}", "trainer.lr=0.01", "trainer.max_steps=5",
-        "eval.ks=[1,2]", "eval.split=valid",
-    ]  # fmt: skip
+        "data.source=csv",
+        "data.path=/data/x",
+        "data.history_length=7",
+        "data.seed=3",
+        "data.skip_bad=true",
+        "embedding.batch_size=9",
+        "embedding.device=cuda:1",
+        "embedding.normalize=true",
+        "grounding.grounder=faiss",
+        "grounding.top_k=4",
+        "retriever.model=pop",
+        "retriever.recall_size=11",
+        "agent.max_groundings=2",
+        "agent.max_new_tokens_per_turn=33",
+        "agent.max_new_tokens_total=99",
+        "user_agent.backend=openai",
+        "user_agent.model=m",
+        "user_agent.api_key_env=MY_KEY_VAR",
+        "user_agent.cache_path=false",
+        "user_agent.options.max_tokens=77",
+        "user_agent.options.temperature=0.5",
+        "rollout.engine=vllm",
+        "rollout.temperature=0.7",
+        "policy.model=preset:small",
+        "grpo.group_size=3",
+        "grpo.rewards=[ndcg]",
+        "grpo.reward_options={ndcg: {k: 5}}",
+        "trainer.lr=0.01",
+        "trainer.max_steps=5",
+        "eval.ks=[1,2]",
+        "eval.split=valid",
+    ]
     cfg = load_config(None, sets)
     written = write_resolved(cfg, tmp_path)
     assert "<redacted>" not in written.read_text(encoding="utf-8")

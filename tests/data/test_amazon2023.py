@@ -86,8 +86,12 @@ def test_fixture_kept_after_each_filter():
     assert rows[META]["read"] == 10 and rows[META]["kept"] == 3
     # F is outside the window, H lost its reviews to the k-core, Z has none
     assert rows[META]["dropped_by_reason"] == {
-        "no_title": 1, "invalid_title": 1, "title_too_long": 1, "no_price": 1, "no_kept_reviews": 3,
-    }  # fmt: skip
+        "no_title": 1,
+        "invalid_title": 1,
+        "title_too_long": 1,
+        "no_price": 1,
+        "no_kept_reviews": 3,
+    }
     assert rows[META]["first_example_by_reason"]["no_kept_reviews"].endswith(f"{META}:6")
     assert raw.params["window_start_used"] == "2022-10-01" and raw.params["widen_steps"] == 0
     assert raw.params["category"] == "CDs_and_Vinyl"
@@ -235,12 +239,17 @@ def test_skip_bad_counts_every_bad_line_by_reason(tmp_path):
     rows = accounted(raw)
     assert rows[REVIEWS]["read"] == 25 + len(BAD_REVIEW_LINES) + 1
     assert rows[REVIEWS]["dropped_by_reason"] == {
-        **BEFORE_WINDOW, "outside_window": 2, "blank_line": 1, **{reason: 1 for _, reason, _ in BAD_REVIEW_LINES},
-    }  # fmt: skip
+        **BEFORE_WINDOW,
+        "outside_window": 2,
+        "blank_line": 1,
+        **{reason: 1 for _, reason, _ in BAD_REVIEW_LINES},
+    }
     assert rows[META]["read"] == 13
     assert {k: rows[META]["dropped_by_reason"][k] for k in ("bad_parent_asin", "bad_title", "bad_json")} == {
-        "bad_parent_asin": 1, "bad_title": 1, "bad_json": 1,
-    }  # fmt: skip
+        "bad_parent_asin": 1,
+        "bad_title": 1,
+        "bad_json": 1,
+    }
     assert rows[META]["first_example_by_reason"]["bad_title"].startswith(f"{folder / META}:12: field 'title'")
 
 
@@ -287,8 +296,10 @@ def test_asin_as_item_id_keeps_variants_apart(tmp_path):
     (folder / "meta_Toys.jsonl").write_text("".join(json.dumps(m) + "\n" for m in meta), encoding="utf-8")
     raw = load(folder, k_core=0, min_items=1, item_id_field="asin")
     assert raw.items[["item_id", "title", "parent_asin"]].values.tolist() == [
-        ["P-red", "Puzzle", "P"], ["P-blue", "Puzzle", "P"], ["Q", "Quoits", "Q"],
-    ]  # fmt: skip
+        ["P-red", "Puzzle", "P"],
+        ["P-blue", "Puzzle", "P"],
+        ["Q", "Quoits", "Q"],
+    ]
     assert by_user(raw) == {"u1": ["P-red", "Q"], "u2": ["P-blue", "Q"]}
     assert accounted(raw)["meta_Toys.jsonl"]["kept"] == 2
 

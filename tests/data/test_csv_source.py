@@ -35,15 +35,25 @@ BAD_ROWS = [
     ("interaction wrong field count", "interactions.csv", b"u2,i1,4", "wrong_field_count", ["3 fields, header has 4"]),
     ("interaction latin-1 bytes", "interactions.csv", b"J\xfcrgen,i1,4,5", "bad_encoding", ["not valid utf-8"]),
     ("empty user id", "interactions.csv", b",i1,4,5", "empty_user_id", ["field user_id"]),
-    ("non-numeric timestamp", "interactions.csv", b"u2,i1,yesterday,5", "bad_timestamp",
-     ["field timestamp", "'yesterday'"]),
+    (
+        "non-numeric timestamp",
+        "interactions.csv",
+        b"u2,i1,yesterday,5",
+        "bad_timestamp",
+        ["field timestamp", "'yesterday'"],
+    ),
     ("infinite timestamp", "interactions.csv", b"u2,i1,inf,5", "bad_timestamp", ["field timestamp"]),
     ("bad rating", "interactions.csv", b"u2,i1,4,great", "bad_rating", ["field rating", "'great'"]),
     ("unknown item id", "interactions.csv", b"u2,i9,4,5", "unknown_item_id", ["item_id 'i9'", "item table"]),
     ("duplicate row", "interactions.csv", b"u1,i1,1,5", "duplicate_row", ["user 'u1'", "item 'i1'"]),
     # Python's float() takes these; a timestamp must be a plain number within +-2**53
-    ("underscored timestamp", "interactions.csv", b"u2,i1,8_747_247_10,5", "bad_timestamp",
-     ["field timestamp", "'8_747_247_10'", "plain digits"]),
+    (
+        "underscored timestamp",
+        "interactions.csv",
+        b"u2,i1,8_747_247_10,5",
+        "bad_timestamp",
+        ["field timestamp", "'8_747_247_10'", "plain digits"],
+    ),
     ("huge timestamp", "interactions.csv", b"u2,i1,1e300,5", "bad_timestamp", ["field timestamp", "'1e300'", "2**53"]),
     ("huge negative timestamp", "interactions.csv", b"u2,i1,-1e300,5", "bad_timestamp", ["'-1e300'", "2**53"]),
     ("nan timestamp", "interactions.csv", b"u2,i1,nan,5", "bad_timestamp", ["'nan'"]),
@@ -166,8 +176,11 @@ def test_rating_is_optional_and_may_be_empty(tmp_path):
 
 def test_other_encodings_and_delimiters_are_options(tmp_path):
     folder = tmp_path / "data"
-    write(folder, items="item_id;title\ni1;Café del Mar\n".encode("latin-1"),
-          interactions=b"user_id;item_id;timestamp\nu1;i1;1\n")
+    write(
+        folder,
+        items="item_id;title\ni1;Café del Mar\n".encode("latin-1"),
+        interactions=b"user_id;item_id;timestamp\nu1;i1;1\n",
+    )
     raw = CsvSource(CsvOptions(encoding="latin-1", delimiter=";")).load(folder, skip_bad=False)
     assert raw.items["title"].tolist() == ["Café del Mar"]
     assert raw.params["encoding"] == "latin-1" and raw.params["path"] == str(folder)
@@ -175,8 +188,11 @@ def test_other_encodings_and_delimiters_are_options(tmp_path):
 
 def test_a_title_longer_than_the_csv_modules_default_field_limit_is_read(tmp_path):
     title = "Live " + "x" * 200_000  # the csv module's default limit is 131,072 characters
-    folder = write(tmp_path / "data", items=b"item_id,title\ni1,Alpha\ni2," + title.encode() + b"\n",
-                   interactions=b"user_id,item_id,timestamp\nu1,i1,1\nu1,i2,2\n")  # fmt: skip
+    folder = write(
+        tmp_path / "data",
+        items=b"item_id,title\ni1,Alpha\ni2," + title.encode() + b"\n",
+        interactions=b"user_id,item_id,timestamp\nu1,i1,1\nu1,i2,2\n",
+    )
     for skip_bad in (False, True):
         raw = CsvSource().load(folder, skip_bad=skip_bad)
         assert raw.items["title"].tolist() == ["Alpha", title]
@@ -187,10 +203,15 @@ def test_an_unclosed_quote_is_refused_naming_the_line_where_it_opened(tmp_path):
     rows = [b"i%d,Title %d" % (n, n) for n in range(1, 20)]
     rows[2] = b'i3,"Broken title'
     rows[10] = b'i11,"Quoted, Title"'
-    folder = write(tmp_path / "data", items=b"item_id,title\n" + b"\n".join(rows) + b"\n",
-                   interactions=b"user_id,item_id,timestamp\nu1,i1,1\nu1,i2,2\n")  # fmt: skip
+    folder = write(
+        tmp_path / "data",
+        items=b"item_id,title\n" + b"\n".join(rows) + b"\n",
+        interactions=b"user_id,item_id,timestamp\nu1,i1,1\nu1,i2,2\n",
+    )
     for skip_bad in (False, True):  # --skip-bad cannot skip it: the lost rows are not counted anywhere
-        with pytest.raises(BadInputError, match=r"items\.csv:4: a quote opened on this line is not closed until line 12"):
+        with pytest.raises(
+            BadInputError, match=r"items\.csv:4: a quote opened on this line is not closed until line 12"
+        ):
             CsvSource().load(folder, skip_bad=skip_bad)
 
 
@@ -203,8 +224,11 @@ def test_an_unclosed_quote_that_keeps_the_field_count_is_refused_too(tmp_path):
 
 
 def test_a_quote_left_open_at_the_end_of_the_file_is_refused(tmp_path):
-    folder = write(tmp_path / "data", items=b'item_id,title\ni1,Alpha\ni2,"Beta\ni3,Gamma\n',
-                   interactions=b"user_id,item_id,timestamp\nu1,i1,1\n")  # fmt: skip
+    folder = write(
+        tmp_path / "data",
+        items=b'item_id,title\ni1,Alpha\ni2,"Beta\ni3,Gamma\n',
+        interactions=b"user_id,item_id,timestamp\nu1,i1,1\n",
+    )
     with pytest.raises(BadInputError, match=r"items\.csv:3: a quote opened"):
         CsvSource().load(folder, skip_bad=True)
 

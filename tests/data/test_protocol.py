@@ -11,7 +11,7 @@ from mgfrec.data.protocol import make_samples, split_samples, split_sizes, subsa
 
 def log(rows: list[tuple[str, int, float]]) -> pd.DataFrame:
     """An indexed interaction log in file order from (user_id, item_idx, timestamp) rows."""
-    users, items, stamps = zip(*rows) if rows else ((), (), ())
+    users, items, stamps = zip(*rows, strict=False) if rows else ((), (), ())
     return pd.DataFrame({"user_id": list(users), "item_idx": list(items), "timestamp": [float(t) for t in stamps]})
 
 
@@ -49,9 +49,13 @@ def test_equal_timestamps_within_a_user_keep_file_order():
 
 def test_equal_target_times_are_ordered_by_user_id_then_position():
     rows = [
-        ("b", 0, 1), ("b", 1, 5),  # b's target at t=5
-        ("a", 2, 1), ("a", 3, 5),  # a's target at t=5 too: 'a' < 'b' goes first
-        ("c", 4, 5), ("c", 5, 5), ("c", 6, 5),  # two of c's targets at t=5: position 1 then 2
+        ("b", 0, 1),
+        ("b", 1, 5),  # b's target at t=5
+        ("a", 2, 1),
+        ("a", 3, 5),  # a's target at t=5 too: 'a' < 'b' goes first
+        ("c", 4, 5),
+        ("c", 5, 5),
+        ("c", 6, 5),  # two of c's targets at t=5: position 1 then 2
         ("a", 7, 3),  # an earlier target of a (t=3) sorts before all of them
     ]
     samples = make_samples(log(rows), history_length=20)

@@ -112,7 +112,7 @@ def rule_accuracy(options: SyntheticOptions) -> tuple[float, float, int]:
     items, _, splits = build(raw, DataConfig(source="synthetic"))
     predict = next_volume_or_artist_rule(items, splits["train"])
     test = splits["test"]
-    hits = np.mean([predict(h) == t for h, t in zip(test["history"], test["target"])])
+    hits = np.mean([predict(h) == t for h, t in zip(test["history"], test["target"], strict=False)])
     guesses = np.random.default_rng(0).integers(0, len(items), size=len(test))
     return float(hits), float(np.mean(guesses == test["target"].to_numpy())), len(items)
 

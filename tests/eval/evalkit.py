@@ -20,8 +20,17 @@ N_ITEMS, N_USERS, SEQ_LEN = 12, 40, 6
 def make_dataset(root: Path, n_items: int = N_ITEMS, n_users: int = N_USERS, seq_len: int = SEQ_LEN) -> PreparedDataset:
     """User u consumes items u, u+1, ... (mod n_items): the next item is always the last one plus one.
     Timestamps put every user's last step in the test split (ratios 0.6/0.2/0.2)."""
-    return cyclic_dataset(root, (0.6, 0.2, 0.2), out="prepared", n_items=n_items, n_users=n_users, seq_len=seq_len,
-                          title="Title {}", user="u{:03d}", time_step=1000)
+    return cyclic_dataset(
+        root,
+        (0.6, 0.2, 0.2),
+        out="prepared",
+        n_items=n_items,
+        n_users=n_users,
+        seq_len=seq_len,
+        title="Title {}",
+        user="u{:03d}",
+        time_step=1000,
+    )
 
 
 class FixedScorer:

@@ -26,16 +26,33 @@ FAST = EvalConfig(bootstrap_samples=50)
 @pytest.fixture(scope="module")
 def agent_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("agent-eval")
-    ds = prepare(DataConfig(source="synthetic", options={"n_users": 40, "n_items": 80, "n_artists": 10, "max_length": 6}),
-                 root / "data")  # fmt: skip
-    cfg = load_config(None, [f"embedding.cache_dir={root / 'emb'}", "retriever.model=last-title",
-                             "retriever.recall_size=5", "agent.max_new_tokens_per_turn=64"])  # fmt: skip
+    ds = prepare(
+        DataConfig(source="synthetic", options={"n_users": 40, "n_items": 80, "n_artists": 10, "max_length": 6}),
+        root / "data",
+    )
+    cfg = load_config(
+        None,
+        [
+            f"embedding.cache_dir={root / 'emb'}",
+            "retriever.model=last-title",
+            "retriever.recall_size=5",
+            "agent.max_new_tokens_per_turn=64",
+        ],
+    )
     last_title = fit_baseline(ds, cfg, root / "last-title")
     model, tokenizer = build_preset("tiny", ds.titles)
     save_policy(model, tokenizer, root / "run" / "policy", preset="tiny")
     write_resolved(cfg, root / "run")
-    write_run_info(root / "run", RunInfo("agent", "mgfrec", str(ds.root), ds.checksum,
-                                         extra={"policy": "policy", "recall_run": str(root / "last-title")}))  # fmt: skip
+    write_run_info(
+        root / "run",
+        RunInfo(
+            "agent",
+            "mgfrec",
+            str(ds.root),
+            ds.checksum,
+            extra={"policy": "policy", "recall_run": str(root / "last-title")},
+        ),
+    )
     return root / "run", ds, last_title.retriever
 
 
@@ -64,7 +81,9 @@ def test_an_agent_that_answers_its_last_history_title_ranks_like_last_title(agen
 
 def test_cli_evaluates_the_policy_on_a_subsample(agent_run):
     run, ds, _ = agent_run
-    res = CliRunner().invoke(app, ["evaluate", str(run), "--split", "valid", "--json", "--limit", "4", "--bootstrap", "20"])
+    res = CliRunner().invoke(
+        app, ["evaluate", str(run), "--split", "valid", "--json", "--limit", "4", "--bootstrap", "20"]
+    )
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert out["samples"] == 4 and out["method"] == "mgfrec"
@@ -101,13 +120,16 @@ def test_an_eval_time_ablation_and_a_baseline_compare_on_one_subsample(agent_run
     assert len(seen) == limit  # rolled out on the subsample only, one answering turn each
     assert not any("candidate items from the item database" in c for c in seen)  # the ablation reached the prompt
     # the same rule picks the baseline's samples and the agent's
-    np.testing.assert_array_equal(np.sort(rows["last-title"].result.sample_ids), np.sort(rows["no-recall"].result.sample_ids))
+    np.testing.assert_array_equal(
+        np.sort(rows["last-title"].result.sample_ids), np.sort(rows["no-recall"].result.sample_ids)
+    )
 
 
 def test_a_format_error_costs_the_format_penalty_in_the_reward_column(agent_run, monkeypatch):
     run, ds, _ = agent_run
-    monkeypatch.setattr(agent_eval, "build_engine",
-                        lambda cfg, model, tok: ScriptedEngine(tok, lambda context, j: "no tags at all"))  # fmt: skip
+    monkeypatch.setattr(
+        agent_eval, "build_engine", lambda cfg, model, tok: ScriptedEngine(tok, lambda context, j: "no tags at all")
+    )
     result = evaluate_run(run, "valid", FAST, limit=5, write=False)
     samples = pd.read_csv(run / "agent_valid_samples.csv")
     assert (samples["end_reason"] == "format_error").all() and (result.ranks == ds.num_items).all()

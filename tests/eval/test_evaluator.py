@@ -101,7 +101,9 @@ def test_evaluate_ranks_summarises_precomputed_ranks():
 
 
 def test_configured_ks_and_zero_bootstrap():
-    result = evaluate_ranks(np.array([1, 2, 3]), split="valid", method="m", config=EvalConfig(ks=(1, 3), bootstrap_samples=0))
+    result = evaluate_ranks(
+        np.array([1, 2, 3]), split="valid", method="m", config=EvalConfig(ks=(1, 3), bootstrap_samples=0)
+    )
     assert list(result.metrics) == ["hit@1", "ndcg@1", "hit@3", "ndcg@3", "ndcg_full", "mean_rank"]
     payload = result.to_dict()
     assert payload["ci"]["hit@1"] == [None, None]
@@ -132,7 +134,9 @@ def test_load_names_the_missing_file(tmp_path):
 
 def test_compare_refuses_other_data_sets_and_other_targets(tiny_ds, tmp_path):
     oracle = evaluate(NextItemOracle(N_ITEMS), tiny_ds, "test", FAST)
-    other = prepare(DataConfig(source="csv", path=str(tiny_ds.root.parent / "csv"), split_ratios=(0.5, 0.25, 0.25)), tmp_path)
+    other = prepare(
+        DataConfig(source="csv", path=str(tiny_ds.root.parent / "csv"), split_ratios=(0.5, 0.25, 0.25)), tmp_path
+    )
     elsewhere = evaluate(FixedScorer(np.zeros(N_ITEMS)), other, "test", FAST)
     with pytest.raises(MismatchedSamplesError, match="different data sets"):
         oracle.compare(elsewhere)
@@ -159,6 +163,8 @@ def test_constant_scorer_on_the_real_cds_split_ranks_below_every_unseen_item(cds
     ds = prepare(DataConfig(source="csv", path=str(cds_dir)), tmp_path / "cds")
     test = ds.split("test")
     result = evaluate(FixedScorer(np.zeros(ds.num_items)), ds, "test", FAST, batch_size=128)
-    expected = [ds.num_items - len(set(h.tolist()) - {t}) for h, t in zip(test["history"], test["target"])]
+    expected = [
+        ds.num_items - len(set(h.tolist()) - {t}) for h, t in zip(test["history"], test["target"], strict=False)
+    ]
     assert result.samples == len(test) == ds.counts["samples"]["test"]
     assert result.ranks.tolist() == expected

@@ -51,11 +51,17 @@ def write_metrics(run_dir, steps=8):
             ],
         )
         writer.writeheader()
-        for s in range(
-            1, steps + 1
-        ):  # validation columns are empty on most steps, as GRPOModule writes them
-            writer.writerow({"step": s, "reward/mean": 0.1 * s, "ndcg": 0.05 * s, "reward/format": 1.0,
-                             "response_length": 100 + 10 * s, "valid/ndcg@10": 0.3 if s % 4 == 0 else ""})  # fmt: skip
+        for s in range(1, steps + 1):  # validation columns are empty on most steps, as GRPOModule writes them
+            writer.writerow(
+                {
+                    "step": s,
+                    "reward/mean": 0.1 * s,
+                    "ndcg": 0.05 * s,
+                    "reward/format": 1.0,
+                    "response_length": 100 + 10 * s,
+                    "valid/ndcg@10": 0.3 if s % 4 == 0 else "",
+                }
+            )
 
 
 def write_sweep(root, limits=(1, 3, 6), failed=9):
@@ -63,11 +69,12 @@ def write_sweep(root, limits=(1, 3, 6), failed=9):
     for g in limits:
         name = f"agent.max_groundings={g}"
         (root / name).mkdir(parents=True)
-        (root / name / "ranks_valid.csv").write_text(
-            f"sample_id,target,rank\n0,1,{40 - g}\n1,2,{60 - g}\n"
-        )
-        cells[name] = {"values": {"agent.max_groundings": g}, "status": "finished",
-                       "summary": {"ndcg_full": 0.1 + 0.01 * g, "ndcg_full_lo": 0.09 + 0.01 * g, "ndcg_full_hi": 0.11 + 0.01 * g}}  # fmt: skip
+        (root / name / "ranks_valid.csv").write_text(f"sample_id,target,rank\n0,1,{40 - g}\n1,2,{60 - g}\n")
+        cells[name] = {
+            "values": {"agent.max_groundings": g},
+            "status": "finished",
+            "summary": {"ndcg_full": 0.1 + 0.01 * g, "ndcg_full_lo": 0.09 + 0.01 * g, "ndcg_full_hi": 0.11 + 0.01 * g},
+        }
     cells[f"agent.max_groundings={failed}"] = {
         "values": {"agent.max_groundings": failed},
         "status": "failed",
@@ -109,8 +116,11 @@ def test_sweep_curves_with_two_fields_draw_one_line_per_other_value(tmp_path):
     cells = {}
     for g in (1, 3):
         for beta in (0.0, 0.04):
-            cells[f"g={g},b={beta}"] = {"values": {"agent.max_groundings": g, "grpo.kl_beta": beta}, "status": "finished",
-                                       "summary": {"ndcg@10": g * 0.01 + beta}}  # fmt: skip
+            cells[f"g={g},b={beta}"] = {
+                "values": {"agent.max_groundings": g, "grpo.kl_beta": beta},
+                "status": "finished",
+                "summary": {"ndcg@10": g * 0.01 + beta},
+            }
     (tmp_path / "sweep.json").write_text(
         json.dumps(
             {
@@ -133,15 +143,11 @@ def test_difficulty_by_band_uses_inverse_training_popularity():
             "groundings": [0, 1, 3, 5, 6],
         }
     )
-    popularity = np.array(
-        [4.0, 2.0, 1.0, 0.0]
-    )  # item 3 never seen in training: counted as popularity 1
+    popularity = np.array([4.0, 2.0, 1.0, 0.0])  # item 3 never seen in training: counted as popularity 1
     bands = difficulty_by_band(samples, popularity)
     assert bands["band"].tolist() == ["[0,1]", "[2,4]", "[5,6]"]
     assert bands["samples"].tolist() == [2, 1, 2]
-    assert bands["mean_difficulty"].tolist() == pytest.approx(
-        [(0.25 + 0.5) / 2, 1.0, 1.0]
-    )
+    assert bands["mean_difficulty"].tolist() == pytest.approx([(0.25 + 0.5) / 2, 1.0, 1.0])
 
 
 def test_difficulty_band_figure_from_an_agent_samples_file(tmp_path):
@@ -152,8 +158,15 @@ def test_difficulty_band_figure_from_an_agent_samples_file(tmp_path):
             assert name == "train"
             return pd.DataFrame({"target": [0, 0, 0, 1, 2]})
 
-    pd.DataFrame({"sample_id": [0, 1, 2], "target": [0, 1, 3], "groundings": [1, 3, 6], "end_reason": ["answered"] * 3,
-                  "rank": [1, 5, 80]}).to_csv(tmp_path / "agent_valid_samples.csv", index=False)  # fmt: skip
+    pd.DataFrame(
+        {
+            "sample_id": [0, 1, 2],
+            "target": [0, 1, 3],
+            "groundings": [1, 3, 6],
+            "end_reason": ["answered"] * 3,
+            "rank": [1, 5, 80],
+        }
+    ).to_csv(tmp_path / "agent_valid_samples.csv", index=False)
     assert_png(plot_difficulty_bands(tmp_path, tmp_path / "fig", ds=TinyData()))
     with pytest.raises(FileNotFoundError, match="agent_test_samples.csv"):
         plot_difficulty_bands(tmp_path, tmp_path / "fig", split="test", ds=TinyData())
@@ -163,19 +176,37 @@ TRAJECTORY = {
     "history": [{"item_idx": 1, "item_id": "A1", "title": "Kind of Blue"}],
     "recall": [{"item_idx": 2, "item_id": "B2", "title": "Blue Train"}],
     "turns": [
-        {"kind": "ground", "think": "likes cool jazz", "title": "cool jazz trumpet", "error": None,
-         "items": [{"item_idx": 3, "item_id": "C3", "title": "Birth of the Cool"}], "feedback": "closer to hard bop"},
+        {
+            "kind": "ground",
+            "think": "likes cool jazz",
+            "title": "cool jazz trumpet",
+            "error": None,
+            "items": [{"item_idx": 3, "item_id": "C3", "title": "Birth of the Cool"}],
+            "feedback": "closer to hard bop",
+        },
         {"kind": "answer", "think": "hard bop then", "title": "Moanin'", "error": None},
     ],
-    "answer": "Moanin'", "end_reason": "answered", "format_ok": True, "groundings": 1,
+    "answer": "Moanin'",
+    "end_reason": "answered",
+    "format_ok": True,
+    "groundings": 1,
     "top": [{"item_idx": 4, "item_id": "D4", "title": "Moanin'", "score": 0.93}],
-}  # fmt: skip
+}
 
 
 def test_trajectory_markdown_shows_every_step_in_order(tmp_path):
     md = trajectory_markdown(TRAJECTORY)
-    order = ["Kind of Blue", "Blue Train", "likes cool jazz", "cool jazz trumpet", "Birth of the Cool", "closer to hard bop",
-             "hard bop then", "**Answer:** Moanin'", "| 1 | Moanin' | `D4` | 0.9300 |"]  # fmt: skip
+    order = [
+        "Kind of Blue",
+        "Blue Train",
+        "likes cool jazz",
+        "cool jazz trumpet",
+        "Birth of the Cool",
+        "closer to hard bop",
+        "hard bop then",
+        "**Answer:** Moanin'",
+        "| 1 | Moanin' | `D4` | 0.9300 |",
+    ]
     positions = [md.index(text) for text in order]
     assert positions == sorted(positions)
     path = write_trajectory_markdown(TRAJECTORY, tmp_path / "case" / "case.md")
@@ -214,9 +245,7 @@ def test_figures_for_and_the_command(tmp_path):
 
 
 @pytest.mark.slow
-def test_agent_evaluation_writes_per_sample_groundings_for_the_band_figure(
-    tmp_path, monkeypatch
-):
+def test_agent_evaluation_writes_per_sample_groundings_for_the_band_figure(tmp_path, monkeypatch):
     """A real agent evaluation (scripted engine: ground once, then answer) writes agent_<split>_samples.csv
     whose ranks equal ranks_<split>.csv and whose grounding counts feed the Fig. 3 plot."""
     from mgfrec.config.load import load_config, write_resolved
@@ -229,35 +258,44 @@ def test_agent_evaluation_writes_per_sample_groundings_for_the_band_figure(
     from mgfrec.rollout.scripted_engine import ScriptedEngine
     from mgfrec.runs import RunInfo, write_run_info
 
-    ds = prepare(DataConfig(source="synthetic", options={"n_users": 30, "n_items": 60, "n_artists": 8, "max_length": 6}),
-                 tmp_path / "data")  # fmt: skip
-    cfg = load_config(None, [f"embedding.cache_dir={tmp_path / 'emb'}", "retriever.model=last-title",
-                             "retriever.recall_size=5", "agent.max_new_tokens_per_turn=64"])  # fmt: skip
+    ds = prepare(
+        DataConfig(source="synthetic", options={"n_users": 30, "n_items": 60, "n_artists": 8, "max_length": 6}),
+        tmp_path / "data",
+    )
+    cfg = load_config(
+        None,
+        [
+            f"embedding.cache_dir={tmp_path / 'emb'}",
+            "retriever.model=last-title",
+            "retriever.recall_size=5",
+            "agent.max_new_tokens_per_turn=64",
+        ],
+    )
     fit_baseline(ds, cfg, tmp_path / "last-title")
     model, tokenizer = build_preset("tiny", ds.titles)
     run = tmp_path / "run"
     save_policy(model, tokenizer, run / "policy", preset="tiny")
     write_resolved(cfg, run)
-    write_run_info(run, RunInfo("agent", "mgfrec", str(ds.root), ds.checksum,
-                                extra={"policy": "policy", "recall_run": str(tmp_path / "last-title")}))  # fmt: skip
+    write_run_info(
+        run,
+        RunInfo(
+            "agent",
+            "mgfrec",
+            str(ds.root),
+            ds.checksum,
+            extra={"policy": "policy", "recall_run": str(tmp_path / "last-title")},
+        ),
+    )
 
     def script(context: str, j: int) -> str:
         history = context.split("<|im_start|>user", 1)[1].split("\n\n")[0]
-        last = [
-            line.split(". ", 1)[1] for line in history.splitlines() if ". " in line
-        ][-1].strip()
-        first_turn = context.endswith(
-            "<|im_start|>assistant\n"
-        )  # later turns follow an observation
+        last = [line.split(". ", 1)[1] for line in history.splitlines() if ". " in line][-1].strip()
+        first_turn = context.endswith("<|im_start|>assistant\n")  # later turns follow an observation
         return (
-            f"<think>look</think><ground>{last}</ground>"
-            if first_turn
-            else f"<think>ok</think><answer>{last}</answer>"
+            f"<think>look</think><ground>{last}</ground>" if first_turn else f"<think>ok</think><answer>{last}</answer>"
         )
 
-    monkeypatch.setattr(
-        agent_eval, "build_engine", lambda c, m, tok: ScriptedEngine(tok, script)
-    )
+    monkeypatch.setattr(agent_eval, "build_engine", lambda c, m, tok: ScriptedEngine(tok, script))
     evaluate_run(run, "valid", EvalConfig(bootstrap_samples=20))
     samples = pd.read_csv(run / "agent_valid_samples.csv")
     ranks = pd.read_csv(run / "ranks_valid.csv")
@@ -276,9 +314,6 @@ def test_agent_evaluation_writes_per_sample_groundings_for_the_band_figure(
     assert samples["target"].tolist() == ranks["target"].tolist()
     stats = json.loads((run / "agent_valid.json").read_text())
     assert (
-        samples["groundings"].mean() == pytest.approx(stats["mean_groundings"])
-        and (samples["groundings"] == 1).all()
+        samples["groundings"].mean() == pytest.approx(stats["mean_groundings"]) and (samples["groundings"] == 1).all()
     )
-    assert_png(
-        plot_difficulty_bands(run, tmp_path / "fig")
-    )  # the run's own data set gives the popularity
+    assert_png(plot_difficulty_bands(run, tmp_path / "fig"))  # the run's own data set gives the popularity

@@ -82,8 +82,13 @@ def test_agent_runs_with_a_stored_result_are_reported(runs, tiny_ds, tmp_path):
         build_report([runs["constant"], agent], "test", config=FAST)
     test = tiny_ds.split("test")
     evaluate_ranks(
-        np.full(len(test), 2), test["sample_id"].to_numpy(), split="test", method="mgfrec",
-        targets=test["target"].to_numpy(), num_items=N_ITEMS, data_checksum=tiny_ds.checksum,
+        np.full(len(test), 2),
+        test["sample_id"].to_numpy(),
+        split="test",
+        method="mgfrec",
+        targets=test["target"].to_numpy(),
+        num_items=N_ITEMS,
+        data_checksum=tiny_ds.checksum,
     ).save(agent)
     rep = build_report([runs["constant"], agent], "test", config=FAST)
     assert rep.rows[1].result.method == "mgfrec" and rep.rows[1].mark("ndcg@5") == BETTER

@@ -30,19 +30,13 @@ from mgfrec.experiments.sweep import (
 
 def test_ablation_presets_change_exactly_their_field():
     base = MGFRecConfig()
-    assert (
-        base.agent.max_groundings != 1
-        and base.user_agent.backend != "none"
-        and base.agent.use_recall
-    )
+    assert base.agent.max_groundings != 1 and base.user_agent.backend != "none" and base.agent.use_recall
     assert apply_ablation(base, "no-multi-grounding").agent.max_groundings == 1
     assert apply_ablation(base, "no-feedback").user_agent.backend == "none"
     assert apply_ablation(base, "no-recall").agent.use_recall is False
     assert apply_ablation(base, "full") == base
     ablated = apply_ablation(base, "no-recall")
-    assert (
-        ablated.model_copy(update={"agent": base.agent}) == base
-    )  # nothing else moved
+    assert ablated.model_copy(update={"agent": base.agent}) == base  # nothing else moved
     assert set(ABLATIONS) == {"full", "no-multi-grounding", "no-feedback", "no-recall"}
 
 
@@ -76,9 +70,7 @@ def test_grid_flag_values_are_yaml_scalars():
 
 def test_grid_file_and_flags_make_the_cartesian_product(tmp_path):
     path = tmp_path / "grid.yaml"
-    path.write_text(
-        "agent.max_groundings: [1, 3]\ngrpo.kl_beta: 0.04\n", encoding="utf-8"
-    )
+    path.write_text("agent.max_groundings: [1, 3]\ngrpo.kl_beta: 0.04\n", encoding="utf-8")
     grid = build_grid(["grounding.top_k=2,5"], path)
     assert grid == {
         "agent.max_groundings": [1, 3],
@@ -89,9 +81,12 @@ def test_grid_file_and_flags_make_the_cartesian_product(tmp_path):
     assert len(cells) == 4
     first = "agent.max_groundings=1,grpo.kl_beta=0.04,grounding.top_k=2"
     assert cells[0].name == first
-    assert {
-        (c.values["agent.max_groundings"], c.values["grounding.top_k"]) for c in cells
-    } == {(1, 2), (1, 5), (3, 2), (3, 5)}
+    assert {(c.values["agent.max_groundings"], c.values["grounding.top_k"]) for c in cells} == {
+        (1, 2),
+        (1, 5),
+        (3, 2),
+        (3, 5),
+    }
     with pytest.raises(ConfigError, match="no grid"):
         build_grid([], None)
 
@@ -107,9 +102,7 @@ def test_cell_config_sets_values_and_refuses_a_bad_field_path():
     assert cfg.agent.max_groundings == 3
     with pytest.raises(ConfigError, match="agent.max_groundingz"):
         cell_config(MGFRecConfig(), grid_cells({"agent.max_groundingz": [3]})[0])
-    with pytest.raises(
-        ConfigError, match="agent.max_groundings"
-    ):  # a wrong value is refused by path too
+    with pytest.raises(ConfigError, match="agent.max_groundings"):  # a wrong value is refused by path too
         cell_config(MGFRecConfig(), grid_cells({"agent.max_groundings": [-1]})[0])
 
 
@@ -126,20 +119,22 @@ class FakeCells:
         g = cfg.agent.max_groundings
         self.calls.append(g)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(
-            f"agent:\n  max_groundings: {g}\n", encoding="utf-8"
-        )
+        (out / "config.yaml").write_text(f"agent:\n  max_groundings: {g}\n", encoding="utf-8")
         if g in self.fail_on:
             raise RuntimeError(f"out of memory at max_groundings={g}")
         ndcg = 0.1 + 0.01 * g
-        (out / "eval_valid.json").write_text(json.dumps({"ndcg_full": ndcg, "ndcg@10": ndcg / 2, "mean_rank": 50.0 - g,
-            "ci": {"ndcg_full": [ndcg - 0.01, ndcg + 0.01], "ndcg@10": [ndcg / 2 - 0.01, ndcg / 2 + 0.01]}}))  # fmt: skip
-        (out / "agent_valid.json").write_text(
-            json.dumps({"format_valid": 0.9, "mean_groundings": g / 2})
+        (out / "eval_valid.json").write_text(
+            json.dumps(
+                {
+                    "ndcg_full": ndcg,
+                    "ndcg@10": ndcg / 2,
+                    "mean_rank": 50.0 - g,
+                    "ci": {"ndcg_full": [ndcg - 0.01, ndcg + 0.01], "ndcg@10": [ndcg / 2 - 0.01, ndcg / 2 + 0.01]},
+                }
+            )
         )
-        (out / "ranks_valid.csv").write_text(
-            f"sample_id,target,rank\n0,1,{40 - g}\n1,2,{60 - g}\n"
-        )
+        (out / "agent_valid.json").write_text(json.dumps({"format_valid": 0.9, "mean_groundings": g / 2}))
+        (out / "ranks_valid.csv").write_text(f"sample_id,target,rank\n0,1,{40 - g}\n1,2,{60 - g}\n")
         (out / "run.json").write_text("{}")
         return sweep_mod.cell_summary(out, "valid")
 
@@ -153,15 +148,10 @@ def test_failed_cell_is_recorded_the_sweep_goes_on_and_a_rerun_retries_only_it(
     assert first.calls == [1, 3, 6]  # the failure at 3 did not stop 6
     record = read_sweep(tmp_path)
     failed = record["cells"]["agent.max_groundings=3"]
-    assert (
-        failed["status"] == "failed"
-        and "out of memory at max_groundings=3" in failed["error"]
-    )
+    assert failed["status"] == "failed" and "out of memory at max_groundings=3" in failed["error"]
     assert record["cells"]["agent.max_groundings=6"]["status"] == "finished"
     assert [r["status"] for r in rows] == ["finished", "failed", "finished"]
-    assert rows[2]["ndcg_full"] == pytest.approx(0.16) and rows[2][
-        "ndcg_full_lo"
-    ] == pytest.approx(0.15)
+    assert rows[2]["ndcg_full"] == pytest.approx(0.16) and rows[2]["ndcg_full_lo"] == pytest.approx(0.15)
     assert rows[2]["mean_groundings"] == 3.0 and rows[2]["format_valid"] == 0.9
 
     second = FakeCells()
@@ -184,15 +174,10 @@ def test_summary_files_list_every_cell_with_intervals(tmp_path):
         "agent.max_groundings=1",
         "agent.max_groundings=6",
     ]
-    assert (
-        float(rows[0]["ndcg@10"]) == pytest.approx(0.055)
-        and rows[1]["status"] == "failed"
-    )
+    assert float(rows[0]["ndcg@10"]) == pytest.approx(0.055) and rows[1]["status"] == "failed"
     assert "out of memory" in rows[1]["error"]
     md = (tmp_path / "summary.md").read_text(encoding="utf-8")
-    assert (
-        "0.1100 [0.1000, 0.1200]" in md and "failed (RuntimeError: out of memory" in md
-    )
+    assert "0.1100 [0.1000, 0.1200]" in md and "failed (RuntimeError: out of memory" in md
 
 
 def test_bad_grid_field_fails_before_any_cell_runs(tmp_path):
@@ -207,9 +192,7 @@ def test_bad_grid_field_fails_before_any_cell_runs(tmp_path):
     assert cells.calls == []
 
 
-def test_default_runner_resumes_from_a_checkpoint_and_skips_a_finished_fit(
-    tmp_path, monkeypatch
-):
+def test_default_runner_resumes_from_a_checkpoint_and_skips_a_finished_fit(tmp_path, monkeypatch):
     """fit_and_evaluate: resume only when a checkpoint exists and run.json does not; evaluate missing splits."""
     import mgfrec.eval.runs as runs_mod
     import mgfrec.rl.fit as fit_mod
@@ -222,9 +205,7 @@ def test_default_runner_resumes_from_a_checkpoint_and_skips_a_finished_fit(
 
     def fake_eval(out, split, config, limit=None):
         evals.append(split)
-        (out / f"eval_{split}.json").write_text(
-            json.dumps({"ndcg_full": 0.2, "ci": {}})
-        )
+        (out / f"eval_{split}.json").write_text(json.dumps({"ndcg_full": 0.2, "ci": {}}))
 
     monkeypatch.setattr(fit_mod, "run_fit", fake_fit)
     monkeypatch.setattr(runs_mod, "evaluate_run", fake_eval)
@@ -234,9 +215,7 @@ def test_default_runner_resumes_from_a_checkpoint_and_skips_a_finished_fit(
     (cell / "checkpoints" / "last.ckpt").write_text("x")
     assert runner(MGFRecConfig(), cell)["ndcg_full"] == 0.2
     assert fits == [True] and evals == ["valid", "test"]
-    runner(
-        MGFRecConfig(), cell
-    )  # fit finished and both splits evaluated: nothing runs again
+    runner(MGFRecConfig(), cell)  # fit finished and both splits evaluated: nothing runs again
     assert fits == [True] and evals == ["valid", "test"]
     fresh = tmp_path / "fresh"
     fresh.mkdir()
@@ -256,26 +235,27 @@ def test_cli_sweep_with_the_documented_flags(tmp_path, monkeypatch):
     app = typer.Typer()
     app.command()(sweep_command)
     out = tmp_path / "sweep-mg"
-    args = ["--data", str(tmp_path / "data"), "--init", str(tmp_path / "sft"), "--grid", "agent.max_groundings=1,3,6,9",
-            "--out", str(out), "--max-steps", "2", "--set", "grpo.kl_beta=0"]  # fmt: skip
+    args = [
+        "--data",
+        str(tmp_path / "data"),
+        "--init",
+        str(tmp_path / "sft"),
+        "--grid",
+        "agent.max_groundings=1,3,6,9",
+        "--out",
+        str(out),
+        "--max-steps",
+        "2",
+        "--set",
+        "grpo.kl_beta=0",
+    ]
     result = CliRunner().invoke(app, args)
-    assert result.exit_code == 1, (
-        result.output
-    )  # one cell failed: the exit code says so
+    assert result.exit_code == 1, result.output  # one cell failed: the exit code says so
     assert fake.calls == [1, 3, 6, 9]
     assert seen["init"] == str(tmp_path / "sft") and seen["splits"] == ("valid",)
-    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [
-        f"agent.max_groundings={g}" for g in (1, 3, 6, 9)
-    ]
-    assert (
-        json.loads((out / "sweep.json").read_text())["cells"]["agent.max_groundings=9"][
-            "status"
-        ]
-        == "failed"
-    )
-    bad = CliRunner().invoke(
-        app, ["--data", "d", "--out", str(tmp_path / "x"), "--grid", "agent.nope=1"]
-    )
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [f"agent.max_groundings={g}" for g in (1, 3, 6, 9)]
+    assert json.loads((out / "sweep.json").read_text())["cells"]["agent.max_groundings=9"]["status"] == "failed"
+    bad = CliRunner().invoke(app, ["--data", "d", "--out", str(tmp_path / "x"), "--grid", "agent.nope=1"])
     assert bad.exit_code == 2 and "agent.nope" in bad.output
 
 
@@ -298,24 +278,16 @@ def test_real_fit_and_evaluate_cell_on_a_tiny_synthetic_set(tmp_path):
     options = {"n_users": 40, "n_items": 80, "n_artists": 10, "max_length": 6}
     ds = prepare(DataConfig(source="synthetic", options=options), tmp_path / "data")
     template = tmp_path / "system.txt"
-    template.write_text(
-        "Think in <think> </think>, search with <ground> </ground>, answer with <answer> </answer>."
-    )
+    template.write_text("Think in <think> </think>, search with <ground> </ground>, answer with <answer> </answer>.")
     cfg = MGFRecConfig(
-        agent=AgentConfig(
-            template=str(template), max_new_tokens_per_turn=16, max_new_tokens_total=48
-        ),
+        agent=AgentConfig(template=str(template), max_new_tokens_per_turn=16, max_new_tokens_total=48),
         retriever=RetrieverConfig(recall_size=5),
         grounding=GroundingConfig(top_k=3),
         grpo=GRPOConfig(group_size=2, kl_beta=0.0),
-        trainer=TrainerConfig(
-            max_steps=1, global_batch_size=2, micro_batch_size=4, val_check_interval=1
-        ),
+        trainer=TrainerConfig(max_steps=1, global_batch_size=2, micro_batch_size=4, val_check_interval=1),
         eval=EvalConfig(bootstrap_samples=20),
     )
-    runner = sweep_mod.fit_and_evaluate(
-        ds.root, FitOptions(valid_samples=2), ("valid",), 4
-    )
+    runner = sweep_mod.fit_and_evaluate(ds.root, FitOptions(valid_samples=2), ("valid",), 4)
     rows = run_sweep(cfg, {"agent.max_groundings": [1]}, tmp_path / "sweep", runner)
     assert rows[0]["status"] == "finished", rows[0]["error"]
     cell = tmp_path / "sweep" / "agent.max_groundings=1"

@@ -31,10 +31,10 @@ def with_more_duplicates(titles: list[str], vectors: np.ndarray) -> tuple[list[s
 
 def check_tie_rule(indices: np.ndarray, distances: np.ndarray, titles: list[str], vectors: np.ndarray) -> None:
     """Equal distances in index order; a duplicated title strictly inside the top-k has all its copies there."""
-    for row_idx, row_dist in zip(indices, distances):
+    for row_idx, row_dist in zip(indices, distances, strict=False):
         same = row_dist[1:] == row_dist[:-1]
         assert (row_idx[1:][same] > row_idx[:-1][same]).all()
-        for i, d in zip(row_idx, row_dist):
+        for i, d in zip(row_idx, row_dist, strict=False):
             if d < row_dist[-1]:
                 copies = np.flatnonzero((vectors == vectors[i]).all(axis=1))
                 assert set(copies) <= set(row_idx.tolist()), titles[i]
@@ -60,7 +60,7 @@ def test_catalogue_titles_ground_to_their_first_copy(cds, minilm):
     grounder = build_grounder(vectors, GroundingConfig(grounder="faiss"))
     duplicated = [t for t in dict.fromkeys(titles) if titles.count(t) > 1][:20]
     indices, distances = grounder.search(minilm.encode(duplicated, query=True), 3)
-    for title, row, dist in zip(duplicated, indices, distances):
+    for title, row, dist in zip(duplicated, indices, distances, strict=False):
         first = titles.index(title)
         assert row[0] == first and dist[0] == pytest.approx(0, abs=1e-5)
         assert titles[row[1]] == title and row[1] > first  # the next copy follows, by index

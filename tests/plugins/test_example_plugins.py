@@ -19,7 +19,18 @@ def plugin_site(tmp_path_factory) -> Path:
     """pip-install the plugin package into a private folder (its own dist-info and entry points)."""
     target = tmp_path_factory.mktemp("plugin-site")
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(target), str(PLUGIN)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(PLUGIN),
+        ],
         capture_output=True,
         text=True,
     )
@@ -45,7 +56,9 @@ def test_plugins_list_finds_them(plugin_site):
 
 
 def test_not_visible_without_install():
-    proc = subprocess.run([sys.executable, "-m", "mgfrec.cli.main", "plugins", "list", "--json"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mgfrec.cli.main", "plugins", "list", "--json"], capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
     assert "cosine" not in {e["name"] for e in json.loads(proc.stdout)["grounder"]}
 
@@ -82,10 +95,7 @@ def test_config_selects_plugin_components(plugin_site):
 
 
 def test_plugin_option_errors_name_the_field(plugin_site):
-    code = (
-        "from mgfrec.rewards.compose import build_reward\n"
-        "build_reward(['hit-at-k'], {'hit-at-k': {'k': 0}})\n"
-    )
+    code = "from mgfrec.rewards.compose import build_reward\nbuild_reward(['hit-at-k'], {'hit-at-k': {'k': 0}})\n"
     proc = _run(plugin_site, "-c", code)
     assert proc.returncode != 0
     assert "grpo.reward_options.hit-at-k.k" in proc.stderr
@@ -95,20 +105,36 @@ def test_plugin_option_errors_name_the_field(plugin_site):
 def small_data(tmp_path_factory) -> Path:
     """A small synthetic data set prepared through the CLI, with its own embedding cache folder."""
     root = tmp_path_factory.mktemp("plugin-cli")
-    proc = subprocess.run([sys.executable, "-m", "mgfrec.cli.main", "data", "prepare", "synthetic", "--out",
-                           str(root / "data"), "--set", "data.options={n_users: 40, n_items: 80, n_artists: 10, "
-                           "max_length: 6}"], check=False, capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mgfrec.cli.main",
+            "data",
+            "prepare",
+            "synthetic",
+            "--out",
+            str(root / "data"),
+            "--set",
+            "data.options={n_users: 40, n_items: 80, n_artists: 10, max_length: 6}",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
-    (root / "system.txt").write_text("Think in <think> </think>, search with <ground> </ground>, answer with "
-                                     "<answer> </answer>.", encoding="utf-8")  # fmt: skip
+    (root / "system.txt").write_text(
+        "Think in <think> </think>, search with <ground> </ground>, answer with <answer> </answer>.", encoding="utf-8"
+    )
     return root
 
 
 def _cli(site: Path, root: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(site), "COLUMNS": "80"}
     cache = ["--set", f"embedding.cache_dir={root / 'emb'}"]
-    return subprocess.run([sys.executable, "-m", "mgfrec.cli.main", *args, *cache], check=False, capture_output=True,
-                          text=True, env=env)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "mgfrec.cli.main", *args, *cache], check=False, capture_output=True, text=True, env=env
+    )
 
 
 def test_index_build_treats_the_plugin_grounder_like_a_built_in(plugin_site, small_data):
@@ -122,20 +148,63 @@ def test_index_query_grounds_with_the_plugin_grounder(plugin_site, small_data):
     import pandas as pd
 
     title = str(pd.read_parquet(small_data / "data" / "items.parquet")["title"].iloc[3])
-    proc = _cli(plugin_site, small_data, "index", "query", str(small_data / "data"), title, "--grounder", "cosine",
-                "-k", "2", "--json")  # fmt: skip
+    proc = _cli(
+        plugin_site,
+        small_data,
+        "index",
+        "query",
+        str(small_data / "data"),
+        title,
+        "--grounder",
+        "cosine",
+        "-k",
+        "2",
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)[0]["items"][0]["title"] == title
 
 
 def test_fit_trains_with_the_plugin_grounder_and_reward(plugin_site, small_data):
     out = small_data / "fit"
-    proc = _cli(plugin_site, small_data, "fit", "--data", str(small_data / "data"), "--out", str(out), "--max-steps", "1",
-                "--group-size", "2", "--kl-beta", "0", "--valid-samples", "2", "--no-progress", "--grounder", "cosine",
-                "--reward", "ndcg", "--reward", "hit-at-k", "--reward", "format",
-                "--set", f"agent.template={small_data / 'system.txt'}", "--set", "agent.max_new_tokens_per_turn=16",
-                "--set", "agent.max_new_tokens_total=32", "--set", "trainer.global_batch_size=2",
-                "--set", "retriever.recall_size=0", "--set", "trainer.val_check_interval=100")  # fmt: skip
+    proc = _cli(
+        plugin_site,
+        small_data,
+        "fit",
+        "--data",
+        str(small_data / "data"),
+        "--out",
+        str(out),
+        "--max-steps",
+        "1",
+        "--group-size",
+        "2",
+        "--kl-beta",
+        "0",
+        "--valid-samples",
+        "2",
+        "--no-progress",
+        "--grounder",
+        "cosine",
+        "--reward",
+        "ndcg",
+        "--reward",
+        "hit-at-k",
+        "--reward",
+        "format",
+        "--set",
+        f"agent.template={small_data / 'system.txt'}",
+        "--set",
+        "agent.max_new_tokens_per_turn=16",
+        "--set",
+        "agent.max_new_tokens_total=32",
+        "--set",
+        "trainer.global_batch_size=2",
+        "--set",
+        "retriever.recall_size=0",
+        "--set",
+        "trainer.val_check_interval=100",
+    )
     assert proc.returncode == 0, proc.stderr
     config = (out / "config.yaml").read_text(encoding="utf-8")
     assert "grounder: cosine" in config and "hit-at-k" in config

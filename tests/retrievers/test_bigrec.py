@@ -18,9 +18,14 @@ from mgfrec.retrievers.fit import fit_baseline, load_retriever
 @pytest.fixture(scope="module")
 def bigrec_run(tmp_path_factory, chain_ds):
     root = tmp_path_factory.mktemp("bigrec")
-    cfg = load_config(None, [f"embedding.cache_dir={root / 'emb'}", "retriever.model=bigrec",
-                             "retriever.options={epochs: 2, batch_size: 16, max_train_samples: 96, valid_samples: 8, "
-                             "max_new_tokens: 8}"])  # fmt: skip
+    cfg = load_config(
+        None,
+        [
+            f"embedding.cache_dir={root / 'emb'}",
+            "retriever.model=bigrec",
+            "retriever.options={epochs: 2, batch_size: 16, max_train_samples: 96, valid_samples: 8, max_new_tokens: 8}",
+        ],
+    )
     result = fit_baseline(chain_ds, cfg, root / "run")
     return result, chain_ds
 
@@ -28,7 +33,9 @@ def bigrec_run(tmp_path_factory, chain_ds):
 def test_fit_writes_the_run_and_the_loss_falls(bigrec_run):
     result, _ = bigrec_run
     run = result.run_dir
-    assert (run / "policy" / "config.json").is_file() and (run / "bigrec.json").is_file() and (run / "run.json").is_file()
+    assert (
+        (run / "policy" / "config.json").is_file() and (run / "bigrec.json").is_file() and (run / "run.json").is_file()
+    )
     rows = list(csv.DictReader((run / "bigrec_metrics.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert float(rows[1]["train_loss"]) < float(rows[0]["train_loss"])
@@ -67,10 +74,15 @@ def test_a_loaded_run_scores_like_the_fitted_one(bigrec_run):
 
 
 def test_the_time_cap_ends_the_fit_after_one_validated_epoch(tmp_path, chain_ds):
-    cfg = load_config(None, [f"embedding.cache_dir={tmp_path / 'emb'}", "retriever.model=bigrec",
-                             "retriever.max_seconds=0.000001",
-                             "retriever.options={epochs: 3, batch_size: 16, max_train_samples: 48, valid_samples: 4, "
-                             "max_new_tokens: 4}"])  # fmt: skip
+    cfg = load_config(
+        None,
+        [
+            f"embedding.cache_dir={tmp_path / 'emb'}",
+            "retriever.model=bigrec",
+            "retriever.max_seconds=0.000001",
+            "retriever.options={epochs: 3, batch_size: 16, max_train_samples: 48, valid_samples: 4, max_new_tokens: 4}",
+        ],
+    )
     result = fit_baseline(chain_ds, cfg, tmp_path / "run")
     rows = list(csv.DictReader((tmp_path / "run" / "bigrec_metrics.csv").open()))
     assert len(rows) == 1 and result.retriever.best_epoch == 1

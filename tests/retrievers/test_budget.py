@@ -54,27 +54,19 @@ def test_time_cap_stops_after_the_first_batch_past_it(chain_ds, tmp_path):
         **{"retriever.max_epochs": 50, "retriever.max_seconds": 1e-6},
     )
     assert len(rows(tmp_path / "run")) == 1
-    assert (
-        result.retriever.stopped == "time cap"
-        and (tmp_path / "run" / "model.pt").is_file()
-    )
+    assert result.retriever.stopped == "time cap" and (tmp_path / "run" / "model.pt").is_file()
 
 
 def test_min_delta_makes_early_stopping_stop_early(chain_ds, tmp_path):
     # No gain can reach 1.0 NDCG@10, so every epoch after the first counts as no improvement.
-    result = fit(chain_ds, tmp_path / "run", **{"retriever.max_epochs": 50, "retriever.patience": 1,
-                                                "retriever.min_delta": 1.0})  # fmt: skip
-    assert (
-        len(rows(tmp_path / "run")) == 2
-        and result.retriever.stopped == "early stopping"
+    result = fit(
+        chain_ds, tmp_path / "run", **{"retriever.max_epochs": 50, "retriever.patience": 1, "retriever.min_delta": 1.0}
     )
+    assert len(rows(tmp_path / "run")) == 2 and result.retriever.stopped == "early stopping"
 
 
 def test_uncapped_fit_ends_at_the_epoch_limit(chain_ds, tmp_path):
-    assert (
-        fit(chain_ds, tmp_path / "run", **{"retriever.max_epochs": 1}).retriever.stopped
-        == "epoch limit"
-    )
+    assert fit(chain_ds, tmp_path / "run", **{"retriever.max_epochs": 1}).retriever.stopped == "epoch limit"
 
 
 def test_progress_lines_say_what_is_done_and_what_is_left(chain_ds, tmp_path):

@@ -49,7 +49,9 @@ def test_last_n_weights_recent_items_more(minilm):
 def test_last_title_beats_random_on_synthetic_and_reloads(synth, tmp_path):
     result = fit_baseline(synth, _config("last-title", tmp_path), tmp_path / "run")
     ranks = split_ranks(result.retriever, synth, "test")
-    random_ndcg = per_sample(np.random.default_rng(0).integers(1, synth.num_items + 1, len(ranks)), [10])["ndcg_full"].mean()
+    random_ndcg = per_sample(np.random.default_rng(0).integers(1, synth.num_items + 1, len(ranks)), [10])[
+        "ndcg_full"
+    ].mean()
     assert per_sample(ranks, [10])["ndcg_full"].mean() > 1.5 * random_ndcg
     reloaded = load_retriever(tmp_path / "run", synth)
     hist = [np.array(h) for h in synth.split("test")["history"][:5]]
@@ -73,7 +75,9 @@ def test_hybrid_tunes_the_weight_on_valid_and_reloads(synth, tmp_path):
 
 def test_hybrid_reuses_a_trained_collaborative_run(synth, tmp_path):
     pop = fit_baseline(synth, _config("pop", tmp_path), tmp_path / "pop")
-    cfg = _config("hybrid", tmp_path, f"retriever.options={{collaborative: pop, collaborative_run: {tmp_path / 'pop'}}}")
+    cfg = _config(
+        "hybrid", tmp_path, f"retriever.options={{collaborative: pop, collaborative_run: {tmp_path / 'pop'}}}"
+    )
     result = fit_baseline(synth, cfg, tmp_path / "hybrid")
     assert not (tmp_path / "hybrid" / "collaborative").exists()
     assert np.array_equal(result.retriever.collaborative.counts, pop.retriever.counts)

@@ -10,11 +10,20 @@ from mgfrec.retrievers.pop import PopRetriever, train_popularity
 
 def test_counts_every_train_interaction_once(prepare_log):
     rows = [
-        ("a", "i0", 1), ("a", "i1", 2), ("a", "i2", 3), ("a", "i1", 4),
-        ("b", "i1", 5), ("b", "i3", 6), ("b", "i1", 7),
-        ("c", "i4", 8), ("c", "i0", 9), ("c", "i2", 10), ("c", "i5", 11),
-        ("a", "i5", 12), ("b", "i5", 13),
-    ]  # fmt: skip
+        ("a", "i0", 1),
+        ("a", "i1", 2),
+        ("a", "i2", 3),
+        ("a", "i1", 4),
+        ("b", "i1", 5),
+        ("b", "i3", 6),
+        ("b", "i1", 7),
+        ("c", "i4", 8),
+        ("c", "i0", 9),
+        ("c", "i2", 10),
+        ("c", "i5", 11),
+        ("a", "i5", 12),
+        ("b", "i5", 13),
+    ]
     ds = prepare_log(rows, 6)
     # 10 samples (targets at t=2,3,4,6,7,9,10,11 | 12 | 13) -> 8 train, 1 valid, 1 test.
     assert ds.counts["samples"] == {"train": 8, "valid": 1, "test": 1}

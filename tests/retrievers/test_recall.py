@@ -43,7 +43,7 @@ def test_lists_have_recall_size_items_best_first_without_history(chain_ds, sasre
     test = chain_ds.split("test")
     assert lists.shape == (len(test), 30)
     scores = sasrec_run.retriever.scores(test["history"].tolist())
-    for row, history, score in zip(lists, test["history"], scores):
+    for row, history, score in zip(lists, test["history"], scores, strict=False):
         assert (row >= 0).all() and len(set(row.tolist())) == 30
         assert not set(row.tolist()) & set(history.tolist())
         picked = score[torch.as_tensor(row)]

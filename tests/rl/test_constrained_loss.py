@@ -19,7 +19,11 @@ def _case(seed: int):
     g = torch.Generator().manual_seed(seed)
     logits = torch.randn(B, T, V, generator=g, dtype=torch.float64)
     ids = torch.randint(0, V, (B, T), generator=g)
-    sets = [AllowedSet(True, frozenset({1, 4, 6})), AllowedSet(False, frozenset({0, 2})), AllowedSet(True, frozenset({3}))]
+    sets = [
+        AllowedSet(True, frozenset({1, 4, 6})),
+        AllowedSet(False, frozenset({0, 2})),
+        AllowedSet(True, frozenset({3})),
+    ]
     index = torch.full((B, T), -1, dtype=torch.long)
     for b in range(B):
         for t in range(1, T):

@@ -18,7 +18,9 @@ import torch
 
 pytest.importorskip("deepspeed", reason="deepspeed is in the dev extra: pip install -e '.[dev]'")
 if shutil.which(os.environ.get("CXX", "c++")) is None:
-    pytest.skip("DeepSpeed's CPU backend compiles a small C++ op on first use: no C++ compiler found", allow_module_level=True)
+    pytest.skip(
+        "DeepSpeed's CPU backend compiles a small C++ op on first use: no C++ compiler found", allow_module_level=True
+    )
 
 from transformers import AutoModelForCausalLM  # noqa: E402
 
@@ -38,7 +40,9 @@ from mgfrec.rl.fit import FitOptions, run_fit  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-SHORT_SYSTEM = "You recommend music. Think in <think> </think>, search with <ground> </ground>, answer with <answer> </answer>."
+SHORT_SYSTEM = (
+    "You recommend music. Think in <think> </think>, search with <ground> </ground>, answer with <answer> </answer>."
+)
 COMPARED = ("reward/mean", "loss", "policy_loss", "kl", "grad_norm", "entropy")
 
 
@@ -74,11 +78,32 @@ def test_fit_cli_runs_a_cpu_deepspeed_strategy(setup, cpu_deepspeed):
     app = typer.Typer()
     app.command()(fit_command)
     out = setup["root"] / "cli"
-    args = ["--data", setup["ds"].root, "--out", out, "--strategy", "deepspeed_stage_2_cpu", "--max-steps", 1,
-            "--group-size", 2, "--valid-samples", 2, "--no-progress", "--json",
-            "--set", f"agent.template={setup['root'] / 'system.txt'}", "--set", "agent.max_new_tokens_per_turn=16",
-            "--set", "agent.max_new_tokens_total=32", "--set", "trainer.global_batch_size=2",
-            "--set", "retriever.recall_size=5"]  # fmt: skip
+    args = [
+        "--data",
+        setup["ds"].root,
+        "--out",
+        out,
+        "--strategy",
+        "deepspeed_stage_2_cpu",
+        "--max-steps",
+        1,
+        "--group-size",
+        2,
+        "--valid-samples",
+        2,
+        "--no-progress",
+        "--json",
+        "--set",
+        f"agent.template={setup['root'] / 'system.txt'}",
+        "--set",
+        "agent.max_new_tokens_per_turn=16",
+        "--set",
+        "agent.max_new_tokens_total=32",
+        "--set",
+        "trainer.global_batch_size=2",
+        "--set",
+        "retriever.recall_size=5",
+    ]
     result = CliRunner().invoke(app, [str(a) for a in args])
     assert result.exit_code == 0, result.output
     assert (out / "checkpoints" / "last.ckpt").is_dir()  # DeepSpeed's folder of shards
@@ -97,7 +122,10 @@ def cpu_deepspeed(process_group):
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("dscpu")
-    ds = prepare(DataConfig(source="synthetic", options={"n_users": 40, "n_items": 80, "n_artists": 10, "max_length": 6}), root / "data")
+    ds = prepare(
+        DataConfig(source="synthetic", options={"n_users": 40, "n_items": 80, "n_artists": 10, "max_length": 6}),
+        root / "data",
+    )
     (root / "system.txt").write_text(SHORT_SYSTEM, encoding="utf-8")
     reg = Registry.discover()
     reg.add("reward", "length", LengthReward)
@@ -106,21 +134,38 @@ def setup(tmp_path_factory):
 
 def config(setup, strategy: str, max_steps: int = 3) -> MGFRecConfig:
     return MGFRecConfig(
-        agent=AgentConfig(template=str(setup["root"] / "system.txt"), max_groundings=1, max_new_tokens_per_turn=16,
-                          max_new_tokens_total=32),  # fmt: skip
+        agent=AgentConfig(
+            template=str(setup["root"] / "system.txt"),
+            max_groundings=1,
+            max_new_tokens_per_turn=16,
+            max_new_tokens_total=32,
+        ),
         retriever=RetrieverConfig(recall_size=5),
         grounding=GroundingConfig(top_k=3),
         grpo=GRPOConfig(group_size=2, kl_beta=0.04, rewards=["length"], max_grad_norm=1.0),
         # 3 prompts x G=2 = 6 trajectories in micro-batches of 4: two micro-batches per update
-        trainer=TrainerConfig(max_steps=max_steps, global_batch_size=3, micro_batch_size=4, val_check_interval=2,
-                              lr=1e-3, strategy=strategy, accelerator="cpu"),  # fmt: skip
+        trainer=TrainerConfig(
+            max_steps=max_steps,
+            global_batch_size=3,
+            micro_batch_size=4,
+            val_check_interval=2,
+            lr=1e-3,
+            strategy=strategy,
+            accelerator="cpu",
+        ),
     )
 
 
 def fit(setup, minilm, strategy: str, name: str, max_steps: int = 3, resume: bool = False):
     cfg = config(setup, strategy, max_steps)
-    return run_fit(setup["ds"].root, setup["root"] / name, cfg, FitOptions(valid_samples=2, resume=resume),
-                   reg=setup["reg"], embedder=minilm)  # fmt: skip
+    return run_fit(
+        setup["ds"].root,
+        setup["root"] / name,
+        cfg,
+        FitOptions(valid_samples=2, resume=resume),
+        reg=setup["reg"],
+        embedder=minilm,
+    )
 
 
 def rows(result) -> list[dict[str, str]]:

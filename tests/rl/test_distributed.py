@@ -27,9 +27,24 @@ from mgfrec.config.schema import DataConfig
 from mgfrec.data.prepared import prepare
 from mgfrec.rl.distributed import all_gather_rows, all_max, all_sum, replica_drift, shard, world
 
-SHORT_SYSTEM = "You recommend music. Think in <think> </think>, search with <ground> </ground>, answer with <answer> </answer>."
-COMPARED = ("trajectories", "reward/mean", "reward/std", "degenerate_groups", "format_valid", "loss", "policy_loss",
-            "kl", "entropy", "grad_norm", "valid/format_valid", "valid/ndcg_full", "valid/ndcg@10")
+SHORT_SYSTEM = (
+    "You recommend music. Think in <think> </think>, search with <ground> </ground>, answer with <answer> </answer>."
+)
+COMPARED = (
+    "trajectories",
+    "reward/mean",
+    "reward/std",
+    "degenerate_groups",
+    "format_valid",
+    "loss",
+    "policy_loss",
+    "kl",
+    "entropy",
+    "grad_norm",
+    "valid/format_valid",
+    "valid/ndcg_full",
+    "valid/ndcg@10",
+)
 
 PLUGIN = '''
 import hashlib
@@ -82,24 +97,76 @@ def plugin_env(tmp_path_factory):
         "[mgfrec.reward]\nlength = mgfrec_replay_test:LengthReward\n"
     )
     (site / "mgfrec_replay_test.py").write_text(textwrap.dedent(PLUGIN))
-    prepare(DataConfig(source="synthetic", options={"n_users": 40, "n_items": 80, "n_artists": 10, "max_length": 6}), root / "data")
+    prepare(
+        DataConfig(source="synthetic", options={"n_users": 40, "n_items": 80, "n_artists": 10, "max_length": 6}),
+        root / "data",
+    )
     (root / "system.txt").write_text(SHORT_SYSTEM, encoding="utf-8")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
+    }
     return root, env
 
 
-def fit(root, env, name: str, strategy: str, devices: int, steps: int = 3, *extra: str) -> tuple[list[dict[str, str]], dict]:
+def fit(
+    root, env, name: str, strategy: str, devices: int, steps: int = 3, *extra: str
+) -> tuple[list[dict[str, str]], dict]:
     out = root / name
-    args = [sys.executable, "-m", "mgfrec.cli.main", "fit", "--data", str(root / "data"), "--out", str(out),
-            "--strategy", strategy, "--max-steps", str(steps), "--group-size", "3", "--valid-samples", "5",
-            "--rollout-engine", "replay", "--reward", "length", "--kl-beta", "0.04", "--lr", "0.001",
-            "--no-progress", "--json", "--user-agent", "none",
-            "--set", f"agent.template={root / 'system.txt'}", "--set", "agent.max_new_tokens_per_turn=16",
-            "--set", "agent.max_new_tokens_total=32", "--set", "trainer.global_batch_size=4",
-            "--set", "agent.decoding=free",  # the replay plugin scripts free-text turns, format errors included
-            "--set", "trainer.micro_batch_size=4", "--set", "retriever.recall_size=5",
-            "--set", "trainer.accelerator=cpu", "--set", f"trainer.devices={devices}",
-            "--set", "trainer.val_check_interval=3", "--set", "grpo.updates_per_batch=2", *extra]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "mgfrec.cli.main",
+        "fit",
+        "--data",
+        str(root / "data"),
+        "--out",
+        str(out),
+        "--strategy",
+        strategy,
+        "--max-steps",
+        str(steps),
+        "--group-size",
+        "3",
+        "--valid-samples",
+        "5",
+        "--rollout-engine",
+        "replay",
+        "--reward",
+        "length",
+        "--kl-beta",
+        "0.04",
+        "--lr",
+        "0.001",
+        "--no-progress",
+        "--json",
+        "--user-agent",
+        "none",
+        "--set",
+        f"agent.template={root / 'system.txt'}",
+        "--set",
+        "agent.max_new_tokens_per_turn=16",
+        "--set",
+        "agent.max_new_tokens_total=32",
+        "--set",
+        "trainer.global_batch_size=4",
+        "--set",
+        "agent.decoding=free",  # the replay plugin scripts free-text turns, format errors included
+        "--set",
+        "trainer.micro_batch_size=4",
+        "--set",
+        "retriever.recall_size=5",
+        "--set",
+        "trainer.accelerator=cpu",
+        "--set",
+        f"trainer.devices={devices}",
+        "--set",
+        "trainer.val_check_interval=3",
+        "--set",
+        "grpo.updates_per_batch=2",
+        *extra,
+    ]
     proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout)  # one JSON object: the other processes print nothing
@@ -165,11 +232,37 @@ def test_two_processes_resume_like_one(plugin_env, single):
 @pytest.mark.slow
 def test_a_global_batch_that_does_not_split_is_refused(plugin_env):
     root, env = plugin_env
-    args = [sys.executable, "-m", "mgfrec.cli.main", "fit", "--data", str(root / "data"), "--out", str(root / "odd"),
-            "--strategy", "ddp", "--max-steps", "1", "--group-size", "2", "--valid-samples", "2", "--no-progress",
-            "--rollout-engine", "replay", "--set", f"agent.template={root / 'system.txt'}",
-            "--set", "trainer.global_batch_size=3", "--set", "retriever.recall_size=5",
-            "--set", "trainer.accelerator=cpu", "--set", "trainer.devices=2"]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "mgfrec.cli.main",
+        "fit",
+        "--data",
+        str(root / "data"),
+        "--out",
+        str(root / "odd"),
+        "--strategy",
+        "ddp",
+        "--max-steps",
+        "1",
+        "--group-size",
+        "2",
+        "--valid-samples",
+        "2",
+        "--no-progress",
+        "--rollout-engine",
+        "replay",
+        "--set",
+        f"agent.template={root / 'system.txt'}",
+        "--set",
+        "trainer.global_batch_size=3",
+        "--set",
+        "retriever.recall_size=5",
+        "--set",
+        "trainer.accelerator=cpu",
+        "--set",
+        "trainer.devices=2",
+    ]
     proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0
     assert "3 prompts per step do not split evenly over 2 processes" in proc.stderr

@@ -97,9 +97,14 @@ def batch(model):
     old = torch.where(action, current + 0.35 * torch.randn(current.shape, generator=gen, dtype=torch.float64), 0.0)
     ref = torch.where(action, current + 0.25 * torch.randn(current.shape, generator=gen, dtype=torch.float64), 0.0)
     return SimpleNamespace(
-        input_ids=input_ids, attention_mask=attention, action_mask=action, old=old, ref=ref,
-        advantages=torch.tensor(reference_advantages(REWARDS, GROUP), dtype=torch.float64), lengths=lengths,
-    )  # fmt: skip
+        input_ids=input_ids,
+        attention_mask=attention,
+        action_mask=action,
+        old=old,
+        ref=ref,
+        advantages=torch.tensor(reference_advantages(REWARDS, GROUP), dtype=torch.float64),
+        lengths=lengths,
+    )
 
 
 # ---------------------------------------------------------------- reference (a): the paper, in loops
@@ -169,9 +174,16 @@ def mgfrec_loss(batch, *, beta: float, aggregation: str, **kw):
     def run(m):
         logprobs = token_logprobs(m, batch.input_ids, batch.attention_mask)
         return grpo_loss(
-            logprobs, batch.old, batch.ref if beta else None, batch.advantages, batch.action_mask,
-            clip_epsilon=EPS, kl_beta=beta, aggregation=aggregation, **kw,
-        )  # fmt: skip
+            logprobs,
+            batch.old,
+            batch.ref if beta else None,
+            batch.advantages,
+            batch.action_mask,
+            clip_epsilon=EPS,
+            kl_beta=beta,
+            aggregation=aggregation,
+            **kw,
+        )
 
     return run
 
@@ -228,8 +240,16 @@ def test_logits_at_masked_positions_change_neither_loss_nor_gradients(model, bat
         m = copy.deepcopy(model)
         scored = PerturbedLogits(m, batch.action_mask, 50.0) if wrap else m
         logprobs = token_logprobs(scored, batch.input_ids, batch.attention_mask)
-        loss, _ = grpo_loss(logprobs, batch.old, batch.ref, batch.advantages, batch.action_mask,
-                            clip_epsilon=EPS, kl_beta=BETA, aggregation=aggregation)  # fmt: skip
+        loss, _ = grpo_loss(
+            logprobs,
+            batch.old,
+            batch.ref,
+            batch.advantages,
+            batch.action_mask,
+            clip_epsilon=EPS,
+            kl_beta=BETA,
+            aggregation=aggregation,
+        )
         loss.backward()
         return logprobs.detach(), loss.detach(), [p.grad for p in m.parameters()]
 
@@ -254,8 +274,9 @@ def test_garbage_off_the_mask_is_inert_even_nan(batch, aggregation):
         ref = torch.where(off, torch.full_like(base, -fill), batch.ref)
         adv = batch.advantages[:, None].expand_as(base).clone()
         adv[off] = fill  # per-token advantages, undefined off the mask
-        loss, metrics = grpo_loss(logprobs, old, ref, adv, batch.action_mask, clip_epsilon=EPS, kl_beta=BETA,
-                                  aggregation=aggregation)  # fmt: skip
+        loss, metrics = grpo_loss(
+            logprobs, old, ref, adv, batch.action_mask, clip_epsilon=EPS, kl_beta=BETA, aggregation=aggregation
+        )
         loss.backward()
         return loss, logprobs.grad, metrics
 
@@ -273,8 +294,9 @@ def test_garbage_off_the_mask_is_inert_even_nan(batch, aggregation):
 def test_on_policy_without_kl_is_the_plain_policy_gradient(batch):
     """Ratio 1: loss = -mean(A) over tokens, and d loss / d logp = -A / N on each masked token."""
     logprobs = torch.where(batch.action_mask, batch.old, 0.0).requires_grad_()
-    loss, metrics = grpo_loss(logprobs, batch.old, None, batch.advantages, batch.action_mask, clip_epsilon=EPS,
-                              kl_beta=0.0)  # fmt: skip
+    loss, metrics = grpo_loss(
+        logprobs, batch.old, None, batch.advantages, batch.action_mask, clip_epsilon=EPS, kl_beta=0.0
+    )
     loss.backward()
     n = batch.action_mask.sum()
     per_token_adv = batch.advantages[:, None].expand_as(logprobs)
@@ -286,8 +308,15 @@ def test_on_policy_without_kl_is_the_plain_policy_gradient(batch):
 
 def test_zero_advantages_and_no_kl_give_zero_loss_and_gradient(batch):
     logprobs = batch.old.clone().requires_grad_()
-    loss, _ = grpo_loss(logprobs, batch.old + 0.3, None, torch.zeros(6, dtype=torch.float64), batch.action_mask,
-                        clip_epsilon=EPS, kl_beta=0.0)  # fmt: skip
+    loss, _ = grpo_loss(
+        logprobs,
+        batch.old + 0.3,
+        None,
+        torch.zeros(6, dtype=torch.float64),
+        batch.action_mask,
+        clip_epsilon=EPS,
+        kl_beta=0.0,
+    )
     loss.backward()
     assert loss.item() == 0.0 and torch.count_nonzero(logprobs.grad) == 0
 
@@ -325,8 +354,16 @@ def test_aggregations_agree_when_every_response_has_the_same_token_count():
 def test_kl_importance_correction_keeps_the_value_on_policy_but_not_the_gradient(batch):
     def run(correct: bool):
         logprobs = batch.old.clone().requires_grad_()
-        loss, metrics = grpo_loss(logprobs, batch.old, batch.ref, batch.advantages, batch.action_mask,
-                                  clip_epsilon=EPS, kl_beta=BETA, kl_importance_correction=correct)  # fmt: skip
+        loss, metrics = grpo_loss(
+            logprobs,
+            batch.old,
+            batch.ref,
+            batch.advantages,
+            batch.action_mask,
+            clip_epsilon=EPS,
+            kl_beta=BETA,
+            kl_importance_correction=correct,
+        )
         loss.backward()
         return loss, logprobs.grad, metrics["kl"]
 
@@ -387,10 +424,12 @@ def test_padding_on_either_side_leaves_the_values(model):
     ids = torch.tensor([[5, 9, 13, 2, 44, 7]])
     with torch.no_grad():
         plain = token_logprobs(model, ids)
-        right = token_logprobs(model, torch.cat([ids, torch.zeros(1, 3, dtype=torch.long)], 1),
-                               torch.tensor([[1] * 6 + [0] * 3]))  # fmt: skip
-        left = token_logprobs(model, torch.cat([torch.zeros(1, 3, dtype=torch.long), ids], 1),
-                              torch.tensor([[0] * 3 + [1] * 6]))  # fmt: skip
+        right = token_logprobs(
+            model, torch.cat([ids, torch.zeros(1, 3, dtype=torch.long)], 1), torch.tensor([[1] * 6 + [0] * 3])
+        )
+        left = token_logprobs(
+            model, torch.cat([torch.zeros(1, 3, dtype=torch.long), ids], 1), torch.tensor([[0] * 3 + [1] * 6])
+        )
     torch.testing.assert_close(right[:, :6], plain, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(left[:, 4:], plain[:, 1:], rtol=1e-10, atol=1e-12)
 
@@ -471,8 +510,16 @@ def trl_compute_loss(model, batch, *, loss_type: str, beta: float, bias_correcti
     from trl import GRPOConfig, GRPOTrainer
     from trl.trainer.utils import add_fused_lm_head
 
-    args = GRPOConfig(output_dir=str(tmp_path), loss_type=loss_type, beta=beta, epsilon=EPS, use_cpu=True, bf16=False,
-                      use_bias_correction_kl=bias_correction, report_to=[])  # fmt: skip
+    args = GRPOConfig(
+        output_dir=str(tmp_path),
+        loss_type=loss_type,
+        beta=beta,
+        epsilon=EPS,
+        use_cpu=True,
+        bf16=False,
+        use_bias_correction_kl=bias_correction,
+        report_to=[],
+    )
     trainer = GRPOTrainer.__new__(GRPOTrainer)
     trainer.args, trainer.model, trainer.accelerator = args, model, _SingleProcess()
     trainer.loss_type, trainer.beta = args.loss_type, args.beta
@@ -519,8 +566,9 @@ def test_loss_formula_equals_trl(model, batch, tmp_path, aggregation, loss_type,
 
     def trl_side(m):
         lp = token_logprobs(m, batch.input_ids, batch.attention_mask)
-        return trl_compute_loss(m, batch, loss_type=loss_type, beta=beta, bias_correction=correction,
-                                tmp_path=tmp_path, logprobs=lp)  # fmt: skip
+        return trl_compute_loss(
+            m, batch, loss_type=loss_type, beta=beta, bias_correction=correction, tmp_path=tmp_path, logprobs=lp
+        )
 
     want_loss, want_grads, trl_metrics = grads_of(model, trl_side)
     got_loss, got_grads, metrics = grads_of(
@@ -528,16 +576,21 @@ def test_loss_formula_equals_trl(model, batch, tmp_path, aggregation, loss_type,
     )
     torch.testing.assert_close(got_loss, want_loss, rtol=RTOL_EXACT, atol=0.0)
     assert_grads_close(got_grads, want_grads, RTOL_EXACT)
-    for ours, theirs in [("clip_fraction/low", "low_mean"), ("clip_fraction/high", "high_mean"),
-                         ("clip_fraction/total", "region_mean")]:  # fmt: skip
+    for ours, theirs in [
+        ("clip_fraction/low", "low_mean"),
+        ("clip_fraction/high", "high_mean"),
+        ("clip_fraction/total", "region_mean"),
+    ]:
         assert metrics[ours].item() == pytest.approx(trl_metrics[f"clip_ratio/{theirs}"][0], rel=1e-6)
     assert metrics["clip_fraction/low"] > 0 and metrics["clip_fraction/high"] > 0
     if beta:
         assert metrics["kl"].item() == pytest.approx(trl_metrics["kl"][0], rel=1e-9)
 
 
-@pytest.mark.parametrize(("aggregation", "loss_type", "beta", "correction"),
-                         [("sequence-mean", "grpo", BETA, False), ("token-mean", "dapo", BETA, True)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("aggregation", "loss_type", "beta", "correction"),
+    [("sequence-mean", "grpo", BETA, False), ("token-mean", "dapo", BETA, True)],
+)
 def test_whole_loss_equals_trl_with_trls_own_logprobs(model, batch, tmp_path, aggregation, loss_type, beta, correction):
     """TRL scores the tokens itself (its fused LM head, float32 accumulation) and computes the loss."""
     pytest.importorskip("trl", reason="trl is an optional reference, not an mgfrec dependency")
@@ -550,9 +603,16 @@ def test_whole_loss_equals_trl_with_trls_own_logprobs(model, batch, tmp_path, ag
     def ours(m):
         lp, entropy = token_logprobs_and_entropy(m, batch.input_ids, batch.attention_mask)
         loss, metrics = grpo_loss(
-            lp, batch.old, batch.ref, batch.advantages, batch.action_mask, clip_epsilon=EPS, kl_beta=beta,
-            aggregation=aggregation, kl_importance_correction=correction,
-        )  # fmt: skip
+            lp,
+            batch.old,
+            batch.ref,
+            batch.advantages,
+            batch.action_mask,
+            clip_epsilon=EPS,
+            kl_beta=beta,
+            aggregation=aggregation,
+            kl_importance_correction=correction,
+        )
         metrics["entropy"] = entropy[batch.action_mask].mean()
         return loss, metrics
 

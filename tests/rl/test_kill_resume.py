@@ -24,14 +24,21 @@ from mgfrec.data.prepared import prepare
 
 pytestmark = [pytest.mark.slow, pytest.mark.reliability]
 
-SHORT_SYSTEM = "You recommend music. Think in <think> </think>, search with <ground> </ground>, answer with <answer> </answer>."
+SHORT_SYSTEM = (
+    "You recommend music. Think in <think> </think>, search with <ground> </ground>, answer with <answer> </answer>."
+)
 STEPS = 6
 
 
 def cli(*args, check: bool = True, **popen) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MGFREC_TEST_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "mgfrec.cli.main", *map(str, args)], env=env, capture_output=True,
-                          text=True, timeout=1200)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "mgfrec.cli.main", *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     if check:
         assert done.returncode == 0, done.stderr[-3000:]
     return done
@@ -43,15 +50,65 @@ def setup(tmp_path_factory) -> dict:
     options = {"n_users": 60, "n_items": 120, "n_artists": 15, "max_length": 8}
     prepare(DataConfig(source="synthetic", options=options), root / "data")
     (root / "system.txt").write_text(SHORT_SYSTEM, encoding="utf-8")
-    common = ["--set", f"agent.template={root / 'system.txt'}", "--set", "retriever.recall_size=5",
-              "--set", "grounding.top_k=3", "--set", "agent.max_groundings=1", "--no-progress"]  # fmt: skip
+    common = [
+        "--set",
+        f"agent.template={root / 'system.txt'}",
+        "--set",
+        "retriever.recall_size=5",
+        "--set",
+        "grounding.top_k=3",
+        "--set",
+        "agent.max_groundings=1",
+        "--no-progress",
+    ]
     # a policy that has learnt the format, so GRPO's rewards vary between rollouts
-    cli("sft", "--data", root / "data", "--out", root / "sft", "--recall-model", "pop", "--epochs", 30,
-        "--max-train-samples", 8, "--batch-size", 1, "--valid-samples", 0, "--set", "user_agent.backend=none", *common)  # fmt: skip
-    fit = ["fit", "--data", root / "data", "--init", root / "sft", "--max-steps", STEPS, "--group-size", 4,
-           "--valid-samples", 2, "--no-feedback", "--kl-beta", 0.04, "--lr", 1e-3,
-           "--set", "trainer.global_batch_size=2", "--set", "trainer.val_check_interval=100",
-           "--set", "agent.max_new_tokens_per_turn=48", "--set", "agent.max_new_tokens_total=128", *common]  # fmt: skip
+    cli(
+        "sft",
+        "--data",
+        root / "data",
+        "--out",
+        root / "sft",
+        "--recall-model",
+        "pop",
+        "--epochs",
+        30,
+        "--max-train-samples",
+        8,
+        "--batch-size",
+        1,
+        "--valid-samples",
+        0,
+        "--set",
+        "user_agent.backend=none",
+        *common,
+    )
+    fit = [
+        "fit",
+        "--data",
+        root / "data",
+        "--init",
+        root / "sft",
+        "--max-steps",
+        STEPS,
+        "--group-size",
+        4,
+        "--valid-samples",
+        2,
+        "--no-feedback",
+        "--kl-beta",
+        0.04,
+        "--lr",
+        1e-3,
+        "--set",
+        "trainer.global_batch_size=2",
+        "--set",
+        "trainer.val_check_interval=100",
+        "--set",
+        "agent.max_new_tokens_per_turn=48",
+        "--set",
+        "agent.max_new_tokens_total=128",
+        *common,
+    ]
     return {"root": root, "fit": fit}
 
 
@@ -84,8 +141,12 @@ def test_a_killed_and_resumed_fit_equals_the_uninterrupted_one(setup):
 
     out = root / "killed"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MGFREC_TEST_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "mgfrec.cli.main", *map(str, fit), "--out", str(out)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mgfrec.cli.main", *map(str, fit), "--out", str(out)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 900
     while proc.poll() is None and time.monotonic() < deadline:
         done = [float(r["step"]) for r in rows(out)] if (out / "metrics.csv").is_file() else []
@@ -100,7 +161,7 @@ def test_a_killed_and_resumed_fit_equals_the_uninterrupted_one(setup):
 
     resumed = comparable(out)
     assert [r["step"] for r in resumed] == [r["step"] for r in straight]
-    for mine, theirs in zip(resumed, straight):
+    for mine, theirs in zip(resumed, straight, strict=False):
         assert mine == theirs, f"step {mine['step']} differs from the uninterrupted run"
     a, b = weights(root / "straight"), weights(out)
     assert a.keys() == b.keys()

@@ -25,26 +25,35 @@ from mgfrec.rl.fit import FitOptions, run_fit
 
 pytestmark = pytest.mark.slow  # loads the embedding model once per session
 
-SHORT_SYSTEM = "You recommend music. Think in <think> </think>, search with <ground> </ground>, answer with <answer> </answer>."
+SHORT_SYSTEM = (
+    "You recommend music. Think in <think> </think>, search with <ground> </ground>, answer with <answer> </answer>."
+)
 
 
 def tiny_config(root, **trainer) -> MGFRecConfig:
     template = root / "system.txt"
     template.write_text(SHORT_SYSTEM, encoding="utf-8")
     return MGFRecConfig(
-        agent=AgentConfig(template=str(template), max_groundings=1, max_new_tokens_per_turn=16, max_new_tokens_total=48),
+        agent=AgentConfig(
+            template=str(template), max_groundings=1, max_new_tokens_per_turn=16, max_new_tokens_total=48
+        ),
         retriever=RetrieverConfig(recall_size=5),
         grounding=GroundingConfig(top_k=3),
         grpo=GRPOConfig(group_size=2, kl_beta=0.04),
         rollout=RolloutConfig(options={"copy_model": True}),  # a private engine copy: weight sync must happen
-        trainer=TrainerConfig(**{"max_steps": 2, "global_batch_size": 3, "micro_batch_size": 4, "val_check_interval": 2, **trainer}),
+        trainer=TrainerConfig(
+            **{"max_steps": 2, "global_batch_size": 3, "micro_batch_size": 4, "val_check_interval": 2, **trainer}
+        ),
     )
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, minilm):
     root = tmp_path_factory.mktemp("grpo")
-    ds = prepare(DataConfig(source="synthetic", options={"n_users": 40, "n_items": 80, "n_artists": 10, "max_length": 6}), root / "data")
+    ds = prepare(
+        DataConfig(source="synthetic", options={"n_users": 40, "n_items": 80, "n_artists": 10, "max_length": 6}),
+        root / "data",
+    )
     cfg = tiny_config(root)
     result = run_fit(ds.root, root / "run", cfg, FitOptions(valid_samples=4), embedder=minilm)
     return {"root": root, "ds": ds, "cfg": cfg, "result": result, "minilm": minilm}
@@ -61,9 +70,23 @@ def test_two_steps_log_finite_metrics_and_write_the_run_folder(run):
     assert [float(r["step"]) for r in rows] == [0.0, 1.0, 2.0]  # step 0: the starting policy's validation
     assert math.isfinite(float(rows[0]["valid/ndcg_full"])) and rows[0]["reward/mean"] == ""
     rows = rows[1:]
-    for column in ("reward/mean", "reward/std", "ndcg", "format_valid", "groundings", "end/answered", "response_length",
-                   "kl", "entropy", "clip_fraction/total", "grad_norm", "user_agent/calls", "time/rollout",
-                   "time/environment", "time/train"):  # fmt: skip
+    for column in (
+        "reward/mean",
+        "reward/std",
+        "ndcg",
+        "format_valid",
+        "groundings",
+        "end/answered",
+        "response_length",
+        "kl",
+        "entropy",
+        "clip_fraction/total",
+        "grad_norm",
+        "user_agent/calls",
+        "time/rollout",
+        "time/environment",
+        "time/train",
+    ):
         assert all(math.isfinite(float(r[column])) for r in rows), column
     assert math.isfinite(float(rows[-1]["valid/ndcg@10"])) and math.isfinite(float(rows[-1]["valid/ndcg_full"]))
     assert (out / "policy" / "config.json").is_file() and (out / "best_policy" / "config.json").is_file()
@@ -85,8 +108,15 @@ def test_update_changes_weights_through_action_tokens_only(run, monkeypatch):
     from mgfrec.rollout.loop import rollout
 
     samples = module.train_samples[:2]
-    result = rollout(module.engine, module.environment, [to_rollout_sample(s, module.environment.grounding.titles) for s in samples],
-                     group_size=2, agent=module.cfg.agent, seed=1, prompts=module.prompts)  # fmt: skip
+    result = rollout(
+        module.engine,
+        module.environment,
+        [to_rollout_sample(s, module.environment.grounding.titles) for s in samples],
+        group_size=2,
+        agent=module.cfg.agent,
+        seed=1,
+        prompts=module.prompts,
+    )
     seen = []
     real = module_mod.grpo_loss
 
@@ -168,9 +198,13 @@ def test_tensorboard_gets_every_step_metric(run, tmp_path):
 
 def test_several_updates_per_batch_with_sequence_mean_and_an_offloaded_reference(run, tmp_path):
     cfg = tiny_config(tmp_path, max_steps=1, val_check_interval=100)
-    cfg = cfg.model_copy(update={"grpo": cfg.grpo.model_copy(update={"updates_per_batch": 2,
-                                                                     "loss_aggregation": "sequence-mean",
-                                                                     "reference_device": "cpu"})})  # fmt: skip
+    cfg = cfg.model_copy(
+        update={
+            "grpo": cfg.grpo.model_copy(
+                update={"updates_per_batch": 2, "loss_aggregation": "sequence-mean", "reference_device": "cpu"}
+            )
+        }
+    )
     result = run_fit(run["ds"].root, tmp_path / "upd", cfg, FitOptions(valid_samples=2), embedder=run["minilm"])
     ckpt = torch.load(tmp_path / "upd" / "checkpoints" / "last.ckpt", weights_only=False)
     assert result.module.batches_done == 1 and ckpt["global_step"] == 2  # two optimizer steps on one rollout batch

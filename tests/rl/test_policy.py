@@ -63,7 +63,7 @@ def test_preset_architecture_and_seeded_init(tiny):
     assert cfg.eos_token_id == tok.eos_token_id and not model.training
     same, _ = load_policy(PolicyConfig(model="preset:tiny"), TITLES, ["an extra sentence"], seed=0)
     other, _ = load_policy(PolicyConfig(model="preset:tiny"), TITLES, ["an extra sentence"], seed=1)
-    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), same.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), same.parameters(), strict=False))
     assert not torch.equal(model.model.layers[0].mlp.up_proj.weight, other.model.layers[0].mlp.up_proj.weight)
 
 

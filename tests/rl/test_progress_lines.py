@@ -22,35 +22,50 @@ SHORT_SYSTEM = "Think in <think> </think>, search with <ground> </ground>, answe
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
     root = tmp_path_factory.mktemp("progress")
-    prepare(DataConfig(source="synthetic", options={"n_users": 40, "n_items": 80, "n_artists": 10, "max_length": 6}),
-            root / "data")  # fmt: skip
+    prepare(
+        DataConfig(source="synthetic", options={"n_users": 40, "n_items": 80, "n_artists": 10, "max_length": 6}),
+        root / "data",
+    )
     (root / "system.txt").write_text(SHORT_SYSTEM, encoding="utf-8")
     return root
 
 
 def config(root):
-    return load_config(None, [f"agent.template={root / 'system.txt'}", "agent.max_new_tokens_total=160",
-                              "trainer.global_batch_size=2", "retriever.recall_size=3",
-                              "grpo.group_size=2", "trainer.max_steps=2", "trainer.val_check_interval=100",
-                              "retriever.max_epochs=1"])  # fmt: skip
+    return load_config(
+        None,
+        [
+            f"agent.template={root / 'system.txt'}",
+            "agent.max_new_tokens_total=160",
+            "trainer.global_batch_size=2",
+            "retriever.recall_size=3",
+            "grpo.group_size=2",
+            "trainer.max_steps=2",
+            "trainer.val_check_interval=100",
+            "retriever.max_epochs=1",
+        ],
+    )
 
 
 def test_sft_and_grpo_print_progress_lines(root):
     stream = io.StringIO()
     with progress.reporting(stream, interval=0.0, plain=True):
-        run_sft(root / "data", root / "sft", config(root), SFTOptions(recall_model="pop", epochs=1, batch_size=4,
-                max_train_samples=8, valid_samples=2, progress=True), say=lambda m: None)  # fmt: skip
-        run_fit(root / "data", root / "fit", config(root), FitOptions(init=str(root / "sft"), valid_samples=2,
-                progress=True), say=lambda m: None)  # fmt: skip
+        run_sft(
+            root / "data",
+            root / "sft",
+            config(root),
+            SFTOptions(recall_model="pop", epochs=1, batch_size=4, max_train_samples=8, valid_samples=2, progress=True),
+            say=lambda m: None,
+        )
+        run_fit(
+            root / "data",
+            root / "fit",
+            config(root),
+            FitOptions(init=str(root / "sft"), valid_samples=2, progress=True),
+            say=lambda m: None,
+        )
     lines = stream.getvalue().splitlines()
     sft = [line for line in lines if line.startswith("[sft] ")]
     grpo = [line for line in lines if line.startswith("[grpo] ")]
-    assert (
-        sft and "step 2/2" in sft[-1] and "batch loss" in sft[-1] and "100%" in sft[-1]
-    )
-    assert (
-        grpo
-        and grpo[-1].startswith("[grpo] step 2/2, reward ")
-        and "elapsed" in grpo[-1]
-    )
+    assert sft and "step 2/2" in sft[-1] and "batch loss" in sft[-1] and "100%" in sft[-1]
+    assert grpo and grpo[-1].startswith("[grpo] step 2/2, reward ") and "elapsed" in grpo[-1]
     assert "Epoch 0/-2" not in stream.getvalue()

@@ -43,7 +43,9 @@ from mgfrec.rl.sft_data import build_plans, synthesize
 
 pytestmark = pytest.mark.slow  # loads the embedding model once per session
 
-SHORT_SYSTEM = "You recommend music. Think in <think> </think>, search with <ground> </ground>, answer with <answer> </answer>."
+SHORT_SYSTEM = (
+    "You recommend music. Think in <think> </think>, search with <ground> </ground>, answer with <answer> </answer>."
+)
 
 
 @pytest.fixture(scope="module")
@@ -134,10 +136,30 @@ def test_cli_writes_a_loadable_run_folder(setup):
     out = root / "run"
     app = typer.Typer()
     app.command()(sft)
-    args = ["--data", ds.root, "--out", out, "--recall-model", "pop", "--epochs", "1", "--max-train-samples", "6",
-            "--valid-samples", "3", "--no-progress", "--json",
-            "--set", f"agent.template={root / 'system.txt'}", "--set", "retriever.recall_size=5",
-            "--set", "grounding.top_k=3", "--set", "user_agent.backend=none"]  # fmt: skip
+    args = [
+        "--data",
+        ds.root,
+        "--out",
+        out,
+        "--recall-model",
+        "pop",
+        "--epochs",
+        "1",
+        "--max-train-samples",
+        "6",
+        "--valid-samples",
+        "3",
+        "--no-progress",
+        "--json",
+        "--set",
+        f"agent.template={root / 'system.txt'}",
+        "--set",
+        "retriever.recall_size=5",
+        "--set",
+        "grounding.top_k=3",
+        "--set",
+        "user_agent.backend=none",
+    ]
     result = CliRunner().invoke(app, [str(a) for a in args])
     assert result.exit_code == 0, result.output
     info = json.loads((out / "run.json").read_text())
@@ -155,6 +177,7 @@ def test_cli_writes_a_loadable_run_folder(setup):
 def test_cli_names_a_bad_fallback(setup):
     app = typer.Typer()
     app.command()(sft)
-    result = CliRunner().invoke(app, ["--data", str(setup["ds"].root), "--out", str(Path(setup["root"]) / "x"),
-                                      "--fallback", "oracle"])  # fmt: skip
+    result = CliRunner().invoke(
+        app, ["--data", str(setup["ds"].root), "--out", str(Path(setup["root"]) / "x"), "--fallback", "oracle"]
+    )
     assert result.exit_code == 2 and "--fallback" in result.output

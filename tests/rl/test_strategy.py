@@ -25,7 +25,9 @@ def test_a_deepspeed_strategy_gets_the_clip_norm_and_micro_batch(monkeypatch):
     from lightning.pytorch.strategies import DeepSpeedStrategy
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the strategy object is built, not launched
-    cfg = load_config(None, ["trainer.strategy=deepspeed_stage_3", "grpo.max_grad_norm=0.5", "trainer.micro_batch_size=4"])
+    cfg = load_config(
+        None, ["trainer.strategy=deepspeed_stage_3", "grpo.max_grad_norm=0.5", "trainer.micro_batch_size=4"]
+    )
     strategy = build_strategy(cfg)
     assert isinstance(strategy, DeepSpeedStrategy)
     assert strategy.config["zero_optimization"]["stage"] == 3

@@ -23,7 +23,7 @@ def test_logprobs_equal_a_teacher_forced_forward_pass(tiny_policy, temperature, 
     out = HFEngine(model, tokenizer).generate(
         prompts, max_new_tokens=12, n=2, temperature=temperature, top_p=top_p, seed=3
     )
-    for prompt, samples in zip(prompts, out):
+    for prompt, samples in zip(prompts, out, strict=False):
         for g in samples:
             expected = teacher_forced(model, prompt, g.token_ids, temperature)
             assert torch.allclose(torch.tensor(g.logprobs), expected, atol=1e-4)
@@ -37,7 +37,7 @@ def test_stops_exactly_after_the_ground_tag(tiny_policy, boost):
     out = engine.generate(prompts, max_new_tokens=40, n=6, stop=["</ground>", "</answer>"], seed=0)
     gens = [g for row in out for g in row]
     # rows left the batch (and the KV cache) at different steps; the others' log-probs must not notice
-    for prompt, row in zip(prompts, out):
+    for prompt, row in zip(prompts, out, strict=False):
         for g in row:
             assert torch.allclose(
                 torch.tensor(g.logprobs), teacher_forced(engine.model, prompt, g.token_ids, 1.0), atol=1e-4
@@ -85,7 +85,7 @@ def test_padding_does_not_change_a_row(tiny_policy):
     for temperature in (0.0, 1.0):
         alone = engine.generate([short], max_new_tokens=16, n=2, temperature=temperature, seed=5)[0]
         batched = engine.generate([short, long], max_new_tokens=16, n=2, temperature=temperature, seed=5)[0]
-        for a, b in zip(alone, batched):
+        for a, b in zip(alone, batched, strict=False):
             assert a.token_ids == b.token_ids
             assert torch.allclose(torch.tensor(a.logprobs), torch.tensor(b.logprobs), atol=1e-4)
 

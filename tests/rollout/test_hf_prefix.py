@@ -11,7 +11,7 @@ from mgfrec.rollout.hf_engine import HFEngine
 def _two_calls(engine: HFEngine, prompts: list[list[int]], extra: list[int]):
     first = engine.generate(prompts, max_new_tokens=6, n=2, seed=3, temperature=1.0)
     # the next turn of each row: its prompt, what it sampled, and an "observation" of a few tokens
-    second_prompts = [p + g.token_ids + extra for p, row in zip(prompts, first) for g in row]
+    second_prompts = [p + g.token_ids + extra for p, row in zip(prompts, first, strict=False) for g in row]
     second = engine.generate(second_prompts, max_new_tokens=6, n=1, seed=4, temperature=1.0)
     return first, second
 

@@ -78,7 +78,7 @@ def loaded(engine, model, base):
 
 
 def _assert_logprobs_match(model, prompts, out, temperature):
-    for prompt, samples in zip(prompts, out):
+    for prompt, samples in zip(prompts, out, strict=False):
         for g in samples:
             expected = teacher_forced(model, prompt, g.token_ids, temperature)
             assert torch.allclose(torch.tensor(g.logprobs), expected, atol=ATOL), (g.logprobs, expected)
@@ -105,9 +105,11 @@ def test_load_weights_makes_logprobs_follow_the_new_model(engine, policy):
     with loaded(engine, other, model):
         out = engine.generate(prompts, max_new_tokens=10, n=3, temperature=1.0, seed=4)
         _assert_logprobs_match(other, prompts, out, 1.0)
-        stale = [teacher_forced(model, p, g.token_ids, 1.0) for p, row in zip(prompts, out) for g in row]
+        stale = [teacher_forced(model, p, g.token_ids, 1.0) for p, row in zip(prompts, out, strict=False) for g in row]
         fresh = [torch.tensor(g.logprobs) for row in out for g in row]
-        assert max((a - b).abs().max().item() for a, b in zip(stale, fresh)) > 100 * ATOL  # not the old model's
+        assert (
+            max((a - b).abs().max().item() for a, b in zip(stale, fresh, strict=False)) > 100 * ATOL
+        )  # not the old model's
         greedy = engine.generate(prompts, max_new_tokens=10, temperature=0.0)
         reference = HFEngine(other, tokenizer).generate(prompts, max_new_tokens=10, temperature=0.0)
         assert [r[0].token_ids for r in greedy] == [r[0].token_ids for r in reference]
@@ -240,9 +242,9 @@ def test_the_grpo_module_syncs_its_policy_into_the_engine(engine, policy, tmp_pa
     """What GRPOModule.training_step does before each rollout and after each update, with a real vLLM."""
     import copy
 
+    from mgfrec.agent.samples import AgentSample
     from mgfrec.config.schema import MGFRecConfig
     from mgfrec.rl.module import GRPOModule
-    from mgfrec.agent.samples import AgentSample
 
     base, tokenizer = policy
     trained = copy.deepcopy(base)

@@ -27,11 +27,17 @@ def serve_run(tmp_path_factory, minilm):
     the scripted engine; returns (agent run, baseline run, data set)."""
     root = tmp_path_factory.mktemp("serve")
     options = {"n_users": 40, "n_items": 80, "n_artists": 10, "max_length": 6}
-    ds = prepare(DataConfig(source="synthetic", options=options),
-                 root / "data")  # fmt: skip
-    cfg = load_config(None, [f"embedding.cache_dir={root / 'emb'}", "retriever.model=last-title",
-                             "retriever.recall_size=5", "agent.max_new_tokens_per_turn=96",
-                             "agent.decoding=free"])  # the scripted turns are free text  # fmt: skip
+    ds = prepare(DataConfig(source="synthetic", options=options), root / "data")
+    cfg = load_config(
+        None,
+        [
+            f"embedding.cache_dir={root / 'emb'}",
+            "retriever.model=last-title",
+            "retriever.recall_size=5",
+            "agent.max_new_tokens_per_turn=96",
+            "agent.decoding=free",
+        ],
+    )  # the scripted turns are free text
     fit_baseline(ds, cfg, root / "run" / "recall")
     model, tokenizer = build_preset("tiny", ds.titles)
     save_policy(model, tokenizer, root / "run" / "policy", preset="tiny")

@@ -248,8 +248,13 @@ def test_the_real_hf_engine_answers_concurrent_requests(serve_run, tmp_path):
 def test_no_key_reaches_a_response_or_the_log(serve_run, plugin, tmp_path):
     secret = "sk-test-0123456789abcdefSECRET"
     run, _, ds = serve_run
-    proc = ServerProcess(run, plugin, "--set", "user_agent.api_key_env=MGFREC_TEST_KEY",
-                         env=subprocess_env(plugin, MGFREC_TEST_KEY=secret, OPENAI_API_KEY=secret))  # fmt: skip
+    proc = ServerProcess(
+        run,
+        plugin,
+        "--set",
+        "user_agent.api_key_env=MGFREC_TEST_KEY",
+        env=subprocess_env(plugin, MGFREC_TEST_KEY=secret, OPENAI_API_KEY=secret),
+    )
     try:
         proc.wait_ready()
         with httpx.Client(base_url=proc.url, timeout=300) as c:

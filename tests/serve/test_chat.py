@@ -14,8 +14,14 @@ PROMPT = "your feedback"
 
 def spawn(args: list[str], plugin):
     cmd = mgfrec_command()
-    child = pexpect.spawn(cmd[0], [*cmd[1:], "chat", *args], env=subprocess_env(plugin, COLUMNS="160"),
-                          encoding="utf-8", timeout=180, dimensions=(50, 160))  # fmt: skip
+    child = pexpect.spawn(
+        cmd[0],
+        [*cmd[1:], "chat", *args],
+        env=subprocess_env(plugin, COLUMNS="160"),
+        encoding="utf-8",
+        timeout=180,
+        dimensions=(50, 160),
+    )
     child.logfile_read = sys.stdout  # shown by pytest when the test fails
     return child
 

@@ -14,9 +14,16 @@ from mgfrec.user_agents.none import NoFeedbackAgent
 from mgfrec.user_agents.simulated import SimulatedUserAgent
 
 STATS_KEYS = {
-    "calls", "cache_hits", "cache_misses", "prompt_tokens", "completion_tokens",
-    "retries", "errors", "latency_s_total", "latency_s_mean",
-}  # fmt: skip
+    "calls",
+    "cache_hits",
+    "cache_misses",
+    "prompt_tokens",
+    "completion_tokens",
+    "retries",
+    "errors",
+    "latency_s_total",
+    "latency_s_mean",
+}
 
 
 def test_a_request_is_immutable_and_hashable_with_lists_stored_as_tuples():

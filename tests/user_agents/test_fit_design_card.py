@@ -26,12 +26,39 @@ def test_fit_without_init_grounds_and_asks_the_user_agent_from_step_one(tmp_path
     )
     out = tmp_path / "run"
     with serve(FakeServer("openai", responder=lambda body: "That fits my taste.")) as server:
-        args = [sys.executable, "-m", "mgfrec.cli.main", "fit", "--data", str(tmp_path / "data"), "--out", str(out),
-                "--grounder", "faiss", "--user-agent", "openai", "--max-steps", "2", "--group-size", "2",
-                "--valid-samples", "2", "--no-progress",
-                "--set", f"user_agent.base_url={server.url}", "--set", f"user_agent.api_key_env={KEY_ENV}",
-                "--set", "user_agent.model=test-model", "--set", "trainer.global_batch_size=2",
-                "--set", "retriever.recall_size=5", "--set", "retriever.max_epochs=2"]  # fmt: skip
+        args = [
+            sys.executable,
+            "-m",
+            "mgfrec.cli.main",
+            "fit",
+            "--data",
+            str(tmp_path / "data"),
+            "--out",
+            str(out),
+            "--grounder",
+            "faiss",
+            "--user-agent",
+            "openai",
+            "--max-steps",
+            "2",
+            "--group-size",
+            "2",
+            "--valid-samples",
+            "2",
+            "--no-progress",
+            "--set",
+            f"user_agent.base_url={server.url}",
+            "--set",
+            f"user_agent.api_key_env={KEY_ENV}",
+            "--set",
+            "user_agent.model=test-model",
+            "--set",
+            "trainer.global_batch_size=2",
+            "--set",
+            "retriever.recall_size=5",
+            "--set",
+            "retriever.max_epochs=2",
+        ]
         env = {**os.environ, KEY_ENV: SECRET, "OMP_NUM_THREADS": "1"}
         done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, done.stderr[-3000:]

@@ -52,10 +52,17 @@ def tiny_chat_model(tmp_path_factory):
     )
     torch.manual_seed(0)
     config = Qwen2Config(
-        vocab_size=len(fast), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=1024, eos_token_id=fast.eos_token_id,
-        pad_token_id=fast.pad_token_id, tie_word_embeddings=True,
-    )  # fmt: skip
+        vocab_size=len(fast),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        eos_token_id=fast.eos_token_id,
+        pad_token_id=fast.pad_token_id,
+        tie_word_embeddings=True,
+    )
     folder = tmp_path_factory.mktemp("tiny-qwen2-chat")
     Qwen2ForCausalLM(config).save_pretrained(folder)
     fast.save_pretrained(folder)

@@ -43,8 +43,10 @@ def person(agent_box: list, answers: list):
 
 def build(answers: list, timeout_s: float = 30.0, fallback=None) -> HumanUserAgent:
     box: list = []
-    agent = load_user_agent(UserAgentConfig(backend="human", options={"timeout_s": timeout_s}),
-                            UserAgentContext(ask=person(box, answers), fallback=fallback))  # fmt: skip
+    agent = load_user_agent(
+        UserAgentConfig(backend="human", options={"timeout_s": timeout_s}),
+        UserAgentContext(ask=person(box, answers), fallback=fallback),
+    )
     box.append(agent)
     return agent
 

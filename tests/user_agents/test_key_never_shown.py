@@ -66,11 +66,32 @@ def run_cli(args: list[str], env_extra: dict[str, str], cwd: Path) -> subprocess
 
 def sft_args(data: Path, out: Path, url: str) -> list[str]:
     # SFT synthesizes demonstrations through the environment, so every grounding asks the user agent
-    return ["sft", "--data", str(data), "--out", str(out), "--epochs", "0", "--max-train-samples", "3",
-            "--valid-samples", "0", "--recall-model", "pop", "--no-progress",
-            "--set", "user_agent.backend=openai", "--set", f"user_agent.base_url={url}",
-            "--set", f"user_agent.api_key_env={KEY_ENV}", "--set", "user_agent.max_retries=1",
-            "--set", "user_agent.options.backoff_s=0.01"]  # fmt: skip
+    return [
+        "sft",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--epochs",
+        "0",
+        "--max-train-samples",
+        "3",
+        "--valid-samples",
+        "0",
+        "--recall-model",
+        "pop",
+        "--no-progress",
+        "--set",
+        "user_agent.backend=openai",
+        "--set",
+        f"user_agent.base_url={url}",
+        "--set",
+        f"user_agent.api_key_env={KEY_ENV}",
+        "--set",
+        "user_agent.max_retries=1",
+        "--set",
+        "user_agent.options.backoff_s=0.01",
+    ]
 
 
 @pytest.mark.slow
@@ -95,8 +116,11 @@ def test_an_unset_key_variable_is_one_line_naming_it(prepared, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != KEY_ENV}
     done = subprocess.run(
         [sys.executable, "-m", "mgfrec.cli.main", *sft_args(prepared, tmp_path / "run", "http://127.0.0.1:9/v1")],
-        cwd=tmp_path, env={**env, "COLUMNS": "200"}, capture_output=True, timeout=900,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env={**env, "COLUMNS": "200"},
+        capture_output=True,
+        timeout=900,
+    )
     stderr = done.stderr.decode()
     assert done.returncode == 2 and "Traceback" not in stderr, stderr
     assert f"environment variable {KEY_ENV}, which is not set" in " ".join(stderr.split())

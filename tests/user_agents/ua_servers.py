@@ -135,7 +135,10 @@ def _handler(state: FakeServer) -> type[BaseHTTPRequestHandler]:
                 # retry-after-ms keeps the SDK's backoff short in tests; the status is what makes it retry.
                 self._send(500, b'{"error": {"type": "api_error", "message": "boom"}}', {"retry-after-ms": "10"})
             elif action == "echo401":  # a hostile or careless server: the 401 body quotes the request's headers
-                echoed = {"authorization": self.headers.get("Authorization"), "x-api-key": self.headers.get("x-api-key")}
+                echoed = {
+                    "authorization": self.headers.get("Authorization"),
+                    "x-api-key": self.headers.get("x-api-key"),
+                }
                 self._send(401, json.dumps({"error": {"message": f"invalid credentials {echoed}"}}).encode())
             elif action in ("empty", "blank"):  # a 200 whose text is empty or only whitespace
                 text = "" if action == "empty" else " \n\t "

@@ -129,7 +129,9 @@ class CsvSource:
             policy,
             report.file(self.options.interactions_file),
         )
-        return RawLog(items, interactions, report, source="csv", params={"path": str(path), **self.options.model_dump()})
+        return RawLog(
+            items, interactions, report, source="csv", params={"path": str(path), **self.options.model_dump()}
+        )
 
     def _shape_problem(self, fields: list[str], header: list[str]) -> tuple[str, str] | None:
         """(reason, detail) for a row that is not a row of this file at all, else None."""
@@ -137,7 +139,7 @@ class CsvSource:
             return "wrong_field_count", f"{len(fields)} fields, header has {len(header)}"
         if _bad_encoding(fields):
             return "bad_encoding", f"not valid {self.options.encoding}"
-        for name, value in zip(header, fields):
+        for name, value in zip(header, fields, strict=False):
             if "\x00" in value:
                 return "nul_byte", f"field {name} holds a NUL byte"
         return None
