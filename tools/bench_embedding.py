@@ -50,7 +50,8 @@ def main() -> None:
     load_s = time.perf_counter() - start
     embedder.encode(texts[:32])  # warm-up
     print(
-        f"# {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"# {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), "
         f"load average {os.getloadavg()[0]:.1f}"
     )
     print(f"# {embedder.model_id} ({dim}-d, {args.dtype}, {args.device}) loaded in {load_s:.1f} s")

@@ -165,7 +165,8 @@ def main() -> None:
         import_faiss().omp_set_num_threads(args.threads)
     skip = {s for s in args.skip.split(",") if s}
     print(
-        f"# {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"# {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), "
         f"load average {os.getloadavg()[0]:.1f}",
         flush=True,
     )

@@ -1,9 +1,10 @@
 """Benchmark rollouts: engine tokens/s (hf, and vllm in the same run), and where a multi-turn loop's time goes.
 
 ``--engines hf,vllm`` runs every part once per engine on the same batch, policy and seeds (vLLM needs the
-vllm venv, docs/benchmarks-vllm.md). Part 1, the engine: ``--prompts`` prompts x ``--samples`` samples x ``--tokens`` new tokens (no stops, so
-every row decodes the full length) from the policy, with short prompts and with real first prompts (Table 2
-system prompt, a 10-title history, a 30-title recall list from the CDs catalogue). Best of ``--repeats``.
+vllm venv, docs/benchmarks-vllm.md). Part 1, the engine: ``--prompts`` prompts x ``--samples`` samples x
+``--tokens`` new tokens (no stops, so every row decodes the full length) from the policy, with short prompts
+and with real first prompts (Table 2 system prompt, a 10-title history, a 30-title recall list from the CDs
+catalogue). Best of ``--repeats``.
 
 Part 2, the loop: the same batch through :func:`mgfrec.rollout.loop.rollout` with real MiniLM grounding over
 the CDs catalogue and the ``simulated`` (then ``none``) user agent. A random policy never writes a valid
@@ -18,7 +19,8 @@ token-by-token decoding; vLLM does not expose that split.
     python tools/bench_rollout.py                          # tiny preset, CPU
     python tools/bench_rollout.py --policy preset:small --threads 1 --engine-only
     python tools/bench_rollout.py --policy /path/to/Qwen2.5-1.5B-Instruct --device cuda --dtype bfloat16
-    OMP_NUM_THREADS=1 VLLM_CPU_KVCACHE_SPACE=1 .venv-vllm/bin/python tools/bench_rollout.py --threads 1 --engines hf,vllm
+    OMP_NUM_THREADS=1 VLLM_CPU_KVCACHE_SPACE=1 .venv-vllm/bin/python tools/bench_rollout.py \\
+        --threads 1 --engines hf,vllm
 """
 
 from __future__ import annotations
@@ -165,7 +167,8 @@ def main() -> None:
         print(f"# {name} engine ready in {time.perf_counter() - start:.1f} s")
     params = sum(p.numel() for p in model.parameters()) / 1e6
     print(
-        f"# {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"# {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), "
         f"load average {os.getloadavg()[0]:.1f}"
     )
     print(
@@ -176,7 +179,8 @@ def main() -> None:
     for engine in engines.values():
         engine.generate(short[:2], max_new_tokens=4)  # warm-up
     print(
-        f"\n## engines: {args.prompts} prompts x {args.samples} samples x {args.tokens} tokens, best of {args.repeats}\n"
+        f"\n## engines: {args.prompts} prompts x {args.samples} samples x {args.tokens} tokens, "
+        f"best of {args.repeats}\n"
     )
     print("| engine | prompts | mean prompt tokens | seconds | new tokens/s |")
     print("|---|---|---:|---:|---:|")
@@ -194,10 +198,12 @@ def main() -> None:
     embed_s = time.perf_counter() - start
     grounding = Timed(Grounding(embedder, ExactGrounder(vectors), titles, vectors, top_k=10), "ground")
     print(
-        f"\n## multi-turn loop: {args.prompts} samples x G={args.samples}, CDs catalogue ({len(titles):,} titles, embedded in {embed_s:.0f} s)\n"
+        f"\n## multi-turn loop: {args.prompts} samples x G={args.samples}, "
+        f"CDs catalogue ({len(titles):,} titles, embedded in {embed_s:.0f} s)\n"
     )
     print(
-        "| engine | user agent | turns | groundings | policy tokens | total (s) | generation | (prefill / decode) | grounding | user agent | rest of env |"
+        "| engine | user agent | turns | groundings | policy tokens | total (s) | generation | (prefill / decode) "
+        "| grounding | user agent | rest of env |"
     )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     agent = AgentConfig(max_groundings=6, max_new_tokens_per_turn=96, max_new_tokens_total=512)

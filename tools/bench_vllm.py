@@ -77,7 +77,8 @@ def main() -> None:
         tokens = runs[0][1]
         results[name] = (seconds, tokens)
         print(
-            f"{name:5s} {seconds:7.3f} s  {tokens:6d} tokens  {tokens / seconds:9.0f} tokens/s  (median of {args.repeats})"
+            f"{name:5s} {seconds:7.3f} s  {tokens:6d} tokens  {tokens / seconds:9.0f} tokens/s  "
+            f"(median of {args.repeats})"
         )
     print(
         f"vllm start-up {startup:.1f} s; speed-up {results['hf'][0] / results['vllm'][0]:.1f}x "

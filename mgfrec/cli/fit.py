@@ -50,7 +50,10 @@ def fit(
     strategy: str | None = typer.Option(
         None,
         "--strategy",
-        help="trainer.strategy: auto, ddp, deepspeed_stage_2, deepspeed_stage_3 (GPUs), deepspeed_stage_2_cpu / deepspeed_stage_3_cpu (DeepSpeed on the CPU, for development).",
+        help=(
+            "trainer.strategy: auto, ddp, deepspeed_stage_2, deepspeed_stage_3 (GPUs), "
+            "deepspeed_stage_2_cpu / deepspeed_stage_3_cpu (DeepSpeed on the CPU, for development)."
+        ),
     ),
     max_steps: int | None = typer.Option(None, "--max-steps", min=1, help="trainer.max_steps (training steps)."),
     tensorboard: bool = typer.Option(

@@ -93,7 +93,10 @@ class SentenceTransformerEmbedder:
         self._slot = _slot or _ModelSlot()
 
     def __repr__(self) -> str:
-        return f"SentenceTransformerEmbedder(model_id={self.model_id!r}, device={self.config.device!r}, settings={self.settings})"
+        return (
+            f"SentenceTransformerEmbedder(model_id={self.model_id!r}, device={self.config.device!r}, "
+            f"settings={self.settings})"
+        )
 
     def derive(self, **changes: Any) -> SentenceTransformerEmbedder:
         """A copy with other ``query_instruction``, ``normalize`` or ``batch_size``, sharing the loaded model."""
@@ -140,7 +143,8 @@ class SentenceTransformerEmbedder:
         except (OSError, ValueError) as exc:
             raise ValueError(
                 f"embedding.model '{self.config.model}': could not load it ({exc}). A hub id must already be in the "
-                "local Hugging Face cache when HF_HUB_OFFLINE=1; a local folder or bundled:all-MiniLM-L6-v2 always works"
+                "local Hugging Face cache when HF_HUB_OFFLINE=1; a local folder or bundled:all-MiniLM-L6-v2 "
+                "always works"
             ) from exc
         if self.options.max_seq_length is not None:
             model.max_seq_length = self.options.max_seq_length

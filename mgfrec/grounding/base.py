@@ -2,9 +2,10 @@
 
 A component registered under ``mgfrec.grounder`` is a class built as ``cls(item_embeddings, options)`` from
 the float32 ``[N, d]`` item matrix (row i = item_idx i) and its validated ``Options``, or as
-``cls(item_embeddings)`` when it declares none. Its ``search`` returns item indices and L2 distances in ascending distance, with equal
-distances in ascending item index: the tie rule of :mod:`mgfrec.grounding.ties`, which every built-in
-backend applies through :func:`mgfrec.grounding.ties.finish_topk`.
+``cls(item_embeddings)`` when it declares none. Its ``search`` returns item indices and L2 distances in
+ascending distance, with equal distances in ascending item index: the tie rule of
+:mod:`mgfrec.grounding.ties`, which every built-in backend applies through
+:func:`mgfrec.grounding.ties.finish_topk`.
 
 Only the top-k used by ``<ground>`` goes through a grounder. The final ranking of every item (metrics,
 reward) is always exact and lives in :mod:`mgfrec.grounding.ranking`.

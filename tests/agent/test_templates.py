@@ -18,35 +18,35 @@ from mgfrec.agent.prompts import (
 from mgfrec.config.schema import AgentConfig
 
 # Table 2 of the paper, copied from the paper's text (markup such as `code` and **bold** removed).
-TABLE_2 = """You are a helpful recommendation agent who provides well-reasoned and detailed responses.
-
-You must conduct reasoning inside <think> and </think> first every time you get new information.
-
-After reasoning, if you want to find items in the item database, you can call a grounding engine by using <ground> item title </ground>. It will return the top relevant items between <item_list> and </item_list>, as well as feedback from a user agent between <feedback> and </feedback>.
-
-You can use the feedback to conduct further reasoning inside <think> and </think>, or you may call the grounding engine again. You may repeat the reasoning and grounding process as many times as needed.
-
-If you find that no further external information is needed, you can directly provide one recommended item inside <answer> and </answer>."""
+TABLE_2 = (
+    "You are a helpful recommendation agent who provides well-reasoned and detailed responses.\n\n"
+    "You must conduct reasoning inside <think> and </think> first every time you get new information.\n\n"
+    "After reasoning, if you want to find items in the item database, you can call a grounding engine by "
+    "using <ground> item title </ground>. It will return the top relevant items between <item_list> and "
+    "</item_list>, as well as feedback from a user agent between <feedback> and </feedback>.\n\n"
+    "You can use the feedback to conduct further reasoning inside <think> and </think>, or you may call "
+    "the grounding engine again. You may repeat the reasoning and grounding process as many times as "
+    "needed.\n\n"
+    "If you find that no further external information is needed, you can directly provide one "
+    "recommended item inside <answer> and </answer>."
+)
 
 # Table 1 of the paper, copied likewise; its three {} slots are the named placeholders.
-TABLE_1 = """Act as a user agent.
-
-Record of items you’ve interacted with: {}
-
-Now, you will be provided with an item title and a list of items from the database related to the item. Reflect on whether the item title is appropriate and provide feedback.
-
-Important rules:
-
-1. Summarize your interests based on your interaction history.
-2. Provide feedback on the item title in relation to your interests.
-3. Your feedback may affirm or deny the suitability of the given item title, or offer suggestions for improvement.
-4. You may incorporate the list of items related to the item title when providing feedback.
-
-Given item title: {}
-
-List of items related to the title: {}
-
-Output your feedback."""
+TABLE_1 = (
+    "Act as a user agent.\n\n"
+    "Record of items you’ve interacted with: {}\n\n"
+    "Now, you will be provided with an item title and a list of items from the database related to the "
+    "item. Reflect on whether the item title is appropriate and provide feedback.\n\n"
+    "Important rules:\n\n"
+    "1. Summarize your interests based on your interaction history.\n"
+    "2. Provide feedback on the item title in relation to your interests.\n"
+    "3. Your feedback may affirm or deny the suitability of the given item title, or offer suggestions "
+    "for improvement.\n"
+    "4. You may incorporate the list of items related to the item title when providing feedback.\n\n"
+    "Given item title: {}\n\n"
+    "List of items related to the title: {}\n\n"
+    "Output your feedback."
+)
 
 PAPER = Path(os.environ.get("MGFREC_SHARED", Path(__file__).resolve().parents[3] / "shared")) / "paper"
 

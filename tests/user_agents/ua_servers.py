@@ -4,8 +4,8 @@ Each server runs ``http.server.ThreadingHTTPServer`` in a background thread, rec
 receives (path, headers, JSON body), counts requests in flight, and answers from a script of faults:
 ``faults`` is consumed one entry per request (``"timeout"``, ``"429"``, ``"500"``, ``"malformed"``,
 ``"echo401"`` (a 401 whose body quotes the key headers), ``"empty"``/``"blank"`` (a 200 with empty or
-whitespace text), ``"ok"``); when it is empty, ``default`` is used. The reply text is ``responder(body)`` so tests can check
-which prompt a reply belongs to.
+whitespace text), ``"ok"``); when it is empty, ``default`` is used. The reply text is ``responder(body)`` so
+tests can check which prompt a reply belongs to.
 """
 
 from __future__ import annotations
