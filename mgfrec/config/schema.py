@@ -220,12 +220,18 @@ class GRPOConfig(Section):
         rewards = data.get("rewards", ["ndcg", "format"])
         if not isinstance(old, dict) or not isinstance(rewards, list):
             return data  # the field validators name the wrong type
-        specs = []
+        specs, used = [], set()
         for spec in rewards:
             name = spec if isinstance(spec, str) else spec.get("name") if isinstance(spec, dict) else None
             if name in old and not (isinstance(spec, dict) and spec.get("options")):
                 spec = {"name": name, "options": old[name]}
+                used.add(name)
             specs.append(spec)
+        unused = sorted(set(old) - used)
+        if unused:  # options nobody reads are a mistake, not something to drop silently
+            raise ValueError(
+                f"grpo.reward_options: options for {', '.join(map(str, unused))}, which grpo.rewards does not use"
+            )
         data["rewards"] = specs
         return data
 

@@ -111,8 +111,14 @@ def test_second_grounding_respects_max_groundings(setup):
 
 def test_sft_lowers_the_loss_and_teaches_the_format(setup):
     cfg, grounding, ds = setup["cfg"], setup["grounding"], setup["ds"]
-    # No feedback block: shorter trajectories, and the format is what is learnt here.
-    cfg = cfg.model_copy(update={"user_agent": UserAgentConfig(backend="none")})
+    # No feedback block: shorter trajectories, and the format is what is learnt here: free decoding (under
+    # constrained decoding the format holds by construction; tests/rollout/test_constrained.py checks that).
+    cfg = cfg.model_copy(
+        update={
+            "user_agent": UserAgentConfig(backend="none"),
+            "agent": cfg.agent.model_copy(update={"decoding": "free"}),
+        }
+    )
     model, tokenizer = load_policy(PolicyConfig(model="preset:tiny"), ds.titles, seed=0)
     env = build_environment(grounding, tokenizer, cfg)
     samples = setup["train"][:8]
