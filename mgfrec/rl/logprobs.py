@@ -44,6 +44,16 @@ Constraints = tuple[torch.Tensor, torch.Tensor]
 of ``allowed_table[allowed_index[b, t]]``; index -1 means unconstrained."""
 
 
+def restrict(logits: torch.Tensor, index: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """``logits`` (``[..., V]``) with the tokens that ``table[index]`` disallows at -inf; rows whose ``index``
+    (shape ``logits.shape[:-1]``) is -1 are left as they are."""
+    index, table = index.to(logits.device), table.to(logits.device)
+    allowed = torch.ones(logits.shape, dtype=torch.bool, device=logits.device)
+    where = index >= 0
+    allowed[where] = table[index[where]]
+    return logits.masked_fill(~allowed, float("-inf"))
+
+
 def _scaled(logits: torch.Tensor, temperature: float, constraints: Constraints | None = None) -> torch.Tensor:
     """Logits for positions ``0 .. T-2`` (each predicts the next token), at least float32, over temperature,
     with disallowed tokens at -inf where ``constraints`` restrict the next token."""
@@ -55,18 +65,13 @@ def _scaled(logits: torch.Tensor, temperature: float, constraints: Constraints |
     logits = logits / temperature if temperature != 1.0 else logits
     if constraints is not None:
         index, table = constraints
-        index = index[:, 1:].to(logits.device)  # the constraint of token t restricts the logits at t - 1
-        table = table.to(logits.device)
         width = logits.shape[-1]
         if table.shape[-1] != width:
             raise ValueError(
                 f"allowed_table has {table.shape[-1]} columns but the logits {width}: build it with "
                 "the model's vocabulary size"
             )
-        allowed = torch.ones(logits.shape, dtype=torch.bool, device=logits.device)
-        where = index >= 0
-        allowed[where] = table[index[where]]
-        logits = logits.masked_fill(~allowed, float("-inf"))
+        logits = restrict(logits, index[:, 1:], table)  # the constraint of token t restricts the logits at t - 1
     return logits
 
 

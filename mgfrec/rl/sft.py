@@ -42,7 +42,7 @@ from mgfrec.data.prepared import PreparedDataset
 from mgfrec.eval.policy_eval import METRIC_COLUMNS, evaluate_policy
 from mgfrec.grounding.engine import load_grounding
 from mgfrec.registry import Registry, registry, with_registry
-from mgfrec.rl.logprobs import vocab_width
+from mgfrec.rl.logprobs import restrict, vocab_width
 from mgfrec.rl.policy import check_policy_source, load_policy, preset_name, save_policy, training_device
 from mgfrec.rl.sft_data import Fallback, Teacher, synthesize
 from mgfrec.runs import RUN_FILE, RunInfo, write_metrics, write_run_info
@@ -117,11 +117,7 @@ def sft_loss(model: torch.nn.Module, batch: TrajectoryBatch) -> torch.Tensor:
     logits = model.get_output_embeddings()(hidden[:, :-1][wanted]).float()
     if batch.constraints is not None:
         index, table = batch.constraints
-        index = index[:, 1:][wanted]
-        allowed = torch.ones_like(logits, dtype=torch.bool)
-        where = index >= 0
-        allowed[where] = table[index[where]].to(logits.device)
-        logits = logits.masked_fill(~allowed, float("-inf"))
+        logits = restrict(logits, index[:, 1:][wanted], table)
     return F.cross_entropy(logits, batch.input_ids[:, 1:][wanted])
 
 
