@@ -109,6 +109,21 @@ def test_second_grounding_respects_max_groundings(setup):
     assert all(parse_turn(p.turns[-1]).kind == "answer" for p in plans)
 
 
+def test_the_recall_teacher_grounds_and_answers_the_recall_lists_first_item(setup):
+    cfg, grounding, (_, tokenizer) = setup["cfg"], setup["grounding"], setup["policy"]
+    samples = setup["train"]
+    plans = build_plans(samples, grounding, tokenizer, cfg.agent, teacher="recall")
+    for sample, plan in zip(samples, plans, strict=True):
+        first = [i for i in sample.recall if i >= 0][0]
+        assert len(plan.turns) == 2 and parse_turn(plan.turns[0]).title == grounding.titles[first]
+        assert plan.answer_item == first and parse_turn(plan.turns[-1]).title == grounding.titles[first]
+        assert plan.target_shown == (first == sample.target)
+    # under the default constrained decoding every demonstration replays through the grammar: none is dropped
+    result = synthesize(samples[:6], build_environment(grounding, tokenizer, cfg), cfg.agent, teacher="recall")
+    assert cfg.agent.decoding == "constrained" and result.stats["kept"] == 6
+    assert all(t.constrained for t in result.trajectories)
+
+
 def test_sft_lowers_the_loss_and_teaches_the_format(setup):
     cfg, grounding, ds = setup["cfg"], setup["grounding"], setup["ds"]
     # No feedback block: shorter trajectories, and the format is what is learnt here: free decoding (under
