@@ -32,7 +32,7 @@ This module knows token ids and titles only; it never samples, grounds or tokeni
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -117,6 +117,7 @@ class TurnGrammar:
         self.unsafe = frozenset(unsafe)
         self.blank = frozenset(blank)
         self._titles: dict[str, tuple[int, ...]] = {}
+        self._plain: dict[tuple[bool, frozenset[int]], AllowedSet] = {}
 
     def _encode(self, text: str) -> tuple[int, ...]:
         return tuple(int(i) for i in self.tokenizer.encode(text, add_special_tokens=False))
@@ -132,9 +133,16 @@ class TurnGrammar:
         return TokenTrie(self.title_ids(t) for t in titles if t and t.strip())
 
     def plain(self, first: bool, extra: Iterable[int] = ()) -> AllowedSet:
-        """Plain tokens (``first``: not whitespace only), plus ``extra`` (e.g. a closing tag's first token)."""
-        banned = (self.unsafe | self.blank) if first else self.unsafe
-        return AllowedSet(False, banned - frozenset(extra))
+        """Plain tokens (``first``: not whitespace only), plus ``extra`` (e.g. a closing tag's first token).
+
+        Asked before every thought token of every row, so each of the few distinct sets is built (and hashed,
+        for the engine's mask cache) once."""
+        key = (first, frozenset(extra))
+        found = self._plain.get(key)
+        if found is None:
+            banned = (self.unsafe | self.blank) if first else self.unsafe
+            found = self._plain[key] = AllowedSet(False, banned - key[1])
+        return found
 
 
 @dataclass
@@ -165,6 +173,11 @@ class TurnConstraint:
 
     def __post_init__(self) -> None:
         self._forced = self.grammar.think_open
+
+    def fresh(self) -> TurnConstraint:
+        """The same constraint back at the start of the turn (the tries are shared, not rebuilt): what
+        :meth:`replay` needs after the sampler advanced this one."""
+        return replace(self)
 
     # --- what may come next --------------------------------------------------------------------------------
 

@@ -187,7 +187,8 @@ class HFEngine:
                 self._keep(cache, mask, [rows[r] for r in live])
                 break
             if len(keep) < len(live):  # finished rows leave the batch and the cache
-                gone = [b for b in range(len(live)) if b not in set(keep)]
+                kept = set(keep)
+                gone = [b for b in range(len(live)) if b not in kept]
                 self._keep(cache, mask, [rows[live[b]] for b in gone], gone)
                 index = torch.tensor(keep, device=device)
                 cache.batch_select_indices(index)
@@ -219,10 +220,10 @@ class HFEngine:
                 continue
             s = c.allowed()
             m = masks.get(s)
-            if m is None:
+            if m is None:  # checked once per distinct set, not at every step
                 m = masks[s] = s.mask(logits.shape[-1]).to(logits.device)
-            if not bool(m.any()):
-                raise RuntimeError("the turn grammar allows no token here; the constraint was driven past its end")
+                if not bool(m.any()):
+                    raise RuntimeError("the turn grammar allows no token here; the constraint was driven past its end")
             allowed[b] = m
         return logits.masked_fill(~allowed, float("-inf"))
 

@@ -156,7 +156,8 @@ def rollout(
     while live := _live(trajectories, max_context):
         budgets = [t.next_budget() for t in live]
         if constrain is not None:
-            sampling["constraints"] = [constrain.turn(t) for t in live]
+            turn_constraints = [constrain.turn(t) for t in live]
+            sampling["constraints"] = turn_constraints
         t0 = time.perf_counter()
         if stats.turns == 0 and len(live) == len(trajectories):  # all still equal their prompts: n = G per prompt
             out = engine.generate(
@@ -177,9 +178,10 @@ def rollout(
         stats.live_per_turn.append(len(live))
         if len(gens) != len(live):
             raise RuntimeError(f"the engine returned {len(gens)} generations for {len(live)} live trajectories")
-        for traj, gen, budget in zip(live, gens, budgets, strict=False):
+        replays = [c.fresh() for c in turn_constraints] if constrain is not None else [None] * len(live)
+        for traj, gen, budget, replay in zip(live, gens, budgets, replays, strict=False):
             ids, lps, text = _within(gen, budget, engine.tokenizer)
-            allowed = constrain.turn(traj).replay(ids) if constrain is not None else None
+            allowed = replay.replay(ids) if replay is not None else None
             traj.add_turn(ids, lps, text, allowed)
             stats.generated_tokens += len(ids)
         t0 = time.perf_counter()
