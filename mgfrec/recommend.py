@@ -31,8 +31,8 @@ from mgfrec.config.components import check_components
 from mgfrec.config.load import load_config
 from mgfrec.config.schema import MGFRecConfig, PolicyConfig
 from mgfrec.data.prepared import PreparedDataset
-from mgfrec.eval.metrics import history_mask, target_ranks
 from mgfrec.grounding.engine import Grounding, load_grounding
+from mgfrec.ranking.metrics import history_mask, target_ranks
 from mgfrec.registry import Registry, with_registry
 from mgfrec.retrievers.fit import load_retriever
 from mgfrec.retrievers.recall import top_items

@@ -25,7 +25,7 @@ import torch
 
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.embed.cache import cached_item_embeddings
-from mgfrec.eval.metrics import target_ranks_excluding
+from mgfrec.ranking.metrics import target_ranks_excluding
 from mgfrec.retrievers.fit import load_scorer
 from mgfrec.retrievers.recall import top_items
 

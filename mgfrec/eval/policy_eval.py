@@ -20,7 +20,7 @@ from mgfrec.agent.neutralize import neutralize_title, reserved_strings
 from mgfrec.agent.prompts import AgentPrompts
 from mgfrec.agent.samples import AgentSample, to_rollout_sample
 from mgfrec.config.schema import MGFRecConfig
-from mgfrec.eval.metrics import per_sample
+from mgfrec.ranking.metrics import per_sample
 from mgfrec.registry import Registry, with_registry
 from mgfrec.rollout.base import build_engine
 from mgfrec.rollout.loop import rollout

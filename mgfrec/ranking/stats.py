@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from mgfrec.eval.metrics import LOWER_IS_BETTER, metric_names, per_sample
+from mgfrec.ranking.metrics import LOWER_IS_BETTER, metric_names, per_sample
 
 # Resample indices are drawn in chunks of at most this many elements so that 1,000 resamples of a
 # 100K-sample split do not need 800 MB at once.

@@ -1,7 +1,7 @@
 """What an evaluation produces and how it is stored: :class:`EvalResult`.
 
 A result is the per-sample ranks of one method on one split plus everything derived from them (metric
-means with bootstrap intervals). Baselines get their ranks from :mod:`mgfrec.eval.evaluator`; agents turn
+means with bootstrap intervals). Baselines get their ranks from :mod:`mgfrec.ranking.evaluator`; agents turn
 their answers into ranks themselves and call :meth:`EvalResult.from_ranks`, so both are summarised by the
 same code. In a run folder a result is three files::
 
@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 
 from mgfrec.config.schema import EvalConfig
-from mgfrec.eval.metrics import check_ranks, metric_names, per_sample
-from mgfrec.eval.stats import MismatchedSamplesError, PairedComparison, align, bootstrap_cis, compare_ranks
+from mgfrec.ranking.metrics import check_ranks, metric_names, per_sample
+from mgfrec.ranking.stats import MismatchedSamplesError, PairedComparison, align, bootstrap_cis, compare_ranks
 
 # Short column labels in the style of the paper's Table 4.
 LABELS = {"ndcg_full": "N_full", "mean_rank": "MeanRank"}
