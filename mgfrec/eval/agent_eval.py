@@ -24,19 +24,19 @@ import pandas as pd
 from mgfrec import progress
 from mgfrec.agent.environment import build_environment
 from mgfrec.agent.final_ranking import reward_inputs
+from mgfrec.agent.loop import RolloutSample, rollout
 from mgfrec.config.load import load_config
 from mgfrec.config.schema import EvalConfig, PolicyConfig
 from mgfrec.data.protocol import subsample_rows
 from mgfrec.grounding.engine import load_grounding
+from mgfrec.models.policy import load_policy
 from mgfrec.ranking.evaluator import evaluate_ranks
 from mgfrec.ranking.results import EvalResult
 from mgfrec.ranking.stats import bootstrap_ci
 from mgfrec.registry import Registry, with_registry
 from mgfrec.retrievers.recall import recall_lists
 from mgfrec.rewards.compose import build_reward
-from mgfrec.rl.policy import load_policy
 from mgfrec.rollout.base import build_engine
-from mgfrec.rollout.loop import RolloutSample, rollout
 from mgfrec.runs import RunInfo
 
 

@@ -33,9 +33,9 @@ from mgfrec.config.schema import MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.data.protocol import subsample_rows
 from mgfrec.grounding.engine import load_grounding
+from mgfrec.models.policy import load_policy, preset_name, save_policy, training_device
 from mgfrec.ranking.evaluator import rank_targets
 from mgfrec.ranking.metrics import per_sample
-from mgfrec.rl.policy import load_policy, preset_name, save_policy, training_device
 from mgfrec.rollout.hf_engine import HFEngine
 
 PROMPT = (

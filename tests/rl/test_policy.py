@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mgfrec.config.schema import PolicyConfig
-from mgfrec.rl.policy import (
+from mgfrec.models.policy import (
     PRESETS,
     TAG_TOKENS,
     build_bpe_tokenizer,

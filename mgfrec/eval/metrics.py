@@ -1,0 +1,25 @@
+"""Moved to :mod:`mgfrec.ranking.metrics` (docs/architecture.md); this path keeps working."""
+
+from mgfrec.ranking.metrics import (
+    LOWER_IS_BETTER,
+    check_ranks,
+    history_mask,
+    hit,
+    metric_names,
+    ndcg,
+    per_sample,
+    target_ranks,
+    target_ranks_excluding,
+)
+
+__all__ = [
+    "LOWER_IS_BETTER",
+    "check_ranks",
+    "history_mask",
+    "hit",
+    "metric_names",
+    "ndcg",
+    "per_sample",
+    "target_ranks",
+    "target_ranks_excluding",
+]
