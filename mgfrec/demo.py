@@ -50,6 +50,9 @@ FIT_OVERHEAD: dict[str, float] = {"sasrec": 15, "gru4rec": 15, "caser": 15, "big
 AGENT_SECONDS: dict[str, float] = {"sft": 240, "fit": 60, "evaluate": 100, "figures": 15}
 REFERENCE = "last-title"  # the content floor every other method is paired against
 DEMO_ABLATIONS: tuple[str, ...] = ("no-multi-grounding", "no-feedback", "no-recall")
+# Evaluation variants shown beside the paper's row (mgfrec.experiments.ablations.EVAL_VARIANTS): the same
+# answers with the answered item first and the rest in the recall model's order.
+DEMO_VARIANTS: tuple[str, ...] = ("answer-first",)
 
 
 @dataclass(frozen=True)
@@ -222,7 +225,7 @@ def agent_stages(
     say: Callable[[str], None],
 ) -> list[Path]:
     """SFT, a short GRPO fit and the ablation folders; returns the agent run folders to evaluate."""
-    from mgfrec.experiments.ablations import derive_ablation_run
+    from mgfrec.experiments.ablations import derive_ablation_run, derive_variant_run
     from mgfrec.rl.distributed import require_one_process
     from mgfrec.rl.fit import FitOptions, run_fit
     from mgfrec.rl.sft import SFTOptions, run_sft
@@ -274,7 +277,8 @@ def agent_stages(
         )
         say(f"[fit] {fit.extra['steps']} GRPO steps in {fit.seconds:.0f} s")
     ablations = [derive_ablation_run(fit_dir, name, out / f"mgfrec-{name}") for name in DEMO_ABLATIONS]
-    return [sft_dir, fit_dir, *ablations]
+    variants = [derive_variant_run(fit_dir, name, out / f"mgfrec-{name}") for name in DEMO_VARIANTS]
+    return [sft_dir, fit_dir, *ablations, *variants]
 
 
 def demo_figures(out: Path, ds: PreparedDataset, split: str, say: Callable[[str], None] = print) -> dict[str, Path]:

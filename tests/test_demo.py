@@ -107,7 +107,8 @@ def test_demo_baselines_flag():
 
 
 def test_run_demo_with_the_agent_stages(tmp_path):
-    """SFT, a GRPO step, MGFRec, its SFT start, three eval-time ablations and BIGRec beside the baselines,
+    """SFT, a GRPO step, MGFRec, its SFT start, three eval-time ablations, the answer-first reading and BIGRec
+    beside the baselines,
     all paired on one seeded test subsample, then the figures and the case study."""
     cfg = load_config(None, [*TINY, "grpo.group_size=2"])
     options = DemoOptions(
@@ -123,11 +124,20 @@ def test_run_demo_with_the_agent_stages(tmp_path):
     result = run_demo(cfg, tmp_path, baselines=("last-title", "sasrec", "bigrec"), options=options, say=lambda m: None)
     report = json.loads(result.written["json"].read_text())
     rows = {row["run"]: row for row in report["rows"]}
-    agents = {"sft", "mgfrec", "mgfrec-no-multi-grounding", "mgfrec-no-feedback", "mgfrec-no-recall"}
+    agents = {
+        "sft",
+        "mgfrec",
+        "mgfrec-no-multi-grounding",
+        "mgfrec-no-feedback",
+        "mgfrec-no-recall",
+        "mgfrec-answer-first",
+    }
     assert set(rows) == {"last-title", "sasrec", "bigrec", *agents}
     assert all(row["samples"] == 12 for row in rows.values())  # one subsample for every row
     assert all(rows[name]["comparison_error"] is None for name in agents)  # so every agent is paired
     assert load_config(tmp_path / "mgfrec-no-feedback" / "config.yaml").user_agent.backend == "none"
+    assert load_config(tmp_path / "mgfrec-answer-first" / "config.yaml").agent.final_ranking == "answer_then_recall"
+    assert rows["mgfrec"]["ndcg_full"] != rows["mgfrec-answer-first"]["ndcg_full"]  # one policy, two readings
     for key in ("figure_reward", "figure_response_length", "figure_difficulty", "case_study"):
         assert result.written[key].is_file(), key
     assert result.written["case_study"].read_text(encoding="utf-8").startswith("# Case study")

@@ -8,9 +8,18 @@ For a prepared data set and a baseline run (the recall model, e.g. hybrid), on o
 * oracles that answer the target whenever it is in the recall top-K (else the top-1), ranked the same way:
   the ceiling of a perfect chooser among K shown items;
 * an expected-NDCG chooser: the candidate whose L2 neighbourhood maximises the NDCG expected under
-  softmax(recall scores / tau), i.e. the best a chooser that only knows the recall model's scores can do.
+  softmax(recall scores / tau), i.e. the best a chooser that only knows the recall model's scores can do;
+* with ``--oracle`` (the synthetic source only): the generator's own next-item distribution, which knows
+  each user's favourite genres and the true popularity. Ranking every item by it is the Bayes-optimal
+  ranking: no recommender, the agent included, has a higher expected NDCG. The rows give that bound, the
+  paper's L2 ranking around its top-1, and its choice among the recall top-K: the best any chooser of one
+  shown item can do.
+
+Every row after the first is compared with the recall model's own ranking on the same samples (paired
+bootstrap and sign test, as ``mgfrec report`` marks rows).
 
     python tools/choice_headroom.py RUN_DIR --split valid --k 10 30
+    python tools/choice_headroom.py RUN_DIR --split test --oracle --samples 100   # the demo's test subsample
 
 Numbers for the synthetic default and CDs are in docs/agent-cpu.md. Runs on the CPU in about a minute.
 """
@@ -24,8 +33,11 @@ import numpy as np
 import torch
 
 from mgfrec.config.schema import MGFRecConfig
+from mgfrec.data.protocol import subsample_split
+from mgfrec.data.sources.synthetic import SyntheticOptions, SyntheticWorld
 from mgfrec.embed.cache import cached_item_embeddings
 from mgfrec.ranking.metrics import target_ranks_excluding
+from mgfrec.ranking.stats import paired_test
 from mgfrec.retrievers.fit import load_scorer
 from mgfrec.retrievers.recall import top_items
 
@@ -36,6 +48,9 @@ def main() -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--k", type=int, nargs="+", default=[5, 10, 30])
     parser.add_argument("--tau", type=float, nargs="*", default=[0.1, 1.0])
+    parser.add_argument("--oracle", action="store_true", help="add the synthetic generator's Bayes-optimal rows")
+    parser.add_argument("--samples", type=int, default=None, help="the seeded subsample of this size (as the demo)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of --samples (the demo uses data.seed, 0)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(1)
@@ -43,6 +58,8 @@ def main() -> None:
     run = load_scorer(args.run)
     ds = run.ds
     frame = ds.split(args.split)
+    if args.samples is not None:
+        frame = subsample_split(frame, args.samples, args.seed)
     hist = [np.array(h, dtype=np.int64) for h in frame["history"]]
     tgt = torch.tensor(frame["target"].to_numpy())
     emb = torch.tensor(cached_item_embeddings(ds, MGFRecConfig().embedding).vectors, dtype=torch.float32)
@@ -55,8 +72,19 @@ def main() -> None:
     def answer_ranks(items: np.ndarray) -> np.ndarray:
         return ranks(-torch.cdist(emb[torch.as_tensor(items)], emb))
 
+    base: list[np.ndarray] = []  # the recall model's own per-sample NDCG, set by the first row
+
     def line(name: str, r: np.ndarray) -> None:
-        print(f"{name:<44} N_full {np.mean(1 / np.log2(1 + r)):.4f}  Hit@1 {np.mean(r == 1):.3f}")
+        ndcg = 1 / np.log2(1 + r)
+        vs = ""
+        if base:
+            test = paired_test(ndcg, base[0], "ndcg_full")
+            mark = {"a": "above", "b": "below"}.get(test.better or "", "not significant")
+            wl = f"{test.sign.wins}/{test.sign.losses}"
+            vs = f"  vs recall {test.diff:+.4f} [{test.ci[0]:+.4f}, {test.ci[1]:+.4f}] wins/losses {wl} {mark}"
+        else:
+            base.append(ndcg)
+        print(f"{name:<44} N_full {ndcg.mean():.4f}  Hit@1 {np.mean(r == 1):.3f}{vs}")
 
     print(f"{args.run} on {args.split}: {len(hist)} samples")
     line("recall model's own ranking", ranks(scores))
@@ -77,6 +105,32 @@ def main() -> None:
             r = (d.unsqueeze(1) <= d[:, cand].unsqueeze(2)).sum(-1).float()  # rank of candidate j under answer a
             chosen.append(int(cand[int((p.unsqueeze(0) / torch.log2(1 + r)).sum(1).argmax())]))
         line(f"expected-NDCG chooser, top-{k}, tau {tau}", answer_ranks(np.array(chosen)))
+    if args.oracle:
+        oracle_rows(ds, frame, top, args.k, ranks, answer_ranks, line)
+
+
+def oracle_rows(ds, frame, top, ks, ranks, answer_ranks, line) -> None:  # noqa: ANN001
+    """The synthetic generator's Bayes-optimal ranking and the best one-item choices it implies."""
+    source = ds.manifest["source"]
+    if source["name"] != "synthetic":
+        raise SystemExit(f"--oracle needs a data set prepared from the synthetic source, not {source['name']!r}")
+    if ds.manifest["protocol"]["history_length"] < source["params"]["max_length"] - 1:
+        raise SystemExit("--oracle needs whole histories: prepare with data.history_length >= max_length - 1")
+    world = SyntheticWorld(SyntheticOptions(**source["params"]))
+    item_ids = ds.items["item_id"].to_numpy()
+    column = {item_id: j for j, item_id in enumerate(world.item_ids)}
+    to_world = np.array([column[i] for i in item_ids])  # data set item index -> world column
+    probs = np.stack(
+        [
+            world.next_item_probabilities(user, item_ids[np.asarray(h)].tolist())[to_world]
+            for user, h in zip(frame["user_id"], frame["history"], strict=True)
+        ]
+    )
+    line("oracle: Bayes-optimal ranking (knows genres)", ranks(torch.tensor(probs)))
+    line("oracle: answer = its top-1, L2 ranking", answer_ranks(probs.argmax(1)))
+    for k in ks:
+        choice = np.array([row[:k][np.argmax(p[row[:k]])] for p, row in zip(probs, top, strict=True)])
+        line(f"oracle: its choice among recall top-{k}, L2", answer_ranks(choice))
 
 
 if __name__ == "__main__":

@@ -95,3 +95,37 @@ def reward_inputs(
         )
         for t, rank in zip(trajectories, ranks, strict=True)
     ]
+
+
+def answer_then_recall_ranks(
+    answers: Sequence[int | None],
+    recall_scores: torch.Tensor,
+    targets: Sequence[int],
+    histories: Sequence[Sequence[int]],
+    *,
+    exclude_history: bool = True,
+) -> list[int | None]:
+    """The target's rank when the answered item comes first and every other item follows in the recall
+    model's order (``agent.final_ranking: answer_then_recall``); None where there is no answer.
+
+    ``answers[i]``: the item the answer grounds to (its nearest item), ``recall_scores[i]``: the recall model's
+    score of every item for sample ``i``. Read like every other rank (:func:`target_ranks_excluding`). An agent
+    that always answers the recall model's first item gets exactly the recall model's ranks, so this row shows
+    what the agent's *choice* adds to or takes from the recall model. Not the paper's rule (section 4.1)."""
+    if not len(answers) == len(targets) == len(histories) == recall_scores.shape[0]:
+        raise ValueError("answers, recall_scores, targets and histories must be aligned, one row per sample")
+    rows = [n for n, a in enumerate(answers) if a is not None]
+    out: list[int | None] = [None] * len(answers)
+    if not rows:
+        return out
+    scores = recall_scores[rows].to(torch.float64).clone()
+    top = torch.tensor([int(answers[n]) for n in rows])
+    scores[torch.arange(len(rows)), top] = float("inf")  # above everything, the history's -inf included
+    tgt = torch.tensor([targets[n] for n in rows])
+    if exclude_history:
+        ranks = target_ranks_excluding(scores, tgt, [np.asarray(histories[n], dtype=np.int64) for n in rows])
+    else:
+        ranks = target_ranks(scores, tgt)
+    for n, r in zip(rows, ranks.tolist(), strict=True):
+        out[n] = int(r)
+    return out

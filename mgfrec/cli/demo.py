@@ -107,7 +107,8 @@ def demo(
     ablations = (
         (
             " The ablation rows apply each ablation to the trained policy at evaluation time (the paper "
-            "retrains each: mgfrec fit --ablation)."
+            "retrains each: mgfrec fit --ablation). mgfrec-answer-first ranks the same answers with the answered "
+            "item first and the rest in the recall model's order; the mgfrec row is the paper's rule (L2)."
         )
         if agent
         else ""

@@ -117,6 +117,12 @@ class AgentConfig(Section):
         description="the most recent history titles the first prompt shows (None: all); the user "
         "agent always sees the whole history",
     )
+    final_ranking: Literal["l2", "answer_then_recall"] = Field(
+        "l2",
+        description="how evaluation ranks every item from the answer: l2 (the paper's rule, BIGRec: L2 to the "
+        "answer's title) or answer_then_recall (the answered item first, then the recall run's order; its own "
+        "row, never the headline). Training rewards always use l2",
+    )
 
 
 class UserAgentConfig(Section):

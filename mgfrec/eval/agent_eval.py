@@ -23,7 +23,7 @@ import pandas as pd
 
 from mgfrec import progress
 from mgfrec.agent.environment import build_environment
-from mgfrec.agent.final_ranking import reward_inputs
+from mgfrec.agent.final_ranking import answer_then_recall_ranks, reward_inputs
 from mgfrec.agent.loop import RolloutSample, rollout
 from mgfrec.config.load import load_config
 from mgfrec.config.schema import EvalConfig, PolicyConfig
@@ -34,6 +34,7 @@ from mgfrec.ranking.evaluator import evaluate_ranks
 from mgfrec.ranking.results import EvalResult
 from mgfrec.ranking.stats import bootstrap_ci
 from mgfrec.registry import Registry, with_registry
+from mgfrec.retrievers.fit import load_scorer
 from mgfrec.retrievers.recall import recall_lists
 from mgfrec.rewards.compose import build_reward
 from mgfrec.rollout.base import build_engine
@@ -98,6 +99,8 @@ def evaluate_agent(
     # One full ranking of the answers serves both the ranking metrics and the training reward.
     inputs = reward_inputs(trajectories, grounding, targets, histories, exclude_history=exclude)
     ranks = [i.target_rank for i in inputs]
+    if cfg.agent.final_ranking == "answer_then_recall":
+        ranks = _answer_then_recall(trajectories, grounding, targets, histories, recall_run, exclude, run_dir)
     worst = ds.num_items
     result = evaluate_ranks(
         np.asarray([worst if r is None else r for r in ranks], dtype=np.int64),
@@ -141,6 +144,30 @@ def evaluate_agent(
         run_dir / f"agent_{split}_samples.csv", result.sample_ids, targets, trajectories, result.ranks, rewards
     )
     return result, stats
+
+
+def _answer_then_recall(
+    trajectories: list[Any],
+    grounding: Any,
+    targets: list[int],
+    histories: list[list[int]],
+    recall_run: str | None,
+    exclude: bool,
+    run_dir: Path,
+) -> list[int | None]:
+    """``agent.final_ranking: answer_then_recall``: the answered item first, then the recall run's order."""
+    if not recall_run:
+        raise ValueError(
+            f"{run_dir}: agent.final_ranking: answer_then_recall needs the run's recall run (run.json extra.recall_run)"
+        )
+    scorer = load_scorer(recall_run).scorer
+    answered = [n for n, t in enumerate(trajectories) if t.answer is not None]
+    nearest = grounding.ground([trajectories[n].answer for n in answered], k=1) if answered else []
+    answers: list[int | None] = [None] * len(trajectories)
+    for n, row in zip(answered, nearest, strict=True):
+        answers[n] = int(row[0])
+    scores = scorer.scores([np.asarray(h, dtype=np.int64) for h in histories])
+    return answer_then_recall_ranks(answers, scores, targets, histories, exclude_history=exclude)
 
 
 def write_agent_samples(

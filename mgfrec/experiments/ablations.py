@@ -27,6 +27,14 @@ ABLATIONS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Evaluation variants: not ablations (nothing is removed) but other readings of the same trained agent,
+# each reported as its own row beside the paper's.
+EVAL_VARIANTS: dict[str, tuple[str, ...]] = {
+    # the answered item first, then the recall run's order (the paper ranks by L2 to the answer's title)
+    "answer-first": ("agent.final_ranking=answer_then_recall",),
+}
+
+
 def ablation_overrides(name: str) -> tuple[str, ...]:
     """The overrides of preset ``name``; an unknown name is refused with the list of known ones."""
     try:
@@ -53,18 +61,31 @@ def derive_ablation_run(run_dir: str | Path, name: str, out: str | Path) -> Path
     """An agent run folder ``out`` that evaluates ``run_dir``'s policy (and recall run) with preset ``name``
     applied at inference only: ``config.yaml`` with the overrides, ``run.json`` pointing at the policy.
     ``mgfrec evaluate`` / ``mgfrec report`` treat it like any agent run; nothing is copied or trained."""
+    return _derive(run_dir, out, ablation_overrides(name), f"--ablation {name}", name, {"ablation": name})
+
+
+def derive_variant_run(run_dir: str | Path, name: str, out: str | Path) -> Path:
+    """Like :func:`derive_ablation_run` for an evaluation variant of :data:`EVAL_VARIANTS` (``answer-first``)."""
+    if name not in EVAL_VARIANTS:
+        raise ValueError(f"evaluation variant {name}: unknown; choose one of {', '.join(EVAL_VARIANTS)}")
+    return _derive(run_dir, out, EVAL_VARIANTS[name], f"variant {name}", name, {"variant": name})
+
+
+def _derive(
+    run_dir: str | Path, out: str | Path, overrides: tuple[str, ...], source: str, name: str, tag: dict[str, str]
+) -> Path:
     run_dir, out = Path(run_dir), Path(out)
     info = read_run_info(run_dir)
     if info.kind != "agent":
-        raise ValueError(f"{run_dir}: an ablation needs an agent run (mgfrec sft / fit), got kind '{info.kind}'")
-    cfg = apply_ablation(load_config(run_dir / "config.yaml"), name)
+        raise ValueError(f"{run_dir}: {source} needs an agent run (mgfrec sft / fit), got kind '{info.kind}'")
+    cfg = apply_overrides(load_config(run_dir / "config.yaml"), overrides, source)
     out.mkdir(parents=True, exist_ok=True)
     write_resolved(cfg, out)
     extra = {
         "policy": str((run_dir / str(info.extra.get("policy", "policy"))).resolve()),
         "recall_run": info.extra.get("recall_run"),
-        "ablation": name,
-        "ablation_applied_at": "evaluation",
+        **tag,
+        f"{next(iter(tag))}_applied_at": "evaluation",
         "trained_run": str(run_dir.resolve()),
     }
     write_run_info(

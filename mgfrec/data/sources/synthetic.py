@@ -43,6 +43,7 @@ This module must not read or write files: ``mgfrec data prepare synthetic`` writ
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -376,6 +377,40 @@ def _pick(rng: np.random.Generator, weights: np.ndarray, allowed: np.ndarray) ->
     return int(rng.choice(len(w), p=w / total))
 
 
+def _first_unread_volume(cat: _Catalogue, unread: np.ndarray, item: int) -> int:
+    """People start a series at its beginning: a pick inside one moves to its first unread volume."""
+    v = int(cat.series_start[item])
+    while v != -1 and not unread[v]:
+        v = int(cat.next_volume[v])
+    return item if v == -1 else v
+
+
+def _next_item(
+    rng: np.random.Generator,
+    cat: _Catalogue,
+    in_fav: np.ndarray,
+    unread: np.ndarray,
+    prev: int | None,
+    opt: SyntheticOptions,
+) -> int:
+    """One step of a user's sequence after ``prev`` (None for the first item), by the module docstring's rules."""
+    item: int | None = None
+    if prev is not None:
+        nxt = int(cat.next_volume[prev])
+        if nxt != -1 and unread[nxt] and rng.random() < opt.series_continue:
+            item = nxt
+        elif rng.random() < opt.same_artist:
+            item = _pick(rng, cat.popularity, unread & (cat.artist_of == cat.artist_of[prev]))
+            item = None if item is None else _first_unread_volume(cat, unread, item)
+    if item is None:  # a fresh pick
+        pool = in_fav & unread if rng.random() < opt.genre_focus else unread
+        item = _pick(rng, cat.popularity, pool)
+        if item is None:  # the user has read all of their genres: fall back to anything unread
+            item = _pick(rng, cat.popularity, unread)
+        item = _first_unread_volume(cat, unread, int(item))  # type: ignore[arg-type]  # max_length <= n_items
+    return item
+
+
 def _sequence(
     rng: np.random.Generator, cat: _Catalogue, fav: np.ndarray, length: int, opt: SyntheticOptions
 ) -> list[int]:
@@ -383,49 +418,28 @@ def _sequence(
     unread = np.ones(len(cat.popularity), dtype=bool)
     in_fav = np.isin(cat.genre_of, fav)
     seq: list[int] = []
-
-    def first_unread_volume(item: int) -> int:
-        # people start a series at its beginning, so a fresh pick inside one moves to the first unread volume
-        v = int(cat.series_start[item])
-        while v != -1 and not unread[v]:
-            v = int(cat.next_volume[v])
-        return item if v == -1 else v
-
-    def fresh() -> int:
-        pool = in_fav & unread if rng.random() < opt.genre_focus else unread
-        item = _pick(rng, cat.popularity, pool)
-        if item is None:  # the user has read all of their genres: fall back to anything unread
-            item = _pick(rng, cat.popularity, unread)
-        return first_unread_volume(int(item))  # type: ignore[arg-type]  # max_length <= n_items
-
     while len(seq) < length:
-        item: int | None = None
-        if seq:
-            prev = seq[-1]
-            nxt = int(cat.next_volume[prev])
-            if nxt != -1 and unread[nxt] and rng.random() < opt.series_continue:
-                item = nxt
-            elif rng.random() < opt.same_artist:
-                item = _pick(rng, cat.popularity, unread & (cat.artist_of == cat.artist_of[prev]))
-                item = None if item is None else first_unread_volume(item)
-        if item is None:
-            item = fresh()
+        item = _next_item(rng, cat, in_fav, unread, seq[-1] if seq else None, opt)
         unread[item] = False
         seq.append(item)
     return seq
 
 
-def generate(options: SyntheticOptions | None = None) -> RawLog:
-    """The synthetic catalogue and interaction log for ``options`` (deterministic for a seed)."""
-    opt = options or SyntheticOptions()
+@dataclass(frozen=True)
+class _User:
+    user_id: str
+    favourite_genres: np.ndarray
+    sequence: list[int]
+    times: np.ndarray
+    ratings: np.ndarray
+
+
+def _draw(opt: SyntheticOptions) -> tuple[_Catalogue, list[_User]]:
+    """The catalogue and every user, drawn from one generator in a fixed order."""
     rng = np.random.default_rng(opt.seed)
     cat = _catalogue(rng, opt)
     user_width = len(str(opt.n_users))
-    users: list[str] = []
-    items: list[str] = []
-    stamps: list[float] = []
-    ratings: list[float] = []
-    item_ids = cat.items["item_id"].to_numpy()
+    users: list[_User] = []
     for u in range(opt.n_users):
         n_fav = 1 if rng.random() < 0.5 or opt.n_genres == 1 else 2
         fav = rng.choice(opt.n_genres, size=n_fav, replace=False)
@@ -437,16 +451,21 @@ def generate(options: SyntheticOptions | None = None) -> RawLog:
         times = start + np.sort(rng.integers(0, span, size=length)) + np.arange(length)
         liked = np.isin(cat.genre_of[seq], fav)
         rating = np.clip(np.where(liked, 4, 3) + rng.integers(-1, 2, size=length), 1, 5)
-        users.extend([f"U{u:0{user_width}d}"] * length)
-        items.extend(item_ids[seq].tolist())
-        stamps.extend(times.astype(float).tolist())
-        ratings.extend(rating.astype(float).tolist())
+        users.append(_User(f"U{u:0{user_width}d}", fav, seq, times, rating))
+    return cat, users
+
+
+def generate(options: SyntheticOptions | None = None) -> RawLog:
+    """The synthetic catalogue and interaction log for ``options`` (deterministic for a seed)."""
+    opt = options or SyntheticOptions()
+    cat, drawn = _draw(opt)
+    item_ids = cat.items["item_id"].to_numpy()
     interactions = pd.DataFrame(
         {
-            "user_id": pd.Series(users, dtype=str),
-            "item_id": pd.Series(items, dtype=str),
-            "timestamp": pd.Series(stamps, dtype="float64"),
-            "rating": pd.Series(ratings, dtype="float64"),
+            "user_id": pd.Series([u.user_id for u in drawn for _ in u.sequence], dtype=str),
+            "item_id": pd.Series([i for u in drawn for i in item_ids[u.sequence].tolist()], dtype=str),
+            "timestamp": pd.Series([t for u in drawn for t in u.times.astype(float).tolist()], dtype="float64"),
+            "rating": pd.Series([r for u in drawn for r in u.ratings.astype(float).tolist()], dtype="float64"),
         }
     )
     report = ReadReport()
@@ -454,6 +473,63 @@ def generate(options: SyntheticOptions | None = None) -> RawLog:
         rep = report.file(name)  # generated rows are all kept; the entry keeps the manifest's accounting uniform
         rep.read = rep.kept = len(frame)
     return RawLog(cat.items, interactions, report, source="synthetic", params=opt.model_dump())
+
+
+class SyntheticWorld:
+    """The generator's hidden state, for measuring ceilings: what no model trained on the log can know.
+
+    ``next_item_probabilities`` is the exact distribution the generator draws a user's next item from,
+    given the user's favourite genres and what they have consumed. Ranking by it is the Bayes-optimal
+    ranking (no method can have a higher expected NDCG), which ``tools/choice_headroom.py --oracle`` uses to
+    bound what any recommender, the agent included, can reach on this data.
+    """
+
+    def __init__(self, options: SyntheticOptions | None = None):
+        self.options = options or SyntheticOptions()
+        self._cat, users = _draw(self.options)
+        self.item_ids: np.ndarray = self._cat.items["item_id"].to_numpy()
+        self._row = {item_id: i for i, item_id in enumerate(self.item_ids)}
+        self._fav = {u.user_id: u.favourite_genres for u in users}
+
+    def favourite_genres(self, user_id: str) -> list[str]:
+        genres = list(GENRES)[: self.options.n_genres]
+        return [genres[g] for g in self._fav[user_id]]
+
+    def next_item_probabilities(self, user_id: str, history: Sequence[str]) -> np.ndarray:
+        """P(next item) over ``item_ids`` for ``user_id`` after ``history`` (item ids, oldest first)."""
+        cat, opt = self._cat, self.options
+        if user_id not in self._fav:
+            raise KeyError(f"user {user_id!r} is not in the synthetic world (seed {opt.seed})")
+        if not history:
+            raise ValueError("the next item after an empty history is the first pick; give at least one item")
+        rows = [self._row[i] for i in history]
+        unread = np.ones(len(cat.popularity), dtype=bool)
+        unread[rows] = False
+        in_fav = np.isin(cat.genre_of, self._fav[user_id])
+
+        def drawn(allowed: np.ndarray) -> np.ndarray | None:  # _pick's distribution, moved like _first_unread_volume
+            w = np.where(allowed, cat.popularity, 0.0)
+            if w.sum() <= 0:
+                return None
+            out = np.zeros(len(w))
+            for i in np.flatnonzero(w):
+                out[_first_unread_volume(cat, unread, int(i))] += w[i]
+            return out / w.sum()
+
+        focus, anything = drawn(in_fav & unread), drawn(unread)
+        assert anything is not None, "every item is consumed"  # histories are shorter than the catalogue
+        fresh = anything if focus is None else opt.genre_focus * focus + (1 - opt.genre_focus) * anything
+        prev = rows[-1]
+        p = np.zeros(len(cat.popularity))
+        rest = 1.0
+        nxt = int(cat.next_volume[prev])
+        if nxt != -1 and unread[nxt]:
+            p[nxt] += opt.series_continue
+            rest -= opt.series_continue
+        same = drawn(unread & (cat.artist_of == cat.artist_of[prev]))
+        if same is None:
+            return p + rest * fresh
+        return p + rest * (opt.same_artist * same + (1 - opt.same_artist) * fresh)
 
 
 class SyntheticSource:
