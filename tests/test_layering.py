@@ -194,3 +194,42 @@ def test_the_check_catches_a_package_loop(tmp_path):
     assert package_loops(package) == set()
     (package / "rollout" / "loop.py").write_text("def f():\n    from mgfrec.retrievers.bigrec import X\n")
     assert package_loops(package) == {("retrievers", "rollout")}
+
+
+MOVED = {  # old path (a re-export in a higher package) -> the module's package of its own layer
+    "mgfrec.eval.metrics": "mgfrec.ranking.metrics",
+    "mgfrec.eval.evaluator": "mgfrec.ranking.evaluator",
+    "mgfrec.eval.results": "mgfrec.ranking.results",
+    "mgfrec.eval.stats": "mgfrec.ranking.stats",
+    "mgfrec.rl.policy": "mgfrec.models.policy",
+    "mgfrec.rl.logprobs": "mgfrec.models.logprobs",
+    "mgfrec.agent.prompts": "mgfrec.text.prompts",
+    "mgfrec.agent.neutralize": "mgfrec.text.neutralize",
+}
+
+
+def public_names(module: str) -> list[str]:
+    """Top-level classes, functions and assignments of ``module``'s file not starting with ``_``."""
+    tree = ast.parse((ROOT.parent / Path(*module.split("."))).with_suffix(".py").read_text(encoding="utf-8"))
+    names = []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.append(node.name)
+        elif isinstance(node, ast.Assign):
+            names.extend(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.append(node.target.id)
+    return [n for n in names if not n.startswith("_")]
+
+
+@pytest.mark.parametrize(("old", "new"), sorted(MOVED.items()))
+def test_a_moved_module_keeps_its_old_path(old, new):
+    """The old path (named in docs/ or by users) re-exports every public name of the moved module, and
+    imports only downward (the checks above cover it like any module)."""
+    import importlib
+
+    old_mod, new_mod = importlib.import_module(old), importlib.import_module(new)
+    names = public_names(new)
+    assert names and layer_of(old) > layer_of(new)
+    missing = [n for n in names if getattr(old_mod, n, None) is not getattr(new_mod, n)]
+    assert not missing, f"{old} does not re-export {missing} from {new}"
