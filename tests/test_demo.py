@@ -190,3 +190,14 @@ def test_ctrl_c_during_a_baseline_stops_the_demo_with_that_run_finished(tmp_path
     assert not (tmp_path / "hybrid").exists()  # the demo did not go on
     text = " ".join(stderr.split())
     assert "rerun the same command to go on from the next stage" in text and "Traceback" not in stderr
+
+
+def test_the_demo_policy_comes_from_its_option_and_a_conflicting_config_is_refused():
+    from mgfrec.demo import demo_policy
+
+    assert demo_policy(load_config(None), DemoOptions()) == "preset:tiny-items"
+    assert demo_policy(load_config(None, ["policy.model=preset:small"]), DemoOptions(policy=None)) == "preset:small"
+    with pytest.raises(ValueError, match="pass --policy preset:small to use it"):
+        demo_policy(load_config(None, ["policy.model=preset:small"]), DemoOptions())
+    result = CliRunner().invoke(app, ["demo", "--set", "policy.model=preset:small", "--out", "unused-demo"])
+    assert result.exit_code != 0 and "pass --policy preset:small" in " ".join(result.output.split())

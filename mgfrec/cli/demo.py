@@ -39,6 +39,11 @@ def demo(
         True, "--agent/--no-agent", help="Run the agent stages (SFT, GRPO, ablations) after the baselines."
     ),
     fit_steps: int = typer.Option(3, "--fit-steps", min=1, help="GRPO steps of the demo's short fit."),
+    policy: str = typer.Option(
+        "preset:tiny-items",
+        "--policy",
+        help="The agent's policy (policy.model): one token per catalogue title by default (docs/agent-cpu.md).",
+    ),
     sft_samples: int = typer.Option(
         200, "--sft-samples", min=1, help="Train samples the SFT trajectories are synthesized from."
     ),
@@ -86,6 +91,7 @@ def demo(
         options = DemoOptions(
             agent=agent,
             fit_steps=fit_steps,
+            policy=policy,
             sft_train_samples=sft_samples,
             eval_samples=eval_samples or None,
             baseline_seconds=baseline_seconds or None,
