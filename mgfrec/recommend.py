@@ -26,19 +26,19 @@ import numpy as np
 import torch
 
 from mgfrec.agent.environment import Environment, build_environment
+from mgfrec.agent.loop import RolloutSample, rollout
 from mgfrec.agent.trajectory import Trajectory
 from mgfrec.config.components import check_components
 from mgfrec.config.load import load_config
 from mgfrec.config.schema import MGFRecConfig, PolicyConfig
 from mgfrec.data.prepared import PreparedDataset
-from mgfrec.eval.metrics import history_mask, target_ranks
 from mgfrec.grounding.engine import Grounding, load_grounding
+from mgfrec.models.policy import load_policy
+from mgfrec.ranking.metrics import history_mask, target_ranks
 from mgfrec.registry import Registry, with_registry
 from mgfrec.retrievers.fit import load_retriever
 from mgfrec.retrievers.recall import top_items
-from mgfrec.rl.policy import load_policy
 from mgfrec.rollout.base import build_engine
-from mgfrec.rollout.loop import RolloutSample, rollout
 from mgfrec.runs import RUN_FILE, read_run_info
 from mgfrec.user_agents.base import UserAgent
 

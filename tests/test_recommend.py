@@ -12,8 +12,8 @@ from mgfrec.cli.main import app
 from mgfrec.config.load import load_config, write_resolved
 from mgfrec.config.schema import DataConfig
 from mgfrec.data.prepared import prepare
+from mgfrec.models.policy import build_preset, save_policy
 from mgfrec.retrievers.fit import fit_baseline
-from mgfrec.rl.policy import build_preset, save_policy
 from mgfrec.rollout.scripted_engine import ScriptedEngine
 from mgfrec.runs import RunInfo, write_run_info
 

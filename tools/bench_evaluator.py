@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from mgfrec.config.schema import EvalConfig
-from mgfrec.eval.evaluator import rank_targets
-from mgfrec.eval.results import EvalResult
+from mgfrec.ranking.evaluator import rank_targets
+from mgfrec.ranking.results import EvalResult
 
 
 class RandomScores:

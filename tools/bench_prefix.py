@@ -17,12 +17,12 @@ import time
 import torch
 
 from mgfrec.agent.environment import build_environment
+from mgfrec.agent.loop import RolloutSample, rollout
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.grounding.engine import load_grounding
-from mgfrec.rl.policy import load_policy
+from mgfrec.models.policy import load_policy
 from mgfrec.rollout.hf_engine import HFEngine
-from mgfrec.rollout.loop import RolloutSample, rollout
 
 
 def main() -> None:

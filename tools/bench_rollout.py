@@ -6,7 +6,7 @@ vllm venv, docs/benchmarks-vllm.md). Part 1, the engine: ``--prompts`` prompts x
 and with real first prompts (Table 2 system prompt, a 10-title history, a 30-title recall list from the CDs
 catalogue). Best of ``--repeats``.
 
-Part 2, the loop: the same batch through :func:`mgfrec.rollout.loop.rollout` with real MiniLM grounding over
+Part 2, the loop: the same batch through :func:`mgfrec.agent.loop.rollout` with real MiniLM grounding over
 the CDs catalogue and the ``simulated`` (then ``none``) user agent. A random policy never writes a valid
 turn, so the turns' *content* is scripted (1-3 groundings, then an answer; about 45 tokens a turn), while
 the *cost* of generating them is real: each engine call first decodes as many tokens as the longest
@@ -37,13 +37,13 @@ import pandas as pd
 import torch
 
 from mgfrec.agent.environment import Environment
+from mgfrec.agent.loop import RolloutSample, first_prompts, rollout
 from mgfrec.config.schema import AgentConfig, EmbeddingConfig, PolicyConfig
 from mgfrec.embed.base import load_embedder
 from mgfrec.grounding.engine import Grounding
 from mgfrec.grounding.exact import ExactGrounder
-from mgfrec.rl.policy import load_policy
+from mgfrec.models.policy import load_policy
 from mgfrec.rollout.hf_engine import HFEngine
-from mgfrec.rollout.loop import RolloutSample, first_prompts, rollout
 from mgfrec.rollout.scripted_engine import ScriptedEngine
 from mgfrec.user_agents.base import UserAgentContext
 from mgfrec.user_agents.none import NoFeedbackAgent

@@ -43,8 +43,8 @@ def build_runs(root: Path) -> list[Path]:
     from mgfrec.config.load import load_config, write_resolved
     from mgfrec.config.schema import DataConfig
     from mgfrec.data.prepared import prepare
+    from mgfrec.models.policy import build_preset, save_policy
     from mgfrec.retrievers.fit import fit_baseline
-    from mgfrec.rl.policy import build_preset, save_policy
     from mgfrec.runs import RunInfo, write_run_info
 
     ds = prepare(DataConfig(source="synthetic", options={"n_users": 200, "n_items": 300}), root / "data")

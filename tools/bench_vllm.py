@@ -53,7 +53,7 @@ def main() -> None:
     import torch
 
     from mgfrec.config.schema import PolicyConfig
-    from mgfrec.rl.policy import load_policy
+    from mgfrec.models.policy import load_policy
     from mgfrec.rollout.hf_engine import HFEngine
     from mgfrec.rollout.vllm_engine import VLLMEngine
 

@@ -36,8 +36,8 @@ from mgfrec.config.schema import MGFRecConfig
 from mgfrec.data.protocol import subsample_split
 from mgfrec.data.sources.synthetic import SyntheticOptions, SyntheticWorld
 from mgfrec.embed.cache import cached_item_embeddings
-from mgfrec.eval.metrics import target_ranks_excluding
-from mgfrec.eval.stats import paired_test
+from mgfrec.ranking.metrics import target_ranks_excluding
+from mgfrec.ranking.stats import paired_test
 from mgfrec.retrievers.fit import load_scorer
 from mgfrec.retrievers.recall import top_items
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mgfrec.eval.stats import align, paired_test
+from mgfrec.ranking.stats import align, paired_test
 
 
 def read(run: Path, split: str) -> pd.DataFrame:

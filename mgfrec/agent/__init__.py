@@ -2,9 +2,9 @@
 
 One module per concept (see docs/agent.md for the whole loop):
 
-* :mod:`~mgfrec.agent.prompts`: versioned template files (``templates/``), chat messages, the user agent's
+* :mod:`~mgfrec.text.prompts`: versioned template files (``templates/``), chat messages, the user agent's
   prompt.
-* :mod:`~mgfrec.agent.neutralize`: how untrusted text (titles, feedback) is made inert.
+* :mod:`~mgfrec.text.neutralize`: how untrusted text (titles, feedback) is made inert.
 * :mod:`~mgfrec.agent.parser`: the format rule, :func:`parse_turn`, :func:`parse_transcript`.
 * :mod:`~mgfrec.agent.state`: :class:`AgentState`, the per-trajectory limits and end reasons.
 * :mod:`~mgfrec.agent.observation`: the ``<item_list>``/``<feedback>`` text after a grounding.
@@ -12,16 +12,18 @@ One module per concept (see docs/agent.md for the whole loop):
 * :mod:`~mgfrec.agent.environment`: batched grounding and user-agent feedback for a step.
 * :mod:`~mgfrec.agent.batching`: trajectories as padded tensors for the loss.
 * :mod:`~mgfrec.agent.final_ranking`: the answer's full-ranking rank and the reward input.
+* :mod:`~mgfrec.agent.loop`: the multi-turn agent loop, an engine's turns -> token-exact trajectories.
+* :mod:`~mgfrec.agent.samples`: the samples the agent sees, with their recall lists.
 
-Only the torch-free modules are imported here; import the last three from their modules.
+Only the torch-free text modules are imported here; import the rest from their modules.
 """
 
-from mgfrec.agent.neutralize import neutralize, neutralize_title, reserved_strings
 from mgfrec.agent.observation import render_observation
 from mgfrec.agent.parser import STOP_STRINGS, TranscriptCheck, Turn, parse_transcript, parse_turn
-from mgfrec.agent.prompts import AgentPrompts, Template, build_messages, encode_prompt, load_template, user_agent_prompt
 from mgfrec.agent.state import END_REASONS, AgentState, EndReason
 from mgfrec.agent.trajectory import EnvironmentSegment, GroundingStep, PolicySegment, Trajectory
+from mgfrec.text.neutralize import neutralize, neutralize_title, reserved_strings
+from mgfrec.text.prompts import AgentPrompts, Template, build_messages, encode_prompt, load_template, user_agent_prompt
 
 __all__ = [
     "END_REASONS",

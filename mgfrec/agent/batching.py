@@ -38,7 +38,7 @@ class TrajectoryBatch:
 
     @property
     def constraints(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """``(allowed_index, allowed_table)`` for :mod:`mgfrec.rl.logprobs`, or None when nothing is constrained."""
+        """``(allowed_index, allowed_table)`` for :mod:`mgfrec.models.logprobs`, or None when nothing is constrained."""
         if self.allowed_index is None or self.allowed_table is None:
             return None
         return self.allowed_index, self.allowed_table

@@ -24,7 +24,7 @@ Exactness. The sampler renormalises the logits over the allowed set at each cons
 sampled token's log-prob is of that restricted distribution. What was allowed at every position is
 recomputed deterministically from the turn's own tokens (:meth:`TurnConstraint.replay`) and travels with the
 trajectory (:attr:`mgfrec.agent.trajectory.PolicySegment.allowed`), so the training forward pass applies the
-same restriction to the old, new and reference log-probs (:mod:`mgfrec.rl.logprobs`).
+same restriction to the old, new and reference log-probs (:mod:`mgfrec.models.logprobs`).
 
 This module knows token ids and titles only; it never samples, grounds or tokenizes prompts.
 """

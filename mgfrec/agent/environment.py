@@ -23,12 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from mgfrec.agent.neutralize import reserved_strings
 from mgfrec.agent.observation import render_observation
 from mgfrec.agent.trajectory import GroundingStep, Trajectory
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.grounding.engine import Grounding
 from mgfrec.registry import Registry, with_registry
+from mgfrec.text.neutralize import reserved_strings
 from mgfrec.user_agents.base import FeedbackRequest, UserAgent, UserAgentContext, load_user_agent, require_automatic
 
 

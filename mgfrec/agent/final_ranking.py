@@ -3,7 +3,7 @@
 Following BIGRec, an answered title is ranked against *every* catalogue item by L2 distance
 (:meth:`Grounding.full_scores <mgfrec.grounding.engine.Grounding.full_scores>`, all answers of a batch in
 one call), and the target's pessimistic 1-based rank is read exactly as the evaluator reads a baseline's
-(:func:`mgfrec.eval.metrics.target_ranks_excluding`: the history left out, never the target;
+(:func:`mgfrec.ranking.metrics.target_ranks_excluding`: the history left out, never the target;
 ``exclude_history=False`` ranks every item). So an agent's NDCG reward and its reported metrics come from
 the same rank.
 
@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from mgfrec.agent.trajectory import Trajectory
-from mgfrec.eval.metrics import target_ranks, target_ranks_excluding
 from mgfrec.grounding.engine import Grounding
+from mgfrec.ranking.metrics import target_ranks, target_ranks_excluding
 from mgfrec.rewards.base import RewardInput
 
 

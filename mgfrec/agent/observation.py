@@ -8,7 +8,7 @@ The leading newline separates it from the policy's ``</ground>``; the trailing o
 the start of a line for its next ``<think>``. The ``<feedback>`` block is left out when there is no
 feedback: ``feedback=None``, or text that is empty once stripped (what the ``none`` user agent returns,
 the paper's w/o-feedback ablation). Titles are neutralized on one line each and the feedback
-keeps its line breaks, so neither can close a block early or fake a tag (:mod:`mgfrec.agent.neutralize`).
+keeps its line breaks, so neither can close a block early or fake a tag (:mod:`mgfrec.text.neutralize`).
 
 The layout is code, not a template: the parser's :func:`~mgfrec.agent.parser.parse_transcript` and the
 docs depend on it. This module builds text only; :mod:`mgfrec.agent.environment` tokenizes it, once.
@@ -19,9 +19,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from mgfrec.agent.neutralize import neutralize
 from mgfrec.agent.parser import FEEDBACK_CLOSE, FEEDBACK_OPEN, ITEM_LIST_CLOSE, ITEM_LIST_OPEN
-from mgfrec.agent.prompts import numbered
+from mgfrec.text.neutralize import neutralize
+from mgfrec.text.prompts import numbered
 
 
 def render_observation(item_titles: Sequence[Any], feedback: str | None = None, *, reserved: Iterable[str] = ()) -> str:

@@ -1,197 +1,25 @@
-"""Prompts as versioned template files: the agent's system prompt and first message, the user agent's prompt.
+"""Moved to :mod:`mgfrec.text.prompts` (docs/architecture.md); this path keeps working."""
 
-Shipped templates live in ``mgfrec/agent/templates/`` and are never edited in place; a changed prompt gets a
-new version file (``*.v2.txt``) so that old runs stay reproducible.
+from mgfrec.text.prompts import (
+    KINDS,
+    AgentPrompts,
+    Template,
+    build_messages,
+    encode_prompt,
+    inline_list,
+    load_template,
+    numbered,
+    user_agent_prompt,
+)
 
-* ``recommendation_agent.v1.txt``: the paper's Table 2, word for word; the system prompt. No placeholders.
-  Replace it with ``agent.template: path/to/file.txt``.
-* ``first_prompt.v1.txt``: the user message. ``{history}`` (required): the user's history titles, oldest
-  first, one numbered line each; ``{recall}`` (optional): the recall model's items (30 in the paper).
-* ``user_agent.v1.txt``: the paper's Table 1, word for word, with its three slots named ``{history}``,
-  ``{grounded_title}`` and ``{item_list}`` (the field names of ``FeedbackRequest``; lists as one-line JSON
-  lists, the title as a JSON string). Replace it with
-  ``user_agent.prompt: path/to/file.txt``.
-
-Template rules: ``{name}`` is a placeholder; every placeholder a template uses must be one its kind knows,
-and required ones must be present (an error names the file). Other braces are literal text. Values are
-substituted in one pass, so a value is never itself read as a template. **A paragraph (text between blank
-lines) holding a placeholder whose value is ``None`` is left out**: that is how the recall block disappears
-when recall is off (``agent.use_recall: false`` / ``--no-recall``) or the recall list is empty. A file's
-trailing newlines are dropped and CRLF line ends read as LF.
-
-Every title and the grounded title are neutralized (:mod:`mgfrec.agent.neutralize`) before substitution;
-pass ``reserved=reserved_strings(tokenizer)`` so that no title can spell one of the tokenizer's special
-tokens either. Templates themselves are trusted.
-"""
-
-from __future__ import annotations
-
-import json
-import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from functools import cache
-from importlib import resources
-from pathlib import Path
-from typing import Any
-
-from mgfrec.agent.neutralize import neutralize_title
-from mgfrec.config.schema import AgentConfig
-
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_]\w*)\}")
-_PARAGRAPH_BREAK = re.compile(r"(\n[ \t]*\n\s*)")
-
-# kind -> (default file, required placeholders, optional placeholders)
-KINDS: dict[str, tuple[str, frozenset[str], frozenset[str]]] = {
-    "recommendation_agent": ("recommendation_agent.v1.txt", frozenset(), frozenset()),
-    "first_prompt": ("first_prompt.v1.txt", frozenset({"history"}), frozenset({"recall"})),
-    "user_agent": ("user_agent.v1.txt", frozenset({"history", "grounded_title", "item_list"}), frozenset()),
-}
-
-
-@dataclass(frozen=True)
-class Template:
-    """A loaded, validated template; ``source`` names the file (or ``builtin:<file>``) for error messages."""
-
-    kind: str
-    text: str
-    source: str
-
-    def render(self, **values: str | None) -> str:
-        """Substitute ``values``; a paragraph holding a placeholder whose value is ``None`` is dropped."""
-        used = set(_PLACEHOLDER.findall(self.text))
-        missing = used - values.keys()
-        if missing:
-            raise ValueError(f"{self.source}: no value given for placeholder(s) {', '.join(sorted(missing))}")
-        parts = _PARAGRAPH_BREAK.split(self.text)  # paragraph, break, paragraph, ...
-        kept: list[str] = []
-        for i in range(0, len(parts), 2):
-            names = set(_PLACEHOLDER.findall(parts[i]))
-            if any(values[n] is None for n in names):
-                continue
-            if kept:
-                kept.append(parts[i - 1])
-            kept.append(_PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), parts[i]))
-        return "".join(kept)
-
-
-def load_template(kind: str, path: str | Path | None = None, *, field: str = "") -> Template:
-    """The template of ``kind`` (see ``KINDS``) from ``path``, or the shipped default when ``path`` is None.
-
-    ``field`` names the config field the path came from, for error messages (e.g. ``agent.template``).
-    """
-    if kind not in KINDS:
-        raise ValueError(f"unknown template kind {kind!r}; known: {', '.join(KINDS)}")
-    default, required, optional = KINDS[kind]
-    where = f" (from {field})" if field else ""
-    if path is None:
-        text, source = _builtin(default), f"builtin:{default}"
-    else:
-        file = Path(path).expanduser()
-        if not file.is_file():
-            raise FileNotFoundError(f"{file}{where}: template file not found; give a path to a UTF-8 text file")
-        text, source = file.read_text("utf-8"), str(file)
-    text = text.replace("\r\n", "\n").rstrip("\n")
-    used = set(_PLACEHOLDER.findall(text))
-    unknown, absent = used - required - optional, required - used
-    if unknown:
-        known = ", ".join(f"{{{n}}}" for n in sorted(required | optional)) or "none"
-        raise ValueError(
-            f"{source}{where}: unknown placeholder(s) {', '.join(f'{{{n}}}' for n in sorted(unknown))}; "
-            f"a {kind} template knows {known}"
-        )
-    if absent:
-        raise ValueError(
-            f"{source}{where}: a {kind} template must contain {', '.join(f'{{{n}}}' for n in sorted(absent))}"
-        )
-    return Template(kind, text, source)
-
-
-@cache
-def _builtin(name: str) -> str:
-    # Read once per process: the user agent's prompt is built for every grounding.
-    return resources.files("mgfrec.agent").joinpath("templates", name).read_text("utf-8")
-
-
-def numbered(titles: Iterable[Any], reserved: Iterable[str] = ()) -> str:
-    """Neutralized titles as numbered lines ``1. title``; ``(none)`` for no titles."""
-    reserved = tuple(reserved)
-    lines = [f"{n}. {neutralize_title(t, reserved)}" for n, t in enumerate(titles, 1)]
-    return "\n".join(lines) if lines else "(none)"
-
-
-def inline_list(titles: Iterable[Any], reserved: Iterable[str] = ()) -> str:
-    """Neutralized titles as a one-line JSON list, unambiguous whatever commas or quotes the titles hold."""
-    reserved = tuple(reserved)
-    return json.dumps([neutralize_title(t, reserved) for t in titles], ensure_ascii=False)
-
-
-@dataclass(frozen=True)
-class AgentPrompts:
-    """The recommendation agent's system prompt and first user message."""
-
-    system: Template
-    first: Template
-    use_recall: bool = True
-    max_history: int | None = None  # the most recent titles shown (agent.prompt_history); None: all
-
-    @classmethod
-    def from_config(cls, config: AgentConfig | None = None) -> AgentPrompts:
-        """System prompt from ``agent.template`` (default Table 2), first message from ``agent.first_prompt``,
-        ``use_recall`` from ``agent.use_recall``."""
-        config = config or AgentConfig()
-        return cls(
-            load_template("recommendation_agent", config.template, field="agent.template"),
-            load_template("first_prompt", config.first_prompt, field="agent.first_prompt"),
-            config.use_recall,
-            config.prompt_history,
-        )
-
-    def messages(
-        self, history_titles: Sequence[Any], recall_titles: Sequence[Any] | None = None, *, reserved: Iterable[str] = ()
-    ) -> list[dict[str, str]]:
-        """``[system, user]`` chat messages; the recall paragraph only when recall is on and non-empty."""
-        reserved = tuple(reserved)
-        recall = numbered(recall_titles, reserved) if self.use_recall and recall_titles else None
-        if self.max_history is not None:
-            history_titles = list(history_titles)[-self.max_history :]
-        user = self.first.render(history=numbered(history_titles, reserved), recall=recall)
-        return [{"role": "system", "content": self.system.render()}, {"role": "user", "content": user}]
-
-
-def build_messages(
-    history_titles: Sequence[Any],
-    recall_titles: Sequence[Any] | None = None,
-    *,
-    prompts: AgentPrompts | None = None,
-    reserved: Iterable[str] = (),
-) -> list[dict[str, str]]:
-    """The agent's chat messages with the default (or given) templates; ``recall_titles=None``: no recall."""
-    return (prompts or AgentPrompts.from_config()).messages(history_titles, recall_titles, reserved=reserved)
-
-
-def user_agent_prompt(
-    history_titles: Sequence[Any],
-    grounded_title: Any,
-    item_titles: Sequence[Any],
-    *,
-    template: Template | None = None,
-    reserved: Iterable[str] = (),
-) -> str:
-    """The user agent's prompt (Table 1) for one grounding; every title neutralized. Never shows a target."""
-    template = template or load_template("user_agent")
-    reserved = tuple(reserved)
-    return template.render(
-        history=inline_list(history_titles, reserved),
-        grounded_title=json.dumps(neutralize_title(grounded_title, reserved), ensure_ascii=False),
-        item_list=inline_list(item_titles, reserved),
-    )
-
-
-def encode_prompt(tokenizer: Any, messages: Sequence[dict[str, str]]) -> list[int]:
-    """Prompt token ids: the tokenizer's chat template with the generation prompt, tokenized once.
-
-    The chat template adds the model's own control tokens (BOS included), so no others are added.
-    """
-    text = tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
-    return list(tokenizer.encode(text, add_special_tokens=False))
+__all__ = [
+    "KINDS",
+    "AgentPrompts",
+    "Template",
+    "build_messages",
+    "encode_prompt",
+    "inline_list",
+    "load_template",
+    "numbered",
+    "user_agent_prompt",
+]

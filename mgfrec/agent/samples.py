@@ -21,13 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from mgfrec.agent.loop import RolloutSample
 from mgfrec.config.schema import DEFAULT_RECALL_MODEL, MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.data.protocol import subsample_rows
 from mgfrec.registry import Registry, with_registry
 from mgfrec.retrievers.fit import fit_baseline
 from mgfrec.retrievers.recall import recall_lists
-from mgfrec.rollout.loop import RolloutSample
 from mgfrec.runs import RUN_FILE, read_run_info
 
 

@@ -1,9 +1,10 @@
-"""Evaluation: one full-ranking evaluator for every method, with intervals and paired tests.
+"""Evaluation of runs: a run folder -> a stored, compared result, on the full-ranking core in :mod:`mgfrec.ranking`.
 
-* ``metrics``   ranks (pessimistic ties) and per-sample Hit@K / NDCG@K / ndcg_full
-* ``evaluator`` scorer + split -> per-sample ranks -> :class:`~mgfrec.eval.results.EvalResult`
-* ``results``   EvalResult: means, bootstrap intervals, JSON/CSV files, rich table
-* ``stats``     bootstrap intervals, paired bootstrap and exact sign test
-* ``runs``      run folder -> scorer -> stored result (``mgfrec evaluate``)
-* ``report``    Table-4-style comparison of runs (``mgfrec report``)
+* ``runs``        run folder -> scorer -> stored result (``mgfrec evaluate``)
+* ``agent_eval``  an agent run: roll the policy out on the split, rank its answers
+* ``policy_eval`` the greedy validation SFT and GRPO both run
+* ``report``      Table-4-style comparison of runs (``mgfrec report``)
+* ``figures``     the paper's section-5 figures (PNG) from run and sweep folders
+
+``evaluator`` (:func:`~mgfrec.ranking.evaluator.rank_targets`) is re-exported from its old path here.
 """

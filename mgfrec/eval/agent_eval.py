@@ -3,7 +3,7 @@
 The agent of ``RUN/policy`` (from ``mgfrec sft`` or ``mgfrec fit``) runs once per sample, greedily unless
 ``eval.greedy`` is false, with the run's own grounding, user agent and recall run. Each answer is grounded
 and every item ranked (history excluded like every other method), and the ranks go through the same
-:class:`~mgfrec.eval.results.EvalResult` as the baselines, so intervals and paired tests apply unchanged.
+:class:`~mgfrec.ranking.results.EvalResult` as the baselines, so intervals and paired tests apply unchanged.
 
 A trajectory without an answer (a format error, a length or grounding limit) recommended nothing: its
 target gets the worst rank, N. That is the pessimistic reading; it keeps broken agents from looking good.
@@ -24,20 +24,20 @@ import pandas as pd
 from mgfrec import progress
 from mgfrec.agent.environment import build_environment
 from mgfrec.agent.final_ranking import answer_then_recall_ranks, reward_inputs
+from mgfrec.agent.loop import RolloutSample, rollout
 from mgfrec.config.load import load_config
 from mgfrec.config.schema import EvalConfig, PolicyConfig
 from mgfrec.data.protocol import subsample_rows
-from mgfrec.eval.evaluator import evaluate_ranks
-from mgfrec.eval.results import EvalResult
-from mgfrec.eval.stats import bootstrap_ci
 from mgfrec.grounding.engine import load_grounding
+from mgfrec.models.policy import load_policy
+from mgfrec.ranking.evaluator import evaluate_ranks
+from mgfrec.ranking.results import EvalResult
+from mgfrec.ranking.stats import bootstrap_ci
 from mgfrec.registry import Registry, with_registry
 from mgfrec.retrievers.fit import load_scorer
 from mgfrec.retrievers.recall import recall_lists
 from mgfrec.rewards.compose import build_reward
-from mgfrec.rl.policy import load_policy
 from mgfrec.rollout.base import build_engine
-from mgfrec.rollout.loop import RolloutSample, rollout
 from mgfrec.runs import RunInfo
 
 

@@ -16,14 +16,14 @@ import torch
 
 from mgfrec.agent.environment import Environment
 from mgfrec.agent.final_ranking import answer_ranks
-from mgfrec.agent.neutralize import neutralize_title, reserved_strings
-from mgfrec.agent.prompts import AgentPrompts
+from mgfrec.agent.loop import rollout
 from mgfrec.agent.samples import AgentSample, to_rollout_sample
 from mgfrec.config.schema import MGFRecConfig
-from mgfrec.eval.metrics import per_sample
+from mgfrec.ranking.metrics import per_sample
 from mgfrec.registry import Registry, with_registry
 from mgfrec.rollout.base import build_engine
-from mgfrec.rollout.loop import rollout
+from mgfrec.text.neutralize import neutralize_title, reserved_strings
+from mgfrec.text.prompts import AgentPrompts
 
 METRIC_COLUMNS = ("format_valid", "mean_groundings", "answer_in_shown", "ndcg_full", "ndcg@10")
 """The keys of :func:`evaluate_policy`'s result, in the order the metrics files write them."""

@@ -2,7 +2,7 @@
 
 One row per run; columns H@5 N@5 H@10 N@10 H@20 N@20 N_full, each a mean with its bootstrap interval.
 Every row is compared with a reference run (the first, or the one named) on the same samples by
-:func:`mgfrec.eval.stats.paired_test`; only differences both tests call significant are marked
+:func:`mgfrec.ranking.stats.paired_test`; only differences both tests call significant are marked
 (▲ better, ▼ worse than the reference). The best mean of each metric is bold, as in the paper, whether or
 not it is significantly better.
 
@@ -23,10 +23,10 @@ import pandas as pd
 
 from mgfrec.config.schema import EvalConfig
 from mgfrec.data.protocol import subsample_rows
-from mgfrec.eval.metrics import LOWER_IS_BETTER, metric_names
-from mgfrec.eval.results import EvalResult, label
 from mgfrec.eval.runs import result_for_run
-from mgfrec.eval.stats import MismatchedSamplesError, PairedComparison
+from mgfrec.ranking.metrics import LOWER_IS_BETTER, metric_names
+from mgfrec.ranking.results import EvalResult, label
+from mgfrec.ranking.stats import MismatchedSamplesError, PairedComparison
 from mgfrec.registry import Registry, with_registry
 
 BETTER, WORSE = "▲", "▼"

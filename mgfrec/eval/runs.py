@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mgfrec.config.schema import EvalConfig
-from mgfrec.eval.evaluator import evaluate
-from mgfrec.eval.results import EvalResult, result_paths
+from mgfrec.ranking.evaluator import evaluate
+from mgfrec.ranking.results import EvalResult, result_paths
 from mgfrec.registry import Registry, with_registry
 from mgfrec.retrievers.fit import AgentEvaluationUnavailable, LoadedRun, load_scorer, open_data
 from mgfrec.runs import read_run_info

@@ -10,7 +10,7 @@ backend and its random build. It is also cheap: one ``[Q, d] x [d, N]`` matrix p
 already the whole cost of exact search. Backends speed up only the repeated top-k of ``<ground>`` calls.
 
 Scores are *negative* L2 distances (higher is better) so they plug straight into
-:func:`mgfrec.eval.metrics.target_ranks`. Items with identical vectors (duplicated titles) get bit-identical
+:func:`mgfrec.ranking.metrics.target_ranks`. Items with identical vectors (duplicated titles) get bit-identical
 scores, so the pessimistic tie rule of the metrics treats them as true ties. Scores are float32; two items
 whose distances differ by less than float32 resolution may order differently here than in a grounder's
 float64 top-k, which is below anything an embedding model can distinguish.

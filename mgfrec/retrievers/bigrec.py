@@ -32,10 +32,10 @@ from mgfrec.config.load import load_config
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.data.protocol import subsample_rows
-from mgfrec.eval.evaluator import rank_targets
-from mgfrec.eval.metrics import per_sample
 from mgfrec.grounding.engine import load_grounding
-from mgfrec.rl.policy import load_policy, preset_name, save_policy, training_device
+from mgfrec.models.policy import load_policy, preset_name, save_policy, training_device
+from mgfrec.ranking.evaluator import rank_targets
+from mgfrec.ranking.metrics import per_sample
 from mgfrec.rollout.hf_engine import HFEngine
 
 PROMPT = (

@@ -7,7 +7,7 @@ These functions dispatch by registry name only (``retriever.model``), so built-i
 (pop, sasrec, gru4rec, caser, last-title, hybrid, ...) take the same path. ``mgfrec baseline fit`` is a thin
 wrapper over :func:`fit_baseline`.
 
-The ranking here is the one rule of :mod:`mgfrec.eval.metrics` (full catalogue, history excluded,
+The ranking here is the one rule of :mod:`mgfrec.ranking.metrics` (full catalogue, history excluded,
 pessimistic ties); the evaluator with intervals lives in :mod:`mgfrec.eval`, not here.
 """
 
@@ -23,8 +23,8 @@ import numpy as np
 from mgfrec.config.load import write_resolved
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
-from mgfrec.eval.evaluator import rank_targets
-from mgfrec.eval.metrics import per_sample
+from mgfrec.ranking.evaluator import rank_targets
+from mgfrec.ranking.metrics import per_sample
 from mgfrec.registry import Registry, registry, with_registry
 from mgfrec.runs import RUN_FILE, RunInfo, read_run_info, write_run_info
 

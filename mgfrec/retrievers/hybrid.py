@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.embed.cache import item_embeddings
-from mgfrec.eval.metrics import history_mask, per_sample, target_ranks
+from mgfrec.ranking.metrics import history_mask, per_sample, target_ranks
 from mgfrec.registry import registry
 from mgfrec.retrievers.last_title import LastTitleOptions, LastTitleRetriever, run_embedding_config
 

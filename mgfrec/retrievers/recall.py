@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from mgfrec.data.prepared import PreparedDataset
-from mgfrec.eval.metrics import history_mask
+from mgfrec.ranking.metrics import history_mask
 from mgfrec.retrievers.fit import load_retriever
 
 

@@ -4,7 +4,7 @@ A model subclasses :class:`SequentialRetriever` and supplies only its layers and
 the representation of a padded history (see :mod:`mgfrec.retrievers.sequences`). Everything else lives
 here once: the loss (cross-entropy over the whole catalogue, or BCE with one sampled negative), Adam with
 ``weight_decay`` as the L2 coefficient, validation NDCG@10 by full ranking with the history excluded and
-pessimistic ties (:mod:`mgfrec.eval.metrics`), early stopping on it, the best checkpoint, the per-epoch
+pessimistic ties (:mod:`mgfrec.ranking.metrics`), early stopping on it, the best checkpoint, the per-epoch
 ``metrics.csv``, and saving/loading ``model.pt``.
 
 A run folder written by :meth:`SequentialRetriever.fit`::
@@ -41,7 +41,7 @@ from torch import nn
 from mgfrec import progress
 from mgfrec.config.schema import MGFRecConfig, RetrieverConfig
 from mgfrec.data.prepared import PreparedDataset
-from mgfrec.eval.metrics import history_mask, per_sample, target_ranks
+from mgfrec.ranking.metrics import history_mask, per_sample, target_ranks
 from mgfrec.retrievers.sequences import (
     SequenceDataModule,
     history_window,

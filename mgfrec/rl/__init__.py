@@ -1,7 +1,6 @@
-"""Reinforcement learning of the recommendation agent: the policy and, beside it, the GRPO objective.
+"""Training the recommendation agent: the SFT warm start, the GRPO objective and the Lightning loop around it.
 
-``policy.py`` builds or loads the policy model and its tokenizer: small from-scratch presets
-(``preset:tiny``, ``preset:small``, ``preset:tiny-minilm``) that train on a CPU, or any causal LM by hub id
-or local path (the paper's Qwen/Qwen2.5-1.5B-Instruct) through the same code. Sampling from the policy lives
-in :mod:`mgfrec.rollout`; this package never generates text itself.
+The policy model and its log-probs live in :mod:`mgfrec.models` (``mgfrec.rl.policy`` and
+``mgfrec.rl.logprobs`` re-export them from their old paths); sampling from the policy lives in
+:mod:`mgfrec.rollout`. This package never generates text itself.
 """

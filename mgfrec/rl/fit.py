@@ -37,10 +37,10 @@ from mgfrec.config.load import load_config, write_resolved
 from mgfrec.config.schema import DEFAULT_RECALL_MODEL, MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.grounding.engine import load_grounding
+from mgfrec.models.policy import check_policy_source, load_policy
 from mgfrec.registry import Registry, registry, with_registry
 from mgfrec.rl.distributed import barrier, check_batch_split, launched_as_main, wait_for
 from mgfrec.rl.module import GRPOModule
-from mgfrec.rl.policy import check_policy_source, load_policy
 from mgfrec.rl.strategy import build_strategy, check_strategy, trainer_accelerator
 from mgfrec.runs import RUN_FILE, RunInfo, read_run_info, write_run_info
 from mgfrec.user_agents.base import require_automatic, with_run_cache

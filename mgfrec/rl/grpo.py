@@ -76,7 +76,7 @@ def grpo_loss(
 
     ``logprobs`` (with gradient), ``old_logprobs`` (sampling policy) and ``ref_logprobs`` (reference policy, or
     None when ``kl_beta`` is 0) are ``[B, T]`` token log-probs aligned to the tokens (see
-    :mod:`mgfrec.rl.logprobs`); ``advantages`` is ``[B]`` (one per response, eq. 2) or ``[B, T]``;
+    :mod:`mgfrec.models.logprobs`); ``advantages`` is ``[B]`` (one per response, eq. 2) or ``[B, T]``;
     ``action_mask`` is ``[B, T]``, True on policy-sampled tokens. Old and reference log-probs are treated
     as constants. ``normalizer`` and ``kl_importance_correction``: see the module docstring.
 

@@ -3,7 +3,7 @@
 Every ``training_step`` takes the next ``trainer.global_batch_size`` train samples of a seeded per-epoch
 permutation and runs, each arrow a function of its own module:
 
-1. ``rollout`` (:mod:`mgfrec.rollout.loop`): ``grpo.group_size`` trajectories per sample through the engine
+1. ``rollout`` (:mod:`mgfrec.agent.loop`): ``grpo.group_size`` trajectories per sample through the engine
    (``rollout.engine``). The hf engine shares the policy module by default, so it always samples from the
    current weights; an engine with its own copy gets ``engine.load_weights`` before each rollout and after
    each update;
@@ -55,22 +55,22 @@ import torch
 from mgfrec.agent.batching import collate
 from mgfrec.agent.environment import Environment
 from mgfrec.agent.final_ranking import reward_inputs
-from mgfrec.agent.prompts import AgentPrompts
+from mgfrec.agent.loop import rollout
 from mgfrec.agent.samples import AgentSample, to_rollout_sample
 from mgfrec.agent.trajectory import Trajectory
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.eval.policy_eval import METRIC_COLUMNS, evaluate_policy
+from mgfrec.models.logprobs import token_logprobs, token_logprobs_and_entropy, vocab_width
+from mgfrec.models.policy import preset_name, save_policy
 from mgfrec.registry import Registry
 from mgfrec.rewards.compose import build_reward
 from mgfrec.rl.advantages import advantages_from_config, degenerate_group_fraction
 from mgfrec.rl.distributed import all_gather_rows, all_max, all_sum, check_batch_split, replica_drift, shard, world
 from mgfrec.rl.grpo import grpo_loss
-from mgfrec.rl.logprobs import token_logprobs, token_logprobs_and_entropy, vocab_width
-from mgfrec.rl.policy import preset_name, save_policy
 from mgfrec.rl.strategy import begin_micro_batch, deepspeed_engine, full_weights, generation_weights
 from mgfrec.rollout.base import build_engine
-from mgfrec.rollout.loop import rollout
 from mgfrec.runs import read_metrics, write_metrics
+from mgfrec.text.prompts import AgentPrompts
 
 END_REASONS = ("answered", "format_error", "grounding_limit", "length_limit")
 

@@ -11,7 +11,7 @@
    (:func:`~mgfrec.eval.policy_eval.evaluate_policy`) before training and after each epoch: format-valid
    rate, groundings, answers copied from shown lists, NDCG of the grounded answer.
 
-The run folder: ``OUT/policy/`` (:func:`~mgfrec.rl.policy.save_policy`; what a later ``mgfrec fit --init
+The run folder: ``OUT/policy/`` (:func:`~mgfrec.models.policy.save_policy`; what a later ``mgfrec fit --init
 OUT`` starts from), ``OUT/run.json`` (``kind: agent``, ``model: mgfrec-sft``, ``extra.policy: policy``),
 ``OUT/config.yaml`` (``retriever.model`` is the recall model actually used), ``OUT/sft_metrics.csv``,
 ``OUT/recall/`` (unless ``recall_run`` was given).
@@ -33,7 +33,6 @@ import torch.nn.functional as F
 
 from mgfrec.agent.batching import TrajectoryBatch, collate
 from mgfrec.agent.environment import build_environment
-from mgfrec.agent.prompts import AgentPrompts
 from mgfrec.agent.samples import RecallOptions, recall_samples
 from mgfrec.agent.trajectory import Trajectory
 from mgfrec.config.load import write_resolved
@@ -41,11 +40,12 @@ from mgfrec.config.schema import DEFAULT_RECALL_MODEL, MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.eval.policy_eval import METRIC_COLUMNS, evaluate_policy
 from mgfrec.grounding.engine import load_grounding
+from mgfrec.models.logprobs import restrict, vocab_width
+from mgfrec.models.policy import check_policy_source, load_policy, preset_name, save_policy, training_device
 from mgfrec.registry import Registry, registry, with_registry
-from mgfrec.rl.logprobs import restrict, vocab_width
-from mgfrec.rl.policy import check_policy_source, load_policy, preset_name, save_policy, training_device
 from mgfrec.rl.sft_data import Fallback, Teacher, synthesize
 from mgfrec.runs import RUN_FILE, RunInfo, write_metrics, write_run_info
+from mgfrec.text.prompts import AgentPrompts
 from mgfrec.user_agents.base import require_automatic, with_run_cache
 
 """On the Amazon CDs data most targets are cold and ``last-title`` is the strongest baseline (docs/baselines.md);

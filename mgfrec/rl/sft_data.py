@@ -20,7 +20,7 @@ whose text would exceed ``agent.max_new_tokens_per_turn`` falls back to a shorte
 
 The plans are computed first (with the same grounding engine, so the planned item lists are the ones the
 loop will show), then a :class:`~mgfrec.rollout.scripted_engine.ScriptedEngine` replays each plan's turns
-inside :func:`mgfrec.rollout.loop.rollout`. The token ids, action masks and observations are therefore
+inside :func:`mgfrec.agent.loop.rollout`. The token ids, action masks and observations are therefore
 exactly those a GRPO rollout of the same turns would produce. This module never trains anything.
 """
 
@@ -34,15 +34,15 @@ from typing import Any, Literal
 import numpy as np
 
 from mgfrec.agent.environment import Environment
-from mgfrec.agent.neutralize import neutralize_title, reserved_strings
+from mgfrec.agent.loop import first_prompts, rollout
 from mgfrec.agent.parser import ITEM_LIST_CLOSE, parse_turn
-from mgfrec.agent.prompts import AgentPrompts
 from mgfrec.agent.samples import SFTSample, to_rollout_sample
 from mgfrec.agent.trajectory import Trajectory
 from mgfrec.config.schema import AgentConfig
 from mgfrec.grounding.engine import Grounding
-from mgfrec.rollout.loop import first_prompts, rollout
 from mgfrec.rollout.scripted_engine import ScriptedEngine
+from mgfrec.text.neutralize import neutralize_title, reserved_strings
+from mgfrec.text.prompts import AgentPrompts
 
 Fallback = Literal["recall", "nearest"]
 Teacher = Literal["target", "recall"]
@@ -225,7 +225,7 @@ def synthesize(
     batch_size: int = 256,
     max_context: int | None = None,
 ) -> SynthesisResult:
-    """Plan every sample and replay the plans through :func:`~mgfrec.rollout.loop.rollout`.
+    """Plan every sample and replay the plans through :func:`~mgfrec.agent.loop.rollout`.
 
     Only trajectories that end ``answered`` are kept (a title too long for the turn budget ends a plan with
     ``length_limit``; ``stats["dropped"]`` counts them). ``stats["plan_mismatch"]`` counts trajectories whose

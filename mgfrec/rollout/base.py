@@ -2,7 +2,7 @@
 
 An engine samples *one turn*: it continues each prompt until a stop (a stop token, a stop string such as
 ``</ground>``, or the tokenizer's end-of-sequence token) or ``max_new_tokens``. The multi-turn loop
-(:mod:`mgfrec.rollout.loop`) calls it once per turn for every live trajectory.
+(:mod:`mgfrec.agent.loop`) calls it once per turn for every live trajectory.
 
 Log-probs. ``Generation.logprobs[t]`` is ``log_softmax(logits / T)[token_t]`` under the engine's current
 weights, where ``T`` is the sampling temperature (``T = 1`` when sampling greedily, ``T = 0``). Top-p is a
@@ -11,7 +11,7 @@ truncation of the sampling distribution and is *not* renormalised into the log-p
 is :func:`mgfrec.rollout.logprobs.sequence_logprobs` at the same ``T`` (verl's and TRL's choice too).
 
 A component registered under ``mgfrec.rollout_engine`` is built as ``cls(model, tokenizer, options)`` from
-the policy model and tokenizer (:func:`mgfrec.rl.policy.load_policy`) and its validated ``Options``, or as
+the policy model and tokenizer (:func:`mgfrec.models.policy.load_policy`) and its validated ``Options``, or as
 ``cls(model, tokenizer)`` when it declares none; :func:`build_engine` does that from ``RolloutConfig``.
 This module must not import an engine implementation.
 """

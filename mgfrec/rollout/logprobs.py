@@ -2,7 +2,7 @@
 
 One definition for sampling and training: ``log_softmax(logits / T)`` of the next token, ``T`` the sampling
 temperature, and ``T = 1`` for greedy decoding (``T = 0``). The teacher-forced computation itself is the
-GRPO loss's :func:`mgfrec.rl.logprobs.token_logprobs`; :func:`sequence_logprobs` only maps the sampling
+GRPO loss's :func:`mgfrec.models.logprobs.token_logprobs`; :func:`sequence_logprobs` only maps the sampling
 temperature to the scoring one, so that the engine tests compare against exactly what the loss uses.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from mgfrec.rl.logprobs import token_logprobs
+from mgfrec.models.logprobs import token_logprobs
 
 
 def effective_temperature(temperature: float) -> float:

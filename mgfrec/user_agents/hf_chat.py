@@ -22,8 +22,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mgfrec.agent.neutralize import reserved_strings
 from mgfrec.config.schema import UserAgentConfig
+from mgfrec.text.neutralize import reserved_strings
 from mgfrec.user_agents.base import FeedbackRequest, UsageStats, UserAgentContext, UserAgentError
 from mgfrec.user_agents.cache import cache_key
 from mgfrec.user_agents.prompt import PromptFn, prompt_builder

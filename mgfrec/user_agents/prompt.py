@@ -1,6 +1,6 @@
 """The user agent's prompt: the paper's Table 1 (or ``user_agent.prompt``) filled with one request.
 
-The template and its rendering belong to :mod:`mgfrec.agent.prompts`, which owns every prompt of the
+The template and its rendering belong to :mod:`mgfrec.text.prompts`, which owns every prompt of the
 framework (versioned files, placeholder checks, neutralised titles); this module only binds a loaded
 template to :class:`FeedbackRequest`. A custom file uses the placeholders ``{history}``,
 ``{grounded_title}`` and ``{item_list}``.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from mgfrec.agent.prompts import load_template, user_agent_prompt
+from mgfrec.text.prompts import load_template, user_agent_prompt
 from mgfrec.user_agents.base import FeedbackRequest
 
 PromptFn = Callable[[FeedbackRequest], str]

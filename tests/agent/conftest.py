@@ -7,9 +7,9 @@ import pytest
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from mgfrec.agent.prompts import load_template
 from mgfrec.grounding.engine import Grounding
 from mgfrec.grounding.exact import ExactGrounder
+from mgfrec.text.prompts import load_template
 from mgfrec.user_agents.base import FeedbackRequest
 
 CATALOGUE = [

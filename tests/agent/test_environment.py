@@ -11,7 +11,7 @@ from mgfrec.agent.environment import Environment
 from mgfrec.agent.final_ranking import answer_ranks, reward_inputs
 from mgfrec.agent.trajectory import Trajectory
 from mgfrec.config.schema import AgentConfig
-from mgfrec.eval.metrics import history_mask, target_ranks
+from mgfrec.ranking.metrics import history_mask, target_ranks
 from mgfrec.rewards.compose import build_reward
 from mgfrec.user_agents.none import NoFeedbackAgent
 

@@ -11,13 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mgfrec.agent.environment import Environment
-from mgfrec.agent.neutralize import LEFT, RIGHT, WORD_JOINER, neutralize, neutralize_title, reserved_strings
 from mgfrec.agent.observation import render_observation
 from mgfrec.agent.parser import ENVIRONMENT_TAGS, POLICY_TAGS, TAG_RE, parse_transcript
-from mgfrec.agent.prompts import build_messages, encode_prompt, user_agent_prompt
 from mgfrec.agent.trajectory import Trajectory
 from mgfrec.grounding.engine import Grounding
 from mgfrec.grounding.exact import ExactGrounder
+from mgfrec.text.neutralize import LEFT, RIGHT, WORD_JOINER, neutralize, neutralize_title, reserved_strings
+from mgfrec.text.prompts import build_messages, encode_prompt, user_agent_prompt
 
 pytestmark = pytest.mark.reliability
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from mgfrec.agent.prompts import AgentPrompts
 from mgfrec.config.schema import AgentConfig
+from mgfrec.text.prompts import AgentPrompts
 
 HISTORY = ["Oldest Album", "Second Album", "Third Album", "Newest Album"]
 

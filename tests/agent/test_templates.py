@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from mgfrec.agent.prompts import (
+from mgfrec.config.schema import AgentConfig
+from mgfrec.text.prompts import (
     AgentPrompts,
     build_messages,
     encode_prompt,
     load_template,
     user_agent_prompt,
 )
-from mgfrec.config.schema import AgentConfig
 
 # Table 2 of the paper, copied from the paper's text (markup such as `code` and **bold** removed).
 TABLE_2 = (

@@ -9,9 +9,9 @@ import torch
 
 from mgfrec.agent.batching import collate
 from mgfrec.agent.observation import render_observation
-from mgfrec.agent.prompts import build_messages, encode_prompt
 from mgfrec.agent.trajectory import EnvironmentSegment, GroundingStep, PolicySegment, Trajectory
 from mgfrec.config.schema import AgentConfig
+from mgfrec.text.prompts import build_messages, encode_prompt
 
 TURN_1 = "<think>The user likes jazz.</think>\n<ground>Kind of Blue</ground>"
 TURN_2 = "<think>Coltrane fits.</think>\n<answer>Blue Train</answer>"

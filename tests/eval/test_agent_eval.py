@@ -15,8 +15,8 @@ from mgfrec.config.load import load_config, write_resolved
 from mgfrec.config.schema import DataConfig, EvalConfig
 from mgfrec.data.prepared import prepare
 from mgfrec.eval.runs import evaluate_run
+from mgfrec.models.policy import build_preset, save_policy
 from mgfrec.retrievers.fit import fit_baseline, split_ranks
-from mgfrec.rl.policy import build_preset, save_policy
 from mgfrec.rollout.scripted_engine import ScriptedEngine
 from mgfrec.runs import RunInfo, write_run_info
 

@@ -13,10 +13,10 @@ from evalkit import N_ITEMS, FixedScorer, NextItemOracle
 
 from mgfrec.config.schema import DataConfig, EvalConfig
 from mgfrec.data.prepared import prepare
-from mgfrec.eval.evaluator import evaluate, evaluate_ranks, rank_targets
-from mgfrec.eval.metrics import per_sample
-from mgfrec.eval.results import EvalResult
-from mgfrec.eval.stats import MismatchedSamplesError
+from mgfrec.ranking.evaluator import evaluate, evaluate_ranks, rank_targets
+from mgfrec.ranking.metrics import per_sample
+from mgfrec.ranking.results import EvalResult
+from mgfrec.ranking.stats import MismatchedSamplesError
 
 FAST = EvalConfig(bootstrap_samples=200)
 

@@ -253,8 +253,8 @@ def test_agent_evaluation_writes_per_sample_groundings_for_the_band_figure(tmp_p
     from mgfrec.data.prepared import prepare
     from mgfrec.eval import agent_eval
     from mgfrec.eval.runs import evaluate_run
+    from mgfrec.models.policy import build_preset, save_policy
     from mgfrec.retrievers.fit import fit_baseline
-    from mgfrec.rl.policy import build_preset, save_policy
     from mgfrec.rollout.scripted_engine import ScriptedEngine
     from mgfrec.runs import RunInfo, write_run_info
 

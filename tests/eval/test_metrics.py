@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mgfrec.eval.metrics import (
+from mgfrec.ranking.metrics import (
     check_ranks,
     history_mask,
     hit,

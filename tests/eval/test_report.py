@@ -10,8 +10,8 @@ import pytest
 from evalkit import N_ITEMS, FixedScorer, NextItemOracle, make_dataset, make_run
 
 from mgfrec.config.schema import EvalConfig
-from mgfrec.eval.evaluator import evaluate_ranks
 from mgfrec.eval.report import BETTER, WORSE, build_report
+from mgfrec.ranking.evaluator import evaluate_ranks
 
 FAST = EvalConfig(bootstrap_samples=200)
 

@@ -7,8 +7,8 @@ import pytest
 from evalkit import N_ITEMS, FixedScorer, make_dataset, make_run
 
 from mgfrec.config.schema import EvalConfig
-from mgfrec.eval.results import result_paths
 from mgfrec.eval.runs import AgentEvaluationUnavailable, evaluate_run, load_scorer, result_for_run
+from mgfrec.ranking.results import result_paths
 from mgfrec.registry import RegistryError
 
 FAST = EvalConfig(bootstrap_samples=100)

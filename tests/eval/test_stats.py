@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from mgfrec.eval.stats import (
+from mgfrec.ranking.stats import (
     MismatchedSamplesError,
     align,
     binomial_two_sided,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mgfrec.eval.metrics import target_ranks
 from mgfrec.grounding.exact import ExactGrounder
 from mgfrec.grounding.ranking import full_scores
 from mgfrec.grounding.ties import UniqueVectors
+from mgfrec.ranking.metrics import target_ranks
 
 
 def test_scores_are_negative_l2_distances(clustered):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mgfrec.config.load import load_config
-from mgfrec.eval.evaluator import rank_targets
+from mgfrec.ranking.evaluator import rank_targets
 from mgfrec.retrievers.bigrec import BigRecRetriever
 from mgfrec.retrievers.fit import fit_baseline, load_retriever
 

@@ -11,7 +11,7 @@ import torch
 from mgfrec.config.load import load_config
 from mgfrec.config.schema import DataConfig
 from mgfrec.data.prepared import prepare
-from mgfrec.eval.metrics import per_sample
+from mgfrec.ranking.metrics import per_sample
 from mgfrec.retrievers.fit import fit_baseline, load_retriever, split_ranks
 from mgfrec.retrievers.hybrid import HybridOptions, HybridRetriever, _standardise
 from mgfrec.retrievers.last_title import LastTitleOptions, LastTitleRetriever

@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from mgfrec.config.load import load_config
-from mgfrec.eval.metrics import per_sample
+from mgfrec.ranking.metrics import per_sample
 from mgfrec.retrievers.fit import fit_baseline, load_retriever, split_ranks
 from mgfrec.retrievers.recall import top_items
 from mgfrec.retrievers.sasrec import SASRecRetriever

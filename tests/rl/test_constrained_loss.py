@@ -9,8 +9,8 @@ import math
 import torch
 
 from mgfrec.agent.constraints import AllowedSet, allowed_masks
+from mgfrec.models.logprobs import logprobs_from_logits, token_entropy
 from mgfrec.rl.grpo import grpo_loss
-from mgfrec.rl.logprobs import logprobs_from_logits, token_entropy
 
 B, T, V = 3, 7, 11
 

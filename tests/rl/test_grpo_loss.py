@@ -27,13 +27,13 @@ import pytest
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from mgfrec.rl.grpo import grpo_loss
-from mgfrec.rl.logprobs import (
+from mgfrec.models.logprobs import (
     logprobs_from_logits,
     token_entropy,
     token_logprobs,
     token_logprobs_and_entropy,
 )
+from mgfrec.rl.grpo import grpo_loss
 
 EPS = 0.2
 BETA = 0.04

@@ -104,8 +104,8 @@ def test_engine_weights_equal_the_policy_after_a_step(run):
 
 def test_update_changes_weights_through_action_tokens_only(run, monkeypatch):
     module = run["result"].module
+    from mgfrec.agent.loop import rollout
     from mgfrec.agent.samples import to_rollout_sample
-    from mgfrec.rollout.loop import rollout
 
     samples = module.train_samples[:2]
     result = rollout(

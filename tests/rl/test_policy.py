@@ -6,10 +6,8 @@ import pytest
 import torch
 
 from mgfrec.agent.constraints import TurnGrammar
-from mgfrec.agent.neutralize import neutralize_title, reserved_strings
-from mgfrec.agent.prompts import numbered
 from mgfrec.config.schema import PolicyConfig
-from mgfrec.rl.policy import (
+from mgfrec.models.policy import (
     PRESETS,
     TAG_TOKENS,
     build_bpe_tokenizer,
@@ -18,6 +16,8 @@ from mgfrec.rl.policy import (
     minilm_embeddings,
     save_policy,
 )
+from mgfrec.text.neutralize import neutralize_title, reserved_strings
+from mgfrec.text.prompts import numbered
 
 TITLES = ["Abbey Road (Remastered)", "Kind of Blue", "Café Tacvba – Re", "The Dark Side of the Moon", "Rumours"]
 

@@ -20,7 +20,6 @@ from typer.testing import CliRunner
 
 from mgfrec.agent.environment import build_environment
 from mgfrec.agent.parser import parse_transcript, parse_turn
-from mgfrec.agent.prompts import AgentPrompts
 from mgfrec.agent.samples import RecallOptions, recall_for, split_samples
 from mgfrec.agent.trajectory import PolicySegment
 from mgfrec.cli.sft import sft
@@ -36,10 +35,11 @@ from mgfrec.config.schema import (
 from mgfrec.data.prepared import prepare
 from mgfrec.eval.policy_eval import evaluate_policy
 from mgfrec.grounding.engine import load_grounding
+from mgfrec.models.policy import load_policy
 from mgfrec.retrievers.recall import recall_lists
-from mgfrec.rl.policy import load_policy
 from mgfrec.rl.sft import train_epoch
 from mgfrec.rl.sft_data import build_plans, synthesize
+from mgfrec.text.prompts import AgentPrompts
 
 pytestmark = pytest.mark.slow  # loads the embedding model once per session
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mgfrec.config.schema import PolicyConfig
-from mgfrec.rl.policy import load_policy
+from mgfrec.models.policy import load_policy
 
 CATALOGUE = [
     "Abbey Road (Remastered)",

@@ -11,13 +11,13 @@ import torch
 from mgfrec.agent.batching import collate
 from mgfrec.agent.constraints import TokenTrie, TurnConstraint, TurnGrammar
 from mgfrec.agent.environment import Environment
+from mgfrec.agent.loop import RolloutSample, rollout
 from mgfrec.agent.parser import parse_turn
 from mgfrec.config.schema import AgentConfig
 from mgfrec.grounding.engine import Grounding
 from mgfrec.grounding.exact import ExactGrounder
-from mgfrec.rl.logprobs import token_logprobs, vocab_width
+from mgfrec.models.logprobs import token_logprobs, vocab_width
 from mgfrec.rollout.hf_engine import HFEngine
-from mgfrec.rollout.loop import RolloutSample, rollout
 from mgfrec.rollout.scripted_engine import ScriptedEngine
 
 SHOWN = ["Kind of Blue", "Blue Train", "A Love Supreme"]

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from mgfrec.config.schema import PolicyConfig, RolloutConfig
+from mgfrec.models.policy import load_policy
 from mgfrec.registry import KINDS, Registry
-from mgfrec.rl.policy import load_policy
 from mgfrec.rollout.base import RolloutEngine, build_engine
 from mgfrec.rollout.hf_engine import HFEngine
 

@@ -12,13 +12,13 @@ import pytest
 import torch
 
 from mgfrec.agent.environment import Environment
+from mgfrec.agent.loop import RolloutSample, first_prompts, rollout
 from mgfrec.agent.trajectory import EnvironmentSegment, PolicySegment
 from mgfrec.config.schema import AgentConfig
 from mgfrec.grounding.engine import Grounding
 from mgfrec.grounding.exact import ExactGrounder
 from mgfrec.rollout.hf_engine import HFEngine
 from mgfrec.rollout.logprobs import sequence_logprobs
-from mgfrec.rollout.loop import RolloutSample, first_prompts, rollout
 from mgfrec.rollout.scripted_engine import ScriptedEngine
 from mgfrec.user_agents.base import UserAgentContext
 from mgfrec.user_agents.simulated import SimulatedUserAgent

@@ -20,8 +20,8 @@ os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from mgfrec.config.schema import RolloutConfig
+from mgfrec.models.policy import agent_template_texts, build_bpe_tokenizer
 from mgfrec.registry import KINDS, Registry
-from mgfrec.rl.policy import agent_template_texts, build_bpe_tokenizer
 from mgfrec.rollout.base import RolloutEngine, build_engine
 from mgfrec.rollout.hf_engine import HFEngine
 from mgfrec.rollout.vllm_engine import VLLMEngine

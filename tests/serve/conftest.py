@@ -11,8 +11,8 @@ from servekit import ENGINE_NAME, SCRIPT_TITLES, ServerProcess, install_plugin
 from mgfrec.config.load import load_config, write_resolved
 from mgfrec.config.schema import DataConfig
 from mgfrec.data.prepared import prepare
+from mgfrec.models.policy import build_preset, save_policy
 from mgfrec.retrievers.fit import fit_baseline
-from mgfrec.rl.policy import build_preset, save_policy
 from mgfrec.runs import RunInfo, write_run_info
 
 

@@ -2,8 +2,8 @@
 
 For a batch of samples and ``group_size`` trajectories each (GRPO's G):
 
-1. the first prompt of every sample: :func:`mgfrec.agent.prompts.build_messages` (history, recall),
-   rendered with the tokenizer's chat template and tokenized once (:func:`~mgfrec.agent.prompts.encode_prompt`);
+1. the first prompt of every sample: :func:`mgfrec.text.prompts.build_messages` (history, recall),
+   rendered with the tokenizer's chat template and tokenized once (:func:`~mgfrec.text.prompts.encode_prompt`);
 2. then, turn by turn: **one** engine call samples the next turn of every live trajectory (the first turn
    asks ``n = group_size`` samples of each prompt; later turns continue each trajectory's own context),
    stopping at ``</ground>`` / ``</answer>``; each turn is appended to its
@@ -38,12 +38,12 @@ import numpy as np
 
 from mgfrec.agent.constraints import TurnConstraint, TurnGrammar
 from mgfrec.agent.environment import Environment
-from mgfrec.agent.neutralize import neutralize_title, reserved_strings
 from mgfrec.agent.parser import STOP_STRINGS
-from mgfrec.agent.prompts import AgentPrompts, build_messages, encode_prompt
 from mgfrec.agent.trajectory import Trajectory
 from mgfrec.config.schema import AgentConfig
 from mgfrec.rollout.base import Generation, RolloutEngine
+from mgfrec.text.neutralize import neutralize_title, reserved_strings
+from mgfrec.text.prompts import AgentPrompts, build_messages, encode_prompt
 
 
 @dataclass(frozen=True)

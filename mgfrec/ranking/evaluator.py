@@ -1,0 +1,190 @@
+"""The one full-ranking evaluator: every method ranks the whole catalogue, scored by the same code.
+
+A *scorer* is anything with ``scores(histories: list[np.ndarray]) -> torch.Tensor [B, N]`` (higher is
+better), which every ``retriever`` component is. For each sample the evaluator asks for scores over all N
+items and takes the pessimistic 1-based rank of the target (:func:`mgfrec.ranking.metrics.target_ranks`):
+an item tied with the target counts as ranked above it, and NaN scores rank last. History exclusion
+subtracts the (at most L) history items instead of masking all N, so it costs almost nothing.
+
+By default the sample's history items are left out of the ranking (RecBole's full-sort convention: an
+already-consumed item is not a recommendation), except the target itself, which is never removed even when
+the user consumed it before. ``exclude_history=False`` ranks every item.
+
+This module does not load models or read run folders (see :mod:`mgfrec.eval.runs`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mgfrec.config.schema import EvalConfig
+from mgfrec.data.prepared import PreparedDataset
+from mgfrec.ranking.metrics import target_ranks, target_ranks_excluding
+from mgfrec.ranking.results import EvalResult
+
+
+class Scorer(Protocol):
+    """What the evaluator needs from a model: scores for every item, higher is better."""
+
+    def scores(self, histories: list[np.ndarray]) -> torch.Tensor: ...
+
+
+def rank_targets(
+    scorer: Scorer,
+    histories: Sequence[np.ndarray],
+    targets: np.ndarray,
+    *,
+    num_items: int | None = None,
+    batch_size: int = 256,
+    exclude_history: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """Pessimistic 1-based rank of every target among all items, in batches of ``batch_size`` samples.
+
+    ``num_items`` (the catalogue size), when given, must equal the width of the scorer's output: a scorer
+    trained on another catalogue is refused rather than evaluated on shifted item indices.
+    ``progress(done, total)`` is called after each batch.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    targets = np.asarray(targets, dtype=np.int64)
+    if len(histories) != len(targets):
+        raise ValueError(f"{len(histories)} histories for {len(targets)} targets")
+    total = len(targets)
+    out = np.empty(total, dtype=np.int64)
+    with torch.inference_mode():
+        for start in range(0, total, batch_size):
+            stop = min(total, start + batch_size)
+            batch = [np.asarray(h, dtype=np.int64) for h in histories[start:stop]]
+            scores = scorer.scores(batch)
+            _check_scores(scores, stop - start, num_items, type(scorer).__name__)
+            width = scores.shape[1]
+            tgt = targets[start:stop]
+            if tgt.size and (tgt.min() < 0 or tgt.max() >= width):
+                raise ValueError(f"target item index {int(tgt.max())} is outside the scorer's {width} items")
+            tgt_t = torch.tensor(tgt, device=scores.device)
+            ranks = target_ranks_excluding(scores, tgt_t, batch) if exclude_history else target_ranks(scores, tgt_t)
+            out[start:stop] = ranks.cpu().numpy()
+            if progress is not None:
+                progress(stop, total)
+    return out
+
+
+def evaluate_frame(
+    scorer: Scorer,
+    samples: pd.DataFrame,
+    *,
+    split: str,
+    method: str,
+    config: EvalConfig | None = None,
+    num_items: int | None = None,
+    batch_size: int = 256,
+    exclude_history: bool = True,
+    data_checksum: str = "",
+    progress: Callable[[int, int], None] | None = None,
+) -> EvalResult:
+    """Evaluate on a frame of samples (``sample_id``, ``history``, ``target``), e.g. ``ds.split(name)``."""
+    missing = [c for c in ("sample_id", "history", "target") if c not in samples.columns]
+    if missing:
+        raise ValueError(f"samples lack column(s) {', '.join(missing)}; pass a prepared split such as ds.split('test')")
+    targets = samples["target"].to_numpy(dtype=np.int64)
+    ranks = rank_targets(
+        scorer,
+        samples["history"].tolist(),
+        targets,
+        num_items=num_items,
+        batch_size=batch_size,
+        exclude_history=exclude_history,
+        progress=progress,
+    )
+    return EvalResult.from_ranks(
+        ranks,
+        samples["sample_id"].to_numpy(),
+        split=split,
+        method=method,
+        config=config,
+        targets=targets,
+        num_items=num_items,
+        exclude_history=exclude_history,
+        data_checksum=data_checksum,
+    )
+
+
+def evaluate(
+    scorer: Scorer,
+    ds: PreparedDataset,
+    split: str | None = None,
+    config: EvalConfig | None = None,
+    *,
+    method: str | None = None,
+    batch_size: int = 256,
+    exclude_history: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> EvalResult:
+    """Full-ranking evaluation of ``scorer`` on one split of a prepared data set.
+
+    ``split`` defaults to ``config.split``; ``method`` to the scorer's ``name`` attribute or class name.
+    """
+    config = config or EvalConfig()
+    split = split or config.split
+    return evaluate_frame(
+        scorer,
+        ds.split(split),
+        split=split,
+        method=method or getattr(scorer, "name", None) or type(scorer).__name__,
+        config=config,
+        num_items=ds.num_items,
+        batch_size=batch_size,
+        exclude_history=exclude_history,
+        data_checksum=ds.checksum,
+        progress=progress,
+    )
+
+
+def evaluate_ranks(
+    ranks: np.ndarray,
+    sample_ids: np.ndarray | None = None,
+    *,
+    split: str,
+    method: str,
+    config: EvalConfig | None = None,
+    targets: np.ndarray | None = None,
+    num_items: int | None = None,
+    exclude_history: bool | None = None,
+    data_checksum: str = "",
+) -> EvalResult:
+    """Summarise ranks a method produced itself (agents rank the catalogue from their answer).
+
+    Pass ``targets`` and ``data_checksum`` (``ds.checksum``) so that paired comparisons can check that
+    both methods were scored on the same samples; store the result with ``result.save(run_dir)``.
+    """
+    return EvalResult.from_ranks(
+        ranks,
+        sample_ids,
+        split=split,
+        method=method,
+        config=config,
+        targets=targets,
+        num_items=num_items,
+        exclude_history=exclude_history,
+        data_checksum=data_checksum,
+    )
+
+
+def _check_scores(scores: object, rows: int, num_items: int | None, who: str) -> None:
+    if not isinstance(scores, torch.Tensor):
+        raise TypeError(f"{who}.scores must return a torch.Tensor [B, N], got {type(scores).__name__}")
+    if scores.ndim != 2 or scores.shape[0] != rows:
+        raise ValueError(
+            f"{who}.scores returned shape {tuple(scores.shape)} for {rows} histories; expected [{rows}, N]"
+        )
+    if num_items is not None and scores.shape[1] != num_items:
+        raise ValueError(
+            f"{who}.scores returned {scores.shape[1]} columns but the data set has {num_items} items; "
+            "was the model trained on another prepared data set?"
+        )
