@@ -326,7 +326,14 @@ class GRPOModule(L.LightningModule):
         with torch.no_grad():
             for start in range(0, len(trajs), size):
                 batch = collate(trajs[start : start + size], pad, vocab_size=vocab_width(self.policy)).to(self.device)
-                old = token_logprobs(self.policy, batch.input_ids, batch.attention_mask, temperature, batch.constraints)
+                old = token_logprobs(
+                    self.policy,
+                    batch.input_ids,
+                    batch.attention_mask,
+                    temperature,
+                    batch.constraints,
+                    batch.action_mask,
+                )
                 ref = self.reference_logprobs(batch, temperature) if self._ref else None
                 micro.append((batch, old, ref, advantages[start : start + size].to(self.device)))
         self.policy.train()
@@ -345,8 +352,8 @@ class GRPOModule(L.LightningModule):
                     ds_engine.set_gradient_accumulation_boundary(i == len(micro) - 1)
                     begin_micro_batch(ds_engine)
                 mask = batch.action_mask  # the policy's own tokens only: prompt and observations get no loss
-                logp, entropy = token_logprobs_and_entropy(
-                    self.policy, batch.input_ids, batch.attention_mask, temperature, batch.constraints
+                logp, entropy = token_logprobs_and_entropy(  # at the policy's tokens only: no [B, T, V] logits
+                    self.policy, batch.input_ids, batch.attention_mask, temperature, batch.constraints, mask
                 )
                 loss, m = grpo_loss(
                     logp,
@@ -391,7 +398,14 @@ class GRPOModule(L.LightningModule):
         constraints = batch.constraints
         if constraints is not None:
             constraints = (constraints[0].to(device), constraints[1].to(device))
-        out = token_logprobs(ref, batch.input_ids.to(device), batch.attention_mask.to(device), temperature, constraints)
+        out = token_logprobs(
+            ref,
+            batch.input_ids.to(device),
+            batch.attention_mask.to(device),
+            temperature,
+            constraints,
+            batch.action_mask.to(device),
+        )
         return out.to(self.device)
 
     def user_agent_stats(self, *, summed: bool = False) -> dict[str, float]:

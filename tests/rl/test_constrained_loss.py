@@ -110,3 +110,46 @@ def test_grpo_loss_and_gradient_under_constraints_match_the_reference():
         banned = [i for i in range(V) if not sets[k].allows(i)]
         assert torch.count_nonzero(theta.grad[0, 2, banned]) == 0
     assert torch.count_nonzero(theta.grad) > 0
+
+
+def test_logprobs_at_the_policys_positions_only_equal_the_full_computation_and_its_gradient():
+    """token_logprobs(..., positions=action_mask) runs the output layer on the marked positions alone; the
+    values, the entropy and the gradient there are those of the full [B, T, V] computation, 0 elsewhere."""
+    from mgfrec.models.logprobs import token_logprobs, token_logprobs_and_entropy
+    from mgfrec.models.policy import build_preset
+
+    model, tok = build_preset("tiny", ["Kind of Blue", "Abbey Road", "Rumours"], seed=0)
+    model = model.double()
+    vocab = model.config.vocab_size
+    g = torch.Generator().manual_seed(3)
+    ids = torch.randint(0, vocab, (3, 12), generator=g)
+    attention = torch.ones_like(ids)
+    attention[0, :3] = 0  # left padding
+    action = torch.zeros_like(ids, dtype=torch.bool)
+    action[:, 6:9] = True
+    action[1, 10:] = True
+    sets = [AllowedSet(True, frozenset({1, 4, 6, 9})), AllowedSet(False, frozenset({0, 2}))]
+    index = torch.full_like(ids, -1)
+    index[action] = torch.arange(int(action.sum())) % 2
+    table = allowed_masks(sets, vocab)
+    for b, t in action.nonzero().tolist():  # each policy token is allowed by its set
+        if index[b, t] == 0:
+            ids[b, t] = sorted(sets[0].ids)[t % 4]
+        elif int(ids[b, t]) in sets[1].ids:
+            ids[b, t] = 5
+    for constraints in (None, (index, table)):
+        for temperature in (1.0, 0.7):
+            full, full_ent = token_logprobs_and_entropy(model, ids, attention, temperature, constraints)
+            part, part_ent = token_logprobs_and_entropy(model, ids, attention, temperature, constraints, action)
+            assert torch.allclose(part[action], full[action], atol=1e-10)
+            assert torch.allclose(part_ent[action], full_ent[action], atol=1e-10)
+            assert (part[~action] == 0).all() and (part_ent[~action] == 0).all()
+            assert not torch.allclose(full[~action], torch.zeros_like(full[~action]))  # the test can tell
+            model.zero_grad()
+            (full[action] * torch.linspace(0.5, 2.0, int(action.sum()), dtype=torch.float64)).sum().backward()
+            want = [p.grad.clone() for p in model.parameters()]
+            model.zero_grad()
+            once = token_logprobs(model, ids, attention, temperature, constraints, action)
+            (once[action] * torch.linspace(0.5, 2.0, int(action.sum()), dtype=torch.float64)).sum().backward()
+            for p, w in zip(model.parameters(), want, strict=True):
+                assert torch.allclose(p.grad, w, atol=1e-10)
