@@ -34,7 +34,8 @@ import torch
 
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.data.protocol import subsample_split
-from mgfrec.data.sources.synthetic import SyntheticOptions, SyntheticWorld
+from mgfrec.data.sources.synthetic import SyntheticOptions
+from mgfrec.data.sources.synthetic_world import SyntheticWorld
 from mgfrec.embed.cache import cached_item_embeddings
 from mgfrec.ranking.metrics import target_ranks_excluding
 from mgfrec.ranking.stats import paired_test

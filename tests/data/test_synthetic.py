@@ -12,7 +12,8 @@ import pytest
 from mgfrec.config.schema import DataConfig
 from mgfrec.data.prepared import build
 from mgfrec.data.raw import BadInputError
-from mgfrec.data.sources.synthetic import GENRES, SyntheticOptions, SyntheticSource, SyntheticWorld, generate
+from mgfrec.data.sources.synthetic import GENRES, SyntheticOptions, SyntheticSource, generate
+from mgfrec.data.sources.synthetic_world import SyntheticWorld
 from mgfrec.registry import component_options
 
 SMALL = SyntheticOptions(n_users=80, n_items=240, n_artists=24, n_genres=4)
