@@ -91,8 +91,12 @@ def logprobs_from_logits(
     With ``constraints``, of the distribution renormalised over each position's allowed tokens. A padded
     position has no constraint and stays a plain log-prob (the caller masks it)."""
     scaled = _scaled(logits, temperature, constraints)
-    picked = scaled.gather(-1, input_ids[:, 1:, None]).squeeze(-1) - torch.logsumexp(scaled, dim=-1)
-    return torch.nn.functional.pad(picked, (1, 0))
+    return torch.nn.functional.pad(_picked(scaled, input_ids[:, 1:]), (1, 0))
+
+
+def _picked(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """``log softmax(logits)[ids]`` as ``gather - logsumexp`` (no log-softmax kept for backward)."""
+    return logits.gather(-1, ids[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
 
 
 @torch.no_grad()
@@ -154,8 +158,7 @@ def token_logprobs(
     """
     if positions is not None:
         logits, ids, wanted = _selected(model, input_ids, attention_mask, temperature, constraints, positions)
-        picked = logits.gather(-1, ids[:, None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-        return _scatter(picked, wanted)
+        return _scatter(_picked(logits, ids), wanted)
     return logprobs_from_logits(_logits(model, input_ids, attention_mask), input_ids, temperature, constraints)
 
 
@@ -170,8 +173,7 @@ def token_logprobs_and_entropy(
     """:func:`token_logprobs` and :func:`token_entropy` from one forward pass (the entropy has no gradient)."""
     if positions is not None:
         logits, ids, wanted = _selected(model, input_ids, attention_mask, temperature, constraints, positions)
-        picked = logits.gather(-1, ids[:, None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-        return _scatter(picked, wanted), _scatter(_entropy(logits.detach()), wanted)
+        return _scatter(_picked(logits, ids), wanted), _scatter(_entropy(logits.detach()), wanted)
     logits = _logits(model, input_ids, attention_mask)
     return (
         logprobs_from_logits(logits, input_ids, temperature, constraints),

@@ -42,6 +42,7 @@ from transformers import (
 )
 
 from mgfrec.config.schema import PolicyConfig
+from mgfrec.text.neutralize import neutralize_title
 
 TAG_TOKENS: tuple[str, ...] = (
     "<think>",
@@ -199,8 +200,6 @@ def build_bpe_tokenizer(
 def item_token_titles(titles: Iterable[str]) -> list[str]:
     """The titles as the agent's prompts show them (neutralized against the preset's tags, one line,
     stripped): the strings that become title tokens."""
-    from mgfrec.text.neutralize import neutralize_title
-
     reserved = (*TAG_TOKENS, IM_START, IM_END, PAD)
     return [neutralize_title(t, reserved).strip() for t in titles]
 
