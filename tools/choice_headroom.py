@@ -20,6 +20,7 @@ bootstrap and sign test, as ``mgfrec report`` marks rows).
 
     python tools/choice_headroom.py RUN_DIR --split valid --k 10 30
     python tools/choice_headroom.py RUN_DIR --split test --oracle --samples 100   # the demo's test subsample
+    python tools/choice_headroom.py RUN_DIR --split test --cutoff 10              # NDCG@10 instead of N_full
 
 Numbers for the synthetic default and CDs are in docs/agent-cpu.md. Runs on the CPU in about a minute.
 """
@@ -52,6 +53,9 @@ def main() -> None:
     parser.add_argument("--oracle", action="store_true", help="add the synthetic generator's Bayes-optimal rows")
     parser.add_argument("--samples", type=int, default=None, help="the seeded subsample of this size (as the demo)")
     parser.add_argument("--seed", type=int, default=0, help="seed of --samples (the demo uses data.seed, 0)")
+    parser.add_argument(
+        "--cutoff", type=int, default=0, help="compare NDCG@CUTOFF instead of N_full (0: no cut-off, the default)"
+    )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(1)
@@ -75,17 +79,20 @@ def main() -> None:
 
     base: list[np.ndarray] = []  # the recall model's own per-sample NDCG, set by the first row
 
+    metric = f"ndcg@{args.cutoff}" if args.cutoff else "ndcg_full"
+
     def line(name: str, r: np.ndarray) -> None:
-        ndcg = 1 / np.log2(1 + r)
+        ndcg = np.where(r <= args.cutoff, 1 / np.log2(1 + r), 0.0) if args.cutoff else 1 / np.log2(1 + r)
         vs = ""
         if base:
-            test = paired_test(ndcg, base[0], "ndcg_full")
+            test = paired_test(ndcg, base[0], metric)
             mark = {"a": "above", "b": "below"}.get(test.better or "", "not significant")
             wl = f"{test.sign.wins}/{test.sign.losses}"
             vs = f"  vs recall {test.diff:+.4f} [{test.ci[0]:+.4f}, {test.ci[1]:+.4f}] wins/losses {wl} {mark}"
         else:
             base.append(ndcg)
-        print(f"{name:<44} N_full {ndcg.mean():.4f}  Hit@1 {np.mean(r == 1):.3f}{vs}")
+        label = f"N@{args.cutoff}" if args.cutoff else "N_full"
+        print(f"{name:<44} {label} {ndcg.mean():.4f}  Hit@1 {np.mean(r == 1):.3f}{vs}")
 
     print(f"{args.run} on {args.split}: {len(hist)} samples")
     line("recall model's own ranking", ranks(scores))

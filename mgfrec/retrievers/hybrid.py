@@ -15,6 +15,7 @@ its SASRec run that way).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -96,6 +97,12 @@ class HybridRetriever:
         weight = max(sweep, key=lambda w: (sweep[w], -abs(w - 0.5)))  # ties: the more balanced blend
         state = {
             "weight": weight,
+            # where the reused run lies, relative to this run: loads from any folder, moves with its parent
+            "collaborative_dir": (
+                os.path.relpath(Path(options.collaborative_run).resolve(), Path(out).resolve())
+                if options.collaborative_run is not None
+                else CF_DIR
+            ),
             "tune_metric": options.tune_metric,
             "valid": {str(w): v for w, v in sweep.items()},
             "options": options.model_dump(mode="json"),
@@ -110,7 +117,10 @@ class HybridRetriever:
             raise FileNotFoundError(f"{path}: missing; fit with 'mgfrec baseline fit --model hybrid'")
         state = json.loads(path.read_text(encoding="utf-8"))
         options = HybridOptions.model_validate(state["options"])
-        cf_dir = Path(options.collaborative_run) if options.collaborative_run else Path(run_dir) / CF_DIR
+        if "collaborative_dir" in state:
+            cf_dir = Path(run_dir) / state["collaborative_dir"]
+        else:  # older runs kept only the path as given, relative to the folder they were fitted from
+            cf_dir = Path(options.collaborative_run) if options.collaborative_run else Path(run_dir) / CF_DIR
         collaborative = _load_collaborative(cf_dir, ds, options.collaborative)
         content = LastTitleRetriever(item_embeddings(ds, run_embedding_config(run_dir)), options.content)
         return cls(collaborative, content, float(state["weight"]), options)

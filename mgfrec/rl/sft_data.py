@@ -35,14 +35,18 @@ import numpy as np
 
 from mgfrec.agent.environment import Environment
 from mgfrec.agent.loop import first_prompts, rollout
-from mgfrec.agent.parser import ITEM_LIST_CLOSE, parse_turn
+from mgfrec.agent.parser import ITEM_LIST_CLOSE, POLICY_TAGS, parse_turn
 from mgfrec.agent.samples import SFTSample, to_rollout_sample
 from mgfrec.agent.trajectory import Trajectory
 from mgfrec.config.schema import AgentConfig
 from mgfrec.grounding.engine import Grounding
-from mgfrec.rollout.scripted_engine import ScriptedEngine
+from mgfrec.rollout.scripted_engine import ScriptedEngine, encode_split
 from mgfrec.text.neutralize import neutralize_title, reserved_strings
 from mgfrec.text.prompts import AgentPrompts
+
+TURN_TAGS = tuple(sorted(POLICY_TAGS))
+"""Teacher turns are tokenized tag by tag, as a constrained turn is written: a hub BPE (SmolLM2) would
+otherwise merge ``><`` across ``</think><ground>``, a token no constrained turn can hold."""
 
 Fallback = Literal["recall", "nearest"]
 Teacher = Literal["target", "recall"]
@@ -96,12 +100,13 @@ class _Writer:
         for think in thoughts:
             text = f"<think>{think}</think><{action}>{self.title(item)}</{action}>"
             short = self.max_think is None or self.size(think) <= self.max_think
-            if short and len(self.tokenizer.encode(text, add_special_tokens=False)) <= self.budget:
+            if short and self.size(text) <= self.budget:
                 break
         return text
 
     def size(self, text: str) -> int:
-        return len(self.tokenizer.encode(text, add_special_tokens=False))
+        """Tokens of ``text`` as the replay writes it: tag by tag (:data:`TURN_TAGS`)."""
+        return len(encode_split(self.tokenizer, text, TURN_TAGS))
 
 
 def build_plans(
@@ -242,7 +247,9 @@ def synthesize(
     done: dict[int, Trajectory] = {}
     for batch in _rounds(keys, batch_size):
         engine = ScriptedEngine(
-            tokenizer, _PlanScript(tokenizer, [prompt_ids[n] for n in batch], [plans[n] for n in batch])
+            tokenizer,
+            _PlanScript(tokenizer, [prompt_ids[n] for n in batch], [plans[n] for n in batch]),
+            split_at=TURN_TAGS,
         )
         result = rollout(
             engine,

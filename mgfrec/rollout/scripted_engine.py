@@ -15,6 +15,7 @@ script is code, not configuration.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -25,17 +26,28 @@ Script = Callable[[str, int], str]
 special tokens, ``sample_index`` is ``j`` of the ``n`` samples asked for the prompt."""
 
 
+def encode_split(tokenizer: Any, text: str, split_at: Sequence[str] = ()) -> list[int]:
+    """``text``'s token ids, each piece between (and each of) the ``split_at`` strings encoded on its own."""
+    marks = [re.escape(m) for m in split_at if m]
+    pieces = re.split("(" + "|".join(marks) + ")", text) if marks else [text]
+    return [int(i) for piece in pieces if piece for i in tokenizer.encode(piece, add_special_tokens=False)]
+
+
 class ScriptedEngine:
     """Replays ``script``'s turns as if sampled; every token gets log-prob ``logprob``."""
 
     supports_constraints = True
 
-    def __init__(self, tokenizer: Any, script: Script, *, logprob: float = -1.0):
+    def __init__(self, tokenizer: Any, script: Script, *, logprob: float = -1.0, split_at: Sequence[str] = ()):
+        """``split_at``: strings (the agent's tags) the turn is cut at before tokenizing, each piece encoded on
+        its own, as a constrained sampler writes them. Without it a hub tokenizer may merge across a tag
+        boundary (SmolLM2 has one token for ``><``), which no constrained turn can hold."""
         if logprob > 0:
             raise ValueError(f"logprob must be <= 0, got {logprob}")
         self.tokenizer = tokenizer
         self.script = script
         self.logprob = logprob
+        self.split_at = tuple(split_at)
         self.calls: list[dict[str, Any]] = []  # what each generate() call was asked, for tests
 
     def load_weights(self, state_dict: Mapping[str, Any]) -> None:
@@ -79,7 +91,7 @@ class ScriptedEngine:
         return out
 
     def _one(self, text: str, cap: int, stop_ids: dict[int, str], stop_strings: list[str]) -> Generation:
-        ids = self.tokenizer.encode(text, add_special_tokens=False)
+        ids = encode_split(self.tokenizer, text, self.split_at)
         if not ids:
             raise ValueError("the script returned a turn that encodes to no tokens; a turn needs at least one")
         for k, tok in enumerate(ids[:cap]):

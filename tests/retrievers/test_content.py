@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -95,3 +97,21 @@ def test_standardise_rows():
     # Row [1, 2, 3]: mean 2, population variance (1 + 0 + 1) / 3, so z = (x - 2) / sqrt(2/3) = -+sqrt(3/2).
     np.testing.assert_allclose(z[0].numpy(), [-np.sqrt(1.5), 0.0, np.sqrt(1.5)], rtol=1e-6)
     assert z[1, 2] == -torch.inf and z[1, 0] == z[1, 1] == 0.0
+
+
+def test_a_hybrid_reusing_a_relative_run_loads_from_any_folder(synth, tmp_path, monkeypatch):
+    """The demo passes ``collaborative_run`` relative to the folder it runs in; loading the hybrid from
+    another folder, or after moving the whole parent folder, must still find the reused run."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    fit_baseline(synth, _config("pop", work), Path("runs/pop"))
+    cfg = _config("hybrid", work, "retriever.options={collaborative: pop, collaborative_run: runs/pop}")
+    result = fit_baseline(synth, cfg, Path("runs/hybrid"))
+    state = json.loads(Path("runs/hybrid/hybrid.json").read_text())
+    assert state["collaborative_dir"] == os.path.join("..", "pop")
+    (work / "runs").rename(tmp_path / "moved")
+    monkeypatch.chdir(tmp_path)
+    hist = [np.array(h) for h in synth.split("test")["history"][:5]]
+    reloaded = load_retriever(tmp_path / "moved" / "hybrid", synth)
+    assert torch.allclose(reloaded.scores(hist), result.retriever.scores(hist))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from mgfrec.rollout.base import RolloutEngine
-from mgfrec.rollout.scripted_engine import ScriptedEngine
+from mgfrec.rollout.scripted_engine import ScriptedEngine, encode_split
 
 
 def test_cut_after_the_first_stop_and_at_the_cap(tiny_policy):
@@ -31,3 +33,42 @@ def test_script_sees_the_decoded_context(tiny_policy):
     prompt = tokenizer.encode("<|im_start|>user\nhi<|im_end|>\n", add_special_tokens=False)
     engine.generate([prompt], max_new_tokens=4, n=2)
     assert seen == [("<|im_start|>user\nhi<|im_end|>\n", 0), ("<|im_start|>user\nhi<|im_end|>\n", 1)]
+
+
+def hub_style_tokenizer():
+    """A byte-level BPE with no tag tokens, trained so it merges ``><`` (as SmolLM2's tokenizer does)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    corpus = ["<think>we like jazz</think><ground>Kind of Blue</ground><answer>Blue Train</answer>"] * 50
+    tok.train_from_iterator(
+        corpus, trainers.BpeTrainer(vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=tok)
+
+
+def test_split_at_tokenizes_a_turn_tag_by_tag_so_a_constrained_turn_holds_it():
+    from mgfrec.agent.constraints import TurnConstraint, TurnGrammar
+    from mgfrec.rl.sft_data import TURN_TAGS
+
+    tokenizer = hub_style_tokenizer()
+    turn = "<think>we like jazz</think><ground>Kind of Blue</ground>"
+    merged = [tokenizer.decode([i]) for i in tokenizer.encode(turn, add_special_tokens=False)]
+    assert "><" in merged  # the tokenizer merges across the tag boundary: what broke SFT with SmolLM2
+    grammar = TurnGrammar(tokenizer)
+    shown = ["Kind of Blue", "Blue Train"]
+
+    def constraint():
+        return TurnConstraint(grammar, grammar.trie(shown), grammar.trie(shown), budget=64, max_think_tokens=8)
+
+    whole = ScriptedEngine(tokenizer, lambda context, j: turn)
+    with pytest.raises(ValueError, match="breaks the constrained turn grammar"):
+        whole.generate([[0]], max_new_tokens=64, stop=["</ground>"], constraints=[constraint()])
+    split = ScriptedEngine(tokenizer, lambda context, j: turn, split_at=TURN_TAGS)
+    ((gen,),) = split.generate([[0]], max_new_tokens=64, stop=["</ground>"], constraints=[constraint()])
+    assert gen.text == turn and gen.finish_reason == "stop"
+    assert gen.token_ids == encode_split(tokenizer, turn, TURN_TAGS)
+    assert "><" not in [tokenizer.decode([i]) for i in gen.token_ids]
