@@ -201,3 +201,18 @@ def test_the_demo_policy_comes_from_its_option_and_a_conflicting_config_is_refus
         demo_policy(load_config(None, ["policy.model=preset:small"]), DemoOptions())
     result = CliRunner().invoke(app, ["demo", "--set", "policy.model=preset:small", "--out", "unused-demo"])
     assert result.exit_code != 0 and "pass --policy preset:small" in " ".join(result.output.split())
+
+
+def test_the_demo_recall_prior_comes_from_its_option_and_a_conflicting_config_is_refused(tmp_path):
+    from mgfrec.demo import demo_recall_prior
+
+    assert demo_recall_prior(load_config(None), DemoOptions()) == 4.0
+    assert demo_recall_prior(load_config(None, ["agent.recall_prior=4"]), DemoOptions()) == 4.0
+    assert demo_recall_prior(load_config(None, ["agent.recall_prior=2"]), DemoOptions(recall_prior=None)) == 2.0
+    assert demo_recall_prior(load_config(None, ["agent.decoding=free"]), DemoOptions()) == 0.0  # no constrained answer
+    with pytest.raises(ValueError, match="pass --recall-prior 2 to use it"):
+        demo_recall_prior(load_config(None, ["agent.recall_prior=2"]), DemoOptions())
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(app, ["demo", "--set", "agent.recall_prior=2", "--out", str(out)])
+    assert result.exit_code != 0 and "pass --recall-prior 2" in " ".join(result.output.split())
+    assert not out.exists()  # refused before any stage wrote anything

@@ -20,6 +20,14 @@ machine over token ids that says, before each token, which tokens may come next:
 
 Format errors can then only come from budgets (a title longer than what is left), and the metrics say so.
 
+A prior over the answer (``agent.recall_prior: b > 0``). Each title the answer may name gets the weight
+``rank ** -b`` by its place in the recall list (a title shown only by a grounding ranks after the list); the
+answer trie factors that prior over whole titles into one distribution per step (:meth:`TokenTrie.log_prior`),
+and its log is added to the allowed tokens' logits (:attr:`AllowedSet.bias`). The policy then samples from
+``softmax(logits + log prior)`` over the allowed tokens: it answers the recall model's first title unless its
+own logits say otherwise, and GRPO trains it on that same distribution (the bias travels with the allowed
+sets). A small policy from scratch never learns "the list's first item" by itself (docs/agent-cpu.md).
+
 Exactness. The sampler renormalises the logits over the allowed set at each constrained position, so the
 sampled token's log-prob is of that restricted distribution. What was allowed at every position is
 recomputed deterministically from the turn's own tokens (:meth:`TurnConstraint.replay`) and travels with the
@@ -31,6 +39,7 @@ This module knows token ids and titles only; it never samples, grounds or tokeni
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -42,13 +51,22 @@ from mgfrec.agent.parser import ANSWER_CLOSE, ANSWER_OPEN, GROUND_CLOSE, GROUND_
 
 @dataclass(frozen=True)
 class AllowedSet:
-    """The tokens allowed at one position: exactly ``ids`` (``only=True``) or all but ``ids`` (``only=False``)."""
+    """The tokens allowed at one position: exactly ``ids`` (``only=True``) or all but ``ids`` (``only=False``),
+    with ``bias``: ``(token, offset)`` pairs added to those tokens' logits (``agent.recall_prior``)."""
 
     only: bool
     ids: frozenset[int]
+    bias: tuple[tuple[int, float], ...] = ()
 
     def allows(self, token: int) -> bool:
         return (token in self.ids) if self.only else (token not in self.ids)
+
+    def offsets(self, vocab_size: int) -> torch.Tensor:
+        """``[vocab_size]`` float32 added to the logits: 0 where allowed (plus ``bias``), -inf elsewhere."""
+        out = torch.zeros(vocab_size).masked_fill(~self.mask(vocab_size), float("-inf"))
+        for token, offset in self.bias:
+            out[token] += offset
+        return out
 
     def mask(self, vocab_size: int) -> torch.Tensor:
         """``[vocab_size]`` bool, True where allowed."""
@@ -64,16 +82,29 @@ def only(ids: Iterable[int]) -> AllowedSet:
 
 
 class TokenTrie:
-    """Token-id sequences as a prefix tree: which tokens may follow a prefix, and where a sequence ends."""
+    """Token-id sequences as a prefix tree: which tokens may follow a prefix, and where a sequence ends.
 
-    def __init__(self, sequences: Iterable[Sequence[int]] = ()):
+    With ``weights`` (one positive number per sequence; a repeated sequence keeps its largest) every node also
+    knows the weight ending there (``end``) and below it (``mass``), so a prior over whole sequences factors
+    into one distribution per step: :meth:`log_prior`."""
+
+    def __init__(self, sequences: Iterable[Sequence[int]] = (), weights: Iterable[float] | None = None):
         self.children: dict[int, TokenTrie] = {}
         self.terminal = False
         self.depth = 0  # tokens in the longest sequence below this node
-        for seq in sequences:
-            self.add(seq)
+        self.end = 0.0  # weight of the sequence ending here
+        self.mass = 0.0  # weight ending here or below (set by a weighted build)
+        if weights is None:
+            for seq in sequences:
+                self.add(seq)
+            return
+        for seq, w in zip(sequences, weights, strict=True):
+            if w <= 0:
+                raise ValueError(f"trie weights must be positive, got {w}")
+            self.add(seq, w)
+        self._sum()
 
-    def add(self, seq: Sequence[int]) -> None:
+    def add(self, seq: Sequence[int], weight: float = 0.0) -> None:
         if not seq:
             return
         node = self
@@ -81,6 +112,21 @@ class TokenTrie:
             node.depth = max(node.depth, len(seq) - n)
             node = node.children.setdefault(int(tok), TokenTrie())
         node.terminal = True
+        node.end = max(node.end, float(weight))
+
+    def _sum(self) -> float:
+        self.mass = self.end + sum(child._sum() for child in self.children.values())
+        return self.mass
+
+    def log_prior(self, close: int) -> tuple[tuple[int, float], ...]:
+        """``log P(next | this prefix)`` of each child token and of ``close`` (where a sequence ends here);
+        empty for an unweighted trie."""
+        if self.mass <= 0:
+            return ()
+        out = {tok: math.log(child.mass / self.mass) for tok, child in self.children.items()}
+        if self.terminal:
+            out[close] = math.log(self.end / self.mass)
+        return tuple(sorted(out.items()))
 
     def __bool__(self) -> bool:
         return bool(self.children)
@@ -129,8 +175,12 @@ class TurnGrammar:
             ids = self._titles[title] = self._encode(title)
         return ids
 
-    def trie(self, titles: Iterable[str]) -> TokenTrie:
-        return TokenTrie(self.title_ids(t) for t in titles if t and t.strip())
+    def trie(self, titles: Iterable[str], weights: Iterable[float] | None = None) -> TokenTrie:
+        """The titles' token paths; ``weights`` (one per title): a prior over them (:meth:`TokenTrie.log_prior`)."""
+        if weights is None:
+            return TokenTrie(self.title_ids(t) for t in titles if t and t.strip())
+        kept = [(t, w) for t, w in zip(titles, weights, strict=True) if t and t.strip()]
+        return TokenTrie((self.title_ids(t) for t, _ in kept), (w for _, w in kept))
 
     def plain(self, first: bool, extra: Iterable[int] = ()) -> AllowedSet:
         """Plain tokens (``first``: not whitespace only), plus ``extra`` (e.g. a closing tag's first token).
@@ -215,7 +265,7 @@ class TurnConstraint:
             ids = set(self._node.children)
             if self._node.terminal:
                 ids.add(close)
-            return only(ids)
+            return AllowedSet(True, frozenset(ids), self._node.log_prior(close))
         if self._phase == "free":
             close = (g.answer_close if self._kind == "answer" else g.ground_close)[0]
             if self._count >= 1 and self._count >= self.max_free_title_tokens:
@@ -292,13 +342,15 @@ class TurnConstraint:
 
 
 def allowed_masks(sets: Sequence[AllowedSet], vocab_size: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """``[len(sets), vocab_size]`` bool masks; equal sets share one computation."""
+    """``[len(sets), vocab_size]`` bool masks, or float32 logit offsets (:meth:`AllowedSet.offsets`) when a set
+    carries a ``bias``; equal sets share one computation."""
+    biased = any(s.bias for s in sets)
     cache: dict[AllowedSet, torch.Tensor] = {}
     rows = []
     for s in sets:
         m = cache.get(s)
         if m is None:
-            m = cache[s] = s.mask(vocab_size)
+            m = cache[s] = s.offsets(vocab_size) if biased else s.mask(vocab_size)
         rows.append(m)
     if not rows:
         return torch.zeros((0, vocab_size), dtype=torch.bool, device=device)

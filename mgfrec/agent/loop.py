@@ -219,6 +219,17 @@ class _Constrainer:
     def _show(self, title: str) -> str:
         return neutralize_title(title, self.reserved).strip()
 
+    def _prior(self, i: int, shown: list[str]) -> list[float] | None:
+        """``agent.recall_prior``: the weight ``rank ** -b`` of each shown title by its place in sample ``i``'s
+        recall list (a title shown only by a grounding ranks after the list); None when off or no list."""
+        b, recall = self.agent.recall_prior, self.recall[i]
+        if b <= 0 or not recall:
+            return None
+        rank: dict[str, int] = {}
+        for r, title in enumerate(recall, start=1):
+            rank.setdefault(title, r)
+        return [float(rank.get(t, len(recall) + 1)) ** -b for t in shown]
+
     def turn(self, traj: Trajectory) -> TurnConstraint:
         """A fresh constraint for ``traj``'s next turn (deterministic: replaying it gives the same sets)."""
         agent, g = self.agent, self.grammar
@@ -239,13 +250,14 @@ class _Constrainer:
 
         shown = fit([*self.recall[i], *(self._show(t) for t in traj.shown_titles())])
         ground = None if agent.ground_titles == "free" else g.trie([*shown, *fit(self.history[i])])
+        answer = g.trie(shown, self._prior(i, shown))
         left = agent.max_new_tokens_total - traj.state.total_tokens
         # a grounding needs room for an answer turn after it within the total budget
         room = len(g.think_open) + 1 + len(g.think_close) + len(g.answer_open) + len(g.answer_close) + 24
         can_ground = traj.num_groundings < agent.max_groundings and left - traj.next_budget() >= room
         return TurnConstraint(
             g,
-            g.trie(shown),
+            answer,
             ground,
             can_ground=can_ground,
             budget=budget,

@@ -44,6 +44,13 @@ def demo(
         "--policy",
         help="The agent's policy (policy.model): one token per catalogue title by default (docs/agent-cpu.md).",
     ),
+    recall_prior: float = typer.Option(
+        4.0,
+        "--recall-prior",
+        min=0.0,
+        help="agent.recall_prior of the agent: answers sampled under a prior rank**-B over the recall list "
+        "(0: the policy alone; docs/agent.md).",
+    ),
     sft_samples: int = typer.Option(
         200, "--sft-samples", min=1, help="Train samples the SFT trajectories are synthesized from."
     ),
@@ -92,6 +99,7 @@ def demo(
             agent=agent,
             fit_steps=fit_steps,
             policy=policy,
+            recall_prior=recall_prior,
             sft_train_samples=sft_samples,
             eval_samples=eval_samples or None,
             baseline_seconds=baseline_seconds or None,

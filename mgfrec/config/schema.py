@@ -123,6 +123,20 @@ class AgentConfig(Section):
         "answer's title) or answer_then_recall (the answered item first, then the recall run's order; its own "
         "row, never the headline). Training rewards always use l2",
     )
+    recall_prior: float = Field(
+        0.0,
+        ge=0.0,
+        description="with decoding: constrained, the exponent b of a prior over the recall list's ranks "
+        "(weight rank^-b; titles shown only by a grounding rank after the list) that the answer's title tokens "
+        "are sampled under, besides the policy's logits; 0: off (the policy alone). The log-probs GRPO trains are "
+        "of that same distribution (mgfrec.agent.constraints)",
+    )
+
+    @model_validator(mode="after")
+    def _prior_needs_constraints(self) -> AgentConfig:
+        if self.recall_prior > 0 and self.decoding != "constrained":
+            raise ValueError("recall_prior needs decoding: constrained (the prior acts on the constrained answer)")
+        return self
 
 
 class UserAgentConfig(Section):

@@ -42,16 +42,21 @@ def _check_temperature(temperature: float) -> float:
 
 
 Constraints = tuple[torch.Tensor, torch.Tensor]
-"""``(allowed_index [B, T] int64, allowed_table [M, V] bool)``: token ``[b, t]`` was sampled among the tokens
-of ``allowed_table[allowed_index[b, t]]``; index -1 means unconstrained."""
+"""``(allowed_index [B, T] int64, allowed_table [M, V])``: token ``[b, t]`` was sampled among the tokens of
+``allowed_table[allowed_index[b, t]]``; index -1 means unconstrained. A bool table marks the allowed tokens; a
+float table holds offsets added to the logits (0 or a prior's log-weight where allowed, -inf elsewhere)."""
 
 
 def restrict(logits: torch.Tensor, index: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-    """``logits`` (``[..., V]``) with the tokens that ``table[index]`` disallows at -inf; rows whose ``index``
-    (shape ``logits.shape[:-1]``) is -1 are left as they are."""
+    """``logits`` (``[..., V]``) restricted by ``table[index]``: the tokens a bool row disallows at -inf, or a
+    float row's offsets added; rows whose ``index`` (shape ``logits.shape[:-1]``) is -1 are left as they are."""
     index, table = index.to(logits.device), table.to(logits.device)
-    allowed = torch.ones(logits.shape, dtype=torch.bool, device=logits.device)
     where = index >= 0
+    if table.dtype != torch.bool:
+        offsets = torch.zeros(logits.shape, dtype=logits.dtype, device=logits.device)
+        offsets[where] = table[index[where]].to(logits.dtype)
+        return logits + offsets
+    allowed = torch.ones(logits.shape, dtype=torch.bool, device=logits.device)
     allowed[where] = table[index[where]]
     return logits.masked_fill(~allowed, float("-inf"))
 
@@ -66,12 +71,12 @@ def _scaled(logits: torch.Tensor, temperature: float, constraints: Constraints |
 def _scale(
     logits: torch.Tensor, temperature: float, index: torch.Tensor | None, table: torch.Tensor | None
 ) -> torch.Tensor:
-    """``logits`` (``[..., V]``) at least float32, over temperature, restricted by ``table[index]``."""
+    """``logits`` (``[..., V]``) at least float32, restricted by ``table[index]``, then over temperature (the
+    engines' order: a prior's offsets are part of the logits the temperature divides)."""
     if logits.dtype in (torch.float16, torch.bfloat16):
         # log-probs of half-precision logits lose ~3 digits; float64 is kept as is (the numerical tests use it).
         logits = logits.float()
     temperature = _check_temperature(temperature)
-    logits = logits / temperature if temperature != 1.0 else logits
     if index is not None and table is not None:
         width = logits.shape[-1]
         if table.shape[-1] != width:
@@ -80,7 +85,7 @@ def _scale(
                 "the model's vocabulary size"
             )
         logits = restrict(logits, index, table)
-    return logits
+    return logits / temperature if temperature != 1.0 else logits
 
 
 def logprobs_from_logits(

@@ -53,6 +53,10 @@ class AllowedTokens(Protocol):
         """``[vocab_size]`` bool tensor, True where the token is allowed."""
         ...
 
+    def offsets(self, vocab_size: int) -> Any:
+        """``[vocab_size]`` float tensor added to the logits: -inf where disallowed, else 0 or a prior's offset."""
+        ...
+
     def allows(self, token: int) -> bool: ...
 
 

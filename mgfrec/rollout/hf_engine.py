@@ -211,21 +211,22 @@ class HFEngine:
     def _constrain(
         logits: torch.Tensor, constraints: list[TokenConstraint | None], masks: dict[AllowedTokens, torch.Tensor]
     ) -> torch.Tensor:
-        """``logits`` with every disallowed token of a constrained row at -inf (``masks`` caches masks)."""
+        """``logits`` with every disallowed token of a constrained row at -inf and its allowed set's offsets (a
+        prior's log-weights, :meth:`AllowedTokens.offsets`) added; ``masks`` caches them per distinct set."""
         if all(c is None for c in constraints):
             return logits
-        allowed = torch.ones_like(logits, dtype=torch.bool)
+        offsets = torch.zeros_like(logits)
         for b, c in enumerate(constraints):
             if c is None:
                 continue
             s = c.allowed()
             m = masks.get(s)
             if m is None:  # checked once per distinct set, not at every step
-                m = masks[s] = s.mask(logits.shape[-1]).to(logits.device)
-                if not bool(m.any()):
+                m = masks[s] = s.offsets(logits.shape[-1]).to(logits.device, logits.dtype)
+                if not bool(torch.isfinite(m).any()):
                     raise RuntimeError("the turn grammar allows no token here; the constraint was driven past its end")
-            allowed[b] = m
-        return logits.masked_fill(~allowed, float("-inf"))
+            offsets[b] = m
+        return logits + offsets
 
     def _keep(
         self, cache: DynamicCache, mask: torch.Tensor, rows: list[_Row], batch_rows: list[int] | None = None

@@ -153,3 +153,37 @@ def test_logprobs_at_the_policys_positions_only_equal_the_full_computation_and_i
             (once[action] * torch.linspace(0.5, 2.0, int(action.sum()), dtype=torch.float64)).sum().backward()
             for p, w in zip(model.parameters(), want, strict=True):
                 assert torch.allclose(p.grad, w, atol=1e-10)
+
+
+def test_a_prior_on_the_allowed_tokens_is_added_before_the_temperature_and_matches_the_definition():
+    """``agent.recall_prior``: a biased set's offsets join the logits, then the temperature divides both (the hf
+    engine's order); values and gradients against the definition written out here."""
+    logits, ids, index, sets = _case(1)
+    prior = {1: 0.6, 4: 0.3, 6: 0.1}
+    sets[0] = AllowedSet(True, frozenset(prior), tuple((k, math.log(w)) for k, w in sorted(prior.items())))
+    table = allowed_masks(sets, V)
+    assert table.dtype == torch.float32  # offsets, not a bool mask, once a set carries a prior
+    temperature = 0.7
+    logits.requires_grad_(True)
+    got = logprobs_from_logits(logits, ids, temperature, (index, table))
+    want = torch.zeros(B, T, dtype=torch.float64)
+    for b in range(B):
+        for t in range(1, T):
+            k = int(index[b, t])
+            z = logits[b, t - 1].detach()
+            allowed = range(V) if k < 0 else [i for i in range(V) if sets[k].allows(i)]
+            bias = {i: (math.log(prior[i]) if k == 0 else 0.0) for i in allowed}
+            scores = {i: (z[i] + bias[i]) / temperature for i in allowed}
+            denom = sum(torch.exp(s) for s in scores.values())
+            want[b, t] = scores[int(ids[b, t])] - torch.log(denom)
+    assert torch.allclose(got, want, atol=1e-6)
+    # the gradient of one prior-biased log-prob: (onehot - restricted softmax) / T over the allowed tokens
+    b, t = next((b, t) for b in range(B) for t in range(1, T) if int(index[b, t]) == 0)
+    got[b, t].backward()
+    z = logits[b, t - 1].detach()
+    allowed = sorted(prior)
+    p = torch.softmax(torch.stack([(z[i] + math.log(prior[i])) / temperature for i in allowed]), 0)
+    want_grad = torch.zeros(V, dtype=torch.float64)
+    for i, pi in zip(allowed, p, strict=True):
+        want_grad[i] = ((1.0 if i == int(ids[b, t]) else 0.0) - pi) / temperature
+    assert torch.allclose(logits.grad[b, t - 1], want_grad, atol=1e-6)

@@ -3,6 +3,7 @@ engine sampling under it, and log-probs that the training forward pass reproduce
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -166,3 +167,51 @@ def test_titles_too_long_for_the_turn_are_not_offered(environment, tiny_policy):
     result = rollout(HFEngine(model, tokenizer), environment, samples, group_size=6, agent=agent, seed=2)
     assert len(tokenizer.encode(long_title)) > 16
     assert all(t.end_reason == "answered" and t.answer == "Rumours" for t in result.trajectories)
+
+
+def test_a_weighted_trie_factors_the_prior_over_whole_titles(grammar):
+    """Multiplying the per-step priors along a title's tokens (and its close) gives its weight's share, for
+    titles that share prefixes and a title that is a prefix of another."""
+    titles = ["Blue", "Blue Train", "Kind of Blue", "A Love Supreme", "Blue Train"]  # a repeat keeps its best
+    weights = [0.2, 1.0, 0.5, 0.25, 0.1]
+    trie = grammar.trie(titles, weights)
+    close = grammar.answer_close[0]
+    best = {"Blue": 0.2, "Blue Train": 1.0, "Kind of Blue": 0.5, "A Love Supreme": 0.25}
+    total = 0.0
+    for title, w in best.items():
+        node, logp = trie, 0.0
+        for tok in (*grammar.title_ids(title), close):
+            step = dict(node.log_prior(close))
+            assert math.isclose(sum(math.exp(v) for v in step.values()), 1.0, rel_tol=1e-9)
+            logp += step[tok]
+            node = node.children.get(tok)
+        assert math.isclose(math.exp(logp), w / sum(best.values()), rel_tol=1e-9)
+        total += math.exp(logp)
+    assert math.isclose(total, 1.0, rel_tol=1e-9)
+    assert grammar.trie(titles).log_prior(close) == ()  # unweighted: no prior
+
+
+@pytest.mark.slow
+def test_a_strong_recall_prior_answers_the_recall_lists_first_title_with_exact_logprobs(environment, tiny_policy):
+    model, tokenizer = tiny_policy
+    agent = AgentConfig(max_groundings=0, max_new_tokens_per_turn=48, max_new_tokens_total=96, max_think_tokens=4)
+    plain = rollout(HFEngine(model, tokenizer), environment, SAMPLES, group_size=8, agent=agent, seed=4)
+    strong = agent.model_copy(update={"recall_prior": 12.0})
+    result = rollout(HFEngine(model, tokenizer), environment, SAMPLES, group_size=8, agent=strong, seed=4)
+
+    def firsts(trajectories):
+        return sum(t.answer == SAMPLES[t.extras["sample_index"]].recall_titles[0] for t in trajectories)
+
+    assert firsts(result.trajectories) >= 15  # of 16: rank 2 weighs 2**-12 of rank 1
+    assert firsts(plain.trajectories) < firsts(result.trajectories)  # the untrained policy alone spreads out
+    batch = collate(result.trajectories, tokenizer.pad_token_id, vocab_size=vocab_width(model))
+    assert batch.constraints[1].dtype == torch.float32
+    with torch.no_grad():
+        restricted = token_logprobs(model, batch.input_ids, batch.attention_mask, 1.0, batch.constraints)
+    mask = batch.action_mask
+    assert torch.allclose(restricted[mask], batch.old_logprobs[mask], atol=1e-4)
+
+
+def test_recall_prior_needs_constrained_decoding():
+    with pytest.raises(ValueError, match="recall_prior needs decoding: constrained"):
+        AgentConfig(decoding="free", recall_prior=1.0)
