@@ -8,6 +8,7 @@ import pytest
 import torch
 import typer
 import yaml
+from fitkit import tiny_fit_sets
 from typer.testing import CliRunner
 
 from mgfrec.cli.fit import fit
@@ -73,16 +74,7 @@ def test_flags_map_to_config_fields(data):
         2,
         "--no-progress",
         "--json",
-        "--set",
-        f"agent.template={data / 'system.txt'}",
-        "--set",
-        "agent.max_new_tokens_per_turn=16",
-        "--set",
-        "agent.max_new_tokens_total=32",
-        "--set",
-        "trainer.global_batch_size=2",
-        "--set",
-        "retriever.recall_size=5",
+        *tiny_fit_sets(data / "system.txt"),
     )
     assert result.exit_code == 0, result.output
     cfg = yaml.safe_load((out / "config.yaml").read_text(encoding="utf-8"))
@@ -132,16 +124,7 @@ def test_ablation_preset_sets_its_field(data):
         "--valid-samples",
         2,
         "--no-progress",
-        "--set",
-        f"agent.template={data / 'system.txt'}",
-        "--set",
-        "agent.max_new_tokens_per_turn=16",
-        "--set",
-        "agent.max_new_tokens_total=32",
-        "--set",
-        "trainer.global_batch_size=2",
-        "--set",
-        "retriever.recall_size=5",
+        *tiny_fit_sets(data / "system.txt"),
     )
     assert result.exit_code == 0, result.output
     cfg = yaml.safe_load((out / "config.yaml").read_text(encoding="utf-8"))
@@ -177,18 +160,7 @@ def test_a_fit_killed_with_sigkill_resumes_from_its_last_checkpoint(data):
         "--valid-samples",
         "2",
         "--no-progress",
-        "--set",
-        f"agent.template={data / 'system.txt'}",
-        "--set",
-        "agent.max_new_tokens_per_turn=16",
-        "--set",
-        "agent.max_new_tokens_total=32",
-        "--set",
-        "trainer.global_batch_size=2",
-        "--set",
-        "retriever.recall_size=5",
-        "--set",
-        "trainer.val_check_interval=100",
+        *tiny_fit_sets(data / "system.txt", more={"trainer.val_check_interval": 100}),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     metrics = out / "metrics.csv"

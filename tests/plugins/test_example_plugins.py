@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from fitkit import tiny_fit_sets
 
 PLUGIN = Path(__file__).resolve().parents[2] / "plugins" / "mgfrec-example-plugins"
 
@@ -192,18 +193,7 @@ def test_fit_trains_with_the_plugin_grounder_and_reward(plugin_site, small_data)
         "hit-at-k",
         "--reward",
         "format",
-        "--set",
-        f"agent.template={small_data / 'system.txt'}",
-        "--set",
-        "agent.max_new_tokens_per_turn=16",
-        "--set",
-        "agent.max_new_tokens_total=32",
-        "--set",
-        "trainer.global_batch_size=2",
-        "--set",
-        "retriever.recall_size=0",
-        "--set",
-        "trainer.val_check_interval=100",
+        *tiny_fit_sets(small_data / "system.txt", recall_size=0, more={"trainer.val_check_interval": 100}),
     )
     assert proc.returncode == 0, proc.stderr
     config = (out / "config.yaml").read_text(encoding="utf-8")

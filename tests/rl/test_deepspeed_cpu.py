@@ -22,6 +22,7 @@ if shutil.which(os.environ.get("CXX", "c++")) is None:
         "DeepSpeed's CPU backend compiles a small C++ op on first use: no C++ compiler found", allow_module_level=True
     )
 
+from fitkit import tiny_fit_sets
 from transformers import AutoModelForCausalLM  # noqa: E402
 
 from mgfrec.config.schema import (  # noqa: E402
@@ -93,16 +94,7 @@ def test_fit_cli_runs_a_cpu_deepspeed_strategy(setup, cpu_deepspeed):
         2,
         "--no-progress",
         "--json",
-        "--set",
-        f"agent.template={setup['root'] / 'system.txt'}",
-        "--set",
-        "agent.max_new_tokens_per_turn=16",
-        "--set",
-        "agent.max_new_tokens_total=32",
-        "--set",
-        "trainer.global_batch_size=2",
-        "--set",
-        "retriever.recall_size=5",
+        *tiny_fit_sets(setup["root"] / "system.txt"),
     ]
     result = CliRunner().invoke(app, [str(a) for a in args])
     assert result.exit_code == 0, result.output
