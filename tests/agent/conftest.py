@@ -9,6 +9,7 @@ from transformers import PreTrainedTokenizerFast
 
 from mgfrec.grounding.engine import Grounding
 from mgfrec.grounding.exact import ExactGrounder
+from mgfrec.models.policy import TAG_TOKENS
 from mgfrec.text.prompts import load_template
 from mgfrec.user_agents.base import FeedbackRequest
 
@@ -26,18 +27,7 @@ CATALOGUE = [
     "OK Computer",
     "Thriller",
 ]
-TAGS = [
-    "<think>",
-    "</think>",
-    "<ground>",
-    "</ground>",
-    "<answer>",
-    "</answer>",
-    "<item_list>",
-    "</item_list>",
-    "<feedback>",
-    "</feedback>",
-]
+TAGS = list(TAG_TOKENS)  # the agent's tags, as every preset tokenizer holds them
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "[INST]"]
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"

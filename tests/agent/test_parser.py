@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from mgfrec.agent.observation import render_observation
 from mgfrec.agent.parser import Turn, parse_transcript, parse_turn
+from mgfrec.models.policy import TAG_TOKENS
 
 VALID = [
     ("<think>likes jazz</think><ground>Kind of Blue</ground>", "ground", "likes jazz", "Kind of Blue"),
@@ -72,16 +73,7 @@ def test_non_strings_are_classified_not_raised():
 # --- fuzzing -----------------------------------------------------------------------------------------------
 
 ALPHABET = [
-    "<think>",
-    "</think>",
-    "<ground>",
-    "</ground>",
-    "<answer>",
-    "</answer>",
-    "<item_list>",
-    "</item_list>",
-    "<feedback>",
-    "</feedback>",
+    *TAG_TOKENS,
     "<",
     ">",
     "/",
