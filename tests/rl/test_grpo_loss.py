@@ -170,20 +170,25 @@ def assert_grads_close(got: dict, want: dict, rtol: float) -> None:
         torch.testing.assert_close(got[name], expected, rtol=rtol, atol=rtol * scale, msg=lambda m, n=name: f"{n}: {m}")
 
 
+def batch_loss(logprobs, batch, *, beta: float = BETA, **kw):
+    """mgfrec's loss of ``logprobs`` against ``batch``'s old/ref log-probs, advantages and mask (no reference
+    when ``beta`` is 0)."""
+    return grpo_loss(
+        logprobs,
+        batch.old,
+        batch.ref if beta else None,
+        batch.advantages,
+        batch.action_mask,
+        clip_epsilon=EPS,
+        kl_beta=beta,
+        **kw,
+    )
+
+
 def mgfrec_loss(batch, *, beta: float, aggregation: str, **kw):
     def run(m):
         logprobs = token_logprobs(m, batch.input_ids, batch.attention_mask)
-        return grpo_loss(
-            logprobs,
-            batch.old,
-            batch.ref if beta else None,
-            batch.advantages,
-            batch.action_mask,
-            clip_epsilon=EPS,
-            kl_beta=beta,
-            aggregation=aggregation,
-            **kw,
-        )
+        return batch_loss(logprobs, batch, beta=beta, aggregation=aggregation, **kw)
 
     return run
 
@@ -240,16 +245,7 @@ def test_logits_at_masked_positions_change_neither_loss_nor_gradients(model, bat
         m = copy.deepcopy(model)
         scored = PerturbedLogits(m, batch.action_mask, 50.0) if wrap else m
         logprobs = token_logprobs(scored, batch.input_ids, batch.attention_mask)
-        loss, _ = grpo_loss(
-            logprobs,
-            batch.old,
-            batch.ref,
-            batch.advantages,
-            batch.action_mask,
-            clip_epsilon=EPS,
-            kl_beta=BETA,
-            aggregation=aggregation,
-        )
+        loss, _ = batch_loss(logprobs, batch, aggregation=aggregation)
         loss.backward()
         return logprobs.detach(), loss.detach(), [p.grad for p in m.parameters()]
 
@@ -354,16 +350,7 @@ def test_aggregations_agree_when_every_response_has_the_same_token_count():
 def test_kl_importance_correction_keeps_the_value_on_policy_but_not_the_gradient(batch):
     def run(correct: bool):
         logprobs = batch.old.clone().requires_grad_()
-        loss, metrics = grpo_loss(
-            logprobs,
-            batch.old,
-            batch.ref,
-            batch.advantages,
-            batch.action_mask,
-            clip_epsilon=EPS,
-            kl_beta=BETA,
-            kl_importance_correction=correct,
-        )
+        loss, metrics = batch_loss(logprobs, batch, kl_importance_correction=correct)
         loss.backward()
         return loss, logprobs.grad, metrics["kl"]
 
