@@ -18,8 +18,9 @@ prompt and observations are never built: on the CDs data one GRPO step went from
 
 Constrained decoding (:mod:`mgfrec.agent.constraints`): ``constraints=(allowed_index, allowed_table)``
 (:attr:`mgfrec.agent.batching.TrajectoryBatch.constraints`) restricts the distribution at every position a
-token was sampled under a constraint: its disallowed logits are set to -inf before the softmax, so the
-log-prob is of the renormalised distribution the sampler drew from. Old, new and reference log-probs all go
+token was sampled under a constraint: its disallowed logits are set to -inf (and, under
+``agent.recall_prior``, the prior's log-weights added) before the temperature and the softmax, so the log-prob
+is of the renormalised distribution the sampler drew from. Old, new and reference log-probs all go
 through here, so the GRPO ratio and KL compare the same restricted distributions.
 
 This module runs forward passes; it never samples, and it does not know which tokens are the policy's.
