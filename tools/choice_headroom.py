@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,12 +61,8 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(1)
 
-    run = load_scorer(args.run)
+    run, frame, hist = recall_split(args.run, args.split, args.samples, args.seed)
     ds = run.ds
-    frame = ds.split(args.split)
-    if args.samples is not None:
-        frame = subsample_split(frame, args.samples, args.seed)
-    hist = [np.array(h, dtype=np.int64) for h in frame["history"]]
     tgt = torch.tensor(frame["target"].to_numpy())
     emb = torch.tensor(cached_item_embeddings(ds, MGFRecConfig().embedding).vectors, dtype=torch.float32)
     scores = run.scorer.scores(hist).float()
@@ -77,22 +74,7 @@ def main() -> None:
     def answer_ranks(items: np.ndarray) -> np.ndarray:
         return ranks(-torch.cdist(emb[torch.as_tensor(items)], emb))
 
-    base: list[np.ndarray] = []  # the recall model's own per-sample NDCG, set by the first row
-
-    metric = f"ndcg@{args.cutoff}" if args.cutoff else "ndcg_full"
-
-    def line(name: str, r: np.ndarray) -> None:
-        ndcg = np.where(r <= args.cutoff, 1 / np.log2(1 + r), 0.0) if args.cutoff else 1 / np.log2(1 + r)
-        vs = ""
-        if base:
-            test = paired_test(ndcg, base[0], metric)
-            mark = {"a": "above", "b": "below"}.get(test.better or "", "not significant")
-            wl = f"{test.sign.wins}/{test.sign.losses}"
-            vs = f"  vs recall {test.diff:+.4f} [{test.ci[0]:+.4f}, {test.ci[1]:+.4f}] wins/losses {wl} {mark}"
-        else:
-            base.append(ndcg)
-        label = f"N@{args.cutoff}" if args.cutoff else "N_full"
-        print(f"{name:<44} {label} {ndcg.mean():.4f}  Hit@1 {np.mean(r == 1):.3f}{vs}")
+    line = Rows(args.cutoff, "recall").line
 
     print(f"{args.run} on {args.split}: {len(hist)} samples")
     line("recall model's own ranking", ranks(scores))
@@ -115,6 +97,40 @@ def main() -> None:
         line(f"expected-NDCG chooser, top-{k}, tau {tau}", answer_ranks(np.array(chosen)))
     if args.oracle:
         oracle_rows(ds, frame, top, args.k, ranks, answer_ranks, line)
+
+
+def recall_split(run_dir: str, split: str, samples: int | None, seed: int) -> tuple[Any, Any, list[np.ndarray]]:
+    """The recall run (``load_scorer``), its split (the seeded subsample of ``samples``, as the demo takes it)
+    and the split's histories as index arrays."""
+    run = load_scorer(run_dir)
+    frame = run.ds.split(split)
+    if samples is not None:
+        frame = subsample_split(frame, samples, seed)
+    return run, frame, [np.array(h, dtype=np.int64) for h in frame["history"]]
+
+
+class Rows:
+    """Prints one row per chooser from its per-sample target ranks: NDCG (no cut-off, or at ``cutoff``) and
+    Hit@1; every row after the first is compared with the first by the report's paired test."""
+
+    def __init__(self, cutoff: int = 0, first: str = "the first row", width: int = 44):
+        self.cutoff, self.first, self.width = cutoff, first, width
+        self.metric = f"ndcg@{cutoff}" if cutoff else "ndcg_full"
+        self.label = f"N@{cutoff}" if cutoff else "N_full"
+        self.base: np.ndarray | None = None
+
+    def line(self, name: str, r: np.ndarray) -> None:
+        c = self.cutoff
+        ndcg = np.where(r <= c, 1 / np.log2(1 + r), 0.0) if c else 1 / np.log2(1 + r)
+        vs = ""
+        if self.base is None:
+            self.base = ndcg
+        else:
+            test = paired_test(ndcg, self.base, self.metric)
+            mark = {"a": "above", "b": "below"}.get(test.better or "", "not significant")
+            wl = f"{test.sign.wins}/{test.sign.losses}"
+            vs = f"  vs {self.first} {test.diff:+.4f} [{test.ci[0]:+.4f}, {test.ci[1]:+.4f}] wins/losses {wl} {mark}"
+        print(f"{name:<{self.width}} {self.label} {ndcg.mean():.4f}  Hit@1 {np.mean(r == 1):.3f}{vs}")
 
 
 def oracle_rows(ds, frame, top, ks, ranks, answer_ranks, line) -> None:  # noqa: ANN001

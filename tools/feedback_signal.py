@@ -29,14 +29,12 @@ import re
 
 import numpy as np
 import torch
+from choice_headroom import Rows, recall_split  # tools/ is on sys.path when a tool runs
 
 from mgfrec.agent.environment import build_environment
 from mgfrec.config.schema import MGFRecConfig
-from mgfrec.data.protocol import subsample_split
 from mgfrec.grounding.engine import load_grounding
 from mgfrec.ranking.metrics import target_ranks_excluding
-from mgfrec.ranking.stats import paired_test
-from mgfrec.retrievers.fit import load_scorer
 from mgfrec.retrievers.recall import top_items
 from mgfrec.user_agents.base import FeedbackRequest
 
@@ -67,12 +65,8 @@ def main() -> None:
     torch.set_num_threads(1)
 
     cfg = MGFRecConfig()
-    run = load_scorer(args.run)
+    run, frame, hist = recall_split(args.run, args.split, args.samples, args.seed)
     ds = run.ds
-    frame = ds.split(args.split)
-    if args.samples is not None:
-        frame = subsample_split(frame, args.samples, args.seed)
-    hist = [np.array(h, dtype=np.int64) for h in frame["history"]]
     tgt = frame["target"].to_numpy()
     first = top_items(run.scorer, hist, ds.num_items, 1)[:, 0]
     grounding = load_grounding(ds, cfg)
@@ -97,12 +91,6 @@ def main() -> None:
         scores = grounding.full_scores([ds.titles[i] for i in items])
         return target_ranks_excluding(scores, torch.tensor(tgt), hist).numpy()
 
-    metric = f"ndcg@{args.cutoff}" if args.cutoff else "ndcg_full"
-    label = f"N@{args.cutoff}" if args.cutoff else "N_full"
-
-    def ndcg(r: np.ndarray) -> np.ndarray:
-        return np.where(r <= args.cutoff, 1 / np.log2(1 + r), 0.0) if args.cutoff else 1 / np.log2(1 + r)
-
     in_list = np.array([t in row for t, row in zip(tgt, lists, strict=True)])
     follow = answers(closest=False)
     print(f"{args.run} on {args.split}: {len(hist)} samples; grounded on the recall model's first title")
@@ -116,19 +104,9 @@ def main() -> None:
         "follow, also 'the closest is X'": answers(closest=True),
         "list oracle: the target when the list holds it": np.where(in_list, tgt, first),
     }
-    base = None
+    line = Rows(args.cutoff, "ignore", width=48).line
     for name, items in rows.items():
-        r = ranks(items)
-        values = ndcg(r)
-        vs = ""
-        if base is None:
-            base = values
-        else:
-            test = paired_test(values, base, metric)
-            mark = {"a": "above", "b": "below"}.get(test.better or "", "not significant")
-            wl = f"{test.sign.wins}/{test.sign.losses}"
-            vs = f"  vs ignore {test.diff:+.4f} [{test.ci[0]:+.4f}, {test.ci[1]:+.4f}] wins/losses {wl} {mark}"
-        print(f"{name:<48} {label} {values.mean():.4f}  Hit@1 {np.mean(r == 1):.3f}{vs}")
+        line(name, ranks(items))
 
 
 if __name__ == "__main__":
