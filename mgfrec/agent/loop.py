@@ -214,6 +214,8 @@ class _Constrainer:
         self.reserved = reserved_strings(engine.tokenizer)
         show = self._show
         self.recall = [[show(t) for t in (s.recall_titles or ())] if prompts.use_recall else [] for s in samples]
+        # each shown recall title's 1-based rank (its first place), for agent.recall_prior
+        self.recall_rank = [{t: r for r, t in reversed(list(enumerate(titles, start=1)))} for titles in self.recall]
         self.history = [[show(t) for t in s.history_titles] for s in samples]
 
     def _show(self, title: str) -> str:
@@ -222,12 +224,9 @@ class _Constrainer:
     def _prior(self, i: int, shown: list[str]) -> list[float] | None:
         """``agent.recall_prior``: the weight ``rank ** -b`` of each shown title by its place in sample ``i``'s
         recall list (a title shown only by a grounding ranks after the list); None when off or no list."""
-        b, recall = self.agent.recall_prior, self.recall[i]
+        b, recall, rank = self.agent.recall_prior, self.recall[i], self.recall_rank[i]
         if b <= 0 or not recall:
             return None
-        rank: dict[str, int] = {}
-        for r, title in enumerate(recall, start=1):
-            rank.setdefault(title, r)
         return [float(rank.get(t, len(recall) + 1)) ** -b for t in shown]
 
     def turn(self, traj: Trajectory) -> TurnConstraint:
