@@ -39,7 +39,7 @@ from mgfrec.data.protocol import subsample_split
 from mgfrec.data.sources.synthetic import SyntheticOptions
 from mgfrec.data.sources.synthetic_world import SyntheticWorld
 from mgfrec.embed.cache import cached_item_embeddings
-from mgfrec.ranking.metrics import target_ranks_excluding
+from mgfrec.ranking.metrics import hit, ndcg, target_ranks_excluding
 from mgfrec.ranking.stats import paired_test
 from mgfrec.retrievers.fit import load_scorer
 from mgfrec.retrievers.recall import top_items
@@ -120,17 +120,16 @@ class Rows:
         self.base: np.ndarray | None = None
 
     def line(self, name: str, r: np.ndarray) -> None:
-        c = self.cutoff
-        ndcg = np.where(r <= c, 1 / np.log2(1 + r), 0.0) if c else 1 / np.log2(1 + r)
+        values = ndcg(r, self.cutoff or None)
         vs = ""
         if self.base is None:
-            self.base = ndcg
+            self.base = values
         else:
-            test = paired_test(ndcg, self.base, self.metric)
+            test = paired_test(values, self.base, self.metric)
             mark = {"a": "above", "b": "below"}.get(test.better or "", "not significant")
             wl = f"{test.sign.wins}/{test.sign.losses}"
             vs = f"  vs {self.first} {test.diff:+.4f} [{test.ci[0]:+.4f}, {test.ci[1]:+.4f}] wins/losses {wl} {mark}"
-        print(f"{name:<{self.width}} {self.label} {ndcg.mean():.4f}  Hit@1 {np.mean(r == 1):.3f}{vs}")
+        print(f"{name:<{self.width}} {self.label} {values.mean():.4f}  Hit@1 {hit(r, 1).mean():.3f}{vs}")
 
 
 def oracle_rows(ds, frame, top, ks, ranks, answer_ranks, line) -> None:  # noqa: ANN001
