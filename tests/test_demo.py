@@ -63,7 +63,7 @@ def test_demo_command_prints_an_80_column_table_with_its_legend(tmp_path):
         "1",
         "--no-agent",
         "--eval-samples",
-        "0",
+        "100000",  # more than the split holds: every row is compared on the whole split, and the line says so
         "--set",
         TINY[0],
     ]
@@ -86,6 +86,7 @@ def test_demo_command_prints_an_80_column_table_with_its_legend(tmp_path):
     assert "[sasrec] valid NDCG@10" in proc.stderr
     assert not any(c in proc.stderr for c in ("Loading weights", "GPU available", "LeafSpec", "Traceback"))
     assert (tmp_path / "report_test.md").is_file() and (tmp_path / "config.yaml").is_file()
+    assert "compared on the whole test split (" in " ".join(proc.stderr.split())
     # The printed table is the written report: each run's row carries its own numbers.
     report = json.loads((tmp_path / "report_test.json").read_text())
     assert {row["run"] for row in report["rows"]} == {"last-title", "pop", "sasrec", "hybrid"}
@@ -94,6 +95,14 @@ def test_demo_command_prints_an_80_column_table_with_its_legend(tmp_path):
         line = next((text for text in lines if text.split() and text.split()[0] == row["run"]), None)
         assert line is not None, f"no table row for {row['run']}:\n{proc.stdout}"
         assert f"{row['ndcg_full']:.3f}" in line, (row["run"], line)  # the row carries its own N_full
+
+
+def test_the_closing_line_names_what_the_rows_were_compared_on():
+    from mgfrec.cli.demo import compared_on
+
+    assert compared_on(0, {491}) == "on the whole test split"
+    assert compared_on(100, {100}) == "on a seeded subsample of 100 test samples"
+    assert compared_on(1000, {491}) == "on the whole test split (491 samples, fewer than --eval-samples 1,000)"
 
 
 def test_demo_baselines_flag():

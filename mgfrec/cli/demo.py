@@ -117,7 +117,7 @@ def demo(
     out.print(result.report.table(console.width))
     for note in result.report.terminal_notes():
         console.print(note, highlight=False, markup=False)
-    limit = f"on a seeded subsample of {eval_samples} test samples" if eval_samples else "on the whole test split"
+    limit = compared_on(eval_samples, {row.result.samples for row in result.report.rows})
     ablations = (
         (
             " The ablation rows apply each ablation to the trained policy at evaluation time (the paper "
@@ -145,3 +145,13 @@ def _baselines(value: str, known: list[str]) -> tuple[str, ...]:
             f"use 'demo', 'all' or names from: {', '.join(sorted(known))}"
         )
     return names
+
+
+def compared_on(eval_samples: int, sizes: set[int]) -> str:
+    """What the closing line says the rows were compared on: a seeded subsample, or the whole split when
+    ``--eval-samples`` is 0 or at least the split's size (``sizes``: the sample counts of the report's rows)."""
+    if not eval_samples:
+        return "on the whole test split"
+    if len(sizes) == 1 and next(iter(sizes)) < eval_samples:
+        return f"on the whole test split ({next(iter(sizes)):,} samples, fewer than --eval-samples {eval_samples:,})"
+    return f"on a seeded subsample of {eval_samples:,} test samples"
