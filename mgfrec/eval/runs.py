@@ -16,7 +16,7 @@ from mgfrec.ranking.evaluator import evaluate
 from mgfrec.ranking.results import EvalResult, result_paths
 from mgfrec.registry import Registry, with_registry
 from mgfrec.retrievers.fit import AgentEvaluationUnavailable, LoadedRun, load_scorer, open_data
-from mgfrec.runs import read_run_info
+from mgfrec.runs import RunInfo, read_run_info
 
 __all__ = ["AgentEvaluationUnavailable", "LoadedRun", "evaluate_run", "load_scorer", "open_data", "result_for_run"]
 
@@ -86,14 +86,23 @@ def result_for_run(
     limit: int | None = None,
 ) -> EvalResult:
     """The run's stored result for ``split``; evaluates (and stores) it first when missing, or, for an agent
-    run and a ``limit``, when the stored result is not of that many samples (another subsample)."""
+    run and a ``limit``, when the stored result is not of the subsample's size (``limit``, or the whole split
+    when that is smaller: then it is another subsample)."""
     paths = result_paths(run_dir, split)
     if paths["json"].is_file() and paths["ranks"].is_file():
         stored = EvalResult.load(run_dir, split)
-        if limit is None or len(stored.ranks) == limit or read_run_info(run_dir).kind != "agent":
+        if limit is None or len(stored.ranks) == limit:
+            return stored
+        info = read_run_info(run_dir)
+        if info.kind != "agent" or len(stored.ranks) == _split_size(run_dir, info, split, limit):
             return stored
     if not evaluate_missing:
         raise FileNotFoundError(f"{paths['json']}: missing; run 'mgfrec evaluate {run_dir} --split {split}'")
     return evaluate_run(
         run_dir, split, config, batch_size=batch_size, exclude_history=exclude_history, reg=reg, limit=limit
     )
+
+
+def _split_size(run_dir: Path | str, info: RunInfo, split: str, limit: int) -> int:
+    """How many samples the ``limit`` subsample of the run's ``split`` holds (the whole split when smaller)."""
+    return min(limit, int(open_data(Path(run_dir), info).counts["samples"][split]))

@@ -126,6 +126,33 @@ def test_an_eval_time_ablation_and_a_baseline_compare_on_one_subsample(agent_run
     )
 
 
+def test_a_limit_beyond_the_split_reuses_the_whole_split_result_and_a_smaller_subsample_does_not(
+    agent_run, monkeypatch, tmp_path
+):
+    import shutil
+
+    from mgfrec.eval.runs import result_for_run
+
+    run, ds, _ = agent_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("eval_*", "ranks_*", "agent_*"))
+    rolled = []
+
+    def script(context: str, j: int) -> str:
+        rolled.append(context)
+        return "<think>pick</think><answer>" + ds.titles[0] + "</answer>"
+
+    monkeypatch.setattr(agent_eval, "build_engine", lambda cfg, model, tok: ScriptedEngine(tok, script))
+    n = ds.counts["samples"]["test"]
+    first = result_for_run(copy, "test", FAST, limit=n + 100)
+    assert len(first.ranks) == n and len(rolled) == n  # the subsample of more than n samples is the whole split
+    again = result_for_run(copy, "test", FAST, limit=n + 500, evaluate_missing=False)
+    assert len(rolled) == n and again.ranks.tolist() == first.ranks.tolist()  # read back, nothing rolled out
+    assert len(result_for_run(copy, "test", FAST, limit=3).ranks) == 3 and len(rolled) == n + 3  # another subsample
+    # the stored 3 samples are not the whole split, so a limit beyond it rolls the agent out again
+    assert len(result_for_run(copy, "test", FAST, limit=n + 100).ranks) == n and len(rolled) == 2 * n + 3
+
+
 def test_a_format_error_costs_the_format_penalty_in_the_reward_column(agent_run, monkeypatch):
     run, ds, _ = agent_run
     monkeypatch.setattr(
