@@ -22,6 +22,11 @@ def fit(
     ),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoints/last.ckpt (after a kill)."),
     policy: str | None = typer.Option(None, "--policy", help="policy.model without --init (default preset:tiny)."),
+    gradient_checkpointing: bool = typer.Option(
+        False,
+        "--gradient-checkpointing",
+        help="Recompute activations in the backward pass: less memory, more compute (policy.gradient_checkpointing).",
+    ),
     grounder: str | None = typer.Option(
         None, "--grounder", help="grounding.grounder: exact, faiss, hnswlib, or a plugin."
     ),
@@ -80,6 +85,7 @@ def fit(
         base = starting_config(out_dir, resume, config)
         values = {
             "policy.model": policy,
+            "policy.gradient_checkpointing": True if gradient_checkpointing else None,
             "grounding.grounder": grounder,
             "embedding.embedder": embedder,
             "user_agent.backend": "none" if no_feedback else user_agent,

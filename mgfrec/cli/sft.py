@@ -20,6 +20,11 @@ def sft(
     policy: str | None = typer.Option(
         None, "--policy", help="Policy to warm-start (policy.model; default preset:tiny)."
     ),
+    gradient_checkpointing: bool = typer.Option(
+        False,
+        "--gradient-checkpointing",
+        help="Recompute activations in the backward pass: less memory, more compute (policy.gradient_checkpointing).",
+    ),
     recall_model: str = typer.Option(
         DEFAULT_RECALL_MODEL, "--recall-model", help="Retriever fitted into OUT/recall for the prompt's recall list."
     ),
@@ -58,7 +63,11 @@ def sft(
             raise ValueError(f"--fallback: '{fallback}' is not one of recall, nearest")
         if teacher not in ("target", "recall"):
             raise ValueError(f"--teacher: '{teacher}' is not one of target, recall")
-        cfg = load(config, set_, {"policy.model": policy})
+        cfg = load(
+            config,
+            set_,
+            {"policy.model": policy, "policy.gradient_checkpointing": True if gradient_checkpointing else None},
+        )
         options = SFTOptions(
             recall_model=recall_model,
             recall_run=str(recall_run) if recall_run is not None else None,

@@ -143,7 +143,7 @@ def _logits(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: tor
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    return model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).logits
+    return model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False).logits
 
 
 def token_logprobs(
@@ -202,7 +202,9 @@ def _selected(
         attention_mask = torch.ones_like(input_ids)
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
     body = getattr(model, model.base_model_prefix)
-    hidden = body(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state
+    hidden = body(
+        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+    ).last_hidden_state
     wanted = positions[:, 1:].to(torch.bool)
     logits = model.get_output_embeddings()(hidden[:, :-1][wanted])
     index = None if constraints is None else constraints[0][:, 1:][wanted]

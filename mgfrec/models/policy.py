@@ -339,8 +339,22 @@ def load_policy(
             ) from exc
         if tokenizer.pad_token_id is None:  # batched generation pads; many base models ship without a pad
             tokenizer.pad_token = tokenizer.eos_token
+    if cfg.gradient_checkpointing:
+        _enable_checkpointing(model, cfg.model)
     model.eval()
     return model, tokenizer
+
+
+def _enable_checkpointing(model: PreTrainedModel, name: str) -> None:
+    """Recompute each layer's activations in the backward pass. It acts in training mode with gradients only, so
+    rollouts and the no-grad forwards of the old and reference policies run as before."""
+    if not model.supports_gradient_checkpointing:
+        raise ValueError(f"policy.gradient_checkpointing: {name} ({type(model).__name__}) does not support it")
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers 5.x's name; the old one warns there
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 def _load_tokenizer(model: str) -> PreTrainedTokenizerBase:

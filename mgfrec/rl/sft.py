@@ -111,7 +111,7 @@ def sft_loss(model: torch.nn.Module, batch: TrajectoryBatch) -> torch.Tensor:
     body = getattr(model, model.base_model_prefix)
     positions = (batch.attention_mask.cumsum(-1) - 1).clamp(min=0)
     hidden = body(
-        input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=positions
+        input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=positions, use_cache=False
     ).last_hidden_state
     wanted = batch.action_mask[:, 1:]  # token t is predicted at position t - 1
     logits = model.get_output_embeddings()(hidden[:, :-1][wanted]).float()

@@ -195,3 +195,38 @@ def test_a_fit_killed_with_sigkill_resumes_from_its_last_checkpoint(data):
     assert info["extra"]["steps"] == 6
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["mgfrec"]["batches_done"] == 6 and ckpt["mgfrec"]["data_position"] == 6 * 2
+
+
+def test_gradient_checkpointing_gives_the_same_grpo_step(data):
+    """--gradient-checkpointing reaches the run's config and changes no number of a GRPO step: the same
+    rollouts (the engine runs in eval mode, where checkpointing is off), loss, KL and gradient norm."""
+    import csv
+
+    def step(name: str, *flag: str) -> tuple[dict, dict]:
+        out = data / name
+        result = invoke(
+            "--data",
+            data / "data",
+            "--out",
+            out,
+            "--max-steps",
+            1,
+            "--group-size",
+            2,
+            "--valid-samples",
+            2,
+            "--no-progress",
+            *flag,
+            *tiny_fit_sets(data / "system.txt"),
+        )
+        assert result.exit_code == 0, result.output
+        with (out / "metrics.csv").open(encoding="utf-8") as f:
+            row = next(r for r in csv.DictReader(f) if float(r["step"]) == 1.0)
+        return row, yaml.safe_load((out / "config.yaml").read_text(encoding="utf-8"))
+
+    plain, plain_cfg = step("plain")
+    ckpt, ckpt_cfg = step("ckpt", "--gradient-checkpointing")
+    assert plain_cfg["policy"]["gradient_checkpointing"] is False and ckpt_cfg["policy"]["gradient_checkpointing"]
+    assert float(plain["grad_norm"]) > 0  # the step did update the policy
+    for key in ("reward/mean", "response_length", "loss", "kl", "grad_norm"):
+        assert float(ckpt[key]) == pytest.approx(float(plain[key]), rel=1e-5, abs=1e-7), key

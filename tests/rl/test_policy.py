@@ -160,3 +160,28 @@ def test_tiny_items_title_rows_start_from_their_words_and_survive_saving(tiny_it
     text = numbered(ITEM_TITLES)
     assert ltok.encode(text, add_special_tokens=False) == tok.encode(text, add_special_tokens=False)
     assert reserved_strings(ltok) == reserved_strings(tok)
+
+
+def _layer_calls_and_grads(checkpointing: bool) -> tuple[int, torch.Tensor, list[torch.Tensor]]:
+    """A training forward and backward of the tiny preset: how often layer 0 ran, the loss, the gradients."""
+    from mgfrec.models.logprobs import token_logprobs
+
+    cfg = PolicyConfig(model="preset:tiny", gradient_checkpointing=checkpointing)
+    model, tok = load_policy(cfg, TITLES, seed=0)
+    model.train()
+    calls = []
+    model.model.layers[0].self_attn.register_forward_hook(lambda *_: calls.append(1))  # inside the layer's forward
+    ids = torch.tensor([tok.encode("<think> jazz </think><answer>Kind of Blue</answer>", add_special_tokens=False)])
+    wanted = torch.ones_like(ids, dtype=torch.bool)
+    loss = -token_logprobs(model, ids, positions=wanted).sum()
+    loss.backward()
+    return len(calls), loss.detach(), [p.grad for p in model.parameters()]
+
+
+def test_gradient_checkpointing_recomputes_layers_and_leaves_loss_and_gradients_unchanged():
+    plain_calls, plain_loss, plain_grads = _layer_calls_and_grads(False)
+    ckpt_calls, ckpt_loss, ckpt_grads = _layer_calls_and_grads(True)
+    assert plain_calls == 1 and ckpt_calls == 2  # the backward pass ran the layer again: activations were not kept
+    torch.testing.assert_close(ckpt_loss, plain_loss)
+    for a, b in zip(ckpt_grads, plain_grads, strict=True):
+        torch.testing.assert_close(a, b)

@@ -172,6 +172,7 @@ def test_cli_writes_a_loadable_run_folder(setup):
         "3",
         "--no-progress",
         "--json",
+        "--gradient-checkpointing",
         "--set",
         f"agent.template={root / 'system.txt'}",
         "--set",
@@ -188,6 +189,7 @@ def test_cli_writes_a_loadable_run_folder(setup):
     assert info["data_checksum"] == ds.checksum
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["retriever"]["model"] == "pop" and config["policy"]["model"] == "preset:tiny"
+    assert config["policy"]["gradient_checkpointing"] is True  # the flag reached the run's config
     rows = list(csv.DictReader((out / "sft_metrics.csv").open()))
     assert [r["epoch"] for r in rows] == ["0", "1"] and float(rows[1]["train_loss"]) > 0
     model, tokenizer = load_policy(PolicyConfig(model=str(out / "policy")))
