@@ -21,7 +21,7 @@ from mgfrec.agent.samples import AgentSample, to_rollout_sample
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.ranking.metrics import per_sample
 from mgfrec.registry import Registry, with_registry
-from mgfrec.rollout.base import build_engine
+from mgfrec.rollout.base import RolloutEngine, build_engine
 from mgfrec.text.neutralize import neutralize_title, reserved_strings
 from mgfrec.text.prompts import AgentPrompts
 
@@ -44,6 +44,7 @@ def evaluate_policy(
     prompts: AgentPrompts | None = None,
     seed: int = 0,
     reg: Registry | None = None,
+    engine: RolloutEngine | None = None,
 ) -> dict[str, float]:
     """Run the agent (``rollout.engine`` from ``reg``, one trajectory per sample) and measure it.
 
@@ -53,11 +54,15 @@ def evaluate_policy(
     ``format_valid``: share of trajectories that end ``answered``; ``mean_groundings``; ``answer_in_shown``:
     share whose answer is a title shown in the recall list or a returned item list; ``ndcg_full`` and
     ``ndcg@10`` of the grounded answer (full ranking, as the evaluator ranks), 0 for a sample with no answer.
+
+    ``engine``: roll out with this engine, which must hold ``model``'s weights (GRPO passes its own, so a
+    vllm engine starts once per run); default: a new one from ``rollout.engine``.
     """
     if not samples:
         return dict.fromkeys(METRIC_COLUMNS, float("nan"))
     model.eval()
-    engine = build_engine(cfg.rollout, model, tokenizer, reg=reg)
+    if engine is None:
+        engine = build_engine(cfg.rollout, model, tokenizer, reg=reg)
     grounding = environment.grounding
     max_context = getattr(getattr(model, "config", None), "max_position_embeddings", None)
     result = rollout(

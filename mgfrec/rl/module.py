@@ -444,6 +444,7 @@ class GRPOModule(L.LightningModule):
                     prompts=self.prompts,
                     seed=self.cfg.trainer.seed * size + rank,
                     reg=self.reg,
+                    engine=self.engine,  # synced with the policy; a second vLLM would not start in-process
                 )
                 if mine
                 else {}

@@ -12,6 +12,14 @@ the log-softmax of the logits after temperature and top-k/top-p, which with ``to
 be biased by the nucleus mass), so :meth:`VLLMEngine.generate` refuses ``top_p < 1`` rather than return a
 different quantity; use the ``hf`` engine for nucleus sampling.
 
+Constrained turns (``agent.decoding: constrained``). ``generate(..., constraints=...)`` samples every row
+under its own :class:`~mgfrec.rollout.base.TokenConstraint` through
+:class:`~mgfrec.rollout.vllm_constraints.ConstraintLogitsProcessor`: the logits get the allowed set's offsets
+before temperature, as in the hf engine, and the processed log-probs are those of the restricted distribution
+that training recomputes. Each row is then its own request (``n`` = 1, seeded as sample ``j`` of its prompt
+would be). It needs the engine core in this process (the constraints are Python objects it reads) and each
+sampled token before the next step (``async_scheduling`` off; vLLM turns it off on the CPU build).
+
 Weights. vLLM loads from a folder: the given model and tokenizer are written to a temporary folder with
 ``save_pretrained`` (or ``options.model_path`` is used as it is). :meth:`VLLMEngine.load_weights` then
 updates the weights in place through ``LLM.apply_model`` and the model's own ``load_weights`` (which maps
@@ -31,7 +39,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mgfrec.rollout.base import Generation, check_generate_args, single_token_stops
+from mgfrec.rollout.base import Generation, TokenConstraint, check_generate_args, single_token_stops
 
 _SEED_STRIDE = 1 << 20  # vLLM seeds sample j of a request ``seed + j``; prompts get disjoint seed ranges
 
@@ -43,6 +51,8 @@ def _reload(worker: Any, weights: list[tuple[str, Any]]) -> None:
 
 class VLLMEngine:
     """Samples with vLLM. Built as ``VLLMEngine(model, tokenizer, options)`` (see the module docstring)."""
+
+    supports_constraints = True
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid", frozen=True)
@@ -69,6 +79,9 @@ class VLLMEngine:
             "where a seeded request whose prefill is split fails ('CPU Generator does not use offset')",
         )
         max_num_batched_tokens: int | None = Field(None, ge=1, description="tokens per engine step; None = vLLM's")
+        async_scheduling: bool | None = Field(
+            None, description="vLLM's async scheduling; None = vLLM's default. Constrained turns need it off"
+        )
 
     def __init__(self, model: Any, tokenizer: Any, options: VLLMEngine.Options | None = None):
         self.options = options or VLLMEngine.Options()
@@ -93,6 +106,13 @@ class VLLMEngine:
             os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")
         from vllm import LLM
 
+        try:
+            from mgfrec.rollout.vllm_constraints import ConstraintLogitsProcessor
+        except ImportError:  # a vLLM without v1 logits processors: free decoding only
+            ConstraintLogitsProcessor = None  # noqa: N806
+        self._constrained = ConstraintLogitsProcessor is not None
+        processors = {"logits_processors": [ConstraintLogitsProcessor]} if self._constrained else {}
+
         self.llm = LLM(
             model=path,
             tokenizer=path,
@@ -103,6 +123,7 @@ class VLLMEngine:
             enforce_eager=self.options.enforce_eager,
             logprobs_mode="processed_logprobs",
             enable_prefix_caching=False,  # a cached prefix would outlive load_weights
+            **processors,  # a no-op for requests without a constraint
             **self._scheduler_kwargs(),
         )
         self._eos = self._eos_ids(model)
@@ -118,6 +139,8 @@ class VLLMEngine:
             kwargs["enable_chunked_prefill"] = chunked
         if self.options.max_num_batched_tokens is not None:
             kwargs["max_num_batched_tokens"] = self.options.max_num_batched_tokens
+        if self.options.async_scheduling is not None:
+            kwargs["async_scheduling"] = self.options.async_scheduling
         return kwargs
 
     def _eos_ids(self, model: Any) -> set[int]:
@@ -184,8 +207,10 @@ class VLLMEngine:
         temperature: float = 1.0,
         top_p: float = 1.0,
         seed: int = 0,
+        constraints: Sequence[TokenConstraint | None] | None = None,
     ) -> list[list[Generation]]:
-        """See :class:`mgfrec.rollout.base.RolloutEngine`; ``top_p`` must be 1 (module docstring)."""
+        """See :class:`mgfrec.rollout.base.RolloutEngine`; ``top_p`` must be 1 (module docstring).
+        ``constraints``: one per row (``len(prompts) * n``, prompt-major), as for the hf engine."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
@@ -198,6 +223,10 @@ class VLLMEngine:
         stop_ids, stop_strings = single_token_stops(self.tokenizer, stop)
         for i in [*stop_token_ids, *self._eos]:
             stop_ids.setdefault(int(i), self.tokenizer.convert_ids_to_tokens(int(i)))
+        if constraints is not None:
+            return self._generate_constrained(
+                prompts, constraints, max_new_tokens, stop_ids, stop_strings, n, temperature, seed
+            )
         # vLLM refuses n > 1 when greedy; greedy samples are all the same, so one is drawn and repeated
         draws = 1 if temperature == 0 else n
         params = [
@@ -222,6 +251,61 @@ class VLLMEngine:
             samples = [self._generation(c, stop_ids) for c in sorted(o.outputs, key=lambda c: c.index)]
             result.append(samples * (n // len(samples)))
         return result
+
+    def _generate_constrained(
+        self,
+        prompts: Sequence[Sequence[int]],
+        constraints: Sequence[TokenConstraint | None],
+        max_new_tokens: int,
+        stop_ids: dict[int, str],
+        stop_strings: list[str],
+        n: int,
+        temperature: float,
+        seed: int,
+    ) -> list[list[Generation]]:
+        """One request per row, each under its own constraint; sample ``j`` of prompt ``i`` gets the seed it
+        would get as draw ``j`` of an ``n``-sample request."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        from mgfrec.rollout import vllm_constraints
+
+        if len(constraints) != len(prompts) * n:
+            raise ValueError(f"{len(constraints)} constraints for {len(prompts) * n} rows: one per (prompt, sample)")
+        if self.options.multiprocessing:
+            raise ValueError(
+                "agent.decoding: constrained with the vllm engine needs its engine core in this process: "
+                "set rollout.options.multiprocessing: false"
+            )
+        if not self._constrained:
+            raise ValueError(
+                "agent.decoding: constrained with the vllm engine needs a vLLM with v1 logits processors "
+                "(vllm.v1.sample.logits_processor.AdapterLogitsProcessor); upgrade vllm, or use rollout.engine: hf"
+            )
+        keys = vllm_constraints.register(constraints)
+        try:
+            params = [
+                SamplingParams(
+                    n=1,
+                    temperature=temperature,
+                    top_p=1.0,
+                    max_tokens=max_new_tokens,
+                    stop=stop_strings or None,
+                    stop_token_ids=sorted(stop_ids),
+                    include_stop_str_in_output=True,
+                    logprobs=0,
+                    seed=(seed * _SEED_STRIDE + row) % (1 << 31),
+                    detokenize=bool(stop_strings),
+                    extra_args=None if key is None else {vllm_constraints.EXTRA_ARG: key},
+                )
+                for row, key in enumerate(keys)
+            ]
+            requests = [TokensPrompt(prompt_token_ids=[int(t) for t in p]) for p in prompts for _ in range(n)]
+            outputs = self.llm.generate(requests, params, use_tqdm=False)
+        finally:
+            vllm_constraints.release(keys)
+        gens = [self._generation(o.outputs[0], stop_ids) for o in outputs]
+        return [gens[i * n : (i + 1) * n] for i in range(len(prompts))]
 
     def _generation(self, completion: Any, stop_ids: dict[int, str]) -> Generation:
         tokens = list(completion.token_ids)

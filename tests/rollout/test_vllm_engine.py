@@ -277,3 +277,121 @@ def test_seeded_requests_with_long_prompts_beyond_one_step(engine, policy, catal
     out = engine.generate(prompts, max_new_tokens=6, n=2, temperature=1.0, seed=11)
     assert [len(row) for row in out] == [2] * 16
     _assert_logprobs_match(model, prompts[:2], out[:2], 1.0)
+
+
+# --- constrained turns (agent.decoding: constrained) -----------------------------------------------------------
+
+CONSTRAINED_SAMPLES = [
+    ("a", ("Kind of Blue", "Blue Train"), ("A Love Supreme", "Thriller", "Rumours")),
+    ("b", ("Nevermind",), ("OK Computer", "Pet Sounds")),
+]
+
+
+@pytest.fixture(scope="module")
+def environment(minilm, catalogue, policy):
+    from mgfrec.agent.environment import Environment
+    from mgfrec.grounding.engine import Grounding
+    from mgfrec.grounding.exact import ExactGrounder
+
+    vectors = minilm.encode(catalogue)
+    return Environment(Grounding(minilm, ExactGrounder(vectors), catalogue, vectors, top_k=3), policy[1])
+
+
+def _constrained_rollout(engine, environment, temperature: float, recall_prior: float = 0.0, group_size: int = 4):
+    from mgfrec.agent.loop import RolloutSample, rollout
+    from mgfrec.config.schema import AgentConfig
+
+    samples = [RolloutSample(h, r, sample_id=i) for i, h, r in CONSTRAINED_SAMPLES]
+    agent = AgentConfig(
+        max_groundings=2,
+        max_new_tokens_per_turn=48,
+        max_new_tokens_total=200,
+        max_think_tokens=8,
+        recall_prior=recall_prior,
+    )
+    return rollout(engine, environment, samples, group_size=group_size, agent=agent, temperature=temperature, seed=5)
+
+
+@pytest.mark.parametrize("recall_prior", [0.0, 2.0])
+def test_constrained_turns_answer_shown_titles_with_the_logprobs_training_recomputes(
+    engine, policy, environment, recall_prior
+):
+    """Sampled under the turn grammar (and a recall prior's offsets) inside vLLM: every trajectory answers a
+    title it was shown, and the restricted forward pass of training reproduces vLLM's log-probs."""
+    from mgfrec.agent.batching import collate
+    from mgfrec.models.logprobs import token_logprobs, vocab_width
+
+    model, tokenizer = policy
+    result = _constrained_rollout(engine, environment, temperature=1.0, recall_prior=recall_prior)
+    for traj in result.trajectories:
+        assert traj.end_reason == "answered", traj.state.why
+        _, _, recall = CONSTRAINED_SAMPLES[traj.extras["sample_index"]]
+        assert traj.answer in set(recall) | set(traj.shown_titles())
+    batch = collate(result.trajectories, tokenizer.pad_token_id, vocab_size=vocab_width(model))
+    with torch.no_grad():
+        restricted = token_logprobs(model, batch.input_ids, batch.attention_mask, 1.0, batch.constraints)
+        plain = token_logprobs(model, batch.input_ids, batch.attention_mask, 1.0)
+    mask = batch.action_mask
+    assert torch.allclose(restricted[mask], batch.old_logprobs[mask], atol=ATOL)
+    assert (plain[mask] < restricted[mask] - 1e-3).float().mean() > 0.5  # the restriction really renormalises
+
+
+def test_constrained_greedy_turns_agree_with_the_hf_engine(engine, policy, environment):
+    model, tokenizer = policy
+    mine = _constrained_rollout(engine, environment, temperature=0.0, recall_prior=2.0, group_size=2)
+    theirs = _constrained_rollout(
+        HFEngine(model, tokenizer), environment, temperature=0.0, recall_prior=2.0, group_size=2
+    )
+    assert [t.token_ids() for t in mine.trajectories] == [t.token_ids() for t in theirs.trajectories]
+    assert [t.answer for t in mine.trajectories] == [t.answer for t in theirs.trajectories]
+
+
+def test_constrained_turns_need_the_engine_core_in_process(engine, policy, environment):
+    saved = engine.options
+    engine.options = saved.model_copy(update={"multiprocessing": True})
+    try:
+        with pytest.raises(ValueError, match="rollout.options.multiprocessing: false"):
+            _constrained_rollout(engine, environment, temperature=1.0)
+    finally:
+        engine.options = saved
+
+
+def test_fit_under_constrained_turns_with_the_vllm_engine_is_on_policy(tmp_path):
+    """``mgfrec fit --rollout-engine vllm`` with the CPU default's constrained turns, validations included (they
+    reuse the run's engine: a second vLLM does not start in-process): every trajectory answers within a budget
+    that fits its turns."""
+    import csv
+
+    import typer
+    from fitkit import tiny_fit_sets
+    from typer.testing import CliRunner
+
+    from mgfrec.cli.fit import fit
+    from mgfrec.config.schema import DataConfig
+    from mgfrec.data.prepared import prepare
+
+    prepare(
+        DataConfig(source="synthetic", options={"n_users": 40, "n_items": 80, "n_artists": 10, "max_length": 6}),
+        tmp_path / "data",
+    )
+    template = tmp_path / "system.txt"
+    template.write_text("You recommend music. Think, then ground or answer with a shown title.", encoding="utf-8")
+    app = typer.Typer()
+    app.command()(fit)
+    args = ["--data", tmp_path / "data", "--out", tmp_path / "run", "--rollout-engine", "vllm", "--max-steps", 2]
+    args += ["--group-size", 2, "--valid-samples", 2, "--no-progress", "--recall-model", "pop"]
+    more = {
+        "agent.max_groundings": 2,
+        "agent.max_new_tokens_per_turn": 48,
+        "agent.max_new_tokens_total": 160,  # three turns of 48: the last turn always has room to answer
+        "trainer.val_check_interval": 1,
+        "rollout.options": '{"dtype": "float32", "kv_cache_space_gib": 1}',
+    }
+    args += tiny_fit_sets(template, more=more)
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    with (tmp_path / "run" / "metrics.csv").open(encoding="utf-8") as f:
+        steps = [r for r in csv.DictReader(f) if float(r["step"]) >= 1]
+    assert len(steps) == 2
+    for row in steps:
+        assert float(row["end/answered"]) == 1.0 and float(row["valid/format_valid"]) == 1.0, row

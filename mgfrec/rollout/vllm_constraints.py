@@ -1,0 +1,92 @@
+"""Constrained turns inside vLLM: a logits processor that applies each request's
+:class:`~mgfrec.rollout.base.TokenConstraint` to its row of logits.
+
+vLLM (v1) builds logits processors from classes given to ``LLM(logits_processors=...)`` and tells them which
+request sits in which batch row. :class:`ConstraintLogitsProcessor` looks a request's constraint up by the key
+in its ``SamplingParams.extra_args`` (an int, so it survives vLLM's copies and its msgpack transport; the
+objects stay in this process's :data:`CONSTRAINTS`, which is why the engine core must run in-process). Before
+each token it feeds the constraint the tokens sampled since the last call, then adds the allowed set's offsets
+(-inf where disallowed, a prior's log-weights where there is one) to the row, as the hf engine does.
+
+It is not argmax-invariant, so vLLM applies it before temperature: the sampled distribution is
+``softmax((logits + offsets) / T)`` and, with ``logprobs_mode="processed_logprobs"``, the returned log-probs are
+of that distribution, the one :mod:`mgfrec.models.logprobs` recomputes for training.
+
+This module imports vLLM; :mod:`mgfrec.rollout.vllm_engine` imports it only when vLLM is there.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from vllm import SamplingParams
+from vllm.v1.sample.logits_processor import AdapterLogitsProcessor
+
+from mgfrec.rollout.base import AllowedTokens, TokenConstraint
+
+EXTRA_ARG = "mgfrec_constraint"
+CONSTRAINTS: dict[int, tuple[TokenConstraint, dict[AllowedTokens, torch.Tensor]]] = {}
+"""Key -> (the row's constraint, the mask cache of its generate call); filled and emptied by the engine."""
+_keys = itertools.count()
+
+
+def register(constraints: Sequence[TokenConstraint | None]) -> list[int | None]:
+    """Register one generate call's constraints; returns their keys (None for an unconstrained row)."""
+    cache: dict[AllowedTokens, torch.Tensor] = {}  # one per call: equal sets share one offsets row
+    keys: list[int | None] = []
+    for c in constraints:
+        if c is None:
+            keys.append(None)
+            continue
+        key = next(_keys)
+        CONSTRAINTS[key] = (c, cache)
+        keys.append(key)
+    return keys
+
+
+def release(keys: Sequence[int | None]) -> None:
+    for key in keys:
+        if key is not None:
+            CONSTRAINTS.pop(key, None)
+
+
+class _Row:
+    """One request's per-row processor: advance the constraint by the new output tokens, then offset the row."""
+
+    def __init__(self, constraint: TokenConstraint, cache: dict[AllowedTokens, torch.Tensor]):
+        self.constraint, self.cache, self.seen = constraint, cache, 0
+
+    def __call__(self, output_ids: list[int], logits: torch.Tensor) -> torch.Tensor:
+        for tok in output_ids[self.seen :]:
+            if tok < 0:  # vLLM's placeholder for a token still in flight
+                raise RuntimeError(
+                    "constrained decoding needs each sampled token before the next step: "
+                    "set rollout.options.async_scheduling: false"
+                )
+            self.constraint.advance(tok)
+        self.seen = len(output_ids)
+        allowed = self.constraint.allowed()
+        offsets = self.cache.get(allowed)
+        if offsets is None:
+            offsets = allowed.offsets(logits.shape[-1]).to(logits.device, logits.dtype)
+            if not bool(torch.isfinite(offsets).any()):
+                raise RuntimeError("the turn grammar allows no token here; the constraint was driven past its end")
+            self.cache[allowed] = offsets
+        return logits + offsets
+
+
+class ConstraintLogitsProcessor(AdapterLogitsProcessor):
+    """Applies the constraint registered under a request's ``extra_args[EXTRA_ARG]``; other requests pass."""
+
+    def is_argmax_invariant(self) -> bool:
+        return False  # it changes which token is most likely: applied before temperature, also when greedy
+
+    def new_req_logits_processor(self, params: SamplingParams) -> Any:
+        key = (params.extra_args or {}).get(EXTRA_ARG)
+        if key is None:
+            return None
+        constraint, cache = CONSTRAINTS[key]
+        return _Row(constraint, cache)
