@@ -101,6 +101,18 @@ class RolloutEngine(Protocol):
         ...
 
 
+def allowed_offsets(allowed: AllowedTokens, cache: dict[AllowedTokens, Any], like: Any) -> Any:
+    """``allowed``'s offsets row (:meth:`AllowedTokens.offsets`) as a tensor of ``like``'s width, device and dtype,
+    built once per distinct set in ``cache``; an engine adds it to a constrained row's logits."""
+    row = cache.get(allowed)
+    if row is None:  # checked once per distinct set, not at every step
+        row = allowed.offsets(like.shape[-1]).to(like.device, like.dtype)
+        if not bool(row.isfinite().any()):
+            raise RuntimeError("the turn grammar allows no token here; the constraint was driven past its end")
+        cache[allowed] = row
+    return row
+
+
 def single_token_stops(tokenizer: Any, stop: Sequence[str]) -> tuple[dict[int, str], list[str]]:
     """Split stop strings into those that are one token (id -> string) and those that are not.
 

@@ -30,7 +30,14 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from transformers import DynamicCache
 
-from mgfrec.rollout.base import AllowedTokens, Generation, TokenConstraint, check_generate_args, single_token_stops
+from mgfrec.rollout.base import (
+    AllowedTokens,
+    Generation,
+    TokenConstraint,
+    allowed_offsets,
+    check_generate_args,
+    single_token_stops,
+)
 from mgfrec.rollout.sampling import draw_uniforms, row_generator, sample_next
 
 
@@ -217,15 +224,8 @@ class HFEngine:
             return logits
         offsets = torch.zeros_like(logits)
         for b, c in enumerate(constraints):
-            if c is None:
-                continue
-            s = c.allowed()
-            m = masks.get(s)
-            if m is None:  # checked once per distinct set, not at every step
-                m = masks[s] = s.offsets(logits.shape[-1]).to(logits.device, logits.dtype)
-                if not bool(torch.isfinite(m).any()):
-                    raise RuntimeError("the turn grammar allows no token here; the constraint was driven past its end")
-            offsets[b] = m
+            if c is not None:
+                offsets[b] = allowed_offsets(c.allowed(), masks, logits[b])
         return logits + offsets
 
     def _keep(

@@ -25,7 +25,7 @@ import torch
 from vllm import SamplingParams
 from vllm.v1.sample.logits_processor import AdapterLogitsProcessor
 
-from mgfrec.rollout.base import AllowedTokens, TokenConstraint
+from mgfrec.rollout.base import AllowedTokens, TokenConstraint, allowed_offsets
 
 EXTRA_ARG = "mgfrec_constraint"
 CONSTRAINTS: dict[int, tuple[TokenConstraint, dict[AllowedTokens, torch.Tensor]]] = {}
@@ -68,14 +68,7 @@ class _Row:
                 )
             self.constraint.advance(tok)
         self.seen = len(output_ids)
-        allowed = self.constraint.allowed()
-        offsets = self.cache.get(allowed)
-        if offsets is None:
-            offsets = allowed.offsets(logits.shape[-1]).to(logits.device, logits.dtype)
-            if not bool(torch.isfinite(offsets).any()):
-                raise RuntimeError("the turn grammar allows no token here; the constraint was driven past its end")
-            self.cache[allowed] = offsets
-        return logits + offsets
+        return logits + allowed_offsets(self.constraint.allowed(), self.cache, logits)
 
 
 class ConstraintLogitsProcessor(AdapterLogitsProcessor):
