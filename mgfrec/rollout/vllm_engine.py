@@ -49,6 +49,33 @@ def _reload(worker: Any, weights: list[tuple[str, Any]]) -> None:
     worker.reload_weights(weights_iterator=weights, is_checkpoint_format=True)
 
 
+def _sampling(
+    n: int,
+    temperature: float,
+    max_new_tokens: int,
+    stop_ids: dict[int, str],
+    stop_strings: list[str],
+    seed: int,
+    extra_args: dict[str, Any] | None = None,
+) -> Any:
+    """vLLM's ``SamplingParams`` for one request of ``n`` samples (``top_p`` is always 1, module docstring)."""
+    from vllm import SamplingParams
+
+    return SamplingParams(
+        n=n,
+        temperature=temperature,
+        top_p=1.0,
+        max_tokens=max_new_tokens,
+        stop=stop_strings or None,
+        stop_token_ids=sorted(stop_ids),
+        include_stop_str_in_output=True,
+        logprobs=0,  # only the sampled token's
+        seed=seed % (1 << 31),
+        detokenize=bool(stop_strings),  # stop strings are matched on vLLM's text
+        extra_args=extra_args,
+    )
+
+
 class VLLMEngine:
     """Samples with vLLM. Built as ``VLLMEngine(model, tokenizer, options)`` (see the module docstring)."""
 
@@ -211,7 +238,6 @@ class VLLMEngine:
     ) -> list[list[Generation]]:
         """See :class:`mgfrec.rollout.base.RolloutEngine`; ``top_p`` must be 1 (module docstring).
         ``constraints``: one per row (``len(prompts) * n``, prompt-major), as for the hf engine."""
-        from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
         check_generate_args(prompts, max_new_tokens, n, temperature, top_p)
@@ -230,18 +256,7 @@ class VLLMEngine:
         # vLLM refuses n > 1 when greedy; greedy samples are all the same, so one is drawn and repeated
         draws = 1 if temperature == 0 else n
         params = [
-            SamplingParams(
-                n=draws,
-                temperature=temperature,
-                top_p=1.0,
-                max_tokens=max_new_tokens,
-                stop=stop_strings or None,
-                stop_token_ids=sorted(stop_ids),
-                include_stop_str_in_output=True,
-                logprobs=0,  # only the sampled token's
-                seed=(seed * _SEED_STRIDE + i * n) % (1 << 31),
-                detokenize=bool(stop_strings),  # stop strings are matched on vLLM's text
-            )
+            _sampling(draws, temperature, max_new_tokens, stop_ids, stop_strings, seed * _SEED_STRIDE + i * n)
             for i in range(len(prompts))
         ]
         requests = [TokensPrompt(prompt_token_ids=[int(t) for t in p]) for p in prompts]
@@ -265,7 +280,6 @@ class VLLMEngine:
     ) -> list[list[Generation]]:
         """One request per row, each under its own constraint; sample ``j`` of prompt ``i`` gets the seed it
         would get as draw ``j`` of an ``n``-sample request."""
-        from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
         from mgfrec.rollout import vllm_constraints
@@ -285,18 +299,14 @@ class VLLMEngine:
         keys = vllm_constraints.register(constraints)
         try:
             params = [
-                SamplingParams(
-                    n=1,
-                    temperature=temperature,
-                    top_p=1.0,
-                    max_tokens=max_new_tokens,
-                    stop=stop_strings or None,
-                    stop_token_ids=sorted(stop_ids),
-                    include_stop_str_in_output=True,
-                    logprobs=0,
-                    seed=(seed * _SEED_STRIDE + row) % (1 << 31),
-                    detokenize=bool(stop_strings),
-                    extra_args=None if key is None else {vllm_constraints.EXTRA_ARG: key},
+                _sampling(
+                    1,
+                    temperature,
+                    max_new_tokens,
+                    stop_ids,
+                    stop_strings,
+                    seed * _SEED_STRIDE + row,
+                    None if key is None else {vllm_constraints.EXTRA_ARG: key},
                 )
                 for row, key in enumerate(keys)
             ]

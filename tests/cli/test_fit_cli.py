@@ -204,21 +204,8 @@ def test_gradient_checkpointing_gives_the_same_grpo_step(data):
 
     def step(name: str, *flag: str) -> tuple[dict, dict]:
         out = data / name
-        result = invoke(
-            "--data",
-            data / "data",
-            "--out",
-            out,
-            "--max-steps",
-            1,
-            "--group-size",
-            2,
-            "--valid-samples",
-            2,
-            "--no-progress",
-            *flag,
-            *tiny_fit_sets(data / "system.txt"),
-        )
+        one_step = ["--max-steps", 1, "--group-size", 2, "--valid-samples", 2, "--no-progress"]
+        result = invoke("--data", data / "data", "--out", out, *one_step, *flag, *tiny_fit_sets(data / "system.txt"))
         assert result.exit_code == 0, result.output
         with (out / "metrics.csv").open(encoding="utf-8") as f:
             row = next(r for r in csv.DictReader(f) if float(r["step"]) == 1.0)
