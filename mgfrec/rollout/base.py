@@ -144,12 +144,20 @@ def build_engine(cfg: RolloutConfig, model: Any, tokenizer: Any, reg: Registry |
 
 
 def check_generate_args(
-    prompts: Sequence[Sequence[int]], max_new_tokens: int, n: int, temperature: float, top_p: float
+    prompts: Sequence[Sequence[int]],
+    max_new_tokens: int,
+    n: int,
+    temperature: float,
+    top_p: float,
+    constraints: Sequence[TokenConstraint | None] | None = None,
 ) -> None:
-    """The argument rules every engine's ``generate`` shares; a ValueError naming the bad value."""
+    """The argument rules every engine's ``generate`` shares; a ValueError naming the bad value.
+    ``constraints``, when given: one per row (``len(prompts) * n``, prompt-major)."""
     if max_new_tokens < 1 or n < 1:
         raise ValueError(f"max_new_tokens and n must be >= 1, got {max_new_tokens} and {n}")
     if temperature < 0 or not 0 < top_p <= 1:
         raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {temperature} and {top_p}")
     if any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token")
+    if constraints is not None and len(constraints) != len(prompts) * n:
+        raise ValueError(f"{len(constraints)} constraints for {len(prompts) * n} rows: one per (prompt, sample)")

@@ -240,7 +240,7 @@ class VLLMEngine:
         ``constraints``: one per row (``len(prompts) * n``, prompt-major), as for the hf engine."""
         from vllm.inputs import TokensPrompt
 
-        check_generate_args(prompts, max_new_tokens, n, temperature, top_p)
+        check_generate_args(prompts, max_new_tokens, n, temperature, top_p, constraints)
         if top_p < 1:
             raise ValueError(
                 f"rollout.top_p={top_p}: the vllm engine's log-probs are renormalised over the top-p nucleus, "
@@ -284,8 +284,6 @@ class VLLMEngine:
 
         from mgfrec.rollout import vllm_constraints
 
-        if len(constraints) != len(prompts) * n:
-            raise ValueError(f"{len(constraints)} constraints for {len(prompts) * n} rows: one per (prompt, sample)")
         if self.options.multiprocessing:
             raise ValueError(
                 "agent.decoding: constrained with the vllm engine needs its engine core in this process: "
