@@ -21,6 +21,7 @@ bootstrap and sign test, as ``mgfrec report`` marks rows).
     python tools/choice_headroom.py RUN_DIR --split valid --k 10 30
     python tools/choice_headroom.py RUN_DIR --split test --oracle --samples 100   # the demo's test subsample
     python tools/choice_headroom.py RUN_DIR --split test --cutoff 10              # NDCG@10 instead of N_full
+    python tools/choice_headroom.py RUN_DIR --split test --item-vectors SASREC_RUN   # L2 over text + item ids
 
 Numbers for the synthetic default and CDs are in docs/agent-cpu.md. Runs on the CPU in about a minute.
 """
@@ -57,6 +58,15 @@ def main() -> None:
     parser.add_argument(
         "--cutoff", type=int, default=0, help="compare NDCG@CUTOFF instead of N_full (0: no cut-off, the default)"
     )
+    parser.add_argument(
+        "--item-vectors",
+        default=None,
+        help="a sequential baseline run (sasrec, gru4rec): rank by L2 over its item embeddings joined to the text "
+        "embeddings (each row normalised) instead of the text embeddings alone",
+    )
+    parser.add_argument(
+        "--text-weight", type=float, default=1.0, help="with --item-vectors: the text part's weight (0: ids only)"
+    )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(1)
@@ -65,6 +75,8 @@ def main() -> None:
     ds = run.ds
     tgt = torch.tensor(frame["target"].to_numpy())
     emb = torch.tensor(cached_item_embeddings(ds, MGFRecConfig().embedding).vectors, dtype=torch.float32)
+    if args.item_vectors:
+        emb = joined_embeddings(emb, args.item_vectors, ds.num_items, args.text_weight)
     scores = run.scorer.scores(hist).float()
     top = top_items(run.scorer, hist, ds.num_items, max(args.k))
 
@@ -107,6 +119,21 @@ def recall_split(run_dir: str, split: str, samples: int | None, seed: int) -> tu
     if samples is not None:
         frame = subsample_split(frame, samples, seed)
     return run, frame, [np.array(h, dtype=np.int64) for h in frame["history"]]
+
+
+def joined_embeddings(text: torch.Tensor, run_dir: str, num_items: int, text_weight: float) -> torch.Tensor:
+    """``[w * text, ids]``, each part's rows normalised: the text embeddings joined to a sequential baseline's
+    item embedding table (its padding row dropped), so an answer's L2 neighbourhood also follows co-occurrence."""
+    model = load_scorer(run_dir).scorer
+    table = dict(model.named_parameters()).get("item_embedding.weight")
+    if table is None:
+        raise SystemExit(f"--item-vectors: {run_dir} has no item_embedding table (a sasrec or gru4rec run has one)")
+    ids = table.detach().float()[-num_items:]
+
+    def unit(x: torch.Tensor) -> torch.Tensor:
+        return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    return torch.cat([text_weight * unit(text), unit(ids)], 1)
 
 
 class Rows:

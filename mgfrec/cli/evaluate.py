@@ -16,6 +16,12 @@ def evaluate(
     batch_size: int | None = typer.Option(
         None, "--batch-size", min=1, help="Samples scored at once (default eval.batch_size, 256)."
     ),
+    rollout_batch_size: int | None = typer.Option(
+        None,
+        "--rollout-batch-size",
+        min=1,
+        help="Agent runs: samples rolled out at once (default eval.rollout_batch_size, 32).",
+    ),
     bootstrap: int | None = typer.Option(
         None, "--bootstrap", min=0, help="Bootstrap resamples for intervals (default 1000; 0 = none)."
     ),
@@ -40,6 +46,7 @@ def evaluate(
                 "eval.split": split,
                 "eval.bootstrap_samples": bootstrap,
                 "eval.batch_size": batch_size,
+                "eval.rollout_batch_size": rollout_batch_size,
                 "eval.exclude_history": False if no_exclude_history else None,
             },
         )

@@ -293,6 +293,9 @@ class EvalConfig(Section):
     greedy: bool = True
     exclude_history: bool = Field(True, description="leave history items (never the target) out of the ranking")
     batch_size: int = Field(256, ge=1, description="samples scored at once by the evaluator")
+    rollout_batch_size: int = Field(
+        32, ge=1, description="agent runs: samples rolled out at once (a larger chunk lets the vllm engine batch more)"
+    )
 
 
 class MGFRecConfig(Section):

@@ -50,11 +50,12 @@ def evaluate_agent(
     config: EvalConfig,
     *,
     limit: int | None = None,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     exclude_history: bool | None = None,
     reg: Registry | None = None,
 ) -> tuple[EvalResult, dict[str, Any]]:
-    """Roll the run's agent out on ``split`` (a seeded subsample of ``limit`` samples if given) and rank."""
+    """Roll the run's agent out on ``split`` (a seeded subsample of ``limit`` samples if given) and rank,
+    ``batch_size`` samples at a time (default ``config.rollout_batch_size``)."""
     policy_dir = run_dir / str(info.extra.get("policy", "policy"))
     if not (policy_dir / "config.json").is_file():
         raise FileNotFoundError(
@@ -75,9 +76,10 @@ def evaluate_agent(
         recall = recall_lists(ds, split, cfg.retriever.recall_size, Path(recall_run))
     histories = [[int(i) for i in frame["history"].iloc[n]] for n in rows]
     targets = [int(frame["target"].iloc[n]) for n in rows]
+    chunk = config.rollout_batch_size if batch_size is None else batch_size
     trajectories = []
     with progress.task(f"evaluate {run_dir.name}") as task:
-        for start in range(0, len(rows), batch_size):
+        for start in range(0, len(rows), chunk):
             trajectories.extend(
                 _rollout_chunk(
                     engine,
@@ -87,7 +89,7 @@ def evaluate_agent(
                     model,
                     ds,
                     frame,
-                    rows[start : start + batch_size],
+                    rows[start : start + chunk],
                     start,
                     histories,
                     recall,

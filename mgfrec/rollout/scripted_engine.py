@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from mgfrec.rollout.base import Generation, single_token_stops
+from mgfrec.rollout.base import Generation, check_generate_args, single_token_stops
 
 Script = Callable[[str, int], str]
 """``script(context_text, sample_index) -> turn text``; ``context_text`` is the whole prompt decoded with
@@ -69,6 +69,7 @@ class ScriptedEngine:
         """The script's turn for each prompt and sample index, tokenized, cut at a stop and at the cap.
 
         ``constraints`` (one per row): each scripted token is checked against its row's turn grammar."""
+        check_generate_args(prompts, max_new_tokens, n, temperature, top_p, constraints)
         self.calls.append({"prompts": len(prompts), "n": n, "max_new_tokens": max_new_tokens, "stop": tuple(stop)})
         stop_ids, stop_strings = single_token_stops(self.tokenizer, stop)
         for i in (*stop_token_ids, self.tokenizer.eos_token_id):

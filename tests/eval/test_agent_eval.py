@@ -96,6 +96,37 @@ def test_cli_evaluates_the_policy_on_a_subsample(agent_run):
     assert out["mean_rank"] <= ds.num_items
 
 
+def test_rollout_batch_size_sets_the_chunks_and_leaves_the_ranks_alone(agent_run, monkeypatch):
+    run, _, _ = agent_run
+
+    def script(context: str, j: int) -> str:
+        history = context.split("<|im_start|>user", 1)[1].split("\n\n")[0]
+        first = [line.split(". ", 1)[1] for line in history.splitlines() if ". " in line][0]
+        return f"<think>the first one</think><answer>{first.strip()}</answer>"
+
+    monkeypatch.setattr(agent_eval, "build_engine", lambda cfg, model, tok: ScriptedEngine(tok, script))
+    chunks: list[int] = []
+    real = agent_eval._rollout_chunk
+
+    def record(*args, **kwargs):
+        chunks.append(len(args[7]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(agent_eval, "_rollout_chunk", record)
+    runner = CliRunner()
+    base = ["evaluate", str(run), "--split", "valid", "--json", "--limit", "7", "--bootstrap", "0"]
+    whole = runner.invoke(app, base)
+    assert whole.exit_code == 0, whole.output
+    assert chunks == [7]  # the default chunk, eval.rollout_batch_size = 32, holds all 7
+    chunks.clear()
+    split = runner.invoke(app, [*base, "--rollout-batch-size", "3"])
+    assert split.exit_code == 0, split.output
+    assert chunks == [3, 3, 1]
+    assert json.loads(split.stdout)["ndcg_full"] == json.loads(whole.stdout)["ndcg_full"]
+    bad = runner.invoke(app, [*base, "--rollout-batch-size", "0"])
+    assert bad.exit_code != 0 and "--rollout-batch-size" in bad.output
+
+
 def test_an_eval_time_ablation_and_a_baseline_compare_on_one_subsample(agent_run, monkeypatch, tmp_path):
     from mgfrec.eval.report import build_report
     from mgfrec.experiments.ablations import derive_ablation_run

@@ -26,6 +26,18 @@ def test_cut_after_the_first_stop_and_at_the_cap(tiny_policy):
     assert second.finish_reason == "length" and second.text == turns[1]
 
 
+def test_the_shared_argument_rules_hold_for_the_scripted_engine_too(tiny_policy):
+    engine = ScriptedEngine(tiny_policy[1], lambda context, j: "<think>x</think>")
+    with pytest.raises(ValueError, match="3 constraints for 2 rows"):
+        engine.generate([[1, 2]], max_new_tokens=4, n=2, constraints=[None, None, None])
+    with pytest.raises(ValueError, match="at least one token"):
+        engine.generate([[]], max_new_tokens=4)
+    with pytest.raises(ValueError, match="must be >= 1"):
+        engine.generate([[1]], max_new_tokens=0)
+    assert not engine.calls  # refused before the script ran
+    assert len(engine.generate([[1, 2]], max_new_tokens=4, n=2, constraints=[None, None])[0]) == 2
+
+
 def test_script_sees_the_decoded_context(tiny_policy):
     tokenizer = tiny_policy[1]
     seen = []
