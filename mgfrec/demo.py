@@ -51,8 +51,9 @@ AGENT_SECONDS: dict[str, float] = {"sft": 75, "fit": 40, "evaluate": 60, "figure
 REFERENCE = "last-title"  # the content floor every other method is paired against
 DEMO_ABLATIONS: tuple[str, ...] = ("no-multi-grounding", "no-feedback", "no-recall")
 # Evaluation variants shown beside the paper's row (mgfrec.experiments.ablations.EVAL_VARIANTS): the same
-# answers with the answered item first and the rest in the recall model's order.
-DEMO_VARIANTS: tuple[str, ...] = ("answer-first",)
+# answers with the answered item first and the rest in the recall model's order, and ranked by L2 over the
+# title embedding joined to the recall model's item embedding (only where the recall model has one).
+DEMO_VARIANTS: tuple[str, ...] = ("answer-first", "joint-l2")
 
 
 @dataclass(frozen=True)
@@ -291,8 +292,17 @@ def agent_stages(
         )
         say(f"[fit] {fit.extra['steps']} GRPO steps in {fit.seconds:.0f} s")
     ablations = [derive_ablation_run(fit_dir, name, out / f"mgfrec-{name}") for name in DEMO_ABLATIONS]
-    variants = [derive_variant_run(fit_dir, name, out / f"mgfrec-{name}") for name in DEMO_VARIANTS]
+    names = [n for n in DEMO_VARIANTS if n != "joint-l2" or (recall and has_item_vectors(out / recall))]
+    variants = [derive_variant_run(fit_dir, name, out / f"mgfrec-{name}") for name in names]
     return [sft_dir, fit_dir, *ablations, *variants]
+
+
+def has_item_vectors(run_dir: Path) -> bool:
+    """Whether the baseline run's model has item embeddings (sasrec, gru4rec, caser, a hybrid of one), which
+    the ``joint-l2`` reading needs."""
+    from mgfrec.retrievers.fit import load_scorer
+
+    return hasattr(load_scorer(run_dir).scorer, "item_vectors")
 
 
 def demo_recall_prior(config: MGFRecConfig, options: DemoOptions) -> float:

@@ -116,9 +116,9 @@ def test_demo_baselines_flag():
 
 
 def test_run_demo_with_the_agent_stages(tmp_path):
-    """SFT, a GRPO step, MGFRec, its SFT start, three eval-time ablations, the answer-first reading and BIGRec
-    beside the baselines,
-    all paired on one seeded test subsample, then the figures and the case study."""
+    """SFT, a GRPO step, MGFRec, its SFT start, three eval-time ablations, the answer-first and joint-l2 readings
+    and BIGRec beside the baselines, all paired on one seeded test subsample, then the figures and the case
+    study."""
     cfg = load_config(None, [*TINY, "grpo.group_size=2"])
     options = DemoOptions(
         sft_train_samples=16,
@@ -140,6 +140,7 @@ def test_run_demo_with_the_agent_stages(tmp_path):
         "mgfrec-no-feedback",
         "mgfrec-no-recall",
         "mgfrec-answer-first",
+        "mgfrec-joint-l2",  # the recall run, sasrec, has item embeddings
     }
     assert set(rows) == {"last-title", "sasrec", "bigrec", *agents}
     assert all(row["samples"] == 12 for row in rows.values())  # one subsample for every row
@@ -147,6 +148,7 @@ def test_run_demo_with_the_agent_stages(tmp_path):
     assert load_config(tmp_path / "mgfrec-no-feedback" / "config.yaml").user_agent.backend == "none"
     assert load_config(tmp_path / "mgfrec-answer-first" / "config.yaml").agent.final_ranking == "answer_then_recall"
     assert rows["mgfrec"]["ndcg_full"] != rows["mgfrec-answer-first"]["ndcg_full"]  # one policy, two readings
+    assert load_config(tmp_path / "mgfrec-joint-l2" / "config.yaml").agent.final_ranking == "l2_joint"
     for key in ("figure_reward", "figure_response_length", "figure_difficulty", "case_study"):
         assert result.written[key].is_file(), key
     assert result.written["case_study"].read_text(encoding="utf-8").startswith("# Case study")

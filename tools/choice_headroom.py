@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mgfrec.agent.final_ranking import joint_item_vectors
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.data.protocol import subsample_split
 from mgfrec.data.sources.synthetic import SyntheticOptions
@@ -61,8 +62,8 @@ def main() -> None:
     parser.add_argument(
         "--item-vectors",
         default=None,
-        help="a sequential baseline run (sasrec, gru4rec): rank by L2 over its item embeddings joined to the text "
-        "embeddings (each row normalised) instead of the text embeddings alone",
+        help="a run with item embeddings (sasrec, gru4rec, caser, hybrid): rank by L2 over them joined to the "
+        "title embeddings (agent.final_ranking: l2_joint) instead of the title embeddings alone",
     )
     parser.add_argument(
         "--text-weight", type=float, default=1.0, help="with --item-vectors: the text part's weight (0: ids only)"
@@ -76,7 +77,10 @@ def main() -> None:
     tgt = torch.tensor(frame["target"].to_numpy())
     emb = torch.tensor(cached_item_embeddings(ds, MGFRecConfig().embedding).vectors, dtype=torch.float32)
     if args.item_vectors:
-        emb = joined_embeddings(emb, args.item_vectors, ds.num_items, args.text_weight)
+        model = load_scorer(args.item_vectors).scorer
+        if not hasattr(model, "item_vectors"):
+            raise SystemExit(f"--item-vectors: {args.item_vectors} has no item embeddings (a sasrec or hybrid run has)")
+        emb = joint_item_vectors(emb, model.item_vectors(), args.text_weight)
     scores = run.scorer.scores(hist).float()
     top = top_items(run.scorer, hist, ds.num_items, max(args.k))
 
@@ -119,21 +123,6 @@ def recall_split(run_dir: str, split: str, samples: int | None, seed: int) -> tu
     if samples is not None:
         frame = subsample_split(frame, samples, seed)
     return run, frame, [np.array(h, dtype=np.int64) for h in frame["history"]]
-
-
-def joined_embeddings(text: torch.Tensor, run_dir: str, num_items: int, text_weight: float) -> torch.Tensor:
-    """``[w * text, ids]``, each part's rows normalised: the text embeddings joined to a sequential baseline's
-    item embedding table (its padding row dropped), so an answer's L2 neighbourhood also follows co-occurrence."""
-    model = load_scorer(run_dir).scorer
-    table = dict(model.named_parameters()).get("item_embedding.weight")
-    if table is None:
-        raise SystemExit(f"--item-vectors: {run_dir} has no item_embedding table (a sasrec or gru4rec run has one)")
-    ids = table.detach().float()[-num_items:]
-
-    def unit(x: torch.Tensor) -> torch.Tensor:
-        return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
-
-    return torch.cat([text_weight * unit(text), unit(ids)], 1)
 
 
 class Rows:

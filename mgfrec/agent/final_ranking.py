@@ -129,3 +129,50 @@ def answer_then_recall_ranks(
     for n, r in zip(rows, ranks.tolist(), strict=True):
         out[n] = int(r)
     return out
+
+
+def joint_item_vectors(title_vectors: np.ndarray | torch.Tensor, id_vectors: torch.Tensor, title_weight: float = 1.0):
+    """``[title_weight * title, id]`` per item, each part's rows scaled to unit length: the space
+    ``agent.final_ranking: l2_joint`` ranks in. ``id_vectors``: a collaborative model's item embeddings
+    (``item_vectors()`` of a sasrec, gru4rec, caser or hybrid run), one row per catalogue item."""
+    title = torch.as_tensor(np.asarray(title_vectors), dtype=torch.float32)
+    ids = torch.as_tensor(id_vectors, dtype=torch.float32)
+    if title.shape[0] != ids.shape[0]:
+        raise ValueError(f"{title.shape[0]} title vectors and {ids.shape[0]} item vectors: one each per item")
+
+    def unit(x: torch.Tensor) -> torch.Tensor:
+        return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    return torch.cat([title_weight * unit(title), unit(ids)], 1)
+
+
+def joint_l2_ranks(
+    answers: Sequence[int | None],
+    vectors: torch.Tensor,
+    targets: Sequence[int],
+    histories: Sequence[Sequence[int]],
+    *,
+    exclude_history: bool = True,
+) -> list[int | None]:
+    """The target's rank when every item is ranked by L2 distance to the answered item in ``vectors``
+    (:func:`joint_item_vectors`; ``agent.final_ranking: l2_joint``); None where there is no answer.
+
+    ``answers[i]``: the item the answer grounds to. The paper's rule with the title embedding joined to the
+    recall model's item embedding, so the answer's neighbourhood also follows what the log says follows it.
+    Not the paper's rule (section 4.1): its own row, never the headline."""
+    if not len(answers) == len(targets) == len(histories):
+        raise ValueError("answers, targets and histories must be aligned, one row per sample")
+    rows = [n for n, a in enumerate(answers) if a is not None]
+    out: list[int | None] = [None] * len(answers)
+    if not rows:
+        return out
+    with torch.inference_mode():
+        scores = -torch.cdist(vectors[torch.tensor([int(answers[n]) for n in rows])], vectors)
+        tgt = torch.tensor([targets[n] for n in rows])
+        if exclude_history:
+            ranks = target_ranks_excluding(scores, tgt, [np.asarray(histories[n], dtype=np.int64) for n in rows])
+        else:
+            ranks = target_ranks(scores, tgt)
+    for n, r in zip(rows, ranks.tolist(), strict=True):
+        out[n] = int(r)
+    return out

@@ -122,7 +122,8 @@ def demo(
         (
             " The ablation rows apply each ablation to the trained policy at evaluation time (the paper "
             "retrains each: mgfrec fit --ablation). mgfrec-answer-first ranks the same answers with the answered "
-            "item first and the rest in the recall model's order; the mgfrec row is the paper's rule (L2)."
+            "item first and the rest in the recall model's order, mgfrec-joint-l2 by L2 over the title embedding "
+            "joined to the recall model's item embedding; the mgfrec row is the paper's rule (L2 over titles)."
         )
         if agent
         else ""

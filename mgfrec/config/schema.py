@@ -117,11 +117,18 @@ class AgentConfig(Section):
         description="the most recent history titles the first prompt shows (None: all); the user "
         "agent always sees the whole history",
     )
-    final_ranking: Literal["l2", "answer_then_recall"] = Field(
+    final_ranking: Literal["l2", "answer_then_recall", "l2_joint"] = Field(
         "l2",
         description="how evaluation ranks every item from the answer: l2 (the paper's rule, BIGRec: L2 to the "
-        "answer's title) or answer_then_recall (the answered item first, then the recall run's order; its own "
-        "row, never the headline). Training rewards always use l2",
+        "answer's title), answer_then_recall (the answered item first, then the recall run's order) or l2_joint "
+        "(L2 to the answered item over its title embedding joined to the recall model's item embedding); the "
+        "last two are their own rows, never the headline. Training rewards always use l2",
+    )
+    joint_title_weight: float = Field(
+        1.0,
+        ge=0.0,
+        description="final_ranking l2_joint: the title part's weight beside the item-embedding part (each part's "
+        "rows unit length; 0 ranks by the recall model's item embeddings alone)",
     )
     recall_prior: float = Field(
         0.0,

@@ -32,6 +32,8 @@ ABLATIONS: dict[str, tuple[str, ...]] = {
 EVAL_VARIANTS: dict[str, tuple[str, ...]] = {
     # the answered item first, then the recall run's order (the paper ranks by L2 to the answer's title)
     "answer-first": ("agent.final_ranking=answer_then_recall",),
+    # L2 to the answered item over its title embedding joined to the recall model's item embedding
+    "joint-l2": ("agent.final_ranking=l2_joint",),
 }
 
 
@@ -65,7 +67,8 @@ def derive_ablation_run(run_dir: str | Path, name: str, out: str | Path) -> Path
 
 
 def derive_variant_run(run_dir: str | Path, name: str, out: str | Path) -> Path:
-    """Like :func:`derive_ablation_run` for an evaluation variant of :data:`EVAL_VARIANTS` (``answer-first``)."""
+    """Like :func:`derive_ablation_run` for an evaluation variant of :data:`EVAL_VARIANTS` (``answer-first``,
+    ``joint-l2``)."""
     if name not in EVAL_VARIANTS:
         raise ValueError(f"evaluation variant {name}: unknown; choose one of {', '.join(EVAL_VARIANTS)}")
     return _derive(run_dir, out, EVAL_VARIANTS[name], f"variant {name}", name, {"variant": name})

@@ -67,6 +67,12 @@ class HybridRetriever:
     def _parts(self, histories: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         return _standardise(self.collaborative.scores(histories)), _standardise(self.content.scores(histories))
 
+    def item_vectors(self) -> torch.Tensor:
+        """The collaborative side's item embeddings (see ``SequentialRetriever.item_vectors``)."""
+        if not hasattr(self.collaborative, "item_vectors"):
+            raise ValueError(f"the hybrid's collaborative side ({self.options.collaborative}) has no item embeddings")
+        return self.collaborative.item_vectors()
+
     def scores(self, histories: list[np.ndarray]) -> torch.Tensor:
         cf, content = self._parts(histories)
         return (1.0 - self.weight) * cf + self.weight * content

@@ -228,6 +228,11 @@ class SequentialRetriever(L.LightningModule):
     def logits(self, seq: torch.Tensor) -> torch.Tensor:
         return self.encode(seq) @ self.item_embedding.weight[1:].T
 
+    def item_vectors(self) -> torch.Tensor:
+        """The learned item embeddings, ``[N, embedding_dim]`` float on the CPU, row ``i`` for item ``i``
+        (``agent.final_ranking: l2_joint`` joins them to the title embeddings)."""
+        return self.item_embedding.weight[1:].detach().float().cpu()
+
     @torch.no_grad()
     def scores(self, histories: list[np.ndarray]) -> torch.Tensor:
         """Float ``[B, N]`` scores (on the CPU) for histories of item indices, oldest first."""

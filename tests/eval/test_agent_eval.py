@@ -239,3 +239,91 @@ def test_answer_then_recall_ranks_against_a_brute_force_ordering():
         order = [answers[n], *[i for i in order if i != answers[n]]]
         order = [i for i in order if i not in histories[n] or i == targets[n]]
         assert got[n] == order.index(targets[n]) + 1
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_joint_l2_ranks_against_a_brute_force_ordering():
+    import torch
+
+    from mgfrec.agent.final_ranking import joint_item_vectors, joint_l2_ranks
+
+    rng = np.random.default_rng(1)
+    title, ids = rng.normal(size=(15, 6)), rng.normal(size=(15, 4))
+    histories = [rng.choice(15, size=3, replace=False) for _ in range(40)]
+    targets = [int(rng.choice([i for i in range(15) if i not in h])) for h in histories]
+    answers = [None if n % 9 == 0 else int(rng.integers(15)) for n in range(40)]
+    for weight in (1.0, 0.5, 0.0):
+        vectors = joint_item_vectors(title, torch.tensor(ids), weight)
+        assert vectors.shape == (15, 10)
+        joined = np.concatenate([weight * _unit(title), _unit(ids)], 1)
+        got = joint_l2_ranks(answers, vectors, targets, histories)
+        for n in range(40):
+            if answers[n] is None:
+                assert got[n] is None
+                continue
+            d = np.linalg.norm(joined - joined[answers[n]], axis=1)
+            others = [i for i in range(15) if i != targets[n] and i not in histories[n]]
+            assert got[n] == 1 + sum(d[i] <= d[targets[n]] + 1e-6 for i in others)  # ties count against
+    with pytest.raises(ValueError, match="one each per item"):
+        joint_item_vectors(title, torch.tensor(ids[:-1]))
+
+
+def test_joint_l2_variant_refuses_a_recall_run_without_item_embeddings_before_rolling_out(
+    agent_run, monkeypatch, tmp_path
+):
+    from mgfrec.experiments.ablations import derive_variant_run
+
+    run, _, _ = agent_run  # its recall run is last-title: no item embeddings
+    rolled = []
+    monkeypatch.setattr(
+        agent_eval, "build_engine", lambda cfg, model, tok: ScriptedEngine(tok, lambda c, j: rolled.append(c) or "x")
+    )
+    variant = derive_variant_run(run, "joint-l2", tmp_path / "joint-l2")
+    assert load_config(variant / "config.yaml").agent.final_ranking == "l2_joint"
+    with pytest.raises(ValueError, match="l2_joint needs a recall run with item embeddings"):
+        evaluate_run(variant, "test", FAST, write=False)
+    assert not rolled
+
+
+def test_joint_l2_variant_ranks_the_answers_over_title_and_recall_item_embeddings(agent_run, monkeypatch, tmp_path):
+    """A run whose recall model is a SASRec: the variant ranks the same answers by L2 over the joined vectors."""
+    import shutil
+
+    from mgfrec.experiments.ablations import apply_overrides, derive_variant_run
+    from mgfrec.grounding.engine import load_grounding
+    from mgfrec.retrievers.fit import load_scorer
+
+    run, ds, _ = agent_run
+    cfg = load_config(run / "config.yaml")
+    sasrec_cfg = apply_overrides(cfg, ["retriever.model=sasrec", "retriever.max_epochs=2"])
+    sasrec = tmp_path / "sasrec"
+    fit_baseline(ds, sasrec_cfg, sasrec)
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("eval_*", "ranks_*", "agent_*"))
+    info = json.loads((copy / "run.json").read_text())
+    info["extra"]["recall_run"] = str(sasrec)
+    (copy / "run.json").write_text(json.dumps(info))
+
+    def script(context: str, j: int) -> str:
+        listed = context.split("candidate items from the item database:\n", 1)[1]
+        return f"<think>the first</think><answer>{listed.splitlines()[0].split('. ', 1)[1].strip()}</answer>"
+
+    monkeypatch.setattr(agent_eval, "build_engine", lambda cfg, model, tok: ScriptedEngine(tok, script))
+    variant = derive_variant_run(copy, "joint-l2", tmp_path / "joint-l2")
+    joint = evaluate_run(variant, "test", FAST)
+    paper = evaluate_run(copy, "test", FAST, write=False)
+    answers = pd.read_csv(variant / "agent_test_samples.csv")["answer"].tolist()
+    grounding = load_grounding(ds, cfg)
+    items = [int(row[0]) for row in grounding.ground(answers, k=1)]
+    joined = np.concatenate(
+        [_unit(np.asarray(grounding.item_embeddings)), _unit(load_scorer(sasrec).scorer.item_vectors().numpy())], 1
+    )
+    frame = ds.split("test")
+    for n, (item, target, history) in enumerate(zip(items, frame["target"], frame["history"], strict=True)):
+        d = np.linalg.norm(joined - joined[item], axis=1)
+        others = [i for i in range(ds.num_items) if i != target and i not in set(history)]
+        assert joint.ranks[n] == 1 + sum(d[i] <= d[target] + 1e-5 for i in others)
+    assert not np.array_equal(paper.ranks, joint.ranks)  # the paper's rule reads the same answers by title alone
