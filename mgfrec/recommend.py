@@ -7,7 +7,8 @@ batch of requests, the terminal chat for every conversation. The history comes f
 (``user``: the user's latest ``history_length`` items), from a split's sample (``user`` and ``split``: its
 history, and its target, whose place in the ranking is then reported) or is typed in (``history_titles``:
 each grounded to its nearest catalogue item so the recall model can read it). The agent runs greedily by
-default; its answer is grounded and every item ranked, history excluded, to give the final top-k. A
+default; its answer ranks every item by the run's ``agent.final_ranking`` (the paper's L2 unless a variant
+run says otherwise, as the evaluator ranks), history excluded, to give the final top-k. A
 baseline run ranks from its scorer and has no trajectory.
 
 Several queries of one call are rolled out together (one engine call per turn for all of them). The
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 
 from mgfrec.agent.environment import Environment, build_environment
+from mgfrec.agent.final_ranking import FinalRanking
 from mgfrec.agent.loop import RolloutSample, rollout
 from mgfrec.agent.trajectory import Trajectory
 from mgfrec.config.components import check_components
@@ -241,6 +243,7 @@ class Recommender:
         self.model, tokenizer = load_policy(PolicyConfig(model=str(policy_dir), dtype=self.cfg.policy.dtype))
         self.grounding = load_grounding(self.ds, self.cfg)
         recall_run = self.info.extra.get("recall_run")
+        self.final = FinalRanking.build(self.cfg.agent, self.grounding, recall_run, str(self.run_dir))
         if self.cfg.agent.use_recall and self.cfg.retriever.recall_size > 0 and recall_run:
             self.retriever = load_retriever(Path(recall_run), self.ds)
         self.environment = build_environment(self.grounding, tokenizer, self.cfg)
@@ -342,8 +345,8 @@ class Recommender:
         for q, (h, tgt), r, traj in zip(queries, resolved, recalls, result.trajectories, strict=True):
             scores = None
             if traj.answer is not None:
-                with self.lock:
-                    scores = self.grounding.full_scores([traj.answer])
+                with self.lock:  # the run's agent.final_ranking, as the evaluator ranks
+                    scores = self.final.scores([traj.answer], [h])
             out.append(self._ranked(q, h, tgt, r, traj, scores))
         return out
 

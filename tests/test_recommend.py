@@ -102,3 +102,36 @@ def test_markdown_case_study_is_written(agent_run, tmp_path):
     text = path.read_text(encoding="utf-8")
     assert text.startswith("# Case study: a typed history") and "## History" in text
     assert ds.titles[0] in text and ds.titles[1] in text
+
+
+def test_a_variant_run_recommends_by_its_own_final_ranking(agent_run, monkeypatch, tmp_path):
+    """An answer-first run puts the answered item first and the recall model's order after it, as the evaluator
+    ranks it; a joint-l2 run whose recall model has no item embeddings is refused when it is loaded."""
+    import numpy as np
+
+    from mgfrec.experiments.ablations import derive_variant_run
+    from mgfrec.retrievers.fit import load_retriever
+
+    run, ds = agent_run
+
+    def script(context: str, j: int) -> str:  # answer the recall list's second title
+        listed = context.split("candidate items from the item database:\n", 1)[1].splitlines()
+        return f"<think>this one</think><answer>{listed[1].split('. ', 1)[1].strip()}</answer>"
+
+    monkeypatch.setattr(rec_module, "build_engine", lambda cfg, model, tok: ScriptedEngine(tok, script))
+    first = derive_variant_run(run, "answer-first", tmp_path / "answer-first")
+    frame = ds.split("test")
+    user, history, target = str(frame.user_id.iloc[0]), list(frame.history.iloc[0]), int(frame.target.iloc[0])
+    rec, _ = rec_module.recommend(first, user=user, split="test", top_k=6)
+    top = [i for i, _ in rec.top]
+    recall = load_retriever(run / "recall", ds).scores([np.asarray(history, dtype=np.int64)])[0]
+    order = [int(i) for i in np.argsort(-recall.numpy(), kind="stable") if i not in history]
+    assert rec.recall == order[:5] and rec.trajectory.answer.replace("\u2060", "") == ds.titles[order[1]]
+    ranked = [order[1], order[0], *order[2:]]  # the answer first, then the recall model's order
+    assert top == ranked[:6]
+    assert rec.target_rank == 1 + ranked.index(target)  # the target's place in this very ranking
+    paper, _ = rec_module.recommend(run, user=user, split="test", top_k=6)
+    assert [i for i, _ in paper.top] != top  # the paper's rule ranks the same answer by title distance
+    joint = derive_variant_run(run, "joint-l2", tmp_path / "joint-l2")
+    with pytest.raises(ValueError, match="l2_joint needs a recall run with item embeddings"):
+        rec_module.recommend(joint, user=user, split="test")

@@ -14,6 +14,8 @@ not compute rewards; :mod:`mgfrec.rewards` does, from the :class:`~mgfrec.reward
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -115,20 +117,16 @@ def answer_then_recall_ranks(
     if not len(answers) == len(targets) == len(histories) == recall_scores.shape[0]:
         raise ValueError("answers, recall_scores, targets and histories must be aligned, one row per sample")
     rows = [n for n, a in enumerate(answers) if a is not None]
-    out: list[int | None] = [None] * len(answers)
-    if not rows:
-        return out
-    scores = recall_scores[rows].to(torch.float64).clone()
-    top = torch.tensor([int(answers[n]) for n in rows])
-    scores[torch.arange(len(rows)), top] = float("inf")  # above everything, the history's -inf included
-    tgt = torch.tensor([targets[n] for n in rows])
-    if exclude_history:
-        ranks = target_ranks_excluding(scores, tgt, [np.asarray(histories[n], dtype=np.int64) for n in rows])
-    else:
-        ranks = target_ranks(scores, tgt)
-    for n, r in zip(rows, ranks.tolist(), strict=True):
-        out[n] = int(r)
-    return out
+    scores = answer_first_scores([int(answers[n]) for n in rows], recall_scores[rows]) if rows else None
+    return _read_ranks(len(answers), rows, scores, targets, histories, exclude_history)
+
+
+def answer_first_scores(answers: Sequence[int], recall_scores: torch.Tensor) -> torch.Tensor:
+    """``recall_scores`` (float64) with each row's answered item raised above everything, the history's
+    ``-inf`` included: the scores of ``answer_then_recall``."""
+    scores = recall_scores.to(torch.float64).clone()
+    scores[torch.arange(len(answers)), torch.tensor(list(answers), dtype=torch.long)] = float("inf")
+    return scores
 
 
 def joint_item_vectors(title_vectors: np.ndarray | torch.Tensor, id_vectors: torch.Tensor, title_weight: float = 1.0):
@@ -163,16 +161,97 @@ def joint_l2_ranks(
     if not len(answers) == len(targets) == len(histories):
         raise ValueError("answers, targets and histories must be aligned, one row per sample")
     rows = [n for n, a in enumerate(answers) if a is not None]
-    out: list[int | None] = [None] * len(answers)
-    if not rows:
-        return out
     with torch.inference_mode():
-        scores = -torch.cdist(vectors[torch.tensor([int(answers[n]) for n in rows])], vectors)
-        tgt = torch.tensor([targets[n] for n in rows])
-        if exclude_history:
-            ranks = target_ranks_excluding(scores, tgt, [np.asarray(histories[n], dtype=np.int64) for n in rows])
-        else:
-            ranks = target_ranks(scores, tgt)
+        scores = -torch.cdist(vectors[torch.tensor([int(answers[n]) for n in rows])], vectors) if rows else None
+    return _read_ranks(len(answers), rows, scores, targets, histories, exclude_history)
+
+
+def _read_ranks(
+    size: int,
+    rows: list[int],
+    scores: torch.Tensor | None,
+    targets: Sequence[int],
+    histories: Sequence[Sequence[int]],
+    exclude_history: bool,
+) -> list[int | None]:
+    """The target's rank in each of ``rows`` from their ``scores`` (one row each), None elsewhere."""
+    out: list[int | None] = [None] * size
+    if not rows or scores is None:
+        return out
+    tgt = torch.tensor([targets[n] for n in rows])
+    if exclude_history:
+        ranks = target_ranks_excluding(scores, tgt, [np.asarray(histories[n], dtype=np.int64) for n in rows])
+    else:
+        ranks = target_ranks(scores, tgt)
     for n, r in zip(rows, ranks.tolist(), strict=True):
         out[n] = int(r)
     return out
+
+
+class FinalRanking:
+    """A run's ``agent.final_ranking``: from answered titles to a score for every item (higher ranks
+    first), the one rule evaluation and ``mgfrec recommend`` / ``serve`` / ``chat`` both read.
+
+    ``l2`` (the paper's): minus the L2 distance to the answer's title embedding
+    (:meth:`Grounding.full_scores <mgfrec.grounding.engine.Grounding.full_scores>`). ``answer_then_recall`` and
+    ``l2_joint`` first ground the answer to its nearest item, then rank by :func:`answer_first_scores` or by L2
+    in :func:`joint_item_vectors`; both need the run's recall run. :meth:`build` refuses a run that cannot use
+    its rule at once, before any rollout."""
+
+    def __init__(self, rule: str, grounding: Grounding, recall: Any = None, vectors: torch.Tensor | None = None):
+        self.rule, self.grounding, self.recall, self.vectors = rule, grounding, recall, vectors
+
+    @classmethod
+    def build(cls, agent: Any, grounding: Grounding, recall_run: str | Path | None, where: str) -> FinalRanking:
+        """For ``agent`` (an :class:`~mgfrec.config.schema.AgentConfig`) and the run's recall run; ``where``
+        (the run folder) starts any refusal."""
+        rule = agent.final_ranking
+        if rule == "l2":
+            return cls(rule, grounding)
+        if not recall_run:
+            raise ValueError(
+                f"{where}: agent.final_ranking: {rule} needs the run's recall run (run.json extra.recall_run)"
+            )
+        from mgfrec.retrievers.fit import load_scorer
+
+        scorer = load_scorer(recall_run).scorer
+        if rule == "answer_then_recall":
+            return cls(rule, grounding, recall=scorer)
+        if not hasattr(scorer, "item_vectors"):
+            raise ValueError(
+                f"{where}: agent.final_ranking: l2_joint needs a recall run with item embeddings (sasrec, gru4rec, "
+                f"caser or hybrid); {recall_run} has none"
+            )
+        vectors = joint_item_vectors(grounding.item_embeddings, scorer.item_vectors(), agent.joint_title_weight)
+        return cls(rule, grounding, vectors=vectors)
+
+    def answer_items(self, answers: Sequence[str]) -> list[int]:
+        """The item each answered title grounds to (its nearest item)."""
+        return [int(row[0]) for row in self.grounding.ground(list(answers), k=1)] if answers else []
+
+    def scores(self, answers: Sequence[str], histories: Sequence[Sequence[int]]) -> torch.Tensor:
+        """``[len(answers), N]`` scores of every item for each answered title (``histories[i]`` belongs to
+        ``answers[i]``; only ``answer_then_recall`` reads it)."""
+        if self.rule == "l2":
+            return self.grounding.full_scores(list(answers))
+        items = self.answer_items(answers)
+        if self.rule == "answer_then_recall":
+            recall = self.recall.scores([np.asarray(h, dtype=np.int64) for h in histories])
+            return answer_first_scores(items, recall)
+        with torch.inference_mode():
+            return -torch.cdist(self.vectors[torch.tensor(items, dtype=torch.long)], self.vectors)
+
+    def ranks(
+        self,
+        trajectories: Sequence[Trajectory],
+        targets: Sequence[int],
+        histories: Sequence[Sequence[int]],
+        *,
+        exclude_history: bool = True,
+    ) -> list[int | None]:
+        """The target's rank for each trajectory's answer; None where there is no answer."""
+        if self.rule == "l2":
+            return answer_ranks(trajectories, self.grounding, targets, histories, exclude_history=exclude_history)
+        rows = [n for n, t in enumerate(trajectories) if t.answer is not None]
+        scores = self.scores([trajectories[n].answer for n in rows], [histories[n] for n in rows]) if rows else None
+        return _read_ranks(len(trajectories), rows, scores, targets, histories, exclude_history)

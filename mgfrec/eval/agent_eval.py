@@ -23,7 +23,7 @@ import pandas as pd
 
 from mgfrec import progress
 from mgfrec.agent.environment import build_environment
-from mgfrec.agent.final_ranking import answer_then_recall_ranks, joint_item_vectors, joint_l2_ranks, reward_inputs
+from mgfrec.agent.final_ranking import FinalRanking, reward_inputs
 from mgfrec.agent.loop import RolloutSample, rollout
 from mgfrec.config.load import load_config
 from mgfrec.config.schema import EvalConfig, PolicyConfig
@@ -34,7 +34,6 @@ from mgfrec.ranking.evaluator import evaluate_ranks
 from mgfrec.ranking.results import EvalResult
 from mgfrec.ranking.stats import bootstrap_ci
 from mgfrec.registry import Registry, with_registry
-from mgfrec.retrievers.fit import load_scorer
 from mgfrec.retrievers.recall import recall_lists
 from mgfrec.rewards.compose import build_reward
 from mgfrec.rollout.base import build_engine
@@ -76,7 +75,8 @@ def evaluate_agent(
         recall = recall_lists(ds, split, cfg.retriever.recall_size, Path(recall_run))
     histories = [[int(i) for i in frame["history"].iloc[n]] for n in rows]
     targets = [int(frame["target"].iloc[n]) for n in rows]
-    rerank = _final_ranking(cfg, recall_run, run_dir, grounding)
+    # agent.final_ranking, built (and a run that cannot use it refused) before any rollout
+    final = FinalRanking.build(cfg.agent, grounding, recall_run, str(run_dir))
     chunk = config.rollout_batch_size if batch_size is None else batch_size
     trajectories = []
     with progress.task(f"evaluate {run_dir.name}") as task:
@@ -102,8 +102,8 @@ def evaluate_agent(
     # One full ranking of the answers serves both the ranking metrics and the training reward.
     inputs = reward_inputs(trajectories, grounding, targets, histories, exclude_history=exclude)
     ranks = [i.target_rank for i in inputs]
-    if rerank is not None:
-        ranks = rerank(trajectories, targets, histories, exclude)
+    if final.rule != "l2":
+        ranks = final.ranks(trajectories, targets, histories, exclude_history=exclude)
     worst = ds.num_items
     result = evaluate_ranks(
         np.asarray([worst if r is None else r for r in ranks], dtype=np.int64),
@@ -149,50 +149,6 @@ def evaluate_agent(
     return result, stats
 
 
-def _final_ranking(cfg: Any, recall_run: str | None, run_dir: Path, grounding: Any) -> Any:
-    """The ranking of ``agent.final_ranking`` other than the paper's ``l2``, as
-    ``rank(trajectories, targets, histories, exclude)``; None for ``l2``. Built before any rollout, so a run
-    that cannot use it is refused at once."""
-    rule = cfg.agent.final_ranking
-    if rule == "l2":
-        return None
-    if not recall_run:
-        raise ValueError(
-            f"{run_dir}: agent.final_ranking: {rule} needs the run's recall run (run.json extra.recall_run)"
-        )
-    scorer = load_scorer(recall_run).scorer
-    if rule == "answer_then_recall":  # the answered item first, then the recall run's order
-
-        def first(trajectories: list[Any], targets: list[int], histories: list[list[int]], exclude: bool) -> Any:
-            scores = scorer.scores([np.asarray(h, dtype=np.int64) for h in histories])
-            answers = _answered_items(trajectories, grounding)
-            return answer_then_recall_ranks(answers, scores, targets, histories, exclude_history=exclude)
-
-        return first
-    if not hasattr(scorer, "item_vectors"):
-        raise ValueError(
-            f"{run_dir}: agent.final_ranking: l2_joint needs a recall run with item embeddings (sasrec, gru4rec, "
-            f"caser or hybrid); {recall_run} has none"
-        )
-    vectors = joint_item_vectors(grounding.item_embeddings, scorer.item_vectors(), cfg.agent.joint_title_weight)
-
-    def joint(trajectories: list[Any], targets: list[int], histories: list[list[int]], exclude: bool) -> Any:
-        answers = _answered_items(trajectories, grounding)
-        return joint_l2_ranks(answers, vectors, targets, histories, exclude_history=exclude)
-
-    return joint
-
-
-def _answered_items(trajectories: list[Any], grounding: Any) -> list[int | None]:
-    """The item each answer grounds to (its nearest item); None where there is no answer."""
-    answered = [n for n, t in enumerate(trajectories) if t.answer is not None]
-    nearest = grounding.ground([trajectories[n].answer for n in answered], k=1) if answered else []
-    answers: list[int | None] = [None] * len(trajectories)
-    for n, row in zip(answered, nearest, strict=True):
-        answers[n] = int(row[0])
-    return answers
-
-
 def write_agent_samples(
     path: Path, sample_ids: Any, targets: list[int], trajectories: list[Any], ranks: Any, rewards: Any = None
 ) -> Path:
@@ -206,11 +162,11 @@ def write_agent_samples(
             "groundings": [int(t.num_groundings) for t in trajectories],
             "end_reason": [str(t.end_reason) for t in trajectories],
             "rank": np.asarray(ranks, dtype=np.int64),
-            "answer": [t.answer if t.answer is not None else "" for t in trajectories],
         }
     )
     if rewards is not None:
         frame["reward"] = np.asarray(rewards, dtype=np.float64)
+    frame["answer"] = [t.answer if t.answer is not None else "" for t in trajectories]  # last: added later
     frame.to_csv(path, index=False)
     return path
 

@@ -306,12 +306,16 @@ def test_agent_evaluation_writes_per_sample_groundings_for_the_band_figure(tmp_p
         "end_reason",
         "rank",
         "reward",
+        "answer",
     ]
     assert (
         samples["sample_id"].tolist() == ranks["sample_id"].tolist()
         and samples["rank"].tolist() == ranks["rank"].tolist()
     )
     assert samples["target"].tolist() == ranks["target"].tolist()
+    frame = ds.split("valid")
+    lasts = [ds.titles[h[-1]] for h in frame["history"]]  # the scripted agent answers its last history title
+    assert [a.replace("\u2060", "") for a in samples["answer"]] == lasts
     stats = json.loads((run / "agent_valid.json").read_text())
     assert (
         samples["groundings"].mean() == pytest.approx(stats["mean_groundings"]) and (samples["groundings"] == 1).all()
