@@ -129,7 +129,9 @@ def answer_first_scores(answers: Sequence[int], recall_scores: torch.Tensor) -> 
     return scores
 
 
-def joint_item_vectors(title_vectors: np.ndarray | torch.Tensor, id_vectors: torch.Tensor, title_weight: float = 1.0):
+def joint_item_vectors(
+    title_vectors: np.ndarray | torch.Tensor, id_vectors: torch.Tensor, title_weight: float = 1.0
+) -> torch.Tensor:
     """``[title_weight * title, id]`` per item, each part's rows scaled to unit length: the space
     ``agent.final_ranking: l2_joint`` ranks in. ``id_vectors``: a collaborative model's item embeddings
     (``item_vectors()`` of a sasrec, gru4rec, caser or hybrid run), one row per catalogue item."""
@@ -161,9 +163,14 @@ def joint_l2_ranks(
     if not len(answers) == len(targets) == len(histories):
         raise ValueError("answers, targets and histories must be aligned, one row per sample")
     rows = [n for n, a in enumerate(answers) if a is not None]
-    with torch.inference_mode():
-        scores = -torch.cdist(vectors[torch.tensor([int(answers[n]) for n in rows])], vectors) if rows else None
+    scores = joint_l2_scores([int(answers[n]) for n in rows], vectors) if rows else None
     return _read_ranks(len(answers), rows, scores, targets, histories, exclude_history)
+
+
+def joint_l2_scores(answers: Sequence[int], vectors: torch.Tensor) -> torch.Tensor:
+    """Minus the L2 distance in ``vectors`` from each answered item to every item: the scores of ``l2_joint``."""
+    with torch.inference_mode():
+        return -torch.cdist(vectors[torch.tensor(list(answers), dtype=torch.long)], vectors)
 
 
 def _read_ranks(
@@ -238,8 +245,7 @@ class FinalRanking:
         if self.rule == "answer_then_recall":
             recall = self.recall.scores([np.asarray(h, dtype=np.int64) for h in histories])
             return answer_first_scores(items, recall)
-        with torch.inference_mode():
-            return -torch.cdist(self.vectors[torch.tensor(items, dtype=torch.long)], self.vectors)
+        return joint_l2_scores(items, self.vectors)
 
     def ranks(
         self,
