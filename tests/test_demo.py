@@ -46,6 +46,11 @@ def test_run_demo_fits_evaluates_and_reuses(tmp_path):
         cfg, tmp_path, baselines=("pop", "last-title", "sasrec", "hybrid"), options=BASELINES_ONLY, say=again.append
     )
     assert sum("reusing" in m for m in again) == 5  # data + four runs
+    # which recall runs the joint-l2 reading can use: those with item embeddings
+    from mgfrec.demo import has_item_vectors
+
+    assert has_item_vectors(tmp_path / "sasrec") and has_item_vectors(tmp_path / "hybrid")
+    assert not has_item_vectors(tmp_path / "last-title") and not has_item_vectors(tmp_path / "pop")
 
 
 def test_demo_command_prints_an_80_column_table_with_its_legend(tmp_path):
