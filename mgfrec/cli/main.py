@@ -16,6 +16,7 @@ from mgfrec.cli import (
     chat,
     data,
     demo,
+    derive,
     evaluate,
     figures,
     fit,
@@ -71,6 +72,7 @@ app.add_typer(index.app, name="index")
 app.add_typer(baseline.app, name="baseline")
 app.command("evaluate")(evaluate.evaluate)
 app.command("report")(report.report)
+app.command("derive")(derive.derive)
 app.command("sft")(sft.sft)
 app.command("fit")(fit.fit)
 app.command("recommend")(recommend.recommend)

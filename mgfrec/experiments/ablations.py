@@ -59,29 +59,44 @@ def apply_ablation(cfg: MGFRecConfig, name: str) -> MGFRecConfig:
     return apply_overrides(cfg, ablation_overrides(name), f"--ablation {name}")
 
 
-def derive_ablation_run(run_dir: str | Path, name: str, out: str | Path) -> Path:
+def derive_ablation_run(run_dir: str | Path, name: str, out: str | Path, overrides: Iterable[str] = ()) -> Path:
     """An agent run folder ``out`` that evaluates ``run_dir``'s policy (and recall run) with preset ``name``
     applied at inference only: ``config.yaml`` with the overrides, ``run.json`` pointing at the policy.
-    ``mgfrec evaluate`` / ``mgfrec report`` treat it like any agent run; nothing is copied or trained."""
-    return _derive(run_dir, out, ablation_overrides(name), f"--ablation {name}", name, {"ablation": name})
+    ``mgfrec evaluate`` / ``mgfrec report`` treat it like any agent run; nothing is copied or trained.
+    ``overrides`` (``section.field=value``, as ``--set``) apply after the preset's."""
+    return _derive(
+        run_dir, out, ablation_overrides(name), f"--ablation {name}", name, {"ablation": name}, tuple(overrides)
+    )
 
 
-def derive_variant_run(run_dir: str | Path, name: str, out: str | Path) -> Path:
+def derive_variant_run(run_dir: str | Path, name: str, out: str | Path, overrides: Iterable[str] = ()) -> Path:
     """Like :func:`derive_ablation_run` for an evaluation variant of :data:`EVAL_VARIANTS` (``answer-first``,
     ``joint-l2``)."""
     if name not in EVAL_VARIANTS:
         raise ValueError(f"evaluation variant {name}: unknown; choose one of {', '.join(EVAL_VARIANTS)}")
-    return _derive(run_dir, out, EVAL_VARIANTS[name], f"variant {name}", name, {"variant": name})
+    return _derive(run_dir, out, EVAL_VARIANTS[name], f"variant {name}", name, {"variant": name}, tuple(overrides))
 
 
 def _derive(
-    run_dir: str | Path, out: str | Path, overrides: tuple[str, ...], source: str, name: str, tag: dict[str, str]
+    run_dir: str | Path,
+    out: str | Path,
+    preset: tuple[str, ...],
+    source: str,
+    name: str,
+    tag: dict[str, str],
+    overrides: tuple[str, ...] = (),
 ) -> Path:
     run_dir, out = Path(run_dir), Path(out)
     info = read_run_info(run_dir)
     if info.kind != "agent":
         raise ValueError(f"{run_dir}: {source} needs an agent run (mgfrec sft / fit), got kind '{info.kind}'")
-    cfg = apply_overrides(load_config(run_dir / "config.yaml"), overrides, source)
+    if out.resolve() == run_dir.resolve():
+        raise ValueError(f"{out}: the derived run needs its own folder, not the trained run's")
+    if (out / "run.json").is_file() and "trained_run" not in read_run_info(out).extra:
+        raise ValueError(f"{out}: holds a run that was not derived (mgfrec derive writes only its own); choose another")
+    cfg = apply_overrides(load_config(run_dir / "config.yaml"), preset, source)
+    if overrides:
+        cfg = apply_overrides(cfg, overrides, "--set")
     out.mkdir(parents=True, exist_ok=True)
     write_resolved(cfg, out)
     extra = {
@@ -90,6 +105,7 @@ def _derive(
         **tag,
         f"{next(iter(tag))}_applied_at": "evaluation",
         "trained_run": str(run_dir.resolve()),
+        **({"overrides": list(overrides)} if overrides else {}),
     }
     write_run_info(
         out,

@@ -1,0 +1,90 @@
+"""``mgfrec derive``: an evaluation-only run folder from a trained agent run, and its refusals."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from mgfrec.cli.main import app
+from mgfrec.config.load import load_config, write_resolved
+from mgfrec.config.schema import DataConfig
+from mgfrec.data.prepared import prepare
+from mgfrec.models.policy import build_preset, save_policy
+from mgfrec.retrievers.fit import fit_baseline
+from mgfrec.runs import RunInfo, read_run_info, write_run_info
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("derive")
+    ds = prepare(
+        DataConfig(source="synthetic", options={"n_users": 30, "n_items": 60, "n_artists": 8, "max_length": 5}),
+        root / "data",
+    )
+    cfg = load_config(None, [f"embedding.cache_dir={root / 'emb'}", "retriever.model=last-title"])
+    fit_baseline(ds, cfg, root / "last-title")
+    model, tokenizer = build_preset("tiny", ds.titles)
+    save_policy(model, tokenizer, root / "run" / "policy", preset="tiny")
+    write_resolved(cfg, root / "run")
+    extra = {"policy": "policy", "recall_run": str(root / "last-title")}
+    write_run_info(root / "run", RunInfo("agent", "mgfrec", str(ds.root), ds.checksum, extra=extra))
+    return root
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, ["derive", *args])
+
+
+def test_a_variant_with_an_override_is_written_and_recorded(runs):
+    out = runs / "joint"
+    weight = "agent.joint_title_weight=0.5"
+    res = invoke(str(runs / "run"), str(out), "--variant", "joint-l2", "--set", weight, "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout) == {
+        "run": str(out),
+        "trained_run": str(runs / "run"),
+        "variant": "joint-l2",
+        "overrides": ["agent.joint_title_weight=0.5"],
+    }
+    cfg = load_config(out / "config.yaml")
+    assert cfg.agent.final_ranking == "l2_joint" and cfg.agent.joint_title_weight == 0.5
+    info = read_run_info(out)
+    assert info.kind == "agent" and info.extra["variant"] == "joint-l2"
+    assert info.extra["overrides"] == ["agent.joint_title_weight=0.5"]
+    assert info.extra["policy"] == str((runs / "run" / "policy").resolve())
+    # an ablation, into a folder derived before: rewritten
+    res = invoke(str(runs / "run"), str(out), "--ablation", "no-feedback")
+    assert res.exit_code == 0 and res.output.strip() == f"wrote {out}; evaluate it with: mgfrec evaluate {out}"
+    assert load_config(out / "config.yaml").user_agent.backend == "none"
+    assert load_config(out / "config.yaml").agent.final_ranking == "l2"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "give exactly one of --ablation or --variant"),
+        (["--ablation", "no-feedback", "--variant", "joint-l2"], "give exactly one of --ablation or --variant"),
+        (["--variant", "nope"], "unknown; choose one of answer-first, joint-l2"),
+        (["--ablation", "nope"], "unknown ablation"),
+        (["--variant", "joint-l2", "--set", "agent.no_such_field=1"], "agent.no_such_field"),
+    ],
+)
+def test_bad_arguments_get_one_line_and_write_nothing(runs, args, message):
+    out = runs / "bad"
+    res = invoke(str(runs / "run"), str(out), *args)
+    assert res.exit_code == 2 and message in " ".join(res.output.split()) and "Traceback" not in res.output
+    assert not (out / "run.json").exists()
+
+
+def test_the_trained_run_and_other_runs_are_never_overwritten(runs):
+    before = (runs / "run" / "config.yaml").read_text()
+    res = invoke(str(runs / "run"), str(runs / "run"), "--variant", "joint-l2")
+    assert res.exit_code == 2 and "its own folder" in res.output
+    res = invoke(str(runs / "run"), str(runs / "last-title"), "--variant", "answer-first")
+    assert res.exit_code == 2 and "not derived" in " ".join(res.output.split())
+    res = invoke(str(runs / "last-title"), str(runs / "x"), "--variant", "answer-first")
+    assert res.exit_code == 2 and "needs an agent run" in " ".join(res.output.split())
+    assert (runs / "run" / "config.yaml").read_text() == before
+    assert read_run_info(runs / "last-title").kind == "baseline"
