@@ -5,31 +5,18 @@ from __future__ import annotations
 import json
 
 import pytest
+from agentkit import tiny_agent_run
 from typer.testing import CliRunner
 
 from mgfrec.cli.main import app
-from mgfrec.config.load import load_config, write_resolved
-from mgfrec.config.schema import DataConfig
-from mgfrec.data.prepared import prepare
-from mgfrec.models.policy import build_preset, save_policy
-from mgfrec.retrievers.fit import fit_baseline
-from mgfrec.runs import RunInfo, read_run_info, write_run_info
+from mgfrec.config.load import load_config
+from mgfrec.runs import read_run_info
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("derive")
-    ds = prepare(
-        DataConfig(source="synthetic", options={"n_users": 30, "n_items": 60, "n_artists": 8, "max_length": 5}),
-        root / "data",
-    )
-    cfg = load_config(None, [f"embedding.cache_dir={root / 'emb'}", "retriever.model=last-title"])
-    fit_baseline(ds, cfg, root / "last-title")
-    model, tokenizer = build_preset("tiny", ds.titles)
-    save_policy(model, tokenizer, root / "run" / "policy", preset="tiny")
-    write_resolved(cfg, root / "run")
-    extra = {"policy": "policy", "recall_run": str(root / "last-title")}
-    write_run_info(root / "run", RunInfo("agent", "mgfrec", str(ds.root), ds.checksum, extra=extra))
+    tiny_agent_run(root)
     return root
 
 

@@ -7,54 +7,28 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from agentkit import tiny_agent_run
 from typer.testing import CliRunner
 
 import mgfrec.eval.agent_eval as agent_eval
 from mgfrec.cli.main import app
-from mgfrec.config.load import load_config, write_resolved
-from mgfrec.config.schema import DataConfig, EvalConfig
-from mgfrec.data.prepared import prepare
+from mgfrec.config.load import load_config
+from mgfrec.config.schema import EvalConfig
 from mgfrec.eval.runs import evaluate_run
-from mgfrec.models.policy import build_preset, save_policy
 from mgfrec.retrievers.fit import fit_baseline, split_ranks
 from mgfrec.rollout.scripted_engine import ScriptedEngine
-from mgfrec.runs import RunInfo, write_run_info
 
 FAST = EvalConfig(bootstrap_samples=50)
 
 
 @pytest.fixture(scope="module")
 def agent_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("agent-eval")
-    ds = prepare(
-        DataConfig(source="synthetic", options={"n_users": 40, "n_items": 80, "n_artists": 10, "max_length": 6}),
-        root / "data",
-    )
-    cfg = load_config(
-        None,
-        [
-            f"embedding.cache_dir={root / 'emb'}",
-            "retriever.model=last-title",
-            "retriever.recall_size=5",
-            "agent.max_new_tokens_per_turn=64",
-            "agent.decoding=free",  # the scripted agents answer a history title, or break the format on purpose
-        ],
-    )
-    last_title = fit_baseline(ds, cfg, root / "last-title")
-    model, tokenizer = build_preset("tiny", ds.titles)
-    save_policy(model, tokenizer, root / "run" / "policy", preset="tiny")
-    write_resolved(cfg, root / "run")
-    write_run_info(
-        root / "run",
-        RunInfo(
-            "agent",
-            "mgfrec",
-            str(ds.root),
-            ds.checksum,
-            extra={"policy": "policy", "recall_run": str(root / "last-title")},
-        ),
-    )
-    return root / "run", ds, last_title.retriever
+    sets = [
+        "retriever.recall_size=5",
+        "agent.max_new_tokens_per_turn=64",
+        "agent.decoding=free",  # the scripted agents answer a history title, or break the format on purpose
+    ]
+    return tiny_agent_run(tmp_path_factory.mktemp("agent-eval"), sets)
 
 
 def test_an_agent_that_answers_its_last_history_title_ranks_like_last_title(agent_run, monkeypatch):

@@ -1,0 +1,31 @@
+"""A tiny agent run folder for tests that evaluate, derive or recommend from one: a synthetic data set, a
+last-title recall run and an untrained ``preset:tiny`` policy. (A uniquely named module, not ``conftest``, so
+that any test folder can import it.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mgfrec.config.load import load_config, write_resolved
+from mgfrec.config.schema import DataConfig
+from mgfrec.data.prepared import prepare
+from mgfrec.models.policy import build_preset, save_policy
+from mgfrec.retrievers.fit import fit_baseline
+from mgfrec.runs import RunInfo, write_run_info
+
+SMALL = {"n_users": 40, "n_items": 80, "n_artists": 10, "max_length": 6}
+
+
+def tiny_agent_run(root: Path, sets: list[str] = (), data: dict[str, int] | None = None) -> tuple[Path, Any, Any]:
+    """``root/run`` (the agent run, recall run ``root/last-title``), the data set and the fitted last-title
+    retriever. ``sets``: config overrides after the embedding cache and ``retriever.model=last-title``."""
+    ds = prepare(DataConfig(source="synthetic", options=data or SMALL), root / "data")
+    cfg = load_config(None, [f"embedding.cache_dir={root / 'emb'}", "retriever.model=last-title", *sets])
+    last_title = fit_baseline(ds, cfg, root / "last-title")
+    model, tokenizer = build_preset("tiny", ds.titles)
+    save_policy(model, tokenizer, root / "run" / "policy", preset="tiny")
+    write_resolved(cfg, root / "run")
+    extra = {"policy": "policy", "recall_run": str(root / "last-title")}
+    write_run_info(root / "run", RunInfo("agent", "mgfrec", str(ds.root), ds.checksum, extra=extra))
+    return root / "run", ds, last_title.retriever
