@@ -245,7 +245,10 @@ class Recommender:
         recall_run = self.info.extra.get("recall_run")
         self.final = FinalRanking.build(self.cfg.agent, self.grounding, recall_run, str(self.run_dir))
         if self.cfg.agent.use_recall and self.cfg.retriever.recall_size > 0 and recall_run:
-            self.retriever = load_retriever(Path(recall_run), self.ds)
+            # the final ranking's recall model, when its rule loaded one, is this same run's
+            self.retriever = self.final.recall
+            if self.retriever is None:
+                self.retriever = load_retriever(Path(recall_run), self.ds)
         self.environment = build_environment(self.grounding, tokenizer, self.cfg)
         self.engine = _LockedEngine(build_engine(self.cfg.rollout, self.model, tokenizer), self.lock)
         if self.environment.user_agent is not None:

@@ -202,8 +202,9 @@ class FinalRanking:
     ``l2`` (the paper's): minus the L2 distance to the answer's title embedding
     (:meth:`Grounding.full_scores <mgfrec.grounding.engine.Grounding.full_scores>`). ``answer_then_recall`` and
     ``l2_joint`` first ground the answer to its nearest item, then rank by :func:`answer_first_scores` or by L2
-    in :func:`joint_item_vectors`; both need the run's recall run. :meth:`build` refuses a run that cannot use
-    its rule at once, before any rollout."""
+    in :func:`joint_item_vectors`; both need the run's recall run, whose loaded model stays in ``recall`` (None
+    for ``l2``) for callers that also need its recall lists. :meth:`build` refuses a run that cannot use its rule
+    at once, before any rollout."""
 
     def __init__(self, rule: str, grounding: Grounding, recall: Any = None, vectors: torch.Tensor | None = None):
         self.rule, self.grounding, self.recall, self.vectors = rule, grounding, recall, vectors
@@ -230,11 +231,19 @@ class FinalRanking:
                 f"caser or hybrid); {recall_run} has none"
             )
         vectors = joint_item_vectors(grounding.item_embeddings, scorer.item_vectors(), agent.joint_title_weight)
-        return cls(rule, grounding, vectors=vectors)
+        return cls(rule, grounding, recall=scorer, vectors=vectors)
 
     def answer_items(self, answers: Sequence[str]) -> list[int]:
         """The item each answered title grounds to (its nearest item)."""
         return [int(row[0]) for row in self.grounding.ground(list(answers), k=1)] if answers else []
+
+    def _answered_items(self, trajectories: Sequence[Trajectory]) -> list[int | None]:
+        """:meth:`answer_items` per trajectory; None where there is no answer."""
+        rows = [n for n, t in enumerate(trajectories) if t.answer is not None]
+        items: list[int | None] = [None] * len(trajectories)
+        for n, item in zip(rows, self.answer_items([trajectories[n].answer for n in rows]), strict=True):
+            items[n] = item
+        return items
 
     def scores(self, answers: Sequence[str], histories: Sequence[Sequence[int]]) -> torch.Tensor:
         """``[len(answers), N]`` scores of every item for each answered title (``histories[i]`` belongs to
@@ -255,9 +264,13 @@ class FinalRanking:
         *,
         exclude_history: bool = True,
     ) -> list[int | None]:
-        """The target's rank for each trajectory's answer; None where there is no answer."""
+        """The target's rank for each trajectory's answer; None where there is no answer. Each rule's ranks
+        come from its own function (:func:`answer_ranks`, :func:`answer_then_recall_ranks`,
+        :func:`joint_l2_ranks`)."""
         if self.rule == "l2":
             return answer_ranks(trajectories, self.grounding, targets, histories, exclude_history=exclude_history)
-        rows = [n for n, t in enumerate(trajectories) if t.answer is not None]
-        scores = self.scores([trajectories[n].answer for n in rows], [histories[n] for n in rows]) if rows else None
-        return _read_ranks(len(trajectories), rows, scores, targets, histories, exclude_history)
+        items = self._answered_items(trajectories)
+        if self.rule == "answer_then_recall":
+            recall = self.recall.scores([np.asarray(h, dtype=np.int64) for h in histories])
+            return answer_then_recall_ranks(items, recall, targets, histories, exclude_history=exclude_history)
+        return joint_l2_ranks(items, self.vectors, targets, histories, exclude_history=exclude_history)

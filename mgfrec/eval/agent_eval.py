@@ -70,13 +70,13 @@ def evaluate_agent(
     frame = ds.split(split)
     rows = subsample_rows(len(frame), limit, config.seed)
     recall_run = info.extra.get("recall_run")
-    recall = None
-    if cfg.agent.use_recall and cfg.retriever.recall_size > 0 and recall_run:
-        recall = recall_lists(ds, split, cfg.retriever.recall_size, Path(recall_run))
-    histories = [[int(i) for i in frame["history"].iloc[n]] for n in rows]
-    targets = [int(frame["target"].iloc[n]) for n in rows]
     # agent.final_ranking, built (and a run that cannot use it refused) before any rollout
     final = FinalRanking.build(cfg.agent, grounding, recall_run, str(run_dir))
+    recall = None
+    if cfg.agent.use_recall and cfg.retriever.recall_size > 0 and recall_run:  # its model, if loaded, serves both
+        recall = recall_lists(ds, split, cfg.retriever.recall_size, Path(recall_run), retriever=final.recall)
+    histories = [[int(i) for i in frame["history"].iloc[n]] for n in rows]
+    targets = [int(frame["target"].iloc[n]) for n in rows]
     chunk = config.rollout_batch_size if batch_size is None else batch_size
     trajectories = []
     with progress.task(f"evaluate {run_dir.name}") as task:
