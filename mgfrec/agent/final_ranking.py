@@ -76,15 +76,25 @@ def reward_inputs(
     *,
     exclude_history: bool = True,
     device: str | torch.device = "cpu",
+    final: FinalRanking | None = None,
 ) -> list[RewardInput]:
     """One :class:`RewardInput` per trajectory: rank, ``format_ok``, groundings and end reason.
 
+    The rank is read by ``final`` (the run's ``agent.final_ranking``, so GRPO's reward and the reported metrics
+    come from the same rank whatever the rule); without it, by the paper's L2 over ``grounding``'s titles.
     ``extras`` carries the answer and the response length (policy tokens) for logs.
     """
     unfinished = [i for i, t in enumerate(trajectories) if not t.done]
     if unfinished:
         raise ValueError(f"trajectories {unfinished[:5]} are still running; rewards need finished trajectories")
-    ranks = answer_ranks(trajectories, grounding, targets, histories, exclude_history=exclude_history, device=device)
+    if final is not None and final.grounding is not grounding:
+        raise ValueError("reward_inputs: the final ranking was built over another grounding than the one given")
+    if final is not None and final.rule != "l2":
+        ranks = final.ranks(trajectories, targets, histories, exclude_history=exclude_history)
+    else:
+        ranks = answer_ranks(
+            trajectories, grounding, targets, histories, exclude_history=exclude_history, device=device
+        )
     num_items = len(grounding.titles)
     return [
         RewardInput(

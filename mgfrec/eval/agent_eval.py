@@ -100,10 +100,8 @@ def evaluate_agent(
                 len(trajectories) / max(len(rows), 1), f"{len(trajectories)}/{len(rows)} {split} samples rolled out"
             )
     # One full ranking of the answers serves both the ranking metrics and the training reward.
-    inputs = reward_inputs(trajectories, grounding, targets, histories, exclude_history=exclude)
+    inputs = reward_inputs(trajectories, grounding, targets, histories, exclude_history=exclude, final=final)
     ranks = [i.target_rank for i in inputs]
-    if final.rule != "l2":
-        ranks = final.ranks(trajectories, targets, histories, exclude_history=exclude)
     worst = ds.num_items
     result = evaluate_ranks(
         np.asarray([worst if r is None else r for r in ranks], dtype=np.int64),

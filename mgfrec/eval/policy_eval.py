@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from mgfrec.agent.environment import Environment
-from mgfrec.agent.final_ranking import answer_ranks
+from mgfrec.agent.final_ranking import FinalRanking
 from mgfrec.agent.loop import rollout
 from mgfrec.agent.samples import AgentSample, to_rollout_sample
 from mgfrec.config.schema import MGFRecConfig
@@ -45,6 +45,7 @@ def evaluate_policy(
     seed: int = 0,
     reg: Registry | None = None,
     engine: RolloutEngine | None = None,
+    final: FinalRanking | None = None,
 ) -> dict[str, float]:
     """Run the agent (``rollout.engine`` from ``reg``, one trajectory per sample) and measure it.
 
@@ -56,7 +57,9 @@ def evaluate_policy(
     ``ndcg@10`` of the grounded answer (full ranking, as the evaluator ranks), 0 for a sample with no answer.
 
     ``engine``: roll out with this engine, which must hold ``model``'s weights (GRPO passes its own, so a
-    vllm engine starts once per run); default: a new one from ``rollout.engine``.
+    vllm engine starts once per run); default: a new one from ``rollout.engine``. ``final``: the run's
+    ``agent.final_ranking`` (:class:`~mgfrec.agent.final_ranking.FinalRanking`) the NDCG columns are read by;
+    default: the paper's L2.
     """
     if not samples:
         return dict.fromkeys(METRIC_COLUMNS, float("nan"))
@@ -78,13 +81,9 @@ def evaluate_policy(
         max_context=max_context,
     )
     trajs = result.trajectories
-    ranks = answer_ranks(
-        trajs,
-        grounding,
-        [s.target for s in samples],
-        [s.history for s in samples],
-        exclude_history=cfg.eval.exclude_history,
-    )
+    targets, histories = [s.target for s in samples], [s.history for s in samples]
+    final = final or FinalRanking("l2", grounding)
+    ranks = final.ranks(trajs, targets, histories, exclude_history=cfg.eval.exclude_history)
     reserved = reserved_strings(tokenizer)
     in_shown = []
     for t, s in zip(trajs, samples, strict=True):

@@ -31,6 +31,7 @@ import lightning as L
 import torch
 
 from mgfrec.agent.environment import build_environment
+from mgfrec.agent.final_ranking import FinalRanking
 from mgfrec.agent.samples import RecallOptions, recall_samples
 from mgfrec.config.components import check_components
 from mgfrec.config.load import load_config, write_resolved
@@ -237,11 +238,14 @@ def run_fit(
     # a remote user agent's answers are cached in the run folder unless user_agent.cache_path says otherwise
     cfg = cfg.model_copy(update={"user_agent": with_run_cache(cfg.user_agent, out, reg)})
     environment = build_environment(grounding, tokenizer, cfg, reg)
+    final = FinalRanking.build(cfg.agent, grounding, recall_dir, str(out))  # the reward's rank, as evaluation's
     if first:
         write_resolved(cfg, out)
 
     max_steps = cfg.trainer.max_steps or cfg.trainer.epochs * -(-len(train) // cfg.trainer.global_batch_size)
-    module = GRPOModule(cfg, model, tokenizer, environment, train, valid, out, max_steps=max_steps, reg=reg)
+    module = GRPOModule(
+        cfg, model, tokenizer, environment, train, valid, out, max_steps=max_steps, reg=reg, final=final
+    )
     callbacks: list[L.Callback] = [LastCheckpoint(out / "checkpoints", options.checkpoint_every)]
     if options.progress:
         callbacks.append(StepProgress(max_steps))

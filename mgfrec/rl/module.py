@@ -8,7 +8,8 @@ permutation and runs, each arrow a function of its own module:
    current weights; an engine with its own copy gets ``engine.load_weights`` before each rollout and after
    each update;
 2. rewards: :func:`~mgfrec.agent.final_ranking.reward_inputs` then ``grpo.rewards`` composed
-   (:func:`~mgfrec.rewards.compose.build_reward`; eq. 8 with ``ndcg`` + ``format``);
+   (:func:`~mgfrec.rewards.compose.build_reward`; eq. 8 with ``ndcg`` + ``format``); the target's rank is read
+   by the run's ``agent.final_ranking`` (the paper's L2 by default), as evaluation reads it;
 3. advantages (eq. 2): :func:`~mgfrec.rl.advantages.advantages_from_config`;
 4. old log-probs are **recomputed** by a teacher-forced forward pass of the policy under ``no_grad``, before
    any update, at the sampling temperature. They equal the engine's sampled log-probs up to rounding
@@ -54,7 +55,7 @@ import torch
 
 from mgfrec.agent.batching import collate
 from mgfrec.agent.environment import Environment
-from mgfrec.agent.final_ranking import reward_inputs
+from mgfrec.agent.final_ranking import FinalRanking, reward_inputs
 from mgfrec.agent.loop import rollout
 from mgfrec.agent.samples import AgentSample, to_rollout_sample
 from mgfrec.agent.trajectory import Trajectory
@@ -80,6 +81,9 @@ class GRPOModule(L.LightningModule):
 
     ``policy``/``tokenizer``: the initial policy (its frozen copy is the KL reference). ``train``/``valid``:
     samples with recall lists (:func:`~mgfrec.agent.samples.recall_samples`). ``out``: the run folder.
+    ``final``: the run's ``agent.final_ranking`` (:meth:`FinalRanking.build
+    <mgfrec.agent.final_ranking.FinalRanking.build>`), which the reward's rank and validation read; needed
+    unless it is the paper's ``l2``.
     """
 
     def __init__(
@@ -94,6 +98,7 @@ class GRPOModule(L.LightningModule):
         *,
         max_steps: int,
         reg: Registry | None = None,
+        final: FinalRanking | None = None,
     ):
         super().__init__()
         if not train:
@@ -105,6 +110,12 @@ class GRPOModule(L.LightningModule):
         self.prompts = AgentPrompts.from_config(cfg.agent)
         self.reg = reg  # None: the process-wide registry; a given one also serves the rewards and the engine
         self.reward = build_reward(cfg.grpo.rewards, reg=reg)
+        # agent.final_ranking: what the reward's rank and validation's NDCG are read by (the paper's L2 by default)
+        if final is None and cfg.agent.final_ranking != "l2":
+            raise ValueError(
+                f"agent.final_ranking: {cfg.agent.final_ranking} needs its FinalRanking (built from the recall run)"
+            )
+        self.final = final or FinalRanking("l2", environment.grounding)
         # A list hides the reference from Lightning: it is not trained, not checkpointed (a resumed run rebuilds
         # it from the same initial policy) and not counted as a parameter of the module.
         self._ref: list[torch.nn.Module] = []
@@ -249,6 +260,7 @@ class GRPOModule(L.LightningModule):
             [s.history for s in samples for _ in range(g)],
             exclude_history=cfg.eval.exclude_history,
             device=self.device,
+            final=self.final,
         )
         parts = [self.reward.breakdown(i) for i in inputs]
         rewards = torch.tensor([p["total"] for p in parts], dtype=torch.float32)
@@ -445,6 +457,7 @@ class GRPOModule(L.LightningModule):
                     seed=self.cfg.trainer.seed * size + rank,
                     reg=self.reg,
                     engine=self.engine,  # synced with the policy; a second vLLM would not start in-process
+                    final=self.final,
                 )
                 if mine
                 else {}

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from mgfrec.agent.batching import TrajectoryBatch, collate
 from mgfrec.agent.environment import build_environment
+from mgfrec.agent.final_ranking import FinalRanking
 from mgfrec.agent.samples import RecallOptions, recall_samples
 from mgfrec.agent.trajectory import Trajectory
 from mgfrec.config.load import write_resolved
@@ -206,6 +207,7 @@ def run_sft(
     # a remote user agent's answers are cached in the run folder unless user_agent.cache_path says otherwise
     cfg = cfg.model_copy(update={"user_agent": with_run_cache(cfg.user_agent, out, reg)})
     environment = build_environment(grounding, tokenizer, cfg, reg)
+    final = FinalRanking.build(cfg.agent, grounding, recall_dir, str(out))  # what validation's NDCG reads
     prompts = AgentPrompts.from_config(cfg.agent)
     max_context = getattr(model.config, "max_position_embeddings", None)
     synth = synthesize(
@@ -229,7 +231,9 @@ def run_sft(
         {
             "epoch": 0,
             "train_loss": float("nan"),
-            **evaluate_policy(model, tokenizer, environment, valid, cfg, prompts=prompts, seed=options.seed),
+            **evaluate_policy(
+                model, tokenizer, environment, valid, cfg, prompts=prompts, seed=options.seed, final=final
+            ),
         }
     ]
     say(_row_text(history[-1]))
@@ -247,7 +251,9 @@ def run_sft(
                 rng,
                 on_step=lambda value, e=epoch: advance(e, value),
             )
-            metrics = evaluate_policy(model, tokenizer, environment, valid, cfg, prompts=prompts, seed=options.seed)
+            metrics = evaluate_policy(
+                model, tokenizer, environment, valid, cfg, prompts=prompts, seed=options.seed, final=final
+            )
             history.append({"epoch": epoch, "train_loss": loss, **metrics})
             say(_row_text(history[-1]))
             write_metrics(out / "sft_metrics.csv", history)

@@ -289,7 +289,10 @@ def test_joint_l2_variant_ranks_the_answers_over_title_and_recall_item_embedding
     variant = derive_variant_run(copy, "joint-l2", tmp_path / "joint-l2")
     joint = evaluate_run(variant, "test", FAST)
     paper = evaluate_run(copy, "test", FAST, write=False)
-    answers = pd.read_csv(variant / "agent_test_samples.csv")["answer"].tolist()
+    samples = pd.read_csv(variant / "agent_test_samples.csv")
+    answers = samples["answer"].tolist()
+    # the reward column (what GRPO maximises) reads the same rank as the metrics: eq. 7 of the joint rank
+    np.testing.assert_allclose(samples["reward"], 1.0 / np.log2(1.0 + np.asarray(joint.ranks)))
     grounding = load_grounding(ds, cfg)
     items = [int(row[0]) for row in grounding.ground(answers, k=1)]
     joined = np.concatenate(

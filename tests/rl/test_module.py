@@ -211,3 +211,80 @@ def test_several_updates_per_batch_with_sequence_mean_and_an_offloaded_reference
     assert next(result.module._ref[0].parameters()).device.type == "cpu"  # the offloaded reference
     row = read_rows(tmp_path / "upd" / "metrics.csv")[-1]
     assert all(math.isfinite(float(row[k])) for k in ("loss", "kl", "grad_norm", "clip_fraction/total", "ratio/mean"))
+
+
+def test_the_reward_and_validation_read_the_runs_final_ranking(run, tmp_path, monkeypatch):
+    """agent.final_ranking: l2_joint with a SASRec recall run: every GRPO reward's rank is the joint L2 rank of
+    the answer (checked by brute force), and validation reads the same rule."""
+    import numpy as np
+
+    from mgfrec.agent import final_ranking as final_mod
+    from mgfrec.grounding.engine import load_grounding
+    from mgfrec.retrievers.fit import load_scorer
+
+    seen, reads = [], []
+    original_inputs, original_ranks = module_mod.reward_inputs, final_mod.FinalRanking.ranks
+
+    def spy_inputs(trajectories, grounding, targets, histories, **kw):
+        inputs = original_inputs(trajectories, grounding, targets, histories, **kw)
+        seen.append(([t.answer for t in trajectories], list(targets), list(histories), inputs))
+        return inputs
+
+    def spy_ranks(self, *args, **kw):
+        reads.append(self.rule)
+        return original_ranks(self, *args, **kw)
+
+    monkeypatch.setattr(module_mod, "reward_inputs", spy_inputs)
+    monkeypatch.setattr(final_mod.FinalRanking, "ranks", spy_ranks)
+    cfg = tiny_config(tmp_path, max_steps=1, val_check_interval=1)
+    cfg = cfg.model_copy(
+        update={
+            "agent": cfg.agent.model_copy(update={"final_ranking": "l2_joint"}),
+            "retriever": cfg.retriever.model_copy(update={"max_epochs": 2}),
+        }
+    )
+    options = FitOptions(valid_samples=2, recall_model="sasrec")
+    result = run_fit(run["ds"].root, tmp_path / "joint", cfg, options, embedder=run["minilm"])
+    assert result.module.final.rule == "l2_joint"
+    assert reads.count("l2_joint") == 3  # validation at steps 0 and 1, and the step's rewards
+
+    grounding = load_grounding(run["ds"], cfg, embedder=run["minilm"])
+    ids = load_scorer(result.extra["recall_run"]).scorer.item_vectors().numpy()
+
+    def unit(x):
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    joined = np.concatenate([unit(np.asarray(grounding.item_embeddings)), unit(ids)], 1)
+    ((answers, targets, histories, inputs),) = seen
+    assert any(a is not None for a in answers)
+    for answer, target, history, inp in zip(answers, targets, histories, inputs, strict=True):
+        if answer is None:
+            assert inp.target_rank is None
+            continue
+        item = int(grounding.ground([answer], k=1)[0][0])
+        d = np.linalg.norm(joined - joined[item], axis=1)
+        others = [i for i in range(len(grounding.titles)) if i != target and i not in set(history)]
+        assert inp.target_rank == 1 + sum(d[i] <= d[target] + 1e-5 for i in others)
+
+
+def test_a_final_ranking_other_than_the_papers_needs_its_ranking_object(run):
+    module = run["result"].module
+    cfg = module.cfg.model_copy(update={"agent": module.cfg.agent.model_copy(update={"final_ranking": "l2_joint"})})
+    with pytest.raises(ValueError, match="l2_joint needs its FinalRanking"):
+        module_mod.GRPOModule(
+            cfg, module.policy, module.tokenizer, module.environment, module.train_samples, [], module.out, max_steps=1
+        )
+
+
+def test_fit_refuses_a_joint_final_ranking_over_a_recall_run_without_item_embeddings(run, tmp_path):
+    cfg = tiny_config(tmp_path, max_steps=1)
+    cfg = cfg.model_copy(update={"agent": cfg.agent.model_copy(update={"final_ranking": "l2_joint"})})
+    with pytest.raises(ValueError, match="l2_joint needs a recall run with item embeddings"):
+        run_fit(
+            run["ds"].root,
+            tmp_path / "lt",
+            cfg,
+            FitOptions(valid_samples=2, recall_model="last-title"),
+            embedder=run["minilm"],
+        )
+    assert not (tmp_path / "lt" / "policy").exists()
