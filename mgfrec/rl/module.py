@@ -115,7 +115,7 @@ class GRPOModule(L.LightningModule):
             raise ValueError(
                 f"agent.final_ranking: {cfg.agent.final_ranking} needs its FinalRanking (built from the recall run)"
             )
-        self._final = final  # None: the paper's L2 over the environment's grounding (see ``final``)
+        self.final = final  # None: the paper's L2 (what reward_inputs and evaluate_policy read without one)
         # A list hides the reference from Lightning: it is not trained, not checkpointed (a resumed run rebuilds
         # it from the same initial policy) and not counted as a parameter of the module.
         self._ref: list[torch.nn.Module] = []
@@ -127,11 +127,6 @@ class GRPOModule(L.LightningModule):
         self.rows: list[dict[str, float]] = []
         self._agent_base: dict[str, float] = {}  # user-agent counters of the run this one resumes
         self.replica_drift: float | None = None  # set when the final policy is saved
-
-    @property
-    def final(self) -> FinalRanking:
-        """The run's ``agent.final_ranking``; the paper's L2 over the environment's grounding unless given."""
-        return self._final or FinalRanking("l2", self.environment.grounding)
 
     # --- data ------------------------------------------------------------------------------------------
 
