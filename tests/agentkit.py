@@ -17,9 +17,12 @@ from mgfrec.runs import RunInfo, write_run_info
 SMALL = {"n_users": 40, "n_items": 80, "n_artists": 10, "max_length": 6}
 
 
-def tiny_agent_run(root: Path, sets: list[str] = (), data: dict[str, int] | None = None) -> tuple[Path, Any, Any]:
+def tiny_agent_run(
+    root: Path, sets: list[str] = (), data: dict[str, int] | None = None, method: str = "mgfrec"
+) -> tuple[Path, Any, Any]:
     """``root/run`` (the agent run, recall run ``root/last-title``), the data set and the fitted last-title
-    retriever. ``sets``: config overrides after the embedding cache and ``retriever.model=last-title``."""
+    retriever. ``sets``: config overrides after the embedding cache and ``retriever.model=last-title``;
+    ``method``: the run's ``run.json`` method (``mgfrec``, ``mgfrec-sft``)."""
     ds = prepare(DataConfig(source="synthetic", options=data or SMALL), root / "data")
     cfg = load_config(None, [f"embedding.cache_dir={root / 'emb'}", "retriever.model=last-title", *sets])
     last_title = fit_baseline(ds, cfg, root / "last-title")
@@ -27,5 +30,5 @@ def tiny_agent_run(root: Path, sets: list[str] = (), data: dict[str, int] | None
     save_policy(model, tokenizer, root / "run" / "policy", preset="tiny")
     write_resolved(cfg, root / "run")
     extra = {"policy": "policy", "recall_run": str(root / "last-title")}
-    write_run_info(root / "run", RunInfo("agent", "mgfrec", str(ds.root), ds.checksum, extra=extra))
+    write_run_info(root / "run", RunInfo("agent", method, str(ds.root), ds.checksum, extra=extra))
     return root / "run", ds, last_title.retriever

@@ -5,43 +5,21 @@ from __future__ import annotations
 import json
 
 import pytest
+from agentkit import tiny_agent_run
 from typer.testing import CliRunner
 
 import mgfrec.recommend as rec_module
 from mgfrec.cli.main import app
-from mgfrec.config.load import load_config, write_resolved
-from mgfrec.config.schema import DataConfig
-from mgfrec.data.prepared import prepare
-from mgfrec.models.policy import build_preset, save_policy
-from mgfrec.retrievers.fit import fit_baseline
 from mgfrec.rollout.scripted_engine import ScriptedEngine
-from mgfrec.runs import RunInfo, write_run_info
 
 
 @pytest.fixture(scope="module")
 def agent_run(tmp_path_factory, minilm):
     """A tiny synthetic data set, a last-title recall run and an (untrained) tiny policy in an agent run."""
     root = tmp_path_factory.mktemp("recommend")
-    ds = prepare(
-        DataConfig(source="synthetic", options={"n_users": 40, "n_items": 80, "n_artists": 10, "max_length": 6}),
-        root / "data",
-    )
-    cfg = load_config(
-        None,
-        [
-            f"embedding.cache_dir={root / 'emb'}",
-            "retriever.model=last-title",
-            "retriever.recall_size=5",
-            "agent.max_new_tokens_per_turn=64",
-        ],
-    )
-    fit_baseline(ds, cfg, root / "run" / "recall")
-    model, tokenizer = build_preset("tiny", ds.titles)
-    save_policy(model, tokenizer, root / "run" / "policy", preset="tiny")
-    write_resolved(cfg, root / "run")
-    extra = {"policy": "policy", "recall_run": str(root / "run" / "recall")}
-    write_run_info(root / "run", RunInfo("agent", "mgfrec-sft", str(ds.root), ds.checksum, extra=extra))
-    return root / "run", ds
+    sets = ["retriever.recall_size=5", "agent.max_new_tokens_per_turn=64"]
+    run, ds, _ = tiny_agent_run(root, sets, method="mgfrec-sft")
+    return run, ds
 
 
 def test_scripted_agent_grounds_answers_and_ranks(agent_run, monkeypatch):
@@ -124,7 +102,7 @@ def test_a_variant_run_recommends_by_its_own_final_ranking(agent_run, monkeypatc
     user, history, target = str(frame.user_id.iloc[0]), list(frame.history.iloc[0]), int(frame.target.iloc[0])
     rec, _ = rec_module.recommend(first, user=user, split="test", top_k=6)
     top = [i for i, _ in rec.top]
-    recall = load_retriever(run / "recall", ds).scores([np.asarray(history, dtype=np.int64)])[0]
+    recall = load_retriever(run.parent / "last-title", ds).scores([np.asarray(history, dtype=np.int64)])[0]
     order = [int(i) for i in np.argsort(-recall.numpy(), kind="stable") if i not in history]
     assert rec.recall == order[:5] and rec.trajectory.answer.replace("\u2060", "") == ds.titles[order[1]]
     ranked = [order[1], order[0], *order[2:]]  # the answer first, then the recall model's order

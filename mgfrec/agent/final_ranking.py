@@ -87,14 +87,11 @@ def reward_inputs(
     unfinished = [i for i, t in enumerate(trajectories) if not t.done]
     if unfinished:
         raise ValueError(f"trajectories {unfinished[:5]} are still running; rewards need finished trajectories")
-    if final is not None and final.grounding is not grounding:
+    if final is None:
+        final = FinalRanking("l2", grounding)
+    elif final.grounding is not grounding:
         raise ValueError("reward_inputs: the final ranking was built over another grounding than the one given")
-    if final is not None and final.rule != "l2":
-        ranks = final.ranks(trajectories, targets, histories, exclude_history=exclude_history)
-    else:
-        ranks = answer_ranks(
-            trajectories, grounding, targets, histories, exclude_history=exclude_history, device=device
-        )
+    ranks = final.ranks(trajectories, targets, histories, exclude_history=exclude_history, device=device)
     num_items = len(grounding.titles)
     return [
         RewardInput(
@@ -273,12 +270,15 @@ class FinalRanking:
         histories: Sequence[Sequence[int]],
         *,
         exclude_history: bool = True,
+        device: str | torch.device = "cpu",
     ) -> list[int | None]:
         """The target's rank for each trajectory's answer; None where there is no answer. Each rule's ranks
         come from its own function (:func:`answer_ranks`, :func:`answer_then_recall_ranks`,
-        :func:`joint_l2_ranks`)."""
+        :func:`joint_l2_ranks`); ``device`` is where ``l2`` scores every item (the other rules score on the CPU)."""
         if self.rule == "l2":
-            return answer_ranks(trajectories, self.grounding, targets, histories, exclude_history=exclude_history)
+            return answer_ranks(
+                trajectories, self.grounding, targets, histories, exclude_history=exclude_history, device=device
+            )
         items = self._answered_items(trajectories)
         if self.rule == "answer_then_recall":
             recall = self.recall.scores([np.asarray(h, dtype=np.int64) for h in histories])

@@ -8,7 +8,7 @@ import torch
 from conftest import CATALOGUE
 
 from mgfrec.agent.environment import Environment
-from mgfrec.agent.final_ranking import answer_ranks, reward_inputs
+from mgfrec.agent.final_ranking import FinalRanking, answer_ranks, reward_inputs
 from mgfrec.agent.trajectory import Trajectory
 from mgfrec.config.schema import AgentConfig
 from mgfrec.ranking.metrics import history_mask, target_ranks
@@ -139,6 +139,13 @@ def test_scripted_rollout_to_rewards(grounding, tokenizer, spy_agent):
     assert inputs[0].num_items == len(CATALOGUE) and inputs[0].extras["answer"] == "Kind of Blue"
     reward = build_reward(["ndcg", "format"])
     assert [reward(i) for i in inputs] == [1.0, -0.5, -0.5, 1.0]
+    # The paper's rule given as the run's final ranking reads the same ranks; one over another engine is refused.
+    paper = FinalRanking("l2", grounding)
+    assert [i.target_rank for i in reward_inputs(trajs, grounding, others, histories, final=paper)] == [
+        i.target_rank for i in reward_inputs(trajs, grounding, others, histories)
+    ]
+    with pytest.raises(ValueError, match="built over another grounding"):
+        reward_inputs(trajs, grounding, targets, histories, final=FinalRanking("l2", Counting(grounding)))
 
 
 def test_rewards_need_finished_trajectories(grounding, tokenizer):

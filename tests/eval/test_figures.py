@@ -248,44 +248,15 @@ def test_figures_for_and_the_command(tmp_path):
 def test_agent_evaluation_writes_per_sample_groundings_for_the_band_figure(tmp_path, monkeypatch):
     """A real agent evaluation (scripted engine: ground once, then answer) writes agent_<split>_samples.csv
     whose ranks equal ranks_<split>.csv and whose grounding counts feed the Fig. 3 plot."""
-    from mgfrec.config.load import load_config, write_resolved
-    from mgfrec.config.schema import DataConfig, EvalConfig
-    from mgfrec.data.prepared import prepare
+    from agentkit import tiny_agent_run
+
+    from mgfrec.config.schema import EvalConfig
     from mgfrec.eval import agent_eval
     from mgfrec.eval.runs import evaluate_run
-    from mgfrec.models.policy import build_preset, save_policy
-    from mgfrec.retrievers.fit import fit_baseline
     from mgfrec.rollout.scripted_engine import ScriptedEngine
-    from mgfrec.runs import RunInfo, write_run_info
 
-    ds = prepare(
-        DataConfig(source="synthetic", options={"n_users": 30, "n_items": 60, "n_artists": 8, "max_length": 6}),
-        tmp_path / "data",
-    )
-    cfg = load_config(
-        None,
-        [
-            f"embedding.cache_dir={tmp_path / 'emb'}",
-            "retriever.model=last-title",
-            "retriever.recall_size=5",
-            "agent.max_new_tokens_per_turn=64",
-        ],
-    )
-    fit_baseline(ds, cfg, tmp_path / "last-title")
-    model, tokenizer = build_preset("tiny", ds.titles)
-    run = tmp_path / "run"
-    save_policy(model, tokenizer, run / "policy", preset="tiny")
-    write_resolved(cfg, run)
-    write_run_info(
-        run,
-        RunInfo(
-            "agent",
-            "mgfrec",
-            str(ds.root),
-            ds.checksum,
-            extra={"policy": "policy", "recall_run": str(tmp_path / "last-title")},
-        ),
-    )
+    sets = ["retriever.recall_size=5", "agent.max_new_tokens_per_turn=64"]
+    run, ds, _ = tiny_agent_run(tmp_path, sets, data={"n_users": 30, "n_items": 60, "n_artists": 8, "max_length": 6})
 
     def script(context: str, j: int) -> str:
         history = context.split("<|im_start|>user", 1)[1].split("\n\n")[0]
