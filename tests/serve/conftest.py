@@ -10,7 +10,6 @@ from agentkit import tiny_agent_run
 from servekit import ENGINE_NAME, SCRIPT_TITLES, ServerProcess, install_plugin
 
 
-
 @pytest.fixture(scope="session")
 def plugin(tmp_path_factory) -> Path:
     return install_plugin(tmp_path_factory.mktemp("plugin"))
