@@ -41,7 +41,7 @@ from mgfrec.registry import Registry, with_registry
 from mgfrec.retrievers.fit import load_retriever
 from mgfrec.retrievers.recall import top_items
 from mgfrec.rollout.base import build_engine
-from mgfrec.runs import RUN_FILE, read_run_info
+from mgfrec.runs import RUN_FILE, read_run_info, recall_run_of
 from mgfrec.user_agents.base import UserAgent
 
 Listener = Callable[[int, dict[str, Any]], None]
@@ -242,7 +242,7 @@ class Recommender:
         policy_dir = self.run_dir / str(self.info.extra.get("policy", "policy"))
         self.model, tokenizer = load_policy(PolicyConfig(model=str(policy_dir), dtype=self.cfg.policy.dtype))
         self.grounding = load_grounding(self.ds, self.cfg)
-        recall_run = self.info.extra.get("recall_run")
+        recall_run = recall_run_of(self.run_dir, self.info)
         self.final = FinalRanking.build(self.cfg.agent, self.grounding, recall_run, str(self.run_dir))
         if self.cfg.agent.use_recall and self.cfg.retriever.recall_size > 0 and recall_run:
             # the final ranking's recall model, when its rule loaded one, is this same run's

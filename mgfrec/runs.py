@@ -55,6 +55,18 @@ def read_run_info(run_dir: str | Path) -> RunInfo:
         raise ValueError(f"{path}: not a valid run file: {exc}") from None
 
 
+def recall_run_of(run_dir: str | Path, info: RunInfo) -> str | None:
+    """An agent run's recall run (``run.json`` ``extra.recall_run``), None when it has none; a recall run that
+    is no longer a run folder (moved, deleted) is refused in one line that says where the path came from."""
+    recall = info.extra.get("recall_run")
+    if recall and not (Path(recall) / RUN_FILE).is_file():
+        raise FileNotFoundError(
+            f"{run_dir}: its recall run {recall} ({RUN_FILE} extra.recall_run) is not a run folder (no {RUN_FILE}); "
+            f"restore that folder, or edit extra.recall_run to point at the baseline run the agent was trained with"
+        )
+    return recall
+
+
 def write_metrics(path: Path, rows: list[dict[str, float]]) -> None:
     """All rows with the union of their columns (valid columns appear only on validation steps)."""
     columns = list(dict.fromkeys(k for r in rows for k in r))

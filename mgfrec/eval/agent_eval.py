@@ -37,7 +37,7 @@ from mgfrec.registry import Registry, with_registry
 from mgfrec.retrievers.recall import recall_lists
 from mgfrec.rewards.compose import build_reward
 from mgfrec.rollout.base import build_engine
-from mgfrec.runs import RunInfo
+from mgfrec.runs import RunInfo, recall_run_of
 
 
 @with_registry
@@ -69,7 +69,7 @@ def evaluate_agent(
     engine = build_engine(cfg.rollout, model, tokenizer)
     frame = ds.split(split)
     rows = subsample_rows(len(frame), limit, config.seed)
-    recall_run = info.extra.get("recall_run")
+    recall_run = recall_run_of(run_dir, info)
     # agent.final_ranking, built (and a run that cannot use it refused) before any rollout
     final = FinalRanking.build(cfg.agent, grounding, recall_run, str(run_dir))
     recall = None

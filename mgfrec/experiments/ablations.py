@@ -16,7 +16,7 @@ from pathlib import Path
 
 from mgfrec.config.load import _merge, load_config, parse_override, validate, write_resolved
 from mgfrec.config.schema import MGFRecConfig
-from mgfrec.runs import RunInfo, read_run_info, write_run_info
+from mgfrec.runs import RunInfo, read_run_info, recall_run_of, write_run_info
 
 # Each preset removes one of MGFRec's parts; "full" keeps all of them so that a table can list it by name.
 ABLATIONS: dict[str, tuple[str, ...]] = {
@@ -101,7 +101,7 @@ def _derive(
     write_resolved(cfg, out)
     extra = {
         "policy": str((run_dir / str(info.extra.get("policy", "policy"))).resolve()),
-        "recall_run": info.extra.get("recall_run"),
+        "recall_run": recall_run_of(run_dir, info),
         **tag,
         f"{next(iter(tag))}_applied_at": "evaluation",
         "trained_run": str(run_dir.resolve()),

@@ -43,7 +43,7 @@ from mgfrec.registry import Registry, registry, with_registry
 from mgfrec.rl.distributed import barrier, check_batch_split, launched_as_main, wait_for
 from mgfrec.rl.module import GRPOModule
 from mgfrec.rl.strategy import build_strategy, check_strategy, trainer_accelerator
-from mgfrec.runs import RUN_FILE, RunInfo, read_run_info, write_run_info
+from mgfrec.runs import RUN_FILE, RunInfo, read_run_info, recall_run_of, write_run_info
 from mgfrec.user_agents.base import require_automatic, with_run_cache
 
 
@@ -213,7 +213,10 @@ def run_fit(
             )
         if info.data_checksum != ds.checksum:
             raise ValueError(f"--init {options.init}: it was trained on other data than --data {ds.root}")
-        recall_opts = RecallOptions(recall_run=info.extra["recall_run"])
+        recall_run = recall_run_of(f"--init {options.init}", info)
+        if recall_run is None:
+            raise ValueError(f"--init {options.init}: its {RUN_FILE} names no recall run (extra.recall_run)")
+        recall_opts = RecallOptions(recall_run=recall_run)
         policy_dir = Path(options.init) / info.extra["policy"]
     else:
         recall_opts, policy_dir = RecallOptions(recall_model=options.recall_model), None

@@ -75,3 +75,28 @@ def test_the_trained_run_and_other_runs_are_never_overwritten(runs):
     assert res.exit_code == 2 and "needs an agent run" in " ".join(res.output.split())
     assert (runs / "run" / "config.yaml").read_text() == before
     assert read_run_info(runs / "last-title").kind == "baseline"
+
+
+def test_a_recall_run_that_is_gone_is_named_in_one_line_by_every_command(runs, tmp_path):
+    """An agent run whose run.json names a recall run that was moved away: each command that reads it says
+    where the path came from (extra.recall_run) in one line, before any work, and writes nothing."""
+    import shutil
+
+    moved = tmp_path / "moved"
+    shutil.copytree(runs / "run", moved)
+    info = json.loads((moved / "run.json").read_text())
+    info["extra"]["recall_run"] = str(tmp_path / "gone")
+    (moved / "run.json").write_text(json.dumps(info))
+    commands = {
+        "evaluate": ["evaluate", str(moved), "--split", "test", "--limit", "2"],
+        "recommend": ["recommend", str(moved), "--history", "a;b"],
+        "derive": ["derive", str(moved), str(tmp_path / "d"), "--variant", "joint-l2"],
+        "fit": ["fit", "--init", str(moved), "--data", info["data"], "--out", str(tmp_path / "f"), "--max-steps", "1"],
+    }
+    for name, args in commands.items():
+        res = CliRunner().invoke(app, args)
+        errors = [line for line in res.output.splitlines() if line.startswith("error:")]
+        assert res.exit_code != 0 and len(errors) == 1 and "Traceback" not in res.output, (name, res.output)
+        assert f"its recall run {tmp_path / 'gone'} (run.json extra.recall_run)" in errors[0], (name, errors)
+    assert not (tmp_path / "d" / "run.json").exists() and not (tmp_path / "f" / "run.json").exists()
+    assert not list(moved.glob("agent_*"))
