@@ -20,6 +20,20 @@ CONFIG_HELP = "YAML config file (default: built-in defaults; see configs/)."
 SET_HELP = "Override any config field, e.g. --set agent.max_groundings=3 (repeatable)."
 
 
+def note_unread_sets(sets: list[str], command: str, read: str = "eval.") -> None:
+    """One note on stderr naming the ``--set`` overrides ``command`` does not read (those outside ``read``):
+    a run is evaluated under its own ``config.yaml``, so they would change nothing, silently."""
+    unread = [s for s in sets if not s.split("=", 1)[0].strip().startswith(read)]
+    if unread:
+        console.print(
+            f"note: --set {' '.join(unread)}: {command} reads only {read}* fields; each run's own config.yaml "
+            "decides the rest (to evaluate a run under other settings: mgfrec derive RUN OUT --set ...)",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Turn expected errors (bad input, bad config, unknown component) into a message and exit code 2."""

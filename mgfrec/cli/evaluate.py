@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, load, out, print_json, run
+from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, load, note_unread_sets, out, print_json, run
 
 
 def evaluate(
@@ -39,6 +39,7 @@ def evaluate(
     from mgfrec.eval.runs import evaluate_run
 
     def go():
+        note_unread_sets(set_, "mgfrec evaluate")
         cfg = load(
             config,
             set_,

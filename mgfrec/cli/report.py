@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, load, out, print_json, run
+from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, load, note_unread_sets, out, print_json, run
 
 
 def report(
@@ -40,6 +40,7 @@ def report(
     from mgfrec.eval.report import build_report
 
     def go():
+        note_unread_sets(set_, "mgfrec report")
         cfg = load(config, set_, {"eval.split": split, "eval.bootstrap_samples": bootstrap})
         with console.status(f"collecting {len(runs)} run(s) on {cfg.eval.split}"):
             rep = build_report(runs, cfg.eval.split, baseline, cfg.eval, evaluate_missing=not no_evaluate, limit=limit)

@@ -94,6 +94,20 @@ def test_table_output_and_split_flag(ds, tmp_path):
     assert (run / "eval_valid.json").is_file() and not (run / "eval_test.json").exists()
 
 
+def test_set_overrides_evaluate_does_not_read_are_named_in_a_note(ds, tmp_path):
+    run = make_run(tmp_path / "run", ds, np.arange(10, dtype=float))
+    plain = invoke(str(run), "--json", "--bootstrap", "0")
+    res = invoke(str(run), "--json", "--set", "eval.bootstrap_samples=0", "--set", "agent.decoding=free")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["ndcg_full"] == json.loads(plain.stdout)["ndcg_full"]  # the run's own config
+    notes = [line for line in res.stderr.splitlines() if line.startswith("note:")]
+    assert notes == [
+        "note: --set agent.decoding=free: mgfrec evaluate reads only eval.* fields; each run's own config.yaml "
+        "decides the rest (to evaluate a run under other settings: mgfrec derive RUN OUT --set ...)"
+    ]
+    assert "note:" not in invoke(str(run), "--json", "--set", "eval.bootstrap_samples=0").stderr
+
+
 def test_no_exclude_history_ranks_history_items_too(ds, tmp_path):
     run = make_run(tmp_path / "run", ds, np.zeros(10))
     excluded = json.loads(invoke(str(run), "--json", "--bootstrap", "0").stdout)

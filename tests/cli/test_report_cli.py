@@ -82,6 +82,13 @@ def test_report_table_out_folder_and_baseline(workdir):
     assert "▼" in sasrec_line and "▲" not in sasrec_line
 
 
+def test_report_names_set_overrides_it_does_not_read(workdir):
+    res = invoke("runs/sasrec-cds", "--json", "--bootstrap", "0", "--set", "retriever.model=pop")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["rows"][0]["method"] == NextItem.name
+    assert "note: --set retriever.model=pop: mgfrec report reads only eval.* fields" in res.stderr
+
+
 def test_report_without_evaluating_fails_cleanly(workdir):
     res = invoke("runs/sasrec-cds", "--no-evaluate")
     assert res.exit_code == 2 and "mgfrec evaluate" in res.stderr
