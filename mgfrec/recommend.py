@@ -369,8 +369,11 @@ class Recommender:
         if target is not None:
             exclude = history_mask([np.asarray(history)], self.ds.num_items) if self.cfg.eval.exclude_history else None
             rec.target_rank = int(target_ranks(scores, torch.tensor([target]), exclude)[0])  # the evaluator's rank
-        if self.cfg.eval.exclude_history:
-            scores = scores.masked_fill(history_mask([np.asarray(history)], self.ds.num_items), float("-inf"))
+        if self.cfg.eval.exclude_history:  # as the evaluator: the history left out, never a known target
+            mask = history_mask([np.asarray(history)], self.ds.num_items)
+            if target is not None:
+                mask[0, target] = False
+            scores = scores.masked_fill(mask, float("-inf"))
         # a stable sort keeps equal scores (duplicated titles) in item-index order: the grounding tie rule
         values, order = scores[0].sort(descending=True, stable=True)
         k = q.top_k

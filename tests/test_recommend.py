@@ -108,8 +108,28 @@ def test_a_variant_run_recommends_by_its_own_final_ranking(agent_run, monkeypatc
     ranked = [order[1], order[0], *order[2:]]  # the answer first, then the recall model's order
     assert top == ranked[:6]
     assert rec.target_rank == 1 + ranked.index(target)  # the target's place in this very ranking
+    payload = json.dumps(rec.to_dict(ds), allow_nan=False)  # every score is finite: JSON carries it
+    assert json.loads(payload)["top"][0]["score"] > json.loads(payload)["top"][1]["score"]
     paper, _ = rec_module.recommend(run, user=user, split="test", top_k=6)
     assert [i for i, _ in paper.top] != top  # the paper's rule ranks the same answer by title distance
     joint = derive_variant_run(run, "joint-l2", tmp_path / "joint-l2")
     with pytest.raises(ValueError, match="l2_joint needs a recall run with item embeddings"):
         rec_module.recommend(joint, user=user, split="test")
+
+
+def test_a_target_that_is_also_in_the_history_stays_in_the_shown_ranking(agent_run):
+    """As the evaluator ranks (the history left out, never the target): a re-consumed target keeps its place in
+    the top list, so a reported rank 1 is the first item shown; without a target the whole history is left out."""
+    import torch
+
+    run, ds = agent_run
+    recommender = rec_module.load_recommender(run)
+    try:
+        scores = -torch.arange(ds.num_items, dtype=torch.float32).unsqueeze(0)  # item 0 first, then 1, 2, ...
+        query = rec_module.Query(history_titles=("x",), top_k=3)
+        rec = recommender._ranked(query, [0, 1], 0, [], None, scores)
+        assert rec.target_rank == 1 and [i for i, _ in rec.top] == [0, 2, 3]
+        rec = recommender._ranked(query, [0, 1], None, [], None, scores)
+        assert rec.target_rank is None and [i for i, _ in rec.top] == [2, 3, 4]
+    finally:
+        recommender.close()

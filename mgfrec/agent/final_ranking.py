@@ -129,10 +129,15 @@ def answer_then_recall_ranks(
 
 
 def answer_first_scores(answers: Sequence[int], recall_scores: torch.Tensor) -> torch.Tensor:
-    """``recall_scores`` (float64) with each row's answered item raised above everything, the history's
-    ``-inf`` included: the scores of ``answer_then_recall``."""
+    """``recall_scores`` (float64) with each row's answered item raised above every other item, the history's
+    ``-inf`` included: the scores of ``answer_then_recall``. The raised score is finite (the row's largest finite
+    score plus at least its magnitude, so it stays strictly first in float32 too), so the scores can be written
+    as JSON (``mgfrec recommend --json``, ``mgfrec serve``)."""
     scores = recall_scores.to(torch.float64).clone()
-    scores[torch.arange(len(answers)), torch.tensor(list(answers), dtype=torch.long)] = float("inf")
+    finite = torch.where(torch.isfinite(scores), scores, torch.full_like(scores, float("-inf")))
+    top = finite.max(dim=1).values
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))  # a row without a finite score
+    scores[torch.arange(len(answers)), torch.tensor(list(answers), dtype=torch.long)] = top + top.abs().clamp_min(1.0)
     return scores
 
 

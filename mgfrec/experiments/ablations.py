@@ -59,6 +59,10 @@ def apply_ablation(cfg: MGFRecConfig, name: str) -> MGFRecConfig:
     return apply_overrides(cfg, ablation_overrides(name), f"--ablation {name}")
 
 
+STALE_RESULTS = ("eval_*", "ranks_*", "agent_*")
+"""What an evaluation leaves in a run folder (mgfrec.eval.runs, mgfrec.eval.agent_eval); re-deriving removes it."""
+
+
 def derive_ablation_run(run_dir: str | Path, name: str, out: str | Path, overrides: Iterable[str] = ()) -> Path:
     """An agent run folder ``out`` that evaluates ``run_dir``'s policy (and recall run) with preset ``name``
     applied at inference only: ``config.yaml`` with the overrides, ``run.json`` pointing at the policy.
@@ -117,6 +121,9 @@ def _derive(
             extra=extra,
         ),
     )
-    for stale in out.glob("eval_*"):  # results of an earlier derivation belong to another config
-        stale.unlink()
+    # results of an earlier derivation belong to another config: metrics, ranks, agent stats and per-sample rows
+    for pattern in STALE_RESULTS:
+        for stale in out.glob(pattern):
+            if stale.is_file():
+                stale.unlink()
     return out

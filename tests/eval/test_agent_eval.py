@@ -125,6 +125,11 @@ def test_an_eval_time_ablation_and_a_baseline_compare_on_one_subsample(agent_run
     assert rows["no-recall"].comparison_error is None and rows["no-recall"].comparison is not None
     assert len(seen) == limit  # rolled out on the subsample only, one answering turn each
     assert not any("candidate items from the item database" in c for c in seen)  # the ablation reached the prompt
+    written = {p.name for p in ablated.iterdir() if p.name.startswith(("eval_", "ranks_", "agent_"))}
+    assert {"eval_test.json", "ranks_test.csv", "agent_test.json", "agent_test_samples.csv"} <= written
+    # derived again into the same folder, with another preset: no result of the earlier one is left to be read
+    derive_ablation_run(run, "no-feedback", tmp_path / "no-recall")
+    assert not [p.name for p in ablated.iterdir() if p.name.startswith(("eval_", "ranks_", "agent_"))]
     # the same rule picks the baseline's samples and the agent's
     np.testing.assert_array_equal(
         np.sort(rows["last-title"].result.sample_ids), np.sort(rows["no-recall"].result.sample_ids)
@@ -213,6 +218,33 @@ def test_answer_then_recall_ranks_against_a_brute_force_ordering():
         order = [answers[n], *[i for i in order if i != answers[n]]]
         order = [i for i in order if i not in histories[n] or i == targets[n]]
         assert got[n] == order.index(targets[n]) + 1
+
+
+def test_answer_first_scores_are_finite_and_put_the_answer_strictly_first_in_float32_too():
+    """The raised score is finite (JSON can carry it) and above every other item's, the history's -inf and huge
+    or negative recall scores included, also once the evaluator reads the scores as float32."""
+    import torch
+
+    from mgfrec.agent.final_ranking import answer_first_scores
+
+    rows = torch.tensor(
+        [
+            [0.5, -1.0, float("-inf"), 2.0],
+            [1e8 + 1, 1e8 + 2, 0.5, float("-inf")],
+            [-3.0, -7.0, -5.0, -4.0],
+            [float("-inf")] * 4,
+        ],
+        dtype=torch.float64,
+    )
+    answers = [0, 2, 1, 3]
+    scores = answer_first_scores(answers, rows)
+    assert torch.isfinite(scores[torch.arange(4), torch.tensor(answers)]).all()
+    for n, a in enumerate(answers):
+        for s in (scores[n], scores[n].float()):
+            others = torch.cat([s[:a], s[a + 1 :]])
+            assert (s[a] > others).all(), (n, s)
+        kept = [i for i in range(4) if i != a]
+        assert torch.equal(scores[n, kept], rows[n, kept])  # every other score as the recall model gave it
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
