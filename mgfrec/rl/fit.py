@@ -17,6 +17,7 @@ mgfrec``; written last: it marks a finished run).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -157,6 +158,43 @@ class FitResult:
     main: bool = True  # global rank 0 (the others of a multi-process run return too, having written nothing)
 
 
+START_FILE = "fit_start.json"
+"""``OUT/fit_start.json``: the flags outside ``config.yaml`` that decide a fit's start and samples; ``--resume``
+must be given the same."""
+
+
+def start_options(options: FitOptions) -> dict[str, Any]:
+    """The flags of ``options`` that a resumed run must repeat: the starting policy and recall run (``--init``,
+    else ``--recall-model``) and the sample counts."""
+    init = str(Path(options.init).resolve()) if options.init is not None else None
+    return {
+        "init": init,
+        "recall_model": None if init is not None else options.recall_model,  # with --init, the init's recall run
+        "max_train_samples": options.max_train_samples,
+        "valid_samples": options.valid_samples,
+    }
+
+
+def check_resume_options(out: Path, options: FitOptions) -> None:
+    """Refuse, in one line, a ``--resume`` whose start flags differ from those the run started with (a run
+    resumed without its ``--init`` would start from the config's policy and KL-regularise towards it)."""
+    path = out / START_FILE
+    if not path.is_file():  # a run from before this file: nothing to compare
+        return
+    started, given = json.loads(path.read_text(encoding="utf-8")), start_options(options)
+    flags = {"init": "--init", "recall_model": "--recall-model", "max_train_samples": "--max-train-samples"}
+    flags["valid_samples"] = "--valid-samples"
+    differ = [k for k in flags if started.get(k) != given[k]]
+    if differ:
+
+        def show(values: dict[str, Any]) -> str:
+            return " ".join(f"{flags[k]} {values.get(k) if values.get(k) is not None else '(none)'}" for k in differ)
+
+        raise ValueError(
+            f"--resume: {out} started with {show(started)} ({START_FILE}); resume it with the same, not {show(given)}"
+        )
+
+
 def starting_config(out: str | Path, resume: bool, config: str | Path | None = None) -> str | None:
     """The config file a fit starts from: ``config`` when given, else ``OUT/config.yaml`` when resuming a run
     that wrote one (the resumed run keeps the settings it started with), else None (the defaults)."""
@@ -199,10 +237,14 @@ def run_fit(
         ckpt = out / "checkpoints" / "last.ckpt.old"  # killed while one DeepSpeed folder replaced another
     if options.resume and not ckpt.exists():  # a file, or a folder of shards under DeepSpeed
         raise FileNotFoundError(f"--resume: {ckpt} does not exist; run without --resume to start")
-    out.mkdir(parents=True, exist_ok=True)
     first = launched_as_main()  # with several processes, only the first prepares OUT; the others reuse it
+    if options.resume:
+        check_resume_options(out, options)
+    out.mkdir(parents=True, exist_ok=True)
     if first:
         (out / RUN_FILE).unlink(missing_ok=True)
+        if not options.resume:
+            (out / START_FILE).write_text(json.dumps(start_options(options), indent=2), encoding="utf-8")
     torch.manual_seed(cfg.trainer.seed)
 
     if options.init is not None:

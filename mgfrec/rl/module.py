@@ -135,13 +135,18 @@ class GRPOModule(L.LightningModule):
         position is ``batches_done`` (checkpointed), whatever Lightning's loader restarts from."""
         return torch.utils.data.DataLoader(range(self.max_steps), batch_size=None)
 
+    def batch_samples(self) -> int:
+        """Samples per training step: ``global_batch_size``, or every train sample when there are fewer."""
+        return min(self.cfg.trainer.global_batch_size, len(self.train_samples))
+
     def data_position(self) -> int:
         """Index into the endless sequence of per-epoch permutations of the train samples."""
-        return self.batches_done * self.cfg.trainer.global_batch_size
+        return self.batches_done * self.batch_samples()
 
     def next_samples(self) -> list[AgentSample]:
-        """The next ``global_batch_size`` samples: epoch ``e``'s order is ``permutation(seed + e)``."""
-        n, size = len(self.train_samples), min(self.cfg.trainer.global_batch_size, len(self.train_samples))
+        """The next :meth:`batch_samples` samples: epoch ``e``'s order is ``permutation(seed + e)``, so every
+        sample comes once per epoch; with fewer train samples than the batch, each step is one whole epoch."""
+        n, size = len(self.train_samples), self.batch_samples()
         out = []
         for pos in range(self.data_position(), self.data_position() + size):
             epoch, offset = divmod(pos, n)

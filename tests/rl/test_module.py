@@ -151,6 +151,29 @@ def test_resume_continues_from_the_last_checkpoint(run):
 
 
 @pytest.mark.reliability
+def test_a_resume_with_other_start_flags_is_refused_before_any_work(run, tmp_path):
+    """OUT/fit_start.json holds the flags outside config.yaml; a resume that differs (here: an --init the run did
+    not start from, other --valid-samples) is refused in one line naming both, and the run folder is untouched."""
+    import json
+
+    out = run["result"].out
+    started = json.loads((out / "fit_start.json").read_text())
+    recall = FitOptions().recall_model
+    assert started == {"init": None, "recall_model": recall, "max_train_samples": None, "valid_samples": 4}
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in out.iterdir())
+    sft = tmp_path / "sft"
+    with pytest.raises(ValueError) as err:
+        run_fit(run["ds"].root, out, run["cfg"], FitOptions(valid_samples=4, resume=True, init=str(sft)))
+    assert str(err.value) == (
+        f"--resume: {out} started with --init (none) --recall-model {FitOptions().recall_model} (fit_start.json); "
+        f"resume it with the same, not --init {sft.resolve()} --recall-model (none)"
+    )
+    with pytest.raises(ValueError, match=r"started with --valid-samples 4 .* not --valid-samples 9$"):
+        run_fit(run["ds"].root, out, run["cfg"], FitOptions(valid_samples=9, resume=True))
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in out.iterdir()) == before
+
+
+@pytest.mark.reliability
 def test_resume_without_checkpoint_is_refused(tmp_path, run):
     with pytest.raises(FileNotFoundError, match="--resume"):
         run_fit(run["ds"].root, tmp_path / "fresh", run["cfg"], FitOptions(resume=True), embedder=run["minilm"])
