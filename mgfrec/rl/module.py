@@ -127,6 +127,7 @@ class GRPOModule(L.LightningModule):
         self.rows: list[dict[str, float]] = []
         self._agent_base: dict[str, float] = {}  # user-agent counters of the run this one resumes
         self.replica_drift: float | None = None  # set when the final policy is saved
+        self._grad_norm: torch.Tensor | None = None  # the last step's norm, from on_before_optimizer_step
 
     # --- data ------------------------------------------------------------------------------------------
 
@@ -155,6 +156,14 @@ class GRPOModule(L.LightningModule):
         return out
 
     # --- lightning hooks -------------------------------------------------------------------------------
+
+    def on_before_optimizer_step(self, optimizer: Any) -> None:
+        """Clip to ``grpo.max_grad_norm`` and keep the norm for the step's row. Lightning calls this inside
+        ``opt.step()`` after a loss-scaling precision (``16-mixed`` on GPUs) has unscaled the gradients, so the
+        clip and the logged norm are of the true gradients (clipping before ``opt.step()`` measured the scaled
+        ones). Under DeepSpeed the engine clips to its own ``gradient_clipping``."""
+        if self.deepspeed_engine() is None:
+            self._grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.cfg.grpo.max_grad_norm)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.policy.parameters(), lr=self.cfg.trainer.lr)
@@ -393,8 +402,11 @@ class GRPOModule(L.LightningModule):
                     if k in m:
                         sums[k] = sums.get(k, 0.0) + float(m[k]) * share
             if ds_engine is None:
-                norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.cfg.grpo.max_grad_norm)
-                opt.step()
+                self._grad_norm = None
+                opt.step()  # clips in on_before_optimizer_step, after the precision plugin unscaled the gradients
+                if self._grad_norm is None:
+                    raise RuntimeError("the optimizer stepped without on_before_optimizer_step: nothing was clipped")
+                norm = self._grad_norm
             else:
                 opt.step()  # DeepSpeed clips to its gradient_clipping and knows the norm it measured
                 norm = ds_engine.get_global_grad_norm()

@@ -150,6 +150,33 @@ def test_resume_continues_from_the_last_checkpoint(run):
     assert ckpt["global_step"] == 3 and ckpt["mgfrec"]["data_position"] == 3 * cfg.trainer.global_batch_size
 
 
+def test_a_loss_scaled_precision_clips_and_logs_the_true_gradient_norm(run, tmp_path, monkeypatch):
+    """Under 16-mixed with a GradScaler (GPUs; here a CPU scaler given to the real plugin) the gradients are
+    clipped and logged after unscaling: the step's grad_norm is the fp32 run's, not the loss scale times it."""
+    import lightning as L
+    from lightning.pytorch.plugins.precision import MixedPrecision
+
+    from mgfrec.rl import fit as fit_mod
+
+    cfg = tiny_config(tmp_path, max_steps=1, val_check_interval=1)
+    plain = run_fit(run["ds"].root, tmp_path / "fp32", cfg, FitOptions(valid_samples=2), embedder=run["minilm"])
+    real = L.Trainer
+
+    def scaled_trainer(**kw):
+        if "precision" not in kw:  # another trainer (the recall model's)
+            return real(**kw)
+        kw.pop("precision")
+        scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+        return real(**kw, plugins=[MixedPrecision("16-mixed", "cpu", scaler=scaler)])
+
+    monkeypatch.setattr(fit_mod.L, "Trainer", scaled_trainer)
+    scaled = run_fit(run["ds"].root, tmp_path / "fp16", cfg, FitOptions(valid_samples=2), embedder=run["minilm"])
+    assert scaled.module.trainer.precision_plugin.scaler is not None
+    norms = [float(read_rows(r.out / "metrics.csv")[-1]["grad_norm"]) for r in (plain, scaled)]
+    assert all(math.isfinite(n) and n > 0 for n in norms)
+    assert 0.5 < norms[1] / norms[0] < 2.0, norms  # not 2**10 times the true norm
+
+
 @pytest.mark.reliability
 def test_a_resume_with_other_start_flags_is_refused_before_any_work(run, tmp_path):
     """OUT/fit_start.json holds the flags outside config.yaml; a resume that differs (here: an --init the run did
