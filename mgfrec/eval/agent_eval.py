@@ -53,8 +53,9 @@ def evaluate_agent(
     exclude_history: bool | None = None,
     reg: Registry | None = None,
 ) -> tuple[EvalResult, dict[str, Any]]:
-    """Roll the run's agent out on ``split`` (a seeded subsample of ``limit`` samples if given) and rank,
-    ``batch_size`` samples at a time (default ``config.rollout_batch_size``)."""
+    """Roll the run's agent out on ``split`` (a seeded subsample of ``limit`` samples if given), ``batch_size``
+    samples at a time (default ``config.rollout_batch_size``), then rank the answers ``config.batch_size`` at a
+    time."""
     policy_dir = run_dir / str(info.extra.get("policy", "policy"))
     if not (policy_dir / "config.json").is_file():
         raise FileNotFoundError(
@@ -99,8 +100,21 @@ def evaluate_agent(
             task.update(
                 len(trajectories) / max(len(rows), 1), f"{len(trajectories)}/{len(rows)} {split} samples rolled out"
             )
-    # One full ranking of the answers serves both the ranking metrics and the training reward.
-    inputs = reward_inputs(trajectories, grounding, targets, histories, exclude_history=exclude, final=final)
+    # One full ranking of the answers serves both the ranking metrics and the training reward; scored
+    # eval.batch_size answers at a time, so memory holds a [batch, items] score matrix, not [split, items].
+    step = config.batch_size
+    inputs = [
+        i
+        for start in range(0, len(trajectories), step)
+        for i in reward_inputs(
+            trajectories[start : start + step],
+            grounding,
+            targets[start : start + step],
+            histories[start : start + step],
+            exclude_history=exclude,
+            final=final,
+        )
+    ]
     ranks = [i.target_rank for i in inputs]
     worst = ds.num_items
     result = evaluate_ranks(

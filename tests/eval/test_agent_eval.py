@@ -92,11 +92,26 @@ def test_rollout_batch_size_sets_the_chunks_and_leaves_the_ranks_alone(agent_run
     whole = runner.invoke(app, base)
     assert whole.exit_code == 0, whole.output
     assert chunks == [7]  # the default chunk, eval.rollout_batch_size = 32, holds all 7
+    ranks_whole = (run / "ranks_valid.csv").read_text()
     chunks.clear()
     split = runner.invoke(app, [*base, "--rollout-batch-size", "3"])
     assert split.exit_code == 0, split.output
     assert chunks == [3, 3, 1]
     assert json.loads(split.stdout)["ndcg_full"] == json.loads(whole.stdout)["ndcg_full"]
+    # the answers are ranked eval.batch_size at a time (--batch-size): the same ranks, never a [split, items] matrix
+    scored: list[int] = []
+    real_inputs = agent_eval.reward_inputs
+
+    def count(trajectories, *args, **kwargs):
+        scored.append(len(trajectories))
+        return real_inputs(trajectories, *args, **kwargs)
+
+    monkeypatch.setattr(agent_eval, "reward_inputs", count)
+    small = runner.invoke(app, [*base, "--batch-size", "2"])
+    assert small.exit_code == 0, small.output
+    assert scored == [2, 2, 2, 1]
+    assert (run / "ranks_valid.csv").read_text() == ranks_whole
+    assert json.loads(small.stdout)["ndcg_full"] == json.loads(whole.stdout)["ndcg_full"]
     bad = runner.invoke(app, [*base, "--rollout-batch-size", "0"])
     assert bad.exit_code != 0 and "--rollout-batch-size" in bad.output
 
