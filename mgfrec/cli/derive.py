@@ -39,6 +39,15 @@ def derive(
         return derive_variant_run(run_dir, str(variant), out_dir, set_)
 
     written = run(go)
+    evaluation = [s for s in set_ if s.split("=", 1)[0].strip().startswith("eval.")]
+    if evaluation:  # mgfrec evaluate / report read eval.* from their own flags, never from a run's config.yaml
+        console.print(
+            f"note: --set {' '.join(evaluation)}: recorded in {written}/config.yaml, but mgfrec evaluate and report "
+            "take eval.* from their own --set (e.g. mgfrec evaluate OUT --set eval.greedy=false)",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
     if as_json:
         kind, name = ("ablation", ablation) if ablation is not None else ("variant", variant)
         print_json({"run": str(written), "trained_run": str(run_dir), kind: name, "overrides": list(set_)})

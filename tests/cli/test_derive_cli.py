@@ -48,6 +48,20 @@ def test_a_variant_with_an_override_is_written_and_recorded(runs):
     assert load_config(out / "config.yaml").agent.final_ranking == "l2"
 
 
+def test_an_eval_override_is_written_and_a_note_says_where_evaluation_reads_it(runs):
+    out = runs / "greedy-off"
+    res = invoke(str(runs / "run"), str(out), "--variant", "answer-first", "--set", "eval.greedy=false", "--json")
+    assert res.exit_code == 0, res.output
+    assert load_config(out / "config.yaml").eval.greedy is False
+    assert (
+        "note: --set eval.greedy=false: recorded in" in res.stderr and "take eval.* from their own --set" in res.stderr
+    )
+    plain = invoke(
+        str(runs / "run"), str(runs / "plain"), "--variant", "answer-first", "--set", "agent.max_groundings=2"
+    )
+    assert plain.exit_code == 0 and "note:" not in plain.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
