@@ -55,6 +55,19 @@ def read_run_info(run_dir: str | Path) -> RunInfo:
         raise ValueError(f"{path}: not a valid run file: {exc}") from None
 
 
+RESULT_PATTERNS = ("eval_*", "ranks_*", "agent_*")
+"""What evaluating a run leaves in its folder (metrics, ranks, agent stats and per-sample rows)."""
+
+
+def clear_results(run_dir: str | Path) -> None:
+    """Remove a run folder's evaluation results (:data:`RESULT_PATTERNS`): a model fitted, trained or derived
+    into the folder again makes them another model's, and ``mgfrec report`` would reuse them."""
+    for pattern in RESULT_PATTERNS:
+        for path in Path(run_dir).glob(pattern):
+            if path.is_file():
+                path.unlink()
+
+
 def recall_run_of(run_dir: str | Path, info: RunInfo) -> str | None:
     """An agent run's recall run (``run.json`` ``extra.recall_run``), None when it has none; a recall run that
     is no longer a run folder (moved, deleted) is refused in one line that says where the path came from."""

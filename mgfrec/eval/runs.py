@@ -85,12 +85,18 @@ def result_for_run(
     reg: Registry | None = None,
     limit: int | None = None,
 ) -> EvalResult:
-    """The run's stored result for ``split``; evaluates (and stores) it first when missing, or, for an agent
-    run and a ``limit``, when the stored result is not of the subsample's size (``limit``, or the whole split
-    when that is smaller: then it is another subsample)."""
+    """The run's stored result for ``split``; evaluates (and stores) it first when missing, when it was ranked
+    with the other ``exclude_history``, or, for an agent run and a ``limit``, when the stored result is not of the
+    subsample's size (``limit``, or the whole split when that is smaller: then it is another subsample)."""
     paths = result_paths(run_dir, split)
+    wanted = (config or EvalConfig()).exclude_history if exclude_history is None else exclude_history
     if paths["json"].is_file() and paths["ranks"].is_file():
         stored = EvalResult.load(run_dir, split)
+        if stored.exclude_history is not None and stored.exclude_history != wanted:
+            stored = None  # ranked the other way (--no-exclude-history): not this comparison's result
+    else:
+        stored = None
+    if stored is not None:
         if limit is None or len(stored.ranks) == limit:
             return stored
         info = read_run_info(run_dir)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from mgfrec.config.load import _merge, load_config, parse_override, validate, write_resolved
 from mgfrec.config.schema import MGFRecConfig
-from mgfrec.runs import RunInfo, read_run_info, recall_run_of, write_run_info
+from mgfrec.runs import RunInfo, clear_results, read_run_info, recall_run_of, write_run_info
 
 # Each preset removes one of MGFRec's parts; "full" keeps all of them so that a table can list it by name.
 ABLATIONS: dict[str, tuple[str, ...]] = {
@@ -57,10 +57,6 @@ def apply_overrides(cfg: MGFRecConfig, overrides: Iterable[str], source: str = "
 def apply_ablation(cfg: MGFRecConfig, name: str) -> MGFRecConfig:
     """``cfg`` with ablation preset ``name`` applied (``full`` returns an equal config)."""
     return apply_overrides(cfg, ablation_overrides(name), f"--ablation {name}")
-
-
-STALE_RESULTS = ("eval_*", "ranks_*", "agent_*")
-"""What an evaluation leaves in a run folder (mgfrec.eval.runs, mgfrec.eval.agent_eval); re-deriving removes it."""
 
 
 def derive_ablation_run(run_dir: str | Path, name: str, out: str | Path, overrides: Iterable[str] = ()) -> Path:
@@ -121,9 +117,5 @@ def _derive(
             extra=extra,
         ),
     )
-    # results of an earlier derivation belong to another config: metrics, ranks, agent stats and per-sample rows
-    for pattern in STALE_RESULTS:
-        for stale in out.glob(pattern):
-            if stale.is_file():
-                stale.unlink()
+    clear_results(out)  # results of an earlier derivation belong to another config
     return out

@@ -142,6 +142,19 @@ class EvalResult:
             raise MismatchedSamplesError(
                 f"{who} were evaluated on different data sets (checksums {self.data_checksum} vs {other.data_checksum})"
             )
+        if (
+            self.exclude_history is not None
+            and other.exclude_history is not None
+            and self.exclude_history != other.exclude_history
+        ):
+
+            def how(excluded: bool) -> str:
+                return "history left out" if excluded else "history ranked too"
+
+            raise MismatchedSamplesError(
+                f"{who} were ranked differently ({how(self.exclude_history)} vs {how(other.exclude_history)}, "
+                "eval.exclude_history); evaluate both the same way"
+            )
         pos_a, pos_b = align(self.sample_ids, other.sample_ids, self.method, other.method)
         if self.targets is not None and other.targets is not None:
             differ = self.targets[pos_a] != other.targets[pos_b]

@@ -26,7 +26,7 @@ from mgfrec.data.prepared import PreparedDataset
 from mgfrec.ranking.evaluator import rank_targets
 from mgfrec.ranking.metrics import per_sample
 from mgfrec.registry import Registry, registry, with_registry
-from mgfrec.runs import RUN_FILE, RunInfo, read_run_info, write_run_info
+from mgfrec.runs import RUN_FILE, RunInfo, clear_results, read_run_info, write_run_info
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,7 @@ def fit_baseline(ds: PreparedDataset, config: MGFRecConfig, out: str | Path, reg
     # Files that describe an earlier fit must not be mistaken for this one's.
     for stale in [out / "run.json", *out.glob("recall_*.npz")]:
         stale.unlink(missing_ok=True)
+    clear_results(out)  # an earlier fit's evaluation: mgfrec report would reuse it for this model
     write_resolved(config, out)
     start = time.perf_counter()
     retriever = reg.build("retriever", name, config.retriever.options, ds, config, out, method="fit")

@@ -44,7 +44,7 @@ from mgfrec.registry import Registry, registry, with_registry
 from mgfrec.rl.distributed import barrier, check_batch_split, launched_as_main, wait_for
 from mgfrec.rl.module import GRPOModule
 from mgfrec.rl.strategy import build_strategy, check_strategy, trainer_accelerator
-from mgfrec.runs import RUN_FILE, RunInfo, read_run_info, recall_run_of, write_run_info
+from mgfrec.runs import RUN_FILE, RunInfo, clear_results, read_run_info, recall_run_of, write_run_info
 from mgfrec.user_agents.base import require_automatic, with_run_cache
 
 
@@ -243,6 +243,7 @@ def run_fit(
     out.mkdir(parents=True, exist_ok=True)
     if first:
         (out / RUN_FILE).unlink(missing_ok=True)
+        clear_results(out)  # an earlier policy's evaluation: mgfrec report would reuse it for this one
         if not options.resume:
             (out / START_FILE).write_text(json.dumps(start_options(options), indent=2), encoding="utf-8")
     torch.manual_seed(cfg.trainer.seed)

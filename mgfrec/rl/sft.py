@@ -45,7 +45,7 @@ from mgfrec.models.logprobs import restrict, vocab_width
 from mgfrec.models.policy import check_policy_source, load_policy, preset_name, save_policy, training_device
 from mgfrec.registry import Registry, registry, with_registry
 from mgfrec.rl.sft_data import Fallback, Teacher, synthesize
-from mgfrec.runs import RUN_FILE, RunInfo, write_metrics, write_run_info
+from mgfrec.runs import RUN_FILE, RunInfo, clear_results, write_metrics, write_run_info
 from mgfrec.text.prompts import AgentPrompts
 from mgfrec.user_agents.base import require_automatic, with_run_cache
 
@@ -186,6 +186,7 @@ def run_sft(
     ds, out = PreparedDataset(data), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / RUN_FILE).unlink(missing_ok=True)  # run.json marks a finished run: not this one, until the end
+    clear_results(out)  # an earlier policy's evaluation: mgfrec report would reuse it for this one
     torch.manual_seed(options.seed)
 
     cfg, recall_dir, train, valid = recall_samples(

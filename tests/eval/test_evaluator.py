@@ -145,6 +145,9 @@ def test_compare_refuses_other_data_sets_and_other_targets(tiny_ds, tmp_path):
         oracle.compare(forged)
     with pytest.raises(MismatchedSamplesError, match="different splits"):
         oracle.compare(evaluate(NextItemOracle(N_ITEMS), tiny_ds, "valid", FAST))
+    ranked_too = evaluate(NextItemOracle(N_ITEMS), tiny_ds, "test", FAST, exclude_history=False)
+    with pytest.raises(MismatchedSamplesError, match=r"ranked differently \(history left out vs history ranked too"):
+        oracle.compare(ranked_too)
 
 
 def test_compare_marks_the_oracle_better_than_a_constant_scorer(tiny_ds):

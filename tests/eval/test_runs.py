@@ -37,6 +37,30 @@ def test_result_for_run_reads_a_stored_result_instead_of_evaluating(tiny_ds, tmp
     assert evaluate_run(run, "test", FAST).ranks.tolist() != first.ranks.tolist()
 
 
+def test_a_stored_result_ranked_the_other_way_is_evaluated_again(tiny_ds, tmp_path):
+    """A result stored by --no-exclude-history is not reused where the history is left out, and the other way."""
+    run = make_run(tmp_path / "fixed", tiny_ds, FixedScorer.name, np.arange(N_ITEMS, dtype=float))
+    ranked_too = result_for_run(run, "test", FAST, exclude_history=False)
+    assert ranked_too.exclude_history is False
+    left_out = result_for_run(run, "test", FAST)
+    assert left_out.exclude_history is True and left_out.ranks.tolist() != ranked_too.ranks.tolist()
+    assert result_for_run(run, "test", FAST, exclude_history=False).exclude_history is False
+
+
+def test_refitting_a_baseline_into_its_folder_removes_the_earlier_models_results(tiny_ds, tmp_path):
+    from mgfrec.config.load import load_config
+    from mgfrec.retrievers.fit import fit_baseline
+
+    out = tmp_path / "refit"
+    fit_baseline(tiny_ds, load_config(None, ["retriever.model=pop"]), out)
+    evaluate_run(out, "test", FAST)
+    assert result_paths(out, "test")["json"].is_file()
+    fit_baseline(tiny_ds, load_config(None, ["retriever.model=pop"]), out)
+    assert not [p.name for p in out.iterdir() if p.name.startswith(("eval_", "ranks_", "agent_"))]
+    with pytest.raises(FileNotFoundError, match="mgfrec evaluate"):
+        result_for_run(out, "test", FAST, evaluate_missing=False)
+
+
 def test_result_for_run_without_evaluating_names_the_command(tiny_ds, tmp_path):
     run = make_run(tmp_path / "fixed", tiny_ds, FixedScorer.name, np.zeros(N_ITEMS))
     with pytest.raises(FileNotFoundError, match="mgfrec evaluate"):
