@@ -101,15 +101,7 @@ def chat(
                 break
             if kind == "feedback_wanted":
                 _items(human.waiting)
-                text = typer.prompt(
-                    "your feedback (Enter: simulated user, /answer: answer now, /quit)", default="", show_default=False
-                )
-                if text.strip() == "/quit":
-                    human.cancel("you ended the conversation")
-                elif text.strip() == "/answer":
-                    human.answer_now()
-                else:
-                    human.reply(text or None)
+                _ask(human)
     except (KeyboardInterrupt, EOFError, typer.Abort):
         human.cancel("interrupted")
         out.print("\ninterrupted", highlight=False, markup=False)
@@ -119,6 +111,28 @@ def chat(
         rec.close()
     if code:
         raise typer.Exit(code)
+
+
+def _ask(human: Any) -> None:
+    """Prompt until the person's feedback is taken: one that is too long is refused in one line and asked again;
+    one typed after the wait ran out is dropped (the agent's next event says what happened)."""
+    while True:
+        text = typer.prompt(
+            "your feedback (Enter: simulated user, /answer: answer now, /quit)", default="", show_default=False
+        )
+        try:
+            if text.strip() == "/quit":
+                human.cancel("you ended the conversation")
+            elif text.strip() == "/answer":
+                human.answer_now()
+            else:
+                human.reply(text or None)
+        except ValueError as exc:  # too long: the grounding still waits
+            console.print(f"error: {exc}; type it again", highlight=False, markup=False, soft_wrap=True)
+            continue
+        except LookupError:  # nothing waits any more (the feedback timeout passed)
+            console.print("too late: the agent stopped waiting for this feedback", highlight=False, markup=False)
+        return
 
 
 def _items(request: Any) -> None:

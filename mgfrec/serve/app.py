@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from mgfrec.data.protocol import SPLITS
 from mgfrec.recommend import Query, Recommender, item_dict
-from mgfrec.serve.work import Batcher, Busy, Conversation, Mode, error_text
+from mgfrec.serve.work import Batcher, Busy, Conversation, Mode, client_error_text, error_text
 
 MAX_TITLE_CHARS = 300
 MAX_HISTORY = 50
@@ -177,8 +177,8 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
             raise HTTPException(504, f"no answer within {options.timeout_s:g} s (--timeout)") from None
         except (ValueError, KeyError, LookupError) as exc:
             raise HTTPException(422, error_text(exc)) from None
-        except Exception as exc:  # noqa: BLE001 - one line, no traceback, no config
-            raise HTTPException(500, f"the recommendation failed: {error_text(exc)}") from None
+        except Exception as exc:  # noqa: BLE001 - one line, no traceback, no config (the message is logged)
+            raise HTTPException(500, client_error_text(exc)) from None
         return rec.to_dict(recommender.ds)
 
     @app.post("/v1/sessions", status_code=201)

@@ -16,6 +16,7 @@ This module knows nothing of HTTP.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -212,7 +213,7 @@ class Conversation:
             rec = result()
             self.emit({"type": "done", "result": rec.to_dict(self.recommender.ds)})
         else:
-            self.emit({"type": "error", "error": error_text(error)})
+            self.emit({"type": "error", "error": client_error_text(error)})
         self.done.set()
 
     def reply(self, text: str | None = None, *, answer_now: bool = False) -> None:
@@ -227,6 +228,23 @@ class Conversation:
     def cancel(self, reason: str = "the conversation was cancelled") -> None:
         if self.human is not None:
             self.human.cancel(reason)
+
+
+_LOG = logging.getLogger("mgfrec.serve")
+INTERNAL_ERROR = "the recommendation failed on the server; the server's log says why"
+
+
+def client_error_text(error: BaseException | None) -> str:
+    """What a client may read of a failed recommendation: the message of an error about its request (a bad
+    value, an unknown user or item) or of a human conversation's end (timeout, cancel); for anything else (a
+    remote user agent's HTTP failure names its server, model and key variable) a fixed line, the message going
+    to the server's log (logger ``mgfrec.serve``) instead."""
+    from mgfrec.user_agents.human import FeedbackCancelled, FeedbackTimeout
+
+    if isinstance(error, (ValueError, KeyError, LookupError, FeedbackTimeout, FeedbackCancelled)):
+        return error_text(error)
+    _LOG.error("the recommendation failed: %s", error_text(error))
+    return INTERNAL_ERROR
 
 
 def error_text(error: BaseException | None) -> str:

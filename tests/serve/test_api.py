@@ -265,3 +265,36 @@ def test_no_key_reaches_a_response_or_the_log(serve_run, plugin, tmp_path):
         proc.stop()
     assert not [b for b in bodies if secret in b]
     assert secret not in proc.log and "MGFREC_TEST_KEY" not in proc.log
+
+
+def test_a_failing_user_agent_gives_the_client_a_fixed_line_and_the_log_the_details(serve_run, plugin):
+    """A remote user agent that cannot be reached: the 500 body and the conversation's error event say only that
+    the recommendation failed; its server, model and key variable go to the server's log, never the key."""
+    from mgfrec.serve.work import INTERNAL_ERROR
+
+    secret = "sk-test-0123456789abcdefSECRET"
+    run, _, ds = serve_run
+    sets = [
+        "user_agent.backend=openai",
+        "user_agent.model=m-private",
+        "user_agent.base_url=http://127.0.0.1:9/internal/v1",
+        "user_agent.api_key_env=MGFREC_TEST_KEY",
+        "user_agent.max_retries=0",
+        "user_agent.timeout_s=5",
+    ]
+    args = [a for s in sets for a in ("--set", s)]
+    proc = ServerProcess(run, plugin, *args, env=subprocess_env(plugin, MGFREC_TEST_KEY=secret))
+    try:
+        proc.wait_ready()
+        with httpx.Client(base_url=proc.url, timeout=300) as c:
+            r = c.post("/v1/recommend", json={"history": [ds.titles[0]]})
+            opened = c.post("/v1/sessions", json={"history": [ds.titles[1]]}).json()
+            events = read_events(c, opened["events"])
+    finally:
+        proc.stop()
+    assert r.status_code == 500 and r.json() == {"error": INTERNAL_ERROR}
+    assert events[-1] == {"type": "error", "error": INTERNAL_ERROR}
+    for private in ("127.0.0.1:9", "m-private", "MGFREC_TEST_KEY"):
+        assert private not in r.text and private not in str(events)
+    assert "the recommendation failed: user agent backend 'openai' at http://127.0.0.1:9/internal/v1" in proc.log
+    assert secret not in proc.log
