@@ -161,22 +161,27 @@ def build_plans(
         zip(todo, grounding.ground([parse_turn(turn2[n]).title or "" for n in todo]) if todo else [], strict=False)
     )
 
+    def answer_of(target: int, shown: list[int]) -> tuple[int, bool]:
+        """The teacher's answer among ``shown`` (what this trajectory was shown) and whether it is the target."""
+        if teacher == "recall":
+            return shown[0], shown[0] == target
+        if target in shown:
+            return target, True
+        if fallback == "nearest":
+            return _nearest(vectors, shown, target, set()), False
+        return shown[0], False  # the recall list's best item (the first list shown)
+
     plans = []
     for n, s in enumerate(samples):
         grounded = [tuple(lists1[n])] + ([tuple(lists2[n])] if n in lists2 else [])
-        shown = [*recalls[n], *(i for row in grounded for i in row)]
-        if teacher == "recall":
-            answer, hit = shown[0], shown[0] == s.target
-        elif s.target in shown:
-            answer, hit = s.target, True
-        elif fallback == "nearest":
-            answer, hit = _nearest(vectors, shown, s.target, set()), False
-        else:
-            answer, hit = shown[0], False  # the recall list's best item (the first list shown)
+        answer, hit = answer_of(s.target, [*recalls[n], *(i for row in grounded for i in row)])
         turns = [turn1[n], *([turn2[n]] if n in turn2 else [])]
         turns.append(w.turn([f"{w.title(answer)} fits best.", "Best match."], "answer", answer))
         if sum(w.size(t) for t in turns) > agent.max_new_tokens_total and len(turns) == 3:
-            turns, grounded = [turns[0], turns[2]], grounded[:1]  # drop the optional grounding to fit the total
+            # drop the optional grounding to fit the total, and answer from what is still shown without it
+            grounded = grounded[:1]
+            answer, hit = answer_of(s.target, [*recalls[n], *grounded[0]])
+            turns = [turns[0], w.turn([f"{w.title(answer)} fits best.", "Best match."], "answer", answer)]
         plans.append(Plan(tuple(turns), tuple(grounded), int(answer), hit))
     return plans
 

@@ -38,7 +38,8 @@ from mgfrec.grounding.engine import load_grounding
 from mgfrec.models.policy import load_policy
 from mgfrec.retrievers.recall import recall_lists
 from mgfrec.rl.sft import train_epoch
-from mgfrec.rl.sft_data import build_plans, synthesize
+from mgfrec.rl.sft_data import TURN_TAGS, build_plans, synthesize
+from mgfrec.rollout.scripted_engine import encode_split
 from mgfrec.text.prompts import AgentPrompts
 
 pytestmark = pytest.mark.slow  # loads the embedding model once per session
@@ -107,6 +108,26 @@ def test_second_grounding_respects_max_groundings(setup):
     plans = build_plans(setup["train"], grounding, tokenizer, agent)
     assert all(len(p.grounded) == 1 and len(p.turns) == 2 for p in plans)
     assert all(parse_turn(p.turns[-1]).kind == "answer" for p in plans)
+
+
+def test_a_second_grounding_dropped_for_the_token_total_takes_its_answer_with_it(setup):
+    """A plan whose target only the second grounding shows, when the three turns exceed
+    agent.max_new_tokens_total: the second grounding is dropped and the answer is chosen again among what the
+    trajectory is still shown, never the target it can no longer see."""
+    cfg, grounding, (_, tokenizer) = setup["cfg"], setup["grounding"], setup["policy"]
+    samples = setup["train"]
+    plans = build_plans(samples, grounding, tokenizer, cfg.agent)
+    second = [(s, p) for s, p in zip(samples, plans, strict=True) if len(p.grounded) == 2 and p.target_shown]
+    second = [(s, p) for s, p in second if s.target in p.grounded[1] and s.target not in p.grounded[0]]
+    assert second, "no plan shows its target only in the second grounding"
+    sample, plan = second[0]
+    total = sum(len(encode_split(tokenizer, t, TURN_TAGS)) for t in plan.turns)
+    agent = cfg.agent.model_copy(update={"max_new_tokens_total": total - 1})
+    (short,) = build_plans([sample], grounding, tokenizer, agent)
+    shown = [*(i for i in sample.recall if i >= 0), *short.grounded[0]]
+    assert len(short.turns) == 2 and len(short.grounded) == 1
+    assert short.answer_item in shown and short.answer_item != sample.target and not short.target_shown
+    assert parse_turn(short.turns[-1]).title == grounding.titles[short.answer_item]
 
 
 def test_the_recall_teacher_grounds_and_answers_the_recall_lists_first_item(setup):
