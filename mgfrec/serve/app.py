@@ -81,6 +81,10 @@ class FeedbackBody(BaseModel):
     answer_now: bool = Field(False, description="ask the agent to give its final answer now")
 
 
+FINISHED_KEPT = 4
+"""Finished conversations kept for their reader, per ``--max-sessions`` slot (the oldest are forgotten first)."""
+
+
 def create_app(recommender: Recommender, options: ServeOptions | None = None) -> FastAPI:
     """The FastAPI app over a loaded run; the caller serves it (uvicorn) and closes nothing else."""
     options = options or ServeOptions()
@@ -186,10 +190,13 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
         """Start a streamed conversation; read it from ``events``, answer it at ``feedback`` (human mode)."""
         query, mode = query_of(body)
         now = time.monotonic()
-        for sid, (conv, _) in list(sessions.items()):  # forget conversations nobody came back for
-            if conv.done.is_set() and now - conv.created > 600:
+        finished = [sid for sid, (conv, _) in sessions.items() if conv.done.is_set()]
+        for n, sid in enumerate(finished):  # forget finished conversations nobody came back for: the old ones,
+            # and beyond the newest FINISHED_KEPT per open slot, whatever their age (their events stay readable)
+            if now - sessions[sid][0].created > 600 or len(finished) - n > FINISHED_KEPT * options.max_sessions:
                 sessions.pop(sid, None)
-        if len(sessions) >= options.max_sessions:
+        running = sum(not conv.done.is_set() for conv, _ in sessions.values())
+        if running >= options.max_sessions:  # a finished conversation holds no slot
             raise HTTPException(503, f"{options.max_sessions} conversations are open (--max-sessions); try again later")
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()

@@ -62,8 +62,12 @@ class Batcher:
             raise ValueError(f"max_batch and queue_size must be >= 1, got {max_batch} and {queue_size}")
         self.recommender = recommender
         self.max_batch = max_batch
-        self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=queue_size)
+        self._capacity = queue_size
+        self._queue: queue.Queue[Job | None] = queue.Queue()
         self._held: list[Job] = []  # taken from the queue but of another mode than the batch being built
+        # requests submitted and not yet in a running batch, wherever they wait (the queue or _held): the bound
+        self._waiting = 0
+        self._waiting_lock = threading.Lock()
         self._stats_lock = threading.Lock()
         self.stats = {"requests": 0, "batches": 0, "largest_batch": 0, "failed": 0}
         self._thread = threading.Thread(target=self._loop, name="mgfrec-batcher", daemon=True)
@@ -71,18 +75,22 @@ class Batcher:
 
     @property
     def capacity(self) -> int:
-        return self._queue.maxsize
+        return self._capacity
 
     def queued(self) -> int:
-        return self._queue.qsize() + len(self._held)
+        """Requests waiting for a batch (never more than :attr:`capacity`)."""
+        with self._waiting_lock:
+            return self._waiting
 
     def submit(self, query: Query, mode: Mode, listener: Emit | None = None) -> Future:
-        """Queue one request; its future gets a :class:`Recommendation`. Raises :class:`Busy` when full."""
+        """Queue one request; its future gets a :class:`Recommendation`. Raises :class:`Busy` when
+        :attr:`capacity` requests already wait (those the worker has taken aside for a later batch included)."""
         job = Job(query, mode, listener)
-        try:
-            self._queue.put_nowait(job)
-        except queue.Full:
-            raise Busy(f"the request queue is full ({self.capacity} waiting); try again shortly") from None
+        with self._waiting_lock:
+            if self._waiting >= self._capacity:
+                raise Busy(f"the request queue is full ({self.capacity} waiting); try again shortly")
+            self._waiting += 1
+        self._queue.put_nowait(job)
         return job.future
 
     def close(self) -> None:
@@ -110,11 +118,21 @@ class Batcher:
             mode = self._held[0].mode
             batch = [j for j in self._held if j.mode == mode][: self.max_batch]
             self._held = [j for j in self._held if j not in batch]
+            with self._waiting_lock:
+                self._waiting -= len(batch)
             self._run(batch)
             if stop:
                 break
+        while True:  # what still waits, taken aside or queued behind the stop, is answered too
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                self._held.append(job)
         for job in self._held:
-            job.future.set_exception(Busy("the server is stopping"))
+            if job.future.set_running_or_notify_cancel():  # False: the client already gave up on it
+                job.future.set_exception(Busy("the server is stopping"))
 
     def _run(self, batch: list[Job]) -> None:
         jobs = [j for j in batch if j.future.set_running_or_notify_cancel()]
@@ -177,6 +195,8 @@ class Conversation:
         self.created = time.monotonic()
         self.done = threading.Event()
         self.human: Any = None
+        self._future: Future | None = None  # the batcher's job (simulated / none feedback)
+        self._cancelled: str | None = None  # why the client cancelled: no event but the end goes out after it
         if mode.feedback == "human":
             self.human = load_user_agent(
                 UserAgentConfig(backend="human", options={"timeout_s": feedback_timeout_s}),
@@ -186,8 +206,8 @@ class Conversation:
     def start(self, batcher: Batcher) -> None:
         """Run it: in its own thread with a person, else through the batcher."""
         if self.human is None:
-            future = batcher.submit(self.query, self.mode, self.emit)
-            future.add_done_callback(lambda f: self._finish(f.result if f.exception() is None else None, f.exception()))
+            self._future = batcher.submit(self.query, self.mode, self._forward)
+            self._future.add_done_callback(self._batch_done)
             return
         threading.Thread(target=self._run_human, name=f"mgfrec-conversation-{self.id[:8]}", daemon=True).start()
 
@@ -205,11 +225,25 @@ class Conversation:
         else:
             self._finish(lambda: rec, None)
 
+    def _forward(self, event: dict[str, Any]) -> None:
+        """A batch's event, unless the client cancelled the conversation."""
+        if self._cancelled is None:
+            self.emit(event)
+
+    def _batch_done(self, future: Future) -> None:
+        if future.cancelled():  # cancelled while it waited in the queue: it never ran
+            self._finish(None, None)
+            return
+        error = future.exception()
+        self._finish(future.result if error is None else None, error)
+
     def _ask(self, request: FeedbackRequest) -> None:
         self.emit({"type": "feedback_wanted", "title": request.grounded_title, "items": list(request.item_titles)})
 
     def _finish(self, result: Callable[[], Recommendation] | None, error: BaseException | None) -> None:
-        if error is None and result is not None:
+        if self._cancelled is not None:
+            self.emit({"type": "error", "error": f"the conversation was cancelled ({self._cancelled})"})
+        elif error is None and result is not None:
             rec = result()
             self.emit({"type": "done", "result": rec.to_dict(self.recommender.ds)})
         else:
@@ -226,8 +260,16 @@ class Conversation:
             self.human.reply(text)
 
     def cancel(self, reason: str = "the conversation was cancelled") -> None:
+        """End the conversation: a person waiting to type is released at once; a request still queued is taken
+        out of the queue; one already in a running batch finishes that batch unseen (a batch cannot stop for one
+        of its rows). Either way no event but the end follows, an ``error`` event that says it was cancelled."""
         if self.human is not None:
             self.human.cancel(reason)
+            return
+        if self._cancelled is None and not self.done.is_set():
+            self._cancelled = reason
+            if self._future is not None:
+                self._future.cancel()  # False once running: _finish then ends it as cancelled
 
 
 _LOG = logging.getLogger("mgfrec.serve")

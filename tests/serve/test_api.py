@@ -298,3 +298,52 @@ def test_a_failing_user_agent_gives_the_client_a_fixed_line_and_the_log_the_deta
         assert private not in r.text and private not in str(events)
     assert "the recommendation failed: user agent backend 'openai' at http://127.0.0.1:9/internal/v1" in proc.log
     assert secret not in proc.log
+
+
+def test_a_finished_conversation_holds_no_slot_and_a_cancel_ends_a_batched_one(
+    serve_run, plugin, monkeypatch, tmp_path
+):
+    """--max-sessions counts conversations still running: a finished one (its events still readable) frees its
+    slot at once. DELETE on a conversation without a person ends it with a 'cancelled' error event, nothing after."""
+    import time
+
+    import mgfrec.recommend as rec_module
+    from mgfrec.recommend import load_recommender
+    from mgfrec.serve.app import ServeOptions, create_app
+
+    monkeypatch.syspath_prepend(str(plugin))
+    from mgfrec_serve_testkit import Options, ScriptedTestEngine
+
+    class Slow:  # each turn takes 0.3 s, so a conversation is still running when it is cancelled
+        def __init__(self, inner):
+            self.inner = inner
+
+        def generate(self, *args, **kwargs):
+            time.sleep(0.3)
+            return self.inner.generate(*args, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    run, _, ds = serve_run
+    titles = [ds.titles[i] for i in SCRIPT_TITLES]
+    monkeypatch.setattr(
+        rec_module, "build_engine", lambda cfg, m, tok: Slow(ScriptedTestEngine(m, tok, Options(titles=titles)))
+    )
+    app = create_app(load_recommender(hf_copy(run, tmp_path / "run")), ServeOptions(max_sessions=1))
+    with ThreadServer(app) as srv, httpx.Client(base_url=srv.url, timeout=120) as c:
+        first = c.post("/v1/sessions", json={"history": [ds.titles[0]], "feedback": "none"})
+        assert first.status_code == 201
+        assert c.post("/v1/sessions", json={"history": [ds.titles[1]]}).status_code == 503  # the one slot is taken
+        deadline, second = time.monotonic() + 60, None
+        while time.monotonic() < deadline:  # the first ends after a few slow turns; its slot is free at once
+            second = c.post("/v1/sessions", json={"history": [ds.titles[1]], "feedback": "none"})
+            if second.status_code == 201:
+                break
+            time.sleep(0.2)
+        assert second is not None and second.status_code == 201, second.text
+        assert read_events(c, first.json()["events"])[-1]["type"] == "done"  # still readable after it ended
+        assert c.delete(f"/v1/sessions/{second.json()['session_id']}").json() == {"status": "cancelled"}
+        events = read_events(c, second.json()["events"])
+        assert events[-1] == {"type": "error", "error": "the conversation was cancelled (cancelled by the client)"}
+        assert not [e for e in events if e["type"] == "done"]

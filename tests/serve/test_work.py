@@ -64,3 +64,64 @@ def test_a_full_queue_refuses_and_a_bad_request_fails_alone():
     assert good.result(30) == "rec for u1"
     batcher.close()
     assert batcher.stats["failed"] == 1
+
+
+class Gated:
+    """Stands in for a Recommender: every recommend_many call waits for one ``go.release()``."""
+
+    def __init__(self):
+        self.calls: list[list[str]] = []
+        self.go = threading.Semaphore(0)
+        self.entered = threading.Semaphore(0)
+
+    def recommend_many(self, queries, *, user_agent, sample, seed, listener):
+        self.calls.append([q.user for q in queries])
+        self.entered.release()
+        assert self.go.acquire(timeout=30)
+        return [f"rec for {q.user}" for q in queries]
+
+
+def test_requests_the_worker_took_aside_count_against_the_queue_bound():
+    """Requests of another mode that the worker has taken out of the queue still wait: they count, so the number
+    waiting never exceeds the capacity (before, the worker emptied the queue and the backlog grew without bound)."""
+    rec = Gated()
+    batcher = Batcher(rec, max_batch=2, queue_size=4)
+    first = batcher.submit(Query(user="u0"), Mode())
+    assert rec.entered.acquire(timeout=30)  # u0 runs; the worker waits in it
+    waiting = [batcher.submit(Query(user=u), Mode(feedback=f)) for u, f in [("a1", "simulated"), ("b1", "none")]]
+    waiting += [batcher.submit(Query(user=u), Mode(feedback=f)) for u, f in [("a2", "simulated"), ("b2", "none")]]
+    assert batcher.queued() == 4
+    with pytest.raises(Busy, match="queue is full"):
+        batcher.submit(Query(user="x"), Mode())
+    rec.go.release()  # u0 ends; the worker takes all four, runs a1 + a2 and keeps b1, b2 aside
+    assert rec.entered.acquire(timeout=30) and rec.calls[-1] == ["a1", "a2"]
+    assert batcher.queued() == 2
+    more = [batcher.submit(Query(user=f"c{n}"), Mode()) for n in range(2)]
+    with pytest.raises(Busy, match="queue is full"):
+        batcher.submit(Query(user="y"), Mode())
+    assert batcher.queued() == 4
+    for _ in range(3):
+        rec.go.release()
+    assert first.result(30) == "rec for u0"
+    assert [f.result(30) for f in waiting + more] == [f"rec for {u}" for u in ("a1", "b1", "a2", "b2", "c0", "c1")]
+    batcher.close()
+
+
+def test_a_request_queued_behind_the_stop_is_refused_not_left_waiting():
+    import time
+
+    rec = Gated()
+    batcher = Batcher(rec, max_batch=1, queue_size=4)
+    running = batcher.submit(Query(user="u0"), Mode())
+    assert rec.entered.acquire(timeout=30)
+    stopper = threading.Thread(target=batcher.close)
+    stopper.start()  # the stop marker is queued while u0 runs
+    deadline = time.monotonic() + 30
+    while batcher._queue.qsize() == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    late = batcher.submit(Query(user="u1"), Mode())  # behind the marker
+    rec.go.release()
+    stopper.join(30)
+    assert running.result(30) == "rec for u0"
+    with pytest.raises(Busy, match="stopping"):
+        late.result(5)
