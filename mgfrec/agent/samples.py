@@ -78,13 +78,35 @@ def recall_for(
             raise ValueError(f"--recall-run {options.recall_run}: it was trained on other data than --data {ds.root}")
         return Path(options.recall_run), info.model
     run_dir = Path(out) / "recall"
+    fit_cfg = cfg.model_copy(update={"retriever": cfg.retriever.model_copy(update={"model": options.recall_model})})
     if (run_dir / RUN_FILE).is_file():
         info = read_run_info(run_dir)
-        if info.model == options.recall_model and info.data_checksum == ds.checksum:
+        if info.model == options.recall_model and info.data_checksum == ds.checksum and _same_fit(run_dir, fit_cfg):
             return run_dir, info.model
-    fit_cfg = cfg.model_copy(update={"retriever": cfg.retriever.model_copy(update={"model": options.recall_model})})
     fit_baseline(ds, fit_cfg, run_dir, reg)
     return run_dir, options.recall_model
+
+
+def _same_fit(run_dir: Path, cfg: MGFRecConfig) -> bool:
+    """Whether the recall run in ``run_dir`` was fitted with ``cfg``'s retriever and embedding settings (the
+    recall list's length aside, which is read from it later), so that reusing it gives what a fit would."""
+    from mgfrec.config.load import load_config
+
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        return False
+    try:
+        old = load_config(saved)
+    except Exception:  # noqa: BLE001 - an unreadable config is refitted, not trusted
+        return False
+
+    def settings(c: MGFRecConfig) -> tuple[dict, dict]:  # where and in what batches it ran changes nothing
+        return (
+            c.retriever.model_dump(exclude={"recall_size", "device"}),
+            c.embedding.model_dump(exclude={"batch_size", "device", "cache_dir"}),
+        )
+
+    return settings(old) == settings(cfg)
 
 
 def split_samples(

@@ -1,0 +1,36 @@
+"""``recall_for``: the recall run an SFT or GRPO run fits into ``OUT/recall`` is reused only when it was fitted
+the way this run would fit it."""
+
+from __future__ import annotations
+
+from csvkit import cyclic_dataset
+
+from mgfrec.agent import samples as samples_mod
+from mgfrec.agent.samples import RecallOptions, recall_for
+from mgfrec.config.load import load_config
+
+
+def test_the_recall_fit_is_reused_only_with_the_same_retriever_and_embedding_settings(tmp_path, monkeypatch):
+    ds = cyclic_dataset(tmp_path)
+    fits = []
+    real = samples_mod.fit_baseline
+
+    def counting(*args, **kwargs):
+        fits.append(args[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(samples_mod, "fit_baseline", counting)
+    options = RecallOptions(recall_model="pop")
+
+    def fitted(sets: list[str]) -> bool:
+        before = len(fits)
+        run_dir, model = recall_for(ds, load_config(None, sets), options, tmp_path / "out")
+        assert model == "pop" and run_dir == tmp_path / "out" / "recall"
+        return len(fits) > before
+
+    assert fitted([])  # nothing to reuse yet
+    assert not fitted([])
+    assert not fitted(["retriever.recall_size=5", "retriever.device=cpu", "embedding.batch_size=8"])
+    assert fitted(["retriever.max_epochs=3"])  # another fit would differ: not reused
+    assert fitted(["embedding.normalize=true"])
+    assert not fitted(["embedding.normalize=true"])  # the settings of the last fit: reused
