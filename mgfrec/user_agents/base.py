@@ -90,6 +90,15 @@ class UserAgentError(RuntimeError):
     """A backend could not produce feedback; the message names the backend, where it went and how often."""
 
 
+class PartialFeedbackError(UserAgentError):
+    """Some requests of a batch failed: ``answers[i]`` holds request ``i``'s feedback where it succeeded (None
+    where it failed), so a cache can keep what was already paid for."""
+
+    def __init__(self, message: str, answers: list[str | None]):
+        super().__init__(message)
+        self.answers = answers
+
+
 class UsageStats:
     """Thread-safe counters every built-in backend reports through ``stats()``.
 

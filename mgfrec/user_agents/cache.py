@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from mgfrec.user_agents.base import FeedbackRequest, UserAgent, UserAgentError
+from mgfrec.user_agents.base import FeedbackRequest, PartialFeedbackError, UserAgent, UserAgentError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -118,7 +118,14 @@ class CachedUserAgent:
             if key not in answers:
                 todo.setdefault(key, request)
         if todo:
-            fresh = self.inner.feedback(list(todo.values()))
+            try:
+                fresh = self.inner.feedback(list(todo.values()))
+            except PartialFeedbackError as exc:  # keep the answers that came back: they were paid for
+                done = [(k, a) for k, a in zip(todo, exc.answers, strict=False) if a is not None]
+                self.cache.put_many(done)
+                with self._lock:
+                    self._misses += len(done)
+                raise
             if len(fresh) != len(todo):
                 raise UserAgentError(
                     f"{type(self.inner).__name__} returned {len(fresh)} feedbacks for {len(todo)} requests"

@@ -28,7 +28,13 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from mgfrec.config.schema import UserAgentConfig
-from mgfrec.user_agents.base import FeedbackRequest, UsageStats, UserAgentContext, UserAgentError
+from mgfrec.user_agents.base import (
+    FeedbackRequest,
+    PartialFeedbackError,
+    UsageStats,
+    UserAgentContext,
+    UserAgentError,
+)
 from mgfrec.user_agents.cache import cache_key
 from mgfrec.user_agents.prompt import prompt_builder
 
@@ -143,7 +149,8 @@ class RemoteChatAgent:
             prefix = (
                 f"{len(failed)} of {len(requests)} feedback requests failed; the first: " if len(requests) > 1 else ""
             )
-            raise UserAgentError(prefix + str(failed[0])) from None  # failed[0] holds nothing more
+            answers = [None if f.exception() is not None else f.result() for f in futures]
+            raise PartialFeedbackError(prefix + str(failed[0]), answers) from None  # failed[0] holds nothing more
         return [f.result() for f in futures]
 
     def _one(self, messages: list[dict[str, str]]) -> str:

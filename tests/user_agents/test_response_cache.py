@@ -92,6 +92,27 @@ def test_changing_model_or_sampling_changes_the_key(api_key):
     assert key_of(other, opts(backoff_s=3.0), req) == key_of(cfg, None, req)
 
 
+def test_the_answers_of_a_partly_failed_batch_are_kept(api_key, tmp_path, fresh_registry):
+    """One request of a batch fails (HTTP 500, no retries): the call fails, but the answers that came back are
+    stored, so asking again sends only the one that failed."""
+    fresh_registry.add("user_agent", "openai", OpenAIChatAgent)
+    path = tmp_path / "c.sqlite"
+    batch = [make_request(n) for n in range(4)]
+    server = FakeServer("openai", responder=lambda b: "reply " + b["messages"][-1]["content"][-12:])
+    with serve(server):
+        server.faults = ["ok", "ok", "500", "ok"]
+        agent = load_user_agent(
+            api_config(server.url, backend="openai", cache_path=str(path), max_retries=0), reg=fresh_registry
+        )
+        with pytest.raises(UserAgentError, match="1 of 4 feedback requests failed"):
+            agent.feedback(batch)
+        assert server.count == 4 and len(agent.cache) == 3
+        answers = agent.feedback(batch)
+        assert server.count == 5 and len(answers) == 4  # only the failed one was asked again
+        assert answers == agent.feedback(batch) and server.count == 5
+        agent.close()
+
+
 def test_failures_are_not_stored(tmp_path):
     path = tmp_path / "c.sqlite"
     failing = CachedUserAgent(EchoAgent(fail=True), path)
