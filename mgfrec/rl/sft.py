@@ -45,6 +45,7 @@ from mgfrec.models.logprobs import restrict, vocab_width
 from mgfrec.models.policy import check_policy_source, load_policy, preset_name, save_policy, training_device
 from mgfrec.registry import Registry, registry, with_registry
 from mgfrec.rl.sft_data import Fallback, Teacher, synthesize
+from mgfrec.rollout.base import build_engine
 from mgfrec.runs import RUN_FILE, RunInfo, clear_results, write_metrics, write_run_info
 from mgfrec.text.prompts import AgentPrompts
 from mgfrec.user_agents.base import require_automatic, with_run_cache
@@ -163,6 +164,39 @@ def train_epoch(
 # --- the whole run ---------------------------------------------------------------------------------------
 
 
+def _train(
+    model: Any,
+    tokenizer: Any,
+    trajectories: Sequence[Trajectory],
+    options: SFTOptions,
+    out: Path,
+    validate: Callable[[], dict[str, float]],
+    say: Callable[[str], None],
+) -> list[dict[str, float]]:
+    """Validate, then train ``options.epochs`` epochs validating after each; the rows of ``sft_metrics.csv``."""
+    history = [{"epoch": 0, "train_loss": float("nan"), **validate()}]
+    say(_row_text(history[-1]))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+    rng = np.random.default_rng(options.seed)
+    steps_per_epoch = -(-len(trajectories) // options.batch_size)
+    with _progress(options.progress, options.epochs * steps_per_epoch) as advance:
+        for epoch in range(1, options.epochs + 1):
+            loss = train_epoch(
+                model,
+                optimizer,
+                trajectories,
+                tokenizer.pad_token_id,
+                options.batch_size,
+                rng,
+                on_step=lambda value, e=epoch: advance(e, value),
+            )
+            history.append({"epoch": epoch, "train_loss": loss, **validate()})
+            say(_row_text(history[-1]))
+            write_metrics(out / "sft_metrics.csv", history)
+    write_metrics(out / "sft_metrics.csv", history)
+    return history
+
+
 @with_registry
 def run_sft(
     data: str | Path,
@@ -228,37 +262,22 @@ def run_sft(
         + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in synth.stats.items())
     )
 
-    history = [
-        {
-            "epoch": 0,
-            "train_loss": float("nan"),
-            **evaluate_policy(
-                model, tokenizer, environment, valid, cfg, prompts=prompts, seed=options.seed, final=final
-            ),
-        }
-    ]
-    say(_row_text(history[-1]))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
-    rng = np.random.default_rng(options.seed)
-    steps_per_epoch = -(-len(synth.trajectories) // options.batch_size)
-    with _progress(options.progress, options.epochs * steps_per_epoch) as advance:
-        for epoch in range(1, options.epochs + 1):
-            loss = train_epoch(
-                model,
-                optimizer,
-                synth.trajectories,
-                tokenizer.pad_token_id,
-                options.batch_size,
-                rng,
-                on_step=lambda value, e=epoch: advance(e, value),
-            )
-            metrics = evaluate_policy(
-                model, tokenizer, environment, valid, cfg, prompts=prompts, seed=options.seed, final=final
-            )
-            history.append({"epoch": epoch, "train_loss": loss, **metrics})
-            say(_row_text(history[-1]))
-            write_metrics(out / "sft_metrics.csv", history)
-    write_metrics(out / "sft_metrics.csv", history)
+    # one rollout engine for every validation (a vllm engine starts once), given the trained weights before each
+    engine = build_engine(cfg.rollout, model, tokenizer, reg=reg)
+
+    def validate() -> dict[str, float]:
+        if getattr(engine, "model", None) is not model:  # an engine with its own weights (vllm, copy_model)
+            engine.load_weights(model.state_dict())
+        return evaluate_policy(
+            model, tokenizer, environment, valid, cfg, prompts=prompts, seed=options.seed, final=final, engine=engine
+        )
+
+    try:
+        history = _train(model, tokenizer, synth.trajectories, options, out, validate, say)
+    finally:
+        close = getattr(engine, "close", None)
+        if callable(close):
+            close()
 
     save_policy(model, tokenizer, out / "policy", preset=preset_name(cfg.policy.model))
     write_resolved(cfg, out)

@@ -218,6 +218,37 @@ def test_cli_writes_a_loadable_run_folder(setup):
     assert (out / "recall" / "run.json").is_file()
 
 
+def test_every_validation_uses_one_engine_given_the_trained_weights(setup, monkeypatch):
+    """SFT builds its rollout engine once; an engine holding its own copy of the weights (copy_model) is given the
+    trained weights before each validation, so it validates exactly as the engine that shares the model."""
+    from mgfrec.rl import sft as sft_mod
+
+    root, ds = setup["root"], setup["ds"]
+    built = []
+    real = sft_mod.build_engine
+
+    def counting(*args, **kwargs):
+        built.append(args[0].options)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sft_mod, "build_engine", counting)
+    app = typer.Typer()
+    app.command()(sft)
+    rows = {}
+    for copy in ("false", "true"):
+        out = root / f"engine-{copy}"
+        args = ["--data", ds.root, "--out", out, "--recall-model", "pop", "--epochs", "2", "--max-train-samples", "6"]
+        args += ["--valid-samples", "4", "--no-progress", "--set", f"agent.template={root / 'system.txt'}"]
+        args += ["--set", "retriever.recall_size=5", "--set", "grounding.top_k=3", "--set", "user_agent.backend=none"]
+        args += ["--set", f"rollout.options.copy_model={copy}"]
+        result = CliRunner().invoke(app, [str(a) for a in args])
+        assert result.exit_code == 0, result.output
+        rows[copy] = list(csv.DictReader((out / "sft_metrics.csv").open()))
+    assert len(built) == 2  # one engine per run, not one per validation
+    valid = [k for k in rows["false"][0] if k.startswith("valid") or k in ("ndcg_full", "ndcg@10", "format_valid")]
+    assert valid and [[r[k] for k in valid] for r in rows["true"]] == [[r[k] for k in valid] for r in rows["false"]]
+
+
 def test_cli_names_a_bad_fallback(setup):
     app = typer.Typer()
     app.command()(sft)
