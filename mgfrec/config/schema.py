@@ -9,6 +9,7 @@ Secrets never live here: API keys are read from environment variables whose *nam
 
 from __future__ import annotations
 
+import re
 import warnings
 from typing import Any, Literal
 
@@ -146,8 +147,15 @@ class AgentConfig(Section):
         return self
 
 
+KEY_PREFIXES = ("sk-", "sk_", "AIza", "gsk_", "xai-", "hf_")
+"""How API keys of common providers begin: an ``api_key_env`` that does is a key, not a variable's name."""
+
+
 class UserAgentConfig(Section):
     """The simulated user who critiques each grounding."""
+
+    # a validation error never echoes the input: a key put in the wrong field would be printed
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, hide_input_in_errors=True)
 
     backend: str = "simulated"
     prompt: str | None = Field(None, description="path to a prompt file; default: the paper's Table 1")
@@ -165,8 +173,13 @@ class UserAgentConfig(Section):
 
     @model_validator(mode="after")
     def _no_literal_keys(self) -> UserAgentConfig:
-        if self.api_key_env and (self.api_key_env.startswith("sk-") or len(self.api_key_env) > 64):
-            raise ValueError("api_key_env names an environment variable; put the key itself in that variable")
+        name = self.api_key_env
+        if name and (
+            name.startswith(KEY_PREFIXES) or len(name) > 64 or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name)
+        ):
+            raise ValueError(
+                "api_key_env names an environment variable (letters, digits and _); put the key itself in that variable"
+            )
         return self
 
 

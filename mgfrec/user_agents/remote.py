@@ -54,6 +54,10 @@ class RemoteOptions(BaseModel):
     backoff_s: float = Field(0.5, ge=0, description="first wait before retrying a malformed response; doubles")
 
 
+MIN_SCRUBBED_KEY = 8
+"""Keys at least this long are scrubbed from error text; shorter ones are placeholders, not secrets."""
+
+
 class RemoteChatAgent:
     """Base class of the API backends; see the module docstring. Subclasses set the class attributes and
     implement :meth:`_make_client`, :meth:`_complete` and :meth:`_describe_error`."""
@@ -195,7 +199,11 @@ class RemoteChatAgent:
             f"user agent backend '{self.name}' at {self.base_url} (model {self.model}): {reason}; "
             f"gave up after {attempts} attempt(s) (user_agent.max_retries={self.cfg.max_retries})"
         )
-        return UserAgentError(message.replace(self._secret, "***"))
+        # a placeholder key a few characters long (a local server's "x") is no secret, and replacing it everywhere
+        # would garble the message ("HTTP status 401" with the key "1"); every provider's key is far longer
+        if self._secret and len(self._secret) >= MIN_SCRUBBED_KEY:
+            message = message.replace(self._secret, "***")
+        return UserAgentError(message)
 
     def stats(self) -> dict[str, Any]:
         return self.usage.snapshot()

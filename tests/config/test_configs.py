@@ -105,6 +105,25 @@ def test_resolved_config_has_no_secrets(tmp_path, monkeypatch):
         load_config(None, ["user_agent.api_key_env=sk-abc"])
 
 
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    "key", ["sk-ant-api03-TAILSECRET1234567890abcdef", "AIzaSyTAILSECRET1234567890abcdefghijk", "gsk_TAILSECRET123"]
+)
+def test_a_key_put_where_a_variable_name_goes_is_refused_without_echoing_it(key):
+    """Outside the CLI too: the validation error names the field, never the value (pydantic echoes inputs)."""
+    from pydantic import ValidationError
+
+    from mgfrec.config.schema import UserAgentConfig
+
+    with pytest.raises(ValidationError) as err:
+        UserAgentConfig(backend="openai", api_key_env=key)
+    assert "names an environment variable" in str(err.value) and "TAILSECRET" not in str(err.value)
+    with pytest.raises(ValidationError) as err:
+        UserAgentConfig(backend="openai", api_key_env="MY-KEY.VAR")  # not a variable name either
+    assert "MY-KEY.VAR" not in str(err.value)
+    assert UserAgentConfig(backend="openai", api_key_env="OPENAI_API_KEY").api_key_env == "OPENAI_API_KEY"
+
+
 def test_every_key_like_option_is_redacted(tmp_path):
     secrets = {
         "access_key": "s1",

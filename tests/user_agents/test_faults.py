@@ -115,3 +115,16 @@ def test_empty_feedback_text_is_a_malformed_response_retried_then_an_error(api_k
             with pytest.raises(UserAgentError, match=r"malformed response body.*text is empty.*3 attempt\(s\)"):
                 agent.feedback([make_request()])
     assert server.count == 3
+
+
+def test_a_placeholder_key_a_few_characters_long_does_not_garble_the_error(monkeypatch):
+    """A local server's placeholder key ("5") is no secret: the message keeps its digits ("HTTP status 500"); a
+    real key's length is scrubbed as before (test_key_never_shown)."""
+    from uakit import KEY_ENV
+
+    monkeypatch.setenv(KEY_ENV, "5")
+    with serve(FakeServer("openai", default="500")) as server:
+        with build(OpenAIChatAgent, api_config(server.url, max_retries=0)) as agent:
+            with pytest.raises(UserAgentError) as info:
+                agent.feedback([make_request()])
+    assert "HTTP status 500" in str(info.value) and "***" not in str(info.value)
