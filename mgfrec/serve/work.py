@@ -143,9 +143,11 @@ class Batcher:
             self.stats["requests"] += len(jobs)
             self.stats["largest_batch"] = max(self.stats["largest_batch"], len(jobs))
         listeners = [j.listener for j in jobs]
+        heard = [False] * len(jobs)  # whether job n's stream has already received an event of this attempt
 
         def route(n: int, event: dict[str, Any]) -> None:
             if listeners[n] is not None:
+                heard[n] = True
                 listeners[n](event)
 
         mode = jobs[0].mode
@@ -158,9 +160,15 @@ class Batcher:
                 listener=route,
             )
         except Exception as exc:  # noqa: BLE001 - handed to every waiting request
-            if len(jobs) > 1:  # one bad request must not fail the others: answer them one by one
-                for job in jobs:
-                    self._run_one(job)
+            if len(jobs) > 1:  # one bad request must not fail the others: answer them one by one, except those
+                # whose stream already showed turns of this attempt (a rerun would show them twice): they end here
+                for job, streamed in zip(jobs, heard, strict=True):
+                    if streamed:
+                        with self._stats_lock:
+                            self.stats["failed"] += 1
+                        job.future.set_exception(exc)
+                    else:
+                        self._run_one(job)
                 return
             with self._stats_lock:
                 self.stats["failed"] += 1

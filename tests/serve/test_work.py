@@ -125,3 +125,41 @@ def test_a_request_queued_behind_the_stop_is_refused_not_left_waiting():
     assert running.result(30) == "rec for u0"
     with pytest.raises(Busy, match="stopping"):
         late.result(5)
+
+
+class FailsAfterATurn:
+    """A batch of several requests streams one turn each, then fails; a request alone succeeds."""
+
+    def __init__(self):
+        self.calls: list[list[str]] = []
+
+    def recommend_many(self, queries, *, user_agent, sample, seed, listener):
+        self.calls.append([q.user for q in queries])
+        for n, q in enumerate(queries):
+            listener(n, {"type": "turn", "user": q.user})
+        if len(queries) > 1:
+            raise RuntimeError("the user agent went away mid-batch")
+        return [f"rec for {q.user}" for q in queries]
+
+
+def test_a_failed_batch_never_shows_a_stream_its_turns_twice():
+    """After a batch fails, requests that streamed nothing yet are answered one by one; a request whose stream
+    already showed turns of the failed attempt ends with the error instead of showing them again."""
+    rec = FailsAfterATurn()
+    gate = Gated()
+    batcher = Batcher(gate, max_batch=3, queue_size=8)  # hold the worker while the batch gathers
+    first = batcher.submit(Query(user="u0"), Mode())
+    assert gate.entered.acquire(timeout=30)
+    heard: dict[str, list[dict]] = {"s1": [], "s2": []}
+    streamed = [batcher.submit(Query(user=u), Mode(), heard[u].append) for u in ("s1", "s2")]
+    plain = batcher.submit(Query(user="p1"), Mode())
+    batcher.recommender = rec
+    gate.go.release()
+    assert first.result(30) == "rec for u0"
+    for f in streamed:
+        with pytest.raises(RuntimeError, match="went away"):
+            f.result(30)
+    assert plain.result(30) == "rec for p1"  # no stream: retried alone, answered
+    batcher.close()
+    assert heard == {"s1": [{"type": "turn", "user": "s1"}], "s2": [{"type": "turn", "user": "s2"}]}  # once each
+    assert rec.calls == [["s1", "s2", "p1"], ["p1"]]
