@@ -40,6 +40,9 @@ def parse_object(raw: bytes, rep: FileReport, policy: RowPolicy, where: str) -> 
     except json.JSONDecodeError as exc:
         policy.bad(rep, "bad_json", where, f"not valid JSON ({exc.msg} at column {exc.colno})")
         return None
+    except ValueError as exc:  # json's own limits, e.g. an integer of more than 4300 digits
+        policy.bad(rep, "bad_json", where, f"not valid JSON ({str(exc).split(';')[0]})")
+        return None
     if not isinstance(obj, dict):
         policy.bad(rep, "not_an_object", where, f"expected a JSON object, got {type(obj).__name__}")
         return None

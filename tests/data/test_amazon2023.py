@@ -10,6 +10,7 @@ import datetime as dt
 import gzip
 import json
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -208,6 +209,12 @@ BAD_REVIEW_LINES = [
         "field 'timestamp' is missing",
     ),
     (json.dumps(review(timestamp="yesterday")), "bad_timestamp", "field 'timestamp' must be an integer"),
+    (json.dumps(review(timestamp=10**20)), "bad_timestamp", "field 'timestamp' must be an integer"),  # was a traceback
+    (
+        json.dumps(review()).replace('"timestamp": ', '"timestamp": ' + "9" * 5000 + ', "x": '),
+        "bad_json",
+        "not valid JSON (Exceeds the limit (4300 digits)",
+    ),
     (json.dumps(review(rating="five")), "bad_rating", "field 'rating' must be a number"),
     (json.dumps(review(user_id="")), "bad_user_id", "field 'user_id' must be a non-empty string"),
     (
@@ -242,7 +249,7 @@ def test_skip_bad_counts_every_bad_line_by_reason(tmp_path):
         **BEFORE_WINDOW,
         "outside_window": 2,
         "blank_line": 1,
-        **{reason: 1 for _, reason, _ in BAD_REVIEW_LINES},
+        **Counter(reason for _, reason, _ in BAD_REVIEW_LINES),
     }
     assert rows[META]["read"] == 13
     assert {k: rows[META]["dropped_by_reason"][k] for k in ("bad_parent_asin", "bad_title", "bad_json")} == {

@@ -186,6 +186,28 @@ def test_other_encodings_and_delimiters_are_options(tmp_path):
     assert raw.params["encoding"] == "latin-1" and raw.params["path"] == str(folder)
 
 
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ({"encoding": "utf8x"}, "unknown text encoding 'utf8x'"),
+        ({"delimiter": ";;"}, "the delimiter must be one character"),
+        ({"delimiter": '"'}, "other than a quote"),
+    ],
+)
+def test_a_bad_encoding_or_delimiter_is_named_through_the_cli(tmp_path, option, message):
+    from typer.testing import CliRunner
+
+    from mgfrec.cli.main import app
+
+    folder = write(tmp_path / "data", items=b"item_id,title\ni1,A\n", interactions=b"user_id,item_id,timestamp\n")
+    ((key, value),) = option.items()
+    res = CliRunner().invoke(
+        app, ["data", "prepare", str(folder), "--out", str(tmp_path / "out"), "-o", f"{key}={value}"]
+    )
+    assert res.exit_code == 2 and message in " ".join(res.output.split()) and "Traceback" not in res.output
+
+
 def test_a_title_longer_than_the_csv_modules_default_field_limit_is_read(tmp_path):
     title = "Live " + "x" * 200_000  # the csv module's default limit is 131,072 characters
     folder = write(

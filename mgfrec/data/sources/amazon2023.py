@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from mgfrec.data.jsonl import jsonl_lines, parse_object
 from mgfrec.data.kcore import k_core
 from mgfrec.data.raw import BadInputError, FileReport, RawLog, ReadReport, RowPolicy
+from mgfrec.data.sources.csv_folder import MAX_TIMESTAMP
 
 _MONTH = re.compile(r"^(\d{4})-(\d{2})(?:-(\d{2}))?$")
 _TAG = re.compile(r"<[^>]+>")
@@ -125,10 +126,12 @@ def _check_review(obj: dict[str, Any], id_fields: tuple[str, ...]) -> tuple[str,
         or not isinstance(stamp, (int, float))
         or not math.isfinite(stamp)
         or stamp != int(stamp)
+        or abs(stamp) > MAX_TIMESTAMP  # beyond it float64 loses integers (and int64 overflows far beyond)
     ):
         return (
             "bad_timestamp",
-            f"field 'timestamp' must be an integer (milliseconds since the epoch), got {_describe(stamp)}",
+            f"field 'timestamp' must be an integer (milliseconds since the epoch, at most 2**53 in size), got "
+            f"{_describe(stamp)}",
         )
     rating = obj.get("rating")
     if rating is None:

@@ -7,6 +7,7 @@ Every row is checked; a bad row stops the read with its file and line, or is ski
 
 from __future__ import annotations
 
+import codecs
 import csv
 import math
 import re
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from mgfrec.data.raw import BadInputError, FileReport, RawLog, ReadReport, RowPolicy
 
@@ -32,6 +33,22 @@ class CsvOptions(BaseModel):
     interactions_file: str = "interactions.csv"
     encoding: str = "utf-8"
     delimiter: str = ","
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown text encoding {value!r} (e.g. utf-8, latin-1, cp1252)") from None
+        return value
+
+    @field_validator("delimiter")
+    @classmethod
+    def _one_character(cls, value: str) -> str:
+        if len(value) != 1 or value in '\r\n"':
+            raise ValueError(f"the delimiter must be one character other than a quote or line break, got {value!r}")
+        return value
 
 
 def _bad_encoding(values: list[str]) -> bool:
