@@ -18,12 +18,14 @@ seeded test subsample (``DemoOptions.eval_samples``; agents are rolled out on it
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
-from mgfrec.config.load import write_resolved
+from mgfrec.config.load import redacted, write_resolved
 from mgfrec.config.schema import MGFRecConfig, PolicyConfig
 from mgfrec.data.prepared import PreparedDataset, prepare
 from mgfrec.embed.cache import cached_item_embeddings
@@ -116,6 +118,12 @@ def run_demo(
     if options.agent:  # refuse a conflicting policy.model or recall prior before any stage runs
         demo_policy(config, options)
         demo_recall_prior(config, options)
+    check_same_settings(out, config, options)  # finished stages are reused: only under the settings that made them
+    if not (out / SETTINGS_FILE).is_file() and (out / "data" / "manifest.json").is_file():
+        say(f"note: {out} has no {SETTINGS_FILE} (an older demo): its finished stages are reused as they are")
+    else:  # a new folder, or one made with these settings
+        out.mkdir(parents=True, exist_ok=True)
+        (out / SETTINGS_FILE).write_text(json.dumps(demo_settings(config, options), indent=2), encoding="utf-8")
     write_resolved(config, out)
     seconds: dict[str, float] = {}
     say(estimate_line(baselines, options))
@@ -295,6 +303,46 @@ def agent_stages(
     names = [n for n in DEMO_VARIANTS if n != "joint-l2" or (recall and has_item_vectors(out / recall))]
     variants = [derive_variant_run(fit_dir, name, out / f"mgfrec-{name}") for name in names]
     return [sft_dir, fit_dir, *ablations, *variants]
+
+
+SETTINGS_FILE = "demo.json"
+"""``OUT/demo.json``: the settings the demo's stages were made with (the config, secrets removed, and the options
+that shape a stage); a rerun into OUT with other ones is refused, since it would reuse stages made otherwise."""
+
+# options that do not shape a reusable stage: whether the agent stages run, and how many test samples are compared
+_RERUN_FREE = ("agent", "eval_samples")
+
+
+def demo_settings(config: MGFRecConfig, options: DemoOptions) -> dict[str, Any]:
+    """What ``OUT/demo.json`` records: ``config`` (as ``config.yaml`` writes it, ``eval`` aside) and ``options``."""
+    cfg = json.loads(json.dumps(redacted(config), default=str))
+    cfg.pop("eval", None)
+    opts = {k: v for k, v in asdict(options).items() if k not in _RERUN_FREE}
+    return json.loads(json.dumps({"config": cfg, "options": opts}, default=str))
+
+
+def check_same_settings(out: Path, config: MGFRecConfig, options: DemoOptions) -> None:
+    """Refuse, in one line, a rerun into ``out`` whose settings differ from those its stages were made with."""
+    path = out / SETTINGS_FILE
+    if not path.is_file():  # a new folder, or one from before the file: nothing to compare
+        return
+    old, new = json.loads(path.read_text(encoding="utf-8")), demo_settings(config, options)
+
+    def flat(d: Any, prefix: str = "") -> dict[str, Any]:
+        if not isinstance(d, dict):
+            return {prefix: d}
+        return {k: v for key, value in d.items() for k, v in flat(value, f"{prefix}{key}.").items()}
+
+    a, b = flat(old["config"], ""), flat(new["config"], "")
+    oa, ob = flat(old["options"], "--"), flat(new["options"], "--")
+    differ = [k.rstrip(".") for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    differ += [k.rstrip(".").replace("_", "-") for k in sorted(set(oa) | set(ob)) if oa.get(k) != ob.get(k)]
+    if differ:
+        shown = ", ".join(differ[:5]) + (f" and {len(differ) - 5} more" if len(differ) > 5 else "")
+        raise ValueError(
+            f"{out}: its stages were made with other settings ({shown}); a rerun reuses finished stages, so give "
+            f"another --out (or delete {out})"
+        )
 
 
 def has_item_vectors(run_dir: Path) -> bool:

@@ -46,6 +46,21 @@ def test_run_demo_fits_evaluates_and_reuses(tmp_path):
         cfg, tmp_path, baselines=("pop", "last-title", "sasrec", "hybrid"), options=BASELINES_ONLY, say=again.append
     )
     assert sum("reusing" in m for m in again) == 5  # data + four runs
+    # ... also with another test subsample or with the agent stages added: they shape no stage that is reused
+    from dataclasses import replace
+
+    from mgfrec.demo import SETTINGS_FILE
+
+    assert json.loads((tmp_path / SETTINGS_FILE).read_text())["options"]["baseline_steps"] == 300
+    run_demo(cfg, tmp_path, baselines=("pop",), options=replace(BASELINES_ONLY, eval_samples=20), say=again.append)
+    # but not with settings that made the stages otherwise: refused in one line before any stage
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in tmp_path.iterdir())
+    other = load_config(None, [*TINY, "retriever.max_epochs=5"])
+    with pytest.raises(
+        ValueError, match=r"its stages were made with other settings \(retriever.max_epochs, --fit-steps\)"
+    ):
+        run_demo(other, tmp_path, options=replace(BASELINES_ONLY, fit_steps=7), say=again.append)
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in tmp_path.iterdir()) == before
     # which recall runs the joint-l2 reading can use: those with item embeddings
     from mgfrec.demo import has_item_vectors
 
