@@ -229,7 +229,9 @@ def plot_sweep(
     for field in fields:
         others = [f for f in fields if f != field]
         fig, ax = plt.subplots(figsize=(5, 3.5))
-        groups = points.groupby(others, dropna=False) if others else [((), points)]
+        # list values (a grid of reward lists) cannot be grouped as they are: group by their text
+        keyed = points.assign(**{f: points[f].map(lambda v: str(v) if isinstance(v, list) else v) for f in others})
+        groups = keyed.groupby(others, dropna=False) if others else [((), points)]
         for key, group in groups:
             group = group.sort_values(field, key=lambda s: s.map(lambda v: (isinstance(v, str), v)))
             tag = ", ".join(f"{f}={v}" for f, v in zip(others, key if isinstance(key, tuple) else (key,), strict=False))

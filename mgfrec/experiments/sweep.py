@@ -64,10 +64,16 @@ def parse_grid_flag(text: str) -> tuple[str, list[Any]]:
     parsed = []
     for raw in values.split(","):
         try:
-            parsed.append(yaml.safe_load(raw.strip()) if raw.strip() else None)
+            value = yaml.safe_load(raw.strip()) if raw.strip() else None
         except yaml.YAMLError:
-            parsed.append(raw.strip())  # a string that is not valid YAML is still a string value
+            value = raw.strip()  # a string that is not valid YAML is still a string value
+        if isinstance(value, str) and _NUMBER.fullmatch(value):
+            value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string; the config field takes a number
+        parsed.append(value)
     return field, parsed
+
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
 
 
 def read_grid_file(path: str | Path) -> dict[str, list[Any]]:

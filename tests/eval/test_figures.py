@@ -135,6 +135,26 @@ def test_sweep_curves_with_two_fields_draw_one_line_per_other_value(tmp_path):
         assert_png(path)
 
 
+def test_sweep_curves_with_a_list_valued_field_draw_without_a_traceback(tmp_path):
+    """A grid of reward lists (from --grid-file) beside another field: the lists are grouped by their text."""
+    rewards = [["ndcg"], ["ndcg", "format"]]
+    cells = {}
+    for n, r in enumerate(rewards):
+        for seed in (1, 2):
+            cells[f"r={n},s={seed}"] = {
+                "values": {"grpo.rewards": r, "trainer.seed": seed},
+                "status": "finished",
+                "summary": {"ndcg@10": 0.1 * (n + 1) + 0.01 * seed},
+            }
+    (tmp_path / "sweep.json").write_text(
+        json.dumps({"grid": {"grpo.rewards": rewards, "trainer.seed": [1, 2]}, "cells": cells})
+    )
+    written = plot_sweep(tmp_path, tmp_path / "fig", metric="ndcg@10")
+    assert set(written) == {"grpo.rewards", "trainer.seed"}
+    for path in written.values():
+        assert_png(path)
+
+
 def test_difficulty_by_band_uses_inverse_training_popularity():
     samples = pd.DataFrame(
         {

@@ -56,6 +56,8 @@ def test_grid_flag_values_are_yaml_scalars():
         [1, 3, 6, 9],
     )
     assert parse_grid_flag("grpo.kl_beta=0, 0.04") == ("grpo.kl_beta", [0, 0.04])
+    # YAML reads 1e-3 (no dot) as text: a number all the same, so 1e-3 and 0.001 are one value, not two cells
+    assert parse_grid_flag("trainer.lr=1e-3,0.001,2E+4,-5e-1,abc") == ("trainer.lr", [1e-3, 1e-3, 2e4, -0.5, "abc"])
     assert parse_grid_flag("agent.use_recall=true,false") == (
         "agent.use_recall",
         [True, False],
