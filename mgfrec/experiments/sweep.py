@@ -12,6 +12,7 @@ This module orchestrates; it must not know how a run is trained, beyond calling 
 from __future__ import annotations
 
 import csv
+import hashlib
 import itertools
 import json
 import math
@@ -213,6 +214,15 @@ def _write_sweep(out: Path, record: dict[str, Any]) -> None:
     tmp.replace(out / SWEEP_FILE)  # atomic: a kill mid-write keeps the previous record
 
 
+def config_digest(cfg: MGFRecConfig) -> str:
+    """A short digest of a cell's resolved config (secrets removed): ``sweep.json`` records it for each finished
+    cell, so a rerun can tell whether the cell it would skip was made with the same config."""
+    from mgfrec.config.load import redacted
+
+    blob = json.dumps(redacted(cfg), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
 def run_sweep(
     base: MGFRecConfig,
     grid: Mapping[str, Sequence[Any]],
@@ -230,8 +240,20 @@ def run_sweep(
     out = Path(out)
     cells = grid_cells(grid)
     configs = {cell.name: cell_config(base, cell) for cell in cells}
-    out.mkdir(parents=True, exist_ok=True)
+    digests = {name: config_digest(cfg) for name, cfg in configs.items()}
     record = read_sweep(out)
+    stale = [
+        name
+        for name, entry in record.get("cells", {}).items()
+        if name in digests and entry.get("status") == "finished" and entry.get("config", digests[name]) != digests[name]
+    ]
+    if stale:  # skipping them would report another config's numbers as this sweep's
+        raise ValueError(
+            f"{out}: cell {stale[0]}{f' and {len(stale) - 1} more' if len(stale) > 1 else ''} finished with another "
+            "config (the base --config or --set changed); give another --out, or delete those cells' folders and "
+            f"their entries in {SWEEP_FILE}"
+        )
+    out.mkdir(parents=True, exist_ok=True)
     record["grid"] = {k: list(v) for k, v in grid.items()}
     record.setdefault("cells", {})
     for n, cell in enumerate(cells, 1):
@@ -247,6 +269,7 @@ def run_sweep(
             record["cells"][cell.name] = {
                 "values": cell.values,
                 "status": "finished",
+                "config": digests[cell.name],
                 "summary": dict(summary or {}),
             }
         except Exception as exc:  # noqa: BLE001 - one cell's failure must not end the sweep; it is recorded

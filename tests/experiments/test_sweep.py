@@ -161,6 +161,14 @@ def test_failed_cell_is_recorded_the_sweep_goes_on_and_a_rerun_retries_only_it(
     assert second.calls == [3]  # finished cells skipped, the failed one retried
     assert [r["status"] for r in rows] == ["finished"] * 3
     assert "error" not in read_sweep(tmp_path)["cells"]["agent.max_groundings=3"]
+    # a rerun whose base config changed would skip cells made with the old one: refused before any cell runs
+    changed = MGFRecConfig().model_copy(
+        update={"agent": MGFRecConfig().agent.model_copy(update={"recall_prior": 9.0, "decoding": "constrained"})}
+    )
+    third = FakeCells()
+    with pytest.raises(ValueError, match=r"cell agent.max_groundings=1 and 2 more finished with another config"):
+        run_sweep(changed, grid, tmp_path, third)
+    assert third.calls == []
 
 
 def test_summary_files_list_every_cell_with_intervals(tmp_path):
