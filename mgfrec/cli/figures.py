@@ -37,6 +37,14 @@ def figures(
     from mgfrec.eval.figures import figures_for
 
     def go():
+        names: dict[str, Path] = {}
+        for path in paths:  # files are prefixed with the folder's name: two folders of one name would overwrite
+            other = names.setdefault(Path(path).resolve().name, Path(path))
+            if other.resolve() != Path(path).resolve():
+                raise ValueError(
+                    f"{other} and {path} have the same folder name, so their figures would overwrite each other "
+                    "in --out; draw them into two --out folders"
+                )
         return [str(p) for path in paths for p in figures_for(path, out_dir, split, metric)]
 
     written = run(go)

@@ -262,6 +262,12 @@ def test_figures_for_and_the_command(tmp_path):
     empty.mkdir()
     bad = CliRunner().invoke(app, [str(empty), "--out", str(tmp_path / "cli")])
     assert bad.exit_code == 2 and "nothing to plot" in bad.output
+    write_metrics(tmp_path / "other" / "run")  # another folder named "run": its files would replace the first's
+    clash = CliRunner().invoke(
+        app, [str(tmp_path / "run"), str(tmp_path / "other" / "run"), "--out", str(tmp_path / "c")]
+    )
+    assert clash.exit_code == 2 and "have the same folder name" in " ".join(clash.output.split())
+    assert not (tmp_path / "c").exists()
 
 
 @pytest.mark.slow
