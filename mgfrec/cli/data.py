@@ -56,10 +56,17 @@ def prepare(
             return prepare_config(cfg, out_dir, allow_empty=allow_empty)
 
     ds = run(go)
+    sub = ds.manifest.get("subsample_users")
     if as_json:
-        print_json({**ds.counts, "rows": ds.manifest["rows"]})
+        print_json({**ds.counts, "rows": ds.manifest["rows"], **({"subsample_users": sub} if sub else {})})
         return
     _print_rows(ds.manifest["rows"])
+    if sub:
+        console.print(
+            f"subsample_users: {sub['users']} users, interactions {sub['interactions_read']} = kept "
+            f"{sub['interactions_kept']} + dropped {sub['interactions_dropped']}",
+            highlight=False,
+        )
     _print_counts(ds.counts, str(out_dir))
 
 

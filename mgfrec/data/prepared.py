@@ -156,6 +156,14 @@ def prepare(
         "rows": raw.report.to_dict(),
         "checksums": {name: sha256(out / name) for name in files},
     }
+    if config.subsample_users is not None:  # the rows' accounting ends at the source; this step drops more
+        read = len(raw.interactions)
+        manifest["subsample_users"] = {
+            "users": int(log["user_id"].nunique()),
+            "interactions_read": read,
+            "interactions_kept": len(log),
+            "interactions_dropped": read - len(log),
+        }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return PreparedDataset(out)
 

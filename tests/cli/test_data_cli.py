@@ -143,3 +143,20 @@ def test_stats_refuses_a_folder_that_is_not_prepared_or_was_changed(csv_folder, 
     result = invoke("data", "stats", out, "--json")
     assert result.exit_code == 2
     assert "test.parquet: checksum differs" in flat(result.output)
+
+
+def test_subsample_users_is_accounted_for_after_the_rows(tmp_path):
+    """The rows' accounting ends at the source; --subsample-users drops more, and says how many (read = kept +
+    dropped), in the table's output, the --json keys and the manifest."""
+    from csvkit import write_cyclic_csv
+
+    src = write_cyclic_csv(tmp_path / "csv", n_users=20, seq_len=5)
+    res = invoke("data", "prepare", src, "--out", tmp_path / "out", "--subsample-users", "5", "--json")
+    assert res.exit_code == 0, res.output
+    sub = json.loads(res.stdout)["subsample_users"]
+    assert sub == {"users": 5, "interactions_read": 100, "interactions_kept": 25, "interactions_dropped": 75}
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["subsample_users"] == sub
+    table = invoke("data", "prepare", src, "--out", tmp_path / "out2", "--subsample-users", "5")
+    assert "subsample_users: 5 users, interactions 100 = kept 25 + dropped 75" in flat(table.output)
+    plain = invoke("data", "prepare", src, "--out", tmp_path / "out3", "--json")
+    assert "subsample_users" not in json.loads(plain.stdout)
