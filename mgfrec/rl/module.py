@@ -69,7 +69,7 @@ from mgfrec.rl.advantages import advantages_from_config, degenerate_group_fracti
 from mgfrec.rl.distributed import all_gather_rows, all_max, all_sum, check_batch_split, replica_drift, shard, world
 from mgfrec.rl.grpo import grpo_loss
 from mgfrec.rl.strategy import begin_micro_batch, deepspeed_engine, full_weights, generation_weights
-from mgfrec.rollout.base import build_engine
+from mgfrec.rollout.base import build_engine, sync_weights
 from mgfrec.runs import read_metrics, write_metrics
 from mgfrec.text.prompts import AgentPrompts
 
@@ -201,8 +201,7 @@ class GRPOModule(L.LightningModule):
 
     def sync_engine(self) -> None:
         """Give the engine the policy's current weights; nothing to do when it shares the module."""
-        if getattr(self.engine, "model", None) is not self.policy:
-            self.engine.load_weights(self.policy.state_dict())
+        sync_weights(self.engine, self.policy)
 
     def deepspeed_engine(self) -> Any:
         """The DeepSpeed engine wrapping this module under a DeepSpeed strategy, else None."""

@@ -45,7 +45,7 @@ from mgfrec.models.logprobs import restrict, vocab_width
 from mgfrec.models.policy import check_policy_source, load_policy, preset_name, save_policy, training_device
 from mgfrec.registry import Registry, registry, with_registry
 from mgfrec.rl.sft_data import Fallback, Teacher, synthesize
-from mgfrec.rollout.base import build_engine
+from mgfrec.rollout.base import build_engine, sync_weights
 from mgfrec.runs import RUN_FILE, RunInfo, clear_results, write_metrics, write_run_info
 from mgfrec.text.prompts import AgentPrompts
 from mgfrec.user_agents.base import require_automatic, with_run_cache
@@ -266,8 +266,7 @@ def run_sft(
     engine = build_engine(cfg.rollout, model, tokenizer, reg=reg)
 
     def validate() -> dict[str, float]:
-        if getattr(engine, "model", None) is not model:  # an engine with its own weights (vllm, copy_model)
-            engine.load_weights(model.state_dict())
+        sync_weights(engine, model)
         return evaluate_policy(
             model, tokenizer, environment, valid, cfg, prompts=prompts, seed=options.seed, final=final, engine=engine
         )

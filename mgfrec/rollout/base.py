@@ -143,6 +143,13 @@ def build_engine(cfg: RolloutConfig, model: Any, tokenizer: Any, reg: Registry |
     return reg.build("rollout_engine", cfg.engine, raw, model, tokenizer)
 
 
+def sync_weights(engine: Any, model: Any) -> None:
+    """Give ``engine`` the current weights of ``model``; nothing to do when the engine samples from ``model``
+    itself (the hf engine without ``copy_model``). Training calls it before each rollout or validation."""
+    if getattr(engine, "model", None) is not model:
+        engine.load_weights(model.state_dict())
+
+
 def check_generate_args(
     prompts: Sequence[Sequence[int]],
     max_new_tokens: int,
