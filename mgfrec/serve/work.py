@@ -164,18 +164,19 @@ class Batcher:
                 # whose stream already showed turns of this attempt (a rerun would show them twice): they end here
                 for job, streamed in zip(jobs, heard, strict=True):
                     if streamed:
-                        with self._stats_lock:
-                            self.stats["failed"] += 1
-                        job.future.set_exception(exc)
+                        self._fail(job, exc)
                     else:
                         self._run_one(job)
                 return
-            with self._stats_lock:
-                self.stats["failed"] += 1
-            jobs[0].future.set_exception(exc)
+            self._fail(jobs[0], exc)
             return
         for job, rec in zip(jobs, recs, strict=True):
             job.future.set_result(rec)
+
+    def _fail(self, job: Job, error: BaseException) -> None:
+        with self._stats_lock:
+            self.stats["failed"] += 1
+        job.future.set_exception(error)
 
     def _run_one(self, job: Job) -> None:
         try:
@@ -187,9 +188,7 @@ class Batcher:
                 listener=lambda n, e: job.listener(e) if job.listener is not None else None,
             )[0]
         except Exception as exc:  # noqa: BLE001
-            with self._stats_lock:
-                self.stats["failed"] += 1
-            job.future.set_exception(exc)
+            self._fail(job, exc)
         else:
             job.future.set_result(rec)
 
