@@ -366,14 +366,13 @@ class Recommender:
                 rec.target_rank = self.ds.num_items  # no answer recommends nothing: the evaluator's worst rank
             return rec
         scores = scores.float().cpu()
+        exclude = history_mask([np.asarray(history)], self.ds.num_items) if self.cfg.eval.exclude_history else None
         if target is not None:
-            exclude = history_mask([np.asarray(history)], self.ds.num_items) if self.cfg.eval.exclude_history else None
             rec.target_rank = int(target_ranks(scores, torch.tensor([target]), exclude)[0])  # the evaluator's rank
-        if self.cfg.eval.exclude_history:  # as the evaluator: the history left out, never a known target
-            mask = history_mask([np.asarray(history)], self.ds.num_items)
+        if exclude is not None:  # as the evaluator: the history left out, never a known target
             if target is not None:
-                mask[0, target] = False
-            scores = scores.masked_fill(mask, float("-inf"))
+                exclude[0, target] = False
+            scores = scores.masked_fill(exclude, float("-inf"))
         # a stable sort keeps equal scores (duplicated titles) in item-index order: the grounding tie rule
         values, order = scores[0].sort(descending=True, stable=True)
         k = q.top_k
