@@ -20,13 +20,20 @@ CONFIG_HELP = "YAML config file (default: built-in defaults; see configs/)."
 SET_HELP = "Override any config field, e.g. --set agent.max_groundings=3 (repeatable)."
 
 
-def note_unread_sets(sets: list[str], command: str, read: str = "eval.") -> None:
-    """One note on stderr naming the ``--set`` overrides ``command`` does not read (those outside ``read``):
+def override_section(text: str) -> str:
+    """The config section a ``--set section.field=value`` override sets (parsed as the config loader parses it)."""
+    from mgfrec.config.load import parse_override
+
+    return next(iter(parse_override(text)))
+
+
+def note_unread_sets(sets: list[str], command: str) -> None:
+    """One note on stderr naming the ``--set`` overrides ``command`` does not read (those outside ``eval``):
     a run is evaluated under its own ``config.yaml``, so they would change nothing, silently."""
-    unread = [s for s in sets if not s.split("=", 1)[0].strip().startswith(read)]
+    unread = [s for s in sets if override_section(s) != "eval"]
     if unread:
         console.print(
-            f"note: --set {' '.join(unread)}: {command} reads only {read}* fields; each run's own config.yaml "
+            f"note: --set {' '.join(unread)}: {command} reads only eval.* fields; each run's own config.yaml "
             "decides the rest (to evaluate a run under other settings: mgfrec derive RUN OUT --set ...)",
             highlight=False,
             markup=False,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mgfrec.cli.common import console, print_json, run
+from mgfrec.cli.common import console, override_section, print_json, run
 
 
 def derive(
@@ -39,7 +39,7 @@ def derive(
         return derive_variant_run(run_dir, str(variant), out_dir, set_)
 
     written = run(go)
-    evaluation = [s for s in set_ if s.split("=", 1)[0].strip().startswith("eval.")]
+    evaluation = [s for s in set_ if override_section(s) == "eval"]
     if evaluation:  # mgfrec evaluate / report read eval.* from their own flags, never from a run's config.yaml
         console.print(
             f"note: --set {' '.join(evaluation)}: recorded in {written}/config.yaml, but mgfrec evaluate and report "
