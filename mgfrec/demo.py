@@ -315,10 +315,9 @@ _RERUN_FREE = ("agent", "eval_samples")
 
 def demo_settings(config: MGFRecConfig, options: DemoOptions) -> dict[str, Any]:
     """What ``OUT/demo.json`` records: ``config`` (as ``config.yaml`` writes it, ``eval`` aside) and ``options``."""
-    cfg = json.loads(json.dumps(redacted(config), default=str))
-    cfg.pop("eval", None)
+    cfg = {k: v for k, v in redacted(config).items() if k != "eval"}
     opts = {k: v for k, v in asdict(options).items() if k not in _RERUN_FREE}
-    return json.loads(json.dumps({"config": cfg, "options": opts}, default=str))
+    return json.loads(json.dumps({"config": cfg, "options": opts}, default=str))  # as demo.json reads back
 
 
 def check_same_settings(out: Path, config: MGFRecConfig, options: DemoOptions) -> None:

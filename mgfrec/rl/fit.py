@@ -182,8 +182,7 @@ def check_resume_options(out: Path, options: FitOptions) -> None:
     if not path.is_file():  # a run from before this file: nothing to compare
         return
     started, given = json.loads(path.read_text(encoding="utf-8")), start_options(options)
-    flags = {"init": "--init", "recall_model": "--recall-model", "max_train_samples": "--max-train-samples"}
-    flags["valid_samples"] = "--valid-samples"
+    flags = {k: "--" + k.replace("_", "-") for k in given}  # each recorded option is the flag of its name
     differ = [k for k in flags if started.get(k) != given[k]]
     if differ:
 
