@@ -78,21 +78,31 @@ class Entry:
         if self._obj is not None:
             return self._obj
         module_name, _, attr = self.target.partition(":")
+        attr = attr.partition("[")[0].strip()  # an old-style entry point's extras: "mod:Name [fast]"
+        where = f"{self.kind} '{self.name}' ({self.target}, from {self.origin})"
         try:
-            obj: Any = importlib.import_module(module_name)
+            obj: Any = importlib.import_module(module_name.strip())
             for part in attr.split(".") if attr else []:
                 obj = getattr(obj, part)
         except ImportError as exc:
             missing = getattr(exc, "name", None) or ""
-            if missing and module_name.startswith(missing):
+            if missing and (module_name == missing or module_name.startswith(missing + ".")):
                 hint = "the entry point names a module that does not exist; check the providing package"
-            else:
+            elif self.origin.split(" ")[0] == "mgfrec":
                 hint = (
                     f"it needs the package '{missing}'; install it (mgfrec's optional extras: "
                     "faiss, hnswlib, openai, anthropic, deepspeed, vllm, e.g. pip install 'mgfrec[faiss]')"
                 )
+            else:
+                hint = f"it needs the package '{missing}', which {self.origin} should have installed; pip install it"
+            raise RegistryError(f"{where} could not be imported: {exc}; {hint}") from exc
+        except AttributeError as exc:
             raise RegistryError(
-                f"{self.kind} '{self.name}' ({self.target}, from {self.origin}) could not be imported: {exc}; {hint}"
+                f"{where}: its module has no attribute '{attr}' ({exc}); check the providing package"
+            ) from exc
+        except Exception as exc:  # noqa: BLE001 - a plugin broken in any other way is still one line
+            raise RegistryError(
+                f"{where} could not be imported: {type(exc).__name__}: {exc}; the providing package is broken"
             ) from exc
         return obj
 
@@ -252,6 +262,9 @@ def component_options(component: Any, raw: dict[str, Any] | None, where: str) ->
         if raw:
             raise ValueError(f"{where}: this component takes no options, got {sorted(raw)}")
         return None
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        name = getattr(component, "__qualname__", type(component).__name__)
+        raise ValueError(f"{where}: {name}.Options must be a pydantic BaseModel, got {model!r}")
     try:
         return model.model_validate(raw)
     except ValidationError as exc:

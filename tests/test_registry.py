@@ -199,3 +199,104 @@ def test_reward_options_sit_beside_the_name_and_the_old_key_still_reads():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert load_config(None, ["grpo.reward_options={}"]).grpo.reward_names == ["ndcg", "format"]
+
+
+def _plugin_site(root, module: str, source: str, target: str, kind: str = "grounder"):
+    """A fake installed distribution ``mgfrec-broken 1.0`` registering ``broken`` -> ``target``."""
+    dist = root / "mgfrec_broken-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mgfrec-broken\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(f"[mgfrec.{kind}]\nbroken = {target}\n")
+    (root / f"{module}.py").write_text(source)
+    return root
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "words"),
+    [
+        ("raise RuntimeError('no licence server')\n", "raising:Grounder", ["RuntimeError: no licence server"]),
+        ("class Grounder(:\n    pass\n", "raising:Grounder", ["SyntaxError"]),
+        ("class Grounder:\n    pass\n", "raising:Grounderr", ["no attribute 'Grounderr'"]),
+        ("import not_installed_dep_xyz\n", "raising:Grounder", ["needs the package 'not_installed_dep_xyz'"]),
+    ],
+)
+def test_a_broken_plugin_is_one_registry_error_naming_its_package(tmp_path, monkeypatch, source, target, words):
+    # Before, anything but an ImportError escaped as a traceback, and a missing dependency of a plugin got
+    # mgfrec's own extras as its hint.
+    module = f"raising_{tmp_path.name.replace('-', '_')}"  # a fresh module per case (sys.modules caches)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / f"{module}.py").write_text(source)
+    target = target.replace("raising", module)
+    entry = Entry(kind="grounder", name="broken", target=target, origin="mgfrec-broken 1.0")
+    with pytest.raises(RegistryError) as err:
+        entry.load()
+    message = str(err.value)
+    assert "grounder 'broken'" in message and "mgfrec-broken 1.0" in message, message
+    for word in words:
+        assert word in message, message
+    assert "mgfrec[faiss]" not in message  # a plugin's missing dependency is the plugin's to install
+
+
+def test_an_old_style_entry_point_with_extras_loads(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "extras_mod.py").write_text("class Grounder:\n    pass\n")
+    entry = Entry(kind="grounder", name="x", target="extras_mod:Grounder [fast]", origin="p 1.0")
+    assert entry.load().__name__ == "Grounder"
+
+
+def test_a_broken_plugin_stops_the_cli_in_one_line(tmp_path):
+    site = _plugin_site(tmp_path / "site", "raising", "raise RuntimeError('no licence server')\n", "raising:G")
+    data = tmp_path / "data"
+    from mgfrec.config.schema import DataConfig
+    from mgfrec.data.prepared import prepare
+
+    prepare(DataConfig(source="synthetic", options={"n_users": 20, "n_items": 40, "n_artists": 8}), data)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mgfrec.cli.main", "index", "build", str(data), "--grounder", "broken"],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "PYTHONPATH": str(site)},
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stderr.count("error:") == 1, proc.stderr
+    assert "grounder 'broken'" in proc.stderr and "no licence server" in proc.stderr
+
+
+def test_options_that_are_not_a_pydantic_model_are_one_error():
+    from dataclasses import dataclass
+
+    @dataclass
+    class Opts:
+        k: int = 1
+
+    class Comp:
+        Options = Opts
+
+    with pytest.raises(ValueError, match=r"grounding.options: .*Comp.Options must be a pydantic BaseModel"):
+        component_options(Comp, {}, "grounding.options")
+
+
+def test_every_builtin_takes_its_default_options():
+    # check_components skips importing a built-in whose options are empty: that is only right while each
+    # built-in validates {} (no required option).
+    reg = Registry.discover()
+    for entry in reg.entries():
+        if entry.origin.startswith("mgfrec "):
+            component_options(entry.load(), {}, f"{entry.kind}.options")
+
+
+def test_a_plugins_required_option_is_asked_for_when_the_config_loads():
+    from mgfrec.config.components import check_components
+    from mgfrec.config.load import load_config
+
+    class Opts(BaseModel):
+        index_path: str
+
+    class Needy:
+        Options = Opts
+
+    reg = Registry.discover()
+    reg.add("grounder", "needy", Needy)
+    cfg = load_config(None, ["grounding.grounder=needy"])
+    with pytest.raises(ValueError, match=r"grounding.options.index_path: Field required"):
+        check_components(cfg, reg)

@@ -85,10 +85,10 @@ def load(config: str | None, sets: list[str] | None, values: Mapping[str, Any] |
     """The config from --config, typed flags and --set, with every component name and option checked against
     the registry now, whatever the command (so a typo fails before any work)."""
     from mgfrec.config.components import check_components
-    from mgfrec.config.load import load_config
+    from mgfrec.config.load import config_source, load_config
 
     cfg = load_config(config, sets or (), values)
-    check_components(cfg, source=str(config) if config else "<defaults>")
+    check_components(cfg, source=config_source(config, sets or (), values))
     return cfg
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from mgfrec.config.schema import ConfigDeprecationWarning, MGFRecConfig
+from mgfrec.config.schema import KEY_PREFIXES, ConfigDeprecationWarning, MGFRecConfig
 
 
 class ConfigError(ValueError):
@@ -24,13 +24,40 @@ class ConfigError(ValueError):
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` merged into ``base``, mappings key by key; an empty mapping replaces (so ``options: {}`` in a
+    child file or ``--set grounding.options={}`` clears the options a parent set for another component)."""
     out = dict(base)
     for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+        if isinstance(value, Mapping) and value and isinstance(out.get(key), Mapping):
             out[key] = _merge(dict(out[key]), value)
         else:
             out[key] = value
     return out
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key written twice in one mapping: plain YAML keeps the last and drops
+    the first, so a section written twice would lose settings without a word."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # '<<: *anchor' merges; a key written after it overrides by design
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node.start_mark.line + 1)
+                except TypeError:
+                    continue  # an unhashable key: the constructor below names it
+                if first != key_node.start_mark.line + 1:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"the key '{key}' is written twice in one mapping (first on line {first})",
+                        key_node.start_mark,
+                    )
+        return super().construct_mapping(node, deep=deep)
 
 
 def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
@@ -47,7 +74,7 @@ def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
             f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); save it as UTF-8"
         ) from None
     try:
-        raw = yaml.safe_load(text) or {}
+        raw = yaml.load(text, Loader=_UniqueKeyLoader) or {}  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
@@ -101,9 +128,23 @@ def validate(raw: Mapping[str, Any], source: str = "<config>") -> MGFRecConfig:
         for err in exc.errors():
             loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
             got = err.get("input")
-            shown = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
+            shown = "" if _hide_input(err) else f" (got {got!r})"
             lines.append(f"{loc}: {err['msg']}{shown}")
         raise ConfigError(f"{source}: invalid config:\n  " + "\n  ".join(lines)) from None
+
+
+def _hide_input(err: Mapping[str, Any]) -> bool:
+    """Whether an error must not echo its input: a structure (noise), a key nobody reads (often a secret put
+    in the wrong field: ``user_agent.api_key``), anything under a secret-named field or in ``user_agent`` (its
+    model hides inputs too), or a string that looks like an API key."""
+    got, loc = err.get("input"), [str(p) for p in err.get("loc", ())]
+    return (
+        isinstance(got, (dict, list))
+        or err.get("type") == "extra_forbidden"
+        or (bool(loc) and loc[0] == "user_agent")
+        or any(is_secret_field(p) for p in loc)
+        or (isinstance(got, str) and got.startswith(KEY_PREFIXES))
+    )
 
 
 def load_config(
@@ -113,15 +154,24 @@ def load_config(
 ) -> MGFRecConfig:
     """File (or the defaults), then ``values`` (dotted path -> value from typed flags), then ``overrides``."""
     raw: dict[str, Any] = read_yaml(path) if path else {}
-    source = str(path) if path else "<defaults>"
+    overrides = list(overrides)
     for dotted, value in (values or {}).items():
         if value is not None:
             raw = set_path(raw, dotted, value)
     for text in overrides:
         raw = _merge(raw, parse_override(text))
-    if overrides or values:
+    return validate(raw, config_source(path, overrides, values))
+
+
+def config_source(
+    path: str | Path | None, overrides: Iterable[str] = (), values: Mapping[str, Any] | None = None
+) -> str:
+    """How errors name where a config came from: the file (or ``<defaults>``), ``with overrides`` when a flag or
+    ``--set`` changed it (a flag left unset is not an override)."""
+    source = str(path) if path else "<defaults>"
+    if list(overrides) or any(v is not None for v in (values or {}).values()):
         source += " with overrides"
-    return validate(raw, source)
+    return source
 
 
 _SECRET_WORDS = frozenset(
@@ -141,7 +191,20 @@ _SECRET_WORDS = frozenset(
     }
 )
 _KEY_KINDS = frozenset(
-    {"api", "access", "secret", "private", "auth", "signing", "encryption", "session", "license", "client", "ssh"}
+    {
+        "api",
+        "access",
+        "secret",
+        "private",
+        "auth",
+        "signing",
+        "encryption",
+        "session",
+        "license",
+        "client",
+        "ssh",
+        "subscription",
+    }
 )
 _COUNTS = frozenset({"max", "min", "num", "n", "count", "total"})
 _NOT_SECRET = frozenset({"max", "num", "tokens", "new", "env", "header", "path", "file", "dir", "id", "name"})
@@ -155,9 +218,14 @@ def redacted(config: MGFRecConfig) -> dict[str, Any]:
             return {k: ("<redacted>" if is_secret_field(str(k)) and v else scrub(v)) for k, v in node.items()}
         if isinstance(node, (list, tuple)):
             return [scrub(v) for v in node]
+        if isinstance(node, str):  # a password inside a URL: https://user:pass@host
+            return _URL_PASSWORD.sub(r"\1<redacted>@", node)
         return node
 
     return scrub(config.model_dump(mode="json"))
+
+
+_URL_PASSWORD = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^/@:\s]*:)[^/@\s]+@")
 
 
 def is_secret_field(key: str) -> bool:
@@ -168,9 +236,13 @@ def is_secret_field(key: str) -> bool:
     words = [w for w in re.split(r"[^a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key).lower()) if w]
     if not words or words[-1] in _NOT_SECRET or any(w in _COUNTS for w in words[:-1]):
         return False  # a name, a path or a count (max_token, num_tokens), not the secret itself
-    if words[-1] == "key":  # api_key, access_key, private_key, x-api-key or key alone; not sort_key
-        return len(words) == 1 or words[-2] in _KEY_KINDS
-    return words[-1] in _SECRET_WORDS or words[-1].endswith(("apikey", "secret", "password", "token"))
+    if words[-1] in ("key", "keys"):  # api_key(s), access_key, private_key, x-api-key or key alone; not sort_key
+        return (len(words) == 1 and words[-1] == "key") or (len(words) > 1 and words[-2] in _KEY_KINDS)
+    last = words[-1]
+    return any(  # the word or its singular: secret(s), password(s), api_keys
+        w in _SECRET_WORDS or w.endswith(("apikey", "secret", "password", "token"))
+        for w in (last, last.removesuffix("s"))
+    )
 
 
 def write_resolved(config: MGFRecConfig, run_dir: str | Path) -> Path:

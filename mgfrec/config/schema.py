@@ -19,6 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_valid
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _null_options(cls, data: Any) -> Any:
+        """``options: null`` (or ``--set x.options=null``) means no options, as ``{}`` does."""
+        if isinstance(data, dict) and "options" in cls.model_fields and data.get("options", {}) is None:
+            data = {**data, "options": {}}
+        return data
+
 
 class DataConfig(Section):
     """Where the interaction log comes from and how the R2ec protocol turns it into samples."""
@@ -262,8 +270,12 @@ class GRPOConfig(Section):
             ConfigDeprecationWarning,
             stacklevel=2,
         )
+        if not isinstance(old, dict):
+            raise ValueError(
+                f"grpo.reward_options: expected a mapping of reward name to options, got {type(old).__name__}"
+            )
         rewards = data.get("rewards", ["ndcg", "format"])
-        if not isinstance(old, dict) or not isinstance(rewards, list):
+        if not isinstance(rewards, list):
             return data  # the field validators name the wrong type
         specs, used = [], set()
         for spec in rewards:
@@ -279,6 +291,19 @@ class GRPOConfig(Section):
             )
         data["rewards"] = specs
         return data
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> GRPOConfig:
+        # The logged breakdown is keyed by name: a reward listed twice would hide a part of the total.
+        seen: set[str] = set()
+        for spec in self.rewards:
+            if spec.name in seen:
+                raise ValueError(
+                    f"grpo.rewards: '{spec.name}' is listed twice; list each reward once (the logged breakdown "
+                    "is keyed by name), or register the variant under a second name"
+                )
+            seen.add(spec.name)
+        return self
 
     @property
     def reward_names(self) -> list[str]:

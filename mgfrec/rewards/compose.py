@@ -17,6 +17,10 @@ class ComposedReward:
     def __init__(self, parts: Sequence[tuple[str, Reward]]):
         if not parts:
             raise ValueError("grpo.rewards: at least one reward is needed")
+        names = [name for name, _ in parts]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:  # the breakdown is keyed by name: a second part would hide the first
+            raise ValueError(f"grpo.rewards: {', '.join(twice)} listed twice; list each reward once")
         self.parts = list(parts)
 
     def __call__(self, inp: RewardInput) -> float:

@@ -173,3 +173,74 @@ def test_a_deprecated_key_is_one_plain_warning_line_on_the_command_line(tmp_path
     assert lines[0].startswith("warning: <defaults> with overrides: grpo.reward_options is deprecated")
     assert "grpo.rewards: [ndcg, {name: hit-at-k, options: {k: 5}}, format]" in lines[0]
     assert "Traceback" not in proc.stderr and "pydantic" not in proc.stderr
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    "override", ["user_agent.api_key=sk-proj-SECRET123", "openai_api_key=sk-proj-SECRET123", "agent.key=AIzaSECRET123"]
+)
+def test_a_key_in_the_wrong_field_is_named_not_echoed(override):
+    # Before, the "Extra inputs are not permitted" line ended with (got 'sk-proj-SECRET123').
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override])
+    assert "SECRET123" not in str(err.value) and override.split("=")[0] in str(err.value)
+
+
+def test_a_wrong_value_elsewhere_is_still_shown():
+    with pytest.raises(ConfigError, match=r"agent.max_groundings: .*\(got 'many'\)"):
+        load_config(None, ["agent.max_groundings=many"])
+
+
+@pytest.mark.reliability
+def test_a_key_written_twice_in_a_yaml_mapping_is_refused_with_its_line(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text("agent:\n  max_groundings: 2\ngrounding:\n  top_k: 3\nagent:\n  use_recall: false\n")
+    with pytest.raises(ConfigError, match=r"twice.yaml:5: .*'agent' is written twice .*first on line 1"):
+        read_yaml(path)
+    merged = tmp_path / "merge.yaml"  # a YAML merge key, then an override of one merged key, is fine
+    merged.write_text("x: &base\n  max_groundings: 2\nagent:\n  <<: *base\n  max_groundings: 3\n")
+    assert read_yaml(merged)["agent"] == {"max_groundings": 3}
+
+
+@pytest.mark.parametrize("clear", ["grounding.options={}", "grounding.options=null"])
+def test_an_empty_or_null_options_mapping_replaces_the_files(tmp_path, clear):
+    path = tmp_path / "hnsw.yaml"
+    path.write_text("grounding:\n  grounder: hnswlib\n  options: {ef: 100}\n")
+    cfg = load_config(path, [clear], {"grounding.grounder": "exact"})
+    assert cfg.grounding.grounder == "exact" and cfg.grounding.options == {}
+    kept = load_config(path, ["grounding.options.m=8"])  # a non-empty mapping still merges key by key
+    assert kept.grounding.options == {"ef": 100, "m": 8}
+    child = tmp_path / "child.yaml"
+    child.write_text("base: hnsw.yaml\ngrounding:\n  grounder: exact\n  options: {}\n")
+    assert load_config(child).grounding.options == {}
+
+
+def test_a_switched_components_leftover_options_get_a_hint(tmp_path):
+    from mgfrec.config.components import check_components
+    from mgfrec.config.load import config_source
+
+    path = tmp_path / "hnsw.yaml"
+    path.write_text("grounding:\n  grounder: hnswlib\n  options: {ef: 100}\n")
+    values = {"grounding.grounder": "exact", "grounding.top_k": None}
+    cfg = load_config(path, [], values)
+    with pytest.raises(ValueError) as err:
+        check_components(cfg, source=config_source(path, [], values))
+    assert "hnsw.yaml with overrides: grounding.options" in str(err.value)
+    assert "--set grounding.options={} clears" in str(err.value)
+    assert config_source(path, [], {"grounding.top_k": None}) == str(path)  # unset flags are no override
+
+
+@pytest.mark.reliability
+def test_reward_options_of_the_wrong_type_are_refused_not_dropped():
+    with pytest.raises(ConfigError, match=r"grpo.reward_options: expected a mapping"):
+        load_config(None, ["grpo.reward_options=[{format: {penalty: -1}}]"])
+
+
+@pytest.mark.reliability
+def test_a_reward_listed_twice_is_refused():
+    from mgfrec.rewards.compose import build_reward
+
+    with pytest.raises(ConfigError, match=r"'ndcg' is listed twice"):
+        load_config(None, ["grpo.rewards=[ndcg, ndcg, format]"])
+    with pytest.raises(ValueError, match=r"ndcg listed twice"):
+        build_reward(["ndcg", "ndcg"])

@@ -32,6 +32,10 @@ SECRET_FIELDS = [
     "private_key",
     "key",
     "bearer",
+    "api_keys",
+    "subscription_key",
+    "client_secrets",
+    "passwords",
 ]
 PLAIN_FIELDS = [
     "max_tokens",
@@ -147,3 +151,11 @@ def test_the_component_check_names_each_wrong_field(sets, words):
         check_components(load_config(None, sets))
     for word in words:
         assert word in str(info.value)
+
+
+def test_a_password_inside_a_url_is_redacted(tmp_path):
+    cfg = load_config(None, ["user_agent.base_url=https://alice:S3cretPw@proxy.example/v1"])
+    text = write_resolved(cfg, tmp_path).read_text()
+    assert "S3cretPw" not in text and "https://alice:<redacted>@proxy.example/v1" in text
+    plain = load_config(None, ["user_agent.base_url=http://127.0.0.1:8000/v1"])
+    assert "http://127.0.0.1:8000/v1" in write_resolved(plain, tmp_path).read_text()
