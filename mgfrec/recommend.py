@@ -367,6 +367,10 @@ class Recommender:
             return rec
         scores = scores.float().cpu()
         exclude = history_mask([np.asarray(history)], self.ds.num_items) if self.cfg.eval.exclude_history else None
+        if exclude is not None and q.history_titles is not None:
+            # a typed title names no one item: every item with that title is history ("Abbey Road" twice)
+            for i in history:
+                exclude[0, list(self.grounding.same_title.get(i, ()))] = True
         if target is not None:
             rec.target_rank = int(target_ranks(scores, torch.tensor([target]), exclude)[0])  # the evaluator's rank
         if exclude is not None:  # as the evaluator: the history left out, never a known target

@@ -36,7 +36,7 @@ def write_run_info(run_dir: str | Path, info: RunInfo) -> Path:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     payload = asdict(info)
-    payload["created"] = payload["created"] or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    payload["created"] = payload["created"] or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
     path = run_dir / RUN_FILE
     path.write_text(json.dumps(payload, indent=2), encoding="utf-8")
     return path

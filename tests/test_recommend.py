@@ -133,3 +133,49 @@ def test_a_target_that_is_also_in_the_history_stays_in_the_shown_ranking(agent_r
         assert rec.target_rank is None and [i for i, _ in rec.top] == [2, 3, 4]
     finally:
         recommender.close()
+
+
+@pytest.fixture(scope="module")
+def bracket_run(tmp_path_factory, minilm):
+    """A catalogue with a duplicated title and titles that look like rich markup, and a last-title run."""
+    root = tmp_path_factory.mktemp("brackets")
+    titles = ["Abbey Road", "Back in Black [/live]", "Abbey Road", "Thriller [explicit]", "Kind of Blue", "Blue Train"]
+    raw = root / "raw"
+    raw.mkdir()
+    (raw / "items.csv").write_text("item_id,title\n" + "".join(f'i{n},"{t}"\n' for n, t in enumerate(titles)))
+    log = "".join(f"u{n % 3},i{n},{n}\n" for n in range(len(titles) * 2) if n < len(titles)) + "".join(
+        f"u{n % 3},i{(n + 2) % len(titles)},{n + 10}\n" for n in range(len(titles))
+    )
+    (raw / "interactions.csv").write_text("user_id,item_id,timestamp\n" + log)
+    runner = CliRunner()
+    assert runner.invoke(app, ["data", "prepare", str(raw), "--out", str(root / "data")]).exit_code == 0
+    fit = runner.invoke(
+        app, ["baseline", "fit", "--model", "last-title", "--data", str(root / "data"), "--out", str(root / "lt")]
+    )
+    assert fit.exit_code == 0, fit.output
+    return root
+
+
+def test_a_typed_title_excludes_every_item_with_that_title(bracket_run):
+    """Two items are titled "Abbey Road": typing it grounded to the first, and the second came back first."""
+    result = CliRunner().invoke(app, ["recommend", str(bracket_run / "lt"), "--history", "Abbey Road", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert [h["title"] for h in out["history"]] == ["Abbey Road"]
+    assert "Abbey Road" not in [t["title"] for t in out["top"]], out["top"]
+
+
+def test_titles_that_look_like_markup_are_printed_as_they_are(bracket_run):
+    runner = CliRunner()
+    shown = runner.invoke(app, ["recommend", str(bracket_run / "lt"), "--history", "Back in Black [/live]"])
+    assert shown.exit_code == 0 and "Traceback" not in shown.output, shown.output  # a MarkupError before
+    assert "Back in Black [/live]" in shown.output and "Thriller [explicit]" in shown.output
+    query = runner.invoke(app, ["index", "query", str(bracket_run / "data"), "Abbey Road [remastered]", "-k", "6"])
+    assert query.exit_code == 0, query.output
+    assert "<ground>Abbey Road [remastered]</ground>" in query.output and "Thriller [explicit]" in query.output
+
+
+def test_a_title_that_is_not_utf8_is_one_line(bracket_run):
+    result = CliRunner().invoke(app, ["index", "query", str(bracket_run / "data"), "caf\udce9"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "not valid UTF-8 text" in result.output and result.output.count("error:") == 1

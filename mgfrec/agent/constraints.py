@@ -267,10 +267,11 @@ class TurnConstraint:
                 ids.add(close)
             return AllowedSet(True, frozenset(ids), self._node.log_prior(close))
         if self._phase == "free":
-            close = (g.answer_close if self._kind == "answer" else g.ground_close)[0]
-            if self._count >= 1 and self._count >= self.max_free_title_tokens:
-                return only([close])
-            return g.plain(self._count == 0, [close] if self._count >= 1 else [])
+            tags = g.answer_close if self._kind == "answer" else g.ground_close
+            full = self._count >= self.max_free_title_tokens or self._used + len(tags) >= self.budget
+            if self._count >= 1 and full:  # the title's cap, or only the closing tag still fits the turn
+                return only([tags[0]])
+            return g.plain(self._count == 0, [tags[0]] if self._count >= 1 else [])
         return only([])  # done: nothing more may be written
 
     @property

@@ -245,15 +245,31 @@ class FinalRanking:
         vectors = joint_item_vectors(grounding.item_embeddings, scorer.item_vectors(), agent.joint_title_weight)
         return cls(rule, grounding, recall=scorer, vectors=vectors)
 
-    def answer_items(self, answers: Sequence[str]) -> list[int]:
-        """The item each answered title grounds to (its nearest item)."""
-        return [int(row[0]) for row in self.grounding.ground(list(answers), k=1)] if answers else []
+    def answer_items(self, answers: Sequence[str], histories: Sequence[Sequence[int]] | None = None) -> list[int]:
+        """The item each answered title grounds to: its nearest item; where several catalogue items share that
+        title (CDs: "Greatest Hits" 61 times), the one the recall model scores highest for ``histories[i]``
+        outside the history, which is the one its recall list showed. Without ``histories`` (or a recall
+        model), the first of them."""
+        items = [int(row[0]) for row in self.grounding.ground(list(answers), k=1)] if answers else []
+        if self.recall is None or histories is None:
+            return items
+        same = self.grounding.same_title
+        rows = [n for n, j in enumerate(items) if j in same]
+        if rows:
+            scores = self.recall.scores([np.asarray(histories[n], dtype=np.int64) for n in rows])
+            for r, n in enumerate(rows):
+                seen = set(histories[n])
+                items[n] = max(same[items[n]], key=lambda j: (j not in seen, float(scores[r, j]), -j))
+        return items
 
-    def _answered_items(self, trajectories: Sequence[Trajectory]) -> list[int | None]:
+    def _answered_items(
+        self, trajectories: Sequence[Trajectory], histories: Sequence[Sequence[int]]
+    ) -> list[int | None]:
         """:meth:`answer_items` per trajectory; None where there is no answer."""
         rows = [n for n, t in enumerate(trajectories) if t.answer is not None]
         items: list[int | None] = [None] * len(trajectories)
-        for n, item in zip(rows, self.answer_items([trajectories[n].answer for n in rows]), strict=True):
+        answered = self.answer_items([trajectories[n].answer for n in rows], [histories[n] for n in rows])
+        for n, item in zip(rows, answered, strict=True):
             items[n] = item
         return items
 
@@ -262,7 +278,7 @@ class FinalRanking:
         ``answers[i]``; only ``answer_then_recall`` reads it)."""
         if self.rule == "l2":
             return self.grounding.full_scores(list(answers))
-        items = self.answer_items(answers)
+        items = self.answer_items(answers, histories)
         if self.rule == "answer_then_recall":
             recall = self.recall.scores([np.asarray(h, dtype=np.int64) for h in histories])
             return answer_first_scores(items, recall)
@@ -284,7 +300,7 @@ class FinalRanking:
             return answer_ranks(
                 trajectories, self.grounding, targets, histories, exclude_history=exclude_history, device=device
             )
-        items = self._answered_items(trajectories)
+        items = self._answered_items(trajectories, histories)
         if self.rule == "answer_then_recall":
             recall = self.recall.scores([np.asarray(h, dtype=np.int64) for h in histories])
             return answer_then_recall_ranks(items, recall, targets, histories, exclude_history=exclude_history)

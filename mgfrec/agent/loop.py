@@ -216,7 +216,8 @@ class _Constrainer:
         self.recall = [[show(t) for t in (s.recall_titles or ())] if prompts.use_recall else [] for s in samples]
         # each shown recall title's 1-based rank (its first place), for agent.recall_prior
         self.recall_rank = [{t: r for r, t in reversed(list(enumerate(titles, start=1)))} for titles in self.recall]
-        self.history = [[show(t) for t in s.history_titles] for s in samples]
+        keep = prompts.max_history  # only the history titles the prompt shows (agent.prompt_history)
+        self.history = [[show(t) for t in (s.history_titles[-keep:] if keep else s.history_titles)] for s in samples]
 
     def _show(self, title: str) -> str:
         return neutralize_title(title, self.reserved).strip()
@@ -247,7 +248,12 @@ class _Constrainer:
         def fit(titles: list[str]) -> list[str]:
             return [t for t in titles if len(g.title_ids(t)) <= room]
 
-        shown = fit([*self.recall[i], *(self._show(t) for t in traj.shown_titles())])
+        every = [*self.recall[i], *(self._show(t) for t in traj.shown_titles())]
+        shown = fit(every)
+        if every and not shown:
+            # titles were shown but none fits what is left: the answer still stays among them (a free answer
+            # would name anything), and the turn overruns its budget: a budget error, as it should be
+            shown = [min(every, key=lambda t: len(g.title_ids(t)))]
         ground = None if agent.ground_titles == "free" else g.trie([*shown, *fit(self.history[i])])
         answer = g.trie(shown, self._prior(i, shown))
         left = agent.max_new_tokens_total - traj.state.total_tokens

@@ -18,6 +18,9 @@ def _check_option_flag(cls: type, field: str, flag: str, name: str) -> None:
         raise ValueError(f"{flag}: retriever '{name}' has no '{field}' option (it does not train with one)")
 
 
+_NOT_TRAINING = ("retriever.model", "retriever.device")
+
+
 @app.command()
 def fit(
     data: Path = typer.Option(..., "--data", help="Prepared data set folder (from 'mgfrec data prepare')."),
@@ -64,6 +67,18 @@ def fit(
         }
         cfg = load(config, set_, values)
         cls = reg.load("retriever", cfg.retriever.model)
+        given = [
+            f"--{k.split('.')[1].replace('_', '-')}"
+            for k, v in values.items()
+            if v is not None and k not in _NOT_TRAINING
+        ]
+        if given and not getattr(cls, "reads_training_settings", True):
+            console.print(
+                f"note: {', '.join(given)}: retriever '{cfg.retriever.model}' does not read retriever.* training "
+                "settings, so they change nothing; its own options are set with --set retriever.options.<field>=...",
+                highlight=False,
+                soft_wrap=True,
+            )
         extra = {}
         if progress:
             _check_option_flag(cls, "progress_bar", "--progress", cfg.retriever.model)

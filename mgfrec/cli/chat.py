@@ -96,7 +96,7 @@ def chat(
                 out.print("conversation ended", highlight=False, markup=False)
                 break
             else:
-                console.print(f"[bold red]error:[/] {event['error']}", highlight=False, markup=True)
+                console.print(Text.assemble(("error:", "bold red"), f" {event['error']}"), highlight=False)
                 code = 1
                 break
             if kind == "feedback_wanted":

@@ -12,8 +12,10 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-console = Console(stderr=True)  # progress, messages, errors
-out = Console()  # tables meant as the command's output
+# markup=False: titles, paths and messages are data and are printed as they are ("Thriller [explicit]",
+# "mgfrec[serve]"); styled text is built with rich.text.Text instead.
+console = Console(stderr=True, markup=False)  # progress, messages, errors
+out = Console(markup=False)  # tables meant as the command's output
 T = TypeVar("T")
 
 CONFIG_HELP = "YAML config file (default: built-in defaults; see configs/)."
@@ -45,12 +47,13 @@ def note_unread_sets(sets: list[str], command: str) -> None:
 def user_errors() -> Iterator[None]:
     """Turn expected errors (bad input, bad config, unknown component) into a message and exit code 2."""
     from mgfrec.config.load import ConfigError
+    from mgfrec.grounding.base import MissingExtraError
     from mgfrec.registry import RegistryError
     from mgfrec.user_agents.base import UserAgentError
 
     try:
         yield
-    except (ConfigError, RegistryError, UserAgentError, ValueError, KeyError, OSError) as exc:
+    except (ConfigError, RegistryError, UserAgentError, MissingExtraError, ValueError, KeyError, OSError) as exc:
         # Only the message is printed, never the chain: a chained SDK error may quote request headers.
         console.print(Text.assemble(("error:", "bold red"), " ", error_message(exc)), highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None

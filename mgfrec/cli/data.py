@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.text import Text
 
 from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, load, out, print_json, run
 
@@ -127,7 +128,10 @@ def download(
     from mgfrec.data.download import DEFAULT_BASE_URL, DownloadError, download_category
 
     if dataset != "amazon2023":
-        console.print(f"[bold red]error:[/] DATASET {dataset!r}: only 'amazon2023' can be downloaded", highlight=False)
+        console.print(
+            Text.assemble(("error:", "bold red"), f" DATASET {dataset!r}: only 'amazon2023' can be downloaded"),
+            highlight=False,
+        )
         raise typer.Exit(2)
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
     with user_errors(), Progress(*columns, TimeRemainingColumn(), console=console) as bar:
@@ -142,7 +146,7 @@ def download(
             files = download_category(category, out_dir, base_url or DEFAULT_BASE_URL, progress=show, retries=retries)
         except DownloadError as exc:
             bar.stop()
-            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            console.print(Text.assemble(("error:", "bold red"), f" {exc}"), highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
     for item in files:
         console.print(f"{item.path}: {item.size:,} bytes ({item.status})", highlight=False)

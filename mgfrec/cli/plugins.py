@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+from rich.text import Text
 
 from mgfrec.cli.common import print_json, run
 
@@ -37,10 +38,12 @@ def list_(
     table.add_column("target (module: object)", overflow="fold")
     for k, es in entries.items():
         if not es:
-            table.add_row(k, "[dim](none)[/]", "")
+            table.add_row(k, Text("(none)", style="dim"), "")
         for i, e in enumerate(es):
             module, _, obj = e.target.partition(":")
             table.add_row(
-                k if i == 0 else "", f"{e.name}\n[dim]{e.origin}[/]", f"{module}:\n  {obj}" if obj else module
+                k if i == 0 else "",
+                Text.assemble(f"{e.name}\n", (e.origin, "dim")),
+                f"{module}:\n  {obj}" if obj else module,
             )
     out.print(table)

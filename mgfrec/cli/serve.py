@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.text import Text
 
 from mgfrec.cli.common import SET_HELP, console, user_errors
 
@@ -27,7 +28,11 @@ def serve(
         from mgfrec.serve.app import ServeOptions
         from mgfrec.serve.app import serve as run_server
     except ImportError as exc:
-        console.print(f"[bold red]error:[/] mgfrec serve needs the 'serve' extra: pip install 'mgfrec[serve]' ({exc})")
+        console.print(
+            Text.assemble(
+                ("error:", "bold red"), f" mgfrec serve needs the 'serve' extra: pip install 'mgfrec[serve]' ({exc})"
+            )
+        )
         raise typer.Exit(2) from None
     options = ServeOptions(
         host=host,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
@@ -330,7 +330,7 @@ class TrainerConfig(Section):
 
 
 class EvalConfig(Section):
-    ks: tuple[int, ...] = (5, 10, 20)
+    ks: tuple[Annotated[int, Field(ge=1)], ...] = (5, 10, 20)
     split: Literal["train", "valid", "test"] = "test"
     bootstrap_samples: int = Field(1000, ge=0)
     confidence: float = Field(0.95, gt=0, lt=1)

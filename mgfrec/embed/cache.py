@@ -26,6 +26,7 @@ import os
 import re
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,9 +106,11 @@ def cached_item_embeddings(
         vectors, meta = found
         return CachedEmbeddings(vectors, path, True, time.perf_counter() - start, meta)
 
+    # Where the entry goes is checked before encoding: a wrong place must not cost the whole catalogue first.
+    writable = _check_writable(folder, explicit=bool(cfg.cache_dir))
     # Encode each distinct title once, so duplicates get bit-identical vectors (see the module docstring).
     unique = list(dict.fromkeys(titles))
-    if on_miss is not None:
+    if on_miss is not None and writable:  # (unwritable: the warning has said it embeds for this command only)
         on_miss(len(unique), path)
     row_of = {title: row for row, title in enumerate(unique)}
     encoded = np.asarray(embedder.encode(unique, query=False, progress=progress), dtype=np.float32)
@@ -127,10 +130,41 @@ def cached_item_embeddings(
         "build_seconds": round(seconds, 3),
         "mgfrec_version": __version__,
     }
-    folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, lambda handle: np.save(handle, vectors, allow_pickle=False))
-    _atomic_write(path.with_suffix(".json"), lambda handle: handle.write(json.dumps(meta, indent=2).encode("utf-8")))
+    if writable:
+        _atomic_write(path, lambda handle: np.save(handle, vectors, allow_pickle=False))
+        _atomic_write(
+            path.with_suffix(".json"), lambda handle: handle.write(json.dumps(meta, indent=2).encode("utf-8"))
+        )
     return CachedEmbeddings(vectors, path, False, seconds, meta)
+
+
+class CacheNotWritten(UserWarning):
+    """The prepared folder cannot hold the embedding cache; the vectors are used without being stored."""
+
+
+def _check_writable(folder: Path, explicit: bool) -> bool:
+    """Whether an entry can be written in ``folder`` (created if absent). ``embedding.cache_dir`` that names a
+    file, or that cannot be written, is an error (the user chose it); the default place inside a prepared
+    folder that is read-only (a shared data set) is a warning, and the vectors are used uncached."""
+    where = f"embedding.cache_dir {folder}" if explicit else f"the embedding cache {folder}"
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{where}: a file, not a folder; set embedding.cache_dir to a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-", suffix=".tmp"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        if explicit:
+            raise ValueError(f"{where}: cannot write there ({reason}); choose a writable folder") from None
+        warnings.warn(
+            f"{where}: cannot write there ({reason}); the title vectors are embedded for this command only. "
+            "Set embedding.cache_dir to a writable folder to keep them.",
+            CacheNotWritten,
+            stacklevel=3,
+        )
+        return False
+    return True
 
 
 def item_embeddings(
@@ -145,8 +179,8 @@ def _read(path: Path, key: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]] 
     meta_path = path.with_suffix(".json")
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if meta.get("key") != key:
-            return None
+        if not isinstance(meta, dict) or meta.get("key") != key:
+            return None  # foreign or damaged metadata: rebuilt
         vectors = np.load(path, allow_pickle=False)
     except (OSError, ValueError):  # missing, truncated or foreign files are a miss, rebuilt below
         return None
@@ -161,7 +195,14 @@ def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: others sharing the data folder must read it
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

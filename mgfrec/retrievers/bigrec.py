@@ -64,6 +64,8 @@ class BigRecOptions(BaseModel):
 class BigRecRetriever:
     """Scores = negative L2 distance from the generated title's embedding to every item's."""
 
+    reads_training_settings = False  # retriever.lr, max_epochs, seed, ...: see mgfrec baseline fit's note
+
     name = "bigrec"
     Options = BigRecOptions
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
@@ -42,7 +42,9 @@ class HybridOptions(BaseModel):
         None, description="reuse this already trained baseline run folder instead of fitting the collaborative side"
     )
     content: LastTitleOptions = LastTitleOptions()
-    weights: tuple[float, ...] = Field((0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0), min_length=1)
+    weights: tuple[Annotated[float, Field(ge=0.0, le=1.0)], ...] = Field(
+        (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0), min_length=1, description="content shares w to try"
+    )
     tune_metric: Literal["ndcg_full", "ndcg@10", "hit@10"] = "ndcg_full"
 
 
@@ -83,10 +85,17 @@ class HybridRetriever:
     ) -> HybridRetriever:
         """Fit the collaborative side into ``out/collaborative``, then pick the weight on valid."""
         options = options or HybridOptions()
-        if options.collaborative == cls.name:
-            raise ValueError("retriever.options.collaborative: a hybrid cannot blend itself; name e.g. 'sasrec'")
+        if options.collaborative in (cls.name, "bigrec"):
+            raise ValueError(
+                f"retriever.options.collaborative: {options.collaborative} cannot be a hybrid's collaborative side; "
+                "name a scoring model such as sasrec, gru4rec, caser or pop"
+            )
+        if ds.counts["samples"].get("valid", 0) == 0:
+            raise ValueError(f"{ds.root}: the valid split is empty; the hybrid tunes its weight on valid samples")
+        created = None
         if options.collaborative_run is not None:
             collaborative = _load_collaborative(Path(options.collaborative_run), ds, options.collaborative)
+            created = _fit_stamp(Path(options.collaborative_run))
         else:
             collaborative = registry().build(
                 "retriever",
@@ -109,6 +118,8 @@ class HybridRetriever:
                 if options.collaborative_run is not None
                 else CF_DIR
             ),
+            # the reused run's fit (run.json 'created'): a refit of it after tuning is refused at load
+            "collaborative_created": created,
             "tune_metric": options.tune_metric,
             "valid": {str(w): v for w, v in sweep.items()},
             "options": options.model_dump(mode="json"),
@@ -123,18 +134,62 @@ class HybridRetriever:
             raise FileNotFoundError(f"{path}: missing; fit with 'mgfrec baseline fit --model hybrid'")
         state = json.loads(path.read_text(encoding="utf-8"))
         options = HybridOptions.model_validate(state["options"])
-        if "collaborative_dir" in state:
-            cf_dir = Path(run_dir) / state["collaborative_dir"]
-        else:  # older runs kept only the path as given, relative to the folder they were fitted from
-            cf_dir = Path(options.collaborative_run) if options.collaborative_run else Path(run_dir) / CF_DIR
-        collaborative = _load_collaborative(cf_dir, ds, options.collaborative)
+        cls.check_current(run_dir)
+        collaborative = _load_collaborative(_collaborative_dir(run_dir, state, options), ds, options.collaborative)
         content = LastTitleRetriever(item_embeddings(ds, run_embedding_config(run_dir)), options.content)
         return cls(collaborative, content, float(state["weight"]), options)
 
+    @classmethod
+    def check_current(cls, run_dir: str | Path) -> None:
+        """Refuse a hybrid whose reused collaborative run was fitted again after its weight was tuned: the
+        weight (and any stored result) belong to the old model."""
+        state = json.loads((Path(run_dir) / STATE_FILE).read_text(encoding="utf-8"))
+        expected = state.get("collaborative_created")
+        if not expected:
+            return  # its own collaborative side, or a run from before this check
+        cf_dir = _collaborative_dir(Path(run_dir), state, HybridOptions.model_validate(state["options"]))
+        now = _fit_stamp(cf_dir)
+        if now is not None and now != expected:
+            raise ValueError(
+                f"{run_dir}: its collaborative run {cf_dir} was fitted again ({expected} -> {now}) after the "
+                f"hybrid's weight was tuned; fit the hybrid again (mgfrec baseline fit --model hybrid ...)"
+            )
+
+
+def _collaborative_dir(run_dir: Path, state: dict[str, Any], options: HybridOptions) -> Path:
+    if "collaborative_dir" in state:
+        return Path(run_dir) / state["collaborative_dir"]
+    # older runs kept only the path as given, relative to the folder they were fitted from
+    return Path(options.collaborative_run) if options.collaborative_run else Path(run_dir) / CF_DIR
+
+
+def _fit_stamp(run_dir: Path) -> str | None:
+    """When a reused baseline run was fitted (run.json 'created'); None for a folder without run.json."""
+    from mgfrec.runs import RUN_FILE, read_run_info
+
+    return read_run_info(run_dir).created if (run_dir / RUN_FILE).is_file() else None
+
 
 def _load_collaborative(run_dir: Path, ds: PreparedDataset, name: str) -> Any:
+    """The collaborative model in ``run_dir``; a reused baseline run (one with run.json) must be of model
+    ``name`` and trained on ``ds``, as every run that is evaluated must (a pop run's counts from another
+    split would carry test-period interactions)."""
+    from mgfrec.runs import RUN_FILE, read_run_info
+
     if not run_dir.is_dir():
         raise FileNotFoundError(f"retriever.options.collaborative_run: {run_dir} is not a run folder")
+    if (run_dir / RUN_FILE).is_file():
+        info = read_run_info(run_dir)
+        if info.model != name:
+            raise ValueError(
+                f"retriever.options.collaborative_run: {run_dir} holds a '{info.model}' run, but "
+                f"retriever.options.collaborative is '{name}'"
+            )
+        if info.data_checksum and info.data_checksum != ds.checksum:
+            raise ValueError(
+                f"retriever.options.collaborative_run: {run_dir} was trained on another data set (data_checksum "
+                f"{info.data_checksum} in its run.json; {ds.root} is {ds.checksum}); fit it on this one"
+            )
     return registry().load("retriever", name).load(run_dir, ds)
 
 

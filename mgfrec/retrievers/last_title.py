@@ -35,6 +35,8 @@ class LastTitleOptions(BaseModel):
 class LastTitleRetriever:
     """Scores = negative L2 distance from the (last) history title's vector to every item's."""
 
+    reads_training_settings = False  # retriever.lr, max_epochs, seed, ...: see mgfrec baseline fit's note
+
     name = "last-title"
     Options = LastTitleOptions
 

@@ -33,6 +33,8 @@ def train_popularity(ds: PreparedDataset) -> np.ndarray:
 class PopRetriever:
     """Most popular items in training, for every history alike."""
 
+    reads_training_settings = False  # retriever.lr, max_epochs, seed, ...: see mgfrec baseline fit's note
+
     name = "pop"
 
     def __init__(self, counts: np.ndarray):

@@ -70,9 +70,19 @@ def lightning_device(device: str) -> tuple[str, Any]:
     kind, _, index = device.partition(":")
     if kind == "auto":
         return "auto", "auto"
-    if kind in ("cpu", "mps"):
+    if kind == "cpu":
+        return kind, 1
+    if kind == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"retriever.device '{device}': no MPS device here; use retriever.device=cpu")
         return kind, 1
     if kind == "cuda":
+        visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if visible <= (int(index) if index else 0):
+            raise ValueError(
+                f"retriever.device '{device}': {visible} CUDA device(s) visible; use retriever.device=cpu"
+                + (" or a visible index" if visible else "")
+            )
         return "gpu", [int(index)] if index else 1
     raise ValueError(f"retriever.device: '{device}' is not cpu, cuda, cuda:<index>, mps or auto")
 

@@ -40,7 +40,7 @@ from mgfrec.agent.samples import SFTSample, to_rollout_sample
 from mgfrec.agent.trajectory import Trajectory
 from mgfrec.config.schema import AgentConfig
 from mgfrec.grounding.engine import Grounding
-from mgfrec.rollout.scripted_engine import ScriptedEngine, encode_split
+from mgfrec.rollout.scripted_engine import GrammarViolation, ScriptedEngine, encode_split
 from mgfrec.text.neutralize import neutralize_title, reserved_strings
 from mgfrec.text.prompts import AgentPrompts
 
@@ -238,8 +238,10 @@ def synthesize(
     """Plan every sample and replay the plans through :func:`~mgfrec.agent.loop.rollout`.
 
     Only trajectories that end ``answered`` are kept (a title too long for the turn budget ends a plan with
-    ``length_limit``; ``stats["dropped"]`` counts them). ``stats["plan_mismatch"]`` counts trajectories whose
-    environment showed other items than planned (possible only with an approximate grounder).
+    ``length_limit``; under constrained decoding, a plan the turn grammar refuses is dropped too,
+    ``stats["dropped_off_grammar"]``; ``stats["dropped"]`` counts both). ``stats["plan_mismatch"]`` counts
+    trajectories whose environment showed other items than planned (possible only with an approximate
+    grounder).
     """
     tokenizer, grounding = environment.tokenizer, environment.grounding
     prompts = prompts or AgentPrompts.from_config(agent)
@@ -250,7 +252,9 @@ def synthesize(
     prompt_ids = first_prompts(rollout_samples, tokenizer, prompts)
     keys = [tokenizer.decode(ids, skip_special_tokens=False) for ids in prompt_ids]
     done: dict[int, Trajectory] = {}
-    for batch in _rounds(keys, batch_size):
+    off_grammar = 0
+
+    def replay(batch: list[int]) -> list[Trajectory]:
         engine = ScriptedEngine(
             tokenizer,
             _PlanScript(tokenizer, [prompt_ids[n] for n in batch], [plans[n] for n in batch]),
@@ -266,13 +270,26 @@ def synthesize(
             prompts=prompts,
             max_context=max_context,
         )
-        done.update(zip(batch, result.trajectories, strict=True))
-    kept = [n for n in range(len(samples)) if done[n].end_reason == "answered"]
+        return result.trajectories
+
+    for batch in _rounds(keys, batch_size):
+        try:
+            done.update(zip(batch, replay(batch), strict=True))
+        except GrammarViolation:
+            # a plan the constrained grammar refuses (it reserves room for the longest allowed title, and a
+            # grounding only with room for an answer after it): replay one by one and drop those plans
+            for n in batch:
+                try:
+                    done[n] = replay([n])[0]
+                except GrammarViolation:
+                    off_grammar += 1
+    kept = sorted(n for n in done if done[n].end_reason == "answered")
     mismatch = sum(1 for n in kept if tuple(tuple(s.item_indices) for s in done[n].steps) != plans[n].grounded)
     stats = {
         "samples": len(samples),
         "kept": len(kept),
         "dropped": len(samples) - len(kept),
+        "dropped_off_grammar": off_grammar,
         "plan_mismatch": mismatch,
         "target_answered": float(np.mean([plans[n].target_shown for n in kept])) if kept else 0.0,
         "mean_groundings": float(np.mean([done[n].num_groundings for n in kept])) if kept else 0.0,

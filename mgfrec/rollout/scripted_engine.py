@@ -21,6 +21,11 @@ from typing import Any
 
 from mgfrec.rollout.base import Generation, check_generate_args, single_token_stops
 
+
+class GrammarViolation(ValueError):
+    """A scripted turn that the constrained turn grammar does not allow."""
+
+
 Script = Callable[[str, int], str]
 """``script(context_text, sample_index) -> turn text``; ``context_text`` is the whole prompt decoded with
 special tokens, ``sample_index`` is ``j`` of the ``n`` samples asked for the prompt."""
@@ -84,7 +89,7 @@ class ScriptedEngine:
                 continue
             for k, tok in enumerate(row.token_ids):
                 if not c.allowed().allows(tok):
-                    raise ValueError(
+                    raise GrammarViolation(
                         f"the scripted turn {row.text!r} breaks the constrained turn grammar at token {k} "
                         f"({self.tokenizer.decode([tok])!r}); script a valid turn or use agent.decoding: free"
                     )

@@ -87,3 +87,29 @@ def test_errors_name_the_flag_or_the_model(data, tmp_path):
     missing = invoke("baseline", "fit", "--model", "pop", "--data", tmp_path / "nowhere", "--out", tmp_path / "c")
     assert missing.exit_code == 2 and "not a prepared data set" in flat(missing.output)
     assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()
+
+
+def test_training_flags_a_model_does_not_read_get_a_note(data, tmp_path):
+    """pop, last-title and bigrec took --max-epochs, --lr, --seed ... and silently changed nothing."""
+    result = invoke(
+        "baseline", "fit", "--model", "pop", "--data", data, "--out", tmp_path / "pop", "--max-epochs", 3, "--lr", 0.5
+    )
+    assert result.exit_code == 0, result.output
+    text = flat(result.output)
+    assert "note: --lr, --max-epochs: retriever 'pop' does not read retriever.* training settings" in text
+    quiet = invoke("baseline", "fit", "--model", "pop", "--data", data, "--out", tmp_path / "pop2", "--device", "cpu")
+    assert quiet.exit_code == 0 and "note:" not in quiet.output
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a CUDA device is visible here")
+def test_a_device_that_is_not_there_is_one_line(data, tmp_path):
+    result = invoke("baseline", "fit", "--model", "sasrec", "--data", data, "--out", tmp_path / "s", "--device", "cuda")
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output  # Lightning's traceback before
+    assert "retriever.device 'cuda': 0 CUDA device(s) visible; use retriever.device=cpu" in flat(result.output)
+
+
+def test_metric_cut_offs_must_be_positive():
+    from mgfrec.config.load import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=r"eval.ks.0: Input should be greater than or equal to 1"):
+        load_config(None, ["eval.ks=[0,-3]"])

@@ -208,3 +208,26 @@ def test_a_message_with_brackets_is_printed_as_is(capsys):
     with pytest.raises(typer.Exit), user_errors():
         raise ValueError("grpo.rewards: [ndcg, nope] [bold]x[/bold]")
     assert "[ndcg, nope] [bold]x[/bold]" in capsys.readouterr().err
+
+
+def test_a_missing_grounder_library_is_one_line_in_every_command(capsys):
+    # MissingExtraError is an ImportError: only `mgfrec index` turned it into a line; recommend, evaluate, fit,
+    # sft and chat showed a traceback.
+    import typer
+
+    from mgfrec.grounding.base import MissingExtraError
+
+    with pytest.raises(typer.Exit) as info, user_errors():
+        raise MissingExtraError("grounding.grounder 'hnswlib' needs the hnswlib library: pip install 'mgfrec[hnswlib]'")
+    assert info.value.exit_code == 2
+    assert "pip install 'mgfrec[hnswlib]'" in capsys.readouterr().err  # the extra's name is not eaten as markup
+
+
+def test_command_output_consoles_print_markup_literally(capsys):
+    from mgfrec.cli.common import console, out
+
+    out.print("Thriller [explicit] and Back in Black [/live]")
+    console.print("pip install 'mgfrec[serve]'")
+    captured = capsys.readouterr()
+    assert "Thriller [explicit] and Back in Black [/live]" in captured.out
+    assert "mgfrec[serve]" in captured.err

@@ -128,3 +128,88 @@ def test_a_damaged_entry_is_rebuilt(ds, minilm):
     assert not again.hit and len(counting.calls) == 1
     np.testing.assert_array_equal(again.vectors, entry.vectors)
     assert cached_item_embeddings(ds, cfg, counting).hit
+
+
+@pytest.mark.parametrize("meta", ["[]", "null", '"text"'])
+def test_metadata_that_is_json_but_not_an_object_is_rebuilt(ds, minilm, meta):
+    cfg = EmbeddingConfig()
+    entry = cached_item_embeddings(ds, cfg, minilm)
+    entry.path.with_suffix(".json").write_text(meta)  # an AttributeError traceback before
+    counting = Counting(minilm)
+    assert not cached_item_embeddings(ds, cfg, counting).hit and len(counting.calls) == 1
+
+
+def test_entries_are_readable_by_others_as_the_umask_says(ds, minilm):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        entry = cached_item_embeddings(ds, EmbeddingConfig(), minilm)
+    finally:
+        os.umask(old)
+    for path in (entry.path, entry.path.with_suffix(".json")):
+        assert path.stat().st_mode & 0o777 == 0o644, oct(path.stat().st_mode)  # mkstemp's 0600 before
+
+
+def test_a_cache_dir_that_is_a_file_fails_before_encoding(ds, minilm, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    counting = Counting(minilm)
+    with pytest.raises(ValueError, match=r"embedding.cache_dir .*afile: a file, not a folder"):
+        cached_item_embeddings(ds, EmbeddingConfig(cache_dir=str(afile)), counting)
+    assert counting.calls == []  # the whole catalogue was embedded first, then the write failed
+
+
+@pytest.mark.skipif(__import__("os").geteuid() == 0, reason="root can write into a read-only folder")
+def test_a_read_only_data_folder_embeds_uncached_with_a_warning(ds, minilm):
+    from mgfrec.embed.cache import CacheNotWritten
+
+    folder = Path(ds.root) / "embeddings"
+    folder.mkdir(exist_ok=True)
+    folder.chmod(0o555)
+    try:
+        with pytest.warns(CacheNotWritten, match="cannot write there"):
+            entry = cached_item_embeddings(ds, EmbeddingConfig(), minilm)
+        assert not entry.hit and entry.vectors.shape[0] == len(TITLES) and not any(folder.iterdir())
+    finally:
+        folder.chmod(0o755)
+
+
+def test_re_saving_a_local_model_folder_is_a_new_entry(tmp_path):
+    # A local model is identified by its path; re-saved weights there (after fine-tuning) reused the old vectors.
+    import os
+
+    folder = tmp_path / "my-model"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"weights-1")
+    (folder / ".cache").mkdir()
+    first = SentenceTransformerEmbedder(EmbeddingConfig(model=str(folder)))
+    assert (
+        first.settings["weights"] == SentenceTransformerEmbedder(EmbeddingConfig(model=str(folder))).settings["weights"]
+    )
+    (folder / ".cache" / "lock").write_text("hidden files do not count")
+    assert SentenceTransformerEmbedder(EmbeddingConfig(model=str(folder))).settings == first.settings
+    (folder / "model.safetensors").write_bytes(b"weights-2")
+    os.utime(folder / "model.safetensors", ns=(1, 1))
+    second = SentenceTransformerEmbedder(EmbeddingConfig(model=str(folder)))
+    assert second.model_id == first.model_id and second.settings != first.settings
+    assert "weights" not in SentenceTransformerEmbedder(EmbeddingConfig()).settings  # bundled: by its name
+
+
+def test_an_unwritable_default_place_warns_and_writes_nothing(ds, minilm, monkeypatch):
+    """The same as above where the tests run as root (CI): the probe's write is refused as a read-only folder
+    refuses it; an explicit embedding.cache_dir that cannot be written is an error, before encoding."""
+    import mgfrec.embed.cache as cache_module
+    from mgfrec.embed.cache import CacheNotWritten
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(cache_module.tempfile, "NamedTemporaryFile", refuse)
+    with pytest.warns(CacheNotWritten, match=r"embeddings: cannot write there \(Permission denied\)"):
+        entry = cached_item_embeddings(ds, EmbeddingConfig(), minilm)
+    assert not entry.hit and not entry.path.exists()
+    counting = Counting(minilm)
+    with pytest.raises(ValueError, match=r"embedding.cache_dir .*: cannot write there \(Permission denied\)"):
+        cached_item_embeddings(ds, EmbeddingConfig(cache_dir=str(Path(ds.root) / "mine")), counting)
+    assert counting.calls == []

@@ -351,3 +351,44 @@ def test_joint_l2_variant_ranks_the_answers_over_title_and_recall_item_embedding
         others = [i for i in range(ds.num_items) if i != target and i not in set(history)]
         assert joint.ranks[n] == 1 + sum(d[i] <= d[target] + 1e-5 for i in others)
     assert not np.array_equal(paper.ranks, joint.ranks)  # the paper's rule reads the same answers by title alone
+
+
+def test_an_answered_title_shared_by_several_items_grounds_to_the_one_the_recall_list_showed():
+    """CDs has 184 titles shared by 551 items; the nearest-embedding tie went to the lowest index, so an agent
+    answering the recall model's first item ("Greatest Hits", the second of two) was ranked as if it had put the
+    other one first: not the recall model's ranks, as docs/agent.md promises."""
+    import torch
+
+    from mgfrec.agent.final_ranking import FinalRanking, joint_item_vectors
+    from mgfrec.grounding.engine import Grounding
+    from mgfrec.grounding.exact import ExactGrounder
+
+    titles = ["Greatest Hits", "Rumours", "Thriller", "Nevermind", "Kind of Blue", "Greatest Hits", "OK Computer"]
+    vectors = np.eye(len(titles), dtype=np.float32)
+    vectors[5] = vectors[0]  # the same title, the same embedding
+
+    class Embedder:
+        dim = len(titles)
+
+        def encode(self, texts, query=False, **kw):
+            return np.stack([vectors[titles.index(t)] for t in texts])
+
+    grounding = Grounding(Embedder(), ExactGrounder(vectors), titles, vectors, top_k=3)
+
+    class Recall:  # this user's best item is item 5, the second "Greatest Hits"; item 0 is in the history
+        def scores(self, histories):
+            return torch.tensor([[0.95, 0.5, 0.4, 0.3, 0.2, 0.9, 0.0]] * len(histories), dtype=torch.float64)
+
+        def item_vectors(self):
+            return torch.eye(len(titles))
+
+    final = FinalRanking("answer_then_recall", grounding, recall=Recall())
+    assert final.answer_items(["Greatest Hits"]) == [0]  # without a history: the first of them
+    assert final.answer_items(["Greatest Hits", "Rumours"], [[3], [3]]) == [0, 1]  # item 0 scores highest
+    assert final.answer_items(["Greatest Hits"], [[0, 3]]) == [5]  # item 0 is in the history: the one shown
+    scores = final.scores(["Greatest Hits"], [[0, 3]])
+    assert int(scores[0].argmax()) == 5
+    joint = FinalRanking(
+        "l2_joint", grounding, recall=Recall(), vectors=joint_item_vectors(vectors, Recall().item_vectors())
+    )
+    assert joint.answer_items(["Greatest Hits"], [[0, 3]]) == [5]

@@ -88,7 +88,7 @@ def test_hybrid_reuses_a_trained_collaborative_run(synth, tmp_path):
 
 
 def test_hybrid_refuses_to_blend_itself(synth, tmp_path):
-    with pytest.raises(ValueError, match="cannot blend itself"):
+    with pytest.raises(ValueError, match="hybrid cannot be a hybrid's collaborative side"):
         HybridRetriever.fit(synth, _config("hybrid", tmp_path), tmp_path / "run", HybridOptions(collaborative="hybrid"))
 
 
@@ -115,3 +115,65 @@ def test_a_hybrid_reusing_a_relative_run_loads_from_any_folder(synth, tmp_path, 
     hist = [np.array(h) for h in synth.split("test")["history"][:5]]
     reloaded = load_retriever(tmp_path / "moved" / "hybrid", synth)
     assert torch.allclose(reloaded.scores(hist), result.retriever.scores(hist))
+
+
+@pytest.mark.reliability
+def test_a_reused_run_of_another_data_set_or_model_is_refused(synth, tmp_path):
+    """A pop run fitted on another split of the same catalogue carried test-period counts into the hybrid."""
+    other = prepare(
+        DataConfig(
+            source="synthetic",
+            split_ratios=(0.98, 0.01, 0.01),
+            options={"n_users": 120, "n_items": 200, "n_artists": 30, "max_length": 10},
+        ),
+        tmp_path / "other",
+    )
+    assert other.num_items == synth.num_items and other.checksum != synth.checksum
+    fit_baseline(other, _config("pop", tmp_path), tmp_path / "pop-other")
+    cfg = _config(
+        "hybrid", tmp_path, f"retriever.options={{collaborative: pop, collaborative_run: {tmp_path / 'pop-other'}}}"
+    )
+    with pytest.raises(ValueError, match=r"pop-other was trained on another data set"):
+        fit_baseline(synth, cfg, tmp_path / "hybrid")
+    fit_baseline(synth, _config("last-title", tmp_path), tmp_path / "lt")
+    cfg = _config("hybrid", tmp_path, f"retriever.options={{collaborative: pop, collaborative_run: {tmp_path / 'lt'}}}")
+    with pytest.raises(ValueError, match=r"holds a 'last-title' run, but retriever.options.collaborative is 'pop'"):
+        fit_baseline(synth, cfg, tmp_path / "hybrid")
+
+
+@pytest.mark.reliability
+def test_refitting_the_reused_run_makes_the_hybrid_refuse_and_its_stored_results_too(synth, tmp_path):
+    from mgfrec.config.schema import EvalConfig
+    from mgfrec.eval.runs import evaluate_run, result_for_run
+
+    fit_baseline(synth, _config("pop", tmp_path), tmp_path / "pop")
+    cfg = _config(
+        "hybrid", tmp_path, f"retriever.options={{collaborative: pop, collaborative_run: {tmp_path / 'pop'}}}"
+    )
+    fit_baseline(synth, cfg, tmp_path / "hybrid")
+    evaluate_run(tmp_path / "hybrid", "test", EvalConfig(bootstrap_samples=20))
+    assert result_for_run(tmp_path / "hybrid", "test", EvalConfig(bootstrap_samples=20)).samples > 0
+    fit_baseline(synth, _config("pop", tmp_path, "retriever.seed=3"), tmp_path / "pop")  # refitted after tuning
+    for read in (
+        lambda: load_retriever(tmp_path / "hybrid", synth),
+        lambda: result_for_run(tmp_path / "hybrid", "test", EvalConfig(bootstrap_samples=20)),  # the old numbers
+    ):
+        with pytest.raises(ValueError, match=r"was fitted again .* fit the hybrid again"):
+            read()
+
+
+def test_hybrid_weights_must_be_shares_and_valid_samples_must_exist(synth, tmp_path):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        HybridOptions(weights=(-1.0, 2.5))
+    empty_valid = prepare(
+        DataConfig(
+            source="synthetic", split_ratios=(0.9, 0.0, 0.1), options={"n_users": 40, "n_items": 80, "n_artists": 10}
+        ),
+        tmp_path / "novalid",
+    )
+    with pytest.raises(ValueError, match="the valid split is empty"):
+        fit_baseline(empty_valid, _config("hybrid", tmp_path, "retriever.options={collaborative: pop}"), tmp_path / "h")
+    with pytest.raises(ValueError, match="bigrec cannot be a hybrid's collaborative side"):
+        fit_baseline(synth, _config("hybrid", tmp_path, "retriever.options={collaborative: bigrec}"), tmp_path / "h2")

@@ -130,6 +130,28 @@ def test_a_second_grounding_dropped_for_the_token_total_takes_its_answer_with_it
     assert parse_turn(short.turns[-1]).title == grounding.titles[short.answer_item]
 
 
+def test_plans_the_constrained_grammar_refuses_are_dropped_not_fatal(setup):
+    """Under constrained decoding a grounding needs room for a whole turn and an answer after it; a plan that
+    fits the token total but not that rule made synthesize() raise for the whole batch. It is dropped now."""
+    cfg, grounding, (_, tokenizer) = setup["cfg"], setup["grounding"], setup["policy"]
+    env = build_environment(grounding, tokenizer, cfg)
+    samples = setup["train"][:12]
+    plans = build_plans(samples, grounding, tokenizer, cfg.agent)
+    assert {len(p.grounded) for p in plans} == {1, 2}
+    # room for one grounding (a turn's budget plus an answer after it) but never for a second
+    total = cfg.agent.max_new_tokens_per_turn + 40
+    assert all(sum(len(encode_split(tokenizer, t, TURN_TAGS)) for t in p.turns) <= total for p in plans)
+    agent = cfg.agent.model_copy(update={"max_new_tokens_total": total, "decoding": "constrained"})
+    result = synthesize(samples, env, agent, prompts=AgentPrompts.from_config(agent), batch_size=4)
+    stats = result.stats
+    assert stats["dropped_off_grammar"] > 0 and stats["kept"] > 0
+    assert stats["kept"] + stats["dropped"] == len(samples) and stats["dropped_off_grammar"] <= stats["dropped"]
+    assert all(t.end_reason == "answered" for t in result.trajectories)
+    assert [s.sample_id for s in result.samples] == sorted(
+        (s.sample_id for s in result.samples), key=[x.sample_id for x in samples].index
+    )
+
+
 def test_the_recall_teacher_grounds_and_answers_the_recall_lists_first_item(setup):
     cfg, grounding, (_, tokenizer) = setup["cfg"], setup["grounding"], setup["policy"]
     samples = setup["train"]

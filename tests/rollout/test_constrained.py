@@ -215,3 +215,55 @@ def test_a_strong_recall_prior_answers_the_recall_lists_first_title_with_exact_l
 def test_recall_prior_needs_constrained_decoding():
     with pytest.raises(ValueError, match="recall_prior needs decoding: constrained"):
         AgentConfig(decoding="free", recall_prior=1.0)
+
+
+@pytest.mark.parametrize("budget", [20, 24, 28])
+def test_a_free_title_stops_where_the_turns_budget_ends(grammar, budget):
+    """A free title (ground_titles: free) was capped only at max_free_title_tokens (24), so a turn could run past
+    its budget and be cut (length_limit) though every token obeyed the grammar."""
+    for seed in range(10):
+        c = TurnConstraint(grammar, grammar.trie(["Rumours"]), None, budget=budget, max_think_tokens=16)
+        rng = random.Random(seed)
+        ids = []
+        while not c.done:
+            allowed = c.allowed()
+            if allowed.only:
+                ids.append(min(allowed.ids) if grammar.ground_open[0] not in allowed.ids else grammar.ground_open[0])
+            else:  # plain text whenever it may: the longest thought and title the grammar lets through
+                ids.append(rng.choice([i for i in range(grammar.vocab_size) if i not in allowed.ids]))
+            c.advance(ids[-1])
+        assert len(ids) <= budget, (budget, len(ids))
+
+
+@pytest.mark.slow
+def test_an_answer_stays_among_shown_titles_even_when_none_fits_the_turn(environment, tiny_policy):
+    """Every shown title longer than the turn's room emptied the answer trie, and the answer became free text:
+    a title never shown was accepted and ranked. It now stays among the shown titles and overruns the budget."""
+    model, tokenizer = tiny_policy
+    long_titles = (" ".join(["Kind of Blue"] * 6), " ".join(["Blue Train"] * 6))
+    samples = [RolloutSample(("Nevermind",), long_titles, sample_id="long")]
+    agent = AgentConfig(max_groundings=0, max_new_tokens_per_turn=16, max_new_tokens_total=16, max_think_tokens=2)
+    engine = ScriptedEngine(tokenizer, lambda ctx, j: "<think>a</think><answer>Thriller</answer>")
+    with pytest.raises(ValueError, match="breaks the constrained turn grammar"):
+        rollout(engine, environment, samples, agent=agent)
+    result = rollout(HFEngine(model, tokenizer), environment, samples, group_size=4, agent=agent, seed=1)
+    assert all(t.end_reason == "length_limit" for t in result.trajectories)  # a budget error, never a free answer
+
+
+@pytest.mark.slow
+def test_history_titles_the_prompt_hides_cannot_be_grounded(environment, tiny_policy):
+    _, tokenizer = tiny_policy
+    sample = RolloutSample(("Thriller", "Nevermind"), ("Rumours", "Kind of Blue"), sample_id="s")
+    turns = {"<think>a</think><ground>Nevermind</ground>", "<think>a</think><ground>Thriller</ground>"}
+    for ground in sorted(turns):
+        script = iter([ground, "<think>b</think><answer>Rumours</answer>"])
+        engine = ScriptedEngine(tokenizer, lambda ctx, j, s=script: next(s), split_at=TAG_SPLIT)
+        agent = AgentConfig(prompt_history=1, max_groundings=1)
+        if "Thriller" in ground:  # agent.prompt_history=1 shows only "Nevermind"
+            with pytest.raises(ValueError, match="breaks the constrained turn grammar"):
+                rollout(engine, environment, [sample], agent=agent)
+        else:
+            assert rollout(engine, environment, [sample], agent=agent).trajectories[0].end_reason == "answered"
+
+
+TAG_SPLIT = ("<think>", "</think>", "<ground>", "</ground>", "<answer>", "</answer>")
