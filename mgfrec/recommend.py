@@ -36,7 +36,7 @@ from mgfrec.config.schema import MGFRecConfig, PolicyConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.grounding.engine import Grounding, load_grounding
 from mgfrec.models.policy import load_policy
-from mgfrec.ranking.metrics import history_mask, target_ranks
+from mgfrec.ranking.metrics import history_mask, nan_to_neg_inf, target_ranks
 from mgfrec.registry import Registry, with_registry
 from mgfrec.retrievers.fit import load_retriever
 from mgfrec.retrievers.recall import top_items
@@ -365,7 +365,7 @@ class Recommender:
             if target is not None:
                 rec.target_rank = self.ds.num_items  # no answer recommends nothing: the evaluator's worst rank
             return rec
-        scores = scores.float().cpu()
+        scores = nan_to_neg_inf(scores.float().cpu())  # as the evaluator; a descending sort puts NaN first
         exclude = history_mask([np.asarray(history)], self.ds.num_items) if self.cfg.eval.exclude_history else None
         if exclude is not None and q.history_titles is not None:
             # a typed title names no one item: every item with that title is history ("Abbey Road" twice)

@@ -135,6 +135,22 @@ def test_a_target_that_is_also_in_the_history_stays_in_the_shown_ranking(agent_r
         recommender.close()
 
 
+def test_nan_scores_neither_lead_nor_shorten_the_shown_ranking(agent_run):
+    """A descending sort puts NaN first; as the evaluator, NaN counts as -inf, so the top list still holds k items."""
+    import torch
+
+    run, ds = agent_run
+    recommender = rec_module.load_recommender(run)
+    try:
+        scores = -torch.arange(ds.num_items, dtype=torch.float32).unsqueeze(0)
+        scores[0, 3] = float("nan")
+        query = rec_module.Query(history_titles=("x",), top_k=3)
+        rec = recommender._ranked(query, [0], None, [], None, scores)
+        assert [i for i, _ in rec.top] == [1, 2, 4]
+    finally:
+        recommender.close()
+
+
 @pytest.fixture(scope="module")
 def bracket_run(tmp_path_factory, minilm):
     """A catalogue with a duplicated title and titles that look like rich markup, and a last-title run."""

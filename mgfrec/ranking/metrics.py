@@ -24,7 +24,7 @@ def target_ranks(scores: torch.Tensor, targets: torch.Tensor, exclude: torch.Ten
     """
     scores = scores.float()
     rows = torch.arange(scores.shape[0], device=scores.device)
-    target_score = _nan_to_neg_inf(scores[rows, targets])
+    target_score = nan_to_neg_inf(scores[rows, targets])
     # A NaN item compares False with every score, so it is never counted above a target: it ranks last
     # without rewriting the whole [B, N] matrix. Only a target scored -inf (or NaN) needs care: it ties
     # with every item, NaN items included, which is corrected below.
@@ -64,12 +64,13 @@ def target_ranks_excluding(
     repeated[:, 1:] = items[:, 1:] == items[:, :-1]  # count an item consumed twice once
     counted = (items >= 0) & ~repeated & (items != targets.unsqueeze(1))
     scores = scores.float()
-    target_score = _nan_to_neg_inf(scores[torch.arange(scores.shape[0], device=device), targets])
-    item_score = _nan_to_neg_inf(scores.gather(1, items.clamp(min=0)))
+    target_score = nan_to_neg_inf(scores[torch.arange(scores.shape[0], device=device), targets])
+    item_score = nan_to_neg_inf(scores.gather(1, items.clamp(min=0)))
     return ranks - ((item_score >= target_score.unsqueeze(1)) & counted).sum(dim=1)
 
 
-def _nan_to_neg_inf(x: torch.Tensor) -> torch.Tensor:
+def nan_to_neg_inf(x: torch.Tensor) -> torch.Tensor:
+    """NaN scores as ``-inf``: every ranking here (evaluator, recall lists, recommend) puts them last."""
     return torch.where(torch.isnan(x), torch.full_like(x, -torch.inf), x)
 
 

@@ -49,6 +49,10 @@ def fit_baseline(ds: PreparedDataset, config: MGFRecConfig, out: str | Path, reg
     reg = registry()  # ``reg`` when given (with_registry)
     name = config.retriever.model
     out = Path(out)
+    if getattr(reg.load("retriever", name), "reads_training_settings", True):
+        from mgfrec.retrievers.training import lightning_device  # Lightning loads only for models that train
+
+        lightning_device(config.retriever.device)  # an unusable device is refused before out is touched
     out.mkdir(parents=True, exist_ok=True)
     # Files that describe an earlier fit must not be mistaken for this one's.
     for stale in [out / "run.json", *out.glob("recall_*.npz")]:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from mgfrec.data.prepared import PreparedDataset
-from mgfrec.ranking.metrics import history_mask
+from mgfrec.ranking.metrics import history_mask, nan_to_neg_inf
 from mgfrec.retrievers.fit import load_retriever
 
 
@@ -34,7 +34,7 @@ def top_items(
     rows = []
     for start in range(0, len(histories), batch_size):
         hist = histories[start : start + batch_size]
-        scores = retriever.scores(hist).float()
+        scores = nan_to_neg_inf(retriever.scores(hist).float())  # a descending sort would put NaN first
         scores = scores.masked_fill(history_mask(hist, num_items, device=scores.device), -torch.inf)
         order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :size]
         picked = torch.where(torch.gather(scores, 1, order) == -torch.inf, torch.full_like(order, -1), order)

@@ -106,6 +106,19 @@ def test_a_device_that_is_not_there_is_one_line(data, tmp_path):
     result = invoke("baseline", "fit", "--model", "sasrec", "--data", data, "--out", tmp_path / "s", "--device", "cuda")
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output  # Lightning's traceback before
     assert "retriever.device 'cuda': 0 CUDA device(s) visible; use retriever.device=cpu" in flat(result.output)
+    assert not (tmp_path / "s").exists()  # refused before the run folder (and its config.yaml) is written
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a CUDA device is visible here")
+def test_a_device_typo_keeps_the_finished_run_at_out(data, tmp_path):
+    """A refit over a finished run deletes its run.json and results first: a bad device must not get that far."""
+    out = tmp_path / "g"
+    first = invoke("baseline", "fit", "--model", "gru4rec", "--data", data, "--out", out, "--max-epochs", 1)
+    assert first.exit_code == 0, first.output
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    result = invoke("baseline", "fit", "--model", "gru4rec", "--data", data, "--out", out, "--device", "cuda:0")
+    assert result.exit_code == 2 and "0 CUDA device(s) visible" in flat(result.output)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
 
 
 def test_metric_cut_offs_must_be_positive():

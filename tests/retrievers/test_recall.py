@@ -77,6 +77,13 @@ def test_ties_go_to_the_lower_item_and_short_rows_pad_with_minus_one():
     assert lists.tolist() == [[0, 2, 4, -1], [0, 1, 2, 3]]
 
 
+def test_nan_scores_rank_last_as_the_evaluator_ranks_them():
+    # a descending sort puts NaN first; the evaluator counts NaN as -inf, so the recall list leaves them out
+    fixed = FixedScores(np.array([0.5, np.nan, 0.9, np.nan, 0.1]))
+    lists = top_items(fixed, [np.array([], dtype=np.int64)], 5, 5)
+    assert lists.tolist() == [[2, 0, 4, -1, -1]]
+
+
 def test_refitting_drops_the_old_lists(chain_ds, sasrec_run):
     recall_lists(chain_ds, "test", 30, sasrec_run.run_dir)
     fit_baseline(chain_ds, load_config(values={"retriever.model": "pop"}), sasrec_run.run_dir)
