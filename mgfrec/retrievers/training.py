@@ -348,10 +348,18 @@ class SequentialRetriever(L.LightningModule):
                 enable_model_summary=False,
                 default_root_dir=out,
             )
+            sigint = signal.getsignal(signal.SIGINT)
             try:
                 trainer.fit(model, datamodule=data)
+            except SystemExit:
+                if budget.stopped != "user":
+                    raise
+                # A second Ctrl-C: Lightning answers it with a silent sys.exit(1) and leaves SIGINT ignored.
+                raise KeyboardInterrupt from None
             finally:
                 budget.restore_signals()
+                if threading.current_thread() is threading.main_thread() and sigint is not None:
+                    signal.signal(signal.SIGINT, sigint)
         if not best.best_model_path:
             raise RuntimeError(f"{out}: training stopped before its first validation; no model to save")
         state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)

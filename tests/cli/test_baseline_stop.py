@@ -84,3 +84,39 @@ def test_a_signalled_fit_finishes_from_its_best_checkpoint(data, tmp_path, sig):
     assert (out / "model.pt").is_file()
     assert "stopped by the user" in " ".join(stderr.split()) and "valid NDCG@10" in stdout
     assert "Traceback" not in stderr
+
+
+def test_a_second_ctrl_c_aborts_with_the_cli_line_and_leaves_no_finished_run(data, tmp_path, monkeypatch):
+    """The second Ctrl-C aborts at once: Lightning turned it into a silent exit 1 and left SIGINT ignored for the
+    rest of the process; now the CLI says it was stopped by the user (exit 130) and Ctrl-C works again."""
+    from typer.testing import CliRunner
+
+    from mgfrec.cli.main import app
+    from mgfrec.retrievers import training
+
+    batch_end, on_signal = training.Budget.on_train_batch_end, training.Budget._on_signal
+
+    def first_press(self, trainer, module, *args):
+        if self.stopped is None:
+            os.kill(os.getpid(), signal.SIGINT)
+        return batch_end(self, trainer, module, *args)
+
+    def second_press(self, signum, frame):
+        on_signal(self, signum, frame)
+        os.kill(os.getpid(), signal.SIGINT)  # now handled as usual: KeyboardInterrupt inside the fit
+
+    monkeypatch.setattr(training.Budget, "on_train_batch_end", first_press)
+    monkeypatch.setattr(training.Budget, "_on_signal", second_press)
+    before = signal.getsignal(signal.SIGINT)
+    out = tmp_path / "run"
+    try:
+        result = CliRunner().invoke(
+            app, ["baseline", "fit", "--model", "sasrec", "--data", str(data), "--out", str(out), "--max-epochs", "5"]
+        )
+        after = signal.getsignal(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert result.exit_code == 130, result.output
+    assert "stopped by the user (Ctrl-C)" in result.output
+    assert after is before  # not left at SIG_IGN
+    assert not (out / "run.json").exists()  # aborted without saving: never mistaken for a finished fit
