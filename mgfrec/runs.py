@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import datetime as _dt
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,13 +33,25 @@ class RunInfo:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def json_ready(node: Any) -> Any:
+    """``node`` with every non-finite float (NaN, inf) as None: JSON has no NaN, and strict parsers (JavaScript,
+    ``jq``) refuse the ``NaN`` Python's ``json`` writes by default. Dump the result with ``allow_nan=False``."""
+    if isinstance(node, float) and not math.isfinite(node):
+        return None
+    if isinstance(node, dict):
+        return {k: json_ready(v) for k, v in node.items()}
+    if isinstance(node, (list, tuple)):
+        return [json_ready(v) for v in node]
+    return node
+
+
 def write_run_info(run_dir: str | Path, info: RunInfo) -> Path:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     payload = asdict(info)
     payload["created"] = payload["created"] or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
     path = run_dir / RUN_FILE
-    path.write_text(json.dumps(payload, indent=2), encoding="utf-8")
+    path.write_text(json.dumps(json_ready(payload), indent=2, allow_nan=False), encoding="utf-8")
     return path
 
 

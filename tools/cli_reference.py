@@ -20,10 +20,10 @@ HEADER = """# CLI reference
 Every `mgfrec` command with its arguments and options, generated from the code by
 `python tools/cli_reference.py` (a test fails when this page is out of date). `mgfrec COMMAND --help` prints
 the same. Options that take a config field override it for that run; `--set section.field=value` overrides
-any field; `--json` prints one JSON object on stdout. `mgfrec --verbose COMMAND` shows the libraries' own logs,
-warnings and progress bars (transformers, Lightning, torch), hidden by default; long stages print their own
-progress line on stderr either way (a bar on a terminal, a plain line every few seconds in a log;
-`MGFREC_PROGRESS_SECONDS` sets the interval).
+any field; `--json` prints one JSON object on stdout (strict JSON: a NaN or infinite number is `null`).
+`mgfrec --verbose COMMAND` shows the libraries' own logs, warnings and progress bars (transformers, Lightning,
+torch), hidden by default; long stages print their own progress line on stderr either way (a bar on a
+terminal, a plain line every few seconds in a log; `MGFREC_PROGRESS_SECONDS` sets the interval).
 """
 
 
@@ -46,11 +46,18 @@ def _cell(text: str | None) -> str:
 
 def _param_row(param) -> str:
     if param.param_type_name == "argument":
-        name = f"`{param.name.upper()}`" + ("..." if param.nargs == -1 else "")
+        shown_name = param.metavar or param.name.upper() + ("..." if param.nargs == -1 else "")  # as --help shows
+        name = f"`{shown_name}`"
         return f"| {name} | argument{' (required)' if param.required else ''} | {_cell(getattr(param, 'help', ''))} |"
     names = " / ".join(f"`{o}`" for o in [*param.opts, *param.secondary_opts])
     default = param.default
-    if callable(default) or default in (None, (), [], False) or param.is_flag and not param.secondary_opts:
+    if (
+        callable(default)
+        or default is None
+        or default is False
+        or default in ((), [])
+        or (param.is_flag and not param.secondary_opts)
+    ):  # a default of 0 is shown (0 == False, so not by equality)
         shown = ""
     else:
         shown = f" (default: `{default}`)"

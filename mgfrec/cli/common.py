@@ -96,5 +96,8 @@ def load(config: str | None, sets: list[str] | None, values: Mapping[str, Any] |
 
 
 def print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+    """``--json`` output: one strict JSON object (a NaN or infinite number is written as null)."""
+    from mgfrec.runs import json_ready
+
+    sys.stdout.write(json.dumps(json_ready(obj), indent=2, default=str, allow_nan=False) + "\n")
     sys.stdout.flush()

@@ -37,7 +37,7 @@ from mgfrec.registry import Registry, with_registry
 from mgfrec.retrievers.recall import recall_lists
 from mgfrec.rewards.compose import build_reward
 from mgfrec.rollout.base import build_engine
-from mgfrec.runs import RunInfo, recall_run_of
+from mgfrec.runs import RunInfo, json_ready, recall_run_of
 
 
 @with_registry
@@ -154,7 +154,8 @@ def evaluate_agent(
         "temperature": 0.0 if config.greedy else cfg.rollout.temperature,
         "limit": limit,
     }
-    (run_dir / f"agent_{split}.json").write_text(json.dumps(stats, indent=2), encoding="utf-8")
+    text = json.dumps(json_ready(stats), indent=2, allow_nan=False)  # NaN (no trajectory) as null
+    (run_dir / f"agent_{split}.json").write_text(text, encoding="utf-8")
     write_agent_samples(
         run_dir / f"agent_{split}_samples.csv", result.sample_ids, targets, trajectories, result.ranks, rewards
     )

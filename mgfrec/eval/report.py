@@ -28,6 +28,7 @@ from mgfrec.ranking.metrics import LOWER_IS_BETTER, metric_names
 from mgfrec.ranking.results import EvalResult, label
 from mgfrec.ranking.stats import MismatchedSamplesError, PairedComparison
 from mgfrec.registry import Registry, with_registry
+from mgfrec.runs import json_ready
 
 if TYPE_CHECKING:
     from rich.text import Text
@@ -92,7 +93,7 @@ class Report:
                     "comparison_error": r.comparison_error,
                 }
             )
-        return _no_nan(
+        return json_ready(
             {
                 "split": self.split,
                 "reference": self.reference,
@@ -369,13 +370,3 @@ def _names(paths: list[Path]) -> list[str]:
     """Folder names, or the paths as given where two folders share a name."""
     short = [p.name or str(p) for p in paths]
     return [s if short.count(s) == 1 else str(p) for s, p in zip(short, paths, strict=False)]
-
-
-def _no_nan(node: Any) -> Any:
-    if isinstance(node, float) and math.isnan(node):
-        return None
-    if isinstance(node, dict):
-        return {k: _no_nan(v) for k, v in node.items()}
-    if isinstance(node, (list, tuple)):
-        return [_no_nan(v) for v in node]
-    return node

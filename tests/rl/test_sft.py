@@ -227,7 +227,13 @@ def test_cli_writes_a_loadable_run_folder(setup):
     ]
     result = CliRunner().invoke(app, [str(a) for a in args])
     assert result.exit_code == 0, result.output
-    info = json.loads((out / "run.json").read_text())
+
+    def strict(token):  # JSON has no NaN: Python's default would write one, JavaScript and jq refuse it
+        raise AssertionError(f"{token} in JSON output")
+
+    summary = json.loads(result.stdout, parse_constant=strict)
+    assert summary["untrained"]["train_loss"] is None and summary["final"]["train_loss"] > 0
+    info = json.loads((out / "run.json").read_text(), parse_constant=strict)
     assert info["kind"] == "agent" and info["model"] == "mgfrec-sft" and info["extra"]["policy"] == "policy"
     assert info["data_checksum"] == ds.checksum
     config = yaml.safe_load((out / "config.yaml").read_text())
