@@ -82,6 +82,21 @@ def test_markdown_case_study_is_written(agent_run, tmp_path):
     assert ds.titles[0] in text and ds.titles[1] in text
 
 
+def test_a_markdown_path_that_cannot_be_a_file_is_refused_before_the_rollout(agent_run, tmp_path, monkeypatch):
+    """A folder or a path under a file was a traceback after the whole rollout had run."""
+    run, ds = agent_run
+    (tmp_path / "afile").write_text("x")
+
+    def no_rollout(*args, **kwargs):
+        raise AssertionError("the rollout ran before the path was checked")
+
+    monkeypatch.setattr(rec_module, "recommend", no_rollout)
+    for path, words in [(tmp_path, "a folder"), (tmp_path / "afile" / "x.md", "is a file, not a folder")]:
+        result = CliRunner().invoke(app, ["recommend", str(run), "--history", ds.titles[0], "--markdown", str(path)])
+        text = " ".join(result.output.split())
+        assert result.exit_code == 2 and "Traceback" not in text and "--markdown" in text and words in text, text
+
+
 def test_a_variant_run_recommends_by_its_own_final_ranking(agent_run, monkeypatch, tmp_path):
     """An answer-first run puts the answered item first and the recall model's order after it, as the evaluator
     ranks it; a joint-l2 run whose recall model has no item embeddings is refused when it is loaded."""

@@ -31,6 +31,8 @@ def recommend(
     from mgfrec.recommend import recommend as run_recommend
 
     titles = history.split(";") if history is not None else None
+    if markdown is not None:
+        run(lambda: _check_file_path(markdown, "--markdown"))  # before the rollout, whose work it would lose
     rec, ds = run(
         lambda: run_recommend(
             run_dir,
@@ -48,11 +50,20 @@ def recommend(
         from mgfrec.eval.figures import write_trajectory_markdown
 
         who = f"user {user}" if user is not None else "a typed history"
-        write_trajectory_markdown(payload, markdown, title=f"Case study: {who}")
+        run(lambda: write_trajectory_markdown(payload, markdown, title=f"Case study: {who}"))
     if as_json:
         print_json(payload)
         return
     _show(payload)
+
+
+def _check_file_path(path: Path, flag: str) -> None:
+    """Refuse a path that cannot become a file: a folder, or one under a file."""
+    if path.is_dir():
+        raise ValueError(f"{flag} {path}: a folder; give the path of a file to write")
+    existing = next((p for p in path.parents if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise ValueError(f"{flag} {path}: {existing} is a file, not a folder")
 
 
 def _show(p: dict) -> None:

@@ -13,7 +13,7 @@ from mgfrec.cli.common import SET_HELP, console, user_errors
 def serve(
     run_dir: Path = typer.Argument(..., metavar="RUN", help="An agent run (mgfrec sft / fit) or a baseline run."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
-    port: int = typer.Option(8000, "--port", help="Port to listen on."),
+    port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port to listen on."),
     max_batch: int = typer.Option(8, "--max-batch", min=1, help="Most requests answered by one batched rollout."),
     queue_size: int = typer.Option(64, "--queue-size", min=1, help="Requests waiting before new ones get 503."),
     timeout: float = typer.Option(120.0, "--timeout", min=0.001, help="Seconds one /v1/recommend may wait (then 504)."),
@@ -34,14 +34,14 @@ def serve(
             )
         )
         raise typer.Exit(2) from None
-    options = ServeOptions(
-        host=host,
-        port=port,
-        max_batch=max_batch,
-        queue_size=queue_size,
-        timeout_s=timeout,
-        feedback_timeout_s=feedback_timeout,
-        max_sessions=max_sessions,
-    )
     with user_errors():
+        options = ServeOptions(
+            host=host,
+            port=port,
+            max_batch=max_batch,
+            queue_size=queue_size,
+            timeout_s=timeout,
+            feedback_timeout_s=feedback_timeout,
+            max_sessions=max_sessions,
+        )
         run_server(str(run_dir), options, tuple(set_), say=lambda m: console.print(m, highlight=False, markup=False))

@@ -56,6 +56,7 @@ def sweep(
 ) -> None:
     """Train and evaluate one run per grid cell into OUT/<field>=<value>; a failed cell is recorded in
     OUT/sweep.json and the sweep goes on. Run it again to skip finished cells and resume the others."""
+    from mgfrec.data.prepared import PreparedDataset
     from mgfrec.experiments.ablations import apply_ablation
     from mgfrec.experiments.sweep import (
         build_grid,
@@ -63,7 +64,7 @@ def sweep(
         run_sweep,
         summary_table,
     )
-    from mgfrec.rl.fit import FitOptions
+    from mgfrec.rl.fit import FitOptions, start_point
 
     def go():
         cells_grid = build_grid(grid, grid_file)
@@ -76,6 +77,7 @@ def sweep(
             max_train_samples=max_train_samples,
             valid_samples=valid_samples,
         )
+        start_point(options, PreparedDataset(data))  # a wrong --data or --init is refused once, not in every cell
 
         def say(s: str) -> None:
             console.print(s, highlight=False, markup=False)

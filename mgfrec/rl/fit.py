@@ -203,6 +203,22 @@ def starting_config(out: str | Path, resume: bool, config: str | Path | None = N
     return str(saved) if resume and saved.is_file() else None
 
 
+def start_point(options: FitOptions, ds: PreparedDataset) -> tuple[RecallOptions, Path | None]:
+    """Where a fit starts: ``--init``'s policy folder and recall run (checked: an agent run on ``ds``), or no
+    policy folder and a recall model to fit."""
+    if options.init is None:
+        return RecallOptions(recall_model=options.recall_model), None
+    info = read_run_info(options.init)
+    if info.kind != "agent" or "policy" not in info.extra:
+        raise ValueError(f"--init {options.init}: an agent run folder with a policy is needed, got kind '{info.kind}'")
+    if info.data_checksum != ds.checksum:
+        raise ValueError(f"--init {options.init}: it was trained on other data than --data {ds.root}")
+    recall_run = recall_run_of(f"--init {options.init}", info)
+    if recall_run is None:
+        raise ValueError(f"--init {options.init}: its {RUN_FILE} names no recall run (extra.recall_run)")
+    return RecallOptions(recall_run=recall_run), Path(options.init) / info.extra["policy"]
+
+
 @with_registry
 def run_fit(
     data: str | Path,
@@ -231,6 +247,7 @@ def run_fit(
         check_policy_source(cfg.policy.model)
     require_automatic(cfg.user_agent, "GRPO training", reg)  # before any data work: a person cannot answer a rollout
     ds, out = PreparedDataset(data), Path(out)
+    recall_opts, policy_dir = start_point(options, ds)  # --init checked before OUT is touched
     ckpt = out / "checkpoints" / "last.ckpt"
     if options.resume and not ckpt.exists() and (out / "checkpoints" / "last.ckpt.old").exists():
         ckpt = out / "checkpoints" / "last.ckpt.old"  # killed while one DeepSpeed folder replaced another
@@ -247,21 +264,6 @@ def run_fit(
             (out / START_FILE).write_text(json.dumps(start_options(options), indent=2), encoding="utf-8")
     torch.manual_seed(cfg.trainer.seed)
 
-    if options.init is not None:
-        info = read_run_info(options.init)
-        if info.kind != "agent" or "policy" not in info.extra:
-            raise ValueError(
-                f"--init {options.init}: an agent run folder with a policy is needed, got kind '{info.kind}'"
-            )
-        if info.data_checksum != ds.checksum:
-            raise ValueError(f"--init {options.init}: it was trained on other data than --data {ds.root}")
-        recall_run = recall_run_of(f"--init {options.init}", info)
-        if recall_run is None:
-            raise ValueError(f"--init {options.init}: its {RUN_FILE} names no recall run (extra.recall_run)")
-        recall_opts = RecallOptions(recall_run=recall_run)
-        policy_dir = Path(options.init) / info.extra["policy"]
-    else:
-        recall_opts, policy_dir = RecallOptions(recall_model=options.recall_model), None
     if not first and recall_opts.recall_run is None:
         wait_for(out / "recall" / RUN_FILE, "the recall run")
     cfg, recall_dir, train, valid = recall_samples(

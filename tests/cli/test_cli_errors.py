@@ -231,3 +231,11 @@ def test_command_output_consoles_print_markup_literally(capsys):
     captured = capsys.readouterr()
     assert "Thriller [explicit] and Back in Black [/live]" in captured.out
     assert "mgfrec[serve]" in captured.err
+
+
+@pytest.mark.parametrize("port", ["99999", "-1"])
+def test_a_port_out_of_range_is_a_usage_error(tmp_path, port):
+    """A port beyond 0-65535 was a pydantic traceback (exit 1) from ServeOptions, built outside user_errors."""
+    code, output = invoke("serve", tmp_path, "--port", port)
+    assert code == 2 and "Traceback" not in output, output
+    assert "Invalid value for '--port'" in output and ("65535" in output if port == "99999" else "0" in output), output

@@ -101,6 +101,19 @@ def test_deepspeed_on_cpu_is_a_message_not_a_traceback(data):
 
 
 @pytest.mark.reliability
+def test_a_wrong_init_leaves_the_run_at_out_untouched(data):
+    """--init was checked after OUT's run.json and results were deleted: a typo cost a finished run its marker."""
+    out = data / "finished"
+    out.mkdir()
+    (out / "run.json").write_text('{"kind": "agent"}')
+    before = sorted(p.name for p in out.iterdir())
+    result = invoke("--data", data / "data", "--out", out, "--init", data / "no-such-sft")
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "not a run folder" in text and "Traceback" not in text, text
+    assert sorted(p.name for p in out.iterdir()) == before and (out / "run.json").read_text() == '{"kind": "agent"}'
+
+
+@pytest.mark.reliability
 def test_resume_without_checkpoint_names_the_file(data):
     result = invoke("--data", data / "data", "--out", data / "nothing", "--resume")
     assert result.exit_code == 2 and "last.ckpt" in result.output

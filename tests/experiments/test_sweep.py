@@ -242,6 +242,8 @@ def test_cli_sweep_with_the_documented_flags(tmp_path, monkeypatch):
         return fake
 
     monkeypatch.setattr(sweep_mod, "fit_and_evaluate", fake_factory)
+    monkeypatch.setattr("mgfrec.rl.fit.start_point", lambda options, ds: None)  # no data set or --init run here
+    monkeypatch.setattr("mgfrec.data.prepared.PreparedDataset", lambda root: root)
     app = typer.Typer()
     app.command()(sweep_command)
     out = tmp_path / "sweep-mg"
@@ -267,6 +269,26 @@ def test_cli_sweep_with_the_documented_flags(tmp_path, monkeypatch):
     assert json.loads((out / "sweep.json").read_text())["cells"]["agent.max_groundings=9"]["status"] == "failed"
     bad = CliRunner().invoke(app, ["--data", "d", "--out", str(tmp_path / "x"), "--grid", "agent.nope=1"])
     assert bad.exit_code == 2 and "agent.nope" in bad.output
+
+
+def test_cli_sweep_refuses_a_wrong_data_or_init_once_before_any_cell(tmp_path):
+    """Every cell used to run and be recorded as failed (exit 1, a sweep folder left behind)."""
+    from mgfrec.config.schema import DataConfig
+    from mgfrec.data.prepared import prepare
+
+    prepare(DataConfig(source="synthetic", options={"n_users": 30}), tmp_path / "data")
+    app = typer.Typer()
+    app.command()(sweep_command)
+    out = tmp_path / "sweep"
+    grid = ["--grid", "agent.max_groundings=1,3", "--out", str(out), "--max-steps", "1"]
+    for flags, words in [
+        (["--data", str(tmp_path / "nosuch")], "not a prepared data set"),
+        (["--data", str(tmp_path / "data"), "--init", str(tmp_path / "nosuch")], "not a run folder"),
+    ]:
+        result = CliRunner().invoke(app, [*flags, *grid])
+        text = " ".join(result.output.split())
+        assert result.exit_code == 2 and words in text and "Traceback" not in text, text
+        assert not out.exists()
 
 
 @pytest.mark.slow
