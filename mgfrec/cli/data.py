@@ -72,23 +72,45 @@ def prepare(
 
 
 def _print_rows(rows: dict) -> None:
+    for line in _row_lines(rows):
+        console.print(line, highlight=False)
+
+
+def _row_lines(rows: dict) -> list[str]:
+    lines = []
     for name, rep in rows.items():
         line = f"{name}: read {rep['read']} = kept {rep['kept']} + dropped {rep['dropped']}"
         if rep["dropped"]:
             line += " (" + ", ".join(f"{k} {v}" for k, v in rep["dropped_by_reason"].items()) + ")"
-        console.print(line, highlight=False)
+        lines.append(line)
+    return lines
+
+
+def _count_cells(counts: dict) -> list[tuple[str, str]]:
+    cells = [(key, f"{counts[key]:,}") for key in ("users", "items", "interactions")]
+    cells += [(f"samples / {split}", f"{n:,}") for split, n in counts["samples"].items()]
+    return [*cells, ("mean history length", f"{counts['mean_history_length']:.2f}")]
 
 
 def _print_counts(counts: dict, title: str) -> None:
     from rich.table import Table
 
     table = Table(title=title, show_header=False)
-    for key in ("users", "items", "interactions"):
-        table.add_row(key, f"{counts[key]:,}")
-    for split, n in counts["samples"].items():
-        table.add_row(f"samples / {split}", f"{n:,}")
-    table.add_row("mean history length", f"{counts['mean_history_length']:.2f}")
+    for key, value in _count_cells(counts):
+        table.add_row(key, value)
     out.print(table)
+
+
+def _check_shown(ds) -> None:
+    """What ``data stats`` shows of a manifest is all there (a damaged file is one line naming it)."""
+    from mgfrec.data.prepared import MANIFEST
+
+    try:
+        _row_lines(ds.manifest["rows"])
+        _count_cells(ds.counts)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        what = f"field {exc} is missing" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+        raise ValueError(f"{ds.root / MANIFEST}: {what}; prepare the data set again") from None
 
 
 @app.command()
@@ -100,9 +122,10 @@ def stats(
     from mgfrec.data.prepared import PreparedDataset
 
     ds = run(lambda: PreparedDataset(data))
-    counts = run(lambda: ds.counts)
+    run(lambda: _check_shown(ds))
+    counts = ds.counts
     if as_json:
-        print_json({**counts, "source": ds.manifest["source"]["name"], "rows": ds.manifest["rows"]})
+        print_json({**counts, "source": ds.manifest["source"].get("name"), "rows": ds.manifest["rows"]})
         return
     _print_rows(ds.manifest["rows"])
     _print_counts(counts, str(data))

@@ -181,6 +181,10 @@ def _counts(items: pd.DataFrame, log: pd.DataFrame, splits: dict[str, pd.DataFra
     }
 
 
+# What every command reads from a manifest (prepare writes more); each must be there with this type.
+_MANIFEST_FIELDS: dict[str, type] = {"source": dict, "counts": dict, "rows": dict, "checksums": dict}
+
+
 @dataclass
 class PreparedDataset:
     """A prepared folder, read lazily. Checksums are verified when the manifest is first read."""
@@ -196,7 +200,18 @@ class PreparedDataset:
 
     @cached_property
     def manifest(self) -> dict[str, Any]:
-        manifest = json.loads((self.root / MANIFEST).read_text(encoding="utf-8"))
+        path = self.root / MANIFEST
+        again = "prepare the data set again"
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{path}: not a readable manifest ({exc}); {again}") from None
+        if not isinstance(manifest, dict):
+            raise ValueError(f"{path}: not a manifest (a JSON {type(manifest).__name__}, not an object); {again}")
+        for key, kind in _MANIFEST_FIELDS.items():
+            if not isinstance(manifest.get(key), kind):
+                got = "missing" if key not in manifest else f"a {type(manifest[key]).__name__}"
+                raise ValueError(f"{path}: field '{key}' is {got}, not a {kind.__name__}; {again}")
         if manifest.get("format_version") != FORMAT_VERSION:
             raise ValueError(
                 f"{self.root / MANIFEST}: format_version {manifest.get('format_version')} != {FORMAT_VERSION}"

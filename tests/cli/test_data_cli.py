@@ -145,6 +145,39 @@ def test_stats_refuses_a_folder_that_is_not_prepared_or_was_changed(csv_folder, 
     assert "test.parquet: checksum differs" in flat(result.output)
 
 
+@pytest.mark.reliability
+def test_a_damaged_manifest_is_one_line_naming_it(csv_folder, tmp_path):
+    """A manifest that is a list, lacks a field, is cut short or is not UTF-8 was a traceback or a bare
+    'error: counts'; each is now one line naming manifest.json and saying what to do."""
+    out = tmp_path / "prepared"
+    assert invoke("data", "prepare", csv_folder, "--out", out).exit_code == 0
+    path = out / "manifest.json"
+    good = json.loads(path.read_text())
+    damaged = {
+        "a list": (b"[]", "not a manifest (a JSON list"),
+        "no source": (
+            json.dumps({k: v for k, v in good.items() if k != "source"}).encode(),
+            "field 'source' is missing",
+        ),
+        "no rows": (json.dumps({k: v for k, v in good.items() if k != "rows"}).encode(), "field 'rows' is missing"),
+        "counts a list": (json.dumps({**good, "counts": []}).encode(), "field 'counts' is a list, not a dict"),
+        "a row without read": (
+            json.dumps({**good, "rows": {"items.csv": {"kept": 1}}}).encode(),
+            "field 'read' is missing",
+        ),
+        "cut short": (path.read_bytes()[:40], "not a readable manifest"),
+        "not UTF-8": (b'{"source": "\xff\xfe"}', "not a readable manifest"),
+    }
+    for name, (content, words) in damaged.items():
+        path.write_bytes(content)
+        for flags in ([], ["--json"]):
+            result = invoke("data", "stats", out, *flags)
+            text = flat(result.output)
+            assert result.exit_code == 2, (name, text)
+            assert "Traceback" not in text and str(path) in text and words in text, (name, text)
+            assert "prepare the data set again" in text, (name, text)
+
+
 def test_subsample_users_is_accounted_for_after_the_rows(tmp_path):
     """The rows' accounting ends at the source; --subsample-users drops more, and says how many (read = kept +
     dropped), in the table's output, the --json keys and the manifest."""
