@@ -38,6 +38,8 @@ def prepare(
         name, path = (source_name, source if Path(source).exists() else None) if source_name else detect_source(source)
         options: dict = {}
         for text in option:
+            if "=" not in text or not text.partition("=")[0].strip():
+                raise ValueError(f"--option '{text}': must look like key=value (e.g. -o n_users=100)")
             options.update(parse_override(text))
         cfg = load(
             config,

@@ -37,6 +37,7 @@ def evaluate(
     NDCG without cut-off and mean rank, each with a bootstrap interval. Writes RUN/eval_<split>.json,
     RUN/eval_<split>.csv and RUN/ranks_<split>.csv."""
     from mgfrec.eval.runs import evaluate_run
+    from mgfrec.runs import read_run_info
 
     def go():
         note_unread_sets(set_, "mgfrec evaluate")
@@ -51,6 +52,14 @@ def evaluate(
                 "eval.exclude_history": False if no_exclude_history else None,
             },
         )
+        if limit is not None and read_run_info(run_dir).kind == "baseline":
+            console.print(
+                f"note: --limit applies to agent runs; a baseline is scored on every sample of {cfg.eval.split} "
+                "(cheap, and what 'mgfrec report --limit' cuts to the agent runs' subsample)",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
         with console.status(f"evaluating {run_dir} on {cfg.eval.split}"):
             return evaluate_run(
                 run_dir,

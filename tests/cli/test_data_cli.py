@@ -116,6 +116,13 @@ def test_bad_file_without_skip_bad_exits_2_naming_file_line_and_field(csv_folder
     assert not (out / "manifest.json").exists()
 
 
+def test_an_option_without_a_value_names_the_flag_and_its_form(tmp_path):
+    result = invoke("data", "prepare", "synthetic", "--out", tmp_path / "s", "-o", "n_users")
+    text = flat(result.output)
+    assert result.exit_code == 2 and "--option 'n_users': must look like key=value" in text, text
+    assert "section.field" not in text and not (tmp_path / "s").exists()
+
+
 def test_unknown_source_gives_the_closest_match(tmp_path):
     result = invoke("data", "prepare", "synthetic", "--out", tmp_path / "p", "--source", "synthetc")
     assert result.exit_code == 2

@@ -108,6 +108,17 @@ def test_set_overrides_evaluate_does_not_read_are_named_in_a_note(ds, tmp_path):
     assert "note:" not in invoke(str(run), "--json", "--set", "eval.bootstrap_samples=0").stderr
 
 
+def test_limit_on_a_baseline_says_it_scores_the_whole_split(ds, tmp_path):
+    """--limit is for agent runs; a baseline silently scored every sample, which looked like a subsample."""
+    run = make_run(tmp_path / "run", ds, np.arange(10, dtype=float))
+    res = invoke(str(run), "--json", "--bootstrap", "0", "--limit", "1")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["samples"] == len(ds.split("test"))
+    notes = [line for line in res.stderr.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "--limit applies to agent runs" in notes[0], res.stderr
+    assert "note:" not in invoke(str(run), "--json", "--bootstrap", "0").stderr
+
+
 def test_no_exclude_history_ranks_history_items_too(ds, tmp_path):
     run = make_run(tmp_path / "run", ds, np.zeros(10))
     excluded = json.loads(invoke(str(run), "--json", "--bootstrap", "0").stdout)
