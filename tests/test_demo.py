@@ -125,6 +125,24 @@ def test_the_closing_line_names_what_the_rows_were_compared_on():
     assert compared_on(1000, {491}) == "on the whole test split (491 samples, fewer than --eval-samples 1,000)"
 
 
+def test_the_demo_budget_over_a_config_file_is_said_not_silent(tmp_path, capsys):
+    """--retriever-epochs (default 20), patience 2 and min_delta 0.002 are typed values: they win over the
+    --config file's retriever fields, which the demo used to drop without a word."""
+    from mgfrec.cli.demo import _note_budget_over_file
+
+    budget = {"retriever.max_epochs": 20, "retriever.patience": 2, "retriever.min_delta": 0.002}
+    path = tmp_path / "mine.yaml"
+    path.write_text("retriever:\n  max_epochs: 3\n  patience: 7\n")
+    _note_budget_over_file(str(path), ["retriever.patience=5"], budget)
+    text = " ".join(capsys.readouterr().err.split())
+    assert f"note: the demo's baseline budget sets retriever.max_epochs=20 over {path}'s values" in text, text
+    assert "patience" not in text.split("over")[0]  # --set decided that one
+    _note_budget_over_file(None, [], budget)
+    path.write_text("agent:\n  max_groundings: 3\n")
+    _note_budget_over_file(str(path), [], budget)
+    assert capsys.readouterr().err == ""
+
+
 def test_demo_baselines_flag():
     from mgfrec.cli.demo import _baselines
     from mgfrec.demo import ALL_BASELINES

@@ -64,7 +64,12 @@ def demo(
         help="torch CPU threads (0: torch's default, one per core). One by default: on a machine whose cores are "
         "busy, more threads than free cores made SASRec 36x slower (docs/experiments.md).",
     ),
-    config: str | None = typer.Option(None, "--config", help=CONFIG_HELP + " Default: configs' CPU defaults."),
+    config: str | None = typer.Option(
+        None,
+        "--config",
+        help=CONFIG_HELP + " Default: configs' CPU defaults. The demo's baseline budget (--retriever-epochs, "
+        "retriever.patience 2, retriever.min_delta 0.002) wins over the file's; --set wins over both.",
+    ),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
 ) -> None:
     """Prepare data, build the title index, fit the baselines (Pop, last-title, SASRec and the hybrid;
@@ -84,17 +89,9 @@ def demo(
         reg = registry()
         chosen = _baselines(baselines, reg.names("retriever"))
         name, path = detect_source(data, reg.names("data_source"))
-        cfg = load(
-            config,
-            set_,
-            {
-                "data.source": name,
-                "data.path": path,
-                "retriever.max_epochs": retriever_epochs,
-                "retriever.patience": 2,
-                "retriever.min_delta": 0.002,
-            },
-        )
+        budget = {"retriever.max_epochs": retriever_epochs, "retriever.patience": 2, "retriever.min_delta": 0.002}
+        cfg = load(config, set_, {"data.source": name, "data.path": path, **budget})
+        _note_budget_over_file(config, set_, budget)
         options = DemoOptions(
             agent=agent,
             fit_steps=fit_steps,
@@ -156,3 +153,26 @@ def compared_on(eval_samples: int, sizes: set[int]) -> str:
     if len(sizes) == 1 and next(iter(sizes)) < eval_samples:
         return f"on the whole test split ({next(iter(sizes)):,} samples, fewer than --eval-samples {eval_samples:,})"
     return f"on a seeded subsample of {eval_samples:,} test samples"
+
+
+def _note_budget_over_file(config: str | None, sets: list[str], budget: dict[str, object]) -> None:
+    """The demo's retriever budget is a typed flag's value, so it wins over --config FILE: say so when the file
+    set one of those fields (--set still wins over both)."""
+    if not config:
+        return
+    from mgfrec.config.load import parse_override, read_yaml
+
+    section = read_yaml(config).get("retriever")
+    set_here = {f"retriever.{k}" for k in section} if isinstance(section, dict) else set()
+    for text in sets:
+        node = parse_override(text).get("retriever")
+        set_here -= {f"retriever.{k}" for k in node} if isinstance(node, dict) else set()
+    over = [f"{k}={v}" for k, v in budget.items() if k in set_here]
+    if over:
+        console.print(
+            f"note: the demo's baseline budget sets {', '.join(over)} over {config}'s values "
+            "(--retriever-epochs or --set retriever.<field>=... change them)",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
