@@ -37,10 +37,12 @@ def chat(
 
     from mgfrec.config.schema import UserAgentConfig
     from mgfrec.recommend import Query, load_recommender
+    from mgfrec.runs import read_run_info
     from mgfrec.user_agents.base import UserAgentContext, load_user_agent
     from mgfrec.user_agents.human import FeedbackCancelled
 
     with user_errors():
+        read_run_info(run_dir)  # a wrong folder is refused before asking for a history
         if user is None and history is None:
             history = typer.prompt("history (titles separated by ';', oldest first)")
         query = Query(user, tuple(history.split(";")) if history is not None else None, split, top_k)

@@ -413,6 +413,8 @@ def figures_for(
     """Every figure a folder supports: a sweep's curves (and Fig. 5 when it sweeps ``agent.max_groundings``),
     a run's training curves and its difficulty bands. Files are prefixed with the folder's name."""
     path, written = Path(path), []
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: no such folder; give a run folder or a sweep folder")
     prefix = f"{path.resolve().name}_"
     if (path / "sweep.json").is_file():
         written += plot_sweep(path, out_dir, metric, prefix).values()

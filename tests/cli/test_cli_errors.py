@@ -239,3 +239,14 @@ def test_a_port_out_of_range_is_a_usage_error(tmp_path, port):
     code, output = invoke("serve", tmp_path, "--port", port)
     assert code == 2 and "Traceback" not in output, output
     assert "Invalid value for '--port'" in output and ("65535" in output if port == "99999" else "0" in output), output
+
+
+def test_chat_refuses_a_wrong_folder_before_asking_for_a_history(tmp_path):
+    result = CliRunner().invoke(app, ["chat", str(tmp_path / "nosuch")], input="Abbey Road\n")
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "not a run folder" in text and "history (titles" not in text, text
+
+
+def test_figures_names_a_folder_that_does_not_exist(tmp_path):
+    code, output = invoke("figures", tmp_path / "nosuch", "--out", tmp_path / "figs")
+    one_error(code, output, "nosuch: no such folder")
