@@ -24,6 +24,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, ClassVar
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -77,7 +78,12 @@ class RemoteChatAgent:
             raise UserAgentError(f"user_agent.model is required for backend '{self.name}'")
         self.model: str = model
         self.key_env = cfg.api_key_env or self.default_key_env
-        key = os.environ.get(self.key_env, "")
+        key = os.environ.get(self.key_env, "").strip()  # a pasted key often ends in a newline or a space
+        if any(ord(c) < 32 or ord(c) == 127 for c in key):
+            raise UserAgentError(
+                f"the environment variable {self.key_env} holds a control character inside the key (an HTTP header "
+                "cannot carry it); set it to the key alone"
+            )
         if not key:
             raise UserAgentError(
                 f"user agent backend '{self.name}' reads its API key from the environment variable {self.key_env}, "
@@ -123,7 +129,8 @@ class RemoteChatAgent:
 
     @property
     def base_url(self) -> str:
-        return str(self._client.base_url)
+        """The server's URL as messages show it: a password or a query string (``?api-key=...``) hidden."""
+        return shown_url(str(self._client.base_url))
 
     def messages(self, request: FeedbackRequest) -> list[dict[str, str]]:
         """The chat messages sent for ``request``: the optional system message, then the Table 1 prompt."""
@@ -203,6 +210,8 @@ class RemoteChatAgent:
         # would garble the message ("HTTP status 401" with the key "1"); every provider's key is far longer
         if self._secret and len(self._secret) >= MIN_SCRUBBED_KEY:
             message = message.replace(self._secret, "***")
+        for secret in url_secrets(str(self._client.base_url)):  # an SDK's text may quote the whole URL
+            message = message.replace(secret, "***")
         return UserAgentError(message)
 
     def stats(self) -> dict[str, Any]:
@@ -219,3 +228,19 @@ class RemoteChatAgent:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def shown_url(url: str) -> str:
+    """``url`` with its password and query string replaced: ``https://bob:***@host/v1?***``."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc, query="***" if parts.query else ""))
+
+
+def url_secrets(url: str) -> list[str]:
+    """The parts of ``url`` that may be credentials (its password, its query string), longest first."""
+    parts = urlsplit(url)
+    found = [parts.password or "", parts.query, *(v for _, v in parse_qsl(parts.query))]
+    return sorted({f for f in found if len(f) >= 4}, key=len, reverse=True)

@@ -45,6 +45,33 @@ def test_an_echoed_key_is_in_no_message_and_no_chained_exception(api_key, cls):
     assert len(seen) == 1
 
 
+@pytest.mark.parametrize(
+    "url_of", [lambda u: u.replace("http://", "http://bob:hunter2-pw-9f3e@"), lambda u: u + "?api-key=hunter2-pw-9f3e"]
+)
+def test_credentials_in_the_base_url_are_in_no_message(api_key, url_of):
+    """A password or a key in user_agent.base_url was printed whole in every error (server log, CLI stderr)."""
+    with serve(FakeServer("openai", default="500")) as server:
+        with build(OpenAIChatAgent, api_config(url_of(server.url), max_retries=0)) as agent:
+            with pytest.raises(UserAgentError) as info:
+                agent.feedback([make_request(0)])
+    printed = "".join(traceback.format_exception(info.value))
+    assert "HTTP status" in printed and "127.0.0.1" in printed and "***" in printed  # 404 with a query string
+    assert "hunter2-pw-9f3e" not in printed
+
+
+def test_a_key_with_a_trailing_newline_works_and_a_control_character_inside_is_named(monkeypatch):
+    """A pasted key ending in a newline made httpx refuse the header, reported as 'Connection error'."""
+    monkeypatch.setenv(KEY_ENV, SECRET + "\n")
+    with serve(FakeServer("openai")) as server:
+        with build(OpenAIChatAgent, api_config(server.url)) as agent:
+            assert agent.feedback([make_request(0)])[0]
+    assert f"Bearer {SECRET}" in str(server.received[0].headers)
+    monkeypatch.setenv(KEY_ENV, SECRET[:8] + "\r" + SECRET[8:])
+    with pytest.raises(UserAgentError, match=f"{KEY_ENV} holds a control character") as info:
+        build(OpenAIChatAgent, api_config("http://127.0.0.1:9/v1"))
+    assert SECRET[8:] not in str(info.value)
+
+
 def _all_text(folder: Path) -> dict[Path, bytes]:
     return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
