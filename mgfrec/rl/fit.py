@@ -203,6 +203,10 @@ def starting_config(out: str | Path, resume: bool, config: str | Path | None = N
     return str(saved) if resume and saved.is_file() else None
 
 
+# What a fresh fit into a used folder removes first (the recall run is kept: it is reused when it fits).
+STALE_AT_START = ("checkpoints", "policy", "best_policy", "metrics.csv", "tensorboard")
+
+
 def start_point(options: FitOptions, ds: PreparedDataset) -> tuple[RecallOptions, Path | None]:
     """Where a fit starts: ``--init``'s policy folder and recall run (checked: an agent run on ``ds``), or no
     policy folder and a recall model to fit."""
@@ -248,6 +252,8 @@ def run_fit(
     require_automatic(cfg.user_agent, "GRPO training", reg)  # before any data work: a person cannot answer a rollout
     ds, out = PreparedDataset(data), Path(out)
     recall_opts, policy_dir = start_point(options, ds)  # --init checked before OUT is touched
+    if options.init is not None and not options.resume and Path(options.init).resolve() == out.resolve():
+        raise ValueError(f"--init {options.init} and --out are one folder; write the fit to another folder")
     ckpt = out / "checkpoints" / "last.ckpt"
     if options.resume and not ckpt.exists() and (out / "checkpoints" / "last.ckpt.old").exists():
         ckpt = out / "checkpoints" / "last.ckpt.old"  # killed while one DeepSpeed folder replaced another
@@ -261,6 +267,12 @@ def run_fit(
         (out / RUN_FILE).unlink(missing_ok=True)
         clear_results(out)  # an earlier policy's evaluation: mgfrec report would reuse it for this one
         if not options.resume:
+            # an earlier fit's weights: --resume would continue it, and run.json would name its best_policy
+            for stale in STALE_AT_START:
+                if (out / stale).is_dir():
+                    shutil.rmtree(out / stale)
+                else:
+                    (out / stale).unlink(missing_ok=True)
             (out / START_FILE).write_text(json.dumps(start_options(options), indent=2), encoding="utf-8")
     torch.manual_seed(cfg.trainer.seed)
 

@@ -100,6 +100,25 @@ def test_deepspeed_on_cpu_is_a_message_not_a_traceback(data):
     assert "Traceback" not in result.output
 
 
+def test_a_fresh_fit_into_a_used_folder_keeps_nothing_of_the_earlier_fit(data):
+    """The earlier fit's checkpoint, policies and metrics stayed: --resume then continued the earlier run under the
+    new config, and run.json named the earlier run's best_policy."""
+    out = data / "reused"
+    common = ["--data", data / "data", "--out", out, "--max-steps", 1, "--group-size", 2, "--no-progress"]
+    first = invoke(*common, "--valid-samples", 2, *tiny_fit_sets(data / "system.txt"))
+    assert first.exit_code == 0, first.output
+    assert (out / "best_policy").is_dir() and (out / "checkpoints").is_dir()
+    again = invoke(*common, "--valid-samples", 0, *tiny_fit_sets(data / "system.txt"))
+    assert again.exit_code == 0, again.output
+    info = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert info["extra"]["best_policy"] is None and not (out / "best_policy").exists()
+    rows = (out / "metrics.csv").read_text(encoding="utf-8").splitlines()
+    assert len(rows) == 2, rows  # the header and this fit's one step
+    same = invoke("--data", data / "data", "--out", out, "--init", out, "--max-steps", 1)
+    assert same.exit_code == 2 and "are one folder" in " ".join(same.output.split()), same.output
+    assert (out / "policy").is_dir() and (out / "run.json").is_file()
+
+
 @pytest.mark.reliability
 def test_a_wrong_init_leaves_the_run_at_out_untouched(data):
     """--init was checked after OUT's run.json and results were deleted: a typo cost a finished run its marker."""
