@@ -194,6 +194,58 @@ def check_resume_options(out: Path, options: FitOptions) -> None:
         )
 
 
+# Settings a resume may change: how long and how often (max_steps extends a run), how a step is split into micro
+# batches, evaluation, logging, and where the user agent and the embedding cache live; fields the run derives at
+# its start (retriever.model from the recall run, user_agent.cache_path). Any other change would continue the run
+# under settings its first steps did not have, while config.yaml claimed them for the whole run.
+RESUMABLE = (
+    "trainer.max_steps",
+    "trainer.epochs",
+    "trainer.val_check_interval",
+    "trainer.log_every_n_steps",
+    "trainer.tensorboard",
+    "trainer.micro_batch_size",
+    "eval.",
+    "retriever.model",
+    "user_agent.base_url",
+    "user_agent.api_key_env",
+    "user_agent.timeout_s",
+    "user_agent.max_retries",
+    "user_agent.max_concurrency",
+    "user_agent.cache_path",
+    "embedding.cache_dir",
+    "embedding.batch_size",
+)
+
+
+def check_resume_config(out: Path, cfg: MGFRecConfig) -> None:
+    """Refuse, in one line, a ``--resume`` whose settings differ from ``OUT/config.yaml`` outside
+    :data:`RESUMABLE` (naming each field with both values)."""
+    saved_path = out / "config.yaml"
+    if not saved_path.is_file():
+        return
+    saved, given = _flat(load_config(saved_path).model_dump(mode="json")), _flat(cfg.model_dump(mode="json"))
+    differ = [
+        k
+        for k in sorted(saved.keys() | given.keys())
+        if saved.get(k) != given.get(k) and not any(k == r or (r.endswith(".") and k.startswith(r)) for r in RESUMABLE)
+    ]
+    if differ:
+        shown = "; ".join(f"{k}: {saved.get(k)!r} -> {given.get(k)!r}" for k in differ[:6])
+        more = f" (and {len(differ) - 6} more)" if len(differ) > 6 else ""
+        raise ValueError(
+            f"--resume: {out} was started with other settings ({shown}{more}; {saved_path}); resume with its "
+            "settings (only max_steps, evaluation, logging and user agent connection settings may change), "
+            "or start a new fit in another folder"
+        )
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict) and node:
+        return {k: v for key, value in node.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): node}
+
+
 def starting_config(out: str | Path, resume: bool, config: str | Path | None = None) -> str | None:
     """The config file a fit starts from: ``config`` when given, else ``OUT/config.yaml`` when resuming a run
     that wrote one (the resumed run keeps the settings it started with), else None (the defaults)."""
@@ -251,6 +303,8 @@ def run_fit(
         check_policy_source(cfg.policy.model)
     require_automatic(cfg.user_agent, "GRPO training", reg)  # before any data work: a person cannot answer a rollout
     ds, out = PreparedDataset(data), Path(out)
+    if options.resume:
+        check_resume_options(out, options)  # first: "resume it with the same --init" says more than a bad --init
     recall_opts, policy_dir = start_point(options, ds)  # --init checked before OUT is touched
     if options.init is not None and not options.resume and Path(options.init).resolve() == out.resolve():
         raise ValueError(f"--init {options.init} and --out are one folder; write the fit to another folder")
@@ -261,7 +315,7 @@ def run_fit(
         raise FileNotFoundError(f"--resume: {ckpt} does not exist; run without --resume to start")
     first = launched_as_main()  # with several processes, only the first prepares OUT; the others reuse it
     if options.resume:
-        check_resume_options(out, options)
+        check_resume_config(out, cfg)
     out.mkdir(parents=True, exist_ok=True)
     if first:
         (out / RUN_FILE).unlink(missing_ok=True)

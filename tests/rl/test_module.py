@@ -201,6 +201,22 @@ def test_a_resume_with_other_start_flags_is_refused_before_any_work(run, tmp_pat
 
 
 @pytest.mark.reliability
+def test_a_resume_with_other_training_settings_is_refused_before_any_work(run):
+    """A resume took --group-size, --kl-beta, --lr ... over config.yaml and rewrote it: the run's first and last
+    steps had other settings than the file claimed (and the restored optimizer kept the old lr)."""
+    out = run["result"].out
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in out.iterdir())
+    grpo = run["cfg"].grpo.model_copy(update={"group_size": 3, "kl_beta": 0.5})
+    cfg = run["cfg"].model_copy(update={"grpo": grpo})
+    with pytest.raises(ValueError) as err:
+        run_fit(run["ds"].root, out, cfg, FitOptions(valid_samples=4, resume=True))
+    text = str(err.value)
+    assert text.startswith(f"--resume: {out} was started with other settings (grpo.group_size: 2 -> 3;"), text
+    assert "grpo.kl_beta" in text and "start a new fit in another folder" in text
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in out.iterdir()) == before
+
+
+@pytest.mark.reliability
 def test_resume_without_checkpoint_is_refused(tmp_path, run):
     with pytest.raises(FileNotFoundError, match="--resume"):
         run_fit(run["ds"].root, tmp_path / "fresh", run["cfg"], FitOptions(resume=True), embedder=run["minilm"])
