@@ -94,11 +94,14 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
     all_users = set(recommender.users())
     split_users: dict[str, set[str]] = {}
 
+    def stop_conversations() -> None:
+        for conversation, _ in list(sessions.values()):
+            conversation.cancel("the server is stopping")
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
-        for conversation, _ in list(sessions.values()):
-            conversation.cancel("the server is stopping")
+        stop_conversations()
         await asyncio.to_thread(batcher.close)
 
     app = FastAPI(
@@ -108,6 +111,7 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
         description="An MGFRec recommendation agent: it thinks, grounds titles in the catalogue, hears "
         "feedback and answers. See docs/serve.md.",
     )
+    app.state.stop_conversations = stop_conversations  # the server's first Ctrl-C ends open streams
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -215,9 +219,10 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
         return {"session_id": conversation.id, "events": f"{base}/events", "feedback": f"{base}/feedback"}
 
     def session(sid: str) -> tuple[Conversation, asyncio.Queue]:
-        if sid not in sessions:
+        found = sessions.get(sid)  # one lookup: sync routes run in threads while the loop removes sessions
+        if found is None:
             raise HTTPException(404, f"session {sid!r}: no such conversation (finished, cancelled or never opened)")
-        return sessions[sid]
+        return found
 
     @app.get("/v1/sessions/{sid}/events")
     async def events(sid: str, request: Request) -> StreamingResponse:
@@ -293,6 +298,9 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
     return app
 
 
+SHUTDOWN_GRACE_S = 5.0  # seconds a stopping server waits for open connections
+
+
 def serve(run_dir: str, options: ServeOptions, sets: tuple[str, ...] = (), say: Any = print) -> None:
     """Load ``run_dir`` and serve it with uvicorn until interrupted (what ``mgfrec serve`` runs)."""
     import uvicorn
@@ -302,8 +310,22 @@ def serve(run_dir: str, options: ServeOptions, sets: tuple[str, ...] = (), say: 
     recommender = load_recommender(run_dir, sets)
     try:
         app = create_app(recommender, options)
-        config = uvicorn.Config(app, host=options.host, port=options.port, log_level="info", access_log=True)
-        server = uvicorn.Server(config)
+        config = uvicorn.Config(
+            app,
+            host=options.host,
+            port=options.port,
+            log_level="info",
+            access_log=True,
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,  # then open connections are closed, not waited for
+        )
+
+        class Server(uvicorn.Server):
+            def handle_exit(self, sig: int, frame: Any) -> None:
+                # an open event stream never closes by itself: end its conversation so that it can
+                app.state.stop_conversations()
+                super().handle_exit(sig, frame)
+
+        server = Server(config)
         say(f"serving {run_dir} ({recommender.kind}, {recommender.method}) at http://{options.host}:{options.port}/")
         server.run()
     finally:

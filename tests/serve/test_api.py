@@ -347,3 +347,34 @@ def test_a_finished_conversation_holds_no_slot_and_a_cancel_ends_a_batched_one(
         events = read_events(c, second.json()["events"])
         assert events[-1] == {"type": "error", "error": "the conversation was cancelled (cancelled by the client)"}
         assert not [e for e in events if e["type"] == "done"]
+
+
+def test_ctrl_c_ends_open_conversations_and_stops_the_server(serve_run, plugin):
+    """With a person's event stream open, Ctrl-C only logged "waiting for connections to close" and the server
+    ran on: the stream's keep-alive never ends. Now the first Ctrl-C ends each conversation, then the server."""
+    import signal
+
+    run, _, ds = serve_run
+    proc = ServerProcess(run, plugin)
+    try:
+        proc.wait_ready()
+        opened = httpx.post(proc.url + "/v1/sessions", json={"history": [ds.titles[0]], "feedback": "human"}).json()
+        events: list[dict] = []
+        wanted = threading.Event()
+
+        def on_event(event):
+            if event["type"] == "feedback_wanted":
+                wanted.set()
+
+        reader = threading.Thread(
+            target=lambda: events.extend(read_events(httpx.Client(), proc.url + opened["events"], on_event)),
+            daemon=True,
+        )
+        reader.start()
+        assert wanted.wait(120), proc.log
+        proc.proc.send_signal(signal.SIGINT)
+        proc.proc.wait(timeout=60)  # before: still running, waiting for the stream to close
+        reader.join(timeout=30)
+        assert events[-1]["type"] == "error" and "the server is stopping" in events[-1]["error"], events
+    finally:
+        proc.stop()
