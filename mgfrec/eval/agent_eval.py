@@ -52,10 +52,12 @@ def evaluate_agent(
     batch_size: int | None = None,
     exclude_history: bool | None = None,
     reg: Registry | None = None,
+    write: bool = True,
 ) -> tuple[EvalResult, dict[str, Any]]:
     """Roll the run's agent out on ``split`` (a seeded subsample of ``limit`` samples if given), ``batch_size``
     samples at a time (default ``config.rollout_batch_size``), then rank the answers ``config.batch_size`` at a
-    time."""
+    time. With ``write``, the agent's statistics go to ``RUN/agent_<split>.json`` and its per-sample rows to
+    ``RUN/agent_<split>_samples.csv``."""
     policy_dir = run_dir / str(info.extra.get("policy", "policy"))
     if not (policy_dir / "config.json").is_file():
         raise FileNotFoundError(
@@ -154,11 +156,12 @@ def evaluate_agent(
         "temperature": 0.0 if config.greedy else cfg.rollout.temperature,
         "limit": limit,
     }
-    text = json.dumps(json_ready(stats), indent=2, allow_nan=False)  # NaN (no trajectory) as null
-    (run_dir / f"agent_{split}.json").write_text(text, encoding="utf-8")
-    write_agent_samples(
-        run_dir / f"agent_{split}_samples.csv", result.sample_ids, targets, trajectories, result.ranks, rewards
-    )
+    if write:
+        text = json.dumps(json_ready(stats), indent=2, allow_nan=False)  # NaN (no trajectory) as null
+        (run_dir / f"agent_{split}.json").write_text(text, encoding="utf-8")
+        write_agent_samples(
+            run_dir / f"agent_{split}_samples.csv", result.sample_ids, targets, trajectories, result.ranks, rewards
+        )
     return result, stats
 
 

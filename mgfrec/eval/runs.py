@@ -53,6 +53,7 @@ def evaluate_run(
             config,
             limit=limit,
             exclude_history=exclude_history,
+            write=write,
         )
         if write:
             result.save(run_dir)

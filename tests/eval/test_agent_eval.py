@@ -183,7 +183,11 @@ def test_a_format_error_costs_the_format_penalty_in_the_reward_column(agent_run,
     monkeypatch.setattr(
         agent_eval, "build_engine", lambda cfg, model, tok: ScriptedEngine(tok, lambda context, j: "no tags at all")
     )
-    result = evaluate_run(run, "valid", FAST, limit=5, write=False)
+    files = ("agent_test.json", "agent_test_samples.csv", "eval_test.json")
+    before = {f: (run / f).stat().st_mtime_ns if (run / f).exists() else None for f in files}
+    evaluate_run(run, "test", FAST, limit=3, write=False)  # writes nothing: not the agent's files either
+    assert {f: (run / f).stat().st_mtime_ns if (run / f).exists() else None for f in files} == before
+    result = evaluate_run(run, "valid", FAST, limit=5)
     samples = pd.read_csv(run / "agent_valid_samples.csv")
     assert (samples["end_reason"] == "format_error").all() and (result.ranks == ds.num_items).all()
     assert (samples["reward"] == -0.5).all()  # eq. 8: the format reward alone; the ranking counts the worst rank
