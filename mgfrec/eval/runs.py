@@ -16,7 +16,7 @@ from mgfrec.ranking.evaluator import evaluate
 from mgfrec.ranking.results import EvalResult, result_paths
 from mgfrec.registry import Registry, RegistryError, registry, with_registry
 from mgfrec.retrievers.fit import AgentEvaluationUnavailable, LoadedRun, load_scorer, open_data
-from mgfrec.runs import RunInfo, read_run_info
+from mgfrec.runs import read_run_info
 
 __all__ = ["AgentEvaluationUnavailable", "LoadedRun", "evaluate_run", "load_scorer", "open_data", "result_for_run"]
 
@@ -87,8 +87,9 @@ def result_for_run(
     limit: int | None = None,
 ) -> EvalResult:
     """The run's stored result for ``split``; evaluates (and stores) it first when missing, when it was ranked
-    with the other ``exclude_history``, or, for an agent run and a ``limit``, when the stored result is not of the
-    subsample's size (``limit``, or the whole split when that is smaller: then it is another subsample)."""
+    with the other ``exclude_history``, or, for an agent run and a ``limit``, when the stored result is neither of
+    the subsample's size (``limit``, or the whole split when that is smaller) nor the whole split (which holds the
+    subsample: the report cuts it, so a whole-split result is neither rolled out again nor overwritten)."""
     paths = result_paths(run_dir, split)
     wanted = (config or EvalConfig()).exclude_history if exclude_history is None else exclude_history
     if paths["json"].is_file() and paths["ranks"].is_file():
@@ -102,8 +103,9 @@ def result_for_run(
         if limit is None or len(stored.ranks) == limit:
             return stored
         info = read_run_info(run_dir)
-        if info.kind != "agent" or len(stored.ranks) == _split_size(run_dir, info, split, limit):
-            return stored
+        whole = int(open_data(Path(run_dir), info).counts["samples"][split])
+        if info.kind != "agent" or len(stored.ranks) in (min(limit, whole), whole):
+            return stored  # the subsample's size, or the whole split, which the report cuts to the subsample
     if not evaluate_missing:
         raise FileNotFoundError(f"{paths['json']}: missing; run 'mgfrec evaluate {run_dir} --split {split}'")
     return evaluate_run(
@@ -124,8 +126,3 @@ def _check_current(run_dir: str | Path, reg: Registry | None) -> None:
     check = getattr(cls, "check_current", None)
     if check is not None:
         check(run_dir)
-
-
-def _split_size(run_dir: Path | str, info: RunInfo, split: str, limit: int) -> int:
-    """How many samples the ``limit`` subsample of the run's ``split`` holds (the whole split when smaller)."""
-    return min(limit, int(open_data(Path(run_dir), info).counts["samples"][split]))

@@ -151,7 +151,7 @@ def test_an_eval_time_ablation_and_a_baseline_compare_on_one_subsample(agent_run
     )
 
 
-def test_a_limit_beyond_the_split_reuses_the_whole_split_result_and_a_smaller_subsample_does_not(
+def test_a_stored_whole_split_result_answers_every_limit_and_a_stored_subsample_only_its_own(
     agent_run, monkeypatch, tmp_path
 ):
     import shutil
@@ -173,9 +173,15 @@ def test_a_limit_beyond_the_split_reuses_the_whole_split_result_and_a_smaller_su
     assert len(first.ranks) == n and len(rolled) == n  # the subsample of more than n samples is the whole split
     again = result_for_run(copy, "test", FAST, limit=n + 500, evaluate_missing=False)
     assert len(rolled) == n and again.ranks.tolist() == first.ranks.tolist()  # read back, nothing rolled out
-    assert len(result_for_run(copy, "test", FAST, limit=3).ranks) == 3 and len(rolled) == n + 3  # another subsample
-    # the stored 3 samples are not the whole split, so a limit beyond it rolls the agent out again
-    assert len(result_for_run(copy, "test", FAST, limit=n + 100).ranks) == n and len(rolled) == 2 * n + 3
+    # a smaller subsample is in the whole split: the stored result answers it (the report cuts it), neither rolled
+    # out again nor overwritten by the subsample's (which emptied the whole-split result before)
+    assert len(result_for_run(copy, "test", FAST, limit=3).ranks) == n and len(rolled) == n
+    for name in ("eval_test.json", "ranks_test.csv"):
+        (copy / name).unlink()
+    assert len(result_for_run(copy, "test", FAST, limit=3).ranks) == 3 and len(rolled) == n + 3  # none stored
+    assert len(result_for_run(copy, "test", FAST, limit=4).ranks) == 4 and len(rolled) == n + 7  # another size
+    # the stored 4 samples are not the whole split, so a limit beyond it rolls the agent out again
+    assert len(result_for_run(copy, "test", FAST, limit=n + 100).ranks) == n and len(rolled) == 2 * n + 7
 
 
 def test_a_format_error_costs_the_format_penalty_in_the_reward_column(agent_run, monkeypatch):
