@@ -293,9 +293,14 @@ def difficulty_by_band(
     samples: pd.DataFrame, popularity: np.ndarray, bands: Sequence[tuple[int, int]] = GROUNDING_BANDS
 ) -> pd.DataFrame:
     """Fig. 3's data: per band of grounding counts, the number of samples and their mean difficulty
-    1 / popularity of the target (an item never seen in training counts as popularity 1, the hardest)."""
+    1 / popularity of the target (an item never seen in training counts as popularity 1, the hardest). Runs with
+    ``agent.max_groundings`` above the last band get one more band up to their largest count, so that every
+    trajectory is counted."""
     difficulty = 1.0 / np.maximum(np.asarray(popularity, dtype=np.float64)[samples["target"].to_numpy()], 1.0)
     groundings = samples["groundings"].to_numpy()
+    top = max(hi for _, hi in bands)
+    if len(groundings) and groundings.max() > top:
+        bands = [*bands, (top + 1, int(groundings.max()))]
     rows = []
     for lo, hi in bands:
         mask = (groundings >= lo) & (groundings <= hi)

@@ -219,9 +219,10 @@ class EvalResult:
         paths = result_paths(run_dir, self.split)
         paths["json"].parent.mkdir(parents=True, exist_ok=True)
         payload = {**self.to_dict(), "ranks_file": paths["ranks"].name}
-        paths["json"].write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-        pd.DataFrame([self.row()]).to_csv(paths["csv"], index=False)
+        # the JSON last: a save cut short leaves an old JSON whose sample count the new ranks do not match
         self.ranks_frame().to_csv(paths["ranks"], index=False)
+        pd.DataFrame([self.row()]).to_csv(paths["csv"], index=False)
+        paths["json"].write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
         return paths
 
     @classmethod
@@ -231,16 +232,27 @@ class EvalResult:
         for path in (paths["json"], paths["ranks"]):
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: missing; run 'mgfrec evaluate {run_dir} --split {split}'")
+        again = "evaluate the run again"
+        try:
+            frame = pd.read_csv(paths["ranks"])
+            sample_ids, ranks = frame["sample_id"].to_numpy(), frame["rank"].to_numpy()
+        except (KeyError, ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{paths['ranks']}: not a valid ranks file ({exc!r}); {again}") from None
         try:
             payload = json.loads(paths["json"].read_text(encoding="utf-8"))
-            frame = pd.read_csv(paths["ranks"])
+            stated = payload.get("samples")
+            if stated is not None and int(stated) != len(frame):
+                raise ValueError(
+                    f"{paths['ranks']}: {len(frame)} rows, but {paths['json'].name} says {stated} samples (a save "
+                    f"that did not finish); {again}"
+                )
             ks = tuple(int(k) for k in payload["ks"])
             names = metric_names(ks)
             return cls(
                 split=payload["split"],
                 method=payload["method"],
-                sample_ids=frame["sample_id"].to_numpy(),
-                ranks=check_ranks(frame["rank"].to_numpy(), where=str(paths["ranks"])),
+                sample_ids=sample_ids,
+                ranks=check_ranks(ranks, where=str(paths["ranks"])),
                 ks=ks,
                 metrics={m: float(payload[m]) for m in names},
                 ci={m: (_float(lo), _float(hi)) for m, (lo, hi) in payload.get("ci", {}).items()},
@@ -252,10 +264,8 @@ class EvalResult:
                 exclude_history=payload.get("exclude_history"),
                 data_checksum=payload.get("data_checksum", ""),
             )
-        except (KeyError, TypeError, json.JSONDecodeError) as exc:
-            raise ValueError(
-                f"{paths['json']}: not a valid evaluation result ({exc!r}); evaluate the run again"
-            ) from None
+        except (KeyError, TypeError, AttributeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{paths['json']}: not a valid evaluation result ({exc!r}); {again}") from None
 
     def table(self, title: str | None = None):
         """A rich table: one row per metric with its mean and interval."""

@@ -132,6 +132,20 @@ def test_load_names_the_missing_file(tmp_path):
         EvalResult.load(tmp_path, "valid")
 
 
+def test_a_damaged_or_mismatched_ranks_file_is_named(tiny_ds, tmp_path):
+    """A broken ranks CSV was reported as a broken eval JSON, and ranks of another save were paired with the JSON's
+    metrics without a word (a save cut short)."""
+    result = evaluate(FixedScorer(np.random.default_rng(2).random(N_ITEMS)), tiny_ds, "test", FAST)
+    paths = result.save(tmp_path)
+    rows = paths["ranks"].read_text().splitlines()
+    paths["ranks"].write_text("\n".join(rows[:-1]) + "\n")  # one sample short
+    with pytest.raises(ValueError, match=rf"ranks_test.csv: {len(rows) - 2} rows, but eval_test.json says"):
+        EvalResult.load(tmp_path, "test")
+    paths["ranks"].write_text("nothing,useful\n1,2\n")
+    with pytest.raises(ValueError, match=r"ranks_test.csv: not a valid ranks file"):
+        EvalResult.load(tmp_path, "test")
+
+
 def test_compare_refuses_other_data_sets_and_other_targets(tiny_ds, tmp_path):
     oracle = evaluate(NextItemOracle(N_ITEMS), tiny_ds, "test", FAST)
     other = prepare(

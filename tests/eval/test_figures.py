@@ -168,6 +168,9 @@ def test_difficulty_by_band_uses_inverse_training_popularity():
     assert bands["band"].tolist() == ["[0,1]", "[2,4]", "[5,6]"]
     assert bands["samples"].tolist() == [2, 1, 2]
     assert bands["mean_difficulty"].tolist() == pytest.approx([(0.25 + 0.5) / 2, 1.0, 1.0])
+    # agent.max_groundings above 6: one more band, so that no trajectory is left out of the figure
+    more = difficulty_by_band(samples.assign(groundings=[0, 1, 3, 8, 9]), popularity)
+    assert more["band"].tolist() == ["[0,1]", "[2,4]", "[5,6]", "[7,9]"] and more["samples"].sum() == 5
 
 
 def test_difficulty_band_figure_from_an_agent_samples_file(tmp_path):
