@@ -117,14 +117,14 @@ class CachedUserAgent:
         for key, request in zip(keys, requests, strict=True):
             if key not in answers:
                 todo.setdefault(key, request)
+        with self._lock:  # counted before the call: a request sent on is a miss whether or not it is answered
+            self._hits += len(requests) - len(todo)
+            self._misses += len(todo)
         if todo:
             try:
                 fresh = self.inner.feedback(list(todo.values()))
             except PartialFeedbackError as exc:  # keep the answers that came back: they were paid for
-                done = [(k, a) for k, a in zip(todo, exc.answers, strict=False) if a is not None]
-                self.cache.put_many(done)
-                with self._lock:
-                    self._misses += len(done)
+                self.cache.put_many([(k, a) for k, a in zip(todo, exc.answers, strict=False) if a is not None])
                 raise
             if len(fresh) != len(todo):
                 raise UserAgentError(
@@ -133,9 +133,6 @@ class CachedUserAgent:
             new = dict(zip(todo, fresh, strict=True))
             self.cache.put_many(new.items())
             answers.update(new)
-        with self._lock:
-            self._hits += len(requests) - len(todo)
-            self._misses += len(todo)
         return [answers[k] for k in keys]
 
     def cache_key(self, request: FeedbackRequest) -> str:

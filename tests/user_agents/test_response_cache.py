@@ -201,3 +201,20 @@ def test_training_puts_the_cache_in_the_run_folder_and_a_second_identical_reques
     off = api_config("http://127.0.0.1:9/v1", backend="openai", cache_path=False)
     assert with_run_cache(off, run, fresh_registry).cache_path is False
     assert with_run_cache(api_config("", backend="simulated"), run, fresh_registry).cache_path is None
+
+
+def test_the_counters_add_up_when_part_of_a_batch_fails(api_key, tmp_path):
+    """A partly failed batch of 4 (request 0 twice, stored; 1 and 2 sent, one of them failed) grew hits + misses
+    by 1 instead of 4."""
+    from mgfrec.user_agents.base import PartialFeedbackError
+
+    with serve(FakeServer("openai")) as server:
+        inner = OpenAIChatAgent(api_config(server.url, max_retries=0, max_concurrency=1), None)
+        agent = CachedUserAgent(inner, tmp_path / "c.sqlite")
+        agent.feedback([make_request(0)])
+        server.faults[:] = ["ok", "500"]
+        with pytest.raises(PartialFeedbackError):
+            agent.feedback([make_request(0), make_request(0), make_request(1), make_request(2)])
+        stats = agent.stats()
+        agent.close()
+    assert (stats["cache_hits"], stats["cache_misses"]) == (2, 1 + 2)  # each of the 5 requests counted once
