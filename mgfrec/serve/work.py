@@ -225,7 +225,7 @@ class Conversation:
                 user_agent=self.human,
                 sample=self.mode.sample,
                 seed=self.mode.seed,
-                listener=lambda n, e: self.emit(e),
+                listener=lambda n, e: self._forward(e),
             )[0]
         except Exception as exc:  # noqa: BLE001 - reported as the conversation's last event
             self._finish(None, exc)
@@ -233,7 +233,7 @@ class Conversation:
             self._finish(lambda: rec, None)
 
     def _forward(self, event: dict[str, Any]) -> None:
-        """A batch's event, unless the client cancelled the conversation."""
+        """An event of the rollout (a batch's or a person's), unless the conversation was cancelled."""
         if self._cancelled is None:
             self.emit(event)
 
@@ -245,7 +245,7 @@ class Conversation:
         self._finish(future.result if error is None else None, error)
 
     def _ask(self, request: FeedbackRequest) -> None:
-        self.emit({"type": "feedback_wanted", "title": request.grounded_title, "items": list(request.item_titles)})
+        self._forward({"type": "feedback_wanted", "title": request.grounded_title, "items": list(request.item_titles)})
 
     def _finish(self, result: Callable[[], Recommendation] | None, error: BaseException | None) -> None:
         if self._cancelled is not None:
@@ -270,12 +270,11 @@ class Conversation:
         """End the conversation: a person waiting to type is released at once; a request still queued is taken
         out of the queue; one already in a running batch finishes that batch unseen (a batch cannot stop for one
         of its rows). Either way no event but the end follows, an ``error`` event that says it was cancelled."""
-        if self.human is not None:
-            self.human.cancel(reason)
-            return
         if self._cancelled is None and not self.done.is_set():
             self._cancelled = reason
-            if self._future is not None:
+            if self.human is not None:
+                self.human.cancel(reason)  # releases a wait for the person; _finish then ends it as cancelled
+            elif self._future is not None:
                 self._future.cancel()  # False once running: _finish then ends it as cancelled
 
 
