@@ -167,8 +167,24 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
             "sessions": len(sessions),
         }
 
+    async def answer_or_gone(future: Any, request: Request) -> Any:
+        """The batch's answer; a client that closed its connection, or a wait beyond --timeout, cancels the job
+        (a job still queued leaves the queue: nobody would read its answer)."""
+        answer = asyncio.ensure_future(asyncio.wrap_future(future))  # cancelling it cancels the queued job
+        deadline = asyncio.get_running_loop().time() + options.timeout_s
+        while not answer.done():
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                answer.cancel()
+                raise asyncio.TimeoutError
+            await asyncio.wait({answer}, timeout=min(left, DISCONNECT_POLL_S))
+            if not answer.done() and await request.is_disconnected():
+                answer.cancel()
+                raise ClientGone
+        return answer.result()
+
     @app.post("/v1/recommend")
-    async def recommend(body: RecommendRequest) -> dict[str, Any]:
+    async def recommend(body: RecommendRequest, request: Request) -> dict[str, Any]:
         """Top-k items and, for an agent run, the whole trajectory (thoughts, groundings, feedback, answer)."""
         query, mode = query_of(body)
         if mode.feedback == "human":
@@ -180,9 +196,11 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
         except Busy as exc:
             raise HTTPException(503, str(exc)) from None
         try:
-            rec = await asyncio.wait_for(asyncio.wrap_future(future), options.timeout_s)
+            rec = await answer_or_gone(future, request)
         except asyncio.TimeoutError:
             raise HTTPException(504, f"no answer within {options.timeout_s:g} s (--timeout)") from None
+        except ClientGone:
+            raise HTTPException(499, "the client closed the connection") from None  # nobody reads it
         except (ValueError, KeyError, LookupError) as exc:
             raise HTTPException(422, error_text(exc)) from None
         except Exception as exc:  # noqa: BLE001 - one line, no traceback, no config (the message is logged)
@@ -298,6 +316,11 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
     return app
 
 
+class ClientGone(Exception):
+    """The client of a /v1/recommend closed its connection before the answer."""
+
+
+DISCONNECT_POLL_S = 0.5  # how often a waiting /v1/recommend checks that its client is still there
 SHUTDOWN_GRACE_S = 5.0  # seconds a stopping server waits for open connections
 
 

@@ -351,6 +351,54 @@ def test_a_finished_conversation_holds_no_slot_and_a_cancel_ends_a_batched_one(
         assert not [e for e in events if e["type"] == "done"]
 
 
+def test_a_request_whose_client_gave_up_leaves_the_queue(serve_run, plugin, monkeypatch, tmp_path):
+    """Six clients that gave up after 0.3 s were all still rolled out, one slow batch after another, while new
+    requests met a full queue; now a queued request whose client closed its connection leaves the queue."""
+    import time
+
+    import mgfrec.recommend as rec_module
+    from mgfrec.recommend import load_recommender
+    from mgfrec.serve.app import ServeOptions, create_app
+
+    monkeypatch.syspath_prepend(str(plugin))
+    from mgfrec_serve_testkit import Options, ScriptedTestEngine
+
+    class Slow:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def generate(self, *args, **kwargs):
+            time.sleep(0.5)
+            return self.inner.generate(*args, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    run, _, ds = serve_run
+    titles = [ds.titles[i] for i in SCRIPT_TITLES]
+    monkeypatch.setattr(
+        rec_module, "build_engine", lambda cfg, m, tok: Slow(ScriptedTestEngine(m, tok, Options(titles=titles)))
+    )
+    app = create_app(load_recommender(hf_copy(run, tmp_path / "run")), ServeOptions(max_batch=1))
+    with ThreadServer(app) as srv, httpx.Client(base_url=srv.url, timeout=120) as c:
+
+        def give_up(n):
+            body = {"history": [ds.titles[n]], "feedback": "none"}
+            with pytest.raises(httpx.TimeoutException):
+                httpx.post(srv.url + "/v1/recommend", json=body, timeout=0.3)
+
+        clients = [threading.Thread(target=give_up, args=(n,)) for n in range(6)]
+        [t.start() for t in clients]
+        [t.join() for t in clients]
+        deadline = time.monotonic() + 30
+        while c.get("/healthz").json()["queue"]["waiting"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        queue = c.get("/healthz").json()["queue"]
+        assert queue["waiting"] == 0 and queue["batches"] <= 2, queue  # at most the one running and one more
+        answered = c.post("/v1/recommend", json={"history": [ds.titles[0]], "feedback": "none"})
+        assert answered.status_code == 200
+
+
 def test_ctrl_c_ends_open_conversations_and_stops_the_server(serve_run, plugin):
     """With a person's event stream open, Ctrl-C only logged "waiting for connections to close" and the server
     ran on: the stream's keep-alive never ends. Now the first Ctrl-C ends each conversation, then the server."""
