@@ -15,7 +15,13 @@ from typing import Any, Literal
 import anthropic
 from pydantic import Field
 
-from mgfrec.user_agents.remote import MalformedResponse, RemoteChatAgent, RemoteOptions
+from mgfrec.user_agents.remote import (
+    TOKEN_LIMIT_HINT,
+    MalformedResponse,
+    RemoteChatAgent,
+    RemoteOptions,
+    UnusableResponse,
+)
 
 
 class AnthropicMessagesOptions(RemoteOptions):
@@ -72,6 +78,15 @@ class AnthropicMessagesAgent(RemoteChatAgent):
             texts = [block.text for block in message.content if block.type == "text"]
         except Exception as exc:
             raise MalformedResponse(f"{type(exc).__name__}: {exc}") from None
+        if not "".join(texts).strip():  # asking again would get the same: say why instead
+            stop = getattr(message, "stop_reason", None)
+            if stop == "max_tokens":
+                raise UnusableResponse(
+                    "the message reached its token limit before any text (stop_reason 'max_tokens'); "
+                    + TOKEN_LIMIT_HINT
+                )
+            if stop == "refusal":
+                raise UnusableResponse("the model refused to answer (stop_reason 'refusal')")
         if not texts:
             raise MalformedResponse("the message has no text content block")
         if not "".join(texts).strip():  # empty feedback would silently turn the run into the no-feedback ablation

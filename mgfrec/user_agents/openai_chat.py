@@ -16,7 +16,13 @@ from typing import Any
 import openai
 from pydantic import Field
 
-from mgfrec.user_agents.remote import MalformedResponse, RemoteChatAgent, RemoteOptions
+from mgfrec.user_agents.remote import (
+    TOKEN_LIMIT_HINT,
+    MalformedResponse,
+    RemoteChatAgent,
+    RemoteOptions,
+    UnusableResponse,
+)
 
 
 class OpenAIChatOptions(RemoteOptions):
@@ -55,9 +61,26 @@ class OpenAIChatAgent(RemoteChatAgent):
         # Parsing is deferred so that a 200 with a broken body is told apart from HTTP failures and retried.
         try:
             completion = raw.parse()
-            text = completion.choices[0].message.content
+            choice = completion.choices[0]
+            text, refusal, finish = (
+                choice.message.content,
+                getattr(choice.message, "refusal", None),
+                choice.finish_reason,
+            )
         except Exception as exc:
             raise MalformedResponse(f"{type(exc).__name__}: {exc}") from None
+        if not (isinstance(text, str) and text.strip()):  # asking again would get the same: say why instead
+            if refusal:
+                raise UnusableResponse(f"the model refused to answer ({str(refusal)[:200]})")
+            if finish == "length":
+                raise UnusableResponse(
+                    "the completion reached its token limit before any text (finish_reason 'length'); "
+                    + TOKEN_LIMIT_HINT
+                )
+            if finish == "content_filter":
+                raise UnusableResponse(
+                    "the provider's content filter removed the completion (finish_reason 'content_filter')"
+                )
         if not isinstance(text, str):
             raise MalformedResponse("the completion has no text content")
         if not text.strip():  # empty feedback would silently turn the run into the no-feedback ablation

@@ -44,6 +44,14 @@ class MalformedResponse(Exception):
     """A 200 response that is not a usable completion; retried by :class:`RemoteChatAgent`."""
 
 
+class UnusableResponse(Exception):
+    """A well-formed 200 that holds no feedback and would hold none again (cut at the token limit before any text,
+    filtered, refused): not retried, and the message says why."""
+
+
+TOKEN_LIMIT_HINT = "raise user_agent.options.max_tokens"
+
+
 class RemoteOptions(BaseModel):
     """``user_agent.options`` shared by the API backends."""
 
@@ -176,6 +184,8 @@ class RemoteChatAgent:
                     self._client if budget == self.cfg.max_retries else self._client.with_options(max_retries=budget)
                 )
                 text, prompt_tokens, completion_tokens = self._complete(client, messages)
+            except UnusableResponse as exc:
+                failure = str(exc)
             except MalformedResponse as exc:
                 if self._attempts.n <= self.cfg.max_retries:
                     time.sleep(min(self.options.backoff_s * 2**malformed, 8.0))

@@ -117,6 +117,26 @@ def test_empty_feedback_text_is_a_malformed_response_retried_then_an_error(api_k
     assert server.count == 3
 
 
+@pytest.mark.parametrize(
+    ("cls", "fault", "words"),
+    [
+        (OpenAIChatAgent, "cut", "token limit before any text (finish_reason 'length'); raise user_agent.options"),
+        (AnthropicMessagesAgent, "cut", "token limit before any text (stop_reason 'max_tokens'); raise user_agent"),
+        (OpenAIChatAgent, "refusal", "the model refused to answer (I cannot help with that)"),
+    ],
+    ids=["openai-length", "anthropic-max-tokens", "openai-refusal"],
+)
+def test_an_empty_answer_that_would_come_again_is_not_retried_and_says_why(api_key, cls, fault, words):
+    """Cut at the token limit or refused: each retry was paid for and got the same, then 'text is empty'."""
+    wire = "openai" if cls is OpenAIChatAgent else "anthropic"
+    model = {} if cls is OpenAIChatAgent else {"model": "claude-test"}
+    with serve(FakeServer(wire, default=fault)) as server:
+        with build(cls, api_config(server.url, max_retries=3, **model)) as agent:
+            with pytest.raises(UserAgentError) as info:
+                agent.feedback([make_request()])
+    assert server.count == 1 and words in str(info.value) and "1 attempt(s)" in str(info.value)
+
+
 def test_a_placeholder_key_a_few_characters_long_does_not_garble_the_error(monkeypatch):
     """A local server's placeholder key ("5") is no secret: the message keeps its digits ("HTTP status 500"); a
     real key's length is scrubbed as before (test_key_never_shown)."""

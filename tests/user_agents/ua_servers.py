@@ -4,8 +4,9 @@ Each server runs ``http.server.ThreadingHTTPServer`` in a background thread, rec
 receives (path, headers, JSON body), counts requests in flight, and answers from a script of faults:
 ``faults`` is consumed one entry per request (``"timeout"``, ``"429"``, ``"500"``, ``"malformed"``,
 ``"echo401"`` (a 401 whose body quotes the key headers), ``"empty"``/``"blank"`` (a 200 with empty or
-whitespace text), ``"ok"``); when it is empty, ``default`` is used. The reply text is ``responder(body)`` so
-tests can check which prompt a reply belongs to.
+whitespace text), ``"cut"`` (empty text at the token limit), ``"refusal"`` (Chat Completions' refusal),
+``"ok"``); when it is empty, ``default`` is used. The reply text is ``responder(body)`` so tests can check
+which prompt a reply belongs to.
 """
 
 from __future__ import annotations
@@ -52,23 +53,24 @@ class FakeServer:
             return self.faults.pop(0) if self.faults else self.default
 
 
-def _completion(wire: str, model: str, text: str) -> dict[str, Any]:
+def _completion(wire: str, model: str, text: str | None, stop: str | None = None, refusal: str | None = None):
     if wire == "openai":
+        message = {"role": "assistant", "content": text, **({"refusal": refusal} if refusal else {})}
         return {
             "id": "chatcmpl-test",
             "object": "chat.completion",
             "created": 1_700_000_000,
             "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": message, "finish_reason": stop or "stop"}],
             "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
         }
     return {
         "id": "msg_test",
         "type": "message",
         "role": "assistant",
-        "content": [{"type": "text", "text": text}],
+        "content": [{"type": "text", "text": text or ""}],
         "model": model,
-        "stop_reason": "end_turn",
+        "stop_reason": stop or "end_turn",
         "stop_sequence": None,
         "usage": {"input_tokens": 13, "output_tokens": 5},
     }
@@ -143,6 +145,12 @@ def _handler(state: FakeServer) -> type[BaseHTTPRequestHandler]:
             elif action in ("empty", "blank"):  # a 200 whose text is empty or only whitespace
                 text = "" if action == "empty" else " \n\t "
                 self._send(200, json.dumps(_completion(state.wire, body.get("model", "?"), text)).encode())
+            elif action == "cut":  # the token limit reached before any text: asking again gets the same
+                stop = "length" if state.wire == "openai" else "max_tokens"
+                self._send(200, json.dumps(_completion(state.wire, body.get("model", "?"), "", stop)).encode())
+            elif action == "refusal":  # Chat Completions' refusal field, no content
+                payload = _completion(state.wire, body.get("model", "?"), None, refusal="I cannot help with that")
+                self._send(200, json.dumps(payload).encode())
             elif action == "malformed":
                 self._send(200, b'{"id": "chatcmpl-test", "choices": [ {"index": 0, "mess')
             else:
