@@ -164,7 +164,8 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
             "users": len(all_users),
             "splits": [s for s in SPLITS],
             "queue": {"waiting": batcher.queued(), "capacity": batcher.capacity, **batcher.stats},
-            "sessions": len(sessions),
+            "sessions": len(sessions),  # held: running, and finished ones whose events are still readable
+            "open_sessions": sum(not conv.done.is_set() for conv, _ in list(sessions.values())),
         }
 
     async def answer_or_gone(future: Any, request: Request) -> Any:
@@ -330,6 +331,7 @@ def serve(run_dir: str, options: ServeOptions, sets: tuple[str, ...] = (), say: 
 
     from mgfrec.recommend import load_recommender
 
+    _check_address(options.host, options.port)  # before loading the model: a busy port is one line, at once
     recommender = load_recommender(run_dir, sets)
     try:
         app = create_app(recommender, options)
@@ -353,3 +355,20 @@ def serve(run_dir: str, options: ServeOptions, sets: tuple[str, ...] = (), say: 
         server.run()
     finally:
         recommender.close()
+
+
+def _check_address(host: str, port: int) -> None:
+    """Refuse an address this process cannot listen on (in use, not this machine's), naming the flags."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ValueError(f"--host {host}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise ValueError(f"--host {host} --port {port}: cannot listen there ({exc.strerror})") from None

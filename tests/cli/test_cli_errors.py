@@ -250,3 +250,16 @@ def test_chat_refuses_a_wrong_folder_before_asking_for_a_history(tmp_path):
 def test_figures_names_a_folder_that_does_not_exist(tmp_path):
     code, output = invoke("figures", tmp_path / "nosuch", "--out", tmp_path / "figs")
     one_error(code, output, "nosuch: no such folder")
+
+
+def test_a_port_in_use_is_one_line_before_the_run_is_loaded(tmp_path):
+    """It printed "serving ... at" and then uvicorn's bind error, exit 3, after loading the model."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, output = invoke("serve", tmp_path / "not-loaded", "--port", port)
+    one_error(code, output, f"--host 127.0.0.1 --port {port}: cannot listen there")
+    assert "serving" not in output

@@ -344,6 +344,8 @@ def test_a_finished_conversation_holds_no_slot_and_a_cancel_ends_a_batched_one(
                 break
             time.sleep(0.2)
         assert second is not None and second.status_code == 201, second.text
+        health = c.get("/healthz").json()  # the finished first is still held (readable); only the second runs
+        assert (health["sessions"], health["open_sessions"]) == (2, 1), health
         assert read_events(c, first.json()["events"])[-1]["type"] == "done"  # still readable after it ended
         assert c.delete(f"/v1/sessions/{second.json()['session_id']}").json() == {"status": "cancelled"}
         events = read_events(c, second.json()["events"])
