@@ -28,7 +28,7 @@ from typing import Any
 
 from mgfrec.config.schema import UserAgentConfig
 from mgfrec.recommend import Query, Recommendation, Recommender
-from mgfrec.user_agents.base import FeedbackRequest, UserAgentContext, load_user_agent
+from mgfrec.user_agents.base import FeedbackRequest, UserAgentContext, UserAgentError, load_user_agent
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -160,15 +160,17 @@ class Batcher:
                 listener=route,
             )
         except Exception as exc:  # noqa: BLE001 - handed to every waiting request
-            if len(jobs) > 1:  # one bad request must not fail the others: answer them one by one, except those
-                # whose stream already showed turns of this attempt (a rerun would show them twice): they end here
+            if len(jobs) > 1 and not _batch_wide(exc):
+                # one bad request must not fail the others: answer them one by one, except those whose stream
+                # already showed turns of this attempt (a rerun would show them twice): they end here
                 for job, streamed in zip(jobs, heard, strict=True):
                     if streamed:
                         self._fail(job, exc)
                     else:
                         self._run_one(job)
                 return
-            self._fail(jobs[0], exc)
+            for job in jobs:
+                self._fail(job, exc)
             return
         for job, rec in zip(jobs, recs, strict=True):
             job.future.set_result(rec)
@@ -191,6 +193,15 @@ class Batcher:
             self._fail(job, exc)
         else:
             job.future.set_result(rec)
+
+
+def _batch_wide(error: BaseException) -> bool:
+    """Whether ``error`` is the run's user agent failing for every request of the batch (its server down or
+    refusing, after its own retries): answering the requests one by one would only repeat that wait per request."""
+    if not isinstance(error, UserAgentError):
+        return False
+    answers = getattr(error, "answers", None)  # PartialFeedbackError: None where a request failed
+    return answers is None or all(a is None for a in answers)
 
 
 class Conversation:

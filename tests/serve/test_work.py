@@ -163,3 +163,35 @@ def test_a_failed_batch_never_shows_a_stream_its_turns_twice():
     batcher.close()
     assert heard == {"s1": [{"type": "turn", "user": "s1"}], "s2": [{"type": "turn", "user": "s2"}]}  # once each
     assert rec.calls == [["s1", "s2", "p1"], ["p1"]]
+
+
+class UserAgentDown:
+    """The run's user agent fails for every request of a batch (its server is down), whatever the batch."""
+
+    def __init__(self):
+        self.calls: list[list[str]] = []
+
+    def recommend_many(self, queries, *, user_agent, sample, seed, listener):
+        from mgfrec.user_agents.base import PartialFeedbackError
+
+        self.calls.append([q.user for q in queries])
+        raise PartialFeedbackError("3 of 3 feedback requests failed; the first: timed out", [None] * len(queries))
+
+
+def test_a_user_agent_down_for_the_whole_batch_fails_it_once_not_once_per_request():
+    """Each request was rolled out again alone, each waiting out the user agent's timeouts and retries again."""
+    gate = Gated()
+    batcher = Batcher(gate, max_batch=3, queue_size=8)
+    first = batcher.submit(Query(user="u0"), Mode())
+    assert gate.entered.acquire(timeout=30)
+    waiting = [batcher.submit(Query(user=f"u{n}"), Mode()) for n in (1, 2, 3)]
+    down = UserAgentDown()
+    batcher.recommender = down
+    gate.go.release()
+    assert first.result(30) == "rec for u0"
+    for future in waiting:
+        with pytest.raises(Exception, match="3 of 3 feedback requests failed"):
+            future.result(30)
+    batcher.close()
+    assert down.calls == [["u1", "u2", "u3"]]
+    assert batcher.stats["failed"] == 3
