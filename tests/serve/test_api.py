@@ -309,30 +309,9 @@ def test_a_finished_conversation_holds_no_slot_and_a_cancel_ends_a_batched_one(
     slot at once. DELETE on a conversation without a person ends it with a 'cancelled' error event, nothing after."""
     import time
 
-    import mgfrec.recommend as rec_module
-    from mgfrec.recommend import load_recommender
-    from mgfrec.serve.app import ServeOptions, create_app
-
-    monkeypatch.syspath_prepend(str(plugin))
-    from mgfrec_serve_testkit import Options, ScriptedTestEngine
-
-    class Slow:  # each turn takes 0.3 s, so a conversation is still running when it is cancelled
-        def __init__(self, inner):
-            self.inner = inner
-
-        def generate(self, *args, **kwargs):
-            time.sleep(0.3)
-            return self.inner.generate(*args, **kwargs)
-
-        def __getattr__(self, name):
-            return getattr(self.inner, name)
-
-    run, _, ds = serve_run
-    titles = [ds.titles[i] for i in SCRIPT_TITLES]
-    monkeypatch.setattr(
-        rec_module, "build_engine", lambda cfg, m, tok: Slow(ScriptedTestEngine(m, tok, Options(titles=titles)))
-    )
-    app = create_app(load_recommender(hf_copy(run, tmp_path / "run")), ServeOptions(max_sessions=1))
+    _, _, ds = serve_run
+    # each turn takes 0.3 s, so a conversation is still running when it is cancelled
+    app = slow_scripted_app(serve_run, plugin, monkeypatch, tmp_path, 0.3, max_sessions=1)
     with ThreadServer(app) as srv, httpx.Client(base_url=srv.url, timeout=120) as c:
         first = c.post("/v1/sessions", json={"history": [ds.titles[0]], "feedback": "none"})
         assert first.status_code == 201
@@ -358,30 +337,8 @@ def test_a_request_whose_client_gave_up_leaves_the_queue(serve_run, plugin, monk
     requests met a full queue; now a queued request whose client closed its connection leaves the queue."""
     import time
 
-    import mgfrec.recommend as rec_module
-    from mgfrec.recommend import load_recommender
-    from mgfrec.serve.app import ServeOptions, create_app
-
-    monkeypatch.syspath_prepend(str(plugin))
-    from mgfrec_serve_testkit import Options, ScriptedTestEngine
-
-    class Slow:
-        def __init__(self, inner):
-            self.inner = inner
-
-        def generate(self, *args, **kwargs):
-            time.sleep(0.5)
-            return self.inner.generate(*args, **kwargs)
-
-        def __getattr__(self, name):
-            return getattr(self.inner, name)
-
-    run, _, ds = serve_run
-    titles = [ds.titles[i] for i in SCRIPT_TITLES]
-    monkeypatch.setattr(
-        rec_module, "build_engine", lambda cfg, m, tok: Slow(ScriptedTestEngine(m, tok, Options(titles=titles)))
-    )
-    app = create_app(load_recommender(hf_copy(run, tmp_path / "run")), ServeOptions(max_batch=1))
+    _, _, ds = serve_run
+    app = slow_scripted_app(serve_run, plugin, monkeypatch, tmp_path, 0.5, max_batch=1)
     with ThreadServer(app) as srv, httpx.Client(base_url=srv.url, timeout=120) as c:
 
         def give_up(n):
@@ -430,3 +387,33 @@ def test_ctrl_c_ends_open_conversations_and_stops_the_server(serve_run, plugin):
         assert events[-1]["type"] == "error" and "the server is stopping" in events[-1]["error"], events
     finally:
         proc.stop()
+
+
+def slow_scripted_app(serve_run, plugin, monkeypatch, tmp_path, seconds: float, **options):
+    """The app over a copy of the agent run whose scripted engine takes ``seconds`` per turn."""
+    import time
+
+    import mgfrec.recommend as rec_module
+    from mgfrec.recommend import load_recommender
+    from mgfrec.serve.app import ServeOptions, create_app
+
+    monkeypatch.syspath_prepend(str(plugin))
+    from mgfrec_serve_testkit import Options, ScriptedTestEngine
+
+    class Slow:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def generate(self, *args, **kwargs):
+            time.sleep(seconds)
+            return self.inner.generate(*args, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    run, _, ds = serve_run
+    titles = [ds.titles[i] for i in SCRIPT_TITLES]
+    monkeypatch.setattr(
+        rec_module, "build_engine", lambda cfg, m, tok: Slow(ScriptedTestEngine(m, tok, Options(titles=titles)))
+    )
+    return create_app(load_recommender(hf_copy(run, tmp_path / "run")), ServeOptions(**options))
