@@ -15,7 +15,7 @@ from typing import Any
 
 import typer
 
-from mgfrec.cli.common import SET_HELP, console, out, user_errors
+from mgfrec.cli.common import SET_HELP, console, out, print_error, user_errors
 
 
 def chat(
@@ -98,7 +98,7 @@ def chat(
                 out.print("conversation ended", highlight=False, markup=False)
                 break
             else:
-                console.print(Text.assemble(("error:", "bold red"), f" {event['error']}"), highlight=False)
+                print_error(event["error"])
                 code = 1
                 break
             if kind == "feedback_wanted":

@@ -55,8 +55,13 @@ def user_errors() -> Iterator[None]:
         yield
     except (ConfigError, RegistryError, UserAgentError, MissingExtraError, ValueError, KeyError, OSError) as exc:
         # Only the message is printed, never the chain: a chained SDK error may quote request headers.
-        console.print(Text.assemble(("error:", "bold red"), " ", error_message(exc)), highlight=False, soft_wrap=True)
+        print_error(error_message(exc))
         raise typer.Exit(2) from None
+
+
+def print_error(message: str) -> None:
+    """``error: message`` on stderr, one line, the message printed as it is."""
+    console.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
 
 
 def error_message(exc: BaseException) -> str:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.text import Text
 
-from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, load, out, print_json, run
+from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, load, out, print_error, print_json, run
 
 app = typer.Typer(help="Prepare data sets (R2ec protocol) and inspect them.", no_args_is_help=True)
 
@@ -153,10 +152,7 @@ def download(
     from mgfrec.data.download import DEFAULT_BASE_URL, DownloadError, download_category
 
     if dataset != "amazon2023":
-        console.print(
-            Text.assemble(("error:", "bold red"), f" DATASET {dataset!r}: only 'amazon2023' can be downloaded"),
-            highlight=False,
-        )
+        print_error(f"DATASET {dataset!r}: only 'amazon2023' can be downloaded")
         raise typer.Exit(2)
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
     with user_errors(), Progress(*columns, TimeRemainingColumn(), console=console) as bar:
@@ -171,7 +167,7 @@ def download(
             files = download_category(category, out_dir, base_url or DEFAULT_BASE_URL, progress=show, retries=retries)
         except DownloadError as exc:
             bar.stop()
-            console.print(Text.assemble(("error:", "bold red"), f" {exc}"), highlight=False, soft_wrap=True)
+            print_error(str(exc))
             raise typer.Exit(2) from None
     for item in files:
         console.print(f"{item.path}: {item.size:,} bytes ({item.status})", highlight=False)

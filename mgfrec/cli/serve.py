@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.text import Text
 
-from mgfrec.cli.common import SET_HELP, console, user_errors
+from mgfrec.cli.common import SET_HELP, console, print_error, user_errors
 
 
 def serve(
@@ -28,11 +27,7 @@ def serve(
         from mgfrec.serve.app import ServeOptions
         from mgfrec.serve.app import serve as run_server
     except ImportError as exc:
-        console.print(
-            Text.assemble(
-                ("error:", "bold red"), f" mgfrec serve needs the 'serve' extra: pip install 'mgfrec[serve]' ({exc})"
-            )
-        )
+        print_error(f"mgfrec serve needs the 'serve' extra: pip install 'mgfrec[serve]' ({exc})")
         raise typer.Exit(2) from None
     with user_errors():
         options = ServeOptions(
