@@ -31,7 +31,7 @@ from mgfrec.data.prepared import PreparedDataset, prepare
 from mgfrec.embed.cache import cached_item_embeddings
 from mgfrec.eval.report import Report, build_report
 from mgfrec.retrievers.fit import fit_baseline
-from mgfrec.runs import RUN_FILE
+from mgfrec.runs import RUN_FILE, read_json_object, read_run_info, recall_run_of
 
 DEMO_BASELINES: tuple[str, ...] = ("pop", "last-title", "sasrec", "hybrid")  # the cheap default set
 ALL_BASELINES: tuple[str, ...] = (
@@ -263,6 +263,13 @@ def agent_stages(
     )
     if (sft_dir / RUN_FILE).is_file():
         say(f"[sft] reusing {sft_dir}")
+        made_over = recall_run_of(sft_dir, read_run_info(sft_dir))
+        if recall and (made_over is None or Path(made_over).resolve() != (out / recall).resolve()):
+            say(
+                f"[sft] note: the reused agent stages were trained over the recall run {made_over or 'none'}, not "
+                f"{out / recall if recall else 'none'} that this rerun's baselines pick; they are reported as they "
+                f"are (delete {sft_dir} and {fit_dir} to train them over it)"
+            )
     else:
         sft_opts = SFTOptions(
             recall_run=str(out / recall) if recall else None,
@@ -300,8 +307,7 @@ def agent_stages(
         )
         say(f"[fit] {fit.extra['steps']} GRPO steps in {fit.seconds:.0f} s")
     ablations = [derive_ablation_run(fit_dir, name, out / f"mgfrec-{name}") for name in DEMO_ABLATIONS]
-    names = [n for n in DEMO_VARIANTS if n != "joint-l2" or (recall and has_item_vectors(out / recall))]
-    variants = [derive_variant_run(fit_dir, name, out / f"mgfrec-{name}") for name in names]
+    variants = [derive_variant_run(fit_dir, name, out / f"mgfrec-{name}") for name in demo_variants(fit_dir)]
     return [sft_dir, fit_dir, *ablations, *variants]
 
 
@@ -325,7 +331,11 @@ def check_same_settings(out: Path, config: MGFRecConfig, options: DemoOptions) -
     path = out / SETTINGS_FILE
     if not path.is_file():  # a new folder, or one from before the file: nothing to compare
         return
-    old, new = json.loads(path.read_text(encoding="utf-8")), demo_settings(config, options)
+    new = demo_settings(config, options)
+    remedy = "it records the settings the demo's stages were made with: restore it, or give another --out"
+    old = read_json_object(path, remedy)
+    if not (isinstance(old.get("config"), dict) and isinstance(old.get("options"), dict)):
+        raise ValueError(f"{path}: expected an object with 'config' and 'options' objects; {remedy}")
 
     def flat(d: Any, prefix: str = "") -> dict[str, Any]:
         if not isinstance(d, dict):
@@ -342,6 +352,13 @@ def check_same_settings(out: Path, config: MGFRecConfig, options: DemoOptions) -
             f"{out}: its stages were made with other settings ({shown}); a rerun reuses finished stages, so give "
             f"another --out (or delete {out})"
         )
+
+
+def demo_variants(fit_dir: Path) -> list[str]:
+    """The readings of the fit the demo adds as rows: ``joint-l2`` only when the fit's own recall run (a reused fit
+    may predate this run's baselines) has item embeddings."""
+    recall = recall_run_of(fit_dir, read_run_info(fit_dir))
+    return [n for n in DEMO_VARIANTS if n != "joint-l2" or (recall is not None and has_item_vectors(Path(recall)))]
 
 
 def has_item_vectors(run_dir: Path) -> bool:

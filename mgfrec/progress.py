@@ -11,6 +11,7 @@ This module must not import anything of mgfrec: every package may use it.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -33,6 +34,20 @@ class _Settings:
 _SETTINGS: ContextVar[_Settings | None] = ContextVar("mgfrec_progress", default=None)
 
 
+def _interval_from_environment() -> float:
+    """``MGFREC_PROGRESS_SECONDS`` (default 5): a finite number of seconds, at least 0."""
+    text = os.environ.get("MGFREC_PROGRESS_SECONDS")
+    if text is None:
+        return float(DEFAULT_SECONDS)
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"MGFREC_PROGRESS_SECONDS={text!r}: give a number of seconds, 0 or more (default 5)")
+    return value
+
+
 @contextmanager
 def reporting(stream: TextIO | None = None, *, interval: float | None = None, plain: bool = False) -> Iterator[None]:
     """Show the progress of every :func:`task` opened inside this block (on ``stream``, default stderr).
@@ -40,7 +55,7 @@ def reporting(stream: TextIO | None = None, *, interval: float | None = None, pl
     ``interval``: seconds between plain lines (default ``MGFREC_PROGRESS_SECONDS`` or 5); ``plain``: plain
     lines even on a terminal."""
     if interval is None:
-        interval = float(os.environ.get("MGFREC_PROGRESS_SECONDS", DEFAULT_SECONDS))
+        interval = _interval_from_environment()
     token = _SETTINGS.set(_Settings(stream, interval, plain))
     try:
         yield

@@ -107,7 +107,7 @@ class Entry:
         return obj
 
 
-def _check_kind(kind: str) -> None:
+def check_kind(kind: str) -> None:
     if kind not in KINDS:
         raise RegistryError(f"unknown component kind '{kind}'; kinds are: {', '.join(KINDS)}")
 
@@ -122,37 +122,33 @@ class Registry:
     def discover(cls) -> Registry:
         """Read every ``mgfrec.<kind>`` entry-point group; refuse a name claimed twice."""
         found: dict[str, dict[str, Entry]] = {k: {} for k in KINDS}
-        for kind in KINDS:
-            for ep in metadata.entry_points(group=GROUP_PREFIX + kind):
-                dist = getattr(ep, "dist", None)
-                origin = f"{dist.name} {dist.version}" if dist is not None else "unknown distribution"
-                entry = Entry(kind=kind, name=ep.name, target=ep.value, origin=origin)
-                _add(found, entry)
+        for entry in installed_entries():
+            _add(found, entry)
         return cls(found)
 
     def add(self, kind: str, name: str, obj: Any) -> Entry:
         """Register an object in-process (notebooks, tests). The duplicate rule still applies."""
-        _check_kind(kind)
+        check_kind(kind)
         target = f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', repr(obj))}"
         entry = Entry(kind=kind, name=name, target=target, origin=f"python:{getattr(obj, '__module__', '?')}", _obj=obj)
         _add(self._entries, entry)
         return entry
 
     def names(self, kind: str) -> list[str]:
-        _check_kind(kind)
+        check_kind(kind)
         return sorted(self._entries[kind])
 
     def entries(self, kind: str | None = None) -> list[Entry]:
         kinds = [kind] if kind else list(KINDS)
         out: list[Entry] = []
         for k in kinds:
-            _check_kind(k)
+            check_kind(k)
             out.extend(self._entries[k][n] for n in sorted(self._entries[k]))
         return out
 
     def get(self, kind: str, name: str) -> Entry:
         """The entry for ``name``; an unknown name lists what exists and the closest match."""
-        _check_kind(kind)
+        check_kind(kind)
         try:
             return self._entries[kind][name]
         except KeyError:
@@ -183,13 +179,41 @@ class Registry:
         ``method`` calls a class method instead of the class (retrievers are built by ``fit``). ``where`` is
         the config path shown in option errors (default: the kind's ``options_at``).
         """
-        component = self.load(kind, name)
+        entry = self.get(kind, name)
+        component = entry.load()
         spec = KIND_SPECS[kind]
-        validated = component_options(component, options, where or spec.options_at.format(name=name))
-        factory = getattr(component, method) if method else component
-        if validated is None and not spec.always_options:
-            return factory(*deps, *after)
-        return factory(*deps, validated, *after)
+        where_entry = f"{kind} '{name}' ({entry.target}, from {entry.origin})"
+        factory = getattr(component, method, None) if method else component
+        if not callable(factory):  # a grounder under mgfrec.retriever, an entry point naming a module
+            what = (
+                f"has no '{method}' method" if method else f"is a {type(component).__name__}, not a class or function"
+            )
+            raise RegistryError(f"{where_entry} {what}: is it registered under the right kind and attribute?")
+        third_party = entry.origin.split(" ")[0] != "mgfrec"
+        try:
+            validated = component_options(component, options, where or spec.options_at.format(name=name))
+            if validated is None and not spec.always_options:
+                return factory(*deps, *after)
+            return factory(*deps, validated, *after)
+        except (ValueError, OSError, LookupError):
+            raise  # the component's own user errors (a bad option value, a missing file) say what is wrong
+        except Exception as exc:
+            if not third_party:
+                raise
+            # A plugin's own bug: one line naming the plugin, not a traceback through mgfrec
+            raise RegistryError(f"{where_entry} failed: {type(exc).__name__}: {exc}") from None
+
+
+def installed_entries() -> list[Entry]:
+    """Every ``mgfrec.<kind>`` entry point installed, in kind order, duplicates included (``mgfrec plugins list``
+    shows them all; :meth:`Registry.discover` refuses a name claimed twice)."""
+    entries = []
+    for kind in KINDS:
+        for ep in metadata.entry_points(group=GROUP_PREFIX + kind):
+            dist = getattr(ep, "dist", None)
+            origin = f"{dist.name} {dist.version}" if dist is not None else "unknown distribution"
+            entries.append(Entry(kind=kind, name=ep.name, target=ep.value, origin=origin))
+    return entries
 
 
 def _add(table: dict[str, dict[str, Entry]], entry: Entry) -> None:

@@ -111,3 +111,32 @@ def read_metrics(path: Path, *, before: int) -> list[dict[str, float]]:
     with path.open(encoding="utf-8") as f:
         rows = [{k: float(v) for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(f)]
     return [r for r in rows if r.get("step", 0) <= before]
+
+
+def read_json_object(path: Path, remedy: str) -> dict[str, Any]:
+    """A JSON object a command wrote into a folder; a damaged file (not JSON, or not an object) is a
+    ``ValueError`` naming it and saying ``remedy``."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc}); {remedy}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(value).__name__}; {remedy}")
+    return value
+
+
+def read_sweep_record(path: Path) -> dict[str, Any]:
+    """A sweep's ``sweep.json``, its shape checked: a damaged one is one error naming it (``mgfrec sweep`` and
+    ``mgfrec figures`` read it)."""
+    again = "delete it to start the sweep record again"
+    record = read_json_object(path, again)
+    cells = record.get("cells", {})
+    if not isinstance(cells, dict):
+        raise ValueError(f"{path}: 'cells' must be an object; {again}")
+    for name, entry in cells.items():
+        if not isinstance(entry, dict):
+            raise ValueError(f"{path}: cell {name!r} must be an object; {again}")
+        for key, kind in (("summary", dict), ("status", str), ("values", dict)):
+            if key in entry and entry[key] is not None and not isinstance(entry[key], kind):
+                raise ValueError(f"{path}: cell {name!r}: {key!r} must be {'an object' if kind is dict else 'text'}")
+    return record

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from mgfrec.cli.main import app
 from mgfrec.config.load import load_config
-from mgfrec.demo import DemoOptions, run_demo
+from mgfrec.demo import DemoOptions, demo_variants, run_demo
 
 pytestmark = pytest.mark.slow  # the whole pipeline: every baseline fitted, and the agent stages
 
@@ -125,6 +125,15 @@ def test_the_closing_line_names_what_the_rows_were_compared_on():
     assert compared_on(1000, {491}) == "on the whole test split (491 samples, fewer than --eval-samples 1,000)"
 
 
+def test_the_closing_line_names_only_the_readings_made():
+    from mgfrec.cli.demo import readings_line
+
+    both = readings_line({"mgfrec", "mgfrec-answer-first", "mgfrec-joint-l2"})
+    assert "mgfrec-answer-first ranks" in both and "mgfrec-joint-l2 by L2" in both
+    one = readings_line({"mgfrec", "mgfrec-answer-first"})  # the recall run had no item embeddings
+    assert "mgfrec-answer-first ranks" in one and "joint-l2" not in one
+
+
 def test_the_demo_budget_over_a_config_file_is_said_not_silent(tmp_path, capsys):
     """--retriever-epochs (default 20), patience 2 and min_delta 0.002 are typed values: they win over the
     --config file's retriever fields, which the demo used to drop without a word."""
@@ -168,25 +177,33 @@ def test_run_demo_with_the_agent_stages(tmp_path):
         recall_size=5,
         bigrec={"max_train_samples": 32, "epochs": 1, "valid_samples": 8, "max_new_tokens": 16},
     )
-    result = run_demo(cfg, tmp_path, baselines=("last-title", "sasrec", "bigrec"), options=options, say=lambda m: None)
+    first = run_demo(cfg, tmp_path, baselines=("last-title", "bigrec"), options=options, say=lambda m: None)
+    rows = {row["run"]: row for row in json.loads(first.written["json"].read_text())["rows"]}
+    agents = {"sft", "mgfrec", "mgfrec-no-multi-grounding", "mgfrec-no-feedback", "mgfrec-no-recall"}
+    assert set(rows) == {"last-title", "bigrec", *agents, "mgfrec-answer-first"}  # last-title has no item vectors
+    # A rerun that adds a baseline reuses the agent stages, trained over last-title: it stopped with "l2_joint
+    # needs a recall run with item embeddings" (the variant was chosen by the new strongest baseline, sasrec)
+    messages: list[str] = []
+    result = run_demo(cfg, tmp_path, baselines=("last-title", "sasrec", "bigrec"), options=options, say=messages.append)
+    assert any("the reused agent stages were trained over the recall run" in m and "last-title" in m for m in messages)
     report = json.loads(result.written["json"].read_text())
     rows = {row["run"]: row for row in report["rows"]}
-    agents = {
-        "sft",
-        "mgfrec",
-        "mgfrec-no-multi-grounding",
-        "mgfrec-no-feedback",
-        "mgfrec-no-recall",
-        "mgfrec-answer-first",
-        "mgfrec-joint-l2",  # the recall run, sasrec, has item embeddings
-    }
+    agents |= {"mgfrec-answer-first"}
     assert set(rows) == {"last-title", "sasrec", "bigrec", *agents}
+    assert not (tmp_path / "mgfrec-joint-l2").exists()
+    # a fit over a recall run with item embeddings gets the joint-l2 reading too
+    assert demo_variants(tmp_path / "mgfrec") == ["answer-first"]
+    over_sasrec = tmp_path / "fit-over-sasrec"
+    over_sasrec.mkdir()
+    info = json.loads((tmp_path / "mgfrec" / "run.json").read_text())
+    info["extra"]["recall_run"] = str(tmp_path / "sasrec")
+    (over_sasrec / "run.json").write_text(json.dumps(info))
+    assert demo_variants(over_sasrec) == ["answer-first", "joint-l2"]
     assert all(row["samples"] == 12 for row in rows.values())  # one subsample for every row
     assert all(rows[name]["comparison_error"] is None for name in agents)  # so every agent is paired
     assert load_config(tmp_path / "mgfrec-no-feedback" / "config.yaml").user_agent.backend == "none"
     assert load_config(tmp_path / "mgfrec-answer-first" / "config.yaml").agent.final_ranking == "answer_then_recall"
     assert rows["mgfrec"]["ndcg_full"] != rows["mgfrec-answer-first"]["ndcg_full"]  # one policy, two readings
-    assert load_config(tmp_path / "mgfrec-joint-l2" / "config.yaml").agent.final_ranking == "l2_joint"
     for key in ("figure_reward", "figure_response_length", "figure_difficulty", "case_study"):
         assert result.written[key].is_file(), key
     assert result.written["case_study"].read_text(encoding="utf-8").startswith("# Case study")
@@ -265,3 +282,20 @@ def test_the_demo_recall_prior_comes_from_its_option_and_a_conflicting_config_is
     result = CliRunner().invoke(app, ["demo", "--set", "agent.recall_prior=2", "--out", str(out)])
     assert result.exit_code != 0 and "pass --recall-prior 2" in " ".join(result.output.split())
     assert not out.exists()  # refused before any stage wrote anything
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[]", "expected a JSON object, got list"),
+        ('{"config": {}}', "expected an object with 'config' and 'options' objects"),  # was "error: options"
+        ('{"config": {', "not valid JSON"),
+    ],
+)
+def test_a_damaged_demo_json_is_one_line_naming_it(tmp_path, text, message):
+    from mgfrec.demo import check_same_settings
+
+    (tmp_path / "demo.json").write_text(text)
+    with pytest.raises(ValueError, match=rf"demo\.json: {message}.*restore it, or give another --out"):
+        check_same_settings(tmp_path, load_config(None), DemoOptions())

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 
+import pytest
+
 from mgfrec import progress
 
 
@@ -50,3 +52,15 @@ def test_format_seconds():
         "1 min 05 s",
         "1 h 02 min",
     ]
+
+
+@pytest.mark.parametrize("value", ["abc", "nan", "-1", "inf"])
+def test_a_bad_interval_variable_is_named(monkeypatch, value):
+    # "could not convert string to float: 'abc'" named no variable; nan silenced every progress line
+    monkeypatch.setenv("MGFREC_PROGRESS_SECONDS", value)
+    with pytest.raises(ValueError, match=rf"MGFREC_PROGRESS_SECONDS='{value}': give a number of seconds"):
+        with progress.reporting(io.StringIO()):
+            pass
+    monkeypatch.setenv("MGFREC_PROGRESS_SECONDS", "0.5")
+    with progress.reporting(io.StringIO()):
+        pass

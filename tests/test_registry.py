@@ -9,7 +9,7 @@ from importlib import metadata
 
 import numpy as np
 import pytest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from mgfrec.registry import KINDS, Entry, Registry, RegistryError, component_options
 
@@ -67,6 +67,26 @@ def test_duplicate_from_a_second_distribution(tmp_path):
     assert proc.returncode != 0
     assert "duplicate grounder name 'exact'" in proc.stderr
     assert "mgfrec-clash 1.0" in proc.stderr and "mgfrec 0.1.0" in proc.stderr
+
+
+@pytest.mark.reliability
+def test_plugins_list_shows_a_clash_instead_of_failing_on_it(tmp_path):
+    # the tool for checking plugins failed whole (exit 2, nothing listed) when two packages claimed one name
+    import json as _json
+    import os
+
+    dist = tmp_path / "mgfrec_clash-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mgfrec-clash\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[mgfrec.grounder]\nexact = clash.module:Exact\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    command = [sys.executable, "-m", "mgfrec.cli.main", "plugins", "list", "--kind", "grounder", "--json"]
+    proc = subprocess.run(command, capture_output=True, text=True, env=env)
+    listed = _json.loads(proc.stdout)["grounder"]
+    assert [e["origin"].split(" ")[0] for e in listed if e["name"] == "exact"] == ["mgfrec", "mgfrec-clash"]
+    assert proc.returncode == 2 and "duplicate grounder name 'exact'" in proc.stderr and "Traceback" not in proc.stderr
+    bad = subprocess.run([*command[:-3], "--kind", "grondr"], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "unknown component kind 'grondr'" in bad.stderr
 
 
 def test_missing_import_gives_install_hint(tmp_path, monkeypatch):
@@ -151,6 +171,48 @@ def test_build_validates_options_and_passes_dependencies_first():
     reg.add("reward", "hit", _WithOptions)
     with pytest.raises(ValueError, match=r"grpo.rewards.hit.options.k"):
         reg.build("reward", "hit", {"k": -1})
+
+
+class _Raises:
+    def __init__(self, *args):
+        raise RuntimeError("licence server down")
+
+
+class _BadOptions(BaseModel):
+    n: int = 1
+
+    @field_validator("n")
+    @classmethod
+    def _type_error(cls, value: int) -> int:
+        raise TypeError("a plugin bug")
+
+
+class _WithBadOptions:
+    Options = _BadOptions
+
+
+@pytest.mark.reliability
+def test_a_plugin_that_breaks_its_contract_is_one_registry_error_naming_it():
+    # each was a traceback: a grounder under the retriever kind (no 'fit'), an entry point naming a module,
+    # a constructor that raises, an Options validator that raises something other than ValueError
+    import types
+
+    reg = _fresh()
+    reg.add("retriever", "grounder-as-retriever", _NoOptions)
+    with pytest.raises(RegistryError, match=r"retriever 'grounder-as-retriever' .* has no 'fit' method"):
+        reg.build("retriever", "grounder-as-retriever", None, "ds", method="fit")
+    reg.add("grounder", "module", types.ModuleType("rvplug.grounders"))
+    with pytest.raises(RegistryError, match=r"grounder 'module' .* is a module, not a class or function"):
+        reg.build("grounder", "module", None, "vectors")
+    reg.add("grounder", "raises", _Raises)
+    with pytest.raises(RegistryError, match=r"grounder 'raises' .* failed: RuntimeError: licence server down"):
+        reg.build("grounder", "raises", None, "vectors")
+    reg.add("grounder", "bad-options", _WithBadOptions)
+    with pytest.raises(RegistryError, match=r"grounder 'bad-options' .* failed: TypeError: a plugin bug"):
+        reg.build("grounder", "bad-options", {"n": 2}, "vectors")
+    reg.add("grounder", "with", _WithOptions)
+    with pytest.raises(ValueError, match=r"grounding.options.k"):  # a user's bad value stays the user's error
+        reg.build("grounder", "with", {"k": 0}, "vectors")
 
 
 def test_every_kind_has_a_build_rule():

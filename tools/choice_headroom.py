@@ -9,6 +9,9 @@ For a prepared data set and a baseline run (the recall model, e.g. hybrid), on o
   the ceiling of a perfect chooser among K shown items;
 * an expected-NDCG chooser: the candidate whose L2 neighbourhood maximises the NDCG expected under
   softmax(recall scores / tau), i.e. the best a chooser that only knows the recall model's scores can do;
+* with ``--joined K ...``: an answer that names the recall top-K titles at once ("A; B; C", embedded as
+  one query) and, without text, the mean of their title vectors: whether spreading the answer over several
+  shown items orders the catalogue better under the paper's L2 rule than one title does;
 * with ``--oracle`` (the synthetic source only): the generator's own next-item distribution, which knows
   each user's favourite genres and the true popularity. Ranking every item by it is the Bayes-optimal
   ranking: no recommender, the agent included, has a higher expected NDCG. The rows give that bound, the
@@ -22,6 +25,7 @@ bootstrap and sign test, as ``mgfrec report`` marks rows).
     python tools/choice_headroom.py RUN_DIR --split test --oracle --samples 100   # the demo's test subsample
     python tools/choice_headroom.py RUN_DIR --split test --cutoff 10              # NDCG@10 instead of N_full
     python tools/choice_headroom.py RUN_DIR --split test --item-vectors SASREC_RUN   # L2 over text + item ids
+    python tools/choice_headroom.py RUN_DIR --split test --joined 2 3 5   # answers naming several shown titles
 
 Numbers for the synthetic default and CDs are in docs/agent-cpu.md. Runs on the CPU in about a minute.
 """
@@ -40,6 +44,7 @@ from mgfrec.config.schema import MGFRecConfig
 from mgfrec.data.protocol import subsample_split
 from mgfrec.data.sources.synthetic import SyntheticOptions
 from mgfrec.data.sources.synthetic_world import SyntheticWorld
+from mgfrec.embed.base import load_embedder
 from mgfrec.embed.cache import cached_item_embeddings
 from mgfrec.ranking.metrics import hit, ndcg, target_ranks_excluding
 from mgfrec.ranking.stats import paired_test
@@ -60,6 +65,13 @@ def main() -> None:
         "--cutoff", type=int, default=0, help="compare NDCG@CUTOFF instead of N_full (0: no cut-off, the default)"
     )
     parser.add_argument(
+        "--joined",
+        type=int,
+        nargs="*",
+        default=[],
+        help="add rows answering the recall top-K titles joined into one answer (and their mean vector)",
+    )
+    parser.add_argument(
         "--item-vectors",
         default=None,
         help="a run with item embeddings (sasrec, gru4rec, caser, hybrid): rank by L2 over them joined to the "
@@ -71,6 +83,8 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(1)
+    if args.joined and args.item_vectors:
+        raise SystemExit("--joined embeds answer texts: it cannot be combined with --item-vectors")
 
     run, frame, hist = recall_split(args.run, args.split, args.samples, args.seed)
     ds = run.ds
@@ -111,6 +125,8 @@ def main() -> None:
             r = (d.unsqueeze(1) <= d[:, cand].unsqueeze(2)).sum(-1).float()  # rank of candidate j under answer a
             chosen.append(int(cand[int((p.unsqueeze(0) / torch.log2(1 + r)).sum(1).argmax())]))
         line(f"expected-NDCG chooser, top-{k}, tau {tau}", answer_ranks(np.array(chosen)))
+    if args.joined:
+        joined_rows(ds, top, args.joined, emb, ranks, line)
     if args.oracle:
         oracle_rows(ds, frame, top, args.k, ranks, answer_ranks, line)
 
@@ -146,6 +162,22 @@ class Rows:
             wl = f"{test.sign.wins}/{test.sign.losses}"
             vs = f"  vs {self.first} {test.diff:+.4f} [{test.ci[0]:+.4f}, {test.ci[1]:+.4f}] wins/losses {wl} {mark}"
         print(f"{name:<{self.width}} {self.label} {values.mean():.4f}  Hit@1 {hit(r, 1).mean():.3f}{vs}")
+
+
+def joined_rows(ds, top, ks, emb, ranks, line) -> None:  # noqa: ANN001
+    """Answers naming the recall top-K titles at once, embedded as one query (the paper's rule), and the mean of
+    their title vectors."""
+    cfg = MGFRecConfig().embedding
+    embedder = load_embedder(cfg)
+    titles = ds.items["title"].tolist()
+    for k in ks:
+        if k > top.shape[1]:
+            raise SystemExit(f"--joined {k}: at most the largest --k ({top.shape[1]})")
+        texts = ["; ".join(titles[i] for i in row[:k] if i >= 0) for row in top]
+        query = torch.tensor(embedder.encode(texts, query=True), dtype=torch.float32)
+        line(f"answer = recall top-{k} titles joined, L2", ranks(-torch.cdist(query, emb)))
+        mean = torch.stack([emb[torch.as_tensor(row[:k][row[:k] >= 0])].mean(0) for row in top])
+        line(f"mean of recall top-{k} title vectors, L2", ranks(-torch.cdist(mean, emb)))
 
 
 def oracle_rows(ds, frame, top, ks, ranks, answer_ranks, line) -> None:  # noqa: ANN001

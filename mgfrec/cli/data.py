@@ -34,7 +34,19 @@ def prepare(
     from mgfrec.data.prepared import detect_source, prepare_config
 
     def go():
-        name, path = (source_name, source if Path(source).exists() else None) if source_name else detect_source(source)
+        if source_name:
+            # SOURCE is a folder for the source to read, or the source's own name (synthetic needs no folder)
+            from mgfrec.registry import registry
+
+            known = source_name in registry().names("data_source")  # an unknown one is named by load() below
+            if known and not Path(source).exists() and source != source_name:
+                raise FileNotFoundError(
+                    f"SOURCE '{source}' not found: with --source {source_name}, SOURCE is a folder to read or "
+                    f"'{source_name}' itself"
+                )
+            name, path = source_name, source if Path(source).exists() else None
+        else:
+            name, path = detect_source(source)
         options: dict = {}
         for text in option:
             if "=" not in text or not text.partition("=")[0].strip():
@@ -63,12 +75,7 @@ def prepare(
         print_json({**ds.counts, "rows": ds.manifest["rows"], **({"subsample_users": sub} if sub else {})})
         return
     _print_rows(ds.manifest["rows"])
-    if sub:
-        console.print(
-            f"subsample_users: {sub['users']} users, interactions {sub['interactions_read']} = kept "
-            f"{sub['interactions_kept']} + dropped {sub['interactions_dropped']}",
-            highlight=False,
-        )
+    _print_subsample(sub)
     _print_counts(ds.counts, str(out_dir))
 
 
@@ -109,6 +116,9 @@ def _check_shown(ds) -> None:
     try:
         _row_lines(ds.manifest["rows"])
         _count_cells(ds.counts)
+        sub = ds.manifest.get("subsample_users")
+        if sub is not None:
+            _ = sub["users"], sub["interactions_read"], sub["interactions_kept"], sub["interactions_dropped"]
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         what = f"field {exc} is missing" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
         raise ValueError(f"{ds.root / MANIFEST}: {what}; prepare the data set again") from None
@@ -122,14 +132,38 @@ def stats(
     """Users, items, interactions, samples per split and mean history length of a prepared data set."""
     from mgfrec.data.prepared import PreparedDataset
 
-    ds = run(lambda: PreparedDataset(data))
-    run(lambda: _check_shown(ds))
+    def opened():
+        ds = PreparedDataset(data)
+        _ = ds.manifest  # a damaged manifest or file is its own one-line error, not one of the shown fields
+        _check_shown(ds)
+        return ds
+
+    ds = run(opened)
     counts = ds.counts
+    sub = ds.manifest.get("subsample_users")
     if as_json:
-        print_json({**counts, "source": ds.manifest["source"].get("name"), "rows": ds.manifest["rows"]})
+        print_json(
+            {
+                **counts,
+                "source": ds.manifest["source"].get("name"),
+                "rows": ds.manifest["rows"],
+                **({"subsample_users": sub} if sub else {}),
+            }
+        )
         return
     _print_rows(ds.manifest["rows"])
+    _print_subsample(sub)
     _print_counts(counts, str(data))
+
+
+def _print_subsample(sub: dict | None) -> None:
+    """The ``--subsample-users`` step's own line: it drops whole users after the files' rows are counted."""
+    if sub:
+        console.print(
+            f"subsample_users: {sub['users']} users, interactions {sub['interactions_read']} = kept "
+            f"{sub['interactions_kept']} + dropped {sub['interactions_dropped']}",
+            highlight=False,
+        )
 
 
 @app.command()

@@ -115,18 +115,33 @@ def demo(
     for note in result.report.terminal_notes():
         console.print(note, highlight=False, markup=False)
     limit = compared_on(eval_samples, {row.result.samples for row in result.report.rows})
-    ablations = (
-        (
-            " The ablation rows apply each ablation to the trained policy at evaluation time (the paper "
-            "retrains each: mgfrec fit --ablation). mgfrec-answer-first ranks the same answers with the answered "
-            "item first and the rest in the recall model's order, mgfrec-joint-l2 by L2 over the title embedding "
-            "joined to the recall model's item embedding; the mgfrec row is the paper's rule (L2 over titles)."
-        )
-        if agent
-        else ""
-    )
+    ablations = readings_line({row.name for row in result.report.rows}) if agent else ""
     console.print(f"All rows are compared {limit}.{ablations}", highlight=False)
     console.print(f"Files: {', '.join(str(p) for p in result.written.values())}", highlight=False)
+
+
+def readings_line(rows: set[str]) -> str:
+    """What the agent's derived rows are, naming only the readings the report holds."""
+    readings = [
+        text
+        for name, text in (
+            (
+                "mgfrec-answer-first",
+                "mgfrec-answer-first ranks the same answers with the answered item first and the rest in the recall "
+                "model's order",
+            ),
+            (
+                "mgfrec-joint-l2",
+                "mgfrec-joint-l2 by L2 over the title embedding joined to the recall model's item embedding",
+            ),
+        )
+        if name in rows
+    ]
+    said = f" {', '.join(readings)}; the mgfrec row is the paper's rule (L2 over titles)." if readings else ""
+    return (
+        " The ablation rows apply each ablation to the trained policy at evaluation time (the paper retrains each: "
+        f"mgfrec fit --ablation).{said}"
+    )
 
 
 def _baselines(value: str, known: list[str]) -> tuple[str, ...]:

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, load, out, print_json, run
+from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, load, out, print_error, print_json, run
 
 app = typer.Typer(help="Embed item titles and build or query the grounding index.", no_args_is_help=True)
 
@@ -102,7 +102,7 @@ def build(
 def query(
     data: Path = typer.Argument(..., help=DATA_HELP),
     titles: list[str] = typer.Argument(..., help="One or more free-text titles to ground."),
-    k: int | None = typer.Option(None, "-k", "--top-k", help="Items per title (default grounding.top_k, 10)."),
+    k: int | None = typer.Option(None, "-k", "--top-k", min=1, help="Items per title (default grounding.top_k, 10)."),
     embedder: str | None = typer.Option(None, "--embedder", help="embedder component."),
     model: str | None = typer.Option(None, "--model", help="Embedding model."),
     grounder: str | None = typer.Option(None, "--grounder", help="grounder component."),
@@ -113,6 +113,10 @@ def query(
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
     """Ground titles as the agent's <ground> call does: the nearest catalogue items by L2 distance."""
+    blank = [n for n, title in enumerate(titles, 1) if not title.strip()]
+    if blank:  # the agent's parser and serve refuse a blank title too; it grounds to arbitrary items
+        print_error(f"TITLES: title {blank[0]} is blank; give the text to ground")
+        raise typer.Exit(2)
     cfg = run(lambda: _config(config, set_, embedder, model, grounder, device, batch_size))
     built = run(lambda: _prepare(data, cfg, progress=not as_json))
     engine, items = built.grounding, built.ds.items

@@ -20,15 +20,26 @@ def list_(
     from rich.table import Table
 
     from mgfrec.cli.common import out
-    from mgfrec.registry import KINDS, registry
+    from mgfrec.registry import KINDS, RegistryError, check_kind, installed_entries, registry
 
-    reg = run(registry)
+    try:
+        reg = registry()
+        clash = None
+    except RegistryError as exc:  # two packages claim one name: list everything anyway, then say so
+        reg, clash = None, str(exc)
+    if kind is not None:
+        run(lambda: check_kind(kind))  # an unknown --kind is one line, clash or not
     kinds = [kind] if kind else list(KINDS)
-    entries = {k: run(lambda k=k: reg.entries(k)) for k in kinds}
+    if reg is not None:
+        entries = {k: run(lambda k=k: reg.entries(k)) for k in kinds}
+    else:
+        found = installed_entries()
+        entries = {k: sorted((e for e in found if e.kind == k), key=lambda e: e.name) for k in kinds}
     if as_json:
         print_json(
             {k: [{"name": e.name, "target": e.target, "origin": e.origin} for e in es] for k, es in entries.items()}
         )
+        _end(clash)
         return
     # Kind once per group, no vertical rules, the package under the name and the target broken after its
     # module: whole at 80 columns.
@@ -47,3 +58,13 @@ def list_(
                 f"{module}:\n  {obj}" if obj else module,
             )
     out.print(table)
+    _end(clash)
+
+
+def _end(clash: str | None) -> None:
+    """After the list: a name claimed twice is still an error (every other command refuses it)."""
+    if clash is not None:
+        from mgfrec.cli.common import print_error
+
+        print_error(clash)
+        raise typer.Exit(2)

@@ -44,6 +44,7 @@ def report(
         cfg = load(config, set_, {"eval.split": split, "eval.bootstrap_samples": bootstrap})
         with console.status(f"collecting {len(runs)} run(s) on {cfg.eval.split}"):
             rep = build_report(runs, cfg.eval.split, baseline, cfg.eval, evaluate_missing=not no_evaluate, limit=limit)
+        rep.terminal_notes()  # reads each agent's agent_<split>.json: a damaged one is a clean error here
         return rep, (rep.write(out_dir) if out_dir is not None else None)
 
     rep, written = run(go)

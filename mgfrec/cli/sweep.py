@@ -67,6 +67,11 @@ def sweep(
     from mgfrec.rl.fit import FitOptions, start_point
 
     def go():
+        from mgfrec.data.protocol import SPLITS
+
+        wrong = [s for s in eval_split if s not in SPLITS]
+        if wrong:  # found before any cell trains, not after the first one has
+            raise ValueError(f"--eval-split {wrong[0]!r}: choose one of {', '.join(SPLITS)}")
         cells_grid = build_grid(grid, grid_file)
         cfg = load(config, set_, {"trainer.max_steps": max_steps})
         if ablation is not None:
@@ -83,7 +88,18 @@ def sweep(
             console.print(s, highlight=False, markup=False)
 
         runner = fit_and_evaluate(data, options, tuple(eval_split), eval_limit, say=say)
-        return run_sweep(cfg, cells_grid, out_dir, runner, say=say)
+        settings = {
+            "data": str(Path(data).resolve()),
+            "fit": {
+                "init": str(Path(init).resolve()) if init is not None else None,
+                "recall_model": recall_model,
+                "max_train_samples": max_train_samples,
+                "valid_samples": valid_samples,
+            },
+            "eval_splits": list(eval_split),
+            "eval_limit": eval_limit,
+        }
+        return run_sweep(cfg, cells_grid, out_dir, runner, settings=settings, say=say)
 
     rows = run(go)
     if as_json:

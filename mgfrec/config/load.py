@@ -92,14 +92,30 @@ def parse_override(text: str) -> dict[str, Any]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"override '{text}' must look like section.field=value")
-    try:
-        parsed = yaml.safe_load(value) if value.strip() else None
-    except yaml.YAMLError:
-        parsed = value
-    node: Any = parsed
+    node: Any = _override_value(value)
     for part in reversed(key.strip().split(".")):
         node = {part: node}
     return node
+
+
+_YAML_NULLS = {"", "~", "null", "Null", "NULL"}
+
+
+def _override_value(value: str) -> Any:
+    """An override's value parsed as YAML, except text that YAML reads as nothing or as an empty structure
+    (``|``, ``>``, ``#``, ``-``, ``?``, a tab, ...): that stays the string given, so ``-o delimiter='|'`` and a
+    tab delimiter reach the field as written. An explicit ``null`` (or nothing after ``=``) is None."""
+    if value.strip() in _YAML_NULLS and not (value and value.isspace()):
+        return None
+    if value.isspace() or (len(value) == 1 and not value.isalnum()):
+        return value
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    if parsed is None or parsed == "" or parsed == [None] or parsed == {None: None}:
+        return value
+    return parsed
 
 
 def set_path(raw: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:

@@ -38,7 +38,7 @@ class DataConfig(Section):
     split_ratios: tuple[float, float, float] = Field((0.8, 0.1, 0.1), description="train/valid/test")
     subsample_users: int | None = Field(None, ge=1, description="keep a seeded subsample of this many users")
     subsample_samples: int | None = Field(None, ge=1, description="keep a seeded subsample of samples per split")
-    seed: int = 0
+    seed: int = Field(0, ge=0, description="a non-negative integer")
     skip_bad: bool = Field(False, description="skip and count bad rows instead of stopping at the first")
 
     @model_validator(mode="after")
@@ -321,7 +321,7 @@ class TrainerConfig(Section):
     devices: int | str = Field(1, description="processes per node (one per GPU); several: data-parallel GRPO")
     num_nodes: int = Field(1, ge=1, description="nodes, each running `devices` processes (Lightning's launcher)")
     precision: str = "32-true"
-    seed: int = 0
+    seed: int = Field(0, ge=0, description="a non-negative integer")
     val_check_interval: int = Field(10, ge=1)
     log_every_n_steps: int = Field(1, ge=1)
     tensorboard: bool = Field(
@@ -334,7 +334,7 @@ class EvalConfig(Section):
     split: Literal["train", "valid", "test"] = "test"
     bootstrap_samples: int = Field(1000, ge=0)
     confidence: float = Field(0.95, gt=0, lt=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0, description="a non-negative integer")
     greedy: bool = True
     exclude_history: bool = Field(True, description="leave history items (never the target) out of the ranking")
     batch_size: int = Field(256, ge=1, description="samples scored at once by the evaluator")

@@ -19,6 +19,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from mgfrec import __version__
 
@@ -94,6 +95,13 @@ def category_files(category: str, base_url: str = DEFAULT_BASE_URL) -> list[tupl
         raise ValueError(
             f"--category {category!r}: a category name has only letters, digits and '_', e.g. CDs_and_Vinyl"
         )
+    parts = urlsplit(base_url)
+    if parts.username is not None or parts.password is not None or parts.query or parts.fragment:
+        shown = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], query="", fragment=""))
+        raise ValueError(
+            f"--base-url {shown}: remove the user:password@ part, query string and fragment; the download sends "
+            "neither credentials nor query strings (the files are public: serve a mirror without them)"
+        )
     base = base_url.rstrip("/")
     return [
         (f"{base}/raw/review_categories/{category}.jsonl.gz", f"{category}.jsonl.gz"),
@@ -111,10 +119,11 @@ def download_category(
     timeout_s: float = 60.0,
 ) -> list[Downloaded]:
     """Download ``<category>.jsonl.gz`` and ``meta_<category>.jsonl.gz`` into ``out``."""
+    files = category_files(category, base_url)  # checks the name and the URL before anything is created
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     done = []
-    for url, name in category_files(category, base_url):
+    for url, name in files:
         try:
             done.append(download_file(url, out / name, progress, retries, retry_wait_s, timeout_s))
         except DownloadError as exc:

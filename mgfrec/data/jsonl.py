@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,7 +44,25 @@ def parse_object(raw: bytes, rep: FileReport, policy: RowPolicy, where: str) -> 
     except ValueError as exc:  # json's own limits, e.g. an integer of more than 4300 digits
         policy.bad(rep, "bad_json", where, f"not valid JSON ({str(exc).split(';')[0]})")
         return None
+    except RecursionError:
+        policy.bad(rep, "bad_json", where, "not valid JSON (nested too deeply)")
+        return None
     if not isinstance(obj, dict):
         policy.bad(rep, "not_an_object", where, f"expected a JSON object, got {type(obj).__name__}")
         return None
+    if _ESCAPED_SURROGATE.search(raw) and _lone_surrogate(obj):
+        policy.bad(rep, "bad_json", where, "a \\udXXX escape outside a surrogate pair: not valid Unicode text")
+        return None
     return obj
+
+
+_ESCAPED_SURROGATE = re.compile(rb"\\[uU][dD][89a-fA-F]")  # only such lines can decode to a lone surrogate
+
+
+def _lone_surrogate(obj: Any) -> bool:
+    """Whether a decoded object holds a lone surrogate (JSON allows ``"\\udc00"``; no file can store it)."""
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False

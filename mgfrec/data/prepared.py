@@ -16,7 +16,9 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-from collections.abc import Sequence
+import shutil
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -142,10 +144,7 @@ def prepare(
             f"least two interactions); nothing written. Pass --allow-empty to write it anyway"
         )
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     files = {"items.parquet": items, "interactions.parquet": log, **{f"{s}.parquet": splits[s] for s in SPLITS}}
-    for name, frame in files.items():
-        frame.to_parquet(out / name, index=False)
     manifest = {
         "format_version": FORMAT_VERSION,
         "mgfrec_version": __version__,
@@ -154,7 +153,6 @@ def prepare(
         "protocol": config.model_dump(mode="json", exclude={"source", "path", "options", "skip_bad"}),
         "counts": _counts(items, log, splits),
         "rows": raw.report.to_dict(),
-        "checksums": {name: sha256(out / name) for name in files},
     }
     if config.subsample_users is not None:  # the rows' accounting ends at the source; this step drops more
         read = len(raw.interactions)
@@ -164,8 +162,42 @@ def prepare(
             "interactions_kept": len(log),
             "interactions_dropped": read - len(log),
         }
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    _write_folder(out, files, manifest)
     return PreparedDataset(out)
+
+
+STAGING = ".prepare-staging"
+
+
+def _write_folder(out: Path, files: dict[str, pd.DataFrame], manifest: dict[str, Any]) -> None:
+    """Write the data set's files into ``out/.prepare-staging`` first and move them into place only when all
+    are written, the manifest last: a write that fails (a full disk, a file size limit, Ctrl-C) leaves a data
+    set already in ``out`` as it was, and the error names the file."""
+    out.mkdir(parents=True, exist_ok=True)
+    staging = out / STAGING
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        for name, frame in files.items():
+            with _named(out / name):
+                frame.to_parquet(staging / name, index=False)
+        manifest["checksums"] = {name: sha256(staging / name) for name in files}
+        with _named(out / MANIFEST):
+            (staging / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        (out / MANIFEST).unlink(missing_ok=True)  # a data set half moved is never read as whole
+        for name in [*files, MANIFEST]:
+            (staging / name).replace(out / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextmanager
+def _named(path: Path) -> Iterator[None]:
+    """An OSError raised while writing ``path`` names it (pyarrow's write errors name no file)."""
+    try:
+        yield
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
 
 
 def _counts(items: pd.DataFrame, log: pd.DataFrame, splits: dict[str, pd.DataFrame]) -> dict[str, Any]:

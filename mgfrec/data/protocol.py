@@ -88,6 +88,13 @@ def subsample_rows(n: int, limit: int | None, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
 
 
+def subsample_ids(sample_ids: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
+    """Sample ids of the :func:`subsample_rows` subsample of a split given by its ``sample_ids`` (in any order: a
+    split's ids ascend in row order, so sorting them gives the rows back)."""
+    ids = np.sort(np.asarray(sample_ids))
+    return ids[subsample_rows(len(ids), limit, seed)]
+
+
 def subsample_split(split: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     """A seeded subset of ``n`` samples of one split, kept in time order."""
     if n >= len(split):

@@ -12,7 +12,6 @@ Everything reads files that training and evaluation already wrote; nothing here 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,8 +23,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from mgfrec.data.protocol import SPLITS
 from mgfrec.retrievers.fit import open_data
-from mgfrec.runs import read_run_info
+from mgfrec.runs import read_run_info, read_sweep_record
 
 # Fig. 3's bands of grounding counts (inclusive bounds).
 GROUNDING_BANDS: tuple[tuple[int, int], ...] = ((0, 1), (2, 4), (5, 6))
@@ -44,6 +44,7 @@ COLUMN_LABELS = {
     "valid/ndcg@10": "N@10",
     "valid/format_valid": "format-valid rate",
 }
+SAMPLE_COLUMNS = ("target", "groundings")  # what Fig. 3 reads of agent_<split>_samples.csv
 FEW_VALIDATIONS = 3  # up to this many validations are drawn as grouped bars, more as lines
 
 
@@ -53,10 +54,23 @@ def read_metrics(path: str | Path) -> pd.DataFrame:
     path = path / "metrics.csv" if path.is_dir() else path
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no metrics; train the run with 'mgfrec fit' first")
-    frame = pd.read_csv(path)
+    frame = read_table(path, ())
     if "step" not in frame:
         raise ValueError(f"{path}: no 'step' column; not a metrics file written by 'mgfrec fit'")
     return frame.sort_values("step")
+
+
+def read_table(path: Path, columns: Sequence[str]) -> pd.DataFrame:
+    """A CSV file a command wrote into a run folder, with ``columns`` checked: a damaged or emptied file is
+    one error naming it, not pandas' own message."""
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not a readable CSV file ({str(exc).splitlines()[0]}); write it again") from None
+    missing = [c for c in columns if c not in frame]
+    if missing:
+        raise ValueError(f"{path}: no column(s) {', '.join(missing)}; write it again")
+    return frame
 
 
 def _save(fig: Any, path: Path) -> Path:
@@ -169,7 +183,7 @@ def _sweep_record(sweep_dir: Path) -> dict[str, Any]:
     path = sweep_dir / "sweep.json"
     if not path.is_file():
         raise FileNotFoundError(f"{sweep_dir}: not a sweep folder (no sweep.json); make one with 'mgfrec sweep'")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return read_sweep_record(path)
 
 
 def sweep_points(sweep_dir: str | Path, metric: str = "ndcg_full") -> pd.DataFrame:
@@ -262,7 +276,7 @@ def mean_rank_by_limit(
             rows.append(
                 {
                     "limit": entry["values"][field],
-                    "mean_rank": float(pd.read_csv(ranks)["rank"].mean()),
+                    "mean_rank": float(read_table(ranks, ("rank",))["rank"].mean()),
                 }
             )
     if not rows:
@@ -331,7 +345,7 @@ def plot_difficulty_bands(
         )
     if ds is None:
         ds = open_data(run_dir, read_run_info(run_dir))
-    bands = difficulty_by_band(pd.read_csv(path), train_popularity(ds))
+    bands = difficulty_by_band(read_table(path, SAMPLE_COLUMNS), train_popularity(ds))
     fig, ax = plt.subplots(figsize=(5, 3.5))
     bars = ax.bar(bands["band"], bands["mean_difficulty"].fillna(0.0), color="tab:green")
     ax.bar_label(bars, labels=[f"n={n}" for n in bands["samples"]], fontsize="small", padding=2)
@@ -358,7 +372,7 @@ def plot_difficulty_bands(
 
 def nonempty_bands(run_dir: str | Path, split: str, ds: Any) -> int:
     """How many grounding bands of :func:`plot_difficulty_bands` hold at least one trajectory."""
-    samples = pd.read_csv(Path(run_dir) / f"agent_{split}_samples.csv")
+    samples = read_table(Path(run_dir) / f"agent_{split}_samples.csv", SAMPLE_COLUMNS)
     return int((difficulty_by_band(samples, train_popularity(ds))["samples"] > 0).sum())
 
 
@@ -420,6 +434,8 @@ def figures_for(
     path, written = Path(path), []
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such folder; give a run folder or a sweep folder")
+    if split not in SPLITS:  # before any figure is written, not after the first
+        raise ValueError(f"--split {split!r}: choose one of {', '.join(SPLITS)}")
     prefix = f"{path.resolve().name}_"
     if (path / "sweep.json").is_file():
         written += plot_sweep(path, out_dir, metric, prefix).values()

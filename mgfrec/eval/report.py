@@ -22,13 +22,13 @@ import numpy as np
 import pandas as pd
 
 from mgfrec.config.schema import EvalConfig
-from mgfrec.data.protocol import subsample_rows
+from mgfrec.data.protocol import subsample_ids
 from mgfrec.eval.runs import result_for_run
 from mgfrec.ranking.metrics import LOWER_IS_BETTER, metric_names
 from mgfrec.ranking.results import EvalResult, label
 from mgfrec.ranking.stats import MismatchedSamplesError, PairedComparison
 from mgfrec.registry import Registry, with_registry
-from mgfrec.runs import json_ready
+from mgfrec.runs import json_ready, read_json_object
 
 if TYPE_CHECKING:
     from rich.text import Text
@@ -142,12 +142,19 @@ class Report:
 
     def notes(self) -> list[str]:
         """The legend: what the intervals are, what the marks mean, which rows could not be compared."""
+        if self.bootstrap_samples > 0:
+            brackets = (
+                f"Brackets: {self.confidence:.0%} percentile bootstrap intervals over samples "
+                f"({self.bootstrap_samples} resamples)."
+            )
+            rule = "paired bootstrap and exact sign test both reject, in the same direction"
+        else:  # eval.bootstrap_samples: 0 skips the bootstrap; the sign test alone decides
+            brackets = "No intervals (eval.bootstrap_samples: 0)."
+            rule = "exact sign test rejects, the mean difference in the same direction; no bootstrap was run"
         notes = [
-            f"Split '{self.split}'. Brackets: {self.confidence:.0%} percentile bootstrap intervals over samples "
-            f"({self.bootstrap_samples} resamples). Bold: the best mean of each metric.",
+            f"Split '{self.split}'. {brackets} Bold: the best mean of each metric.",
             f"{BETTER}/{WORSE}: significantly better/worse than {self.reference} at alpha={self.alpha:g} "
-            "(paired bootstrap and exact sign test both reject, in the same direction); "
-            "an unmarked difference is not significant.",
+            f"({rule}); an unmarked difference is not significant.",
         ]
         decoding = self.decoding()
         if decoding:
@@ -209,11 +216,11 @@ class Report:
         for r in self.rows:
             path = Path(r.path) / f"agent_{self.split}.json"
             if path.is_file():
-                stats = json.loads(path.read_text(encoding="utf-8"))
+                stats = read_json_object(path, "evaluate the run again")
                 greedy, temperature = stats.get("greedy"), stats.get("temperature")
                 if greedy:
                     settings[r.name] = "decoded greedily (eval.greedy: true)"
-                elif temperature is not None:
+                elif isinstance(temperature, (int, float)) and not isinstance(temperature, bool):
                     settings[r.name] = f"sampled at temperature {temperature:g} (eval.greedy: false)"
                 else:
                     settings[r.name] = "sampled (eval.greedy: false)"
@@ -345,7 +352,7 @@ def _summarise(result: EvalResult, config: EvalConfig, limit: int | None = None)
     seeded subsample only."""
     keep = np.arange(len(result.ranks))
     if limit is not None:
-        wanted = subsample_ids(result, limit, config.seed)
+        wanted = subsample_ids(result.sample_ids, limit, config.seed)
         keep = np.flatnonzero(np.isin(result.sample_ids, wanted))
     return EvalResult.from_ranks(
         result.ranks[keep],
@@ -358,12 +365,6 @@ def _summarise(result: EvalResult, config: EvalConfig, limit: int | None = None)
         exclude_history=result.exclude_history,
         data_checksum=result.data_checksum,
     )
-
-
-def subsample_ids(result: EvalResult, limit: int, seed: int) -> np.ndarray:
-    """Sample ids of the ``limit`` subsample of the result's split (ids are the split's row order)."""
-    ids = np.sort(result.sample_ids)  # a split's sample ids ascend in row order, so this is the row rule
-    return ids[subsample_rows(len(ids), limit, seed)]
 
 
 def _names(paths: list[Path]) -> list[str]:

@@ -11,7 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from mgfrec.config.schema import EvalConfig
+from mgfrec.data.protocol import subsample_ids
 from mgfrec.ranking.evaluator import evaluate
 from mgfrec.ranking.results import EvalResult, result_paths
 from mgfrec.registry import Registry, RegistryError, registry, with_registry
@@ -87,8 +90,8 @@ def result_for_run(
     limit: int | None = None,
 ) -> EvalResult:
     """The run's stored result for ``split``; evaluates (and stores) it first when missing, when it was ranked
-    with the other ``exclude_history``, or, for an agent run and a ``limit``, when the stored result is neither of
-    the subsample's size (``limit``, or the whole split when that is smaller) nor the whole split (which holds the
+    with the other ``exclude_history``, or, for an agent run and a ``limit``, when the stored result is neither that
+    very subsample (the same sample ids: ``limit`` and ``config.seed``) nor the whole split (which holds the
     subsample: the report cuts it, so a whole-split result is neither rolled out again nor overwritten)."""
     paths = result_paths(run_dir, split)
     wanted = (config or EvalConfig()).exclude_history if exclude_history is None else exclude_history
@@ -100,12 +103,17 @@ def result_for_run(
         stored = None
     if stored is not None:
         _check_current(run_dir, reg)
-        if limit is None or len(stored.ranks) == limit:
+        if limit is None:
             return stored
         info = read_run_info(run_dir)
-        whole = int(open_data(Path(run_dir), info).counts["samples"][split])
-        if info.kind != "agent" or len(stored.ranks) in (min(limit, whole), whole):
-            return stored  # the subsample's size, or the whole split, which the report cuts to the subsample
+        if info.kind != "agent":
+            return stored
+        ds = open_data(Path(run_dir), info)
+        if len(stored.ranks) == int(ds.counts["samples"][split]):
+            return stored  # the whole split, which the report cuts to the subsample
+        wanted_ids = subsample_ids(ds.split(split)["sample_id"].to_numpy(), limit, (config or EvalConfig()).seed)
+        if np.array_equal(np.sort(stored.sample_ids), wanted_ids):
+            return stored  # this very subsample (the same size and eval.seed)
     if not evaluate_missing:
         raise FileNotFoundError(f"{paths['json']}: missing; run 'mgfrec evaluate {run_dir} --split {split}'")
     return evaluate_run(

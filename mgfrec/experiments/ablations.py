@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from mgfrec.config.components import check_components
 from mgfrec.config.load import _merge, load_config, parse_override, validate, write_resolved
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.runs import RunInfo, clear_results, read_run_info, recall_run_of, write_run_info
@@ -73,7 +74,7 @@ def derive_variant_run(run_dir: str | Path, name: str, out: str | Path, override
     """Like :func:`derive_ablation_run` for an evaluation variant of :data:`EVAL_VARIANTS` (``answer-first``,
     ``joint-l2``)."""
     if name not in EVAL_VARIANTS:
-        raise ValueError(f"evaluation variant {name}: unknown; choose one of {', '.join(EVAL_VARIANTS)}")
+        raise ValueError(f"--variant {name}: unknown; choose one of {', '.join(EVAL_VARIANTS)}")
     return _derive(run_dir, out, EVAL_VARIANTS[name], f"variant {name}", name, {"variant": name}, tuple(overrides))
 
 
@@ -92,11 +93,20 @@ def _derive(
         raise ValueError(f"{run_dir}: {source} needs an agent run (mgfrec sft / fit), got kind '{info.kind}'")
     if out.resolve() == run_dir.resolve():
         raise ValueError(f"{out}: the derived run needs its own folder, not the trained run's")
-    if (out / "run.json").is_file() and "trained_run" not in read_run_info(out).extra:
-        raise ValueError(f"{out}: holds a run that was not derived (mgfrec derive writes only its own); choose another")
+    if run_dir.resolve() in out.resolve().parents:
+        raise ValueError(f"{out}: inside the trained run {run_dir}; the derived run needs a folder of its own")
+    if (out / "run.json").is_file():
+        if "trained_run" not in read_run_info(out).extra:
+            raise ValueError(
+                f"{out}: holds a run that was not derived (mgfrec derive writes only its own); choose another"
+            )
+    elif out.is_dir() and {p.name for p in out.iterdir()} - {"config.yaml", "config.yaml.tmp"}:
+        # an interrupted fit, a data set, a sweep: not the derive's to write (config.yaml alone: a derive cut short)
+        raise ValueError(f"{out}: not empty and not a derived run; give a new or empty folder")
     cfg = apply_overrides(load_config(run_dir / "config.yaml"), preset, source)
     if overrides:
         cfg = apply_overrides(cfg, overrides, "--set")
+    check_components(cfg, source=f"{source} of {run_dir}")  # a derived run names only components that exist
     out.mkdir(parents=True, exist_ok=True)
     write_resolved(cfg, out)
     extra = {

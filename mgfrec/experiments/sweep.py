@@ -27,6 +27,7 @@ import yaml
 
 from mgfrec.config.load import ConfigError, set_path, validate
 from mgfrec.config.schema import MGFRecConfig
+from mgfrec.runs import read_sweep_record
 
 SWEEP_FILE = "sweep.json"
 RunCell = Callable[[MGFRecConfig, Path], dict[str, Any]]
@@ -44,6 +45,7 @@ SUMMARY_COLUMNS = (
     "format_valid",
     "mean_groundings",
     "error",
+    "samples",  # how many samples the cell was evaluated on (added last: scripts may read columns by place)
 )
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]")
 
@@ -153,6 +155,8 @@ def cell_summary(run_dir: str | Path, split: str = "valid") -> dict[str, Any]:
     path = run_dir / f"eval_{split}.json"
     if path.is_file():
         payload = json.loads(path.read_text(encoding="utf-8"))
+        if "samples" in payload:
+            out["samples"] = payload["samples"]
         for metric in ("ndcg_full", "ndcg@10", "mean_rank"):
             if metric in payload:
                 out[metric] = payload[metric]
@@ -186,12 +190,28 @@ def fit_and_evaluate(
         if not (out / RUN_FILE).is_file():  # run.json is written last: without it the fit did not finish
             resume = (out / "checkpoints" / "last.ckpt").exists()  # a file, or a DeepSpeed folder
             run_fit(data, out, cfg, replace(options, resume=resume), say=say)
+        else:
+            _same_config(out, cfg)  # a finished fit is reused for the evaluations only if it is this cell's
         for split in eval_splits:
             if not (out / f"eval_{split}.json").is_file():
                 evaluate_run(out, split, cfg.eval, limit=eval_limit)
         return cell_summary(out, eval_splits[0])
 
     return run_cell
+
+
+def _same_config(run_dir: Path, cfg: MGFRecConfig) -> None:
+    """Refuse to reuse a finished fit in ``run_dir`` whose ``config.yaml`` is not ``cfg``'s (as written): the same
+    :func:`config_digest` that ``sweep.json`` records."""
+    path = run_dir / "config.yaml"
+    try:
+        written = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"{path}: cannot read the finished fit's config ({exc}); delete {run_dir}") from None
+    if _digest(written) != config_digest(cfg):
+        raise ValueError(
+            f"{run_dir}: holds a finished fit made with another config; delete the folder to train this cell again"
+        )
 
 
 # ---- the sweep ------------------------------------------------------------------------------------------
@@ -202,10 +222,7 @@ def read_sweep(out: str | Path) -> dict[str, Any]:
     path = Path(out) / SWEEP_FILE
     if not path.is_file():
         return {"grid": {}, "cells": {}}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc}); delete it to start the sweep record again") from None
+    return read_sweep_record(path)
 
 
 def _write_sweep(out: Path, record: dict[str, Any]) -> None:
@@ -219,8 +236,41 @@ def config_digest(cfg: MGFRecConfig) -> str:
     cell, so a rerun can tell whether the cell it would skip was made with the same config."""
     from mgfrec.config.load import redacted
 
-    blob = json.dumps(redacted(cfg), sort_keys=True, default=str)
+    return _digest(redacted(cfg))
+
+
+def _digest(value: Any) -> str:
+    blob = json.dumps(value, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+def _refuse_stale(out: Path, record: Mapping[str, Any], digests: Mapping[str, str], settings: str) -> None:
+    """Refuse a rerun that would skip a finished cell, or continue a failed or killed one from its folder, made
+    under another config or other runner settings: its numbers would be reported as this sweep's. An entry
+    without a recorded digest (an older sweep.json) is not compared on it."""
+    stale: dict[str, list[str]] = {"config": [], "settings": []}
+    for name, entry in record.get("cells", {}).items():
+        if name not in digests:
+            continue
+        if entry.get("status") != "finished" and not (out / name).is_dir():
+            continue  # nothing of it is reused
+        if entry.get("config", digests[name]) != digests[name]:
+            stale["config"].append(name)
+        elif entry.get("settings", settings) != settings:
+            stale["settings"].append(name)
+    for what, names in stale.items():
+        if names:
+            why = (
+                "the base --config or --set changed"
+                if what == "config"
+                else "--init, --recall-model, --max-train-samples, --valid-samples, --eval-split, --eval-limit or "
+                "--data changed"
+            )
+            more = f" and {len(names) - 1} more" if len(names) > 1 else ""
+            raise ValueError(
+                f"{out}: cell {names[0]}{more} was made with other settings ({why}); give another --out, or "
+                f"delete those cells' folders and their entries in {SWEEP_FILE}"
+            )
 
 
 def run_sweep(
@@ -229,30 +279,29 @@ def run_sweep(
     out: str | Path,
     run_cell: RunCell,
     *,
+    settings: Mapping[str, Any] | None = None,
     say: Callable[[str], None] = lambda _: None,
 ) -> list[dict[str, Any]]:
     """Run every cell of ``grid`` into ``out/<cell>`` with ``run_cell``; record it in ``out/sweep.json``.
 
     All cell configs are validated before the first cell runs, so a bad field fails at once. Finished cells
-    (from an earlier call) are skipped; failed and unfinished ones run again. Returns the summary rows
-    (also written to ``out/summary.csv`` and ``out/summary.md``).
+    (from an earlier call) are skipped; failed and unfinished ones run again. ``settings`` are the runner's own
+    options that change a cell's result (``mgfrec sweep`` passes the fit options, the evaluated splits and the
+    subsample size): like the config, they are recorded per cell, and a rerun that would skip or continue a
+    cell made under other ones is refused. Returns the summary rows (also written to ``out/summary.csv`` and
+    ``out/summary.md``).
     """
+    from mgfrec.config.components import check_components
+
     out = Path(out)
     cells = grid_cells(grid)
     configs = {cell.name: cell_config(base, cell) for cell in cells}
+    for name, cfg in configs.items():  # a component typo in the grid fails once, not in every cell at run time
+        check_components(cfg, source=f"sweep cell {name}")
     digests = {name: config_digest(cfg) for name, cfg in configs.items()}
+    settings_digest = _digest(dict(settings or {}))
     record = read_sweep(out)
-    stale = [
-        name
-        for name, entry in record.get("cells", {}).items()
-        if name in digests and entry.get("status") == "finished" and entry.get("config", digests[name]) != digests[name]
-    ]
-    if stale:  # skipping them would report another config's numbers as this sweep's
-        raise ValueError(
-            f"{out}: cell {stale[0]}{f' and {len(stale) - 1} more' if len(stale) > 1 else ''} finished with another "
-            "config (the base --config or --set changed); give another --out, or delete those cells' folders and "
-            f"their entries in {SWEEP_FILE}"
-        )
+    _refuse_stale(out, record, digests, settings_digest)
     out.mkdir(parents=True, exist_ok=True)
     record["grid"] = {k: list(v) for k, v in grid.items()}
     record.setdefault("cells", {})
@@ -262,20 +311,22 @@ def run_sweep(
             say(f"[{n}/{len(cells)}] {cell.name}: finished earlier, skipped")
             continue
         say(f"[{n}/{len(cells)}] {cell.name}: running")
-        record["cells"][cell.name] = {"values": cell.values, "status": "running"}
-        _write_sweep(out, record)  # a killed sweep shows which cell it was in
+        made_with = {"config": digests[cell.name], "settings": settings_digest}
+        record["cells"][cell.name] = {"values": cell.values, "status": "running", **made_with}
+        _write_sweep(out, record)  # a killed sweep shows which cell it was in, and what it was made with
         try:
             summary = run_cell(configs[cell.name], out / cell.name)
             record["cells"][cell.name] = {
                 "values": cell.values,
                 "status": "finished",
-                "config": digests[cell.name],
+                **made_with,
                 "summary": dict(summary or {}),
             }
         except Exception as exc:  # noqa: BLE001 - one cell's failure must not end the sweep; it is recorded
             record["cells"][cell.name] = {
                 "values": cell.values,
                 "status": "failed",
+                **made_with,
                 "error": f"{type(exc).__name__}: {exc}",
                 "traceback": traceback.format_exc(limit=8),
             }
@@ -309,9 +360,21 @@ def _fmt(row: Mapping[str, Any], metric: str) -> str:
     return f"{value:.4f}" + (f" [{lo:.4f}, {hi:.4f}]" if lo is not None and hi is not None else "")
 
 
+def samples_note(rows: Sequence[Mapping[str, Any]]) -> str | None:
+    """A warning when the finished cells were evaluated on different numbers of samples (say, an earlier run
+    of the sweep with another --eval-limit): their means are then not comparable row to row."""
+    sizes = sorted({int(r["samples"]) for r in rows if r.get("samples") is not None})
+    if len(sizes) < 2:
+        return None
+    return (
+        f"note: the cells were evaluated on different numbers of samples ({', '.join(map(str, sizes))}): their "
+        "means are not comparable row to row; evaluate them on one split and subsample (mgfrec report --limit)"
+    )
+
+
 def summary_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     """The summary as a markdown table (metrics with their intervals in brackets)."""
-    head = ["cell", "status", "N_full", "N@10", "format valid", "groundings"]
+    head = ["cell", "status", "n", "N_full", "N@10", "format valid", "groundings"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         fv, mg = r.get("format_valid"), r.get("mean_groundings")
@@ -319,13 +382,15 @@ def summary_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
         cells = [
             f"`{r['cell']}`",
             status.replace("|", "\\|"),
+            "-" if r.get("samples") is None else str(r["samples"]),
             _fmt(r, "ndcg_full"),
             _fmt(r, "ndcg@10"),
             "-" if fv is None else f"{fv:.3f}",
             "-" if mg is None else f"{mg:.2f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    note = samples_note(rows)
+    return "\n".join([*lines, *(["", f"- {note}"] if note else [])]) + "\n"
 
 
 def write_summary(out: str | Path, rows: Sequence[Mapping[str, Any]]) -> dict[str, Path]:
@@ -344,14 +409,16 @@ def summary_table(rows: Sequence[Mapping[str, Any]], title: str = "sweep"):
     """The summary as a rich table for the terminal."""
     from rich.table import Table
 
-    table = Table(title=title)
-    for col in ("cell", "status", "N_full", "N@10", "format valid", "groundings"):
-        table.add_column(col, justify="left" if col in ("cell", "status") else "right")
+    table = Table(title=title, caption=samples_note(rows))
+    for col in ("cell", "status", "n", "N_full", "N@10", "format valid", "groundings"):
+        # a cell's name wraps rather than being cut: "agent.max_…" told no two cells apart at 80 columns
+        table.add_column(col, justify="left" if col in ("cell", "status") else "right", overflow="fold")
     for r in rows:
         fv, mg = r.get("format_valid"), r.get("mean_groundings")
         table.add_row(
             r["cell"],
             r["status"],
+            "-" if r.get("samples") is None else str(r["samples"]),
             _fmt(r, "ndcg_full"),
             _fmt(r, "ndcg@10"),
             "-" if fv is None else f"{fv:.3f}",

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mgfrec.config.load import redacted
 from mgfrec.config.schema import GroundingConfig, MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.embed.base import Embedder, load_embedder
@@ -76,7 +77,18 @@ class Grounding:
         k = self.top_k if k is None else k
         if not titles:
             return np.empty((0, k), dtype=np.int64), np.empty((0, k), dtype=np.float32)
-        return self.grounder.search(self.embed_queries(titles), k)
+        queries = self.embed_queries(titles)  # a title that cannot be embedded is named first
+        if not 1 <= k <= len(self.titles):
+            raise ValueError(f"k={k}: give a number of items from 1 to the catalogue's {len(self.titles)}")
+        indices, distances = self.grounder.search(queries, k)
+        found = np.asarray(indices)
+        if found.shape != (len(titles), k) or (found.size and (found.min() < 0 or found.max() >= len(self.titles))):
+            raise ValueError(
+                f"the grounder ({type(self.grounder).__name__}) returned item indices of shape {found.shape} in "
+                f"[{found.min() if found.size else '-'}, {found.max() if found.size else '-'}], not [{len(titles)}, "
+                f"{k}] in [0, {len(self.titles) - 1}]: a bug of the grounder"
+            )
+        return indices, distances
 
     def ground(self, titles: Sequence[str], k: int | None = None) -> list[list[int]]:
         """The ``k`` (default ``grounding.top_k``) nearest items to each title, nearest first."""
@@ -156,7 +168,7 @@ def build_index(
         "cache": "hit" if cached.hit else "built",
         "embedding_seconds": round(cached.seconds, 3),
         "grounder": cfg.grounding.grounder,
-        "grounder_options": dict(cfg.grounding.options),
+        "grounder_options": redacted(cfg)["grounding"]["options"],  # a plugin grounder's key is never printed
         "approximate": getattr(grounder, "approximate", None),  # optional for plugin grounders
         "grounder_build_seconds": round(time.perf_counter() - start, 3),
     }

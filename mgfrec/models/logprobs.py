@@ -162,10 +162,11 @@ def token_logprobs(
     mask): compute only the entries it marks and leave the others 0; the output layer then runs on those
     positions alone instead of materialising the whole ``[B, T, V]`` logits (see :func:`_selected`).
     """
-    if positions is not None:
+    if positions is not None and head_matches(model):
         logits, ids, wanted = _selected(model, input_ids, attention_mask, temperature, constraints, positions)
         return _scatter(_picked(logits, ids), wanted)
-    return logprobs_from_logits(_logits(model, input_ids, attention_mask), input_ids, temperature, constraints)
+    values = logprobs_from_logits(_logits(model, input_ids, attention_mask), input_ids, temperature, constraints)
+    return values if positions is None else values * positions.to(values.dtype)
 
 
 def token_logprobs_and_entropy(
@@ -177,14 +178,18 @@ def token_logprobs_and_entropy(
     positions: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`token_logprobs` and :func:`token_entropy` from one forward pass (the entropy has no gradient)."""
-    if positions is not None:
+    if positions is not None and head_matches(model):
         logits, ids, wanted = _selected(model, input_ids, attention_mask, temperature, constraints, positions)
         return _scatter(_picked(logits, ids), wanted), _scatter(_entropy(logits.detach()), wanted)
     logits = _logits(model, input_ids, attention_mask)
-    return (
+    values = (
         logprobs_from_logits(logits, input_ids, temperature, constraints),
         token_entropy(logits, temperature, constraints),
     )
+    if positions is None:
+        return values
+    keep = positions.to(values[0].dtype)  # the contract of ``positions``: the other entries are 0
+    return values[0] * keep, values[1] * keep
 
 
 def _selected(
@@ -206,13 +211,56 @@ def _selected(
         input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
     ).last_hidden_state
     wanted = positions[:, 1:].to(torch.bool)
-    logits = model.get_output_embeddings()(hidden[:, :-1][wanted])
+    logits = head_logits(model, hidden[:, :-1][wanted])
     index = None if constraints is None else constraints[0][:, 1:][wanted]
     return (
         _scale(logits, temperature, index, None if constraints is None else constraints[1]),
         input_ids[:, 1:][wanted],
         wanted,
     )
+
+
+def head_logits(model: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """The model's logits from last hidden states: its output layer, then the post-processing some architectures
+    apply in ``forward`` (Granite's ``logits_scaling``, Cohere's ``logit_scale``, Gemma's final soft-capping).
+    :func:`head_matches` checks the result against the model's own ``forward`` once per model."""
+    logits = model.get_output_embeddings()(hidden)
+    config = getattr(model, "config", None)
+    scaling = getattr(config, "logits_scaling", None)
+    if scaling:
+        logits = logits / scaling
+    scale = getattr(config, "logit_scale", None)
+    if isinstance(scale, (int, float)) and not isinstance(scale, bool) and scale != 1:
+        logits = logits * scale
+    cap = getattr(config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits
+
+
+def head_matches(model: torch.nn.Module) -> bool:
+    """Whether :func:`head_logits` over the base model's hidden states gives the model's own logits. Checked once
+    per model on a few tokens (in eval mode, without gradient); an architecture that post-processes its logits in
+    another way is then scored through its full ``forward`` instead, so the log-probs are always the model's."""
+    known = getattr(model, "_mgfrec_head_matches", None)
+    if known is not None:
+        return known
+    body = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    ok = False
+    if body is not None and model.get_output_embeddings() is not None:
+        was_training = model.training
+        device = next(model.parameters()).device
+        ids = (torch.arange(1, 6, device=device) % vocab_width(model)).unsqueeze(0)
+        try:
+            model.eval()
+            with torch.no_grad():
+                full = model(input_ids=ids, use_cache=False).logits.float()
+                mine = head_logits(model, body(input_ids=ids, use_cache=False).last_hidden_state).float()
+            ok = full.shape == mine.shape and torch.allclose(full, mine, rtol=1e-3, atol=1e-3)
+        finally:
+            model.train(was_training)
+    model._mgfrec_head_matches = ok
+    return ok
 
 
 def _scatter(values: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:

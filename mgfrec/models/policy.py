@@ -30,6 +30,7 @@ from importlib import resources
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
     AutoModelForCausalLM,
@@ -337,6 +338,8 @@ def load_policy(
                 f"with config.json and weights, a reachable hub id, or a preset: "
                 + ", ".join(PRESET_PREFIX + n for n in PRESETS)
             ) from exc
+        except SafetensorError as exc:  # a truncated or damaged weights file
+            raise OSError(f"policy.model: '{cfg.model}': its weights cannot be read ({exc}); save them again") from None
         if tokenizer.pad_token_id is None:  # batched generation pads; many base models ship without a pad
             tokenizer.pad_token = tokenizer.eos_token
     if cfg.gradient_checkpointing:
@@ -363,8 +366,15 @@ def _load_tokenizer(model: str) -> PreTrainedTokenizerBase:
     its own byte-level pre-tokenizer: harmless for the BPE presets, garbage for MiniLM's WordPiece (every
     word split into characters). Anything else goes through ``AutoTokenizer``."""
     folder = Path(model)
-    if (folder / POLICY_META).is_file() and (folder / "tokenizer.json").is_file():
-        return PreTrainedTokenizerFast.from_pretrained(folder)
+    if (folder / POLICY_META).is_file():
+        if not (folder / "tokenizer.json").is_file():  # AutoTokenizer made an empty tokenizer of it, silently
+            raise ValueError(f"policy.model: {folder / 'tokenizer.json'}: missing; save the policy again (save_policy)")
+        try:
+            return PreTrainedTokenizerFast.from_pretrained(folder)
+        except Exception as exc:  # noqa: BLE001 - the tokenizers library raises its own types (KeyError, ...)
+            raise ValueError(
+                f"policy.model: {folder / 'tokenizer.json'}: not a readable tokenizer ({type(exc).__name__}: {exc})"
+            ) from None
     return AutoTokenizer.from_pretrained(model)
 
 

@@ -13,6 +13,7 @@ pessimistic ties); the evaluator with intervals lives in :mod:`mgfrec.eval`, not
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from mgfrec.data.prepared import PreparedDataset
 from mgfrec.ranking.evaluator import rank_targets
 from mgfrec.ranking.metrics import per_sample
 from mgfrec.registry import Registry, registry, with_registry
-from mgfrec.runs import RUN_FILE, RunInfo, clear_results, read_run_info, write_run_info
+from mgfrec.runs import RUN_FILE, RunInfo, read_run_info, write_run_info
 
 
 @dataclass(frozen=True)
@@ -53,16 +54,21 @@ def fit_baseline(ds: PreparedDataset, config: MGFRecConfig, out: str | Path, reg
         from mgfrec.retrievers.training import lightning_device  # Lightning loads only for models that train
 
         lightning_device(config.retriever.device)  # an unusable device is refused before out is touched
+    if (out / RUN_FILE).is_file() and read_run_info(out).kind != "baseline":
+        raise ValueError(f"{out}: holds an agent run; a baseline needs a folder of its own")
     out.mkdir(parents=True, exist_ok=True)
-    # Files that describe an earlier fit must not be mistaken for this one's.
-    for stale in [out / "run.json", *out.glob("recall_*.npz")]:
-        stale.unlink(missing_ok=True)
-    clear_results(out)  # an earlier fit's evaluation: mgfrec report would reuse it for this model
-    write_resolved(config, out)
-    start = time.perf_counter()
-    retriever = reg.build("retriever", name, config.retriever.options, ds, config, out, method="fit")
-    seconds = time.perf_counter() - start
-    valid = float(per_sample(split_ranks(retriever, ds, "valid"), [10])["ndcg@10"].mean())
+    # An earlier fit's files (its run.json, model, evaluation) are set aside, not deleted: none can be mistaken
+    # for this fit's, and a fit that fails puts them back (a failed command loses nothing).
+    aside = _set_aside(out)
+    try:
+        write_resolved(config, out)
+        start = time.perf_counter()
+        retriever = reg.build("retriever", name, config.retriever.options, ds, config, out, method="fit")
+        seconds = time.perf_counter() - start
+        valid = float(per_sample(split_ranks(retriever, ds, "valid"), [10])["ndcg@10"].mean())
+    except BaseException:
+        _put_back(out, aside)
+        raise
     extra = {"valid_ndcg@10": valid, "fit_seconds": round(seconds, 3)}
     if getattr(retriever, "best_epoch", None) is not None:
         extra["best_epoch"] = retriever.best_epoch
@@ -72,7 +78,40 @@ def fit_baseline(ds: PreparedDataset, config: MGFRecConfig, out: str | Path, reg
         out,
         RunInfo(kind="baseline", model=name, data=str(ds.root.resolve()), data_checksum=ds.checksum, extra=extra),
     )
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)  # after run.json: see _set_aside
     return FitResult(retriever, out, valid, seconds)
+
+
+PREVIOUS = ".previous-fit"
+
+
+def _set_aside(out: Path) -> Path | None:
+    """Move everything in ``out`` into ``out/.previous-fit`` (renames: cheap); None when ``out`` was empty."""
+    aside = out / PREVIOUS
+    if aside.is_dir():  # a fit killed before it cleaned up
+        if (out / RUN_FILE).is_file():
+            shutil.rmtree(aside)  # it finished (run.json is written last): its predecessor goes
+        else:
+            _put_back(out, aside)  # it did not: its predecessor comes back
+    entries = list(out.iterdir())
+    if not entries:
+        return None
+    aside.mkdir()
+    for entry in entries:
+        entry.rename(aside / entry.name)
+    return aside
+
+
+def _put_back(out: Path, aside: Path | None) -> None:
+    """Undo :func:`_set_aside` after a failed fit: the failed fit's files go, the earlier run's come back."""
+    for entry in out.iterdir():
+        if entry.name != PREVIOUS:
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    if aside is not None:
+        for entry in aside.iterdir():
+            entry.rename(out / entry.name)
+        aside.rmdir()
 
 
 class AgentEvaluationUnavailable(ValueError):

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from mgfrec.rewards.base import RewardInput
 
 
 class FormatOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    penalty: float = -0.5
+    penalty: float = Field(-0.5, allow_inf_nan=False, description="a finite number (NaN or inf poisons the loss)")
 
 
 class FormatReward:

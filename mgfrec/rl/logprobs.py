@@ -2,6 +2,8 @@
 
 from mgfrec.models.logprobs import (
     Constraints,
+    head_logits,
+    head_matches,
     logprobs_from_logits,
     restrict,
     token_entropy,
@@ -12,6 +14,8 @@ from mgfrec.models.logprobs import (
 
 __all__ = [
     "Constraints",
+    "head_logits",
+    "head_matches",
     "logprobs_from_logits",
     "restrict",
     "token_entropy",

@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from mgfrec.agent.batching import TrajectoryBatch, collate
 from mgfrec.agent.environment import build_environment
@@ -41,7 +40,7 @@ from mgfrec.config.schema import DEFAULT_RECALL_MODEL, MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.eval.policy_eval import METRIC_COLUMNS, evaluate_policy
 from mgfrec.grounding.engine import load_grounding
-from mgfrec.models.logprobs import restrict, vocab_width
+from mgfrec.models.logprobs import token_logprobs, vocab_width
 from mgfrec.models.policy import check_policy_source, load_policy, preset_name, save_policy, training_device
 from mgfrec.registry import Registry, registry, with_registry
 from mgfrec.rl.sft_data import Fallback, Teacher, synthesize
@@ -110,17 +109,11 @@ def sft_loss(model: torch.nn.Module, batch: TrajectoryBatch) -> torch.Tensor:
     tokens, the one the policy samples from: the model learns the choices the grammar leaves open, not what it
     already enforces.
     """
-    body = getattr(model, model.base_model_prefix)
-    positions = (batch.attention_mask.cumsum(-1) - 1).clamp(min=0)
-    hidden = body(
-        input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=positions, use_cache=False
-    ).last_hidden_state
-    wanted = batch.action_mask[:, 1:]  # token t is predicted at position t - 1
-    logits = model.get_output_embeddings()(hidden[:, :-1][wanted]).float()
-    if batch.constraints is not None:
-        index, table = batch.constraints
-        logits = restrict(logits, index[:, 1:][wanted], table)
-    return F.cross_entropy(logits, batch.input_ids[:, 1:][wanted])
+    logprobs = token_logprobs(
+        model, batch.input_ids, batch.attention_mask, constraints=batch.constraints, positions=batch.action_mask
+    )
+    wanted = batch.action_mask[:, 1:]  # token t is predicted at position t - 1 (column 0 has no prediction)
+    return -logprobs[:, 1:][wanted].mean()  # the same positions, head and fallback as GRPO's log-probs
 
 
 def length_batches(trajectories: Sequence[Trajectory], batch_size: int, rng: np.random.Generator) -> list[list[int]]:

@@ -54,6 +54,16 @@ class _Row:
     constraint: TokenConstraint | None = None
 
 
+def has_sliding_window(config: Any) -> bool:
+    """Whether a model attends over a sliding window in any layer (Mistral, Gemma 2/3, Qwen2 with
+    ``use_sliding_window``): its cache then keeps only the window, not the whole prefix."""
+    if config is None:
+        return False
+    if "sliding_attention" in (getattr(config, "layer_types", None) or ()):
+        return True
+    return bool(getattr(config, "sliding_window", None)) and getattr(config, "use_sliding_window", True) is not False
+
+
 class HFEngine:
     """Samples from a ``PreTrainedModel`` on its own device. Built as ``HFEngine(model, tokenizer, options)``.
 
@@ -89,6 +99,9 @@ class HFEngine:
         self.timings = {"prefill_s": 0.0, "decode_s": 0.0, "prefill_tokens": 0, "decode_steps": 0, "reused_tokens": 0}
         """Cumulative: prompt forward passes (with padding) vs one-token decoding steps, for benchmarks;
         ``reused_tokens``: prompt tokens served from a kept prefix cache instead of being recomputed."""
+        # A sliding-window layer's cache holds only its last W positions, which a kept prefix cannot be cut from
+        # (a review: IndexError on Gemma-3/Mistral-style models once a context passed the window): no reuse there.
+        self._reuse = self.options.reuse_prefix and not has_sliding_window(getattr(self.model, "config", None))
         self._kept: dict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = {}  # prefix -> per-layer (K, V)
         self._offered: dict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = {}
 
@@ -230,7 +243,7 @@ class HFEngine:
         self, cache: DynamicCache, mask: torch.Tensor, rows: list[_Row], batch_rows: list[int] | None = None
     ) -> None:
         """Keep the KV cache of ``rows`` (batch positions ``batch_rows``, default all) for the next call."""
-        if not self.options.reuse_prefix:
+        if not self._reuse:
             return
         for b, row in zip(batch_rows if batch_rows is not None else range(len(rows)), rows, strict=True):
             real = mask[b].bool()

@@ -37,11 +37,21 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from mgfrec.rollout.base import Generation, TokenConstraint, check_generate_args, single_token_stops
 
-_SEED_STRIDE = 1 << 20  # vLLM seeds sample j of a request ``seed + j``; prompts get disjoint seed ranges
+_ROWS = 1 << 24  # room for the rows of one call: vLLM seeds sample j of a request ``seed + j``
+
+
+def request_seed_base(seed: int) -> int:
+    """The first request seed of a ``generate(seed=...)`` call; prompt ``i`` then gets ``base + i * n`` (its
+    sample ``j``: ``+ j``, as vLLM seeds it). The base is mixed from the whole call seed and kept below
+    ``2**31 - 2**24`` (vLLM's seeds are 31-bit): ``seed * 2**20`` kept only 11 bits of a 32-bit turn seed, so
+    calls 2,048 apart drew the same streams."""
+    state = np.random.SeedSequence([seed & 0xFFFFFFFF, seed >> 32 & 0xFFFFFFFF]).generate_state(1, dtype=np.uint64)
+    return int(state[0] % ((1 << 31) - _ROWS))
 
 
 def _reload(worker: Any, weights: list[tuple[str, Any]]) -> None:
@@ -256,7 +266,7 @@ class VLLMEngine:
         # vLLM refuses n > 1 when greedy; greedy samples are all the same, so one is drawn and repeated
         draws = 1 if temperature == 0 else n
         params = [
-            _sampling(draws, temperature, max_new_tokens, stop_ids, stop_strings, seed * _SEED_STRIDE + i * n)
+            _sampling(draws, temperature, max_new_tokens, stop_ids, stop_strings, request_seed_base(seed) + i * n)
             for i in range(len(prompts))
         ]
         requests = [TokensPrompt(prompt_token_ids=[int(t) for t in p]) for p in prompts]
@@ -303,7 +313,7 @@ class VLLMEngine:
                     max_new_tokens,
                     stop_ids,
                     stop_strings,
-                    seed * _SEED_STRIDE + row,
+                    request_seed_base(seed) + row,
                     None if key is None else {vllm_constraints.EXTRA_ARG: key},
                 )
                 for row, key in enumerate(keys)

@@ -90,7 +90,10 @@ def load_template(kind: str, path: str | Path | None = None, *, field: str = "")
         file = Path(path).expanduser()
         if not file.is_file():
             raise FileNotFoundError(f"{file}{where}: template file not found; give a path to a UTF-8 text file")
-        text, source = file.read_text("utf-8"), str(file)
+        try:
+            text, source = file.read_text("utf-8"), str(file)
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{file}{where}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     text = text.replace("\r\n", "\n").rstrip("\n")
     used = set(_PLACEHOLDER.findall(text))
     unknown, absent = used - required - optional, required - used

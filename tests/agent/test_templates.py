@@ -115,6 +115,10 @@ def test_custom_template_files_are_loaded_and_validated(tmp_path):
     assert prompts.messages(["A"])[0]["content"] == 'Recommend well; JSON such as {"a": 1} is literal.\nUse <answer>.'
     with pytest.raises(FileNotFoundError, match="nope.txt .from agent.template.: template file not found"):
         AgentPrompts.from_config(AgentConfig(template=str(tmp_path / "nope.txt")))
+    latin = tmp_path / "latin1.txt"
+    latin.write_bytes("Recommandé {history}".encode("latin-1"))  # was "'utf-8' codec can't decode byte 0xe9"
+    with pytest.raises(ValueError, match=r"latin1.txt .from agent.template.: not UTF-8 text"):
+        AgentPrompts.from_config(AgentConfig(template=str(latin)))
     ua = tmp_path / "ua.txt"
     ua.write_text("History {history}; title {grounded_title}", encoding="utf-8")
     with pytest.raises(ValueError, match=r"must contain \{item_list\}"):

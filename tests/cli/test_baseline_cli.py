@@ -126,3 +126,34 @@ def test_metric_cut_offs_must_be_positive():
 
     with pytest.raises(ConfigError, match=r"eval.ks.0: Input should be greater than or equal to 1"):
         load_config(None, ["eval.ks=[0,-3]"])
+
+
+@pytest.mark.reliability
+def test_a_fit_that_fails_puts_the_earlier_run_back(data, tmp_path):
+    # a hybrid over a collaborative run that is not there fails only once fitting starts: the pop run that was
+    # in --out lost its run.json and evaluation, and its config.yaml said "hybrid"
+    out = tmp_path / "pop"
+    assert invoke("baseline", "fit", "--model", "pop", "--data", data, "--out", out).exit_code == 0
+    assert invoke("evaluate", out, "--split", "test").exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    result = invoke(
+        "baseline", "fit", "--model", "hybrid", "--data", data, "--out", out,
+        "--set", f"retriever.options.collaborative_run={tmp_path / 'nowhere'}",
+    )  # fmt: skip
+    assert result.exit_code == 2 and "collaborative_run" in flat(result.output)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    # a fit that succeeds replaces it whole: nothing of the pop run (its evaluation) is left to be read
+    assert invoke("baseline", "fit", "--model", "last-title", "--data", data, "--out", out).exit_code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "last_title.json", "run.json"]
+
+
+@pytest.mark.reliability
+def test_an_agent_run_is_not_replaced_by_a_baseline(data, tmp_path):
+    out = tmp_path / "agent"
+    out.mkdir()
+    (out / "run.json").write_text(
+        json.dumps({"kind": "agent", "model": "mgfrec", "data": str(data), "data_checksum": "", "extra": {}})
+    )
+    result = invoke("baseline", "fit", "--model", "pop", "--data", data, "--out", out)
+    assert result.exit_code == 2 and "holds an agent run" in flat(result.output)
+    assert json.loads((out / "run.json").read_text())["kind"] == "agent"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -200,3 +202,54 @@ def test_subsample_users_is_accounted_for_after_the_rows(tmp_path):
     assert "subsample_users: 5 users, interactions 100 = kept 25 + dropped 75" in flat(table.output)
     plain = invoke("data", "prepare", src, "--out", tmp_path / "out3", "--json")
     assert "subsample_users" not in json.loads(plain.stdout)
+
+
+@pytest.mark.reliability
+def test_a_prepare_that_fails_to_write_leaves_the_data_set_already_there(tmp_path):
+    out = tmp_path / "prepared"
+    assert invoke("data", "prepare", "synthetic", "--out", out, *SMALL_SYNTHETIC).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    # the same command in a process whose files may not grow past 4 kB (a full disk, as far as it can tell)
+    script = (
+        "import resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (4000, 4000)); "
+        "from mgfrec.cli.main import main; sys.argv = ['mgfrec', *sys.argv[1:]]; main()"
+    )
+    args = ["data", "prepare", "synthetic", "--out", str(out), *SMALL_SYNTHETIC, "-o", "n_users=400", "--seed", "3"]
+    done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    err = flat(done.stderr)
+    assert err.startswith(f"error: {out}/") and "File too large" in err and "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing changed, no staging left
+    assert stats_json(out)["users"] == 40
+
+
+@pytest.mark.reliability
+def test_a_missing_source_folder_with_source_is_named(tmp_path):
+    # was "the csv source needs a folder holding items.csv and interactions.csv", naming no path
+    result = invoke("data", "prepare", "nosuch", "--source", "csv", "--out", tmp_path / "p")
+    assert result.exit_code == 2 and "SOURCE 'nosuch' not found" in flat(result.output)
+    assert not (tmp_path / "p").exists()
+    result = invoke("data", "prepare", "synthetic", "--source", "synthetic", "--out", tmp_path / "s", *SMALL_SYNTHETIC)
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.reliability
+def test_stats_keeps_the_subsample_line_and_names_a_damaged_file_once(csv_folder, tmp_path):
+    out = tmp_path / "prepared"
+    assert invoke("data", "prepare", csv_folder, "--out", out, "--subsample-users", "1", "--allow-empty").exit_code == 0
+    shown = invoke("data", "stats", out)
+    # prepare printed it; stats dropped it, so its counts no longer added up to the rows read
+    assert "subsample_users: 1 users, interactions 7 = kept" in flat(shown.output)
+    assert stats_json(out)["subsample_users"]["interactions_read"] == 7
+    with (out / "items.parquet").open("ab") as handle:
+        handle.write(b"x")
+    result = invoke("data", "stats", out)
+    text = flat(result.output)
+    assert result.exit_code == 2 and text.count("prepare the data set again") == 1 and "ValueError" not in text
+    assert "items.parquet: checksum differs" in text
+
+
+@pytest.mark.reliability
+def test_a_negative_seed_names_the_field(tmp_path):
+    result = invoke("data", "prepare", "synthetic", "--out", tmp_path / "p", *SMALL_SYNTHETIC, "--seed", "-1")
+    assert result.exit_code == 2 and "data.seed" in flat(result.output)  # was "expected non-negative integer"

@@ -67,7 +67,8 @@ def test_an_eval_override_is_written_and_a_note_says_where_evaluation_reads_it(r
     [
         ([], "give exactly one of --ablation or --variant"),
         (["--ablation", "no-feedback", "--variant", "joint-l2"], "give exactly one of --ablation or --variant"),
-        (["--variant", "nope"], "unknown; choose one of answer-first, joint-l2"),
+        (["--variant", "nope"], "--variant nope: unknown; choose one of answer-first, joint-l2"),
+        (["--ablation", "full", "--set", "grounding.grounder=nope"], "unknown grounder 'nope'"),  # was written
         (["--ablation", "nope"], "unknown ablation"),
         (["--variant", "joint-l2", "--set", "agent.no_such_field=1"], "agent.no_such_field"),
     ],
@@ -89,6 +90,26 @@ def test_the_trained_run_and_other_runs_are_never_overwritten(runs):
     assert res.exit_code == 2 and "needs an agent run" in " ".join(res.output.split())
     assert (runs / "run" / "config.yaml").read_text() == before
     assert read_run_info(runs / "last-title").kind == "baseline"
+
+
+@pytest.mark.reliability
+def test_a_folder_that_is_not_a_derived_run_is_never_written(runs, tmp_path):
+    # an interrupted fit (its config.yaml is what --resume compares), a data set, a sweep, the run's own policy/:
+    # each got a config.yaml and a run.json
+    fit = tmp_path / "fit"
+    (fit / "checkpoints").mkdir(parents=True)
+    (fit / "config.yaml").write_text("agent: {max_groundings: 3}\n")
+    (fit / "checkpoints" / "last.ckpt").write_text("x")
+    res = invoke(str(runs / "run"), str(fit), "--ablation", "no-feedback")
+    assert res.exit_code == 2 and "not empty and not a derived run" in " ".join(res.output.split())
+    assert (fit / "config.yaml").read_text() == "agent: {max_groundings: 3}\n" and not (fit / "run.json").exists()
+    res = invoke(str(runs / "run"), str(runs / "run" / "policy"), "--ablation", "full")
+    assert res.exit_code == 2 and "inside the trained run" in " ".join(res.output.split())
+    assert not (runs / "run" / "policy" / "run.json").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert invoke(str(runs / "run"), str(empty), "--ablation", "full").exit_code == 0  # an empty folder is fine
+    assert invoke(str(runs / "run"), str(empty), "--ablation", "no-feedback").exit_code == 0  # and derived again
 
 
 def test_a_recall_run_that_is_gone_is_named_in_one_line_by_every_command(runs, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -72,3 +73,31 @@ def test_errors_name_the_flag_or_field(data, tmp_path):
     assert not_prepared.exit_code == 2 and "not a prepared data set" in flat(not_prepared.output)
     too_many = invoke("index", "query", data, "x", "-k", "99")
     assert too_many.exit_code == 2 and "k=99" in flat(too_many.output)
+
+
+@pytest.mark.reliability
+def test_k_below_one_and_blank_titles_are_refused(data):
+    # with a plugin grounder -k -3 returned almost the whole catalogue and -k 0 nothing, exit 0; a blank title
+    # grounded to arbitrary items, where the agent's parser and serve refuse it
+    negative = invoke("index", "query", data, "x", "-k", "-3")
+    assert negative.exit_code == 2 and "-k" in flat(negative.output)
+    blank = invoke("index", "query", data, "Abbey Road", "  ")
+    assert blank.exit_code == 2 and "title 2 is blank" in flat(blank.output)
+
+
+def test_a_grounder_that_returns_indices_outside_the_catalogue_is_named(data):
+    from mgfrec.data.prepared import PreparedDataset
+    from mgfrec.grounding.engine import Grounding
+
+    class OffByOne:
+        def search(self, queries, k):
+            return np.full((len(queries), k), 10_000), np.zeros((len(queries), k), dtype=np.float32)
+
+    class Embedder:
+        def encode(self, texts, *, query=False, progress=False):
+            return np.zeros((len(texts), 4), dtype=np.float32)
+
+    titles = PreparedDataset(data).titles
+    engine = Grounding(Embedder(), OffByOne(), titles, np.zeros((len(titles), 4), dtype=np.float32), top_k=2)
+    with pytest.raises(ValueError, match=r"the grounder \(OffByOne\) returned item indices .* a bug of the grounder"):
+        engine.search(["x"])  # was a pyarrow IndexError traceback in `mgfrec index query`

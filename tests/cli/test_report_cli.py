@@ -94,3 +94,16 @@ def test_report_without_evaluating_fails_cleanly(workdir):
     assert res.exit_code == 2 and "mgfrec evaluate" in res.stderr
     res = invoke("runs/nothing-here", "--json")
     assert res.exit_code == 2 and "not a run folder" in res.stderr and res.stdout == ""
+
+
+@pytest.mark.reliability
+def test_a_damaged_agent_statistics_file_is_one_line_naming_it(workdir):
+    # read after the table, outside the command's error handling: a traceback (and "Unknown format code 'g'")
+    stats = workdir / "runs" / "mgfrec-cds" / "agent_test.json"
+    stats.write_text("[1]")
+    result = invoke("runs/sasrec-cds", "runs/mgfrec-cds")
+    assert result.exit_code == 2 and "agent_test.json: expected a JSON object" in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+    stats.write_text(json.dumps({"greedy": False, "temperature": "hot"}))
+    result = invoke("runs/sasrec-cds", "runs/mgfrec-cds")
+    assert result.exit_code == 0 and "Agent rows: sampled (eval.greedy: false)." in " ".join(result.output.split())

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from mgfrec.config.load import ConfigError, load_config, read_yaml, write_resolved
+from mgfrec.config.load import ConfigError, load_config, parse_override, read_yaml, write_resolved
 from mgfrec.registry import component_options, registry
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
@@ -81,6 +81,20 @@ def test_overrides_and_values_apply_in_order():
     assert cfg.grpo.reward_names == ["ndcg"]
     with pytest.raises(ConfigError, match="override 'agent' must look like"):
         load_config(None, ["agent"])
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("|", "|"), ("\t", "\t"), ("#", "#"), ("-", "-"), ("?", "?"), (">", ">"), ("!", "!"), (" ", " ")],
+)
+def test_an_override_yaml_reads_as_nothing_keeps_the_text_given(value, expected):
+    # -o 'delimiter=|' reached the field as '' and a tab as None: YAML reads them as a block scalar or nothing
+    assert parse_override(f"data.options.delimiter={value}") == {"data": {"options": {"delimiter": expected}}}
+
+
+@pytest.mark.parametrize(("value", "expected"), [("", None), ("null", None), ("~", None), ("{}", {}), ("3", 3)])
+def test_an_override_still_reads_yaml(value, expected):
+    assert parse_override(f"a.b={value}") == {"a": {"b": expected}}
 
 
 def test_split_ratios_must_sum_to_one():

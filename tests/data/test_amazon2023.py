@@ -215,6 +215,8 @@ BAD_REVIEW_LINES = [
         "bad_json",
         "not valid JSON (Exceeds the limit (4300 digits)",
     ),
+    ('{"user_id": ' + "[" * 100_000 + "]" * 100_000 + "}", "bad_json", "not valid JSON (nested too deeply)"),
+    (json.dumps(review(user_id="\udc00x")), "bad_json", "a \\udXXX escape outside a surrogate pair"),  # a traceback
     (json.dumps(review(rating="five")), "bad_rating", "field 'rating' must be a number"),
     (json.dumps(review(user_id="")), "bad_user_id", "field 'user_id' must be a non-empty string"),
     (
@@ -309,6 +311,15 @@ def test_asin_as_item_id_keeps_variants_apart(tmp_path):
     ]
     assert by_user(raw) == {"u1": ["P-red", "Q"], "u2": ["P-blue", "Q"]}
     assert accounted(raw)["meta_Toys.jsonl"]["kept"] == 2
+
+    # one asin under two parent_asins: was "error: 10" (a KeyError) at the end of the read
+    with (folder / "Toys.jsonl").open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps({**review("u3", "Q"), "asin": "P-red"}) + "\n")
+    with pytest.raises(BadInputError, match=r"Toys\.jsonl:5: asin 'P-red' has parent_asin 'Q' here but 'P' at line 1"):
+        load(folder, k_core=0, min_items=1, item_id_field="asin")
+    raw = load(folder, skip_bad=True, k_core=0, min_items=1, item_id_field="asin")
+    assert accounted(raw)["Toys.jsonl"]["dropped_by_reason"]["inconsistent_parent_asin"] == 1
+    assert by_user(raw) == {"u1": ["P-red", "Q"], "u2": ["P-blue", "Q"]}
 
 
 def test_options_are_checked():

@@ -57,6 +57,9 @@ BAD_ROWS = [
     ("huge timestamp", "interactions.csv", b"u2,i1,1e300,5", "bad_timestamp", ["field timestamp", "'1e300'", "2**53"]),
     ("huge negative timestamp", "interactions.csv", b"u2,i1,-1e300,5", "bad_timestamp", ["'-1e300'", "2**53"]),
     ("nan timestamp", "interactions.csv", b"u2,i1,nan,5", "bad_timestamp", ["'nan'"]),
+    # float64 rounds it to 2**53 itself, which passed the check (then it was a "duplicate" of ...992)
+    ("just past 2**53", "interactions.csv", b"u2,i1,9007199254740993,5", "bad_timestamp", ["2**53"]),
+    ("full-width digits", "interactions.csv", "u2,i1,１２３,5".encode(), "bad_timestamp", ["plain digits"]),
     ("underscored rating", "interactions.csv", b"u2,i1,4,1_0", "bad_rating", ["field rating", "'1_0'"]),
     ("NUL byte in a title", "items.csv", b"i4,Del\x00ta,rock", "nul_byte", ["field title", "NUL"]),
     ("NUL byte in a user id", "interactions.csv", b"u\x002,i1,4,5", "nul_byte", ["field user_id", "NUL"]),
@@ -186,11 +189,40 @@ def test_other_encodings_and_delimiters_are_options(tmp_path):
     assert raw.params["encoding"] == "latin-1" and raw.params["path"] == str(folder)
 
 
+def test_a_bom_before_a_quoted_header_is_read(tmp_path):
+    # what pandas' to_csv(encoding="utf-8-sig", quoting=QUOTE_ALL) writes; was "missing column(s) item_id"
+    items = b'\xef\xbb\xbf"item_id","title"\n"i1","Alpha"\n"i2","Beta"\n'
+    interactions = b'\xef\xbb\xbf"user_id","item_id","timestamp"\n"u1","i1","1"\n"u1","i2","2"\n'
+    raw = CsvSource(CsvOptions()).load(write(tmp_path / "data", items, interactions), skip_bad=False)
+    assert raw.items["item_id"].tolist() == ["i1", "i2"] and raw.interactions["user_id"].tolist() == ["u1", "u1"]
+
+
+def test_a_header_with_bytes_not_valid_in_the_encoding_names_the_file(tmp_path):
+    # an extra column named with a latin-1 byte: Arrow could not store the name ("can't encode character")
+    folder = write(tmp_path / "data", items=b"item_id,title,g\xe9nre\ni1,Alpha,rock\n")
+    with pytest.raises(BadInputError, match=r"items\.csv:1: the header holds bytes that are not valid utf-8"):
+        CsvSource(CsvOptions()).load(folder, skip_bad=True)
+
+
+@pytest.mark.parametrize("skip_bad", [False, True])
+def test_bytes_utf16_cannot_decode_name_the_file_and_line(tmp_path, skip_bad):
+    # utf-16 has no escape for bad bytes: the file cannot be read past them, and the error named no file or line
+    lines = "user_id,item_id,timestamp\n" + "".join(f"u{k},i1,{k}\n" for k in range(2, 400))
+    data = lines.encode("utf-16")
+    cut = data.index("u300,".encode("utf-16-le"))
+    data = data[:cut] + b"\x00\xdc" + data[cut + 2 :]  # a lone low surrogate where line 300 starts
+    folder = write(tmp_path / "data", items="item_id,title\ni1,Alpha\n".encode("utf-16"), interactions=data)
+    with pytest.raises(BadInputError, match=r"interactions\.csv:300: bytes that are not valid utf-16"):
+        CsvSource(CsvOptions(encoding="utf-16")).load(folder, skip_bad=skip_bad)
+
+
 @pytest.mark.reliability
 @pytest.mark.parametrize(
     ("option", "message"),
     [
         ({"encoding": "utf8x"}, "unknown text encoding 'utf8x'"),
+        ({"encoding": "base64"}, "'base64' is not a text encoding"),  # a codec, but bytes to bytes: was a traceback
+        ({"encoding": "rot13"}, "'rot13' is not a text encoding"),
         ({"delimiter": ";;"}, "the delimiter must be one character"),
         ({"delimiter": '"'}, "other than a quote"),
     ],

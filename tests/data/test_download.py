@@ -225,3 +225,32 @@ def test_cli_download_errors_exit_2_with_the_reason(server, tmp_path):
     assert result.exit_code == 2 and "HTTP 404 Not Found" in " ".join(result.output.split())
     result = runner.invoke(app, ["data", "download", "movielens", "--category", "x", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "only 'amazon2023' can be downloaded" in result.output
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    "url",
+    ["http://alice:S3cretPW@{host}", "http://{host}/mirror?token=S3cretPW", "http://S3cretPW@{host}"],
+    ids=["password", "query", "user"],
+)
+def test_credentials_in_the_base_url_are_refused_without_being_shown(server, tmp_path, url):
+    # urllib sends neither; the password was printed in every error ("cannot connect (Name or service not known)")
+    host = server.url.split("://", 1)[1]
+    out = tmp_path / "raw"
+    result = CliRunner().invoke(
+        app,
+        [
+            "data",
+            "download",
+            "amazon2023",
+            "--category",
+            "CDs_and_Vinyl",
+            "--out",
+            str(out),
+            "--base-url",
+            url.format(host=host),
+        ],
+    )
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "--base-url http://" in text and "remove the user:password@ part" in text
+    assert "S3cretPW" not in result.output and not out.exists() and not server.requests

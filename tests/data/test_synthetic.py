@@ -142,6 +142,10 @@ def test_options_are_validated_with_the_field_named():
         SyntheticOptions(n_items=200, n_artists=300)
     with pytest.raises(ValueError, match=r"n_genres"):
         SyntheticOptions(n_genres=len(GENRES) + 1)
+    # weights 1/rank**1000 underflow to 0 and the generator drew nothing (was a TypeError traceback)
+    with pytest.raises(ValueError, match=r"popularity_skew \(1000\) is too large for n_artists \(10\).*at most 200"):
+        SyntheticOptions(n_users=30, n_items=60, n_artists=10, popularity_skew=1000)
+    assert generate(SyntheticOptions(n_users=30, n_items=60, n_artists=10, popularity_skew=150)).interactions.size
 
 
 def test_extreme_but_valid_options_still_generate():

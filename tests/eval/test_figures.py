@@ -321,3 +321,44 @@ def test_agent_evaluation_writes_per_sample_groundings_for_the_band_figure(tmp_p
         samples["groundings"].mean() == pytest.approx(stats["mean_groundings"]) and (samples["groundings"] == 1).all()
     )
     assert_png(plot_difficulty_bands(run, tmp_path / "fig"))  # the run's own data set gives the popularity
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("sweep.json", "[]", "sweep.json: expected a JSON object, got list"),
+        ("sweep.json", '{"cells": {"x": "finished"}}', "sweep.json: cell 'x' must be an object"),
+        ("sweep.json", '{"cells": {"x": {"status": "finished", "summary": [1]}}}', "'summary' must be an object"),
+        ("sweep.json", '{"grid": {', "sweep.json: not valid JSON"),
+        ("metrics.csv", "", "metrics.csv: not a readable CSV file"),
+    ],
+    ids=["list", "cell-not-object", "summary-not-object", "truncated", "empty-metrics"],
+)
+def test_a_damaged_file_is_one_line_naming_it(tmp_path, name, text, message):
+    # tracebacks (AttributeError, TypeError) or pandas' and json's own words without the file ("error: target")
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / name).write_text(text)
+    app = typer.Typer()
+    app.command()(figures_command)
+    result = CliRunner().invoke(app, [str(folder), "--out", str(tmp_path / "fig")])
+    assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_samples_file_without_its_columns_is_named(tmp_path):
+    from mgfrec.eval.figures import SAMPLE_COLUMNS, read_table
+
+    (tmp_path / "agent_valid_samples.csv").write_text("sample_id,groundings\n0,1\n")
+    with pytest.raises(ValueError, match=r"agent_valid_samples\.csv: no column\(s\) target"):  # was "error: target"
+        read_table(tmp_path / "agent_valid_samples.csv", SAMPLE_COLUMNS)
+
+
+def test_a_wrong_split_is_refused_before_any_figure_is_written(tmp_path):
+    write_sweep(tmp_path / "sweep")
+    app = typer.Typer()
+    app.command()(figures_command)
+    result = CliRunner().invoke(app, [str(tmp_path / "sweep"), "--out", str(tmp_path / "fig"), "--split", "tset"])
+    assert result.exit_code == 2 and "--split 'tset': choose one of train, valid, test" in result.output
+    assert not (tmp_path / "fig").exists()  # the sweep curve was written, then the command failed

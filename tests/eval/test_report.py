@@ -66,6 +66,11 @@ def test_report_uses_its_own_ks_and_bootstrap_for_every_row(runs):
     rep = build_report([runs["constant"], runs["oracle"]], "test", config=EvalConfig(ks=(1, 3), bootstrap_samples=0))
     assert rep.columns == ["hit@1", "ndcg@1", "hit@3", "ndcg@3", "ndcg_full"]
     assert all(list(r.result.metrics) == rep.metrics for r in rep.rows)
+    # no bootstrap ran: the legend said "(0 resamples)" and that the bootstrap and the sign test both reject
+    legend = " ".join(rep.notes())
+    assert "No intervals (eval.bootstrap_samples: 0)" in legend and "exact sign test rejects" in legend
+    assert "resamples" not in legend and "both reject" not in legend
+    assert rep.rows[1].mark("ndcg_full") == BETTER  # the sign test alone still marks the oracle
 
 
 def test_runs_on_other_samples_stay_in_the_table_unmarked(runs, tiny_ds, tmp_path):

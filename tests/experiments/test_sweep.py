@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 import mgfrec.experiments.sweep as sweep_mod
 from mgfrec.cli.sweep import sweep as sweep_command
-from mgfrec.config.load import ConfigError
+from mgfrec.config.load import ConfigError, load_config, write_resolved
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.experiments.ablations import ABLATIONS, apply_ablation, apply_overrides
 from mgfrec.experiments.sweep import (
@@ -166,9 +166,50 @@ def test_failed_cell_is_recorded_the_sweep_goes_on_and_a_rerun_retries_only_it(
         update={"agent": MGFRecConfig().agent.model_copy(update={"recall_prior": 9.0, "decoding": "constrained"})}
     )
     third = FakeCells()
-    with pytest.raises(ValueError, match=r"cell agent.max_groundings=1 and 2 more finished with another config"):
+    with pytest.raises(
+        ValueError,
+        match=r"cell agent.max_groundings=1 and 2 more was made with other settings \(the base --config or --set",
+    ):
         run_sweep(changed, grid, tmp_path, third)
     assert third.calls == []
+
+
+@pytest.mark.reliability
+def test_a_rerun_under_other_runner_settings_is_refused(tmp_path):
+    # a rerun with another --recall-model / --eval-limit / --eval-split skipped finished cells and reported their
+    # old numbers as the new settings' (review: "finished earlier, skipped", the old 2-sample valid result)
+    grid = {"agent.max_groundings": [1, 3]}
+    first = FakeCells()
+    run_sweep(MGFRecConfig(), grid, tmp_path, first, settings={"eval_limit": 2, "eval_splits": ["valid"]})
+    again = FakeCells()
+    run_sweep(MGFRecConfig(), grid, tmp_path, again, settings={"eval_splits": ["valid"], "eval_limit": 2})
+    assert again.calls == []  # the same settings: every cell skipped
+    other = FakeCells()
+    with pytest.raises(
+        ValueError, match=r"cell agent.max_groundings=1 and 1 more was made with other settings.*--eval-limit"
+    ):
+        run_sweep(MGFRecConfig(), grid, tmp_path, other, settings={"eval_limit": 5, "eval_splits": ["valid"]})
+    assert other.calls == []
+    # an entry of an older sweep.json (no settings recorded) is not compared on them
+    record = read_sweep(tmp_path)
+    for entry in record["cells"].values():
+        entry.pop("settings")
+    (tmp_path / "sweep.json").write_text(json.dumps(record))
+    run_sweep(MGFRecConfig(), grid, tmp_path, other, settings={"eval_limit": 5})
+    assert other.calls == []
+
+
+@pytest.mark.reliability
+def test_a_killed_cell_is_not_continued_under_another_config(tmp_path):
+    grid = {"agent.max_groundings": [1]}
+    killed = FakeCells(fail_on={1})  # a cell that failed (or was killed) after writing into its folder
+    run_sweep(MGFRecConfig(), grid, tmp_path, killed)
+    assert (tmp_path / "agent.max_groundings=1").is_dir()
+    with pytest.raises(ValueError, match=r"made with other settings \(the base --config or --set changed\)"):
+        run_sweep(load_config(None, ["trainer.lr=0.5"]), grid, tmp_path, FakeCells())
+    retried = FakeCells()
+    run_sweep(MGFRecConfig(), grid, tmp_path, retried)  # the same config retries it
+    assert retried.calls == [1]
 
 
 def test_summary_files_list_every_cell_with_intervals(tmp_path):
@@ -202,6 +243,15 @@ def test_bad_grid_field_fails_before_any_cell_runs(tmp_path):
     assert cells.calls == []
 
 
+@pytest.mark.reliability
+def test_a_component_typo_in_the_grid_fails_before_any_cell_runs(tmp_path):
+    # every cell used to start, fail at run time, and the sweep exit 1
+    cells = FakeCells()
+    with pytest.raises(ValueError, match=r"unknown grounder 'exakt'.*Did you mean 'exact'"):
+        run_sweep(MGFRecConfig(), {"grounding.grounder": ["exact", "exakt"]}, tmp_path, cells)
+    assert cells.calls == [] and not (tmp_path / "sweep.json").exists()
+
+
 def test_default_runner_resumes_from_a_checkpoint_and_skips_a_finished_fit(tmp_path, monkeypatch):
     """fit_and_evaluate: resume only when a checkpoint exists and run.json does not; evaluate missing splits."""
     import mgfrec.eval.runs as runs_mod
@@ -211,6 +261,7 @@ def test_default_runner_resumes_from_a_checkpoint_and_skips_a_finished_fit(tmp_p
 
     def fake_fit(data, out, cfg, options, **_):
         fits.append(options.resume)
+        write_resolved(cfg, out)  # as run_fit does
         (out / "run.json").write_text("{}")
 
     def fake_eval(out, split, config, limit=None):
@@ -231,6 +282,12 @@ def test_default_runner_resumes_from_a_checkpoint_and_skips_a_finished_fit(tmp_p
     fresh.mkdir()
     runner(MGFRecConfig(), fresh)
     assert fits == [True, False]
+    # a finished fit made with another config is not evaluated as this cell's (a killed sweep rerun with --set)
+    (cell / "eval_test.json").unlink()
+    other = load_config(None, ["trainer.lr=0.5"])
+    with pytest.raises(ValueError, match=r"cell: holds a finished fit made with another config"):
+        runner(other, cell)
+    assert fits == [True, False] and evals == ["valid", "test", "valid", "test"]
 
 
 def test_cli_sweep_with_the_documented_flags(tmp_path, monkeypatch):
@@ -269,6 +326,12 @@ def test_cli_sweep_with_the_documented_flags(tmp_path, monkeypatch):
     assert json.loads((out / "sweep.json").read_text())["cells"]["agent.max_groundings=9"]["status"] == "failed"
     bad = CliRunner().invoke(app, ["--data", "d", "--out", str(tmp_path / "x"), "--grid", "agent.nope=1"])
     assert bad.exit_code == 2 and "agent.nope" in bad.output
+    split = CliRunner().invoke(app, [*args, "--eval-split", "tset"])  # trained a cell, then failed it
+    assert split.exit_code == 2 and "--eval-split 'tset': choose one of train, valid, test" in split.output
+    # the same sweep again with another --recall-model: its finished cells are not skipped as if they matched
+    again = CliRunner().invoke(app, [*args, "--recall-model", "last-title"])
+    assert again.exit_code == 2 and "made with other settings" in " ".join(again.output.split())
+    assert fake.calls == [1, 3, 6, 9]
 
 
 def test_cli_sweep_refuses_a_wrong_data_or_init_once_before_any_cell(tmp_path):
@@ -333,3 +396,25 @@ def test_real_fit_and_evaluate_cell_on_a_tiny_synthetic_set(tmp_path):
     assert 0.0 <= rows[0]["ndcg_full"] <= 1.0 and rows[0]["format_valid"] is not None
     assert len(figures_for(tmp_path / "sweep", tmp_path / "fig")) == 2
     assert len(figures_for(cell, tmp_path / "fig")) >= 2
+
+
+def test_cells_evaluated_on_different_samples_say_so_and_names_stay_whole(tmp_path):
+    from rich.console import Console
+
+    def runner(cfg, out):
+        g = cfg.agent.max_groundings
+        out.mkdir(parents=True, exist_ok=True)
+        payload = {"ndcg_full": 0.1 * g, "ndcg@10": 0.05 * g, "samples": 2 if g == 1 else 6, "ci": {}}
+        (out / "eval_valid.json").write_text(json.dumps(payload))
+        return sweep_mod.cell_summary(out, "valid")
+
+    rows = run_sweep(MGFRecConfig(), {"agent.max_groundings": [1, 2]}, tmp_path, runner)
+    assert [r["samples"] for r in rows] == [2, 6]
+    assert list(csv.DictReader((tmp_path / "summary.csv").open()))[0]["samples"] == "2"
+    md = (tmp_path / "summary.md").read_text()
+    assert "different numbers of samples (2, 6)" in md and "| `agent.max_groundings=1` | finished | 2 |" in md
+    console = Console(width=80, record=True)
+    console.print(sweep_mod.summary_table(rows))
+    shown = console.export_text()
+    assert "different numbers of samples" in " ".join(shown.split()) and "…" not in shown
+    assert "=1" in shown and "=2" in shown  # the names were cut to "agent.max_…" for both cells

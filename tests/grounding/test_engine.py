@@ -121,3 +121,35 @@ def test_a_plugin_grounder_with_only_search_works_through_the_registry(catalogue
     cfg = MGFRecConfig.model_validate({"grounding": {"grounder": "search-only", "top_k": 2}})
     engine = load_grounding(catalogue, cfg, embedder=minilm, reg=reg)
     assert engine.ground(["Abbey Road"]) == [[0, 2]]
+
+
+class KeyedSearch(SearchOnly):
+    """A plugin grounder that takes a credential (say, a hosted vector index)."""
+
+    from pydantic import BaseModel as _Base
+
+    class Options(_Base):
+        api_key: str = ""
+        endpoint: str = ""
+
+    def __init__(self, item_embeddings, options=None):
+        super().__init__(item_embeddings)
+
+
+@pytest.mark.reliability
+def test_the_index_report_never_holds_a_plugin_grounders_secret(catalogue, tmp_path):
+    # `mgfrec index build --json` printed grounder_options as given: the key in clear on stdout
+    from mgfrec.grounding.engine import build_index
+
+    reg = Registry.discover()
+    reg.add("grounder", "keyed", KeyedSearch)
+    secret = "sk-live-abcdef1234567890"
+    cfg = MGFRecConfig.model_validate(
+        {
+            "grounding": {"grounder": "keyed", "options": {"api_key": secret, "endpoint": "https://x"}},
+            "embedding": {"cache_dir": str(tmp_path / "cache")},
+        }
+    )
+    report = build_index(catalogue, cfg, reg=reg).report
+    assert report["grounder_options"] == {"api_key": "<redacted>", "endpoint": "https://x"}
+    assert secret not in repr(report)

@@ -33,6 +33,17 @@ def test_format_penalty_is_an_option():
     assert reward(RewardInput(2, 10, False)) == -1.0
 
 
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
+def test_a_penalty_that_is_not_finite_is_refused(value):
+    # it made every total reward NaN or inf, and with it the advantages and the loss
+    from mgfrec.config.components import check_components
+    from mgfrec.config.load import load_config
+
+    cfg = load_config(None, [f"grpo.rewards=[ndcg, {{name: format, options: {{penalty: {value}}}}}]"])
+    with pytest.raises(ValueError, match=r"grpo.rewards.format.options.penalty"):
+        check_components(cfg)
+
+
 def test_unknown_reward_suggests():
     with pytest.raises(LookupError, match="Did you mean 'ndcg'"):
         build_reward(["ndgc"])

@@ -607,3 +607,56 @@ def test_whole_loss_equals_trl_with_trls_own_logprobs(model, batch, tmp_path, ag
     torch.testing.assert_close(got_loss, want_loss, rtol=RTOL_TRL_LOGPROBS, atol=0.0)
     assert_grads_close(got_grads, want_grads, RTOL_TRL_LOGPROBS)
     assert metrics["entropy"].item() == pytest.approx(trl_metrics["entropy"][0], rel=RTOL_TRL_LOGPROBS)
+
+
+def _post_processing_models():
+    """Tiny models whose forward post-processes the output layer's logits, and one that does it in a way
+    head_logits does not know."""
+    from transformers import (
+        CohereConfig,
+        CohereForCausalLM,
+        Gemma2Config,
+        Gemma2ForCausalLM,
+        GraniteConfig,
+        GraniteForCausalLM,
+        LlamaConfig,
+        LlamaForCausalLM,
+    )
+
+    small = {"vocab_size": 40, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1}
+    heads = {"num_attention_heads": 2, "num_key_value_heads": 1}
+
+    class Tripled(LlamaForCausalLM):  # an unknown post-processing: the full forward must be used
+        def forward(self, *args, **kwargs):
+            out = super().forward(*args, **kwargs)
+            out.logits = out.logits * 3
+            return out
+
+    torch.manual_seed(0)
+    models = {
+        "gemma2 softcap": Gemma2ForCausalLM(Gemma2Config(**small, **heads, head_dim=8, final_logit_softcapping=2.0)),
+        "granite scaling": GraniteForCausalLM(GraniteConfig(**small, **heads, logits_scaling=8.0)),
+        "cohere scale": CohereForCausalLM(CohereConfig(**small, **heads, logit_scale=0.25)),
+        "unknown": Tripled(LlamaConfig(**small, **heads)),
+    }
+    for model in models.values():
+        with torch.no_grad():
+            model.get_output_embeddings().weight.mul_(40.0)  # logits of a trained model's size, not ~0
+    return models
+
+
+def test_selected_positions_give_the_models_own_logprobs_whatever_its_logit_post_processing():
+    # the output layer alone skipped Gemma's soft-capping and Granite's scaling: -18.6 against -6.0 nats
+    from mgfrec.models.logprobs import head_matches, token_logprobs, token_logprobs_and_entropy
+
+    ids = torch.tensor([[3, 7, 11, 5, 2, 9, 14, 1], [4, 4, 8, 12, 6, 3, 10, 2]])
+    wanted = torch.zeros_like(ids, dtype=torch.bool)
+    wanted[:, 3:] = True
+    for name, model in _post_processing_models().items():
+        model.eval()
+        full = torch.log_softmax(model(input_ids=ids).logits.float(), -1)[:, :-1].gather(-1, ids[:, 1:, None])[..., 0]
+        expected = torch.nn.functional.pad(full, (1, 0)) * wanted
+        assert head_matches(model) == (name != "unknown"), name
+        got = token_logprobs(model, ids, positions=wanted)
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4, msg=name)
+        torch.testing.assert_close(token_logprobs_and_entropy(model, ids, positions=wanted)[0] * wanted, expected)

@@ -96,6 +96,27 @@ def test_save_then_load_through_from_pretrained(preset, tiny, tmp_path):
     assert (tmp_path / "policy" / "mgfrec_policy.json").is_file()
 
 
+@pytest.mark.reliability
+def test_a_damaged_saved_policy_is_one_line_naming_it(tiny, tmp_path):
+    import shutil
+
+    model, tok = tiny
+    good = save_policy(model, tok, tmp_path / "good", preset="tiny")
+    cut = tmp_path / "cut"
+    shutil.copytree(good, cut)
+    (cut / "model.safetensors").write_bytes((good / "model.safetensors").read_bytes()[:5000])
+    with pytest.raises(OSError, match=r"policy.model: '.*cut': its weights cannot be read"):  # a SafetensorError
+        load_policy(PolicyConfig(model=str(cut)))
+    bare = tmp_path / "bare"
+    shutil.copytree(good, bare)
+    (bare / "tokenizer.json").unlink()  # loaded as an empty tokenizer: "every prompt needs at least one token"
+    with pytest.raises(ValueError, match=r"policy.model: .*bare/tokenizer.json: missing"):
+        load_policy(PolicyConfig(model=str(bare)))
+    (bare / "tokenizer.json").write_text("{}")  # was "error: added_tokens"
+    with pytest.raises(ValueError, match=r"bare/tokenizer.json: not a readable tokenizer"):
+        load_policy(PolicyConfig(model=str(bare)))
+
+
 def test_unknown_preset_and_missing_model_name_the_field(tmp_path):
     with pytest.raises(ValueError, match="policy.model: unknown preset 'preset:huge'.*preset:tiny"):
         load_policy(PolicyConfig(model="preset:huge"))
@@ -164,10 +185,11 @@ def test_tiny_items_title_rows_start_from_their_words_and_survive_saving(tiny_it
 
 def _layer_calls_and_grads(checkpointing: bool) -> tuple[int, torch.Tensor, list[torch.Tensor]]:
     """A training forward and backward of the tiny preset: how often layer 0 ran, the loss, the gradients."""
-    from mgfrec.models.logprobs import token_logprobs
+    from mgfrec.models.logprobs import head_matches, token_logprobs
 
     cfg = PolicyConfig(model="preset:tiny", gradient_checkpointing=checkpointing)
     model, tok = load_policy(cfg, TITLES, seed=0)
+    assert head_matches(model)  # checked once per model (two short forwards), before the layer is counted
     model.train()
     calls = []
     model.model.layers[0].self_attn.register_forward_hook(lambda *_: calls.append(1))  # inside the layer's forward

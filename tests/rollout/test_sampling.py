@@ -50,3 +50,14 @@ def test_row_generators_are_seeded_per_row():
     c = draw_uniforms([row_generator(2, 0, 0)], torch.device("cpu"))
     assert torch.equal(a, b)
     assert a[0] != a[1] and a[0] != c[0]
+
+
+def test_vllm_request_seeds_differ_across_calls():
+    # seed * 2**20 + row, taken mod 2**31 by vLLM, kept 11 bits of the turn seed: seeds 2,048 apart collided
+    from mgfrec.rollout.vllm_engine import request_seed_base
+
+    bases = [request_seed_base(seed) for seed in range(10_000)]
+    assert request_seed_base(5) != request_seed_base(5 + 2048) and request_seed_base(7) == request_seed_base(7)
+    assert len(set(bases)) == len(bases)
+    assert all(0 <= b < (1 << 31) - (1 << 24) for b in bases)  # a call's rows stay 31-bit
+    assert request_seed_base(2**40 + 3) != request_seed_base(3)  # every bit of a 64-bit seed counts

@@ -255,6 +255,7 @@ class Amazon2023Source:
         user_codes: dict[str, int] = {}
         item_codes: dict[str, int] = {}
         parent_codes: dict[str, int] = {}
+        parent_of_item: dict[int, tuple[int, int]] = {}  # item code -> (its parent code, the line that set it)
         users, items, parents = array("i"), array("i"), array("i")
         stamps, lines, ratings = array("q"), array("q"), array("d")
         for lineno, raw in jsonl_lines(path):
@@ -267,9 +268,21 @@ class Amazon2023Source:
             if problem is not None:
                 policy.bad(rep, problem[0], where, problem[1])
                 continue
+            item = item_codes.setdefault(obj[id_field].strip(), len(item_codes))
+            parent = parent_codes.setdefault(obj["parent_asin"].strip(), len(parent_codes))
+            first = parent_of_item.setdefault(item, (parent, lineno))
+            if first[0] != parent:  # one item must have one catalogue entry (its meta line is its parent's)
+                policy.bad(
+                    rep,
+                    "inconsistent_parent_asin",
+                    where,
+                    f"{id_field} {obj[id_field].strip()!r} has parent_asin {obj['parent_asin'].strip()!r} here but "
+                    f"{list(parent_codes)[first[0]]!r} at line {first[1]}",
+                )
+                continue
             users.append(user_codes.setdefault(obj["user_id"].strip(), len(user_codes)))
-            items.append(item_codes.setdefault(obj[id_field].strip(), len(item_codes)))
-            parents.append(parent_codes.setdefault(obj["parent_asin"].strip(), len(parent_codes)))
+            items.append(item)
+            parents.append(parent)
             stamps.append(int(obj["timestamp"]))
             ratings.append(float(obj["rating"]))
             lines.append(lineno)

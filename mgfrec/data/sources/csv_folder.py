@@ -21,7 +21,7 @@ from mgfrec.data.raw import BadInputError, FileReport, RawLog, ReadReport, RowPo
 
 _SURROGATES = range(0xDC80, 0xDD00)  # what errors="surrogateescape" makes of undecodable bytes
 _FIELD_LIMIT = 2**31 - 1  # the largest value csv.field_size_limit takes on every platform
-_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")  # ASCII digits only
 MAX_TIMESTAMP = 2.0**53
 """Timestamps beyond +-2**53 are refused: float64 no longer holds every integer there, so order could be lost
 (Unix seconds, milliseconds and microseconds of any real date are far below it)."""
@@ -41,6 +41,10 @@ class CsvOptions(BaseModel):
             codecs.lookup(value)
         except LookupError:
             raise ValueError(f"unknown text encoding {value!r} (e.g. utf-8, latin-1, cp1252)") from None
+        try:
+            "".encode(value)  # base64, rot13, zlib, ... are codecs but not text encodings
+        except LookupError:
+            raise ValueError(f"{value!r} is not a text encoding (e.g. utf-8, latin-1, cp1252)") from None
         return value
 
     @field_validator("delimiter")
@@ -63,13 +67,21 @@ def read_rows(
     if not path.is_file():
         raise BadInputError(f"{path}: file not found")
     csv.field_size_limit(_FIELD_LIMIT)  # the default (131,072 characters) is an error, not a rule of the format
-    handle = path.open("r", encoding=options.encoding, errors="surrogateescape", newline="")
+    # utf-8-sig drops a byte order mark before the csv module sees it: a quoted first column name stays quoted
+    encoding = "utf-8-sig" if codecs.lookup(options.encoding).name == "utf-8" else options.encoding
+    handle = path.open("r", encoding=encoding, errors="surrogateescape", newline="")
     reader = csv.reader(handle, delimiter=options.delimiter)
     try:
         header = [h.strip().lstrip("\ufeff") for h in next(reader)]
     except StopIteration:
         handle.close()
         raise BadInputError(f"{path}: empty file; expected a header with columns {', '.join(required)}") from None
+    except UnicodeDecodeError as exc:
+        handle.close()
+        raise _undecodable(path, encoding, exc) from None
+    if _bad_encoding(header):
+        handle.close()
+        raise BadInputError(f"{path}:1: the header holds bytes that are not valid {options.encoding}")
     missing = [c for c in required if c not in header]
     if missing:
         handle.close()
@@ -98,12 +110,29 @@ def read_rows(
                     return
                 except csv.Error as exc:
                     raise BadInputError(f"{path}:{reader.line_num}: not valid CSV: {exc}") from None
+                except UnicodeDecodeError as exc:  # utf-16/32 have no escape for bad bytes: the file stops here
+                    raise _undecodable(path, encoding, exc) from None
                 if fields:  # blank lines are not rows
                     _check_span(path, start, reader.line_num, fields, len(header), options.delimiter)
                     yield start, fields
                 start = reader.line_num + 1
 
     return header, rows()
+
+
+def _undecodable(path: Path, encoding: str, exc: UnicodeDecodeError) -> BadInputError:
+    """The error for bytes a codec without an escape (utf-16, utf-32) cannot decode. The text layer decodes ahead
+    of the csv reader, so the line is found again from the file's bytes (an error path only)."""
+    raw = path.read_bytes()
+    try:
+        raw.decode(encoding)
+        line = "?"
+    except UnicodeDecodeError as again:
+        line = str(raw[: again.start].decode(encoding, errors="replace").count("\n") + 1)
+    return BadInputError(
+        f"{path}:{line}: bytes that are not valid {encoding} ({exc.reason}); the rest of the file cannot be read "
+        "(--skip-bad cannot skip them in this encoding): fix the file or pass the right -o encoding=..."
+    )
 
 
 def _check_span(path: Path, start: int, end: int, fields: list[str], width: int, delimiter: str) -> None:
@@ -210,7 +239,7 @@ class CsvSource:
                 policy.bad(rep, "empty_user_id", where, "field user_id is empty")
                 continue
             ts = _number(fields[i_ts])
-            if ts is None or abs(ts) > MAX_TIMESTAMP:
+            if ts is None or abs(ts) > MAX_TIMESTAMP or _beyond_exact(fields[i_ts]):
                 why = "is not a number (plain digits, point and exponent)" if ts is None else "is beyond +-2**53"
                 policy.bad(rep, "bad_timestamp", where, f"field timestamp {fields[i_ts]!r} {why}")
                 continue
@@ -235,6 +264,12 @@ class CsvSource:
             ratings.append(rating)
             rep.kept += 1
         return pd.DataFrame({"user_id": users, "item_id": item_ids, "timestamp": stamps, "rating": ratings})
+
+
+def _beyond_exact(text: str) -> bool:
+    """An integer written out beyond +-2**53 that float64 rounds back inside it (``9007199254740993``)."""
+    text = text.strip()
+    return len(text) < 400 and re.fullmatch(r"[+-]?[0-9]+", text) is not None and abs(int(text)) > MAX_TIMESTAMP
 
 
 def _number(text: str) -> float | None:

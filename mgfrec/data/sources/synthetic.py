@@ -43,6 +43,7 @@ This module must not read or write files: ``mgfrec data prepare synthetic`` writ
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,197 +52,13 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mgfrec.data.raw import BadInputError, RawLog, ReadReport
+from mgfrec.data.sources.synthetic_vocabulary import ALBUM_FORMS, BAND_NOUNS, FIRST_NAMES, GENRES, LAST_NAMES
 
-
-def _words(text: str) -> tuple[str, ...]:
-    """A genre's album words, written ``|``-separated so a vocabulary reads as one line."""
-    return tuple(text.split("|"))
-
-
-# Genre -> (album words, tag phrases). Words are genre-typical so that titles embed near their genre.
-GENRES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "Jazz": (
-        _words(
-            "Midnight|Blue|Smoke|Velvet|Bebop|Swing|Saxophone|Lounge|"
-            "Moonlight|Trumpet|Cool|Harlem|Standards|Groove|Brass|Nightclub"
-        ),
-        ("Jazz", "Cool Jazz", "Jazz Quartet"),
-    ),
-    "Classical": (
-        _words(
-            "Symphony|Sonata|Concerto|Nocturne|Requiem|Overture|Prelude|Fugue|"
-            "Adagio|Partita|Etudes|Chamber|Strings|Variations|Serenade|Opus"
-        ),
-        ("Classical", "Orchestral Classical", "Classical Piano"),
-    ),
-    "Heavy Metal": (
-        _words("Iron|Thunder|Steel|Inferno|Blood|Doom|Fire|Storm|Skull|Chains|Darkness|Wrath|Hammer|Rage|Abyss|Venom"),
-        ("Heavy Metal", "Thrash Metal", "Doom Metal"),
-    ),
-    "Country": (
-        _words(
-            "Dusty|Road|Whiskey|Honky Tonk|Prairie|Cowboy|Tennessee|Pickup|"
-            "Barn|Highway|Sunset|Boots|Rodeo|Hometown|Creek|Porch"
-        ),
-        ("Country", "Outlaw Country", "Country Western"),
-    ),
-    "Hip Hop": (
-        _words(
-            "Street|Block|Hustle|Flow|Beats|Mixtape|Concrete|City|"
-            "Cipher|Rhymes|Crew|Boombox|Bars|Corner|Underground|Gold"
-        ),
-        ("Hip Hop", "Rap", "Hip Hop Beats"),
-    ),
-    "Electronic": (
-        _words(
-            "Neon|Pulse|Circuit|Synth|Voltage|Binary|Laser|Techno|Signal|Orbit|Digital|Wave|Frequency|Echo|Machine|Rave"
-        ),
-        ("Electronic", "Techno", "Synthwave"),
-    ),
-    "Blues": (
-        _words(
-            "Delta|Crossroads|Muddy|Rain|Train|Mississippi|Lonesome|Harmonica|"
-            "Juke Joint|Bottleneck|Sorrow|River|Devil|Shuffle|Moan|Levee"
-        ),
-        ("Blues", "Delta Blues", "Chicago Blues"),
-    ),
-    "Folk": (
-        _words(
-            "Meadow|Willow|Harvest|Fiddle|Hills|Lantern|Ballads|Acoustic|"
-            "Hearth|Orchard|Wanderer|Pines|Village|Sparrow|Autumn|Banjo"
-        ),
-        ("Folk", "Acoustic Folk", "Folk Ballads"),
-    ),
-    "Reggae": (
-        _words(
-            "Island|Sunshine|Roots|Dub|Rasta|Kingston|Irie|Riddim|"
-            "Lion|Zion|Tropical|Bassline|Sound System|Jah|Ocean|Palm"
-        ),
-        ("Reggae", "Roots Reggae", "Dub Reggae"),
-    ),
-    "Gospel": (
-        _words(
-            "Glory|Hallelujah|Grace|Praise|Heaven|Choir|Spirit|Salvation|"
-            "Amen|Hymns|Faith|Jubilee|Revival|Blessed|Mercy|Sunday"
-        ),
-        ("Gospel", "Gospel Choir", "Southern Gospel"),
-    ),
-    "Latin": (
-        _words(
-            "Salsa|Fiesta|Corazon|Tango|Caliente|Havana|Bolero|Rumba|Noche|Sol|Cumbia|Mambo|Amor|Samba|Carnaval|Ritmo"
-        ),
-        ("Latin", "Salsa Latin", "Latin Dance"),
-    ),
-    "Punk Rock": (
-        _words(
-            "Riot|Anarchy|Garage|Rebel|Noise|Safety Pin|Chaos|Basement|Snarl|Sneer|Skate|Static|Spit|Broken|Fast|Loud"
-        ),
-        ("Punk Rock", "Garage Punk", "Hardcore Punk"),
-    ),
-}
-_ALBUM_FORMS = ("Sessions", "Live", "Collection", "Nights", "Stories", "Songs", "Anthology", "Tapes", "", "", "", "")
-_FIRST = (
-    "Nina",
-    "Otis",
-    "Mavis",
-    "Ray",
-    "Etta",
-    "Hank",
-    "Lena",
-    "Miles",
-    "Patsy",
-    "Dexter",
-    "Ella",
-    "Jimmy",
-    "Rosa",
-    "Felix",
-    "Ida",
-    "Lou",
-    "Nora",
-    "Sam",
-    "Vera",
-    "Cal",
-    "June",
-    "Wes",
-    "Ada",
-    "Buddy",
-    "Iris",
-    "Leon",
-    "Mae",
-    "Rex",
-    "Tess",
-    "Abe",
-    "Cora",
-    "Gus",
-    "Hazel",
-    "Ike",
-    "Jo",
-    "Kit",
-    "Lyle",
-    "Opal",
-    "Ned",
-)
-_LAST = (
-    "Calloway",
-    "Redding",
-    "Staples",
-    "Whitfield",
-    "Monroe",
-    "Garland",
-    "Holloway",
-    "Bishop",
-    "Crane",
-    "Dalton",
-    "Everett",
-    "Fontaine",
-    "Gaines",
-    "Harlan",
-    "Jennings",
-    "Keller",
-    "Lomax",
-    "Merritt",
-    "Norwood",
-    "Pickett",
-    "Quarles",
-    "Rhodes",
-    "Sutton",
-    "Thorne",
-    "Underwood",
-    "Vance",
-    "Waller",
-    "Yates",
-    "Ashby",
-    "Brooks",
-    "Carver",
-    "Drake",
-    "Ellison",
-    "Fuller",
-    "Griggs",
-    "Hayes",
-    "Ivey",
-)
-_BAND_NOUNS = (
-    "Wolves",
-    "Riders",
-    "Kings",
-    "Brothers",
-    "Sisters",
-    "Ramblers",
-    "Collective",
-    "Orchestra",
-    "Quartet",
-    "Trio",
-    "Band",
-    "Crew",
-    "Saints",
-    "Drifters",
-    "Hounds",
-    "Travelers",
-    "Union",
-    "Society",
-)
 _YEAR_S = 365 * 24 * 3600
 _EPOCH = 1_640_995_200  # 2022-01-01 UTC: timestamps look like real Unix seconds
+
+
+_MAX_WEIGHT_DIGITS = 200  # the least popular artist's weight stays above 1e-200, far from float64's underflow
 
 
 class SyntheticOptions(BaseModel):
@@ -249,7 +66,7 @@ class SyntheticOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    seed: int = Field(0, description="seed of the one random generator; same seed -> identical data")
+    seed: int = Field(0, ge=0, description="seed of the one random generator; same seed -> identical data")
     n_users: int = Field(600, ge=1)
     n_items: int = Field(1500, ge=1)
     n_genres: int = Field(8, ge=1, le=len(GENRES), description=f"at most {len(GENRES)} (the built-in genres)")
@@ -278,6 +95,13 @@ class SyntheticOptions(BaseModel):
             raise ValueError(
                 f"max_length ({self.max_length}) must be <= n_items ({self.n_items}): nobody repeats an item"
             )
+        if self.n_artists > 1 and self.popularity_skew * math.log10(self.n_artists) > _MAX_WEIGHT_DIGITS:
+            most = _MAX_WEIGHT_DIGITS / math.log10(self.n_artists)
+            raise ValueError(
+                f"popularity_skew ({self.popularity_skew:g}) is too large for n_artists ({self.n_artists}): the "
+                f"least popular artist's weight 1/{self.n_artists}**{self.popularity_skew:g} underflows to 0; "
+                f"at most {most:.4g} here"
+            )
         return self
 
 
@@ -300,9 +124,9 @@ def _artist_names(rng: np.random.Generator, genres: list[str], n: int) -> tuple[
         words = GENRES[genres[g]][0]
         for attempt in range(1000):
             if rng.random() < 0.5 and attempt < 500:
-                name = f"{rng.choice(_FIRST)} {rng.choice(_LAST)}"
+                name = f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}"
             else:  # band names borrow a genre word, which makes the artist itself hint at the genre
-                name = f"The {rng.choice(words)} {rng.choice(_BAND_NOUNS)}"
+                name = f"The {rng.choice(words)} {rng.choice(BAND_NOUNS)}"
                 if attempt >= 500:  # pools exhausted: a numbered name keeps names unique
                     name += f" {attempt - 499}"
             if name not in seen:
@@ -328,7 +152,7 @@ def _catalogue(rng: np.random.Generator, opt: SyntheticOptions) -> _Catalogue:
             volumes = min(volumes, left)
             for attempt in range(100):
                 pair = rng.choice(len(words), size=2, replace=False)
-                album = f"{words[pair[0]]} {words[pair[1]]} {rng.choice(_ALBUM_FORMS)}".strip()
+                album = f"{words[pair[0]]} {words[pair[1]]} {rng.choice(ALBUM_FORMS)}".strip()
                 if attempt >= 50:  # an artist with many releases can run out of word pairs
                     album += f" {attempt - 48}"
                 if album not in albums:
