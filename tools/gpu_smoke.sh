@@ -68,15 +68,15 @@ stage fit-ds2-resume 120 mgfrec fit --data "$D" --init "$WORK/sft" --out "$WORK/
   --strategy deepspeed_stage_2$DS --max-steps 6 --valid-samples 32 --no-progress --resume
 stage fit-ds3 120 mgfrec fit --data "$D" --init "$WORK/sft" --out "$WORK/fit-ds3" "${COMMON[@]}" \
   --strategy deepspeed_stage_3$DS --max-steps 3 --valid-samples 32 --no-progress
-stage fit-ds2-small 120 mgfrec fit --data "$D" --out "$WORK/fit-ds2-small" "${COMMON[@]}" \
-  --strategy deepspeed_stage_2$DS --max-steps 3 --valid-samples 16 --no-progress \
+stage fit-ds2-small 240 mgfrec fit --data "$D" --out "$WORK/fit-ds2-small" "${COMMON[@]}" \
+  --strategy deepspeed_stage_2$DS --max-steps 3 --valid-samples 16 --no-progress --recall-model last-title \
   --set policy.model=preset:small --set trainer.precision=bf16-mixed
 stage evaluate 90 mgfrec evaluate "$WORK/fit-ds2" --split test --limit 200 "${COMMON[@]}" --json
 
 "$PY" - "$WORK" >>"$SUMMARY" 2>&1 <<'EOF'
 import csv, sys
 from pathlib import Path
-for run in sorted(Path(sys.argv[1]).glob("fit-*")):
+for run in sorted(p for p in Path(sys.argv[1]).glob("fit-*") if p.is_dir()):  # not the stages' fit-*.log
     path = run / "metrics.csv"
     if not path.is_file():
         print(f"{run.name}: no metrics.csv")
@@ -84,7 +84,12 @@ for run in sorted(Path(sys.argv[1]).glob("fit-*")):
     for row in csv.DictReader(path.open()):
         keys = ("step", "reward/mean", "format_valid", "kl", "grad_norm", "time/rollout", "time/train", "time/step",
                 "memory/gpu_peak_gib", "valid/ndcg_full")
-        print(run.name, " ".join(f"{k}={row.get(k, '')[:8]}" for k in keys))
+        def show(value):  # 4 significant digits, exponent kept (a KL of 4e-06 must not read as 4.2)
+            try:
+                return f"{float(value):.4g}"
+            except ValueError:
+                return value
+        print(run.name, " ".join(f"{k}={show(row.get(k, ''))}" for k in keys))
 EOF
 nvidia-smi --query-gpu=memory.used --format=csv >>"$SUMMARY" 2>&1
 (cd "$WORK" && find . \( -name '*.log' -o -name metrics.csv -o -name run.json -o -name sft_metrics.csv -o -name 'agent_test.json' \) -print0 |

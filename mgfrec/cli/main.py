@@ -114,15 +114,21 @@ def _tidy_help(typer_app: typer.Typer) -> None:
             _tidy_help(group.typer_instance)
 
 
-_typed = TyperOption.display_type_rich
+def hide_flag_value(option_class: type) -> None:
+    """Typer 0.29 shows every flag, --help included, as taking a ``<bool>``; a flag takes no value. Other Typer
+    releases (``typer>=0.12`` is supported) have no ``display_type_rich`` and need no fix: leave them alone."""
+    typed = getattr(option_class, "display_type_rich", None)
+    if typed is None or getattr(typed, "_mgfrec_flag_fix", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if self.is_flag else typed(self, ctx)
+
+    display_type_rich._mgfrec_flag_fix = True
+    option_class.display_type_rich = display_type_rich
 
 
-def _display_type_rich(self: TyperOption, ctx):
-    """Typer 0.29 shows every flag, --help included, as taking a ``<bool>``; a flag takes no value."""
-    return None if self.is_flag else _typed(self, ctx)
-
-
-TyperOption.display_type_rich = _display_type_rich
+hide_flag_value(TyperOption)
 _tidy_help(app)
 
 

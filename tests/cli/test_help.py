@@ -56,3 +56,26 @@ def test_plugins_list_fits_80_columns_with_every_target_whole():
     row = next(n for n, line in enumerate(lines) if "mgfrec.retrievers.sasrec:" in line)
     assert " sasrec " in lines[row] and "SASRecRetriever" in lines[row + 1]  # module, then the object
     assert "…" not in proc.stdout  # nothing cut
+
+
+def test_flag_display_fix_leaves_typer_releases_without_the_hook_alone():
+    """typer 0.27 (the GPU image's) has no ``display_type_rich``: mgfrec's import crashed there before."""
+    from mgfrec.cli.main import hide_flag_value
+
+    class Older:  # a Typer option class without the 0.29 hook
+        pass
+
+    hide_flag_value(Older)
+    assert not hasattr(Older, "display_type_rich")
+
+    class Newer:
+        def __init__(self, is_flag):
+            self.is_flag = is_flag
+
+        def display_type_rich(self, ctx):
+            return "<text>"
+
+    hide_flag_value(Newer)
+    hide_flag_value(Newer)  # twice: still one wrapper over the original
+    assert Newer(is_flag=True).display_type_rich(None) is None
+    assert Newer(is_flag=False).display_type_rich(None) == "<text>"
