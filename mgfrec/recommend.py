@@ -40,6 +40,7 @@ from mgfrec.ranking.metrics import history_mask, nan_to_neg_inf, target_ranks
 from mgfrec.registry import Registry, with_registry
 from mgfrec.retrievers.fit import load_retriever
 from mgfrec.retrievers.recall import top_items
+from mgfrec.retrievers.sequences import history_window
 from mgfrec.rollout.base import build_engine
 from mgfrec.runs import RUN_FILE, read_run_info, recall_run_of
 from mgfrec.user_agents.base import UserAgent
@@ -127,11 +128,19 @@ def user_history(ds: PreparedDataset, user_id: str, length: int) -> list[int]:
 
 
 def typed_history(grounding: Grounding, titles: Sequence[str]) -> list[int]:
-    """Each typed title grounded to its nearest catalogue item (exact titles map to themselves)."""
+    """Each typed title as a catalogue item: a title the catalogue holds exactly is that item (the first of
+    several sharing it), any other is grounded to its nearest item. The exact lookup comes first because
+    the embedder may not tell titles apart (MiniLM is uncased and strips accents: "abbey road" and "Abbey
+    Road", or "été" in its composed and decomposed forms, get one vector, and the tie goes to the lower index)."""
+    if isinstance(titles, str) or not all(isinstance(t, str) for t in titles):
+        raise TypeError("history titles: give a list of title strings (a single string would be read letter by letter)")
     titles = [t.strip() for t in titles if t.strip()]
     if not titles:
         raise ValueError("--history: give at least one title, separated by ';'")
-    return [row[0] for row in grounding.ground(titles, k=1)]
+    exact = [grounding.title_index.get(t) for t in titles]
+    missing = [t for t, j in zip(titles, exact, strict=True) if j is None]
+    nearest = iter(row[0] for row in grounding.ground(missing, k=1)) if missing else iter(())
+    return [next(nearest) if j is None else j for j in exact]
 
 
 class _LockedEngine:
@@ -275,7 +284,8 @@ class Recommender:
             with self.lock:
                 return typed_history(self.grounding, query.history_titles), None
         if query.split is None:
-            return user_history(self.ds, query.user, self.cfg.data.history_length), None
+            # the length the data set was prepared with, as its split samples (not the run config's field)
+            return user_history(self.ds, query.user, history_window(self.ds)), None
         frame = self.ds.split(query.split)
         rows = frame[frame["user_id"].astype(str) == str(query.user)]
         if rows.empty:
@@ -403,6 +413,8 @@ def recommend(
     reg: Registry | None = None,
 ) -> tuple[Recommendation, PreparedDataset]:
     """Run the agent of ``run_dir`` once for one user; see the module docstring."""
+    if isinstance(history_titles, str):
+        raise TypeError("history_titles: give a list of titles, not one string (it would be read letter by letter)")
     query = Query(user, tuple(history_titles) if history_titles is not None else None, split, top_k)
     rec = load_recommender(run_dir, sets)
     try:

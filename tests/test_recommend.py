@@ -210,3 +210,51 @@ def test_a_title_that_is_not_utf8_is_one_line(bracket_run):
     result = CliRunner().invoke(app, ["index", "query", str(bracket_run / "data"), "caf\udce9"])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "not valid UTF-8 text" in result.output and result.output.count("error:") == 1
+
+
+@pytest.fixture(scope="module")
+def variant_run(tmp_path_factory, minilm):
+    """Titles the embedder cannot tell apart (case, composed and decomposed accents), prepared with histories of
+    2 items, and a last-title run (whose config keeps the default data.history_length)."""
+    root = tmp_path_factory.mktemp("variants")
+    titles = ["Abbey Road", "Kind of Blue", "abbey road", "e\u0301te\u0301", "\u00e9t\u00e9", "Blue Train", "Giant"]
+    raw = root / "raw"
+    raw.mkdir()
+    (raw / "items.csv").write_text(
+        "item_id,title\n" + "".join(f'i{n},"{t}"\n' for n, t in enumerate(titles)), encoding="utf-8"
+    )
+    log = "".join(f"u{n % 2},i{n % len(titles)},{n}\n" for n in range(24))  # 12 interactions a user
+    (raw / "interactions.csv").write_text("user_id,item_id,timestamp\n" + log, encoding="utf-8")
+    runner = CliRunner()
+    prep = runner.invoke(app, ["data", "prepare", str(raw), "--out", str(root / "data"), "--history-length", "2"])
+    assert prep.exit_code == 0, prep.output
+    fit = runner.invoke(
+        app, ["baseline", "fit", "--model", "last-title", "--data", str(root / "data"), "--out", str(root / "lt")]
+    )
+    assert fit.exit_code == 0, fit.output
+    return root
+
+
+@pytest.mark.parametrize("typed, item", [("abbey road", 2), ("\u00e9t\u00e9", 4), ("Abbey Road", 0)])
+def test_a_title_the_catalogue_holds_is_that_item_and_never_recommended_back(variant_run, typed, item):
+    """The uncased, accent-stripping embedder gave "abbey road" the vector of "Abbey Road" (the lower index won),
+    so the typed item came back as the first recommendation."""
+    result = CliRunner().invoke(app, ["recommend", str(variant_run / "lt"), "--history", typed, "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert [h["item_idx"] for h in out["history"]] == [item]
+    assert item not in [t["item_idx"] for t in out["top"]]
+
+
+def test_a_user_history_has_the_length_the_data_set_was_prepared_with(variant_run):
+    """It took the run config's data.history_length (20), not the manifest's 2 the split samples have."""
+    result = CliRunner().invoke(app, ["recommend", str(variant_run / "lt"), "--user", "u0", "--json"])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)["history"]) == 2
+
+
+def test_a_history_given_as_one_string_is_refused(variant_run):
+    with pytest.raises(TypeError, match="not one string"):
+        rec_module.recommend(variant_run / "lt", history_titles="Abbey Road")
+    with pytest.raises(TypeError, match="title strings"):
+        rec_module.typed_history(None, ["Abbey Road", 3])

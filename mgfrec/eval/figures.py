@@ -12,6 +12,7 @@ Everything reads files that training and evaluation already wrote; nothing here 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -376,32 +377,55 @@ def nonempty_bands(run_dir: str | Path, split: str, ds: Any) -> int:
     return int((difficulty_by_band(samples, train_popularity(ds))["samples"] > 0).sum())
 
 
+_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]|#~])")
+_BLOCK_START = re.compile(r"^(\d+)([.)])|^([-+=>])")
+
+
+def _md(text: Any) -> str:
+    """``text`` as literal markdown on one line: ``&``, ``<``, ``>`` as entities (a title like ``<answer>x</answer>``
+    is not hidden as HTML), markdown punctuation (``|`` included: a table cell stays one cell) backslash-escaped,
+    a start that would open a list or quote escaped, whitespace runs (newlines too) one space."""
+    value = " ".join(str(text).split()).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    value = _MARKDOWN_PUNCTUATION.sub(r"\\\1", value)
+    return _BLOCK_START.sub(lambda m: f"{m[1]}\\{m[2]}" if m[1] else f"\\{m[3]}", value)
+
+
+def _code(text: Any) -> str:
+    """``text`` as inline code, fenced by more backticks than it holds in a row."""
+    value = " ".join(str(text).split())
+    longest = max((len(run) for run in re.findall(r"`+", value)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if value.startswith("`") or value.endswith("`") else ""
+    return f"{fence}{pad}{value}{pad}{fence}".replace("|", "\\|")
+
+
 def trajectory_markdown(trajectory: Mapping[str, Any], title: str = "Case study") -> str:
     """Fig. 4: a trajectory (``Recommendation.to_dict`` output) as markdown: history, each think/ground/
-    answer turn with the grounded items and the user agent's feedback, then the final top items."""
-    lines = [f"# {title}", "", "## History", ""]
-    lines += [f"{n}. {h['title']}" for n, h in enumerate(trajectory.get("history", []), 1)] or ["(none)"]
+    answer turn with the grounded items and the user agent's feedback, then the final top items. Every title,
+    thought and feedback is written as literal text (see :func:`_md`), whatever characters it holds."""
+    lines = [f"# {_md(title)}", "", "## History", ""]
+    lines += [f"{n}. {_md(h['title'])}" for n, h in enumerate(trajectory.get("history", []), 1)] or ["(none)"]
     if trajectory.get("recall"):
-        lines += ["", "## Recall list", ""] + [f"- {r['title']}" for r in trajectory["recall"]]
+        lines += ["", "## Recall list", ""] + [f"- {_md(r['title'])}" for r in trajectory["recall"]]
     lines += ["", "## Trajectory", ""]
     for n, turn in enumerate(trajectory.get("turns", []), 1):
-        lines.append(f"### Turn {n}: {turn.get('kind')}")
+        lines.append(f"### Turn {n}: {_md(turn.get('kind'))}")
         if turn.get("think"):
-            lines += ["", "> " + str(turn["think"]).replace("\n", "\n> ")]
+            lines += [""] + ["> " + _md(line) for line in str(turn["think"]).splitlines() if line.strip()]
         if turn.get("title") is not None:
-            lines += ["", f"**{turn['kind']}:** {turn['title']}"]
+            lines += ["", f"**{_md(turn['kind'])}:** {_md(turn['title'])}"]
         if turn.get("items"):
-            lines += ["", "Grounded items:"] + [f"- {i['title']} (`{i['item_id']}`)" for i in turn["items"]]
+            lines += ["", "Grounded items:"] + [f"- {_md(i['title'])} ({_code(i['item_id'])})" for i in turn["items"]]
         if turn.get("feedback"):
-            lines += ["", f"**Feedback:** {turn['feedback']}"]
+            lines += ["", f"**Feedback:** {_md(turn['feedback'])}"]
         if turn.get("error"):
-            lines += ["", f"**Error:** {turn['error']}"]
+            lines += ["", f"**Error:** {_md(turn['error'])}"]
         lines.append("")
     end = (
-        f"**End:** {trajectory.get('end_reason')}; format valid: {trajectory.get('format_ok')}; "
+        f"**End:** {_md(trajectory.get('end_reason'))}; format valid: {trajectory.get('format_ok')}; "
         f"groundings: {trajectory.get('groundings')}"
     )
-    lines += [f"**Answer:** {trajectory.get('answer')}  ", end, ""]
+    lines += [f"**Answer:** {_md(trajectory.get('answer'))}  ", end, ""]
     if trajectory.get("top"):
         lines += [
             "## Top recommendations",
@@ -410,7 +434,8 @@ def trajectory_markdown(trajectory: Mapping[str, Any], title: str = "Case study"
             "|---|---|---|---|",
         ]
         lines += [
-            f"| {n} | {t['title']} | `{t['item_id']}` | {t['score']:.4f} |" for n, t in enumerate(trajectory["top"], 1)
+            f"| {n} | {_md(t['title'])} | {_code(t['item_id'])} | {t['score']:.4f} |"
+            for n, t in enumerate(trajectory["top"], 1)
         ]
     return "\n".join(lines) + "\n"
 

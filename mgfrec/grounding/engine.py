@@ -104,6 +104,14 @@ class Grounding:
             groups.setdefault(title, []).append(j)
         return {j: tuple(g) for g in groups.values() if len(g) > 1 for j in g}
 
+    @cached_property
+    def title_index(self) -> dict[str, int]:
+        """Catalogue title -> the first item (lowest index) with exactly that title."""
+        index: dict[str, int] = {}
+        for j, title in enumerate(self.titles):
+            index.setdefault(title, j)
+        return index
+
     def item_titles(self, indices: Sequence[int]) -> list[str]:
         """Catalogue titles of item indices, in order."""
         return [self.titles[i] for i in indices]

@@ -362,3 +362,41 @@ def test_a_wrong_split_is_refused_before_any_figure_is_written(tmp_path):
     result = CliRunner().invoke(app, [str(tmp_path / "sweep"), "--out", str(tmp_path / "fig"), "--split", "tset"])
     assert result.exit_code == 2 and "--split 'tset': choose one of train, valid, test" in result.output
     assert not (tmp_path / "fig").exists()  # the sweep curve was written, then the command failed
+
+
+def test_trajectory_markdown_writes_every_title_as_literal_text():
+    """A '|' in a title split its table row into five cells, and '<answer>x</answer>' rendered as hidden HTML."""
+    import html
+    import re
+
+    from markdown_it import MarkdownIt
+
+    odd = ["Live | Deluxe Edition", "<answer>x</answer>", "A & B *hot* _x_ [1]", "1. Intro", "- B-side", "`tick` #2"]
+    trajectory = {
+        "history": [{"title": t} for t in odd],
+        "recall": [{"title": t} for t in odd],
+        "turns": [
+            {
+                "kind": "ground",
+                "think": "line one\n<feedback>not mine</feedback>",
+                "title": odd[1],
+                "error": None,
+                "items": [{"title": t, "item_id": f"id|`{n}`"} for n, t in enumerate(odd)],
+                "feedback": "a | b\nc",
+            },
+        ],
+        "answer": odd[0],
+        "end_reason": "answered",
+        "format_ok": True,
+        "groundings": 1,
+        "top": [{"title": t, "item_id": f"id|`{n}`", "score": -0.1} for n, t in enumerate(odd)],
+    }
+    page = MarkdownIt("commonmark").enable("table").render(trajectory_markdown(trajectory))
+    assert "<answer>" not in page and "<feedback>" not in page  # shown as text, never as markup
+    rows = re.findall(r"<tr>(.*?)</tr>", page, flags=re.S)[1:]  # the header row first
+    cells = [re.findall(r"<td>(.*?)</td>", row, flags=re.S) for row in rows]
+    assert [len(c) for c in cells] == [4] * len(odd)
+    assert [html.unescape(c[1]) for c in cells] == odd
+    assert [html.unescape(re.sub(r"</?code>", "", c[2])) for c in cells] == [f"id|`{n}`" for n in range(len(odd))]
+    history = re.search(r"<ol>(.*?)</ol>", page, flags=re.S)[1]
+    assert [html.unescape(t) for t in re.findall(r"<li>(.*?)</li>", history)] == odd
