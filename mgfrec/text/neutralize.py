@@ -10,10 +10,13 @@ block, or, through the tokenizer, become a control token. :func:`neutralize` rem
   with the text around it. Characters that Unicode compatibility normalisation (NFKC/NFKD, used by some
   tokenizers) turns into ``<`` or ``>`` (fullwidth ``＜ ＞``, small ``﹤ ﹥``, ``≮ ≯``) are replaced the same
   way; ``‹ ›`` themselves normalise to nothing else, so the replacement is stable under any normaliser.
-* Control characters other than newline and tab are dropped; with ``single_line=True`` (titles) every run of
-  whitespace, newlines included, becomes one space, so a title cannot start a new list line.
+* Control characters that break a line (CR, CR LF, VT, FF, the file/group/record separators, NEL, U+2028/9)
+  become a newline, the unit separator a space, and every other control character (C0 other than newline and
+  tab, DEL, C1) is dropped; with ``single_line=True`` (titles) every run of whitespace, newlines included,
+  becomes one space, so a title cannot start a new list line.
 * ``reserved`` strings (a tokenizer's added/special tokens, see :func:`reserved_strings`) get a WORD JOINER
-  (U+2060) after their first character, so the tokenizer reads them as ordinary text, never as the token.
+  (U+2060) after their first character, so the tokenizer reads them as ordinary text, never as the token;
+  repeated until no reserved string is left whole (one can hold or overlap another).
 
 Replacing *every* angle bracket rather than only those of tag-like sequences keeps the rule easy to check
 and closes every boundary case; the price is that a rare title such as ``Songs <3`` is shown as
@@ -43,19 +46,32 @@ _ANGLES = {
     "\uff1e": RIGHT,
     "\u226f": RIGHT,
 }
-_CONTROL = {c: None for c in range(32) if chr(c) not in "\n\t"} | {0x7F: None}
+# Controls that break a line (CR, VT, FF, the file/group/record separators, NEL, the Unicode line and paragraph
+# separators) become a newline, so that "one\rtwo" stays two words; the unit separator a space; every other C0
+# and C1 control, and DEL, is dropped.
+_LINE_BREAKS = "\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+_CONTROL = {c: None for c in (*range(32), 0x7F, *range(0x80, 0xA0)) if chr(c) not in "\n\t"}
+_CONTROL |= {ord(c): "\n" for c in _LINE_BREAKS} | {0x1F: " "}
 _TABLE = str.maketrans({**{ord(k): v for k, v in _ANGLES.items()}, **_CONTROL})
 _WHITESPACE = re.compile(r"\s+")
 
 
 def neutralize(text: Any, *, single_line: bool = False, reserved: Iterable[str] = ()) -> str:
     """``text`` made inert (see the module docstring); non-strings (e.g. a NaN title) become their ``str``."""
-    out = (text if isinstance(text, str) else str(text)).translate(_TABLE)
+    out = (text if isinstance(text, str) else str(text)).replace("\r\n", "\n").translate(_TABLE)
     if single_line:
         out = _WHITESPACE.sub(" ", out).strip()
-    pattern = _reserved_pattern(frozenset(s for s in reserved if s))
+    # (a reserved string holding the joiner itself could be re-made by defusing; no tokenizer has one)
+    pattern = _reserved_pattern(frozenset(s for s in reserved if s and WORD_JOINER not in s))
     if pattern is not None:
-        out = pattern.sub(lambda m: m.group(0)[0] + WORD_JOINER + m.group(0)[1:], out)
+        # Until none is left: a joiner in one match can leave another reserved string whole ("[INST]" defused
+        # still holds "INST]"; a run of three spaces still holds a two-space token). Each pass splits every
+        # match it finds, so the passes end.
+        while True:
+            defused = pattern.sub(lambda m: m.group(0)[0] + WORD_JOINER + m.group(0)[1:], out)
+            if defused == out:
+                return out
+            out = defused
     return out
 
 

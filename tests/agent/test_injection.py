@@ -128,3 +128,25 @@ def test_user_agent_prompt_shows_no_tags():
     text = user_agent_prompt(EVIL_TITLES, EVIL_TITLES[0], EVIL_TITLES)
     assert TAG_RE.findall(text) == [] and is_neutral(text)
     assert text.count("\n") == user_agent_prompt(["a"], "b", ["c"]).count("\n")
+
+
+def test_line_breaking_controls_separate_words_and_c1_controls_are_dropped():
+    """CR, VT, FF and the separators were deleted before whitespace was collapsed ("Line oneLine two"), and the
+    C1 controls (U+0080-U+009F, e.g. the 8-bit CSI of a terminal escape) were kept."""
+    assert (
+        neutralize_title("Line one\rLine two\x0bthree\x0cfour\x1cfive\x1fsix")
+        == "Line one Line two three four five six"
+    )
+    assert neutralize("one\r\ntwo\rthree\u2028four\x85five") == "one\ntwo\nthree\nfour\nfive"
+    assert neutralize("a\x80\x9b31mb\x9d") == "a31mb"
+    assert neutralize("\xa0caf\u00e9") == "\xa0caf\u00e9"  # printable Latin-1 is text, not a control
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="[INST]  x", max_size=40))
+def test_no_reserved_string_survives_whole_even_inside_another(text):
+    """One pass defused "[INST]" and left the reserved "INST]" inside it whole; three spaces kept a two-space token."""
+    reserved = {"[INST]", "INST]", "  ", "T]"}
+    out = neutralize(text, reserved=reserved)
+    assert not any(r in out for r in reserved)
+    assert out.replace(WORD_JOINER, "") == text
