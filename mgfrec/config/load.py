@@ -261,11 +261,52 @@ def is_secret_field(key: str) -> bool:
     )
 
 
+class ConfigKeptWarning(UserWarning):
+    """A config file of the user's in a run folder was kept under another name before the run's own was written."""
+
+
 def write_resolved(config: MGFRecConfig, run_dir: str | Path) -> Path:
-    """Write ``<run_dir>/config.yaml``: the fully resolved config, secrets removed."""
+    """Write ``<run_dir>/config.yaml``: the fully resolved config, secrets removed.
+
+    A ``config.yaml`` already there that mgfrec did not write (not a whole resolved config: the user's own file,
+    given as ``--config RUN/config.yaml --out RUN``) is first renamed to ``config.user.yaml`` (or
+    ``config.user.N.yaml``), with a warning, so that its comments and any key it held are not lost."""
     out = Path(run_dir) / "config.yaml"
     out.parent.mkdir(parents=True, exist_ok=True)
+    resolved = redacted(config)
+    keep_user_config(run_dir, config)
     tmp = out.with_suffix(".yaml.tmp")
-    tmp.write_text(yaml.safe_dump(redacted(config), sort_keys=False), encoding="utf-8")
+    tmp.write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
     tmp.replace(out)  # whole or not at all: another process may read it (a resumed multi-process run)
     return out
+
+
+def is_user_config(name: str) -> bool:
+    """Whether a file name in a run folder is a user's config kept there by :func:`keep_user_config`."""
+    return re.fullmatch(r"config\.user(\.\d+)?\.yaml", name) is not None
+
+
+def keep_user_config(run_dir: str | Path, config: MGFRecConfig) -> None:
+    """Rename ``<run_dir>/config.yaml`` to ``config.user[.N].yaml`` (with a warning) unless it is a config mgfrec
+    resolved (every top-level section of ``config`` present): see :func:`write_resolved`. Commands that clear a
+    run folder before writing call it first and leave the kept file in place (:func:`is_user_config`)."""
+    path = Path(run_dir) / "config.yaml"
+    sections = set(config.model_dump())
+    try:
+        existing = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        existing = None
+    if isinstance(existing, dict) and sections <= set(existing):
+        return  # a resolved config (this run's earlier one): replacing it loses nothing
+    n = 0
+    while (aside := path.with_name("config.user.yaml" if n == 0 else f"config.user.{n}.yaml")).exists():
+        n += 1
+    path.replace(aside)
+    warnings.warn(
+        f"{path}: this file was not a run's resolved config (your own --config?); kept as {aside.name}, and the "
+        "run's resolved config written in its place",
+        ConfigKeptWarning,
+        stacklevel=3,
+    )

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from mgfrec.config.components import check_components
-from mgfrec.config.load import _merge, load_config, parse_override, validate, write_resolved
+from mgfrec.config.load import _merge, is_user_config, load_config, parse_override, validate, write_resolved
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.runs import RunInfo, clear_results, read_run_info, recall_run_of, write_run_info
 
@@ -100,7 +100,10 @@ def _derive(
             raise ValueError(
                 f"{out}: holds a run that was not derived (mgfrec derive writes only its own); choose another"
             )
-    elif out.is_dir() and {p.name for p in out.iterdir()} - {"config.yaml", "config.yaml.tmp"}:
+    elif out.is_dir() and {p.name for p in out.iterdir() if not is_user_config(p.name)} - {
+        "config.yaml",
+        "config.yaml.tmp",
+    }:
         # an interrupted fit, a data set, a sweep: not the derive's to write (config.yaml alone: a derive cut short)
         raise ValueError(f"{out}: not empty and not a derived run; give a new or empty folder")
     cfg = apply_overrides(load_config(run_dir / "config.yaml"), preset, source)

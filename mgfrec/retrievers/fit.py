@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from mgfrec.config.load import write_resolved
+from mgfrec.config.load import is_user_config, keep_user_config, write_resolved
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.ranking.evaluator import rank_targets
@@ -57,6 +57,7 @@ def fit_baseline(ds: PreparedDataset, config: MGFRecConfig, out: str | Path, reg
     if (out / RUN_FILE).is_file() and read_run_info(out).kind != "baseline":
         raise ValueError(f"{out}: holds an agent run; a baseline needs a folder of its own")
     out.mkdir(parents=True, exist_ok=True)
+    keep_user_config(out, config)  # a --config given as OUT/config.yaml stays, as config.user.yaml
     # An earlier fit's files (its run.json, model, evaluation) are set aside, not deleted: none can be mistaken
     # for this fit's, and a fit that fails puts them back (a failed command loses nothing).
     aside = _set_aside(out)
@@ -94,7 +95,7 @@ def _set_aside(out: Path) -> Path | None:
             shutil.rmtree(aside)  # it finished (run.json is written last): its predecessor goes
         else:
             _put_back(out, aside)  # it did not: its predecessor comes back
-    entries = list(out.iterdir())
+    entries = [e for e in out.iterdir() if not is_user_config(e.name)]  # the user's own config stays put
     if not entries:
         return None
     aside.mkdir()
@@ -106,7 +107,7 @@ def _set_aside(out: Path) -> Path | None:
 def _put_back(out: Path, aside: Path | None) -> None:
     """Undo :func:`_set_aside` after a failed fit: the failed fit's files go, the earlier run's come back."""
     for entry in out.iterdir():
-        if entry.name != PREVIOUS:
+        if entry.name != PREVIOUS and not is_user_config(entry.name):
             shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
     if aside is not None:
         for entry in aside.iterdir():

@@ -157,3 +157,22 @@ def test_an_agent_run_is_not_replaced_by_a_baseline(data, tmp_path):
     result = invoke("baseline", "fit", "--model", "pop", "--data", data, "--out", out)
     assert result.exit_code == 2 and "holds an agent run" in flat(result.output)
     assert json.loads((out / "run.json").read_text())["kind"] == "agent"
+
+
+def test_a_config_given_from_the_out_folder_is_kept_not_deleted(data, tmp_path):
+    """`--config OUT/config.yaml --out OUT`: the fit set the user's file aside with the folder and deleted it."""
+    out = tmp_path / "pop"
+    out.mkdir()
+    mine = "# my settings, with comments\nretriever:\n  recall_size: 7\n"
+    (out / "config.yaml").write_text(mine)
+    with pytest.warns(UserWarning, match="kept as config.user.yaml"):  # `mgfrec` prints it as one warning line
+        first = invoke(
+            "baseline", "fit", "--model", "pop", "--data", data, "--config", out / "config.yaml", "--out", out
+        )
+    assert first.exit_code == 0, first.output
+    assert (out / "config.user.yaml").read_text() == mine
+    assert yaml.safe_load((out / "config.yaml").read_text())["retriever"]["recall_size"] == 7  # it was read
+    again = invoke("baseline", "fit", "--model", "pop", "--data", data, "--config", out / "config.yaml", "--out", out)
+    assert again.exit_code == 0, again.output
+    assert "kept as" not in again.output and (out / "config.user.yaml").read_text() == mine
+    assert not (out / "config.user.1.yaml").exists()

@@ -159,3 +159,27 @@ def test_a_password_inside_a_url_is_redacted(tmp_path):
     assert "S3cretPw" not in text and "https://alice:<redacted>@proxy.example/v1" in text
     plain = load_config(None, ["user_agent.base_url=http://127.0.0.1:8000/v1"])
     assert "http://127.0.0.1:8000/v1" in write_resolved(plain, tmp_path).read_text()
+
+
+def test_a_users_config_in_the_run_folder_is_kept_under_another_name(tmp_path):
+    """write_resolved replaced a user's own config.yaml (comments, any key it held) with the resolved one."""
+    import warnings
+
+    from mgfrec.config.load import ConfigKeptWarning, is_user_config
+
+    cfg = load_config(None)
+    mine = "# mine\ndata:\n  seed: 3\n"
+    (tmp_path / "config.yaml").write_text(mine)
+    with pytest.warns(ConfigKeptWarning, match="kept as config.user.yaml"):
+        write_resolved(cfg, tmp_path)
+    assert (tmp_path / "config.user.yaml").read_text() == mine
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        write_resolved(cfg, tmp_path)  # its own resolved config: replaced silently
+    (tmp_path / "config.yaml").write_text("not: [yaml")
+    with pytest.warns(ConfigKeptWarning, match="config.user.1.yaml"):
+        write_resolved(cfg, tmp_path)
+    assert (tmp_path / "config.user.1.yaml").read_text() == "not: [yaml"
+    assert (tmp_path / "config.user.yaml").read_text() == mine
+    assert is_user_config("config.user.yaml") and is_user_config("config.user.12.yaml")
+    assert not is_user_config("config.yaml") and not is_user_config("config.user.yaml.tmp")
