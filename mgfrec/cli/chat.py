@@ -16,6 +16,8 @@ from typing import Any
 import typer
 
 from mgfrec.cli.common import SET_HELP, console, out, print_error, user_errors
+from mgfrec.data.protocol import SPLITS
+from mgfrec.user_agents.human import MAX_TIMEOUT_S as MAX_FEEDBACK_TIMEOUT_S
 
 
 def chat(
@@ -28,7 +30,13 @@ def chat(
         help="With --user: that user's sample of this split; the target's place in the ranking is shown.",
     ),
     top_k: int = typer.Option(10, "--top-k", min=1, help="How many ranked items to show."),
-    timeout: float = typer.Option(600.0, "--feedback-timeout", min=0.001, help="Seconds to wait for your feedback."),
+    timeout: float = typer.Option(
+        600.0,
+        "--feedback-timeout",
+        min=0.001,
+        max=MAX_FEEDBACK_TIMEOUT_S,
+        help="Seconds to wait for your feedback (at most a week).",
+    ),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
 ) -> None:
     """Talk to the agent: after each grounding, type your feedback (Enter: the simulated user; /answer: answer now)."""
@@ -42,6 +50,8 @@ def chat(
     from mgfrec.user_agents.human import FeedbackCancelled
 
     with user_errors():
+        if split is not None and split not in SPLITS:  # before loading the model
+            raise ValueError(f"--split {split}: unknown split; splits are {', '.join(SPLITS)}")
         read_run_info(run_dir)  # a wrong folder is refused before asking for a history
         if user is None and history is None:
             history = typer.prompt("history (titles separated by ';', oldest first)")

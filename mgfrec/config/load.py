@@ -234,14 +234,31 @@ def redacted(config: MGFRecConfig) -> dict[str, Any]:
             return {k: ("<redacted>" if is_secret_field(str(k)) and v else scrub(v)) for k, v in node.items()}
         if isinstance(node, (list, tuple)):
             return [scrub(v) for v in node]
-        if isinstance(node, str):  # a password inside a URL: https://user:pass@host
-            return _URL_PASSWORD.sub(r"\1<redacted>@", node)
+        if isinstance(node, str):  # credentials inside a URL: https://user:pass@host, https://TOKEN@host, ?key=
+            return _URL_AUTHORITY.sub(_scrub_url, node)
         return node
 
     return scrub(config.model_dump(mode="json"))
 
 
-_URL_PASSWORD = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^/@:\s]*:)[^/@\s]+@")
+# a URL's scheme, its user information (up to an '@' before any '/'), and the rest up to whitespace
+_URL_AUTHORITY = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)(?:([^/@\s]*)@)?(\S*)")
+
+
+def _scrub_url(match: re.Match[str]) -> str:
+    """One URL with its password (or a user name given without one: a token) and the values of its secret query
+    parameters (``api_key=``, ``token=``... by :func:`is_secret_field`) replaced by ``<redacted>``."""
+    scheme, userinfo, rest = match.group(1), match.group(2), match.group(3)
+    if userinfo is not None:
+        name, colon, _ = userinfo.partition(":")
+        userinfo = (f"{name}:<redacted>" if colon else "<redacted>") + "@"
+    path, question, query = rest.partition("?")
+    if question:
+        query = "&".join(
+            f"{key}=<redacted>" if eq and value and is_secret_field(key) else f"{key}{eq}{value}"
+            for key, eq, value in (pair.partition("=") for pair in query.split("&"))
+        )
+    return f"{scheme}{userinfo or ''}{path}{question}{query}"
 
 
 def is_secret_field(key: str) -> bool:

@@ -11,13 +11,14 @@ Routes (the OpenAPI schema is FastAPI's own, at ``/openapi.json`` and ``/docs``)
 * ``GET /healthz``; ``GET /``: the web page.
 
 Bad requests get a 4xx with a one-line ``error``; nothing of the run's config (where API key variable names
-live) is ever returned, and the access log shows paths only.
+live) is ever returned, and the access log shows paths only (query strings cut).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -28,6 +29,7 @@ from fastapi import Query as Q
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mgfrec.data.protocol import SPLITS
 from mgfrec.recommend import Query, Recommender, item_dict
@@ -81,6 +83,32 @@ class FeedbackBody(BaseModel):
     answer_now: bool = Field(False, description="ask the agent to give its final answer now")
 
 
+def validation_line(error: dict[str, Any]) -> str:
+    """One request validation error as ``field: problem``: the body itself is named ``body`` (a body that is
+    missing, not JSON, or not an object), query parameters ``query.<name>``; the input is never echoed."""
+    where = [str(p) for p in error["loc"]]
+    if where and where[0] == "body":
+        where = where[1:]
+    kind = error["type"]
+    if kind == "json_invalid":
+        position = f" at character {where[0]}" if where else ""
+        cause = (error.get("ctx") or {}).get("error")
+        return f"body: not valid JSON{position}" + (f" ({cause})" if cause else "")
+    if not where:
+        if kind == "missing":
+            return "body: required (send a JSON object, content-type: application/json)"
+        return f"body: {error['msg']} (send a JSON object, content-type: application/json)"
+    return f"{'.'.join(where)}: {error['msg']}"
+
+
+def only_parameters(request: Request, *allowed: str) -> None:
+    """Refuse a query parameter the route does not take (a misspelt ``splt=test`` was ignored silently)."""
+    unknown = sorted(set(request.query_params) - set(allowed))
+    if unknown:
+        takes = ", ".join(allowed) if allowed else "none"
+        raise HTTPException(422, f"query.{unknown[0]}: not a parameter of {request.url.path} (it takes {takes})")
+
+
 FINISHED_KEPT = 4
 """Finished conversations kept for their reader, per ``--max-sessions`` slot (the oldest are forgotten first)."""
 
@@ -116,14 +144,21 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
-        lines = [f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in errors]
+        lines = [validation_line(e) for e in errors]
         # the offending input is not echoed: a client may have put a key in a field it should not have
         detail = [{"type": e["type"], "loc": [str(p) for p in e["loc"]], "msg": e["msg"]} for e in errors]
         return JSONResponse({"error": "; ".join(lines), "detail": detail}, status_code=422)
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+    @app.exception_handler(StarletteHTTPException)  # FastAPI's own and the router's (404, 405, an unreadable body)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail
+        if not isinstance(exc, HTTPException):  # raised by Starlette, with its generic phrase
+            message = {
+                404: f"{request.url.path}: no such route (the API is described at /docs)",
+                405: f"{request.method} {request.url.path}: method not allowed here",
+                400: "body: could not be read (send a JSON object as UTF-8, content-type: application/json)",
+            }.get(exc.status_code, message)
+        return JSONResponse({"error": message}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     def query_of(body: RecommendRequest) -> tuple[Query, Mode]:
         if (body.history is None) == (body.user_id is None):
@@ -289,14 +324,19 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
     def cancel(sid: str) -> dict[str, str]:
         """Cancel a conversation (a person waiting to type is released at once)."""
         conversation, _ = session(sid)
+        if conversation.done.is_set():
+            raise HTTPException(409, f"session {sid!r}: already finished; nothing to cancel")
         conversation.cancel("cancelled by the client")
         return {"status": "cancelled"}
 
     @app.get("/v1/items")
     def items(
-        q: Annotated[str, Q(min_length=1, max_length=MAX_TITLE_CHARS)], k: Annotated[int, Q(ge=1, le=MAX_K)] = 10
+        request: Request,
+        q: Annotated[str, Q(min_length=1, max_length=MAX_TITLE_CHARS)],
+        k: Annotated[int, Q(ge=1, le=MAX_K)] = 10,
     ) -> dict[str, Any]:
         """Grounding as a service: the ``k`` catalogue items nearest to the text ``q`` (L2 distance)."""
+        only_parameters(request, "q", "k")
         if not q.strip():
             raise HTTPException(422, "q: give a non-blank title")
         found = recommender.search(q, min(k, recommender.ds.num_items))
@@ -304,9 +344,12 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
 
     @app.get("/v1/users")
     def users(
-        split: Literal["train", "valid", "test"] | None = None, limit: Annotated[int, Q(ge=1, le=1000)] = 50
+        request: Request,
+        split: Literal["train", "valid", "test"] | None = None,
+        limit: Annotated[int, Q(ge=1, le=1000)] = 50,
     ) -> dict[str, Any]:
         """Users to pick (``split``: those with a sample there, whose target's place can be shown)."""
+        only_parameters(request, "split", "limit")
         if split is None:
             return {"split": None, "users": sorted(all_users)[:limit]}
         if split not in split_users:
@@ -331,14 +374,15 @@ def serve(run_dir: str, options: ServeOptions, sets: tuple[str, ...] = (), say: 
 
     from mgfrec.recommend import load_recommender
 
-    _check_address(options.host, options.port)  # before loading the model: a busy port is one line, at once
+    # before loading the model: a busy port is one line, at once; --port 0 becomes the free port it found
+    port = _check_address(options.host, options.port)
     recommender = load_recommender(run_dir, sets)
     try:
         app = create_app(recommender, options)
         config = uvicorn.Config(
             app,
             host=options.host,
-            port=options.port,
+            port=port,
             log_level="info",
             access_log=True,
             timeout_graceful_shutdown=SHUTDOWN_GRACE_S,  # then open connections are closed, not waited for
@@ -351,14 +395,25 @@ def serve(run_dir: str, options: ServeOptions, sets: tuple[str, ...] = (), say: 
                 super().handle_exit(sig, frame)
 
         server = Server(config)
-        say(f"serving {run_dir} ({recommender.kind}, {recommender.method}) at http://{options.host}:{options.port}/")
+        logging.getLogger("uvicorn.access").addFilter(_path_only)
+        host = f"[{options.host}]" if ":" in options.host else options.host  # an IPv6 address in a URL
+        say(f"serving {run_dir} ({recommender.kind}, {recommender.method}) at http://{host}:{port}/")
         server.run()
     finally:
         recommender.close()
 
 
-def _check_address(host: str, port: int) -> None:
-    """Refuse an address this process cannot listen on (in use, not this machine's), naming the flags."""
+def _path_only(record: logging.LogRecord) -> bool:
+    """An access-log record with its query string cut: ``?api_key=...`` put in a URL never reaches the log."""
+    args = record.args
+    if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):  # uvicorn's: client, method, path..
+        record.args = (*args[:2], args[2].partition("?")[0], *args[3:])
+    return True
+
+
+def _check_address(host: str, port: int) -> int:
+    """Refuse an address this process cannot listen on (in use, not this machine's), naming the flags; the port
+    to listen on (``0``: a free one the system picks now)."""
     import socket
 
     try:
@@ -372,3 +427,4 @@ def _check_address(host: str, port: int) -> None:
             probe.bind(address)
         except OSError as exc:
             raise ValueError(f"--host {host} --port {port}: cannot listen there ({exc.strerror})") from None
+        return int(probe.getsockname()[1])

@@ -43,11 +43,20 @@ class FeedbackCancelled(UserAgentError):
     """The conversation was cancelled (the page closed, Ctrl-C, the server stopping)."""
 
 
+MAX_TIMEOUT_S = 7 * 24 * 3600.0
+"""The longest ``--feedback-timeout``: a week (a queue wait beyond the platform's time limit fails at once)."""
+
+
 class HumanOptions(BaseModel):
     """``user_agent.options`` for ``human``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    timeout_s: float = Field(600.0, gt=0, description="longest wait for the person's reply to one grounding")
+    timeout_s: float = Field(
+        600.0,
+        gt=0,
+        le=MAX_TIMEOUT_S,
+        description="longest wait for the person's reply to one grounding (--feedback-timeout; at most a week)",
+    )
     max_chars: int = Field(2000, ge=1, description="longest feedback accepted; longer text is refused")
 
 
@@ -121,7 +130,7 @@ class HumanUserAgent:
                 self.usage.add(errors=1)
                 raise FeedbackTimeout(
                     f"user agent 'human': no feedback within {self.options.timeout_s:g} s "
-                    "(user_agent.options.timeout_s); the conversation was ended"
+                    "(--feedback-timeout); the conversation was ended"
                 ) from None
         finally:
             with self._lock:

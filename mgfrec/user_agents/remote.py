@@ -241,16 +241,21 @@ class RemoteChatAgent:
 
 
 def shown_url(url: str) -> str:
-    """``url`` with its password and query string replaced: ``https://bob:***@host/v1?***``."""
+    """``url`` with its password and query string replaced: ``https://bob:***@host/v1?***``; a user name given
+    without a password (``https://sk-TOKEN@host``, a token in the user name) is replaced whole: ``***@host``."""
     parts = urlsplit(url)
-    netloc = parts.netloc
-    if parts.password is not None:
-        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if at:
+        name, colon, _ = userinfo.partition(":")
+        userinfo = f"{name}:***" if colon else "***"
+    netloc = f"{userinfo}{at}{host}"
     return urlunsplit(parts._replace(netloc=netloc, query="***" if parts.query else ""))
 
 
 def url_secrets(url: str) -> list[str]:
-    """The parts of ``url`` that may be credentials (its password, its query string), longest first."""
+    """The parts of ``url`` that may be credentials (its password, a user name given without one, its query
+    string), longest first."""
     parts = urlsplit(url)
-    found = [parts.password or "", parts.query, *(v for _, v in parse_qsl(parts.query))]
+    name = parts.username if parts.password is None else ""
+    found = [parts.password or "", name or "", parts.query, *(v for _, v in parse_qsl(parts.query))]
     return sorted({f for f in found if len(f) >= 4}, key=len, reverse=True)

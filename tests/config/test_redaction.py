@@ -183,3 +183,18 @@ def test_a_users_config_in_the_run_folder_is_kept_under_another_name(tmp_path):
     assert (tmp_path / "config.user.yaml").read_text() == mine
     assert is_user_config("config.user.yaml") and is_user_config("config.user.12.yaml")
     assert not is_user_config("config.yaml") and not is_user_config("config.user.yaml.tmp")
+
+
+def test_a_token_as_a_urls_user_name_and_secret_query_values_are_not_written():
+    """Only ``user:password@`` was redacted: ``https://sk-TOKEN@host`` and ``?api_key=...`` reached config.yaml."""
+    from mgfrec.config.load import redacted
+
+    cfg = load_config(
+        None,
+        [
+            "user_agent.backend=openai",
+            "user_agent.base_url=http://sk-USERTOKEN-1234@127.0.0.1:9/v1?api_key=QUERYKEY-99&model=m",
+        ],
+    )
+    url = redacted(cfg)["user_agent"]["base_url"]
+    assert url == "http://<redacted>@127.0.0.1:9/v1?api_key=<redacted>&model=m"

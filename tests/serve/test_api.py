@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import httpx
 import pytest
@@ -216,7 +217,7 @@ def test_a_person_who_never_answers_times_out_cleanly(serve_run, plugin, monkeyp
         opened = c.post("/v1/sessions", json={"history": [ds.titles[0]], "feedback": "human"}).json()
         events = read_events(c, opened["events"])
         assert [e["type"] for e in events] == ["turn", "feedback_wanted", "error"]
-        assert "no feedback within 0.5 s" in events[-1]["error"]
+        assert "no feedback within 0.5 s (--feedback-timeout)" in events[-1]["error"]  # the flag that sets it
         r = c.post("/v1/recommend", json={"history": [ds.titles[0]], "feedback": "none"})  # nothing left stuck
         assert r.status_code == 200 and r.json()["end_reason"] == "answered"
 
@@ -417,3 +418,65 @@ def slow_scripted_app(serve_run, plugin, monkeypatch, tmp_path, seconds: float, 
         rec_module, "build_engine", lambda cfg, m, tok: Slow(ScriptedTestEngine(m, tok, Options(titles=titles)))
     )
     return create_app(load_recommender(hf_copy(run, tmp_path / "run")), ServeOptions(**options))
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "content", "headers", "status", "words"),
+    [
+        ("GET", "/nope", None, {}, 404, "/nope: no such route"),
+        ("PUT", "/v1/recommend", None, {}, 405, "PUT /v1/recommend: method not allowed"),
+        ("POST", "/v1/recommend", b"\xff\xfe{", {"content-type": "application/json"}, 400, "body: could not be read"),
+        (
+            "POST",
+            "/v1/recommend",
+            b'{"history": ["a"], "k": }',
+            {"content-type": "application/json"},
+            422,
+            "body: not valid JSON at character",
+        ),
+        ("POST", "/v1/recommend", b"", {"content-type": "application/json"}, 422, "body: required"),
+        ("POST", "/v1/recommend", b'{"history": ["a"]}', {"content-type": "text/plain"}, 422, "body: "),
+        ("GET", "/v1/users?limit=2&splt=test", None, {}, 422, "query.splt: not a parameter of /v1/users"),
+        ("GET", "/v1/items?q=x&K=5", None, {}, 422, "query.K: not a parameter of /v1/items"),
+    ],
+)
+def test_every_4xx_has_one_error_line_naming_what_is_wrong(client, method, path, content, headers, status, words):
+    """The router's 404/405 and an unreadable body answered {"detail": ...} without "error"; a JSON error was
+    named by its character position as if it were a field ("24: JSON decode error"); misspelt query parameters
+    were ignored."""
+    r = client.request(method, path, content=content, headers=headers)
+    assert r.status_code == status, r.text
+    assert words in r.json()["error"], r.json()
+    assert not r.json()["error"].startswith(": ")
+
+
+def test_cancelling_a_finished_conversation_says_so(client, serve_run):
+    """DELETE answered {"status": "cancelled"} for a conversation that had already ended with `done`."""
+    _, _, ds = serve_run
+    opened = client.post("/v1/sessions", json={"history": [ds.titles[0]], "feedback": "none"}).json()
+    sid = opened["session_id"]
+    deadline = time.monotonic() + 120
+    while client.get("/healthz").json()["open_sessions"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    r = client.delete(f"/v1/sessions/{sid}")
+    assert r.status_code == 409 and "already finished" in r.json()["error"], r.text
+    assert [e["type"] for e in read_events(client, opened["events"])][-1] == "done"
+
+
+def test_the_access_log_cuts_query_strings_and_port_0_is_a_real_port():
+    """uvicorn logged ``GET /v1/items?q=...&api_key=SECRET``; ``--port 0`` was announced as ``:0``."""
+    import logging
+
+    from mgfrec.serve.app import _check_address, _path_only
+
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        "",
+        0,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5", "GET", "/v1/items?q=x&api_key=SECRET", "1.1", 200),
+        None,
+    )
+    assert _path_only(record) and record.getMessage() == '127.0.0.1:5 - "GET /v1/items HTTP/1.1" 200'
+    assert 0 < _check_address("127.0.0.1", 0) <= 65535

@@ -88,3 +88,12 @@ def test_too_long_and_too_late_feedback_get_one_line_each_never_a_traceback(serv
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 1 and "Traceback" not in child.before
+
+
+def test_an_unknown_split_is_refused_before_the_model_loads(tmp_path):
+    from typer.testing import CliRunner
+
+    from mgfrec.cli.main import app
+
+    result = CliRunner().invoke(app, ["chat", str(tmp_path / "nosuch"), "--user", "u", "--split", "bogus"])
+    assert result.exit_code == 2 and "--split bogus: unknown split" in result.output, result.output

@@ -116,3 +116,22 @@ def test_fit_and_sft_refuse_it_with_one_line(command, tmp_path):
     assert result.exit_code == 2, result.output
     assert "user_agent.backend 'human' needs a person" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "out" / "recall").exists()  # refused before any work
+
+
+def test_a_feedback_timeout_beyond_a_week_is_refused_and_the_message_names_the_flag():
+    """--feedback-timeout inf was accepted, and every wait then failed ("timestamp out of range for platform
+    time_t"); the timeout message named user_agent.options.timeout_s, which no config accepts."""
+    from pydantic import ValidationError
+
+    from mgfrec.user_agents.human import MAX_TIMEOUT_S, HumanOptions
+
+    for bad in (float("inf"), 1e12, MAX_TIMEOUT_S + 1):
+        with pytest.raises(ValidationError):
+            HumanOptions(timeout_s=bad)
+    assert HumanOptions(timeout_s=MAX_TIMEOUT_S).timeout_s == MAX_TIMEOUT_S
+    agent = build([lambda a: None], timeout_s=0.1)
+    with pytest.raises(FeedbackTimeout, match=r"\(--feedback-timeout\)"):
+        agent.feedback([REQ])
+    for command in (["serve", "RUN"], ["chat", "RUN", "--user", "u"]):
+        result = CliRunner().invoke(app, [*command, "--feedback-timeout", "inf"])
+        assert result.exit_code == 2 and "--feedback-timeout" in result.output, result.output

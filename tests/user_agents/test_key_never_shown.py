@@ -46,7 +46,12 @@ def test_an_echoed_key_is_in_no_message_and_no_chained_exception(api_key, cls):
 
 
 @pytest.mark.parametrize(
-    "url_of", [lambda u: u.replace("http://", "http://bob:hunter2-pw-9f3e@"), lambda u: u + "?api-key=hunter2-pw-9f3e"]
+    "url_of",
+    [
+        lambda u: u.replace("http://", "http://bob:hunter2-pw-9f3e@"),
+        lambda u: u + "?api-key=hunter2-pw-9f3e",
+        lambda u: u.replace("http://", "http://hunter2-pw-9f3e@"),  # a token as the user name: it was shown whole
+    ],
 )
 def test_credentials_in_the_base_url_are_in_no_message(api_key, url_of):
     """A password or a key in user_agent.base_url was printed whole in every error (server log, CLI stderr)."""
