@@ -9,13 +9,19 @@ per step or epoch to a CSV file (``RUN/metrics.csv``, ``RUN/sft_metrics.csv``): 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as _dt
 import json
 import math
+import pickle
+import zipfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError
 
 from mgfrec import __version__
 
@@ -140,3 +146,31 @@ def read_sweep_record(path: Path) -> dict[str, Any]:
             if key in entry and entry[key] is not None and not isinstance(entry[key], kind):
                 raise ValueError(f"{path}: cell {name!r}: {key!r} must be {'an object' if kind is dict else 'text'}")
     return record
+
+
+# What reading a damaged saved model raises (an empty or garbage model.pt / .npy / .json, a missing key)
+DAMAGE = (
+    EOFError,
+    pickle.UnpicklingError,
+    json.JSONDecodeError,
+    UnicodeDecodeError,
+    ValidationError,
+    KeyError,
+    zipfile.BadZipFile,
+)
+
+
+@contextlib.contextmanager
+def damaged_run_files(run_dir: str | Path, model: str) -> Iterator[None]:
+    """Turn what a damaged file of a baseline run raises into one line naming the run and the remedy."""
+    try:
+        yield
+    except DAMAGE as exc:
+        if isinstance(exc, ValidationError):
+            what = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors()[:3])
+        else:
+            what = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise ValueError(
+            f"{run_dir}: a saved file of its {model} model is damaged ({type(exc).__name__}: {what}); fit it "
+            f"again with 'mgfrec baseline fit --model {model}'"
+        ) from None

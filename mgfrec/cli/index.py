@@ -102,7 +102,13 @@ def build(
 def query(
     data: Path = typer.Argument(..., help=DATA_HELP),
     titles: list[str] = typer.Argument(..., help="One or more free-text titles to ground."),
-    k: int | None = typer.Option(None, "-k", "--top-k", min=1, help="Items per title (default grounding.top_k, 10)."),
+    k: int | None = typer.Option(
+        None,
+        "-k",
+        "--top-k",
+        min=1,
+        help="Items per title (default grounding.top_k, 10, at most the catalogue's size).",
+    ),
     embedder: str | None = typer.Option(None, "--embedder", help="embedder component."),
     model: str | None = typer.Option(None, "--model", help="Embedding model."),
     grounder: str | None = typer.Option(None, "--grounder", help="grounder component."),
@@ -120,6 +126,11 @@ def query(
     cfg = run(lambda: _config(config, set_, embedder, model, grounder, device, batch_size))
     built = run(lambda: _prepare(data, cfg, progress=not as_json))
     engine, items = built.grounding, built.ds.items
+    if k is not None and k > len(items):
+        print_error(f"-k/--top-k {k}: the catalogue of {data} has {len(items)} items; give at most that")
+        raise typer.Exit(2)
+    if k is None:  # grounding.top_k, but never more than a small catalogue holds
+        k = min(engine.top_k, len(items))
     indices, distances = run(lambda: engine.search(titles, k))
     results = [
         {

@@ -92,7 +92,7 @@ class RetrieverConfig(Section):
         None, gt=0, description="stop after this much training wall time, then validate (None: no cap)"
     )
     loss: Literal["ce", "bce"] = "ce"
-    seed: int = Field(0, description="seeds initialisation, shuffling and negative sampling")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seeds initialisation, shuffling and negative sampling")
     device: str = "cpu"
     options: dict[str, Any] = Field(default_factory=dict)
 

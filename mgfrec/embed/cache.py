@@ -129,6 +129,7 @@ def cached_item_embeddings(
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "build_seconds": round(seconds, 3),
         "mgfrec_version": __version__,
+        "sha256": _digest(vectors),  # the array's bytes: damage inside a whole-looking file is a miss
     }
     if writable:
         _atomic_write(path, lambda handle: np.save(handle, vectors, allow_pickle=False))
@@ -182,11 +183,17 @@ def _read(path: Path, key: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]] 
         if not isinstance(meta, dict) or meta.get("key") != key:
             return None  # foreign or damaged metadata: rebuilt
         vectors = np.load(path, allow_pickle=False)
-    except (OSError, ValueError):  # missing, truncated or foreign files are a miss, rebuilt below
+    except (OSError, ValueError, EOFError):  # missing, empty, truncated or foreign files are a miss, rebuilt below
         return None
     if vectors.dtype != np.float32 or vectors.shape != (key["num_items"], meta.get("dim")):
         return None
+    if meta.get("sha256") != _digest(vectors):  # changed bytes (or an entry from before the digest): rebuilt
+        return None
     return vectors, meta
+
+
+def _digest(vectors: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(vectors).tobytes()).hexdigest()
 
 
 def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:

@@ -27,7 +27,7 @@ from mgfrec.data.prepared import PreparedDataset
 from mgfrec.ranking.evaluator import rank_targets
 from mgfrec.ranking.metrics import per_sample
 from mgfrec.registry import Registry, registry, with_registry
-from mgfrec.runs import RUN_FILE, RunInfo, read_run_info, write_run_info
+from mgfrec.runs import RUN_FILE, RunInfo, damaged_run_files, read_run_info, write_run_info
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,8 @@ def load_scorer(run_dir: str | Path, data: str | Path | None = None, reg: Regist
         raise ValueError(f"{run_dir / RUN_FILE}: field 'kind' is '{info.kind}'; expected 'baseline' or 'agent'")
     ds = open_data(run_dir, info, data)
     cls = (reg or registry()).load("retriever", info.model)
-    return LoadedRun(run_dir, info, ds, cls.load(run_dir, ds))
+    with damaged_run_files(run_dir, info.model):
+        return LoadedRun(run_dir, info, ds, cls.load(run_dir, ds))
 
 
 @with_registry

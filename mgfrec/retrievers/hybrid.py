@@ -143,11 +143,16 @@ class HybridRetriever:
     def check_current(cls, run_dir: str | Path) -> None:
         """Refuse a hybrid whose reused collaborative run was fitted again after its weight was tuned: the
         weight (and any stored result) belong to the old model."""
-        state = json.loads((Path(run_dir) / STATE_FILE).read_text(encoding="utf-8"))
+        from mgfrec.runs import damaged_run_files, read_json_object
+
+        state = read_json_object(
+            Path(run_dir) / STATE_FILE, "fit the hybrid again (mgfrec baseline fit --model hybrid)"
+        )
         expected = state.get("collaborative_created")
         if not expected:
             return  # its own collaborative side, or a run from before this check
-        cf_dir = _collaborative_dir(Path(run_dir), state, HybridOptions.model_validate(state["options"]))
+        with damaged_run_files(run_dir, "hybrid"):
+            cf_dir = _collaborative_dir(Path(run_dir), state, HybridOptions.model_validate(state["options"]))
         now = _fit_stamp(cf_dir)
         if now is not None and now != expected:
             raise ValueError(

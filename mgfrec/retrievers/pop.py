@@ -53,7 +53,15 @@ class PopRetriever:
         path = Path(run_dir) / COUNTS_FILE
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no popularity counts; train with 'mgfrec baseline fit --model pop'")
-        counts = np.load(path)
+        try:
+            counts = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise ValueError(f"{path}: damaged ({exc}); refit with 'mgfrec baseline fit --model pop'") from None
+        if counts.ndim != 1 or not np.issubdtype(counts.dtype, np.number):
+            raise ValueError(
+                f"{path}: expected one count per item, got an array of shape {counts.shape} ({counts.dtype}); "
+                "refit with 'mgfrec baseline fit --model pop'"
+            )
         if len(counts) != ds.num_items:
             raise ValueError(f"{path}: {len(counts)} items counted, but {ds.root} has {ds.num_items}; refit on it")
         return cls(counts)

@@ -130,6 +130,27 @@ def test_a_damaged_entry_is_rebuilt(ds, minilm):
     assert cached_item_embeddings(ds, cfg, counting).hit
 
 
+@pytest.mark.parametrize("damage", ["empty", "rows", "nan"])
+def test_an_empty_file_or_changed_bytes_inside_a_whole_entry_are_rebuilt(ds, minilm, damage):
+    """An empty .npy raised EOFError (the CLI said only "Aborted."); finite garbage written over some rows was a
+    hit and grounded titles to the wrong items; NaN bytes failed later without naming the cache."""
+    cfg = EmbeddingConfig()
+    entry = cached_item_embeddings(ds, cfg, minilm)
+    raw = bytearray(entry.path.read_bytes())
+    if damage == "empty":
+        raw = bytearray()
+    else:
+        start = len(raw) - entry.vectors.nbytes + entry.vectors.shape[1] * 4  # row 1 onwards, the header kept
+        fill = np.full(entry.vectors.shape[1], 0.25 if damage == "rows" else np.nan, dtype=np.float32).tobytes()
+        raw[start : start + len(fill)] = fill
+    entry.path.write_bytes(bytes(raw))
+    counting = Counting(minilm)
+    again = cached_item_embeddings(ds, cfg, counting)
+    assert not again.hit and len(counting.calls) == 1
+    np.testing.assert_array_equal(again.vectors, entry.vectors)
+    assert cached_item_embeddings(ds, cfg, counting).hit
+
+
 @pytest.mark.parametrize("meta", ["[]", "null", '"text"'])
 def test_metadata_that_is_json_but_not_an_object_is_rebuilt(ds, minilm, meta):
     cfg = EmbeddingConfig()
