@@ -16,7 +16,6 @@ from typing import Any
 import typer
 
 from mgfrec.cli.common import SET_HELP, console, out, print_error, user_errors
-from mgfrec.data.protocol import SPLITS
 from mgfrec.user_agents.human import MAX_TIMEOUT_S as MAX_FEEDBACK_TIMEOUT_S
 
 
@@ -44,6 +43,7 @@ def chat(
     from rich.text import Text
 
     from mgfrec.config.schema import UserAgentConfig
+    from mgfrec.data.protocol import SPLITS
     from mgfrec.recommend import Query, load_recommender
     from mgfrec.runs import read_run_info
     from mgfrec.user_agents.base import UserAgentContext, load_user_agent
