@@ -15,8 +15,7 @@ from typing import Any
 
 import typer
 
-from mgfrec.cli.common import SET_HELP, console, out, print_error, user_errors
-from mgfrec.user_agents.human import MAX_TIMEOUT_S as MAX_FEEDBACK_TIMEOUT_S
+from mgfrec.cli.common import SET_HELP, console, feedback_timeout_option, out, print_error, user_errors
 
 
 def chat(
@@ -29,13 +28,7 @@ def chat(
         help="With --user: that user's sample of this split; the target's place in the ranking is shown.",
     ),
     top_k: int = typer.Option(10, "--top-k", min=1, help="How many ranked items to show."),
-    timeout: float = typer.Option(
-        600.0,
-        "--feedback-timeout",
-        min=0.001,
-        max=MAX_FEEDBACK_TIMEOUT_S,
-        help="Seconds to wait for your feedback (at most a week).",
-    ),
+    timeout: float = feedback_timeout_option("Seconds to wait for your feedback (at most a week)."),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
 ) -> None:
     """Talk to the agent: after each grounding, type your feedback (Enter: the simulated user; /answer: answer now)."""

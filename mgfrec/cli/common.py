@@ -74,6 +74,13 @@ def error_message(exc: BaseException) -> str:
     return str(exc)
 
 
+def feedback_timeout_option(help_text: str) -> Any:
+    """``--feedback-timeout`` of ``serve`` and ``chat``: seconds to wait for a person, at most a week."""
+    from mgfrec.user_agents.human import MAX_TIMEOUT_S
+
+    return typer.Option(600.0, "--feedback-timeout", min=0.001, max=MAX_TIMEOUT_S, help=help_text)
+
+
 def run(fn: Callable[[], T]) -> T:
     """``fn()`` with clean errors. Anything printed to stdout while it works (DeepSpeed and other libraries
     print there) goes to stderr: a command's stdout is only what it prints afterwards (its table or --json).

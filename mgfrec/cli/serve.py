@@ -6,9 +6,8 @@ from pathlib import Path
 
 import typer
 
-from mgfrec.cli.common import SET_HELP, console, print_error, user_errors
+from mgfrec.cli.common import SET_HELP, console, feedback_timeout_option, print_error, user_errors
 from mgfrec.cli.quiet import library_output
-from mgfrec.user_agents.human import MAX_TIMEOUT_S as MAX_FEEDBACK_TIMEOUT_S
 
 
 def serve(
@@ -18,12 +17,8 @@ def serve(
     max_batch: int = typer.Option(8, "--max-batch", min=1, help="Most requests answered by one batched rollout."),
     queue_size: int = typer.Option(64, "--queue-size", min=1, help="Requests waiting before new ones get 503."),
     timeout: float = typer.Option(120.0, "--timeout", min=0.001, help="Seconds one /v1/recommend may wait (then 504)."),
-    feedback_timeout: float = typer.Option(
-        600.0,
-        "--feedback-timeout",
-        min=0.001,
-        max=MAX_FEEDBACK_TIMEOUT_S,
-        help="Seconds a conversation waits for a person's feedback (at most a week).",
+    feedback_timeout: float = feedback_timeout_option(
+        "Seconds a conversation waits for a person's feedback (at most a week)."
     ),
     max_sessions: int = typer.Option(32, "--max-sessions", min=1, help="Open conversations before new ones get 503."),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
