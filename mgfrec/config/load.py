@@ -291,7 +291,7 @@ def write_resolved(config: MGFRecConfig, run_dir: str | Path) -> Path:
     out = Path(run_dir) / "config.yaml"
     out.parent.mkdir(parents=True, exist_ok=True)
     resolved = redacted(config)
-    keep_user_config(run_dir, config)
+    keep_user_config(run_dir)
     tmp = out.with_suffix(".yaml.tmp")
     tmp.write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
     tmp.replace(out)  # whole or not at all: another process may read it (a resumed multi-process run)
@@ -303,12 +303,12 @@ def is_user_config(name: str) -> bool:
     return re.fullmatch(r"config\.user(\.\d+)?\.yaml", name) is not None
 
 
-def keep_user_config(run_dir: str | Path, config: MGFRecConfig) -> None:
+def keep_user_config(run_dir: str | Path) -> None:
     """Rename ``<run_dir>/config.yaml`` to ``config.user[.N].yaml`` (with a warning) unless it is a config mgfrec
-    resolved (every top-level section of ``config`` present): see :func:`write_resolved`. Commands that clear a
-    run folder before writing call it first and leave the kept file in place (:func:`is_user_config`)."""
+    resolved (every top-level section of :class:`MGFRecConfig` present): see :func:`write_resolved`. Commands that
+    clear a run folder before writing call it first and leave the kept file in place (:func:`is_user_config`)."""
     path = Path(run_dir) / "config.yaml"
-    sections = set(config.model_dump())
+    sections = set(MGFRecConfig.model_fields)
     try:
         existing = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -100,12 +100,12 @@ def _derive(
             raise ValueError(
                 f"{out}: holds a run that was not derived (mgfrec derive writes only its own); choose another"
             )
-    elif out.is_dir() and {p.name for p in out.iterdir() if not is_user_config(p.name)} - {
-        "config.yaml",
-        "config.yaml.tmp",
-    }:
-        # an interrupted fit, a data set, a sweep: not the derive's to write (config.yaml alone: a derive cut short)
-        raise ValueError(f"{out}: not empty and not a derived run; give a new or empty folder")
+    elif out.is_dir():
+        # config.yaml alone: a derive cut short; anything else (an interrupted fit, a data set, a sweep) is not
+        # the derive's to write; a user's kept config (config.user.yaml) may stay
+        others = {p.name for p in out.iterdir() if not is_user_config(p.name)} - {"config.yaml", "config.yaml.tmp"}
+        if others:
+            raise ValueError(f"{out}: not empty and not a derived run; give a new or empty folder")
     cfg = apply_overrides(load_config(run_dir / "config.yaml"), preset, source)
     if overrides:
         cfg = apply_overrides(cfg, overrides, "--set")

@@ -96,21 +96,23 @@ class Grounding:
         return indices.tolist()
 
     @cached_property
-    def same_title(self) -> dict[int, tuple[int, ...]]:
-        """Item -> every item with exactly its title (itself included), for titles several items share (CDs:
-        "Greatest Hits" 61 times); items with a title of their own are absent."""
+    def _title_groups(self) -> dict[str, list[int]]:
+        """Catalogue title -> the items with exactly that title, in index order."""
         groups: dict[str, list[int]] = {}
         for j, title in enumerate(self.titles):
             groups.setdefault(title, []).append(j)
-        return {j: tuple(g) for g in groups.values() if len(g) > 1 for j in g}
+        return groups
+
+    @cached_property
+    def same_title(self) -> dict[int, tuple[int, ...]]:
+        """Item -> every item with exactly its title (itself included), for titles several items share (CDs:
+        "Greatest Hits" 61 times); items with a title of their own are absent."""
+        return {j: tuple(g) for g in self._title_groups.values() if len(g) > 1 for j in g}
 
     @cached_property
     def title_index(self) -> dict[str, int]:
         """Catalogue title -> the first item (lowest index) with exactly that title."""
-        index: dict[str, int] = {}
-        for j, title in enumerate(self.titles):
-            index.setdefault(title, j)
-        return index
+        return {title: group[0] for title, group in self._title_groups.items()}
 
     def item_titles(self, indices: Sequence[int]) -> list[str]:
         """Catalogue titles of item indices, in order."""

@@ -57,7 +57,7 @@ def fit_baseline(ds: PreparedDataset, config: MGFRecConfig, out: str | Path, reg
     if (out / RUN_FILE).is_file() and read_run_info(out).kind != "baseline":
         raise ValueError(f"{out}: holds an agent run; a baseline needs a folder of its own")
     out.mkdir(parents=True, exist_ok=True)
-    keep_user_config(out, config)  # a --config given as OUT/config.yaml stays, as config.user.yaml
+    keep_user_config(out)  # a --config given as OUT/config.yaml stays, as config.user.yaml
     # An earlier fit's files (its run.json, model, evaluation) are set aside, not deleted: none can be mistaken
     # for this fit's, and a fit that fails puts them back (a failed command loses nothing).
     aside = _set_aside(out)
