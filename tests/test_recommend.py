@@ -170,7 +170,7 @@ def test_nan_scores_neither_lead_nor_shorten_the_shown_ranking(agent_run):
 def bracket_run(tmp_path_factory, minilm):
     """A catalogue with a duplicated title and titles that look like rich markup, and a last-title run."""
     root = tmp_path_factory.mktemp("brackets")
-    titles = ["Abbey Road", "Back in Black [/live]", "Abbey Road", "Thriller [explicit]", "Kind of Blue", "Blue Train"]
+    titles = ["Abbey Road", "Back in Black [/live]", "Abbey Road", "Thriller [explicit]", "Kind of Blue", "Rock; Roll"]
     raw = root / "raw"
     raw.mkdir()
     (raw / "items.csv").write_text("item_id,title\n" + "".join(f'i{n},"{t}"\n' for n, t in enumerate(titles)))
@@ -204,6 +204,22 @@ def test_titles_that_look_like_markup_are_printed_as_they_are(bracket_run):
     query = runner.invoke(app, ["index", "query", str(bracket_run / "data"), "Abbey Road [remastered]", "-k", "6"])
     assert query.exit_code == 0, query.output
     assert "<ground>Abbey Road [remastered]</ground>" in query.output and "Thriller [explicit]" in query.output
+
+
+def test_a_semicolon_inside_a_typed_title_is_written_backslash_semicolon(bracket_run):
+    """``--history`` splits at ';', so "Rock; Roll" could not be typed: it became "Rock" and "Roll"."""
+    typed = r"Rock\; Roll; Kind of Blue"
+    result = CliRunner().invoke(app, ["recommend", str(bracket_run / "lt"), "--history", typed, "--json"])
+    assert result.exit_code == 0, result.output
+    assert [h["title"] for h in json.loads(result.stdout)["history"]] == ["Rock; Roll", "Kind of Blue"]
+
+
+def test_split_titles():
+    from mgfrec.cli.common import split_titles
+
+    assert split_titles("a; b;c") == ["a", " b", "c"]
+    assert split_titles(r"a\;b;c") == ["a;b", "c"]
+    assert split_titles("") == [""]
 
 
 def test_a_title_that_is_not_utf8_is_one_line(bracket_run):

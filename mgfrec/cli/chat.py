@@ -15,13 +15,22 @@ from typing import Any
 
 import typer
 
-from mgfrec.cli.common import SET_HELP, console, feedback_timeout_option, out, print_error, user_errors
+from mgfrec.cli.common import (
+    HISTORY_HELP,
+    SET_HELP,
+    console,
+    feedback_timeout_option,
+    out,
+    print_error,
+    split_titles,
+    user_errors,
+)
 
 
 def chat(
     run_dir: Path = typer.Argument(..., metavar="RUN", help="An agent run folder (from mgfrec sft / fit)."),
     user: str | None = typer.Option(None, "--user", help="A user id of the run's data set."),
-    history: str | None = typer.Option(None, "--history", help="Titles separated by ';', oldest first."),
+    history: str | None = typer.Option(None, "--history", help=HISTORY_HELP),
     split: str | None = typer.Option(
         None,
         "--split",
@@ -47,8 +56,8 @@ def chat(
             raise ValueError(f"--split {split}: unknown split; splits are {', '.join(SPLITS)}")
         read_run_info(run_dir)  # a wrong folder is refused before asking for a history
         if user is None and history is None:
-            history = typer.prompt("history (titles separated by ';', oldest first)")
-        query = Query(user, tuple(history.split(";")) if history is not None else None, split, top_k)
+            history = typer.prompt("history (titles separated by ';', oldest first; '\\;' inside a title)")
+        query = Query(user, tuple(split_titles(history)) if history is not None else None, split, top_k)
         console.print(f"loading {run_dir} ...", highlight=False, markup=False)
         rec = load_recommender(run_dir, tuple(set_))
         if rec.kind != "agent":

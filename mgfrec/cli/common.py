@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, redirect_stdout
@@ -79,6 +80,15 @@ def feedback_timeout_option(help_text: str) -> Any:
     from mgfrec.user_agents.human import MAX_TIMEOUT_S
 
     return typer.Option(600.0, "--feedback-timeout", min=0.001, max=MAX_TIMEOUT_S, help=help_text)
+
+
+HISTORY_HELP = "Titles separated by ';', oldest first ('\\;' for a ';' inside a title)."
+_SEPARATOR = re.compile(r"(?<!\\);")
+
+
+def split_titles(text: str) -> list[str]:
+    """``--history`` as titles: split at each ``;`` that is not written ``\\;`` (a title's own semicolon)."""
+    return [part.replace("\\;", ";") for part in _SEPARATOR.split(text)]
 
 
 def run(fn: Callable[[], T]) -> T:

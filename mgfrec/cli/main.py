@@ -132,8 +132,32 @@ hide_flag_value(TyperOption)
 _tidy_help(app)
 
 
+_OUTPUT_FLAGS = ("--out",)
+
+
+def empty_output_flag(args: list[str]) -> str | None:
+    """The output flag given an empty value (``--out ""``, ``--out=``), if any. An empty path would be read as
+    the current folder, so a script whose variable is unset (``--out "$RUN"``) would write its run there."""
+    for i, arg in enumerate(args):
+        if arg == "--":
+            return None
+        flag, eq, value = arg.partition("=")
+        if flag not in _OUTPUT_FLAGS:
+            continue
+        given = value if eq else (args[i + 1] if i + 1 < len(args) else None)
+        if given is not None and not given.strip():
+            return flag
+    return None
+
+
 def main() -> None:
     warnings.showwarning = _show_warning
+    flag = empty_output_flag(sys.argv[1:])
+    if flag is not None:
+        from mgfrec.cli.common import print_error
+
+        print_error(f"{flag}: an empty path; name a folder ('.' for the current one)")
+        raise SystemExit(2)
     app()
 
 

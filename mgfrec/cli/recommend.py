@@ -6,13 +6,13 @@ from pathlib import Path
 
 import typer
 
-from mgfrec.cli.common import SET_HELP, out, print_json, run
+from mgfrec.cli.common import HISTORY_HELP, SET_HELP, out, print_json, run, split_titles
 
 
 def recommend(
     run_dir: Path = typer.Argument(..., metavar="RUN", help="An agent run (mgfrec sft / fit) or a baseline run."),
     user: str | None = typer.Option(None, "--user", help="A user id of the run's data set: their latest history."),
-    history: str | None = typer.Option(None, "--history", help="Titles separated by ';', oldest first."),
+    history: str | None = typer.Option(None, "--history", help=HISTORY_HELP),
     split: str | None = typer.Option(
         None,
         "--split",
@@ -30,7 +30,7 @@ def recommend(
     """Run the agent once: its thoughts, grounded titles, item lists, feedback, answer and final top-k."""
     from mgfrec.recommend import recommend as run_recommend
 
-    titles = history.split(";") if history is not None else None
+    titles = split_titles(history) if history is not None else None
     if markdown is not None:
         run(lambda: _check_file_path(markdown, "--markdown"))  # before the rollout, whose work it would lose
     rec, ds = run(

@@ -4,6 +4,8 @@ any work (no recall fit, no policy, no embedding)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -263,3 +265,25 @@ def test_a_port_in_use_is_one_line_before_the_run_is_loaded(tmp_path):
         code, output = invoke("serve", tmp_path / "not-loaded", "--port", port)
     one_error(code, output, f"--host 127.0.0.1 --port {port}: cannot listen there")
     assert "serving" not in output
+
+
+@pytest.mark.parametrize("args", [["fit", "--out", ""], ["demo", "--out="], ["sft", "--out", "  ", "--data", "d"]])
+def test_an_empty_out_is_one_error_line_and_writes_nothing(tmp_path, args):
+    """``--out ""`` (a script's unset variable) would be read as the current folder; it is refused instead."""
+    code = "import sys; from mgfrec.cli.main import main; sys.argv = ['mgfrec', *sys.argv[1:]]; main()"
+    result = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: --out: an empty path; name a folder ('.' for the current one)"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_empty_output_flag_reads_only_the_output_flag():
+    from mgfrec.cli.main import empty_output_flag
+
+    assert empty_output_flag(["fit", "--out", "runs/a", "--set", ""]) is None
+    assert empty_output_flag(["fit", "--out", "."]) is None
+    assert empty_output_flag(["fit", "--out"]) is None  # a missing value is the parser's error
+    assert empty_output_flag(["recommend", "--", "--out", ""]) is None
+    assert empty_output_flag(["fit", "--out=", "x"]) == "--out"
