@@ -170,7 +170,10 @@ def test_nan_scores_neither_lead_nor_shorten_the_shown_ranking(agent_run):
 def bracket_run(tmp_path_factory, minilm):
     """A catalogue with a duplicated title and titles that look like rich markup, and a last-title run."""
     root = tmp_path_factory.mktemp("brackets")
-    titles = ["Abbey Road", "Back in Black [/live]", "Abbey Road", "Thriller [explicit]", "Kind of Blue", "Rock; Roll"]
+    titles = [
+        *("Abbey Road", "Back in Black [/live]", "Abbey Road", "Thriller [explicit]", "Kind of Blue", "Rock; Roll"),
+        "Evil \x1b]52;c;aGk=\x07 \u202eTrack",  # sets the clipboard (OSC 52) and reverses the rest of its line
+    ]
     raw = root / "raw"
     raw.mkdir()
     (raw / "items.csv").write_text("item_id,title\n" + "".join(f'i{n},"{t}"\n' for n, t in enumerate(titles)))
@@ -212,6 +215,20 @@ def test_a_semicolon_inside_a_typed_title_is_written_backslash_semicolon(bracket
     result = CliRunner().invoke(app, ["recommend", str(bracket_run / "lt"), "--history", typed, "--json"])
     assert result.exit_code == 0, result.output
     assert [h["title"] for h in json.loads(result.stdout)["history"]] == ["Rock; Roll", "Kind of Blue"]
+
+
+def test_escape_sequences_in_titles_are_shown_never_acted_on(bracket_run):
+    """rich prints a string's escape sequences as they are: a catalogue title could write the clipboard."""
+    runner = CliRunner()
+    shown = runner.invoke(app, ["recommend", str(bracket_run / "lt"), "--history", "Kind of Blue", "--top-k", "7"])
+    assert shown.exit_code == 0, shown.output
+    query = runner.invoke(app, ["index", "query", str(bracket_run / "data"), "Evil Track", "-k", "7"])
+    assert query.exit_code == 0, query.output
+    for output in (shown.output, query.output):
+        assert "\x1b" not in output and "\u202e" not in output and "\x07" not in output
+        assert "Evil \\x1b]52;c;aGk=\\x07 \\u202eTrack" in output
+    as_json = runner.invoke(app, ["recommend", str(bracket_run / "lt"), "--history", "Kind of Blue", "--json"])
+    assert "Evil \x1b]52;c;aGk=\x07 \u202eTrack" in {t["title"] for t in json.loads(as_json.stdout)["top"]}
 
 
 def test_split_titles():

@@ -23,6 +23,7 @@ from mgfrec.cli.common import (
     out,
     print_error,
     split_titles,
+    terminal_safe,
     user_errors,
 )
 
@@ -87,7 +88,7 @@ def chat(
     code = 0
     try:
         while True:
-            event = events.get()
+            event = terminal_safe(events.get())  # untrusted titles and text: shown, never acted on
             kind = event["type"]
             if kind == "turn":
                 body = Text()
@@ -154,8 +155,8 @@ def _items(request: Any) -> None:
 
     if request is None:
         return
-    body = Text(f"grounded: {request.grounded_title}\n", style="bold")
-    for n, title in enumerate(request.item_titles, 1):
+    body = Text(f"grounded: {terminal_safe(request.grounded_title)}\n", style="bold")
+    for n, title in enumerate(terminal_safe(list(request.item_titles)), 1):
         body.append(f"  {n}. {title}\n", style="")
     out.print(body)
 

@@ -60,9 +60,31 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
+# What a terminal would act on rather than show: C0 controls but newline and tab (ESC starts colour, title,
+# clipboard (OSC 52) and cursor sequences), DEL, C1 controls, and the bidirectional embeddings, overrides and
+# isolates (an unclosed U+202E reverses the rest of the line). Each is shown as its escape, ``\x1b``.
+_TERMINAL_CONTROLS = str.maketrans(
+    {c: f"\\x{c:02x}" for c in (*range(32), 0x7F, *range(0x80, 0xA0)) if chr(c) not in "\n\t"}
+    | {c: f"\\u{c:04x}" for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+)
+
+
+def terminal_safe(value: T) -> T:
+    """``value`` (a string, or every string inside a dict, list or tuple) with the characters a terminal would
+    act on written as escapes: catalogue titles, the policy's text and feedback are untrusted, and rich prints
+    a string's escape sequences as they are."""
+    if isinstance(value, str):
+        return value.translate(_TERMINAL_CONTROLS)  # type: ignore[return-value]
+    if isinstance(value, dict):
+        return {k: terminal_safe(v) for k, v in value.items()}  # type: ignore[return-value]
+    if isinstance(value, (list, tuple)):
+        return type(value)(terminal_safe(v) for v in value)  # type: ignore[return-value]
+    return value
+
+
 def print_error(message: str) -> None:
-    """``error: message`` on stderr, one line, the message printed as it is."""
-    console.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
+    """``error: message`` on stderr, one line, the message printed as it is (controls shown as escapes)."""
+    console.print(Text.assemble(("error:", "bold red"), " ", terminal_safe(message)), highlight=False, soft_wrap=True)
 
 
 def error_message(exc: BaseException) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, load, out, print_error, print_json, run
+from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, load, out, print_error, print_json, run, terminal_safe
 
 app = typer.Typer(help="Embed item titles and build or query the grounding index.", no_args_is_help=True)
 
@@ -153,7 +153,7 @@ def query(
         return
     from rich.table import Table
 
-    for result in results:
+    for result in terminal_safe(results):  # catalogue titles are untrusted: no escape sequence reaches the terminal
         table = Table(title=f"<ground>{result['query']}</ground>")
         for column in ("rank", "item_idx", "item_id", "distance", "title"):
             table.add_column(column, justify="right" if column in ("rank", "item_idx", "distance") else "left")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mgfrec.cli.common import HISTORY_HELP, SET_HELP, out, print_json, run, split_titles
+from mgfrec.cli.common import HISTORY_HELP, SET_HELP, out, print_json, run, split_titles, terminal_safe
 
 
 def recommend(
@@ -71,6 +71,7 @@ def _show(p: dict) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    p = terminal_safe(p)  # titles, thoughts and feedback are untrusted: no escape sequence reaches the terminal
     out.print(Panel(Text("\n".join(f"{n + 1}. {h['title']}" for n, h in enumerate(p["history"]))), title="history"))
     if p["recall"]:
         out.print(Panel(Text(", ".join(r["title"] for r in p["recall"])), title=f"recalled ({len(p['recall'])})"))

@@ -97,3 +97,18 @@ def test_an_unknown_split_is_refused_before_the_model_loads(tmp_path):
 
     result = CliRunner().invoke(app, ["chat", str(tmp_path / "nosuch"), "--user", "u", "--split", "bogus"])
     assert result.exit_code == 2 and "--split bogus: unknown split" in result.output, result.output
+
+
+def test_escape_sequences_in_feedback_are_shown_never_acted_on(serve_run, plugin):
+    """rich prints a string's escape sequences as they are: typed (or catalogue) text holding ESC ] 0 ; ... BEL
+    would have set the terminal's title (OSC 52, the same form, writes the clipboard)."""
+    run, _, ds = serve_run
+    child = spawn([str(run), "--history", f"{ds.titles[0]}; {ds.titles[1]}"], plugin)
+    child.expect(PROMPT)
+    child.sendline("too \x1b]0;pwned\x07 loud")
+    child.expect_exact("feedback: too \\x1b]0;pwned\\x07 loud")
+    child.expect(PROMPT)
+    child.sendline("/quit")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
