@@ -115,6 +115,16 @@ def test_widening_stops_at_the_earliest_review():
     assert len(raw.items) == 4
 
 
+def test_widening_stops_at_year_1(tmp_path):
+    """A review on the calendar's first day: the window widened past it into year 0 and stopped with
+    "year 0 is out of range", naming nothing."""
+    folder = copy_fixture(tmp_path)
+    day_2 = -62_135_596_800_000 + 86_400_000  # 0001-01-02
+    append(folder / REVIEWS, *(json.dumps(review(item=i, timestamp=day_2 + n)) for n, i in enumerate("ABC")))
+    raw = load(folder, min_items=50, widen_step_months=12)
+    assert raw.params["window_start_used"] == "0001-01-01"
+
+
 def test_widen_step_and_window_bounds_are_options():
     raw = load(min_items=4, widen_step_months=12, window_start="2023-01", window_end="2023-03")
     # 2023-01..2023-03 holds A, B (Feb); one 12-month step back to 2022-01 takes in F but not C (March),
@@ -210,6 +220,7 @@ BAD_REVIEW_LINES = [
     ),
     (json.dumps(review(timestamp="yesterday")), "bad_timestamp", "field 'timestamp' must be an integer"),
     (json.dumps(review(timestamp=10**20)), "bad_timestamp", "field 'timestamp' must be an integer"),  # was a traceback
+    (json.dumps(review(timestamp=-(10**14))), "bad_timestamp", "field 'timestamp' must be an integer"),  # year -1199
     (
         json.dumps(review()).replace('"timestamp": ', '"timestamp": ' + "9" * 5000 + ', "x": '),
         "bad_json",

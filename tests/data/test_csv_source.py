@@ -287,6 +287,58 @@ def test_a_quote_left_open_at_the_end_of_the_file_is_refused(tmp_path):
         CsvSource().load(folder, skip_bad=True)
 
 
+@pytest.mark.parametrize("header", [b'user_id,item_id,timestamp,"rating', b'"user_id,item_id,timestamp,rating'])
+def test_a_quote_left_open_in_the_header_is_refused(tmp_path, header):
+    """The rows up to the closing quote became part of a column name: the read said "read 3 = kept 3 + dropped 0"
+    and exited 0 (or, with a required column swallowed, printed every swallowed row in its error)."""
+    interactions = header + b'\nu1,i1,1,5\nu1,i2,2,4\nu2,i1,1,3"\nu3,i1,1,5\nu3,i2,2,4\nu3,i3,3,4\n'
+    folder = write(tmp_path / "data", interactions=interactions)
+    for skip_bad in (False, True):
+        with pytest.raises(BadInputError) as err:
+            CsvSource().load(folder, skip_bad=skip_bad)
+        assert str(err.value) == (
+            f"{folder / 'interactions.csv'}:1: a quote opened in the header is not closed until line 4, so 3 "
+            "following line(s) were read as part of a column name; close the quote"
+        )
+
+
+@pytest.mark.parametrize("stamp", [b"9007199254740993.0", b"9.007199254740993e15", b"-9007199254740993.00"])
+def test_a_decimal_timestamp_beyond_2_53_is_refused(tmp_path, stamp):
+    """float64 rounds these to 2**53, where "u1,i2,9007199254740992" became a tie with it."""
+    folder = write(tmp_path / "data", interactions=b"user_id,item_id,timestamp\nu1,i1," + stamp + b"\nu1,i2,2\n")
+    with pytest.raises(BadInputError, match=r"interactions\.csv:2: field timestamp .* is beyond \+-2\*\*53"):
+        CsvSource().load(folder, skip_bad=False)
+    raw = CsvSource().load(folder, skip_bad=True)
+    rep = raw.report.files["interactions.csv"]
+    assert dict(rep.dropped) == {"bad_timestamp": 1} and (rep.read, rep.kept) == (2, 1)
+
+
+def test_a_huge_bad_value_is_cut_in_the_message(tmp_path):
+    """A 1 MB field was quoted whole: a 1 MB error line, and as much in manifest.json and `data stats`."""
+    huge = b"x" * 1_000_000
+    folder = write(tmp_path / "data", interactions=b"user_id,item_id,timestamp\nu1,i1,1\nu1,i2," + huge + b"\n")
+    with pytest.raises(BadInputError) as err:
+        CsvSource().load(folder, skip_bad=False)
+    assert len(str(err.value)) < 300 and "(1,000,000 characters)" in str(err.value)
+    folder = write(tmp_path / "ids", interactions=b"user_id,item_id,timestamp\nu1,i1,1\nu1," + huge + b",2\n")
+    with pytest.raises(BadInputError, match=r"item_id 'x+\.\.\. \(1,000,000 characters\) is not in the item table"):
+        CsvSource().load(folder, skip_bad=False)
+
+
+def test_a_folder_where_a_file_belongs_is_named_as_a_folder(tmp_path):
+    folder = write(tmp_path / "data")
+    (folder / "items.csv").unlink()
+    (folder / "items.csv").mkdir()
+    with pytest.raises(BadInputError, match=r"items\.csv: a folder, not a file$"):
+        CsvSource().load(folder, skip_bad=False)
+
+
+def test_columns_with_empty_names_are_named(tmp_path):
+    folder = write(tmp_path / "data", items=b"item_id,title,,\ni1,Alpha,a,b\n")
+    with pytest.raises(BadInputError, match=r"column\(s\) \(an empty name\) appear more than once"):
+        CsvSource().load(folder, skip_bad=False)
+
+
 @pytest.mark.parametrize(
     ("header", "words"),
     [

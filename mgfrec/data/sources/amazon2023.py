@@ -97,11 +97,16 @@ def _month_ms(day: str) -> int:
     return int(moment.timestamp() * 1000)
 
 
+_EARLIEST_MS = -62_135_596_800_000  # 0001-01-01T00:00Z, the first moment a date can name
+
+
 def _months_back(day: str, months: int) -> str:
     """``day`` moved back ``months`` calendar months (the 31st becomes the last day of a shorter month)."""
     date = _dt.date.fromisoformat(day)
     index = date.year * 12 + date.month - 1 - months
     year, month = index // 12, index % 12 + 1
+    if year < 1:  # the calendar's first day: no review is older (see _EARLIEST_MS)
+        return _dt.date.min.isoformat()
     return _dt.date(year, month, min(date.day, calendar.monthrange(year, month)[1])).isoformat()
 
 
@@ -127,11 +132,12 @@ def _check_review(obj: dict[str, Any], id_fields: tuple[str, ...]) -> tuple[str,
         or not math.isfinite(stamp)
         or stamp != int(stamp)
         or abs(stamp) > MAX_TIMESTAMP  # beyond it float64 loses integers (and int64 overflows far beyond)
+        or stamp < _EARLIEST_MS  # before year 1: no calendar date, so no month window can hold it
     ):
         return (
             "bad_timestamp",
-            f"field 'timestamp' must be an integer (milliseconds since the epoch, at most 2**53 in size), got "
-            f"{_describe(stamp)}",
+            f"field 'timestamp' must be an integer (milliseconds since the epoch, at most 2**53 in size, not "
+            f"before year 1), got {_describe(stamp)}",
         )
     rating = obj.get("rating")
     if rating is None:

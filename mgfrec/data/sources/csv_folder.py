@@ -12,6 +12,7 @@ import csv
 import math
 import re
 from collections.abc import Iterator
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import pandas as pd
@@ -65,7 +66,8 @@ def read_rows(
     """The header and an iterator of ``(line number, fields)``. Missing required columns, a column named twice
     and a ``reserved`` column are errors naming the file; so is a quote left open (see :func:`_check_span`)."""
     if not path.is_file():
-        raise BadInputError(f"{path}: file not found")
+        what = "a folder, not a file" if path.is_dir() else "not a regular file" if path.exists() else "file not found"
+        raise BadInputError(f"{path}: {what}")
     csv.field_size_limit(_FIELD_LIMIT)  # the default (131,072 characters) is an error, not a rule of the format
     # utf-8-sig drops a byte order mark before the csv module sees it: a quoted first column name stays quoted
     encoding = "utf-8-sig" if codecs.lookup(options.encoding).name == "utf-8" else options.encoding
@@ -79,6 +81,12 @@ def read_rows(
     except UnicodeDecodeError as exc:
         handle.close()
         raise _undecodable(path, encoding, exc) from None
+    if reader.line_num != 1:  # a quote opened in the header swallowed the rows after it into a column name
+        handle.close()
+        raise BadInputError(
+            f"{path}:1: a quote opened in the header is not closed until line {reader.line_num}, so "
+            f"{reader.line_num - 1} following line(s) were read as part of a column name; close the quote"
+        )
     if _bad_encoding(header):
         handle.close()
         raise BadInputError(f"{path}:1: the header holds bytes that are not valid {options.encoding}")
@@ -92,7 +100,8 @@ def read_rows(
     twice = sorted({c for c in header if header.count(c) > 1})
     if twice:
         handle.close()
-        raise BadInputError(f"{path}:1: column(s) {', '.join(twice)} appear more than once in the header")
+        names = ", ".join(c or "(an empty name)" for c in twice)
+        raise BadInputError(f"{path}:1: column(s) {names} appear more than once in the header")
     taken = [c for c in reserved if c in header]
     if taken:
         handle.close()
@@ -207,10 +216,10 @@ class CsvSource:
                 policy.bad(rep, "empty_item_id", where, "field item_id is empty")
                 continue
             if not title:
-                policy.bad(rep, "empty_title", where, f"field title is empty for item {item_id!r}")
+                policy.bad(rep, "empty_title", where, f"field title is empty for item {shown(item_id)}")
                 continue
             if item_id in seen:
-                policy.bad(rep, "duplicate_item_id", where, f"item_id {item_id!r} appears again")
+                policy.bad(rep, "duplicate_item_id", where, f"item_id {shown(item_id)} appears again")
                 continue
             seen.add(item_id)
             fields[i_id], fields[i_title] = item_id, title
@@ -241,21 +250,26 @@ class CsvSource:
             ts = _number(fields[i_ts])
             if ts is None or abs(ts) > MAX_TIMESTAMP or _beyond_exact(fields[i_ts]):
                 why = "is not a number (plain digits, point and exponent)" if ts is None else "is beyond +-2**53"
-                policy.bad(rep, "bad_timestamp", where, f"field timestamp {fields[i_ts]!r} {why}")
+                policy.bad(rep, "bad_timestamp", where, f"field timestamp {shown(fields[i_ts])} {why}")
                 continue
             rating = math.nan
             if i_rating is not None and fields[i_rating].strip():
                 parsed = _number(fields[i_rating])
                 if parsed is None:
-                    policy.bad(rep, "bad_rating", where, f"field rating {fields[i_rating]!r} is not a number")
+                    policy.bad(rep, "bad_rating", where, f"field rating {shown(fields[i_rating])} is not a number")
                     continue
                 rating = parsed
             if item not in known:
-                policy.bad(rep, "unknown_item_id", where, f"item_id {item!r} is not in the item table")
+                policy.bad(rep, "unknown_item_id", where, f"item_id {shown(item)} is not in the item table")
                 continue
             key = (user, item, ts)
             if key in seen:
-                policy.bad(rep, "duplicate_row", where, f"user {user!r}, item {item!r} at {fields[i_ts]} already seen")
+                policy.bad(
+                    rep,
+                    "duplicate_row",
+                    where,
+                    f"user {shown(user)}, item {shown(item)} at {fields[i_ts]} already seen",
+                )
                 continue
             seen.add(key)
             users.append(user)
@@ -267,9 +281,18 @@ class CsvSource:
 
 
 def _beyond_exact(text: str) -> bool:
-    """An integer written out beyond +-2**53 that float64 rounds back inside it (``9007199254740993``)."""
-    text = text.strip()
-    return len(text) < 400 and re.fullmatch(r"[+-]?[0-9]+", text) is not None and abs(int(text)) > MAX_TIMESTAMP
+    """A number written beyond +-2**53 that float64 rounds back inside it (``9007199254740993``,
+    ``9007199254740993.0``, ``9.007199254740993e15``): the text itself is compared, exactly."""
+    try:
+        return abs(Decimal(text.strip())) > MAX_TIMESTAMP
+    except InvalidOperation:
+        return False
+
+
+def shown(value: str, limit: int = 60) -> str:
+    """A field's value quoted for a message: ``repr``, cut to ``limit`` characters (a 1 MB id stays one line)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}... ({len(value):,} characters)"
 
 
 def _number(text: str) -> float | None:
