@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from mgfrec import __version__
-from mgfrec.config.load import write_resolved
+from mgfrec.config.load import is_user_config, write_resolved
 from mgfrec.config.schema import DataConfig, MGFRecConfig
 from mgfrec.data.protocol import SPLITS, make_samples, split_samples, subsample_split, subsample_users
 from mgfrec.data.raw import BadInputError, RawLog
@@ -133,6 +133,7 @@ def prepare(
     """Read, check, split and write a prepared data set folder; returns it loaded. A result without a single
     sample (header-only files, every row dropped, no user with two interactions) is an
     :class:`EmptyDatasetError` unless ``allow_empty``."""
+    check_output_folder(out)
     raw = load_raw(config)
     items, log, splits = build(raw, config)
     total = sum(len(frame) for frame in splits.values())
@@ -167,6 +168,22 @@ def prepare(
 
 
 STAGING = ".prepare-staging"
+
+
+def check_output_folder(out: str | Path) -> None:
+    """Refuse to write a data set into a folder that holds something else (a run, a sweep, the raw files):
+    its ``config.yaml`` would be replaced and the data set's files mixed in. A new or empty folder, or a
+    prepared data set (``manifest.json``, replaced as a whole), is fine; a user's ``config.yaml`` is kept."""
+    out = Path(out)
+    if not out.is_dir() or (out / MANIFEST).is_file():
+        return
+    others = {p.name for p in out.iterdir() if not is_user_config(p.name)} - {"config.yaml", "config.yaml.tmp", STAGING}
+    if others:
+        shown = ", ".join(sorted(others)[:3]) + (", ..." if len(others) > 3 else "")
+        raise BadInputError(
+            f"--out {out}: not empty ({shown}) and not a prepared data set (no {MANIFEST}); give a new or empty "
+            "folder, or a data set to replace"
+        )
 
 
 def _write_folder(out: Path, files: dict[str, pd.DataFrame], manifest: dict[str, Any]) -> None:

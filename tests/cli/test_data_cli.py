@@ -253,3 +253,31 @@ def test_stats_keeps_the_subsample_line_and_names_a_damaged_file_once(csv_folder
 def test_a_negative_seed_names_the_field(tmp_path):
     result = invoke("data", "prepare", "synthetic", "--out", tmp_path / "p", *SMALL_SYNTHETIC, "--seed", "-1")
     assert result.exit_code == 2 and "data.seed" in flat(result.output)  # was "expected non-negative integer"
+
+
+def test_prepare_refuses_a_folder_that_holds_something_else(csv_folder, tmp_path):
+    """Into a run folder, `data prepare` replaced the run's resolved config.yaml and mixed parquet files in."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text('{"kind": "retriever"}')
+    (run / "config.yaml").write_text("retriever:\n  model: pop\n")
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    result = invoke("data", "prepare", csv_folder, "--out", run)
+    assert result.exit_code == 2, result.output
+    assert flat(result.output) == (
+        f"error: --out {run}: not empty (run.json) and not a prepared data set (no manifest.json); give a new or "
+        "empty folder, or a data set to replace"
+    )
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    assert invoke("data", "prepare", csv_folder, "--out", csv_folder).exit_code == 2  # beside the raw files
+
+
+def test_prepare_replaces_a_data_set_and_keeps_a_users_config(csv_folder, tmp_path):
+    out = tmp_path / "prepared"
+    out.mkdir()
+    (out / "config.yaml").write_text("# mine\ndata:\n  history_length: 5\n")
+    first = invoke("data", "prepare", csv_folder, "--out", out, "--history-length", "5")
+    assert first.exit_code == 0, first.output
+    assert (out / "config.user.yaml").read_text().startswith("# mine")
+    again = invoke("data", "prepare", csv_folder, "--out", out)  # a data set is replaced as a whole
+    assert again.exit_code == 0, again.output
