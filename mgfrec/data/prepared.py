@@ -31,7 +31,7 @@ from mgfrec import __version__
 from mgfrec.config.load import is_user_config, write_resolved
 from mgfrec.config.schema import DataConfig, MGFRecConfig
 from mgfrec.data.protocol import SPLITS, make_samples, split_samples, subsample_split, subsample_users
-from mgfrec.data.raw import BadInputError, RawLog
+from mgfrec.data.raw import INTERACTION_COLUMNS, ITEM_COLUMNS, BadInputError, RawLog, shown
 from mgfrec.registry import Registry, registry, with_registry
 
 FORMAT_VERSION = 1
@@ -55,12 +55,63 @@ def load_raw(config: DataConfig, reg: Registry | None = None) -> RawLog:
     if model is not None and "seed" in getattr(model, "model_fields", {}) and "seed" not in raw_options:
         raw_options["seed"] = config.seed
     source = reg.build("data_source", config.source, raw_options)
-    return source.load(Path(config.path) if config.path else None, config.skip_bad)
+    where = f"data_source '{config.source}' ({reg.get('data_source', config.source).origin})"
+    load = getattr(source, "load", None)
+    if not callable(load):
+        raise BadInputError(f"{where}: has no load(path, skip_bad) method; see docs/plugins.md")
+    raw = load(Path(config.path) if config.path else None, config.skip_bad)
+    check_raw_log(raw, where)
+    return raw
+
+
+def check_raw_log(raw: Any, where: str) -> None:
+    """What every source promises (the csv source checks it row by row; this guards third-party sources):
+    a :class:`RawLog` with the item and interaction columns, unique item ids, a title for every item, numeric
+    timestamps, and row counts that add up (read = kept + dropped) for every file."""
+    if not isinstance(raw, RawLog):
+        raise BadInputError(f"{where}: load() returned {type(raw).__name__}, not a RawLog")
+    for table, frame, needed in (
+        ("item", raw.items, ITEM_COLUMNS),
+        ("interaction", raw.interactions, INTERACTION_COLUMNS[:3]),
+    ):
+        missing = [c for c in needed if c not in getattr(frame, "columns", ())]
+        if missing:
+            raise BadInputError(f"{where}: the {table} table has no column(s) {', '.join(missing)}")
+    ids = raw.items["item_id"].astype(str)
+    repeated = ids[ids.duplicated()]
+    if len(repeated):
+        raise BadInputError(
+            f"{where}: item_id {shown(repeated.iat[0])} appears {int((ids == repeated.iat[0]).sum())} times in the "
+            "item table; item ids must be unique"
+        )
+    titles = raw.items["title"]
+    untitled = ~titles.map(lambda t: isinstance(t, str) and bool(t.strip()))
+    if untitled.any():
+        first = int(np.flatnonzero(untitled.to_numpy())[0])
+        raise BadInputError(
+            f"{where}: item {shown(ids.iat[first])} has no title (got {shown(titles.iat[first])}); every item "
+            "needs a non-empty title"
+        )
+    stamps = pd.to_numeric(raw.interactions["timestamp"], errors="coerce").astype("float64")
+    bad = ~np.isfinite(stamps.to_numpy())
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise BadInputError(
+            f"{where}: interaction {first} has timestamp {shown(raw.interactions['timestamp'].iat[first])}; "
+            "timestamps must be finite numbers"
+        )
+    for name, rep in raw.report.files.items():
+        if rep.read != rep.kept + rep.dropped_total:
+            raise BadInputError(
+                f"{where}: {name}: read {rep.read} != kept {rep.kept} + dropped {rep.dropped_total}; a source counts "
+                "every row it reads"
+            )
 
 
 def build(raw: RawLog, config: DataConfig) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, pd.DataFrame]]:
     """Raw log -> (catalogue, indexed interactions, splits). Pure: writes nothing."""
     items = raw.items.reset_index(drop=True).copy()
+    items["item_id"] = items["item_id"].astype(str)  # ids are strings (a source may hand over numbers)
     clashes = sorted({str(c) for c in items.columns if c == "item_idx" or list(items.columns).count(c) > 1})
     if clashes:  # the csv source names the file and line; this guards third-party sources
         raise BadInputError(
@@ -71,9 +122,12 @@ def build(raw: RawLog, config: DataConfig) -> tuple[pd.DataFrame, pd.DataFrame, 
     log = raw.interactions
     if config.subsample_users is not None:
         log = subsample_users(log, config.subsample_users, config.seed)
+    log = log.assign(item_id=log["item_id"].astype(str))
     missing = ~log["item_id"].isin(index.index)
     if missing.any():  # sources check this per row; this guards third-party sources
-        raise BadInputError(f"{int(missing.sum())} interactions name items missing from the catalogue")
+        raise BadInputError(
+            f"data source {raw.source!r}: {int(missing.sum())} interactions name items missing from the catalogue"
+        )
     log = pd.DataFrame(
         {
             "user_id": log["user_id"].astype(str).to_numpy(),

@@ -17,6 +17,13 @@ ITEM_COLUMNS = ("item_id", "title")
 INTERACTION_COLUMNS = ("user_id", "item_id", "timestamp", "rating")
 
 
+def shown(value: Any, limit: int = 60) -> str:
+    """A field's value quoted for a message: ``repr``, cut to ``limit`` characters (a 1 MB id stays one line)."""
+    text = repr(value)
+    size = len(value) if isinstance(value, str) else len(text)
+    return text if len(text) <= limit else f"{text[: limit - 3]}... ({size:,} characters)"
+
+
 class BadInputError(ValueError):
     """Input that cannot be used as it is; the message names the file, line and field."""
 

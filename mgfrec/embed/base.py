@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from mgfrec.config.schema import EmbeddingConfig
-from mgfrec.registry import Registry, registry
+from mgfrec.registry import Registry, RegistryError, registry
 
 
 @runtime_checkable
@@ -46,4 +46,13 @@ class Embedder(Protocol):
 
 def load_embedder(cfg: EmbeddingConfig, reg: Registry | None = None) -> Embedder:
     """Build the embedder named by ``cfg.embedder`` through the registry, with ``cfg.options`` validated."""
-    return (reg or registry()).build("embedder", cfg.embedder, cfg.options, cfg)
+    embedder = (reg or registry()).build("embedder", cfg.embedder, cfg.options, cfg)
+    missing = [name for name in ("model_id", "settings", "encode") if not hasattr(embedder, name)]
+    if missing or not callable(embedder.encode):
+        entry = (reg or registry()).get("embedder", cfg.embedder)
+        lacks = ", ".join(missing or ["callable encode"])
+        raise RegistryError(
+            f"embedder '{cfg.embedder}' ({entry.target}, from {entry.origin}) has no {lacks}: an embedder provides "
+            "model_id, settings and encode() (see docs/plugins.md)"
+        )
+    return embedder

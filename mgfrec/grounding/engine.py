@@ -88,6 +88,11 @@ class Grounding:
                 f"[{found.min() if found.size else '-'}, {found.max() if found.size else '-'}], not [{len(titles)}, "
                 f"{k}] in [0, {len(self.titles) - 1}]: a bug of the grounder"
             )
+        if np.shape(distances) != (len(titles), k):
+            raise ValueError(
+                f"the grounder ({type(self.grounder).__name__}) returned distances of shape {np.shape(distances)}, "
+                f"not [{len(titles)}, {k}] like its item indices: a bug of the grounder"
+            )
         return indices, distances
 
     def ground(self, titles: Sequence[str], k: int | None = None) -> list[list[int]]:
@@ -162,6 +167,8 @@ def build_index(
     """Embeddings of ``ds``'s titles from the cache (or encoded and stored), then the configured grounder over
     them; with timings, cache hit or miss and the grounder's facts. ``status(message)`` wraps the grounder's
     build (the CLI shows a spinner). ``on_miss(titles, cache path)`` is told before titles are embedded."""
+    if ds.num_items == 0:
+        raise ValueError(f"{ds.root}: the data set holds 0 items (prepared with --allow-empty); nothing to index")
     embedder = load_embedder(cfg.embedding)
     cached = cached_item_embeddings(ds, cfg.embedding, embedder, progress=progress, on_miss=on_miss)
     start = time.perf_counter()

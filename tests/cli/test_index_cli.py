@@ -101,3 +101,16 @@ def test_a_grounder_that_returns_indices_outside_the_catalogue_is_named(data):
     engine = Grounding(Embedder(), OffByOne(), titles, np.zeros((len(titles), 4), dtype=np.float32), top_k=2)
     with pytest.raises(ValueError, match=r"the grounder \(OffByOne\) returned item indices .* a bug of the grounder"):
         engine.search(["x"])  # was a pyarrow IndexError traceback in `mgfrec index query`
+
+
+def test_building_the_index_of_an_empty_data_set_names_it(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "items.csv").write_text("item_id,title\n")
+    (raw / "interactions.csv").write_text("user_id,item_id,timestamp\n")
+    assert invoke("data", "prepare", raw, "--out", tmp_path / "data", "--allow-empty").exit_code == 0
+    result = invoke("index", "build", tmp_path / "data")
+    assert result.exit_code == 2
+    assert " ".join(result.output.split()) == (
+        f"error: {tmp_path / 'data'}: the data set holds 0 items (prepared with --allow-empty); nothing to index"
+    )

@@ -136,3 +136,74 @@ def test_synthetic_source_prepares_through_the_registry(tmp_path):
     assert ds.counts["users"] == 30 and ds.counts["items"] == 60
     assert ds.manifest["source"]["params"]["seed"] == 4  # data.seed reaches the generator
     assert {"genre", "artist", "series", "volume"} <= set(ds.items.columns)
+
+
+def _source(items: pd.DataFrame | None = None, interactions: pd.DataFrame | None = None, counts=None, returns=None):
+    """A third-party data source whose load() returns this log (or ``returns``)."""
+    from mgfrec.data.raw import RawLog, ReadReport
+
+    items = pd.DataFrame({"item_id": ["a", "b", "c"], "title": ["A", "B", "C"]}) if items is None else items
+    if interactions is None:
+        interactions = pd.DataFrame(
+            {"user_id": ["u1"] * 3 + ["u2"] * 2, "item_id": list("abcab"), "timestamp": [1.0, 2, 3, 1, 2]}
+        )
+    report = ReadReport()
+    for name, (read, kept) in (counts or {"items": (len(items), len(items))}).items():
+        report.file(name).read, report.file(name).kept = read, kept
+
+    class Source:
+        def load(self, path, skip_bad):
+            return RawLog(items, interactions, report, "plug") if returns is None else returns
+
+    return Source
+
+
+PLUGIN_BREACHES = [
+    ("no load", type("NoLoad", (), {}), "has no load(path, skip_bad) method"),
+    ("returns a dict", _source(returns={"items": []}), "load() returned dict, not a RawLog"),
+    ("counts", _source(counts={"inter": (6, 5)}), "inter: read 6 != kept 5 + dropped 0"),
+    (
+        "duplicate id",
+        _source(items=pd.DataFrame({"item_id": ["a", "b", "c", "c"], "title": list("ABCD")})),
+        "item_id 'c' appears 2 times in the item table",
+    ),
+    ("no title column", _source(items=pd.DataFrame({"item_id": list("abc")})), "the item table has no column(s) title"),
+    (
+        "a None title",
+        _source(items=pd.DataFrame({"item_id": list("abc"), "title": ["A", None, "C"]})),
+        "item 'b' has no title",
+    ),
+    (
+        "text timestamps",
+        _source(interactions=pd.DataFrame({"user_id": ["u1", "u1"], "item_id": ["a", "b"], "timestamp": ["x", "y"]})),
+        "interaction 0 has timestamp 'x'",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "source", "words"), PLUGIN_BREACHES, ids=lambda x: x)
+def test_a_source_that_breaks_its_contract_is_one_error_naming_it(tmp_path, case, source, words):
+    """Before: an AssertionError or AttributeError traceback, a silent duplicate item, or a title embedded as
+    the text "None"; none named the plugin."""
+    from mgfrec.data.raw import BadInputError
+    from mgfrec.registry import KINDS, Registry
+
+    reg = Registry({k: {} for k in KINDS})
+    reg.add("data_source", "plug", source)
+    with pytest.raises(BadInputError) as err:
+        prepare(DataConfig(source="plug"), tmp_path / "out", reg=reg)
+    assert str(err.value).startswith(f"data_source 'plug' (python:{__name__}): {words}"), str(err.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_source_with_numeric_item_ids_is_read_as_strings(tmp_path):
+    from mgfrec.registry import KINDS, Registry
+
+    items = pd.DataFrame({"item_id": [1, 2, 3], "title": ["A", "B", "C"]})
+    log = pd.DataFrame(
+        {"user_id": ["u1"] * 3 + ["u2"] * 2, "item_id": ["1", "2", "3", "1", "2"], "timestamp": range(5)}
+    )
+    reg = Registry({k: {} for k in KINDS})
+    reg.add("data_source", "plug", _source(items=items, interactions=log))
+    ds = prepare(DataConfig(source="plug"), tmp_path / "out", reg=reg)
+    assert ds.items["item_id"].tolist() == ["1", "2", "3"] and len(ds.interactions) == 5

@@ -123,6 +123,41 @@ def test_a_plugin_grounder_with_only_search_works_through_the_registry(catalogue
     assert engine.ground(["Abbey Road"]) == [[0, 2]]
 
 
+class ShortDistances(SearchOnly):
+    def search(self, queries, k):
+        order, dist = super().search(queries, k)
+        return order, dist[:, : k - 1]
+
+
+def test_a_grounder_whose_distances_do_not_match_its_indices_is_named(catalogue, minilm):
+    """`index query -k 4` printed 3 rows and exited 0: the rows were zipped with the shorter distances."""
+    reg = Registry.discover()
+    reg.add("grounder", "short", ShortDistances)
+    cfg = MGFRecConfig.model_validate({"grounding": {"grounder": "short", "top_k": 3}})
+    engine = load_grounding(catalogue, cfg, embedder=minilm, reg=reg)
+    with pytest.raises(ValueError, match=r"returned distances of shape \(1, 2\), not \[1, 3\].*a bug of the grounder"):
+        engine.search(["Abbey Road"])
+
+
+class _NoModelId:
+    def __init__(self, config):
+        self.settings = {}
+
+    def encode(self, texts, *, query=False, progress=False):
+        return np.ones((len(texts), 4), dtype=np.float32)
+
+
+def test_an_embedder_missing_part_of_its_contract_is_one_error_naming_it():
+    """It failed deep in the embedding cache with AttributeError: 'model_id' (a 60-line traceback)."""
+    from mgfrec.embed.base import load_embedder
+    from mgfrec.registry import RegistryError
+
+    reg = Registry.discover()
+    reg.add("embedder", "no-id", _NoModelId)
+    with pytest.raises(RegistryError, match=r"embedder 'no-id' \(.*_NoModelId, from python:.*\) has no model_id: "):
+        load_embedder(EmbeddingConfig(embedder="no-id"), reg=reg)
+
+
 class KeyedSearch(SearchOnly):
     """A plugin grounder that takes a credential (say, a hosted vector index)."""
 

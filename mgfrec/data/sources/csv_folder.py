@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from mgfrec.data.raw import BadInputError, FileReport, RawLog, ReadReport, RowPolicy
+from mgfrec.data.raw import BadInputError, FileReport, RawLog, ReadReport, RowPolicy, shown
 
 _SURROGATES = range(0xDC80, 0xDD00)  # what errors="surrogateescape" makes of undecodable bytes
 _FIELD_LIMIT = 2**31 - 1  # the largest value csv.field_size_limit takes on every platform
@@ -287,12 +287,6 @@ def _beyond_exact(text: str) -> bool:
         return abs(Decimal(text.strip())) > MAX_TIMESTAMP
     except InvalidOperation:
         return False
-
-
-def shown(value: str, limit: int = 60) -> str:
-    """A field's value quoted for a message: ``repr``, cut to ``limit`` characters (a 1 MB id stays one line)."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[: limit - 3]}... ({len(value):,} characters)"
 
 
 def _number(text: str) -> float | None:
