@@ -187,13 +187,26 @@ def _sweep_record(sweep_dir: Path) -> dict[str, Any]:
     return read_sweep_record(path)
 
 
+def _grid_cells(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The finished cells of the sweep's current grid. A cell left from an earlier run of the sweep with other
+    values (a narrower grid) is not one of its points: its values are not on the grid's axes."""
+    grid = record.get("grid") or {}
+    return {
+        name: entry
+        for name, entry in record.get("cells", {}).items()
+        if entry.get("status") == "finished"
+        and set(entry.get("values", {})) == set(grid)
+        and all(entry["values"][f] in values for f, values in grid.items())
+    }
+
+
 def sweep_points(sweep_dir: str | Path, metric: str = "ndcg_full") -> pd.DataFrame:
-    """One row per finished cell of a sweep: its grid values, ``metric`` and the metric's interval."""
+    """One row per finished cell of a sweep's grid: its grid values, ``metric`` and the metric's interval."""
     sweep_dir = Path(sweep_dir)
     record, rows = _sweep_record(sweep_dir), []
-    for name, entry in record.get("cells", {}).items():
+    for name, entry in _grid_cells(record).items():
         summary = entry.get("summary") or {}
-        if entry.get("status") != "finished" or summary.get(metric) is None:
+        if summary.get(metric) is None:
             continue
         rows.append(
             {
@@ -268,28 +281,46 @@ def plot_sweep(
 def mean_rank_by_limit(
     sweep_dir: str | Path, split: str = "valid", field: str = "agent.max_groundings"
 ) -> pd.DataFrame:
-    """Fig. 5's data: per finished cell, its ``field`` value and the mean target rank from ``ranks_<split>.csv``."""
+    """Fig. 5's data: per finished cell of the grid, its ``field`` value (``limit``), the values of the other swept
+    fields, and the mean target rank from ``ranks_<split>.csv``. Every cell must hold the same samples: a cell
+    evaluated again on fewer (``mgfrec report --limit``) is refused, as its mean is not comparable."""
     sweep_dir = Path(sweep_dir)
-    rows = []
-    for name, entry in _sweep_record(sweep_dir).get("cells", {}).items():
-        ranks = sweep_dir / name / f"ranks_{split}.csv"
-        if entry.get("status") == "finished" and field in entry.get("values", {}) and ranks.is_file():
-            rows.append(
-                {
-                    "limit": entry["values"][field],
-                    "mean_rank": float(read_table(ranks, ("rank",))["rank"].mean()),
-                }
-            )
+    rows, samples = [], {}
+    for name, entry in _grid_cells(_sweep_record(sweep_dir)).items():
+        path = sweep_dir / name / f"ranks_{split}.csv"
+        if field not in entry["values"] or not path.is_file():
+            continue
+        ranks = read_table(path, ("sample_id", "rank"))
+        if not pd.api.types.is_numeric_dtype(ranks["rank"]):
+            raise ValueError(f"{path}: column rank holds values that are not numbers; write it again")
+        samples[name] = frozenset(ranks["sample_id"].astype(str))
+        others = {f: v for f, v in entry["values"].items() if f != field}
+        rows.append({"limit": entry["values"][field], **others, "mean_rank": float(ranks["rank"].mean())})
     if not rows:
         raise ValueError(f"{sweep_dir}: no finished cell that sweeps {field} and has ranks_{split}.csv")
-    return pd.DataFrame(rows).groupby("limit", as_index=False)["mean_rank"].mean().sort_values("limit")
+    names = list(samples)
+    other = next((n for n in names if samples[n] != samples[names[0]]), None)
+    if other is not None:
+        raise ValueError(
+            f"{sweep_dir}: cells {names[0]} ({len(samples[names[0]])} samples) and {other} ({len(samples[other])}) "
+            f"hold ranks_{split}.csv of different samples, so their mean ranks are not comparable; evaluate every "
+            f"cell on one split and subsample (mgfrec evaluate CELL --split {split} [--limit N])"
+        )
+    return pd.DataFrame(rows).sort_values("limit", kind="stable").reset_index(drop=True)
 
 
 def plot_mean_rank_vs_limit(sweep_dir: str | Path, out_dir: str | Path, split: str = "valid", prefix: str = "") -> Path:
-    """Fig. 5: mean target rank (lower is better) against the grounding limit ``agent.max_groundings``."""
+    """Fig. 5: mean target rank (lower is better) against the grounding limit ``agent.max_groundings``; with
+    other swept fields, one line per combination of their values."""
     frame = mean_rank_by_limit(sweep_dir, split)
+    others = [c for c in frame.columns if c not in ("limit", "mean_rank")]
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    _line(ax, list(frame["limit"]), frame["mean_rank"])
+    keyed = frame.assign(**{f: frame[f].map(lambda v: str(v) if isinstance(v, list) else v) for f in others})
+    for key, group in keyed.groupby(others, dropna=False) if others else [((), frame)]:
+        tag = ", ".join(f"{f}={v}" for f, v in zip(others, key if isinstance(key, tuple) else (key,), strict=False))
+        _line(ax, list(group["limit"]), group["mean_rank"], label=tag or None)
+    if others:
+        ax.legend(fontsize="small")
     ax.set(
         xlabel="grounding limit (agent.max_groundings)",
         ylabel=f"mean target rank ({split})",

@@ -8,6 +8,7 @@ exactly as a plugin's retriever would be. Agent runs are evaluated by the agent 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -116,9 +117,21 @@ def result_for_run(
             return stored  # this very subsample (the same size and eval.seed)
     if not evaluate_missing:
         raise FileNotFoundError(f"{paths['json']}: missing; run 'mgfrec evaluate {run_dir} --split {split}'")
+    if stored is not None:  # a subsample of other samples: this evaluation replaces it in the run folder
+        warnings.warn(
+            f"{run_dir}: its stored {split} evaluation ({len(stored.ranks)} samples) is replaced by one on the "
+            f"{limit}-sample subsample of eval.seed {(config or EvalConfig()).seed}; 'mgfrec evaluate {run_dir} "
+            f"--split {split}' evaluates the whole split again",
+            ResultReplacedWarning,
+            stacklevel=2,
+        )
     return evaluate_run(
         run_dir, split, config, batch_size=batch_size, exclude_history=exclude_history, reg=reg, limit=limit
     )
+
+
+class ResultReplacedWarning(UserWarning):
+    """A run's stored evaluation was replaced by one on another subsample (``mgfrec report --limit``)."""
 
 
 def _check_current(run_dir: str | Path, reg: Registry | None) -> None:

@@ -96,8 +96,12 @@ def read_grid_file(path: str | Path) -> dict[str, list[Any]]:
 def build_grid(flags: Sequence[str] = (), grid_file: str | Path | None = None) -> dict[str, list[Any]]:
     """The grid from a ``--grid-file`` and repeated ``--grid`` flags (a flag replaces the file's field)."""
     grid = read_grid_file(grid_file) if grid_file is not None else {}
+    flagged: set[str] = set()
     for text in flags:
         field, values = parse_grid_flag(text)
+        if field in flagged:  # the first flag's values would be lost without a word
+            raise ConfigError(f"--grid {field} is given twice; give all its values in one flag: {field}=v1,v2,...")
+        flagged.add(field)
         grid[field] = values
     if not grid:
         raise ConfigError("no grid: give --grid section.field=v1,v2 (repeatable) or --grid-file")
@@ -105,6 +109,12 @@ def build_grid(flags: Sequence[str] = (), grid_file: str | Path | None = None) -
         if not values:
             raise ConfigError(f"grid field {field}: no values")
     return grid
+
+
+def _grid_text(grid: Any) -> str:
+    if not isinstance(grid, dict):
+        return repr(grid)
+    return "; ".join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in grid.items())
 
 
 def _show(value: Any) -> str:
@@ -303,7 +313,13 @@ def run_sweep(
     record = read_sweep(out)
     _refuse_stale(out, record, digests, settings_digest)
     out.mkdir(parents=True, exist_ok=True)
-    record["grid"] = {k: list(v) for k, v in grid.items()}
+    new_grid = {k: list(v) for k, v in grid.items()}
+    if record.get("grid") not in (None, new_grid):
+        say(
+            f"note: {out / SWEEP_FILE} held another grid ({_grid_text(record['grid'])}); it now holds this one. "
+            "Cells outside it stay on disk and are left out of the summary and the figures"
+        )
+    record["grid"] = new_grid
     record.setdefault("cells", {})
     for n, cell in enumerate(cells, 1):
         entry = record["cells"].get(cell.name, {})

@@ -156,7 +156,7 @@ def test_a_stored_whole_split_result_answers_every_limit_and_a_stored_subsample_
 ):
     import shutil
 
-    from mgfrec.eval.runs import result_for_run
+    from mgfrec.eval.runs import ResultReplacedWarning, result_for_run
 
     run, ds, _ = agent_run
     copy = tmp_path / "run"
@@ -179,16 +179,19 @@ def test_a_stored_whole_split_result_answers_every_limit_and_a_stored_subsample_
     for name in ("eval_test.json", "ranks_test.csv"):
         (copy / name).unlink()
     assert len(result_for_run(copy, "test", FAST, limit=3).ranks) == 3 and len(rolled) == n + 3  # none stored
-    assert len(result_for_run(copy, "test", FAST, limit=4).ranks) == 4 and len(rolled) == n + 7  # another size
+    with pytest.warns(ResultReplacedWarning, match=r"stored test evaluation \(3 samples\) is replaced by one on the 4"):
+        assert len(result_for_run(copy, "test", FAST, limit=4).ranks) == 4 and len(rolled) == n + 7  # another size
     assert len(result_for_run(copy, "test", FAST, limit=4).ranks) == 4 and len(rolled) == n + 7  # the same one
     # the same size under another eval.seed is another subsample: it was answered with the stored one, whose
     # samples the report's reference did not cover ("not compared ... cover different samples")
     other_seed = FAST.model_copy(update={"seed": 3})
     stored_ids = np.sort(result_for_run(copy, "test", FAST, limit=4, evaluate_missing=False).sample_ids)
-    reseeded = result_for_run(copy, "test", other_seed, limit=4)
+    with pytest.warns(ResultReplacedWarning, match="eval.seed 3"):
+        reseeded = result_for_run(copy, "test", other_seed, limit=4)
     assert len(rolled) == n + 11 and not np.array_equal(np.sort(reseeded.sample_ids), stored_ids)
     # the stored 4 samples are not the whole split, so a limit beyond it rolls the agent out again
-    assert len(result_for_run(copy, "test", FAST, limit=n + 100).ranks) == n and len(rolled) == 2 * n + 11
+    with pytest.warns(ResultReplacedWarning):
+        assert len(result_for_run(copy, "test", FAST, limit=n + 100).ranks) == n and len(rolled) == 2 * n + 11
 
 
 def test_a_format_error_costs_the_format_penalty_in_the_reward_column(agent_run, monkeypatch):

@@ -22,6 +22,7 @@ from mgfrec.eval.figures import (
     plot_mean_rank_vs_limit,
     plot_sweep,
     plot_training_curves,
+    sweep_points,
     trajectory_markdown,
     write_trajectory_markdown,
 )
@@ -110,6 +111,49 @@ def test_sweep_curve_and_mean_rank_vs_limit(tmp_path):
         44.0,
     ]
     assert_png(plot_mean_rank_vs_limit(tmp_path / "sweep", tmp_path / "fig"))
+
+
+def test_cells_outside_the_current_grid_are_not_plotted(tmp_path):
+    """A rerun over another field left the old cells in sweep.json: they were drawn as a curve labelled
+    "agent.recall_prior=nan", and Fig. 5 pooled them with the new cells."""
+    write_sweep(tmp_path / "sweep")
+    record = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    record["grid"] = {"agent.max_groundings": [1, 6]}  # a narrower rerun: the cell for 3 stays on disk
+    (tmp_path / "sweep" / "sweep.json").write_text(json.dumps(record))
+    assert sweep_points(tmp_path / "sweep")["cell"].tolist() == ["agent.max_groundings=1", "agent.max_groundings=6"]
+    assert mean_rank_by_limit(tmp_path / "sweep")["limit"].tolist() == [1, 6]
+
+
+def test_mean_rank_vs_limit_refuses_cells_evaluated_on_other_samples(tmp_path):
+    """`mgfrec report --limit 1` had rewritten one cell's ranks: Fig. 5 averaged 1 sample against 2."""
+    write_sweep(tmp_path / "sweep")
+    (tmp_path / "sweep" / "agent.max_groundings=3" / "ranks_valid.csv").write_text("sample_id,target,rank\n0,1,5\n")
+    with pytest.raises(
+        ValueError, match=r"cells agent.max_groundings=1 \(2 samples\) and agent.max_groundings=3 \(1\)"
+    ):
+        mean_rank_by_limit(tmp_path / "sweep")
+
+
+def test_mean_rank_vs_limit_draws_one_line_per_other_swept_value(tmp_path):
+    root = tmp_path / "sweep"
+    cells = {}
+    for g in (1, 3):
+        for prior in (0, 4):
+            name = f"agent.max_groundings={g},agent.recall_prior={prior}"
+            (root / name).mkdir(parents=True)
+            (root / name / "ranks_valid.csv").write_text(f"sample_id,target,rank\n0,1,{10 * g + prior}\n")
+            values = {"agent.max_groundings": g, "agent.recall_prior": prior}
+            cells[name] = {"values": values, "status": "finished", "summary": {}}
+    grid = {"agent.max_groundings": [1, 3], "agent.recall_prior": [0, 4]}
+    (root / "sweep.json").write_text(json.dumps({"grid": grid, "cells": cells}))
+    frame = mean_rank_by_limit(root)  # it averaged the two priors into one point per limit
+    assert frame[["limit", "agent.recall_prior", "mean_rank"]].values.tolist() == [
+        [1, 0, 10],
+        [1, 4, 14],
+        [3, 0, 30],
+        [3, 4, 34],
+    ]
+    assert_png(plot_mean_rank_vs_limit(root, tmp_path / "fig"))
 
 
 def test_sweep_curves_with_two_fields_draw_one_line_per_other_value(tmp_path):

@@ -93,6 +93,23 @@ def test_grid_file_and_flags_make_the_cartesian_product(tmp_path):
         build_grid([], None)
 
 
+def test_a_grid_flag_given_twice_for_one_field_is_refused():
+    """`--grid trainer.devices=2 --grid trainer.devices=3` ran one cell: the first flag's values were lost."""
+    with pytest.raises(ConfigError, match=r"--grid trainer.devices is given twice; give all its values in one flag"):
+        build_grid(["trainer.devices=2", "agent.max_groundings=1", "trainer.devices=3"], None)
+
+
+def test_a_rerun_with_another_grid_says_so_and_reports_only_its_cells(tmp_path):
+    said: list[str] = []
+    run_sweep(MGFRecConfig(), {"agent.max_groundings": [1, 3]}, tmp_path, FakeCells())
+    rows = run_sweep(MGFRecConfig(), {"agent.max_groundings": [3, 6]}, tmp_path, FakeCells(), say=said.append)
+    assert [r["cell"] for r in rows] == ["agent.max_groundings=3", "agent.max_groundings=6"]
+    assert said[0] == (
+        f"note: {tmp_path / 'sweep.json'} held another grid (agent.max_groundings=1,3); it now holds this one. "
+        "Cells outside it stay on disk and are left out of the summary and the figures"
+    )
+
+
 def test_cell_names_are_safe_folder_names():
     assert cell_name({"policy.model": "preset:tiny"}) == "policy.model=preset_tiny"
     assert "/" not in cell_name({"agent.template": "a/b c.txt"})
