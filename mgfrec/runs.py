@@ -69,9 +69,31 @@ def read_run_info(run_dir: str | Path) -> RunInfo:
         )
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
-        return RunInfo(**payload)
-    except (json.JSONDecodeError, TypeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: not a valid run file: {exc}") from None
+    if not isinstance(payload, dict):
+        raise ValueError(f"{path}: not a valid run file: expected a JSON object, got {type(payload).__name__}")
+    for name, kind in _RUN_FIELDS.items():  # a field of the wrong type failed later, deep in a command
+        if name in payload and not isinstance(payload[name], kind):
+            what = "an object" if kind is dict else "text"
+            raise ValueError(
+                f"{path}: field '{name}' must be {what}, got {type(payload[name]).__name__}; not a valid run file"
+            )
+    try:
+        return RunInfo(**payload)
+    except TypeError as exc:
+        raise ValueError(f"{path}: not a valid run file: {exc}") from None
+
+
+_RUN_FIELDS = {
+    "kind": str,
+    "model": str,
+    "data": str,
+    "data_checksum": str,
+    "created": str,
+    "mgfrec_version": str,
+    "extra": dict,
+}
 
 
 RESULT_PATTERNS = ("eval_*", "ranks_*", "agent_*")
@@ -139,12 +161,22 @@ def read_sweep_record(path: Path) -> dict[str, Any]:
     cells = record.get("cells", {})
     if not isinstance(cells, dict):
         raise ValueError(f"{path}: 'cells' must be an object; {again}")
+    grid = record.get("grid", {})
+    if not isinstance(grid, dict) or not all(isinstance(v, list) for v in grid.values()):
+        raise ValueError(f"{path}: 'grid' must be an object of field -> list of values; {again}")
     for name, entry in cells.items():
         if not isinstance(entry, dict):
             raise ValueError(f"{path}: cell {name!r} must be an object; {again}")
         for key, kind in (("summary", dict), ("status", str), ("values", dict)):
             if key in entry and entry[key] is not None and not isinstance(entry[key], kind):
-                raise ValueError(f"{path}: cell {name!r}: {key!r} must be {'an object' if kind is dict else 'text'}")
+                raise ValueError(
+                    f"{path}: cell {name!r}: {key!r} must be {'an object' if kind is dict else 'text'}; {again}"
+                )
+        if entry.get("status") == "finished" and not isinstance(entry.get("values"), dict):
+            raise ValueError(f"{path}: cell {name!r} is finished but has no 'values'; {again}")
+        for metric, value in (entry.get("summary") or {}).items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ValueError(f"{path}: cell {name!r}: summary {metric!r} must be a number, got {value!r}; {again}")
     return record
 
 

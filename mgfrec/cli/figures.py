@@ -34,9 +34,10 @@ def figures(
 ) -> None:
     """Reward and response-length curves (Fig. 6) of runs; metric vs swept value (Figs. 7-8) and mean rank vs
     grounding limit (Fig. 5) of sweeps; mean difficulty per grounding band (Fig. 3) of evaluated agent runs."""
-    from mgfrec.eval.figures import figures_for
+    from mgfrec.eval.figures import check_figure_args, figures_for
 
     def go():
+        check_figure_args(paths, split, metric)  # every folder first: no figure written before an error
         names: dict[str, Path] = {}
         for path in paths:  # files are prefixed with the folder's name: two folders of one name would overwrite
             other = names.setdefault(Path(path).resolve().name, Path(path))

@@ -26,7 +26,7 @@ import pandas as pd
 
 from mgfrec.data.protocol import SPLITS
 from mgfrec.retrievers.fit import open_data
-from mgfrec.runs import read_run_info, read_sweep_record
+from mgfrec.runs import RUN_FILE, read_run_info, read_sweep_record
 
 # Fig. 3's bands of grounding counts (inclusive bounds).
 GROUNDING_BANDS: tuple[tuple[int, int], ...] = ((0, 1), (2, 4), (5, 6))
@@ -58,6 +58,7 @@ def read_metrics(path: str | Path) -> pd.DataFrame:
     frame = read_table(path, ())
     if "step" not in frame:
         raise ValueError(f"{path}: no 'step' column; not a metrics file written by 'mgfrec fit'")
+    check_numbers(frame, path, list(frame.columns))
     return frame.sort_values("step")
 
 
@@ -72,6 +73,26 @@ def read_table(path: Path, columns: Sequence[str]) -> pd.DataFrame:
     if missing:
         raise ValueError(f"{path}: no column(s) {', '.join(missing)}; write it again")
     return frame
+
+
+def check_numbers(
+    frame: pd.DataFrame, path: Path, columns: Sequence[str], *, whole: bool = False, below: int | None = None
+) -> None:
+    """Refuse a damaged value in ``columns`` of a file a command wrote, naming its line: text where a number
+    belongs (an empty cell is fine, except with ``whole``: a count or an index, present in every row, a whole
+    number in ``[0, below)``)."""
+    for column in columns:
+        values = pd.to_numeric(frame[column], errors="coerce")
+        bad = values.isna() & frame[column].notna()
+        if whole:
+            bad |= values.isna() | (values % 1 != 0) | (values < 0) | (values >= below if below is not None else False)
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            kind = "a whole number" + (f" in [0, {below})" if below is not None else " from 0") if whole else "a number"
+            value = frame[column].iat[row]
+            held = "is empty" if pd.isna(value) else f"holds {value!r}" if isinstance(value, str) else f"holds {value}"
+            raise ValueError(f"{path}:{row + 2}: column {column} {held}, not {kind}; write it again")
+        frame[column] = values
 
 
 def _save(fig: Any, path: Path) -> Path:
@@ -377,7 +398,10 @@ def plot_difficulty_bands(
         )
     if ds is None:
         ds = open_data(run_dir, read_run_info(run_dir))
-    bands = difficulty_by_band(read_table(path, SAMPLE_COLUMNS), train_popularity(ds))
+    samples, popularity = read_table(path, SAMPLE_COLUMNS), train_popularity(ds)
+    check_numbers(samples, path, ["groundings"], whole=True)
+    check_numbers(samples, path, ["target"], whole=True, below=len(popularity))
+    bands = difficulty_by_band(samples, popularity)
     fig, ax = plt.subplots(figsize=(5, 3.5))
     bars = ax.bar(bands["band"], bands["mean_difficulty"].fillna(0.0), color="tab:green")
     ax.bar_label(bars, labels=[f"n={n}" for n in bands["samples"]], fontsize="small", padding=2)
@@ -479,6 +503,27 @@ def write_trajectory_markdown(trajectory: Mapping[str, Any], path: str | Path, t
     return path
 
 
+SWEEP_METRICS = ("ndcg_full", "ndcg@10", "mean_rank")  # what a sweep's summary records per cell
+
+
+def check_figure_args(paths: Sequence[str | Path], split: str, metric: str) -> None:
+    """Everything :func:`figures_for` can tell before drawing, for every folder: the split, the metric, and each
+    folder being a run or a sweep an agent's figures are drawn for (not a baseline run). Run first, no figure
+    is written for one folder before another is found wrong."""
+    if split not in SPLITS:
+        raise ValueError(f"--split {split!r}: choose one of {', '.join(SPLITS)}")
+    if metric not in SWEEP_METRICS:
+        raise ValueError(f"--metric {metric!r}: choose one of {', '.join(SWEEP_METRICS)} (what a sweep records)")
+    for path in map(Path, paths):
+        if not path.is_dir():
+            raise FileNotFoundError(f"{path}: no such folder; give a run folder or a sweep folder")
+        if (path / RUN_FILE).is_file() and read_run_info(path).kind == "baseline":
+            raise ValueError(
+                f"{path}: a baseline run (mgfrec baseline fit); the figures are drawn for agent runs (mgfrec sft, "
+                "mgfrec fit) and sweeps"
+            )
+
+
 def figures_for(
     path: str | Path,
     out_dir: str | Path,
@@ -488,10 +533,7 @@ def figures_for(
     """Every figure a folder supports: a sweep's curves (and Fig. 5 when it sweeps ``agent.max_groundings``),
     a run's training curves and its difficulty bands. Files are prefixed with the folder's name."""
     path, written = Path(path), []
-    if not path.is_dir():
-        raise FileNotFoundError(f"{path}: no such folder; give a run folder or a sweep folder")
-    if split not in SPLITS:  # before any figure is written, not after the first
-        raise ValueError(f"--split {split!r}: choose one of {', '.join(SPLITS)}")
+    check_figure_args([path], split, metric)
     prefix = f"{path.resolve().name}_"
     if (path / "sweep.json").is_file():
         written += plot_sweep(path, out_dir, metric, prefix).values()

@@ -238,14 +238,24 @@ class EvalResult:
             sample_ids, ranks = frame["sample_id"].to_numpy(), frame["rank"].to_numpy()
         except (KeyError, ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
             raise ValueError(f"{paths['ranks']}: not a valid ranks file ({exc!r}); {again}") from None
+        for column in ("sample_id", "target", "rank"):  # text here was reported as samples the runs do not share
+            if column in frame and not pd.api.types.is_integer_dtype(frame[column]):
+                raise ValueError(f"{paths['ranks']}: column {column} holds values that are not whole numbers; {again}")
+        if frame["sample_id"].duplicated().any():
+            first = frame["sample_id"][frame["sample_id"].duplicated()].iat[0]
+            raise ValueError(f"{paths['ranks']}: sample {first} appears more than once; {again}")
         try:
             payload = json.loads(paths["json"].read_text(encoding="utf-8"))
             stated = payload.get("samples")
-            if stated is not None and int(stated) != len(frame):
-                raise ValueError(
-                    f"{paths['ranks']}: {len(frame)} rows, but {paths['json'].name} says {stated} samples (a save "
-                    f"that did not finish); {again}"
-                )
+            stated = None if stated is None else int(stated)
+        except (TypeError, ValueError, AttributeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{paths['json']}: not a valid evaluation result ({exc!r}); {again}") from None
+        if stated is not None and stated != len(frame):
+            raise ValueError(
+                f"{paths['ranks']}: {len(frame)} rows, but {paths['json'].name} says {stated} samples (a save "
+                f"that did not finish); {again}"
+            )
+        try:
             ks = tuple(int(k) for k in payload["ks"])
             names = metric_names(ks)
             return cls(
@@ -264,7 +274,9 @@ class EvalResult:
                 exclude_history=payload.get("exclude_history"),
                 data_checksum=payload.get("data_checksum", ""),
             )
-        except (KeyError, TypeError, AttributeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            if str(paths["ranks"]) in str(exc):  # check_ranks named the ranks file itself
+                raise
             raise ValueError(f"{paths['json']}: not a valid evaluation result ({exc!r}); {again}") from None
 
     def table(self, title: str | None = None):

@@ -146,6 +146,37 @@ def test_a_damaged_or_mismatched_ranks_file_is_named(tiny_ds, tmp_path):
         EvalResult.load(tmp_path, "test")
 
 
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda rows: [rows[0], "abc" + rows[1][rows[1].index(",") :], *rows[2:]], "column sample_id holds values"),
+        (lambda rows: [rows[0], rows[1], rows[1], *rows[3:]], "appears more than once"),
+        (lambda rows: [rows[0], rows[1].rsplit(",", 1)[0] + ",x", *rows[2:]], "column rank holds values"),
+    ],
+    ids=["text-id", "repeated-id", "text-rank"],
+)
+def test_a_damaged_ranks_row_is_named(tiny_ds, tmp_path, edit, message):
+    """A text sample id was reported as "cover different samples ... without subsampling", a repeated one as
+    "sample ids repeat", naming no file."""
+    paths = evaluate(FixedScorer(np.random.default_rng(2).random(N_ITEMS)), tiny_ds, "test", FAST).save(tmp_path)
+    rows = paths["ranks"].read_text().splitlines()
+    paths["ranks"].write_text("\n".join(edit(rows)) + "\n")
+    with pytest.raises(ValueError, match=rf"ranks_test.csv: .*{message}.*; evaluate the run again"):
+        EvalResult.load(tmp_path, "test")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("samples", "x"), ("ci", {"hit@5": [1]}), ("ci", {"hit@5": ["a", "b"]}), ("ks", None)]
+)
+def test_a_damaged_evaluation_json_is_named(tiny_ds, tmp_path, field, value):
+    paths = evaluate(FixedScorer(np.random.default_rng(2).random(N_ITEMS)), tiny_ds, "test", FAST).save(tmp_path)
+    payload = json.loads(paths["json"].read_text())
+    payload[field] = value
+    paths["json"].write_text(json.dumps(payload))
+    with pytest.raises(ValueError, match=r"eval_test.json: not a valid evaluation result .*; evaluate the run again"):
+        EvalResult.load(tmp_path, "test")
+
+
 def test_compare_refuses_other_data_sets_and_other_targets(tiny_ds, tmp_path):
     oracle = evaluate(NextItemOracle(N_ITEMS), tiny_ds, "test", FAST)
     other = prepare(

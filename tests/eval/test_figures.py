@@ -376,8 +376,47 @@ def test_agent_evaluation_writes_per_sample_groundings_for_the_band_figure(tmp_p
         ("sweep.json", '{"cells": {"x": {"status": "finished", "summary": [1]}}}', "'summary' must be an object"),
         ("sweep.json", '{"grid": {', "sweep.json: not valid JSON"),
         ("metrics.csv", "", "metrics.csv: not a readable CSV file"),
+        ("sweep.json", '{"grid": 5, "cells": {}}', "sweep.json: 'grid' must be an object of field -> list of values"),
+        (
+            "sweep.json",
+            '{"grid": {}, "cells": {"x": {"status": "finished"}}}',
+            "cell 'x' is finished but has no 'values'",
+        ),
+        (
+            "sweep.json",
+            '{"grid": {"a.b": [1]}, "cells": {"x": {"status": "finished", "values": {"a.b": 1}, "summary": '
+            '{"ndcg_full": "high"}}}}',
+            "cell 'x': summary 'ndcg_full' must be a number, got 'high'",
+        ),
+        (
+            "metrics.csv",
+            "step,reward/mean\n1,0.1\n2,bad\n",
+            "metrics.csv:3: column reward/mean holds 'bad', not a number",
+        ),
+        (
+            "run.json",
+            '{"kind": "agent", "model": "mgfrec", "data": 5, "data_checksum": "x"}',
+            "field 'data' must be text",
+        ),
+        (
+            "run.json",
+            '{"kind": "agent", "model": "mgfrec", "data": "d", "data_checksum": "x", "extra": []}',
+            "field 'extra' must be an object, got list",
+        ),
     ],
-    ids=["list", "cell-not-object", "summary-not-object", "truncated", "empty-metrics"],
+    ids=[
+        "list",
+        "cell-not-object",
+        "summary-not-object",
+        "truncated",
+        "empty-metrics",
+        "grid-not-object",
+        "finished-without-values",
+        "summary-text",
+        "metrics-text",
+        "run-data-number",
+        "run-extra-list",
+    ],
 )
 def test_a_damaged_file_is_one_line_naming_it(tmp_path, name, text, message):
     # tracebacks (AttributeError, TypeError) or pandas' and json's own words without the file ("error: target")
@@ -389,6 +428,49 @@ def test_a_damaged_file_is_one_line_naming_it(tmp_path, name, text, message):
     result = CliRunner().invoke(app, [str(folder), "--out", str(tmp_path / "fig")])
     assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ("0,99999,1", "agent_valid_samples.csv:2: column target holds 99999, not a whole number in [0, 4)"),
+        ("0,-1,1", "column target holds -1, not a whole number in [0, 4)"),  # indexed the last item
+        ("0,x,1", "column target holds 'x'"),
+        ("0,1,", "agent_valid_samples.csv:2: column groundings is empty, not a whole number from 0"),  # dropped
+    ],
+)
+def test_a_damaged_samples_row_is_one_line_naming_it(tmp_path, row, message):
+    """An IndexError or TypeError traceback, or an empty count dropping the sample from every band (n=4 of 5)."""
+
+    class TinyData:
+        num_items = 4
+
+        def split(self, name):
+            return pd.DataFrame({"target": [0, 0, 1]})
+
+    (tmp_path / "agent_valid_samples.csv").write_text(f"sample_id,target,groundings\n{row}\n1,1,2\n")
+    with pytest.raises(ValueError) as err:
+        plot_difficulty_bands(tmp_path, tmp_path / "fig", ds=TinyData())
+    assert message in str(err.value) and str(err.value).endswith("; write it again")
+
+
+def test_a_baseline_run_or_an_unknown_metric_is_refused_before_any_figure(tmp_path):
+    write_sweep(tmp_path / "sweep")
+    baseline = tmp_path / "pop"
+    baseline.mkdir()
+    (baseline / "run.json").write_text('{"kind": "baseline", "model": "pop", "data": "d", "data_checksum": "x"}')
+    (baseline / "metrics.csv").write_text("epoch,loss\n1,0.5\n")
+    app = typer.Typer()
+    app.command()(figures_command)
+    fig = tmp_path / "fig"
+    result = CliRunner().invoke(app, [str(tmp_path / "sweep"), str(baseline), "--out", str(fig)])
+    assert result.exit_code == 2 and "a baseline run (mgfrec baseline fit); the figures are drawn for agent runs" in (
+        " ".join(result.output.split())
+    )
+    result = CliRunner().invoke(app, [str(tmp_path / "sweep"), "--out", str(fig), "--metric", "ndcg@5"])
+    assert result.exit_code == 2 and "--metric 'ndcg@5': choose one of ndcg_full, ndcg@10, mean_rank" in result.output
+    assert not fig.exists()  # the sweep's curve was written before the second folder or the metric failed
 
 
 def test_a_samples_file_without_its_columns_is_named(tmp_path):
