@@ -18,6 +18,7 @@ import typer
 from mgfrec.cli.common import (
     HISTORY_HELP,
     SET_HELP,
+    check_split,
     console,
     feedback_timeout_option,
     out,
@@ -46,15 +47,13 @@ def chat(
     from rich.text import Text
 
     from mgfrec.config.schema import UserAgentConfig
-    from mgfrec.data.protocol import SPLITS
     from mgfrec.recommend import Query, load_recommender
     from mgfrec.runs import read_run_info
     from mgfrec.user_agents.base import UserAgentContext, load_user_agent
     from mgfrec.user_agents.human import FeedbackCancelled
 
     with user_errors():
-        if split is not None and split not in SPLITS:  # before loading the model
-            raise ValueError(f"--split {split}: unknown split; splits are {', '.join(SPLITS)}")
+        check_split(split)  # before loading the model
         read_run_info(run_dir)  # a wrong folder is refused before asking for a history
         if user is None and history is None:
             history = typer.prompt("history (titles separated by ';', oldest first; '\\;' inside a title)")

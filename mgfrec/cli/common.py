@@ -108,6 +108,15 @@ HISTORY_HELP = "Titles separated by ';', oldest first ('\\;' for a ';' inside a 
 _SEPARATOR = re.compile(r"(?<!\\);")
 
 
+def check_split(split: str | None) -> None:
+    """``--split`` named in one line when it is not a split (before any model loads; the config's own error
+    would name ``eval.split`` over two lines)."""
+    from mgfrec.data.protocol import SPLITS
+
+    if split is not None and split not in SPLITS:
+        raise ValueError(f"--split {split}: unknown split; splits are {', '.join(SPLITS)}")
+
+
 def split_titles(text: str) -> list[str]:
     """``--history`` as titles: split at each ``;`` that is not written ``\\;`` (a title's own semicolon)."""
     return [part.replace("\\;", ";") for part in _SEPARATOR.split(text)]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, load, note_unread_sets, out, print_json, run
+from mgfrec.cli.common import CONFIG_HELP, SET_HELP, check_split, console, load, note_unread_sets, out, print_json, run
 
 
 def evaluate(
@@ -40,6 +40,7 @@ def evaluate(
     from mgfrec.runs import read_run_info
 
     def go():
+        check_split(split)
         note_unread_sets(set_, "mgfrec evaluate")
         cfg = load(
             config,

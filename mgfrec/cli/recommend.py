@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mgfrec.cli.common import HISTORY_HELP, SET_HELP, out, print_json, run, split_titles, terminal_safe
+from mgfrec.cli.common import HISTORY_HELP, SET_HELP, check_split, out, print_json, run, split_titles, terminal_safe
 
 
 def recommend(
@@ -30,6 +30,7 @@ def recommend(
     """Run the agent once: its thoughts, grounded titles, item lists, feedback, answer and final top-k."""
     from mgfrec.recommend import recommend as run_recommend
 
+    run(lambda: check_split(split))
     titles = split_titles(history) if history is not None else None
     if markdown is not None:
         run(lambda: _check_file_path(markdown, "--markdown"))  # before the rollout, whose work it would lose

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, load, note_unread_sets, out, print_json, run
+from mgfrec.cli.common import CONFIG_HELP, SET_HELP, check_split, console, load, note_unread_sets, out, print_json, run
 
 
 def report(
@@ -40,6 +40,7 @@ def report(
     from mgfrec.eval.report import build_report
 
     def go():
+        check_split(split)
         note_unread_sets(set_, "mgfrec report")
         cfg = load(config, set_, {"eval.split": split, "eval.bootstrap_samples": bootstrap})
         with console.status(f"collecting {len(runs)} run(s) on {cfg.eval.split}"):

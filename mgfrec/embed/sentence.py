@@ -161,11 +161,15 @@ class SentenceTransformerEmbedder:
                 model_kwargs=model_kwargs or None,
             )
         except (OSError, ValueError) as exc:
-            raise ValueError(
-                f"embedding.model '{self.config.model}': could not load it ({exc}). A hub id must already be in the "
-                "local Hugging Face cache when HF_HUB_OFFLINE=1; a local folder or bundled:all-MiniLM-L6-v2 "
-                "always works"
-            ) from exc
+            reason = " ".join(str(exc).split())  # one line: the libraries' messages span several
+            if Path(self._source).is_dir():
+                advice = "the folder holds no sentence-transformers model (modules.json, config.json and weights)"
+            else:
+                advice = (
+                    "a hub id must already be in the local Hugging Face cache when HF_HUB_OFFLINE=1; a folder "
+                    "holding a saved model, or bundled:all-MiniLM-L6-v2, loads without the network"
+                )
+            raise ValueError(f"embedding.model '{self.config.model}': could not load it ({reason}); {advice}") from exc
         if self.options.max_seq_length is not None:
             model.max_seq_length = self.options.max_seq_length
         return model

@@ -287,3 +287,12 @@ def test_empty_output_flag_reads_only_the_output_flag():
     assert empty_output_flag(["fit", "--out"]) is None  # a missing value is the parser's error
     assert empty_output_flag(["recommend", "--", "--out", ""]) is None
     assert empty_output_flag(["fit", "--out=", "x"]) == "--out"
+
+
+@pytest.mark.parametrize("command", ["evaluate", "report", "recommend"])
+def test_an_unknown_split_names_the_flag_in_one_line(tmp_path, command):
+    """evaluate and report named the config field, over two lines ("invalid config: eval.split: ...")."""
+    code, output = invoke(
+        command, str(tmp_path), "--split", "bogus", *(["--user", "u"] if command == "recommend" else [])
+    )
+    assert code == 2 and output.strip() == "error: --split bogus: unknown split; splits are train, valid, test", output

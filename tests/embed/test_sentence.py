@@ -103,6 +103,20 @@ def test_missing_local_folder_is_reported():
         SentenceTransformerEmbedder(EmbeddingConfig(model="./no/such/model"))
 
 
+def test_a_local_folder_without_a_model_is_named_as_such(tmp_path):
+    """The advice said a local folder "always works" right after a local folder had failed."""
+    folder = tmp_path / "empty-model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    embedder = SentenceTransformerEmbedder(EmbeddingConfig(model=str(folder)))
+    with pytest.raises(ValueError) as err:
+        embedder.encode(["x"])
+    message = str(err.value)
+    assert "\n" not in message and "always works" not in message
+    assert message.startswith(f"embedding.model '{folder}': could not load it (")
+    assert message.endswith("the folder holds no sentence-transformers model (modules.json, config.json and weights)")
+
+
 def test_unknown_option_names_the_config_path():
     with pytest.raises(ValueError, match=r"embedding.options.trust_remote_cod"):
         load_embedder(EmbeddingConfig(options={"trust_remote_cod": True}))
