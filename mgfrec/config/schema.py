@@ -131,7 +131,7 @@ class AgentConfig(Section):
         description="how evaluation ranks every item from the answer: l2 (the paper's rule, BIGRec: L2 to the "
         "answer's title), answer_then_recall (the answered item first, then the recall run's order) or l2_joint "
         "(L2 to the answered item over its title embedding joined to the recall model's item embedding); the "
-        "last two are their own rows, never the headline. Training rewards always use l2",
+        "last two are their own rows, never the headline. GRPO's reward and validation rank by the same rule",
     )
     joint_title_weight: float = Field(
         1.0,
