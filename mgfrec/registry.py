@@ -63,6 +63,11 @@ class RegistryError(LookupError):
     """A component name or kind that cannot be resolved, or two components claiming one name."""
 
 
+class PluginError(RegistryError, ValueError):
+    """A third-party component's own user error (a ValueError, OSError or LookupError raised while it was built),
+    with the plugin named. A ValueError too, so code that caught the plugin's ValueError still catches it."""
+
+
 @dataclass(frozen=True)
 class Entry:
     """One registered component: where it lives and who provides it."""
@@ -190,18 +195,31 @@ class Registry:
             )
             raise RegistryError(f"{where_entry} {what}: is it registered under the right kind and attribute?")
         third_party = entry.origin.split(" ")[0] != "mgfrec"
+        built = False  # the options are checked first: their errors name the config path already
         try:
             validated = component_options(component, options, where or spec.options_at.format(name=name))
+            built = True
             if validated is None and not spec.always_options:
                 return factory(*deps, *after)
             return factory(*deps, validated, *after)
-        except (ValueError, OSError, LookupError):
-            raise  # the component's own user errors (a bad option value, a missing file) say what is wrong
+        except (ValueError, OSError, LookupError) as exc:
+            if not (third_party and built) or isinstance(exc, RegistryError):
+                raise  # the component's own user errors (a bad option value, a missing file) say what is wrong
+            # a plugin's: its message, with the plugin named (its words alone may not say where they come from)
+            text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else _error_text(exc)
+            raise PluginError(f"{where_entry}: {text}") from None
         except Exception as exc:
             if not third_party:
                 raise
             # A plugin's own bug: one line naming the plugin, not a traceback through mgfrec
             raise RegistryError(f"{where_entry} failed: {type(exc).__name__}: {exc}") from None
+
+
+def _error_text(exc: BaseException) -> str:
+    """An error's message; an OSError as ``path: reason`` (as the CLI prints it)."""
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror}"
+    return str(exc)
 
 
 def installed_entries() -> list[Entry]:

@@ -215,6 +215,33 @@ def test_a_plugin_that_breaks_its_contract_is_one_registry_error_naming_it():
         reg.build("grounder", "with", {"k": 0}, "vectors")
 
 
+class _Refuses:
+    def __init__(self, *args):
+        raise ValueError("index file missing")
+
+
+class _MissingFile:
+    def __init__(self, *args):
+        raise FileNotFoundError(2, "No such file or directory", "/srv/index.bin")
+
+
+@pytest.mark.reliability
+def test_a_plugins_own_user_error_names_the_plugin_and_is_still_a_value_error():
+    """It printed "error: index file missing" with nothing saying which installed package said so."""
+    from mgfrec.registry import PluginError
+
+    reg = _fresh()
+    reg.add("grounder", "refuses", _Refuses)
+    reg.add("grounder", "no-file", _MissingFile)
+    with pytest.raises(PluginError, match=r"^grounder 'refuses' \(.*_Refuses, from python:.*\): index file missing$"):
+        reg.build("grounder", "refuses", None, "vectors")
+    with pytest.raises(ValueError, match=r"grounder 'no-file' .*: /srv/index.bin: No such file or directory$"):
+        reg.build("grounder", "no-file", None, "vectors")
+    reg.add("grounder", "builtin-like", _WithOptions)
+    with pytest.raises(ValueError, match=r"^invalid options"):  # mgfrec's own option check is not the plugin's
+        reg.build("grounder", "builtin-like", {"k": 0}, "vectors")
+
+
 def test_every_kind_has_a_build_rule():
     from mgfrec.registry import KIND_SPECS
 
