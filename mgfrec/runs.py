@@ -96,6 +96,62 @@ _RUN_FIELDS = {
 }
 
 
+# What marks a folder as something other than a run (the names mgfrec.data.prepared and mgfrec.experiments.sweep
+# write; spelled out here so that this module stays below them)
+_NOT_A_RUN = {"manifest.json": "a prepared data set", "sweep.json": "a sweep"}
+# What an unfinished run leaves before its run.json (written last): the resolved config, fit's start record, the
+# set-aside earlier fit of `baseline fit`
+_RUN_MARKS = ("fit_start.json", ".previous-fit", "checkpoints")
+
+
+def producer_of(info: RunInfo) -> str:
+    """What made a run, as :func:`check_output_run` compares it: ``baseline``, ``mgfrec-sft``, ``mgfrec`` or
+    ``derived`` (an evaluation-only run of ``mgfrec derive``)."""
+    if info.kind == "baseline":
+        return "baseline"
+    return "derived" if "trained_run" in info.extra else info.model
+
+
+_WRITERS = {
+    "baseline": "a baseline run (mgfrec baseline fit)",
+    "mgfrec-sft": "an SFT run (mgfrec sft)",
+    "mgfrec": "a GRPO run (mgfrec fit)",
+    "derived": "a derived run (mgfrec derive)",
+}
+
+
+def check_output_run(out: str | Path, producer: str, *, data: str | Path | None = None) -> None:
+    """Refuse an ``--out`` that holds something else, before anything in it is touched: the data set given as
+    ``--data``, a prepared data set, a sweep, a run another command made (a baseline for ``sft``, an SFT run for
+    ``fit``...), or a non-empty folder mgfrec did not write. A new or empty folder, a finished or unfinished run
+    of the same command (replaced, or resumed), or a folder holding only a user's ``config.yaml`` is fine."""
+    from mgfrec.config.load import is_resolved_config, is_user_config
+
+    out = Path(out)
+    if data is not None and out.resolve() == Path(data).resolve():
+        raise ValueError(f"--out {out} is the data set given as --data; give the run a folder of its own")
+    if not out.is_dir():
+        return  # a new folder (a path under a file is refused where it is made)
+    for name, what in _NOT_A_RUN.items():
+        if (out / name).is_file():
+            raise ValueError(f"--out {out}: holds {what} ({name}); give the run a folder of its own")
+    if (out / RUN_FILE).is_file():
+        theirs = producer_of(read_run_info(out))
+        if theirs != producer:
+            raise ValueError(
+                f"--out {out}: holds {_WRITERS.get(theirs, theirs)}; {_WRITERS[producer]} needs a folder of its own"
+            )
+        return
+    names = {p.name for p in out.iterdir() if not is_user_config(p.name)}
+    others = names - {"config.yaml", "config.yaml.tmp"}  # a user's config.yaml is kept (keep_user_config)
+    if not others or any(mark in names for mark in _RUN_MARKS) or is_resolved_config(out / "config.yaml"):
+        if producer == "baseline" and names & {"fit_start.json", "checkpoints"}:
+            raise ValueError(f"--out {out}: holds an unfinished agent run; a baseline run needs a folder of its own")
+        return
+    shown = ", ".join(sorted(others)[:3]) + (", ..." if len(others) > 3 else "")
+    raise ValueError(f"--out {out}: not empty ({shown}) and not a run folder; give a new or empty folder")
+
+
 RESULT_PATTERNS = ("eval_*", "ranks_*", "agent_*")
 """What evaluating a run leaves in its folder (metrics, ranks, agent stats and per-sample rows)."""
 

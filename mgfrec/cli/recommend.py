@@ -20,7 +20,7 @@ def recommend(
     ),
     top_k: int = typer.Option(10, "--top-k", min=1, help="How many ranked items to show."),
     sample: bool = typer.Option(False, "--sample", help="Sample at rollout.temperature instead of greedy."),
-    seed: int = typer.Option(0, "--seed", help="Seed for --sample."),
+    seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1, help="Seed for --sample."),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     markdown: Path | None = typer.Option(

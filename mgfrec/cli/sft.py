@@ -49,7 +49,7 @@ def sft(
         help="What the demonstrations answer: 'target' (the target when it was shown) or 'recall' (always the "
         "recall list's first item, after grounding it).",
     ),
-    seed: int = typer.Option(0, help="Seeds subsampling, initialisation and batch order."),
+    seed: int = typer.Option(0, min=0, max=2**32 - 1, help="Seeds subsampling, initialisation and batch order."),
     progress: bool = typer.Option(True, help="Show the training progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Print the final metrics as JSON."),
 ) -> None:

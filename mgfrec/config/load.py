@@ -303,20 +303,23 @@ def is_user_config(name: str) -> bool:
     return re.fullmatch(r"config\.user(\.\d+)?\.yaml", name) is not None
 
 
+def is_resolved_config(path: str | Path) -> bool:
+    """Whether ``path`` is a config mgfrec resolved and wrote (every top-level section of :class:`MGFRecConfig`),
+    not a user's own file."""
+    try:
+        existing = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    return isinstance(existing, dict) and set(MGFRecConfig.model_fields) <= set(existing)
+
+
 def keep_user_config(run_dir: str | Path) -> None:
     """Rename ``<run_dir>/config.yaml`` to ``config.user[.N].yaml`` (with a warning) unless it is a config mgfrec
     resolved (every top-level section of :class:`MGFRecConfig` present): see :func:`write_resolved`. Commands that
     clear a run folder before writing call it first and leave the kept file in place (:func:`is_user_config`)."""
     path = Path(run_dir) / "config.yaml"
-    sections = set(MGFRecConfig.model_fields)
-    try:
-        existing = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        existing = None
-    if isinstance(existing, dict) and sections <= set(existing):
-        return  # a resolved config (this run's earlier one): replacing it loses nothing
+    if not path.exists() or is_resolved_config(path):
+        return  # none, or a resolved config (this run's earlier one): replacing it loses nothing
     n = 0
     while (aside := path.with_name("config.user.yaml" if n == 0 else f"config.user.{n}.yaml")).exists():
         n += 1

@@ -13,11 +13,11 @@ import re
 import warnings
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -38,7 +38,7 @@ class DataConfig(Section):
     split_ratios: tuple[float, float, float] = Field((0.8, 0.1, 0.1), description="train/valid/test")
     subsample_users: int | None = Field(None, ge=1, description="keep a seeded subsample of this many users")
     subsample_samples: int | None = Field(None, ge=1, description="keep a seeded subsample of samples per split")
-    seed: int = Field(0, ge=0, description="a non-negative integer")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="an integer from 0 to 2**32 - 1")
     skip_bad: bool = Field(False, description="skip and count bad rows instead of stopping at the first")
 
     @model_validator(mode="after")
@@ -318,15 +318,26 @@ class TrainerConfig(Section):
     max_steps: int | None = Field(30, ge=1)
     strategy: str = "auto"
     accelerator: str = "cpu"
-    devices: int | str = Field(1, description="processes per node (one per GPU); several: data-parallel GRPO")
+    devices: int | str = Field(
+        1, description="processes per node (one per GPU; -1 or auto: all); several: data-parallel GRPO"
+    )
     num_nodes: int = Field(1, ge=1, description="nodes, each running `devices` processes (Lightning's launcher)")
     precision: str = "32-true"
-    seed: int = Field(0, ge=0, description="a non-negative integer")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="an integer from 0 to 2**32 - 1")
     val_check_interval: int = Field(10, ge=1)
     log_every_n_steps: int = Field(1, ge=1)
     tensorboard: bool = Field(
         False, description="also log every step to RUN/tensorboard (needs the tensorboard package)"
     )
+
+    @field_validator("devices")
+    @classmethod
+    def _devices(cls, value: int | str) -> int | str:
+        """What Lightning takes: a count (1 or more; -1 for all), ``auto``, or GPU indices such as ``0,1``."""
+        text = str(value).strip()
+        if text in ("auto", "-1") or re.fullmatch(r"[1-9][0-9]*|[0-9]+(,[0-9]+)*,|[0-9]+(,[0-9]+)+", text):
+            return value
+        raise ValueError("give a number of devices (1 or more; -1 for all), auto, or GPU indices such as 0,1")
 
 
 class EvalConfig(Section):
@@ -334,7 +345,7 @@ class EvalConfig(Section):
     split: Literal["train", "valid", "test"] = "test"
     bootstrap_samples: int = Field(1000, ge=0)
     confidence: float = Field(0.95, gt=0, lt=1)
-    seed: int = Field(0, ge=0, description="a non-negative integer")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="an integer from 0 to 2**32 - 1")
     greedy: bool = True
     exclude_history: bool = Field(True, description="leave history items (never the target) out of the ranking")
     batch_size: int = Field(256, ge=1, description="samples scored at once by the evaluator")

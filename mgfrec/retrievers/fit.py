@@ -27,7 +27,7 @@ from mgfrec.data.prepared import PreparedDataset
 from mgfrec.ranking.evaluator import rank_targets
 from mgfrec.ranking.metrics import per_sample
 from mgfrec.registry import Registry, registry, with_registry
-from mgfrec.runs import RUN_FILE, RunInfo, damaged_run_files, read_run_info, write_run_info
+from mgfrec.runs import RUN_FILE, RunInfo, check_output_run, damaged_run_files, read_run_info, write_run_info
 
 
 @dataclass(frozen=True)
@@ -54,8 +54,7 @@ def fit_baseline(ds: PreparedDataset, config: MGFRecConfig, out: str | Path, reg
         from mgfrec.retrievers.training import lightning_device  # Lightning loads only for models that train
 
         lightning_device(config.retriever.device)  # an unusable device is refused before out is touched
-    if (out / RUN_FILE).is_file() and read_run_info(out).kind != "baseline":
-        raise ValueError(f"{out}: holds an agent run; a baseline needs a folder of its own")
+    check_output_run(out, "baseline", data=ds.root)  # nothing of another kind is set aside, then deleted
     out.mkdir(parents=True, exist_ok=True)
     keep_user_config(out)  # a --config given as OUT/config.yaml stays, as config.user.yaml
     # An earlier fit's files (its run.json, model, evaluation) are set aside, not deleted: none can be mistaken

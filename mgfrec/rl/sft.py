@@ -45,7 +45,7 @@ from mgfrec.models.policy import check_policy_source, load_policy, preset_name, 
 from mgfrec.registry import Registry, registry, with_registry
 from mgfrec.rl.sft_data import Fallback, Teacher, synthesize
 from mgfrec.rollout.base import build_engine, sync_weights
-from mgfrec.runs import RUN_FILE, RunInfo, clear_results, write_metrics, write_run_info
+from mgfrec.runs import RUN_FILE, RunInfo, check_output_run, clear_results, write_metrics, write_run_info
 from mgfrec.text.prompts import AgentPrompts
 from mgfrec.user_agents.base import require_automatic, with_run_cache
 
@@ -211,6 +211,7 @@ def run_sft(
     check_policy_source(cfg.policy.model)
     require_automatic(cfg.user_agent, "SFT", reg)  # before any data work: a person cannot answer a rollout
     ds, out = PreparedDataset(data), Path(out)
+    check_output_run(out, "mgfrec-sft", data=ds.root)  # before anything in OUT is touched
     out.mkdir(parents=True, exist_ok=True)
     (out / RUN_FILE).unlink(missing_ok=True)  # run.json marks a finished run: not this one, until the end
     clear_results(out)  # an earlier policy's evaluation: mgfrec report would reuse it for this one

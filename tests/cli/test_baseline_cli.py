@@ -155,7 +155,11 @@ def test_an_agent_run_is_not_replaced_by_a_baseline(data, tmp_path):
         json.dumps({"kind": "agent", "model": "mgfrec", "data": str(data), "data_checksum": "", "extra": {}})
     )
     result = invoke("baseline", "fit", "--model", "pop", "--data", data, "--out", out)
-    assert result.exit_code == 2 and "holds an agent run" in flat(result.output)
+    assert (
+        result.exit_code == 2
+        and "holds a GRPO run (mgfrec fit); a baseline run (mgfrec baseline fit) needs a folder of its own"
+        in flat(result.output)
+    )
     assert json.loads((out / "run.json").read_text())["kind"] == "agent"
 
 
@@ -176,3 +180,16 @@ def test_a_config_given_from_the_out_folder_is_kept_not_deleted(data, tmp_path):
     assert again.exit_code == 0, again.output
     assert "kept as" not in again.output and (out / "config.user.yaml").read_text() == mine
     assert not (out / "config.user.1.yaml").exists()
+
+
+def test_a_folder_that_is_not_a_run_is_refused_and_kept(data, tmp_path):
+    """It was set aside as "the earlier fit" and deleted once the fit succeeded: notes, code, a whole data set."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("precious")
+    result = invoke("baseline", "fit", "--model", "pop", "--data", data, "--out", mine)
+    assert result.exit_code == 2 and "not empty (notes.txt) and not a run folder" in flat(result.output)
+    assert (mine / "notes.txt").read_text() == "precious" and sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    into_data = invoke("baseline", "fit", "--model", "pop", "--data", data, "--out", data)
+    assert into_data.exit_code == 2 and "is the data set given as --data" in flat(into_data.output)
+    assert (data / "manifest.json").is_file()

@@ -144,7 +144,7 @@ def test_bad_inputs_exit_2_naming_what_is_wrong(ds, tmp_path):
     assert res.exit_code == 2 and "not a run folder" in res.stderr
     run = make_run(tmp_path / "run", ds, np.zeros(10))
     res = invoke(str(run), "--split", "dev")
-    assert res.exit_code == 2 and "eval.split" in res.stderr
+    assert res.exit_code == 2 and "--split dev: unknown split" in res.stderr
     other = tiny_dataset(tmp_path / "other", n_users=12)
     res = invoke(str(run), "--data", str(other.root))
     assert res.exit_code == 2 and "--data" in res.stderr and "not the one the run was trained on" in res.stderr
