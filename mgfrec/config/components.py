@@ -22,6 +22,11 @@ from mgfrec.registry import Registry, RegistryError, component_options, registry
 
 _DEVICE = re.compile(r"(cpu|cuda|mps|xpu|hpu|npu|meta)(:\d+)?|auto")
 _ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "tpu", "hpu", "xpu", "auto")
+# Lightning's precision names and their short aliases (lightning.fabric.connector), checked without importing it
+_PRECISIONS = (
+    *("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true"),
+    *("transformer-engine", "transformer-engine-float16", "32", "16", "bf16", "64"),
+)
 
 # (config path of the name, component kind, config path of its options)
 _NAMED = (
@@ -59,6 +64,10 @@ def check_components(cfg: MGFRecConfig, reg: Registry | None = None, source: str
     if cfg.trainer.accelerator not in _ACCELERATORS:
         known = ", ".join(_ACCELERATORS)
         problems.append(f"trainer.accelerator: unknown accelerator {cfg.trainer.accelerator!r}; use one of {known}")
+    if str(cfg.trainer.precision) not in _PRECISIONS:
+        problems.append(
+            f"trainer.precision: unknown precision {cfg.trainer.precision!r}; use one of {', '.join(_PRECISIONS)}"
+        )
     if problems:
         listing = problems[0] if len(problems) == 1 else "\n  " + "\n  ".join(problems)
         raise ValueError(f"{source}: {listing}")

@@ -118,7 +118,14 @@ def preset_name(model: str) -> str | None:
 def check_policy_source(model: str) -> None:
     """Refuse, before any work, a ``policy.model`` that is neither a preset, an existing folder nor even the
     shape of a hub id (``--policy nope:zzz``); whether a hub id can be fetched is known only on loading."""
-    if preset_name(model) is not None or Path(model).exists():
+    if preset_name(model) is not None:
+        return
+    if Path(model).exists():
+        if not (Path(model) / "config.json").is_file():  # a data set or a run folder given as the policy
+            raise ValueError(
+                f"policy.model (--policy): {model} holds no config.json; give a folder with a saved model (a run's "
+                "policy/ folder, or one written by save_pretrained), a hub id, or a preset"
+            )
         return
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 

@@ -45,6 +45,7 @@ from mgfrec.rl.distributed import barrier, check_batch_split, launched_as_main, 
 from mgfrec.rl.module import GRPOModule
 from mgfrec.rl.strategy import build_strategy, check_strategy, trainer_accelerator
 from mgfrec.runs import RUN_FILE, RunInfo, check_output_run, clear_results, read_run_info, recall_run_of, write_run_info
+from mgfrec.text.prompts import AgentPrompts
 from mgfrec.user_agents.base import require_automatic, with_run_cache
 
 
@@ -304,6 +305,7 @@ def run_fit(
     require_automatic(cfg.user_agent, "GRPO training", reg)  # before any data work: a person cannot answer a rollout
     ds, out = PreparedDataset(data), Path(out)
     check_output_run(out, "mgfrec", data=ds.root)  # before anything in OUT is touched
+    AgentPrompts.from_config(cfg.agent)  # a template that cannot be read is named before OUT is cleared
     if options.resume:
         check_resume_options(out, options)  # first: "resume it with the same --init" says more than a bad --init
     recall_opts, policy_dir = start_point(options, ds)  # --init checked before OUT is touched

@@ -212,6 +212,7 @@ def run_sft(
     require_automatic(cfg.user_agent, "SFT", reg)  # before any data work: a person cannot answer a rollout
     ds, out = PreparedDataset(data), Path(out)
     check_output_run(out, "mgfrec-sft", data=ds.root)  # before anything in OUT is touched
+    AgentPrompts.from_config(cfg.agent)  # a template that cannot be read is named before OUT is cleared
     out.mkdir(parents=True, exist_ok=True)
     (out / RUN_FILE).unlink(missing_ok=True)  # run.json marks a finished run: not this one, until the end
     clear_results(out)  # an earlier policy's evaluation: mgfrec report would reuse it for this one

@@ -124,12 +124,26 @@ def test_a_wrong_init_leaves_the_run_at_out_untouched(data):
     """--init was checked after OUT's run.json and results were deleted: a typo cost a finished run its marker."""
     out = data / "finished"
     out.mkdir()
-    (out / "run.json").write_text('{"kind": "agent"}')
+    info = '{"kind": "agent", "model": "mgfrec", "data": "d", "data_checksum": "", "extra": {}}'
+    (out / "run.json").write_text(info)
+    (out / "policy").mkdir()
+    (out / "metrics.csv").write_text("step,reward/mean\n1,0.2\n")
     before = sorted(p.name for p in out.iterdir())
     result = invoke("--data", data / "data", "--out", out, "--init", data / "no-such-sft")
     text = " ".join(result.output.split())
     assert result.exit_code == 2 and "not a run folder" in text and "Traceback" not in text, text
-    assert sorted(p.name for p in out.iterdir()) == before and (out / "run.json").read_text() == '{"kind": "agent"}'
+    assert sorted(p.name for p in out.iterdir()) == before and (out / "run.json").read_text() == info
+    # checks that came after OUT was cleared (a wrong precision, a template that cannot be read, a data set given
+    # as the policy): each wiped policy/, metrics.csv and run.json first
+    for flags, words in (
+        (["--set", "trainer.precision=64bit"], "trainer.precision: unknown precision '64bit'"),
+        (["--set", "agent.template=nope.txt"], "nope.txt"),
+        (["--policy", data / "data"], "holds no config.json"),
+    ):
+        result = invoke("--data", data / "data", "--out", out, "--max-steps", "1", *flags)
+        text = " ".join(result.output.split())
+        assert result.exit_code == 2 and words in text and "Traceback" not in text, text
+        assert sorted(p.name for p in out.iterdir()) == before and (out / "run.json").read_text() == info
 
 
 @pytest.mark.reliability
