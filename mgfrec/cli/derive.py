@@ -29,6 +29,7 @@ def derive(
     """Write OUT: RUN's policy and recall run with one ablation (--ablation) or evaluation variant (--variant)
     applied at evaluation only, nothing trained or copied. Then 'mgfrec evaluate OUT' or 'mgfrec report RUN OUT'
     treat it like any agent run (the demo's mgfrec-no-feedback, mgfrec-joint-l2, ... rows are made this way)."""
+    from mgfrec.config.load import redacted_override
     from mgfrec.experiments.ablations import derive_ablation_run, derive_variant_run
 
     def go() -> Path:
@@ -50,6 +51,13 @@ def derive(
         )
     if as_json:
         kind, name = ("ablation", ablation) if ablation is not None else ("variant", variant)
-        print_json({"run": str(written), "trained_run": str(run_dir), kind: name, "overrides": list(set_)})
+        print_json(
+            {
+                "run": str(written),
+                "trained_run": str(run_dir),
+                kind: name,
+                "overrides": [redacted_override(s) for s in set_],
+            }
+        )
         return
     console.print(f"wrote {written}; evaluate it with: mgfrec evaluate {written}", highlight=False, soft_wrap=True)

@@ -98,6 +98,17 @@ def parse_override(text: str) -> dict[str, Any]:
     return node
 
 
+def redacted_override(text: str) -> str:
+    """A ``section.field=value`` override as it may be shown or recorded: the value of a secret field
+    (:func:`is_secret_field`) and the credentials inside a URL value replaced by ``<redacted>``."""
+    key, sep, value = text.partition("=")
+    if not sep:
+        return _URL_AUTHORITY.sub(_scrub_url, text)
+    if value.strip() and is_secret_field(key.strip().split(".")[-1]):
+        return f"{key}=<redacted>"
+    return f"{key}={_URL_AUTHORITY.sub(_scrub_url, value)}"
+
+
 _YAML_NULLS = {"", "~", "null", "Null", "NULL"}
 
 

@@ -15,7 +15,15 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from mgfrec.config.components import check_components
-from mgfrec.config.load import _merge, is_user_config, load_config, parse_override, validate, write_resolved
+from mgfrec.config.load import (
+    _merge,
+    is_user_config,
+    load_config,
+    parse_override,
+    redacted_override,
+    validate,
+    write_resolved,
+)
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.runs import RunInfo, clear_results, read_run_info, recall_run_of, write_run_info
 
@@ -78,6 +86,29 @@ def derive_variant_run(run_dir: str | Path, name: str, out: str | Path, override
     return _derive(run_dir, out, EVAL_VARIANTS[name], f"variant {name}", name, {"variant": name}, tuple(overrides))
 
 
+# What a derived run never reads: it evaluates the trained run's policy, so training settings and the policy's
+# source are the trained run's (policy.dtype and the rest of the policy section still apply when it is loaded)
+_NOT_READ_BY_DERIVE = ("trainer.", "grpo.", "policy.model")
+
+
+def _check_derive_overrides(overrides: Iterable[str], preset: Iterable[str], source: str, run_dir: Path) -> None:
+    """Refuse a ``--set`` that would undo the preset the derived run is named for (a row labelled ``no-recall``
+    with ``agent.use_recall=true`` is the full agent), or that sets what the derived run never reads."""
+    fixed = {o.partition("=")[0].strip(): o.partition("=")[2].strip() for o in preset}
+    for text in overrides:
+        field = text.partition("=")[0].strip()
+        if field in fixed:
+            raise ValueError(
+                f"--set {field}: {source} sets it ({field}={fixed[field]}), and the derived run is named for that; "
+                "leave it to the preset"
+            )
+        if field.startswith(_NOT_READ_BY_DERIVE):
+            raise ValueError(
+                f"--set {field}: a derived run evaluates {run_dir}'s trained policy, so training settings and "
+                "policy.model are not read; fit a new run to change them"
+            )
+
+
 def _derive(
     run_dir: str | Path,
     out: str | Path,
@@ -106,6 +137,7 @@ def _derive(
         others = {p.name for p in out.iterdir() if not is_user_config(p.name)} - {"config.yaml", "config.yaml.tmp"}
         if others:
             raise ValueError(f"{out}: not empty and not a derived run; give a new or empty folder")
+    _check_derive_overrides(overrides, preset, source, run_dir)
     cfg = apply_overrides(load_config(run_dir / "config.yaml"), preset, source)
     if overrides:
         cfg = apply_overrides(cfg, overrides, "--set")
@@ -118,7 +150,7 @@ def _derive(
         **tag,
         f"{next(iter(tag))}_applied_at": "evaluation",
         "trained_run": str(run_dir.resolve()),
-        **({"overrides": list(overrides)} if overrides else {}),
+        **({"overrides": [redacted_override(o) for o in overrides]} if overrides else {}),
     }
     write_run_info(
         out,

@@ -135,3 +135,37 @@ def test_a_recall_run_that_is_gone_is_named_in_one_line_by_every_command(runs, t
         assert f"its recall run {tmp_path / 'gone'} (run.json extra.recall_run)" in errors[0], (name, errors)
     assert not (tmp_path / "d" / "run.json").exists() and not (tmp_path / "f" / "run.json").exists()
     assert not list(moved.glob("agent_*"))
+
+
+@pytest.mark.reliability
+def test_a_secret_in_an_override_is_recorded_and_printed_redacted(runs):
+    """run.json extra.overrides and the --json output held the key in clear (config.yaml had it redacted)."""
+    out = runs / "secret"
+    url = "user_agent.base_url=https://bob:SECRETPW@api.example.com/v1?api_key=sk-SECRET999"
+    res = invoke(str(runs / "run"), str(out), "--ablation", "full", "--set", url, "--json")
+    assert res.exit_code == 0, res.output
+    written = (out / "run.json").read_text() + res.stdout + res.stderr + (out / "config.yaml").read_text()
+    assert "SECRET" not in written
+    assert json.loads(res.stdout)["overrides"] == [
+        "user_agent.base_url=https://bob:<redacted>@api.example.com/v1?api_key=<redacted>"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (
+            ["--ablation", "no-recall", "--set", "agent.use_recall=true"],
+            "--set agent.use_recall: --ablation no-recall sets",
+        ),
+        (["--ablation", "full", "--set", "policy.model=preset:small"], "--set policy.model: a derived run evaluates"),
+        (["--variant", "answer-first", "--set", "trainer.lr=5"], "--set trainer.lr: a derived run evaluates"),
+    ],
+)
+def test_an_override_that_undoes_the_preset_or_is_never_read_is_refused(runs, flags, words):
+    """A row labelled "no-recall" with agent.use_recall=true was the full agent; policy.model was recorded in
+    config.yaml while the trained run's policy was evaluated."""
+    out = runs / "contradicts"
+    res = invoke(str(runs / "run"), str(out), *flags)
+    assert res.exit_code == 2 and words in " ".join(res.output.split()), res.output
+    assert not out.exists()
