@@ -311,4 +311,4 @@ def component_options(component: Any, raw: dict[str, Any] | None, where: str) ->
         return model.model_validate(raw)
     except ValidationError as exc:
         lines = [f"{where}.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
-        raise ValueError("invalid options:\n  " + "\n  ".join(lines)) from None
+        raise ValueError("invalid options: " + "; ".join(lines)) from None

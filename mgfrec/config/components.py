@@ -69,8 +69,7 @@ def check_components(cfg: MGFRecConfig, reg: Registry | None = None, source: str
             f"trainer.precision: unknown precision {cfg.trainer.precision!r}; use one of {', '.join(_PRECISIONS)}"
         )
     if problems:
-        listing = problems[0] if len(problems) == 1 else "\n  " + "\n  ".join(problems)
-        raise ValueError(f"{source}: {listing}")
+        raise ValueError(f"{source}: " + "; ".join(problems))  # one line, every problem
 
 
 def _check_one(
@@ -89,7 +88,7 @@ def _check_one(
     try:
         component_options(cls, dict(options), options_path)
     except ValueError as exc:
-        text = str(exc).removeprefix("invalid options:\n  ").replace("\n  ", "; ")
+        text = str(exc).removeprefix("invalid options: ")
         if hint and options and ("Extra inputs" in text or "takes no options" in text):
             # often options written for the component a file named before a flag switched it
             text += f" (--set {options_path}={{}} clears options set for another {kind.replace('_', ' ')})"

@@ -47,16 +47,17 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                     continue  # '<<: *anchor' merges; a key written after it overrides by design
                 key = self.construct_object(key_node, deep=True)
                 try:
-                    first = seen.setdefault(key, key_node.start_mark.line + 1)
+                    first = seen.get(key)
                 except TypeError:
                     continue  # an unhashable key: the constructor below names it
-                if first != key_node.start_mark.line + 1:
+                if first is not None:  # on another line, or on the same one ({model: a, model: b})
                     raise yaml.constructor.ConstructorError(
                         None,
                         None,
                         f"the key '{key}' is written twice in one mapping (first on line {first})",
                         key_node.start_mark,
                     )
+                seen[key] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep=deep)
 
 
@@ -157,7 +158,7 @@ def validate(raw: Mapping[str, Any], source: str = "<config>") -> MGFRecConfig:
             got = err.get("input")
             shown = "" if _hide_input(err) else f" (got {got!r})"
             lines.append(f"{loc}: {err['msg']}{shown}")
-        raise ConfigError(f"{source}: invalid config:\n  " + "\n  ".join(lines)) from None
+        raise ConfigError(f"{source}: invalid config: " + "; ".join(lines)) from None  # one line, every field
 
 
 def _hide_input(err: Mapping[str, Any]) -> bool:

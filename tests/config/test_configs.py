@@ -214,6 +214,10 @@ def test_a_key_written_twice_in_a_yaml_mapping_is_refused_with_its_line(tmp_path
     merged = tmp_path / "merge.yaml"  # a YAML merge key, then an override of one merged key, is fine
     merged.write_text("x: &base\n  max_groundings: 2\nagent:\n  <<: *base\n  max_groundings: 3\n")
     assert read_yaml(merged)["agent"] == {"max_groundings": 3}
+    flow = tmp_path / "flow.yaml"  # on one line: "first on line 1" equalled its own line, and the last value won
+    flow.write_text("policy: {model: preset:tiny-items, model: preset:small}\n")
+    with pytest.raises(ConfigError, match=r"flow.yaml:1: .*'model' is written twice .*first on line 1"):
+        read_yaml(flow)
 
 
 @pytest.mark.parametrize("clear", ["grounding.options={}", "grounding.options=null"])
