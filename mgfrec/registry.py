@@ -310,5 +310,6 @@ def component_options(component: Any, raw: dict[str, Any] | None, where: str) ->
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        lines = [f"{where}.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
+        # an error of the whole model (a validator across fields) has no location of its own: the path alone
+        lines = [".".join([where, *(str(p) for p in err["loc"])]) + f": {err['msg']}" for err in exc.errors()]
         raise ValueError("invalid options: " + "; ".join(lines)) from None

@@ -109,6 +109,10 @@ def test_component_options_errors_name_the_path():
         component_options(FormatReward, {"penalti": -1.0}, "grpo.reward_options.format")
     with pytest.raises(ValueError, match="takes no options"):
         component_options(object, {"x": 1}, "grounding.options")
+    from mgfrec.data.sources.synthetic import SyntheticSource
+
+    with pytest.raises(ValueError, match=r"^invalid options: data.options: Value error, n_artists \(150\)"):
+        component_options(SyntheticSource, {"n_items": 120}, "data.options")  # was "data.options.: ..."
 
 
 def test_help_imports_no_heavy_library():
