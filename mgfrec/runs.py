@@ -96,12 +96,15 @@ _RUN_FIELDS = {
 }
 
 
-# What marks a folder as something other than a run (the names mgfrec.data.prepared and mgfrec.experiments.sweep
-# write; spelled out here so that this module stays below them)
-_NOT_A_RUN = {"manifest.json": "a prepared data set", "sweep.json": "a sweep"}
-# What an unfinished run leaves before its run.json (written last): the resolved config, fit's start record, the
-# set-aside earlier fit of `baseline fit`
-_RUN_MARKS = ("fit_start.json", ".previous-fit", "checkpoints")
+# What marks a folder as something other than a run (the names mgfrec.data.prepared, mgfrec.experiments.sweep and
+# mgfrec.demo write; spelled out here so that this module stays below them)
+_NOT_A_RUN = {"manifest.json": "a prepared data set", "sweep.json": "a sweep", "demo.json": "a demo's output folder"}
+# What an unfinished run leaves before its run.json (written last): fit's start record, the set-aside earlier fit
+# of `baseline fit`, a trained model's checkpoints and metrics, the recall run and SFT's metrics (sft writes its
+# config.yaml last)
+_RUN_MARKS = ("fit_start.json", ".previous-fit", "checkpoints", "metrics.csv", "recall", "sft_metrics.csv")
+# Runs a run keeps inside its own folder: an agent's recall run, a hybrid's collaborative model
+_OWN_SUBRUNS = ("recall", "collaborative")
 
 
 def producer_of(info: RunInfo) -> str:
@@ -142,10 +145,19 @@ def check_output_run(out: str | Path, producer: str, *, data: str | Path | None 
                 f"--out {out}: holds {_WRITERS.get(theirs, theirs)}; {_WRITERS[producer]} needs a folder of its own"
             )
         return
+    nested = sorted(  # a folder of runs or data sets (a project's, or a demo's without its demo.json) is not one run
+        p.name
+        for p in out.iterdir()
+        if p.is_dir() and p.name not in _OWN_SUBRUNS and any((p / f).is_file() for f in (RUN_FILE, *_NOT_A_RUN))
+    )
+    if nested:
+        raise ValueError(
+            f"--out {out}: holds other runs or data sets ({', '.join(nested[:3])}); give the run a folder of its own"
+        )
     names = {p.name for p in out.iterdir() if not is_user_config(p.name)}
     others = names - {"config.yaml", "config.yaml.tmp"}  # a user's config.yaml is kept (keep_user_config)
     if not others or any(mark in names for mark in _RUN_MARKS) or is_resolved_config(out / "config.yaml"):
-        if producer == "baseline" and names & {"fit_start.json", "checkpoints"}:
+        if producer == "baseline" and "fit_start.json" in names:  # GRPO's first write; retrievers checkpoint too
             raise ValueError(f"--out {out}: holds an unfinished agent run; a baseline run needs a folder of its own")
         return
     shown = ", ".join(sorted(others)[:3]) + (", ..." if len(others) > 3 else "")

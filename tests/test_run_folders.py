@@ -74,3 +74,40 @@ def test_the_data_set_itself_is_refused(tmp_path):
     (tmp_path / "data").mkdir()
     with pytest.raises(ValueError, match=r"is the data set given as --data; give the run a folder of its own"):
         check_output_run(tmp_path / "data" / ".." / "data", "baseline", data=tmp_path / "data")
+
+
+def resolved(path: Path, *names: str) -> Path:
+    """A folder with a resolved config.yaml (what every command writes) and these empty files or folders."""
+    from mgfrec.config.load import write_resolved
+    from mgfrec.config.schema import MGFRecConfig
+
+    path.mkdir(parents=True, exist_ok=True)
+    write_resolved(MGFRecConfig(), path)
+    for name in names:
+        (path / name).mkdir() if "." not in name else (path / name).write_text("")
+    return path
+
+
+def test_a_demo_or_project_folder_is_not_one_run(tmp_path):
+    """Its resolved config.yaml made it pass as a run: `baseline fit --out runs/demo` set the data set and every
+    run aside and deleted them."""
+    demo = resolved(tmp_path / "demo", "demo.json")
+    run_folder(demo / "sasrec", "baseline", "sasrec")
+    with pytest.raises(ValueError, match=re.escape("holds a demo's output folder (demo.json)")):
+        check_output_run(demo, "baseline")
+    (demo / "demo.json").unlink()
+    with pytest.raises(ValueError, match=re.escape("holds other runs or data sets (sasrec)")):
+        check_output_run(demo, "mgfrec")
+
+
+def test_unfinished_runs_of_the_same_command_can_be_run_again(tmp_path):
+    """A killed SASRec fit leaves checkpoints/ (it was taken for an agent run's); a failed first sft leaves recall/
+    and sft_metrics.csv before its config.yaml (it was "not a run folder")."""
+    check_output_run(resolved(tmp_path / "sasrec", "checkpoints", "metrics.csv"), "baseline")
+    sft = tmp_path / "sft"
+    run_folder(sft / "recall", "baseline", "sasrec")
+    (sft / "sft_metrics.csv").write_text("epoch\n0\n")
+    check_output_run(sft, "mgfrec-sft")
+    hybrid = resolved(tmp_path / "hybrid", "hybrid.json")
+    run_folder(hybrid / "collaborative", "baseline", "sasrec")
+    check_output_run(hybrid, "baseline")

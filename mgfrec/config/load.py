@@ -7,6 +7,7 @@ file and the dotted path of the field that is wrong.
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
 from collections.abc import Iterable, Mapping
@@ -107,6 +108,9 @@ def redacted_override(text: str) -> str:
         return _URL_AUTHORITY.sub(_scrub_url, text)
     if value.strip() and is_secret_field(key.strip().split(".")[-1]):
         return f"{key}=<redacted>"
+    parsed = _override_value(value)
+    if isinstance(parsed, (dict, list)):  # a mapping given whole ({api_key: ...}, {Authorization: ...})
+        return f"{key}={json.dumps(_scrub(parsed), ensure_ascii=False, default=str)}"
     return f"{key}={_URL_AUTHORITY.sub(_scrub_url, value)}"
 
 
@@ -241,16 +245,18 @@ _NOT_SECRET = frozenset({"max", "num", "tokens", "new", "env", "header", "path",
 def redacted(config: MGFRecConfig) -> dict[str, Any]:
     """The config as plain data with the values of secret fields (see :func:`is_secret_field`) replaced."""
 
-    def scrub(node: Any) -> Any:
-        if isinstance(node, dict):
-            return {k: ("<redacted>" if is_secret_field(str(k)) and v else scrub(v)) for k, v in node.items()}
-        if isinstance(node, (list, tuple)):
-            return [scrub(v) for v in node]
-        if isinstance(node, str):  # credentials inside a URL: https://user:pass@host, https://TOKEN@host, ?key=
-            return _URL_AUTHORITY.sub(_scrub_url, node)
-        return node
+    return _scrub(config.model_dump(mode="json"))
 
-    return scrub(config.model_dump(mode="json"))
+
+def _scrub(node: Any) -> Any:
+    """Plain data with secret fields' values and URL credentials replaced by ``<redacted>``."""
+    if isinstance(node, dict):
+        return {k: ("<redacted>" if is_secret_field(str(k)) and v else _scrub(v)) for k, v in node.items()}
+    if isinstance(node, (list, tuple)):
+        return [_scrub(v) for v in node]
+    if isinstance(node, str):  # credentials inside a URL: https://user:pass@host, https://TOKEN@host, ?key=
+        return _URL_AUTHORITY.sub(_scrub_url, node)
+    return node
 
 
 # a URL's scheme, its user information (up to an '@' before any '/'), and the rest up to whitespace

@@ -11,8 +11,9 @@ is cheaper and answers a different question: how much the trained agent leans on
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from mgfrec.config.components import check_components
 from mgfrec.config.load import (
@@ -87,26 +88,38 @@ def derive_variant_run(run_dir: str | Path, name: str, out: str | Path, override
 
 
 # What a derived run never reads: it evaluates the trained run's policy, so training settings and the policy's
-# source are the trained run's (policy.dtype and the rest of the policy section still apply when it is loaded)
-_NOT_READ_BY_DERIVE = ("trainer.", "grpo.", "policy.model")
+# source are the trained run's (policy.dtype and the rest of the policy section still apply when it is loaded;
+# grpo.rewards makes the reward columns of agent_<split>.json)
+_NOT_READ_BY_DERIVE = ("trainer.", "policy.model", "grpo.")
+_READ_OF_GRPO = ("grpo.rewards", "grpo.reward_options")
+
+
+def _leaf_fields(node: Any, prefix: str) -> Iterator[str]:
+    """The dotted fields a parsed override sets: ``agent={use_recall: true}`` sets ``agent.use_recall``."""
+    if isinstance(node, dict) and node:
+        for key, value in node.items():
+            yield from _leaf_fields(value, f"{prefix}.{key}" if prefix else str(key))
+    else:
+        yield prefix
 
 
 def _check_derive_overrides(overrides: Iterable[str], preset: Iterable[str], source: str, run_dir: Path) -> None:
     """Refuse a ``--set`` that would undo the preset the derived run is named for (a row labelled ``no-recall``
-    with ``agent.use_recall=true`` is the full agent), or that sets what the derived run never reads."""
+    with ``agent.use_recall=true`` is the full agent), or that sets what the derived run never reads. A section
+    given whole (``--set 'agent={use_recall: true}'``) is checked field by field."""
     fixed = {o.partition("=")[0].strip(): o.partition("=")[2].strip() for o in preset}
     for text in overrides:
-        field = text.partition("=")[0].strip()
-        if field in fixed:
-            raise ValueError(
-                f"--set {field}: {source} sets it ({field}={fixed[field]}), and the derived run is named for that; "
-                "leave it to the preset"
-            )
-        if field.startswith(_NOT_READ_BY_DERIVE):
-            raise ValueError(
-                f"--set {field}: a derived run evaluates {run_dir}'s trained policy, so training settings and "
-                "policy.model are not read; fit a new run to change them"
-            )
+        for field in _leaf_fields(parse_override(text), ""):
+            if field in fixed:
+                raise ValueError(
+                    f"--set {field}: {source} sets it ({field}={fixed[field]}), and the derived run is named for "
+                    "that; leave it to the preset"
+                )
+            if field.startswith(_NOT_READ_BY_DERIVE) and not field.startswith(_READ_OF_GRPO):
+                raise ValueError(
+                    f"--set {field}: a derived run evaluates {run_dir}'s trained policy, so training settings and "
+                    "policy.model are not read; fit a new run to change them"
+                )
 
 
 def _derive(

@@ -151,6 +151,12 @@ def test_a_secret_in_an_override_is_recorded_and_printed_redacted(runs):
     ]
 
 
+def test_a_reward_override_is_read_by_a_derived_run(runs):
+    """grpo.rewards makes agent_<split>.json's reward columns: refusing it with the rest of grpo.* was wrong."""
+    res = invoke(str(runs / "run"), str(runs / "rewards"), "--ablation", "full", "--set", "grpo.rewards=[ndcg]")
+    assert res.exit_code == 0, res.output
+
+
 @pytest.mark.parametrize(
     ("flags", "words"),
     [
@@ -160,6 +166,15 @@ def test_a_secret_in_an_override_is_recorded_and_printed_redacted(runs):
         ),
         (["--ablation", "full", "--set", "policy.model=preset:small"], "--set policy.model: a derived run evaluates"),
         (["--variant", "answer-first", "--set", "trainer.lr=5"], "--set trainer.lr: a derived run evaluates"),
+        (
+            ["--ablation", "no-recall", "--set", "agent={use_recall: true}"],
+            "--set agent.use_recall: --ablation no-recall",
+        ),
+        (
+            ["--ablation", "full", "--set", "policy={model: preset:small}"],
+            "--set policy.model: a derived run evaluates",
+        ),
+        (["--ablation", "full", "--set", "grpo.kl_beta=0.5"], "--set grpo.kl_beta: a derived run evaluates"),
     ],
 )
 def test_an_override_that_undoes_the_preset_or_is_never_read_is_refused(runs, flags, words):

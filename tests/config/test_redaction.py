@@ -198,3 +198,30 @@ def test_a_token_as_a_urls_user_name_and_secret_query_values_are_not_written():
     )
     url = redacted(cfg)["user_agent"]["base_url"]
     assert url == "http://<redacted>@127.0.0.1:9/v1?api_key=<redacted>&model=m"
+
+
+@pytest.mark.parametrize(
+    ("override", "shown"),
+    [
+        ("user_agent.api_key=sk-live-123", "user_agent.api_key=<redacted>"),
+        (
+            "user_agent.options={api_key: sk-live, model: m}",
+            'user_agent.options={"api_key": "<redacted>", "model": "m"}',
+        ),
+        (
+            "user_agent.options.headers={Authorization: Bearer abc}",
+            'user_agent.options.headers={"Authorization": "<redacted>"}',
+        ),
+        (
+            "user_agent.base_url=https://u:pw@h/v1?token=t0k3n",
+            "user_agent.base_url=https://u:<redacted>@h/v1?token=<redacted>",
+        ),
+        ("agent.max_groundings=3", "agent.max_groundings=3"),
+        ("user_agent.max_tokens=64", "user_agent.max_tokens=64"),
+    ],
+)
+def test_an_override_is_recorded_with_its_secrets_redacted(override, shown):
+    """`derive --set` recorded overrides in run.json and --json as given; a mapping given whole kept its key."""
+    from mgfrec.config.load import redacted_override
+
+    assert redacted_override(override) == shown
