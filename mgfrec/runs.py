@@ -125,9 +125,10 @@ _WRITERS = {
 
 def check_output_run(out: str | Path, producer: str, *, data: str | Path | None = None) -> None:
     """Refuse an ``--out`` that holds something else, before anything in it is touched: the data set given as
-    ``--data``, a prepared data set, a sweep, a run another command made (a baseline for ``sft``, an SFT run for
-    ``fit``...), or a non-empty folder mgfrec did not write. A new or empty folder, a finished or unfinished run
-    of the same command (replaced, or resumed), or a folder holding only a user's ``config.yaml`` is fine."""
+    ``--data``, a prepared data set, a sweep, a demo's folder or any folder holding other runs or data sets, a run
+    another command made (a baseline for ``sft``, an SFT run for ``fit``...), or a non-empty folder mgfrec did not
+    write. A new or empty folder, a finished or unfinished run of the same command (replaced, or resumed: see
+    ``_RUN_MARKS``), or a folder holding only a user's ``config.yaml`` is fine."""
     from mgfrec.config.load import is_resolved_config, is_user_config
 
     out = Path(out)
