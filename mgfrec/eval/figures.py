@@ -13,7 +13,7 @@ Everything reads files that training and evaluation already wrote; nothing here 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -261,6 +261,20 @@ def _line(
         _integer_steps(ax)
 
 
+def _by_others(frame: pd.DataFrame, others: Sequence[str]) -> Iterator[tuple[str, pd.DataFrame]]:
+    """One line's rows per combination of the ``others`` swept fields, with its legend tag (``field=value, ...``;
+    empty when nothing else was swept). List values (a grid of reward lists) are grouped by their text."""
+    if not others:
+        yield "", frame
+        return
+    keyed = frame.assign(**{f: frame[f].map(lambda v: str(v) if isinstance(v, list) else v) for f in others})
+    for key, group in keyed.groupby(list(others), dropna=False):
+        yield (
+            ", ".join(f"{f}={v}" for f, v in zip(others, key if isinstance(key, tuple) else (key,), strict=False)),
+            group,
+        )
+
+
 def plot_sweep(
     sweep_dir: str | Path,
     out_dir: str | Path,
@@ -278,12 +292,8 @@ def plot_sweep(
     for field in fields:
         others = [f for f in fields if f != field]
         fig, ax = plt.subplots(figsize=(5, 3.5))
-        # list values (a grid of reward lists) cannot be grouped as they are: group by their text
-        keyed = points.assign(**{f: points[f].map(lambda v: str(v) if isinstance(v, list) else v) for f in others})
-        groups = keyed.groupby(others, dropna=False) if others else [((), points)]
-        for key, group in groups:
+        for tag, group in _by_others(points, others):
             group = group.sort_values(field, key=lambda s: s.map(lambda v: (isinstance(v, str), v)))
-            tag = ", ".join(f"{f}={v}" for f, v in zip(others, key if isinstance(key, tuple) else (key,), strict=False))
             _line(
                 ax,
                 list(group[field]),
@@ -336,9 +346,7 @@ def plot_mean_rank_vs_limit(sweep_dir: str | Path, out_dir: str | Path, split: s
     frame = mean_rank_by_limit(sweep_dir, split)
     others = [c for c in frame.columns if c not in ("limit", "mean_rank")]
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    keyed = frame.assign(**{f: frame[f].map(lambda v: str(v) if isinstance(v, list) else v) for f in others})
-    for key, group in keyed.groupby(others, dropna=False) if others else [((), frame)]:
-        tag = ", ".join(f"{f}={v}" for f, v in zip(others, key if isinstance(key, tuple) else (key,), strict=False))
+    for tag, group in _by_others(frame, others):
         _line(ax, list(group["limit"]), group["mean_rank"], label=tag or None)
     if others:
         ax.legend(fontsize="small")
