@@ -129,7 +129,7 @@ def check_output_run(out: str | Path, producer: str, *, data: str | Path | None 
     another command made (a baseline for ``sft``, an SFT run for ``fit``...), or a non-empty folder mgfrec did not
     write. A new or empty folder, a finished or unfinished run of the same command (replaced, or resumed: see
     ``_RUN_MARKS``), or a folder holding only a user's ``config.yaml`` is fine."""
-    from mgfrec.config.load import is_resolved_config, is_user_config
+    from mgfrec.config.load import entries_besides_config, is_resolved_config
 
     out = Path(out)
     if data is not None and out.resolve() == Path(data).resolve():
@@ -146,19 +146,18 @@ def check_output_run(out: str | Path, producer: str, *, data: str | Path | None 
                 f"--out {out}: holds {_WRITERS.get(theirs, theirs)}; {_WRITERS[producer]} needs a folder of its own"
             )
         return
+    others = entries_besides_config(out)  # a user's config.yaml is kept (keep_user_config)
     nested = sorted(  # a folder of runs or data sets (a project's, or a demo's without its demo.json) is not one run
-        p.name
-        for p in out.iterdir()
-        if p.is_dir() and p.name not in _OWN_SUBRUNS and any((p / f).is_file() for f in (RUN_FILE, *_NOT_A_RUN))
+        name
+        for name in others - set(_OWN_SUBRUNS)
+        if (out / name).is_dir() and any((out / name / f).is_file() for f in (RUN_FILE, *_NOT_A_RUN))
     )
     if nested:
         raise ValueError(
             f"--out {out}: holds other runs or data sets ({', '.join(nested[:3])}); give the run a folder of its own"
         )
-    names = {p.name for p in out.iterdir() if not is_user_config(p.name)}
-    others = names - {"config.yaml", "config.yaml.tmp"}  # a user's config.yaml is kept (keep_user_config)
-    if not others or any(mark in names for mark in _RUN_MARKS) or is_resolved_config(out / "config.yaml"):
-        if producer == "baseline" and "fit_start.json" in names:  # GRPO's first write; retrievers checkpoint too
+    if not others or any(mark in others for mark in _RUN_MARKS) or is_resolved_config(out / "config.yaml"):
+        if producer == "baseline" and "fit_start.json" in others:  # GRPO's first write; retrievers checkpoint too
             raise ValueError(f"--out {out}: holds an unfinished agent run; a baseline run needs a folder of its own")
         return
     shown = ", ".join(sorted(others)[:3]) + (", ..." if len(others) > 3 else "")

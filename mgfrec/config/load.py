@@ -331,6 +331,13 @@ def is_resolved_config(path: str | Path) -> bool:
     return isinstance(existing, dict) and set(MGFRecConfig.model_fields) <= set(existing)
 
 
+def entries_besides_config(folder: str | Path, *also: str) -> set[str]:
+    """The names in ``folder`` other than its ``config.yaml`` (and the ``.tmp`` written beside it), a user's
+    configs kept there (:func:`is_user_config`) and ``also``: what says a folder holds something else."""
+    names = {p.name for p in Path(folder).iterdir() if not is_user_config(p.name)}
+    return names - {"config.yaml", "config.yaml.tmp", *also}
+
+
 def keep_user_config(run_dir: str | Path) -> None:
     """Rename ``<run_dir>/config.yaml`` to ``config.user[.N].yaml`` (with a warning) unless it is a config mgfrec
     resolved (every top-level section of :class:`MGFRecConfig` present): see :func:`write_resolved`. Commands that

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from mgfrec import __version__
-from mgfrec.config.load import is_user_config, write_resolved
+from mgfrec.config.load import entries_besides_config, write_resolved
 from mgfrec.config.schema import DataConfig, MGFRecConfig
 from mgfrec.data.protocol import SPLITS, make_samples, split_samples, subsample_split, subsample_users
 from mgfrec.data.raw import INTERACTION_COLUMNS, ITEM_COLUMNS, BadInputError, RawLog, shown
@@ -231,7 +231,7 @@ def check_output_folder(out: str | Path) -> None:
     out = Path(out)
     if not out.is_dir() or (out / MANIFEST).is_file():
         return
-    others = {p.name for p in out.iterdir() if not is_user_config(p.name)} - {"config.yaml", "config.yaml.tmp", STAGING}
+    others = entries_besides_config(out, STAGING)
     if others:
         shown = ", ".join(sorted(others)[:3]) + (", ..." if len(others) > 3 else "")
         raise BadInputError(

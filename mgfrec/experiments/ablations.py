@@ -18,7 +18,7 @@ from typing import Any
 from mgfrec.config.components import check_components
 from mgfrec.config.load import (
     _merge,
-    is_user_config,
+    entries_besides_config,
     load_config,
     parse_override,
     redacted_override,
@@ -147,8 +147,7 @@ def _derive(
     elif out.is_dir():
         # config.yaml alone: a derive cut short; anything else (an interrupted fit, a data set, a sweep) is not
         # the derive's to write; a user's kept config (config.user.yaml) may stay
-        others = {p.name for p in out.iterdir() if not is_user_config(p.name)} - {"config.yaml", "config.yaml.tmp"}
-        if others:
+        if entries_besides_config(out):
             raise ValueError(f"{out}: not empty and not a derived run; give a new or empty folder")
     _check_derive_overrides(overrides, preset, source, run_dir)
     cfg = apply_overrides(load_config(run_dir / "config.yaml"), preset, source)
