@@ -206,8 +206,7 @@ class Registry:
             if not (third_party and built) or isinstance(exc, RegistryError):
                 raise  # the component's own user errors (a bad option value, a missing file) say what is wrong
             # a plugin's: its message, with the plugin named (its words alone may not say where they come from)
-            text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else _error_text(exc)
-            raise PluginError(f"{where_entry}: {text}") from None
+            raise PluginError(f"{where_entry}: {error_message(exc)}") from None
         except Exception as exc:
             if not third_party:
                 raise
@@ -215,10 +214,14 @@ class Registry:
             raise RegistryError(f"{where_entry} failed: {type(exc).__name__}: {exc}") from None
 
 
-def _error_text(exc: BaseException) -> str:
-    """An error's message; an OSError as ``path: reason`` (as the CLI prints it)."""
+def error_message(exc: BaseException) -> str:
+    """One line for a user error: a KeyError's own text, an OSError as ``path: reason`` (the CLI prints every
+    user error this way; a plugin's is named with it)."""
+    if isinstance(exc, KeyError) and exc.args:
+        return str(exc.args[0])
     if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
-        return f"{exc.filename}: {exc.strerror}"
+        target = f" -> {exc.filename2}" if exc.filename2 is not None else ""
+        return f"{exc.filename}{target}: {exc.strerror}"
     return str(exc)
 
 

@@ -49,7 +49,7 @@ def user_errors() -> Iterator[None]:
     """Turn expected errors (bad input, bad config, unknown component) into a message and exit code 2."""
     from mgfrec.config.load import ConfigError
     from mgfrec.grounding.base import MissingExtraError
-    from mgfrec.registry import RegistryError
+    from mgfrec.registry import RegistryError, error_message
     from mgfrec.user_agents.base import UserAgentError
 
     try:
@@ -85,16 +85,6 @@ def terminal_safe(value: T) -> T:
 def print_error(message: str) -> None:
     """``error: message`` on stderr, one line, the message printed as it is (controls shown as escapes)."""
     console.print(Text.assemble(("error:", "bold red"), " ", terminal_safe(message)), highlight=False, soft_wrap=True)
-
-
-def error_message(exc: BaseException) -> str:
-    """One line for a user error: a KeyError's own text, an OSError as ``path: reason``."""
-    if isinstance(exc, KeyError) and exc.args:
-        return str(exc.args[0])
-    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
-        target = f" -> {exc.filename2}" if exc.filename2 is not None else ""
-        return f"{exc.filename}{target}: {exc.strerror}"
-    return str(exc)
 
 
 def feedback_timeout_option(help_text: str) -> Any:
