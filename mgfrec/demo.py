@@ -397,12 +397,8 @@ def demo_policy(config: MGFRecConfig, options: DemoOptions) -> str:
 
 def demo_figures(out: Path, ds: PreparedDataset, split: str, say: Callable[[str], None] = print) -> dict[str, Path]:
     """Training curves of the GRPO run, Fig. 3's difficulty bands and a Fig. 4 case study into out/figures."""
-    from mgfrec.eval.figures import (
-        nonempty_bands,
-        plot_difficulty_bands,
-        plot_training_curves,
-        write_trajectory_markdown,
-    )
+    from mgfrec.eval.case_study import write_trajectory_markdown
+    from mgfrec.eval.figures import nonempty_bands, plot_difficulty_bands, plot_training_curves
     from mgfrec.recommend import recommend
 
     figures = out / "figures"

@@ -48,7 +48,7 @@ def recommend(
     )
     payload = rec.to_dict(ds)
     if markdown is not None:
-        from mgfrec.eval.figures import write_trajectory_markdown
+        from mgfrec.eval.case_study import write_trajectory_markdown
 
         who = f"user {user}" if user is not None else "a typed history"
         run(lambda: write_trajectory_markdown(payload, markdown, title=f"Case study: {who}"))

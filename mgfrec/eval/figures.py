@@ -5,15 +5,14 @@
 * :func:`plot_mean_rank_vs_limit`: mean target rank against ``agent.max_groundings`` (Fig. 5);
 * :func:`plot_difficulty_bands`: mean difficulty (1 / training popularity of the target) per band of
   grounding counts (Fig. 3) from ``RUN/agent_<split>_samples.csv``;
-* :func:`trajectory_markdown`: one recommendation trajectory as a markdown case study (Fig. 4).
+* Fig. 4's case study, a trajectory as markdown, is :mod:`mgfrec.eval.case_study` (re-exported here).
 
 Everything reads files that training and evaluation already wrote; nothing here trains or evaluates.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from mgfrec.data.protocol import SPLITS
+from mgfrec.eval.case_study import trajectory_markdown, write_trajectory_markdown  # noqa: F401 (re-exported)
 from mgfrec.retrievers.fit import open_data
 from mgfrec.runs import RUN_FILE, read_run_info, read_sweep_record
 
@@ -438,77 +438,6 @@ def nonempty_bands(run_dir: str | Path, split: str, ds: Any) -> int:
     """How many grounding bands of :func:`plot_difficulty_bands` hold at least one trajectory."""
     samples = read_table(Path(run_dir) / f"agent_{split}_samples.csv", SAMPLE_COLUMNS)
     return int((difficulty_by_band(samples, train_popularity(ds))["samples"] > 0).sum())
-
-
-_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]|#~])")
-_BLOCK_START = re.compile(r"^(\d+)([.)])|^([-+=>])")
-
-
-def _md(text: Any) -> str:
-    """``text`` as literal markdown on one line: ``&``, ``<``, ``>`` as entities (a title like ``<answer>x</answer>``
-    is not hidden as HTML), markdown punctuation (``|`` included: a table cell stays one cell) backslash-escaped,
-    a start that would open a list or quote escaped, whitespace runs (newlines too) one space."""
-    value = " ".join(str(text).split()).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    value = _MARKDOWN_PUNCTUATION.sub(r"\\\1", value)
-    return _BLOCK_START.sub(lambda m: f"{m[1]}\\{m[2]}" if m[1] else f"\\{m[3]}", value)
-
-
-def _code(text: Any) -> str:
-    """``text`` as inline code, fenced by more backticks than it holds in a row."""
-    value = " ".join(str(text).split())
-    longest = max((len(run) for run in re.findall(r"`+", value)), default=0)
-    fence = "`" * (longest + 1)
-    pad = " " if value.startswith("`") or value.endswith("`") else ""
-    return f"{fence}{pad}{value}{pad}{fence}".replace("|", "\\|")
-
-
-def trajectory_markdown(trajectory: Mapping[str, Any], title: str = "Case study") -> str:
-    """Fig. 4: a trajectory (``Recommendation.to_dict`` output) as markdown: history, each think/ground/
-    answer turn with the grounded items and the user agent's feedback, then the final top items. Every title,
-    thought and feedback is written as literal text (see :func:`_md`), whatever characters it holds."""
-    lines = [f"# {_md(title)}", "", "## History", ""]
-    lines += [f"{n}. {_md(h['title'])}" for n, h in enumerate(trajectory.get("history", []), 1)] or ["(none)"]
-    if trajectory.get("recall"):
-        lines += ["", "## Recall list", ""] + [f"- {_md(r['title'])}" for r in trajectory["recall"]]
-    lines += ["", "## Trajectory", ""]
-    for n, turn in enumerate(trajectory.get("turns", []), 1):
-        lines.append(f"### Turn {n}: {_md(turn.get('kind'))}")
-        if turn.get("think"):
-            lines += [""] + ["> " + _md(line) for line in str(turn["think"]).splitlines() if line.strip()]
-        if turn.get("title") is not None:
-            lines += ["", f"**{_md(turn['kind'])}:** {_md(turn['title'])}"]
-        if turn.get("items"):
-            lines += ["", "Grounded items:"] + [f"- {_md(i['title'])} ({_code(i['item_id'])})" for i in turn["items"]]
-        if turn.get("feedback"):
-            lines += ["", f"**Feedback:** {_md(turn['feedback'])}"]
-        if turn.get("error"):
-            lines += ["", f"**Error:** {_md(turn['error'])}"]
-        lines.append("")
-    end = (
-        f"**End:** {_md(trajectory.get('end_reason'))}; format valid: {trajectory.get('format_ok')}; "
-        f"groundings: {trajectory.get('groundings')}"
-    )
-    lines += [f"**Answer:** {_md(trajectory.get('answer'))}  ", end, ""]
-    if trajectory.get("top"):
-        lines += [
-            "## Top recommendations",
-            "",
-            "| rank | title | item | score |",
-            "|---|---|---|---|",
-        ]
-        lines += [
-            f"| {n} | {_md(t['title'])} | {_code(t['item_id'])} | {t['score']:.4f} |"
-            for n, t in enumerate(trajectory["top"], 1)
-        ]
-    return "\n".join(lines) + "\n"
-
-
-def write_trajectory_markdown(trajectory: Mapping[str, Any], path: str | Path, title: str = "Case study") -> Path:
-    """Write :func:`trajectory_markdown` to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(trajectory_markdown(trajectory, title), encoding="utf-8")
-    return path
 
 
 SWEEP_METRICS = ("ndcg_full", "ndcg@10", "mean_rank")  # what a sweep's summary records per cell

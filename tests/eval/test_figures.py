@@ -1,5 +1,5 @@
 """Figures: real PNG files from metrics, sweeps and per-sample agent files; the numbers behind Figs. 3 and 5;
-the markdown case study; and the ``figures`` command."""
+and the ``figures`` command (the case study is tests/eval/test_case_study.py)."""
 
 from __future__ import annotations
 
@@ -23,8 +23,6 @@ from mgfrec.eval.figures import (
     plot_sweep,
     plot_training_curves,
     sweep_points,
-    trajectory_markdown,
-    write_trajectory_markdown,
 )
 
 
@@ -239,47 +237,6 @@ def test_difficulty_band_figure_from_an_agent_samples_file(tmp_path):
         plot_difficulty_bands(tmp_path, tmp_path / "fig", split="test", ds=TinyData())
 
 
-TRAJECTORY = {
-    "history": [{"item_idx": 1, "item_id": "A1", "title": "Kind of Blue"}],
-    "recall": [{"item_idx": 2, "item_id": "B2", "title": "Blue Train"}],
-    "turns": [
-        {
-            "kind": "ground",
-            "think": "likes cool jazz",
-            "title": "cool jazz trumpet",
-            "error": None,
-            "items": [{"item_idx": 3, "item_id": "C3", "title": "Birth of the Cool"}],
-            "feedback": "closer to hard bop",
-        },
-        {"kind": "answer", "think": "hard bop then", "title": "Moanin'", "error": None},
-    ],
-    "answer": "Moanin'",
-    "end_reason": "answered",
-    "format_ok": True,
-    "groundings": 1,
-    "top": [{"item_idx": 4, "item_id": "D4", "title": "Moanin'", "score": 0.93}],
-}
-
-
-def test_trajectory_markdown_shows_every_step_in_order(tmp_path):
-    md = trajectory_markdown(TRAJECTORY)
-    order = [
-        "Kind of Blue",
-        "Blue Train",
-        "likes cool jazz",
-        "cool jazz trumpet",
-        "Birth of the Cool",
-        "closer to hard bop",
-        "hard bop then",
-        "**Answer:** Moanin'",
-        "| 1 | Moanin' | `D4` | 0.9300 |",
-    ]
-    positions = [md.index(text) for text in order]
-    assert positions == sorted(positions)
-    path = write_trajectory_markdown(TRAJECTORY, tmp_path / "case" / "case.md")
-    assert path.read_text(encoding="utf-8") == md
-
-
 def test_figures_for_and_the_command(tmp_path):
     write_metrics(tmp_path / "run")
     write_sweep(tmp_path / "sweep")
@@ -488,41 +445,3 @@ def test_a_wrong_split_is_refused_before_any_figure_is_written(tmp_path):
     result = CliRunner().invoke(app, [str(tmp_path / "sweep"), "--out", str(tmp_path / "fig"), "--split", "tset"])
     assert result.exit_code == 2 and "--split 'tset': choose one of train, valid, test" in result.output
     assert not (tmp_path / "fig").exists()  # the sweep curve was written, then the command failed
-
-
-def test_trajectory_markdown_writes_every_title_as_literal_text():
-    """A '|' in a title split its table row into five cells, and '<answer>x</answer>' rendered as hidden HTML."""
-    import html
-    import re
-
-    from markdown_it import MarkdownIt
-
-    odd = ["Live | Deluxe Edition", "<answer>x</answer>", "A & B *hot* _x_ [1]", "1. Intro", "- B-side", "`tick` #2"]
-    trajectory = {
-        "history": [{"title": t} for t in odd],
-        "recall": [{"title": t} for t in odd],
-        "turns": [
-            {
-                "kind": "ground",
-                "think": "line one\n<feedback>not mine</feedback>",
-                "title": odd[1],
-                "error": None,
-                "items": [{"title": t, "item_id": f"id|`{n}`"} for n, t in enumerate(odd)],
-                "feedback": "a | b\nc",
-            },
-        ],
-        "answer": odd[0],
-        "end_reason": "answered",
-        "format_ok": True,
-        "groundings": 1,
-        "top": [{"title": t, "item_id": f"id|`{n}`", "score": -0.1} for n, t in enumerate(odd)],
-    }
-    page = MarkdownIt("commonmark").enable("table").render(trajectory_markdown(trajectory))
-    assert "<answer>" not in page and "<feedback>" not in page  # shown as text, never as markup
-    rows = re.findall(r"<tr>(.*?)</tr>", page, flags=re.S)[1:]  # the header row first
-    cells = [re.findall(r"<td>(.*?)</td>", row, flags=re.S) for row in rows]
-    assert [len(c) for c in cells] == [4] * len(odd)
-    assert [html.unescape(c[1]) for c in cells] == odd
-    assert [html.unescape(re.sub(r"</?code>", "", c[2])) for c in cells] == [f"id|`{n}`" for n in range(len(odd))]
-    history = re.search(r"<ol>(.*?)</ol>", page, flags=re.S)[1]
-    assert [html.unescape(t) for t in re.findall(r"<li>(.*?)</li>", history)] == odd

@@ -1,0 +1,83 @@
+"""Fig. 4's case study: every step of a trajectory in order, and every title written as literal markdown."""
+
+from __future__ import annotations
+
+from mgfrec.eval.case_study import trajectory_markdown, write_trajectory_markdown
+
+TRAJECTORY = {
+    "history": [{"item_idx": 1, "item_id": "A1", "title": "Kind of Blue"}],
+    "recall": [{"item_idx": 2, "item_id": "B2", "title": "Blue Train"}],
+    "turns": [
+        {
+            "kind": "ground",
+            "think": "likes cool jazz",
+            "title": "cool jazz trumpet",
+            "error": None,
+            "items": [{"item_idx": 3, "item_id": "C3", "title": "Birth of the Cool"}],
+            "feedback": "closer to hard bop",
+        },
+        {"kind": "answer", "think": "hard bop then", "title": "Moanin'", "error": None},
+    ],
+    "answer": "Moanin'",
+    "end_reason": "answered",
+    "format_ok": True,
+    "groundings": 1,
+    "top": [{"item_idx": 4, "item_id": "D4", "title": "Moanin'", "score": 0.93}],
+}
+
+
+def test_trajectory_markdown_shows_every_step_in_order(tmp_path):
+    md = trajectory_markdown(TRAJECTORY)
+    order = [
+        "Kind of Blue",
+        "Blue Train",
+        "likes cool jazz",
+        "cool jazz trumpet",
+        "Birth of the Cool",
+        "closer to hard bop",
+        "hard bop then",
+        "**Answer:** Moanin'",
+        "| 1 | Moanin' | `D4` | 0.9300 |",
+    ]
+    positions = [md.index(text) for text in order]
+    assert positions == sorted(positions)
+    path = write_trajectory_markdown(TRAJECTORY, tmp_path / "case" / "case.md")
+    assert path.read_text(encoding="utf-8") == md
+
+
+def test_trajectory_markdown_writes_every_title_as_literal_text():
+    """A '|' in a title split its table row into five cells, and '<answer>x</answer>' rendered as hidden HTML."""
+    import html
+    import re
+
+    from markdown_it import MarkdownIt
+
+    odd = ["Live | Deluxe Edition", "<answer>x</answer>", "A & B *hot* _x_ [1]", "1. Intro", "- B-side", "`tick` #2"]
+    trajectory = {
+        "history": [{"title": t} for t in odd],
+        "recall": [{"title": t} for t in odd],
+        "turns": [
+            {
+                "kind": "ground",
+                "think": "line one\n<feedback>not mine</feedback>",
+                "title": odd[1],
+                "error": None,
+                "items": [{"title": t, "item_id": f"id|`{n}`"} for n, t in enumerate(odd)],
+                "feedback": "a | b\nc",
+            },
+        ],
+        "answer": odd[0],
+        "end_reason": "answered",
+        "format_ok": True,
+        "groundings": 1,
+        "top": [{"title": t, "item_id": f"id|`{n}`", "score": -0.1} for n, t in enumerate(odd)],
+    }
+    page = MarkdownIt("commonmark").enable("table").render(trajectory_markdown(trajectory))
+    assert "<answer>" not in page and "<feedback>" not in page  # shown as text, never as markup
+    rows = re.findall(r"<tr>(.*?)</tr>", page, flags=re.S)[1:]  # the header row first
+    cells = [re.findall(r"<td>(.*?)</td>", row, flags=re.S) for row in rows]
+    assert [len(c) for c in cells] == [4] * len(odd)
+    assert [html.unescape(c[1]) for c in cells] == odd
+    assert [html.unescape(re.sub(r"</?code>", "", c[2])) for c in cells] == [f"id|`{n}`" for n in range(len(odd))]
+    history = re.search(r"<ol>(.*?)</ol>", page, flags=re.S)[1]
+    assert [html.unescape(t) for t in re.findall(r"<li>(.*?)</li>", history)] == odd
