@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 
 from mgfrec.cli.main import app
 from mgfrec.data.raw import BadInputError
-from mgfrec.data.sources.amazon2023 import Amazon2023Options, Amazon2023Source, _months_back, clean_text, k_core
+from mgfrec.data.sources.amazon2023 import Amazon2023Options, Amazon2023Source, clean_text, k_core
+from mgfrec.data.sources.amazon2023_fields import months_back
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "amazon2023"
 REVIEWS, META = "CDs_and_Vinyl.jsonl", "meta_CDs_and_Vinyl.jsonl"
@@ -230,6 +231,11 @@ BAD_REVIEW_LINES = [
     (json.dumps(review(user_id="\udc00x")), "bad_json", "a \\udXXX escape outside a surrogate pair"),  # a traceback
     (json.dumps(review(rating="five")), "bad_rating", "field 'rating' must be a number"),
     (json.dumps(review(user_id="")), "bad_user_id", "field 'user_id' must be a non-empty string"),
+    (  # a 1 MB value is cut in the message, which says how long it was
+        json.dumps(review(rating="x" * 1_000_000)),
+        "bad_rating",
+        "field 'rating' must be a number, got 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx... (1,000,000 characters)",
+    ),
     (
         json.dumps({k: v for k, v in review().items() if k != "parent_asin"}),
         "missing_parent_asin",
@@ -345,9 +351,9 @@ def test_options_are_checked():
 
 
 def test_months_back_crosses_years_and_short_months():
-    assert _months_back("2022-10-01", 3) == "2022-07-01"
-    assert _months_back("2022-02-01", 3) == "2021-11-01"
-    assert _months_back("2023-05-31", 3) == "2023-02-28"
+    assert months_back("2022-10-01", 3) == "2022-07-01"
+    assert months_back("2022-02-01", 3) == "2021-11-01"
+    assert months_back("2023-05-31", 3) == "2023-02-28"
 
 
 def test_clean_text_follows_r2ec():

@@ -18,10 +18,7 @@ dropped it. This module reads local files only; fetching them is :mod:`mgfrec.da
 
 from __future__ import annotations
 
-import calendar
 import datetime as _dt
-import html
-import math
 import re
 from array import array
 from dataclasses import dataclass, field
@@ -34,12 +31,18 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from mgfrec.data.jsonl import jsonl_lines, parse_object
 from mgfrec.data.kcore import k_core
-from mgfrec.data.raw import BadInputError, FileReport, RawLog, ReadReport, RowPolicy
-from mgfrec.data.sources.csv_folder import MAX_TIMESTAMP
+from mgfrec.data.raw import BadInputError, FileReport, RawLog, ReadReport, RowPolicy, shown
+from mgfrec.data.sources.amazon2023_fields import (
+    check_review,
+    clean_text,
+    month_ms,
+    months_back,
+    number_or_nan,
+    numeric_price,
+    text_or_none,
+)
 
 _MONTH = re.compile(r"^(\d{4})-(\d{2})(?:-(\d{2}))?$")
-_TAG = re.compile(r"<[^>]+>")
-_NON_ASCII = re.compile(r"[^\x00-\x7F]")
 
 
 class Amazon2023Options(BaseModel):
@@ -80,92 +83,6 @@ class Amazon2023Options(BaseModel):
         if self.window_start >= self.window_end:
             raise ValueError(f"window_start {self.window_start} must be before window_end {self.window_end}")
         return self
-
-
-def clean_text(text: str, ascii_only: bool = True) -> str:
-    """R2ec's text cleaning: HTML entities decoded, tags removed, (optionally) non-ASCII characters
-    replaced by spaces, whitespace collapsed."""
-    text = _TAG.sub("", html.unescape(text))
-    if ascii_only:
-        text = _NON_ASCII.sub(" ", text)
-    return " ".join(text.split())
-
-
-def _month_ms(day: str) -> int:
-    # Review timestamps are milliseconds since the epoch, and R2ec compares them as UTC dates.
-    moment = _dt.datetime.fromisoformat(day).replace(tzinfo=_dt.timezone.utc)
-    return int(moment.timestamp() * 1000)
-
-
-_EARLIEST_MS = -62_135_596_800_000  # 0001-01-01T00:00Z, the first moment a date can name
-
-
-def _months_back(day: str, months: int) -> str:
-    """``day`` moved back ``months`` calendar months (the 31st becomes the last day of a shorter month)."""
-    date = _dt.date.fromisoformat(day)
-    index = date.year * 12 + date.month - 1 - months
-    year, month = index // 12, index % 12 + 1
-    if year < 1:  # the calendar's first day: no review is older (see _EARLIEST_MS)
-        return _dt.date.min.isoformat()
-    return _dt.date(year, month, min(date.day, calendar.monthrange(year, month)[1])).isoformat()
-
-
-def _describe(value: Any) -> str:
-    text = repr(value)
-    return (text[:40] + "...") if len(text) > 40 else text
-
-
-def _check_review(obj: dict[str, Any], id_fields: tuple[str, ...]) -> tuple[str, str] | None:
-    """The first problem with the fields a review needs, as (reason, detail); None when usable."""
-    for name in ("user_id", *id_fields):
-        value = obj.get(name)
-        if value is None:
-            return f"missing_{name}", f"field '{name}' is missing"
-        if not isinstance(value, str) or not value.strip():
-            return f"bad_{name}", f"field '{name}' must be a non-empty string, got {_describe(value)}"
-    stamp = obj.get("timestamp")
-    if stamp is None:
-        return "missing_timestamp", "field 'timestamp' is missing"
-    if (
-        isinstance(stamp, bool)
-        or not isinstance(stamp, (int, float))
-        or not math.isfinite(stamp)
-        or stamp != int(stamp)
-        or abs(stamp) > MAX_TIMESTAMP  # beyond it float64 loses integers (and int64 overflows far beyond)
-        or stamp < _EARLIEST_MS  # before year 1: no calendar date, so no month window can hold it
-    ):
-        return (
-            "bad_timestamp",
-            f"field 'timestamp' must be an integer (milliseconds since the epoch, at most 2**53 in size, not "
-            f"before year 1), got {_describe(stamp)}",
-        )
-    rating = obj.get("rating")
-    if rating is None:
-        return "missing_rating", "field 'rating' is missing"
-    if isinstance(rating, bool) or not isinstance(rating, (int, float)) or not math.isfinite(rating):
-        return "bad_rating", f"field 'rating' must be a number, got {_describe(rating)}"
-    return None
-
-
-def _price(value: Any) -> float | None:
-    """A numeric price as R2ec's ``float(price)`` accepts it (numbers, numeric strings); else None."""
-    if value is None or isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _text_or_none(value: Any, ascii_only: bool) -> str | None:
-    return (clean_text(value, ascii_only) or None) if isinstance(value, str) else None
-
-
-def _number_or_nan(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return math.nan
-    return float(value)
 
 
 @dataclass
@@ -270,7 +187,7 @@ class Amazon2023Source:
             obj = parse_object(raw, rep, policy, where)
             if obj is None:
                 continue
-            problem = _check_review(obj, id_fields)
+            problem = check_review(obj, id_fields)
             if problem is not None:
                 policy.bad(rep, problem[0], where, problem[1])
                 continue
@@ -326,12 +243,12 @@ class Amazon2023Source:
                     rep,
                     "bad_parent_asin",
                     where,
-                    f"field 'parent_asin' must be a non-empty string, got {_describe(asin)}",
+                    f"field 'parent_asin' must be a non-empty string, got {shown(asin)}",
                 )
                 continue
             title = obj.get("title")
             if title is not None and not isinstance(title, str):
-                policy.bad(rep, "bad_title", where, f"field 'title' must be a string or null, got {_describe(title)}")
+                policy.bad(rep, "bad_title", where, f"field 'title' must be a string or null, got {shown(title)}")
                 continue
             code = code_of.get(asin.strip())
             if code is not None and code in meta.lines:
@@ -357,11 +274,11 @@ class Amazon2023Source:
             meta.lines[code] = lineno
             meta.attrs[code] = (
                 clean_text(title, opt.ascii_titles),
-                _text_or_none(obj.get("main_category"), opt.ascii_titles),
-                _text_or_none(obj.get("store"), opt.ascii_titles),
-                _price(obj.get("price")),
-                _number_or_nan(obj.get("average_rating")),
-                _number_or_nan(obj.get("rating_number")),
+                text_or_none(obj.get("main_category"), opt.ascii_titles),
+                text_or_none(obj.get("store"), opt.ascii_titles),
+                numeric_price(obj.get("price")),
+                number_or_nan(obj.get("average_rating")),
+                number_or_nan(obj.get("rating_number")),
             )
         return meta
 
@@ -373,25 +290,25 @@ class Amazon2023Source:
             return "invalid_title"  # scraped page markup instead of a title
         if len(title.split(" ")) > self.options.max_title_words:
             return "title_too_long"
-        if self.options.require_price and _price(price) is None:
+        if self.options.require_price and numeric_price(price) is None:
             return "no_price"
         return None
 
     def _window(self, data: _Reviews, alive: np.ndarray) -> tuple[np.ndarray, np.ndarray, str, int]:
         """Rows inside the (possibly widened) window, rows also inside its k-core, the start used, steps."""
         opt = self.options
-        end_ms = _month_ms(opt.window_end)
+        end_ms = month_ms(opt.window_end)
         earliest = int(data.stamps[alive].min()) if alive.any() else end_ms
         start, steps = opt.window_start, 0
         while True:
-            in_window = alive & (data.stamps >= _month_ms(start)) & (data.stamps < end_ms)
+            in_window = alive & (data.stamps >= month_ms(start)) & (data.stamps < end_ms)
             kept, _ = k_core(data.users, data.items, in_window, opt.window_k_core)
             enough = np.count_nonzero(np.bincount(data.items[kept], minlength=1)) >= opt.min_items
             # R2ec stops widening once the start year reaches the earliest review's year; stopping at the
             # earliest review itself is the same intent without leaving that year's reviews behind.
-            if enough or _month_ms(start) <= earliest:
+            if enough or month_ms(start) <= earliest:
                 return in_window, kept, start, steps
-            start, steps = _months_back(start, opt.widen_step_months), steps + 1
+            start, steps = months_back(start, opt.widen_step_months), steps + 1
 
     def _items(self, data: _Reviews, alive: np.ndarray, meta: _Meta, rep: FileReport) -> pd.DataFrame:
         """The catalogue: items with kept reviews, in meta-file order, with their attributes."""
