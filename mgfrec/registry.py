@@ -30,6 +30,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from mgfrec.validation import validation_text
+
 
 @dataclass(frozen=True)
 class Kind:
@@ -314,5 +316,4 @@ def component_options(component: Any, raw: dict[str, Any] | None, where: str) ->
         return model.model_validate(raw)
     except ValidationError as exc:
         # an error of the whole model (a validator across fields) has no location of its own: the path alone
-        lines = [".".join([where, *(str(p) for p in err["loc"])]) + f": {err['msg']}" for err in exc.errors()]
-        raise ValueError("invalid options: " + "; ".join(lines)) from None
+        raise ValueError("invalid options: " + validation_text(exc, where=[where])) from None

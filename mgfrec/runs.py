@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from mgfrec import __version__
+from mgfrec.validation import validation_text
 
 RUN_FILE = "run.json"
 
@@ -267,7 +268,7 @@ def damaged_run_files(run_dir: str | Path, model: str) -> Iterator[None]:
         yield
     except DAMAGE as exc:
         if isinstance(exc, ValidationError):
-            what = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors()[:3])
+            what = validation_text(exc, whole="value", limit=3)
         else:
             what = (str(exc).strip().splitlines() or [""])[0][:200]
         raise ValueError(

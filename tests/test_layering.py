@@ -17,7 +17,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "mgfrec"
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("mgfrec", "mgfrec.runs", "mgfrec.registry", "mgfrec.config", "mgfrec.progress")),
+    (
+        "foundation",
+        ("mgfrec", "mgfrec.runs", "mgfrec.registry", "mgfrec.config", "mgfrec.progress", "mgfrec.validation"),
+    ),
     ("text", ("mgfrec.text",)),
     ("data", ("mgfrec.data",)),
     ("embed", ("mgfrec.embed",)),

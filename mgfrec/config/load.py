@@ -18,6 +18,7 @@ import yaml
 from pydantic import ValidationError
 
 from mgfrec.config.schema import KEY_PREFIXES, ConfigDeprecationWarning, MGFRecConfig
+from mgfrec.validation import validation_text
 
 
 class ConfigError(ValueError):
@@ -155,14 +156,9 @@ def validate(raw: Mapping[str, Any], source: str = "<config>") -> MGFRecConfig:
             else:
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         return config
-    except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            got = err.get("input")
-            shown = "" if _hide_input(err) else f" (got {got!r})"
-            lines.append(f"{loc}: {err['msg']}{shown}")
-        raise ConfigError(f"{source}: invalid config: " + "; ".join(lines)) from None  # one line, every field
+    except ValidationError as exc:  # one line, every field
+        shown = validation_text(exc, show_input=lambda err: not _hide_input(err))
+        raise ConfigError(f"{source}: invalid config: {shown}") from None
 
 
 def _hide_input(err: Mapping[str, Any]) -> bool:

@@ -48,6 +48,7 @@ from mgfrec.retrievers.sequences import (
     pad_left,
     unpad,
 )
+from mgfrec.validation import validation_text
 
 VALID_METRIC = "valid_ndcg@10"
 MODEL_FILE = "model.pt"
@@ -413,8 +414,8 @@ class SequentialRetriever(L.LightningModule):
             options = cls.Options.model_validate(saved["options"])
         except ValidationError as exc:
             raise ValueError(
-                f"{path}: its saved settings do not fit this version of mgfrec ({exc.errors()[0]['loc']}: "
-                f"{exc.errors()[0]['msg']}); refit it with 'mgfrec baseline fit'"
+                f"{path}: its saved settings do not fit this version of mgfrec ({validation_text(exc, limit=1)}); "
+                "refit it with 'mgfrec baseline fit'"
             ) from None
         model = cls(saved["num_items"], saved["window"], settings, options)
         model.load_state_dict(saved["state_dict"])
