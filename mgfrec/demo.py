@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mgfrec.config.load import redacted, write_resolved
+from mgfrec.config.load import entries_besides_config, redacted, write_resolved
 from mgfrec.config.schema import MGFRecConfig, PolicyConfig
 from mgfrec.data.prepared import PreparedDataset, prepare
 from mgfrec.embed.cache import cached_item_embeddings
@@ -118,6 +118,7 @@ def run_demo(
     if options.agent:  # refuse a conflicting policy.model or recall prior before any stage runs
         demo_policy(config, options)
         demo_recall_prior(config, options)
+    check_demo_output(out)  # nothing of another kind is written into, before anything is
     check_same_settings(out, config, options)  # finished stages are reused: only under the settings that made them
     if not (out / SETTINGS_FILE).is_file() and (out / "data" / "manifest.json").is_file():
         say(f"note: {out} has no {SETTINGS_FILE} (an older demo): its finished stages are reused as they are")
@@ -324,6 +325,26 @@ def demo_settings(config: MGFRecConfig, options: DemoOptions) -> dict[str, Any]:
     cfg = {k: v for k, v in redacted(config).items() if k != "eval"}
     opts = {k: v for k, v in asdict(options).items() if k not in _RERUN_FREE}
     return json.loads(json.dumps({"config": cfg, "options": opts}, default=str))  # as demo.json reads back
+
+
+def check_demo_output(out: Path) -> None:
+    """Refuse, in one line and before anything is written, an ``--out`` that is a file, or a folder holding
+    something other than a demo: a run, a data set, a sweep, or anything at all without the demo's
+    ``demo.json`` (written before its first stage) or an older demo's ``data/manifest.json``. A new or empty
+    folder, or one holding only a user's ``config.yaml``, is fine."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: a file; the demo writes a folder (give a new or empty one)")
+    if not out.is_dir() or (out / SETTINGS_FILE).is_file() or (out / "data" / "manifest.json").is_file():
+        return
+    for name, what in ((RUN_FILE, "a run"), ("manifest.json", "a prepared data set"), ("sweep.json", "a sweep")):
+        if (out / name).is_file():
+            raise ValueError(f"--out {out}: holds {what} ({name}); give the demo a folder of its own")
+    others = sorted(entries_besides_config(out))
+    if others:
+        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        raise ValueError(
+            f"--out {out}: not empty ({shown}) and not a demo's folder (no {SETTINGS_FILE}); give a new or empty folder"
+        )
 
 
 def check_same_settings(out: Path, config: MGFRecConfig, options: DemoOptions) -> None:

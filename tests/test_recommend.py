@@ -80,10 +80,15 @@ def test_markdown_case_study_is_written(agent_run, tmp_path):
     text = path.read_text(encoding="utf-8")
     assert text.startswith("# Case study: a typed history") and "## History" in text
     assert ds.titles[0] in text and ds.titles[1] in text
+    again = CliRunner().invoke(app, ["recommend", str(run), "--history", ds.titles[2], "--markdown", str(path)])
+    assert again.exit_code == 0, again.output  # an earlier case study is replaced
+    history = path.read_text(encoding="utf-8").split("## History")[1].split("##")[0]
+    assert ds.titles[2] in history and ds.titles[0] not in history
 
 
 def test_a_markdown_path_that_cannot_be_a_file_is_refused_before_the_rollout(agent_run, tmp_path, monkeypatch):
-    """A folder or a path under a file was a traceback after the whole rollout had run."""
+    """A folder or a path under a file was a traceback after the whole rollout had run; a run's config.yaml was
+    written over."""
     run, ds = agent_run
     (tmp_path / "afile").write_text("x")
 
@@ -91,10 +96,19 @@ def test_a_markdown_path_that_cannot_be_a_file_is_refused_before_the_rollout(age
         raise AssertionError("the rollout ran before the path was checked")
 
     monkeypatch.setattr(rec_module, "recommend", no_rollout)
-    for path, words in [(tmp_path, "a folder"), (tmp_path / "afile" / "x.md", "is a file, not a folder")]:
+    (tmp_path / "notes.md").write_text("# My notes\n\nkeep me\n")
+    cases = [
+        (tmp_path, "a folder"),
+        (tmp_path / "afile" / "x.md", "is a file, not a folder"),
+        (run / "config.yaml", "exists and is not a case study mgfrec wrote"),  # it was written over: a broken run
+        (tmp_path / "notes.md", "exists and is not a case study mgfrec wrote"),
+    ]
+    before = (run / "config.yaml").read_bytes()
+    for path, words in cases:
         result = CliRunner().invoke(app, ["recommend", str(run), "--history", ds.titles[0], "--markdown", str(path)])
         text = " ".join(result.output.split())
         assert result.exit_code == 2 and "Traceback" not in text and "--markdown" in text and words in text, text
+    assert (run / "config.yaml").read_bytes() == before and (tmp_path / "notes.md").read_text().endswith("keep me\n")
 
 
 def test_a_variant_run_recommends_by_its_own_final_ranking(agent_run, monkeypatch, tmp_path):

@@ -111,3 +111,30 @@ def test_unfinished_runs_of_the_same_command_can_be_run_again(tmp_path):
     hybrid = resolved(tmp_path / "hybrid", "hybrid.json")
     run_folder(hybrid / "collaborative", "baseline", "sasrec")
     check_output_run(hybrid, "baseline")
+
+
+@pytest.mark.parametrize(
+    "names",
+    [("notes.md", "analysis"), ("fit_start.json", "notes.md"), ("metrics.csv", "plot.py")],
+    ids=["resolved-config", "fit-start", "metrics"],
+)
+def test_run_marks_beside_a_users_own_files_are_not_an_unfinished_run(tmp_path, names):
+    """A copied run config.yaml (or a fit_start.json, a metrics.csv) beside a user's notes made the folder pass as an
+    unfinished run: `baseline fit --out myexp` set notes.md and analysis/ aside and deleted them."""
+    out = resolved(tmp_path / "myexp", *names)
+    before = {p.name for p in out.iterdir()}
+    strangers = ", ".join(n for n in sorted(names) if n not in ("fit_start.json", "metrics.csv"))
+    for producer in ("baseline", "mgfrec-sft", "mgfrec"):
+        with pytest.raises(ValueError, match=re.escape(f"not empty ({strangers}) and files no mgfrec run writes")):
+            check_output_run(out, producer)
+    assert {p.name for p in out.iterdir()} == before
+
+
+def test_everything_a_killed_run_leaves_is_recognised(tmp_path):
+    """What each command writes before its run.json (checked on real runs: a SASRec, a hybrid, an SFT, a GRPO fit
+    with its evaluation and user agent cache) still passes as the same command's unfinished run."""
+    written = ["model.pt", "checkpoints", "metrics.csv", "recall_valid.npz", "eval_test.json", "ranks_test.csv"]
+    check_output_run(resolved(tmp_path / "sasrec", *written), "baseline")
+    fit = ["fit_start.json", "policy", "best_policy", "checkpoints", "metrics.csv", "tensorboard"]
+    fit += ["user_agent_cache.sqlite", "user_agent_cache.sqlite-wal", "agent_test.json", "agent_test_samples.csv"]
+    check_output_run(resolved(tmp_path / "fit", *fit), "mgfrec")

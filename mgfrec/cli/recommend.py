@@ -59,9 +59,17 @@ def recommend(
 
 
 def _check_file_path(path: Path, flag: str) -> None:
-    """Refuse a path that cannot become a file: a folder, or one under a file."""
+    """Refuse a path that cannot become a file (a folder, or one under a file), and an existing file that is not
+    an earlier case study: a run's config.yaml or a user's notes are never written over."""
+    from mgfrec.eval.case_study import is_case_study
+
     if path.is_dir():
         raise ValueError(f"{flag} {path}: a folder; give the path of a file to write")
+    if path.exists() and not is_case_study(path):
+        raise ValueError(
+            f"{flag} {path}: exists and is not a case study mgfrec wrote; give a new file (an earlier case study "
+            "is replaced)"
+        )
     existing = next((p for p in path.parents if p.exists()), None)
     if existing is not None and not existing.is_dir():
         raise ValueError(f"{flag} {path}: {existing} is a file, not a folder")

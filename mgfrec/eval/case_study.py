@@ -82,3 +82,14 @@ def write_trajectory_markdown(trajectory: Mapping[str, Any], path: str | Path, t
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(trajectory_markdown(trajectory, title), encoding="utf-8")
     return path
+
+
+def is_case_study(path: str | Path) -> bool:
+    """Whether ``path`` is a page :func:`trajectory_markdown` wrote (its title line, then its history section), so
+    that writing another case study over it loses nothing of anyone's."""
+    try:
+        with Path(path).open(encoding="utf-8") as f:
+            head = f.read(4096)
+    except (OSError, UnicodeDecodeError):
+        return False
+    return head.startswith("# ") and "\n\n## History\n\n" in head

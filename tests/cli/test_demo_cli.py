@@ -1,0 +1,65 @@
+"""``mgfrec demo --out``: a folder holding something other than a demo is refused in one line before anything is
+written (the demo replaced a run's config.yaml, so the run recommended with another recall size, and mixed its
+data set and runs into a baseline's folder)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mgfrec.cli.main import app
+
+pytestmark = pytest.mark.reliability
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def run_folder(path: Path) -> Path:
+    path.mkdir(parents=True)
+    (path / "run.json").write_text(json.dumps({"kind": "agent", "model": "mgfrec", "data": "d", "extra": {}}))
+    (path / "config.yaml").write_text("agent:\n  recall_size: 5\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (run_folder, "holds a run (run.json); give the demo a folder of its own"),
+        (lambda p: (p.mkdir(), (p / "manifest.json").write_text("{}")), "holds a prepared data set (manifest.json)"),
+        (lambda p: (p.mkdir(), (p / "sweep.json").write_text("{}")), "holds a sweep (sweep.json)"),
+        (
+            lambda p: (p.mkdir(), (p / "data").mkdir(), (p / "notes.md").write_text("mine")),
+            "not empty (data, notes.md) and not a demo's folder (no demo.json)",
+        ),
+        (lambda p: p.write_text("a file"), "a file; the demo writes a folder"),
+    ],
+    ids=["run", "data-set", "sweep", "project", "file"],
+)
+def test_an_out_of_another_kind_is_refused_before_anything_is_written(tmp_path, make, message):
+    out = tmp_path / "out"
+    make(out)
+    before = snapshot(out) if out.is_dir() else out.read_bytes()
+    result = CliRunner().invoke(app, ["demo", "--out", str(out)])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and text.count("error:") == 1 and "Traceback" not in text, text
+    assert f"--out {out}: {message}" in text, text
+    assert (snapshot(out) if out.is_dir() else out.read_bytes()) == before
+
+
+def test_an_empty_folder_or_a_users_config_alone_is_a_new_demo(tmp_path):
+    from mgfrec.demo import check_demo_output
+
+    check_demo_output(tmp_path / "new")
+    (tmp_path / "empty").mkdir()
+    check_demo_output(tmp_path / "empty")
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "config.yaml").write_text("retriever:\n  max_epochs: 2\n")
+    check_demo_output(tmp_path / "cfg")
+    (tmp_path / "cfg" / "demo.json").write_text("{}")  # an earlier (or interrupted) demo: its stages are reused
+    (tmp_path / "cfg" / "sasrec").mkdir()
+    check_demo_output(tmp_path / "cfg")
