@@ -52,20 +52,38 @@ Listener = Callable[[int, dict[str, Any]], None]
 @dataclass(frozen=True)
 class Query:
     """Whom to recommend for: exactly one of ``user`` or ``history_titles``; ``split`` (with ``user``) takes
-    the user's sample of that split, so that its target's place can be reported."""
+    the user's sample of that split, so that its target's place can be reported: the latest one, or the one whose
+    ``sample_id`` is given (a user may have several samples in a split). Each check names the argument and, in
+    brackets, the command-line flag that sets it."""
 
     user: str | None = None
     history_titles: tuple[str, ...] | None = None
     split: str | None = None
     top_k: int = 10
+    sample_id: int | None = None
 
     def __post_init__(self) -> None:
         if (self.user is None) == (self.history_titles is None):
-            raise ValueError("give exactly one of --user USER_ID or --history 'title; title; ...'")
+            raise ValueError("give exactly one of user (--user USER_ID) or history_titles (--history 'title; ...')")
+        if self.user is not None and not isinstance(self.user, str):
+            raise TypeError(f"user: give a user id as a string, got {type(self.user).__name__}")
+        if self.history_titles is not None and (
+            isinstance(self.history_titles, str) or not all(isinstance(t, str) for t in self.history_titles)
+        ):
+            raise TypeError(
+                "history_titles: give a sequence of title strings (one string would be read letter by letter)"
+            )
         if self.split is not None and self.user is None:
-            raise ValueError("--split needs --user: a typed history has no held-out target")
+            raise ValueError("split (--split) needs user (--user): a typed history has no held-out target")
+        if isinstance(self.top_k, bool) or not isinstance(self.top_k, (int, np.integer)):
+            raise TypeError(f"top_k (--top-k): give a whole number, got {self.top_k!r}")
         if self.top_k < 1:
-            raise ValueError(f"--top-k must be >= 1, got {self.top_k}")
+            raise ValueError(f"top_k (--top-k) must be >= 1, got {self.top_k}")
+        if self.sample_id is not None:
+            if isinstance(self.sample_id, bool) or not isinstance(self.sample_id, (int, np.integer)):
+                raise TypeError(f"sample_id (--sample-id): give a whole number, got {self.sample_id!r}")
+            if self.split is None:
+                raise ValueError("sample_id (--sample-id) needs split (--split): it names one sample of a split")
 
 
 @dataclass
@@ -76,6 +94,7 @@ class Recommendation:
     top: list[tuple[int, float]]  # (item index, score), best first; empty without an answer
     target: int | None = None  # the split sample's held-out item, when the query named a split
     target_rank: int | None = None  # its 1-based place among all items (history excluded as configured)
+    sample_id: int | None = None  # the split sample the history and target came from
 
     def to_dict(self, ds: PreparedDataset) -> dict[str, Any]:
         def item(i: int) -> dict[str, Any]:
@@ -94,7 +113,7 @@ class Recommendation:
             "top": [{**item(i), "score": score} for i, score in self.top],
         }
         if self.target is not None:
-            out["target"] = {**item(self.target), "rank": self.target_rank}
+            out["target"] = {**item(self.target), "rank": self.target_rank, "sample_id": self.sample_id}
         return out
 
 
@@ -286,12 +305,35 @@ class Recommender:
         if query.split is None:
             # the length the data set was prepared with, as its split samples (not the run config's field)
             return user_history(self.ds, query.user, history_window(self.ds)), None
-        frame = self.ds.split(query.split)
-        rows = frame[frame["user_id"].astype(str) == str(query.user)]
+        rows = self.split_samples(query.split, query.user)
         if rows.empty:
             raise KeyError(f"--user {query.user!r}: no sample of this user in split '{query.split}' of {self.ds.root}")
-        row = rows.iloc[-1]
+        if query.sample_id is not None:
+            chosen = rows[rows["sample_id"] == query.sample_id]
+            if chosen.empty:
+                ids = ", ".join(str(i) for i in rows["sample_id"].tolist()[:10])
+                raise KeyError(
+                    f"--sample-id {query.sample_id}: not a sample of user {query.user!r} in split '{query.split}' "
+                    f"(theirs: {ids})"
+                )
+            row = chosen.iloc[0]
+        else:
+            row = rows.iloc[-1]  # the latest: a split's samples are in time order
         return [int(i) for i in row["history"]], int(row["target"])
+
+    def sample_of(self, query: Query) -> int | None:
+        """The id of the split sample ``query`` reads (see :meth:`history_of`); None without a split."""
+        if query.split is None or query.user is None:
+            return None
+        if query.sample_id is not None:
+            return int(query.sample_id)
+        rows = self.split_samples(query.split, query.user)
+        return int(rows["sample_id"].iloc[-1]) if not rows.empty else None
+
+    def split_samples(self, split: str, user: str) -> Any:
+        """The samples of ``user`` in ``split`` (a pandas frame: sample_id, history, target...), oldest first."""
+        frame = self.ds.split(split)
+        return frame[frame["user_id"].astype(str) == str(user)]
 
     def users(self, split: str | None = None) -> list[str]:
         """User ids of the data set (``split``: those with a sample in that split), in first-seen order."""
@@ -370,7 +412,7 @@ class Recommender:
     def _ranked(
         self, q: Query, history: list[int], target: int | None, recall: list[int], traj: Trajectory | None, scores: Any
     ) -> Recommendation:
-        rec = Recommendation(history, recall, traj, [], target)
+        rec = Recommendation(history, recall, traj, [], target, sample_id=self.sample_of(q))
         if scores is None:
             if target is not None:
                 rec.target_rank = self.ds.num_items  # no answer recommends nothing: the evaluator's worst rank
@@ -410,12 +452,16 @@ def recommend(
     top_k: int = 10,
     sample: bool = False,
     seed: int = 0,
+    sample_id: int | None = None,
     reg: Registry | None = None,
 ) -> tuple[Recommendation, PreparedDataset]:
     """Run the agent of ``run_dir`` once for one user; see the module docstring."""
     if isinstance(history_titles, str):
         raise TypeError("history_titles: give a list of titles, not one string (it would be read letter by letter)")
-    query = Query(user, tuple(history_titles) if history_titles is not None else None, split, top_k)
+    if history_titles is not None and not isinstance(history_titles, (list, tuple)):
+        raise TypeError(f"history_titles: give a list of title strings, got {type(history_titles).__name__}")
+    titles = tuple(history_titles) if history_titles is not None else None
+    query = Query(user, titles, split, top_k, sample_id)
     rec = load_recommender(run_dir, sets)
     try:
         return rec.recommend(query, sample=sample, seed=seed), rec.ds

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from agentkit import tiny_agent_run
@@ -305,3 +306,60 @@ def test_a_history_given_as_one_string_is_refused(variant_run):
         rec_module.recommend(variant_run / "lt", history_titles="Abbey Road")
     with pytest.raises(TypeError, match="title strings"):
         rec_module.typed_history(None, ["Abbey Road", 3])
+
+
+def test_a_user_with_several_samples_in_a_split_gets_any_of_them_by_its_id(agent_run):
+    """Only a user's last sample of a split could be asked for, and nothing said that they had others."""
+    run, ds = agent_run
+    frame = ds.split("valid")
+    counts = frame["user_id"].astype(str).value_counts()
+    assert counts.max() > 1, "the tiny data set should give some user several valid samples"
+    user = counts.index[0]
+    mine = frame[frame["user_id"].astype(str) == user]
+    first, last = mine.iloc[0], mine.iloc[-1]
+    latest, _ = rec_module.recommend(run, user=user, split="valid", top_k=3)
+    assert latest.sample_id == int(last["sample_id"]) and latest.target == int(last["target"])
+    chosen, _ = rec_module.recommend(run, user=user, split="valid", top_k=3, sample_id=int(first["sample_id"]))
+    assert chosen.sample_id == int(first["sample_id"]) and chosen.target == int(first["target"])
+    assert chosen.history == [int(i) for i in first["history"]]
+    assert chosen.to_dict(ds)["target"]["sample_id"] == int(first["sample_id"])
+
+    base = ["recommend", str(run), "--user", user, "--split", "valid", "--top-k", "3"]
+    result = CliRunner().invoke(app, base)
+    assert result.exit_code == 0, result.output
+    assert f"has {len(mine)} samples in split 'valid'" in result.stderr and "--sample-id" in result.stderr
+    assert f"(sample {int(last['sample_id'])})" in " ".join(result.stdout.split())
+    result = CliRunner().invoke(app, [*base, "--sample-id", str(int(first["sample_id"])), "--json"])
+    assert result.exit_code == 0 and "samples in split" not in result.stderr, result.output
+    assert json.loads(result.stdout)["target"]["sample_id"] == int(first["sample_id"])
+    other = int(frame[frame["user_id"].astype(str) != user]["sample_id"].iloc[0])
+    result = CliRunner().invoke(app, [*base, "--sample-id", str(other)])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and f"--sample-id {other}: not a sample of user '{user}'" in text, text
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"user": "u", "top_k": 2.5}, TypeError, "top_k (--top-k): give a whole number, got 2.5"),
+        ({"user": "u", "top_k": "5"}, TypeError, "top_k (--top-k): give a whole number, got '5'"),
+        ({"user": "u", "top_k": True}, TypeError, "top_k (--top-k): give a whole number, got True"),
+        ({"user": "u", "top_k": 0}, ValueError, "top_k (--top-k) must be >= 1, got 0"),
+        ({"user": 7}, TypeError, "user: give a user id as a string, got int"),
+        ({"history_titles": ("a", None)}, TypeError, "history_titles: give a sequence of title strings"),
+        ({"history_titles": "abc"}, TypeError, "history_titles: give a sequence of title strings"),
+        ({}, ValueError, "give exactly one of user (--user USER_ID) or history_titles"),
+        ({"history_titles": ("a",), "split": "test"}, ValueError, "split (--split) needs user (--user)"),
+        ({"user": "u", "sample_id": 3}, ValueError, "sample_id (--sample-id) needs split (--split)"),
+        ({"user": "u", "split": "test", "sample_id": "3"}, TypeError, "sample_id (--sample-id): give a whole number"),
+    ],
+)
+def test_a_query_names_the_argument_it_refuses(kwargs, error, message):
+    """A float top_k ran the whole rollout and then failed in a slice; '5' failed in a comparison naming nothing."""
+    with pytest.raises(error, match=re.escape(message)):
+        rec_module.Query(**kwargs)
+
+
+def test_a_history_that_is_not_a_list_is_refused_before_loading_the_run(tmp_path):
+    with pytest.raises(TypeError, match="history_titles: give a list of title strings, got int"):
+        rec_module.recommend(tmp_path, history_titles=5)

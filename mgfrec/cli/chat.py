@@ -36,7 +36,7 @@ def chat(
     split: str | None = typer.Option(
         None,
         "--split",
-        help="With --user: that user's sample of this split; the target's place in the ranking is shown.",
+        help="With --user: that user's latest sample of this split; the target's place in the ranking is shown.",
     ),
     top_k: int = typer.Option(10, "--top-k", min=1, help="How many ranked items to show."),
     timeout: float = feedback_timeout_option("Seconds to wait for your feedback (at most a week)."),

@@ -16,7 +16,13 @@ def recommend(
     split: str | None = typer.Option(
         None,
         "--split",
-        help="With --user: that user's sample of this split; the target's place in the ranking is reported.",
+        help="With --user: that user's latest sample of this split (or --sample-id's); the target's place in the "
+        "ranking is reported.",
+    ),
+    sample_id: int | None = typer.Option(
+        None,
+        "--sample-id",
+        help="With --split: which of the user's samples of the split (a sample_id of ranks_<split>.csv).",
     ),
     top_k: int = typer.Option(10, "--top-k", min=1, help="How many ranked items to show."),
     sample: bool = typer.Option(False, "--sample", help="Sample at rollout.temperature instead of greedy."),
@@ -44,9 +50,12 @@ def recommend(
             top_k=top_k,
             sample=sample,
             seed=seed,
+            sample_id=sample_id,
         )
     )
     payload = rec.to_dict(ds)
+    if split is not None and sample_id is None:
+        _note_other_samples(ds, split, user, rec.sample_id)
     if markdown is not None:
         from mgfrec.eval.case_study import write_trajectory_markdown
 
@@ -56,6 +65,19 @@ def recommend(
         print_json(payload)
         return
     _show(payload)
+
+
+def _note_other_samples(ds, split: str, user: str | None, chosen: int | None) -> None:
+    """Say so when the user has several samples in the split: the latest was taken, and --sample-id picks another."""
+    frame = ds.split(split)
+    ids = frame.loc[frame["user_id"].astype(str) == str(user), "sample_id"].tolist()
+    if len(ids) > 1:
+        shown = ", ".join(str(i) for i in ids[:10]) + (", ..." if len(ids) > 10 else "")
+        typer.echo(
+            f"note: user {terminal_safe(str(user))} has {len(ids)} samples in split '{split}' ({shown}); this is "
+            f"{chosen}, the latest (--sample-id picks another)",
+            err=True,
+        )
 
 
 def _check_file_path(path: Path, flag: str) -> None:
@@ -112,4 +134,9 @@ def _show(p: dict) -> None:
     else:
         out.print("no answer, so no ranking", highlight=False, markup=False)
     if p.get("target"):
-        out.print(f"target: {p['target']['title']} at place {p['target']['rank']}", highlight=False, markup=False)
+        target = p["target"]
+        out.print(
+            f"target: {target['title']} at place {target['rank']} (sample {target['sample_id']})",
+            highlight=False,
+            markup=False,
+        )
