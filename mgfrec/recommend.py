@@ -342,6 +342,8 @@ class Recommender:
 
     def search(self, text: str, k: int = 10) -> list[tuple[int, float]]:
         """Grounding as a service: the ``k`` catalogue items nearest ``text``, with their L2 distances."""
+        if not isinstance(text, str):
+            raise TypeError(f"text: give one title or query string, got {type(text).__name__}")
         with self.lock:
             indices, distances = self.grounding.search([text], k)
         return [(int(i), float(d)) for i, d in zip(indices[0], distances[0], strict=True) if i >= 0]

@@ -363,3 +363,14 @@ def test_a_query_names_the_argument_it_refuses(kwargs, error, message):
 def test_a_history_that_is_not_a_list_is_refused_before_loading_the_run(tmp_path):
     with pytest.raises(TypeError, match="history_titles: give a list of title strings, got int"):
         rec_module.recommend(tmp_path, history_titles=5)
+
+
+def test_search_names_a_text_that_is_not_a_string(agent_run):
+    run, ds = agent_run
+    recommender = rec_module.load_recommender(run)
+    try:
+        with pytest.raises(TypeError, match="text: give one title or query string, got list"):
+            recommender.search([ds.titles[0], ds.titles[1]])  # was AttributeError: 'list' has no 'encode'
+        assert recommender.search(ds.titles[0], k=1)[0][0] == 0
+    finally:
+        recommender.close()

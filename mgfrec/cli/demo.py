@@ -88,7 +88,8 @@ def demo(
             torch.set_num_threads(threads)
         reg = registry()
         chosen = _baselines(baselines, reg.names("retriever"))
-        name, path = detect_source(data, reg.names("data_source"))
+        hint = "the demo reads csv and amazon2023 folders, or a data source's name (--data NAME)"
+        name, path = detect_source(data, reg.names("data_source"), flag="--data", hint=hint)
         budget = {"retriever.max_epochs": retriever_epochs, "retriever.patience": 2, "retriever.min_delta": 0.002}
         cfg = load(config, set_, {"data.source": name, "data.path": path, **budget})
         _note_budget_over_file(config, set_, budget)

@@ -146,22 +146,30 @@ def build(raw: RawLog, config: DataConfig) -> tuple[pd.DataFrame, pd.DataFrame, 
     return items, log, splits
 
 
-def detect_source(source: str, known: Sequence[str] | None = None) -> tuple[str, str | None]:
+def detect_source(
+    source: str, known: Sequence[str] | None = None, *, flag: str = "SOURCE", hint: str = "pass --source NAME"
+) -> tuple[str, str | None]:
     """The ``data_source`` name and path for SOURCE: a registered source name (``known``, default: the
-    registry's), or a folder whose contents say which source reads it (csv files, Amazon 2023 files)."""
+    registry's), or a folder whose contents say which source reads it (csv files, Amazon 2023 files). Errors
+    name the argument as ``flag`` and end, for a folder of another format, with ``hint``."""
     known = list(registry().names("data_source") if known is None else known)
+    if not source.strip():  # a script's unset variable: "" would read the current folder
+        raise ValueError(f"{flag} is empty; give a data source ({', '.join(known)}) or a data folder")
     if source in known and not Path(source).exists():
         return source, None
     path = Path(source)
     if not path.exists():
-        raise FileNotFoundError(f"SOURCE '{source}' is neither a folder nor a data source ({', '.join(known)})")
+        raise FileNotFoundError(f"{flag} '{source}' is neither a folder nor a data source ({', '.join(known)})")
+    if (path / "manifest.json").is_file():
+        raise ValueError(
+            f"{flag} {path}: a prepared data set (mgfrec data prepare); give the raw folder it was prepared from"
+        )
     if (path / "items.csv").is_file() or (path / "interactions.csv").is_file():
         return "csv", str(path)
     if any(path.glob("meta_*.jsonl*")):
         return "amazon2023", str(path)
     raise FileNotFoundError(
-        f"{path}: cannot tell its format (no items.csv/interactions.csv, no meta_<Category>.jsonl[.gz]); "
-        "pass --source NAME"
+        f"{path}: cannot tell its format (no items.csv/interactions.csv, no meta_<Category>.jsonl[.gz]); {hint}"
     )
 
 

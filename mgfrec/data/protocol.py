@@ -79,6 +79,17 @@ def subsample_users(interactions: pd.DataFrame, n_users: int, seed: int) -> pd.D
     return interactions[interactions["user_id"].isin(chosen)]
 
 
+def check_limit(limit: int | None) -> None:
+    """Refuse a sample ``limit`` that is not a whole number of at least 1 (None: no limit), naming it: 0 read as
+    "the split is empty", a negative one failed inside numpy."""
+    if limit is None:
+        return
+    if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)):
+        raise TypeError(f"limit (--limit): give a whole number of samples, got {limit!r}")
+    if limit < 1:
+        raise ValueError(f"limit (--limit): give at least 1 sample, got {limit}")
+
+
 def subsample_rows(n: int, limit: int | None, seed: int) -> np.ndarray:
     """Sorted row positions of the seeded subsample of ``limit`` of ``n`` rows (all of them without a limit).
     The one rule behind every seeded subsample of a split: preparing, SFT/GRPO samples, ``mgfrec evaluate

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from mgfrec.config.schema import EvalConfig
-from mgfrec.data.protocol import subsample_ids
+from mgfrec.data.protocol import check_limit, subsample_ids
 from mgfrec.eval.runs import result_for_run
 from mgfrec.ranking.metrics import LOWER_IS_BETTER, metric_names
 from mgfrec.ranking.results import EvalResult, label
@@ -303,6 +303,9 @@ def build_report(
     :func:`~mgfrec.data.protocol.subsample_rows` with ``config.seed``): agent runs are rolled out on just
     those, baselines are ranked on the whole split and cut to them.
     """
+    if isinstance(runs, (str, Path)):
+        raise TypeError("runs: give a list of run folders, not one path (it would be read letter by letter)")
+    check_limit(limit)
     config = config or EvalConfig()
     paths = [Path(r) for r in runs]
     if not paths:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from mgfrec.config.schema import EvalConfig
-from mgfrec.data.protocol import subsample_ids
+from mgfrec.data.protocol import check_limit, subsample_ids
 from mgfrec.ranking.evaluator import evaluate
 from mgfrec.ranking.results import EvalResult, result_paths
 from mgfrec.registry import Registry, RegistryError, registry, with_registry
@@ -44,6 +44,7 @@ def evaluate_run(
     whole catalogue; agent runs are rolled out and ranked from their answers
     (:mod:`mgfrec.eval.agent_eval`; ``limit`` evaluates a seeded subsample). ``progress(done, total)`` is
     called after each batch of a baseline."""
+    check_limit(limit)
     config = config or EvalConfig()
     info = read_run_info(run_dir)
     if info.kind == "agent":

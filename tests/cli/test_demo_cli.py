@@ -63,3 +63,26 @@ def test_an_empty_folder_or_a_users_config_alone_is_a_new_demo(tmp_path):
     (tmp_path / "cfg" / "demo.json").write_text("{}")  # an earlier (or interrupted) demo: its stages are reused
     (tmp_path / "cfg" / "sasrec").mkdir()
     check_demo_output(tmp_path / "cfg")
+
+
+def test_a_data_folder_the_demo_cannot_read_is_named_with_what_it_can(tmp_path):
+    """A prepared data set was "cannot tell its format ... pass --source NAME", a flag the demo does not have; an
+    empty --data read the current folder."""
+    from mgfrec.config.schema import DataConfig
+    from mgfrec.data.prepared import prepare
+
+    prepared = tmp_path / "prepared"
+    prepare(DataConfig(source="synthetic", options={"n_users": 30, "n_items": 40, "n_artists": 10}), prepared)
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "odd" / "log.txt").write_text("x")
+    cases = [
+        (prepared, f"--data {prepared}: a prepared data set (mgfrec data prepare); give the raw folder"),
+        ("", "--data is empty; give a data source ("),
+        (tmp_path / "odd", "the demo reads csv and amazon2023 folders, or a data source's name (--data NAME)"),
+    ]
+    for data, message in cases:
+        result = CliRunner().invoke(app, ["demo", "--data", str(data), "--out", str(tmp_path / "demo")])
+        text = " ".join(result.output.split())
+        assert result.exit_code == 2 and text.count("error:") == 1 and message in text, text
+        assert "--source" not in text
+    assert not (tmp_path / "demo").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -127,3 +128,27 @@ def test_the_table_fits_80_columns_with_names_whole_and_a_legend(runs, tiny_ds, 
     wide = Console(width=200, record=True)
     wide.print(rep.table(200))
     assert "H@5" in wide.export_text() and "in the report files" not in wide.export_text()
+
+
+@pytest.mark.parametrize(
+    ("limit", "error", "message"),
+    [
+        (0, ValueError, "limit (--limit): give at least 1 sample, got 0"),  # was "is the split empty?"
+        (-1, ValueError, "limit (--limit): give at least 1 sample, got -1"),  # was numpy's negative dimensions
+        (2.5, TypeError, "limit (--limit): give a whole number of samples, got 2.5"),
+        ("3", TypeError, "limit (--limit): give a whole number of samples, got '3'"),
+    ],
+)
+def test_a_bad_limit_is_named_by_the_library_too(runs, limit, error, message):
+    from mgfrec.eval.runs import evaluate_run
+
+    with pytest.raises(error, match=re.escape(message)):
+        build_report([runs["constant"]], "test", config=FAST, limit=limit)
+    with pytest.raises(error, match=re.escape(message)):
+        evaluate_run(runs["constant"], "test", FAST, limit=limit, write=False)
+
+
+def test_one_path_given_as_the_runs_is_refused(runs):
+    """It was read letter by letter, and refused as "a run folder is named twice"."""
+    with pytest.raises(TypeError, match="runs: give a list of run folders, not one path"):
+        build_report(str(runs["constant"]), "test", config=FAST)
