@@ -38,7 +38,7 @@ from mgfrec.grounding.engine import Grounding, load_grounding
 from mgfrec.models.policy import load_policy
 from mgfrec.ranking.metrics import history_mask, nan_to_neg_inf, target_ranks
 from mgfrec.registry import Registry, with_registry
-from mgfrec.retrievers.fit import load_retriever
+from mgfrec.retrievers.fit import load_retriever, open_data
 from mgfrec.retrievers.recall import top_items
 from mgfrec.retrievers.sequences import history_window
 from mgfrec.rollout.base import build_engine
@@ -265,7 +265,7 @@ class Recommender:
             self.ds, self.scorer = loaded.ds, loaded.scorer
             self.grounding = load_grounding(self.ds, self.cfg)
             return
-        self.ds = PreparedDataset(self.info.data)
+        self.ds = open_data(self.run_dir, self.info)  # the data set the policy was trained on, checked by checksum
         self.scorer = None
         policy_dir = self.run_dir / str(self.info.extra.get("policy", "policy"))
         self.model, tokenizer = load_policy(PolicyConfig(model=str(policy_dir), dtype=self.cfg.policy.dtype))

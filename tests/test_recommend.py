@@ -374,3 +374,21 @@ def test_search_names_a_text_that_is_not_a_string(agent_run):
         assert recommender.search(ds.titles[0], k=1)[0][0] == 0
     finally:
         recommender.close()
+
+
+def test_an_agent_run_on_another_data_set_is_refused(agent_run, tmp_path):
+    """Only a baseline run's data checksum was checked: an agent run pointed at another data set (its recall off)
+    was served on a catalogue its policy never saw."""
+    import shutil
+
+    run, ds = agent_run
+    moved = tmp_path / "run"
+    shutil.copytree(run, moved)
+    info = json.loads((moved / "run.json").read_text())
+    info["data_checksum"] = "0" * len(info["data_checksum"])
+    (moved / "run.json").write_text(json.dumps(info))
+    with pytest.raises(ValueError, match=rf"is not the one {re.escape(str(moved))} was trained on"):
+        rec_module.load_recommender(moved, sets=("agent.use_recall=false",))
+    result = CliRunner().invoke(app, ["recommend", str(moved), "--user", str(ds.interactions.user_id.iloc[0])])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "was the data set prepared again?" in text and "--data" not in text, text

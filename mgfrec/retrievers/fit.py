@@ -128,21 +128,33 @@ class LoadedRun:
     scorer: Any
 
 
-def open_data(run_dir: Path, info: RunInfo, data: str | Path | None = None) -> PreparedDataset:
-    """The run's prepared data set (or ``data`` instead), refused if it is not the one the run used."""
+def open_data(
+    run_dir: Path, info: RunInfo, data: str | Path | None = None, *, data_from: str = "--data"
+) -> PreparedDataset:
+    """The run's prepared data set (or ``data`` instead), refused if it is not the one the run used. ``data_from``
+    says where ``data`` came from, for the message: the ``--data`` flag, or (for a recall run loaded beside an
+    agent run) the agent run's own data set."""
     ds = PreparedDataset(Path(data) if data is not None else Path(info.data))
     if info.data_checksum and ds.checksum != info.data_checksum:
-        where = f"--data {data}" if data is not None else f"{run_dir / RUN_FILE} field 'data' ({info.data})"
+        if data is None:
+            where, remedy = f"{run_dir / RUN_FILE} field 'data' ({info.data})", "was the data set prepared again?"
+        elif data_from == "--data":
+            where, remedy = f"--data {data}", "pass --data with the right folder"
+        else:
+            where, remedy = f"{data_from} {data}", f"refit {run_dir} on it, or use the data set it was trained on"
         raise ValueError(
-            f"{where}: this data set (checksum {ds.checksum}) is not the one the run was trained on "
-            f"(data_checksum {info.data_checksum} in {run_dir / RUN_FILE}); pass --data with the right folder"
+            f"{where}: this data set (checksum {ds.checksum}) is not the one {run_dir} was trained on "
+            f"(data_checksum {info.data_checksum} in {run_dir / RUN_FILE}); {remedy}"
         )
     return ds
 
 
 @with_registry
-def load_scorer(run_dir: str | Path, data: str | Path | None = None, reg: Registry | None = None) -> LoadedRun:
-    """Load a baseline run's retriever through the registry; ``data`` overrides the run's data folder."""
+def load_scorer(
+    run_dir: str | Path, data: str | Path | None = None, reg: Registry | None = None, *, data_from: str = "--data"
+) -> LoadedRun:
+    """Load a baseline run's retriever through the registry; ``data`` overrides the run's data folder (see
+    :func:`open_data` for ``data_from``)."""
     run_dir = Path(run_dir)
     info = read_run_info(run_dir)
     if info.kind == "agent":
@@ -152,7 +164,7 @@ def load_scorer(run_dir: str | Path, data: str | Path | None = None, reg: Regist
         )
     if info.kind != "baseline":
         raise ValueError(f"{run_dir / RUN_FILE}: field 'kind' is '{info.kind}'; expected 'baseline' or 'agent'")
-    ds = open_data(run_dir, info, data)
+    ds = open_data(run_dir, info, data, data_from=data_from)
     cls = (reg or registry()).load("retriever", info.model)
     with damaged_run_files(run_dir, info.model):
         return LoadedRun(run_dir, info, ds, cls.load(run_dir, ds))
@@ -160,8 +172,10 @@ def load_scorer(run_dir: str | Path, data: str | Path | None = None, reg: Regist
 
 @with_registry
 def load_retriever(run_dir: str | Path, ds: PreparedDataset | None = None, reg: Registry | None = None) -> Any:
-    """The retriever a ``baseline`` run folder holds, on the data it was trained on (or ``ds``, if the same)."""
-    return load_scorer(run_dir, ds.root if ds is not None else None, reg).scorer
+    """The retriever a ``baseline`` run folder holds, on the data it was trained on (or ``ds``, if the same: the
+    data set of the agent run it is the recall model of)."""
+    data_from = "the agent run's data set"
+    return load_scorer(run_dir, ds.root if ds is not None else None, reg, data_from=data_from).scorer
 
 
 def split_ranks(retriever: Any, ds: PreparedDataset, split: str, batch_size: int = 1024) -> np.ndarray:

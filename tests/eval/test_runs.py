@@ -88,3 +88,17 @@ def test_data_override_must_be_the_run_data_set(tiny_ds, tmp_path):
     other = make_dataset(tmp_path / "other", n_users=30)
     with pytest.raises(ValueError, match=r"--data .*not the one the run was trained on"):
         load_scorer(run, data=other.root)
+
+
+def test_a_data_mismatch_names_where_the_data_set_came_from(tiny_ds, tmp_path):
+    """A recall run loaded beside an agent run on another data set told the user to 'pass --data', a flag that
+    serve, chat and recommend do not have."""
+    from mgfrec.retrievers.fit import load_retriever
+
+    run = make_run(tmp_path / "fixed", tiny_ds, FixedScorer.name, np.arange(N_ITEMS, dtype=float))
+    other = make_dataset(tmp_path / "other", n_users=7)
+    with pytest.raises(ValueError, match=r"^--data .*: this data set .* pass --data with the right folder$"):
+        load_scorer(run, other.root)
+    with pytest.raises(ValueError, match=r"^the agent run's data set .*refit .* or use the data set it was") as err:
+        load_retriever(run, other)
+    assert "--data" not in str(err.value)
