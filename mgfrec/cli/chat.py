@@ -8,6 +8,7 @@ agent; this thread only reads the keyboard and prints the events.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from pathlib import Path
@@ -27,6 +28,7 @@ from mgfrec.cli.common import (
     terminal_safe,
     user_errors,
 )
+from mgfrec.cli.quiet import library_output
 
 
 def chat(
@@ -43,6 +45,19 @@ def chat(
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
 ) -> None:
     """Talk to the agent: after each grounding, type your feedback (Enter: the simulated user; /answer: answer now)."""
+    with library_output():  # library progress bars only with --verbose, as every command (the rollout loads too)
+        _converse(run_dir, user, history, split, top_k, timeout, set_)
+
+
+def _converse(
+    run_dir: Path,
+    user: str | None,
+    history: str | None,
+    split: str | None,
+    top_k: int,
+    timeout: float,
+    set_: list[str],
+) -> None:
     from rich.panel import Panel
     from rich.text import Text
 
@@ -56,9 +71,13 @@ def chat(
         check_split(split)  # before loading the model
         read_run_info(run_dir)  # a wrong folder is refused before asking for a history
         if user is None and history is None:
-            history = typer.prompt("history (titles separated by ';', oldest first; '\\;' inside a title)")
+            try:
+                history = typer.prompt("history (titles separated by ';', oldest first; '\\;' inside a title)")
+            except (KeyboardInterrupt, EOFError, typer.Abort):  # as at the feedback prompt: code 130
+                out.print("\ninterrupted", highlight=False, markup=False)
+                raise typer.Exit(130) from None
         query = Query(user, tuple(split_titles(history)) if history is not None else None, split, top_k)
-        console.print(f"loading {run_dir} ...", highlight=False, markup=False)
+        console.print(terminal_safe(f"loading {run_dir} ..."), highlight=False, markup=False)
         rec = load_recommender(run_dir, tuple(set_))
         if rec.kind != "agent":
             raise ValueError(
@@ -118,11 +137,14 @@ def chat(
                 _ask(human)
     except (KeyboardInterrupt, EOFError, typer.Abort):
         human.cancel("interrupted")
-        out.print("\ninterrupted", highlight=False, markup=False)
+        out.print("\ninterrupted (Ctrl-C again to quit at once)", highlight=False, markup=False)
         code = 130
     finally:
-        worker.join(timeout=5)
-        rec.close()
+        try:  # the agent's turn and a simulated user's request in flight end first
+            worker.join(timeout=5)
+            rec.close()
+        except KeyboardInterrupt:  # a second Ctrl-C while they do: quit at once
+            os._exit(130)
     if code:
         raise typer.Exit(code)
 
@@ -134,13 +156,25 @@ def _ask(human: Any) -> None:
         text = typer.prompt(
             "your feedback (Enter: simulated user, /answer: answer now, /quit)", default="", show_default=False
         )
+        command = text.strip().lower()
+        if command.startswith("/") and not command.startswith("//") and command not in ("/quit", "/answer"):
+            console.print(
+                terminal_safe(
+                    f"error: unknown command {text.strip()!r}; the commands are /answer and /quit (start "
+                    "feedback with '//' to send text that begins with '/')"
+                ),
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
+            continue
         try:
-            if text.strip() == "/quit":
+            if command == "/quit":
                 human.cancel("you ended the conversation")
-            elif text.strip() == "/answer":
+            elif command == "/answer":
                 human.answer_now()
             else:
-                human.reply(text or None)
+                human.reply((text.lstrip()[1:] if command.startswith("//") else text) or None)
         except ValueError as exc:  # too long: the grounding still waits
             console.print(f"error: {exc}; type it again", highlight=False, markup=False, soft_wrap=True)
             continue

@@ -13,6 +13,8 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from mgfrec.text.terminal import terminal_safe  # noqa: F401 (the CLI modules import it from here)
+
 # markup=False: titles, paths and messages are data and are printed as they are ("Thriller [explicit]",
 # "mgfrec[serve]"); styled text is built with rich.text.Text instead.
 console = Console(stderr=True, markup=False)  # progress, messages, errors
@@ -58,28 +60,6 @@ def user_errors() -> Iterator[None]:
         # Only the message is printed, never the chain: a chained SDK error may quote request headers.
         print_error(error_message(exc))
         raise typer.Exit(2) from None
-
-
-# What a terminal would act on rather than show: C0 controls but newline and tab (ESC starts colour, title,
-# clipboard (OSC 52) and cursor sequences), DEL, C1 controls, and the bidirectional embeddings, overrides and
-# isolates (an unclosed U+202E reverses the rest of the line). Each is shown as its escape, ``\x1b``.
-_TERMINAL_CONTROLS = str.maketrans(
-    {c: f"\\x{c:02x}" for c in (*range(32), 0x7F, *range(0x80, 0xA0)) if chr(c) not in "\n\t"}
-    | {c: f"\\u{c:04x}" for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
-)
-
-
-def terminal_safe(value: T) -> T:
-    """``value`` (a string, or every string inside a dict, list or tuple) with the characters a terminal would
-    act on written as escapes: catalogue titles, the policy's text and feedback are untrusted, and rich prints
-    a string's escape sequences as they are."""
-    if isinstance(value, str):
-        return value.translate(_TERMINAL_CONTROLS)  # type: ignore[return-value]
-    if isinstance(value, dict):
-        return {k: terminal_safe(v) for k, v in value.items()}  # type: ignore[return-value]
-    if isinstance(value, (list, tuple)):
-        return type(value)(terminal_safe(v) for v in value)  # type: ignore[return-value]
-    return value
 
 
 def print_error(message: str) -> None:

@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import threading
 import time
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -34,6 +36,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from mgfrec.data.protocol import SPLITS
 from mgfrec.recommend import Query, Recommender, item_dict
 from mgfrec.serve.work import Batcher, Busy, Conversation, Mode, client_error_text, error_text
+from mgfrec.text.terminal import terminal_safe
 
 MAX_TITLE_CHARS = 300
 MAX_HISTORY = 50
@@ -122,7 +125,10 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
     all_users = set(recommender.users())
     split_users: dict[str, set[str]] = {}
 
+    stopping = threading.Event()  # set by the first Ctrl-C / SIGTERM: waiting requests get 503 at once
+
     def stop_conversations() -> None:
+        stopping.set()
         for conversation, _ in list(sessions.values()):
             conversation.cancel("the server is stopping")
 
@@ -214,6 +220,9 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
                 answer.cancel()
                 raise asyncio.TimeoutError
             await asyncio.wait({answer}, timeout=min(left, DISCONNECT_POLL_S))
+            if not answer.done() and stopping.is_set():  # answered now, not cut off by the shutdown's grace
+                answer.cancel()
+                raise Busy("the server is stopping; try again when it is back")
             if not answer.done() and await request.is_disconnected():
                 answer.cancel()
                 raise ClientGone
@@ -233,6 +242,8 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
             raise HTTPException(503, str(exc)) from None
         try:
             rec = await answer_or_gone(future, request)
+        except Busy as exc:
+            raise HTTPException(503, str(exc)) from None
         except asyncio.TimeoutError:
             raise HTTPException(504, f"no answer within {options.timeout_s:g} s (--timeout)") from None
         except ClientGone:
@@ -390,6 +401,10 @@ def serve(run_dir: str, options: ServeOptions, sets: tuple[str, ...] = (), say: 
 
         class Server(uvicorn.Server):
             def handle_exit(self, sig: int, frame: Any) -> None:
+                if self.should_exit:  # the second Ctrl-C: quit at once, not after the running batch
+                    say("stopped at once (second signal): the running batch was dropped")
+                    os._exit(128 + sig)
+                say("stopping: waiting requests get 503; the running batch ends first (Ctrl-C again to quit at once)")
                 # an open event stream never closes by itself: end its conversation so that it can
                 app.state.stop_conversations()
                 super().handle_exit(sig, frame)
@@ -397,10 +412,14 @@ def serve(run_dir: str, options: ServeOptions, sets: tuple[str, ...] = (), say: 
         server = Server(config)
         logging.getLogger("uvicorn.access").addFilter(_path_only)
         host = f"[{options.host}]" if ":" in options.host else options.host  # an IPv6 address in a URL
-        say(f"serving {run_dir} ({recommender.kind}, {recommender.method}) at http://{host}:{port}/")
+        # the folder's name and run.json's model are untrusted: no escape sequence reaches the terminal
+        say(terminal_safe(f"serving {run_dir} ({recommender.kind}, {recommender.method}) at http://{host}:{port}/"))
         server.run()
     finally:
-        recommender.close()
+        try:
+            recommender.close()  # waits for a user agent's requests in flight
+        except KeyboardInterrupt:  # a Ctrl-C while it waits: quit at once
+            os._exit(130)
 
 
 def _path_only(record: logging.LogRecord) -> bool:

@@ -28,6 +28,7 @@ from typing import Any
 
 from mgfrec.config.schema import UserAgentConfig
 from mgfrec.recommend import Query, Recommendation, Recommender
+from mgfrec.text.terminal import terminal_safe
 from mgfrec.user_agents.base import FeedbackRequest, UserAgentContext, UserAgentError, load_user_agent
 
 Emit = Callable[[dict[str, Any]], None]
@@ -52,6 +53,7 @@ class Job:
     mode: Mode
     listener: Emit | None = None
     future: Future = field(default_factory=Future)
+    counted: bool = True  # still counted against the queue bound (not yet in a batch, not given up on)
 
 
 class Batcher:
@@ -90,8 +92,18 @@ class Batcher:
             if self._waiting >= self._capacity:
                 raise Busy(f"the request queue is full ({self.capacity} waiting); try again shortly")
             self._waiting += 1
+        # a request its client gave up on (a timeout, a closed connection) leaves the bound at once, not when the
+        # worker reaches it: dead requests must not fill the queue and turn live ones away
+        job.future.add_done_callback(lambda f: self._uncount(job) if f.cancelled() else None)
         self._queue.put_nowait(job)
         return job.future
+
+    def _uncount(self, *jobs: Job) -> None:
+        with self._waiting_lock:
+            for job in jobs:
+                if job.counted:
+                    job.counted = False
+                    self._waiting -= 1
 
     def close(self) -> None:
         """Stop the worker after the batch it is running; queued requests fail."""
@@ -118,8 +130,7 @@ class Batcher:
             mode = self._held[0].mode
             batch = [j for j in self._held if j.mode == mode][: self.max_batch]
             self._held = [j for j in self._held if j not in batch]
-            with self._waiting_lock:
-                self._waiting -= len(batch)
+            self._uncount(*batch)
             self._run(batch)
             if stop:
                 break
@@ -302,7 +313,7 @@ def client_error_text(error: BaseException | None) -> str:
 
     if isinstance(error, (ValueError, KeyError, LookupError, FeedbackTimeout, FeedbackCancelled)):
         return error_text(error)
-    _LOG.error("the recommendation failed: %s", error_text(error))
+    _LOG.error("the recommendation failed: %s", terminal_safe(error_text(error)))  # a server's message is untrusted
     return INTERNAL_ERROR
 
 

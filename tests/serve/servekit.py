@@ -32,15 +32,20 @@ from mgfrec.rollout.scripted_engine import ScriptedEngine
 class Options(BaseModel):
     model_config = ConfigDict(extra="forbid")
     titles: list[str]
+    delay_s: float = 0.0  # seconds each turn takes (a slow batch, for the stopping tests)
 
 
 class ScriptedTestEngine(ScriptedEngine):
     Options = Options
 
     def __init__(self, model, tokenizer, options):
-        titles = list(options.titles)
+        titles, delay_s = list(options.titles), options.delay_s
 
         def script(context, j):
+            if delay_s:
+                import time
+
+                time.sleep(delay_s)
             k = context.count("scripted step")
             heard = ""
             tail = context.rsplit("</item_list>", 1)[-1] if k else ""  # the last observation

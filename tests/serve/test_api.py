@@ -480,3 +480,40 @@ def test_the_access_log_cuts_query_strings_and_port_0_is_a_real_port():
     )
     assert _path_only(record) and record.getMessage() == '127.0.0.1:5 - "GET /v1/items HTTP/1.1" 200'
     assert 0 < _check_address("127.0.0.1", 0) <= 65535
+
+
+def test_stopping_answers_a_waiting_request_with_503_and_a_second_signal_quits_at_once(serve_run, plugin, tmp_path):
+    """A request in flight when the server stopped got a plain-text 500 after the shutdown's grace, with a
+    CancelledError traceback in the log, and a second Ctrl-C did not quit while the batch ran. The folder's name
+    (untrusted, like run.json's model) was printed with its escape sequences acting on the terminal."""
+    import signal
+
+    run, _, ds = serve_run
+    evil = tmp_path / "evil\x1b]0;PWNED\x07run"
+    evil.symlink_to(run, target_is_directory=True)
+    # each scripted turn takes 30 s: the batch would run for minutes
+    proc = ServerProcess(evil, plugin, "--set", "rollout.options.delay_s=30")
+    try:
+        proc.wait_ready()
+        answers: list[httpx.Response] = []
+        client = threading.Thread(
+            target=lambda: answers.append(
+                httpx.post(proc.url + "/v1/recommend", json={"history": [ds.titles[0]]}, timeout=120)
+            )
+        )
+        client.start()
+        deadline = time.monotonic() + 60
+        while httpx.get(proc.url + "/healthz").json()["queue"]["batches"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        proc.proc.send_signal(signal.SIGINT)
+        client.join(timeout=60)
+        assert answers and answers[0].status_code == 503, proc.log
+        assert answers[0].json() == {"error": "the server is stopping; try again when it is back"}
+        proc.proc.send_signal(signal.SIGINT)  # the batch still runs (30 s a turn): this one quits at once
+        proc.proc.wait(timeout=25)
+    finally:
+        proc.stop()
+    assert proc.proc.returncode == 128 + signal.SIGINT, proc.log
+    assert "Traceback" not in proc.log and "CancelledError" not in proc.log, proc.log
+    assert "stopped at once (second signal)" in proc.log
+    assert "evil\\x1b]0;PWNED\\x07run" in "".join(proc.log.split()) and "\x1b]0;PWNED" not in proc.log

@@ -112,3 +112,36 @@ def test_escape_sequences_in_feedback_are_shown_never_acted_on(serve_run, plugin
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
+
+
+def test_a_mistyped_command_is_refused_and_slashes_can_still_be_sent(serve_run, plugin):
+    """'/answr' was sent to the agent as the person's feedback, and '/QUIT' too; the history prompt's Ctrl-C was
+    'Aborted.' with exit code 1 (the feedback prompt's is 'interrupted', 130); the policy's loading printed the
+    library's 'Loading weights' progress bars."""
+    import io
+
+    run, _, ds = serve_run
+    child = spawn([str(run), "--history", f"{ds.titles[0]}; {ds.titles[1]}"], plugin)
+    seen = io.StringIO()
+    child.logfile_read = seen
+    child.expect(PROMPT)
+    child.sendline("/answr")
+    child.expect_exact("error: unknown command '/answr'; the commands are /answer and /quit")
+    child.expect(PROMPT)  # the same grounding still waits
+    child.sendline("//answer is not a command here")
+    child.expect_exact("feedback: /answer is not a command here")
+    child.expect(PROMPT)
+    child.sendline("/QUIT")
+    child.expect("conversation ended")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    assert "Loading weights" not in seen.getvalue() and "feedback: /answr" not in seen.getvalue()
+
+    child = spawn([str(run)], plugin)
+    child.expect("history")
+    child.sendcontrol("c")
+    child.expect("interrupted")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 130 and "Aborted" not in child.before

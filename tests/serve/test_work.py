@@ -195,3 +195,34 @@ def test_a_user_agent_down_for_the_whole_batch_fails_it_once_not_once_per_reques
     batcher.close()
     assert down.calls == [["u1", "u2", "u3"]]
     assert batcher.stats["failed"] == 3
+
+
+def test_a_request_its_client_gave_up_on_leaves_the_queue_bound_at_once():
+    """Timed-out and disconnected requests kept their slots until the worker reached them: with the queue full of
+    requests nobody would read, a live one got 503 "the request queue is full"."""
+    rec = Gated()
+    batcher = Batcher(rec, max_batch=1, queue_size=2)
+    first = batcher.submit(Query(user="u0"), Mode())
+    assert rec.entered.acquire(timeout=30)  # u0 runs; the worker waits in it
+    gone = [batcher.submit(Query(user=u), Mode()) for u in ("a", "b")]
+    with pytest.raises(Busy, match="queue is full"):
+        batcher.submit(Query(user="x"), Mode())
+    assert all(f.cancel() for f in gone)  # both clients gave up (the server cancels their queued jobs)
+    assert batcher.queued() == 0
+    live = batcher.submit(Query(user="c"), Mode())
+    assert batcher.queued() == 1
+    for _ in range(2):
+        rec.go.release()
+    assert first.result(30) == "rec for u0" and live.result(30) == "rec for c"
+    assert batcher.queued() == 0 and rec.calls == [["u0"], ["c"]]  # the cancelled ones never ran
+    batcher.close()
+
+
+def test_a_failure_logged_for_the_server_shows_its_escape_sequences_as_text(caplog):
+    """A remote user agent's error message is the remote server's text: its escape sequences reached the log raw."""
+    from mgfrec.serve.work import INTERNAL_ERROR, client_error_text
+
+    with caplog.at_level("ERROR", logger="mgfrec.serve"):
+        assert client_error_text(RuntimeError("401 bad key \x1b]0;PWNED\x07\x1b[2J")) == INTERNAL_ERROR
+    logged = caplog.records[-1].getMessage()
+    assert "401 bad key \\x1b]0;PWNED\\x07\\x1b[2J" in logged and "\x1b" not in logged
