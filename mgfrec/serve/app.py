@@ -70,12 +70,15 @@ class RecommendRequest(BaseModel):
     split: Literal["train", "valid", "test"] | None = Field(
         None, description="with user_id: that user's sample of the split (its target's place is reported)"
     )
-    k: int = Field(10, ge=1, le=MAX_K, description="how many ranked items to return")
+    k: int = Field(10, ge=1, le=MAX_K, strict=True, description="how many ranked items to return")
     feedback: Literal["simulated", "none", "human"] = Field(
         "simulated", description="'simulated': the run's user agent; 'none': no feedback; 'human' (sessions only)"
     )
-    sample: bool = Field(False, description="sample at rollout.temperature instead of greedy decoding")
-    seed: int = Field(0, ge=0)
+    sample: bool = Field(False, strict=True, description="sample at rollout.temperature instead of greedy decoding")
+    seed: int = Field(0, ge=0, le=2**32 - 1, strict=True)
+    sample_id: int | None = Field(
+        None, strict=True, description="with split: which of the user's samples of the split (default: the latest)"
+    )
 
 
 class FeedbackBody(BaseModel):
@@ -83,12 +86,13 @@ class FeedbackBody(BaseModel):
     text: str | None = Field(
         None, max_length=2000, description="the feedback; empty or null: the simulated user answers"
     )
-    answer_now: bool = Field(False, description="ask the agent to give its final answer now")
+    answer_now: bool = Field(False, strict=True, description="ask the agent to give its final answer now")
 
 
-def validation_line(error: dict[str, Any]) -> str:
+def validation_line(error: dict[str, Any], content_type: str = "application/json") -> str:
     """One request validation error as ``field: problem``: the body itself is named ``body`` (a body that is
-    missing, not JSON, or not an object), query parameters ``query.<name>``; the input is never echoed."""
+    missing, not JSON, or not an object; with the request's ``content_type`` when it was not JSON), query
+    parameters ``query.<name>``; the input is never echoed."""
     where = [str(p) for p in error["loc"]]
     if where and where[0] == "body":
         where = where[1:]
@@ -98,9 +102,10 @@ def validation_line(error: dict[str, Any]) -> str:
         cause = (error.get("ctx") or {}).get("error")
         return f"body: not valid JSON{position}" + (f" ({cause})" if cause else "")
     if not where:
+        sent = "" if "json" in content_type.lower() else f"; the content-type was {content_type[:60] or 'none'!r}"
         if kind == "missing":
-            return "body: required (send a JSON object, content-type: application/json)"
-        return f"body: {error['msg']} (send a JSON object, content-type: application/json)"
+            return f"body: required (send a JSON object, content-type: application/json{sent})"
+        return f"body: {error['msg']} (send a JSON object, content-type: application/json{sent})"
     return f"{'.'.join(where)}: {error['msg']}"
 
 
@@ -110,6 +115,59 @@ def only_parameters(request: Request, *allowed: str) -> None:
     if unknown:
         takes = ", ".join(allowed) if allowed else "none"
         raise HTTPException(422, f"query.{unknown[0]}: not a parameter of {request.url.path} (it takes {takes})")
+
+
+MAX_BODY_BYTES = 1_000_000
+"""The largest request body read (the largest valid one, 50 titles of 300 characters, is under 100 kB); a
+longer one is refused with 413 before it is parsed, so a client cannot make the server hold gigabytes."""
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+class Guard:
+    """ASGI middleware in front of the app: a body over :data:`MAX_BODY_BYTES` gets 413 (by its Content-Length at
+    once, else as soon as that many bytes arrived), and a server listening on a loopback address answers only
+    requests whose ``Host`` names one (any other is a page of another site reaching it by DNS rebinding: 400)."""
+
+    def __init__(self, app: Any, listen_host: str, limit: int = MAX_BODY_BYTES):
+        self.app, self.limit = app, limit
+        self.loopback_only = listen_host in LOOPBACK
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        if self.loopback_only:
+            host = headers.get(b"host", b"").decode("latin-1")
+            name = host[1:].partition("]")[0] if host.startswith("[") else host.partition(":")[0]  # port cut
+            if name.lower() not in LOOPBACK:
+                shown = terminal_safe(host[:100])
+                message = (
+                    f"header Host {shown!r}: this server listens on a loopback address and answers only to "
+                    f"{', '.join(LOOPBACK)} (serve with --host to be reached by another name)"
+                )
+                await JSONResponse({"error": message}, status_code=400)(scope, receive, send)
+                return
+        length = headers.get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.limit:
+            await JSONResponse({"error": self._too_large()}, status_code=413)(scope, receive, send)
+            return
+        received = 0
+
+        async def limited() -> Any:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:  # a body sent in chunks, without a Content-Length
+                    raise StarletteHTTPException(413, self._too_large())
+            return message
+
+        await self.app(scope, limited, send)
+
+    def _too_large(self) -> str:
+        return f"body: more than {self.limit:,} bytes; a request is a JSON object of at most 50 titles"
 
 
 FINISHED_KEPT = 4
@@ -146,11 +204,13 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
         "feedback and answers. See docs/serve.md.",
     )
     app.state.stop_conversations = stop_conversations  # the server's first Ctrl-C ends open streams
+    app.add_middleware(Guard, listen_host=options.host)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
-        lines = [validation_line(e) for e in errors]
+        content_type = request.headers.get("content-type", "")
+        lines = [validation_line(e, content_type) for e in errors]
         # the offending input is not echoed: a client may have put a key in a field it should not have
         detail = [{"type": e["type"], "loc": [str(p) for p in e["loc"]], "msg": e["msg"]} for e in errors]
         return JSONResponse({"error": "; ".join(lines), "detail": detail}, status_code=422)
@@ -173,6 +233,8 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
             raise HTTPException(422, "history: give at least one non-blank title")
         if body.split is not None and body.user_id is None:
             raise HTTPException(422, "split: needs user_id (a typed history has no held-out target)")
+        if body.sample_id is not None and body.split is None:
+            raise HTTPException(422, "sample_id: needs split (it names one of the user's samples of a split)")
         if body.feedback == "human" and recommender.kind != "agent":
             raise HTTPException(422, f"feedback: 'human' needs an agent run; this is a {recommender.kind} run")
         if body.k > recommender.ds.num_items:
@@ -188,13 +250,14 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
                 where = f" with a sample in split '{body.split}'" if body.split else ""
                 raise HTTPException(404, f"user_id {body.user_id!r}: no such user{where} in the run's data set")
         history = tuple(t for t in body.history if t.strip()) if body.history is not None else None
-        return Query(body.user_id, history, body.split, body.k), Mode(body.feedback, body.sample, body.seed)
+        query = Query(body.user_id, history, body.split, body.k, body.sample_id)
+        return query, Mode(body.feedback, body.sample, body.seed)
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
         return resources.files("mgfrec.serve").joinpath("static/index.html").read_text(encoding="utf-8")
 
-    @app.get("/healthz")
+    @app.api_route("/healthz", methods=["GET", "HEAD"])
     def healthz() -> dict[str, Any]:
         """Liveness and what is served: the run's kind and method, catalogue size, queue and conversations."""
         return {
@@ -323,6 +386,8 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
     def feedback(sid: str, body: FeedbackBody) -> dict[str, str]:
         """The person's feedback on the grounding shown last (human mode)."""
         conversation, _ = session(sid)
+        if body.answer_now and body.text and body.text.strip():  # one would be lost: the answer request wins
+            raise HTTPException(422, "give text or answer_now, not both (answer_now sends its own feedback)")
         try:
             conversation.reply(body.text, answer_now=body.answer_now)
         except LookupError as exc:
@@ -349,7 +414,7 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
         """Grounding as a service: the ``k`` catalogue items nearest to the text ``q`` (L2 distance)."""
         only_parameters(request, "q", "k")
         if not q.strip():
-            raise HTTPException(422, "q: give a non-blank title")
+            raise HTTPException(422, "query.q: give a non-blank title")
         found = recommender.search(q, min(k, recommender.ds.num_items))
         return {"query": q, "items": [{**item_dict(recommender.ds, i), "distance": d} for i, d in found]}
 
@@ -361,11 +426,10 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
     ) -> dict[str, Any]:
         """Users to pick (``split``: those with a sample there, whose target's place can be shown)."""
         only_parameters(request, "split", "limit")
-        if split is None:
-            return {"split": None, "users": sorted(all_users)[:limit]}
-        if split not in split_users:
+        if split is not None and split not in split_users:
             split_users[split] = set(recommender.users(split))
-        return {"split": split, "users": sorted(split_users[split])[:limit]}
+        known = sorted(all_users if split is None else split_users[split])
+        return {"split": split, "users": known[:limit], "total": len(known)}  # total: how many there are
 
     app.state.batcher = batcher
     return app

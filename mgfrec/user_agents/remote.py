@@ -18,13 +18,14 @@ handed to the SDK; it is never logged, stored, put in stats or cache keys, and i
 
 from __future__ import annotations
 
+import base64
 import os
 import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -254,8 +255,15 @@ def shown_url(url: str) -> str:
 
 def url_secrets(url: str) -> list[str]:
     """The parts of ``url`` that may be credentials (its password, a user name given without one, its query
-    string), longest first."""
+    string), longest first; with user information, also the ``Authorization: Basic`` value an HTTP client makes
+    of it (base64 of ``user:password``), which a server may echo back in an error."""
     parts = urlsplit(url)
     name = parts.username if parts.password is None else ""
     found = [parts.password or "", name or "", parts.query, *(v for _, v in parse_qsl(parts.query))]
+    if parts.username is not None:
+        for user, password in {
+            (parts.username, parts.password or ""),
+            (unquote(parts.username), unquote(parts.password or "")),
+        }:
+            found.append(base64.b64encode(f"{user}:{password}".encode()).decode())
     return sorted({f for f in found if len(f) >= 4}, key=len, reverse=True)

@@ -122,6 +122,8 @@ def test_you_are_the_user_over_http(client, serve_run):
     def answer(event):
         if event["type"] == "feedback_wanted":
             seen.append(event["title"])
+            both = client.post(opened["feedback"], json={"text": "calm piano", "answer_now": True})
+            assert both.status_code == 422 and "not both" in both.json()["error"]  # the text was silently lost
             r = client.post(opened["feedback"], json=next(replies))
             assert r.status_code == 200, r.text
 
@@ -420,6 +422,9 @@ def slow_scripted_app(serve_run, plugin, monkeypatch, tmp_path, seconds: float, 
     return create_app(load_recommender(hf_copy(run, tmp_path / "run")), ServeOptions(**options))
 
 
+JSON = {"content-type": "application/json"}
+
+
 @pytest.mark.parametrize(
     ("method", "path", "content", "headers", "status", "words"),
     [
@@ -438,6 +443,20 @@ def slow_scripted_app(serve_run, plugin, monkeypatch, tmp_path, seconds: float, 
         ("POST", "/v1/recommend", b'{"history": ["a"]}', {"content-type": "text/plain"}, 422, "body: "),
         ("GET", "/v1/users?limit=2&splt=test", None, {}, 422, "query.splt: not a parameter of /v1/users"),
         ("GET", "/v1/items?q=x&K=5", None, {}, 422, "query.K: not a parameter of /v1/items"),
+        ("GET", "/v1/items?q=%20", None, {}, 422, "query.q: give a non-blank title"),
+        (  # curl -d's default content-type: the body is a JSON object, the message says what was wrong
+            "POST",
+            "/v1/recommend",
+            b'{"history": ["a"]}',
+            {"content-type": "application/x-www-form-urlencoded"},
+            422,
+            "the content-type was 'application/x-www-form-urlencoded'",
+        ),
+        ("POST", "/v1/recommend", b'{"history": ["a"], "k": true}', JSON, 422, "k: Input should be a valid integer"),
+        ("POST", "/v1/recommend", b'{"history": ["a"], "k": "5"}', JSON, 422, "k: Input should be a valid integer"),
+        ("POST", "/v1/recommend", b'{"history": ["a"], "sample_id": 3}', JSON, 422, "sample_id: needs split"),
+        ("POST", "/v1/recommend", b"[" + b" " * 1_000_001 + b"]", JSON, 413, "body: more than 1,000,000 bytes"),
+        ("GET", "/healthz", None, {"host": "attacker.example"}, 400, "header Host 'attacker.example': this server"),
     ],
 )
 def test_every_4xx_has_one_error_line_naming_what_is_wrong(client, method, path, content, headers, status, words):
@@ -517,3 +536,21 @@ def test_stopping_answers_a_waiting_request_with_503_and_a_second_signal_quits_a
     assert "Traceback" not in proc.log and "CancelledError" not in proc.log, proc.log
     assert "stopped at once (second signal)" in proc.log
     assert "evil\\x1b]0;PWNED\\x07run" in "".join(proc.log.split()) and "\x1b]0;PWNED" not in proc.log
+
+
+def test_a_chunked_body_is_cut_off_and_head_and_local_names_are_answered(client):
+    """A body of any size was read whole before it was refused (a 400 MB post made the server hold 1.8 GB); HEAD /
+    and HEAD /healthz were 405 (curl -I, uptime monitors)."""
+
+    def chunks():
+        for _ in range(64):
+            yield b" " * 100_000
+
+    r = client.post("/v1/recommend", content=chunks(), headers=JSON)  # no Content-Length: sent in chunks
+    assert r.status_code == 413 and "body: more than 1,000,000 bytes" in r.json()["error"], r.text
+    assert client.head("/healthz").status_code == 200 and client.head("/").status_code == 200
+    port = client.base_url.port
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}", "localhost"):
+        assert client.get("/healthz", headers={"host": host}).status_code == 200, host
+    users = client.get("/v1/users?limit=2").json()
+    assert len(users["users"]) == 2 and users["total"] > 2  # the list says how many there are

@@ -177,3 +177,19 @@ def test_training_caches_remote_feedback_in_the_run_folder_and_a_rerun_is_served
 
     with sqlite3.connect(cache) as db:
         assert db.execute("SELECT COUNT(*) FROM responses").fetchone()[0] >= 1
+
+
+def test_a_url_password_echoed_back_as_basic_auth_is_in_no_message(api_key):
+    """With user:password in base_url the HTTP client sends 'Authorization: Basic base64(user:password)'; a server
+    echoing that header put the password, base64-encoded, in the error and the server's log."""
+    import base64
+
+    with serve(FakeServer("openai", default="echo401")) as server:
+        url = server.url.replace("http://", "http://bob:hunter2-pw-9f3e@")
+        with build(OpenAIChatAgent, api_config(url, max_retries=0)) as agent:
+            with pytest.raises(UserAgentError) as info:
+                agent.feedback([make_request(0)])
+    encoded = base64.b64encode(b"bob:hunter2-pw-9f3e").decode()
+    assert encoded in str(server.received[0].headers)  # it did travel, and the body echoed it
+    printed = "".join(traceback.format_exception(info.value))
+    assert "HTTP status 401" in printed and encoded not in printed and "hunter2-pw-9f3e" not in printed
