@@ -7,6 +7,7 @@ import inspect
 import logging
 import sys
 import warnings
+from collections.abc import Callable
 
 import typer
 from typer.core import TyperOption
@@ -151,14 +152,39 @@ def empty_output_flag(args: list[str]) -> str | None:
 
 
 def main() -> None:
+    from mgfrec.cli.common import print_error
+
     warnings.showwarning = _show_warning
     flag = empty_output_flag(sys.argv[1:])
     if flag is not None:
-        from mgfrec.cli.common import print_error
-
         print_error(f"{flag}: an empty path; name a folder ('.' for the current one)")
         raise SystemExit(2)
-    app()
+    raise SystemExit(run_app(sys.argv[1:], print_error))
+
+
+def run_app(args: list[str], print_error: Callable[[str], None]) -> int:
+    """Run the CLI on ``args`` and give its exit code. A flag Click refuses (an unknown option, a value out of
+    range, a missing argument) is one ``error:`` line naming it and the command's ``--help``, as every other user
+    error, instead of Typer's usage line, hint and boxed panel."""
+    import importlib
+
+    click = importlib.import_module(typer.BadParameter.__module__)  # click's exceptions (Typer >= 0.29 vendors click)
+    try:
+        code = app(args=args, prog_name="mgfrec", standalone_mode=False)
+    except click.UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a group alone: its help was printed
+            return exc.exit_code
+        ctx = exc.ctx
+        see = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        print_error(" ".join(exc.format_message().split()) + see)
+        return 2
+    except click.ClickException as exc:
+        print_error(" ".join(exc.format_message().split()))
+        return exc.exit_code
+    except (click.Abort, typer.Abort):
+        sys.stderr.write("Aborted.\n")
+        return 1
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

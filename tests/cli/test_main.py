@@ -22,3 +22,41 @@ def test_deepspeed_records_go_to_stderr_and_the_no_gpu_warning_is_dropped():
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"ok": True}  # stdout holds the JSON and nothing else
     assert "a real DeepSpeed warning" in result.stderr and "unable to detect" not in result.stderr + result.stdout
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["recommend", "x", "--top-k", "0"], "error: Invalid value for '--top-k': "),
+        (["recommend"], "error: Missing argument 'RUN'."),
+        (["recommend", "x", "--bogus"], "error: No such option: --bogus"),
+        (["nosuch"], "error: No such command 'nosuch'."),
+    ],
+)
+def test_a_flag_click_refuses_is_one_error_line_too(args, message):
+    """A value out of range, a missing argument or an unknown option was Typer's usage line, a hint and a boxed
+    panel (four to six lines), unlike every other user error."""
+    from mgfrec.cli.main import run_app
+
+    errors: list[str] = []
+    assert run_app(args, errors.append) == 2
+    assert len(errors) == 1 and errors[0].startswith(message.removeprefix("error: ")), errors
+    assert errors[0].endswith("--help')") and "\n" not in errors[0]
+    result = subprocess.run(
+        [sys.executable, "-c", "from mgfrec.cli.main import main; main()", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and result.stdout == "", result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), result.stderr
+
+
+def test_help_and_a_finished_command_keep_their_exit_codes():
+    from mgfrec.cli.main import run_app
+
+    assert run_app(["plugins", "list", "--json"], print) == 0
+    assert run_app(["--help"], print) == 0
+    assert run_app(["recommend", "/no/such/run", "--user", "u"], print) == 2  # a user error inside the command
