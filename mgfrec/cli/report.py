@@ -41,6 +41,10 @@ def report(
 
     def go():
         check_split(split)
+        if out_dir is not None:  # before any run is evaluated, whose work a late error would lose
+            blocked = next((p for p in (out_dir, *out_dir.parents) if p.exists() and not p.is_dir()), None)
+            if blocked is not None:
+                raise ValueError(f"--out {out_dir}: {blocked} is a file; the report is written into a folder")
         note_unread_sets(set_, "mgfrec report")
         cfg = load(config, set_, {"eval.split": split, "eval.bootstrap_samples": bootstrap})
         with console.status(f"collecting {len(runs)} run(s) on {cfg.eval.split}"):

@@ -107,3 +107,15 @@ def test_a_damaged_agent_statistics_file_is_one_line_naming_it(workdir):
     stats.write_text(json.dumps({"greedy": False, "temperature": "hot"}))
     result = invoke("runs/sasrec-cds", "runs/mgfrec-cds")
     assert result.exit_code == 0 and "Agent rows: sampled (eval.greedy: false)." in " ".join(result.output.split())
+
+
+@pytest.mark.reliability
+def test_an_out_that_is_a_file_is_named_before_any_run_is_evaluated(workdir):
+    """It was 'error: .../run.json: File exists', naming neither --out nor what was wanted, after the evaluation."""
+    (workdir / "notes.txt").write_text("mine")
+    for out in ("notes.txt", "notes.txt/tables"):
+        res = invoke("runs/sasrec-cds", "--out", out, "--bootstrap", "0")
+        text = " ".join(res.output.split())
+        assert res.exit_code == 2 and f"--out {out}: notes.txt is a file; the report is written into a folder" in text
+    assert not list((workdir / "runs" / "sasrec-cds").glob("eval_*"))  # nothing was evaluated
+    assert (workdir / "notes.txt").read_text() == "mine"
