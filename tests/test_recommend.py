@@ -87,6 +87,7 @@ def test_markdown_case_study_is_written(agent_run, tmp_path):
     assert ds.titles[2] in history and ds.titles[0] not in history
 
 
+@pytest.mark.reliability
 def test_a_markdown_path_that_cannot_be_a_file_is_refused_before_the_rollout(agent_run, tmp_path, monkeypatch):
     """A folder or a path under a file was a traceback after the whole rollout had run; a run's config.yaml was
     written over."""
@@ -308,6 +309,7 @@ def test_a_history_given_as_one_string_is_refused(variant_run):
         rec_module.typed_history(None, ["Abbey Road", 3])
 
 
+@pytest.mark.reliability
 def test_a_user_with_several_samples_in_a_split_gets_any_of_them_by_its_id(agent_run):
     """Only a user's last sample of a split could be asked for, and nothing said that they had others."""
     run, ds = agent_run
@@ -338,6 +340,7 @@ def test_a_user_with_several_samples_in_a_split_gets_any_of_them_by_its_id(agent
     assert result.exit_code == 2 and f"--sample-id {other}: not a sample of user '{user}'" in text, text
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
@@ -360,11 +363,13 @@ def test_a_query_names_the_argument_it_refuses(kwargs, error, message):
         rec_module.Query(**kwargs)
 
 
+@pytest.mark.reliability
 def test_a_history_that_is_not_a_list_is_refused_before_loading_the_run(tmp_path):
     with pytest.raises(TypeError, match="history_titles: give a list of title strings, got int"):
         rec_module.recommend(tmp_path, history_titles=5)
 
 
+@pytest.mark.reliability
 def test_search_names_a_text_that_is_not_a_string(agent_run):
     run, ds = agent_run
     recommender = rec_module.load_recommender(run)
@@ -376,6 +381,7 @@ def test_search_names_a_text_that_is_not_a_string(agent_run):
         recommender.close()
 
 
+@pytest.mark.reliability
 def test_an_agent_run_on_another_data_set_is_refused(agent_run, tmp_path):
     """Only a baseline run's data checksum was checked: an agent run pointed at another data set (its recall off)
     was served on a catalogue its policy never saw."""

@@ -130,6 +130,7 @@ def test_the_table_fits_80_columns_with_names_whole_and_a_legend(runs, tiny_ds, 
     assert "H@5" in wide.export_text() and "in the report files" not in wide.export_text()
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize(
     ("limit", "error", "message"),
     [
@@ -148,6 +149,7 @@ def test_a_bad_limit_is_named_by_the_library_too(runs, limit, error, message):
         evaluate_run(runs["constant"], "test", FAST, limit=limit, write=False)
 
 
+@pytest.mark.reliability
 def test_one_path_given_as_the_runs_is_refused(runs):
     """It was read letter by letter, and refused as "a run folder is named twice"."""
     with pytest.raises(TypeError, match="runs: give a list of run folders, not one path"):

@@ -90,6 +90,7 @@ def test_data_override_must_be_the_run_data_set(tiny_ds, tmp_path):
         load_scorer(run, data=other.root)
 
 
+@pytest.mark.reliability
 def test_a_data_mismatch_names_where_the_data_set_came_from(tiny_ds, tmp_path):
     """A recall run loaded beside an agent run on another data set told the user to 'pass --data', a flag that
     serve, chat and recommend do not have."""

@@ -425,6 +425,7 @@ def slow_scripted_app(serve_run, plugin, monkeypatch, tmp_path, seconds: float, 
 JSON = {"content-type": "application/json"}
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize(
     ("method", "path", "content", "headers", "status", "words"),
     [
@@ -501,6 +502,7 @@ def test_the_access_log_cuts_query_strings_and_port_0_is_a_real_port():
     assert 0 < _check_address("127.0.0.1", 0) <= 65535
 
 
+@pytest.mark.reliability
 def test_stopping_answers_a_waiting_request_with_503_and_a_second_signal_quits_at_once(serve_run, plugin, tmp_path):
     """A request in flight when the server stopped got a plain-text 500 after the shutdown's grace, with a
     CancelledError traceback in the log, and a second Ctrl-C did not quit while the batch ran. The folder's name
@@ -538,6 +540,7 @@ def test_stopping_answers_a_waiting_request_with_503_and_a_second_signal_quits_a
     assert "evil\\x1b]0;PWNED\\x07run" in "".join(proc.log.split()) and "\x1b]0;PWNED" not in proc.log
 
 
+@pytest.mark.reliability
 def test_a_chunked_body_is_cut_off_and_head_and_local_names_are_answered(client):
     """A body of any size was read whole before it was refused (a 400 MB post made the server hold 1.8 GB); HEAD /
     and HEAD /healthz were 405 (curl -I, uptime monitors)."""

@@ -114,6 +114,7 @@ def test_escape_sequences_in_feedback_are_shown_never_acted_on(serve_run, plugin
     assert child.exitstatus == 0
 
 
+@pytest.mark.reliability
 def test_a_mistyped_command_is_refused_and_slashes_can_still_be_sent(serve_run, plugin):
     """'/answr' was sent to the agent as the person's feedback, and '/QUIT' too; the history prompt's Ctrl-C was
     'Aborted.' with exit code 1 (the feedback prompt's is 'interrupted', 130); the policy's loading printed the

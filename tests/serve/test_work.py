@@ -197,6 +197,7 @@ def test_a_user_agent_down_for_the_whole_batch_fails_it_once_not_once_per_reques
     assert batcher.stats["failed"] == 3
 
 
+@pytest.mark.reliability
 def test_a_request_its_client_gave_up_on_leaves_the_queue_bound_at_once():
     """Timed-out and disconnected requests kept their slots until the worker reached them: with the queue full of
     requests nobody would read, a live one got 503 "the request queue is full"."""
@@ -218,6 +219,7 @@ def test_a_request_its_client_gave_up_on_leaves_the_queue_bound_at_once():
     batcher.close()
 
 
+@pytest.mark.reliability
 def test_a_failure_logged_for_the_server_shows_its_escape_sequences_as_text(caplog):
     """A remote user agent's error message is the remote server's text: its escape sequences reached the log raw."""
     from mgfrec.serve.work import INTERNAL_ERROR, client_error_text
