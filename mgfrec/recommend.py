@@ -65,8 +65,10 @@ class Query:
     def __post_init__(self) -> None:
         if (self.user is None) == (self.history_titles is None):
             raise ValueError("give exactly one of user (--user USER_ID) or history_titles (--history 'title; ...')")
+        if isinstance(self.user, (int, np.integer)) and not isinstance(self.user, bool):
+            object.__setattr__(self, "user", str(self.user))  # ids are compared as text (ml-100k's are numbers)
         if self.user is not None and not isinstance(self.user, str):
-            raise TypeError(f"user: give a user id as a string, got {type(self.user).__name__}")
+            raise TypeError(f"user: give a user id as a string or a whole number, got {type(self.user).__name__}")
         if self.history_titles is not None and (
             isinstance(self.history_titles, str) or not all(isinstance(t, str) for t in self.history_titles)
         ):

@@ -107,9 +107,10 @@ _NOT_A_RUN = {"manifest.json": "a prepared data set", "sweep.json": "a sweep", "
 _RUN_MARKS = ("fit_start.json", ".previous-fit", "checkpoints", "metrics.csv", "recall", "sft_metrics.csv")
 # Runs a run keeps inside its own folder: an agent's recall run, a hybrid's collaborative model
 _OWN_SUBRUNS = ("recall", "collaborative")
-# Everything mgfrec's own commands write into a run folder, by name or pattern (fnmatch): an unfinished run (no
-# run.json yet) is recognised only when it holds nothing else, so a folder of a user's own files that happens to
-# hold a config.yaml or a metrics.csv is never taken for a run and cleared
+# Everything mgfrec's own commands write into a run folder, by name or pattern (fnmatch): `baseline fit` takes a
+# folder without run.json for its own unfinished run, and clears it, only when it holds nothing else, so a folder
+# of a user's own files that happens to hold a config.yaml or a metrics.csv is never cleared (a retriever plugin
+# adds the names it saves as `run_files`)
 _RUN_OUTPUTS = (
     *_RUN_MARKS,
     *_OWN_SUBRUNS,
@@ -150,13 +151,17 @@ _WRITERS = {
 }
 
 
-def check_output_run(out: str | Path, producer: str, *, data: str | Path | None = None) -> None:
+def check_output_run(
+    out: str | Path, producer: str, *, data: str | Path | None = None, outputs: tuple[str, ...] = ()
+) -> None:
     """Refuse an ``--out`` that holds something else, before anything in it is touched: the data set given as
     ``--data``, a prepared data set, a sweep, a demo's folder or any folder holding other runs or data sets, a run
     another command made (a baseline for ``sft``, an SFT run for ``fit``...), or a non-empty folder mgfrec did not
     write. A new or empty folder, a finished run of the same command (replaced), an unfinished one (resumed or
-    replaced: it has one of ``_RUN_MARKS`` or a resolved ``config.yaml``, and nothing but what runs write,
-    ``_RUN_OUTPUTS``), or a folder holding only a user's ``config.yaml`` is fine."""
+    replaced: it has one of ``_RUN_MARKS`` or a resolved ``config.yaml``), or a folder holding only a user's
+    ``config.yaml`` is fine. ``baseline fit`` clears an unfinished run's folder whole, so for it the folder must
+    hold nothing but what runs write (``_RUN_OUTPUTS`` and the retriever's own ``outputs``); ``sft`` and ``fit``
+    replace only their own files, and keep a user's notes beside them."""
     from mgfrec.config.load import entries_besides_config, is_resolved_config
 
     out = Path(out)
@@ -184,16 +189,22 @@ def check_output_run(out: str | Path, producer: str, *, data: str | Path | None 
         raise ValueError(
             f"--out {out}: holds other runs or data sets ({', '.join(nested[:3])}); give the run a folder of its own"
         )
-    strangers = sorted(n for n in others if not any(fnmatch.fnmatchcase(n, p) for p in _RUN_OUTPUTS))
     marked = any(mark in others for mark in _RUN_MARKS) or is_resolved_config(out / "config.yaml")
-    if not others or (marked and not strangers):
-        if producer == "baseline" and "fit_start.json" in others:  # GRPO's first write; retrievers checkpoint too
+    if marked and producer == "baseline":
+        if "fit_start.json" in others:  # GRPO's first write; retrievers checkpoint too
             raise ValueError(f"--out {out}: holds an unfinished agent run; a baseline run needs a folder of its own")
+        patterns = (*_RUN_OUTPUTS, *outputs)
+        strangers = sorted(n for n in others if not any(fnmatch.fnmatchcase(n, p) for p in patterns))
+        if strangers:  # the unfinished fit's folder is cleared whole: a user's files there would go with it
+            shown = ", ".join(strangers[:3]) + (", ..." if len(strangers) > 3 else "")
+            raise ValueError(
+                f"--out {out}: an unfinished baseline run that also holds files no mgfrec run writes ({shown}); "
+                "move them out (a new fit clears the folder), or give a new folder"
+            )
+    if not others or marked:
         return
-    unknown = strangers or sorted(others)
-    shown = ", ".join(unknown[:3]) + (", ..." if len(unknown) > 3 else "")
-    what = "files no mgfrec run writes" if marked else "not a run folder"
-    raise ValueError(f"--out {out}: not empty ({shown}) and {what}; give a new or empty folder")
+    shown = ", ".join(sorted(others)[:3]) + (", ..." if len(others) > 3 else "")
+    raise ValueError(f"--out {out}: not empty ({shown}) and not a run folder; give a new or empty folder")
 
 
 RESULT_PATTERNS = ("eval_*", "ranks_*", "agent_*")

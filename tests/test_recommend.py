@@ -348,7 +348,8 @@ def test_a_user_with_several_samples_in_a_split_gets_any_of_them_by_its_id(agent
         ({"user": "u", "top_k": "5"}, TypeError, "top_k (--top-k): give a whole number, got '5'"),
         ({"user": "u", "top_k": True}, TypeError, "top_k (--top-k): give a whole number, got True"),
         ({"user": "u", "top_k": 0}, ValueError, "top_k (--top-k) must be >= 1, got 0"),
-        ({"user": 7}, TypeError, "user: give a user id as a string, got int"),
+        ({"user": 7.5}, TypeError, "user: give a user id as a string or a whole number, got float"),
+        ({"user": True}, TypeError, "user: give a user id as a string or a whole number, got bool"),
         ({"history_titles": ("a", None)}, TypeError, "history_titles: give a sequence of title strings"),
         ({"history_titles": "abc"}, TypeError, "history_titles: give a sequence of title strings"),
         ({}, ValueError, "give exactly one of user (--user USER_ID) or history_titles"),
@@ -398,3 +399,10 @@ def test_an_agent_run_on_another_data_set_is_refused(agent_run, tmp_path):
     result = CliRunner().invoke(app, ["recommend", str(moved), "--user", str(ds.interactions.user_id.iloc[0])])
     text = " ".join(result.output.split())
     assert result.exit_code == 2 and "was the data set prepared again?" in text and "--data" not in text, text
+
+
+def test_a_numeric_user_id_is_read_as_text():
+    """ml-100k's user ids are numbers: Query(user=42) worked before the type check and must keep working."""
+    import numpy as np
+
+    assert rec_module.Query(user=42).user == "42" and rec_module.Query(user=np.int64(7)).user == "7"

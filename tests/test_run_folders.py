@@ -118,16 +118,32 @@ def test_unfinished_runs_of_the_same_command_can_be_run_again(tmp_path):
     [("notes.md", "analysis"), ("fit_start.json", "notes.md"), ("metrics.csv", "plot.py")],
     ids=["resolved-config", "fit-start", "metrics"],
 )
-def test_run_marks_beside_a_users_own_files_are_not_an_unfinished_run(tmp_path, names):
-    """A copied run config.yaml (or a fit_start.json, a metrics.csv) beside a user's notes made the folder pass as an
-    unfinished run: `baseline fit --out myexp` set notes.md and analysis/ aside and deleted them."""
+def test_run_marks_beside_a_users_own_files_are_not_an_unfinished_baseline_run(tmp_path, names):
+    """A copied run config.yaml (or a metrics.csv) beside a user's notes made the folder pass as an unfinished run:
+    `baseline fit --out myexp`, which clears such a folder whole, set notes.md and analysis/ aside and deleted them.
+    `sft` and `fit` replace only their own files: an interrupted run with a user's notes beside it still resumes."""
     out = resolved(tmp_path / "myexp", *names)
     before = {p.name for p in out.iterdir()}
     strangers = ", ".join(n for n in sorted(names) if n not in ("fit_start.json", "metrics.csv"))
-    for producer in ("baseline", "mgfrec-sft", "mgfrec"):
-        with pytest.raises(ValueError, match=re.escape(f"not empty ({strangers}) and files no mgfrec run writes")):
-            check_output_run(out, producer)
+    message = (
+        "holds an unfinished agent run"
+        if "fit_start.json" in names
+        else (f"an unfinished baseline run that also holds files no mgfrec run writes ({strangers}); move them out")
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
+        check_output_run(out, "baseline")
     assert {p.name for p in out.iterdir()} == before
+    for producer in ("mgfrec-sft", "mgfrec"):
+        check_output_run(out, producer)
+
+
+def test_a_retriever_plugin_names_the_files_it_saves(tmp_path):
+    """A plugin's model file was taken for a user's file: its killed fit could not be run again."""
+    out = resolved(tmp_path / "knn", "itemknn.npz", "metrics.csv")
+    with pytest.raises(ValueError, match=re.escape("files no mgfrec run writes (itemknn.npz)")):
+        check_output_run(out, "baseline")
+    check_output_run(out, "baseline", outputs=("itemknn.npz",))
+    check_output_run(out, "baseline", outputs=("*.npz",))
 
 
 def test_everything_a_killed_run_leaves_is_recognised(tmp_path):

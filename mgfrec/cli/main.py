@@ -162,15 +162,17 @@ def main() -> None:
     raise SystemExit(run_app(sys.argv[1:], print_error))
 
 
-def run_app(args: list[str], print_error: Callable[[str], None]) -> int:
+def run_app(args: list[str], print_error: Callable[[str], None], cli: typer.Typer | None = None) -> int:
     """Run the CLI on ``args`` and give its exit code. A flag Click refuses (an unknown option, a value out of
     range, a missing argument) is one ``error:`` line naming it and the command's ``--help``, as every other user
-    error, instead of Typer's usage line, hint and boxed panel."""
+    error, instead of Typer's usage line, hint and boxed panel. Everything else keeps Typer's own handling:
+    ``typer.Exit(n)`` is code ``n``, an abort (EOF at a prompt) "Aborted." and 1, and ``SystemExit`` passes
+    through. ``cli`` (default: the ``mgfrec`` app) is for tests."""
     import importlib
 
     click = importlib.import_module(typer.BadParameter.__module__)  # click's exceptions (Typer >= 0.29 vendors click)
     try:
-        code = app(args=args, prog_name="mgfrec", standalone_mode=False)
+        code = (cli or app)(args=args, prog_name="mgfrec", standalone_mode=False)
     except click.UsageError as exc:
         if type(exc).__name__ == "NoArgsIsHelpError":  # a group alone: its help was printed
             return exc.exit_code
@@ -181,7 +183,7 @@ def run_app(args: list[str], print_error: Callable[[str], None]) -> int:
     except click.ClickException as exc:
         print_error(" ".join(exc.format_message().split()))
         return exc.exit_code
-    except (click.Abort, typer.Abort):
+    except typer.Abort:  # Typer's own (EOF or Ctrl-C at a prompt; typer.Abort raised by a command)
         sys.stderr.write("Aborted.\n")
         return 1
     return code if isinstance(code, int) else 0

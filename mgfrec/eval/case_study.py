@@ -35,6 +35,11 @@ def _code(text: Any) -> str:
     return f"{fence}{pad}{value}{pad}{fence}".replace("|", "\\|")
 
 
+MARK = "<!-- a case study written by mgfrec (trajectory_markdown) -->"
+"""The last line of every page :func:`trajectory_markdown` writes (hidden when the markdown is rendered): what
+lets ``recommend --markdown`` replace an earlier case study, and nothing else."""
+
+
 def trajectory_markdown(trajectory: Mapping[str, Any], title: str = "Case study") -> str:
     """Fig. 4: a trajectory (``Recommendation.to_dict`` output) as markdown: history, each think/ground/
     answer turn with the grounded items and the user agent's feedback, then the final top items. Every title,
@@ -73,7 +78,7 @@ def trajectory_markdown(trajectory: Mapping[str, Any], title: str = "Case study"
             f"| {n} | {_md(t['title'])} | {_code(t['item_id'])} | {t['score']:.4f} |"
             for n, t in enumerate(trajectory["top"], 1)
         ]
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, "", MARK]) + "\n"
 
 
 def write_trajectory_markdown(trajectory: Mapping[str, Any], path: str | Path, title: str = "Case study") -> Path:
@@ -85,11 +90,20 @@ def write_trajectory_markdown(trajectory: Mapping[str, Any], path: str | Path, t
 
 
 def is_case_study(path: str | Path) -> bool:
-    """Whether ``path`` is a page :func:`trajectory_markdown` wrote (its title line, then its history section), so
-    that writing another case study over it loses nothing of anyone's."""
+    """Whether ``path`` is a page :func:`trajectory_markdown` wrote, so that writing another case study over it
+    loses nothing of anyone's: one ending in :data:`MARK`, or (written before the mark) one with every section
+    and line such a page has, in order, and nothing after its end."""
     try:
-        with Path(path).open(encoding="utf-8") as f:
-            head = f.read(4096)
+        text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return False
-    return head.startswith("# ") and "\n\n## History\n\n" in head
+    if text.endswith(MARK + "\n"):
+        return True
+    order = ["# ", "\n\n## History\n\n", "\n\n## Trajectory\n\n", "\n**Answer:** ", "\n**End:** ", "; format valid: "]
+    at = 0
+    for piece in order:
+        at = text.find(piece, at)
+        if at < 0 or (piece == "# " and at != 0):
+            return False
+    tail = text[at:].split("\n## Top recommendations\n", 1)[-1]
+    return all(line.startswith("|") or not line.strip() for line in tail.splitlines()[1:])

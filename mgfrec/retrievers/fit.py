@@ -50,11 +50,13 @@ def fit_baseline(ds: PreparedDataset, config: MGFRecConfig, out: str | Path, reg
     reg = registry()  # ``reg`` when given (with_registry)
     name = config.retriever.model
     out = Path(out)
-    if getattr(reg.load("retriever", name), "reads_training_settings", True):
+    cls = reg.load("retriever", name)
+    if getattr(cls, "reads_training_settings", True):
         from mgfrec.retrievers.training import lightning_device  # Lightning loads only for models that train
 
         lightning_device(config.retriever.device)  # an unusable device is refused before out is touched
-    check_output_run(out, "baseline", data=ds.root)  # nothing of another kind is set aside, then deleted
+    # nothing of another kind is set aside, then deleted (a plugin names the files it saves in run_files)
+    check_output_run(out, "baseline", data=ds.root, outputs=tuple(getattr(cls, "run_files", ())))
     out.mkdir(parents=True, exist_ok=True)
     keep_user_config(out)  # a --config given as OUT/config.yaml stays, as config.user.yaml
     # An earlier fit's files (its run.json, model, evaluation) are set aside, not deleted: none can be mistaken

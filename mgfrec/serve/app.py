@@ -141,7 +141,7 @@ class Guard:
         if self.loopback_only:
             host = headers.get(b"host", b"").decode("latin-1")
             name = host[1:].partition("]")[0] if host.startswith("[") else host.partition(":")[0]  # port cut
-            if name.lower() not in LOOPBACK:
+            if host and name.lower() not in LOOPBACK:  # no Host (HTTP/1.0): not a browser, so not rebinding
                 shown = terminal_safe(host[:100])
                 message = (
                     f"header Host {shown!r}: this server listens on a loopback address and answers only to "

@@ -60,3 +60,36 @@ def test_help_and_a_finished_command_keep_their_exit_codes():
     assert run_app(["plugins", "list", "--json"], print) == 0
     assert run_app(["--help"], print) == 0
     assert run_app(["recommend", "/no/such/run", "--user", "u"], print) == 2  # a user error inside the command
+
+
+def test_every_other_way_a_command_ends_keeps_typers_exit_code():
+    """Catching an abort through an attribute Typer's vendored Click lacks turned every exception that was not a
+    usage error (SystemExit(4), typer.Abort, EOF at a prompt, a broken pipe) into an AttributeError traceback."""
+    import typer
+
+    from mgfrec.cli.main import run_app
+
+    cli = typer.Typer()
+
+    @cli.command()
+    def ends(how: str) -> None:
+        if how == "exit4":
+            raise SystemExit(4)
+        if how == "typer-exit":
+            raise typer.Exit(3)
+        if how == "abort":
+            raise typer.Abort()
+        if how == "eof":
+            raise EOFError
+        if how == "interrupt":
+            raise KeyboardInterrupt
+
+    errors: list[str] = []
+    with pytest.raises(SystemExit) as exited:
+        run_app(["exit4"], errors.append, cli)
+    assert exited.value.code == 4
+    assert run_app(["typer-exit"], errors.append, cli) == 3
+    assert run_app(["abort"], errors.append, cli) == 1
+    assert run_app(["eof"], errors.append, cli) == 1
+    assert run_app(["interrupt"], errors.append, cli) == 130
+    assert run_app(["ok"], errors.append, cli) == 0 and errors == []

@@ -81,3 +81,24 @@ def test_trajectory_markdown_writes_every_title_as_literal_text():
     assert [html.unescape(re.sub(r"</?code>", "", c[2])) for c in cells] == [f"id|`{n}`" for n in range(len(odd))]
     history = re.search(r"<ol>(.*?)</ol>", page, flags=re.S)[1]
     assert [html.unescape(t) for t in re.findall(r"<li>(.*?)</li>", history)] == odd
+
+
+def test_only_a_page_mgfrec_wrote_counts_as_a_case_study(tmp_path):
+    """'# title' and a '## History' section in the first 4 kB was the rule: a user's experiment log matched it,
+    and `recommend --markdown notes.md` would have written over it."""
+    from mgfrec.eval.case_study import MARK, is_case_study
+
+    page = trajectory_markdown(TRAJECTORY)
+    assert page.endswith(MARK + "\n")
+    cases = {
+        "page.md": (page, True),
+        "older.md": (page.replace(MARK + "\n", ""), True),  # written before the mark: every section, in order
+        "notes.md": ("# Experiment log\n\n## History\n\n- tried sasrec\n", False),
+        "older-with-notes.md": (page.replace(MARK + "\n", "") + "\nmy notes: rerun with seed 2\n", False),
+        "config.yaml": ("data:\n  source: csv\n", False),
+    }
+    for name, (text, expected) in cases.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        assert is_case_study(tmp_path / name) is expected, name
+    (tmp_path / "binary.md").write_bytes(b"\xff\xfe# x")
+    assert not is_case_study(tmp_path / "binary.md") and not is_case_study(tmp_path / "missing.md")

@@ -555,5 +555,11 @@ def test_a_chunked_body_is_cut_off_and_head_and_local_names_are_answered(client)
     port = client.base_url.port
     for host in (f"localhost:{port}", f"127.0.0.1:{port}", "localhost"):
         assert client.get("/healthz", headers={"host": host}).status_code == 200, host
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as raw:  # HTTP/1.0 without a Host header
+        raw.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+        reply = b"".join(iter(lambda: raw.recv(65536), b""))
+    assert reply.startswith(b"HTTP/1.1 200"), reply[:200]  # not a browser, so no rebinding: answered
     users = client.get("/v1/users?limit=2").json()
     assert len(users["users"]) == 2 and users["total"] > 2  # the list says how many there are
