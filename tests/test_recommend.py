@@ -394,7 +394,7 @@ def test_an_agent_run_on_another_data_set_is_refused(agent_run, tmp_path):
     info = json.loads((moved / "run.json").read_text())
     info["data_checksum"] = "0" * len(info["data_checksum"])
     (moved / "run.json").write_text(json.dumps(info))
-    with pytest.raises(ValueError, match=rf"is not the one {re.escape(str(moved))} was trained on"):
+    with pytest.raises(ValueError, match=rf"is not the one the run was trained on .*{re.escape(str(moved))}"):
         rec_module.load_recommender(moved, sets=("agent.use_recall=false",))
     result = CliRunner().invoke(app, ["recommend", str(moved), "--user", str(ds.interactions.user_id.iloc[0])])
     text = " ".join(result.output.split())

@@ -145,7 +145,7 @@ def open_data(
         else:
             where, remedy = f"{data_from} {data}", f"refit {run_dir} on it, or use the data set it was trained on"
         raise ValueError(
-            f"{where}: this data set (checksum {ds.checksum}) is not the one {run_dir} was trained on "
+            f"{where}: this data set (checksum {ds.checksum}) is not the one the run was trained on "
             f"(data_checksum {info.data_checksum} in {run_dir / RUN_FILE}); {remedy}"
         )
     return ds
