@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, load, print_json, run
+from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, finite, load, print_json, run
 
 app = typer.Typer(help="Train classical baselines / recall models (retrievers).", no_args_is_help=True)
 
@@ -28,15 +28,19 @@ def fit(
     model: str | None = typer.Option(None, "--model", help="Retriever name (default: retriever.model, sasrec)."),
     config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
-    lr: float | None = typer.Option(None, help="Learning rate (retriever.lr; paper 1e-3)."),
-    weight_decay: float | None = typer.Option(None, help="L2 coefficient (retriever.weight_decay; paper: 1e-3..1e-7)."),
+    lr: float | None = typer.Option(None, callback=finite, help="Learning rate (retriever.lr; paper 1e-3)."),
+    weight_decay: float | None = typer.Option(
+        None, callback=finite, help="L2 coefficient (retriever.weight_decay; paper: 1e-3..1e-7)."
+    ),
     embedding_dim: int | None = typer.Option(None, help="Embedding size (retriever.embedding_dim; paper 64)."),
     batch_size: int | None = typer.Option(None, help="Training batch size (retriever.batch_size; paper 256)."),
     max_epochs: int | None = typer.Option(None, help="Epoch limit (retriever.max_epochs)."),
     patience: int | None = typer.Option(None, help="Epochs without a valid NDCG@10 gain before stopping."),
     max_steps: int | None = typer.Option(None, help="Stop after this many training steps (retriever.max_steps)."),
     max_seconds: float | None = typer.Option(
-        None, help="Stop after this much training time, in seconds, then validate (retriever.max_seconds)."
+        None,
+        callback=finite,
+        help="Stop after this much training time, in seconds, then validate (retriever.max_seconds).",
     ),
     seed: int | None = typer.Option(None, help="Seed (retriever.seed) for initialisation, shuffling and negatives."),
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:<i>, mps or auto (retriever.device)."),

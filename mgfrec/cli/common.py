@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -67,11 +68,19 @@ def print_error(message: str) -> None:
     console.print(Text.assemble(("error:", "bold red"), " ", terminal_safe(message)), highlight=False, soft_wrap=True)
 
 
+def finite(value: float | None) -> float | None:
+    """Typer callback of every float option: ``inf`` and ``nan`` are refused, naming the flag (``--recall-prior
+    inf`` was taken as given, and reached the agent's prior unchecked)."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value}: give a finite number")
+    return value
+
+
 def feedback_timeout_option(help_text: str) -> Any:
     """``--feedback-timeout`` of ``serve`` and ``chat``: seconds to wait for a person, at most a week."""
     from mgfrec.user_agents.human import MAX_TIMEOUT_S
 
-    return typer.Option(600.0, "--feedback-timeout", min=0.001, max=MAX_TIMEOUT_S, help=help_text)
+    return typer.Option(600.0, "--feedback-timeout", min=0.001, max=MAX_TIMEOUT_S, callback=finite, help=help_text)
 
 
 HISTORY_HELP = "Titles separated by ';', oldest first ('\\;' for a ';' inside a title)."

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, load, out, run
+from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, finite, load, out, run
 
 
 def demo(
@@ -27,6 +27,7 @@ def demo(
         60.0,
         "--baseline-seconds",
         min=0,
+        callback=finite,
         help="Training-time cap of each learned baseline, in seconds (0: no cap; epochs and early stopping only).",
     ),
     baseline_steps: int = typer.Option(
@@ -48,6 +49,7 @@ def demo(
         4.0,
         "--recall-prior",
         min=0.0,
+        callback=finite,
         help="agent.recall_prior of the agent: answers sampled under a prior rank**-B over the recall list "
         "(0: the policy alone; docs/agent.md).",
     ),

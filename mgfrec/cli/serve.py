@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mgfrec.cli.common import SET_HELP, console, feedback_timeout_option, print_error, user_errors
+from mgfrec.cli.common import SET_HELP, console, feedback_timeout_option, finite, print_error, user_errors
 from mgfrec.cli.quiet import library_output
 
 
@@ -16,7 +16,9 @@ def serve(
     port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port to listen on."),
     max_batch: int = typer.Option(8, "--max-batch", min=1, help="Most requests answered by one batched rollout."),
     queue_size: int = typer.Option(64, "--queue-size", min=1, help="Requests waiting before new ones get 503."),
-    timeout: float = typer.Option(120.0, "--timeout", min=0.001, help="Seconds one /v1/recommend may wait (then 504)."),
+    timeout: float = typer.Option(
+        120.0, "--timeout", min=0.001, callback=finite, help="Seconds one /v1/recommend may wait (then 504)."
+    ),
     feedback_timeout: float = feedback_timeout_option(
         "Seconds a conversation waits for a person's feedback (at most a week)."
     ),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, load, print_json, run
+from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, finite, load, print_json, run
 from mgfrec.config.schema import DEFAULT_RECALL_MODEL
 
 
@@ -32,7 +32,7 @@ def sft(
         None, "--recall-run", help="Use this baseline run folder's recall lists instead."
     ),
     epochs: int = typer.Option(3, min=0, help="Passes over the synthesized trajectories."),
-    lr: float = typer.Option(2e-3, help="AdamW learning rate."),
+    lr: float = typer.Option(2e-3, callback=finite, help="AdamW learning rate."),
     batch_size: int = typer.Option(8, min=1, help="Trajectories per optimizer step."),
     max_train_samples: int | None = typer.Option(
         300, min=1, help="Seeded subsample of train samples to synthesize from (CPU-sized; raise it on a GPU)."

@@ -296,3 +296,24 @@ def test_an_unknown_split_names_the_flag_in_one_line(tmp_path, command):
         command, str(tmp_path), "--split", "bogus", *(["--user", "u"] if command == "recommend" else [])
     )
     assert code == 2 and output.strip() == "error: --split bogus: unknown split; splits are train, valid, test", output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["demo", "--recall-prior", "inf"],  # was taken as given: the demo started with an infinite prior
+        ["serve", "run", "--timeout", "inf"],
+        ["sft", "--data", "d", "--out", "o", "--lr", "nan"],
+        ["fit", "--data", "d", "--out", "o", "--kl-beta", "inf"],
+        ["baseline", "fit", "--model", "pop", "--data", "d", "--out", "o", "--weight-decay", "inf"],
+    ],
+    ids=lambda a: f"{a[0]}{a[-2]}",
+)
+def test_a_float_flag_that_is_not_finite_is_refused_naming_it(tmp_path, args):
+    from mgfrec.cli.main import run_app
+
+    errors: list[str] = []
+    assert run_app(args, errors.append) == 2
+    assert len(errors) == 1 and f"Invalid value for '{args[-2]}'" in errors[0], errors
+    assert f"{args[-1]}: give a finite number" in errors[0]
+    assert not (tmp_path / "o").exists()
