@@ -317,3 +317,10 @@ def component_options(component: Any, raw: dict[str, Any] | None, where: str) ->
     except ValidationError as exc:
         # an error of the whole model (a validator across fields) has no location of its own: the path alone
         raise ValueError("invalid options: " + validation_text(exc, where=[where])) from None
+    except Exception as exc:  # noqa: BLE001 - a validator's own bug (pydantic wraps only ValueError/AssertionError)
+        name = getattr(model, "__qualname__", "Options")
+        module = getattr(model, "__module__", "?")
+        raise ValueError(
+            f"{where}: the component's options validator failed ({module}.{name}: {type(exc).__name__}: {exc}); "
+            "a bug of the component, not of the options given"
+        ) from None

@@ -30,9 +30,11 @@ def fit(
     grounder: str | None = typer.Option(
         None, "--grounder", help="grounding.grounder: exact, faiss, hnswlib, or a plugin."
     ),
-    embedder: str | None = typer.Option(None, "--embedder", help="embedding.embedder."),
+    embedder: str | None = typer.Option(
+        None, "--embedder", help="embedding.embedder: sentence-transformers, or a plugin."
+    ),
     user_agent: str | None = typer.Option(
-        None, "--user-agent", help="user_agent.backend: simulated, openai, anthropic, hf, none."
+        None, "--user-agent", help="user_agent.backend: simulated, openai, anthropic, hf, none, or a plugin."
     ),
     no_feedback: bool = typer.Option(False, "--no-feedback", help="No <feedback> block (user_agent.backend=none)."),
     no_recall: bool = typer.Option(

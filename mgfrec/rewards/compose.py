@@ -5,10 +5,12 @@ With ``["ndcg", "format"]`` this is exactly eq. 8: NDCG when the format is right
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mgfrec.config.schema import RewardSpec
+from mgfrec.data.raw import shown
 from mgfrec.registry import Registry, registry
 from mgfrec.rewards.base import Reward, RewardInput
 
@@ -31,13 +33,26 @@ class ComposedReward:
         values: dict[str, float] = {}
         total, gate = 0.0, None
         for name, fn in self.parts:
-            value = values[name] = float(fn(inp))
+            value = values[name] = _finite(name, fn, fn(inp))
             if not getattr(fn, "gating", False):
                 total += value
             elif value != 0.0 and gate is None:
                 gate = value
         values["total"] = total if gate is None else gate
         return values
+
+
+def _finite(name: str, fn: Reward, raw: Any) -> float:
+    """A reward's value as a float, refused in one line naming the reward when it is not a finite number: a NaN
+    would train the policy into NaN weights, and a string failed far from the reward that returned it."""
+    where = f"reward '{name}' ({type(fn).__module__}.{type(fn).__qualname__})"
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where} returned {type(raw).__name__} {shown(raw)}; a reward returns a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{where} returned {raw!r}; a reward returns a finite number")
+    return value
 
 
 def build_reward(

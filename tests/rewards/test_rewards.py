@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
@@ -47,3 +48,50 @@ def test_a_penalty_that_is_not_finite_is_refused(value):
 def test_unknown_reward_suggests():
     with pytest.raises(LookupError, match="Did you mean 'ndcg'"):
         build_reward(["ndgc"])
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (float("nan"), "returned nan; a reward returns a finite number"),  # trained the policy into NaN weights
+        (float("inf"), "returned inf; a reward returns a finite number"),
+        ("high", "returned str 'high'; a reward returns a number"),  # was "could not convert string to float"
+        (None, "returned NoneType None; a reward returns a number"),
+    ],
+)
+def test_a_reward_that_returns_no_finite_number_is_named(value, message):
+    from mgfrec.rewards.compose import ComposedReward
+
+    class Odd:
+        def __call__(self, inp):
+            return value
+
+    reward = ComposedReward([("ndcg", NDCGReward()), ("odd", Odd())])
+    with pytest.raises(ValueError, match=r"^reward 'odd' \(.*Odd\) " + re.escape(message)):
+        reward(RewardInput(1, 10, True))
+
+
+@pytest.mark.reliability
+def test_an_options_validator_that_crashes_is_one_line_naming_the_component():
+    """A validator raising RuntimeError (pydantic wraps only ValueError and AssertionError) was a traceback."""
+    from pydantic import BaseModel, model_validator
+
+    from mgfrec.registry import component_options
+
+    class Crashy:
+        class Options(BaseModel):
+            crash: bool = False
+
+            @model_validator(mode="after")
+            def _boom(self):
+                if self.crash:
+                    raise RuntimeError("validator blew up")
+                return self
+
+    with pytest.raises(
+        ValueError,
+        match=r"^grounding.options: the component's options validator failed \(.*"
+        r"Options: RuntimeError: validator blew up\); a bug of the component",
+    ):
+        component_options(Crashy, {"crash": True}, "grounding.options")
