@@ -67,7 +67,7 @@ class Environment:
             for t, title, names in zip(pending, titles, item_titles, strict=True)
         ]
         answers = self.user_agent.feedback(requests)
-        who = type(self.user_agent).__name__
+        who = f"{type(self.user_agent).__module__}.{type(self.user_agent).__qualname__}"  # names the package
         if not isinstance(answers, list) or len(answers) != len(requests):
             got = len(answers) if isinstance(answers, list) else type(answers).__name__
             raise ValueError(
