@@ -65,6 +65,11 @@ class RegistryError(LookupError):
     """A component name or kind that cannot be resolved, or two components claiming one name."""
 
 
+class OptionsValidatorError(ValueError):
+    """A component's ``Options`` validator raised something other than a user error (its own bug): one line, the
+    original exception chained for a debugger. :meth:`Registry.build` names the component and its package."""
+
+
 class PluginError(RegistryError, ValueError):
     """A third-party component's own user error (a ValueError, OSError or LookupError raised while it was built),
     with the plugin named. A ValueError too, so code that caught the plugin's ValueError still catches it."""
@@ -204,6 +209,8 @@ class Registry:
             if validated is None and not spec.always_options:
                 return factory(*deps, *after)
             return factory(*deps, validated, *after)
+        except OptionsValidatorError as exc:
+            raise RegistryError(f"{where_entry}: {exc}") from None  # which component, from which package
         except (ValueError, OSError, LookupError) as exc:
             if not (third_party and built) or isinstance(exc, RegistryError):
                 raise  # the component's own user errors (a bad option value, a missing file) say what is wrong
@@ -317,10 +324,11 @@ def component_options(component: Any, raw: dict[str, Any] | None, where: str) ->
     except ValidationError as exc:
         # an error of the whole model (a validator across fields) has no location of its own: the path alone
         raise ValueError("invalid options: " + validation_text(exc, where=[where])) from None
-    except Exception as exc:  # noqa: BLE001 - a validator's own bug (pydantic wraps only ValueError/AssertionError)
-        name = getattr(model, "__qualname__", "Options")
-        module = getattr(model, "__module__", "?")
-        raise ValueError(
-            f"{where}: the component's options validator failed ({module}.{name}: {type(exc).__name__}: {exc}); "
+    except (OSError, LookupError):
+        raise  # a user error of the validator's own (a file it checks is missing): its message says what
+    except Exception as exc:  # a validator's own bug: pydantic wraps only ValueError and AssertionError
+        name = f"{getattr(model, '__module__', '?')}.{getattr(model, '__qualname__', 'Options')}"
+        raise OptionsValidatorError(
+            f"{where}: the component's options validator failed: {type(exc).__name__}: {exc} (in {name}); "
             "a bug of the component, not of the options given"
-        ) from None
+        ) from exc

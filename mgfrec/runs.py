@@ -107,10 +107,9 @@ _NOT_A_RUN = {"manifest.json": "a prepared data set", "sweep.json": "a sweep", "
 _RUN_MARKS = ("fit_start.json", ".previous-fit", "checkpoints", "metrics.csv", "recall", "sft_metrics.csv")
 # Runs a run keeps inside its own folder: an agent's recall run, a hybrid's collaborative model
 _OWN_SUBRUNS = ("recall", "collaborative")
-# Everything mgfrec's own commands write into a run folder, by name or pattern (fnmatch): `baseline fit` takes a
-# folder without run.json for its own unfinished run, and clears it, only when it holds nothing else, so a folder
-# of a user's own files that happens to hold a config.yaml or a metrics.csv is never cleared (a retriever plugin
-# adds the names it saves as `run_files`)
+# Everything mgfrec's own commands write into a run folder, by name or pattern (fnmatch): what `baseline fit`
+# sets aside and replaces (a retriever plugin adds the names it saves as `run_files`); anything else in the
+# folder, a user's notes or analysis, is left where it is
 _RUN_OUTPUTS = (
     *_RUN_MARKS,
     *_OWN_SUBRUNS,
@@ -151,17 +150,20 @@ _WRITERS = {
 }
 
 
-def check_output_run(
-    out: str | Path, producer: str, *, data: str | Path | None = None, outputs: tuple[str, ...] = ()
-) -> None:
+def is_run_output(name: str, extra: tuple[str, ...] = ()) -> bool:
+    """Whether a run folder's entry ``name`` is something mgfrec's runs write (``_RUN_OUTPUTS``) or one of
+    ``extra`` (a retriever's ``run_files``): what a new fit replaces; anything else is the user's."""
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in (*_RUN_OUTPUTS, *extra))
+
+
+def check_output_run(out: str | Path, producer: str, *, data: str | Path | None = None) -> None:
     """Refuse an ``--out`` that holds something else, before anything in it is touched: the data set given as
     ``--data``, a prepared data set, a sweep, a demo's folder or any folder holding other runs or data sets, a run
     another command made (a baseline for ``sft``, an SFT run for ``fit``...), or a non-empty folder mgfrec did not
     write. A new or empty folder, a finished run of the same command (replaced), an unfinished one (resumed or
     replaced: it has one of ``_RUN_MARKS`` or a resolved ``config.yaml``), or a folder holding only a user's
-    ``config.yaml`` is fine. ``baseline fit`` clears an unfinished run's folder whole, so for it the folder must
-    hold nothing but what runs write (``_RUN_OUTPUTS`` and the retriever's own ``outputs``); ``sft`` and ``fit``
-    replace only their own files, and keep a user's notes beside them."""
+    ``config.yaml`` is fine. Each command then replaces only what runs write (:func:`is_run_output`): a user's
+    notes beside a run stay."""
     from mgfrec.config.load import entries_besides_config, is_resolved_config
 
     out = Path(out)
@@ -190,17 +192,8 @@ def check_output_run(
             f"--out {out}: holds other runs or data sets ({', '.join(nested[:3])}); give the run a folder of its own"
         )
     marked = any(mark in others for mark in _RUN_MARKS) or is_resolved_config(out / "config.yaml")
-    if marked and producer == "baseline":
-        if "fit_start.json" in others:  # GRPO's first write; retrievers checkpoint too
-            raise ValueError(f"--out {out}: holds an unfinished agent run; a baseline run needs a folder of its own")
-        patterns = (*_RUN_OUTPUTS, *outputs)
-        strangers = sorted(n for n in others if not any(fnmatch.fnmatchcase(n, p) for p in patterns))
-        if strangers:  # the unfinished fit's folder is cleared whole: a user's files there would go with it
-            shown = ", ".join(strangers[:3]) + (", ..." if len(strangers) > 3 else "")
-            raise ValueError(
-                f"--out {out}: an unfinished baseline run that also holds files no mgfrec run writes ({shown}); "
-                "move them out (a new fit clears the folder), or give a new folder"
-            )
+    if marked and producer == "baseline" and "fit_start.json" in others:  # GRPO's first write
+        raise ValueError(f"--out {out}: holds an unfinished agent run; a baseline run needs a folder of its own")
     if not others or marked:
         return
     shown = ", ".join(sorted(others)[:3]) + (", ..." if len(others) > 3 else "")

@@ -115,35 +115,25 @@ def test_unfinished_runs_of_the_same_command_can_be_run_again(tmp_path):
 
 @pytest.mark.parametrize(
     "names",
-    [("notes.md", "analysis"), ("fit_start.json", "notes.md"), ("metrics.csv", "plot.py")],
-    ids=["resolved-config", "fit-start", "metrics"],
+    [("notes.md", "analysis"), ("metrics.csv", "plot.py")],
+    ids=["resolved-config", "metrics"],
 )
-def test_run_marks_beside_a_users_own_files_are_not_an_unfinished_baseline_run(tmp_path, names):
-    """A copied run config.yaml (or a metrics.csv) beside a user's notes made the folder pass as an unfinished run:
-    `baseline fit --out myexp`, which clears such a folder whole, set notes.md and analysis/ aside and deleted them.
-    `sft` and `fit` replace only their own files: an interrupted run with a user's notes beside it still resumes."""
+def test_run_marks_beside_a_users_own_files_still_make_a_run_folder(tmp_path, names):
+    """A folder with a run's marks and a user's notes is a run folder for every command: each replaces only what
+    runs write (is_run_output), so the notes stay (tests/retrievers/test_fit_keeps_user_files.py runs it)."""
     out = resolved(tmp_path / "myexp", *names)
-    before = {p.name for p in out.iterdir()}
-    strangers = ", ".join(n for n in sorted(names) if n not in ("fit_start.json", "metrics.csv"))
-    message = (
-        "holds an unfinished agent run"
-        if "fit_start.json" in names
-        else (f"an unfinished baseline run that also holds files no mgfrec run writes ({strangers}); move them out")
-    )
-    with pytest.raises(ValueError, match=re.escape(message)):
-        check_output_run(out, "baseline")
-    assert {p.name for p in out.iterdir()} == before
-    for producer in ("mgfrec-sft", "mgfrec"):
+    for producer in ("baseline", "mgfrec-sft", "mgfrec"):
         check_output_run(out, producer)
+    from mgfrec.runs import is_run_output
 
-
-def test_a_retriever_plugin_names_the_files_it_saves(tmp_path):
-    """A plugin's model file was taken for a user's file: its killed fit could not be run again."""
-    out = resolved(tmp_path / "knn", "itemknn.npz", "metrics.csv")
-    with pytest.raises(ValueError, match=re.escape("files no mgfrec run writes (itemknn.npz)")):
-        check_output_run(out, "baseline")
-    check_output_run(out, "baseline", outputs=("itemknn.npz",))
-    check_output_run(out, "baseline", outputs=("*.npz",))
+    assert [is_run_output(n) for n in ("notes.md", "analysis", "plot.py", "config.yaml", "eval_test.json")] == [
+        False,
+        False,
+        False,
+        True,
+        True,
+    ]
+    assert is_run_output("itemknn.npz", ("*.npz",)) and not is_run_output("itemknn.npz")
 
 
 def test_everything_a_killed_run_leaves_is_recognised(tmp_path):

@@ -67,7 +67,8 @@ class Environment:
             for t, title, names in zip(pending, titles, item_titles, strict=True)
         ]
         answers = self.user_agent.feedback(requests)
-        who = f"{type(self.user_agent).__module__}.{type(self.user_agent).__qualname__}"  # names the package
+        agent = getattr(self.user_agent, "inner", self.user_agent)  # the backend behind a response cache
+        who = f"{type(agent).__module__}.{type(agent).__qualname__}"  # the module names a plugin's package
         if not isinstance(answers, list) or len(answers) != len(requests):
             got = len(answers) if isinstance(answers, list) else type(answers).__name__
             raise ValueError(

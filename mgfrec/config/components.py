@@ -18,7 +18,7 @@ import re
 from typing import Any
 
 from mgfrec.config.schema import MGFRecConfig
-from mgfrec.registry import Registry, RegistryError, component_options, registry
+from mgfrec.registry import OptionsValidatorError, Registry, RegistryError, component_options, registry
 
 _DEVICE = re.compile(r"(cpu|cuda|mps|xpu|hpu|npu|meta)(:\d+)?|auto")
 _ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "tpu", "hpu", "xpu", "auto")
@@ -89,6 +89,8 @@ def _check_one(
         component_options(cls, dict(options), options_path)
     except ValueError as exc:
         text = str(exc).removeprefix("invalid options: ")
+        if isinstance(exc, OptionsValidatorError):  # a bug of the component: say which one, from which package
+            text = f"{kind} '{name}' ({entry.target}, from {entry.origin}): {text}"
         if hint and options and ("Extra inputs" in text or "takes no options" in text):
             # often options written for the component a file named before a flag switched it
             text += f" (--set {options_path}={{}} clears options set for another {kind.replace('_', ' ')})"

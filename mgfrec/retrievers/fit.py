@@ -27,7 +27,15 @@ from mgfrec.data.prepared import PreparedDataset
 from mgfrec.ranking.evaluator import rank_targets
 from mgfrec.ranking.metrics import per_sample
 from mgfrec.registry import Registry, registry, with_registry
-from mgfrec.runs import RUN_FILE, RunInfo, check_output_run, damaged_run_files, read_run_info, write_run_info
+from mgfrec.runs import (
+    RUN_FILE,
+    RunInfo,
+    check_output_run,
+    damaged_run_files,
+    is_run_output,
+    read_run_info,
+    write_run_info,
+)
 
 
 @dataclass(frozen=True)
@@ -55,13 +63,13 @@ def fit_baseline(ds: PreparedDataset, config: MGFRecConfig, out: str | Path, reg
         from mgfrec.retrievers.training import lightning_device  # Lightning loads only for models that train
 
         lightning_device(config.retriever.device)  # an unusable device is refused before out is touched
-    # nothing of another kind is set aside, then deleted (a plugin names the files it saves in run_files)
-    check_output_run(out, "baseline", data=ds.root, outputs=tuple(getattr(cls, "run_files", ())))
+    check_output_run(out, "baseline", data=ds.root)  # nothing of another kind is set aside, then deleted
+    own = tuple(getattr(cls, "run_files", ()))  # what a plugin saves besides mgfrec's own files
     out.mkdir(parents=True, exist_ok=True)
     keep_user_config(out)  # a --config given as OUT/config.yaml stays, as config.user.yaml
     # An earlier fit's files (its run.json, model, evaluation) are set aside, not deleted: none can be mistaken
     # for this fit's, and a fit that fails puts them back (a failed command loses nothing).
-    aside = _set_aside(out)
+    aside = _set_aside(out, own)
     try:
         write_resolved(config, out)
         start = time.perf_counter()
@@ -69,7 +77,7 @@ def fit_baseline(ds: PreparedDataset, config: MGFRecConfig, out: str | Path, reg
         seconds = time.perf_counter() - start
         valid = float(per_sample(split_ranks(retriever, ds, "valid"), [10])["ndcg@10"].mean())
     except BaseException:
-        _put_back(out, aside)
+        _put_back(out, aside, own)
         raise
     extra = {"valid_ndcg@10": valid, "fit_seconds": round(seconds, 3)}
     if getattr(retriever, "best_epoch", None) is not None:
@@ -88,15 +96,17 @@ def fit_baseline(ds: PreparedDataset, config: MGFRecConfig, out: str | Path, reg
 PREVIOUS = ".previous-fit"
 
 
-def _set_aside(out: Path) -> Path | None:
-    """Move everything in ``out`` into ``out/.previous-fit`` (renames: cheap); None when ``out`` was empty."""
+def _set_aside(out: Path, own: tuple[str, ...] = ()) -> Path | None:
+    """Move what a run wrote in ``out`` (:func:`~mgfrec.runs.is_run_output`, ``own``: the retriever's
+    ``run_files``) into ``out/.previous-fit`` (renames: cheap); None when there was nothing. Anything else, a
+    user's notes or analysis beside the run, stays where it is and is never deleted."""
     aside = out / PREVIOUS
     if aside.is_dir():  # a fit killed before it cleaned up
         if (out / RUN_FILE).is_file():
             shutil.rmtree(aside)  # it finished (run.json is written last): its predecessor goes
         else:
-            _put_back(out, aside)  # it did not: its predecessor comes back
-    entries = [e for e in out.iterdir() if not is_user_config(e.name)]  # the user's own config stays put
+            _put_back(out, aside, own)  # it did not: its predecessor comes back
+    entries = [e for e in out.iterdir() if not is_user_config(e.name) and is_run_output(e.name, own)]
     if not entries:
         return None
     aside.mkdir()
@@ -105,10 +115,11 @@ def _set_aside(out: Path) -> Path | None:
     return aside
 
 
-def _put_back(out: Path, aside: Path | None) -> None:
-    """Undo :func:`_set_aside` after a failed fit: the failed fit's files go, the earlier run's come back."""
+def _put_back(out: Path, aside: Path | None, own: tuple[str, ...] = ()) -> None:
+    """Undo :func:`_set_aside` after a failed fit: the failed fit's files go, the earlier run's come back (a
+    user's own files, never set aside, are not touched)."""
     for entry in out.iterdir():
-        if entry.name != PREVIOUS and not is_user_config(entry.name):
+        if entry.name != PREVIOUS and not is_user_config(entry.name) and is_run_output(entry.name, own):
             shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
     if aside is not None:
         for entry in aside.iterdir():

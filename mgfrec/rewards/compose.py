@@ -47,8 +47,10 @@ def _finite(name: str, fn: Reward, raw: Any) -> float:
     would train the policy into NaN weights, and a string failed far from the reward that returned it."""
     where = f"reward '{name}' ({type(fn).__module__}.{type(fn).__qualname__})"
     try:
+        if isinstance(raw, (str, bytes)):  # float() would read "0.5": a string is not a number here
+            raise TypeError
         value = float(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"{where} returned {type(raw).__name__} {shown(raw)}; a reward returns a number") from None
     if not math.isfinite(value):
         raise ValueError(f"{where} returned {raw!r}; a reward returns a finite number")

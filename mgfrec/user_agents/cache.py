@@ -128,7 +128,8 @@ class CachedUserAgent:
                 raise
             if len(fresh) != len(todo):
                 raise UserAgentError(
-                    f"{type(self.inner).__name__} returned {len(fresh)} feedbacks for {len(todo)} requests"
+                    f"{type(self.inner).__module__}.{type(self.inner).__qualname__} returned {len(fresh)} feedbacks "
+                    f"for {len(todo)} requests"
                 )
             new = dict(zip(todo, fresh, strict=True))
             self.cache.put_many(new.items())

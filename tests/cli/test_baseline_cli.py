@@ -193,3 +193,28 @@ def test_a_folder_that_is_not_a_run_is_refused_and_kept(data, tmp_path):
     into_data = invoke("baseline", "fit", "--model", "pop", "--data", data, "--out", data)
     assert into_data.exit_code == 2 and "is the data set given as --data" in flat(into_data.output)
     assert (data / "manifest.json").is_file()
+
+
+@pytest.mark.reliability
+def test_a_users_files_beside_a_run_survive_a_refit_a_killed_fit_and_a_failed_one(data, tmp_path):
+    """The whole folder was set aside and deleted once the new fit succeeded: notes.md and analysis/ put beside a
+    finished run were gone after `baseline fit --out` into it again (and beside an unfinished one too)."""
+    out = tmp_path / "pop"
+    assert invoke("baseline", "fit", "--model", "pop", "--data", data, "--out", out).exit_code == 0
+    (out / "notes.md").write_text("mine")
+    (out / "analysis").mkdir()
+    (out / "analysis" / "plot.py").write_text("x")
+
+    def mine_kept() -> bool:
+        return (out / "notes.md").read_text() == "mine" and (out / "analysis" / "plot.py").read_text() == "x"
+
+    assert invoke("baseline", "fit", "--model", "pop", "--data", data, "--out", out).exit_code == 0  # a refit
+    assert mine_kept() and (out / "run.json").is_file()
+    (out / "run.json").unlink()  # a fit killed before its run.json
+    assert invoke("baseline", "fit", "--model", "last-title", "--data", data, "--out", out).exit_code == 0
+    assert mine_kept() and not (out / "popularity.npy").exists()  # the old model's file was replaced
+    failed = invoke(
+        "baseline", "fit", "--model", "hybrid", "--data", data, "--out", out,
+        "--set", f"retriever.options.collaborative_run={tmp_path / 'nowhere'}",
+    )  # fmt: skip
+    assert failed.exit_code == 2 and mine_kept() and (out / "last_title.json").is_file()

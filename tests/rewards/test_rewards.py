@@ -58,6 +58,9 @@ def test_unknown_reward_suggests():
         (float("inf"), "returned inf; a reward returns a finite number"),
         ("high", "returned str 'high'; a reward returns a number"),  # was "could not convert string to float"
         (None, "returned NoneType None; a reward returns a number"),
+        ("0.5", "returned str '0.5'; a reward returns a number"),  # float() would have read it
+        (b"1", "returned bytes b'1'; a reward returns a number"),
+        (10**400, "returned int"),  # float() overflows: was an OverflowError traceback
     ],
 )
 def test_a_reward_that_returns_no_finite_number_is_named(value, message):
@@ -91,7 +94,22 @@ def test_an_options_validator_that_crashes_is_one_line_naming_the_component():
 
     with pytest.raises(
         ValueError,
-        match=r"^grounding.options: the component's options validator failed \(.*"
-        r"Options: RuntimeError: validator blew up\); a bug of the component",
+        match=r"^grounding.options: the component's options validator failed: RuntimeError: validator blew up "
+        r"\(in .*Options\); a bug of the component",
     ):
         component_options(Crashy, {"crash": True}, "grounding.options")
+    from mgfrec.registry import KINDS, Registry, RegistryError
+
+    reg = Registry({k: {} for k in KINDS})
+    reg.add("grounder", "crashy", Crashy)
+    with pytest.raises(RegistryError, match=r"^grounder 'crashy' \(.*Crashy, from python:.*\): grounding.options: "):
+        reg.build("grounder", "crashy", {"crash": True})  # the component and its package named
+
+    class Missing(Crashy):
+        class Options(Crashy.Options):
+            @model_validator(mode="after")
+            def _file(self):
+                raise FileNotFoundError(2, "No such file or directory", "/no/vocab.txt")
+
+    with pytest.raises(FileNotFoundError):  # a user error of the validator's own stays one
+        component_options(Missing, {}, "grounding.options")
