@@ -44,6 +44,7 @@ from mgfrec.retrievers.sequences import history_window
 from mgfrec.rollout.base import build_engine
 from mgfrec.runs import RUN_FILE, read_run_info, recall_run_of
 from mgfrec.user_agents.base import UserAgent
+from mgfrec.validation import is_whole_number
 
 Listener = Callable[[int, dict[str, Any]], None]
 """``listener(query_index, event)``: one ``turn`` or ``observation`` event of query ``query_index``."""
@@ -65,7 +66,7 @@ class Query:
     def __post_init__(self) -> None:
         if (self.user is None) == (self.history_titles is None):
             raise ValueError("give exactly one of user (--user USER_ID) or history_titles (--history 'title; ...')")
-        if isinstance(self.user, (int, np.integer)) and not isinstance(self.user, bool):
+        if is_whole_number(self.user):
             object.__setattr__(self, "user", str(self.user))  # ids are compared as text (ml-100k's are numbers)
         if self.user is not None and not isinstance(self.user, str):
             raise TypeError(f"user: give a user id as a string or a whole number, got {type(self.user).__name__}")
@@ -77,12 +78,12 @@ class Query:
             )
         if self.split is not None and self.user is None:
             raise ValueError("split (--split) needs user (--user): a typed history has no held-out target")
-        if isinstance(self.top_k, bool) or not isinstance(self.top_k, (int, np.integer)):
+        if not is_whole_number(self.top_k):
             raise TypeError(f"top_k (--top-k): give a whole number, got {self.top_k!r}")
         if self.top_k < 1:
             raise ValueError(f"top_k (--top-k) must be >= 1, got {self.top_k}")
         if self.sample_id is not None:
-            if isinstance(self.sample_id, bool) or not isinstance(self.sample_id, (int, np.integer)):
+            if not is_whole_number(self.sample_id):
                 raise TypeError(f"sample_id (--sample-id): give a whole number, got {self.sample_id!r}")
             if self.split is None:
                 raise ValueError("sample_id (--sample-id) needs split (--split): it names one sample of a split")

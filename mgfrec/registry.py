@@ -223,6 +223,12 @@ class Registry:
             raise RegistryError(f"{where_entry} failed: {type(exc).__name__}: {exc}") from None
 
 
+def class_path(obj: object) -> str:
+    """``module.Class`` of ``obj``'s type, for messages about a component that broke its contract: a plugin's
+    module names its package, where the class name alone may not."""
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
+
+
 def error_message(exc: BaseException) -> str:
     """One line for a user error: a KeyError's own text, an OSError as ``path: reason`` (the CLI prints every
     user error this way; a plugin's is named with it)."""

@@ -1,4 +1,5 @@
-"""A pydantic ``ValidationError`` as one line a user can act on: ``field.path: problem; other.field: problem``.
+"""A pydantic ``ValidationError`` as one line a user can act on: ``field.path: problem; other.field: problem``;
+and the one test of a whole-number argument (:func:`is_whole_number`).
 
 Configs, component options, saved run files and saved model settings are all validated by pydantic; every
 one of them reports its errors through :func:`validation_text`, so a user reads the same shape everywhere.
@@ -10,10 +11,17 @@ This module must not import anything of mgfrec: every package may use it.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pydantic import ValidationError
+
+
+def is_whole_number(value: Any) -> bool:
+    """Whether ``value`` is an integer (Python's or numpy's), not a bool: what a count, a limit or an id given to
+    the library must be (``2.5`` and ``"5"`` are not, and ``True`` only looks like one)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def validation_text(

@@ -62,3 +62,12 @@ def test_a_limit_says_how_many_errors_it_left_out():
     text = validation_text(exc, limit=1)
     assert text.startswith("rate: ") and text.endswith("; and 3 more") and "inner" not in text
     assert "more" not in validation_text(exc, limit=4)
+
+
+def test_a_whole_number_is_an_integer_of_python_or_numpy_and_not_a_bool():
+    import numpy as np
+
+    from mgfrec.validation import is_whole_number
+
+    assert [is_whole_number(v) for v in (3, np.int64(3), -1)] == [True, True, True]
+    assert [is_whole_number(v) for v in (True, 2.5, "5", None, np.float64(3))] == [False] * 5

@@ -27,7 +27,7 @@ from mgfrec.agent.observation import render_observation
 from mgfrec.agent.trajectory import GroundingStep, Trajectory
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.grounding.engine import Grounding
-from mgfrec.registry import Registry, with_registry
+from mgfrec.registry import Registry, class_path, with_registry
 from mgfrec.text.neutralize import reserved_strings
 from mgfrec.user_agents.base import FeedbackRequest, UserAgent, UserAgentContext, load_user_agent, require_automatic
 
@@ -68,7 +68,7 @@ class Environment:
         ]
         answers = self.user_agent.feedback(requests)
         agent = getattr(self.user_agent, "inner", self.user_agent)  # the backend behind a response cache
-        who = f"{type(agent).__module__}.{type(agent).__qualname__}"  # the module names a plugin's package
+        who = class_path(agent)  # the module names a plugin's package
         if not isinstance(answers, list) or len(answers) != len(requests):
             got = len(answers) if isinstance(answers, list) else type(answers).__name__
             raise ValueError(

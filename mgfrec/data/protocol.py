@@ -16,6 +16,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from mgfrec.validation import is_whole_number
+
 SPLITS = ("train", "valid", "test")
 SAMPLE_COLUMNS = ("sample_id", "user_id", "history", "target", "timestamp", "position")
 
@@ -84,7 +86,7 @@ def check_limit(limit: int | None) -> None:
     "the split is empty", a negative one failed inside numpy."""
     if limit is None:
         return
-    if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)):
+    if not is_whole_number(limit):
         raise TypeError(f"limit (--limit): give a whole number of samples, got {limit!r}")
     if limit < 1:
         raise ValueError(f"limit (--limit): give at least 1 sample, got {limit}")

@@ -30,7 +30,7 @@ from mgfrec.embed.cache import item_embeddings as cached_vectors
 from mgfrec.grounding.base import Grounder
 from mgfrec.grounding.ranking import full_scores
 from mgfrec.grounding.ties import UniqueVectors
-from mgfrec.registry import Registry, registry, with_registry
+from mgfrec.registry import Registry, class_path, registry, with_registry
 
 
 def build_grounder(item_embeddings: np.ndarray, cfg: GroundingConfig, reg: Registry | None = None) -> Grounder:
@@ -84,13 +84,13 @@ class Grounding:
         found = np.asarray(indices)
         if found.shape != (len(titles), k) or (found.size and (found.min() < 0 or found.max() >= len(self.titles))):
             raise ValueError(
-                f"the grounder ({_class_path(self.grounder)}) returned item indices of shape {found.shape} in "
+                f"the grounder ({class_path(self.grounder)}) returned item indices of shape {found.shape} in "
                 f"[{found.min() if found.size else '-'}, {found.max() if found.size else '-'}], not [{len(titles)}, "
                 f"{k}] in [0, {len(self.titles) - 1}]: a bug of the grounder"
             )
         if np.shape(distances) != (len(titles), k):
             raise ValueError(
-                f"the grounder ({_class_path(self.grounder)}) returned distances of shape {np.shape(distances)}, "
+                f"the grounder ({class_path(self.grounder)}) returned distances of shape {np.shape(distances)}, "
                 f"not [{len(titles)}, {k}] like its item indices: a bug of the grounder"
             )
         return indices, distances
@@ -191,8 +191,3 @@ def build_index(
     }
     grounding = Grounding(embedder, grounder, ds.titles, cached.vectors, top_k=cfg.grounding.top_k)
     return IndexBuild(ds, grounding, report)
-
-
-def _class_path(obj: object) -> str:
-    """``module.Class`` of ``obj``: a plugin's module names its package, where the class name alone may not."""
-    return f"{type(obj).__module__}.{type(obj).__qualname__}"

@@ -11,7 +11,7 @@ from typing import Any
 
 from mgfrec.config.schema import RewardSpec
 from mgfrec.data.raw import shown
-from mgfrec.registry import Registry, registry
+from mgfrec.registry import Registry, class_path, registry
 from mgfrec.rewards.base import Reward, RewardInput
 
 
@@ -45,7 +45,7 @@ class ComposedReward:
 def _finite(name: str, fn: Reward, raw: Any) -> float:
     """A reward's value as a float, refused in one line naming the reward when it is not a finite number: a NaN
     would train the policy into NaN weights, and a string failed far from the reward that returned it."""
-    where = f"reward '{name}' ({type(fn).__module__}.{type(fn).__qualname__})"
+    where = f"reward '{name}' ({class_path(fn)})"
     try:
         if isinstance(raw, (str, bytes)):  # float() would read "0.5": a string is not a number here
             raise TypeError

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from mgfrec.registry import class_path
 from mgfrec.user_agents.base import FeedbackRequest, PartialFeedbackError, UserAgent, UserAgentError
 
 _SCHEMA = """
@@ -128,8 +129,7 @@ class CachedUserAgent:
                 raise
             if len(fresh) != len(todo):
                 raise UserAgentError(
-                    f"{type(self.inner).__module__}.{type(self.inner).__qualname__} returned {len(fresh)} feedbacks "
-                    f"for {len(todo)} requests"
+                    f"{class_path(self.inner)} returned {len(fresh)} feedbacks for {len(todo)} requests"
                 )
             new = dict(zip(todo, fresh, strict=True))
             self.cache.put_many(new.items())
