@@ -26,6 +26,13 @@ def spawn(args: list[str], plugin):
     return child
 
 
+def exit_code(child) -> int:
+    """Wait for the command to end; its exit status (``child.before`` keeps what it printed last)."""
+    child.expect(pexpect.EOF)
+    child.close()
+    return child.exitstatus
+
+
 def test_typed_feedback_enter_and_answer_in_a_terminal(serve_run, plugin):
     run, _, ds = serve_run
     test = ds.split("test")
@@ -48,9 +55,7 @@ def test_typed_feedback_enter_and_answer_in_a_terminal(serve_run, plugin):
     child.expect(r"top \d+ for the answer")
     child.expect(r"target: .* at place (\d+)")
     assert 1 <= int(child.match.group(1)) <= ds.num_items
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 0
+    assert exit_code(child) == 0
 
 
 def test_quit_and_a_bad_user_end_cleanly(serve_run, plugin):
@@ -59,15 +64,11 @@ def test_quit_and_a_bad_user_end_cleanly(serve_run, plugin):
     child.expect(PROMPT)
     child.sendline("/quit")
     child.expect("conversation ended")
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 0
+    assert exit_code(child) == 0
     child = spawn([str(run), "--user", "no-such-user"], plugin)
     child.expect("error:")
     child.expect("no-such-user")
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 2 and "Traceback" not in child.before
+    assert exit_code(child) == 2 and "Traceback" not in child.before
 
 
 def test_too_long_and_too_late_feedback_get_one_line_each_never_a_traceback(serve_run, plugin):
@@ -85,9 +86,7 @@ def test_too_long_and_too_late_feedback_get_one_line_each_never_a_traceback(serv
     child.sendline("late")
     child.expect_exact("too late: the agent stopped waiting for this feedback")
     child.expect("error:")
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 1 and "Traceback" not in child.before
+    assert exit_code(child) == 1 and "Traceback" not in child.before
 
 
 def test_an_unknown_split_is_refused_before_the_model_loads(tmp_path):
@@ -109,9 +108,7 @@ def test_escape_sequences_in_feedback_are_shown_never_acted_on(serve_run, plugin
     child.expect_exact("feedback: too \\x1b]0;pwned\\x07 loud")
     child.expect(PROMPT)
     child.sendline("/quit")
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 0
+    assert exit_code(child) == 0
 
 
 @pytest.mark.reliability
@@ -134,15 +131,11 @@ def test_a_mistyped_command_is_refused_and_slashes_can_still_be_sent(serve_run, 
     child.expect(PROMPT)
     child.sendline("/QUIT")
     child.expect("conversation ended")
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 0
+    assert exit_code(child) == 0
     assert "Loading weights" not in seen.getvalue() and "feedback: /answr" not in seen.getvalue()
 
     child = spawn([str(run)], plugin)
     child.expect("history")
     child.sendcontrol("c")
     child.expect("interrupted")
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 130 and "Aborted" not in child.before
+    assert exit_code(child) == 130 and "Aborted" not in child.before
