@@ -100,7 +100,7 @@ _RUN_FIELDS = {
 
 # What marks a folder as something other than a run (the names mgfrec.data.prepared, mgfrec.experiments.sweep and
 # mgfrec.demo write; spelled out here so that this module stays below them)
-_NOT_A_RUN = {"manifest.json": "a prepared data set", "sweep.json": "a sweep", "demo.json": "a demo's output folder"}
+NOT_A_RUN = {"manifest.json": "a prepared data set", "sweep.json": "a sweep", "demo.json": "a demo's output folder"}
 # What an unfinished run leaves before its run.json (written last): fit's start record, the set-aside earlier fit
 # of `baseline fit`, a trained model's checkpoints and metrics, the recall run and SFT's metrics (sft writes its
 # config.yaml last)
@@ -171,7 +171,7 @@ def check_output_run(out: str | Path, producer: str, *, data: str | Path | None 
         raise ValueError(f"--out {out} is the data set given as --data; give the run a folder of its own")
     if not out.is_dir():
         return  # a new folder (a path under a file is refused where it is made)
-    for name, what in _NOT_A_RUN.items():
+    for name, what in NOT_A_RUN.items():
         if (out / name).is_file():
             raise ValueError(f"--out {out}: holds {what} ({name}); give the run a folder of its own")
     if (out / RUN_FILE).is_file():
@@ -185,7 +185,7 @@ def check_output_run(out: str | Path, producer: str, *, data: str | Path | None 
     nested = sorted(  # a folder of runs or data sets (a project's, or a demo's without its demo.json) is not one run
         name
         for name in others - set(_OWN_SUBRUNS)
-        if (out / name).is_dir() and any((out / name / f).is_file() for f in (RUN_FILE, *_NOT_A_RUN))
+        if (out / name).is_dir() and any((out / name / f).is_file() for f in (RUN_FILE, *NOT_A_RUN))
     )
     if nested:
         raise ValueError(
