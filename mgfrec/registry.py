@@ -85,13 +85,27 @@ class Entry:
     origin: str  # distribution "name version", or "python:<module>" for in-process registration
     _obj: Any = field(default=None, compare=False, repr=False)
 
+    def describe(self) -> str:
+        """``kind 'name' (module:attribute, from distribution version)``: how every message names a component."""
+        return f"{self.kind} '{self.name}' ({self.target}, from {self.origin})"
+
+    @property
+    def module(self) -> str:
+        """The module the entry point names."""
+        return self.target.partition(":")[0].strip()
+
+    @property
+    def third_party(self) -> bool:
+        """Provided by anything but mgfrec itself (an installed plugin package, or code registered in-process)."""
+        return self.origin.split(" ")[0] != "mgfrec"
+
     def load(self) -> Any:
         """Import and return the component (a class or factory)."""
         if self._obj is not None:
             return self._obj
         module_name, _, attr = self.target.partition(":")
         attr = attr.partition("[")[0].strip()  # an old-style entry point's extras: "mod:Name [fast]"
-        where = f"{self.kind} '{self.name}' ({self.target}, from {self.origin})"
+        where = self.describe()
         try:
             obj: Any = importlib.import_module(module_name.strip())
             for part in attr.split(".") if attr else []:
@@ -194,14 +208,14 @@ class Registry:
         entry = self.get(kind, name)
         component = entry.load()
         spec = KIND_SPECS[kind]
-        where_entry = f"{kind} '{name}' ({entry.target}, from {entry.origin})"
+        where_entry = entry.describe()
         factory = getattr(component, method, None) if method else component
         if not callable(factory):  # a grounder under mgfrec.retriever, an entry point naming a module
             what = (
                 f"has no '{method}' method" if method else f"is a {type(component).__name__}, not a class or function"
             )
             raise RegistryError(f"{where_entry} {what}: is it registered under the right kind and attribute?")
-        third_party = entry.origin.split(" ")[0] != "mgfrec"
+        third_party = entry.third_party
         built = False  # the options are checked first: their errors name the config path already
         try:
             validated = component_options(component, options, where or spec.options_at.format(name=name))
@@ -227,6 +241,32 @@ def class_path(obj: object) -> str:
     """``module.Class`` of ``obj``'s type, for messages about a component that broke its contract: a plugin's
     module names its package, where the class name alone may not."""
     return f"{type(obj).__module__}.{type(obj).__qualname__}"
+
+
+def blame(exc: BaseException) -> Entry | None:
+    """The third-party component whose code ``exc`` was raised through, or None: the innermost frame of its
+    traceback that belongs to a plugin's module (that module itself, else another module of its package).
+
+    A plugin's error at run time (a grounder's ``search``, a reward's ``__call__``) is raised deep inside a
+    command; this is how the CLI names the plugin in its one line. Never raises: a registry that cannot be
+    read blames nobody."""
+    try:
+        plugins = [e for e in registry().entries() if e.third_party and e.module.split(".")[0] != "mgfrec"]
+    except Exception:  # noqa: BLE001 - a broken registry (a duplicate name) is reported where it is used
+        return None
+    if not plugins:
+        return None
+    modules: list[str] = []
+    tb = exc.__traceback__
+    while tb is not None:
+        modules.append(str(tb.tb_frame.f_globals.get("__name__", "")))
+        tb = tb.tb_next
+    for module in reversed(modules):  # innermost first
+        exact = [e for e in plugins if e.module == module]
+        package = [e for e in plugins if module.split(".")[0] == e.module.split(".")[0]]
+        if exact or package:
+            return (exact or package)[0]
+    return None
 
 
 def error_message(exc: BaseException) -> str:

@@ -393,3 +393,86 @@ def test_a_plugins_required_option_is_asked_for_when_the_config_loads():
     cfg = load_config(None, ["grounding.grounder=needy"])
     with pytest.raises(ValueError, match=r"grounding.options.index_path: Field required"):
         check_components(cfg, reg)
+
+
+_SEARCH_FAILS = """
+import numpy as np
+
+
+class Grounder:
+    approximate = False
+
+    def __init__(self, vectors):
+        self.n = len(vectors)
+
+    def search(self, queries, k):
+        return self._lookup(queries)
+
+    def _lookup(self, queries):
+        raise {error}
+"""
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    ("error", "code", "words"),
+    [
+        # a plugin's own bug at run time: it was a traceback through mgfrec with no word of which package
+        ("TypeError('a plugin bug')", 1, ["failed: TypeError: a plugin bug", "'mgfrec --verbose ...' shows"]),
+        # a plugin's user error at run time: it was its bare message ("error: index shard 3 is missing")
+        ("ValueError('index shard 3 is missing')", 2, [": index shard 3 is missing"]),
+    ],
+)
+def test_a_plugin_failing_at_run_time_is_one_line_naming_it(tmp_path, error, code, words):
+    source = _SEARCH_FAILS.format(error=error)
+    site = _plugin_site(tmp_path / "site", "searchfails", source, "searchfails:Grounder")
+    data = tmp_path / "data"
+    from mgfrec.config.schema import DataConfig
+    from mgfrec.data.prepared import prepare
+
+    prepare(DataConfig(source="synthetic", options={"n_users": 20, "n_items": 40, "n_artists": 8}), data)
+    env = {**__import__("os").environ, "PYTHONPATH": str(site)}
+    query = ["index", "query", str(data), "a title", "--grounder", "broken"]
+    proc = subprocess.run([sys.executable, "-m", "mgfrec.cli.main", *query], capture_output=True, text=True, env=env)
+    assert proc.returncode == code, proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stderr.count("error:") == 1, proc.stderr
+    assert "grounder 'broken' (searchfails:Grounder, from mgfrec-broken 1.0)" in proc.stderr, proc.stderr
+    for word in words:
+        assert word in proc.stderr, proc.stderr
+    if code == 1:  # its author asks for the traceback, and gets it
+        verbose = [sys.executable, "-m", "mgfrec.cli.main", "--verbose", *query]
+        proc = subprocess.run(verbose, capture_output=True, text=True, env=env)
+        assert proc.returncode == 1 and "Traceback" in proc.stderr and "in _lookup" in proc.stderr, proc.stderr
+
+
+def test_blame_names_the_innermost_plugin_on_the_traceback_and_nobody_else(tmp_path, monkeypatch):
+    from mgfrec.registry import blame, use_registry
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    pkg = tmp_path / "blamepkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "grounder.py").write_text(
+        "from blamepkg import util\n\n\nclass G:\n    def search(self, q, k):\n        return util.helper(q)\n"
+    )
+    (pkg / "util.py").write_text("def helper(q):\n    if q is None:\n        raise RuntimeError('deep')\n    q()\n")
+    (pkg / "reward.py").write_text("class R:\n    def __call__(self, fails):\n        fails()\n")
+    import blamepkg.grounder
+    import blamepkg.reward
+
+    reg = _fresh()
+    reg.add("grounder", "g", blamepkg.grounder.G)
+    reg.add("reward", "r", blamepkg.reward.R)
+    with use_registry(reg):
+        with pytest.raises(RuntimeError) as raised:
+            blamepkg.grounder.G().search(None, 1)
+        # the innermost frame is in the package's util, which no entry names: the package's entry is named
+        assert blame(raised.value).name == "g"
+        with pytest.raises(TypeError) as nested:  # the reward calls the grounder: the innermost is blamed
+            blamepkg.reward.R()(lambda: blamepkg.grounder.G().search(lambda: blamepkg.reward.R()(None), 1))
+        assert blame(nested.value).name == "r"
+        with pytest.raises(ValueError) as ours:
+            component_options(_WithOptions, {"k": 0}, "where")  # raised in mgfrec alone
+        assert blame(ours.value) is None
+    with use_registry(_fresh()):
+        assert blame(raised.value) is None  # no plugin installed: nobody to blame

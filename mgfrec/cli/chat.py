@@ -18,10 +18,12 @@ import typer
 
 from mgfrec.cli.common import (
     HISTORY_HELP,
+    SAMPLE_ID_HELP,
     SET_HELP,
     check_split,
     console,
     feedback_timeout_option,
+    note_other_samples,
     out,
     print_error,
     split_titles,
@@ -38,15 +40,17 @@ def chat(
     split: str | None = typer.Option(
         None,
         "--split",
-        help="With --user: that user's latest sample of this split; the target's place in the ranking is shown.",
+        help="With --user: that user's latest sample of this split (or --sample-id's); the target's place in the "
+        "ranking is shown.",
     ),
+    sample_id: int | None = typer.Option(None, "--sample-id", help=SAMPLE_ID_HELP),
     top_k: int = typer.Option(10, "--top-k", min=1, help="How many ranked items to show."),
     timeout: float = feedback_timeout_option("Seconds to wait for your feedback (at most a week)."),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
 ) -> None:
     """Talk to the agent: after each grounding, type your feedback (Enter: the simulated user; /answer: answer now)."""
     with library_output():  # library progress bars only with --verbose, as every command (the rollout loads too)
-        _converse(run_dir, user, history, split, top_k, timeout, set_)
+        _converse(run_dir, user, history, split, sample_id, top_k, timeout, set_)
 
 
 def _converse(
@@ -54,6 +58,7 @@ def _converse(
     user: str | None,
     history: str | None,
     split: str | None,
+    sample_id: int | None,
     top_k: int,
     timeout: float,
     set_: list[str],
@@ -76,7 +81,7 @@ def _converse(
             except (KeyboardInterrupt, EOFError, typer.Abort):  # as at the feedback prompt: code 130
                 out.print("\ninterrupted", highlight=False, markup=False)
                 raise typer.Exit(130) from None
-        query = Query(user, tuple(split_titles(history)) if history is not None else None, split, top_k)
+        query = Query(user, tuple(split_titles(history)) if history is not None else None, split, top_k, sample_id)
         console.print(terminal_safe(f"loading {run_dir} ..."), highlight=False, markup=False)
         rec = load_recommender(run_dir, tuple(set_))
         if rec.kind != "agent":
@@ -84,6 +89,8 @@ def _converse(
                 f"{run_dir}: a {rec.kind} run has no agent to talk to; chat needs an agent run (sft / fit)"
             )
         rec.history_of(query)  # an unknown user or an empty history is refused here, before the conversation
+        if split is not None and sample_id is None:
+            note_other_samples(rec.ds, split, user, rec.sample_of(query))
     events: queue.Queue[dict[str, Any]] = queue.Queue()
     human = load_user_agent(
         UserAgentConfig(backend="human", options={"timeout_s": timeout}),
@@ -214,4 +221,9 @@ def _result(p: dict[str, Any]) -> None:
             table.add_row(str(n), item["item_id"], item["title"] + mark, f"{item['score']:.4f}")
         out.print(table)
     if target:
-        out.print(f"target: {target['title']} at place {target['rank']}", highlight=False, markup=False)
+        out.print(
+            f"target: {target['title']} at place {target['rank']} (sample {target['sample_id']})",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,  # one line, whatever the terminal's width: scripts read it
+        )

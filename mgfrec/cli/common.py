@@ -23,6 +23,7 @@ out = Console(markup=False)  # tables meant as the command's output
 T = TypeVar("T")
 
 CONFIG_HELP = "YAML config file (default: built-in defaults; see configs/)."
+SAMPLE_ID_HELP = "With --split: which of the user's samples of the split (a sample_id of ranks_<split>.csv)."
 SET_HELP = "Override any config field, e.g. --set agent.max_groundings=3 (repeatable)."
 
 
@@ -52,14 +53,15 @@ def user_errors() -> Iterator[None]:
     """Turn expected errors (bad input, bad config, unknown component) into a message and exit code 2."""
     from mgfrec.config.load import ConfigError
     from mgfrec.grounding.base import MissingExtraError
-    from mgfrec.registry import RegistryError, error_message
+    from mgfrec.registry import RegistryError, blame, error_message
     from mgfrec.user_agents.base import UserAgentError
 
     try:
         yield
     except (ConfigError, RegistryError, UserAgentError, MissingExtraError, ValueError, KeyError, OSError) as exc:
         # Only the message is printed, never the chain: a chained SDK error may quote request headers.
-        print_error(error_message(exc))
+        plugin = None if isinstance(exc, RegistryError) else blame(exc)  # registry errors name it already
+        print_error((f"{plugin.describe()}: " if plugin else "") + error_message(exc))
         raise typer.Exit(2) from None
 
 
@@ -133,3 +135,16 @@ def print_json(obj: Any) -> None:
 
     sys.stdout.write(json.dumps(json_ready(obj), indent=2, default=str, allow_nan=False) + "\n")
     sys.stdout.flush()
+
+
+def note_other_samples(ds, split: str, user: str | None, chosen: int | None) -> None:
+    """Say so when the user has several samples in the split: the latest was taken, and --sample-id picks another."""
+    frame = ds.split(split)
+    ids = frame.loc[frame["user_id"].astype(str) == str(user), "sample_id"].tolist()
+    if len(ids) > 1:
+        shown = ", ".join(str(i) for i in ids[:10]) + (", ..." if len(ids) > 10 else "")
+        typer.echo(
+            f"note: user {terminal_safe(str(user))} has {len(ids)} samples in split '{split}' ({shown}); this is "
+            f"{chosen}, the latest (--sample-id picks another)",
+            err=True,
+        )

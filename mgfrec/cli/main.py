@@ -162,12 +162,31 @@ def main() -> None:
     raise SystemExit(run_app(sys.argv[1:], print_error))
 
 
+def plugin_failed(exc: Exception) -> str | None:
+    """The one line for an unexpected exception raised through a third-party plugin's code at run time (a
+    grounder's ``search``, a reward's call): the plugin named, the exception, where to get the traceback. None
+    for any other exception, and under ``--verbose``: mgfrec's own bugs keep their traceback, and so does a
+    plugin's when its author asks for it."""
+    from mgfrec.cli.quiet import is_verbose
+    from mgfrec.registry import blame
+
+    plugin = None if is_verbose() else blame(exc)
+    if plugin is None:
+        return None
+    return (
+        f"{plugin.describe()} failed: {type(exc).__name__}: {exc} (a bug of the plugin; "
+        "'mgfrec --verbose ...' shows the traceback)"
+    )
+
+
 def run_app(args: list[str], print_error: Callable[[str], None], cli: typer.Typer | None = None) -> int:
     """Run the CLI on ``args`` and give its exit code. A flag Click refuses (an unknown option, a value out of
     range, a missing argument) is one ``error:`` line naming it and the command's ``--help``, as every other user
     error, instead of Typer's usage line, hint and boxed panel. Everything else keeps Typer's own handling:
     ``typer.Exit(n)`` is code ``n``, an abort (EOF at a prompt) "Aborted." and 1, and ``SystemExit`` passes
-    through. ``cli`` (default: the ``mgfrec`` app) is for tests."""
+    through. An unexpected exception raised through a plugin's code is one line naming the plugin
+    (:func:`plugin_failed`), code 1; any other keeps its traceback. ``cli`` (default: the ``mgfrec`` app) is for
+    tests."""
     import importlib
 
     click = importlib.import_module(typer.BadParameter.__module__)  # click's exceptions (Typer >= 0.29 vendors click)
@@ -185,6 +204,12 @@ def run_app(args: list[str], print_error: Callable[[str], None], cli: typer.Type
         return exc.exit_code
     except typer.Abort:  # Typer's own (EOF or Ctrl-C at a prompt; typer.Abort raised by a command)
         sys.stderr.write("Aborted.\n")
+        return 1
+    except Exception as exc:
+        line = plugin_failed(exc)
+        if line is None:
+            raise  # mgfrec's own bug: its traceback
+        print_error(line)
         return 1
     return code if isinstance(code, int) else 0
 

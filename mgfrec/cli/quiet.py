@@ -60,6 +60,11 @@ def set_verbose(verbose: bool) -> None:
     _verbose = verbose
 
 
+def is_verbose() -> bool:
+    """Whether ``--verbose`` was given."""
+    return _verbose
+
+
 @contextmanager
 def library_output(verbose: bool | None = None) -> Iterator[None]:
     """Hide library chatter inside this block unless ``verbose`` (default: :func:`set_verbose`'s)."""

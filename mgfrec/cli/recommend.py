@@ -6,7 +6,18 @@ from pathlib import Path
 
 import typer
 
-from mgfrec.cli.common import HISTORY_HELP, SET_HELP, check_split, out, print_json, run, split_titles, terminal_safe
+from mgfrec.cli.common import (
+    HISTORY_HELP,
+    SAMPLE_ID_HELP,
+    SET_HELP,
+    check_split,
+    note_other_samples,
+    out,
+    print_json,
+    run,
+    split_titles,
+    terminal_safe,
+)
 
 
 def recommend(
@@ -22,7 +33,7 @@ def recommend(
     sample_id: int | None = typer.Option(
         None,
         "--sample-id",
-        help="With --split: which of the user's samples of the split (a sample_id of ranks_<split>.csv).",
+        help=SAMPLE_ID_HELP,
     ),
     top_k: int = typer.Option(10, "--top-k", min=1, help="How many ranked items to show."),
     sample: bool = typer.Option(False, "--sample", help="Sample at rollout.temperature instead of greedy."),
@@ -55,7 +66,7 @@ def recommend(
     )
     payload = rec.to_dict(ds)
     if split is not None and sample_id is None:
-        _note_other_samples(ds, split, user, rec.sample_id)
+        note_other_samples(ds, split, user, rec.sample_id)
     if markdown is not None:
         from mgfrec.eval.case_study import write_trajectory_markdown
 
@@ -65,19 +76,6 @@ def recommend(
         print_json(payload)
         return
     _show(payload)
-
-
-def _note_other_samples(ds, split: str, user: str | None, chosen: int | None) -> None:
-    """Say so when the user has several samples in the split: the latest was taken, and --sample-id picks another."""
-    frame = ds.split(split)
-    ids = frame.loc[frame["user_id"].astype(str) == str(user), "sample_id"].tolist()
-    if len(ids) > 1:
-        shown = ", ".join(str(i) for i in ids[:10]) + (", ..." if len(ids) > 10 else "")
-        typer.echo(
-            f"note: user {terminal_safe(str(user))} has {len(ids)} samples in split '{split}' ({shown}); this is "
-            f"{chosen}, the latest (--sample-id picks another)",
-            err=True,
-        )
 
 
 def _check_file_path(path: Path, flag: str) -> None:
@@ -139,4 +137,5 @@ def _show(p: dict) -> None:
             f"target: {target['title']} at place {target['rank']} (sample {target['sample_id']})",
             highlight=False,
             markup=False,
+            soft_wrap=True,  # one line, whatever the terminal's width: scripts read it
         )

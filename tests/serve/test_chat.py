@@ -53,8 +53,9 @@ def test_typed_feedback_enter_and_answer_in_a_terminal(serve_run, plugin):
     child.expect_exact(f"answer: {ds.titles[SCRIPT_TITLES[2]]}")  # asked after the 3rd of 4 scripted groundings
     child.expect("end: answered")
     child.expect(r"top \d+ for the answer")
-    child.expect(r"target: .* at place (\d+)")
+    child.expect(r"target: .* at place (\d+) \(sample (\d+)\)")
     assert 1 <= int(child.match.group(1)) <= ds.num_items
+    assert int(child.match.group(2)) == int(test.sample_id.iloc[0])
     assert exit_code(child) == 0
 
 
@@ -68,6 +69,12 @@ def test_quit_and_a_bad_user_end_cleanly(serve_run, plugin):
     child = spawn([str(run), "--user", "no-such-user"], plugin)
     child.expect("error:")
     child.expect("no-such-user")
+    assert exit_code(child) == 2 and "Traceback" not in child.before
+    # chat had no --sample-id (recommend and serve had): a sample that is not the user's is one line
+    user = str(ds.split("test").user_id.iloc[0])
+    child = spawn([str(run), "--user", user, "--split", "test", "--sample-id", "999999"], plugin)
+    child.expect("error:")
+    child.expect_exact("--sample-id 999999: not a sample of user")
     assert exit_code(child) == 2 and "Traceback" not in child.before
 
 
