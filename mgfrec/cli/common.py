@@ -78,11 +78,32 @@ def finite(value: float | None) -> float | None:
     return value
 
 
+def finite_in(low: float | None = None, high: float | None = None) -> Callable[[float | None], float | None]:
+    """Typer callback of a float option with bounds, in place of Click's ``min=``/``max=``: Click checks the range
+    first, and every comparison with ``nan`` is false, so ``--feedback-timeout nan`` was refused as "less than or
+    equal to 604800". This says "finite" first, then the bound. Give the bounds in the option's help."""
+
+    def check(value: float | None) -> float | None:
+        value = finite(value)
+        if value is not None and low is not None and value < low:
+            raise typer.BadParameter(f"{value}: give a number >= {low:g}")
+        if value is not None and high is not None and value > high:
+            raise typer.BadParameter(f"{value}: give a number <= {high:g}")
+        return value
+
+    return check
+
+
 def feedback_timeout_option(help_text: str) -> Any:
     """``--feedback-timeout`` of ``serve`` and ``chat``: seconds to wait for a person, at most a week."""
     from mgfrec.user_agents.human import MAX_TIMEOUT_S
 
-    return typer.Option(600.0, "--feedback-timeout", min=0.001, max=MAX_TIMEOUT_S, callback=finite, help=help_text)
+    return typer.Option(
+        600.0,
+        "--feedback-timeout",
+        callback=finite_in(0.001, MAX_TIMEOUT_S),
+        help=f"{help_text} [0.001<=x<={MAX_TIMEOUT_S:g}]",
+    )
 
 
 HISTORY_HELP = "Titles separated by ';', oldest first ('\\;' for a ';' inside a title)."

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mgfrec.cli.common import SET_HELP, console, feedback_timeout_option, finite, print_error, user_errors
+from mgfrec.cli.common import SET_HELP, console, feedback_timeout_option, finite_in, print_error, user_errors
 from mgfrec.cli.quiet import library_output
 
 
@@ -17,7 +17,10 @@ def serve(
     max_batch: int = typer.Option(8, "--max-batch", min=1, help="Most requests answered by one batched rollout."),
     queue_size: int = typer.Option(64, "--queue-size", min=1, help="Requests waiting before new ones get 503."),
     timeout: float = typer.Option(
-        120.0, "--timeout", min=0.001, callback=finite, help="Seconds one /v1/recommend may wait (then 504)."
+        120.0,
+        "--timeout",
+        callback=finite_in(0.001),
+        help="Seconds one /v1/recommend may wait (then 504). [x>=0.001]",
     ),
     feedback_timeout: float = feedback_timeout_option(
         "Seconds a conversation waits for a person's feedback (at most a week)."

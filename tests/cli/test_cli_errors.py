@@ -306,8 +306,12 @@ def test_an_unknown_split_names_the_flag_in_one_line(tmp_path, command):
         ["sft", "--data", "d", "--out", "o", "--lr", "nan"],
         ["fit", "--data", "d", "--out", "o", "--kl-beta", "inf"],
         ["baseline", "fit", "--model", "pop", "--data", "d", "--out", "o", "--weight-decay", "inf"],
+        # bounded flags: Click's range check came first and read nan as "less than or equal to 604800"
+        ["chat", "run", "--feedback-timeout", "nan"],
+        ["serve", "run", "--timeout", "nan"],
+        ["fit", "--data", "d", "--out", "o", "--kl-beta", "nan"],
     ],
-    ids=lambda a: f"{a[0]}{a[-2]}",
+    ids=lambda a: f"{a[0]}{a[-2]}{a[-1]}",
 )
 def test_a_float_flag_that_is_not_finite_is_refused_naming_it(tmp_path, monkeypatch, args):
     from mgfrec.cli.main import run_app
@@ -318,4 +322,23 @@ def test_a_float_flag_that_is_not_finite_is_refused_naming_it(tmp_path, monkeypa
     assert run_app(args, errors.append) == 2
     assert len(errors) == 1 and f"Invalid value for '{args[-2]}'" in errors[0], errors
     assert f"{args[-1]}: give a finite number" in errors[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["chat", "run", "--feedback-timeout", "0"], "0.0: give a number >= 0.001"),
+        (["serve", "run", "--feedback-timeout", "604801"], "604801.0: give a number <= 604800"),
+        (["serve", "run", "--timeout", "-1"], "-1.0: give a number >= 0.001"),
+        (["fit", "--data", "d", "--out", "o", "--kl-beta", "-0.5"], "-0.5: give a number >= 0"),
+    ],
+)
+def test_a_bounded_float_flag_out_of_range_names_the_flag_and_the_bound(tmp_path, monkeypatch, args, words):
+    from mgfrec.cli.main import run_app
+
+    monkeypatch.chdir(tmp_path)
+    errors: list[str] = []
+    assert run_app(args, errors.append) == 2
+    assert len(errors) == 1 and f"Invalid value for '{args[-2]}': {words}" in errors[0], errors
     assert list(tmp_path.iterdir()) == []
