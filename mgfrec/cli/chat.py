@@ -45,7 +45,7 @@ def chat(
     ),
     sample_id: int | None = typer.Option(None, "--sample-id", help=SAMPLE_ID_HELP),
     top_k: int = typer.Option(10, "--top-k", min=1, help="How many ranked items to show."),
-    timeout: float = feedback_timeout_option("Seconds to wait for your feedback (at most a week)."),
+    timeout: float = feedback_timeout_option("Seconds to wait for your feedback, 0.001 to a week (604800)."),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
 ) -> None:
     """Talk to the agent: after each grounding, type your feedback (Enter: the simulated user; /answer: answer now)."""

@@ -81,7 +81,7 @@ def finite(value: float | None) -> float | None:
 def finite_in(low: float | None = None, high: float | None = None) -> Callable[[float | None], float | None]:
     """Typer callback of a float option with bounds, in place of Click's ``min=``/``max=``: Click checks the range
     first, and every comparison with ``nan`` is false, so ``--feedback-timeout nan`` was refused as "less than or
-    equal to 604800". This says "finite" first, then the bound. Give the bounds in the option's help."""
+    equal to 604800". This says "finite" first, then the bound. Say the bounds in the option's help, in words: Typer reads ``[x>=0]`` as rich markup and drops it."""
 
     def check(value: float | None) -> float | None:
         value = finite(value)
@@ -102,7 +102,7 @@ def feedback_timeout_option(help_text: str) -> Any:
         600.0,
         "--feedback-timeout",
         callback=finite_in(0.001, MAX_TIMEOUT_S),
-        help=f"{help_text} [0.001<=x<={MAX_TIMEOUT_S:g}]",
+        help=help_text,
     )
 
 

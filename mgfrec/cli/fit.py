@@ -51,7 +51,7 @@ def fit(
     items_per_grounding: int | None = typer.Option(None, "--items-per-grounding", min=1, help="grounding.top_k."),
     group_size: int | None = typer.Option(None, "--group-size", min=1, help="grpo.group_size (G)."),
     kl_beta: float | None = typer.Option(
-        None, "--kl-beta", callback=finite_in(0.0), help="grpo.kl_beta (0 drops the reference policy). [x>=0]"
+        None, "--kl-beta", callback=finite_in(0.0), help="grpo.kl_beta, at least 0 (0 drops the reference policy)."
     ),
     lr: float | None = typer.Option(None, "--lr", callback=finite, help="trainer.lr."),
     strategy: str | None = typer.Option(

@@ -20,10 +20,10 @@ def serve(
         120.0,
         "--timeout",
         callback=finite_in(0.001),
-        help="Seconds one /v1/recommend may wait (then 504). [x>=0.001]",
+        help="Seconds one /v1/recommend may wait, at least 0.001 (then 504).",
     ),
     feedback_timeout: float = feedback_timeout_option(
-        "Seconds a conversation waits for a person's feedback (at most a week)."
+        "Seconds a conversation waits for a person's feedback, 0.001 to a week (604800)."
     ),
     max_sessions: int = typer.Option(32, "--max-sessions", min=1, help="Open conversations before new ones get 503."),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
