@@ -81,7 +81,8 @@ def finite(value: float | None) -> float | None:
 def finite_in(low: float | None = None, high: float | None = None) -> Callable[[float | None], float | None]:
     """Typer callback of a float option with bounds, in place of Click's ``min=``/``max=``: Click checks the range
     first, and every comparison with ``nan`` is false, so ``--feedback-timeout nan`` was refused as "less than or
-    equal to 604800". This says "finite" first, then the bound. Say the bounds in the option's help, in words: Typer reads ``[x>=0]`` as rich markup and drops it."""
+    equal to 604800". This says "finite" first, then the bound. Say the bounds in the option's help, in words:
+    Typer reads ``[x>=0]`` as rich markup and drops it."""
 
     def check(value: float | None) -> float | None:
         value = finite(value)
