@@ -79,3 +79,24 @@ def test_flag_display_fix_leaves_typer_releases_without_the_hook_alone():
     hide_flag_value(Newer)  # twice: still one wrapper over the original
     assert Newer(is_flag=True).display_type_rich(None) is None
     assert Newer(is_flag=False).display_type_rich(None) == "<text>"
+
+
+def test_no_help_text_is_swallowed_as_rich_markup():
+    """Typer renders help as rich markup: a bracket such as "[x>=0]" is read as a style tag and vanishes from
+    --help (docs/cli.md still showed it)."""
+    import re
+
+    import typer
+
+    tag = re.compile(r"(?<!\\)\[[a-z#/@][^\[\]]*\]")
+    group = typer.main.get_command(app)
+    seen = 0
+    stack = [group]
+    while stack:
+        cmd = stack.pop()
+        stack.extend(getattr(cmd, "commands", {}).values())
+        for text in [cmd.help, *(getattr(p, "help", None) for p in cmd.params)]:
+            if text:
+                seen += 1
+                assert not tag.search(text), f"{cmd.name}: {text}"
+    assert seen > 100
