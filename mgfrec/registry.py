@@ -269,6 +269,17 @@ def blame(exc: BaseException) -> Entry | None:
     return None
 
 
+def plugin_failure(exc: BaseException) -> str | None:
+    """``kind 'name' (target, from package) failed: TypeError: message`` for an exception raised through a
+    plugin's code (:func:`blame`), the type left out for a user error (ValueError, OSError, LookupError); None
+    when no plugin is to blame."""
+    plugin = blame(exc)
+    if plugin is None:
+        return None
+    kind = "" if isinstance(exc, (ValueError, OSError, LookupError)) else f"{type(exc).__name__}: "
+    return f"{plugin.describe()} failed: {kind}{error_message(exc)}"
+
+
 def error_message(exc: BaseException) -> str:
     """One line for a user error: a KeyError's own text, an OSError as ``path: reason`` (the CLI prints every
     user error this way; a plugin's is named with it)."""

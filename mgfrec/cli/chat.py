@@ -104,9 +104,9 @@ def _converse(
         except FeedbackCancelled:
             events.put({"type": "cancelled"})
         except Exception as exc:  # noqa: BLE001 - shown as one line
-            from mgfrec.serve.work import error_text
+            from mgfrec.serve.work import failure_text
 
-            events.put({"type": "error", "error": error_text(exc)})
+            events.put({"type": "error", "error": failure_text(exc)})
 
     worker = threading.Thread(target=work, name="mgfrec-chat", daemon=True)
     worker.start()

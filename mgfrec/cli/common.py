@@ -53,15 +53,15 @@ def user_errors() -> Iterator[None]:
     """Turn expected errors (bad input, bad config, unknown component) into a message and exit code 2."""
     from mgfrec.config.load import ConfigError
     from mgfrec.grounding.base import MissingExtraError
-    from mgfrec.registry import RegistryError, blame, error_message
+    from mgfrec.registry import RegistryError, error_message, plugin_failure
     from mgfrec.user_agents.base import UserAgentError
 
     try:
         yield
     except (ConfigError, RegistryError, UserAgentError, MissingExtraError, ValueError, KeyError, OSError) as exc:
         # Only the message is printed, never the chain: a chained SDK error may quote request headers.
-        plugin = None if isinstance(exc, RegistryError) else blame(exc)  # registry errors name it already
-        print_error((f"{plugin.describe()}: " if plugin else "") + error_message(exc))
+        plugin = None if isinstance(exc, RegistryError) else plugin_failure(exc)  # registry errors name it already
+        print_error(plugin or error_message(exc))
         raise typer.Exit(2) from None
 
 

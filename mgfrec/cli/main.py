@@ -168,15 +168,10 @@ def plugin_failed(exc: Exception) -> str | None:
     for any other exception, and under ``--verbose``: mgfrec's own bugs keep their traceback, and so does a
     plugin's when its author asks for it."""
     from mgfrec.cli.quiet import is_verbose
-    from mgfrec.registry import blame
+    from mgfrec.registry import plugin_failure
 
-    plugin = None if is_verbose() else blame(exc)
-    if plugin is None:
-        return None
-    return (
-        f"{plugin.describe()} failed: {type(exc).__name__}: {exc} (a bug of the plugin; "
-        "'mgfrec --verbose ...' shows the traceback)"
-    )
+    line = None if is_verbose() else plugin_failure(exc)
+    return None if line is None else f"{line} (a bug of the plugin; 'mgfrec --verbose ...' shows the traceback)"
 
 
 def run_app(args: list[str], print_error: Callable[[str], None], cli: typer.Typer | None = None) -> int:

@@ -313,7 +313,7 @@ def client_error_text(error: BaseException | None) -> str:
 
     if isinstance(error, (ValueError, KeyError, LookupError, FeedbackTimeout, FeedbackCancelled)):
         return error_text(error)
-    _LOG.error("the recommendation failed: %s", terminal_safe(error_text(error)))  # a server's message is untrusted
+    _LOG.error("the recommendation failed: %s", terminal_safe(failure_text(error)))  # a server's message is untrusted
     return INTERNAL_ERROR
 
 
@@ -324,3 +324,11 @@ def error_text(error: BaseException | None) -> str:
     if isinstance(error, KeyError) and error.args:
         return str(error.args[0])
     return str(error) or type(error).__name__
+
+
+def failure_text(error: BaseException | None) -> str:
+    """:func:`error_text`, or the plugin named whose code raised it (``registry.plugin_failure``), for the server's
+    log and ``mgfrec chat``: a plugin's bare message (or its ``TypeError``) does not say which package failed."""
+    from mgfrec.registry import plugin_failure
+
+    return (plugin_failure(error) if error is not None else None) or error_text(error)

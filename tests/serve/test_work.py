@@ -228,3 +228,28 @@ def test_a_failure_logged_for_the_server_shows_its_escape_sequences_as_text(capl
         assert client_error_text(RuntimeError("401 bad key \x1b]0;PWNED\x07\x1b[2J")) == INTERNAL_ERROR
     logged = caplog.records[-1].getMessage()
     assert "401 bad key \\x1b]0;PWNED\\x07\\x1b[2J" in logged and "\x1b" not in logged
+
+
+@pytest.mark.reliability
+def test_a_plugins_failure_is_logged_and_chatted_with_the_plugin_named(tmp_path, monkeypatch, caplog):
+    """A plugin's crash inside a served recommendation reached the log as its bare message ("boom"), with no word of
+    which installed package failed; the client still gets the fixed line."""
+    from mgfrec.registry import KINDS, Registry, use_registry
+    from mgfrec.serve.work import INTERNAL_ERROR, client_error_text, failure_text
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "crashing_reward.py").write_text(
+        "class Reward:\n    def __call__(self, x):\n        raise RuntimeError('boom')\n"
+    )
+    import crashing_reward
+
+    reg = Registry({k: {} for k in KINDS})
+    reg.add("reward", "crash", crashing_reward.Reward)
+    with pytest.raises(RuntimeError) as raised:
+        crashing_reward.Reward()(1)
+    with use_registry(reg), caplog.at_level("ERROR", logger="mgfrec.serve"):
+        assert client_error_text(raised.value) == INTERNAL_ERROR
+        assert failure_text(raised.value).startswith("reward 'crash' (crashing_reward:Reward, from python:")
+        assert failure_text(raised.value).endswith(" failed: RuntimeError: boom")
+        assert failure_text(ValueError("bare")) == "bare"  # nobody's plugin: the message alone
+    assert "reward 'crash'" in caplog.records[-1].getMessage()
