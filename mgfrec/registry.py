@@ -244,8 +244,10 @@ def class_path(obj: object) -> str:
 
 
 def blame(exc: BaseException) -> Entry | None:
-    """The third-party component whose code ``exc`` was raised through, or None: the innermost frame of its
-    traceback that belongs to a plugin's module (that module itself, else another module of its package).
+    """The third-party component whose code ``exc`` was raised through, or None. Of the traceback's frames in a
+    plugin's modules, innermost first: the first that runs the entry point's own object (``Class.method``, or the
+    function); failing that, the innermost frame's module, then its package. One module may register several
+    components, and its helper functions belong to none of them.
 
     A plugin's error at run time (a grounder's ``search``, a reward's ``__call__``) is raised deep inside a
     command; this is how the CLI names the plugin in its one line. Never raises: a registry that cannot be
@@ -256,12 +258,18 @@ def blame(exc: BaseException) -> Entry | None:
         return None
     if not plugins:
         return None
-    modules: list[str] = []
+    frames: list[tuple[str, str]] = []  # (module, qualified name of the code), innermost first
     tb = exc.__traceback__
     while tb is not None:
-        modules.append(str(tb.tb_frame.f_globals.get("__name__", "")))
+        code = tb.tb_frame.f_code
+        frames.insert(0, (str(tb.tb_frame.f_globals.get("__name__", "")), getattr(code, "co_qualname", code.co_name)))
         tb = tb.tb_next
-    for module in reversed(modules):  # innermost first
+    for module, qualname in frames:
+        for e in plugins:
+            attr = e.target.partition(":")[2].partition("[")[0].strip()
+            if e.module == module and attr and (qualname == attr or qualname.startswith(attr + ".")):
+                return e
+    for module, _ in frames:
         exact = [e for e in plugins if e.module == module]
         package = [e for e in plugins if module.split(".")[0] == e.module.split(".")[0]]
         if exact or package:

@@ -471,8 +471,38 @@ def test_blame_names_the_innermost_plugin_on_the_traceback_and_nobody_else(tmp_p
         with pytest.raises(TypeError) as nested:  # the reward calls the grounder: the innermost is blamed
             blamepkg.reward.R()(lambda: blamepkg.grounder.G().search(lambda: blamepkg.reward.R()(None), 1))
         assert blame(nested.value).name == "r"
+        # one module, two components, the failing one registered second and failing in a module-level helper:
+        # the first component of the module was named
+        (pkg / "two.py").write_text(
+            "class A:\n    pass\n\n\ndef _helper():\n    raise OSError('gone')\n\n\n"
+            "class B:\n    def load(self):\n        _helper()\n"
+        )
+        import blamepkg.two
+
+        reg.add("data_source", "a", blamepkg.two.A)
+        reg.add("data_source", "b", blamepkg.two.B)
+        with pytest.raises(OSError) as second:
+            blamepkg.two.B().load()
+        assert blame(second.value).name == "b"
         with pytest.raises(ValueError) as ours:
             component_options(_WithOptions, {"k": 0}, "where")  # raised in mgfrec alone
         assert blame(ours.value) is None
     with use_registry(_fresh()):
         assert blame(raised.value) is None  # no plugin installed: nobody to blame
+
+
+@pytest.mark.reliability
+def test_plugins_list_shows_a_packages_escape_sequences_as_text(tmp_path):
+    """The entry-point name, package and target reached the terminal raw: a name could recolour it or retitle it."""
+    import os
+
+    dist = tmp_path / "mgfrec_esc-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mgfrec-esc\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[mgfrec.grounder]\nevil\x1b[31mRED = esc.mod:G\x1b]0;T\x07\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "COLUMNS": "200"}
+    command = [sys.executable, "-m", "mgfrec.cli.main", "plugins", "list", "--kind", "grounder"]
+    proc = subprocess.run(command, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "\x1b" not in proc.stdout and "\x07" not in proc.stdout, proc.stdout
+    assert "evil\\x1b[31mRED" in proc.stdout, proc.stdout

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.text import Text
 
-from mgfrec.cli.common import print_json, run
+from mgfrec.cli.common import print_json, run, terminal_safe
 
 app = typer.Typer(help="Inspect registered components (built-ins and plugin packages).", no_args_is_help=True)
 
@@ -51,10 +51,12 @@ def list_(
         if not es:
             table.add_row(k, Text("(none)", style="dim"), "")
         for i, e in enumerate(es):
-            module, _, obj = e.target.partition(":")
+            # a package's names and targets are its text: shown, never acted on (an escape sequence in a name)
+            name, origin, target = terminal_safe([e.name, e.origin, e.target])
+            module, _, obj = target.partition(":")
             table.add_row(
                 k if i == 0 else "",
-                Text.assemble(f"{e.name}\n", (e.origin, "dim")),
+                Text.assemble(f"{name}\n", (origin, "dim")),
                 f"{module}:\n  {obj}" if obj else module,
             )
     out.print(table)
