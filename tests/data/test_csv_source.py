@@ -277,6 +277,22 @@ def test_an_unclosed_quote_that_keeps_the_field_count_is_refused_too(tmp_path):
         CsvSource().load(folder, skip_bad=True)
 
 
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    ("items", "titles"),
+    [
+        (b'item_id,title\n1,"Live at Leeds,\nDeluxe, Remastered"\n2,B\n', ["Live at Leeds, Deluxe, Remastered", "B"]),
+        (b'item_id,title\ni1,"Songs,\n2, the sequel"\ni2,B\n', ["Songs, 2, the sequel", "B"]),
+    ],
+)
+def test_a_closed_quoted_title_whose_second_line_holds_a_comma_is_read(tmp_path, items, titles):
+    """It was refused, --skip-bad or not, as "a quote opened on this line is not closed": any comma on a title's
+    second line made the line look like a row of its own."""
+    first = items.split(b"\n")[1].split(b",")[0]
+    folder = write(tmp_path / "data", items=items, interactions=b"user_id,item_id,timestamp\nu1,%s,1\n" % first)
+    assert CsvSource().load(folder, skip_bad=False).items["title"].tolist() == titles
+
+
 def test_a_quote_left_open_at_the_end_of_the_file_is_refused(tmp_path):
     folder = write(
         tmp_path / "data",

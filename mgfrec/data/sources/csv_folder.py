@@ -148,17 +148,32 @@ def _check_span(path: Path, start: int, end: int, fields: list[str], width: int,
     """A row spanning several physical lines is a quoted field with line breaks, which CSV allows; but when
     its field count is wrong, or a line inside the field would be a row of its own, a quote was left open and
     swallowed the rows after it. That is refused for the whole file (``--skip-bad`` cannot skip it): the
-    row count would no longer match the file's lines."""
+    row count would no longer match the file's lines.
+
+    A line inside the field "would be a row" when it holds enough delimiters for a row and its first value has the
+    shape of this row's first value (``i3`` beside ``i2``, ``1042`` beside ``17``): a title's second line such as
+    "Deluxe, Remastered" holds a comma too, and is a title's line, not an id's."""
     if end == start:
         return
     inner = [line for field in fields for line in field.split("\n")[1:]]
-    if len(fields) == width and not any(line.count(delimiter) >= width - 1 for line in inner if line.strip()):
+    key = _shape(fields[0])
+
+    def row_like(line: str) -> bool:
+        return line.count(delimiter) >= width - 1 and _shape(line.split(delimiter, 1)[0]) == key
+
+    if len(fields) == width and not any(row_like(line) for line in inner if line.strip()):
         return
     raise BadInputError(
         f"{path}:{start}: a quote opened on this line is not closed until line {end}, so {end - start} following "
         f"line(s) were read as part of one field; close the quote (a field may span lines only inside "
         f"matching quotes)"
     )
+
+
+def _shape(value: str) -> str:
+    """A value's shape: each run of digits ``9``, each run of letters ``a``, anything else itself (``i42`` and
+    ``i7`` are both ``a9``; ``Deluxe`` is ``a``)."""
+    return re.sub(r"[^\W\d_]+", "a", re.sub(r"\d+", "9", value.strip()))
 
 
 class CsvSource:
