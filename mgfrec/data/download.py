@@ -1,8 +1,9 @@
 """Fetching the official Amazon Reviews 2023 files of one category, resumably, with the standard library.
 
 Each file is written to ``<name>.part`` and renamed to ``<name>`` only once its size equals the server's
-Content-Length, so a file under its final name is always whole. An interrupted transfer leaves the
-``.part`` behind; the next call asks the server for the rest (an HTTP Range request) and appends it.
+Content-Length and it is gzip data (read to its end, its checksum checked, when the server gave no length), so a
+file under its final name is always whole. An interrupted transfer leaves the ``.part`` behind; the next call asks
+the server for the rest (an HTTP Range request) and appends it.
 
 This module downloads and nothing else: reading and filtering the files is
 :mod:`mgfrec.data.sources.amazon2023`'s job, and showing progress is the caller's (see ``ProgressFn``).
@@ -11,11 +12,13 @@ This module downloads and nothing else: reading and filtering the files is
 from __future__ import annotations
 
 import difflib
+import gzip
 import http.client
 import re
 import time
 import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,12 +150,16 @@ def download_file(
     attempts continue an interrupted transfer. A file already at ``dest`` is left as it is."""
     dest = Path(dest)
     if dest.is_file():
+        if dest.name.endswith(".gz") and (problem := _not_gzip(dest)) is not None:  # an earlier bad file
+            raise DownloadError(f"{dest}: {problem}; delete it and run the command again to fetch it anew")
         return Downloaded(dest, dest.stat().st_size, "present")
     part = dest.with_name(dest.name + ".part")
     resumed = part.is_file() and part.stat().st_size > 0
     for attempt in range(retries + 1):
         try:
-            size = _attempt(url, part, dest.name, progress, timeout_s)
+            size, sized = _attempt(url, part, dest.name, progress, timeout_s)
+            if dest.name.endswith(".gz"):
+                _check_gzip(url, part, whole=not sized)
         except _Interrupted as exc:
             if attempt == retries:
                 raise DownloadError(str(exc)) from None
@@ -164,12 +171,41 @@ def download_file(
     raise AssertionError("unreachable")
 
 
+def _not_gzip(path: Path) -> str | None:
+    """Why ``path`` is not gzip data (its first bytes), or None."""
+    with path.open("rb") as handle:
+        head = handle.read(2)
+    return None if head == b"\x1f\x8b" else f"not gzip data (it begins {head!r}; an error or login page?)"
+
+
+def _check_gzip(url: str, part: Path, whole: bool) -> None:
+    """Refuse a downloaded ``.gz`` that is not gzip data (a server's error page sent as 200: deleted, it is no
+    prefix of the file); with ``whole`` (the server gave no Content-Length, so its size proved nothing), read it
+    to its end, where gzip keeps a checksum and the length: a transfer cut short is kept to resume."""
+    problem = _not_gzip(part)
+    if problem is not None:
+        part.unlink()
+        raise DownloadError(f"{url}: the server sent {problem}; check --base-url")
+    if not whole:
+        return
+    try:
+        with gzip.open(part, "rb") as handle:
+            while handle.read(CHUNK):
+                pass
+    except (OSError, EOFError, zlib.error) as exc:
+        raise _Interrupted(
+            f"{url}: the server gave no Content-Length and its gzip data ends early or is damaged ({exc}); the "
+            f"transfer was cut short. The partial file is kept at {part}; run the command again to resume"
+        ) from None
+
+
 class _Interrupted(Exception):
     """A failed attempt worth repeating (no connection, a 5xx, a transfer cut short); any .part is kept."""
 
 
-def _attempt(url: str, part: Path, name: str, progress: ProgressFn | None, timeout_s: float) -> int:
-    """One request: continue ``part`` from its current size; return the final size once complete."""
+def _attempt(url: str, part: Path, name: str, progress: ProgressFn | None, timeout_s: float) -> tuple[int, bool]:
+    """One request: continue ``part`` from its current size; return the final size once complete, and whether the
+    server said what that size is (a Content-Length or Content-Range) and it was checked."""
     offset = part.stat().st_size if part.is_file() else 0
     headers = {"User-Agent": f"mgfrec/{__version__} (urllib)"}
     if offset:
@@ -179,7 +215,7 @@ def _attempt(url: str, part: Path, name: str, progress: ProgressFn | None, timeo
     except urllib.error.HTTPError as exc:
         _, total = _content_range(exc.headers.get("Content-Range"))
         if exc.code == 416 and total == offset:
-            return offset  # the .part already holds the whole file; only the rename was missing
+            return offset, True  # the .part already holds the whole file; only the rename was missing
         if exc.code == 416:
             part.unlink()  # longer than the remote file: not a prefix of it, so start again
             return _attempt(url, part, name, progress, timeout_s)
@@ -226,7 +262,7 @@ def _attempt(url: str, part: Path, name: str, progress: ProgressFn | None, timeo
             f"{url}: received {have:,} of {total:,} bytes (Content-Length); the file is short. "
             f"The partial file is kept at {part}; run the command again to resume"
         )
-    return have
+    return have, total is not None
 
 
 def _size(total: int | None) -> str:

@@ -24,7 +24,7 @@ def jsonl_lines(path: Path) -> Iterator[tuple[int, bytes]]:
     except (OSError, EOFError, zlib.error) as exc:
         raise BadInputError(
             f"{path}: unreadable after line {lineno} ({exc}); a truncated download looks like this - "
-            "fetch the file again with 'mgfrec data download'"
+            "delete it and fetch it again with 'mgfrec data download' (which keeps a file that is already there)"
         ) from None
 
 

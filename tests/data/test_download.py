@@ -39,6 +39,7 @@ class Server:
     files: dict[str, bytes]
     url: str = ""
     ranges: bool = True  # honour Range headers
+    lengths: bool = True  # send Content-Length (without it the body ends when the connection closes)
     cuts: list[int] = field(default_factory=list)  # next responses send only this many body bytes
     failures: list[int] = field(default_factory=list)  # next requests are answered with these statuses
     requests: list[tuple[str, str | None]] = field(default_factory=list)
@@ -63,7 +64,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(206 if start else 200)
         if start:
             self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-        self.send_header("Content-Length", str(len(body) - start))
+        if state.lengths:
+            self.send_header("Content-Length", str(len(body) - start))
         self.end_headers()
         payload = body[start:]
         if state.cuts:
@@ -139,6 +141,31 @@ def test_truncated_file_fails_the_size_check_and_keeps_the_part(server, tmp_path
     assert f"received 500 of {len(REVIEWS):,} bytes (Content-Length); the file is short" in message
     assert f"{dest}.part" in message and "run the command again to resume" in message
     assert not dest.exists() and Path(f"{dest}.part").stat().st_size == 500
+
+
+def test_a_transfer_cut_short_without_a_content_length_is_kept_to_resume(server, tmp_path):
+    """Without a Content-Length nothing was checked: the half file was renamed into place as "downloaded"."""
+    dest = tmp_path / "CDs_and_Vinyl.jsonl.gz"
+    server.lengths, server.cuts = False, [len(REVIEWS) // 2]
+    with pytest.raises(DownloadError, match=r"no Content-Length and its gzip data ends early .* run the command again"):
+        fetch(server, dest)
+    part = tmp_path / "CDs_and_Vinyl.jsonl.gz.part"
+    assert not dest.exists() and part.read_bytes() == REVIEWS[: len(REVIEWS) // 2]
+    done = fetch(server, dest)  # the rest, by a Range request, and this time the gzip data ends whole
+    assert done.status == "resumed" and dest.read_bytes() == REVIEWS and not part.exists()
+
+
+def test_an_error_page_sent_as_200_is_not_kept_and_a_bad_present_file_is_named(server, tmp_path):
+    """A login or error page answered with 200 was saved as the .jsonl.gz and reported "downloaded"; run again, it
+    was "present", so 'mgfrec data prepare's advice to fetch it again did nothing."""
+    dest = tmp_path / "CDs_and_Vinyl.jsonl.gz"
+    server.files[REVIEWS_URL] = b"<html>please log in</html>"
+    with pytest.raises(DownloadError, match=r"the server sent not gzip data \(it begins b'<h'.*check --base-url"):
+        fetch(server, dest)
+    assert list(tmp_path.iterdir()) == []  # no prefix of the real file: nothing kept
+    dest.write_bytes(b"<html>an earlier bad download</html>")
+    with pytest.raises(DownloadError, match=r"CDs_and_Vinyl.jsonl.gz: not gzip data .* delete it and run the command"):
+        fetch(server, dest)
 
 
 def test_server_without_range_support_restarts_the_file(server, tmp_path):
