@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import typer
@@ -114,4 +115,5 @@ def fit(
         )
     elif summary["stopped"] in ("time cap", "step cap"):
         console.print(f"stopped at the {summary['stopped']} (retriever.max_seconds / max_steps)", highlight=False)
-    typer.echo(f"valid NDCG@10 {result.valid_ndcg10:.4f}{epoch}; {summary['seconds']} s; run folder {out_dir}")
+    valid = "n/a (the valid split has no sample)" if math.isnan(result.valid_ndcg10) else f"{result.valid_ndcg10:.4f}"
+    typer.echo(f"valid NDCG@10 {valid}{epoch}; {summary['seconds']} s; run folder {out_dir}")

@@ -64,6 +64,9 @@ def fit_baseline(ds: PreparedDataset, config: MGFRecConfig, out: str | Path, reg
 
         lightning_device(config.retriever.device)  # an unusable device is refused before out is touched
     check_output_run(out, "baseline", data=ds.root)  # nothing of another kind is set aside, then deleted
+    if ds.split("train").empty:
+        # every model, a counting one too (pop wrote a model of zeros): refused before out is touched
+        raise ValueError(f"{ds.root}: the train split is empty; nothing to fit")
     own = tuple(getattr(cls, "run_files", ()))  # what a plugin saves besides mgfrec's own files
     out.mkdir(parents=True, exist_ok=True)
     keep_user_config(out)  # a --config given as OUT/config.yaml stays, as config.user.yaml
@@ -75,7 +78,7 @@ def fit_baseline(ds: PreparedDataset, config: MGFRecConfig, out: str | Path, reg
         start = time.perf_counter()
         retriever = reg.build("retriever", name, config.retriever.options, ds, config, out, method="fit")
         seconds = time.perf_counter() - start
-        valid = float(per_sample(split_ranks(retriever, ds, "valid"), [10])["ndcg@10"].mean())
+        valid = valid_ndcg10(retriever, ds)
     except BaseException:
         _put_back(out, aside, own)
         raise
@@ -91,6 +94,14 @@ def fit_baseline(ds: PreparedDataset, config: MGFRecConfig, out: str | Path, reg
     if aside is not None:
         shutil.rmtree(aside, ignore_errors=True)  # after run.json: see _set_aside
     return FitResult(retriever, out, valid, seconds)
+
+
+def valid_ndcg10(retriever: Any, ds: PreparedDataset) -> float:
+    """Mean NDCG@10 over the valid split; ``nan`` when it has no sample (a model that needs none, like pop, fits
+    anyway; numpy's "mean of empty slice" warnings are not the way to say so: the CLI says "no valid samples")."""
+    if ds.split("valid").empty:
+        return float("nan")
+    return float(per_sample(split_ranks(retriever, ds, "valid"), [10])["ndcg@10"].mean())
 
 
 PREVIOUS = ".previous-fit"

@@ -218,3 +218,21 @@ def test_a_users_files_beside_a_run_survive_a_refit_a_killed_fit_and_a_failed_on
         "--set", f"retriever.options.collaborative_run={tmp_path / 'nowhere'}",
     )  # fmt: skip
     assert failed.exit_code == 2 and mine_kept() and (out / "last_title.json").is_file()
+
+
+@pytest.mark.reliability
+def test_pop_refuses_an_empty_train_split_and_says_when_valid_has_no_sample(data, tmp_path):
+    """pop wrote a model of zeros from an empty train split, and on an empty valid split printed numpy's two
+    "Mean of empty slice" warnings with source lines, then "valid NDCG@10 nan"."""
+    raw = tmp_path / "raw"
+    for ratios, name in (("[0,0.5,0.5]", "no-train"), ("[0.9,0,0.1]", "no-valid")):
+        result = invoke("data", "prepare", raw, "--out", tmp_path / name, "--set", f"data.split_ratios={ratios}")
+        assert result.exit_code == 0, result.output
+    result = invoke("baseline", "fit", "--model", "pop", "--data", tmp_path / "no-train", "--out", tmp_path / "p1")
+    assert result.exit_code == 2 and "the train split is empty; nothing to fit" in result.output, result.output
+    assert not (tmp_path / "p1").exists()
+    result = invoke("baseline", "fit", "--model", "pop", "--data", tmp_path / "no-valid", "--out", tmp_path / "p2")
+    assert result.exit_code == 0, result.output
+    assert "valid NDCG@10 n/a (the valid split has no sample)" in result.output, result.output
+    assert "RuntimeWarning" not in result.output and "Mean of empty slice" not in result.output
+    assert json.loads((tmp_path / "p2" / "run.json").read_text())["extra"]["valid_ndcg@10"] is None
