@@ -12,6 +12,7 @@ Everything reads files that training and evaluation already wrote; nothing here 
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,11 @@ def read_metrics(path: str | Path) -> pd.DataFrame:
     frame = read_table(path, ())
     if "step" not in frame:
         raise ValueError(f"{path}: no 'step' column; not a metrics file written by 'mgfrec fit'")
-    check_numbers(frame, path, list(frame.columns))
+    if frame.empty:
+        raise ValueError(f"{path}: a header and no rows; nothing to plot (train the run with 'mgfrec fit')")
+    check_numbers(frame, path, ["step"], whole=True)
+    check_numbers(frame, path, [c for c in frame.columns if c != "step"])
+    # inf stays: a diverged run's loss is a record worth drawing
     return frame.sort_values("step")
 
 
@@ -67,8 +72,13 @@ def read_table(path: Path, columns: Sequence[str]) -> pd.DataFrame:
     one error naming it, not pandas' own message."""
     try:
         frame = pd.read_csv(path)
+        with path.open(newline="") as handle:
+            header = next(csv.reader(handle), [])
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: not a readable CSV file ({str(exc).splitlines()[0]}); write it again") from None
+    twice = sorted({c for c in header if header.count(c) > 1})
+    if twice:  # pandas would read the second as "<name>.1", a column of its own
+        raise ValueError(f"{path}:1: column(s) {', '.join(twice)} appear more than once in the header; write it again")
     missing = [c for c in columns if c not in frame]
     if missing:
         raise ValueError(f"{path}: no column(s) {', '.join(missing)}; write it again")
@@ -267,7 +277,7 @@ def _by_others(frame: pd.DataFrame, others: Sequence[str]) -> Iterator[tuple[str
     if not others:
         yield "", frame
         return
-    keyed = frame.assign(**{f: frame[f].map(lambda v: str(v) if isinstance(v, list) else v) for f in others})
+    keyed = frame.assign(**{f: frame[f].map(lambda v: str(v) if isinstance(v, (list, dict)) else v) for f in others})
     for key, group in keyed.groupby(list(others), dropna=False):
         yield (
             ", ".join(f"{f}={v}" for f, v in zip(others, key if isinstance(key, tuple) else (key,), strict=False)),
@@ -287,13 +297,14 @@ def plot_sweep(
     points = sweep_points(sweep_dir, metric)
     if points.empty:
         raise ValueError(f"{sweep_dir}: no finished cell with '{metric}' to plot")
-    fields = list(_sweep_record(sweep_dir).get("grid") or [])
+    grid = _sweep_record(sweep_dir).get("grid") or {}
+    fields = list(grid)
     written = {}
     for field in fields:
         others = [f for f in fields if f != field]
         fig, ax = plt.subplots(figsize=(5, 3.5))
         for tag, group in _by_others(points, others):
-            group = group.sort_values(field, key=lambda s: s.map(lambda v: (isinstance(v, str), v)))
+            group = group.iloc[_x_order(list(group[field]), list(grid[field] or []))]
             _line(
                 ax,
                 list(group[field]),
@@ -307,6 +318,18 @@ def plot_sweep(
             ax.legend(fontsize="small")
         written[field] = _save(fig, out_dir / f"{prefix}sweep_{field}_{metric}.png".replace("/", "_"))
     return written
+
+
+def _x_order(values: list[Any], grid_values: list[Any]) -> list[int]:
+    """Row positions in x order: numbers by value; anything else (names, lists, mappings such as
+    ``retriever.options``, which do not compare) in the order the grid lists them."""
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return sorted(range(len(values)), key=lambda i: values[i])
+
+    def place(v: Any) -> int:
+        return next((n for n, g in enumerate(grid_values) if g == v), len(grid_values))
+
+    return sorted(range(len(values)), key=lambda i: place(values[i]))
 
 
 def mean_rank_by_limit(
@@ -328,7 +351,9 @@ def mean_rank_by_limit(
         others = {f: v for f, v in entry["values"].items() if f != field}
         rows.append({"limit": entry["values"][field], **others, "mean_rank": float(ranks["rank"].mean())})
     if not rows:
-        raise ValueError(f"{sweep_dir}: no finished cell that sweeps {field} and has ranks_{split}.csv")
+        others = [s for s in SPLITS if s != split and any(sweep_dir.glob(f"*/ranks_{s}.csv"))]
+        hint = f" (its cells were evaluated on {' and '.join(others)}: pass --split {others[0]})" if others else ""
+        raise ValueError(f"{sweep_dir}: no finished cell that sweeps {field} and has ranks_{split}.csv{hint}")
     names = list(samples)
     other = next((n for n in names if samples[n] != samples[names[0]]), None)
     if other is not None:
@@ -459,6 +484,11 @@ def check_figure_args(paths: Sequence[str | Path], split: str, metric: str) -> N
                 f"{path}: a baseline run (mgfrec baseline fit); the figures are drawn for agent runs (mgfrec sft, "
                 "mgfrec fit) and sweeps"
             )
+        if (path / "sweep.json").is_file():  # a sweep's inputs are read now, so that its errors come first too
+            if sweep_points(path, metric).empty:
+                raise ValueError(f"{path}: no finished cell with '{metric}' to plot")
+            if "agent.max_groundings" in (_sweep_record(path).get("grid") or {}):
+                mean_rank_by_limit(path, split)
 
 
 def figures_for(

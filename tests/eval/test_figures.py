@@ -445,3 +445,58 @@ def test_a_wrong_split_is_refused_before_any_figure_is_written(tmp_path):
     result = CliRunner().invoke(app, [str(tmp_path / "sweep"), "--out", str(tmp_path / "fig"), "--split", "tset"])
     assert result.exit_code == 2 and "--split 'tset': choose one of train, valid, test" in result.output
     assert not (tmp_path / "fig").exists()  # the sweep curve was written, then the command failed
+
+
+def test_sweep_curves_with_mapping_values_keep_the_grid_order(tmp_path):
+    """A --grid-file may sweep a mapping (retriever.options): sorting the values was a TypeError traceback."""
+    options = [{"heads": 2}, {"heads": 1}]
+    cells = {
+        f"o={n}": {"values": {"retriever.options": o}, "status": "finished", "summary": {"ndcg_full": 0.1 * (n + 1)}}
+        for n, o in enumerate(options)
+    }
+    (tmp_path / "sweep.json").write_text(json.dumps({"grid": {"retriever.options": options}, "cells": cells}))
+    written = plot_sweep(tmp_path, tmp_path / "fig")
+    assert_png(written["retriever.options"])
+    from mgfrec.eval.figures import _x_order
+
+    assert _x_order([{"heads": 1}, {"heads": 2}], options) == [1, 0]  # as the grid lists them
+    assert _x_order([6, 1, 3], [1, 3, 6]) == [1, 2, 0]  # numbers by value
+
+
+@pytest.mark.reliability
+def test_a_sweep_without_fig5s_ranks_is_refused_before_any_figure(tmp_path):
+    """Its sweep curves were written, then Fig. 5 failed: exit 2 with files on disk that --json never listed. The
+    message now names the split the cells were evaluated on."""
+    write_sweep(tmp_path / "sweep")
+    for ranks in (tmp_path / "sweep").glob("*/ranks_valid.csv"):
+        ranks.rename(ranks.with_name("ranks_test.csv"))
+    app = typer.Typer()
+    app.command()(figures_command)
+    result = CliRunner().invoke(app, [str(tmp_path / "sweep"), "--out", str(tmp_path / "fig")])
+    assert result.exit_code == 2 and "has ranks_valid.csv (its cells were evaluated on test: pass --split test)" in (
+        " ".join(result.output.split())
+    ), result.output
+    assert not (tmp_path / "fig").exists()
+    result = CliRunner().invoke(app, [str(tmp_path / "sweep"), "--out", str(tmp_path / "fig"), "--split", "test"])
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("step,reward/mean\n", "metrics.csv: a header and no rows; nothing to plot"),
+        ("step,reward/mean\n,0.5\n", "metrics.csv:2: column step is empty, not a whole number from 0"),
+        ("step,reward/mean,reward/mean\n1,0.5,0.6\n", "metrics.csv:1: column(s) reward/mean appear more than once"),
+    ],
+    ids=["header-only", "empty-step", "column-twice"],
+)
+def test_a_metrics_file_that_cannot_be_drawn_is_one_line(tmp_path, text, message):
+    """Each drew a PNG: an empty plot, a point at step NaN, a legend entry "reward: mean.1 part"."""
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.csv").write_text(text)
+    app = typer.Typer()
+    app.command()(figures_command)
+    result = CliRunner().invoke(app, [str(tmp_path / "run"), "--out", str(tmp_path / "fig")])
+    assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+    assert not (tmp_path / "fig").exists()
