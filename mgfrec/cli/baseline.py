@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, finite, load, print_json, run
+from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, finite, load, output_folder, print_json, run
 
 app = typer.Typer(help="Train classical baselines / recall models (retrievers).", no_args_is_help=True)
 
@@ -25,7 +25,9 @@ _NOT_TRAINING = ("retriever.model", "retriever.device")
 @app.command()
 def fit(
     data: Path = typer.Option(..., "--data", help="Prepared data set folder (from 'mgfrec data prepare')."),
-    out_dir: Path = typer.Option(..., "--out", help="Run folder to write (run.json, config.yaml, weights, log)."),
+    out_dir: Path = typer.Option(
+        ..., "--out", callback=output_folder, help="Run folder to write (run.json, config.yaml, weights, log)."
+    ),
     model: str | None = typer.Option(None, "--model", help="Retriever name (default: retriever.model, sasrec)."),
     config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),

@@ -8,6 +8,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, redirect_stdout
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
@@ -93,6 +94,19 @@ def finite_in(low: float | None = None, high: float | None = None) -> Callable[[
         return value
 
     return check
+
+
+def output_folder(value: Path | None) -> Path | None:
+    """Typer callback of every ``--out`` (each names a folder): a path that is a file, or lies under one, is
+    refused naming it before any work. It was "error: o/afile: File exists" once the whole input had been read,
+    or a whole evaluation later."""
+    if value is None:
+        return None
+    blocked = next((p for p in (value, *value.parents) if p.exists() and not p.is_dir()), None)
+    if blocked is None:
+        return value
+    where = f"{value} is a file" if blocked == value else f"{value}: {blocked} is a file"
+    raise typer.BadParameter(f"{where}; --out names a folder")
 
 
 def feedback_timeout_option(help_text: str) -> Any:

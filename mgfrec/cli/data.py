@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, load, out, print_error, print_json, run
+from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, load, out, output_folder, print_error, print_json, run
 
 app = typer.Typer(help="Prepare data sets (R2ec protocol) and inspect them.", no_args_is_help=True)
 
@@ -14,7 +14,9 @@ app = typer.Typer(help="Prepare data sets (R2ec protocol) and inspect them.", no
 @app.command()
 def prepare(
     source: str = typer.Argument(..., help="A folder (csv or Amazon 2023 files) or a source name such as 'synthetic'."),
-    out_dir: Path = typer.Option(..., "--out", help="Folder to write the prepared data set to."),
+    out_dir: Path = typer.Option(
+        ..., "--out", callback=output_folder, help="Folder to write the prepared data set to."
+    ),
     source_name: str | None = typer.Option(None, "--source", help="Force the data_source component."),
     option: list[str] = typer.Option([], "--option", "-o", help="Source option key=value (repeatable)."),
     history_length: int | None = typer.Option(None, help="History window (default 20)."),
@@ -170,7 +172,9 @@ def _print_subsample(sub: dict | None) -> None:
 def download(
     dataset: str = typer.Argument(..., help="What to download; only 'amazon2023' (Amazon Reviews 2023)."),
     category: str = typer.Option(..., "--category", help="Amazon 2023 category, e.g. CDs_and_Vinyl or Books."),
-    out_dir: Path = typer.Option(..., "--out", help="Folder for <Category>.jsonl.gz and meta_<Category>.jsonl.gz."),
+    out_dir: Path = typer.Option(
+        ..., "--out", callback=output_folder, help="Folder for <Category>.jsonl.gz and meta_<Category>.jsonl.gz."
+    ),
     base_url: str | None = typer.Option(
         None,
         "--base-url",

@@ -6,14 +6,16 @@ from pathlib import Path
 
 import typer
 
-from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, finite, load, out, run
+from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, finite, load, out, output_folder, run
 
 
 def demo(
     data: str = typer.Option(
         "synthetic", "--data", help="'synthetic' (the embedded default), another source name, or a data folder."
     ),
-    out_dir: Path = typer.Option(Path("runs/demo"), "--out", help="Folder for the data, runs, report."),
+    out_dir: Path = typer.Option(
+        Path("runs/demo"), "--out", callback=output_folder, help="Folder for the data, runs, report."
+    ),
     retriever_epochs: int = typer.Option(
         20, "--retriever-epochs", min=1, help="Epoch limit for SASRec/GRU4Rec/Caser (the demo's CPU budget)."
     ),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mgfrec.cli.common import console, print_json, run
+from mgfrec.cli.common import console, output_folder, print_json, run
 
 
 def figures(
@@ -18,6 +18,7 @@ def figures(
     out_dir: Path = typer.Option(
         ...,
         "--out",
+        callback=output_folder,
         help="Folder for the PNG files (prefixed with each folder's name).",
     ),
     split: str = typer.Option(

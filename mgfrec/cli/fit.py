@@ -6,14 +6,17 @@ from pathlib import Path
 
 import typer
 
-from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, finite, finite_in, load, print_json, run
+from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, finite, finite_in, load, output_folder, print_json, run
 from mgfrec.config.schema import DEFAULT_RECALL_MODEL
 
 
 def fit(
     data: Path = typer.Option(..., "--data", help="Prepared data set folder (from 'mgfrec data prepare')."),
     out_dir: Path = typer.Option(
-        ..., "--out", help="Run folder (policy/, best_policy/, metrics.csv, checkpoints/, run.json)."
+        ...,
+        "--out",
+        callback=output_folder,
+        help="Run folder (policy/, best_policy/, metrics.csv, checkpoints/, run.json).",
     ),
     config: str | None = typer.Option(None, "--config", help=CONFIG_HELP + " With --resume: OUT/config.yaml."),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),

@@ -6,7 +6,18 @@ from pathlib import Path
 
 import typer
 
-from mgfrec.cli.common import CONFIG_HELP, SET_HELP, check_split, console, load, note_unread_sets, out, print_json, run
+from mgfrec.cli.common import (
+    CONFIG_HELP,
+    SET_HELP,
+    check_split,
+    console,
+    load,
+    note_unread_sets,
+    out,
+    output_folder,
+    print_json,
+    run,
+)
 
 
 def report(
@@ -17,7 +28,9 @@ def report(
     baseline: Path | None = typer.Option(
         None, "--baseline", help="Reference run for the paired tests (default: the first RUN)."
     ),
-    out_dir: Path | None = typer.Option(None, "--out", help="Also write report_<split>.md, .csv and .json here."),
+    out_dir: Path | None = typer.Option(
+        None, "--out", callback=output_folder, help="Also write report_<split>.md, .csv and .json here."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON object on stdout."),
     bootstrap: int | None = typer.Option(
         None, "--bootstrap", min=0, help="Bootstrap resamples (default 1000; 0 = sign test only)."
@@ -41,10 +54,6 @@ def report(
 
     def go():
         check_split(split)
-        if out_dir is not None:  # before any run is evaluated, whose work a late error would lose
-            blocked = next((p for p in (out_dir, *out_dir.parents) if p.exists() and not p.is_dir()), None)
-            if blocked is not None:
-                raise ValueError(f"--out {out_dir}: {blocked} is a file; the report is written into a folder")
         note_unread_sets(set_, "mgfrec report")
         cfg = load(config, set_, {"eval.split": split, "eval.bootstrap_samples": bootstrap})
         with console.status(f"collecting {len(runs)} run(s) on {cfg.eval.split}"):

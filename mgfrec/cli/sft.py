@@ -6,14 +6,17 @@ from pathlib import Path
 
 import typer
 
-from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, finite, load, print_json, run
+from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, finite, load, output_folder, print_json, run
 from mgfrec.config.schema import DEFAULT_RECALL_MODEL
 
 
 def sft(
     data: Path = typer.Option(..., "--data", help="Prepared data set folder (from 'mgfrec data prepare')."),
     out_dir: Path = typer.Option(
-        ..., "--out", help="Run folder to write (policy/, run.json, config.yaml, sft_metrics.csv)."
+        ...,
+        "--out",
+        callback=output_folder,
+        help="Run folder to write (policy/, run.json, config.yaml, sft_metrics.csv).",
     ),
     config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),

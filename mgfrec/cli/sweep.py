@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, load, out, print_json, run
+from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, load, out, output_folder, print_json, run
 from mgfrec.config.schema import DEFAULT_RECALL_MODEL
 
 
@@ -15,6 +15,7 @@ def sweep(
     out_dir: Path = typer.Option(
         ...,
         "--out",
+        callback=output_folder,
         help="Sweep folder: one run folder per cell, sweep.json, summary.csv/.md.",
     ),
     grid: list[str] = typer.Option(

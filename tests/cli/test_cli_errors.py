@@ -342,3 +342,37 @@ def test_a_bounded_float_flag_out_of_range_names_the_flag_and_the_bound(tmp_path
     assert run_app(args, errors.append) == 2
     assert len(errors) == 1 and f"Invalid value for '{args[-2]}': {words}" in errors[0], errors
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["data", "prepare", "synthetic"],
+        ["data", "download", "amazon2023", "--category", "CDs_and_Vinyl"],
+        ["baseline", "fit", "--model", "pop", "--data", "d"],
+        ["sft", "--data", "d"],
+        ["fit", "--data", "d"],
+        ["sweep", "--data", "d", "--grid", "agent.max_groundings=1,2"],
+        ["demo"],
+        ["report", "run"],
+        ["figures", "run"],
+    ],
+    ids=lambda a: "-".join(a[:2]),
+)
+def test_an_out_that_is_a_file_is_refused_naming_it_before_any_work(tmp_path, monkeypatch, args):
+    """Every --out names a folder: a file there was "error: o/afile: File exists", after the whole input was read
+    (data prepare), a whole download or an evaluation; under a file it was "Not a directory"."""
+    from mgfrec.cli.main import run_app
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("mine")
+    for out, blocked in (("afile", "afile is a file"), ("afile/sub", "afile/sub: afile is a file")):
+        errors: list[str] = []
+        assert run_app([*args, "--out", out], errors.append) == 2
+        assert errors == [
+            f"Invalid value for '--out': {blocked}; --out names a folder (see 'mgfrec {args[0]}"
+            + (f" {args[1]}" if args[0] in ("data", "baseline") else "")
+            + " --help')"
+        ], errors
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"] and (tmp_path / "afile").read_text() == "mine"
