@@ -105,6 +105,8 @@ def category_files(category: str, base_url: str = DEFAULT_BASE_URL) -> list[tupl
             f"--base-url {shown}: remove the user:password@ part, query string and fragment; the download sends "
             "neither credentials nor query strings (the files are public: serve a mirror without them)"
         )
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"--base-url {base_url!r}: give an http:// or https:// address (a mirror's root)")
     base = base_url.rstrip("/")
     return [
         (f"{base}/raw/review_categories/{category}.jsonl.gz", f"{category}.jsonl.gz"),
@@ -124,12 +126,15 @@ def download_category(
     """Download ``<category>.jsonl.gz`` and ``meta_<category>.jsonl.gz`` into ``out``."""
     files = category_files(category, base_url)  # checks the name and the URL before anything is created
     out = Path(out)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     done = []
     for url, name in files:
         try:
             done.append(download_file(url, out / name, progress, retries, retry_wait_s, timeout_s))
         except DownloadError as exc:
+            if created and not any(out.iterdir()):  # a folder this call made and left empty (a 404) goes again
+                out.rmdir()
             if exc.status == 404 and category not in CATEGORIES:
                 close = difflib.get_close_matches(category, CATEGORIES, n=1, cutoff=0.6)
                 hint = f" Did you mean {close[0]}?" if close else f" Categories are: {', '.join(CATEGORIES)}."

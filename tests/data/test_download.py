@@ -201,6 +201,17 @@ def test_unknown_category_gives_a_clear_404(server, tmp_path):
     assert f"{server.url}/raw/review_categories/CDs_and_Vinly.jsonl.gz: HTTP 404 Not Found" in message
     assert "Did you mean CDs_and_Vinyl?" in message
     assert err.value.status == 404 and not list(tmp_path.iterdir())
+    with pytest.raises(DownloadError):  # a folder the call made for the files goes again: it was left empty
+        download_category("CDs_and_Vinly", tmp_path / "new", server.url)
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("url", ["not a url", "ftp://mirror/x", "127.0.0.1:8000", "file:///srv/amazon"])
+def test_a_base_url_that_is_not_http_names_the_flag(tmp_path, url):
+    """It was urllib's "unknown url type: 'not a url/raw/review_categories/...'", after the folder was made."""
+    with pytest.raises(ValueError, match=r"--base-url .*: give an http:// or https:// address"):
+        download_category("CDs_and_Vinyl", tmp_path / "out", url)
+    assert not (tmp_path / "out").exists()
 
 
 def test_unreachable_server_and_bad_category_name(tmp_path):
