@@ -56,6 +56,8 @@ BAD_ROWS = [
     ),
     ("huge timestamp", "interactions.csv", b"u2,i1,1e300,5", "bad_timestamp", ["field timestamp", "'1e300'", "2**53"]),
     ("huge negative timestamp", "interactions.csv", b"u2,i1,-1e300,5", "bad_timestamp", ["'-1e300'", "2**53"]),
+    # a number too large for a float was "not a number"
+    ("overflowing timestamp", "interactions.csv", b"u2,i1,1e400,5", "bad_timestamp", ["'1e400'", "beyond +-2**53"]),
     ("nan timestamp", "interactions.csv", b"u2,i1,nan,5", "bad_timestamp", ["'nan'"]),
     # float64 rounds it to 2**53 itself, which passed the check (then it was a "duplicate" of ...992)
     ("just past 2**53", "interactions.csv", b"u2,i1,9007199254740993,5", "bad_timestamp", ["2**53"]),
@@ -370,3 +372,34 @@ def test_a_reserved_or_repeated_column_is_refused_naming_the_file(tmp_path, head
         CsvSource().load(folder, skip_bad=True)
     for word in words:
         assert word in str(info.value)
+
+
+def test_an_interaction_of_an_item_dropped_from_items_csv_says_why_it_is_gone(tmp_path):
+    """It was "item_id 'i4' is not in the item table", counted as unknown_item_id, for an item items.csv holds."""
+    folder = write(
+        tmp_path / "data",
+        items=ITEMS + b"i4,   ,rock\n",
+        interactions=INTERACTIONS + b"u2,i4,4,5\nu2,i9,5,5\n",
+    )
+    raw = CsvSource().load(folder, skip_bad=True)
+    rep = raw.report.files["interactions.csv"]
+    assert rep.read == 5 == rep.kept + rep.dropped_total
+    assert dict(rep.dropped) == {"dropped_item": 1, "unknown_item_id": 1}
+    assert rep.examples["dropped_item"] == (
+        f"{folder / 'interactions.csv'}:5: item_id 'i4' was dropped from items.csv (empty_title, line 5)"
+    )
+
+
+def test_a_line_of_spaces_is_blank_and_another_files_delimiter_is_named(tmp_path):
+    """A trailing line of spaces was "1 fields, header has 3"; a tab-separated file was only "missing column(s)"."""
+    folder = write(tmp_path / "data", items=ITEMS + b"   \n")
+    assert CsvSource().load(folder, skip_bad=False).report.files["items.csv"].read == 3
+    tabs = write(
+        tmp_path / "tabs", items=b"item_id\ttitle\ni1\tAlpha\n", interactions=b"user_id\titem_id\ttimestamp\nu\ti1\t1\n"
+    )
+    with pytest.raises(
+        BadInputError, match=r"it holds '\\t', the delimiter of another file kind: pass -o delimiter=tab"
+    ):
+        CsvSource().load(tabs, skip_bad=False)
+    assert CsvSource(CsvOptions(delimiter="tab")).load(tabs, skip_bad=False).items["title"].tolist() == ["Alpha"]
+    assert CsvOptions(delimiter="\\t").delimiter == "\t"

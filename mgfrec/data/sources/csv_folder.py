@@ -51,6 +51,7 @@ class CsvOptions(BaseModel):
     @field_validator("delimiter")
     @classmethod
     def _one_character(cls, value: str) -> str:
+        value = {"tab": "\t", "\\t": "\t"}.get(value, value)  # a tab is hard to type in a shell flag
         if len(value) != 1 or value in '\r\n"':
             raise ValueError(f"the delimiter must be one character other than a quote or line break, got {value!r}")
         return value
@@ -93,9 +94,12 @@ def read_rows(
     missing = [c for c in required if c not in header]
     if missing:
         handle.close()
+        other = next((d for d in ("\t", ";", ",", "|") if d != options.delimiter and any(d in h for h in header)), None)
+        flag = "-o delimiter=tab" if other == "\t" else f"-o 'delimiter={other}'"
+        hint = f"; it holds {other!r}, the delimiter of another file kind: pass {flag}" if other is not None else ""
         raise BadInputError(
             f"{path}:1: missing column(s) {', '.join(missing)}; header is {', '.join(header)}; "
-            f"required: {', '.join(required)}"
+            f"required: {', '.join(required)}{hint}"
         )
     twice = sorted({c for c in header if header.count(c) > 1})
     if twice:
@@ -121,7 +125,7 @@ def read_rows(
                     raise BadInputError(f"{path}:{reader.line_num}: not valid CSV: {exc}") from None
                 except UnicodeDecodeError as exc:  # utf-16/32 have no escape for bad bytes: the file stops here
                     raise _undecodable(path, encoding, exc) from None
-                if fields:  # blank lines are not rows
+                if fields and not (len(fields) == 1 and not fields[0].strip()):  # blank lines are not rows
                     _check_span(path, start, reader.line_num, fields, len(header), options.delimiter)
                     yield start, fields
                 start = reader.line_num + 1
@@ -192,12 +196,14 @@ class CsvSource:
             raise BadInputError(f"{path}: not a folder; the csv source reads <folder>/items.csv and interactions.csv")
         policy = RowPolicy(skip_bad)
         report = ReadReport()
-        items = self._items(path / self.options.items_file, policy, report.file(self.options.items_file))
+        dropped: dict[str, str] = {}  # item ids items.csv held on a dropped row -> why and where
+        items = self._items(path / self.options.items_file, policy, report.file(self.options.items_file), dropped)
         interactions = self._interactions(
             path / self.options.interactions_file,
             set(items["item_id"]),
             policy,
             report.file(self.options.interactions_file),
+            dropped,
         )
         return RawLog(
             items, interactions, report, source="csv", params={"path": str(path), **self.options.model_dump()}
@@ -214,7 +220,7 @@ class CsvSource:
                 return "nul_byte", f"field {name} holds a NUL byte"
         return None
 
-    def _items(self, path: Path, policy: RowPolicy, rep: FileReport) -> pd.DataFrame:
+    def _items(self, path: Path, policy: RowPolicy, rep: FileReport, dropped: dict[str, str]) -> pd.DataFrame:
         header, rows = read_rows(path, ("item_id", "title"), self.options, reserved=("item_idx",))
         i_id, i_title = header.index("item_id"), header.index("title")
         seen: set[str] = set()
@@ -232,6 +238,7 @@ class CsvSource:
                 continue
             if not title:
                 policy.bad(rep, "empty_title", where, f"field title is empty for item {shown(item_id)}")
+                dropped.setdefault(item_id, f"empty_title, line {line}")
                 continue
             if item_id in seen:
                 policy.bad(rep, "duplicate_item_id", where, f"item_id {shown(item_id)} appears again")
@@ -242,7 +249,9 @@ class CsvSource:
             rep.kept += 1
         return pd.DataFrame(kept, columns=header, dtype=str)
 
-    def _interactions(self, path: Path, known: set[str], policy: RowPolicy, rep: FileReport) -> pd.DataFrame:
+    def _interactions(
+        self, path: Path, known: set[str], policy: RowPolicy, rep: FileReport, dropped: dict[str, str]
+    ) -> pd.DataFrame:
         header, rows = read_rows(path, ("user_id", "item_id", "timestamp"), self.options)
         i_user, i_item, i_ts = header.index("user_id"), header.index("item_id"), header.index("timestamp")
         i_rating = header.index("rating") if "rating" in header else None
@@ -264,7 +273,8 @@ class CsvSource:
                 continue
             ts = _number(fields[i_ts])
             if ts is None or abs(ts) > MAX_TIMESTAMP or _beyond_exact(fields[i_ts]):
-                why = "is not a number (plain digits, point and exponent)" if ts is None else "is beyond +-2**53"
+                written = ts is not None or _PLAIN_NUMBER.fullmatch(fields[i_ts].strip())  # 1e400: too large
+                why = "is beyond +-2**53" if written else "is not a number (plain digits, point and exponent)"
                 policy.bad(rep, "bad_timestamp", where, f"field timestamp {shown(fields[i_ts])} {why}")
                 continue
             rating = math.nan
@@ -274,6 +284,10 @@ class CsvSource:
                     policy.bad(rep, "bad_rating", where, f"field rating {shown(fields[i_rating])} is not a number")
                     continue
                 rating = parsed
+            if item not in known and item in dropped:  # it was there: say why it is gone
+                why = f"item_id {shown(item)} was dropped from {self.options.items_file} ({dropped[item]})"
+                policy.bad(rep, "dropped_item", where, why)
+                continue
             if item not in known:
                 policy.bad(rep, "unknown_item_id", where, f"item_id {shown(item)} is not in the item table")
                 continue
