@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -160,9 +160,41 @@ def load(config: str | None, sets: list[str] | None, values: Mapping[str, Any] |
     from mgfrec.config.components import check_components
     from mgfrec.config.load import config_source, load_config
 
+    _check_flag_values(values or {})
     cfg = load_config(config, sets or (), values)
     check_components(cfg, source=config_source(config, sets or (), values))
     return cfg
+
+
+def _check_flag_values(values: Mapping[str, Any]) -> None:
+    """Each typed flag's value against its config field, named by the flag the user typed (``--batch-size 0:
+    ...``): the config's own error named the field ("<defaults> with overrides: invalid config:
+    embedding.batch_size: ..."). A flag is found by its parameter's name, the field's last part; one that is not
+    (``--items-per-grounding`` sets grounding.top_k) is left to the config's check."""
+    import importlib
+
+    from pydantic import TypeAdapter, ValidationError
+
+    from mgfrec.config.schema import MGFRecConfig
+
+    click = typer.BadParameter.__module__.rpartition(".")[0]  # the click Typer runs on (Typer >= 0.29 vendors it)
+    ctx = importlib.import_module(f"{click}.globals").get_current_context(silent=True)
+    if ctx is None:
+        return
+    params = {p.name: p for p in ctx.command.params if getattr(p, "opts", None)}
+    for dotted, value in values.items():
+        section, _, name = dotted.partition(".")
+        param = params.get(name)
+        model = MGFRecConfig.model_fields.get(section)
+        field = getattr(model.annotation, "model_fields", {}).get(name) if model is not None else None
+        if value is None or param is None or field is None or ctx.get_parameter_source(name).name == "DEFAULT":
+            continue
+        try:
+            annotated = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+            TypeAdapter(annotated).validate_python(value)
+        except ValidationError as exc:
+            reason = exc.errors()[0]["msg"]
+            raise ValueError(f"{param.opts[-1]} {value}: {reason[0].lower()}{reason[1:]} ({dotted})") from None
 
 
 def print_json(obj: Any) -> None:

@@ -70,8 +70,11 @@ def test_a_huge_title_is_prepared(tmp_path, skip_bad):
 def test_out_under_an_existing_file_is_one_line(tmp_path):
     raw = write(tmp_path / "raw", ITEMS, LOG)
     (tmp_path / "afile").write_text("x", encoding="utf-8")
-    code, output = invoke("data", "prepare", raw, "--out", tmp_path / "afile" / "x")
-    one_error(code, output, str(tmp_path / "afile"), "Not a directory")
+    errors: list[str] = []
+    from mgfrec.cli.main import run_app
+
+    assert run_app(["data", "prepare", str(raw), "--out", str(tmp_path / "afile" / "x")], errors.append) == 2
+    assert len(errors) == 1 and f"{tmp_path / 'afile'} is a file; --out names a folder" in errors[0], errors
 
 
 def test_an_unclosed_quote_with_skip_bad_is_refused_naming_the_line(tmp_path):
@@ -376,3 +379,24 @@ def test_an_out_that_is_a_file_is_refused_naming_it_before_any_work(tmp_path, mo
             + " --help')"
         ], errors
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"] and (tmp_path / "afile").read_text() == "mine"
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["index", "build", "d", "--batch-size", "0"], "--batch-size 0: input should be greater than or equal to 1"),
+        (["data", "prepare", "synthetic", "--out", "o", "--history-length", "0"], "--history-length 0: input should"),
+        (["baseline", "fit", "--data", "d", "--out", "o", "--embedding-dim", "0"], "--embedding-dim 0: input should"),
+        (["baseline", "fit", "--data", "d", "--out", "o", "--lr", "-1"], "--lr -1.0: input should be greater than 0"),
+        (["fit", "--data", "d", "--out", "o", "--lr", "-1"], "--lr -1.0: input should be greater than 0 (trainer.lr)"),
+    ],
+    ids=lambda a: a if isinstance(a, str) else "-".join(a[:2]),
+)
+def test_a_typed_flag_the_config_refuses_is_named_by_the_flag(tmp_path, monkeypatch, args, line):
+    """It was "<defaults> with overrides: invalid config: embedding.batch_size: ...", naming the config field and
+    not the flag the user typed."""
+    monkeypatch.chdir(tmp_path)
+    code, output = invoke(*args)
+    one_error(code, output, f"error: {line}")
+    assert list(tmp_path.iterdir()) == []
