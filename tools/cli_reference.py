@@ -20,8 +20,9 @@ HEADER = """# CLI reference
 Every `mgfrec` command with its arguments and options, generated from the code by
 `python tools/cli_reference.py` (a test fails when this page is out of date). `mgfrec COMMAND --help` prints
 the same. Options that take a config field override it for that run; `--set section.field=value` overrides
-any field; `--json` prints one JSON value on stdout: an object, or an array where the command returns a list
-(`index query`, `figures`, `sweep`); strict JSON, a NaN or infinite number is `null`.
+any field; `--json` prints one JSON value on stdout when the command succeeds: an object, or an array where the
+command returns a list (`index query`, `figures`, `sweep`); strict JSON, a NaN or infinite number is `null`. A
+command that fails prints nothing on stdout: its `error:` line goes to stderr and the exit code is 1 or 2.
 `mgfrec --verbose COMMAND` shows the libraries' own logs, warnings and progress bars (transformers, Lightning,
 torch), hidden by default; long stages print their own progress line on stderr either way (a bar on a
 terminal, a plain line every few seconds in a log; `MGFREC_PROGRESS_SECONDS` sets the interval).
