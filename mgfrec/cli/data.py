@@ -74,7 +74,7 @@ def prepare(
     ds = run(go)
     sub = ds.manifest.get("subsample_users")
     if as_json:
-        print_json({**ds.counts, "rows": ds.manifest["rows"], **({"subsample_users": sub} if sub else {})})
+        print_json(_summary(ds, sub))
         return
     _print_rows(ds.manifest["rows"])
     _print_subsample(sub)
@@ -144,14 +144,7 @@ def stats(
     counts = ds.counts
     sub = ds.manifest.get("subsample_users")
     if as_json:
-        print_json(
-            {
-                **counts,
-                "source": ds.manifest["source"].get("name"),
-                "rows": ds.manifest["rows"],
-                **({"subsample_users": sub} if sub else {}),
-            }
-        )
+        print_json(_summary(ds, sub, counts))
         return
     _print_rows(ds.manifest["rows"])
     _print_subsample(sub)
@@ -210,3 +203,13 @@ def download(
     for item in files:
         console.print(f"{item.path}: {item.size:,} bytes ({item.status})", highlight=False)
     console.print(f"next: mgfrec data prepare {out_dir} --out <prepared folder>", highlight=False)
+
+
+def _summary(ds, sub, counts=None) -> dict:
+    """``data prepare --json`` and ``data stats --json``: one set of keys (prepare's lacked ``source``)."""
+    return {
+        **(counts if counts is not None else ds.counts),
+        "source": ds.manifest["source"].get("name"),
+        "rows": ds.manifest["rows"],
+        **({"subsample_users": sub} if sub else {}),
+    }

@@ -70,6 +70,8 @@ def test_prepare_json_and_stats_table(csv_folder, tmp_path):
     assert result.exit_code == 0, result.output
     printed = json.loads(result.stdout)
     assert printed["interactions"] == 7 and printed["rows"]["items.csv"]["kept"] == 4
+    stats = json.loads(invoke("data", "stats", out, "--json").stdout)
+    assert printed["source"] == "csv" and set(stats) >= set(printed)  # one set of keys (prepare lacked source)
     table = invoke("data", "stats", out)
     assert table.exit_code == 0, table.output
     assert "samples / train" in table.output and "mean history length" in table.output
