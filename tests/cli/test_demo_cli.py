@@ -36,9 +36,8 @@ def run_folder(path: Path) -> Path:
             lambda p: (p.mkdir(), (p / "data").mkdir(), (p / "notes.md").write_text("mine")),
             "not empty (data, notes.md) and not a demo's folder (no demo.json)",
         ),
-        (lambda p: p.write_text("a file"), "a file; the demo writes a folder"),
     ],
-    ids=["run", "data-set", "sweep", "project", "file"],
+    ids=["run", "data-set", "sweep", "project"],  # a file: every --out's check (test_cli_errors.py)
 )
 def test_an_out_of_another_kind_is_refused_before_anything_is_written(tmp_path, make, message):
     out = tmp_path / "out"
@@ -49,6 +48,14 @@ def test_an_out_of_another_kind_is_refused_before_anything_is_written(tmp_path, 
     assert result.exit_code == 2 and text.count("error:") == 1 and "Traceback" not in text, text
     assert f"--out {out}: {message}" in text, text
     assert (snapshot(out) if out.is_dir() else out.read_bytes()) == before
+
+
+def test_the_library_check_refuses_a_file_too(tmp_path):
+    from mgfrec.demo import check_demo_output
+
+    (tmp_path / "out").write_text("a file")
+    with pytest.raises(ValueError, match=r"a file; the demo writes a folder"):
+        check_demo_output(tmp_path / "out")
 
 
 def test_an_empty_folder_or_a_users_config_alone_is_a_new_demo(tmp_path):
