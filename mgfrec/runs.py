@@ -213,6 +213,26 @@ def clear_results(run_dir: str | Path) -> None:
                 path.unlink()
 
 
+def retire_run(run_dir: str | Path) -> None:
+    """Mark a run folder's earlier run as no longer finished: its ``run.json`` and evaluation results go (a model
+    trained into the folder again makes them another model's). SFT and GRPO call it once everything the new
+    run needs has loaded, so that a typo in the re-run's config leaves the earlier run whole."""
+    (Path(run_dir) / RUN_FILE).unlink(missing_ok=True)
+    clear_results(run_dir)
+
+
+def retire_if_recall_inside(run_dir: str | Path) -> None:
+    """:func:`retire_run`, when the earlier run in ``run_dir`` ranks with ``run_dir/recall`` (its ``run.json``
+    ``extra.recall_run``): that recall model is about to be fitted anew, and the run would no longer match it."""
+    path = Path(run_dir) / RUN_FILE
+    try:
+        recall = json.loads(path.read_text(encoding="utf-8")).get("extra", {}).get("recall_run")
+    except (OSError, ValueError, AttributeError):
+        return  # no run (or none that can be read) to retire
+    if recall and Path(recall).resolve() == (Path(run_dir) / "recall").resolve():
+        retire_run(run_dir)
+
+
 def recall_run_of(run_dir: str | Path, info: RunInfo) -> str | None:
     """An agent run's recall run (``run.json`` ``extra.recall_run``), None when it has none; a recall run that
     is no longer a run folder (moved, deleted) is refused in one line that says where the path came from."""

@@ -64,10 +64,16 @@ def to_rollout_sample(sample: AgentSample, titles: Sequence[str]) -> RolloutSamp
 
 @with_registry
 def recall_for(
-    ds: PreparedDataset, cfg: MGFRecConfig, options: RecallOptions, out: Path, reg: Registry | None = None
+    ds: PreparedDataset,
+    cfg: MGFRecConfig,
+    options: RecallOptions,
+    out: Path,
+    reg: Registry | None = None,
+    before_fit: Callable[[], None] = lambda: None,
 ) -> tuple[Path, str]:
     """The recall run folder and its model name: ``options.recall_run`` as given, else a fit into ``OUT/recall``
-    (reused when it already holds a finished fit of the same model on the same data)."""
+    (reused when it already holds a finished fit of the same model on the same data). ``before_fit`` runs before
+    ``OUT/recall`` is fitted anew: an earlier run in OUT no longer matches its recall model from then on."""
     if options.recall_run is not None:
         info = read_run_info(options.recall_run)
         if info.kind != "baseline":
@@ -83,6 +89,7 @@ def recall_for(
         info = read_run_info(run_dir)
         if info.model == options.recall_model and info.data_checksum == ds.checksum and _same_fit(run_dir, fit_cfg):
             return run_dir, info.model
+    before_fit()
     fit_baseline(ds, fit_cfg, run_dir, reg)
     return run_dir, options.recall_model
 
@@ -137,10 +144,11 @@ def recall_samples(
     max_valid: int | None,
     seed: int,
     say: Callable[[str], None] = lambda _: None,
+    before_fit: Callable[[], None] = lambda: None,
 ) -> tuple[MGFRecConfig, Path, list[AgentSample], list[AgentSample]]:
     """The recall run (:func:`recall_for` with ``recall``'s settings), ``cfg`` with ``retriever.model`` set
     to its model, and seeded train and valid samples carrying their recall lists; shared by SFT and GRPO."""
-    recall_dir, recall_model = recall_for(ds, cfg, recall, out, reg)
+    recall_dir, recall_model = recall_for(ds, cfg, recall, out, reg, before_fit)
     cfg = cfg.model_copy(update={"retriever": cfg.retriever.model_copy(update={"model": recall_model})})
     size = cfg.retriever.recall_size
     train = split_samples(ds, "train", recall_lists(ds, "train", size, recall_dir), max_train, seed)

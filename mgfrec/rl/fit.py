@@ -44,7 +44,16 @@ from mgfrec.registry import Registry, registry, with_registry
 from mgfrec.rl.distributed import barrier, check_batch_split, launched_as_main, wait_for
 from mgfrec.rl.module import GRPOModule
 from mgfrec.rl.strategy import build_strategy, check_strategy, trainer_accelerator
-from mgfrec.runs import RUN_FILE, RunInfo, check_output_run, clear_results, read_run_info, recall_run_of, write_run_info
+from mgfrec.runs import (
+    RUN_FILE,
+    RunInfo,
+    check_output_run,
+    read_run_info,
+    recall_run_of,
+    retire_if_recall_inside,
+    retire_run,
+    write_run_info,
+)
 from mgfrec.text.prompts import AgentPrompts
 from mgfrec.user_agents.base import require_automatic, with_run_cache
 
@@ -320,17 +329,6 @@ def run_fit(
     if options.resume:
         check_resume_config(out, cfg)
     out.mkdir(parents=True, exist_ok=True)
-    if first:
-        (out / RUN_FILE).unlink(missing_ok=True)
-        clear_results(out)  # an earlier policy's evaluation: mgfrec report would reuse it for this one
-        if not options.resume:
-            # an earlier fit's weights: --resume would continue it, and run.json would name its best_policy
-            for stale in STALE_AT_START:
-                if (out / stale).is_dir():
-                    shutil.rmtree(out / stale)
-                else:
-                    (out / stale).unlink(missing_ok=True)
-            (out / START_FILE).write_text(json.dumps(start_options(options), indent=2), encoding="utf-8")
     torch.manual_seed(cfg.trainer.seed)
 
     if not first and recall_opts.recall_run is None:
@@ -345,6 +343,7 @@ def run_fit(
         max_valid=options.valid_samples,
         seed=cfg.trainer.seed,
         say=say,
+        before_fit=lambda: retire_if_recall_inside(out) if first else None,  # a new OUT/recall: an earlier run on it
     )
     recall_model = cfg.retriever.model
 
@@ -355,7 +354,16 @@ def run_fit(
     cfg = cfg.model_copy(update={"user_agent": with_run_cache(cfg.user_agent, out, reg)})
     environment = build_environment(grounding, tokenizer, cfg, reg)
     final = FinalRanking.build(cfg.agent, grounding, recall_dir, str(out))  # the reward's rank, as evaluation's
-    if first:
+    if first:  # everything has loaded: an earlier run goes now, not before (a typo here left it without its files)
+        retire_run(out)
+        if not options.resume:
+            # an earlier fit's weights: --resume would continue it, and run.json would name its best_policy
+            for stale in STALE_AT_START:
+                if (out / stale).is_dir():
+                    shutil.rmtree(out / stale)
+                else:
+                    (out / stale).unlink(missing_ok=True)
+            (out / START_FILE).write_text(json.dumps(start_options(options), indent=2), encoding="utf-8")
         write_resolved(cfg, out)
 
     max_steps = cfg.trainer.max_steps or cfg.trainer.epochs * -(-len(train) // cfg.trainer.global_batch_size)

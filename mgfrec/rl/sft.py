@@ -45,7 +45,7 @@ from mgfrec.models.policy import check_policy_source, load_policy, preset_name, 
 from mgfrec.registry import Registry, registry, with_registry
 from mgfrec.rl.sft_data import Fallback, Teacher, synthesize
 from mgfrec.rollout.base import build_engine, sync_weights
-from mgfrec.runs import RUN_FILE, RunInfo, check_output_run, clear_results, write_metrics, write_run_info
+from mgfrec.runs import RunInfo, check_output_run, retire_if_recall_inside, retire_run, write_metrics, write_run_info
 from mgfrec.text.prompts import AgentPrompts
 from mgfrec.user_agents.base import require_automatic, with_run_cache
 
@@ -214,8 +214,6 @@ def run_sft(
     check_output_run(out, "mgfrec-sft", data=ds.root)  # before anything in OUT is touched
     AgentPrompts.from_config(cfg.agent)  # a template that cannot be read is named before OUT is cleared
     out.mkdir(parents=True, exist_ok=True)
-    (out / RUN_FILE).unlink(missing_ok=True)  # run.json marks a finished run: not this one, until the end
-    clear_results(out)  # an earlier policy's evaluation: mgfrec report would reuse it for this one
     torch.manual_seed(options.seed)
 
     cfg, recall_dir, train, valid = recall_samples(
@@ -228,6 +226,7 @@ def run_sft(
         max_valid=options.valid_samples,
         seed=options.seed,
         say=say,
+        before_fit=lambda: retire_if_recall_inside(out),  # a new OUT/recall: an earlier run on it no longer matches
     )
     recall_model = cfg.retriever.model
 
@@ -238,6 +237,9 @@ def run_sft(
     cfg = cfg.model_copy(update={"user_agent": with_run_cache(cfg.user_agent, out, reg)})
     environment = build_environment(grounding, tokenizer, cfg, reg)
     final = FinalRanking.build(cfg.agent, grounding, recall_dir, str(out))  # what validation's NDCG reads
+    # everything has loaded: an earlier run's run.json (it marks a finished run) and results go now, not before
+    # (a typo in this run's config left the earlier one without them)
+    retire_run(out)
     prompts = AgentPrompts.from_config(cfg.agent)
     max_context = getattr(model.config, "max_position_embeddings", None)
     synth = synthesize(

@@ -144,6 +144,14 @@ def test_a_wrong_init_leaves_the_run_at_out_untouched(data):
         text = " ".join(result.output.split())
         assert result.exit_code == 2 and words in text and "Traceback" not in text, text
         assert sorted(p.name for p in out.iterdir()) == before and (out / "run.json").read_text() == info
+    # a check that can only come once the recall model is there (the embedding model loads after it): the run was
+    # cleared first, and the typo cost it policy/, metrics.csv and run.json
+    model = "embedding.model=/no/such/model"
+    result = invoke("--data", data / "data", "--out", out, "--max-steps", "1", "--recall-model", "pop", "--set", model)
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "/no/such/model" in text and "Traceback" not in text, text
+    assert set(before) <= {p.name for p in out.iterdir()} and (out / "run.json").read_text() == info
+    assert (out / "policy").is_dir() and (out / "metrics.csv").is_file()
 
 
 @pytest.mark.reliability

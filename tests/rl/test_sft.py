@@ -246,6 +246,14 @@ def test_cli_writes_a_loadable_run_folder(setup):
     model, tokenizer = load_policy(PolicyConfig(model=str(out / "policy")))
     assert model.config.num_hidden_layers == 4 and tokenizer.convert_tokens_to_ids("<ground>") is not None
     assert (out / "recall" / "run.json").is_file()
+    # a re-run into the finished run with a typo that shows only once the recall model is there: run.json and the
+    # saved evaluations were deleted first, and the run could no longer be evaluated or used as --init
+    (out / "eval_valid.json").write_text("{}")
+    recall = args.index("--recall-model")
+    rerun = [*args[:recall], "--recall-run", out / "recall", *args[recall + 2 :], "--set", "embedding.model=/no/such/m"]
+    again = CliRunner().invoke(app, [str(a) for a in rerun])
+    assert again.exit_code == 2 and "/no/such/m" in again.output, again.output
+    assert json.loads((out / "run.json").read_text()) == info and (out / "eval_valid.json").is_file()
 
 
 def test_every_validation_uses_one_engine_given_the_trained_weights(setup, monkeypatch):
