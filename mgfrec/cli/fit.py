@@ -121,7 +121,15 @@ def fit(
             progress=progress,
         )
         console.print(f"fit {init or cfg.policy.model} on {data} -> {out_dir}", highlight=False)
-        return run_fit(data, out_dir, cfg, options, say=lambda s: console.print(s, highlight=False))
+        try:
+            return run_fit(data, out_dir, cfg, options, say=lambda s: console.print(s, highlight=False))
+        except KeyboardInterrupt:
+            if (Path(out_dir) / "checkpoints" / "last.ckpt").exists():
+                console.print(
+                    f"{out_dir} keeps its last checkpoint: the same command with --resume continues it",
+                    highlight=False,
+                )
+            raise
 
     result = run(go)
     if not result.main:  # another process of a multi-process run: rank 0 reports

@@ -21,6 +21,8 @@ import json
 import math
 import os
 import shutil
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -30,6 +32,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.trainer.states import TrainerStatus
 
 from mgfrec.agent.environment import build_environment
 from mgfrec.agent.final_ranking import FinalRanking
@@ -389,8 +392,19 @@ def run_fit(
         log_every_n_steps=cfg.trainer.log_every_n_steps,
         num_sanity_val_steps=0,
     )
-    # weights_only=False: the checkpoint holds numpy/python RNG states; it is this run's own file, not a download
-    trainer.fit(module, ckpt_path=str(ckpt) if options.resume else None, weights_only=False)
+    sigint = signal.getsignal(signal.SIGINT)
+    try:
+        # weights_only=False: the checkpoint holds numpy/python RNG states; it is this run's own file, not a download
+        trainer.fit(module, ckpt_path=str(ckpt) if options.resume else None, weights_only=False)
+    except SystemExit:
+        # Lightning answers Ctrl-C with a silent sys.exit(1): the command ended with code 1 and no word. It is the
+        # user's stop, as anywhere else (exit 130, "stopped by the user"), and the run can be resumed.
+        if trainer.state.status != TrainerStatus.INTERRUPTED:
+            raise
+        raise KeyboardInterrupt from None
+    finally:
+        if threading.current_thread() is threading.main_thread() and sigint is not None:
+            signal.signal(signal.SIGINT, sigint)  # Lightning leaves Ctrl-C ignored after it
 
     main = trainer.is_global_zero  # with several processes, every one gets here; rank 0 writes
     if module.replica_drift is None:  # on_train_end did not run: save here, as it would have

@@ -240,6 +240,8 @@ def test_a_fit_killed_with_sigkill_resumes_from_its_last_checkpoint(data):
 
     resumed = subprocess.run([*args, "--resume"], env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+    # Lightning's "can cause unreliable results" warning, on every resume, though the module restores the position
+    assert "resuming from a checkpoint that ended before the epoch ended" not in resumed.stderr, resumed.stderr
     with (out / "metrics.csv").open(encoding="utf-8") as f:
         after = list(csv.DictReader(f))
     assert [float(r["step"]) for r in after] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
@@ -271,3 +273,31 @@ def test_gradient_checkpointing_gives_the_same_grpo_step(data):
     assert float(plain["grad_norm"]) > 0  # the step did update the policy
     for key in ("reward/mean", "response_length", "loss", "kl", "grad_norm"):
         assert float(ckpt[key]) == pytest.approx(float(plain[key]), rel=1e-5, abs=1e-7), key
+
+
+@pytest.mark.reliability
+def test_ctrl_c_stops_a_fit_with_130_and_says_how_to_resume(data):
+    """Lightning answers Ctrl-C with a silent sys.exit(1): the fit ended with code 1 and printed nothing."""
+    import csv
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = data / "interrupted"
+    args = [sys.executable, "-m", "mgfrec.cli.main", "fit", "--data", str(data / "data"), "--out", str(out)]
+    args += ["--max-steps", "40", "--group-size", "2", "--valid-samples", "0", "--no-progress"]
+    args += tiny_fit_sets(data / "system.txt")
+    proc = subprocess.Popen(args, env={**os.environ, "OMP_NUM_THREADS": "1"}, stderr=subprocess.PIPE, text=True)
+    metrics, deadline = out / "metrics.csv", time.monotonic() + 600
+    while proc.poll() is None and time.monotonic() < deadline:
+        if metrics.is_file() and len(list(csv.DictReader(metrics.open(encoding="utf-8")))) >= 2:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.stderr.read()[-2000:]
+    proc.send_signal(signal.SIGINT)
+    stderr = proc.communicate(timeout=300)[1]
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "stopped by the user (Ctrl-C)" in stderr and "Traceback" not in stderr, stderr[-2000:]
+    assert "with --resume continues it" in stderr and not (out / "run.json").exists()
