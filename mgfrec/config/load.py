@@ -244,6 +244,13 @@ def redacted(config: MGFRecConfig) -> dict[str, Any]:
     return _scrub(config.model_dump(mode="json"))
 
 
+def redacted_value(field: str, value: Any) -> Any:
+    """``value`` of the dotted ``field`` as it may be shown or recorded: a secret field's value, URL credentials
+    and secret query parameters, and secret keys inside a mapping replaced by ``<redacted>``."""
+    last = field.split(".")[-1]
+    return _scrub({last: value})[last]
+
+
 def _scrub(node: Any) -> Any:
     """Plain data with secret fields' values and URL credentials replaced by ``<redacted>``."""
     if isinstance(node, dict):

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from mgfrec.config.load import ConfigError, set_path, validate
+from mgfrec.config.load import ConfigError, redacted_value, set_path, validate
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.runs import read_sweep_record
 
@@ -52,10 +52,16 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]")
 
 @dataclass(frozen=True)
 class Cell:
-    """One grid point: its folder name and the config values it sets (dotted field -> value)."""
+    """One grid point: its folder name and the config values it sets (dotted field -> value); ``shown``, the
+    values as they may be printed and recorded (secrets redacted: :func:`shown_grid`)."""
 
     name: str
     values: dict[str, Any]
+    shown: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.shown is None:  # a cell built by hand: its values, redacted
+            object.__setattr__(self, "shown", {k: redacted_value(k, v) for k, v in self.values.items()})
 
 
 def parse_grid_flag(text: str) -> tuple[str, list[Any]]:
@@ -133,12 +139,33 @@ def cell_name(values: Mapping[str, Any]) -> str:
     return _UNSAFE.sub("_", ",".join(f"{k}={_show(v)}" for k, v in values.items()))
 
 
+def shown_grid(grid: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
+    """The grid as it may be printed, recorded in ``sweep.json`` and ``summary.*`` and used in folder names: a
+    secret field's values (``user_agent.api_key``), URL credentials and secret query parameters redacted
+    (``config.load.redacted_value``). Two secrets that would read alike are told apart by their place in the grid
+    (``<redacted> #2``)."""
+    shown: dict[str, list[Any]] = {}
+    for name, values in grid.items():
+        hidden = [redacted_value(name, v) for v in values]
+        shown[name] = [
+            f"{h if isinstance(h, str) else '<redacted>'} #{i + 1}" if h != v and hidden.count(h) > 1 else h
+            for i, (h, v) in enumerate(zip(hidden, values, strict=True))
+        ]
+    return shown
+
+
 def grid_cells(grid: Mapping[str, Sequence[Any]]) -> list[Cell]:
-    """The cartesian product of the grid, in flag order; two cells with one folder name are refused."""
+    """The cartesian product of the grid, in flag order, each named by its :func:`shown_grid` values; two cells
+    with one folder name are refused."""
     fields = list(grid)
+    shown = shown_grid(grid)
     cells = [
-        Cell(cell_name(dict(zip(fields, combo, strict=False))), dict(zip(fields, combo, strict=False)))
-        for combo in itertools.product(*grid.values())
+        Cell(
+            cell_name(dict(zip(fields, seen, strict=True))),
+            dict(zip(fields, combo, strict=True)),
+            dict(zip(fields, seen, strict=True)),
+        )
+        for combo, seen in zip(itertools.product(*grid.values()), itertools.product(*shown.values()), strict=True)
     ]
     names = [c.name for c in cells]
     for name in names:
@@ -313,8 +340,8 @@ def run_sweep(
     record = read_sweep(out)
     _refuse_stale(out, record, digests, settings_digest)
     out.mkdir(parents=True, exist_ok=True)
-    new_grid = {k: list(v) for k, v in grid.items()}
-    if record.get("grid") not in (None, new_grid):
+    new_grid = shown_grid(grid)  # no secret reaches sweep.json
+    if record.get("grid") not in (None, {}, new_grid):  # (a new sweep's record has an empty grid: no note)
         say(
             f"note: {out / SWEEP_FILE} held another grid ({_grid_text(record['grid'])}); it now holds this one. "
             "Cells outside it stay on disk and are left out of the summary and the figures"
@@ -328,19 +355,19 @@ def run_sweep(
             continue
         say(f"[{n}/{len(cells)}] {cell.name}: running")
         made_with = {"config": digests[cell.name], "settings": settings_digest}
-        record["cells"][cell.name] = {"values": cell.values, "status": "running", **made_with}
+        record["cells"][cell.name] = {"values": cell.shown, "status": "running", **made_with}
         _write_sweep(out, record)  # a killed sweep shows which cell it was in, and what it was made with
         try:
             summary = run_cell(configs[cell.name], out / cell.name)
             record["cells"][cell.name] = {
-                "values": cell.values,
+                "values": cell.shown,
                 "status": "finished",
                 **made_with,
                 "summary": dict(summary or {}),
             }
         except Exception as exc:  # noqa: BLE001 - one cell's failure must not end the sweep; it is recorded
             record["cells"][cell.name] = {
-                "values": cell.values,
+                "values": cell.shown,
                 "status": "failed",
                 **made_with,
                 "error": f"{type(exc).__name__}: {exc}",

@@ -435,3 +435,37 @@ def test_cells_evaluated_on_different_samples_say_so_and_names_stay_whole(tmp_pa
     shown = console.export_text()
     assert "different numbers of samples" in " ".join(shown.split()) and "…" not in shown
     assert "=1" in shown and "=2" in shown  # the names were cut to "agent.max_…" for both cells
+
+
+@pytest.mark.reliability
+def test_secrets_in_grid_values_never_reach_names_records_or_messages(tmp_path):
+    """A URL password or an api_key query parameter given as a grid value was printed, used in the cell folder's
+    name and written to sweep.json and summary.csv/.md (config.yaml and derive --set redacted it)."""
+    urls = [
+        "http://bob:hunter2@h1.example/v1",
+        "https://h2.example/v1?api_key=sk-SECRET123",
+        "https://h2.example/v1?api_key=sk-OTHER456",
+    ]
+    seen: list[str] = []
+
+    def runner(cfg, out):
+        seen.append(cfg.user_agent.base_url)
+        return FakeCells()(cfg, out)
+
+    said: list[str] = []
+    rows = run_sweep(MGFRecConfig(), {"user_agent.base_url": urls}, tmp_path, runner, say=said.append)
+    assert seen == urls  # each cell ran with the real value
+    assert [r["status"] for r in rows] == ["finished"] * 3
+    names = [p.name for p in tmp_path.iterdir()]
+    written = " ".join([*names, *said, *(p.read_text() for p in tmp_path.iterdir() if p.is_file())])
+    for secret in ("hunter2", "sk-SECRET123", "sk-OTHER456"):
+        assert secret not in written and secret not in str(rows), secret
+    grid = read_sweep(tmp_path)["grid"]["user_agent.base_url"]
+    assert grid == [
+        "http://bob:<redacted>@h1.example/v1",
+        "https://h2.example/v1?api_key=<redacted> #2",  # two secrets that would read alike, told apart
+        "https://h2.example/v1?api_key=<redacted> #3",
+    ]
+    assert not any(s.startswith("note:") for s in said)  # a new sweep "held another grid ()"
+    again = run_sweep(MGFRecConfig(), {"user_agent.base_url": urls}, tmp_path, runner)  # a rerun: all skipped
+    assert len(seen) == 3 and [r["status"] for r in again] == ["finished"] * 3
