@@ -281,6 +281,30 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
+def check_sweep_output(out: Path, data: str | Path | None = None) -> None:
+    """Refuse an ``--out`` that holds something other than a sweep, before anything is written into it: the data
+    set given as ``--data``, a prepared data set, a run, a demo's folder, or a non-empty folder that is not a sweep
+    (no ``sweep.json``; a user's ``config.yaml`` alone is fine). It wrote ``sweep.json`` and the cells' folders
+    beside a data set's files or into a finished run."""
+    from mgfrec.config.load import entries_besides_config
+    from mgfrec.runs import NOT_A_RUN, RUN_FILE
+
+    out = Path(out)
+    if data is not None and out.resolve() == Path(data).resolve():
+        raise ValueError(f"--out {out} is the data set given as --data; give the sweep a folder of its own")
+    if not out.is_dir() or (out / SWEEP_FILE).is_file():
+        return  # a new sweep, or a rerun of this one
+    for name, what in {RUN_FILE: "a run", **NOT_A_RUN}.items():
+        if (out / name).is_file():
+            raise ValueError(f"--out {out}: holds {what} ({name}); give the sweep a folder of its own")
+    others = entries_besides_config(out)
+    if others:
+        shown = ", ".join(sorted(others)[:3]) + (", ..." if len(others) > 3 else "")
+        raise ValueError(
+            f"--out {out}: not empty ({shown}) and not a sweep (no {SWEEP_FILE}); give a new or empty folder"
+        )
+
+
 def _refuse_stale(out: Path, record: Mapping[str, Any], digests: Mapping[str, str], settings: str) -> None:
     """Refuse a rerun that would skip a finished cell, or continue a failed or killed one from its folder, made
     under another config or other runner settings: its numbers would be reported as this sweep's. An entry
@@ -335,6 +359,7 @@ def run_sweep(
     configs = {cell.name: cell_config(base, cell) for cell in cells}
     for name, cfg in configs.items():  # a component typo in the grid fails once, not in every cell at run time
         check_components(cfg, source=f"sweep cell {name}")
+    check_sweep_output(out, (settings or {}).get("data"))
     digests = {name: config_digest(cfg) for name, cfg in configs.items()}
     settings_digest = _digest(dict(settings or {}))
     record = read_sweep(out)

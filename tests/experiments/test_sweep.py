@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import pytest
 import typer
@@ -469,3 +470,30 @@ def test_secrets_in_grid_values_never_reach_names_records_or_messages(tmp_path):
     assert not any(s.startswith("note:") for s in said)  # a new sweep "held another grid ()"
     again = run_sweep(MGFRecConfig(), {"user_agent.base_url": urls}, tmp_path, runner)  # a rerun: all skipped
     assert len(seen) == 3 and [r["status"] for r in again] == ["finished"] * 3
+
+
+@pytest.mark.reliability
+def test_a_sweep_refuses_an_out_that_holds_something_else(tmp_path):
+    """sweep --out accepted the --data folder itself and a finished run, and wrote sweep.json and cells into them."""
+    grid = {"agent.max_groundings": [1]}
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "manifest.json").write_text("{}")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text("{}")
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "todo.md").write_text("mine")
+    for out, words in (
+        (data, "is the data set given as --data"),
+        (run, "holds a run (run.json)"),
+        (notes, "not empty (todo.md) and not a sweep (no sweep.json)"),
+    ):
+        before = sorted(p.name for p in out.iterdir())
+        cells = FakeCells()
+        with pytest.raises(ValueError, match=re.escape(words)):
+            run_sweep(MGFRecConfig(), grid, out, cells, settings={"data": str(data)})
+        assert cells.calls == [] and sorted(p.name for p in out.iterdir()) == before
+    run_sweep(MGFRecConfig(), grid, tmp_path / "new", FakeCells())  # new, then a rerun of the same sweep
+    assert [r["status"] for r in run_sweep(MGFRecConfig(), grid, tmp_path / "new", FakeCells())] == ["finished"]
