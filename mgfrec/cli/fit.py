@@ -87,6 +87,8 @@ def fit(
     def go():
         if no_feedback and user_agent not in (None, "none"):
             raise ValueError(f"--no-feedback and --user-agent {user_agent} contradict each other: give one")
+        if policy is not None and init is not None:  # it was taken, recorded in config.yaml, and never read
+            raise ValueError(f"--policy {policy} and --init {init}: the fit starts from --init's policy; give one")
         base = starting_config(out_dir, resume, config)
         values = {
             "policy.model": policy,

@@ -74,6 +74,8 @@ def sweep(
         if wrong:  # found before any cell trains, not after the first one has
             raise ValueError(f"--eval-split {wrong[0]!r}: choose one of {', '.join(SPLITS)}")
         cells_grid = build_grid(grid, grid_file)
+        if init is not None and "policy.model" in cells_grid:  # every cell trained --init's policy, whatever it said
+            raise ValueError(f"--grid policy.model with --init {init}: every cell starts from --init's policy")
         cfg = load(config, set_, {"trainer.max_steps": max_steps})
         if ablation is not None:
             cfg = apply_ablation(cfg, ablation)

@@ -400,3 +400,24 @@ def test_a_typed_flag_the_config_refuses_is_named_by_the_flag(tmp_path, monkeypa
     code, output = invoke(*args)
     one_error(code, output, f"error: {line}")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["fit", "--data", "d", "--out", "o", "--init", "sft", "--policy", "preset:small"], "the fit starts from"),
+        (
+            ["sweep", "--data", "d", "--out", "o", "--init", "sft", "--grid", "policy.model=preset:tiny,preset:small"],
+            "every cell starts from --init's policy",
+        ),
+    ],
+    ids=["fit", "sweep"],
+)
+def test_a_policy_given_with_init_is_refused_not_ignored(tmp_path, monkeypatch, args, words):
+    """--policy (and a grid over policy.model) with --init was recorded in config.yaml and never read: a sweep
+    reported two "different" policies with identical numbers, both --init's."""
+    monkeypatch.chdir(tmp_path)
+    code, output = invoke(*args)
+    one_error(code, output, words)
+    assert list(tmp_path.iterdir()) == []
