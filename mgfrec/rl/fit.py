@@ -188,13 +188,21 @@ def start_options(options: FitOptions) -> dict[str, Any]:
     }
 
 
-def check_resume_options(out: Path, options: FitOptions) -> None:
+def check_resume_options(out: Path, options: FitOptions, ds: PreparedDataset | None = None) -> None:
     """Refuse, in one line, a ``--resume`` whose start flags differ from those the run started with (a run
-    resumed without its ``--init`` would start from the config's policy and KL-regularise towards it)."""
+    resumed without its ``--init`` would start from the config's policy and KL-regularise towards it), or whose
+    ``--data`` is another data set than the one it started on (``ds``; the start file's ``data_checksum``): its
+    recall run was fitted again on that data and its last steps trained there, while run.json named it alone."""
     path = out / START_FILE
     if not path.is_file():  # a run from before this file: nothing to compare
         return
     started, given = json.loads(path.read_text(encoding="utf-8")), start_options(options)
+    if ds is not None and started.get("data_checksum") not in (None, ds.checksum):
+        raise ValueError(
+            f"--resume: {out} started on another data set than --data {ds.root} ({START_FILE} data_checksum); "
+            "resume it with the data set it started on"
+        )
+    started.pop("data_checksum", None)
     flags = {k: "--" + k.replace("_", "-") for k in given}  # each recorded option is the flag of its name
     differ = [k for k in flags if started.get(k) != given[k]]
     if differ:
@@ -319,7 +327,7 @@ def run_fit(
     check_output_run(out, "mgfrec", data=ds.root)  # before anything in OUT is touched
     AgentPrompts.from_config(cfg.agent)  # a template that cannot be read is named before OUT is cleared
     if options.resume:
-        check_resume_options(out, options)  # first: "resume it with the same --init" says more than a bad --init
+        check_resume_options(out, options, ds)  # first: "resume with the same --init" says more than a bad --init
     recall_opts, policy_dir = start_point(options, ds)  # --init checked before OUT is touched
     if options.init is not None and not options.resume and Path(options.init).resolve() == out.resolve():
         raise ValueError(f"--init {options.init} and --out are one folder; write the fit to another folder")
@@ -366,7 +374,8 @@ def run_fit(
                     shutil.rmtree(out / stale)
                 else:
                     (out / stale).unlink(missing_ok=True)
-            (out / START_FILE).write_text(json.dumps(start_options(options), indent=2), encoding="utf-8")
+            record = {**start_options(options), "data_checksum": ds.checksum}  # what --resume must repeat
+            (out / START_FILE).write_text(json.dumps(record, indent=2), encoding="utf-8")
         write_resolved(cfg, out)
 
     max_steps = cfg.trainer.max_steps or cfg.trainer.epochs * -(-len(train) // cfg.trainer.global_batch_size)

@@ -186,7 +186,13 @@ def test_a_resume_with_other_start_flags_is_refused_before_any_work(run, tmp_pat
     out = run["result"].out
     started = json.loads((out / "fit_start.json").read_text())
     recall = FitOptions().recall_model
-    assert started == {"init": None, "recall_model": recall, "max_train_samples": None, "valid_samples": 4}
+    assert started == {
+        "init": None,
+        "recall_model": recall,
+        "max_train_samples": None,
+        "valid_samples": 4,
+        "data_checksum": run["ds"].checksum,
+    }
     before = sorted((p.name, p.stat().st_mtime_ns) for p in out.iterdir())
     sft = tmp_path / "sft"
     with pytest.raises(ValueError) as err:
@@ -197,6 +203,12 @@ def test_a_resume_with_other_start_flags_is_refused_before_any_work(run, tmp_pat
     )
     with pytest.raises(ValueError, match=r"started with --valid-samples 4 .* not --valid-samples 9$"):
         run_fit(run["ds"].root, out, run["cfg"], FitOptions(valid_samples=9, resume=True))
+    # another data set: its recall run was fitted again there and the last steps trained on it, run.json naming it
+    other = prepare(
+        DataConfig(source="synthetic", options={"n_users": 30, "n_items": 50, "n_artists": 10}), tmp_path / "d2"
+    )
+    with pytest.raises(ValueError, match=r"started on another data set than --data .* resume it with the data set"):
+        run_fit(other.root, out, run["cfg"], FitOptions(valid_samples=4, resume=True))
     assert sorted((p.name, p.stat().st_mtime_ns) for p in out.iterdir()) == before
 
 
