@@ -87,10 +87,15 @@ def recall_for(
     fit_cfg = cfg.model_copy(update={"retriever": cfg.retriever.model_copy(update={"model": options.recall_model})})
     if (run_dir / RUN_FILE).is_file():
         info = read_run_info(run_dir)
-        if info.model == options.recall_model and info.data_checksum == ds.checksum and _same_fit(run_dir, fit_cfg):
+        same = info.model == options.recall_model and info.data_checksum == ds.checksum and _same_fit(run_dir, fit_cfg)
+        if same and info.extra.get("stopped") != "user":  # one cut short by Ctrl-C is fitted again
             return run_dir, info.model
     before_fit()
-    fit_baseline(ds, fit_cfg, run_dir, reg)
+    fitted = fit_baseline(ds, fit_cfg, run_dir, reg)
+    if getattr(fitted.retriever, "stopped", None) == "user":
+        # The recall fit's Ctrl-C stops it gracefully (its best epoch is saved), as in `mgfrec baseline fit`; here it
+        # is the whole command the user stopped, not one stage of it (the command went on, and exited 0)
+        raise KeyboardInterrupt
     return run_dir, options.recall_model
 
 

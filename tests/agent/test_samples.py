@@ -34,3 +34,34 @@ def test_the_recall_fit_is_reused_only_with_the_same_retriever_and_embedding_set
     assert fitted(["retriever.max_epochs=3"])  # another fit would differ: not reused
     assert fitted(["embedding.normalize=true"])
     assert not fitted(["embedding.normalize=true"])  # the settings of the last fit: reused
+
+
+def test_ctrl_c_in_the_recall_fit_stops_the_command_and_its_recall_run_is_not_reused(tmp_path, monkeypatch):
+    """The recall fit's graceful Ctrl-C (for `mgfrec baseline fit`) stopped only that stage: sft / fit went on,
+    exited 0, and later runs reused a recall model stopped at epoch 7 of 200."""
+    import json
+
+    import pytest
+
+    ds = cyclic_dataset(tmp_path)
+    real = samples_mod.fit_baseline
+    stop = {"user": True}
+
+    def interrupted(*args, **kwargs):
+        result = real(*args, **kwargs)
+        if stop["user"]:
+            result.retriever.stopped = "user"  # what a SIGINT during the fit leaves
+            info = json.loads((args[2] / "run.json").read_text())
+            info["extra"]["stopped"] = "user"
+            (args[2] / "run.json").write_text(json.dumps(info))
+        return result
+
+    monkeypatch.setattr(samples_mod, "fit_baseline", interrupted)
+    options, cfg, out = RecallOptions(recall_model="pop"), load_config(None, []), tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        recall_for(ds, cfg, options, out)
+    stop["user"] = False
+    before = (out / "recall" / "run.json").stat().st_mtime_ns
+    recall_for(ds, cfg, options, out)  # fitted again, not reused
+    assert (out / "recall" / "run.json").stat().st_mtime_ns != before
+    assert "stopped" not in json.loads((out / "recall" / "run.json").read_text())["extra"]
