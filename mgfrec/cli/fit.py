@@ -52,7 +52,7 @@ def fit(
     ),
     max_groundings: int | None = typer.Option(None, "--max-groundings", min=0, help="agent.max_groundings."),
     items_per_grounding: int | None = typer.Option(None, "--items-per-grounding", min=1, help="grounding.top_k."),
-    group_size: int | None = typer.Option(None, "--group-size", min=1, help="grpo.group_size (G)."),
+    group_size: int | None = typer.Option(None, "--group-size", min=2, help="grpo.group_size (G)."),
     kl_beta: float | None = typer.Option(
         None, "--kl-beta", callback=finite_in(0.0), help="grpo.kl_beta, at least 0 (0 drops the reference policy)."
     ),

@@ -239,7 +239,9 @@ class GRPOConfig(Section):
         default_factory=lambda: [RewardSpec(name="ndcg"), RewardSpec(name="format")],
         description="reward components: names, or {name, options}",
     )
-    group_size: int = Field(6, ge=1)
+    group_size: int = Field(
+        6, ge=2, description="rollouts per prompt (G); one alone has no group to compare with: every advantage is 0"
+    )
     clip_epsilon: float = Field(0.2, gt=0)
     kl_beta: float = Field(0.04, ge=0)
     scale_rewards: bool = Field(True, description="divide advantages by the group std (eq. 2)")
@@ -314,8 +316,8 @@ class TrainerConfig(Section):
     lr: float = Field(1e-4, gt=0, description="policy learning rate (the paper: 1e-6 for Qwen2.5-1.5B)")
     global_batch_size: int = Field(16, ge=1, description="prompts per optimizer step, via accumulation (paper 128)")
     micro_batch_size: int = Field(8, ge=1)
-    epochs: int = Field(1, ge=1)
-    max_steps: int | None = Field(30, ge=1)
+    epochs: int = Field(1, ge=1, le=1_000_000)
+    max_steps: int | None = Field(30, ge=1, le=1_000_000_000)  # beyond it a step counter overflowed a C integer
     strategy: str = "auto"
     accelerator: str = "cpu"
     devices: int | str = Field(

@@ -262,3 +262,20 @@ def test_a_reward_listed_twice_is_refused():
         load_config(None, ["grpo.rewards=[ndcg, ndcg, format]"])
     with pytest.raises(ValueError, match=r"ndcg listed twice"):
         build_reward(["ndcg", "ndcg"])
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    ("override", "words"),
+    [
+        # one rollout per prompt: every advantage is 0, and a fit spent its budget training nothing
+        ("grpo.group_size=1", "grpo.group_size: Input should be greater than or equal to 2"),
+        # it passed, cleared OUT, then overflowed a C integer in the step loader (a traceback)
+        ("trainer.max_steps=99999999999999999999", "trainer.max_steps: Input should be less than or equal to"),
+    ],
+)
+def test_settings_that_cannot_train_are_refused_when_the_config_loads(override, words):
+    from mgfrec.config.load import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=words):
+        load_config(None, [override])
