@@ -273,7 +273,25 @@ def starting_config(out: str | Path, resume: bool, config: str | Path | None = N
     if config is not None:
         return str(config)
     saved = Path(out) / "config.yaml"
+    if resume and not saved.is_file() and (Path(out) / "checkpoints").exists():
+        # it continued under the defaults, and rewrote config.yaml claiming them for the whole run
+        raise ValueError(
+            f"--resume: {saved} is gone, so the settings the run started with are unknown; put it back, or give "
+            "--config with those settings"
+        )
     return str(saved) if resume and saved.is_file() else None
+
+
+def steps_done(out: Path) -> int:
+    """The last training step ``OUT/metrics.csv`` records (0 when there is none): what a resumed run has done."""
+    import csv
+
+    path = out / "metrics.csv"
+    if not path.is_file():
+        return 0
+    with path.open(encoding="utf-8", newline="") as handle:
+        steps = [row.get("step") or "" for row in csv.DictReader(handle)]
+    return max((int(float(s)) for s in steps if s.replace(".", "", 1).isdigit()), default=0)
 
 
 # What a fresh fit into a used folder removes first (the recall run is kept: it is reused when it fits).
@@ -339,6 +357,12 @@ def run_fit(
     first = launched_as_main()  # with several processes, only the first prepares OUT; the others reuse it
     if options.resume:
         check_resume_config(out, cfg)
+        done = steps_done(out)
+        if cfg.trainer.max_steps is not None and cfg.trainer.max_steps < done:
+            raise ValueError(  # it "finished" at step {done}, with a config.yaml that said otherwise
+                f"--resume: {out} has done {done} steps already; --max-steps (trainer.max_steps) "
+                f"{cfg.trainer.max_steps} is fewer: give at least {done} (more extends the run)"
+            )
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.trainer.seed)
 

@@ -226,6 +226,22 @@ def test_a_resume_with_other_training_settings_is_refused_before_any_work(run):
     assert text.startswith(f"--resume: {out} was started with other settings (grpo.group_size: 2 -> 3;"), text
     assert "grpo.kl_beta" in text and "start a new fit in another folder" in text
     assert sorted((p.name, p.stat().st_mtime_ns) for p in out.iterdir()) == before
+    # fewer steps than done: it "finished" at once, with a config.yaml that said otherwise
+    fewer = run["cfg"].model_copy(update={"trainer": run["cfg"].trainer.model_copy(update={"max_steps": 1})})
+    with pytest.raises(ValueError, match=r"has done 2 steps already; --max-steps \(trainer.max_steps\) 1 is fewer"):
+        run_fit(run["ds"].root, out, fewer, FitOptions(valid_samples=4, resume=True))
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in out.iterdir()) == before
+    # config.yaml gone: the resume continued under the defaults and rewrote it claiming them for the whole run
+    from mgfrec.rl.fit import starting_config
+
+    saved = (out / "config.yaml").read_bytes()
+    (out / "config.yaml").unlink()
+    try:
+        with pytest.raises(ValueError, match=r"config.yaml is gone, so the settings the run started with are unknown"):
+            starting_config(out, resume=True)
+        assert starting_config(out, resume=True, config="mine.yaml") == "mine.yaml"
+    finally:
+        (out / "config.yaml").write_bytes(saved)
 
 
 @pytest.mark.reliability
