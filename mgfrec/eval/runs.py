@@ -20,7 +20,7 @@ from mgfrec.ranking.evaluator import evaluate
 from mgfrec.ranking.results import EvalResult, result_paths
 from mgfrec.registry import Registry, RegistryError, registry, with_registry
 from mgfrec.retrievers.fit import AgentEvaluationUnavailable, LoadedRun, load_scorer, open_data
-from mgfrec.runs import read_run_info
+from mgfrec.runs import check_derived_current, read_run_info
 
 __all__ = ["AgentEvaluationUnavailable", "LoadedRun", "evaluate_run", "load_scorer", "open_data", "result_for_run"]
 
@@ -49,6 +49,8 @@ def evaluate_run(
     info = read_run_info(run_dir)
     if info.kind == "agent":
         from mgfrec.eval.agent_eval import evaluate_agent  # late: loads the policy stack
+
+        check_derived_current(run_dir, info)  # its config is the trained run's of the time it was derived
 
         result, _ = evaluate_agent(
             Path(run_dir),
@@ -137,8 +139,12 @@ class ResultReplacedWarning(UserWarning):
 
 def _check_current(run_dir: str | Path, reg: Registry | None) -> None:
     """A baseline whose retriever can tell that its stored results are stale (``check_current``: a hybrid
-    whose reused collaborative run was fitted again) refuses before a stored result is read."""
+    whose reused collaborative run was fitted again), or a derived agent run whose trained run was trained again,
+    refuses before a stored result is read."""
     info = read_run_info(run_dir)
+    if info.kind == "agent":
+        check_derived_current(run_dir, info)  # a derived run whose trained run was trained again
+        return
     if info.kind != "baseline":
         return
     try:

@@ -162,6 +162,7 @@ def _derive(
         **tag,
         f"{next(iter(tag))}_applied_at": "evaluation",
         "trained_run": str(run_dir.resolve()),
+        "trained_created": info.created,  # which training of it: a refit there makes this run stale
         **({"overrides": [redacted_override(o) for o in overrides]} if overrides else {}),
     }
     write_run_info(

@@ -184,3 +184,29 @@ def test_an_override_that_undoes_the_preset_or_is_never_read_is_refused(runs, fl
     res = invoke(str(runs / "run"), str(out), *flags)
     assert res.exit_code == 2 and words in " ".join(res.output.split()), res.output
     assert not out.exists()
+
+
+@pytest.mark.reliability
+def test_a_derived_run_is_refused_once_its_trained_run_was_trained_again_or_is_gone(runs, tmp_path):
+    """A derived run points at its trained run's policy/ by path: after a refit there, report paired its stored
+    results (the earlier policy's) against the new policy, and evaluate rolled the new policy out under the earlier
+    config. A trained run that was deleted was "no policy in this agent run"."""
+    import shutil
+
+    trained = tmp_path / "trained"
+    shutil.copytree(runs / "run", trained)
+    derived = tmp_path / "derived"
+    assert invoke(str(trained), str(derived), "--ablation", "no-feedback").exit_code == 0
+    assert read_run_info(derived).extra["trained_created"] == read_run_info(trained).created
+    info = json.loads((trained / "run.json").read_text())
+    info["created"] = "2030-01-01T00:00:00+00:00"  # what a refit into the trained run's folder writes
+    (trained / "run.json").write_text(json.dumps(info))
+    res = CliRunner().invoke(app, ["evaluate", str(derived), "--split", "test", "--limit", "2"])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 2 and "before it was trained again" in text, text
+    assert f"derive it again: mgfrec derive {trained.resolve()} {derived} --ablation no-feedback" in text, text
+    (trained / "run.json").unlink()
+    res = CliRunner().invoke(app, ["evaluate", str(derived), "--split", "test", "--limit", "2"])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 2 and "is not a run folder any more" in text and "Traceback" not in text, text
+    assert not list(derived.glob("eval_*"))
