@@ -96,17 +96,22 @@ def finite_in(low: float | None = None, high: float | None = None) -> Callable[[
     return check
 
 
-def output_folder(value: Path | None) -> Path | None:
-    """Typer callback of every ``--out`` (each names a folder): a path that is a file, or lies under one, is
-    refused naming it before any work. It was "error: o/afile: File exists" once the whole input had been read,
-    or a whole evaluation later."""
+def output_folder(param: typer.CallbackParam, value: Path | None) -> Path | None:
+    """Typer callback of every ``--out`` (and ``derive``'s ``OUT``), each naming a folder: a path that is a file, or
+    lies under one, is refused naming it before any work. It was "error: o/afile: File exists" once the whole input
+    had been read, or a whole evaluation later."""
     if value is None:
         return None
     blocked = next((p for p in (value, *value.parents) if p.exists() and not p.is_dir()), None)
     if blocked is None:
         return value
     where = f"{value} is a file" if blocked == value else f"{value}: {blocked} is a file"
-    raise typer.BadParameter(f"{where}; --out names a folder")
+    name = (
+        next((o for o in param.opts if o.startswith("--")), None)
+        or getattr(param, "metavar", None)
+        or param.name.upper()
+    )
+    raise typer.BadParameter(f"{where}; {name} names a folder")
 
 
 def feedback_timeout_option(help_text: str) -> Any:

@@ -6,12 +6,14 @@ from pathlib import Path
 
 import typer
 
-from mgfrec.cli.common import console, override_section, print_json, run
+from mgfrec.cli.common import console, output_folder, override_section, print_json, run
 
 
 def derive(
     run_dir: Path = typer.Argument(..., metavar="RUN", help="A trained agent run (mgfrec sft / fit)."),
-    out_dir: Path = typer.Argument(..., metavar="OUT", help="The folder to write (created; reused if it exists)."),
+    out_dir: Path = typer.Argument(
+        ..., metavar="OUT", callback=output_folder, help="The folder to write (created; reused if it exists)."
+    ),
     ablation: str | None = typer.Option(
         None, "--ablation", help="Remove one part at evaluation: no-multi-grounding, no-feedback, no-recall, full."
     ),

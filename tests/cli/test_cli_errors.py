@@ -421,3 +421,15 @@ def test_a_policy_given_with_init_is_refused_not_ignored(tmp_path, monkeypatch, 
     code, output = invoke(*args)
     one_error(code, output, words)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_derives_out_that_is_a_file_is_refused_naming_it(tmp_path):
+    """derive's OUT is an argument, not --out: it was "error: afile: File exists" (and "Not a directory")."""
+    from mgfrec.cli.main import run_app
+
+    (tmp_path / "afile").write_text("mine")
+    for out in (tmp_path / "afile", tmp_path / "afile" / "sub"):
+        errors: list[str] = []
+        assert run_app(["derive", str(tmp_path / "run"), str(out), "--ablation", "full"], errors.append) == 2
+        assert len(errors) == 1 and f"{tmp_path / 'afile'} is a file; OUT names a folder" in errors[0], errors
+    assert (tmp_path / "afile").read_text() == "mine"
