@@ -208,7 +208,9 @@ class RemoteChatAgent:
                 completion_tokens=completion_tokens,
                 latency_s_total=time.monotonic() - started,
             )
-            return text
+            # A server's answer may quote the request's Authorization header (a proxy, a test double, a model
+            # told to): the feedback goes into the cache, the trajectory, every output and a trained policy's data
+            return self._scrubbed(text, shortest=MIN_SCRUBBED_KEY)
 
     def _fail(self, reason: str) -> UserAgentError:
         attempts = max(self._attempts.n, 1)
@@ -217,13 +219,19 @@ class RemoteChatAgent:
             f"user agent backend '{self.name}' at {self.base_url} (model {self.model}): {reason}; "
             f"gave up after {attempts} attempt(s) (user_agent.max_retries={self.cfg.max_retries})"
         )
-        # a placeholder key a few characters long (a local server's "x") is no secret, and replacing it everywhere
-        # would garble the message ("HTTP status 401" with the key "1"); every provider's key is far longer
+        return UserAgentError(self._scrubbed(message))
+
+    def _scrubbed(self, text: str, shortest: int = 0) -> str:
+        """``text`` with the API key and the base URL's credentials (those of at least ``shortest`` characters:
+        a feedback's words are not garbled for a URL's ``?v=1``) replaced by ``***``. A placeholder key a few
+        characters long (a local server's "x") is no secret, and replacing it everywhere would garble the text
+        ("HTTP status 401" with the key "1"); every provider's key is far longer."""
         if self._secret and len(self._secret) >= MIN_SCRUBBED_KEY:
-            message = message.replace(self._secret, "***")
+            text = text.replace(self._secret, "***")
         for secret in url_secrets(str(self._client.base_url)):  # an SDK's text may quote the whole URL
-            message = message.replace(secret, "***")
-        return UserAgentError(message)
+            if len(secret) >= shortest:
+                text = text.replace(secret, "***")
+        return text
 
     def stats(self) -> dict[str, Any]:
         return self.usage.snapshot()

@@ -45,6 +45,19 @@ def test_an_echoed_key_is_in_no_message_and_no_chained_exception(api_key, cls):
     assert len(seen) == 1
 
 
+@pytest.mark.parametrize("cls", [OpenAIChatAgent, AnthropicMessagesAgent], ids=["openai", "anthropic"])
+def test_a_key_echoed_in_a_successful_reply_is_scrubbed_from_the_feedback(api_key, cls):
+    """Only error messages were scrubbed: a 200 whose feedback quoted the Authorization header put the key into
+    recommend's output, the --markdown case study, the response cache and (in fit) the policy's training text."""
+    model = {} if cls is OpenAIChatAgent else {"model": "claude-test"}
+    wire = "openai" if cls is OpenAIChatAgent else "anthropic"
+    with serve(FakeServer(wire, default="echo200")) as server:
+        with build(cls, api_config(server.url, **model)) as agent:
+            replies = agent.feedback([make_request(0)])
+    assert SECRET in str(server.received[0].headers)  # the key did travel
+    assert replies[0].startswith("your key is") and "***" in replies[0] and SECRET not in replies[0], replies
+
+
 @pytest.mark.parametrize(
     "url_of",
     [

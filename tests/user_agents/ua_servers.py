@@ -3,10 +3,10 @@
 Each server runs ``http.server.ThreadingHTTPServer`` in a background thread, records every request it
 receives (path, headers, JSON body), counts requests in flight, and answers from a script of faults:
 ``faults`` is consumed one entry per request (``"timeout"``, ``"429"``, ``"500"``, ``"malformed"``,
-``"echo401"`` (a 401 whose body quotes the key headers), ``"empty"``/``"blank"`` (a 200 with empty or
-whitespace text), ``"cut"`` (empty text at the token limit), ``"refusal"`` (Chat Completions' refusal),
-``"ok"``); when it is empty, ``default`` is used. The reply text is ``responder(body)`` so tests can check
-which prompt a reply belongs to.
+``"echo401"`` (a 401 whose body quotes the key headers), ``"echo200"`` (feedback that quotes them),
+``"empty"``/``"blank"`` (a 200 with empty or whitespace text), ``"cut"`` (empty text at the token limit),
+``"refusal"`` (Chat Completions' refusal), ``"ok"``); when it is empty, ``default`` is used. The reply text is
+``responder(body)`` so tests can check which prompt a reply belongs to.
 """
 
 from __future__ import annotations
@@ -142,6 +142,9 @@ def _handler(state: FakeServer) -> type[BaseHTTPRequestHandler]:
                     "x-api-key": self.headers.get("x-api-key"),
                 }
                 self._send(401, json.dumps({"error": {"message": f"invalid credentials {echoed}"}}).encode())
+            elif action == "echo200":  # a proxy or a model told to: a 200 whose feedback quotes the key headers
+                text = f"your key is {self.headers.get('Authorization')} {self.headers.get('x-api-key')}"
+                self._send(200, json.dumps(_completion(state.wire, body.get("model", "?"), text)).encode())
             elif action in ("empty", "blank"):  # a 200 whose text is empty or only whitespace
                 text = "" if action == "empty" else " \n\t "
                 self._send(200, json.dumps(_completion(state.wire, body.get("model", "?"), text)).encode())
