@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from mgfrec.text.terminal import terminal_safe
+
 _MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]|#~])")
 _BLOCK_START = re.compile(r"^(\d+)([.)])|^([-+=>])")
 
@@ -20,15 +22,16 @@ _BLOCK_START = re.compile(r"^(\d+)([.)])|^([-+=>])")
 def _md(text: Any) -> str:
     """``text`` as literal markdown on one line: ``&``, ``<``, ``>`` as entities (a title like ``<answer>x</answer>``
     is not hidden as HTML), markdown punctuation (``|`` included: a table cell stays one cell) backslash-escaped,
-    a start that would open a list or quote escaped, whitespace runs (newlines too) one space."""
-    value = " ".join(str(text).split()).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    a start that would open a list or quote escaped, whitespace runs (newlines too) one space, and the characters
+    a terminal acts on (``cat case.md``: ESC, BEL, bidi overrides) written as their escapes."""
+    value = terminal_safe(" ".join(str(text).split())).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     value = _MARKDOWN_PUNCTUATION.sub(r"\\\1", value)
     return _BLOCK_START.sub(lambda m: f"{m[1]}\\{m[2]}" if m[1] else f"\\{m[3]}", value)
 
 
 def _code(text: Any) -> str:
-    """``text`` as inline code, fenced by more backticks than it holds in a row."""
-    value = " ".join(str(text).split())
+    """``text`` as inline code, fenced by more backticks than it holds in a row (terminal controls escaped)."""
+    value = terminal_safe(" ".join(str(text).split()))
     longest = max((len(run) for run in re.findall(r"`+", value)), default=0)
     fence = "`" * (longest + 1)
     pad = " " if value.startswith("`") or value.endswith("`") else ""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from mgfrec.eval.case_study import trajectory_markdown, write_trajectory_markdown
 
 TRAJECTORY = {
@@ -102,3 +104,25 @@ def test_only_a_page_mgfrec_wrote_counts_as_a_case_study(tmp_path):
         assert is_case_study(tmp_path / name) is expected, name
     (tmp_path / "binary.md").write_bytes(b"\xff\xfe# x")
     assert not is_case_study(tmp_path / "binary.md") and not is_case_study(tmp_path / "missing.md")
+
+
+@pytest.mark.reliability
+def test_terminal_controls_in_feedback_and_titles_are_written_as_escapes():
+    """The page kept a user agent's ESC and BEL bytes raw: `cat case.md` cleared the screen and retitled the
+    terminal (the terminal view escaped them)."""
+    trajectory = {
+        "history": [{"title": "Song \u202eevil"}],
+        "turns": [
+            {
+                "kind": "ground",
+                "think": "hm",
+                "title": "Bell\x07",
+                "items": [{"title": "A", "item_id": "i\x1b1"}],
+                "feedback": "\x1b[2J\x1b]0;PWNED\x07 quiet please",
+            }
+        ],
+        "answer": "A",
+    }
+    page = trajectory_markdown(trajectory)
+    assert not any(c in page for c in ("\x1b", "\x07", "\u202e")), repr(page)
+    assert "x1b\\[2J" in page and "quiet please" in page
