@@ -111,6 +111,7 @@ class Recommendation:
             "turns": [] if t is None else [turn_dict(ds, t, n) for n in range(len(t.turns))],
             "answer": None if t is None else t.answer,
             "end_reason": None if t is None else t.end_reason,
+            "end_detail": None if t is None else t.state.error,  # why it ended without an answer, when known
             "format_ok": None if t is None else t.format_ok,
             "groundings": 0 if t is None else t.num_groundings,
             "top": [{**item(i), "score": score} for i, score in self.top],

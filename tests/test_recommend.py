@@ -406,3 +406,19 @@ def test_a_numeric_user_id_is_read_as_text():
     import numpy as np
 
     assert rec_module.Query(user=42).user == "42" and rec_module.Query(user=np.int64(7)).user == "7"
+
+
+def test_a_trajectory_stopped_before_its_first_turn_says_why(agent_run):
+    """A turn budget that could overflow the policy's context stopped the agent before it wrote a token, and the
+    output said only "end: length_limit ... no answer, so no ranking": the reason was recorded and never shown."""
+    run, ds = agent_run
+    big = ("--set", "agent.max_new_tokens_per_turn=1000000", "--set", "agent.max_new_tokens_total=1000000")
+    result = CliRunner().invoke(app, ["recommend", str(run), "--history", ds.titles[0], "--json", *big])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["end_reason"] == "length_limit" and out["turns"] == []
+    assert "could overflow the model's context" in out["end_detail"], out
+    shown = CliRunner().invoke(app, ["recommend", str(run), "--history", ds.titles[0], *big])
+    assert "end: length_limit (format invalid), 0 groundings: the next turn could overflow" in " ".join(
+        shown.output.split()
+    ), shown.output

@@ -205,7 +205,8 @@ def _result(p: dict[str, Any]) -> None:
     from rich.table import Table
 
     out.print(
-        f"end: {p['end_reason']} (format {'ok' if p['format_ok'] else 'invalid'}), {p['groundings']} groundings",
+        f"end: {p['end_reason']} (format {'ok' if p['format_ok'] else 'invalid'}), {p['groundings']} groundings"
+        + (f": {p['end_detail']}" if p.get("end_detail") else ""),
         highlight=False,
         markup=False,
     )

@@ -121,7 +121,12 @@ def _show(p: dict) -> None:
         out.print("a baseline run: ranked by its scorer, no trajectory", highlight=False, markup=False)
     else:
         fmt = "ok" if p["format_ok"] else "invalid"
-        out.print(f"end: {p['end_reason']} (format {fmt}), {p['groundings']} groundings", highlight=False, markup=False)
+        detail = f": {p['end_detail']}" if p.get("end_detail") else ""
+        out.print(
+            f"end: {p['end_reason']} (format {fmt}), {p['groundings']} groundings{detail}",
+            highlight=False,
+            markup=False,
+        )
     if p["top"]:
         table = Table(title=f"top {len(p['top'])} for the answer: {p['answer']}")
         for col in ("#", "item_id", "title", "score"):
