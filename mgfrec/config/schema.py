@@ -136,6 +136,7 @@ class AgentConfig(Section):
     joint_title_weight: float = Field(
         1.0,
         ge=0.0,
+        le=1e6,  # beyond, the title part's squared distances overflow float32 and every score is -inf
         description="final_ranking l2_joint: the title part's weight beside the item-embedding part (each part's "
         "rows unit length; 0 ranks by the recall model's item embeddings alone)",
     )

@@ -74,12 +74,13 @@ class Grounding:
 
     def search(self, titles: Sequence[str], k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Item indices int64 and L2 distances float32, both ``[len(titles), k]``, ascending (ties by index)."""
+        named = "k" if k is not None else "grounding.top_k"  # the config's, when the caller gave none
         k = self.top_k if k is None else k
         if not titles:
             return np.empty((0, k), dtype=np.int64), np.empty((0, k), dtype=np.float32)
         queries = self.embed_queries(titles)  # a title that cannot be embedded is named first
         if not 1 <= k <= len(self.titles):
-            raise ValueError(f"k={k}: give a number of items from 1 to the catalogue's {len(self.titles)}")
+            raise ValueError(f"{named}={k}: give a number of items from 1 to the catalogue's {len(self.titles)}")
         indices, distances = self.grounder.search(queries, k)
         found = np.asarray(indices)
         if found.shape != (len(titles), k) or (found.size and (found.min() < 0 or found.max() >= len(self.titles))):

@@ -272,6 +272,8 @@ def test_a_reward_listed_twice_is_refused():
         ("grpo.group_size=1", "grpo.group_size: Input should be greater than or equal to 2"),
         # it passed, cleared OUT, then overflowed a C integer in the step loader (a traceback)
         ("trainer.max_steps=99999999999999999999", "trainer.max_steps: Input should be less than or equal to"),
+        # the title part's squared distances overflowed float32: every score -inf, "answered" and "no answer" at once
+        ("agent.joint_title_weight=1e20", "agent.joint_title_weight: Input should be less than or equal to"),
     ],
 )
 def test_settings_that_cannot_train_are_refused_when_the_config_loads(override, words):

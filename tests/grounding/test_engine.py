@@ -188,3 +188,13 @@ def test_the_index_report_never_holds_a_plugin_grounders_secret(catalogue, tmp_p
     report = build_index(catalogue, cfg, reg=reg).report
     assert report["grounder_options"] == {"api_key": "<redacted>", "endpoint": "https://x"}
     assert secret not in repr(report)
+
+
+def test_a_config_top_k_above_the_catalogue_is_named_by_its_field(catalogue, minilm):
+    """It was "k=5000: ..." for a `--set grounding.top_k=5000` the user never wrote as k."""
+    vectors = minilm.encode(TITLES)
+    engine = Grounding(minilm, ExactGrounder(vectors), TITLES, vectors, top_k=5000)
+    with pytest.raises(ValueError, match=r"^grounding.top_k=5000: give a number of items from 1 to the catalogue's"):
+        engine.ground(["x"])
+    with pytest.raises(ValueError, match=r"^k=99: give a number of items"):  # a caller's own k keeps its name
+        engine.ground(["x"], 99)
