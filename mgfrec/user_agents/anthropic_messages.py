@@ -78,6 +78,8 @@ class AnthropicMessagesAgent(RemoteChatAgent):
             texts = [block.text for block in message.content if block.type == "text"]
         except Exception as exc:
             raise MalformedResponse(f"{type(exc).__name__}: {exc}") from None
+        if any(not isinstance(t, str) for t in texts):  # "text": null was a TypeError, never retried
+            raise MalformedResponse("a text content block's text is not a string")
         if not "".join(texts).strip():  # asking again would get the same: say why instead
             stop = getattr(message, "stop_reason", None)
             if stop == "max_tokens":

@@ -61,12 +61,16 @@ class OpenAIChatAgent(RemoteChatAgent):
         # Parsing is deferred so that a 200 with a broken body is told apart from HTTP failures and retried.
         try:
             completion = raw.parse()
+            if not completion.choices:  # it was "IndexError: list index out of range"
+                raise MalformedResponse("the response has no choices")
             choice = completion.choices[0]
             text, refusal, finish = (
                 choice.message.content,
                 getattr(choice.message, "refusal", None),
                 choice.finish_reason,
             )
+        except MalformedResponse:
+            raise
         except Exception as exc:
             raise MalformedResponse(f"{type(exc).__name__}: {exc}") from None
         if not (isinstance(text, str) and text.strip()):  # asking again would get the same: say why instead

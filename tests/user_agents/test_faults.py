@@ -148,3 +148,22 @@ def test_a_placeholder_key_a_few_characters_long_does_not_garble_the_error(monke
             with pytest.raises(UserAgentError) as info:
                 agent.feedback([make_request()])
     assert "HTTP status 500" in str(info.value) and "***" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("wire", "fault", "reason"),
+    [("openai", "nochoices", "the response has no choices"), ("anthropic", "nulltext", "a text content block.s text is not a string")],
+)
+def test_an_empty_choices_list_or_a_null_text_is_a_malformed_body_retried(api_key, wire, fault, reason):
+    """`choices: []` was "IndexError: list index out of range"; a null text block a TypeError, never retried."""
+    from mgfrec.user_agents.anthropic_messages import AnthropicMessagesAgent
+
+    cls, model = (OpenAIChatAgent, {}) if wire == "openai" else (AnthropicMessagesAgent, {"model": "claude-test"})
+    with serve(FakeServer(wire, faults=[fault])) as server:
+        with build(cls, api_config(server.url, max_retries=2, **model)) as agent:
+            assert agent.feedback([make_request()]) == ["fine"]  # retried, then answered
+    assert server.count == 2
+    with serve(FakeServer(wire, default=fault)) as server:
+        with build(cls, api_config(server.url, max_retries=1, **model)) as agent:
+            with pytest.raises(UserAgentError, match=f"malformed response body \\({reason}"):
+                agent.feedback([make_request()])

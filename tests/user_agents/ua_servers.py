@@ -5,8 +5,8 @@ receives (path, headers, JSON body), counts requests in flight, and answers from
 ``faults`` is consumed one entry per request (``"timeout"``, ``"429"``, ``"500"``, ``"malformed"``,
 ``"echo401"`` (a 401 whose body quotes the key headers), ``"echo200"`` (feedback that quotes them),
 ``"empty"``/``"blank"`` (a 200 with empty or whitespace text), ``"cut"`` (empty text at the token limit),
-``"refusal"`` (Chat Completions' refusal), ``"ok"``); when it is empty, ``default`` is used. The reply text is
-``responder(body)`` so tests can check which prompt a reply belongs to.
+``"refusal"`` (Chat Completions' refusal), ``"nochoices"``, ``"nulltext"``, ``"ok"``); when it is empty,
+``default`` is used. The reply text is ``responder(body)`` so tests can check which prompt a reply belongs to.
 """
 
 from __future__ import annotations
@@ -153,6 +153,14 @@ def _handler(state: FakeServer) -> type[BaseHTTPRequestHandler]:
                 self._send(200, json.dumps(_completion(state.wire, body.get("model", "?"), "", stop)).encode())
             elif action == "refusal":  # Chat Completions' refusal field, no content
                 payload = _completion(state.wire, body.get("model", "?"), None, refusal="I cannot help with that")
+                self._send(200, json.dumps(payload).encode())
+            elif action == "nochoices":  # Chat Completions with an empty choices list
+                payload = _completion("openai", body.get("model", "?"), "x")
+                payload["choices"] = []
+                self._send(200, json.dumps(payload).encode())
+            elif action == "nulltext":  # a Messages text block whose text is null
+                payload = _completion("anthropic", body.get("model", "?"), "x")
+                payload["content"][0]["text"] = None
                 self._send(200, json.dumps(payload).encode())
             elif action == "malformed":
                 self._send(200, b'{"id": "chatcmpl-test", "choices": [ {"index": 0, "mess')
