@@ -444,6 +444,8 @@ class Recommender:
 
 def load_recommender(run_dir: str | Path, sets: Sequence[str] = ()) -> Recommender:
     """Load ``run_dir`` (an agent run or a baseline run) for recommending; ``sets`` are ``--set`` overrides."""
+    if isinstance(sets, str):  # it was read letter by letter: "override 'a' must look like section.field=value"
+        raise TypeError("sets: give a list of 'section.field=value' overrides, not one string")
     return Recommender(run_dir, sets)
 
 

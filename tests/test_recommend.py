@@ -307,6 +307,9 @@ def test_a_history_given_as_one_string_is_refused(variant_run):
         rec_module.recommend(variant_run / "lt", history_titles="Abbey Road")
     with pytest.raises(TypeError, match="title strings"):
         rec_module.typed_history(None, ["Abbey Road", 3])
+    # the overrides too: "override 'a' must look like section.field=value", read letter by letter
+    with pytest.raises(TypeError, match="sets: give a list of 'section.field=value' overrides, not one string"):
+        rec_module.recommend(variant_run / "lt", user="u0", sets="agent.max_groundings=3")
 
 
 @pytest.mark.reliability

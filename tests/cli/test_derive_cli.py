@@ -175,6 +175,8 @@ def test_a_reward_override_is_read_by_a_derived_run(runs):
             "--set policy.model: a derived run evaluates",
         ),
         (["--ablation", "full", "--set", "grpo.kl_beta=0.5"], "--set grpo.kl_beta: a derived run evaluates"),
+        # recorded in config.yaml, while the derived run ranked with the trained run's recall run
+        (["--variant", "joint-l2", "--set", "retriever.model=pop"], "--set retriever.model: a derived run evaluates"),
     ],
 )
 def test_an_override_that_undoes_the_preset_or_is_never_read_is_refused(runs, flags, words):

@@ -152,7 +152,10 @@ def test_a_placeholder_key_a_few_characters_long_does_not_garble_the_error(monke
 
 @pytest.mark.parametrize(
     ("wire", "fault", "reason"),
-    [("openai", "nochoices", "the response has no choices"), ("anthropic", "nulltext", "a text content block.s text is not a string")],
+    [
+        ("openai", "nochoices", "the response has no choices"),
+        ("anthropic", "nulltext", "a text content block.s text is not a string"),
+    ],
 )
 def test_an_empty_choices_list_or_a_null_text_is_a_malformed_body_retried(api_key, wire, fault, reason):
     """`choices: []` was "IndexError: list index out of range"; a null text block a TypeError, never retried."""
