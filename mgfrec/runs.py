@@ -66,6 +66,12 @@ def write_run_info(run_dir: str | Path, info: RunInfo) -> Path:
 def read_run_info(run_dir: str | Path) -> RunInfo:
     path = Path(run_dir) / RUN_FILE
     if not path.is_file():
+        if (Path(run_dir) / "fit_start.json").is_file():  # GRPO's first write; run.json is its last
+            resume = " (its checkpoint is there)" if (Path(run_dir) / "checkpoints").exists() else ""
+            raise FileNotFoundError(
+                f"{run_dir}: an unfinished fit (no {RUN_FILE} yet){resume}; finish it with the command that started "
+                "it and --resume, or start it again"
+            )
         raise FileNotFoundError(
             f"{run_dir}: not a run folder (no {RUN_FILE}); train one with 'mgfrec baseline fit' or 'mgfrec fit'"
         )

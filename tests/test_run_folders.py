@@ -144,3 +144,14 @@ def test_everything_a_killed_run_leaves_is_recognised(tmp_path):
     fit = ["fit_start.json", "policy", "best_policy", "checkpoints", "metrics.csv", "tensorboard"]
     fit += ["user_agent_cache.sqlite", "user_agent_cache.sqlite-wal", "agent_test.json", "agent_test_samples.csv"]
     check_output_run(resolved(tmp_path / "fit", *fit), "mgfrec")
+
+
+def test_an_unfinished_fit_is_named_as_one_not_as_no_run(tmp_path):
+    """evaluate, derive and fit --init said "not a run folder ...; train one" of a fit killed half-way, which a
+    --resume finishes."""
+    from mgfrec.runs import read_run_info
+
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "fit_start.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match=r"an unfinished fit \(no run.json yet\) \(its checkpoint is there\); "):
+        read_run_info(tmp_path)

@@ -133,12 +133,23 @@ hide_flag_value(TyperOption)
 _tidy_help(app)
 
 
-_OUTPUT_FLAGS = ("--out",)
+# Flags that name a path (or a model), each with what to give instead of nothing
+_OUTPUT_FLAGS = {
+    "--out": "a folder ('.' for the current one)",
+    "--data": "a data set folder ('.' for the current one) or a source name",
+    "--config": "a YAML file (leave the flag out for the defaults)",
+    "--init": "a run folder",
+    "--recall-run": "a run folder",
+    "--grid-file": "a YAML file",
+    "--markdown": "a file",
+    "--policy": "a model (leave the flag out for the default)",
+}
 
 
 def empty_output_flag(args: list[str]) -> str | None:
-    """The output flag given an empty value (``--out ""``, ``--out=``), if any. An empty path would be read as
-    the current folder, so a script whose variable is unset (``--out "$RUN"``) would write its run there."""
+    """The path flag given an empty value (``--out ""``, ``--data=``), if any. Typer reads an empty path as the
+    current folder, so a script whose variable is unset (``--out "$RUN"``) would write its run there, and
+    ``--config ""`` silently meant the defaults."""
     for i, arg in enumerate(args):
         if arg == "--":
             return None
@@ -157,7 +168,7 @@ def main() -> None:
     warnings.showwarning = _show_warning
     flag = empty_output_flag(sys.argv[1:])
     if flag is not None:
-        print_error(f"{flag}: an empty path; name a folder ('.' for the current one)")
+        print_error(f"{flag}: an empty {'value' if flag == '--policy' else 'path'}; name {_OUTPUT_FLAGS[flag]}")
         raise SystemExit(2)
     raise SystemExit(run_app(sys.argv[1:], print_error))
 

@@ -292,6 +292,25 @@ def test_empty_output_flag_reads_only_the_output_flag():
     assert empty_output_flag(["fit", "--out=", "x"]) == "--out"
 
 
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["fit", "--data", "", "--out", "o"], "error: --data: an empty path; name a data set folder"),
+        (["fit", "--data", "d", "--out", "o", "--config", ""], "error: --config: an empty path; name a YAML file"),
+        (["fit", "--data", "d", "--out", "o", "--policy="], "error: --policy: an empty value; name a model"),
+    ],
+)
+def test_an_empty_path_flag_is_one_error_line(tmp_path, args, line):
+    """`--data ""` was read as the current folder ("error: .: not a prepared data set"), `--config ""` silently
+    meant the defaults (exit 0), `--policy ""` printed a blank where the model's name belongs."""
+    code = "import sys; from mgfrec.cli.main import main; sys.argv = ['mgfrec', *sys.argv[1:]]; main()"
+    result = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert result.returncode == 2 and result.stderr.strip().startswith(line), result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("command", ["evaluate", "report", "recommend"])
 def test_an_unknown_split_names_the_flag_in_one_line(tmp_path, command):
     """evaluate and report named the config field, over two lines ("invalid config: eval.split: ...")."""
