@@ -92,10 +92,20 @@ def read_grid_file(path: str | Path) -> dict[str, list[Any]]:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"--grid-file {path}: cannot read it: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--grid-file {path}: not valid YAML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"--grid-file {path}: not UTF-8 text (offset {exc.start}); save it as UTF-8") from None
+    except yaml.YAMLError as exc:  # one line, file:line, as for --config (PyYAML's own is a block with a caret)
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"--grid-file {path}{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(raw, dict) or not raw:
         raise ConfigError(f"--grid-file {path}: must be a non-empty mapping of section.field to a list of values")
+    nested = next((str(k) for k, v in raw.items() if "." not in str(k) and isinstance(v, dict)), None)
+    if nested is not None:  # agent: {max_groundings: [1, 2]} became one cell named agent=__max_groundings...
+        raise ConfigError(
+            f"--grid-file {path}: key '{nested}' holds a mapping; the keys are dotted fields, e.g. "
+            f"'{nested}.{next(iter(raw[nested]), 'field')}: [v1, v2]'"
+        )
     return {str(k): list(v) if isinstance(v, list) else [v] for k, v in raw.items()}
 
 

@@ -497,3 +497,18 @@ def test_a_sweep_refuses_an_out_that_holds_something_else(tmp_path):
         assert cells.calls == [] and sorted(p.name for p in out.iterdir()) == before
     run_sweep(MGFRecConfig(), grid, tmp_path / "new", FakeCells())  # new, then a rerun of the same sweep
     assert [r["status"] for r in run_sweep(MGFRecConfig(), grid, tmp_path / "new", FakeCells())] == ["finished"]
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("agent.max_groundings: [1, 2\ntrainer.lr: [1]\n", r"grid.yaml:2: not valid YAML: expected"),  # PyYAML's caret block
+        ("agent:\n  max_groundings: [1, 2]\n", r"key 'agent' holds a mapping; the keys are dotted fields, e.g. "),
+    ],
+    ids=["garbage", "nested"],
+)
+def test_a_grid_file_that_cannot_be_a_grid_is_one_line(tmp_path, text, words):
+    (tmp_path / "grid.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=words) as err:
+        build_grid([], tmp_path / "grid.yaml")
+    assert "\n" not in str(err.value)
