@@ -61,6 +61,7 @@ def evaluate(
                 markup=False,
                 soft_wrap=True,
             )
+        _note_replaced(run_dir, cfg.eval.split, limit)
         with console.status(f"evaluating {run_dir} on {cfg.eval.split}"):
             return evaluate_run(
                 run_dir,
@@ -83,3 +84,24 @@ def evaluate(
         f"{run_dir}/{name}_{result.split}.{ext}" for name, ext in (("eval", "json"), ("eval", "csv"), ("ranks", "csv"))
     )
     console.print(f"wrote {files}", highlight=False)
+
+
+def _note_replaced(run_dir: Path, split: str, limit: int | None) -> None:
+    """One note when an agent run's stored evaluation of more samples is about to be replaced by a subsample's
+    (``--limit``): the earlier files went without a word."""
+    from mgfrec.ranking.results import result_paths
+    from mgfrec.runs import read_run_info
+
+    ranks = result_paths(run_dir, split)["ranks"]
+    if limit is None or not ranks.is_file() or read_run_info(run_dir).kind != "agent":
+        return
+    with ranks.open(encoding="utf-8") as handle:
+        stored = max(sum(1 for _ in handle) - 1, 0)
+    if stored > limit:
+        console.print(
+            f"note: {run_dir}'s stored {split} evaluation of {stored} samples is replaced by this one of {limit} "
+            f"(without --limit, the whole split is evaluated again)",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )

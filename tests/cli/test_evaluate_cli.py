@@ -161,3 +161,16 @@ def test_data_flag_points_at_a_moved_copy(ds, tmp_path):
     res = invoke(str(run), "--json", "--bootstrap", "0", "--data", str(moved))
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["samples"] == n_test
+
+
+def test_a_subsample_replacing_a_larger_stored_evaluation_says_so(tmp_path):
+    """`evaluate --limit 3` replaced an agent run's 100-sample results without a word."""
+    from agentkit import tiny_agent_run
+
+    run, _, _ = tiny_agent_run(tmp_path)
+    (run / "ranks_test.csv").write_text("sample_id,target,rank\n" + "".join(f"{i},1,5\n" for i in range(5)))
+    result = CliRunner().invoke(app, ["evaluate", str(run), "--split", "test", "--limit", "2", "--bootstrap", "0"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert f"note: {run}'s stored test evaluation of 5 samples is replaced by this one of 2" in text, text
+    assert len((run / "ranks_test.csv").read_text().splitlines()) == 3

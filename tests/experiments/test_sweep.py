@@ -502,7 +502,10 @@ def test_a_sweep_refuses_an_out_that_holds_something_else(tmp_path):
 @pytest.mark.parametrize(
     ("text", "words"),
     [
-        ("agent.max_groundings: [1, 2\ntrainer.lr: [1]\n", r"grid.yaml:2: not valid YAML: expected"),  # PyYAML's caret block
+        (
+            "agent.max_groundings: [1, 2\ntrainer.lr: [1]\n",
+            r"grid.yaml:2: not valid YAML: expected",
+        ),  # PyYAML's caret block
         ("agent:\n  max_groundings: [1, 2]\n", r"key 'agent' holds a mapping; the keys are dotted fields, e.g. "),
     ],
     ids=["garbage", "nested"],
