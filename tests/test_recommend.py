@@ -425,3 +425,16 @@ def test_a_trajectory_stopped_before_its_first_turn_says_why(agent_run):
     assert "end: length_limit (format invalid), 0 groundings: the next turn could overflow" in " ".join(
         shown.output.split()
     ), shown.output
+
+
+def test_a_typed_title_the_catalogue_lacks_is_named_with_the_item_it_was_read_as(agent_run):
+    """A mistyped title silently became its nearest item: the recommendation was another history's."""
+    run, ds = agent_run
+    result = CliRunner().invoke(app, ["recommend", str(run), "--history", f"Totally Not A Real Album; {ds.titles[1]}"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "note: 1 typed title(s) not in the catalogue, read as their nearest item: 'Totally Not A Real Album' ->" in (
+        text
+    ), text
+    exact = CliRunner().invoke(app, ["recommend", str(run), "--history", f"{ds.titles[0]}; {ds.titles[1]}"])
+    assert "not in the catalogue" not in exact.output

@@ -24,6 +24,7 @@ from mgfrec.cli.common import (
     console,
     feedback_timeout_option,
     note_other_samples,
+    note_typed_history,
     out,
     print_error,
     split_titles,
@@ -88,7 +89,8 @@ def _converse(
             raise ValueError(
                 f"{run_dir}: a {rec.kind} run has no agent to talk to; chat needs an agent run (sft / fit)"
             )
-        rec.history_of(query)  # an unknown user or an empty history is refused here, before the conversation
+        read, _ = rec.history_of(query)  # an unknown user or an empty history is refused here, before the talk
+        note_typed_history(query.history_titles and list(query.history_titles), [rec.ds.titles[i] for i in read])
         if split is not None and sample_id is None:
             note_other_samples(rec.ds, split, user, rec.sample_of(query))
     events: queue.Queue[dict[str, Any]] = queue.Queue()

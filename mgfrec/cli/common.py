@@ -221,3 +221,20 @@ def note_other_samples(ds, split: str, user: str | None, chosen: int | None) -> 
             f"{chosen}, the latest (--sample-id picks another)",
             err=True,
         )
+
+
+def note_typed_history(typed: list[str] | None, matched: list[str]) -> None:
+    """One note naming the typed history titles the catalogue does not hold, each with the item it was read as
+    (its nearest): a mistyped title silently became another item, and the recommendation another history's."""
+    if typed is None:
+        return
+    titles = [t.strip() for t in typed if t.strip()]  # as typed_history reads them
+    swapped = [(t, m) for t, m in zip(titles, matched, strict=False) if t != m]
+    if swapped:
+        shown = "; ".join(f"{t[:60]!r} -> {m[:60]!r}" for t, m in swapped[:5]) + ("; ..." if len(swapped) > 5 else "")
+        typer.echo(
+            terminal_safe(
+                f"note: {len(swapped)} typed title(s) not in the catalogue, read as their nearest item: {shown}"
+            ),
+            err=True,
+        )

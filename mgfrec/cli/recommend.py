@@ -12,6 +12,7 @@ from mgfrec.cli.common import (
     SET_HELP,
     check_split,
     note_other_samples,
+    note_typed_history,
     out,
     print_json,
     run,
@@ -65,6 +66,7 @@ def recommend(
         )
     )
     payload = rec.to_dict(ds)
+    note_typed_history(titles, [h["title"] for h in payload["history"]])
     if split is not None and sample_id is None:
         note_other_samples(ds, split, user, rec.sample_id)
     if markdown is not None:
