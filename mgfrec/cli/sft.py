@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import typer
@@ -101,7 +102,10 @@ def sft(
         print_json(summary)
         return
     final = result.history[-1]
-    typer.echo(
-        f"valid: format-valid {final['format_valid']:.3f}, ndcg_full {final['ndcg_full']:.4f}, "
-        f"NDCG@10 {final['ndcg@10']:.4f}; policy {summary['policy']}; {summary['seconds']} s"
+    valid = (
+        "no validation (--valid-samples 0)"
+        if math.isnan(final["format_valid"])
+        else f"format-valid {final['format_valid']:.3f}, ndcg_full {final['ndcg_full']:.4f}, "
+        f"NDCG@10 {final['ndcg@10']:.4f}"
     )
+    typer.echo(f"valid: {valid}; policy {summary['policy']}; {summary['seconds']} s")

@@ -21,6 +21,7 @@ This module does not sample with a temperature, compute rewards or run GRPO.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -300,7 +301,10 @@ def run_sft(
 def _row_text(row: dict[str, float]) -> str:
     """One epoch's line: its mean train loss and the valid metrics after it. Epoch 0 is the evaluation of
     the untrained policy, before any training step, so it has no loss."""
-    valid = "valid " + ", ".join(f"{k} {row[k]:.4f}" for k in METRIC_COLUMNS)
+    if all(math.isnan(row[k]) for k in METRIC_COLUMNS):  # --valid-samples 0: "nan" for every metric said nothing
+        valid = "no validation (no valid samples)"
+    else:
+        valid = "valid " + ", ".join(f"{k} {row[k]:.4f}" for k in METRIC_COLUMNS)
     if row["epoch"] == 0:
         return f"before training (epoch 0, no train loss yet): {valid}"
     return f"epoch {row['epoch']}: train loss (epoch mean) {row['train_loss']:.4f}; {valid}"

@@ -69,3 +69,13 @@ def test_sft_and_grpo_print_progress_lines(root):
     assert sft and "step 2/2" in sft[-1] and "batch loss" in sft[-1] and "100%" in sft[-1]
     assert grpo and grpo[-1].startswith("[grpo] step 2/2, reward ") and "elapsed" in grpo[-1]
     assert "Epoch 0/-2" not in stream.getvalue()
+
+
+def test_an_sft_epoch_without_valid_samples_says_so_instead_of_nan():
+    """`sft --valid-samples 0` printed "valid format_valid nan, ... ndcg_full nan" for every epoch."""
+    from mgfrec.rl.sft import METRIC_COLUMNS, _row_text
+
+    nan = float("nan")
+    line = _row_text({"epoch": 1, "train_loss": 0.5, **{k: nan for k in METRIC_COLUMNS}})
+    assert line == "epoch 1: train loss (epoch mean) 0.5000; no validation (no valid samples)"
+    assert "nan" not in _row_text({"epoch": 0, "train_loss": nan, **{k: 0.25 for k in METRIC_COLUMNS}})
