@@ -371,6 +371,12 @@ def run_sweep(
         check_components(cfg, source=f"sweep cell {name}")
     check_sweep_output(out, (settings or {}).get("data"))
     digests = {name: config_digest(cfg) for name, cfg in configs.items()}
+    twins: dict[str, str] = {}
+    for name, cfg in configs.items():  # "1" and "1.0" are two names but one config: it would train twice
+        whole = json.dumps(cfg.model_dump(mode="json"), sort_keys=True, default=str)  # secrets too: held, not kept
+        if whole in twins:
+            raise ConfigError(f"grid: cells {twins[whole]} and {name} give the same config; drop one of the values")
+        twins[whole] = name
     settings_digest = _digest(dict(settings or {}))
     record = read_sweep(out)
     _refuse_stale(out, record, digests, settings_digest)

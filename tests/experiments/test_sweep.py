@@ -515,3 +515,11 @@ def test_a_grid_file_that_cannot_be_a_grid_is_one_line(tmp_path, text, words):
     with pytest.raises(ConfigError, match=words) as err:
         build_grid([], tmp_path / "grid.yaml")
     assert "\n" not in str(err.value)
+
+
+def test_two_grid_values_that_validate_to_one_config_are_refused(tmp_path):
+    """`--grid agent.max_groundings=1,1.0` trained two identical cells named ...=1 and ...=1.0."""
+    cells = FakeCells()
+    with pytest.raises(ConfigError, match=r"cells agent.max_groundings=1 and agent.max_groundings=1.0 give the same"):
+        run_sweep(MGFRecConfig(), {"agent.max_groundings": [1, 1.0]}, tmp_path / "s", cells)
+    assert cells.calls == [] and not (tmp_path / "s").exists()
