@@ -158,6 +158,12 @@ def open_data(
     """The run's prepared data set (or ``data`` instead), refused if it is not the one the run used. ``data_from``
     says where ``data`` came from, for the message: the ``--data`` flag, or (for a recall run loaded beside an
     agent run) the agent run's own data set."""
+    if data is None and not (Path(info.data) / "manifest.json").is_file():
+        # it was "DATA: not a prepared data set ... create one", naming neither the run nor where the path came from
+        raise FileNotFoundError(
+            f"{run_dir}: its data set {info.data} ({RUN_FILE} field 'data') is not a prepared data set any more "
+            "(moved or deleted); put it back, or point at its copy with --data where the command has it"
+        )
     ds = PreparedDataset(Path(data) if data is not None else Path(info.data))
     if info.data_checksum and ds.checksum != info.data_checksum:
         if data is None:

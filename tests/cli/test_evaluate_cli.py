@@ -157,7 +157,10 @@ def test_data_flag_points_at_a_moved_copy(ds, tmp_path):
     n_test = len(ds.split("test"))
     moved = shutil.copytree(ds.root, tmp_path / "moved")
     shutil.rmtree(ds.root)
-    assert invoke(str(run), "--bootstrap", "0").exit_code == 2
+    gone = invoke(str(run), "--bootstrap", "0")  # it was "DATA: not a prepared data set ...; create one"
+    assert gone.exit_code == 2 and "(run.json field 'data') is not a prepared data set any more" in " ".join(
+        gone.output.split()
+    ), gone.output
     res = invoke(str(run), "--json", "--bootstrap", "0", "--data", str(moved))
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["samples"] == n_test
