@@ -403,3 +403,17 @@ def test_a_line_of_spaces_is_blank_and_another_files_delimiter_is_named(tmp_path
         CsvSource().load(tabs, skip_bad=False)
     assert CsvSource(CsvOptions(delimiter="tab")).load(tabs, skip_bad=False).items["title"].tolist() == ["Alpha"]
     assert CsvOptions(delimiter="\\t").delimiter == "\t"
+
+
+def test_an_id_that_differs_only_in_unicode_normalisation_is_named_as_such(tmp_path):
+    """Both looked the same in the message: "item_id 'é1' is not in the item table"."""
+    import unicodedata
+
+    composed, decomposed = unicodedata.normalize("NFC", "é1"), unicodedata.normalize("NFD", "é1")
+    folder = write(
+        tmp_path / "data",
+        items=f"item_id,title\n{composed},Alpha\n".encode(),
+        interactions=f"user_id,item_id,timestamp\nu1,{decomposed},1\n".encode(),
+    )
+    with pytest.raises(BadInputError, match=r"only in Unicode normalisation"):
+        CsvSource().load(folder, skip_bad=False)

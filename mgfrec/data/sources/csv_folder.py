@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import math
 import re
+import unicodedata
 from collections.abc import Iterator
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -289,7 +291,9 @@ class CsvSource:
                 policy.bad(rep, "dropped_item", where, why)
                 continue
             if item not in known:
-                policy.bad(rep, "unknown_item_id", where, f"item_id {shown(item)} is not in the item table")
+                twin = next((f(item) for f in _NORMAL_FORMS if f(item) != item and f(item) in known), None)
+                hint = f" (it differs from item_id {shown(twin)} only in Unicode normalisation)" if twin else ""
+                policy.bad(rep, "unknown_item_id", where, f"item_id {shown(item)} is not in the item table{hint}")
                 continue
             key = (user, item, ts)
             if key in seen:
@@ -307,6 +311,10 @@ class CsvSource:
             ratings.append(rating)
             rep.kept += 1
         return pd.DataFrame({"user_id": users, "item_id": item_ids, "timestamp": stamps, "rating": ratings})
+
+
+# An id typed in one Unicode form in one file and another in the other ("é" composed, "é" decomposed) looks the same
+_NORMAL_FORMS = tuple(functools.partial(unicodedata.normalize, form) for form in ("NFC", "NFD"))
 
 
 def _beyond_exact(text: str) -> bool:
