@@ -18,6 +18,7 @@ import math
 import pickle
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -359,3 +360,17 @@ def check_derived_current(run_dir: str | Path, info: RunInfo) -> None:
             f"{run_dir}: derived from {trained} before it was trained again; its results and config are the earlier "
             f"policy's: {again}"
         )
+
+
+@contextmanager
+def removed_if_left_empty(folder: str | Path) -> Iterator[None]:
+    """Run the block; when it fails and ``folder``, which did not exist before it, is still empty, remove it: a
+    command refused half-way (an unknown recall model) left an empty run folder behind."""
+    folder = Path(folder)
+    created = not folder.exists()
+    try:
+        yield
+    except BaseException:
+        if created and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+        raise

@@ -83,6 +83,7 @@ def fit(
     """Roll the agent out G times per train sample, reward the grounded answer (NDCG, format), and update the
     policy with the clipped GRPO loss; validate (greedy unless eval.greedy=false), keep the best and the last policy."""
     from mgfrec.rl.fit import FitOptions, run_fit, starting_config
+    from mgfrec.runs import removed_if_left_empty
 
     def go():
         if no_feedback and user_agent not in (None, "none"):
@@ -124,7 +125,8 @@ def fit(
         )
         console.print(f"fit {init or cfg.policy.model} on {data} -> {out_dir}", highlight=False)
         try:
-            return run_fit(data, out_dir, cfg, options, say=lambda s: console.print(s, highlight=False))
+            with removed_if_left_empty(out_dir):  # a fit refused half-way leaves no empty folder
+                return run_fit(data, out_dir, cfg, options, say=lambda s: console.print(s, highlight=False))
         except KeyboardInterrupt:
             if (Path(out_dir) / "checkpoints" / "last.ckpt").exists():
                 console.print(

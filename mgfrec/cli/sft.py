@@ -61,6 +61,7 @@ def sft(
     train the policy on its own tokens, evaluate it on valid (greedy, or sampled with --set eval.greedy=false),
     and save it to OUT/policy."""
     from mgfrec.rl.sft import SFTOptions, run_sft
+    from mgfrec.runs import removed_if_left_empty
 
     def go():
         if fallback not in ("recall", "nearest"):
@@ -87,7 +88,8 @@ def sft(
             progress=progress,
         )
         console.print(f"sft {cfg.policy.model} on {data} -> {out_dir}", highlight=False)
-        return run_sft(data, out_dir, cfg, options, say=lambda s: console.print(s, highlight=False))
+        with removed_if_left_empty(out_dir):  # an SFT refused half-way leaves no empty folder
+            return run_sft(data, out_dir, cfg, options, say=lambda s: console.print(s, highlight=False))
 
     result = run(go)
     summary = {

@@ -452,3 +452,17 @@ def test_derives_out_that_is_a_file_is_refused_naming_it(tmp_path):
         assert run_app(["derive", str(tmp_path / "run"), str(out), "--ablation", "full"], errors.append) == 2
         assert len(errors) == 1 and f"{tmp_path / 'afile'} is a file; OUT names a folder" in errors[0], errors
     assert (tmp_path / "afile").read_text() == "mine"
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("command", ["fit", "sft"])
+def test_a_run_refused_half_way_leaves_no_empty_folder(tmp_path, command):
+    """An unknown --recall-model (found once the data set was open and OUT made) left an empty run folder."""
+    from mgfrec.config.schema import DataConfig
+    from mgfrec.data.prepared import prepare
+
+    prepare(DataConfig(source="synthetic", options={"n_users": 20, "n_items": 40, "n_artists": 8}), tmp_path / "d")
+    out = tmp_path / "runs" / "new"
+    code, output = invoke(command, "--data", tmp_path / "d", "--out", out, "--recall-model", "no-such-model")
+    one_error(code, output, "no-such-model")
+    assert not out.exists()
