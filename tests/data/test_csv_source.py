@@ -284,7 +284,7 @@ def test_an_unclosed_quote_that_keeps_the_field_count_is_refused_too(tmp_path):
     ("items", "titles"),
     [
         (b'item_id,title\n1,"Live at Leeds,\nDeluxe, Remastered"\n2,B\n', ["Live at Leeds, Deluxe, Remastered", "B"]),
-        (b'item_id,title\ni1,"Songs,\n2, the sequel"\ni2,B\n', ["Songs, 2, the sequel", "B"]),
+        (b'item_id,title\ni1,"Songs,\nthe sequel, part two"\ni2,B\n', ["Songs, the sequel, part two", "B"]),
     ],
 )
 def test_a_closed_quoted_title_whose_second_line_holds_a_comma_is_read(tmp_path, items, titles):
@@ -293,6 +293,24 @@ def test_a_closed_quoted_title_whose_second_line_holds_a_comma_is_read(tmp_path,
     first = items.split(b"\n")[1].split(b",")[0]
     folder = write(tmp_path / "data", items=items, interactions=b"user_id,item_id,timestamp\nu1,%s,1\n" % first)
     assert CsvSource().load(folder, skip_bad=False).items["title"].tolist() == titles
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    "items",
+    [
+        # ids of several shapes (ASINs): the swallowed row's id is not shaped like the first row's
+        b'item_id,title\nB00000I1BJ,"Alpha\n0767915909,Beta\nB000002KXA,Gamma"\nB0000AAAA1,Delta\n',
+        # the id is not the first column
+        b'title,item_id\n"Alpha,i1\nBeta,i2\nGamma",i3\nDelta,i4\n',
+    ],
+    ids=["asin-shapes", "title-first"],
+)
+def test_a_swallowed_row_is_refused_whatever_the_ids_shape_or_column(tmp_path, items):
+    """A review of the first version of the title rule: both files had two items vanish into one title."""
+    folder = write(tmp_path / "data", items=items, interactions=b"user_id,item_id,timestamp\nu1,x,1\n")
+    with pytest.raises(BadInputError, match=r"items\.csv:2: a quote opened on this line is not closed until line 4"):
+        CsvSource().load(folder, skip_bad=True)
 
 
 def test_a_quote_left_open_at_the_end_of_the_file_is_refused(tmp_path):

@@ -115,6 +115,9 @@ def read_rows(
             f"{path}:1: column(s) {', '.join(taken)} are reserved (mgfrec numbers the items itself); rename them"
         )
 
+    key = header.index(required[0])  # the id column (item_id, user_id): what a swallowed row would begin with
+    shapes: set[str] = set()  # the id shapes seen so far in single-line rows
+
     def rows() -> Iterator[tuple[int, list[str]]]:
         with handle:
             start = reader.line_num + 1
@@ -128,7 +131,10 @@ def read_rows(
                 except UnicodeDecodeError as exc:  # utf-16/32 have no escape for bad bytes: the file stops here
                     raise _undecodable(path, encoding, exc) from None
                 if fields and not (len(fields) == 1 and not fields[0].strip()):  # blank lines are not rows
-                    _check_span(path, start, reader.line_num, fields, len(header), options.delimiter)
+                    if reader.line_num == start and len(fields) > key:
+                        shapes.add(_shape(fields[key]))
+                    else:
+                        _check_span(path, start, reader.line_num, fields, len(header), options.delimiter, key, shapes)
                     yield start, fields
                 start = reader.line_num + 1
 
@@ -150,22 +156,31 @@ def _undecodable(path: Path, encoding: str, exc: UnicodeDecodeError) -> BadInput
     )
 
 
-def _check_span(path: Path, start: int, end: int, fields: list[str], width: int, delimiter: str) -> None:
+def _check_span(
+    path: Path, start: int, end: int, fields: list[str], width: int, delimiter: str, key: int, shapes: set[str]
+) -> None:
     """A row spanning several physical lines is a quoted field with line breaks, which CSV allows; but when
     its field count is wrong, or a line inside the field would be a row of its own, a quote was left open and
     swallowed the rows after it. That is refused for the whole file (``--skip-bad`` cannot skip it): the
     row count would no longer match the file's lines.
 
-    A line inside the field "would be a row" when it holds enough delimiters for a row and its first value has the
-    shape of this row's first value (``i3`` beside ``i2``, ``1042`` beside ``17``): a title's second line such as
-    "Deluxe, Remastered" holds a comma too, and is a title's line, not an id's."""
+    A line inside the field "would be a row" when it holds enough delimiters for a row and the value in the id
+    column's place (``key``) could be an id: it has the shape of an id seen in the file (``shapes``, this row's own
+    included: ``i3`` beside ``i2``), or it holds a digit and no space (``0767915909`` beside ``B00000I1BJ``). A
+    title's second line such as "Deluxe, Remastered" is not. When the multi-line field is the id column itself,
+    any line holding enough delimiters is a row."""
     if end == start:
         return
     inner = [line for field in fields for line in field.split("\n")[1:]]
-    key = _shape(fields[0])
+    own = {_shape(fields[key])} if len(fields) > key and "\n" not in fields[key] else set()
+    known = shapes | own
 
     def row_like(line: str) -> bool:
-        return line.count(delimiter) >= width - 1 and _shape(line.split(delimiter, 1)[0]) == key
+        parts = line.split(delimiter)
+        if len(parts) < width or not own:
+            return len(parts) >= width  # (the id column is the multi-line field: no id to compare with)
+        value = parts[key].strip()
+        return _shape(value) in known or (any(c.isdigit() for c in value) and not any(c.isspace() for c in value))
 
     if len(fields) == width and not any(row_like(line) for line in inner if line.strip()):
         return
