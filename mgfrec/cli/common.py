@@ -102,7 +102,10 @@ def output_folder(param: typer.CallbackParam, value: Path | None) -> Path | None
     had been read, or a whole evaluation later."""
     if value is None:
         return None
-    blocked = next((p for p in (value, *value.parents) if p.exists() and not p.is_dir()), None)
+    try:
+        blocked = next((p for p in (value, *value.parents) if p.exists() and not p.is_dir()), None)
+    except OSError as exc:  # a folder on the path that cannot be searched: Path.exists raises on Python 3.11
+        raise typer.BadParameter(f"{value}: {exc.strerror or exc}") from None
     if blocked is None:
         return value
     where = f"{value} is a file" if blocked == value else f"{value}: {blocked} is a file"

@@ -466,3 +466,23 @@ def test_a_run_refused_half_way_leaves_no_empty_folder(tmp_path, command):
     code, output = invoke(command, "--data", tmp_path / "d", "--out", out, "--recall-model", "no-such-model")
     one_error(code, output, "no-such-model")
     assert not out.exists()
+
+
+def test_an_out_under_a_folder_that_cannot_be_searched_is_one_line(monkeypatch):
+    """Path.exists raises PermissionError on Python 3.11 for a path under a folder the user cannot search: the
+    --out check let it escape as a traceback (a review found it)."""
+    import pathlib
+
+    from mgfrec.cli.main import run_app
+
+    real = pathlib.Path.exists
+
+    def exists(self, *args, **kwargs):
+        if str(self).startswith("/locked/"):
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "exists", exists)
+    errors: list[str] = []
+    assert run_app(["data", "prepare", "synthetic", "--out", "/locked/run"], errors.append) == 2
+    assert errors and "/locked/run: Permission denied" in errors[0], errors
