@@ -339,23 +339,25 @@ def damaged_run_files(run_dir: str | Path, model: str) -> Iterator[None]:
         ) from None
 
 
-def check_derived_current(run_dir: str | Path, info: RunInfo) -> None:
-    """Refuse a derived run whose trained run is gone or was trained again since it was derived (its ``run.json``
-    ``created`` differs from ``extra.trained_created``): it points at that run's ``policy/`` by path, so its
-    stored results are another policy's, and its config the earlier run's. Runs derived before the field existed
-    are not checked. A run that is not derived passes."""
-    trained = info.extra.get("trained_run")
-    if not trained:
+def check_derived_current(run_dir: str | Path, info: RunInfo, *, rolling_out: bool = False) -> None:
+    """Refuse a derived run whose trained run was trained again since it was derived (its ``run.json`` ``created``
+    differs from ``extra.trained_created``): it points at that run's ``policy/`` by path, so its stored results are
+    another policy's, and its config the earlier run's. ``rolling_out`` (``evaluate``, which needs the policy) also
+    refuses a trained run that is gone; reading stored results (``report`` of a moved or archived folder) does not.
+    A run that is not derived, or was derived before ``trained_created`` existed, passes."""
+    trained, recorded = info.extra.get("trained_run"), info.extra.get("trained_created")
+    if not trained or not recorded:
         return
     tag = next((f"--{k} {info.extra[k]}" for k in ("ablation", "variant") if k in info.extra), "--ablation ...")
     again = f"derive it again: mgfrec derive {trained} {run_dir} {tag}"
     if not (Path(trained) / RUN_FILE).is_file():
-        raise FileNotFoundError(
-            f"{run_dir}: its trained run {trained} ({RUN_FILE} extra.trained_run) is not a run folder any more "
-            f"(moved, deleted, or being trained again); {again} once it is back"
-        )
-    recorded = info.extra.get("trained_created")
-    if recorded and read_run_info(trained).created != recorded:
+        if rolling_out:
+            raise FileNotFoundError(
+                f"{run_dir}: its trained run {trained} ({RUN_FILE} extra.trained_run) is not a run folder any more "
+                f"(moved, deleted, or being trained again); {again} once it is back"
+            )
+        return
+    if read_run_info(trained).created != recorded:
         raise ValueError(
             f"{run_dir}: derived from {trained} before it was trained again; its results and config are the earlier "
             f"policy's: {again}"

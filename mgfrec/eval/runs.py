@@ -50,7 +50,7 @@ def evaluate_run(
     if info.kind == "agent":
         from mgfrec.eval.agent_eval import evaluate_agent  # late: loads the policy stack
 
-        check_derived_current(run_dir, info)  # its config is the trained run's of the time it was derived
+        check_derived_current(run_dir, info, rolling_out=True)  # its config is the trained run's of that time
 
         result, _ = evaluate_agent(
             Path(run_dir),

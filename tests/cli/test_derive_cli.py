@@ -212,3 +212,11 @@ def test_a_derived_run_is_refused_once_its_trained_run_was_trained_again_or_is_g
     text = " ".join(res.output.split())
     assert res.exit_code == 2 and "is not a run folder any more" in text and "Traceback" not in text, text
     assert not list(derived.glob("eval_*"))
+    # stored results of a moved or archived folder are still read (report needs no policy), and a run derived
+    # before the field existed is not checked at all
+    from mgfrec.runs import check_derived_current
+
+    check_derived_current(derived, read_run_info(derived))
+    old = read_run_info(derived)
+    old.extra.pop("trained_created")
+    check_derived_current(derived, old, rolling_out=True)
