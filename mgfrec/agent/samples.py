@@ -72,8 +72,9 @@ def recall_for(
     before_fit: Callable[[], None] = lambda: None,
 ) -> tuple[Path, str]:
     """The recall run folder and its model name: ``options.recall_run`` as given, else a fit into ``OUT/recall``
-    (reused when it already holds a finished fit of the same model on the same data). ``before_fit`` runs before
-    ``OUT/recall`` is fitted anew: an earlier run in OUT no longer matches its recall model from then on."""
+    (reused when it already holds a finished fit of the same model on the same data). ``before_fit`` runs once
+    ``OUT/recall`` was fitted anew: an earlier run in OUT no longer matches its recall model from then on (a fit
+    refused or failed puts the earlier recall run back, and the earlier run stays whole)."""
     if options.recall_run is not None:
         info = read_run_info(options.recall_run)
         if info.kind != "baseline":
@@ -90,8 +91,8 @@ def recall_for(
         same = info.model == options.recall_model and info.data_checksum == ds.checksum and _same_fit(run_dir, fit_cfg)
         if same and info.extra.get("stopped") != "user":  # one cut short by Ctrl-C is fitted again
             return run_dir, info.model
+    fitted = fit_baseline(ds, fit_cfg, run_dir, reg)  # a fit that fails puts the earlier OUT/recall back
     before_fit()
-    fitted = fit_baseline(ds, fit_cfg, run_dir, reg)
     if getattr(fitted.retriever, "stopped", None) == "user":
         # The recall fit's Ctrl-C stops it gracefully (its best epoch is saved), as in `mgfrec baseline fit`; here it
         # is the whole command the user stopped, not one stage of it (the command went on, and exited 0)

@@ -124,6 +124,9 @@ class StepProgress(L.Callback):
         self.on_train_end(trainer, module)
 
 
+CHECKPOINT_STEPS = "last.json"  # beside last.ckpt: the training steps it holds
+
+
 class LastCheckpoint(L.Callback):
     """``DIR/last.ckpt`` every ``every`` training steps and at the end, written atomically (a kill -9 during
     the write leaves the previous checkpoint)."""
@@ -131,13 +134,18 @@ class LastCheckpoint(L.Callback):
     def __init__(self, directory: Path, every: int):
         self.directory, self.every = Path(directory), max(1, every)
 
-    def save(self, trainer: L.Trainer) -> None:
+    def save(self, trainer: L.Trainer, steps: int) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         tmp, target = self.directory / "last.ckpt.tmp", self.directory / "last.ckpt"
         trainer.save_checkpoint(tmp)  # every process: DeepSpeed writes each one's shards
         trainer.strategy.barrier("mgfrec-checkpoint-written")
         if trainer.is_global_zero:
             self.replace(tmp, target)
+            # what the checkpoint holds, readable without loading it (a resume's --max-steps is checked against it);
+            # written after the checkpoint, so it never claims more than the checkpoint has
+            side = self.directory / CHECKPOINT_STEPS
+            side.with_suffix(".tmp").write_text(json.dumps({"steps": steps}), encoding="utf-8")
+            os.replace(side.with_suffix(".tmp"), side)
         trainer.strategy.barrier("mgfrec-checkpoint-moved")
         if trainer.local_rank == 0 and not trainer.is_global_zero and tmp.exists():
             self.replace(tmp, target)  # another node with its own disk: its shards are in its own folder
@@ -156,10 +164,10 @@ class LastCheckpoint(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: GRPOModule, *args: Any) -> None:
         if pl_module.batches_done % self.every == 0:
-            self.save(trainer)
+            self.save(trainer, pl_module.batches_done)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: GRPOModule) -> None:
-        self.save(trainer)
+        self.save(trainer, pl_module.batches_done)
 
 
 @dataclass
@@ -283,15 +291,12 @@ def starting_config(out: str | Path, resume: bool, config: str | Path | None = N
 
 
 def steps_done(out: Path) -> int:
-    """The last training step ``OUT/metrics.csv`` records (0 when there is none): what a resumed run has done."""
-    import csv
-
-    path = out / "metrics.csv"
-    if not path.is_file():
+    """The training steps ``OUT``'s last checkpoint holds (``checkpoints/last.json``; 0 when unknown): where a
+    resume starts. ``metrics.csv`` may run ahead of it (checkpoints every ``--checkpoint-every`` steps)."""
+    try:
+        return int(json.loads((out / "checkpoints" / CHECKPOINT_STEPS).read_text(encoding="utf-8"))["steps"])
+    except (OSError, ValueError, KeyError, TypeError):
         return 0
-    with path.open(encoding="utf-8", newline="") as handle:
-        steps = [row.get("step") or "" for row in csv.DictReader(handle)]
-    return max((int(float(s)) for s in steps if s.replace(".", "", 1).isdigit()), default=0)
 
 
 # What a fresh fit into a used folder removes first (the recall run is kept: it is reused when it fits).
@@ -360,7 +365,7 @@ def run_fit(
         done = steps_done(out)
         if cfg.trainer.max_steps is not None and cfg.trainer.max_steps < done:
             raise ValueError(  # it "finished" at step {done}, with a config.yaml that said otherwise
-                f"--resume: {out} has done {done} steps already; --max-steps (trainer.max_steps) "
+                f"--resume: {out}'s checkpoint holds {done} steps already; --max-steps (trainer.max_steps) "
                 f"{cfg.trainer.max_steps} is fewer: give at least {done} (more extends the run)"
             )
     out.mkdir(parents=True, exist_ok=True)

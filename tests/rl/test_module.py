@@ -4,6 +4,7 @@ with the policy, update only through the policy's own tokens, and resume from th
 from __future__ import annotations
 
 import csv
+import json
 import math
 
 import pytest
@@ -228,7 +229,7 @@ def test_a_resume_with_other_training_settings_is_refused_before_any_work(run):
     assert sorted((p.name, p.stat().st_mtime_ns) for p in out.iterdir()) == before
     # fewer steps than done: it "finished" at once, with a config.yaml that said otherwise
     fewer = run["cfg"].model_copy(update={"trainer": run["cfg"].trainer.model_copy(update={"max_steps": 1})})
-    with pytest.raises(ValueError, match=r"has done 2 steps already; --max-steps \(trainer.max_steps\) 1 is fewer"):
+    with pytest.raises(ValueError, match=r"checkpoint holds 2 steps already; --max-steps \(trainer.max_steps\) 1 is"):
         run_fit(run["ds"].root, out, fewer, FitOptions(valid_samples=4, resume=True))
     assert sorted((p.name, p.stat().st_mtime_ns) for p in out.iterdir()) == before
     # config.yaml gone: the resume continued under the defaults and rewrote it claiming them for the whole run
@@ -271,10 +272,11 @@ def test_a_checkpoint_folder_replaces_the_previous_one(tmp_path):
             (path / "shard").write_text(str(self.count))
 
     trainer, callback = FolderTrainer(), LastCheckpoint(tmp_path, every=1)
-    callback.save(trainer)
-    callback.save(trainer)
+    callback.save(trainer, 1)
+    callback.save(trainer, 2)
     assert (tmp_path / "last.ckpt" / "shard").read_text() == "2"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]  # no .tmp or .old left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt", "last.json"]  # no .tmp or .old left behind
+    assert json.loads((tmp_path / "last.json").read_text()) == {"steps": 2}  # what a resume's --max-steps is checked on
 
 
 def test_tensorboard_gets_every_step_metric(run, tmp_path):
