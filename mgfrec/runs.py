@@ -67,7 +67,7 @@ def write_run_info(run_dir: str | Path, info: RunInfo) -> Path:
 def read_run_info(run_dir: str | Path) -> RunInfo:
     path = Path(run_dir) / RUN_FILE
     if not path.is_file():
-        if (Path(run_dir) / "fit_start.json").is_file():  # GRPO's first write; run.json is its last
+        if (Path(run_dir) / "fit_start.json").is_file():  # written once GRPO's parts have loaded; run.json last
             resume = " (its checkpoint is there)" if (Path(run_dir) / "checkpoints").exists() else ""
             raise FileNotFoundError(
                 f"{run_dir}: an unfinished fit (no {RUN_FILE} yet){resume}; finish it with the command that started "
@@ -199,7 +199,9 @@ def check_output_run(out: str | Path, producer: str, *, data: str | Path | None 
             f"--out {out}: holds other runs or data sets ({', '.join(nested[:3])}); give the run a folder of its own"
         )
     marked = any(mark in others for mark in _RUN_MARKS) or is_resolved_config(out / "config.yaml")
-    if marked and producer == "baseline" and "fit_start.json" in others:  # GRPO's first write
+    # an agent run's marks: GRPO's start record, or the recall run SFT and GRPO fit first (a run stopped in its
+    # recall fit or while its policy loaded has nothing else yet)
+    if marked and producer == "baseline" and ({"fit_start.json", "recall"} & others):
         raise ValueError(f"--out {out}: holds an unfinished agent run; a baseline run needs a folder of its own")
     if not others or marked:
         return

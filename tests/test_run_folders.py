@@ -39,8 +39,24 @@ def run_folder(path: Path, kind: str = "agent", model: str = "mgfrec", **extra) 
             "not empty (notes.txt) and not a run",
         ),
         (lambda p: (p.mkdir(), (p / "fit_start.json").write_text("{}")), "baseline", "holds an unfinished agent run"),
+        # a fit or an SFT stopped in its recall fit or while its policy loaded: its recall run alone
+        (
+            lambda p: (p.mkdir(), (p / "recall").mkdir(), (p / "recall" / "run.json").write_text("{}")),
+            "baseline",
+            "holds an unfinished agent run",
+        ),
     ],
-    ids=["baseline-for-sft", "sft-for-fit", "fit-for-sft", "derived", "data-set", "sweep", "notes", "unfinished-fit"],
+    ids=[
+        "baseline-for-sft",
+        "sft-for-fit",
+        "fit-for-sft",
+        "derived",
+        "data-set",
+        "sweep",
+        "notes",
+        "unfinished-fit",
+        "recall-only",
+    ],
 )
 def test_a_folder_of_something_else_is_refused(tmp_path, make, producer, message):
     """Each was written into: `baseline fit` set a folder's files aside and deleted them, `sft` turned a baseline run
