@@ -241,7 +241,10 @@ class GRPOConfig(Section):
         description="reward components: names, or {name, options}",
     )
     group_size: int = Field(
-        6, ge=2, description="rollouts per prompt (G); one alone has no group to compare with: every advantage is 0"
+        6,
+        ge=1,
+        description="rollouts per prompt (G); `mgfrec fit` needs at least 2: one alone has no group to compare with, "
+        "and every advantage is 0 (a run's config with 1 still loads, for evaluation)",
     )
     clip_epsilon: float = Field(0.2, gt=0)
     kl_beta: float = Field(0.04, ge=0)

@@ -338,6 +338,11 @@ def run_fit(
     if cfg is None:
         path = starting_config(out, options.resume)
         cfg = load_config(path) if path is not None else MGFRecConfig()
+    if cfg.grpo.group_size < 2:  # every advantage of a group of one is 0: the fit spent its budget training nothing
+        raise ValueError(
+            f"grpo.group_size (--group-size) {cfg.grpo.group_size}: GRPO compares each rollout with its group's; "
+            "give at least 2"
+        )
     check_strategy(cfg.trainer.strategy, cfg.trainer.accelerator)
     if isinstance(cfg.trainer.devices, int):  # early, before any work; the module checks again at fit start
         check_batch_split(cfg.trainer.global_batch_size, cfg.trainer.devices * cfg.trainer.num_nodes)

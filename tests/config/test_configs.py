@@ -268,8 +268,6 @@ def test_a_reward_listed_twice_is_refused():
 @pytest.mark.parametrize(
     ("override", "words"),
     [
-        # one rollout per prompt: every advantage is 0, and a fit spent its budget training nothing
-        ("grpo.group_size=1", "grpo.group_size: Input should be greater than or equal to 2"),
         # it passed, cleared OUT, then overflowed a C integer in the step loader (a traceback)
         ("trainer.max_steps=99999999999999999999", "trainer.max_steps: Input should be less than or equal to"),
         # the title part's squared distances overflowed float32: every score -inf, "answered" and "no answer" at once
@@ -281,3 +279,14 @@ def test_settings_that_cannot_train_are_refused_when_the_config_loads(override, 
 
     with pytest.raises(ConfigError, match=words):
         load_config(None, [override])
+
+
+def test_a_group_of_one_is_refused_by_fit_but_a_runs_config_with_it_still_loads(tmp_path):
+    """One rollout per prompt: every advantage is 0, and a fit spent its budget training nothing. The schema's
+    first bound made every existing run whose config said 1 unloadable by evaluate, recommend and derive."""
+    from mgfrec.rl.fit import run_fit
+
+    cfg = load_config(None, ["grpo.group_size=1"])  # loads
+    with pytest.raises(ValueError, match=r"grpo.group_size \(--group-size\) 1: GRPO compares .* give at least 2"):
+        run_fit(tmp_path / "no-data", tmp_path / "out", cfg)
+    assert list(tmp_path.iterdir()) == []
