@@ -279,12 +279,12 @@ def blame(exc: BaseException) -> Entry | None:
 
 def plugin_failure(exc: BaseException) -> str | None:
     """``kind 'name' (target, from package) failed: TypeError: message`` for an exception raised through a
-    plugin's code (:func:`blame`), the type left out for a user error (ValueError, OSError, LookupError); None
-    when no plugin is to blame."""
+    plugin's code (:func:`blame`), the type left out for what the CLI takes as a user error (ValueError, OSError,
+    KeyError: ``cli.common.user_errors``); None when no plugin is to blame."""
     plugin = blame(exc)
     if plugin is None:
         return None
-    kind = "" if isinstance(exc, (ValueError, OSError, LookupError)) else f"{type(exc).__name__}: "
+    kind = "" if isinstance(exc, (ValueError, OSError, KeyError)) else f"{type(exc).__name__}: "
     return f"{plugin.describe()} failed: {kind}{error_message(exc)}"
 
 

@@ -419,6 +419,8 @@ class Grounder:
     [
         # a plugin's own bug at run time: it was a traceback through mgfrec with no word of which package
         ("TypeError('a plugin bug')", 1, ["failed: TypeError: a plugin bug", "'mgfrec --verbose ...' shows"]),
+        # a LookupError other than KeyError is no user error of the CLI's: its type is kept (it was dropped)
+        ("IndexError('list index out of range')", 1, ["failed: IndexError: list index out of range"]),
         # a plugin's user error at run time: it was its bare message ("error: index shard 3 is missing")
         ("ValueError('index shard 3 is missing')", 2, [": index shard 3 is missing"]),
     ],
