@@ -133,6 +133,13 @@ def _grid_text(grid: Any) -> str:
     return "; ".join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in grid.items())
 
 
+def _shown_old(grid: Any) -> Any:
+    """A recorded grid as it may be shown: one written before grid values were redacted may hold a secret."""
+    if not isinstance(grid, dict) or not all(isinstance(v, list) for v in grid.values()):
+        return grid
+    return shown_grid(grid)
+
+
 def _show(value: Any) -> str:
     return (
         json.dumps(value)
@@ -293,9 +300,9 @@ def _digest(value: Any) -> str:
 
 def check_sweep_output(out: Path, data: str | Path | None = None) -> None:
     """Refuse an ``--out`` that holds something other than a sweep, before anything is written into it: the data
-    set given as ``--data``, a prepared data set, a run, a demo's folder, or a non-empty folder that is not a sweep
-    (no ``sweep.json``; a user's ``config.yaml`` alone is fine). It wrote ``sweep.json`` and the cells' folders
-    beside a data set's files or into a finished run."""
+    set given as ``--data``, a prepared data set, a run, a demo's folder, or a folder holding other folders but no
+    ``sweep.json`` (a user's loose files, a grid file or notes, are fine). It wrote ``sweep.json`` and the cells'
+    folders beside a data set's files or into a finished run."""
     from mgfrec.config.load import entries_besides_config
     from mgfrec.runs import NOT_A_RUN, RUN_FILE
 
@@ -307,11 +314,14 @@ def check_sweep_output(out: Path, data: str | Path | None = None) -> None:
     for name, what in {RUN_FILE: "a run", **NOT_A_RUN}.items():
         if (out / name).is_file():
             raise ValueError(f"--out {out}: holds {what} ({name}); give the sweep a folder of its own")
-    others = entries_besides_config(out)
-    if others:
-        shown = ", ".join(sorted(others)[:3]) + (", ..." if len(others) > 3 else "")
+    # a user's grid file, notes or dotfiles beside the cells are fine (nothing of theirs is touched); folders of
+    # runs, data sets or anything else that is not the sweep's are not
+    folders = sorted(n for n in entries_besides_config(out) if (out / n).is_dir() and not n.startswith("."))
+    if folders:
+        shown = ", ".join(folders[:3]) + (", ..." if len(folders) > 3 else "")
         raise ValueError(
-            f"--out {out}: not empty ({shown}) and not a sweep (no {SWEEP_FILE}); give a new or empty folder"
+            f"--out {out}: holds folders that are not a sweep's cells ({shown}; no {SWEEP_FILE}); give a new or "
+            "empty folder"
         )
 
 
@@ -384,7 +394,8 @@ def run_sweep(
     new_grid = shown_grid(grid)  # no secret reaches sweep.json
     if record.get("grid") not in (None, {}, new_grid):  # (a new sweep's record has an empty grid: no note)
         say(
-            f"note: {out / SWEEP_FILE} held another grid ({_grid_text(record['grid'])}); it now holds this one. "
+            f"note: {out / SWEEP_FILE} held another grid ({_grid_text(_shown_old(record['grid']))}); it now holds "
+            "this one. "
             "Cells outside it stay on disk and are left out of the summary and the figures"
         )
     record["grid"] = new_grid

@@ -482,13 +482,12 @@ def test_a_sweep_refuses_an_out_that_holds_something_else(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "run.json").write_text("{}")
-    notes = tmp_path / "notes"
-    notes.mkdir()
-    (notes / "todo.md").write_text("mine")
+    project = tmp_path / "project"
+    (project / "analysis").mkdir(parents=True)
     for out, words in (
         (data, "is the data set given as --data"),
         (run, "holds a run (run.json)"),
-        (notes, "not empty (todo.md) and not a sweep (no sweep.json)"),
+        (project, "holds folders that are not a sweep's cells (analysis; no sweep.json)"),
     ):
         before = sorted(p.name for p in out.iterdir())
         cells = FakeCells()
@@ -497,6 +496,12 @@ def test_a_sweep_refuses_an_out_that_holds_something_else(tmp_path):
         assert cells.calls == [] and sorted(p.name for p in out.iterdir()) == before
     run_sweep(MGFRecConfig(), grid, tmp_path / "new", FakeCells())  # new, then a rerun of the same sweep
     assert [r["status"] for r in run_sweep(MGFRecConfig(), grid, tmp_path / "new", FakeCells())] == ["finished"]
+    mine = tmp_path / "mine"  # `cd exp && mgfrec sweep --out . --grid-file grid.yaml`: the user's loose files stay
+    mine.mkdir()
+    (mine / "grid.yaml").write_text("agent.max_groundings: [1]\n")
+    (mine / ".gitkeep").write_text("")
+    run_sweep(MGFRecConfig(), grid, mine, FakeCells())
+    assert (mine / "grid.yaml").read_text() == "agent.max_groundings: [1]\n" and (mine / "sweep.json").is_file()
 
 
 @pytest.mark.parametrize(
