@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import typer
@@ -124,11 +125,14 @@ def fit(
             progress=progress,
         )
         console.print(f"fit {init or cfg.policy.model} on {data} -> {out_dir}", highlight=False)
+        began = time.time()
         try:
             with removed_if_left_empty(out_dir):  # a fit refused half-way leaves no empty folder
                 return run_fit(data, out_dir, cfg, options, say=lambda s: console.print(s, highlight=False))
         except KeyboardInterrupt:
-            if (Path(out_dir) / "checkpoints" / "last.ckpt").exists():
+            last = Path(out_dir) / "checkpoints" / "last.ckpt"
+            # this fit's checkpoint (a fresh fit stopped while loading still has an earlier fit's: not to resume)
+            if last.exists() and (resume or last.stat().st_mtime >= began):
                 console.print(
                     f"{out_dir} keeps its last checkpoint: the same command with --resume continues it",
                     highlight=False,
