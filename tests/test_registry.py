@@ -6,6 +6,7 @@ import subprocess
 import sys
 import warnings
 from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -54,12 +55,18 @@ def test_duplicate_name_names_both_origins():
     assert "builtins:dict" in str(err.value) and "builtins:list" in str(err.value)
 
 
+def fake_dist(root: Path, name: str, entry_points: str) -> Path:
+    """A fake installed distribution ``name`` 1.0 in ``root`` (put it on PYTHONPATH) with these entry points."""
+    dist = root / f"{name.replace('-', '_')}-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(entry_points)
+    return root
+
+
 def test_duplicate_from_a_second_distribution(tmp_path):
     """A second installed distribution claiming a built-in's name is refused at discovery, naming both."""
-    dist = tmp_path / "mgfrec_clash-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mgfrec-clash\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[mgfrec.grounder]\nexact = clash.module:Exact\n")
+    fake_dist(tmp_path, "mgfrec-clash", "[mgfrec.grounder]\nexact = clash.module:Exact\n")
     code = "from mgfrec.registry import Registry; Registry.discover()"
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": str(tmp_path), "PATH": ""}
@@ -75,10 +82,7 @@ def test_plugins_list_shows_a_clash_instead_of_failing_on_it(tmp_path):
     import json as _json
     import os
 
-    dist = tmp_path / "mgfrec_clash-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mgfrec-clash\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[mgfrec.grounder]\nexact = clash.module:Exact\n")
+    fake_dist(tmp_path, "mgfrec-clash", "[mgfrec.grounder]\nexact = clash.module:Exact\n")
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     command = [sys.executable, "-m", "mgfrec.cli.main", "plugins", "list", "--kind", "grounder", "--json"]
     proc = subprocess.run(command, capture_output=True, text=True, env=env)
@@ -296,10 +300,7 @@ def test_reward_options_sit_beside_the_name_and_the_old_key_still_reads():
 
 def _plugin_site(root, module: str, source: str, target: str, kind: str = "grounder"):
     """A fake installed distribution ``mgfrec-broken 1.0`` registering ``broken`` -> ``target``."""
-    dist = root / "mgfrec_broken-1.0.dist-info"
-    dist.mkdir(parents=True)
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mgfrec-broken\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text(f"[mgfrec.{kind}]\nbroken = {target}\n")
+    fake_dist(root, "mgfrec-broken", f"[mgfrec.{kind}]\nbroken = {target}\n")
     (root / f"{module}.py").write_text(source)
     return root
 
@@ -498,10 +499,7 @@ def test_plugins_list_shows_a_packages_escape_sequences_as_text(tmp_path):
     """The entry-point name, package and target reached the terminal raw: a name could recolour it or retitle it."""
     import os
 
-    dist = tmp_path / "mgfrec_esc-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mgfrec-esc\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[mgfrec.grounder]\nevil\x1b[31mRED = esc.mod:G\x1b]0;T\x07\n")
+    fake_dist(tmp_path, "mgfrec-esc", "[mgfrec.grounder]\nevil\x1b[31mRED = esc.mod:G\x1b]0;T\x07\n")
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "COLUMNS": "200"}
     command = [sys.executable, "-m", "mgfrec.cli.main", "plugins", "list", "--kind", "grounder"]
     proc = subprocess.run(command, capture_output=True, text=True, env=env)
