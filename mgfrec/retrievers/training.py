@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
@@ -86,6 +87,23 @@ def lightning_device(device: str) -> tuple[str, Any]:
             )
         return "gpu", [int(index)] if index else 1
     raise ValueError(f"retriever.device: '{device}' is not cpu, cuda, cuda:<index>, mps or auto")
+
+
+@contextmanager
+def lightning_ctrl_c(stopped_by_user: Callable[[], bool]) -> Iterator[None]:
+    """Around a Lightning ``trainer.fit``: Lightning answers Ctrl-C with a silent ``sys.exit(1)`` and leaves SIGINT
+    ignored. When ``stopped_by_user()`` says the user stopped the fit, that exit is a ``KeyboardInterrupt`` (the
+    CLI's "stopped by the user", exit 130); the SIGINT handler of before is put back either way."""
+    sigint = signal.getsignal(signal.SIGINT)
+    try:
+        yield
+    except SystemExit:
+        if not stopped_by_user():
+            raise
+        raise KeyboardInterrupt from None
+    finally:
+        if threading.current_thread() is threading.main_thread() and sigint is not None:
+            signal.signal(signal.SIGINT, sigint)
 
 
 @contextmanager
@@ -349,18 +367,11 @@ class SequentialRetriever(L.LightningModule):
                 enable_model_summary=False,
                 default_root_dir=out,
             )
-            sigint = signal.getsignal(signal.SIGINT)
-            try:
-                trainer.fit(model, datamodule=data)
-            except SystemExit:
-                if budget.stopped != "user":
-                    raise
-                # A second Ctrl-C: Lightning answers it with a silent sys.exit(1) and leaves SIGINT ignored.
-                raise KeyboardInterrupt from None
-            finally:
-                budget.restore_signals()
-                if threading.current_thread() is threading.main_thread() and sigint is not None:
-                    signal.signal(signal.SIGINT, sigint)
+            with lightning_ctrl_c(lambda: budget.stopped == "user"):  # a second Ctrl-C: the fit is stopped
+                try:
+                    trainer.fit(model, datamodule=data)
+                finally:
+                    budget.restore_signals()
         if not best.best_model_path:
             raise RuntimeError(f"{out}: training stopped before its first validation; no model to save")
         state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)

@@ -21,8 +21,6 @@ import json
 import math
 import os
 import shutil
-import signal
-import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -44,6 +42,7 @@ from mgfrec.data.prepared import PreparedDataset
 from mgfrec.grounding.engine import load_grounding
 from mgfrec.models.policy import check_policy_source, load_policy
 from mgfrec.registry import Registry, registry, with_registry
+from mgfrec.retrievers.training import lightning_ctrl_c
 from mgfrec.rl.distributed import barrier, check_batch_split, launched_as_main, wait_for
 from mgfrec.rl.module import GRPOModule
 from mgfrec.rl.strategy import build_strategy, check_strategy, trainer_accelerator
@@ -435,19 +434,10 @@ def run_fit(
         log_every_n_steps=cfg.trainer.log_every_n_steps,
         num_sanity_val_steps=0,
     )
-    sigint = signal.getsignal(signal.SIGINT)
-    try:
+    # Ctrl-C: Lightning's silent exit 1 is the user's stop, as anywhere else (exit 130), and the run can be resumed
+    with lightning_ctrl_c(lambda: trainer.state.status == TrainerStatus.INTERRUPTED):
         # weights_only=False: the checkpoint holds numpy/python RNG states; it is this run's own file, not a download
         trainer.fit(module, ckpt_path=str(ckpt) if options.resume else None, weights_only=False)
-    except SystemExit:
-        # Lightning answers Ctrl-C with a silent sys.exit(1): the command ended with code 1 and no word. It is the
-        # user's stop, as anywhere else (exit 130, "stopped by the user"), and the run can be resumed.
-        if trainer.state.status != TrainerStatus.INTERRUPTED:
-            raise
-        raise KeyboardInterrupt from None
-    finally:
-        if threading.current_thread() is threading.main_thread() and sigint is not None:
-            signal.signal(signal.SIGINT, sigint)  # Lightning leaves Ctrl-C ignored after it
 
     main = trainer.is_global_zero  # with several processes, every one gets here; rank 0 writes
     if module.replica_drift is None:  # on_train_end did not run: save here, as it would have
