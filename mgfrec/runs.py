@@ -232,7 +232,7 @@ def retire_run(run_dir: str | Path) -> None:
 
 def retire_if_recall_inside(run_dir: str | Path) -> None:
     """:func:`retire_run`, when the earlier run in ``run_dir`` ranks with ``run_dir/recall`` (its ``run.json``
-    ``extra.recall_run``): that recall model is about to be fitted anew, and the run would no longer match it."""
+    ``extra.recall_run``): that recall model was just fitted anew, and the run no longer matches it."""
     path = Path(run_dir) / RUN_FILE
     try:
         recall = json.loads(path.read_text(encoding="utf-8")).get("extra", {}).get("recall_run")

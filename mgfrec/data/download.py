@@ -25,6 +25,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from mgfrec import __version__
+from mgfrec.runs import removed_if_left_empty
 
 # The McAuley lab's public data host, which R2ec's preprocessing downloads from as well. The older
 # https://datarepo.eng.ucsd.edu/mcauley_group/data/amazon_2023 serves the same layout (use --base-url).
@@ -126,20 +127,18 @@ def download_category(
     """Download ``<category>.jsonl.gz`` and ``meta_<category>.jsonl.gz`` into ``out``."""
     files = category_files(category, base_url)  # checks the name and the URL before anything is created
     out = Path(out)
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
     done = []
-    for url, name in files:
-        try:
-            done.append(download_file(url, out / name, progress, retries, retry_wait_s, timeout_s))
-        except DownloadError as exc:
-            if created and not any(out.iterdir()):  # a folder this call made and left empty (a 404) goes again
-                out.rmdir()
-            if exc.status == 404 and category not in CATEGORIES:
-                close = difflib.get_close_matches(category, CATEGORIES, n=1, cutoff=0.6)
-                hint = f" Did you mean {close[0]}?" if close else f" Categories are: {', '.join(CATEGORIES)}."
-                raise DownloadError(f"{exc}.{hint}", exc.status) from None
-            raise
+    with removed_if_left_empty(out):  # a folder this call made and left empty (a 404) goes again
+        out.mkdir(parents=True, exist_ok=True)
+        for url, name in files:
+            try:
+                done.append(download_file(url, out / name, progress, retries, retry_wait_s, timeout_s))
+            except DownloadError as exc:
+                if exc.status == 404 and category not in CATEGORIES:
+                    close = difflib.get_close_matches(category, CATEGORIES, n=1, cutoff=0.6)
+                    hint = f" Did you mean {close[0]}?" if close else f" Categories are: {', '.join(CATEGORIES)}."
+                    raise DownloadError(f"{exc}.{hint}", exc.status) from None
+                raise
     return done
 
 
