@@ -31,7 +31,7 @@ from mgfrec.data.prepared import PreparedDataset, prepare
 from mgfrec.embed.cache import cached_item_embeddings
 from mgfrec.eval.report import Report, build_report
 from mgfrec.retrievers.fit import fit_baseline
-from mgfrec.runs import NOT_A_RUN, RUN_FILE, read_json_object, read_run_info, recall_run_of
+from mgfrec.runs import NOT_A_RUN, RUN_FILE, read_json_object, read_run_info, recall_run_of, refuse_held
 
 DEMO_BASELINES: tuple[str, ...] = ("pop", "last-title", "sasrec", "hybrid")  # the cheap default set
 ALL_BASELINES: tuple[str, ...] = (
@@ -336,9 +336,7 @@ def check_demo_output(out: Path) -> None:
         raise ValueError(f"--out {out}: a file; the demo writes a folder (give a new or empty one)")
     if not out.is_dir() or (out / SETTINGS_FILE).is_file() or (out / "data" / "manifest.json").is_file():
         return
-    for name, what in {RUN_FILE: "a run", **NOT_A_RUN}.items():  # (demo.json: returned above)
-        if (out / name).is_file():
-            raise ValueError(f"--out {out}: holds {what} ({name}); give the demo a folder of its own")
+    refuse_held(out, "the demo", {RUN_FILE: "a run", **NOT_A_RUN})  # (demo.json: returned above)
     others = sorted(entries_besides_config(out))
     if others:
         shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")

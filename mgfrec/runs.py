@@ -17,7 +17,7 @@ import json
 import math
 import pickle
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -163,6 +163,17 @@ def is_run_output(name: str, extra: tuple[str, ...] = ()) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in (*_RUN_OUTPUTS, *extra))
 
 
+def refuse_held(out: Path, owner: str, kinds: Mapping[str, str], *, data: str | Path | None = None) -> None:
+    """Refuse an output folder that is the ``data`` set given as ``--data``, or holds one of ``kinds``' files (file
+    name -> what it marks: :data:`NOT_A_RUN`, a run's ``run.json``), in one line saying ``owner`` needs a folder of
+    its own. The shared start of :func:`check_output_run`, the sweep's and the demo's checks."""
+    if data is not None and out.resolve() == Path(data).resolve():
+        raise ValueError(f"--out {out} is the data set given as --data; give {owner} a folder of its own")
+    for name, what in kinds.items():
+        if (out / name).is_file():
+            raise ValueError(f"--out {out}: holds {what} ({name}); give {owner} a folder of its own")
+
+
 def check_output_run(out: str | Path, producer: str, *, data: str | Path | None = None) -> None:
     """Refuse an ``--out`` that holds something else, before anything in it is touched: the data set given as
     ``--data``, a prepared data set, a sweep, a demo's folder or any folder holding other runs or data sets, a run
@@ -174,13 +185,9 @@ def check_output_run(out: str | Path, producer: str, *, data: str | Path | None 
     from mgfrec.config.load import entries_besides_config, is_resolved_config
 
     out = Path(out)
-    if data is not None and out.resolve() == Path(data).resolve():
-        raise ValueError(f"--out {out} is the data set given as --data; give the run a folder of its own")
+    refuse_held(out, "the run", NOT_A_RUN, data=data)
     if not out.is_dir():
         return  # a new folder (a path under a file is refused where it is made)
-    for name, what in NOT_A_RUN.items():
-        if (out / name).is_file():
-            raise ValueError(f"--out {out}: holds {what} ({name}); give the run a folder of its own")
     if (out / RUN_FILE).is_file():
         theirs = producer_of(read_run_info(out))
         if theirs != producer:

@@ -304,16 +304,12 @@ def check_sweep_output(out: Path, data: str | Path | None = None) -> None:
     ``sweep.json`` (a user's loose files, a grid file or notes, are fine). It wrote ``sweep.json`` and the cells'
     folders beside a data set's files or into a finished run."""
     from mgfrec.config.load import entries_besides_config
-    from mgfrec.runs import NOT_A_RUN, RUN_FILE
+    from mgfrec.runs import NOT_A_RUN, RUN_FILE, refuse_held
 
     out = Path(out)
-    if data is not None and out.resolve() == Path(data).resolve():
-        raise ValueError(f"--out {out} is the data set given as --data; give the sweep a folder of its own")
     if not out.is_dir() or (out / SWEEP_FILE).is_file():
-        return  # a new sweep, or a rerun of this one
-    for name, what in {RUN_FILE: "a run", **NOT_A_RUN}.items():
-        if (out / name).is_file():
-            raise ValueError(f"--out {out}: holds {what} ({name}); give the sweep a folder of its own")
+        return  # a new sweep, or a rerun of this one (a data set, --data's too, holds no sweep.json)
+    refuse_held(out, "the sweep", {RUN_FILE: "a run", **NOT_A_RUN}, data=data)
     # a user's grid file, notes or dotfiles beside the cells are fine (nothing of theirs is touched); folders of
     # runs, data sets or anything else that is not the sweep's are not
     folders = sorted(n for n in entries_besides_config(out) if (out / n).is_dir() and not n.startswith("."))
