@@ -1,10 +1,11 @@
 """Hyperparameter sweeps (paper Figs. 5, 7-8): one run folder per cell of a grid of config values.
 
-A grid maps dotted config fields to lists of values; its cells are the cartesian product. Each cell is a
-run folder ``OUT/<field>=<value>[,<field>=<value>]`` made by a *cell runner* ``run_cell(cfg, out) -> dict``
-(by default :func:`fit_and_evaluate`: ``run_fit`` then ``evaluate_run``). ``OUT/sweep.json`` records every
-cell's values, status (``finished`` or ``failed`` with the error) and summary after each cell, so a sweep
-that is run again skips finished cells and retries the rest. A failing cell never stops the sweep.
+A grid (:mod:`mgfrec.experiments.grid`) maps dotted config fields to lists of values; its cells are the cartesian
+product. Each cell is a run folder ``OUT/<field>=<value>[,<field>=<value>]`` made by a *cell runner*
+``run_cell(cfg, out) -> dict`` (by default :func:`fit_and_evaluate`: ``run_fit`` then ``evaluate_run``).
+``OUT/sweep.json`` records every cell's values, status (``finished`` or ``failed`` with the error) and summary
+after each cell, so a sweep that is run again skips finished cells and retries the rest. A failing cell never
+stops the sweep.
 
 This module orchestrates; it must not know how a run is trained, beyond calling the runner.
 """
@@ -13,20 +14,29 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import itertools
 import json
 import math
-import re
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from mgfrec.config.load import ConfigError, redacted_value, set_path, validate
+from mgfrec.config.load import ConfigError
 from mgfrec.config.schema import MGFRecConfig
+from mgfrec.experiments.grid import (  # noqa: F401 (the grid's names are sweep's too, as before)
+    Cell,
+    build_grid,
+    cell_config,
+    cell_name,
+    grid_cells,
+    parse_grid_flag,
+    read_grid_file,
+    recorded_grid_text,
+    shown_grid,
+)
 from mgfrec.runs import read_sweep_record
 
 SWEEP_FILE = "sweep.json"
@@ -47,158 +57,6 @@ SUMMARY_COLUMNS = (
     "error",
     "samples",  # how many samples the cell was evaluated on (added last: scripts may read columns by place)
 )
-_UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]")
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One grid point: its folder name and the config values it sets (dotted field -> value); ``shown``, the
-    values as they may be printed and recorded (secrets redacted: :func:`shown_grid`)."""
-
-    name: str
-    values: dict[str, Any]
-    shown: dict[str, Any] | None = None
-
-    def __post_init__(self) -> None:
-        if self.shown is None:  # a cell built by hand: its values, redacted
-            object.__setattr__(self, "shown", {k: redacted_value(k, v) for k, v in self.values.items()})
-
-
-def parse_grid_flag(text: str) -> tuple[str, list[Any]]:
-    """``"agent.max_groundings=1,3,6"`` -> ``("agent.max_groundings", [1, 3, 6])``; values are YAML scalars."""
-    field, sep, values = text.partition("=")
-    field = field.strip()
-    if not sep or not field or not values.strip():
-        raise ConfigError(f"--grid {text}: must look like section.field=value1,value2,...")
-    parsed = []
-    for raw in values.split(","):
-        try:
-            value = yaml.safe_load(raw.strip()) if raw.strip() else None
-        except yaml.YAMLError:
-            value = raw.strip()  # a string that is not valid YAML is still a string value
-        if isinstance(value, str) and _NUMBER.fullmatch(value):
-            value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string; the config field takes a number
-        parsed.append(value)
-    return field, parsed
-
-
-_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
-
-
-def read_grid_file(path: str | Path) -> dict[str, list[Any]]:
-    """A YAML mapping ``field: [values]`` (a single value counts as a one-element list)."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"--grid-file {path}: cannot read it: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"--grid-file {path}: not UTF-8 text (offset {exc.start}); save it as UTF-8") from None
-    except yaml.YAMLError as exc:  # one line, file:line, as for --config (PyYAML's own is a block with a caret)
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"--grid-file {path}{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
-    if not isinstance(raw, dict) or not raw:
-        raise ConfigError(f"--grid-file {path}: must be a non-empty mapping of section.field to a list of values")
-    nested = next((str(k) for k, v in raw.items() if "." not in str(k) and isinstance(v, dict)), None)
-    if nested is not None:  # agent: {max_groundings: [1, 2]} became one cell named agent=__max_groundings...
-        raise ConfigError(
-            f"--grid-file {path}: key '{nested}' holds a mapping; the keys are dotted fields, e.g. "
-            f"'{nested}.{next(iter(raw[nested]), 'field')}: [v1, v2]'"
-        )
-    return {str(k): list(v) if isinstance(v, list) else [v] for k, v in raw.items()}
-
-
-def build_grid(flags: Sequence[str] = (), grid_file: str | Path | None = None) -> dict[str, list[Any]]:
-    """The grid from a ``--grid-file`` and repeated ``--grid`` flags (a flag replaces the file's field)."""
-    grid = read_grid_file(grid_file) if grid_file is not None else {}
-    flagged: set[str] = set()
-    for text in flags:
-        field, values = parse_grid_flag(text)
-        if field in flagged:  # the first flag's values would be lost without a word
-            raise ConfigError(f"--grid {field} is given twice; give all its values in one flag: {field}=v1,v2,...")
-        flagged.add(field)
-        grid[field] = values
-    if not grid:
-        raise ConfigError("no grid: give --grid section.field=v1,v2 (repeatable) or --grid-file")
-    for field, values in grid.items():
-        if not values:
-            raise ConfigError(f"grid field {field}: no values")
-    return grid
-
-
-def _grid_text(grid: Any) -> str:
-    if not isinstance(grid, dict):
-        return repr(grid)
-    return "; ".join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in grid.items())
-
-
-def _shown_old(grid: Any) -> Any:
-    """A recorded grid as it may be shown: one written before grid values were redacted may hold a secret."""
-    if not isinstance(grid, dict) or not all(isinstance(v, list) for v in grid.values()):
-        return grid
-    return shown_grid(grid)
-
-
-def _show(value: Any) -> str:
-    return (
-        json.dumps(value)
-        if isinstance(value, (list, dict))
-        else str(value).lower()
-        if isinstance(value, bool)
-        else str(value)
-    )
-
-
-def cell_name(values: Mapping[str, Any]) -> str:
-    """``{"agent.max_groundings": 3}`` -> ``agent.max_groundings=3``; characters unsafe in a folder name
-    become ``_`` so that any value gives a portable path."""
-    return _UNSAFE.sub("_", ",".join(f"{k}={_show(v)}" for k, v in values.items()))
-
-
-def shown_grid(grid: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
-    """The grid as it may be printed, recorded in ``sweep.json`` and ``summary.*`` and used in folder names: a
-    secret field's values (``user_agent.api_key``), URL credentials and secret query parameters redacted
-    (``config.load.redacted_value``). Two secrets that would read alike are told apart by their place in the grid
-    (``<redacted> #2``)."""
-    shown: dict[str, list[Any]] = {}
-    for name, values in grid.items():
-        hidden = [redacted_value(name, v) for v in values]
-        shown[name] = [
-            f"{h if isinstance(h, str) else '<redacted>'} #{i + 1}" if h != v and hidden.count(h) > 1 else h
-            for i, (h, v) in enumerate(zip(hidden, values, strict=True))
-        ]
-    return shown
-
-
-def grid_cells(grid: Mapping[str, Sequence[Any]]) -> list[Cell]:
-    """The cartesian product of the grid, in flag order, each named by its :func:`shown_grid` values; two cells
-    with one folder name are refused."""
-    fields = list(grid)
-    shown = shown_grid(grid)
-    cells = [
-        Cell(
-            cell_name(dict(zip(fields, seen, strict=True))),
-            dict(zip(fields, combo, strict=True)),
-            dict(zip(fields, seen, strict=True)),
-        )
-        for combo, seen in zip(itertools.product(*grid.values()), itertools.product(*shown.values()), strict=True)
-    ]
-    names = [c.name for c in cells]
-    for name in names:
-        if names.count(name) > 1:
-            raise ConfigError(f"grid: two cells would share the folder '{name}'; make the values distinct")
-    return cells
-
-
-def cell_config(base: MGFRecConfig, cell: Cell) -> MGFRecConfig:
-    """``base`` with the cell's values set, validated: a wrong field path is refused naming that path."""
-    raw = base.model_dump(mode="json")
-    for field, value in cell.values.items():
-        raw = set_path(raw, field, value)
-    return validate(raw, f"sweep cell {cell.name}")
-
-
 # ---- the default cell: fit, then evaluate ---------------------------------------------------------------
 
 
@@ -390,7 +248,7 @@ def run_sweep(
     new_grid = shown_grid(grid)  # no secret reaches sweep.json
     if record.get("grid") not in (None, {}, new_grid):  # (a new sweep's record has an empty grid: no note)
         say(
-            f"note: {out / SWEEP_FILE} held another grid ({_grid_text(_shown_old(record['grid']))}); it now holds "
+            f"note: {out / SWEEP_FILE} held another grid ({recorded_grid_text(record['grid'])}); it now holds "
             "this one. "
             "Cells outside it stay on disk and are left out of the summary and the figures"
         )
