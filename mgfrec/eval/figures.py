@@ -7,12 +7,12 @@
   grounding counts (Fig. 3) from ``RUN/agent_<split>_samples.csv``;
 * Fig. 4's case study, a trajectory as markdown, is :mod:`mgfrec.eval.case_study` (re-exported here).
 
-Everything reads files that training and evaluation already wrote; nothing here trains or evaluates.
+Everything reads files that training and evaluation already wrote (checked by :mod:`mgfrec.eval.figure_inputs`);
+nothing here trains or evaluates.
 """
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ import pandas as pd
 
 from mgfrec.data.protocol import SPLITS
 from mgfrec.eval.case_study import trajectory_markdown, write_trajectory_markdown  # noqa: F401 (re-exported)
+from mgfrec.eval.figure_inputs import check_numbers, read_metrics, read_table  # noqa: F401 (re-exported)
 from mgfrec.retrievers.fit import open_data
 from mgfrec.runs import RUN_FILE, read_run_info, read_sweep_record
 
@@ -48,61 +49,6 @@ COLUMN_LABELS = {
 }
 SAMPLE_COLUMNS = ("target", "groundings")  # what Fig. 3 reads of agent_<split>_samples.csv
 FEW_VALIDATIONS = 3  # up to this many validations are drawn as grouped bars, more as lines
-
-
-def read_metrics(path: str | Path) -> pd.DataFrame:
-    """``RUN/metrics.csv`` (or the run folder holding it) as a frame sorted by ``step``."""
-    path = Path(path)
-    path = path / "metrics.csv" if path.is_dir() else path
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no metrics; train the run with 'mgfrec fit' first")
-    frame = read_table(path, ())
-    if "step" not in frame:
-        raise ValueError(f"{path}: no 'step' column; not a metrics file written by 'mgfrec fit'")
-    if frame.empty:
-        raise ValueError(f"{path}: a header and no rows; nothing to plot (train the run with 'mgfrec fit')")
-    check_numbers(frame, path, ["step"], whole=True)
-    check_numbers(frame, path, [c for c in frame.columns if c != "step"])
-    # inf stays: a diverged run's loss is a record worth drawing
-    return frame.sort_values("step")
-
-
-def read_table(path: Path, columns: Sequence[str]) -> pd.DataFrame:
-    """A CSV file a command wrote into a run folder, with ``columns`` checked: a damaged or emptied file is
-    one error naming it, not pandas' own message."""
-    try:
-        frame = pd.read_csv(path)
-        with path.open(newline="") as handle:
-            header = next(csv.reader(handle), [])
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not a readable CSV file ({str(exc).splitlines()[0]}); write it again") from None
-    twice = sorted({c for c in header if header.count(c) > 1})
-    if twice:  # pandas would read the second as "<name>.1", a column of its own
-        raise ValueError(f"{path}:1: column(s) {', '.join(twice)} appear more than once in the header; write it again")
-    missing = [c for c in columns if c not in frame]
-    if missing:
-        raise ValueError(f"{path}: no column(s) {', '.join(missing)}; write it again")
-    return frame
-
-
-def check_numbers(
-    frame: pd.DataFrame, path: Path, columns: Sequence[str], *, whole: bool = False, below: int | None = None
-) -> None:
-    """Refuse a damaged value in ``columns`` of a file a command wrote, naming its line: text where a number
-    belongs (an empty cell is fine, except with ``whole``: a count or an index, present in every row, a whole
-    number in ``[0, below)``)."""
-    for column in columns:
-        values = pd.to_numeric(frame[column], errors="coerce")
-        bad = values.isna() & frame[column].notna()
-        if whole:
-            bad |= values.isna() | (values % 1 != 0) | (values < 0) | (values >= below if below is not None else False)
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            kind = "a whole number" + (f" in [0, {below})" if below is not None else " from 0") if whole else "a number"
-            value = frame[column].iat[row]
-            held = "is empty" if pd.isna(value) else f"holds {value!r}" if isinstance(value, str) else f"holds {value}"
-            raise ValueError(f"{path}:{row + 2}: column {column} {held}, not {kind}; write it again")
-        frame[column] = values
 
 
 def _save(fig: Any, path: Path) -> Path:
