@@ -150,6 +150,11 @@ def user_history(ds: PreparedDataset, user_id: str, length: int) -> list[int]:
     return rows["item_idx"].astype(int).tolist()[-length:]
 
 
+def history_titles_read(titles: Sequence[str]) -> list[str]:
+    """The typed titles :func:`typed_history` reads: each stripped, blank ones left out."""
+    return [t.strip() for t in titles if t.strip()]
+
+
 def typed_history(grounding: Grounding, titles: Sequence[str]) -> list[int]:
     """Each typed title as a catalogue item: a title the catalogue holds exactly is that item (the first of
     several sharing it), any other is grounded to its nearest item. The exact lookup comes first because
@@ -157,7 +162,7 @@ def typed_history(grounding: Grounding, titles: Sequence[str]) -> list[int]:
     Road", or "été" in its composed and decomposed forms, get one vector, and the tie goes to the lower index)."""
     if isinstance(titles, str) or not all(isinstance(t, str) for t in titles):
         raise TypeError("history titles: give a list of title strings (a single string would be read letter by letter)")
-    titles = [t.strip() for t in titles if t.strip()]
+    titles = history_titles_read(titles)
     if not titles:
         raise ValueError("--history: give at least one title, separated by ';'")
     exact = [grounding.title_index.get(t) for t in titles]

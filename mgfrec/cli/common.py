@@ -231,7 +231,9 @@ def note_typed_history(typed: list[str] | None, matched: list[str]) -> None:
     (its nearest): a mistyped title silently became another item, and the recommendation another history's."""
     if typed is None:
         return
-    titles = [t.strip() for t in typed if t.strip()]  # as typed_history reads them
+    from mgfrec.recommend import history_titles_read
+
+    titles = history_titles_read(typed)
     swapped = [(t, m) for t, m in zip(titles, matched, strict=False) if t != m]
     if swapped:
         shown = "; ".join(f"{t[:60]!r} -> {m[:60]!r}" for t, m in swapped[:5]) + ("; ..." if len(swapped) > 5 else "")
