@@ -15,9 +15,11 @@ import datetime as _dt
 import fnmatch
 import json
 import math
+import os
 import pickle
+import time
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -60,8 +62,21 @@ def write_run_info(run_dir: str | Path, info: RunInfo) -> Path:
     payload = asdict(info)
     payload["created"] = payload["created"] or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
     path = run_dir / RUN_FILE
-    path.write_text(json.dumps(json_ready(payload), indent=2, allow_nan=False), encoding="utf-8")
+    part = path.with_name(f".{RUN_FILE}.part")  # whole or absent: another process may be waiting to read it
+    part.write_text(json.dumps(json_ready(payload), indent=2, allow_nan=False), encoding="utf-8")
+    os.replace(part, path)
     return path
+
+
+def wait_until(
+    ready: Callable[[], bool], what: str, path: Path, timeout_s: float = 3600.0, poll_s: float = 1.0
+) -> None:
+    """Block until ``ready()`` (another process is writing ``path``); a TimeoutError naming it otherwise."""
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout_s:.0f} s for {what} at {path}, written by the first process")
+        time.sleep(poll_s)
 
 
 def read_run_info(run_dir: str | Path) -> RunInfo:

@@ -28,7 +28,7 @@ from mgfrec.data.protocol import subsample_rows
 from mgfrec.registry import Registry, with_registry
 from mgfrec.retrievers.fit import fit_baseline
 from mgfrec.retrievers.recall import recall_lists
-from mgfrec.runs import RUN_FILE, read_run_info
+from mgfrec.runs import RUN_FILE, read_run_info, wait_until
 
 
 @dataclass(frozen=True)
@@ -70,11 +70,13 @@ def recall_for(
     out: Path,
     reg: Registry | None = None,
     before_fit: Callable[[], None] = lambda: None,
+    may_fit: bool = True,
 ) -> tuple[Path, str]:
     """The recall run folder and its model name: ``options.recall_run`` as given, else a fit into ``OUT/recall``
     (reused when it already holds a finished fit of the same model on the same data). ``before_fit`` runs once
     ``OUT/recall`` was fitted anew: an earlier run in OUT no longer matches its recall model from then on (a fit
-    refused or failed puts the earlier recall run back, and the earlier run stays whole)."""
+    refused or failed puts the earlier recall run back, and the earlier run stays whole). ``may_fit=False``: another
+    process (the first of a multi-process fit) fits ``OUT/recall``; this one waits until it holds a reusable fit."""
     if options.recall_run is not None:
         info = read_run_info(options.recall_run)
         if info.kind != "baseline":
@@ -86,11 +88,11 @@ def recall_for(
         return Path(options.recall_run), info.model
     run_dir = Path(out) / "recall"
     fit_cfg = cfg.model_copy(update={"retriever": cfg.retriever.model_copy(update={"model": options.recall_model})})
-    if (run_dir / RUN_FILE).is_file():
-        info = read_run_info(run_dir)
-        same = info.model == options.recall_model and info.data_checksum == ds.checksum and _same_fit(run_dir, fit_cfg)
-        if same and info.extra.get("stopped") != "user":  # one cut short by Ctrl-C is fitted again
-            return run_dir, info.model
+    if not may_fit:  # an old OUT/recall that the first process is replacing must not be read, nor fitted here too
+        wait_until(lambda: _reusable(run_dir, ds, fit_cfg), "the recall run", run_dir / RUN_FILE)
+        return run_dir, options.recall_model
+    if (run_dir / RUN_FILE).is_file() and _reusable(run_dir, ds, fit_cfg, quiet=False):
+        return run_dir, options.recall_model
     fitted = fit_baseline(ds, fit_cfg, run_dir, reg)  # a fit that fails puts the earlier OUT/recall back
     before_fit()
     if getattr(fitted.retriever, "stopped", None) == "user":
@@ -98,6 +100,23 @@ def recall_for(
         # is the whole command the user stopped, not one stage of it (the command went on, and exited 0)
         raise KeyboardInterrupt
     return run_dir, options.recall_model
+
+
+def _reusable(run_dir: Path, ds: PreparedDataset, fit_cfg: MGFRecConfig, quiet: bool = True) -> bool:
+    """Whether ``run_dir`` holds a finished recall fit of ``fit_cfg``'s model and settings on ``ds``; one cut short
+    by Ctrl-C is fitted again. ``quiet``: a run file being written (or unreadable) counts as not yet there."""
+    try:
+        info = read_run_info(run_dir)
+    except (OSError, ValueError):
+        if quiet:
+            return False
+        raise
+    return (
+        info.model == fit_cfg.retriever.model
+        and info.data_checksum == ds.checksum
+        and info.extra.get("stopped") != "user"
+        and _same_fit(run_dir, fit_cfg)
+    )
 
 
 def _same_fit(run_dir: Path, cfg: MGFRecConfig) -> bool:
@@ -151,13 +170,17 @@ def recall_samples(
     seed: int,
     say: Callable[[str], None] = lambda _: None,
     before_fit: Callable[[], None] = lambda: None,
+    may_fit: bool = True,
 ) -> tuple[MGFRecConfig, Path, list[AgentSample], list[AgentSample]]:
     """The recall run (:func:`recall_for` with ``recall``'s settings), ``cfg`` with ``retriever.model`` set
     to its model, and seeded train and valid samples carrying their recall lists; shared by SFT and GRPO."""
-    recall_dir, recall_model = recall_for(ds, cfg, recall, out, reg, before_fit)
+    recall_dir, recall_model = recall_for(ds, cfg, recall, out, reg, before_fit, may_fit)
     cfg = cfg.model_copy(update={"retriever": cfg.retriever.model_copy(update={"model": recall_model})})
     size = cfg.retriever.recall_size
     train = split_samples(ds, "train", recall_lists(ds, "train", size, recall_dir), max_train, seed)
     valid = split_samples(ds, "valid", recall_lists(ds, "valid", size, recall_dir), max_valid, seed)
     say(f"recall: {recall_model} ({recall_dir}); {len(train)} train and {len(valid)} valid samples")
+    if size > ds.num_items:  # the lists hold every item: a typo (300 for 30) was otherwise silent
+        n = ds.num_items
+        say(f"note: retriever.recall_size {size} is above the catalogue's {n} items; each recall list holds all {n}")
     return cfg, recall_dir, train, valid

@@ -28,6 +28,14 @@ SAMPLE_ID_HELP = "With --split: which of the user's samples of the split (a samp
 SET_HELP = "Override any config field, e.g. --set agent.max_groundings=3 (repeatable)."
 
 
+def typer_click(module: str) -> Any:
+    """A module (``exceptions``, ``globals``) of the click that Typer runs on: Typer >= 0.29 vendors its own."""
+    import importlib
+
+    package = typer.BadParameter.__module__.rpartition(".")[0]
+    return importlib.import_module(f"{package}.{module}")
+
+
 def override_section(text: str) -> str:
     """The config section a ``--set section.field=value`` override sets (parsed as the config loader parses it)."""
     from mgfrec.config.load import parse_override
@@ -179,14 +187,11 @@ def _check_flag_values(values: Mapping[str, Any]) -> None:
     ...``): the config's own error named the field ("<defaults> with overrides: invalid config:
     embedding.batch_size: ..."). A flag is found by its parameter's name, the field's last part; one that is not
     (``--items-per-grounding`` sets grounding.top_k) is left to the config's check."""
-    import importlib
-
     from pydantic import TypeAdapter, ValidationError
 
     from mgfrec.config.schema import MGFRecConfig
 
-    click = typer.BadParameter.__module__.rpartition(".")[0]  # the click Typer runs on (Typer >= 0.29 vendors it)
-    ctx = importlib.import_module(f"{click}.globals").get_current_context(silent=True)
+    ctx = typer_click("globals").get_current_context(silent=True)
     if ctx is None:
         return
     params = {p.name: p for p in ctx.command.params if getattr(p, "opts", None)}

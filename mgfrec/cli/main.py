@@ -193,9 +193,9 @@ def run_app(args: list[str], print_error: Callable[[str], None], cli: typer.Type
     through. An unexpected exception raised through a plugin's code is one line naming the plugin
     (:func:`plugin_failed`), code 1; any other keeps its traceback. ``cli`` (default: the ``mgfrec`` app) is for
     tests."""
-    import importlib
+    from mgfrec.cli.common import typer_click
 
-    click = importlib.import_module(typer.BadParameter.__module__)  # click's exceptions (Typer >= 0.29 vendors click)
+    click = typer_click("exceptions")
     try:
         code = (cli or app)(args=args, prog_name="mgfrec", standalone_mode=False)
     except click.UsageError as exc:

@@ -18,9 +18,7 @@ The functions here are plain ``torch.distributed`` calls that reduce to the iden
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TypeVar
 
 import torch
@@ -46,15 +44,6 @@ def launched_as_main() -> bool:
     variables launchers set for the others (Lightning: LOCAL_RANK, NODE_RANK; torchrun: RANK; SLURM:
     SLURM_PROCID). Only the first prepares the run folder; the others reuse what it wrote."""
     return all(int(os.environ.get(k, "0") or 0) == 0 for k in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
-
-
-def wait_for(path: Path, what: str, timeout_s: float = 3600.0, poll_s: float = 1.0) -> None:
-    """Block until ``path`` exists (another process is writing it); a TimeoutError naming it otherwise."""
-    deadline = time.monotonic() + timeout_s
-    while not path.exists():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"waited {timeout_s:.0f} s for {what} at {path}, written by the first process")
-        time.sleep(poll_s)
 
 
 def check_batch_split(batch: int, size: int) -> None:

@@ -43,7 +43,7 @@ from mgfrec.grounding.engine import load_grounding
 from mgfrec.models.policy import check_policy_source, load_policy
 from mgfrec.registry import Registry, registry, with_registry
 from mgfrec.retrievers.training import lightning_ctrl_c
-from mgfrec.rl.distributed import barrier, check_batch_split, launched_as_main, wait_for
+from mgfrec.rl.distributed import barrier, check_batch_split, launched_as_main
 from mgfrec.rl.module import GRPOModule
 from mgfrec.rl.strategy import build_strategy, check_strategy, trainer_accelerator
 from mgfrec.runs import (
@@ -375,8 +375,6 @@ def run_fit(
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.trainer.seed)
 
-    if not first and recall_opts.recall_run is None:
-        wait_for(out / "recall" / RUN_FILE, "the recall run")
     cfg, recall_dir, train, valid = recall_samples(
         ds,
         cfg,
@@ -387,9 +385,15 @@ def run_fit(
         max_valid=options.valid_samples,
         seed=cfg.trainer.seed,
         say=say,
-        before_fit=lambda: retire_if_recall_inside(out) if first else None,  # a new OUT/recall: an earlier run on it
+        before_fit=lambda: retire_if_recall_inside(out),  # a new OUT/recall: an earlier run on it goes
+        may_fit=first,  # the others wait for the first's OUT/recall, old or new, instead of fitting it beside it
     )
     recall_model = cfg.retriever.model
+    if train and cfg.trainer.global_batch_size > len(train):  # the module takes every sample then, as documented
+        say(
+            f"note: trainer.global_batch_size {cfg.trainer.global_batch_size} is above the "
+            f"{len(train)} train samples; each step takes all {len(train)}"
+        )
 
     grounding = load_grounding(ds, cfg, embedder=embedder, reg=reg)
     policy_cfg = cfg.policy if policy_dir is None else cfg.policy.model_copy(update={"model": str(policy_dir)})

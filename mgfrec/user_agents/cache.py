@@ -114,6 +114,9 @@ class CachedUserAgent:
     def feedback(self, requests: Sequence[FeedbackRequest]) -> list[str]:
         keys = [self.inner.cache_key(r) for r in requests]  # type: ignore[attr-defined]
         answers = self.cache.get_many(keys)
+        scrub = getattr(self.inner, "scrub_reply", None)
+        if callable(scrub):  # a cache written before replies were scrubbed may hold one quoting the key
+            answers = {key: scrub(text) for key, text in answers.items()}
         todo: dict[str, FeedbackRequest] = {}
         for key, request in zip(keys, requests, strict=True):
             if key not in answers:

@@ -210,7 +210,12 @@ class RemoteChatAgent:
             )
             # A server's answer may quote the request's Authorization header (a proxy, a test double, a model
             # told to): the feedback goes into the cache, the trajectory, every output and a trained policy's data
-            return self._scrubbed(text, shortest=MIN_SCRUBBED_KEY)
+            return self.scrub_reply(text)
+
+    def scrub_reply(self, text: str) -> str:
+        """A reply with this backend's secrets replaced by ``***``: every fresh one, and (through
+        :class:`~mgfrec.user_agents.cache.CachedUserAgent`) every cached one, written before replies were scrubbed."""
+        return self._scrubbed(text, shortest=MIN_SCRUBBED_KEY)
 
     def _fail(self, reason: str) -> UserAgentError:
         attempts = max(self._attempts.n, 1)

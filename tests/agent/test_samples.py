@@ -65,3 +65,56 @@ def test_ctrl_c_in_the_recall_fit_stops_the_command_and_its_recall_run_is_not_re
     recall_for(ds, cfg, options, out)  # fitted again, not reused
     assert (out / "recall" / "run.json").stat().st_mtime_ns != before
     assert "stopped" not in json.loads((out / "recall" / "run.json").read_text())["extra"]
+
+
+def test_a_process_that_may_not_fit_waits_for_the_first_ones_recall_fit_instead_of_reading_an_old_one(
+    tmp_path, monkeypatch
+):
+    """Under torchrun the non-first ranks took any old OUT/recall/run.json as their cue: one not reusable (other
+    settings, or stopped by Ctrl-C) made every rank fit OUT/recall at the same time as rank 0."""
+    import threading
+
+    import pytest
+
+    ds = cyclic_dataset(tmp_path)
+    out = tmp_path / "out"
+    options = RecallOptions(recall_model="pop")
+    recall_for(ds, load_config(None, ["retriever.max_epochs=3"]), options, out)  # an old fit: other settings
+    cfg = load_config(None, [])
+    real = samples_mod.fit_baseline
+
+    def refused(*args, **kwargs):
+        raise AssertionError("a process that may not fit fitted OUT/recall")
+
+    monkeypatch.setattr(samples_mod, "fit_baseline", refused)
+    monkeypatch.setattr(samples_mod, "wait_until", _quick_wait(samples_mod.wait_until))
+    with pytest.raises(TimeoutError, match="the recall run"):  # the old fit is not taken, and not refitted here
+        recall_for(ds, cfg, options, out, may_fit=False)
+
+    pop = cfg.model_copy(update={"retriever": cfg.retriever.model_copy(update={"model": "pop"})})
+    failed = []
+
+    def fit_first() -> None:
+        try:
+            real(ds, pop, out / "recall")
+        except Exception as exc:  # noqa: BLE001 - shown by the assertion below
+            failed.append(exc)
+
+    first = threading.Thread(target=fit_first)
+    monkeypatch.setattr(samples_mod, "wait_until", _quick_wait(samples_mod.wait_until.__wrapped__, timeout_s=120))
+    first.start()  # the first process's fit, as rank 0 runs it
+    try:
+        run_dir, model = recall_for(ds, cfg, options, out, may_fit=False)
+    finally:
+        first.join()
+    assert not failed
+    assert (run_dir, model) == (out / "recall", "pop")
+    assert samples_mod._reusable(run_dir, ds, pop)
+
+
+def _quick_wait(wait, timeout_s: float = 0.5):
+    def quick(ready, what, path):
+        return wait(ready, what, path, timeout_s=timeout_s, poll_s=0.05)
+
+    quick.__wrapped__ = wait
+    return quick

@@ -301,3 +301,19 @@ def test_ctrl_c_stops_a_fit_with_130_and_says_how_to_resume(data):
     assert proc.returncode == 130, stderr[-2000:]
     assert "stopped by the user (Ctrl-C)" in stderr and "Traceback" not in stderr, stderr[-2000:]
     assert "with --resume continues it" in stderr and not (out / "run.json").exists()
+
+
+@pytest.mark.reliability
+def test_a_recall_size_or_batch_above_what_there_is_gets_a_note(data):
+    """retriever.recall_size above the catalogue was clamped, and trainer.global_batch_size above the train samples
+    took every sample, both without a word (a typo, 300 for 30, trained something else than the user asked)."""
+    out = data / "above"
+    sets = tiny_fit_sets(data / "system.txt", recall_size=500, more={"trainer.global_batch_size": 8})
+    result = invoke(
+        "--data", data / "data", "--out", out, "--max-steps", 1, "--group-size", 2, "--valid-samples", 0,
+        "--max-train-samples", 3, "--recall-model", "pop", "--no-progress", *sets,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "note: retriever.recall_size 500 is above the catalogue's 80 items; each recall list holds all 80" in text
+    assert "note: trainer.global_batch_size 8 is above the 3 train samples; each step takes all 3" in text

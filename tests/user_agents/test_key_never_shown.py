@@ -206,3 +206,21 @@ def test_a_url_password_echoed_back_as_basic_auth_is_in_no_message(api_key):
     assert encoded in str(server.received[0].headers)  # it did travel, and the body echoed it
     printed = "".join(traceback.format_exception(info.value))
     assert "HTTP status 401" in printed and encoded not in printed and "hunter2-pw-9f3e" not in printed
+
+
+def test_a_cached_reply_written_before_the_scrubbing_comes_back_scrubbed(api_key, tmp_path):
+    """Replies are scrubbed now; a response cache written before held them as they came, and served them."""
+    from mgfrec.user_agents.cache import CachedUserAgent, ResponseCache
+
+    path = tmp_path / "responses.sqlite"
+    with serve(FakeServer("openai", default="echo200")) as server:
+        with build(OpenAIChatAgent, api_config(server.url)) as agent:
+            request = make_request(0)
+            old = ResponseCache(path)
+            old.put_many([(agent.cache_key(request), f"your key is Bearer {SECRET}, as it came")])
+            old.close()
+            cached = CachedUserAgent(agent, path)
+            replies = cached.feedback([request])
+            cached.cache.close()
+    assert server.count == 0  # answered from the cache
+    assert replies == ["your key is Bearer ***, as it came"]
