@@ -21,7 +21,7 @@ import time
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,9 @@ def write_run_info(run_dir: str | Path, info: RunInfo) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     payload = asdict(info)
     payload["created"] = payload["created"] or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
+    relative = _relative_paths(run_dir, payload)
+    if relative:
+        payload["extra"] = {**payload["extra"], RELATIVE_PATHS: relative}
     path = run_dir / RUN_FILE
     part = path.with_name(f".{RUN_FILE}.part")  # whole or absent: another process may be waiting to read it
     part.write_text(json.dumps(json_ready(payload), indent=2, allow_nan=False), encoding="utf-8")
@@ -104,9 +107,48 @@ def read_run_info(run_dir: str | Path) -> RunInfo:
                 f"{path}: field '{name}' must be {what}, got {type(payload[name]).__name__}; not a valid run file"
             )
     try:
-        return RunInfo(**payload)
+        info = RunInfo(**payload)
     except TypeError as exc:
         raise ValueError(f"{path}: not a valid run file: {exc}") from None
+    return _relocated(Path(run_dir), info)
+
+
+RELATIVE_PATHS = "relative_paths"
+"""``run.json`` ``extra`` key: each path field (``data``, ``extra.recall_run`` ...) relative to the run folder, so
+that a run moved together with them (a whole demo folder) still finds them."""
+# ``data`` is a RunInfo field, the others ``extra``'s (a derived run's ``policy`` is its trained run's, by path)
+_PATH_FIELDS = ("data", "recall_run", "trained_run", "init", "policy", "best_policy")
+
+
+def _relative_paths(run_dir: Path, payload: dict[str, Any]) -> dict[str, str]:
+    here = run_dir.resolve()
+    recorded = {"data": payload["data"], **{k: payload["extra"].get(k) for k in _PATH_FIELDS[1:]}}
+    return {
+        name: os.path.relpath(value, here)
+        for name, value in recorded.items()
+        if isinstance(value, str) and value and Path(value).is_absolute()
+    }
+
+
+def _relocated(run_dir: Path, info: RunInfo) -> RunInfo:
+    """``info`` with each recorded path that no longer exists replaced by its place relative to the run folder,
+    when something is there (a demo folder moved whole). What is found there is checked as before (the data set
+    by its checksum, a recall or trained run by its own ``run.json``)."""
+    relative = info.extra.get(RELATIVE_PATHS)
+    if not isinstance(relative, dict):
+        return info
+    moved: dict[str, str] = {}
+    for name, rel in relative.items():
+        value = info.data if name == "data" else info.extra.get(name)
+        if not (isinstance(rel, str) and isinstance(value, str)) or not value or Path(value).exists():
+            continue
+        candidate = (run_dir / rel).resolve()
+        if candidate.exists():
+            moved[name] = str(candidate)
+    if not moved:
+        return info
+    extra = {**info.extra, **{k: v for k, v in moved.items() if k != "data"}}
+    return replace(info, data=moved.get("data", info.data), extra=extra)
 
 
 _RUN_FIELDS = {
