@@ -43,7 +43,7 @@ from mgfrec.retrievers.recall import top_items
 from mgfrec.retrievers.sequences import history_window
 from mgfrec.rollout.base import build_engine
 from mgfrec.runs import RUN_FILE, read_run_info, recall_run_of
-from mgfrec.user_agents.base import UserAgent
+from mgfrec.user_agents.base import UserAgent, cache_of_run
 from mgfrec.validation import is_whole_number
 
 Listener = Callable[[int, dict[str, Any]], None]
@@ -261,6 +261,7 @@ class Recommender:
                 f"{self.run_dir / RUN_FILE}: field 'kind' is '{self.info.kind}'; expected 'agent' or 'baseline'"
             )
         self.cfg: MGFRecConfig = load_config(self.run_dir / "config.yaml", tuple(sets))
+        self.cfg = self.cfg.model_copy(update={"user_agent": cache_of_run(self.cfg.user_agent, self.run_dir)})
         check_components(self.cfg, source=str(self.run_dir / "config.yaml"))
         self.lock = threading.RLock()
         self.engine: Any = None

@@ -181,4 +181,16 @@ def with_run_cache(cfg: UserAgentConfig, run_dir: str | Path, reg: Registry | No
     cls = (reg or registry()).load("user_agent", cfg.backend)
     if not callable(getattr(cls, "cache_key", None)):
         return cfg
-    return cfg.model_copy(update={"cache_path": str(Path(run_dir) / RUN_CACHE_FILE)})
+    # absolute: a path relative to the working folder of the fit was another file (or a stray folder) for an
+    # `mgfrec evaluate` run from elsewhere
+    return cfg.model_copy(update={"cache_path": str((Path(run_dir) / RUN_CACHE_FILE).resolve())})
+
+
+def cache_of_run(cfg: UserAgentConfig, run_dir: str | Path) -> UserAgentConfig:
+    """A run folder's ``user_agent`` settings as a command that loads the run uses them: a ``cache_path`` whose
+    folder is gone (the run was moved, or an older run recorded it relative to another working folder) is the run
+    folder's own cache instead, so that loading a run never creates folders where it once was."""
+    path = cfg.cache_path
+    if not isinstance(path, str) or Path(path).parent.is_dir():
+        return cfg
+    return cfg.model_copy(update={"cache_path": str(Path(run_dir).resolve() / RUN_CACHE_FILE)})

@@ -218,3 +218,23 @@ def test_the_counters_add_up_when_part_of_a_batch_fails(api_key, tmp_path):
         stats = agent.stats()
         agent.close()
     assert (stats["cache_hits"], stats["cache_misses"]) == (2, 1 + 2)  # each of the 5 requests counted once
+
+
+@pytest.mark.reliability
+def test_a_runs_cache_path_is_absolute_and_a_moved_runs_is_looked_for_in_the_run(tmp_path, monkeypatch, fresh_registry):
+    """`mgfrec fit --out runs/x` recorded cache_path 'runs/x/user_agent_cache.sqlite': `mgfrec evaluate` run from
+    another folder opened (and created, folders and all) another cache there; a moved run re-created its old
+    folder to hold one."""
+    from mgfrec.user_agents.base import RUN_CACHE_FILE, cache_of_run, with_run_cache
+
+    fresh_registry.add("user_agent", "openai", OpenAIChatAgent)
+    monkeypatch.chdir(tmp_path)
+    cfg = with_run_cache(api_config("http://127.0.0.1:9/v1", backend="openai"), "runs/x", fresh_registry)
+    assert cfg.cache_path == str(tmp_path.resolve() / "runs" / "x" / RUN_CACHE_FILE)
+    run = tmp_path / "moved"
+    run.mkdir()
+    here = str(run.resolve() / RUN_CACHE_FILE)
+    for gone in (str(tmp_path / "gone" / "x" / RUN_CACHE_FILE), f"runs/y/{RUN_CACHE_FILE}"):
+        assert cache_of_run(cfg.model_copy(update={"cache_path": gone}), run).cache_path == here
+    for kept in (cfg.cache_path.replace("runs/x/", ""), False, None):  # its folder exists; off; not cached
+        assert cache_of_run(cfg.model_copy(update={"cache_path": kept}), run).cache_path == kept
