@@ -29,9 +29,9 @@ import torch
 from mgfrec.agent.environment import Environment, build_environment
 from mgfrec.agent.final_ranking import FinalRanking
 from mgfrec.agent.loop import RolloutSample, rollout
+from mgfrec.agent.run_config import load_run_config
 from mgfrec.agent.trajectory import Trajectory
 from mgfrec.config.components import check_components
-from mgfrec.config.load import load_config
 from mgfrec.config.schema import MGFRecConfig, PolicyConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.grounding.engine import Grounding, load_grounding
@@ -43,7 +43,7 @@ from mgfrec.retrievers.recall import top_items
 from mgfrec.retrievers.sequences import history_window
 from mgfrec.rollout.base import build_engine
 from mgfrec.runs import RUN_FILE, read_run_info, recall_run_of
-from mgfrec.user_agents.base import UserAgent, cache_of_run
+from mgfrec.user_agents.base import UserAgent
 from mgfrec.validation import is_whole_number
 
 Listener = Callable[[int, dict[str, Any]], None]
@@ -260,8 +260,7 @@ class Recommender:
             raise ValueError(
                 f"{self.run_dir / RUN_FILE}: field 'kind' is '{self.info.kind}'; expected 'agent' or 'baseline'"
             )
-        self.cfg: MGFRecConfig = load_config(self.run_dir / "config.yaml", tuple(sets))
-        self.cfg = self.cfg.model_copy(update={"user_agent": cache_of_run(self.cfg.user_agent, self.run_dir)})
+        self.cfg: MGFRecConfig = load_run_config(self.run_dir, sets)
         check_components(self.cfg, source=str(self.run_dir / "config.yaml"))
         self.lock = threading.RLock()
         self.engine: Any = None

@@ -182,6 +182,7 @@ _RUN_OUTPUTS = (
     "config.user.yaml",
     "policy",
     "best_policy",
+    "prompts",
     "tensorboard",
     "user_agent_cache.sqlite*",
     "model.pt",

@@ -25,7 +25,7 @@ from mgfrec import progress
 from mgfrec.agent.environment import build_environment
 from mgfrec.agent.final_ranking import FinalRanking, reward_inputs
 from mgfrec.agent.loop import RolloutSample, rollout
-from mgfrec.config.load import load_config
+from mgfrec.agent.run_config import load_run_config
 from mgfrec.config.schema import EvalConfig, PolicyConfig
 from mgfrec.data.protocol import subsample_rows
 from mgfrec.grounding.engine import load_grounding
@@ -38,7 +38,6 @@ from mgfrec.retrievers.recall import recall_lists
 from mgfrec.rewards.compose import build_reward
 from mgfrec.rollout.base import build_engine
 from mgfrec.runs import RunInfo, json_ready, recall_run_of
-from mgfrec.user_agents.base import cache_of_run
 
 
 @with_registry
@@ -64,8 +63,7 @@ def evaluate_agent(
         raise FileNotFoundError(
             f"{policy_dir}: no policy in this agent run; make one with 'mgfrec sft' or 'mgfrec fit'"
         )
-    cfg = load_config(run_dir / "config.yaml")
-    cfg = cfg.model_copy(update={"user_agent": cache_of_run(cfg.user_agent, run_dir)})
+    cfg = load_run_config(run_dir)
     exclude = config.exclude_history if exclude_history is None else exclude_history
     model, tokenizer = load_policy(PolicyConfig(model=str(policy_dir), dtype=cfg.policy.dtype))
     model.eval()

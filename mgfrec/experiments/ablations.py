@@ -15,11 +15,11 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from mgfrec.agent.run_config import load_run_config
 from mgfrec.config.components import check_components
 from mgfrec.config.load import (
     _merge,
     entries_besides_config,
-    load_config,
     parse_override,
     redacted_override,
     validate,
@@ -27,6 +27,7 @@ from mgfrec.config.load import (
 )
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.runs import RunInfo, clear_results, read_run_info, recall_run_of, write_run_info
+from mgfrec.text.prompts import RUN_PROMPTS, keep_prompts
 
 # Each preset removes one of MGFRec's parts; "full" keeps all of them so that a table can list it by name.
 ABLATIONS: dict[str, tuple[str, ...]] = {
@@ -148,16 +149,17 @@ def _derive(
                 f"{out}: holds a run that was not derived (mgfrec derive writes only its own); choose another"
             )
     elif out.is_dir():
-        # config.yaml alone: a derive cut short; anything else (an interrupted fit, a data set, a sweep) is not
-        # the derive's to write; a user's kept config (config.user.yaml) may stay
-        if entries_besides_config(out):
+        # config.yaml (and its prompts/) alone: a derive cut short; anything else (an interrupted fit, a data set, a
+        # sweep) is not the derive's to write; a user's kept config (config.user.yaml) may stay
+        if entries_besides_config(out, RUN_PROMPTS):
             raise ValueError(f"{out}: not empty and not a derived run; give a new or empty folder")
     _check_derive_overrides(overrides, preset, source, run_dir)
-    cfg = apply_overrides(load_config(run_dir / "config.yaml"), preset, source)
+    cfg = apply_overrides(load_run_config(run_dir), preset, source)
     if overrides:
         cfg = apply_overrides(cfg, overrides, "--set")
     check_components(cfg, source=f"{source} of {run_dir}")  # a derived run names only components that exist
     out.mkdir(parents=True, exist_ok=True)
+    cfg = cfg.model_copy(update={"agent": keep_prompts(cfg.agent, out)})  # its own copies, as a trained run's
     write_resolved(cfg, out)
     extra = {
         "policy": str((run_dir / str(info.extra.get("policy", "policy"))).resolve()),

@@ -56,7 +56,7 @@ from mgfrec.runs import (
     retire_run,
     write_run_info,
 )
-from mgfrec.text.prompts import AgentPrompts
+from mgfrec.text.prompts import PROMPT_FIELDS, AgentPrompts, keep_prompts, same_prompt
 from mgfrec.user_agents.base import require_automatic, with_run_cache
 
 
@@ -256,7 +256,10 @@ def check_resume_config(out: Path, cfg: MGFRecConfig) -> None:
     differ = [
         k
         for k in sorted(saved.keys() | given.keys())
-        if saved.get(k) != given.get(k) and not any(k == r or (r.endswith(".") and k.startswith(r)) for r in RESUMABLE)
+        if saved.get(k) != given.get(k)
+        and not any(k == r or (r.endswith(".") and k.startswith(r)) for r in RESUMABLE)
+        # the run's copy of a template file (OUT/prompts/) and the user's file it was copied from, unchanged
+        and not (k.startswith("agent.") and k[6:] in PROMPT_FIELDS and same_prompt(saved.get(k), given.get(k)))
     ]
     if differ:
         shown = "; ".join(f"{k}: {saved.get(k)!r} -> {given.get(k)!r}" for k in differ[:6])
@@ -299,7 +302,7 @@ def steps_done(out: Path) -> int:
 
 
 # What a fresh fit into a used folder removes first (the recall run is kept: it is reused when it fits).
-STALE_AT_START = ("checkpoints", "policy", "best_policy", "metrics.csv", "tensorboard")
+STALE_AT_START = ("checkpoints", "policy", "best_policy", "prompts", "metrics.csv", "tensorboard")
 
 
 def start_point(options: FitOptions, ds: PreparedDataset) -> tuple[RecallOptions, Path | None]:
@@ -413,6 +416,7 @@ def run_fit(
                     (out / stale).unlink(missing_ok=True)
             record = {**start_options(options), "data_checksum": ds.checksum}  # what --resume must repeat
             (out / START_FILE).write_text(json.dumps(record, indent=2), encoding="utf-8")
+        cfg = cfg.model_copy(update={"agent": keep_prompts(cfg.agent, out)})  # evaluation reads what it trained on
         write_resolved(cfg, out)
 
     max_steps = cfg.trainer.max_steps or cfg.trainer.epochs * -(-len(train) // cfg.trainer.global_batch_size)

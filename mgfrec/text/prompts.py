@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -108,6 +109,51 @@ def load_template(kind: str, path: str | Path | None = None, *, field: str = "")
             f"{source}{where}: a {kind} template must contain {', '.join(f'{{{n}}}' for n in sorted(absent))}"
         )
     return Template(kind, text, source)
+
+
+RUN_PROMPTS = "prompts"
+"""The folder of a trained run that holds copies of the template files it was trained with."""
+PROMPT_FIELDS = {"template": "recommendation_agent", "first_prompt": "first_prompt"}
+"""``agent`` fields that name a template file, and the kind of each."""
+
+
+def keep_prompts(agent: AgentConfig, run_dir: str | Path) -> AgentConfig:
+    """``agent`` with each template file it names copied into ``RUN/prompts/<kind>.txt`` and named there (absolute):
+    evaluating the run later reads the prompt it was trained with, even after the user's file was edited, moved
+    or deleted. The shipped defaults (None) stay None."""
+    folder = Path(run_dir).resolve() / RUN_PROMPTS
+    update: dict[str, str] = {}
+    for name, kind in PROMPT_FIELDS.items():
+        path = getattr(agent, name)
+        if path is None:
+            continue
+        load_template(kind, path, field=f"agent.{name}")  # a file that is gone or invalid is named as such
+        source, copy = Path(path).expanduser().resolve(), folder / f"{kind}.txt"
+        if source != copy:
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, copy)
+        update[name] = str(copy)
+    return agent.model_copy(update=update) if update else agent
+
+
+def prompts_of_run(agent: AgentConfig, run_dir: str | Path) -> AgentConfig:
+    """A run's ``agent`` settings as a command that loads the run uses them: a template file that is gone (the run
+    was moved with its ``prompts/`` folder) is read from the run's own copy."""
+    update: dict[str, str] = {}
+    for name, kind in PROMPT_FIELDS.items():
+        path, copy = getattr(agent, name), Path(run_dir) / RUN_PROMPTS / f"{kind}.txt"
+        if path is not None and not Path(path).expanduser().is_file() and copy.is_file():
+            update[name] = str(copy.resolve())
+    return agent.model_copy(update=update) if update else agent
+
+
+def same_prompt(a: str | None, b: str | None) -> bool:
+    """Whether two ``agent.template`` / ``agent.first_prompt`` values give the same text (a run's copy and the
+    user's file it was copied from)."""
+    if a is None or b is None:
+        return a == b
+    files = [Path(a).expanduser(), Path(b).expanduser()]
+    return all(f.is_file() for f in files) and files[0].read_bytes() == files[1].read_bytes()
 
 
 @cache

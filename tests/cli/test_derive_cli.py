@@ -220,3 +220,24 @@ def test_a_derived_run_is_refused_once_its_trained_run_was_trained_again_or_is_g
     old = read_run_info(derived)
     old.extra.pop("trained_created")
     check_derived_current(derived, old, rolling_out=True)
+
+
+def test_a_derived_run_keeps_its_own_copy_of_the_trained_runs_template(tmp_path):
+    """A derived run named the trained run's template file by path: moving the two apart lost it."""
+    import shutil
+
+    from mgfrec.agent.run_config import load_run_config
+
+    template = tmp_path / "system.txt"
+    template.write_text("You recommend music. Answer in <answer> </answer>.", encoding="utf-8")
+    run, _, _ = tiny_agent_run(tmp_path, [f"agent.template={template}"])
+    res = invoke(str(run), str(tmp_path / "derived"), "--ablation", "no-feedback")
+    assert res.exit_code == 0, res.output
+    copy = (tmp_path / "derived").resolve() / "prompts" / "recommendation_agent.txt"
+    assert load_config(tmp_path / "derived" / "config.yaml").agent.template == str(copy)
+    shutil.move(tmp_path / "derived", tmp_path / "moved")
+    template.unlink()
+    moved = load_run_config(tmp_path / "moved").agent.template
+    assert moved == str((tmp_path / "moved" / "prompts" / "recommendation_agent.txt").resolve())
+    again = invoke(str(run), str(tmp_path / "moved"), "--ablation", "no-recall")  # a derived run, derived again
+    assert again.exit_code == 2 and "template file not found" in again.output  # the trained run's file is gone

@@ -294,3 +294,40 @@ def test_cli_names_a_bad_fallback(setup):
         app, ["--data", str(setup["ds"].root), "--out", str(Path(setup["root"]) / "x"), "--fallback", "oracle"]
     )
     assert result.exit_code == 2 and "--fallback" in result.output
+
+
+@pytest.mark.reliability
+def test_a_run_keeps_the_template_it_was_trained_with_and_is_evaluated_with_it_when_moved(setup, tmp_path):
+    """agent.template was recorded as the user's path: editing or deleting that file changed (or broke) what
+    `mgfrec evaluate` prompted the trained policy with, and a moved run could not find it."""
+    import shutil
+
+    from mgfrec.agent.run_config import load_run_config
+    from mgfrec.eval.runs import evaluate_run
+
+    ds = setup["ds"]
+    mine = tmp_path / "mine.txt"
+    mine.write_text(SHORT_SYSTEM, encoding="utf-8")
+    out = tmp_path / "first" / "run"
+    app = typer.Typer()
+    app.command()(sft)
+    args = [
+        "--data", ds.root, "--out", out, "--recall-model", "pop", "--epochs", "1", "--max-train-samples", "4",
+        "--valid-samples", "0", "--no-progress", "--set", f"agent.template={mine}", "--set", "retriever.recall_size=5",
+        "--set", "grounding.top_k=3", "--set", "user_agent.backend=none",
+    ]  # fmt: skip
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    copy = out.resolve() / "prompts" / "recommendation_agent.txt"
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["agent"]["template"] == str(copy) and copy.read_text(encoding="utf-8") == SHORT_SYSTEM
+    assert config["agent"]["first_prompt"] is None  # the shipped default, not copied
+    mine.write_text("You are someone else now.", encoding="utf-8")  # the user's file edited after training
+    assert AgentPrompts.from_config(load_run_config(out).agent).system.text == SHORT_SYSTEM
+    moved = tmp_path / "second" / "run"
+    moved.parent.mkdir()
+    shutil.move(out, moved)
+    mine.unlink()
+    assert load_run_config(moved).agent.template == str(moved.resolve() / "prompts" / "recommendation_agent.txt")
+    evaluated = evaluate_run(moved, "valid", limit=2, write=False)  # its recall run moved with it, inside it
+    assert evaluated.metrics
