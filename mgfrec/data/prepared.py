@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import io
 import json
 import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -301,6 +302,7 @@ class PreparedDataset:
     """A prepared folder, read lazily. Checksums are verified when the manifest is first read."""
 
     root: Path
+    _splits: dict[str, pd.DataFrame] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
@@ -345,10 +347,20 @@ class PreparedDataset:
     def split(self, name: str) -> pd.DataFrame:
         if name not in SPLITS:
             raise ValueError(f"unknown split '{name}'; splits are {', '.join(SPLITS)}")
-        _ = self.manifest
-        frame = pd.read_parquet(self.root / f"{name}.parquet")
-        frame["history"] = frame["history"].map(lambda h: np.asarray(h, dtype=np.int64))
-        return frame
+        if name not in self._splits:
+            # read once, and checked against the manifest as read: a long-lived reader (`mgfrec serve`) answered
+            # from a file replaced after the data set was opened
+            path = self.root / f"{name}.parquet"
+            data = path.read_bytes()
+            if hashlib.sha256(data).hexdigest() != self.manifest["checksums"].get(path.name):
+                raise ValueError(
+                    f"{path}: changed since the data set was opened (checksum differs from {MANIFEST}); "
+                    "prepare the data set again, and restart what reads it"
+                )
+            frame = pd.read_parquet(io.BytesIO(data))
+            frame["history"] = frame["history"].map(lambda h: np.asarray(h, dtype=np.int64))
+            self._splits[name] = frame
+        return self._splits[name].copy()  # a caller's new or changed columns stay its own
 
     @property
     def titles(self) -> list[str]:

@@ -26,7 +26,7 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi import Query as Q
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
@@ -110,8 +110,14 @@ def validation_line(error: dict[str, Any], content_type: str = "application/json
     return f"{'.'.join(where)}: {error['msg']}"
 
 
-def only_parameters(request: Request, *allowed: str) -> None:
-    """Refuse a query parameter the route does not take (a misspelt ``splt=test`` was ignored silently)."""
+def only_parameters(request: Request) -> None:
+    """Refuse a query parameter the route does not take (a misspelt ``splt=test``, or ``?k=1`` on a route that
+    reads ``k`` from its body, was ignored silently); every route depends on it."""
+    route = request.scope.get("route")
+    if getattr(route, "path", None) == "/":  # the web page: a link may carry its own query (?utm_source=...)
+        return
+    dependant = getattr(route, "dependant", None)
+    allowed = [p.alias for p in dependant.query_params] if dependant is not None else []
     unknown = sorted(set(request.query_params) - set(allowed))
     if unknown:
         takes = ", ".join(allowed) if allowed else "none"
@@ -129,7 +135,9 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
     sessions: dict[str, tuple[Conversation, asyncio.Queue]] = {}
     readers: set[str] = set()  # sessions whose event stream is open
     all_users = set(recommender.users())
-    split_users: dict[str, set[str]] = {}
+    # every split read (and checked against the data set's manifest) once, now: a request never reads the data
+    # folder, so a file replaced or removed while serving can neither change an answer nor fail a request
+    split_users: dict[str, set[str]] = {split: set(recommender.users(split)) for split in SPLITS}
 
     stopping = threading.Event()  # set by the first Ctrl-C / SIGTERM: waiting requests get 503 at once
 
@@ -145,6 +153,7 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
         await asyncio.to_thread(batcher.close)
 
     app = FastAPI(
+        dependencies=[Depends(only_parameters)],
         title="mgfrec",
         version="1",
         lifespan=lifespan,
@@ -191,8 +200,6 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
             if body.split is None:
                 known = all_users
             else:
-                if body.split not in split_users:
-                    split_users[body.split] = set(recommender.users(body.split))
                 known = split_users[body.split]
             if body.user_id not in known:
                 where = f" with a sample in split '{body.split}'" if body.split else ""
@@ -355,12 +362,10 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
 
     @app.get("/v1/items")
     def items(
-        request: Request,
         q: Annotated[str, Q(min_length=1, max_length=MAX_TITLE_CHARS)],
         k: Annotated[int, Q(ge=1, le=MAX_K)] = 10,
     ) -> dict[str, Any]:
         """Grounding as a service: the ``k`` catalogue items nearest to the text ``q`` (L2 distance)."""
-        only_parameters(request, "q", "k")
         if not q.strip():
             raise HTTPException(422, "query.q: give a non-blank title")
         found = recommender.search(q, min(k, recommender.ds.num_items))
@@ -368,14 +373,10 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
 
     @app.get("/v1/users")
     def users(
-        request: Request,
         split: Literal["train", "valid", "test"] | None = None,
         limit: Annotated[int, Q(ge=1, le=1000)] = 50,
     ) -> dict[str, Any]:
         """Users to pick (``split``: those with a sample there, whose target's place can be shown)."""
-        only_parameters(request, "split", "limit")
-        if split is not None and split not in split_users:
-            split_users[split] = set(recommender.users(split))
         known = sorted(all_users if split is None else split_users[split])
         return {"split": split, "users": known[:limit], "total": len(known)}  # total: how many there are
 

@@ -445,6 +445,16 @@ JSON = {"content-type": "application/json"}
         ("GET", "/v1/users?limit=2&splt=test", None, {}, 422, "query.splt: not a parameter of /v1/users"),
         ("GET", "/v1/items?q=x&K=5", None, {}, 422, "query.K: not a parameter of /v1/items"),
         ("GET", "/v1/items?q=%20", None, {}, 422, "query.q: give a non-blank title"),
+        (  # a body field put in the URL was ignored: 10 items for ?k=1
+            "POST",
+            "/v1/recommend?k=1",
+            b'{"history": ["a"]}',
+            JSON,
+            422,
+            "query.k: not a parameter of /v1/recommend (it takes none)",
+        ),
+        ("POST", "/v1/sessions?feedback=human", b'{"history": ["a"]}', JSON, 422, "query.feedback: not a parameter"),
+        ("GET", "/healthz?verbose=1", None, {}, 422, "query.verbose: not a parameter of /healthz"),
         (  # curl -d's default content-type: the body is a JSON object, the message says what was wrong
             "POST",
             "/v1/recommend",
@@ -563,3 +573,9 @@ def test_a_chunked_body_is_cut_off_and_head_and_local_names_are_answered(client)
     assert reply.startswith(b"HTTP/1.1 200"), reply[:200]  # not a browser, so no rebinding: answered
     users = client.get("/v1/users?limit=2").json()
     assert len(users["users"]) == 2 and users["total"] > 2  # the list says how many there are
+
+
+@pytest.mark.reliability
+def test_the_web_page_takes_any_query_and_the_api_none_it_does_not_read(client):
+    assert client.get("/?utm_source=mail").status_code == 200  # a shared link's own query
+    assert client.get("/v1/users?split=test&limit=1").status_code == 200
