@@ -79,7 +79,9 @@ def _converse(
         if user is None and history is None:
             try:
                 history = typer.prompt("history (titles separated by ';', oldest first; '\\;' inside a title)")
-            except (KeyboardInterrupt, EOFError, typer.Abort):  # as at the feedback prompt: code 130
+            except (KeyboardInterrupt, EOFError, typer.Abort) as exc:  # as at the feedback prompt: code 130
+                if input_ended(exc):  # piped input that ran out is no Ctrl-C
+                    raise ValueError("history: the input ended before a history was given") from None
                 out.print("\ninterrupted", highlight=False, markup=False)
                 raise typer.Exit(130) from None
         query = Query(user, tuple(split_titles(history)) if history is not None else None, split, top_k, sample_id)
@@ -144,10 +146,14 @@ def _converse(
             if kind == "feedback_wanted":
                 _items(human.waiting)
                 _ask(human)
-    except (KeyboardInterrupt, EOFError, typer.Abort):
-        human.cancel("interrupted")
-        out.print("\ninterrupted (Ctrl-C again to quit at once)", highlight=False, markup=False)
-        code = 130
+    except (KeyboardInterrupt, EOFError, typer.Abort) as exc:
+        if input_ended(exc):  # a script's piped feedback ran out: the conversation ends as with /quit, code 0
+            human.cancel("the input ended")
+            out.print("\ninput ended: conversation ended", highlight=False, markup=False)
+        else:
+            human.cancel("interrupted")
+            out.print("\ninterrupted (Ctrl-C again to quit at once)", highlight=False, markup=False)
+            code = 130
     finally:
         try:  # the agent's turn and a simulated user's request in flight end first
             worker.join(timeout=5)
@@ -156,6 +162,12 @@ def _converse(
             os._exit(130)
     if code:
         raise typer.Exit(code)
+
+
+def input_ended(exc: BaseException) -> bool:
+    """Whether a prompt stopped because its input ended (EOF: a pipe ran out) rather than by Ctrl-C; click's
+    prompt raises ``Abort`` for both, the EOFError kept as its context."""
+    return isinstance(exc, EOFError) or isinstance(exc.__context__, EOFError)
 
 
 def _ask(human: Any) -> None:

@@ -179,7 +179,8 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
             message = {
                 404: f"{request.url.path}: no such route (the API is described at /docs)",
                 405: f"{request.method} {request.url.path}: method not allowed here",
-                400: "body: could not be read (send a JSON object as UTF-8, content-type: application/json)",
+                400: "body: could not be read as JSON (not UTF-8, nested too deeply, or a number too long); send "
+                "a JSON object as UTF-8, content-type: application/json",
             }.get(exc.status_code, message)
         return JSONResponse({"error": message}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 

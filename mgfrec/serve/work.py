@@ -317,13 +317,20 @@ def client_error_text(error: BaseException | None) -> str:
     return INTERNAL_ERROR
 
 
+_API_FIELDS = {"--sample-id ": "sample_id ", "--user ": "user_id ", "--split ": "split "}
+"""The library's messages name the command's flags; an HTTP client knows the request's fields."""
+
+
 def error_text(error: BaseException | None) -> str:
-    """One line for an error event or an HTTP error body: the message, never a traceback."""
+    """One line for an error event or an HTTP error body: the message, never a traceback, naming the request's
+    field where the library's message names the command's flag (``--sample-id 3: ...`` is ``sample_id 3: ...``)."""
     if error is None:
         return "unknown error"
-    if isinstance(error, KeyError) and error.args:
-        return str(error.args[0])
-    return str(error) or type(error).__name__
+    text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error) or type(error).__name__
+    for flag, field_name in _API_FIELDS.items():
+        if text.startswith(flag):
+            return field_name + text[len(flag) :]
+    return text
 
 
 def failure_text(error: BaseException | None) -> str:

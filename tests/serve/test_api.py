@@ -468,6 +468,14 @@ JSON = {"content-type": "application/json"}
         ("POST", "/v1/recommend", b'{"history": ["a"], "sample_id": 3}', JSON, 422, "sample_id: needs split"),
         ("POST", "/v1/recommend", b"[" + b" " * 1_000_001 + b"]", JSON, 413, "body: more than 1,000,000 bytes"),
         ("GET", "/healthz", None, {"host": "attacker.example"}, 400, "header Host 'attacker.example': this server"),
+        (  # valid UTF-8 JSON, too deep for the parser: it was blamed on the encoding
+            "POST",
+            "/v1/recommend",
+            b"[" * 100_000 + b"]" * 100_000,
+            JSON,
+            400,
+            "could not be read as JSON (not UTF-8, nested too deeply, or a number too long)",
+        ),
     ],
 )
 def test_every_4xx_has_one_error_line_naming_what_is_wrong(client, method, path, content, headers, status, words):

@@ -146,3 +146,24 @@ def test_a_mistyped_command_is_refused_and_slashes_can_still_be_sent(serve_run, 
     child.sendcontrol("c")
     child.expect("interrupted")
     assert exit_code(child) == 130 and "Aborted" not in child.before
+
+
+@pytest.mark.reliability
+def test_piped_input_that_runs_out_ends_the_conversation_not_as_ctrl_c(serve_run, plugin):
+    """A script piping a fixed list of feedback that ran out was told 'interrupted (Ctrl-C again to quit at
+    once)' with exit code 130, as if a person had pressed Ctrl-C."""
+    import subprocess
+
+    run, _, ds = serve_run
+    base = [*mgfrec_command(), "chat", str(run)]
+    env = subprocess_env(plugin, COLUMNS="160")
+    piped = subprocess.run(
+        [*base, "--history", f"{ds.titles[0]}; {ds.titles[1]}"], input="too loud\n", capture_output=True,
+        text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert piped.returncode == 0, piped.stdout + piped.stderr
+    assert "input ended: conversation ended" in piped.stdout and "interrupted" not in piped.stdout
+    assert "feedback: too loud" in piped.stdout  # the one line it had was heard first
+    empty = subprocess.run(base, input="", capture_output=True, text=True, env=env, timeout=300)
+    assert empty.returncode == 2 and "history: the input ended before a history was given" in empty.stderr
+    assert "Traceback" not in empty.stderr

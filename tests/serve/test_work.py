@@ -253,3 +253,13 @@ def test_a_plugins_failure_is_logged_and_chatted_with_the_plugin_named(tmp_path,
         assert failure_text(raised.value).endswith(" failed: RuntimeError: boom")
         assert failure_text(ValueError("bare")) == "bare"  # nobody's plugin: the message alone
     assert "reward 'crash'" in caplog.records[-1].getMessage()
+
+
+@pytest.mark.reliability
+def test_an_api_error_names_the_requests_field_not_the_commands_flag():
+    """POST /v1/recommend with a wrong sample_id was told '--sample-id 1: not a sample ...'."""
+    from mgfrec.serve.work import error_text
+
+    assert error_text(KeyError("--sample-id 1: not a sample of user 'u'")) == "sample_id 1: not a sample of user 'u'"
+    assert error_text(KeyError("--user 'x': no sample of this user")) == "user_id 'x': no sample of this user"
+    assert error_text(ValueError("k: too many")) == "k: too many" and error_text(None) == "unknown error"
