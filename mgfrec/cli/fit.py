@@ -83,6 +83,7 @@ def fit(
 ) -> None:
     """Roll the agent out G times per train sample, reward the grounded answer (NDCG, format), and update the
     policy with the clipped GRPO loss; validate (greedy unless eval.greedy=false), keep the best and the last policy."""
+    from mgfrec.rl.distributed import launched_as_main
     from mgfrec.rl.fit import FitOptions, run_fit, starting_config
     from mgfrec.runs import removed_if_left_empty
 
@@ -124,12 +125,20 @@ def fit(
             checkpoint_every=checkpoint_every,
             progress=progress,
         )
-        console.print(f"fit {init or cfg.policy.model} on {data} -> {out_dir}", highlight=False)
+        main = launched_as_main()  # the other processes of a multi-process fit print nothing (rank 0 speaks)
+
+        def say(text: str) -> None:
+            if main:
+                console.print(text, highlight=False)
+
+        say(f"fit {init or cfg.policy.model} on {data} -> {out_dir}")
         began = time.time()
         try:
             with removed_if_left_empty(out_dir):  # a fit refused half-way leaves no empty folder
-                return run_fit(data, out_dir, cfg, options, say=lambda s: console.print(s, highlight=False))
+                return run_fit(data, out_dir, cfg, options, say=say)
         except KeyboardInterrupt:
+            if not main:
+                raise typer.Exit(130) from None  # rank 0 says it was stopped, and how to resume
             last = Path(out_dir) / "checkpoints" / "last.ckpt"
             # this fit's checkpoint (a fresh fit stopped while loading still has an earlier fit's: not to resume)
             if last.exists() and (resume or last.stat().st_mtime >= began):

@@ -86,6 +86,24 @@ def _sampling(
     )
 
 
+def save_on_this_rank(model: Any, folder: str) -> None:
+    """``model.save_pretrained(folder)`` in whichever process calls it. transformers writes the weights on global
+    rank 0 only once ``torch.distributed`` is initialised, so under several processes every other process's engine
+    got a folder without weights, refused by vLLM while the first process hung; each engine needs its own copy."""
+    gate = "should_save_on_this_rank"
+    shadowed = gate in vars(model)
+    if hasattr(model, gate):
+        setattr(model, gate, lambda *args, **kwargs: True)  # this instance only, for this one save
+    try:
+        model.save_pretrained(folder)
+    finally:
+        if not shadowed:
+            vars(model).pop(gate, None)
+    names = os.listdir(folder)
+    if not any(n.endswith(".safetensors") or n.endswith(".bin") for n in names):
+        raise RuntimeError(f"vllm engine: the policy's weights were not written to {folder} (found: {sorted(names)})")
+
+
 class VLLMEngine:
     """Samples with vLLM. Built as ``VLLMEngine(model, tokenizer, options)`` (see the module docstring)."""
 
@@ -98,11 +116,16 @@ class VLLMEngine:
             None, description="load vLLM from this HF folder instead of saving the given model to a temp folder"
         )
         dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-            "auto", description="vLLM's compute dtype; auto = the saved config's dtype"
+            "auto",
+            description="vLLM's compute dtype; auto = the policy's own (vLLM's own 'auto' samples a float32 "
+            "policy in bfloat16, whose log-probs are not the policy's)",
         )
         gpu_memory_utilization: float = Field(0.5, gt=0, le=1, description="GPU memory share for weights + KV cache")
-        kv_cache_space_gib: float | None = Field(
-            None, gt=0, description="CPU build only: KV cache size (sets VLLM_CPU_KVCACHE_SPACE); None = vLLM's default"
+        kv_cache_space_gib: int | None = Field(
+            None,
+            ge=1,
+            description="CPU build only: KV cache size in whole GiB (sets VLLM_CPU_KVCACHE_SPACE, which vLLM reads "
+            "as an integer); None = vLLM's default",
         )
         max_model_len: int | None = Field(None, ge=1, description="prompt + generation cap; None = the model's")
         enforce_eager: bool = Field(True, description="no CUDA graphs / torch.compile (fast start, slower decode)")
@@ -132,13 +155,13 @@ class VLLMEngine:
             path = self.options.model_path
         else:
             self._tmp = tempfile.mkdtemp(prefix="mgfrec-vllm-")
-            model.save_pretrained(self._tmp)
+            save_on_this_rank(model, self._tmp)
             tokenizer.save_pretrained(self._tmp)
             path = self._tmp
         # read by vLLM when the engine starts; they must be set before the LLM is built
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1" if self.options.multiprocessing else "0"
         if self.options.kv_cache_space_gib is not None:
-            os.environ["VLLM_CPU_KVCACHE_SPACE"] = f"{self.options.kv_cache_space_gib:g}"
+            os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(self.options.kv_cache_space_gib)
         if self.options.multiprocessing:  # load_weights sends a pickled function (with the tensors) there
             os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")
         from vllm import LLM
@@ -153,7 +176,7 @@ class VLLMEngine:
         self.llm = LLM(
             model=path,
             tokenizer=path,
-            dtype=self.options.dtype,
+            dtype=self._dtype(model),
             seed=self.options.seed,
             gpu_memory_utilization=self.options.gpu_memory_utilization,
             max_model_len=self.options.max_model_len,
@@ -164,6 +187,14 @@ class VLLMEngine:
             **self._scheduler_kwargs(),
         )
         self._eos = self._eos_ids(model)
+
+    def _dtype(self, model: Any) -> str:
+        """``options.dtype``; for ``auto``, the dtype of the policy's parameters, so that the engine samples from the
+        distribution the policy's own log-probs (GRPO's old and new) describe."""
+        if self.options.dtype != "auto":
+            return self.options.dtype
+        first = next(iter(model.parameters()), None)
+        return str(first.dtype).removeprefix("torch.") if first is not None else "auto"
 
     def _scheduler_kwargs(self) -> dict[str, Any]:
         import torch

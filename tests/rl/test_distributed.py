@@ -170,6 +170,8 @@ def fit(
     proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout)  # one JSON object: the other processes print nothing
+    said = " ".join(proc.stderr.split())  # rank 0 alone speaks on stderr too
+    assert said.count(f"-> {out}") == 1 and said.count("recall: ") == 1, proc.stderr[-3000:]
     with (out / "metrics.csv").open(encoding="utf-8") as f:
         return list(csv.DictReader(f)), summary
 
