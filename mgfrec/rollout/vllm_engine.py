@@ -188,6 +188,19 @@ class VLLMEngine:
         )
         self._eos = self._eos_ids(model)
 
+    def _check_lengths(self, prompts: Sequence[Sequence[int]]) -> None:
+        """A prompt the engine cannot hold, refused in one line naming the option (vLLM's own refusal was a
+        173-line traceback that named neither ``max_model_len`` nor the prompt)."""
+        limit = getattr(getattr(self.llm, "model_config", None), "max_model_len", None)
+        longest = max((len(p) for p in prompts), default=0)
+        if isinstance(limit, int) and longest >= limit:
+            given = self.options.max_model_len
+            where = f"rollout.options.max_model_len {given}" if given is not None else "the model's context length"
+            raise ValueError(
+                f"{where}: the engine holds {limit} tokens, and a prompt here has {longest} before any turn; raise "
+                "rollout.options.max_model_len (unset: the model's own), or shorten the prompt (agent.prompt_history)"
+            )
+
     def _dtype(self, model: Any) -> str:
         """``options.dtype``; for ``auto``, the dtype of the policy's parameters, so that the engine samples from the
         distribution the policy's own log-probs (GRPO's old and new) describe."""
@@ -287,6 +300,7 @@ class VLLMEngine:
                 f"rollout.top_p={top_p}: the vllm engine's log-probs are renormalised over the top-p nucleus, "
                 "not log_softmax(logits / T); use top_p: 1.0 or rollout.engine: hf"
             )
+        self._check_lengths(prompts)
         stop_ids, stop_strings = single_token_stops(self.tokenizer, stop)
         for i in [*stop_token_ids, *self._eos]:
             stop_ids.setdefault(int(i), self.tokenizer.convert_ids_to_tokens(int(i)))

@@ -227,6 +227,9 @@ def test_bad_arguments_are_refused(engine):
         engine.generate([[]], max_new_tokens=4)
     with pytest.raises(ValueError, match="rollout.top_p"):
         engine.generate([[1]], max_new_tokens=4, top_p=0.9)
+    # vLLM's own refusal was a 173-line traceback naming neither the option nor the prompt
+    with pytest.raises(ValueError, match="rollout.options.max_model_len 512: the engine holds 512 tokens"):
+        engine.generate([[1], [1] * 600], max_new_tokens=4)
 
 
 def test_options_are_validated_through_the_registry(policy):
