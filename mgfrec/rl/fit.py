@@ -21,6 +21,8 @@ import json
 import math
 import os
 import shutil
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -124,6 +126,32 @@ class StepProgress(L.Callback):
 
 
 CHECKPOINT_STEPS = "last.json"  # beside last.ckpt: the training steps it holds
+
+
+class CtrlC(L.Callback):
+    """Ctrl-C stops the fit even when Python lost its ``KeyboardInterrupt``: one raised inside a finaliser or a
+    callback from C code is printed as "Exception ignored" and dropped, and the fit ran on to its end with exit 0
+    (seen once, on a loaded machine). The SIGINT handler records the stop as well as raising it, and every step
+    boundary raises it again when it was lost. Installed only over Python's default handler, in the main thread;
+    :func:`~mgfrec.retrievers.training.lightning_ctrl_c` puts the handler of before back."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        raise KeyboardInterrupt
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        main = threading.current_thread() is threading.main_thread()
+        if main and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, self._on_sigint)
+
+    def on_train_batch_start(self, trainer: L.Trainer, module: L.LightningModule, *args: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+
+    on_train_batch_end = on_train_batch_start
 
 
 class LastCheckpoint(L.Callback):
@@ -423,7 +451,7 @@ def run_fit(
     module = GRPOModule(
         cfg, model, tokenizer, environment, train, valid, out, max_steps=max_steps, reg=reg, final=final
     )
-    callbacks: list[L.Callback] = [LastCheckpoint(out / "checkpoints", options.checkpoint_every)]
+    callbacks: list[L.Callback] = [CtrlC(), LastCheckpoint(out / "checkpoints", options.checkpoint_every)]
     if options.progress:
         callbacks.append(StepProgress(max_steps))
     trainer = L.Trainer(
