@@ -131,9 +131,10 @@ CHECKPOINT_STEPS = "last.json"  # beside last.ckpt: the training steps it holds
 class CtrlC(L.Callback):
     """Ctrl-C stops the fit even when Python lost its ``KeyboardInterrupt``: one raised inside a finaliser or a
     callback from C code is printed as "Exception ignored" and dropped, and the fit ran on to its end with exit 0
-    (seen once, on a loaded machine). The SIGINT handler records the stop as well as raising it, and every step
-    boundary raises it again when it was lost. Installed only over Python's default handler, in the main thread;
-    :func:`~mgfrec.retrievers.training.lightning_ctrl_c` puts the handler of before back."""
+    (the likely cause of one such run in CI, on a loaded machine). The SIGINT handler records the stop as well as
+    raising it, and every step boundary raises it again when it was lost. Installed only over Python's default
+    handler, in the main thread; :func:`~mgfrec.retrievers.training.lightning_ctrl_c` puts the handler of before
+    back."""
 
     def __init__(self) -> None:
         self.requested = False
