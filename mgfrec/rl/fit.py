@@ -8,7 +8,7 @@
 * checkpoints: :class:`LastCheckpoint` writes ``OUT/checkpoints/last.ckpt`` (weights, optimizer, loop
   counters, RNG states, data position) every ``checkpoint_every`` training steps and at the end;
   ``resume=True`` continues from it, with the settings the run started with (``OUT/config.yaml``) unless a
-  config is given (:func:`starting_config` is the rule ``mgfrec fit`` layers its flags on).
+  config is given (:func:`~mgfrec.rl.resume.starting_config` is the rule ``mgfrec fit`` layers its flags on).
 
 The run folder: ``OUT/policy`` (last), ``OUT/best_policy`` (best valid NDCG@10), ``OUT/metrics.csv``,
 ``OUT/config.yaml`` (written first, so a resume reuses it), ``OUT/run.json`` (``kind: agent``, ``model:
@@ -47,6 +47,16 @@ from mgfrec.registry import Registry, registry, with_registry
 from mgfrec.retrievers.training import lightning_ctrl_c
 from mgfrec.rl.distributed import barrier, check_batch_split, launched_as_main
 from mgfrec.rl.module import GRPOModule
+from mgfrec.rl.resume import (  # noqa: F401 - RESUMABLE: importable from here as before the split
+    CHECKPOINT_STEPS,
+    RESUMABLE,
+    START_FILE,
+    check_resume_config,
+    check_resume_options,
+    start_options,
+    starting_config,
+    steps_done,
+)
 from mgfrec.rl.strategy import build_strategy, check_strategy, trainer_accelerator
 from mgfrec.runs import (
     RUN_FILE,
@@ -58,7 +68,7 @@ from mgfrec.runs import (
     retire_run,
     write_run_info,
 )
-from mgfrec.text.prompts import PROMPT_FIELDS, AgentPrompts, keep_prompts, same_prompt
+from mgfrec.text.prompts import AgentPrompts, keep_prompts
 from mgfrec.user_agents.base import require_automatic, with_run_cache
 
 
@@ -123,9 +133,6 @@ class StepProgress(L.Callback):
 
     def on_exception(self, trainer: L.Trainer, module: L.LightningModule, exception: BaseException) -> None:
         self.on_train_end(trainer, module)
-
-
-CHECKPOINT_STEPS = "last.json"  # beside last.ckpt: the training steps it holds
 
 
 class CtrlC(L.Callback):
@@ -205,129 +212,6 @@ class FitResult:
     seconds: float
     extra: dict[str, Any]
     main: bool = True  # global rank 0 (the others of a multi-process run return too, having written nothing)
-
-
-START_FILE = "fit_start.json"
-"""``OUT/fit_start.json``: the flags outside ``config.yaml`` that decide a fit's start and samples; ``--resume``
-must be given the same."""
-
-
-def start_options(options: FitOptions) -> dict[str, Any]:
-    """The flags of ``options`` that a resumed run must repeat: the starting policy and recall run (``--init``,
-    else ``--recall-model``) and the sample counts."""
-    init = str(Path(options.init).resolve()) if options.init is not None else None
-    return {
-        "init": init,
-        "recall_model": None if init is not None else options.recall_model,  # with --init, the init's recall run
-        "max_train_samples": options.max_train_samples,
-        "valid_samples": options.valid_samples,
-    }
-
-
-def check_resume_options(out: Path, options: FitOptions, ds: PreparedDataset | None = None) -> None:
-    """Refuse, in one line, a ``--resume`` whose start flags differ from those the run started with (a run
-    resumed without its ``--init`` would start from the config's policy and KL-regularise towards it), or whose
-    ``--data`` is another data set than the one it started on (``ds``; the start file's ``data_checksum``): its
-    recall run was fitted again on that data and its last steps trained there, while run.json named it alone."""
-    path = out / START_FILE
-    if not path.is_file():  # a run from before this file: nothing to compare
-        return
-    started, given = json.loads(path.read_text(encoding="utf-8")), start_options(options)
-    if ds is not None and started.get("data_checksum") not in (None, ds.checksum):
-        raise ValueError(
-            f"--resume: {out} started on another data set than --data {ds.root} ({START_FILE} data_checksum); "
-            "resume it with the data set it started on"
-        )
-    started.pop("data_checksum", None)
-    flags = {k: "--" + k.replace("_", "-") for k in given}  # each recorded option is the flag of its name
-    differ = [k for k in flags if started.get(k) != given[k]]
-    if differ:
-
-        def show(values: dict[str, Any]) -> str:
-            return " ".join(f"{flags[k]} {values.get(k) if values.get(k) is not None else '(none)'}" for k in differ)
-
-        raise ValueError(
-            f"--resume: {out} started with {show(started)} ({START_FILE}); resume it with the same, not {show(given)}"
-        )
-
-
-# Settings a resume may change: how long and how often (max_steps extends a run), how a step is split into micro
-# batches, evaluation, logging, and where the user agent and the embedding cache live; fields the run derives at
-# its start (retriever.model from the recall run, user_agent.cache_path). Any other change would continue the run
-# under settings its first steps did not have, while config.yaml claimed them for the whole run.
-RESUMABLE = (
-    "trainer.max_steps",
-    "trainer.epochs",
-    "trainer.val_check_interval",
-    "trainer.log_every_n_steps",
-    "trainer.tensorboard",
-    "trainer.micro_batch_size",
-    "eval.",
-    "retriever.model",
-    "user_agent.base_url",
-    "user_agent.api_key_env",
-    "user_agent.timeout_s",
-    "user_agent.max_retries",
-    "user_agent.max_concurrency",
-    "user_agent.cache_path",
-    "embedding.cache_dir",
-    "embedding.batch_size",
-)
-
-
-def check_resume_config(out: Path, cfg: MGFRecConfig) -> None:
-    """Refuse, in one line, a ``--resume`` whose settings differ from ``OUT/config.yaml`` outside
-    :data:`RESUMABLE` (naming each field with both values)."""
-    saved_path = out / "config.yaml"
-    if not saved_path.is_file():
-        return
-    saved, given = _flat(load_config(saved_path).model_dump(mode="json")), _flat(cfg.model_dump(mode="json"))
-    differ = [
-        k
-        for k in sorted(saved.keys() | given.keys())
-        if saved.get(k) != given.get(k)
-        and not any(k == r or (r.endswith(".") and k.startswith(r)) for r in RESUMABLE)
-        # the run's copy of a template file (OUT/prompts/) and the user's file it was copied from, unchanged
-        and not (k.startswith("agent.") and k[6:] in PROMPT_FIELDS and same_prompt(saved.get(k), given.get(k)))
-    ]
-    if differ:
-        shown = "; ".join(f"{k}: {saved.get(k)!r} -> {given.get(k)!r}" for k in differ[:6])
-        more = f" (and {len(differ) - 6} more)" if len(differ) > 6 else ""
-        raise ValueError(
-            f"--resume: {out} was started with other settings ({shown}{more}; {saved_path}); resume with its "
-            "settings (only max_steps, evaluation, logging and user agent connection settings may change), "
-            "or start a new fit in another folder"
-        )
-
-
-def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(node, dict) and node:
-        return {k: v for key, value in node.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
-    return {prefix.rstrip("."): node}
-
-
-def starting_config(out: str | Path, resume: bool, config: str | Path | None = None) -> str | None:
-    """The config file a fit starts from: ``config`` when given, else ``OUT/config.yaml`` when resuming a run
-    that wrote one (the resumed run keeps the settings it started with), else None (the defaults)."""
-    if config is not None:
-        return str(config)
-    saved = Path(out) / "config.yaml"
-    if resume and not saved.is_file() and (Path(out) / "checkpoints").exists():
-        # it continued under the defaults, and rewrote config.yaml claiming them for the whole run
-        raise ValueError(
-            f"--resume: {saved} is gone, so the settings the run started with are unknown; put it back, or give "
-            "--config with those settings"
-        )
-    return str(saved) if resume and saved.is_file() else None
-
-
-def steps_done(out: Path) -> int:
-    """The training steps ``OUT``'s last checkpoint holds (``checkpoints/last.json``; 0 when unknown): where a
-    resume starts. ``metrics.csv`` may run ahead of it (checkpoints every ``--checkpoint-every`` steps)."""
-    try:
-        return int(json.loads((out / "checkpoints" / CHECKPOINT_STEPS).read_text(encoding="utf-8"))["steps"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return 0
 
 
 # What a fresh fit into a used folder removes first (the recall run is kept: it is reused when it fits).
