@@ -116,13 +116,13 @@ def read_run_info(run_dir: str | Path) -> RunInfo:
 RELATIVE_PATHS = "relative_paths"
 """``run.json`` ``extra`` key: each path field (``data``, ``extra.recall_run`` ...) relative to the run folder, so
 that a run moved together with them (a whole demo folder) still finds them."""
-# ``data`` is a RunInfo field, the others ``extra``'s (a derived run's ``policy`` is its trained run's, by path)
-_PATH_FIELDS = ("data", "recall_run", "trained_run", "init", "policy", "best_policy")
+# ``extra``'s path fields beside RunInfo's ``data`` (a derived run's ``policy`` is its trained run's, by path)
+_EXTRA_PATHS = ("recall_run", "trained_run", "init", "policy", "best_policy")
 
 
 def _relative_paths(run_dir: Path, payload: dict[str, Any]) -> dict[str, str]:
     here = run_dir.resolve()
-    recorded = {"data": payload["data"], **{k: payload["extra"].get(k) for k in _PATH_FIELDS[1:]}}
+    recorded = {"data": payload["data"], **{k: payload["extra"].get(k) for k in _EXTRA_PATHS}}
     return {
         name: os.path.relpath(value, here)
         for name, value in recorded.items()

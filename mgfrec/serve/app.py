@@ -35,7 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mgfrec.data.protocol import SPLITS
 from mgfrec.recommend import Query, Recommender, item_dict
-from mgfrec.serve.guard import Guard
+from mgfrec.serve.guard import STOPPING, Guard
 from mgfrec.serve.work import Batcher, Busy, Conversation, Mode, client_error_text, error_text
 from mgfrec.text.terminal import terminal_safe
 
@@ -241,7 +241,7 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
             await asyncio.wait({answer}, timeout=min(left, DISCONNECT_POLL_S))
             if not answer.done() and stopping.is_set():  # answered now, not cut off by the shutdown's grace
                 answer.cancel()
-                raise Busy("the server is stopping; try again when it is back")
+                raise Busy(STOPPING)
             if not answer.done() and await request.is_disconnected():
                 answer.cancel()
                 raise ClientGone

@@ -16,6 +16,8 @@ MAX_BODY_BYTES = 1_000_000
 """The largest request body read (the largest valid one, 50 titles of 300 characters, is under 100 kB); a
 longer one is refused with 413 before it is parsed, so a client cannot make the server hold gigabytes."""
 
+STOPPING = "the server is stopping; try again when it is back"
+"""What a request the stopping server will not answer is told (503)."""
 BODY_TIMEOUT_S = 30.0
 """Seconds a request's body may take to arrive once its headers have: a client that stops half-way (a
 Content-Length of 100 and 6 bytes sent) got no answer and held its connection until the server stopped."""
@@ -87,9 +89,7 @@ class Guard:
             # the server stopping (its grace period over) while a client was still sending its body: nothing of
             # the request was read, so it gets 503, not a traceback in the log per such client
             try:
-                await JSONResponse({"error": "the server is stopping; try again when it is back"}, status_code=503)(
-                    scope, receive, send
-                )
+                await JSONResponse({"error": STOPPING}, status_code=503)(scope, receive, send)
             except Exception:  # noqa: BLE001 - the connection may be gone already; nothing else to tell
                 pass
 
