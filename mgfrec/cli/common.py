@@ -165,9 +165,11 @@ def run(fn: Callable[[], T]) -> T:
     try:
         with user_errors(), redirect_stdout(sys.stderr), progress.reporting(), library_output():
             return fn()
-    except KeyboardInterrupt:
-        console.print("stopped by the user (Ctrl-C)", highlight=False)
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as stop:
+        # a stop by another signal says which, and exits with its code (rl.stop.Terminated: SIGTERM, 143)
+        name = getattr(stop, "signal_name", None)
+        console.print(f"stopped by {name}" if name else "stopped by the user (Ctrl-C)", highlight=False)
+        raise typer.Exit(getattr(stop, "exit_code", 130)) from None
 
 
 def load(config: str | None, sets: list[str] | None, values: Mapping[str, Any] | None = None):

@@ -136,9 +136,9 @@ def fit(
         try:
             with removed_if_left_empty(out_dir):  # a fit refused half-way leaves no empty folder
                 return run_fit(data, out_dir, cfg, options, say=say)
-        except KeyboardInterrupt:
-            if not main:
-                raise typer.Exit(130) from None  # rank 0 says it was stopped, and how to resume
+        except KeyboardInterrupt as stop:
+            if not main:  # rank 0 says it was stopped, and how to resume
+                raise typer.Exit(getattr(stop, "exit_code", 130)) from None
             last = Path(out_dir) / "checkpoints" / "last.ckpt"
             # this fit's checkpoint (a fresh fit stopped while loading still has an earlier fit's: not to resume)
             if last.exists() and (resume or last.stat().st_mtime >= began):

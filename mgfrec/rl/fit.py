@@ -22,7 +22,6 @@ import math
 import os
 import shutil
 import signal
-import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -57,6 +56,7 @@ from mgfrec.rl.resume import (  # noqa: F401 - RESUMABLE: importable from here a
     starting_config,
     steps_done,
 )
+from mgfrec.rl.stop import StopOnSignal, stop_exception
 from mgfrec.rl.strategy import build_strategy, check_strategy, trainer_accelerator
 from mgfrec.runs import (
     RUN_FILE,
@@ -135,39 +135,21 @@ class StepProgress(L.Callback):
         self.on_train_end(trainer, module)
 
 
-class CtrlC(L.Callback):
-    """Ctrl-C stops the fit even when Python lost its ``KeyboardInterrupt``: one raised inside a finaliser or a
-    callback from C code is printed as "Exception ignored" and dropped, and the fit ran on to its end with exit 0
-    (the likely cause of one such run in CI, on a loaded machine). The SIGINT handler records the stop as well as
-    raising it, and every step boundary raises it again when it was lost. Installed only over Python's default
-    handler, in the main thread; :func:`~mgfrec.retrievers.training.lightning_ctrl_c` puts the handler of before
-    back."""
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    def _on_sigint(self, signum: int, frame: Any) -> None:
-        self.requested = True
-        raise KeyboardInterrupt
-
-    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        main = threading.current_thread() is threading.main_thread()
-        if main and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            signal.signal(signal.SIGINT, self._on_sigint)
-
-    def on_train_batch_start(self, trainer: L.Trainer, module: L.LightningModule, *args: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-
-    on_train_batch_end = on_train_batch_start
-
-
 class LastCheckpoint(L.Callback):
     """``DIR/last.ckpt`` every ``every`` training steps and at the end, written atomically (a kill -9 during
     the write leaves the previous checkpoint)."""
 
     def __init__(self, directory: Path, every: int):
         self.directory, self.every = Path(directory), max(1, every)
+        self.saved_at: int | None = None  # the steps the last checkpoint holds (a resumed fit: its checkpoint's)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: GRPOModule) -> None:
+        self.saved_at = pl_module.batches_done
+
+    def save_unless_saved(self, trainer: L.Trainer, steps: int) -> None:
+        """Before a stop on a signal: the steps done since the last checkpoint are kept."""
+        if steps != self.saved_at:
+            self.save(trainer, steps)
 
     def save(self, trainer: L.Trainer, steps: int) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -185,6 +167,7 @@ class LastCheckpoint(L.Callback):
         if trainer.local_rank == 0 and not trainer.is_global_zero and tmp.exists():
             self.replace(tmp, target)  # another node with its own disk: its shards are in its own folder
         trainer.strategy.barrier("mgfrec-checkpoint-moved-on-every-node")
+        self.saved_at = steps
 
     def replace(self, tmp: Path, target: Path) -> None:
         if tmp.is_dir():  # DeepSpeed writes a folder of shards: a folder cannot replace another in one step
@@ -336,7 +319,10 @@ def run_fit(
     module = GRPOModule(
         cfg, model, tokenizer, environment, train, valid, out, max_steps=max_steps, reg=reg, final=final
     )
-    callbacks: list[L.Callback] = [CtrlC(), LastCheckpoint(out / "checkpoints", options.checkpoint_every)]
+    checkpoint = LastCheckpoint(out / "checkpoints", options.checkpoint_every)
+    # Ctrl-C and SIGTERM (rl.stop); a SIGTERM handler of the caller's own is kept
+    stop = StopOnSignal(checkpoint, own_sigterm=signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None))
+    callbacks: list[L.Callback] = [stop, checkpoint]
     if options.progress:
         callbacks.append(StepProgress(max_steps))
     trainer = L.Trainer(
@@ -356,9 +342,14 @@ def run_fit(
         num_sanity_val_steps=0,
     )
     # Ctrl-C: Lightning's silent exit 1 is the user's stop, as anywhere else (exit 130), and the run can be resumed
-    with lightning_ctrl_c(lambda: trainer.state.status == TrainerStatus.INTERRUPTED):
-        # weights_only=False: the checkpoint holds numpy/python RNG states; it is this run's own file, not a download
-        trainer.fit(module, ckpt_path=str(ckpt) if options.resume else None, weights_only=False)
+    try:
+        with lightning_ctrl_c(lambda: trainer.state.status == TrainerStatus.INTERRUPTED):
+            # weights_only=False: the checkpoint holds numpy/python RNG states; it is this run's own file
+            trainer.fit(module, ckpt_path=str(ckpt) if options.resume else None, weights_only=False)
+    except KeyboardInterrupt:
+        if stop.requested is None:
+            raise
+        raise stop_exception(stop.requested) from None  # SIGTERM is told apart from Ctrl-C (exit 143)
 
     main = trainer.is_global_zero  # with several processes, every one gets here; rank 0 writes
     if module.replica_drift is None:  # on_train_end did not run: save here, as it would have

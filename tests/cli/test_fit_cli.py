@@ -304,6 +304,43 @@ def test_ctrl_c_stops_a_fit_with_130_and_says_how_to_resume(data):
 
 
 @pytest.mark.reliability
+def test_sigterm_stops_a_fit_with_143_after_checkpointing_its_last_step(data):
+    """SIGTERM (kill, timeout, a scheduler) ended the fit as "stopped by the user (Ctrl-C)", exit 130, and
+    lost the steps since the last checkpoint. Now the step under way finishes, is checkpointed, and the fit
+    exits 143 saying so; --resume continues from it."""
+    import csv
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = data / "terminated"
+    args = [sys.executable, "-m", "mgfrec.cli.main", "fit", "--data", str(data / "data"), "--out", str(out)]
+    args += ["--max-steps", "40", "--group-size", "2", "--valid-samples", "0", "--no-progress"]
+    args += ["--checkpoint-every", "100", *tiny_fit_sets(data / "system.txt")]  # only the stop checkpoints
+
+    def steps() -> list[float]:
+        with (out / "metrics.csv").open(encoding="utf-8") as f:
+            return [float(r["step"]) for r in csv.DictReader(f)]
+
+    proc = subprocess.Popen(args, env={**os.environ, "OMP_NUM_THREADS": "1"}, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600
+    while proc.poll() is None and time.monotonic() < deadline:
+        if (out / "metrics.csv").is_file() and len(steps()) >= 2:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.stderr.read()[-2000:]
+    proc.send_signal(signal.SIGTERM)
+    stderr = proc.communicate(timeout=300)[1]
+    assert proc.returncode == 143, stderr[-2000:]
+    assert "stopped by SIGTERM" in stderr and "Traceback" not in stderr, stderr[-2000:]
+    assert "SIGTERM: the fit stops after this step" in stderr and "with --resume continues it" in stderr
+    saved = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)["mgfrec"]["batches_done"]
+    assert saved == max(steps()) >= 1 and not (out / "run.json").exists()  # every logged step is in it
+
+
+@pytest.mark.reliability
 def test_a_recall_size_or_batch_above_what_there_is_gets_a_note(data):
     """retriever.recall_size above the catalogue was clamped, and trainer.global_batch_size above the train samples
     took every sample, both without a word (a typo, 300 for 30, trained something else than the user asked)."""

@@ -232,6 +232,78 @@ def test_two_processes_resume_like_one(plugin_env, single):
 
 
 @pytest.mark.slow
+@pytest.mark.reliability
+def test_sigterm_to_the_first_process_stops_both_at_a_step(plugin_env):
+    """SIGTERM to a 2-process fit (what kill, timeout or a scheduler sends to the launch's process): Lightning's
+    handler ran a broadcast inside the signal handler, and when it landed while the other process waited in the
+    checkpoint's barrier, both waited forever (3 runs in 7). Now both stop at the next step's start, exit 143,
+    with the checkpoint of the last step; nothing is left running."""
+    import signal
+    import time
+
+    root, env = plugin_env
+    out = root / "terminated"
+    args = [
+        sys.executable,
+        "-m",
+        "mgfrec.cli.main",
+        "fit",
+        "--data",
+        str(root / "data"),
+        "--out",
+        str(out),
+        "--strategy",
+        "ddp",
+        "--max-steps",
+        "300",
+        "--group-size",
+        "3",
+        "--valid-samples",
+        "0",
+        "--rollout-engine",
+        "replay",
+        "--reward",
+        "length",
+        "--no-progress",
+        "--user-agent",
+        "none",
+        "--set",
+        f"agent.template={root / 'system.txt'}",
+        "--set",
+        "agent.decoding=free",
+        "--set",
+        "trainer.global_batch_size=4",
+        "--set",
+        "trainer.micro_batch_size=4",
+        "--set",
+        "retriever.recall_size=5",
+        "--set",
+        "trainer.accelerator=cpu",
+        "--set",
+        "trainer.devices=2",
+    ]
+    proc = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    metrics, deadline = out / "metrics.csv", time.monotonic() + 600
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            if metrics.is_file() and len(metrics.read_text(encoding="utf-8").splitlines()) >= 4:
+                break
+            time.sleep(0.1)
+        assert proc.poll() is None, proc.stderr.read()[-3000:]
+        proc.send_signal(signal.SIGTERM)
+        stderr = proc.communicate(timeout=180)[1]
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise AssertionError(f"still running 180 s after SIGTERM: {proc.communicate()[1][-3000:]}") from None
+    assert proc.returncode == 143, stderr[-3000:]
+    assert "stopped by SIGTERM" in stderr and "Traceback" not in stderr, stderr[-3000:]
+    with metrics.open(encoding="utf-8") as f:
+        logged = [float(r["step"]) for r in csv.DictReader(f)]
+    saved = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)["mgfrec"]["batches_done"]
+    assert saved == max(logged) and saved < 300
+
+
+@pytest.mark.slow
 def test_a_global_batch_that_does_not_split_is_refused(plugin_env):
     root, env = plugin_env
     args = [

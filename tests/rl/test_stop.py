@@ -1,0 +1,112 @@
+"""``rl.stop.StopOnSignal``: how a GRPO fit stops on Ctrl-C and SIGTERM.
+
+One process, Ctrl-C: at once, and a ``KeyboardInterrupt`` that Python dropped (raised inside a finaliser,
+printed as "Exception ignored") is raised again at the next step boundary (the fit ran on to its end with exit
+0). SIGTERM, or Ctrl-C with several processes: recorded by the handler, agreed on and raised at the next step's
+start, after the step just done is checkpointed (Lightning's handler ran a collective inside the signal handler
+and deadlocked two processes)."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from mgfrec.rl import stop as stop_module
+from mgfrec.rl.stop import REPEAT_S, StopOnSignal, Terminated
+
+pytestmark = pytest.mark.reliability
+
+
+class Module:
+    batches_done = 3
+
+
+class Checkpoint:
+    def __init__(self) -> None:
+        self.saved: list[int] = []
+
+    def save_unless_saved(self, trainer, steps: int) -> None:
+        self.saved.append(steps)
+
+
+@pytest.fixture
+def handlers():
+    """Python's default handlers for the test, and whatever was there put back after it."""
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    for s, handler in before.items():
+        signal.signal(s, handler)
+
+
+def test_a_dropped_ctrl_c_is_raised_again_at_the_next_step(handlers):
+    stop = StopOnSignal()
+    stop.on_train_batch_start(None, None, None, 0)  # nothing asked: nothing raised
+    stop.on_train_start(None, None)
+    assert signal.getsignal(signal.SIGINT) == stop._on_sigint
+    try:  # where Python drops it: a finaliser, a callback from C code
+        signal.raise_signal(signal.SIGINT)
+    except KeyboardInterrupt:
+        pass
+    assert stop.requested == signal.SIGINT
+    with pytest.raises(KeyboardInterrupt) as raised:
+        stop.on_train_batch_end(None, None, None, None, 0)
+    assert not isinstance(raised.value, Terminated)
+
+
+def test_sigterm_waits_for_the_step_boundary_saves_the_step_and_raises_terminated(handlers, capfd):
+    checkpoint = Checkpoint()
+    stop = StopOnSignal(checkpoint)
+    stop.on_train_start(None, None)
+    signal.raise_signal(signal.SIGTERM)  # nothing raised in the middle of a step
+    assert stop.requested == signal.SIGTERM and checkpoint.saved == []
+    assert "SIGTERM: the fit stops after this step and keeps its checkpoint" in capfd.readouterr().err
+    with pytest.raises(Terminated) as raised:
+        stop.on_train_batch_start(None, Module(), None, 0)
+    assert checkpoint.saved == [3]
+    assert raised.value.exit_code == 143 and raised.value.signal_name == "SIGTERM"
+    assert isinstance(raised.value, KeyboardInterrupt)  # Lightning's graceful shutdown, as for Ctrl-C
+    stop.on_exception(None, None, raised.value)
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # put back
+
+
+def test_with_several_processes_ctrl_c_waits_and_a_second_press_stops_at_once(handlers, monkeypatch):
+    monkeypatch.setattr(stop_module, "world", lambda: (0, 2))
+    agreed: list[float] = []
+    monkeypatch.setattr(stop_module, "all_max", lambda values: agreed.append(values[0]) or [max(values[0], 0.0)])
+    checkpoint = Checkpoint()
+    stop = StopOnSignal(checkpoint)
+    stop.on_train_start(None, None)
+    stop.on_train_batch_start(None, Module(), None, 0)  # every step asks the others, even with nothing to say
+    assert agreed == [0.0]
+    signal.raise_signal(signal.SIGINT)  # recorded, not raised
+    signal.raise_signal(signal.SIGINT)  # a launcher passing the same Ctrl-C on: the same stop
+    signal.raise_signal(signal.SIGTERM)  # torchrun's SIGTERM after the terminal's SIGINT: the same stop
+    assert stop.requested == signal.SIGINT
+    stop._first_at -= REPEAT_S  # a second press, later: at once
+    with pytest.raises(KeyboardInterrupt):
+        signal.raise_signal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt) as raised:
+        stop.on_train_batch_start(None, Module(), None, 0)
+    assert not isinstance(raised.value, Terminated) and checkpoint.saved == [3] and agreed[-1] == signal.SIGINT
+
+
+def test_a_signal_to_another_process_stops_this_one_too(handlers, monkeypatch):
+    monkeypatch.setattr(stop_module, "world", lambda: (1, 2))
+    monkeypatch.setattr(stop_module, "all_max", lambda values: [float(signal.SIGTERM)])  # rank 0 got SIGTERM
+    stop = StopOnSignal(Checkpoint())
+    stop.on_train_start(None, None)
+    with pytest.raises(Terminated):
+        stop.on_train_batch_start(None, Module(), None, 0)
+
+
+def test_handlers_of_the_callers_are_left_in_place(handlers):
+    def mine(signum, frame):
+        return None
+
+    signal.signal(signal.SIGINT, mine)
+    signal.signal(signal.SIGTERM, mine)
+    StopOnSignal(own_sigterm=False).on_train_start(None, None)
+    assert signal.getsignal(signal.SIGINT) is mine and signal.getsignal(signal.SIGTERM) is mine
