@@ -161,10 +161,14 @@ def run(fn: Callable[[], T]) -> T:
     Long stages show their progress on stderr (:mod:`mgfrec.progress`)."""
     from mgfrec import progress
     from mgfrec.cli.quiet import library_output
+    from mgfrec.rl.peers import PeerFailed
 
     try:
         with user_errors(), redirect_stdout(sys.stderr), progress.reporting(), library_output():
             return fn()
+    except PeerFailed as exc:  # another process of a multi-process fit failed and printed its error
+        print_error(str(exc))
+        raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt as stop:
         # a stop by another signal says which, and exits with its code (rl.stop.Terminated: SIGTERM, 143)
         name = getattr(stop, "signal_name", None)

@@ -73,6 +73,26 @@ class LengthReward:
 
     def __call__(self, inp):
         return inp.extras["response_length"] / 10
+
+
+class FailingReward:
+    """Fails in the second process only (LOCAL_RANK 1, which Lightning's launcher sets there): when it is built
+    (MGFREC_TEST_FAIL=start, a user error, exit 2) or at its 3rd call (MGFREC_TEST_FAIL=step, a bug)."""
+
+    gating = False
+
+    def __init__(self):
+        import os
+
+        self.calls, self.second = 0, os.environ.get("LOCAL_RANK") == "1"
+        if self.second and os.environ["MGFREC_TEST_FAIL"] == "start":
+            raise ValueError("failing reward: refused in the second process")
+
+    def __call__(self, inp):
+        self.calls += 1
+        if self.second and self.calls >= 3:
+            raise TypeError("failing reward: a bad sample in the second process")
+        return 0.0
 '''
 
 
@@ -94,7 +114,7 @@ def plugin_env(tmp_path_factory):
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mgfrec-replay-test\nVersion: 1.0\n")
     (dist / "entry_points.txt").write_text(
         "[mgfrec.rollout_engine]\nreplay = mgfrec_replay_test:ReplayEngine\n\n"
-        "[mgfrec.reward]\nlength = mgfrec_replay_test:LengthReward\n"
+        "[mgfrec.reward]\nlength = mgfrec_replay_test:LengthReward\nfailing = mgfrec_replay_test:FailingReward\n"
     )
     (site / "mgfrec_replay_test.py").write_text(textwrap.dedent(PLUGIN))
     prepare(
@@ -301,6 +321,78 @@ def test_sigterm_to_the_first_process_stops_both_at_a_step(plugin_env):
         logged = [float(r["step"]) for r in csv.DictReader(f)]
     saved = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)["mgfrec"]["batches_done"]
     assert saved == max(logged) and saved < 300
+
+
+def long_fit(root, out, *extra: str) -> list[str]:
+    """A 2-process ddp fit of many quick steps, to be stopped or to fail."""
+    return [
+        sys.executable,
+        "-m",
+        "mgfrec.cli.main",
+        "fit",
+        "--data",
+        str(root / "data"),
+        "--out",
+        str(out),
+        "--strategy",
+        "ddp",
+        "--max-steps",
+        "300",
+        "--group-size",
+        "3",
+        "--valid-samples",
+        "0",
+        "--rollout-engine",
+        "replay",
+        "--no-progress",
+        "--user-agent",
+        "none",
+        "--set",
+        f"agent.template={root / 'system.txt'}",
+        "--set",
+        "agent.decoding=free",
+        "--set",
+        "trainer.global_batch_size=4",
+        "--set",
+        "trainer.micro_batch_size=4",
+        "--set",
+        "retriever.recall_size=5",
+        "--set",
+        "trainer.accelerator=cpu",
+        "--set",
+        "trainer.devices=2",
+        *extra,
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.reliability
+@pytest.mark.parametrize(("where", "code"), [("step", 1), ("start", 2)])
+def test_a_failure_in_the_second_process_ends_the_fit_in_one_line_each(plugin_env, where, code):
+    """One process's error: the other printed a ~125-line gloo traceback ("Connection closed by peer") as if
+    mgfrec had a bug, and when the error came before the processes first met (building a component), the first
+    process waited in Lightning's rendezvous for good. Now the failing process prints its error, the first one
+    line naming it, and the fit exits with the failing process's code."""
+    import signal
+
+    root, env = plugin_env
+    out = root / f"fails-at-{where}"
+    args = long_fit(root, out, "--reward", "failing", "--max-steps", "5")
+    proc = subprocess.Popen(
+        args, env={**env, "MGFREC_TEST_FAIL": where}, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        stderr = proc.communicate(timeout=300)[1]
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise AssertionError(f"still running after 300 s: {proc.communicate()[1][-3000:]}") from None
+    assert proc.returncode == code, stderr[-3000:]
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2 and "failing reward" in errors[0], stderr[-3000:]
+    assert errors[1] == (
+        f"error: process 0: process 1 of this fit failed with exit code {code} (its error is above); this one stops too"
+    ), stderr[-3000:]
+    assert "Traceback" not in stderr and "Connection closed" not in stderr, stderr[-3000:]
 
 
 @pytest.mark.slow
