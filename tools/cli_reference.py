@@ -26,7 +26,7 @@ command refused or failed prints nothing on stdout: its `error:` line goes to st
 error) or 1; Ctrl-C is 130 (SIGTERM stopping a `fit` is 143). `sweep` prints its rows even when a cell failed,
 then exits 1.
 `mgfrec --verbose COMMAND` shows the libraries' own logs, warnings and progress bars (transformers, Lightning,
-torch), hidden by default; long stages print their own progress line on stderr either way (a bar on a
+torch, vLLM), hidden by default; long stages print their own progress line on stderr either way (a bar on a
 terminal, a plain line every few seconds in a log; `MGFREC_PROGRESS_SECONDS` sets the interval).
 """
 

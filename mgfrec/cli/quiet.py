@@ -3,7 +3,7 @@
 What a user does not need to read on every run: transformers' "Loading weights" and "Writing model shards"
 bars and advisory warnings, Lightning's "GPU available"/"TPU available" banners, its litlogger tip, its
 "module(s) in eval mode" and dataloader hints, torch's LeafSpec deprecation and the ``weights_only``
-warnings. Errors and mgfrec's own messages are never hidden.
+warnings, vLLM's INFO and WARNING lines. Errors and mgfrec's own messages are never hidden.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ LOGGERS = (
     *(f"lightning.pytorch.{name}" for name in _PYTORCH),
     *(f"lightning.fabric.{name}" for name in _FABRIC),
 )
+# vLLM warns at import, before it configures its logger ("Triton is installed, but doesn't include CPU backend")
+QUIET_LEVELS = {"vllm": logging.ERROR}
 WARNINGS = (
     r".*LeafSpec.*",
     r".*weights_only.*",
@@ -44,6 +46,7 @@ WARNINGS = (
     r".*log_every_n_steps.*",
     r".*Checkpoint directory .* exists and is not empty.*",
     r".*GPU available but not used.*",
+    r".*torch\.distributed\.reduce_op.* is deprecated.*",  # vLLM's import, torch >= 2.12
     # every fit --resume: GRPOModule restores the data position itself, so the resume is exact
     r".*resuming from a checkpoint that ended before the epoch ended.*",
 )
@@ -51,6 +54,9 @@ ENVIRONMENT = {
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
     "TRANSFORMERS_VERBOSITY": "error",
     "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+    # vLLM's INFO/WARNING lines (~40 at every engine start, on stderr; a spawned engine core's on stdout); read
+    # when vllm is first imported, which is inside this block
+    "VLLM_LOGGING_LEVEL": "ERROR",
 }
 
 _verbose = False
@@ -74,10 +80,13 @@ def library_output(verbose: bool | None = None) -> Iterator[None]:
         yield
         return
     saved_env = {name: os.environ.get(name) for name in ENVIRONMENT}
-    saved_levels = {name: logging.getLogger(name).level for name in LOGGERS}
+    levels = dict.fromkeys(LOGGERS, logging.WARNING)
+    if saved_env["VLLM_LOGGING_LEVEL"] is None:  # else the user's own level for vLLM stands
+        levels.update(QUIET_LEVELS)
+    saved_levels = {name: logging.getLogger(name).level for name in levels}
     os.environ.update({k: v for k, v in ENVIRONMENT.items() if saved_env[k] is None})
-    for name in LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
     transformers_bars = _transformers_bars(False)
     try:
         with warnings.catch_warnings():

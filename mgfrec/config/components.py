@@ -8,7 +8,9 @@ time, whatever the command, so a typo costs nothing.
 
 A component is imported only when its ``options`` are non-empty or it comes from a plugin package (to
 validate them, required options included); a component whose module cannot be imported (a missing optional
-extra, a broken plugin) is left for the command that uses it to report.
+extra, a broken plugin) is left for the command that uses it to report. A component class may define
+``check_config(options, cfg) -> list[str]``: problems of its options that another section rules out, each
+naming its fields (the vllm engine: ``multiprocessing`` with constrained turns).
 This module must not import torch, Lightning or any component module at import time.
 """
 
@@ -52,7 +54,9 @@ def check_components(cfg: MGFRecConfig, reg: Registry | None = None, source: str
     reg = reg or registry()
     problems: list[str] = []
     for name_path, kind, options_path in _NAMED:
-        problems += _check_one(reg, kind, _get(cfg, name_path), name_path, _get(cfg, options_path), options_path)
+        problems += _check_one(
+            reg, kind, _get(cfg, name_path), name_path, _get(cfg, options_path), options_path, cfg=cfg
+        )
     for spec in cfg.grpo.rewards:  # each reward's options sit beside its name (grpo.rewards[i].options)
         problems += _check_one(
             reg, "reward", spec.name, "grpo.rewards", spec.options, f"grpo.rewards.{spec.name}.options", hint=False
@@ -73,7 +77,14 @@ def check_components(cfg: MGFRecConfig, reg: Registry | None = None, source: str
 
 
 def _check_one(
-    reg: Registry, kind: str, name: str, name_path: str, options: Any, options_path: str, hint: bool = True
+    reg: Registry,
+    kind: str,
+    name: str,
+    name_path: str,
+    options: Any,
+    options_path: str,
+    hint: bool = True,
+    cfg: MGFRecConfig | None = None,
 ) -> list[str]:
     try:
         entry = reg.get(kind, name)
@@ -86,7 +97,7 @@ def _check_one(
     except RegistryError:
         return []  # a missing extra or a broken plugin: the command that uses the component says which
     try:
-        component_options(cls, dict(options), options_path)
+        checked = component_options(cls, dict(options), options_path)
     except ValueError as exc:
         text = str(exc).removeprefix("invalid options: ")
         if isinstance(exc, OptionsValidatorError):  # a bug of the component: say which one, from which package
@@ -95,4 +106,6 @@ def _check_one(
             # often options written for the component a file named before a flag switched it
             text += f" (--set {options_path}={{}} clears options set for another {kind.replace('_', ' ')})"
         return [text]
-    return []
+    # options that another section of the config rules out (a component's own ``check_config``)
+    check = getattr(cls, "check_config", None)
+    return list(check(checked, cfg)) if callable(check) and cfg is not None and checked is not None else []

@@ -32,16 +32,19 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mgfrec.rollout.base import Generation, TokenConstraint, check_generate_args, single_token_stops
 
+_HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")  # a model of the Hugging Face hub, "org/name"
 _ROWS = 1 << 24  # room for the rows of one call: vLLM seeds sample j of a request ``seed + j``
 
 
@@ -143,6 +146,39 @@ class VLLMEngine:
             None, description="vLLM's async scheduling; None = vLLM's default. Constrained turns need it off"
         )
 
+        @field_validator("model_path")
+        @classmethod
+        def _model_folder(cls, value: str | None) -> str | None:
+            """A folder vLLM can load, checked when the config is read: vLLM's and Hugging Face's own refusals
+            ("Repo id must be in the form ...", a pydantic dump for an empty folder) named neither the option nor
+            what is missing. A name of the hub's form (``org/model``) that is no folder here is left to vLLM."""
+            if value is None:
+                return None
+            folder = Path(value).expanduser()
+            if not folder.exists():
+                if _HUB_ID.fullmatch(value):
+                    return value
+                raise ValueError(f"{value}: no such folder; give a Hugging Face model folder (save_pretrained's)")
+            if not folder.is_dir():
+                raise ValueError(f"{value} is a file; give a Hugging Face model folder (save_pretrained's)")
+            if not (folder / "config.json").is_file():
+                raise ValueError(f"{value} holds no config.json; give a Hugging Face model folder (save_pretrained's)")
+            if not any(folder.glob("*.safetensors")) and not any(folder.glob("*.bin")):
+                raise ValueError(f"{value} holds no weights (*.safetensors or *.bin)")
+            return value
+
+    @classmethod
+    def check_config(cls, options: VLLMEngine.Options, cfg: Any) -> list[str]:
+        """When the config is read (``config.components``): a spawned engine core cannot run constrained turns.
+        Refused only when the first constrained turn was sampled, after the engine had started and its spawned
+        core had written vLLM's logs to stdout."""
+        if options.multiprocessing and cfg.agent.decoding == "constrained":
+            return [
+                "rollout.options.multiprocessing: true cannot sample agent.decoding: constrained (the constraints "
+                "are Python objects the engine core reads in this process); set one of them to false / free"
+            ]
+        return []
+
     def __init__(self, model: Any, tokenizer: Any, options: VLLMEngine.Options | None = None):
         self.options = options or VLLMEngine.Options()
         self.tokenizer = tokenizer
@@ -222,6 +258,10 @@ class VLLMEngine:
             kwargs["max_num_batched_tokens"] = self.options.max_num_batched_tokens
         if self.options.async_scheduling is not None:
             kwargs["async_scheduling"] = self.options.async_scheduling
+        from vllm.engine.arg_utils import EngineArgs
+
+        if "use_tqdm_on_load" in getattr(EngineArgs, "__dataclass_fields__", {}):
+            kwargs["use_tqdm_on_load"] = False  # a bar for a folder this engine wrote itself, at every start
         return kwargs
 
     def _eos_ids(self, model: Any) -> set[int]:

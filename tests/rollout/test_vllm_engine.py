@@ -402,3 +402,22 @@ def test_fit_under_constrained_turns_with_the_vllm_engine_is_on_policy(tmp_path)
     assert len(steps) == 2
     for row in steps:
         assert float(row["end/answered"]) == 1.0 and float(row["valid/format_valid"]) == 1.0, row
+
+    # the trained run recommends from a fresh process with vLLM's ~40 INFO/WARNING lines hidden (--verbose shows)
+    import os
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    user = str(pd.read_parquet(tmp_path / "data" / "test.parquet")["user_id"].iloc[0])
+    command = [sys.executable, "-m", "mgfrec.cli.main", "recommend", str(tmp_path / "run"), "--user", user, "--json"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "VLLM_CPU_KVCACHE_SPACE": "1"}
+    env.pop("VLLM_LOGGING_LEVEL", None)
+    quiet = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert quiet.returncode == 0, quiet.stderr[-3000:]
+    assert "INFO" not in quiet.stderr and "WARNING" not in quiet.stderr and "Triton" not in quiet.stderr, quiet.stderr
+    assert "Loading safetensors" not in quiet.stderr, quiet.stderr
+    verbose = [*command[:3], "--verbose", *command[3:]]
+    loud = subprocess.run(verbose, env=env, capture_output=True, text=True, timeout=600)
+    assert loud.returncode == 0 and "INFO" in loud.stderr, loud.stderr[-3000:]
