@@ -27,7 +27,7 @@ from mgfrec.config.load import (
 )
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.runs import RunInfo, clear_results, read_run_info, recall_run_of, write_run_info
-from mgfrec.text.prompts import RUN_PROMPTS, keep_prompts
+from mgfrec.text.prompts import RUN_PROMPTS, keep_run_prompts
 
 # Each preset removes one of MGFRec's parts; "full" keeps all of them so that a table can list it by name.
 ABLATIONS: dict[str, tuple[str, ...]] = {
@@ -159,7 +159,7 @@ def _derive(
         cfg = apply_overrides(cfg, overrides, "--set")
     check_components(cfg, source=f"{source} of {run_dir}")  # a derived run names only components that exist
     out.mkdir(parents=True, exist_ok=True)
-    cfg = cfg.model_copy(update={"agent": keep_prompts(cfg.agent, out)})  # its own copies, as a trained run's
+    cfg = keep_run_prompts(cfg, out)  # its own copies, as a trained run's
     write_resolved(cfg, out)
     extra = {
         "policy": str((run_dir / str(info.extra.get("policy", "policy"))).resolve()),

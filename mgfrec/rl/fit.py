@@ -69,7 +69,7 @@ from mgfrec.runs import (
     retire_run,
     write_run_info,
 )
-from mgfrec.text.prompts import AgentPrompts, keep_prompts
+from mgfrec.text.prompts import AgentPrompts, keep_run_prompts
 from mgfrec.user_agents.base import require_automatic, with_run_cache
 
 
@@ -313,7 +313,7 @@ def run_fit(
                     (out / stale).unlink(missing_ok=True)
             record = {**start_options(options), "data_checksum": ds.checksum}  # what --resume must repeat
             (out / START_FILE).write_text(json.dumps(record, indent=2), encoding="utf-8")
-        cfg = cfg.model_copy(update={"agent": keep_prompts(cfg.agent, out)})  # evaluation reads what it trained on
+        cfg = keep_run_prompts(cfg, out)  # evaluation reads what it trained on
         write_resolved(cfg, out)
 
     max_steps = cfg.trainer.max_steps or cfg.trainer.epochs * -(-len(train) // cfg.trainer.global_batch_size)

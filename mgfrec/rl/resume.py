@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from mgfrec.config.load import load_config
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
-from mgfrec.text.prompts import PROMPT_FIELDS, same_prompt
+from mgfrec.text.prompts import PROMPT_FILES, same_prompt
 
 if TYPE_CHECKING:
     from mgfrec.rl.fit import FitOptions
@@ -104,7 +104,7 @@ def check_resume_config(out: Path, cfg: MGFRecConfig) -> None:
         if saved.get(k) != given.get(k)
         and not any(k == r or (r.endswith(".") and k.startswith(r)) for r in RESUMABLE)
         # the run's copy of a template file (OUT/prompts/) and the user's file it was copied from, unchanged
-        and not (k.startswith("agent.") and k[6:] in PROMPT_FIELDS and same_prompt(saved.get(k), given.get(k)))
+        and not (k in PROMPT_FILES and same_prompt(saved.get(k), given.get(k)))
     ]
     if differ:
         shown = "; ".join(f"{k}: {saved.get(k)!r} -> {given.get(k)!r}" for k in differ[:6])

@@ -47,7 +47,7 @@ from mgfrec.registry import Registry, registry, with_registry
 from mgfrec.rl.sft_data import Fallback, Teacher, synthesize
 from mgfrec.rollout.base import build_engine, sync_weights
 from mgfrec.runs import RunInfo, check_output_run, retire_if_recall_inside, retire_run, write_metrics, write_run_info
-from mgfrec.text.prompts import AgentPrompts, keep_prompts
+from mgfrec.text.prompts import AgentPrompts, keep_run_prompts
 from mgfrec.user_agents.base import require_automatic, with_run_cache
 
 """On the Amazon CDs data most targets are cold and ``last-title`` is the strongest baseline (docs/baselines.md);
@@ -277,7 +277,7 @@ def run_sft(
             close()
 
     save_policy(model, tokenizer, out / "policy", preset=preset_name(cfg.policy.model))
-    cfg = cfg.model_copy(update={"agent": keep_prompts(cfg.agent, out)})  # evaluation reads what it trained on
+    cfg = keep_run_prompts(cfg, out)  # evaluation reads what it trained on
     write_resolved(cfg, out)
     seconds = time.perf_counter() - started
     extra = {

@@ -36,7 +36,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from mgfrec.config.schema import AgentConfig
+from mgfrec.config.schema import AgentConfig, MGFRecConfig
 from mgfrec.text.neutralize import neutralize_title
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_]\w*)\}")
@@ -113,42 +113,78 @@ def load_template(kind: str, path: str | Path | None = None, *, field: str = "")
 
 RUN_PROMPTS = "prompts"
 """The folder of a trained run that holds copies of the template files it was trained with."""
-PROMPT_FIELDS = {"template": "recommendation_agent", "first_prompt": "first_prompt"}
+PROMPT_FILES = {
+    "agent.template": "recommendation_agent",
+    "agent.first_prompt": "first_prompt",
+    "user_agent.prompt": "user_agent",
+}
+"""Config fields (dotted) that name a template file, and the kind of each: a run keeps a copy of each."""
+PROMPT_FIELDS = {k.removeprefix("agent."): v for k, v in PROMPT_FILES.items() if k.startswith("agent.")}
 """``agent`` fields that name a template file, and the kind of each."""
 
 
-def keep_prompts(agent: AgentConfig, run_dir: str | Path) -> AgentConfig:
-    """``agent`` with each template file it names copied into ``RUN/prompts/<kind>.txt`` and named there (absolute):
-    evaluating the run later reads the prompt it was trained with, even after the user's file was edited, moved
-    or deleted. The shipped defaults (None) stay None."""
+def _keep(section: Any, prefix: str, run_dir: str | Path) -> Any:
+    """``section`` (``agent`` or ``user_agent``) with each template file it names copied into
+    ``RUN/prompts/<kind>.txt`` and named there (absolute)."""
     folder = Path(run_dir).resolve() / RUN_PROMPTS
     update: dict[str, str] = {}
-    for name, kind in PROMPT_FIELDS.items():
-        path = getattr(agent, name)
+    for dotted, kind in PROMPT_FILES.items():
+        owner, _, name = dotted.partition(".")
+        path = getattr(section, name) if owner == prefix else None
         if path is None:
             continue
-        load_template(kind, path, field=f"agent.{name}")  # a file that is gone or invalid is named as such
+        load_template(kind, path, field=dotted)  # a file that is gone or invalid is named as such
         source, copy = Path(path).expanduser().resolve(), folder / f"{kind}.txt"
         if source != copy:
             folder.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, copy)
         update[name] = str(copy)
-    return agent.model_copy(update=update) if update else agent
+    return section.model_copy(update=update) if update else section
+
+
+def _of_run(section: Any, prefix: str, run_dir: str | Path) -> Any:
+    update: dict[str, str] = {}
+    for dotted, kind in PROMPT_FILES.items():
+        owner, _, name = dotted.partition(".")
+        path = getattr(section, name) if owner == prefix else None
+        copy = Path(run_dir) / RUN_PROMPTS / f"{kind}.txt"
+        if path is not None and not Path(path).expanduser().is_file() and copy.is_file():
+            update[name] = str(copy.resolve())
+    return section.model_copy(update=update) if update else section
+
+
+def keep_run_prompts(cfg: MGFRecConfig, run_dir: str | Path) -> MGFRecConfig:
+    """``cfg`` with each template file it names (:data:`PROMPT_FILES`) copied into ``RUN/prompts/<kind>.txt`` and
+    named there (absolute): evaluating the run later prompts the policy, and the user agent, as in training, even
+    after the user's file was edited, moved or deleted. The shipped defaults (None) stay None."""
+    return cfg.model_copy(
+        update={"agent": _keep(cfg.agent, "agent", run_dir), "user_agent": _keep(cfg.user_agent, "user_agent", run_dir)}
+    )
+
+
+def run_prompts(cfg: MGFRecConfig, run_dir: str | Path) -> MGFRecConfig:
+    """A run's config as a command that loads the run uses it: a template file that is gone (the run was moved
+    with its ``prompts/`` folder) is read from the run's own copy."""
+    return cfg.model_copy(
+        update={
+            "agent": _of_run(cfg.agent, "agent", run_dir),
+            "user_agent": _of_run(cfg.user_agent, "user_agent", run_dir),
+        }
+    )
+
+
+def keep_prompts(agent: AgentConfig, run_dir: str | Path) -> AgentConfig:
+    """The ``agent`` part of :func:`keep_run_prompts`."""
+    return _keep(agent, "agent", run_dir)
 
 
 def prompts_of_run(agent: AgentConfig, run_dir: str | Path) -> AgentConfig:
-    """A run's ``agent`` settings as a command that loads the run uses them: a template file that is gone (the run
-    was moved with its ``prompts/`` folder) is read from the run's own copy."""
-    update: dict[str, str] = {}
-    for name, kind in PROMPT_FIELDS.items():
-        path, copy = getattr(agent, name), Path(run_dir) / RUN_PROMPTS / f"{kind}.txt"
-        if path is not None and not Path(path).expanduser().is_file() and copy.is_file():
-            update[name] = str(copy.resolve())
-    return agent.model_copy(update=update) if update else agent
+    """The ``agent`` part of :func:`run_prompts`."""
+    return _of_run(agent, "agent", run_dir)
 
 
 def same_prompt(a: str | None, b: str | None) -> bool:
-    """Whether two ``agent.template`` / ``agent.first_prompt`` values give the same text (a run's copy and the
+    """Whether two values of a :data:`PROMPT_FILES` field give the same text (a run's copy and the
     user's file it was copied from)."""
     if a is None or b is None:
         return a == b

@@ -308,13 +308,16 @@ def test_a_run_keeps_the_template_it_was_trained_with_and_is_evaluated_with_it_w
     ds = setup["ds"]
     mine = tmp_path / "mine.txt"
     mine.write_text(SHORT_SYSTEM, encoding="utf-8")
+    simulator = tmp_path / "simulator.txt"  # user_agent.prompt: kept too (it was recorded as the user's path)
+    user_prompt = "Liked: {history}. Searched: {grounded_title}. Shown: {item_list}. Say what fits."
+    simulator.write_text(user_prompt, encoding="utf-8")
     out = tmp_path / "first" / "run"
     app = typer.Typer()
     app.command()(sft)
     args = [
         "--data", ds.root, "--out", out, "--recall-model", "pop", "--epochs", "1", "--max-train-samples", "4",
         "--valid-samples", "0", "--no-progress", "--set", f"agent.template={mine}", "--set", "retriever.recall_size=5",
-        "--set", "grounding.top_k=3", "--set", "user_agent.backend=none",
+        "--set", "grounding.top_k=3", "--set", "user_agent.backend=none", "--set", f"user_agent.prompt={simulator}",
     ]  # fmt: skip
     result = CliRunner().invoke(app, [str(a) for a in args])
     assert result.exit_code == 0, result.output
@@ -322,6 +325,8 @@ def test_a_run_keeps_the_template_it_was_trained_with_and_is_evaluated_with_it_w
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["agent"]["template"] == str(copy) and copy.read_text(encoding="utf-8") == SHORT_SYSTEM
     assert config["agent"]["first_prompt"] is None  # the shipped default, not copied
+    kept = out.resolve() / "prompts" / "user_agent.txt"
+    assert config["user_agent"]["prompt"] == str(kept) and kept.read_text(encoding="utf-8") == user_prompt
     mine.write_text("You are someone else now.", encoding="utf-8")  # the user's file edited after training
     assert AgentPrompts.from_config(load_run_config(out).agent).system.text == SHORT_SYSTEM
     moved = tmp_path / "second" / "run"
@@ -329,5 +334,6 @@ def test_a_run_keeps_the_template_it_was_trained_with_and_is_evaluated_with_it_w
     shutil.move(out, moved)
     mine.unlink()
     assert load_run_config(moved).agent.template == str(moved.resolve() / "prompts" / "recommendation_agent.txt")
+    assert load_run_config(moved).user_agent.prompt == str(moved.resolve() / "prompts" / "user_agent.txt")
     evaluated = evaluate_run(moved, "valid", limit=2, write=False)  # its recall run moved with it, inside it
     assert evaluated.metrics
