@@ -221,7 +221,9 @@ class _WatchedEnvironment(Environment):
         ds: PreparedDataset,
         listener: Listener | None,
     ):
-        super().__init__(grounding, base.tokenizer, user_agent, top_k=base.top_k)
+        super().__init__(
+            grounding, base.tokenizer, user_agent, top_k=base.top_k, max_feedback_tokens=base.max_feedback_tokens
+        )
         self._ds, self._listener = ds, listener
 
     def step(self, trajectories: Sequence[Trajectory]) -> list[Trajectory]:

@@ -11,7 +11,9 @@ After the loop has added one generated turn to each live :class:`~mgfrec.agent.t
 
 Each observation (:func:`~mgfrec.agent.observation.render_observation`) is neutralized against the
 tokenizer's added/special tokens as well as tags, tokenized once with the policy's tokenizer and appended
-as an environment segment (action mask 0). ``user_agent=None`` shows no ``<feedback>`` block at all.
+as an environment segment (action mask 0). ``user_agent=None`` shows no ``<feedback>`` block at all. Feedback
+longer than ``agent.max_feedback_tokens`` of the policy's tokens is cut there and marked ``" [...]"``: a user agent
+that wrote far past its own ``max_tokens`` ran the trajectory out of context before it could answer.
 
 The environment never generates, never parses and never decides an end reason.
 """
@@ -31,18 +33,40 @@ from mgfrec.registry import Registry, class_path, with_registry
 from mgfrec.text.neutralize import reserved_strings
 from mgfrec.user_agents.base import FeedbackRequest, UserAgent, UserAgentContext, load_user_agent, require_automatic
 
+FEEDBACK_CUT = " [...]"
+"""The end of a feedback cut to ``agent.max_feedback_tokens``."""
+
 
 class Environment:
     """Grounding engine + user agent + the policy's tokenizer: turns pending groundings into observations."""
 
     def __init__(
-        self, grounding: Grounding, tokenizer: Any, user_agent: UserAgent | None = None, *, top_k: int | None = None
+        self,
+        grounding: Grounding,
+        tokenizer: Any,
+        user_agent: UserAgent | None = None,
+        *,
+        top_k: int | None = None,
+        max_feedback_tokens: int | None = None,
     ):
         self.grounding = grounding
         self.tokenizer = tokenizer
         self.user_agent = user_agent
         self.top_k = top_k
+        self.max_feedback_tokens = max_feedback_tokens
         self.reserved = reserved_strings(tokenizer)
+
+    def cut_feedback(self, feedback: str | None) -> str | None:
+        """``feedback`` cut to ``max_feedback_tokens`` of the policy's tokens and marked `` [...]``; as it is when
+        shorter (or no limit). What the policy sees, and what the trajectory records."""
+        limit = self.max_feedback_tokens
+        if feedback is None or limit is None:
+            return feedback
+        ids = self.tokenizer.encode(feedback, add_special_tokens=False)
+        if len(ids) <= limit:
+            return feedback
+        head = self.tokenizer.decode(ids[:limit], skip_special_tokens=False).rstrip("\ufffd")  # no half character
+        return head.rstrip() + FEEDBACK_CUT
 
     def step(self, trajectories: Sequence[Trajectory]) -> list[Trajectory]:
         """Serve every trajectory with a pending grounding; returns those served, in order."""
@@ -52,7 +76,7 @@ class Environment:
         titles = [t.pending_title for t in pending]
         found = self.grounding.ground(titles, self.top_k)
         item_titles = [self.grounding.item_titles(row) for row in found]
-        feedback = self._feedback(pending, titles, item_titles)
+        feedback = [self.cut_feedback(fb) for fb in self._feedback(pending, titles, item_titles)]
         for traj, title, row, names, fb in zip(pending, titles, found, item_titles, feedback, strict=True):
             text = render_observation(names, fb, reserved=self.reserved)
             ids = self.tokenizer.encode(text, add_special_tokens=False)
@@ -104,4 +128,6 @@ def build_environment(
 
     require_automatic(cfg.user_agent, "an automatic rollout (training, evaluation, the run's own user agent)", reg)
     user = load_user_agent(cfg.user_agent, UserAgentContext(embed=embed), reg)
-    return Environment(grounding, tokenizer, user, top_k=cfg.grounding.top_k)
+    return Environment(
+        grounding, tokenizer, user, top_k=cfg.grounding.top_k, max_feedback_tokens=cfg.agent.max_feedback_tokens
+    )

@@ -108,6 +108,13 @@ class AgentConfig(Section):
     use_recall: bool = True
     max_new_tokens_per_turn: int = Field(64, ge=1)
     max_new_tokens_total: int = Field(512, ge=1)
+    max_feedback_tokens: int | None = Field(
+        512,
+        ge=1,
+        description="the user agent's feedback is shown to the policy cut to this many of the policy's tokens, "
+        "marked ' [...]' (a reply far beyond user_agent.options.max_tokens ran the trajectory out of context); "
+        "null: never cut",
+    )
     decoding: Literal["free", "constrained"] = Field(
         "constrained",
         description="constrained: every turn follows the tag grammar and an answer names a title the trajectory "

@@ -155,3 +155,33 @@ def test_rewards_need_finished_trajectories(grounding, tokenizer):
         reward_inputs([traj], grounding, [0], [[1]])
     with pytest.raises(ValueError, match="1 trajectories, 2 targets"):
         answer_ranks([traj], grounding, [0, 1], [[1]])
+
+
+@pytest.mark.reliability
+def test_feedback_far_past_its_limit_is_cut_where_the_policy_reads_it(grounding, tokenizer):
+    """A user agent that wrote far past its own max_tokens (a server that ignores it, a chatty plugin) filled the
+    policy's context: the trajectory ended without an answer. Feedback is cut to agent.max_feedback_tokens."""
+
+    class Chatty:
+        def feedback(self, requests):
+            return ["Ünïcode rocks " * 4000 if r.grounded_title == "Rumours" else "Short and sweet." for r in requests]
+
+    trajs = [new_traj(tokenizer), new_traj(tokenizer)]
+    trajs[0].add_turn(*turn(tokenizer, "<think>x</think><ground>Rumours</ground>"))
+    trajs[1].add_turn(*turn(tokenizer, "<think>x</think><ground>Abbey Road</ground>"))
+    Environment(grounding, tokenizer, Chatty(), max_feedback_tokens=30).step(trajs)
+    cut, short = trajs[0].steps[0].feedback, trajs[1].steps[0].feedback
+    assert cut.endswith(" [...]") and cut.startswith("Ünïcode rocks") and "\ufffd" not in cut
+    assert len(tokenizer.encode(cut.removesuffix(" [...]"), add_special_tokens=False)) <= 30
+    assert f"<feedback>\n{cut}\n</feedback>" in trajs[0].segments[-1].text  # what the policy read
+    assert len(trajs[0].segments[-1].token_ids) < 120
+    assert short == "Short and sweet."  # under the limit: as it was
+
+    from mgfrec.agent.environment import build_environment
+    from mgfrec.config.load import load_config
+
+    cfg = load_config(None, ("user_agent.backend=none",))
+    assert cfg.agent.max_feedback_tokens == 512  # on by default
+    assert build_environment(grounding, tokenizer, cfg).max_feedback_tokens == 512
+    uncut = load_config(None, ("user_agent.backend=none", "agent.max_feedback_tokens=null"))
+    assert build_environment(grounding, tokenizer, uncut).max_feedback_tokens is None
