@@ -3,6 +3,7 @@
 from mgfrec.text.prompts import (
     KINDS,
     PROMPT_FIELDS,
+    PROMPT_FILES,
     RUN_PROMPTS,
     AgentPrompts,
     Template,
@@ -10,9 +11,11 @@ from mgfrec.text.prompts import (
     encode_prompt,
     inline_list,
     keep_prompts,
+    keep_run_prompts,
     load_template,
     numbered,
     prompts_of_run,
+    run_prompts,
     same_prompt,
     user_agent_prompt,
 )
@@ -20,6 +23,7 @@ from mgfrec.text.prompts import (
 __all__ = [
     "KINDS",
     "PROMPT_FIELDS",
+    "PROMPT_FILES",
     "RUN_PROMPTS",
     "AgentPrompts",
     "Template",
@@ -27,9 +31,11 @@ __all__ = [
     "encode_prompt",
     "inline_list",
     "keep_prompts",
+    "keep_run_prompts",
     "load_template",
     "numbered",
     "prompts_of_run",
+    "run_prompts",
     "same_prompt",
     "user_agent_prompt",
 ]
