@@ -133,7 +133,14 @@ def _keep(section: Any, prefix: str, run_dir: str | Path) -> Any:
         path = getattr(section, name) if owner == prefix else None
         if path is None:
             continue
-        load_template(kind, path, field=dotted)  # a file that is gone or invalid is named as such
+        if owner == "user_agent":
+            # read by the backends that use it (remote, hf-chat; a plugin may have its own placeholders), never by
+            # simulated or none: kept as it is when there is a file, and a path with no file is left for the
+            # backend to name (a fit must not fail over a file its user agent never reads)
+            if not Path(path).expanduser().is_file():
+                continue
+        else:
+            load_template(kind, path, field=dotted)  # a file that is gone or invalid is named as such
         source, copy = Path(path).expanduser().resolve(), folder / f"{kind}.txt"
         if source != copy:
             folder.mkdir(parents=True, exist_ok=True)
