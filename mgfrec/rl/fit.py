@@ -321,8 +321,7 @@ def run_fit(
         cfg, model, tokenizer, environment, train, valid, out, max_steps=max_steps, reg=reg, final=final
     )
     checkpoint = LastCheckpoint(out / "checkpoints", options.checkpoint_every)
-    # Ctrl-C and SIGTERM (rl.stop); a SIGTERM handler of the caller's own is kept
-    stop = StopOnSignal(checkpoint, own_sigterm=signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None))
+    stop = StopOnSignal(checkpoint, sigterm_before=signal.getsignal(signal.SIGTERM))  # Ctrl-C and SIGTERM (rl.stop)
     callbacks: list[L.Callback] = [stop, checkpoint]
     if options.progress:
         callbacks.append(StepProgress(max_steps))
@@ -363,10 +362,13 @@ def run_fit(
         who, code = failed if failed else (None, None)
         raise PeerFailed(trainer.global_rank, code, who) from None
     finally:
+        stop.restore()  # after the final checkpoint: a signal while it was written let the run finish
         if watch is not None:
             watch.stop()
 
     main = trainer.is_global_zero  # with several processes, every one gets here; rank 0 writes
+    if stop.requested is not None and main:  # it came while the last checkpoint was written: nothing was cut short
+        say(f"{signal.Signals(stop.requested).name} came as the fit ended: the run is complete")
     if module.replica_drift is None:  # on_train_end did not run: save here, as it would have
         module.save_final_policy()
     drift = module.replica_drift

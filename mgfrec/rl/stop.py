@@ -10,8 +10,8 @@ systemd, a scheduler's preemption, torchrun passing on its own signal).
 * The same signal a second time (a second or more later) stops at once, without the checkpoint.
 
 A SIGTERM stop is :class:`Terminated`, a ``KeyboardInterrupt`` that the CLI reports as "stopped by SIGTERM",
-exit 143. Handlers are installed in the main thread only, and only over the defaults: a handler of the
-caller's own is left in place.
+exit 143. Handlers are installed in the main thread only. A SIGINT handler of the caller's own is left in
+place; a SIGTERM handler of the caller's is called after the stop is recorded; an ignored SIGTERM stays ignored.
 """
 
 from __future__ import annotations
@@ -42,13 +42,15 @@ def stop_exception(signum: int) -> KeyboardInterrupt:
 
 
 class StopOnSignal(L.Callback):
-    """Installs the handlers at ``on_train_start`` (after Lightning registered its own, which this replaces
-    for SIGTERM) and checks for a stop at every step boundary. ``checkpoint`` (a
-    :class:`~mgfrec.rl.fit.LastCheckpoint`) saves the last step before a deferred stop; ``own_sigterm``: no
-    SIGTERM handler was set before the trainer's (the caller's own is kept)."""
+    """Installs the handlers at ``setup`` and again at ``on_train_start`` (Lightning registers its own between
+    the two; this replaces it for SIGTERM) and checks for a stop at every step boundary. They stay until
+    :meth:`restore` (after ``fit``), so a signal during the final checkpoint's save is recorded rather than ending
+    the process half-way (the run then finishes). ``checkpoint`` (a :class:`~mgfrec.rl.fit.LastCheckpoint`) saves
+    the last step before a deferred stop. ``sigterm_before``: the SIGTERM handler before the trainer's; a caller's
+    own is called after the stop is recorded (as Lightning called it), and an ignored SIGTERM stays ignored."""
 
-    def __init__(self, checkpoint: Any = None, own_sigterm: bool = True) -> None:
-        self.checkpoint, self.own_sigterm = checkpoint, own_sigterm
+    def __init__(self, checkpoint: Any = None, sigterm_before: Any = signal.SIG_DFL) -> None:
+        self.checkpoint, self.sigterm_before = checkpoint, sigterm_before
         self.requested: int | None = None  # the signal that asked for a stop
         self.announced = False
         self._first_at = 0.0
@@ -70,6 +72,8 @@ class StopOnSignal(L.Callback):
             self.requested, self._first_at = signum, now
             if self._rank == 0:
                 self._announce(signum)
+            if signum == signal.SIGTERM and callable(self.sigterm_before):
+                self.sigterm_before(signum, frame)  # the caller's own handler, as Lightning called it
             return
         # torchrun passes a terminal's Ctrl-C on to its workers, which got it from the terminal too, and a SIGINT
         # or SIGTERM of its own: the same stop, not a second press
@@ -91,12 +95,13 @@ class StopOnSignal(L.Callback):
         if threading.current_thread() is not threading.main_thread():
             return
         self._rank, self._size = world()
-        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            handler = self._on_sigint if self._size == 1 else self._on_signal
-            self._previous[signal.SIGINT] = signal.signal(signal.SIGINT, handler)
-        if self.own_sigterm:
+        sigint = self._on_sigint if self._size == 1 else self._on_signal
+        if signal.SIGINT in self._previous or signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous.setdefault(signal.SIGINT, signal.getsignal(signal.SIGINT))
+            signal.signal(signal.SIGINT, sigint)
+        if self.sigterm_before is not signal.SIG_IGN:
+            self._previous.setdefault(signal.SIGTERM, self.sigterm_before or signal.SIG_DFL)
             signal.signal(signal.SIGTERM, self._on_signal)
-            self._previous[signal.SIGTERM] = signal.SIG_DFL
 
     def restore(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -106,8 +111,18 @@ class StopOnSignal(L.Callback):
         self._previous = {}
 
     # --- Lightning hooks ----------------------------------------------------------------------------------------
+    def setup(self, trainer: L.Trainer, module: L.LightningModule, stage: str) -> None:
+        self.install()  # a signal while the engine starts waits for the first step too
+
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        """Lightning registers its SIGTERM handler after ``setup`` (calling this one's from it): this one alone,
+        again, and a SIGTERM Lightning recorded meanwhile is this one's to act on (Lightning would stop after the
+        step, unsaved, as if it were Ctrl-C)."""
         self.install()
+        connector = getattr(trainer, "_signal_connector", None)
+        if getattr(connector, "received_sigterm", False):
+            connector.received_sigterm = False
+            self.requested = self.requested or signal.SIGTERM
 
     def on_train_batch_start(self, trainer: L.Trainer, module: L.LightningModule, *args: Any) -> None:
         if self._size > 1:  # every process takes part, every step: a signal to any one stops them all
@@ -128,9 +143,3 @@ class StopOnSignal(L.Callback):
         checkpointed (as a Ctrl-C that was not dropped would have stopped it)."""
         if self._size == 1 and self.requested == signal.SIGINT:
             raise KeyboardInterrupt
-
-    def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        self.restore()
-
-    def on_exception(self, trainer: L.Trainer, module: L.LightningModule, exception: BaseException) -> None:
-        self.restore()

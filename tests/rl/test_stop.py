@@ -44,7 +44,7 @@ def handlers():
 def test_a_dropped_ctrl_c_is_raised_again_at_the_next_step(handlers):
     stop = StopOnSignal()
     stop.on_train_batch_start(None, None, None, 0)  # nothing asked: nothing raised
-    stop.on_train_start(None, None)
+    stop.setup(None, None, "fit")
     assert signal.getsignal(signal.SIGINT) == stop._on_sigint
     try:  # where Python drops it: a finaliser, a callback from C code
         signal.raise_signal(signal.SIGINT)
@@ -59,7 +59,7 @@ def test_a_dropped_ctrl_c_is_raised_again_at_the_next_step(handlers):
 def test_sigterm_waits_for_the_step_boundary_saves_the_step_and_raises_terminated(handlers, capfd):
     checkpoint = Checkpoint()
     stop = StopOnSignal(checkpoint)
-    stop.on_train_start(None, None)
+    stop.setup(None, None, "fit")
     signal.raise_signal(signal.SIGTERM)  # nothing raised in the middle of a step
     assert stop.requested == signal.SIGTERM and checkpoint.saved == []
     assert "SIGTERM: the fit stops after this step and keeps its checkpoint" in capfd.readouterr().err
@@ -68,8 +68,8 @@ def test_sigterm_waits_for_the_step_boundary_saves_the_step_and_raises_terminate
     assert checkpoint.saved == [3]
     assert raised.value.exit_code == 143 and raised.value.signal_name == "SIGTERM"
     assert isinstance(raised.value, KeyboardInterrupt)  # Lightning's graceful shutdown, as for Ctrl-C
-    stop.on_exception(None, None, raised.value)
-    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # put back
+    stop.restore()  # run_fit does, after fit
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
 
 
 def test_with_several_processes_ctrl_c_waits_and_a_second_press_stops_at_once(handlers, monkeypatch):
@@ -78,7 +78,7 @@ def test_with_several_processes_ctrl_c_waits_and_a_second_press_stops_at_once(ha
     monkeypatch.setattr(stop_module, "all_max", lambda values: agreed.append(values[0]) or [max(values[0], 0.0)])
     checkpoint = Checkpoint()
     stop = StopOnSignal(checkpoint)
-    stop.on_train_start(None, None)
+    stop.setup(None, None, "fit")
     stop.on_train_batch_start(None, Module(), None, 0)  # every step asks the others, even with nothing to say
     assert agreed == [0.0]
     signal.raise_signal(signal.SIGINT)  # recorded, not raised
@@ -97,16 +97,55 @@ def test_a_signal_to_another_process_stops_this_one_too(handlers, monkeypatch):
     monkeypatch.setattr(stop_module, "world", lambda: (1, 2))
     monkeypatch.setattr(stop_module, "all_max", lambda values: [float(signal.SIGTERM)])  # rank 0 got SIGTERM
     stop = StopOnSignal(Checkpoint())
-    stop.on_train_start(None, None)
+    stop.setup(None, None, "fit")
     with pytest.raises(Terminated):
         stop.on_train_batch_start(None, Module(), None, 0)
 
 
-def test_handlers_of_the_callers_are_left_in_place(handlers):
+def test_a_callers_sigint_handler_is_left_in_place_and_its_sigterm_handler_called(handlers):
+    """A caller's SIGTERM handler kept Lightning's in place (its broadcast inside the handler included), and the
+    stop was reported as Ctrl-C without a checkpoint; now the stop is recorded and the caller's handler called."""
+    calls: list[int] = []
+
     def mine(signum, frame):
-        return None
+        calls.append(signum)
 
     signal.signal(signal.SIGINT, mine)
     signal.signal(signal.SIGTERM, mine)
-    StopOnSignal(own_sigterm=False).on_train_start(None, None)
-    assert signal.getsignal(signal.SIGINT) is mine and signal.getsignal(signal.SIGTERM) is mine
+    stop = StopOnSignal(Checkpoint(), sigterm_before=mine)
+    stop.setup(None, None, "fit")
+    assert signal.getsignal(signal.SIGINT) is mine and signal.getsignal(signal.SIGTERM) == stop._on_signal
+    signal.raise_signal(signal.SIGTERM)
+    assert calls == [signal.SIGTERM] and stop.requested == signal.SIGTERM
+    with pytest.raises(Terminated):
+        stop.on_train_batch_start(None, Module(), None, 0)
+    stop.restore()
+    assert signal.getsignal(signal.SIGTERM) is mine
+
+
+def test_an_ignored_sigterm_stays_ignored(handlers):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    StopOnSignal(sigterm_before=signal.SIG_IGN).setup(None, None, "fit")
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+
+
+def test_a_sigterm_lightning_recorded_before_training_is_this_ones_and_its_handler_replaced(handlers):
+    """Lightning registers its SIGTERM handler after ``setup``: a SIGTERM in between stopped the fit one step
+    later, unsaved, reported as Ctrl-C (exit 130)."""
+
+    class Connector:
+        received_sigterm = True
+
+    class Trainer:
+        _signal_connector = Connector()
+
+    stop = StopOnSignal(Checkpoint())
+    stop.setup(None, None, "fit")
+    signal.signal(signal.SIGTERM, lambda *a: None)  # Lightning's, registered after setup
+    stop.on_train_start(Trainer(), None)
+    assert signal.getsignal(signal.SIGTERM) == stop._on_signal and stop.requested == signal.SIGTERM
+    assert Trainer._signal_connector.received_sigterm is False  # Lightning will not stop it on its own
+    with pytest.raises(Terminated):
+        stop.on_train_batch_start(None, Module(), None, 0)
+    stop.restore()
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # what was there before the trainer's
