@@ -108,4 +108,11 @@ def _check_one(
         return [text]
     # options that another section of the config rules out (a component's own ``check_config``)
     check = getattr(cls, "check_config", None)
-    return list(check(checked, cfg)) if callable(check) and cfg is not None and checked is not None else []
+    if not callable(check) or cfg is None or checked is None:
+        return []
+    try:
+        found = check(checked, cfg)
+    except Exception as exc:  # noqa: BLE001 - the component's bug: named, as an Options validator's is
+        who = f"{kind} '{name}' ({entry.target}, from {entry.origin})"
+        return [f"{who}: check_config failed: {type(exc).__name__}: {exc} (a bug of the component)"]
+    return [found] if isinstance(found, str) else [str(p) for p in found or ()]

@@ -175,13 +175,25 @@ def _hide_input(err: Mapping[str, Any]) -> bool:
     )
 
 
+WRITTEN_BEFORE: dict[str, Any] = {"agent.max_feedback_tokens": None}
+"""Fields added after runs were first written, and the value that reproduces a run whose ``config.yaml`` predates
+them when it differs from the new default (feedback was never cut before ``agent.max_feedback_tokens``)."""
+
+
 def load_config(
     path: str | Path | None = None,
     overrides: Iterable[str] = (),
     values: Mapping[str, Any] | None = None,
 ) -> MGFRecConfig:
-    """File (or the defaults), then ``values`` (dotted path -> value from typed flags), then ``overrides``."""
+    """File (or the defaults), then ``values`` (dotted path -> value from typed flags), then ``overrides``. A run's
+    resolved config (every top-level section) written before a field of :data:`WRITTEN_BEFORE` existed gets that
+    field's value of before, so the run is evaluated and resumed as it was trained."""
     raw: dict[str, Any] = read_yaml(path) if path else {}
+    if path and isinstance(raw, dict) and set(MGFRecConfig.model_fields) <= set(raw):
+        for dotted, before in WRITTEN_BEFORE.items():
+            section, _, name = dotted.partition(".")
+            if isinstance(raw.get(section), dict) and name not in raw[section]:
+                raw = set_path(raw, dotted, before)
     overrides = list(overrides)
     for dotted, value in (values or {}).items():
         if value is not None:

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from mgfrec.config.load import ConfigError
+from mgfrec.config.load import ConfigError, load_config
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.experiments.grid import (  # noqa: F401 (the grid's names are sweep's too, as before)
     Cell,
@@ -117,13 +117,38 @@ def _same_config(run_dir: Path, cfg: MGFRecConfig) -> None:
     :func:`config_digest` that ``sweep.json`` records."""
     path = run_dir / "config.yaml"
     try:
-        written = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+        written = load_config(path)  # a field added since it was written: its value of before (WRITTEN_BEFORE)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
         raise ValueError(f"{path}: cannot read the finished fit's config ({exc}); delete {run_dir}") from None
-    if _digest(written) != config_digest(cfg):
+    if _comparable(written) != _comparable(cfg):
         raise ValueError(
-            f"{run_dir}: holds a finished fit made with another config; delete the folder to train this cell again"
+            f"{run_dir}: holds a finished fit made with another config ({_differences(written, cfg)}); delete the "
+            "folder to train this cell again"
         )
+
+
+def _comparable(cfg: MGFRecConfig) -> dict[str, Any]:
+    """A cell's config as its run folder's ``config.yaml`` must match it: secrets removed, and each template file
+    (:data:`~mgfrec.text.prompts.PROMPT_FILES`) by its text, since the run records its own copy's path."""
+    from mgfrec.config.load import redacted
+    from mgfrec.text.prompts import PROMPT_FILES
+
+    dump = redacted(cfg)
+    for dotted in PROMPT_FILES:
+        section, _, name = dotted.partition(".")
+        path = (dump.get(section) or {}).get(name)
+        if isinstance(path, str) and Path(path).expanduser().is_file():
+            dump[section][name] = "text:" + hashlib.sha256(Path(path).expanduser().read_bytes()).hexdigest()
+    return dump
+
+
+def _differences(before: MGFRecConfig, now: MGFRecConfig, shown: int = 4) -> str:
+    """``field: old -> new`` for the fields in which two cell configs differ (secrets removed)."""
+
+    a, b = _flat(_comparable(before)), _flat(_comparable(now))
+    keys = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    text = "; ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys[:shown])
+    return text + (f"; and {len(keys) - shown} more" if len(keys) > shown else "") if keys else "no field differs"
 
 
 # ---- the sweep ------------------------------------------------------------------------------------------
@@ -179,7 +204,43 @@ def check_sweep_output(out: Path, data: str | Path | None = None) -> None:
         )
 
 
-def _refuse_stale(out: Path, record: Mapping[str, Any], digests: Mapping[str, str], settings: str) -> None:
+def _cell_config(cell_dir: Path) -> MGFRecConfig | None:
+    """A cell folder's own ``config.yaml``, loaded (a field added since: its value of before), or None."""
+    try:
+        return load_config(cell_dir / "config.yaml") if (cell_dir / "config.yaml").is_file() else None
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
+
+
+def _why_config(cell_dir: Path, cfg: MGFRecConfig | None) -> str:
+    """What differs between a stale cell's own ``config.yaml`` and the config this run gives it, or the general
+    reason when the folder holds none."""
+    from mgfrec.config.load import WRITTEN_BEFORE
+
+    written = _cell_config(cell_dir)
+    if written is None or cfg is None:
+        return "the base --config or --set changed"
+    before, now = _flat(_comparable(written)), _flat(_comparable(cfg))
+    keys = {k for k in before.keys() | now.keys() if before.get(k) != now.get(k)}
+    if keys and keys <= set(WRITTEN_BEFORE):  # only fields this mgfrec added: the cell was made by an earlier one
+        sets = " ".join(f"--set {k}={'null' if before.get(k) is None else before.get(k)}" for k in sorted(keys))
+        return f"by an earlier mgfrec, without {', '.join(sorted(keys))}; {sets} reuses it"
+    return f"the base --config or --set changed: {_differences(written, cfg)}"
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict) and node:
+        return {k: v for key, value in node.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): node}
+
+
+def _refuse_stale(
+    out: Path,
+    record: Mapping[str, Any],
+    digests: Mapping[str, str],
+    settings: str,
+    configs: Mapping[str, MGFRecConfig] | None = None,
+) -> None:
     """Refuse a rerun that would skip a finished cell, or continue a failed or killed one from its folder, made
     under another config or other runner settings: its numbers would be reported as this sweep's. An entry
     without a recorded digest (an older sweep.json) is not compared on it."""
@@ -190,17 +251,21 @@ def _refuse_stale(out: Path, record: Mapping[str, Any], digests: Mapping[str, st
         if entry.get("status") != "finished" and not (out / name).is_dir():
             continue  # nothing of it is reused
         if entry.get("config", digests[name]) != digests[name]:
-            stale["config"].append(name)
+            # an earlier mgfrec's digest (its config had fewer fields): the cell's own config.yaml decides
+            written = _cell_config(out / name) if configs and name in configs else None
+            if written is None or _comparable(written) != _comparable(configs[name]):
+                stale["config"].append(name)
         elif entry.get("settings", settings) != settings:
             stale["settings"].append(name)
     for what, names in stale.items():
         if names:
-            why = (
-                "the base --config or --set changed"
-                if what == "config"
-                else "--init, --recall-model, --max-train-samples, --valid-samples, --eval-split, --eval-limit or "
-                "--data changed"
-            )
+            if what == "config":
+                why = _why_config(out / names[0], (configs or {}).get(names[0]))
+            else:
+                why = (
+                    "--init, --recall-model, --max-train-samples, --valid-samples, --eval-split, --eval-limit or "
+                    "--data changed"
+                )
             more = f" and {len(names) - 1} more" if len(names) > 1 else ""
             raise ValueError(
                 f"{out}: cell {names[0]}{more} was made with other settings ({why}); give another --out, or "
@@ -243,7 +308,7 @@ def run_sweep(
         twins[whole] = name
     settings_digest = _digest(dict(settings or {}))
     record = read_sweep(out)
-    _refuse_stale(out, record, digests, settings_digest)
+    _refuse_stale(out, record, digests, settings_digest, configs)
     out.mkdir(parents=True, exist_ok=True)
     new_grid = shown_grid(grid)  # no secret reaches sweep.json
     if record.get("grid") not in (None, {}, new_grid):  # (a new sweep's record has an empty grid: no note)

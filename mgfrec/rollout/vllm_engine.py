@@ -188,7 +188,8 @@ class VLLMEngine:
         self._shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
         self._optional = {"lm_head.weight"} if getattr(model.config, "tie_word_embeddings", False) else set()
         if self.options.model_path is not None:
-            path = self.options.model_path
+            local = Path(self.options.model_path).expanduser()  # "~/policy": vLLM would take it for a hub name
+            path = str(local) if local.exists() else self.options.model_path
         else:
             self._tmp = tempfile.mkdtemp(prefix="mgfrec-vllm-")
             save_on_this_rank(model, self._tmp)

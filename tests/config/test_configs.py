@@ -290,3 +290,40 @@ def test_a_group_of_one_is_refused_by_fit_but_a_runs_config_with_it_still_loads(
     with pytest.raises(ValueError, match=r"grpo.group_size \(--group-size\) 1: GRPO compares .* give at least 2"):
         run_fit(tmp_path / "no-data", tmp_path / "out", cfg)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.reliability
+def test_a_run_config_written_before_a_field_existed_reads_its_value_of_before(tmp_path):
+    """agent.max_feedback_tokens came later with default 512: a run written before it never cut feedback, and
+    evaluating or resuming it must not start to."""
+    import yaml
+
+    from mgfrec.config.load import WRITTEN_BEFORE, write_resolved
+
+    write_resolved(load_config(None), tmp_path)
+    assert load_config(tmp_path / "config.yaml").agent.max_feedback_tokens == 512  # written with the field
+    old = yaml.safe_load((tmp_path / "config.yaml").read_text(encoding="utf-8"))
+    del old["agent"]["max_feedback_tokens"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(old), encoding="utf-8")
+    assert WRITTEN_BEFORE == {"agent.max_feedback_tokens": None}
+    assert load_config(tmp_path / "config.yaml").agent.max_feedback_tokens is None
+    user = tmp_path / "mine.yaml"  # a user's own file (not every section): the new default
+    user.write_text("agent:\n  max_groundings: 2\n", encoding="utf-8")
+    assert load_config(user).agent.max_feedback_tokens == 512
+
+
+def test_a_components_check_config_may_return_a_string_or_fail(monkeypatch):
+    from mgfrec.config.components import check_components
+    from mgfrec.rollout.vllm_engine import VLLMEngine
+
+    cfg = load_config(None, ("rollout.engine=vllm", "rollout.options.seed=1"))
+    monkeypatch.setattr(VLLMEngine, "check_config", classmethod(lambda cls, o, c: "one problem"), raising=False)
+    with pytest.raises(ValueError, match=r"<t>: one problem$"):
+        check_components(cfg, source="<t>")
+
+    def broken(cls, options, config):
+        raise KeyError("agent")
+
+    monkeypatch.setattr(VLLMEngine, "check_config", classmethod(broken), raising=False)
+    with pytest.raises(ValueError, match=r"rollout_engine 'vllm' .*check_config failed: KeyError: 'agent' \(a bug"):
+        check_components(cfg, source="<t>")

@@ -223,7 +223,8 @@ def test_a_killed_cell_is_not_continued_under_another_config(tmp_path):
     killed = FakeCells(fail_on={1})  # a cell that failed (or was killed) after writing into its folder
     run_sweep(MGFRecConfig(), grid, tmp_path, killed)
     assert (tmp_path / "agent.max_groundings=1").is_dir()
-    with pytest.raises(ValueError, match=r"made with other settings \(the base --config or --set changed\)"):
+    changed = r"other settings \(the base --config or --set changed: trainer.lr: 0.0001 -> 0.5\)"
+    with pytest.raises(ValueError, match=changed):
         run_sweep(load_config(None, ["trainer.lr=0.5"]), grid, tmp_path, FakeCells())
     retried = FakeCells()
     run_sweep(MGFRecConfig(), grid, tmp_path, retried)  # the same config retries it
@@ -528,3 +529,28 @@ def test_two_grid_values_that_validate_to_one_config_are_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"cells agent.max_groundings=1 and agent.max_groundings=1.0 give the same"):
         run_sweep(MGFRecConfig(), {"agent.max_groundings": [1, 1.0]}, tmp_path / "s", cells)
     assert cells.calls == [] and not (tmp_path / "s").exists()
+
+
+@pytest.mark.reliability
+def test_a_cell_made_by_an_earlier_mgfrec_is_named_so_and_reused_with_the_setting_of_before(tmp_path):
+    """A config field added since (agent.max_feedback_tokens) changed every finished cell's digest: a rerun was
+    refused as if "the base --config or --set changed". The cell's own config.yaml now decides, its missing field
+    read with the value of before."""
+    import yaml
+
+    grid = {"agent.max_groundings": [1]}
+    run_sweep(MGFRecConfig(), grid, tmp_path, FakeCells())
+    cell = tmp_path / "agent.max_groundings=1"
+    write_resolved(cell_config(MGFRecConfig(), grid_cells(grid)[0]), cell)
+    old = yaml.safe_load((cell / "config.yaml").read_text(encoding="utf-8"))
+    del old["agent"]["max_feedback_tokens"]  # as an mgfrec without the field wrote it
+    (cell / "config.yaml").write_text(yaml.safe_dump(old), encoding="utf-8")
+    record = json.loads((tmp_path / "sweep.json").read_text(encoding="utf-8"))
+    record["cells"]["agent.max_groundings=1"]["config"] = "0123456789abcdef"  # that mgfrec's digest
+    (tmp_path / "sweep.json").write_text(json.dumps(record), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"by an earlier mgfrec, without agent.max_feedback_tokens; "
+                       r"--set agent.max_feedback_tokens=null reuses it"):  # fmt: skip
+        run_sweep(MGFRecConfig(), grid, tmp_path, FakeCells())
+    again = FakeCells()
+    rows = run_sweep(load_config(None, ["agent.max_feedback_tokens=null"]), grid, tmp_path, again)
+    assert again.calls == [] and [r["status"] for r in rows] == ["finished"]
