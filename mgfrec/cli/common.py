@@ -6,7 +6,7 @@ import json
 import math
 import re
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -183,6 +183,7 @@ def load(config: str | None, sets: list[str] | None, values: Mapping[str, Any] |
     from mgfrec.config.load import config_source, load_config
 
     _check_flag_values(values or {})
+    _check_flag_conflicts(values or {}, sets or ())
     cfg = load_config(config, sets or (), values)
     check_components(cfg, source=config_source(config, sets or (), values))
     return cfg
@@ -214,6 +215,31 @@ def _check_flag_values(values: Mapping[str, Any]) -> None:
         except ValidationError as exc:
             reason = exc.errors()[0]["msg"]
             raise ValueError(f"{param.opts[-1]} {value}: {reason[0].lower()}{reason[1:]} ({dotted})") from None
+
+
+def _check_flag_conflicts(values: Mapping[str, Any], sets: Sequence[str]) -> None:
+    """A typed flag and a ``--set`` of the same field with other values, refused naming both: ``--set`` won
+    silently (``baseline fit --model pop --set retriever.model=sasrec`` trained SASRec)."""
+    from mgfrec.config.load import parse_override
+
+    ctx = typer_click("globals").get_current_context(silent=True)
+    if ctx is None:
+        return
+    params = {p.name: p for p in ctx.command.params if getattr(p, "opts", None)}
+    for text in sets:
+        dotted = text.partition("=")[0].strip()
+        name = dotted.rpartition(".")[2]
+        param = params.get(name)
+        if dotted not in values or values[dotted] is None or param is None:
+            continue
+        if ctx.get_parameter_source(name).name not in ("COMMANDLINE", "ENVIRONMENT"):
+            continue
+        node: Any = parse_override(text)
+        for part in dotted.split("."):
+            node = node[part]
+        flag = values[dotted]
+        if node != flag and str(node) != str(flag):
+            raise ValueError(f"{param.opts[-1]} {flag} and --set {text} set {dotted} to two values; give one of them")
 
 
 def print_json(obj: Any) -> None:

@@ -486,3 +486,20 @@ def test_an_out_under_a_folder_that_cannot_be_searched_is_one_line(monkeypatch):
     errors: list[str] = []
     assert run_app(["data", "prepare", "synthetic", "--out", "/locked/run"], errors.append) == 2
     assert errors and "/locked/run: Permission denied" in errors[0], errors
+
+
+def test_a_flag_and_a_set_of_the_same_field_with_two_values_are_refused_before_any_work(tmp_path):
+    """--set won silently: `baseline fit --model pop --set retriever.model=sasrec` trained SASRec (47 s where a
+    popularity count was asked for), and flags such as --lr applied to the other model."""
+    prepare(DataConfig(source="synthetic", options={"n_users": 30, "n_items": 50, "n_artists": 10}), tmp_path / "data")
+    code, output = invoke(
+        "baseline", "fit", "--data", tmp_path / "data", "--out", tmp_path / "run", "--model", "pop",
+        "--set", "retriever.model=sasrec",
+    )  # fmt: skip
+    one_error(code, output, "--model pop and --set retriever.model=sasrec set retriever.model to two values")
+    assert not (tmp_path / "run").exists()
+    code, output = invoke(  # the same value twice is no conflict
+        "baseline", "fit", "--data", tmp_path / "data", "--out", tmp_path / "run", "--model", "pop",
+        "--set", "retriever.model=pop",
+    )  # fmt: skip
+    assert code == 0, output
