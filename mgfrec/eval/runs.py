@@ -138,10 +138,15 @@ class ResultReplacedWarning(UserWarning):
 
 
 def _check_current(run_dir: str | Path, reg: Registry | None) -> None:
-    """A baseline whose retriever can tell that its stored results are stale (``check_current``: a hybrid
-    whose reused collaborative run was fitted again), or a derived agent run whose trained run was trained again,
-    refuses before a stored result is read."""
+    """A run whose data set was prepared again since (its checksum), a baseline whose retriever can tell that its
+    stored results are stale (``check_current``: a hybrid whose reused collaborative run was fitted again), or a
+    derived agent run whose trained run was trained again, refuses before a stored result is read."""
     info = read_run_info(run_dir)
+    if info.data_checksum and (Path(info.data) / "manifest.json").is_file():
+        # its data set prepared again in place: evaluate refused the run, and report showed its old numbers
+        from mgfrec.retrievers.fit import open_data
+
+        open_data(Path(run_dir), info)
     if info.kind == "agent":
         check_derived_current(run_dir, info)  # a derived run whose trained run was trained again
         return

@@ -120,3 +120,18 @@ def test_an_out_that_is_a_file_is_named_before_any_run_is_evaluated(workdir):
         assert res.exit_code == 2 and f"Invalid value for '--out': {blocked}; --out names a folder" in text, text
     assert not list((workdir / "runs" / "sasrec-cds").glob("eval_*"))  # nothing was evaluated
     assert (workdir / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.reliability
+def test_a_run_whose_data_set_was_prepared_again_is_refused_as_evaluate_refuses_it(workdir):
+    """`evaluate` refused such a run ("was the data set prepared again?"); `report` showed its stored numbers for
+    a data set that no longer existed, with exit 0 and nothing on stderr."""
+    first = invoke("runs/sasrec-cds", "runs/mgfrec-cds", "--json", "--bootstrap", "0")
+    assert first.exit_code == 0, first.output
+    run_json = workdir / "runs" / "sasrec-cds" / "run.json"
+    info = json.loads(run_json.read_text(encoding="utf-8"))
+    info["data_checksum"] = "0123456789abcdef"  # trained on another data set than the folder now holds
+    run_json.write_text(json.dumps(info), encoding="utf-8")
+    again = invoke("runs/sasrec-cds", "runs/mgfrec-cds", "--json", "--bootstrap", "0")
+    assert again.exit_code == 2 and "was the data set prepared again?" in again.output, again.output
+    assert "Traceback" not in again.output
