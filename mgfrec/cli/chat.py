@@ -29,6 +29,7 @@ from mgfrec.cli.common import (
     print_error,
     split_titles,
     terminal_safe,
+    top_title,
     user_errors,
 )
 from mgfrec.cli.quiet import library_output
@@ -228,7 +229,7 @@ def _result(p: dict[str, Any]) -> None:
     if not p["top"]:
         out.print("no answer, so no ranking", highlight=False, markup=False)
     else:
-        table = Table(title=f"top {len(p['top'])} for the answer: {p['answer']}")
+        table = Table(title=top_title(p))
         for col in ("#", "item_id", "title", "score"):
             table.add_column(col)
         for n, item in enumerate(p["top"], 1):

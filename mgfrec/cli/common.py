@@ -242,6 +242,13 @@ def _check_flag_conflicts(values: Mapping[str, Any], sets: Sequence[str]) -> Non
             raise ValueError(f"{param.opts[-1]} {flag} and --set {text} set {dotted} to two values; give one of them")
 
 
+def top_title(p: Mapping[str, Any]) -> str:
+    """The title of a recommendation's top-k table: the answer it ranks from, or the baseline's scorer."""
+    if p.get("kind") == "baseline" or p.get("answer") is None:
+        return f"top {len(p['top'])} (ranked by the run's scorer)"
+    return f"top {len(p['top'])} for the answer: {p['answer']}"
+
+
 def print_json(obj: Any) -> None:
     """``--json`` output: one strict JSON object (a NaN or infinite number is written as null)."""
     from mgfrec.runs import json_ready

@@ -18,6 +18,7 @@ from mgfrec.cli.common import (
     run,
     split_titles,
     terminal_safe,
+    top_title,
 )
 
 
@@ -130,7 +131,7 @@ def _show(p: dict) -> None:
             markup=False,
         )
     if p["top"]:
-        table = Table(title=f"top {len(p['top'])} for the answer: {p['answer']}")
+        table = Table(title=top_title(p))
         for col in ("#", "item_id", "title", "score"):
             table.add_column(col)
         for n, item in enumerate(p["top"], 1):

@@ -65,11 +65,14 @@ def trajectory_markdown(trajectory: Mapping[str, Any], title: str = "Case study"
         if turn.get("error"):
             lines += ["", f"**Error:** {_md(turn['error'])}"]
         lines.append("")
-    end = (
-        f"**End:** {_md(trajectory.get('end_reason'))}; format valid: {trajectory.get('format_ok')}; "
-        f"groundings: {trajectory.get('groundings')}"
-    )
-    lines += [f"**Answer:** {_md(trajectory.get('answer'))}  ", end, ""]
+    if trajectory.get("kind") == "baseline":  # no agent: "Answer: None / End: None; format valid: None"
+        lines += ["A baseline run: ranked by its scorer, no trajectory.", ""]
+    else:
+        end = (
+            f"**End:** {_md(trajectory.get('end_reason'))}; format valid: {trajectory.get('format_ok')}; "
+            f"groundings: {trajectory.get('groundings')}"
+        )
+        lines += [f"**Answer:** {_md(trajectory.get('answer'))}  ", end, ""]
     if trajectory.get("top"):
         lines += [
             "## Top recommendations",

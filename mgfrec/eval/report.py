@@ -204,9 +204,15 @@ class Report:
     def legend(self) -> list[str]:
         """Two lines under :meth:`table`: what the marks, the brackets, N_full and "(ref)" mean."""
         pct = f"{self.confidence:.0%}"
-        return [
-            f"(ref): the reference run; {BETTER}/{WORSE}: significantly better/worse than it (alpha {self.alpha:g})",
-            f"[lo,hi]: {pct} bootstrap interval; bold: best; N_full: NDCG without cut-off",
+        marks = f"(ref): the reference run; {BETTER}/{WORSE}: significantly better/worse than it"
+        if self.bootstrap_samples > 0:
+            return [
+                f"{marks} (alpha {self.alpha:g})",
+                f"[lo,hi]: {pct} bootstrap interval; bold: best; N_full: NDCG without cut-off",
+            ]
+        return [  # eval.bootstrap_samples: 0: no interval is shown, and the sign test alone decides
+            f"{marks} by the exact sign test alone (alpha {self.alpha:g})",
+            "no intervals (eval.bootstrap_samples: 0); bold: best; N_full: NDCG without cut-off",
         ]
 
     def decoding(self) -> str | None:

@@ -126,3 +126,27 @@ def test_terminal_controls_in_feedback_and_titles_are_written_as_escapes():
     page = trajectory_markdown(trajectory)
     assert not any(c in page for c in ("\x1b", "\x07", "\u202e")), repr(page)
     assert "x1b\\[2J" in page and "quiet please" in page
+
+
+def test_a_baseline_runs_case_study_and_table_say_what_ranked_it_not_none():
+    """A baseline run has no answer, end or format: the page said "**Answer:** None" / "**End:** None; format
+    valid: None" and the table "top 2 for the answer: None"."""
+    from mgfrec.cli.common import top_title
+
+    baseline = {
+        "kind": "baseline",
+        "history": [{"title": "Toy Story"}],
+        "turns": [],
+        "answer": None,
+        "end_reason": None,
+        "format_ok": None,
+        "groundings": 0,
+        "top": [
+            {"title": "Star Wars", "item_id": "50", "score": 47.0},
+            {"title": "Fargo", "item_id": "7", "score": 9.0},
+        ],
+    }
+    page = trajectory_markdown(baseline)
+    assert "A baseline run: ranked by its scorer, no trajectory." in page and "None" not in page
+    assert top_title(baseline) == "top 2 (ranked by the run's scorer)"
+    assert top_title({**baseline, "kind": "agent", "answer": "Fargo"}) == "top 2 for the answer: Fargo"

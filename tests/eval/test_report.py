@@ -128,6 +128,11 @@ def test_the_table_fits_80_columns_with_names_whole_and_a_legend(runs, tiny_ds, 
     wide = Console(width=200, record=True)
     wide.print(rep.table(200))
     assert "H@5" in wide.export_text() and "in the report files" not in wide.export_text()
+    # without a bootstrap (eval.bootstrap_samples: 0) the legend explained intervals that were not shown
+    no_bootstrap = FAST.model_copy(update={"bootstrap_samples": 0})
+    plain = build_report([runs["constant"], runs["oracle"]], "test", config=no_bootstrap)
+    legend = " ".join(plain.legend())
+    assert "bootstrap interval" not in legend and "sign test alone" in legend and "no intervals" in legend
 
 
 @pytest.mark.reliability
