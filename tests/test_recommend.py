@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 from agentkit import tiny_agent_run
@@ -104,6 +105,7 @@ def test_a_markdown_path_that_cannot_be_a_file_is_refused_before_the_rollout(age
         (tmp_path / "afile" / "x.md", "is a file, not a folder"),
         (run / "config.yaml", "exists and is not a case study mgfrec wrote"),  # it was written over: a broken run
         (tmp_path / "notes.md", "exists and is not a case study mgfrec wrote"),
+        (Path("/proc/mgfrec-case-study.md"), "cannot be written"),  # a folder no file can be made in
     ]
     before = (run / "config.yaml").read_bytes()
     for path, words in cases:

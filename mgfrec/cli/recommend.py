@@ -96,6 +96,12 @@ def _check_file_path(path: Path, flag: str) -> None:
     existing = next((p for p in path.parents if p.exists()), None)
     if existing is not None and not existing.is_dir():
         raise ValueError(f"{flag} {path}: {existing} is a file, not a folder")
+    if existing == path.parent and not path.exists():  # can a file be made there? (/proc, a read-only mount)
+        try:
+            path.open("x", encoding="utf-8").close()
+        except OSError as exc:
+            raise ValueError(f"{flag} {path}: cannot be written ({exc.strerror or exc})") from None
+        path.unlink()
 
 
 def _show(p: dict) -> None:

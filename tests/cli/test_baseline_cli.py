@@ -160,6 +160,7 @@ def test_an_agent_run_is_not_replaced_by_a_baseline(data, tmp_path):
         and "holds a GRPO run (mgfrec fit); a baseline run (mgfrec baseline fit) needs a folder of its own"
         in flat(result.output)
     )
+    assert "fitting" not in result.output  # it announced the fit, then refused it
     assert json.loads((out / "run.json").read_text())["kind"] == "agent"
 
 
