@@ -348,7 +348,13 @@ def build_report(
         comparison, error = None, None
         if i != ref_index:
             try:
-                comparison = result.compare(reference, alpha=alpha, samples=config.bootstrap_samples, seed=config.seed)
+                comparison = result.compare(
+                    reference,
+                    alpha=alpha,
+                    samples=config.bootstrap_samples,
+                    seed=config.seed,
+                    names=(name, names[ref_index]),
+                )
             except MismatchedSamplesError as exc:
                 error = str(exc)
         rows.append(ReportRow(name, str(path), result, i == ref_index, comparison, error))

@@ -99,10 +99,15 @@ def result_for_run(
     subsample: the report cuts it, so a whole-split result is neither rolled out again nor overwritten)."""
     paths = result_paths(run_dir, split)
     wanted = (config or EvalConfig()).exclude_history if exclude_history is None else exclude_history
+    why = "missing"  # why no stored result is this comparison's, for --no-evaluate
     if paths["json"].is_file() and paths["ranks"].is_file():
         stored = EvalResult.load(run_dir, split)
         if stored.exclude_history is not None and stored.exclude_history != wanted:
             stored = None  # ranked the other way (--no-exclude-history): not this comparison's result
+            why = (
+                f"ranked with exclude_history: {str(not wanted).lower()}, and this comparison needs "
+                f"{str(wanted).lower()}"
+            )
     else:
         stored = None
     if stored is not None:
@@ -118,8 +123,13 @@ def result_for_run(
         wanted_ids = subsample_ids(ds.split(split)["sample_id"].to_numpy(), limit, (config or EvalConfig()).seed)
         if np.array_equal(np.sort(stored.sample_ids), wanted_ids):
             return stored  # this very subsample (the same size and eval.seed)
+        seed = (config or EvalConfig()).seed
+        why = f"holds {len(stored.ranks)} samples, not the {limit}-sample subsample of eval.seed {seed}"
     if not evaluate_missing:
-        raise FileNotFoundError(f"{paths['json']}: missing; run 'mgfrec evaluate {run_dir} --split {split}'")
+        again = f"mgfrec evaluate {run_dir} --split {split}" + (f" --limit {limit}" if limit is not None else "")
+        if why == "missing":
+            raise FileNotFoundError(f"{paths['json']}: missing; run '{again}'")
+        raise FileNotFoundError(f"{paths['json']}: {why}; run '{again}', or leave out --no-evaluate")
     if stored is not None:  # a subsample of other samples: this evaluation replaces it in the run folder
         warnings.warn(
             f"{run_dir}: its stored {split} evaluation ({len(stored.ranks)} samples) is replaced by one on the "

@@ -128,14 +128,20 @@ class EvalResult:
         return per_sample(self.ranks, self.ks)
 
     def compare(
-        self, other: EvalResult, alpha: float | None = None, samples: int | None = None, seed: int | None = None
+        self,
+        other: EvalResult,
+        alpha: float | None = None,
+        samples: int | None = None,
+        seed: int | None = None,
+        names: tuple[str, str] | None = None,
     ) -> dict[str, PairedComparison]:
         """Paired tests of this result (A) against ``other`` (B) on every metric both have.
 
-        Refuses results of different splits, data sets or sample sets, or whose targets disagree.
-        ``alpha`` defaults to 1 - confidence; ``samples`` and ``seed`` to this result's bootstrap settings.
+        Refuses results of different splits, data sets or sample sets, or whose targets disagree, naming them by
+        ``names`` (two runs, say) or else by their methods ("'pop' and 'pop'" told two runs of one method apart by
+        nothing). ``alpha`` defaults to 1 - confidence; ``samples`` and ``seed`` to this result's bootstrap settings.
         """
-        who = f"'{self.method}' and '{other.method}'"
+        who = f"'{names[0]}' and '{names[1]}'" if names else f"'{self.method}' and '{other.method}'"
         if self.split != other.split:
             raise MismatchedSamplesError(f"{who} were evaluated on different splits ({self.split} vs {other.split})")
         if self.data_checksum and other.data_checksum and self.data_checksum != other.data_checksum:

@@ -79,6 +79,8 @@ def test_runs_on_other_samples_stay_in_the_table_unmarked(runs, tiny_ds, tmp_pat
     other = make_run(tmp_path / "other-run", other_ds, NextItemOracle.name)
     rep = build_report([runs["constant"], other], "test", config=FAST)
     assert rep.rows[1].comparison is None and "different data sets" in rep.rows[1].comparison_error
+    # named by their runs: two runs of one method were "'pop' and 'pop'"
+    assert rep.rows[1].comparison_error.startswith(f"'{rep.rows[1].name}' and '{rep.rows[0].name}' were evaluated")
     assert any("not compared" in n for n in rep.notes())
 
 

@@ -45,6 +45,9 @@ def test_a_stored_result_ranked_the_other_way_is_evaluated_again(tiny_ds, tmp_pa
     left_out = result_for_run(run, "test", FAST)
     assert left_out.exclude_history is True and left_out.ranks.tolist() != ranked_too.ranks.tolist()
     assert result_for_run(run, "test", FAST, exclude_history=False).exclude_history is False
+    # --no-evaluate (report) said "eval_test.json: missing" of a file that is there, ranked the other way
+    with pytest.raises(FileNotFoundError, match=r"ranked with exclude_history: false, and this comparison needs true"):
+        result_for_run(run, "test", FAST, evaluate_missing=False)
 
 
 def test_refitting_a_baseline_into_its_folder_removes_the_earlier_models_results(tiny_ds, tmp_path):
