@@ -130,11 +130,11 @@ def plugin_env(tmp_path_factory):
     return root, env
 
 
-def fit(
-    root, env, name: str, strategy: str, devices: int, steps: int = 3, *extra: str
-) -> tuple[list[dict[str, str]], dict]:
-    out = root / name
-    args = [
+def fit_args(
+    root, out, strategy: str, devices: int, steps: int, *extra: str, valid: int = 5, reward: str = "length"
+) -> list[str]:
+    """The command of a small fit on the replay engine."""
+    return [
         sys.executable,
         "-m",
         "mgfrec.cli.main",
@@ -150,11 +150,11 @@ def fit(
         "--group-size",
         "3",
         "--valid-samples",
-        "5",
+        str(valid),
         "--rollout-engine",
         "replay",
         "--reward",
-        "length",
+        reward,
         "--kl-beta",
         "0.04",
         "--lr",
@@ -187,6 +187,13 @@ def fit(
         "grpo.updates_per_batch=2",
         *extra,
     ]
+
+
+def fit(
+    root, env, name: str, strategy: str, devices: int, steps: int = 3, *extra: str
+) -> tuple[list[dict[str, str]], dict]:
+    out = root / name
+    args = fit_args(root, out, strategy, devices, steps, *extra)
     proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout)  # one JSON object: the other processes print nothing
@@ -251,6 +258,11 @@ def test_two_processes_resume_like_one(plugin_env, single):
     assert_same(rows, single[0], {3.0})
 
 
+def long_fit(root, out, reward: str) -> list[str]:
+    """A 2-process ddp fit of many quick steps, to be stopped or to fail."""
+    return fit_args(root, out, "ddp", 2, 300, valid=0, reward=reward)
+
+
 @pytest.mark.slow
 @pytest.mark.reliability
 def test_sigterm_to_the_first_process_stops_both_at_a_step(plugin_env):
@@ -263,45 +275,7 @@ def test_sigterm_to_the_first_process_stops_both_at_a_step(plugin_env):
 
     root, env = plugin_env
     out = root / "terminated"
-    args = [
-        sys.executable,
-        "-m",
-        "mgfrec.cli.main",
-        "fit",
-        "--data",
-        str(root / "data"),
-        "--out",
-        str(out),
-        "--strategy",
-        "ddp",
-        "--max-steps",
-        "300",
-        "--group-size",
-        "3",
-        "--valid-samples",
-        "0",
-        "--rollout-engine",
-        "replay",
-        "--reward",
-        "length",
-        "--no-progress",
-        "--user-agent",
-        "none",
-        "--set",
-        f"agent.template={root / 'system.txt'}",
-        "--set",
-        "agent.decoding=free",
-        "--set",
-        "trainer.global_batch_size=4",
-        "--set",
-        "trainer.micro_batch_size=4",
-        "--set",
-        "retriever.recall_size=5",
-        "--set",
-        "trainer.accelerator=cpu",
-        "--set",
-        "trainer.devices=2",
-    ]
+    args = long_fit(root, out, "length")
     proc = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
     metrics, deadline = out / "metrics.csv", time.monotonic() + 600
     try:
@@ -323,48 +297,6 @@ def test_sigterm_to_the_first_process_stops_both_at_a_step(plugin_env):
     assert saved == max(logged) and saved < 300
 
 
-def long_fit(root, out, *extra: str) -> list[str]:
-    """A 2-process ddp fit of many quick steps, to be stopped or to fail."""
-    return [
-        sys.executable,
-        "-m",
-        "mgfrec.cli.main",
-        "fit",
-        "--data",
-        str(root / "data"),
-        "--out",
-        str(out),
-        "--strategy",
-        "ddp",
-        "--max-steps",
-        "300",
-        "--group-size",
-        "3",
-        "--valid-samples",
-        "0",
-        "--rollout-engine",
-        "replay",
-        "--no-progress",
-        "--user-agent",
-        "none",
-        "--set",
-        f"agent.template={root / 'system.txt'}",
-        "--set",
-        "agent.decoding=free",
-        "--set",
-        "trainer.global_batch_size=4",
-        "--set",
-        "trainer.micro_batch_size=4",
-        "--set",
-        "retriever.recall_size=5",
-        "--set",
-        "trainer.accelerator=cpu",
-        "--set",
-        "trainer.devices=2",
-        *extra,
-    ]
-
-
 @pytest.mark.slow
 @pytest.mark.reliability
 @pytest.mark.parametrize(("where", "code"), [("step", 1), ("start", 2)])
@@ -377,7 +309,7 @@ def test_a_failure_in_the_second_process_ends_the_fit_in_one_line_each(plugin_en
 
     root, env = plugin_env
     out = root / f"fails-at-{where}"
-    args = long_fit(root, out, "--reward", "failing", "--max-steps", "5")
+    args = fit_args(root, out, "ddp", 2, 5, valid=0, reward="failing")
     proc = subprocess.Popen(
         args, env={**env, "MGFREC_TEST_FAIL": where}, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
