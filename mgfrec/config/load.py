@@ -143,6 +143,14 @@ def set_path(raw: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
     return _merge(raw, node)
 
 
+def flat_fields(node: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested mapping (a config's dump) as ``{prefix + "section.field": value}``; an empty mapping is a value of
+    its own. What a comparison of two configs names its fields by."""
+    if isinstance(node, dict) and node:
+        return {k: v for key, value in node.items() for k, v in flat_fields(value, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): node}
+
+
 def validate(raw: Mapping[str, Any], source: str = "<config>") -> MGFRecConfig:
     """Validate a nested dict; the error lists every wrong field by its dotted path. A key that is still read
     but has a newer spelling gives a :class:`ConfigDeprecationWarning` naming ``source``."""

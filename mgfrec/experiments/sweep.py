@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from mgfrec.config.load import ConfigError, load_config
+from mgfrec.config.load import ConfigError, flat_fields, load_config
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.experiments.grid import (  # noqa: F401 (the grid's names are sweep's too, as before)
     Cell,
@@ -113,16 +113,17 @@ def fit_and_evaluate(
 
 
 def _same_config(run_dir: Path, cfg: MGFRecConfig) -> None:
-    """Refuse to reuse a finished fit in ``run_dir`` whose ``config.yaml`` is not ``cfg``'s (as written): the same
-    :func:`config_digest` that ``sweep.json`` records."""
+    """Refuse to reuse a finished fit in ``run_dir`` whose ``config.yaml`` is not ``cfg`` (compared as
+    :func:`_changes` does), naming the fields that differ."""
     path = run_dir / "config.yaml"
     try:
         written = load_config(path)  # a field added since it was written: its value of before (WRITTEN_BEFORE)
     except (OSError, ValueError, yaml.YAMLError) as exc:
         raise ValueError(f"{path}: cannot read the finished fit's config ({exc}); delete {run_dir}") from None
-    if _comparable(written) != _comparable(cfg):
+    changed = _changes(written, cfg)
+    if changed:
         raise ValueError(
-            f"{run_dir}: holds a finished fit made with another config ({_differences(written, cfg)}); delete the "
+            f"{run_dir}: holds a finished fit made with another config ({_differences(changed)}); delete the "
             "folder to train this cell again"
         )
 
@@ -142,13 +143,17 @@ def _comparable(cfg: MGFRecConfig) -> dict[str, Any]:
     return dump
 
 
-def _differences(before: MGFRecConfig, now: MGFRecConfig, shown: int = 4) -> str:
-    """``field: old -> new`` for the fields in which two cell configs differ (secrets removed)."""
+def _changes(before: MGFRecConfig, now: MGFRecConfig) -> dict[str, tuple[Any, Any]]:
+    """``{field: (old, new)}`` for the fields in which two cell configs differ, compared as :func:`_comparable`
+    writes them; empty when they are the same config."""
+    a, b = flat_fields(_comparable(before)), flat_fields(_comparable(now))
+    return {k: (a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
 
-    a, b = _flat(_comparable(before)), _flat(_comparable(now))
-    keys = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
-    text = "; ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys[:shown])
-    return text + (f"; and {len(keys) - shown} more" if len(keys) > shown else "") if keys else "no field differs"
+
+def _differences(changed: Mapping[str, tuple[Any, Any]], shown: int = 4) -> str:
+    """``field: old -> new; ...`` of :func:`_changes` (not empty), the first ``shown`` of them."""
+    text = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in list(changed.items())[:shown])
+    return text + (f"; and {len(changed) - shown} more" if len(changed) > shown else "")
 
 
 # ---- the sweep ------------------------------------------------------------------------------------------
@@ -212,26 +217,17 @@ def _cell_config(cell_dir: Path) -> MGFRecConfig | None:
         return None
 
 
-def _why_config(cell_dir: Path, cfg: MGFRecConfig | None) -> str:
-    """What differs between a stale cell's own ``config.yaml`` and the config this run gives it, or the general
-    reason when the folder holds none."""
+def _why_config(changed: Mapping[str, tuple[Any, Any]] | None) -> str:
+    """Why a stale cell's config is not this run's: its fields that differ (:func:`_changes` of the cell's own
+    ``config.yaml``), or the general reason when the folder holds none."""
     from mgfrec.config.load import WRITTEN_BEFORE
 
-    written = _cell_config(cell_dir)
-    if written is None or cfg is None:
+    if not changed:
         return "the base --config or --set changed"
-    before, now = _flat(_comparable(written)), _flat(_comparable(cfg))
-    keys = {k for k in before.keys() | now.keys() if before.get(k) != now.get(k)}
-    if keys and keys <= set(WRITTEN_BEFORE):  # only fields this mgfrec added: the cell was made by an earlier one
-        sets = " ".join(f"--set {k}={'null' if before.get(k) is None else before.get(k)}" for k in sorted(keys))
-        return f"by an earlier mgfrec, without {', '.join(sorted(keys))}; {sets} reuses it"
-    return f"the base --config or --set changed: {_differences(written, cfg)}"
-
-
-def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(node, dict) and node:
-        return {k: v for key, value in node.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
-    return {prefix.rstrip("."): node}
+    if set(changed) <= set(WRITTEN_BEFORE):  # only fields this mgfrec added: the cell was made by an earlier one
+        sets = " ".join(f"--set {k}={'null' if old is None else old}" for k, (old, _) in changed.items())
+        return f"by an earlier mgfrec, without {', '.join(changed)}; {sets} reuses it"
+    return f"the base --config or --set changed: {_differences(changed)}"
 
 
 def _refuse_stale(
@@ -245,6 +241,7 @@ def _refuse_stale(
     under another config or other runner settings: its numbers would be reported as this sweep's. An entry
     without a recorded digest (an older sweep.json) is not compared on it."""
     stale: dict[str, list[str]] = {"config": [], "settings": []}
+    changes: dict[str, dict[str, tuple[Any, Any]] | None] = {}  # a stale cell's fields that differ, where known
     for name, entry in record.get("cells", {}).items():
         if name not in digests:
             continue
@@ -253,14 +250,15 @@ def _refuse_stale(
         if entry.get("config", digests[name]) != digests[name]:
             # an earlier mgfrec's digest (its config had fewer fields): the cell's own config.yaml decides
             written = _cell_config(out / name) if configs and name in configs else None
-            if written is None or _comparable(written) != _comparable(configs[name]):
+            changes[name] = None if written is None else _changes(written, configs[name])
+            if changes[name] != {}:
                 stale["config"].append(name)
         elif entry.get("settings", settings) != settings:
             stale["settings"].append(name)
     for what, names in stale.items():
         if names:
             if what == "config":
-                why = _why_config(out / names[0], (configs or {}).get(names[0]))
+                why = _why_config(changes[names[0]])
             else:
                 why = (
                     "--init, --recall-model, --max-train-samples, --valid-samples, --eval-split, --eval-limit or "

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mgfrec.config.load import load_config
+from mgfrec.config.load import flat_fields, load_config
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.text.prompts import PROMPT_FILES, same_prompt
@@ -97,7 +97,8 @@ def check_resume_config(out: Path, cfg: MGFRecConfig) -> None:
     saved_path = out / "config.yaml"
     if not saved_path.is_file():
         return
-    saved, given = _flat(load_config(saved_path).model_dump(mode="json")), _flat(cfg.model_dump(mode="json"))
+    saved = flat_fields(load_config(saved_path).model_dump(mode="json"))
+    given = flat_fields(cfg.model_dump(mode="json"))
     differ = [
         k
         for k in sorted(saved.keys() | given.keys())
@@ -114,12 +115,6 @@ def check_resume_config(out: Path, cfg: MGFRecConfig) -> None:
             "settings (only max_steps, evaluation, logging and user agent connection settings may change), "
             "or start a new fit in another folder"
         )
-
-
-def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(node, dict) and node:
-        return {k: v for key, value in node.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
-    return {prefix.rstrip("."): node}
 
 
 def starting_config(out: str | Path, resume: bool, config: str | Path | None = None) -> str | None:
