@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from mgfrec.config.schema import EvalConfig
+from mgfrec.data.prepared import PreparedDataset
 from mgfrec.data.protocol import check_limit, subsample_ids
 from mgfrec.ranking.evaluator import evaluate
 from mgfrec.ranking.results import EvalResult, result_paths
@@ -111,13 +112,13 @@ def result_for_run(
     else:
         stored = None
     if stored is not None:
-        _check_current(run_dir, reg)
+        ds = _check_current(run_dir, reg)
         if limit is None:
             return stored
         info = read_run_info(run_dir)
         if info.kind != "agent":
             return stored
-        ds = open_data(Path(run_dir), info)
+        ds = ds if ds is not None else open_data(Path(run_dir), info)
         if len(stored.ranks) == int(ds.counts["samples"][split]):
             return stored  # the whole split, which the report cuts to the subsample
         wanted_ids = subsample_ids(ds.split(split)["sample_id"].to_numpy(), limit, (config or EvalConfig()).seed)
@@ -147,25 +148,26 @@ class ResultReplacedWarning(UserWarning):
     """A run's stored evaluation was replaced by one on another subsample (``mgfrec report --limit``)."""
 
 
-def _check_current(run_dir: str | Path, reg: Registry | None) -> None:
+def _check_current(run_dir: str | Path, reg: Registry | None) -> PreparedDataset | None:
     """A run whose data set was prepared again since (its checksum), a baseline whose retriever can tell that its
     stored results are stale (``check_current``: a hybrid whose reused collaborative run was fitted again), or a
-    derived agent run whose trained run was trained again, refuses before a stored result is read."""
+    derived agent run whose trained run was trained again, refuses before a stored result is read. Returns the
+    run's data set where it was opened to check it (None where it is not there to check)."""
     info = read_run_info(run_dir)
+    ds = None
     if info.data_checksum and (Path(info.data) / "manifest.json").is_file():
         # its data set prepared again in place: evaluate refused the run, and report showed its old numbers
-        from mgfrec.retrievers.fit import open_data
-
-        open_data(Path(run_dir), info)
+        ds = open_data(Path(run_dir), info)
     if info.kind == "agent":
         check_derived_current(run_dir, info)  # a derived run whose trained run was trained again
-        return
+        return ds
     if info.kind != "baseline":
-        return
+        return ds
     try:
         cls = (reg or registry()).load("retriever", info.model)
     except RegistryError:
-        return  # evaluating it names the problem
+        return ds  # evaluating it names the problem
     check = getattr(cls, "check_current", None)
     if check is not None:
         check(run_dir)
+    return ds
