@@ -189,6 +189,15 @@ def load(config: str | None, sets: list[str] | None, values: Mapping[str, Any] |
     return cfg
 
 
+def _command_flags() -> tuple[Any, dict[str, Any]] | None:
+    """The running command's click context and its options by parameter name; None outside a command (a library
+    caller of :func:`load`)."""
+    ctx = typer_click("globals").get_current_context(silent=True)
+    if ctx is None:
+        return None
+    return ctx, {p.name: p for p in ctx.command.params if getattr(p, "opts", None)}
+
+
 def _check_flag_values(values: Mapping[str, Any]) -> None:
     """Each typed flag's value against its config field, named by the flag the user typed (``--batch-size 0:
     ...``): the config's own error named the field ("<defaults> with overrides: invalid config:
@@ -198,10 +207,10 @@ def _check_flag_values(values: Mapping[str, Any]) -> None:
 
     from mgfrec.config.schema import MGFRecConfig
 
-    ctx = typer_click("globals").get_current_context(silent=True)
-    if ctx is None:
+    command = _command_flags()
+    if command is None:
         return
-    params = {p.name: p for p in ctx.command.params if getattr(p, "opts", None)}
+    ctx, params = command
     for dotted, value in values.items():
         section, _, name = dotted.partition(".")
         param = params.get(name)
@@ -222,10 +231,10 @@ def _check_flag_conflicts(values: Mapping[str, Any], sets: Sequence[str]) -> Non
     silently (``baseline fit --model pop --set retriever.model=sasrec`` trained SASRec)."""
     from mgfrec.config.load import parse_override
 
-    ctx = typer_click("globals").get_current_context(silent=True)
-    if ctx is None:
+    command = _command_flags()
+    if command is None:
         return
-    params = {p.name: p for p in ctx.command.params if getattr(p, "opts", None)}
+    ctx, params = command
     for text in sets:
         dotted = text.partition("=")[0].strip()
         name = dotted.rpartition(".")[2]
