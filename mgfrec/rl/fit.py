@@ -46,7 +46,7 @@ from mgfrec.registry import Registry, registry, with_registry
 from mgfrec.retrievers.training import lightning_ctrl_c
 from mgfrec.rl.distributed import barrier, check_batch_split, launched_as_main
 from mgfrec.rl.module import GRPOModule
-from mgfrec.rl.peers import GRACE_S, ChildWatch, PeerFailed, failed_child, peer_failure
+from mgfrec.rl.peers import ChildWatch, as_peer_failure
 from mgfrec.rl.resume import (  # noqa: F401 - RESUMABLE: importable from here as before the split
     CHECKPOINT_STEPS,
     RESUMABLE,
@@ -341,11 +341,11 @@ def run_fit(
         log_every_n_steps=cfg.trainer.log_every_n_steps,
         num_sanity_val_steps=0,
     )
-    # Ctrl-C: Lightning's silent exit 1 is the user's stop, as anywhere else (exit 130), and the run can be resumed
     # the first process under Lightning's launcher: the others it starts are watched (rl.peers)
     launcher = trainer.strategy.launcher
     watch = ChildWatch(launcher).start() if trainer.world_size > 1 and hasattr(launcher, "procs") else None
     try:
+        # Ctrl-C: Lightning's silent exit 1 is the user's stop, as anywhere else (exit 130); the run can be resumed
         with lightning_ctrl_c(lambda: trainer.state.status == TrainerStatus.INTERRUPTED):
             # weights_only=False: the checkpoint holds numpy/python RNG states; it is this run's own file
             trainer.fit(module, ckpt_path=str(ckpt) if options.resume else None, weights_only=False)
@@ -354,13 +354,10 @@ def run_fit(
             raise
         raise stop_exception(stop.requested) from None  # SIGTERM is told apart from Ctrl-C (exit 143)
     except RuntimeError as exc:  # another process failed: one line here, not a collective's traceback
-        if trainer.world_size == 1 or not peer_failure(exc):
+        failure = as_peer_failure(exc, trainer.global_rank, trainer.world_size, launcher, watch)
+        if failure is None:
             raise
-        if watch is not None and not watch.claim():
-            time.sleep(2 * GRACE_S)  # the watch reports it and ends this process
-        failed = failed_child(launcher, wait_s=2 * GRACE_S)  # its exit code, where this process started it
-        who, code = failed if failed else (None, None)
-        raise PeerFailed(trainer.global_rank, code, who) from None
+        raise failure from None
     finally:
         stop.restore()  # after the final checkpoint: a signal while it was written let the run finish
         if watch is not None:

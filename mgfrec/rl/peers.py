@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from typing import Any
 
 GRACE_S = 3.0  # after another process failed: how long the first may take to begin stopping on its own
@@ -41,8 +42,6 @@ def peer_failure(exc: BaseException) -> bool:
 def failed_child(launcher: Any, wait_s: float = 0.0) -> tuple[int, int] | None:
     """``(process number, exit code)`` of the first process that ``launcher`` (Lightning's subprocess launcher, in
     the first process) started and that exited with an error, waiting up to ``wait_s`` for one; None if none."""
-    import time
-
     procs = list(getattr(launcher, "procs", None) or [])
     deadline = time.monotonic() + wait_s
     while True:
@@ -53,6 +52,21 @@ def failed_child(launcher: Any, wait_s: float = 0.0) -> tuple[int, int] | None:
         if time.monotonic() >= deadline:
             return None
         time.sleep(0.1)
+
+
+def as_peer_failure(
+    exc: BaseException, rank: int, size: int, launcher: Any, watch: ChildWatch | None
+) -> PeerFailed | None:
+    """The one line that replaces ``exc`` in process ``rank`` of ``size`` when it is another process's failure
+    (None when it is not: a bug of this process keeps its traceback). The first process under Lightning's launcher
+    names the failed process and its exit code, and leaves the report to ``watch`` when it reports already."""
+    if size == 1 or not peer_failure(exc):
+        return None
+    if watch is not None and not watch.claim():
+        time.sleep(2 * GRACE_S)  # the watch reports it and ends this process
+    failed = failed_child(launcher, wait_s=2 * GRACE_S)  # its exit code, where this process started it
+    who, code = failed if failed else (None, None)
+    return PeerFailed(rank, code, who)
 
 
 class ChildWatch:
