@@ -123,17 +123,24 @@ PROMPT_FIELDS = {k.removeprefix("agent."): v for k, v in PROMPT_FILES.items() if
 """``agent`` fields that name a template file, and the kind of each."""
 
 
+def _files_of(section: Any, prefix: str) -> Iterable[tuple[str, str, str, str | None]]:
+    """``(dotted, name, kind, path)`` of each :data:`PROMPT_FILES` field of ``section`` (the config's ``prefix``
+    section)."""
+    for dotted, kind in PROMPT_FILES.items():
+        owner, _, name = dotted.partition(".")
+        if owner == prefix:
+            yield dotted, name, kind, getattr(section, name)
+
+
 def _keep(section: Any, prefix: str, run_dir: str | Path) -> Any:
     """``section`` (``agent`` or ``user_agent``) with each template file it names copied into
     ``RUN/prompts/<kind>.txt`` and named there (absolute)."""
     folder = Path(run_dir).resolve() / RUN_PROMPTS
     update: dict[str, str] = {}
-    for dotted, kind in PROMPT_FILES.items():
-        owner, _, name = dotted.partition(".")
-        path = getattr(section, name) if owner == prefix else None
+    for dotted, name, kind, path in _files_of(section, prefix):
         if path is None:
             continue
-        if owner == "user_agent":
+        if prefix == "user_agent":
             # read by the backends that use it (remote, hf-chat; a plugin may have its own placeholders), never by
             # simulated or none: kept as it is when there is a file, and a path with no file is left for the
             # backend to name (a fit must not fail over a file its user agent never reads)
@@ -151,9 +158,7 @@ def _keep(section: Any, prefix: str, run_dir: str | Path) -> Any:
 
 def _of_run(section: Any, prefix: str, run_dir: str | Path) -> Any:
     update: dict[str, str] = {}
-    for dotted, kind in PROMPT_FILES.items():
-        owner, _, name = dotted.partition(".")
-        path = getattr(section, name) if owner == prefix else None
+    for _, name, kind, path in _files_of(section, prefix):
         copy = Path(run_dir) / RUN_PROMPTS / f"{kind}.txt"
         if path is not None and not Path(path).expanduser().is_file() and copy.is_file():
             update[name] = str(copy.resolve())
