@@ -275,27 +275,41 @@ def test_gradient_checkpointing_gives_the_same_grpo_step(data):
         assert float(ckpt[key]) == pytest.approx(float(plain[key]), rel=1e-5, abs=1e-7), key
 
 
-@pytest.mark.reliability
-def test_ctrl_c_stops_a_fit_with_130_and_says_how_to_resume(data):
-    """Lightning answers Ctrl-C with a silent sys.exit(1): the fit ended with code 1 and printed nothing."""
+def logged_steps(out) -> list[float]:
+    """The steps of ``out/metrics.csv`` (none before it is written)."""
     import csv
+
+    if not (out / "metrics.csv").is_file():
+        return []
+    with (out / "metrics.csv").open(encoding="utf-8") as f:
+        return [float(r["step"]) for r in csv.DictReader(f)]
+
+
+def running_fit(data, out, *extra: str):
+    """A 40-step fit in a subprocess, returned once it has logged two rows (so a signal lands mid-run)."""
     import os
-    import signal
     import subprocess
     import sys
     import time
 
-    out = data / "interrupted"
     args = [sys.executable, "-m", "mgfrec.cli.main", "fit", "--data", str(data / "data"), "--out", str(out)]
-    args += ["--max-steps", "40", "--group-size", "2", "--valid-samples", "0", "--no-progress"]
+    args += ["--max-steps", "40", "--group-size", "2", "--valid-samples", "0", "--no-progress", *extra]
     args += tiny_fit_sets(data / "system.txt")
     proc = subprocess.Popen(args, env={**os.environ, "OMP_NUM_THREADS": "1"}, stderr=subprocess.PIPE, text=True)
-    metrics, deadline = out / "metrics.csv", time.monotonic() + 600
-    while proc.poll() is None and time.monotonic() < deadline:
-        if metrics.is_file() and len(list(csv.DictReader(metrics.open(encoding="utf-8")))) >= 2:
-            break
+    deadline = time.monotonic() + 600
+    while proc.poll() is None and time.monotonic() < deadline and len(logged_steps(out)) < 2:
         time.sleep(0.2)
     assert proc.poll() is None, proc.stderr.read()[-2000:]
+    return proc
+
+
+@pytest.mark.reliability
+def test_ctrl_c_stops_a_fit_with_130_and_says_how_to_resume(data):
+    """Lightning answers Ctrl-C with a silent sys.exit(1): the fit ended with code 1 and printed nothing."""
+    import signal
+
+    out = data / "interrupted"
+    proc = running_fit(data, out)
     proc.send_signal(signal.SIGINT)
     stderr = proc.communicate(timeout=300)[1]
     assert proc.returncode == 130, stderr[-2000:]
@@ -308,36 +322,17 @@ def test_sigterm_stops_a_fit_with_143_after_checkpointing_its_last_step(data):
     """SIGTERM (kill, timeout, a scheduler) ended the fit as "stopped by the user (Ctrl-C)", exit 130, and
     lost the steps since the last checkpoint. Now the step under way finishes, is checkpointed, and the fit
     exits 143 saying so; --resume continues from it."""
-    import csv
-    import os
     import signal
-    import subprocess
-    import sys
-    import time
 
     out = data / "terminated"
-    args = [sys.executable, "-m", "mgfrec.cli.main", "fit", "--data", str(data / "data"), "--out", str(out)]
-    args += ["--max-steps", "40", "--group-size", "2", "--valid-samples", "0", "--no-progress"]
-    args += ["--checkpoint-every", "100", *tiny_fit_sets(data / "system.txt")]  # only the stop checkpoints
-
-    def steps() -> list[float]:
-        with (out / "metrics.csv").open(encoding="utf-8") as f:
-            return [float(r["step"]) for r in csv.DictReader(f)]
-
-    proc = subprocess.Popen(args, env={**os.environ, "OMP_NUM_THREADS": "1"}, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 600
-    while proc.poll() is None and time.monotonic() < deadline:
-        if (out / "metrics.csv").is_file() and len(steps()) >= 2:
-            break
-        time.sleep(0.2)
-    assert proc.poll() is None, proc.stderr.read()[-2000:]
+    proc = running_fit(data, out, "--checkpoint-every", "100")  # only the stop checkpoints
     proc.send_signal(signal.SIGTERM)
     stderr = proc.communicate(timeout=300)[1]
     assert proc.returncode == 143, stderr[-2000:]
     assert "stopped by SIGTERM" in stderr and "Traceback" not in stderr, stderr[-2000:]
     assert "SIGTERM: the fit stops after this step" in stderr and "with --resume continues it" in stderr
     saved = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)["mgfrec"]["batches_done"]
-    assert saved == max(steps()) >= 1 and not (out / "run.json").exists()  # every logged step is in it
+    assert saved == max(logged_steps(out)) >= 1 and not (out / "run.json").exists()  # every logged step is in it
 
 
 @pytest.mark.reliability
