@@ -32,6 +32,7 @@ from mgfrec.embed.cache import cached_item_embeddings
 from mgfrec.eval.report import Report, build_report
 from mgfrec.retrievers.fit import fit_baseline
 from mgfrec.runs import NOT_A_RUN, RUN_FILE, read_json_object, read_run_info, recall_run_of, refuse_held
+from mgfrec.signals import stop_exception, stopped_by
 
 DEMO_BASELINES: tuple[str, ...] = ("pop", "last-title", "sasrec", "hybrid")  # the cheap default set
 ALL_BASELINES: tuple[str, ...] = (
@@ -174,12 +175,13 @@ def run_demo(
             stopped = getattr(result.retriever, "stopped", None)
             why = f" (stopped: {stopped})" if stopped in ("time cap", "step cap", "early stopping") else ""
             say(f"[{name}] valid NDCG@10 {result.valid_ndcg10:.4f}{why}")
-            if stopped == "user":  # Ctrl-C ended this fit cleanly; the user wants the demo to stop, not go on
+            if stopped == "user":  # a signal ended this fit cleanly; the user wants the demo to stop, not go on
+                by = stopped_by(getattr(result.retriever, "stop_signal", None))
                 say(
-                    f"[demo] stopped by the user: {run_dir} is finished from its best checkpoint; rerun the same "
+                    f"[demo] stopped by {by}: {run_dir} is finished from its best checkpoint; rerun the same "
                     "command to go on from the next stage"
                 )
-                raise KeyboardInterrupt
+                raise stop_exception(getattr(result.retriever, "stop_signal", None))
         runs.append(run_dir)
 
     agent_runs: list[Path] = []

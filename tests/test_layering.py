@@ -19,7 +19,15 @@ ROOT = Path(__file__).resolve().parents[1] / "mgfrec"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     (
         "foundation",
-        ("mgfrec", "mgfrec.runs", "mgfrec.registry", "mgfrec.config", "mgfrec.progress", "mgfrec.validation"),
+        (
+            "mgfrec",
+            "mgfrec.runs",
+            "mgfrec.registry",
+            "mgfrec.config",
+            "mgfrec.progress",
+            "mgfrec.validation",
+            "mgfrec.signals",
+        ),
     ),
     ("text", ("mgfrec.text",)),
     ("data", ("mgfrec.data",)),

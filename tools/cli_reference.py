@@ -23,7 +23,8 @@ field override it for that run; `--set section.field=value` overrides any field 
 field two values are refused); `--json` prints one JSON value on stdout when the command succeeds: an object, or
 an array where the command returns a list (`index query`, `figures`, `sweep`); strict JSON, a NaN or infinite
 number is `null`. A command refused or failed prints nothing on stdout: its `error:` line goes to stderr, with
-exit code 2 (a user error) or 1; Ctrl-C is 130 (SIGTERM stopping a `fit` is 143). `sweep` prints its rows even
+exit code 2 (a user error) or 1; Ctrl-C is 130, SIGTERM 143 (it stops a command as Ctrl-C does: clean-ups run and
+it says `stopped by SIGTERM`; `baseline fit` finishes from its best epoch, exit 0). `sweep` prints its rows even
 when a cell failed, then exits 1.
 `mgfrec --verbose COMMAND` shows the libraries' own logs, warnings and progress bars (transformers, Lightning,
 torch, vLLM), hidden by default; long stages print their own progress line on stderr either way (a bar on a

@@ -29,6 +29,7 @@ from mgfrec.registry import Registry, with_registry
 from mgfrec.retrievers.fit import fit_baseline
 from mgfrec.retrievers.recall import recall_lists
 from mgfrec.runs import RUN_FILE, read_run_info, wait_until
+from mgfrec.signals import stop_exception
 
 
 @dataclass(frozen=True)
@@ -97,8 +98,9 @@ def recall_for(
     before_fit()
     if getattr(fitted.retriever, "stopped", None) == "user":
         # The recall fit's Ctrl-C stops it gracefully (its best epoch is saved), as in `mgfrec baseline fit`; here it
-        # is the whole command the user stopped, not one stage of it (the command went on, and exited 0)
-        raise KeyboardInterrupt
+        # is the whole command the user stopped, not one stage of it (the command went on, and exited 0); a SIGTERM
+        # stops it as SIGTERM (exit 143), not as Ctrl-C
+        raise stop_exception(getattr(fitted.retriever, "stop_signal", None))
     return run_dir, options.recall_model
 
 

@@ -113,8 +113,11 @@ def fit(
         return
     epoch = f" (best epoch {summary['best_epoch']})" if summary["best_epoch"] is not None else ""
     if summary["stopped"] == "user":
+        from mgfrec.signals import stopped_by
+
+        by = stopped_by(getattr(result.retriever, "stop_signal", None))
         console.print(
-            f"stopped by the user: {out_dir} holds the best epoch so far{epoch} and its run.json "
+            f"stopped by {by}: {out_dir} holds the best epoch so far{epoch} and its run.json "
             "(marked stopped: user); rerun the same command to train from the start",
             highlight=False,
         )

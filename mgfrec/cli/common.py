@@ -158,13 +158,15 @@ def split_titles(text: str) -> list[str]:
 def run(fn: Callable[[], T]) -> T:
     """``fn()`` with clean errors. Anything printed to stdout while it works (DeepSpeed and other libraries
     print there) goes to stderr: a command's stdout is only what it prints afterwards (its table or --json).
-    Long stages show their progress on stderr (:mod:`mgfrec.progress`)."""
+    Long stages show their progress on stderr (:mod:`mgfrec.progress`). SIGTERM stops ``fn`` as Ctrl-C does
+    (:mod:`mgfrec.signals`): its clean-ups run, and it says "stopped by SIGTERM", exit 143."""
     from mgfrec import progress
     from mgfrec.cli.quiet import library_output
     from mgfrec.rl.peers import PeerFailed
+    from mgfrec.signals import sigterm_stops
 
     try:
-        with user_errors(), redirect_stdout(sys.stderr), progress.reporting(), library_output():
+        with sigterm_stops(), user_errors(), redirect_stdout(sys.stderr), progress.reporting(), library_output():
             return fn()
     except PeerFailed as exc:  # another process of a multi-process fit failed and printed its error
         print_error(str(exc))

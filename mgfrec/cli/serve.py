@@ -35,7 +35,10 @@ def serve(
     except ImportError as exc:
         print_error(f"mgfrec serve needs the 'serve' extra: pip install 'mgfrec[serve]' ({exc})")
         raise typer.Exit(2) from None
-    with user_errors(), library_output():  # library progress bars only with --verbose, as every command
+    from mgfrec.signals import sigterm_stops
+
+    # SIGTERM: uvicorn's graceful shutdown, then the run's clean-up (a user agent's requests in flight), exit 143
+    with sigterm_stops(), user_errors(), library_output():  # library progress bars only with --verbose
         options = ServeOptions(
             host=host,
             port=port,
@@ -45,4 +48,9 @@ def serve(
             feedback_timeout_s=feedback_timeout,
             max_sessions=max_sessions,
         )
-        run_server(str(run_dir), options, tuple(set_), say=lambda m: console.print(m, highlight=False, markup=False))
+        try:
+            run_server(
+                str(run_dir), options, tuple(set_), say=lambda m: console.print(m, highlight=False, markup=False)
+            )
+        except KeyboardInterrupt as stop:  # uvicorn raises the signal again once it has shut down
+            raise typer.Exit(getattr(stop, "exit_code", 130)) from None

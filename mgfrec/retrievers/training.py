@@ -92,15 +92,17 @@ def lightning_device(device: str) -> tuple[str, Any]:
 @contextmanager
 def lightning_ctrl_c(stopped_by_user: Callable[[], bool]) -> Iterator[None]:
     """Around a Lightning ``trainer.fit``: Lightning answers Ctrl-C with a silent ``sys.exit(1)`` and leaves SIGINT
-    ignored. When ``stopped_by_user()`` says the user stopped the fit, that exit is a ``KeyboardInterrupt`` (the
-    CLI's "stopped by the user", exit 130); the SIGINT handler of before is put back either way."""
+    ignored. When ``stopped_by_user()`` says the user stopped the fit, that exit is the stop Lightning caught: a
+    ``KeyboardInterrupt`` (the CLI's "stopped by the user", exit 130) or, for SIGTERM, a
+    :class:`~mgfrec.signals.Terminated` (exit 143); the SIGINT handler of before is put back either way."""
     sigint = signal.getsignal(signal.SIGINT)
     try:
         yield
-    except SystemExit:
+    except SystemExit as exit_:
         if not stopped_by_user():
             raise
-        raise KeyboardInterrupt from None
+        caught = exit_.__context__  # what Lightning caught before it exited
+        raise (type(caught)() if isinstance(caught, KeyboardInterrupt) else KeyboardInterrupt()) from None
     finally:
         if threading.current_thread() is threading.main_thread() and sigint is not None:
             signal.signal(signal.SIGINT, sigint)
@@ -171,11 +173,12 @@ class Budget(Callback):
     def __init__(self, settings: RetrieverConfig, task: progress.Task):
         self.settings, self.task = settings, task
         self.stopped: str | None = None
+        self.signal: int | None = None  # the signal of a stop by the user (SIGINT or SIGTERM)
         self._start = 0.0
         self._previous: dict[int, Any] = {}
 
     def _on_signal(self, signum: int, frame: Any) -> None:
-        self.stopped = "user"
+        self.stopped, self.signal = "user", signum
         name = signal.Signals(signum).name
         sys.stderr.write(
             f"\n{name}: stopping after this batch; the fit ends from its best checkpoint "
@@ -242,8 +245,10 @@ class SequentialRetriever(L.LightningModule):
         self.item_embedding = nn.Embedding(num_items + 1, settings.embedding_dim, padding_idx=0)
         self.best_epoch: int | None = None
         self.best_valid_ndcg: float | None = None
-        # Why the last fit ended: "time cap", "step cap", "user" (see Budget), "early stopping", "epoch limit".
+        # Why the last fit ended: "time cap", "step cap", "user" (see Budget), "early stopping", "epoch limit";
+        # for "user", the signal that stopped it (SIGINT or SIGTERM)
         self.stopped: str | None = None
+        self.stop_signal: int | None = None
         self._loss_sum = torch.zeros(())
         self._loss_count = 0
         self._valid_ranks: list[torch.Tensor] = []
@@ -379,6 +384,7 @@ class SequentialRetriever(L.LightningModule):
         model.best_epoch = int(state["epoch"])
         model.best_valid_ndcg = float(best.best_model_score) if best.best_model_score is not None else None
         model.stopped = budget.stopped or ("early stopping" if early.stopped_epoch else "epoch limit")
+        model.stop_signal = budget.signal
         model = model.cpu().eval()
         model.save(out, ds)
         return model

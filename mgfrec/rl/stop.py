@@ -9,9 +9,10 @@ systemd, a scheduler's preemption, torchrun passing on its own signal).
   process caught inside a checkpoint's barrier then waited for the other forever.
 * The same signal a second time (a second or more later) stops at once, without the checkpoint.
 
-A SIGTERM stop is :class:`Terminated`, a ``KeyboardInterrupt`` that the CLI reports as "stopped by SIGTERM",
-exit 143. Handlers are installed in the main thread only. A SIGINT handler of the caller's own is left in
-place; a SIGTERM handler of the caller's is called after the stop is recorded; an ignored SIGTERM stays ignored.
+A SIGTERM stop is :class:`~mgfrec.signals.Terminated`, a ``KeyboardInterrupt`` that the CLI reports as "stopped
+by SIGTERM", exit 143. Handlers are installed in the main thread only. A SIGINT handler of the caller's own is
+left in place; a SIGTERM handler of the caller's is called after the stop is recorded (the CLI's own, which only
+stops the command at once, is not: it is put back after the fit); an ignored SIGTERM stays ignored.
 """
 
 from __future__ import annotations
@@ -25,20 +26,11 @@ from typing import Any
 import lightning as L
 
 from mgfrec.rl.distributed import all_max, world
+from mgfrec.signals import Terminated, stop_exception, stops_at_once
+
+__all__ = ["REPEAT_S", "StopOnSignal", "Terminated", "stop_exception"]
 
 REPEAT_S = 1.0  # the same signal again within this: one stop sent twice (a launcher relaying it), not a second
-
-
-class Terminated(KeyboardInterrupt):
-    """A fit stopped by SIGTERM: reported as such, exit 143 (128 + SIGTERM)."""
-
-    signal_name = "SIGTERM"
-    exit_code = 128 + signal.SIGTERM
-
-
-def stop_exception(signum: int) -> KeyboardInterrupt:
-    """What a stop by ``signum`` raises."""
-    return Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 class StopOnSignal(L.Callback):
@@ -72,7 +64,7 @@ class StopOnSignal(L.Callback):
             self.requested, self._first_at = signum, now
             if self._rank == 0:
                 self._announce(signum)
-            if signum == signal.SIGTERM and callable(self.sigterm_before):
+            if signum == signal.SIGTERM and callable(self.sigterm_before) and not stops_at_once(self.sigterm_before):
                 self.sigterm_before(signum, frame)  # the caller's own handler, as Lightning called it
             return
         # torchrun passes a terminal's Ctrl-C on to its workers, which got it from the terminal too, and a SIGINT
@@ -83,7 +75,7 @@ class StopOnSignal(L.Callback):
         signal.signal(signum, previous)
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
-        signal.raise_signal(signum)  # the default action: the process ends now
+        signal.raise_signal(signum)  # the handler of before: the process ends, or the command stops, now
 
     def _announce(self, signum: int) -> None:
         self.announced = True

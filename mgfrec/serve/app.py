@@ -432,8 +432,8 @@ def serve(run_dir: str, options: ServeOptions, sets: tuple[str, ...] = (), say: 
     finally:
         try:
             recommender.close()  # waits for a user agent's requests in flight
-        except KeyboardInterrupt:  # a Ctrl-C while it waits: quit at once
-            os._exit(130)
+        except KeyboardInterrupt as stop:  # a Ctrl-C (or SIGTERM) while it waits: quit at once
+            os._exit(getattr(stop, "exit_code", 130))
 
 
 def _path_only(record: logging.LogRecord) -> bool:

@@ -3,6 +3,7 @@ the way this run would fit it."""
 
 from __future__ import annotations
 
+import pytest
 from csvkit import cyclic_dataset
 
 from mgfrec.agent import samples as samples_mod
@@ -65,6 +66,29 @@ def test_ctrl_c_in_the_recall_fit_stops_the_command_and_its_recall_run_is_not_re
     recall_for(ds, cfg, options, out)  # fitted again, not reused
     assert (out / "recall" / "run.json").stat().st_mtime_ns != before
     assert "stopped" not in json.loads((out / "recall" / "run.json").read_text())["extra"]
+
+
+@pytest.mark.reliability
+def test_sigterm_in_the_recall_fit_stops_the_command_as_sigterm_not_as_ctrl_c(tmp_path, monkeypatch):
+    """The recall fit stops gracefully on SIGTERM too; the command then said "stopped by the user (Ctrl-C)" and
+    exited 130, where every other SIGTERM stop says "stopped by SIGTERM" and exits 143."""
+    import signal
+
+    import pytest
+
+    from mgfrec.signals import Terminated
+
+    ds = cyclic_dataset(tmp_path)
+    real = samples_mod.fit_baseline
+
+    def terminated(*args, **kwargs):
+        result = real(*args, **kwargs)
+        result.retriever.stopped, result.retriever.stop_signal = "user", signal.SIGTERM  # what Budget leaves
+        return result
+
+    monkeypatch.setattr(samples_mod, "fit_baseline", terminated)
+    with pytest.raises(Terminated):
+        recall_for(ds, load_config(None, []), RecallOptions(recall_model="pop"), tmp_path / "out")
 
 
 def test_a_process_that_may_not_fit_waits_for_the_first_ones_recall_fit_instead_of_reading_an_old_one(

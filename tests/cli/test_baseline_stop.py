@@ -82,7 +82,9 @@ def test_a_signalled_fit_finishes_from_its_best_checkpoint(data, tmp_path, sig):
     info = json.loads((out / "run.json").read_text())
     assert info["extra"]["stopped"] == "user" and info["extra"]["best_epoch"] >= 0
     assert (out / "model.pt").is_file()
-    assert "stopped by the user" in " ".join(stderr.split()) and "valid NDCG@10" in stdout
+    # a SIGTERM is named as such (it said "stopped by the user", as for Ctrl-C)
+    said = "stopped by the user" if sig == signal.SIGINT else "stopped by SIGTERM"
+    assert said in " ".join(stderr.split()) and "valid NDCG@10" in stdout
     assert "Traceback" not in stderr
 
 
@@ -120,3 +122,41 @@ def test_a_second_ctrl_c_aborts_with_the_cli_line_and_leaves_no_finished_run(dat
     assert "stopped by the user (Ctrl-C)" in result.output
     assert after is before  # not left at SIG_IGN
     assert not (out / "run.json").exists()  # aborted without saving: never mistaken for a finished fit
+
+
+@pytest.mark.reliability
+def test_a_second_sigterm_aborts_as_sigterm_and_leaves_no_finished_run(data, tmp_path):
+    """The second SIGTERM aborts at once. It ended the process where it stood (no word, exit -15); then, once
+    SIGTERM stopped commands as Ctrl-C does, Lightning's caught stop came out as "stopped by the user (Ctrl-C)",
+    exit 130. A subprocess: on the code of before, the signal ends the process that gets it."""
+    import textwrap
+
+    out = tmp_path / "run"
+    script = textwrap.dedent(
+        f"""
+        import os, signal, sys
+        from mgfrec.cli.common import print_error
+        from mgfrec.cli.main import run_app
+        from mgfrec.retrievers import training
+
+        batch_end, on_signal = training.Budget.on_train_batch_end, training.Budget._on_signal
+
+        def first(self, trainer, module, *args):
+            if self.stopped is None:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return batch_end(self, trainer, module, *args)
+
+        def second(self, signum, frame):
+            on_signal(self, signum, frame)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        training.Budget.on_train_batch_end, training.Budget._on_signal = first, second
+        args = ["baseline", "fit", "--model", "sasrec", "--data", {str(data)!r}, "--out", {str(out)!r}]
+        sys.exit(run_app(args + ["--max-epochs", "5"], print_error))
+        """
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 143, (proc.returncode, proc.stderr[-3000:])
+    assert "stopped by SIGTERM" in proc.stdout + proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert not (out / "run.json").exists()

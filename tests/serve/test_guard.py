@@ -85,3 +85,19 @@ def test_stopping_while_bodies_are_half_sent_answers_them_503_without_tracebacks
         proc.stop()
     assert [s for s, _ in replies] == [503, 503, 503], replies
     assert "Traceback" not in proc.log and "Exception in ASGI application" not in proc.log, proc.log
+
+
+def test_sigterm_shuts_the_server_down_then_closes_the_run_and_exits_143(serve_run, plugin):
+    """SIGTERM (systemd, docker stop): uvicorn shut down gracefully, then raised the signal again with Python's
+    default handler in place, so the process died there (exit -15) and the run's clean-up (a user agent's
+    requests in flight) never ran."""
+    _, baseline, _ = serve_run
+    proc = ServerProcess(baseline, plugin)
+    try:
+        proc.wait_ready()
+        proc.proc.send_signal(signal.SIGTERM)
+        proc.proc.wait(timeout=60)
+    finally:
+        proc.stop()
+    assert proc.proc.returncode == 143, proc.log
+    assert "Finished server process" in proc.log and "Traceback" not in proc.log, proc.log
