@@ -61,6 +61,11 @@ KINDS: tuple[str, ...] = tuple(KIND_SPECS)
 GROUP_PREFIX = "mgfrec."
 
 
+class MissingExtraError(ImportError):
+    """An optional library a component needs (a grounder's faiss, the vllm engine's vLLM) is not installed; the
+    message names what to install, and the default that needs nothing. A user error: one line, exit code 2."""
+
+
 class RegistryError(LookupError):
     """A component name or kind that cannot be resolved, or two components claiming one name."""
 

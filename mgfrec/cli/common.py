@@ -61,8 +61,7 @@ def note_unread_sets(sets: list[str], command: str) -> None:
 def user_errors() -> Iterator[None]:
     """Turn expected errors (bad input, bad config, unknown component) into a message and exit code 2."""
     from mgfrec.config.load import ConfigError
-    from mgfrec.grounding.base import MissingExtraError
-    from mgfrec.registry import RegistryError, error_message, plugin_failure
+    from mgfrec.registry import MissingExtraError, RegistryError, error_message, plugin_failure
     from mgfrec.user_agents.base import UserAgentError
 
     try:

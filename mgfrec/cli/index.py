@@ -39,8 +39,8 @@ def _config(
 def _prepare(data: Path, cfg: Any, progress: bool) -> Any:
     """:func:`mgfrec.grounding.engine.build_index` with a spinner; a missing extra as one line."""
     from mgfrec.data.prepared import PreparedDataset
-    from mgfrec.grounding.base import MissingExtraError
     from mgfrec.grounding.engine import build_index
+    from mgfrec.registry import MissingExtraError
 
     def on_miss(titles: int, path: Path) -> None:  # on stderr, so also with --json
         console.print(

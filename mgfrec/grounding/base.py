@@ -17,6 +17,10 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from mgfrec.registry import MissingExtraError
+
+__all__ = ["Grounder", "MissingExtraError"]
+
 
 @runtime_checkable
 class Grounder(Protocol):
@@ -30,7 +34,3 @@ class Grounder(Protocol):
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Item indices int64 ``[Q, k]`` and L2 distances float32 ``[Q, k]``, ascending, ties by item index."""
         ...
-
-
-class MissingExtraError(ImportError):
-    """An optional library a grounder needs is not installed; the message names the extra to install."""

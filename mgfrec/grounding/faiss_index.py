@@ -18,8 +18,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from mgfrec.grounding.base import MissingExtraError
 from mgfrec.grounding.ties import UniqueVectors, check_queries, finish_topk, num_candidates
+from mgfrec.registry import MissingExtraError
 
 
 def import_faiss() -> Any:

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from mgfrec.grounding.base import MissingExtraError
 from mgfrec.grounding.ties import UniqueVectors, check_queries, finish_topk, num_candidates
+from mgfrec.registry import MissingExtraError
 
 
 def import_hnswlib() -> Any:

@@ -59,6 +59,7 @@ from mgfrec.rl.resume import (  # noqa: F401 - RESUMABLE: importable from here a
 )
 from mgfrec.rl.stop import StopOnSignal, stop_exception
 from mgfrec.rl.strategy import build_strategy, check_strategy, trainer_accelerator
+from mgfrec.rollout.base import check_engine
 from mgfrec.runs import (
     RUN_FILE,
     RunInfo,
@@ -86,15 +87,22 @@ class FitOptions:
     progress: bool = False
 
 
+def check_logger(cfg: MGFRecConfig) -> None:
+    """``trainer.tensorboard`` without the tensorboard package: refused before an earlier run in OUT is retired."""
+    if not cfg.trainer.tensorboard:
+        return
+    try:
+        import tensorboard  # noqa: F401 (is it installed?)
+    except ImportError:
+        raise ValueError("trainer.tensorboard=true needs the tensorboard package: pip install tensorboard") from None
+
+
 def build_logger(cfg: MGFRecConfig, out: Path) -> Any:
     """``RUN/metrics.csv`` is always written by the module; ``trainer.tensorboard`` adds Lightning's
     TensorBoard logger writing to ``RUN/tensorboard`` (every metric of the step, under the same names)."""
     if not cfg.trainer.tensorboard:
         return False
-    try:
-        import tensorboard  # noqa: F401 (is it installed?)
-    except ImportError:
-        raise ValueError("trainer.tensorboard=true needs the tensorboard package: pip install tensorboard") from None
+    check_logger(cfg)
     from lightning.pytorch.loggers import TensorBoardLogger
 
     return TensorBoardLogger(save_dir=str(out), name="tensorboard", version="", default_hp_metric=False)
@@ -247,6 +255,8 @@ def run_fit(
         check_batch_split(cfg.trainer.global_batch_size, cfg.trainer.devices * cfg.trainer.num_nodes)
     reg = reg or registry()
     check_components(cfg, reg)  # names and options, before the recall model, the policy or any embedding
+    check_engine(cfg.rollout, reg)  # vLLM missing: one line now, not once an earlier run in OUT was retired
+    check_logger(cfg)  # tensorboard missing: the same
     if options.init is None:
         check_policy_source(cfg.policy.model)
     require_automatic(cfg.user_agent, "GRPO training", reg)  # before any data work: a person cannot answer a rollout

@@ -45,7 +45,7 @@ from mgfrec.models.logprobs import token_logprobs, vocab_width
 from mgfrec.models.policy import check_policy_source, load_policy, preset_name, save_policy, training_device
 from mgfrec.registry import Registry, registry, with_registry
 from mgfrec.rl.sft_data import Fallback, Teacher, synthesize
-from mgfrec.rollout.base import build_engine, sync_weights
+from mgfrec.rollout.base import build_engine, check_engine, sync_weights
 from mgfrec.runs import RunInfo, check_output_run, retire_if_recall_inside, retire_run, write_metrics, write_run_info
 from mgfrec.text.prompts import AgentPrompts, keep_run_prompts
 from mgfrec.user_agents.base import require_automatic, with_run_cache
@@ -211,6 +211,7 @@ def run_sft(
     reg = reg or registry()
     check_policy_source(cfg.policy.model)
     require_automatic(cfg.user_agent, "SFT", reg)  # before any data work: a person cannot answer a rollout
+    check_engine(cfg.rollout, reg)  # vLLM missing: one line now, not once an earlier run in OUT was retired
     ds, out = PreparedDataset(data), Path(out)
     check_output_run(out, "mgfrec-sft", data=ds.root)  # before anything in OUT is touched
     AgentPrompts.from_config(cfg.agent)  # a template that cannot be read is named before OUT is cleared

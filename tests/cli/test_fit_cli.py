@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import torch
@@ -120,7 +121,7 @@ def test_a_fresh_fit_into_a_used_folder_keeps_nothing_of_the_earlier_fit(data):
 
 
 @pytest.mark.reliability
-def test_a_wrong_init_leaves_the_run_at_out_untouched(data):
+def test_a_wrong_init_leaves_the_run_at_out_untouched(data, monkeypatch):
     """--init was checked after OUT's run.json and results were deleted: a typo cost a finished run its marker."""
     out = data / "finished"
     out.mkdir()
@@ -134,11 +135,16 @@ def test_a_wrong_init_leaves_the_run_at_out_untouched(data):
     assert result.exit_code == 2 and "not a run folder" in text and "Traceback" not in text, text
     assert sorted(p.name for p in out.iterdir()) == before and (out / "run.json").read_text() == info
     # checks that came after OUT was cleared (a wrong precision, a template that cannot be read, a data set given
-    # as the policy): each wiped policy/, metrics.csv and run.json first
+    # as the policy, an engine or a logger whose library is not installed): each wiped policy/, metrics.csv and
+    # run.json first; the missing library was a 60-line ModuleNotFoundError traceback, exit 1
+    monkeypatch.setitem(sys.modules, "vllm", None)  # not installed, wherever the test runs
+    monkeypatch.setitem(sys.modules, "tensorboard", None)
     for flags, words in (
         (["--set", "trainer.precision=64bit"], "trainer.precision: unknown precision '64bit'"),
         (["--set", "agent.template=nope.txt"], "nope.txt"),
         (["--policy", data / "data"], "holds no config.json"),
+        (["--rollout-engine", "vllm"], "rollout.engine 'vllm' needs vLLM: pip install 'mgfrec[vllm]'"),
+        (["--set", "trainer.tensorboard=true"], "needs the tensorboard package"),
     ):
         result = invoke("--data", data / "data", "--out", out, "--max-steps", "1", *flags)
         text = " ".join(result.output.split())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -253,6 +254,12 @@ def test_cli_writes_a_loadable_run_folder(setup):
     rerun = [*args[:recall], "--recall-run", out / "recall", *args[recall + 2 :], "--set", "embedding.model=/no/such/m"]
     again = CliRunner().invoke(app, [str(a) for a in rerun])
     assert again.exit_code == 2 and "/no/such/m" in again.output, again.output
+    assert json.loads((out / "run.json").read_text()) == info and (out / "eval_valid.json").is_file()
+    # the vllm engine without vLLM: it was a ModuleNotFoundError traceback once run.json had been deleted
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sys.modules, "vllm", None)
+        again = CliRunner().invoke(app, [str(a) for a in [*rerun[:-2], "--set", "rollout.engine=vllm"]])
+    assert again.exit_code == 2 and "rollout.engine 'vllm' needs vLLM" in again.output, again.output
     assert json.loads((out / "run.json").read_text()) == info and (out / "eval_valid.json").is_file()
 
 
