@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from mgfrec.validation import validation_text
+from mgfrec.validation import strict_scalar, validation_text
 
 
 @dataclass(frozen=True)
@@ -389,6 +389,14 @@ def component_options(component: Any, raw: dict[str, Any] | None, where: str) ->
     if not (isinstance(model, type) and issubclass(model, BaseModel)):
         name = getattr(component, "__qualname__", type(component).__name__)
         raise ValueError(f"{where}: {name}.Options must be a pydantic BaseModel, got {model!r}")
+    lax = []  # true given to a number, 1 or "yes" to a switch: pydantic's lax mode converted them without a word
+    for name, value in raw.items():
+        try:
+            strict_scalar(model, name, value)
+        except ValueError as exc:
+            lax.append(f"{where}.{name}: {exc} (got {value!r})")
+    if lax:
+        raise ValueError("invalid options: " + "; ".join(lax))
     try:
         return model.model_validate(raw)
     except ValidationError as exc:

@@ -1,5 +1,6 @@
 """A pydantic ``ValidationError`` as one line a user can act on: ``field.path: problem; other.field: problem``;
-and the one test of a whole-number argument (:func:`is_whole_number`).
+the one test of a whole-number argument (:func:`is_whole_number`); and the check that keeps pydantic's lax mode
+from turning ``true`` into 1 or ``1`` into true (:func:`strict_scalar`).
 
 Configs, component options, saved run files and saved model settings are all validated by pydantic; every
 one of them reports its errors through :func:`validation_text`, so a user reads the same shape everywhere.
@@ -12,10 +13,12 @@ This module must not import anything of mgfrec: every package may use it.
 from __future__ import annotations
 
 import numbers
+import types
+import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 
 def is_whole_number(value: Any) -> bool:
@@ -47,3 +50,28 @@ def validation_text(
     if len(errors) > len(shown):
         lines.append(f"and {len(errors) - len(shown)} more")
     return "; ".join(lines)
+
+
+def _scalar_kind(annotation: Any) -> type | None:
+    """``bool``, ``int`` or ``float`` for a field annotated as that type (or that type or None); else None."""
+    if annotation in (bool, int, float):
+        return annotation
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        return args[0] if args[0] in (bool, int, float) else None  # ``int | None``, ``Optional[int]``
+    return None
+
+
+def strict_scalar(model: type[BaseModel], name: str, value: Any) -> Any:
+    """``value`` for field ``name`` of ``model``, refusing what pydantic's lax mode would silently convert between
+    booleans and numbers: ``true`` given to a number field (it became 1), a number or a word given to a switch
+    (``1`` and ``"yes"`` became true). A ValueError says what to write."""
+    field = model.model_fields.get(name)
+    kind = _scalar_kind(field.annotation) if field is not None else None
+    if kind is None or value is None:
+        return value
+    if kind is bool and not isinstance(value, bool):
+        raise ValueError("a switch: write true or false")
+    if kind in (int, float) and isinstance(value, bool):
+        raise ValueError("a number, not true or false")
+    return value

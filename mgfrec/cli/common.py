@@ -74,8 +74,12 @@ def user_errors() -> Iterator[None]:
 
 
 def print_error(message: str) -> None:
-    """``error: message`` on stderr, one line, the message printed as it is (controls shown as escapes)."""
-    console.print(Text.assemble(("error:", "bold red"), " ", terminal_safe(message)), highlight=False, soft_wrap=True)
+    """``error: message`` on stderr, one line, the message printed as it is (controls shown as escapes), a URL's
+    credentials in it redacted (:func:`~mgfrec.config.load.scrub_urls`)."""
+    from mgfrec.config.load import scrub_urls
+
+    line = terminal_safe(scrub_urls(message))
+    console.print(Text.assemble(("error:", "bold red"), " ", line), highlight=False, soft_wrap=True)
 
 
 def finite(value: float | None) -> float | None:
@@ -227,9 +231,24 @@ def _check_flag_values(values: Mapping[str, Any]) -> None:
             raise ValueError(f"{param.opts[-1]} {value}: {reason[0].lower()}{reason[1:]} ({dotted})") from None
 
 
+def _flag_of(dotted: str, ctx: Any, params: Mapping[str, Any]) -> Any:
+    """The flag the user typed for config field ``dotted``: the parameter named as the field's last part
+    (``--max-steps``: trainer.max_steps), else one given on the command line whose help names the field
+    (``--policy``: "policy.model ...", ``--no-recall``: "... (agent.use_recall=false)"); None if none was given."""
+    named = params.get(dotted.rpartition(".")[2])
+    candidates = [named] if named is not None else []
+    field = re.compile(rf"(?<![\w.]){re.escape(dotted)}(?![\w])")
+    candidates += [p for p in params.values() if p is not named and field.search(getattr(p, "help", None) or "")]
+    for param in candidates:
+        if ctx.get_parameter_source(param.name).name in ("COMMANDLINE", "ENVIRONMENT"):
+            return param
+    return None
+
+
 def _check_flag_conflicts(values: Mapping[str, Any], sets: Sequence[str]) -> None:
     """A typed flag and a ``--set`` of the same field with other values, refused naming both: ``--set`` won
-    silently (``baseline fit --model pop --set retriever.model=sasrec`` trained SASRec)."""
+    silently (``baseline fit --model pop --set retriever.model=sasrec`` trained SASRec). A ``--set`` of a whole
+    section or mapping (``--set 'trainer={max_steps: 5}'``) is compared at the flag's field inside it."""
     from mgfrec.config.load import parse_override
 
     command = _command_flags()
@@ -237,19 +256,23 @@ def _check_flag_conflicts(values: Mapping[str, Any], sets: Sequence[str]) -> Non
         return
     ctx, params = command
     for text in sets:
-        dotted = text.partition("=")[0].strip()
-        name = dotted.rpartition(".")[2]
-        param = params.get(name)
-        if dotted not in values or values[dotted] is None or param is None:
-            continue
-        if ctx.get_parameter_source(name).name not in ("COMMANDLINE", "ENVIRONMENT"):
-            continue
-        node: Any = parse_override(text)
-        for part in dotted.split("."):
-            node = node[part]
-        flag = values[dotted]
-        if node != flag and str(node) != str(flag):
-            raise ValueError(f"{param.opts[-1]} {flag} and --set {text} set {dotted} to two values; give one of them")
+        key = text.partition("=")[0].strip()
+        for dotted, flag in values.items():
+            if flag is None or not (dotted == key or dotted.startswith(key + ".")):
+                continue
+            node: Any = parse_override(text)
+            for part in dotted.split("."):
+                node = node.get(part, _ABSENT) if isinstance(node, Mapping) else _ABSENT
+            param = _flag_of(dotted, ctx, params)
+            if node is _ABSENT or param is None or node == flag or str(node) == str(flag):
+                continue
+            given = ctx.params.get(param.name)
+            given = " ".join(map(str, given)) if isinstance(given, (list, tuple)) else given
+            shown = param.opts[-1] if param.is_flag else f"{param.opts[-1]} {given}"
+            raise ValueError(f"{shown} and --set {text} set {dotted} to two values; give one of them")
+
+
+_ABSENT = object()
 
 
 def top_title(p: Mapping[str, Any]) -> str:

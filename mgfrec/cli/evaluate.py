@@ -23,10 +23,15 @@ def evaluate(
         help="Agent runs: samples rolled out at once (default eval.rollout_batch_size, 32).",
     ),
     bootstrap: int | None = typer.Option(
-        None, "--bootstrap", min=0, help="Bootstrap resamples for intervals (default 1000; 0 = none)."
+        None,
+        "--bootstrap",
+        min=0,
+        help="Bootstrap resamples for intervals (eval.bootstrap_samples; default 1000; 0 = none).",
     ),
     no_exclude_history: bool = typer.Option(
-        False, "--no-exclude-history", help="Rank history items too (default: leave them out, except the target)."
+        False,
+        "--no-exclude-history",
+        help="Rank history items too (eval.exclude_history=false; default: leave them out, except the target).",
     ),
     data: Path | None = typer.Option(None, "--data", help="Prepared data folder to use instead of the run's."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Agent runs: evaluate a seeded subsample."),

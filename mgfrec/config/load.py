@@ -63,6 +63,48 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+_BOOL, _INT, _FLOAT = (f"tag:yaml.org,2002:{t}" for t in ("bool", "int", "float"))
+
+
+class ConfigLoader(_UniqueKeyLoader):
+    """The loader of config files, ``--set`` values and sweep grids: YAML 1.2's core schema for plain scalars,
+    where PyYAML follows YAML 1.1, which silently read ``010`` as 8 (octal), ``1:30`` as 90 (base 60), ``yes``,
+    ``on`` and ``n`` as booleans and ``1e-3`` as a string. Here ``010`` is 10, ``0o10`` 8, ``0x10`` 16, ``1e-3`` a
+    number, only ``true`` and ``false`` (any case) are booleans, and ``1:30`` or ``yes`` stay text (a number or a
+    switch field then refuses it by name). A key written twice is refused (:class:`_UniqueKeyLoader`)."""
+
+    yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if tag not in (_BOOL, _INT, _FLOAT)]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+
+ConfigLoader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+ConfigLoader.add_implicit_resolver(_INT, re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789"))
+ConfigLoader.add_implicit_resolver(
+    _FLOAT,
+    re.compile(
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
+)
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    text = str(loader.construct_scalar(node))
+    if text[:2] in ("0o", "0x"):
+        return int(text, 0)
+    return int(text, 10)  # a leading zero is not octal
+
+
+ConfigLoader.add_constructor(_INT, _construct_int)
+
+
+def load_yaml(text: str) -> Any:
+    """``text`` read as a config reads it (:class:`ConfigLoader`)."""
+    return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """Read a config file, following ``base:`` parents, into a plain nested dict."""
     path = Path(path).resolve()
@@ -77,7 +119,7 @@ def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
             f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); save it as UTF-8"
         ) from None
     try:
-        raw = yaml.load(text, Loader=_UniqueKeyLoader) or {}  # noqa: S506 - a SafeLoader subclass
+        raw = load_yaml(text) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
@@ -127,7 +169,7 @@ def _override_value(value: str) -> Any:
     if value.isspace() or (len(value) == 1 and not value.isalnum()):
         return value
     try:
-        parsed = yaml.safe_load(value)
+        parsed = load_yaml(value)
     except yaml.YAMLError:
         return value
     if parsed is None or parsed == "" or parsed == [None] or parsed == {None: None}:
@@ -194,10 +236,11 @@ def load_config(
     values: Mapping[str, Any] | None = None,
 ) -> MGFRecConfig:
     """File (or the defaults), then ``values`` (dotted path -> value from typed flags), then ``overrides``. A run's
-    resolved config (every top-level section) written before a field of :data:`WRITTEN_BEFORE` existed gets that
-    field's value of before, so the run is evaluated and resumed as it was trained."""
+    resolved config written before a field of :data:`WRITTEN_BEFORE` existed (:func:`resolved_by`: "old") gets
+    that field's value of before, so the run is evaluated and resumed as it was trained; a user's file, even one
+    that names every section (a copy of ``configs/default.yaml``), gets the defaults."""
     raw: dict[str, Any] = read_yaml(path) if path else {}
-    if path and isinstance(raw, dict) and set(MGFRecConfig.model_fields) <= set(raw):
+    if path and resolved_by(path) == "old":
         for dotted, before in WRITTEN_BEFORE.items():
             section, _, name = dotted.partition(".")
             if isinstance(raw.get(section), dict) and name not in raw[section]:
@@ -282,8 +325,15 @@ def _scrub(node: Any) -> Any:
     return node
 
 
-# a URL's scheme, its user information (up to an '@' before any '/'), and the rest up to whitespace
-_URL_AUTHORITY = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)(?:([^/@\s]*)@)?(\S*)")
+# a URL's scheme, its user information (up to an '@' before any '/'), and the rest up to whitespace; the scheme's
+# '//' may have become one '/' (``Path("https://user:pw@host")`` prints ``https:/user:pw@host``)
+_URL_AUTHORITY = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*:/{1,2})(?:([^/@\s]*)@)?(\S*)")
+
+
+def scrub_urls(text: str) -> str:
+    """``text`` with every URL's credentials and secret query values replaced by ``<redacted>`` (what the CLI does
+    to every error line it prints: a URL given as a path, ``data.path`` included, is echoed by messages)."""
+    return _URL_AUTHORITY.sub(_scrub_url, text)
 
 
 def _scrub_url(match: re.Match[str]) -> str:
@@ -334,7 +384,7 @@ def write_resolved(config: MGFRecConfig, run_dir: str | Path) -> Path:
     resolved = redacted(config)
     keep_user_config(run_dir)
     tmp = out.with_suffix(".yaml.tmp")
-    tmp.write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
+    tmp.write_text(RESOLVED_MARK + "\n" + yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
     tmp.replace(out)  # whole or not at all: another process may read it (a resumed multi-process run)
     return out
 
@@ -344,14 +394,36 @@ def is_user_config(name: str) -> bool:
     return re.fullmatch(r"config\.user(\.\d+)?\.yaml", name) is not None
 
 
-def is_resolved_config(path: str | Path) -> bool:
-    """Whether ``path`` is a config mgfrec resolved and wrote (every top-level section of :class:`MGFRecConfig`),
-    not a user's own file."""
+RESOLVED_MARK = "# the resolved config of an mgfrec run: written by mgfrec, replaced when the run is written again"
+"""The first line of every ``config.yaml`` :func:`write_resolved` writes: what tells it from a user's own file."""
+
+
+def resolved_by(path: str | Path) -> str | None:
+    """Who wrote the config file at ``path``: "mgfrec" (:data:`RESOLVED_MARK` is its first line), "old" (mgfrec
+    before the mark: every top-level section of :class:`MGFRecConfig`, none empty, and no comment, which
+    ``yaml.safe_dump`` never writes), or None (a user's own file: a copy of ``configs/default.yaml`` names every
+    section too, with its comments)."""
     try:
-        existing = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return False
-    return isinstance(existing, dict) and set(MGFRecConfig.model_fields) <= set(existing)
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    if text.startswith(RESOLVED_MARK):
+        return "mgfrec"
+    if any(line.lstrip().startswith("#") for line in text.splitlines()):
+        return None
+    try:
+        existing = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
+    sections = set(MGFRecConfig.model_fields)
+    if isinstance(existing, dict) and sections <= set(existing) and all(existing[s] for s in sections):
+        return "old"
+    return None
+
+
+def is_resolved_config(path: str | Path) -> bool:
+    """Whether ``path`` is a config mgfrec resolved and wrote (:func:`resolved_by`), not a user's own file."""
+    return resolved_by(path) is not None
 
 
 def entries_besides_config(folder: str | Path, *also: str) -> set[str]:
@@ -363,7 +435,7 @@ def entries_besides_config(folder: str | Path, *also: str) -> set[str]:
 
 def keep_user_config(run_dir: str | Path) -> None:
     """Rename ``<run_dir>/config.yaml`` to ``config.user[.N].yaml`` (with a warning) unless it is a config mgfrec
-    resolved (every top-level section of :class:`MGFRecConfig` present): see :func:`write_resolved`. Commands that
+    resolved (:func:`resolved_by`): see :func:`write_resolved`. Commands that
     clear a run folder before writing call it first and leave the kept file in place (:func:`is_user_config`)."""
     path = Path(run_dir) / "config.yaml"
     if not path.exists() or is_resolved_config(path):

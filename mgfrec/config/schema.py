@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
+from mgfrec.validation import strict_scalar
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
@@ -26,6 +28,12 @@ class Section(BaseModel):
         if isinstance(data, dict) and "options" in cls.model_fields and data.get("options", {}) is None:
             data = {**data, "options": {}}
         return data
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _strict_scalars(cls, value: Any, info: Any) -> Any:
+        """A boolean given to a number field, or anything else to a switch, is refused (:func:`strict_scalar`)."""
+        return strict_scalar(cls, info.field_name, value)
 
 
 class DataConfig(Section):

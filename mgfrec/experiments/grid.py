@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from mgfrec.config.load import ConfigError, redacted_value, set_path, validate
+from mgfrec.config.load import ConfigError, load_yaml, redacted_value, set_path, validate
 from mgfrec.config.schema import MGFRecConfig
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]")
@@ -42,24 +42,19 @@ def parse_grid_flag(text: str) -> tuple[str, list[Any]]:
         raise ConfigError(f"--grid {text}: must look like section.field=value1,value2,...")
     parsed = []
     for raw in values.split(","):
-        try:
-            value = yaml.safe_load(raw.strip()) if raw.strip() else None
+        try:  # as a config reads a value (YAML 1.2's scalars: 1e-3 a number, 010 ten, yes text)
+            value = load_yaml(raw.strip()) if raw.strip() else None
         except yaml.YAMLError:
             value = raw.strip()  # a string that is not valid YAML is still a string value
-        if isinstance(value, str) and _NUMBER.fullmatch(value):
-            value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string; the config field takes a number
         parsed.append(value)
     return field, parsed
-
-
-_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
 
 
 def read_grid_file(path: str | Path) -> dict[str, list[Any]]:
     """A YAML mapping ``field: [values]`` (a single value counts as a one-element list)."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml(path.read_text(encoding="utf-8"))  # a field written twice is refused, as in a config
     except OSError as exc:
         raise ConfigError(f"--grid-file {path}: cannot read it: {exc.strerror}") from None
     except UnicodeDecodeError as exc:

@@ -9,6 +9,7 @@ import yaml
 from pydantic import ValidationError
 
 from mgfrec.config.load import ConfigError, load_config, parse_override, read_yaml, write_resolved
+from mgfrec.config.schema import MGFRecConfig
 from mgfrec.registry import component_options, registry
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
@@ -312,6 +313,34 @@ def test_a_run_config_written_before_a_field_existed_reads_its_value_of_before(t
     assert load_config(user).agent.max_feedback_tokens == 512
 
 
+@pytest.mark.reliability
+def test_a_users_config_naming_every_section_is_neither_read_nor_replaced_as_a_runs_own(tmp_path):
+    """A copy of configs/default.yaml names every section, as a run's resolved config does: without
+    agent.max_feedback_tokens it read null (feedback never cut) instead of the default, and given as the run
+    folder's config.yaml it was replaced by the resolved config without a word, its comments lost."""
+    import warnings
+
+    from mgfrec.config.load import ConfigKeptWarning, resolved_by, write_resolved
+
+    default = (Path(__file__).resolve().parents[2] / "configs" / "default.yaml").read_text(encoding="utf-8")
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("\n".join(x for x in default.splitlines() if "max_feedback_tokens" not in x), encoding="utf-8")
+    assert resolved_by(mine) is None and load_config(mine).agent.max_feedback_tokens == 512
+    sections = "".join(f"{name}: {{}}\n" for name in MGFRecConfig.model_fields)  # every section, each empty
+    (tmp_path / "empty.yaml").write_text(sections, encoding="utf-8")
+    assert load_config(tmp_path / "empty.yaml").agent.max_feedback_tokens == 512
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(default.replace("max_groundings: 6", "max_groundings: 3  # MY NOTE"))
+    with pytest.warns(ConfigKeptWarning):
+        write_resolved(load_config(run / "config.yaml"), run)
+    assert "MY NOTE" in (run / "config.user.yaml").read_text(encoding="utf-8")
+    assert resolved_by(run / "config.yaml") == "mgfrec"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConfigKeptWarning)  # the run's own config: replaced without a word
+        write_resolved(load_config(run / "config.yaml"), run)
+
+
 def test_a_components_check_config_may_return_a_string_or_fail(monkeypatch):
     from mgfrec.config.components import check_components
     from mgfrec.rollout.vllm_engine import VLLMEngine
@@ -327,3 +356,61 @@ def test_a_components_check_config_may_return_a_string_or_fail(monkeypatch):
     monkeypatch.setattr(VLLMEngine, "check_config", classmethod(broken), raising=False)
     with pytest.raises(ValueError, match=r"rollout_engine 'vllm' .*check_config failed: KeyError: 'agent' \(a bug"):
         check_components(cfg, source="<t>")
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    ("text", "field", "expected"),
+    [
+        ("agent:\n  max_groundings: 010\n", "agent.max_groundings", 10),  # YAML 1.1: octal 8
+        ("agent:\n  max_groundings: 0o10\n", "agent.max_groundings", 8),
+        ("trainer:\n  lr: 1e-3\n", "trainer.lr", 0.001),  # YAML 1.1: the text '1e-3'
+        ("trainer:\n  max_steps: 1:30\n", "trainer.max_steps", "valid integer"),  # YAML 1.1: base 60, 90
+        ("agent:\n  use_recall: yes\n", "agent.use_recall", "write true or false"),  # YAML 1.1: true
+        ("agent:\n  use_recall: 1\n", "agent.use_recall", "write true or false"),  # lax pydantic: true
+        ("agent:\n  max_groundings: true\n", "agent.max_groundings", "a number, not true or false"),  # lax: 1
+        ("trainer:\n  lr: false\n", "trainer.lr", "a number, not true or false"),  # lax: 0.0
+    ],
+)
+def test_a_value_is_read_as_written_never_reinterpreted(tmp_path, text, field, expected):
+    """PyYAML's YAML 1.1 and pydantic's lax mode rewrote values without a word (010 -> 8, 1:30 -> 90, yes -> true,
+    true -> 1); a config file and --set read plain scalars as YAML 1.2 does, and a switch and a number are not
+    taken for each other. Wrong values are named by field."""
+    path = tmp_path / "c.yaml"
+    path.write_text(text, encoding="utf-8")
+    section, _, name = field.partition(".")
+    override = f"{field}={text.split(': ', 1)[1].strip()}"
+    for load in (lambda: load_config(path), lambda: load_config(None, [override])):
+        if isinstance(expected, str):
+            with pytest.raises(ConfigError, match=rf"{field}: .*{expected}"):
+                load()
+        else:
+            value = getattr(getattr(load(), section), name)
+            assert value == expected and type(value) is type(expected)
+
+
+@pytest.mark.reliability
+def test_a_grid_reads_values_as_a_config_does_and_refuses_a_field_written_twice(tmp_path):
+    """`--grid agent.max_groundings=010` swept 8; a grid file with a field written twice silently dropped the first
+    list of values (the sweep ran fewer cells)."""
+    from mgfrec.experiments.grid import build_grid, parse_grid_flag
+
+    assert parse_grid_flag("agent.max_groundings=010,0x3,2") == ("agent.max_groundings", [10, 3, 2])
+    assert parse_grid_flag("trainer.lr=1e-3,2e-3")[1] == [0.001, 0.002]
+    twice = tmp_path / "grid.yaml"
+    twice.write_text("agent.max_groundings: [1, 2]\ntrainer.lr: [1e-3]\nagent.max_groundings: [3]\n")
+    with pytest.raises(ConfigError, match=r"grid.yaml:3: .*'agent.max_groundings' is written twice .*line 1"):
+        build_grid((), twice)
+
+
+@pytest.mark.reliability
+def test_a_components_switch_or_number_option_is_not_taken_for_the_other():
+    """`--set grounding.options.nlist=true` built a faiss index of 1 list."""
+    from mgfrec.config.components import check_components
+
+    for sets, words in (
+        (["grounding.grounder=faiss", "grounding.options={nlist: true}"], "grounding.options.nlist: a number"),
+        (["grounding.grounder=exact", "retriever.options={progress_bar: 1}"], "retriever.options.progress_bar"),
+    ):
+        with pytest.raises(ValueError, match=words):
+            check_components(load_config(None, sets), source="<test>")
