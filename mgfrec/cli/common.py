@@ -57,6 +57,32 @@ def note_unread_sets(sets: list[str], command: str) -> None:
         )
 
 
+DATA_NOT_READ = "it reads the prepared data set given as --data (prepare another with 'mgfrec data prepare ... --set')"
+
+
+def note_unread_fields(
+    sets: Sequence[str], command: str, unread: Sequence[str], why: str, read: Sequence[str] = ()
+) -> None:
+    """One note on stderr naming the ``--set`` overrides of sections ``command`` never reads (``unread``: ``data``,
+    ``grpo``), but the fields in ``read`` (``trainer.accelerator``). They were accepted and recorded in the run's
+    ``config.yaml`` as if they had been used."""
+    hit = [
+        text
+        for text in sets
+        if (key := text.partition("=")[0].strip()).split(".")[0] in unread
+        and not any(key == r or key.startswith(r + ".") for r in read)
+    ]
+    if hit:
+        besides = f" (but {', '.join(read)})" if read else ""
+        console.print(
+            f"note: --set {' '.join(hit)}: {command} does not read {', '.join(f'{u}.*' for u in unread)}{besides}; "
+            f"{why}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Turn expected errors (bad input, bad config, unknown component) into a message and exit code 2."""
@@ -266,13 +292,50 @@ def _check_flag_conflicts(values: Mapping[str, Any], sets: Sequence[str]) -> Non
             param = _flag_of(dotted, ctx, params)
             if node is _ABSENT or param is None or node == flag or str(node) == str(flag):
                 continue
-            given = ctx.params.get(param.name)
-            given = " ".join(map(str, given)) if isinstance(given, (list, tuple)) else given
-            shown = param.opts[-1] if param.is_flag else f"{param.opts[-1]} {given}"
-            raise ValueError(f"{shown} and --set {text} set {dotted} to two values; give one of them")
+            raise ValueError(f"{_as_typed(param, ctx)} and --set {text} set {dotted} to two values; give one of them")
 
 
 _ABSENT = object()
+
+
+def _as_typed(param: Any, ctx: Any) -> str:
+    """A flag as the user typed it: ``--no-recall``, ``--max-steps 2``, ``--reward ndcg format``."""
+    given = ctx.params.get(param.name)
+    given = " ".join(map(str, given)) if isinstance(given, (list, tuple)) else given
+    return param.opts[-1] if param.is_flag else f"{param.opts[-1]} {given}"
+
+
+def check_ablation(name: str, values: Mapping[str, Any], sets: Sequence[str], grid: Sequence[str] = ()) -> None:
+    """``--ablation NAME`` applies after the flags and ``--set``: a flag, a ``--set`` or a sweep's ``--grid`` giving
+    one of the preset's fields another value lost to it without a word (``--ablation no-recall --set
+    agent.use_recall=true`` trained without the recall list; a grid over it trained one setting in every cell).
+    Refused naming both; the same value is no clash."""
+    from mgfrec.config.load import parse_override
+    from mgfrec.experiments.ablations import ablation_overrides
+
+    command = _command_flags()
+    for preset in ablation_overrides(name):
+        dotted = preset.partition("=")[0]
+        wanted: Any = parse_override(preset)
+        for part in dotted.split("."):
+            wanted = wanted[part]
+        clash = None
+        if dotted in grid:
+            clash = f"--grid {dotted}"
+        flag = values.get(dotted)
+        param = _flag_of(dotted, *command) if command is not None and flag is not None else None
+        if param is not None and flag != wanted:
+            clash = _as_typed(param, command[0])
+        for text in sets:
+            key = text.partition("=")[0].strip()
+            if dotted == key or dotted.startswith(key + "."):
+                node: Any = parse_override(text)
+                for part in dotted.split("."):
+                    node = node.get(part, _ABSENT) if isinstance(node, Mapping) else _ABSENT
+                if node is not _ABSENT and node != wanted:
+                    clash = f"--set {text}"
+        if clash is not None:
+            raise ValueError(f"--ablation {name} sets {preset}, and {clash} gives it another value; give one of them")
 
 
 def top_title(p: Mapping[str, Any]) -> str:

@@ -7,7 +7,20 @@ from pathlib import Path
 
 import typer
 
-from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, finite, finite_in, load, output_folder, print_json, run
+from mgfrec.cli.common import (
+    CONFIG_HELP,
+    DATA_NOT_READ,
+    SET_HELP,
+    check_ablation,
+    console,
+    finite,
+    finite_in,
+    load,
+    note_unread_fields,
+    output_folder,
+    print_json,
+    run,
+)
 from mgfrec.config.schema import DEFAULT_RECALL_MODEL
 
 
@@ -112,8 +125,11 @@ def fit(
             "trainer.tensorboard": True if tensorboard else None,
         }
         cfg = load(base, set_, values)
+        note_unread_fields(set_, "mgfrec fit", ("data",), DATA_NOT_READ)
         if ablation is not None:
             from mgfrec.experiments.ablations import apply_ablation
+
+            check_ablation(ablation, values, set_)
 
             cfg = apply_ablation(cfg, ablation)  # after --set: the preset is what the run is named for
         options = FitOptions(

@@ -7,7 +7,18 @@ from pathlib import Path
 
 import typer
 
-from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, finite, load, output_folder, print_json, run
+from mgfrec.cli.common import (
+    CONFIG_HELP,
+    DATA_NOT_READ,
+    SET_HELP,
+    console,
+    finite,
+    load,
+    note_unread_fields,
+    output_folder,
+    print_json,
+    run,
+)
 from mgfrec.config.schema import DEFAULT_RECALL_MODEL
 
 
@@ -72,6 +83,13 @@ def sft(
             config,
             set_,
             {"policy.model": policy, "policy.gradient_checkpointing": True if gradient_checkpointing else None},
+        )
+        note_unread_fields(
+            set_,
+            "mgfrec sft",
+            ("data", "grpo", "trainer"),
+            f"its own flags set the training (--lr, --epochs, --batch-size); {DATA_NOT_READ}",
+            read=("trainer.accelerator",),
         )
         options = SFTOptions(
             recall_model=recall_model,

@@ -6,7 +6,19 @@ from pathlib import Path
 
 import typer
 
-from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, load, out, output_folder, print_json, run
+from mgfrec.cli.common import (
+    CONFIG_HELP,
+    DATA_NOT_READ,
+    SET_HELP,
+    check_ablation,
+    console,
+    load,
+    note_unread_fields,
+    out,
+    output_folder,
+    print_json,
+    run,
+)
 from mgfrec.config.schema import DEFAULT_RECALL_MODEL
 
 
@@ -76,8 +88,14 @@ def sweep(
         cells_grid = build_grid(grid, grid_file)
         if init is not None and "policy.model" in cells_grid:  # every cell trained --init's policy, whatever it said
             raise ValueError(f"--grid policy.model with --init {init}: every cell starts from --init's policy")
-        cfg = load(config, set_, {"trainer.max_steps": max_steps})
+        unread = next((field for field in cells_grid if field.split(".")[0] == "data"), None)
+        if unread is not None:  # every cell trained on --data: identical cells, each config.yaml claiming its value
+            raise ValueError(f"--grid {unread}: the cells' fit does not read data.*; {DATA_NOT_READ}, one per value")
+        values = {"trainer.max_steps": max_steps}
+        cfg = load(config, set_, values)
+        note_unread_fields(set_, "mgfrec sweep", ("data",), DATA_NOT_READ)
         if ablation is not None:
+            check_ablation(ablation, values, set_, tuple(cells_grid))
             cfg = apply_ablation(cfg, ablation)
         options = FitOptions(
             init=str(init) if init is not None else None,

@@ -561,3 +561,37 @@ def test_evaluates_flags_and_a_set_of_their_fields_are_refused(tmp_path):
     ):
         code, output = invoke("evaluate", tmp_path / "none", *flags)
         one_error(code, output, f"{flags[0]}", "to two values")
+
+
+def test_an_ablation_and_a_flag_set_or_grid_giving_its_field_another_value_are_refused(tmp_path):
+    """--ablation applies after the flags and --set: `--ablation no-recall --set agent.use_recall=true` trained
+    without the recall list, and a sweep's grid over the preset's field trained one setting in every cell."""
+    data, out = tmp_path / "none", tmp_path / "run"
+    for flags, said in (
+        (["--ablation", "no-recall", "--set", "agent.use_recall=true"], "--set agent.use_recall=true gives it"),
+        (["--ablation", "no-multi-grounding", "--max-groundings", "4"], "--max-groundings 4 gives it"),
+        (["--ablation", "no-feedback", "--user-agent", "simulated"], "--user-agent simulated gives it"),
+    ):
+        code, output = invoke("fit", "--data", data, "--out", out, *flags)
+        one_error(code, output, f"--ablation {flags[1]} sets", said)
+    code, output = invoke("fit", "--data", data, "--out", out, "--ablation", "no-feedback", "--no-feedback")
+    assert "another value" not in output and "not a prepared data set" in output, output  # the same value
+    grid = ["--grid", "agent.max_groundings=1,3", "--ablation", "no-multi-grounding"]
+    code, output = invoke("sweep", "--data", data, "--out", tmp_path / "sweep", *grid)
+    one_error(code, output, "--grid agent.max_groundings gives it another value")
+
+
+def test_fields_a_command_never_reads_are_noted_and_a_grid_over_them_refused(tmp_path):
+    """`sweep --grid data.history_length=5,10` "finished" two identical cells whose config.yaml claimed 5 and 10;
+    `fit --set data.history_length=3` and `sft --set trainer.lr=0.5` changed nothing, without a word, and were
+    recorded in the run's config.yaml as if used."""
+    data, out = tmp_path / "none", tmp_path / "run"
+    code, output = invoke("sweep", "--data", data, "--out", tmp_path / "s", "--grid", "data.history_length=5,10")
+    one_error(code, output, "--grid data.history_length: the cells' fit does not read data.*")
+    code, output = invoke("fit", "--data", data, "--out", out, "--set", "data.history_length=3")
+    assert "note: --set data.history_length=3: mgfrec fit does not read data.*" in output, output
+    sets = ["--set", "trainer.lr=0.5", "--set", "trainer.accelerator=cpu", "--set", "grpo.kl_beta=0.1"]
+    code, output = invoke("sft", "--data", data, "--out", out, *sets)
+    assert "note: --set trainer.lr=0.5 grpo.kl_beta=0.1: mgfrec sft does not read" in output, output
+    code, output = invoke("fit", "--data", data, "--out", out, "--set", "trainer.lr=0.5")
+    assert "note:" not in output, output  # fit reads it
