@@ -145,7 +145,10 @@ def user_history(ds: PreparedDataset, user_id: str, length: int) -> list[int]:
     log = ds.interactions
     rows = log[log["user_id"].astype(str) == str(user_id)]
     if rows.empty:
-        raise KeyError(f"--user {user_id!r}: no such user in {ds.root} (user ids are strings as in the input)")
+        known = ", ".join(repr(u) for u in log["user_id"].astype(str).drop_duplicates().head(3))
+        raise KeyError(
+            f"--user {user_id!r}: no such user in {ds.root} (user ids are strings as in the input, e.g. {known})"
+        )
     rows = rows.reset_index().sort_values(["timestamp", "index"], kind="stable")
     return rows["item_idx"].astype(int).tolist()[-length:]
 

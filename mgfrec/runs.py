@@ -320,13 +320,14 @@ def recall_run_of(run_dir: str | Path, info: RunInfo) -> str | None:
 
 
 def write_metrics(path: Path, rows: list[dict[str, float]]) -> None:
-    """All rows with the union of their columns (valid columns appear only on validation steps)."""
+    """All rows with the union of their columns (valid columns appear only on validation steps); the step a whole
+    number (``3``, not ``3.0``)."""
     columns = list(dict.fromkeys(k for r in rows for k in r))
     tmp = path.with_suffix(".tmp")
     with tmp.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({**r, "step": int(r["step"])} if "step" in r else r for r in rows)
     tmp.replace(path)  # a kill mid-write leaves the previous file whole
 
 

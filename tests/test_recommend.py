@@ -70,6 +70,12 @@ def test_bad_arguments_are_named(agent_run):
     assert both.exit_code == 2 and "--user" in both.output
     nobody = CliRunner().invoke(app, ["recommend", str(run), "--user", "no-such-user"])
     assert nobody.exit_code == 2 and "no-such-user" in nobody.output
+    # and which ids there are: no command listed them, and the docs' USER_ID was a guess away from working
+    from mgfrec.data.prepared import PreparedDataset
+    from mgfrec.runs import read_run_info
+
+    first = str(PreparedDataset(read_run_info(run).data).interactions["user_id"].iloc[0])
+    assert f"e.g. '{first}'" in " ".join(nobody.output.split()), nobody.output
 
 
 def test_markdown_case_study_is_written(agent_run, tmp_path):

@@ -171,3 +171,13 @@ def test_an_unfinished_fit_is_named_as_one_not_as_no_run(tmp_path):
     (tmp_path / "fit_start.json").write_text("{}")
     with pytest.raises(FileNotFoundError, match=r"an unfinished fit \(no run.json yet\) \(its checkpoint is there\); "):
         read_run_info(tmp_path)
+
+
+def test_metrics_csv_writes_its_step_as_a_whole_number(tmp_path):
+    """A fit's metrics.csv wrote its step column as 0.0, 1.0, ...; read back (a resume) it stays the same row."""
+    from mgfrec.runs import read_metrics, write_metrics
+
+    path = tmp_path / "metrics.csv"
+    write_metrics(path, [{"step": 0.0, "valid/ndcg_full": 0.1}, {"step": 1.0, "reward/mean": 0.25}])
+    assert path.read_text(encoding="utf-8").splitlines()[1:] == ["0,0.1,", "1,,0.25"]
+    assert read_metrics(path, before=1) == [{"step": 0.0, "valid/ndcg_full": 0.1}, {"step": 1.0, "reward/mean": 0.25}]

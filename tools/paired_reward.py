@@ -40,7 +40,10 @@ def main() -> None:
     parser.add_argument("--bootstrap", type=int, default=1000)
     args = parser.parse_args()
     a, b = read(args.run_a, args.split), read(args.run_b, args.split)
-    pos_a, pos_b = align(a["sample_id"].to_numpy(), b["sample_id"].to_numpy(), str(args.run_a), str(args.run_b))
+    try:
+        pos_a, pos_b = align(a["sample_id"].to_numpy(), b["sample_id"].to_numpy(), str(args.run_a), str(args.run_b))
+    except ValueError as exc:  # runs over other samples: a user error, one line
+        raise SystemExit(f"error: {exc}") from None
     test = paired_test(a["reward"].to_numpy()[pos_a], b["reward"].to_numpy()[pos_b], "reward", samples=args.bootstrap)
     out = {"a": str(args.run_a), "b": str(args.run_b), "split": args.split, **asdict(test)}
     out["format_valid"] = {

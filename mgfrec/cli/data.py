@@ -186,20 +186,27 @@ def download(
         print_error(f"DATASET {dataset!r}: only 'amazon2023' can be downloaded")
         raise typer.Exit(2)
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
-    with user_errors(), Progress(*columns, TimeRemainingColumn(), console=console) as bar:
-        tasks: dict[str, int] = {}
+    bar = Progress(*columns, TimeRemainingColumn(), console=console)
+    tasks: dict[str, int] = {}
 
-        def show(name: str, done: int, total: int | None) -> None:
-            if name not in tasks:
-                tasks[name] = bar.add_task(name, total=total)
-            bar.update(tasks[name], completed=done, total=total)
+    def show(name: str, done: int, total: int | None) -> None:
+        if not tasks:  # the bar starts with the first transfer: stopped empty, it printed a blank line
+            bar.start()
+        if name not in tasks:
+            tasks[name] = bar.add_task(name, total=total)
+        bar.update(tasks[name], completed=done, total=total)
 
+    with user_errors():
         try:
             files = download_category(category, out_dir, base_url or DEFAULT_BASE_URL, progress=show, retries=retries)
         except DownloadError as exc:
-            bar.stop()
+            if tasks:
+                bar.stop()
             print_error(str(exc))
             raise typer.Exit(2) from None
+        finally:
+            if tasks:
+                bar.stop()
     for item in files:
         console.print(f"{item.path}: {item.size:,} bytes ({item.status})", highlight=False)
     console.print(f"next: mgfrec data prepare {out_dir} --out <prepared folder>", highlight=False)

@@ -47,7 +47,18 @@ def figures(
                     f"{other} and {path} have the same folder name, so their figures would overwrite each other "
                     "in --out; draw them into two --out folders"
                 )
-        return [str(p) for path in paths for p in figures_for(path, out_dir, split, metric)]
+        written = [str(p) for path in paths for p in figures_for(path, out_dir, split, metric)]
+        for path in paths:  # an agent run evaluated on another split only: its difficulty figure was left out
+            others = sorted(f.name for f in Path(path).glob("agent_*_samples.csv"))
+            if others and not (Path(path) / f"agent_{split}_samples.csv").is_file():
+                console.print(
+                    f"note: {path} has no agent_{split}_samples.csv, so no difficulty figure ({', '.join(others)} "
+                    f"found: --split {others[0].removeprefix('agent_').removesuffix('_samples.csv')} draws it)",
+                    highlight=False,
+                    markup=False,
+                    soft_wrap=True,
+                )
+        return written
 
     written = run(go)
     if as_json:

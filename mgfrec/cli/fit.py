@@ -171,8 +171,9 @@ def fit(
     if as_json:
         print_json(summary)
         return
-    last = result.extra["last"]
+    last, steps = result.extra["last"], result.extra["steps"]
     typer.echo(
-        f"{result.extra['steps']} steps: reward {last.get('reward/mean', float('nan')):.4f}, best valid NDCG@10 "
+        f"{steps} step{'' if steps == 1 else 's'}: reward {last.get('reward/mean', float('nan')):.4f}, "
+        "best valid NDCG@10 "
         f"{result.extra['best_valid_ndcg@10']}; policy {Path(out_dir) / 'policy'}; {result.extra['seconds']} s"
     )

@@ -127,6 +127,8 @@ def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(raw).__name__}")
     parent = raw.pop("base", None)
+    if parent is not None and not isinstance(parent, str):
+        raise ConfigError(f"{path}: base must be the path of one parent config file, got {type(parent).__name__}")
     if parent is not None:
         raw = _merge(read_yaml(path.parent / str(parent), (*_seen, path)), raw)
     return raw
@@ -168,13 +170,20 @@ def _override_value(value: str) -> Any:
         return None
     if value.isspace() or (len(value) == 1 and not value.isalnum()):
         return value
+    if _COMMENT.search(value):  # YAML would cut "/tmp/a #b" at the '#': nobody writes a comment into --set
+        return value
     try:
         parsed = load_yaml(value)
     except yaml.YAMLError:
         return value
     if parsed is None or parsed == "" or parsed == [None] or parsed == {None: None}:
         return value
+    if isinstance(parsed, dict) and not value.lstrip().startswith("{"):
+        return value  # "Query: x" is text with a colon; a mapping is written {key: value}
     return parsed
+
+
+_COMMENT = re.compile(r"(?:^|\s)#")
 
 
 def set_path(raw: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:

@@ -34,6 +34,25 @@ class Cell:
             object.__setattr__(self, "shown", {k: redacted_value(k, v) for k, v in self.values.items()})
 
 
+def _split_values(text: str) -> list[str]:
+    """``--grid``'s values split at each comma outside brackets, braces and quotes: ``[ndcg,format],[ndcg]`` is two
+    lists (a split at every comma made ``'[ndcg'`` and ``'format]'`` of them)."""
+    parts, depth, quote, start = [], 0, "", 0
+    for i, char in enumerate(text):
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth = max(depth - 1, 0)
+        elif char == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    return [*parts, text[start:]]
+
+
 def parse_grid_flag(text: str) -> tuple[str, list[Any]]:
     """``"agent.max_groundings=1,3,6"`` -> ``("agent.max_groundings", [1, 3, 6])``; values are YAML scalars."""
     field, sep, values = text.partition("=")
@@ -41,7 +60,7 @@ def parse_grid_flag(text: str) -> tuple[str, list[Any]]:
     if not sep or not field or not values.strip():
         raise ConfigError(f"--grid {text}: must look like section.field=value1,value2,...")
     parsed = []
-    for raw in values.split(","):
+    for raw in _split_values(values):
         try:  # as a config reads a value (YAML 1.2's scalars: 1e-3 a number, 010 ten, yes text)
             value = load_yaml(raw.strip()) if raw.strip() else None
         except yaml.YAMLError:

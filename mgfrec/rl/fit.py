@@ -71,7 +71,7 @@ from mgfrec.runs import (
     write_run_info,
 )
 from mgfrec.text.prompts import AgentPrompts, keep_run_prompts
-from mgfrec.user_agents.base import require_automatic, with_run_cache
+from mgfrec.user_agents.base import check_user_agent, with_run_cache
 
 
 @dataclass(frozen=True)
@@ -259,7 +259,7 @@ def run_fit(
     check_logger(cfg)  # tensorboard missing: the same
     if options.init is None:
         check_policy_source(cfg.policy.model)
-    require_automatic(cfg.user_agent, "GRPO training", reg)  # before any data work: a person cannot answer a rollout
+    check_user_agent(cfg.user_agent, "GRPO training", reg)  # before any data work: a person cannot answer a rollout
     ds, out = PreparedDataset(data), Path(out)
     check_output_run(out, "mgfrec", data=ds.root)  # before anything in OUT is touched
     AgentPrompts.from_config(cfg.agent)  # a template that cannot be read is named before OUT is cleared

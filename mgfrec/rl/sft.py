@@ -48,7 +48,7 @@ from mgfrec.rl.sft_data import Fallback, Teacher, synthesize
 from mgfrec.rollout.base import build_engine, check_engine, sync_weights
 from mgfrec.runs import RunInfo, check_output_run, retire_if_recall_inside, retire_run, write_metrics, write_run_info
 from mgfrec.text.prompts import AgentPrompts, keep_run_prompts
-from mgfrec.user_agents.base import require_automatic, with_run_cache
+from mgfrec.user_agents.base import check_user_agent, with_run_cache
 
 """On the Amazon CDs data most targets are cold and ``last-title`` is the strongest baseline (docs/baselines.md);
 it needs no training, so the warm start costs no SASRec fit."""
@@ -210,7 +210,7 @@ def run_sft(
     started = time.perf_counter()
     reg = reg or registry()
     check_policy_source(cfg.policy.model)
-    require_automatic(cfg.user_agent, "SFT", reg)  # before any data work: a person cannot answer a rollout
+    check_user_agent(cfg.user_agent, "SFT", reg)  # before any data work: a person cannot answer a rollout
     check_engine(cfg.rollout, reg)  # vLLM missing: one line now, not once an earlier run in OUT was retired
     ds, out = PreparedDataset(data), Path(out)
     check_output_run(out, "mgfrec-sft", data=ds.root)  # before anything in OUT is touched

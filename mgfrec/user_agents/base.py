@@ -150,6 +150,15 @@ def require_automatic(cfg: UserAgentConfig, purpose: str, reg: Registry | None =
         )
 
 
+def check_user_agent(cfg: UserAgentConfig, purpose: str, reg: Registry | None = None) -> None:
+    """Before a command's long stages: the backend can answer automatically (:func:`require_automatic`), and what
+    it needs to start is there (a backend class's ``check_ready(cfg)``: the remote ones' model and API key)."""
+    require_automatic(cfg, purpose, reg)
+    check = getattr((reg or registry()).load("user_agent", cfg.backend), "check_ready", None)
+    if callable(check):
+        check(cfg)
+
+
 def load_user_agent(
     cfg: UserAgentConfig, context: UserAgentContext | None = None, reg: Registry | None = None
 ) -> UserAgent:

@@ -79,26 +79,43 @@ class RemoteChatAgent:
     transport_options: ClassVar[frozenset[str]] = frozenset({"backoff_s", "system"})
     """Options that do not change what the model answers (``system`` is part of the messages already)."""
 
-    def __init__(self, cfg: UserAgentConfig, options: RemoteOptions | None, context: UserAgentContext | None = None):
-        self.cfg = cfg
-        self.options = options or self.Options()
-        model = cfg.model or self.default_model
+    @classmethod
+    def check_ready(cls, cfg: UserAgentConfig) -> None:
+        """What the constructor checks, for a command to ask before its long stages (``fit`` fitted its recall model
+        for a minute, then stopped at the missing key): a model named, and a usable key in the environment."""
+        cls._model_of(cfg)
+        cls._key_of(cfg)
+
+    @classmethod
+    def _model_of(cls, cfg: UserAgentConfig) -> str:
+        model = cfg.model or cls.default_model
         if not model:
-            raise UserAgentError(f"user_agent.model is required for backend '{self.name}'")
-        self.model: str = model
-        self.key_env = cfg.api_key_env or self.default_key_env
-        key = os.environ.get(self.key_env, "").strip()  # a pasted key often ends in a newline or a space
+            raise UserAgentError(f"user_agent.model is required for backend '{cls.name}'")
+        return model
+
+    @classmethod
+    def _key_of(cls, cfg: UserAgentConfig) -> str:
+        key_env = cfg.api_key_env or cls.default_key_env
+        key = os.environ.get(key_env, "").strip()  # a pasted key often ends in a newline or a space
         if any(ord(c) < 32 or ord(c) == 127 for c in key):
             raise UserAgentError(
-                f"the environment variable {self.key_env} holds a control character inside the key (an HTTP header "
+                f"the environment variable {key_env} holds a control character inside the key (an HTTP header "
                 "cannot carry it); set it to the key alone"
             )
         if not key:
             raise UserAgentError(
-                f"user agent backend '{self.name}' reads its API key from the environment variable {self.key_env}, "
+                f"user agent backend '{cls.name}' reads its API key from the environment variable {key_env}, "
                 f"which is not set. Set it (any placeholder such as EMPTY works for a local server that needs no "
                 f"key), or name another variable in user_agent.api_key_env."
             )
+        return key
+
+    def __init__(self, cfg: UserAgentConfig, options: RemoteOptions | None, context: UserAgentContext | None = None):
+        self.cfg = cfg
+        self.options = options or self.Options()
+        self.model: str = self._model_of(cfg)
+        self.key_env = cfg.api_key_env or self.default_key_env
+        key = self._key_of(cfg)
         self._secret = key  # kept only to scrub it from error text
         self._prompt = prompt_builder(cfg.prompt)
         self._attempts = threading.local()

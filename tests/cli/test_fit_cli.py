@@ -108,6 +108,7 @@ def test_a_fresh_fit_into_a_used_folder_keeps_nothing_of_the_earlier_fit(data):
     common = ["--data", data / "data", "--out", out, "--max-steps", 1, "--group-size", 2, "--no-progress"]
     first = invoke(*common, "--valid-samples", 2, *tiny_fit_sets(data / "system.txt"))
     assert first.exit_code == 0, first.output
+    assert "1 step: reward" in first.output, first.output  # was "1 steps"
     assert (out / "best_policy").is_dir() and (out / "checkpoints").is_dir()
     again = invoke(*common, "--valid-samples", 0, *tiny_fit_sets(data / "system.txt"))
     assert again.exit_code == 0, again.output

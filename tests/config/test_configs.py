@@ -414,3 +414,33 @@ def test_a_components_switch_or_number_option_is_not_taken_for_the_other():
     ):
         with pytest.raises(ValueError, match=words):
             check_components(load_config(None, sets), source="<test>")
+
+
+@pytest.mark.reliability
+def test_a_set_value_with_a_hash_or_a_colon_is_the_text_given(tmp_path):
+    """`--set 'data.path=/tmp/a #b'` was cut to /tmp/a (a YAML comment), and `--set
+    'embedding.query_instruction=Query: x'` became a mapping refused as "Input should be a valid string"."""
+    cfg = load_config(None, ["data.path=/tmp/a #b", "embedding.query_instruction=Query: x"])
+    assert cfg.data.path == "/tmp/a #b" and cfg.embedding.query_instruction == "Query: x"
+    with pytest.raises(ConfigError, match=r"agent.max_groundings: Input should be a valid integer"):
+        load_config(None, ["agent.max_groundings=3 # three"])  # was 3, the rest dropped
+    assert load_config(None, ["grounding.options={nlist: 4}"]).grounding.options == {"nlist": 4}  # still a mapping
+
+
+@pytest.mark.reliability
+def test_a_base_that_is_not_one_path_is_named_so(tmp_path):
+    """`base: [a, b]` was refused as "cannot read config .../['a', 'b']: No such file or directory"."""
+    path = tmp_path / "c.yaml"
+    path.write_text("base: [a.yaml, b.yaml]\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"c.yaml: base must be the path of one parent config file, got list"):
+        load_config(path)
+
+
+@pytest.mark.reliability
+def test_grid_values_split_at_commas_outside_brackets():
+    """`--grid 'grpo.rewards=[ndcg,format],[ndcg]'` gave the values '[ndcg', 'format]' and ['ndcg']."""
+    from mgfrec.experiments.grid import parse_grid_flag
+
+    assert parse_grid_flag("grpo.rewards=[ndcg,format],[ndcg]") == ("grpo.rewards", [["ndcg", "format"], ["ndcg"]])
+    assert parse_grid_flag("grounding.options={nlist: 4, index: ivf},{}")[1] == [{"nlist": 4, "index": "ivf"}, {}]
+    assert parse_grid_flag("user_agent.model='a,b',c")[1] == ["a,b", "c"]

@@ -261,6 +261,7 @@ def test_cli_download_errors_exit_2_with_the_reason(server, tmp_path):
         app, ["data", "download", "amazon2023", "--category", "Nope", "--out", str(tmp_path), "--base-url", server.url]
     )
     assert result.exit_code == 2 and "HTTP 404 Not Found" in " ".join(result.output.split())
+    assert result.output.startswith("error:"), result.output  # the progress bar, stopped empty, wrote a blank line
     result = runner.invoke(app, ["data", "download", "movielens", "--category", "x", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "only 'amazon2023' can be downloaded" in result.output
 

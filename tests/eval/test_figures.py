@@ -262,6 +262,11 @@ def test_figures_for_and_the_command(tmp_path):
     assert len(paths) == 5  # reward, response length, valid, sweep curve, mean rank vs limit
     for path in paths:
         assert_png(type(tmp_path)(path))
+    # a run evaluated on test only: the default --split valid left its difficulty figure out without a word
+    (tmp_path / "run" / "agent_test_samples.csv").write_text("sample_id,target,groundings\n0,1,1\n")
+    noted = CliRunner().invoke(app, [str(tmp_path / "run"), "--out", str(tmp_path / "cli2")])
+    assert noted.exit_code == 0 and "no agent_valid_samples.csv" in noted.output, noted.output
+    assert "--split test draws it" in " ".join(noted.output.split()), noted.output
     empty = tmp_path / "empty"
     empty.mkdir()
     bad = CliRunner().invoke(app, [str(empty), "--out", str(tmp_path / "cli")])

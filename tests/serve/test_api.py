@@ -86,8 +86,13 @@ def test_grounding_as_a_service_health_and_schema(client, serve_run):
     assert client.get("/v1/items", params={"q": "a", "k": 0}).status_code == 422
     health = client.get("/healthz").json()
     assert health["status"] == "ok" and health["kind"] == "agent" and health["items"] == ds.num_items
-    paths = client.get("/openapi.json").json()["paths"]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # FastAPI warned "Duplicate Operation ID healthz_healthz_get" here
+        paths = client.get("/openapi.json").json()["paths"]
     assert {"/v1/recommend", "/v1/items", "/healthz", "/v1/sessions", "/v1/sessions/{sid}/events"} <= set(paths)
+    assert client.head("/healthz").status_code == 200 and set(paths["/healthz"]) == {"get"}
     users = client.get("/v1/users", params={"split": "test", "limit": 5}).json()["users"]
     assert len(users) == 5 and set(users) <= set(ds.split("test").user_id.astype(str))
     page = client.get("/")
