@@ -229,10 +229,20 @@ def align(ids_a: np.ndarray, ids_b: np.ndarray, name_a: str = "A", name_b: str =
     only_a = np.setdiff1d(ids_a, ids_b)
     only_b = np.setdiff1d(ids_b, ids_a)
     if only_a.size or only_b.size:
+        where = ", ".join(
+            f"{only.size} only in {name}" + (f" (e.g. {only[:3].tolist()})" if only.size else "")
+            for only, name in ((only_a, name_a), (only_b, name_b))
+        )
+        fix = "evaluate both on the same split without subsampling"
+        if not only_a.size or not only_b.size:  # one is a subsample of the other: the cheap way is to cut the other
+            fix = (
+                f"{name_a if not only_a.size else name_b} holds a subsample of the other's; evaluate both on the "
+                f"same samples (mgfrec report --limit {min(len(ids_a), len(ids_b))} does, when that subsample is "
+                "eval.seed's)"
+            )
         raise MismatchedSamplesError(
             f"{name_a} ({len(ids_a)} samples) and {name_b} ({len(ids_b)} samples) cover different samples: "
-            f"{only_a.size} only in {name_a} (e.g. {only_a[:3].tolist()}), {only_b.size} only in {name_b} "
-            f"(e.g. {only_b[:3].tolist()}); evaluate both on the same split without subsampling"
+            f"{where}; {fix}"
         )
     return np.argsort(ids_a, kind="stable"), np.argsort(ids_b, kind="stable")
 

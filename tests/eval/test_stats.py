@@ -152,3 +152,14 @@ def test_compare_ranks_pairs_by_sample_id_not_position():
     assert shuffled["hit@5"].sign.ties == 1
     assert {m: c.to_dict() for m, c in shuffled.items()} == {m: c.to_dict() for m, c in ordered.items()}
     assert list(ordered) == ["hit@5", "ndcg@5", "ndcg_full", "mean_rank"]
+
+
+def test_runs_over_other_samples_name_only_the_side_that_has_extra_ones():
+    """One run's samples a subset of the other's read "0 only in A (e.g. [])"."""
+    from mgfrec.ranking.stats import MismatchedSamplesError, align
+
+    with pytest.raises(MismatchedSamplesError) as caught:
+        align(np.array([1, 2]), np.array([1, 2, 3]), "A", "B")
+    assert "0 only in A, 1 only in B (e.g. [3])" in str(caught.value) and "[])" not in str(caught.value)
+    # and the cheap way to pair them: the report cut to the smaller one's subsample, not a full agent evaluation
+    assert "A holds a subsample of the other's" in str(caught.value) and "report --limit 2" in str(caught.value)
