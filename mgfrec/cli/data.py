@@ -68,8 +68,18 @@ def prepare(
                 "data.skip_bad": skip_bad or None,
             },
         )
+        before = _checksum_of(out_dir)
         with console.status(f"preparing {name} -> {out_dir}"):
-            return prepare_config(cfg, out_dir, allow_empty=allow_empty)
+            ds = prepare_config(cfg, out_dir, allow_empty=allow_empty)
+        if before is not None and before != ds.checksum:  # runs made from the earlier one now fail their check
+            console.print(
+                f"note: {out_dir} held another prepared data set, now replaced: runs made from it are refused by "
+                "evaluate, report and --resume (their data set changed); prepare into a new folder to keep both",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
+        return ds
 
     ds = run(go)
     sub = ds.manifest.get("subsample_users")
@@ -210,6 +220,18 @@ def download(
     for item in files:
         console.print(f"{item.path}: {item.size:,} bytes ({item.status})", highlight=False)
     console.print(f"next: mgfrec data prepare {out_dir} --out <prepared folder>", highlight=False)
+
+
+def _checksum_of(folder: Path) -> str | None:
+    """The checksum of the prepared data set in ``folder``; None if it holds none (or one that cannot be read)."""
+    from mgfrec.data.prepared import PreparedDataset
+
+    if not (Path(folder) / "manifest.json").is_file():
+        return None
+    try:
+        return PreparedDataset(folder).checksum
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _summary(ds, sub, counts=None) -> dict:

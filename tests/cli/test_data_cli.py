@@ -283,3 +283,16 @@ def test_prepare_replaces_a_data_set_and_keeps_a_users_config(csv_folder, tmp_pa
     assert (out / "config.user.yaml").read_text().startswith("# mine")
     again = invoke("data", "prepare", csv_folder, "--out", out)  # a data set is replaced as a whole
     assert again.exit_code == 0, again.output
+
+
+def test_preparing_over_a_data_set_that_changes_it_says_its_runs_no_longer_match(tmp_path):
+    """`data prepare` into a folder holding a data set replaced it without a word: every run made from it was then
+    refused by evaluate and report, and the user learnt why only there."""
+    out, small = str(tmp_path / "d"), SMALL_SYNTHETIC
+    first = invoke("data", "prepare", "synthetic", "--out", out, *small)
+    assert first.exit_code == 0 and "note:" not in first.output, first.output
+    same = invoke("data", "prepare", "synthetic", "--out", out, *small)
+    assert same.exit_code == 0 and "note:" not in same.output, same.output  # the same data set again
+    other = invoke("data", "prepare", "synthetic", "--out", out, *small, "--history-length", "5")
+    text = flat(other.output)
+    assert other.exit_code == 0 and "note: " in text and "runs made from it are refused by evaluate" in text, text
