@@ -74,4 +74,14 @@ def strict_scalar(model: type[BaseModel], name: str, value: Any) -> Any:
         raise ValueError("a switch: write true or false")
     if kind in (int, float) and isinstance(value, bool):
         raise ValueError("a number, not true or false")
+    if kind is int and is_whole_number(value) and value > MAX_COUNT and not _has_upper_bound(field):
+        raise ValueError(f"at most {MAX_COUNT:,}: larger than any run can use")
     return value
+
+
+MAX_COUNT = 2**31 - 1
+"""The largest value an integer field without a bound of its own takes (``agent.max_groundings: 1e29`` was taken)."""
+
+
+def _has_upper_bound(field: Any) -> bool:
+    return any(hasattr(m, "le") or hasattr(m, "lt") for m in getattr(field, "metadata", ()))

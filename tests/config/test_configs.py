@@ -444,3 +444,12 @@ def test_grid_values_split_at_commas_outside_brackets():
     assert parse_grid_flag("grpo.rewards=[ndcg,format],[ndcg]") == ("grpo.rewards", [["ndcg", "format"], ["ndcg"]])
     assert parse_grid_flag("grounding.options={nlist: 4, index: ivf},{}")[1] == [{"nlist": 4, "index": "ivf"}, {}]
     assert parse_grid_flag("user_agent.model='a,b',c")[1] == ["a,b", "c"]
+
+
+@pytest.mark.reliability
+def test_a_count_without_a_bound_of_its_own_is_held_to_32_bits():
+    """`agent.max_groundings: 100000000000000000000000000000` was accepted and written back into config.yaml."""
+    with pytest.raises(ConfigError, match=r"agent.max_groundings: Value error, at most 2,147,483,647"):
+        load_config(None, ["agent.max_groundings=100000000000000000000000000000"])
+    assert load_config(None, ["agent.max_groundings=2147483647"]).agent.max_groundings == 2**31 - 1
+    assert load_config(None, ["data.seed=4294967295"]).data.seed == 2**32 - 1  # a field's own bound decides
