@@ -67,6 +67,9 @@ def strict_scalar(model: type[BaseModel], name: str, value: Any) -> Any:
     booleans and numbers: ``true`` given to a number field (it became 1), a number or a word given to a switch
     (``1`` and ``"yes"`` became true). A ValueError says what to write."""
     field = model.model_fields.get(name)
+    if field is not None and isinstance(value, str) and value.lower() in _SWITCH_WORDS and _text_or_switch(field):
+        # user_agent.cache_path: off turned the cache off under YAML 1.1; read as text, it named a file "off"
+        raise ValueError(f"{value!r} is a switch word: write false (or true), or a path such as ./{value}")
     kind = _scalar_kind(field.annotation) if field is not None else None
     if kind is None or value is None:
         return value
@@ -77,6 +80,18 @@ def strict_scalar(model: type[BaseModel], name: str, value: Any) -> Any:
     if kind is int and is_whole_number(value) and value > MAX_COUNT and not _has_upper_bound(field):
         raise ValueError(f"at most {MAX_COUNT:,}: larger than any run can use")
     return value
+
+
+_SWITCH_WORDS = frozenset({"yes", "no", "on", "off", "y", "n"})  # YAML 1.1's booleans beyond true and false
+
+
+def _text_or_switch(field: Any) -> bool:
+    """Whether a field takes text and a switch (``str | Literal[False] | None``, ``str | bool``)."""
+    args = typing.get_args(field.annotation)
+    switch = bool in args or any(
+        typing.get_origin(a) is typing.Literal and any(isinstance(v, bool) for v in typing.get_args(a)) for a in args
+    )
+    return str in args and switch
 
 
 MAX_COUNT = 2**31 - 1

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -46,7 +46,9 @@ def override_section(text: str) -> str:
 def note_unread_sets(sets: list[str], command: str) -> None:
     """One note on stderr naming the ``--set`` overrides ``command`` does not read (those outside ``eval``):
     a run is evaluated under its own ``config.yaml``, so they would change nothing, silently."""
-    unread = [s for s in sets if override_section(s) != "eval"]
+    from mgfrec.config.load import redacted_override
+
+    unread = [redacted_override(s) for s in sets if override_section(s) != "eval"]
     if unread:
         console.print(
             f"note: --set {' '.join(unread)}: {command} reads only eval.* fields; each run's own config.yaml "
@@ -73,10 +75,12 @@ def note_unread_fields(
         and not any(key == r or key.startswith(r + ".") for r in read)
     ]
     if hit:
+        from mgfrec.config.load import redacted_override
+
         besides = f" (but {', '.join(read)})" if read else ""
+        shown = " ".join(redacted_override(t) for t in hit)  # a URL's password given as data.path is not echoed
         console.print(
-            f"note: --set {' '.join(hit)}: {command} does not read {', '.join(f'{u}.*' for u in unread)}{besides}; "
-            f"{why}",
+            f"note: --set {shown}: {command} does not read {', '.join(f'{u}.*' for u in unread)}{besides}; {why}",
             highlight=False,
             markup=False,
             soft_wrap=True,
@@ -201,10 +205,15 @@ def run(fn: Callable[[], T]) -> T:
         print_error(str(exc))
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt as stop:
-        # a stop by another signal says which, and exits with its code (rl.stop.Terminated: SIGTERM, 143)
-        name = getattr(stop, "signal_name", None)
-        console.print(f"stopped by {name}" if name else "stopped by the user (Ctrl-C)", highlight=False)
-        raise typer.Exit(getattr(stop, "exit_code", 130)) from None
+        stopped(stop)
+
+
+def stopped(stop: KeyboardInterrupt) -> NoReturn:
+    """Say how a command was stopped and exit with the signal's code: Ctrl-C 130, SIGTERM 143
+    (:class:`mgfrec.signals.Terminated`)."""
+    name = getattr(stop, "signal_name", None)
+    console.print(f"stopped by {name}" if name else "stopped by the user (Ctrl-C)", highlight=False)
+    raise typer.Exit(getattr(stop, "exit_code", 130)) from None
 
 
 def load(config: str | None, sets: list[str] | None, values: Mapping[str, Any] | None = None):
@@ -264,11 +273,18 @@ def _flag_of(dotted: str, ctx: Any, params: Mapping[str, Any]) -> Any:
     named = params.get(dotted.rpartition(".")[2])
     candidates = [named] if named is not None else []
     field = re.compile(rf"(?<![\w.]){re.escape(dotted)}(?![\w])")
-    candidates += [p for p in params.values() if p is not named and field.search(getattr(p, "help", None) or "")]
+    candidates += [
+        p
+        for p in params.values()
+        if p is not named and p.name not in _NOT_A_FIELDS_FLAG and field.search(getattr(p, "help", None) or "")
+    ]
     for param in candidates:
         if ctx.get_parameter_source(param.name).name in ("COMMANDLINE", "ENVIRONMENT"):
             return param
     return None
+
+
+_NOT_A_FIELDS_FLAG = frozenset({"config", "set_"})  # their help names fields (the demo's --config), setting none
 
 
 def _check_flag_conflicts(values: Mapping[str, Any], sets: Sequence[str]) -> None:

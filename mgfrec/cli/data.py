@@ -189,8 +189,9 @@ def download(
     """Fetch the official reviews and meta files of one category (resumable); then run 'mgfrec data prepare'."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-    from mgfrec.cli.common import user_errors
+    from mgfrec.cli.common import stopped, user_errors
     from mgfrec.data.download import DEFAULT_BASE_URL, DownloadError, download_category
+    from mgfrec.signals import sigterm_stops
 
     if dataset != "amazon2023":
         print_error(f"DATASET {dataset!r}: only 'amazon2023' can be downloaded")
@@ -199,24 +200,29 @@ def download(
     bar = Progress(*columns, TimeRemainingColumn(), console=console)
     tasks: dict[str, int] = {}
 
+    def end_bar() -> None:
+        if tasks and bar.live.is_started:  # a bar stopped empty, or twice, printed a blank line
+            bar.stop()
+
     def show(name: str, done: int, total: int | None) -> None:
-        if not tasks:  # the bar starts with the first transfer: stopped empty, it printed a blank line
+        if not tasks:  # the bar starts with the first transfer
             bar.start()
         if name not in tasks:
             tasks[name] = bar.add_task(name, total=total)
         bar.update(tasks[name], completed=done, total=total)
 
-    with user_errors():
+    with sigterm_stops(), user_errors():  # SIGTERM: the transfer so far is kept (resumable), as after Ctrl-C
         try:
             files = download_category(category, out_dir, base_url or DEFAULT_BASE_URL, progress=show, retries=retries)
         except DownloadError as exc:
-            if tasks:
-                bar.stop()
+            end_bar()
             print_error(str(exc))
             raise typer.Exit(2) from None
+        except KeyboardInterrupt as stop:
+            end_bar()
+            stopped(stop)
         finally:
-            if tasks:
-                bar.stop()
+            end_bar()
     for item in files:
         console.print(f"{item.path}: {item.size:,} bytes ({item.status})", highlight=False)
     console.print(f"next: mgfrec data prepare {out_dir} --out <prepared folder>", highlight=False)

@@ -33,7 +33,10 @@ def report(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON object on stdout."),
     bootstrap: int | None = typer.Option(
-        None, "--bootstrap", min=0, help="Bootstrap resamples (default 1000; 0 = sign test only)."
+        None,
+        "--bootstrap",
+        min=0,
+        help="Bootstrap resamples (eval.bootstrap_samples; default 1000; 0 = sign test only).",
     ),
     no_evaluate: bool = typer.Option(
         False, "--no-evaluate", help="Fail on a run without eval_<split>.json instead of evaluating it."

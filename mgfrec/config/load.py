@@ -100,6 +100,18 @@ def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
 ConfigLoader.add_constructor(_INT, _construct_int)
 
 
+class ConfigDumper(yaml.SafeDumper):
+    """What writes a run's ``config.yaml``: a string that either YAML 1.1 or :class:`ConfigLoader` would read as
+    something else (``08``, ``1e5``, ``0o17``, ``yes``) is quoted, so the file reads back as written, by mgfrec and
+    by any YAML reader."""
+
+
+for _first, _resolvers in ConfigLoader.yaml_implicit_resolvers.items():
+    for _tag, _rx in _resolvers:
+        if _tag in (_BOOL, _INT, _FLOAT):
+            ConfigDumper.add_implicit_resolver(_tag, _rx, [_first])
+
+
 def load_yaml(text: str) -> Any:
     """``text`` read as a config reads it (:class:`ConfigLoader`)."""
     return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 - a SafeLoader subclass
@@ -393,7 +405,8 @@ def write_resolved(config: MGFRecConfig, run_dir: str | Path) -> Path:
     resolved = redacted(config)
     keep_user_config(run_dir)
     tmp = out.with_suffix(".yaml.tmp")
-    tmp.write_text(RESOLVED_MARK + "\n" + yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
+    text = yaml.dump(resolved, Dumper=ConfigDumper, sort_keys=False, allow_unicode=False)
+    tmp.write_text(RESOLVED_MARK + "\n" + text, encoding="utf-8")
     tmp.replace(out)  # whole or not at all: another process may read it (a resumed multi-process run)
     return out
 
@@ -409,25 +422,25 @@ RESOLVED_MARK = "# the resolved config of an mgfrec run: written by mgfrec, repl
 
 def resolved_by(path: str | Path) -> str | None:
     """Who wrote the config file at ``path``: "mgfrec" (:data:`RESOLVED_MARK` is its first line), "old" (mgfrec
-    before the mark: every top-level section of :class:`MGFRecConfig`, none empty, and no comment, which
-    ``yaml.safe_dump`` never writes), or None (a user's own file: a copy of ``configs/default.yaml`` names every
-    section too, with its comments)."""
+    before the mark: every top-level section of :class:`MGFRecConfig`, none empty, in ``yaml.safe_dump``'s text
+    exactly), or None (a user's own file: a copy of ``configs/default.yaml`` names every section too, with its
+    comments)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return None
     if text.startswith(RESOLVED_MARK):
         return "mgfrec"
-    if any(line.lstrip().startswith("#") for line in text.splitlines()):
-        return None
     try:
         existing = yaml.safe_load(text)
     except yaml.YAMLError:
         return None
     sections = set(MGFRecConfig.model_fields)
-    if isinstance(existing, dict) and sections <= set(existing) and all(existing[s] for s in sections):
-        return "old"
-    return None
+    if not (isinstance(existing, dict) and sections <= set(existing) and all(existing[s] for s in sections)):
+        return None
+    # what mgfrec wrote before the mark is yaml.safe_dump's text exactly: a user's file (comments, its own layout)
+    # is not, while a multi-line value with a line that starts with '#' still is
+    return "old" if yaml.safe_dump(existing, sort_keys=False) == text else None
 
 
 def is_resolved_config(path: str | Path) -> bool:

@@ -41,7 +41,7 @@ def _split_values(text: str) -> list[str]:
     for i, char in enumerate(text):
         if quote:
             quote = "" if char == quote else quote
-        elif char in "'\"":
+        elif char in "'\"" and not text[start:i].strip():  # a quoted value; an apostrophe inside one is text
             quote = char
         elif char in "[{":
             depth += 1

@@ -554,13 +554,24 @@ def test_a_flag_named_otherwise_than_its_field_and_a_set_of_it_are_refused_too(t
 
 
 def test_evaluates_flags_and_a_set_of_their_fields_are_refused(tmp_path):
-    """`evaluate --bootstrap 5 --set eval.bootstrap_samples=7` used 7 without a word."""
-    for flags in (
-        ["--bootstrap", "5", "--set", "eval.bootstrap_samples=7"],
-        ["--no-exclude-history", "--set", "eval.exclude_history=true"],
+    """`evaluate --bootstrap 5 --set eval.bootstrap_samples=7` used 7 without a word; `report` too."""
+    for command, flags in (
+        ("evaluate", ["--bootstrap", "5", "--set", "eval.bootstrap_samples=7"]),
+        ("evaluate", ["--no-exclude-history", "--set", "eval.exclude_history=true"]),
+        ("report", ["--bootstrap", "5", "--set", "eval.bootstrap_samples=7"]),
     ):
-        code, output = invoke("evaluate", tmp_path / "none", *flags)
+        code, output = invoke(command, tmp_path / "none", *flags)
         one_error(code, output, f"{flags[0]}", "to two values")
+
+
+def test_the_help_of_config_and_set_never_makes_them_a_fields_flag(tmp_path):
+    """`demo --config configs/default.yaml --set retriever.patience=5` was refused as two values: --config's help
+    names retriever.patience (the demo's budget), so --config was taken for that field's flag."""
+    default = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
+    sets = ["--set", "retriever.patience=5", "--set", "retriever.no_such_field=1"]  # the second stops it there
+    code, output = invoke("demo", "--out", tmp_path / "demo", "--config", default, *sets)
+    one_error(code, output, "retriever.no_such_field")
+    assert "two values" not in output, output
 
 
 def test_an_ablation_and_a_flag_set_or_grid_giving_its_field_another_value_are_refused(tmp_path):
@@ -593,6 +604,8 @@ def test_fields_a_command_never_reads_are_noted_and_a_grid_over_them_refused(tmp
     sets = ["--set", "trainer.lr=0.5", "--set", "trainer.accelerator=cpu", "--set", "grpo.kl_beta=0.1"]
     code, output = invoke("sft", "--data", data, "--out", out, *sets)
     assert "note: --set trainer.lr=0.5 grpo.kl_beta=0.1: mgfrec sft does not read" in output, output
+    code, output = invoke("sft", "--data", data, "--out", out, "--set", "data.path=https://bob:hunter2@host/x")
+    assert "note: --set data.path=https://bob:<redacted>@host/x" in output and "hunter2" not in output, output
     code, output = invoke("fit", "--data", data, "--out", out, "--set", "trainer.lr=0.5")
     assert "note:" not in output, output  # fit reads it
 

@@ -444,6 +444,7 @@ def test_grid_values_split_at_commas_outside_brackets():
     assert parse_grid_flag("grpo.rewards=[ndcg,format],[ndcg]") == ("grpo.rewards", [["ndcg", "format"], ["ndcg"]])
     assert parse_grid_flag("grounding.options={nlist: 4, index: ivf},{}")[1] == [{"nlist": 4, "index": "ivf"}, {}]
     assert parse_grid_flag("user_agent.model='a,b',c")[1] == ["a,b", "c"]
+    assert parse_grid_flag("user_agent.model=O'Neil-7b,gpt-4o")[1] == ["O'Neil-7b", "gpt-4o"]  # an apostrophe is text
 
 
 @pytest.mark.reliability
@@ -453,3 +454,46 @@ def test_a_count_without_a_bound_of_its_own_is_held_to_32_bits():
         load_config(None, ["agent.max_groundings=100000000000000000000000000000"])
     assert load_config(None, ["agent.max_groundings=2147483647"]).agent.max_groundings == 2**31 - 1
     assert load_config(None, ["data.seed=4294967295"]).data.seed == 2**32 - 1  # a field's own bound decides
+
+
+@pytest.mark.reliability
+def test_a_written_config_reads_back_as_written(tmp_path):
+    """config.yaml was written by YAML 1.1's dumper and read by YAML 1.2's rules: a string such as "08", "1e5" or
+    "0o17" was written plain and read back as a number, and the run could no longer be evaluated or resumed."""
+    from mgfrec.config.load import write_resolved
+
+    for text in ("08", "0189", "1e5", "1.0e5", "0o17", "0x1F", "yes", "off", "1:30", "1_000"):
+        cfg = load_config(None, [f'embedding.query_instruction="{text}"'])
+        write_resolved(cfg, tmp_path)
+        again = load_config(tmp_path / "config.yaml")
+        assert (
+            again.embedding.query_instruction == text
+            and yaml.safe_load((tmp_path / "config.yaml").read_text(encoding="utf-8"))["embedding"]["query_instruction"]
+            == text
+        ), text
+
+
+@pytest.mark.reliability
+def test_a_switch_word_given_to_a_path_or_switch_field_is_refused():
+    """`user_agent.cache_path: off` turned the cache off under YAML 1.1; read as text it named a cache file "off"."""
+    with pytest.raises(ConfigError, match=r"user_agent.cache_path: .*'off' is a switch word: write false"):
+        load_config(None, ["user_agent.cache_path=off"])
+    assert load_config(None, ["user_agent.cache_path=false"]).user_agent.cache_path is False
+    assert load_config(None, ["user_agent.cache_path=./off"]).user_agent.cache_path == "./off"
+
+
+@pytest.mark.reliability
+def test_an_older_run_config_with_a_hash_line_in_a_long_value_is_still_a_run_config(tmp_path):
+    """Told apart by "no comment line", an older run's config.yaml whose multi-line value (a prompt) has a line
+    starting with '#' was taken for a user's file: renamed config.user.yaml on a rerun, read without the values of
+    before."""
+    from mgfrec.config.load import resolved_by, write_resolved
+
+    write_resolved(load_config(None, ['embedding.query_instruction="line one\\n# heading\\nline three"']), tmp_path)
+    old = yaml.safe_load((tmp_path / "config.yaml").read_text(encoding="utf-8"))
+    del old["agent"]["max_feedback_tokens"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(old, sort_keys=False), encoding="utf-8")  # as it was written
+    lines = (tmp_path / "config.yaml").read_text(encoding="utf-8").splitlines()
+    assert any(line.lstrip().startswith("# heading") for line in lines), lines  # the case: a line that looks a comment
+    assert resolved_by(tmp_path / "config.yaml") == "old"
+    assert load_config(tmp_path / "config.yaml").agent.max_feedback_tokens is None

@@ -293,3 +293,52 @@ def test_credentials_in_the_base_url_are_refused_without_being_shown(server, tmp
     text = " ".join(result.output.split())
     assert result.exit_code == 2 and "--base-url http://" in text and "remove the user:password@ part" in text
     assert "S3cretPW" not in result.output and not out.exists() and not server.requests
+
+
+def test_sigterm_during_a_transfer_stops_it_as_ctrl_c_does(tmp_path):
+    """SIGTERM ended `data download` where it stood (exit -15, no word); it stops as every command does now: the
+    bar ended, `stopped by SIGTERM`, exit 143."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    started = threading.Event()
+
+    class Stall(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # headers, then nothing: the client waits in its read
+            self.send_response(200)
+            self.send_header("Content-Length", "1000000")
+            self.end_headers()
+            self.wfile.write(b"\x1f\x8b" + b"\0" * 1000)
+            self.wfile.flush()
+            started.set()
+            time.sleep(60)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Stall)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    args = ["data", "download", "amazon2023", "--category", "CDs_and_Vinyl", "--out", str(tmp_path / "raw")]
+    env = {**os.environ, "COLUMNS": "200"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mgfrec.cli.main", *args, "--base-url", url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert started.wait(60), "the download never reached the server"
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        httpd.shutdown()
+    assert proc.returncode == 143, (proc.returncode, stderr)
+    assert "stopped by SIGTERM" in stderr and "Traceback" not in stderr, stderr
