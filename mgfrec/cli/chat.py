@@ -28,11 +28,13 @@ from mgfrec.cli.common import (
     out,
     print_error,
     split_titles,
+    stopped,
     terminal_safe,
     top_title,
     user_errors,
 )
 from mgfrec.cli.quiet import library_output
+from mgfrec.signals import Terminated
 
 
 def chat(
@@ -51,8 +53,14 @@ def chat(
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
 ) -> None:
     """Talk to the agent: after each grounding, type your feedback (Enter: the simulated user; /answer: answer now)."""
-    with library_output():  # library progress bars only with --verbose, as every command (the rollout loads too)
-        _converse(run_dir, user, history, split, sample_id, top_k, timeout, set_)
+    from mgfrec.signals import sigterm_stops
+
+    # SIGTERM ends the talk as Ctrl-C does (the agent's turn and a user agent's request end first), exit 143
+    with sigterm_stops(), library_output():  # library progress bars only with --verbose, as every command
+        try:
+            _converse(run_dir, user, history, split, sample_id, top_k, timeout, set_)
+        except KeyboardInterrupt as stop:  # while the run loads: nothing to end yet
+            stopped(stop)
 
 
 def _converse(
@@ -83,6 +91,8 @@ def _converse(
             except (KeyboardInterrupt, EOFError, typer.Abort) as exc:  # as at the feedback prompt: code 130
                 if input_ended(exc):  # piped input that ran out is no Ctrl-C
                     raise ValueError("history: the input ended before a history was given") from None
+                if (stop := terminated(exc)) is not None:
+                    stopped(stop)
                 out.print("\ninterrupted", highlight=False, markup=False)
                 raise typer.Exit(130) from None
         query = Query(user, tuple(split_titles(history)) if history is not None else None, split, top_k, sample_id)
@@ -151,6 +161,10 @@ def _converse(
         if input_ended(exc):  # a script's piped feedback ran out: the conversation ends as with /quit, code 0
             human.cancel("the input ended")
             out.print("\ninput ended: conversation ended", highlight=False, markup=False)
+        elif (stop := terminated(exc)) is not None:
+            human.cancel("stopped by SIGTERM")
+            out.print("\nstopped by SIGTERM", highlight=False, markup=False)
+            code = stop.exit_code
         else:
             human.cancel("interrupted")
             out.print("\ninterrupted (Ctrl-C again to quit at once)", highlight=False, markup=False)
@@ -159,10 +173,19 @@ def _converse(
         try:  # the agent's turn and a simulated user's request in flight end first
             worker.join(timeout=5)
             rec.close()
-        except KeyboardInterrupt:  # a second Ctrl-C while they do: quit at once
-            os._exit(130)
+        except KeyboardInterrupt as stop:  # a second Ctrl-C (or SIGTERM) while they do: quit at once
+            os._exit(getattr(stop, "exit_code", 130))
     if code:
         raise typer.Exit(code)
+
+
+def terminated(exc: BaseException) -> Terminated | None:
+    """The SIGTERM stop behind ``exc``, if it is one: click's prompt turns it into ``Abort``, keeping it as the
+    context."""
+    for cause in (exc, exc.__context__):
+        if isinstance(cause, Terminated):
+            return cause
+    return None
 
 
 def input_ended(exc: BaseException) -> bool:

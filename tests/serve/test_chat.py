@@ -167,3 +167,21 @@ def test_piped_input_that_runs_out_ends_the_conversation_not_as_ctrl_c(serve_run
     empty = subprocess.run(base, input="", capture_output=True, text=True, env=env, timeout=300)
     assert empty.returncode == 2 and "history: the input ended before a history was given" in empty.stderr
     assert "Traceback" not in empty.stderr
+
+
+@pytest.mark.reliability
+def test_sigterm_at_the_feedback_prompt_ends_the_talk_with_143(serve_run, plugin):
+    """SIGTERM (the terminal's window manager, a session ending) killed chat where it stood: the agent's turn and a
+    user agent's request in flight were not ended, and nothing was said."""
+    import signal
+
+    run, _, ds = serve_run
+    user = str(ds.split("test").user_id.iloc[0])
+    child = spawn([str(run), "--user", user, "--split", "test"], plugin)
+    child.expect(PROMPT)
+    child.kill(signal.SIGTERM)
+    child.expect("stopped by SIGTERM")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 143, (child.exitstatus, child.signalstatus)
+    assert "Traceback" not in child.before
