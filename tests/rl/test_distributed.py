@@ -232,7 +232,7 @@ def test_two_processes_train_like_one(plugin_env, single, strategy):
     assert summary["processes"] == 2 and want_summary["processes"] == 1
     if strategy == "ddp":  # replicated weights; under DeepSpeed the check compares gathered copies
         assert summary["replica_drift"] == 0.0
-    assert [r["step"] for r in rows] == [r["step"] for r in want] == ["0.0", "1.0", "2.0", "3.0"]
+    assert [r["step"] for r in rows] == [r["step"] for r in want] == ["0", "1", "2", "3"]
     # the comparison is between runs that learn and validate on something
     assert any(float(r["grad_norm"]) > 0 for r in want[1:]) and any(float(r["reward/std"]) > 0 for r in want[1:])
     assert 0 < float(want[0]["valid/format_valid"]) < 1 and float(want[0]["valid/ndcg_full"]) > 0
@@ -253,7 +253,7 @@ def test_two_processes_resume_like_one(plugin_env, single):
     root, env = plugin_env
     first, _ = fit(root, env, "two-resumed", "ddp", 2, 2)
     rows, summary = fit(root, env, "two-resumed", "ddp", 2, 3, "--resume")
-    assert [r["step"] for r in rows] == ["0.0", "1.0", "2.0", "3.0"] and summary["steps"] == 3
+    assert [r["step"] for r in rows] == ["0", "1", "2", "3"] and summary["steps"] == 3
     assert rows[1]["time/step"] == first[1]["time/step"]  # restored, not rerun
     assert_same(rows, single[0], {3.0})
 
