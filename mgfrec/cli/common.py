@@ -291,27 +291,34 @@ def _check_flag_conflicts(values: Mapping[str, Any], sets: Sequence[str]) -> Non
     """A typed flag and a ``--set`` of the same field with other values, refused naming both: ``--set`` won
     silently (``baseline fit --model pop --set retriever.model=sasrec`` trained SASRec). A ``--set`` of a whole
     section or mapping (``--set 'trainer={max_steps: 5}'``) is compared at the flag's field inside it."""
-    from mgfrec.config.load import parse_override
-
     command = _command_flags()
     if command is None:
         return
     ctx, params = command
     for text in sets:
-        key = text.partition("=")[0].strip()
         for dotted, flag in values.items():
-            if flag is None or not (dotted == key or dotted.startswith(key + ".")):
-                continue
-            node: Any = parse_override(text)
-            for part in dotted.split("."):
-                node = node.get(part, _ABSENT) if isinstance(node, Mapping) else _ABSENT
-            param = _flag_of(dotted, ctx, params)
-            if node is _ABSENT or param is None or node == flag or str(node) == str(flag):
+            node = _given(text, dotted) if flag is not None else _ABSENT
+            param = _flag_of(dotted, ctx, params) if node is not _ABSENT else None
+            if param is None or node == flag or str(node) == str(flag):
                 continue
             raise ValueError(f"{_as_typed(param, ctx)} and --set {text} set {dotted} to two values; give one of them")
 
 
 _ABSENT = object()
+
+
+def _given(override: str, dotted: str) -> Any:
+    """What ``section.field=value`` ``override`` gives field ``dotted``: its value, the field's value inside a
+    section or mapping it sets whole (``trainer={max_steps: 5}``), or ``_ABSENT`` when it sets neither."""
+    from mgfrec.config.load import parse_override
+
+    key = override.partition("=")[0].strip()
+    if not (dotted == key or dotted.startswith(key + ".")):
+        return _ABSENT
+    node: Any = parse_override(override)
+    for part in dotted.split("."):
+        node = node.get(part, _ABSENT) if isinstance(node, Mapping) else _ABSENT
+    return node
 
 
 def _as_typed(param: Any, ctx: Any) -> str:
@@ -326,15 +333,12 @@ def check_ablation(name: str, values: Mapping[str, Any], sets: Sequence[str], gr
     one of the preset's fields another value lost to it without a word (``--ablation no-recall --set
     agent.use_recall=true`` trained without the recall list; a grid over it trained one setting in every cell).
     Refused naming both; the same value is no clash."""
-    from mgfrec.config.load import parse_override
     from mgfrec.experiments.ablations import ablation_overrides
 
     command = _command_flags()
     for preset in ablation_overrides(name):
         dotted = preset.partition("=")[0]
-        wanted: Any = parse_override(preset)
-        for part in dotted.split("."):
-            wanted = wanted[part]
+        wanted = _given(preset, dotted)
         clash = None
         if dotted in grid:
             clash = f"--grid {dotted}"
@@ -343,13 +347,9 @@ def check_ablation(name: str, values: Mapping[str, Any], sets: Sequence[str], gr
         if param is not None and flag != wanted:
             clash = _as_typed(param, command[0])
         for text in sets:
-            key = text.partition("=")[0].strip()
-            if dotted == key or dotted.startswith(key + "."):
-                node: Any = parse_override(text)
-                for part in dotted.split("."):
-                    node = node.get(part, _ABSENT) if isinstance(node, Mapping) else _ABSENT
-                if node is not _ABSENT and node != wanted:
-                    clash = f"--set {text}"
+            node = _given(text, dotted)
+            if node is not _ABSENT and node != wanted:
+                clash = f"--set {text}"
         if clash is not None:
             raise ValueError(f"--ablation {name} sets {preset}, and {clash} gives it another value; give one of them")
 
