@@ -444,3 +444,13 @@ def removed_if_left_empty(folder: str | Path) -> Iterator[None]:
         if created and folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
         raise
+
+
+def shown_path(path: str | Path) -> str:
+    """``path`` as a log line shows it: relative to the working folder when it lies under it, else absolute, so
+    one run is named the same way whether a command was given it relative or read it from a run.json."""
+    full = Path(path).resolve()
+    try:
+        return str(full.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(full)

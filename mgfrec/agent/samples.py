@@ -28,7 +28,7 @@ from mgfrec.data.protocol import subsample_rows
 from mgfrec.registry import Registry, with_registry
 from mgfrec.retrievers.fit import fit_baseline
 from mgfrec.retrievers.recall import recall_lists
-from mgfrec.runs import RUN_FILE, read_run_info, wait_until
+from mgfrec.runs import RUN_FILE, read_run_info, shown_path, wait_until
 from mgfrec.signals import stop_exception
 
 
@@ -181,7 +181,7 @@ def recall_samples(
     size = cfg.retriever.recall_size
     train = split_samples(ds, "train", recall_lists(ds, "train", size, recall_dir), max_train, seed)
     valid = split_samples(ds, "valid", recall_lists(ds, "valid", size, recall_dir), max_valid, seed)
-    say(f"recall: {recall_model} ({recall_dir}); {len(train)} train and {len(valid)} valid samples")
+    say(f"recall: {recall_model} ({shown_path(recall_dir)}); {len(train)} train and {len(valid)} valid samples")
     if size > ds.num_items:  # the lists hold every item: a typo (300 for 30) was otherwise silent
         n = ds.num_items
         say(f"note: retriever.recall_size {size} is above the catalogue's {n} items; each recall list holds all {n}")

@@ -111,7 +111,8 @@ def fit(
     if as_json:
         print_json(summary)
         return
-    epoch = f" (best epoch {summary['best_epoch']})" if summary["best_epoch"] is not None else ""
+    best = summary["best_epoch"]  # on screen counted from 1, as the progress line counts; run.json keeps its own count
+    epoch = f" (best epoch {best + 1 - getattr(result.retriever, 'first_epoch', 0)})" if best is not None else ""
     if summary["stopped"] == "user":
         from mgfrec.signals import stopped_by
 

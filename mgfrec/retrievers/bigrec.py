@@ -68,6 +68,7 @@ class BigRecRetriever:
 
     name = "bigrec"
     Options = BigRecOptions
+    first_epoch = 1  # best_epoch counts from 1, as its progress line and bigrec_metrics.csv do
 
     def __init__(self, model: Any, tokenizer: Any, ds: PreparedDataset, config: MGFRecConfig, options: BigRecOptions):
         self.model, self.tokenizer, self.ds, self.config, self.options = model, tokenizer, ds, config, options

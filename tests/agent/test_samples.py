@@ -142,3 +142,20 @@ def _quick_wait(wait, timeout_s: float = 0.5):
 
     quick.__wrapped__ = wait
     return quick
+
+
+def test_the_recall_line_names_one_run_the_same_way_given_relative_or_absolute(tmp_path, monkeypatch):
+    """The demo gave SFT its recall run relative and GRPO read it absolute from SFT's run.json: the two log lines
+    named one folder two ways. Both now show it relative to the working folder when it lies under it."""
+    ds = cyclic_dataset(tmp_path)
+    cfg = load_config(None, [])
+    recall_for(ds, cfg, RecallOptions(recall_model="pop"), tmp_path / "first")
+    monkeypatch.chdir(tmp_path)
+    lines = []
+    for given in ("first/recall", str(tmp_path / "first" / "recall")):
+        samples_mod.recall_samples(
+            ds, cfg, RecallOptions(recall_run=given), tmp_path / "out", None,
+            max_train=2, max_valid=2, seed=0, say=lines.append,
+        )  # fmt: skip
+    shown = [line for line in lines if line.startswith("recall:")]
+    assert len(shown) == 2 and shown[0] == shown[1] and "(first/recall)" in shown[0]

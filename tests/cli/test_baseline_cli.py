@@ -69,6 +69,9 @@ def test_fit_writes_run_json_config_and_weights(data, tmp_path):
     assert config["options"] == {"layers": 1} and config["seed"] == 7
     assert (out / "model.pt").is_file() and (out / "metrics.csv").is_file()
     assert f"valid NDCG@10 {info['extra']['valid_ndcg@10']:.4f}" in result.output
+    # the summary counts epochs from 1, as the progress line's "epoch 1/2" does; run.json keeps Lightning's 0-based
+    # count (it said "best epoch 0" of the epoch the progress line had called "epoch 1/2")
+    assert f"(best epoch {info['extra']['best_epoch'] + 1})" in result.output
 
 
 def test_pop_fits_and_prints_json(data, tmp_path):
