@@ -4,7 +4,6 @@ the command functions so that ``mgfrec --help`` stays fast."""
 from __future__ import annotations
 
 import inspect
-import logging
 import sys
 import warnings
 from collections.abc import Callable
@@ -29,23 +28,6 @@ from mgfrec.cli import (
     sft,
     sweep,
 )
-
-
-class _DeepSpeedToStderr(logging.Filter):
-    """DeepSpeed logs to stdout, which ``--json`` owns, and transformers imports it whenever it is installed;
-    on a machine without a GPU every import also warns that no accelerator was found. This filter, set on
-    DeepSpeed's logger before DeepSpeed creates it (its setup keeps filters), drops that warning and moves
-    every other DeepSpeed record to stderr."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if "unable to detect" not in message:
-            sys.stderr.write(f"[DeepSpeed {record.levelname}] {message}\n")
-        return False
-
-
-if not any(isinstance(f, _DeepSpeedToStderr) for f in logging.getLogger("DeepSpeed").filters):
-    logging.getLogger("DeepSpeed").addFilter(_DeepSpeedToStderr())
 
 app = typer.Typer(
     name="mgfrec",

@@ -9,9 +9,10 @@ import sys
 import pytest
 
 
-def test_deepspeed_records_go_to_stderr_and_the_no_gpu_warning_is_dropped():
+@pytest.mark.parametrize("entry", ["mgfrec.cli.main", "mgfrec"])  # the tools and the Python API too
+def test_deepspeed_records_go_to_stderr_and_the_no_gpu_warning_is_dropped(entry):
     code = (
-        "import logging, mgfrec.cli.main\n"
+        f"import logging, {entry}\n"
         "from deepspeed.utils.logging import logger\n"  # DeepSpeed's own logger with its stdout handler
         "logger.warning('accelerator: we were unable to detect it')\n"
         "logger.warning('a real DeepSpeed warning')\n"
@@ -93,3 +94,18 @@ def test_every_other_way_a_command_ends_keeps_typers_exit_code():
     assert run_app(["eof"], errors.append, cli) == 1
     assert run_app(["interrupt"], errors.append, cli) == 130
     assert run_app(["ok"], errors.append, cli) == 0 and errors == []
+
+
+def test_saving_a_policy_from_the_library_writes_nothing_on_stdout(tmp_path):
+    """``save_policy`` imports DeepSpeed (transformers unwraps the model through accelerate), whose no-GPU warning
+    went to stdout in every tool and library use: tools/bench_serve.py's JSON lines began with it."""
+    pytest.importorskip("deepspeed", reason="deepspeed is in the dev extra")
+    code = (
+        "from mgfrec.models.policy import build_preset, save_policy\n"
+        "model, tokenizer = build_preset('tiny')\n"
+        f"save_policy(model, tokenizer, {str(tmp_path / 'p')!r}, preset='tiny')\n"
+        "import deepspeed, sys\nprint('deepspeed' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "True\n"  # DeepSpeed was imported, and stdout holds only what the program printed
