@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from mgfrec.validation import strict_scalar, validation_text
+from mgfrec.validation import refuse_redacted, strict_scalar, validation_text
 
 
 @dataclass(frozen=True)
@@ -381,6 +381,7 @@ def component_options(component: Any, raw: dict[str, Any] | None, where: str) ->
     ``Options`` model accept no options.
     """
     raw = dict(raw or {})
+    refuse_redacted(raw, where)  # a secret option read back from a run's config.yaml (a plugin grounder's token)
     model = getattr(component, "Options", None)
     if model is None:
         if raw:

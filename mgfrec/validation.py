@@ -100,3 +100,26 @@ MAX_COUNT = 2**31 - 1
 
 def _has_upper_bound(field: Any) -> bool:
     return any(hasattr(m, "le") or hasattr(m, "lt") for m in getattr(field, "metadata", ()))
+
+
+REDACTED = "<redacted>"
+"""What a written ``config.yaml`` (and every printed setting) holds in place of a secret: a URL's password, a
+secret-named option's value."""
+
+
+def refuse_redacted(node: Any, where: str) -> None:
+    """Raise ``ValueError`` naming the first setting under ``where`` whose text holds :data:`REDACTED`: a run's
+    ``config.yaml`` recorded it without its secret, and sending the placeholder to a server would fail far from
+    its cause (a 401 naming nothing), or worse, work against a server that takes any key."""
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            refuse_redacted(value, f"{where}.{key}")
+    elif isinstance(node, (list, tuple)):
+        for index, value in enumerate(node):
+            refuse_redacted(value, f"{where}[{index}]")
+    elif isinstance(node, str) and REDACTED in node:
+        raise ValueError(
+            f"{where} holds {REDACTED}: it was read from a run's config.yaml, which records settings without their "
+            f"secrets; give the value again (--set {where}=...), or keep a key in the environment variable that "
+            "user_agent.api_key_env names"
+        )

@@ -18,7 +18,7 @@ import yaml
 from pydantic import ValidationError
 
 from mgfrec.config.schema import KEY_PREFIXES, ConfigDeprecationWarning, MGFRecConfig
-from mgfrec.validation import validation_text
+from mgfrec.validation import REDACTED, validation_text
 
 
 class ConfigError(ValueError):
@@ -164,7 +164,7 @@ def redacted_override(text: str) -> str:
     if not sep:
         return _URL_AUTHORITY.sub(_scrub_url, text)
     if value.strip() and is_secret_field(key.strip().split(".")[-1]):
-        return f"{key}=<redacted>"
+        return f"{key}={REDACTED}"
     parsed = _override_value(value)
     if isinstance(parsed, (dict, list)):  # a mapping given whole ({api_key: ...}, {Authorization: ...})
         return f"{key}={json.dumps(_scrub(parsed), ensure_ascii=False, default=str)}"
@@ -338,7 +338,7 @@ def redacted_value(field: str, value: Any) -> Any:
 def _scrub(node: Any) -> Any:
     """Plain data with secret fields' values and URL credentials replaced by ``<redacted>``."""
     if isinstance(node, dict):
-        return {k: ("<redacted>" if is_secret_field(str(k)) and v else _scrub(v)) for k, v in node.items()}
+        return {k: (REDACTED if is_secret_field(str(k)) and v else _scrub(v)) for k, v in node.items()}
     if isinstance(node, (list, tuple)):
         return [_scrub(v) for v in node]
     if isinstance(node, str):  # credentials inside a URL: https://user:pass@host, https://TOKEN@host, ?key=
@@ -363,11 +363,11 @@ def _scrub_url(match: re.Match[str]) -> str:
     scheme, userinfo, rest = match.group(1), match.group(2), match.group(3)
     if userinfo is not None:
         name, colon, _ = userinfo.partition(":")
-        userinfo = (f"{name}:<redacted>" if colon else "<redacted>") + "@"
+        userinfo = (f"{name}:{REDACTED}" if colon else REDACTED) + "@"
     path, question, query = rest.partition("?")
     if question:
         query = "&".join(
-            f"{key}=<redacted>" if eq and value and is_secret_field(key) else f"{key}{eq}{value}"
+            f"{key}={REDACTED}" if eq and value and is_secret_field(key) else f"{key}{eq}{value}"
             for key, eq, value in (pair.partition("=") for pair in query.split("&"))
         )
     return f"{scheme}{userinfo or ''}{path}{question}{query}"

@@ -225,3 +225,25 @@ def test_an_override_is_recorded_with_its_secrets_redacted(override, shown):
     from mgfrec.config.load import redacted_override
 
     assert redacted_override(override) == shown
+
+
+def test_a_setting_read_back_redacted_is_refused_naming_it_not_sent_to_the_server(tmp_path, monkeypatch):
+    """A run trained with credentials in a URL or a secret option recorded them as ``<redacted>``; evaluating or
+    resuming it from its config.yaml sent that placeholder to the server (a 401 that named nothing). Now the
+    setting is named, with how to give it again."""
+    from mgfrec.config.components import check_components
+    from mgfrec.user_agents.base import check_user_agent, load_user_agent
+
+    monkeypatch.setenv("OPENAI_API_KEY", "EMPTY")
+    sets = ["user_agent.backend=openai", "user_agent.model=m"]
+    url = load_config(None, [*sets, "user_agent.base_url=http://bob:hunter2@127.0.0.1:9/v1"])
+    back = load_config(write_resolved(url, tmp_path / "a"))
+    for check in (lambda: check_user_agent(back.user_agent, "evaluation"), lambda: load_user_agent(back.user_agent)):
+        with pytest.raises(ValueError, match=r"user_agent\.base_url holds <redacted>.*--set user_agent\.base_url="):
+            check()
+    check_user_agent(url.user_agent, "evaluation")  # as given, with its password: fine
+    option = load_config(None, [*sets, "user_agent.options={extra_body: {api_key: sk-xyz}}"])
+    back = load_config(write_resolved(option, tmp_path / "b"))
+    with pytest.raises(ValueError, match=r"user_agent\.options\.extra_body\.api_key holds <redacted>"):
+        check_components(back)
+    check_components(option)
