@@ -20,11 +20,14 @@ from mgfrec.cli.common import (
     HISTORY_HELP,
     SAMPLE_ID_HELP,
     SET_HELP,
+    TRAINED_RUN_NOT_READ,
+    TRAINED_RUN_SECTIONS,
     check_split,
     console,
     feedback_timeout_option,
     note_other_samples,
     note_typed_history,
+    note_unread_fields,
     out,
     print_error,
     split_titles,
@@ -84,6 +87,7 @@ def _converse(
 
     with user_errors():
         check_split(split)  # before loading the model
+        note_unread_fields(set_, "mgfrec chat", TRAINED_RUN_SECTIONS, TRAINED_RUN_NOT_READ)
         read_run_info(run_dir)  # a wrong folder is refused before asking for a history
         if user is None and history is None:
             try:

@@ -61,6 +61,11 @@ def note_unread_sets(sets: list[str], command: str) -> None:
 
 DATA_NOT_READ = "it reads the prepared data set given as --data (prepare another with 'mgfrec data prepare ... --set')"
 
+TRAINED_RUN_SECTIONS = ("data", "trainer", "grpo")
+"""What ``recommend``, ``serve`` and ``chat`` never read of a run's config: its data set is the one it was made on,
+and training is over."""
+TRAINED_RUN_NOT_READ = "the run's data set and training are used as they were made (train another run to change them)"
+
 
 def note_unread_fields(
     sets: Sequence[str], command: str, unread: Sequence[str], why: str, read: Sequence[str] = ()

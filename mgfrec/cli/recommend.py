@@ -10,9 +10,12 @@ from mgfrec.cli.common import (
     HISTORY_HELP,
     SAMPLE_ID_HELP,
     SET_HELP,
+    TRAINED_RUN_NOT_READ,
+    TRAINED_RUN_SECTIONS,
     check_split,
     note_other_samples,
     note_typed_history,
+    note_unread_fields,
     out,
     print_json,
     run,
@@ -50,6 +53,7 @@ def recommend(
     from mgfrec.recommend import recommend as run_recommend
 
     run(lambda: check_split(split))
+    note_unread_fields(set_, "mgfrec recommend", TRAINED_RUN_SECTIONS, TRAINED_RUN_NOT_READ)
     titles = split_titles(history) if history is not None else None
     if markdown is not None:
         run(lambda: _check_file_path(markdown, "--markdown"))  # before the rollout, whose work it would lose

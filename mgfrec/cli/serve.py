@@ -6,7 +6,17 @@ from pathlib import Path
 
 import typer
 
-from mgfrec.cli.common import SET_HELP, console, feedback_timeout_option, finite_in, print_error, user_errors
+from mgfrec.cli.common import (
+    SET_HELP,
+    TRAINED_RUN_NOT_READ,
+    TRAINED_RUN_SECTIONS,
+    console,
+    feedback_timeout_option,
+    finite_in,
+    note_unread_fields,
+    print_error,
+    user_errors,
+)
 from mgfrec.cli.quiet import library_output
 
 
@@ -39,6 +49,7 @@ def serve(
 
     # SIGTERM: uvicorn's graceful shutdown, then the run's clean-up (a user agent's requests in flight), exit 143
     with sigterm_stops(), user_errors(), library_output():  # library progress bars only with --verbose
+        note_unread_fields(set_, "mgfrec serve", TRAINED_RUN_SECTIONS, TRAINED_RUN_NOT_READ)
         options = ServeOptions(
             host=host,
             port=port,

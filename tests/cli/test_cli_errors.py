@@ -620,3 +620,14 @@ def test_a_missing_api_key_is_named_before_the_recall_model_is_fitted(tmp_path, 
         code, output = invoke(command, "--data", tmp_path / "data", "--out", out, "--set", "user_agent.backend=openai")
         one_error(code, output, "environment variable OPENAI_API_KEY, which is not set")
         assert not (out / "recall").exists(), command
+
+
+@pytest.mark.parametrize("command", ["recommend", "serve", "chat"])
+def test_a_set_the_trained_run_never_reads_is_noted(tmp_path, command):
+    """``recommend --set data.history_length=3 --set trainer.lr=5`` exited 0 without a word: a run's data set and
+    its training are used as they were made. Now one note names them; a field that is read (agent.*) is not."""
+    args = ["--set", "data.history_length=3", "--set", "trainer.lr=5", "--set", "agent.max_groundings=2"]
+    code, output = invoke(command, tmp_path / "nosuch", *args, *(["--user", "u"] if command == "recommend" else []))
+    assert "note: --set data.history_length=3 trainer.lr=5: mgfrec " + command in output, output
+    assert "does not read data.*, trainer.*, grpo.*" in output and "agent.max_groundings" not in output, output
+    one_error(code, output, "nosuch")  # the run is still refused as before
