@@ -28,7 +28,7 @@ import numpy as np
 from mgfrec.agent.observation import render_observation
 from mgfrec.agent.trajectory import GroundingStep, Trajectory
 from mgfrec.config.schema import MGFRecConfig
-from mgfrec.grounding.engine import Grounding
+from mgfrec.grounding.engine import Grounding, check_top_k
 from mgfrec.registry import Registry, class_path, with_registry
 from mgfrec.text.neutralize import reserved_strings
 from mgfrec.user_agents.base import FeedbackRequest, UserAgent, UserAgentContext, load_user_agent, require_automatic
@@ -113,6 +113,7 @@ def build_environment(
     The user agent embeds catalogue titles from the cached vectors and anything else with the embedder. A
     backend that needs a person (``human``) is refused: nobody answers an automatic rollout.
     """
+    check_top_k(cfg.grounding.top_k, len(grounding.titles))  # evaluate, recommend, serve: before any rollout
     row = {t: i for i, t in enumerate(grounding.titles)}
 
     def embed(titles: Sequence[str]) -> np.ndarray:

@@ -33,6 +33,16 @@ from mgfrec.grounding.ties import UniqueVectors
 from mgfrec.registry import Registry, class_path, registry, with_registry
 
 
+def check_top_k(top_k: int, num_items: int) -> None:
+    """Refuse, before any work, a ``grounding.top_k`` above the catalogue's size: the agent's first ``<ground>``,
+    possibly hours into a fit, was where it failed, naming a ``k`` the user never set."""
+    if top_k > num_items:
+        raise ValueError(
+            f"grounding.top_k (--items-per-grounding) {top_k} is above the catalogue's {num_items} items: an item "
+            f"list cannot hold more; give at most {num_items}"
+        )
+
+
 def build_grounder(item_embeddings: np.ndarray, cfg: GroundingConfig, reg: Registry | None = None) -> Grounder:
     """Build the grounder named by ``cfg.grounder`` over ``item_embeddings``, with ``cfg.options`` validated."""
     return (reg or registry()).build("grounder", cfg.grounder, cfg.options, item_embeddings)
@@ -70,7 +80,24 @@ class Grounding:
                 raise ValueError(
                     f"title {title!r}: not valid UTF-8 text (character {exc.start + 1}); type it again as UTF-8"
                 ) from None
-        return self.embedder.encode(list(titles), query=True)
+        vectors = self.embedder.encode(list(titles), query=True)
+        return self._checked_queries(vectors, len(titles))
+
+    def _checked_queries(self, vectors: Any, n: int) -> np.ndarray:
+        """The embedder's query vectors, refused in one line naming the embedder when they are not ``[n, dim]``
+        like the catalogue's or not finite (a NaN query ranked every item last: a made-up rank, and under ``fit``
+        a reward computed from it)."""
+        found = np.asarray(vectors)
+        dim = self.item_embeddings.shape[1]
+        which = f"the embedder ({class_path(self.embedder)}, embedding.embedder)"
+        if found.shape != (n, dim):
+            raise ValueError(
+                f"{which} returned query vectors of shape {found.shape} for {n} titles, not [{n}, {dim}] like the "
+                "catalogue's item vectors: a bug of the embedder (or a cache made by another one)"
+            )
+        if not np.issubdtype(found.dtype, np.floating) or not np.isfinite(found).all():
+            raise ValueError(f"{which} returned query vectors that are not finite numbers: a bug of the embedder")
+        return found.astype(np.float32, copy=False)
 
     def search(self, titles: Sequence[str], k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Item indices int64 and L2 distances float32, both ``[len(titles), k]``, ascending (ties by index)."""
@@ -94,7 +121,18 @@ class Grounding:
                 f"the grounder ({class_path(self.grounder)}) returned distances of shape {np.shape(distances)}, "
                 f"not [{len(titles)}, {k}] like its item indices: a bug of the grounder"
             )
-        return indices, distances
+        if not np.issubdtype(found.dtype, np.integer):
+            raise ValueError(
+                f"the grounder ({class_path(self.grounder)}) returned item indices of type {found.dtype}, not "
+                "integers: a bug of the grounder"
+            )
+        gaps = np.asarray(distances, dtype=np.float64)
+        if not np.isfinite(gaps).all() or (np.diff(gaps, axis=1) < -1e-6 * max(1.0, np.abs(gaps).max())).any():
+            raise ValueError(
+                f"the grounder ({class_path(self.grounder)}) returned distances that are not finite and ascending "
+                "(nearest first): a bug of the grounder"
+            )
+        return found.astype(np.int64, copy=False), np.asarray(distances, dtype=np.float32)
 
     def ground(self, titles: Sequence[str], k: int | None = None) -> list[list[int]]:
         """The ``k`` (default ``grounding.top_k``) nearest items to each title, nearest first."""

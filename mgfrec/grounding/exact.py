@@ -7,10 +7,14 @@ from hundreds of thousands of items (see docs/benchmarks.md).
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mgfrec.grounding.ties import UniqueVectors, check_queries, finish_topk, num_candidates
+
+_DEVICES = re.compile(r"(cpu|cuda|mps|xpu)(:\d+)?")  # torch devices that hold data (not meta)
 
 # Query batch chosen so a [batch, N] float32 distance block stays near 256 MB.
 _BLOCK_ELEMENTS = 1 << 26
@@ -27,6 +31,14 @@ class ExactGrounder:
         model_config = ConfigDict(extra="forbid", frozen=True)
         device: str = Field("cpu", description="torch device holding the item matrix")
         batch_size: int | None = Field(None, ge=1, description="queries per matrix product (default: ~256 MB blocks)")
+
+        @field_validator("device")
+        @classmethod
+        def _known_device(cls, value: str) -> str:
+            """A torch traceback at build ('foo') or at the first search ('meta') was what a wrong device gave."""
+            if not _DEVICES.fullmatch(value):
+                raise ValueError(f"unknown device {value!r}; use cpu, cuda, cuda:N, mps or xpu")
+            return value
 
     def __init__(self, item_embeddings: np.ndarray, options: Options | None = None):
         import torch

@@ -61,5 +61,16 @@ class HnswGrounder:
         n_cand = num_candidates(k, self.unique)
         # hnswlib fails ("contiguous 2D array") when ef < the number of results asked for.
         self._index.set_ef(max(self.options.ef, n_cand))
-        labels, _ = self._index.knn_query(q, k=n_cand, num_threads=self.options.num_threads)
+        try:
+            labels = self._index.knn_query(q, k=n_cand, num_threads=self.options.num_threads)[0].astype(np.int64)
+        except RuntimeError:  # a sparse graph (M=2) reaches fewer than n_cand nodes from some queries
+            labels = np.stack([self._labels_of(row, n_cand) for row in q]) if len(q) else np.empty((0, n_cand))
         return finish_topk(self.unique, q, labels.astype(np.int64), k)
+
+    def _labels_of(self, query: np.ndarray, n_cand: int) -> np.ndarray:
+        """One query's candidates, or none (-1s: :func:`finish_topk` then ranks every distinct vector exactly)
+        when the graph cannot return ``n_cand`` of them."""
+        try:
+            return self._index.knn_query(query[None, :], k=n_cand, num_threads=1)[0][0].astype(np.int64)
+        except RuntimeError:
+            return np.full(n_cand, -1, dtype=np.int64)

@@ -40,7 +40,7 @@ from mgfrec.config.components import check_components
 from mgfrec.config.load import load_config, write_resolved
 from mgfrec.config.schema import DEFAULT_RECALL_MODEL, MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
-from mgfrec.grounding.engine import load_grounding
+from mgfrec.grounding.engine import check_top_k, load_grounding
 from mgfrec.models.policy import check_policy_source, load_policy
 from mgfrec.registry import Registry, registry, with_registry
 from mgfrec.retrievers.training import lightning_ctrl_c
@@ -261,6 +261,7 @@ def run_fit(
         check_policy_source(cfg.policy.model)
     check_user_agent(cfg.user_agent, "GRPO training", reg)  # before any data work: a person cannot answer a rollout
     ds, out = PreparedDataset(data), Path(out)
+    check_top_k(cfg.grounding.top_k, ds.num_items)  # else found at the policy's first <ground>
     check_output_run(out, "mgfrec", data=ds.root)  # before anything in OUT is touched
     AgentPrompts.from_config(cfg.agent)  # a template that cannot be read is named before OUT is cleared
     if options.resume:

@@ -40,7 +40,7 @@ from mgfrec.config.load import write_resolved
 from mgfrec.config.schema import DEFAULT_RECALL_MODEL, MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.eval.policy_eval import METRIC_COLUMNS, evaluate_policy
-from mgfrec.grounding.engine import load_grounding
+from mgfrec.grounding.engine import check_top_k, load_grounding
 from mgfrec.models.logprobs import token_logprobs, vocab_width
 from mgfrec.models.policy import check_policy_source, load_policy, preset_name, save_policy, training_device
 from mgfrec.registry import Registry, registry, with_registry
@@ -213,6 +213,7 @@ def run_sft(
     check_user_agent(cfg.user_agent, "SFT", reg)  # before any data work: a person cannot answer a rollout
     check_engine(cfg.rollout, reg)  # vLLM missing: one line now, not once an earlier run in OUT was retired
     ds, out = PreparedDataset(data), Path(out)
+    check_top_k(cfg.grounding.top_k, ds.num_items)  # else found at the policy's first <ground>
     check_output_run(out, "mgfrec-sft", data=ds.root)  # before anything in OUT is touched
     AgentPrompts.from_config(cfg.agent)  # a template that cannot be read is named before OUT is cleared
     out.mkdir(parents=True, exist_ok=True)

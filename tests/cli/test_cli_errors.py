@@ -175,6 +175,14 @@ def test_fit_refuses_an_unknown_component_before_any_work(prepared, tmp_path, fl
     assert not (tmp_path / "run" / "recall").exists()  # the recall model was not fitted
 
 
+@pytest.mark.parametrize("command", ["fit", "sft"])
+def test_a_top_k_above_the_catalogue_is_refused_before_any_work(prepared, tmp_path, command):
+    """It was found at the policy's first <ground>, after the recall fit (and, in fit, possibly hours of steps)."""
+    code, output = invoke(command, "--data", prepared, "--out", tmp_path / "run", "--set", "grounding.top_k=61")
+    one_error(code, output, "grounding.top_k (--items-per-grounding) 61 is above the catalogue's 60 items")
+    assert not (tmp_path / "run").exists()
+
+
 def test_index_build_refuses_an_unknown_grounder_before_embedding(prepared):
     code, output = invoke("index", "build", prepared, "--grounder", "nope")
     one_error(code, output, "grounding.grounder", "'nope'", "hnswlib")

@@ -198,3 +198,86 @@ def test_a_config_top_k_above_the_catalogue_is_named_by_its_field(catalogue, min
         engine.ground(["x"])
     with pytest.raises(ValueError, match=r"^k=99: give a number of items"):  # a caller's own k keeps its name
         engine.ground(["x"], 99)
+
+
+class FloatIndices(SearchOnly):
+    def search(self, queries, k):
+        order, dist = super().search(queries, k)
+        return order.astype(np.float64), dist
+
+
+class NanDistances(SearchOnly):
+    def search(self, queries, k):
+        order, dist = super().search(queries, k)
+        return order, np.full_like(dist, np.nan)
+
+
+class FarthestFirst(SearchOnly):
+    def search(self, queries, k):
+        order, dist = super().search(queries, k)
+        return order[:, ::-1], dist[:, ::-1]
+
+
+@pytest.mark.parametrize(
+    ("cls", "words"),
+    [
+        (FloatIndices, r"item indices of type float64, not integers"),  # a pandas .iat traceback in index query
+        (NanDistances, r"distances that are not finite and ascending"),  # passed silently
+        (FarthestFirst, r"distances that are not finite and ascending"),  # the item list shown farthest first
+    ],
+)
+def test_a_plugin_grounders_wrong_output_is_named_with_the_grounder(catalogue, minilm, cls, words):
+    reg = Registry.discover()
+    reg.add("grounder", "bad", cls)
+    cfg = MGFRecConfig.model_validate({"grounding": {"grounder": "bad", "top_k": 3}})
+    engine = load_grounding(catalogue, cfg, embedder=minilm, reg=reg)
+    with pytest.raises(ValueError, match=rf"the grounder \(.*{cls.__name__}\) returned {words}.*a bug of the grounder"):
+        engine.search(["Abbey Road"])
+
+
+class QueryRows:
+    """A plugin embedder whose query vectors are wrong in one way: rows, width or values."""
+
+    def __init__(self, inner, mode):
+        self.inner, self.mode = inner, mode
+        self.model_id, self.settings = inner.model_id, {}
+
+    def encode(self, texts, *, query=False, progress=False):
+        vectors = self.inner.encode(texts, query=query, progress=progress)
+        if not query:
+            return vectors
+        if self.mode == "rows":
+            return vectors[:1]
+        if self.mode == "dim":
+            return np.concatenate([vectors, vectors], axis=1)
+        return np.full_like(vectors, np.nan)
+
+
+@pytest.mark.parametrize(
+    ("mode", "words"),
+    [
+        ("rows", r"query vectors of shape \(1, 384\) for 2 titles, not \[2, 384\]"),  # blamed the exact grounder
+        ("dim", r"query vectors of shape \(2, 768\) for 2 titles, not \[2, 384\]"),  # named no embedder
+        ("nan", r"query vectors that are not finite numbers"),  # the final ranking made up a rank from NaNs
+    ],
+)
+def test_an_embedders_wrong_query_vectors_are_named_with_the_embedder(catalogue, minilm, mode, words):
+    vectors = item_embeddings(catalogue, EmbeddingConfig(), minilm)
+    embedder = QueryRows(minilm, mode)
+    engine = Grounding(embedder, ExactGrounder(vectors), TITLES, vectors, top_k=3)
+    for call in (engine.search, engine.full_scores):  # <ground>, and the answer's ranking of every item
+        with pytest.raises(ValueError, match=rf"^the embedder \(.*QueryRows, embedding.embedder\) returned {words}"):
+            call(["Abbey Road", "Rumours"])
+
+
+def test_a_top_k_above_the_catalogue_is_refused_before_any_rollout(catalogue, minilm):
+    """``fit`` on a 2-item catalogue with the default grounding.top_k of 10 failed at the policy's first
+    ``<ground>`` (possibly hours in), naming a ``k`` nobody set; now the environment refuses it when built, and
+    ``fit`` and ``sft`` before any work (tests/cli/test_cli_errors.py)."""
+    from mgfrec.agent.environment import build_environment
+
+    vectors = item_embeddings(catalogue, EmbeddingConfig(), minilm)
+    engine = Grounding(minilm, ExactGrounder(vectors), TITLES, vectors, top_k=3)
+    cfg = MGFRecConfig.model_validate({"grounding": {"top_k": len(TITLES) + 1}, "user_agent": {"backend": "none"}})
+    with pytest.raises(ValueError, match=rf"^grounding.top_k \(--items-per-grounding\) {len(TITLES) + 1} is above"):
+        build_environment(engine, None, cfg)
