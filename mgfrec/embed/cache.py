@@ -48,9 +48,10 @@ class CachedEmbeddings:
 
     vectors: np.ndarray
     path: Path
-    hit: bool  # True: read from disk; False: encoded now and written
+    hit: bool  # True: read from disk; False: encoded now (and written, unless ``written`` is False)
     seconds: float  # time to read or to build
     metadata: dict[str, Any]
+    written: bool = True  # False: encoded now and not stored (the prepared folder is read-only); ``path`` is absent
 
 
 def titles_checksum(titles: Sequence[str]) -> str:
@@ -136,7 +137,7 @@ def cached_item_embeddings(
         _atomic_write(
             path.with_suffix(".json"), lambda handle: handle.write(json.dumps(meta, indent=2).encode("utf-8"))
         )
-    return CachedEmbeddings(vectors, path, False, seconds, meta)
+    return CachedEmbeddings(vectors, path, False, seconds, meta, written=writable)
 
 
 class CacheNotWritten(UserWarning):

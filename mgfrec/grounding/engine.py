@@ -221,7 +221,7 @@ def build_index(
         "embedder": cfg.embedding.embedder,
         "model_id": embedder.model_id,
         "cache_path": str(cached.path),
-        "cache": "hit" if cached.hit else "built",
+        "cache": "hit" if cached.hit else "built" if cached.written else "not written",  # (a read-only folder)
         "embedding_seconds": round(cached.seconds, 3),
         "grounder": cfg.grounding.grounder,
         "grounder_options": redacted(cfg)["grounding"]["options"],  # a plugin grounder's key is never printed

@@ -229,7 +229,12 @@ def test_an_unwritable_default_place_warns_and_writes_nothing(ds, minilm, monkey
     monkeypatch.setattr(cache_module.tempfile, "NamedTemporaryFile", refuse)
     with pytest.warns(CacheNotWritten, match=r"embeddings: cannot write there \(Permission denied\)"):
         entry = cached_item_embeddings(ds, EmbeddingConfig(), minilm)
-    assert not entry.hit and not entry.path.exists()
+    assert not entry.hit and not entry.written and not entry.path.exists()
+    from mgfrec.config.schema import MGFRecConfig
+    from mgfrec.grounding.engine import build_index
+
+    with pytest.warns(CacheNotWritten):  # `index build --json` said "built" at a cache_path that did not exist
+        assert build_index(ds, MGFRecConfig()).report["cache"] == "not written"
     counting = Counting(minilm)
     with pytest.raises(ValueError, match=r"embedding.cache_dir .*: cannot write there \(Permission denied\)"):
         cached_item_embeddings(ds, EmbeddingConfig(cache_dir=str(Path(ds.root) / "mine")), counting)
