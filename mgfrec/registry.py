@@ -289,6 +289,8 @@ def plugin_failure(exc: BaseException) -> str | None:
     plugin = blame(exc)
     if plugin is None:
         return None
+    if isinstance(exc, KeyError) and exc.args and not (isinstance(exc.args[0], str) and " " in exc.args[0]):
+        return f"{plugin.describe()} failed: KeyError: {exc.args[0]!r}"  # a bare key ({}["x"]) said only "x"
     kind = "" if isinstance(exc, (ValueError, OSError, KeyError)) else f"{type(exc).__name__}: "
     return f"{plugin.describe()} failed: {kind}{error_message(exc)}"
 

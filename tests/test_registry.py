@@ -424,6 +424,8 @@ class Grounder:
         ("IndexError('list index out of range')", 1, ["failed: IndexError: list index out of range"]),
         # a plugin's user error at run time: it was its bare message ("error: index shard 3 is missing")
         ("ValueError('index shard 3 is missing')", 2, [": index shard 3 is missing"]),
+        # a bare key ({}["missing"]) was printed as "failed: missing", which did not say a key was missing
+        ("KeyError('missing')", 2, ["failed: KeyError: 'missing'"]),
     ],
 )
 def test_a_plugin_failing_at_run_time_is_one_line_naming_it(tmp_path, error, code, words):

@@ -47,7 +47,7 @@ def _finite(name: str, fn: Reward, raw: Any) -> float:
     would train the policy into NaN weights, and a string failed far from the reward that returned it."""
     where = f"reward '{name}' ({class_path(fn)})"
     try:
-        if isinstance(raw, (str, bytes)):  # float() would read "0.5": a string is not a number here
+        if isinstance(raw, (str, bytes, bool)):  # float() would read "0.5" and True: neither is a number here
             raise TypeError
         value = float(raw)
     except (TypeError, ValueError, OverflowError):

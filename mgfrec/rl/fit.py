@@ -44,6 +44,7 @@ from mgfrec.grounding.engine import check_top_k, load_grounding
 from mgfrec.models.policy import check_policy_source, load_policy
 from mgfrec.registry import Registry, registry, with_registry
 from mgfrec.retrievers.training import lightning_ctrl_c
+from mgfrec.rewards.compose import build_reward
 from mgfrec.rl.distributed import barrier, check_batch_split, launched_as_main
 from mgfrec.rl.module import GRPOModule
 from mgfrec.rl.peers import ChildWatch, as_peer_failure
@@ -255,6 +256,7 @@ def run_fit(
         check_batch_split(cfg.trainer.global_batch_size, cfg.trainer.devices * cfg.trainer.num_nodes)
     reg = reg or registry()
     check_components(cfg, reg)  # names and options, before the recall model, the policy or any embedding
+    build_reward(cfg.grpo.rewards, reg=reg)  # a reward that cannot be built (or none): named before the recall fit
     check_engine(cfg.rollout, reg)  # vLLM missing: one line now, not once an earlier run in OUT was retired
     check_logger(cfg)  # tensorboard missing: the same
     if options.init is None:

@@ -175,6 +175,24 @@ def test_fit_refuses_an_unknown_component_before_any_work(prepared, tmp_path, fl
     assert not (tmp_path / "run" / "recall").exists()  # the recall model was not fitted
 
 
+def test_a_reward_that_cannot_be_built_is_named_before_the_recall_fit(prepared, tmp_path):
+    """A reward whose constructor raised was found only after the recall model was fitted into OUT/recall."""
+    from mgfrec.registry import Registry, use_registry
+
+    class Exploding:
+        gating = False
+
+        def __init__(self):
+            raise RuntimeError("reward init exploded")
+
+    reg = Registry.discover()
+    reg.add("reward", "exploding", Exploding)
+    with use_registry(reg):
+        code, output = invoke("fit", "--data", prepared, "--out", tmp_path / "run", "--reward", "exploding")
+    one_error(code, output, "reward 'exploding'", "reward init exploded")
+    assert not (tmp_path / "run" / "recall").exists()
+
+
 @pytest.mark.parametrize("command", ["fit", "sft"])
 def test_a_top_k_above_the_catalogue_is_refused_before_any_work(prepared, tmp_path, command):
     """It was found at the policy's first <ground>, after the recall fit (and, in fit, possibly hours of steps)."""

@@ -61,6 +61,7 @@ def test_unknown_reward_suggests():
         ("0.5", "returned str '0.5'; a reward returns a number"),  # float() would have read it
         (b"1", "returned bytes b'1'; a reward returns a number"),
         (10**400, "returned int"),  # float() overflows: was an OverflowError traceback
+        (True, "returned bool True; a reward returns a number"),  # was trained on as 1.0
     ],
 )
 def test_a_reward_that_returns_no_finite_number_is_named(value, message):
