@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import base64
 import os
+import queue
 import threading
 import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, wait
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
@@ -62,6 +63,54 @@ class RemoteOptions(BaseModel):
     max_tokens: int = Field(512, ge=1, description="upper bound on the feedback length, in tokens")
     system: str | None = Field(None, description="optional system message; the paper uses none")
     backoff_s: float = Field(0.5, ge=0, description="first wait before retrying a malformed response; doubles")
+
+
+class Stopped(BaseException):
+    """Raised by the HTTP client's request hook once the batch it serves was interrupted (Ctrl-C, SIGTERM): no new
+    attempt is made. A BaseException, so that the SDK's retry loop (which retries any Exception) lets it through."""
+
+
+class DaemonPool:
+    """``max_concurrency`` daemon worker threads taking work from a queue. ThreadPoolExecutor's workers are joined
+    at interpreter exit, so one request hung on the network kept a stopped command alive for up to
+    (1 + max_retries) x timeout_s after its "stopped" line; these are left behind instead."""
+
+    def __init__(self, workers: int, name: str):
+        self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._threads = [threading.Thread(target=self._work, name=f"{name}_{n}", daemon=True) for n in range(workers)]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        self._queue.put((future, fn, args))
+        return future
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            future, fn, args = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = fn(*args)
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller, as concurrent.futures does
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+    def shutdown(self) -> None:
+        """Cancel the work not started; each worker ends after its current request (not waited for)."""
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                item[0].cancel()
+        for _ in self._threads:
+            self._queue.put(None)
 
 
 MIN_SCRUBBED_KEY = 8
@@ -121,9 +170,7 @@ class RemoteChatAgent:
         self._attempts = threading.local()
         self._client = self._make_client(key, {"request": [self._count_attempt]})
         del key
-        self._pool: ThreadPoolExecutor | None = ThreadPoolExecutor(
-            max_workers=cfg.max_concurrency, thread_name_prefix=f"mgfrec-user-agent-{self.name}"
-        )
+        self._pool: DaemonPool | None = DaemonPool(cfg.max_concurrency, f"mgfrec-user-agent-{self.name}")
         self.usage = UsageStats()
 
     # --- what subclasses provide -------------------------------------------------------------------------
@@ -172,6 +219,9 @@ class RemoteChatAgent:
 
     def _count_attempt(self, request: Any) -> None:
         # Called by the SDK's HTTP client for every attempt, in the worker thread that makes it.
+        stop = getattr(self._attempts, "stop", None)
+        if stop is not None and stop.is_set():
+            raise Stopped  # the batch was interrupted: no new attempt (a retry would be paid traffic)
         self._attempts.n = getattr(self._attempts, "n", 0) + 1
 
     def feedback(self, requests: Sequence[FeedbackRequest]) -> list[str]:
@@ -179,8 +229,15 @@ class RemoteChatAgent:
             raise UserAgentError(f"user agent backend '{self.name}' is closed")
         if not requests:
             return []
-        futures = [self._pool.submit(self._one, self.messages(r)) for r in requests]
-        wait(futures)  # let every request finish before reporting, so none is left running unseen
+        stop = threading.Event()
+        futures = [self._pool.submit(self._one, self.messages(r), stop) for r in requests]
+        try:
+            wait(futures)  # let every request finish before reporting, so none is left running unseen
+        except BaseException:  # Ctrl-C, SIGTERM: no attempt starts after it; one in flight is left to its thread
+            stop.set()
+            for future in futures:
+                future.cancel()
+            raise
         failed = [f.exception() for f in futures if f.exception() is not None]
         if failed:
             prefix = (
@@ -190,8 +247,8 @@ class RemoteChatAgent:
             raise PartialFeedbackError(prefix + str(failed[0]), answers) from None  # failed[0] holds nothing more
         return [f.result() for f in futures]
 
-    def _one(self, messages: list[dict[str, str]]) -> str:
-        self._attempts.n = 0
+    def _one(self, messages: list[dict[str, str]], stop: threading.Event | None = None) -> str:
+        self._attempts.n, self._attempts.stop = 0, stop
         started = time.monotonic()
         malformed = 0
         while True:
@@ -260,7 +317,7 @@ class RemoteChatAgent:
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.shutdown()  # a batch is over (answered, or interrupted: its attempts stop at the hook)
             self._pool = None
             self._client.close()
 

@@ -170,3 +170,56 @@ def test_an_empty_choices_list_or_a_null_text_is_a_malformed_body_retried(api_ke
         with build(cls, api_config(server.url, max_retries=1, **model)) as agent:
             with pytest.raises(UserAgentError, match=f"malformed response body \\({reason}"):
                 agent.feedback([make_request()])
+
+
+_HUNG_CLIENT = """
+import sys
+from mgfrec.config.schema import UserAgentConfig
+from mgfrec.user_agents.base import FeedbackRequest, load_user_agent
+
+cfg = UserAgentConfig(
+    backend="openai", model="m", base_url=sys.argv[1], api_key_env="MGFREC_TEST_KEY", timeout_s=20, max_retries=2
+)
+agent = load_user_agent(cfg)
+request = FeedbackRequest(history_titles=["Kind of Blue"], grounded_title="Blue Train", item_titles=["A Love Supreme"])
+try:
+    agent.feedback([request, request])
+finally:
+    agent.close()
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_stop_while_a_request_hangs_ends_the_process_with_no_new_attempt(tmp_path, sig):
+    """Ctrl-C (or SIGTERM) during a request the server never answers: the process printed its stop and then lived on
+    for (1 + max_retries) x timeout_s (62 s here), sending every retry after the signal, because the request
+    threads were joined at exit. Now no attempt starts after the signal and the hung one is left behind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    with serve(FakeServer("openai", default="timeout", hang_s=30)) as server:
+        env = {**os.environ, "MGFREC_TEST_KEY": "EMPTY", "OMP_NUM_THREADS": "1"}
+        if sig == "SIGTERM":  # as the CLI turns it (mgfrec.signals.sigterm_stops): an exception in the main thread
+            script = "from mgfrec.signals import sigterm_stops\nwith sigterm_stops():\n" + "".join(
+                "    " + line + "\n" for line in _HUNG_CLIENT.strip().splitlines()
+            )
+        else:
+            script = _HUNG_CLIENT
+        proc = subprocess.Popen([sys.executable, "-c", script, server.url], env=env, stderr=subprocess.PIPE, text=True)
+        try:
+            for _ in range(600):  # both requests reach the server (each then hangs for 30 s, past the 20 s timeout)
+                if server.count >= 2 or proc.poll() is not None:
+                    break
+                time.sleep(0.05)
+            assert server.count == 2, proc.stderr.read() if proc.poll() is not None else server.count
+            proc.send_signal(getattr(signal, sig))
+            proc.wait(timeout=19)  # the old code waited for the 20 s timeout, then retried twice more
+            assert server.in_flight == 2  # it ended while the server still held both requests
+        finally:
+            proc.kill()
+            stderr = proc.stderr.read()
+        time.sleep(0.5)
+        assert server.count == 2, stderr  # no retry after the signal
