@@ -211,8 +211,8 @@ def _batch_wide(error: BaseException) -> bool:
     refusing, after its own retries): answering the requests one by one would only repeat that wait per request."""
     if not isinstance(error, UserAgentError):
         return False
-    answers = getattr(error, "answers", None)  # PartialFeedbackError: None where a request failed
-    return answers is None or all(a is None for a in answers)
+    sent = getattr(error, "sent", None)  # PartialFeedbackError: None where a request its server got failed
+    return sent is None or all(a is None for a in sent)
 
 
 class Conversation:

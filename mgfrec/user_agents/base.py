@@ -93,11 +93,13 @@ class UserAgentError(RuntimeError):
 
 class PartialFeedbackError(UserAgentError):
     """Some requests of a batch failed: ``answers[i]`` holds request ``i``'s feedback where it succeeded (None
-    where it failed), so a cache can keep what was already paid for."""
+    where it failed), so a cache can keep what was already paid for. ``sent`` holds the same for the requests
+    that reached the backend (a cache answered the others): all None when its server failed every one."""
 
-    def __init__(self, message: str, answers: list[str | None]):
+    def __init__(self, message: str, answers: list[str | None], sent: list[str | None] | None = None):
         super().__init__(message)
         self.answers = answers
+        self.sent = answers if sent is None else sent
 
 
 class UsageStats:

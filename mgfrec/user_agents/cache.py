@@ -19,6 +19,7 @@ import json
 import sqlite3
 import threading
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,21 +43,41 @@ def cache_key(**parts: Any) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+class ResponsesNotCached(UserWarning):
+    """Answers the user agent gave could not be written to the response cache; they are used all the same."""
+
+
 class ResponseCache:
     """Responses by key in the SQLite file at ``path`` (created, with its folder, if absent)."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)  # a file where a folder goes: named as the field
             # check_same_thread=False: the lock below serialises every use of the one connection.
-            self._conn: sqlite3.Connection | None = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
+            self._conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute(_SCHEMA)
             self._conn.commit()
-        except sqlite3.Error as exc:
-            raise UserAgentError(f"user_agent.cache_path: cannot open the SQLite cache {self.path}: {exc}") from None
+            columns = [row[1] for row in self._conn.execute("PRAGMA table_info(responses)")]
+        except (sqlite3.Error, OSError) as exc:
+            self.close()
+            reason = f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) and exc.strerror else exc
+            raise UserAgentError(f"user_agent.cache_path: cannot open the SQLite cache {self.path}: {reason}") from None
+        if columns[:3] != ["key", "response", "created_at"]:  # another program's database with such a table
+            self.close()
+            raise UserAgentError(
+                f"user_agent.cache_path: {self.path} is a SQLite file of another kind (its 'responses' table has "
+                f"the columns {', '.join(columns)}): not an mgfrec response cache; name another file"
+            )
+
+    def _failed(self, exc: sqlite3.Error, doing: str) -> UserAgentError:
+        return UserAgentError(
+            f"user_agent.cache_path: cannot {doing} the SQLite cache {self.path}: {exc}; delete the file (its answers "
+            "are asked again) or name another one"
+        )
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -69,24 +90,44 @@ class ResponseCache:
         found: dict[str, str] = {}
         with self._lock:
             db = self._db()
-            for i in range(0, len(keys), _CHUNK):
-                chunk = keys[i : i + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                found.update(db.execute(f"SELECT key, response FROM responses WHERE key IN ({marks})", chunk))
+            try:
+                for i in range(0, len(keys), _CHUNK):
+                    chunk = keys[i : i + _CHUNK]
+                    marks = ",".join("?" * len(chunk))
+                    found.update(db.execute(f"SELECT key, response FROM responses WHERE key IN ({marks})", chunk))
+            except sqlite3.Error as exc:  # a damaged page ("database disk image is malformed"), a lock held on
+                raise self._failed(exc, "read") from None
         return found
 
     def put_many(self, items: Iterable[tuple[str, str]]) -> None:
-        """Store responses (a key stored twice keeps the latest)."""
+        """Store responses (a key stored twice keeps the latest). A write that fails (another process holding the
+        file past the 30 s busy timeout, a damaged file) is a :class:`ResponsesNotCached` warning: the answers were
+        paid for and stay with the caller."""
         now = time.time()
         rows = [(k, v, now) for k, v in items]
+        if not rows:
+            return
         with self._lock:
             db = self._db()
-            with db:  # one transaction
-                db.executemany("INSERT OR REPLACE INTO responses (key, response, created_at) VALUES (?, ?, ?)", rows)
+            try:
+                with db:  # one transaction
+                    db.executemany(
+                        "INSERT OR REPLACE INTO responses (key, response, created_at) VALUES (?, ?, ?)", rows
+                    )
+            except sqlite3.Error as exc:
+                warnings.warn(
+                    f"user_agent.cache_path: {len(rows)} answers were not stored in the SQLite cache {self.path} "
+                    f"({exc}); they are used, and asked again next time",
+                    ResponsesNotCached,
+                    stacklevel=2,
+                )
 
     def __len__(self) -> int:
         with self._lock:
-            return self._db().execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+            try:
+                return self._db().execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+            except sqlite3.Error as exc:
+                raise self._failed(exc, "read") from None
 
     def close(self) -> None:
         with self._lock:
@@ -128,8 +169,12 @@ class CachedUserAgent:
             try:
                 fresh = self.inner.feedback(list(todo.values()))
             except PartialFeedbackError as exc:  # keep the answers that came back: they were paid for
-                self.cache.put_many([(k, a) for k, a in zip(todo, exc.answers, strict=False) if a is not None])
-                raise
+                got = {k: a for k, a in zip(todo, exc.answers, strict=False) if a is not None}
+                self.cache.put_many(got.items())
+                # answers[i] is request i's, as PartialFeedbackError promises: the inner error's were numbered
+                # over the uncached, deduplicated requests
+                mapped = [answers.get(k, got.get(k)) for k in keys]
+                raise PartialFeedbackError(str(exc), mapped, sent=exc.sent) from None
             if len(fresh) != len(todo):
                 raise UserAgentError(
                     f"{class_path(self.inner)} returned {len(fresh)} feedbacks for {len(todo)} requests"

@@ -238,3 +238,84 @@ def test_a_runs_cache_path_is_absolute_and_a_moved_runs_is_looked_for_in_the_run
         assert cache_of_run(cfg.model_copy(update={"cache_path": gone}), run).cache_path == here
     for kept in (cfg.cache_path.replace("runs/x/", ""), False, None):  # its folder exists; off; not cached
         assert cache_of_run(cfg.model_copy(update={"cache_path": kept}), run).cache_path == kept
+
+
+@pytest.mark.reliability
+def test_a_cache_path_under_a_file_and_another_programs_database_are_named_by_the_field(tmp_path):
+    """``error: .../afile: File exists`` named no field; a SQLite file with its own ``responses`` table opened, then
+    every lookup was a traceback ("no such column: key")."""
+    (tmp_path / "afile").write_text("notes")
+    with pytest.raises(UserAgentError, match=r"^user_agent.cache_path: cannot open the SQLite cache .*afile"):
+        ResponseCache(tmp_path / "afile" / "c.sqlite")
+    other = tmp_path / "app.sqlite"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE responses (id INTEGER PRIMARY KEY, body TEXT)")
+    with pytest.raises(UserAgentError, match=r"^user_agent.cache_path: .*app.sqlite is a SQLite file of another kind"):
+        ResponseCache(other)
+
+
+@pytest.mark.reliability
+def test_a_damaged_cache_is_one_line_and_a_locked_one_keeps_the_fresh_answers(tmp_path):
+    """A file whose pages are damaged after it opened, and one another process holds locked, were tracebacks; the
+    locked one also lost the answers just fetched (paid for)."""
+    from mgfrec.user_agents.cache import ResponsesNotCached
+
+    path = tmp_path / "c.sqlite"
+    cache = ResponseCache(path)
+    cache.put_many([(f"k{n}", "v" * 2000) for n in range(400)])  # a few pages, with an index of its own
+    cache.close()
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+    data = bytearray(path.read_bytes())
+    page = len(data) // pages
+    data[page * 2 : page * (pages - 1)] = b"\xa5" * (page * (pages - 3))  # header and schema page kept
+    path.write_bytes(bytes(data))
+    damaged = ResponseCache(path)
+    with pytest.raises(UserAgentError, match=r"^user_agent.cache_path: cannot read the SQLite cache .*malformed"):
+        damaged.get_many([f"k{n}" for n in range(400)])
+    damaged.close()
+
+    locked_path = tmp_path / "locked.sqlite"
+    agent = CachedUserAgent(EchoAgent(), locked_path)
+    agent.cache._db().execute("PRAGMA busy_timeout = 100")  # the 30 s wait, made short
+    holder = sqlite3.connect(locked_path)
+    holder.execute("BEGIN EXCLUSIVE")  # another process writing (a sibling run, an open sqlite3 shell)
+    try:
+        with pytest.warns(ResponsesNotCached, match=r"1 answers were not stored .*database is locked"):
+            assert agent.feedback([make_request()]) == ["about Grounded Jazz Title 0"]
+    finally:
+        holder.rollback()
+        holder.close()
+        agent.close()
+
+
+def test_a_partly_failed_batch_numbers_its_answers_by_the_callers_requests(tmp_path):
+    """Through the cache, ``PartialFeedbackError.answers`` was numbered over the uncached requests only: request 0's
+    answer came back as request 1's."""
+    from mgfrec.user_agents.base import PartialFeedbackError
+
+    class FailsOn:
+        def __init__(self, bad: str):
+            self.bad, self.inner = bad, EchoAgent()
+
+        def cache_key(self, request):
+            return self.inner.cache_key(request)
+
+        def feedback(self, requests):
+            answers = [None if r.grounded_title.endswith(self.bad) else f"about {r.grounded_title}" for r in requests]
+            raise PartialFeedbackError("some failed", answers)
+
+        def stats(self):
+            return {}
+
+        def close(self):
+            pass
+
+    agent = CachedUserAgent(FailsOn(bad="Title 2"), tmp_path / "c.sqlite")
+    agent.cache.put_many([(agent.cache_key(make_request(0)), "cached 0")])
+    with pytest.raises(PartialFeedbackError) as info:
+        agent.feedback([make_request(n) for n in range(4)])
+    assert info.value.answers == ["cached 0", "about Grounded Jazz Title 1", None, "about Grounded Jazz Title 3"]
+    assert info.value.sent == ["about Grounded Jazz Title 1", None, "about Grounded Jazz Title 3"]
+    agent.close()
