@@ -37,6 +37,10 @@ FEEDBACK_CUT = " [...]"
 """The end of a feedback cut to ``agent.max_feedback_tokens``."""
 
 
+FEEDBACK_CHARS_PER_TOKEN = 64
+"""Characters of a reply read per token of ``agent.max_feedback_tokens`` when it is cut: far above any real text's."""
+
+
 class Environment:
     """Grounding engine + user agent + the policy's tokenizer: turns pending groundings into observations."""
 
@@ -62,7 +66,12 @@ class Environment:
         limit = self.max_feedback_tokens
         if feedback is None or limit is None:
             return feedback
-        ids = self.tokenizer.encode(feedback, add_special_tokens=False)
+        # A reply of megabytes (a server ignoring max_tokens) was tokenized whole: 5 MB per answer made a 1-step
+        # fit 13x slower. The first `limit` tokens lie well inside this window unless tokens are extremely long.
+        window = feedback[: limit * FEEDBACK_CHARS_PER_TOKEN]
+        ids = self.tokenizer.encode(window, add_special_tokens=False)
+        if len(ids) <= limit and len(window) < len(feedback):
+            ids = self.tokenizer.encode(feedback, add_special_tokens=False)  # tokens too long for the window
         if len(ids) <= limit:
             return feedback
         head = self.tokenizer.decode(ids[:limit], skip_special_tokens=False).rstrip("\ufffd")  # no half character

@@ -185,3 +185,28 @@ def test_feedback_far_past_its_limit_is_cut_where_the_policy_reads_it(grounding,
     assert build_environment(grounding, tokenizer, cfg).max_feedback_tokens == 512
     uncut = load_config(None, ("user_agent.backend=none", "agent.max_feedback_tokens=null"))
     assert build_environment(grounding, tokenizer, uncut).max_feedback_tokens is None
+
+
+def test_a_reply_of_megabytes_is_cut_without_tokenizing_it_whole(grounding, tokenizer):
+    """A server ignoring max_tokens answered 5 MB per request, and each answer was tokenized whole before the cut:
+    a 1-step fit took 155 s instead of 12. Only a window the limit can reach is read now, with the same cut."""
+
+    class Recording:
+        def __init__(self, inner):
+            self.inner, self.seen = inner, []
+
+        def encode(self, text, **kw):
+            self.seen.append(len(text))
+            return self.inner.encode(text, **kw)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    huge = "Too much jazz, not enough blues. " * 150_000  # about 5 MB
+    env = Environment(grounding, tokenizer, None, max_feedback_tokens=30)
+    recording = Recording(tokenizer)
+    env.tokenizer = recording
+    cut = env.cut_feedback(huge)
+    assert max(recording.seen) <= 30 * 64  # never the whole reply
+    ids = tokenizer.encode(huge[:100_000], add_special_tokens=False)
+    assert cut == tokenizer.decode(ids[:30], skip_special_tokens=False).rstrip() + " [...]"  # as cutting it whole
