@@ -45,17 +45,50 @@ class HFChatOptions(BaseModel):
     trust_remote_code: bool = False
 
 
+def _hub_id(text: str) -> bool:
+    """Whether ``text`` can name a hub model: not a path (``./m``, ``~/m``, ``/m``, ``a/b/c``) and of the hub's form."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if text.startswith((".", "~", "/")) or text.count("/") > 1 or "\\" in text:
+        return False
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return False
+    return True
+
+
 class HFChatAgent:
     """Feedback from a local transformers chat model; see the module docstring."""
 
     Options = HFChatOptions
 
-    def __init__(self, cfg: UserAgentConfig, options: HFChatOptions | None, context: UserAgentContext | None = None):
+    @classmethod
+    def check_ready(cls, cfg: UserAgentConfig) -> None:
+        """Before a command's long stages (``fit`` fitted its recall model first): a model named, and a folder that
+        exists and holds a saved model, or text that can be a hub id. A missing folder was "Repo id must be in the
+        form 'repo_name' or 'namespace/repo_name'", seconds into loading."""
         if not cfg.model:
             raise UserAgentError(
                 "user_agent.model is required for backend 'hf': a hub id such as Qwen/Qwen2.5-1.5B-Instruct or a "
                 "local folder with a causal LM and a tokenizer that has a chat template"
             )
+        local = Path(cfg.model).expanduser()
+        if local.exists():
+            if not (local / "config.json").is_file():
+                raise UserAgentError(
+                    f"user_agent.model {cfg.model}: holds no config.json; give a folder with a saved chat model "
+                    "(save_pretrained) or a hub id"
+                )
+            return
+        if not _hub_id(cfg.model):
+            raise UserAgentError(
+                f"user_agent.model {cfg.model}: no such folder, and not a hub id (namespace/name); give a folder with "
+                "a saved chat model or a hub id"
+            )
+
+    def __init__(self, cfg: UserAgentConfig, options: HFChatOptions | None, context: UserAgentContext | None = None):
+        self.check_ready(cfg)
         self.options = options or HFChatOptions()
         local = Path(cfg.model).expanduser()
         # A local folder is identified by its absolute path, so the cache key does not depend on the cwd.
@@ -90,7 +123,8 @@ class HFChatAgent:
             tokenizer = AutoTokenizer.from_pretrained(self.model_id, trust_remote_code=self.options.trust_remote_code)
         except (OSError, ValueError) as exc:
             raise UserAgentError(
-                f"user agent backend 'hf' cannot load the tokenizer of user_agent.model={self.model_id}: {exc}"
+                f"user agent backend 'hf' cannot load the tokenizer of user_agent.model={self.model_id}: "
+                + " ".join(str(exc).split())  # transformers' message runs over several lines
             ) from exc
         if not getattr(tokenizer, "chat_template", None):
             raise UserAgentError(
@@ -114,7 +148,7 @@ class HFChatAgent:
             )
         except (OSError, ValueError) as exc:
             raise UserAgentError(
-                f"user agent backend 'hf' cannot load user_agent.model={self.model_id}: {exc}"
+                f"user agent backend 'hf' cannot load user_agent.model={self.model_id}: " + " ".join(str(exc).split())
             ) from exc
         self._model = model.to(opts.device).eval()
 

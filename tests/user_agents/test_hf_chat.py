@@ -94,8 +94,24 @@ def test_generates_one_reply_per_request_deterministically_in_batches(tiny_chat_
 
 
 def test_a_model_is_required_and_a_bad_path_is_a_clear_error(tmp_path):
+    """A missing folder was "Repo id must be in the form 'repo_name' or 'namespace/repo_name'" seconds into
+    loading (after fit's recall fit); a folder that holds no model, a five-line transformers message. Both are one
+    line before any work now (check_user_agent), and a model that fails to load is one line too."""
+    from mgfrec.user_agents.base import check_user_agent
+
     with pytest.raises(UserAgentError, match="user_agent.model is required"):
         HFChatAgent(UserAgentConfig(backend="hf"), None, None)
-    agent = HFChatAgent(UserAgentConfig(backend="hf", model=str(tmp_path / "absent")), None, None)
-    with pytest.raises(UserAgentError, match="cannot load the tokenizer"):
+    absent = UserAgentConfig(backend="hf", model=str(tmp_path / "absent"))
+    for check in (lambda: check_user_agent(absent, "GRPO training"), lambda: HFChatAgent(absent, None, None)):
+        with pytest.raises(UserAgentError, match=r"^user_agent.model .*absent: no such folder, and not a hub id"):
+            check()
+    (tmp_path / "notes").mkdir()
+    with pytest.raises(UserAgentError, match=r"^user_agent.model .*notes: holds no config.json"):
+        check_user_agent(UserAgentConfig(backend="hf", model=str(tmp_path / "notes")), "GRPO training")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text('{"model_type": "qwen2"}')  # no tokenizer files
+    agent = HFChatAgent(UserAgentConfig(backend="hf", model=str(tmp_path / "broken")), None, None)
+    with pytest.raises(UserAgentError, match="tokenizer") as info:
         agent.feedback([make_request()])
+    assert "\n" not in str(info.value)  # one line, whatever transformers said
+    check_user_agent(UserAgentConfig(backend="hf", model="Qwen/Qwen2.5-1.5B-Instruct"), "GRPO training")  # a hub id
