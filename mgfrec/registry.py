@@ -390,7 +390,9 @@ def component_options(component: Any, raw: dict[str, Any] | None, where: str) ->
             raise ValueError(f"{where}: this component takes no options, got {sorted(raw)}")
         return None
     if not (isinstance(model, type) and issubclass(model, BaseModel)):
-        name = getattr(component, "__qualname__", type(component).__name__)
+        # module and class: a plugin's module names its package, where the class name alone did not
+        module = getattr(component, "__module__", type(component).__module__)
+        name = f"{module}.{getattr(component, '__qualname__', type(component).__name__)}"
         raise ValueError(f"{where}: {name}.Options must be a pydantic BaseModel, got {model!r}")
     lax = []  # true given to a number, 1 or "yes" to a switch: pydantic's lax mode converted them without a word
     for name, value in raw.items():

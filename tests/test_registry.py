@@ -366,7 +366,8 @@ def test_options_that_are_not_a_pydantic_model_are_one_error():
     class Comp:
         Options = Opts
 
-    with pytest.raises(ValueError, match=r"grounding.options: .*Comp.Options must be a pydantic BaseModel"):
+    # named with its module (a plugin's names its package): "Comp.Options" alone did not say whose
+    with pytest.raises(ValueError, match=r"grounding.options: test_registry\.test_options.*Comp.Options must be a"):
         component_options(Comp, {}, "grounding.options")
 
 

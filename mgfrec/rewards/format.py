@@ -11,7 +11,9 @@ from mgfrec.rewards.base import RewardInput
 
 class FormatOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    penalty: float = Field(-0.5, allow_inf_nan=False, description="a finite number (NaN or inf poisons the loss)")
+    penalty: float = Field(
+        -0.5, le=0, allow_inf_nan=False, description="a finite number, at most 0 (NaN or inf poisons the loss)"
+    )
 
 
 class FormatReward:

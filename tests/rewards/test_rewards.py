@@ -34,9 +34,10 @@ def test_format_penalty_is_an_option():
     assert reward(RewardInput(2, 10, False)) == -1.0
 
 
-@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf", "0.5"])
 def test_a_penalty_that_is_not_finite_is_refused(value):
-    # it made every total reward NaN or inf, and with it the advantages and the loss
+    # it made every total reward NaN or inf, and with it the advantages and the loss; a positive one (0.5)
+    # rewarded every format error
     from mgfrec.config.components import check_components
     from mgfrec.config.load import load_config
 
