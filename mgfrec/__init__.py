@@ -11,14 +11,18 @@ class _DeepSpeedToStderr(_logging.Filter):
     it whenever it is installed (saving a policy does: ``save_pretrained`` unwraps the model through
     accelerate); on a machine without a GPU every import also warns that no accelerator was found. This filter,
     set on DeepSpeed's logger before DeepSpeed creates it (its setup keeps filters), drops that warning and
-    moves every other DeepSpeed record to stderr. It is set when mgfrec is imported, so the tools and the
-    Python API get it as the CLI does."""
+    points DeepSpeed's own stdout handler at stderr; every other record goes on to the logger's handlers, a
+    library user's own included. It is set when mgfrec is imported, so the tools and the Python API get it as
+    the CLI does."""
 
     def filter(self, record: _logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if "unable to detect" not in message:
-            _sys.stderr.write(f"[DeepSpeed {record.levelname}] {message}\n")
-        return False
+        if "unable to detect" in record.getMessage():
+            return False
+        for handler in _logging.getLogger("DeepSpeed").handlers:
+            stream = getattr(handler, "stream", None)
+            if isinstance(handler, _logging.StreamHandler) and stream in (_sys.stdout, _sys.__stdout__):
+                handler.setStream(_sys.stderr)
+        return True
 
 
 if not any(type(f).__name__ == "_DeepSpeedToStderr" for f in _logging.getLogger("DeepSpeed").filters):

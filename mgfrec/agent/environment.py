@@ -39,6 +39,9 @@ FEEDBACK_CUT = " [...]"
 
 FEEDBACK_CHARS_PER_TOKEN = 64
 """Characters of a reply read per token of ``agent.max_feedback_tokens`` when it is cut: far above any real text's."""
+FEEDBACK_WINDOW_MARGIN = 16
+"""Tokens the window must hold beyond the limit for its first ``limit`` to be the whole reply's: only the last few
+tokens of a window can differ from the reply's (a word cut at the window's end)."""
 
 
 class Environment:
@@ -70,8 +73,10 @@ class Environment:
         # fit 13x slower. The first `limit` tokens lie well inside this window unless tokens are extremely long.
         window = feedback[: limit * FEEDBACK_CHARS_PER_TOKEN]
         ids = self.tokenizer.encode(window, add_special_tokens=False)
-        if len(ids) <= limit and len(window) < len(feedback):
-            ids = self.tokenizer.encode(feedback, add_special_tokens=False)  # tokens too long for the window
+        if len(window) < len(feedback) and len(ids) <= limit + FEEDBACK_WINDOW_MARGIN:
+            # too few tokens in the window to be sure of the first `limit` (a word split at its end, a tokenizer
+            # that drops blank lines): the whole reply decides, as it always did
+            ids = self.tokenizer.encode(feedback, add_special_tokens=False)
         if len(ids) <= limit:
             return feedback
         head = self.tokenizer.decode(ids[:limit], skip_special_tokens=False).rstrip("\ufffd")  # no half character
@@ -122,7 +127,7 @@ def build_environment(
     The user agent embeds catalogue titles from the cached vectors and anything else with the embedder. A
     backend that needs a person (``human``) is refused: nobody answers an automatic rollout.
     """
-    check_top_k(cfg.grounding.top_k, len(grounding.titles))  # evaluate, recommend, serve: before any rollout
+    check_top_k(cfg.grounding.top_k, len(grounding.titles), cfg.agent.max_groundings)  # evaluate, recommend, serve
     row = {t: i for i, t in enumerate(grounding.titles)}
 
     def embed(titles: Sequence[str]) -> np.ndarray:

@@ -113,7 +113,10 @@ def _converse(
     events: queue.Queue[dict[str, Any]] = queue.Queue()
     human = load_user_agent(
         UserAgentConfig(backend="human", options={"timeout_s": timeout}),
-        UserAgentContext(ask=lambda r: events.put({"type": "feedback_wanted"}), fallback=rec.run_user_agent),
+        UserAgentContext(
+            ask=lambda r: events.put({"type": "feedback_wanted", "note": human.take_note()}),
+            fallback=rec.run_user_agent,
+        ),
     )
 
     def work() -> None:
@@ -144,7 +147,8 @@ def _converse(
                     body.append(f"{event['kind']}: ", style="bold").append(str(event["title"]))
                 out.print(Panel(body, title=f"agent, turn {event['n'] + 1}"))
             elif kind == "feedback_wanted":
-                pass  # the items come with the observation; the prompt follows them below
+                if event.get("note"):  # asked again: the run's user agent failed to stand in
+                    out.print(Text(event["note"], style="yellow"))
             elif kind == "observation":
                 if event["feedback"] is not None:
                     out.print(Text("feedback: ", style="bold") + Text(event["feedback"] or "(none)"))

@@ -33,10 +33,11 @@ from mgfrec.grounding.ties import UniqueVectors
 from mgfrec.registry import Registry, class_path, registry, with_registry
 
 
-def check_top_k(top_k: int, num_items: int) -> None:
+def check_top_k(top_k: int, num_items: int, max_groundings: int = 1) -> None:
     """Refuse, before any work, a ``grounding.top_k`` above the catalogue's size: the agent's first ``<ground>``,
-    possibly hours into a fit, was where it failed, naming a ``k`` the user never set."""
-    if top_k > num_items:
+    possibly hours into a fit, was where it failed, naming a ``k`` the user never set. An agent that never grounds
+    (``agent.max_groundings`` 0) never reads it."""
+    if max_groundings > 0 and top_k > num_items:
         raise ValueError(
             f"grounding.top_k (--items-per-grounding) {top_k} is above the catalogue's {num_items} items: an item "
             f"list cannot hold more; give at most {num_items}"

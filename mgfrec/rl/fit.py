@@ -263,7 +263,7 @@ def run_fit(
         check_policy_source(cfg.policy.model)
     check_user_agent(cfg.user_agent, "GRPO training", reg)  # before any data work: a person cannot answer a rollout
     ds, out = PreparedDataset(data), Path(out)
-    check_top_k(cfg.grounding.top_k, ds.num_items)  # else found at the policy's first <ground>
+    check_top_k(cfg.grounding.top_k, ds.num_items, cfg.agent.max_groundings)  # else found at the first <ground>
     check_output_run(out, "mgfrec", data=ds.root)  # before anything in OUT is touched
     AgentPrompts.from_config(cfg.agent)  # a template that cannot be read is named before OUT is cleared
     if options.resume:

@@ -213,7 +213,7 @@ def run_sft(
     check_user_agent(cfg.user_agent, "SFT", reg)  # before any data work: a person cannot answer a rollout
     check_engine(cfg.rollout, reg)  # vLLM missing: one line now, not once an earlier run in OUT was retired
     ds, out = PreparedDataset(data), Path(out)
-    check_top_k(cfg.grounding.top_k, ds.num_items)  # else found at the policy's first <ground>
+    check_top_k(cfg.grounding.top_k, ds.num_items, cfg.agent.max_groundings)  # else found at the first <ground>
     check_output_run(out, "mgfrec-sft", data=ds.root)  # before anything in OUT is touched
     AgentPrompts.from_config(cfg.agent)  # a template that cannot be read is named before OUT is cleared
     out.mkdir(parents=True, exist_ok=True)

@@ -267,7 +267,15 @@ class Conversation:
         self._finish(future.result if error is None else None, error)
 
     def _ask(self, request: FeedbackRequest) -> None:
-        self._forward({"type": "feedback_wanted", "title": request.grounded_title, "items": list(request.item_titles)})
+        note = self.human.take_note() if self.human is not None else None  # asked again: the automatic user failed
+        self._forward(
+            {
+                "type": "feedback_wanted",
+                "title": request.grounded_title,
+                "items": list(request.item_titles),
+                **({"note": note} if note else {}),
+            }
+        )
 
     def _finish(self, result: Callable[[], Recommendation] | None, error: BaseException | None) -> None:
         if self._cancelled is not None:

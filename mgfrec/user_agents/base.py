@@ -28,7 +28,6 @@ import numpy as np
 
 from mgfrec.config.schema import UserAgentConfig
 from mgfrec.registry import Registry, registry
-from mgfrec.validation import refuse_redacted
 
 
 @dataclass(frozen=True)
@@ -157,7 +156,6 @@ def check_user_agent(cfg: UserAgentConfig, purpose: str, reg: Registry | None = 
     """Before a command's long stages: the backend can answer automatically (:func:`require_automatic`), and what
     it needs to start is there (a backend class's ``check_ready(cfg)``: the remote ones' model and API key)."""
     require_automatic(cfg, purpose, reg)
-    refuse_redacted(cfg.base_url, "user_agent.base_url")
     check = getattr((reg or registry()).load("user_agent", cfg.backend), "check_ready", None)
     if callable(check):
         check(cfg)
@@ -171,7 +169,6 @@ def load_user_agent(
     When ``cfg.cache_path`` is set and the backend can be cached (it defines ``cache_key``), the backend is
     wrapped in :class:`mgfrec.user_agents.cache.CachedUserAgent` over that SQLite file.
     """
-    refuse_redacted(cfg.base_url, "user_agent.base_url")  # a URL's password read back from a run's config.yaml
     agent = (reg or registry()).build(
         "user_agent", cfg.backend, cfg.options, cfg, after=(context or UserAgentContext(),)
     )

@@ -75,7 +75,7 @@ class HFChatAgent:
             )
         local = Path(cfg.model).expanduser()
         if local.exists():
-            if not (local / "config.json").is_file():
+            if not any((local / name).is_file() for name in ("config.json", "adapter_config.json")):  # or PEFT's
                 raise UserAgentError(
                     f"user_agent.model {cfg.model}: holds no config.json; give a folder with a saved chat model "
                     "(save_pretrained) or a hub id"

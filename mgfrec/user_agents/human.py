@@ -6,7 +6,8 @@ For each grounding, :meth:`HumanUserAgent.feedback` calls the ``ask`` callback o
 
 * :meth:`~HumanUserAgent.reply` with text: that text is the feedback;
 * :meth:`~HumanUserAgent.reply` with ``None`` (or only blanks): the ``fallback`` user agent of the context
-  (the run's own, normally ``simulated``) answers this grounding instead;
+  (the run's own, normally ``simulated``) answers this grounding instead; when it fails (a remote server down),
+  the person is asked again, with :meth:`~HumanUserAgent.take_note` saying why;
 * :meth:`~HumanUserAgent.answer_now`: the feedback asks the agent to give its final answer now
   (:data:`ANSWER_NOW`; the agent is *asked*, the loop is not overruled);
 * one reply per grounding: a reply when none is asked for (or a second one) raises ``LookupError``;
@@ -83,6 +84,7 @@ class HumanUserAgent:
         self._cancelled: str | None = None
         self._lock = threading.Lock()
         self._open = False  # a grounding waits for its one reply
+        self.note: str | None = None  # why the person is asked again: the fallback failed (see take_note)
         self.waiting: FeedbackRequest | None = None  # the request the person is asked about now, if any
         self.usage = UsageStats()
 
@@ -105,6 +107,12 @@ class HumanUserAgent:
                 raise LookupError("no grounding is waiting for feedback now (none was asked, or it was answered)")
             self._open = False
             self._replies.put(item)
+
+    def take_note(self) -> str | None:
+        """Why the person is asked about the same grounding again (the fallback user agent failed: its server down),
+        once: the ``ask`` callback shows it with the prompt."""
+        note, self.note = self.note, None
+        return note
 
     def cancel(self, reason: str = "the conversation was cancelled") -> None:
         """End the conversation: a waiting :meth:`feedback` raises :class:`FeedbackCancelled`, as will later calls."""
@@ -143,7 +151,12 @@ class HumanUserAgent:
             if self._fallback is None:
                 text = ""  # no automatic user to ask: no feedback block, as with backend 'none'
             else:
-                text = self._fallback.feedback([request])[0]
+                try:
+                    text = self._fallback.feedback([request])[0]
+                except UserAgentError as exc:  # the run's own user agent failed (its server down, after retries):
+                    # the conversation is kept, and the person is asked again, told why
+                    self.note = f"the automatic feedback failed ({exc}); type the feedback, or answer now"
+                    return self._one(request)
         else:
             text = got
         self.usage.add(calls=1, latency_s_total=time.monotonic() - started)

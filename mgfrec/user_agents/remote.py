@@ -23,6 +23,7 @@ import os
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, wait
 from typing import Any, ClassVar
@@ -40,6 +41,7 @@ from mgfrec.user_agents.base import (
 )
 from mgfrec.user_agents.cache import cache_key
 from mgfrec.user_agents.prompt import prompt_builder
+from mgfrec.validation import refuse_redacted
 
 
 class MalformedResponse(Exception):
@@ -71,46 +73,76 @@ class Stopped(BaseException):
 
 
 class DaemonPool:
-    """``max_concurrency`` daemon worker threads taking work from a queue. ThreadPoolExecutor's workers are joined
-    at interpreter exit, so one request hung on the network kept a stopped command alive for up to
-    (1 + max_retries) x timeout_s after its "stopped" line; these are left behind instead."""
+    """Up to ``workers`` daemon threads taking work from a queue, started as work comes (as ThreadPoolExecutor
+    does). ThreadPoolExecutor's workers are joined at interpreter exit, so one request hung on the network kept a
+    stopped command alive for up to (1 + max_retries) x timeout_s after its "stopped" line; these are not. A
+    worker holds no reference to the work it finished, so a pool whose owner is dropped unclosed is shut down
+    by the owner's finalizer (see :class:`RemoteChatAgent`)."""
 
     def __init__(self, workers: int, name: str):
+        self._max, self._name = workers, name
         self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None] = (
             queue.SimpleQueue()
         )
-        self._threads = [threading.Thread(target=self._work, name=f"{name}_{n}", daemon=True) for n in range(workers)]
-        for thread in self._threads:
-            thread.start()
+        self._threads: list[threading.Thread] = []
+        self._idle = threading.Semaphore(0)  # released by a worker each time it waits for work
+        self._lock = threading.Lock()
+        self._closed = False
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         future: Future[Any] = Future()
-        self._queue.put((future, fn, args))
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the pool was shut down")
+            self._queue.put((future, fn, args))
+            if not self._idle.acquire(blocking=False) and len(self._threads) < self._max:
+                thread = threading.Thread(
+                    target=_work, args=(self._queue, self._idle), name=f"{self._name}_{len(self._threads)}", daemon=True
+                )
+                thread.start()
+                self._threads.append(thread)
         return future
 
-    def _work(self) -> None:
-        while (item := self._queue.get()) is not None:
-            future, fn, args = item
-            if not future.set_running_or_notify_cancel():
-                continue
+    def shutdown(self, wait: bool = True) -> None:
+        """Cancel the work not started and end every worker after its current request; with ``wait``, wait for
+        that request (a batch another thread still runs gets its answer), else leave it to its daemon thread."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    item[0].cancel()
+            for _ in self._threads:
+                self._queue.put(None)
+        if wait:
+            for thread in self._threads:
+                if thread is not threading.current_thread():
+                    thread.join()
+
+
+def _work(
+    jobs: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None], idle: threading.Semaphore
+) -> None:
+    """A :class:`DaemonPool` worker: a function, not a method, so that it keeps neither the pool nor, between
+    jobs, the work it ran (the agent a bound method names) alive."""
+    while (item := jobs.get()) is not None:
+        future, fn, args = item
+        del item
+        if future.set_running_or_notify_cancel():
             try:
                 result = fn(*args)
             except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller, as concurrent.futures does
                 future.set_exception(exc)
             else:
                 future.set_result(result)
-
-    def shutdown(self) -> None:
-        """Cancel the work not started; each worker ends after its current request (not waited for)."""
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is not None:
-                item[0].cancel()
-        for _ in self._threads:
-            self._queue.put(None)
+                del result
+        del future, fn, args
+        idle.release()  # free for the next job: submit() starts no thread while one is
 
 
 MIN_SCRUBBED_KEY = 8
@@ -134,6 +166,7 @@ class RemoteChatAgent:
         for a minute, then stopped at the missing key): a model named, and a usable key in the environment."""
         cls._model_of(cfg)
         cls._key_of(cfg)
+        refuse_redacted(cfg.base_url, "user_agent.base_url")  # a URL's password read back from a run's config.yaml
 
     @classmethod
     def _model_of(cls, cfg: UserAgentConfig) -> str:
@@ -162,6 +195,7 @@ class RemoteChatAgent:
     def __init__(self, cfg: UserAgentConfig, options: RemoteOptions | None, context: UserAgentContext | None = None):
         self.cfg = cfg
         self.options = options or self.Options()
+        refuse_redacted(cfg.base_url, "user_agent.base_url")  # evaluate, recommend, serve: as check_ready does
         self.model: str = self._model_of(cfg)
         self.key_env = cfg.api_key_env or self.default_key_env
         key = self._key_of(cfg)
@@ -171,6 +205,9 @@ class RemoteChatAgent:
         self._client = self._make_client(key, {"request": [self._count_attempt]})
         del key
         self._pool: DaemonPool | None = DaemonPool(cfg.max_concurrency, f"mgfrec-user-agent-{self.name}")
+        self._interrupted = False  # a batch was stopped (Ctrl-C, SIGTERM): close() then waits for no request
+        # an agent dropped without close() (evaluate, sft and fit build theirs for a run): its idle workers end
+        weakref.finalize(self, self._pool.shutdown, False)
         self.usage = UsageStats()
 
     # --- what subclasses provide -------------------------------------------------------------------------
@@ -230,11 +267,15 @@ class RemoteChatAgent:
         if not requests:
             return []
         stop = threading.Event()
-        futures = [self._pool.submit(self._one, self.messages(r), stop) for r in requests]
+        try:
+            futures = [self._pool.submit(self._one, self.messages(r), stop) for r in requests]
+        except RuntimeError:  # closed by another thread since the check above
+            raise UserAgentError(f"user agent backend '{self.name}' is closed") from None
         try:
             wait(futures)  # let every request finish before reporting, so none is left running unseen
         except BaseException:  # Ctrl-C, SIGTERM: no attempt starts after it; one in flight is left to its thread
             stop.set()
+            self._interrupted = True
             for future in futures:
                 future.cancel()
             raise
@@ -317,7 +358,9 @@ class RemoteChatAgent:
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown()  # a batch is over (answered, or interrupted: its attempts stop at the hook)
+            # requests in flight (another thread's batch) get their answers, unless a batch was interrupted: then
+            # the one the server still holds is left to its daemon thread, and no attempt starts after the stop
+            self._pool.shutdown(wait=not self._interrupted)
             self._pool = None
             self._client.close()
 

@@ -203,6 +203,9 @@ def test_a_reply_of_megabytes_is_cut_without_tokenizing_it_whole(grounding, toke
             return getattr(self.inner, name)
 
     huge = "Too much jazz, not enough blues. " * 150_000  # about 5 MB
+    assert Environment(grounding, tokenizer, None, max_feedback_tokens=30).cut_feedback(huge) == whole_cut(
+        tokenizer, huge, 30
+    )
     env = Environment(grounding, tokenizer, None, max_feedback_tokens=30)
     recording = Recording(tokenizer)
     env.tokenizer = recording
@@ -210,3 +213,26 @@ def test_a_reply_of_megabytes_is_cut_without_tokenizing_it_whole(grounding, toke
     assert max(recording.seen) <= 30 * 64  # never the whole reply
     ids = tokenizer.encode(huge[:100_000], add_special_tokens=False)
     assert cut == tokenizer.decode(ids[:30], skip_special_tokens=False).rstrip() + " [...]"  # as cutting it whole
+
+
+def whole_cut(tokenizer, text: str, limit: int) -> str:
+    """The cut as it was made before the window: from the whole reply's tokens."""
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    if len(ids) <= limit:
+        return text
+    return tokenizer.decode(ids[:limit], skip_special_tokens=False).rstrip("\ufffd").rstrip() + " [...]"
+
+
+def test_the_window_cuts_a_reply_where_the_whole_reply_would_be_cut():
+    """With WordPiece (`preset:tiny-minilm`: blank lines make no token) a reply of exactly 512 tokens whose window
+    ended inside a word was cut although it fit, and a longer one was cut mid-word: the window is trusted only
+    when it holds well more tokens than the limit."""
+    from mgfrec.models.policy import build_minilm_tokenizer
+
+    wordpiece = build_minilm_tokenizer()
+    body = "I liked the jazz picks but wanted something more upbeat. " * 46 + "so " * 5
+    run = "\n" * (512 * 64 - len(body) - 6)  # the window ends inside the next word
+    texts = [body + run + "recommendations", body + run + "recommendations were fine, thanks", "音楽 " * 20_000]
+    for text in texts:
+        env = Environment(None, wordpiece, None, max_feedback_tokens=512)
+        assert env.cut_feedback(text) == whole_cut(wordpiece, text, 512)

@@ -109,3 +109,23 @@ def test_saving_a_policy_from_the_library_writes_nothing_on_stdout(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "True\n"  # DeepSpeed was imported, and stdout holds only what the program printed
+
+
+def test_a_library_users_own_handler_on_deepspeeds_logger_still_gets_its_records():
+    """The filter set on import swallowed every DeepSpeed record after writing it to stderr itself, so a handler a
+    library user put on the logger received nothing; now only the no-GPU warning is dropped."""
+    import io
+    import logging
+
+    import mgfrec  # noqa: F401 - the filter is set on import
+
+    mine = io.StringIO()
+    handler = logging.StreamHandler(mine)
+    logger = logging.getLogger("DeepSpeed")
+    logger.addHandler(handler)
+    try:
+        logger.warning("zero stage 2 config: overlap_comm=True")
+        logger.warning("accelerator: we were unable to detect it")
+    finally:
+        logger.removeHandler(handler)
+    assert mine.getvalue() == "zero stage 2 config: overlap_comm=True\n"

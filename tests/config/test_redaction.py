@@ -242,6 +242,11 @@ def test_a_setting_read_back_redacted_is_refused_naming_it_not_sent_to_the_serve
         with pytest.raises(ValueError, match=r"user_agent\.base_url holds <redacted>.*--set user_agent\.base_url="):
             check()
     check_user_agent(url.user_agent, "evaluation")  # as given, with its password: fine
+    for backend in ("none", "simulated"):  # they never read base_url: `--set user_agent.backend=simulated` works
+        other = back.user_agent.model_copy(update={"backend": backend, "options": {}})
+        check_user_agent(other, "evaluation")
+        if backend == "none":
+            load_user_agent(other).close()
     option = load_config(None, [*sets, "user_agent.options={extra_body: {api_key: sk-xyz}}"])
     back = load_config(write_resolved(option, tmp_path / "b"))
     with pytest.raises(ValueError, match=r"user_agent\.options\.extra_body\.api_key holds <redacted>"):

@@ -223,3 +223,43 @@ def test_a_stop_while_a_request_hangs_ends_the_process_with_no_new_attempt(tmp_p
             stderr = proc.stderr.read()
         time.sleep(0.5)
         assert server.count == 2, stderr  # no retry after the signal
+
+
+def test_agents_dropped_unclosed_leave_no_threads_and_close_waits_for_a_request_in_flight(api_key):
+    """evaluate, sft and fit drop their run's user agent without close(): its request threads then blocked forever
+    and kept the agent and its connections alive (+15 threads per agent in a sweep's process). And close() while
+    another thread's request was in flight cut it off (APIConnectionError) instead of letting it finish."""
+    import gc
+    import time
+    import weakref
+
+    def pool_threads() -> int:
+        return sum(t.name.startswith("mgfrec-user-agent-openai") for t in threading.enumerate())
+
+    with serve(FakeServer("openai")) as server:
+        refs = []
+        for _ in range(6):
+            agent = build(OpenAIChatAgent, api_config(server.url, max_concurrency=8))
+            assert agent.feedback([make_request(n) for n in range(8)]) == ["fine"] * 8
+            refs.append(weakref.ref(agent))
+            del agent
+        gc.collect()
+        assert all(ref() is None for ref in refs)  # nothing kept them alive
+        for _ in range(100):  # their finalizers ended the idle threads
+            if pool_threads() == 0:
+                break
+            time.sleep(0.05)
+        assert pool_threads() == 0
+
+    with serve(FakeServer("openai", faults=["timeout"], hang_s=1.0)) as server:
+        agent = build(OpenAIChatAgent, api_config(server.url, timeout_s=5.0))
+        got = {}
+        worker = threading.Thread(target=lambda: got.update(answers=agent.feedback([make_request()])))
+        worker.start()
+        while server.count == 0:
+            time.sleep(0.01)
+        agent.close()  # the request in flight gets its answer first
+        worker.join(timeout=10)
+        assert got == {"answers": ["fine"]} and server.count == 1
+        with pytest.raises(UserAgentError, match="is closed"):
+            agent.feedback([make_request()])

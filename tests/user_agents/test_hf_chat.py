@@ -108,6 +108,9 @@ def test_a_model_is_required_and_a_bad_path_is_a_clear_error(tmp_path):
     (tmp_path / "notes").mkdir()
     with pytest.raises(UserAgentError, match=r"^user_agent.model .*notes: holds no config.json"):
         check_user_agent(UserAgentConfig(backend="hf", model=str(tmp_path / "notes")), "GRPO training")
+    (tmp_path / "adapter").mkdir()  # a PEFT adapter's folder: transformers loads it when peft is installed
+    (tmp_path / "adapter" / "adapter_config.json").write_text("{}")
+    check_user_agent(UserAgentConfig(backend="hf", model=str(tmp_path / "adapter")), "GRPO training")
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "config.json").write_text('{"model_type": "qwen2"}')  # no tokenizer files
     agent = HFChatAgent(UserAgentConfig(backend="hf", model=str(tmp_path / "broken")), None, None)

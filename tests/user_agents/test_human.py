@@ -60,6 +60,33 @@ def test_built_through_the_registry_and_answers_with_what_the_person_typed():
     assert agent.stats()["calls"] == 3 and agent.waiting is None
 
 
+class Down:
+    """The run's own user agent with its server down: every request fails after its retries."""
+
+    def feedback(self, requests):
+        raise UserAgentError("user agent backend 'openai' at http://127.0.0.1:9/v1 (model m): HTTP status 500")
+
+
+def test_a_failing_fallback_asks_the_person_again_and_says_why():
+    """Enter (the automatic user) with the run's user agent failing ended the whole conversation (chat: exit 1);
+    the person is now asked again about the same grounding, told that the automatic feedback failed."""
+    notes = []
+    box: list = []
+    answers = [lambda a: a.reply(None), lambda a: a.reply("fine, I will type it")]
+
+    def ask(request):
+        notes.append(box[0].take_note())
+        person(box, answers)(request)
+
+    agent = load_user_agent(
+        UserAgentConfig(backend="human", options={"timeout_s": 30}), UserAgentContext(ask=ask, fallback=Down())
+    )
+    box.append(agent)
+    assert agent.feedback([REQ]) == ["fine, I will type it"]
+    assert notes[0] is None and "the automatic feedback failed" in notes[1] and "HTTP status 500" in notes[1]
+    assert agent.take_note() is None  # said once
+
+
 def test_enter_without_a_fallback_gives_no_feedback_and_long_text_is_refused():
     agent = build([lambda a: a.reply("   ")])
     assert agent.feedback([REQ]) == [""]
