@@ -109,18 +109,32 @@ class Grounding:
         queries = self.embed_queries(titles)  # a title that cannot be embedded is named first
         if not 1 <= k <= len(self.titles):
             raise ValueError(f"{named}={k}: give a number of items from 1 to the catalogue's {len(self.titles)}")
+        return self._checked_search(queries, k)
+
+    def probe(self) -> None:
+        """One search for the first item's own vector, checked as every search is: a plugin grounder that breaks
+        its contract (indices that are not integers, distances not ascending) is named when the grounding is
+        loaded, before any work, not at the policy's first ``<ground>`` mid-fit."""
+        if len(self.titles):
+            self._checked_search(
+                np.asarray(self.item_embeddings[:1], dtype=np.float32), min(self.top_k, len(self.titles))
+            )
+
+    def _checked_search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The grounder's answer for ``queries``, refused in one line naming it when it breaks the contract."""
+        n = len(queries)
         indices, distances = self.grounder.search(queries, k)
         found = np.asarray(indices)
-        if found.shape != (len(titles), k) or (found.size and (found.min() < 0 or found.max() >= len(self.titles))):
+        if found.shape != (n, k) or (found.size and (found.min() < 0 or found.max() >= len(self.titles))):
             raise ValueError(
                 f"the grounder ({class_path(self.grounder)}) returned item indices of shape {found.shape} in "
-                f"[{found.min() if found.size else '-'}, {found.max() if found.size else '-'}], not [{len(titles)}, "
+                f"[{found.min() if found.size else '-'}, {found.max() if found.size else '-'}], not [{n}, "
                 f"{k}] in [0, {len(self.titles) - 1}]: a bug of the grounder"
             )
-        if np.shape(distances) != (len(titles), k):
+        if np.shape(distances) != (n, k):
             raise ValueError(
                 f"the grounder ({class_path(self.grounder)}) returned distances of shape {np.shape(distances)}, "
-                f"not [{len(titles)}, {k}] like its item indices: a bug of the grounder"
+                f"not [{n}, {k}] like its item indices: a bug of the grounder"
             )
         if not np.issubdtype(found.dtype, np.integer):
             raise ValueError(
@@ -181,7 +195,9 @@ def load_grounding(
     embedder = embedder if embedder is not None else load_embedder(cfg.embedding)
     vectors = cached_vectors(ds, cfg.embedding, embedder, progress=progress)
     grounder = build_grounder(vectors, cfg.grounding)
-    return Grounding(embedder, grounder, ds.titles, vectors, top_k=cfg.grounding.top_k)
+    grounding = Grounding(embedder, grounder, ds.titles, vectors, top_k=cfg.grounding.top_k)
+    grounding.probe()
+    return grounding
 
 
 @dataclass
@@ -230,4 +246,5 @@ def build_index(
         "grounder_build_seconds": round(time.perf_counter() - start, 3),
     }
     grounding = Grounding(embedder, grounder, ds.titles, cached.vectors, top_k=cfg.grounding.top_k)
+    grounding.probe()  # a plugin grounder breaking its contract: named by `index build` too
     return IndexBuild(ds, grounding, report)

@@ -134,7 +134,10 @@ def test_a_grounder_whose_distances_do_not_match_its_indices_is_named(catalogue,
     reg = Registry.discover()
     reg.add("grounder", "short", ShortDistances)
     cfg = MGFRecConfig.model_validate({"grounding": {"grounder": "short", "top_k": 3}})
-    engine = load_grounding(catalogue, cfg, embedder=minilm, reg=reg)
+    with pytest.raises(ValueError, match=r"returned distances of shape \(1, 2\), not \[1, 3\].*a bug of the grounder"):
+        load_grounding(catalogue, cfg, embedder=minilm, reg=reg)  # probed when loaded, before any work
+    vectors = item_embeddings(catalogue, EmbeddingConfig(), minilm)
+    engine = Grounding(minilm, ShortDistances(vectors), TITLES, vectors, top_k=3)
     with pytest.raises(ValueError, match=r"returned distances of shape \(1, 2\), not \[1, 3\].*a bug of the grounder"):
         engine.search(["Abbey Road"])
 
@@ -230,8 +233,12 @@ def test_a_plugin_grounders_wrong_output_is_named_with_the_grounder(catalogue, m
     reg = Registry.discover()
     reg.add("grounder", "bad", cls)
     cfg = MGFRecConfig.model_validate({"grounding": {"grounder": "bad", "top_k": 3}})
-    engine = load_grounding(catalogue, cfg, embedder=minilm, reg=reg)
-    with pytest.raises(ValueError, match=rf"the grounder \(.*{cls.__name__}\) returned {words}.*a bug of the grounder"):
+    pattern = rf"the grounder \(.*{cls.__name__}\) returned {words}.*a bug of the grounder"
+    with pytest.raises(ValueError, match=pattern):  # probed when loaded: before any work, not mid-fit
+        load_grounding(catalogue, cfg, embedder=minilm, reg=reg)
+    vectors = item_embeddings(catalogue, EmbeddingConfig(), minilm)
+    engine = Grounding(minilm, cls(vectors), TITLES, vectors, top_k=3)
+    with pytest.raises(ValueError, match=pattern):  # and at every search
         engine.search(["Abbey Road"])
 
 
