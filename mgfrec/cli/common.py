@@ -43,6 +43,26 @@ def override_section(text: str) -> str:
     return next(iter(parse_override(text)))
 
 
+def note_unread_config(path: str | None, command: str) -> None:
+    """One note on stderr naming the sections a ``--config`` file sets besides ``eval``, which ``command`` (evaluate,
+    report) does not read: each run's own config.yaml decides them, so the file's agent.* or user_agent.* changed
+    nothing, silently."""
+    if not path:
+        return
+    from mgfrec.config.load import read_yaml
+
+    unread = sorted(section for section in read_yaml(path) if section != "eval")
+    if unread:
+        console.print(
+            f"note: --config {path} sets {', '.join(f'{s}.*' for s in unread)}: {command} reads only eval.* from it; "
+            "each run's own config.yaml decides the rest (to evaluate a run under other settings: mgfrec derive "
+            "RUN OUT --set ...)",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+
+
 def note_unread_sets(sets: list[str], command: str) -> None:
     """One note on stderr naming the ``--set`` overrides ``command`` does not read (those outside ``eval``):
     a run is evaluated under its own ``config.yaml``, so they would change nothing, silently."""

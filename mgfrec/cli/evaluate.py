@@ -6,7 +6,18 @@ from pathlib import Path
 
 import typer
 
-from mgfrec.cli.common import CONFIG_HELP, SET_HELP, check_split, console, load, note_unread_sets, out, print_json, run
+from mgfrec.cli.common import (
+    CONFIG_HELP,
+    SET_HELP,
+    check_split,
+    console,
+    load,
+    note_unread_config,
+    note_unread_sets,
+    out,
+    print_json,
+    run,
+)
 
 
 def evaluate(
@@ -58,6 +69,7 @@ def evaluate(
                 "eval.exclude_history": False if no_exclude_history else None,
             },
         )
+        note_unread_config(config, "mgfrec evaluate")
         if limit is not None and read_run_info(run_dir).kind == "baseline":
             console.print(
                 f"note: --limit applies to agent runs; a baseline is scored on every sample of {cfg.eval.split} "

@@ -12,6 +12,7 @@ from mgfrec.cli.common import (
     check_split,
     console,
     load,
+    note_unread_config,
     note_unread_sets,
     out,
     output_folder,
@@ -59,6 +60,7 @@ def report(
         check_split(split)
         note_unread_sets(set_, "mgfrec report")
         cfg = load(config, set_, {"eval.split": split, "eval.bootstrap_samples": bootstrap})
+        note_unread_config(config, "mgfrec report")
         with console.status(f"collecting {len(runs)} run(s) on {cfg.eval.split}"):
             rep = build_report(runs, cfg.eval.split, baseline, cfg.eval, evaluate_missing=not no_evaluate, limit=limit)
         rep.terminal_notes()  # reads each agent's agent_<split>.json: a damaged one is a clean error here

@@ -91,7 +91,7 @@ def derive_variant_run(run_dir: str | Path, name: str, out: str | Path, override
 # What a derived run never reads: it evaluates the trained run's policy, so training settings and the policy's
 # source are the trained run's (policy.dtype and the rest of the policy section still apply when it is loaded;
 # grpo.rewards makes the reward columns of agent_<split>.json)
-_NOT_READ_BY_DERIVE = ("trainer.", "policy.model", "grpo.", "retriever.")
+_NOT_READ_BY_DERIVE = ("trainer.", "policy.model", "grpo.", "retriever.", "data.")
 # read all the same: the rewards (validation's score), and the recall list's length (the recall run is the trained
 # run's; its model and training settings were fixed when it was fitted)
 _READ_OF_GRPO = ("grpo.rewards", "grpo.reward_options", "retriever.recall_size")
@@ -120,9 +120,9 @@ def _check_derive_overrides(overrides: Iterable[str], preset: Iterable[str], sou
                 )
             if field.startswith(_NOT_READ_BY_DERIVE) and not field.startswith(_READ_OF_GRPO):
                 raise ValueError(
-                    f"--set {field}: a derived run evaluates {run_dir}'s trained policy with its recall run, so "
-                    "training settings, policy.model and the recall model's settings (retriever.*, but "
-                    "retriever.recall_size) are not read; fit a new run to change them"
+                    f"--set {field}: a derived run evaluates {run_dir}'s trained policy with its recall run on its "
+                    "data set, so training settings, policy.model, data.* and the recall model's settings "
+                    "(retriever.*, but retriever.recall_size) are not read; fit a new run to change them"
                 )
 
 

@@ -166,6 +166,8 @@ def test_a_reward_override_is_read_by_a_derived_run(runs):
         ),
         (["--ablation", "full", "--set", "policy.model=preset:small"], "--set policy.model: a derived run evaluates"),
         (["--variant", "answer-first", "--set", "trainer.lr=5"], "--set trainer.lr: a derived run evaluates"),
+        # data.* was taken and recorded without a word: the derived run reads its trained run's data set
+        (["--ablation", "full", "--set", "data.history_length=3"], "--set data.history_length: a derived run"),
         (
             ["--ablation", "no-recall", "--set", "agent={use_recall: true}"],
             "--set agent.use_recall: --ablation no-recall",

@@ -108,6 +108,19 @@ def test_set_overrides_evaluate_does_not_read_are_named_in_a_note(ds, tmp_path):
     assert "note:" not in invoke(str(run), "--json", "--set", "eval.bootstrap_samples=0").stderr
 
 
+def test_a_config_file_evaluate_does_not_read_is_named_in_a_note(ds, tmp_path):
+    """`evaluate --config f.yaml` whose file set agent.* exited 0 without a word; only its eval.* is read."""
+    run = make_run(tmp_path / "run", ds, np.arange(10, dtype=float))
+    config = tmp_path / "mine.yaml"
+    config.write_text("eval:\n  bootstrap_samples: 0\nagent:\n  max_groundings: 2\nuser_agent:\n  backend: none\n")
+    res = invoke(str(run), "--json", "--config", str(config))
+    assert res.exit_code == 0, res.output
+    notes = [" ".join(line.split()) for line in res.stderr.split("note:")[1:]]
+    assert len(notes) == 1 and "sets agent.*, user_agent.*: mgfrec evaluate reads only eval.* from it" in notes[0]
+    config.write_text("eval:\n  bootstrap_samples: 0\n")
+    assert "note:" not in invoke(str(run), "--json", "--config", str(config)).stderr
+
+
 def test_limit_on_a_baseline_says_it_scores_the_whole_split(ds, tmp_path):
     """--limit is for agent runs; a baseline silently scored every sample, which looked like a subsample."""
     run = make_run(tmp_path / "run", ds, np.arange(10, dtype=float))
