@@ -76,6 +76,15 @@ def build(
     """Embed the catalogue's titles (or read them from the cache) and build the configured grounder."""
     cfg = run(lambda: _config(config, set_, embedder, model, grounder, device, batch_size))
     report = run(lambda: _prepare(data, cfg, progress=not as_json)).report
+    if report["titles_sharing_a_vector"]:
+        console.print(
+            f"note: {report['titles_sharing_a_vector']:,} distinct titles share their vector with another title (the "
+            "embedder reads them alike: emoji-only titles, one long unknown word); each such group grounds and ranks "
+            "as one",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
     if as_json:
         print_json(report)
         return

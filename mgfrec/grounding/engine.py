@@ -247,4 +247,17 @@ def build_index(
     }
     grounding = Grounding(embedder, grounder, ds.titles, cached.vectors, top_k=cfg.grounding.top_k)
     grounding.probe()  # a plugin grounder breaking its contract: named by `index build` too
+    # titles that differ but got one vector (MiniLM reads emoji-only titles, or one long unknown word, as [UNK]):
+    # they ground and rank as one, which the counts show
+    report["distinct_titles"] = len(set(ds.titles))
+    report["titles_sharing_a_vector"] = _titles_sharing_a_vector(ds.titles, grounding._unique)
     return IndexBuild(ds, grounding, report)
+
+
+def _titles_sharing_a_vector(titles: Sequence[str], unique: UniqueVectors) -> int:
+    """How many distinct titles have the vector of another, different title."""
+    titles_of: dict[int, set[str]] = {}
+    for row in range(unique.num_unique):
+        members = unique.members[unique.offsets[row] : unique.offsets[row + 1]]
+        titles_of[row] = {titles[int(j)] for j in members}
+    return sum(len(group) for group in titles_of.values() if len(group) > 1)

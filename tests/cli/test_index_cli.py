@@ -114,3 +114,20 @@ def test_building_the_index_of_an_empty_data_set_names_it(tmp_path):
     assert " ".join(result.output.split()) == (
         f"error: {tmp_path / 'data'}: the data set holds 0 items (prepared with --allow-empty); nothing to index"
     )
+
+
+def test_titles_the_embedder_reads_alike_are_counted_and_noted(tmp_path):
+    """Emoji-only titles all become MiniLM's [UNK] and share one vector, so they ground and rank as one item; the
+    build showed only fewer distinct vectors than items, which duplicated titles explain too."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    titles = ["Abbey Road", "Abbey Road", "🎸🎶🔥", "🎺🎷", "Kind of Blue"]
+    (raw / "items.csv").write_text("item_id,title\n" + "".join(f"i{n},{t}\n" for n, t in enumerate(titles)))
+    log = "".join(f"u{n % 2},i{n},{n}\n" for n in range(len(titles)))
+    (raw / "interactions.csv").write_text("user_id,item_id,timestamp\n" + log)
+    assert invoke("data", "prepare", raw, "--out", tmp_path / "prepared").exit_code == 0
+    result = invoke("index", "build", tmp_path / "prepared", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["distinct_vectors"], report["distinct_titles"], report["titles_sharing_a_vector"]) == (3, 4, 2)
+    assert "note: 2 distinct titles share their vector with another title" in flat(result.stderr)
