@@ -248,6 +248,22 @@ def class_path(obj: object) -> str:
     return f"{type(obj).__module__}.{type(obj).__qualname__}"
 
 
+def call_component(component: object, method: str, *args: Any, **kwargs: Any) -> Any:
+    """``component.method(*args, **kwargs)``; a ``TypeError`` raised by the call itself (the method's signature is
+    not the one mgfrec calls: ``search(self, queries)`` without ``k``), not inside it, becomes one ``ValueError``
+    naming the component's class and module (which names a plugin's package). Such an error has no frame of the
+    plugin on its traceback, so nothing else could name it, and it read as a bug of mgfrec (a full traceback)."""
+    try:
+        return getattr(component, method)(*args, **kwargs)
+    except TypeError as exc:
+        if exc.__traceback__ is None or exc.__traceback__.tb_next is not None:
+            raise  # raised inside the method: its own traceback names it
+        raise ValueError(
+            f"{class_path(component)}.{method} cannot be called as mgfrec calls it ({exc}); see the signature each "
+            "kind provides in docs/plugins.md"
+        ) from None
+
+
 def blame(exc: BaseException) -> Entry | None:
     """The third-party component whose code ``exc`` was raised through, or None. Of the traceback's frames in a
     plugin's modules, innermost first: the first that runs the entry point's own object (``Class.method``, or the
@@ -394,6 +410,17 @@ def component_options(component: Any, raw: dict[str, Any] | None, where: str) ->
         module = getattr(component, "__module__", type(component).__module__)
         name = f"{module}.{getattr(component, '__qualname__', type(component).__name__)}"
         raise ValueError(f"{where}: {name}.Options must be a pydantic BaseModel, got {model!r}")
+    if model.model_config.get("extra") not in ("allow", "forbid"):  # pydantic's default ignores a misspelt key
+        known = {name for name, field in model.model_fields.items() for name in (name, field.alias) if name}
+        unknown = sorted(str(key) for key in raw if key not in known)
+        if unknown:  # as a built-in's extra="forbid" says it, whatever the plugin's Options declared
+            raise ValueError(
+                "invalid options: "
+                + "; ".join(
+                    f"{where}.{key}: Extra inputs are not permitted (it takes {sorted(model.model_fields)})"
+                    for key in unknown
+                )
+            )
     lax = []  # true given to a number, 1 or "yes" to a switch: pydantic's lax mode converted them without a word
     for name, value in raw.items():
         try:

@@ -509,3 +509,43 @@ def test_plugins_list_shows_a_packages_escape_sequences_as_text(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "\x1b" not in proc.stdout and "\x07" not in proc.stdout, proc.stdout
     assert "evil\\x1b[31mRED" in proc.stdout, proc.stdout
+
+
+def test_a_method_with_another_signature_is_one_error_naming_the_component():
+    """A plugin's ``search(self, queries)`` (no ``k``) or ``__call__(self, rank, n)`` failed at mgfrec's call with
+    a TypeError whose traceback held no frame of the plugin: a full traceback that read as mgfrec's bug."""
+    from mgfrec.registry import call_component
+
+    class NoK:
+        def search(self, queries):
+            return queries
+
+    class Inside:
+        def search(self, queries, k):
+            return len(k)  # a TypeError inside the method: its own traceback names it, left as it is
+
+    with pytest.raises(ValueError, match=r"NoK.search cannot be called as mgfrec calls it \(.*takes 2 positional"):
+        call_component(NoK(), "search", [1], 3)
+    with pytest.raises(TypeError, match="has no len"):
+        call_component(Inside(), "search", [1], 3)
+    assert call_component(Inside(), "search", [1], [1, 2]) == 2
+
+
+def test_a_plugins_options_model_that_ignores_unknown_keys_still_refuses_a_misspelt_one():
+    """The docs' own EchoUser example (a plain BaseModel) took ``{prefx: Seen}``, trained, recorded it and used
+    the default prefix: pydantic ignores unknown keys unless told otherwise. Unknown keys are refused with their
+    path, as for the built-ins; a model that allows extra keys keeps them."""
+    from pydantic import BaseModel, ConfigDict
+
+    class Plain:
+        class Options(BaseModel):
+            prefix: str = "I looked at"
+
+    class Open:
+        class Options(BaseModel):
+            model_config = ConfigDict(extra="allow")
+
+    with pytest.raises(ValueError, match=r"user_agent.options.prefx: Extra inputs are not permitted.*\['prefix'\]"):
+        component_options(Plain, {"prefx": "Seen"}, "user_agent.options")
+    assert component_options(Plain, {"prefix": "Seen"}, "user_agent.options").prefix == "Seen"
+    assert component_options(Open, {"anything": 1}, "user_agent.options").anything == 1

@@ -29,7 +29,7 @@ from mgfrec.agent.observation import render_observation
 from mgfrec.agent.trajectory import GroundingStep, Trajectory
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.grounding.engine import Grounding, check_top_k
-from mgfrec.registry import Registry, class_path, with_registry
+from mgfrec.registry import Registry, call_component, class_path, with_registry
 from mgfrec.text.neutralize import reserved_strings
 from mgfrec.user_agents.base import FeedbackRequest, UserAgent, UserAgentContext, load_user_agent, require_automatic
 
@@ -104,7 +104,7 @@ class Environment:
             FeedbackRequest(t.history_titles, title, tuple(names))
             for t, title, names in zip(pending, titles, item_titles, strict=True)
         ]
-        answers = self.user_agent.feedback(requests)
+        answers = call_component(self.user_agent, "feedback", requests)
         agent = getattr(self.user_agent, "inner", self.user_agent)  # the backend behind a response cache
         who = class_path(agent)  # the module names a plugin's package
         if not isinstance(answers, list) or len(answers) != len(requests):
@@ -114,7 +114,7 @@ class Environment:
             )
         for n, answer in enumerate(answers):
             if not isinstance(answer, str):
-                raise TypeError(f"{who}.feedback answer {n} is a {type(answer).__name__}; feedback must be str")
+                raise ValueError(f"{who}.feedback answer {n} is a {type(answer).__name__}; feedback must be str")
         return answers
 
 

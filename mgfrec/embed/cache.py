@@ -38,6 +38,7 @@ from mgfrec import __version__
 from mgfrec.config.schema import EmbeddingConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.embed.base import Embedder, load_embedder
+from mgfrec.registry import call_component
 
 CACHE_FORMAT = 1
 
@@ -114,7 +115,7 @@ def cached_item_embeddings(
     if on_miss is not None and writable:  # (unwritable: the warning has said it embeds for this command only)
         on_miss(len(unique), path)
     row_of = {title: row for row, title in enumerate(unique)}
-    encoded = np.asarray(embedder.encode(unique, query=False, progress=progress), dtype=np.float32)
+    encoded = np.asarray(call_component(embedder, "encode", unique, query=False, progress=progress), dtype=np.float32)
     if encoded.ndim != 2 or encoded.shape[0] != len(unique):
         raise ValueError(f"embedder {embedder.model_id!r} returned shape {encoded.shape} for {len(unique)} titles")
     vectors = encoded[np.fromiter((row_of[t] for t in titles), dtype=np.int64, count=len(titles))]

@@ -30,7 +30,7 @@ from mgfrec.embed.cache import item_embeddings as cached_vectors
 from mgfrec.grounding.base import Grounder
 from mgfrec.grounding.ranking import full_scores
 from mgfrec.grounding.ties import UniqueVectors
-from mgfrec.registry import Registry, class_path, registry, with_registry
+from mgfrec.registry import Registry, call_component, class_path, registry, with_registry
 
 
 def check_top_k(top_k: int, num_items: int, max_groundings: int = 1) -> None:
@@ -81,7 +81,7 @@ class Grounding:
                 raise ValueError(
                     f"title {title!r}: not valid UTF-8 text (character {exc.start + 1}); type it again as UTF-8"
                 ) from None
-        vectors = self.embedder.encode(list(titles), query=True)
+        vectors = call_component(self.embedder, "encode", list(titles), query=True)
         return self._checked_queries(vectors, len(titles))
 
     def _checked_queries(self, vectors: Any, n: int) -> np.ndarray:
@@ -123,7 +123,7 @@ class Grounding:
     def _checked_search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The grounder's answer for ``queries``, refused in one line naming it when it breaks the contract."""
         n = len(queries)
-        indices, distances = self.grounder.search(queries, k)
+        indices, distances = call_component(self.grounder, "search", queries, k)
         found = np.asarray(indices)
         if found.shape != (n, k) or (found.size and (found.min() < 0 or found.max() >= len(self.titles))):
             raise ValueError(

@@ -178,7 +178,7 @@ def evaluate_ranks(
 
 def _check_scores(scores: object, rows: int, num_items: int | None, who: str) -> None:
     if not isinstance(scores, torch.Tensor):
-        raise TypeError(f"{who}.scores must return a torch.Tensor [B, N], got {type(scores).__name__}")
+        raise ValueError(f"{who}.scores must return a torch.Tensor [B, N], got {type(scores).__name__}")
     if scores.ndim != 2 or scores.shape[0] != rows:
         raise ValueError(
             f"{who}.scores returned shape {tuple(scores.shape)} for {rows} histories; expected [{rows}, N]"

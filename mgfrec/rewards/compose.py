@@ -11,7 +11,7 @@ from typing import Any
 
 from mgfrec.config.schema import RewardSpec
 from mgfrec.data.raw import shown
-from mgfrec.registry import Registry, class_path, registry
+from mgfrec.registry import Registry, call_component, class_path, registry
 from mgfrec.rewards.base import Reward, RewardInput
 
 
@@ -33,7 +33,7 @@ class ComposedReward:
         values: dict[str, float] = {}
         total, gate = 0.0, None
         for name, fn in self.parts:
-            value = values[name] = _finite(name, fn, fn(inp))
+            value = values[name] = _finite(name, fn, call_component(fn, "__call__", inp))
             if not getattr(fn, "gating", False):
                 total += value
             elif value != 0.0 and gate is None:

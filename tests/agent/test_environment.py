@@ -92,6 +92,20 @@ def test_a_user_agent_that_answers_wrongly_is_named(grounding, tokenizer):
     with pytest.raises(ValueError, match="Short.feedback returned 0 answers for 1 requests"):
         Environment(grounding, tokenizer, Short()).step([traj])
 
+    class Nones:  # a TypeError (a traceback in the CLI) where the short answer above was one line
+        def feedback(self, requests):
+            return [None for _ in requests]
+
+    class NoArgs:  # the wrong signature: a TypeError at mgfrec's call, with no frame of the plugin
+        def feedback(self):
+            return []
+
+    for agent, words in ((Nones(), "Nones.feedback answer 0 is a NoneType"), (NoArgs(), "NoArgs.feedback cannot be")):
+        traj = new_traj(tokenizer)
+        traj.add_turn(*turn(tokenizer, "<think>x</think><ground>Rumours</ground>"))
+        with pytest.raises(ValueError, match=words):
+            Environment(grounding, tokenizer, agent).step([traj])
+
 
 def test_scripted_rollout_to_rewards(grounding, tokenizer, spy_agent):
     """The loop as the rollout runs it, with scripted turns in place of a model, down to eq. 8 rewards."""

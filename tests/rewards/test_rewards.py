@@ -115,3 +115,16 @@ def test_an_options_validator_that_crashes_is_one_line_naming_the_component():
 
     with pytest.raises(FileNotFoundError):  # a user error of the validator's own stays one
         component_options(Missing, {}, "grounding.options")
+
+
+def test_a_reward_whose_call_takes_other_arguments_is_one_error_naming_it():
+    """``def __call__(self, target_rank, num_items)``: a TypeError at mgfrec's call, printed as a full traceback."""
+    from mgfrec.rewards.compose import ComposedReward
+
+    class WrongSig:
+        def __call__(self, target_rank, num_items):
+            return 1.0
+
+    reward = ComposedReward([("ndcg", NDCGReward()), ("wrong", WrongSig())])
+    with pytest.raises(ValueError, match=r"WrongSig.__call__ cannot be called as mgfrec calls it"):
+        reward(RewardInput(1, 10, True))
