@@ -25,7 +25,7 @@ an array where the command returns a list (`index query`, `figures`, `sweep`); s
 number is `null`. A command refused or failed prints nothing on stdout: its `error:` line goes to stderr, with
 exit code 2 (a user error) or 1; Ctrl-C is 130, SIGTERM 143 (it stops a command as Ctrl-C does: clean-ups run and
 it says `stopped by SIGTERM`; `baseline fit` finishes from its best epoch, exit 0). `sweep` prints its rows even
-when a cell failed, then exits 1.
+when a cell failed, then exits 1, and `plugins list` its listing when a name is claimed twice, then exits 2.
 `mgfrec --verbose COMMAND` shows the libraries' own logs, warnings and progress bars (transformers, Lightning,
 torch, vLLM), hidden by default; long stages print their own progress line on stderr either way (a bar on a
 terminal, a plain line every few seconds in a log; `MGFREC_PROGRESS_SECONDS` sets the interval).

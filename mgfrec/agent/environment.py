@@ -37,6 +37,18 @@ FEEDBACK_CUT = " [...]"
 """The end of a feedback cut to ``agent.max_feedback_tokens``."""
 
 
+def _behind(agent: Any) -> Any:
+    """The user agent a wrapper (:class:`~mgfrec.user_agents.cache.CachedUserAgent`'s ``inner``, recommend's lock's
+    ``_inner``) stands for, for messages that must name the plugin, not mgfrec's wrapper."""
+    for _ in range(8):
+        own = getattr(agent, "__dict__", {})  # not getattr: a wrapper passes unknown names through
+        inner = own.get("inner", own.get("_inner"))
+        if inner is None:
+            return agent
+        agent = inner
+    return agent
+
+
 FEEDBACK_CHARS_PER_TOKEN = 64
 """Characters of a reply read per token of ``agent.max_feedback_tokens`` when it is cut: far above any real text's."""
 FEEDBACK_WINDOW_MARGIN = 16
@@ -105,7 +117,7 @@ class Environment:
             for t, title, names in zip(pending, titles, item_titles, strict=True)
         ]
         answers = call_component(self.user_agent, "feedback", requests)
-        agent = getattr(self.user_agent, "inner", self.user_agent)  # the backend behind a response cache
+        agent = _behind(self.user_agent)  # the backend behind a response cache or recommend's lock
         who = class_path(agent)  # the module names a plugin's package
         if not isinstance(answers, list) or len(answers) != len(requests):
             got = len(answers) if isinstance(answers, list) else type(answers).__name__

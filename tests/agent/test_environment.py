@@ -100,7 +100,13 @@ def test_a_user_agent_that_answers_wrongly_is_named(grounding, tokenizer):
         def feedback(self):
             return []
 
-    for agent, words in ((Nones(), "Nones.feedback answer 0 is a NoneType"), (NoArgs(), "NoArgs.feedback cannot be")):
+    import threading
+
+    from mgfrec.recommend import Locked
+
+    locked = Locked(Nones(), threading.RLock(), ["feedback"])  # recommend's wrapper was named, not the plugin
+    cases = ((Nones(), "Nones.feedback answer 0"), (NoArgs(), "NoArgs.feedback cannot be"), (locked, "Nones.feed"))
+    for agent, words in cases:
         traj = new_traj(tokenizer)
         traj.add_turn(*turn(tokenizer, "<think>x</think><ground>Rumours</ground>"))
         with pytest.raises(ValueError, match=words):
