@@ -49,9 +49,12 @@ def note_unread_config(path: str | None, command: str) -> None:
     nothing, silently."""
     if not path:
         return
-    from mgfrec.config.load import read_yaml
+    from pathlib import Path
 
-    unread = sorted(section for section in read_yaml(path) if section != "eval")
+    from mgfrec.config.load import load_yaml
+
+    own = load_yaml(Path(path).read_text(encoding="utf-8"))  # the file's own sections: its base: parent's are not
+    unread = sorted(str(s) for s in own if s not in ("eval", "base")) if isinstance(own, dict) else []
     if unread:
         console.print(
             f"note: --config {path} sets {', '.join(f'{s}.*' for s in unread)}: {command} reads only eval.* from it; "

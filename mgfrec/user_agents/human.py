@@ -125,9 +125,30 @@ class HumanUserAgent:
         return [self._one(r) for r in requests]
 
     def _one(self, request: FeedbackRequest) -> str:
+        started = time.monotonic()
+        while True:  # the person is asked again for as long as the automatic user they turn to fails
+            got = self._wait_for_reply(request)
+            if got is _ANSWER:
+                text = ANSWER_NOW
+            elif got is _FALLBACK and self._fallback is None:
+                text = ""  # no automatic user to ask: no feedback block, as with backend 'none'
+            elif got is _FALLBACK:
+                try:
+                    text = self._fallback.feedback([request])[0]
+                except UserAgentError as exc:  # the run's own user agent failed (its server down, after retries):
+                    # the conversation is kept, and the person is asked again, told why
+                    self.usage.add(errors=1)
+                    self.note = f"the automatic feedback failed ({exc}); type the feedback, or answer now"
+                    continue
+            else:
+                text = got
+            self.usage.add(calls=1, latency_s_total=time.monotonic() - started)
+            return text
+
+    def _wait_for_reply(self, request: FeedbackRequest) -> Any:
+        """Show ``request`` through ``ask`` and wait for the person's one reply (text, or what to do instead)."""
         if self._cancelled is not None:
             raise FeedbackCancelled(f"user agent 'human': {self._cancelled}")
-        started = time.monotonic()
         with self._lock:
             self.waiting, self._open = request, True
         try:
@@ -145,22 +166,7 @@ class HumanUserAgent:
                 self.waiting, self._open = None, False
         if got is None or self._cancelled is not None:
             raise FeedbackCancelled(f"user agent 'human': {self._cancelled or 'the conversation was cancelled'}")
-        if got is _ANSWER:
-            text = ANSWER_NOW
-        elif got is _FALLBACK:
-            if self._fallback is None:
-                text = ""  # no automatic user to ask: no feedback block, as with backend 'none'
-            else:
-                try:
-                    text = self._fallback.feedback([request])[0]
-                except UserAgentError as exc:  # the run's own user agent failed (its server down, after retries):
-                    # the conversation is kept, and the person is asked again, told why
-                    self.note = f"the automatic feedback failed ({exc}); type the feedback, or answer now"
-                    return self._one(request)
-        else:
-            text = got
-        self.usage.add(calls=1, latency_s_total=time.monotonic() - started)
-        return text
+        return got
 
     def stats(self) -> dict[str, Any]:
         return self.usage.snapshot()

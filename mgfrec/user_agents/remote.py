@@ -104,8 +104,8 @@ class DaemonPool:
         return future
 
     def shutdown(self, wait: bool = True) -> None:
-        """Cancel the work not started and end every worker after its current request; with ``wait``, wait for
-        that request (a batch another thread still runs gets its answer), else leave it to its daemon thread."""
+        """Cancel the work not started (a batch waiting on it is told) and end every worker after its current
+        request; with ``wait``, wait for that request, else leave it to its daemon thread."""
         with self._lock:
             if self._closed:
                 return
@@ -117,6 +117,7 @@ class DaemonPool:
                     break
                 if item is not None:
                     item[0].cancel()
+                    item[0].set_running_or_notify_cancel()  # wakes a wait() on it: cancel() alone does not
             for _ in self._threads:
                 self._queue.put(None)
         if wait:
@@ -206,6 +207,7 @@ class RemoteChatAgent:
         del key
         self._pool: DaemonPool | None = DaemonPool(cfg.max_concurrency, f"mgfrec-user-agent-{self.name}")
         self._interrupted = False  # a batch was stopped (Ctrl-C, SIGTERM): close() then waits for no request
+        self._batches: set[threading.Event] = set()  # the stop events of the batches running now
         # an agent dropped without close() (evaluate, sft and fit build theirs for a run): its idle workers end
         weakref.finalize(self, self._pool.shutdown, False)
         self.usage = UsageStats()
@@ -267,26 +269,38 @@ class RemoteChatAgent:
         if not requests:
             return []
         stop = threading.Event()
+        self._batches.add(stop)
         try:
-            futures = [self._pool.submit(self._one, self.messages(r), stop) for r in requests]
-        except RuntimeError:  # closed by another thread since the check above
-            raise UserAgentError(f"user agent backend '{self.name}' is closed") from None
-        try:
-            wait(futures)  # let every request finish before reporting, so none is left running unseen
-        except BaseException:  # Ctrl-C, SIGTERM: no attempt starts after it; one in flight is left to its thread
-            stop.set()
-            self._interrupted = True
-            for future in futures:
-                future.cancel()
-            raise
-        failed = [f.exception() for f in futures if f.exception() is not None]
+            try:
+                futures = [self._pool.submit(self._one, self.messages(r), stop) for r in requests]
+            except RuntimeError:  # closed by another thread since the check above
+                raise UserAgentError(f"user agent backend '{self.name}' is closed") from None
+            try:
+                wait(futures)  # let every request finish before reporting, so none is left running unseen
+            except BaseException:  # Ctrl-C, SIGTERM: no attempt starts after it; one in flight is left to its thread
+                stop.set()
+                self._interrupted = True
+                for future in futures:
+                    future.cancel()
+                raise
+        finally:
+            self._batches.discard(stop)
+        outcomes = [self._outcome(f) for f in futures]
+        failed = [o for o in outcomes if isinstance(o, BaseException)]
         if failed:
             prefix = (
                 f"{len(failed)} of {len(requests)} feedback requests failed; the first: " if len(requests) > 1 else ""
             )
-            answers = [None if f.exception() is not None else f.result() for f in futures]
+            answers = [None if isinstance(o, BaseException) else o for o in outcomes]
             raise PartialFeedbackError(prefix + str(failed[0]), answers) from None  # failed[0] holds nothing more
-        return [f.result() for f in futures]
+        return outcomes
+
+    def _outcome(self, future: Future[Any]) -> Any:
+        """A request's answer, or the error it ended with: closed (another thread's close() cancelled it before it
+        was sent, or stopped its retries) or the request's own."""
+        if future.cancelled() or isinstance(future.exception(), Stopped):
+            return UserAgentError(f"user agent backend '{self.name}' was closed before this request was answered")
+        return future.exception() or future.result()
 
     def _one(self, messages: list[dict[str, str]], stop: threading.Event | None = None) -> str:
         self._attempts.n, self._attempts.stop = 0, stop
@@ -358,8 +372,11 @@ class RemoteChatAgent:
 
     def close(self) -> None:
         if self._pool is not None:
-            # requests in flight (another thread's batch) get their answers, unless a batch was interrupted: then
-            # the one the server still holds is left to its daemon thread, and no attempt starts after the stop
+            # no retry starts after close() (it waited through every retry of a failing request, sending them);
+            # an attempt in flight is waited for, unless a batch was interrupted: then the one the server still
+            # holds is left to its daemon thread
+            for stop in list(self._batches):
+                stop.set()
             self._pool.shutdown(wait=not self._interrupted)
             self._pool = None
             self._client.close()

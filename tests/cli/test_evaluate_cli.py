@@ -119,6 +119,11 @@ def test_a_config_file_evaluate_does_not_read_is_named_in_a_note(ds, tmp_path):
     assert len(notes) == 1 and "sets agent.*, user_agent.*: mgfrec evaluate reads only eval.* from it" in notes[0]
     config.write_text("eval:\n  bootstrap_samples: 0\n")
     assert "note:" not in invoke(str(run), "--json", "--config", str(config)).stderr
+    parent = tmp_path / "parent.yaml"  # a base: chain (configs/paper/*.yaml): the parent's sections are not noted
+    parent.write_text("agent:\n  max_groundings: 2\n")
+    child = tmp_path / "child.yaml"
+    child.write_text(f"base: {parent.name}\neval:\n  bootstrap_samples: 0\n")
+    assert "note:" not in invoke(str(run), "--json", "--config", str(child)).stderr
 
 
 def test_limit_on_a_baseline_says_it_scores_the_whole_split(ds, tmp_path):

@@ -263,3 +263,34 @@ def test_agents_dropped_unclosed_leave_no_threads_and_close_waits_for_a_request_
         assert got == {"answers": ["fine"]} and server.count == 1
         with pytest.raises(UserAgentError, match="is closed"):
             agent.feedback([make_request()])
+
+
+def test_close_starts_no_retry_and_tells_a_batch_whose_requests_were_still_queued(api_key):
+    """close() while another thread's request failed and was retried waited through every retry, sending them; and
+    a batch larger than max_concurrency whose requests were still queued waited forever (a Future cancelled while
+    pending never wakes wait()). Now no attempt starts after close(), and the batch ends with an error."""
+    import time
+
+    with serve(FakeServer("openai", default="500", hang_s=0.0)) as server:
+        server.default = "timeout"  # each attempt stalls 0.5 s, then the fault below
+        server.hang_s = 0.5
+        agent = build(OpenAIChatAgent, api_config(server.url, max_retries=3, timeout_s=0.2, max_concurrency=2))
+        got = {}
+
+        def batch():
+            try:
+                got["answers"] = agent.feedback([make_request(n) for n in range(6)])
+            except UserAgentError as exc:
+                got["error"] = str(exc)
+
+        worker = threading.Thread(target=batch)
+        worker.start()
+        while server.count < 2:
+            time.sleep(0.01)
+        agent.close()
+        sent = server.count
+        worker.join(timeout=20)
+        assert not worker.is_alive()  # it hung here
+        assert "was closed before this request was answered" in got["error"]
+        time.sleep(0.6)
+        assert server.count == sent  # no retry after close()
