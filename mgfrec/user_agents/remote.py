@@ -85,7 +85,7 @@ class DaemonPool:
             queue.SimpleQueue()
         )
         self._threads: list[threading.Thread] = []
-        self._idle = threading.Semaphore(0)  # released by a worker each time it waits for work
+        self._idle = threading.Semaphore(0)  # released by a worker each time it has finished a job
         self._lock = threading.Lock()
         self._closed = False
 
@@ -208,6 +208,7 @@ class RemoteChatAgent:
         self._pool: DaemonPool | None = DaemonPool(cfg.max_concurrency, f"mgfrec-user-agent-{self.name}")
         self._interrupted = False  # a batch was stopped (Ctrl-C, SIGTERM): close() then waits for no request
         self._batches: set[threading.Event] = set()  # the stop events of the batches running now
+        self._batches_lock = threading.Lock()  # feedback() from several threads (serve), close() from another
         # an agent dropped without close() (evaluate, sft and fit build theirs for a run): its idle workers end
         weakref.finalize(self, self._pool.shutdown, False)
         self.usage = UsageStats()
@@ -269,7 +270,8 @@ class RemoteChatAgent:
         if not requests:
             return []
         stop = threading.Event()
-        self._batches.add(stop)
+        with self._batches_lock:
+            self._batches.add(stop)
         try:
             try:
                 futures = [self._pool.submit(self._one, self.messages(r), stop) for r in requests]
@@ -284,7 +286,8 @@ class RemoteChatAgent:
                     future.cancel()
                 raise
         finally:
-            self._batches.discard(stop)
+            with self._batches_lock:
+                self._batches.discard(stop)
         outcomes = [self._outcome(f) for f in futures]
         failed = [o for o in outcomes if isinstance(o, BaseException)]
         if failed:
@@ -375,8 +378,9 @@ class RemoteChatAgent:
             # no retry starts after close() (it waited through every retry of a failing request, sending them);
             # an attempt in flight is waited for, unless a batch was interrupted: then the one the server still
             # holds is left to its daemon thread
-            for stop in list(self._batches):
-                stop.set()
+            with self._batches_lock:
+                for stop in self._batches:
+                    stop.set()
             self._pool.shutdown(wait=not self._interrupted)
             self._pool = None
             self._client.close()
