@@ -43,6 +43,13 @@ def override_section(text: str) -> str:
     return next(iter(parse_override(text)))
 
 
+RUN_DECIDES = (
+    "each run's own config.yaml decides the rest (to evaluate a run under other settings: mgfrec derive RUN OUT "
+    "--set ...)"
+)
+"""How the notes of ``evaluate`` and ``report`` on a ``--set`` or ``--config`` they do not read end."""
+
+
 def note_unread_config(path: str | None, command: str) -> None:
     """One note on stderr naming the sections a ``--config`` file sets besides ``eval``, which ``command`` (evaluate,
     report) does not read: each run's own config.yaml decides them, so the file's agent.* or user_agent.* changed
@@ -58,8 +65,7 @@ def note_unread_config(path: str | None, command: str) -> None:
     if unread:
         console.print(
             f"note: --config {path} sets {', '.join(f'{s}.*' for s in unread)}: {command} reads only eval.* from it; "
-            "each run's own config.yaml decides the rest (to evaluate a run under other settings: mgfrec derive "
-            "RUN OUT --set ...)",
+            + RUN_DECIDES,
             highlight=False,
             markup=False,
             soft_wrap=True,
@@ -74,8 +80,7 @@ def note_unread_sets(sets: list[str], command: str) -> None:
     unread = [redacted_override(s) for s in sets if override_section(s) != "eval"]
     if unread:
         console.print(
-            f"note: --set {' '.join(unread)}: {command} reads only eval.* fields; each run's own config.yaml "
-            "decides the rest (to evaluate a run under other settings: mgfrec derive RUN OUT --set ...)",
+            f"note: --set {' '.join(unread)}: {command} reads only eval.* fields; " + RUN_DECIDES,
             highlight=False,
             markup=False,
             soft_wrap=True,

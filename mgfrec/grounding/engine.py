@@ -256,8 +256,8 @@ def build_index(
 
 def _titles_sharing_a_vector(titles: Sequence[str], unique: UniqueVectors) -> int:
     """How many distinct titles have the vector of another, different title."""
-    titles_of: dict[int, set[str]] = {}
-    for row in range(unique.num_unique):
-        members = unique.members[unique.offsets[row] : unique.offsets[row + 1]]
-        titles_of[row] = {titles[int(j)] for j in members}
-    return sum(len(group) for group in titles_of.values() if len(group) > 1)
+    groups = (
+        {titles[int(j)] for j in unique.members[unique.offsets[row] : unique.offsets[row + 1]]}
+        for row in range(unique.num_unique)
+    )
+    return sum(len(group) for group in groups if len(group) > 1)

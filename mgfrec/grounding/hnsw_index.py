@@ -62,7 +62,7 @@ class HnswGrounder:
         # hnswlib fails ("contiguous 2D array") when ef < the number of results asked for.
         self._index.set_ef(max(self.options.ef, n_cand))
         try:
-            labels = self._index.knn_query(q, k=n_cand, num_threads=self.options.num_threads)[0].astype(np.int64)
+            labels = self._index.knn_query(q, k=n_cand, num_threads=self.options.num_threads)[0]
         except RuntimeError:  # a sparse graph (M=2) reaches fewer than n_cand nodes from some queries
             labels = np.stack([self._labels_of(row, n_cand) for row in q]) if len(q) else np.empty((0, n_cand))
         return finish_topk(self.unique, q, labels.astype(np.int64), k)
