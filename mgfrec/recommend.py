@@ -42,7 +42,7 @@ from mgfrec.retrievers.fit import load_retriever, open_data
 from mgfrec.retrievers.recall import top_items
 from mgfrec.retrievers.sequences import history_window
 from mgfrec.rollout.base import build_engine
-from mgfrec.runs import RUN_FILE, read_run_info, recall_run_of
+from mgfrec.runs import RUN_FILE, read_run_info, recall_run_of, with_run_plugins
 from mgfrec.user_agents.base import UserAgent
 from mgfrec.validation import is_whole_number
 
@@ -65,7 +65,7 @@ class Query:
 
     def __post_init__(self) -> None:
         if (self.user is None) == (self.history_titles is None):
-            raise ValueError("give exactly one of user (--user USER_ID) or history_titles (--history 'title; ...')")
+            raise ValueError("give exactly one of --user USER_ID or --history 'title; ...' (user or history_titles)")
         if is_whole_number(self.user):
             object.__setattr__(self, "user", str(self.user))  # ids are compared as text (ml-100k's are numbers)
         if self.user is not None and not isinstance(self.user, str):
@@ -258,6 +258,7 @@ class Recommender:
     """A run folder loaded once; answers :class:`Query` objects (see the module docstring). Thread-safe: the
     engine is used under one lock, so a server may call :meth:`recommend_many` from several threads."""
 
+    @with_run_plugins  # a plugin the run was made with that is not installed here: named with its package
     def __init__(self, run_dir: str | Path, sets: Sequence[str] = ()):
         self.run_dir = Path(run_dir)
         self.info = read_run_info(self.run_dir)
@@ -266,7 +267,8 @@ class Recommender:
                 f"{self.run_dir / RUN_FILE}: field 'kind' is '{self.info.kind}'; expected 'agent' or 'baseline'"
             )
         self.cfg: MGFRecConfig = load_run_config(self.run_dir, sets)
-        check_components(self.cfg, source=str(self.run_dir / "config.yaml"))
+        # grpo.rewards is never computed here: a run trained with a reward plugin serves without its package
+        check_components(self.cfg, source=str(self.run_dir / "config.yaml"), rewards=False)
         self.lock = threading.RLock()
         self.engine: Any = None
         self.environment: Environment | None = None

@@ -22,10 +22,13 @@ import difflib
 import functools
 import importlib
 import inspect
+import re
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -185,8 +188,16 @@ class Registry:
         except KeyError:
             pass
         known = self.names(kind)
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
+        recorded = _recorded(kind, name)
+        strays = [] if recorded else [s for s in stray_groups() if name in s.names]  # every package's metadata
+        if recorded:  # a run made with a plugin package that is not installed here: which one to install
+            hint = f" {recorded}"
+        elif strays:  # the package is installed, under a group mgfrec does not read: say where, not "did you mean"
+            hint = " " + "; ".join(s.describe() for s in strays)
+        else:
+            same = [k for k in known if k.lower() == name.lower()]  # SASRec: names are lower case
+            close = same or difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
         listing = ", ".join(known) if known else "(none installed)"
         raise RegistryError(f"unknown {kind} '{name}'. Available: {listing}.{hint}") from None
 
@@ -238,14 +249,44 @@ class Registry:
         except Exception as exc:
             if not third_party:
                 raise
+            if isinstance(exc, TypeError) and built and _at_the_call(exc):
+                # its constructor does not take what a component of this kind is given: often a class registered
+                # under another kind's group (a reward under mgfrec.grounder)
+                raise RegistryError(
+                    f"{where_entry} cannot be built as a {kind} is ({exc}): is it registered under the right kind? "
+                    "See the constructor each kind is given in docs/plugins.md"
+                ) from None
             # A plugin's own bug: one line naming the plugin, not a traceback through mgfrec
             raise RegistryError(f"{where_entry} failed: {type(exc).__name__}: {exc}") from None
+
+
+def _at_the_call(exc: BaseException) -> bool:
+    """``exc`` was raised by the call in the frame that caught it (its arguments did not bind), not inside the
+    called code: the traceback has no frame below the catching one."""
+    return exc.__traceback__ is not None and exc.__traceback__.tb_next is None
 
 
 def class_path(obj: object) -> str:
     """``module.Class`` of ``obj``'s type, for messages about a component that broke its contract: a plugin's
     module names its package, where the class name alone may not."""
     return f"{type(obj).__module__}.{type(obj).__qualname__}"
+
+
+def registered_as(obj: object, kind: str | None = None) -> str | None:
+    """:meth:`Entry.describe` of the registered component ``obj`` is (an instance, or the class or function
+    itself): ``grounder 'l1' (pkg.mod:L1, from pkg 0.2)``, the name and package a user chose it by, for the
+    message of a contract it broke; None when no entry's target is its class (built by hand, by a factory
+    function, or wrapped). Never raises: a registry that cannot be read names nothing."""
+    target: Any = obj if isinstance(obj, type) or inspect.isfunction(obj) else type(obj)
+    wanted = f"{getattr(target, '__module__', '?')}:{getattr(target, '__qualname__', '?')}"
+    try:
+        entries = registry().entries(kind)
+    except Exception:  # noqa: BLE001 - a duplicate name is reported where components are resolved
+        return None
+    for entry in entries:
+        if entry.target.partition("[")[0].replace(" ", "") == wanted:
+            return entry.describe()
+    return None
 
 
 def call_component(component: object, method: str, *args: Any, **kwargs: Any) -> Any:
@@ -256,7 +297,7 @@ def call_component(component: object, method: str, *args: Any, **kwargs: Any) ->
     try:
         return getattr(component, method)(*args, **kwargs)
     except TypeError as exc:
-        if exc.__traceback__ is None or exc.__traceback__.tb_next is not None:
+        if not _at_the_call(exc):
             raise  # raised inside the method: its own traceback names it
         raise ValueError(
             f"{class_path(component)}.{method} cannot be called as mgfrec calls it ({exc}); see the signature each "
@@ -322,16 +363,73 @@ def error_message(exc: BaseException) -> str:
     return str(exc)
 
 
+def dist_origin(dist: Any) -> str:
+    """``name version`` of an installed distribution, as messages name a plugin's package; a ``.dist-info`` whose
+    METADATA lacks them is named by its folder (it was ``None None``)."""
+    if dist is None:
+        return "unknown distribution"
+    name, version = dist.metadata["Name"] if dist.metadata else None, getattr(dist, "version", None)
+    if name and version:
+        return f"{name} {version}"
+    folder = getattr(dist, "_path", None)  # importlib.metadata.PathDistribution's own folder
+    where = f" ({Path(folder).name})" if folder is not None else ""
+    return f"{name or 'a package without a Name'} {version or '(no Version)'}{where}"
+
+
 def installed_entries() -> list[Entry]:
     """Every ``mgfrec.<kind>`` entry point installed, in kind order, duplicates included (``mgfrec plugins list``
     shows them all; :meth:`Registry.discover` refuses a name claimed twice)."""
     entries = []
     for kind in KINDS:
         for ep in metadata.entry_points(group=GROUP_PREFIX + kind):
-            dist = getattr(ep, "dist", None)
-            origin = f"{dist.name} {dist.version}" if dist is not None else "unknown distribution"
+            origin = dist_origin(getattr(ep, "dist", None))
             entries.append(Entry(kind=kind, name=ep.name, target=ep.value, origin=origin))
     return entries
+
+
+@dataclass(frozen=True)
+class StrayGroup:
+    """Entry points a package declared under a group that looks like mgfrec's but names no kind
+    (``mgfrec.grounders``, ``mgfrec_grounder``): mgfrec never reads them, and nothing else would say so."""
+
+    group: str
+    names: tuple[str, ...]
+    origin: str  # distribution "name version"
+    closest: str | None  # the group meant, when one is close: "mgfrec.grounder"
+
+    def describe(self) -> str:
+        kinds = ", ".join(KINDS)
+        meant = f"the group is '{self.closest}'" if self.closest else f"groups are mgfrec.<kind>: {kinds}"
+        return (
+            f"{self.origin} declares {', '.join(self.names)} under the entry-point group '{self.group}', which mgfrec "
+            f"does not read; {meant}"
+        )
+
+
+def stray_groups() -> list[StrayGroup]:
+    """Every installed entry-point group whose name starts with ``mgfrec`` (any case, any separator) and is not a
+    kind's ``mgfrec.<kind>``: a typo in a plugin's ``pyproject.toml`` (``plugins list`` warns of each, and an
+    unknown name declared in one says where it went). Reads package metadata only."""
+    known = [GROUP_PREFIX + kind for kind in KINDS]
+    found: dict[tuple[str, str], list[str]] = {}
+    for dist in metadata.distributions():
+        try:
+            origin = dist_origin(dist)
+            points = list(dist.entry_points)
+        except Exception:  # noqa: BLE001 - another package's damaged metadata is not this check's to report
+            continue
+        for ep in points:
+            if ep.group in known or not ep.group.lower().startswith("mgfrec"):
+                continue
+            names = found.setdefault((ep.group, origin), [])
+            if ep.name not in names:
+                names.append(ep.name)
+    stray = []
+    for (group, origin), names in sorted(found.items()):
+        normal = group.lower().replace("_", ".").replace("-", ".")
+        close = difflib.get_close_matches(normal, known, n=1, cutoff=0.75)
+        stray.append(StrayGroup(group, tuple(sorted(names)), origin, close[0] if close else None))
+    return stray
 
 
 def _add(table: dict[str, dict[str, Entry]], entry: Entry) -> None:
@@ -342,6 +440,50 @@ def _add(table: dict[str, dict[str, Entry]], entry: Entry) -> None:
             f"and by {entry.origin} ({entry.target}). Uninstall one of them or rename the plugin's entry point."
         )
     table[entry.kind][entry.name] = entry
+
+
+# recorded_plugins's stack, innermost last; per thread (and task): serve loads runs in threads of its own
+_RECORDED: ContextVar[tuple[tuple[str, tuple[Mapping[str, Any], ...]], ...]] = ContextVar("mgfrec_recorded", default=())
+
+
+@contextmanager
+def recorded_plugins(where: str, plugins: Any) -> Iterator[None]:
+    """Inside the ``with`` block, a component name nobody registered that ``plugins`` (a run's ``run.json``
+    ``extra.plugins``: ``{kind, name, target, package}`` each) records is reported as that package's, not
+    installed here, instead of "did you mean" another component. ``where`` names what recorded it (the run
+    folder). Entries that are not such mappings are ignored (a hand-edited run.json)."""
+    kept = tuple(p for p in plugins if isinstance(p, Mapping)) if isinstance(plugins, (list, tuple)) else ()
+    token = _RECORDED.set((*_RECORDED.get(), (where, kept)))
+    try:
+        yield
+    finally:
+        _RECORDED.reset(token)
+
+
+_REQUIREMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!-]*")
+"""A distribution name or version as a ``pip install`` line may hold it: a run.json from someone else is text, and
+a pasted command must do nothing but install."""
+
+
+def _recorded(kind: str, name: str) -> str | None:
+    """What :func:`recorded_plugins` knows of ``kind`` ``name``, as the end of an unknown-name error."""
+    for where, plugins in reversed(_RECORDED.get()):
+        for plugin in plugins:
+            if plugin.get("kind") == kind and plugin.get("name") == name:
+                package = str(plugin.get("package") or "an unknown package")
+                target = f" ({plugin['target']})" if plugin.get("target") else ""
+                dist, _, version = package.partition(" ")
+                if dist.startswith("python:"):
+                    install = "register it again in this process"
+                elif _REQUIREMENT.fullmatch(dist) and _REQUIREMENT.fullmatch(version):
+                    install = f"pip install '{dist}=={version}'"
+                else:  # no version named (dist_origin), or text that is no package name: no command to paste
+                    install = "install that package"
+                return (
+                    f"{where} was made with {kind} '{name}'{target} from {package}, which is not installed here: "
+                    + install
+                )
+    return None
 
 
 _DEFAULT: Registry | None = None
@@ -377,19 +519,29 @@ def use_registry(reg: Registry | None) -> Iterator[Registry]:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def with_registry(fn: F) -> F:
-    """Run ``fn`` under :func:`use_registry` of its ``reg`` argument (when one is given), so every component
-    built anywhere below it comes from that registry, whether or not ``reg`` is passed on."""
-    signature = inspect.signature(fn)
-    if "reg" not in signature.parameters:
-        raise TypeError(f"{fn.__qualname__}: with_registry needs a 'reg' parameter")
+def within(context: Callable[[Any], AbstractContextManager[Any]], parameter: str, decorator: str) -> Callable[[F], F]:
+    """A decorator running the function under ``context(value)`` of its ``parameter`` argument (``None`` when the
+    call leaves it out): :func:`with_registry`, :func:`mgfrec.runs.with_run_plugins`. ``decorator`` names it in
+    the error for a function without that parameter."""
 
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with use_registry(signature.bind_partial(*args, **kwargs).arguments.get("reg")):
-            return fn(*args, **kwargs)
+    def decorate(fn: F) -> F:
+        signature = inspect.signature(fn)
+        if parameter not in signature.parameters:
+            raise TypeError(f"{fn.__qualname__}: {decorator} needs a '{parameter}' parameter")
 
-    return wrapper  # type: ignore[return-value]
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with context(signature.bind_partial(*args, **kwargs).arguments.get(parameter)):
+                return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+with_registry = within(use_registry, "reg", "with_registry")
+"""Run a function under :func:`use_registry` of its ``reg`` argument (when one is given), so every component built
+anywhere below it comes from that registry, whether or not ``reg`` is passed on."""
 
 
 def component_options(component: Any, raw: dict[str, Any] | None, where: str) -> BaseModel | None:

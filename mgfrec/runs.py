@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -71,6 +71,34 @@ def write_run_info(run_dir: str | Path, info: RunInfo) -> Path:
     return path
 
 
+@contextmanager
+def plugins_of_run(run_dir: str | Path) -> Iterator[None]:
+    """Inside the ``with`` block, a component the run's ``run.json`` records as a plugin's, and that is not
+    installed here, is named with its package (:func:`~mgfrec.registry.recorded_plugins`). A run folder that
+    cannot be read records nothing: the command reading it says why."""
+    from mgfrec.config.components import PLUGINS
+    from mgfrec.registry import recorded_plugins
+
+    try:
+        payload = json.loads((Path(run_dir) / RUN_FILE).read_text(encoding="utf-8"))
+        plugins = payload.get("extra", {}).get(PLUGINS, []) if isinstance(payload, dict) else []
+    except (OSError, ValueError, AttributeError):
+        plugins = []
+    with recorded_plugins(str(run_dir), plugins):
+        yield
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def with_run_plugins(fn: F) -> F:
+    """Run ``fn`` under :func:`plugins_of_run` of its ``run_dir`` argument: whatever it builds from the run's
+    config, a plugin that is missing is named with its package."""
+    from mgfrec.registry import within
+
+    return within(plugins_of_run, "run_dir", "with_run_plugins")(fn)
+
+
 def wait_until(
     ready: Callable[[], bool], what: str, path: Path, timeout_s: float = 3600.0, poll_s: float = 1.0
 ) -> None:
@@ -91,9 +119,16 @@ def read_run_info(run_dir: str | Path) -> RunInfo:
                 f"{run_dir}: an unfinished fit (no {RUN_FILE} yet){resume}; finish it with the command that started "
                 "it and --resume, or start it again"
             )
-        raise FileNotFoundError(
-            f"{run_dir}: not a run folder (no {RUN_FILE}); train one with 'mgfrec baseline fit' or 'mgfrec fit'"
-        )
+        folder = Path(run_dir)
+        if not folder.exists():  # a typo: "no run.json" sent the user looking inside a folder that is not there
+            why = "no such file or folder"
+        elif folder.is_file():
+            why = f"a file; give the run folder it is in ({folder.parent})" if folder.name == RUN_FILE else "a file"
+        elif (folder / "manifest.json").is_file():
+            why = "a prepared data set (manifest.json); give a run made on it"
+        else:
+            why = f"no {RUN_FILE}; train one with 'mgfrec baseline fit' or 'mgfrec fit'"
+        raise FileNotFoundError(f"{run_dir}: not a run folder ({why})")
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

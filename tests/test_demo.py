@@ -299,3 +299,14 @@ def test_a_damaged_demo_json_is_one_line_naming_it(tmp_path, text, message):
     (tmp_path / "demo.json").write_text(text)
     with pytest.raises(ValueError, match=rf"demo\.json: {message}.*restore it, or give another --out"):
         check_same_settings(tmp_path, load_config(None), DemoOptions())
+
+
+def test_the_estimate_counts_no_made_up_time_for_uncapped_baselines():
+    # without a time cap each learned baseline counted 300 s: "about 17 min" for a run of 3 min
+    from mgfrec.demo import DemoOptions, estimate_line
+
+    names = ["pop", "last-title", "sasrec", "gru4rec", "caser", "hybrid"]
+    line = estimate_line(names, DemoOptions(baseline_seconds=None, baseline_steps=None, agent=False))
+    assert "plus the training of sasrec, gru4rec, caser (no time cap)" in line and "17 min" not in line
+    capped = estimate_line(names, DemoOptions(agent=False))
+    assert "plus the training" not in capped and "capped at 300 steps or 60 s each" in capped

@@ -87,7 +87,8 @@ def test_plugins_list_shows_a_clash_instead_of_failing_on_it(tmp_path):
     command = [sys.executable, "-m", "mgfrec.cli.main", "plugins", "list", "--kind", "grounder", "--json"]
     proc = subprocess.run(command, capture_output=True, text=True, env=env)
     listed = _json.loads(proc.stdout)["grounder"]
-    assert [e["origin"].split(" ")[0] for e in listed if e["name"] == "exact"] == ["mgfrec", "mgfrec-clash"]
+    # both claimants, in the order the path finds them (an egg-info in the working folder comes first)
+    assert sorted(e["origin"].split(" ")[0] for e in listed if e["name"] == "exact") == ["mgfrec", "mgfrec-clash"]
     assert proc.returncode == 2 and "duplicate grounder name 'exact'" in proc.stderr and "Traceback" not in proc.stderr
     bad = subprocess.run([*command[:-3], "--kind", "grondr"], capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and "unknown component kind 'grondr'" in bad.stderr
@@ -549,3 +550,211 @@ def test_a_plugins_options_model_that_ignores_unknown_keys_still_refuses_a_missp
         component_options(Plain, {"prefx": "Seen"}, "user_agent.options")
     assert component_options(Plain, {"prefix": "Seen"}, "user_agent.options").prefix == "Seen"
     assert component_options(Open, {"anything": 1}, "user_agent.options").anything == 1
+
+
+@pytest.mark.reliability
+def test_an_entry_point_group_typo_is_named_not_silent(tmp_path):
+    # a plugin declared under [mgfrec.grounders] or [mgfrec_reward] was in no list and no message: "unknown grounder
+    # 'l1typo' ... Did you mean 'l1'?" pointed at another component, and plugins list said nothing at all
+    import os
+
+    fake_dist(
+        tmp_path,
+        "s23typo",
+        "[mgfrec.grounders]\nl1typo = typo.mod:G\n[mgfrec_reward]\nmine = typo.mod:R\n[mgfrecplugins]\nq = typo:Q\n",
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    listed = subprocess.run(
+        [sys.executable, "-m", "mgfrec.cli.main", "plugins", "list", "--kind", "grounder"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert listed.returncode == 0, listed.stderr
+    warnings_ = [line for line in listed.stderr.splitlines() if line.startswith("warning:")]
+    assert any(
+        "s23typo 1.0 declares l1typo under the entry-point group 'mgfrec.grounders', which mgfrec does not read; "
+        "the group is 'mgfrec.grounder'" in line
+        for line in warnings_
+    ), listed.stderr
+    assert any("'mgfrecplugins'" in line and "groups are mgfrec.<kind>" in line for line in warnings_)
+    assert not any("mgfrec_reward" in line for line in warnings_)  # close to another kind than --kind's
+    code = "from mgfrec.registry import registry\nregistry().get('grounder', 'l1typo')"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    message = proc.stderr.strip().splitlines()[-1]
+    assert "unknown grounder 'l1typo'" in message and "Did you mean" not in message
+    assert "s23typo 1.0 declares l1typo under the entry-point group 'mgfrec.grounders'" in message
+    plain = subprocess.run(
+        [sys.executable, "-m", "mgfrec.cli.main", "plugins", "list", "--json"], capture_output=True, text=True
+    )
+    assert plain.returncode == 0 and "warning:" not in plain.stderr  # mgfrec's own groups are all kinds'
+
+
+@pytest.mark.reliability
+def test_an_engine_without_constraints_is_refused_when_the_config_loads():
+    # it was refused when the first rollout began (after the recall fit), named by its class, with no word on
+    # how a plugin engine supports constrained turns
+    from mgfrec.config.components import check_components
+    from mgfrec.config.load import load_config
+
+    class Plain:  # the docs' required list only: generate without a constraints keyword
+        def generate(self, prompts, *, max_new_tokens, stop, stop_token_ids, n, temperature, top_p, seed): ...
+
+    class Off(Plain):
+        supports_constraints = False
+
+    class On(Plain):
+        supports_constraints = True
+
+    class Keyword:  # sets the flag per instance: its generate takes constraints=, the rollout's check decides
+        def generate(self, prompts, *, constraints=None, **kw): ...
+
+    reg = Registry.discover()
+    for name, cls in [("plain", Plain), ("off", Off), ("on", On), ("keyword", Keyword)]:
+        reg.add("rollout_engine", name, cls)
+    for name in ("plain", "off"):
+        with pytest.raises(ValueError) as err:
+            check_components(load_config(None, [f"rollout.engine={name}"]), reg)
+        message = str(err.value)
+        assert f"rollout.engine: rollout_engine '{name}'" in message, message
+        assert "does not support agent.decoding: constrained" in message
+        assert "--set agent.decoding=free" in message and "supports_constraints = True" in message
+        check_components(load_config(None, [f"rollout.engine={name}", "agent.decoding=free"]), reg)
+    for name in ("on", "keyword", "hf"):
+        check_components(load_config(None, [f"rollout.engine={name}"]), reg)
+
+
+def test_recommend_does_not_ask_for_the_reward_plugins_of_training():
+    # recommend, serve and chat never compute a reward; a run trained with a reward plugin was refused without it
+    from mgfrec.config.components import check_components
+    from mgfrec.config.load import load_config
+
+    class Per:
+        def __call__(self, sample):
+            return 0.0
+
+    reg = Registry.discover()
+    reg.add("reward", "per-ground", Per)
+    cfg = load_config(None, ["grpo.rewards=[ndcg, per-ground, format]"])
+    bare = Registry.discover()
+    with pytest.raises(ValueError, match="unknown reward 'per-ground'"):
+        check_components(cfg, bare)
+    check_components(cfg, bare, rewards=False)
+
+
+def test_a_recorded_plugin_is_named_with_its_package_only_where_recorded(tmp_path):
+    from mgfrec.registry import recorded_plugins
+    from mgfrec.runs import plugins_of_run
+
+    reg = Registry.discover()
+    plugins = ["junk", {"kind": "grounder", "name": "cos", "target": "p.m:Cos", "package": "p-kit 0.3"}]
+    with recorded_plugins("RUN", plugins), pytest.raises(RegistryError) as err:
+        reg.get("grounder", "cos")
+    assert str(err.value).endswith(
+        "RUN was made with grounder 'cos' (p.m:Cos) from p-kit 0.3, which is not installed here: pip install "
+        "'p-kit==0.3'"
+    )
+    with recorded_plugins("RUN", plugins), pytest.raises(RegistryError, match="Did you mean 'exact'"):
+        reg.get("grounder", "exacct")  # recorded for another name
+    with pytest.raises(RegistryError) as err:
+        reg.get("grounder", "cos")  # outside the block: nothing recorded
+    assert "p-kit" not in str(err.value)
+    (tmp_path / "run.json").write_text("{not json", encoding="utf-8")
+    with plugins_of_run(tmp_path), pytest.raises(RegistryError) as err:  # a damaged run.json records nothing
+        reg.get("grounder", "cos")
+    assert "was made with" not in str(err.value)
+
+
+def test_a_component_registered_under_another_kind_gets_the_wrong_kind_hint():
+    # "failed: TypeError: NumpyReward() takes no arguments" named it, with no word of the likely cause
+    class NumpyReward:
+        def __call__(self, inp):
+            return 0.0
+
+    class Raises:  # a TypeError of its own code keeps the plain "failed:" line
+        def __init__(self, vectors):
+            raise TypeError("inside")
+
+    reg = Registry({k: {} for k in KINDS})
+    reg.add("grounder", "r", NumpyReward)
+    reg.add("grounder", "x", Raises)
+    with pytest.raises(RegistryError) as err:
+        reg.build("grounder", "r", None, np.zeros((2, 2), dtype=np.float32))
+    assert "grounder 'r' (" in str(err.value)
+    assert "cannot be built as a grounder is (NumpyReward() takes no arguments): is it registered under the right" in (
+        str(err.value)
+    )
+    with pytest.raises(RegistryError, match=r"grounder 'x' \(.*\) failed: TypeError: inside$"):
+        reg.build("grounder", "x", None, np.zeros((2, 2), dtype=np.float32))
+
+
+def test_a_package_without_name_or_version_is_named_by_its_folder(tmp_path):
+    import json as _json
+    import os
+
+    dist = tmp_path / "nameless-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\n")
+    (dist / "entry_points.txt").write_text("[mgfrec.grounder]\nnameless = x.y:Z\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    command = [sys.executable, "-m", "mgfrec.cli.main", "plugins", "list", "--kind", "grounder", "--json"]
+    proc = subprocess.run(command, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    origin = {e["name"]: e["origin"] for e in _json.loads(proc.stdout)["grounder"]}["nameless"]
+    assert origin == "a package without a Name (no Version) (nameless-1.0.dist-info)"  # was "None None"
+
+
+def test_a_name_in_other_case_is_suggested():
+    # "unknown retriever 'SASRec'. Available: ..." without the hint 'sasrecc' got
+    with pytest.raises(RegistryError, match="Did you mean 'sasrec'"):
+        Registry.discover().get("retriever", "SASRec")
+
+
+def test_a_recorded_plugin_stays_in_its_own_thread():
+    # serve loads runs in threads: one thread's run must not name its packages in another's errors
+    import threading
+
+    from mgfrec.registry import recorded_plugins
+
+    reg = Registry.discover()
+    inside, done = threading.Event(), threading.Event()
+
+    def hold():
+        with recorded_plugins("RUN", [{"kind": "grounder", "name": "cos", "package": "p-kit 0.3"}]):
+            inside.set()
+            done.wait(10)
+
+    worker = threading.Thread(target=hold)
+    worker.start()
+    try:
+        assert inside.wait(10)
+        with pytest.raises(RegistryError) as err:
+            reg.get("grounder", "cos")
+        assert "p-kit" not in str(err.value)
+    finally:
+        done.set()
+        worker.join()
+
+
+def test_a_recorded_package_that_is_no_package_name_gets_no_command_to_paste():
+    # run.json is someone else's text: "pip install 'x'; rm -rf ~; echo '==1'" would run as pasted
+    from mgfrec.registry import recorded_plugins
+
+    bad = {"kind": "grounder", "name": "cos", "package": "x';rm -rf ~;echo ' 1"}
+    with recorded_plugins("RUN", [bad]), pytest.raises(RegistryError) as err:
+        Registry.discover().get("grounder", "cos")
+    assert str(err.value).endswith("which is not installed here: install that package") and "pip" not in str(err.value)
+
+
+def test_an_engine_that_sets_the_flag_per_instance_is_left_to_the_rollout():
+    from mgfrec.config.components import check_components
+    from mgfrec.config.load import load_config
+
+    class PerInstance:  # the class says False, each instance True (it takes the keyword)
+        supports_constraints = False
+
+        def generate(self, prompts, *, constraints=None, **kw): ...
+
+    reg = Registry.discover()
+    reg.add("rollout_engine", "per-instance", PerInstance)
+    check_components(load_config(None, ["rollout.engine=per-instance"]), reg)

@@ -181,3 +181,26 @@ def test_metrics_csv_writes_its_step_as_a_whole_number(tmp_path):
     write_metrics(path, [{"step": 0.0, "valid/ndcg_full": 0.1}, {"step": 1.0, "reward/mean": 0.25}])
     assert path.read_text(encoding="utf-8").splitlines()[1:] == ["0,0.1,", "1,,0.25"]
     assert read_metrics(path, before=1) == [{"step": 0.0, "valid/ndcg_full": 0.1}, {"step": 1.0, "reward/mean": 0.25}]
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (lambda p: p / "runz", "not a run folder (no such file or folder)"),
+        (lambda p: p / "run" / "run.json", "not a run folder (a file; give the run folder it is in ("),
+        (lambda p: p / "data", "not a run folder (a prepared data set (manifest.json); give a run made on it)"),
+        (lambda p: p / "empty", "not a run folder (no run.json; train one with"),
+    ],
+)
+def test_what_is_not_a_run_is_named_for_what_it_is(tmp_path, make, words):
+    # a typo, run.json itself and a data set were all "not a run folder (no run.json)"
+    from mgfrec.runs import read_run_info
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run.json").write_text("{}")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "manifest.json").write_text("{}")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError) as err:
+        read_run_info(make(tmp_path))
+    assert words in str(err.value)

@@ -29,7 +29,7 @@ from mgfrec.agent.observation import render_observation
 from mgfrec.agent.trajectory import GroundingStep, Trajectory
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.grounding.engine import Grounding, check_top_k
-from mgfrec.registry import Registry, call_component, class_path, with_registry
+from mgfrec.registry import Registry, call_component, class_path, registered_as, with_registry
 from mgfrec.text.neutralize import reserved_strings
 from mgfrec.user_agents.base import FeedbackRequest, UserAgent, UserAgentContext, load_user_agent, require_automatic
 
@@ -117,16 +117,21 @@ class Environment:
             for t, title, names in zip(pending, titles, item_titles, strict=True)
         ]
         answers = call_component(self.user_agent, "feedback", requests)
-        agent = _behind(self.user_agent)  # the backend behind a response cache or recommend's lock
-        who = class_path(agent)  # the module names a plugin's package
+
+        def who() -> str:  # named only for an error: the registry is not searched on every turn
+            agent = _behind(self.user_agent)  # the backend behind a response cache or recommend's lock
+            # its registry name and package, or its class and module (which names a plugin's package)
+            registered = registered_as(agent, "user_agent")
+            return f"{registered}: feedback" if registered else f"{class_path(agent)}.feedback"
+
         if not isinstance(answers, list) or len(answers) != len(requests):
             got = len(answers) if isinstance(answers, list) else type(answers).__name__
             raise ValueError(
-                f"{who}.feedback returned {got} answers for {len(requests)} requests; one str per request is needed"
+                f"{who()} returned {got} answers for {len(requests)} requests; one str per request is needed"
             )
         for n, answer in enumerate(answers):
             if not isinstance(answer, str):
-                raise ValueError(f"{who}.feedback answer {n} is a {type(answer).__name__}; feedback must be str")
+                raise ValueError(f"{who()} answer {n} is a {type(answer).__name__}; feedback must be str")
         return answers
 
 

@@ -206,8 +206,9 @@ class _Constrainer:
     ):
         if not getattr(engine, "supports_constraints", False):
             raise ValueError(
-                f"rollout engine {type(engine).__name__} does not support agent.decoding: constrained; "
-                "use rollout.engine: hf, or set agent.decoding: free"
+                f"rollout engine {type(engine).__module__}.{type(engine).__qualname__} does not support "
+                "agent.decoding: constrained; use rollout.engine: hf, or set agent.decoding: free (an engine of your "
+                "own: give it supports_constraints = True and a constraints= keyword of generate, docs/plugins.md)"
             )
         self.grammar = grammar_for(engine)
         self.agent = agent

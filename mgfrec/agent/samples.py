@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from mgfrec.agent.loop import RolloutSample
-from mgfrec.config.schema import DEFAULT_RECALL_MODEL, MGFRecConfig
+from mgfrec.config.schema import MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.data.protocol import subsample_rows
 from mgfrec.registry import Registry, with_registry
@@ -48,9 +48,10 @@ SFTSample = AgentSample
 
 @dataclass(frozen=True)
 class RecallOptions:
-    """Where the recall lists come from: an existing baseline run folder, else a fit of ``recall_model``."""
+    """Where the recall lists come from: an existing baseline run folder, else a fit of ``recall_model`` (None: the
+    config's ``retriever.model``, which ``--recall-model``, ``--set`` and a sweep's grid set)."""
 
-    recall_model: str = DEFAULT_RECALL_MODEL
+    recall_model: str | None = None
     recall_run: str | None = None  # an existing baseline run folder; overrides recall_model
 
 
@@ -88,12 +89,13 @@ def recall_for(
             raise ValueError(f"--recall-run {options.recall_run}: it was trained on other data than --data {ds.root}")
         return Path(options.recall_run), info.model
     run_dir = Path(out) / "recall"
-    fit_cfg = cfg.model_copy(update={"retriever": cfg.retriever.model_copy(update={"model": options.recall_model})})
+    model = options.recall_model or cfg.retriever.model  # --set retriever.model and a grid's were overwritten
+    fit_cfg = cfg.model_copy(update={"retriever": cfg.retriever.model_copy(update={"model": model})})
     if not may_fit:  # an old OUT/recall that the first process is replacing must not be read, nor fitted here too
         wait_until(lambda: _reusable(run_dir, ds, fit_cfg), "the recall run", run_dir / RUN_FILE)
-        return run_dir, options.recall_model
+        return run_dir, model
     if (run_dir / RUN_FILE).is_file() and _reusable(run_dir, ds, fit_cfg, quiet=False):
-        return run_dir, options.recall_model
+        return run_dir, model
     fitted = fit_baseline(ds, fit_cfg, run_dir, reg)  # a fit that fails puts the earlier OUT/recall back
     before_fit()
     if getattr(fitted.retriever, "stopped", None) == "user":
@@ -101,7 +103,7 @@ def recall_for(
         # is the whole command the user stopped, not one stage of it (the command went on, and exited 0); a SIGTERM
         # stops it as SIGTERM (exit 143), not as Ctrl-C
         raise stop_exception(getattr(fitted.retriever, "stop_signal", None))
-    return run_dir, options.recall_model
+    return run_dir, model
 
 
 def _reusable(run_dir: Path, ds: PreparedDataset, fit_cfg: MGFRecConfig, quiet: bool = True) -> bool:

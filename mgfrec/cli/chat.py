@@ -30,6 +30,7 @@ from mgfrec.cli.common import (
     note_unread_fields,
     out,
     print_error,
+    shown_score,
     split_titles,
     stopped,
     terminal_safe,
@@ -265,7 +266,7 @@ def _result(p: dict[str, Any]) -> None:
             table.add_column(col)
         for n, item in enumerate(p["top"], 1):
             mark = " (target)" if target and item["item_idx"] == target["item_idx"] else ""
-            table.add_row(str(n), item["item_id"], item["title"] + mark, f"{item['score']:.4f}")
+            table.add_row(str(n), item["item_id"], item["title"] + mark, shown_score(item["score"]))
         out.print(table)
     if target:
         out.print(

@@ -373,8 +373,10 @@ def check_ablation(name: str, values: Mapping[str, Any], sets: Sequence[str], gr
         dotted = preset.partition("=")[0]
         wanted = _given(preset, dotted)
         clash = None
-        if dotted in grid:
-            clash = f"--grid {dotted}"
+        if dotted in grid:  # whatever its values: every cell would run with the preset's
+            raise ValueError(
+                f"--ablation {name} sets {preset} in every cell, so --grid {dotted} would not vary it; give one of them"
+            )
         flag = values.get(dotted)
         param = _flag_of(dotted, *command) if command is not None and flag is not None else None
         if param is not None and flag != wanted:
@@ -392,6 +394,13 @@ def top_title(p: Mapping[str, Any]) -> str:
     if p.get("kind") == "baseline" or p.get("answer") is None:
         return f"top {len(p['top'])} (ranked by the run's scorer)"
     return f"top {len(p['top'])} for the answer: {p['answer']}"
+
+
+def shown_score(score: float) -> str:
+    """A ranked item's score in a table, four decimals; a negative zero (the answered item's -0.0 distance, or a
+    score that rounds to it) is shown as 0.0000."""
+    text = f"{score:.4f}"
+    return "0.0000" if text == "-0.0000" else text
 
 
 def print_json(obj: Any) -> None:

@@ -83,8 +83,10 @@ def fit(
     tensorboard: bool = typer.Option(
         False, "--tensorboard", help="Also log every step to OUT/tensorboard (trainer.tensorboard)."
     ),
-    recall_model: str = typer.Option(
-        DEFAULT_RECALL_MODEL, "--recall-model", help="Retriever fitted into OUT/recall without --init."
+    recall_model: str | None = typer.Option(
+        None,
+        "--recall-model",
+        help=f"Retriever fitted into OUT/recall without --init (retriever.model; default {DEFAULT_RECALL_MODEL}).",
     ),
     max_train_samples: int | None = typer.Option(None, min=1, help="Seeded subsample of the train split."),
     valid_samples: int = typer.Option(
@@ -123,6 +125,7 @@ def fit(
             "trainer.strategy": strategy,
             "trainer.max_steps": max_steps,
             "trainer.tensorboard": True if tensorboard else None,
+            "retriever.model": recall_model,  # was kept apart: --set retriever.model was overwritten, silently
         }
         cfg = load(base, set_, values)
         note_unread_fields(set_, "mgfrec fit", ("data",), DATA_NOT_READ)
@@ -135,7 +138,7 @@ def fit(
         options = FitOptions(
             init=str(init) if init is not None else None,
             resume=resume,
-            recall_model=recall_model,
+            recall_model=None,  # the config's retriever.model, which --recall-model sets
             max_train_samples=max_train_samples,
             valid_samples=valid_samples,
             checkpoint_every=checkpoint_every,

@@ -79,8 +79,7 @@ def build(
     if report["titles_sharing_a_vector"]:
         console.print(
             f"note: {report['titles_sharing_a_vector']:,} distinct titles share their vector with another title (the "
-            "embedder reads them alike: emoji-only titles, one long unknown word); each such group grounds and ranks "
-            "as one",
+            f"embedder reads them alike{_why_alike(cfg)}); each such group grounds and ranks as one",
             highlight=False,
             markup=False,
             soft_wrap=True,
@@ -171,3 +170,11 @@ def query(
                 str(row["rank"]), str(row["item_idx"]), row["item_id"], f"{row['distance']:.4f}", row["title"]
             )
         out.print(table)
+
+
+def _why_alike(cfg) -> str:
+    """Why the built-in sentence-transformers embedder reads titles alike (its tokenizer's unknown token); another
+    embedder's reasons are its own."""
+    if cfg.embedding.embedder == "sentence-transformers":
+        return ": emoji-only titles, one long unknown word"
+    return ""

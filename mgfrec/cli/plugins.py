@@ -20,7 +20,7 @@ def list_(
     from rich.table import Table
 
     from mgfrec.cli.common import out
-    from mgfrec.registry import KINDS, RegistryError, check_kind, installed_entries, registry
+    from mgfrec.registry import KINDS, RegistryError, check_kind, installed_entries, registry, stray_groups
 
     try:
         reg = registry()
@@ -39,6 +39,7 @@ def list_(
         print_json(
             {k: [{"name": e.name, "target": e.target, "origin": e.origin} for e in es] for k, es in entries.items()}
         )
+        _strays(stray_groups(), kind)
         _end(clash)
         return
     # Kind once per group, no vertical rules, the package under the name and the target broken after its
@@ -60,7 +61,22 @@ def list_(
                 f"{module}:\n  {obj}" if obj else module,
             )
     out.print(table)
+    _strays(stray_groups(), kind)
     _end(clash)
+
+
+def _strays(strays: list, kind: str | None) -> None:
+    """A warning on stderr for each package whose entry points sit under a group mgfrec does not read (a typo in
+    its ``pyproject.toml``): they are in no list above, and nothing else would say why. With ``--kind``, the
+    groups close to that kind's, and those close to none."""
+    from mgfrec.cli.common import console
+    from mgfrec.registry import GROUP_PREFIX
+
+    for stray in strays:
+        if kind is not None and stray.closest not in (None, GROUP_PREFIX + kind):
+            continue
+        line = terminal_safe([stray.describe()])[0]  # a package's names are its text: shown, never acted on
+        console.print(Text.assemble(("warning:", "bold yellow"), " ", line), highlight=False, soft_wrap=True)
 
 
 def _end(clash: str | None) -> None:

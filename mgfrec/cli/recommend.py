@@ -19,6 +19,7 @@ from mgfrec.cli.common import (
     out,
     print_json,
     run,
+    shown_score,
     split_titles,
     terminal_safe,
     top_title,
@@ -145,7 +146,7 @@ def _show(p: dict) -> None:
         for col in ("#", "item_id", "title", "score"):
             table.add_column(col)
         for n, item in enumerate(p["top"], 1):
-            table.add_row(str(n), item["item_id"], item["title"], f"{item['score']:.4f}")
+            table.add_row(str(n), item["item_id"], item["title"], shown_score(item["score"]))
         out.print(table)
     else:
         out.print("no answer, so no ranking", highlight=False, markup=False)

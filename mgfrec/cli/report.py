@@ -73,7 +73,7 @@ def report(
             payload["files"] = {k: str(v) for k, v in written.items()}
         print_json(payload)
         return
-    out.print(rep.table(console.width))
+    out.print(rep.table(console.width, files=written is not None))  # without --out no file holds the rest
     for note in rep.terminal_notes():
         console.print(note, highlight=False, markup=False)
     if written:

@@ -40,8 +40,11 @@ def sft(
         "--gradient-checkpointing",
         help="Recompute activations in the backward pass: less memory, more compute (policy.gradient_checkpointing).",
     ),
-    recall_model: str = typer.Option(
-        DEFAULT_RECALL_MODEL, "--recall-model", help="Retriever fitted into OUT/recall for the prompt's recall list."
+    recall_model: str | None = typer.Option(
+        None,
+        "--recall-model",
+        help="Retriever fitted into OUT/recall for the prompt's recall list (retriever.model; default "
+        f"{DEFAULT_RECALL_MODEL}).",
     ),
     recall_run: Path | None = typer.Option(
         None, "--recall-run", help="Use this baseline run folder's recall lists instead."
@@ -82,7 +85,11 @@ def sft(
         cfg = load(
             config,
             set_,
-            {"policy.model": policy, "policy.gradient_checkpointing": True if gradient_checkpointing else None},
+            {
+                "policy.model": policy,
+                "policy.gradient_checkpointing": True if gradient_checkpointing else None,
+                "retriever.model": recall_model,  # was kept apart: --set retriever.model was overwritten, silently
+            },
         )
         note_unread_fields(
             set_,
@@ -92,7 +99,7 @@ def sft(
             read=("trainer.accelerator",),
         )
         options = SFTOptions(
-            recall_model=recall_model,
+            recall_model=None,  # the config's retriever.model, which --recall-model sets
             recall_run=str(recall_run) if recall_run is not None else None,
             epochs=epochs,
             lr=lr,

@@ -56,10 +56,11 @@ def sweep(
         min=1,
         help="Evaluate a seeded subsample of this many samples.",
     ),
-    recall_model: str = typer.Option(
-        DEFAULT_RECALL_MODEL,
+    recall_model: str | None = typer.Option(
+        None,
         "--recall-model",
-        help="Retriever fitted into each cell without --init.",
+        help=f"Retriever fitted into each cell without --init (retriever.model; default {DEFAULT_RECALL_MODEL}; "
+        "--grid retriever.model=... sweeps it).",
     ),
     max_train_samples: int | None = typer.Option(None, min=1, help="Seeded subsample of the train split."),
     valid_samples: int = typer.Option(
@@ -78,6 +79,7 @@ def sweep(
         summary_table,
     )
     from mgfrec.rl.fit import FitOptions, start_point
+    from mgfrec.runs import read_run_info
 
     def go():
         from mgfrec.data.protocol import SPLITS
@@ -88,10 +90,19 @@ def sweep(
         cells_grid = build_grid(grid, grid_file)
         if init is not None and "policy.model" in cells_grid:  # every cell trained --init's policy, whatever it said
             raise ValueError(f"--grid policy.model with --init {init}: every cell starts from --init's policy")
+        if init is not None:  # the cells' recall run is --init's: its model and settings were never read
+            recall = next((f for f in cells_grid if f.startswith("retriever.") and f != "retriever.recall_size"), None)
+            if recall is not None:
+                raise ValueError(
+                    f"--grid {recall} with --init {init}: every cell uses --init's recall run; only "
+                    "retriever.recall_size (how much of its list is shown) is read"
+                )
+        if "eval.split" in cells_grid:  # every cell was evaluated on --eval-split, each named for a split it was not
+            raise ValueError("--grid eval.split: the cells are evaluated on --eval-split; give the splits there")
         unread = next((field for field in cells_grid if field.split(".")[0] == "data"), None)
         if unread is not None:  # every cell trained on --data: identical cells, each config.yaml claiming its value
             raise ValueError(f"--grid {unread}: the cells' fit does not read data.*; {DATA_NOT_READ}, one per value")
-        values = {"trainer.max_steps": max_steps}
+        values = {"trainer.max_steps": max_steps, "retriever.model": recall_model}
         cfg = load(config, set_, values)
         note_unread_fields(set_, "mgfrec sweep", ("data",), DATA_NOT_READ)
         if ablation is not None:
@@ -99,11 +110,12 @@ def sweep(
             cfg = apply_ablation(cfg, ablation)
         options = FitOptions(
             init=str(init) if init is not None else None,
-            recall_model=recall_model,
+            recall_model=None,  # each cell's retriever.model: --recall-model, --set or the grid
             max_train_samples=max_train_samples,
             valid_samples=valid_samples,
         )
-        start_point(options, PreparedDataset(data))  # a wrong --data or --init is refused once, not in every cell
+        ds = PreparedDataset(data)
+        start_point(options, ds)  # a wrong --data or --init is refused once, not in every cell
 
         def say(s: str) -> None:
             console.print(s, highlight=False, markup=False)
@@ -113,12 +125,18 @@ def sweep(
             "data": str(Path(data).resolve()),
             "fit": {
                 "init": str(Path(init).resolve()) if init is not None else None,
-                "recall_model": recall_model,
+                "recall_model": cfg.retriever.model,  # the cells' own, unless the grid sweeps it
                 "max_train_samples": max_train_samples,
                 "valid_samples": valid_samples,
             },
             "eval_splits": list(eval_split),
             "eval_limit": eval_limit,
+            # the data set prepared again, or --init trained again, in place: the cells of before were mixed with
+            # the new ones in one summary and one figure (compared per cell; outside the settings' digest)
+            "inputs": {
+                "data_checksum": ds.checksum,
+                **({"init_created": read_run_info(init).created} if init is not None else {}),
+            },
         }
         return run_sweep(cfg, cells_grid, out_dir, runner, settings=settings, say=say)
 

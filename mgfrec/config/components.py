@@ -16,6 +16,7 @@ This module must not import torch, Lightning or any component module at import t
 
 from __future__ import annotations
 
+import inspect
 import re
 from typing import Any
 
@@ -48,19 +49,24 @@ def _get(cfg: MGFRecConfig, dotted: str) -> Any:
     return node
 
 
-def check_components(cfg: MGFRecConfig, reg: Registry | None = None, source: str = "<config>") -> None:
+def check_components(
+    cfg: MGFRecConfig, reg: Registry | None = None, source: str = "<config>", rewards: bool = True
+) -> None:
     """Raise ``ValueError`` naming the field for an unknown component name, options its component does not
-    take, or an unknown device or accelerator."""
+    take, or an unknown device or accelerator. ``rewards=False`` leaves ``grpo.rewards`` alone, for a command
+    that never computes one (``recommend``: a run trained with a reward plugin is served without it)."""
     reg = reg or registry()
     problems: list[str] = []
     for name_path, kind, options_path in _NAMED:
         problems += _check_one(
             reg, kind, _get(cfg, name_path), name_path, _get(cfg, options_path), options_path, cfg=cfg
         )
-    for spec in cfg.grpo.rewards:  # each reward's options sit beside its name (grpo.rewards[i].options)
+    specs = cfg.grpo.rewards if rewards else ()
+    for spec in specs:  # each reward's options sit beside its name (grpo.rewards[i].options)
         problems += _check_one(
             reg, "reward", spec.name, "grpo.rewards", spec.options, f"grpo.rewards.{spec.name}.options", hint=False
         )
+    problems += _check_constraints(reg, cfg)
     for path in ("embedding.device", "retriever.device"):
         device = str(_get(cfg, path))
         if not _DEVICE.fullmatch(device):
@@ -74,6 +80,61 @@ def check_components(cfg: MGFRecConfig, reg: Registry | None = None, source: str
         )
     if problems:
         raise ValueError(f"{source}: " + "; ".join(problems))  # one line, every problem
+
+
+PLUGINS = "plugins"
+"""``run.json`` ``extra`` key: the plugin components the run was made with (:func:`plugins_named`), so a command
+given the run where a package is missing says which (:func:`mgfrec.runs.plugins_of_run`)."""
+
+
+def plugins_named(cfg: MGFRecConfig, reg: Registry | None = None) -> dict[str, list[dict]]:
+    """The third-party components ``cfg`` names, as a run's ``run.json`` ``extra`` records them:
+    ``{"plugins": [{kind, name, target, package}, ...]}``, or ``{}`` when there are none, so a command given the
+    run where a package is missing names the package to install (``extra.update(plugins_named(cfg))``). Names
+    nobody registered are left out (the config check reports them)."""
+    reg = reg or registry()
+    wanted = [(kind, str(_get(cfg, path))) for path, kind, _ in _NAMED]
+    wanted += [("reward", spec.name) for spec in cfg.grpo.rewards]
+    found: list[dict] = []
+    for kind, name in wanted:
+        try:
+            entry = reg.get(kind, name)
+        except RegistryError:
+            continue
+        record = {"kind": kind, "name": name, "target": entry.target, "package": entry.origin}
+        if entry.third_party and record not in found:
+            found.append(record)
+    return {PLUGINS: found} if found else {}
+
+
+def _check_constraints(reg: Registry, cfg: MGFRecConfig) -> list[str]:
+    """A plugin rollout engine that cannot sample constrained turns, under ``agent.decoding: constrained`` (the
+    default): it was refused only when the first rollout began, after the recall fit, named by its class. Refused
+    when its class does not declare ``supports_constraints = True`` and its ``generate`` takes no ``constraints``
+    keyword (one that sets the flag per instance takes the keyword, and is left to the rollout's own check).
+    mgfrec's own engines all support constraints and are not imported here (vLLM's import is slow)."""
+    if cfg.agent.decoding != "constrained":
+        return []
+    try:
+        entry = reg.get("rollout_engine", cfg.rollout.engine)
+        if not entry.third_party:
+            return []
+        cls = entry.load()
+    except RegistryError:
+        return []  # an unknown name is reported above; a broken plugin by the command that builds it
+    if getattr(cls, "supports_constraints", None) is True:
+        return []
+    try:
+        parameters = inspect.signature(cls.generate).parameters.values()
+    except (AttributeError, TypeError, ValueError):
+        return []  # no generate to read: the rollout says what is missing
+    if any(p.name == "constraints" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return []  # it may set the flag per instance: the rollout's own check decides
+    return [
+        f"rollout.engine: {entry.describe()} does not support agent.decoding: constrained (the default); set "
+        "--set agent.decoding=free, or give the engine supports_constraints = True and a constraints= keyword of "
+        "generate (docs/plugins.md)"
+    ]
 
 
 def _check_one(

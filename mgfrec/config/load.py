@@ -278,11 +278,12 @@ def load_config(
 def config_source(
     path: str | Path | None, overrides: Iterable[str] = (), values: Mapping[str, Any] | None = None
 ) -> str:
-    """How errors name where a config came from: the file (or ``<defaults>``), ``with overrides`` when a flag or
-    ``--set`` changed it (a flag left unset is not an override)."""
-    source = str(path) if path else "<defaults>"
+    """How errors name where a config came from: the file (or ``the default config``), ``with flags or --set``
+    when a flag or ``--set`` changed it (a flag left unset is not an override). It was ``<defaults> with
+    overrides``, which read like a placeholder left in the message."""
+    source = str(path) if path else "the default config"
     if list(overrides) or any(v is not None for v in (values or {}).values()):
-        source += " with overrides"
+        source += " with flags or --set"
     return source
 
 
@@ -326,6 +327,20 @@ def redacted(config: MGFRecConfig) -> dict[str, Any]:
     """The config as plain data with the values of secret fields (see :func:`is_secret_field`) replaced."""
 
     return _scrub(config.model_dump(mode="json"))
+
+
+def with_secrets_of(loaded: MGFRecConfig, source: MGFRecConfig) -> MGFRecConfig:
+    """``loaded`` (read back from a run's ``config.yaml``, which records no secret) with each section that holds
+    :data:`~mgfrec.validation.REDACTED` taken whole from ``source`` where ``source``'s section, secrets removed, is
+    exactly that section: the same settings, their secrets held in memory by the process that wrote the run (a
+    sweep evaluating the cell it has just trained). A section that differs in anything (another grounder, the
+    rewards in another order) keeps its placeholder: a secret never goes to a setting it was not given for."""
+    kept, raw, shown = loaded.model_dump(mode="json"), source.model_dump(mode="json"), redacted(source)
+    restored = False
+    for section, value in kept.items():
+        if value == shown.get(section) and REDACTED in json.dumps(value, default=str):
+            kept[section], restored = raw[section], True
+    return MGFRecConfig.model_validate(kept) if restored else loaded
 
 
 def redacted_value(field: str, value: Any) -> Any:

@@ -110,6 +110,14 @@ def check_raw_log(raw: Any, where: str) -> None:
 
 
 def build(raw: RawLog, config: DataConfig) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, pd.DataFrame]]:
+    """The items, the interaction log and the split samples of ``raw`` under ``config``'s protocol."""
+    items, log, splits, _ = _build(raw, config)
+    return items, log, splits
+
+
+def _build(
+    raw: RawLog, config: DataConfig
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, pd.DataFrame], dict[str, int] | None]:
     """Raw log -> (catalogue, indexed interactions, splits). Pure: writes nothing."""
     items = raw.items.reset_index(drop=True).copy()
     items["item_id"] = items["item_id"].astype(str)  # ids are strings (a source may hand over numbers)
@@ -139,12 +147,14 @@ def build(raw: RawLog, config: DataConfig) -> tuple[pd.DataFrame, pd.DataFrame, 
     )
     samples = make_samples(log, config.history_length)
     splits = split_samples(samples, config.split_ratios)
+    before = None  # each split's samples before --subsample-samples, for its accounting
     if config.subsample_samples is not None:
+        before = {name: len(df) for name, df in splits.items()}
         splits = {
             name: subsample_split(df, config.subsample_samples, config.seed + i)
             for i, (name, df) in enumerate(splits.items())
         }
-    return items, log, splits
+    return items, log, splits, before
 
 
 def detect_source(
@@ -198,7 +208,7 @@ def prepare(
     :class:`EmptyDatasetError` unless ``allow_empty``."""
     check_output_folder(out)
     raw = load_raw(config)
-    items, log, splits = build(raw, config)
+    items, log, splits, before = _build(raw, config)
     total = sum(len(frame) for frame in splits.values())
     if total == 0 and not allow_empty:
         where = f"{config.path}: " if config.path else f"data source {config.source!r}: "
@@ -225,6 +235,11 @@ def prepare(
             "interactions_read": read,
             "interactions_kept": len(log),
             "interactions_dropped": read - len(log),
+        }
+    if before is not None:  # it drops samples of each split after the rows' accounting: read = kept + dropped too
+        manifest["subsample_samples"] = {
+            name: {"read": before[name], "kept": len(splits[name]), "dropped": before[name] - len(splits[name])}
+            for name in SPLITS
         }
     _write_folder(out, files, manifest)
     return PreparedDataset(out)

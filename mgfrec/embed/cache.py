@@ -61,7 +61,10 @@ def titles_checksum(titles: Sequence[str]) -> str:
 
 
 def cache_key(embedder: Embedder, titles: Sequence[str]) -> dict[str, Any]:
-    """Everything the cached vectors depend on, as plain JSON data."""
+    """Everything the cached vectors depend on, as plain JSON data. A plugin embedder's class is part of it: two
+    plugins (or a plugin and the built-in) that report one ``model_id`` never read each other's vectors. Its
+    options are its ``settings``' to report (docs/plugins.md); the built-in's key is unchanged, so its caches
+    stay valid."""
     key = {
         "format": CACHE_FORMAT,
         "model_id": embedder.model_id,
@@ -69,6 +72,9 @@ def cache_key(embedder: Embedder, titles: Sequence[str]) -> dict[str, Any]:
         "titles_sha256": titles_checksum(titles),
         "num_items": len(titles),
     }
+    cls = type(embedder)
+    if not cls.__module__.startswith("mgfrec."):
+        key["component"] = f"{cls.__module__}.{cls.__qualname__}"
     return json.loads(json.dumps(key, sort_keys=True, default=str))  # what a round trip through the file gives
 
 
@@ -112,6 +118,9 @@ def cached_item_embeddings(
     writable = _check_writable(folder, explicit=bool(cfg.cache_dir))
     # Encode each distinct title once, so duplicates get bit-identical vectors (see the module docstring).
     unique = list(dict.fromkeys(titles))
+    ready = getattr(embedder, "check_ready", None)  # optional: what would stop it encoding, before saying it will
+    if callable(ready):
+        ready()
     if on_miss is not None and writable:  # (unwritable: the warning has said it embeds for this command only)
         on_miss(len(unique), path)
     row_of = {title: row for row, title in enumerate(unique)}

@@ -86,6 +86,15 @@ class _ModelSlot:
         self.model: Any = None
 
 
+def _check_device(device: str) -> None:
+    """A CUDA ``embedding.device`` on a machine without one, refused in one line (torch is imported only then)."""
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError(f"embedding.device '{device}': no CUDA device is visible; use embedding.device=cpu")
+
+
 class SentenceTransformerEmbedder:
     """Embeds titles with a sentence-transformers model; see :class:`mgfrec.embed.base.Embedder`."""
 
@@ -111,6 +120,11 @@ class SentenceTransformerEmbedder:
         if not self.config.model.startswith(BUNDLED_PREFIX) and Path(self._source).is_dir():
             self.settings["weights"] = folder_fingerprint(self._source)  # a local folder: what is in it now
         self._slot = _slot or _ModelSlot()
+
+    def check_ready(self) -> None:
+        """Refuse what would stop the model from loading, before a caller says it is about to encode (the cache
+        calls it on a miss): a CUDA device on a machine without one. A cache hit never calls it."""
+        _check_device(self.config.device)
 
     def __repr__(self) -> str:
         return (
@@ -144,8 +158,7 @@ class SentenceTransformerEmbedder:
         from sentence_transformers import SentenceTransformer
 
         device = self.config.device
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"embedding.device '{device}': no CUDA device is visible; use embedding.device=cpu")
+        _check_device(device)
         model_kwargs: dict[str, Any] = {}
         if self.config.dtype != "float32":
             # transformers 4.56 renamed torch_dtype to dtype; loading in the target dtype avoids a float32 copy.

@@ -26,7 +26,8 @@ from mgfrec.agent.environment import build_environment
 from mgfrec.agent.final_ranking import FinalRanking, reward_inputs
 from mgfrec.agent.loop import RolloutSample, rollout
 from mgfrec.agent.run_config import load_run_config
-from mgfrec.config.schema import EvalConfig, PolicyConfig
+from mgfrec.config.load import with_secrets_of
+from mgfrec.config.schema import EvalConfig, MGFRecConfig, PolicyConfig
 from mgfrec.data.protocol import subsample_rows
 from mgfrec.grounding.engine import load_grounding
 from mgfrec.models.policy import load_policy
@@ -53,17 +54,21 @@ def evaluate_agent(
     exclude_history: bool | None = None,
     reg: Registry | None = None,
     write: bool = True,
+    secrets_from: MGFRecConfig | None = None,
 ) -> tuple[EvalResult, dict[str, Any]]:
     """Roll the run's agent out on ``split`` (a seeded subsample of ``limit`` samples if given), ``batch_size``
     samples at a time (default ``config.rollout_batch_size``), then rank the answers ``config.batch_size`` at a
     time. With ``write``, the agent's statistics go to ``RUN/agent_<split>.json`` and its per-sample rows to
-    ``RUN/agent_<split>_samples.csv``."""
+    ``RUN/agent_<split>_samples.csv``. ``secrets_from``: the config the run was just trained with, held in memory,
+    whose secrets the run's ``config.yaml`` does not record (:func:`~mgfrec.config.load.with_secrets_of`)."""
     policy_dir = run_dir / str(info.extra.get("policy", "policy"))
     if not (policy_dir / "config.json").is_file():
         raise FileNotFoundError(
             f"{policy_dir}: no policy in this agent run; make one with 'mgfrec sft' or 'mgfrec fit'"
         )
     cfg = load_run_config(run_dir)
+    if secrets_from is not None:  # a sweep's cell: the URL's password it trained with, never written to the run
+        cfg = with_secrets_of(cfg, secrets_from)
     exclude = config.exclude_history if exclude_history is None else exclude_history
     model, tokenizer = load_policy(PolicyConfig(model=str(policy_dir), dtype=cfg.policy.dtype))
     model.eval()

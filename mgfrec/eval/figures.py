@@ -13,11 +13,19 @@ nothing here trains or evaluates.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+# The figures are files, drawn with Agg whatever MPLBACKEND says; a name matplotlib does not know failed its import
+# (a traceback of mgfrec figures). It is set aside for the import only: other programs started from here keep it.
+_BACKEND = os.environ.pop("MPLBACKEND", None)
+try:
+    import matplotlib
+finally:
+    if _BACKEND is not None:
+        os.environ["MPLBACKEND"] = _BACKEND
 
 matplotlib.use("Agg")  # files only: no display on servers and in tests
 import matplotlib.pyplot as plt
@@ -243,7 +251,10 @@ def plot_sweep(
     points = sweep_points(sweep_dir, metric)
     if points.empty:
         raise ValueError(f"{sweep_dir}: no finished cell with '{metric}' to plot")
-    grid = _sweep_record(sweep_dir).get("grid") or {}
+    record = _sweep_record(sweep_dir)
+    grid = record.get("grid") or {}
+    split = record.get("summary_split")  # the split the summary (and so these curves) was evaluated on
+    shown = f"{metric} ({split})" if isinstance(split, str) else metric
     fields = list(grid)
     written = {}
     for field in fields:
@@ -259,7 +270,7 @@ def plot_sweep(
                 group["hi"],
                 label=tag or None,
             )
-        ax.set(xlabel=field, ylabel=metric, title=f"{metric} vs {field}")
+        ax.set(xlabel=field, ylabel=shown, title=f"{shown} vs {field}")
         if others:
             ax.legend(fontsize="small")
         written[field] = _save(fig, out_dir / f"{prefix}sweep_{field}_{metric}.png".replace("/", "_"))
@@ -285,13 +296,17 @@ def mean_rank_by_limit(
     fields, and the mean target rank from ``ranks_<split>.csv``. Every cell must hold the same samples: a cell
     evaluated again on fewer (``mgfrec report --limit``) is refused, as its mean is not comparable."""
     sweep_dir = Path(sweep_dir)
-    rows, samples = [], {}
+    rows, samples, unranked = [], {}, []
     for name, entry in _grid_cells(_sweep_record(sweep_dir)).items():
         path = sweep_dir / name / f"ranks_{split}.csv"
-        if field not in entry["values"] or not path.is_file():
+        if field not in entry["values"]:
+            continue
+        if not path.is_file():
+            unranked.append(name)  # left out without a word, while Figs. 7-8 drew it from sweep.json
             continue
         ranks = read_table(path, ("sample_id", "rank"))
-        if not pd.api.types.is_numeric_dtype(ranks["rank"]):
+        if not pd.api.types.is_numeric_dtype(ranks["rank"]) or ranks["rank"].isna().any():
+            # a NaN rank was averaged around (the mean of the others), where report refuses the same file
             raise ValueError(f"{path}: column rank holds values that are not numbers; write it again")
         samples[name] = frozenset(ranks["sample_id"].astype(str))
         others = {f: v for f, v in entry["values"].items() if f != field}
@@ -300,6 +315,12 @@ def mean_rank_by_limit(
         others = [s for s in SPLITS if s != split and any(sweep_dir.glob(f"*/ranks_{s}.csv"))]
         hint = f" (its cells were evaluated on {' and '.join(others)}: pass --split {others[0]})" if others else ""
         raise ValueError(f"{sweep_dir}: no finished cell that sweeps {field} and has ranks_{split}.csv{hint}")
+    if unranked:
+        shown = ", ".join(unranked[:3]) + (f" and {len(unranked) - 3} more" if len(unranked) > 3 else "")
+        raise ValueError(
+            f"{sweep_dir}: finished cell(s) {shown} hold no ranks_{split}.csv, so Fig. 5 would leave them out; "
+            f"evaluate them (mgfrec evaluate CELL --split {split}) or run the sweep again"
+        )
     names = list(samples)
     other = next((n for n in names if samples[n] != samples[names[0]]), None)
     if other is not None:

@@ -156,6 +156,13 @@ class Report:
             f"{BETTER}/{WORSE}: significantly better/worse than {self.reference} at alpha={self.alpha:g} "
             f"({rule}); an unmarked difference is not significant.",
         ]
+        if 0 < self.bootstrap_samples and 1 / (self.bootstrap_samples + 1) >= self.alpha:
+            # the smallest p-value B resamples can give is 1 / (B + 1): at B <= 1/alpha - 1 nothing is ever marked
+            notes.append(
+                f"With {self.bootstrap_samples} resamples the bootstrap p-value cannot fall below alpha={self.alpha:g} "
+                f"(its least is 1/{self.bootstrap_samples + 1}): no difference can be marked; give at least "
+                f"{math.floor(1 / self.alpha)} (eval.bootstrap_samples, --bootstrap)."
+            )
         decoding = self.decoding()
         if decoding:
             notes.append(decoding)
@@ -164,11 +171,12 @@ class Report:
                 notes.append(f"{r.name}: not compared with {self.reference}: {r.comparison_error}")
         return notes
 
-    def table(self, width: int | None = None):
+    def table(self, width: int | None = None, files: bool = True):
         """A rich table for a terminal ``width`` columns wide (default: the terminal's): one row per run, names
         whole, each mean with its significance mark and a short interval (``[.438,.620]``), and as many
         metrics as fit, most telling first (N@10, N_full, H@10, then the other K); every metric and the
-        full intervals are in the report files. :meth:`legend` says how to read it."""
+        full intervals are in the report files (``files``: written; without them the caption says how to get
+        them). :meth:`legend` says how to read it."""
         from rich import box
         from rich.console import Console
         from rich.table import Table
@@ -190,7 +198,8 @@ class Report:
         shown = [m for m in self.columns if m in shown]  # in the files. order
         title = f"{self.split}" + (f", n = {self.rows[0].result.samples:,}" if one_n else "")
         hidden = [label(m) for m in self.columns if m not in shown]
-        caption = Text(f"{', '.join(hidden)}: in the report files", style="dim") if hidden else None
+        where = "in the report files" if files else "not shown; --out DIR or --json gives every metric"
+        caption = Text(f"{', '.join(hidden)}: {where}", style="dim") if hidden else None
         table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
         table.add_column("run", no_wrap=True)
         if not one_n:

@@ -14,19 +14,20 @@ from pathlib import Path
 
 import numpy as np
 
-from mgfrec.config.schema import EvalConfig
+from mgfrec.config.schema import EvalConfig, MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.data.protocol import check_limit, subsample_ids
 from mgfrec.ranking.evaluator import evaluate
 from mgfrec.ranking.results import EvalResult, result_paths
 from mgfrec.registry import Registry, RegistryError, registry, with_registry
 from mgfrec.retrievers.fit import AgentEvaluationUnavailable, LoadedRun, load_scorer, open_data
-from mgfrec.runs import check_derived_current, read_run_info
+from mgfrec.runs import RUN_FILE, check_derived_current, read_run_info, with_run_plugins
 
 __all__ = ["AgentEvaluationUnavailable", "LoadedRun", "evaluate_run", "load_scorer", "open_data", "result_for_run"]
 
 
 @with_registry
+@with_run_plugins
 def evaluate_run(
     run_dir: str | Path,
     split: str | None = None,
@@ -39,12 +40,14 @@ def evaluate_run(
     reg: Registry | None = None,
     progress: Callable[[int, int], None] | None = None,
     limit: int | None = None,
+    secrets_from: MGFRecConfig | None = None,
 ) -> EvalResult:
     """Evaluate a run on ``split`` (default ``config.split``) and, if ``write``, save the result into the
     run folder (eval_<split>.json, eval_<split>.csv, ranks_<split>.csv). Baselines are scored over the
     whole catalogue; agent runs are rolled out and ranked from their answers
     (:mod:`mgfrec.eval.agent_eval`; ``limit`` evaluates a seeded subsample). ``progress(done, total)`` is
-    called after each batch of a baseline."""
+    called after each batch of a baseline. ``secrets_from``: an agent run's training config held in memory, for
+    the secrets its ``config.yaml`` does not record (``mgfrec sweep`` evaluating the cell it trained)."""
     check_limit(limit)
     config = config or EvalConfig()
     info = read_run_info(run_dir)
@@ -62,6 +65,7 @@ def evaluate_run(
             limit=limit,
             exclude_history=exclude_history,
             write=write,
+            secrets_from=secrets_from,
         )
         if write:
             result.save(run_dir)
@@ -83,6 +87,7 @@ def evaluate_run(
 
 
 @with_registry
+@with_run_plugins
 def result_for_run(
     run_dir: str | Path,
     split: str = "test",
@@ -98,6 +103,8 @@ def result_for_run(
     with the other ``exclude_history``, or, for an agent run and a ``limit``, when the stored result is neither that
     very subsample (the same sample ids: ``limit`` and ``config.seed``) nor the whole split (which holds the
     subsample: the report cuts it, so a whole-split result is neither rolled out again nor overwritten)."""
+    if not (Path(run_dir) / RUN_FILE).is_file():
+        read_run_info(run_dir)  # a typo or a data set is named for what it is, not as a result to evaluate
     paths = result_paths(run_dir, split)
     wanted = (config or EvalConfig()).exclude_history if exclude_history is None else exclude_history
     why = "missing"  # why no stored result is this comparison's, for --no-evaluate

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mgfrec.agent.run_config import load_run_config
-from mgfrec.config.components import check_components
+from mgfrec.config.components import check_components, plugins_named
 from mgfrec.config.load import (
     _merge,
     entries_besides_config,
@@ -26,7 +26,7 @@ from mgfrec.config.load import (
     write_resolved,
 )
 from mgfrec.config.schema import MGFRecConfig
-from mgfrec.runs import RunInfo, clear_results, read_run_info, recall_run_of, write_run_info
+from mgfrec.runs import RunInfo, clear_results, plugins_of_run, read_run_info, recall_run_of, write_run_info
 from mgfrec.text.prompts import RUN_PROMPTS, keep_run_prompts
 
 # Each preset removes one of MGFRec's parts; "full" keeps all of them so that a table can list it by name.
@@ -157,7 +157,8 @@ def _derive(
     cfg = apply_overrides(load_run_config(run_dir), preset, source)
     if overrides:
         cfg = apply_overrides(cfg, overrides, "--set")
-    check_components(cfg, source=f"{source} of {run_dir}")  # a derived run names only components that exist
+    with plugins_of_run(run_dir):  # a derived run names only components that exist, a missing plugin's package
+        check_components(cfg, source=f"{source} of {run_dir}")
     out.mkdir(parents=True, exist_ok=True)
     cfg = keep_run_prompts(cfg, out)  # its own copies, as a trained run's
     write_resolved(cfg, out)
@@ -170,6 +171,7 @@ def _derive(
         "trained_created": info.created,  # which training of it: a refit there makes this run stale
         **({"overrides": [redacted_override(o) for o in overrides]} if overrides else {}),
     }
+    extra.update(plugins_named(cfg))  # a run given where a package is missing names it
     write_run_info(
         out,
         RunInfo(

@@ -105,6 +105,13 @@ def build_grid(flags: Sequence[str] = (), grid_file: str | Path | None = None) -
         grid[field] = values
     if not grid:
         raise ConfigError("no grid: give --grid section.field=v1,v2 (repeatable) or --grid-file")
+    for field in grid:  # agent and agent.max_groundings: a cell named for one value ran with the other
+        inner = next((other for other in grid if other.startswith(field + ".")), None)
+        if inner is not None:
+            raise ConfigError(
+                f"grid fields {field} and {inner}: the first sets the second too, so a cell would be named for a "
+                "value it does not run with; give one of them"
+            )
     for field, values in grid.items():
         if not values:
             raise ConfigError(f"grid field {field}: no values")
@@ -152,6 +159,10 @@ def shown_grid(grid: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
     return shown
 
 
+NAME_MAX = 255
+"""The longest file name, in bytes, of the file systems mgfrec runs on (ext4, xfs, btrfs, APFS, NTFS)."""
+
+
 def grid_cells(grid: Mapping[str, Sequence[Any]]) -> list[Cell]:
     """The cartesian product of the grid, in flag order, each named by its :func:`shown_grid` values; two cells
     with one folder name are refused."""
@@ -169,6 +180,11 @@ def grid_cells(grid: Mapping[str, Sequence[Any]]) -> list[Cell]:
     for name in names:
         if names.count(name) > 1:
             raise ConfigError(f"grid: two cells would share the folder '{name}'; make the values distinct")
+        if len(name.encode("utf-8")) > NAME_MAX:  # every such cell failed at run time, "run again" could not help
+            raise ConfigError(
+                f"grid: the cell folder '{name[:60]}...' would be {len(name.encode('utf-8'))} bytes long, above the "
+                f"{NAME_MAX} a file name may have; give shorter values (a template file under a shorter path)"
+            )
     return cells
 
 

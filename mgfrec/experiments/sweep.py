@@ -13,11 +13,15 @@ This module orchestrates; it must not know how a run is trained, beyond calling 
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import json
 import math
+import os
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -63,10 +67,13 @@ SUMMARY_COLUMNS = (
 def cell_summary(run_dir: str | Path, split: str = "valid") -> dict[str, Any]:
     """What the summary table shows of a finished cell: ``eval_<split>.json`` metrics with intervals and
     ``agent_<split>.json`` statistics (missing files leave the fields out)."""
+    from mgfrec.runs import read_json_object
+
     run_dir, out = Path(run_dir), {}
+    again = "delete it and run the sweep again: the cell is evaluated again"
     path = run_dir / f"eval_{split}.json"
     if path.is_file():
-        payload = json.loads(path.read_text(encoding="utf-8"))
+        payload = read_json_object(path, again)  # a damaged file was a bare JSONDecodeError naming no file
         if "samples" in payload:
             out["samples"] = payload["samples"]
         for metric in ("ndcg_full", "ndcg@10", "mean_rank"):
@@ -76,7 +83,7 @@ def cell_summary(run_dir: str | Path, split: str = "valid") -> dict[str, Any]:
                 out[f"{metric}_lo"], out[f"{metric}_hi"] = lo, hi
     path = run_dir / f"agent_{split}.json"
     if path.is_file():
-        stats = json.loads(path.read_text(encoding="utf-8"))
+        stats = read_json_object(path, again)
         out.update({k: stats[k] for k in ("format_valid", "mean_groundings") if k in stats})
     return out
 
@@ -93,34 +100,95 @@ def fit_and_evaluate(
     from mgfrec.eval.runs import evaluate_run  # late: both pull in the training stack
     from mgfrec.rl.distributed import require_one_process
     from mgfrec.rl.fit import FitOptions, run_fit
-    from mgfrec.runs import RUN_FILE
+    from mgfrec.runs import RUN_FILE, read_run_info
 
     options = fit_options or FitOptions()
 
     def run_cell(cfg: MGFRecConfig, out: Path) -> dict[str, Any]:
+        from mgfrec.data.prepared import PreparedDataset
+
         require_one_process(cfg.trainer.devices, cfg.trainer.num_nodes, "mgfrec sweep")
+        ds = PreparedDataset(data)
         if not (out / RUN_FILE).is_file():  # run.json is written last: without it the fit did not finish
             resume = (out / "checkpoints" / "last.ckpt").exists()  # a file, or a DeepSpeed folder
             run_fit(data, out, cfg, replace(options, resume=resume), say=say)
         else:
-            _same_config(out, cfg)  # a finished fit is reused for the evaluations only if it is this cell's
+            # a damaged run.json (was taken as a finished fit) or a derived run (mgfrec derive: another cell's
+            # policy under an eval-time change, was reported as this cell's) is named, not reused
+            info = read_run_info(out)
+            if "trained_run" in info.extra:
+                raise ValueError(
+                    f"{out}: holds a derived run (mgfrec derive of {info.extra['trained_run']}), not a fit of this "
+                    "cell; move it elsewhere to train the cell here"
+                )
+            # a finished fit is reused for the evaluations only if it is this cell's: its config (with --init, the
+            # recall model is --init's, written into config.yaml), its data set and its start (fit_start.json). The
+            # sweep record compares them too, but a cell folder taken back after sweep.json was deleted has none
+            _same_config(out, cfg, ignore=("retriever.model",) if options.init is not None else ())
+            _same_start(out, info, cfg, options, ds)
         for split in eval_splits:
-            if not (out / f"eval_{split}.json").is_file():
-                evaluate_run(out, split, cfg.eval, limit=eval_limit)
+            total = int(ds.counts["samples"][split])
+            expected = total if eval_limit is None else min(eval_limit, total)
+            if not _stored(out / f"eval_{split}.json", say, expected):
+                # the cell's config in memory: a user_agent.base_url's password its config.yaml does not record
+                evaluate_run(out, split, cfg.eval, limit=eval_limit, secrets_from=cfg)
         return cell_summary(out, eval_splits[0])
 
     return run_cell
 
 
-def _same_config(run_dir: Path, cfg: MGFRecConfig) -> None:
+def _stored(path: Path, say: Callable[[str], None], samples: int | None = None) -> bool:
+    """Whether a cell's stored evaluation ``path`` is there, readable and of ``samples`` samples (this sweep's
+    ``--eval-limit``); a damaged one (a kill mid-write of an older mgfrec, an edit), or one of another subsample
+    size (a cell taken back after sweep.json was deleted), is evaluated again, with a note."""
+    if not path.is_file():
+        return False
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        payload = None
+    if not isinstance(payload, dict):
+        say(f"note: {path} cannot be read; the cell is evaluated again")
+        return False
+    if samples is not None and payload.get("samples") != samples:
+        say(f"note: {path} holds {payload.get('samples')} samples, not this sweep's {samples}; evaluated again")
+        return False
+    return True
+
+
+def _same_start(out: Path, info: Any, cfg: MGFRecConfig, options: Any, ds: Any) -> None:
+    """Refuse to reuse a finished fit in ``out`` made on another data set than ``ds`` (``run.json``
+    ``data_checksum``) or from another start (``fit_start.json``: ``--init``, the recall model, the sample counts)
+    than this sweep's."""
+    from mgfrec.rl.resume import START_FILE, start_options
+    from mgfrec.runs import read_json_object
+
+    again = "delete the folder to train this cell again"
+    if info.data_checksum and info.data_checksum != ds.checksum:
+        raise ValueError(
+            f"{out}: holds a fit made on another data set than --data {ds.root} (prepared again since?); {again}"
+        )
+    path = out / START_FILE
+    if not path.is_file():
+        return  # a fit from before fit_start.json: nothing to compare
+    started = read_json_object(path, again)
+    given = start_options(replace(options, recall_model=options.recall_model or cfg.retriever.model))
+    differ = [k for k in given if k in started and started[k] != given[k]]
+    if differ:
+        shown = "; ".join(f"{k}: {started[k]!r} -> {given[k]!r}" for k in differ)
+        raise ValueError(f"{out}: holds a fit started with other settings ({shown}); {again}")
+
+
+def _same_config(run_dir: Path, cfg: MGFRecConfig, ignore: tuple[str, ...] = ()) -> None:
     """Refuse to reuse a finished fit in ``run_dir`` whose ``config.yaml`` is not ``cfg`` (compared as
-    :func:`_changes` does), naming the fields that differ."""
+    :func:`_changes` does), naming the fields that differ; ``ignore``: fields the fit derives itself (with
+    ``--init``, ``retriever.model`` is the init's recall model)."""
     path = run_dir / "config.yaml"
     try:
         written = load_config(path)  # a field added since it was written: its value of before (WRITTEN_BEFORE)
     except (OSError, ValueError, yaml.YAMLError) as exc:
         raise ValueError(f"{path}: cannot read the finished fit's config ({exc}); delete {run_dir}") from None
-    changed = _changes(written, cfg)
+    changed = {k: v for k, v in _changes(written, cfg).items() if k not in ignore}
     if changed:
         raise ValueError(
             f"{run_dir}: holds a finished fit made with another config ({_differences(changed)}); delete the "
@@ -152,7 +220,13 @@ def _changes(before: MGFRecConfig, now: MGFRecConfig) -> dict[str, tuple[Any, An
 
 def _differences(changed: Mapping[str, tuple[Any, Any]], shown: int = 4) -> str:
     """``field: old -> new; ...`` of :func:`_changes` (not empty), the first ``shown`` of them."""
-    text = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in list(changed.items())[:shown])
+
+    def one(k: str, old: Any, new: Any) -> str:
+        if isinstance(old, str) and isinstance(new, str) and old.startswith("text:") and new.startswith("text:"):
+            return f"{k} (its text changed)"  # two template files by their digests: 140 characters of hex
+        return f"{k}: {old!r} -> {new!r}"
+
+    text = "; ".join(one(k, old, new) for k, (old, new) in list(changed.items())[:shown])
     return text + (f"; and {len(changed) - shown} more" if len(changed) > shown else "")
 
 
@@ -174,11 +248,11 @@ def _write_sweep(out: Path, record: dict[str, Any]) -> None:
 
 
 def config_digest(cfg: MGFRecConfig) -> str:
-    """A short digest of a cell's resolved config (secrets removed): ``sweep.json`` records it for each finished
-    cell, so a rerun can tell whether the cell it would skip was made with the same config."""
-    from mgfrec.config.load import redacted
-
-    return _digest(redacted(cfg))
+    """A short digest of a cell's resolved config (secrets removed, each template file by its text): ``sweep.json``
+    records it for each finished cell, so a rerun can tell whether the cell it would skip was made with the same
+    config. It held a template's path: a template edited in place left finished cells reused, trained on the old
+    text. A digest of before differs; the cell's own ``config.yaml`` then decides (:func:`_refuse_stale`)."""
+    return _digest(_comparable(cfg))
 
 
 def _digest(value: Any) -> str:
@@ -186,11 +260,13 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
-def check_sweep_output(out: Path, data: str | Path | None = None) -> None:
+def check_sweep_output(out: Path, data: str | Path | None = None, cells: Sequence[str] = ()) -> None:
     """Refuse an ``--out`` that holds something other than a sweep, before anything is written into it: the data
     set given as ``--data``, a prepared data set, a run, a demo's folder, or a folder holding other folders but no
     ``sweep.json`` (a user's loose files, a grid file or notes, are fine). It wrote ``sweep.json`` and the cells'
-    folders beside a data set's files or into a finished run."""
+    folders beside a data set's files or into a finished run. Folders named as ``cells`` (this grid's) that hold a
+    fit's ``config.yaml`` are the sweep's own, its ``sweep.json`` deleted (as a damaged one's error says to do):
+    each is checked against its cell's config before it is reused."""
     from mgfrec.config.load import entries_besides_config
     from mgfrec.runs import NOT_A_RUN, RUN_FILE, refuse_held
 
@@ -200,7 +276,10 @@ def check_sweep_output(out: Path, data: str | Path | None = None) -> None:
     refuse_held(out, "the sweep", {RUN_FILE: "a run", **NOT_A_RUN}, data=data)
     # a user's grid file, notes or dotfiles beside the cells are fine (nothing of theirs is touched); folders of
     # runs, data sets or anything else that is not the sweep's are not
-    folders = sorted(n for n in entries_besides_config(out) if (out / n).is_dir() and not n.startswith("."))
+    own = {n for n in cells if (out / n / "config.yaml").is_file()}
+    folders = sorted(
+        n for n in entries_besides_config(out) if (out / n).is_dir() and not n.startswith(".") and n not in own
+    )
     if folders:
         shown = ", ".join(folders[:3]) + (", ..." if len(folders) > 3 else "")
         raise ValueError(
@@ -230,17 +309,25 @@ def _why_config(changed: Mapping[str, tuple[Any, Any]] | None) -> str:
     return f"the base --config or --set changed: {_differences(changed)}"
 
 
+INPUT_CHANGED = {
+    "data_checksum": "--data was prepared again since",
+    "init_created": "--init was trained again since",
+}
+"""How a stale cell's message says which of the runner's inputs (``settings["inputs"]``) changed under it."""
+
+
 def _refuse_stale(
     out: Path,
     record: Mapping[str, Any],
     digests: Mapping[str, str],
     settings: str,
     configs: Mapping[str, MGFRecConfig] | None = None,
+    inputs: Mapping[str, Any] | None = None,
 ) -> None:
     """Refuse a rerun that would skip a finished cell, or continue a failed or killed one from its folder, made
     under another config or other runner settings: its numbers would be reported as this sweep's. An entry
     without a recorded digest (an older sweep.json) is not compared on it."""
-    stale: dict[str, list[str]] = {"config": [], "settings": []}
+    stale: dict[str, list[str]] = {"config": [], "settings": [], "inputs": []}
     changes: dict[str, dict[str, tuple[Any, Any]] | None] = {}  # a stale cell's fields that differ, where known
     for name, entry in record.get("cells", {}).items():
         if name not in digests:
@@ -255,10 +342,17 @@ def _refuse_stale(
                 stale["config"].append(name)
         elif entry.get("settings", settings) != settings:
             stale["settings"].append(name)
+        elif inputs and any(entry.get("inputs", {}).get(k, v) != v for k, v in inputs.items()):
+            stale["inputs"].append(name)
     for what, names in stale.items():
         if names:
             if what == "config":
                 why = _why_config(changes[names[0]])
+            elif what == "inputs":
+                was = record["cells"][names[0]].get("inputs", {})
+                why = "; ".join(
+                    INPUT_CHANGED.get(k, f"{k} changed") for k, v in (inputs or {}).items() if was.get(k, v) != v
+                )
             else:
                 why = (
                     "--init, --recall-model, --max-train-samples, --valid-samples, --eval-split, --eval-limit or "
@@ -296,7 +390,7 @@ def run_sweep(
     configs = {cell.name: cell_config(base, cell) for cell in cells}
     for name, cfg in configs.items():  # a component typo in the grid fails once, not in every cell at run time
         check_components(cfg, source=f"sweep cell {name}")
-    check_sweep_output(out, (settings or {}).get("data"))
+    check_sweep_output(out, (settings or {}).get("data"), list(configs))
     digests = {name: config_digest(cfg) for name, cfg in configs.items()}
     twins: dict[str, str] = {}
     for name, cfg in configs.items():  # "1" and "1.0" are two names but one config: it would train twice
@@ -304,10 +398,64 @@ def run_sweep(
         if whole in twins:
             raise ConfigError(f"grid: cells {twins[whole]} and {name} give the same config; drop one of the values")
         twins[whole] = name
-    settings_digest = _digest(dict(settings or {}))
-    record = read_sweep(out)
-    _refuse_stale(out, record, digests, settings_digest, configs)
+    made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        with _only_sweep_in(out):
+            return _run_cells(out, grid, cells, configs, digests, dict(settings or {}), run_cell, say)
+    finally:
+        if made and not any(out.iterdir()):
+            out.rmdir()  # refused before anything was written: no empty folder left behind
+
+
+@contextmanager
+def _only_sweep_in(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the folder ``out`` for the whole sweep: a second ``mgfrec sweep`` into it (a job
+    submitted twice, a second terminal) trained the same cells into the same folders at once, and both reported
+    the mixed numbers as results. The system drops the lock when the process ends, however it ends."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock to take
+        yield
+        return
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                # a file system without locks (some NFS, FUSE or Lustre mounts): every sweep would be refused
+                warnings.warn(
+                    f"--out {out}: its file system takes no lock ({exc.strerror}); run one sweep at a time in it",
+                    stacklevel=2,
+                )
+                yield
+                return
+            raise ValueError(
+                f"--out {out}: another mgfrec sweep is running in it; wait for it to end, or give another --out"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _run_cells(
+    out: Path,
+    grid: Mapping[str, Sequence[Any]],
+    cells: Sequence[Any],
+    configs: Mapping[str, MGFRecConfig],
+    digests: Mapping[str, str],
+    settings: dict[str, Any],
+    run_cell: RunCell,
+    say: Callable[[str], None],
+) -> list[dict[str, Any]]:
+    """:func:`run_sweep`'s cells, run under the folder's lock."""
+    # what the runner reads besides its settings (the data set's checksum, --init's training): recorded per cell
+    # and compared where recorded, outside the settings' digest (a sweep of before recorded none of it)
+    inputs = dict(settings.get("inputs") or {})
+    settings_digest = _digest({k: v for k, v in settings.items() if k != "inputs"})
+    record = read_sweep(out)
+    _refuse_stale(out, record, digests, settings_digest, dict(configs), inputs)
     new_grid = shown_grid(grid)  # no secret reaches sweep.json
     if record.get("grid") not in (None, {}, new_grid):  # (a new sweep's record has an empty grid: no note)
         say(
@@ -316,14 +464,22 @@ def run_sweep(
             "Cells outside it stay on disk and are left out of the summary and the figures"
         )
     record["grid"] = new_grid
+    if settings.get("eval_splits"):  # the summary's split, in plain text: the figures' curves say which split
+        record["summary_split"] = str(settings["eval_splits"][0])
     record.setdefault("cells", {})
     for n, cell in enumerate(cells, 1):
         entry = record["cells"].get(cell.name, {})
-        if entry.get("status") == "finished":
+        if entry.get("status") == "finished" and (out / cell.name).is_dir():
             say(f"[{n}/{len(cells)}] {cell.name}: finished earlier, skipped")
             continue
+        if entry.get("status") == "finished":  # its folder deleted, as a refusal says to do to train it again
+            say(f"[{n}/{len(cells)}] {cell.name}: finished earlier, but its folder is gone; trained again")
         say(f"[{n}/{len(cells)}] {cell.name}: running")
-        made_with = {"config": digests[cell.name], "settings": settings_digest}
+        made_with = {
+            "config": digests[cell.name],
+            "settings": settings_digest,
+            **({"inputs": inputs} if inputs else {}),
+        }
         record["cells"][cell.name] = {"values": cell.shown, "status": "running", **made_with}
         _write_sweep(out, record)  # a killed sweep shows which cell it was in, and what it was made with
         try:

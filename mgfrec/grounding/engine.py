@@ -30,7 +30,7 @@ from mgfrec.embed.cache import item_embeddings as cached_vectors
 from mgfrec.grounding.base import Grounder
 from mgfrec.grounding.ranking import full_scores
 from mgfrec.grounding.ties import UniqueVectors
-from mgfrec.registry import Registry, call_component, class_path, registry, with_registry
+from mgfrec.registry import Registry, call_component, class_path, registered_as, registry, with_registry
 
 
 def check_top_k(top_k: int, num_items: int, max_groundings: int = 1) -> None:
@@ -90,14 +90,18 @@ class Grounding:
         a reward computed from it)."""
         found = np.asarray(vectors)
         dim = self.item_embeddings.shape[1]
-        which = f"the embedder ({class_path(self.embedder)}, embedding.embedder)"
+
+        def which() -> str:  # named only for an error: the registry is not searched on every query
+            registered = registered_as(self.embedder, "embedder")  # its name and package, or its class
+            return f"the {registered or f'embedder ({class_path(self.embedder)}, embedding.embedder)'}"
+
         if found.shape != (n, dim):
             raise ValueError(
-                f"{which} returned query vectors of shape {found.shape} for {n} titles, not [{n}, {dim}] like the "
+                f"{which()} returned query vectors of shape {found.shape} for {n} titles, not [{n}, {dim}] like the "
                 "catalogue's item vectors: a bug of the embedder (or a cache made by another one)"
             )
         if not np.issubdtype(found.dtype, np.floating) or not np.isfinite(found).all():
-            raise ValueError(f"{which} returned query vectors that are not finite numbers: a bug of the embedder")
+            raise ValueError(f"{which()} returned query vectors that are not finite numbers: a bug of the embedder")
         return found.astype(np.float32, copy=False)
 
     def search(self, titles: Sequence[str], k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -125,27 +129,35 @@ class Grounding:
         n = len(queries)
         indices, distances = call_component(self.grounder, "search", queries, k)
         found = np.asarray(indices)
+
+        def who() -> str:  # named only for an error: the registry is not searched on every <ground>
+            return registered_as(self.grounder, "grounder") or f"grounder ({class_path(self.grounder)})"
+
+        swapped = (  # the pair in faiss's order: float "indices" beside integer "distances"
+            " (it returned (distances, indices), faiss's order; search returns (indices, distances))"
+            if not np.issubdtype(found.dtype, np.integer) and np.issubdtype(np.asarray(distances).dtype, np.integer)
+            else ""
+        )
         if found.shape != (n, k) or (found.size and (found.min() < 0 or found.max() >= len(self.titles))):
             raise ValueError(
-                f"the grounder ({class_path(self.grounder)}) returned item indices of shape {found.shape} in "
+                f"the {who()} returned item indices of shape {found.shape} in "
                 f"[{found.min() if found.size else '-'}, {found.max() if found.size else '-'}], not [{n}, "
-                f"{k}] in [0, {len(self.titles) - 1}]: a bug of the grounder"
+                f"{k}] in [0, {len(self.titles) - 1}]: a bug of the grounder{swapped}"
             )
         if np.shape(distances) != (n, k):
             raise ValueError(
-                f"the grounder ({class_path(self.grounder)}) returned distances of shape {np.shape(distances)}, "
+                f"the {who()} returned distances of shape {np.shape(distances)}, "
                 f"not [{n}, {k}] like its item indices: a bug of the grounder"
             )
         if not np.issubdtype(found.dtype, np.integer):
             raise ValueError(
-                f"the grounder ({class_path(self.grounder)}) returned item indices of type {found.dtype}, not "
-                "integers: a bug of the grounder"
+                f"the {who()} returned item indices of type {found.dtype}, not integers: a bug of the grounder{swapped}"
             )
         gaps = np.asarray(distances, dtype=np.float64)
         if not np.isfinite(gaps).all() or (np.diff(gaps, axis=1) < -1e-6 * max(1.0, np.abs(gaps).max())).any():
             raise ValueError(
-                f"the grounder ({class_path(self.grounder)}) returned distances that are not finite and ascending "
-                "(nearest first): a bug of the grounder"
+                f"the {who()} returned distances that are not finite and ascending (nearest first): a bug of the "
+                "grounder"
             )
         return found.astype(np.int64, copy=False), np.asarray(distances, dtype=np.float32)
 

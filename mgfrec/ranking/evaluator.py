@@ -62,7 +62,7 @@ def rank_targets(
             stop = min(total, start + batch_size)
             batch = [np.asarray(h, dtype=np.int64) for h in histories[start:stop]]
             scores = scorer.scores(batch)
-            _check_scores(scores, stop - start, num_items, type(scorer).__name__)
+            _check_scores(scores, stop - start, num_items, scorer)
             width = scores.shape[1]
             tgt = targets[start:stop]
             if tgt.size and (tgt.min() < 0 or tgt.max() >= width):
@@ -176,15 +176,19 @@ def evaluate_ranks(
     )
 
 
-def _check_scores(scores: object, rows: int, num_items: int | None, who: str) -> None:
+def _check_scores(scores: object, rows: int, num_items: int | None, scorer: object) -> None:
+    def who() -> str:  # named only for an error: the registry is not searched for every batch
+        from mgfrec.registry import registered_as  # the retriever's registry name and package, when it has them
+
+        registered = registered_as(scorer, "retriever")
+        return f"{registered}: scores" if registered else f"{type(scorer).__name__}.scores"
+
     if not isinstance(scores, torch.Tensor):
-        raise ValueError(f"{who}.scores must return a torch.Tensor [B, N], got {type(scores).__name__}")
+        raise ValueError(f"{who()} must return a torch.Tensor [B, N], got {type(scores).__name__}")
     if scores.ndim != 2 or scores.shape[0] != rows:
-        raise ValueError(
-            f"{who}.scores returned shape {tuple(scores.shape)} for {rows} histories; expected [{rows}, N]"
-        )
+        raise ValueError(f"{who()} returned shape {tuple(scores.shape)} for {rows} histories; expected [{rows}, N]")
     if num_items is not None and scores.shape[1] != num_items:
         raise ValueError(
-            f"{who}.scores returned {scores.shape[1]} columns but the data set has {num_items} items; "
-            "was the model trained on another prepared data set?"
+            f"{who()} returned {scores.shape[1]} columns but the data set has {num_items} items; one column per item "
+            "is needed (a model fitted on another prepared data set has another count)"
         )

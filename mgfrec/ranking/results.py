@@ -161,7 +161,8 @@ class EvalResult:
                 f"{who} were ranked differently ({how(self.exclude_history)} vs {how(other.exclude_history)}, "
                 "eval.exclude_history); evaluate both the same way"
             )
-        pos_a, pos_b = align(self.sample_ids, other.sample_ids, self.method, other.method)
+        label_a, label_b = names or (self.method, other.method)  # two runs of one method: their names tell them apart
+        pos_a, pos_b = align(self.sample_ids, other.sample_ids, label_a, label_b)
         if self.targets is not None and other.targets is not None:
             differ = self.targets[pos_a] != other.targets[pos_b]
             if differ.any():
@@ -180,7 +181,7 @@ class EvalResult:
             samples=self.bootstrap_samples if samples is None else samples,
             alpha=round(1.0 - self.confidence, 12) if alpha is None else alpha,
             seed=self.seed if seed is None else seed,
-            names=(self.method, other.method),
+            names=(label_a, label_b),
         )
 
     # ---- serialisation -------------------------------------------------------------------------------
@@ -242,9 +243,13 @@ class EvalResult:
         try:
             frame = pd.read_csv(paths["ranks"])
             sample_ids, ranks = frame["sample_id"].to_numpy(), frame["rank"].to_numpy()
-        except (KeyError, ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        except UnicodeDecodeError:  # its repr held 200 bytes of the file
+            raise ValueError(f"{paths['ranks']}: not a valid ranks file (not UTF-8 text); {again}") from None
+        except (KeyError, ValueError, pd.errors.ParserError) as exc:
             raise ValueError(f"{paths['ranks']}: not a valid ranks file ({exc!r}); {again}") from None
-        for column in ("sample_id", "target", "rank"):  # text here was reported as samples the runs do not share
+        # text here was reported as samples the runs do not share; a header alone (no rows) has no typed column,
+        # and was "not whole numbers": its row count is checked against the JSON below
+        for column in ("sample_id", "target", "rank") if len(frame) else ():
             if column in frame and not pd.api.types.is_integer_dtype(frame[column]):
                 raise ValueError(f"{paths['ranks']}: column {column} holds values that are not whole numbers; {again}")
         if frame["sample_id"].duplicated().any():
@@ -254,7 +259,9 @@ class EvalResult:
             payload = json.loads(paths["json"].read_text(encoding="utf-8"))
             stated = payload.get("samples")
             stated = None if stated is None else int(stated)
-        except (TypeError, ValueError, AttributeError, UnicodeDecodeError) as exc:
+        except UnicodeDecodeError:
+            raise ValueError(f"{paths['json']}: not a valid evaluation result (not UTF-8 text); {again}") from None
+        except (TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"{paths['json']}: not a valid evaluation result ({exc!r}); {again}") from None
         if stated is not None and stated != len(frame):
             raise ValueError(

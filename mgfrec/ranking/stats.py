@@ -99,6 +99,8 @@ def binomial_two_sided(k: int, n: int) -> float:
     log_comb = np.concatenate([[0.0], np.cumsum(np.log(n - i + 1.0) - np.log(i))])
     log_pmf = log_comb - n * math.log(2.0)
     tail = min(k, n - k)
+    if 2 * tail + 1 >= n:  # the middle outcome (or one of the two): every outcome is as likely or less, p is 1
+        return 1.0  # exactly, where the float sum gave 0.9999999999999998
     p = 2.0 * float(np.exp(log_pmf[: tail + 1]).sum())
     return min(1.0, p)
 

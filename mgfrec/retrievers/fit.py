@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from mgfrec.config.components import plugins_named
 from mgfrec.config.load import is_user_config, keep_user_config, write_resolved
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
@@ -82,7 +83,8 @@ def fit_baseline(ds: PreparedDataset, config: MGFRecConfig, out: str | Path, reg
     except BaseException:
         _put_back(out, aside, own)
         raise
-    extra = {"valid_ndcg@10": valid, "fit_seconds": round(seconds, 3)}
+    extra: dict = {"valid_ndcg@10": valid, "fit_seconds": round(seconds, 3)}
+    extra.update(plugins_named(config, reg))  # a run given where a package is missing names it
     if getattr(retriever, "best_epoch", None) is not None:
         extra["best_epoch"] = retriever.best_epoch
     if getattr(retriever, "stopped", None) is not None:  # why training ended (see retrievers.training.Budget)

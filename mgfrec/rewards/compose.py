@@ -11,7 +11,7 @@ from typing import Any
 
 from mgfrec.config.schema import RewardSpec
 from mgfrec.data.raw import shown
-from mgfrec.registry import Registry, call_component, class_path, registry
+from mgfrec.registry import Registry, call_component, class_path, registered_as, registry
 from mgfrec.rewards.base import Reward, RewardInput
 
 
@@ -45,15 +45,18 @@ class ComposedReward:
 def _finite(name: str, fn: Reward, raw: Any) -> float:
     """A reward's value as a float, refused in one line naming the reward when it is not a finite number: a NaN
     would train the policy into NaN weights, and a string failed far from the reward that returned it."""
-    where = f"reward '{name}' ({class_path(fn)})"
+
+    def where() -> str:  # named only for an error (with its package when it has one): not on every trajectory
+        return registered_as(fn, "reward") or f"reward '{name}' ({class_path(fn)})"
+
     try:
         if isinstance(raw, (str, bytes, bool)):  # float() would read "0.5" and True: neither is a number here
             raise TypeError
         value = float(raw)
     except (TypeError, ValueError, OverflowError):
-        raise ValueError(f"{where} returned {type(raw).__name__} {shown(raw)}; a reward returns a number") from None
+        raise ValueError(f"{where()} returned {type(raw).__name__} {shown(raw)}; a reward returns a number") from None
     if not math.isfinite(value):
-        raise ValueError(f"{where} returned {raw!r}; a reward returns a finite number")
+        raise ValueError(f"{where()} returned {raw!r}; a reward returns a finite number")
     return value
 
 

@@ -25,7 +25,7 @@ import signal
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +36,9 @@ from lightning.pytorch.trainer.states import TrainerStatus
 from mgfrec.agent.environment import build_environment
 from mgfrec.agent.final_ranking import FinalRanking
 from mgfrec.agent.samples import RecallOptions, recall_samples
-from mgfrec.config.components import check_components
+from mgfrec.config.components import check_components, plugins_named
 from mgfrec.config.load import load_config, write_resolved
-from mgfrec.config.schema import DEFAULT_RECALL_MODEL, MGFRecConfig
+from mgfrec.config.schema import MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.grounding.engine import check_top_k, load_grounding
 from mgfrec.models.policy import check_policy_source, load_policy
@@ -81,7 +81,7 @@ class FitOptions:
 
     init: str | None = None  # an SFT/agent run folder: its policy/ and recall run
     resume: bool = False
-    recall_model: str = DEFAULT_RECALL_MODEL
+    recall_model: str | None = None  # None: the config's retriever.model (--recall-model sets it)
     max_train_samples: int | None = None
     valid_samples: int = 100
     checkpoint_every: int = 1  # training steps between checkpoints
@@ -255,6 +255,8 @@ def run_fit(
     if isinstance(cfg.trainer.devices, int):  # early, before any work; the module checks again at fit start
         check_batch_split(cfg.trainer.global_batch_size, cfg.trainer.devices * cfg.trainer.num_nodes)
     reg = reg or registry()
+    if options.recall_model is None and options.init is None:  # the recall model is the config's retriever.model
+        options = replace(options, recall_model=cfg.retriever.model)  # as fit_start.json records it
     check_components(cfg, reg)  # names and options, before the recall model, the policy or any embedding
     build_reward(cfg.grpo.rewards, reg=reg)  # a reward that cannot be built (or none): named before the recall fit
     check_engine(cfg.rollout, reg)  # vLLM missing: one line now, not once an earlier run in OUT was retired
@@ -406,6 +408,7 @@ def run_fit(
         "processes": trainer.world_size,
         "replica_drift": drift,  # 0.0: every process ended with the same weights (data parallelism)
     }
+    extra.update(plugins_named(cfg))  # a run given where a package is missing names it
     if main:
         write_run_info(
             out,

@@ -36,8 +36,9 @@ from mgfrec.agent.environment import build_environment
 from mgfrec.agent.final_ranking import FinalRanking
 from mgfrec.agent.samples import RecallOptions, recall_samples
 from mgfrec.agent.trajectory import Trajectory
+from mgfrec.config.components import plugins_named
 from mgfrec.config.load import write_resolved
-from mgfrec.config.schema import DEFAULT_RECALL_MODEL, MGFRecConfig
+from mgfrec.config.schema import MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.eval.policy_eval import METRIC_COLUMNS, evaluate_policy
 from mgfrec.grounding.engine import check_top_k, load_grounding
@@ -46,7 +47,14 @@ from mgfrec.models.policy import check_policy_source, load_policy, preset_name, 
 from mgfrec.registry import Registry, registry, with_registry
 from mgfrec.rl.sft_data import Fallback, Teacher, synthesize
 from mgfrec.rollout.base import build_engine, check_engine, sync_weights
-from mgfrec.runs import RunInfo, check_output_run, retire_if_recall_inside, retire_run, write_metrics, write_run_info
+from mgfrec.runs import (
+    RunInfo,
+    check_output_run,
+    retire_if_recall_inside,
+    retire_run,
+    write_metrics,
+    write_run_info,
+)
 from mgfrec.text.prompts import AgentPrompts, keep_run_prompts
 from mgfrec.user_agents.base import check_user_agent, with_run_cache
 
@@ -58,7 +66,7 @@ it needs no training, so the warm start costs no SASRec fit."""
 class SFTOptions:
     """Settings of the warm start that are not part of the run config (the CLI's flags)."""
 
-    recall_model: str = DEFAULT_RECALL_MODEL
+    recall_model: str | None = None  # None: the config's retriever.model (--recall-model sets it)
     recall_run: str | None = None  # an existing baseline run folder; overrides recall_model
     epochs: int = 3
     lr: float = 2e-3
@@ -294,6 +302,7 @@ def run_sft(
         "untrained_valid": history[0],
         "seconds": round(seconds, 1),
     }
+    extra.update(plugins_named(cfg))  # a run given where a package is missing names it
     write_run_info(
         out,
         RunInfo(kind="agent", model="mgfrec-sft", data=str(ds.root.resolve()), data_checksum=ds.checksum, extra=extra),

@@ -91,6 +91,15 @@ def test_a_user_agent_that_answers_wrongly_is_named(grounding, tokenizer):
     traj.add_turn(*turn(tokenizer, "<think>x</think><ground>Rumours</ground>"))
     with pytest.raises(ValueError, match="Short.feedback returned 0 answers for 1 requests"):
         Environment(grounding, tokenizer, Short()).step([traj])
+    from mgfrec.registry import Registry, use_registry
+
+    reg = Registry.discover()
+    reg.add("user_agent", "u-short", Short)
+    traj = new_traj(tokenizer)
+    traj.add_turn(*turn(tokenizer, "<think>x</think><ground>Rumours</ground>"))
+    chosen = r"^user_agent 'u-short' \(.*Short, from python:.*\): feedback returned 0 answers"  # as it was chosen
+    with use_registry(reg), pytest.raises(ValueError, match=chosen):
+        Environment(grounding, tokenizer, Short()).step([traj])
 
     class Nones:  # a TypeError (a traceback in the CLI) where the short answer above was one line
         def feedback(self, requests):

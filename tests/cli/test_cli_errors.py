@@ -615,7 +615,11 @@ def test_an_ablation_and_a_flag_set_or_grid_giving_its_field_another_value_are_r
     assert "another value" not in output and "not a prepared data set" in output, output  # the same value
     grid = ["--grid", "agent.max_groundings=1,3", "--ablation", "no-multi-grounding"]
     code, output = invoke("sweep", "--data", data, "--out", tmp_path / "sweep", *grid)
-    one_error(code, output, "--grid agent.max_groundings gives it another value")
+    one_error(code, output, "sets agent.max_groundings=1 in every cell, so --grid agent.max_groundings would not vary")
+    # a grid of the preset's own value was "gives it another value" too, naming the same value
+    same = ["--grid", "user_agent.backend=none", "--ablation", "no-feedback"]
+    code, output = invoke("sweep", "--data", data, "--out", tmp_path / "sweep", *same)
+    one_error(code, output, "--grid user_agent.backend would not vary it")
 
 
 def test_fields_a_command_never_reads_are_noted_and_a_grid_over_them_refused(tmp_path):

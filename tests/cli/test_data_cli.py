@@ -296,3 +296,44 @@ def test_preparing_over_a_data_set_that_changes_it_says_its_runs_no_longer_match
     other = invoke("data", "prepare", "synthetic", "--out", out, *small, "--history-length", "5")
     text = flat(other.output)
     assert other.exit_code == 0 and "note: " in text and "runs made from it are refused by evaluate" in text, text
+
+
+@pytest.mark.reliability
+def test_a_config_for_another_source_gives_a_csv_folder_no_options_it_never_wrote(tmp_path, csv_folder):
+    # configs/paper/cds.yaml (amazon2023, category) given the shared csv folder: "data.options.category: Extra
+    # inputs are not permitted", naming neither source
+    config = tmp_path / "paper.yaml"
+    config.write_text("data:\n  source: amazon2023\n  options:\n    category: CDs_and_Vinyl\n", encoding="utf-8")
+    result = invoke("data", "prepare", csv_folder, "--out", tmp_path / "out", "--config", config)
+    assert result.exit_code == 0, result.output
+    assert f"note: --config {config} sets data.source amazon2023 with options category; SOURCE is read by the csv " in (
+        flat(result.output)
+    )
+    # a -o or --set of the options still decides, and is checked as given
+    bad = invoke("data", "prepare", csv_folder, "--out", tmp_path / "o2", "--config", config, "-o", "encodng=x")
+    assert bad.exit_code == 2 and "data.options.encodng" in flat(bad.output)
+
+
+def test_subsample_samples_accounts_for_what_it_drops(tmp_path):
+    # --subsample-users printed "interactions read = kept + dropped"; --subsample-samples printed nothing, and the
+    # manifest kept only the final counts
+    result = invoke("data", "prepare", "synthetic", "--out", tmp_path / "d", *SMALL_SYNTHETIC, "--subsample-samples", 5)
+    assert result.exit_code == 0, result.output
+    text = flat(result.output)
+    assert "subsample_samples: train " in text and "= kept 5 + dropped" in text
+    manifest = json.loads((tmp_path / "d" / "manifest.json").read_text())
+    for name, counts in manifest["subsample_samples"].items():
+        assert counts["kept"] == manifest["counts"]["samples"][name] == 5
+        assert counts["read"] == counts["kept"] + counts["dropped"]
+    stats = invoke("data", "stats", tmp_path / "d", "--json")
+    assert json.loads(stats.stdout)["subsample_samples"] == manifest["subsample_samples"]
+
+
+def test_a_config_with_options_and_no_source_keeps_them(tmp_path):
+    # a file holding only data.options (a csv delimiter) was taken as the defaults' synthetic source's, and dropped
+    raw = write_csv_folder(tmp_path / "semi", ITEMS.replace(",", ";"), INTERACTIONS.replace(",", ";"))
+    config = tmp_path / "semi.yaml"
+    config.write_text("data:\n  options:\n    delimiter: ';'\n", encoding="utf-8")
+    result = invoke("data", "prepare", raw, "--out", tmp_path / "out", "--config", config)
+    assert result.exit_code == 0, result.output
+    assert "note:" not in flat(result.output)

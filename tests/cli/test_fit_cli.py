@@ -356,3 +356,16 @@ def test_a_recall_size_or_batch_above_what_there_is_gets_a_note(data):
     text = " ".join(result.output.split())
     assert "note: retriever.recall_size 500 is above the catalogue's 80 items; each recall list holds all 80" in text
     assert "note: trainer.global_batch_size 8 is above the 3 train samples; each step takes all 3" in text
+
+
+@pytest.mark.reliability
+def test_recall_model_flag_and_set_retriever_model_are_one_field(tmp_path):
+    # --set retriever.model=pop was overwritten by --recall-model's default (sasrec fitted, config.yaml said so,
+    # without a word); now the flag sets that field, and the two disagreeing are refused before any work
+    result = invoke(
+        "--data", tmp_path, "--out", tmp_path / "o", "--recall-model", "pop", "--set", "retriever.model=bpr"
+    )
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "Traceback" not in text, text
+    assert "--recall-model pop and --set retriever.model=bpr set retriever.model to two values" in text
+    assert not (tmp_path / "o").exists()

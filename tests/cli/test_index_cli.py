@@ -131,3 +131,28 @@ def test_titles_the_embedder_reads_alike_are_counted_and_noted(tmp_path):
     report = json.loads(result.stdout)
     assert (report["distinct_vectors"], report["distinct_titles"], report["titles_sharing_a_vector"]) == (3, 4, 2)
     assert "note: 2 distinct titles share their vector with another title" in flat(result.stderr)
+    assert "emoji-only titles" in flat(result.stderr)  # MiniLM's reasons, for the built-in embedder
+
+
+def test_the_shared_vector_note_gives_minilms_reasons_only_for_the_built_in_embedder():
+    from mgfrec.cli.index import _why_alike
+    from mgfrec.config.schema import MGFRecConfig
+
+    assert "emoji-only" in _why_alike(MGFRecConfig())
+    assert _why_alike(MGFRecConfig.model_validate({"embedding": {"embedder": "hashdim"}})) == ""  # a plugin's own
+
+
+def test_a_cuda_device_without_cuda_is_refused_before_the_embedding_note(tmp_path):
+    # "no cached title vectors ...: embedding 5 titles first" came before "no CUDA device is visible"
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is visible here")
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "items.csv").write_text("item_id,title\ni1,Abbey Road\ni2,Kind of Blue\n")
+    (raw / "interactions.csv").write_text("user_id,item_id,timestamp\nu1,i1,1\nu1,i2,2\nu2,i2,3\nu2,i1,4\n")
+    assert invoke("data", "prepare", raw, "--out", tmp_path / "prepared").exit_code == 0
+    result = invoke("index", "build", tmp_path / "prepared", "--set", "embedding.device=cuda")
+    assert result.exit_code == 2 and "no CUDA device is visible" in flat(result.output)
+    assert "no cached title vectors" not in flat(result.output)

@@ -185,7 +185,7 @@ def test_a_deprecated_key_is_one_plain_warning_line_on_the_command_line(tmp_path
     )
     assert proc.returncode == 2  # the missing data folder, after the config was read
     lines = proc.stderr.strip().splitlines()
-    assert lines[0].startswith("warning: <defaults> with overrides: grpo.reward_options is deprecated")
+    assert lines[0].startswith("warning: the default config with flags or --set: grpo.reward_options is deprecated")
     assert "grpo.rewards: [ndcg, {name: hit-at-k, options: {k: 5}}, format]" in lines[0]
     assert "Traceback" not in proc.stderr and "pydantic" not in proc.stderr
 
@@ -244,7 +244,7 @@ def test_a_switched_components_leftover_options_get_a_hint(tmp_path):
     cfg = load_config(path, [], values)
     with pytest.raises(ValueError) as err:
         check_components(cfg, source=config_source(path, [], values))
-    assert "hnsw.yaml with overrides: grounding.options" in str(err.value)
+    assert "hnsw.yaml with flags or --set: grounding.options" in str(err.value)
     assert "--set grounding.options={} clears" in str(err.value)
     assert config_source(path, [], {"grounding.top_k": None}) == str(path)  # unset flags are no override
 

@@ -252,3 +252,25 @@ def test_a_setting_read_back_redacted_is_refused_naming_it_not_sent_to_the_serve
     with pytest.raises(ValueError, match=r"user_agent\.options\.extra_body\.api_key holds <redacted>"):
         check_components(back)
     check_components(option)
+
+
+def test_secrets_are_given_back_only_to_the_setting_they_were_given_for(tmp_path):
+    # matched leaf by leaf, a redacted key went to whatever redacted leaf sat at the same place: another grounder's
+    # api_key, or the other reward's of two listed in another order
+    from mgfrec.config.load import load_config, with_secrets_of, write_resolved
+
+    url = "http://alice:PW1@127.0.0.1:1/v1"
+    trained = load_config(
+        None, ["grounding.grounder=faiss", "grounding.options={api_key: K1}", f"user_agent.base_url={url}"]
+    )
+    write_resolved(trained, tmp_path)
+    read_back = load_config(tmp_path / "config.yaml")
+    assert "PW1" not in read_back.user_agent.base_url and read_back.grounding.options["api_key"] == "<redacted>"
+    back = with_secrets_of(read_back, trained)
+    assert back.user_agent.base_url == url and back.grounding.options["api_key"] == "K1"
+    other = load_config(
+        None, ["grounding.grounder=hnswlib", "grounding.options={api_key: K2}", f"user_agent.base_url={url}"]
+    )
+    mixed = with_secrets_of(read_back, other)
+    assert mixed.grounding.grounder == "faiss" and mixed.grounding.options["api_key"] == "<redacted>"  # not K2
+    assert mixed.user_agent.base_url == url  # its own section is the same setting

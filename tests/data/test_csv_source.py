@@ -218,6 +218,15 @@ def test_bytes_utf16_cannot_decode_name_the_file_and_line(tmp_path, skip_bad):
         CsvSource(CsvOptions(encoding="utf-16")).load(folder, skip_bad=skip_bad)
 
 
+@pytest.mark.parametrize("skip_bad", [False, True])
+def test_a_utf8_file_read_as_utf16_names_the_file(tmp_path, skip_bad):
+    # utf-16 without a byte order mark raised a plain UnicodeError: "error: UTF-16 stream does not start with BOM",
+    # naming no file, when one of the two files was still utf-8
+    folder = write(tmp_path / "data", items="item_id,title\ni1,Alpha\n".encode("utf-16"), interactions=b"user_id\n")
+    with pytest.raises(BadInputError, match=r"interactions\.csv:1: not utf-16 text \(.*BOM\); is this file in another"):
+        CsvSource(CsvOptions(encoding="utf-16")).load(folder, skip_bad=skip_bad)
+
+
 @pytest.mark.reliability
 @pytest.mark.parametrize(
     ("option", "message"),
@@ -408,6 +417,18 @@ def test_an_interaction_of_an_item_dropped_from_items_csv_says_why_it_is_gone(tm
     )
 
 
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [(b"i4,Beta, Deluxe,rock\n", "wrong_field_count"), (b"i4,B\xe9ta,rock\n", "bad_encoding")],
+)
+def test_an_item_row_dropped_for_its_shape_is_named_by_its_interactions(tmp_path, row, reason):
+    # only an empty title was recorded: these said "item_id 'i4' is not in the item table" for a row items.csv holds
+    folder = write(tmp_path / "data", items=ITEMS + row, interactions=INTERACTIONS + b"u2,i4,4,5\n")
+    rep = CsvSource().load(folder, skip_bad=True).report.files["interactions.csv"]
+    assert rep.read == rep.kept + rep.dropped_total and dict(rep.dropped) == {"dropped_item": 1}
+    assert rep.examples["dropped_item"].endswith(f"item_id 'i4' was dropped from items.csv ({reason}, line 5)")
+
+
 def test_a_line_of_spaces_is_blank_and_another_files_delimiter_is_named(tmp_path):
     """A trailing line of spaces was "1 fields, header has 3"; a tab-separated file was only "missing column(s)"."""
     folder = write(tmp_path / "data", items=ITEMS + b"   \n")
@@ -435,3 +456,12 @@ def test_an_id_that_differs_only_in_unicode_normalisation_is_named_as_such(tmp_p
     )
     with pytest.raises(BadInputError, match=r"only in Unicode normalisation"):
         CsvSource().load(folder, skip_bad=False)
+
+
+def test_a_header_in_other_case_gets_the_rename_hint(tmp_path):
+    # "missing column(s) item_id, title; header is Item_ID, Title" said nothing of the case
+    folder = write(tmp_path / "data", items=b"Item_ID,Title\ni1,Alpha\n")
+    with pytest.raises(
+        BadInputError, match=r"column names are case-sensitive: rename Item_ID -> item_id, Title -> title"
+    ):
+        CsvSource(CsvOptions()).load(folder, skip_bad=False)

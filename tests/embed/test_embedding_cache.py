@@ -239,3 +239,18 @@ def test_an_unwritable_default_place_warns_and_writes_nothing(ds, minilm, monkey
     with pytest.raises(ValueError, match=r"embedding.cache_dir .*: cannot write there \(Permission denied\)"):
         cached_item_embeddings(ds, EmbeddingConfig(cache_dir=str(Path(ds.root) / "mine")), counting)
     assert counting.calls == []
+
+
+def test_two_plugin_embedders_reporting_one_model_id_never_share_vectors(minilm):
+    # a plugin embedder reporting the built-in's model_id and settings read its cached vectors (and another
+    # plugin's): the key held only model_id and settings
+    class Same:
+        model_id, settings = minilm.model_id, dict(minilm.settings)
+
+    class Other(Same):
+        pass
+
+    keys = [cache_key(e, TITLES) for e in (minilm, Same(), Other())]
+    assert "component" not in keys[0]  # the built-in's key, and so its existing caches, unchanged
+    assert keys[1]["component"].endswith("Same") and keys[2]["component"].endswith("Other")
+    assert keys[0] != keys[1] != keys[2]

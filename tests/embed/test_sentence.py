@@ -132,3 +132,17 @@ def test_unavailable_hub_model_fails_on_first_use_with_a_hint(monkeypatch):
     embedder = SentenceTransformerEmbedder(EmbeddingConfig(model="mgfrec-tests/no-such-model"))
     with pytest.raises(ValueError, match=r"(?s)embedding.model 'mgfrec-tests/no-such-model'.*HF_HUB_OFFLINE"):
         embedder.encode(["x"])
+
+
+def test_a_cuda_device_without_cuda_is_refused_before_the_cache_says_it_embeds():
+    # index build said "embedding 1,500 titles first" and only then refused the device
+    import torch
+
+    from mgfrec.config.schema import EmbeddingConfig
+    from mgfrec.embed.sentence import SentenceTransformerEmbedder
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is visible here")
+    embedder = SentenceTransformerEmbedder(EmbeddingConfig(device="cuda:1"))  # a cache hit needs no device
+    with pytest.raises(ValueError, match=r"^embedding.device 'cuda:1': no CUDA device is visible"):
+        embedder.check_ready()

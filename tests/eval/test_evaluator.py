@@ -75,6 +75,21 @@ def test_evaluate_refuses_a_scorer_for_another_catalogue(tiny_ds):
         evaluate(FixedScorer(np.zeros(N_ITEMS + 1)), tiny_ds, "test", FAST)
 
 
+def test_a_registered_retriever_with_too_few_columns_is_named_with_its_package(tiny_ds):
+    from mgfrec.registry import Registry, use_registry
+
+    class Narrow(FixedScorer):
+        pass
+
+    reg = Registry.discover()
+    reg.add("retriever", "narrow", Narrow)
+    with use_registry(reg), pytest.raises(ValueError) as err:
+        evaluate(Narrow(np.zeros(N_ITEMS - 1)), tiny_ds, "test", FAST)
+    message = str(err.value)
+    assert message.startswith("retriever 'narrow' (") and ", from python:" in message, message
+    assert f"scores returned {N_ITEMS - 1} columns but the data set has {N_ITEMS} items" in message
+
+
 def test_rank_targets_refuses_wrong_shapes_and_targets():
     class Wrong:
         def scores(self, histories):
@@ -143,6 +158,12 @@ def test_a_damaged_or_mismatched_ranks_file_is_named(tiny_ds, tmp_path):
         EvalResult.load(tmp_path, "test")
     paths["ranks"].write_text("nothing,useful\n1,2\n")
     with pytest.raises(ValueError, match=r"ranks_test.csv: not a valid ranks file"):
+        EvalResult.load(tmp_path, "test")
+    paths["ranks"].write_text(rows[0] + "\n")  # a header alone: was "column sample_id holds ... not whole numbers"
+    with pytest.raises(ValueError, match=r"ranks_test.csv: 0 rows, but eval_test.json says"):
+        EvalResult.load(tmp_path, "test")
+    paths["ranks"].write_bytes(b"\xff\xfe\x00garbage" * 30)  # its UnicodeDecodeError's repr held the bytes
+    with pytest.raises(ValueError, match=r"ranks_test.csv: not a valid ranks file \(not UTF-8 text\); evaluate"):
         EvalResult.load(tmp_path, "test")
 
 

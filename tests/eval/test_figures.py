@@ -505,3 +505,33 @@ def test_a_metrics_file_that_cannot_be_drawn_is_one_line(tmp_path, text, message
     result = CliRunner().invoke(app, [str(tmp_path / "run"), "--out", str(tmp_path / "fig")])
     assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
     assert not (tmp_path / "fig").exists()
+
+
+def test_a_backend_name_matplotlib_does_not_know_does_not_break_the_figures():
+    # MPLBACKEND=nosuch failed matplotlib's import: a traceback of mgfrec figures, which draws files with Agg anyway
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import os\nimport mgfrec.eval.figures\nimport matplotlib\n"
+        "print(matplotlib.get_backend(), os.environ['MPLBACKEND'])"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "MPLBACKEND": "nosuch"}
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.lower().split() == ["agg", "nosuch"]  # drawn with Agg; the variable kept for other programs
+
+
+def test_mean_rank_vs_limit_names_a_finished_cell_without_ranks_and_refuses_a_nan_rank(tmp_path):
+    # a finished cell without ranks_valid.csv was dropped from Fig. 5 without a word (Figs. 7-8 still drew it);
+    # a NaN rank was averaged around
+    write_sweep(tmp_path / "sweep")
+    ranks = tmp_path / "sweep" / "agent.max_groundings=3" / "ranks_valid.csv"
+    ranks.unlink()
+    with pytest.raises(ValueError, match=r"finished cell\(s\) agent.max_groundings=3 hold no ranks_valid.csv"):
+        mean_rank_by_limit(tmp_path / "sweep")
+    ranks.write_text("sample_id,target,rank\n0,1,5\n1,2,\n")
+    with pytest.raises(ValueError, match=r"ranks_valid.csv: column rank holds values that are not numbers"):
+        mean_rank_by_limit(tmp_path / "sweep")

@@ -161,3 +161,27 @@ def test_one_path_given_as_the_runs_is_refused(runs):
     """It was read letter by letter, and refused as "a run folder is named twice"."""
     with pytest.raises(TypeError, match="runs: give a list of run folders, not one path"):
         build_report(str(runs["constant"]), "test", config=FAST)
+
+
+def test_a_bootstrap_too_small_to_mark_anything_says_so(runs):
+    # with B <= 1/alpha - 1 resamples the bootstrap p-value is never below alpha: the legend read as usual
+    few = build_report([runs["constant"], runs["oracle"]], "test", config=EvalConfig(bootstrap_samples=19))
+    assert any("With 19 resamples the bootstrap p-value cannot fall below alpha=0.05" in n for n in few.notes())
+    assert any("give at least 20" in n for n in few.notes())
+    enough = build_report([runs["constant"], runs["oracle"]], "test", config=EvalConfig(bootstrap_samples=20))
+    assert not any("cannot fall below alpha" in n for n in enough.notes())
+
+
+def test_the_caption_of_hidden_metrics_says_where_they_are(runs):
+    # without --out it pointed at "the report files", which nothing had written
+    from rich.console import Console
+
+    rep = build_report([runs["constant"], runs["oracle"]], "test", config=FAST)
+
+    def caption(files):
+        console = Console(width=200, record=True)
+        console.print(rep.table(60, files=files))
+        return " ".join(console.export_text().split())
+
+    assert "in the report files" in caption(True)
+    assert "not shown; --out DIR or --json gives every metric" in caption(False)

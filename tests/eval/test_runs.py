@@ -106,3 +106,11 @@ def test_a_data_mismatch_names_where_the_data_set_came_from(tiny_ds, tmp_path):
     with pytest.raises(ValueError, match=r"^the agent run's data set .*refit .* or use the data set it was") as err:
         load_retriever(run, other)
     assert "--data" not in str(err.value)
+
+
+def test_a_report_of_a_path_that_is_not_there_says_so(tmp_path):
+    # "nosuch/eval_test.json: missing; run 'mgfrec evaluate nosuch ...'" for a typo
+    from mgfrec.eval.runs import result_for_run
+
+    with pytest.raises(FileNotFoundError, match=r"nosuch: not a run folder \(no such file or folder\)"):
+        result_for_run(tmp_path / "nosuch", "test", evaluate_missing=False)

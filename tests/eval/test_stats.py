@@ -163,3 +163,34 @@ def test_runs_over_other_samples_name_only_the_side_that_has_extra_ones():
     assert "0 only in A, 1 only in B (e.g. [3])" in str(caught.value) and "[])" not in str(caught.value)
     # and the cheap way to pair them: the report cut to the smaller one's subsample, not a full agent evaluation
     assert "A holds a subsample of the other's" in str(caught.value) and "report --limit 2" in str(caught.value)
+
+
+def test_two_runs_of_one_method_on_different_samples_are_named_by_their_runs():
+    # "mgfrec (3 samples) and mgfrec (17 samples) ... 14 only in mgfrec": the runs' names were given and not used
+    from mgfrec.ranking.results import EvalResult
+
+    def result(ids):
+        return EvalResult(
+            method="mgfrec",
+            split="valid",
+            ranks=np.ones(len(ids), dtype=np.int64),
+            sample_ids=np.asarray(ids),
+            metrics={},
+            ci={},
+            ks=(10,),
+            bootstrap_samples=10,
+            confidence=0.95,
+            seed=0,
+        )
+
+    with pytest.raises(MismatchedSamplesError) as caught:
+        result([1, 2, 3]).compare(result([1, 2, 3, 4]), names=("cellA", "cellB"))
+    assert "cellA (3 samples) and cellB (4 samples)" in str(caught.value) and "1 only in cellB" in str(caught.value)
+
+
+def test_the_sign_test_of_a_middle_outcome_is_exactly_one():
+    # k = (n - 1) / 2 summed to 0.9999999999999998 in floats; scipy's binomtest says 1.0
+    from mgfrec.ranking.stats import binomial_two_sided
+
+    assert [binomial_two_sided(k, n) for k, n in [(14, 29), (3, 7), (5, 10), (1, 3)]] == [1.0, 1.0, 1.0, 1.0]
+    assert binomial_two_sided(2, 7) == pytest.approx(0.453125, abs=1e-15)

@@ -271,6 +271,13 @@ def test_a_component_typo_in_the_grid_fails_before_any_cell_runs(tmp_path):
     assert cells.calls == [] and not (tmp_path / "sweep.json").exists()
 
 
+class FakeData:
+    """A prepared data set as the cell runner reads it: its checksum and split sizes (one sample each)."""
+
+    def __init__(self, root):
+        self.root, self.checksum, self.counts = root, "c0", {"samples": {"train": 1, "valid": 1, "test": 1}}
+
+
 def test_default_runner_resumes_from_a_checkpoint_and_skips_a_finished_fit(tmp_path, monkeypatch):
     """fit_and_evaluate: resume only when a checkpoint exists and run.json does not; evaluate missing splits."""
     import mgfrec.eval.runs as runs_mod
@@ -280,15 +287,18 @@ def test_default_runner_resumes_from_a_checkpoint_and_skips_a_finished_fit(tmp_p
 
     def fake_fit(data, out, cfg, options, **_):
         fits.append(options.resume)
-        write_resolved(cfg, out)  # as run_fit does
-        (out / "run.json").write_text("{}")
+        from mgfrec.runs import RunInfo, write_run_info
 
-    def fake_eval(out, split, config, limit=None):
+        write_resolved(cfg, out)  # as run_fit does
+        write_run_info(out, RunInfo(kind="agent", model="mgfrec", data="data", data_checksum="c0"))
+
+    def fake_eval(out, split, config, limit=None, secrets_from=None):
         evals.append(split)
-        (out / f"eval_{split}.json").write_text(json.dumps({"ndcg_full": 0.2, "ci": {}}))
+        (out / f"eval_{split}.json").write_text(json.dumps({"ndcg_full": 0.2, "ci": {}, "samples": 1}))
 
     monkeypatch.setattr(fit_mod, "run_fit", fake_fit)
     monkeypatch.setattr(runs_mod, "evaluate_run", fake_eval)
+    monkeypatch.setattr("mgfrec.data.prepared.PreparedDataset", FakeData)
     runner = sweep_mod.fit_and_evaluate("data", None, ("valid", "test"))
     cell = tmp_path / "cell"
     (cell / "checkpoints").mkdir(parents=True)
@@ -319,7 +329,10 @@ def test_cli_sweep_with_the_documented_flags(tmp_path, monkeypatch):
 
     monkeypatch.setattr(sweep_mod, "fit_and_evaluate", fake_factory)
     monkeypatch.setattr("mgfrec.rl.fit.start_point", lambda options, ds: None)  # no data set or --init run here
-    monkeypatch.setattr("mgfrec.data.prepared.PreparedDataset", lambda root: root)
+    from types import SimpleNamespace
+
+    monkeypatch.setattr("mgfrec.data.prepared.PreparedDataset", lambda root: SimpleNamespace(root=root, checksum="c0"))
+    monkeypatch.setattr("mgfrec.runs.read_run_info", lambda run: SimpleNamespace(created="t0"))  # --init's
     app = typer.Typer()
     app.command()(sweep_command)
     out = tmp_path / "sweep-mg"
@@ -373,6 +386,27 @@ def test_cli_sweep_refuses_a_wrong_data_or_init_once_before_any_cell(tmp_path):
         assert not out.exists()
 
 
+@pytest.mark.reliability
+def test_cli_sweep_refuses_grid_fields_its_cells_never_read(tmp_path):
+    # each cell was named for a value it never used: --init's recall run took the place of retriever.*, and
+    # --eval-split the place of eval.split
+    app = typer.Typer()
+    app.command()(sweep_command)
+    base = ["--data", str(tmp_path / "data"), "--out", str(tmp_path / "sweep")]
+    for flags, words in [
+        (
+            ["--grid", "retriever.model=pop,bpr", "--init", str(tmp_path / "sft")],
+            f"--grid retriever.model with --init {tmp_path / 'sft'}: every cell uses --init's recall run",
+        ),
+        (["--grid", "retriever.hidden_size=8,16", "--init", "x"], "--grid retriever.hidden_size with --init x"),
+        (["--grid", "eval.split=valid,test"], "--grid eval.split: the cells are evaluated on --eval-split"),
+    ]:
+        result = CliRunner().invoke(app, [*base, *flags])
+        text = " ".join(result.output.split())
+        assert result.exit_code == 2 and words in text and "Traceback" not in text, text
+        assert not (tmp_path / "sweep").exists()
+
+
 @pytest.mark.slow
 def test_real_fit_and_evaluate_cell_on_a_tiny_synthetic_set(tmp_path):
     """One real cell end to end: run_fit for one step, the agent evaluation, the summary and the figures."""
@@ -415,6 +449,67 @@ def test_real_fit_and_evaluate_cell_on_a_tiny_synthetic_set(tmp_path):
     assert 0.0 <= rows[0]["ndcg_full"] <= 1.0 and rows[0]["format_valid"] is not None
     assert len(figures_for(tmp_path / "sweep", tmp_path / "fig")) == 2
     assert len(figures_for(cell, tmp_path / "fig")) >= 2
+
+
+class KeyedExact:
+    """A plugin grounder that takes a credential (a hosted index): exact L2 search."""
+
+    from pydantic import BaseModel as _Base
+
+    class Options(_Base):
+        api_key: str = ""
+
+    def __init__(self, item_embeddings, options=None):
+        import numpy as np
+
+        self.items = np.asarray(item_embeddings, dtype=np.float64)
+
+    def search(self, queries, k):
+        import numpy as np
+
+        dist = np.linalg.norm(np.asarray(queries)[:, None, :] - self.items[None], axis=2)
+        order = np.argsort(dist, axis=1, kind="stable")[:, :k]
+        return order, np.take_along_axis(dist, order, axis=1).astype(np.float32)
+
+
+@pytest.mark.slow
+@pytest.mark.reliability
+def test_a_real_cell_fits_the_grids_recall_model_and_evaluates_with_the_secret_it_trained_with(tmp_path):
+    # --grid retriever.model=pop fitted sasrec in every cell (the cell named for a model it never used), and a cell
+    # whose config holds a secret trained, then failed its evaluation on the <redacted> its config.yaml records
+    from mgfrec.config.schema import DataConfig, EvalConfig, GRPOConfig, TrainerConfig
+    from mgfrec.data.prepared import prepare
+    from mgfrec.registry import Registry, use_registry
+    from mgfrec.rl.fit import FitOptions
+    from mgfrec.runs import read_run_info
+
+    secret = "sk-live-sweep-0123456789"
+    options = {"n_users": 40, "n_items": 80, "n_artists": 10, "max_length": 6}
+    ds = prepare(DataConfig(source="synthetic", options=options), tmp_path / "data")
+    template = tmp_path / "system.txt"
+    template.write_text("Think in <think> </think>, search with <ground> </ground>, answer with <answer> </answer>.")
+    cfg = MGFRecConfig.model_validate(
+        {
+            "agent": {"template": str(template), "max_new_tokens_per_turn": 16, "max_new_tokens_total": 48},
+            "retriever": {"recall_size": 5},
+            "grounding": {"grounder": "keyed", "top_k": 3, "options": {"api_key": secret}},
+            "grpo": GRPOConfig(group_size=2, kl_beta=0.0).model_dump(),
+            "trainer": TrainerConfig(max_steps=1, global_batch_size=2, micro_batch_size=4).model_dump(),
+            "eval": EvalConfig(bootstrap_samples=20).model_dump(),
+        }
+    )
+    reg = Registry.discover()
+    reg.add("grounder", "keyed", KeyedExact)
+    runner = sweep_mod.fit_and_evaluate(ds.root, FitOptions(valid_samples=2), ("valid",), 4)
+    with use_registry(reg):
+        rows = run_sweep(cfg, {"retriever.model": ["pop"]}, tmp_path / "sweep", runner)
+    assert rows[0]["status"] == "finished", rows[0]["error"]
+    cell = tmp_path / "sweep" / "retriever.model=pop"
+    assert read_run_info(cell / "recall").model == "pop"  # the grid's, not --recall-model's default
+    assert load_config(cell / "config.yaml").retriever.model == "pop"
+    assert (cell / "eval_valid.json").is_file()
+    leaked = [p for p in (tmp_path / "sweep").rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+    assert leaked == []
 
 
 def test_cells_evaluated_on_different_samples_say_so_and_names_stay_whole(tmp_path):
@@ -554,3 +649,224 @@ def test_a_cell_made_by_an_earlier_mgfrec_is_named_so_and_reused_with_the_settin
     again = FakeCells()
     rows = run_sweep(load_config(None, ["agent.max_feedback_tokens=null"]), grid, tmp_path, again)
     assert again.calls == [] and [r["status"] for r in rows] == ["finished"]
+
+
+@pytest.mark.reliability
+def test_a_second_sweep_into_a_running_sweeps_folder_is_refused(tmp_path):
+    # two sweeps on one --out both exited 0, each training the same cells into the same folders at once
+    import subprocess
+    import sys
+
+    out = tmp_path / "sweep"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time\n"
+            f"fd = os.open({str(out)!r}, os.O_RDONLY); fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "print('held', flush=True); time.sleep(60)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        cells = FakeCells()
+        with pytest.raises(ValueError, match=rf"^--out {re.escape(str(out))}: another mgfrec sweep is running in it"):
+            run_sweep(MGFRecConfig(), {"agent.max_groundings": [1]}, out, cells)
+        assert cells.calls == [] and list(out.iterdir()) == []
+    finally:
+        holder.kill()
+        holder.wait()
+    run_sweep(MGFRecConfig(), {"agent.max_groundings": [1]}, out, cells)  # the lock went with its process
+    assert cells.calls == [1]
+
+
+@pytest.mark.reliability
+def test_a_template_edited_in_place_does_not_pass_for_the_finished_cells(tmp_path):
+    # sweep.json's digest held the template's path: the edited text reused the cells trained on the old one
+    template = tmp_path / "tpl.txt"
+    template.write_text("Think, then answer with <answer> </answer>.", encoding="utf-8")
+    base = load_config(None, [f"agent.template={template}"])
+    out, grid = tmp_path / "sweep", {"agent.max_groundings": [1]}
+    run_sweep(base, grid, out, FakeCells())
+    template.write_text("Answer at once with <answer> </answer>.", encoding="utf-8")
+    again = FakeCells()
+    with pytest.raises(ValueError, match=r"was made with other settings \(the base --config or --set changed"):
+        run_sweep(base, grid, out, again)
+    assert again.calls == []
+
+
+@pytest.mark.reliability
+def test_data_prepared_again_or_init_trained_again_is_named_for_the_finished_cells(tmp_path):
+    # only paths were recorded: cells of the old and the new data (or --init) were mixed in one summary
+    grid, out = {"agent.max_groundings": [1]}, tmp_path / "sweep"
+    settings = {"data": "/d", "inputs": {"data_checksum": "aaa", "init_created": "t1"}}
+    run_sweep(MGFRecConfig(), grid, out, FakeCells(), settings=settings)
+    for inputs, words in [
+        ({"data_checksum": "bbb", "init_created": "t1"}, "--data was prepared again since"),
+        ({"data_checksum": "aaa", "init_created": "t2"}, "--init was trained again since"),
+    ]:
+        cells = FakeCells()
+        with pytest.raises(ValueError, match=re.escape(words)):
+            run_sweep(MGFRecConfig(), grid, out, cells, settings={**settings, "inputs": inputs})
+        assert cells.calls == []
+    same = FakeCells()
+    run_sweep(MGFRecConfig(), grid, out, same, settings=settings)
+    assert same.calls == []
+    record = read_sweep(out)  # a sweep of before recorded no inputs: not compared on them
+    for entry in record["cells"].values():
+        entry.pop("inputs")
+    (out / "sweep.json").write_text(json.dumps(record))
+    run_sweep(MGFRecConfig(), grid, out, same, settings={**settings, "inputs": {"data_checksum": "ccc"}})
+    assert same.calls == []
+
+
+@pytest.mark.reliability
+def test_deleting_a_damaged_sweep_json_or_a_cells_folder_does_what_the_messages_say(tmp_path):
+    grid, out = {"agent.max_groundings": [1, 3]}, tmp_path / "sweep"
+    run_sweep(MGFRecConfig(), grid, out, FakeCells())
+    (out / "sweep.json").write_text('{"cells": {', encoding="utf-8")
+    with pytest.raises(ValueError, match="delete it to start the sweep record again"):
+        run_sweep(MGFRecConfig(), grid, out, FakeCells())
+    (out / "sweep.json").unlink()  # as told: it refused the folder then ("holds folders that are not a sweep's")
+    again = FakeCells()
+    rows = run_sweep(MGFRecConfig(), grid, out, again)
+    assert [r["status"] for r in rows] == ["finished", "finished"]
+    import shutil
+
+    shutil.rmtree(out / "agent.max_groundings=3")  # a finished cell's folder deleted: it was still "finished"
+    retrained = FakeCells()
+    run_sweep(MGFRecConfig(), grid, out, retrained)
+    assert retrained.calls == [3] and (out / "agent.max_groundings=3" / "eval_valid.json").is_file()
+
+
+@pytest.mark.reliability
+def test_the_real_cell_runner_names_a_damaged_or_derived_run_and_evaluates_a_damaged_result_again(
+    tmp_path, monkeypatch
+):
+    import mgfrec.eval.runs as runs_mod
+    import mgfrec.rl.fit as fit_mod
+    from mgfrec.runs import RunInfo, write_run_info
+
+    evals, said = [], []
+
+    def fake_eval(out, split, config, limit=None, secrets_from=None):
+        evals.append(split)
+        (out / f"eval_{split}.json").write_text(json.dumps({"ndcg_full": 0.3, "ci": {}, "samples": 1}))
+
+    monkeypatch.setattr(fit_mod, "run_fit", lambda *a, **k: pytest.fail("a finished fit is not trained again"))
+    monkeypatch.setattr(runs_mod, "evaluate_run", fake_eval)
+    monkeypatch.setattr("mgfrec.data.prepared.PreparedDataset", FakeData)
+    runner = sweep_mod.fit_and_evaluate("data", None, ("valid",), say=said.append)
+    cell = tmp_path / "cell"
+    write_resolved(MGFRecConfig(), cell)
+    write_run_info(cell, RunInfo(kind="agent", model="mgfrec", data="d", data_checksum="c0"))
+    (cell / "eval_valid.json").write_text('{"ndcg_full": 0.', encoding="utf-8")  # every rerun failed on it
+    assert runner(MGFRecConfig(), cell)["ndcg_full"] == 0.3 and evals == ["valid"]
+    assert any("eval_valid.json cannot be read; the cell is evaluated again" in s for s in said)
+    (cell / "run.json").write_text('{"kind": "agent",', encoding="utf-8")  # was taken as a finished fit
+    with pytest.raises(ValueError, match=r"run.json: not a valid run file"):
+        runner(MGFRecConfig(), cell)
+    write_run_info(
+        cell,
+        RunInfo(kind="agent", model="mgfrec (x, eval-time)", data="d", data_checksum="c", extra={"trained_run": "/r"}),
+    )
+    with pytest.raises(ValueError, match=r"holds a derived run \(mgfrec derive of /r\), not a fit of this cell"):
+        runner(MGFRecConfig(), cell)
+
+
+@pytest.mark.reliability
+def test_a_grid_field_beside_its_own_section_and_an_overlong_cell_name_are_refused():
+    # the cell was named for agent.max_groundings=2 and ran with the section's 3; a name over 255 bytes failed
+    # every cell at run time ("File name too long"), and "run again to retry" could not help
+    with pytest.raises(ConfigError, match=r"grid fields agent and agent.max_groundings: the first sets the second"):
+        build_grid(["agent.max_groundings=2", "agent={max_groundings: 3}"])
+    with pytest.raises(ConfigError, match=r"would be \d+ bytes long, above the 255 a file name may have"):
+        grid_cells({"agent.template": ["/" + "x" * 300 + "/a.txt"]})
+
+
+def test_the_record_says_which_split_the_summary_and_its_curves_read(tmp_path, monkeypatch):
+    # Figs. 7-8 were titled "ndcg_full vs field" whatever split the cells were evaluated on
+    import matplotlib.axes
+
+    from mgfrec.eval.figures import plot_sweep
+
+    grid, settings = {"agent.max_groundings": [1, 3]}, {"eval_splits": ["valid"]}
+    run_sweep(MGFRecConfig(), grid, tmp_path, FakeCells(), settings=settings)
+    assert read_sweep(tmp_path)["summary_split"] == "valid"
+    seen, original = {}, matplotlib.axes.Axes.set
+
+    def spy(self, **kw):
+        seen.update(kw)
+        return original(self, **kw)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "set", spy)
+    plot_sweep(tmp_path, tmp_path / "fig")
+    assert seen["ylabel"] == "ndcg_full (valid)"
+
+
+@pytest.mark.reliability
+def test_a_cell_folder_without_a_record_is_checked_against_this_sweeps_settings(tmp_path, monkeypatch):
+    # once sweep.json was deleted, a cell fitted under other settings (--max-train-samples, another data set, another
+    # --eval-limit) was reused and recorded under the new ones; under --init every such cell was refused for the
+    # recall model its fit derives from --init
+    import mgfrec.eval.runs as runs_mod
+    import mgfrec.rl.fit as fit_mod
+    from mgfrec.rl.fit import FitOptions
+    from mgfrec.rl.resume import START_FILE, start_options
+    from mgfrec.runs import RunInfo, write_run_info
+
+    class TenValid(FakeData):
+        def __init__(self, root):
+            super().__init__(root)
+            self.counts = {"samples": {"train": 10, "valid": 10, "test": 10}}
+
+    evals, said = [], []
+
+    def fake_eval(out, split, config, limit=None, secrets_from=None):
+        evals.append(limit)
+        (out / f"eval_{split}.json").write_text(json.dumps({"ndcg_full": 0.3, "ci": {}, "samples": limit or 10}))
+
+    monkeypatch.setattr(fit_mod, "run_fit", lambda *a, **k: pytest.fail("a finished fit is not trained again"))
+    monkeypatch.setattr(runs_mod, "evaluate_run", fake_eval)
+    monkeypatch.setattr("mgfrec.data.prepared.PreparedDataset", TenValid)
+    cell = tmp_path / "cell"
+    write_resolved(load_config(None, ["retriever.model=pop"]), cell)
+    write_run_info(cell, RunInfo(kind="agent", model="mgfrec", data="d", data_checksum="c0"))
+    (cell / START_FILE).write_text(json.dumps(start_options(FitOptions(recall_model="pop"))))
+    (cell / "eval_valid.json").write_text(json.dumps({"ndcg_full": 0.2, "ci": {}, "samples": 10}))
+    pop = load_config(None, ["retriever.model=pop"])
+    runner = sweep_mod.fit_and_evaluate("data", FitOptions(max_train_samples=3), ("valid",), 4, say=said.append)
+    with pytest.raises(
+        ValueError, match=r"cell: holds a fit started with other settings \(max_train_samples: None -> 3\)"
+    ):
+        runner(pop, cell)
+    runner = sweep_mod.fit_and_evaluate("data", FitOptions(), ("valid",), 4, say=said.append)
+    assert runner(pop, cell)["ndcg_full"] == 0.3 and evals == [4]  # 10 stored samples, not --eval-limit 4
+    assert any("holds 10 samples, not this sweep's 4; evaluated again" in s for s in said)
+    write_run_info(cell, RunInfo(kind="agent", model="mgfrec", data="d", data_checksum="other"))
+    with pytest.raises(ValueError, match=r"cell: holds a fit made on another data set than --data data"):
+        runner(pop, cell)
+    # under --init the fit's config.yaml holds --init's recall model (pop), the cell config the base's (sasrec)
+    write_run_info(cell, RunInfo(kind="agent", model="mgfrec", data="d", data_checksum="c0"))
+    init = FitOptions(init=str(tmp_path / "sft"))
+    (cell / START_FILE).write_text(json.dumps(start_options(init)))
+    runner = sweep_mod.fit_and_evaluate("data", init, ("valid",), 4, say=said.append)
+    assert runner(MGFRecConfig(), cell)["ndcg_full"] == 0.3
+
+
+def test_a_file_system_without_locks_warns_instead_of_refusing_every_sweep(tmp_path, monkeypatch):
+    # any flock error read as "another mgfrec sweep is running": on a mount without locks no sweep could run
+    import errno
+    import fcntl
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    cells = FakeCells()
+    with pytest.warns(UserWarning, match="its file system takes no lock"):
+        run_sweep(MGFRecConfig(), {"agent.max_groundings": [1]}, tmp_path / "sweep", cells)
+    assert cells.calls == [1]

@@ -215,6 +215,12 @@ class NanDistances(SearchOnly):
         return order, np.full_like(dist, np.nan)
 
 
+class FaissOrder(SearchOnly):
+    def search(self, queries, k):
+        order, dist = super().search(queries, k)
+        return dist, order
+
+
 class FarthestFirst(SearchOnly):
     def search(self, queries, k):
         order, dist = super().search(queries, k)
@@ -224,21 +230,27 @@ class FarthestFirst(SearchOnly):
 @pytest.mark.parametrize(
     ("cls", "words"),
     [
-        (FloatIndices, r"item indices of type float64, not integers"),  # a pandas .iat traceback in index query
-        (NanDistances, r"distances that are not finite and ascending"),  # passed silently
-        (FarthestFirst, r"distances that are not finite and ascending"),  # the item list shown farthest first
+        # a pandas .iat traceback in index query
+        (FloatIndices, r"item indices of type float64, not integers: a bug of the grounder$"),
+        (NanDistances, r"distances that are not finite and ascending.*a bug of the grounder"),  # passed silently
+        # the item list shown farthest first
+        (FarthestFirst, r"distances that are not finite and ascending.*a bug of the grounder"),
+        # faiss's (distances, indices): "indices of type float32", with no word of the swap
+        (FaissOrder, r"item indices of type float32, not integers: a bug of the grounder \(it returned \(distances, "),
     ],
 )
 def test_a_plugin_grounders_wrong_output_is_named_with_the_grounder(catalogue, minilm, cls, words):
     reg = Registry.discover()
     reg.add("grounder", "bad", cls)
     cfg = MGFRecConfig.model_validate({"grounding": {"grounder": "bad", "top_k": 3}})
-    pattern = rf"the grounder \(.*{cls.__name__}\) returned {words}.*a bug of the grounder"
-    with pytest.raises(ValueError, match=pattern):  # probed when loaded: before any work, not mid-fit
+    # by the name and package it was chosen by (it was named by its class alone)
+    named = rf"the grounder 'bad' \(.*:{cls.__name__}, from python:.*\) returned {words}"
+    with pytest.raises(ValueError, match=named):  # probed when loaded: before any work, not mid-fit
         load_grounding(catalogue, cfg, embedder=minilm, reg=reg)
     vectors = item_embeddings(catalogue, EmbeddingConfig(), minilm)
     engine = Grounding(minilm, cls(vectors), TITLES, vectors, top_k=3)
-    with pytest.raises(ValueError, match=pattern):  # and at every search
+    pattern = rf"the grounder \(.*{cls.__name__}\) returned {words}"
+    with pytest.raises(ValueError, match=pattern):  # and at every search; built by hand, it is named by its class
         engine.search(["Abbey Road"])
 
 

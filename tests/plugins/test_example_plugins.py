@@ -201,3 +201,23 @@ def test_fit_trains_with_the_plugin_grounder_and_reward(plugin_site, small_data)
     assert "hit-at-k" in (out / "metrics.csv").read_text(encoding="utf-8").splitlines()[0]
     chatter = ("weights_only", "GPU available", "TPU available", "in eval mode", "LeafSpec", "Loading weights")
     assert not [c for c in chatter if c in proc.stderr + proc.stdout], proc.stderr  # hidden without --verbose
+    recorded = json.loads((out / "run.json").read_text(encoding="utf-8"))["extra"]["plugins"]
+    assert {(p["kind"], p["name"], p["package"]) for p in recorded} == {
+        ("grounder", "cosine", "mgfrec-example-plugins 0.1.0"),
+        ("reward", "hit-at-k", "mgfrec-example-plugins 0.1.0"),
+    }
+    # the run given to a colleague without the package: named with it, not "Did you mean 'exact'?"
+    without = {**os.environ, "COLUMNS": "200"}
+    for command in (["evaluate", str(out), "--split", "valid", "--limit", "2"], ["recommend", str(out), "--user", "1"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "mgfrec.cli.main", *command], capture_output=True, text=True, env=without
+        )
+        text = " ".join(proc.stderr.split())
+        assert proc.returncode == 2 and "Traceback" not in text, proc.stderr
+        assert (
+            f"{out} was made with grounder 'cosine' (mgfrec_example_plugins.cosine_grounder:CosineGrounder) from "
+            "mgfrec-example-plugins 0.1.0, which is not installed here: pip install 'mgfrec-example-plugins==0.1.0'"
+        ) in text, proc.stderr
+        assert "Did you mean" not in text
+        if command[0] == "recommend":  # it computes no reward: a run trained with a reward plugin needs none
+            assert "hit-at-k" not in text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 
+import numpy as np
 import pytest
 
 from mgfrec.rewards.base import RewardInput
@@ -128,3 +129,18 @@ def test_a_reward_whose_call_takes_other_arguments_is_one_error_naming_it():
     reward = ComposedReward([("ndcg", NDCGReward()), ("wrong", WrongSig())])
     with pytest.raises(ValueError, match=r"WrongSig.__call__ cannot be called as mgfrec calls it"):
         reward(RewardInput(1, 10, True))
+
+
+def test_a_registered_reward_that_breaks_its_contract_is_named_with_its_package():
+    from mgfrec.registry import Registry, use_registry
+    from mgfrec.rewards.compose import ComposedReward
+
+    class Half:
+        def __call__(self, inp):
+            return np.array([0.5])
+
+    reg = Registry.discover()
+    reg.add("reward", "r-array", Half)
+    with use_registry(reg), pytest.raises(ValueError) as err:
+        ComposedReward([("r-array", Half())])(RewardInput(1, 10, True))
+    assert re.match(r"reward 'r-array' \(.*:.*Half, from python:.*\) returned ndarray", str(err.value)), err.value

@@ -186,7 +186,7 @@ def test_a_resume_with_other_start_flags_is_refused_before_any_work(run, tmp_pat
 
     out = run["result"].out
     started = json.loads((out / "fit_start.json").read_text())
-    recall = FitOptions().recall_model
+    recall = run["cfg"].retriever.model  # FitOptions' None: the config's recall model, recorded by its name
     assert started == {
         "init": None,
         "recall_model": recall,
@@ -199,7 +199,7 @@ def test_a_resume_with_other_start_flags_is_refused_before_any_work(run, tmp_pat
     with pytest.raises(ValueError) as err:
         run_fit(run["ds"].root, out, run["cfg"], FitOptions(valid_samples=4, resume=True, init=str(sft)))
     assert str(err.value) == (
-        f"--resume: {out} started with --init (none) --recall-model {FitOptions().recall_model} (fit_start.json); "
+        f"--resume: {out} started with --init (none) --recall-model {recall} (fit_start.json); "
         f"resume it with the same, not --init {sft.resolve()} --recall-model (none)"
     )
     with pytest.raises(ValueError, match=r"started with --valid-samples 4 .* not --valid-samples 9$"):

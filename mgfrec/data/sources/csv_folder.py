@@ -81,7 +81,7 @@ def read_rows(
     except StopIteration:
         handle.close()
         raise BadInputError(f"{path}: empty file; expected a header with columns {', '.join(required)}") from None
-    except UnicodeDecodeError as exc:
+    except UnicodeError as exc:  # a UnicodeDecodeError, or utf-16's plain UnicodeError for a missing BOM
         handle.close()
         raise _undecodable(path, encoding, exc) from None
     if reader.line_num != 1:  # a quote opened in the header swallowed the rows after it into a column name
@@ -99,6 +99,9 @@ def read_rows(
         other = next((d for d in ("\t", ";", ",", "|") if d != options.delimiter and any(d in h for h in header)), None)
         flag = "-o delimiter=tab" if other == "\t" else f"-o 'delimiter={other}'"
         hint = f"; it holds {other!r}, the delimiter of another file kind: pass {flag}" if other is not None else ""
+        cased = [f"{h} -> {c}" for c in missing for h in header if h.lower() == c.lower()]
+        if cased and not hint:  # Item_ID: the names are compared as written
+            hint = f"; column names are case-sensitive: rename {', '.join(cased)}"
         raise BadInputError(
             f"{path}:1: missing column(s) {', '.join(missing)}; header is {', '.join(header)}; "
             f"required: {', '.join(required)}{hint}"
@@ -128,7 +131,7 @@ def read_rows(
                     return
                 except csv.Error as exc:
                     raise BadInputError(f"{path}:{reader.line_num}: not valid CSV: {exc}") from None
-                except UnicodeDecodeError as exc:  # utf-16/32 have no escape for bad bytes: the file stops here
+                except UnicodeError as exc:  # utf-16/32 have no escape for bad bytes: the file stops here
                     raise _undecodable(path, encoding, exc) from None
                 if fields and not (len(fields) == 1 and not fields[0].strip()):  # blank lines are not rows
                     if reader.line_num == start and len(fields) > key:
@@ -141,9 +144,16 @@ def read_rows(
     return header, rows()
 
 
-def _undecodable(path: Path, encoding: str, exc: UnicodeDecodeError) -> BadInputError:
+def _undecodable(path: Path, encoding: str, exc: UnicodeError) -> BadInputError:
     """The error for bytes a codec without an escape (utf-16, utf-32) cannot decode. The text layer decodes ahead
-    of the csv reader, so the line is found again from the file's bytes (an error path only)."""
+    of the csv reader, so the line is found again from the file's bytes (an error path only). utf-16 without a
+    byte order mark raises a plain ``UnicodeError`` at the file's start ("UTF-16 stream does not start with BOM",
+    naming no file): most often a file in another encoding, as ``-o encoding`` applies to both files."""
+    if not isinstance(exc, UnicodeDecodeError):
+        return BadInputError(
+            f"{path}:1: not {encoding} text ({exc}); is this file in another encoding? -o encoding=... applies to "
+            "both files of the folder"
+        )
     raw = path.read_bytes()
     try:
         raw.decode(encoding)
@@ -248,6 +258,10 @@ class CsvSource:
             problem = self._shape_problem(fields, header)
             if problem is not None:
                 policy.bad(rep, problem[0], where, problem[1])
+                candidate = fields[i_id].strip() if len(fields) > i_id else ""
+                if candidate and "\x00" not in candidate and not _bad_encoding([candidate]):
+                    # its interactions say why the item is gone (they said "not in the item table")
+                    dropped.setdefault(candidate, f"{problem[0]}, line {line}")
                 continue
             item_id, title = fields[i_id].strip(), " ".join(fields[i_title].split())
             if not item_id:
