@@ -120,6 +120,23 @@ def note_unread_fields(
         )
 
 
+def note_overridden_recall_model(sets: Sequence[str], source: str) -> None:
+    """One note on stderr when ``--set retriever.model=...`` is given beside a recall run (``source``: ``--init
+    RUN's recall run``, ``--recall-run RUN``): the recall lists are that run's, and the run's ``config.yaml``
+    records its model."""
+    hit = [text for text in sets if text.partition("=")[0].strip() == "retriever.model"]
+    if hit:
+        from mgfrec.config.load import redacted_override
+
+        console.print(
+            f"note: --set {' '.join(redacted_override(t) for t in hit)}: not used; the recall lists come from "
+            f"{source}, and config.yaml records its model",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Turn expected errors (bad input, bad config, unknown component) into a message and exit code 2."""

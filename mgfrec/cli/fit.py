@@ -16,6 +16,7 @@ from mgfrec.cli.common import (
     finite,
     finite_in,
     load,
+    note_overridden_recall_model,
     note_unread_fields,
     output_folder,
     print_json,
@@ -107,6 +108,10 @@ def fit(
             raise ValueError(f"--no-feedback and --user-agent {user_agent} contradict each other: give one")
         if policy is not None and init is not None:  # it was taken, recorded in config.yaml, and never read
             raise ValueError(f"--policy {policy} and --init {init}: the fit starts from --init's policy; give one")
+        if recall_model is not None and init is not None:  # it was taken and overwritten by --init's recall model
+            raise ValueError(
+                f"--recall-model {recall_model} and --init {init}: the fit reads --init's recall run; give one"
+            )
         base = starting_config(out_dir, resume, config)
         values = {
             "policy.model": policy,
@@ -129,6 +134,8 @@ def fit(
         }
         cfg = load(base, set_, values)
         note_unread_fields(set_, "mgfrec fit", ("data",), DATA_NOT_READ)
+        if init is not None:
+            note_overridden_recall_model(set_, f"--init {init}'s recall run")
         if ablation is not None:
             from mgfrec.experiments.ablations import apply_ablation
 

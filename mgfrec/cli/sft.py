@@ -14,6 +14,7 @@ from mgfrec.cli.common import (
     console,
     finite,
     load,
+    note_overridden_recall_model,
     note_unread_fields,
     output_folder,
     print_json,
@@ -82,6 +83,11 @@ def sft(
             raise ValueError(f"--fallback: '{fallback}' is not one of recall, nearest")
         if teacher not in ("target", "recall"):
             raise ValueError(f"--teacher: '{teacher}' is not one of target, recall")
+        if recall_model is not None and recall_run is not None:  # it was taken and overwritten by the run's model
+            raise ValueError(
+                f"--recall-model {recall_model} and --recall-run {recall_run}: the recall lists come from "
+                "--recall-run's run; give one"
+            )
         cfg = load(
             config,
             set_,
@@ -98,6 +104,8 @@ def sft(
             f"its own flags set the training (--lr, --epochs, --batch-size); {DATA_NOT_READ}",
             read=("trainer.accelerator",),
         )
+        if recall_run is not None:
+            note_overridden_recall_model(set_, f"--recall-run {recall_run}")
         options = SFTOptions(
             recall_model=None,  # the config's retriever.model, which --recall-model sets
             recall_run=str(recall_run) if recall_run is not None else None,

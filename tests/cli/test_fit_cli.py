@@ -369,3 +369,13 @@ def test_recall_model_flag_and_set_retriever_model_are_one_field(tmp_path):
     assert result.exit_code == 2 and "Traceback" not in text, text
     assert "--recall-model pop and --set retriever.model=bpr set retriever.model to two values" in text
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.reliability
+def test_recall_model_beside_init_is_refused(tmp_path):
+    # --recall-model was taken with --init, recorded nowhere and never used (--init's recall run ranks)
+    result = invoke("--data", tmp_path, "--out", tmp_path / "o", "--init", tmp_path / "sft", "--recall-model", "pop")
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "Traceback" not in text, text
+    assert f"--recall-model pop and --init {tmp_path / 'sft'}: the fit reads --init's recall run; give one" in text
+    assert not (tmp_path / "o").exists()

@@ -344,3 +344,16 @@ def test_a_run_keeps_the_template_it_was_trained_with_and_is_evaluated_with_it_w
     assert load_run_config(moved).user_agent.prompt == str(moved.resolve() / "prompts" / "user_agent.txt")
     evaluated = evaluate_run(moved, "valid", limit=2, write=False)  # its recall run moved with it, inside it
     assert evaluated.metrics
+
+
+@pytest.mark.reliability
+def test_recall_model_beside_recall_run_is_refused(tmp_path):
+    # --recall-model was taken with --recall-run and overwritten by the recall run's model without a word
+    app = typer.Typer()
+    app.command()(sft)
+    args = ["--data", tmp_path, "--out", tmp_path / "o", "--recall-run", tmp_path / "sas", "--recall-model", "pop"]
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "Traceback" not in text, text
+    assert f"--recall-model pop and --recall-run {tmp_path / 'sas'}: the recall lists come from" in text
+    assert not (tmp_path / "o").exists()
