@@ -4,6 +4,7 @@ the command functions so that ``mgfrec --help`` stays fast."""
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -144,10 +145,41 @@ def empty_output_flag(args: list[str]) -> str | None:
     return None
 
 
+# MPLBACKEND values taken without importing matplotlib to check them (the common ones on servers and in CI)
+_FILE_BACKENDS = ("agg", "cairo", "pdf", "pgf", "ps", "svg", "template")
+
+
+def unknown_mpl_backend() -> str | None:
+    """A note when ``MPLBACKEND`` names no matplotlib backend, which is then set aside for this process (and the
+    processes it starts); else None. matplotlib refuses such a name with a traceback when it is first imported,
+    and Lightning imports it in most commands; mgfrec draws its figures into files only (Agg), so no command
+    needs the name."""
+    name = os.environ.get("MPLBACKEND", "")
+    if not name or name.lower() in _FILE_BACKENDS or name.startswith("module://"):
+        return None  # matplotlib reads an empty MPLBACKEND as unset
+    del os.environ["MPLBACKEND"]  # matplotlib reads it at import
+    try:
+        import matplotlib
+        from matplotlib.rcsetup import validate_backend
+    except ImportError:  # nothing will read it
+        os.environ["MPLBACKEND"] = name
+        return None
+    try:
+        validate_backend(name)
+    except ValueError:
+        return f"note: MPLBACKEND={name!r} names no matplotlib backend; mgfrec sets it aside (figures use Agg)"
+    os.environ["MPLBACKEND"] = name
+    matplotlib.rcParams["backend"] = name  # what the import would have read
+    return None
+
+
 def main() -> None:
     from mgfrec.cli.common import print_error
 
     warnings.showwarning = _show_warning
+    note = unknown_mpl_backend()
+    if note is not None:
+        print(note, file=sys.stderr)
     flag = empty_output_flag(sys.argv[1:])
     if flag is not None:
         print_error(f"{flag}: an empty {'value' if flag == '--policy' else 'path'}; name {_OUTPUT_FLAGS[flag]}")

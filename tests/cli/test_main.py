@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -129,3 +130,33 @@ def test_a_library_users_own_handler_on_deepspeeds_logger_still_gets_its_records
     finally:
         logger.removeHandler(handler)
     assert mine.getvalue() == "zero stage 2 config: overlap_comm=True\n"
+
+
+@pytest.mark.reliability
+def test_an_unknown_mplbackend_is_a_note_not_a_traceback(tmp_path):
+    """MPLBACKEND=nosuch made every command that imports Lightning (fit, sweep, demo...) a matplotlib traceback:
+    matplotlib refuses the name at its first import. mgfrec draws into files only, so the name is set aside."""
+    env = {**os.environ, "MPLBACKEND": "nosuch"}
+    args = ["fit", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "o")]
+    result = subprocess.run(
+        [sys.executable, "-c", "from mgfrec.cli.main import main; main()", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    lines = result.stderr.splitlines()
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert lines[0] == "note: MPLBACKEND='nosuch' names no matplotlib backend; mgfrec sets it aside (figures use Agg)"
+    assert lines[-1].startswith(f"error: {tmp_path / 'none'}: not a prepared data set"), lines
+
+
+def test_a_known_or_empty_mplbackend_is_left_alone(monkeypatch):
+    from mgfrec.cli.main import unknown_mpl_backend
+
+    for name in ("Agg", "module://my.backend", ""):
+        monkeypatch.setenv("MPLBACKEND", name)
+        assert unknown_mpl_backend() is None and os.environ["MPLBACKEND"] == name
+    monkeypatch.setenv("MPLBACKEND", "nosuch")
+    assert "MPLBACKEND='nosuch' names no matplotlib backend" in unknown_mpl_backend()
+    assert "MPLBACKEND" not in os.environ
