@@ -82,11 +82,15 @@ def recall_for(
     if options.recall_run is not None:
         info = read_run_info(options.recall_run)
         if info.kind != "baseline":
+            recall = info.extra.get("recall_run") if info.kind == "agent" else None  # what the user likely meant
+            hint = f" (an agent run; its recall run is {recall})" if recall else ""
             raise ValueError(
-                f"--recall-run {options.recall_run}: a baseline run folder is needed, got kind '{info.kind}'"
+                f"--recall-run {options.recall_run}: a baseline run folder is needed, got kind '{info.kind}'{hint}"
             )
         if info.data_checksum != ds.checksum:
-            raise ValueError(f"--recall-run {options.recall_run}: it was trained on other data than --data {ds.root}")
+            raise ValueError(
+                f"--recall-run {options.recall_run}: it was trained on other data ({info.data}) than --data {ds.root}"
+            )
         return Path(options.recall_run), info.model
     run_dir = Path(out) / "recall"
     model = options.recall_model or cfg.retriever.model  # --set retriever.model and a grid's were overwritten

@@ -220,7 +220,7 @@ def start_point(options: FitOptions, ds: PreparedDataset) -> tuple[RecallOptions
     if info.kind != "agent" or "policy" not in info.extra:
         raise ValueError(f"--init {options.init}: an agent run folder with a policy is needed, got kind '{info.kind}'")
     if info.data_checksum != ds.checksum:
-        raise ValueError(f"--init {options.init}: it was trained on other data than --data {ds.root}")
+        raise ValueError(f"--init {options.init}: it was trained on other data ({info.data}) than --data {ds.root}")
     recall_run = recall_run_of(f"--init {options.init}", info)
     if recall_run is None:
         raise ValueError(f"--init {options.init}: its {RUN_FILE} names no recall run (extra.recall_run)")

@@ -159,3 +159,31 @@ def test_the_recall_line_names_one_run_the_same_way_given_relative_or_absolute(t
         )  # fmt: skip
     shown = [line for line in lines if line.startswith("recall:")]
     assert len(shown) == 2 and shown[0] == shown[1] and "(first/recall)" in shown[0]
+
+
+@pytest.mark.reliability
+def test_a_wrong_recall_run_names_what_it_is(tmp_path):
+    """--recall-run given an agent run said only "got kind 'agent'", and one of other data did not say which data
+    it was: each now names the run's recall run and the run's data folder."""
+    from mgfrec.runs import RunInfo, write_run_info
+
+    ds = cyclic_dataset(tmp_path / "a")
+    cfg, out = load_config(None, []), tmp_path / "out"
+    recall_for(ds, cfg, RecallOptions(recall_model="pop"), out)
+    agent = tmp_path / "agent"
+    extra = {"recall_run": str(out / "recall"), "policy": "policy"}
+    write_run_info(
+        agent, RunInfo(kind="agent", model="mgfrec", data=str(ds.root), data_checksum=ds.checksum, extra=extra)
+    )
+    with pytest.raises(ValueError) as caught:
+        recall_for(ds, cfg, RecallOptions(recall_run=str(agent)), tmp_path / "o2")
+    assert str(caught.value) == (
+        f"--recall-run {agent}: a baseline run folder is needed, got kind 'agent' "
+        f"(an agent run; its recall run is {out / 'recall'})"
+    )
+    other = cyclic_dataset(tmp_path / "b", split_ratios=(0.6, 0.2, 0.2))
+    with pytest.raises(ValueError) as caught:
+        recall_for(other, cfg, RecallOptions(recall_run=str(out / "recall")), tmp_path / "o3")
+    assert str(caught.value) == (
+        f"--recall-run {out / 'recall'}: it was trained on other data ({ds.root}) than --data {other.root}"
+    )
