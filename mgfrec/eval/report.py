@@ -156,12 +156,12 @@ class Report:
             f"{BETTER}/{WORSE}: significantly better/worse than {self.reference} at alpha={self.alpha:g} "
             f"({rule}); an unmarked difference is not significant.",
         ]
-        if 0 < self.bootstrap_samples and 1 / (self.bootstrap_samples + 1) >= self.alpha:
-            # the smallest p-value B resamples can give is 1 / (B + 1): at B <= 1/alpha - 1 nothing is ever marked
+        if 0 < self.bootstrap_samples and 2 / (self.bootstrap_samples + 1) >= self.alpha:
+            # the smallest percentile p-value B resamples can give is 2 / (B + 1): at B <= 2/alpha - 1 nothing is marked
             notes.append(
                 f"With {self.bootstrap_samples} resamples the bootstrap p-value cannot fall below alpha={self.alpha:g} "
-                f"(its least is 1/{self.bootstrap_samples + 1}): no difference can be marked; give at least "
-                f"{math.floor(1 / self.alpha)} (eval.bootstrap_samples, --bootstrap)."
+                f"(its least is 2/{self.bootstrap_samples + 1}): no difference can be marked; give at least "
+                f"{math.floor(2 / self.alpha)} (eval.bootstrap_samples, --bootstrap)."
             )
         decoding = self.decoding()
         if decoding:

@@ -164,11 +164,11 @@ def test_one_path_given_as_the_runs_is_refused(runs):
 
 
 def test_a_bootstrap_too_small_to_mark_anything_says_so(runs):
-    # with B <= 1/alpha - 1 resamples the bootstrap p-value is never below alpha: the legend read as usual
-    few = build_report([runs["constant"], runs["oracle"]], "test", config=EvalConfig(bootstrap_samples=19))
-    assert any("With 19 resamples the bootstrap p-value cannot fall below alpha=0.05" in n for n in few.notes())
-    assert any("give at least 20" in n for n in few.notes())
-    enough = build_report([runs["constant"], runs["oracle"]], "test", config=EvalConfig(bootstrap_samples=20))
+    # with B <= 2/alpha - 1 resamples the percentile p-value is never below alpha: the legend read as usual
+    few = build_report([runs["constant"], runs["oracle"]], "test", config=EvalConfig(bootstrap_samples=39))
+    assert any("With 39 resamples the bootstrap p-value cannot fall below alpha=0.05" in n for n in few.notes())
+    assert any("(its least is 2/40)" in n and "give at least 40" in n for n in few.notes())
+    enough = build_report([runs["constant"], runs["oracle"]], "test", config=EvalConfig(bootstrap_samples=40))
     assert not any("cannot fall below alpha" in n for n in enough.notes())
 
 
