@@ -77,8 +77,18 @@ class Report:
         return metric_names(self.ks)
 
     def best(self, metric: str) -> float:
-        values = [r.result.metrics[metric] for r in self.rows]
+        """The best mean of ``metric`` among the rows on the reference's samples (a row that could not be compared,
+        e.g. on a subsample, covers other samples: its mean is no rival of theirs, and it is never bold)."""
+        values = [r.result.metrics[metric] for r in self.rows if r.comparison_error is None]
         return min(values) if metric in LOWER_IS_BETTER else max(values)
+
+    def is_best(self, row: ReportRow, metric: str) -> bool:
+        """Whether ``row``'s mean is shown bold: the best of the rows on the reference's samples, and one of them."""
+        return row.comparison_error is None and row.result.metrics[metric] == self.best(metric)
+
+    def uncompared(self) -> list[str]:
+        """The rows that could not be compared with the reference (their ``comparison_error``)."""
+        return [r.name for r in self.rows if r.comparison_error is not None]
 
     def to_dict(self) -> dict[str, Any]:
         rows = []
@@ -131,7 +141,7 @@ class Report:
             cells = [name, r.result.method, str(r.result.samples)]
             for m in self.columns:
                 v = r.result.metrics[m]
-                mean = f"**{v:.4f}**" if v == self.best(m) else f"{v:.4f}"
+                mean = f"**{v:.4f}**" if self.is_best(r, m) else f"{v:.4f}"
                 lo, hi = r.result.ci.get(m, (math.nan, math.nan))
                 interval = "" if math.isnan(lo) else f" [{lo:.4f}, {hi:.4f}]"
                 cells.append(f"{mean}{r.mark(m)}{interval}")
@@ -152,9 +162,11 @@ class Report:
             brackets = "No intervals (eval.bootstrap_samples: 0)."
             rule = "exact sign test rejects, the mean difference in the same direction; no bootstrap was run"
         notes = [
-            f"Split '{self.split}'. {brackets} Bold: the best mean of each metric.",
+            f"Split '{self.split}'. {brackets} Bold: the best mean of each metric"
+            + (" among the rows compared on the same samples." if self.uncompared() else "."),
             f"{BETTER}/{WORSE}: significantly better/worse than {self.reference} at alpha={self.alpha:g} "
-            f"({rule}); an unmarked difference is not significant.",
+            f"({rule}); an unmarked difference is not significant. Each cell is tested alone (no correction across "
+            "metrics or runs).",
         ]
         if 0 < self.bootstrap_samples and 2 / (self.bootstrap_samples + 1) >= self.alpha:
             # the smallest percentile p-value B resamples can give is 2 / (B + 1): at B <= 2/alpha - 1 nothing is marked
@@ -267,7 +279,7 @@ class Report:
 
         v = r.result.metrics[m]
         lo, hi = r.result.ci.get(m, (math.nan, math.nan))
-        cell = Text(f"{v:.3f}", style="bold" if v == self.best(m) else "")
+        cell = Text(f"{v:.3f}", style="bold" if self.is_best(r, m) else "")
         cell.append(r.mark(m))
         if not math.isnan(lo):
             cell.append(f" [{_short(lo)},{_short(hi)}]", style="dim")

@@ -82,6 +82,13 @@ def test_runs_on_other_samples_stay_in_the_table_unmarked(runs, tiny_ds, tmp_pat
     # named by their runs: two runs of one method were "'pop' and 'pop'"
     assert rep.rows[1].comparison_error.startswith(f"'{rep.rows[1].name}' and '{rep.rows[0].name}' were evaluated")
     assert any("not compared" in n for n in rep.notes())
+    # nor bold: the oracle on other samples took "the best mean" of every column from the rows it was not compared with
+    other_beats = [m for m in rep.metrics if rep.rows[1].result.metrics[m] > rep.rows[0].result.metrics[m]]
+    assert other_beats  # the case is tried
+    assert all(rep.best(m) == rep.rows[0].result.metrics[m] for m in rep.metrics)
+    other_line = next(line for line in rep.to_markdown().splitlines() if line.startswith(f"| {rep.rows[1].name} "))
+    assert "**" not in other_line, (other_beats, other_line)
+    assert "Bold: the best mean of each metric among the rows compared on the same samples." in rep.notes()[0]
 
 
 def test_agent_runs_with_a_stored_result_are_reported(runs, tiny_ds, tmp_path):
