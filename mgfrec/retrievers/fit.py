@@ -35,6 +35,7 @@ from mgfrec.runs import (
     damaged_run_files,
     is_run_output,
     read_run_info,
+    removed_if_left_empty,
     write_run_info,
 )
 
@@ -69,6 +70,14 @@ def fit_baseline(ds: PreparedDataset, config: MGFRecConfig, out: str | Path, reg
         # every model, a counting one too (pop wrote a model of zeros): refused before out is touched
         raise ValueError(f"{ds.root}: the train split is empty; nothing to fit")
     own = tuple(getattr(cls, "run_files", ()))  # what a plugin saves besides mgfrec's own files
+    with removed_if_left_empty(out):  # a fit that fails or is stopped into a new folder leaves no empty folder
+        return _fit_into(ds, config, out, reg, name, own)
+
+
+def _fit_into(
+    ds: PreparedDataset, config: MGFRecConfig, out: Path, reg: Registry, name: str, own: tuple[str, ...]
+) -> FitResult:
+    """:func:`fit_baseline` after its checks: set an earlier fit aside, fit, write the run (or put it back)."""
     out.mkdir(parents=True, exist_ok=True)
     keep_user_config(out)  # a --config given as OUT/config.yaml stays, as config.user.yaml
     # An earlier fit's files (its run.json, model, evaluation) are set aside, not deleted: none can be mistaken

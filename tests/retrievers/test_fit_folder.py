@@ -1,0 +1,38 @@
+"""``fit_baseline``'s run folder: what a fit that fails leaves behind."""
+
+from __future__ import annotations
+
+import pytest
+from csvkit import cyclic_dataset
+
+from mgfrec.config.load import load_config
+from mgfrec.registry import Registry, use_registry
+from mgfrec.retrievers.fit import fit_baseline
+
+
+class _FailingFit:
+    """A retriever whose fit fails after the run folder was made (a plugin's bug, a stopped fit)."""
+
+    reads_training_settings = False
+
+    @classmethod
+    def fit(cls, ds, config, out):
+        raise ValueError("the fit failed")
+
+
+@pytest.mark.reliability
+def test_a_fit_that_fails_into_a_new_folder_leaves_no_empty_folder(tmp_path):
+    # a stopped bigrec fit left an empty --out folder behind, which later commands took for a run folder
+    ds = cyclic_dataset(tmp_path)
+    reg = Registry.discover()  # a registry of its own: the process-wide one stays as it was
+    reg.add("retriever", "failing-fit", _FailingFit)
+    cfg = load_config(None, ["retriever.model=failing-fit"])
+    with use_registry(reg), pytest.raises(ValueError, match="the fit failed"):
+        fit_baseline(ds, cfg, tmp_path / "runs" / "failing")
+    assert not (tmp_path / "runs" / "failing").exists()
+    # an empty folder that was there before stays
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    with use_registry(reg), pytest.raises(ValueError, match="the fit failed"):
+        fit_baseline(ds, cfg, kept)
+    assert kept.is_dir() and not any(kept.iterdir())
