@@ -1,0 +1,90 @@
+"""Naming a plugin: which registered component an object is, or an exception came through."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from mgfrec.registry.core import registry
+from mgfrec.registry.entries import Entry
+from mgfrec.registry.errors import _at_the_call, class_path, error_message
+
+
+def registered_as(obj: object, kind: str | None = None) -> str | None:
+    """:meth:`Entry.describe` of the registered component ``obj`` is (an instance, or the class or function
+    itself): ``grounder 'l1' (pkg.mod:L1, from pkg 0.2)``, the name and package a user chose it by, for the
+    message of a contract it broke; None when no entry's target is its class (built by hand, by a factory
+    function, or wrapped). Never raises: a registry that cannot be read names nothing."""
+    target: Any = obj if isinstance(obj, type) or inspect.isfunction(obj) else type(obj)
+    wanted = f"{getattr(target, '__module__', '?')}:{getattr(target, '__qualname__', '?')}"
+    try:
+        entries = registry().entries(kind)
+    except Exception:  # noqa: BLE001 - a duplicate name is reported where components are resolved
+        return None
+    for entry in entries:
+        if entry.target.partition("[")[0].replace(" ", "") == wanted:
+            return entry.describe()
+    return None
+
+
+def call_component(component: object, method: str, *args: Any, **kwargs: Any) -> Any:
+    """``component.method(*args, **kwargs)``; a ``TypeError`` raised by the call itself (the method's signature is
+    not the one mgfrec calls: ``search(self, queries)`` without ``k``), not inside it, becomes one ``ValueError``
+    naming the component's class and module (which names a plugin's package). Such an error has no frame of the
+    plugin on its traceback, so nothing else could name it, and it read as a bug of mgfrec (a full traceback)."""
+    try:
+        return getattr(component, method)(*args, **kwargs)
+    except TypeError as exc:
+        if not _at_the_call(exc):
+            raise  # raised inside the method: its own traceback names it
+        raise ValueError(
+            f"{class_path(component)}.{method} cannot be called as mgfrec calls it ({exc}); see the signature each "
+            "kind provides in docs/plugins.md"
+        ) from None
+
+
+def blame(exc: BaseException) -> Entry | None:
+    """The third-party component whose code ``exc`` was raised through, or None. Of the traceback's frames in a
+    plugin's modules, innermost first: the first that runs the entry point's own object (``Class.method``, or the
+    function); failing that, the innermost frame's module, then its package. One module may register several
+    components, and its helper functions belong to none of them.
+
+    A plugin's error at run time (a grounder's ``search``, a reward's ``__call__``) is raised deep inside a
+    command; this is how the CLI names the plugin in its one line. Never raises: a registry that cannot be
+    read blames nobody."""
+    try:
+        plugins = [e for e in registry().entries() if e.third_party and e.module.split(".")[0] != "mgfrec"]
+    except Exception:  # noqa: BLE001 - a broken registry (a duplicate name) is reported where it is used
+        return None
+    if not plugins:
+        return None
+    frames: list[tuple[str, str]] = []  # (module, qualified name of the code), innermost first
+    tb = exc.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        frames.insert(0, (str(tb.tb_frame.f_globals.get("__name__", "")), getattr(code, "co_qualname", code.co_name)))
+        tb = tb.tb_next
+    for module, qualname in frames:
+        for e in plugins:
+            attr = e.target.partition(":")[2].partition("[")[0].strip()
+            if e.module == module and attr and (qualname == attr or qualname.startswith(attr + ".")):
+                return e
+    for module, _ in frames:
+        exact = [e for e in plugins if e.module == module]
+        package = [e for e in plugins if module.split(".")[0] == e.module.split(".")[0]]
+        if exact or package:
+            return (exact or package)[0]
+    return None
+
+
+def plugin_failure(exc: BaseException) -> str | None:
+    """``kind 'name' (target, from package) failed: TypeError: message`` for an exception raised through a
+    plugin's code (:func:`blame`), the type left out for what the CLI takes as a user error (ValueError, OSError,
+    KeyError: ``cli.common.user_errors``); None when no plugin is to blame."""
+    plugin = blame(exc)
+    if plugin is None:
+        return None
+    if isinstance(exc, KeyError) and exc.args and not (isinstance(exc.args[0], str) and " " in exc.args[0]):
+        return f"{plugin.describe()} failed: KeyError: {exc.args[0]!r}"  # a bare key ({}["x"]) said only "x"
+    kind = "" if isinstance(exc, (ValueError, OSError, KeyError)) else f"{type(exc).__name__}: "
+    return f"{plugin.describe()} failed: {kind}{error_message(exc)}"

@@ -1,0 +1,139 @@
+"""Finding components: installed entry points, groups mgfrec does not read, and plugins a run recorded."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from mgfrec.registry.entries import GROUP_PREFIX, KINDS, Entry
+from mgfrec.registry.errors import RegistryError
+
+
+def dist_origin(dist: Any) -> str:
+    """``name version`` of an installed distribution, as messages name a plugin's package; a ``.dist-info`` whose
+    METADATA lacks them is named by its folder (it was ``None None``)."""
+    if dist is None:
+        return "unknown distribution"
+    name, version = dist.metadata["Name"] if dist.metadata else None, getattr(dist, "version", None)
+    if name and version:
+        return f"{name} {version}"
+    folder = getattr(dist, "_path", None)  # importlib.metadata.PathDistribution's own folder
+    where = f" ({Path(folder).name})" if folder is not None else ""
+    return f"{name or 'a package without a Name'} {version or '(no Version)'}{where}"
+
+
+def installed_entries() -> list[Entry]:
+    """Every ``mgfrec.<kind>`` entry point installed, in kind order, duplicates included (``mgfrec plugins list``
+    shows them all; :meth:`Registry.discover` refuses a name claimed twice)."""
+    entries = []
+    for kind in KINDS:
+        for ep in metadata.entry_points(group=GROUP_PREFIX + kind):
+            origin = dist_origin(getattr(ep, "dist", None))
+            entries.append(Entry(kind=kind, name=ep.name, target=ep.value, origin=origin))
+    return entries
+
+
+@dataclass(frozen=True)
+class StrayGroup:
+    """Entry points a package declared under a group that looks like mgfrec's but names no kind
+    (``mgfrec.grounders``, ``mgfrec_grounder``): mgfrec never reads them, and nothing else would say so."""
+
+    group: str
+    names: tuple[str, ...]
+    origin: str  # distribution "name version"
+    closest: str | None  # the group meant, when one is close: "mgfrec.grounder"
+
+    def describe(self) -> str:
+        kinds = ", ".join(KINDS)
+        meant = f"the group is '{self.closest}'" if self.closest else f"groups are mgfrec.<kind>: {kinds}"
+        return (
+            f"{self.origin} declares {', '.join(self.names)} under the entry-point group '{self.group}', which mgfrec "
+            f"does not read; {meant}"
+        )
+
+
+def stray_groups() -> list[StrayGroup]:
+    """Every installed entry-point group whose name starts with ``mgfrec`` (any case, any separator) and is not a
+    kind's ``mgfrec.<kind>``: a typo in a plugin's ``pyproject.toml`` (``plugins list`` warns of each, and an
+    unknown name declared in one says where it went). Reads package metadata only."""
+    known = [GROUP_PREFIX + kind for kind in KINDS]
+    found: dict[tuple[str, str], list[str]] = {}
+    for dist in metadata.distributions():
+        try:
+            origin = dist_origin(dist)
+            points = list(dist.entry_points)
+        except Exception:  # noqa: BLE001 - another package's damaged metadata is not this check's to report
+            continue
+        for ep in points:
+            if ep.group in known or not ep.group.lower().startswith("mgfrec"):
+                continue
+            names = found.setdefault((ep.group, origin), [])
+            if ep.name not in names:
+                names.append(ep.name)
+    stray = []
+    for (group, origin), names in sorted(found.items()):
+        normal = group.lower().replace("_", ".").replace("-", ".")
+        close = difflib.get_close_matches(normal, known, n=1, cutoff=0.75)
+        stray.append(StrayGroup(group, tuple(sorted(names)), origin, close[0] if close else None))
+    return stray
+
+
+def _add(table: dict[str, dict[str, Entry]], entry: Entry) -> None:
+    existing = table[entry.kind].get(entry.name)
+    if existing is not None and existing.target != entry.target:
+        raise RegistryError(
+            f"duplicate {entry.kind} name '{entry.name}': provided by {existing.origin} ({existing.target}) "
+            f"and by {entry.origin} ({entry.target}). Uninstall one of them or rename the plugin's entry point."
+        )
+    table[entry.kind][entry.name] = entry
+
+
+# recorded_plugins's stack, innermost last; per thread (and task): serve loads runs in threads of its own
+_RECORDED: ContextVar[tuple[tuple[str, tuple[Mapping[str, Any], ...]], ...]] = ContextVar("mgfrec_recorded", default=())
+
+
+@contextmanager
+def recorded_plugins(where: str, plugins: Any) -> Iterator[None]:
+    """Inside the ``with`` block, a component name nobody registered that ``plugins`` (a run's ``run.json``
+    ``extra.plugins``: ``{kind, name, target, package}`` each) records is reported as that package's, not
+    installed here, instead of "did you mean" another component. ``where`` names what recorded it (the run
+    folder). Entries that are not such mappings are ignored (a hand-edited run.json)."""
+    kept = tuple(p for p in plugins if isinstance(p, Mapping)) if isinstance(plugins, (list, tuple)) else ()
+    token = _RECORDED.set((*_RECORDED.get(), (where, kept)))
+    try:
+        yield
+    finally:
+        _RECORDED.reset(token)
+
+
+_REQUIREMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!-]*")
+"""A distribution name or version as a ``pip install`` line may hold it: a run.json from someone else is text, and
+a pasted command must do nothing but install."""
+
+
+def _recorded(kind: str, name: str) -> str | None:
+    """What :func:`recorded_plugins` knows of ``kind`` ``name``, as the end of an unknown-name error."""
+    for where, plugins in reversed(_RECORDED.get()):
+        for plugin in plugins:
+            if plugin.get("kind") == kind and plugin.get("name") == name:
+                package = str(plugin.get("package") or "an unknown package")
+                target = f" ({plugin['target']})" if plugin.get("target") else ""
+                dist, _, version = package.partition(" ")
+                if dist.startswith("python:"):
+                    install = "register it again in this process"
+                elif _REQUIREMENT.fullmatch(dist) and _REQUIREMENT.fullmatch(version):
+                    install = f"pip install '{dist}=={version}'"
+                else:  # no version named (dist_origin), or text that is no package name: no command to paste
+                    install = "install that package"
+                return (
+                    f"{where} was made with {kind} '{name}'{target} from {package}, which is not installed here: "
+                    + install
+                )
+    return None
