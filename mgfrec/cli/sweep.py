@@ -72,12 +72,9 @@ def sweep(
     OUT/sweep.json and the sweep goes on. Run it again to skip finished cells and resume the others."""
     from mgfrec.data.prepared import PreparedDataset
     from mgfrec.experiments.ablations import apply_ablation
-    from mgfrec.experiments.sweep import (
-        build_grid,
-        fit_and_evaluate,
-        run_sweep,
-        summary_table,
-    )
+    from mgfrec.experiments.grid import build_grid
+    from mgfrec.experiments.summary import summary_table
+    from mgfrec.experiments.sweep import fit_and_evaluate, run_sweep
     from mgfrec.rl.fit import FitOptions, start_point
     from mgfrec.runs import read_run_info
 
