@@ -42,7 +42,7 @@ from mgfrec.retrievers.fit import load_retriever, open_data
 from mgfrec.retrievers.recall import top_items
 from mgfrec.retrievers.sequences import history_window
 from mgfrec.rollout.base import build_engine
-from mgfrec.runs import RUN_FILE, read_run_info, recall_run_of, with_run_plugins
+from mgfrec.runs import RUN_FILE, policy_folder, read_run_info, recall_run_of, with_run_plugins
 from mgfrec.user_agents.base import UserAgent
 from mgfrec.validation import is_whole_number
 
@@ -283,7 +283,7 @@ class Recommender:
             return
         self.ds = open_data(self.run_dir, self.info)  # the data set the policy was trained on, checked by checksum
         self.scorer = None
-        policy_dir = self.run_dir / str(self.info.extra.get("policy", "policy"))
+        policy_dir = policy_folder(self.run_dir, self.info)  # a deleted one was refused as a hub id
         self.model, tokenizer = load_policy(PolicyConfig(model=str(policy_dir), dtype=self.cfg.policy.dtype))
         self.grounding = load_grounding(self.ds, self.cfg)
         recall_run = recall_run_of(self.run_dir, self.info)

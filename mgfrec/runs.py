@@ -354,6 +354,15 @@ def recall_run_of(run_dir: str | Path, info: RunInfo) -> str | None:
     return recall
 
 
+def policy_folder(run_dir: str | Path, info: RunInfo) -> Path:
+    """An agent run's policy folder (``run.json`` ``extra.policy``, default ``policy``); one that holds no policy
+    (deleted, never written) is refused in one line, where loading it was read as a hub id and refused as one."""
+    folder = Path(run_dir) / str(info.extra.get("policy", "policy"))
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{folder}: no policy in this agent run; make one with 'mgfrec sft' or 'mgfrec fit'")
+    return folder
+
+
 def write_metrics(path: Path, rows: list[dict[str, float]]) -> None:
     """All rows with the union of their columns (valid columns appear only on validation steps); the step a whole
     number (``3``, not ``3.0``)."""

@@ -412,6 +412,22 @@ def test_an_agent_run_on_another_data_set_is_refused(agent_run, tmp_path):
     assert result.exit_code == 2 and "was the data set prepared again?" in text and "--data" not in text, text
 
 
+@pytest.mark.reliability
+def test_an_agent_run_without_its_policy_folder_is_named_so(agent_run, tmp_path):
+    """A deleted policy/ was loaded as a hub id and refused as one ("Repo id must be in the form ...")."""
+    import shutil
+
+    run, ds = agent_run
+    moved = tmp_path / "run"
+    shutil.copytree(run, moved)
+    shutil.rmtree(moved / "policy")
+    with pytest.raises(FileNotFoundError, match=re.escape(f"{moved / 'policy'}: no policy in this agent run")):
+        rec_module.load_recommender(moved)
+    result = CliRunner().invoke(app, ["recommend", str(moved), "--user", str(ds.interactions.user_id.iloc[0])])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "no policy in this agent run" in text and "hub id" not in text, text
+
+
 def test_a_numeric_user_id_is_read_as_text():
     """ml-100k's user ids are numbers: Query(user=42) worked before the type check and must keep working."""
     import numpy as np

@@ -38,7 +38,7 @@ from mgfrec.registry import Registry, with_registry
 from mgfrec.retrievers.recall import recall_lists
 from mgfrec.rewards.compose import build_reward
 from mgfrec.rollout.base import build_engine
-from mgfrec.runs import RunInfo, json_ready, recall_run_of
+from mgfrec.runs import RunInfo, json_ready, policy_folder, recall_run_of
 
 
 @with_registry
@@ -61,11 +61,7 @@ def evaluate_agent(
     time. With ``write``, the agent's statistics go to ``RUN/agent_<split>.json`` and its per-sample rows to
     ``RUN/agent_<split>_samples.csv``. ``secrets_from``: the config the run was just trained with, held in memory,
     whose secrets the run's ``config.yaml`` does not record (:func:`~mgfrec.config.load.with_secrets_of`)."""
-    policy_dir = run_dir / str(info.extra.get("policy", "policy"))
-    if not (policy_dir / "config.json").is_file():
-        raise FileNotFoundError(
-            f"{policy_dir}: no policy in this agent run; make one with 'mgfrec sft' or 'mgfrec fit'"
-        )
+    policy_dir = policy_folder(run_dir, info)
     cfg = load_run_config(run_dir)
     if secrets_from is not None:  # a sweep's cell: the URL's password it trained with, never written to the run
         cfg = with_secrets_of(cfg, secrets_from)

@@ -65,6 +65,7 @@ from mgfrec.runs import (
     RUN_FILE,
     RunInfo,
     check_output_run,
+    policy_folder,
     read_run_info,
     recall_run_of,
     retire_if_recall_inside,
@@ -224,7 +225,7 @@ def start_point(options: FitOptions, ds: PreparedDataset) -> tuple[RecallOptions
     recall_run = recall_run_of(f"--init {options.init}", info)
     if recall_run is None:
         raise ValueError(f"--init {options.init}: its {RUN_FILE} names no recall run (extra.recall_run)")
-    return RecallOptions(recall_run=recall_run), Path(options.init) / info.extra["policy"]
+    return RecallOptions(recall_run=recall_run), policy_folder(options.init, info)
 
 
 @with_registry

@@ -20,6 +20,7 @@ import asyncio
 import json
 import logging
 import os
+import socket
 import threading
 import time
 from contextlib import asynccontextmanager
@@ -309,7 +310,8 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
     def session(sid: str) -> tuple[Conversation, asyncio.Queue]:
         found = sessions.get(sid)  # one lookup: sync routes run in threads while the loop removes sessions
         if found is None:
-            raise HTTPException(404, f"session {sid!r}: no such conversation (finished, cancelled or never opened)")
+            shown = sid if len(sid) <= 64 else f"{sid[:64]}... ({len(sid)} characters)"  # a session id is 32
+            raise HTTPException(404, f"session {shown!r}: no such conversation (finished, cancelled or never opened)")
         return found
 
     @app.get("/v1/sessions/{sid}/events")
@@ -403,9 +405,16 @@ def serve(run_dir: str, options: ServeOptions, sets: tuple[str, ...] = (), say: 
 
     from mgfrec.recommend import load_recommender
 
-    # before loading the model: a busy port is one line, at once; --port 0 becomes the free port it found
-    port = _check_address(options.host, options.port)
-    recommender = load_recommender(run_dir, sets)
+    # before loading the model: a busy port is one line, at once; --port 0 becomes the free port it found. The
+    # socket is held from now on (it was a probe, closed again: a server started meanwhile took the port, and this
+    # one said "serving" after loading, then failed to bind, exit 3)
+    listening = _listening_socket(options.host, options.port)
+    port = int(listening.getsockname()[1])
+    try:
+        recommender = load_recommender(run_dir, sets)
+    except BaseException:
+        listening.close()
+        raise
     try:
         app = create_app(recommender, options)
         config = uvicorn.Config(
@@ -432,8 +441,9 @@ def serve(run_dir: str, options: ServeOptions, sets: tuple[str, ...] = (), say: 
         host = f"[{options.host}]" if ":" in options.host else options.host  # an IPv6 address in a URL
         # the folder's name and run.json's model are untrusted: no escape sequence reaches the terminal
         say(terminal_safe(f"serving {run_dir} ({recommender.kind}, {recommender.method}) at http://{host}:{port}/"))
-        server.run()
+        server.run(sockets=[listening])
     finally:
+        listening.close()
         try:
             recommender.close()  # waits for a user agent's requests in flight
         except KeyboardInterrupt as stop:  # a Ctrl-C (or SIGTERM) while it waits: quit at once
@@ -448,20 +458,21 @@ def _path_only(record: logging.LogRecord) -> bool:
     return True
 
 
-def _check_address(host: str, port: int) -> int:
-    """Refuse an address this process cannot listen on (in use, not this machine's), naming the flags; the port
-    to listen on (``0``: a free one the system picks now)."""
-    import socket
-
+def _listening_socket(host: str, port: int) -> socket.socket:
+    """A socket listening on ``host``:``port`` (``0``: a free port the system picks now), for uvicorn to serve on;
+    an address this process cannot listen on (in use, not this machine's) is refused naming the flags. Connections
+    made before the server starts wait in the backlog."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
         raise ValueError(f"--host {host}: {exc.strerror}") from None
     family, kind, proto, _, address = infos[0]
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-        try:
-            probe.bind(address)
-        except OSError as exc:
-            raise ValueError(f"--host {host} --port {port}: cannot listen there ({exc.strerror})") from None
-        return int(probe.getsockname()[1])
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a restart is not refused
+        sock.bind(address)
+        sock.listen(2048)  # uvicorn's backlog; listening holds the port (a bound socket alone does not)
+    except OSError as exc:
+        sock.close()
+        raise ValueError(f"--host {host} --port {port}: cannot listen there ({exc.strerror})") from None
+    return sock

@@ -164,6 +164,10 @@ def test_feedback_when_none_is_wanted_and_a_cancel(client, serve_run):
     assert after == [{"type": "error", "error": "the conversation was cancelled (cancelled by the client)"}], after
     assert client.delete(f"/v1/sessions/{opened['session_id']}").status_code == 404
     assert client.get("/healthz").json()["status"] == "ok"  # the engine is free again
+    # an unknown id of 60,000 characters was echoed whole in the 404 (httpx sends at most 64 KiB of URL)
+    gone = client.get(f"/v1/sessions/{'a' * 60_000}/events")
+    assert gone.status_code == 404 and len(gone.text) < 300, gone.text[:300]
+    assert "a" * 64 + "... (60000 characters)" in gone.json()["error"]
     assert client.post("/v1/recommend", json={"history": [ds.titles[1]], "feedback": "none"}).status_code == 200
 
 
@@ -510,7 +514,8 @@ def test_the_access_log_cuts_query_strings_and_port_0_is_a_real_port():
     """uvicorn logged ``GET /v1/items?q=...&api_key=SECRET``; ``--port 0`` was announced as ``:0``."""
     import logging
 
-    from mgfrec.serve.app import _check_address, _path_only
+    from mgfrec.serve import app as app_mod
+    from mgfrec.serve.app import _path_only
 
     record = logging.LogRecord(
         "uvicorn.access",
@@ -522,7 +527,39 @@ def test_the_access_log_cuts_query_strings_and_port_0_is_a_real_port():
         None,
     )
     assert _path_only(record) and record.getMessage() == '127.0.0.1:5 - "GET /v1/items HTTP/1.1" 200'
-    assert 0 < _check_address("127.0.0.1", 0) <= 65535
+    with app_mod._listening_socket("127.0.0.1", 0) as held:
+        assert 0 < held.getsockname()[1] <= 65535
+
+
+@pytest.mark.reliability
+def test_the_port_is_held_while_the_run_loads(monkeypatch):
+    """The port was probed, the probe closed, then the run loaded for 10-40 s: a server started meanwhile took the
+    port, and this one printed "serving ... at" after loading, then uvicorn's bind error and exit 3."""
+    import socket
+
+    from mgfrec.serve import app as app_mod
+
+    with app_mod._listening_socket("127.0.0.1", 0) as probe:
+        port = probe.getsockname()[1]  # free now, closed below
+    tried = {}
+
+    def loading(run_dir, sets):  # another server binding the port while this one loads
+        with socket.socket() as other:
+            other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            try:
+                other.bind(("127.0.0.1", port))
+                other.listen()
+                tried["taken"] = True
+            except OSError:
+                tried["taken"] = False
+        raise ValueError("no run here")
+
+    monkeypatch.setattr("mgfrec.recommend.load_recommender", loading)
+    with pytest.raises(ValueError, match="no run here"):
+        app_mod.serve("somewhere", app_mod.ServeOptions(host="127.0.0.1", port=port))
+    assert tried == {"taken": False}
+    with app_mod._listening_socket("127.0.0.1", port):  # and given back when loading failed
+        pass
 
 
 @pytest.mark.reliability
