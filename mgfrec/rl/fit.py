@@ -24,6 +24,7 @@ import shutil
 import signal
 import time
 import warnings
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,6 +33,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.trainer.states import TrainerStatus
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from mgfrec.agent.environment import build_environment
 from mgfrec.agent.final_ranking import FinalRanking
@@ -59,7 +61,7 @@ from mgfrec.rl.resume import (  # noqa: F401 - RESUMABLE: importable from here a
     steps_done,
 )
 from mgfrec.rl.stop import StopOnSignal, stop_exception
-from mgfrec.rl.strategy import build_strategy, check_strategy, trainer_accelerator
+from mgfrec.rl.strategy import build_strategy, check_nodes, check_strategy, trainer_accelerator
 from mgfrec.rollout.base import check_engine
 from mgfrec.runs import (
     RUN_FILE,
@@ -253,6 +255,7 @@ def run_fit(
             "give at least 2"
         )
     check_strategy(cfg.trainer.strategy, cfg.trainer.accelerator)
+    check_nodes(cfg.trainer.num_nodes)
     if isinstance(cfg.trainer.devices, int):  # early, before any work; the module checks again at fit start
         check_batch_split(cfg.trainer.global_batch_size, cfg.trainer.devices * cfg.trainer.num_nodes)
     reg = reg or registry()
@@ -279,6 +282,17 @@ def run_fit(
         ckpt = out / "checkpoints" / "last.ckpt.old"  # killed while one DeepSpeed folder replaced another
     if options.resume and not ckpt.exists():  # a file, or a folder of shards under DeepSpeed
         raise FileNotFoundError(f"--resume: {ckpt} does not exist; run without --resume to start")
+    if options.resume and ckpt.is_file() and not zipfile.is_zipfile(ckpt):  # torch.save writes a zip archive
+        # it was a traceback from inside trainer.fit, after the finished run's run.json had been retired
+        raise ValueError(
+            f"--resume: {ckpt} is damaged (not a checkpoint torch can read); start a new fit without --resume"
+        )
+    if not options.resume and (out / "checkpoints").exists():
+        held = steps_done(out)
+        say(  # a fit into a used folder replaces the earlier one, as documented; it was done without a word
+            f"note: {out} holds an earlier fit ({held} step{'s' if held != 1 else ''} checkpointed); this fit "
+            "replaces it (--resume would continue it)"
+        )
     first = launched_as_main()  # with several processes, only the first prepares OUT; the others reuse it
     if options.resume:
         check_resume_config(out, cfg)
@@ -318,6 +332,35 @@ def run_fit(
     cfg = cfg.model_copy(update={"user_agent": with_run_cache(cfg.user_agent, out, reg)})
     environment = build_environment(grounding, tokenizer, cfg, reg)
     final = FinalRanking.build(cfg.agent, grounding, recall_dir, str(out))  # the reward's rank, as evaluation's
+    max_steps = cfg.trainer.max_steps or cfg.trainer.epochs * -(-len(train) // cfg.trainer.global_batch_size)
+    checkpoint = LastCheckpoint(out / "checkpoints", options.checkpoint_every)
+    stop = StopOnSignal(checkpoint, sigterm_before=signal.getsignal(signal.SIGTERM))  # Ctrl-C and SIGTERM (rl.stop)
+    callbacks: list[L.Callback] = [stop, checkpoint]
+    if options.progress:
+        callbacks.append(StepProgress(max_steps))
+    try:  # before an earlier run in OUT goes: a setting Lightning refuses here is one line, and loses nothing
+        trainer = L.Trainer(
+            max_steps=max_steps * cfg.grpo.updates_per_batch,  # Lightning counts optimizer steps
+            max_epochs=-1,
+            strategy=build_strategy(cfg),
+            accelerator=trainer_accelerator(cfg),
+            devices=cfg.trainer.devices,
+            num_nodes=cfg.trainer.num_nodes,
+            precision=cfg.trainer.precision,
+            callbacks=callbacks,
+            logger=build_logger(cfg, out),
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            log_every_n_steps=cfg.trainer.log_every_n_steps,
+            num_sanity_val_steps=0,
+        )
+    except (MisconfigurationException, ValueError, TypeError, ImportError, RuntimeError) as exc:
+        raise ValueError(
+            f"trainer.accelerator {cfg.trainer.accelerator!r}, devices {cfg.trainer.devices!r}, precision "
+            f"{cfg.trainer.precision!r}, strategy {cfg.trainer.strategy!r}: Lightning cannot set this up here "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
     if first:  # everything has loaded: an earlier run goes now, not before (a typo here left it without its files)
         retire_run(out)
         if not options.resume:
@@ -328,34 +371,14 @@ def run_fit(
                 else:
                     (out / stale).unlink(missing_ok=True)
             record = {**start_options(options), "data_checksum": ds.checksum}  # what --resume must repeat
+            if options.init is not None:  # the --init run trained again under a resume is refused
+                record["init_created"] = read_run_info(options.init).created
             (out / START_FILE).write_text(json.dumps(record, indent=2), encoding="utf-8")
         cfg = keep_run_prompts(cfg, out)  # evaluation reads what it trained on
         write_resolved(cfg, out)
 
-    max_steps = cfg.trainer.max_steps or cfg.trainer.epochs * -(-len(train) // cfg.trainer.global_batch_size)
     module = GRPOModule(
         cfg, model, tokenizer, environment, train, valid, out, max_steps=max_steps, reg=reg, final=final
-    )
-    checkpoint = LastCheckpoint(out / "checkpoints", options.checkpoint_every)
-    stop = StopOnSignal(checkpoint, sigterm_before=signal.getsignal(signal.SIGTERM))  # Ctrl-C and SIGTERM (rl.stop)
-    callbacks: list[L.Callback] = [stop, checkpoint]
-    if options.progress:
-        callbacks.append(StepProgress(max_steps))
-    trainer = L.Trainer(
-        max_steps=max_steps * cfg.grpo.updates_per_batch,  # Lightning counts optimizer steps
-        max_epochs=-1,
-        strategy=build_strategy(cfg),
-        accelerator=trainer_accelerator(cfg),
-        devices=cfg.trainer.devices,
-        num_nodes=cfg.trainer.num_nodes,
-        precision=cfg.trainer.precision,
-        callbacks=callbacks,
-        logger=build_logger(cfg, out),
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        log_every_n_steps=cfg.trainer.log_every_n_steps,
-        num_sanity_val_steps=0,
     )
     # the first process under Lightning's launcher: the others it starts are watched (rl.peers)
     launcher = trainer.strategy.launcher

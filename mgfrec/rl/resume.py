@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from mgfrec.config.load import flat_fields, load_config
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
+from mgfrec.runs import read_json_object, read_run_info
 from mgfrec.text.prompts import PROMPT_FILES, same_prompt
 
 if TYPE_CHECKING:
@@ -48,7 +49,21 @@ def check_resume_options(out: Path, options: FitOptions, ds: PreparedDataset | N
     path = out / START_FILE
     if not path.is_file():  # a run from before this file: nothing to compare
         return
-    started, given = json.loads(path.read_text(encoding="utf-8")), start_options(options)
+    started = read_json_object(path, "put the file back as the fit wrote it, or start a new fit in another folder")
+    given = start_options(options)
+    init_created = started.pop("init_created", None)
+    if (
+        init_created is not None
+        and options.init is not None
+        and Path(options.init).resolve() == Path(str(started.get("init")))
+    ):
+        now = read_run_info(options.init).created
+        if now != init_created:  # trained again: the resumed steps would regularise towards another policy
+            raise ValueError(
+                f"--resume: --init {options.init} was trained again after {out} started from it ({START_FILE} "
+                f"init_created {init_created}, its run.json now {now}); the resumed steps would start from and "
+                "regularise towards another policy: start a new fit, or put the earlier --init run back"
+            )
     if ds is not None and started.get("data_checksum") not in (None, ds.checksum):
         raise ValueError(
             f"--resume: {out} started on another data set than --data {ds.root} ({START_FILE} data_checksum); "

@@ -19,6 +19,7 @@ per-micro-batch bookkeeping that ``engine.forward`` would do). tests/rl/test_dee
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -46,6 +47,12 @@ def check_strategy(strategy: str, accelerator: str = "auto") -> None:
             f"deepspeed_stage_3, deepspeed_stage_2_cpu, deepspeed_stage_3_cpu or another of Lightning's: "
             f"{', '.join(sorted(StrategyRegistry.available_strategies()))}"
         )
+    if "fork" in strategy or "spawn" in strategy:  # the fit's process watch and its summary need Lightning's
+        # subprocess launcher (ddp) or torchrun: under fork/spawn a child's failure went unseen, and run.json said 0
+        raise ValueError(
+            f"trainer.strategy (--strategy) {strategy}: mgfrec runs several processes with ddp (or torchrun), not "
+            "fork or spawn; give ddp"
+        )
     if not strategy.startswith("deepspeed"):
         return
     if strategy in CPU_DEEPSPEED:
@@ -57,6 +64,21 @@ def check_strategy(strategy: str, accelerator: str = "auto") -> None:
         import deepspeed  # noqa: F401
     except ImportError:
         raise ValueError(f"--strategy {strategy} needs the deepspeed package: pip install -e '.[deepspeed]'") from None
+
+
+# What a multi-node launcher sets (torchrun, SLURM, Lightning's own); without any, a second node is never coming
+NODE_ENVIRONMENT = ("MASTER_ADDR", "NODE_RANK", "GROUP_RANK", "WORLD_SIZE", "SLURM_NTASKS", "TORCHELASTIC_RUN_ID")
+
+
+def check_nodes(num_nodes: int) -> None:
+    """Refuse ``trainer.num_nodes`` above 1 in a process no multi-node launcher started: it waited forever in
+    torch's rendezvous for nodes that were never started, deaf to Ctrl-C and SIGTERM."""
+    if num_nodes > 1 and not any(os.environ.get(name) for name in NODE_ENVIRONMENT):
+        raise ValueError(
+            f"trainer.num_nodes {num_nodes}: this process was not started by a multi-node launcher (none of "
+            f"{', '.join(NODE_ENVIRONMENT)} is set), so the other nodes would be waited for forever; start every "
+            "node with torchrun or SLURM (docs/gpu.md), or give trainer.num_nodes=1"
+        )
 
 
 def build_strategy(cfg: MGFRecConfig) -> Any:

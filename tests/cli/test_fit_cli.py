@@ -379,3 +379,36 @@ def test_recall_model_beside_init_is_refused(tmp_path):
     assert result.exit_code == 2 and "Traceback" not in text, text
     assert f"--recall-model pop and --init {tmp_path / 'sft'}: the fit reads --init's recall run; give one" in text
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.reliability
+def test_settings_lightning_refuses_a_damaged_checkpoint_and_a_replaced_fit_lose_nothing_silently(data):
+    """A Trainer setting that cannot run here (trainer.accelerator=gpu without one) was a Lightning traceback after
+    the earlier run's run.json, policy and checkpoint were gone; trainer.num_nodes=2 without a launcher waited
+    forever, deaf to signals; a damaged checkpoint under --resume was a traceback after run.json was retired; and
+    a fit without --resume replaced an earlier one without a word."""
+    out = data / "kept"
+    common = ["--data", data / "data", "--out", out, "--max-steps", 1, "--group-size", 2, "--no-progress"]
+    sets = [*tiny_fit_sets(data / "system.txt"), "--valid-samples", 0]
+    first = invoke(*common, *sets)
+    assert first.exit_code == 0, first.output
+    before = sorted(p.name for p in out.iterdir())
+    for bad, said in (
+        ("trainer.accelerator=gpu", "trainer.accelerator 'gpu'"),
+        ("trainer.num_nodes=2", "trainer.num_nodes 2: this process was not started by a multi-node launcher"),
+    ):
+        result = invoke(*common, *sets, "--set", bad)
+        text = " ".join(result.output.split())
+        assert result.exit_code == 2 and "Traceback" not in text and said in text, text
+        assert sorted(p.name for p in out.iterdir()) == before and (out / "run.json").is_file(), bad
+    ckpt = out / "checkpoints" / "last.ckpt"
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    resumed = invoke(*common[:-3], "--max-steps", 2, "--group-size", 2, "--no-progress", *sets, "--resume")
+    text = " ".join(resumed.output.split())
+    assert resumed.exit_code == 2 and f"--resume: {ckpt} is damaged" in text, text
+    assert sorted(p.name for p in out.iterdir()) == before
+    again = invoke(*common, *sets)
+    assert again.exit_code == 0, again.output
+    assert f"note: {out} holds an earlier fit (1 step checkpointed); this fit replaces it" in " ".join(
+        again.output.split()
+    )

@@ -32,3 +32,28 @@ def test_the_users_template_file_resumes_while_it_holds_what_the_run_kept(tmp_pa
     mine.write_text(text + " Edited.", encoding="utf-8")
     with pytest.raises(ValueError, match=f"--resume: .*{field}"):
         check_resume_config(out, given)
+
+
+def test_a_resume_after_the_init_run_was_trained_again_and_a_damaged_start_file_are_named(tmp_path):
+    # --resume after `sft --out INIT` again: accepted, and the resumed steps regularised towards the new SFT policy
+    # (KL 2.13 against 0.02 uninterrupted), or failed with a size-mismatch traceback after run.json was retired
+    import json
+
+    from mgfrec.rl.fit import FitOptions
+    from mgfrec.rl.resume import START_FILE, check_resume_options, start_options
+    from mgfrec.runs import RunInfo, write_run_info
+
+    init, out = tmp_path / "sft", tmp_path / "fit"
+    write_run_info(init, RunInfo(kind="agent", model="mgfrec-sft", data="d", data_checksum="c", created="2026-01-01"))
+    options = FitOptions(init=str(init), resume=True)
+    out.mkdir()
+    record = {**start_options(options), "init_created": "2026-01-01"}
+    (out / START_FILE).write_text(json.dumps(record), encoding="utf-8")
+    check_resume_options(out, options)  # the same --init: resumed
+    write_run_info(init, RunInfo(kind="agent", model="mgfrec-sft", data="d", data_checksum="c", created="2026-02-02"))
+    with pytest.raises(ValueError, match=f"--init {init} was trained again after {out} started from it"):
+        check_resume_options(out, options)
+    for damaged in ("[1, 2]", '{"init": "'):
+        (out / START_FILE).write_text(damaged, encoding="utf-8")  # an AttributeError traceback; a line naming no file
+        with pytest.raises(ValueError, match=f"{out / START_FILE}: "):
+            check_resume_options(out, options)

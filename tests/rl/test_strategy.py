@@ -66,3 +66,21 @@ def test_deepspeed_without_the_package_says_how_to_install_it(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_deepspeed)
     with pytest.raises(ValueError, match=r"needs the deepspeed package: pip install"):
         check_strategy("deepspeed_stage_2_cpu", "cpu")
+
+
+@pytest.mark.reliability
+def test_fork_and_spawn_strategies_and_nodes_without_a_launcher_are_refused(monkeypatch):
+    # ddp_fork: the child watch raised in its thread ("'ForkProcess' object has no attribute 'poll'") and run.json
+    # said 0 steps; num_nodes=2 on one machine waited forever in the rendezvous, deaf to signals
+    from mgfrec.rl.strategy import NODE_ENVIRONMENT, check_nodes
+
+    for name in ("ddp_fork", "ddp_spawn"):
+        with pytest.raises(ValueError, match=f"trainer.strategy \\(--strategy\\) {name}: .* give ddp"):
+            check_strategy(name)
+    for name in NODE_ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    check_nodes(1)
+    with pytest.raises(ValueError, match="trainer.num_nodes 2: this process was not started by a multi-node launcher"):
+        check_nodes(2)
+    monkeypatch.setenv("MASTER_ADDR", "10.0.0.1")
+    check_nodes(2)
