@@ -26,7 +26,7 @@ from mgfrec.data.protocol import check_limit, subsample_ids
 from mgfrec.eval.runs import result_for_run
 from mgfrec.ranking.metrics import LOWER_IS_BETTER, metric_names
 from mgfrec.ranking.results import EvalResult, label
-from mgfrec.ranking.stats import MismatchedSamplesError, PairedComparison
+from mgfrec.ranking.stats import MismatchedSamplesError, PairedComparison, bootstrap_can_reject
 from mgfrec.registry import Registry, with_registry
 from mgfrec.runs import json_ready, read_json_object
 
@@ -168,8 +168,7 @@ class Report:
             f"({rule}); an unmarked difference is not significant. Each cell is tested alone (no correction across "
             "metrics or runs).",
         ]
-        if 0 < self.bootstrap_samples and 2 / (self.bootstrap_samples + 1) >= self.alpha:
-            # the smallest percentile p-value B resamples can give is 2 / (B + 1): at B <= 2/alpha - 1 nothing is marked
+        if 0 < self.bootstrap_samples and not bootstrap_can_reject(self.bootstrap_samples, self.alpha):
             notes.append(
                 f"With {self.bootstrap_samples} resamples the bootstrap p-value cannot fall below alpha={self.alpha:g} "
                 f"(its least is 2/{self.bootstrap_samples + 1}): no difference can be marked; give at least "

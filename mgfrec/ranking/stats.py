@@ -107,6 +107,12 @@ def binomial_two_sided(k: int, n: int) -> float:
     return min(1.0, p)
 
 
+def bootstrap_can_reject(samples: int, alpha: float) -> bool:
+    """Whether ``samples`` resamples can mark anything at ``alpha``: the percentile p-value is at least
+    ``2 / (samples + 1)``, so with ``samples <= 2 / alpha - 1`` the bootstrap never rejects."""
+    return 2 / (samples + 1) < alpha
+
+
 @dataclass(frozen=True)
 class SignTest:
     """Exact sign test on paired differences: who is better on how many samples."""
@@ -208,8 +214,7 @@ def paired_test(
     a_better_by_sign = sign.wins > sign.losses
     agree = observed != 0 and sign.wins != sign.losses and a_better_by_mean == a_better_by_sign
     # the interval shown beside the mark decides, given resamples enough for the p-value to reach alpha at all
-    enough = 2 / (samples + 1) < alpha
-    boot_ok = math.isnan(p_boot) or (enough and (ci[0] > 0 or ci[1] < 0))
+    boot_ok = math.isnan(p_boot) or (bootstrap_can_reject(samples, alpha) and (ci[0] > 0 or ci[1] < 0))
     significant = bool(agree and boot_ok and sign.p_value < alpha)
     better = ("a" if a_better_by_mean else "b") if significant else None
     return PairedComparison(

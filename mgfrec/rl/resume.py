@@ -52,11 +52,7 @@ def check_resume_options(out: Path, options: FitOptions, ds: PreparedDataset | N
     started = read_json_object(path, "put the file back as the fit wrote it, or start a new fit in another folder")
     given = start_options(options)
     init_created = started.pop("init_created", None)
-    if (
-        init_created is not None
-        and options.init is not None
-        and Path(options.init).resolve() == Path(str(started.get("init")))
-    ):
+    if init_created is not None and given["init"] is not None and given["init"] == started.get("init"):
         now = read_run_info(options.init).created
         if now != init_created:  # trained again: the resumed steps would regularise towards another policy
             raise ValueError(

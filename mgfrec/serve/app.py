@@ -408,46 +408,44 @@ def serve(run_dir: str, options: ServeOptions, sets: tuple[str, ...] = (), say: 
     # before loading the model: a busy port is one line, at once; --port 0 becomes the free port it found. The
     # socket is held from now on (it was a probe, closed again: a server started meanwhile took the port, and this
     # one said "serving" after loading, then failed to bind, exit 3)
-    listening = _listening_socket(options.host, options.port)
-    port = int(listening.getsockname()[1])
-    try:
+    with _listening_socket(options.host, options.port) as listening:
+        port = int(listening.getsockname()[1])
         recommender = load_recommender(run_dir, sets)
-    except BaseException:
-        listening.close()
-        raise
-    try:
-        app = create_app(recommender, options)
-        config = uvicorn.Config(
-            app,
-            host=options.host,
-            port=port,
-            log_level="info",
-            access_log=True,
-            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,  # then open connections are closed, not waited for
-        )
-
-        class Server(uvicorn.Server):
-            def handle_exit(self, sig: int, frame: Any) -> None:
-                if self.should_exit:  # the second Ctrl-C: quit at once, not after the running batch
-                    say("stopped at once (second signal): the running batch was dropped")
-                    os._exit(128 + sig)
-                say("stopping: waiting requests get 503; the running batch ends first (Ctrl-C again to quit at once)")
-                # an open event stream never closes by itself: end its conversation so that it can
-                app.state.stop_conversations()
-                super().handle_exit(sig, frame)
-
-        server = Server(config)
-        logging.getLogger("uvicorn.access").addFilter(_path_only)
-        host = f"[{options.host}]" if ":" in options.host else options.host  # an IPv6 address in a URL
-        # the folder's name and run.json's model are untrusted: no escape sequence reaches the terminal
-        say(terminal_safe(f"serving {run_dir} ({recommender.kind}, {recommender.method}) at http://{host}:{port}/"))
-        server.run(sockets=[listening])
-    finally:
-        listening.close()
         try:
-            recommender.close()  # waits for a user agent's requests in flight
-        except KeyboardInterrupt as stop:  # a Ctrl-C (or SIGTERM) while it waits: quit at once
-            os._exit(getattr(stop, "exit_code", 130))
+            app = create_app(recommender, options)
+            config = uvicorn.Config(
+                app,
+                host=options.host,
+                port=port,
+                log_level="info",
+                access_log=True,
+                timeout_graceful_shutdown=SHUTDOWN_GRACE_S,  # then open connections are closed, not waited for
+            )
+
+            class Server(uvicorn.Server):
+                def handle_exit(self, sig: int, frame: Any) -> None:
+                    if self.should_exit:  # the second Ctrl-C: quit at once, not after the running batch
+                        say("stopped at once (second signal): the running batch was dropped")
+                        os._exit(128 + sig)
+                    say(
+                        "stopping: waiting requests get 503; the running batch ends first "
+                        "(Ctrl-C again to quit at once)"
+                    )
+                    # an open event stream never closes by itself: end its conversation so that it can
+                    app.state.stop_conversations()
+                    super().handle_exit(sig, frame)
+
+            server = Server(config)
+            logging.getLogger("uvicorn.access").addFilter(_path_only)
+            host = f"[{options.host}]" if ":" in options.host else options.host  # an IPv6 address in a URL
+            # the folder's name and run.json's model are untrusted: no escape sequence reaches the terminal
+            say(terminal_safe(f"serving {run_dir} ({recommender.kind}, {recommender.method}) at http://{host}:{port}/"))
+            server.run(sockets=[listening])
+        finally:
+            try:
+                recommender.close()  # waits for a user agent's requests in flight
+            except KeyboardInterrupt as stop:  # a Ctrl-C (or SIGTERM) while it waits: quit at once
+                os._exit(getattr(stop, "exit_code", 130))
 
 
 def _path_only(record: logging.LogRecord) -> bool:
