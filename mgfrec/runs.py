@@ -120,6 +120,14 @@ def read_run_info(run_dir: str | Path) -> RunInfo:
                 "it and --resume, or start it again"
             )
         folder = Path(run_dir)
+        if (folder / "sft_metrics.csv").is_file() or (folder / "recall" / RUN_FILE).is_file():
+            # an SFT stopped before it saved its policy (a re-run retires the earlier run once its parts have
+            # loaded), or an agent run stopped after its recall fit: "train one" did not say what was left
+            stage = "an SFT" if (folder / "sft_metrics.csv").is_file() else "an agent run"
+            raise FileNotFoundError(
+                f"{run_dir}: {stage} that did not finish (no {RUN_FILE}: it stopped before its policy was saved, "
+                "and anything left of an earlier run there was retired); run its command again"
+            )
         if not folder.exists():  # a typo: "no run.json" sent the user looking inside a folder that is not there
             why = "no such file or folder"
         elif folder.is_file():

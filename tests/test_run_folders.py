@@ -190,6 +190,9 @@ def test_metrics_csv_writes_its_step_as_a_whole_number(tmp_path):
         (lambda p: p / "run" / "run.json", "not a run folder (a file; give the run folder it is in ("),
         (lambda p: p / "data", "not a run folder (a prepared data set (manifest.json); give a run made on it)"),
         (lambda p: p / "empty", "not a run folder (no run.json; train one with"),
+        # an SFT re-run stopped mid-training (its earlier run retired), or an agent run stopped after its recall fit
+        (lambda p: p / "sft", "sft: an SFT that did not finish (no run.json: it stopped before its policy was saved"),
+        (lambda p: p / "agent", "agent: an agent run that did not finish (no run.json: it stopped before its policy"),
     ],
 )
 def test_what_is_not_a_run_is_named_for_what_it_is(tmp_path, make, words):
@@ -201,6 +204,10 @@ def test_what_is_not_a_run_is_named_for_what_it_is(tmp_path, make, words):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "manifest.json").write_text("{}")
     (tmp_path / "empty").mkdir()
+    (tmp_path / "sft" / "policy").mkdir(parents=True)
+    (tmp_path / "sft" / "sft_metrics.csv").write_text("epoch\n0\n")
+    (tmp_path / "agent" / "recall").mkdir(parents=True)
+    (tmp_path / "agent" / "recall" / "run.json").write_text("{}")
     with pytest.raises(FileNotFoundError) as err:
         read_run_info(make(tmp_path))
     assert words in str(err.value)

@@ -107,17 +107,8 @@ def note_unread_fields(
         if (key := text.partition("=")[0].strip()).split(".")[0] in unread
         and not any(key == r or key.startswith(r + ".") for r in read)
     ]
-    if hit:
-        from mgfrec.config.load import redacted_override
-
-        besides = f" (but {', '.join(read)})" if read else ""
-        shown = " ".join(redacted_override(t) for t in hit)  # a URL's password given as data.path is not echoed
-        console.print(
-            f"note: --set {shown}: {command} does not read {', '.join(f'{u}.*' for u in unread)}{besides}; {why}",
-            highlight=False,
-            markup=False,
-            soft_wrap=True,
-        )
+    besides = f" (but {', '.join(read)})" if read else ""
+    _note_sets(hit, f"{command} does not read {', '.join(f'{u}.*' for u in unread)}{besides}; {why}")
 
 
 def note_overridden_recall_model(sets: Sequence[str], source: str) -> None:
@@ -125,16 +116,17 @@ def note_overridden_recall_model(sets: Sequence[str], source: str) -> None:
     RUN's recall run``, ``--recall-run RUN``): the recall lists are that run's, and the run's ``config.yaml``
     records its model."""
     hit = [text for text in sets if text.partition("=")[0].strip() == "retriever.model"]
+    _note_sets(hit, f"not used; the recall lists come from {source}, and config.yaml records its model")
+
+
+def _note_sets(hit: Sequence[str], said: str) -> None:
+    """The one note line of the ``--set`` overrides ``hit`` (none: nothing), each shown redacted (a URL's
+    password given as ``data.path`` is not echoed), then ``said``."""
     if hit:
         from mgfrec.config.load import redacted_override
 
-        console.print(
-            f"note: --set {' '.join(redacted_override(t) for t in hit)}: not used; the recall lists come from "
-            f"{source}, and config.yaml records its model",
-            highlight=False,
-            markup=False,
-            soft_wrap=True,
-        )
+        shown = " ".join(redacted_override(t) for t in hit)
+        console.print(f"note: --set {shown}: {said}", highlight=False, markup=False, soft_wrap=True)
 
 
 @contextmanager

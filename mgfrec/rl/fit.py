@@ -289,15 +289,20 @@ def run_fit(
         )
     if not options.resume and (out / "checkpoints").exists():
         held = steps_done(out)
+        steps = "steps checkpointed unknown" if held is None else f"{held} step{'s' if held != 1 else ''} checkpointed"
         say(  # a fit into a used folder replaces the earlier one, as documented; it was done without a word
-            f"note: {out} holds an earlier fit ({held} step{'s' if held != 1 else ''} checkpointed); this fit "
-            "replaces it (--resume would continue it)"
+            f"note: {out} holds an earlier fit ({steps}); this fit replaces it (--resume would continue it)"
         )
     first = launched_as_main()  # with several processes, only the first prepares OUT; the others reuse it
     if options.resume:
         check_resume_config(out, cfg)
         done = steps_done(out)
-        if cfg.trainer.max_steps is not None and cfg.trainer.max_steps < done:
+        if done is None:  # the check was skipped without a word: steps_done read 0 for a missing last.json
+            say(
+                f"note: {out / 'checkpoints' / CHECKPOINT_STEPS} is missing or damaged, so the steps the checkpoint "
+                "holds are unknown and --max-steps is not checked against them (below them, the fit ends at once)"
+            )
+        elif cfg.trainer.max_steps is not None and cfg.trainer.max_steps < done:
             raise ValueError(  # it "finished" at step {done}, with a config.yaml that said otherwise
                 f"--resume: {out}'s checkpoint holds {done} steps already; --max-steps (trainer.max_steps) "
                 f"{cfg.trainer.max_steps} is fewer: give at least {done} (more extends the run)"

@@ -143,10 +143,12 @@ def starting_config(out: str | Path, resume: bool, config: str | Path | None = N
     return str(saved) if resume and saved.is_file() else None
 
 
-def steps_done(out: Path) -> int:
-    """The training steps ``OUT``'s last checkpoint holds (``checkpoints/last.json``; 0 when unknown): where a
-    resume starts. ``metrics.csv`` may run ahead of it (checkpoints every ``--checkpoint-every`` steps)."""
+def steps_done(out: Path) -> int | None:
+    """The training steps ``OUT``'s last checkpoint holds (``checkpoints/last.json``): where a resume starts;
+    None when that file is missing or damaged (the checkpoint itself is not loaded to find out). ``metrics.csv``
+    may run ahead of it (checkpoints every ``--checkpoint-every`` steps)."""
     try:
-        return int(json.loads((out / "checkpoints" / CHECKPOINT_STEPS).read_text(encoding="utf-8"))["steps"])
+        steps = json.loads((out / "checkpoints" / CHECKPOINT_STEPS).read_text(encoding="utf-8"))["steps"]
     except (OSError, ValueError, KeyError, TypeError):
-        return 0
+        return None
+    return steps if isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0 else None

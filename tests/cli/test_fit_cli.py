@@ -412,3 +412,9 @@ def test_settings_lightning_refuses_a_damaged_checkpoint_and_a_replaced_fit_lose
     assert f"note: {out} holds an earlier fit (1 step checkpointed); this fit replaces it" in " ".join(
         again.output.split()
     )
+    # checkpoints/last.json gone: the --max-steps check read 0 steps done and was skipped without a word
+    (out / "checkpoints" / "last.json").unlink()
+    resumed = invoke(*common[:-3], "--max-steps", 2, "--group-size", 2, "--no-progress", *sets, "--resume")
+    text = " ".join(resumed.output.split())
+    assert resumed.exit_code == 0, text
+    assert f"note: {out / 'checkpoints' / 'last.json'} is missing or damaged, so the steps the checkpoint holds" in text

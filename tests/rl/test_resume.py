@@ -57,3 +57,17 @@ def test_a_resume_after_the_init_run_was_trained_again_and_a_damaged_start_file_
         (out / START_FILE).write_text(damaged, encoding="utf-8")  # an AttributeError traceback; a line naming no file
         with pytest.raises(ValueError, match=f"{out / START_FILE}: "):
             check_resume_options(out, options)
+
+
+def test_steps_done_is_unknown_without_a_readable_last_json(tmp_path):
+    """A missing or damaged checkpoints/last.json read as 0 steps done, and a resume's --max-steps check passed."""
+    from mgfrec.rl.resume import steps_done
+
+    assert steps_done(tmp_path) is None
+    (tmp_path / "checkpoints").mkdir()
+    side = tmp_path / "checkpoints" / "last.json"
+    for text in ("{", "[]", '{"steps": "3"}', '{"steps": true}', '{"steps": -1}', '{"other": 3}'):
+        side.write_text(text)
+        assert steps_done(tmp_path) is None, text
+    side.write_text('{"steps": 3}')
+    assert steps_done(tmp_path) == 3
