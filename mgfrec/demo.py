@@ -31,7 +31,15 @@ from mgfrec.data.prepared import PreparedDataset, prepare
 from mgfrec.embed.cache import cached_item_embeddings
 from mgfrec.eval.report import Report, build_report
 from mgfrec.retrievers.fit import fit_baseline
-from mgfrec.runs import NOT_A_RUN, RUN_FILE, read_json_object, read_run_info, recall_run_of, refuse_held
+from mgfrec.runs import (
+    NOT_A_RUN,
+    RUN_FILE,
+    check_recall_current,
+    read_json_object,
+    read_run_info,
+    recall_run_of,
+    refuse_held,
+)
 from mgfrec.signals import stop_exception, stopped_by
 
 DEMO_BASELINES: tuple[str, ...] = ("pop", "last-title", "sasrec", "hybrid")  # the cheap default set
@@ -270,7 +278,7 @@ def agent_stages(
             "policy": config.policy.model_copy(update={"model": demo_policy(config, options)}),
         }
     )
-    if (sft_dir / RUN_FILE).is_file():
+    if _reusable(sft_dir, "sft", say):
         say(f"[sft] reusing {sft_dir}")
         made_over = recall_run_of(sft_dir, read_run_info(sft_dir))
         if recall and (made_over is None or Path(made_over).resolve() != (out / recall).resolve()):
@@ -290,7 +298,7 @@ def agent_stages(
         )
         result = stage("sft", lambda: run_sft(ds.root, sft_dir, config, sft_opts, say=lambda m: say(f"[sft] {m}")))
         say(f"[sft] {len(result.history) - 1} epochs; valid format-valid {result.history[-1]['format_valid']:.2f}")
-    if (fit_dir / RUN_FILE).is_file():
+    if _reusable(fit_dir, "fit", say):
         say(f"[fit] reusing {fit_dir}")
     else:
         fit_cfg = config.model_copy(
@@ -318,6 +326,20 @@ def agent_stages(
     ablations = [derive_ablation_run(fit_dir, name, out / f"mgfrec-{name}") for name in DEMO_ABLATIONS]
     variants = [derive_variant_run(fit_dir, name, out / f"mgfrec-{name}") for name in demo_variants(fit_dir)]
     return [sft_dir, fit_dir, *ablations, *variants]
+
+
+def _reusable(run_dir: Path, name: str, say: Callable[[str], None]) -> bool:
+    """Whether the finished agent stage in ``run_dir`` may be reused: not when its recall run was fitted again
+    since it was trained (a baseline folder deleted and refitted by this rerun), which made its results another
+    recall model's; the report refused it then."""
+    if not (run_dir / RUN_FILE).is_file():
+        return False
+    try:
+        check_recall_current(run_dir, read_run_info(run_dir))
+    except ValueError:
+        say(f"[{name}] {run_dir} was trained over a recall run fitted again since; training it again")
+        return False
+    return True
 
 
 SETTINGS_FILE = "demo.json"

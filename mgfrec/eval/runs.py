@@ -21,7 +21,7 @@ from mgfrec.ranking.evaluator import evaluate
 from mgfrec.ranking.results import EvalResult, result_paths
 from mgfrec.registry import Registry, RegistryError, registry, with_registry
 from mgfrec.retrievers.fit import AgentEvaluationUnavailable, LoadedRun, load_scorer, open_data
-from mgfrec.runs import RUN_FILE, check_derived_current, read_run_info, with_run_plugins
+from mgfrec.runs import RUN_FILE, check_agent_current, read_run_info, with_run_plugins
 
 __all__ = ["AgentEvaluationUnavailable", "LoadedRun", "evaluate_run", "load_scorer", "open_data", "result_for_run"]
 
@@ -54,7 +54,7 @@ def evaluate_run(
     if info.kind == "agent":
         from mgfrec.eval.agent_eval import evaluate_agent  # late: loads the policy stack
 
-        check_derived_current(run_dir, info, rolling_out=True)  # its config is the trained run's of that time
+        check_agent_current(run_dir, info, rolling_out=True)  # its config is the trained run's of that time
 
         result, _ = evaluate_agent(
             Path(run_dir),
@@ -166,7 +166,7 @@ def _check_current(run_dir: str | Path, reg: Registry | None) -> PreparedDataset
         # its data set prepared again in place: evaluate refused the run, and report showed its old numbers
         ds = open_data(Path(run_dir), info)
     if info.kind == "agent":
-        check_derived_current(run_dir, info)  # a derived run whose trained run was trained again
+        check_agent_current(run_dir, info)  # a derived run whose trained run was trained again, a refitted recall run
         return ds
     if info.kind != "baseline":
         return ds

@@ -169,6 +169,7 @@ def _derive(
         f"{next(iter(tag))}_applied_at": "evaluation",
         "trained_run": str(run_dir.resolve()),
         "trained_created": info.created,  # which training of it: a refit there makes this run stale
+        **({"recall_created": info.extra["recall_created"]} if info.extra.get("recall_created") else {}),
         **({"overrides": [redacted_override(o) for o in overrides]} if overrides else {}),
     }
     extra.update(plugins_named(cfg))  # a run given where a package is missing names it

@@ -66,9 +66,11 @@ from mgfrec.rollout.base import check_engine
 from mgfrec.runs import (
     RUN_FILE,
     RunInfo,
+    check_agent_current,
     check_output_run,
     policy_folder,
     read_run_info,
+    recall_created,
     recall_run_of,
     retire_if_recall_inside,
     retire_run,
@@ -225,6 +227,7 @@ def start_point(options: FitOptions, ds: PreparedDataset) -> tuple[RecallOptions
     if info.data_checksum != ds.checksum:
         raise ValueError(f"--init {options.init}: it was trained on other data ({info.data}) than --data {ds.root}")
     recall_run = recall_run_of(f"--init {options.init}", info)
+    check_agent_current(f"--init {options.init}", info)  # a policy trained over a recall model since refitted
     if recall_run is None:
         raise ValueError(f"--init {options.init}: its {RUN_FILE} names no recall run (extra.recall_run)")
     return RecallOptions(recall_run=recall_run), policy_folder(options.init, info)
@@ -430,6 +433,7 @@ def run_fit(
         "base_policy": str(policy_cfg.model),
         "recall_model": recall_model,
         "recall_run": str(recall_dir.resolve()),
+        "recall_created": recall_created(recall_dir),  # a refit of it makes this run stale (check_recall_current)
         "steps": module.batches_done,
         "best_valid_ndcg@10": module.best_ndcg10 if module.best_ndcg10 > float("-inf") else None,
         "last": last,

@@ -50,6 +50,7 @@ from mgfrec.rollout.base import build_engine, check_engine, sync_weights
 from mgfrec.runs import (
     RunInfo,
     check_output_run,
+    recall_created,
     retire_if_recall_inside,
     retire_run,
     write_metrics,
@@ -296,6 +297,7 @@ def run_sft(
         "base_policy": cfg.policy.model,
         "recall_model": recall_model,
         "recall_run": str(recall_dir.resolve()),
+        "recall_created": recall_created(recall_dir),  # a refit of it makes this run stale (check_recall_current)
         "synthesis": synth.stats,
         "options": {k: getattr(options, k) for k in options.__dataclass_fields__},
         "valid": history[-1],

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -93,6 +94,8 @@ def test_two_steps_log_finite_metrics_and_write_the_run_folder(run):
     assert (out / "policy" / "config.json").is_file() and (out / "best_policy" / "config.json").is_file()
     assert (out / "checkpoints" / "last.ckpt").is_file() and (out / "config.yaml").is_file()
     assert run["result"].extra["policy"] == "policy" and run["result"].extra["recall_run"]
+    recall = json.loads((Path(run["result"].extra["recall_run"]) / "run.json").read_text())
+    assert run["result"].extra["recall_created"] == recall["created"]  # a refit there makes the run stale
 
 
 def test_engine_weights_equal_the_policy_after_a_step(run):

@@ -247,6 +247,8 @@ def test_cli_writes_a_loadable_run_folder(setup):
     model, tokenizer = load_policy(PolicyConfig(model=str(out / "policy")))
     assert model.config.num_hidden_layers == 4 and tokenizer.convert_tokens_to_ids("<ground>") is not None
     assert (out / "recall" / "run.json").is_file()
+    # which fit of the recall run it was trained over: a refit there makes the run stale (check_recall_current)
+    assert info["extra"]["recall_created"] == json.loads((out / "recall" / "run.json").read_text())["created"]
     # a re-run into the finished run with a typo that shows only once the recall model is there: run.json and the
     # saved evaluations were deleted first, and the run could no longer be evaluated or used as --init
     (out / "eval_valid.json").write_text("{}")
