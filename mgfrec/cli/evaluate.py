@@ -53,7 +53,7 @@ def evaluate(
     NDCG without cut-off and mean rank, each with a bootstrap interval. Writes RUN/eval_<split>.json,
     RUN/eval_<split>.csv and RUN/ranks_<split>.csv."""
     from mgfrec.eval.runs import evaluate_run
-    from mgfrec.runs import read_run_info
+    from mgfrec.runs import check_agent_current, read_run_info
 
     def go():
         check_split(split)
@@ -78,6 +78,8 @@ def evaluate(
                 markup=False,
                 soft_wrap=True,
             )
+        if read_run_info(run_dir).kind == "agent":  # refused before the note that its results are replaced
+            check_agent_current(run_dir, read_run_info(run_dir), rolling_out=True)
         _note_replaced(run_dir, cfg.eval.split, limit)
         with console.status(f"evaluating {run_dir} on {cfg.eval.split}"):
             return evaluate_run(

@@ -41,7 +41,10 @@ def figures(
         check_figure_args(paths, split, metric)  # every folder first: no figure written before an error
         names: dict[str, Path] = {}
         for path in paths:  # files are prefixed with the folder's name: two folders of one name would overwrite
-            other = names.setdefault(Path(path).resolve().name, Path(path))
+            name = Path(path).resolve().name
+            if name in names and names[name].resolve() == Path(path).resolve():  # it was drawn twice
+                raise ValueError(f"{names[name]} and {path} are one folder; give each folder once")
+            other = names.setdefault(name, Path(path))
             if other.resolve() != Path(path).resolve():
                 raise ValueError(
                     f"{other} and {path} have the same folder name, so their figures would overwrite each other "

@@ -374,6 +374,15 @@ class EvalConfig(Section):
         32, ge=1, description="agent runs: samples rolled out at once (a larger chunk lets the vllm engine batch more)"
     )
 
+    @field_validator("ks")
+    @classmethod
+    def _distinct_ks(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        """Each K once: a repeated one gave repeated columns and metric names in tables and JSON."""
+        repeated = sorted({k for k in value if value.count(k) > 1})
+        if repeated:
+            raise ValueError(f"give each K once; {', '.join(map(str, repeated))} is repeated")
+        return value
+
 
 class MGFRecConfig(Section):
     """The whole run: one section per concern. The defaults are the CPU defaults of ``configs/default.yaml``

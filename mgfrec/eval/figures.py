@@ -456,6 +456,16 @@ def check_figure_args(paths: Sequence[str | Path], split: str, metric: str) -> N
                 raise ValueError(f"{path}: no finished cell with '{metric}' to plot")
             if "agent.max_groundings" in (_sweep_record(path).get("grid") or {}):
                 mean_rank_by_limit(path, split)
+        elif not (path / "metrics.csv").is_file() and not (path / f"agent_{split}_samples.csv").is_file():
+            # found only once the folders before it had been drawn into --out
+            others = sorted(f.name for f in path.glob("agent_*_samples.csv"))
+            hint = (
+                f"; {', '.join(others)} found: --split {others[0].removeprefix('agent_').removesuffix('_samples.csv')}"
+                " draws its difficulty figure"
+                if others
+                else ""
+            )
+            raise ValueError(f"{path}: nothing to plot (no sweep.json, metrics.csv or agent_{split}_samples.csv){hint}")
 
 
 def figures_for(
@@ -478,6 +488,4 @@ def figures_for(
         written += plot_training_curves(path, out_dir, prefix).values()
     if (path / f"agent_{split}_samples.csv").is_file():
         written.append(plot_difficulty_bands(path, out_dir, split, prefix=prefix))
-    if not written:
-        raise ValueError(f"{path}: nothing to plot (no sweep.json, metrics.csv or agent_{split}_samples.csv)")
-    return written
+    return written  # check_figure_args refused a folder with nothing to plot

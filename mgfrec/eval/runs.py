@@ -134,7 +134,11 @@ def result_for_run(
         seed = (config or EvalConfig()).seed
         why = f"holds {len(stored.ranks)} samples, not the {limit}-sample subsample of eval.seed {seed}"
     if not evaluate_missing:
-        again = f"mgfrec evaluate {run_dir} --split {split}" + (f" --limit {limit}" if limit is not None else "")
+        again = (  # the comparison's own ranking: without the flag, the command made the refused result again
+            f"mgfrec evaluate {run_dir} --split {split}"
+            + ("" if wanted else " --no-exclude-history")
+            + (f" --limit {limit}" if limit is not None else "")
+        )
         if why == "missing":
             raise FileNotFoundError(f"{paths['json']}: missing; run '{again}'")
         raise FileNotFoundError(f"{paths['json']}: {why}; run '{again}', or leave out --no-evaluate")

@@ -271,6 +271,11 @@ class EvalResult:
         try:
             ks = tuple(int(k) for k in payload["ks"])
             names = metric_names(ks)
+            num_items = payload.get("num_items")
+            if num_items is not None and (type(num_items) is not int or num_items < 1):  # was a numpy traceback
+                raise ValueError(f"num_items {num_items!r} is not a whole number of items")
+            if num_items is not None and len(ranks) and int(np.max(ranks)) > num_items:  # named neither file
+                raise ValueError(f"num_items {num_items}, below rank {int(np.max(ranks))} in {paths['ranks'].name}")
             return cls(
                 split=payload["split"],
                 method=payload["method"],
@@ -283,7 +288,7 @@ class EvalResult:
                 bootstrap_samples=int(payload["bootstrap_samples"]),
                 seed=int(payload["seed"]),
                 targets=frame["target"].to_numpy() if "target" in frame else None,
-                num_items=payload.get("num_items"),
+                num_items=num_items,
                 exclude_history=payload.get("exclude_history"),
                 data_checksum=payload.get("data_checksum", ""),
             )

@@ -205,9 +205,12 @@ def test_a_derived_run_is_refused_once_its_trained_run_was_trained_again_or_is_g
     info = json.loads((trained / "run.json").read_text())
     info["created"] = "2030-01-01T00:00:00+00:00"  # what a refit into the trained run's folder writes
     (trained / "run.json").write_text(json.dumps(info))
+    (derived / "ranks_test.csv").write_text("sample_id,target,rank\n" + "".join(f"{i},1,1\n" for i in range(5)))
     res = CliRunner().invoke(app, ["evaluate", str(derived), "--split", "test", "--limit", "2"])
     text = " ".join(res.output.split())
     assert res.exit_code == 2 and "before it was trained again" in text, text
+    assert "is replaced by this one" not in text, text  # announced before the refusal, and nothing was replaced
+    (derived / "ranks_test.csv").unlink()
     assert f"derive it again: mgfrec derive {trained.resolve()} {derived} --ablation no-feedback" in text, text
     (trained / "run.json").unlink()
     res = CliRunner().invoke(app, ["evaluate", str(derived), "--split", "test", "--limit", "2"])

@@ -497,3 +497,10 @@ def test_an_older_run_config_with_a_hash_line_in_a_long_value_is_still_a_run_con
     assert any(line.lstrip().startswith("# heading") for line in lines), lines  # the case: a line that looks a comment
     assert resolved_by(tmp_path / "config.yaml") == "old"
     assert load_config(tmp_path / "config.yaml").agent.max_feedback_tokens is None
+
+
+def test_a_repeated_k_is_refused():
+    """eval.ks=[10,10] gave two H@10 / N@10 columns in the report and repeated metric names in its JSON."""
+    with pytest.raises(ConfigError, match=r"eval.ks.*give each K once; 10 is repeated"):
+        load_config(None, ["eval.ks=[5,10,10]"])
+    assert load_config(None, ["eval.ks=[10,5]"]).eval.ks == (10, 5)

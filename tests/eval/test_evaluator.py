@@ -187,7 +187,16 @@ def test_a_damaged_ranks_row_is_named(tiny_ds, tmp_path, edit, message):
 
 
 @pytest.mark.parametrize(
-    ("field", "value"), [("samples", "x"), ("ci", {"hit@5": [1]}), ("ci", {"hit@5": ["a", "b"]}), ("ks", None)]
+    ("field", "value"),
+    [
+        ("samples", "x"),
+        ("ci", {"hit@5": [1]}),
+        ("ci", {"hit@5": ["a", "b"]}),
+        ("ks", None),
+        ("num_items", "abc"),  # a numpy traceback from the report's rank check
+        ("num_items", True),
+        ("num_items", 1),  # below the ranks: "rank ... exceeds the 1 items", naming neither file
+    ],
 )
 def test_a_damaged_evaluation_json_is_named(tiny_ds, tmp_path, field, value):
     paths = evaluate(FixedScorer(np.random.default_rng(2).random(N_ITEMS)), tiny_ds, "test", FAST).save(tmp_path)

@@ -277,6 +277,18 @@ def test_figures_for_and_the_command(tmp_path):
     )
     assert clash.exit_code == 2 and "have the same folder name" in " ".join(clash.output.split())
     assert not (tmp_path / "c").exists()
+    # a run with something to plot, then one with nothing (evaluated on test only): the first's figures were
+    # written before the error; and one folder named twice was drawn twice
+    shown_test = tmp_path / "shown_test"
+    shown_test.mkdir()
+    (shown_test / "agent_test_samples.csv").write_text("sample_id,target,groundings\n0,1,1\n")
+    late = CliRunner().invoke(app, [str(tmp_path / "run"), str(shown_test), "--out", str(tmp_path / "c")])
+    text = " ".join(late.output.split())
+    assert late.exit_code == 2 and "shown_test: nothing to plot" in text and "--split test draws" in text, text
+    assert not (tmp_path / "c").exists()
+    twice = CliRunner().invoke(app, [str(tmp_path / "run"), str(tmp_path / "run") + "/", "--out", str(tmp_path / "c")])
+    assert twice.exit_code == 2 and "are one folder; give each folder once" in " ".join(twice.output.split())
+    assert not (tmp_path / "c").exists()
 
 
 @pytest.mark.slow

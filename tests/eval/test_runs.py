@@ -48,6 +48,12 @@ def test_a_stored_result_ranked_the_other_way_is_evaluated_again(tiny_ds, tmp_pa
     # --no-evaluate (report) said "eval_test.json: missing" of a file that is there, ranked the other way
     with pytest.raises(FileNotFoundError, match=r"ranked with exclude_history: false, and this comparison needs true"):
         result_for_run(run, "test", FAST, evaluate_missing=False)
+    # the other way, the command it gave made the refused result again: it needs --no-exclude-history
+    result_for_run(run, "test", FAST)
+    with pytest.raises(
+        FileNotFoundError, match=r"needs false; run 'mgfrec evaluate .* --split test --no-exclude-history'"
+    ):
+        result_for_run(run, "test", FAST, exclude_history=False, evaluate_missing=False)
 
 
 def test_refitting_a_baseline_into_its_folder_removes_the_earlier_models_results(tiny_ds, tmp_path):
