@@ -276,7 +276,7 @@ class EvalResult:
                 raise ValueError(f"num_items {num_items!r} is not a whole number of items")
             if num_items is not None and len(ranks) and int(np.max(ranks)) > num_items:  # named neither file
                 raise ValueError(f"num_items {num_items}, below rank {int(np.max(ranks))} in {paths['ranks'].name}")
-            return cls(
+            result = cls(
                 split=payload["split"],
                 method=payload["method"],
                 sample_ids=sample_ids,
@@ -296,6 +296,16 @@ class EvalResult:
             if str(paths["ranks"]) in str(exc):  # check_ranks named the ranks file itself
                 raise
             raise ValueError(f"{paths['json']}: not a valid evaluation result ({exc!r}); {again}") from None
+        if result.samples:  # a rank edited by hand: report recomputed from the ranks and disagreed with the file
+            values = per_sample(result.ranks, result.ks)
+            for m in names:
+                got, said = float(values[m].mean()), result.metrics[m]
+                if not math.isclose(got, said, rel_tol=1e-9, abs_tol=1e-12):
+                    raise ValueError(
+                        f"{paths['ranks']}: its ranks give {m} {got:.6g}, but {paths['json'].name} says {said:.6g} "
+                        f"(one of the two was edited, or they are two evaluations'); {again}"
+                    )
+        return result
 
     def table(self, title: str | None = None):
         """A rich table: one row per metric with its mean and interval."""

@@ -246,3 +246,16 @@ def test_constant_scorer_on_the_real_cds_split_ranks_below_every_unseen_item(cds
     ]
     assert result.samples == len(test) == ds.counts["samples"]["test"]
     assert result.ranks.tolist() == expected
+
+
+def test_a_ranks_file_edited_after_its_evaluation_is_named(tiny_ds, tmp_path):
+    """report recomputes every metric from ranks_<split>.csv: a rank edited by hand gave numbers that disagreed
+    with eval_<split>.json, without a word."""
+    paths = evaluate(FixedScorer(np.random.default_rng(2).random(N_ITEMS)), tiny_ds, "test", FAST).save(tmp_path)
+    assert EvalResult.load(tmp_path, "test").samples > 0  # as written, the two agree
+    rows = paths["ranks"].read_text().splitlines()
+    sample, target, rank = rows[1].split(",")
+    rows[1] = f"{sample},{target},{int(rank) % N_ITEMS + 1}"
+    paths["ranks"].write_text("\n".join(rows) + "\n")
+    with pytest.raises(ValueError, match=r"ranks_test.csv: its ranks give \S+ .*, but eval_test.json says .* edited"):
+        EvalResult.load(tmp_path, "test")
