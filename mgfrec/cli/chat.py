@@ -207,9 +207,17 @@ def _ask(human: Any) -> None:
     """Prompt until the person's feedback is taken: one that is too long is refused in one line and asked again;
     one typed after the wait ran out is dropped (the agent's next event says what happened)."""
     while True:
-        text = typer.prompt(
-            "your feedback (Enter: simulated user, /answer: answer now, /quit)", default="", show_default=False
-        )
+        try:
+            text = typer.prompt(
+                "your feedback (Enter: simulated user, /answer: answer now, /quit)", default="", show_default=False
+            )
+        except UnicodeDecodeError as exc:  # a terminal that decodes strictly: it was a traceback, the talk lost
+            console.print(
+                f"error: feedback: not valid UTF-8 text (byte {exc.start + 1}); type it again as UTF-8",
+                highlight=False,
+                markup=False,
+            )
+            continue
         command = text.strip().lower()
         if command.startswith("/") and not command.startswith("//") and command not in ("/quit", "/answer"):
             console.print(

@@ -338,7 +338,10 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
             finally:
                 if not finished:  # the reader went away: nobody will answer this conversation
                     conversation.cancel("the page was closed")
-                sessions.pop(sid, None)
+                if finished or conversation.done.is_set():
+                    sessions.pop(sid, None)
+                # else it keeps its slot (--max-sessions) until its rollout ends, and is forgotten as a finished
+                # one: dropped at once, a client that opened and closed streams in a loop got past the limit
                 readers.discard(sid)
 
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

@@ -241,6 +241,9 @@ class Conversation:
         threading.Thread(target=self._run_human, name=f"mgfrec-conversation-{self.id[:8]}", daemon=True).start()
 
     def _run_human(self) -> None:
+        if self._cancelled is not None:  # cancelled before its thread ran: no model turn for nobody
+            self._finish(None, None)
+            return
         try:
             rec = self.recommender.recommend_many(
                 [self.query],
@@ -268,6 +271,9 @@ class Conversation:
 
     def _ask(self, request: FeedbackRequest) -> None:
         note = self.human.take_note() if self.human is not None else None  # asked again: the automatic user failed
+        if note:  # it names the user agent's server and model: for the server's log, as client_error_text does
+            _LOG.error("conversation %s: %s", self.id, terminal_safe(note))
+            note = FALLBACK_FAILED
         self._forward(
             {
                 "type": "feedback_wanted",
@@ -310,6 +316,7 @@ class Conversation:
 
 _LOG = logging.getLogger("mgfrec.serve")
 INTERNAL_ERROR = "the recommendation failed on the server; the server's log says why"
+FALLBACK_FAILED = "the automatic feedback failed (the server's log says why); type the feedback, or answer now"
 
 
 def client_error_text(error: BaseException | None) -> str:

@@ -94,6 +94,11 @@ class HumanUserAgent:
         """The person's feedback on the grounding shown last; ``None`` or blanks leave it to the fallback."""
         if text is not None and len(text) > self.options.max_chars:
             raise ValueError(f"feedback: {len(text)} characters; at most {self.options.max_chars} are accepted")
+        if text is not None:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:  # bytes a Latin-1 terminal sent: the tokenizer failed, the talk ended
+                raise ValueError(f"feedback: not valid UTF-8 text (character {exc.start + 1})") from None
         self._deliver(_FALLBACK if text is None or not text.strip() else text.strip())
 
     def answer_now(self) -> None:

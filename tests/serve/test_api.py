@@ -344,6 +344,35 @@ def test_a_finished_conversation_holds_no_slot_and_a_cancel_ends_a_batched_one(
         assert not [e for e in events if e["type"] == "done"]
 
 
+@pytest.mark.reliability
+def test_a_dropped_event_stream_keeps_its_slot_until_its_rollout_ends(serve_run, plugin, monkeypatch, tmp_path):
+    """The session was forgotten as soon as its reader went away, while its rollout went on: a client that opened
+    a conversation, read the stream's headers and closed it, in a loop, got 60 past --max-sessions 4, each still
+    running a model turn."""
+    import time
+
+    _, _, ds = serve_run
+    app = slow_scripted_app(serve_run, plugin, monkeypatch, tmp_path, 3.0, max_sessions=1)
+    with ThreadServer(app) as srv, httpx.Client(base_url=srv.url, timeout=120) as c:
+        first = c.post("/v1/sessions", json={"history": [ds.titles[0]], "feedback": "human"})
+        assert first.status_code == 201
+        with c.stream("GET", first.json()["events"]) as stream:
+            assert stream.status_code == 200
+        time.sleep(0.5)  # the server has seen the reader go; the first turn (3 s) still runs
+        again = c.post("/v1/sessions", json={"history": [ds.titles[1]], "feedback": "human"})
+        assert again.status_code == 503, again.text
+        assert c.get("/healthz").json()["open_sessions"] == 1
+        deadline, second = time.monotonic() + 60, None
+        while time.monotonic() < deadline:  # the cancelled rollout ends after its turn: the slot is free again
+            second = c.post("/v1/sessions", json={"history": [ds.titles[1]], "feedback": "none"})
+            if second.status_code == 201:
+                break
+            time.sleep(0.2)
+        assert second is not None and second.status_code == 201, second.text
+        events = read_events(c, first.json()["events"])  # what is left of the dropped one: that it was cancelled
+        assert events[-1] == {"type": "error", "error": "the conversation was cancelled (the page was closed)"}
+
+
 def test_a_request_whose_client_gave_up_leaves_the_queue(serve_run, plugin, monkeypatch, tmp_path):
     """Six clients that gave up after 0.3 s were all still rolled out, one slow batch after another, while new
     requests met a full queue; now a queued request whose client closed its connection leaves the queue."""

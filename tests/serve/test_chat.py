@@ -96,6 +96,32 @@ def test_too_long_and_too_late_feedback_get_one_line_each_never_a_traceback(serv
     assert exit_code(child) == 1 and "Traceback" not in child.before
 
 
+@pytest.mark.reliability
+def test_feedback_that_is_not_utf8_is_asked_for_again(serve_run, plugin):
+    """Bytes a Latin-1 terminal sends ended the talk: the tokenizer failed on them ("TextEncodeInput must be
+    ...", exit 1), or, where stdin decodes strictly, a UnicodeDecodeError traceback."""
+    run, _, ds = serve_run
+    cmd = mgfrec_command()
+    child = pexpect.spawn(
+        cmd[0],
+        [*cmd[1:], "chat", str(run), "--history", f"{ds.titles[0]}; {ds.titles[1]}"],
+        env=subprocess_env(plugin, COLUMNS="160"),
+        encoding="utf-8",
+        codec_errors="surrogateescape",  # "\udcff" goes out as the byte 0xff
+        timeout=180,
+        dimensions=(50, 160),
+    )
+    child.logfile_read = sys.stdout
+    child.expect(PROMPT)
+    child.sendline("caf\udce9 au lait")
+    child.expect("not valid UTF-8 text")
+    child.expect_exact("type it again")
+    child.expect(PROMPT)  # the same grounding still waits
+    child.sendline("/quit")
+    child.expect("conversation ended")
+    assert exit_code(child) == 0 and "Traceback" not in child.before
+
+
 def test_an_unknown_split_is_refused_before_the_model_loads(tmp_path):
     from typer.testing import CliRunner
 

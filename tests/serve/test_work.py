@@ -263,3 +263,22 @@ def test_an_api_error_names_the_requests_field_not_the_commands_flag():
     assert error_text(KeyError("--sample-id 1: not a sample of user 'u'")) == "sample_id 1: not a sample of user 'u'"
     assert error_text(KeyError("--user 'x': no sample of this user")) == "user_id 'x': no sample of this user"
     assert error_text(ValueError("k: too many")) == "k: too many" and error_text(None) == "unknown error"
+
+
+def test_the_note_of_a_failed_fallback_goes_to_the_log_not_to_the_client(caplog):
+    """A human conversation asked again because the run's user agent failed sent the client that agent's server
+    and model in its feedback_wanted note, which /v1/recommend and the error events keep for the server's log."""
+    import logging
+    import types
+
+    from mgfrec.serve.work import FALLBACK_FAILED, Conversation
+    from mgfrec.user_agents.base import FeedbackRequest
+
+    events: list[dict] = []
+    recommender = types.SimpleNamespace(run_user_agent=None)
+    conv = Conversation(recommender, Query(None, ("a",)), Mode(feedback="human"), events.append, feedback_timeout_s=5)
+    conv.human.note = "the automatic feedback failed (user agent backend 'openai' at http://10.0.0.9/v1 (model m-x))"
+    with caplog.at_level(logging.ERROR, logger="mgfrec.serve"):
+        conv._ask(FeedbackRequest(("a",), "b", ("c",)))
+    assert events == [{"type": "feedback_wanted", "title": "b", "items": ["c"], "note": FALLBACK_FAILED}]
+    assert "10.0.0.9" in caplog.text and "m-x" in caplog.text

@@ -92,6 +92,8 @@ def test_enter_without_a_fallback_gives_no_feedback_and_long_text_is_refused():
     assert agent.feedback([REQ]) == [""]
     with pytest.raises(ValueError, match="at most 2000"):
         agent.reply("x" * 2001)
+    with pytest.raises(ValueError, match=r"feedback: not valid UTF-8 text \(character 4\)"):
+        agent.reply("caf\udce9")  # bytes a Latin-1 terminal sent: the tokenizer failed on them
 
 
 def test_one_reply_per_grounding():
