@@ -315,6 +315,11 @@ class Recommender:
 
     def history_of(self, query: Query) -> tuple[list[int], int | None]:
         """The query's history (item indices, oldest first) and, for a split sample, its target."""
+        if query.user is not None:
+            try:
+                query.user.encode("utf-8")
+            except UnicodeEncodeError as exc:  # an API's user_id "\udcff": the lookup failed, naming no field
+                raise KeyError(f"--user {query.user!r}: not valid UTF-8 text (character {exc.start + 1})") from None
         if query.history_titles is not None:
             with self.lock:
                 return typed_history(self.grounding, query.history_titles), None

@@ -23,6 +23,7 @@ from mgfrec.cli.common import (
     TRAINED_RUN_NOT_READ,
     TRAINED_RUN_SECTIONS,
     check_split,
+    check_user_id,
     console,
     feedback_timeout_option,
     note_other_samples,
@@ -88,9 +89,10 @@ def _converse(
 
     with user_errors():
         check_split(split)  # before loading the model
+        check_user_id(user)
         note_unread_fields(set_, "mgfrec chat", TRAINED_RUN_SECTIONS, TRAINED_RUN_NOT_READ)
         read_run_info(run_dir)  # a wrong folder is refused before asking for a history
-        if user is None and history is None:
+        while user is None and history is None:
             try:
                 history = typer.prompt("history (titles separated by ';', oldest first; '\\;' inside a title)")
             except (KeyboardInterrupt, EOFError, typer.Abort) as exc:  # as at the feedback prompt: code 130
@@ -100,6 +102,12 @@ def _converse(
                     stopped(stop)
                 out.print("\ninterrupted", highlight=False, markup=False)
                 raise typer.Exit(130) from None
+            if history.strip().lower() == "/quit":  # it was read as a title, and the talk began
+                out.print("conversation ended", highlight=False, markup=False)
+                raise typer.Exit(0)
+            if not any(t.strip() for t in split_titles(history)):  # ';;': refused after the model had loaded
+                console.print("error: history: no title given; type it again", highlight=False, markup=False)
+                history = None
         query = Query(user, tuple(split_titles(history)) if history is not None else None, split, top_k, sample_id)
         console.print(terminal_safe(f"loading {run_dir} ..."), highlight=False, markup=False)
         rec = load_recommender(run_dir, tuple(set_))

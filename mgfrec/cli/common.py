@@ -225,6 +225,16 @@ def check_split(split: str | None) -> None:
         raise ValueError(f"--split {split}: unknown split; splits are {', '.join(SPLITS)}")
 
 
+def check_user_id(user: str | None) -> None:
+    """``--user`` named in one line when it holds bytes that are not UTF-8 (a Latin-1 terminal's): it was "'utf-8'
+    codec can't encode ...", naming no flag, and in chat only once the model had loaded."""
+    if user is not None:
+        try:
+            user.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"--user {user!r}: not valid UTF-8 text (character {exc.start + 1})") from None
+
+
 def split_titles(text: str) -> list[str]:
     """``--history`` as titles: split at each ``;`` that is not written ``\\;`` (a title's own semicolon)."""
     return [part.replace("\\;", ";") for part in _SEPARATOR.split(text)]

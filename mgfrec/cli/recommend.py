@@ -13,6 +13,7 @@ from mgfrec.cli.common import (
     TRAINED_RUN_NOT_READ,
     TRAINED_RUN_SECTIONS,
     check_split,
+    check_user_id,
     note_other_samples,
     note_typed_history,
     note_unread_fields,
@@ -53,7 +54,7 @@ def recommend(
     """Run the agent once: its thoughts, grounded titles, item lists, feedback, answer and final top-k."""
     from mgfrec.recommend import recommend as run_recommend
 
-    run(lambda: check_split(split))
+    run(lambda: (check_split(split), check_user_id(user)))
     note_unread_fields(set_, "mgfrec recommend", TRAINED_RUN_SECTIONS, TRAINED_RUN_NOT_READ)
     titles = split_titles(history) if history is not None else None
     if markdown is not None:

@@ -193,6 +193,18 @@ def test_piped_input_that_runs_out_ends_the_conversation_not_as_ctrl_c(serve_run
     empty = subprocess.run(base, input="", capture_output=True, text=True, env=env, timeout=300)
     assert empty.returncode == 2 and "history: the input ended before a history was given" in empty.stderr
     assert "Traceback" not in empty.stderr
+    # ';;' at the history prompt was refused only after the model had loaded, naming --history; '/quit' there was
+    # read as a title and the talk began; a --user that is not UTF-8 was "'utf-8' codec can't encode ..."
+    typed = subprocess.run(base, input=";;\n/quit\n", capture_output=True, text=True, env=env, timeout=300)
+    assert typed.returncode == 0, typed.stdout + typed.stderr
+    assert "error: history: no title given; type it again" in typed.stderr and "conversation ended" in typed.stdout
+    assert "loading" not in typed.stderr + typed.stdout
+    bad_user = subprocess.run(
+        [*base, "--user", "U\udcff"], input="", capture_output=True, text=True, env=env, timeout=300,
+        errors="surrogateescape",
+    )  # fmt: skip
+    assert bad_user.returncode == 2 and "--user 'U\\udcff': not valid UTF-8 text (character 2)" in bad_user.stderr
+    assert "loading" not in bad_user.stderr + bad_user.stdout
 
 
 @pytest.mark.reliability
