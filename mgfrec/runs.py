@@ -120,6 +120,11 @@ def read_run_info(run_dir: str | Path) -> RunInfo:
                 "it and --resume, or start it again"
             )
         folder = Path(run_dir)
+        if (folder / PREVIOUS_FIT / RUN_FILE).is_file():  # "not a run folder (... train one)" hid the earlier run
+            raise FileNotFoundError(
+                f"{run_dir}: a baseline fit that did not finish (killed); its earlier run is kept in {PREVIOUS_FIT}: "
+                "run 'mgfrec baseline fit' into it again, which puts the earlier run back and fits anew"
+            )
         if (folder / "sft_metrics.csv").is_file() or (folder / "recall" / RUN_FILE).is_file():
             # an SFT stopped before it saved its policy (a re-run retires the earlier run once its parts have
             # loaded), or an agent run stopped after its recall fit: "train one" did not say what was left
@@ -211,7 +216,10 @@ NOT_A_RUN = {"manifest.json": "a prepared data set", "sweep.json": "a sweep", "d
 # What an unfinished run leaves before its run.json (written last): fit's start record, the set-aside earlier fit
 # of `baseline fit`, a trained model's checkpoints and metrics, the recall run and SFT's metrics (sft writes its
 # config.yaml last)
-_RUN_MARKS = ("fit_start.json", ".previous-fit", "checkpoints", "metrics.csv", "recall", "sft_metrics.csv")
+PREVIOUS_FIT = ".previous-fit"
+"""Where ``baseline fit`` sets an earlier run in its ``--out`` aside until the new one is written (a fit killed
+before it cleaned up leaves it: the next fit there restores or replaces it)."""
+_RUN_MARKS = ("fit_start.json", PREVIOUS_FIT, "checkpoints", "metrics.csv", "recall", "sft_metrics.csv")
 # Runs a run keeps inside its own folder: an agent's recall run, a hybrid's collaborative model
 _OWN_SUBRUNS = ("recall", "collaborative")
 # Everything mgfrec's own commands write into a run folder, by name or pattern (fnmatch): what `baseline fit`
@@ -299,7 +307,7 @@ def check_output_run(out: str | Path, producer: str, *, data: str | Path | None 
     others = entries_besides_config(out)  # a user's config.yaml is kept (keep_user_config)
     nested = sorted(  # a folder of runs or data sets (a project's, or a demo's without its demo.json) is not one run
         name
-        for name in others - set(_OWN_SUBRUNS)
+        for name in others - {*_OWN_SUBRUNS, PREVIOUS_FIT}  # a killed baseline fit's earlier run: its own
         if (out / name).is_dir() and any((out / name / f).is_file() for f in (RUN_FILE, *NOT_A_RUN))
     )
     if nested:
@@ -311,6 +319,11 @@ def check_output_run(out: str | Path, producer: str, *, data: str | Path | None 
     # recall fit or while its policy loaded has nothing else yet)
     if marked and producer == "baseline" and ({"fit_start.json", "recall"} & others):
         raise ValueError(f"--out {out}: holds an unfinished agent run; a baseline run needs a folder of its own")
+    if producer != "baseline" and PREVIOUS_FIT in others:
+        raise ValueError(
+            f"--out {out}: holds a baseline fit that did not finish (its earlier run is kept in {PREVIOUS_FIT}); "
+            f"{_WRITERS[producer]} needs a folder of its own"
+        )
     if not others or marked:
         return
     shown = ", ".join(sorted(others)[:3]) + (", ..." if len(others) > 3 else "")

@@ -377,6 +377,8 @@ def _as_typed(param: Any, ctx: Any) -> str:
     """A flag as the user typed it: ``--no-recall``, ``--max-steps 2``, ``--reward ndcg format``."""
     given = ctx.params.get(param.name)
     given = " ".join(map(str, given)) if isinstance(given, (list, tuple)) else given
+    if getattr(param, "param_type_name", "") == "argument":  # a positional one (data prepare's SOURCE): no is_flag
+        return f"{param.name.upper()} {given}"
     return param.opts[-1] if param.is_flag else f"{param.opts[-1]} {given}"
 
 

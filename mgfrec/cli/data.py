@@ -13,7 +13,10 @@ app = typer.Typer(help="Prepare data sets (R2ec protocol) and inspect them.", no
 
 @app.command()
 def prepare(
-    source: str = typer.Argument(..., help="A folder (csv or Amazon 2023 files) or a source name such as 'synthetic'."),
+    source: str = typer.Argument(
+        ...,
+        help="A folder (csv or Amazon 2023 files; data.path) or a source name such as 'synthetic' (data.source).",
+    ),
     out_dir: Path = typer.Option(
         ..., "--out", callback=output_folder, help="Folder to write the prepared data set to."
     ),

@@ -29,6 +29,7 @@ from mgfrec.ranking.evaluator import rank_targets
 from mgfrec.ranking.metrics import per_sample
 from mgfrec.registry import Registry, registry, with_registry
 from mgfrec.runs import (
+    PREVIOUS_FIT,
     RUN_FILE,
     RunInfo,
     check_output_run,
@@ -115,7 +116,7 @@ def valid_ndcg10(retriever: Any, ds: PreparedDataset) -> float:
     return float(per_sample(split_ranks(retriever, ds, "valid"), [10])["ndcg@10"].mean())
 
 
-PREVIOUS = ".previous-fit"
+PREVIOUS = PREVIOUS_FIT
 
 
 def _set_aside(out: Path, own: tuple[str, ...] = ()) -> Path | None:

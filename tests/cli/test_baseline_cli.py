@@ -225,6 +225,28 @@ def test_a_users_files_beside_a_run_survive_a_refit_a_killed_fit_and_a_failed_on
 
 
 @pytest.mark.reliability
+def test_a_fit_killed_over_an_earlier_run_is_named_and_the_next_fit_takes_the_folder(data, tmp_path):
+    """SIGKILL while a fit ran over an earlier run left its set-aside copy in .previous-fit: every later `baseline
+    fit` there was refused ("holds other runs or data sets (.previous-fit)"), and evaluate said only "not a run
+    folder (no run.json; train one ...)"."""
+    out = tmp_path / "pop"
+    assert invoke("baseline", "fit", "--model", "pop", "--data", data, "--out", out).exit_code == 0
+    aside = out / ".previous-fit"  # what _set_aside leaves once a fit is killed: the earlier run moved aside,
+    aside.mkdir()  # the new fit's first files beside it, no run.json
+    for entry in list(out.iterdir()):
+        if entry != aside:
+            entry.rename(aside / entry.name)
+    (out / "metrics.csv").write_text("epoch\n")
+    said = flat(invoke("evaluate", out, "--split", "test").output)
+    assert "a baseline fit that did not finish (killed); its earlier run is kept in .previous-fit" in said, said
+    sft = flat(invoke("sft", "--data", data, "--out", out, "--recall-model", "pop").output)
+    assert "holds a baseline fit that did not finish (its earlier run is kept in .previous-fit)" in sft, sft
+    again = invoke("baseline", "fit", "--model", "last-title", "--data", data, "--out", out)
+    assert again.exit_code == 0, again.output
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "last_title.json", "run.json"]
+
+
+@pytest.mark.reliability
 def test_pop_refuses_an_empty_train_split_and_says_when_valid_has_no_sample(data, tmp_path):
     """pop wrote a model of zeros from an empty train split, and on an empty valid split printed numpy's two
     "Mean of empty slice" warnings with source lines, then "valid NDCG@10 nan"."""
