@@ -246,6 +246,7 @@ def prepare(
 
 
 STAGING = ".prepare-staging"
+PREVIOUS = ".prepare-previous"  # the earlier data set's files while the new ones move in
 
 
 def check_output_folder(out: str | Path) -> None:
@@ -255,7 +256,7 @@ def check_output_folder(out: str | Path) -> None:
     out = Path(out)
     if not out.is_dir() or (out / MANIFEST).is_file():
         return
-    others = entries_besides_config(out, STAGING)
+    others = entries_besides_config(out, STAGING, PREVIOUS)
     if others:
         shown = ", ".join(sorted(others)[:3]) + (", ..." if len(others) > 3 else "")
         raise BadInputError(
@@ -267,11 +268,16 @@ def check_output_folder(out: str | Path) -> None:
 def _write_folder(out: Path, files: dict[str, pd.DataFrame], manifest: dict[str, Any]) -> None:
     """Write the data set's files into ``out/.prepare-staging`` first and move them into place only when all
     are written, the manifest last: a write that fails (a full disk, a file size limit, Ctrl-C) leaves a data
-    set already in ``out`` as it was, and the error names the file."""
+    set already in ``out`` as it was, and the error names the file. The earlier data set's files are moved into
+    ``out/.prepare-previous`` before the new ones come in, and put back if that is cut short (Ctrl-C, SIGTERM):
+    the staged files that had not been moved were deleted, leaving a mix of the two data sets."""
     out.mkdir(parents=True, exist_ok=True)
-    staging = out / STAGING
-    shutil.rmtree(staging, ignore_errors=True)
+    staging, previous = out / STAGING, out / PREVIOUS
+    for folder in (staging, previous):
+        shutil.rmtree(folder, ignore_errors=True)
     staging.mkdir()
+    names = [*files, MANIFEST]
+    done = moving_in = False
     try:
         for name, frame in files.items():
             with _named(out / name):
@@ -279,11 +285,23 @@ def _write_folder(out: Path, files: dict[str, pd.DataFrame], manifest: dict[str,
         manifest["checksums"] = {name: sha256(staging / name) for name in files}
         with _named(out / MANIFEST):
             (staging / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-        (out / MANIFEST).unlink(missing_ok=True)  # a data set half moved is never read as whole
-        for name in [*files, MANIFEST]:
+        previous.mkdir()
+        for name in [MANIFEST, *files]:  # the manifest first: a data set half moved is never read as whole
+            if (out / name).exists():
+                (out / name).replace(previous / name)
+        moving_in = True
+        for name in names:
             (staging / name).replace(out / name)
+        done = True
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if not done and previous.is_dir():  # cut short while moving: the earlier data set comes back whole
+            for name in names:
+                if (previous / name).exists():
+                    (previous / name).replace(out / name)
+                elif moving_in and not (staging / name).exists():
+                    (out / name).unlink(missing_ok=True)  # a new file where the earlier set had none
+        for folder in (staging, previous):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextmanager

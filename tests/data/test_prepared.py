@@ -207,3 +207,41 @@ def test_a_source_with_numeric_item_ids_is_read_as_strings(tmp_path):
     reg.add("data_source", "plug", _source(items=items, interactions=log))
     ds = prepare(DataConfig(source="plug"), tmp_path / "out", reg=reg)
     assert ds.items["item_id"].tolist() == ["1", "2", "3"] and len(ds.interactions) == 5
+
+
+@pytest.mark.reliability
+def test_a_prepare_cut_short_while_moving_its_files_into_place_leaves_the_earlier_data_set_whole(
+    csv_folder, tmp_path, monkeypatch
+):
+    """Ctrl-C or SIGTERM while the staged files were moved into place deleted those not yet moved: the folder
+    held the new items and interactions beside the earlier splits and no manifest, and a rerun was refused."""
+    out = tmp_path / "ds"
+    earlier = prepare(config(csv_folder), out)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    other = DataConfig(source="synthetic", options={"n_users": 30, "n_items": 60, "n_artists": 10}, seed=4)
+    real_replace = Path.replace
+    for stop_at in range(1, 2 * len(before) + 2):  # every rename of both phases: set aside, then moved in
+        calls = {"n": 0}
+
+        def replace(self, target, stop_at=stop_at, calls=calls):
+            calls["n"] += 1
+            if calls["n"] == stop_at:
+                raise KeyboardInterrupt
+            return real_replace(self, target)
+
+        monkeypatch.setattr(Path, "replace", replace)
+        try:
+            prepare(other, out)
+        except KeyboardInterrupt:
+            pass
+        else:  # every rename was done: the new data set is whole; put the earlier one back for the next try
+            monkeypatch.setattr(Path, "replace", real_replace)
+            assert PreparedDataset(out).counts["users"] == 30
+            prepare(config(csv_folder), out)
+            continue
+        finally:
+            monkeypatch.setattr(Path, "replace", real_replace)
+        after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+        assert after == before, stop_at
+        assert PreparedDataset(out).checksum == earlier.checksum
+        assert not [p.name for p in out.iterdir() if p.name.startswith(".prepare")], stop_at
