@@ -74,10 +74,11 @@ def fit(
         }
         cfg = load(config, set_, values)
         cls = reg.load("retriever", cfg.retriever.model)
+        read = getattr(cls, "reads_settings", ())  # those it does read though it trains on its own (BIGRec's cap)
         given = [
             f"--{k.split('.')[1].replace('_', '-')}"
             for k, v in values.items()
-            if v is not None and k not in _NOT_TRAINING
+            if v is not None and k not in _NOT_TRAINING and k not in read
         ]
         if given and not getattr(cls, "reads_training_settings", True):
             console.print(

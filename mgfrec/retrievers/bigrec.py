@@ -65,6 +65,7 @@ class BigRecRetriever:
     """Scores = negative L2 distance from the generated title's embedding to every item's."""
 
     reads_training_settings = False  # retriever.lr, max_epochs, seed, ...: see mgfrec baseline fit's note
+    reads_settings = ("retriever.max_seconds",)  # its time cap (_Budget): left out of that note
 
     name = "bigrec"
     Options = BigRecOptions
@@ -123,6 +124,8 @@ class BigRecRetriever:
         """Fine-tune the policy on (history -> next title) pairs of the train split; keep the best epoch."""
 
         options, out = options or BigRecOptions(), Path(out)
+        if ds.counts["samples"]["valid"] == 0:  # found after a whole epoch: "batch_size must be >= 1, got 0"
+            raise ValueError(f"{ds.root}: the valid split is empty; BIGRec keeps its best epoch by valid samples")
         torch.manual_seed(options.seed)
         model, tokenizer = load_policy(config.policy, ds.titles, extra_texts=[PROMPT], seed=options.seed)
         model = model.to(training_device(config.trainer.accelerator))

@@ -102,6 +102,18 @@ def test_training_flags_a_model_does_not_read_get_a_note(data, tmp_path):
     assert "note: --lr, --max-epochs: retriever 'pop' does not read retriever.* training settings" in text
     quiet = invoke("baseline", "fit", "--model", "pop", "--data", data, "--out", tmp_path / "pop2", "--device", "cpu")
     assert quiet.exit_code == 0 and "note:" not in quiet.output
+    # BIGRec reads its time cap (the note said it did not); with no valid sample it trained a whole epoch, then
+    # failed with "batch_size must be >= 1, got 0"
+    novalid = tmp_path / "novalid"
+    made = invoke("data", "prepare", data.parent / "raw", "--out", novalid, "--set", "data.split_ratios=[0.9,0,0.1]")
+    assert made.exit_code == 0, made.output
+    big = invoke(
+        "baseline", "fit", "--model", "bigrec", "--data", novalid, "--out", tmp_path / "big", "--max-seconds", 30,
+        "--lr", 0.5,
+    )  # fmt: skip
+    text = flat(big.output)
+    assert big.exit_code == 2 and "the valid split is empty; BIGRec keeps its best epoch by valid samples" in text
+    assert "note: --lr: retriever 'bigrec' does not read" in text and "epoch 1" not in text, text
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a CUDA device is visible here")
