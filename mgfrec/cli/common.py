@@ -131,7 +131,8 @@ def _note_sets(hit: Sequence[str], said: str) -> None:
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn expected errors (bad input, bad config, unknown component) into a message and exit code 2."""
+    """Turn expected errors (bad input, bad config, unknown component) into a message and exit code 2; a failed
+    allocation (:func:`out_of_memory`) into one line and exit code 1."""
     from mgfrec.config.load import ConfigError
     from mgfrec.registry import MissingExtraError, RegistryError, error_message, plugin_failure
     from mgfrec.user_agents.base import UserAgentError
@@ -143,6 +144,25 @@ def user_errors() -> Iterator[None]:
         plugin = None if isinstance(exc, RegistryError) else plugin_failure(exc)  # registry errors name it already
         print_error(plugin or error_message(exc))
         raise typer.Exit(2) from None
+    except (MemoryError, RuntimeError) as exc:
+        if not out_of_memory(exc):
+            raise
+        # a traceback ending "DefaultCPUAllocator: can't allocate memory: you tried to allocate 549755813632 bytes"
+        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        print_error(
+            f"out of memory ({' '.join(first.split())}); a smaller batch, model or --history-length "
+            "(a data set's window far above its histories' lengths sizes sequence models by it) needs less"
+        )
+        raise typer.Exit(1) from None
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says an allocation failed: Python's MemoryError, torch's on the CPU (a RuntimeError) or a
+    GPU's (``torch.OutOfMemoryError``, a RuntimeError too)."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    text = str(exc)
+    return "can't allocate memory" in text or "out of memory" in text.lower()
 
 
 def print_error(message: str) -> None:

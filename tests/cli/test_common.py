@@ -23,3 +23,32 @@ def test_a_set_retriever_model_beside_a_recall_run_gets_a_note(capsys):
     )
     note_overridden_recall_model(["retriever.recall_size=10", "retriever.models=x"], "--init r")
     assert capsys.readouterr().err == ""
+
+
+def test_a_failed_allocation_is_one_line_and_other_runtime_errors_pass(capsys):
+    """A data set prepared with --history-length 2147483647 made SASRec allocate 550 GB: a torch traceback."""
+    import pytest
+    import typer
+
+    from mgfrec.cli.common import run
+
+    def allocate():
+        raise RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: you tried to "
+            "allocate 549755813632 bytes. Error code 12 (Cannot allocate memory)"
+        )
+
+    with pytest.raises(typer.Exit) as stop:
+        run(allocate)
+    text = " ".join(capsys.readouterr().err.split())
+    assert stop.value.exit_code == 1 and text.startswith("error: out of memory ([enforce fail"), text
+    assert "549755813632 bytes" in text and "--history-length" in text and "Traceback" not in text
+    with pytest.raises(typer.Exit):
+        run(lambda: [0] * (1 << 62))  # Python's own MemoryError
+    assert capsys.readouterr().err.startswith("error: out of memory (MemoryError)")
+
+    def other():
+        raise RuntimeError("a bug, not a user error")
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        run(other)
