@@ -142,6 +142,12 @@ def test_options_are_validated_with_the_field_named():
         SyntheticOptions(n_items=200, n_artists=300)
     with pytest.raises(ValueError, match=r"n_genres"):
         SyntheticOptions(n_genres=len(GENRES) + 1)
+    # n_users=1e12 was accepted and generated for more than ten minutes without a line of progress
+    for field in ("n_users", "n_items", "n_artists"):
+        with pytest.raises(ValueError, match=rf"data\.options\.{field}.*less than or equal to 1000000"):
+            component_options(SyntheticSource, {field: 10**12}, "data.options")
+    with pytest.raises(ValueError, match=r"max_length"):
+        SyntheticOptions(max_length=10**6)
     # weights 1/rank**1000 underflow to 0 and the generator drew nothing (was a TypeError traceback)
     with pytest.raises(ValueError, match=r"popularity_skew \(1000\) is too large for n_artists \(10\).*at most 200"):
         SyntheticOptions(n_users=30, n_items=60, n_artists=10, popularity_skew=1000)

@@ -264,6 +264,9 @@ class CsvSource:
                     dropped.setdefault(candidate, f"{problem[0]}, line {line}")
                 continue
             item_id, title = fields[i_id].strip(), " ".join(fields[i_title].split())
+            if [f.strip().lstrip("\ufeff") for f in fields] == header:  # it was kept as an item called "title"
+                policy.bad(rep, "repeated_header", where, "the header row again (two files joined into one?)")
+                continue
             if not item_id:
                 policy.bad(rep, "empty_item_id", where, "field item_id is empty")
                 continue

@@ -67,12 +67,13 @@ class SyntheticOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     seed: int = Field(0, ge=0, description="seed of the one random generator; same seed -> identical data")
-    n_users: int = Field(600, ge=1)
-    n_items: int = Field(1500, ge=1)
+    # bounded: n_users=1e12 was accepted and ran for more than ten minutes without a line of progress
+    n_users: int = Field(600, ge=1, le=1_000_000, description="at most 1,000,000")
+    n_items: int = Field(1500, ge=1, le=1_000_000, description="at most 1,000,000")
     n_genres: int = Field(8, ge=1, le=len(GENRES), description=f"at most {len(GENRES)} (the built-in genres)")
-    n_artists: int = Field(150, ge=1)
+    n_artists: int = Field(150, ge=1, le=1_000_000, description="at most 1,000,000")
     min_length: int = Field(5, ge=2, description="fewest interactions per user (2 gives one sample)")
-    max_length: int = Field(20, ge=2)
+    max_length: int = Field(20, ge=2, le=10_000, description="most interactions per user, at most 10,000")
     series_fraction: float = Field(0.25, ge=0, le=1, description="share of releases that are 2-4 volume series")
     series_continue: float = Field(0.7, ge=0, le=1, description="P(next volume | last item has an unread one)")
     same_artist: float = Field(0.3, ge=0, le=1, description="P(another item by the last item's artist)")
