@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "mgfrec.progress",
             "mgfrec.validation",
             "mgfrec.signals",
+            "mgfrec.locks",
         ),
     ),
     ("text", ("mgfrec.text",)),

@@ -33,6 +33,7 @@ from mgfrec.config.load import entries_besides_config, write_resolved
 from mgfrec.config.schema import DataConfig, MGFRecConfig
 from mgfrec.data.protocol import SPLITS, make_samples, split_samples, subsample_split, subsample_users
 from mgfrec.data.raw import INTERACTION_COLUMNS, ITEM_COLUMNS, BadInputError, RawLog, shown
+from mgfrec.locks import only_one_in
 from mgfrec.registry import Registry, registry, with_registry
 
 FORMAT_VERSION = 1
@@ -241,7 +242,10 @@ def prepare(
             name: {"read": before[name], "kept": len(splits[name]), "dropped": before[name] - len(splits[name])}
             for name in SPLITS
         }
-    _write_folder(out, files, manifest)
+    out.mkdir(parents=True, exist_ok=True)
+    with only_one_in(out, "mgfrec data prepare"):  # two at once: one failed, or one replaced the other unseen
+        check_output_folder(out)  # again, under the lock: another prepare may have written here since
+        _write_folder(out, files, manifest)
     return PreparedDataset(out)
 
 

@@ -12,14 +12,11 @@ This module orchestrates; it must not know how a run is trained, beyond calling 
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
-import os
 import traceback
-import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -48,6 +45,7 @@ from mgfrec.experiments.summary import (  # noqa: F401 (the summary's names are 
     summary_table,
     write_summary,
 )
+from mgfrec.locks import only_one_in
 from mgfrec.runs import read_sweep_record
 
 SWEEP_FILE = "sweep.json"
@@ -375,35 +373,11 @@ def run_sweep(
             out.rmdir()  # refused before anything was written: no empty folder left behind
 
 
-@contextmanager
-def _only_sweep_in(out: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the folder ``out`` for the whole sweep: a second ``mgfrec sweep`` into it (a job
-    submitted twice, a second terminal) trained the same cells into the same folders at once, and both reported
-    the mixed numbers as results. The system drops the lock when the process ends, however it ends."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock to take
-        yield
-        return
-    fd = os.open(out, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                # a file system without locks (some NFS, FUSE or Lustre mounts): every sweep would be refused
-                warnings.warn(
-                    f"--out {out}: its file system takes no lock ({exc.strerror}); run one sweep at a time in it",
-                    stacklevel=2,
-                )
-                yield
-                return
-            raise ValueError(
-                f"--out {out}: another mgfrec sweep is running in it; wait for it to end, or give another --out"
-            ) from None
-        yield
-    finally:
-        os.close(fd)
+def _only_sweep_in(out: Path) -> AbstractContextManager[None]:
+    """Hold an exclusive lock on the folder ``out`` for the whole sweep (:func:`mgfrec.locks.only_one_in`): a
+    second ``mgfrec sweep`` into it (a job submitted twice, a second terminal) trained the same cells into the
+    same folders at once, and both reported the mixed numbers as results."""
+    return only_one_in(out, "mgfrec sweep")
 
 
 def _run_cells(

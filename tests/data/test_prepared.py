@@ -245,3 +245,19 @@ def test_a_prepare_cut_short_while_moving_its_files_into_place_leaves_the_earlie
         assert after == before, stop_at
         assert PreparedDataset(out).checksum == earlier.checksum
         assert not [p.name for p in out.iterdir() if p.name.startswith(".prepare")], stop_at
+
+
+@pytest.mark.reliability
+def test_a_second_prepare_into_a_folder_being_written_is_refused(csv_folder, tmp_path):
+    """Two prepares into one --out at once: one failed on the other's staging files, or both succeeded and one
+    data set replaced the other without a word."""
+    from mgfrec.locks import only_one_in
+
+    out = tmp_path / "ds"
+    earlier = prepare(config(csv_folder), out)
+    other = DataConfig(source="synthetic", options={"n_users": 30, "n_items": 60, "n_artists": 10}, seed=4)
+    with only_one_in(out, "mgfrec data prepare"):  # what the first one holds while it writes
+        with pytest.raises(ValueError, match=r"--out .*ds: another mgfrec data prepare is running in it"):
+            prepare(other, out)
+    assert PreparedDataset(out).checksum == earlier.checksum
+    assert PreparedDataset(prepare(other, out).root).counts["users"] == 30  # once it is done, it may

@@ -1,0 +1,43 @@
+"""One command at a time in a folder: an exclusive, non-blocking lock the system drops when the process ends,
+however it ends. ``mgfrec sweep`` holds it on its ``--out`` for the whole sweep, ``mgfrec data prepare`` on its
+``--out`` while it writes."""
+
+from __future__ import annotations
+
+import errno
+import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def only_one_in(folder: str | Path, command: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (which must exist) for the block; another process holding it is refused
+    in one line naming ``command``. A file system without locks (some NFS, FUSE or Lustre mounts) gets a warning
+    instead: refusing there would refuse every run."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock to take
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                warnings.warn(
+                    f"--out {folder}: its file system takes no lock ({exc.strerror}); run one {command} at a time "
+                    "in it",
+                    stacklevel=3,
+                )
+                yield
+                return
+            raise ValueError(
+                f"--out {folder}: another {command} is running in it; wait for it to end, or give another --out"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
