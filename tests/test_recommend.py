@@ -112,6 +112,7 @@ def test_a_markdown_path_that_cannot_be_a_file_is_refused_before_the_rollout(age
         (run / "config.yaml", "exists and is not a case study mgfrec wrote"),  # it was written over: a broken run
         (tmp_path / "notes.md", "exists and is not a case study mgfrec wrote"),
         (Path("/proc/mgfrec-case-study.md"), "cannot be written"),  # a folder no file can be made in
+        (Path("/proc/nope/x.md"), "its folder cannot be made"),  # failed after the rollout, naming no flag
     ]
     before = (run / "config.yaml").read_bytes()
     for path, words in cases:

@@ -102,7 +102,12 @@ def _check_file_path(path: Path, flag: str) -> None:
     existing = next((p for p in path.parents if p.exists()), None)
     if existing is not None and not existing.is_dir():
         raise ValueError(f"{flag} {path}: {existing} is a file, not a folder")
-    if existing == path.parent and not path.exists():  # can a file be made there? (/proc, a read-only mount)
+    if existing is not None and existing != path.parent:  # its folder is made now: it failed after the rollout
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(f"{flag} {path}: its folder cannot be made ({exc.strerror or exc})") from None
+    if not path.exists():  # can a file be made there? (/proc, a read-only mount)
         try:
             path.open("x", encoding="utf-8").close()
         except OSError as exc:
