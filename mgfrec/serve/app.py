@@ -20,6 +20,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -426,7 +427,10 @@ def serve(run_dir: str, options: ServeOptions, sets: tuple[str, ...] = (), say: 
             )
 
             class Server(uvicorn.Server):
+                stopped_by: int | None = None
+
                 def handle_exit(self, sig: int, frame: Any) -> None:
+                    self.stopped_by = sig
                     if self.should_exit:  # the second Ctrl-C: quit at once, not after the running batch
                         say("stopped at once (second signal): the running batch was dropped")
                         os._exit(128 + sig)
@@ -444,6 +448,10 @@ def serve(run_dir: str, options: ServeOptions, sets: tuple[str, ...] = (), say: 
             # the folder's name and run.json's model are untrusted: no escape sequence reaches the terminal
             say(terminal_safe(f"serving {run_dir} ({recommender.kind}, {recommender.method}) at http://{host}:{port}/"))
             server.run(sockets=[listening])
+            if server.stopped_by == signal.SIGINT and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+                # started with Ctrl-C ignored (a shell script's background job): the signal uvicorn raises again
+                # after its shutdown was ignored too, and the server exited 0 as if it had ended by itself
+                raise KeyboardInterrupt
         finally:
             try:
                 recommender.close()  # waits for a user agent's requests in flight

@@ -11,6 +11,7 @@ feedback it heard in its thought, so a test can see that typed feedback reached 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -111,12 +112,20 @@ def mgfrec_command() -> list[str]:
 class ServerProcess:
     """``mgfrec serve RUN`` as a subprocess on a free port of 127.0.0.1; its output is kept in ``log``."""
 
-    def __init__(self, run: Path, plugin: Path, *args: str, env: dict[str, str] | None = None):
+    def __init__(
+        self, run: Path, plugin: Path, *args: str, env: dict[str, str] | None = None, ignore_sigint: bool = False
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [*mgfrec_command(), "serve", str(run), "--port", str(self.port), *args]
+        ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None  # a shell's `&`
         self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env or subprocess_env(plugin)
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env or subprocess_env(plugin),
+            preexec_fn=ignore,  # noqa: PLW1509 - only sets one signal's disposition
         )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)

@@ -87,6 +87,22 @@ def test_stopping_while_bodies_are_half_sent_answers_them_503_without_tracebacks
     assert "Traceback" not in proc.log and "Exception in ASGI application" not in proc.log, proc.log
 
 
+@pytest.mark.reliability
+def test_ctrl_c_exits_130_when_the_server_was_started_with_it_ignored(serve_run, plugin):
+    """A background job of a shell script starts with SIGINT ignored: uvicorn shut down on it, raised it again
+    after its shutdown under the ignoring disposition, and the server exited 0 as if it had ended by itself."""
+    _, baseline, _ = serve_run
+    proc = ServerProcess(baseline, plugin, ignore_sigint=True)
+    try:
+        proc.wait_ready()
+        proc.proc.send_signal(signal.SIGINT)
+        proc.proc.wait(timeout=60)
+    finally:
+        proc.stop()
+    assert proc.proc.returncode == 130, proc.log
+    assert "Traceback" not in proc.log
+
+
 def test_sigterm_shuts_the_server_down_then_closes_the_run_and_exits_143(serve_run, plugin):
     """SIGTERM (systemd, docker stop): uvicorn shut down gracefully, then raised the signal again with Python's
     default handler in place, so the process died there (exit -15) and the run's clean-up (a user agent's
