@@ -373,10 +373,17 @@ def _check_flag_conflicts(values: Mapping[str, Any], sets: Sequence[str]) -> Non
             param = _flag_of(dotted, ctx, params) if node is not _ABSENT else None
             if param is None or node == flag or str(node) == str(flag):
                 continue
-            raise ValueError(f"{_as_typed(param, ctx)} and --set {text} set {dotted} to two values; give one of them")
+            from mgfrec.config.load import redacted_override
+
+            how = " (an empty mapping puts what it names back to its defaults)" if node is _RESET else ""
+            raise ValueError(  # the --set redacted: a key inside a mapping given whole was printed
+                f"{_as_typed(param, ctx)} and --set {redacted_override(text)} set {dotted} to two values{how}; "
+                "give one of them"
+            )
 
 
 _ABSENT = object()
+_RESET = object()  # an empty mapping on the way to the field: it replaces, so the field goes back to its default
 
 
 def _given(override: str, dotted: str) -> Any:
@@ -389,6 +396,8 @@ def _given(override: str, dotted: str) -> Any:
         return _ABSENT
     node: Any = parse_override(override)
     for part in dotted.split("."):
+        if isinstance(node, Mapping) and not node:  # --set 'data={}' wiped a typed flag (and SOURCE) silently
+            return _RESET
         node = node.get(part, _ABSENT) if isinstance(node, Mapping) else _ABSENT
     return node
 
@@ -424,8 +433,10 @@ def check_ablation(name: str, values: Mapping[str, Any], sets: Sequence[str], gr
             clash = _as_typed(param, command[0])
         for text in sets:
             node = _given(text, dotted)
-            if node is not _ABSENT and node != wanted:
-                clash = f"--set {text}"
+            if node is not _ABSENT and node is not _RESET and node != wanted:  # a reset: the preset applies after it
+                from mgfrec.config.load import redacted_override
+
+                clash = f"--set {redacted_override(text)}"
         if clash is not None:
             raise ValueError(f"--ablation {name} sets {preset}, and {clash} gives it another value; give one of them")
 

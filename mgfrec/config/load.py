@@ -166,8 +166,8 @@ def redacted_override(text: str) -> str:
     if value.strip() and is_secret_field(key.strip().split(".")[-1]):
         return f"{key}={REDACTED}"
     parsed = _override_value(value)
-    if isinstance(parsed, (dict, list)):  # a mapping given whole ({api_key: ...}, {Authorization: ...})
-        return f"{key}={json.dumps(_scrub(parsed), ensure_ascii=False, default=str)}"
+    if isinstance(parsed, (dict, list)) and _scrub(parsed) != parsed:  # a mapping given whole ({api_key: ...})
+        return f"{key}={json.dumps(_scrub(parsed), ensure_ascii=False, default=str)}"  # else shown as typed
     return f"{key}={_URL_AUTHORITY.sub(_scrub_url, value)}"
 
 
@@ -348,6 +348,12 @@ def redacted_value(field: str, value: Any) -> Any:
     and secret query parameters, and secret keys inside a mapping replaced by ``<redacted>``."""
     last = field.split(".")[-1]
     return _scrub({last: value})[last]
+
+
+def scrubbed(node: Any) -> Any:
+    """Plain data (a manifest's source options, a record) as it may be written or shown: secret fields' values and
+    URL credentials replaced by ``<redacted>``, as in a resolved ``config.yaml``."""
+    return _scrub(node)
 
 
 def _scrub(node: Any) -> Any:

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from mgfrec import __version__
-from mgfrec.config.load import entries_besides_config, write_resolved
+from mgfrec.config.load import entries_besides_config, scrubbed, write_resolved
 from mgfrec.config.schema import DataConfig, MGFRecConfig
 from mgfrec.data.protocol import SPLITS, make_samples, split_samples, subsample_split, subsample_users
 from mgfrec.data.raw import INTERACTION_COLUMNS, ITEM_COLUMNS, BadInputError, RawLog, shown
@@ -224,7 +224,7 @@ def prepare(
         "format_version": FORMAT_VERSION,
         "mgfrec_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "source": {"name": raw.source, "params": raw.params},
+        "source": {"name": raw.source, "params": scrubbed(raw.params)},  # a source option's token was kept
         "protocol": config.model_dump(mode="json", exclude={"source", "path", "options", "skip_bad"}),
         "counts": _counts(items, log, splits),
         "rows": raw.report.to_dict(),

@@ -89,6 +89,12 @@ def _fit_into(
         start = time.perf_counter()
         retriever = reg.build("retriever", name, config.retriever.options, ds, config, out, method="fit")
         seconds = time.perf_counter() - start
+        if not callable(getattr(retriever, "scores", None)):  # None: "'NoneType' object has no attribute 'scores'"
+            cls = reg.load("retriever", name)
+            raise ValueError(
+                f"retriever '{name}' ({cls.__module__}.{cls.__qualname__}): its fit() returned "
+                f"{type(retriever).__name__}, not a fitted retriever with scores(); see docs/plugins.md"
+            )
         valid = valid_ndcg10(retriever, ds)
     except BaseException:
         _put_back(out, aside, own)

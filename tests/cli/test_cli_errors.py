@@ -566,6 +566,13 @@ def test_a_password_in_a_url_given_as_a_path_is_never_echoed(tmp_path):
         (["--rollout-engine", "hf", "--set", "rollout.engine=vllm"], "--rollout-engine hf and --set"),
         (["--reward", "ndcg", "--set", "grpo.rewards=[format]"], "--reward ndcg and --set grpo.rewards=[format]"),
         (["--max-steps", "2", "--set", "trainer={max_steps: 5}"], "--max-steps 2 and --set trainer={max_steps: 5}"),
+        # an empty mapping replaces the section: the flag was dropped without a word (pop fitted as sasrec)
+        (["--max-steps", "2", "--set", "trainer={}"], "(an empty mapping puts what it names back to its defaults)"),
+        # a key inside a section given whole was printed in the error
+        (
+            ["--user-agent", "simulated", "--set", "user_agent={backend: openai, options: {api_key: sk-SECRET12}}"],
+            '"api_key": "<redacted>"',
+        ),
     ],
 )
 def test_a_flag_named_otherwise_than_its_field_and_a_set_of_it_are_refused_too(tmp_path, flags, said):
@@ -574,6 +581,7 @@ def test_a_flag_named_otherwise_than_its_field_and_a_set_of_it_are_refused_too(t
     section (`trainer={max_steps: 5}`) was never compared."""
     code, output = invoke("fit", "--data", tmp_path / "none", "--out", tmp_path / "run", *flags)
     one_error(code, output, said, "to two values")
+    assert "sk-SECRET12" not in output
     same = ["--lr", "0.001", "--set", "trainer.lr=1e-3"]  # one value written two ways (was refused as two)
     code, output = invoke("fit", "--data", tmp_path / "none", "--out", tmp_path / "run", *same)
     assert "two values" not in output and "not a prepared data set" in output, output

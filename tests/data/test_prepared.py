@@ -261,3 +261,29 @@ def test_a_second_prepare_into_a_folder_being_written_is_refused(csv_folder, tmp
             prepare(other, out)
     assert PreparedDataset(out).checksum == earlier.checksum
     assert PreparedDataset(prepare(other, out).root).counts["users"] == 30  # once it is done, it may
+
+
+@pytest.mark.reliability
+def test_a_sources_secret_options_are_redacted_in_the_manifest(tmp_path):
+    """manifest.json kept a source option's token and a URL's password as given, while config.yaml beside it
+    redacted them."""
+    from mgfrec.data.raw import RawLog
+    from mgfrec.registry import KINDS, Registry
+
+    plain = _source()().load(None, False)
+    params = {"api_token": "tok-GIVEN-SECRET", "url": "https://bob:hunter2@example.com/x", "n": 3}
+
+    class Source:
+        def load(self, path, skip_bad):
+            return RawLog(plain.items, plain.interactions, plain.report, "plug", params)
+
+    reg = Registry({k: {} for k in KINDS})
+    reg.add("data_source", "plug", Source)
+    ds = prepare(DataConfig(source="plug"), tmp_path / "out", reg=reg)
+    text = (ds.root / MANIFEST).read_text()
+    assert "tok-GIVEN-SECRET" not in text and "hunter2" not in text, text
+    assert ds.manifest["source"]["params"] == {
+        "api_token": "<redacted>",
+        "url": "https://bob:<redacted>@example.com/x",
+        "n": 3,
+    }

@@ -36,3 +36,25 @@ def test_a_fit_that_fails_into_a_new_folder_leaves_no_empty_folder(tmp_path):
     with use_registry(reg), pytest.raises(ValueError, match="the fit failed"):
         fit_baseline(ds, cfg, kept)
     assert kept.is_dir() and not any(kept.iterdir())
+
+
+class _FitReturnsNone:
+    reads_training_settings = False
+
+    @classmethod
+    def fit(cls, ds, config, out):
+        return None  # forgot `return cls(...)`
+
+
+@pytest.mark.reliability
+def test_a_plugin_fit_that_returns_no_retriever_is_named(tmp_path):
+    # "'NoneType' object has no attribute 'scores'", a traceback from the evaluator naming no plugin
+    ds = cyclic_dataset(tmp_path)
+    reg = Registry.discover()
+    reg.add("retriever", "returns-none", _FitReturnsNone)
+    cfg = load_config(None, ["retriever.model=returns-none"])
+    with use_registry(reg), pytest.raises(ValueError) as err:
+        fit_baseline(ds, cfg, tmp_path / "run")
+    assert "retriever 'returns-none' (" in str(err.value) and "_FitReturnsNone" in str(err.value)
+    assert "its fit() returned NoneType, not a fitted retriever with scores()" in str(err.value)
+    assert not (tmp_path / "run").exists()
