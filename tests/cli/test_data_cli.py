@@ -147,6 +147,27 @@ def test_source_and_a_set_of_another_source_or_path_are_refused_in_one_line(csv_
     assert same.exit_code == 0, same.output  # the same value twice is no clash
 
 
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (["-o", "n_users=40", "--set", "data.options.n_users=30"], "--option n_users=40 and --set"),  # the --set won
+        (["-o", "seed=1", "--seed", "2"], "--option seed=1 and --seed 2 give the seed two values"),  # -o won
+        (["-o", "n_users=40", "-o", "n_users=30"], "--option n_users=30 and an earlier --option"),  # the last won
+    ],
+)
+def test_an_option_given_two_values_is_refused_in_one_line(tmp_path, flags, said):
+    small = ["-o", "n_items=80", "-o", "n_artists=10"]
+    result = invoke("data", "prepare", "synthetic", "--out", tmp_path / "s", *small, *flags)
+    text = flat(result.output)
+    assert result.exit_code == 2 and said in text and "two values" in text, text
+    assert not (tmp_path / "s").exists()
+    same = invoke(
+        "data", "prepare", "synthetic", "--out", tmp_path / "t", *small, "-o", "n_users=40", "-o", "n_users=40"
+    )
+    assert same.exit_code == 0, same.output
+
+
 def test_unknown_source_gives_the_closest_match(tmp_path):
     result = invoke("data", "prepare", "synthetic", "--out", tmp_path / "p", "--source", "synthetc")
     assert result.exit_code == 2
@@ -236,7 +257,7 @@ def test_a_prepare_that_fails_to_write_leaves_the_data_set_already_there(tmp_pat
         "import resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (4000, 4000)); "
         "from mgfrec.cli.main import main; sys.argv = ['mgfrec', *sys.argv[1:]]; main()"
     )
-    args = ["data", "prepare", "synthetic", "--out", str(out), *SMALL_SYNTHETIC, "-o", "n_users=400", "--seed", "3"]
+    args = ["data", "prepare", "synthetic", "--out", str(out), *SMALL_SYNTHETIC[2:], "-o", "n_users=400", "--seed", "3"]
     done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=300)
     assert done.returncode == 2, done.stderr
     err = flat(done.stderr)
