@@ -504,3 +504,16 @@ def test_a_repeated_k_is_refused():
     with pytest.raises(ConfigError, match=r"eval.ks.*give each K once; 10 is repeated"):
         load_config(None, ["eval.ks=[5,10,10]"])
     assert load_config(None, ["eval.ks=[10,5]"]).eval.ks == (10, 5)
+
+
+def test_a_config_whose_aliases_expand_without_bound_is_refused(tmp_path):
+    """Six nested levels of ten aliases in 436 bytes made a 22 MB config.yaml and took 40 s ("billion laughs")."""
+    lines = ["user_agent:", "  options:", "    extra_body:", "      a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"      a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 7)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match=r"bomb.yaml: not valid YAML: it expands to more than 100,000 values"):
+        read_yaml(bomb)
+    shared = tmp_path / "shared.yaml"  # an alias or two, as configs use them, still reads
+    shared.write_text("retriever: &r {model: pop}\ngrounding: {top_k: 5}\n")
+    assert read_yaml(shared)["retriever"] == {"model": "pop"}
