@@ -7,7 +7,18 @@ from pathlib import Path
 
 import typer
 
-from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, finite, load, output_folder, print_json, run
+from mgfrec.cli.common import (
+    CONFIG_HELP,
+    DATA_NOT_READ,
+    SET_HELP,
+    console,
+    finite,
+    load,
+    note_unread_fields,
+    output_folder,
+    print_json,
+    run,
+)
 
 app = typer.Typer(help="Train classical baselines / recall models (retrievers).", no_args_is_help=True)
 
@@ -59,6 +70,8 @@ def fit(
 
     def go():
         reg = registry()
+        # --set data.history_length=3 was recorded in the run's config.yaml as if the model had used it
+        note_unread_fields(set_, "mgfrec baseline fit", ("data",), DATA_NOT_READ)
         values = {
             "retriever.model": model,
             "retriever.lr": lr,

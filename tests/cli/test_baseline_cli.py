@@ -102,6 +102,22 @@ def test_training_flags_a_model_does_not_read_get_a_note(data, tmp_path):
     assert "note: --lr, --max-epochs: retriever 'pop' does not read retriever.* training settings" in text
     quiet = invoke("baseline", "fit", "--model", "pop", "--data", data, "--out", tmp_path / "pop2", "--device", "cpu")
     assert quiet.exit_code == 0 and "note:" not in quiet.output
+    # a data.* it never reads (the model is fitted on --data as prepared) went into config.yaml without a word
+    unread = invoke(
+        "baseline",
+        "fit",
+        "--model",
+        "pop",
+        "--data",
+        data,
+        "--out",
+        tmp_path / "pop3",
+        "--set",
+        "data.history_length=3",
+    )
+    assert unread.exit_code == 0 and "note: --set data.history_length=3: mgfrec baseline fit does not read data.*" in (
+        flat(unread.output)
+    )
     # BIGRec reads its time cap (the note said it did not); with no valid sample it trained a whole epoch, then
     # failed with "batch_size must be >= 1, got 0"
     novalid = tmp_path / "novalid"
