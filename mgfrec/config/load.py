@@ -317,7 +317,10 @@ _SECRET_WORDS = frozenset(
         "secret",
         "password",
         "passwd",
+        "pwd",
         "passphrase",
+        "sig",  # an Azure SAS URL's signature (?sig=...)
+        "signature",
         "authorization",
         "auth",
         "credential",

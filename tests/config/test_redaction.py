@@ -12,6 +12,9 @@ from mgfrec.config.schema import MGFRecConfig
 pytestmark = pytest.mark.reliability
 
 SECRET_FIELDS = [
+    "pwd",  # these three were written out as given (a URL's ?sig= of an Azure SAS link among them)
+    "sig",
+    "signature",
     "api_key",
     "openai_api_key",
     "OPENAI_API_KEY",
@@ -274,3 +277,10 @@ def test_secrets_are_given_back_only_to_the_setting_they_were_given_for(tmp_path
     mixed = with_secrets_of(read_back, other)
     assert mixed.grounding.grounder == "faiss" and mixed.grounding.options["api_key"] == "<redacted>"  # not K2
     assert mixed.user_agent.base_url == url  # its own section is the same setting
+
+
+def test_a_signed_urls_signature_is_redacted():
+    from mgfrec.config.load import scrub_urls
+
+    shown = scrub_urls("https://acct.blob.core.windows.net/c/items.csv?sv=2022&sig=LEAKSIG&se=2030")
+    assert "LEAKSIG" not in shown and "sv=2022" in shown, shown
