@@ -176,6 +176,21 @@ def parse_override(text: str) -> dict[str, Any]:
     if not sep or not key.strip():
         raise ConfigError(f"override '{text}' must look like section.field=value")
     node: Any = _override_value(value)
+    if isinstance(node, str) and node.lstrip().startswith("{"):  # a mapping YAML refused: it was kept as text,
+        try:  # and refused later as "Input should be a valid dictionary", the reason (a key twice) lost
+            load_yaml(node)
+        except yaml.YAMLError as exc:  # the value is not echoed: it may hold a key
+            if not isinstance(exc, yaml.constructor.ConstructorError) and "expands to more" not in str(exc):
+                return _nested(key, node)  # a syntax error: text that starts with '{' (a template), as before
+            mark = getattr(exc, "problem_mark", None)
+            at = f" (column {mark.column + 1})" if mark is not None else ""
+            raise ConfigError(
+                f"--set {key.strip()}: its mapping is not valid YAML: {getattr(exc, 'problem', exc)}{at}"
+            ) from None
+    return _nested(key, node)
+
+
+def _nested(key: str, node: Any) -> dict[str, Any]:
     for part in reversed(key.strip().split(".")):
         node = {part: node}
     return node

@@ -517,3 +517,11 @@ def test_a_config_whose_aliases_expand_without_bound_is_refused(tmp_path):
     shared = tmp_path / "shared.yaml"  # an alias or two, as configs use them, still reads
     shared.write_text("retriever: &r {model: pop}\ngrounding: {top_k: 5}\n")
     assert read_yaml(shared)["retriever"] == {"model": "pop"}
+
+
+def test_a_set_mapping_with_a_key_twice_is_named_for_it():
+    """In a file a key written twice is refused as such; in --set the mapping was kept as text and refused as
+    "Input should be a valid dictionary", the reason lost. Text that merely starts with '{' stays text."""
+    with pytest.raises(ConfigError, match=r"--set retriever: its mapping is not valid YAML: the key 'model' is written"):
+        load_config(None, ["retriever={model: pop, model: sasrec}"])
+    assert parse_override("agent.system_prompt={history} first") == {"agent": {"system_prompt": "{history} first"}}
