@@ -96,6 +96,17 @@ def sweep(
                 )
         if "eval.split" in cells_grid:  # every cell was evaluated on --eval-split, each named for a split it was not
             raise ValueError("--grid eval.split: the cells are evaluated on --eval-split; give the splits there")
+        for text in set_:  # as for --grid: a --set the cells never read was taken without a word
+            key = text.partition("=")[0].strip()
+            if key == "eval.split":  # the cells were evaluated on --eval-split (valid), not the split it named
+                raise ValueError("--set eval.split: the cells are evaluated on --eval-split; give the splits there")
+            if init is not None and (
+                key == "policy.model" or (key.startswith("retriever.") and key != "retriever.recall_size")
+            ):
+                raise ValueError(
+                    f"--set {key} with --init {init}: every cell starts from --init's policy and uses its recall "
+                    "run; only retriever.recall_size (how much of its list is shown) is read"
+                )
         unread = next((field for field in cells_grid if field.split(".")[0] == "data"), None)
         if unread is not None:  # every cell trained on --data: identical cells, each config.yaml claiming its value
             raise ValueError(f"--grid {unread}: the cells' fit does not read data.*; {DATA_NOT_READ}, one per value")

@@ -222,14 +222,21 @@ class Report:
         return table
 
     def legend(self) -> list[str]:
-        """Two lines under :meth:`table`: what the marks, the brackets, N_full and "(ref)" mean."""
+        """The lines under :meth:`table`: what the marks, the brackets, N_full and "(ref)" mean, and, where the
+        bootstrap has too few resamples to reject, that nothing can be marked."""
         pct = f"{self.confidence:.0%}"
         marks = f"(ref): the reference run; {BETTER}/{WORSE}: significantly better/worse than it"
         if self.bootstrap_samples > 0:
-            return [
-                f"{marks} (alpha {self.alpha:g})",
+            lines = [
+                f"{marks} (alpha {self.alpha:g}; each cell tested alone, no correction across metrics or runs)",
                 f"[lo,hi]: {pct} bootstrap interval; bold: best; N_full: NDCG without cut-off",
             ]
+            if not bootstrap_can_reject(self.bootstrap_samples, self.alpha):  # said only in the report file
+                lines.append(
+                    f"with {self.bootstrap_samples} resamples no difference can be marked; give at least "
+                    f"{math.floor(2 / self.alpha)} (--bootstrap)"
+                )
+            return lines
         return [  # eval.bootstrap_samples: 0: no interval is shown, and the sign test alone decides
             f"{marks} by the exact sign test alone (alpha {self.alpha:g})",
             "no intervals (eval.bootstrap_samples: 0); bold: best; N_full: NDCG without cut-off",

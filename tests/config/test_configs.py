@@ -41,6 +41,7 @@ def test_paper_settings():
     assert cfg.policy.model == "Qwen/Qwen2.5-1.5B-Instruct"
     assert cfg.embedding.model == "Alibaba-NLP/gte-Qwen2-1.5B-instruct"
     assert (cfg.trainer.lr, cfg.trainer.global_batch_size, cfg.trainer.epochs) == (1e-6, 128, 1)
+    assert cfg.trainer.max_steps is None  # one epoch: the CPU default's 30 steps applied, short of it on every set
     assert (cfg.grpo.group_size, cfg.agent.max_groundings, cfg.grounding.top_k, cfg.retriever.recall_size) == (
         6,
         6,
@@ -522,6 +523,8 @@ def test_a_config_whose_aliases_expand_without_bound_is_refused(tmp_path):
 def test_a_set_mapping_with_a_key_twice_is_named_for_it():
     """In a file a key written twice is refused as such; in --set the mapping was kept as text and refused as
     "Input should be a valid dictionary", the reason lost. Text that merely starts with '{' stays text."""
-    with pytest.raises(ConfigError, match=r"--set retriever: its mapping is not valid YAML: the key 'model' is written"):
+    with pytest.raises(
+        ConfigError, match=r"--set retriever: its mapping is not valid YAML: the key 'model' is written"
+    ):
         load_config(None, ["retriever={model: pop, model: sasrec}"])
     assert parse_override("agent.system_prompt={history} first") == {"agent": {"system_prompt": "{history} first"}}

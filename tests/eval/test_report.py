@@ -142,6 +142,13 @@ def test_the_table_fits_80_columns_with_names_whole_and_a_legend(runs, tiny_ds, 
     plain = build_report([runs["constant"], runs["oracle"]], "test", config=no_bootstrap)
     legend = " ".join(plain.legend())
     assert "bootstrap interval" not in legend and "sign test alone" in legend and "no intervals" in legend
+    # the terminal legend left out what only the report file said: no correction, and a bootstrap too small to mark
+    assert "no correction across metrics or runs" in " ".join(rep.legend())
+    few = build_report(
+        [runs["constant"], runs["oracle"]], "test", config=FAST.model_copy(update={"bootstrap_samples": 20})
+    )
+    assert "with 20 resamples no difference can be marked; give at least 40 (--bootstrap)" in " ".join(few.legend())
+    assert "no difference can be marked" not in " ".join(rep.legend())
 
 
 @pytest.mark.reliability

@@ -400,6 +400,10 @@ def test_cli_sweep_refuses_grid_fields_its_cells_never_read(tmp_path):
         ),
         (["--grid", "retriever.hidden_size=8,16", "--init", "x"], "--grid retriever.hidden_size with --init x"),
         (["--grid", "eval.split=valid,test"], "--grid eval.split: the cells are evaluated on --eval-split"),
+        # the same fields given once with --set were taken without a word (the cells were evaluated on valid)
+        (["--grid", "agent.max_groundings=1", "--set", "eval.split=test"], "--set eval.split: the cells are"),
+        (["--grid", "agent.max_groundings=1", "--set", "policy.model=preset:small", "--init", "x"], "--set policy"),
+        (["--grid", "agent.max_groundings=1", "--set", "retriever.lr=0.1", "--init", "x"], "--set retriever.lr with"),
     ]:
         result = CliRunner().invoke(app, [*base, *flags])
         text = " ".join(result.output.split())
