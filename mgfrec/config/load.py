@@ -165,7 +165,10 @@ def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     parent = raw.pop("base", None)
     if parent is not None and not isinstance(parent, str):
         raise ConfigError(f"{path}: base must be the path of one parent config file, got {type(parent).__name__}")
-    if parent is not None:
+    if parent is not None:  # a missing one was "cannot read config .../nope.yaml", naming no file that asked for it
+        if not parent.strip() or not (path.parent / parent).is_file():
+            why = "is empty" if not parent.strip() else f"{parent!r}: no such file ({path.parent / parent})"
+            raise ConfigError(f"{path}: base {why}; give the path of the parent config, relative to this file")
         raw = _merge(read_yaml(path.parent / str(parent), (*_seen, path)), raw)
     return raw
 

@@ -435,6 +435,13 @@ def test_a_base_that_is_not_one_path_is_named_so(tmp_path):
     path.write_text("base: [a.yaml, b.yaml]\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"c.yaml: base must be the path of one parent config file, got list"):
         load_config(path)
+    # a missing parent named neither this file nor its line; an empty one was "...: Is a directory"
+    path.write_text("base: nope.yaml\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"c.yaml: base 'nope.yaml': no such file \(.*nope.yaml\); give the path"):
+        load_config(path)
+    path.write_text('base: ""\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"c.yaml: base is empty; give the path of the parent config"):
+        load_config(path)
 
 
 @pytest.mark.reliability
