@@ -758,3 +758,21 @@ def test_an_engine_that_sets_the_flag_per_instance_is_left_to_the_rollout():
     reg = Registry.discover()
     reg.add("rollout_engine", "per-instance", PerInstance)
     check_components(load_config(None, ["rollout.engine=per-instance"]), reg)
+
+
+class _AliasedOptions(BaseModel):
+    batch_size: int = Field(1024, alias="batchSize")
+
+
+class _Aliased:
+    Options = _AliasedOptions
+
+
+@pytest.mark.reliability
+def test_a_plugin_option_with_an_alias_is_read_by_its_name_and_checked_strictly():
+    """An option given by its field name where the plugin's model reads only the alias was dropped (the default
+    used without a word); given by its alias, `true` became 1 past the strict check."""
+    assert component_options(_Aliased, {"batch_size": 5}, "retriever.options").batch_size == 5
+    assert component_options(_Aliased, {"batchSize": 7}, "retriever.options").batch_size == 7
+    with pytest.raises(ValueError, match=r"retriever.options.batchSize: a number, not true or false"):
+        component_options(_Aliased, {"batchSize": True}, "retriever.options")

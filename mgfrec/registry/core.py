@@ -218,10 +218,17 @@ def component_options(component: Any, raw: dict[str, Any] | None, where: str) ->
                     for key in unknown
                 )
             )
+    named = {f.alias: n for n, f in model.model_fields.items() if f.alias and f.alias != n}  # alias -> field
+    if named and not (model.model_config.get("populate_by_name") or model.model_config.get("validate_by_name")):
+        # a field given by its name, where pydantic reads only its alias: dropped, the default used without a word
+        raw = {
+            (model.model_fields[k].alias if k in model.model_fields and k not in named else k): v
+            for k, v in raw.items()
+        }
     lax = []  # true given to a number, 1 or "yes" to a switch: pydantic's lax mode converted them without a word
     for name, value in raw.items():
         try:
-            strict_scalar(model, name, value)
+            strict_scalar(model, named.get(name, name), value)  # an alias is checked as its field
         except ValueError as exc:
             lax.append(f"{where}.{name}: {exc} (got {value!r})")
     if lax:
