@@ -87,18 +87,24 @@ def test_stopping_while_bodies_are_half_sent_answers_them_503_without_tracebacks
     assert "Traceback" not in proc.log and "Exception in ASGI application" not in proc.log, proc.log
 
 
+def _stopped_by(sig: int, serve_run, plugin, **options) -> ServerProcess:
+    """``mgfrec serve`` of the baseline run, once it answers, sent ``sig``; returned once it has exited."""
+    _, baseline, _ = serve_run
+    proc = ServerProcess(baseline, plugin, **options)
+    try:
+        proc.wait_ready()
+        proc.proc.send_signal(sig)
+        proc.proc.wait(timeout=60)
+    finally:
+        proc.stop()
+    return proc
+
+
 @pytest.mark.reliability
 def test_ctrl_c_exits_130_when_the_server_was_started_with_it_ignored(serve_run, plugin):
     """A background job of a shell script starts with SIGINT ignored: uvicorn shut down on it, raised it again
     after its shutdown under the ignoring disposition, and the server exited 0 as if it had ended by itself."""
-    _, baseline, _ = serve_run
-    proc = ServerProcess(baseline, plugin, ignore_sigint=True)
-    try:
-        proc.wait_ready()
-        proc.proc.send_signal(signal.SIGINT)
-        proc.proc.wait(timeout=60)
-    finally:
-        proc.stop()
+    proc = _stopped_by(signal.SIGINT, serve_run, plugin, ignore_sigint=True)
     assert proc.proc.returncode == 130, proc.log
     assert "Traceback" not in proc.log
 
@@ -107,13 +113,6 @@ def test_sigterm_shuts_the_server_down_then_closes_the_run_and_exits_143(serve_r
     """SIGTERM (systemd, docker stop): uvicorn shut down gracefully, then raised the signal again with Python's
     default handler in place, so the process died there (exit -15) and the run's clean-up (a user agent's
     requests in flight) never ran."""
-    _, baseline, _ = serve_run
-    proc = ServerProcess(baseline, plugin)
-    try:
-        proc.wait_ready()
-        proc.proc.send_signal(signal.SIGTERM)
-        proc.proc.wait(timeout=60)
-    finally:
-        proc.stop()
+    proc = _stopped_by(signal.SIGTERM, serve_run, plugin)
     assert proc.proc.returncode == 143, proc.log
     assert "Finished server process" in proc.log and "Traceback" not in proc.log, proc.log
