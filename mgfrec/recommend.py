@@ -44,7 +44,7 @@ from mgfrec.retrievers.sequences import history_window
 from mgfrec.rollout.base import build_engine
 from mgfrec.runs import RUN_FILE, policy_folder, read_run_info, recall_run_of, with_run_plugins
 from mgfrec.user_agents.base import UserAgent
-from mgfrec.validation import is_whole_number
+from mgfrec.validation import is_whole_number, not_utf8_at
 
 Listener = Callable[[int, dict[str, Any]], None]
 """``listener(query_index, event)``: one ``turn`` or ``observation`` event of query ``query_index``."""
@@ -315,11 +315,8 @@ class Recommender:
 
     def history_of(self, query: Query) -> tuple[list[int], int | None]:
         """The query's history (item indices, oldest first) and, for a split sample, its target."""
-        if query.user is not None:
-            try:
-                query.user.encode("utf-8")
-            except UnicodeEncodeError as exc:  # an API's user_id "\udcff": the lookup failed, naming no field
-                raise KeyError(f"--user {query.user!r}: not valid UTF-8 text (character {exc.start + 1})") from None
+        if query.user is not None and (at := not_utf8_at(query.user)) is not None:  # an API's user_id "\udcff"
+            raise KeyError(f"--user {query.user!r}: not valid UTF-8 text (character {at})")  # the lookup named none
         if query.history_titles is not None:
             with self.lock:
                 return typed_history(self.grounding, query.history_titles), None

@@ -21,6 +21,16 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 
+def not_utf8_at(text: str) -> int | None:
+    """The 1-based position of the first character of ``text`` UTF-8 cannot encode (a lone surrogate: bytes a
+    Latin-1 terminal sent, or JSON's ``"\\ud800"``), or None when there is none."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start + 1
+    return None
+
+
 def is_whole_number(value: Any) -> bool:
     """Whether ``value`` is an integer (Python's or numpy's), not a bool: what a count, a limit or an id given to
     the library must be (``2.5`` and ``"5"`` are not, and ``True`` only looks like one)."""

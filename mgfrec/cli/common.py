@@ -248,11 +248,10 @@ def check_split(split: str | None) -> None:
 def check_user_id(user: str | None) -> None:
     """``--user`` named in one line when it holds bytes that are not UTF-8 (a Latin-1 terminal's): it was "'utf-8'
     codec can't encode ...", naming no flag, and in chat only once the model had loaded."""
-    if user is not None:
-        try:
-            user.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise ValueError(f"--user {user!r}: not valid UTF-8 text (character {exc.start + 1})") from None
+    from mgfrec.validation import not_utf8_at
+
+    if user is not None and (at := not_utf8_at(user)) is not None:
+        raise ValueError(f"--user {user!r}: not valid UTF-8 text (character {at})")
 
 
 def split_titles(text: str) -> list[str]:

@@ -31,6 +31,7 @@ from mgfrec.grounding.base import Grounder
 from mgfrec.grounding.ranking import full_scores
 from mgfrec.grounding.ties import UniqueVectors
 from mgfrec.registry import Registry, call_component, class_path, registered_as, registry, with_registry
+from mgfrec.validation import not_utf8_at
 
 
 def check_top_k(top_k: int, num_items: int, max_groundings: int = 1) -> None:
@@ -75,12 +76,8 @@ class Grounding:
     def embed_queries(self, titles: Sequence[str]) -> np.ndarray:
         """Float32 ``[len(titles), dim]`` query vectors (with the query instruction, if configured)."""
         for title in titles:
-            try:
-                title.encode("utf-8")
-            except UnicodeEncodeError as exc:  # a lone surrogate: bytes a Latin-1 terminal sent, or JSON "\ud800"
-                raise ValueError(
-                    f"title {title!r}: not valid UTF-8 text (character {exc.start + 1}); type it again as UTF-8"
-                ) from None
+            if (at := not_utf8_at(title)) is not None:  # bytes a Latin-1 terminal sent, or JSON "\ud800"
+                raise ValueError(f"title {title!r}: not valid UTF-8 text (character {at}); type it again as UTF-8")
         vectors = call_component(self.embedder, "encode", list(titles), query=True)
         return self._checked_queries(vectors, len(titles))
 

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mgfrec.config.schema import UserAgentConfig
 from mgfrec.user_agents.base import FeedbackRequest, UsageStats, UserAgentContext, UserAgentError
+from mgfrec.validation import not_utf8_at
 
 ANSWER_NOW = "I have seen enough. Please stop searching and give your final answer now."
 """The feedback sent for ``answer_now`` (``/answer`` in the chat, "Answer now" on the page)."""
@@ -94,11 +95,8 @@ class HumanUserAgent:
         """The person's feedback on the grounding shown last; ``None`` or blanks leave it to the fallback."""
         if text is not None and len(text) > self.options.max_chars:
             raise ValueError(f"feedback: {len(text)} characters; at most {self.options.max_chars} are accepted")
-        if text is not None:
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError as exc:  # bytes a Latin-1 terminal sent: the tokenizer failed, the talk ended
-                raise ValueError(f"feedback: not valid UTF-8 text (character {exc.start + 1})") from None
+        if text is not None and (at := not_utf8_at(text)) is not None:  # the tokenizer failed, the talk ended
+            raise ValueError(f"feedback: not valid UTF-8 text (character {at})")
         self._deliver(_FALLBACK if text is None or not text.strip() else text.strip())
 
     def answer_now(self) -> None:
