@@ -22,6 +22,22 @@ from mgfrec.cli.common import (
 from mgfrec.config.schema import DEFAULT_RECALL_MODEL
 
 
+def _never_read(field: str, init: Path | None) -> str | None:
+    """Why a sweep's cells never read ``field`` (the rest of the message after the field), or None when they do:
+    ``eval.split`` (each cell is evaluated on --eval-split) and, with ``--init``, the policy and the recall model's
+    settings, which are --init's (only ``retriever.recall_size``, how much of its list is shown, is read)."""
+    if field == "eval.split":
+        return ": the cells are evaluated on --eval-split; give the splits there"
+    if init is not None and field == "policy.model":
+        return f" with --init {init}: every cell starts from --init's policy"
+    if init is not None and field.startswith("retriever.") and field != "retriever.recall_size":
+        return (
+            f" with --init {init}: every cell uses --init's recall run; only retriever.recall_size (how much of its "
+            "list is shown) is read"
+        )
+    return None
+
+
 def sweep(
     data: Path = typer.Option(..., "--data", help="Prepared data set folder (from 'mgfrec data prepare')."),
     out_dir: Path = typer.Option(
@@ -85,28 +101,12 @@ def sweep(
         if wrong:  # found before any cell trains, not after the first one has
             raise ValueError(f"--eval-split {wrong[0]!r}: choose one of {', '.join(SPLITS)}")
         cells_grid = build_grid(grid, grid_file)
-        if init is not None and "policy.model" in cells_grid:  # every cell trained --init's policy, whatever it said
-            raise ValueError(f"--grid policy.model with --init {init}: every cell starts from --init's policy")
-        if init is not None:  # the cells' recall run is --init's: its model and settings were never read
-            recall = next((f for f in cells_grid if f.startswith("retriever.") and f != "retriever.recall_size"), None)
-            if recall is not None:
-                raise ValueError(
-                    f"--grid {recall} with --init {init}: every cell uses --init's recall run; only "
-                    "retriever.recall_size (how much of its list is shown) is read"
-                )
-        if "eval.split" in cells_grid:  # every cell was evaluated on --eval-split, each named for a split it was not
-            raise ValueError("--grid eval.split: the cells are evaluated on --eval-split; give the splits there")
-        for text in set_:  # as for --grid: a --set the cells never read was taken without a word
-            key = text.partition("=")[0].strip()
-            if key == "eval.split":  # the cells were evaluated on --eval-split (valid), not the split it named
-                raise ValueError("--set eval.split: the cells are evaluated on --eval-split; give the splits there")
-            if init is not None and (
-                key == "policy.model" or (key.startswith("retriever.") and key != "retriever.recall_size")
-            ):
-                raise ValueError(
-                    f"--set {key} with --init {init}: every cell starts from --init's policy and uses its recall "
-                    "run; only retriever.recall_size (how much of its list is shown) is read"
-                )
+        # fields every cell would take without reading them, refused in --grid (each cell named for a value it never
+        # used) and in --set (taken without a word) alike
+        for flag, fields in (("--grid", list(cells_grid)), ("--set", [t.partition("=")[0].strip() for t in set_])):
+            for field in fields:
+                if (why := _never_read(field, init)) is not None:
+                    raise ValueError(f"{flag} {field}{why}")
         unread = next((field for field in cells_grid if field.split(".")[0] == "data"), None)
         if unread is not None:  # every cell trained on --data: identical cells, each config.yaml claiming its value
             raise ValueError(f"--grid {unread}: the cells' fit does not read data.*; {DATA_NOT_READ}, one per value")
