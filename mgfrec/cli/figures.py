@@ -35,7 +35,7 @@ def figures(
 ) -> None:
     """Reward and response-length curves (Fig. 6) of runs; metric vs swept value (Figs. 7-8) and mean rank vs
     grounding limit (Fig. 5) of sweeps; mean difficulty per grounding band (Fig. 3) of evaluated agent runs."""
-    from mgfrec.eval.figures import check_figure_args, figures_for
+    from mgfrec.eval.figures import check_figure_args, figures_for, other_split_samples
 
     def go():
         check_figure_args(paths, split, metric)  # every folder first: no figure written before an error
@@ -52,11 +52,11 @@ def figures(
                 )
         written = [str(p) for path in paths for p in figures_for(path, out_dir, split, metric)]
         for path in paths:  # an agent run evaluated on another split only: its difficulty figure was left out
-            others = sorted(f.name for f in Path(path).glob("agent_*_samples.csv"))
-            if others and not (Path(path) / f"agent_{split}_samples.csv").is_file():
+            found, other = other_split_samples(path)
+            if other and not (Path(path) / f"agent_{split}_samples.csv").is_file():
                 console.print(
-                    f"note: {path} has no agent_{split}_samples.csv, so no difficulty figure ({', '.join(others)} "
-                    f"found: --split {others[0].removeprefix('agent_').removesuffix('_samples.csv')} draws it)",
+                    f"note: {path} has no agent_{split}_samples.csv, so no difficulty figure ({found} found: --split "
+                    f"{other} draws it)",
                     highlight=False,
                     markup=False,
                     soft_wrap=True,

@@ -458,14 +458,17 @@ def check_figure_args(paths: Sequence[str | Path], split: str, metric: str) -> N
                 mean_rank_by_limit(path, split)
         elif not (path / "metrics.csv").is_file() and not (path / f"agent_{split}_samples.csv").is_file():
             # found only once the folders before it had been drawn into --out
-            others = sorted(f.name for f in path.glob("agent_*_samples.csv"))
-            hint = (
-                f"; {', '.join(others)} found: --split {others[0].removeprefix('agent_').removesuffix('_samples.csv')}"
-                " draws its difficulty figure"
-                if others
-                else ""
-            )
+            found, other = other_split_samples(path)
+            hint = f"; {found} found: --split {other} draws its difficulty figure" if other else ""
             raise ValueError(f"{path}: nothing to plot (no sweep.json, metrics.csv or agent_{split}_samples.csv){hint}")
+
+
+def other_split_samples(path: str | Path) -> tuple[str, str | None]:
+    """The ``agent_<split>_samples.csv`` files an agent run holds (named, comma-separated) and the first one's
+    split, None when there is none: what a note or an error suggests as ``--split`` for the difficulty figure."""
+    names = sorted(f.name for f in Path(path).glob("agent_*_samples.csv"))
+    first = names[0].removeprefix("agent_").removesuffix("_samples.csv") if names else None
+    return ", ".join(names), first
 
 
 def figures_for(
