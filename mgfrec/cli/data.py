@@ -11,13 +11,13 @@ from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, load, out, output_
 app = typer.Typer(help="Prepare data sets (R2ec protocol) and inspect them.", no_args_is_help=True)
 
 
-def _check_option_clash(text: str, given: dict, sets: list[str], seed: int | None) -> None:
+def _check_option_clash(text: str, key: str, value: object, given: dict, sets: list[str], seed: int | None) -> None:
     """``-o key=value`` refused in one line where another place gives the option another value: an earlier
     ``-o key=...``, ``--set data.options.key=...`` (it won), or, for ``-o seed``, ``--seed`` (the option won
-    silently, though --seed is "the seed for synthetic data")."""
+    silently, though --seed is "the seed for synthetic data"). ``key``, ``value``: ``text`` parsed."""
     from mgfrec.config.load import parse_override, redacted_override
 
-    (key, value), shown = next(iter(parse_override(text).items())), redacted_override(text)
+    shown = redacted_override(text)
     if key in given and given[key] != value:
         raise ValueError(f"--option {shown} and an earlier --option give {key} two values; give one of them")
     for other in sets:
@@ -75,8 +75,9 @@ def prepare(
         for text in option:
             if "=" not in text or not text.partition("=")[0].strip():
                 raise ValueError(f"--option '{text}': must look like key=value (e.g. -o n_users=100)")
-            _check_option_clash(text, options, set_, seed)
-            options.update(parse_override(text))
+            ((key, value),) = parse_override(text).items()
+            _check_option_clash(text, key, value, options, set_, seed)
+            options[key] = value
         named = [s.partition("=")[0].strip() for s in set_]  # a --set of the source or its options decides itself
         clear = (
             bool(config)

@@ -70,7 +70,8 @@ def evaluate(
             },
         )
         note_unread_config(config, "mgfrec evaluate")
-        if limit is not None and read_run_info(run_dir).kind == "baseline":
+        info = read_run_info(run_dir)
+        if limit is not None and info.kind == "baseline":
             console.print(
                 f"note: --limit applies to agent runs; a baseline is scored on every sample of {cfg.eval.split} "
                 "(cheap, and what 'mgfrec report --limit' cuts to the agent runs' subsample)",
@@ -78,9 +79,9 @@ def evaluate(
                 markup=False,
                 soft_wrap=True,
             )
-        if read_run_info(run_dir).kind == "agent":  # refused before the note that its results are replaced
-            check_agent_current(run_dir, read_run_info(run_dir), rolling_out=True)
-        _note_replaced(run_dir, cfg.eval.split, limit)
+        if info.kind == "agent":  # refused before the note that its results are replaced
+            check_agent_current(run_dir, info, rolling_out=True)
+            _note_replaced(run_dir, cfg.eval.split, limit)
         with console.status(f"evaluating {run_dir} on {cfg.eval.split}"):
             return evaluate_run(
                 run_dir,
@@ -106,13 +107,12 @@ def evaluate(
 
 
 def _note_replaced(run_dir: Path, split: str, limit: int | None) -> None:
-    """One note when an agent run's stored evaluation of more samples is about to be replaced by a subsample's
-    (``--limit``): the earlier files went without a word."""
+    """One note when an agent run's (the caller checks the kind) stored evaluation of more samples is about to be
+    replaced by a subsample's (``--limit``): the earlier files went without a word."""
     from mgfrec.ranking.results import result_paths
-    from mgfrec.runs import read_run_info
 
     ranks = result_paths(run_dir, split)["ranks"]
-    if limit is None or not ranks.is_file() or read_run_info(run_dir).kind != "agent":
+    if limit is None or not ranks.is_file():
         return
     with ranks.open(encoding="utf-8") as handle:
         stored = max(sum(1 for _ in handle) - 1, 0)

@@ -42,6 +42,10 @@ MAX_VALUES = 100_000
 written out: six nested levels of ten aliases in 436 bytes made a 22 MB ``config.yaml`` ("billion laughs")."""
 
 
+class TooLargeError(yaml.YAMLError):
+    """A YAML document that expands to more than :data:`MAX_VALUES` values."""
+
+
 def _too_large(node: Any, budget: int = MAX_VALUES) -> bool:
     """Whether ``node`` (plain data, aliases expanded) holds more than ``budget`` values; stops counting there."""
     stack, seen = [node], 0
@@ -137,7 +141,7 @@ def load_yaml(text: str) -> Any:
     :data:`MAX_VALUES` values (aliases of aliases) is refused."""
     data = yaml.load(text, Loader=ConfigLoader)  # noqa: S506 - a SafeLoader subclass
     if _too_large(data):
-        raise yaml.YAMLError(f"it expands to more than {MAX_VALUES:,} values (aliases, *name: each copies its value)")
+        raise TooLargeError(f"it expands to more than {MAX_VALUES:,} values (aliases, *name: each copies its value)")
     return data
 
 
@@ -178,22 +182,14 @@ def parse_override(text: str) -> dict[str, Any]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"override '{text}' must look like section.field=value")
-    node: Any = _override_value(value)
-    if isinstance(node, str) and node.lstrip().startswith("{"):  # a mapping YAML refused: it was kept as text,
-        try:  # and refused later as "Input should be a valid dictionary", the reason (a key twice) lost
-            load_yaml(node)
-        except yaml.YAMLError as exc:  # the value is not echoed: it may hold a key
-            if not isinstance(exc, yaml.constructor.ConstructorError) and "expands to more" not in str(exc):
-                return _nested(key, node)  # a syntax error: text that starts with '{' (a template), as before
-            mark = getattr(exc, "problem_mark", None)
-            at = f" (column {mark.column + 1})" if mark is not None else ""
-            raise ConfigError(
-                f"--set {key.strip()}: its mapping is not valid YAML: {getattr(exc, 'problem', exc)}{at}"
-            ) from None
-    return _nested(key, node)
-
-
-def _nested(key: str, node: Any) -> dict[str, Any]:
+    try:
+        node: Any = _override_value(value, strict=True)
+    except yaml.YAMLError as exc:  # the value is not echoed: it may hold a key
+        mark = getattr(exc, "problem_mark", None)
+        at = f" (column {mark.column + 1})" if mark is not None else ""
+        raise ConfigError(
+            f"--set {key.strip()}: its mapping is not valid YAML: {getattr(exc, 'problem', exc)}{at}"
+        ) from None
     for part in reversed(key.strip().split(".")):
         node = {part: node}
     return node
@@ -208,18 +204,19 @@ def redacted_override(text: str) -> str:
     if value.strip() and is_secret_field(key.strip().split(".")[-1]):
         return f"{key}={REDACTED}"
     parsed = _override_value(value)
-    if isinstance(parsed, (dict, list)) and _scrub(parsed) != parsed:  # a mapping given whole ({api_key: ...})
-        return f"{key}={json.dumps(_scrub(parsed), ensure_ascii=False, default=str)}"  # else shown as typed
+    if isinstance(parsed, (dict, list)) and (clean := _scrub(parsed)) != parsed:  # a mapping given whole ({api_key:
+        return f"{key}={json.dumps(clean, ensure_ascii=False, default=str)}"  # ...}); one without a secret as typed
     return f"{key}={_URL_AUTHORITY.sub(_scrub_url, value)}"
 
 
 _YAML_NULLS = {"", "~", "null", "Null", "NULL"}
 
 
-def _override_value(value: str) -> Any:
+def _override_value(value: str, strict: bool = False) -> Any:
     """An override's value parsed as YAML, except text that YAML reads as nothing or as an empty structure
     (``|``, ``>``, ``#``, ``-``, ``?``, a tab, ...): that stays the string given, so ``-o delimiter='|'`` and a
-    tab delimiter reach the field as written. An explicit ``null`` (or nothing after ``=``) is None."""
+    tab delimiter reach the field as written. An explicit ``null`` (or nothing after ``=``) is None. ``strict``
+    (:func:`parse_override`): a mapping YAML refuses for a key written twice or for its size raises."""
     if value.strip() in _YAML_NULLS and not (value and value.isspace()):
         return None
     if value.isspace() or (len(value) == 1 and not value.isalnum()):
@@ -228,7 +225,16 @@ def _override_value(value: str) -> Any:
         return value
     try:
         parsed = load_yaml(value)
-    except yaml.YAMLError:
+    except yaml.YAMLError as exc:
+        # ``strict``: a mapping YAML refused for a key written twice, or for its size, was kept as text and refused
+        # later as "Input should be a valid dictionary", the reason lost; a syntax error keeps text that starts
+        # with '{' (a template) as it is
+        if (
+            strict
+            and value.lstrip().startswith("{")
+            and isinstance(exc, (yaml.constructor.ConstructorError, TooLargeError))
+        ):
+            raise
         return value
     if parsed is None or parsed == "" or parsed == [None] or parsed == {None: None}:
         return value
