@@ -34,13 +34,13 @@ from mgfrec.retrievers.fit import fit_baseline
 from mgfrec.runs import (
     NOT_A_RUN,
     RUN_FILE,
-    check_recall_current,
     read_json_object,
     read_run_info,
     recall_run_of,
     refuse_held,
 )
 from mgfrec.signals import stop_exception, stopped_by
+from mgfrec.staleness import check_recall_current
 
 DEMO_BASELINES: tuple[str, ...] = ("pop", "last-title", "sasrec", "hybrid")  # the cheap default set
 ALL_BASELINES: tuple[str, ...] = (

@@ -9,26 +9,20 @@ per step or epoch to a CSV file (``RUN/metrics.csv``, ``RUN/sft_metrics.csv``): 
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import datetime as _dt
 import fnmatch
 import json
 import math
 import os
-import pickle
 import time
-import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import ValidationError
-
 from mgfrec import __version__
-from mgfrec.validation import validation_text
 
 RUN_FILE = "run.json"
 
@@ -442,98 +436,6 @@ def read_sweep_record(path: Path) -> dict[str, Any]:
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 raise ValueError(f"{path}: cell {name!r}: summary {metric!r} must be a number, got {value!r}; {again}")
     return record
-
-
-# What reading a damaged saved model raises (an empty or garbage model.pt / .npy / .json, a missing key)
-DAMAGE = (
-    EOFError,
-    pickle.UnpicklingError,
-    json.JSONDecodeError,
-    UnicodeDecodeError,
-    ValidationError,
-    KeyError,
-    zipfile.BadZipFile,
-)
-
-
-@contextlib.contextmanager
-def damaged_run_files(run_dir: str | Path, model: str) -> Iterator[None]:
-    """Turn what a damaged file of a baseline run raises into one line naming the run and the remedy."""
-    try:
-        yield
-    except DAMAGE as exc:
-        if isinstance(exc, ValidationError):
-            what = validation_text(exc, whole="value", limit=3)
-        else:
-            what = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise ValueError(
-            f"{run_dir}: a saved file of its {model} model is damaged ({type(exc).__name__}: {what}); fit it "
-            f"again with 'mgfrec baseline fit --model {model}'"
-        ) from None
-
-
-def check_derived_current(run_dir: str | Path, info: RunInfo, *, rolling_out: bool = False) -> None:
-    """Refuse a derived run whose trained run was trained again since it was derived (its ``run.json`` ``created``
-    differs from ``extra.trained_created``): it points at that run's ``policy/`` by path, so its stored results are
-    another policy's, and its config the earlier run's. A run derived from a derived run is checked down the chain
-    to the trained run (only the first link was). ``rolling_out`` (``evaluate``, which needs the policy) also
-    refuses a trained run that is gone; reading stored results (``report`` of a moved or archived folder) does not.
-    A run that is not derived, or was derived before ``trained_created`` existed, passes."""
-    seen = {Path(run_dir).resolve()}
-    while True:
-        trained, recorded = info.extra.get("trained_run"), info.extra.get("trained_created")
-        if not trained or not recorded:
-            return
-        tag = next((f"--{k} {info.extra[k]}" for k in ("ablation", "variant") if k in info.extra), "--ablation ...")
-        again = f"derive it again: mgfrec derive {trained} {run_dir} {tag}"
-        if not (Path(trained) / RUN_FILE).is_file():
-            if rolling_out:
-                raise FileNotFoundError(
-                    f"{run_dir}: its trained run {trained} ({RUN_FILE} extra.trained_run) is not a run folder any "
-                    f"more (moved, deleted, or being trained again); {again} once it is back"
-                )
-            return
-        trained_info = read_run_info(trained)
-        if trained_info.created != recorded:
-            raise ValueError(
-                f"{run_dir}: derived from {trained} before it was trained again; its results and config are the "
-                f"earlier policy's: {again}"
-            )
-        if Path(trained).resolve() in seen:  # a hand-edited loop of extra.trained_run
-            return
-        seen.add(Path(trained).resolve())
-        info = trained_info
-
-
-def check_recall_current(run_dir: str | Path, info: RunInfo) -> None:
-    """Refuse an agent run whose recall run was fitted again since the agent was trained over it (its ``run.json``
-    ``created`` differs from ``extra.recall_created``): the agent's recall lists, and so its stored results and
-    any new evaluation, would be another recall model's. Runs made before ``recall_created`` existed pass."""
-    recall, recorded = info.extra.get("recall_run"), info.extra.get("recall_created")
-    if not recall or not recorded or not (Path(recall) / RUN_FILE).is_file():
-        return  # a recall run that is gone is named by recall_run_of where it is needed
-    if read_run_info(recall).created != recorded:
-        raise ValueError(
-            f"{run_dir}: its recall run {recall} was fitted again since this run was trained over it "
-            f"({RUN_FILE} created differs from extra.recall_created), so its recall lists and results would be "
-            "another recall model's; train the agent again over it (mgfrec sft / fit)"
-        )
-
-
-def check_agent_current(run_dir: str | Path, info: RunInfo, *, rolling_out: bool = False) -> None:
-    """:func:`check_derived_current` then :func:`check_recall_current`: an agent run's stored results, or a new
-    evaluation of it, would be another policy's or another recall model's."""
-    check_derived_current(run_dir, info, rolling_out=rolling_out)
-    check_recall_current(run_dir, info)
-
-
-def recall_created(recall_dir: str | Path) -> str | None:
-    """The ``created`` of the recall run an agent run is trained over, recorded as its ``extra.recall_created``
-    (:func:`check_recall_current`); None when it cannot be read."""
-    try:
-        return read_run_info(recall_dir).created or None
-    except (OSError, ValueError):
-        return None
 
 
 @contextmanager

@@ -28,6 +28,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "mgfrec.validation",
             "mgfrec.signals",
             "mgfrec.locks",
+            "mgfrec.staleness",
         ),
     ),
     ("text", ("mgfrec.text",)),

@@ -53,7 +53,8 @@ def evaluate(
     NDCG without cut-off and mean rank, each with a bootstrap interval. Writes RUN/eval_<split>.json,
     RUN/eval_<split>.csv and RUN/ranks_<split>.csv."""
     from mgfrec.eval.runs import evaluate_run
-    from mgfrec.runs import check_agent_current, read_run_info
+    from mgfrec.runs import read_run_info
+    from mgfrec.staleness import check_agent_current
 
     def go():
         check_split(split)

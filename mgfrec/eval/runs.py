@@ -21,7 +21,8 @@ from mgfrec.ranking.evaluator import evaluate
 from mgfrec.ranking.results import EvalResult, result_paths
 from mgfrec.registry import Registry, RegistryError, registry, with_registry
 from mgfrec.retrievers.fit import AgentEvaluationUnavailable, LoadedRun, load_scorer, open_data
-from mgfrec.runs import RUN_FILE, check_agent_current, read_run_info, with_run_plugins
+from mgfrec.runs import RUN_FILE, read_run_info, with_run_plugins
+from mgfrec.staleness import check_agent_current
 
 __all__ = ["AgentEvaluationUnavailable", "LoadedRun", "evaluate_run", "load_scorer", "open_data", "result_for_run"]
 

@@ -28,12 +28,12 @@ from mgfrec.data.prepared import PreparedDataset
 from mgfrec.ranking.evaluator import rank_targets
 from mgfrec.ranking.metrics import per_sample
 from mgfrec.registry import Registry, registry, with_registry
+from mgfrec.retrievers.damage import damaged_run_files
 from mgfrec.runs import (
     PREVIOUS_FIT,
     RUN_FILE,
     RunInfo,
     check_output_run,
-    damaged_run_files,
     is_run_output,
     read_run_info,
     removed_if_left_empty,

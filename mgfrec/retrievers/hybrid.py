@@ -143,7 +143,8 @@ class HybridRetriever:
     def check_current(cls, run_dir: str | Path) -> None:
         """Refuse a hybrid whose reused collaborative run was fitted again after its weight was tuned: the
         weight (and any stored result) belong to the old model."""
-        from mgfrec.runs import damaged_run_files, read_json_object
+        from mgfrec.retrievers.damage import damaged_run_files
+        from mgfrec.runs import read_json_object
 
         state = read_json_object(
             Path(run_dir) / STATE_FILE, "fit the hybrid again (mgfrec baseline fit --model hybrid)"

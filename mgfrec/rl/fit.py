@@ -66,16 +66,15 @@ from mgfrec.rollout.base import check_engine
 from mgfrec.runs import (
     RUN_FILE,
     RunInfo,
-    check_agent_current,
     check_output_run,
     policy_folder,
     read_run_info,
-    recall_created,
     recall_run_of,
     retire_if_recall_inside,
     retire_run,
     write_run_info,
 )
+from mgfrec.staleness import check_agent_current, recall_created
 from mgfrec.text.prompts import AgentPrompts, keep_run_prompts
 from mgfrec.user_agents.base import check_user_agent, with_run_cache
 

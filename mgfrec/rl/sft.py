@@ -50,12 +50,12 @@ from mgfrec.rollout.base import build_engine, check_engine, sync_weights
 from mgfrec.runs import (
     RunInfo,
     check_output_run,
-    recall_created,
     retire_if_recall_inside,
     retire_run,
     write_metrics,
     write_run_info,
 )
+from mgfrec.staleness import recall_created
 from mgfrec.text.prompts import AgentPrompts, keep_run_prompts
 from mgfrec.user_agents.base import check_user_agent, with_run_cache
 

@@ -219,7 +219,7 @@ def test_a_derived_run_is_refused_once_its_trained_run_was_trained_again_or_is_g
     assert not list(derived.glob("eval_*"))
     # stored results of a moved or archived folder are still read (report needs no policy), and a run derived
     # before the field existed is not checked at all
-    from mgfrec.runs import check_derived_current
+    from mgfrec.staleness import check_derived_current
 
     check_derived_current(derived, read_run_info(derived))
     old = read_run_info(derived)
