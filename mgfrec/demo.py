@@ -25,7 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mgfrec.config.load import entries_besides_config, redacted, write_resolved
+from mgfrec.config.load import entries_besides_config, write_resolved
+from mgfrec.config.redaction import redacted
 from mgfrec.config.schema import MGFRecConfig, PolicyConfig
 from mgfrec.data.prepared import PreparedDataset, prepare
 from mgfrec.embed.cache import cached_item_embeddings

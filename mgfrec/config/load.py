@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from mgfrec.config.redaction import is_secret_field, redacted, scrub_urls, scrubbed
 from mgfrec.config.schema import KEY_PREFIXES, ConfigDeprecationWarning, MGFRecConfig
 from mgfrec.validation import REDACTED, validation_text
 
@@ -200,13 +201,13 @@ def redacted_override(text: str) -> str:
     (:func:`is_secret_field`) and the credentials inside a URL value replaced by ``<redacted>``."""
     key, sep, value = text.partition("=")
     if not sep:
-        return _URL_AUTHORITY.sub(_scrub_url, text)
+        return scrub_urls(text)
     if value.strip() and is_secret_field(key.strip().split(".")[-1]):
         return f"{key}={REDACTED}"
     parsed = _override_value(value)
-    if isinstance(parsed, (dict, list)) and (clean := _scrub(parsed)) != parsed:  # a mapping given whole ({api_key:
+    if isinstance(parsed, (dict, list)) and (clean := scrubbed(parsed)) != parsed:  # a mapping given whole ({api_key:
         return f"{key}={json.dumps(clean, ensure_ascii=False, default=str)}"  # ...}); one without a secret as typed
-    return f"{key}={_URL_AUTHORITY.sub(_scrub_url, value)}"
+    return f"{key}={scrub_urls(value)}"
 
 
 _YAML_NULLS = {"", "~", "null", "Null", "NULL"}
@@ -333,133 +334,6 @@ def config_source(
     if list(overrides) or any(v is not None for v in (values or {}).values()):
         source += " with flags or --set"
     return source
-
-
-_SECRET_WORDS = frozenset(
-    {
-        "apikey",
-        "secret",
-        "password",
-        "passwd",
-        "pwd",
-        "passphrase",
-        "sig",  # an Azure SAS URL's signature (?sig=...)
-        "signature",
-        "authorization",
-        "auth",
-        "credential",
-        "credentials",
-        "cookie",
-        "bearer",
-        "token",
-    }
-)
-_KEY_KINDS = frozenset(
-    {
-        "api",
-        "access",
-        "secret",
-        "private",
-        "auth",
-        "signing",
-        "encryption",
-        "session",
-        "license",
-        "client",
-        "ssh",
-        "subscription",
-    }
-)
-_COUNTS = frozenset({"max", "min", "num", "n", "count", "total"})
-_NOT_SECRET = frozenset({"max", "num", "tokens", "new", "env", "header", "path", "file", "dir", "id", "name"})
-
-
-def redacted(config: MGFRecConfig) -> dict[str, Any]:
-    """The config as plain data with the values of secret fields (see :func:`is_secret_field`) replaced."""
-
-    return _scrub(config.model_dump(mode="json"))
-
-
-def with_secrets_of(loaded: MGFRecConfig, source: MGFRecConfig) -> MGFRecConfig:
-    """``loaded`` (read back from a run's ``config.yaml``, which records no secret) with each section that holds
-    :data:`~mgfrec.validation.REDACTED` taken whole from ``source`` where ``source``'s section, secrets removed, is
-    exactly that section: the same settings, their secrets held in memory by the process that wrote the run (a
-    sweep evaluating the cell it has just trained). A section that differs in anything (another grounder, the
-    rewards in another order) keeps its placeholder: a secret never goes to a setting it was not given for."""
-    kept, raw, shown = loaded.model_dump(mode="json"), source.model_dump(mode="json"), redacted(source)
-    restored = False
-    for section, value in kept.items():
-        if value == shown.get(section) and REDACTED in json.dumps(value, default=str):
-            kept[section], restored = raw[section], True
-    return MGFRecConfig.model_validate(kept) if restored else loaded
-
-
-def redacted_value(field: str, value: Any) -> Any:
-    """``value`` of the dotted ``field`` as it may be shown or recorded: a secret field's value, URL credentials
-    and secret query parameters, and secret keys inside a mapping replaced by ``<redacted>``."""
-    last = field.split(".")[-1]
-    return _scrub({last: value})[last]
-
-
-def scrubbed(node: Any) -> Any:
-    """Plain data (a manifest's source options, a record) as it may be written or shown: secret fields' values and
-    URL credentials replaced by ``<redacted>``, as in a resolved ``config.yaml``."""
-    return _scrub(node)
-
-
-def _scrub(node: Any) -> Any:
-    """Plain data with secret fields' values and URL credentials replaced by ``<redacted>``."""
-    if isinstance(node, dict):
-        return {k: (REDACTED if is_secret_field(str(k)) and v else _scrub(v)) for k, v in node.items()}
-    if isinstance(node, (list, tuple)):
-        return [_scrub(v) for v in node]
-    if isinstance(node, str):  # credentials inside a URL: https://user:pass@host, https://TOKEN@host, ?key=
-        return _URL_AUTHORITY.sub(_scrub_url, node)
-    return node
-
-
-# a URL's scheme, its user information (up to an '@' before any '/'), and the rest up to whitespace; the scheme's
-# '//' may have become one '/' (``Path("https://user:pw@host")`` prints ``https:/user:pw@host``)
-_URL_AUTHORITY = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*:/{1,2})(?:([^/@\s]*)@)?(\S*)")
-
-
-def scrub_urls(text: str) -> str:
-    """``text`` with every URL's credentials and secret query values replaced by ``<redacted>`` (what the CLI does
-    to every error line it prints: a URL given as a path, ``data.path`` included, is echoed by messages)."""
-    return _URL_AUTHORITY.sub(_scrub_url, text)
-
-
-def _scrub_url(match: re.Match[str]) -> str:
-    """One URL with its password (or a user name given without one: a token) and the values of its secret query
-    parameters (``api_key=``, ``token=``... by :func:`is_secret_field`) replaced by ``<redacted>``."""
-    scheme, userinfo, rest = match.group(1), match.group(2), match.group(3)
-    if userinfo is not None:
-        name, colon, _ = userinfo.partition(":")
-        userinfo = (f"{name}:{REDACTED}" if colon else REDACTED) + "@"
-    path, question, query = rest.partition("?")
-    if question:
-        query = "&".join(
-            f"{key}={REDACTED}" if eq and value and is_secret_field(key) else f"{key}{eq}{value}"
-            for key, eq, value in (pair.partition("=") for pair in query.split("&"))
-        )
-    return f"{scheme}{userinfo or ''}{path}{question}{query}"
-
-
-def is_secret_field(key: str) -> bool:
-    """Whether a field's value is a secret, judged by what the name says the value is: ``api_key``,
-    ``access_key``, ``secret``, ``password``, ``authorization``, ``token``, ``hf_token``, ``x-api-key``...
-    The last word of the name decides (``api_key_env`` holds a variable's name, ``key_header`` a header's
-    name, ``max_tokens`` a count), so counts and names stay readable and a written config can be resumed."""
-    words = [w for w in re.split(r"[^a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key).lower()) if w]
-    if not words or words[-1] in _NOT_SECRET or any(w in _COUNTS for w in words[:-1]):
-        return False  # a name, a path or a count (max_token, num_tokens), not the secret itself
-    if words[-1] in ("key", "keys"):  # api_key(s), access_key, private_key, x-api-key or key alone; not sort_key
-        return (len(words) == 1 and words[-1] == "key") or (len(words) > 1 and words[-2] in _KEY_KINDS)
-    last = words[-1]
-    return any(  # the word or its singular: secret(s), password(s), api_keys
-        w in _SECRET_WORDS or w.endswith(("apikey", "secret", "password", "token"))
-        for w in (last, last.removesuffix("s"))
-    )
 
 
 class ConfigKeptWarning(UserWarning):

@@ -29,7 +29,8 @@ import numpy as np
 import pandas as pd
 
 from mgfrec import __version__
-from mgfrec.config.load import entries_besides_config, scrubbed, write_resolved
+from mgfrec.config.load import entries_besides_config, write_resolved
+from mgfrec.config.redaction import scrubbed
 from mgfrec.config.schema import DataConfig, MGFRecConfig
 from mgfrec.data.protocol import SPLITS, make_samples, split_samples, subsample_split, subsample_users
 from mgfrec.data.raw import INTERACTION_COLUMNS, ITEM_COLUMNS, BadInputError, RawLog, shown

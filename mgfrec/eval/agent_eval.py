@@ -26,7 +26,7 @@ from mgfrec.agent.environment import build_environment
 from mgfrec.agent.final_ranking import FinalRanking, reward_inputs
 from mgfrec.agent.loop import RolloutSample, rollout
 from mgfrec.agent.run_config import load_run_config
-from mgfrec.config.load import with_secrets_of
+from mgfrec.config.redaction import with_secrets_of
 from mgfrec.config.schema import EvalConfig, MGFRecConfig, PolicyConfig
 from mgfrec.data.protocol import subsample_rows
 from mgfrec.grounding.engine import load_grounding
@@ -60,7 +60,7 @@ def evaluate_agent(
     samples at a time (default ``config.rollout_batch_size``), then rank the answers ``config.batch_size`` at a
     time. With ``write``, the agent's statistics go to ``RUN/agent_<split>.json`` and its per-sample rows to
     ``RUN/agent_<split>_samples.csv``. ``secrets_from``: the config the run was just trained with, held in memory,
-    whose secrets the run's ``config.yaml`` does not record (:func:`~mgfrec.config.load.with_secrets_of`)."""
+    whose secrets the run's ``config.yaml`` does not record (:func:`~mgfrec.config.redaction.with_secrets_of`)."""
     policy_dir = policy_folder(run_dir, info)
     cfg = load_run_config(run_dir)
     if secrets_from is not None:  # a sweep's cell: the URL's password it trained with, never written to the run

@@ -14,7 +14,8 @@ from typing import Any
 
 import yaml
 
-from mgfrec.config.load import ConfigError, load_yaml, redacted_value, set_path, validate
+from mgfrec.config.load import ConfigError, load_yaml, set_path, validate
+from mgfrec.config.redaction import redacted_value
 from mgfrec.config.schema import MGFRecConfig
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]")
@@ -147,7 +148,7 @@ def cell_name(values: Mapping[str, Any]) -> str:
 def shown_grid(grid: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
     """The grid as it may be printed, recorded in ``sweep.json`` and ``summary.*`` and used in folder names: a
     secret field's values (``user_agent.api_key``), URL credentials and secret query parameters redacted
-    (``config.load.redacted_value``). Two secrets that would read alike are told apart by their place in the grid
+    (``config.redaction.redacted_value``). Two secrets that would read alike are told apart by their place in the grid
     (``<redacted> #2``)."""
     shown: dict[str, list[Any]] = {}
     for name, values in grid.items():

@@ -164,7 +164,7 @@ def _same_config(run_dir: Path, cfg: MGFRecConfig, ignore: tuple[str, ...] = ())
 def _comparable(cfg: MGFRecConfig) -> dict[str, Any]:
     """A cell's config as its run folder's ``config.yaml`` must match it: secrets removed, and each template file
     (:data:`~mgfrec.text.prompts.PROMPT_FILES`) by its text, since the run records its own copy's path."""
-    from mgfrec.config.load import redacted
+    from mgfrec.config.redaction import redacted
     from mgfrec.text.prompts import PROMPT_FILES
 
     dump = redacted(cfg)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mgfrec.config.load import redacted
+from mgfrec.config.redaction import redacted
 from mgfrec.config.schema import GroundingConfig, MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.embed.base import Embedder, load_embedder

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from mgfrec.config.load import is_secret_field, load_config, write_resolved
+from mgfrec.config.load import load_config, write_resolved
+from mgfrec.config.redaction import is_secret_field
 from mgfrec.config.schema import MGFRecConfig
 
 pytestmark = pytest.mark.reliability
@@ -190,7 +191,7 @@ def test_a_users_config_in_the_run_folder_is_kept_under_another_name(tmp_path):
 
 def test_a_token_as_a_urls_user_name_and_secret_query_values_are_not_written():
     """Only ``user:password@`` was redacted: ``https://sk-TOKEN@host`` and ``?api_key=...`` reached config.yaml."""
-    from mgfrec.config.load import redacted
+    from mgfrec.config.redaction import redacted
 
     cfg = load_config(
         None,
@@ -260,7 +261,8 @@ def test_a_setting_read_back_redacted_is_refused_naming_it_not_sent_to_the_serve
 def test_secrets_are_given_back_only_to_the_setting_they_were_given_for(tmp_path):
     # matched leaf by leaf, a redacted key went to whatever redacted leaf sat at the same place: another grounder's
     # api_key, or the other reward's of two listed in another order
-    from mgfrec.config.load import load_config, with_secrets_of, write_resolved
+    from mgfrec.config.load import load_config, write_resolved
+    from mgfrec.config.redaction import with_secrets_of
 
     url = "http://alice:PW1@127.0.0.1:1/v1"
     trained = load_config(
@@ -280,7 +282,7 @@ def test_secrets_are_given_back_only_to_the_setting_they_were_given_for(tmp_path
 
 
 def test_a_signed_urls_signature_is_redacted():
-    from mgfrec.config.load import scrub_urls
+    from mgfrec.config.redaction import scrub_urls
 
     shown = scrub_urls("https://acct.blob.core.windows.net/c/items.csv?sv=2022&sig=LEAKSIG&se=2030")
     assert "LEAKSIG" not in shown and "sv=2022" in shown, shown
