@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from mgfrec.config.load import ConfigError, flat_fields, load_config
+from mgfrec.config.redaction import scrubbed
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.experiments.grid import (  # noqa: F401 (the grid's names are sweep's too, as before)
     Cell,
@@ -274,6 +275,36 @@ def _why_config(changed: Mapping[str, tuple[Any, Any]] | None) -> str:
     return f"the base --config or --set changed: {_differences(changed)}"
 
 
+SETTING_FLAGS = {
+    "data": "--data",
+    "fit.init": "--init",
+    "fit.recall_model": "--recall-model",
+    "fit.max_train_samples": "--max-train-samples",
+    "fit.valid_samples": "--valid-samples",
+    "eval_splits": "--eval-split",
+    "eval_limit": "--eval-limit",
+}
+"""The runner's settings (``mgfrec sweep``'s flags, recorded per cell as ``settings_shown``) by the flag that sets
+them: a stale cell's message names the flags that changed, not all of them."""
+
+
+def shown_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The runner's settings as a cell records them (``settings_shown``): flat, secrets and URL credentials
+    redacted; the inputs (checksums, compared on their own) left out."""
+    return scrubbed(flat_fields({k: v for k, v in settings.items() if k != "inputs"}))
+
+
+def _why_settings(was: Mapping[str, Any] | None, now: Mapping[str, Any]) -> str:
+    """Which runner flags changed since a cell was made, with their values; every flag the cell could have been
+    made with when it recorded no ``settings_shown`` (a sweep of before)."""
+    if not isinstance(was, Mapping):
+        return f"{', '.join(dict.fromkeys(SETTING_FLAGS.values()))} changed"
+    changed = [k for k in dict.fromkeys([*was, *now]) if was.get(k) != now.get(k)]
+    if not changed:  # the digest differs but the shown values agree (a secret, redacted in both)
+        return "the runner's settings changed"
+    return "; ".join(f"{SETTING_FLAGS.get(k, k)}: {was.get(k)!r} -> {now.get(k)!r}" for k in changed)
+
+
 INPUT_CHANGED = {
     "data_checksum": "--data was prepared again since",
     "init_created": "--init was trained again since",
@@ -288,6 +319,7 @@ def _refuse_stale(
     settings: str,
     configs: Mapping[str, MGFRecConfig] | None = None,
     inputs: Mapping[str, Any] | None = None,
+    shown: Mapping[str, Any] | None = None,
 ) -> None:
     """Refuse a rerun that would skip a finished cell, or continue a failed or killed one from its folder, made
     under another config or other runner settings: its numbers would be reported as this sweep's. An entry
@@ -319,10 +351,7 @@ def _refuse_stale(
                     INPUT_CHANGED.get(k, f"{k} changed") for k, v in (inputs or {}).items() if was.get(k, v) != v
                 )
             else:
-                why = (
-                    "--init, --recall-model, --max-train-samples, --valid-samples, --eval-split, --eval-limit or "
-                    "--data changed"
-                )
+                why = _why_settings(record["cells"][names[0]].get("settings_shown"), shown or {})
             more = f" and {len(names) - 1} more" if len(names) > 1 else ""
             raise ValueError(
                 f"{out}: cell {names[0]}{more} was made with other settings ({why}); give another --out, or "
@@ -396,7 +425,8 @@ def _run_cells(
     inputs = dict(settings.get("inputs") or {})
     settings_digest = _digest({k: v for k, v in settings.items() if k != "inputs"})
     record = read_sweep(out)
-    _refuse_stale(out, record, digests, settings_digest, dict(configs), inputs)
+    shown = shown_settings(settings)
+    _refuse_stale(out, record, digests, settings_digest, dict(configs), inputs, shown)
     new_grid = shown_grid(grid)  # no secret reaches sweep.json
     if record.get("grid") not in (None, {}, new_grid):  # (a new sweep's record has an empty grid: no note)
         say(
@@ -419,6 +449,7 @@ def _run_cells(
         made_with = {
             "config": digests[cell.name],
             "settings": settings_digest,
+            "settings_shown": shown,  # which flag changed, when a rerun is refused
             **({"inputs": inputs} if inputs else {}),
         }
         record["cells"][cell.name] = {"values": cell.shown, "status": "running", **made_with}

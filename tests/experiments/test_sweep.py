@@ -203,11 +203,19 @@ def test_a_rerun_under_other_runner_settings_is_refused(tmp_path):
     run_sweep(MGFRecConfig(), grid, tmp_path, again, settings={"eval_splits": ["valid"], "eval_limit": 2})
     assert again.calls == []  # the same settings: every cell skipped
     other = FakeCells()
-    with pytest.raises(
-        ValueError, match=r"cell agent.max_groundings=1 and 1 more was made with other settings.*--eval-limit"
+    with pytest.raises(  # the flag that changed, with its values (every runner flag was listed)
+        ValueError,
+        match=r"cell agent.max_groundings=1 and 1 more was made with other settings \(--eval-limit: 2 -> 5\)",
     ):
         run_sweep(MGFRecConfig(), grid, tmp_path, other, settings={"eval_limit": 5, "eval_splits": ["valid"]})
     assert other.calls == []
+    # a cell of a sweep.json written before the values were recorded: every flag it could have been made with
+    record = read_sweep(tmp_path)
+    for entry in record["cells"].values():
+        entry.pop("settings_shown")
+    (tmp_path / "sweep.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=r"other settings \(--data, --init, --recall-model, .*--eval-limit changed\)"):
+        run_sweep(MGFRecConfig(), grid, tmp_path, other, settings={"eval_limit": 5, "eval_splits": ["valid"]})
     # an entry of an older sweep.json (no settings recorded) is not compared on them
     record = read_sweep(tmp_path)
     for entry in record["cells"].values():
