@@ -112,6 +112,35 @@ def _has_upper_bound(field: Any) -> bool:
     return any(hasattr(m, "le") or hasattr(m, "lt") for m in getattr(field, "metadata", ()))
 
 
+KEY_PREFIXES = ("sk-", "sk_", "AIza", "gsk_", "xai-", "hf_")
+"""How API keys of common providers begin: an ``api_key_env`` that does is a key, not a variable's name."""
+
+_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+def looks_like_key(text: object) -> bool:
+    """Whether ``text``, given where a name is expected (a backend, a model, a flag's value), may be an API key put
+    in the wrong place: it begins as common providers' keys do (:data:`KEY_PREFIXES`), or it is one long word (32+
+    characters) of letters and digits mixed, as random tokens are, and not hexadecimal (a commit, a checksum). Such
+    a value is not echoed."""
+    if not isinstance(text, str):
+        return False
+    if text.startswith(KEY_PREFIXES):
+        return True
+    return (
+        len(text) >= 32
+        and set(text) <= _KEY_CHARS
+        and any(c.isdigit() for c in text)
+        and any(c.isalpha() for c in text)
+        and not set(text.lower()) <= set("0123456789abcdef")
+    )
+
+
+def shown_name(text: object) -> str:
+    """``text`` as a message may echo it: :data:`REDACTED` when it :func:`looks_like_key`."""
+    return REDACTED if looks_like_key(text) else str(text)
+
+
 REDACTED = "<redacted>"
 """What a written ``config.yaml`` (and every printed setting) holds in place of a secret: a URL's password, a
 secret-named option's value."""

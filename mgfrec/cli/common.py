@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.text import Text
 
 from mgfrec.text.terminal import terminal_safe  # noqa: F401 (the CLI modules import it from here)
+from mgfrec.validation import shown_name
 
 # markup=False: titles, paths and messages are data and are printed as they are ("Thriller [explicit]",
 # "mgfrec[serve]"); styled text is built with rich.text.Text instead.
@@ -404,7 +405,7 @@ def _given(override: str, dotted: str) -> Any:
 def _as_typed(param: Any, ctx: Any) -> str:
     """A flag as the user typed it: ``--no-recall``, ``--max-steps 2``, ``--reward ndcg format``."""
     given = ctx.params.get(param.name)
-    given = " ".join(map(str, given)) if isinstance(given, (list, tuple)) else given
+    given = " ".join(map(shown_name, given)) if isinstance(given, (list, tuple)) else shown_name(given)
     if getattr(param, "param_type_name", "") == "argument":  # a positional one (data prepare's SOURCE): no is_flag
         return f"{param.name.upper()} {given}"
     return param.opts[-1] if param.is_flag else f"{param.opts[-1]} {given}"

@@ -23,6 +23,7 @@ from mgfrec.cli.common import (
     run,
 )
 from mgfrec.config.schema import DEFAULT_RECALL_MODEL
+from mgfrec.validation import shown_name
 
 
 def fit(
@@ -105,7 +106,7 @@ def fit(
 
     def go():
         if no_feedback and user_agent not in (None, "none"):
-            raise ValueError(f"--no-feedback and --user-agent {user_agent} contradict each other: give one")
+            raise ValueError(f"--no-feedback and --user-agent {shown_name(user_agent)} contradict each other: give one")
         if policy is not None and init is not None:  # it was taken, recorded in config.yaml, and never read
             raise ValueError(f"--policy {policy} and --init {init}: the fit starts from --init's policy; give one")
         if recall_model is not None and init is not None:  # it was taken and overwritten by --init's recall model

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from mgfrec.config.redaction import is_secret_field, redacted, scrub_urls, scrubbed
 from mgfrec.config.schema import KEY_PREFIXES, ConfigDeprecationWarning, MGFRecConfig
-from mgfrec.validation import REDACTED, validation_text
+from mgfrec.validation import REDACTED, looks_like_key, validation_text
 
 
 class ConfigError(ValueError):
@@ -202,7 +202,7 @@ def redacted_override(text: str) -> str:
     key, sep, value = text.partition("=")
     if not sep:
         return scrub_urls(text)
-    if value.strip() and is_secret_field(key.strip().split(".")[-1]):
+    if value.strip() and (is_secret_field(key.strip().split(".")[-1]) or looks_like_key(value.strip())):
         return f"{key}={REDACTED}"
     parsed = _override_value(value)
     if isinstance(parsed, (dict, list)) and (clean := scrubbed(parsed)) != parsed:  # a mapping given whole ({api_key:

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
-from mgfrec.validation import strict_scalar
+from mgfrec.validation import KEY_PREFIXES, looks_like_key, strict_scalar
 
 
 class Section(BaseModel):
@@ -171,10 +171,6 @@ class AgentConfig(Section):
         return self
 
 
-KEY_PREFIXES = ("sk-", "sk_", "AIza", "gsk_", "xai-", "hf_")
-"""How API keys of common providers begin: an ``api_key_env`` that does is a key, not a variable's name."""
-
-
 class UserAgentConfig(Section):
     """The simulated user who critiques each grounding."""
 
@@ -204,6 +200,12 @@ class UserAgentConfig(Section):
             raise ValueError(
                 "api_key_env names an environment variable (letters, digits and _); put the key itself in that variable"
             )
+        for field in ("backend", "model"):  # a key pasted into the wrong field was echoed and recorded in run.json
+            if looks_like_key(getattr(self, field)):
+                raise ValueError(
+                    f"{field} looks like an API key, not a {'backend' if field == 'backend' else 'model'} name (not "
+                    "shown); put the key in the environment variable that user_agent.api_key_env names"
+                )
         return self
 
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 from mgfrec.registry.discovery import _add, _recorded, installed_entries, stray_groups
 from mgfrec.registry.entries import KIND_SPECS, KINDS, Entry, check_kind
 from mgfrec.registry.errors import OptionsValidatorError, PluginError, RegistryError, _at_the_call, error_message
-from mgfrec.validation import refuse_redacted, strict_scalar, validation_text
+from mgfrec.validation import REDACTED, looks_like_key, refuse_redacted, strict_scalar, validation_text
 
 
 class Registry:
@@ -70,6 +70,8 @@ class Registry:
             close = same or difflib.get_close_matches(name, known, n=1, cutoff=0.5)
             hint = f" Did you mean '{close[0]}'?" if close else ""
         listing = ", ".join(known) if known else "(none installed)"
+        if looks_like_key(name):  # a key pasted where a name goes (--user-agent sk-...): not echoed, no guess
+            raise RegistryError(f"unknown {kind} {REDACTED} (it looks like an API key). Available: {listing}.")
         raise RegistryError(f"unknown {kind} '{name}'. Available: {listing}.{hint}") from None
 
     def load(self, kind: str, name: str) -> Any:

@@ -669,3 +669,21 @@ def test_a_set_the_trained_run_never_reads_is_noted(tmp_path, command):
     assert "note: --set data.history_length=3 trainer.lr=5: mgfrec " + command in output, output
     assert "does not read data.*, trainer.*, grpo.*" in output and "agent.max_groundings" not in output, output
     one_error(code, output, "nosuch")  # the run is still refused as before
+
+
+@pytest.mark.reliability
+def test_a_key_given_as_a_backend_is_one_line_that_never_shows_it(prepared, tmp_path):
+    """``fit --user-agent sk-...`` printed the key in "unknown user_agent 'sk-...'", and the flag-clash and
+    ``--no-feedback`` lines echoed it too (review s26)."""
+    key = "sk-TAILSECRET0123456789abcdef"
+    out = ["--data", prepared, "--out", tmp_path / "o"]
+    for args, words in (
+        ([*out, "--user-agent", key], ("backend looks like an API key",)),
+        ([*out, "--user-agent", key, "--no-feedback"], ("--user-agent <redacted> contradict",)),
+        ([*out, "--user-agent", "openai", "--set", f"user_agent.backend={key}"], ("user_agent.backend=<redacted>",)),
+        ([*out, "--set", f"user_agent.model={key}"], ("model looks like an API key",)),
+    ):
+        code, output = invoke("fit", *args)
+        one_error(code, output, *words)
+        assert "TAILSECRET" not in output, output
+    assert not (tmp_path / "o").exists()

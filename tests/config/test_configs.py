@@ -535,3 +535,37 @@ def test_a_set_mapping_with_a_key_twice_is_named_for_it():
     ):
         load_config(None, ["retriever={model: pop, model: sasrec}"])
     assert parse_override("agent.system_prompt={history} first") == {"agent": {"system_prompt": "{history} first"}}
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("key", ["sk-TAILSECRET0123456789abcdef", "Zq8TAILSECRETx7Lp2Vn4Rt6Wy9Bc3Df5Gh1"])
+def test_a_key_put_where_a_backend_or_model_name_goes_is_never_echoed(key):
+    """``--user-agent sk-...`` printed "unknown user_agent 'sk-...'", and ``--set user_agent.model=sk-...`` was
+    written in clear to a derived run's run.json and config.yaml (review s26)."""
+    from pydantic import ValidationError
+
+    from mgfrec.config.schema import UserAgentConfig
+    from mgfrec.registry import registry
+
+    for field in ("backend", "model"):
+        with pytest.raises(ValidationError) as err:
+            UserAgentConfig(**{"backend": "openai", field: key})
+        assert f"{field} looks like an API key" in str(err.value) and "TAILSECRET" not in str(err.value)
+    with pytest.raises(Exception) as err:  # the registry's own "unknown name" line
+        registry().get("user_agent", key)
+    assert "looks like an API key" in str(err.value) and "TAILSECRET" not in str(err.value)
+
+
+def test_names_that_look_like_keys():
+    """What is not echoed: key prefixes and long mixed tokens; not a commit hash, a hub id or a plain name."""
+    from mgfrec.validation import looks_like_key
+
+    assert looks_like_key("sk-proj-abc") and looks_like_key("hf_abc") and looks_like_key("Zq8x" * 8)
+    for name in (
+        "openai",
+        "gpt-4.1-nano-2025-04-14",
+        "a" * 40,
+        "0123456789abcdef" * 3,
+        "org/model-32-characters-long-name1",
+    ):
+        assert not looks_like_key(name), name
