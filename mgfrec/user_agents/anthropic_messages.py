@@ -52,7 +52,8 @@ class AnthropicMessagesAgent(RemoteChatAgent):
             base_url=self.cfg.base_url,  # None: the SDK reads ANTHROPIC_BASE_URL, else its default
             timeout=self.cfg.timeout_s,
             max_retries=self.cfg.max_retries,
-            http_client=anthropic.DefaultHttpxClient(event_hooks=event_hooks),
+            # no redirects: the SDK followed them to any host, the key's header and the prompts with them
+            http_client=anthropic.DefaultHttpxClient(event_hooks=event_hooks, follow_redirects=False),
         )
 
     def _complete(self, client: anthropic.Anthropic, messages: list[dict[str, str]]) -> tuple[str, int, int]:

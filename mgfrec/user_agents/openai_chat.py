@@ -46,7 +46,8 @@ class OpenAIChatAgent(RemoteChatAgent):
             base_url=self.cfg.base_url,  # None: the SDK reads OPENAI_BASE_URL, else its default
             timeout=self.cfg.timeout_s,
             max_retries=self.cfg.max_retries,
-            http_client=openai.DefaultHttpxClient(event_hooks=event_hooks),
+            # no redirects: the SDK followed them to any host, the key's header and the prompts with them
+            http_client=openai.DefaultHttpxClient(event_hooks=event_hooks, follow_redirects=False),
         )
 
     def _complete(self, client: openai.OpenAI, messages: list[dict[str, str]]) -> tuple[str, int, int]:

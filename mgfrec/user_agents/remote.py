@@ -12,22 +12,31 @@ at most ``1 + user_agent.max_retries`` HTTP attempts per request, counted by an 
 client so the count is exact whoever retried. A request that still fails raises :class:`UserAgentError`
 naming the backend, base URL, model, status and attempt count; it never turns into empty feedback.
 
+Time. ``user_agent.timeout_s`` bounds each attempt as a whole, the body included (the SDKs pass it as a timeout
+per read, so a server trickling its answer a byte at a time held a request for minutes), and a ``Retry-After``
+longer than :data:`MAX_RETRY_AFTER_S` is not waited for (the ``anthropic`` SDK waited any length, silently).
+
 Keys. The API key is read only from the environment variable named by ``user_agent.api_key_env`` and
 handed to the SDK; it is never logged, stored, put in stats or cache keys, and is scrubbed from error text.
+Redirects are not followed: the SDKs followed them to any host, with ``X-Api-Key`` (httpx drops only
+``Authorization`` across origins) and the user's history; a 3xx is an error naming where it points.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
+import json
 import os
 import queue
+import sys
 import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, wait
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -146,6 +155,50 @@ def _work(
         idle.release()  # free for the next job: submit() starts no thread while one is
 
 
+MAX_RETRY_AFTER_S = 60.0
+"""The longest ``Retry-After`` the SDK is let wait for; a longer one (a quota spent for the hour) is dropped, so the
+SDK's own short backoff applies and the request fails in seconds, its message saying what the server asked."""
+
+
+def _http_library(obj: Any) -> Any:
+    """The HTTP library an SDK object comes from (``httpx``, or ``httpx2`` in recent SDKs)."""
+    return sys.modules[type(obj).__module__.partition(".")[0]]
+
+
+@functools.cache
+def _deadline_stream(lib: Any) -> type:
+    """A response body stream of HTTP library ``lib`` that raises its ``ReadTimeout`` once an attempt's deadline
+    has passed, between chunks: the per-read timeout never fires while a server sends a byte at a time."""
+
+    class DeadlineStream(lib.SyncByteStream):  # type: ignore[misc, name-defined]
+        def __init__(self, inner: Any, deadline: float, request: Any, timeout_s: float):
+            self._inner, self._deadline, self._request, self._timeout_s = inner, deadline, request, timeout_s
+
+        def __iter__(self) -> Any:
+            for chunk in self._inner:
+                if time.monotonic() > self._deadline:
+                    raise lib.ReadTimeout(
+                        f"the response took longer than user_agent.timeout_s={self._timeout_s}", request=self._request
+                    )
+                yield chunk
+
+        def close(self) -> None:
+            self._inner.close()
+
+    return DeadlineStream
+
+
+def _retry_after_s(headers: Any) -> float | None:
+    """The wait a response asks for (``retry-after-ms``, else ``retry-after`` in seconds), None when it asks none
+    in a form read here (an HTTP date is left to the SDK)."""
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        try:
+            return float(headers.get(name)) / scale
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
 MIN_SCRUBBED_KEY = 8
 """Keys at least this long are scrubbed from error text; shorter ones are placeholders, not secrets."""
 
@@ -168,6 +221,7 @@ class RemoteChatAgent:
         cls._model_of(cfg)
         cls._key_of(cfg)
         refuse_redacted(cfg.base_url, "user_agent.base_url")  # a URL's password read back from a run's config.yaml
+        _check_base_url(cfg.base_url)
 
     @classmethod
     def _model_of(cls, cfg: UserAgentConfig) -> str:
@@ -203,8 +257,16 @@ class RemoteChatAgent:
         self._secret = key  # kept only to scrub it from error text
         self._prompt = prompt_builder(cfg.prompt)
         self._attempts = threading.local()
-        self._client = self._make_client(key, {"request": [self._count_attempt]})
-        del key
+        _check_base_url(cfg.base_url)
+        try:
+            self._client = self._make_client(key, {"request": [self._count_attempt], "response": [self._on_response]})
+        except Exception as exc:  # noqa: BLE001 - the HTTP library's URL errors are no ValueError, and quote the URL
+            raise UserAgentError(
+                f"user agent backend '{self.name}': its HTTP client refused user_agent.base_url ({type(exc).__name__}; "
+                "the URL is not shown, it may hold a key)"
+            ) from None
+        finally:
+            del key
         self._pool: DaemonPool | None = DaemonPool(cfg.max_concurrency, f"mgfrec-user-agent-{self.name}")
         self._interrupted = False  # a batch was stopped (Ctrl-C, SIGTERM): close() then waits for no request
         self._batches: set[threading.Event] = set()  # the stop events of the batches running now
@@ -216,7 +278,8 @@ class RemoteChatAgent:
     # --- what subclasses provide -------------------------------------------------------------------------
 
     def _make_client(self, api_key: str, event_hooks: dict[str, list[Any]]) -> Any:
-        """The SDK client, its HTTP client carrying ``event_hooks``, timeout and retries from ``self.cfg``."""
+        """The SDK client, its HTTP client carrying ``event_hooks`` and not following redirects
+        (``follow_redirects=False``), timeout and retries from ``self.cfg``."""
         raise NotImplementedError
 
     def _complete(self, client: Any, messages: list[dict[str, str]]) -> tuple[str, int, int]:
@@ -233,6 +296,16 @@ class RemoteChatAgent:
                 403: f"; check the key in ${self.key_env}",
                 404: "; check user_agent.model and user_agent.base_url",
             }.get(status, "")
+            if 300 <= status < 400:
+                response = getattr(exc, "response", None)
+                where = response.headers.get("location") if response is not None else None
+                hint = (
+                    f"; the server redirects{f' to {shown_url(where)}' if where else ''}: redirects are not followed "
+                    "(the key and the prompts would go with them), so set user_agent.base_url to where it points"
+                )
+            asked = getattr(self._attempts, "asked_wait", None)
+            if asked is not None:
+                hint += f"; the server asked to wait {asked:g} s before retrying (Retry-After), not waited for"
             return f"HTTP status {status} ({type(exc).__name__}: {getattr(exc, 'message', exc)}){hint}"
         if "Timeout" in type(exc).__name__:
             return f"timed out (user_agent.timeout_s={self.cfg.timeout_s})"
@@ -255,7 +328,14 @@ class RemoteChatAgent:
         return self.options.model_dump(exclude=set(self.transport_options))
 
     def cache_key(self, request: FeedbackRequest) -> str:
-        return cache_key(backend=self.name, model=self.model, sampling=self.sampling(), messages=self.messages(request))
+        # the server too: one model name on two servers (vLLM's "default", a gateway) shared their answers
+        return cache_key(
+            backend=self.name,
+            base_url=shown_url(str(self._client.base_url)),
+            model=self.model,
+            sampling=self.sampling(),
+            messages=self.messages(request),
+        )
 
     def _count_attempt(self, request: Any) -> None:
         # Called by the SDK's HTTP client for every attempt, in the worker thread that makes it.
@@ -263,6 +343,18 @@ class RemoteChatAgent:
         if stop is not None and stop.is_set():
             raise Stopped  # the batch was interrupted: no new attempt (a retry would be paid traffic)
         self._attempts.n = getattr(self._attempts, "n", 0) + 1
+        self._attempts.started = time.monotonic()
+
+    def _on_response(self, response: Any) -> None:
+        # Called by the SDK's HTTP client with each response, before its body is read, in the worker thread.
+        lib = _http_library(response)
+        deadline = getattr(self._attempts, "started", time.monotonic()) + self.cfg.timeout_s
+        response.stream = _deadline_stream(lib)(response.stream, deadline, response.request, self.cfg.timeout_s)
+        asked = _retry_after_s(response.headers) if response.status_code >= 400 else None
+        if asked is not None and asked > MAX_RETRY_AFTER_S:
+            self._attempts.asked_wait = asked
+            for name in ("retry-after-ms", "retry-after"):
+                response.headers.pop(name, None)
 
     def feedback(self, requests: Sequence[FeedbackRequest]) -> list[str]:
         if self._pool is None:
@@ -306,7 +398,7 @@ class RemoteChatAgent:
         return future.exception() or future.result()
 
     def _one(self, messages: list[dict[str, str]], stop: threading.Event | None = None) -> str:
-        self._attempts.n, self._attempts.stop = 0, stop
+        self._attempts.n, self._attempts.stop, self._attempts.asked_wait = 0, stop, None
         started = time.monotonic()
         malformed = 0
         while True:
@@ -364,7 +456,11 @@ class RemoteChatAgent:
         characters long (a local server's "x") is no secret, and replacing it everywhere would garble the text
         ("HTTP status 401" with the key "1"); every provider's key is far longer."""
         if self._secret and len(self._secret) >= MIN_SCRUBBED_KEY:
-            text = text.replace(self._secret, "***")
+            # as sent, and as a server may echo it: URL-encoded (a query, a form) or JSON-escaped
+            for form in dict.fromkeys(
+                (self._secret, quote(self._secret, safe=""), quote_plus(self._secret), json.dumps(self._secret)[1:-1])
+            ):
+                text = text.replace(form, "***")
         for secret in url_secrets(str(self._client.base_url)):  # an SDK's text may quote the whole URL
             if len(secret) >= shortest:
                 text = text.replace(secret, "***")
@@ -390,6 +486,23 @@ class RemoteChatAgent:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _check_base_url(url: str | None) -> None:
+    """Refuse a ``user_agent.base_url`` that is no http(s) URL with a host, in one line that does not show it (a
+    key pasted into it, ``https://apikey:sk-...``, was quoted by the HTTP library's traceback as a bad port)."""
+    if url is None:
+        return
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises for a port that is not a number
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UserAgentError(
+            "user_agent.base_url is not a usable URL (not shown: it may hold a key); write it as "
+            "http(s)://host[:port]/path"
+        )
 
 
 def shown_url(url: str) -> str:

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 from ua_servers import FakeServer, serve
-from uakit import api_config, build, make_request
+from uakit import KEY_ENV, api_config, build, make_request
 
 from mgfrec.user_agents.anthropic_messages import AnthropicMessagesAgent
 from mgfrec.user_agents.base import UserAgentError
@@ -294,3 +294,74 @@ def test_close_starts_no_retry_and_tells_a_batch_whose_requests_were_still_queue
         assert "was closed before this request was answered" in got["error"]
         time.sleep(0.6)
         assert server.count == sent  # no retry after close()
+
+
+@pytest.mark.parametrize("cls", [OpenAIChatAgent, AnthropicMessagesAgent], ids=["openai", "anthropic"])
+def test_a_redirect_is_not_followed_and_no_header_reaches_the_other_host(api_key, cls):
+    """The SDKs followed redirects to any host; httpx drops Authorization across origins but not X-Api-Key, so
+    ``anthropic`` with ``key_header: x-api-key`` sent the key there, and both sent the user's history (review s26)."""
+    wire = "openai" if cls is OpenAIChatAgent else "anthropic"
+    options = {"key_header": "x-api-key"} if cls is AnthropicMessagesAgent else {}
+    with serve(FakeServer(wire)) as other, serve(FakeServer(wire, default="redirect")) as server:
+        server.redirect_to = other.url.replace("127.0.0.1", "localhost").removesuffix("/v1")
+        with build(cls, api_config(server.url, model="m", max_retries=1, options=options)) as agent:
+            with pytest.raises(UserAgentError) as info:
+                agent.feedback([make_request()])
+    assert other.count == 0 and server.count == 1  # a 3xx is no fault to retry
+    message = str(info.value)
+    assert "HTTP status 307" in message and "redirects to http://localhost:" in message
+    assert "set user_agent.base_url to where it points" in message and api_key not in message
+
+
+def test_timeout_s_bounds_a_response_sent_a_byte_at_a_time(api_key):
+    """``timeout_s`` was the SDK's timeout per read: a server trickling its body held one request for minutes."""
+    with serve(FakeServer("openai", default="trickle", hang_s=20.0)) as server:  # about 250 bytes, 1 s each
+        with build(OpenAIChatAgent, api_config(server.url, max_retries=0, timeout_s=1.0)) as agent:
+            with pytest.raises(UserAgentError, match=r"timed out \(user_agent.timeout_s=1.0\).*1 attempt"):
+                agent.feedback([make_request()])
+    assert server.count == 1
+
+
+@pytest.mark.parametrize("cls", [OpenAIChatAgent, AnthropicMessagesAgent], ids=["openai", "anthropic"])
+def test_a_retry_after_of_an_hour_is_not_waited_for_and_is_named(api_key, cls):
+    """The anthropic SDK waited any Retry-After, silently: a 429 asking for 3600 s hung the command for an hour."""
+    wire = "openai" if cls is OpenAIChatAgent else "anthropic"
+    with serve(FakeServer(wire, default="wait3600")) as server:
+        with build(cls, api_config(server.url, model="m", max_retries=1)) as agent:
+            done = threading.Event()
+            result: list[BaseException] = []
+
+            def ask() -> None:
+                try:
+                    agent.feedback([make_request()])
+                except UserAgentError as exc:
+                    result.append(exc)
+                done.set()
+
+            threading.Thread(target=ask, daemon=True).start()
+            assert done.wait(60), "still waiting on the server's Retry-After"
+    assert server.count == 2
+    assert "HTTP status 429" in str(result[0]) and "asked to wait 3600 s before retrying" in str(result[0])
+
+
+def test_a_key_echoed_url_encoded_or_json_escaped_is_scrubbed(monkeypatch):
+    key = "sk-TAILSECRET/0123+456789=="
+    monkeypatch.setenv(KEY_ENV, key)
+    with serve(FakeServer("openai", default="echoquoted")) as server:
+        with build(OpenAIChatAgent, api_config(server.url, max_retries=0)) as agent:
+            with pytest.raises(UserAgentError) as info:
+                agent.feedback([make_request()])
+    assert "HTTP status 401" in str(info.value) and "TAILSECRET" not in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize(
+    "url", ["https://apikey:sk-TAILSECRET0123456789abcdef/v1", "http://[::1/v1", "ftp://host/v1", "localhost:8000"]
+)
+def test_a_base_url_that_is_no_url_is_one_line_that_does_not_show_it(api_key, url):
+    """``https://apikey:sk-...`` (a key pasted as a password without a host) was a traceback quoting the key as a bad
+    port, at the first request of a fit (check_ready did not parse the URL)."""
+    cfg = api_config(url)
+    for check in (lambda: OpenAIChatAgent.check_ready(cfg), lambda: build(OpenAIChatAgent, cfg)):
+        with pytest.raises(UserAgentError, match=r"user_agent.base_url is not a usable URL") as info:
+            check()
+        assert "TAILSECRET" not in str(info.value)

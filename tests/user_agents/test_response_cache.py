@@ -87,9 +87,30 @@ def test_changing_model_or_sampling_changes_the_key(api_key):
         key_of(cfg, None, make_request(1)),
     }
     assert len(keys) == 6
-    # ... but not the base URL, the retries, the timeout or the backoff: they do not change what the model says
-    other = api_config("http://127.0.0.1:8/v1", model="a", max_retries=0, timeout_s=1.0)
+    # ... but not the retries, the timeout or the backoff: they do not change what the model says
+    other = api_config("http://127.0.0.1:9/v1", model="a", max_retries=0, timeout_s=1.0)
     assert key_of(other, opts(backoff_s=3.0), req) == key_of(cfg, None, req)
+    # the server does (one model name on two servers shared their answers), its credentials do not
+    assert key_of(api_config("http://127.0.0.1:8/v1", model="a"), None, req) != key_of(cfg, None, req)
+    secret = api_config("http://bob:pw-one@127.0.0.1:9/v1", model="a")
+    assert key_of(secret, None, req) == key_of(api_config("http://bob:pw-two@127.0.0.1:9/v1", model="a"), None, req)
+
+
+def test_two_servers_with_one_model_name_do_not_share_answers(api_key, tmp_path, fresh_registry):
+    """The key left the server out: server B's agent was answered from server A's cached replies (review s26)."""
+    fresh_registry.add("user_agent", "openai", OpenAIChatAgent)
+    path = str(tmp_path / "c.sqlite")
+    with (
+        serve(FakeServer("openai", responder=lambda b: "from A")) as a,
+        serve(FakeServer("openai", responder=lambda b: "from B")) as b,
+    ):
+        answers = []
+        for server in (a, b):
+            cfg = api_config(server.url, backend="openai", model="default", cache_path=path)
+            agent = load_user_agent(cfg, reg=fresh_registry)
+            answers.append(agent.feedback([make_request()]))
+            agent.close()
+    assert answers == [["from A"], ["from B"]] and b.count == 1
 
 
 def test_the_answers_of_a_partly_failed_batch_are_kept(api_key, tmp_path, fresh_registry):

@@ -5,8 +5,11 @@ receives (path, headers, JSON body), counts requests in flight, and answers from
 ``faults`` is consumed one entry per request (``"timeout"``, ``"429"``, ``"500"``, ``"malformed"``,
 ``"echo401"`` (a 401 whose body quotes the key headers), ``"echo200"`` (feedback that quotes them),
 ``"empty"``/``"blank"`` (a 200 with empty or whitespace text), ``"cut"`` (empty text at the token limit),
-``"refusal"`` (Chat Completions' refusal), ``"nochoices"``, ``"nulltext"``, ``"ok"``); when it is empty,
-``default`` is used. The reply text is ``responder(body)`` so tests can check which prompt a reply belongs to.
+``"refusal"`` (Chat Completions' refusal), ``"nochoices"``, ``"nulltext"``, ``"redirect"`` (a 307 to
+``redirect_to``), ``"trickle"`` (a whole answer sent a byte every ``hang_s / 20`` seconds), ``"wait3600"`` (a 429
+asking for an hour), ``"echoquoted"`` (a 401 quoting the bearer key URL-encoded and JSON-escaped), ``"ok"``);
+when it is empty, ``default`` is used. The reply text is ``responder(body)`` so tests can check which prompt a reply
+belongs to.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class FakeServer:
     hang_s: float = 2.0  # how long a "timeout" fault stalls (longer than the client's timeout in tests)
     barrier: threading.Barrier | None = None  # when set, each request waits here before answering
     expected_key: str | None = None
+    redirect_to: str = ""
     received: list[Received] = field(default_factory=list)
     in_flight: int = 0
     max_in_flight: int = 0
@@ -162,6 +166,26 @@ def _handler(state: FakeServer) -> type[BaseHTTPRequestHandler]:
                 payload = _completion("anthropic", body.get("model", "?"), "x")
                 payload["content"][0]["text"] = None
                 self._send(200, json.dumps(payload).encode())
+            elif action == "redirect":  # to another origin: what a redirect would carry there is the point
+                self._send(307, b"", {"Location": state.redirect_to + self.path})
+            elif action == "trickle":  # headers at once, then the body a byte at a time: no single read stalls
+                payload = json.dumps(_completion(state.wire, body.get("model", "?"), "slow")).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                for byte in payload:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(state.hang_s / 20)
+            elif action == "wait3600":  # a quota spent for the hour
+                self._send(429, b'{"error": {"type": "rate_limit_error", "message": "quota"}}', {"retry-after": "3600"})
+            elif action == "echoquoted":  # the key as a query or a form would carry it, and inside a JSON string
+                from urllib.parse import quote
+
+                key = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+                message = f"bad key {quote(key, safe='')} or {json.dumps(key)[1:-1]}"
+                self._send(401, json.dumps({"error": {"message": message}}).encode())
             elif action == "malformed":
                 self._send(200, b'{"id": "chatcmpl-test", "choices": [ {"index": 0, "mess')
             else:
