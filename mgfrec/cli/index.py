@@ -36,9 +36,15 @@ def _config(
     )
 
 
-def _prepare(data: Path, cfg: Any, progress: bool) -> Any:
-    """:func:`mgfrec.grounding.engine.build_index` with a spinner; a missing extra as one line."""
+def _dataset(data: Path) -> Any:
     from mgfrec.data.prepared import PreparedDataset
+
+    return PreparedDataset(data)
+
+
+def _prepare(ds: Any, cfg: Any, progress: bool) -> Any:
+    """:func:`mgfrec.grounding.engine.build_index` of a ``PreparedDataset`` with a spinner; a missing extra as one
+    line."""
     from mgfrec.grounding.engine import build_index
     from mgfrec.registry import MissingExtraError
 
@@ -50,7 +56,7 @@ def _prepare(data: Path, cfg: Any, progress: bool) -> Any:
         )
 
     try:
-        return build_index(PreparedDataset(data), cfg, progress=progress, status=console.status, on_miss=on_miss)
+        return build_index(ds, cfg, progress=progress, status=console.status, on_miss=on_miss)
     except MissingExtraError as exc:  # not an ImportError traceback: the user has a clear fix
         raise ValueError(str(exc)) from None
 
@@ -75,7 +81,7 @@ def build(
 ) -> None:
     """Embed the catalogue's titles (or read them from the cache) and build the configured grounder."""
     cfg = run(lambda: _config(config, set_, embedder, model, grounder, device, batch_size))
-    report = run(lambda: _prepare(data, cfg, progress=not as_json)).report
+    report = run(lambda: _prepare(_dataset(data), cfg, progress=not as_json)).report
     if report["titles_sharing_a_vector"]:
         console.print(
             f"note: {report['titles_sharing_a_vector']:,} distinct titles share their vector with another title (the "
@@ -132,11 +138,14 @@ def query(
         print_error(f"TITLES: title {blank[0]} is blank; give the text to ground")
         raise typer.Exit(2)
     cfg = run(lambda: _config(config, set_, embedder, model, grounder, device, batch_size))
-    built = run(lambda: _prepare(data, cfg, progress=not as_json))
-    engine, items = built.grounding, built.ds.items
-    if k is not None and k > len(items):
-        print_error(f"-k/--top-k {k}: the catalogue of {data} has {len(items)} items; give at most that")
+    ds = run(lambda: _dataset(data))
+    # checked before the catalogue is embedded: that cost 28 s (a first run) to refuse a -k it could never answer
+    num_items = run(lambda: ds.num_items)
+    if k is not None and k > num_items:
+        print_error(f"-k/--top-k {k}: the catalogue of {data} has {num_items} items; give at most that")
         raise typer.Exit(2)
+    built = run(lambda: _prepare(ds, cfg, progress=not as_json))
+    engine, items = built.grounding, built.ds.items
     if k is None:  # grounding.top_k, but never more than a small catalogue holds
         k = min(engine.top_k, len(items))
     indices, distances = run(lambda: engine.search(titles, k))

@@ -71,6 +71,8 @@ def check_components(
         device = str(_get(cfg, path))
         if not _DEVICE.fullmatch(device):
             problems.append(f"{path}: unknown device {device!r}; use cpu, cuda, cuda:N, mps or auto")
+        elif path == "embedding.device" and device.startswith("meta"):  # torch's traceback when the model loaded
+            problems.append(f"{path}: the meta device holds no data, so it cannot embed; use cpu, cuda, mps or auto")
     if cfg.trainer.accelerator not in _ACCELERATORS:
         known = ", ".join(_ACCELERATORS)
         problems.append(f"trainer.accelerator: unknown accelerator {cfg.trainer.accelerator!r}; use one of {known}")

@@ -1,9 +1,12 @@
 """Fetching the official Amazon Reviews 2023 files of one category, resumably, with the standard library.
 
 Each file is written to ``<name>.part`` and renamed to ``<name>`` only once its size equals the server's
-Content-Length and it is gzip data (read to its end, its checksum checked, when the server gave no length), so a
-file under its final name is always whole. An interrupted transfer leaves the ``.part`` behind; the next call asks
-the server for the rest (an HTTP Range request) and appends it.
+Content-Length and it is whole gzip data (read to its end, where gzip keeps a checksum and the length), so a file
+under its final name is always whole. An interrupted transfer leaves the ``.part`` behind; the next call asks
+the server for the rest (an HTTP Range request) and appends it. The server's ETag or Last-Modified of the file,
+kept beside it in ``<name>.part.json``, goes with that request as ``If-Range``: a file changed on the server since
+is sent whole again instead of its tail. A server that ignores ``If-Range`` gives a spliced file, which fails the
+gzip check: it is deleted and downloaded once more from the start.
 
 This module downloads and nothing else: reading and filtering the files is
 :mod:`mgfrec.data.sources.amazon2023`'s job, and showing progress is the caller's (see ``ProgressFn``).
@@ -14,6 +17,7 @@ from __future__ import annotations
 import difflib
 import gzip
 import http.client
+import json
 import re
 import time
 import urllib.error
@@ -22,6 +26,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from mgfrec import __version__
@@ -158,21 +163,67 @@ def download_file(
             raise DownloadError(f"{dest}: {problem}; delete it and run the command again to fetch it anew")
         return Downloaded(dest, dest.stat().st_size, "present")
     part = dest.with_name(dest.name + ".part")
-    resumed = part.is_file() and part.stat().st_size > 0
-    for attempt in range(retries + 1):
+    attempt, restarted = 0, False
+    while True:
         try:
-            size, sized = _attempt(url, part, dest.name, progress, timeout_s)
+            size, sized, continued = _attempt(url, part, dest.name, progress, timeout_s)
             if dest.name.endswith(".gz"):
-                _check_gzip(url, part, whole=not sized)
+                _check_gzip(url, part, sized)
+        except _Damaged as exc:
+            _discard(part)
+            if restarted or not continued:  # the server's own file is damaged: fetching it again would not help
+                raise DownloadError(f"{exc}; it was deleted. Check --base-url, or try again later") from None
+            # the bytes kept from before were of another version of the file (changed on the server since): the
+            # resume spliced two versions, so the whole file comes again, once
+            restarted = True
+            continue
         except _Interrupted as exc:
             if attempt == retries:
                 raise DownloadError(str(exc)) from None
-            resumed = resumed or (part.is_file() and part.stat().st_size > 0)
+            attempt += 1
             time.sleep(retry_wait_s)  # a dropped connection is often a busy server; give it a moment
             continue
         part.replace(dest)
-        return Downloaded(dest, size, "resumed" if resumed else "downloaded")
-    raise AssertionError("unreachable")
+        _sidecar(part).unlink(missing_ok=True)
+        return Downloaded(dest, size, "resumed" if continued else "downloaded")
+
+
+def _sidecar(part: Path) -> Path:
+    """Where the server's validator (ETag or Last-Modified) of the file being fetched into ``part`` is kept."""
+    return part.with_name(part.name + ".json")
+
+
+def _discard(part: Path) -> None:
+    part.unlink(missing_ok=True)
+    _sidecar(part).unlink(missing_ok=True)
+
+
+def _validator(headers: Any) -> str | None:
+    """What ``If-Range`` may carry for this response: a strong ETag, else Last-Modified (RFC 9110 13.1.5 rules out
+    weak ETags there)."""
+    etag = headers.get("ETag")
+    if etag and not etag.startswith("W/"):
+        return etag
+    return headers.get("Last-Modified") or None
+
+
+def _remember(part: Path, url: str, validator: str | None) -> None:
+    """Keep (or forget) the validator of the file whose first bytes ``part`` is about to receive."""
+    if validator is None:
+        _sidecar(part).unlink(missing_ok=True)
+    else:
+        _sidecar(part).write_text(json.dumps({"url": url, "if_range": validator}), encoding="utf-8")
+
+
+def _remembered(part: Path, url: str) -> str | None:
+    """The validator kept for ``part`` when it came from ``url``; None without one (or a damaged sidecar)."""
+    try:
+        kept = json.loads(_sidecar(part).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(kept, dict) or kept.get("url") != url or not isinstance(kept.get("if_range"), str):
+        return None
+    return kept["if_range"]
 
 
 def _not_gzip(path: Path) -> str | None:
@@ -182,46 +233,56 @@ def _not_gzip(path: Path) -> str | None:
     return None if head == b"\x1f\x8b" else f"not gzip data (it begins {head!r}; an error or login page?)"
 
 
-def _check_gzip(url: str, part: Path, whole: bool) -> None:
-    """Refuse a downloaded ``.gz`` that is not gzip data (a server's error page sent as 200: deleted, it is no
-    prefix of the file); with ``whole`` (the server gave no Content-Length, so its size proved nothing), read it
-    to its end, where gzip keeps a checksum and the length: a transfer cut short is kept to resume."""
+def _check_gzip(url: str, part: Path, sized: bool) -> None:
+    """Refuse a downloaded ``.gz`` that is not whole gzip data. Not gzip at all (a server's error page sent as 200):
+    deleted, it is no prefix of the file. Read to its end, where gzip keeps a checksum and the length: data that
+    ends early is a transfer cut short (kept to resume) when the server gave no size (``sized`` False); a wrong
+    checksum, or damage anywhere once the size matched, is :class:`_Damaged` (two versions spliced by a resume)."""
     problem = _not_gzip(part)
     if problem is not None:
-        part.unlink()
+        _discard(part)
         raise DownloadError(f"{url}: the server sent {problem}; check --base-url")
-    if not whole:
-        return
     try:
         with gzip.open(part, "rb") as handle:
             while handle.read(CHUNK):
                 pass
-    except (OSError, EOFError, zlib.error) as exc:
+    except EOFError as exc:
+        if sized:
+            raise _Damaged(f"{url}: the file has the server's size but its gzip data ends early ({exc})") from None
         raise _Interrupted(
-            f"{url}: the server gave no Content-Length and its gzip data ends early or is damaged ({exc}); the "
-            f"transfer was cut short. The partial file is kept at {part}; run the command again to resume"
+            f"{url}: the server gave no Content-Length and its gzip data ends early ({exc}); the transfer was cut "
+            f"short. The partial file is kept at {part}; run the command again to resume"
         ) from None
+    except (OSError, zlib.error) as exc:  # gzip.BadGzipFile (CRC or length) is an OSError
+        raise _Damaged(f"{url}: the downloaded file is not whole gzip data ({exc})") from None
+
+
+class _Damaged(Exception):
+    """A complete transfer whose gzip data is damaged: resumed bytes of another version, or a bad copy."""
 
 
 class _Interrupted(Exception):
     """A failed attempt worth repeating (no connection, a 5xx, a transfer cut short); any .part is kept."""
 
 
-def _attempt(url: str, part: Path, name: str, progress: ProgressFn | None, timeout_s: float) -> tuple[int, bool]:
-    """One request: continue ``part`` from its current size; return the final size once complete, and whether the
-    server said what that size is (a Content-Length or Content-Range) and it was checked."""
+def _attempt(url: str, part: Path, name: str, progress: ProgressFn | None, timeout_s: float) -> tuple[int, bool, bool]:
+    """One request: continue ``part`` from its current size; return the final size once complete, whether the
+    server said what that size is (a Content-Length or Content-Range) and it was checked, and whether the file
+    continues bytes kept from before (False: the server sent it whole)."""
     offset = part.stat().st_size if part.is_file() else 0
     headers = {"User-Agent": f"mgfrec/{__version__} (urllib)"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
+        if (validator := _remembered(part, url)) is not None:
+            headers["If-Range"] = validator  # changed on the server since: the server sends it whole (200)
     try:
         response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout_s)
     except urllib.error.HTTPError as exc:
         _, total = _content_range(exc.headers.get("Content-Range"))
         if exc.code == 416 and total == offset:
-            return offset, True  # the .part already holds the whole file; only the rename was missing
+            return offset, True, True  # the .part already holds the whole file; only the rename was missing
         if exc.code == 416:
-            part.unlink()  # longer than the remote file: not a prefix of it, so start again
+            _discard(part)  # longer than the remote file: not a prefix of it, so start again
             return _attempt(url, part, name, progress, timeout_s)
         if exc.code == 404:
             raise DownloadError(
@@ -242,10 +303,11 @@ def _attempt(url: str, part: Path, name: str, progress: ProgressFn | None, timeo
                     f"{url}: asked for bytes from {offset}, the server sent from {start}; delete {part} and retry"
                 )
             mode = "ab"
-        else:  # 200: the server ignored the Range header, so the whole file comes again
+        else:  # 200: the whole file (again: the server ignored Range, or If-Range said the file changed)
             offset, mode = 0, "wb"
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
+            _remember(part, url, _validator(response.headers))
         have = offset
         if progress:
             progress(name, have, total)
@@ -266,7 +328,7 @@ def _attempt(url: str, part: Path, name: str, progress: ProgressFn | None, timeo
             f"{url}: received {have:,} of {total:,} bytes (Content-Length); the file is short. "
             f"The partial file is kept at {part}; run the command again to resume"
         )
-    return have, total is not None
+    return have, total is not None, offset > 0
 
 
 def _size(total: int | None) -> str:

@@ -130,6 +130,10 @@ def cached_item_embeddings(
     vectors = encoded[np.fromiter((row_of[t] for t in titles), dtype=np.int64, count=len(titles))]
     if not np.isfinite(vectors).all():
         raise ValueError(f"embedder {embedder.model_id!r} returned NaN or infinite values; try embedding.dtype=float32")
+    # An identity may be complete only once the model is loaded (a hub model downloaded just now names its commit
+    # only then): the entry is stored under what the vectors were made from, never under the guess of before.
+    key = cache_key(embedder, titles)
+    path = cache_path(folder, key)
     seconds = time.perf_counter() - start
     meta = {
         "key": key,
@@ -199,6 +203,8 @@ def _read(path: Path, key: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]] 
     if vectors.dtype != np.float32 or vectors.shape != (key["num_items"], meta.get("dim")):
         return None
     if meta.get("sha256") != _digest(vectors):  # changed bytes (or an entry from before the digest): rebuilt
+        return None
+    if not np.isfinite(vectors).all():  # never written so (encoding refuses them): damage, or every search fails
         return None
     return vectors, meta
 

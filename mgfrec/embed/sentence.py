@@ -12,6 +12,7 @@ and only encodes on a miss. sentence-transformers and torch are imported only wh
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,9 +37,13 @@ def resolve_model(name: str, revision: str | None = None) -> tuple[str, str]:
     """``embedding.model`` -> (what to load: folder or hub id, stable ``model_id``).
 
     Bundled names resolve to the wheel's folder but keep ``bundled:<name>`` as their identity, so a cache
-    stays valid across virtual environments. Local folders are identified by their absolute path (and the
-    embedder's settings carry :func:`folder_fingerprint`, so re-saving weights there is a new cache entry).
+    stays valid across virtual environments. Local folders are identified by their absolute path. Which weights
+    sit behind the name is :func:`weights_of`'s to say (the embedder's settings carry it).
     """
+    if not name.strip():  # Path("") is the working folder: every file under it was fingerprinted as a "model"
+        raise ValueError(
+            "embedding.model is blank; give a hub id (org/name), a local model folder, or bundled:all-MiniLM-L6-v2"
+        )
     if name.startswith(BUNDLED_PREFIX):
         short = name[len(BUNDLED_PREFIX) :]
         if short not in BUNDLED:
@@ -62,6 +67,36 @@ def resolve_model(name: str, revision: str | None = None) -> tuple[str, str]:
     return name, f"{name}@{revision}" if revision else name
 
 
+def weights_of(name: str, source: str, revision: str | None = None) -> str | None:
+    """Which weights ``embedding.model`` names now, beyond its ``model_id``: the bundled wheel's version, a local
+    folder's :func:`folder_fingerprint`, or the commit a hub id resolves to in the local Hugging Face cache
+    (:func:`hub_snapshot`; None before it is downloaded). ``(name, source)`` is what :func:`resolve_model` gave.
+
+    A hub id's branch moves when its repository is updated: keyed by name alone, vectors of the old weights were
+    read back while queries were embedded with the new ones."""
+    if name.startswith(BUNDLED_PREFIX):
+        package = BUNDLED[name[len(BUNDLED_PREFIX) :]][2]
+        try:
+            return f"{package} {importlib.metadata.version(package)}"
+        except importlib.metadata.PackageNotFoundError:  # importable without its metadata (a vendored copy)
+            return folder_fingerprint(source)
+    if Path(source).is_dir():
+        return folder_fingerprint(source)
+    return hub_snapshot(source, revision)
+
+
+def hub_snapshot(repo_id: str, revision: str | None = None) -> str | None:
+    """The commit that ``revision`` (default ``main``) of hub model ``repo_id`` resolves to in the local Hugging
+    Face cache, without the network; None when it is not there yet (the first load downloads it)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = snapshot_download(repo_id, revision=revision, local_files_only=True)
+    except (OSError, ValueError):  # not cached (LocalEntryNotFoundError is an OSError), or not a valid repo id
+        return None
+    return Path(folder).name  # the cache keeps each revision in snapshots/<commit>/
+
+
 def folder_fingerprint(folder: str | Path) -> str:
     """sha256 (16 hex digits) over every file's relative path, size and modification time in a local model
     folder: a model re-saved in place (after fine-tuning) changes it, so cached vectors of the old weights are
@@ -80,19 +115,51 @@ def folder_fingerprint(folder: str | Path) -> str:
 
 
 class _ModelSlot:
-    """The loaded model, shared by embedders that differ only in query-side or batching settings."""
+    """The loaded model, shared by embedders that differ only in query-side or batching settings, and which weights
+    it is (:func:`weights_of`, looked up once: a derived embedder must not name a newer hub commit than the model
+    it shares)."""
 
-    def __init__(self) -> None:
+    def __init__(self, weights: str | None) -> None:
         self.model: Any = None
+        self.weights = weights
 
 
-def _check_device(device: str) -> None:
-    """A CUDA ``embedding.device`` on a machine without one, refused in one line (torch is imported only then)."""
-    if device.startswith("cuda"):
-        import torch
+def _check_device(device: str) -> str:
+    """``embedding.device`` as torch is to get it: ``auto`` is CUDA when one is visible, else the CPU. A device
+    this machine does not have, or ``meta`` (it holds no data), is refused in one line; torch's own traceback
+    came only when the model loaded. torch is imported only for a device other than the CPU."""
+    kind, _, index = device.partition(":")
+    if kind == "cpu":
+        return device
+    if kind == "meta":
+        raise ValueError(f"embedding.device '{device}': the meta device holds no data, so it cannot embed; use cpu")
+    import torch
 
-        if not torch.cuda.is_available():
-            raise ValueError(f"embedding.device '{device}': no CUDA device is visible; use embedding.device=cpu")
+    if kind == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    visible, wanted = _visible_devices(torch, kind), int(index or 0)
+    if visible == 0:
+        raise ValueError(
+            f"embedding.device '{device}': no {kind.upper()} device is visible; use embedding.device=cpu (or auto)"
+        )
+    if wanted >= visible:
+        raise ValueError(
+            f"embedding.device '{device}': {visible} {kind.upper()} device(s) visible, numbered from 0; use "
+            f"{kind}:{visible - 1} or lower, or embedding.device=cpu"
+        )
+    return device
+
+
+def _visible_devices(torch: Any, kind: str) -> int:
+    """How many devices of ``kind`` (cuda, mps, xpu, hpu, npu) torch can use here; 0 when its backend is absent
+    (hpu and npu exist only with their vendors' torch plugins)."""
+    if kind == "mps":
+        return int(torch.backends.mps.is_available())
+    backend = getattr(torch, kind, None)
+    try:
+        return int(backend.device_count()) if backend is not None and backend.is_available() else 0
+    except (AttributeError, RuntimeError):  # a backend module without these calls, or a broken driver
+        return 0
 
 
 class SentenceTransformerEmbedder:
@@ -112,18 +179,28 @@ class SentenceTransformerEmbedder:
         self.config = config or EmbeddingConfig()
         self.options = options or self.Options()
         self._source, self.model_id = resolve_model(self.config.model, self.options.revision)
-        self.settings: dict[str, Any] = {
+        self._settings: dict[str, Any] = {
             "dtype": self.config.dtype,
             "normalize": self.config.normalize,
             "max_seq_length": self.options.max_seq_length,
         }
-        if not self.config.model.startswith(BUNDLED_PREFIX) and Path(self._source).is_dir():
-            self.settings["weights"] = folder_fingerprint(self._source)  # a local folder: what is in it now
-        self._slot = _slot or _ModelSlot()
+        self._slot = _slot or _ModelSlot(weights_of(self.config.model, self._source, self.options.revision))
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The document-side settings the cached vectors depend on, with ``weights`` (:func:`weights_of`)."""
+        slot = self._slot
+        if slot.weights is None and self._is_hub_id:  # not downloaded when built: known once the load fetched it
+            slot.weights = hub_snapshot(self._source, self.options.revision)
+        return {**self._settings, "weights": slot.weights}
+
+    @property
+    def _is_hub_id(self) -> bool:
+        return not self.config.model.startswith(BUNDLED_PREFIX) and not Path(self._source).is_dir()
 
     def check_ready(self) -> None:
         """Refuse what would stop the model from loading, before a caller says it is about to encode (the cache
-        calls it on a miss): a CUDA device on a machine without one. A cache hit never calls it."""
+        calls it on a miss): a device this machine does not have. A cache hit never calls it."""
         _check_device(self.config.device)
 
     def __repr__(self) -> str:
@@ -157,8 +234,7 @@ class SentenceTransformerEmbedder:
         import transformers
         from sentence_transformers import SentenceTransformer
 
-        device = self.config.device
-        _check_device(device)
+        device = _check_device(self.config.device)
         model_kwargs: dict[str, Any] = {}
         if self.config.dtype != "float32":
             # transformers 4.56 renamed torch_dtype to dtype; loading in the target dtype avoids a float32 copy.
@@ -170,7 +246,8 @@ class SentenceTransformerEmbedder:
                 self._source,
                 device=device,
                 trust_remote_code=self.options.trust_remote_code,
-                revision=self.options.revision,
+                # a hub id loads the commit its cache key names, even if its branch moved since
+                revision=self._slot.weights if self._is_hub_id and self._slot.weights else self.options.revision,
                 model_kwargs=model_kwargs or None,
             )
         except (OSError, ValueError) as exc:
@@ -184,6 +261,7 @@ class SentenceTransformerEmbedder:
                 )
             raise ValueError(f"embedding.model '{self.config.model}': could not load it ({reason}); {advice}") from exc
         if self.options.max_seq_length is not None:
+            _check_max_seq_length(model, self.options.max_seq_length)
             model.max_seq_length = self.options.max_seq_length
         return model
 
@@ -228,6 +306,34 @@ class SentenceTransformerEmbedder:
                 advance(len(rows))
         assert out is not None
         return out
+
+
+def _check_max_seq_length(model: Any, wanted: int) -> None:
+    """Refuse ``embedding.options.max_seq_length`` beyond the model's positions: a longer title then failed inside
+    torch ("The size of tensor a (513) must match the size of tensor b (512)"), at whichever title was long."""
+    limit = _position_limit(model)
+    if limit is not None and wanted > limit:
+        raise ValueError(
+            f"embedding.options.max_seq_length {wanted}: this model reads at most {limit} tokens; give {limit} or less"
+        )
+
+
+def _position_limit(model: Any) -> int | None:
+    """The most tokens ``model`` can take: the size of its learned position table (RoBERTa-like tables start after
+    the padding index), else its config's ``max_position_embeddings``; None when neither is known."""
+    import torch
+
+    for module in model.modules():
+        table = getattr(module, "position_embeddings", None)
+        if isinstance(table, torch.nn.Embedding):
+            padding = getattr(module, "padding_idx", None)
+            return table.num_embeddings - (padding + 1 if isinstance(padding, int) else 0)
+    for module in model.modules():
+        config = getattr(module, "config", None)
+        limit = getattr(config, "max_position_embeddings", None)
+        if isinstance(limit, int) and limit > 0:  # xlnet says -1 for "no limit"
+            return limit
+    return None
 
 
 @contextmanager

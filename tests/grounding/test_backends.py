@@ -127,6 +127,39 @@ def test_bad_options_name_the_config_path(data):
             build_grounder(items, GroundingConfig(options={"device": device}))
 
 
+@pytest.mark.reliability
+@pytest.mark.parametrize("device", ["mps", "xpu", "cuda:7"])
+def test_a_device_this_machine_lacks_is_refused_in_one_line(data, device):
+    """Only CUDA was checked: mps and xpu failed inside torch with a traceback as the items moved there."""
+    import torch
+
+    kind = device.partition(":")[0]
+    backend = torch.backends.mps if kind == "mps" else getattr(torch, kind, None)
+    if backend is not None and backend.is_available() and (kind != "cuda" or torch.cuda.device_count() > 7):
+        pytest.skip(f"{device} is here")
+    with pytest.raises(ValueError, match=rf"^grounding.options.device '{device}': .*visible; use cpu$"):
+        build_grounder(data[0], GroundingConfig(options={"device": device}))
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"seed": -1}, r"grounding.options.seed: Input should be greater than or equal to 0"),
+        ({"num_threads": 0}, r"grounding.options.num_threads: .*0 threads: give -1 \(all cores\) or a count of 1"),
+        ({"num_threads": -4}, r"grounding.options.num_threads: .*-4 threads: give -1 \(all cores\)"),
+    ],
+)
+def test_hnswlib_seed_and_thread_count_are_checked(data, options, message):
+    """seed=-1 was a TypeError traceback from hnswlib; num_threads 0 or -4 silently meant "every core"."""
+    pytest.importorskip("hnswlib")
+    with pytest.raises(ValueError, match=message):
+        build_grounder(data[0][:200], GroundingConfig(grounder="hnswlib", options=options))
+    accepted = GroundingConfig(grounder="hnswlib", options={"seed": 0, "num_threads": -1})
+    grounder = build_grounder(data[0][:200], accepted)
+    assert grounder.search(data[1][:2], 3)[0].shape == (2, 3)
+
+
 @pytest.mark.parametrize(
     ("cls", "module", "extra"),
     [(FaissGrounder, "faiss", "mgfrec[faiss]"), (HnswGrounder, "hnswlib", "mgfrec[hnswlib]")],
