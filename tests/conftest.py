@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,12 @@ import torch  # noqa: E402
 # The suite's models are tiny: a second thread buys nothing, and on a shared 2-core machine torch's thread
 # pool measured 30x slower than one thread (docs/benchmarks.md, rollout section).
 torch.set_num_threads(int(os.environ.get("MGFREC_TEST_THREADS", "1")))
+
+# A suite started in the background (``pytest ... &``, a CI runner's job) inherits SIGINT ignored, as POSIX shells
+# do for background jobs, and so do the commands it starts: Ctrl-C then reaches none of them, and the tests of what a
+# Ctrl-C does (a fit stopped with 130) saw a fit run to its end with exit 0. They test a command run in a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("MGFREC_SHARED_DATA", REPO.parent / "shared" / "data"))
