@@ -94,6 +94,31 @@ def test_plugins_list_shows_a_clash_instead_of_failing_on_it(tmp_path):
     assert bad.returncode == 2 and "unknown component kind 'grondr'" in bad.stderr
 
 
+@pytest.mark.reliability
+def test_an_entry_points_file_that_cannot_be_parsed_is_one_line_naming_it(tmp_path):
+    """A line without '=' in any installed package's entry_points.txt was a TypeError traceback from every command,
+    even --help (from pydantic's plugin discovery, then from mgfrec's own). Another package's damaged file is named
+    once and the commands run; a plugin package's (it names an mgfrec group) is refused in one line naming it."""
+    import json
+    import os
+
+    other, plugin = tmp_path / "other", tmp_path / "plugin"
+    fake_dist(other, "broken-other", "[console_scripts]\nthis line has no equals sign\n")
+    fake_dist(plugin, "mgfrec-broken", "[mgfrec.user_agent]\nthis line has no equals sign\n")
+    command = [sys.executable, "-m", "mgfrec.cli.main", "plugins", "list", "--kind", "grounder", "--json"]
+    for root, code in ((other, 0), (plugin, 2)):
+        env = {**os.environ, "PYTHONPATH": str(root)}
+        proc = subprocess.run(command, capture_output=True, text=True, env=env)
+        where = str(next(root.glob("*.dist-info")) / "entry_points.txt")
+        assert proc.returncode == code and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert proc.stderr.startswith(f"note: {where} cannot be read (TypeError") and "pydantic plugins" in proc.stderr
+        if code == 0:
+            assert "exact" in {e["name"] for e in json.loads(proc.stdout)["grounder"]}
+        else:
+            assert f"error: {where}: cannot be read" in proc.stderr
+            assert "mgfrec-broken 1.0 are not loaded" in proc.stderr
+
+
 def test_missing_import_gives_install_hint(tmp_path, monkeypatch):
     entry = Entry(kind="grounder", name="ghost", target="no_such_module_xyz:Thing", origin="somepkg 1.0")
     with pytest.raises(RegistryError, match="module that does not exist"):

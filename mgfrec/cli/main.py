@@ -12,7 +12,32 @@ from collections.abc import Callable
 import typer
 from typer.core import TyperOption
 
-from mgfrec.cli import (
+
+def _pydantic_plugins() -> str | None:
+    """Load pydantic's plugins before any model is defined, and say in one line which package keeps them from
+    loading. pydantic reads every installed package's entry points when it defines its first model: one package's
+    ``entry_points.txt`` that cannot be parsed was a traceback from every command, even ``--help``. After a failed
+    first try pydantic loads no plugins, so the commands run; the note names the file to fix."""
+    try:
+        from pydantic.plugin._loader import get_plugins
+    except ImportError:  # another pydantic: its own handling
+        return None
+    try:
+        get_plugins()
+    except Exception as exc:  # noqa: BLE001 - whatever the metadata parser raises
+        from mgfrec.registry.discovery import unreadable_entry_points
+
+        where = "; ".join(unreadable_entry_points()) or "an installed package's entry points"
+        return (
+            f"note: {where} cannot be read ({type(exc).__name__}: {exc}); pydantic plugins are not loaded: "
+            "reinstall or remove that package"
+        )
+    return None
+
+
+_PLUGINS_NOTE = _pydantic_plugins()
+
+from mgfrec.cli import (  # noqa: E402 - after pydantic's plugins are loaded (or known to fail)
     baseline,
     chat,
     data,
@@ -177,6 +202,8 @@ def main() -> None:
     from mgfrec.cli.common import print_error
 
     warnings.showwarning = _show_warning
+    if _PLUGINS_NOTE is not None:
+        print(_PLUGINS_NOTE, file=sys.stderr)
     note = unknown_mpl_backend()
     if note is not None:
         print(note, file=sys.stderr)

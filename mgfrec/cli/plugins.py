@@ -33,7 +33,7 @@ def list_(
     if reg is not None:
         entries = {k: run(lambda k=k: reg.entries(k)) for k in kinds}
     else:
-        found = installed_entries()
+        found = run(installed_entries)  # a damaged plugin package: one line
         entries = {k: sorted((e for e in found if e.kind == k), key=lambda e: e.name) for k in kinds}
     if as_json:
         print_json(

@@ -31,13 +31,67 @@ def dist_origin(dist: Any) -> str:
 
 def installed_entries() -> list[Entry]:
     """Every ``mgfrec.<kind>`` entry point installed, in kind order, duplicates included (``mgfrec plugins list``
-    shows them all; :meth:`Registry.discover` refuses a name claimed twice)."""
-    entries = []
-    for kind in KINDS:
-        for ep in metadata.entry_points(group=GROUP_PREFIX + kind):
-            origin = dist_origin(getattr(ep, "dist", None))
-            entries.append(Entry(kind=kind, name=ep.name, target=ep.value, origin=origin))
-    return entries
+    shows them all; :meth:`Registry.discover` refuses a name claimed twice).
+
+    Read package by package: one package's ``entry_points.txt`` that cannot be parsed (a line without ``=``) was a
+    ``TypeError`` traceback from every command. Such a package is left out when its file names no ``mgfrec`` group
+    (not a plugin: not this registry's to report), and refused in one line naming the file when it does (its
+    components would vanish without a word)."""
+    found: dict[str, list[Entry]] = {kind: [] for kind in KINDS}
+    groups = {GROUP_PREFIX + kind: kind for kind in KINDS}
+    seen: set[str] = set()
+    for dist in metadata.distributions():
+        name = _normalized(dist)
+        if name in seen:  # a package found twice on the path: the first wins, as importlib.metadata has it
+            continue
+        seen.add(name)
+        try:
+            points = list(dist.entry_points)
+        except Exception as exc:  # noqa: BLE001 - a damaged file of another package: named below, or not ours
+            where, text = _entry_points_file(dist)
+            if "[mgfrec" in text.lower():
+                raise RegistryError(
+                    f"{where}: cannot be read ({type(exc).__name__}: {exc}); the mgfrec plugins of "
+                    f"{dist_origin(dist)} are not loaded: reinstall or remove that package"
+                ) from None
+            continue
+        for ep in points:
+            if ep.group in groups:
+                found[groups[ep.group]].append(
+                    Entry(kind=groups[ep.group], name=ep.name, target=ep.value, origin=dist_origin(dist))
+                )
+    return [entry for kind in KINDS for entry in found[kind]]
+
+
+def unreadable_entry_points() -> list[str]:
+    """The ``entry_points.txt`` files of installed packages that cannot be parsed, by path: what makes pydantic's
+    plugin discovery (which reads every package's) fail (``mgfrec.cli.main`` says so in one line)."""
+    bad = []
+    for dist in metadata.distributions():
+        try:
+            list(dist.entry_points)
+        except Exception:  # noqa: BLE001 - whatever the parser raises, the file is what to name
+            bad.append(_entry_points_file(dist)[0])
+    return bad
+
+
+def _normalized(dist: Any) -> str:
+    try:
+        name = dist.metadata["Name"] or ""
+    except Exception:  # noqa: BLE001 - a package without readable METADATA is one of its own
+        name = ""
+    return re.sub(r"[-_.]+", "-", name).lower() or str(getattr(dist, "_path", id(dist)))
+
+
+def _entry_points_file(dist: Any) -> tuple[str, str]:
+    """Where a distribution's ``entry_points.txt`` is (its folder, else the package's name) and its text."""
+    folder = getattr(dist, "_path", None)  # importlib.metadata.PathDistribution's own folder
+    where = str(Path(folder) / "entry_points.txt") if folder is not None else f"{dist_origin(dist)}: entry_points.txt"
+    try:
+        text = dist.read_text("entry_points.txt") or ""
+    except Exception:  # noqa: BLE001
+        text = ""
+    return where, text
 
 
 @dataclass(frozen=True)
