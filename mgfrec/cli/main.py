@@ -95,10 +95,11 @@ app.command("chat")(chat.chat)
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """mgfrec's own warnings (config deprecations, an unwritable cache) as one plain line: they name the
     config or the file, not a source line of mgfrec."""
+    from mgfrec.config.redaction import scrub_env_secrets
     from mgfrec.config.schema import ConfigDeprecationWarning
 
     if issubclass(category, ConfigDeprecationWarning) or category.__module__.startswith("mgfrec."):
-        (file or sys.stderr).write(f"warning: {message}\n")
+        (file or sys.stderr).write(f"warning: {scrub_env_secrets(str(message))}\n")
         return
     _default_show_warning(message, category, filename, lineno, file, line)
 

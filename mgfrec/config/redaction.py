@@ -5,6 +5,7 @@ the field's name (:func:`is_secret_field`)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from typing import Any
 
@@ -136,3 +137,22 @@ def is_secret_field(key: str) -> bool:
         w in _SECRET_WORDS or w.endswith(("apikey", "secret", "password", "token"))
         for w in (last, last.removesuffix("s"))
     )
+
+
+_NOT_SECRET_VARIABLES = frozenset({"PWD", "OLDPWD"})  # "pwd" names a password elsewhere; here the working folder
+MIN_SECRET_VALUE = 8
+"""Values shorter than this are placeholders (``EMPTY``), not secrets: replacing them would garble the text."""
+
+
+def scrub_env_secrets(text: str) -> str:
+    """``text`` with the value of every environment variable whose name says it holds a secret (``OPENAI_API_KEY``,
+    ``HF_TOKEN``, any ``user_agent.api_key_env`` named so: :func:`is_secret_field`) replaced by ``<redacted>``: a
+    plugin's error or a server's reply may quote a key mgfrec knows, and the CLI prints such text."""
+    values = {
+        value.strip()
+        for name, value in os.environ.items()
+        if name not in _NOT_SECRET_VARIABLES and len(value.strip()) >= MIN_SECRET_VALUE and is_secret_field(name)
+    }
+    for value in sorted(values, key=len, reverse=True):
+        text = text.replace(value, REDACTED)
+    return text

@@ -286,3 +286,22 @@ def test_a_signed_urls_signature_is_redacted():
 
     shown = scrub_urls("https://acct.blob.core.windows.net/c/items.csv?sv=2022&sig=LEAKSIG&se=2030")
     assert "LEAKSIG" not in shown and "sv=2022" in shown, shown
+
+
+@pytest.mark.reliability
+def test_keys_the_environment_holds_are_scrubbed_from_printed_errors(monkeypatch, tmp_path):
+    """A plugin's error quoting $OPENAI_API_KEY was printed as it was (review s26): every printed error now has the
+    values of secret-named variables replaced; the working folder ($PWD) and placeholders are left alone."""
+    from typer.testing import CliRunner
+
+    from mgfrec.cli.main import app
+    from mgfrec.config.redaction import scrub_env_secrets
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-TAILSECRET0123456789")
+    monkeypatch.setenv("MY_SERVICE_TOKEN", "tok-TAILSECRET-2")
+    monkeypatch.setenv("LOCAL_KEY", "EMPTY")
+    monkeypatch.setenv("PWD", str(tmp_path))
+    text = f"failed in {tmp_path}: key sk-TAILSECRET0123456789, token tok-TAILSECRET-2, EMPTY"
+    assert scrub_env_secrets(text) == f"failed in {tmp_path}: key <redacted>, token <redacted>, EMPTY"
+    result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "sk-TAILSECRET0123456789")])
+    assert result.exit_code == 2 and "TAILSECRET" not in result.output and "<redacted>" in result.output
