@@ -801,3 +801,31 @@ def test_a_plugin_option_with_an_alias_is_read_by_its_name_and_checked_strictly(
     assert component_options(_Aliased, {"batchSize": 7}, "retriever.options").batch_size == 7
     with pytest.raises(ValueError, match=r"retriever.options.batchSize: a number, not true or false"):
         component_options(_Aliased, {"batchSize": True}, "retriever.options")
+
+
+@pytest.mark.reliability
+def test_an_options_default_its_own_field_refuses_is_named_as_the_components_bug():
+    """pydantic does not validate defaults: a plugin's ``k: int = Field(-5, ge=1)`` was built with k = -5 and said
+    nothing (review s26). A None default (a "not set" sentinel) passes, and so does an option given to override."""
+    from pydantic import BaseModel, Field
+
+    from mgfrec.registry import OptionsValidatorError, component_options
+
+    class Bad:
+        class Options(BaseModel):
+            k: int = Field(-5, ge=1)
+            unset: int = None  # type: ignore[assignment]
+
+    with pytest.raises(OptionsValidatorError, match=r"user_agent.options.k: Input should be greater than or equal"):
+        component_options(Bad, {}, "user_agent.options")
+    assert component_options(Bad, {"k": 2}, "user_agent.options").k == 2
+
+
+@pytest.mark.reliability
+def test_a_plugin_that_exits_while_imported_is_one_line(tmp_path, monkeypatch):
+    """A plugin module running sys.exit(3) at import ended the command with code 3 and no word (review s26)."""
+    (tmp_path / "exits_on_import.py").write_text("import sys\nsys.exit(3)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    entry = Entry(kind="user_agent", name="ex", target="exits_on_import:Ex", origin="exiter 0.1")
+    with pytest.raises(RegistryError, match=r"it called sys.exit\(3\) while being imported"):
+        entry.load()

@@ -236,7 +236,7 @@ def component_options(component: Any, raw: dict[str, Any] | None, where: str) ->
     if lax:
         raise ValueError("invalid options: " + "; ".join(lax))
     try:
-        return model.model_validate(raw)
+        options = model.model_validate(raw)
     except ValidationError as exc:
         # an error of the whole model (a validator across fields) has no location of its own: the path alone
         raise ValueError("invalid options: " + validation_text(exc, where=[where])) from None
@@ -248,3 +248,31 @@ def component_options(component: Any, raw: dict[str, Any] | None, where: str) ->
             f"{where}: the component's options validator failed: {type(exc).__name__}: {exc} (in {name}); "
             "a bug of the component, not of the options given"
         ) from exc
+    _check_defaults(model, raw, where)
+    return options
+
+
+def _check_defaults(model: type[BaseModel], raw: dict[str, Any], where: str) -> None:
+    """Refuse an option left at a default its own field refuses (``k: int = Field(-5, ge=1)``): pydantic does not
+    validate defaults, so the component was built with ``k = -5`` without a word. A ``None`` default is a common
+    "not set" sentinel (``x: int = None``) and is let through."""
+    given = {key for key in raw}
+    defaults = {}
+    for name, field in model.model_fields.items():
+        if name in given or (field.alias and field.alias in given) or field.is_required():
+            continue
+        value = field.get_default(call_default_factory=True)
+        if value is not None:
+            defaults[field.alias or name] = value
+    if not defaults:
+        return
+    try:
+        model.model_validate({**raw, **defaults})
+    except ValidationError as exc:
+        name = f"{getattr(model, '__module__', '?')}.{getattr(model, '__qualname__', 'Options')}"
+        raise OptionsValidatorError(
+            f"{where}: a default of the component's options is refused by its own field: "
+            f"{validation_text(exc, where=[where])} (in {name}); a bug of the component: give the option yourself"
+        ) from None
+    except Exception:  # noqa: BLE001 - a validator's own failure was reported above, with the options given
+        return

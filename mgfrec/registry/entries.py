@@ -92,6 +92,11 @@ class Entry:
             raise RegistryError(
                 f"{where} could not be imported: {type(exc).__name__}: {exc}; the providing package is broken"
             ) from exc
+        except SystemExit as exc:  # a module that exits when imported ended the command with its code and no word
+            raise RegistryError(
+                f"{where} could not be imported: it called sys.exit({exc.code!r}) while being imported; the providing "
+                "package is broken"
+            ) from None
         return obj
 
 
