@@ -8,6 +8,7 @@ import json
 import os
 import re
 from typing import Any
+from urllib.parse import unquote
 
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.validation import REDACTED
@@ -116,10 +117,19 @@ def _scrub_url(match: re.Match[str]) -> str:
     path, question, query = rest.partition("?")
     if question:
         query = "&".join(
-            f"{key}={REDACTED}" if eq and value and is_secret_field(key) else f"{key}{eq}{value}"
+            f"{key}={REDACTED}" if eq and value and _secret_parameter(key) else f"{key}{eq}{value}"
             for key, eq, value in (pair.partition("=") for pair in query.split("&"))
         )
     return f"{scheme}{userinfo or ''}{path}{question}{query}"
+
+
+_SECRET_PARAMETERS = frozenset({"code", "jwt", "hmac", "pass", "session", "sessionid", "sid"})
+"""Query parameters that carry a credential though their name says nothing of one as a field's would: an Azure
+Functions key (``?code=``), a token (``?jwt=``), a signature (``?hmac=``), a session."""
+
+
+def _secret_parameter(key: str) -> bool:
+    return is_secret_field(key) or unquote(key).strip().lower() in _SECRET_PARAMETERS
 
 
 def is_secret_field(key: str) -> bool:

@@ -289,6 +289,18 @@ def test_a_signed_urls_signature_is_redacted():
 
 
 @pytest.mark.reliability
+def test_credential_query_parameters_a_field_name_would_not_mark_are_not_written(tmp_path):
+    """``?code=`` (an Azure Functions key), ``?jwt=``, ``?hmac=`` and ``?session=`` in user_agent.base_url went in clear
+    into a run's config.yaml and run.json (review s26); ``?api-version=`` stays readable."""
+    from mgfrec.config.load import load_config, write_resolved
+
+    url = "http://127.0.0.1:9/v1?code=LEAK1&jwt=LEAK2&hmac=LEAK3&session=LEAK4&api-version=2024-02-01"
+    cfg = load_config(None, ["user_agent.backend=openai", "user_agent.model=m", f"user_agent.base_url={url}"])
+    text = write_resolved(cfg, tmp_path).read_text()
+    assert "LEAK" not in text and "api-version=2024-02-01" in text, text
+
+
+@pytest.mark.reliability
 def test_keys_the_environment_holds_are_scrubbed_from_printed_errors(monkeypatch, tmp_path):
     """A plugin's error quoting $OPENAI_API_KEY was printed as it was (review s26): every printed error now has the
     values of secret-named variables replaced; the working folder ($PWD) and placeholders are left alone."""
