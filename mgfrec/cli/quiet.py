@@ -38,6 +38,9 @@ LOGGERS = (
 )
 # vLLM warns at import, before it configures its logger ("Triton is installed, but doesn't include CPU backend")
 QUIET_LEVELS = {"vllm": logging.ERROR}
+# huggingface_hub warns at every retry of a request it cannot make ("... thrown while requesting HEAD ... Retrying
+# in 8s"): about 30 lines, offline, before the one line that says the model could not be loaded
+HUB_LOGGER = "huggingface_hub"
 WARNINGS = (
     r".*LeafSpec.*",
     r".*weights_only.*",
@@ -80,7 +83,7 @@ def library_output(verbose: bool | None = None) -> Iterator[None]:
         yield
         return
     saved_env = {name: os.environ.get(name) for name in ENVIRONMENT}
-    levels = dict.fromkeys(LOGGERS, logging.WARNING)
+    levels = {**dict.fromkeys(LOGGERS, logging.WARNING), HUB_LOGGER: logging.ERROR}
     if saved_env["VLLM_LOGGING_LEVEL"] is None:  # else the user's own level for vLLM stands
         levels.update(QUIET_LEVELS)
     saved_levels = {name: logging.getLogger(name).level for name in levels}
