@@ -13,6 +13,7 @@ This module must not import anything of mgfrec: every package may use it.
 from __future__ import annotations
 
 import numbers
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -120,19 +121,23 @@ _KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123
 
 def looks_like_key(text: object) -> bool:
     """Whether ``text``, given where a name is expected (a backend, a model, a flag's value), may be an API key put
-    in the wrong place: it begins as common providers' keys do (:data:`KEY_PREFIXES`), or it is one long word (32+
-    characters) of letters and digits mixed, as random tokens are, and not hexadecimal (a commit, a checksum). Such
-    a value is not echoed."""
-    if not isinstance(text, str):
+    in the wrong place: one word (letters, digits, ``-_.``) holding a random-looking run, a piece between those
+    separators of 12+ characters mixing letters and digits after a provider's key prefix (:data:`KEY_PREFIXES`:
+    ``sk-proj-...``, ``hf_...``), or of 20+ characters anywhere, not hexadecimal (a commit, a checksum). Model and
+    component names (``gpt-4o-search-preview-2025-03-11``, a GGUF file name, a UUID, ``hf_inference``) are made of
+    short pieces and pass. Such a value is not echoed, and not taken as a backend or model name."""
+    if not isinstance(text, str) or not text or not set(text) <= _KEY_CHARS:
         return False
-    if text.startswith(KEY_PREFIXES):
-        return True
+    shortest = 12 if text.startswith(KEY_PREFIXES) else 20
+    return any(_random_run(piece, shortest) for piece in re.split(r"[-_.]", text))
+
+
+def _random_run(piece: str, shortest: int) -> bool:
     return (
-        len(text) >= 32
-        and set(text) <= _KEY_CHARS
-        and any(c.isdigit() for c in text)
-        and any(c.isalpha() for c in text)
-        and not set(text.lower()) <= set("0123456789abcdef")
+        len(piece) >= shortest
+        and any(c.isdigit() for c in piece)
+        and any(c.isalpha() for c in piece)
+        and not set(piece.lower()) <= set("0123456789abcdef")
     )
 
 

@@ -807,7 +807,7 @@ def test_a_plugin_option_with_an_alias_is_read_by_its_name_and_checked_strictly(
 def test_an_options_default_its_own_field_refuses_is_named_as_the_components_bug():
     """pydantic does not validate defaults: a plugin's ``k: int = Field(-5, ge=1)`` was built with k = -5 and said
     nothing (review s26). A None default (a "not set" sentinel) passes, and so does an option given to override."""
-    from pydantic import BaseModel, Field
+    from pydantic import BaseModel, ConfigDict, Field, model_validator
 
     from mgfrec.registry import OptionsValidatorError, component_options
 
@@ -816,9 +816,26 @@ def test_an_options_default_its_own_field_refuses_is_named_as_the_components_bug
             k: int = Field(-5, ge=1)
             unset: int = None  # type: ignore[assignment]
 
-    with pytest.raises(OptionsValidatorError, match=r"user_agent.options.k: Input should be greater than or equal"):
+    with pytest.raises(OptionsValidatorError, match=r"user_agent.options.k: the component's default -5 is refused"):
         component_options(Bad, {}, "user_agent.options")
     assert component_options(Bad, {"k": 2}, "user_agent.options").k == 2
+
+    class Fine:  # what a check of the defaults filled in together refused (review s26)
+        class Options(BaseModel):
+            model_config = ConfigDict(extra="forbid")
+            top_k: int = 10
+            top_p: float = 0.9
+            batch_size: int = Field(32, validation_alias="batchSize")
+            doubled: int = Field(default_factory=lambda data: data["top_k"] * 2)
+
+            @model_validator(mode="after")
+            def _one_of(self):  # reads which fields were given: every default filled in looked like "both"
+                if {"top_k", "top_p"} <= self.model_fields_set:
+                    raise ValueError("give top_k or top_p, not both")
+                return self
+
+    assert component_options(Fine, {}, "grounding.options").doubled == 20
+    assert component_options(Fine, {"top_k": 3}, "grounding.options").top_k == 3
 
 
 @pytest.mark.reliability

@@ -7,9 +7,9 @@ import functools
 import inspect
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from mgfrec.registry.discovery import _add, _recorded, installed_entries, stray_groups
 from mgfrec.registry.entries import KIND_SPECS, KINDS, Entry, check_kind
@@ -254,25 +254,29 @@ def component_options(component: Any, raw: dict[str, Any] | None, where: str) ->
 
 def _check_defaults(model: type[BaseModel], raw: dict[str, Any], where: str) -> None:
     """Refuse an option left at a default its own field refuses (``k: int = Field(-5, ge=1)``): pydantic does not
-    validate defaults, so the component was built with ``k = -5`` without a word. A ``None`` default is a common
-    "not set" sentinel (``x: int = None``) and is let through."""
-    given = {key for key in raw}
-    defaults = {}
+    validate defaults, so the component was built with ``k = -5`` without a word. Each default is checked alone,
+    against its field's type and constraints (not the model's validators, which may read which fields were given).
+    A ``None`` default (a common "not set" sentinel), a factory's and a model that validates its defaults itself
+    are let through."""
+    if model.model_config.get("validate_default"):
+        return
+    given = set(raw)
     for name, field in model.model_fields.items():
-        if name in given or (field.alias and field.alias in given) or field.is_required():
+        aliases = {field.alias, field.validation_alias if isinstance(field.validation_alias, str) else None}
+        if name in given or given & (aliases - {None}) or field.is_required() or field.default_factory is not None:
             continue
-        value = field.get_default(call_default_factory=True)
-        if value is not None:
-            defaults[field.alias or name] = value
-    if not defaults:
-        return
-    try:
-        model.model_validate({**raw, **defaults})
-    except ValidationError as exc:
-        name = f"{getattr(model, '__module__', '?')}.{getattr(model, '__qualname__', 'Options')}"
-        raise OptionsValidatorError(
-            f"{where}: a default of the component's options is refused by its own field: "
-            f"{validation_text(exc, where=[where])} (in {name}); a bug of the component: give the option yourself"
-        ) from None
-    except Exception:  # noqa: BLE001 - a validator's own failure was reported above, with the options given
-        return
+        if field.default is None:
+            continue
+        try:
+            adapter = TypeAdapter(Annotated[(field.annotation, *field.metadata)])  # type: ignore[valid-type]
+        except Exception:  # noqa: BLE001 - a type pydantic cannot check alone (a forward reference): not ours to judge
+            continue
+        try:
+            adapter.validate_python(field.default)
+        except ValidationError as exc:
+            owner = f"{getattr(model, '__module__', '?')}.{getattr(model, '__qualname__', 'Options')}"
+            raise OptionsValidatorError(
+                f"{where}.{name}: the component's default {field.default!r} is refused by its own field "
+                f"({validation_text(exc, whole='value', limit=1)}) (in {owner}); a bug of the component: give "
+                f"{where}.{name} yourself"
+            ) from None

@@ -25,6 +25,8 @@ Redirects are not followed: the SDKs followed them to any host, with ``X-Api-Key
 from __future__ import annotations
 
 import base64
+import datetime
+import email.utils
 import functools
 import json
 import os
@@ -156,8 +158,8 @@ def _work(
 
 
 MAX_RETRY_AFTER_S = 60.0
-"""The longest ``Retry-After`` the SDK is let wait for; a longer one (a quota spent for the hour) is dropped, so the
-SDK's own short backoff applies and the request fails in seconds, its message saying what the server asked."""
+"""The longest ``Retry-After`` the SDK is let wait for; a response asking a longer one (a quota spent for the hour)
+is not retried: the request fails at once, its message saying what the server asked."""
 
 
 def _http_library(obj: Any) -> Any:
@@ -171,12 +173,16 @@ def _deadline_stream(lib: Any) -> type:
     has passed, between chunks: the per-read timeout never fires while a server sends a byte at a time."""
 
     class DeadlineStream(lib.SyncByteStream):  # type: ignore[misc, name-defined]
-        def __init__(self, inner: Any, deadline: float, request: Any, timeout_s: float):
+        def __init__(self, inner: Any, deadline: float, request: Any, timeout_s: float, length: int | None):
             self._inner, self._deadline, self._request, self._timeout_s = inner, deadline, request, timeout_s
+            self._length = length
 
         def __iter__(self) -> Any:
+            received = 0
             for chunk in self._inner:
-                if time.monotonic() > self._deadline:
+                received += len(chunk)
+                whole = self._length is not None and received >= self._length  # arrived: never thrown away
+                if not whole and time.monotonic() > self._deadline:
                     raise lib.ReadTimeout(
                         f"the response took longer than user_agent.timeout_s={self._timeout_s}", request=self._request
                     )
@@ -189,14 +195,20 @@ def _deadline_stream(lib: Any) -> type:
 
 
 def _retry_after_s(headers: Any) -> float | None:
-    """The wait a response asks for (``retry-after-ms``, else ``retry-after`` in seconds), None when it asks none
-    in a form read here (an HTTP date is left to the SDK)."""
+    """The wait a response asks for: ``retry-after-ms``, else ``retry-after`` in seconds or as an HTTP date (the
+    ``anthropic`` SDK waits for a date an hour ahead too); None when it asks none."""
     for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
         try:
             return float(headers.get(name)) / scale
         except (TypeError, ValueError):
             continue
-    return None
+    try:
+        when = email.utils.parsedate_to_datetime(headers.get("retry-after") or "")
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
 
 
 MIN_SCRUBBED_KEY = 8
@@ -260,7 +272,11 @@ class RemoteChatAgent:
         _check_base_url(cfg.base_url)
         try:
             self._client = self._make_client(key, {"request": [self._count_attempt], "response": [self._on_response]})
-        except Exception as exc:  # noqa: BLE001 - the HTTP library's URL errors are no ValueError, and quote the URL
+        except Exception as exc:
+            # the HTTP library's URL errors (no ValueError) quote the URL, which may hold a key; any other failure
+            # (a proxy's missing extra, a subclass's bug) is no URL's and keeps its own message
+            if not (isinstance(exc, ValueError) or type(exc).__name__ in ("InvalidURL", "UnsupportedProtocol")):
+                raise
             raise UserAgentError(
                 f"user agent backend '{self.name}': its HTTP client refused user_agent.base_url ({type(exc).__name__}; "
                 "the URL is not shown, it may hold a key)"
@@ -305,7 +321,7 @@ class RemoteChatAgent:
                 )
             asked = getattr(self._attempts, "asked_wait", None)
             if asked is not None:
-                hint += f"; the server asked to wait {asked:g} s before retrying (Retry-After), not waited for"
+                hint += f"; the server asked to wait {asked:.0f} s before retrying (Retry-After): not retried"
             return f"HTTP status {status} ({type(exc).__name__}: {getattr(exc, 'message', exc)}){hint}"
         if "Timeout" in type(exc).__name__:
             return f"timed out (user_agent.timeout_s={self.cfg.timeout_s})"
@@ -344,17 +360,21 @@ class RemoteChatAgent:
             raise Stopped  # the batch was interrupted: no new attempt (a retry would be paid traffic)
         self._attempts.n = getattr(self._attempts, "n", 0) + 1
         self._attempts.started = time.monotonic()
+        self._attempts.asked_wait = None  # what this attempt's answer asks, not an earlier one's
 
     def _on_response(self, response: Any) -> None:
         # Called by the SDK's HTTP client with each response, before its body is read, in the worker thread.
         lib = _http_library(response)
         deadline = getattr(self._attempts, "started", time.monotonic()) + self.cfg.timeout_s
-        response.stream = _deadline_stream(lib)(response.stream, deadline, response.request, self.cfg.timeout_s)
+        length = response.headers.get("content-length")
+        length = int(length) if length and length.isdigit() else None
+        response.stream = _deadline_stream(lib)(response.stream, deadline, response.request, self.cfg.timeout_s, length)
         asked = _retry_after_s(response.headers) if response.status_code >= 400 else None
         if asked is not None and asked > MAX_RETRY_AFTER_S:
+            # no retry at all: the server asked to be left alone for longer than a command waits (both SDKs obey
+            # x-should-retry; the anthropic one waited any Retry-After, silently)
             self._attempts.asked_wait = asked
-            for name in ("retry-after-ms", "retry-after"):
-                response.headers.pop(name, None)
+            response.headers["x-should-retry"] = "false"
 
     def feedback(self, requests: Sequence[FeedbackRequest]) -> list[str]:
         if self._pool is None:

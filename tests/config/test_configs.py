@@ -557,15 +557,34 @@ def test_a_key_put_where_a_backend_or_model_name_goes_is_never_echoed(key):
 
 
 def test_names_that_look_like_keys():
-    """What is not echoed: key prefixes and long mixed tokens; not a commit hash, a hub id or a plain name."""
+    """What is not echoed: keys of providers and long random tokens; not a model, file, plugin or commit name (the
+    first rule refused real model names: review s26)."""
     from mgfrec.validation import looks_like_key
 
-    assert looks_like_key("sk-proj-abc") and looks_like_key("hf_abc") and looks_like_key("Zq8x" * 8)
-    for name in (
+    keys = (
+        "sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z",
+        "sk-ant-api03-Zq8xZq8xZq8xZq8xZq8x",
+        "hf_Zq8xZq8xZq8xZq8xZq8xZq8xZq8xZq8x",
+        "AIzaSyTAILSECRET1234567890abcdefghijk",
+        "Zq8x" * 8,
+    )
+    for key in keys:
+        assert looks_like_key(key), key
+    names = (
         "openai",
         "gpt-4.1-nano-2025-04-14",
+        "gpt-4o-search-preview-2025-03-11",
+        "gemini-2.0-flash-thinking-exp-01-21",
+        "Meta-Llama-3.1-70B-Instruct-Turbo",
+        "Llama-3.2-3B-Instruct-Q4_K_M.gguf",
+        "123e4567-e89b-12d3-a456-426614174000",
+        "amazon2023_Video_Games_5core.parquet",
+        "hf_inference",
+        "xai-chat",
+        "sk-local",
         "a" * 40,
         "0123456789abcdef" * 3,
         "org/model-32-characters-long-name1",
-    ):
+    )
+    for name in names:
         assert not looks_like_key(name), name

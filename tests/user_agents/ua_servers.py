@@ -7,9 +7,9 @@ receives (path, headers, JSON body), counts requests in flight, and answers from
 ``"empty"``/``"blank"`` (a 200 with empty or whitespace text), ``"cut"`` (empty text at the token limit),
 ``"refusal"`` (Chat Completions' refusal), ``"nochoices"``, ``"nulltext"``, ``"redirect"`` (a 307 to
 ``redirect_to``), ``"trickle"`` (a whole answer sent a byte every ``hang_s / 20`` seconds), ``"wait3600"`` (a 429
-asking for an hour), ``"echoquoted"`` (a 401 quoting the bearer key URL-encoded and JSON-escaped), ``"ok"``);
-when it is empty, ``default`` is used. The reply text is ``responder(body)`` so tests can check which prompt a reply
-belongs to.
+asking for an hour; ``"waitdate"``: as an HTTP date), ``"echoquoted"`` (a 401 quoting the bearer key URL-encoded
+and JSON-escaped), ``"ok"``); when it is empty, ``default`` is used. The reply text is ``responder(body)`` so
+tests can check which prompt a reply belongs to.
 """
 
 from __future__ import annotations
@@ -178,8 +178,11 @@ def _handler(state: FakeServer) -> type[BaseHTTPRequestHandler]:
                     self.wfile.write(bytes([byte]))
                     self.wfile.flush()
                     time.sleep(state.hang_s / 20)
-            elif action == "wait3600":  # a quota spent for the hour
-                self._send(429, b'{"error": {"type": "rate_limit_error", "message": "quota"}}', {"retry-after": "3600"})
+            elif action in ("wait3600", "waitdate"):  # a quota spent for the hour, in seconds or as an HTTP date
+                from email.utils import formatdate
+
+                wait = "3600" if action == "wait3600" else formatdate(time.time() + 3600, usegmt=True)
+                self._send(429, b'{"error": {"type": "rate_limit_error", "message": "quota"}}', {"retry-after": wait})
             elif action == "echoquoted":  # the key as a query or a form would carry it, and inside a JSON string
                 from urllib.parse import quote
 
