@@ -217,9 +217,18 @@ def test_a_hub_model_whose_branch_moved_is_a_new_cache_entry(tmp_path):
 
 def test_a_hub_model_not_downloaded_yet_is_looked_up_without_the_network(monkeypatch):
     # its commit is unknown until the first load downloads it; building the embedder must not fetch anything
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import socket
+
+    tried: list[object] = []
+
+    def no_network(self, address):  # every connection attempt recorded (an error alone could be caught and hidden)
+        tried.append(address)
+        raise OSError("the network is not for this test")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
     embedder = SentenceTransformerEmbedder(EmbeddingConfig(model="mgfrec-tests/no-such-model"))
     assert embedder.settings["weights"] is None and not embedder.is_loaded
+    assert tried == []
 
 
 @pytest.mark.reliability
