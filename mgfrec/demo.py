@@ -31,6 +31,7 @@ from mgfrec.config.schema import MGFRecConfig, PolicyConfig
 from mgfrec.data.prepared import PreparedDataset, prepare
 from mgfrec.embed.cache import cached_item_embeddings
 from mgfrec.eval.report import Report, build_report
+from mgfrec.locks import only_one_in
 from mgfrec.retrievers.fit import fit_baseline
 from mgfrec.runs import (
     NOT_A_RUN,
@@ -39,6 +40,7 @@ from mgfrec.runs import (
     read_run_info,
     recall_run_of,
     refuse_held,
+    removed_if_left_empty,
 )
 from mgfrec.signals import stop_exception, stopped_by
 from mgfrec.staleness import check_recall_current
@@ -129,6 +131,21 @@ def run_demo(
         demo_policy(config, options)
         demo_recall_prior(config, options)
     check_demo_output(out)  # nothing of another kind is written into, before anything is
+    with removed_if_left_empty(out):
+        out.mkdir(parents=True, exist_ok=True)
+        # two demos into one folder trained into the same run folders at once and both reported success
+        with only_one_in(out, "mgfrec demo"):
+            return _run_demo(config, out, baselines, options, say)
+
+
+def _run_demo(
+    config: MGFRecConfig,
+    out: Path,
+    baselines: Sequence[str],
+    options: DemoOptions,
+    say: Callable[[str], None],
+) -> DemoResult:
+    """:func:`run_demo`'s stages, run under the folder's lock."""
     check_same_settings(out, config, options)  # finished stages are reused: only under the settings that made them
     if not (out / SETTINGS_FILE).is_file() and (out / "data" / "manifest.json").is_file():
         say(f"note: {out} has no {SETTINGS_FILE} (an older demo): its finished stages are reused as they are")
@@ -163,7 +180,7 @@ def run_demo(
     runs = []
     for name in baselines:
         run_dir = out / name
-        if (run_dir / RUN_FILE).is_file():
+        if _baseline_reusable(run_dir, name, say):
             say(f"[{name}] reusing {run_dir}")
         else:
             update: dict = {"model": name}
@@ -327,6 +344,33 @@ def agent_stages(
     ablations = [derive_ablation_run(fit_dir, name, out / f"mgfrec-{name}") for name in DEMO_ABLATIONS]
     variants = [derive_variant_run(fit_dir, name, out / f"mgfrec-{name}") for name in demo_variants(fit_dir)]
     return [sft_dir, fit_dir, *ablations, *variants]
+
+
+def _baseline_reusable(run_dir: Path, name: str, say: Callable[[str], None]) -> bool:
+    """Whether the finished baseline in ``run_dir`` may be reused: not a hybrid whose collaborative run was fitted
+    again since its weight was tuned (the rerun then failed naming a ``baseline fit`` to run by hand). One a signal
+    stopped (``stopped: user``, finished from its best checkpoint so far, as the stop said the rerun would go on
+    from) is reused with a note: it was the report's row and the agent's recall model without a word."""
+    if not (run_dir / RUN_FILE).is_file():
+        return False
+    try:
+        info = read_run_info(run_dir)
+    except (OSError, ValueError):
+        return True  # reused as before: the report names the damage
+    if info.extra.get("stopped") == "user":
+        say(
+            f"[{name}] note: {run_dir} was stopped before its training ended and is reused as it is (its best "
+            "checkpoint); delete that folder to train it whole"
+        )
+    if info.model == "hybrid":
+        from mgfrec.retrievers.hybrid import HybridRetriever
+
+        try:
+            HybridRetriever.check_current(run_dir)
+        except ValueError:
+            say(f"[{name}] {run_dir} blends a collaborative run fitted again since; fitting it again")
+            return False
+    return True
 
 
 def _reusable(run_dir: Path, name: str, say: Callable[[str], None]) -> bool:

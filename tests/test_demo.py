@@ -46,6 +46,21 @@ def test_run_demo_fits_evaluates_and_reuses(tmp_path):
         cfg, tmp_path, baselines=("pop", "last-title", "sasrec", "hybrid"), options=BASELINES_ONLY, say=again.append
     )
     assert sum("reusing" in m for m in again) == 5  # data + four runs
+    # SASRec fitted again under the hybrid (its folder replaced): the rerun refits the hybrid, which was reused and
+    # then refused naming a `baseline fit` to run by hand; a baseline a signal stopped is reused with a note
+    for name, extra in (("sasrec", {}), ("pop", {"stopped": "user"})):
+        info = json.loads((tmp_path / name / "run.json").read_text())
+        info["created"], info["extra"] = "2099-01-01T00:00:00", {**info["extra"], **extra}
+        (tmp_path / name / "run.json").write_text(json.dumps(info))
+    stale: list[str] = []
+    run_demo(
+        cfg, tmp_path, baselines=("pop", "last-title", "sasrec", "hybrid"), options=BASELINES_ONLY, say=stale.append
+    )
+    assert any(m.startswith("[hybrid] ") and "blends a collaborative run fitted again since" in m for m in stale)
+    assert "[hybrid] reusing" not in " ".join(stale) and "[sasrec] reusing" in " ".join(stale)
+    assert any(m.startswith("[pop] note: ") and "stopped before its training ended" in m for m in stale)
+    hybrid_state = json.loads((tmp_path / "hybrid" / "hybrid.json").read_text())
+    assert hybrid_state["collaborative_created"] == "2099-01-01T00:00:00"
     # ... also with another test subsample or with the agent stages added: they shape no stage that is reused
     from dataclasses import replace
 

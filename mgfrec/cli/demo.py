@@ -156,12 +156,19 @@ def _baselines(value: str, known: list[str]) -> tuple[str, ...]:
     if value.strip() in ("demo", "all"):
         return DEMO_BASELINES if value.strip() == "demo" else ALL_BASELINES
     names = tuple(n.strip() for n in value.split(",") if n.strip())
-    unknown = [n for n in names if n not in known]
-    if unknown or not names:
+    if not names:  # "," read as "nothing named is not a retriever"
         raise ValueError(
-            f"--baselines: {', '.join(unknown) or 'nothing named'} is not a retriever; "
+            f"--baselines {value!r} names no retriever; use 'demo', 'all' or names from: {', '.join(sorted(known))}"
+        )
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(
+            f"--baselines: {', '.join(unknown)} is not a retriever; "
             f"use 'demo', 'all' or names from: {', '.join(sorted(known))}"
         )
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:  # every stage ran, then the report refused "a run folder is named twice", naming no flag
+        raise ValueError(f"--baselines names {', '.join(twice)} twice; name each retriever once")
     return names
 
 

@@ -47,7 +47,7 @@ from mgfrec.experiments.summary import (  # noqa: F401 (the summary's names are 
     write_summary,
 )
 from mgfrec.locks import only_one_in
-from mgfrec.runs import read_sweep_record
+from mgfrec.runs import RUN_FILE, read_sweep_record
 
 SWEEP_FILE = "sweep.json"
 RunCell = Callable[[MGFRecConfig, Path], dict[str, Any]]
@@ -440,10 +440,14 @@ def _run_cells(
     record.setdefault("cells", {})
     for n, cell in enumerate(cells, 1):
         entry = record["cells"].get(cell.name, {})
-        if entry.get("status") == "finished" and (out / cell.name).is_dir():
+        if entry.get("status") == "finished" and (out / cell.name / RUN_FILE).is_file():
             say(f"[{n}/{len(cells)}] {cell.name}: finished earlier, skipped")
             continue
-        if entry.get("status") == "finished":  # its folder deleted, as a refusal says to do to train it again
+        if entry.get("status") == "finished" and (out / cell.name).is_dir():
+            # its run retired (a fit into the cell, stopped), yet the summary kept its numbers and every rerun
+            # skipped it while `figures` said to run the sweep again
+            say(f"[{n}/{len(cells)}] {cell.name}: finished earlier, but its folder holds no finished run; run again")
+        elif entry.get("status") == "finished":  # its folder deleted, as a refusal says to do to train it again
             say(f"[{n}/{len(cells)}] {cell.name}: finished earlier, but its folder is gone; trained again")
         say(f"[{n}/{len(cells)}] {cell.name}: running")
         made_with = {

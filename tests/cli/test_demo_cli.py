@@ -93,3 +93,30 @@ def test_a_data_folder_the_demo_cannot_read_is_named_with_what_it_can(tmp_path):
         assert result.exit_code == 2 and text.count("error:") == 1 and message in text, text
         assert "--source" not in text
     assert not (tmp_path / "demo").exists()
+
+
+def test_a_second_demo_into_a_folder_in_use_is_refused(tmp_path):
+    """Two demos into one folder trained into the same run folders at once, and both exited 0 reporting mixed
+    results (review s26): the folder is locked for the whole demo, as a sweep's is."""
+    from mgfrec.config.load import load_config
+    from mgfrec.demo import DemoOptions, run_demo
+    from mgfrec.locks import only_one_in
+
+    out = tmp_path / "demo"
+    out.mkdir()
+    with only_one_in(out, "mgfrec demo"):  # another demo running in it
+        with pytest.raises(ValueError, match=r"another mgfrec demo is running in it; wait for it to end"):
+            run_demo(load_config(None, []), out, options=DemoOptions(agent=False), say=lambda _: None)
+    assert list(out.iterdir()) == []  # nothing written: not even demo.json
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("pop,pop", "--baselines names pop twice; name each retriever once"), (",", "--baselines ',' names no retriever")],
+)
+def test_baselines_named_twice_or_not_at_all_are_one_line(tmp_path, value, message):
+    """``--baselines pop,pop`` fitted everything, then the report refused "a run folder is named twice" without
+    naming the flag; ``,`` said "nothing named is not a retriever" (review s26)."""
+    result = CliRunner().invoke(app, ["demo", "--baselines", value, "--out", str(tmp_path / "d"), "--no-agent"])
+    assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+    assert not (tmp_path / "d").exists()

@@ -882,3 +882,18 @@ def test_a_file_system_without_locks_warns_instead_of_refusing_every_sweep(tmp_p
     with pytest.warns(UserWarning, match="its file system takes no lock"):
         run_sweep(MGFRecConfig(), {"agent.max_groundings": [1]}, tmp_path / "sweep", cells)
     assert cells.calls == [1]
+
+
+@pytest.mark.reliability
+def test_a_finished_cell_whose_run_was_retired_runs_again(tmp_path):
+    """A fit into a finished cell, stopped, retired its run (only config.yaml and fit_start.json were left), yet every
+    rerun said "finished earlier, skipped", the summary kept its numbers, and `figures` said to run the sweep again
+    (review s26)."""
+    grid = {"agent.max_groundings": [1, 2]}
+    run_sweep(MGFRecConfig(), grid, tmp_path, FakeCells())
+    (tmp_path / "agent.max_groundings=1" / "run.json").unlink()
+    said: list[str] = []
+    again = FakeCells()
+    run_sweep(MGFRecConfig(), grid, tmp_path, again, say=said.append)
+    assert again.calls == [1]  # that cell alone, the other skipped
+    assert any("agent.max_groundings=1: finished earlier, but its folder holds no finished run" in m for m in said)
