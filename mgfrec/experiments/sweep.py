@@ -457,7 +457,10 @@ def _run_cells(
             **({"inputs": inputs} if inputs else {}),
         }
         record["cells"][cell.name] = {"values": cell.shown, "status": "running", **made_with}
-        _write_sweep(out, record)  # a killed sweep shows which cell it was in, and what it was made with
+        # a killed sweep shows which cell it was in and what it was made with, and its summary no longer shows that
+        # cell's numbers of before as finished ones
+        _write_sweep(out, record)
+        write_summary(out, summary_rows(record, [c.name for c in cells]))
         try:
             summary = run_cell(configs[cell.name], out / cell.name)
             record["cells"][cell.name] = {

@@ -897,3 +897,23 @@ def test_a_finished_cell_whose_run_was_retired_runs_again(tmp_path):
     run_sweep(MGFRecConfig(), grid, tmp_path, again, say=said.append)
     assert again.calls == [1]  # that cell alone, the other skipped
     assert any("agent.max_groundings=1: finished earlier, but its folder holds no finished run" in m for m in said)
+
+
+@pytest.mark.reliability
+def test_a_sweep_killed_in_a_cell_leaves_no_summary_calling_that_cell_finished(tmp_path):
+    """summary.csv and summary.md were written only at the end: a sweep killed while it ran a cell again kept the
+    cell's old numbers there as a finished row (review s26)."""
+    grid = {"agent.max_groundings": [1, 2]}
+    run_sweep(MGFRecConfig(), grid, tmp_path, FakeCells())
+    (tmp_path / "agent.max_groundings=2" / "run.json").unlink()
+
+    class Killed(FakeCells):
+        def __call__(self, cfg, out):
+            import csv
+
+            rows = {r["cell"]: r for r in csv.DictReader((tmp_path / "summary.csv").open())}
+            assert rows["agent.max_groundings=2"]["status"] == "running", rows  # what a kill here would leave
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(MGFRecConfig(), grid, tmp_path, Killed())
