@@ -425,6 +425,8 @@ def check_same_settings(out: Path, config: MGFRecConfig, options: DemoOptions) -
     path = out / SETTINGS_FILE
     if not path.is_file():  # a new folder, or one from before the file: nothing to compare
         return
+    if not _any_stage_finished(out):  # a first try that failed before any stage (a bad row): nothing to reuse
+        return
     new = demo_settings(config, options)
     remedy = "it records the settings the demo's stages were made with: restore it, or give another --out"
     old = read_json_object(path, remedy)
@@ -446,6 +448,13 @@ def check_same_settings(out: Path, config: MGFRecConfig, options: DemoOptions) -
             f"{out}: its stages were made with other settings ({shown}); a rerun reuses finished stages, so give "
             f"another --out (or delete {out})"
         )
+
+
+def _any_stage_finished(out: Path) -> bool:
+    """Whether a stage of the demo in ``out`` has finished (its data set prepared, or a run written): settings bind
+    a rerun only then. A first try that failed before any (a bad CSV row, a data set too small for a setting) left
+    only ``demo.json``, and the fixed rerun was refused as "made with other settings"."""
+    return (out / "data" / "manifest.json").is_file() or any(out.glob(f"*/{RUN_FILE}"))
 
 
 def demo_variants(fit_dir: Path) -> list[str]:

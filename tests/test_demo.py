@@ -312,8 +312,26 @@ def test_a_damaged_demo_json_is_one_line_naming_it(tmp_path, text, message):
     from mgfrec.demo import check_same_settings
 
     (tmp_path / "demo.json").write_text(text)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "manifest.json").write_text("{}")  # a finished stage: the settings bind the rerun
     with pytest.raises(ValueError, match=rf"demo\.json: {message}.*restore it, or give another --out"):
         check_same_settings(tmp_path, load_config(None), DemoOptions())
+
+
+def test_settings_bind_a_rerun_only_once_a_stage_has_finished(tmp_path):
+    """A first demo that failed before any stage (a bad CSV row) left only demo.json, and the rerun with the fix
+    (--set data.skip_bad=true) was refused as "made with other settings" (review s26)."""
+    import json as _json
+
+    from mgfrec.demo import check_same_settings, demo_settings
+
+    (tmp_path / "demo.json").write_text(_json.dumps(demo_settings(load_config(None), DemoOptions())))
+    fixed = load_config(None, ["data.skip_bad=true"])
+    check_same_settings(tmp_path, fixed, DemoOptions())  # nothing was made under the first settings
+    (tmp_path / "pop").mkdir()
+    (tmp_path / "pop" / "run.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"its stages were made with other settings \(data.skip_bad\)"):
+        check_same_settings(tmp_path, fixed, DemoOptions())
 
 
 def test_the_estimate_counts_no_made_up_time_for_uncapped_baselines():
