@@ -47,7 +47,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("agent samples", ("mgfrec.agent.samples",)),
     ("evaluation", ("mgfrec.eval",)),
     ("training", ("mgfrec.rl",)),
-    ("applications", ("mgfrec.experiments", "mgfrec.recommend", "mgfrec.demo", "mgfrec.serve")),
+    ("applications", ("mgfrec.experiments", "mgfrec.recommend", "mgfrec.demo", "mgfrec.demo_settings", "mgfrec.serve")),
     ("cli", ("mgfrec.cli",)),
 ]
 

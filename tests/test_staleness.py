@@ -24,7 +24,7 @@ def _created(folder: Path) -> str:
 def test_an_agent_run_over_a_refitted_recall_run_is_refused_and_the_demo_trains_it_again(tmp_path):
     """A recall run fitted again (baseline fit into its folder) left the agent runs trained over it reporting their
     old results, and evaluate rolled them out over the new recall model, without a word."""
-    from mgfrec.demo import _reusable
+    from mgfrec.demo_settings import agent_stage_reusable as _reusable
     from mgfrec.runs import read_run_info
     from mgfrec.staleness import check_agent_current
 

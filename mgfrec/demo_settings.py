@@ -1,0 +1,163 @@
+"""What a demo is made with and what its folder keeps of it: the options of its CPU budget (:class:`DemoOptions`),
+``OUT/demo.json`` (the settings its stages were made with, which bind a rerun once a stage has finished), and
+whether a finished stage may be reused (a hybrid over a refitted SASRec, an agent over a refitted recall run may not).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mgfrec.config.load import entries_besides_config
+from mgfrec.config.redaction import redacted
+from mgfrec.config.schema import MGFRecConfig
+from mgfrec.runs import NOT_A_RUN, RUN_FILE, read_json_object, read_run_info, refuse_held
+from mgfrec.staleness import check_recall_current
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """The CPU budget of the demo's learned stages (sized for minutes on 2 cores, not for quality)."""
+
+    agent: bool = True  # the agent stages (SFT, GRPO, ablations); False stops after the baselines
+    # The agent reads the recall list of the strongest baseline the demo trains (hybrid on most sets) and,
+    # with constrained decoding (configs/default.yaml), answers one of the titles it was shown.
+    agent_recall: tuple[str, ...] = ("hybrid", "sasrec", "last-title")  # the first of these the demo fitted
+    recall_size: int = 10  # items in the first prompt (the paper's 30 makes every CPU forward pass longer)
+    prompt_history: int | None = 10  # most recent history titles in the first prompt (agent.prompt_history)
+    # The agent's policy (policy.model): one token per title raised the demo's agent N_full from 0.19 (preset:tiny)
+    # to 0.31 and halved its SFT time (docs/agent-cpu.md). None keeps the config's policy.model.
+    policy: str | None = "preset:tiny-items"
+    # agent.recall_prior of the agent stages: the answer is sampled under a prior rank**-4 over the recall list,
+    # so the policy answers the recall model's first title unless its own logits disagree. The tiny policy never
+    # learns that choice by itself; with it the demo's agent went from N_full 0.31 to 0.60 (docs/agent-cpu.md).
+    # None keeps the config's agent.recall_prior.
+    recall_prior: float | None = 4.0
+    sft_train_samples: int = 200
+    sft_epochs: int = 1  # more SFT epochs moved the prior-guided policy away from its start (0.565 -> 0.513)
+    sft_batch_size: int = 8
+    fit_steps: int = 3
+    fit_batch: int = 2  # prompts per GRPO step (each with grpo.group_size rollouts)
+    valid_samples: int = 20  # valid subsample of the SFT and GRPO validations
+    eval_samples: int | None = 100  # seeded test subsample every method is compared on; None = whole split
+    bigrec: dict = field(default_factory=lambda: {"max_train_samples": 500, "epochs": 2, "valid_samples": 50})
+    # Training-time cap of each learned baseline (retriever.max_seconds): a busy machine trains fewer epochs
+    # instead of taking longer; early stopping (the CLI sets patience and min_delta) may stop sooner.
+    baseline_seconds: float | None = 60.0
+    # ... and its step cap (retriever.max_steps): about the same work on 2 idle cores (SASRec: ~14 epochs of
+    # the synthetic data), so that an idle machine's result does not depend on its speed.
+    baseline_steps: int | None = 300
+
+
+SETTINGS_FILE = "demo.json"
+"""``OUT/demo.json``: the settings the demo's stages were made with (the config, secrets removed, and the options
+that shape a stage); a rerun into OUT with other ones is refused, since it would reuse stages made otherwise."""
+
+# options that do not shape a reusable stage: whether the agent stages run, and how many test samples are compared
+_RERUN_FREE = ("agent", "eval_samples")
+
+
+def demo_settings(config: MGFRecConfig, options: DemoOptions) -> dict[str, Any]:
+    """What ``OUT/demo.json`` records: ``config`` (as ``config.yaml`` writes it, ``eval`` aside) and ``options``."""
+    cfg = {k: v for k, v in redacted(config).items() if k != "eval"}
+    opts = {k: v for k, v in asdict(options).items() if k not in _RERUN_FREE}
+    return json.loads(json.dumps({"config": cfg, "options": opts}, default=str))  # as demo.json reads back
+
+
+def check_demo_output(out: Path) -> None:
+    """Refuse, in one line and before anything is written, an ``--out`` that is a file, or a folder holding
+    something other than a demo: a run, a data set, a sweep, or anything at all without the demo's
+    ``demo.json`` (written before its first stage) or an older demo's ``data/manifest.json``. A new or empty
+    folder, or one holding only a user's ``config.yaml``, is fine."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: a file; the demo writes a folder (give a new or empty one)")
+    if not out.is_dir() or (out / SETTINGS_FILE).is_file() or (out / "data" / "manifest.json").is_file():
+        return
+    refuse_held(out, "the demo", {RUN_FILE: "a run", **NOT_A_RUN})  # (demo.json: returned above)
+    others = sorted(entries_besides_config(out))
+    if others:
+        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        raise ValueError(
+            f"--out {out}: not empty ({shown}) and not a demo's folder (no {SETTINGS_FILE}); give a new or empty folder"
+        )
+
+
+def check_same_settings(out: Path, config: MGFRecConfig, options: DemoOptions) -> None:
+    """Refuse, in one line, a rerun into ``out`` whose settings differ from those its stages were made with."""
+    path = out / SETTINGS_FILE
+    if not path.is_file():  # a new folder, or one from before the file: nothing to compare
+        return
+    if not any_stage_finished(out):  # a first try that failed before any stage (a bad row): nothing to reuse
+        return
+    new = demo_settings(config, options)
+    remedy = "it records the settings the demo's stages were made with: restore it, or give another --out"
+    old = read_json_object(path, remedy)
+    if not (isinstance(old.get("config"), dict) and isinstance(old.get("options"), dict)):
+        raise ValueError(f"{path}: expected an object with 'config' and 'options' objects; {remedy}")
+
+    def flat(d: Any, prefix: str = "") -> dict[str, Any]:
+        if not isinstance(d, dict):
+            return {prefix: d}
+        return {k: v for key, value in d.items() for k, v in flat(value, f"{prefix}{key}.").items()}
+
+    a, b = flat(old["config"], ""), flat(new["config"], "")
+    oa, ob = flat(old["options"], "--"), flat(new["options"], "--")
+    differ = [k.rstrip(".") for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    differ += [k.rstrip(".").replace("_", "-") for k in sorted(set(oa) | set(ob)) if oa.get(k) != ob.get(k)]
+    if differ:
+        shown = ", ".join(differ[:5]) + (f" and {len(differ) - 5} more" if len(differ) > 5 else "")
+        raise ValueError(
+            f"{out}: its stages were made with other settings ({shown}); a rerun reuses finished stages, so give "
+            f"another --out (or delete {out})"
+        )
+
+
+def any_stage_finished(out: Path) -> bool:
+    """Whether a stage of the demo in ``out`` has finished (its data set prepared, or a run written): settings bind
+    a rerun only then. A first try that failed before any (a bad CSV row, a data set too small for a setting) left
+    only ``demo.json``, and the fixed rerun was refused as "made with other settings"."""
+    return (out / "data" / "manifest.json").is_file() or any(out.glob(f"*/{RUN_FILE}"))
+
+
+def baseline_reusable(run_dir: Path, name: str, say: Callable[[str], None]) -> bool:
+    """Whether the finished baseline in ``run_dir`` may be reused: not a hybrid whose collaborative run was fitted
+    again since its weight was tuned (the rerun then failed naming a ``baseline fit`` to run by hand). One a signal
+    stopped (``stopped: user``, finished from its best checkpoint so far, as the stop said the rerun would go on
+    from) is reused with a note: it was the report's row and the agent's recall model without a word."""
+    if not (run_dir / RUN_FILE).is_file():
+        return False
+    try:
+        info = read_run_info(run_dir)
+    except (OSError, ValueError):
+        return True  # reused as before: the report names the damage
+    if info.extra.get("stopped") == "user":
+        say(
+            f"[{name}] note: {run_dir} was stopped before its training ended and is reused as it is (its best "
+            "checkpoint); delete that folder to train it whole"
+        )
+    if info.model == "hybrid":
+        from mgfrec.retrievers.hybrid import HybridRetriever
+
+        try:
+            HybridRetriever.check_current(run_dir)
+        except ValueError:
+            say(f"[{name}] {run_dir} blends a collaborative run fitted again since; fitting it again")
+            return False
+    return True
+
+
+def agent_stage_reusable(run_dir: Path, name: str, say: Callable[[str], None]) -> bool:
+    """Whether the finished agent stage in ``run_dir`` may be reused: not when its recall run was fitted again
+    since it was trained (a baseline folder deleted and refitted by this rerun), which made its results another
+    recall model's; the report refused it then."""
+    if not (run_dir / RUN_FILE).is_file():
+        return False
+    try:
+        check_recall_current(run_dir, read_run_info(run_dir))
+    except ValueError:
+        say(f"[{name}] {run_dir} was trained over a recall run fitted again since; training it again")
+        return False
+    return True
