@@ -5,33 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
-from mgfrec.cli.main import app
+from catalogue import flat, invoke, prepared_catalogue
 
 pytestmark = pytest.mark.reliability
 
 TITLES = ["Abbey Road", "Let It Be", "Kind of Blue", "Blue Train"]
 
 
-def invoke(*args: object):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def flat(text: str) -> str:
-    return " ".join(text.split())
-
-
 @pytest.fixture
 def data(tmp_path: Path) -> Path:
     """A four-item catalogue prepared with ``mgfrec data prepare`` (csv source); nothing embedded yet."""
-    raw = tmp_path / "raw"
-    raw.mkdir()
-    (raw / "items.csv").write_text("item_id,title\n" + "".join(f"i{n},{t}\n" for n, t in enumerate(TITLES)))
-    log = "".join(f"u{n % 2},i{n},{n}\n" for n in range(len(TITLES)))
-    (raw / "interactions.csv").write_text("user_id,item_id,timestamp\n" + log)
-    assert invoke("data", "prepare", raw, "--out", tmp_path / "prepared").exit_code == 0
-    return tmp_path / "prepared"
+    return prepared_catalogue(tmp_path, TITLES)
 
 
 def test_a_k_above_the_catalogue_is_refused_before_embedding_it(data):

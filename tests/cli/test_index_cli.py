@@ -7,34 +7,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
-
-from mgfrec.cli.main import app
+from catalogue import flat, invoke, prepared_catalogue
 
 pytestmark = pytest.mark.slow
 
 TITLES = ["Abbey Road", "Let It Be", "Abbey Road", "Kind of Blue", "Blue Train", "Christmas with the Rat Pack"]
 
 
-def invoke(*args: object):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def flat(text: str) -> str:
-    return " ".join(text.split())
-
-
 @pytest.fixture
 def data(tmp_path: Path) -> Path:
     """A small catalogue prepared with ``mgfrec data prepare`` (csv source)."""
-    raw = tmp_path / "raw"
-    raw.mkdir()
-    (raw / "items.csv").write_text("item_id,title\n" + "".join(f"i{n},{t}\n" for n, t in enumerate(TITLES)))
-    log = "".join(f"u{n % 2},i{n},{n}\n" for n in range(len(TITLES)))
-    (raw / "interactions.csv").write_text("user_id,item_id,timestamp\n" + log)
-    result = invoke("data", "prepare", raw, "--out", tmp_path / "prepared")
-    assert result.exit_code == 0, result.output
-    return tmp_path / "prepared"
+    return prepared_catalogue(tmp_path, TITLES)
 
 
 def test_build_embeds_once_then_hits_the_cache(data):
