@@ -12,9 +12,10 @@ at most ``1 + user_agent.max_retries`` HTTP attempts per request, counted by an 
 client so the count is exact whoever retried. A request that still fails raises :class:`UserAgentError`
 naming the backend, base URL, model, status and attempt count; it never turns into empty feedback.
 
-Time. ``user_agent.timeout_s`` bounds each attempt as a whole, the body included (the SDKs pass it as a timeout
-per read, so a server trickling its answer a byte at a time held a request for minutes), and a ``Retry-After``
-longer than :data:`MAX_RETRY_AFTER_S` is not waited for (the ``anthropic`` SDK waited any length, silently).
+Time. An answer still arriving ``user_agent.timeout_s`` after its request was sent is cut off (the SDKs pass the
+timeout per read, so a server trickling its answer a byte at a time held a request for minutes; an answer that has
+arrived whole is kept), and a response asking for a ``Retry-After`` longer than :data:`MAX_RETRY_AFTER_S` is not
+retried (the ``anthropic`` SDK waited any length, silently).
 
 Keys. The API key is read only from the environment variable named by ``user_agent.api_key_env`` and
 handed to the SDK; it is never logged, stored, put in stats or cache keys, and is scrubbed from error text.
