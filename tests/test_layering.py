@@ -29,6 +29,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "mgfrec.signals",
             "mgfrec.locks",
             "mgfrec.staleness",
+            "mgfrec.devices",
         ),
     ),
     ("text", ("mgfrec.text",)),

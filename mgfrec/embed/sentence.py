@@ -22,6 +22,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from mgfrec.config.schema import EmbeddingConfig
+from mgfrec.devices import visible_devices
 
 BUNDLED_PREFIX = "bundled:"
 # bundled name -> (module that ships it, function returning its folder, pip package)
@@ -127,17 +128,15 @@ class _ModelSlot:
 def _check_device(device: str) -> str:
     """``embedding.device`` as torch is to get it: ``auto`` is CUDA when one is visible, else the CPU. A device
     this machine does not have, or ``meta`` (it holds no data), is refused in one line; torch's own traceback
-    came only when the model loaded. torch is imported only for a device other than the CPU."""
+    came only when the model loaded."""
     kind, _, index = device.partition(":")
     if kind == "cpu":
         return device
     if kind == "meta":
         raise ValueError(f"embedding.device '{device}': the meta device holds no data, so it cannot embed; use cpu")
-    import torch
-
     if kind == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    visible, wanted = _visible_devices(torch, kind), int(index or 0)
+        return "cuda" if visible_devices("cuda") else "cpu"
+    visible, wanted = visible_devices(kind), int(index or 0)
     if visible == 0:
         raise ValueError(
             f"embedding.device '{device}': no {kind.upper()} device is visible; use embedding.device=cpu (or auto)"
@@ -148,18 +147,6 @@ def _check_device(device: str) -> str:
             f"{kind}:{visible - 1} or lower, or embedding.device=cpu"
         )
     return device
-
-
-def _visible_devices(torch: Any, kind: str) -> int:
-    """How many devices of ``kind`` (cuda, mps, xpu, hpu, npu) torch can use here; 0 when its backend is absent
-    (hpu and npu exist only with their vendors' torch plugins)."""
-    if kind == "mps":
-        return int(torch.backends.mps.is_available())
-    backend = getattr(torch, kind, None)
-    try:
-        return int(backend.device_count()) if backend is not None and backend.is_available() else 0
-    except (AttributeError, RuntimeError):  # a backend module without these calls, or a broken driver
-        return 0
 
 
 class SentenceTransformerEmbedder:

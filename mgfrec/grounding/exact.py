@@ -8,11 +8,11 @@ from hundreds of thousands of items (see docs/benchmarks.md).
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from mgfrec.devices import visible_devices
 from mgfrec.grounding.ties import UniqueVectors, check_queries, finish_topk, num_candidates
 
 _DEVICES = re.compile(r"(cpu|cuda|mps|xpu)(:\d+)?")  # torch devices that hold data (not meta)
@@ -21,17 +21,13 @@ _DEVICES = re.compile(r"(cpu|cuda|mps|xpu)(:\d+)?")  # torch devices that hold d
 _BLOCK_ELEMENTS = 1 << 26
 
 
-def _check_device(torch: Any, device: str) -> None:
+def _check_device(device: str) -> None:
     """A device this machine does not have, refused in one line: only CUDA was checked, so ``mps`` or ``xpu``
     failed inside torch with a traceback when the item matrix moved there."""
     kind, _, index = device.partition(":")
     if kind == "cpu":
         return
-    if kind == "mps":
-        visible = int(torch.backends.mps.is_available())
-    else:  # cuda, xpu (torch.xpu is absent from older torch)
-        backend = getattr(torch, kind, None)
-        visible = backend.device_count() if backend is not None and backend.is_available() else 0
+    visible = visible_devices(kind)
     if visible <= int(index or 0):
         have = f"{visible} {kind.upper()} device(s) visible" if visible else f"no {kind.upper()} device is visible"
         raise ValueError(f"grounding.options.device '{device}': {have}; use cpu")
@@ -61,7 +57,7 @@ class ExactGrounder:
         import torch
 
         self.options = options or self.Options()
-        _check_device(torch, self.options.device)
+        _check_device(self.options.device)
         self.unique = UniqueVectors.build(item_embeddings)
         self.num_items, self.dim = self.unique.num_items, self.unique.dim
         self._items = torch.from_numpy(self.unique.vectors).to(self.options.device)

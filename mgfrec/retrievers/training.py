@@ -42,6 +42,7 @@ from torch import nn
 from mgfrec import progress
 from mgfrec.config.schema import MGFRecConfig, RetrieverConfig
 from mgfrec.data.prepared import PreparedDataset
+from mgfrec.devices import visible_devices
 from mgfrec.ranking.metrics import history_mask, per_sample, target_ranks
 from mgfrec.retrievers.sequences import (
     SequenceDataModule,
@@ -75,11 +76,11 @@ def lightning_device(device: str) -> tuple[str, Any]:
     if kind == "cpu":
         return kind, 1
     if kind == "mps":
-        if not torch.backends.mps.is_available():
+        if not visible_devices("mps"):
             raise ValueError(f"retriever.device '{device}': no MPS device here; use retriever.device=cpu")
         return kind, 1
     if kind == "cuda":
-        visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        visible = visible_devices("cuda")
         if visible <= (int(index) if index else 0):
             raise ValueError(
                 f"retriever.device '{device}': {visible} CUDA device(s) visible; use retriever.device=cpu"
