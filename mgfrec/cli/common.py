@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.text import Text
 
 from mgfrec.text.terminal import terminal_safe  # noqa: F401 (the CLI modules import it from here)
-from mgfrec.validation import shown_name
+from mgfrec.validation import not_utf8_at, shown_name
 
 # markup=False: titles, paths and messages are data and are printed as they are ("Thriller [explicit]",
 # "mgfrec[serve]"); styled text is built with rich.text.Text instead.
@@ -250,8 +250,6 @@ def check_split(split: str | None) -> None:
 def check_user_id(user: str | None) -> None:
     """``--user`` named in one line when it holds bytes that are not UTF-8 (a Latin-1 terminal's): it was "'utf-8'
     codec can't encode ...", naming no flag, and in chat only once the model had loaded."""
-    from mgfrec.validation import not_utf8_at
-
     if user is not None and (at := not_utf8_at(user)) is not None:
         raise ValueError(f"--user {user!r}: not valid UTF-8 text (character {at})")
 

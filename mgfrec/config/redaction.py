@@ -55,7 +55,7 @@ _NOT_SECRET = frozenset({"max", "num", "tokens", "new", "env", "header", "path",
 def redacted(config: MGFRecConfig) -> dict[str, Any]:
     """The config as plain data with the values of secret fields (see :func:`is_secret_field`) replaced."""
 
-    return _scrub(config.model_dump(mode="json"))
+    return scrubbed(config.model_dump(mode="json"))
 
 
 def with_secrets_of(loaded: MGFRecConfig, source: MGFRecConfig) -> MGFRecConfig:
@@ -76,21 +76,16 @@ def redacted_value(field: str, value: Any) -> Any:
     """``value`` of the dotted ``field`` as it may be shown or recorded: a secret field's value, URL credentials
     and secret query parameters, and secret keys inside a mapping replaced by ``<redacted>``."""
     last = field.split(".")[-1]
-    return _scrub({last: value})[last]
+    return scrubbed({last: value})[last]
 
 
 def scrubbed(node: Any) -> Any:
-    """Plain data (a manifest's source options, a record) as it may be written or shown: secret fields' values and
-    URL credentials replaced by ``<redacted>``, as in a resolved ``config.yaml``."""
-    return _scrub(node)
-
-
-def _scrub(node: Any) -> Any:
-    """Plain data with secret fields' values and URL credentials replaced by ``<redacted>``."""
+    """Plain data (a config's dump, a manifest's source options, a record) as it may be written or shown: secret
+    fields' values and URL credentials replaced by ``<redacted>``, as in a resolved ``config.yaml``."""
     if isinstance(node, dict):
-        return {k: (REDACTED if is_secret_field(str(k)) and v else _scrub(v)) for k, v in node.items()}
+        return {k: (REDACTED if is_secret_field(str(k)) and v else scrubbed(v)) for k, v in node.items()}
     if isinstance(node, (list, tuple)):
-        return [_scrub(v) for v in node]
+        return [scrubbed(v) for v in node]
     if isinstance(node, str):  # credentials inside a URL: https://user:pass@host, https://TOKEN@host, ?key=
         return _URL_AUTHORITY.sub(_scrub_url, node)
     return node

@@ -203,8 +203,8 @@ class UserAgentConfig(Section):
         for field in ("backend", "model"):  # a key pasted into the wrong field was echoed and recorded in run.json
             if looks_like_key(getattr(self, field)):
                 raise ValueError(
-                    f"{field} looks like an API key, not a {'backend' if field == 'backend' else 'model'} name (not "
-                    "shown); put the key in the environment variable that user_agent.api_key_env names"
+                    f"{field} looks like an API key, not a {field} name (not shown); put the key in the environment "
+                    "variable that user_agent.api_key_env names"
                 )
         return self
 
