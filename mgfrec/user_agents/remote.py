@@ -25,21 +25,16 @@ Redirects are not followed: the SDKs followed them to any host, with ``X-Api-Key
 
 from __future__ import annotations
 
-import base64
-import datetime
-import email.utils
-import functools
 import json
 import os
 import queue
-import sys
 import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, wait
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit, urlunsplit
+from urllib.parse import quote, quote_plus
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -53,6 +48,15 @@ from mgfrec.user_agents.base import (
 )
 from mgfrec.user_agents.cache import cache_key
 from mgfrec.user_agents.prompt import prompt_builder
+from mgfrec.user_agents.transport import (
+    MAX_RETRY_AFTER_S,
+    check_base_url,
+    deadline_stream,
+    http_library,
+    retry_after_s,
+    shown_url,
+    url_secrets,
+)
 from mgfrec.validation import refuse_redacted
 
 
@@ -158,60 +162,6 @@ def _work(
         idle.release()  # free for the next job: submit() starts no thread while one is
 
 
-MAX_RETRY_AFTER_S = 60.0
-"""The longest ``Retry-After`` the SDK is let wait for; a response asking a longer one (a quota spent for the hour)
-is not retried: the request fails at once, its message saying what the server asked."""
-
-
-def _http_library(obj: Any) -> Any:
-    """The HTTP library an SDK object comes from (``httpx``, or ``httpx2`` in recent SDKs)."""
-    return sys.modules[type(obj).__module__.partition(".")[0]]
-
-
-@functools.cache
-def _deadline_stream(lib: Any) -> type:
-    """A response body stream of HTTP library ``lib`` that raises its ``ReadTimeout`` once an attempt's deadline
-    has passed, between chunks: the per-read timeout never fires while a server sends a byte at a time."""
-
-    class DeadlineStream(lib.SyncByteStream):  # type: ignore[misc, name-defined]
-        def __init__(self, inner: Any, deadline: float, request: Any, timeout_s: float, length: int | None):
-            self._inner, self._deadline, self._request, self._timeout_s = inner, deadline, request, timeout_s
-            self._length = length
-
-        def __iter__(self) -> Any:
-            received = 0
-            for chunk in self._inner:
-                received += len(chunk)
-                whole = self._length is not None and received >= self._length  # arrived: never thrown away
-                if not whole and time.monotonic() > self._deadline:
-                    raise lib.ReadTimeout(
-                        f"the response took longer than user_agent.timeout_s={self._timeout_s}", request=self._request
-                    )
-                yield chunk
-
-        def close(self) -> None:
-            self._inner.close()
-
-    return DeadlineStream
-
-
-def _retry_after_s(headers: Any) -> float | None:
-    """The wait a response asks for: ``retry-after-ms``, else ``retry-after`` in seconds or as an HTTP date (the
-    ``anthropic`` SDK waits for a date an hour ahead too); None when it asks none."""
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        try:
-            return float(headers.get(name)) / scale
-        except (TypeError, ValueError):
-            continue
-    try:
-        when = email.utils.parsedate_to_datetime(headers.get("retry-after") or "")
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.timezone.utc)
-    return (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
-
-
 MIN_SCRUBBED_KEY = 8
 """Keys at least this long are scrubbed from error text; shorter ones are placeholders, not secrets."""
 
@@ -234,7 +184,7 @@ class RemoteChatAgent:
         cls._model_of(cfg)
         cls._key_of(cfg)
         refuse_redacted(cfg.base_url, "user_agent.base_url")  # a URL's password read back from a run's config.yaml
-        _check_base_url(cfg.base_url)
+        check_base_url(cfg.base_url)
 
     @classmethod
     def _model_of(cls, cfg: UserAgentConfig) -> str:
@@ -270,7 +220,7 @@ class RemoteChatAgent:
         self._secret = key  # kept only to scrub it from error text
         self._prompt = prompt_builder(cfg.prompt)
         self._attempts = threading.local()
-        _check_base_url(cfg.base_url)
+        check_base_url(cfg.base_url)
         try:
             self._client = self._make_client(key, {"request": [self._count_attempt], "response": [self._on_response]})
         except Exception as exc:
@@ -365,12 +315,12 @@ class RemoteChatAgent:
 
     def _on_response(self, response: Any) -> None:
         # Called by the SDK's HTTP client with each response, before its body is read, in the worker thread.
-        lib = _http_library(response)
+        lib = http_library(response)
         deadline = getattr(self._attempts, "started", time.monotonic()) + self.cfg.timeout_s
         length = response.headers.get("content-length")
         length = int(length) if length and length.isdigit() else None
-        response.stream = _deadline_stream(lib)(response.stream, deadline, response.request, self.cfg.timeout_s, length)
-        asked = _retry_after_s(response.headers) if response.status_code >= 400 else None
+        response.stream = deadline_stream(lib)(response.stream, deadline, response.request, self.cfg.timeout_s, length)
+        asked = retry_after_s(response.headers) if response.status_code >= 400 else None
         if asked is not None and asked > MAX_RETRY_AFTER_S:
             # no retry at all: the server asked to be left alone for longer than a command waits (both SDKs obey
             # x-should-retry; the anthropic one waited any Retry-After, silently)
@@ -507,48 +457,3 @@ class RemoteChatAgent:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _check_base_url(url: str | None) -> None:
-    """Refuse a ``user_agent.base_url`` that is no http(s) URL with a host, in one line that does not show it (a
-    key pasted into it, ``https://apikey:sk-...``, was quoted by the HTTP library's traceback as a bad port)."""
-    if url is None:
-        return
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises for a port that is not a number
-    except ValueError:
-        parts = None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UserAgentError(
-            "user_agent.base_url is not a usable URL (not shown: it may hold a key); write it as "
-            "http(s)://host[:port]/path"
-        )
-
-
-def shown_url(url: str) -> str:
-    """``url`` with its password and query string replaced: ``https://bob:***@host/v1?***``; a user name given
-    without a password (``https://sk-TOKEN@host``, a token in the user name) is replaced whole: ``***@host``."""
-    parts = urlsplit(url)
-    userinfo, at, host = parts.netloc.rpartition("@")
-    if at:
-        name, colon, _ = userinfo.partition(":")
-        userinfo = f"{name}:***" if colon else "***"
-    netloc = f"{userinfo}{at}{host}"
-    return urlunsplit(parts._replace(netloc=netloc, query="***" if parts.query else ""))
-
-
-def url_secrets(url: str) -> list[str]:
-    """The parts of ``url`` that may be credentials (its password, a user name given without one, its query
-    string), longest first; with user information, also the ``Authorization: Basic`` value an HTTP client makes
-    of it (base64 of ``user:password``), which a server may echo back in an error."""
-    parts = urlsplit(url)
-    name = parts.username if parts.password is None else ""
-    found = [parts.password or "", name or "", parts.query, *(v for _, v in parse_qsl(parts.query))]
-    if parts.username is not None:
-        for user, password in {
-            (parts.username, parts.password or ""),
-            (unquote(parts.username), unquote(parts.password or "")),
-        }:
-            found.append(base64.b64encode(f"{user}:{password}".encode()).decode())
-    return sorted({f for f in found if len(f) >= 4}, key=len, reverse=True)
