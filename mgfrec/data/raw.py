@@ -74,6 +74,10 @@ class ReadReport:
         return {name: rep.to_dict() for name, rep in self.files.items()}
 
 
+# `data prepare` has --skip-bad; the demo, which prepares its own data, takes the field through --set.
+SKIP_HINT = "pass --skip-bad, or --set data.skip_bad=true to the demo, to skip and count such rows"
+
+
 class RowPolicy:
     """Either stop at the first bad row (the default) or skip it and count it (``--skip-bad``)."""
 
@@ -82,7 +86,7 @@ class RowPolicy:
 
     def bad(self, report: FileReport, reason: str, where: str, detail: str) -> None:
         if not self.skip_bad:
-            raise BadInputError(f"{where}: {detail} (pass --skip-bad to skip and count such rows)")
+            raise BadInputError(f"{where}: {detail} ({SKIP_HINT})")
         report.drop(reason, f"{where}: {detail}")
 
 

@@ -687,3 +687,12 @@ def test_a_key_given_as_a_backend_is_one_line_that_never_shows_it(prepared, tmp_
         one_error(code, output, *words)
         assert "TAILSECRET" not in output, output
     assert not (tmp_path / "o").exists()
+
+
+def test_a_bad_row_met_by_the_demo_names_the_demos_way_to_skip_it(tmp_path):
+    """The demo prepares its own data but has no --skip-bad: the hint named that flag only (review s26)."""
+    raw = write(tmp_path / "raw", ITEMS, LOG + b"u2,i1,yesterday\n")
+    code, output = invoke("demo", "--data", raw, "--out", tmp_path / "demo")
+    one_error(code, output, "interactions.csv:7:", "--set data.skip_bad=true")
+    code, output = invoke("data", "prepare", raw, "--out", tmp_path / "out")
+    one_error(code, output, "interactions.csv:7:", "--skip-bad")
