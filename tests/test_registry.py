@@ -616,6 +616,31 @@ def test_an_entry_point_group_typo_is_named_not_silent(tmp_path):
 
 
 @pytest.mark.reliability
+def test_an_unclosed_section_header_is_named_not_silent(tmp_path):
+    """`[mgfrec.user_agent` (no closing bracket) as the file's first header: importlib.metadata drops that line and
+    every entry point under it without a word, so the plugin vanished and `--user-agent mine` guessed another name
+    (review s26). Both `plugins list` and the unknown-name error now say which line hides it."""
+    import os
+
+    fake_dist(tmp_path, "s27open", "[mgfrec.user_agent\nmine = pkg.mod:Mine\n\n[console_scripts]\ntool = pkg:main\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    listed = subprocess.run(
+        [sys.executable, "-m", "mgfrec.cli.main", "plugins", "list", "--kind", "user_agent"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert listed.returncode == 0, listed.stderr
+    said = " ".join(listed.stderr.split())
+    assert "warning: s27open 1.0 declares mine in its entry_points.txt under the line '[mgfrec.user_agent'" in said
+    assert "no section header" in said and "the group is 'mgfrec.user_agent'" in said
+    code = "from mgfrec.registry import registry\nregistry().get('user_agent', 'mine')"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    message = proc.stderr.strip().splitlines()[-1]
+    assert "unknown user_agent 'mine'" in message and "under the line '[mgfrec.user_agent'" in message, message
+
+
+@pytest.mark.reliability
 def test_an_engine_without_constraints_is_refused_when_the_config_loads():
     # it was refused when the first rollout began (after the recall fit), named by its class, with no word on
     # how a plugin engine supports constrained turns

@@ -103,10 +103,17 @@ class StrayGroup:
     names: tuple[str, ...]
     origin: str  # distribution "name version"
     closest: str | None  # the group meant, when one is close: "mgfrec.grounder"
+    unclosed: bool = False  # a header line without its closing bracket: everything under it is dropped unread
 
     def describe(self) -> str:
         kinds = ", ".join(KINDS)
         meant = f"the group is '{self.closest}'" if self.closest else f"groups are mgfrec.<kind>: {kinds}"
+        if self.unclosed:
+            return (
+                f"{self.origin} declares {', '.join(self.names)} in its entry_points.txt under the line "
+                f"'{self.group}', which is no section header (a header is [group], closed), so nothing under it is "
+                f"read; {meant}"
+            )
         return (
             f"{self.origin} declares {', '.join(self.names)} under the entry-point group '{self.group}', which mgfrec "
             f"does not read; {meant}"
@@ -119,6 +126,7 @@ def stray_groups() -> list[StrayGroup]:
     unknown name declared in one says where it went). Reads package metadata only."""
     known = [GROUP_PREFIX + kind for kind in KINDS]
     found: dict[tuple[str, str], list[str]] = {}
+    unclosed: list[tuple[str, list[str], str]] = []
     for dist in metadata.distributions():
         try:
             origin = dist_origin(dist)
@@ -126,17 +134,43 @@ def stray_groups() -> list[StrayGroup]:
         except Exception:  # noqa: BLE001 - another package's damaged metadata is not this check's to report
             continue
         for ep in points:
-            if ep.group in known or not ep.group.lower().startswith("mgfrec"):
+            if ep.group in known or not ep.group.strip().lower().startswith("mgfrec"):
                 continue
             names = found.setdefault((ep.group, origin), [])
             if ep.name not in names:
                 names.append(ep.name)
+        unclosed.extend((line, names, origin) for line, names in _unclosed_headers(_entry_points_file(dist)[1]))
     stray = []
     for (group, origin), names in sorted(found.items()):
-        normal = group.lower().replace("_", ".").replace("-", ".")
-        close = difflib.get_close_matches(normal, known, n=1, cutoff=0.75)
-        stray.append(StrayGroup(group, tuple(sorted(names)), origin, close[0] if close else None))
+        stray.append(StrayGroup(group, tuple(sorted(names)), origin, _closest(group, known)))
+    for line, names, origin in unclosed:
+        stray.append(StrayGroup(line, tuple(sorted(set(names))), origin, _closest(line, known), unclosed=True))
     return stray
+
+
+def _closest(group: str, known: list[str]) -> str | None:
+    normal = group.strip(" \t[]").lower().replace("_", ".").replace("-", ".")
+    close = difflib.get_close_matches(normal, known, n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
+def _unclosed_headers(text: str) -> list[tuple[str, list[str]]]:
+    """``[mgfrec.user_agent`` lines (no closing bracket) and the names declared under each. importlib.metadata
+    reads such a line as a value; before any good header it drops it and every entry point under it without a
+    word (after one, the file fails to parse and :func:`installed_entries` names it)."""
+    found: list[tuple[str, list[str]]] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("["):
+            if not line.endswith("]") and line[1:].strip().lower().startswith("mgfrec"):
+                found.append((line, []))
+                continue
+            if line.endswith("]"):
+                found.append(("", []))  # a good header ends the unclosed one's names
+                continue
+        if found and found[-1][0] and "=" in line and not line.startswith(("#", ";")):
+            found[-1][1].append(line.split("=", 1)[0].strip())
+    return [(line, names) for line, names in found if line]
 
 
 def _add(table: dict[str, dict[str, Entry]], entry: Entry) -> None:
