@@ -163,9 +163,11 @@ def _run_demo(
                 }
             if name == "bigrec":
                 update["options"] = dict(options.bigrec)
-            if name in FIT_OVERHEAD and options.baseline_seconds is not None:
+            # a hybrid without the SASRec run trains its own collaborative side: the same caps as SASRec's
+            capped = name in FIT_OVERHEAD or own_collaborative(name, baselines)
+            if capped and options.baseline_seconds is not None:
                 update["max_seconds"] = options.baseline_seconds
-            if name in FIT_OVERHEAD and name != "bigrec" and options.baseline_steps is not None:
+            if capped and name != "bigrec" and options.baseline_steps is not None:
                 update["max_steps"] = options.baseline_steps
             cfg = config.model_copy(update={"retriever": config.retriever.model_copy(update=update)})
             result = stage(name, lambda cfg=cfg, run_dir=run_dir: fit_baseline(ds, cfg, run_dir))
@@ -200,16 +202,23 @@ def _run_demo(
     return DemoResult(out, report, written, seconds)
 
 
+def own_collaborative(name: str, baselines: Sequence[str]) -> bool:
+    """Whether the demo's ``name`` trains a collaborative model of its own: a hybrid fitted without the SASRec
+    run to blend (``--baselines pop,hybrid``). It gets SASRec's caps and SASRec's place in the estimate."""
+    return name == "hybrid" and "sasrec" not in baselines
+
+
 def estimate_seconds(baselines: Sequence[str], options: DemoOptions) -> dict[str, float]:
     """Each stage's expected wall time on 2 idle cores (an upper bound where a time cap holds the stage). A learned
     baseline without a time cap is left out: its time is its epochs', which the data set's size decides (300 s
     each was counted, 5x what the shared CDs data took)."""
     stages = {"prepare": FIXED_SECONDS["prepare"], "index": FIXED_SECONDS["index"]}
     for name in baselines:
-        if name in FIT_OVERHEAD:
+        if name in FIT_OVERHEAD or own_collaborative(name, baselines):
             if not options.baseline_seconds:
                 continue
-            stages[name] = options.baseline_seconds + FIT_OVERHEAD[name]
+            stages[name] = options.baseline_seconds + FIT_OVERHEAD.get(name, FIT_OVERHEAD["sasrec"])
+            stages[name] += FIXED_SECONDS.get(name, 0.0)
         else:
             stages[name] = FIXED_SECONDS.get(name, 30.0)
     if options.agent:
@@ -225,7 +234,8 @@ def estimate_line(baselines: Sequence[str], options: DemoOptions) -> str:
 
     stages = estimate_seconds(baselines, options)
     total = sum(stages.values())
-    uncapped = [name for name in baselines if name in FIT_OVERHEAD and name not in stages]
+    learned = [name for name in baselines if name in FIT_OVERHEAD or own_collaborative(name, baselines)]
+    uncapped = [name for name in learned if name not in stages]
     agent = "; then SFT, GRPO, evaluation, figures" if options.agent else ""
     limits = [
         f"{options.baseline_steps} steps" if options.baseline_steps else "",

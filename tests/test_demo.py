@@ -343,3 +343,17 @@ def test_the_estimate_counts_no_made_up_time_for_uncapped_baselines():
     assert "plus the training of sasrec, gru4rec, caser (no time cap)" in line and "17 min" not in line
     capped = estimate_line(names, DemoOptions(agent=False))
     assert "plus the training" not in capped and "capped at 300 steps or 60 s each" in capped
+
+
+def test_a_hybrid_without_the_sasrec_run_trains_its_own_under_the_demos_caps(tmp_path):
+    """`--baselines pop,hybrid`: the hybrid trains its own SASRec, which ran every epoch the config allowed while
+    the opening line said the demo's caps held (review s26). It now stops at the step cap, and the estimate counts
+    its training."""
+    from mgfrec.demo import estimate_line
+
+    options = DemoOptions(agent=False, eval_samples=None, baseline_steps=3)
+    cfg = load_config(None, [*TINY[:1], "retriever.max_epochs=40", "retriever.patience=40"])
+    run_demo(cfg, tmp_path, baselines=("pop", "hybrid"), options=options, say=lambda _: None)
+    epochs = (tmp_path / "hybrid" / "collaborative" / "metrics.csv").read_text().strip().splitlines()[1:]
+    assert 1 <= len(epochs) <= 2, epochs  # 340 training samples, batch 256: two steps an epoch, three at most
+    assert "plus the training of hybrid" in estimate_line(["pop", "hybrid"], DemoOptions(baseline_seconds=None))
