@@ -156,7 +156,8 @@ def sweep(
     failed = [r["cell"] for r in rows if r["status"] != "finished"]
     if failed:
         console.print(
-            f"{len(failed)} cell(s) failed: {', '.join(failed)}; see {out_dir / 'sweep.json'}; run again to retry",
+            f"{len(failed)} cell(s) failed: {', '.join(failed)} (each one's error is above and in "
+            f"{out_dir / 'sweep.json'}); fix what it names and run the same command again: finished cells are kept",
             highlight=False,
             markup=False,
         )

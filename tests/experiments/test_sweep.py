@@ -360,6 +360,10 @@ def test_cli_sweep_with_the_documented_flags(tmp_path, monkeypatch):
     ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1, result.output  # one cell failed: the exit code says so
+    # "run again to retry" was said of errors a retry repeats (a bad value in a cell): what to do is fix it first
+    closing = " ".join(result.output.split())
+    assert "1 cell(s) failed: agent.max_groundings=9 (each one's error is above and in" in closing
+    assert "fix what it names and run the same command again: finished cells are kept" in closing
     assert fake.calls == [1, 3, 6, 9]
     assert seen["init"] == str(tmp_path / "sft") and seen["splits"] == ("valid",)
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [f"agent.max_groundings={g}" for g in (1, 3, 6, 9)]
