@@ -154,7 +154,7 @@ def _same_config(run_dir: Path, cfg: MGFRecConfig, ignore: tuple[str, ...] = ())
         written = load_config(path)  # a field added since it was written: its value of before (WRITTEN_BEFORE)
     except (OSError, ValueError, yaml.YAMLError) as exc:
         raise ValueError(f"{path}: cannot read the finished fit's config ({exc}); delete {run_dir}") from None
-    changed = {k: v for k, v in _changes(written, cfg).items() if k not in ignore}
+    changed = _changes(written, cfg, ignore)
     if changed:
         raise ValueError(
             f"{run_dir}: holds a finished fit made with another config ({_differences(changed)}); delete the "
@@ -177,11 +177,12 @@ def _comparable(cfg: MGFRecConfig) -> dict[str, Any]:
     return dump
 
 
-def _changes(before: MGFRecConfig, now: MGFRecConfig) -> dict[str, tuple[Any, Any]]:
+def _changes(before: MGFRecConfig, now: MGFRecConfig, ignore: tuple[str, ...] = ()) -> dict[str, tuple[Any, Any]]:
     """``{field: (old, new)}`` for the fields in which two cell configs differ, compared as :func:`_comparable`
-    writes them; empty when they are the same config."""
+    writes them, ``ignore`` left out; empty when they are the same config."""
     a, b = flat_fields(_comparable(before)), flat_fields(_comparable(now))
-    return {k: (a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
+    keys = sorted((a.keys() | b.keys()) - set(ignore))
+    return {k: (a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k)}
 
 
 def _differences(changed: Mapping[str, tuple[Any, Any]], shown: int = 4) -> str:
@@ -320,10 +321,12 @@ def _refuse_stale(
     configs: Mapping[str, MGFRecConfig] | None = None,
     inputs: Mapping[str, Any] | None = None,
     shown: Mapping[str, Any] | None = None,
+    ignore: tuple[str, ...] = (),
 ) -> None:
     """Refuse a rerun that would skip a finished cell, or continue a failed or killed one from its folder, made
     under another config or other runner settings: its numbers would be reported as this sweep's. An entry
-    without a recorded digest (an older sweep.json) is not compared on it."""
+    without a recorded digest (an older sweep.json) is not compared on it. ``ignore``: fields a cell's fit derives
+    itself, left out where its ``config.yaml`` decides (with ``--init``, ``retriever.model`` is the init's)."""
     stale: dict[str, list[str]] = {"config": [], "settings": [], "inputs": []}
     changes: dict[str, dict[str, tuple[Any, Any]] | None] = {}  # a stale cell's fields that differ, where known
     for name, entry in record.get("cells", {}).items():
@@ -334,7 +337,7 @@ def _refuse_stale(
         if entry.get("config", digests[name]) != digests[name]:
             # an earlier mgfrec's digest (its config had fewer fields): the cell's own config.yaml decides
             written = _cell_config(out / name) if configs and name in configs else None
-            changes[name] = None if written is None else _changes(written, configs[name])
+            changes[name] = None if written is None else _changes(written, configs[name], ignore)
             if changes[name] != {}:
                 stale["config"].append(name)
         elif entry.get("settings", settings) != settings:
@@ -426,7 +429,9 @@ def _run_cells(
     settings_digest = _digest({k: v for k, v in settings.items() if k != "inputs"})
     record = read_sweep(out)
     shown = shown_settings(settings)
-    _refuse_stale(out, record, digests, settings_digest, dict(configs), inputs, shown)
+    fit = settings.get("fit")
+    derived = ("retriever.model",) if isinstance(fit, Mapping) and fit.get("init") is not None else ()
+    _refuse_stale(out, record, digests, settings_digest, dict(configs), inputs, shown, derived)
     new_grid = shown_grid(grid)  # no secret reaches sweep.json
     if record.get("grid") not in (None, {}, new_grid):  # (a new sweep's record has an empty grid: no note)
         say(

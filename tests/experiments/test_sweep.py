@@ -668,6 +668,33 @@ def test_a_cell_made_by_an_earlier_mgfrec_is_named_so_and_reused_with_the_settin
 
 
 @pytest.mark.reliability
+def test_with_init_a_cells_own_recall_model_is_no_config_change(tmp_path):
+    """With --init a fit writes the init's retriever.model into its config.yaml. A cell whose digest differed (an
+    earlier mgfrec's) was then judged by that field too: refused as "the base --config or --set changed:
+    retriever.model ..." (review s26), where without --init the same cell is reused as one of an earlier mgfrec."""
+    import yaml
+
+    grid = {"agent.max_groundings": [1]}
+    settings = {"fit": {"init": str(tmp_path / "sft")}}
+    run_sweep(MGFRecConfig(), grid, tmp_path, FakeCells(), settings=settings)
+    cell = tmp_path / "agent.max_groundings=1"
+    write_resolved(cell_config(MGFRecConfig(), grid_cells(grid)[0]), cell)
+    old = yaml.safe_load((cell / "config.yaml").read_text(encoding="utf-8"))
+    del old["agent"]["max_feedback_tokens"]  # as an mgfrec without the field wrote it
+    old["retriever"]["model"] = "sasrec" if MGFRecConfig().retriever.model != "sasrec" else "hybrid"  # the init's
+    (cell / "config.yaml").write_text(yaml.safe_dump(old), encoding="utf-8")
+    record = json.loads((tmp_path / "sweep.json").read_text(encoding="utf-8"))
+    record["cells"]["agent.max_groundings=1"]["config"] = "0123456789abcdef"  # that mgfrec's digest
+    (tmp_path / "sweep.json").write_text(json.dumps(record), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"by an earlier mgfrec, without agent.max_feedback_tokens; ") as err:
+        run_sweep(MGFRecConfig(), grid, tmp_path, FakeCells(), settings=settings)
+    assert "retriever.model" not in str(err.value)
+    again = FakeCells()
+    rows = run_sweep(load_config(None, ["agent.max_feedback_tokens=null"]), grid, tmp_path, again, settings=settings)
+    assert again.calls == [] and [r["status"] for r in rows] == ["finished"]
+
+
+@pytest.mark.reliability
 def test_a_second_sweep_into_a_running_sweeps_folder_is_refused(tmp_path):
     # two sweeps on one --out both exited 0, each training the same cells into the same folders at once
     import subprocess
