@@ -83,9 +83,11 @@ def build(
     cfg = run(lambda: _config(config, set_, embedder, model, grounder, device, batch_size))
     report = run(lambda: _prepare(_dataset(data), cfg, progress=not as_json)).report
     if report["titles_sharing_a_vector"]:
+        cased = report["titles_differing_only_in_case"]
+        case = f"; {cased:,} of them differ from another only in letter case" if cased else ""
         console.print(
             f"note: {report['titles_sharing_a_vector']:,} distinct titles share their vector with another title (the "
-            f"embedder reads them alike{_why_alike(cfg)}); each such group grounds and ranks as one",
+            f"embedder reads them alike{_why_alike(cfg)}{case}); each such group grounds and ranks as one",
             highlight=False,
             markup=False,
             soft_wrap=True,

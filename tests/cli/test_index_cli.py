@@ -117,6 +117,24 @@ def test_titles_the_embedder_reads_alike_are_counted_and_noted(tmp_path):
     assert "emoji-only titles" in flat(result.stderr)  # MiniLM's reasons, for the built-in embedder
 
 
+def test_titles_that_differ_only_in_case_are_counted_and_named_so(tmp_path):
+    """MiniLM lower-cases: "Abbey Road" and "ABBEY ROAD" share a vector, and the note gave only the [UNK] reasons,
+    neither of which applied (review s26)."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    titles = ["Abbey Road", "ABBEY ROAD", "🎸🎶🔥", "🎺🎷", "Kind of Blue"]
+    (raw / "items.csv").write_text("item_id,title\n" + "".join(f"i{n},{t}\n" for n, t in enumerate(titles)))
+    log = "".join(f"u{n % 2},i{n},{n}\n" for n in range(len(titles)))
+    (raw / "interactions.csv").write_text("user_id,item_id,timestamp\n" + log)
+    assert invoke("data", "prepare", raw, "--out", tmp_path / "prepared").exit_code == 0
+    result = invoke("index", "build", tmp_path / "prepared", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["titles_sharing_a_vector"], report["titles_differing_only_in_case"]) == (4, 2)
+    assert "4 distinct titles share" in flat(result.stderr)
+    assert "2 of them differ from another only in letter case" in flat(result.stderr)
+
+
 def test_the_shared_vector_note_gives_minilms_reasons_only_for_the_built_in_embedder():
     from mgfrec.cli.index import _why_alike
     from mgfrec.config.schema import MGFRecConfig
