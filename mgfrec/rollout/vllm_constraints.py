@@ -28,9 +28,24 @@ from vllm.v1.sample.logits_processor import AdapterLogitsProcessor
 from mgfrec.rollout.base import AllowedTokens, TokenConstraint, allowed_offsets
 
 EXTRA_ARG = "mgfrec_constraint"
-CONSTRAINTS: dict[int, tuple[TokenConstraint, dict[AllowedTokens, torch.Tensor]]] = {}
-"""Key -> (the row's constraint, the mask cache of its generate call); filled and emptied by the engine."""
 _keys = itertools.count()
+
+
+class _Request:
+    """One request's constraint, the mask cache of its generate call, and how many of its output tokens the
+    constraint has been fed. The count lives here, not in the per-row processor: vLLM drops a request from its
+    batch when it is preempted or not scheduled for a step and adds it back later with the tokens of before,
+    which a fresh count fed to the constraint a second time (a grammar error inside vLLM's step, or a silently
+    wrong state)."""
+
+    __slots__ = ("cache", "constraint", "seen")
+
+    def __init__(self, constraint: TokenConstraint, cache: dict[AllowedTokens, torch.Tensor]):
+        self.constraint, self.cache, self.seen = constraint, cache, 0
+
+
+CONSTRAINTS: dict[int, _Request] = {}
+"""Key -> the request's constraint state; filled and emptied by the engine."""
 
 
 def register(constraints: Sequence[TokenConstraint | None]) -> list[int | None]:
@@ -42,7 +57,7 @@ def register(constraints: Sequence[TokenConstraint | None]) -> list[int | None]:
             keys.append(None)
             continue
         key = next(_keys)
-        CONSTRAINTS[key] = (c, cache)
+        CONSTRAINTS[key] = _Request(c, cache)
         keys.append(key)
     return keys
 
@@ -56,19 +71,20 @@ def release(keys: Sequence[int | None]) -> None:
 class _Row:
     """One request's per-row processor: advance the constraint by the new output tokens, then offset the row."""
 
-    def __init__(self, constraint: TokenConstraint, cache: dict[AllowedTokens, torch.Tensor]):
-        self.constraint, self.cache, self.seen = constraint, cache, 0
+    def __init__(self, request: _Request):
+        self.request = request
 
     def __call__(self, output_ids: list[int], logits: torch.Tensor) -> torch.Tensor:
-        for tok in output_ids[self.seen :]:
+        request = self.request
+        for tok in output_ids[request.seen :]:
             if tok < 0:  # vLLM's placeholder for a token still in flight
                 raise RuntimeError(
                     "constrained decoding needs each sampled token before the next step: "
                     "set rollout.options.async_scheduling: false"
                 )
-            self.constraint.advance(tok)
-        self.seen = len(output_ids)
-        return logits + allowed_offsets(self.constraint.allowed(), self.cache, logits)
+            request.constraint.advance(tok)
+            request.seen += 1
+        return logits + allowed_offsets(request.constraint.allowed(), request.cache, logits)
 
 
 class ConstraintLogitsProcessor(AdapterLogitsProcessor):
@@ -81,5 +97,4 @@ class ConstraintLogitsProcessor(AdapterLogitsProcessor):
         key = (params.extra_args or {}).get(EXTRA_ARG)
         if key is None:
             return None
-        constraint, cache = CONSTRAINTS[key]
-        return _Row(constraint, cache)
+        return _Row(CONSTRAINTS[key])  # also when vLLM adds the request back: the same state goes on

@@ -366,7 +366,8 @@ def test_a_huge_bad_value_is_cut_in_the_message(tmp_path):
     folder = write(tmp_path / "data", interactions=b"user_id,item_id,timestamp\nu1,i1,1\nu1,i2," + huge + b"\n")
     with pytest.raises(BadInputError) as err:
         CsvSource().load(folder, skip_bad=False)
-    assert len(str(err.value)) < 300 and "(1,000,000 characters)" in str(err.value)
+    said = str(err.value).replace(str(folder), "")  # the temporary folder's path is as long as the machine makes it
+    assert len(said) < 300 and "(1,000,000 characters)" in said
     folder = write(tmp_path / "ids", interactions=b"user_id,item_id,timestamp\nu1,i1,1\nu1," + huge + b",2\n")
     with pytest.raises(BadInputError, match=r"item_id 'x+\.\.\. \(1,000,000 characters\) is not in the item table"):
         CsvSource().load(folder, skip_bad=False)

@@ -421,3 +421,53 @@ def test_fit_under_constrained_turns_with_the_vllm_engine_is_on_policy(tmp_path)
     verbose = [*command[:3], "--verbose", *command[3:]]
     loud = subprocess.run(verbose, env=env, capture_output=True, text=True, timeout=600)
     assert loud.returncode == 0 and "INFO" in loud.stderr, loud.stderr[-3000:]
+
+
+def test_a_request_vllm_adds_back_is_not_fed_its_tokens_twice(policy, catalogue):
+    """vLLM drops a request from its batch when it is preempted or not scheduled for a step, and adds it back with
+    its output of before. The processor made for the re-added request fed those tokens to the constraint again: a
+    grammar error inside vLLM's step ("token ... is not allowed in phase 'think'"), or a wrong state (review s27).
+    Driven here through vLLM's own batch updates, as its model runner sends them."""
+    from vllm import SamplingParams
+    from vllm.v1.sample.logits_processor.state import BatchUpdateBuilder
+
+    from mgfrec.agent.constraints import TurnConstraint, TurnGrammar
+    from mgfrec.rollout import vllm_constraints as vc
+
+    model, tokenizer = policy
+    width = model.config.vocab_size
+    grammar = TurnGrammar(tokenizer, width)
+    titles = list(catalogue[:3])
+    constraint = TurnConstraint(grammar, grammar.trie(titles), grammar.trie(titles), budget=64, max_think_tokens=4)
+    [key] = vc.register([constraint])
+    params = SamplingParams(extra_args={vc.EXTRA_ARG: key})
+    processor = vc.ConstraintLogitsProcessor(None, torch.device("cpu"), False)
+    output: list[int] = []  # vLLM's list of a request's output tokens, shared by reference
+    noise = torch.Generator().manual_seed(0)
+
+    def batch(*, add: bool = False, remove: bool = False, size: int = 1) -> None:
+        update = BatchUpdateBuilder()
+        if remove:
+            update.removed_append(0)
+        if add:
+            update.added.append((0, params, None, output))
+        processor.update_state(update.get_and_reset(size))
+
+    def step() -> None:
+        logits = processor.apply(torch.zeros(1, width))
+        output.append(int(torch.argmax(logits[0] + torch.rand(width, generator=noise))))
+
+    try:
+        batch(add=True)
+        for _ in range(3):
+            step()
+        batch(remove=True, size=0)  # preempted, or not scheduled this step
+        batch(add=True)  # back, with the three tokens of before
+        for _ in range(3):
+            step()
+        replayed = constraint.fresh()
+        for token in output[:-1]:  # the last one is fed at the next step
+            replayed.advance(token)
+        assert constraint.allowed() == replayed.allowed()
+    finally:
+        vc.release([key])
