@@ -3,8 +3,11 @@
 :func:`collate` right-pads every trajectory to the longest one. All tensors are ``[B, T]`` and aligned to
 ``input_ids``: ``old_logprobs[b, i]`` and ``action_mask[b, i]`` describe token ``input_ids[b, i]``, whose
 log-prob the model's logits at position ``i - 1`` give (the loss shifts; nothing here does). Padding has
-``attention_mask`` 0, ``action_mask`` False and ``old_logprobs`` 0.0. Sequences are never truncated: a
-cut would drop part of a turn the reward was computed on, so a too-long batch is an error.
+``attention_mask`` 0, ``action_mask`` False and ``old_logprobs`` 0.0. No policy token is ever cut: a cut would
+drop part of a turn the reward was computed on, so a too-long batch is an error. What follows a trajectory's
+last policy token (the observation a trajectory stopped by a budget ends with) is left out: it carries no loss
+and, the model being causal, changes no earlier log-prob, but it went past ``max_context`` (the loop checks
+each turn's budget, not the observation after the last one): an index error in a model with learned positions.
 
 This module does not compute log-probs, advantages or the loss.
 """
@@ -63,7 +66,7 @@ def collate(
     the model's logits width)."""
     if not trajectories:
         raise ValueError("collate needs at least one trajectory")
-    ids = [t.token_ids() for t in trajectories]
+    ids = [t.token_ids()[: _last_policy_token(t)] for t in trajectories]
     lengths = [len(x) for x in ids]
     longest = max(lengths)
     if max_length is not None and longest > max_length:
@@ -84,8 +87,8 @@ def collate(
         n = len(row)
         input_ids[b, :n] = torch.tensor(row, dtype=torch.long)
         attention[b, :n] = 1
-        action[b, :n] = torch.tensor(traj.action_mask(), dtype=torch.bool)
-        old[b, :n] = torch.tensor(traj.logprobs(), dtype=torch.float32)
+        action[b, :n] = torch.tensor(traj.action_mask()[:n], dtype=torch.bool)
+        old[b, :n] = torch.tensor(traj.logprobs()[:n], dtype=torch.float32)
     index = table = None
     if any(t.constrained for t in trajectories):
         if vocab_size is None:
@@ -93,7 +96,7 @@ def collate(
         index = torch.full((batch, width), -1, dtype=torch.long)
         rows: dict[AllowedSet, int] = {}
         for b, traj in enumerate(trajectories):
-            for t, s in enumerate(traj.allowed_sets()):
+            for t, s in enumerate(traj.allowed_sets()[: lengths[b]]):
                 if s is not None:
                     index[b, t] = rows.setdefault(s, len(rows))
         table = allowed_masks(list(rows), vocab_size)
@@ -107,3 +110,12 @@ def collate(
         index,
         table,
     )
+
+
+def _last_policy_token(traj: Trajectory) -> int:
+    """The length of ``traj`` up to and with its last policy token (all of it when it has none)."""
+    mask = traj.action_mask()
+    for i in range(len(mask) - 1, -1, -1):
+        if mask[i]:
+            return i + 1
+    return len(mask)

@@ -212,3 +212,24 @@ def test_a_prompt_too_long_for_the_context_ends_alone(environment, tiny_policy):
     assert by_length[long].response_length == 0 and by_length[long].end_reason == "length_limit"
     assert by_length[short].response_length > 0
     assert all(t.end_reason is not None for t in result.trajectories)
+
+
+def test_a_trajectory_stopped_for_context_is_trained_within_it(environment, tiny_policy):
+    """The loop checks each turn's budget against max_context, not the observation after the last turn, which
+    stayed in the trajectory training scored: past the model's positions (an index error where positions are
+    learned) (review s27). collate leaves out what follows the last policy token, which carries no loss."""
+    from mgfrec.agent.batching import collate
+
+    model, tokenizer = tiny_policy
+    samples = [RolloutSample(("Nevermind",), ("Thriller", "Rumours"), sample_id="rock")]
+    prompt = len(first_prompts(samples, tokenizer)[0])
+    turn = "<think>" + " ".join(["Kind"] * 25) + "</think><ground>Thriller</ground>"
+    engine = ScriptedEngine(tokenizer, lambda context, j: turn, split_at=("<think>", "</think>", "<ground>"))
+    agent = AgentConfig(decoding="free", max_groundings=6, max_new_tokens_per_turn=64, max_new_tokens_total=512)
+    result = rollout(engine, environment, samples, agent=agent, max_context=prompt + 64)
+    [traj] = result.trajectories
+    assert traj.end_reason == "length_limit" and len(traj) > prompt + 64  # its last observation goes past
+    batch = collate([traj], tokenizer.pad_token_id)
+    last = max(i for i, m in enumerate(traj.action_mask()) if m) + 1
+    assert batch.lengths.tolist() == [last] and batch.input_ids.shape[1] == last <= prompt + 64
+    assert batch.action_mask[0].sum() == sum(traj.action_mask())  # no policy token left out
