@@ -158,7 +158,10 @@ class TurnGrammar:
             text = tokenizer.decode([i], skip_special_tokens=False)
             if "<" in text or ">" in text or not text:
                 unsafe.add(i)
-            elif not text.strip():
+            elif not text.strip() or "\ufffd" in text:
+                # "\ufffd": one byte of a character that takes several (byte-level vocabularies). Two such bytes
+                # can make a whitespace character (NBSP, U+3000), which a token alone does not show: a thought of
+                # them passed the grammar and was empty to the parser (a format error). Not first, then.
                 blank.add(i)
         self.unsafe = frozenset(unsafe)
         self.blank = frozenset(blank)

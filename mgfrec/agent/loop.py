@@ -275,8 +275,11 @@ def grammar_for(engine: RolloutEngine) -> TurnGrammar:
     """The engine's :class:`TurnGrammar`, built once per engine (scanning the vocabulary once)."""
     grammar = getattr(engine, "_turn_grammar", None)
     if grammar is None or grammar.tokenizer is not engine.tokenizer:
-        model = getattr(engine, "model", None)
-        width = getattr(getattr(model, "config", None), "vocab_size", None)
+        # the logits' width, which a padded vocabulary (Qwen2.5's) makes wider than the tokenizer: an engine's
+        # own vocab_size (vllm's, which holds no model here), else its model's; the padded ids are never allowed
+        width = getattr(engine, "vocab_size", None)
+        if width is None:
+            width = getattr(getattr(getattr(engine, "model", None), "config", None), "vocab_size", None)
         grammar = TurnGrammar(engine.tokenizer, width)
         engine._turn_grammar = grammar  # type: ignore[attr-defined]
     return grammar

@@ -195,6 +195,9 @@ class VLLMEngine:
     def __init__(self, model: Any, tokenizer: Any, options: VLLMEngine.Options | None = None):
         self.options = options or VLLMEngine.Options()
         self.tokenizer = tokenizer
+        # the logits' width (a padded vocabulary is wider than the tokenizer): the turn grammar bans the padded ids
+        # as the hf engine's does (mgfrec.agent.loop.grammar_for), which read it from a model this engine lacks
+        self.vocab_size: int | None = getattr(getattr(model, "config", None), "vocab_size", None)
         self._tmp: str | None = None
         # load_weights checks names and shapes against these first: a failed reload inside vLLM leaves its
         # model half-replaced (parameters on the meta device) and the engine unusable

@@ -212,6 +212,39 @@ def test_a_strong_recall_prior_answers_the_recall_lists_first_title_with_exact_l
     assert torch.allclose(restricted[mask], batch.old_logprobs[mask], atol=1e-4)
 
 
+@pytest.mark.parametrize("space", ["\u00a0", "\u3000", "\u2003"])
+def test_a_thought_of_whitespace_bytes_is_not_a_turn(grammar, tiny_policy, space):
+    """Each byte of a multi-byte whitespace character decodes alone to U+FFFD, so the "first thought token is not
+    whitespace" rule let them through: `<think>NBSP</think><answer>...` passed the grammar and was an empty thought
+    to the parser, a format error (-0.5) under constrained turns (review s27). Such a byte cannot come first."""
+    _, tokenizer = tiny_policy
+    ids = tokenizer.encode(space, add_special_tokens=False)
+    assert len(ids) > 1 and all("\ufffd" in tokenizer.decode([i]) for i in ids)  # bytes, as the review found
+    turn = [*grammar.think_open, *ids, *grammar.think_close, *grammar.answer_open]
+    turn += [*grammar.title_ids("Kind of Blue"), *grammar.answer_close]
+    assert parse_turn(tokenizer.decode(turn, skip_special_tokens=False)).error  # what the grammar must rule out
+    c = TurnConstraint(grammar, grammar.trie(SHOWN), grammar.trie(SHOWN), can_ground=False, budget=64)
+    with pytest.raises(ValueError, match="not allowed"):
+        c.replay(turn)
+    later = [*grammar.think_open, *tokenizer.encode("x", add_special_tokens=False), *ids, *grammar.think_close]
+    c.fresh().replay([*later, *grammar.answer_open, *grammar.title_ids("Kind of Blue"), *grammar.answer_close])
+
+
+def test_the_grammar_of_an_engine_without_a_model_bans_a_padded_vocabularys_ids(tiny_policy):
+    """The vllm engine holds no model, so its grammar was as wide as the tokenizer: the ids of a padded vocabulary
+    (Qwen2.5's logits are wider than its tokenizer) were allowed in thoughts there and banned by the hf engine
+    (review s27). An engine's own vocab_size now decides."""
+    from types import SimpleNamespace
+
+    from mgfrec.agent.loop import grammar_for
+
+    _, tokenizer = tiny_policy
+    padded = len(tokenizer) + 64
+    grammar = grammar_for(SimpleNamespace(tokenizer=tokenizer, vocab_size=padded))
+    assert grammar.vocab_size == padded and set(range(len(tokenizer), padded)) <= grammar.unsafe
+    assert padded - 1 not in grammar.plain(first=False).offsets(padded).isfinite().nonzero().flatten().tolist()
+
+
 def test_recall_prior_needs_constrained_decoding():
     with pytest.raises(ValueError, match="recall_prior needs decoding: constrained"):
         AgentConfig(decoding="free", recall_prior=1.0)

@@ -85,8 +85,9 @@ def _assert_logprobs_match(model, prompts, out, temperature):
             assert torch.allclose(torch.tensor(g.logprobs), expected, atol=ATOL), (g.logprobs, expected)
 
 
-def test_is_a_rollout_engine(engine):
+def test_is_a_rollout_engine(engine, policy):
     assert isinstance(engine, RolloutEngine)
+    assert engine.vocab_size == policy[0].config.vocab_size  # the logits' width, for the turn grammar
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7, 0.0])
