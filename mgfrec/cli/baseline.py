@@ -93,7 +93,15 @@ def fit(
             for k, v in values.items()
             if v is not None and k not in _NOT_TRAINING and k not in read
         ]
-        if given and not getattr(cls, "reads_training_settings", True):
+        reused = cfg.retriever.model == "hybrid" and (cfg.retriever.options or {}).get("collaborative_run")
+        if given and reused:  # nothing is trained: the reused run's model is blended as it is
+            console.print(
+                f"note: {', '.join(given)}: the hybrid blends the fitted run retriever.options.collaborative_run "
+                "as it is and trains nothing, so they change nothing",
+                highlight=False,
+                soft_wrap=True,
+            )
+        elif given and not getattr(cls, "reads_training_settings", True):
             console.print(
                 f"note: {', '.join(given)}: retriever '{cfg.retriever.model}' does not read retriever.* training "
                 "settings, so they change nothing; its own options are set with --set retriever.options.<field>=...",

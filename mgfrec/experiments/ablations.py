@@ -160,6 +160,9 @@ def _derive(
     with plugins_of_run(run_dir):  # a derived run names only components that exist, a missing plugin's package
         check_components(cfg, source=f"{source} of {run_dir}")
     out.mkdir(parents=True, exist_ok=True)
+    # results of an earlier derivation belong to another config: cleared first, so that a derive cut short after
+    # its new run.json never leaves them beside it (result_for_run would take them for this config's)
+    clear_results(out)
     cfg = keep_run_prompts(cfg, out)  # its own copies, as a trained run's
     write_resolved(cfg, out)
     extra = {
@@ -183,5 +186,4 @@ def _derive(
             extra=extra,
         ),
     )
-    clear_results(out)  # results of an earlier derivation belong to another config
     return out

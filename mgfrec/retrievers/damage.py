@@ -26,12 +26,19 @@ DAMAGE = (
 )
 
 
+# torch's RuntimeErrors that mean a damaged or foreign model.pt (a truncated file, a state dict of another shape);
+# any other RuntimeError (a device's) is not the file's
+TORCH_DAMAGE = ("PytorchStreamReader", "Error(s) in loading state_dict", "size mismatch")
+
+
 @contextlib.contextmanager
 def damaged_run_files(run_dir: str | Path, model: str) -> Iterator[None]:
     """Turn what a damaged file of a baseline run raises into one line naming the run and the remedy."""
     try:
         yield
-    except DAMAGE as exc:
+    except (*DAMAGE, RuntimeError) as exc:
+        if isinstance(exc, RuntimeError) and not any(mark in str(exc) for mark in TORCH_DAMAGE):
+            raise
         if isinstance(exc, ValidationError):
             what = validation_text(exc, whole="value", limit=3)
         else:

@@ -25,6 +25,7 @@ from mgfrec.config.components import plugins_named
 from mgfrec.config.load import is_user_config, keep_user_config, write_resolved
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
+from mgfrec.locks import only_one_in
 from mgfrec.ranking.evaluator import rank_targets
 from mgfrec.ranking.metrics import per_sample
 from mgfrec.registry import Registry, registry, with_registry
@@ -80,6 +81,15 @@ def _fit_into(
 ) -> FitResult:
     """:func:`fit_baseline` after its checks: set an earlier fit aside, fit, write the run (or put it back)."""
     out.mkdir(parents=True, exist_ok=True)
+    # two fits into one folder at once set each other's files aside: one failed, or both said "finished" over
+    # the other's model
+    with only_one_in(out, "mgfrec baseline fit"):
+        return _fit_locked(ds, config, out, reg, name, own)
+
+
+def _fit_locked(
+    ds: PreparedDataset, config: MGFRecConfig, out: Path, reg: Registry, name: str, own: tuple[str, ...]
+) -> FitResult:
     keep_user_config(out)  # a --config given as OUT/config.yaml stays, as config.user.yaml
     # An earlier fit's files (its run.json, model, evaluation) are set aside, not deleted: none can be mistaken
     # for this fit's, and a fit that fails puts them back (a failed command loses nothing).

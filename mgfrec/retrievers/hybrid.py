@@ -94,6 +94,7 @@ class HybridRetriever:
             raise ValueError(f"{ds.root}: the valid split is empty; the hybrid tunes its weight on valid samples")
         created = None
         if options.collaborative_run is not None:
+            _check_reused(Path(options.collaborative_run), Path(out))
             collaborative = _load_collaborative(Path(options.collaborative_run), ds, options.collaborative)
             created = _fit_stamp(Path(options.collaborative_run))
         else:
@@ -125,19 +126,32 @@ class HybridRetriever:
             "options": options.model_dump(mode="json"),
         }
         (Path(out) / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
-        return cls(collaborative, content, weight, options)
+        hybrid = cls(collaborative, content, weight, options)
+        if options.collaborative_run is None:
+            # the side it trained says why training ended (a cap, early stopping, Ctrl-C: "user", which stops a
+            # longer command such as sft or the demo) and its best epoch; run.json records both, as for SASRec
+            for mark in ("stopped", "stop_signal", "best_epoch"):
+                setattr(hybrid, mark, getattr(collaborative, mark, None))
+        return hybrid
 
     @classmethod
     def load(cls, run_dir: Path, ds: PreparedDataset) -> HybridRetriever:
         path = Path(run_dir) / STATE_FILE
         if not path.is_file():
             raise FileNotFoundError(f"{path}: missing; fit with 'mgfrec baseline fit --model hybrid'")
-        state = json.loads(path.read_text(encoding="utf-8"))
+        from mgfrec.runs import read_json_object
+
+        again = "fit the hybrid again (mgfrec baseline fit --model hybrid)"
+        state = read_json_object(path, again)  # a list or a number there was a TypeError traceback
         options = HybridOptions.model_validate(state["options"])
+        weight = state.get("weight")
+        # a weight outside [0, 1] (an edit) ranked by -6 cf + 7 content without a word; null was a traceback
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 <= weight <= 1.0:
+            raise ValueError(f"{path}: field weight {weight!r} is not a content share in [0, 1]; {again}")
         cls.check_current(run_dir)
         collaborative = _load_collaborative(_collaborative_dir(run_dir, state, options), ds, options.collaborative)
         content = LastTitleRetriever(item_embeddings(ds, run_embedding_config(run_dir)), options.content)
-        return cls(collaborative, content, float(state["weight"]), options)
+        return cls(collaborative, content, float(weight), options)
 
     @classmethod
     def check_current(cls, run_dir: str | Path) -> None:
@@ -174,6 +188,25 @@ def _fit_stamp(run_dir: Path) -> str | None:
     from mgfrec.runs import RUN_FILE, read_run_info
 
     return read_run_info(run_dir).created if (run_dir / RUN_FILE).is_file() else None
+
+
+def _check_reused(run_dir: Path, out: Path) -> None:
+    """A ``collaborative_run`` must be a finished baseline run (its ``run.json`` says which model and data set, and
+    dates the fit the hybrid's staleness check compares), and not the hybrid's own ``--out``, whose files the fit
+    has just set aside."""
+    from mgfrec.runs import PREVIOUS_FIT, RUN_FILE
+
+    if run_dir.resolve() in (out.resolve(), (out / PREVIOUS_FIT).resolve()):
+        raise ValueError(
+            f"retriever.options.collaborative_run: {run_dir} is the hybrid's own --out; give the run folder of a "
+            "fitted baseline, or leave it unset to fit the collaborative side inside the hybrid's run"
+        )
+    if run_dir.is_dir() and not (run_dir / RUN_FILE).is_file():
+        raise ValueError(
+            f"retriever.options.collaborative_run: {run_dir} holds no {RUN_FILE} (not a finished baseline run: its "
+            "model and data set cannot be checked, a pop model's counts from another split among them); give a "
+            "folder made by mgfrec baseline fit"
+        )
 
 
 def _load_collaborative(run_dir: Path, ds: PreparedDataset, name: str) -> Any:

@@ -11,6 +11,9 @@ Refitting a run folder (:func:`mgfrec.retrievers.fit.fit_baseline`) deletes its 
 
 from __future__ import annotations
 
+import os
+import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -58,22 +61,60 @@ def recall_lists(
     path = recall_file(run_dir, split)
     frame = ds.split(split)
     if path.is_file():
-        with np.load(path) as cached:
-            if (
-                str(cached["data_checksum"]) == ds.checksum
-                and int(cached["size"]) >= min(size, ds.num_items)
-                and np.array_equal(cached["sample_id"], frame["sample_id"].to_numpy())
-            ):
-                return cached["items"][:, :size].copy()  # a stable top-k's prefix is the smaller top-k
+        # a hybrid whose reused collaborative run was fitted again refuses (check_current), as loading it does:
+        # its cached lists came from the old model, and sft trained on them without a word
+        _check_current(Path(run_dir))
+        cached = _cached(path, ds, frame["sample_id"].to_numpy(), size)
+        if cached is not None:
+            return cached
     if retriever is None:
         retriever = load_retriever(run_dir, ds)
     # Copies: arrays read from parquet are read-only, which torch warns about when wrapping them.
     items = top_items(retriever, [np.array(h, dtype=np.int64) for h in frame["history"]], ds.num_items, size)
-    np.savez(
-        path,
-        items=items,
-        sample_id=frame["sample_id"].to_numpy(),
-        data_checksum=np.asarray(ds.checksum),
-        size=np.asarray(min(size, ds.num_items)),
-    )
+    # through a temporary file: np.savez writes in place, and a kill mid-write left a file no later run could read
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(
+                fh,
+                items=items,
+                sample_id=frame["sample_id"].to_numpy(),
+                data_checksum=np.asarray(ds.checksum),
+                size=np.asarray(min(size, ds.num_items)),
+            )
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
     return items
+
+
+def _cached(path: Path, ds: PreparedDataset, sample_ids: np.ndarray, size: int) -> np.ndarray | None:
+    """The lists of ``path`` when they fit (data, size, samples); None when they do not or cannot be read (a
+    damaged file is computed again and replaced)."""
+    try:
+        with np.load(path) as cached:
+            if (
+                str(cached["data_checksum"]) == ds.checksum
+                and int(cached["size"]) >= min(size, ds.num_items)
+                and np.array_equal(cached["sample_id"], sample_ids)
+            ):
+                return cached["items"][:, :size].copy()  # a stable top-k's prefix is the smaller top-k
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        pass
+    return None
+
+
+def _check_current(run_dir: Path) -> None:
+    """The run's retriever's own ``check_current(run_dir)``, where it has one (see :func:`load_retriever`)."""
+    from mgfrec.registry import RegistryError, registry
+    from mgfrec.runs import RUN_FILE, read_run_info
+
+    if not (run_dir / RUN_FILE).is_file():
+        return
+    try:
+        cls = registry().load("retriever", read_run_info(run_dir).model)
+    except RegistryError:
+        return  # loading it names the problem
+    check = getattr(cls, "check_current", None)
+    if check is not None:
+        check(run_dir)

@@ -92,6 +92,17 @@ def test_errors_name_the_flag_or_the_model(data, tmp_path):
     assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()
 
 
+def test_training_flags_of_a_hybrid_that_reuses_a_run_get_a_note(data, tmp_path):
+    """A hybrid blending a fitted run trains nothing: --lr and --max-steps changed nothing, without a word."""
+    pop = invoke("baseline", "fit", "--model", "pop", "--data", data, "--out", tmp_path / "pop")
+    assert pop.exit_code == 0, pop.output
+    reused = f"retriever.options={{collaborative: pop, collaborative_run: {tmp_path / 'pop'}}}"
+    args = ("baseline", "fit", "--model", "hybrid", "--data", data, "--out", tmp_path / "hybrid", "--set", reused)
+    result = invoke(*args, "--lr", 0.5, "--max-steps", 3)
+    assert result.exit_code == 0, result.output
+    assert "note: --lr, --max-steps: the hybrid blends the fitted run" in flat(result.output)
+
+
 def test_training_flags_a_model_does_not_read_get_a_note(data, tmp_path):
     """pop, last-title and bigrec took --max-epochs, --lr, --seed ... and silently changed nothing."""
     result = invoke(

@@ -246,3 +246,21 @@ def test_a_derived_run_keeps_its_own_copy_of_the_trained_runs_template(tmp_path)
     assert moved == str((tmp_path / "moved" / "prompts" / "recommendation_agent.txt").resolve())
     again = invoke(str(run), str(tmp_path / "moved"), "--ablation", "no-recall")  # a derived run, derived again
     assert again.exit_code == 2 and "template file not found" in again.output  # the trained run's file is gone
+
+
+def test_a_derive_cut_short_leaves_no_earlier_results_beside_its_new_config(runs, tmp_path, monkeypatch):
+    """A derive into a folder derived before cleared the earlier evaluation last, after the new config.yaml: cut
+    short in between, the old results sat beside the new config, and a report took them for it (review s27)."""
+    from mgfrec.experiments import ablations
+
+    out = tmp_path / "again"
+    assert invoke(str(runs / "run"), str(out), "--ablation", "no-feedback").exit_code == 0
+    (out / "eval_test.json").write_text("{}")  # the earlier derivation's stored result
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ablations, "write_run_info", killed)
+    with pytest.raises(KeyboardInterrupt):
+        ablations.derive_variant_run(runs / "run", "answer-first", out)
+    assert not (out / "eval_test.json").exists()

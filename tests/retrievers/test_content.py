@@ -177,3 +177,62 @@ def test_hybrid_weights_must_be_shares_and_valid_samples_must_exist(synth, tmp_p
         fit_baseline(empty_valid, _config("hybrid", tmp_path, "retriever.options={collaborative: pop}"), tmp_path / "h")
     with pytest.raises(ValueError, match="bigrec cannot be a hybrid's collaborative side"):
         fit_baseline(synth, _config("hybrid", tmp_path, "retriever.options={collaborative: bigrec}"), tmp_path / "h2")
+
+
+@pytest.mark.reliability
+def test_a_hybrid_records_why_its_own_collaborative_side_stopped(synth, tmp_path):
+    """The SASRec a hybrid trains said why it stopped (a cap, Ctrl-C) and the hybrid dropped it: run.json had no
+    `stopped`, and a hybrid recall run stopped by Ctrl-C inside sft neither stopped sft nor was refitted on a
+    rerun (review s27)."""
+    result = fit_baseline(synth, _config("hybrid", tmp_path, "retriever.max_steps=1"), tmp_path / "run")
+    assert result.retriever.stopped == "step cap"
+    extra = json.loads((tmp_path / "run" / "run.json").read_text())["extra"]
+    assert extra["stopped"] == "step cap" and "best_epoch" in extra
+
+
+@pytest.mark.reliability
+def test_a_stale_hybrids_cached_recall_lists_are_refused(synth, tmp_path):
+    """recall_lists checked the cache's data and samples only: after the reused collaborative run was fitted
+    again, sft trained on lists of the old model without a word, where loading the hybrid refuses (review s27)."""
+    from mgfrec.retrievers.recall import recall_file, recall_lists
+
+    fit_baseline(synth, _config("pop", tmp_path), tmp_path / "pop")
+    cfg = _config(
+        "hybrid", tmp_path, f"retriever.options={{collaborative: pop, collaborative_run: {tmp_path / 'pop'}}}"
+    )
+    fit_baseline(synth, cfg, tmp_path / "hybrid")
+    first = recall_lists(synth, "valid", 10, tmp_path / "hybrid")
+    assert recall_file(tmp_path / "hybrid", "valid").is_file()
+    assert np.array_equal(recall_lists(synth, "valid", 10, tmp_path / "hybrid"), first)  # the cache, while current
+    fit_baseline(synth, _config("pop", tmp_path, "retriever.seed=3"), tmp_path / "pop")  # refitted after tuning
+    with pytest.raises(ValueError, match=r"was fitted again .* fit the hybrid again"):
+        recall_lists(synth, "valid", 10, tmp_path / "hybrid")
+
+
+def test_a_damaged_recall_cache_is_computed_again(synth, tmp_path):
+    """np.savez wrote in place: a kill mid-write left a file every later run failed on (BadZipFile traceback)."""
+    from mgfrec.retrievers.recall import recall_file, recall_lists
+
+    fit_baseline(synth, _config("pop", tmp_path), tmp_path / "pop")
+    first = recall_lists(synth, "valid", 10, tmp_path / "pop")
+    path = recall_file(tmp_path / "pop", "valid")
+    path.write_bytes(path.read_bytes()[:100])
+    assert np.array_equal(recall_lists(synth, "valid", 10, tmp_path / "pop"), first)
+    assert np.array_equal(np.load(path)["items"][:, :10], first)  # replaced whole
+    assert not list((tmp_path / "pop").glob("*.tmp"))
+
+
+@pytest.mark.reliability
+def test_a_reused_collaborative_folder_must_be_a_finished_run_other_than_out(synth, tmp_path):
+    """A folder without run.json skipped the model and data checks (pop counts of another split were blended, and
+    its staleness never checked); the hybrid's own --out was "no saved sasrec model" (review s27)."""
+    fit_baseline(synth, _config("hybrid", tmp_path, "retriever.options={collaborative: pop}"), tmp_path / "h1")
+    own = tmp_path / "h1" / "collaborative"  # a hybrid's own side: no run.json
+    cfg = _config("hybrid", tmp_path, f"retriever.options={{collaborative: pop, collaborative_run: {own}}}")
+    with pytest.raises(ValueError, match=r"collaborative_run: .* holds no run.json"):
+        fit_baseline(synth, cfg, tmp_path / "h2")
+    fit_baseline(synth, _config("pop", tmp_path), tmp_path / "p")
+    cfg = _config("hybrid", tmp_path, f"retriever.options={{collaborative: pop, collaborative_run: {tmp_path / 'p'}}}")
+    with pytest.raises(ValueError, match=r"collaborative_run: .* is the hybrid's own --out"):
+        fit_baseline(synth, cfg, tmp_path / "p")
+    assert (tmp_path / "p" / "run.json").is_file() and (tmp_path / "p" / "popularity.npy").is_file()  # put back

@@ -42,6 +42,11 @@ def damage(path: Path, how: str) -> None:
         path.write_bytes(b"")
     elif how == "garbage":
         path.write_bytes(b"garbage\x00\xff not a saved file")
+    elif how == "truncated":  # a copy cut short: torch's RuntimeError, a traceback before (review s27)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif how.startswith("weight="):  # an edited hybrid.json: null and a list were tracebacks, 7.0 was used
+        state = json.loads(path.read_text(encoding="utf-8"))
+        path.write_text(json.dumps({**state, "weight": json.loads(how[len("weight=") :])}), encoding="utf-8")
     else:
         path.write_text(how, encoding="utf-8")
 
@@ -58,6 +63,11 @@ def damage(path: Path, how: str) -> None:
         ("last-title", "last_title.json", '{"last_n": 0}'),
         ("hybrid", "hybrid.json", '{"weight": 0.5'),
         ("hybrid", "hybrid.json", '{"weight": 0.5}'),
+        ("sasrec", "model.pt", "truncated"),
+        ("hybrid", "hybrid.json", "[0.5]"),
+        ("hybrid", "hybrid.json", "weight=null"),
+        ("hybrid", "hybrid.json", 'weight="abc"'),
+        ("hybrid", "hybrid.json", "weight=7.0"),
     ],
 )
 def test_a_damaged_saved_file_is_one_line_naming_the_run(runs, tmp_path, model, file, how):

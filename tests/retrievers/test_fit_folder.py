@@ -58,3 +58,19 @@ def test_a_plugin_fit_that_returns_no_retriever_is_named(tmp_path):
     assert "retriever 'returns-none' (" in str(err.value) and "_FitReturnsNone" in str(err.value)
     assert "its fit() returned NoneType, not a fitted retriever with scores()" in str(err.value)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.reliability
+def test_a_second_fit_into_a_folder_being_fitted_is_refused(tmp_path):
+    """Two `baseline fit`s into one --out set each other's files aside: one failed with a traceback, or both said
+    "finished" over the other's model (review s27). The folder is locked as the demo's and the sweep's are."""
+    from mgfrec.locks import only_one_in
+
+    ds = cyclic_dataset(tmp_path)
+    out = tmp_path / "run"
+    fit_baseline(ds, load_config(None, ["retriever.model=pop"]), out)
+    before = sorted(p.name for p in out.iterdir())
+    with only_one_in(out, "mgfrec baseline fit"):  # another fit holds it (flock: another open of the folder)
+        with pytest.raises(ValueError, match=r"another mgfrec baseline fit is running in it"):
+            fit_baseline(ds, load_config(None, ["retriever.model=pop"]), out)
+    assert sorted(p.name for p in out.iterdir()) == before  # nothing set aside or lost
