@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -37,10 +38,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
+    items_csv = SHARED / "amazon2023-cds" / "items.csv"
+    if not items_csv.is_file():
+        print(
+            f"error: {items_csv} missing; set MGFREC_SHARED_DATA to the folder holding amazon2023-cds/ "
+            "(default ../shared/data beside the repository)",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    titles = pd.read_csv(SHARED / "amazon2023-cds" / "items.csv", dtype=str, keep_default_na=False)["title"]
+    titles = pd.read_csv(items_csv, dtype=str, keep_default_na=False)["title"]
     texts = list(dict.fromkeys(titles))[: args.titles]
     mean_chars = sum(map(len, texts)) / len(texts)
     config = EmbeddingConfig(model=args.model, device=args.device, dtype=args.dtype)

@@ -19,7 +19,9 @@ For a prepared data set and a baseline run (the recall model, e.g. hybrid), on o
   shown item can do.
 
 Every row after the first is compared with the recall model's own ranking on the same samples (paired
-bootstrap and sign test, as ``mgfrec report`` marks rows).
+bootstrap and sign test, as ``mgfrec report`` marks rows). Titles are embedded as the run was made: with the
+``embedding`` section of its own ``config.yaml`` (mgfrec's defaults only for a run without one); the first line
+says which embedder.
 
     python tools/choice_headroom.py RUN_DIR --split valid --k 10 30
     python tools/choice_headroom.py RUN_DIR --split test --oracle --samples 100   # the demo's test subsample
@@ -33,13 +35,19 @@ Numbers for the synthetic default and CDs are in docs/agent-cpu.md. Runs on the 
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from mgfrec.agent.final_ranking import joint_item_vectors
+from mgfrec.agent.run_config import load_run_config
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.data.protocol import subsample_split
 from mgfrec.data.sources.synthetic import SyntheticOptions
@@ -52,7 +60,43 @@ from mgfrec.retrievers.fit import load_scorer
 from mgfrec.retrievers.recall import top_items
 
 
-def main() -> None:
+def refuse(message: str) -> None:
+    """``error: message`` on stderr, exit code 2: how mgfrec's commands end on a user error."""
+    print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """A missing or wrong run folder, an unknown split, a bad config or component: one ``error:`` line, exit code
+    2 (as mgfrec's commands say them), not a traceback."""
+    from mgfrec.config.load import ConfigError
+    from mgfrec.registry import MissingExtraError, RegistryError, error_message
+    from mgfrec.user_agents.base import UserAgentError
+
+    try:
+        yield
+    except (ConfigError, RegistryError, UserAgentError, MissingExtraError, ValueError, OSError) as exc:
+        refuse(error_message(exc))
+
+
+def check_at_least(values: dict[str, Any], low: float) -> None:
+    """Refuse any of ``values`` (flag -> a number, a list of them or None) below ``low``."""
+    for flag, given in values.items():
+        for value in given if isinstance(given, list) else [given]:
+            if value is not None and not (math.isfinite(value) and value >= low):
+                refuse(f"{flag}: {value}: give a number >= {low:g}")
+
+
+def run_config(run_dir: str | Path) -> tuple[MGFRecConfig, str]:
+    """The config the run was made with (its ``config.yaml``, read as ``mgfrec evaluate`` reads a run's) and
+    where it came from; mgfrec's defaults for a run folder without one."""
+    if (Path(run_dir) / "config.yaml").is_file():
+        return load_run_config(run_dir), f"{Path(run_dir) / 'config.yaml'}"
+    return MGFRecConfig(), "mgfrec's defaults (the run has no config.yaml)"
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", help="a baseline run folder (the recall model)")
     parser.add_argument("--split", default="test")
@@ -80,20 +124,33 @@ def main() -> None:
     parser.add_argument(
         "--text-weight", type=float, default=1.0, help="with --item-vectors: the text part's weight (0: ids only)"
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    check_at_least({"--k": args.k, "--samples": args.samples, "--joined": args.joined}, 1)
+    check_at_least({"--cutoff": args.cutoff, "--text-weight": args.text_weight}, 0)
+    for tau in args.tau:  # the chooser divides the recall scores by it
+        if not (math.isfinite(tau) and tau > 0):
+            refuse(f"--tau: {tau}: give a number > 0")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(1)
     if args.joined and args.item_vectors:
-        raise SystemExit("--joined embeds answer texts: it cannot be combined with --item-vectors")
+        refuse("--joined embeds answer texts: it cannot be combined with --item-vectors")
+    if args.joined and max(args.joined) > max(args.k):
+        refuse(f"--joined {max(args.joined)}: at most the largest --k ({max(args.k)})")
+    with user_errors():
+        headroom(args)
 
+
+def headroom(args: argparse.Namespace) -> None:
     run, frame, hist = recall_split(args.run, args.split, args.samples, args.seed)
     ds = run.ds
+    cfg, source = run_config(args.run)
+    embedder = load_embedder(cfg.embedding)
     tgt = torch.tensor(frame["target"].to_numpy())
-    emb = torch.tensor(cached_item_embeddings(ds, MGFRecConfig().embedding).vectors, dtype=torch.float32)
+    emb = torch.tensor(cached_item_embeddings(ds, cfg.embedding, embedder).vectors, dtype=torch.float32)
     if args.item_vectors:
         model = load_scorer(args.item_vectors).scorer
         if not hasattr(model, "item_vectors"):
-            raise SystemExit(f"--item-vectors: {args.item_vectors} has no item embeddings (a sasrec or hybrid run has)")
+            refuse(f"--item-vectors: {args.item_vectors} has no item embeddings (a sasrec or hybrid run has)")
         emb = joint_item_vectors(emb, model.item_vectors(), args.text_weight)
     scores = run.scorer.scores(hist).float()
     top = top_items(run.scorer, hist, ds.num_items, max(args.k))
@@ -106,7 +163,8 @@ def main() -> None:
 
     line = Rows(args.cutoff, "recall").line
 
-    print(f"{args.run} on {args.split}: {len(hist)} samples")
+    used = f"embedder {cfg.embedding.embedder} ({embedder.model_id}), from {source}"
+    print(f"{args.run} on {args.split}: {len(hist)} samples; {used}")
     line("recall model's own ranking", ranks(scores))
     line("answer = recall top-1, L2 ranking", answer_ranks(top[:, 0]))
     for k in args.k:
@@ -126,7 +184,7 @@ def main() -> None:
             chosen.append(int(cand[int((p.unsqueeze(0) / torch.log2(1 + r)).sum(1).argmax())]))
         line(f"expected-NDCG chooser, top-{k}, tau {tau}", answer_ranks(np.array(chosen)))
     if args.joined:
-        joined_rows(ds, top, args.joined, emb, ranks, line)
+        joined_rows(ds, top, args.joined, emb, ranks, line, embedder)
     if args.oracle:
         oracle_rows(ds, frame, top, args.k, ranks, answer_ranks, line)
 
@@ -164,15 +222,13 @@ class Rows:
         print(f"{name:<{self.width}} {self.label} {values.mean():.4f}  Hit@1 {hit(r, 1).mean():.3f}{vs}")
 
 
-def joined_rows(ds, top, ks, emb, ranks, line) -> None:  # noqa: ANN001
-    """Answers naming the recall top-K titles at once, embedded as one query (the paper's rule), and the mean of
-    their title vectors."""
-    cfg = MGFRecConfig().embedding
-    embedder = load_embedder(cfg)
+def joined_rows(ds, top, ks, emb, ranks, line, embedder) -> None:  # noqa: ANN001
+    """Answers naming the recall top-K titles at once, embedded as one query (the paper's rule) by the run's
+    ``embedder``, and the mean of their title vectors."""
     titles = ds.items["title"].tolist()
     for k in ks:
         if k > top.shape[1]:
-            raise SystemExit(f"--joined {k}: at most the largest --k ({top.shape[1]})")
+            refuse(f"--joined {k}: at most the largest --k ({top.shape[1]})")
         texts = ["; ".join(titles[i] for i in row[:k] if i >= 0) for row in top]
         query = torch.tensor(embedder.encode(texts, query=True), dtype=torch.float32)
         line(f"answer = recall top-{k} titles joined, L2", ranks(-torch.cdist(query, emb)))
@@ -184,9 +240,9 @@ def oracle_rows(ds, frame, top, ks, ranks, answer_ranks, line) -> None:  # noqa:
     """The synthetic generator's Bayes-optimal ranking and the best one-item choices it implies."""
     source = ds.manifest["source"]
     if source["name"] != "synthetic":
-        raise SystemExit(f"--oracle needs a data set prepared from the synthetic source, not {source['name']!r}")
+        refuse(f"--oracle needs a data set prepared from the synthetic source, not {source['name']!r}")
     if ds.manifest["protocol"]["history_length"] < source["params"]["max_length"] - 1:
-        raise SystemExit("--oracle needs whole histories: prepare with data.history_length >= max_length - 1")
+        refuse("--oracle needs whole histories: prepare with data.history_length >= max_length - 1")
     world = SyntheticWorld(SyntheticOptions(**source["params"]))
     item_ids = ds.items["item_id"].to_numpy()
     column = {item_id: j for j, item_id in enumerate(world.item_ids)}

@@ -13,7 +13,9 @@ the answer's title) and each row is compared with "ignore" by the report's paire
 * list oracle: the target whenever the returned list holds it, else the recall model's first title (what any
   use of that one list could reach).
 
-It also says how often the returned list holds the target and how often the feedback names it.
+It also says how often the returned list holds the target and how often the feedback names it. The embedder,
+the grounding (its ``top_k``) and the user agent are the run's own, from its ``config.yaml`` (mgfrec's defaults
+only for a run without one); the first lines say which.
 
     python tools/feedback_signal.py runs/demo/hybrid --split test --samples 100
     python tools/feedback_signal.py runs/demo/hybrid --split test --cutoff 10    # NDCG@10 instead of N_full
@@ -29,10 +31,9 @@ import re
 
 import numpy as np
 import torch
-from choice_headroom import Rows, recall_split  # tools/ is on sys.path when a tool runs
+from choice_headroom import Rows, check_at_least, recall_split, run_config, user_errors  # tools/ is on sys.path
 
 from mgfrec.agent.environment import build_environment
-from mgfrec.config.schema import MGFRecConfig
 from mgfrec.grounding.engine import load_grounding
 from mgfrec.ranking.metrics import target_ranks_excluding
 from mgfrec.retrievers.recall import top_items
@@ -53,19 +54,25 @@ def named(feedback: str, closest: bool) -> str | None:
     return found.group(1) if found else None
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", help="a baseline run folder (the recall model)")
     parser.add_argument("--split", default="test")
     parser.add_argument("--samples", type=int, default=None, help="the seeded subsample of this size (as the demo)")
     parser.add_argument("--seed", type=int, default=0, help="seed of --samples (the demo uses data.seed, 0)")
     parser.add_argument("--cutoff", type=int, default=0, help="compare NDCG@CUTOFF (0: no cut-off, the default)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    check_at_least({"--samples": args.samples}, 1)
+    check_at_least({"--cutoff": args.cutoff}, 0)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(1)
+    with user_errors():
+        signal(args)
 
-    cfg = MGFRecConfig()
+
+def signal(args: argparse.Namespace) -> None:
     run, frame, hist = recall_split(args.run, args.split, args.samples, args.seed)
+    cfg, source = run_config(args.run)
     ds = run.ds
     tgt = frame["target"].to_numpy()
     first = top_items(run.scorer, hist, ds.num_items, 1)[:, 0]
@@ -94,6 +101,10 @@ def main() -> None:
     in_list = np.array([t in row for t, row in zip(tgt, lists, strict=True)])
     follow = answers(closest=False)
     print(f"{args.run} on {args.split}: {len(hist)} samples; grounded on the recall model's first title")
+    print(
+        f"embedder {cfg.embedding.embedder} ({grounding.embedder.model_id}), grounder {cfg.grounding.grounder}, "
+        f"user agent {cfg.user_agent.backend}; from {source}"
+    )
     print(f"returned list ({cfg.grounding.top_k} items) holds the target: {in_list.mean():.3f}")
     print(f"feedback names a listed item as suiting: {np.mean([named(f, False) is not None for f in feedback]):.3f}")
     hits = f"{np.mean(follow == tgt):.3f}; the recall model's first title is: {np.mean(first == tgt):.3f}"

@@ -15,7 +15,9 @@ EMB=${2:-bundled:all-MiniLM-L6-v2}
 WORK=${SMOKE_WORK:-/tmp/mgfrec-gpu-smoke}
 DEVICE=${SMOKE_DEVICE:-cuda}  # SMOKE_DEVICE=cpu: a dry run of the script on the CPU (DeepSpeed as deepspeed_stage_N_cpu)
 DS=$([ "$DEVICE" = cpu ] && echo _cpu)
-rm -rf "$WORK" && mkdir -p "$WORK" "$OUT"
+rm -rf "$WORK" && mkdir -p "$WORK" && WORK=$(cd "$WORK" && pwd) || { echo "error: cannot create $WORK" >&2; exit 2; }
+# OUT as an absolute path: the archive is written from inside $WORK (`tools/gpu_smoke.sh runs/gpu-smoke` wrote none)
+mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd) || { echo "error: cannot create OUT folder $OUT" >&2; exit 2; }
 SUMMARY="$OUT/summary.txt"
 : >"$SUMMARY"
 # PYTHONFAULTHANDLER + `timeout -s ABRT`: a stage that runs out of time dumps every thread's Python stack into
@@ -54,7 +56,7 @@ import torch, lightning, transformers
 print(\"torch\", torch.__version__, \"cuda\", torch.version.cuda, torch.cuda.is_available() and torch.cuda.get_device_name(0))
 print(\"lightning\", lightning.__version__, \"transformers\", transformers.__version__)
 import deepspeed; print(\"deepspeed\", deepspeed.__version__)'"
-cat "$WORK/env.log" >>"$SUMMARY"
+[ -f "$WORK/env.log" ] && cat "$WORK/env.log" >>"$SUMMARY"  # absent when SMOKE_ONLY leaves the env stage out
 
 D="$WORK/data"
 stage prepare 120 mgfrec data prepare synthetic --out "$D" "${COMMON[@]}"

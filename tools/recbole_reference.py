@@ -31,7 +31,9 @@ What it does:
      ranking without removing history items (the ``recbole`` convention with pessimistic ties).
 
 The JSON written to ``--out`` holds, per model and seed, the settings, best epoch, the validation curve,
-wall time and every metric (Hit@K, NDCG@K for K in 5, 10, 20).
+wall time and every metric (Hit@K, NDCG@K for K in 5, 10, 20). A later run with the same ``--out`` adds its
+models and seeds to those there (replacing a model and seed run again); an ``--out`` holding results of another
+prepared set is refused, so give each prepared set its own file.
 """
 
 from __future__ import annotations
@@ -51,6 +53,41 @@ import pandas as pd
 
 KS = (5, 10, 20)
 SPLITS = ("train", "valid", "test")
+
+
+# ---------------------------------------------------------------------------------------------- results
+def earlier_runs(out: Path, prepared: Path) -> list[dict]:
+    """The runs ``out`` already holds for ``prepared``; refuses (one line, exit code 2) an ``out`` that is not a
+    results file or that holds another prepared set's results, which rewriting it would lose."""
+    if not out.exists():
+        return []
+    try:
+        old = json.loads(out.read_text(encoding="utf-8"))
+        recorded, runs = old["prepared"], old.get("runs", [])
+        if not isinstance(recorded, str) or not isinstance(runs, list):
+            raise TypeError("'prepared' is not a path or 'runs' not a list")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        refuse(f"--out {out}: not a results file of this tool ({exc}); give another --out")
+    if recorded != str(prepared):
+        refuse(
+            f"--out {out} holds results on the prepared set {recorded}, not {prepared}; give each prepared set its "
+            "own --out"
+        )
+    return runs
+
+
+def write_report(out: Path, report: dict) -> None:
+    """``report`` into ``out`` whole: through a temporary file beside it, so a run stopped while writing leaves
+    the earlier results."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    part = out.with_name(f".{out.name}.part")
+    part.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    os.replace(part, out)
+
+
+def refuse(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 # ----------------------------------------------------------------------------------------------- export
@@ -329,12 +366,18 @@ def main(argv: list[str] | None = None) -> int:
         default=Path("/tmp/recbole-ref"),
         help="atomic files, logs (cwd)",
     )
-    parser.add_argument("--out", type=Path, required=True, help="JSON results file (appended per run)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="JSON results file (appended per run; one prepared set per file)",
+    )
     args = parser.parse_args(argv)
     args.prepared = args.prepared.resolve()
     args.work = args.work.resolve()
     args.out = args.out.resolve()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    runs = earlier_runs(args.out, args.prepared)  # before any work: a refused --out costs nothing
     warnings.filterwarnings("ignore", category=FutureWarning)  # RecBole 1.2.1 on pandas 2.2 / torch 2.x
     manifest = json.loads((args.prepared / "manifest.json").read_text(encoding="utf-8"))
     max_len = args.max_len or int(manifest["protocol"]["history_length"])
@@ -357,20 +400,15 @@ def main(argv: list[str] | None = None) -> int:
         },
         "command": " ".join([sys.executable, *sys.argv]),
         "threads": args.threads,
-        "runs": [],
+        "runs": runs,
     }
-    if args.out.exists():
-        old = json.loads(args.out.read_text(encoding="utf-8"))
-        if old.get("prepared") == report["prepared"]:
-            report["runs"] = old.get("runs", [])
     for model in args.models:
         for seed in args.seeds:
             print(f"=== {model} seed {seed}", flush=True)
             res = run_one(args, model, seed, max_len, args.prepared)
             res["command"] = report["command"]
             report["runs"] = [r for r in report["runs"] if (r["model"], r["seed"]) != (model, seed)] + [res]
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(report, indent=2), encoding="utf-8")
+            write_report(args.out, report)
             t = res["mgfrec_convention"]["test"]
             print(
                 f"{model} seed {seed}: best epoch {res['best_epoch']} of {res['epochs_run']}, "
