@@ -47,8 +47,11 @@ def check_strategy(strategy: str, accelerator: str = "auto") -> None:
             f"deepspeed_stage_3, deepspeed_stage_2_cpu, deepspeed_stage_3_cpu or another of Lightning's: "
             f"{', '.join(sorted(StrategyRegistry.available_strategies()))}"
         )
-    if "fork" in strategy or "spawn" in strategy:  # the fit's process watch and its summary need Lightning's
-        # subprocess launcher (ddp) or torchrun: under fork/spawn a child's failure went unseen, and run.json said 0
+    registered = StrategyRegistry[strategy] if strategy in StrategyRegistry else {}
+    start = registered.get("init_params", {}).get("start_method", "popen")
+    if "fork" in strategy or "spawn" in strategy or start != "popen":  # the fit's process watch and its summary
+        # need Lightning's subprocess launcher (ddp) or torchrun: under fork/spawn a child's failure went unseen, and
+        # run.json said 0 (ddp_notebook forks too: its name says neither)
         raise ValueError(
             f"trainer.strategy (--strategy) {strategy}: mgfrec runs several processes with ddp (or torchrun), not "
             "fork or spawn; give ddp"

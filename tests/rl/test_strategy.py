@@ -74,9 +74,11 @@ def test_fork_and_spawn_strategies_and_nodes_without_a_launcher_are_refused(monk
     # said 0 steps; num_nodes=2 on one machine waited forever in the rendezvous, deaf to signals
     from mgfrec.rl.strategy import NODE_ENVIRONMENT, check_nodes
 
-    for name in ("ddp_fork", "ddp_spawn"):
+    # ddp_notebook and its variants fork too, and their names say neither (review s27: accepted, then the same)
+    for name in ("ddp_fork", "ddp_spawn", "ddp_notebook", "ddp_notebook_find_unused_parameters_true"):
         with pytest.raises(ValueError, match=f"trainer.strategy \\(--strategy\\) {name}: .* give ddp"):
             check_strategy(name)
+    check_strategy("ddp_find_unused_parameters_true")  # popen, as ddp
     for name in NODE_ENVIRONMENT:
         monkeypatch.delenv(name, raising=False)
     check_nodes(1)
