@@ -284,11 +284,8 @@ def run_fit(
         ckpt = out / "checkpoints" / "last.ckpt.old"  # killed while one DeepSpeed folder replaced another
     if options.resume and not ckpt.exists():  # a file, or a folder of shards under DeepSpeed
         raise FileNotFoundError(f"--resume: {ckpt} does not exist; run without --resume to start")
-    if options.resume and ckpt.is_file() and not zipfile.is_zipfile(ckpt):  # torch.save writes a zip archive
-        # it was a traceback from inside trainer.fit, after the finished run's run.json had been retired
-        raise ValueError(
-            f"--resume: {ckpt} is damaged (not a checkpoint torch can read); start a new fit without --resume"
-        )
+    if options.resume and ckpt.is_file():
+        _check_checkpoint(ckpt)
     if not options.resume and (out / "checkpoints").exists():
         held = steps_done(out)
         steps = "steps checkpointed unknown" if held is None else f"{held} step{'s' if held != 1 else ''} checkpointed"
@@ -308,6 +305,13 @@ def run_fit(
             raise ValueError(  # it "finished" at step {done}, with a config.yaml that said otherwise
                 f"--resume: {out}'s checkpoint holds {done} steps already; --max-steps (trainer.max_steps) "
                 f"{cfg.trainer.max_steps} is fewer: give at least {done} (more extends the run)"
+            )
+        elif cfg.trainer.max_steps == done and (out / RUN_FILE).is_file():
+            # a finished run with nothing left to train: the resume retired its run.json and evaluation results,
+            # then trained nothing
+            raise ValueError(
+                f"--resume: {out} finished at {done} steps, which --max-steps (trainer.max_steps) asks for: nothing "
+                "to train, and the run is kept as it is; give more steps to extend it"
             )
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.trainer.seed)
@@ -448,3 +452,17 @@ def run_fit(
         )
     barrier()  # the other processes return once the run folder is complete
     return FitResult(out, module, seconds, extra, main)
+
+
+def _check_checkpoint(ckpt: Path) -> None:
+    """A checkpoint file ``--resume`` can load, tried before anything in the run folder changes: a damaged one
+    (not a zip, or a zip whose pickle is garbage) was an error from inside ``trainer.fit`` ("'utf-8' codec can't
+    decode byte ...", naming no file) after the finished run's ``run.json`` and results had been retired. Its
+    tensors are mapped, not read."""
+    damaged = f"--resume: {ckpt} is damaged (not a checkpoint torch can read); start a new fit without --resume"
+    if not zipfile.is_zipfile(ckpt):  # torch.save writes a zip archive
+        raise ValueError(damaged)
+    try:
+        torch.load(ckpt, map_location="cpu", weights_only=False, mmap=True)
+    except Exception as exc:  # noqa: BLE001 - whatever unpickling a damaged file raises, the file is what to name
+        raise ValueError(f"{damaged} ({type(exc).__name__})") from None
