@@ -252,6 +252,9 @@ def run_sft(
     # everything has loaded: an earlier run's run.json (it marks a finished run) and results go now, not before
     # (a typo in this run's config left the earlier one without them)
     retire_run(out)
+    # the templates it trains on, copied now and read from the copies: copied at the end, a file edited during
+    # training was recorded as the one trained on, and evaluation and `fit --init` prompted with it
+    cfg = keep_run_prompts(cfg, out)
     prompts = AgentPrompts.from_config(cfg.agent)
     max_context = getattr(model.config, "max_position_embeddings", None)
     synth = synthesize(
@@ -288,7 +291,6 @@ def run_sft(
             close()
 
     save_policy(model, tokenizer, out / "policy", preset=preset_name(cfg.policy.model))
-    cfg = keep_run_prompts(cfg, out)  # evaluation reads what it trained on
     write_resolved(cfg, out)
     seconds = time.perf_counter() - started
     extra = {

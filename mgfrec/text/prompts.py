@@ -108,6 +108,17 @@ def load_template(kind: str, path: str | Path | None = None, *, field: str = "")
         raise ValueError(
             f"{source}{where}: a {kind} template must contain {', '.join(f'{{{n}}}' for n in sorted(absent))}"
         )
+    for paragraph in _PARAGRAPH_BREAK.split(text)[::2]:
+        # a paragraph whose optional placeholder has no value (recall off or empty) is left out, and a required
+        # one in it with it: the policy was trained and evaluated without its history, without a word
+        names = set(_PLACEHOLDER.findall(paragraph))
+        if names & required and names & optional:
+            both = ", ".join(f"{{{n}}}" for n in sorted(names & required))
+            some = ", ".join(f"{{{n}}}" for n in sorted(names & optional))
+            raise ValueError(
+                f"{source}{where}: {both} shares a paragraph with {some}, which is left out (with all it holds) "
+                f"when it has no value; put a blank line between them"
+            )
     return Template(kind, text, source)
 
 

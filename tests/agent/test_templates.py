@@ -128,6 +128,20 @@ def test_custom_template_files_are_loaded_and_validated(tmp_path):
     assert rendered == 'H=["{item_list}"] T="t" L=["x"] { spaced } {1}'  # a value is never re-substituted
 
 
+@pytest.mark.reliability
+def test_a_history_sharing_a_paragraph_with_the_optional_recall_is_refused(tmp_path):
+    """A paragraph whose optional placeholder has no value is left out: with {history} and {recall} in one, recall
+    off (or an empty recall list) dropped the user's history too, and the policy trained without it (review s27)."""
+    first = tmp_path / "fp.txt"
+    first.write_text("History:\n{history}\nCandidates:\n{recall}\n\nPick one.\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"fp.txt \(from agent.first_prompt\): \{history\} shares a paragraph with "
+                       r"\{recall\}.*put a blank line between them"):  # fmt: skip
+        AgentPrompts.from_config(AgentConfig(first_prompt=str(first), use_recall=False))
+    first.write_text("History:\n{history}\n\nCandidates:\n{recall}\n\nPick one.\n", encoding="utf-8")
+    prompts = AgentPrompts.from_config(AgentConfig(first_prompt=str(first), use_recall=False))
+    assert prompts.messages(["A", "B"], ["C"])[1]["content"].startswith("History:")
+
+
 def test_encode_prompt_uses_the_chat_template_once(tokenizer):
     messages = build_messages(["Abbey Road"], ["Rumours"])
     ids = encode_prompt(tokenizer, messages)

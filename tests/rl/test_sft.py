@@ -359,3 +359,25 @@ def test_recall_model_beside_recall_run_is_refused(tmp_path):
     assert result.exit_code == 2 and "Traceback" not in text, text
     assert f"--recall-model pop and --recall-run {tmp_path / 'sas'}: the recall lists come from" in text
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.reliability
+def test_the_template_kept_is_the_one_trained_on_when_the_users_file_changes_during_training(setup, tmp_path):
+    """sft read the templates at its start and copied them into the run at its end: a template edited during a
+    long SFT was recorded as the one trained on, and evaluation and `fit --init` prompted with it (review s27)."""
+    from mgfrec.rl.sft import SFTOptions, run_sft
+
+    mine = tmp_path / "mine.txt"
+    mine.write_text(SHORT_SYSTEM, encoding="utf-8")
+    cfg = setup["cfg"].model_copy(
+        update={"agent": setup["cfg"].agent.model_copy(update={"template": str(mine)}), "policy": PolicyConfig()}
+    )
+
+    def say(line: str) -> None:
+        if line.startswith("synthesized"):  # training starts next: the user edits their file
+            mine.write_text("You are someone else now.", encoding="utf-8")
+
+    options = SFTOptions(recall_model="pop", epochs=1, max_train_samples=4, valid_samples=0)
+    run_sft(setup["ds"].root, tmp_path / "run", cfg, options, say=say)
+    kept = (tmp_path / "run" / "prompts" / "recommendation_agent.txt").read_text(encoding="utf-8")
+    assert kept == SHORT_SYSTEM
