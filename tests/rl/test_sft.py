@@ -381,3 +381,16 @@ def test_the_template_kept_is_the_one_trained_on_when_the_users_file_changes_dur
     run_sft(setup["ds"].root, tmp_path / "run", cfg, options, say=say)
     kept = (tmp_path / "run" / "prompts" / "recommendation_agent.txt").read_text(encoding="utf-8")
     assert kept == SHORT_SYSTEM
+
+
+def test_an_answer_is_found_among_shown_titles_however_wordpiece_spaces_it():
+    """preset:tiny-minilm decodes "Sessions, Vol. 4 (Folk)" as "sessions, vol. 4 ( folk )": compared with spaces
+    collapsed only, no answer matched a shown title, and answer_in_shown read 0 at every validation (review s27)."""
+    from mgfrec.eval.policy_eval import _norm
+
+    titles = ["Sessions, Vol. 4 (Folk)", "The Singles 86>98", "Kind of Blue", "Don't Stop"]
+    _, tokenizer = load_policy(PolicyConfig(model="preset:tiny-minilm"), titles, seed=0)
+    for title in titles:
+        decoded = tokenizer.decode(tokenizer.encode(title, add_special_tokens=False))
+        assert _norm(decoded) == _norm(title), (decoded, title)
+    assert _norm("Kind of Blue") != _norm("Kind of Blues")
