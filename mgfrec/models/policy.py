@@ -347,6 +347,14 @@ def load_policy(
             ) from exc
         except SafetensorError as exc:  # a truncated or damaged weights file
             raise OSError(f"policy.model: '{cfg.model}': its weights cannot be read ({exc}); save them again") from None
+        except RuntimeError as exc:  # weights of another shape than config.json says (an edited vocab_size)
+            if "size mismatch" not in str(exc) and "ignore_mismatched_sizes" not in str(exc):
+                raise
+            raise OSError(
+                f"policy.model: '{cfg.model}': its weights do not fit its config.json (a size mismatch); save the "
+                "policy again"
+            ) from None
+        _check_tokenizer_fits(cfg.model, model, tokenizer)
         if tokenizer.pad_token_id is None:  # batched generation pads; many base models ship without a pad
             tokenizer.pad_token = tokenizer.eos_token
     if cfg.gradient_checkpointing:
@@ -367,6 +375,41 @@ def _enable_checkpointing(model: PreTrainedModel, name: str) -> None:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
+def _check_tokenizer_fits(source: str, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
+    """The tokenizer is the model's: no more tokens than its embeddings (a larger one indexed past them: a torch
+    IndexError traceback), and, in a folder :func:`save_policy` wrote, the very tokenizer saved with it (another
+    one of fewer tokens loaded and gave an evaluation of garbage prompts without a word) with its chat template."""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    width = getattr(config, "vocab_size", None)
+    if isinstance(width, int) and len(tokenizer) > width:
+        raise ValueError(
+            f"policy.model: '{source}': its tokenizer has {len(tokenizer)} tokens, more than the model's {width} "
+            "embeddings: the tokenizer files are not this model's"
+        )
+    folder = Path(source)
+    meta_path = folder / POLICY_META
+    if not meta_path.is_file():
+        return
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        meta = None
+    saved = meta.get("vocab_size") if isinstance(meta, dict) else None
+    if isinstance(saved, int) and saved != len(tokenizer):
+        raise ValueError(
+            f"policy.model: {folder}: its tokenizer has {len(tokenizer)} tokens, but {POLICY_META} records {saved} "
+            "(the tokenizer files were replaced): save the policy again"
+        )
+    try:
+        tokenizer.apply_chat_template([{"role": "user", "content": "x"}], tokenize=False)
+    except Exception as exc:  # noqa: BLE001 - jinja's syntax errors, a missing template: the folder's file is at fault
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise ValueError(
+            f"policy.model: {folder}: its chat template cannot be used ({type(exc).__name__}: {first}); save the "
+            "policy again"
+        ) from None
+
+
 def _load_tokenizer(model: str) -> PreTrainedTokenizerBase:
     """A folder written by :func:`save_policy` holds a ``tokenizer.json`` that is the tokenizer: load it as
     is. ``AutoTokenizer`` would pick the model type's tokenizer class (``Qwen2Tokenizer``), which rebuilds
@@ -374,8 +417,10 @@ def _load_tokenizer(model: str) -> PreTrainedTokenizerBase:
     word split into characters). Anything else goes through ``AutoTokenizer``."""
     folder = Path(model)
     if (folder / POLICY_META).is_file():
-        if not (folder / "tokenizer.json").is_file():  # AutoTokenizer made an empty tokenizer of it, silently
-            raise ValueError(f"policy.model: {folder / 'tokenizer.json'}: missing; save the policy again (save_policy)")
+        for name in ("tokenizer.json", "tokenizer_config.json"):  # without the second: no special tokens, and
+            # "the tokenizer has no pad token" (and tiny-items' title tokens) instead of the missing file
+            if not (folder / name).is_file():  # AutoTokenizer made an empty tokenizer of it, silently
+                raise ValueError(f"policy.model: {folder / name}: missing; save the policy again (save_policy)")
         try:
             return PreTrainedTokenizerFast.from_pretrained(folder)
         except Exception as exc:  # noqa: BLE001 - the tokenizers library raises its own types (KeyError, ...)

@@ -117,6 +117,50 @@ def test_a_damaged_saved_policy_is_one_line_naming_it(tiny, tmp_path):
         load_policy(PolicyConfig(model=str(bare)))
 
 
+@pytest.mark.reliability
+def test_a_saved_policy_whose_tokenizer_is_not_its_own_is_one_line_naming_it(tiny, tmp_path):
+    """A saved policy's tokenizer files replaced by another preset's loaded and evaluated garbage prompts without a
+    word; by MiniLM's (more tokens than the embeddings) it was an IndexError traceback; tokenizer_config.json
+    missing said "the tokenizer has no pad token"; a damaged chat template and a config.json whose vocab_size was
+    edited were tracebacks (review s27)."""
+    import json
+    import shutil
+
+    model, tok = tiny
+    good = save_policy(model, tok, tmp_path / "good", preset="tiny")
+    other_model, other_tok = load_policy(PolicyConfig(model="preset:tiny"), TITLES[:2], seed=1)
+    assert len(other_tok) != len(tok)
+    other = save_policy(other_model, other_tok, tmp_path / "other", preset="tiny")
+    cases = {
+        "swapped": (
+            lambda d: [shutil.copy(other / f, d / f) for f in ("tokenizer.json", "tokenizer_config.json")],
+            r"swapped: its tokenizer has \d+ tokens, but mgfrec_policy.json records \d+",
+        ),
+        "wider": (
+            lambda d: [shutil.copy(minilm_dir() / f, d / f) for f in ("tokenizer.json", "tokenizer_config.json")],
+            r"wider': its tokenizer has \d+ tokens, more than the model's \d+ embeddings",
+        ),
+        "no-config": (lambda d: (d / "tokenizer_config.json").unlink(), r"no-config/tokenizer_config.json: missing"),
+        "template": (
+            lambda d: (d / "chat_template.jinja").write_text("{% for m in messages %}{{ m.content }"),
+            r"template: its chat template cannot be used \(TemplateSyntaxError",
+        ),
+        "vocab": (
+            lambda d: (d / "config.json").write_text(
+                json.dumps({**json.loads((d / "config.json").read_text()), "vocab_size": len(tok) + 7})
+            ),
+            r"vocab': its weights do not fit its config.json",
+        ),
+    }
+    for name, (damage, said) in cases.items():
+        folder = tmp_path / name
+        shutil.copytree(good, folder)
+        damage(folder)
+        with pytest.raises((ValueError, OSError), match=said):
+            load_policy(PolicyConfig(model=str(folder)))
+    load_policy(PolicyConfig(model=str(good)))  # the checks pass the folder as saved
+
+
 def test_unknown_preset_and_missing_model_name_the_field(tmp_path):
     with pytest.raises(ValueError, match="policy.model: unknown preset 'preset:huge'.*preset:tiny"):
         load_policy(PolicyConfig(model="preset:huge"))
