@@ -477,6 +477,45 @@ def test_a_plugin_failing_at_run_time_is_one_line_naming_it(tmp_path, error, cod
         assert proc.returncode == 1 and "Traceback" in proc.stderr and "in _lookup" in proc.stderr, proc.stderr
 
 
+@pytest.mark.reliability
+def test_a_plugin_without_a_method_mgfrec_calls_is_one_line_naming_it(tmp_path):
+    """A grounder without search() was a 64-line AttributeError traceback naming no component (review s27)."""
+    source = "class Grounder:\n    approximate = False\n\n    def __init__(self, vectors):\n        self.n = 1\n"
+    site = _plugin_site(tmp_path / "site", "nosearch", source, "nosearch:Grounder")
+    data = tmp_path / "data"
+    from mgfrec.config.schema import DataConfig
+    from mgfrec.data.prepared import prepare
+
+    prepare(DataConfig(source="synthetic", options={"n_users": 20, "n_items": 40, "n_artists": 8}), data)
+    env = {**__import__("os").environ, "PYTHONPATH": str(site)}
+    query = ["index", "query", str(data), "a title", "--grounder", "broken"]
+    proc = subprocess.run([sys.executable, "-m", "mgfrec.cli.main", *query], capture_output=True, text=True, env=env)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    said = " ".join(proc.stderr.split())
+    assert "grounder 'broken' (nosearch:Grounder, from mgfrec-broken 1.0) has no search() method" in said, said
+
+
+def test_a_library_a_plugin_asks_for_is_not_called_its_failure(tmp_path, monkeypatch):
+    """An engine's check_available() raising MissingExtraError ("pip install fancylib") was printed as "... failed:
+    MissingExtraError: ...", which read as a crash of the plugin (review s27)."""
+    from mgfrec.registry import MissingExtraError, plugin_failure, use_registry
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "needslib.py").write_text(
+        "from mgfrec.registry import MissingExtraError\n\n\nclass Engine:\n    @classmethod\n"
+        "    def check_available(cls):\n        raise MissingExtraError('needs fancylib: pip install fancylib')\n"
+    )
+    import needslib
+
+    reg = _fresh()
+    reg.add("rollout_engine", "needslib", needslib.Engine)
+    with use_registry(reg):
+        with pytest.raises(MissingExtraError) as raised:
+            needslib.Engine.check_available()
+        said = plugin_failure(raised.value)
+    assert said is not None and said.endswith("): needs fancylib: pip install fancylib") and "failed" not in said
+
+
 def test_blame_names_the_innermost_plugin_on_the_traceback_and_nobody_else(tmp_path, monkeypatch):
     from mgfrec.registry import blame, use_registry
 

@@ -163,6 +163,7 @@ def rollout(
             out = engine.generate(
                 prompt_ids, max_new_tokens=max(budgets), n=group_size, seed=turn_seed(seed, 0), **sampling
             )
+            _check_generations(engine, out, len(prompt_ids), group_size)
             gens = [g for row in out for g in row]
         else:
             out = engine.generate(
@@ -172,6 +173,7 @@ def rollout(
                 seed=turn_seed(seed, stats.turns),
                 **sampling,
             )
+            _check_generations(engine, out, len(live), 1)
             gens = [row[0] for row in out]
         stats.generation_s += time.perf_counter() - t0
         stats.engine_calls += 1
@@ -191,6 +193,23 @@ def rollout(
     stats.total_s = time.perf_counter() - started
     stats.end_reasons.update(t.end_reason for t in trajectories)
     return RolloutResult(trajectories, group_size, stats)
+
+
+def _check_generations(engine: RolloutEngine, out: Any, prompts: int, n: int) -> None:
+    """``n`` generations for each of ``prompts`` prompts, as the engine contract says; a plugin engine's other
+    count was a RuntimeError traceback through Lightning that named no engine."""
+    counts = (
+        [len(row) if isinstance(row, (list, tuple)) else -1 for row in out] if isinstance(out, (list, tuple)) else None
+    )
+    if counts is None or len(counts) != prompts or any(c != n for c in counts):
+        from mgfrec.registry import registered_as
+
+        named = registered_as(engine) or f"{type(engine).__module__}.{type(engine).__qualname__}"
+        got = f"{len(counts)} rows of {sorted(set(counts))}" if counts is not None else type(out).__name__
+        raise ValueError(
+            f"{named}: generate returned {got} generations for {prompts} prompts with n={n}; it must return, per "
+            "prompt, a list of n Generations (see rollout_engine in docs/plugins.md)"
+        )
 
 
 class _Constrainer:

@@ -122,8 +122,12 @@ def fit(
         return fit_baseline(ds, cfg, out_dir, reg)
 
     result = run(go)
+    from mgfrec.runs import read_run_info
+
     summary = {
-        "model": result.retriever.name,
+        # the registered name, as run.json has it: a plugin's `name` attribute is optional (a traceback without it,
+        # after the run was written), or says something else
+        "model": read_run_info(result.run_dir).model,
         "run": str(out_dir),
         "valid_ndcg@10": result.valid_ndcg10,
         "best_epoch": getattr(result.retriever, "best_epoch", None),

@@ -134,7 +134,8 @@ def query(
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
-    """Ground titles as the agent's <ground> call does: the nearest catalogue items by L2 distance."""
+    """Ground titles as the agent's <ground> call does: the nearest catalogue items (by L2 distance with the
+    built-in grounders; a plugin grounder's own measure otherwise)."""
     blank = [n for n, title in enumerate(titles, 1) if not title.strip()]
     if blank:  # the agent's parser and serve refuse a blank title too; it grounds to arbitrary items
         print_error(f"TITLES: title {blank[0]} is blank; give the text to ground")

@@ -7,7 +7,7 @@ from typing import Any
 
 from mgfrec.registry.core import registry
 from mgfrec.registry.entries import Entry
-from mgfrec.registry.errors import _at_the_call, class_path, error_message
+from mgfrec.registry.errors import MissingExtraError, _at_the_call, class_path, error_message
 
 
 def registered_as(obj: object, kind: str | None = None) -> str | None:
@@ -30,16 +30,26 @@ def registered_as(obj: object, kind: str | None = None) -> str | None:
 def call_component(component: object, method: str, *args: Any, **kwargs: Any) -> Any:
     """``component.method(*args, **kwargs)``; a ``TypeError`` raised by the call itself (the method's signature is
     not the one mgfrec calls: ``search(self, queries)`` without ``k``), not inside it, becomes one ``ValueError``
-    naming the component's class and module (which names a plugin's package). Such an error has no frame of the
-    plugin on its traceback, so nothing else could name it, and it read as a bug of mgfrec (a full traceback)."""
+    naming the component (its registered name and package where it is one, else its class and module). Such an
+    error has no frame of the plugin on its traceback, so nothing else could name it, and it read as a bug of
+    mgfrec (a full traceback). So does a component without the method at all (a grounder without ``search``)."""
+    registered = registered_as(component)
+    named = registered or class_path(component)
     try:
-        return getattr(component, method)(*args, **kwargs)
+        bound = getattr(component, method)
+    except AttributeError:
+        raise ValueError(
+            f"{named} has no {method}() method, which mgfrec calls; see what each kind provides in docs/plugins.md"
+        ) from None
+    try:
+        return bound(*args, **kwargs)
     except TypeError as exc:
         if not _at_the_call(exc):
             raise  # raised inside the method: its own traceback names it
+        where = f"{registered}: {method}" if registered else f"{class_path(component)}.{method}"
         raise ValueError(
-            f"{class_path(component)}.{method} cannot be called as mgfrec calls it ({exc}); see the signature each "
-            "kind provides in docs/plugins.md"
+            f"{where} cannot be called as mgfrec calls it ({exc}); see the signature each kind provides in "
+            "docs/plugins.md"
         ) from None
 
 
@@ -86,5 +96,7 @@ def plugin_failure(exc: BaseException) -> str | None:
         return None
     if isinstance(exc, KeyError) and exc.args and not (isinstance(exc.args[0], str) and " " in exc.args[0]):
         return f"{plugin.describe()} failed: KeyError: {exc.args[0]!r}"  # a bare key ({}["x"]) said only "x"
+    if isinstance(exc, MissingExtraError):  # a library to install, said by the plugin itself: no failure of it
+        return f"{plugin.describe()}: {error_message(exc)}"
     kind = "" if isinstance(exc, (ValueError, OSError, KeyError)) else f"{type(exc).__name__}: "
     return f"{plugin.describe()} failed: {kind}{error_message(exc)}"

@@ -223,7 +223,13 @@ def load_scorer(
     if info.kind != "baseline":
         raise ValueError(f"{run_dir / RUN_FILE}: field 'kind' is '{info.kind}'; expected 'baseline' or 'agent'")
     ds = open_data(run_dir, info, data, data_from=data_from)
-    cls = (reg or registry()).load("retriever", info.model)
+    reg = reg or registry()
+    cls = reg.load("retriever", info.model)
+    if not callable(getattr(cls, "load", None)):  # a plugin's: an AttributeError traceback naming no component
+        raise ValueError(
+            f"{reg.get('retriever', info.model).describe()} has no load(run_dir, ds) classmethod, which reads "
+            f"{run_dir} back; see what a retriever provides in docs/plugins.md"
+        )
     with damaged_run_files(run_dir, info.model):
         return LoadedRun(run_dir, info, ds, cls.load(run_dir, ds))
 

@@ -74,3 +74,46 @@ def test_a_second_fit_into_a_folder_being_fitted_is_refused(tmp_path):
         with pytest.raises(ValueError, match=r"another mgfrec baseline fit is running in it"):
             fit_baseline(ds, load_config(None, ["retriever.model=pop"]), out)
     assert sorted(p.name for p in out.iterdir()) == before  # nothing set aside or lost
+
+
+class _NoLoadNoName:
+    """A plugin retriever without `name` (the docs never asked for one) and without `load`."""
+
+    reads_training_settings = False
+
+    def __init__(self, num_items):
+        self.num_items = num_items
+
+    @classmethod
+    def fit(cls, ds, config, out):
+        return cls(ds.num_items)
+
+    def scores(self, histories):
+        import torch
+
+        return torch.zeros(len(histories), self.num_items)
+
+
+@pytest.mark.reliability
+def test_a_plugin_retriever_without_name_or_load_is_named_not_a_traceback(tmp_path):
+    """`baseline fit --json` read the retriever's `name` (an AttributeError after run.json was written, or another
+    name than run.json's), and evaluating a run of a retriever without `load` was an AttributeError traceback naming
+    no component (review s27)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from mgfrec.cli.main import app
+    from mgfrec.retrievers.fit import load_scorer
+
+    ds = cyclic_dataset(tmp_path)
+    reg = Registry.discover()
+    reg.add("retriever", "noload", _NoLoadNoName)
+    out = tmp_path / "run"
+    with use_registry(reg):
+        args = ["baseline", "fit", "--model", "noload", "--data", str(ds.root), "--out", str(out), "--json"]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout[result.stdout.index("{") :])["model"] == "noload"
+        with pytest.raises(ValueError, match=r"retriever 'noload' .* has no load\(run_dir, ds\) classmethod"):
+            load_scorer(out)

@@ -233,3 +233,18 @@ def test_a_trajectory_stopped_for_context_is_trained_within_it(environment, tiny
     last = max(i for i, m in enumerate(traj.action_mask()) if m) + 1
     assert batch.lengths.tolist() == [last] and batch.input_ids.shape[1] == last <= prompt + 64
     assert batch.action_mask[0].sum() == sum(traj.action_mask())  # no policy token left out
+
+
+def test_an_engine_returning_another_number_of_generations_is_named(environment, tiny_policy):
+    """A plugin engine returning one generation where n=2 were asked for was a RuntimeError through Lightning that
+    named no engine (review s27)."""
+    _, tokenizer = tiny_policy
+
+    class OneShot(ScriptedEngine):
+        def generate(self, prompts, **kwargs):
+            return [row[:1] for row in super().generate(prompts, **kwargs)]
+
+    engine = OneShot(tokenizer, play)
+    said = r"OneShot: generate returned 2 rows of \[1\] generations for 2 prompts with n=2"
+    with pytest.raises(ValueError, match=said):
+        rollout(engine, environment, SAMPLES, group_size=2, agent=AgentConfig(decoding="free"))
