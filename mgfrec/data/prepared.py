@@ -87,6 +87,19 @@ def check_raw_log(raw: Any, where: str) -> None:
             f"{where}: item_id {shown(repeated.iat[0])} appears {int((ids == repeated.iat[0]).sum())} times in the "
             "item table; item ids must be unique"
         )
+    clashes = sorted({str(c) for c in raw.items.columns if c == "item_idx" or list(raw.items.columns).count(c) > 1})
+    if clashes:  # named here by the registered source (the later guard could name only what it wrote in RawLog)
+        raise BadInputError(
+            f"{where}: item table column(s) {', '.join(clashes)} are reserved (item_idx, mgfrec's index) or repeated"
+        )
+    unknown = ~raw.interactions["item_id"].astype(str).isin(set(ids))
+    if unknown.any():
+        first = int(np.flatnonzero(unknown.to_numpy())[0])
+        raise BadInputError(
+            f"{where}: {int(unknown.sum())} interaction(s) name items missing from the item table (the first: "
+            f"interaction {first}, item_id {shown(raw.interactions['item_id'].iat[first])}); a source drops and counts "
+            "such rows itself (as dropped rows of its ReadReport)"
+        )
     titles = raw.items["title"]
     untitled = ~titles.map(lambda t: isinstance(t, str) and bool(t.strip()))
     if untitled.any():

@@ -178,6 +178,17 @@ PLUGIN_BREACHES = [
         _source(interactions=pd.DataFrame({"user_id": ["u1", "u1"], "item_id": ["a", "b"], "timestamp": ["x", "y"]})),
         "interaction 0 has timestamp 'x'",
     ),
+    # both were named by RawLog.source (what the plugin wrote) with no item id (review s27)
+    (
+        "an unknown item",
+        _source(interactions=pd.DataFrame({"user_id": ["u1"] * 3, "item_id": ["a", "b", "zz"], "timestamp": [1] * 3})),
+        "1 interaction(s) name items missing from the item table (the first: interaction 2, item_id 'zz')",
+    ),
+    (
+        "a reserved column",
+        _source(items=pd.DataFrame({"item_id": list("abc"), "title": list("ABC"), "item_idx": [0, 1, 2]})),
+        "item table column(s) item_idx are reserved",
+    ),
 ]
 
 
