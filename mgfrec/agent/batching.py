@@ -113,9 +113,11 @@ def collate(
 
 
 def _last_policy_token(traj: Trajectory) -> int:
-    """The length of ``traj`` up to and with its last policy token (all of it when it has none)."""
+    """The length of ``traj`` up to and with its last policy token; one token when it has none (a prompt longer
+    than the context ends before its first turn: whole, it went past the model's positions, and no token of it
+    carries loss)."""
     mask = traj.action_mask()
     for i in range(len(mask) - 1, -1, -1):
         if mask[i]:
             return i + 1
-    return len(mask)
+    return min(len(mask), 1)

@@ -158,10 +158,7 @@ class TurnGrammar:
             text = tokenizer.decode([i], skip_special_tokens=False)
             if "<" in text or ">" in text or not text:
                 unsafe.add(i)
-            elif not text.strip() or "\ufffd" in text:
-                # "\ufffd": one byte of a character that takes several (byte-level vocabularies). Two such bytes
-                # can make a whitespace character (NBSP, U+3000), which a token alone does not show: a thought of
-                # them passed the grammar and was empty to the parser (a format error). Not first, then.
+            elif not text.strip():
                 blank.add(i)
         self.unsafe = frozenset(unsafe)
         self.blank = frozenset(blank)
@@ -223,6 +220,11 @@ class TurnConstraint:
     _node: TokenTrie | None = field(default=None, init=False)
     _kind: str = field(default="", init=False)  # "ground" or "answer" once the action is chosen
     _path: tuple[int, ...] = field(default=(), init=False)  # opener tokens written so far
+    # the current thought or free title, while nothing in it shows yet, and whether something does: each byte of a
+    # multi-byte character decodes alone to U+FFFD, so two bytes that make NBSP or U+3000 passed the "not
+    # whitespace first" rule, and a thought of them was empty to the parser (a format error)
+    _unseen: tuple[int, ...] = field(default=(), init=False)
+    _visible: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self._forced = self.grammar.think_open
@@ -260,7 +262,7 @@ class TurnConstraint:
             room = len(g.think_close) + max(self._title_room(k) for k in self._actions())
             if self._count >= 1 and (self._count >= self.max_think_tokens or self._used + room >= self.budget):
                 return only([g.think_close[0]])
-            return g.plain(self._count == 0, [g.think_close[0]] if self._count >= 1 else [])
+            return g.plain(not self._visible, [g.think_close[0]] if self._visible else [])
         if self._phase == "action":  # the openers as a trie: with a hub tokenizer they may share tokens
             return only(self._node.children)
         if self._phase == "trie":
@@ -274,7 +276,7 @@ class TurnConstraint:
             full = self._count >= self.max_free_title_tokens or self._used + len(tags) >= self.budget
             if self._count >= 1 and full:  # the title's cap, or only the closing tag still fits the turn
                 return only([tags[0]])
-            return g.plain(self._count == 0, [tags[0]] if self._count >= 1 else [])
+            return g.plain(not self._visible, [tags[0]] if self._visible else [])
         return only([])  # done: nothing more may be written
 
     @property
@@ -290,7 +292,7 @@ class TurnConstraint:
             self._enter(after)
 
     def _enter(self, phase: str) -> None:
-        self._phase, self._count = phase, 0
+        self._phase, self._count, self._unseen, self._visible = phase, 0, (), False
         if phase == "action":
             g = self.grammar
             self._path = ()
@@ -316,7 +318,7 @@ class TurnConstraint:
             if token == g.think_close[0] and self._count >= 1:
                 self._force(g.think_close[1:], "action")
             else:
-                self._count += 1
+                self._write(token)
         elif self._phase == "action":
             self._path += (token,)
             self._node = self._node.children[token]
@@ -334,7 +336,15 @@ class TurnConstraint:
             if token == close[0] and self._count >= 1:
                 self._force(close[1:], "done")
             else:
-                self._count += 1
+                self._write(token)
+
+    def _write(self, token: int) -> None:
+        """A plain token of the thought or free title; until something in it shows, its text is decoded whole."""
+        self._count += 1
+        if not self._visible:
+            self._unseen += (token,)
+            text = self.grammar.tokenizer.decode(list(self._unseen), skip_special_tokens=False)
+            self._visible = bool(text.replace("\ufffd", "").strip())
 
     def replay(self, token_ids: Sequence[int]) -> list[AllowedSet]:
         """The allowed set before each of ``token_ids``, advancing through them (they must all be allowed)."""

@@ -216,7 +216,8 @@ def test_a_strong_recall_prior_answers_the_recall_lists_first_title_with_exact_l
 def test_a_thought_of_whitespace_bytes_is_not_a_turn(grammar, tiny_policy, space):
     """Each byte of a multi-byte whitespace character decodes alone to U+FFFD, so the "first thought token is not
     whitespace" rule let them through: `<think>NBSP</think><answer>...` passed the grammar and was an empty thought
-    to the parser, a format error (-0.5) under constrained turns (review s27). Such a byte cannot come first."""
+    to the parser, a format error (-0.5) under constrained turns (review s27). The thought may close only once
+    something in it shows; a thought that starts with one byte of a visible character ("É") is still written."""
     _, tokenizer = tiny_policy
     ids = tokenizer.encode(space, add_special_tokens=False)
     assert len(ids) > 1 and all("\ufffd" in tokenizer.decode([i]) for i in ids)  # bytes, as the review found
@@ -228,6 +229,10 @@ def test_a_thought_of_whitespace_bytes_is_not_a_turn(grammar, tiny_policy, space
         c.replay(turn)
     later = [*grammar.think_open, *tokenizer.encode("x", add_special_tokens=False), *ids, *grammar.think_close]
     c.fresh().replay([*later, *grammar.answer_open, *grammar.title_ids("Kind of Blue"), *grammar.answer_close])
+    accented = tokenizer.encode("Édith", add_special_tokens=False)
+    assert "\ufffd" in tokenizer.decode(accented[:1])  # its first token is one byte of "É"
+    opening = [*grammar.think_open, *accented, *grammar.think_close]
+    c.fresh().replay([*opening, *grammar.answer_open, *grammar.title_ids("Kind of Blue"), *grammar.answer_close])
 
 
 def test_the_grammar_of_an_engine_without_a_model_bans_a_padded_vocabularys_ids(tiny_policy):

@@ -212,6 +212,14 @@ def test_a_prompt_too_long_for_the_context_ends_alone(environment, tiny_policy):
     assert by_length[long].response_length == 0 and by_length[long].end_reason == "length_limit"
     assert by_length[short].response_length > 0
     assert all(t.end_reason is not None for t in result.trajectories)
+    # trained within the context too: the prompt that ended alone was collated whole, past it (review s27)
+    from mgfrec.agent.batching import collate
+    from mgfrec.models.logprobs import vocab_width
+
+    batch = collate(result.trajectories, tokenizer.pad_token_id, vocab_size=vocab_width(model))
+    assert batch.input_ids.shape[1] <= short + 8 and int(batch.action_mask.sum()) == sum(
+        t.response_length for t in result.trajectories
+    )
 
 
 def test_a_trajectory_stopped_for_context_is_trained_within_it(environment, tiny_policy):
