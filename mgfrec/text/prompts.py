@@ -59,20 +59,24 @@ class Template:
     source: str
 
     def render(self, **values: str | None) -> str:
-        """Substitute ``values``; a paragraph holding a placeholder whose value is ``None`` is dropped."""
+        """Substitute ``values``; a paragraph holding a placeholder whose value is ``None`` is dropped, unless it
+        also holds a required one (``{history}`` beside ``{recall}``): that paragraph is kept, the missing value
+        left empty. Dropped whole, it took the user's history with the recall list (recall off, or an empty list),
+        and the policy was trained and evaluated without its input."""
         used = set(_PLACEHOLDER.findall(self.text))
         missing = used - values.keys()
         if missing:
             raise ValueError(f"{self.source}: no value given for placeholder(s) {', '.join(sorted(missing))}")
+        required = KINDS[self.kind][1] if self.kind in KINDS else frozenset()
         parts = _PARAGRAPH_BREAK.split(self.text)  # paragraph, break, paragraph, ...
         kept: list[str] = []
         for i in range(0, len(parts), 2):
             names = set(_PLACEHOLDER.findall(parts[i]))
-            if any(values[n] is None for n in names):
+            if any(values[n] is None for n in names) and not names & required:
                 continue
             if kept:
                 kept.append(parts[i - 1])
-            kept.append(_PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), parts[i]))
+            kept.append(_PLACEHOLDER.sub(lambda m: str(values[m.group(1)] or ""), parts[i]))
         return "".join(kept)
 
 
@@ -108,17 +112,6 @@ def load_template(kind: str, path: str | Path | None = None, *, field: str = "")
         raise ValueError(
             f"{source}{where}: a {kind} template must contain {', '.join(f'{{{n}}}' for n in sorted(absent))}"
         )
-    for paragraph in _PARAGRAPH_BREAK.split(text)[::2]:
-        # a paragraph whose optional placeholder has no value (recall off or empty) is left out, and a required
-        # one in it with it: the policy was trained and evaluated without its history, without a word
-        names = set(_PLACEHOLDER.findall(paragraph))
-        if names & required and names & optional:
-            both = ", ".join(f"{{{n}}}" for n in sorted(names & required))
-            some = ", ".join(f"{{{n}}}" for n in sorted(names & optional))
-            raise ValueError(
-                f"{source}{where}: {both} shares a paragraph with {some}, which is left out (with all it holds) "
-                f"when it has no value; put a blank line between them"
-            )
     return Template(kind, text, source)
 
 

@@ -129,17 +129,20 @@ def test_custom_template_files_are_loaded_and_validated(tmp_path):
 
 
 @pytest.mark.reliability
-def test_a_history_sharing_a_paragraph_with_the_optional_recall_is_refused(tmp_path):
+def test_a_history_sharing_a_paragraph_with_the_optional_recall_is_kept_without_it(tmp_path):
     """A paragraph whose optional placeholder has no value is left out: with {history} and {recall} in one, recall
-    off (or an empty recall list) dropped the user's history too, and the policy trained without it (review s27)."""
+    off (or an empty recall list) dropped the user's history too, and the policy trained without it (review s27).
+    That paragraph is now kept, the recall left empty; a paragraph of the recall alone is still left out."""
     first = tmp_path / "fp.txt"
     first.write_text("History:\n{history}\nCandidates:\n{recall}\n\nPick one.\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"fp.txt \(from agent.first_prompt\): \{history\} shares a paragraph with "
-                       r"\{recall\}.*put a blank line between them"):  # fmt: skip
-        AgentPrompts.from_config(AgentConfig(first_prompt=str(first), use_recall=False))
-    first.write_text("History:\n{history}\n\nCandidates:\n{recall}\n\nPick one.\n", encoding="utf-8")
-    prompts = AgentPrompts.from_config(AgentConfig(first_prompt=str(first), use_recall=False))
-    assert prompts.messages(["A", "B"], ["C"])[1]["content"].startswith("History:")
+    for use_recall, recall in ((False, ["C"]), (True, [])):
+        prompts = AgentPrompts.from_config(AgentConfig(first_prompt=str(first), use_recall=use_recall))
+        said = prompts.messages(["A", "B"], recall if use_recall else None)[1]["content"]
+        assert said.startswith("History:\n") and "B" in said and said.endswith("Pick one."), said
+    apart = tmp_path / "apart.txt"
+    apart.write_text("History:\n{history}\n\nCandidates:\n{recall}\n\nPick one.\n", encoding="utf-8")
+    prompts = AgentPrompts.from_config(AgentConfig(first_prompt=str(apart), use_recall=False))
+    assert "Candidates" not in prompts.messages(["A", "B"], None)[1]["content"]
 
 
 def test_encode_prompt_uses_the_chat_template_once(tokenizer):
