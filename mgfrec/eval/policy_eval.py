@@ -88,12 +88,22 @@ def evaluate_policy(
     final = final or FinalRanking("l2", grounding)
     ranks = final.ranks(trajs, targets, histories, exclude_history=cfg.eval.exclude_history)
     reserved = reserved_strings(tokenizer)
+    read: dict[str, str] = {}
+
+    def as_read(title: str) -> str:
+        """A title as the policy can write it back: through its tokenizer (WordPiece lower-cases, strips accents
+        and re-spaces punctuation: "Café" comes back "cafe"), then :func:`_norm`."""
+        if title not in read:
+            ids = tokenizer.encode(title, add_special_tokens=False)
+            read[title] = _norm(tokenizer.decode(ids, skip_special_tokens=True))
+        return read[title]
+
     in_shown = []
     for t, s in zip(trajs, samples, strict=True):
         recall = [i for i in s.recall if i >= 0] if cfg.agent.use_recall else []
-        shown = {_norm(neutralize_title(grounding.titles[i], reserved)) for i in recall}
-        shown.update(_norm(neutralize_title(n, reserved)) for step in t.steps for n in step.item_titles)
-        in_shown.append(t.answer is not None and _norm(t.answer) in shown)
+        shown = {as_read(neutralize_title(grounding.titles[i], reserved)) for i in recall}
+        shown.update(as_read(neutralize_title(n, reserved)) for step in t.steps for n in step.item_titles)
+        in_shown.append(t.answer is not None and as_read(t.answer) in shown)
     answered = [r for r in ranks if r is not None]
     scores = per_sample(np.asarray(answered, dtype=np.int64), [10]) if answered else {"ndcg_full": [], "ndcg@10": []}
     n = len(samples)

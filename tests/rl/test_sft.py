@@ -383,14 +383,28 @@ def test_the_template_kept_is_the_one_trained_on_when_the_users_file_changes_dur
     assert kept == SHORT_SYSTEM
 
 
-def test_an_answer_is_found_among_shown_titles_however_wordpiece_spaces_it():
-    """preset:tiny-minilm decodes "Sessions, Vol. 4 (Folk)" as "sessions, vol. 4 ( folk )": compared with spaces
-    collapsed only, no answer matched a shown title, and answer_in_shown read 0 at every validation (review s27)."""
-    from mgfrec.eval.policy_eval import _norm
-
-    titles = ["Sessions, Vol. 4 (Folk)", "The Singles 86>98", "Kind of Blue", "Don't Stop"]
-    _, tokenizer = load_policy(PolicyConfig(model="preset:tiny-minilm"), titles, seed=0)
-    for title in titles:
-        decoded = tokenizer.decode(tokenizer.encode(title, add_special_tokens=False))
-        assert _norm(decoded) == _norm(title), (decoded, title)
-    assert _norm("Kind of Blue") != _norm("Kind of Blues")
+def test_an_answer_is_found_among_shown_titles_however_wordpiece_writes_it(tmp_path, minilm):
+    """preset:tiny-minilm writes "Sessions, Vol. 4 (Folk)" back as "sessions, vol. 4 ( folk )" and "Café del Mar"
+    as "cafe del mar": compared with spaces collapsed only, no answer matched a shown title, and answer_in_shown
+    read 0 at every validation (review s27). Under constrained turns every answer is a shown title: 1.0."""
+    # every title accented: whichever the untrained policy answers, WordPiece writes it back otherwise
+    titles = ["Sessions, Vol. 4 (Fölk)", "Café del Mar", "Beyoncé", "Mötley Crüe", "Björk: Homogenic", "Édith à 86>98"]
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "items.csv").write_text(
+        "item_id,title\n" + "".join(f'i{n},"{t}"\n' for n, t in enumerate(titles)), encoding="utf-8"
+    )
+    log = [f"u{u},i{(u + k) % len(titles)},{k}" for u in range(12) for k in range(5)]
+    (raw / "interactions.csv").write_text("user_id,item_id,timestamp\n" + "\n".join(log) + "\n", encoding="utf-8")
+    ds = prepare(DataConfig(source="csv", path=str(raw)), tmp_path / "data")
+    cfg = MGFRecConfig(
+        agent=AgentConfig(max_groundings=1),
+        retriever=RetrieverConfig(recall_size=3),
+        grounding=GroundingConfig(top_k=3),
+    )
+    recall_dir, _ = recall_for(ds, cfg, RecallOptions(recall_model="pop"), tmp_path)
+    samples = split_samples(ds, "train", recall_lists(ds, "train", 3, recall_dir), 12, seed=0)
+    model, tokenizer = load_policy(PolicyConfig(model="preset:tiny-minilm"), ds.titles, seed=0)
+    env = build_environment(load_grounding(ds, cfg, embedder=minilm), tokenizer, cfg)
+    metrics = evaluate_policy(model, tokenizer, env, samples, cfg)
+    assert metrics["format_valid"] == 1.0 and metrics["answer_in_shown"] == 1.0, metrics
