@@ -310,7 +310,8 @@ def run_fit(
             # a finished run with nothing left to train: the resume retired its run.json and evaluation results,
             # then trained nothing
             raise ValueError(
-                f"--resume: {out} finished at {done} steps, which --max-steps (trainer.max_steps) asks for: nothing "
+                f"--resume: {out} finished at {done} step{'s' if done != 1 else ''}, which --max-steps "
+                "(trainer.max_steps) asks for: nothing "
                 "to train, and the run is kept as it is; give more steps to extend it"
             )
     out.mkdir(parents=True, exist_ok=True)

@@ -49,9 +49,10 @@ def check_strategy(strategy: str, accelerator: str = "auto") -> None:
         )
     registered = StrategyRegistry[strategy] if strategy in StrategyRegistry else {}
     start = registered.get("init_params", {}).get("start_method", "popen")
-    if "fork" in strategy or "spawn" in strategy or start != "popen":  # the fit's process watch and its summary
-        # need Lightning's subprocess launcher (ddp) or torchrun: under fork/spawn a child's failure went unseen, and
-        # run.json said 0 (ddp_notebook forks too: its name says neither)
+    forks = start != "popen" or _forks_itself(registered.get("strategy"))
+    if "fork" in strategy or "spawn" in strategy or forks:  # the fit's process watch and its summary need
+        # Lightning's subprocess launcher (ddp) or torchrun: under fork/spawn a child's failure went unseen, and
+        # run.json said 0 (ddp_notebook forks too, and xla's strategies fork by their class: names say neither)
         raise ValueError(
             f"trainer.strategy (--strategy) {strategy}: mgfrec runs several processes with ddp (or torchrun), not "
             "fork or spawn; give ddp"
@@ -67,6 +68,13 @@ def check_strategy(strategy: str, accelerator: str = "auto") -> None:
         import deepspeed  # noqa: F401
     except ImportError:
         raise ValueError(f"--strategy {strategy} needs the deepspeed package: pip install -e '.[deepspeed]'") from None
+
+
+def _forks_itself(cls: object) -> bool:
+    """Whether a strategy class starts its processes by forking whatever its registry entry says (XLA's)."""
+    from lightning.pytorch.strategies import XLAStrategy
+
+    return isinstance(cls, type) and issubclass(cls, XLAStrategy)
 
 
 # What a multi-node launcher sets (torchrun, SLURM, Lightning's own); without any, a second node is never coming

@@ -75,7 +75,7 @@ def test_fork_and_spawn_strategies_and_nodes_without_a_launcher_are_refused(monk
     from mgfrec.rl.strategy import NODE_ENVIRONMENT, check_nodes
 
     # ddp_notebook and its variants fork too, and their names say neither (review s27: accepted, then the same)
-    for name in ("ddp_fork", "ddp_spawn", "ddp_notebook", "ddp_notebook_find_unused_parameters_true"):
+    for name in ("ddp_fork", "ddp_spawn", "ddp_notebook", "ddp_notebook_find_unused_parameters_true", "xla"):
         with pytest.raises(ValueError, match=f"trainer.strategy \\(--strategy\\) {name}: .* give ddp"):
             check_strategy(name)
     check_strategy("ddp_find_unused_parameters_true")  # popen, as ddp
