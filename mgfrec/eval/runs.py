@@ -19,8 +19,14 @@ from mgfrec.data.prepared import PreparedDataset
 from mgfrec.data.protocol import check_limit, subsample_ids
 from mgfrec.ranking.evaluator import evaluate
 from mgfrec.ranking.results import EvalResult, result_paths
-from mgfrec.registry import Registry, RegistryError, registry, with_registry
-from mgfrec.retrievers.fit import AgentEvaluationUnavailable, LoadedRun, load_scorer, open_data
+from mgfrec.registry import Registry, with_registry
+from mgfrec.retrievers.fit import (
+    AgentEvaluationUnavailable,
+    LoadedRun,
+    check_retriever_current,
+    load_scorer,
+    open_data,
+)
 from mgfrec.runs import RUN_FILE, read_run_info, with_run_plugins
 from mgfrec.staleness import check_agent_current
 
@@ -173,13 +179,6 @@ def _check_current(run_dir: str | Path, reg: Registry | None) -> PreparedDataset
     if info.kind == "agent":
         check_agent_current(run_dir, info)  # a derived run whose trained run was trained again, a refitted recall run
         return ds
-    if info.kind != "baseline":
-        return ds
-    try:
-        cls = (reg or registry()).load("retriever", info.model)
-    except RegistryError:
-        return ds  # evaluating it names the problem
-    check = getattr(cls, "check_current", None)
-    if check is not None:
-        check(run_dir)
+    if info.kind == "baseline":
+        check_retriever_current(run_dir, info.model, reg)
     return ds

@@ -234,6 +234,21 @@ def load_scorer(
         return LoadedRun(run_dir, info, ds, cls.load(run_dir, ds))
 
 
+def check_retriever_current(run_dir: str | Path, model: str, reg: Registry | None = None) -> None:
+    """The baseline run's retriever's own ``check_current(run_dir)``, where it has one (a hybrid whose reused
+    collaborative run was fitted again refuses); a model nobody registered is left to loading to name. Called
+    before a stored result or cached recall list of the run is read."""
+    from mgfrec.registry import RegistryError
+
+    try:
+        cls = (reg or registry()).load("retriever", model)
+    except RegistryError:
+        return
+    check = getattr(cls, "check_current", None)
+    if check is not None:
+        check(run_dir)
+
+
 @with_registry
 def load_retriever(run_dir: str | Path, ds: PreparedDataset | None = None, reg: Registry | None = None) -> Any:
     """The retriever a ``baseline`` run folder holds, on the data it was trained on (or ``ds``, if the same: the

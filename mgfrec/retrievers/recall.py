@@ -22,7 +22,7 @@ import torch
 
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.ranking.metrics import history_mask, nan_to_neg_inf
-from mgfrec.retrievers.fit import load_retriever
+from mgfrec.retrievers.fit import check_retriever_current, load_retriever
 
 
 def recall_file(run_dir: str | Path, split: str) -> Path:
@@ -105,16 +105,8 @@ def _cached(path: Path, ds: PreparedDataset, sample_ids: np.ndarray, size: int) 
 
 
 def _check_current(run_dir: Path) -> None:
-    """The run's retriever's own ``check_current(run_dir)``, where it has one (see :func:`load_retriever`)."""
-    from mgfrec.registry import RegistryError, registry
+    """:func:`~mgfrec.retrievers.fit.check_retriever_current` of a run folder with a ``run.json``."""
     from mgfrec.runs import RUN_FILE, read_run_info
 
-    if not (run_dir / RUN_FILE).is_file():
-        return
-    try:
-        cls = registry().load("retriever", read_run_info(run_dir).model)
-    except RegistryError:
-        return  # loading it names the problem
-    check = getattr(cls, "check_current", None)
-    if check is not None:
-        check(run_dir)
+    if (run_dir / RUN_FILE).is_file():
+        check_retriever_current(run_dir, read_run_info(run_dir).model)

@@ -43,6 +43,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from mgfrec.models.logprobs import vocab_width
 from mgfrec.registry import MissingExtraError
 from mgfrec.rollout.base import Generation, TokenConstraint, check_generate_args, single_token_stops
 
@@ -197,7 +198,7 @@ class VLLMEngine:
         self.tokenizer = tokenizer
         # the logits' width (a padded vocabulary is wider than the tokenizer): the turn grammar bans the padded ids
         # as the hf engine's does (mgfrec.agent.loop.grammar_for), which read it from a model this engine lacks
-        self.vocab_size: int | None = getattr(getattr(model, "config", None), "vocab_size", None)
+        self.vocab_size: int = vocab_width(model)
         self._tmp: str | None = None
         # load_weights checks names and shapes against these first: a failed reload inside vLLM leaves its
         # model half-replaced (parameters on the meta device) and the engine unusable
