@@ -187,3 +187,35 @@ def test_a_wrong_recall_run_names_what_it_is(tmp_path):
     assert str(caught.value) == (
         f"--recall-run {out / 'recall'}: it was trained on other data ({ds.root}) than --data {other.root}"
     )
+
+
+@pytest.mark.reliability
+def test_ctrl_c_in_a_hybrid_recall_fits_sasrec_stops_the_command_too(tmp_path, monkeypatch):
+    """The hybrid dropped its own SASRec's stop reason: Ctrl-C during a hybrid recall fit inside sft neither
+    stopped sft nor made a rerun fit the cut-short recall run again (review s27)."""
+    import json
+
+    import pytest
+
+    from mgfrec.retrievers.sasrec import SASRecRetriever
+
+    ds = cyclic_dataset(tmp_path)
+    real = SASRecRetriever.fit.__func__
+    stop = {"user": True}
+
+    def interrupted(cls, *args, **kwargs):
+        fitted = real(cls, *args, **kwargs)
+        if stop["user"]:
+            fitted.stopped = "user"  # what a SIGINT during the fit leaves
+        return fitted
+
+    monkeypatch.setattr(SASRecRetriever, "fit", classmethod(interrupted))
+    cfg = load_config(None, ["retriever.max_epochs=1"])
+    options, out = RecallOptions(recall_model="hybrid"), tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        recall_for(ds, cfg, options, out)
+    assert json.loads((out / "recall" / "run.json").read_text())["extra"]["stopped"] == "user"
+    stop["user"] = False
+    before = (out / "recall" / "run.json").stat().st_mtime_ns
+    recall_for(ds, cfg, options, out)  # fitted again, not reused
+    assert (out / "recall" / "run.json").stat().st_mtime_ns != before
