@@ -14,18 +14,14 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import torch
+from shared_data import SHARED, need_shared  # noqa: E402 (tools/ is on sys.path)
 
 from mgfrec.config.schema import EmbeddingConfig
 from mgfrec.embed.sentence import SentenceTransformerEmbedder
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("MGFREC_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
 def main() -> None:
@@ -39,13 +35,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
     items_csv = SHARED / "amazon2023-cds" / "items.csv"
-    if not items_csv.is_file():
-        print(
-            f"error: {items_csv} missing; set MGFREC_SHARED_DATA to the folder holding amazon2023-cds/ "
-            "(default ../shared/data beside the repository)",
-            file=sys.stderr,
-        )
-        raise SystemExit(2)
+    need_shared(items_csv)
     if args.threads:
         torch.set_num_threads(args.threads)
 

@@ -23,13 +23,13 @@ import gc
 import json
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from shared_data import REPO, SHARED, need_shared  # noqa: E402 (tools/ is on sys.path)
 
 from mgfrec.config.schema import EmbeddingConfig
 from mgfrec.embed.base import load_embedder
@@ -39,8 +39,6 @@ from mgfrec.grounding.faiss_index import FaissGrounder
 from mgfrec.grounding.hnsw_index import HnswGrounder
 from mgfrec.grounding.quality import recall_at_k
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("MGFREC_SHARED_DATA", REPO.parent / "shared" / "data"))
 K = 10
 
 # name -> (class, options); IVF lists follow the faiss default rule unless a size overrides them below.
@@ -177,12 +175,7 @@ def main() -> None:
     skip = {s for s in args.skip.split(",") if s}
     missing = missing_shared(args.sizes.split(","))
     if missing:
-        print(
-            f"error: {missing[0]} missing; set MGFREC_SHARED_DATA to the folder holding amazon2023-cds/ and ml-100k/ "
-            "(default ../shared/data beside the repository), or leave out --sizes 5k",
-            file=sys.stderr,
-        )
-        raise SystemExit(2)
+        need_shared(missing[0], "amazon2023-cds/ and ml-100k/", ", or leave out --sizes 5k")
     print(
         f"# {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), "

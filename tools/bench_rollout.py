@@ -29,13 +29,12 @@ import argparse
 import os
 import platform
 import random
-import sys
 import time
 import zlib
-from pathlib import Path
 
 import pandas as pd
 import torch
+from shared_data import SHARED, need_shared  # noqa: E402 (tools/ is on sys.path)
 
 from mgfrec.agent.environment import Environment
 from mgfrec.agent.loop import RolloutSample, first_prompts, rollout
@@ -50,8 +49,6 @@ from mgfrec.user_agents.base import UserAgentContext
 from mgfrec.user_agents.none import NoFeedbackAgent
 from mgfrec.user_agents.simulated import SimulatedUserAgent
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("MGFREC_SHARED_DATA", REPO.parent / "shared" / "data"))
 THINK = (
     "The user keeps coming back to live recordings and classic rock from the seventies, with a recent turn "
     "towards blues. A remastered studio album by a related band fits"
@@ -143,13 +140,7 @@ def main() -> None:
     parser.add_argument("--engines", default="hf", help="comma-separated: hf, vllm (vllm needs the vllm venv)")
     args = parser.parse_args()
     items_csv = SHARED / "amazon2023-cds" / "items.csv"
-    if not items_csv.is_file():
-        print(
-            f"error: {items_csv} missing; set MGFREC_SHARED_DATA to the folder holding amazon2023-cds/ "
-            "(default ../shared/data beside the repository)",
-            file=sys.stderr,
-        )
-        raise SystemExit(2)
+    need_shared(items_csv)
     names = [e.strip() for e in args.engines.split(",") if e.strip()]
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -99,19 +99,23 @@ def test_building_the_index_of_an_empty_data_set_names_it(tmp_path):
     )
 
 
-def test_titles_the_embedder_reads_alike_are_counted_and_noted(tmp_path):
-    """Emoji-only titles all become MiniLM's [UNK] and share one vector, so they ground and rank as one item; the
-    build showed only fewer distinct vectors than items, which duplicated titles explain too."""
+def built_index(tmp_path, titles: list[str]):
+    """`index build --json` over a data set of ``titles`` (one item each): the result and its report."""
     raw = tmp_path / "raw"
     raw.mkdir()
-    titles = ["Abbey Road", "Abbey Road", "🎸🎶🔥", "🎺🎷", "Kind of Blue"]
     (raw / "items.csv").write_text("item_id,title\n" + "".join(f"i{n},{t}\n" for n, t in enumerate(titles)))
     log = "".join(f"u{n % 2},i{n},{n}\n" for n in range(len(titles)))
     (raw / "interactions.csv").write_text("user_id,item_id,timestamp\n" + log)
     assert invoke("data", "prepare", raw, "--out", tmp_path / "prepared").exit_code == 0
     result = invoke("index", "build", tmp_path / "prepared", "--json")
     assert result.exit_code == 0, result.output
-    report = json.loads(result.stdout)
+    return result, json.loads(result.stdout)
+
+
+def test_titles_the_embedder_reads_alike_are_counted_and_noted(tmp_path):
+    """Emoji-only titles all become MiniLM's [UNK] and share one vector, so they ground and rank as one item; the
+    build showed only fewer distinct vectors than items, which duplicated titles explain too."""
+    result, report = built_index(tmp_path, ["Abbey Road", "Abbey Road", "🎸🎶🔥", "🎺🎷", "Kind of Blue"])
     assert (report["distinct_vectors"], report["distinct_titles"], report["titles_sharing_a_vector"]) == (3, 4, 2)
     assert "note: 2 distinct titles share their vector with another title" in flat(result.stderr)
     assert "emoji-only titles" in flat(result.stderr)  # MiniLM's reasons, for the built-in embedder
@@ -120,16 +124,7 @@ def test_titles_the_embedder_reads_alike_are_counted_and_noted(tmp_path):
 def test_titles_that_differ_only_in_case_are_counted_and_named_so(tmp_path):
     """MiniLM lower-cases: "Abbey Road" and "ABBEY ROAD" share a vector, and the note gave only the [UNK] reasons,
     neither of which applied (review s26)."""
-    raw = tmp_path / "raw"
-    raw.mkdir()
-    titles = ["Abbey Road", "ABBEY ROAD", "🎸🎶🔥", "🎺🎷", "Kind of Blue"]
-    (raw / "items.csv").write_text("item_id,title\n" + "".join(f"i{n},{t}\n" for n, t in enumerate(titles)))
-    log = "".join(f"u{n % 2},i{n},{n}\n" for n in range(len(titles)))
-    (raw / "interactions.csv").write_text("user_id,item_id,timestamp\n" + log)
-    assert invoke("data", "prepare", raw, "--out", tmp_path / "prepared").exit_code == 0
-    result = invoke("index", "build", tmp_path / "prepared", "--json")
-    assert result.exit_code == 0, result.output
-    report = json.loads(result.stdout)
+    result, report = built_index(tmp_path, ["Abbey Road", "ABBEY ROAD", "🎸🎶🔥", "🎺🎷", "Kind of Blue"])
     assert (report["titles_sharing_a_vector"], report["titles_differing_only_in_case"]) == (4, 2)
     assert "4 distinct titles share" in flat(result.stderr)
     assert "2 of them differ from another only in letter case" in flat(result.stderr)

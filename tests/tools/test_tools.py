@@ -36,6 +36,7 @@ def load_tool(name: str, monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     """``tools/NAME.py`` as a fresh module (with tools/ on sys.path, as when the script runs: feedback_signal
     imports choice_headroom)."""
     monkeypatch.syspath_prepend(str(TOOLS))
+    monkeypatch.delitem(sys.modules, "shared_data", raising=False)  # it reads MGFREC_SHARED_DATA when imported
     spec = importlib.util.spec_from_file_location(f"mgfrec_tool_{name}", TOOLS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
