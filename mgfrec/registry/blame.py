@@ -33,11 +33,10 @@ def call_component(component: object, method: str, *args: Any, **kwargs: Any) ->
     naming the component (its registered name and package where it is one, else its class and module). Such an
     error has no frame of the plugin on its traceback, so nothing else could name it, and it read as a bug of
     mgfrec (a full traceback). So does a component without the method at all (a grounder without ``search``)."""
-    registered = registered_as(component)
-    named = registered or class_path(component)
     try:
         bound = getattr(component, method)
     except AttributeError:
+        named = registered_as(component) or class_path(component)  # looked up on the error path only: calls are hot
         raise ValueError(
             f"{named} has no {method}() method, which mgfrec calls; see what each kind provides in docs/plugins.md"
         ) from None
@@ -46,6 +45,7 @@ def call_component(component: object, method: str, *args: Any, **kwargs: Any) ->
     except TypeError as exc:
         if not _at_the_call(exc):
             raise  # raised inside the method: its own traceback names it
+        registered = registered_as(component)
         where = f"{registered}: {method}" if registered else f"{class_path(component)}.{method}"
         raise ValueError(
             f"{where} cannot be called as mgfrec calls it ({exc}); see the signature each kind provides in "
