@@ -441,6 +441,21 @@ class Grounder:
 """
 
 
+def _query_with_broken_grounder(tmp_path, module: str, source: str):
+    """`mgfrec index query --grounder broken` in a subprocess, ``broken`` being ``module:Grounder`` of ``source``
+    installed as the package mgfrec-broken 1.0: (the process, the query's arguments, its environment)."""
+    from mgfrec.config.schema import DataConfig
+    from mgfrec.data.prepared import prepare
+
+    site = _plugin_site(tmp_path / "site", module, source, f"{module}:Grounder")
+    data = tmp_path / "data"
+    prepare(DataConfig(source="synthetic", options={"n_users": 20, "n_items": 40, "n_artists": 8}), data)
+    env = {**__import__("os").environ, "PYTHONPATH": str(site)}
+    query = ["index", "query", str(data), "a title", "--grounder", "broken"]
+    proc = subprocess.run([sys.executable, "-m", "mgfrec.cli.main", *query], capture_output=True, text=True, env=env)
+    return proc, query, env
+
+
 @pytest.mark.reliability
 @pytest.mark.parametrize(
     ("error", "code", "words"),
@@ -456,16 +471,7 @@ class Grounder:
     ],
 )
 def test_a_plugin_failing_at_run_time_is_one_line_naming_it(tmp_path, error, code, words):
-    source = _SEARCH_FAILS.format(error=error)
-    site = _plugin_site(tmp_path / "site", "searchfails", source, "searchfails:Grounder")
-    data = tmp_path / "data"
-    from mgfrec.config.schema import DataConfig
-    from mgfrec.data.prepared import prepare
-
-    prepare(DataConfig(source="synthetic", options={"n_users": 20, "n_items": 40, "n_artists": 8}), data)
-    env = {**__import__("os").environ, "PYTHONPATH": str(site)}
-    query = ["index", "query", str(data), "a title", "--grounder", "broken"]
-    proc = subprocess.run([sys.executable, "-m", "mgfrec.cli.main", *query], capture_output=True, text=True, env=env)
+    proc, query, env = _query_with_broken_grounder(tmp_path, "searchfails", _SEARCH_FAILS.format(error=error))
     assert proc.returncode == code, proc.stderr
     assert "Traceback" not in proc.stderr and proc.stderr.count("error:") == 1, proc.stderr
     assert "grounder 'broken' (searchfails:Grounder, from mgfrec-broken 1.0)" in proc.stderr, proc.stderr
@@ -481,15 +487,7 @@ def test_a_plugin_failing_at_run_time_is_one_line_naming_it(tmp_path, error, cod
 def test_a_plugin_without_a_method_mgfrec_calls_is_one_line_naming_it(tmp_path):
     """A grounder without search() was a 64-line AttributeError traceback naming no component (review s27)."""
     source = "class Grounder:\n    approximate = False\n\n    def __init__(self, vectors):\n        self.n = 1\n"
-    site = _plugin_site(tmp_path / "site", "nosearch", source, "nosearch:Grounder")
-    data = tmp_path / "data"
-    from mgfrec.config.schema import DataConfig
-    from mgfrec.data.prepared import prepare
-
-    prepare(DataConfig(source="synthetic", options={"n_users": 20, "n_items": 40, "n_artists": 8}), data)
-    env = {**__import__("os").environ, "PYTHONPATH": str(site)}
-    query = ["index", "query", str(data), "a title", "--grounder", "broken"]
-    proc = subprocess.run([sys.executable, "-m", "mgfrec.cli.main", *query], capture_output=True, text=True, env=env)
+    proc, _, _ = _query_with_broken_grounder(tmp_path, "nosearch", source)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     said = " ".join(proc.stderr.split())
     assert "grounder 'broken' (nosearch:Grounder, from mgfrec-broken 1.0) has no search() method" in said, said
@@ -616,6 +614,12 @@ def test_a_plugins_options_model_that_ignores_unknown_keys_still_refuses_a_missp
     assert component_options(Open, {"anything": 1}, "user_agent.options").anything == 1
 
 
+def _plugins_list(env: dict, *args: str) -> subprocess.CompletedProcess:
+    """`mgfrec plugins list ARGS` in a subprocess with ``env`` (its PYTHONPATH holds the fake packages)."""
+    command = [sys.executable, "-m", "mgfrec.cli.main", "plugins", "list", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env)
+
+
 @pytest.mark.reliability
 def test_an_entry_point_group_typo_is_named_not_silent(tmp_path):
     # a plugin declared under [mgfrec.grounders] or [mgfrec_reward] was in no list and no message: "unknown grounder
@@ -628,12 +632,7 @@ def test_an_entry_point_group_typo_is_named_not_silent(tmp_path):
         "[mgfrec.grounders]\nl1typo = typo.mod:G\n[mgfrec_reward]\nmine = typo.mod:R\n[mgfrecplugins]\nq = typo:Q\n",
     )
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    listed = subprocess.run(
-        [sys.executable, "-m", "mgfrec.cli.main", "plugins", "list", "--kind", "grounder"],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
+    listed = _plugins_list(env, "--kind", "grounder")
     assert listed.returncode == 0, listed.stderr
     warnings_ = [line for line in listed.stderr.splitlines() if line.startswith("warning:")]
     assert any(
@@ -663,12 +662,7 @@ def test_an_unclosed_section_header_is_named_not_silent(tmp_path):
 
     fake_dist(tmp_path, "s27open", "[mgfrec.user_agent\nmine = pkg.mod:Mine\n\n[console_scripts]\ntool = pkg:main\n")
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    listed = subprocess.run(
-        [sys.executable, "-m", "mgfrec.cli.main", "plugins", "list", "--kind", "user_agent"],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
+    listed = _plugins_list(env, "--kind", "user_agent")
     assert listed.returncode == 0, listed.stderr
     said = " ".join(listed.stderr.split())
     assert "warning: s27open 1.0 declares mine in its entry_points.txt under the line '[mgfrec.user_agent'" in said

@@ -31,6 +31,11 @@ def _config(model: str, tmp_path, *extra: str):
     return load_config(None, [f"retriever.model={model}", f"embedding.cache_dir={tmp_path / 'emb'}", *extra])
 
 
+def _pop_hybrid(tmp_path, run):
+    """A hybrid config blending the fitted pop run ``run``."""
+    return _config("hybrid", tmp_path, f"retriever.options={{collaborative: pop, collaborative_run: {run}}}")
+
+
 def test_last_title_ranks_by_title_distance(minilm):
     vectors = minilm.encode(["Blue Train - Jazz", "Blue Train - Jazz Live", "Heavy Metal Thunder", "Blue Train - Jazz"])
     model = LastTitleRetriever(vectors)
@@ -77,9 +82,7 @@ def test_hybrid_tunes_the_weight_on_valid_and_reloads(synth, tmp_path):
 
 def test_hybrid_reuses_a_trained_collaborative_run(synth, tmp_path):
     pop = fit_baseline(synth, _config("pop", tmp_path), tmp_path / "pop")
-    cfg = _config(
-        "hybrid", tmp_path, f"retriever.options={{collaborative: pop, collaborative_run: {tmp_path / 'pop'}}}"
-    )
+    cfg = _pop_hybrid(tmp_path, tmp_path / "pop")
     result = fit_baseline(synth, cfg, tmp_path / "hybrid")
     assert not (tmp_path / "hybrid" / "collaborative").exists()
     assert np.array_equal(result.retriever.collaborative.counts, pop.retriever.counts)
@@ -106,7 +109,7 @@ def test_a_hybrid_reusing_a_relative_run_loads_from_any_folder(synth, tmp_path, 
     work.mkdir()
     monkeypatch.chdir(work)
     fit_baseline(synth, _config("pop", work), Path("runs/pop"))
-    cfg = _config("hybrid", work, "retriever.options={collaborative: pop, collaborative_run: runs/pop}")
+    cfg = _pop_hybrid(work, "runs/pop")
     result = fit_baseline(synth, cfg, Path("runs/hybrid"))
     state = json.loads(Path("runs/hybrid/hybrid.json").read_text())
     assert state["collaborative_dir"] == os.path.join("..", "pop")
@@ -130,13 +133,11 @@ def test_a_reused_run_of_another_data_set_or_model_is_refused(synth, tmp_path):
     )
     assert other.num_items == synth.num_items and other.checksum != synth.checksum
     fit_baseline(other, _config("pop", tmp_path), tmp_path / "pop-other")
-    cfg = _config(
-        "hybrid", tmp_path, f"retriever.options={{collaborative: pop, collaborative_run: {tmp_path / 'pop-other'}}}"
-    )
+    cfg = _pop_hybrid(tmp_path, tmp_path / "pop-other")
     with pytest.raises(ValueError, match=r"pop-other was trained on another data set"):
         fit_baseline(synth, cfg, tmp_path / "hybrid")
     fit_baseline(synth, _config("last-title", tmp_path), tmp_path / "lt")
-    cfg = _config("hybrid", tmp_path, f"retriever.options={{collaborative: pop, collaborative_run: {tmp_path / 'lt'}}}")
+    cfg = _pop_hybrid(tmp_path, tmp_path / "lt")
     with pytest.raises(ValueError, match=r"holds a 'last-title' run, but retriever.options.collaborative is 'pop'"):
         fit_baseline(synth, cfg, tmp_path / "hybrid")
 
@@ -147,9 +148,7 @@ def test_refitting_the_reused_run_makes_the_hybrid_refuse_and_its_stored_results
     from mgfrec.eval.runs import evaluate_run, result_for_run
 
     fit_baseline(synth, _config("pop", tmp_path), tmp_path / "pop")
-    cfg = _config(
-        "hybrid", tmp_path, f"retriever.options={{collaborative: pop, collaborative_run: {tmp_path / 'pop'}}}"
-    )
+    cfg = _pop_hybrid(tmp_path, tmp_path / "pop")
     fit_baseline(synth, cfg, tmp_path / "hybrid")
     evaluate_run(tmp_path / "hybrid", "test", EvalConfig(bootstrap_samples=20))
     assert result_for_run(tmp_path / "hybrid", "test", EvalConfig(bootstrap_samples=20)).samples > 0
@@ -197,9 +196,7 @@ def test_a_stale_hybrids_cached_recall_lists_are_refused(synth, tmp_path):
     from mgfrec.retrievers.recall import recall_file, recall_lists
 
     fit_baseline(synth, _config("pop", tmp_path), tmp_path / "pop")
-    cfg = _config(
-        "hybrid", tmp_path, f"retriever.options={{collaborative: pop, collaborative_run: {tmp_path / 'pop'}}}"
-    )
+    cfg = _pop_hybrid(tmp_path, tmp_path / "pop")
     fit_baseline(synth, cfg, tmp_path / "hybrid")
     first = recall_lists(synth, "valid", 10, tmp_path / "hybrid")
     assert recall_file(tmp_path / "hybrid", "valid").is_file()
@@ -228,11 +225,11 @@ def test_a_reused_collaborative_folder_must_be_a_finished_run_other_than_out(syn
     its staleness never checked); the hybrid's own --out was "no saved sasrec model" (review s27)."""
     fit_baseline(synth, _config("hybrid", tmp_path, "retriever.options={collaborative: pop}"), tmp_path / "h1")
     own = tmp_path / "h1" / "collaborative"  # a hybrid's own side: no run.json
-    cfg = _config("hybrid", tmp_path, f"retriever.options={{collaborative: pop, collaborative_run: {own}}}")
+    cfg = _pop_hybrid(tmp_path, own)
     with pytest.raises(ValueError, match=r"collaborative_run: .* holds no run.json"):
         fit_baseline(synth, cfg, tmp_path / "h2")
     fit_baseline(synth, _config("pop", tmp_path), tmp_path / "p")
-    cfg = _config("hybrid", tmp_path, f"retriever.options={{collaborative: pop, collaborative_run: {tmp_path / 'p'}}}")
+    cfg = _pop_hybrid(tmp_path, tmp_path / "p")
     with pytest.raises(ValueError, match=r"collaborative_run: .* is the hybrid's own --out"):
         fit_baseline(synth, cfg, tmp_path / "p")
     assert (tmp_path / "p" / "run.json").is_file() and (tmp_path / "p" / "popularity.npy").is_file()  # put back
