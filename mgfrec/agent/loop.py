@@ -178,8 +178,6 @@ def rollout(
         stats.generation_s += time.perf_counter() - t0
         stats.engine_calls += 1
         stats.live_per_turn.append(len(live))
-        if len(gens) != len(live):
-            raise RuntimeError(f"the engine returned {len(gens)} generations for {len(live)} live trajectories")
         replays = [c.fresh() for c in turn_constraints] if constrain is not None else [None] * len(live)
         for traj, gen, budget, replay in zip(live, gens, budgets, replays, strict=False):
             ids, lps, text = _within(gen, budget, engine.tokenizer)
