@@ -43,6 +43,7 @@ from transformers import (
 )
 
 from mgfrec.config.schema import PolicyConfig
+from mgfrec.models.logprobs import vocab_width
 from mgfrec.text.neutralize import neutralize_title
 
 TAG_TOKENS: tuple[str, ...] = (
@@ -379,9 +380,8 @@ def _check_tokenizer_fits(source: str, model: PreTrainedModel, tokenizer: PreTra
     """The tokenizer is the model's: no more tokens than its embeddings (a larger one indexed past them: a torch
     IndexError traceback), and, in a folder :func:`save_policy` wrote, the very tokenizer saved with it (another
     one of fewer tokens loaded and gave an evaluation of garbage prompts without a word) with its chat template."""
-    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    width = getattr(config, "vocab_size", None)
-    if isinstance(width, int) and len(tokenizer) > width:
+    width = vocab_width(model)
+    if len(tokenizer) > width:
         raise ValueError(
             f"policy.model: '{source}': its tokenizer has {len(tokenizer)} tokens, more than the model's {width} "
             "embeddings: the tokenizer files are not this model's"
