@@ -90,7 +90,7 @@ def fit_and_evaluate(
             # a finished fit is reused for the evaluations only if it is this cell's: its config (with --init, the
             # recall model is --init's, written into config.yaml), its data set and its start (fit_start.json). The
             # sweep record compares them too, but a cell folder taken back after sweep.json was deleted has none
-            _same_config(out, cfg, ignore=("retriever.model",) if options.init is not None else ())
+            _same_config(out, cfg, ignore=FROM_INIT if options.init is not None else ())
             _same_start(out, info, cfg, options, ds)
         for split in eval_splits:
             total = int(ds.counts["samples"][split])
@@ -276,6 +276,11 @@ def _why_config(changed: Mapping[str, tuple[Any, Any]] | None) -> str:
     return f"the base --config or --set changed: {_differences(changed)}"
 
 
+FROM_INIT = ("retriever.model",)
+"""The fields a fit with ``--init`` takes from the init run (its recall model), whatever the cell's config says:
+left out where a cell's written ``config.yaml`` is compared with its config."""
+
+
 SETTING_FLAGS = {
     "data": "--data",
     "fit.init": "--init",
@@ -430,7 +435,7 @@ def _run_cells(
     record = read_sweep(out)
     shown = shown_settings(settings)
     fit = settings.get("fit")
-    derived = ("retriever.model",) if isinstance(fit, Mapping) and fit.get("init") is not None else ()
+    derived = FROM_INIT if isinstance(fit, Mapping) and fit.get("init") is not None else ()
     _refuse_stale(out, record, digests, settings_digest, dict(configs), inputs, shown, derived)
     new_grid = shown_grid(grid)  # no secret reaches sweep.json
     if record.get("grid") not in (None, {}, new_grid):  # (a new sweep's record has an empty grid: no note)
