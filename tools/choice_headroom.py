@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,6 +44,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from shared_data import refuse  # noqa: E402 (tools/ is on sys.path)
 
 from mgfrec.agent.final_ranking import joint_item_vectors
 from mgfrec.agent.run_config import load_run_config
@@ -58,12 +58,6 @@ from mgfrec.ranking.metrics import hit, ndcg, target_ranks_excluding
 from mgfrec.ranking.stats import paired_test
 from mgfrec.retrievers.fit import load_scorer
 from mgfrec.retrievers.recall import top_items
-
-
-def refuse(message: str) -> None:
-    """``error: message`` on stderr, exit code 2: how mgfrec's commands end on a user error."""
-    print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
-    raise SystemExit(2)
 
 
 @contextmanager

@@ -50,6 +50,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from shared_data import refuse  # noqa: E402 (tools/ is on sys.path)
 
 KS = (5, 10, 20)
 SPLITS = ("train", "valid", "test")
@@ -83,11 +84,6 @@ def write_report(out: Path, report: dict) -> None:
     part = out.with_name(f".{out.name}.part")
     part.write_text(json.dumps(report, indent=2), encoding="utf-8")
     os.replace(part, out)
-
-
-def refuse(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2)
 
 
 # ----------------------------------------------------------------------------------------------- export

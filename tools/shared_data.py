@@ -1,5 +1,5 @@
 """Where the benchmarks read the shared real data sets (``MGFREC_SHARED_DATA``, else ``../shared/data`` beside the
-repository), and the one line they end with when a file of it is not there."""
+repository), the one line they end with when a file of it is not there, and how a tool ends on a user error."""
 
 from __future__ import annotations
 
@@ -21,3 +21,9 @@ def need_shared(path: Path, holding: str = "amazon2023-cds/", hint: str = "") ->
             file=sys.stderr,
         )
         raise SystemExit(2)
+
+
+def refuse(message: str) -> None:
+    """``error: message`` on stderr (one line), exit code 2: how mgfrec's commands end on a user error."""
+    print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
+    raise SystemExit(2)

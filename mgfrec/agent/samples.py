@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from mgfrec.agent.loop import RolloutSample
-from mgfrec.config.schema import MGFRecConfig
+from mgfrec.config.schema import MGFRecConfig, RetrieverConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.data.protocol import subsample_rows
 from mgfrec.registry import Registry, with_registry
@@ -149,6 +149,25 @@ def _same_fit(run_dir: Path, cfg: MGFRecConfig) -> bool:
     return settings(old) == settings(cfg)
 
 
+def _recall_retriever(cfg: MGFRecConfig, recall_dir: Path, model: str, reused: str | None) -> RetrieverConfig:
+    """``cfg.retriever`` as the recall lists were made: the model, and for a reused recall run (``reused``) its
+    own ``config.yaml``'s settings and options, the recall list's length kept (the agent's setting). It was the
+    model alone: a config's options for another model were recorded beside it, and every later reader of the run's
+    config.yaml (``derive``, ``evaluate``, ``--resume``) refused them."""
+    if reused is not None and (recall_dir / "config.yaml").is_file():
+        from mgfrec.config.load import load_config
+
+        try:
+            saved = load_config(recall_dir / "config.yaml").retriever
+        except Exception:  # noqa: BLE001 - unreadable: its model alone, below
+            saved = None
+        if saved is not None and saved.model == model:
+            return saved.model_copy(update={"recall_size": cfg.retriever.recall_size})
+    if reused is None or model == cfg.retriever.model:  # fitted here: with the config's options
+        return cfg.retriever.model_copy(update={"model": model})
+    return cfg.retriever.model_copy(update={"model": model, "options": {}})  # the config's were another model's
+
+
 def split_samples(
     ds: PreparedDataset, split: str, recall: np.ndarray, limit: int | None, seed: int
 ) -> list[AgentSample]:
@@ -183,7 +202,7 @@ def recall_samples(
     """The recall run (:func:`recall_for` with ``recall``'s settings), ``cfg`` with ``retriever.model`` set
     to its model, and seeded train and valid samples carrying their recall lists; shared by SFT and GRPO."""
     recall_dir, recall_model = recall_for(ds, cfg, recall, out, reg, before_fit, may_fit)
-    cfg = cfg.model_copy(update={"retriever": cfg.retriever.model_copy(update={"model": recall_model})})
+    cfg = cfg.model_copy(update={"retriever": _recall_retriever(cfg, recall_dir, recall_model, recall.recall_run)})
     size = cfg.retriever.recall_size
     train = split_samples(ds, "train", recall_lists(ds, "train", size, recall_dir), max_train, seed)
     valid = split_samples(ds, "valid", recall_lists(ds, "valid", size, recall_dir), max_valid, seed)

@@ -112,12 +112,21 @@ def note_unread_fields(
     _note_sets(hit, f"{command} does not read {', '.join(f'{u}.*' for u in unread)}{besides}; {why}")
 
 
-def note_overridden_recall_model(sets: Sequence[str], source: str) -> None:
-    """One note on stderr when ``--set retriever.model=...`` is given beside a recall run (``source``: ``--init
-    RUN's recall run``, ``--recall-run RUN``): the recall lists are that run's, and the run's ``config.yaml``
-    records its model."""
-    hit = [text for text in sets if text.partition("=")[0].strip() == "retriever.model"]
-    _note_sets(hit, f"not used; the recall lists come from {source}, and config.yaml records its model")
+def unused_recall_sets(sets: Sequence[str], source: str) -> list[str]:
+    """``sets`` without the ``--set`` overrides of ``retriever.model`` and ``retriever.options`` given beside a
+    recall run (``source``: ``--init RUN's recall run``, ``--recall-run RUN``), with one note on stderr naming
+    them: the recall lists are that run's, and the run's ``config.yaml`` records its model and options. They are
+    left out, not checked: the options of the recall run's model were refused against the config's model."""
+
+    def unused(text: str) -> bool:
+        key = text.partition("=")[0].strip()
+        return key == "retriever.model" or key == "retriever.options" or key.startswith("retriever.options.")
+
+    _note_sets(
+        [t for t in sets if unused(t)],
+        f"not used; the recall lists come from {source}, and config.yaml records its model and options",
+    )
+    return [t for t in sets if not unused(t)]
 
 
 def _note_sets(hit: Sequence[str], said: str) -> None:

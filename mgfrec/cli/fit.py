@@ -16,11 +16,11 @@ from mgfrec.cli.common import (
     finite,
     finite_in,
     load,
-    note_overridden_recall_model,
     note_unread_fields,
     output_folder,
     print_json,
     run,
+    unused_recall_sets,
 )
 from mgfrec.config.schema import DEFAULT_RECALL_MODEL
 from mgfrec.validation import shown_name
@@ -133,14 +133,13 @@ def fit(
             "trainer.tensorboard": True if tensorboard else None,
             "retriever.model": recall_model,  # was kept apart: --set retriever.model was overwritten, silently
         }
-        cfg = load(base, set_, values)
-        note_unread_fields(set_, "mgfrec fit", ("data",), DATA_NOT_READ)
-        if init is not None:
-            note_overridden_recall_model(set_, f"--init {init}'s recall run")
+        sets = set_ if init is None else unused_recall_sets(set_, f"--init {init}'s recall run")
+        cfg = load(base, sets, values)
+        note_unread_fields(sets, "mgfrec fit", ("data",), DATA_NOT_READ)
         if ablation is not None:
             from mgfrec.experiments.ablations import apply_ablation
 
-            check_ablation(ablation, values, set_)
+            check_ablation(ablation, values, sets)
 
             cfg = apply_ablation(cfg, ablation)  # after --set: the preset is what the run is named for
         options = FitOptions(

@@ -14,11 +14,11 @@ from mgfrec.cli.common import (
     console,
     finite,
     load,
-    note_overridden_recall_model,
     note_unread_fields,
     output_folder,
     print_json,
     run,
+    unused_recall_sets,
 )
 from mgfrec.config.schema import DEFAULT_RECALL_MODEL
 
@@ -88,9 +88,10 @@ def sft(
                 f"--recall-model {recall_model} and --recall-run {recall_run}: the recall lists come from "
                 "--recall-run's run; give one"
             )
+        sets = set_ if recall_run is None else unused_recall_sets(set_, f"--recall-run {recall_run}")
         cfg = load(
             config,
-            set_,
+            sets,
             {
                 "policy.model": policy,
                 "policy.gradient_checkpointing": True if gradient_checkpointing else None,
@@ -98,14 +99,12 @@ def sft(
             },
         )
         note_unread_fields(
-            set_,
+            sets,
             "mgfrec sft",
             ("data", "grpo", "trainer"),
             f"its own flags set the training (--lr, --epochs, --batch-size); {DATA_NOT_READ}",
             read=("trainer.accelerator",),
         )
-        if recall_run is not None:
-            note_overridden_recall_model(set_, f"--recall-run {recall_run}")
         options = SFTOptions(
             recall_model=None,  # the config's retriever.model, which --recall-model sets
             recall_run=str(recall_run) if recall_run is not None else None,

@@ -90,6 +90,25 @@ def cache_path(folder: Path, key: dict[str, Any]) -> Path:
     return folder / f"items-{slug}-{digest}.npy"
 
 
+def _not_finite(embedder: Embedder, titles: Sequence[str], finite: np.ndarray) -> str:
+    """The line for vectors with NaN or infinite values: how many titles, the first, and what to try. Lower
+    precision is the likely cause only in the built-in embedder's float16/bfloat16 (the hint named
+    ``embedding.dtype`` for every embedder, plugins that never read it included)."""
+    from mgfrec.embed.sentence import SentenceTransformerEmbedder
+
+    bad = np.flatnonzero(~finite)
+    first = " ".join(str(titles[bad[0]]).split())
+    first = first if len(first) <= 60 else first[:57] + "..."
+    line = (
+        f"embedder {embedder.model_id!r} returned NaN or infinite values for {len(bad)} of {len(titles)} titles "
+        f"(the first: item {bad[0]}, {first!r})"
+    )
+    dtype = getattr(getattr(embedder, "config", None), "dtype", "float32")
+    if isinstance(embedder, SentenceTransformerEmbedder) and dtype != "float32":
+        return f"{line}; try embedding.dtype=float32 (it runs in {dtype})"
+    return f"{line}; every vector must be finite"
+
+
 def cached_item_embeddings(
     ds: PreparedDataset,
     cfg: EmbeddingConfig,
@@ -128,8 +147,9 @@ def cached_item_embeddings(
     if encoded.ndim != 2 or encoded.shape[0] != len(unique):
         raise ValueError(f"embedder {embedder.model_id!r} returned shape {encoded.shape} for {len(unique)} titles")
     vectors = encoded[np.fromiter((row_of[t] for t in titles), dtype=np.int64, count=len(titles))]
-    if not np.isfinite(vectors).all():
-        raise ValueError(f"embedder {embedder.model_id!r} returned NaN or infinite values; try embedding.dtype=float32")
+    finite = np.isfinite(vectors).all(axis=1)
+    if not finite.all():
+        raise ValueError(_not_finite(embedder, titles, finite))
     # An identity may be complete only once the model is loaded (a hub model downloaded just now names its commit
     # only then): the entry is stored under what the vectors were made from, never under the guess of before.
     key = cache_key(embedder, titles)

@@ -162,6 +162,24 @@ def test_the_recall_line_names_one_run_the_same_way_given_relative_or_absolute(t
 
 
 @pytest.mark.reliability
+def test_a_reused_recall_run_records_its_own_retriever_options_not_the_configs(tmp_path):
+    """fit --init (and sft --recall-run) recorded the recall run's model beside the config's options for another
+    model (``sasrec`` ``layers: 1`` under ``pop``): derive, evaluate and --resume then refused the run's own
+    config.yaml."""
+    from mgfrec.config.components import check_components
+
+    ds = cyclic_dataset(tmp_path)
+    recall_for(ds, load_config(None, ["retriever.model=pop"]), RecallOptions(), tmp_path / "first")
+    cfg = load_config(None, ["retriever.model=sasrec", "retriever.options.layers=1", "retriever.recall_size=4"])
+    used, _, _, _ = samples_mod.recall_samples(
+        ds, cfg, RecallOptions(recall_run=str(tmp_path / "first" / "recall")), tmp_path / "out", None,
+        max_train=2, max_valid=2, seed=0,
+    )  # fmt: skip
+    assert (used.retriever.model, used.retriever.options, used.retriever.recall_size) == ("pop", {}, 4)
+    check_components(used)  # what the run's config.yaml holds is a config every later command reads
+
+
+@pytest.mark.reliability
 def test_a_wrong_recall_run_names_what_it_is(tmp_path):
     """--recall-run given an agent run said only "got kind 'agent'", and one of other data did not say which data
     it was: each now names the run's recall run and the run's data folder."""

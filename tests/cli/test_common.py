@@ -10,18 +10,21 @@ def test_a_negative_zero_score_is_shown_as_zero():
     assert [shown_score(v) for v in (-0.0, -0.00004, 0.5, -0.25)] == ["0.0000", "0.0000", "0.5000", "-0.2500"]
 
 
-def test_a_set_retriever_model_beside_a_recall_run_gets_a_note(capsys):
+def test_a_set_retriever_model_or_options_beside_a_recall_run_gets_a_note_and_is_left_out(capsys):
     # fit --init and sft --recall-run took --set retriever.model, overwrote it with the recall run's model, and
-    # said nothing: the user believed the run ranked with the model they named
-    from mgfrec.cli.common import note_overridden_recall_model
+    # said nothing: the user believed the run ranked with the model they named. Its options were checked against
+    # the config's model: the recall run's own options (a hybrid's tune_metric) were refused
+    from mgfrec.cli.common import unused_recall_sets
 
-    note_overridden_recall_model(["retriever.recall_size=10", "retriever.model = bpr"], "--recall-run r/sas")
+    given = ["retriever.recall_size=10", "retriever.model = bpr", "retriever.options.tune_metric=hit@10"]
+    assert unused_recall_sets(given, "--recall-run r/sas") == ["retriever.recall_size=10"]
     text = " ".join(capsys.readouterr().err.split())
     assert text == (
-        "note: --set retriever.model = bpr: not used; the recall lists come from --recall-run r/sas, "
-        "and config.yaml records its model"
+        "note: --set retriever.model = bpr retriever.options.tune_metric=hit@10: not used; the recall lists come "
+        "from --recall-run r/sas, and config.yaml records its model and options"
     )
-    note_overridden_recall_model(["retriever.recall_size=10", "retriever.models=x"], "--init r")
+    kept = ["retriever.recall_size=10", "retriever.models=x", "retriever.optionsx=1"]
+    assert unused_recall_sets(kept, "--init r") == kept
     assert capsys.readouterr().err == ""
 
 

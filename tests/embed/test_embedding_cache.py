@@ -172,6 +172,33 @@ def test_non_finite_vectors_with_a_matching_digest_are_rebuilt(ds, minilm):
     assert cached_item_embeddings(ds, cfg, counting).hit
 
 
+class NaNOnBlue:
+    """An embedder (a plugin's, or the built-in one in half precision) whose vectors for "Blue" titles are NaN."""
+
+    model_id = "nan-on-blue"
+    settings: dict = {}
+    dim = 3
+
+    def encode(self, texts, *, query=False, progress=False):
+        return np.array([[np.nan] * 3 if "Blue" in t else [1.0, 0.0, 0.0] for t in texts], dtype=np.float32)
+
+
+@pytest.mark.reliability
+def test_non_finite_vectors_name_the_titles_and_suggest_a_dtype_only_to_the_built_in_embedder(ds, monkeypatch):
+    """The line told every embedder, plugins that never read it included, to try embedding.dtype=float32, and
+    named no title."""
+    with pytest.raises(ValueError) as plugin:
+        cached_item_embeddings(ds, EmbeddingConfig(), NaNOnBlue())
+    assert str(plugin.value) == (
+        "embedder 'nan-on-blue' returned NaN or infinite values for 2 of 5 titles (the first: item 3, 'Kind of "
+        "Blue'); every vector must be finite"
+    )
+    built_in = SentenceTransformerEmbedder(EmbeddingConfig(dtype="float16"))
+    monkeypatch.setattr(built_in, "encode", NaNOnBlue().encode)  # what float16 overflow gives, without the model
+    with pytest.raises(ValueError, match=r"5 titles .*; try embedding.dtype=float32 \(it runs in float16\)$"):
+        cached_item_embeddings(ds, EmbeddingConfig(), built_in)
+
+
 class Downloading(Counting):
     """An embedder whose identity is complete only once its model is loaded, as a hub id not yet downloaded."""
 
