@@ -120,6 +120,7 @@ def fit(
             "grounding.grounder": grounder,
             "embedding.embedder": embedder,
             "user_agent.backend": "none" if no_feedback else user_agent,
+            "user_agent.options": {} if no_feedback else None,  # the config's are its backend's: "none" takes none
             "agent.use_recall": False if no_recall else None,
             "rollout.engine": rollout_engine,
             "grpo.rewards": list(reward) or None,

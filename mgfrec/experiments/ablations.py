@@ -33,7 +33,8 @@ from mgfrec.text.prompts import RUN_PROMPTS, keep_run_prompts
 ABLATIONS: dict[str, tuple[str, ...]] = {
     "full": (),
     "no-multi-grounding": ("agent.max_groundings=1",),
-    "no-feedback": ("user_agent.backend=none",),
+    # the trained run's user agent options are its backend's, which "none" does not take: derive refused the run
+    "no-feedback": ("user_agent.backend=none", "user_agent.options={}"),
     "no-recall": ("agent.use_recall=false",),
 }
 
@@ -113,9 +114,10 @@ def _check_derive_overrides(overrides: Iterable[str], preset: Iterable[str], sou
     fixed = {o.partition("=")[0].strip(): o.partition("=")[2].strip() for o in preset}
     for text in overrides:
         for field in _leaf_fields(parse_override(text), ""):
-            if field in fixed:
+            key = next((k for k in fixed if field == k or field.startswith(f"{k}.")), None)  # options.x: options
+            if key is not None:
                 raise ValueError(
-                    f"--set {field}: {source} sets it ({field}={fixed[field]}), and the derived run is named for "
+                    f"--set {field}: {source} sets it ({key}={fixed[key]}), and the derived run is named for "
                     "that; leave it to the preset"
                 )
             if field.startswith(_NOT_READ_BY_DERIVE) and not field.startswith(_READ_OF_GRPO):

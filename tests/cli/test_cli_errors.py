@@ -630,6 +630,17 @@ def test_an_ablation_and_a_flag_set_or_grid_giving_its_field_another_value_are_r
     one_error(code, output, "--grid user_agent.backend would not vary it")
 
 
+@pytest.mark.reliability
+def test_no_feedback_drops_the_configs_user_agent_options(tmp_path):
+    """A config with the simulated user's options and --no-feedback (or --ablation no-feedback) was refused: "none"
+    takes no options. It now gets as far as the data."""
+    config = tmp_path / "c.yaml"
+    config.write_text("user_agent:\n  options:\n    summary_size: 5\n", encoding="utf-8")
+    for flags in (["--no-feedback"], ["--ablation", "no-feedback"]):
+        code, output = invoke("fit", "--data", tmp_path / "none", "--out", tmp_path / "o", "--config", config, *flags)
+        one_error(code, output, "not a prepared data set")
+
+
 def test_fields_a_command_never_reads_are_noted_and_a_grid_over_them_refused(tmp_path):
     """`sweep --grid data.history_length=5,10` "finished" two identical cells whose config.yaml claimed 5 and 10;
     `fit --set data.history_length=3` and `sft --set trainer.lr=0.5` changed nothing, without a word, and were

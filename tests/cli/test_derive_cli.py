@@ -227,6 +227,20 @@ def test_a_derived_run_is_refused_once_its_trained_run_was_trained_again_or_is_g
     check_derived_current(derived, old, rolling_out=True)
 
 
+@pytest.mark.reliability
+def test_no_feedback_of_a_run_trained_with_user_agent_options_drops_them(tmp_path):
+    """The demo's own ablation was refused for any run trained with user_agent.options ("this component takes no
+    options, got ['summary_size']"): no-feedback set the backend to none and kept the simulated user's options."""
+    run, _, _ = tiny_agent_run(tmp_path, ["user_agent.options.summary_size=5"])
+    res = invoke(str(run), str(tmp_path / "nf"), "--ablation", "no-feedback")
+    assert res.exit_code == 0, res.output
+    cfg = load_config(tmp_path / "nf" / "config.yaml")
+    assert (cfg.user_agent.backend, cfg.user_agent.options) == ("none", {})
+    # a --set of the options beside the preset would only be dropped by it: refused, naming both
+    res = invoke(str(run), str(tmp_path / "nf2"), "--ablation", "no-feedback", "--set", "user_agent.options.x=1")
+    assert res.exit_code == 2 and "--ablation no-feedback sets it (user_agent.options={})" in res.output, res.output
+
+
 def test_a_derived_run_keeps_its_own_copy_of_the_trained_runs_template(tmp_path):
     """A derived run named the trained run's template file by path: moving the two apart lost it."""
     import shutil
