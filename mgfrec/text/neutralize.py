@@ -90,9 +90,12 @@ def reserved_strings(tokenizer: Any) -> frozenset[str]:
     found: set[str] = set()
     added = getattr(tokenizer, "get_added_vocab", None)
     if callable(added):
-        # title tokens (preset:tiny-items) are the titles themselves: defusing them would undo their purpose
-        start, end = (getattr(tokenizer, "init_kwargs", None) or {}).get("mgfrec_item_tokens", (0, 0))
-        found.update(s for s, i in added().items() if not start <= i < end)
+        # title tokens (preset:tiny-items) are the titles themselves: defusing them would undo their purpose; those
+        # that were already one BPE token keep its id, below the range, and are listed apart
+        kwargs = getattr(tokenizer, "init_kwargs", None) or {}
+        start, end = kwargs.get("mgfrec_item_tokens", (0, 0))
+        reused = set(kwargs.get("mgfrec_item_tokens_reused", ()))
+        found.update(s for s, i in added().items() if not start <= i < end and i not in reused)
     found.update(getattr(tokenizer, "all_special_tokens", None) or ())
     return frozenset(s for s in found if isinstance(s, str) and len(s) > 1)
 
