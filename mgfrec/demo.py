@@ -26,12 +26,13 @@ from pathlib import Path
 
 from mgfrec.config.load import write_resolved
 from mgfrec.config.schema import MGFRecConfig, PolicyConfig
-from mgfrec.data.prepared import PreparedDataset, prepare
+from mgfrec.data.prepared import PreparedDataset, prepare, row_lines
 from mgfrec.demo_settings import (  # noqa: F401 (DemoOptions and the settings' names are mgfrec.demo's too)
     SETTINGS_FILE,
     DemoOptions,
     agent_stage_reusable,
     baseline_reusable,
+    check_data_current,
     check_demo_output,
     check_same_settings,
     demo_settings,
@@ -136,10 +137,13 @@ def _run_demo(
 
     data_dir = out / "data"
     if (data_dir / "manifest.json").is_file():
+        check_data_current(data_dir, config.data, out)  # the files read may have been edited since
         ds = PreparedDataset(data_dir)
         say(f"[prepare] reusing {data_dir}")
     else:
         ds = stage("prepare", lambda: prepare(config.data, data_dir))
+    for line in row_lines(ds.manifest["rows"]):  # read = kept + dropped, as data prepare prints it
+        say(f"[prepare] {line}")
     counts = ds.counts
     say(
         f"[prepare] {counts['users']} users, {counts['items']} items, {counts['interactions']} interactions; "
@@ -173,7 +177,9 @@ def _run_demo(
             result = stage(name, lambda cfg=cfg, run_dir=run_dir: fit_baseline(ds, cfg, run_dir))
             stopped = getattr(result.retriever, "stopped", None)
             why = f" (stopped: {stopped})" if stopped in ("time cap", "step cap", "early stopping") else ""
-            say(f"[{name}] valid NDCG@10 {result.valid_ndcg10:.4f}{why}")
+            score = result.valid_ndcg10  # nan: no valid sample, said as baseline fit says it
+            valid = "n/a (the valid split has no sample)" if score != score else f"{score:.4f}"
+            say(f"[{name}] valid NDCG@10 {valid}{why}")
             if stopped == "user":  # a signal ended this fit cleanly; the user wants the demo to stop, not go on
                 by = stopped_by(getattr(result.retriever, "stop_signal", None))
                 say(

@@ -6,6 +6,7 @@ whether a finished stage may be reused (a hybrid over a refitted SASRec, an agen
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 
 from mgfrec.config.load import entries_besides_config
 from mgfrec.config.redaction import redacted
-from mgfrec.config.schema import MGFRecConfig
+from mgfrec.config.schema import DataConfig, MGFRecConfig
 from mgfrec.runs import NOT_A_RUN, RUN_FILE, read_json_object, read_run_info, refuse_held
 from mgfrec.staleness import check_recall_current
 
@@ -113,6 +114,39 @@ def check_same_settings(out: Path, config: MGFRecConfig, options: DemoOptions) -
             f"{out}: its stages were made with other settings ({shown}); a rerun reuses finished stages, so give "
             f"another --out (or delete {out})"
         )
+
+
+def check_data_current(data_dir: Path, data: DataConfig, out: Path) -> None:
+    """Refuse a rerun whose data source now reads otherwise than when ``data_dir`` (``OUT/data``) was prepared: the
+    demo reused the prepared set and every finished stage after the CSV files were edited, and reported on data
+    the folder no longer held. The source is prepared again into a scratch folder inside ``out`` (a second or
+    two for the demo's sets) and compared by content; one that cannot be read now is named the same way."""
+    import pandas as pd
+
+    from mgfrec.data.prepared import SPLITS, PreparedDataset, prepare
+
+    where = data.path or f"data source {data.source!r}"
+    remedy = f"its stages were made from the data as it was, so give another --out (or delete {out})"
+    kept = PreparedDataset(data_dir)
+    with tempfile.TemporaryDirectory(dir=out, prefix=".data-check-") as scratch:
+        try:
+            fresh = prepare(data, Path(scratch) / "data", allow_empty=True)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{out}: {where} cannot be prepared again to check {data_dir} ({exc}); {remedy}") from None
+        if fresh.checksum == kept.checksum:
+            return
+
+        def rows(ds: PreparedDataset, name: str) -> pd.DataFrame:
+            frame = ds.items if name == "items" else ds.interactions if name == "interactions" else ds.split(name)
+            return frame.assign(history=frame["history"].map(tuple)) if "history" in frame else frame
+
+        for name in ("items", "interactions", *SPLITS):  # other bytes, the same rows (another pyarrow): reused
+            try:
+                pd.testing.assert_frame_equal(rows(kept, name), rows(fresh, name))
+            except AssertionError:
+                raise ValueError(
+                    f"{out}: {where} no longer reads as when {data_dir} was prepared (its {name} differ); {remedy}"
+                ) from None
 
 
 def any_stage_finished(out: Path) -> bool:

@@ -46,6 +46,8 @@ def test_run_demo_fits_evaluates_and_reuses(tmp_path):
         cfg, tmp_path, baselines=("pop", "last-title", "sasrec", "hybrid"), options=BASELINES_ONLY, say=again.append
     )
     assert sum("reusing" in m for m in again) == 5  # data + four runs
+    for said in (messages, again):  # read = kept + dropped, as data prepare prints it, prepared or reused
+        assert "[prepare] synthetic/interactions: read 505 = kept 505 + dropped 0" in said, said
     # SASRec fitted again under the hybrid (its folder replaced): the rerun refits the hybrid, which was reused and
     # then refused naming a `baseline fit` to run by hand; a baseline a signal stopped is reused with a note
     for name, extra in (("sasrec", {}), ("pop", {"stopped": "user"})):

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, load, out, output_folder, print_error, print_json, run
+from mgfrec.data.prepared import row_lines
 
 app = typer.Typer(help="Prepare data sets (R2ec protocol) and inspect them.", no_args_is_help=True)
 
@@ -123,18 +124,8 @@ def prepare(
 
 
 def _print_rows(rows: dict) -> None:
-    for line in _row_lines(rows):
+    for line in row_lines(rows):
         console.print(line, highlight=False)
-
-
-def _row_lines(rows: dict) -> list[str]:
-    lines = []
-    for name, rep in rows.items():
-        line = f"{name}: read {rep['read']} = kept {rep['kept']} + dropped {rep['dropped']}"
-        if rep["dropped"]:
-            line += " (" + ", ".join(f"{k} {v}" for k, v in rep["dropped_by_reason"].items()) + ")"
-        lines.append(line)
-    return lines
 
 
 def _count_cells(counts: dict) -> list[tuple[str, str]]:
@@ -157,7 +148,7 @@ def _check_shown(ds) -> None:
     from mgfrec.data.prepared import MANIFEST
 
     try:
-        _row_lines(ds.manifest["rows"])
+        row_lines(ds.manifest["rows"])
         _count_cells(ds.counts)
         sub = ds.manifest.get("subsample_users")
         if sub is not None:

@@ -210,6 +210,17 @@ def prepare_config(
     return ds
 
 
+def row_lines(rows: dict) -> list[str]:
+    """A manifest's ``rows`` as ``data prepare`` prints them: per file, ``read = kept + dropped`` and the reasons."""
+    lines = []
+    for name, rep in rows.items():
+        line = f"{name}: read {rep['read']} = kept {rep['kept']} + dropped {rep['dropped']}"
+        if rep["dropped"]:
+            line += " (" + ", ".join(f"{k} {v}" for k, v in rep["dropped_by_reason"].items()) + ")"
+        lines.append(line)
+    return lines
+
+
 class EmptyDatasetError(BadInputError):
     """The input yields no sample at all; refused unless ``allow_empty``."""
 

@@ -3,6 +3,7 @@
 from mgfrec.models.policy import (
     CHAT_TEMPLATE,
     ITEM_TOKENS_KEY,
+    ITEM_TOKENS_REUSED_KEY,
     POLICY_META,
     PRESET_PREFIX,
     PRESETS,
@@ -25,6 +26,7 @@ from mgfrec.models.policy import (
 __all__ = [
     "CHAT_TEMPLATE",
     "ITEM_TOKENS_KEY",
+    "ITEM_TOKENS_REUSED_KEY",
     "POLICY_META",
     "PRESETS",
     "PRESET_PREFIX",

@@ -296,6 +296,11 @@ def test_an_unclosed_quote_that_keeps_the_field_count_is_refused_too(tmp_path):
     [
         (b'item_id,title\n1,"Live at Leeds,\nDeluxe, Remastered"\n2,B\n', ["Live at Leeds, Deluxe, Remastered", "B"]),
         (b'item_id,title\ni1,"Songs,\nthe sequel, part two"\ni2,B\n', ["Songs, the sequel, part two", "B"]),
+        # a year on the second line is no id when no id has its length (review s28)
+        (
+            b'item_id,title\nB000001,A\nB000002,"Live at Budokan\n1978, Remastered"\n',
+            ["A", "Live at Budokan 1978, Remastered"],
+        ),
     ],
 )
 def test_a_closed_quoted_title_whose_second_line_holds_a_comma_is_read(tmp_path, items, titles):

@@ -120,6 +120,7 @@ def read_rows(
 
     key = header.index(required[0])  # the id column (item_id, user_id): what a swallowed row would begin with
     shapes: set[str] = set()  # the id shapes seen so far in single-line rows
+    lengths: set[int] = set()  # and their lengths
 
     def rows() -> Iterator[tuple[int, list[str]]]:
         with handle:
@@ -136,8 +137,10 @@ def read_rows(
                 if fields and not (len(fields) == 1 and not fields[0].strip()):  # blank lines are not rows
                     if reader.line_num == start and len(fields) > key:
                         shapes.add(_shape(fields[key]))
+                        lengths.add(len(fields[key].strip()))
                     else:
-                        _check_span(path, start, reader.line_num, fields, len(header), options.delimiter, key, shapes)
+                        width, where = len(header), (path, start, reader.line_num)
+                        _check_span(*where, fields, width, options.delimiter, key, shapes, lengths)
                     yield start, fields
                 start = reader.line_num + 1
 
@@ -167,7 +170,15 @@ def _undecodable(path: Path, encoding: str, exc: UnicodeError) -> BadInputError:
 
 
 def _check_span(
-    path: Path, start: int, end: int, fields: list[str], width: int, delimiter: str, key: int, shapes: set[str]
+    path: Path,
+    start: int,
+    end: int,
+    fields: list[str],
+    width: int,
+    delimiter: str,
+    key: int,
+    shapes: set[str],
+    lengths: set[int],
 ) -> None:
     """A row spanning several physical lines is a quoted field with line breaks, which CSV allows; but when
     its field count is wrong, or a line inside the field would be a row of its own, a quote was left open and
@@ -176,21 +187,24 @@ def _check_span(
 
     A line inside the field "would be a row" when it holds enough delimiters for a row and the value in the id
     column's place (``key``) could be an id: it has the shape of an id seen in the file (``shapes``, this row's own
-    included: ``i3`` beside ``i2``), or it holds a digit and no space (``0767915909`` beside ``B00000I1BJ``). A
-    title's second line such as "Deluxe, Remastered" is not. When the multi-line field is the id column itself,
+    included: ``i3`` beside ``i2``), or it holds a digit and no space and has the length of an id seen
+    (``0767915909`` beside ``B00000I1BJ``). A title's second line such as "Deluxe, Remastered" or "1978,
+    Remastered" beside ``B000001`` is not. When the multi-line field is the id column itself,
     any line holding enough delimiters is a row."""
     if end == start:
         return
     inner = [line for field in fields for line in field.split("\n")[1:]]
     own = {_shape(fields[key])} if len(fields) > key and "\n" not in fields[key] else set()
     known = shapes | own
+    sizes = lengths | ({len(fields[key].strip())} if own else set())
 
     def row_like(line: str) -> bool:
         parts = line.split(delimiter)
         if len(parts) < width or not own:
             return len(parts) >= width  # (the id column is the multi-line field: no id to compare with)
         value = parts[key].strip()
-        return _shape(value) in known or (any(c.isdigit() for c in value) and not any(c.isspace() for c in value))
+        digits = any(c.isdigit() for c in value) and not any(c.isspace() for c in value)
+        return _shape(value) in known or (digits and len(value) in sizes)
 
     if len(fields) == width and not any(row_like(line) for line in inner if line.strip()):
         return
