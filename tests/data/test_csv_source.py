@@ -48,6 +48,8 @@ BAD_ROWS = [
     ("bad rating", "interactions.csv", b"u2,i1,4,great", "bad_rating", ["field rating", "'great'"]),
     ("unknown item id", "interactions.csv", b"u2,i9,4,5", "unknown_item_id", ["item_id 'i9'", "item table"]),
     ("duplicate row", "interactions.csv", b"u1,i1,1,5", "duplicate_row", ["user 'u1'", "item 'i1'"]),
+    # it was "field timestamp 'timestamp' is not a number" (review s28)
+    ("repeated log header", "interactions.csv", b"user_id,item_id,timestamp,rating", "repeated_header", ["header"]),
     # Python's float() takes these; a timestamp must be a plain number within +-2**53
     (
         "underscored timestamp",
@@ -464,6 +466,27 @@ def test_an_id_that_differs_only_in_unicode_normalisation_is_named_as_such(tmp_p
     )
     with pytest.raises(BadInputError, match=r"only in Unicode normalisation"):
         CsvSource().load(folder, skip_bad=False)
+
+
+@pytest.mark.parametrize(("item_ids", "logged", "twin"), [("7", "7.0", "7"), ("7", "007", "7"), ("0012", "12", "0012")])
+def test_an_id_written_as_another_number_is_named_as_such(tmp_path, item_ids, logged, twin):
+    """A spreadsheet's export writes 7 as 7.0 or 007 in one file only: "item_id '7.0' is not in the item table" said
+    nothing of why, and --skip-bad, which it suggested, dropped every such row (review s28)."""
+    folder = write(
+        tmp_path / "data",
+        items=f"item_id,title\n{item_ids},Alpha\nx1,Beta\n".encode(),
+        interactions=f"user_id,item_id,timestamp\nu1,{logged},1\n".encode(),
+    )
+    with pytest.raises(BadInputError, match=rf"is item_id '{twin}' written as another number; ids are read as text"):
+        CsvSource().load(folder, skip_bad=False)
+
+
+@pytest.mark.parametrize(("kind", "magic"), [("gzip", b"\x1f\x8b\x08\x00"), ("zip", b"PK\x03\x04")])
+def test_a_compressed_file_is_named_as_one(tmp_path, kind, magic):
+    """A gzipped items.csv was "the header holds bytes that are not valid utf-8" (review s28)."""
+    folder = write(tmp_path / "data", items=magic + b"\x00\x01rest")
+    with pytest.raises(BadInputError, match=rf"items\.csv: a {kind} file; the csv source reads plain text"):
+        CsvSource().load(folder, skip_bad=True)
 
 
 def test_a_header_in_other_case_gets_the_rename_hint(tmp_path):

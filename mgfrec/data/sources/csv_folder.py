@@ -63,6 +63,15 @@ def _bad_encoding(values: list[str]) -> bool:
     return any(ord(ch) in _SURROGATES for v in values for ch in v)
 
 
+_PACKED = (
+    ("gzip", b"\x1f\x8b"),
+    ("zip", b"PK\x03\x04"),
+    ("xz", b"\xfd7zX"),
+    ("zstd", b"\x28\xb5\x2f\xfd"),
+)
+"""The first bytes of compressed files a catalogue export comes as."""
+
+
 def read_rows(
     path: Path, required: tuple[str, ...], options: CsvOptions, reserved: tuple[str, ...] = ()
 ) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
@@ -72,6 +81,11 @@ def read_rows(
         what = "a folder, not a file" if path.is_dir() else "not a regular file" if path.exists() else "file not found"
         raise BadInputError(f"{path}: {what}")
     csv.field_size_limit(_FIELD_LIMIT)  # the default (131,072 characters) is an error, not a rule of the format
+    with path.open("rb") as raw:
+        magic = raw.read(4)
+    packed = next((name for name, start in _PACKED if magic.startswith(start)), None)
+    if packed is not None:  # it was "the header holds bytes that are not valid utf-8"
+        raise BadInputError(f"{path}: a {packed} file; the csv source reads plain text, so unpack it first")
     # utf-8-sig drops a byte order mark before the csv module sees it: a quoted first column name stays quoted
     encoding = "utf-8-sig" if codecs.lookup(options.encoding).name == "utf-8" else options.encoding
     handle = path.open("r", encoding=encoding, errors="surrogateescape", newline="")
@@ -215,6 +229,25 @@ def _check_span(
     )
 
 
+def _number_key(value: str) -> str | None:
+    """``value``'s number as one text (``7``, ``7.0``, ``007`` and ``7e0`` alike), None for what is no number."""
+    try:
+        number = Decimal(value)
+    except (InvalidOperation, ValueError):
+        return None
+    return format(number.normalize(), "f") if number.is_finite() else None
+
+
+def _numbers_of(ids: set[str]) -> dict[str, str]:
+    """The ids that read as numbers, by :func:`_number_key` (the first in sorted order where several share one)."""
+    found: dict[str, str] = {}
+    for value in sorted(ids):
+        key = _number_key(value)
+        if key is not None:
+            found.setdefault(key, value)
+    return found
+
+
 def _shape(value: str) -> str:
     """A value's shape: each run of digits ``9``, each run of letters ``a``, anything else itself (``i42`` and
     ``i7`` are both ``a9``; ``Deluxe`` is ``a``)."""
@@ -308,12 +341,16 @@ class CsvSource:
         item_ids: list[str] = []
         stamps: list[float] = []
         ratings: list[float] = []
+        numbers: dict[str, str] | None = None  # the item ids that read as numbers, by value: built when needed
         for line, fields in rows:
             rep.read += 1
             where = f"{path}:{line}"
             problem = self._shape_problem(fields, header)
             if problem is not None:
                 policy.bad(rep, problem[0], where, problem[1])
+                continue
+            if [f.strip().lstrip("\ufeff") for f in fields] == header:  # it was "timestamp 'timestamp' not a number"
+                policy.bad(rep, "repeated_header", where, "the header row again (two files joined into one?)")
                 continue
             user, item = fields[i_user].strip(), fields[i_item].strip()
             if not user:
@@ -339,6 +376,14 @@ class CsvSource:
             if item not in known:
                 twin = next((f(item) for f in _NORMAL_FORMS if f(item) != item and f(item) in known), None)
                 hint = f" (it differs from item_id {shown(twin)} only in Unicode normalisation)" if twin else ""
+                if not twin and _number_key(item) is not None:  # 7.0 or 007 beside 7: a spreadsheet's export
+                    numbers = numbers if numbers is not None else _numbers_of(known)
+                    twin = numbers.get(_number_key(item))
+                    hint = (
+                        f" (it is item_id {shown(twin)} written as another number; ids are read as text)"
+                        if twin
+                        else ""
+                    )
                 policy.bad(rep, "unknown_item_id", where, f"item_id {shown(item)} is not in the item table{hint}")
                 continue
             key = (user, item, ts)
