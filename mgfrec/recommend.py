@@ -136,7 +136,9 @@ def turn_dict(ds: PreparedDataset, trajectory: Trajectory, n: int) -> dict[str, 
             {"item_idx": int(i), "item_id": str(ds.items.item_id.iloc[i]), "title": t}
             for i, t in zip(step.item_indices, step.item_titles, strict=True)
         ]
-        entry["feedback"] = step.feedback
+        # none shown (the none backend's empty text, as the observation leaves the block out): null, as a request
+        # with "feedback": "none" gave it; it was "" from `recommend --set user_agent.backend=none`
+        entry["feedback"] = step.feedback or None
     return entry
 
 

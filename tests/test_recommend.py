@@ -44,6 +44,9 @@ def test_scripted_agent_grounds_answers_and_ranks(agent_run, monkeypatch):
     assert out["turns"][0]["items"][0]["title"] == ds.titles[3]  # the grounded title is in the catalogue
     assert out["turns"][0]["feedback"]  # the simulated user agent answered
     assert len(out["recall"]) == 5 and len(out["top"]) == 5
+    # the none backend shows no feedback: null, as a served request with "feedback": "none" says it (it was "")
+    quiet, _ = rec_module.recommend(run, user=user, top_k=5, sets=("user_agent.backend=none",))
+    assert quiet.to_dict(ds)["turns"][0]["feedback"] is None
     history = {h["item_idx"] for h in out["history"]}
     assert not history & {t["item_idx"] for t in out["top"]}  # history excluded, as the evaluator does
     if 7 not in history:

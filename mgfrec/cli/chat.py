@@ -22,6 +22,7 @@ from mgfrec.cli.common import (
     SET_HELP,
     TRAINED_RUN_NOT_READ,
     TRAINED_RUN_SECTIONS,
+    check_history,
     check_split,
     check_user_id,
     console,
@@ -90,6 +91,7 @@ def _converse(
     with user_errors():
         check_split(split)  # before loading the model
         check_user_id(user)
+        check_history(history)
         note_unread_fields(set_, "mgfrec chat", TRAINED_RUN_SECTIONS, TRAINED_RUN_NOT_READ)
         read_run_info(run_dir)  # a wrong folder is refused before asking for a history
         while user is None and history is None:
@@ -120,24 +122,30 @@ def _converse(
         if split is not None and sample_id is None:
             note_other_samples(rec.ds, split, user, rec.sample_of(query))
     events: queue.Queue[dict[str, Any]] = queue.Queue()
+    waker = _Waker()
+
+    def post(event: dict[str, Any]) -> None:  # an event while the person is asked ends the prompt
+        events.put(event)
+        waker.wake()
+
     human = load_user_agent(
         UserAgentConfig(backend="human", options={"timeout_s": timeout}),
         UserAgentContext(
-            ask=lambda r: events.put({"type": "feedback_wanted", "note": human.take_note()}),
+            ask=lambda r: post({"type": "feedback_wanted", "note": human.take_note()}),
             fallback=rec.run_user_agent,
         ),
     )
 
     def work() -> None:
         try:
-            result = rec.recommend(query, user_agent=human, listener=lambda n, e: events.put(e))
-            events.put({"type": "done", "result": result.to_dict(rec.ds)})
+            result = rec.recommend(query, user_agent=human, listener=lambda n, e: post(e))
+            post({"type": "done", "result": result.to_dict(rec.ds)})
         except FeedbackCancelled:
-            events.put({"type": "cancelled"})
+            post({"type": "cancelled"})
         except Exception as exc:  # noqa: BLE001 - shown as one line
             from mgfrec.serve.work import failure_text
 
-            events.put({"type": "error", "error": failure_text(exc)})
+            post({"type": "error", "error": failure_text(exc)})
 
     worker = threading.Thread(target=work, name="mgfrec-chat", daemon=True)
     worker.start()
@@ -173,7 +181,7 @@ def _converse(
                 break
             if kind == "feedback_wanted":
                 _items(human.waiting)
-                _ask(human)
+                _ask(human, waker)
     except (KeyboardInterrupt, EOFError, typer.Abort) as exc:
         if input_ended(exc):  # a script's piped feedback ran out: the conversation ends as with /quit, code 0
             human.cancel("the input ended")
@@ -187,6 +195,7 @@ def _converse(
             out.print("\ninterrupted (Ctrl-C again to quit at once)", highlight=False, markup=False)
             code = 130
     finally:
+        waker.close()
         try:  # the agent's turn and a simulated user's request in flight end first
             worker.join(timeout=5)
             rec.close()
@@ -211,14 +220,67 @@ def input_ended(exc: BaseException) -> bool:
     return isinstance(exc, EOFError) or isinstance(exc.__context__, EOFError)
 
 
-def _ask(human: Any) -> None:
+class _Wake(Exception):
+    """Raised in the main thread while it waits at the feedback prompt and the agent's side has an event (the wait
+    for feedback ran out): the prompt ends, and the event is shown."""
+
+
+class _Waker:
+    """Ends a blocked feedback prompt when the worker posts an event: the prompt ran on until a line was typed, so
+    a chat nobody answered sat at it forever after ``--feedback-timeout`` had passed (holding the model). The
+    worker signals the main thread (SIGUSR1), whose handler raises :class:`_Wake` only while a prompt waits. Where
+    threads cannot be signalled (Windows), the prompt ends when a line is typed, as before."""
+
+    def __init__(self) -> None:
+        import signal
+
+        self.prompting = threading.Event()
+        self.main = threading.main_thread().ident
+        self.usable = hasattr(signal, "pthread_kill") and hasattr(signal, "SIGUSR1")
+        self.before: Any = None
+        if self.usable and threading.current_thread() is threading.main_thread():
+            self.before = signal.signal(signal.SIGUSR1, self._handle)
+        else:
+            self.usable = False
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.prompting.is_set():  # read and cleared in this thread: a late signal does nothing
+            self.prompting.clear()
+            raise _Wake
+
+    def wake(self) -> None:
+        if self.usable and self.prompting.is_set():
+            import signal
+
+            signal.pthread_kill(self.main, signal.SIGUSR1)
+
+    def close(self) -> None:
+        self.prompting.clear()
+        if self.usable:
+            import signal
+
+            signal.signal(signal.SIGUSR1, self.before if self.before is not None else signal.SIG_DFL)
+            self.usable = False
+
+
+def _ask(human: Any, waker: _Waker | None = None) -> None:
     """Prompt until the person's feedback is taken: one that is too long is refused in one line and asked again;
-    one typed after the wait ran out is dropped (the agent's next event says what happened)."""
+    one typed after the wait ran out is dropped (the agent's next event says what happened). An event of the
+    agent's side while the prompt waits (``waker``: the wait ran out) ends the prompt without a reply."""
     while True:
         try:
-            text = typer.prompt(
-                "your feedback (Enter: simulated user, /answer: answer now, /quit)", default="", show_default=False
-            )
+            if waker is not None:
+                waker.prompting.set()
+            try:
+                text = typer.prompt(
+                    "your feedback (Enter: simulated user, /answer: answer now, /quit)", default="", show_default=False
+                )
+            finally:
+                if waker is not None:
+                    waker.prompting.clear()
+        except _Wake:
+            out.print()  # the prompt's line ends; the event that ended it is shown next
+            return
         except UnicodeDecodeError as exc:  # a terminal that decodes strictly: it was a traceback, the talk lost
             console.print(
                 f"error: feedback: not valid UTF-8 text (byte {exc.start + 1}); type it again as UTF-8",

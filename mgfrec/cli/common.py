@@ -263,6 +263,13 @@ def check_user_id(user: str | None) -> None:
         raise ValueError(f"--user {user!r}: not valid UTF-8 text (character {at})")
 
 
+def check_history(history: str | None) -> None:
+    """``--history`` without a title (``';'``, ``' ; ;'``) refused in one line before the run loads: it was refused
+    only once the model had loaded, 15-20 s later (the line ``typed_history`` gives)."""
+    if history is not None and not any(t.strip() for t in split_titles(history)):
+        raise ValueError("--history: give at least one title, separated by ';'")
+
+
 def split_titles(text: str) -> list[str]:
     """``--history`` as titles: split at each ``;`` that is not written ``\\;`` (a title's own semicolon)."""
     return [part.replace("\\;", ";") for part in _SEPARATOR.split(text)]

@@ -12,6 +12,7 @@ from mgfrec.cli.common import (
     SET_HELP,
     TRAINED_RUN_NOT_READ,
     TRAINED_RUN_SECTIONS,
+    check_history,
     check_split,
     check_user_id,
     note_other_samples,
@@ -54,7 +55,7 @@ def recommend(
     """Run the agent once: its thoughts, grounded titles, item lists, feedback, answer and final top-k."""
     from mgfrec.recommend import recommend as run_recommend
 
-    run(lambda: (check_split(split), check_user_id(user)))
+    run(lambda: (check_split(split), check_user_id(user), check_history(history)))
     note_unread_fields(set_, "mgfrec recommend", TRAINED_RUN_SECTIONS, TRAINED_RUN_NOT_READ)
     titles = split_titles(history) if history is not None else None
     if markdown is not None:

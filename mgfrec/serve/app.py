@@ -20,6 +20,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import threading
@@ -27,6 +28,7 @@ import time
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi import Query as Q
@@ -40,6 +42,7 @@ from mgfrec.recommend import Query, Recommender, item_dict
 from mgfrec.serve.guard import STOPPING, Guard
 from mgfrec.serve.work import Batcher, Busy, Conversation, Mode, client_error_text, error_text
 from mgfrec.text.terminal import terminal_safe
+from mgfrec.validation import REDACTED, looks_like_key
 
 MAX_TITLE_CHARS = 300
 MAX_HISTORY = 50
@@ -459,11 +462,18 @@ def serve(run_dir: str, options: ServeOptions, sets: tuple[str, ...] = (), say: 
                 os._exit(getattr(stop, "exit_code", 130))
 
 
+_QUERY_START = re.compile(r"[?;]|%3f|%3b", re.IGNORECASE)
+
+
 def _path_only(record: logging.LogRecord) -> bool:
-    """An access-log record with its query string cut: ``?api_key=...`` put in a URL never reaches the log."""
+    """An access-log record with its query string cut: ``?api_key=...`` put in a URL never reaches the log, nor
+    does one behind an encoded ``?`` (``%3F``) or a ``;`` parameter; a path segment that looks like a key is
+    shown as ``<redacted>``."""
     args = record.args
     if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):  # uvicorn's: client, method, path..
-        record.args = (*args[:2], args[2].partition("?")[0], *args[3:])
+        path = _QUERY_START.split(args[2], maxsplit=1)[0]
+        path = "/".join(REDACTED if looks_like_key(unquote(p)) else p for p in path.split("/"))
+        record.args = (*args[:2], path, *args[3:])
     return True
 
 

@@ -63,13 +63,16 @@ class Guard:
             await JSONResponse({"error": self._too_large()}, status_code=413)(scope, receive, send)
             return
         received, body_done = 0, False
+        deadline: float | None = None  # of the whole body, from the first read (it was restarted per chunk)
 
         async def limited() -> Any:
-            nonlocal received, body_done
+            nonlocal received, body_done, deadline
             if body_done:  # the app waits for the client to leave (a stream's end): no deadline
                 return await receive()
+            now = asyncio.get_running_loop().time()
+            deadline = deadline if deadline is not None else now + BODY_TIMEOUT_S
             try:
-                message = await asyncio.wait_for(receive(), BODY_TIMEOUT_S)
+                message = await asyncio.wait_for(receive(), max(deadline - now, 0.0))
             except asyncio.TimeoutError:
                 raise StarletteHTTPException(
                     408, f"body: not received within {BODY_TIMEOUT_S:g} s of the headers"

@@ -631,6 +631,15 @@ def test_an_ablation_and_a_flag_set_or_grid_giving_its_field_another_value_are_r
 
 
 @pytest.mark.reliability
+@pytest.mark.parametrize("command", ["recommend", "chat"])
+def test_a_history_without_a_title_is_refused_before_the_run_loads(tmp_path, command):
+    """`--history ';'` was refused only once the run had loaded (15-20 s): here the run does not even exist."""
+    for history in (";", " ; ;"):
+        code, output = invoke(command, tmp_path / "no-run", "--history", history)
+        one_error(code, output, "--history: give at least one title, separated by ';'")
+
+
+@pytest.mark.reliability
 def test_no_feedback_drops_the_configs_user_agent_options(tmp_path):
     """A config with the simulated user's options and --no-feedback (or --ablation no-feedback) was refused: "none"
     takes no options. It now gets as far as the data."""

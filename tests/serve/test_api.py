@@ -556,6 +556,16 @@ def test_the_access_log_cuts_query_strings_and_port_0_is_a_real_port():
         None,
     )
     assert _path_only(record) and record.getMessage() == '127.0.0.1:5 - "GET /v1/items HTTP/1.1" 200'
+    # an encoded ?, a ; parameter, a key as a path segment (review s28): none reaches the log
+    for path, shown in (
+        ("/v1/items%3Fq=sk-live-ENCODEDSECRET", "/v1/items"),
+        ("/v1/items%3fq=x", "/v1/items"),
+        ("/v1/items;api_key=sk-live-SEMISECRET", "/v1/items"),
+        ("/v1/users/sk-proj-4f9Qx2Lm8Zr7Tb3Kw1Yp/items", "/v1/users/<redacted>/items"),
+        ("/v1/users/U%20336", "/v1/users/U%20336"),
+    ):
+        record.args = ("127.0.0.1:5", "GET", path, "1.1", 404)
+        assert _path_only(record) and record.getMessage() == f'127.0.0.1:5 - "GET {shown} HTTP/1.1" 404'
     with app_mod._listening_socket("127.0.0.1", 0) as held:
         assert 0 < held.getsockname()[1] <= 65535
 

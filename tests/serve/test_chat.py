@@ -78,21 +78,18 @@ def test_quit_and_a_bad_user_end_cleanly(serve_run, plugin):
     assert exit_code(child) == 2 and "Traceback" not in child.before
 
 
-def test_too_long_and_too_late_feedback_get_one_line_each_never_a_traceback(serve_run, plugin):
-    """Feedback over the length limit is refused in one line and asked for again; feedback typed after the
-    wait ran out is dropped in one line, then the timeout ends the conversation with exit code 1."""
-    import time
-
+def test_too_long_feedback_is_asked_again_and_a_wait_nobody_answers_ends_the_chat(serve_run, plugin):
+    """Feedback over the length limit is refused in one line and asked for again; when the wait runs out with
+    nothing typed, the timeout ends the conversation at once with exit code 1. It sat at the prompt until a line
+    was typed, the model loaded, however long after the timeout (review s28)."""
     run, _, ds = serve_run
     child = spawn([str(run), "--history", f"{ds.titles[0]}; {ds.titles[1]}", "--feedback-timeout", "3"], plugin)
     child.expect(PROMPT)
     child.sendline("x" * 2100)
     child.expect_exact("error: feedback: 2100 characters; at most 2000 are accepted; type it again")
-    child.expect(PROMPT)  # the same grounding still waits
-    time.sleep(5)
-    child.sendline("late")
-    child.expect_exact("too late: the agent stopped waiting for this feedback")
-    child.expect("error:")
+    child.expect(PROMPT)  # the same grounding still waits; nothing more is typed
+    child.expect("error:", timeout=60)
+    child.expect_exact("(--feedback-timeout)")
     assert exit_code(child) == 1 and "Traceback" not in child.before
 
 

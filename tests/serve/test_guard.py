@@ -67,6 +67,47 @@ def test_a_body_that_stops_half_way_gets_408_and_frees_the_connection(serve_run,
         assert whole.status_code == 200  # a body that arrives is read as before
 
 
+def test_a_body_trickled_a_byte_at_a_time_gets_408_once_the_whole_body_is_late(serve_run, monkeypatch):
+    """The 30 s were restarted for every chunk: a client sending one byte every 10 s of a 20-byte body held its
+    connection for 81 s and more, where the docs promise 408 when the body has not arrived 30 s after its headers
+    (review s28)."""
+    import threading
+
+    from mgfrec.recommend import load_recommender
+    from mgfrec.serve import guard
+    from mgfrec.serve.app import create_app
+
+    monkeypatch.setattr(guard, "BODY_TIMEOUT_S", 1.0)
+    _, baseline, _ = serve_run
+    with ThreadServer(create_app(load_recommender(baseline))) as srv:
+        sock = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
+        head = f"POST /v1/recommend HTTP/1.1\r\nHost: 127.0.0.1:{srv.port}\r\nContent-Type: application/json"
+        sock.sendall(head.encode() + b"\r\nContent-Length: 20\r\n\r\n")
+        stop = threading.Event()
+
+        sent = []
+
+        def trickle() -> None:  # 19 bytes over 7.6 s, each chunk well inside the 1 s
+            for byte in b'{"history": ["x"]  ':
+                if stop.wait(0.4):
+                    return
+                try:
+                    sock.sendall(bytes([byte]))
+                except OSError:
+                    return
+                sent.append(byte)
+
+        sender = threading.Thread(target=trickle, daemon=True)
+        sender.start()
+        status, body = reply_of(sock)
+        stop.set()
+        answered_after = len(sent)
+        sender.join(timeout=5)
+        sock.close()
+    assert status == 408 and body["error"] == "body: not received within 1 s of the headers"
+    assert answered_after < 19, answered_after  # while the client was still sending: the whole body's deadline
+
+
 def test_stopping_while_bodies_are_half_sent_answers_them_503_without_tracebacks(serve_run, plugin):
     """Ctrl-C with clients still sending their bodies: after the grace period each one left a ~57-line traceback
     ("Exception in ASGI application ... CancelledError") in the server's log."""
