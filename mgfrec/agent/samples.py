@@ -207,6 +207,11 @@ def recall_samples(
     train = split_samples(ds, "train", recall_lists(ds, "train", size, recall_dir), max_train, seed)
     valid = split_samples(ds, "valid", recall_lists(ds, "valid", size, recall_dir), max_valid, seed)
     say(f"recall: {recall_model} ({shown_path(recall_dir)}); {len(train)} train and {len(valid)} valid samples")
+    if recall.recall_run is not None and read_run_info(recall_dir).extra.get("stopped") == "user":
+        say(  # a fit into OUT/recall stopped so is fitted again (_reusable); one given by the user is theirs to keep
+            f"note: the recall run {shown_path(recall_dir)} was stopped (Ctrl-C or SIGTERM) before its training "
+            "ended; its recall lists are its best epoch so far"
+        )
     if size > ds.num_items:  # the lists hold every item: a typo (300 for 30) was otherwise silent
         n = ds.num_items
         say(f"note: retriever.recall_size {size} is above the catalogue's {n} items; each recall list holds all {n}")

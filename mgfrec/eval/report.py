@@ -28,7 +28,7 @@ from mgfrec.ranking.metrics import LOWER_IS_BETTER, metric_names
 from mgfrec.ranking.results import EvalResult, label
 from mgfrec.ranking.stats import MismatchedSamplesError, PairedComparison, bootstrap_can_reject
 from mgfrec.registry import Registry, with_registry
-from mgfrec.runs import json_ready, read_json_object
+from mgfrec.runs import json_ready, read_json_object, read_run_info
 
 if TYPE_CHECKING:
     from rich.text import Text
@@ -46,6 +46,16 @@ class ReportRow:
     is_reference: bool
     comparison: dict[str, PairedComparison] | None  # None for the reference, or when not comparable
     comparison_error: str | None = None
+    stopped: str | None = None  # run.json extra.stopped: "user" for a training a signal ended early
+
+    def stopped_note(self) -> str | None:
+        """The line for a row whose training a signal ended before it finished (its best epoch so far)."""
+        if self.stopped != "user":
+            return None
+        return (
+            f"{self.name}: its training was stopped (Ctrl-C or SIGTERM) before it ended; the row is its best "
+            "epoch so far"
+        )
 
     def mark(self, metric: str) -> str:
         """▲ / ▼ when significantly better / worse than the reference on ``metric``, else ''."""
@@ -101,6 +111,7 @@ class Report:
                     **r.result.to_dict(),
                     "vs_reference": {m: c.to_dict() for m, c in r.comparison.items()} if r.comparison else None,
                     "comparison_error": r.comparison_error,
+                    "stopped": r.stopped,
                 }
             )
         return json_ready(
@@ -180,6 +191,7 @@ class Report:
         for r in self.rows:
             if r.comparison_error:
                 notes.append(f"{r.name}: not compared with {self.reference}: {r.comparison_error}")
+        notes.extend(note for r in self.rows if (note := r.stopped_note()))
         return notes
 
     def table(self, width: int | None = None, files: bool = True):
@@ -271,7 +283,8 @@ class Report:
             for r in self.rows
             if r.comparison_error
         ]
-        return self.legend() + ([decoding] if decoding else []) + errors
+        stopped = [note for r in self.rows if (note := r.stopped_note())]
+        return self.legend() + ([decoding] if decoding else []) + errors + stopped
 
     def _plain_cell(self, r: ReportRow, m: str) -> str:
         v = r.result.metrics[m]
@@ -384,8 +397,18 @@ def build_report(
                 )
             except MismatchedSamplesError as exc:
                 error = str(exc)
-        rows.append(ReportRow(name, str(path), result, i == ref_index, comparison, error))
+        rows.append(ReportRow(name, str(path), result, i == ref_index, comparison, error, _stopped(path)))
     return Report(split, names[ref_index], rows, ks, alpha, config.confidence, config.bootstrap_samples)
+
+
+def _stopped(path: Path) -> str | None:
+    """``run.json``'s ``extra.stopped`` (``"user"``: a signal ended the training early; it was shown as a finished
+    run's row); None when there is none or it cannot be read (the result was read without it)."""
+    try:
+        stopped = read_run_info(path).extra.get("stopped")
+    except (OSError, ValueError):
+        return None
+    return stopped if isinstance(stopped, str) else None
 
 
 def _summarise(result: EvalResult, config: EvalConfig, limit: int | None = None) -> EvalResult:

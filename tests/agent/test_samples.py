@@ -180,6 +180,24 @@ def test_a_reused_recall_run_records_its_own_retriever_options_not_the_configs(t
 
 
 @pytest.mark.reliability
+def test_a_recall_run_a_signal_stopped_gets_a_note(tmp_path):
+    """`sft --recall-run` took a baseline Ctrl-C had stopped after one epoch without a word (review s28)."""
+    from mgfrec.runs import read_run_info, write_run_info
+
+    ds = cyclic_dataset(tmp_path)
+    recall_for(ds, load_config(None, ["retriever.model=pop"]), RecallOptions(), tmp_path / "first")
+    run = tmp_path / "first" / "recall"
+    info = read_run_info(run)
+    write_run_info(run, type(info)(**{**info.__dict__, "extra": {**info.extra, "stopped": "user"}}))
+    said: list[str] = []
+    samples_mod.recall_samples(
+        ds, load_config(None), RecallOptions(recall_run=str(run)), tmp_path / "out", None,
+        max_train=2, max_valid=2, seed=0, say=said.append,
+    )  # fmt: skip
+    assert any("was stopped (Ctrl-C or SIGTERM) before its training ended" in line for line in said), said
+
+
+@pytest.mark.reliability
 def test_a_wrong_recall_run_names_what_it_is(tmp_path):
     """--recall-run given an agent run said only "got kind 'agent'", and one of other data did not say which data
     it was: each now names the run's recall run and the run's data folder."""

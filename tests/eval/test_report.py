@@ -62,6 +62,22 @@ def test_markdown_csv_and_json_say_the_same(runs, tmp_path):
     assert payload["rows"][1]["hit@5"] == 1.0 and payload["rows"][1]["ci"]["hit@5"] == [1.0, 1.0]
 
 
+@pytest.mark.reliability
+def test_a_run_a_signal_stopped_is_named_in_every_form_of_the_report(runs, tmp_path):
+    """A baseline Ctrl-C stopped after one epoch (run.json extra.stopped: user) was an ordinary row in the table,
+    the files and --json (review s28)."""
+    from mgfrec.runs import read_run_info, write_run_info
+
+    info = read_run_info(runs["oracle"])
+    write_run_info(runs["oracle"], type(info)(**{**info.__dict__, "extra": {**info.extra, "stopped": "user"}}))
+    rep = build_report([runs["constant"], runs["oracle"]], "test", config=FAST)
+    said = "oracle-tiny: its training was stopped (Ctrl-C or SIGTERM) before it ended; the row is its best epoch"
+    assert any(note.startswith(said) for note in rep.terminal_notes())
+    paths = rep.write(tmp_path / "out")
+    assert said in paths["md"].read_text()
+    assert [r["stopped"] for r in json.loads(paths["json"].read_text())["rows"]] == [None, "user"]
+
+
 def test_report_uses_its_own_ks_and_bootstrap_for_every_row(runs):
     build_report([runs["constant"]], "test", config=EvalConfig(bootstrap_samples=50))  # stores ks 5/10/20
     rep = build_report([runs["constant"], runs["oracle"]], "test", config=EvalConfig(ks=(1, 3), bootstrap_samples=0))
