@@ -35,7 +35,7 @@ def figures(
 ) -> None:
     """Reward and response-length curves (Fig. 6) of runs; metric vs swept value (Figs. 7-8) and mean rank vs
     grounding limit (Fig. 5) of sweeps; mean difficulty per grounding band (Fig. 3) of evaluated agent runs."""
-    from mgfrec.eval.figures import check_figure_args, figures_for, other_split_samples
+    from mgfrec.eval.figures import check_figure_args, figures_for, other_split_samples, unfinished_notes
 
     def go():
         check_figure_args(paths, split, metric)  # every folder first: no figure written before an error
@@ -51,6 +51,8 @@ def figures(
                     "in --out; draw them into two --out folders"
                 )
         written = [str(p) for path in paths for p in figures_for(path, out_dir, split, metric)]
+        for note in (note for path in paths for note in unfinished_notes(path)):  # drawn all the same, said
+            console.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
         for path in paths:  # an agent run evaluated on another split only: its difficulty figure was left out
             found, other = other_split_samples(path)
             if other and not (Path(path) / f"agent_{split}_samples.csv").is_file():

@@ -13,6 +13,7 @@ nothing here trains or evaluates.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -461,6 +462,30 @@ def check_figure_args(paths: Sequence[str | Path], split: str, metric: str) -> N
             found, other = other_split_samples(path)
             hint = f"; {found} found: --split {other} draws its difficulty figure" if other else ""
             raise ValueError(f"{path}: nothing to plot (no sweep.json, metrics.csv or agent_{split}_samples.csv){hint}")
+
+
+def unfinished_notes(path: str | Path) -> list[str]:
+    """What a folder's figures leave out, or draw before it is done: a sweep's grid cells not finished (their points
+    are missing from the curves), or a fit without ``run.json`` (running, stopped or killed: its curves end where it
+    stopped). Both were drawn with exit code 0 and no word."""
+    path = Path(path)
+    if (path / "sweep.json").is_file():
+        record = _sweep_record(path)
+        grid = record.get("grid") or {}
+        total = math.prod(len(values) for values in grid.values()) if grid else 0
+        finished = _grid_cells(record)
+        if total and len(finished) < total:
+            cells = record.get("cells", {})
+            left = [f"{name}: {cells[name].get('status', 'unknown')}" for name in cells if name not in finished]
+            shown = "; ".join(left[:3]) + (f" and {len(left) - 3} more" if len(left) > 3 else "")
+            return [
+                f"{path}: {len(finished)} of {total} cells of its grid finished ({shown or 'the rest not started'}); "
+                "the others are missing from its curves: run the sweep again to finish them"
+            ]
+        return []
+    if (path / "metrics.csv").is_file() and not (path / RUN_FILE).is_file():
+        return [f"{path}: an unfinished fit (no {RUN_FILE} yet): its training curves end where it stopped"]
+    return []
 
 
 def other_split_samples(path: str | Path) -> tuple[str, str | None]:

@@ -291,6 +291,29 @@ def test_figures_for_and_the_command(tmp_path):
     assert not (tmp_path / "c").exists()
 
 
+@pytest.mark.reliability
+def test_an_unfinished_sweep_or_fit_is_drawn_with_a_note_saying_so(tmp_path):
+    """A sweep stopped in its third cell drew the curve of the first two, and an unfinished fit's partial curves were
+    drawn, both with exit code 0 and no word, where every other command names such a folder (review s28)."""
+    from mgfrec.runs import RunInfo, write_run_info
+
+    write_sweep(tmp_path / "sweep")  # three finished cells and one failed
+    write_metrics(tmp_path / "run")  # no run.json: a fit still running, stopped or killed
+    app = typer.Typer()
+    app.command()(figures_command)
+    result = CliRunner().invoke(app, [str(tmp_path / "sweep"), str(tmp_path / "run"), "--out", str(tmp_path / "f")])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 0, text
+    assert "3 of 4 cells of its grid finished (agent.max_groundings=9: failed)" in text, text
+    assert "run: an unfinished fit (no run.json yet): its training curves end where it stopped" in text, text
+    write_run_info(tmp_path / "run", RunInfo("agent", "mgfrec", str(tmp_path), "0"))
+    record = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    record["grid"] = {"agent.max_groundings": [1, 3, 6]}  # every cell of the grid finished
+    (tmp_path / "sweep" / "sweep.json").write_text(json.dumps(record))
+    quiet = CliRunner().invoke(app, [str(tmp_path / "sweep"), str(tmp_path / "run"), "--out", str(tmp_path / "g")])
+    assert quiet.exit_code == 0 and "note:" not in quiet.output, quiet.output
+
+
 @pytest.mark.slow
 def test_agent_evaluation_writes_per_sample_groundings_for_the_band_figure(tmp_path, monkeypatch):
     """A real agent evaluation (scripted engine: ground once, then answer) writes agent_<split>_samples.csv
