@@ -283,8 +283,8 @@ def check_output_folder(out: str | Path) -> None:
     its ``config.yaml`` would be replaced and the data set's files mixed in. A new or empty folder, or a
     prepared data set (``manifest.json``, replaced as a whole), is fine; a user's ``config.yaml`` is kept."""
     out = Path(out)
-    if not out.is_dir() or (out / MANIFEST).is_file():
-        return
+    if not out.is_dir() or (out / MANIFEST).is_file() or (out / PREVIOUS / MANIFEST).is_file():
+        return  # (the last: a data set whose replacing was killed half-way; the next prepare puts it back first)
     others = entries_besides_config(out, STAGING, PREVIOUS)
     if others:
         shown = ", ".join(sorted(others)[:3]) + (", ..." if len(others) > 3 else "")
@@ -302,6 +302,12 @@ def _write_folder(out: Path, files: dict[str, pd.DataFrame], manifest: dict[str,
     the staged files that had not been moved were deleted, leaving a mix of the two data sets."""
     out.mkdir(parents=True, exist_ok=True)
     staging, previous = out / STAGING, out / PREVIOUS
+    if (previous / MANIFEST).is_file() and not (out / MANIFEST).is_file():
+        # an earlier prepare was killed (SIGKILL, power) while moving files: its finally never put the earlier data
+        # set back, and every later command refused the folder. It comes back whole first (this prepare replaces
+        # it, or, cut short, leaves it as it was)
+        for moved in previous.iterdir():
+            moved.replace(out / moved.name)
     for folder in (staging, previous):
         shutil.rmtree(folder, ignore_errors=True)
     staging.mkdir()
@@ -368,6 +374,11 @@ class PreparedDataset:
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
+        if (self.root / PREVIOUS / MANIFEST).is_file() and not (self.root / MANIFEST).is_file():
+            raise FileNotFoundError(
+                f"{self.root}: a 'mgfrec data prepare' into it was killed while moving its files (its earlier data "
+                f"set is in {PREVIOUS}); run that data prepare again: it puts the earlier data set back first"
+            )
         if not (self.root / MANIFEST).is_file():
             raise FileNotFoundError(
                 f"{self.root}: not a prepared data set (no {MANIFEST}); create one with 'mgfrec data prepare'"

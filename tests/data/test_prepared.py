@@ -258,6 +258,49 @@ def test_a_prepare_cut_short_while_moving_its_files_into_place_leaves_the_earlie
         assert not [p.name for p in out.iterdir() if p.name.startswith(".prepare")], stop_at
 
 
+def _killed_while_moving(out: Path) -> None:
+    """What a SIGKILL between two renames of ``_write_folder`` leaves: the earlier manifest and two of its files set
+    aside in .prepare-previous, new files in their places, the rest of the new set still staged (no finally ran)."""
+    from mgfrec.data.prepared import MANIFEST, PREVIOUS, STAGING
+
+    (out / PREVIOUS).mkdir()
+    (out / STAGING).mkdir()
+    for name in (MANIFEST, "items.parquet", "interactions.parquet"):
+        (out / name).replace(out / PREVIOUS / name)
+    (out / "items.parquet").write_bytes(b"the new data set's items")
+    (out / STAGING / "interactions.parquet").write_bytes(b"the new data set's interactions")
+
+
+@pytest.mark.reliability
+def test_a_prepare_killed_while_moving_its_files_is_named_and_the_next_prepare_puts_the_earlier_set_back(
+    csv_folder, tmp_path, monkeypatch
+):
+    """A SIGKILL between the renames (no finally runs) left the earlier manifest in .prepare-previous: every
+    command refused the folder as "not a prepared data set", the rerun as "not empty", with no word of where the
+    data set was (review s28)."""
+    out = tmp_path / "ds"
+    earlier = prepare(config(csv_folder), out)
+    _killed_while_moving(out)
+    with pytest.raises(FileNotFoundError, match=r"killed while moving its files .* run that data prepare again"):
+        PreparedDataset(out)
+    other = DataConfig(source="synthetic", options={"n_users": 30, "n_items": 60, "n_artists": 10}, seed=4)
+    real = pd.DataFrame.to_parquet
+
+    def full_disk(self, path, *args, **kwargs):
+        if str(path).endswith("valid.parquet"):
+            raise OSError(28, "No space left on device")
+        return real(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        prepare(other, out)  # it fails: the earlier data set, put back first, stays as it was
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", real)
+    assert PreparedDataset(out).checksum == earlier.checksum
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".prepare")]
+    _killed_while_moving(out)
+    assert PreparedDataset(prepare(other, out).root).counts["users"] == 30  # and a prepare that finishes replaces it
+
+
 @pytest.mark.reliability
 def test_a_second_prepare_into_a_folder_being_written_is_refused(csv_folder, tmp_path):
     """Two prepares into one --out at once: one failed on the other's staging files, or both succeeded and one
