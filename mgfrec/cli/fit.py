@@ -166,9 +166,10 @@ def fit(
         except KeyboardInterrupt as stop:
             if not main:  # rank 0 says it was stopped, and how to resume
                 raise typer.Exit(getattr(stop, "exit_code", 130)) from None
-            last = Path(out_dir) / "checkpoints" / "last.ckpt"
+            last, whole = Path(out_dir) / "checkpoints" / "last.ckpt", Path(out_dir) / "run.json"
+            finished = whole.is_file() and whole.stat().st_mtime >= began  # the signal came as it ended: complete
             # this fit's checkpoint (a fresh fit stopped while loading still has an earlier fit's: not to resume)
-            if last.exists() and (resume or last.stat().st_mtime >= began):
+            if not finished and last.exists() and (resume or last.stat().st_mtime >= began):
                 console.print(
                     f"{out_dir} keeps its last checkpoint: the same command with --resume continues it",
                     highlight=False,

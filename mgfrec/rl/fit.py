@@ -416,7 +416,7 @@ def run_fit(
 
     main = trainer.is_global_zero  # with several processes, every one gets here; rank 0 writes
     if stop.requested is not None and main:  # it came while the last checkpoint was written: nothing was cut short
-        say(f"{signal.Signals(stop.requested).name} came as the fit ended: the run is complete")
+        say(f"{signal.Signals(stop.requested).name} came as the fit ended: the run is complete, and the command stops")
     if module.replica_drift is None:  # on_train_end did not run: save here, as it would have
         module.save_final_policy()
     drift = module.replica_drift
@@ -452,6 +452,8 @@ def run_fit(
             RunInfo(kind="agent", model="mgfrec", data=str(ds.root.resolve()), data_checksum=ds.checksum, extra=extra),
         )
     barrier()  # the other processes return once the run folder is complete
+    if stop.requested is not None:  # the run is whole, and the command still stops as told (a sweep or the demo
+        raise stop_exception(stop.requested)  # went on to its next stage, and the command exited 0)
     return FitResult(out, module, seconds, extra, main)
 
 

@@ -92,6 +92,32 @@ def test_flags_map_to_config_fields(data):
 
 
 @pytest.mark.reliability
+def test_a_sigterm_in_the_last_step_finishes_the_run_and_still_stops_the_command(data, monkeypatch):
+    """A SIGTERM during the last step let the run finish (right) and the command return as if none had come (exit
+    0): a sweep went on to evaluate the cell and run every other, the demo to its next stage (review s28)."""
+    import os
+    import signal
+
+    from mgfrec.rl.module import GRPOModule
+
+    real = GRPOModule.training_step
+
+    def step_then_term(self, batch, batch_idx):
+        os.kill(os.getpid(), signal.SIGTERM)  # recorded by the fit's stop handler; the step goes on
+        return real(self, batch, batch_idx)
+
+    monkeypatch.setattr(GRPOModule, "training_step", step_then_term)
+    out = data / "termed"
+    common = ["--data", data / "data", "--out", out, "--max-steps", 1, "--group-size", 2, "--no-progress"]
+    result = invoke(*common, "--valid-samples", 0, *tiny_fit_sets(data / "system.txt"))
+    text = " ".join(result.output.split())
+    assert result.exit_code == 143, text
+    assert "SIGTERM came as the fit ended: the run is complete" in text and "stopped by SIGTERM" in text, text
+    assert "--resume continues it" not in text, text
+    assert json.loads((out / "run.json").read_text(encoding="utf-8"))["extra"]["steps"] == 1
+
+
+@pytest.mark.reliability
 def test_deepspeed_on_cpu_is_a_message_not_a_traceback(data):
     if torch.cuda.is_available():
         pytest.skip("CUDA is present: DeepSpeed is allowed")
