@@ -79,6 +79,9 @@ class GroundingConfig(Section):
 
 
 DEFAULT_RECALL_MODEL = "sasrec"
+MAX_LR = 1000.0
+"""The largest learning rate a config or flag takes: one far above float32's range (1e300) was an optimizer's
+overflow traceback; every learning rate of use is far below it."""
 """The retriever ``mgfrec sft`` / ``fit`` / ``sweep`` fit for the prompt's recall list when none is given: the
 paper's, and measured to give a far better SFT policy than ``last-title`` (docs/sft.md)."""
 
@@ -88,7 +91,7 @@ class RetrieverConfig(Section):
 
     model: str = "sasrec"
     recall_size: int = Field(30, ge=0, description="items recalled into the first prompt")
-    lr: float = Field(1e-3, gt=0)
+    lr: float = Field(1e-3, gt=0, le=MAX_LR)
     embedding_dim: int = Field(64, ge=1)
     batch_size: int = Field(256, ge=1)
     weight_decay: float = Field(0.0, ge=0, description="L2 coefficient; the paper grids 1e-3..1e-7")
@@ -334,7 +337,7 @@ class GRPOConfig(Section):
 
 
 class TrainerConfig(Section):
-    lr: float = Field(1e-4, gt=0, description="policy learning rate (the paper: 1e-6 for Qwen2.5-1.5B)")
+    lr: float = Field(1e-4, gt=0, le=MAX_LR, description="policy learning rate (the paper: 1e-6 for Qwen2.5-1.5B)")
     global_batch_size: int = Field(16, ge=1, description="prompts per optimizer step, via accumulation (paper 128)")
     micro_batch_size: int = Field(8, ge=1)
     epochs: int = Field(1, ge=1, le=1_000_000)

@@ -308,6 +308,11 @@ class SequentialRetriever(L.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         seq, target = batch
         loss = self.loss(seq, target)
+        if not torch.isfinite(loss.detach()):  # the fit went on and saved a model of NaN, as if it were good
+            raise ValueError(
+                f"the training loss became {float(loss.detach())} at epoch {self.current_epoch + 1}, batch "
+                f"{batch_idx + 1} (the fit diverged): give a smaller retriever.lr (--lr, now {self.settings.lr:g})"
+            )
         self._loss_sum = self._loss_sum + loss.detach() * len(target)
         self._loss_count += len(target)
         return loss

@@ -414,6 +414,12 @@ class GRPOModule(L.LightningModule):
         grad_norm = sums.pop("grad_norm")  # the same in every process (measured after averaging)
         keys = sorted(sums)  # partial sums and token-weighted shares: their sums over processes are the batch's
         totals = dict(zip(keys, all_sum([sums[k] for k in keys]), strict=False))
+        if not math.isfinite(totals.get("loss", 0.0)):  # every process sees the same sum: all stop together
+            raise ValueError(
+                f"the GRPO loss became {totals['loss']} at step {self.batches_done + 1} (the training diverged; the "
+                f"policy's weights are no longer usable): a smaller trainer.lr (--lr, now {cfg.trainer.lr:g}) is the "
+                "usual cure"
+            )
         return {
             **{k: v / cfg.grpo.updates_per_batch for k, v in totals.items()},
             "grad_norm": grad_norm / cfg.grpo.updates_per_batch,

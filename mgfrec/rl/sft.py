@@ -38,7 +38,7 @@ from mgfrec.agent.samples import RecallOptions, recall_samples
 from mgfrec.agent.trajectory import Trajectory
 from mgfrec.config.components import plugins_named
 from mgfrec.config.load import write_resolved
-from mgfrec.config.schema import MGFRecConfig
+from mgfrec.config.schema import MAX_LR, MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.eval.policy_eval import METRIC_COLUMNS, evaluate_policy
 from mgfrec.grounding.engine import check_top_k, load_grounding
@@ -85,8 +85,8 @@ class SFTOptions:
         for name in ("epochs", "batch_size", "valid_samples"):
             if getattr(self, name) < 0 or (name == "batch_size" and self.batch_size < 1):
                 raise ValueError(f"--{name.replace('_', '-')}: must be a positive number, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ValueError(f"--lr: must be > 0, got {self.lr}")
+        if not 0 < self.lr <= MAX_LR:  # 1e300 was an optimizer's overflow traceback
+            raise ValueError(f"--lr: must be > 0 and at most {MAX_LR:g}, got {self.lr}")
 
     @property
     def recall(self) -> RecallOptions:
@@ -151,6 +151,12 @@ def train_epoch(
     for idx in length_batches(trajectories, batch_size, rng):
         batch = collate([trajectories[i] for i in idx], pad_token_id, vocab_size=vocab_width(model)).to(device)
         loss = sft_loss(model, batch)
+        if not math.isfinite(float(loss.detach())):  # it went on, and failed later as a grammar error
+            lr = optimizer.param_groups[0]["lr"]
+            raise ValueError(
+                f"the SFT loss became {float(loss.detach())} (the training diverged; the policy's weights are no "
+                f"longer usable): give a smaller --lr (now {lr:g})"
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # early steps on a random init spike

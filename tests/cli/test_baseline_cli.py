@@ -171,6 +171,34 @@ def test_metric_cut_offs_must_be_positive():
 
 
 @pytest.mark.reliability
+def test_a_diverging_or_overflowing_learning_rate_is_one_line_naming_it(data, tmp_path, monkeypatch):
+    """--lr 1e10 "succeeded" (exit 0) with a model of NaN that evaluate and sft then used; --lr 1e300 was an
+    optimizer's overflow traceback (review s28)."""
+    from mgfrec.retrievers.training import SequentialRetriever
+
+    out = tmp_path / "nan"
+    common = ("baseline", "fit", "--model", "sasrec", "--data", data, "--out", out, "--max-epochs", 1)
+    real = SequentialRetriever.loss
+
+    def diverged(self, seq, target):  # what weights gone to inf give, at any learning rate that got them there
+        return real(self, seq, target) * float("nan")
+
+    monkeypatch.setattr(SequentialRetriever, "loss", diverged)
+    result = invoke(*common, "--lr", "0.5")
+    monkeypatch.setattr(SequentialRetriever, "loss", real)
+    text = flat(result.output)
+    assert result.exit_code == 2 and "Traceback" not in text, text
+    assert "the training loss became nan at epoch 1, batch 1" in text, text
+    assert "give a smaller retriever.lr (--lr, now 0.5)" in text, text
+    assert not (out / "run.json").exists()
+    result = invoke(*common, "--lr", "1e300")
+    text = flat(result.output)
+    assert result.exit_code == 2 and "--lr" in text and "less than or equal to 1000" in text, text
+    sft = invoke("sft", "--data", data, "--out", tmp_path / "s", "--lr", "1e300")
+    assert sft.exit_code == 2 and "--lr: must be > 0 and at most 1000, got 1e+300" in flat(sft.output), sft.output
+
+
+@pytest.mark.reliability
 def test_a_fit_that_fails_puts_the_earlier_run_back(data, tmp_path):
     # a hybrid over a collaborative run that is not there fails only once fitting starts: the pop run that was
     # in --out lost its run.json and evaluation, and its config.yaml said "hybrid"
