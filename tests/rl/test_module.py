@@ -389,3 +389,40 @@ def test_fit_refuses_a_joint_final_ranking_over_a_recall_run_without_item_embedd
             embedder=run["minilm"],
         )
     assert not (tmp_path / "lt" / "policy").exists()
+
+
+@pytest.mark.reliability
+def test_a_non_finite_loss_stops_the_step_naming_the_learning_rate(run, monkeypatch):
+    """A diverged GRPO step went on with weights of NaN, to fail later somewhere else (review s28). Last in this
+    file: the module's weights and optimizer are put back after it."""
+    import copy
+
+    from mgfrec.agent.loop import rollout
+    from mgfrec.agent.samples import to_rollout_sample
+
+    module = run["result"].module
+    samples = module.train_samples[:2]
+    result = rollout(
+        module.engine,
+        module.environment,
+        [to_rollout_sample(s, module.environment.grounding.titles) for s in samples],
+        group_size=2,
+        agent=module.cfg.agent,
+        seed=1,
+        prompts=module.prompts,
+    )
+    real = module_mod.grpo_loss
+
+    def diverged(*args, **kw):
+        loss, metrics = real(*args, **kw)
+        return loss * float("nan"), metrics
+
+    weights = copy.deepcopy(module.policy.state_dict())
+    optimizer = copy.deepcopy(module.optimizers().optimizer.state_dict())
+    monkeypatch.setattr(module_mod, "grpo_loss", diverged)
+    try:
+        with pytest.raises(ValueError, match=r"the GRPO loss became nan at step \d+ .*trainer.lr \(--lr, now "):
+            module.update(result.trajectories, torch.tensor([1.0, -1.0, 1.0, -1.0]))
+    finally:
+        module.policy.load_state_dict(weights)
+        module.optimizers().optimizer.load_state_dict(optimizer)

@@ -198,6 +198,23 @@ def test_sft_lowers_the_loss_and_teaches_the_format(setup):
     assert 0.0 <= after["ndcg@10"] <= after["ndcg_full"] <= 1.0
 
 
+@pytest.mark.reliability
+def test_a_non_finite_loss_stops_the_epoch_naming_the_learning_rate(setup, monkeypatch):
+    """`sft --lr 1e10` trained weights of NaN and ended with "token 0 is not allowed in phase 'forced' of the turn
+    grammar" (review s28)."""
+    from mgfrec.rl import sft as sft_mod
+
+    cfg, grounding, ds = setup["cfg"], setup["grounding"], setup["ds"]
+    cfg = cfg.model_copy(update={"user_agent": UserAgentConfig(backend="none")})
+    model, tokenizer = load_policy(PolicyConfig(model="preset:tiny"), ds.titles, seed=0)
+    trajs = synthesize(setup["train"][:2], build_environment(grounding, tokenizer, cfg), cfg.agent).trajectories
+    real = sft_mod.sft_loss
+    monkeypatch.setattr(sft_mod, "sft_loss", lambda m, b: real(m, b) * float("inf"))  # weights gone to inf
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.25)
+    with pytest.raises(ValueError, match=r"the SFT loss became inf .*: give a smaller --lr \(now 0.25\)"):
+        train_epoch(model, optimizer, trajs, tokenizer.pad_token_id, 1, np.random.default_rng(0))
+
+
 def test_cli_writes_a_loadable_run_folder(setup):
     root, ds = setup["root"], setup["ds"]
     out = root / "run"
