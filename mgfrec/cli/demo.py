@@ -95,6 +95,9 @@ def demo(
         hint = "the demo reads csv and amazon2023 folders, or a data source's name (--data NAME)"
         name, path = detect_source(data, reg.names("data_source"), flag="--data", hint=hint)
         budget = {"retriever.max_epochs": retriever_epochs, "retriever.patience": 2, "retriever.min_delta": 0.002}
+        _check_agent_sets(
+            set_, {"policy.model": ("--policy", policy), "agent.recall_prior": ("--recall-prior", recall_prior)}
+        )
         cfg = load(config, set_, {"data.source": name, "data.path": path, **budget})
         _note_budget_over_file(config, set_, budget)
         options = DemoOptions(
@@ -180,6 +183,25 @@ def compared_on(eval_samples: int, sizes: set[int]) -> str:
     if len(sizes) == 1 and next(iter(sizes)) < eval_samples:
         return f"on the whole test split ({next(iter(sizes)):,} samples, fewer than --eval-samples {eval_samples:,})"
     return f"on a seeded subsample of {eval_samples:,} test samples"
+
+
+def _check_agent_sets(sets: list[str], flags: dict[str, tuple[str, object]]) -> None:
+    """A ``--set`` of a field the demo's own flag sets (``--set policy.model=preset:tiny`` beside the default
+    ``--policy preset:tiny-items``), to another value, refused naming the flag: a value equal to the schema's
+    default was taken as "not given" and replaced by the flag's without a word (a config file's is judged by
+    :func:`mgfrec.demo.demo_policy` and :func:`~mgfrec.demo.demo_recall_prior`)."""
+    from mgfrec.cli.common import _ABSENT, _RESET, _given
+    from mgfrec.config.load import redacted_override
+
+    for dotted, (flag, value) in flags.items():
+        for text in sets:
+            node = _given(text, dotted)
+            if node is _ABSENT or node is _RESET or node == value or str(node) == str(value):
+                continue
+            raise ValueError(
+                f"--set {redacted_override(text)}: the demo sets {dotted} with {flag} ({value}); pass {flag} {node} "
+                "to use it"
+            )
 
 
 def _note_budget_over_file(config: str | None, sets: list[str], budget: dict[str, object]) -> None:

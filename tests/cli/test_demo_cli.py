@@ -120,3 +120,24 @@ def test_baselines_named_twice_or_not_at_all_are_one_line(tmp_path, value, messa
     result = CliRunner().invoke(app, ["demo", "--baselines", value, "--out", str(tmp_path / "d"), "--no-agent"])
     assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
     assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ("policy.model=preset:tiny", "--set policy.model=preset:tiny: the demo sets policy.model with --policy"),
+        ("agent.recall_prior=0", "the demo sets agent.recall_prior with --recall-prior (4.0); pass --recall-prior 0"),
+        ("agent={recall_prior: 0}", "pass --recall-prior 0 to use it"),
+    ],
+)
+def test_a_set_of_a_field_a_demo_flag_sets_is_refused_naming_the_flag(tmp_path, given, said):
+    """`--set agent.recall_prior=0` (the schema's default) was taken as "not given" and the demo ran with its prior
+    of 4 without a word; the same for `--set policy.model=preset:tiny` (review s28)."""
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--set", given])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and said in text and "Traceback" not in text, text
+    assert not (tmp_path / "demo").exists()
+    same = CliRunner().invoke(
+        app, ["demo", "--out", str(tmp_path / "d2"), "--set", "agent.recall_prior=4", "--data", "/no/such"]
+    )
+    assert "the demo sets" not in same.output  # the flag's own value: no clash
