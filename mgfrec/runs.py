@@ -108,11 +108,15 @@ def read_run_info(run_dir: str | Path) -> RunInfo:
     path = Path(run_dir) / RUN_FILE
     if not path.is_file():
         if (Path(run_dir) / "fit_start.json").is_file():  # written once GRPO's parts have loaded; run.json last
-            resume = " (its checkpoint is there)" if (Path(run_dir) / "checkpoints").exists() else ""
-            raise FileNotFoundError(
-                f"{run_dir}: an unfinished fit (no {RUN_FILE} yet){resume}; finish it with the command that started "
-                "it and --resume, or start it again"
-            )
+            held = [Path(run_dir) / "checkpoints" / name for name in ("last.ckpt", "last.ckpt.old")]
+            if any(p.exists() for p in held):  # an empty checkpoints/ (it failed before one): --resume cannot
+                how = (
+                    " (its checkpoint is there); finish it with the command that started it and --resume, or start "
+                    "it again"
+                )
+            else:
+                how = " and no checkpoint yet; start it again with the command that started it"
+            raise FileNotFoundError(f"{run_dir}: an unfinished fit (no {RUN_FILE} yet){how}")
         folder = Path(run_dir)
         if (folder / PREVIOUS_FIT / RUN_FILE).is_file():  # "not a run folder (... train one)" hid the earlier run
             raise FileNotFoundError(

@@ -169,8 +169,38 @@ def test_an_unfinished_fit_is_named_as_one_not_as_no_run(tmp_path):
 
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "fit_start.json").write_text("{}")
+    # an empty checkpoints/ (the fit failed before its first one, a full disk): --resume cannot finish it (review s28)
+    with pytest.raises(FileNotFoundError, match=r"\(no run.json yet\) and no checkpoint yet; start it again with"):
+        read_run_info(tmp_path)
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match=r"an unfinished fit \(no run.json yet\) \(its checkpoint is there\); "):
         read_run_info(tmp_path)
+
+
+@pytest.mark.reliability
+def test_a_result_that_cannot_be_written_keeps_the_earlier_one_and_names_the_file(tmp_path, monkeypatch):
+    """A full disk (ulimit -f) truncated a valid ranks_test.csv in place, and said only "[Errno 27] File too large"
+    (review s28)."""
+    import numpy as np
+    import pandas as pd
+
+    from mgfrec.ranking.results import EvalResult
+
+    def result(ranks):
+        return EvalResult.from_ranks(np.array(ranks), np.arange(len(ranks)), split="test", method="m", num_items=50)
+
+    result([1, 2, 3]).save(tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    real = pd.DataFrame.to_csv
+
+    def full(self, path, *args, **kwargs):
+        real(self, path, *args, **kwargs)
+        raise OSError(27, "File too large")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", full)
+    with pytest.raises(OSError, match=r"File too large: '.*ranks_test.csv'"):
+        result([4, 5, 6, 7]).save(tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
 def test_metrics_csv_writes_its_step_as_a_whole_number(tmp_path):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -226,10 +227,11 @@ class EvalResult:
         paths = result_paths(run_dir, self.split)
         paths["json"].parent.mkdir(parents=True, exist_ok=True)
         payload = {**self.to_dict(), "ranks_file": paths["ranks"].name}
-        # the JSON last: a save cut short leaves an old JSON whose sample count the new ranks do not match
-        self.ranks_frame().to_csv(paths["ranks"], index=False)
-        pd.DataFrame([self.row()]).to_csv(paths["csv"], index=False)
-        paths["json"].write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        # each file whole or not at all (a full disk truncated a valid ranks file in place, and named no file), the
+        # JSON last: a save cut short leaves an old JSON whose sample count the new ranks do not match
+        _replace(paths["ranks"], lambda tmp: self.ranks_frame().to_csv(tmp, index=False))
+        _replace(paths["csv"], lambda tmp: pd.DataFrame([self.row()]).to_csv(tmp, index=False))
+        _replace(paths["json"], lambda tmp: tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8"))
         return paths
 
     @classmethod
@@ -330,3 +332,15 @@ def _num(value: float) -> float | None:
 
 def _float(value: Any) -> float:
     return math.nan if value is None else float(value)
+
+
+def _replace(path: Path, write: Callable[[Path], object]) -> None:
+    """``write`` into a file beside ``path``, then put it in ``path``'s place: a write that fails (a full disk, a
+    file size limit) leaves the earlier file whole, and its error names ``path``."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        write(tmp)
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None

@@ -168,7 +168,10 @@ class LastCheckpoint(L.Callback):
     def save(self, trainer: L.Trainer, steps: int) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         tmp, target = self.directory / "last.ckpt.tmp", self.directory / "last.ckpt"
-        trainer.save_checkpoint(tmp)  # every process: DeepSpeed writes each one's shards
+        try:
+            trainer.save_checkpoint(tmp)  # every process: DeepSpeed writes each one's shards
+        except OSError as exc:  # a full disk: "[Errno 27] File too large", naming no file
+            raise OSError(exc.errno, exc.strerror or str(exc), str(target)) from None
         trainer.strategy.barrier("mgfrec-checkpoint-written")
         if trainer.is_global_zero:
             self.replace(tmp, target)
