@@ -26,6 +26,13 @@ def check_derived_current(run_dir: str | Path, info: RunInfo, *, rolling_out: bo
         tag = next((f"--{k} {info.extra[k]}" for k in ("ablation", "variant") if k in info.extra), "--ablation ...")
         again = f"derive it again: mgfrec derive {trained} {run_dir} {tag}"
         if not (Path(trained) / RUN_FILE).is_file():
+            if (Path(trained) / "fit_start.json").is_file():
+                # its folder holds a fit started since (the earlier policy already deleted): report showed the
+                # stored results of a policy that is gone, beside the unfinished run, while evaluate refused
+                raise ValueError(
+                    f"{run_dir}: its trained run {trained} is being trained again (an unfinished fit is there, the "
+                    f"policy this run was derived from is gone); {again} once that fit has finished"
+                )
             if rolling_out:
                 raise FileNotFoundError(
                     f"{run_dir}: its trained run {trained} ({RUN_FILE} extra.trained_run) is not a run folder any "

@@ -212,6 +212,18 @@ def test_a_derived_run_is_refused_once_its_trained_run_was_trained_again_or_is_g
     assert "is replaced by this one" not in text, text  # announced before the refusal, and nothing was replaced
     (derived / "ranks_test.csv").unlink()
     assert f"derive it again: mgfrec derive {trained.resolve()} {derived} --ablation no-feedback" in text, text
+    # the trained run's folder holds a fit started again (its policy deleted, no run.json yet): report showed the
+    # derived run's stored results of the policy that is gone (review s28)
+    (derived / "ranks_test.csv").write_text("sample_id,target,rank\n" + "".join(f"{i},1,1\n" for i in range(5)))
+    moved = trained / "run.json.kept"
+    (trained / "run.json").replace(moved)
+    (trained / "fit_start.json").write_text("{}")
+    res = CliRunner().invoke(app, ["report", str(derived), "--split", "test"])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 2 and "is being trained again (an unfinished fit is there" in text, text
+    (trained / "fit_start.json").unlink()
+    (derived / "ranks_test.csv").unlink()
+    moved.replace(trained / "run.json")
     (trained / "run.json").unlink()
     res = CliRunner().invoke(app, ["evaluate", str(derived), "--split", "test", "--limit", "2"])
     text = " ".join(res.output.split())
