@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, load, out, output_folder, print_error, print_json, run
-from mgfrec.data.prepared import row_lines
 
 app = typer.Typer(help="Prepare data sets (R2ec protocol) and inspect them.", no_args_is_help=True)
 
@@ -124,6 +123,8 @@ def prepare(
 
 
 def _print_rows(rows: dict) -> None:
+    from mgfrec.data.prepared import row_lines  # not at import: mgfrec --help loads no pandas
+
     for line in row_lines(rows):
         console.print(line, highlight=False)
 
@@ -145,7 +146,7 @@ def _print_counts(counts: dict, title: str) -> None:
 
 def _check_shown(ds) -> None:
     """What ``data stats`` shows of a manifest is all there (a damaged file is one line naming it)."""
-    from mgfrec.data.prepared import MANIFEST
+    from mgfrec.data.prepared import MANIFEST, row_lines
 
     try:
         row_lines(ds.manifest["rows"])
