@@ -106,21 +106,25 @@ def test_engine_weights_equal_the_policy_after_a_step(run):
         assert torch.equal(engine_state[name], value), name
 
 
-def test_update_changes_weights_through_action_tokens_only(run, monkeypatch):
-    module = run["result"].module
+def _two_groups(module):
+    """Two train samples rolled out twice each with the module's engine: what one update trains on."""
     from mgfrec.agent.loop import rollout
     from mgfrec.agent.samples import to_rollout_sample
 
-    samples = module.train_samples[:2]
-    result = rollout(
+    return rollout(
         module.engine,
         module.environment,
-        [to_rollout_sample(s, module.environment.grounding.titles) for s in samples],
+        [to_rollout_sample(s, module.environment.grounding.titles) for s in module.train_samples[:2]],
         group_size=2,
         agent=module.cfg.agent,
         seed=1,
         prompts=module.prompts,
     )
+
+
+def test_update_changes_weights_through_action_tokens_only(run, monkeypatch):
+    module = run["result"].module
+    result = _two_groups(module)
     seen = []
     real = module_mod.grpo_loss
 
@@ -397,20 +401,8 @@ def test_a_non_finite_loss_stops_the_step_naming_the_learning_rate(run, monkeypa
     file: the module's weights and optimizer are put back after it."""
     import copy
 
-    from mgfrec.agent.loop import rollout
-    from mgfrec.agent.samples import to_rollout_sample
-
     module = run["result"].module
-    samples = module.train_samples[:2]
-    result = rollout(
-        module.engine,
-        module.environment,
-        [to_rollout_sample(s, module.environment.grounding.titles) for s in samples],
-        group_size=2,
-        agent=module.cfg.agent,
-        seed=1,
-        prompts=module.prompts,
-    )
+    result = _two_groups(module)
     real = module_mod.grpo_loss
 
     def diverged(*args, **kw):
