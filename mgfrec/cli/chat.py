@@ -122,7 +122,7 @@ def _converse(
         if split is not None and sample_id is None:
             note_other_samples(rec.ds, split, user, rec.sample_of(query))
     events: queue.Queue[dict[str, Any]] = queue.Queue()
-    waker = _Waker()
+    waker = _Waker(events)
 
     def post(event: dict[str, Any]) -> None:  # an event while the person is asked ends the prompt
         events.put(event)
@@ -231,9 +231,10 @@ class _Waker:
     worker signals the main thread (SIGUSR1), whose handler raises :class:`_Wake` only while a prompt waits. Where
     threads cannot be signalled (Windows), the prompt ends when a line is typed, as before."""
 
-    def __init__(self) -> None:
+    def __init__(self, events: queue.Queue | None = None) -> None:
         import signal
 
+        self.events = events  # an event already posted when the prompt starts: no signal came for it
         self.prompting = threading.Event()
         self.main = threading.main_thread().ident
         self.usable = hasattr(signal, "pthread_kill") and hasattr(signal, "SIGUSR1")
@@ -271,6 +272,9 @@ def _ask(human: Any, waker: _Waker | None = None) -> None:
         try:
             if waker is not None:
                 waker.prompting.set()
+                if waker.events is not None and not waker.events.empty():  # posted before the flag was up
+                    waker.prompting.clear()
+                    raise _Wake
             try:
                 text = typer.prompt(
                     "your feedback (Enter: simulated user, /answer: answer now, /quit)", default="", show_default=False

@@ -86,6 +86,10 @@ def demo(
     from mgfrec.registry import registry
 
     def go():
+        if agent:  # without the agent stages the flags set nothing; policy.model is BIGRec's then, from --set
+            _check_agent_sets(
+                set_, {"policy.model": ("--policy", policy), "agent.recall_prior": ("--recall-prior", recall_prior)}
+            )
         if threads:
             import torch
 
@@ -95,9 +99,6 @@ def demo(
         hint = "the demo reads csv and amazon2023 folders, or a data source's name (--data NAME)"
         name, path = detect_source(data, reg.names("data_source"), flag="--data", hint=hint)
         budget = {"retriever.max_epochs": retriever_epochs, "retriever.patience": 2, "retriever.min_delta": 0.002}
-        _check_agent_sets(
-            set_, {"policy.model": ("--policy", policy), "agent.recall_prior": ("--recall-prior", recall_prior)}
-        )
         cfg = load(config, set_, {"data.source": name, "data.path": path, **budget})
         _note_budget_over_file(config, set_, budget)
         options = DemoOptions(

@@ -79,11 +79,11 @@ class GroundingConfig(Section):
 
 
 DEFAULT_RECALL_MODEL = "sasrec"
+"""The retriever ``mgfrec sft`` / ``fit`` / ``sweep`` fit for the prompt's recall list when none is given: the
+paper's, and measured to give a far better SFT policy than ``last-title`` (docs/sft.md)."""
 MAX_LR = 1000.0
 """The largest learning rate a config or flag takes: one far above float32's range (1e300) was an optimizer's
 overflow traceback; every learning rate of use is far below it."""
-"""The retriever ``mgfrec sft`` / ``fit`` / ``sweep`` fit for the prompt's recall list when none is given: the
-paper's, and measured to give a far better SFT policy than ``last-title`` (docs/sft.md)."""
 
 
 class RetrieverConfig(Section):

@@ -475,8 +475,14 @@ def unfinished_notes(path: str | Path) -> list[str]:
         total = math.prod(len(values) for values in grid.values()) if grid else 0
         finished = _grid_cells(record)
         if total and len(finished) < total:
-            cells = record.get("cells", {})
-            left = [f"{name}: {cells[name].get('status', 'unknown')}" for name in cells if name not in finished]
+            cells = record.get("cells", {})  # an earlier grid's cells stay on disk: not this grid's, not named
+            on_grid = [
+                name
+                for name, entry in cells.items()
+                if set(entry.get("values", {})) == set(grid)
+                and all(entry["values"][f] in values for f, values in grid.items())
+            ]
+            left = [f"{name}: {cells[name].get('status', 'unknown')}" for name in on_grid if name not in finished]
             shown = "; ".join(left[:3]) + (f" and {len(left) - 3} more" if len(left) > 3 else "")
             return [
                 f"{path}: {len(finished)} of {total} cells of its grid finished ({shown or 'the rest not started'}); "

@@ -181,7 +181,12 @@ def _changes(before: MGFRecConfig, now: MGFRecConfig, ignore: tuple[str, ...] = 
     """``{field: (old, new)}`` for the fields in which two cell configs differ, compared as :func:`_comparable`
     writes them, ``ignore`` left out; empty when they are the same config."""
     a, b = flat_fields(_comparable(before)), flat_fields(_comparable(now))
-    keys = sorted((a.keys() | b.keys()) - set(ignore))
+
+    def ignored(key: str) -> bool:  # an entry ending with "." is a prefix (FROM_INIT)
+        hit = any(key == i or (i.endswith(".") and key.startswith(i)) for i in ignore)
+        return hit and key not in KEPT_FROM_CELL
+
+    keys = sorted(k for k in a.keys() | b.keys() if not ignored(k))
     return {k: (a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k)}
 
 
@@ -276,9 +281,12 @@ def _why_config(changed: Mapping[str, tuple[Any, Any]] | None) -> str:
     return f"the base --config or --set changed: {_differences(changed)}"
 
 
-FROM_INIT = ("retriever.model",)
-"""The fields a fit with ``--init`` takes from the init run (its recall model), whatever the cell's config says:
-left out where a cell's written ``config.yaml`` is compared with its config."""
+FROM_INIT = ("retriever.",)
+"""The fields a fit with ``--init`` takes from the init run (its recall run's model, settings and options: the
+run's ``config.yaml`` records them), whatever the cell's config says: left out where a cell's written
+``config.yaml`` is compared with its config. A prefix; ``retriever.recall_size``, the agent's own setting, stays
+compared (:data:`KEPT_FROM_CELL`)."""
+KEPT_FROM_CELL = ("retriever.recall_size",)
 
 
 SETTING_FLAGS = {

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mgfrec import progress
 from mgfrec.config.load import load_config
-from mgfrec.config.schema import MGFRecConfig
+from mgfrec.config.schema import MAX_LR, MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.data.protocol import subsample_rows
 from mgfrec.grounding.engine import load_grounding
@@ -50,7 +50,10 @@ class BigRecOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     epochs: int = Field(4, ge=1)
     lr: float = Field(
-        2e-3, gt=0, description="AdamW learning rate (2e-3 suits a preset from scratch; use ~1e-5 for a pretrained LM)"
+        2e-3,
+        gt=0,
+        le=MAX_LR,
+        description="AdamW learning rate (2e-3 suits a preset from scratch; use ~1e-5 for a pretrained LM)",
     )
     batch_size: int = Field(16, ge=1)
     max_train_samples: int | None = Field(None, ge=1, description="seeded subsample of train samples (CPU budgets)")

@@ -311,7 +311,8 @@ class SequentialRetriever(L.LightningModule):
         if not torch.isfinite(loss.detach()):  # the fit went on and saved a model of NaN, as if it were good
             raise ValueError(
                 f"the training loss became {float(loss.detach())} at epoch {self.current_epoch + 1}, batch "
-                f"{batch_idx + 1} (the fit diverged): give a smaller retriever.lr (--lr, now {self.settings.lr:g})"
+                f"{batch_idx + 1} (the fit diverged): give a smaller retriever.lr (now {self.settings.lr:g}; "
+                "--lr of baseline fit, --set retriever.lr=... elsewhere)"
             )
         self._loss_sum = self._loss_sum + loss.detach() * len(target)
         self._loss_count += len(target)

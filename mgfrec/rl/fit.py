@@ -37,7 +37,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from mgfrec.agent.environment import build_environment
 from mgfrec.agent.final_ranking import FinalRanking
-from mgfrec.agent.samples import RecallOptions, recall_samples
+from mgfrec.agent.samples import RecallOptions, recall_samples, with_recall_run_retriever
 from mgfrec.config.components import check_components, plugins_named
 from mgfrec.config.load import load_config, write_resolved
 from mgfrec.config.schema import MGFRecConfig
@@ -297,7 +297,10 @@ def run_fit(
         )
     first = launched_as_main()  # with several processes, only the first prepares OUT; the others reuse it
     if options.resume:
-        check_resume_config(out, cfg)
+        if recall_opts.recall_run is not None:  # the run recorded the recall run's retriever: compared as such
+            check_resume_config(out, with_recall_run_retriever(cfg, recall_opts.recall_run))
+        else:
+            check_resume_config(out, cfg)
         done = steps_done(out)
         if done is None:  # the check was skipped without a word: steps_done read 0 for a missing last.json
             say(

@@ -189,7 +189,7 @@ def test_a_diverging_or_overflowing_learning_rate_is_one_line_naming_it(data, tm
     text = flat(result.output)
     assert result.exit_code == 2 and "Traceback" not in text, text
     assert "the training loss became nan at epoch 1, batch 1" in text, text
-    assert "give a smaller retriever.lr (--lr, now 0.5)" in text, text
+    assert "give a smaller retriever.lr (now 0.5; --lr of baseline fit, --set retriever.lr=... elsewhere)" in text
     assert not (out / "run.json").exists()
     result = invoke(*common, "--lr", "1e300")
     text = flat(result.output)

@@ -137,7 +137,12 @@ def test_a_set_of_a_field_a_demo_flag_sets_is_refused_naming_the_flag(tmp_path, 
     text = " ".join(result.output.split())
     assert result.exit_code == 2 and said in text and "Traceback" not in text, text
     assert not (tmp_path / "demo").exists()
-    same = CliRunner().invoke(
-        app, ["demo", "--out", str(tmp_path / "d2"), "--set", "agent.recall_prior=4", "--data", "/no/such"]
+    from mgfrec.cli.demo import _check_agent_sets
+
+    flags = {"agent.recall_prior": ("--recall-prior", 4.0), "policy.model": ("--policy", "preset:tiny-items")}
+    _check_agent_sets(["agent.recall_prior=4", "policy.model=preset:tiny-items", "agent.max_groundings=2"], flags)
+    # without the agent stages the flags set nothing: policy.model is BIGRec's, given by --set (review s28)
+    bigrec = CliRunner().invoke(
+        app, ["demo", "--no-agent", "--out", str(tmp_path / "d3"), "--set", given, "--data", "/no/such"]
     )
-    assert "the demo sets" not in same.output  # the flag's own value: no clash
+    assert "the demo sets" not in bigrec.output and "/no/such" in bigrec.output, bigrec.output

@@ -118,6 +118,27 @@ def test_a_sigterm_in_the_last_step_finishes_the_run_and_still_stops_the_command
 
 
 @pytest.mark.reliability
+def test_a_fit_with_init_resumes_when_its_recall_run_was_fitted_with_other_settings(data):
+    """The run records its recall run's own retriever settings (review s28): a resume compared them with the
+    config's and refused "the same command with --resume" ("retriever.max_epochs: 3 -> 200")."""
+    tiny = ["--group-size", 2, "--no-progress", "--valid-samples", 0, *tiny_fit_sets(data / "system.txt")]
+    first = data / "init-run"
+    made = invoke("--data", data / "data", "--out", first, "--max-steps", 1, "--recall-model", "pop",
+                  "--set", "retriever.max_epochs=3", *tiny)  # fmt: skip
+    assert made.exit_code == 0, made.output
+    out = data / "from-init"
+    config = data / "resume-config.yaml"  # the user's own file, given again on resume
+    config.write_text("grpo:\n  group_size: 2\n", encoding="utf-8")
+    args = ["--data", data / "data", "--out", out, "--init", first, "--config", config, *tiny]
+    assert invoke(*args, "--max-steps", 1).exit_code == 0
+    assert yaml.safe_load((out / "config.yaml").read_text(encoding="utf-8"))["retriever"]["max_epochs"] == 3
+    (out / "run.json").unlink()  # a fit stopped before its end
+    resumed = invoke(*args, "--max-steps", 2, "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads((out / "run.json").read_text(encoding="utf-8"))["extra"]["steps"] == 2
+
+
+@pytest.mark.reliability
 def test_deepspeed_on_cpu_is_a_message_not_a_traceback(data):
     if torch.cuda.is_available():
         pytest.skip("CUDA is present: DeepSpeed is allowed")

@@ -298,6 +298,9 @@ def test_an_unfinished_sweep_or_fit_is_drawn_with_a_note_saying_so(tmp_path):
     from mgfrec.runs import RunInfo, write_run_info
 
     write_sweep(tmp_path / "sweep")  # three finished cells and one failed
+    record = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    record["cells"]["agent.max_groundings=12"] = {"values": {"agent.max_groundings": 12}, "status": "finished"}
+    (tmp_path / "sweep" / "sweep.json").write_text(json.dumps(record))  # an earlier grid's cell: not named
     write_metrics(tmp_path / "run")  # no run.json: a fit still running, stopped or killed
     app = typer.Typer()
     app.command()(figures_command)

@@ -229,13 +229,18 @@ def _check_span(
     )
 
 
+_PLAIN_DECIMAL = re.compile(r"(\d+)(?:\.(\d*))?")
+
+
 def _number_key(value: str) -> str | None:
-    """``value``'s number as one text (``7``, ``7.0``, ``007`` and ``7e0`` alike), None for what is no number."""
-    try:
-        number = Decimal(value)
-    except (InvalidOperation, ValueError):
+    """``value``'s number as one text (``7``, ``7.0`` and ``007`` alike), None for what is no plain decimal. By its
+    digits, not through ``Decimal``: ``5e1234567`` overflowed its context (a traceback) and ids over 28 digits were
+    rounded into one another."""
+    match = _PLAIN_DECIMAL.fullmatch(value)
+    if match is None:
         return None
-    return format(number.normalize(), "f") if number.is_finite() else None
+    whole, fraction = match.group(1).lstrip("0") or "0", (match.group(2) or "").rstrip("0")
+    return f"{whole}.{fraction}" if fraction else whole
 
 
 def _numbers_of(ids: set[str]) -> dict[str, str]:
