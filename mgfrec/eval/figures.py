@@ -173,17 +173,20 @@ def _sweep_record(sweep_dir: Path) -> dict[str, Any]:
     return read_sweep_record(path)
 
 
-def _grid_cells(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The finished cells of the sweep's current grid. A cell left from an earlier run of the sweep with other
-    values (a narrower grid) is not one of its points: its values are not on the grid's axes."""
+def _on_grid(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The cells of the sweep's current grid, whatever their status. A cell left from an earlier run of the sweep
+    with other values (a narrower grid) is not one of its points: its values are not on the grid's axes."""
     grid = record.get("grid") or {}
     return {
         name: entry
         for name, entry in record.get("cells", {}).items()
-        if entry.get("status") == "finished"
-        and set(entry.get("values", {})) == set(grid)
-        and all(entry["values"][f] in values for f, values in grid.items())
+        if set(entry.get("values", {})) == set(grid) and all(entry["values"][f] in values for f, values in grid.items())
     }
+
+
+def _grid_cells(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The finished cells of the sweep's current grid (:func:`_on_grid`)."""
+    return {name: entry for name, entry in _on_grid(record).items() if entry.get("status") == "finished"}
 
 
 def sweep_points(sweep_dir: str | Path, metric: str = "ndcg_full") -> pd.DataFrame:
@@ -475,14 +478,12 @@ def unfinished_notes(path: str | Path) -> list[str]:
         total = math.prod(len(values) for values in grid.values()) if grid else 0
         finished = _grid_cells(record)
         if total and len(finished) < total:
-            cells = record.get("cells", {})  # an earlier grid's cells stay on disk: not this grid's, not named
-            on_grid = [
-                name
-                for name, entry in cells.items()
-                if set(entry.get("values", {})) == set(grid)
-                and all(entry["values"][f] in values for f, values in grid.items())
+            # an earlier grid's cells stay on disk: not this grid's, not named
+            left = [
+                f"{name}: {entry.get('status', 'unknown')}"
+                for name, entry in _on_grid(record).items()
+                if name not in finished
             ]
-            left = [f"{name}: {cells[name].get('status', 'unknown')}" for name in on_grid if name not in finished]
             shown = "; ".join(left[:3]) + (f" and {len(left) - 3} more" if len(left) > 3 else "")
             return [
                 f"{path}: {len(finished)} of {total} cells of its grid finished ({shown or 'the rest not started'}); "
