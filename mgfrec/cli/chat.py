@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import queue
+import signal
 import threading
 from pathlib import Path
 from typing import Any
@@ -232,8 +233,6 @@ class _Waker:
     threads cannot be signalled (Windows), the prompt ends when a line is typed, as before."""
 
     def __init__(self, events: queue.Queue | None = None) -> None:
-        import signal
-
         self.events = events  # an event already posted when the prompt starts: no signal came for it
         self.prompting = threading.Event()
         self.main = threading.main_thread().ident
@@ -251,15 +250,11 @@ class _Waker:
 
     def wake(self) -> None:
         if self.usable and self.prompting.is_set():
-            import signal
-
             signal.pthread_kill(self.main, signal.SIGUSR1)
 
     def close(self) -> None:
         self.prompting.clear()
         if self.usable:
-            import signal
-
             signal.signal(signal.SIGUSR1, self.before if self.before is not None else signal.SIG_DFL)
             self.usable = False
 
