@@ -20,9 +20,10 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from mgfrec import __version__
+from mgfrec.atomic import atomic_write, atomic_write_text
 
 RUN_FILE = "run.json"
 
@@ -58,11 +59,8 @@ def write_run_info(run_dir: str | Path, info: RunInfo) -> Path:
     relative = _relative_paths(run_dir, payload)
     if relative:
         payload["extra"] = {**payload["extra"], RELATIVE_PATHS: relative}
-    path = run_dir / RUN_FILE
-    part = path.with_name(f".{RUN_FILE}.part")  # whole or absent: another process may be waiting to read it
-    part.write_text(json.dumps(json_ready(payload), indent=2, allow_nan=False), encoding="utf-8")
-    os.replace(part, path)
-    return path
+    # whole or absent: another process may be waiting to read it
+    return atomic_write_text(run_dir / RUN_FILE, json.dumps(json_ready(payload), indent=2, allow_nan=False))
 
 
 @contextmanager
@@ -386,12 +384,13 @@ def write_metrics(path: Path, rows: list[dict[str, float]]) -> None:
     """All rows with the union of their columns (valid columns appear only on validation steps); the step a whole
     number (``3``, not ``3.0``)."""
     columns = list(dict.fromkeys(k for r in rows for k in r))
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
+
+    def write(handle: IO[str]) -> None:
+        writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows({**r, "step": int(r["step"])} if "step" in r else r for r in rows)
-    tmp.replace(path)  # a kill mid-write leaves the previous file whole
+
+    atomic_write(path, write, text=True)  # a kill mid-write leaves the previous file whole
 
 
 def read_metrics(path: Path, *, before: int) -> list[dict[str, float]]:

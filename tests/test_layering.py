@@ -21,6 +21,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "foundation",
         (
             "mgfrec",
+            "mgfrec.atomic",
             "mgfrec.runs",
             "mgfrec.registry",
             "mgfrec.config",

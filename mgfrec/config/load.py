@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from mgfrec.atomic import atomic_write_text
 from mgfrec.config.redaction import is_secret_field, redacted, scrub_urls, scrubbed
 from mgfrec.config.schema import KEY_PREFIXES, ConfigDeprecationWarning, MGFRecConfig
 from mgfrec.validation import REDACTED, looks_like_key, validation_text
@@ -350,10 +351,8 @@ def write_resolved(config: MGFRecConfig, run_dir: str | Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     resolved = redacted(config)
     keep_user_config(run_dir)
-    tmp = out.with_suffix(".yaml.tmp")
     text = yaml.dump(resolved, Dumper=ConfigDumper, sort_keys=False, allow_unicode=False)
-    tmp.write_text(RESOLVED_MARK + "\n" + text, encoding="utf-8")
-    tmp.replace(out)  # whole or not at all: another process may read it (a resumed multi-process run)
+    atomic_write_text(out, RESOLVED_MARK + "\n" + text)  # whole or not at all: another process may read it
     return out
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import os
 import re
 import tempfile
 import time
@@ -30,11 +29,12 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
 from mgfrec import __version__
+from mgfrec.atomic import atomic_write, atomic_write_text
 from mgfrec.config.schema import EmbeddingConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.embed.base import Embedder, load_embedder
@@ -167,10 +167,8 @@ def cached_item_embeddings(
         "sha256": _digest(vectors),  # the array's bytes: damage inside a whole-looking file is a miss
     }
     if writable:
-        _atomic_write(path, lambda handle: np.save(handle, vectors, allow_pickle=False))
-        _atomic_write(
-            path.with_suffix(".json"), lambda handle: handle.write(json.dumps(meta, indent=2).encode("utf-8"))
-        )
+        atomic_write(path, lambda handle: np.save(handle, vectors, allow_pickle=False))
+        atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2))
     return CachedEmbeddings(vectors, path, False, seconds, meta, written=writable)
 
 
@@ -231,22 +229,3 @@ def _read(path: Path, key: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]] 
 
 def _digest(vectors: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(vectors).tobytes()).hexdigest()
-
-
-def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write through a temporary file in the same folder and rename, so readers never see a partial file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: others sharing the data folder must read it
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from mgfrec.atomic import atomic_write_text
 from mgfrec.config.load import ConfigError, flat_fields, load_config
 from mgfrec.config.redaction import scrubbed
 from mgfrec.config.schema import MGFRecConfig
@@ -214,9 +215,8 @@ def read_sweep(out: str | Path) -> dict[str, Any]:
 
 
 def _write_sweep(out: Path, record: dict[str, Any]) -> None:
-    tmp = out / (SWEEP_FILE + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
-    tmp.replace(out / SWEEP_FILE)  # atomic: a kill mid-write keeps the previous record
+    # a kill mid-write keeps the previous record
+    atomic_write_text(out / SWEEP_FILE, json.dumps(record, indent=2, default=str) + "\n")
 
 
 def config_digest(cfg: MGFRecConfig) -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mgfrec.atomic import atomic_write, atomic_write_text
 from mgfrec.config.schema import EvalConfig
 from mgfrec.ranking.metrics import check_ranks, metric_names, per_sample
 from mgfrec.ranking.stats import MismatchedSamplesError, PairedComparison, align, bootstrap_cis, compare_ranks
@@ -229,9 +229,9 @@ class EvalResult:
         payload = {**self.to_dict(), "ranks_file": paths["ranks"].name}
         # each file whole or not at all (a full disk truncated a valid ranks file in place, and named no file), the
         # JSON last: a save cut short leaves an old JSON whose sample count the new ranks do not match
-        _replace(paths["ranks"], lambda tmp: self.ranks_frame().to_csv(tmp, index=False))
-        _replace(paths["csv"], lambda tmp: pd.DataFrame([self.row()]).to_csv(tmp, index=False))
-        _replace(paths["json"], lambda tmp: tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8"))
+        atomic_write(paths["ranks"], lambda handle: self.ranks_frame().to_csv(handle, index=False), text=True)
+        atomic_write(paths["csv"], lambda handle: pd.DataFrame([self.row()]).to_csv(handle, index=False), text=True)
+        atomic_write_text(paths["json"], json.dumps(payload, indent=2) + "\n")
         return paths
 
     @classmethod
@@ -332,15 +332,3 @@ def _num(value: float) -> float | None:
 
 def _float(value: Any) -> float:
     return math.nan if value is None else float(value)
-
-
-def _replace(path: Path, write: Callable[[Path], object]) -> None:
-    """``write`` into a file beside ``path``, then put it in ``path``'s place: a write that fails (a full disk, a
-    file size limit) leaves the earlier file whole, and its error names ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        write(tmp)
-        tmp.replace(path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None

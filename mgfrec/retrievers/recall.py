@@ -11,8 +11,6 @@ Refitting a run folder (:func:`mgfrec.retrievers.fit.fit_baseline`) deletes its 
 
 from __future__ import annotations
 
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mgfrec.atomic import atomic_write
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.ranking.metrics import history_mask, nan_to_neg_inf
 from mgfrec.retrievers.fit import check_retriever_current, load_retriever
@@ -72,19 +71,16 @@ def recall_lists(
     # Copies: arrays read from parquet are read-only, which torch warns about when wrapping them.
     items = top_items(retriever, [np.array(h, dtype=np.int64) for h in frame["history"]], ds.num_items, size)
     # through a temporary file: np.savez writes in place, and a kill mid-write left a file no later run could read
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(
-                fh,
-                items=items,
-                sample_id=frame["sample_id"].to_numpy(),
-                data_checksum=np.asarray(ds.checksum),
-                size=np.asarray(min(size, ds.num_items)),
-            )
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    atomic_write(
+        path,
+        lambda handle: np.savez(
+            handle,
+            items=items,
+            sample_id=frame["sample_id"].to_numpy(),
+            data_checksum=np.asarray(ds.checksum),
+            size=np.asarray(min(size, ds.num_items)),
+        ),
+    )
     return items
 
 
