@@ -13,12 +13,12 @@ from mgfrec.cli.common import (
     SET_HELP,
     console,
     finite,
-    load,
     note_unread_fields,
     output_folder,
     print_json,
     run,
 )
+from mgfrec.cli.flags import load
 
 app = typer.Typer(help="Train classical baselines / recall models (retrievers).", no_args_is_help=True)
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, load, out, output_folder, print_error, print_json, run
+from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, out, output_folder, print_error, print_json, run
+from mgfrec.cli.flags import load
 
 app = typer.Typer(help="Prepare data sets (R2ec protocol) and inspect them.", no_args_is_help=True)
 

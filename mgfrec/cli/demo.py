@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, finite, load, out, output_folder, run
+from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, finite, out, output_folder, run
+from mgfrec.cli.flags import load
 
 
 def demo(
@@ -191,13 +192,13 @@ def _check_agent_sets(sets: list[str], flags: dict[str, tuple[str, object]]) -> 
     ``--policy preset:tiny-items``), to another value, refused naming the flag: a value equal to the schema's
     default was taken as "not given" and replaced by the flag's without a word (a config file's is judged by
     :func:`mgfrec.demo.demo_policy` and :func:`~mgfrec.demo.demo_recall_prior`)."""
-    from mgfrec.cli.common import _ABSENT, _RESET, _given
+    from mgfrec.cli.flags import ABSENT, RESET, given_by_set
     from mgfrec.config.load import redacted_override
 
     for dotted, (flag, value) in flags.items():
         for text in sets:
-            node = _given(text, dotted)
-            if node is _ABSENT or node is _RESET or node == value or str(node) == str(value):
+            node = given_by_set(text, dotted)
+            if node is ABSENT or node is RESET or node == value or str(node) == str(value):
                 continue
             raise ValueError(
                 f"--set {redacted_override(text)}: the demo sets {dotted} with {flag} ({value}); pass {flag} {node} "

@@ -11,13 +11,13 @@ from mgfrec.cli.common import (
     SET_HELP,
     check_split,
     console,
-    load,
     note_unread_config,
     note_unread_sets,
     out,
     print_json,
     run,
 )
+from mgfrec.cli.flags import load
 
 
 def evaluate(

@@ -11,17 +11,16 @@ from mgfrec.cli.common import (
     CONFIG_HELP,
     DATA_NOT_READ,
     SET_HELP,
-    check_ablation,
     console,
     finite,
     finite_in,
-    load,
     note_unread_fields,
     output_folder,
     print_json,
     run,
     unused_recall_sets,
 )
+from mgfrec.cli.flags import check_ablation, load
 from mgfrec.config.schema import DEFAULT_RECALL_MODEL
 from mgfrec.validation import shown_name
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import typer
 
-from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, load, out, print_error, print_json, run, terminal_safe
+from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, out, print_error, print_json, run, terminal_safe
+from mgfrec.cli.flags import load
 
 app = typer.Typer(help="Embed item titles and build or query the grounding index.", no_args_is_help=True)
 

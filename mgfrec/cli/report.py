@@ -11,7 +11,6 @@ from mgfrec.cli.common import (
     SET_HELP,
     check_split,
     console,
-    load,
     note_unread_config,
     note_unread_sets,
     out,
@@ -19,6 +18,7 @@ from mgfrec.cli.common import (
     print_json,
     run,
 )
+from mgfrec.cli.flags import load
 
 
 def report(

@@ -13,13 +13,13 @@ from mgfrec.cli.common import (
     SET_HELP,
     console,
     finite,
-    load,
     note_unread_fields,
     output_folder,
     print_json,
     run,
     unused_recall_sets,
 )
+from mgfrec.cli.flags import load
 from mgfrec.config.schema import DEFAULT_RECALL_MODEL
 
 

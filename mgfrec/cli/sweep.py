@@ -10,15 +10,14 @@ from mgfrec.cli.common import (
     CONFIG_HELP,
     DATA_NOT_READ,
     SET_HELP,
-    check_ablation,
     console,
-    load,
     note_unread_fields,
     out,
     output_folder,
     print_json,
     run,
 )
+from mgfrec.cli.flags import check_ablation, load
 from mgfrec.config.schema import DEFAULT_RECALL_MODEL
 
 
