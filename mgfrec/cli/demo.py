@@ -18,7 +18,10 @@ def demo(
         Path("runs/demo"), "--out", callback=output_folder, help="Folder for the data, runs, report."
     ),
     retriever_epochs: int = typer.Option(
-        20, "--retriever-epochs", min=1, help="Epoch limit for SASRec/GRU4Rec/Caser (the demo's CPU budget)."
+        20,
+        "--retriever-epochs",
+        min=1,
+        help="Epoch limit for SASRec/GRU4Rec/Caser (retriever.max_epochs; the demo's CPU budget).",
     ),
     baselines: str = typer.Option(
         "demo",
@@ -73,7 +76,8 @@ def demo(
         None,
         "--config",
         help=CONFIG_HELP + " Default: configs' CPU defaults. The demo's baseline budget (--retriever-epochs, "
-        "retriever.patience 2, retriever.min_delta 0.002) wins over the file's; --set wins over both.",
+        "retriever.patience 2, retriever.min_delta 0.002) wins over the file's; --set wins over both (a typed "
+        "--retriever-epochs and a --set of retriever.max_epochs to another value are refused).",
     ),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
 ) -> None:

@@ -146,3 +146,18 @@ def test_a_set_of_a_field_a_demo_flag_sets_is_refused_naming_the_flag(tmp_path, 
         app, ["demo", "--no-agent", "--out", str(tmp_path / "d3"), "--set", given, "--data", "/no/such"]
     )
     assert "the demo sets" not in bigrec.output and "/no/such" in bigrec.output, bigrec.output
+
+
+def test_a_typed_retriever_epochs_beside_a_set_of_the_same_field_is_refused(tmp_path):
+    """``--retriever-epochs 3 --set retriever.max_epochs=5``: the --set won without a word, while docs/cli.md says a
+    flag and a --set giving one field two values are refused (review s28). Without the typed flag, --set applies."""
+    given = ["demo", "--no-agent", "--out", str(tmp_path / "d"), "--set", "retriever.max_epochs=5"]
+    result = CliRunner().invoke(app, [*given, "--retriever-epochs", "3"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2, text
+    assert "--retriever-epochs 3 and --set retriever.max_epochs=5 set retriever.max_epochs to two values" in text
+    assert not (tmp_path / "d").exists()
+    same = CliRunner().invoke(app, [*given, "--retriever-epochs", "5", "--data", "/no/such"])
+    untyped = CliRunner().invoke(app, [*given, "--data", "/no/such"])
+    for other in (same, untyped):  # refused later, for the data folder: no clash
+        assert "two values" not in other.output and "/no/such" in other.output, other.output
