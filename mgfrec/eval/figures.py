@@ -7,6 +7,9 @@
   grounding counts (Fig. 3) from ``RUN/agent_<split>_samples.csv``;
 * Fig. 4's case study, a trajectory as markdown, is :mod:`mgfrec.eval.case_study` (re-exported here).
 
+The sweep figures live in :mod:`mgfrec.eval.sweep_figures` and how they are drawn in :mod:`mgfrec.eval.plotting`;
+both are importable from here as before.
+
 Everything reads files that training and evaluation already wrote (checked by :mod:`mgfrec.eval.figure_inputs`);
 nothing here trains or evaluates.
 """
@@ -14,30 +17,29 @@ nothing here trains or evaluates.
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-# The figures are files, drawn with Agg whatever MPLBACKEND says; a name matplotlib does not know failed its import
-# (a traceback of mgfrec figures). It is set aside for the import only: other programs started from here keep it.
-_BACKEND = os.environ.pop("MPLBACKEND", None)
-try:
-    import matplotlib
-finally:
-    if _BACKEND is not None:
-        os.environ["MPLBACKEND"] = _BACKEND
-
-matplotlib.use("Agg")  # files only: no display on servers and in tests
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from mgfrec.data.protocol import SPLITS
 from mgfrec.eval.case_study import trajectory_markdown, write_trajectory_markdown  # noqa: F401 (re-exported)
 from mgfrec.eval.figure_inputs import check_numbers, read_metrics, read_table  # noqa: F401 (re-exported)
+from mgfrec.eval.plotting import column_label, integer_steps, plt, save_figure
+from mgfrec.eval.sweep_figures import (  # noqa: F401 (the sweep figures are figures' too, as before)
+    SWEEP_METRICS,
+    grid_cells,
+    mean_rank_by_limit,
+    on_grid,
+    plot_mean_rank_vs_limit,
+    plot_sweep,
+    sweep_points,
+    sweep_record,
+)
 from mgfrec.retrievers.fit import open_data
-from mgfrec.runs import RUN_FILE, read_run_info, read_sweep_record
+from mgfrec.runs import RUN_FILE, read_run_info
 
 # Fig. 3's bands of grounding counts (inclusive bounds).
 GROUNDING_BANDS: tuple[tuple[int, int], ...] = ((0, 1), (2, 4), (5, 6))
@@ -49,41 +51,8 @@ REWARD_COLUMNS = (
 LENGTH_COLUMN = "response_length"
 # Validation columns (step 0 is the starting policy), plotted only at the steps that validated.
 VALID_COLUMNS = ("valid/ndcg_full", "valid/ndcg@10", "valid/format_valid")
-COLUMN_LABELS = {
-    "reward/mean": "reward (mean)",
-    "ndcg": "reward: ndcg part",
-    "valid/ndcg_full": "N_full",
-    "valid/ndcg@10": "N@10",
-    "valid/format_valid": "format-valid rate",
-}
 SAMPLE_COLUMNS = ("target", "groundings")  # what Fig. 3 reads of agent_<split>_samples.csv
 FEW_VALIDATIONS = 3  # up to this many validations are drawn as grouped bars, more as lines
-
-
-def _save(fig: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)  # figures are many in a sweep; free each one
-    return path
-
-
-def _label(column: str) -> str:
-    """One naming scheme for every legend and axis: ``reward/mean`` -> "reward (mean)", the reward's parts
-    (``ndcg``, ``reward/format``, a plugin's ``reward/<name>``) -> "reward: <name> part", validation
-    columns by the report's labels (N_full, N@10) or in words."""
-    if column in COLUMN_LABELS:
-        return COLUMN_LABELS[column]
-    if column.startswith("reward/"):
-        return f"reward: {column.removeprefix('reward/')} part"
-    return column.removeprefix("valid/")
-
-
-def _integer_steps(ax: Any) -> None:
-    """Training steps are whole numbers: no 1.25 on a step axis."""
-    from matplotlib.ticker import MaxNLocator
-
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def plot_training_curves(metrics: str | Path, out_dir: str | Path, prefix: str = "") -> dict[str, Path]:
@@ -104,7 +73,7 @@ def plot_training_curves(metrics: str | Path, out_dir: str | Path, prefix: str =
             ax.plot(
                 frame["step"],
                 frame[column],
-                label=_label(column),
+                label=column_label(column),
                 linewidth=3.0 if mean else 1.3,
                 linestyle="-" if mean else "--",
                 marker=("o" if mean else "sx^vd"[n % 5]) if few else None,
@@ -113,9 +82,9 @@ def plot_training_curves(metrics: str | Path, out_dir: str | Path, prefix: str =
                 zorder=1 if mean else 2,
             )
         ax.set(xlabel="training step", ylabel="reward", title="Training reward per step")
-        _integer_steps(ax)
+        integer_steps(ax)
         ax.legend(fontsize="small")
-        written["reward"] = _save(fig, out_dir / f"{prefix}reward.png")
+        written["reward"] = save_figure(fig, out_dir / f"{prefix}reward.png")
     if LENGTH_COLUMN in frame:
         fig, ax = plt.subplots(figsize=(5, 3.5))
         ax.plot(
@@ -125,21 +94,21 @@ def plot_training_curves(metrics: str | Path, out_dir: str | Path, prefix: str =
             marker="." if len(frame) < 30 else None,
         )
         ax.set(xlabel="training step", ylabel="response tokens (mean)", title="Response length per step")
-        _integer_steps(ax)
-        written["response_length"] = _save(fig, out_dir / f"{prefix}response_length.png")
+        integer_steps(ax)
+        written["response_length"] = save_figure(fig, out_dir / f"{prefix}response_length.png")
     valid = [c for c in VALID_COLUMNS if c in frame and frame[c].notna().any()]
     if valid:
         points = frame[["step", *valid]].dropna(how="all", subset=valid)
         if len(points) <= FEW_VALIDATIONS:
-            written["valid"] = _save(_valid_bars(points, valid), out_dir / f"{prefix}valid.png")
+            written["valid"] = save_figure(_valid_bars(points, valid), out_dir / f"{prefix}valid.png")
         else:
             fig, axes = plt.subplots(1, len(valid), figsize=(4 * len(valid), 3.5), squeeze=False)
             for ax, column in zip(axes[0], valid, strict=True):
                 line = points[["step", column]].dropna()
                 ax.plot(line["step"], line[column], marker="o", color="tab:green")
-                ax.set(xlabel="training step", ylabel=_label(column), title=f"valid {_label(column)}")
-                _integer_steps(ax)
-            written["valid"] = _save(fig, out_dir / f"{prefix}valid.png")
+                ax.set(xlabel="training step", ylabel=column_label(column), title=f"valid {column_label(column)}")
+                integer_steps(ax)
+            written["valid"] = save_figure(fig, out_dir / f"{prefix}valid.png")
     if not written:
         raise ValueError(
             f"{metrics}: none of the columns {', '.join((*REWARD_COLUMNS, LENGTH_COLUMN, *VALID_COLUMNS))} to plot"
@@ -159,199 +128,11 @@ def _valid_bars(points: pd.DataFrame, columns: list[str]) -> Any:
         label = "step 0 (start)" if step == 0 else f"step {step}"
         bars = ax.bar(x + (n - (len(steps) - 1) / 2) * width, values, width, label=label)
         ax.bar_label(bars, fmt="%.3f", fontsize="x-small", padding=2)
-    ax.set_xticks(x, [_label(c) for c in columns])
+    ax.set_xticks(x, [column_label(c) for c in columns])
     ax.set(ylabel="valid value", title="Validation before and after training")
     ax.margins(y=0.2)  # room for the value labels inside the frame
     ax.legend(fontsize="small")
     return fig
-
-
-def _sweep_record(sweep_dir: Path) -> dict[str, Any]:
-    path = sweep_dir / "sweep.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{sweep_dir}: not a sweep folder (no sweep.json); make one with 'mgfrec sweep'")
-    return read_sweep_record(path)
-
-
-def _on_grid(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The cells of the sweep's current grid, whatever their status. A cell left from an earlier run of the sweep
-    with other values (a narrower grid) is not one of its points: its values are not on the grid's axes."""
-    grid = record.get("grid") or {}
-    return {
-        name: entry
-        for name, entry in record.get("cells", {}).items()
-        if set(entry.get("values", {})) == set(grid) and all(entry["values"][f] in values for f, values in grid.items())
-    }
-
-
-def _grid_cells(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The finished cells of the sweep's current grid (:func:`_on_grid`)."""
-    return {name: entry for name, entry in _on_grid(record).items() if entry.get("status") == "finished"}
-
-
-def sweep_points(sweep_dir: str | Path, metric: str = "ndcg_full") -> pd.DataFrame:
-    """One row per finished cell of a sweep's grid: its grid values, ``metric`` and the metric's interval."""
-    sweep_dir = Path(sweep_dir)
-    record, rows = _sweep_record(sweep_dir), []
-    for name, entry in _grid_cells(record).items():
-        summary = entry.get("summary") or {}
-        if summary.get(metric) is None:
-            continue
-        rows.append(
-            {
-                "cell": name,
-                **entry["values"],
-                metric: summary[metric],
-                "lo": summary.get(f"{metric}_lo"),
-                "hi": summary.get(f"{metric}_hi"),
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def _line(
-    ax: Any,
-    x: Sequence[Any],
-    y: Sequence[float],
-    lo: Any = None,
-    hi: Any = None,
-    **kw: Any,
-) -> None:
-    """A line over numeric x, or over evenly spaced labelled ticks for categorical x."""
-    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in x)
-    pos = np.asarray(x, dtype=float) if numeric else np.arange(len(x))
-    ax.plot(pos, y, marker="o", **kw)
-    if lo is not None and hi is not None and not (pd.isna(lo).any() or pd.isna(hi).any()):
-        ax.fill_between(pos, np.asarray(lo, dtype=float), np.asarray(hi, dtype=float), alpha=0.2)
-    if not numeric:
-        ax.set_xticks(pos, [str(v) for v in x])
-    elif all(isinstance(v, int) for v in x):  # a count (groundings, steps): whole-number ticks
-        _integer_steps(ax)
-
-
-def _by_others(frame: pd.DataFrame, others: Sequence[str]) -> Iterator[tuple[str, pd.DataFrame]]:
-    """One line's rows per combination of the ``others`` swept fields, with its legend tag (``field=value, ...``;
-    empty when nothing else was swept). List values (a grid of reward lists) are grouped by their text."""
-    if not others:
-        yield "", frame
-        return
-    keyed = frame.assign(**{f: frame[f].map(lambda v: str(v) if isinstance(v, (list, dict)) else v) for f in others})
-    for key, group in keyed.groupby(list(others), dropna=False):
-        yield (
-            ", ".join(f"{f}={v}" for f, v in zip(others, key if isinstance(key, tuple) else (key,), strict=False)),
-            group,
-        )
-
-
-def plot_sweep(
-    sweep_dir: str | Path,
-    out_dir: str | Path,
-    metric: str = "ndcg_full",
-    prefix: str = "",
-) -> dict[str, Path]:
-    """Figs. 7-8: for each swept field, ``metric`` (with its interval band) against the field's values;
-    with several fields, one line per combination of the others. Returns field -> PNG path."""
-    sweep_dir, out_dir = Path(sweep_dir), Path(out_dir)
-    points = sweep_points(sweep_dir, metric)
-    if points.empty:
-        raise ValueError(f"{sweep_dir}: no finished cell with '{metric}' to plot")
-    record = _sweep_record(sweep_dir)
-    grid = record.get("grid") or {}
-    split = record.get("summary_split")  # the split the summary (and so these curves) was evaluated on
-    shown = f"{metric} ({split})" if isinstance(split, str) else metric
-    fields = list(grid)
-    written = {}
-    for field in fields:
-        others = [f for f in fields if f != field]
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        for tag, group in _by_others(points, others):
-            group = group.iloc[_x_order(list(group[field]), list(grid[field] or []))]
-            _line(
-                ax,
-                list(group[field]),
-                group[metric],
-                group["lo"],
-                group["hi"],
-                label=tag or None,
-            )
-        ax.set(xlabel=field, ylabel=shown, title=f"{shown} vs {field}")
-        if others:
-            ax.legend(fontsize="small")
-        written[field] = _save(fig, out_dir / f"{prefix}sweep_{field}_{metric}.png".replace("/", "_"))
-    return written
-
-
-def _x_order(values: list[Any], grid_values: list[Any]) -> list[int]:
-    """Row positions in x order: numbers by value; anything else (names, lists, mappings such as
-    ``retriever.options``, which do not compare) in the order the grid lists them."""
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        return sorted(range(len(values)), key=lambda i: values[i])
-
-    def place(v: Any) -> int:
-        return next((n for n, g in enumerate(grid_values) if g == v), len(grid_values))
-
-    return sorted(range(len(values)), key=lambda i: place(values[i]))
-
-
-def mean_rank_by_limit(
-    sweep_dir: str | Path, split: str = "valid", field: str = "agent.max_groundings"
-) -> pd.DataFrame:
-    """Fig. 5's data: per finished cell of the grid, its ``field`` value (``limit``), the values of the other swept
-    fields, and the mean target rank from ``ranks_<split>.csv``. Every cell must hold the same samples: a cell
-    evaluated again on fewer (``mgfrec report --limit``) is refused, as its mean is not comparable."""
-    sweep_dir = Path(sweep_dir)
-    rows, samples, unranked = [], {}, []
-    for name, entry in _grid_cells(_sweep_record(sweep_dir)).items():
-        path = sweep_dir / name / f"ranks_{split}.csv"
-        if field not in entry["values"]:
-            continue
-        if not path.is_file():
-            unranked.append(name)  # left out without a word, while Figs. 7-8 drew it from sweep.json
-            continue
-        ranks = read_table(path, ("sample_id", "rank"))
-        if not pd.api.types.is_numeric_dtype(ranks["rank"]) or ranks["rank"].isna().any():
-            # a NaN rank was averaged around (the mean of the others), where report refuses the same file
-            raise ValueError(f"{path}: column rank holds values that are not numbers; write it again")
-        samples[name] = frozenset(ranks["sample_id"].astype(str))
-        others = {f: v for f, v in entry["values"].items() if f != field}
-        rows.append({"limit": entry["values"][field], **others, "mean_rank": float(ranks["rank"].mean())})
-    if not rows:
-        others = [s for s in SPLITS if s != split and any(sweep_dir.glob(f"*/ranks_{s}.csv"))]
-        hint = f" (its cells were evaluated on {' and '.join(others)}: pass --split {others[0]})" if others else ""
-        raise ValueError(f"{sweep_dir}: no finished cell that sweeps {field} and has ranks_{split}.csv{hint}")
-    if unranked:
-        shown = ", ".join(unranked[:3]) + (f" and {len(unranked) - 3} more" if len(unranked) > 3 else "")
-        raise ValueError(
-            f"{sweep_dir}: finished cell(s) {shown} hold no ranks_{split}.csv, so Fig. 5 would leave them out; "
-            f"evaluate them (mgfrec evaluate CELL --split {split}) or run the sweep again"
-        )
-    names = list(samples)
-    other = next((n for n in names if samples[n] != samples[names[0]]), None)
-    if other is not None:
-        raise ValueError(
-            f"{sweep_dir}: cells {names[0]} ({len(samples[names[0]])} samples) and {other} ({len(samples[other])}) "
-            f"hold ranks_{split}.csv of different samples, so their mean ranks are not comparable; evaluate every "
-            f"cell on one split and subsample (mgfrec evaluate CELL --split {split} [--limit N])"
-        )
-    return pd.DataFrame(rows).sort_values("limit", kind="stable").reset_index(drop=True)
-
-
-def plot_mean_rank_vs_limit(sweep_dir: str | Path, out_dir: str | Path, split: str = "valid", prefix: str = "") -> Path:
-    """Fig. 5: mean target rank (lower is better) against the grounding limit ``agent.max_groundings``; with
-    other swept fields, one line per combination of their values."""
-    frame = mean_rank_by_limit(sweep_dir, split)
-    others = [c for c in frame.columns if c not in ("limit", "mean_rank")]
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for tag, group in _by_others(frame, others):
-        _line(ax, list(group["limit"]), group["mean_rank"], label=tag or None)
-    if others:
-        ax.legend(fontsize="small")
-    ax.set(
-        xlabel="grounding limit (agent.max_groundings)",
-        ylabel=f"mean target rank ({split})",
-        title="Mean rank vs grounding limit",
-    )
-    return _save(fig, Path(out_dir) / f"{prefix}mean_rank_vs_limit.png")
 
 
 def train_popularity(ds: Any) -> np.ndarray:
@@ -427,16 +208,13 @@ def plot_difficulty_bands(
             fontsize="small",
             bbox={"facecolor": "white", "edgecolor": "tab:gray"},
         )
-    return _save(fig, Path(out_dir) / f"{prefix}difficulty_bands_{split}.png")
+    return save_figure(fig, Path(out_dir) / f"{prefix}difficulty_bands_{split}.png")
 
 
 def nonempty_bands(run_dir: str | Path, split: str, ds: Any) -> int:
     """How many grounding bands of :func:`plot_difficulty_bands` hold at least one trajectory."""
     samples = read_table(Path(run_dir) / f"agent_{split}_samples.csv", SAMPLE_COLUMNS)
     return int((difficulty_by_band(samples, train_popularity(ds))["samples"] > 0).sum())
-
-
-SWEEP_METRICS = ("ndcg_full", "ndcg@10", "mean_rank")  # what a sweep's summary records per cell
 
 
 def check_figure_args(paths: Sequence[str | Path], split: str, metric: str) -> None:
@@ -458,7 +236,7 @@ def check_figure_args(paths: Sequence[str | Path], split: str, metric: str) -> N
         if (path / "sweep.json").is_file():  # a sweep's inputs are read now, so that its errors come first too
             if sweep_points(path, metric).empty:
                 raise ValueError(f"{path}: no finished cell with '{metric}' to plot")
-            if "agent.max_groundings" in (_sweep_record(path).get("grid") or {}):
+            if "agent.max_groundings" in (sweep_record(path).get("grid") or {}):
                 mean_rank_by_limit(path, split)
         elif not (path / "metrics.csv").is_file() and not (path / f"agent_{split}_samples.csv").is_file():
             # found only once the folders before it had been drawn into --out
@@ -473,15 +251,15 @@ def unfinished_notes(path: str | Path) -> list[str]:
     stopped). Both were drawn with exit code 0 and no word."""
     path = Path(path)
     if (path / "sweep.json").is_file():
-        record = _sweep_record(path)
+        record = sweep_record(path)
         grid = record.get("grid") or {}
         total = math.prod(len(values) for values in grid.values()) if grid else 0
-        finished = _grid_cells(record)
+        finished = grid_cells(record)
         if total and len(finished) < total:
             # an earlier grid's cells stay on disk: not this grid's, not named
             left = [
                 f"{name}: {entry.get('status', 'unknown')}"
-                for name, entry in _on_grid(record).items()
+                for name, entry in on_grid(record).items()
                 if name not in finished
             ]
             shown = "; ".join(left[:3]) + (f" and {len(left) - 3} more" if len(left) > 3 else "")
@@ -516,7 +294,7 @@ def figures_for(
     prefix = f"{path.resolve().name}_"
     if (path / "sweep.json").is_file():
         written += plot_sweep(path, out_dir, metric, prefix).values()
-        if "agent.max_groundings" in (_sweep_record(path).get("grid") or {}):
+        if "agent.max_groundings" in (sweep_record(path).get("grid") or {}):
             written.append(plot_mean_rank_vs_limit(path, out_dir, split, prefix))
         return written
     if (path / "metrics.csv").is_file():

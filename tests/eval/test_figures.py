@@ -500,7 +500,7 @@ def test_sweep_curves_with_mapping_values_keep_the_grid_order(tmp_path):
     (tmp_path / "sweep.json").write_text(json.dumps({"grid": {"retriever.options": options}, "cells": cells}))
     written = plot_sweep(tmp_path, tmp_path / "fig")
     assert_png(written["retriever.options"])
-    from mgfrec.eval.figures import _x_order
+    from mgfrec.eval.sweep_figures import _x_order
 
     assert _x_order([{"heads": 1}, {"heads": 2}], options) == [1, 0]  # as the grid lists them
     assert _x_order([6, 1, 3], [1, 3, 6]) == [1, 2, 0]  # numbers by value

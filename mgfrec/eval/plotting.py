@@ -1,0 +1,92 @@
+"""How mgfrec draws: matplotlib on the Agg backend (files only), one label for each metrics column, and the line
+and legend helpers every figure shares. Nothing here reads a run or a sweep; :mod:`mgfrec.eval.figures` and
+:mod:`mgfrec.eval.sweep_figures` do."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+# The figures are files, drawn with Agg whatever MPLBACKEND says; a name matplotlib does not know failed its import
+# (a traceback of mgfrec figures). It is set aside for the import only: other programs started from here keep it.
+_BACKEND = os.environ.pop("MPLBACKEND", None)
+try:
+    import matplotlib
+finally:
+    if _BACKEND is not None:
+        os.environ["MPLBACKEND"] = _BACKEND
+
+matplotlib.use("Agg")  # files only: no display on servers and in tests
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+COLUMN_LABELS = {
+    "reward/mean": "reward (mean)",
+    "ndcg": "reward: ndcg part",
+    "valid/ndcg_full": "N_full",
+    "valid/ndcg@10": "N@10",
+    "valid/format_valid": "format-valid rate",
+}
+
+
+def save_figure(fig: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)  # figures are many in a sweep; free each one
+    return path
+
+
+def column_label(column: str) -> str:
+    """One naming scheme for every legend and axis: ``reward/mean`` -> "reward (mean)", the reward's parts
+    (``ndcg``, ``reward/format``, a plugin's ``reward/<name>``) -> "reward: <name> part", validation
+    columns by the report's labels (N_full, N@10) or in words."""
+    if column in COLUMN_LABELS:
+        return COLUMN_LABELS[column]
+    if column.startswith("reward/"):
+        return f"reward: {column.removeprefix('reward/')} part"
+    return column.removeprefix("valid/")
+
+
+def integer_steps(ax: Any) -> None:
+    """Training steps are whole numbers: no 1.25 on a step axis."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def draw_line(
+    ax: Any,
+    x: Sequence[Any],
+    y: Sequence[float],
+    lo: Any = None,
+    hi: Any = None,
+    **kw: Any,
+) -> None:
+    """A line over numeric x, or over evenly spaced labelled ticks for categorical x."""
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in x)
+    pos = np.asarray(x, dtype=float) if numeric else np.arange(len(x))
+    ax.plot(pos, y, marker="o", **kw)
+    if lo is not None and hi is not None and not (pd.isna(lo).any() or pd.isna(hi).any()):
+        ax.fill_between(pos, np.asarray(lo, dtype=float), np.asarray(hi, dtype=float), alpha=0.2)
+    if not numeric:
+        ax.set_xticks(pos, [str(v) for v in x])
+    elif all(isinstance(v, int) for v in x):  # a count (groundings, steps): whole-number ticks
+        integer_steps(ax)
+
+
+def lines_by_others(frame: pd.DataFrame, others: Sequence[str]) -> Iterator[tuple[str, pd.DataFrame]]:
+    """One line's rows per combination of the ``others`` swept fields, with its legend tag (``field=value, ...``;
+    empty when nothing else was swept). List values (a grid of reward lists) are grouped by their text."""
+    if not others:
+        yield "", frame
+        return
+    keyed = frame.assign(**{f: frame[f].map(lambda v: str(v) if isinstance(v, (list, dict)) else v) for f in others})
+    for key, group in keyed.groupby(list(others), dropna=False):
+        yield (
+            ", ".join(f"{f}={v}" for f, v in zip(others, key if isinstance(key, tuple) else (key,), strict=False)),
+            group,
+        )
