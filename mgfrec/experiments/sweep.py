@@ -12,7 +12,6 @@ This module orchestrates; it must not know how a run is trained, beyond calling 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -21,11 +20,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from mgfrec.atomic import atomic_write_text
-from mgfrec.config.load import ConfigError, flat_fields, load_config
-from mgfrec.config.redaction import scrubbed
+from mgfrec.config.load import ConfigError
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.experiments.grid import (  # noqa: F401 (the grid's names are sweep's too, as before)
     Cell,
@@ -37,6 +33,17 @@ from mgfrec.experiments.grid import (  # noqa: F401 (the grid's names are sweep'
     read_grid_file,
     recorded_grid_text,
     shown_grid,
+)
+from mgfrec.experiments.reuse import (  # noqa: F401 (reuse's public names are sweep's too, as before)
+    FROM_INIT,
+    KEPT_FROM_CELL,
+    SWEEP_FILE,
+    config_digest,
+    digest,
+    refuse_stale,
+    same_config,
+    same_start,
+    shown_settings,
 )
 from mgfrec.experiments.summary import (  # noqa: F401 (the summary's names are sweep's too, as before)
     SUMMARY_COLUMNS,
@@ -50,7 +57,6 @@ from mgfrec.experiments.summary import (  # noqa: F401 (the summary's names are 
 from mgfrec.locks import only_one_in
 from mgfrec.runs import RUN_FILE, read_sweep_record
 
-SWEEP_FILE = "sweep.json"
 RunCell = Callable[[MGFRecConfig, Path], dict[str, Any]]
 
 
@@ -91,8 +97,8 @@ def fit_and_evaluate(
             # a finished fit is reused for the evaluations only if it is this cell's: its config (with --init, the
             # recall model is --init's, written into config.yaml), its data set and its start (fit_start.json). The
             # sweep record compares them too, but a cell folder taken back after sweep.json was deleted has none
-            _same_config(out, cfg, ignore=FROM_INIT if options.init is not None else ())
-            _same_start(out, info, cfg, options, ds)
+            same_config(out, cfg, ignore=FROM_INIT if options.init is not None else ())
+            same_start(out, info, cfg, options, ds)
         for split in eval_splits:
             total = int(ds.counts["samples"][split])
             expected = total if eval_limit is None else min(eval_limit, total)
@@ -123,86 +129,6 @@ def _stored(path: Path, say: Callable[[str], None], samples: int | None = None) 
     return True
 
 
-def _same_start(out: Path, info: Any, cfg: MGFRecConfig, options: Any, ds: Any) -> None:
-    """Refuse to reuse a finished fit in ``out`` made on another data set than ``ds`` (``run.json``
-    ``data_checksum``) or from another start (``fit_start.json``: ``--init``, the recall model, the sample counts)
-    than this sweep's."""
-    from mgfrec.rl.resume import START_FILE, start_options
-    from mgfrec.runs import read_json_object
-
-    again = "delete the folder to train this cell again"
-    if info.data_checksum and info.data_checksum != ds.checksum:
-        raise ValueError(
-            f"{out}: holds a fit made on another data set than --data {ds.root} (prepared again since?); {again}"
-        )
-    path = out / START_FILE
-    if not path.is_file():
-        return  # a fit from before fit_start.json: nothing to compare
-    started = read_json_object(path, again)
-    given = start_options(replace(options, recall_model=options.recall_model or cfg.retriever.model))
-    differ = [k for k in given if k in started and started[k] != given[k]]
-    if differ:
-        shown = "; ".join(f"{k}: {started[k]!r} -> {given[k]!r}" for k in differ)
-        raise ValueError(f"{out}: holds a fit started with other settings ({shown}); {again}")
-
-
-def _same_config(run_dir: Path, cfg: MGFRecConfig, ignore: tuple[str, ...] = ()) -> None:
-    """Refuse to reuse a finished fit in ``run_dir`` whose ``config.yaml`` is not ``cfg`` (compared as
-    :func:`_changes` does), naming the fields that differ; ``ignore``: fields the fit derives itself (with
-    ``--init``, ``retriever.model`` is the init's recall model)."""
-    path = run_dir / "config.yaml"
-    try:
-        written = load_config(path)  # a field added since it was written: its value of before (WRITTEN_BEFORE)
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise ValueError(f"{path}: cannot read the finished fit's config ({exc}); delete {run_dir}") from None
-    changed = _changes(written, cfg, ignore)
-    if changed:
-        raise ValueError(
-            f"{run_dir}: holds a finished fit made with another config ({_differences(changed)}); delete the "
-            "folder to train this cell again"
-        )
-
-
-def _comparable(cfg: MGFRecConfig) -> dict[str, Any]:
-    """A cell's config as its run folder's ``config.yaml`` must match it: secrets removed, and each template file
-    (:data:`~mgfrec.text.prompts.PROMPT_FILES`) by its text, since the run records its own copy's path."""
-    from mgfrec.config.redaction import redacted
-    from mgfrec.text.prompts import PROMPT_FILES
-
-    dump = redacted(cfg)
-    for dotted in PROMPT_FILES:
-        section, _, name = dotted.partition(".")
-        path = (dump.get(section) or {}).get(name)
-        if isinstance(path, str) and Path(path).expanduser().is_file():
-            dump[section][name] = "text:" + hashlib.sha256(Path(path).expanduser().read_bytes()).hexdigest()
-    return dump
-
-
-def _changes(before: MGFRecConfig, now: MGFRecConfig, ignore: tuple[str, ...] = ()) -> dict[str, tuple[Any, Any]]:
-    """``{field: (old, new)}`` for the fields in which two cell configs differ, compared as :func:`_comparable`
-    writes them, ``ignore`` left out; empty when they are the same config."""
-    a, b = flat_fields(_comparable(before)), flat_fields(_comparable(now))
-
-    def ignored(key: str) -> bool:  # an entry ending with "." is a prefix (FROM_INIT)
-        hit = any(key == i or (i.endswith(".") and key.startswith(i)) for i in ignore)
-        return hit and key not in KEPT_FROM_CELL
-
-    keys = sorted(k for k in a.keys() | b.keys() if not ignored(k))
-    return {k: (a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k)}
-
-
-def _differences(changed: Mapping[str, tuple[Any, Any]], shown: int = 4) -> str:
-    """``field: old -> new; ...`` of :func:`_changes` (not empty), the first ``shown`` of them."""
-
-    def one(k: str, old: Any, new: Any) -> str:
-        if isinstance(old, str) and isinstance(new, str) and old.startswith("text:") and new.startswith("text:"):
-            return f"{k} (its text changed)"  # two template files by their digests: 140 characters of hex
-        return f"{k}: {old!r} -> {new!r}"
-
-    text = "; ".join(one(k, old, new) for k, (old, new) in list(changed.items())[:shown])
-    return text + (f"; and {len(changed) - shown} more" if len(changed) > shown else "")
-
-
 # ---- the sweep ------------------------------------------------------------------------------------------
 
 
@@ -217,19 +143,6 @@ def read_sweep(out: str | Path) -> dict[str, Any]:
 def _write_sweep(out: Path, record: dict[str, Any]) -> None:
     # a kill mid-write keeps the previous record
     atomic_write_text(out / SWEEP_FILE, json.dumps(record, indent=2, default=str) + "\n")
-
-
-def config_digest(cfg: MGFRecConfig) -> str:
-    """A short digest of a cell's resolved config (secrets removed, each template file by its text): ``sweep.json``
-    records it for each finished cell, so a rerun can tell whether the cell it would skip was made with the same
-    config. It held a template's path: a template edited in place left finished cells reused, trained on the old
-    text. A digest of before differs; the cell's own ``config.yaml`` then decides (:func:`_refuse_stale`)."""
-    return _digest(_comparable(cfg))
-
-
-def _digest(value: Any) -> str:
-    blob = json.dumps(value, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
 def check_sweep_output(out: Path, data: str | Path | None = None, cells: Sequence[str] = ()) -> None:
@@ -258,121 +171,6 @@ def check_sweep_output(out: Path, data: str | Path | None = None, cells: Sequenc
             f"--out {out}: holds folders that are not a sweep's cells ({shown}; no {SWEEP_FILE}); give a new or "
             "empty folder"
         )
-
-
-def _cell_config(cell_dir: Path) -> MGFRecConfig | None:
-    """A cell folder's own ``config.yaml``, loaded (a field added since: its value of before), or None."""
-    try:
-        return load_config(cell_dir / "config.yaml") if (cell_dir / "config.yaml").is_file() else None
-    except (OSError, ValueError, yaml.YAMLError):
-        return None
-
-
-def _why_config(changed: Mapping[str, tuple[Any, Any]] | None) -> str:
-    """Why a stale cell's config is not this run's: its fields that differ (:func:`_changes` of the cell's own
-    ``config.yaml``), or the general reason when the folder holds none."""
-    from mgfrec.config.load import WRITTEN_BEFORE
-
-    if not changed:
-        return "the base --config or --set changed"
-    if set(changed) <= set(WRITTEN_BEFORE):  # only fields this mgfrec added: the cell was made by an earlier one
-        sets = " ".join(f"--set {k}={'null' if old is None else old}" for k, (old, _) in changed.items())
-        return f"by an earlier mgfrec, without {', '.join(changed)}; {sets} reuses it"
-    return f"the base --config or --set changed: {_differences(changed)}"
-
-
-FROM_INIT = ("retriever.",)
-"""The fields a fit with ``--init`` takes from the init run (its recall run's model, settings and options: the
-run's ``config.yaml`` records them), whatever the cell's config says: left out where a cell's written
-``config.yaml`` is compared with its config. A prefix; ``retriever.recall_size``, the agent's own setting, stays
-compared (:data:`KEPT_FROM_CELL`)."""
-KEPT_FROM_CELL = ("retriever.recall_size",)
-
-
-SETTING_FLAGS = {
-    "data": "--data",
-    "fit.init": "--init",
-    "fit.recall_model": "--recall-model",
-    "fit.max_train_samples": "--max-train-samples",
-    "fit.valid_samples": "--valid-samples",
-    "eval_splits": "--eval-split",
-    "eval_limit": "--eval-limit",
-}
-"""The runner's settings (``mgfrec sweep``'s flags, recorded per cell as ``settings_shown``) by the flag that sets
-them: a stale cell's message names the flags that changed, not all of them."""
-
-
-def shown_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """The runner's settings as a cell records them (``settings_shown``): flat, secrets and URL credentials
-    redacted; the inputs (checksums, compared on their own) left out."""
-    return scrubbed(flat_fields({k: v for k, v in settings.items() if k != "inputs"}))
-
-
-def _why_settings(was: Mapping[str, Any] | None, now: Mapping[str, Any]) -> str:
-    """Which runner flags changed since a cell was made, with their values; every flag the cell could have been
-    made with when it recorded no ``settings_shown`` (a sweep of before)."""
-    if not isinstance(was, Mapping):
-        return f"{', '.join(dict.fromkeys(SETTING_FLAGS.values()))} changed"
-    changed = [k for k in dict.fromkeys([*was, *now]) if was.get(k) != now.get(k)]
-    if not changed:  # the digest differs but the shown values agree (a secret, redacted in both)
-        return "the runner's settings changed"
-    return "; ".join(f"{SETTING_FLAGS.get(k, k)}: {was.get(k)!r} -> {now.get(k)!r}" for k in changed)
-
-
-INPUT_CHANGED = {
-    "data_checksum": "--data was prepared again since",
-    "init_created": "--init was trained again since",
-}
-"""How a stale cell's message says which of the runner's inputs (``settings["inputs"]``) changed under it."""
-
-
-def _refuse_stale(
-    out: Path,
-    record: Mapping[str, Any],
-    digests: Mapping[str, str],
-    settings: str,
-    configs: Mapping[str, MGFRecConfig] | None = None,
-    inputs: Mapping[str, Any] | None = None,
-    shown: Mapping[str, Any] | None = None,
-    ignore: tuple[str, ...] = (),
-) -> None:
-    """Refuse a rerun that would skip a finished cell, or continue a failed or killed one from its folder, made
-    under another config or other runner settings: its numbers would be reported as this sweep's. An entry
-    without a recorded digest (an older sweep.json) is not compared on it. ``ignore``: fields a cell's fit derives
-    itself, left out where its ``config.yaml`` decides (with ``--init``, ``retriever.model`` is the init's)."""
-    stale: dict[str, list[str]] = {"config": [], "settings": [], "inputs": []}
-    changes: dict[str, dict[str, tuple[Any, Any]] | None] = {}  # a stale cell's fields that differ, where known
-    for name, entry in record.get("cells", {}).items():
-        if name not in digests:
-            continue
-        if entry.get("status") != "finished" and not (out / name).is_dir():
-            continue  # nothing of it is reused
-        if entry.get("config", digests[name]) != digests[name]:
-            # an earlier mgfrec's digest (its config had fewer fields): the cell's own config.yaml decides
-            written = _cell_config(out / name) if configs and name in configs else None
-            changes[name] = None if written is None else _changes(written, configs[name], ignore)
-            if changes[name] != {}:
-                stale["config"].append(name)
-        elif entry.get("settings", settings) != settings:
-            stale["settings"].append(name)
-        elif inputs and any(entry.get("inputs", {}).get(k, v) != v for k, v in inputs.items()):
-            stale["inputs"].append(name)
-    for what, names in stale.items():
-        if names:
-            if what == "config":
-                why = _why_config(changes[names[0]])
-            elif what == "inputs":
-                was = record["cells"][names[0]].get("inputs", {})
-                why = "; ".join(
-                    INPUT_CHANGED.get(k, f"{k} changed") for k, v in (inputs or {}).items() if was.get(k, v) != v
-                )
-            else:
-                why = _why_settings(record["cells"][names[0]].get("settings_shown"), shown or {})
-            more = f" and {len(names) - 1} more" if len(names) > 1 else ""
-            raise ValueError(
-                f"{out}: cell {names[0]}{more} was made with other settings ({why}); give another --out, or "
-                f"delete those cells' folders and their entries in {SWEEP_FILE}"
-            )
 
 
 def run_sweep(
@@ -439,12 +237,12 @@ def _run_cells(
     # what the runner reads besides its settings (the data set's checksum, --init's training): recorded per cell
     # and compared where recorded, outside the settings' digest (a sweep of before recorded none of it)
     inputs = dict(settings.get("inputs") or {})
-    settings_digest = _digest({k: v for k, v in settings.items() if k != "inputs"})
+    settings_digest = digest({k: v for k, v in settings.items() if k != "inputs"})
     record = read_sweep(out)
     shown = shown_settings(settings)
     fit = settings.get("fit")
     derived = FROM_INIT if isinstance(fit, Mapping) and fit.get("init") is not None else ()
-    _refuse_stale(out, record, digests, settings_digest, dict(configs), inputs, shown, derived)
+    refuse_stale(out, record, digests, settings_digest, dict(configs), inputs, shown, derived)
     new_grid = shown_grid(grid)  # no secret reaches sweep.json
     if record.get("grid") not in (None, {}, new_grid):  # (a new sweep's record has an empty grid: no note)
         say(

@@ -955,12 +955,12 @@ def test_with_init_every_recall_setting_but_the_list_length_is_the_init_runs():
     """A cell's run records its init's recall run's own settings (review s28): a rerun compared them with the
     cell's config and refused a finished or interrupted cell ("retriever.max_epochs: 3 -> 200")."""
     from mgfrec.config.load import load_config
-    from mgfrec.experiments.sweep import FROM_INIT, _changes
+    from mgfrec.experiments.reuse import FROM_INIT, config_changes
 
     written = load_config(
         None, ["retriever.model=hybrid", "retriever.max_epochs=3", "retriever.options.tune_metric=hit@10"]
     )
-    assert _changes(written, load_config(None), FROM_INIT) == {}
+    assert config_changes(written, load_config(None), FROM_INIT) == {}
     shorter = load_config(None, ["retriever.recall_size=5"])
-    assert list(_changes(written, shorter, FROM_INIT)) == ["retriever.recall_size"]  # the agent's own setting
-    assert "retriever.max_epochs" in _changes(written, load_config(None))  # without --init: compared
+    assert list(config_changes(written, shorter, FROM_INIT)) == ["retriever.recall_size"]  # the agent's own setting
+    assert "retriever.max_epochs" in config_changes(written, load_config(None))  # without --init: compared
