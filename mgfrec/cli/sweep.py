@@ -96,6 +96,10 @@ def sweep(
     def go():
         from mgfrec.data.protocol import SPLITS
 
+        if recall_model is not None and init is not None:  # taken, recorded, and never read: the cells read --init's
+            raise ValueError(
+                f"--recall-model {recall_model} and --init {init}: the cells' fit reads --init's recall run; give one"
+            )
         wrong = [s for s in eval_split if s not in SPLITS]
         if wrong:  # found before any cell trains, not after the first one has
             raise ValueError(f"--eval-split {wrong[0]!r}: choose one of {', '.join(SPLITS)}")

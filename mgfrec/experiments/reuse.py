@@ -210,9 +210,11 @@ def refuse_stale(
             changes[name] = None if written is None else config_changes(written, configs[name], ignore)
             if changes[name] != {}:
                 stale["config"].append(name)
-        elif entry.get("settings", settings) != settings:
+        # each on its own: a digest that differed while config.yaml agreed (with --init, retriever.* is the init's)
+        # skipped these two, and a cell made with other runner flags was reused
+        if entry.get("settings", settings) != settings:
             stale["settings"].append(name)
-        elif inputs and any(entry.get("inputs", {}).get(k, v) != v for k, v in inputs.items()):
+        if inputs and any(entry.get("inputs", {}).get(k, v) != v for k, v in inputs.items()):
             stale["inputs"].append(name)
     for what, names in stale.items():
         if names:

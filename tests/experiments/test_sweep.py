@@ -226,6 +226,23 @@ def test_a_rerun_under_other_runner_settings_is_refused(tmp_path):
 
 
 @pytest.mark.reliability
+def test_other_runner_settings_are_refused_when_the_cells_config_yaml_agrees(tmp_path):
+    """With --init, retriever.* is the init's: a cell whose config digest differed only there (another
+    --recall-model or retriever section) while its config.yaml agreed skipped the settings and inputs checks, and
+    a rerun with --max-train-samples 4 reused cells trained on 8 beside new ones (review s29)."""
+    grid = {"agent.max_groundings": [1, 3]}
+    fit = {"init": "runs/sft", "max_train_samples": 8}
+    first = load_config(None, ["retriever.model=gru4rec"])
+    run_sweep(first, grid, tmp_path, FakeCells(), settings={"fit": fit, "inputs": {"data_checksum": "a"}})
+    fewer, other_data = FakeCells(), FakeCells()
+    with pytest.raises(ValueError, match=r"other settings \(--max-train-samples: 8 -> 4\)"):
+        run_sweep(MGFRecConfig(), grid, tmp_path, fewer, settings={"fit": {**fit, "max_train_samples": 4}})
+    with pytest.raises(ValueError, match=r"other settings \(--data was prepared again since\)"):
+        run_sweep(MGFRecConfig(), grid, tmp_path, other_data, settings={"fit": fit, "inputs": {"data_checksum": "b"}})
+    assert fewer.calls == other_data.calls == []
+
+
+@pytest.mark.reliability
 def test_a_killed_cell_is_not_continued_under_another_config(tmp_path):
     grid = {"agent.max_groundings": [1]}
     killed = FakeCells(fail_on={1})  # a cell that failed (or was killed) after writing into its folder
@@ -416,6 +433,8 @@ def test_cli_sweep_refuses_grid_fields_its_cells_never_read(tmp_path):
         (["--grid", "agent.max_groundings=1", "--set", "eval.split=test"], "--set eval.split: the cells are"),
         (["--grid", "agent.max_groundings=1", "--set", "policy.model=preset:small", "--init", "x"], "--set policy"),
         (["--grid", "agent.max_groundings=1", "--set", "retriever.lr=0.1", "--init", "x"], "--set retriever.lr with"),
+        # as fit refuses it: the cells read --init's recall run, and sweep.json recorded the flag (review s29)
+        (["--grid", "agent.max_groundings=1", "--recall-model", "gru4rec", "--init", "x"], "--recall-model gru4rec"),
     ]:
         result = CliRunner().invoke(app, [*base, *flags])
         text = " ".join(result.output.split())
