@@ -36,7 +36,7 @@ from mgfrec.config.schema import MGFRecConfig, PolicyConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.grounding.engine import Grounding, load_grounding
 from mgfrec.models.policy import load_policy
-from mgfrec.ranking.metrics import history_mask, nan_to_neg_inf, target_ranks
+from mgfrec.ranking.metrics import comparable, history_mask, nan_to_neg_inf, target_ranks
 from mgfrec.registry import Registry, with_registry
 from mgfrec.retrievers.fit import load_retriever, open_data
 from mgfrec.retrievers.recall import top_items
@@ -439,7 +439,7 @@ class Recommender:
             if target is not None:
                 rec.target_rank = self.ds.num_items  # no answer recommends nothing: the evaluator's worst rank
             return rec
-        scores = nan_to_neg_inf(scores.float().cpu())  # as the evaluator; a descending sort puts NaN first
+        scores = nan_to_neg_inf(comparable(scores).cpu())  # as the evaluator; a descending sort puts NaN first
         exclude = history_mask([np.asarray(history)], self.ds.num_items) if self.cfg.eval.exclude_history else None
         if exclude is not None and q.history_titles is not None:
             # a typed title names no one item: every item with that title is history ("Abbey Road" twice)
@@ -453,6 +453,13 @@ class Recommender:
             scores = scores.masked_fill(exclude, float("-inf"))
         # a stable sort keeps equal scores (duplicated titles) in item-index order: the grounding tie rule
         values, order = scores[0].sort(descending=True, stable=True)
+        if target is not None:
+            # the target after the items it ties with, as its rank counts them (pessimistic): it was listed at #8
+            # above a line saying "at place 9"
+            rest = order[order != target]
+            place = rec.target_rank - 1
+            order = torch.cat([rest[:place], torch.tensor([target], dtype=order.dtype), rest[place:]])
+            values = scores[0][order]
         k = q.top_k
         rec.top = [(int(i), float(v)) for v, i in zip(values[:k], order[:k], strict=True) if v > float("-inf")]
         return rec

@@ -194,6 +194,30 @@ def test_nan_scores_neither_lead_nor_shorten_the_shown_ranking(agent_run):
         recommender.close()
 
 
+def test_a_tied_target_is_listed_at_the_place_reported_for_it(agent_run):
+    """Items 3 and 5 tie; the target 3 was listed at #4, ahead of 5 by item index, above a line saying "at place 5"
+    (its pessimistic rank, as the evaluator counts it). Scores differing below float32's precision stay apart
+    (review s29: float64 scores were cut to float32 and tied)."""
+    import torch
+
+    run, ds = agent_run
+    recommender = rec_module.load_recommender(run)
+    try:
+        scores = -torch.arange(ds.num_items, dtype=torch.float32).unsqueeze(0)
+        scores[0, 5] = scores[0, 3]
+        query = rec_module.Query(history_titles=("x",), top_k=5)
+        rec = recommender._ranked(query, [0], 3, [], None, scores)
+        shown = [i for i, _ in rec.top]
+        assert rec.target_rank == 4 and shown == [1, 2, 5, 3, 4] and shown.index(3) + 1 == rec.target_rank
+        fine = torch.full((1, ds.num_items), 100.0, dtype=torch.float64)
+        fine[0] += 1e-6 * torch.arange(ds.num_items, dtype=torch.float64)  # the last item strictly best
+        last = ds.num_items - 1
+        rec = recommender._ranked(query, [0], last, [], None, fine)
+        assert rec.target_rank == 1 and rec.top[0][0] == last
+    finally:
+        recommender.close()
+
+
 @pytest.fixture(scope="module")
 def bracket_run(tmp_path_factory, minilm):
     """A catalogue with a duplicated title and titles that look like rich markup, and a last-title run."""

@@ -16,13 +16,20 @@ import numpy as np
 import torch
 
 
+def comparable(scores: torch.Tensor) -> torch.Tensor:
+    """Scores as every ranking here compares them: float64 kept as it is (a plugin's numpy scores, a count plus a
+    small tie-breaker), anything else (half precision, integers, bools) as float32. Cutting float64 to float32 made
+    scores that differ into ties, and the pessimistic rule then ranked a target the model put first below them."""
+    return scores if scores.dtype == torch.float64 else scores.float()
+
+
 def target_ranks(scores: torch.Tensor, targets: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
     """Pessimistic 1-based rank of ``targets[b]`` in ``scores[b]`` (higher score = better).
 
     ``exclude`` (bool, same shape as ``scores``) removes items from the ranking, e.g. the history; the target
     itself is never excluded. NaN scores rank last.
     """
-    scores = scores.float()
+    scores = comparable(scores)
     rows = torch.arange(scores.shape[0], device=scores.device)
     target_score = nan_to_neg_inf(scores[rows, targets])
     # A NaN item compares False with every score, so it is never counted above a target: it ranks last
@@ -63,7 +70,7 @@ def target_ranks_excluding(
     repeated = torch.zeros_like(items, dtype=torch.bool)
     repeated[:, 1:] = items[:, 1:] == items[:, :-1]  # count an item consumed twice once
     counted = (items >= 0) & ~repeated & (items != targets.unsqueeze(1))
-    scores = scores.float()
+    scores = comparable(scores)
     target_score = nan_to_neg_inf(scores[torch.arange(scores.shape[0], device=device), targets])
     item_score = nan_to_neg_inf(scores.gather(1, items.clamp(min=0)))
     return ranks - ((item_score >= target_score.unsqueeze(1)) & counted).sum(dim=1)

@@ -38,5 +38,6 @@ class Retriever(Protocol):
         ...
 
     def scores(self, histories: list[np.ndarray]) -> torch.Tensor:
-        """Float [B, N] scores over the whole catalogue for a batch of histories (item indices)."""
+        """Float [B, N] scores over the whole catalogue for a batch of histories (item indices); higher is better.
+        float64 is ranked at its own precision, anything else as float32 (:func:`mgfrec.ranking.metrics.comparable`)."""
         ...

@@ -124,3 +124,21 @@ def test_fast_paths_match_the_definition_on_ties_nan_and_infinities(seed):
     expected = reference_ranks(scores, targets, mask).tolist()
     assert target_ranks(scores, targets, mask).tolist() == expected
     assert target_ranks_excluding(scores, targets, histories).tolist() == expected
+
+
+def test_float64_scores_are_ranked_at_their_own_precision():
+    """A scorer's float64 scores (a popularity count plus a small recency tie-breaker) were cut to float32, became
+    ties, and the pessimistic rule ranked the strictly best item last (review s29); the recall list lost it too."""
+    from mgfrec.ranking.metrics import comparable, target_ranks_excluding
+    from mgfrec.retrievers.recall import top_items
+
+    scores = 100.0 + 1e-6 * torch.arange(1000, dtype=torch.float64).unsqueeze(0)  # item 999 best, then 998, ...
+    assert target_ranks(scores, torch.tensor([999]))[0] == 1
+    assert target_ranks_excluding(scores, torch.tensor([998]), [np.array([999])])[0] == 1
+
+    class Scorer:
+        def scores(self, histories):
+            return scores.expand(len(histories), -1)
+
+    assert top_items(Scorer(), [np.array([3])], 1000, 3).tolist() == [[999, 998, 997]]
+    assert comparable(torch.tensor([1], dtype=torch.int64)).dtype == torch.float32  # integers and halves as before
