@@ -115,10 +115,12 @@ def result_for_run(
     paths = result_paths(run_dir, split)
     wanted = (config or EvalConfig()).exclude_history if exclude_history is None else exclude_history
     why = "missing"  # why no stored result is this comparison's, for --no-evaluate
-    if paths["json"].is_file() and paths["ranks"].is_file():
+    other_way = None  # a stored result ranked the other way, which an evaluation now replaces
+    missing = next((paths[k] for k in ("json", "ranks") if not paths[k].is_file()), None)
+    if missing is None:
         stored = EvalResult.load(run_dir, split)
         if stored.exclude_history is not None and stored.exclude_history != wanted:
-            stored = None  # ranked the other way (--no-exclude-history): not this comparison's result
+            stored, other_way = None, stored  # ranked the other way (--no-exclude-history): not this comparison's
             why = (
                 f"ranked with exclude_history: {str(not wanted).lower()}, and this comparison needs "
                 f"{str(wanted).lower()}"
@@ -146,9 +148,18 @@ def result_for_run(
             + ("" if wanted else " --no-exclude-history")
             + (f" --limit {limit}" if limit is not None else "")
         )
-        if why == "missing":
-            raise FileNotFoundError(f"{paths['json']}: missing; run '{again}'")
+        if why == "missing":  # the file that is missing: the JSON was named when only the ranks file was gone
+            raise FileNotFoundError(f"{missing}: missing; run '{again}'")
         raise FileNotFoundError(f"{paths['json']}: {why}; run '{again}', or leave out --no-evaluate")
+    if other_way is not None:  # replaced without a word, an agent's rollouts included (review s29)
+        flag = "" if other_way.exclude_history else " --no-exclude-history"
+        warnings.warn(
+            f"{run_dir}: its stored {split} evaluation, ranked with exclude_history: "
+            f"{str(other_way.exclude_history).lower()}, is replaced by one ranked with {str(wanted).lower()}; "
+            f"'mgfrec evaluate {run_dir} --split {split}{flag}' makes it again",
+            ResultReplacedWarning,
+            stacklevel=2,
+        )
     if stored is not None:  # a subsample of other samples: this evaluation replaces it in the run folder
         warnings.warn(
             f"{run_dir}: its stored {split} evaluation ({len(stored.ranks)} samples) is replaced by one on the "

@@ -7,7 +7,13 @@ import pytest
 from evalkit import N_ITEMS, FixedScorer, make_dataset, make_run
 
 from mgfrec.config.schema import EvalConfig
-from mgfrec.eval.runs import AgentEvaluationUnavailable, evaluate_run, load_scorer, result_for_run
+from mgfrec.eval.runs import (
+    AgentEvaluationUnavailable,
+    ResultReplacedWarning,
+    evaluate_run,
+    load_scorer,
+    result_for_run,
+)
 from mgfrec.ranking.results import result_paths
 from mgfrec.registry import RegistryError
 
@@ -42,14 +48,19 @@ def test_a_stored_result_ranked_the_other_way_is_evaluated_again(tiny_ds, tmp_pa
     run = make_run(tmp_path / "fixed", tiny_ds, FixedScorer.name, np.arange(N_ITEMS, dtype=float))
     ranked_too = result_for_run(run, "test", FAST, exclude_history=False)
     assert ranked_too.exclude_history is False
-    left_out = result_for_run(run, "test", FAST)
+    # replaced, as a subsample is, with a warning naming how it was ranked (it was replaced without a word: an
+    # agent's rollouts too, review s29)
+    with pytest.warns(ResultReplacedWarning, match=r"ranked with exclude_history: false, is replaced by one ranked"):
+        left_out = result_for_run(run, "test", FAST)
     assert left_out.exclude_history is True and left_out.ranks.tolist() != ranked_too.ranks.tolist()
-    assert result_for_run(run, "test", FAST, exclude_history=False).exclude_history is False
+    with pytest.warns(ResultReplacedWarning, match=r"'mgfrec evaluate .* --split test' makes it again"):
+        assert result_for_run(run, "test", FAST, exclude_history=False).exclude_history is False
     # --no-evaluate (report) said "eval_test.json: missing" of a file that is there, ranked the other way
     with pytest.raises(FileNotFoundError, match=r"ranked with exclude_history: false, and this comparison needs true"):
         result_for_run(run, "test", FAST, evaluate_missing=False)
     # the other way, the command it gave made the refused result again: it needs --no-exclude-history
-    result_for_run(run, "test", FAST)
+    with pytest.warns(ResultReplacedWarning):
+        result_for_run(run, "test", FAST)
     with pytest.raises(
         FileNotFoundError, match=r"needs false; run 'mgfrec evaluate .* --split test --no-exclude-history'"
     ):
@@ -73,6 +84,11 @@ def test_refitting_a_baseline_into_its_folder_removes_the_earlier_models_results
 def test_result_for_run_without_evaluating_names_the_command(tiny_ds, tmp_path):
     run = make_run(tmp_path / "fixed", tiny_ds, FixedScorer.name, np.zeros(N_ITEMS))
     with pytest.raises(FileNotFoundError, match="mgfrec evaluate"):
+        result_for_run(run, "test", FAST, evaluate_missing=False)
+    # only the ranks file gone: it is the one named ("eval_test.json: missing" of a file that is there, review s29)
+    evaluate_run(run, "test", FAST)
+    result_paths(run, "test")["ranks"].unlink()
+    with pytest.raises(FileNotFoundError, match=r"ranks_test.csv: missing; run 'mgfrec evaluate"):
         result_for_run(run, "test", FAST, evaluate_missing=False)
 
 
