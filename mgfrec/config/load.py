@@ -185,7 +185,7 @@ def parse_override(text: str) -> dict[str, Any]:
     if not sep or not key.strip():
         raise ConfigError(f"override '{text}' must look like section.field=value")
     try:
-        node: Any = _override_value(value, strict=True)
+        node: Any = override_value(value, strict=True)
     except yaml.YAMLError as exc:  # the value is not echoed: it may hold a key
         mark = getattr(exc, "problem_mark", None)
         at = f" (column {mark.column + 1})" if mark is not None else ""
@@ -205,7 +205,7 @@ def redacted_override(text: str) -> str:
         return scrub_urls(text)
     if value.strip() and (is_secret_field(key.strip().split(".")[-1]) or looks_like_key(value.strip())):
         return f"{key}={REDACTED}"
-    parsed = _override_value(value)
+    parsed = override_value(value)
     if isinstance(parsed, (dict, list)) and (clean := scrubbed(parsed)) != parsed:  # a mapping given whole ({api_key:
         return f"{key}={json.dumps(clean, ensure_ascii=False, default=str)}"  # ...}); one without a secret as typed
     return f"{key}={scrub_urls(value)}"
@@ -214,7 +214,7 @@ def redacted_override(text: str) -> str:
 _YAML_NULLS = {"", "~", "null", "Null", "NULL"}
 
 
-def _override_value(value: str, strict: bool = False) -> Any:
+def override_value(value: str, strict: bool = False) -> Any:
     """An override's value parsed as YAML, except text that YAML reads as nothing or as an empty structure
     (``|``, ``>``, ``#``, ``-``, ``?``, a tab, ...): that stays the string given, so ``-o delimiter='|'`` and a
     tab delimiter reach the field as written. An explicit ``null`` (or nothing after ``=``) is None. ``strict``

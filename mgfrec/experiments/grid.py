@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from mgfrec.config.load import ConfigError, load_yaml, set_path, validate
+from mgfrec.config.load import ConfigError, load_yaml, override_value, set_path, validate
 from mgfrec.config.redaction import redacted_value
 from mgfrec.config.schema import MGFRecConfig
 
@@ -62,11 +62,13 @@ def parse_grid_flag(text: str) -> tuple[str, list[Any]]:
         raise ConfigError(f"--grid {text}: must look like section.field=value1,value2,...")
     parsed = []
     for raw in _split_values(values):
-        try:  # as a config reads a value (YAML 1.2's scalars: 1e-3 a number, 010 ten, yes text)
-            value = load_yaml(raw.strip()) if raw.strip() else None
-        except yaml.YAMLError:
-            value = raw.strip()  # a string that is not valid YAML is still a string value
-        parsed.append(value)
+        if not raw.strip():  # "64," or "1,,3" added a null cell (feedback never cut, an uncapped fit) without a word
+            raise ConfigError(
+                f"--grid {field}: an empty value in '{values.strip()}'; write null for a null value, or drop the comma"
+            )
+        # as --set reads a value (YAML 1.2's scalars: 1e-3 a number, 010 ten, yes text; "a #b" the text written,
+        # where YAML cut it at the '#')
+        parsed.append(override_value(raw.strip()))
     return field, parsed
 
 

@@ -69,6 +69,13 @@ def test_grid_flag_values_are_yaml_scalars():
     )
     with pytest.raises(ConfigError, match="section.field=value1"):
         parse_grid_flag("agent.max_groundings")
+    # an empty value made a null cell (feedback never cut, an uncapped fit) without a word (review s29)
+    for text in ("agent.max_feedback_tokens=64,", "trainer.max_steps=1,,3"):
+        with pytest.raises(ConfigError, match=r"an empty value in .*; write null for a null value"):
+            parse_grid_flag(text)
+    assert parse_grid_flag("agent.max_feedback_tokens=64,null") == ("agent.max_feedback_tokens", [64, None])
+    # read as --set reads a value: the text after a '#' was cut away (review s29)
+    assert parse_grid_flag("data.path=/tmp/a #b,/tmp/c") == ("data.path", ["/tmp/a #b", "/tmp/c"])
 
 
 def test_grid_file_and_flags_make_the_cartesian_product(tmp_path):
