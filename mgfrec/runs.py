@@ -102,6 +102,12 @@ def wait_until(
         time.sleep(poll_s)
 
 
+def _first_run_in(folder: Path) -> str:
+    """The first run folder inside ``folder`` (by name), for an error's example; ``FOLDER/<run>`` when none is."""
+    runs = sorted(p for p in folder.iterdir() if (p / RUN_FILE).is_file()) if folder.is_dir() else []
+    return str(runs[0]) if runs else f"{folder}/<run>"
+
+
 def read_run_info(run_dir: str | Path) -> RunInfo:
     path = Path(run_dir) / RUN_FILE
     if not path.is_file():
@@ -135,6 +141,10 @@ def read_run_info(run_dir: str | Path) -> RunInfo:
             why = f"a file; give the run folder it is in ({folder.parent})" if folder.name == RUN_FILE else "a file"
         elif (folder / "manifest.json").is_file():
             why = "a prepared data set (manifest.json); give a run made on it"
+        elif (folder / "sweep.json").is_file():  # "train one" of a folder of finished runs
+            why = "a sweep (sweep.json); give its cell folders, e.g. " + _first_run_in(folder)
+        elif (folder / "demo.json").is_file():
+            why = "a demo's output folder (demo.json); give the run folders in it, e.g. " + _first_run_in(folder)
         else:
             why = f"no {RUN_FILE}; train one with 'mgfrec baseline fit' or 'mgfrec fit'"
         raise FileNotFoundError(f"{run_dir}: not a run folder ({why})")

@@ -223,6 +223,9 @@ def test_metrics_csv_writes_its_step_as_a_whole_number(tmp_path):
         # an SFT re-run stopped mid-training (its earlier run retired), or an agent run stopped after its recall fit
         (lambda p: p / "sft", "sft: an SFT that did not finish (no run.json: it stopped before its policy was saved"),
         (lambda p: p / "agent", "agent: an agent run that did not finish (no run.json: it stopped before its policy"),
+        # "train one" of a folder of finished runs (review s29)
+        (lambda p: p / "sweep", "(a sweep (sweep.json); give its cell folders, e.g. "),
+        (lambda p: p / "demo", "not a run folder (a demo's output folder (demo.json); give the run folders in it"),
     ],
 )
 def test_what_is_not_a_run_is_named_for_what_it_is(tmp_path, make, words):
@@ -238,6 +241,11 @@ def test_what_is_not_a_run_is_named_for_what_it_is(tmp_path, make, words):
     (tmp_path / "sft" / "sft_metrics.csv").write_text("epoch\n0\n")
     (tmp_path / "agent" / "recall").mkdir(parents=True)
     (tmp_path / "agent" / "recall" / "run.json").write_text("{}")
+    (tmp_path / "sweep" / "agent.max_groundings=1").mkdir(parents=True)
+    (tmp_path / "sweep" / "sweep.json").write_text("{}")
+    (tmp_path / "sweep" / "agent.max_groundings=1" / "run.json").write_text("{}")
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "demo.json").write_text("{}")
     with pytest.raises(FileNotFoundError) as err:
         read_run_info(make(tmp_path))
     assert words in str(err.value)
