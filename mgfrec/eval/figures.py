@@ -40,6 +40,7 @@ from mgfrec.eval.sweep_figures import (  # noqa: F401 (the sweep figures are fig
 )
 from mgfrec.retrievers.fit import open_data
 from mgfrec.runs import RUN_FILE, read_run_info
+from mgfrec.staleness import check_agent_current
 
 # Fig. 3's bands of grounding counts (inclusive bounds).
 GROUNDING_BANDS: tuple[tuple[int, int], ...] = ((0, 1), (2, 4), (5, 6))
@@ -228,14 +229,20 @@ def check_figure_args(paths: Sequence[str | Path], split: str, metric: str) -> N
     for path in map(Path, paths):
         if not path.is_dir():
             raise FileNotFoundError(f"{path}: no such folder; give a run folder or a sweep folder")
-        if (path / RUN_FILE).is_file() and read_run_info(path).kind == "baseline":
+        info = read_run_info(path) if (path / RUN_FILE).is_file() else None
+        if info is not None and info.kind == "baseline":
             raise ValueError(
                 f"{path}: a baseline run (mgfrec baseline fit); the figures are drawn for agent runs (mgfrec sft, "
                 "mgfrec fit) and sweeps"
             )
+        if info is not None:  # results report and evaluate refuse (another policy's, another recall model's)
+            check_agent_current(path, info)
         if (path / "sweep.json").is_file():  # a sweep's inputs are read now, so that its errors come first too
             if sweep_points(path, metric).empty:
                 raise ValueError(f"{path}: no finished cell with '{metric}' to plot")
+            for name in grid_cells(sweep_record(path)):
+                if (path / name / RUN_FILE).is_file():
+                    check_agent_current(path / name, read_run_info(path / name))
             if "agent.max_groundings" in (sweep_record(path).get("grid") or {}):
                 mean_rank_by_limit(path, split)
         elif not (path / "metrics.csv").is_file() and not (path / f"agent_{split}_samples.csv").is_file():

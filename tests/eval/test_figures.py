@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import matplotlib.image as mpimg
 import numpy as np
@@ -573,3 +574,30 @@ def test_mean_rank_vs_limit_names_a_finished_cell_without_ranks_and_refuses_a_na
     ranks.write_text("sample_id,target,rank\n0,1,5\n1,2,\n")
     with pytest.raises(ValueError, match=r"ranks_valid.csv: column rank holds values that are not numbers"):
         mean_rank_by_limit(tmp_path / "sweep")
+
+
+@pytest.mark.reliability
+def test_a_stale_agent_run_or_sweep_cell_is_refused_as_report_refuses_it(tmp_path):
+    """An agent run whose recall run was fitted again since (or a derived run whose trained run was trained again):
+    report and evaluate refuse its results, while figures drew its difficulty bands and curves with exit 0 (review
+    s29). The same for a finished sweep cell."""
+    from mgfrec.eval.figures import check_figure_args
+    from mgfrec.runs import RunInfo, write_run_info
+
+    def run(folder, kind="agent", **extra):
+        write_run_info(folder, RunInfo(kind=kind, model="m", data="/d", data_checksum="c", extra=extra))
+        return json.loads((folder / "run.json").read_text())["created"]
+
+    recall = tmp_path / "hybrid"
+    agent = tmp_path / "sft"
+    agent.mkdir()
+    write_metrics(agent)
+    run(agent, recall_run=str(recall), recall_created=run(recall, kind="baseline"))
+    write_sweep(tmp_path / "sweep")
+    cell = tmp_path / "sweep" / "agent.max_groundings=3"
+    run(cell, recall_run=str(recall), recall_created=json.loads((recall / "run.json").read_text())["created"])
+    check_figure_args([agent, tmp_path / "sweep"], "valid", "ndcg_full")  # current: drawn
+    run(recall, kind="baseline")  # fitted again
+    for folder, named in ((agent, "sft"), (tmp_path / "sweep", "agent.max_groundings=3")):
+        with pytest.raises(ValueError, match=rf"{re.escape(named)}: its recall run .* was fitted again"):
+            check_figure_args([folder], "valid", "ndcg_full")
