@@ -77,6 +77,13 @@ def fit_and_evaluate(
 
     options = fit_options or FitOptions()
 
+    def check(cfg: MGFRecConfig) -> None:  # every cell's values, before the first cell trains
+        from mgfrec.data.prepared import PreparedDataset
+        from mgfrec.registry import registry
+        from mgfrec.rl.fit import check_fit_config
+
+        check_fit_config(cfg, PreparedDataset(data), options, registry())
+
     def run_cell(cfg: MGFRecConfig, out: Path) -> dict[str, Any]:
         from mgfrec.data.prepared import PreparedDataset
 
@@ -107,6 +114,7 @@ def fit_and_evaluate(
                 evaluate_run(out, split, cfg.eval, limit=eval_limit, secrets_from=cfg)
         return cell_summary(out, eval_splits[0])
 
+    run_cell.check = check  # type: ignore[attr-defined]
     return run_cell
 
 
@@ -198,6 +206,12 @@ def run_sweep(
     configs = {cell.name: cell_config(base, cell) for cell in cells}
     for name, cfg in configs.items():  # a component typo in the grid fails once, not in every cell at run time
         check_components(cfg, source=f"sweep cell {name}")
+    check = getattr(run_cell, "check", None)  # the runner's own checks of a cell's values (fit_and_evaluate's)
+    for name, cfg in configs.items() if check is not None else ():
+        try:
+            check(cfg)
+        except ValueError as exc:  # the cell named: "give at least 2" of which value?
+            raise ConfigError(f"sweep cell {name}: {exc}") from None
     check_sweep_output(out, (settings or {}).get("data"), list(configs))
     digests = {name: config_digest(cfg) for name, cfg in configs.items()}
     twins: dict[str, str] = {}

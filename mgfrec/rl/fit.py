@@ -235,6 +235,32 @@ def start_point(options: FitOptions, ds: PreparedDataset) -> tuple[RecallOptions
     return RecallOptions(recall_run=recall_run), policy_folder(options.init, info)
 
 
+def check_fit_config(cfg: MGFRecConfig, ds: PreparedDataset, options: FitOptions, reg: Registry) -> None:
+    """Everything a fit can tell of ``cfg`` before any work, each wrong value in one line: the group size, the
+    strategy and batch split, every component's name and options, the reward, the engine and logger libraries, the
+    policy source (without ``--init``), the user agent, ``grounding.top_k`` against ``ds``'s catalogue, and the
+    prompt templates. ``mgfrec sweep`` runs it for every cell before the first trains (a value found in cell 2 was
+    found after cell 1 had trained)."""
+    if cfg.grpo.group_size < 2:  # every advantage of a group of one is 0: the fit spent its budget training nothing
+        raise ValueError(
+            f"grpo.group_size (--group-size) {cfg.grpo.group_size}: GRPO compares each rollout with its group's; "
+            "give at least 2"
+        )
+    check_strategy(cfg.trainer.strategy, cfg.trainer.accelerator)
+    check_nodes(cfg.trainer.num_nodes)
+    if isinstance(cfg.trainer.devices, int):  # early, before any work; the module checks again at fit start
+        check_batch_split(cfg.trainer.global_batch_size, cfg.trainer.devices * cfg.trainer.num_nodes)
+    check_components(cfg, reg)  # names and options, before the recall model, the policy or any embedding
+    build_reward(cfg.grpo.rewards, reg=reg)  # a reward that cannot be built (or none): named before the recall fit
+    check_engine(cfg.rollout, reg)  # vLLM missing: one line now, not once an earlier run in OUT was retired
+    check_logger(cfg)  # tensorboard missing: the same
+    if options.init is None:
+        check_policy_source(cfg.policy.model)
+    check_user_agent(cfg.user_agent, "GRPO training", reg)  # before any data work: a person cannot answer a rollout
+    check_top_k(cfg.grounding.top_k, ds.num_items, cfg.agent.max_groundings)  # else found at the first <ground>
+    AgentPrompts.from_config(cfg.agent)  # a template that cannot be read is named before OUT is cleared
+
+
 @with_registry
 def run_fit(
     data: str | Path,
@@ -254,29 +280,12 @@ def run_fit(
     if cfg is None:
         path = starting_config(out, options.resume)
         cfg = load_config(path) if path is not None else MGFRecConfig()
-    if cfg.grpo.group_size < 2:  # every advantage of a group of one is 0: the fit spent its budget training nothing
-        raise ValueError(
-            f"grpo.group_size (--group-size) {cfg.grpo.group_size}: GRPO compares each rollout with its group's; "
-            "give at least 2"
-        )
-    check_strategy(cfg.trainer.strategy, cfg.trainer.accelerator)
-    check_nodes(cfg.trainer.num_nodes)
-    if isinstance(cfg.trainer.devices, int):  # early, before any work; the module checks again at fit start
-        check_batch_split(cfg.trainer.global_batch_size, cfg.trainer.devices * cfg.trainer.num_nodes)
     reg = reg or registry()
     if options.recall_model is None and options.init is None:  # the recall model is the config's retriever.model
         options = replace(options, recall_model=cfg.retriever.model)  # as fit_start.json records it
-    check_components(cfg, reg)  # names and options, before the recall model, the policy or any embedding
-    build_reward(cfg.grpo.rewards, reg=reg)  # a reward that cannot be built (or none): named before the recall fit
-    check_engine(cfg.rollout, reg)  # vLLM missing: one line now, not once an earlier run in OUT was retired
-    check_logger(cfg)  # tensorboard missing: the same
-    if options.init is None:
-        check_policy_source(cfg.policy.model)
-    check_user_agent(cfg.user_agent, "GRPO training", reg)  # before any data work: a person cannot answer a rollout
     ds, out = PreparedDataset(data), Path(out)
-    check_top_k(cfg.grounding.top_k, ds.num_items, cfg.agent.max_groundings)  # else found at the first <ground>
+    check_fit_config(cfg, ds, options, reg)
     check_output_run(out, "mgfrec", data=ds.root)  # before anything in OUT is touched
-    AgentPrompts.from_config(cfg.agent)  # a template that cannot be read is named before OUT is cleared
     if options.resume:
         check_resume_options(out, options, ds)  # first: "resume with the same --init" says more than a bad --init
     recall_opts, policy_dir = start_point(options, ds)  # --init checked before OUT is touched

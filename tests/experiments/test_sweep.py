@@ -990,3 +990,23 @@ def test_with_init_every_recall_setting_but_the_list_length_is_the_init_runs():
     shorter = load_config(None, ["retriever.recall_size=5"])
     assert list(config_changes(written, shorter, FROM_INIT)) == ["retriever.recall_size"]  # the agent's own setting
     assert "retriever.max_epochs" in config_changes(written, load_config(None))  # without --init: compared
+
+
+@pytest.mark.reliability
+def test_a_cell_value_fit_refuses_is_found_before_the_first_cell_trains(tmp_path):
+    """--grid grpo.group_size=2,1 (or grounding.top_k above the catalogue) trained and evaluated cell 1, then
+    failed cell 2, while docs/experiments.md says every cell config is validated before the first trains (review
+    s29)."""
+    from mgfrec.config.schema import DataConfig
+    from mgfrec.data.prepared import prepare
+    from mgfrec.experiments.sweep import fit_and_evaluate
+
+    prepare(DataConfig(source="synthetic", options={"n_users": 30}), tmp_path / "data")
+    runner = fit_and_evaluate(tmp_path / "data")
+    for grid, said in [
+        ({"grpo.group_size": [2, 1]}, "sweep cell grpo.group_size=1: grpo.group_size (--group-size) 1"),
+        ({"grounding.top_k": [5, 100000]}, "sweep cell grounding.top_k=100000: "),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(said)):
+            run_sweep(MGFRecConfig(), grid, tmp_path / "sweep", runner)
+        assert not (tmp_path / "sweep").exists()  # nothing trained, nothing written
