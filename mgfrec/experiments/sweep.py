@@ -82,7 +82,7 @@ def fit_and_evaluate(
         from mgfrec.registry import registry
         from mgfrec.rl.fit import check_fit_config
 
-        check_fit_config(cfg, PreparedDataset(data), options, registry())
+        check_fit_config(cfg, options, registry(), PreparedDataset(data))
 
     def run_cell(cfg: MGFRecConfig, out: Path) -> dict[str, Any]:
         from mgfrec.data.prepared import PreparedDataset

@@ -457,6 +457,24 @@ def save_policy(
     return directory
 
 
+def disable_dropout(model: torch.nn.Module) -> torch.nn.Module:
+    """Every dropout of ``model`` set to 0, in place: its ``nn.Dropout`` layers and the rates its modules keep as
+    plain numbers (a Qwen2 or Llama attention reads ``self.attention_dropout`` when training). GRPO trains in train
+    mode (gradient checkpointing needs it) against old and reference log-probs computed without dropout: with it,
+    the first update's ratio was not 1 and the KL was measured against noise (as TRL, dropout is turned off)."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.dropout._DropoutNd):
+            module.p = 0.0
+        for name, value in list(vars(module).items()):
+            if "dropout" in name and isinstance(value, float) and not isinstance(value, bool):
+                setattr(module, name, 0.0)
+    config = getattr(model, "config", None)
+    for name, value in vars(config).items() if config is not None else ():
+        if ("dropout" in name or name.endswith("_pdrop")) and isinstance(value, float):
+            setattr(config, name, 0.0)  # what a saved policy records: the run trained without it
+    return model
+
+
 def training_device(accelerator: str) -> torch.device:
     """``trainer.accelerator`` as the device a hand-written loop (``mgfrec sft``) trains on: ``cpu``,
     ``gpu``/``cuda`` (refused with a message when CUDA is absent) or ``auto`` (CUDA when present)."""

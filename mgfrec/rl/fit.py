@@ -235,16 +235,21 @@ def start_point(options: FitOptions, ds: PreparedDataset) -> tuple[RecallOptions
     return RecallOptions(recall_run=recall_run), policy_folder(options.init, info)
 
 
-def check_fit_config(cfg: MGFRecConfig, ds: PreparedDataset, options: FitOptions, reg: Registry) -> None:
-    """Everything a fit can tell of ``cfg`` before any work, each wrong value in one line: the group size, the
-    strategy and batch split, every component's name and options, the reward, the engine and logger libraries, the
-    policy source (without ``--init``), the user agent, ``grounding.top_k`` against ``ds``'s catalogue, and the
-    prompt templates. ``mgfrec sweep`` runs it for every cell before the first trains (a value found in cell 2 was
-    found after cell 1 had trained)."""
+def check_fit_config(cfg: MGFRecConfig, options: FitOptions, reg: Registry, ds: PreparedDataset | None = None) -> None:
+    """Everything a fit can tell of ``cfg`` before any work, each wrong value in one line: the group size and the
+    rollout temperature, the strategy and batch split, every component's name and options, the reward, the engine
+    and logger libraries, the policy source (without ``--init``), the user agent, the prompt templates and, given
+    ``ds``, ``grounding.top_k`` against its catalogue. ``mgfrec sweep`` runs it for every cell before the first
+    trains (a value found in cell 2 was found after cell 1 had trained)."""
     if cfg.grpo.group_size < 2:  # every advantage of a group of one is 0: the fit spent its budget training nothing
         raise ValueError(
             f"grpo.group_size (--group-size) {cfg.grpo.group_size}: GRPO compares each rollout with its group's; "
             "give at least 2"
+        )
+    if cfg.rollout.temperature == 0:  # G greedy copies: every group's rewards equal, every advantage 0
+        raise ValueError(
+            "rollout.temperature 0: a group of greedy rollouts is G copies of one trajectory, so every advantage is "
+            "0 and the fit trains nothing; give a temperature above 0 (validation's greedy decoding is eval.greedy)"
         )
     check_strategy(cfg.trainer.strategy, cfg.trainer.accelerator)
     check_nodes(cfg.trainer.num_nodes)
@@ -257,8 +262,26 @@ def check_fit_config(cfg: MGFRecConfig, ds: PreparedDataset, options: FitOptions
     if options.init is None:
         check_policy_source(cfg.policy.model)
     check_user_agent(cfg.user_agent, "GRPO training", reg)  # before any data work: a person cannot answer a rollout
-    check_top_k(cfg.grounding.top_k, ds.num_items, cfg.agent.max_groundings)  # else found at the first <ground>
     AgentPrompts.from_config(cfg.agent)  # a template that cannot be read is named before OUT is cleared
+    if ds is not None:
+        check_top_k(cfg.grounding.top_k, ds.num_items, cfg.agent.max_groundings)  # else found at the first <ground>
+
+
+def _check_epochs_budget(out: Path, epochs: int, max_steps: int, done: int) -> None:
+    """As ``--max-steps`` is checked on a resume, for a budget in epochs (``trainer.max_steps: null``): fewer steps
+    than the checkpoint holds, or a finished run with nothing left to train, are refused before the run's
+    ``run.json`` and results are retired (a resume of a finished epochs run deleted its evaluations and trained
+    nothing)."""
+    if max_steps < done:
+        raise ValueError(
+            f"--resume: {out}'s checkpoint holds {done} steps already; --epochs (trainer.epochs) {epochs} makes "
+            f"{max_steps}: give more epochs, or --max-steps of at least {done}"
+        )
+    if max_steps == done and (out / RUN_FILE).is_file():
+        raise ValueError(
+            f"--resume: {out} finished at {done} step{'s' if done != 1 else ''}, which --epochs (trainer.epochs) "
+            f"{epochs} makes: nothing to train, and the run is kept as it is; give more epochs to extend it"
+        )
 
 
 @with_registry
@@ -283,8 +306,9 @@ def run_fit(
     reg = reg or registry()
     if options.recall_model is None and options.init is None:  # the recall model is the config's retriever.model
         options = replace(options, recall_model=cfg.retriever.model)  # as fit_start.json records it
+    check_fit_config(cfg, options, reg)
     ds, out = PreparedDataset(data), Path(out)
-    check_fit_config(cfg, ds, options, reg)
+    check_top_k(cfg.grounding.top_k, ds.num_items, cfg.agent.max_groundings)  # else found at the first <ground>
     check_output_run(out, "mgfrec", data=ds.root)  # before anything in OUT is touched
     if options.resume:
         check_resume_options(out, options, ds)  # first: "resume with the same --init" says more than a bad --init
@@ -305,6 +329,7 @@ def run_fit(
             f"note: {out} holds an earlier fit ({steps}); this fit replaces it (--resume would continue it)"
         )
     first = launched_as_main()  # with several processes, only the first prepares OUT; the others reuse it
+    done: int | None = None  # the steps a resumed run's checkpoint holds, when known
     if options.resume:
         if recall_opts.recall_run is not None:  # the run recorded the recall run's retriever: compared as such
             check_resume_config(out, with_recall_run_retriever(cfg, recall_opts.recall_run))
@@ -360,6 +385,8 @@ def run_fit(
     environment = build_environment(grounding, tokenizer, cfg, reg)
     final = FinalRanking.build(cfg.agent, grounding, recall_dir, str(out))  # the reward's rank, as evaluation's
     max_steps = cfg.trainer.max_steps or cfg.trainer.epochs * -(-len(train) // cfg.trainer.global_batch_size)
+    if done is not None and cfg.trainer.max_steps is None:  # a budget in epochs: its steps are known only now
+        _check_epochs_budget(out, cfg.trainer.epochs, max_steps, done)
     checkpoint = LastCheckpoint(out / "checkpoints", options.checkpoint_every)
     stop = StopOnSignal(checkpoint, sigterm_before=signal.getsignal(signal.SIGTERM))  # Ctrl-C and SIGTERM (rl.stop)
     callbacks: list[L.Callback] = [stop, checkpoint]

@@ -62,7 +62,7 @@ from mgfrec.agent.trajectory import Trajectory
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.eval.policy_eval import METRIC_COLUMNS, evaluate_policy
 from mgfrec.models.logprobs import token_logprobs, token_logprobs_and_entropy, vocab_width
-from mgfrec.models.policy import preset_name, save_policy
+from mgfrec.models.policy import disable_dropout, preset_name, save_policy
 from mgfrec.registry import Registry
 from mgfrec.rewards.compose import build_reward
 from mgfrec.rl.advantages import advantages_from_config, degenerate_group_fraction
@@ -104,7 +104,8 @@ class GRPOModule(L.LightningModule):
         if not train:
             raise ValueError("the train split has no samples to roll out")
         self.automatic_optimization = False  # rollouts, several updates and accumulation per step
-        self.cfg, self.policy, self.tokenizer, self.environment = cfg, policy, tokenizer, environment
+        # no dropout: the ratio of the first update is exactly 1 only if the trained forward is the sampling one
+        self.cfg, self.policy, self.tokenizer, self.environment = cfg, disable_dropout(policy), tokenizer, environment
         self.train_samples, self.valid_samples = list(train), list(valid)
         self.out, self.max_steps = Path(out), max_steps
         self.prompts = AgentPrompts.from_config(cfg.agent)

@@ -100,6 +100,9 @@ RESUMABLE = (
     "embedding.cache_dir",
     "embedding.batch_size",
 )
+# Within a resumable prefix, what the training itself reads: the GRPO reward ranks the target with or without the
+# history (a resume with another value trained its last steps on another reward, and config.yaml claimed it for all)
+NOT_RESUMABLE = ("eval.exclude_history",)
 
 
 def check_resume_config(out: Path, cfg: MGFRecConfig) -> None:
@@ -114,7 +117,7 @@ def check_resume_config(out: Path, cfg: MGFRecConfig) -> None:
         k
         for k in sorted(saved.keys() | given.keys())
         if saved.get(k) != given.get(k)
-        and not any(k == r or (r.endswith(".") and k.startswith(r)) for r in RESUMABLE)
+        and (k in NOT_RESUMABLE or not any(k == r or (r.endswith(".") and k.startswith(r)) for r in RESUMABLE))
         # the run's copy of a template file (OUT/prompts/) and the user's file it was copied from, unchanged
         and not (k in PROMPT_FILES and same_prompt(saved.get(k), given.get(k)))
     ]

@@ -488,3 +488,21 @@ def test_settings_lightning_refuses_a_damaged_checkpoint_and_a_replaced_fit_lose
     text = " ".join(resumed.output.split())
     assert resumed.exit_code == 0, text
     assert f"note: {out / 'checkpoints' / 'last.json'} is missing or damaged, so the steps the checkpoint holds" in text
+
+
+@pytest.mark.reliability
+def test_a_resume_of_a_finished_run_with_an_epochs_budget_keeps_the_run(data):
+    """With trainer.max_steps null (a budget in epochs) the "nothing to train" check never ran: --resume of the
+    finished run retired its run.json and evaluation results, trained 0 steps, and rewrote run.json (review s29)."""
+    out = data / "epochs"
+    args = ["--data", data / "data", "--out", out, "--group-size", 2, "--no-progress", "--max-train-samples", 4]
+    sets = [*tiny_fit_sets(data / "system.txt"), "--valid-samples", 0, "--set", "trainer.max_steps=null"]
+    first = invoke(*args, *sets, "--set", "trainer.epochs=1")
+    assert first.exit_code == 0, first.output
+    (out / "eval_valid.json").write_text("{}")  # stands for an evaluation of the finished run
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    resumed = invoke(*args, *sets, "--set", "trainer.epochs=1", "--resume")
+    text = " ".join(resumed.output.split())
+    assert resumed.exit_code == 2 and f"--resume: {out} finished at 2 steps, which --epochs" in text, text
+    assert "nothing to train, and the run is kept as it is" in text
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before

@@ -291,6 +291,9 @@ def test_a_group_of_one_is_refused_by_fit_but_a_runs_config_with_it_still_loads(
     cfg = load_config(None, ["grpo.group_size=1"])  # loads
     with pytest.raises(ValueError, match=r"grpo.group_size \(--group-size\) 1: GRPO compares .* give at least 2"):
         run_fit(tmp_path / "no-data", tmp_path / "out", cfg)
+    # greedy rollouts are G copies of one trajectory: the same (review s29: a whole budget of zero advantages)
+    with pytest.raises(ValueError, match=r"rollout.temperature 0: a group of greedy rollouts .* trains nothing"):
+        run_fit(tmp_path / "no-data", tmp_path / "out", load_config(None, ["rollout.temperature=0"]))
     assert list(tmp_path.iterdir()) == []
 
 

@@ -418,3 +418,17 @@ def test_a_non_finite_loss_stops_the_step_naming_the_learning_rate(run, monkeypa
     finally:
         module.policy.load_state_dict(weights)
         module.optimizers().optimizer.load_state_dict(optimizer)
+
+
+def test_the_trained_policy_has_no_dropout(run):
+    """GRPOModule turns off the policy's dropout (review s29: a hub model's 0.1 made the first ratio not 1)."""
+    import copy
+
+    module = run["result"].module
+    noisy = copy.deepcopy(module.policy)
+    noisy.add_module("extra_head", torch.nn.Dropout(0.2))
+    noisy.model.layers[0].self_attn.attention_dropout = 0.1
+    built = module_mod.GRPOModule(
+        module.cfg, noisy, module.tokenizer, module.environment, module.train_samples, [], run["root"], max_steps=1
+    )
+    assert built.policy.extra_head.p == 0.0 and built.policy.model.layers[0].self_attn.attention_dropout == 0.0

@@ -270,3 +270,27 @@ def test_gradient_checkpointing_recomputes_layers_and_leaves_loss_and_gradients_
     torch.testing.assert_close(ckpt_loss, plain_loss)
     for a, b in zip(ckpt_grads, plain_grads, strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_a_policy_with_dropout_trains_without_it(tiny, tmp_path):
+    """A policy saved with attention dropout (a hub model's 0.1): GRPO's update ran it in train mode, so the first
+    update's ratio was not 1 (ratio/mean 1.00009, a KL of 3.5e-5 against itself, review s29). GRPOModule turns every
+    dropout off; train mode then gives the eval-mode log-probs the old and reference ones are."""
+    from mgfrec.models.policy import disable_dropout
+
+    model, tokenizer = tiny
+    model.config.attention_dropout = 0.1
+    save_policy(model, tokenizer, tmp_path / "dropout", preset="tiny")
+    model.config.attention_dropout = 0.0
+    noisy, _ = load_policy(PolicyConfig(model=str(tmp_path / "dropout")))
+    extra = torch.nn.Sequential(torch.nn.Dropout(0.3))
+    noisy.add_module("extra_head", extra)
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10, 11, 12]])
+    noisy.eval()
+    want = noisy(input_ids=ids).logits
+    noisy.train()
+    torch.manual_seed(0)
+    assert not torch.allclose(noisy(input_ids=ids).logits, want)  # the dropout is real: the check below can fail
+    disable_dropout(noisy)
+    assert torch.equal(noisy(input_ids=ids).logits, want) and extra[0].p == 0.0
+    assert noisy.config.attention_dropout == 0.0

@@ -71,3 +71,14 @@ def test_steps_done_is_unknown_without_a_readable_last_json(tmp_path):
         assert steps_done(tmp_path) is None, text
     side.write_text('{"steps": 3}')
     assert steps_done(tmp_path) == 3
+
+
+def test_a_resume_may_change_evaluation_but_not_the_rewards_ranking(tmp_path):
+    """eval.* may change on a resume (it is evaluation), but eval.exclude_history is read by the GRPO reward: a
+    resume with another value trained its last steps on another reward, and config.yaml claimed it for every step
+    (review s29)."""
+    out = tmp_path / "run"
+    write_resolved(load_config(None), out)
+    check_resume_config(out, load_config(None, ("eval.greedy=false", "eval.bootstrap_samples=10")))
+    with pytest.raises(ValueError, match=r"--resume: .*eval.exclude_history: True -> False"):
+        check_resume_config(out, load_config(None, ("eval.exclude_history=false",)))
