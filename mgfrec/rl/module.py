@@ -187,6 +187,7 @@ class GRPOModule(L.LightningModule):
         if self.batches_done == 0 and not self.rows and self.valid_samples:
             # Step 0: the starting policy on the same valid subsample, so the log shows what training changed.
             self.rows.append({"step": 0.0, **self.validate_now()})
+            self.log_row(self.rows[-1])
             if self.is_main:
                 write_metrics(self.out / "metrics.csv", self.rows)
 
@@ -498,9 +499,20 @@ class GRPOModule(L.LightningModule):
         return {f"valid/{k}": v for k, v in metrics.items()}
 
     def record(self, row: dict[str, float]) -> None:
-        """Log ``row`` through Lightning (reward in the progress bar) and rewrite ``RUN/metrics.csv``."""
-        self.log("reward", row["reward/mean"], prog_bar=True, on_step=True, batch_size=1)
-        self.log_dict({k: v for k, v in row.items() if k != "step"}, on_step=True, batch_size=1)
+        """Rewrite ``RUN/metrics.csv`` with ``row`` added, and give it to the run's logger (TensorBoard)."""
         self.rows.append(row)
+        self.log_row(row)
         if self.is_main:
             write_metrics(self.out / "metrics.csv", self.rows)
+
+    def log_row(self, row: dict[str, float]) -> None:
+        """``row`` to the run's logger at its own step, the step metrics.csv gives it: ``self.log`` wrote it at
+        Lightning's step counter, one behind (a point at x=1 was the csv's step 2), and step 0's validation not at
+        all. ``reward`` repeats ``reward/mean`` (the name the progress bar showed)."""
+        logger = self.logger
+        if logger is None:
+            return
+        metrics = {k: float(v) for k, v in row.items() if k != "step"}
+        if "reward/mean" in metrics:
+            metrics["reward"] = metrics["reward/mean"]
+        logger.log_metrics(metrics, step=int(row["step"]))  # Lightning's loggers write from global rank 0 only

@@ -298,7 +298,14 @@ def test_tensorboard_gets_every_step_metric(run, tmp_path):
     events = EventAccumulator(str(tmp_path / "tb" / "tensorboard")).Reload()
     tags = set(events.Tags()["scalars"])
     assert {"reward", "reward/mean", "kl", "grad_norm", "format_valid", "time/rollout"} <= tags
-    assert len(events.Scalars("reward/mean")) == 2  # one point per training step
+    # at metrics.csv's steps: they were one behind (a point at x=1 was the csv's step 2), and step 0's validation
+    # was missing (review s29)
+    assert [e.step for e in events.Scalars("reward/mean")] == [1, 2]
+    assert [e.step for e in events.Scalars("valid/ndcg@10")] == [0, 2]
+    rows = read_rows(tmp_path / "tb" / "metrics.csv")
+    assert [e.value for e in events.Scalars("reward/mean")] == pytest.approx(
+        [float(r["reward/mean"]) for r in rows[1:]]
+    )
 
 
 def test_several_updates_per_batch_with_sequence_mean_and_an_offloaded_reference(run, tmp_path):
