@@ -338,6 +338,13 @@ class GRPOConfig(Section):
 
 class TrainerConfig(Section):
     lr: float = Field(1e-4, gt=0, le=MAX_LR, description="policy learning rate (the paper: 1e-6 for Qwen2.5-1.5B)")
+    weight_decay: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="GRPO's AdamW weight decay (decoupled; torch's default, what every run so far used; TRL uses 0): "
+        "the weights shrink by lr x weight_decay each step, even on a batch whose groups teach nothing",
+    )
     global_batch_size: int = Field(16, ge=1, description="prompts per optimizer step, via accumulation (paper 128)")
     micro_batch_size: int = Field(8, ge=1)
     epochs: int = Field(1, ge=1, le=1_000_000)

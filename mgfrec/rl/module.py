@@ -167,7 +167,8 @@ class GRPOModule(L.LightningModule):
             self._grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.cfg.grpo.max_grad_norm)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(self.policy.parameters(), lr=self.cfg.trainer.lr)
+        trainer = self.cfg.trainer
+        return torch.optim.AdamW(self.policy.parameters(), lr=trainer.lr, weight_decay=trainer.weight_decay)
 
     @property
     def is_main(self) -> bool:

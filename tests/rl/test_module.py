@@ -439,3 +439,16 @@ def test_the_trained_policy_has_no_dropout(run):
         module.cfg, noisy, module.tokenizer, module.environment, module.train_samples, [], run["root"], max_steps=1
     )
     assert built.policy.extra_head.p == 0.0 and built.policy.model.layers[0].self_attn.attention_dropout == 0.0
+
+
+def test_the_optimizers_weight_decay_is_the_configs(run):
+    """AdamW's default weight decay (0.01) applied without a word: the policy drifted from the reference even on a
+    batch whose groups teach nothing (review s29). It is trainer.weight_decay, 0.01 by default as before."""
+    module = run["result"].module
+    assert module.configure_optimizers().param_groups[0]["weight_decay"] == 0.01
+    kept = module.cfg
+    module.cfg = kept.model_copy(update={"trainer": kept.trainer.model_copy(update={"weight_decay": 0.0})})
+    try:
+        assert module.configure_optimizers().param_groups[0]["weight_decay"] == 0.0
+    finally:
+        module.cfg = kept
