@@ -434,6 +434,7 @@ def run_fit(
     module = GRPOModule(
         cfg, model, tokenizer, environment, train, valid, out, max_steps=max_steps, reg=reg, final=final
     )
+    module.started_at = started  # a checkpoint records the session's time from the command's start
     # the first process under Lightning's launcher: the others it starts are watched (rl.peers)
     launcher = trainer.strategy.launcher
     watch = ChildWatch(launcher).start() if trainer.world_size > 1 and hasattr(launcher, "procs") else None
@@ -469,7 +470,8 @@ def run_fit(
             RuntimeWarning,
             stacklevel=2,
         )
-    seconds = time.perf_counter() - started
+    session = time.perf_counter() - started
+    seconds = module.seconds_before + session  # a resumed run: the earlier sessions' time up to its checkpoint too
     last = module.rows[-1] if module.rows else {}
     extra = {
         "stage": "grpo",
@@ -484,6 +486,7 @@ def run_fit(
         "best_valid_ndcg@10": module.best_ndcg10 if module.best_ndcg10 > float("-inf") else None,
         "last": last,
         "seconds": round(seconds, 1),
+        "seconds_this_session": round(session, 1),
         "processes": trainer.world_size,
         "replica_drift": drift,  # 0.0: every process ended with the same weights (data parallelism)
     }

@@ -129,6 +129,9 @@ class GRPOModule(L.LightningModule):
         self._agent_base: dict[str, float] = {}  # user-agent counters of the run this one resumes
         self.replica_drift: float | None = None  # set when the final policy is saved
         self._grad_norm: torch.Tensor | None = None  # the last step's norm, from on_before_optimizer_step
+        # wall time: this process's start (run_fit sets its own), and the earlier sessions' up to the checkpoint a
+        # resume starts from, so a resumed run's run.json seconds are the whole run's
+        self.started_at, self.seconds_before = time.perf_counter(), 0.0
 
     # --- data ------------------------------------------------------------------------------------------
 
@@ -232,11 +235,13 @@ class GRPOModule(L.LightningModule):
             "data_position": self.data_position(),
             "best_ndcg10": self.best_ndcg10,
             "rng": rng,
+            "seconds": self.seconds_before + time.perf_counter() - self.started_at,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint["mgfrec"]
         self.batches_done, self.best_ndcg10 = int(state["batches_done"]), float(state["best_ndcg10"])
+        self.seconds_before = float(state.get("seconds", 0.0))  # a checkpoint of before: this session's only
         torch.set_rng_state(state["rng"]["torch"])
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])

@@ -148,9 +148,14 @@ def test_update_changes_weights_through_action_tokens_only(run, monkeypatch):
 def test_resume_continues_from_the_last_checkpoint(run):
     out = run["result"].out
     first = read_rows(out / "metrics.csv")
+    before = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)["mgfrec"]["seconds"]
+    assert 0 < before <= run["result"].extra["seconds"] + 0.05  # the first session's time, up to its checkpoint
     cfg = run["cfg"].model_copy(update={"trainer": run["cfg"].trainer.model_copy(update={"max_steps": 3})})
     resumed = run_fit(run["ds"].root, out, cfg, FitOptions(valid_samples=4, resume=True), embedder=run["minilm"])
     assert resumed.module.batches_done == 3 and resumed.extra["steps"] == 3
+    # the whole run's time: it was the last session's only (review s29: 6.2 s for a run of 20.6 s)
+    session = resumed.extra["seconds_this_session"]
+    assert resumed.extra["seconds"] == pytest.approx(before + session, abs=0.11) and session < resumed.extra["seconds"]
     rows = read_rows(out / "metrics.csv")
     assert [float(r["step"]) for r in rows] == [0.0, 1.0, 2.0, 3.0]
     assert rows[1]["time/step"] == first[1]["time/step"]  # the first two steps were restored, not rerun
