@@ -13,6 +13,7 @@ from mgfrec.cli.common import (
     SET_HELP,
     console,
     finite,
+    note_fields,
     note_unread_fields,
     output_folder,
     print_json,
@@ -72,6 +73,12 @@ def fit(
         reg = registry()
         # --set data.history_length=3 was recorded in the run's config.yaml as if the model had used it
         note_unread_fields(set_, "mgfrec baseline fit", ("data",), DATA_NOT_READ)
+        note_fields(  # recorded in config.yaml, read by no one: the ranking is the evaluating command's
+            set_,
+            ["eval.exclude_history"],
+            "mgfrec baseline fit validates with the history left out; how a run is ranked is chosen when it is "
+            "evaluated (evaluate/report --no-exclude-history, recommend/serve --set eval.exclude_history=false)",
+        )
         values = {
             "retriever.model": model,
             "retriever.lr": lr,

@@ -129,6 +129,12 @@ def unused_recall_sets(sets: Sequence[str], source: str) -> list[str]:
     return [t for t in sets if not unused(t)]
 
 
+def note_fields(sets: Sequence[str], fields: Sequence[str], said: str) -> None:
+    """One note on stderr naming the ``--set`` overrides of ``fields``, then ``said``: a field the command takes
+    into config.yaml but does not read."""
+    _note_sets([text for text in sets if text.partition("=")[0].strip() in fields], said)
+
+
 def _note_sets(hit: Sequence[str], said: str) -> None:
     """The one note line of the ``--set`` overrides ``hit`` (none: nothing), each shown redacted (a URL's
     password given as ``data.path`` is not echoed), then ``said``."""

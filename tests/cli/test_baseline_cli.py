@@ -125,8 +125,14 @@ def test_training_flags_a_model_does_not_read_get_a_note(data, tmp_path):
         tmp_path / "pop3",
         "--set",
         "data.history_length=3",
+        "--set",
+        "eval.exclude_history=false",
     )
     assert unread.exit_code == 0 and "note: --set data.history_length=3: mgfrec baseline fit does not read data.*" in (
+        flat(unread.output)
+    )
+    # the fit validates with the history left out whatever it says, and evaluate ranks as it is told (review s29)
+    assert "note: --set eval.exclude_history=false: mgfrec baseline fit validates with the history left out" in (
         flat(unread.output)
     )
     # BIGRec reads its time cap (the note said it did not); with no valid sample it trained a whole epoch, then
