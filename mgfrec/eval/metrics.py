@@ -3,6 +3,7 @@
 from mgfrec.ranking.metrics import (
     LOWER_IS_BETTER,
     check_ranks,
+    comparable,
     history_mask,
     hit,
     metric_names,
@@ -16,6 +17,7 @@ from mgfrec.ranking.metrics import (
 __all__ = [
     "LOWER_IS_BETTER",
     "check_ranks",
+    "comparable",
     "history_mask",
     "hit",
     "metric_names",

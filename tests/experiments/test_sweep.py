@@ -396,9 +396,12 @@ def test_cli_sweep_with_the_documented_flags(tmp_path, monkeypatch):
     assert bad.exit_code == 2 and "agent.nope" in bad.output
     split = CliRunner().invoke(app, [*args, "--eval-split", "tset"])  # trained a cell, then failed it
     assert split.exit_code == 2 and "--eval-split 'tset': choose one of train, valid, test" in split.output
-    # the same sweep again with another --recall-model: its finished cells are not skipped as if they matched
-    again = CliRunner().invoke(app, [*args, "--recall-model", "last-title"])
-    assert again.exit_code == 2 and "made with other settings" in " ".join(again.output.split())
+    # the same sweep again with another runner setting: its finished cells are not skipped as if they matched
+    # (another --recall-model beside --init is refused on its own: the cells read --init's recall run)
+    again = CliRunner().invoke(app, [*args, "--eval-limit", "5"])
+    assert again.exit_code == 2 and "made with other settings (--eval-limit: None -> 5)" in " ".join(
+        again.output.split()
+    )
     assert fake.calls == [1, 3, 6, 9]
 
 
