@@ -37,9 +37,10 @@ class StopOnSignal(L.Callback):
     """Installs the handlers at ``setup`` and again at ``on_train_start`` (Lightning registers its own between
     the two; this replaces it for SIGTERM) and checks for a stop at every step boundary. They stay until
     :meth:`restore` (after ``fit``), so a signal during the final checkpoint's save is recorded rather than ending
-    the process half-way (the run then finishes). ``checkpoint`` (a :class:`~mgfrec.rl.fit.LastCheckpoint`) saves
-    the last step before a deferred stop. ``sigterm_before``: the SIGTERM handler before the trainer's; a caller's
-    own is called after the stop is recorded (as Lightning called it), and an ignored SIGTERM stays ignored."""
+    the process half-way (the run then finishes). ``checkpoint`` (a
+    :class:`~mgfrec.rl.callbacks.LastCheckpoint`) saves the last step before a deferred stop. ``sigterm_before``:
+    the SIGTERM handler before the trainer's; a caller's own is called after the stop is recorded (as Lightning
+    called it), and an ignored SIGTERM stays ignored."""
 
     def __init__(self, checkpoint: Any = None, sigterm_before: Any = signal.SIG_DFL) -> None:
         self.checkpoint, self.sigterm_before = checkpoint, sigterm_before

@@ -267,7 +267,7 @@ def test_resume_without_checkpoint_is_refused(tmp_path, run):
 
 @pytest.mark.reliability
 def test_a_checkpoint_folder_replaces_the_previous_one(tmp_path):
-    from mgfrec.rl.fit import LastCheckpoint
+    from mgfrec.rl.callbacks import LastCheckpoint
 
     class FolderTrainer:  # DeepSpeed's save_checkpoint writes a folder of shards
         is_global_zero, local_rank = True, 0
