@@ -65,15 +65,14 @@ from mgfrec.models.logprobs import token_logprobs, token_logprobs_and_entropy, v
 from mgfrec.models.policy import disable_dropout, preset_name, save_policy
 from mgfrec.registry import Registry
 from mgfrec.rewards.compose import build_reward
-from mgfrec.rl.advantages import advantages_from_config, degenerate_group_fraction
-from mgfrec.rl.distributed import all_gather_rows, all_max, all_sum, check_batch_split, replica_drift, shard, world
+from mgfrec.rl.advantages import advantages_from_config
+from mgfrec.rl.distributed import all_sum, check_batch_split, replica_drift, shard, world
 from mgfrec.rl.grpo import grpo_loss
+from mgfrec.rl.step_metrics import END_REASONS, step_row  # noqa: F401 (END_REASONS as before)
 from mgfrec.rl.strategy import begin_micro_batch, deepspeed_engine, full_weights, generation_weights
 from mgfrec.rollout.base import build_engine, sync_weights
 from mgfrec.runs import read_metrics, write_metrics
 from mgfrec.text.prompts import AgentPrompts
-
-END_REASONS = ("answered", "format_error", "grounding_limit", "length_limit")
 
 
 class GRPOModule(L.LightningModule):
@@ -292,54 +291,15 @@ class GRPOModule(L.LightningModule):
         self.batches_done += 1
         now = time.perf_counter()
 
-        # Per-trajectory facts of the whole global batch (gathered over processes, rank 0's groups first).
-        part_names = [k for k in parts[0] if k != "total"]
-        facts = all_gather_rows(
-            torch.tensor(
-                [
-                    [
-                        r,
-                        t.format_ok,
-                        t.num_groundings,
-                        t.response_length,
-                        *(p[k] for k in part_names),
-                        *(str(t.end_reason) == e for e in END_REASONS),
-                    ]
-                    for r, t, p in zip(rewards.tolist(), trajs, parts, strict=False)
-                ],
-                dtype=torch.float64,
-            )
+        times = [  # rollout, environment, reward, train
+            result.stats.generation_s + result.stats.prompt_s,
+            result.stats.environment_s,
+            t_train - started - result.stats.total_s,
+            now - t_train,
+        ]
+        row = step_row(
+            self.batches_done, rewards, trajs, parts, g, times, train_metrics, self.user_agent_stats(summed=True)
         )
-        all_rewards, means = facts[:, 0], facts.mean(dim=0).tolist()
-        times = all_max(
-            [
-                result.stats.generation_s + result.stats.prompt_s,
-                result.stats.environment_s,
-                t_train - started - result.stats.total_s,
-                now - t_train,
-            ]
-        )  # the slowest process's
-        agent_stats = self.user_agent_stats(summed=True)
-        row = {
-            "step": float(self.batches_done),
-            "trajectories": float(len(all_rewards)),
-            "reward/mean": means[0],
-            "reward/std": float(all_rewards.std()) if len(all_rewards) > 1 else 0.0,
-            "degenerate_groups": degenerate_group_fraction(all_rewards.float(), g),
-            "format_valid": means[1],
-            "groundings": means[2],
-            "response_length": means[3],
-            **{f"reward/{k}": means[4 + n] for n, k in enumerate(part_names)},
-            **{f"end/{e}": means[4 + len(part_names) + n] for n, e in enumerate(END_REASONS)},
-            **train_metrics,
-            **agent_stats,
-            "time/rollout": times[0],
-            "time/environment": times[1],
-            "time/reward": times[2],
-            "time/train": times[3],
-        }
-        if "reward/ndcg" in row:
-            row["ndcg"] = row.pop("reward/ndcg")
         if self.batches_done % cfg.trainer.val_check_interval == 0 or self.batches_done == self.max_steps:
             row.update(self.validate_now())
             row.update(self.user_agent_stats(summed=True))  # the counters as of the row, validation included
