@@ -77,7 +77,7 @@ def fit(
             set_,
             ["eval.exclude_history"],
             "mgfrec baseline fit validates with the history left out; how a run is ranked is chosen when it is "
-            "evaluated (evaluate/report --no-exclude-history, recommend/serve --set eval.exclude_history=false)",
+            "evaluated (evaluate --no-exclude-history; report, recommend and serve --set eval.exclude_history=false)",
         )
         values = {
             "retriever.model": model,

@@ -166,13 +166,14 @@ def _check_epochs_budget(out: Path, epochs: int, max_steps: int, done: int) -> N
     nothing)."""
     if max_steps < done:
         raise ValueError(
-            f"--resume: {out}'s checkpoint holds {done} steps already; --epochs (trainer.epochs) {epochs} makes "
-            f"{max_steps}: give more epochs, or --max-steps of at least {done}"
+            f"--resume: {out}'s checkpoint holds {done} steps already; trainer.epochs {epochs} makes {max_steps}: "
+            f"give more (--set trainer.epochs=N), or --max-steps of at least {done}"
         )
     if max_steps == done and (out / RUN_FILE).is_file():
         raise ValueError(
-            f"--resume: {out} finished at {done} step{'s' if done != 1 else ''}, which --epochs (trainer.epochs) "
-            f"{epochs} makes: nothing to train, and the run is kept as it is; give more epochs to extend it"
+            f"--resume: {out} finished at {done} step{'s' if done != 1 else ''}, which trainer.epochs {epochs} "
+            "makes: nothing to train, and the run is kept as it is; give more epochs to extend it (--set "
+            f"trainer.epochs={epochs + 1}) or --max-steps"
         )
 
 

@@ -476,9 +476,10 @@ class GRPOModule(L.LightningModule):
         Lightning's step counter, one behind (a point at x=1 was the csv's step 2), and step 0's validation not at
         all. ``reward`` repeats ``reward/mean`` (the name the progress bar showed)."""
         logger = self.logger
-        if logger is None:
-            return
+        every, step = self.cfg.trainer.log_every_n_steps, int(row["step"])
+        if logger is None or (step % every and not any(k.startswith("valid/") for k in row)):
+            return  # trainer.log_every_n_steps, as Lightning applied it; a validation row always
         metrics = {k: float(v) for k, v in row.items() if k != "step"}
         if "reward/mean" in metrics:
             metrics["reward"] = metrics["reward/mean"]
-        logger.log_metrics(metrics, step=int(row["step"]))  # Lightning's loggers write from global rank 0 only
+        logger.log_metrics(metrics, step=step)  # Lightning's loggers write from global rank 0 only

@@ -503,6 +503,7 @@ def test_a_resume_of_a_finished_run_with_an_epochs_budget_keeps_the_run(data):
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     resumed = invoke(*args, *sets, "--set", "trainer.epochs=1", "--resume")
     text = " ".join(resumed.output.split())
-    assert resumed.exit_code == 2 and f"--resume: {out} finished at 2 steps, which --epochs" in text, text
+    assert resumed.exit_code == 2 and f"--resume: {out} finished at 2 steps, which trainer.epochs 1" in text, text
+    assert "(--set trainer.epochs=2)" in text  # fit has no --epochs flag (review s29)
     assert "nothing to train, and the run is kept as it is" in text
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before

@@ -307,6 +307,12 @@ def test_tensorboard_gets_every_step_metric(run, tmp_path):
     # was missing (review s29)
     assert [e.step for e in events.Scalars("reward/mean")] == [1, 2]
     assert [e.step for e in events.Scalars("valid/ndcg@10")] == [0, 2]
+    # trainer.log_every_n_steps still thins the points (review s29); a validation row is always written
+    every = cfg.model_copy(update={"trainer": cfg.trainer.model_copy(update={"log_every_n_steps": 2})})
+    run_fit(run["ds"].root, tmp_path / "tb2", every, FitOptions(valid_samples=2), embedder=run["minilm"])
+    thinned = EventAccumulator(str(tmp_path / "tb2" / "tensorboard")).Reload()
+    assert [e.step for e in thinned.Scalars("reward/mean")] == [2]
+    assert [e.step for e in thinned.Scalars("valid/ndcg@10")] == [0, 2]
     rows = read_rows(tmp_path / "tb" / "metrics.csv")
     assert [e.value for e in events.Scalars("reward/mean")] == pytest.approx(
         [float(r["reward/mean"]) for r in rows[1:]]
