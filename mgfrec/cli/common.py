@@ -361,3 +361,13 @@ def note_typed_history(typed: list[str] | None, matched: list[str]) -> None:
             ),
             err=True,
         )
+
+
+def __getattr__(name: str) -> Any:
+    """``load`` and ``check_ablation`` moved to :mod:`mgfrec.cli.flags`; they are importable from here as before
+    (lazily: flags imports this module)."""
+    if name in ("load", "check_ablation"):
+        from mgfrec.cli import flags
+
+        return getattr(flags, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

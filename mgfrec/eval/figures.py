@@ -27,7 +27,7 @@ import pandas as pd
 from mgfrec.data.protocol import SPLITS
 from mgfrec.eval.case_study import trajectory_markdown, write_trajectory_markdown  # noqa: F401 (re-exported)
 from mgfrec.eval.figure_inputs import check_numbers, read_metrics, read_table  # noqa: F401 (re-exported)
-from mgfrec.eval.plotting import column_label, integer_steps, plt, save_figure
+from mgfrec.eval.plotting import COLUMN_LABELS, column_label, integer_steps, plt, save_figure  # noqa: F401
 from mgfrec.eval.sweep_figures import (  # noqa: F401 (the sweep figures are figures' too, as before)
     SWEEP_METRICS,
     grid_cells,

@@ -36,7 +36,9 @@ from mgfrec.experiments.grid import (  # noqa: F401 (the grid's names are sweep'
 )
 from mgfrec.experiments.reuse import (  # noqa: F401 (reuse's public names are sweep's too, as before)
     FROM_INIT,
+    INPUT_CHANGED,
     KEPT_FROM_CELL,
+    SETTING_FLAGS,
     SWEEP_FILE,
     config_digest,
     digest,
