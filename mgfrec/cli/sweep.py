@@ -136,7 +136,8 @@ def sweep(
             "data": str(Path(data).resolve()),
             "fit": {
                 "init": str(Path(init).resolve()) if init is not None else None,
-                "recall_model": cfg.retriever.model,  # the cells' own, unless the grid sweeps it
+                # the cells' own, unless the grid sweeps it; with --init, the init's recall run (none read here)
+                "recall_model": cfg.retriever.model if init is None else None,
                 "max_train_samples": max_train_samples,
                 "valid_samples": valid_samples,
             },

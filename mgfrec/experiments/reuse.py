@@ -176,6 +176,18 @@ def _why_settings(was: Mapping[str, Any] | None, now: Mapping[str, Any]) -> str:
     return "; ".join(f"{SETTING_FLAGS.get(k, k)}: {was.get(k)!r} -> {now.get(k)!r}" for k in changed)
 
 
+def _same_read_settings(was: Any, now: Mapping[str, Any] | None) -> bool:
+    """Whether two cells' runner settings (``settings_shown``) differ only in what the cells do not read: with
+    ``--init``, the recall model (the init's recall run ranks). A sweep of before recorded ``--recall-model`` (or
+    the config's ``retriever.model``) beside ``--init``, and its finished cells were refused when it was run again
+    without it."""
+    if not isinstance(was, Mapping) or not isinstance(now, Mapping) or now.get("fit.init") is None:
+        return False
+    unread = {"fit.recall_model"}
+    keys = (set(was) | set(now)) - unread
+    return all(was.get(k) == now.get(k) for k in keys)
+
+
 INPUT_CHANGED = {
     "data_checksum": "--data was prepared again since",
     "init_created": "--init was trained again since",
@@ -212,7 +224,7 @@ def refuse_stale(
                 stale["config"].append(name)
         # each on its own: a digest that differed while config.yaml agreed (with --init, retriever.* is the init's)
         # skipped these two, and a cell made with other runner flags was reused
-        if entry.get("settings", settings) != settings:
+        if entry.get("settings", settings) != settings and not _same_read_settings(entry.get("settings_shown"), shown):
             stale["settings"].append(name)
         if inputs and any(entry.get("inputs", {}).get(k, v) != v for k, v in inputs.items()):
             stale["inputs"].append(name)

@@ -1013,3 +1013,18 @@ def test_a_cell_value_fit_refuses_is_found_before_the_first_cell_trains(tmp_path
         with pytest.raises(ConfigError, match=re.escape(said)):
             run_sweep(MGFRecConfig(), grid, tmp_path / "sweep", runner)
         assert not (tmp_path / "sweep").exists()  # nothing trained, nothing written
+
+
+@pytest.mark.reliability
+def test_a_sweep_of_before_with_init_and_a_recall_model_is_still_reused(tmp_path):
+    """A sweep made before --recall-model beside --init was refused recorded the recall model (never read: the
+    init's recall run ranks); run again without it, every finished cell was "made with other settings" and had to be
+    trained again (review s29). What the cells do not read is not compared; what they read still is."""
+    grid = {"agent.max_groundings": [1, 3]}
+    fit = {"init": "/runs/sft", "recall_model": "pop", "max_train_samples": 8}
+    run_sweep(MGFRecConfig(), grid, tmp_path, FakeCells(), settings={"fit": fit})
+    again = FakeCells()
+    run_sweep(MGFRecConfig(), grid, tmp_path, again, settings={"fit": {**fit, "recall_model": None}})
+    assert again.calls == []  # reused
+    with pytest.raises(ValueError, match=r"other settings \(--max-train-samples: 8 -> 4\)"):
+        run_sweep(MGFRecConfig(), grid, tmp_path, again, settings={"fit": {**fit, "max_train_samples": 4}})
