@@ -26,6 +26,7 @@ from mgfrec.agent.environment import build_environment
 from mgfrec.agent.final_ranking import FinalRanking, reward_inputs
 from mgfrec.agent.loop import RolloutSample, rollout
 from mgfrec.agent.run_config import load_run_config
+from mgfrec.atomic import atomic_write, atomic_write_text
 from mgfrec.config.redaction import with_secrets_of
 from mgfrec.config.schema import EvalConfig, MGFRecConfig, PolicyConfig
 from mgfrec.data.protocol import subsample_rows
@@ -159,7 +160,7 @@ def evaluate_agent(
     }
     if write:
         text = json.dumps(json_ready(stats), indent=2, allow_nan=False)  # NaN (no trajectory) as null
-        (run_dir / f"agent_{split}.json").write_text(text, encoding="utf-8")
+        atomic_write_text(run_dir / f"agent_{split}.json", text)  # report reads it beside a sweep
         write_agent_samples(
             run_dir / f"agent_{split}_samples.csv", result.sample_ids, targets, trajectories, result.ranks, rewards
         )
@@ -184,7 +185,7 @@ def write_agent_samples(
     if rewards is not None:
         frame["reward"] = np.asarray(rewards, dtype=np.float64)
     frame["answer"] = [t.answer if t.answer is not None else "" for t in trajectories]  # last: added later
-    frame.to_csv(path, index=False)
+    atomic_write(path, lambda handle: frame.to_csv(handle, index=False), text=True)
     return path
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from mgfrec.atomic import atomic_write, atomic_write_text
 from mgfrec.config.schema import EvalConfig
 from mgfrec.data.protocol import check_limit, subsample_ids
 from mgfrec.eval.runs import result_for_run
@@ -309,9 +310,9 @@ class Report:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         paths = {ext: out_dir / f"report_{self.split}.{ext}" for ext in ("md", "csv", "json")}
-        paths["md"].write_text(self.to_markdown(), encoding="utf-8")
-        self.to_frame().to_csv(paths["csv"], index=False)
-        paths["json"].write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        atomic_write_text(paths["md"], self.to_markdown())
+        atomic_write(paths["csv"], lambda handle: self.to_frame().to_csv(handle, index=False), text=True)
+        atomic_write_text(paths["json"], json.dumps(self.to_dict(), indent=2) + "\n")
         return paths
 
 

@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mgfrec.atomic import atomic_write, atomic_write_text
+
 # Summary columns: the metric means with their bootstrap intervals, then the agent's own statistics.
 SUMMARY_COLUMNS = (
     "cell",
@@ -111,11 +113,14 @@ def write_summary(out: str | Path, rows: Sequence[Mapping[str, Any]]) -> dict[st
     """``OUT/summary.csv`` (one column per :data:`SUMMARY_COLUMNS`) and ``OUT/summary.md``."""
     out = Path(out)
     paths = {"csv": out / "summary.csv", "md": out / "summary.md"}
-    with paths["csv"].open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(SUMMARY_COLUMNS))
+
+    def write_csv(handle: Any) -> None:
+        writer = csv.DictWriter(handle, fieldnames=list(SUMMARY_COLUMNS))
         writer.writeheader()
         writer.writerows(rows)
-    paths["md"].write_text(summary_markdown(rows), encoding="utf-8")
+
+    atomic_write(paths["csv"], write_csv, text=True)  # read beside a running sweep: whole or not at all
+    atomic_write_text(paths["md"], summary_markdown(rows))
     return paths
 
 

@@ -37,6 +37,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from mgfrec.agent.environment import build_environment
 from mgfrec.agent.final_ranking import FinalRanking
 from mgfrec.agent.samples import RecallOptions, recall_samples, with_recall_run_retriever
+from mgfrec.atomic import atomic_write_text
 from mgfrec.config.components import check_components, plugins_named
 from mgfrec.config.load import load_config, write_resolved
 from mgfrec.config.schema import MGFRecConfig
@@ -320,7 +321,7 @@ def run_fit(
             record = {**start_options(options), "data_checksum": ds.checksum}  # what --resume must repeat
             if options.init is not None:  # the --init run trained again under a resume is refused
                 record["init_created"] = read_run_info(options.init).created
-            (out / START_FILE).write_text(json.dumps(record, indent=2), encoding="utf-8")
+            atomic_write_text(out / START_FILE, json.dumps(record, indent=2))
         cfg = keep_run_prompts(cfg, out)  # evaluation reads what it trained on
         write_resolved(cfg, out)
 
