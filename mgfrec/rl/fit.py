@@ -67,7 +67,14 @@ from mgfrec.rl.resume import (  # noqa: F401 - RESUMABLE: importable from here a
     steps_done,
 )
 from mgfrec.rl.stop import StopOnSignal, stop_exception
-from mgfrec.rl.strategy import build_strategy, check_nodes, check_strategy, trainer_accelerator
+from mgfrec.rl.strategy import (
+    build_strategy,
+    check_engine_copy,
+    check_master_weights,
+    check_nodes,
+    check_strategy,
+    trainer_accelerator,
+)
 from mgfrec.rollout.base import check_engine
 from mgfrec.runs import (
     RUN_FILE,
@@ -145,6 +152,8 @@ def check_fit_config(cfg: MGFRecConfig, options: FitOptions, reg: Registry, ds: 
             "0 and the fit trains nothing; give a temperature above 0 (validation's greedy decoding is eval.greedy)"
         )
     check_strategy(cfg.trainer.strategy, cfg.trainer.accelerator)
+    check_master_weights(cfg)
+    check_engine_copy(cfg)
     check_nodes(cfg.trainer.num_nodes)
     if isinstance(cfg.trainer.devices, int):  # early, before any work; the module checks again at fit start
         check_batch_split(cfg.trainer.global_batch_size, cfg.trainer.devices * cfg.trainer.num_nodes)

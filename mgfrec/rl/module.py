@@ -181,7 +181,8 @@ class GRPOModule(L.LightningModule):
         check_batch_split(min(self.cfg.trainer.global_batch_size, len(self.train_samples)), world()[1])
         if self._ref:  # grpo.reference_device: colocated with the policy, or offloaded to the CPU
             self._ref[0].to(self.device if self.cfg.grpo.reference_device == "policy" else torch.device("cpu"))
-        self.engine = build_engine(self.cfg.rollout, self.policy, self.tokenizer, reg=self.reg)
+        with self.full_weights():  # ZeRO-3: an engine with its own copy (vLLM) saved empty, partitioned tensors
+            self.engine = build_engine(self.cfg.rollout, self.policy, self.tokenizer, reg=self.reg)
         self.sync_engine()
 
     def on_train_start(self) -> None:
@@ -205,8 +206,12 @@ class GRPOModule(L.LightningModule):
                 save_policy(self.policy, self.tokenizer, self.out / "policy", preset=preset_name(self.cfg.policy.model))
 
     def sync_engine(self) -> None:
-        """Give the engine the policy's current weights; nothing to do when it shares the module."""
-        sync_weights(self.engine, self.policy)
+        """Give the engine the policy's current weights; nothing to do when it shares the module. Under ZeRO-3 the
+        weights are gathered first (every process enters): the engine was given empty partitions."""
+        if getattr(self.engine, "model", None) is self.policy:
+            return
+        with self.full_weights():
+            sync_weights(self.engine, self.policy)
 
     def deepspeed_engine(self) -> Any:
         """The DeepSpeed engine wrapping this module under a DeepSpeed strategy, else None."""

@@ -40,6 +40,7 @@ from mgfrec.data.prepared import prepare  # noqa: E402
 from mgfrec.registry import Registry  # noqa: E402
 from mgfrec.rl import module as module_mod  # noqa: E402
 from mgfrec.rl.fit import FitOptions, run_fit  # noqa: E402
+from mgfrec.rollout.hf_engine import HFEngine  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -57,6 +58,16 @@ class LengthReward:
 
     def __call__(self, inp) -> float:
         return inp.extras["response_length"] / 100
+
+
+class OwnCopyEngine(HFEngine):
+    """An engine that decodes from a model of its own, built from the policy's config and weights as vLLM builds
+    its own from a saved folder: what ZeRO-3 must hand whole weights to."""
+
+    def __init__(self, model, tokenizer, options=None):
+        own = AutoModelForCausalLM.from_config(model.config)
+        own.load_state_dict(model.state_dict())
+        super().__init__(own, tokenizer, options)
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +134,7 @@ def setup(tmp_path_factory):
     (root / "system.txt").write_text(SHORT_SYSTEM, encoding="utf-8")
     reg = Registry.discover()
     reg.add("reward", "length", LengthReward)
+    reg.add("rollout_engine", "own-copy", OwnCopyEngine)
     return {"root": root, "ds": ds, "reg": reg}
 
 
@@ -151,8 +163,18 @@ def config(setup, strategy: str, max_steps: int = 3, checkpointing: bool = False
     )
 
 
-def fit(setup, minilm, strategy: str, name: str, max_steps: int = 3, resume: bool = False, checkpointing: bool = False):
+def fit(
+    setup,
+    minilm,
+    strategy: str,
+    name: str,
+    max_steps: int = 3,
+    resume: bool = False,
+    checkpointing: bool = False,
+    engine: str = "hf",
+):
     cfg = config(setup, strategy, max_steps, checkpointing)
+    cfg = cfg.model_copy(update={"rollout": cfg.rollout.model_copy(update={"engine": engine})})
     return run_fit(
         setup["ds"].root,
         setup["root"] / name,
@@ -196,6 +218,15 @@ def test_zero_stages_train_like_the_plain_strategy(setup, minilm, plain, cpu_dee
     theirs = AutoModelForCausalLM.from_pretrained(plain.out / "policy")
     for (name, value), other in zip(mine.state_dict().items(), theirs.state_dict().values(), strict=True):
         assert value.numel() > 0 and torch.allclose(value, other, atol=1e-4), name
+
+
+def test_an_engine_with_its_own_model_gets_whole_weights_under_zero3(setup, minilm, plain, cpu_deepspeed):
+    """An engine that keeps its own model (vLLM) was built and synced from ZeRO-3's partitions: every tensor it was
+    given had shape (0,), so vLLM started from empty weights (review s29). It is built and synced from gathered
+    weights, and trains like the plain strategy."""
+    result = fit(setup, minilm, "deepspeed_stage_3_cpu", "zero3-own", engine="own-copy")
+    assert result.module.engine.model is not result.module.policy
+    assert_same_steps(rows(result), rows(plain), range(1, 4))
 
 
 def test_zero3_with_gradient_checkpointing_trains_like_the_plain_strategy(setup, minilm, plain, cpu_deepspeed):

@@ -86,3 +86,43 @@ def test_fork_and_spawn_strategies_and_nodes_without_a_launcher_are_refused(monk
         check_nodes(2)
     monkeypatch.setenv("MASTER_ADDR", "10.0.0.1")
     check_nodes(2)
+
+
+def test_an_offload_strategy_lets_deepspeed_step_the_modules_own_optimizer(monkeypatch):
+    """deepspeed_stage_2_offload (docs/gpu.md) failed in a traceback: "ZeRO-Offload with a client provided optimizer"
+    (the module's AdamW), DeepSpeed forcing its own CPU Adam by default (review s29)."""
+    pytest.importorskip("deepspeed", reason="deepspeed is in the dev extra")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the strategy object is built, not launched
+    for name in ("deepspeed_stage_2_offload", "deepspeed_stage_3_offload"):
+        strategy = build_strategy(load_config(None, [f"trainer.strategy={name}"]))
+        assert strategy.config["zero_optimization"]["offload_optimizer"]
+        assert strategy.config["zero_force_ds_cpu_optimizer"] is False, name
+    assert (
+        "zero_force_ds_cpu_optimizer"
+        not in build_strategy(load_config(None, ["trainer.strategy=deepspeed_stage_2"])).config
+    )
+
+
+def test_half_precision_weights_are_trained_only_with_float32_master_weights():
+    """policy.dtype bfloat16 (the paper config's) with --strategy auto or ddp: AdamW stepped the bf16 weights, and at
+    lr 1e-6 only 1.5% of them moved in a step with a real gradient (review s29). DeepSpeed keeps float32 masters."""
+    from mgfrec.rl.strategy import check_master_weights
+
+    for strategy in ("auto", "ddp"):
+        cfg = load_config(None, ["policy.dtype=bfloat16", f"trainer.strategy={strategy}", "trainer.lr=1e-6"])
+        with pytest.raises(ValueError, match=rf"policy.dtype bfloat16 with trainer.strategy {strategy}: .* round away"):
+            check_master_weights(cfg)
+    check_master_weights(load_config(None, ["policy.dtype=bfloat16", "trainer.strategy=deepspeed_stage_2"]))
+    check_master_weights(load_config(None, ["trainer.precision=bf16-mixed"]))  # float32 weights, bf16 compute
+
+
+def test_a_copied_hf_engine_under_zero3_is_refused():
+    """--strategy deepspeed_stage_3_cpu --set rollout.options.copy_model=true failed in its first rollout with a
+    100-line traceback ("'Parameter' object has no attribute 'ds_status'", review s29)."""
+    from mgfrec.rl.strategy import check_engine_copy
+
+    copied = ["rollout.options={copy_model: true}"]
+    with pytest.raises(ValueError, match=r"rollout.options.copy_model with trainer.strategy deepspeed_stage_3_cpu"):
+        check_engine_copy(load_config(None, [*copied, "trainer.strategy=deepspeed_stage_3_cpu"]))
+    check_engine_copy(load_config(None, [*copied, "trainer.strategy=deepspeed_stage_2_cpu"]))
+    check_engine_copy(load_config(None, ["trainer.strategy=deepspeed_stage_3_cpu"]))  # shared: ZeRO-3 serves it
