@@ -171,6 +171,10 @@ class SentenceTransformerEmbedder:
             "normalize": self.config.normalize,
             "max_seq_length": self.options.max_seq_length,
         }
+        if self.options.trust_remote_code:  # the repository's own code makes other vectors (gte-Qwen2's is
+            # bidirectional, transformers' Qwen2 causal): a cache built without it was reused once it was set. Keyed
+            # only when set, so the caches of every model loaded without it keep their keys
+            self._settings["trust_remote_code"] = True
         self._slot = _slot or _ModelSlot(weights_of(self.config.model, self._source, self.options.revision))
 
     @property

