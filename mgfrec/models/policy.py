@@ -130,6 +130,11 @@ def check_policy_source(model: str) -> None:
                 f"policy.model (--policy): {model} holds no config.json; give a folder with a saved model (a run's "
                 "policy/ folder, or one written by save_pretrained), a hub id, or a preset"
             )
+        if not _has_chat_template(Path(model)):  # found before the recall fit, not at the first prompt
+            raise ValueError(
+                f"policy.model (--policy): '{model}': its tokenizer has no chat template (a base model, not an "
+                "Instruct one?); the agent's prompts are chat turns: give an Instruct or chat model"
+            )
         return
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
@@ -141,6 +146,20 @@ def check_policy_source(model: str) -> None:
             f"folder with config.json and weights, a hub id, or a preset: "
             + ", ".join(PRESET_PREFIX + n for n in PRESETS)
         ) from None
+
+
+def _has_chat_template(folder: Path) -> bool:
+    """Whether a saved model folder's tokenizer files hold a chat template (in ``tokenizer_config.json`` or a
+    ``chat_template.jinja`` / ``.json`` beside it); True when that cannot be told from the files (loading says)."""
+    config = folder / "tokenizer_config.json"
+    if (folder / POLICY_META).is_file() or not config.is_file():
+        return True
+    if (folder / "chat_template.jinja").is_file() or (folder / "chat_template.json").is_file():
+        return True
+    try:
+        return bool(json.loads(config.read_text(encoding="utf-8")).get("chat_template"))
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return True
 
 
 def agent_template_texts() -> list[str]:
@@ -397,6 +416,12 @@ def _check_tokenizer_fits(source: str, model: PreTrainedModel, tokenizer: PreTra
     folder = Path(source)
     meta_path = folder / POLICY_META
     if not meta_path.is_file():
+        if getattr(tokenizer, "chat_template", None) is None:  # a base (not Instruct) model: transformers' own
+            # error came at the first prompt, after the recall fit, naming no setting
+            raise ValueError(
+                f"policy.model: '{source}': its tokenizer has no chat template (a base model, not an Instruct one?); "
+                "the agent's prompts are chat turns: give an Instruct or chat model"
+            )
         return
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))

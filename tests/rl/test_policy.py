@@ -294,3 +294,27 @@ def test_a_policy_with_dropout_trains_without_it(tiny, tmp_path):
     disable_dropout(noisy)
     assert torch.equal(noisy(input_ids=ids).logits, want) and extra[0].p == 0.0
     assert noisy.config.attention_dropout == 0.0
+
+
+def test_a_model_folder_without_a_chat_template_is_named_before_any_work(tiny, tmp_path):
+    """A base (not Instruct) hub model: transformers' "Cannot use chat template functions ..." came at the first
+    prompt, after the recall fit, naming no setting (review s29)."""
+    from mgfrec.models.policy import POLICY_META, check_policy_source
+
+    model, tokenizer = tiny
+    folder = tmp_path / "base-model"
+    kept = tokenizer.chat_template
+    tokenizer.chat_template = None
+    try:
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+    finally:
+        tokenizer.chat_template = kept
+    (folder / POLICY_META).unlink(missing_ok=True)
+    for template in folder.glob("chat_template.*"):
+        template.unlink()
+    said = r"its tokenizer has no chat template \(a base model, not an Instruct one\?\)"
+    with pytest.raises(ValueError, match=said):
+        check_policy_source(str(folder))
+    with pytest.raises(ValueError, match=said):
+        load_policy(PolicyConfig(model=str(folder)))
