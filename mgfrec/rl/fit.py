@@ -235,7 +235,8 @@ def run_fit(
     done: int | None = None  # the steps a resumed run's checkpoint holds, when known
     if options.resume:
         if recall_opts.recall_run is not None:  # the run recorded the recall run's retriever: compared as such
-            check_resume_config(out, with_recall_run_retriever(cfg, recall_opts.recall_run))
+            recorded = with_recall_run_retriever(cfg, recall_opts.recall_run)
+            check_resume_config(out, recorded, from_recall_run=True)
         else:
             check_resume_config(out, cfg)
         done = steps_done(out)

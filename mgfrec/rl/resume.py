@@ -105,9 +105,12 @@ RESUMABLE = (
 NOT_RESUMABLE = ("eval.exclude_history",)
 
 
-def check_resume_config(out: Path, cfg: MGFRecConfig) -> None:
+def check_resume_config(out: Path, cfg: MGFRecConfig, *, from_recall_run: bool = False) -> None:
     """Refuse, in one line, a ``--resume`` whose settings differ from ``OUT/config.yaml`` outside
-    :data:`RESUMABLE` (naming each field with both values)."""
+    :data:`RESUMABLE` (naming each field with both values). ``from_recall_run``: the recall lists come from a
+    recall run (``--init``'s), so ``retriever.*`` is that run's whatever the config says, and only
+    ``retriever.recall_size`` (the agent's own) is compared; a run made before mgfrec recorded the recall run's
+    section (its ``retriever.options: {}``) could not be resumed."""
     saved_path = out / "config.yaml"
     if not saved_path.is_file():
         return
@@ -118,6 +121,7 @@ def check_resume_config(out: Path, cfg: MGFRecConfig) -> None:
         for k in sorted(saved.keys() | given.keys())
         if saved.get(k) != given.get(k)
         and (k in NOT_RESUMABLE or not any(k == r or (r.endswith(".") and k.startswith(r)) for r in RESUMABLE))
+        and not (from_recall_run and k.startswith("retriever.") and k != "retriever.recall_size")
         # the run's copy of a template file (OUT/prompts/) and the user's file it was copied from, unchanged
         and not (k in PROMPT_FILES and same_prompt(saved.get(k), given.get(k)))
     ]

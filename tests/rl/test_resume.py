@@ -82,3 +82,20 @@ def test_a_resume_may_change_evaluation_but_not_the_rewards_ranking(tmp_path):
     check_resume_config(out, load_config(None, ("eval.greedy=false", "eval.bootstrap_samples=10")))
     with pytest.raises(ValueError, match=r"--resume: .*eval.exclude_history: True -> False"):
         check_resume_config(out, load_config(None, ("eval.exclude_history=false",)))
+
+
+def test_a_run_over_a_recall_run_resumes_whatever_its_config_recorded_of_the_retriever(tmp_path):
+    """A fit with --init made before the run recorded its recall run's retriever section (retriever.options: {})
+    could not be resumed: "retriever.options: {} -> None; retriever.options.collaborative: None -> 'sasrec'" (review
+    s29). Those fields are the recall run's whatever the config says; the list length is the agent's own."""
+    out = tmp_path / "run"
+    write_resolved(load_config(None, ("retriever.model=hybrid", "retriever.recall_size=10")), out)
+    given = load_config(
+        None, ("retriever.model=hybrid", "retriever.recall_size=10", "retriever.options={collaborative: sasrec}")
+    )
+    check_resume_config(out, given, from_recall_run=True)
+    with pytest.raises(ValueError, match=r"retriever.options.collaborative: None -> 'sasrec'"):
+        check_resume_config(out, given)  # a recall run of its own (OUT/recall): its settings are the run's
+    shorter = load_config(None, ("retriever.model=hybrid", "retriever.recall_size=5"))
+    with pytest.raises(ValueError, match=r"retriever.recall_size: 10 -> 5"):
+        check_resume_config(out, shorter, from_recall_run=True)
