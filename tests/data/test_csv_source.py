@@ -281,7 +281,8 @@ def test_an_unclosed_quote_is_refused_naming_the_line_where_it_opened(tmp_path):
     )
     for skip_bad in (False, True):  # --skip-bad cannot skip it: the lost rows are not counted anywhere
         with pytest.raises(
-            BadInputError, match=r"items\.csv:4: a quote opened on this line is not closed until line 12"
+            BadInputError,
+            match=r"items\.csv:4: a quote opened on this line runs on to line 12 \(closed there, or never",
         ):
             CsvSource().load(folder, skip_bad=skip_bad)
 
@@ -329,7 +330,9 @@ def test_a_closed_quoted_title_whose_second_line_holds_a_comma_is_read(tmp_path,
 def test_a_swallowed_row_is_refused_whatever_the_ids_shape_or_column(tmp_path, items):
     """A review of the first version of the title rule: both files had two items vanish into one title."""
     folder = write(tmp_path / "data", items=items, interactions=b"user_id,item_id,timestamp\nu1,x,1\n")
-    with pytest.raises(BadInputError, match=r"items\.csv:2: a quote opened on this line is not closed until line 4"):
+    with pytest.raises(
+        BadInputError, match=r"items\.csv:2: a quote opened on this line runs on to line 4 \(closed there, or never"
+    ):
         CsvSource().load(folder, skip_bad=True)
 
 
@@ -353,8 +356,8 @@ def test_a_quote_left_open_in_the_header_is_refused(tmp_path, header):
         with pytest.raises(BadInputError) as err:
             CsvSource().load(folder, skip_bad=skip_bad)
         assert str(err.value) == (
-            f"{folder / 'interactions.csv'}:1: a quote opened in the header is not closed until line 4, so 3 "
-            "following line(s) were read as part of a column name; close the quote"
+            f"{folder / 'interactions.csv'}:1: a quote opened in the header runs on to line 4 (closed there, or "
+            "never: the file's end), so 3 following line(s) were read as part of a column name; close the quote"
         )
 
 

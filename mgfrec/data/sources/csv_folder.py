@@ -101,8 +101,9 @@ def read_rows(
     if reader.line_num != 1:  # a quote opened in the header swallowed the rows after it into a column name
         handle.close()
         raise BadInputError(
-            f"{path}:1: a quote opened in the header is not closed until line {reader.line_num}, so "
-            f"{reader.line_num - 1} following line(s) were read as part of a column name; close the quote"
+            f"{path}:1: a quote opened in the header runs on to line {reader.line_num} (closed there, or never: the "
+            f"file's end), so {reader.line_num - 1} following line(s) were read as part of a column name; close the "
+            "quote"
         )
     if _bad_encoding(header):
         handle.close()
@@ -223,9 +224,9 @@ def _check_span(
     if len(fields) == width and not any(row_like(line) for line in inner if line.strip()):
         return
     raise BadInputError(
-        f"{path}:{start}: a quote opened on this line is not closed until line {end}, so {end - start} following "
-        f"line(s) were read as part of one field; close the quote (a field may span lines only inside "
-        f"matching quotes)"
+        f"{path}:{start}: a quote opened on this line runs on to line {end} (closed there, or never: the file's "
+        f"end), so {end - start} following line(s) were read as part of one field; close the quote (a field may "
+        f"span lines only inside matching quotes)"
     )
 
 
