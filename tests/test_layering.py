@@ -269,6 +269,10 @@ SPLIT = {  # a module split in two: the names that moved out, still importable f
         ),
     ),
     "mgfrec.rl.fit": ("mgfrec.rl.callbacks", ("LastCheckpoint", "StepProgress", "build_logger", "check_logger")),
+    "mgfrec.models.policy": (
+        "mgfrec.models.presets",
+        ("TAG_TOKENS", "CHAT_TEMPLATE", "PRESETS", "Preset", "build_preset", "build_bpe_tokenizer", "minilm_dir"),
+    ),
     "mgfrec.rl.module": ("mgfrec.rl.step_metrics", ("END_REASONS",)),
 }
 
