@@ -168,14 +168,6 @@ def _recall_retriever(cfg: MGFRecConfig, recall_dir: Path, model: str, reused: s
     return cfg.retriever.model_copy(update={"model": model, "options": {}})  # the config's were another model's
 
 
-def with_recall_run_retriever(cfg: MGFRecConfig, recall_run: str | Path) -> MGFRecConfig:
-    """``cfg`` with the retriever section a run over ``recall_run`` records (:func:`_recall_retriever`): what a
-    ``--resume`` of a fit with ``--init`` compares with the run's ``config.yaml``, which refused every such resume
-    once the run recorded the recall run's own settings."""
-    model = read_run_info(recall_run).model
-    return cfg.model_copy(update={"retriever": _recall_retriever(cfg, Path(recall_run), model, str(recall_run))})
-
-
 def split_samples(
     ds: PreparedDataset, split: str, recall: np.ndarray, limit: int | None, seed: int
 ) -> list[AgentSample]:

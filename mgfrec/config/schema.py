@@ -81,6 +81,12 @@ class GroundingConfig(Section):
 DEFAULT_RECALL_MODEL = "sasrec"
 """The retriever ``mgfrec sft`` / ``fit`` / ``sweep`` fit for the prompt's recall list when none is given: the
 paper's, and measured to give a far better SFT policy than ``last-title`` (docs/sft.md)."""
+RECALL_RUN_FIELDS = ("retriever.",)
+"""The fields a run over a reused recall run (``--init``'s, ``--recall-run``) takes from that run whatever its config
+says, as flat-field prefixes, but :data:`AGENT_RETRIEVER_FIELDS`: a ``--resume`` and a sweep's reused cell leave them
+out where a run's ``config.yaml`` is compared with its config."""
+AGENT_RETRIEVER_FIELDS = ("retriever.recall_size",)
+"""The retriever fields that stay the agent's own over a reused recall run: the recall list's length."""
 MAX_LR = 1000.0
 """The largest learning rate a config or flag takes: one far above float32's range (1e300) was an optimizer's
 overflow traceback; every learning rate of use is far below it."""

@@ -17,7 +17,7 @@ import yaml
 
 from mgfrec.config.load import flat_fields, load_config
 from mgfrec.config.redaction import scrubbed
-from mgfrec.config.schema import MGFRecConfig
+from mgfrec.config.schema import AGENT_RETRIEVER_FIELDS, RECALL_RUN_FIELDS, MGFRecConfig
 
 SWEEP_FILE = "sweep.json"
 
@@ -136,14 +136,14 @@ def _why_config(changed: Mapping[str, tuple[Any, Any]] | None) -> str:
     return f"the base --config or --set changed: {_differences(changed)}"
 
 
-FROM_INIT = ("retriever.",)
+FROM_INIT = RECALL_RUN_FIELDS
 """The fields a fit with ``--init`` takes from the init run (its recall run's model, settings and options: the
 run's ``config.yaml`` records them), whatever the cell's config says: left out where a cell's written
 ``config.yaml`` is compared with its config. A prefix; ``retriever.recall_size``, the agent's own setting, stays
 compared (:data:`KEPT_FROM_CELL`)."""
 
 
-KEPT_FROM_CELL = ("retriever.recall_size",)
+KEPT_FROM_CELL = AGENT_RETRIEVER_FIELDS
 
 
 SETTING_FLAGS = {

@@ -36,7 +36,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from mgfrec.agent.environment import build_environment
 from mgfrec.agent.final_ranking import FinalRanking
-from mgfrec.agent.samples import RecallOptions, recall_samples, with_recall_run_retriever
+from mgfrec.agent.samples import RecallOptions, recall_samples
 from mgfrec.atomic import atomic_write_text
 from mgfrec.config.components import check_components, plugins_named
 from mgfrec.config.load import load_config, write_resolved
@@ -234,11 +234,8 @@ def run_fit(
     first = launched_as_main()  # with several processes, only the first prepares OUT; the others reuse it
     done: int | None = None  # the steps a resumed run's checkpoint holds, when known
     if options.resume:
-        if recall_opts.recall_run is not None:  # the run recorded the recall run's retriever: compared as such
-            recorded = with_recall_run_retriever(cfg, recall_opts.recall_run)
-            check_resume_config(out, recorded, from_recall_run=True)
-        else:
-            check_resume_config(out, cfg)
+        # over --init's recall run, retriever.* is that run's whatever the config says (the recall list's length aside)
+        check_resume_config(out, cfg, from_recall_run=recall_opts.recall_run is not None)
         done = steps_done(out)
         if done is None:  # the check was skipped without a word: steps_done read 0 for a missing last.json
             say(

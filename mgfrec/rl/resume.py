@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mgfrec.config.load import flat_fields, load_config
-from mgfrec.config.schema import MGFRecConfig
+from mgfrec.config.schema import AGENT_RETRIEVER_FIELDS, RECALL_RUN_FIELDS, MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.runs import read_json_object, read_run_info
 from mgfrec.text.prompts import PROMPT_FILES, same_prompt
@@ -121,7 +121,7 @@ def check_resume_config(out: Path, cfg: MGFRecConfig, *, from_recall_run: bool =
         for k in sorted(saved.keys() | given.keys())
         if saved.get(k) != given.get(k)
         and (k in NOT_RESUMABLE or not any(k == r or (r.endswith(".") and k.startswith(r)) for r in RESUMABLE))
-        and not (from_recall_run and k.startswith("retriever.") and k != "retriever.recall_size")
+        and not (from_recall_run and k.startswith(RECALL_RUN_FIELDS) and k not in AGENT_RETRIEVER_FIELDS)
         # the run's copy of a template file (OUT/prompts/) and the user's file it was copied from, unchanged
         and not (k in PROMPT_FILES and same_prompt(saved.get(k), given.get(k)))
     ]
