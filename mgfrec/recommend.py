@@ -32,6 +32,7 @@ from mgfrec.agent.loop import RolloutSample, rollout
 from mgfrec.agent.run_config import load_run_config
 from mgfrec.agent.trajectory import Trajectory
 from mgfrec.config.components import check_components
+from mgfrec.config.load import sets_field
 from mgfrec.config.schema import EvalConfig, MGFRecConfig, PolicyConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.grounding.engine import Grounding, load_grounding
@@ -256,12 +257,6 @@ class _WatchedEnvironment(Environment):
         return served
 
 
-def _sets_field(override: str, dotted: str) -> bool:
-    """Whether ``--set`` ``override`` sets ``dotted``, itself or inside a section or mapping it gives whole."""
-    key = override.partition("=")[0].strip()
-    return dotted == key or dotted.startswith(key + ".")
-
-
 class Recommender:
     """A run folder loaded once; answers :class:`Query` objects (see the module docstring). Thread-safe: the
     engine is used under one lock, so a server may call :meth:`recommend_many` from several threads."""
@@ -275,7 +270,7 @@ class Recommender:
                 f"{self.run_dir / RUN_FILE}: field 'kind' is '{self.info.kind}'; expected 'agent' or 'baseline'"
             )
         self.cfg: MGFRecConfig = load_run_config(self.run_dir, sets)
-        if not any(_sets_field(text, "eval.exclude_history") for text in sets):
+        if not any(sets_field(text, "eval.exclude_history") for text in sets):
             # how items are ranked is the ranking command's choice, as evaluate's and report's: the run's recorded
             # value (a fit's --set eval.exclude_history=false) gave a sample another place here than in its
             # ranks_<split>.csv (review s29)

@@ -113,10 +113,9 @@ RESET = object()  # an empty mapping on the way to the field: it replaces, so th
 def given_by_set(override: str, dotted: str) -> Any:
     """What ``section.field=value`` ``override`` gives field ``dotted``: its value, the field's value inside a
     section or mapping it sets whole (``trainer={max_steps: 5}``), or ``ABSENT`` when it sets neither."""
-    from mgfrec.config.load import parse_override
+    from mgfrec.config.load import parse_override, sets_field
 
-    key = override.partition("=")[0].strip()
-    if not (dotted == key or dotted.startswith(key + ".")):
+    if not sets_field(override, dotted):
         return ABSENT
     node: Any = parse_override(override)
     for part in dotted.split("."):

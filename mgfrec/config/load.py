@@ -197,6 +197,13 @@ def parse_override(text: str) -> dict[str, Any]:
     return node
 
 
+def sets_field(override: str, dotted: str) -> bool:
+    """Whether ``section.field=value`` ``override`` sets field ``dotted``: the field itself, or a section or mapping
+    holding it, given whole (``trainer={max_steps: 5}``)."""
+    key = override.partition("=")[0].strip()
+    return dotted == key or dotted.startswith(key + ".")
+
+
 def redacted_override(text: str) -> str:
     """A ``section.field=value`` override as it may be shown or recorded: the value of a secret field
     (:func:`is_secret_field`) and the credentials inside a URL value replaced by ``<redacted>``."""
