@@ -240,10 +240,11 @@ def check_figure_args(paths: Sequence[str | Path], split: str, metric: str) -> N
         if (path / "sweep.json").is_file():  # a sweep's inputs are read now, so that its errors come first too
             if sweep_points(path, metric).empty:
                 raise ValueError(f"{path}: no finished cell with '{metric}' to plot")
-            for name in grid_cells(sweep_record(path)):
+            record = sweep_record(path)
+            for name in grid_cells(record):
                 if (path / name / RUN_FILE).is_file():
                     check_agent_current(path / name, read_run_info(path / name))
-            if "agent.max_groundings" in (sweep_record(path).get("grid") or {}):
+            if "agent.max_groundings" in (record.get("grid") or {}):
                 mean_rank_by_limit(path, split)
         elif not (path / "metrics.csv").is_file() and not (path / f"agent_{split}_samples.csv").is_file():
             # found only once the folders before it had been drawn into --out

@@ -12,6 +12,7 @@ This module orchestrates; it must not know how a run is trained, beyond calling 
 
 from __future__ import annotations
 
+import functools
 import json
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -79,12 +80,17 @@ def fit_and_evaluate(
 
     options = fit_options or FitOptions()
 
-    def check(cfg: MGFRecConfig) -> None:  # every cell's values, before the first cell trains
+    @functools.cache
+    def dataset() -> Any:  # opened once for every cell's check
         from mgfrec.data.prepared import PreparedDataset
+
+        return PreparedDataset(data)
+
+    def check(cfg: MGFRecConfig) -> None:  # every cell's values, before the first cell trains
         from mgfrec.registry import registry
         from mgfrec.rl.fit import check_fit_config
 
-        check_fit_config(cfg, options, registry(), PreparedDataset(data))
+        check_fit_config(cfg, options, registry(), dataset())
 
     def run_cell(cfg: MGFRecConfig, out: Path) -> dict[str, Any]:
         from mgfrec.data.prepared import PreparedDataset
