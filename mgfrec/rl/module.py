@@ -70,7 +70,7 @@ from mgfrec.rl.distributed import all_sum, check_batch_split, replica_drift, sha
 from mgfrec.rl.grpo import grpo_loss
 from mgfrec.rl.step_metrics import END_REASONS, step_row  # noqa: F401 (END_REASONS as before)
 from mgfrec.rl.strategy import begin_micro_batch, deepspeed_engine, full_weights, generation_weights
-from mgfrec.rollout.base import build_engine, sync_weights
+from mgfrec.rollout.base import build_engine, shares_model, sync_weights
 from mgfrec.runs import read_metrics, write_metrics
 from mgfrec.text.prompts import AgentPrompts
 
@@ -208,7 +208,7 @@ class GRPOModule(L.LightningModule):
     def sync_engine(self) -> None:
         """Give the engine the policy's current weights; nothing to do when it shares the module. Under ZeRO-3 the
         weights are gathered first (every process enters): the engine was given empty partitions."""
-        if getattr(self.engine, "model", None) is self.policy:
+        if shares_model(self.engine, self.policy):  # nothing to gather
             return
         with self.full_weights():
             sync_weights(self.engine, self.policy)

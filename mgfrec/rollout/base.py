@@ -153,10 +153,15 @@ def check_engine(cfg: RolloutConfig, reg: Registry | None = None) -> None:
         check()
 
 
+def shares_model(engine: Any, model: Any) -> bool:
+    """Whether ``engine`` samples from ``model`` itself (the hf engine without ``copy_model``): it needs no weights."""
+    return getattr(engine, "model", None) is model
+
+
 def sync_weights(engine: Any, model: Any) -> None:
     """Give ``engine`` the current weights of ``model``; nothing to do when the engine samples from ``model``
-    itself (the hf engine without ``copy_model``). Training calls it before each rollout or validation."""
-    if getattr(engine, "model", None) is not model:
+    itself (:func:`shares_model`). Training calls it before each rollout or validation."""
+    if not shares_model(engine, model):
         engine.load_weights(model.state_dict())
 
 
