@@ -13,13 +13,14 @@ baseline run ranks from its scorer and has no trajectory.
 
 Several queries of one call are rolled out together (one engine call per turn for all of them). The
 ``listener`` sees every turn and observation as it happens, for streaming; the loop itself is not changed.
+A query and its answer (:class:`Query`, :class:`Recommendation`, their JSON shapes and how a history is read) are
+:mod:`mgfrec.recommendation`'s, importable from here as before.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +36,18 @@ from mgfrec.config.components import check_components
 from mgfrec.config.load import sets_field
 from mgfrec.config.schema import EvalConfig, MGFRecConfig, PolicyConfig
 from mgfrec.data.prepared import PreparedDataset
-from mgfrec.grounding.engine import Grounding, load_grounding
+from mgfrec.grounding.engine import load_grounding
 from mgfrec.models.policy import load_policy
 from mgfrec.ranking.metrics import comparable, history_mask, nan_to_neg_inf, target_ranks
+from mgfrec.recommendation import (  # noqa: F401 (the query and answer shapes were this module's, as before)
+    Query,
+    Recommendation,
+    history_titles_read,
+    item_dict,
+    turn_dict,
+    typed_history,
+    user_history,
+)
 from mgfrec.registry import Registry, with_registry
 from mgfrec.retrievers.fit import load_retriever, open_data
 from mgfrec.retrievers.recall import top_items
@@ -45,136 +55,10 @@ from mgfrec.retrievers.sequences import history_window
 from mgfrec.rollout.base import build_engine
 from mgfrec.runs import RUN_FILE, policy_folder, read_run_info, recall_run_of, with_run_plugins
 from mgfrec.user_agents.base import UserAgent
-from mgfrec.validation import is_whole_number, not_utf8_at
+from mgfrec.validation import not_utf8_at
 
 Listener = Callable[[int, dict[str, Any]], None]
 """``listener(query_index, event)``: one ``turn`` or ``observation`` event of query ``query_index``."""
-
-
-@dataclass(frozen=True)
-class Query:
-    """Whom to recommend for: exactly one of ``user`` or ``history_titles``; ``split`` (with ``user``) takes
-    the user's sample of that split, so that its target's place can be reported: the latest one, or the one whose
-    ``sample_id`` is given (a user may have several samples in a split). Each check names the argument and, in
-    brackets, the command-line flag that sets it."""
-
-    user: str | None = None
-    history_titles: tuple[str, ...] | None = None
-    split: str | None = None
-    top_k: int = 10
-    sample_id: int | None = None
-
-    def __post_init__(self) -> None:
-        if (self.user is None) == (self.history_titles is None):
-            raise ValueError("give exactly one of --user USER_ID or --history 'title; ...' (user or history_titles)")
-        if is_whole_number(self.user):
-            object.__setattr__(self, "user", str(self.user))  # ids are compared as text (ml-100k's are numbers)
-        if self.user is not None and not isinstance(self.user, str):
-            raise TypeError(f"user: give a user id as a string or a whole number, got {type(self.user).__name__}")
-        if self.history_titles is not None and (
-            isinstance(self.history_titles, str) or not all(isinstance(t, str) for t in self.history_titles)
-        ):
-            raise TypeError(
-                "history_titles: give a sequence of title strings (one string would be read letter by letter)"
-            )
-        if self.split is not None and self.user is None:
-            raise ValueError("split (--split) needs user (--user): a typed history has no held-out target")
-        if not is_whole_number(self.top_k):
-            raise TypeError(f"top_k (--top-k): give a whole number, got {self.top_k!r}")
-        if self.top_k < 1:
-            raise ValueError(f"top_k (--top-k) must be >= 1, got {self.top_k}")
-        if self.sample_id is not None:
-            if not is_whole_number(self.sample_id):
-                raise TypeError(f"sample_id (--sample-id): give a whole number, got {self.sample_id!r}")
-            if self.split is None:
-                raise ValueError("sample_id (--sample-id) needs split (--split): it names one sample of a split")
-
-
-@dataclass
-class Recommendation:
-    history: list[int]  # item indices the agent was told about (oldest first)
-    recall: list[int]  # the first prompt's recall list (empty with recall off)
-    trajectory: Trajectory | None  # None for a baseline run
-    top: list[tuple[int, float]]  # (item index, score), best first; empty without an answer
-    target: int | None = None  # the split sample's held-out item, when the query named a split
-    target_rank: int | None = None  # its 1-based place among all items (history excluded as configured)
-    sample_id: int | None = None  # the split sample the history and target came from
-
-    def to_dict(self, ds: PreparedDataset) -> dict[str, Any]:
-        def item(i: int) -> dict[str, Any]:
-            return item_dict(ds, i)
-
-        t = self.trajectory
-        out: dict[str, Any] = {
-            "kind": "baseline" if t is None else "agent",
-            "history": [item(i) for i in self.history],
-            "recall": [item(i) for i in self.recall],
-            "turns": [] if t is None else [turn_dict(ds, t, n) for n in range(len(t.turns))],
-            "answer": None if t is None else t.answer,
-            "end_reason": None if t is None else t.end_reason,
-            "end_detail": None if t is None else t.state.error,  # why it ended without an answer, when known
-            "format_ok": None if t is None else t.format_ok,
-            "groundings": 0 if t is None else t.num_groundings,
-            "top": [{**item(i), "score": score} for i, score in self.top],
-        }
-        if self.target is not None:
-            out["target"] = {**item(self.target), "rank": self.target_rank, "sample_id": self.sample_id}
-        return out
-
-
-def item_dict(ds: PreparedDataset, i: int) -> dict[str, Any]:
-    """An item as every JSON answer shows it: index, id and title."""
-    return {"item_idx": int(i), "item_id": str(ds.items.item_id.iloc[i]), "title": str(ds.items.title.iloc[i])}
-
-
-def turn_dict(ds: PreparedDataset, trajectory: Trajectory, n: int) -> dict[str, Any]:
-    """Turn ``n`` of a trajectory: thought, kind, title, error and, for a served grounding, items and feedback."""
-    turn = trajectory.turns[n]
-    entry: dict[str, Any] = {"kind": turn.kind, "think": turn.think, "title": turn.title, "error": turn.error}
-    if turn.kind == "ground" and n < len(trajectory.steps):
-        step = trajectory.steps[n]
-        entry["items"] = [
-            {"item_idx": int(i), "item_id": str(ds.items.item_id.iloc[i]), "title": t}
-            for i, t in zip(step.item_indices, step.item_titles, strict=True)
-        ]
-        # none shown (the none backend's empty text, as the observation leaves the block out): null, as a request
-        # with "feedback": "none" gave it; it was "" from `recommend --set user_agent.backend=none`
-        entry["feedback"] = step.feedback or None
-    return entry
-
-
-def user_history(ds: PreparedDataset, user_id: str, length: int) -> list[int]:
-    """The user's latest ``length`` items in time order (file order breaks ties), from the cleaned log."""
-    log = ds.interactions
-    rows = log[log["user_id"].astype(str) == str(user_id)]
-    if rows.empty:
-        known = ", ".join(repr(u) for u in log["user_id"].astype(str).drop_duplicates().head(3))
-        raise KeyError(
-            f"--user {user_id!r}: no such user in {ds.root} (user ids are strings as in the input, e.g. {known})"
-        )
-    rows = rows.reset_index().sort_values(["timestamp", "index"], kind="stable")
-    return rows["item_idx"].astype(int).tolist()[-length:]
-
-
-def history_titles_read(titles: Sequence[str]) -> list[str]:
-    """The typed titles :func:`typed_history` reads: each stripped, blank ones left out."""
-    return [t.strip() for t in titles if t.strip()]
-
-
-def typed_history(grounding: Grounding, titles: Sequence[str]) -> list[int]:
-    """Each typed title as a catalogue item: a title the catalogue holds exactly is that item (the first of
-    several sharing it), any other is grounded to its nearest item. The exact lookup comes first because
-    the embedder may not tell titles apart (MiniLM is uncased and strips accents: "abbey road" and "Abbey
-    Road", or "été" in its composed and decomposed forms, get one vector, and the tie goes to the lower index)."""
-    if isinstance(titles, str) or not all(isinstance(t, str) for t in titles):
-        raise TypeError("history titles: give a list of title strings (a single string would be read letter by letter)")
-    titles = history_titles_read(titles)
-    if not titles:
-        raise ValueError("--history: give at least one title, separated by ';'")
-    exact = [grounding.title_index.get(t) for t in titles]
-    missing = [t for t, j in zip(titles, exact, strict=True) if j is None]
-    nearest = iter(row[0] for row in grounding.ground(missing, k=1)) if missing else iter(())
-    return [next(nearest) if j is None else j for j in exact]
 
 
 class _LockedEngine:

@@ -49,7 +49,17 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("agent samples", ("mgfrec.agent.samples",)),
     ("evaluation", ("mgfrec.eval",)),
     ("training", ("mgfrec.rl",)),
-    ("applications", ("mgfrec.experiments", "mgfrec.recommend", "mgfrec.demo", "mgfrec.demo_settings", "mgfrec.serve")),
+    (
+        "applications",
+        (
+            "mgfrec.experiments",
+            "mgfrec.recommend",
+            "mgfrec.recommendation",
+            "mgfrec.demo",
+            "mgfrec.demo_settings",
+            "mgfrec.serve",
+        ),
+    ),
     ("cli", ("mgfrec.cli",)),
 ]
 
@@ -274,6 +284,18 @@ SPLIT = {  # a module split in two: the names that moved out, still importable f
         ("TAG_TOKENS", "CHAT_TEMPLATE", "PRESETS", "Preset", "build_preset", "build_bpe_tokenizer", "minilm_dir"),
     ),
     "mgfrec.rl.module": ("mgfrec.rl.step_metrics", ("END_REASONS",)),
+    "mgfrec.recommend": (
+        "mgfrec.recommendation",
+        (
+            "Query",
+            "Recommendation",
+            "item_dict",
+            "turn_dict",
+            "user_history",
+            "history_titles_read",
+            "typed_history",
+        ),
+    ),
 }
 
 

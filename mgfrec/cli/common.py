@@ -349,7 +349,7 @@ def note_typed_history(typed: list[str] | None, matched: list[str]) -> None:
     (its nearest): a mistyped title silently became another item, and the recommendation another history's."""
     if typed is None:
         return
-    from mgfrec.recommend import history_titles_read
+    from mgfrec.recommendation import history_titles_read
 
     titles = history_titles_read(typed)
     swapped = [(t, m) for t, m in zip(titles, matched, strict=False) if t != m]

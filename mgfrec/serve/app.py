@@ -38,7 +38,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mgfrec.data.protocol import SPLITS
-from mgfrec.recommend import Query, Recommender, item_dict
+from mgfrec.recommend import Recommender
+from mgfrec.recommendation import Query, item_dict
 from mgfrec.serve.guard import STOPPING, Guard
 from mgfrec.serve.work import Batcher, Busy, Conversation, Mode, client_error_text, error_text
 from mgfrec.text.terminal import terminal_safe

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mgfrec.config.schema import UserAgentConfig
-from mgfrec.recommend import Query, Recommendation, Recommender
+from mgfrec.recommend import Recommender
+from mgfrec.recommendation import Query, Recommendation
 from mgfrec.text.terminal import terminal_safe
 from mgfrec.user_agents.base import FeedbackRequest, UserAgentContext, UserAgentError, load_user_agent
 
