@@ -58,6 +58,14 @@ def _hub_id(text: str) -> bool:
     return True
 
 
+def _weights_of(model_id: str) -> str | None:
+    """A local folder's fingerprint, or the commit a hub id's cached snapshot holds (None before it is downloaded:
+    the first load fetches it)."""
+    from mgfrec.embed.sentence import folder_fingerprint, hub_snapshot
+
+    return folder_fingerprint(model_id) if Path(model_id).is_dir() else hub_snapshot(model_id)
+
+
 class HFChatAgent:
     """Feedback from a local transformers chat model; see the module docstring."""
 
@@ -93,6 +101,9 @@ class HFChatAgent:
         local = Path(cfg.model).expanduser()
         # A local folder is identified by its absolute path, so the cache key does not depend on the cwd.
         self.model_id = str(local.resolve()) if local.exists() else cfg.model
+        # which weights the name holds now, for the cache key: a folder re-saved in place (a judge retrained) or a
+        # hub id whose cached snapshot moved answered from the old weights' cache (review s30)
+        self.weights = _weights_of(self.model_id)
         prompt_builder(cfg.prompt)  # check user_agent.prompt now; the real builder needs the tokenizer
         self._prompt_path = cfg.prompt
         self._prompt: PromptFn | None = None
@@ -114,6 +125,8 @@ class HFChatAgent:
         sampling = self.options.model_dump(exclude={"device", "batch_size", "system", "trust_remote_code"})
         if not self.options.do_sample:
             sampling = {k: sampling[k] for k in ("dtype", "max_new_tokens", "do_sample")}
+        if self.weights is not None or self.options.trust_remote_code:  # keys written before either was part of it
+            sampling = {**sampling, "weights": self.weights, "trust_remote_code": self.options.trust_remote_code}
         return cache_key(backend="hf", model=self.model_id, sampling=sampling, messages=self.messages(request))
 
     def _load_tokenizer(self) -> None:
@@ -191,7 +204,16 @@ class HFChatAgent:
             completion_tokens=completion_tokens,
             latency_s_total=elapsed * len(batch),  # each request waited for its whole batch
         )
-        return [r.strip() for r in replies]
+        answers = [r.strip() for r in replies]
+        if not all(answers):  # empty feedback would silently turn the run into the no-feedback ablation
+            blank = sum(1 for r in answers if not r)
+            self.usage.add(errors=blank)
+            raise UserAgentError(
+                f"user agent backend 'hf': user_agent.model={self.model_id} answered {blank} of {len(batch)} "
+                f"request(s) with no text (it ended at once, or gave only special tokens within max_new_tokens="
+                f"{opts.max_new_tokens}); use an instruct/chat model, or raise user_agent.options.max_new_tokens"
+            )
+        return answers
 
     def stats(self) -> dict[str, Any]:
         return self.usage.snapshot()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from uakit import make_request
 
@@ -64,7 +66,13 @@ def tiny_chat_model(tmp_path_factory):
         tie_word_embeddings=True,
     )
     folder = tmp_path_factory.mktemp("tiny-qwen2-chat")
-    Qwen2ForCausalLM(config).save_pretrained(folder)
+    model = Qwen2ForCausalLM(config)
+    # the (tied) rows of the special and blank tokens zeroed: the random logits of the others win, so replies hold
+    # text (an empty reply is an error); the random model's greedy reply was a run of newlines
+    blank = [i for i in range(len(fast)) if not fast.decode([i], skip_special_tokens=True).strip()]
+    with torch.no_grad():
+        model.model.embed_tokens.weight[blank] = 0
+    model.save_pretrained(folder)
     fast.save_pretrained(folder)
     return folder
 
@@ -75,7 +83,7 @@ def test_generates_one_reply_per_request_deterministically_in_batches(tiny_chat_
     requests = [make_request(n) for n in range(3)]  # 3 requests in batches of 2: one batch is padded
     agent = load_user_agent(cfg, reg=fresh_registry)
     first = agent.feedback(requests)
-    assert len(first) == 3 and all(isinstance(r, str) for r in first)
+    assert len(first) == 3 and all(isinstance(r, str) and r for r in first)
     assert agent.feedback(requests) == first  # greedy decoding
     stats = agent.stats()
     assert stats["calls"] == 6 and stats["prompt_tokens"] > 6 * 100  # the whole Table 1 prompt went in
@@ -118,3 +126,76 @@ def test_a_model_is_required_and_a_bad_path_is_a_clear_error(tmp_path):
         agent.feedback([make_request()])
     assert "\n" not in str(info.value)  # one line, whatever transformers said
     check_user_agent(UserAgentConfig(backend="hf", model="Qwen/Qwen2.5-1.5B-Instruct"), "GRPO training")  # a hub id
+
+
+def resaved(source, folder, change):
+    """``source``'s model and tokenizer saved to ``folder`` after ``change(model)``, as a retrained judge is."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if Path(source) != Path(folder):
+        shutil.copytree(source, folder)
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    with torch.no_grad():
+        change(model)
+    model.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.reliability
+def test_a_judge_resaved_in_place_is_not_answered_from_the_old_weights_cache(tiny_chat_model, fresh_registry, tmp_path):
+    """The key held the folder's path alone: a judge retrained into the same folder answered from the cache of its
+    old weights (review s30), as the embedder's cache no longer does (its folder fingerprint)."""
+    import torch
+
+    fresh_registry.add("user_agent", "hf", HFChatAgent)
+    judge = resaved(tiny_chat_model, tmp_path / "judge", lambda m: None)
+    cfg = UserAgentConfig(
+        backend="hf", model=str(judge), cache_path=str(tmp_path / "c.sqlite"), options={"max_new_tokens": 8}
+    )
+    requests = [make_request(n) for n in range(2)]
+    old = load_user_agent(cfg, reg=fresh_registry)
+    before = old.feedback(requests)
+    old.close()
+
+    def retrain(model):
+        torch.manual_seed(1)
+        for name, p in model.named_parameters():
+            if "embed_tokens" not in name:  # the special tokens keep their zero rows
+                p.add_(torch.randn_like(p))
+
+    resaved(judge, judge, retrain)
+    plain = load_user_agent(cfg.model_copy(update={"cache_path": False}), reg=fresh_registry)
+    now = plain.feedback(requests)
+    plain.close()
+    assert now != before  # the new weights answer otherwise
+    cached = load_user_agent(cfg, reg=fresh_registry)
+    assert cached.feedback(requests) == now and cached.stats()["cache_hits"] == 0
+    assert cached.feedback(requests) == now and cached.stats()["cache_hits"] == 2  # and are cached in turn
+    cached.close()
+
+
+@pytest.mark.reliability
+def test_a_judge_that_answers_no_text_is_an_error_not_empty_feedback(tiny_chat_model, fresh_registry, tmp_path):
+    """An empty reply left the ``<feedback>`` block out, silently turning the run into the no-feedback ablation, and
+    was cached; the remote backends refuse the same case (review s30). Here the final norm is zeroed: every logit is
+    0, greedy decoding picks token 0, the pad token, and the decoded reply is empty."""
+    fresh_registry.add("user_agent", "hf", HFChatAgent)
+    mute = resaved(tiny_chat_model, tmp_path / "mute", lambda m: m.model.norm.weight.zero_())
+    cfg = UserAgentConfig(
+        backend="hf", model=str(mute), cache_path=str(tmp_path / "c.sqlite"), options={"max_new_tokens": 3}
+    )
+    agent = load_user_agent(cfg, reg=fresh_registry)
+    with pytest.raises(UserAgentError) as err:
+        agent.feedback([make_request(0), make_request(1)])
+    text = str(err.value)
+    assert "answered 2 of 2 request(s) with no text" in text and "max_new_tokens=3" in text and "\n" not in text
+    assert agent.stats()["errors"] == 2
+    agent.close()
+    again = load_user_agent(cfg, reg=fresh_registry)  # nothing was cached
+    with pytest.raises(UserAgentError):
+        again.feedback([make_request(0)])
+    assert again.stats()["cache_hits"] == 0
+    again.close()
