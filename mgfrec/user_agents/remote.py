@@ -202,6 +202,13 @@ class RemoteChatAgent:
                 f"the environment variable {key_env} holds a control character inside the key (an HTTP header "
                 "cannot carry it); set it to the key alone"
             )
+        if not key.isascii():  # copied from a page with "…" or a curly quote: refused by httpx at the first request
+            at = next(i for i, c in enumerate(key) if not c.isascii())
+            raise UserAgentError(
+                f"the environment variable {key_env} holds a character outside ASCII (position {at + 1} of the key; "
+                "an HTTP header cannot carry it, and a key copied from a page may end in '...' or hold a curly "
+                "quote); set it to the key alone"
+            )
         if not key:
             raise UserAgentError(
                 f"user agent backend '{cls.name}' reads its API key from the environment variable {key_env}, "

@@ -90,6 +90,20 @@ def test_a_key_with_a_trailing_newline_works_and_a_control_character_inside_is_n
     assert SECRET[8:] not in str(info.value)
 
 
+def test_a_key_with_a_character_outside_ascii_is_named_before_any_request(monkeypatch):
+    """A key copied with a trailing "…" passed the check and failed at the first request with httpx's
+    UnicodeEncodeError (naming the Authorization header, not the variable), after fit's long stages (review s30)."""
+    from mgfrec.user_agents.anthropic_messages import AnthropicMessagesAgent
+
+    for cls in (OpenAIChatAgent, AnthropicMessagesAgent):
+        monkeypatch.setenv(KEY_ENV, SECRET[:20] + "\u2026" + SECRET[20:])
+        with pytest.raises(UserAgentError) as info:
+            cls.check_ready(api_config("http://127.0.0.1:9/v1", model="m"))
+        text = str(info.value)
+        assert f"{KEY_ENV} holds a character outside ASCII (position 21 of the key" in text and "\n" not in text, text
+        assert SECRET[:20] not in text and SECRET[20:] not in text and "\u2026" not in text
+
+
 def _all_text(folder: Path) -> dict[Path, bytes]:
     return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
