@@ -45,7 +45,7 @@ from mgfrec.grounding.engine import check_top_k, load_grounding
 from mgfrec.models.logprobs import token_logprobs, vocab_width
 from mgfrec.models.policy import check_policy_source, load_policy, preset_name, save_policy, training_device
 from mgfrec.registry import Registry, registry, with_registry
-from mgfrec.rl.sft_data import Fallback, Teacher, synthesize
+from mgfrec.rl.sft_data import Fallback, SynthesisResult, Teacher, synthesize
 from mgfrec.rollout.base import build_engine, check_engine, sync_weights
 from mgfrec.runs import (
     RunInfo,
@@ -206,6 +206,27 @@ def _train(
     return history
 
 
+def no_trajectory_text(data: str | Path, stats: dict[str, Any]) -> str:
+    """Why synthesis kept nothing, by cause: it said every sample "exceeded the turn budgets" when the constrained
+    grammar had refused every plan, and the counts were printed only after this check (review s30)."""
+    grammar = int(stats.get("dropped_off_grammar", 0))
+    unanswered = int(stats.get("dropped", 0)) - grammar
+    causes = []
+    if grammar:
+        causes.append(
+            f"{grammar} refused by the constrained turn grammar (agent.decoding: constrained; its room for a title "
+            "after agent.max_think_tokens within agent.max_new_tokens_per_turn)"
+        )
+    if unanswered:
+        causes.append(
+            f"{unanswered} ended without an answer (agent.max_groundings, agent.max_new_tokens_per_turn, "
+            "agent.max_new_tokens_total or the model's context)"
+        )
+    return f"{data}: no trajectory could be synthesized from {stats.get('samples', 0)} train samples: " + (
+        "; ".join(causes) or "none was kept"
+    )
+
+
 @with_registry
 def run_sft(
     data: str | Path,
@@ -255,26 +276,37 @@ def run_sft(
     cfg = cfg.model_copy(update={"user_agent": with_run_cache(cfg.user_agent, out, reg)})
     environment = build_environment(grounding, tokenizer, cfg, reg)
     final = FinalRanking.build(cfg.agent, grounding, recall_dir, str(out))  # what validation's NDCG reads
+    max_context = getattr(model.config, "max_position_embeddings", None)
+
+    def synthesized(prompts: AgentPrompts) -> SynthesisResult:
+        return synthesize(
+            train,
+            environment,
+            cfg.agent,
+            prompts=prompts,
+            second_grounding=options.second_grounding,
+            fallback=options.fallback,
+            teacher=options.teacher,
+            max_context=max_context,
+        )
+
+    # synthesized before an earlier run in OUT is retired: a config no trajectory can be made under
+    # (agent.max_groundings 0, a turn budget too small for any title) retired a finished run first (review s30)
+    prompts = AgentPrompts.from_config(cfg.agent)
+    synth = synthesized(prompts)
+    if not synth.trajectories:
+        raise ValueError(no_trajectory_text(data, synth.stats))
     # everything has loaded: an earlier run's run.json (it marks a finished run) and results go now, not before
     # (a typo in this run's config left the earlier one without them)
     retire_run(out)
     # the templates it trains on, copied now and read from the copies: copied at the end, a file edited during
     # training was recorded as the one trained on, and evaluation and `fit --init` prompted with it
     cfg = keep_run_prompts(cfg, out)
-    prompts = AgentPrompts.from_config(cfg.agent)
-    max_context = getattr(model.config, "max_position_embeddings", None)
-    synth = synthesize(
-        train,
-        environment,
-        cfg.agent,
-        prompts=prompts,
-        second_grounding=options.second_grounding,
-        fallback=options.fallback,
-        teacher=options.teacher,
-        max_context=max_context,
-    )
-    if not synth.trajectories:
-        raise ValueError(f"{data}: no trajectory could be synthesized (all {len(train)} exceeded the turn budgets)")
+    if AgentPrompts.from_config(cfg.agent) != prompts:  # a template edited while the plans were replayed
+        prompts = AgentPrompts.from_config(cfg.agent)
+        synth = synthesized(prompts)
+        if not synth.trajectories:
+            raise ValueError(no_trajectory_text(data, synth.stats))
     say(
         "synthesized: "
         + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in synth.stats.items())

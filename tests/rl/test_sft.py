@@ -280,6 +280,16 @@ def test_cli_writes_a_loadable_run_folder(setup):
         again = CliRunner().invoke(app, [str(a) for a in [*rerun[:-2], "--set", "rollout.engine=vllm"]])
     assert again.exit_code == 2 and "rollout.engine 'vllm' needs vLLM" in again.output, again.output
     assert json.loads((out / "run.json").read_text()) == info and (out / "eval_valid.json").is_file()
+    # a config no trajectory can be made under was found by synthesis, after the earlier run had been retired; the
+    # error said every sample "exceeded the turn budgets" when the constrained grammar had refused them all
+    for setting, words in (
+        ("agent.max_groundings=0", "agent.max_groundings"),
+        ("agent.max_think_tokens=1", "6 refused by the constrained turn grammar"),
+    ):
+        again = CliRunner().invoke(app, [str(a) for a in [*rerun[:-2], "--set", setting]])
+        text = " ".join(again.output.split())
+        assert again.exit_code == 2 and words in text and "Traceback" not in text, text
+        assert json.loads((out / "run.json").read_text()) == info and (out / "eval_valid.json").is_file()
 
 
 def test_every_validation_uses_one_engine_given_the_trained_weights(setup, monkeypatch):
