@@ -325,6 +325,19 @@ def check_output_run(out: str | Path, producer: str, *, data: str | Path | None 
     # recall fit or while its policy loaded has nothing else yet)
     if marked and producer == "baseline" and ({"fit_start.json", "recall"} & others):
         raise ValueError(f"--out {out}: holds an unfinished agent run; a baseline run needs a folder of its own")
+    # an unfinished run of the other agent command: a stopped GRPO fit (its checkpoints resume it) taken over by sft,
+    # or a stopped SFT by fit, lost its policy and config.yaml and was labelled the other kind (review s30)
+    grpo_marks = {"fit_start.json", "checkpoints", "metrics.csv"} & others
+    if producer == "mgfrec-sft" and grpo_marks:
+        raise ValueError(
+            f"--out {out}: holds a fit that did not finish ({', '.join(sorted(grpo_marks))}; mgfrec fit --resume goes "
+            f"on with a GRPO run's); {_WRITERS[producer]} needs a folder of its own"
+        )
+    if producer == "mgfrec" and "sft_metrics.csv" in others:
+        raise ValueError(
+            f"--out {out}: holds an SFT run that did not finish (sft_metrics.csv); {_WRITERS[producer]} needs a "
+            "folder of its own"
+        )
     if producer != "baseline" and PREVIOUS_FIT in others:
         raise ValueError(
             f"--out {out}: holds a baseline fit that did not finish (its earlier run is kept in {PREVIOUS_FIT}); "
@@ -334,6 +347,21 @@ def check_output_run(out: str | Path, producer: str, *, data: str | Path | None 
         return
     shown = ", ".join(sorted(others)[:3]) + (", ..." if len(others) > 3 else "")
     raise ValueError(f"--out {out}: not empty ({shown}) and not a run folder; give a new or empty folder")
+
+
+def check_not_own_subrun(out: str | Path) -> None:
+    """Refuse a command's ``--out`` that is a run's own recall run or a hybrid's own collaborative model
+    (``RUN/recall``, ``RUN/collaborative``): ``baseline fit`` into one replaced the model the run was trained or
+    tuned with, and the run's stored results were reported as its own (review s30). The run's own commands fit
+    them (``fit``/``sft`` with ``--recall-model``, ``baseline fit --model hybrid``)."""
+    out = Path(out)
+    parent = out.resolve().parent
+    if out.name in _OWN_SUBRUNS and ((parent / RUN_FILE).is_file() or any((parent / m).exists() for m in _RUN_MARKS)):
+        what = "recall run" if out.name == "recall" else "collaborative model"
+        raise ValueError(
+            f"--out {out}: the {what} of the run in {parent}, which was fitted or tuned with it; fit that run again "
+            "to replace it, or give this model a folder of its own"
+        )
 
 
 RESULT_PATTERNS = ("eval_*", "ranks_*", "agent_*")

@@ -45,6 +45,18 @@ def run_folder(path: Path, kind: str = "agent", model: str = "mgfrec", **extra) 
             "baseline",
             "holds an unfinished agent run",
         ),
+        # a GRPO fit stopped with Ctrl-C (its checkpoint resumes it) was taken over by sft, and a stopped SFT by fit
+        # (review s30)
+        (
+            lambda p: (p.mkdir(), (p / "fit_start.json").write_text("{}"), (p / "checkpoints").mkdir()),
+            "mgfrec-sft",
+            "holds a fit that did not finish (checkpoints, fit_start.json; mgfrec fit --resume",
+        ),
+        (
+            lambda p: (run_folder(p / "recall", "baseline", "pop"), (p / "sft_metrics.csv").write_text("epoch\n0\n")),
+            "mgfrec",
+            "holds an SFT run that did not finish (sft_metrics.csv); a GRPO run",
+        ),
     ],
     ids=[
         "baseline-for-sft",
@@ -56,6 +68,8 @@ def run_folder(path: Path, kind: str = "agent", model: str = "mgfrec", **extra) 
         "notes",
         "unfinished-fit",
         "recall-only",
+        "stopped-fit-for-sft",
+        "stopped-sft-for-fit",
     ],
 )
 def test_a_folder_of_something_else_is_refused(tmp_path, make, producer, message):
@@ -138,7 +152,8 @@ def test_run_marks_beside_a_users_own_files_still_make_a_run_folder(tmp_path, na
     """A folder with a run's marks and a user's notes is a run folder for every command: each replaces only what
     runs write (is_run_output), so the notes stay (tests/retrievers/test_fit_keeps_user_files.py runs it)."""
     out = resolved(tmp_path / "myexp", *names)
-    for producer in ("baseline", "mgfrec-sft", "mgfrec"):
+    # metrics.csv is a fit's (GRPO's or a baseline's): sft refuses it as a fit that did not finish
+    for producer in ("baseline", "mgfrec") if "metrics.csv" in names else ("baseline", "mgfrec-sft", "mgfrec"):
         check_output_run(out, producer)
     from mgfrec.runs import is_run_output
 
@@ -249,3 +264,20 @@ def test_what_is_not_a_run_is_named_for_what_it_is(tmp_path, make, words):
     with pytest.raises(FileNotFoundError) as err:
         read_run_info(make(tmp_path))
     assert words in str(err.value)
+
+
+def test_a_runs_own_recall_run_or_collaborative_model_is_refused_as_out(tmp_path):
+    """`baseline fit --out HYBRID/collaborative` replaced the model the hybrid's blend weight was tuned on, and report
+    gave the hybrid's stored results as current (review s30); a run's recall run likewise."""
+    from mgfrec.runs import check_not_own_subrun
+
+    hybrid = run_folder(tmp_path / "hybrid", "baseline", "hybrid")
+    with pytest.raises(ValueError, match=r"the collaborative model of the run in .*hybrid, which was fitted or tuned"):
+        check_not_own_subrun(hybrid / "collaborative")
+    stopped = tmp_path / "stopped"  # an unfinished fit's recall run too
+    stopped.mkdir()
+    (stopped / "fit_start.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"the recall run of the run in .*stopped"):
+        check_not_own_subrun(stopped / "recall")
+    check_not_own_subrun(tmp_path / "mine" / "recall")  # a folder named so in no run is anyone's
+    check_not_own_subrun(hybrid / "other")

@@ -122,8 +122,9 @@ def fit(
         if extra:
             cfg = load(config, set_, {**values, **extra})
         ds = PreparedDataset(data)
-        from mgfrec.runs import check_output_run
+        from mgfrec.runs import check_not_own_subrun, check_output_run
 
+        check_not_own_subrun(out_dir)
         check_output_run(out_dir, "baseline", data=ds.root)  # before saying it fits (fit_baseline checks it too)
         console.print(f"fitting {cfg.retriever.model} on {data} -> {out_dir}", highlight=False)
         return fit_baseline(ds, cfg, out_dir, reg)

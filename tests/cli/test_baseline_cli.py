@@ -240,6 +240,21 @@ def test_an_agent_run_is_not_replaced_by_a_baseline(data, tmp_path):
     assert json.loads((out / "run.json").read_text())["kind"] == "agent"
 
 
+@pytest.mark.reliability
+def test_a_hybrids_own_collaborative_model_is_not_refitted_from_outside(data, tmp_path):
+    """`baseline fit --out HYBRID/collaborative` replaced the SASRec the hybrid's blend weight was tuned on; report
+    then gave the hybrid's stored results as current, and evaluate blended the new model with the old weight."""
+    hybrid = tmp_path / "hybrid"
+    fitted = invoke("baseline", "fit", "--model", "hybrid", "--data", data, "--out", hybrid, "--max-epochs", 1)
+    assert fitted.exit_code == 0, fitted.output
+    own = hybrid / "collaborative"
+    before = {p.name: p.stat().st_mtime_ns for p in own.iterdir()}
+    result = invoke("baseline", "fit", "--model", "sasrec", "--data", data, "--out", own, "--max-epochs", 1)
+    text = flat(result.output)
+    assert result.exit_code == 2 and f"the collaborative model of the run in {hybrid.resolve()}" in text, text
+    assert "fitting" not in text and {p.name: p.stat().st_mtime_ns for p in own.iterdir()} == before
+
+
 def test_a_config_given_from_the_out_folder_is_kept_not_deleted(data, tmp_path):
     """`--config OUT/config.yaml --out OUT`: the fit set the user's file aside with the folder and deleted it."""
     out = tmp_path / "pop"
