@@ -34,6 +34,13 @@ def _check_option_flag(cls: type, field: str, flag: str, name: str) -> None:
 _NOT_TRAINING = ("retriever.model", "retriever.device")
 
 
+def _dotted(cfg: object, path: str) -> object:
+    """The config value at ``section.field``."""
+    for part in path.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
 @app.command()
 def fit(
     data: Path = typer.Option(..., "--data", help="Prepared data set folder (from 'mgfrec data prepare')."),
@@ -112,6 +119,14 @@ def fit(
             console.print(
                 f"note: {', '.join(given)}: retriever '{cfg.retriever.model}' does not read retriever.* training "
                 "settings, so they change nothing; its own options are set with --set retriever.options.<field>=...",
+                highlight=False,
+                soft_wrap=True,
+            )
+        device_setting = getattr(cls, "device_setting", None)
+        if device is not None and device_setting and not reused:  # bigrec trained on the CPU under --device cuda
+            console.print(
+                f"note: --device: retriever '{cfg.retriever.model}' trains where {device_setting} says "
+                f"({_dotted(cfg, device_setting)}), not on retriever.device; set it with --set {device_setting}=...",
                 highlight=False,
                 soft_wrap=True,
             )

@@ -69,6 +69,7 @@ class BigRecRetriever:
 
     reads_training_settings = False  # retriever.lr, max_epochs, seed, ...: see mgfrec baseline fit's note
     reads_settings = ("retriever.max_seconds",)  # its time cap (_Budget): left out of that note
+    device_setting = "trainer.accelerator"  # where it trains (its policy's device): --device is noted, not read
 
     name = "bigrec"
     Options = BigRecOptions
