@@ -131,7 +131,17 @@ def fit(
                 soft_wrap=True,
             )
         extra = {}
-        if progress:
+        options = dict(cfg.retriever.options or {})
+        if progress and "collaborative_options" in getattr(getattr(cls, "Options", None), "model_fields", {}):
+            # a hybrid that trains its own collaborative side: the bar is that model's (it was refused, "it does not
+            # train with one", review s30)
+            if reused:
+                raise ValueError("--progress: the hybrid blends retriever.options.collaborative_run and trains nothing")
+            side = options.get("collaborative", "sasrec")
+            _check_option_flag(reg.load("retriever", side), "progress_bar", "--progress", side)
+            options["collaborative_options"] = {**options.get("collaborative_options", {}), "progress_bar": True}
+            cfg = cfg.model_copy(update={"retriever": cfg.retriever.model_copy(update={"options": options})})
+        elif progress:
             _check_option_flag(cls, "progress_bar", "--progress", cfg.retriever.model)
             extra["retriever.options.progress_bar"] = True
         if extra:
