@@ -1,7 +1,9 @@
 """Pop: every history gets the same scores, each item's number of interactions in the train split.
 
-The train split's interactions are counted once each: every train sample's target, plus the first item of
-each user (the history of a sample at position 1). Items never seen in training all score 0 and so tie;
+The interactions the train split's samples hold are counted once each: every train sample's target, plus the
+first item of each user whose first sample (position 1) is a train one. A user whose first sample fell in valid
+or test (the split is by time) has no train sample at all, so their first item is not counted, though it is older
+than the train cut-off: the model counts what training shows. Items never seen in training all score 0 and tie;
 the evaluator ranks ties pessimistically, as it must for a model that cannot tell them apart.
 
 Saved as ``RUN/popularity.npy`` (int64 counts, one per item).
