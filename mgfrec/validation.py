@@ -164,7 +164,7 @@ def refuse_redacted(node: Any, where: str) -> None:
     elif isinstance(node, str) and REDACTED in node:
         raise ValueError(
             f"{where} holds {REDACTED}: it was read from a run's config.yaml, which records settings without their "
-            f"secrets; give the value again (--set {where}=... to recommend, serve, chat or fit --resume; "
-            f"evaluate the run under it with mgfrec derive RUN OUT --set {where}=...), or keep a key in the "
-            "environment variable that user_agent.api_key_env names"
+            f"secrets; give the value again (--set {where}=... to evaluate, report, recommend, serve, chat or fit "
+            "--resume; to evaluate or report, with everything else as recorded), or keep a key in the environment "
+            "variable that user_agent.api_key_env names"
         )

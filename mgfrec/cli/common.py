@@ -73,12 +73,42 @@ def note_unread_config(path: str | None, command: str) -> None:
         )
 
 
-def note_unread_sets(sets: list[str], command: str) -> None:
-    """One note on stderr naming the ``--set`` overrides ``command`` does not read (those outside ``eval``):
-    a run is evaluated under its own ``config.yaml``, so they would change nothing, silently."""
+def secret_sets(sets: Sequence[str], run_dirs: Sequence[str | Path]) -> list[str]:
+    """The ``--set`` overrides outside ``eval`` that give again a value one of ``run_dirs`` recorded as
+    ``<redacted>`` in its ``config.yaml`` (a ``user_agent.base_url`` with a password): ``evaluate`` and ``report``
+    read them for that secret alone (``evaluate_run``'s ``secret_sets``). Its advice to evaluate such a run through
+    ``derive`` led nowhere, the derived run recording the URL redacted again (review s30)."""
+    import yaml
+
+    from mgfrec.validation import REDACTED
+
+    recorded = []
+    for run_dir in run_dirs:
+        try:
+            recorded.append(yaml.safe_load((Path(run_dir) / "config.yaml").read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue  # no config (a baseline's is read where it is scored) or a damaged one, named there
+    found = []
+    for text in sets:
+        if override_section(text) == "eval":
+            continue
+        path = text.partition("=")[0].strip().split(".")
+        for node in recorded:
+            for part in path:
+                node = node.get(part) if isinstance(node, dict) else None
+            if node is not None and REDACTED in json.dumps(node, default=str):
+                found.append(text)
+                break
+    return found
+
+
+def note_unread_sets(sets: list[str], command: str, read: Sequence[str] = ()) -> None:
+    """One note on stderr naming the ``--set`` overrides ``command`` does not read (those outside ``eval``, but
+    for ``read``: the :func:`secret_sets`): a run is evaluated under its own ``config.yaml``, so they would change
+    nothing, silently."""
     from mgfrec.config.load import redacted_override
 
-    unread = [redacted_override(s) for s in sets if override_section(s) != "eval"]
+    unread = [redacted_override(s) for s in sets if override_section(s) != "eval" and s not in read]
     if unread:
         console.print(
             f"note: --set {' '.join(unread)}: {command} reads only eval.* fields; " + RUN_DECIDES,

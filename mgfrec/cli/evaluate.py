@@ -16,6 +16,7 @@ from mgfrec.cli.common import (
     out,
     print_json,
     run,
+    secret_sets,
 )
 from mgfrec.cli.flags import load
 
@@ -58,10 +59,11 @@ def evaluate(
 
     def go():
         check_split(split)
-        note_unread_sets(set_, "mgfrec evaluate")
+        secrets = secret_sets(set_, [run_dir])  # a URL's password the run's config.yaml does not record
+        note_unread_sets(set_, "mgfrec evaluate", read=secrets)
         cfg = load(
             config,
-            set_,
+            [s for s in set_ if s not in secrets],
             {
                 "eval.split": split,
                 "eval.bootstrap_samples": bootstrap,
@@ -92,6 +94,7 @@ def evaluate(
                 batch_size=cfg.eval.batch_size,
                 exclude_history=cfg.eval.exclude_history,
                 limit=limit,
+                secret_sets=secrets,
             )
 
     result = run(go)

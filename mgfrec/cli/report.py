@@ -17,6 +17,7 @@ from mgfrec.cli.common import (
     output_folder,
     print_json,
     run,
+    secret_sets,
 )
 from mgfrec.cli.flags import load
 
@@ -58,11 +59,21 @@ def report(
 
     def go():
         check_split(split)
-        note_unread_sets(set_, "mgfrec report")
-        cfg = load(config, set_, {"eval.split": split, "eval.bootstrap_samples": bootstrap})
+        secrets = secret_sets(set_, [*runs, *([baseline] if baseline is not None else [])])
+        note_unread_sets(set_, "mgfrec report", read=secrets)
+        kept = [s for s in set_ if s not in secrets]  # a secret is the runs' alone, never this command's config
+        cfg = load(config, kept, {"eval.split": split, "eval.bootstrap_samples": bootstrap})
         note_unread_config(config, "mgfrec report")
         with console.status(f"collecting {len(runs)} run(s) on {cfg.eval.split}"):
-            rep = build_report(runs, cfg.eval.split, baseline, cfg.eval, evaluate_missing=not no_evaluate, limit=limit)
+            rep = build_report(
+                runs,
+                cfg.eval.split,
+                baseline,
+                cfg.eval,
+                evaluate_missing=not no_evaluate,
+                limit=limit,
+                secret_sets=secrets,
+            )
         rep.terminal_notes()  # reads each agent's agent_<split>.json: a damaged one is a clean error here
         return rep, (rep.write(out_dir) if out_dir is not None else None)
 

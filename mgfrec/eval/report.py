@@ -338,6 +338,7 @@ def build_report(
     exclude_history: bool | None = None,
     reg: Registry | None = None,
     limit: int | None = None,
+    secret_sets: Sequence[str] = (),
 ) -> Report:
     """Collect each run's result on ``split`` (evaluating runs that lack one) and compare every run with
     the reference: ``baseline`` if given (added as the first row when not among ``runs``), else the first.
@@ -348,7 +349,8 @@ def build_report(
 
     ``limit``: compare every run on the same seeded subsample of ``limit`` samples of ``split`` (the rule of
     :func:`~mgfrec.data.protocol.subsample_rows` with ``config.seed``): agent runs are rolled out on just
-    those, baselines are ranked on the whole split and cut to them.
+    those, baselines are ranked on the whole split and cut to them. ``secret_sets``: secrets a run's
+    ``config.yaml`` does not record, given again for the agent runs evaluated here (:func:`evaluate_run`).
     """
     if isinstance(runs, (str, Path)):
         raise TypeError("runs: give a list of run folders, not one path (it would be read letter by letter)")
@@ -374,6 +376,7 @@ def build_report(
                 exclude_history=exclude_history,
                 reg=reg,
                 limit=limit,
+                secret_sets=secret_sets,
             ),
             config,
             limit,

@@ -9,7 +9,7 @@ exactly as a plugin's retriever would be. Agent runs are evaluated by the agent 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -48,13 +48,17 @@ def evaluate_run(
     progress: Callable[[int, int], None] | None = None,
     limit: int | None = None,
     secrets_from: MGFRecConfig | None = None,
+    secret_sets: Sequence[str] = (),
 ) -> EvalResult:
     """Evaluate a run on ``split`` (default ``config.split``) and, if ``write``, save the result into the
     run folder (eval_<split>.json, eval_<split>.csv, ranks_<split>.csv). Baselines are scored over the
     whole catalogue; agent runs are rolled out and ranked from their answers
     (:mod:`mgfrec.eval.agent_eval`; ``limit`` evaluates a seeded subsample). ``progress(done, total)`` is
     called after each batch of a baseline. ``secrets_from``: an agent run's training config held in memory, for
-    the secrets its ``config.yaml`` does not record (``mgfrec sweep`` evaluating the cell it trained)."""
+    the secrets its ``config.yaml`` does not record (``mgfrec sweep`` evaluating the cell it trained).
+    ``secret_sets``: ``--set`` overrides giving such secrets again (``user_agent.base_url=https://bob:pw@...``); each
+    fills only a section that, its secrets left out, is the one the run recorded (``with_secrets_of``), and
+    changes nothing else."""
     check_limit(limit)
     config = config or EvalConfig()
     info = read_run_info(run_dir)
@@ -62,7 +66,10 @@ def evaluate_run(
         from mgfrec.eval.agent_eval import evaluate_agent  # late: loads the policy stack
 
         check_agent_current(run_dir, info, rolling_out=True)  # its config is the trained run's of that time
+        if secrets_from is None and secret_sets:
+            from mgfrec.agent.run_config import load_run_config
 
+            secrets_from = load_run_config(run_dir, secret_sets)
         result, _ = evaluate_agent(
             Path(run_dir),
             info,
@@ -105,6 +112,7 @@ def result_for_run(
     exclude_history: bool | None = None,
     reg: Registry | None = None,
     limit: int | None = None,
+    secret_sets: Sequence[str] = (),
 ) -> EvalResult:
     """The run's stored result for ``split``; evaluates (and stores) it first when missing, when it was ranked
     with the other ``exclude_history``, or, for an agent run and a ``limit``, when the stored result is neither that
@@ -169,7 +177,14 @@ def result_for_run(
             stacklevel=2,
         )
     return evaluate_run(
-        run_dir, split, config, batch_size=batch_size, exclude_history=exclude_history, reg=reg, limit=limit
+        run_dir,
+        split,
+        config,
+        batch_size=batch_size,
+        exclude_history=exclude_history,
+        reg=reg,
+        limit=limit,
+        secret_sets=secret_sets,
     )
 
 

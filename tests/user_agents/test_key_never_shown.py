@@ -238,3 +238,35 @@ def test_a_cached_reply_written_before_the_scrubbing_comes_back_scrubbed(api_key
             cached.cache.close()
     assert server.count == 0  # answered from the cache
     assert replies == ["your key is Bearer ***, as it came"]
+
+
+@pytest.mark.slow
+def test_a_run_whose_url_holds_a_password_is_evaluated_and_reported_with_it_given_again(prepared, tmp_path):
+    """The run's config.yaml records the URL's password as <redacted>: evaluate refused it and advised `mgfrec
+    derive RUN OUT --set user_agent.base_url=...`, whose run recorded it redacted again, so the run could never be
+    evaluated (review s30). evaluate and report now take that --set for the secret alone."""
+    out = tmp_path / "run"
+    with serve(FakeServer("openai")) as server:
+        url = server.url.replace("http://", "http://bob:hunter2-pw-9f3e@")
+        no_cache = ["--set", "user_agent.cache_path=false"]  # every evaluation asks the server
+        made = run_cli([*sft_args(prepared, out, url), *no_cache], {KEY_ENV: SECRET}, tmp_path)
+        assert made.returncode == 0, made.stderr.decode()
+        refused = run_cli(["evaluate", str(out), "--limit", "2"], {KEY_ENV: SECRET}, tmp_path)
+        text = " ".join(refused.stderr.decode().split())
+        assert refused.returncode == 2 and "user_agent.base_url holds <redacted>" in text, text
+        assert "--set user_agent.base_url=... to evaluate, report" in text and "derive" not in text, text
+        given = ["--limit", "2", "--set", f"user_agent.base_url={url}"]
+        done = run_cli(["evaluate", str(out), *given], {KEY_ENV: SECRET}, tmp_path)
+        text = done.stderr.decode()
+        assert done.returncode == 0 and "note: --set" not in text, text
+        # another server's URL is not this run's: the password is not given to it
+        elsewhere = url.replace("127.0.0.1", "localhost")
+        to_elsewhere = ["--limit", "2", "--set", f"user_agent.base_url={elsewhere}"]
+        other = run_cli(["evaluate", str(out), *to_elsewhere], {KEY_ENV: SECRET}, tmp_path)
+        assert other.returncode == 2 and "user_agent.base_url holds <redacted>" in other.stderr.decode()
+        (out / "eval_test.json").unlink()  # report evaluates it again, with the password given again
+        reported = run_cli(["report", str(out), *given], {KEY_ENV: SECRET}, tmp_path)
+        assert reported.returncode == 0 and "note: --set" not in reported.stderr.decode(), reported.stderr.decode()
+    for each in (made, refused, done, other, reported):
+        assert b"hunter2-pw-9f3e" not in each.stdout + each.stderr
+    assert [str(p) for p, data in _all_text(out).items() if b"hunter2-pw-9f3e" in data] == []
