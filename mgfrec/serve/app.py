@@ -473,9 +473,22 @@ def _path_only(record: logging.LogRecord) -> bool:
     args = record.args
     if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):  # uvicorn's: client, method, path..
         path = _QUERY_START.split(args[2], maxsplit=1)[0]
-        path = "/".join(REDACTED if looks_like_key(unquote(p)) else p for p in path.split("/"))
-        record.args = (*args[:2], path, *args[3:])
+        record.args = (*args[:2], "/".join(_segment_shown(p) for p in path.split("/")), *args[3:])
     return True
+
+
+_WORD = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def _segment_shown(segment: str) -> str:
+    """A path segment as the access log shows it: as sent, or, when a word in it looks like a key, decoded with
+    each such word as ``<redacted>``. A key beside other characters in one segment (``items&api_key=sk-...``, a
+    ``&`` typed for ``?``; ``Bearer%20sk-...``) was logged whole: only a segment that was a key alone was caught
+    (review s30)."""
+    text = unquote(segment)
+    if not any(looks_like_key(word) for word in _WORD.findall(text)):
+        return segment
+    return _WORD.sub(lambda m: REDACTED if looks_like_key(m.group()) else m.group(), text)
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:

@@ -563,6 +563,11 @@ def test_the_access_log_cuts_query_strings_and_port_0_is_a_real_port():
         ("/v1/items;api_key=sk-live-SEMISECRET", "/v1/items"),
         ("/v1/users/sk-proj-4f9Qx2Lm8Zr7Tb3Kw1Yp/items", "/v1/users/<redacted>/items"),
         ("/v1/users/U%20336", "/v1/users/U%20336"),
+        # a key beside other characters in its segment was logged whole (review s30)
+        ("/v1/items&api_key=sk-proj-Ab3dE5fG7hJ9kL1mN3pQ5rS7tU", "/v1/items&api_key=<redacted>"),
+        ("/v1/items/Bearer%20sk-proj-Ab3dE5fG7hJ9kL1mN3pQ5rS7tU", "/v1/items/Bearer <redacted>"),
+        ("/v1/items/key:sk-proj-Ab3dE5fG7hJ9kL1mN3pQ5rS7tU,x", "/v1/items/key:<redacted>,x"),
+        ("/v1/items/sk-proj-Ab3dE5fG7hJ9kL1mN3pQ5rS7tU%2Fx", "/v1/items/<redacted>/x"),
     ):
         record.args = ("127.0.0.1:5", "GET", path, "1.1", 404)
         assert _path_only(record) and record.getMessage() == f'127.0.0.1:5 - "GET {shown} HTTP/1.1" 404'
