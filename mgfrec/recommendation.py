@@ -13,7 +13,7 @@ from typing import Any
 from mgfrec.agent.trajectory import Trajectory
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.grounding.engine import Grounding
-from mgfrec.validation import is_whole_number
+from mgfrec.validation import is_blank, is_whole_number
 
 
 @dataclass(frozen=True)
@@ -122,8 +122,9 @@ def user_history(ds: PreparedDataset, user_id: str, length: int) -> list[int]:
 
 
 def history_titles_read(titles: Sequence[str]) -> list[str]:
-    """The typed titles :func:`typed_history` reads: each stripped, blank ones left out."""
-    return [t.strip() for t in titles if t.strip()]
+    """The typed titles :func:`typed_history` reads: each stripped, blank ones (:func:`is_blank`: a lone zero-width
+    space, a BOM or NUL too) left out."""
+    return [t.strip() for t in titles if not is_blank(t)]
 
 
 def typed_history(grounding: Grounding, titles: Sequence[str]) -> list[int]:

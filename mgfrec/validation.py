@@ -16,10 +16,18 @@ import numbers
 import re
 import types
 import typing
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+
+
+def is_blank(text: str) -> bool:
+    """Whether ``text`` shows nothing: only whitespace, format characters (Unicode Cf: a zero-width space, a BOM)
+    and control characters (Cc: NUL). ``str.strip`` keeps the last two, so a title of a lone zero-width space was
+    grounded to an arbitrary catalogue item as a user's history (review s30)."""
+    return all(c.isspace() or unicodedata.category(c) in ("Cf", "Cc") for c in text)
 
 
 def not_utf8_at(text: str) -> int | None:

@@ -42,6 +42,7 @@ from mgfrec.cli.common import (
 )
 from mgfrec.cli.quiet import library_output
 from mgfrec.signals import Terminated
+from mgfrec.validation import is_blank, not_utf8_at
 
 
 def chat(
@@ -94,7 +95,13 @@ def _converse(
         check_user_id(user)
         check_history(history)
         note_unread_fields(set_, "mgfrec chat", TRAINED_RUN_SECTIONS, TRAINED_RUN_NOT_READ)
-        read_run_info(run_dir)  # a wrong folder is refused before asking for a history
+        info = read_run_info(run_dir)  # a wrong folder is refused before asking for a history
+        if info.kind != "agent":  # refused after the history was typed and the run had loaded (review s30)
+            raise ValueError(
+                f"{run_dir}: a {info.kind} run has no agent to talk to; chat needs an agent run (sft / fit)"
+            )
+        # the flags' own combination (--split without --user, --sample-id without --split), before the prompt
+        Query(user, None if user is not None else ("a title",), split, top_k, sample_id)
         while user is None and history is None:
             try:
                 history = typer.prompt("history (titles separated by ';', oldest first; '\\;' inside a title)")
@@ -108,16 +115,19 @@ def _converse(
             if history.strip().lower() == "/quit":  # it was read as a title, and the talk began
                 out.print("conversation ended", highlight=False, markup=False)
                 raise typer.Exit(0)
-            if not any(t.strip() for t in split_titles(history)):  # ';;': refused after the model had loaded
+            if all(is_blank(t) for t in split_titles(history)):  # ';;': refused after the model had loaded
                 console.print("error: history: no title given; type it again", highlight=False, markup=False)
+                history = None
+            elif (at := not_utf8_at(history)) is not None:  # refused once the model had loaded, and the chat ended
+                console.print(
+                    f"error: history: not valid UTF-8 text (character {at}); type it again as UTF-8",
+                    highlight=False,
+                    markup=False,
+                )
                 history = None
         query = Query(user, tuple(split_titles(history)) if history is not None else None, split, top_k, sample_id)
         console.print(terminal_safe(f"loading {run_dir} ..."), highlight=False, markup=False)
         rec = load_recommender(run_dir, tuple(set_))
-        if rec.kind != "agent":
-            raise ValueError(
-                f"{run_dir}: a {rec.kind} run has no agent to talk to; chat needs an agent run (sft / fit)"
-            )
         read, _ = rec.history_of(query)  # an unknown user or an empty history is refused here, before the talk
         note_typed_history(query.history_titles and list(query.history_titles), [rec.ds.titles[i] for i in read])
         if split is not None and sample_id is None:

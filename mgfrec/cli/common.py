@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.text import Text
 
 from mgfrec.text.terminal import terminal_safe  # noqa: F401 (the CLI modules import it from here)
-from mgfrec.validation import not_utf8_at
+from mgfrec.validation import is_blank, not_utf8_at
 
 # markup=False: titles, paths and messages are data and are printed as they are ("Thriller [explicit]",
 # "mgfrec[serve]"); styled text is built with rich.text.Text instead.
@@ -302,8 +302,10 @@ def check_user_id(user: str | None) -> None:
 def check_history(history: str | None) -> None:
     """``--history`` without a title (``';'``, ``' ; ;'``) refused in one line before the run loads: it was refused
     only once the model had loaded, 15-20 s later (the line ``typed_history`` gives)."""
-    if history is not None and not any(t.strip() for t in split_titles(history)):
+    if history is not None and all(is_blank(t) for t in split_titles(history)):
         raise ValueError("--history: give at least one title, separated by ';'")
+    if history is not None and (at := not_utf8_at(history)) is not None:  # named "title", once the model had loaded
+        raise ValueError(f"--history: not valid UTF-8 text (character {at}); give it as UTF-8")
 
 
 def split_titles(text: str) -> list[str]:

@@ -43,7 +43,7 @@ from mgfrec.recommendation import Query, item_dict
 from mgfrec.serve.guard import STOPPING, Guard
 from mgfrec.serve.work import Batcher, Busy, Conversation, Mode, client_error_text, error_text
 from mgfrec.text.terminal import terminal_safe
-from mgfrec.validation import REDACTED, looks_like_key
+from mgfrec.validation import REDACTED, is_blank, looks_like_key
 
 MAX_TITLE_CHARS = 300
 MAX_HISTORY = 50
@@ -193,7 +193,7 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
     def query_of(body: RecommendRequest) -> tuple[Query, Mode]:
         if (body.history is None) == (body.user_id is None):
             raise HTTPException(422, "give exactly one of 'history' (a list of titles) or 'user_id'")
-        if body.history is not None and not any(t.strip() for t in body.history):
+        if body.history is not None and all(is_blank(t) for t in body.history):
             raise HTTPException(422, "history: give at least one non-blank title")
         if body.split is not None and body.user_id is None:
             raise HTTPException(422, "split: needs user_id (a typed history has no held-out target)")
@@ -211,7 +211,7 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
             if body.user_id not in known:
                 where = f" with a sample in split '{body.split}'" if body.split else ""
                 raise HTTPException(404, f"user_id {body.user_id!r}: no such user{where} in the run's data set")
-        history = tuple(t for t in body.history if t.strip()) if body.history is not None else None
+        history = tuple(t for t in body.history if not is_blank(t)) if body.history is not None else None
         query = Query(body.user_id, history, body.split, body.k, body.sample_id)
         return query, Mode(body.feedback, body.sample, body.seed)
 
@@ -381,7 +381,7 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
         k: Annotated[int, Q(ge=1, le=MAX_K)] = 10,
     ) -> dict[str, Any]:
         """Grounding as a service: the ``k`` catalogue items nearest to the text ``q`` (L2 distance)."""
-        if not q.strip():
+        if is_blank(q):  # a zero-width space too
             raise HTTPException(422, "query.q: give a non-blank title")
         found = recommender.search(q, min(k, recommender.ds.num_items))
         return {"query": q, "items": [{**item_dict(recommender.ds, i), "distance": d} for i, d in found]}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 
 def test_a_negative_zero_score_is_shown_as_zero():
     # recommend's table showed the answered item's -0.0 distance as -0.0000
@@ -55,3 +57,17 @@ def test_a_failed_allocation_is_one_line_and_other_runtime_errors_pass(capsys):
 
     with pytest.raises(RuntimeError, match="a bug"):
         run(other)
+
+
+def test_a_history_of_invisible_characters_or_not_utf8_is_refused_naming_the_flag():
+    """``--history $'\\u200b'`` was grounded to an arbitrary catalogue item; bytes that are not UTF-8 were named
+    "title" once the model had loaded (review s30)."""
+    from mgfrec.cli.common import check_history
+
+    for blank in ("\u200b", "\ufeff ; \u0000", " ; ;"):
+        with pytest.raises(ValueError, match=r"^--history: give at least one title"):
+            check_history(blank)
+    with pytest.raises(ValueError, match=r"^--history: not valid UTF-8 text \(character 4\)"):
+        check_history("caf\udce9")
+    check_history("\u200bAbbey Road")  # a title with an invisible character beside text is a title
+    check_history(None)

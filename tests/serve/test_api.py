@@ -483,6 +483,9 @@ JSON = {"content-type": "application/json"}
         ("GET", "/v1/users?limit=2&splt=test", None, {}, 422, "query.splt: not a parameter of /v1/users"),
         ("GET", "/v1/items?q=x&K=5", None, {}, 422, "query.K: not a parameter of /v1/items"),
         ("GET", "/v1/items?q=%20", None, {}, 422, "query.q: give a non-blank title"),
+        # a zero-width space, a BOM, NUL: read as an arbitrary catalogue item (review s30)
+        ("GET", "/v1/items?q=%E2%80%8B", None, {}, 422, "query.q: give a non-blank title"),
+        ("POST", "/v1/recommend", rb'{"history": ["\u200b", "\ufeff \u0000"]}', JSON, 422, "non-blank title"),
         (  # a body field put in the URL was ignored: 10 items for ?k=1
             "POST",
             "/v1/recommend?k=1",

@@ -202,6 +202,26 @@ def test_piped_input_that_runs_out_ends_the_conversation_not_as_ctrl_c(serve_run
     )  # fmt: skip
     assert bad_user.returncode == 2 and "--user 'U\\udcff': not valid UTF-8 text (character 2)" in bad_user.stderr
     assert "loading" not in bad_user.stderr + bad_user.stdout
+    # review s30: a lone zero-width space was read as an arbitrary item; bytes that are not UTF-8 ended the chat
+    # once the model had loaded, though the message said "type it again"; flags that cannot go together and a
+    # baseline run were refused after the history was typed and the run had loaded
+    odd = subprocess.run(base, input=b"\xe2\x80\x8b\ncaf\xe9\n/quit\n", capture_output=True, env=env, timeout=300)
+    stderr, stdout = odd.stderr.decode(errors="replace"), odd.stdout.decode(errors="replace")
+    assert odd.returncode == 0 and "conversation ended" in stdout, stdout + stderr
+    assert "error: history: no title given; type it again" in stderr
+    assert "error: history: not valid UTF-8 text (character 4); type it again as UTF-8" in stderr
+    assert "loading" not in stderr + stdout
+    for flags, words in (
+        (["--split", "test"], "split (--split) needs user (--user)"),
+        (["--user", "x", "--sample-id", "5"], "sample_id (--sample-id) needs split (--split)"),
+    ):
+        early = subprocess.run([*base, *flags], input="", capture_output=True, text=True, env=env, timeout=300)
+        assert early.returncode == 2 and words in early.stderr, early.stdout + early.stderr
+        assert "history (titles" not in early.stdout and "loading" not in early.stderr + early.stdout
+    baseline = [*mgfrec_command(), "chat", str(serve_run[1])]
+    early = subprocess.run(baseline, input="", capture_output=True, text=True, env=env, timeout=300)
+    assert early.returncode == 2 and "a baseline run has no agent to talk to" in early.stderr, early.stderr
+    assert "history (titles" not in early.stdout and "loading" not in early.stderr + early.stdout
 
 
 @pytest.mark.reliability
