@@ -28,7 +28,7 @@ import time
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Annotated, Any, Literal
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_plus
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi import Query as Q
@@ -128,6 +128,19 @@ def only_parameters(request: Request) -> None:
     if unknown:
         takes = ", ".join(allowed) if allowed else "none"
         raise HTTPException(422, f"query.{unknown[0]}: not a parameter of {request.url.path} (it takes {takes})")
+    # a parameter given twice was read last-wins (?split=test&split=valid answered for valid), and one whose
+    # percent-encoding is not UTF-8 was read with replacement characters (review s30)
+    twice = sorted(name for name in set(request.query_params) if len(request.query_params.getlist(name)) > 1)
+    if twice:
+        times = len(request.query_params.getlist(twice[0]))
+        raise HTTPException(422, f"query.{twice[0]}: given {times} times; give it once")
+    for piece in request.scope.get("query_string", b"").decode("latin-1").split("&"):
+        name, _, value = piece.partition("=")
+        try:
+            unquote_plus(value, errors="strict")
+        except UnicodeDecodeError:
+            shown = unquote_plus(name, errors="replace")
+            raise HTTPException(422, f"query.{shown}: its percent-encoding is not UTF-8 text") from None
 
 
 FINISHED_KEPT = 4
@@ -394,6 +407,10 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
         """Users to pick (``split``: those with a sample there, whose target's place can be shown)."""
         known = sorted(all_users if split is None else split_users[split])
         return {"split": split, "users": known[:limit], "total": len(known)}  # total: how many there are
+
+    # HEAD on the other GET routes too (RFC 9110 asks it of every GET; they answered 405), out of the schema
+    app.add_api_route("/v1/items", items, methods=["HEAD"], include_in_schema=False)
+    app.add_api_route("/v1/users", users, methods=["HEAD"], include_in_schema=False)
 
     app.state.batcher = batcher
     return app

@@ -485,6 +485,9 @@ JSON = {"content-type": "application/json"}
         ("GET", "/v1/items?q=%20", None, {}, 422, "query.q: give a non-blank title"),
         # a zero-width space, a BOM, NUL: read as an arbitrary catalogue item (review s30)
         ("GET", "/v1/items?q=%E2%80%8B", None, {}, 422, "query.q: give a non-blank title"),
+        # read last-wins, and with replacement characters (review s30)
+        ("GET", "/v1/users?split=test&split=valid", None, {}, 422, "query.split: given 2 times; give it once"),
+        ("GET", "/v1/items?q=%FF%FEabc&k=1", None, {}, 422, "query.q: its percent-encoding is not UTF-8 text"),
         ("POST", "/v1/recommend", rb'{"history": ["\u200b", "\ufeff \u0000"]}', JSON, 422, "non-blank title"),
         (  # a body field put in the URL was ignored: 10 items for ?k=1
             "POST",
@@ -527,6 +530,14 @@ def test_every_4xx_has_one_error_line_naming_what_is_wrong(client, method, path,
     assert r.status_code == status, r.text
     assert words in r.json()["error"], r.json()
     assert not r.json()["error"].startswith(": ")
+
+
+def test_every_get_route_answers_head(client):
+    """/v1/users and /v1/items answered HEAD with 405 (RFC 9110 asks every GET route to take it; review s30)."""
+    for path in ("/", "/healthz", "/v1/users?limit=1", "/v1/items?q=x&k=1"):
+        r = client.head(path)
+        assert r.status_code == 200 and r.content == b"", (path, r.status_code)
+    assert client.get("/v1/users?limit=1").status_code == 200
 
 
 def test_cancelling_a_finished_conversation_says_so(client, serve_run):
