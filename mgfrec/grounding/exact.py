@@ -8,6 +8,7 @@ from hundreds of thousands of items (see docs/benchmarks.md).
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -75,6 +76,26 @@ class ExactGrounder:
                 block = torch.from_numpy(q[start : start + batch]).to(self._items.device)
                 # ||q||^2 is the same for every item of a row, so it cannot change the row's order: skipped.
                 partial = self._sq_norms.unsqueeze(0) - 2.0 * (block @ self._items.T)
-                blocks.append(torch.topk(partial, n_cand, dim=1, largest=False, sorted=False).indices.cpu().numpy())
+                blocks.append(_nearest(partial, n_cand).cpu().numpy())
         candidates = np.concatenate(blocks) if blocks else np.empty((0, n_cand), dtype=np.int64)
         return finish_topk(self.unique, q, candidates, k)
+
+
+def _nearest(partial: Any, n_cand: int) -> Any:
+    """The ``n_cand`` columns of each row of ``partial`` with the smallest values, ties broken by the lower index.
+    ``topk`` picks an arbitrary subset of values tied at its boundary: with more than the margin's worth of
+    distinct vectors at one distance (one-hot vectors, all at 1.0 from the origin), the tie rule's lowest items
+    were not among the candidates (items 126-130 came back for 0-4; review s30). A row crowded so is sorted
+    stably instead; any other keeps topk's (cheaper) choice."""
+    import torch
+
+    if n_cand >= partial.shape[1]:  # every column: nothing is left out
+        return torch.topk(partial, n_cand, dim=1, largest=False, sorted=False).indices
+    # one more than needed, sorted (a sort of n_cand + 1 values): the row is crowded when the one left out ties
+    # with the last one kept
+    values, chosen = torch.topk(partial, n_cand + 1, dim=1, largest=False, sorted=True)
+    chosen = chosen[:, :n_cand]
+    crowded = (values[:, n_cand] == values[:, n_cand - 1]).nonzero().squeeze(1)
+    if crowded.numel():
+        chosen[crowded] = torch.sort(partial[crowded], dim=1, stable=True).indices[:, :n_cand]
+    return chosen

@@ -54,6 +54,20 @@ def test_every_backend_orders_equal_distances_by_item_index(name, options):
     assert grounder.search(np.array([[2, 0]], dtype=np.float32), 6)[0][0].tolist() == [4, 8, 0, 5, 7, 9]
 
 
+@pytest.mark.parametrize(("name", "options"), BACKENDS[:2], ids=IDS[:2])
+def test_more_ties_than_the_margin_still_keep_the_lowest_items(name, options):
+    """200 one-hot vectors are all at distance 1 from the origin: the exact backend's topk kept an arbitrary 21 of
+    them as candidates and answered items 126-130 where the tie rule (and faiss flat) gives 0-4 (review s30)."""
+    items = np.eye(200, dtype=np.float32)
+    grounder = build_grounder(items, GroundingConfig(grounder=name, options=options))
+    queries = np.zeros((3, 200), dtype=np.float32)
+    queries[1, 150] = 1.0  # a row that is not crowded: item 150 first, then the lowest of the tied rest
+    queries[2, :] = 0.5  # every item tied again, at another distance
+    indices, distances = grounder.search(queries, 5)
+    assert indices.tolist() == [[0, 1, 2, 3, 4], [150, 0, 1, 2, 3], [0, 1, 2, 3, 4]]
+    assert distances[0].tolist() == [1.0] * 5
+
+
 def test_finish_topk_ignores_missing_candidates_and_falls_back_when_too_few():
     unique = UniqueVectors.build(POINTS)
     query = np.array([[1, 0]], dtype=np.float32)
