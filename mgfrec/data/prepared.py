@@ -242,7 +242,8 @@ def prepare(
             f"{where}the prepared data set would hold 0 samples ({len(items)} items, {len(log)} interactions "
             f"kept, {int(log['user_id'].nunique()) if len(log) else 0} users; a sample needs a user with at "
             f"least two interactions); nothing written. Pass --allow-empty to write it anyway"
-        )
+            + "".join(f"; {line}" for line in row_lines(raw.report.to_dict()) if "dropped 0" not in line)
+        )  # why every row went (--skip-bad's drops were shown only with --allow-empty --json; review s30)
     out = Path(out)
     files = {"items.parquet": items, "interactions.parquet": log, **{f"{s}.parquet": splits[s] for s in SPLITS}}
     manifest = {
