@@ -336,6 +336,20 @@ def test_a_swallowed_row_is_refused_whatever_the_ids_shape_or_column(tmp_path, i
         CsvSource().load(folder, skip_bad=True)
 
 
+def test_multiline_true_trusts_a_well_quoted_title_the_check_takes_for_a_swallowed_row(tmp_path):
+    """A closed title whose second line begins like a row ("2, the return" beside numeric ids) was refused as a
+    quote left open, and nothing could override it (review s30). The refusal names the option."""
+    folder = write(
+        tmp_path / "data",
+        items=b'item_id,title\n1,"Toy Story\n2, the return"\n2,Jumanji\n3,Heat\n',
+        interactions=b"user_id,item_id,timestamp\nu1,1,1\nu1,2,2\n",
+    )
+    with pytest.raises(BadInputError, match=r"items\.csv:2: a quote opened .* pass -o multiline=true"):
+        CsvSource().load(folder, skip_bad=True)
+    raw = CsvSource(CsvOptions(multiline=True)).load(folder, skip_bad=False)
+    assert raw.items["title"].tolist() == ["Toy Story 2, the return", "Jumanji", "Heat"]
+
+
 def test_a_quote_left_open_at_the_end_of_the_file_is_refused(tmp_path):
     folder = write(
         tmp_path / "data",
