@@ -41,3 +41,25 @@ def only_one_in(folder: str | Path, command: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def held_by_another(folder: str | Path) -> bool:
+    """Whether another process holds :func:`only_one_in`'s lock on ``folder`` now (False where locks cannot be
+    taken, or the folder cannot be opened): a command reading a run can tell a fit in progress from one killed."""
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as exc:
+        return exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)

@@ -123,6 +123,13 @@ def read_run_info(run_dir: str | Path) -> RunInfo:
             raise FileNotFoundError(f"{run_dir}: an unfinished fit (no {RUN_FILE} yet){how}")
         folder = Path(run_dir)
         if (folder / PREVIOUS_FIT / RUN_FILE).is_file():  # "not a run folder (... train one)" hid the earlier run
+            from mgfrec.locks import held_by_another
+
+            if held_by_another(folder):  # it was called killed, and its advice was refused as "running" (review s30)
+                raise FileNotFoundError(
+                    f"{run_dir}: a baseline fit is running in it now (its earlier run is kept in {PREVIOUS_FIT} until "
+                    "it ends); wait for it to end"
+                )
             raise FileNotFoundError(
                 f"{run_dir}: a baseline fit that did not finish (killed); its earlier run is kept in {PREVIOUS_FIT}: "
                 "run 'mgfrec baseline fit' into it again, which puts the earlier run back and fits anew"
@@ -325,6 +332,11 @@ def check_output_run(out: str | Path, producer: str, *, data: str | Path | None 
     # recall fit or while its policy loaded has nothing else yet)
     if marked and producer == "baseline" and ({"fit_start.json", "recall"} & others):
         raise ValueError(f"--out {out}: holds an unfinished agent run; a baseline run needs a folder of its own")
+    if producer != "baseline" and PREVIOUS_FIT in others:
+        raise ValueError(
+            f"--out {out}: holds a baseline fit that did not finish (its earlier run is kept in {PREVIOUS_FIT}); "
+            f"{_WRITERS[producer]} needs a folder of its own"
+        )
     # an unfinished run of the other agent command: a stopped GRPO fit (its checkpoints resume it) taken over by sft,
     # or a stopped SFT by fit, lost its policy and config.yaml and was labelled the other kind (review s30)
     grpo_marks = {"fit_start.json", "checkpoints", "metrics.csv"} & others
@@ -337,11 +349,6 @@ def check_output_run(out: str | Path, producer: str, *, data: str | Path | None 
         raise ValueError(
             f"--out {out}: holds an SFT run that did not finish (sft_metrics.csv); {_WRITERS[producer]} needs a "
             "folder of its own"
-        )
-    if producer != "baseline" and PREVIOUS_FIT in others:
-        raise ValueError(
-            f"--out {out}: holds a baseline fit that did not finish (its earlier run is kept in {PREVIOUS_FIT}); "
-            f"{_WRITERS[producer]} needs a folder of its own"
         )
     if not others or marked:
         return

@@ -281,3 +281,36 @@ def test_a_runs_own_recall_run_or_collaborative_model_is_refused_as_out(tmp_path
         check_not_own_subrun(stopped / "recall")
     check_not_own_subrun(tmp_path / "mine" / "recall")  # a folder named so in no run is anyone's
     check_not_own_subrun(hybrid / "other")
+
+
+def test_a_baseline_fit_running_now_is_not_called_killed(tmp_path):
+    """evaluate during a `baseline fit` into the run's folder said the fit "did not finish (killed)" and advised
+    fitting into it again, which was refused as "another mgfrec baseline fit is running in it" (review s30)."""
+    import subprocess
+    import sys
+
+    from mgfrec.runs import read_run_info
+
+    run_folder(tmp_path / ".previous-fit", "baseline", "pop")
+    with pytest.raises(FileNotFoundError, match=r"did not finish \(killed\)"):
+        read_run_info(tmp_path)
+    holder = subprocess.Popen(  # another process holding the fit's lock on the folder, as baseline fit does
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom mgfrec.locks import only_one_in\nwith only_one_in(sys.argv[1], 'mgfrec baseline "
+            "fit'):\n    print('held', flush=True)\n    time.sleep(60)",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(FileNotFoundError, match=r"a baseline fit is running in it now .*; wait for it to end"):
+            read_run_info(tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+    with pytest.raises(FileNotFoundError, match=r"did not finish \(killed\)"):
+        read_run_info(tmp_path)
