@@ -40,7 +40,7 @@ from mgfrec.agent.samples import RecallOptions, recall_samples
 from mgfrec.atomic import atomic_write_text
 from mgfrec.config.components import check_components, plugins_named
 from mgfrec.config.load import load_config, write_resolved
-from mgfrec.config.schema import MGFRecConfig
+from mgfrec.config.schema import AgentConfig, MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.grounding.engine import check_top_k, load_grounding
 from mgfrec.models.policy import check_policy_source, load_policy
@@ -133,6 +133,39 @@ def start_point(options: FitOptions, ds: PreparedDataset) -> tuple[RecallOptions
     if recall_run is None:
         raise ValueError(f"--init {options.init}: its {RUN_FILE} names no recall run (extra.recall_run)")
     return RecallOptions(recall_run=recall_run), policy_folder(options.init, info)
+
+
+INIT_SHAPED = ("retriever.recall_size", "grounding.grounder", "grounding.top_k", "embedding.model")
+"""Besides ``agent.*``: the settings that shape what a policy was trained on (its prompts, what a grounding
+shows), compared by :func:`init_differences`."""
+
+
+def init_differences(init: str | Path, cfg: MGFRecConfig) -> list[tuple[str, Any, Any]]:
+    """``(field, the --init run's value, this fit's value)`` for each ``agent.*`` field and each of
+    :data:`INIT_SHAPED` where they differ: a fit does not take them from ``--init``'s ``config.yaml``, so an SFT
+    trained on 10 recall titles and 10 history items went on with 30 and the whole history without a word (review
+    s30). Template files are compared by their text. Empty when the run's config cannot be read (its own checks
+    name that)."""
+    import yaml
+
+    from mgfrec.text.prompts import same_prompt
+
+    try:
+        theirs = yaml.safe_load((Path(init) / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return []
+    mine = cfg.model_dump(mode="json")
+    fields = [f"agent.{name}" for name in AgentConfig.model_fields] + list(INIT_SHAPED)
+    found = []
+    for field in fields:
+        section, name = field.split(".", 1)
+        if not isinstance(theirs, dict) or not isinstance(theirs.get(section), dict) or name not in theirs[section]:
+            continue
+        old, new = theirs[section][name], mine[section][name]
+        same = same_prompt(old, new) if name in ("template", "first_prompt") else old == new
+        if not same:
+            found.append((field, old, new))
+    return found
 
 
 def check_fit_config(cfg: MGFRecConfig, options: FitOptions, reg: Registry, ds: PreparedDataset | None = None) -> None:

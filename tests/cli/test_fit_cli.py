@@ -130,12 +130,23 @@ def test_a_fit_with_init_resumes_when_its_recall_run_was_fitted_with_other_setti
     config = data / "resume-config.yaml"  # the user's own file, given again on resume
     config.write_text("grpo:\n  group_size: 2\n", encoding="utf-8")
     args = ["--data", data / "data", "--out", out, "--init", first, "--config", config, *tiny]
-    assert invoke(*args, "--max-steps", 1).exit_code == 0
+    same = invoke(*args, "--max-steps", 1)
+    assert same.exit_code == 0 and "note: --init" not in same.output, same.output  # the init's own settings
     assert yaml.safe_load((out / "config.yaml").read_text(encoding="utf-8"))["retriever"]["max_epochs"] == 3
     (out / "run.json").unlink()  # a fit stopped before its end
     resumed = invoke(*args, "--max-steps", 2, "--resume")
     assert resumed.exit_code == 0, resumed.output
     assert json.loads((out / "run.json").read_text(encoding="utf-8"))["extra"]["steps"] == 2
+    # settings the init's policy was not trained under were taken without a word (review s30): an SFT on 10 recall
+    # titles went on with 30
+    other = invoke(
+        "--data", data / "data", "--out", data / "other-shape", "--init", first, "--max-steps", 1, *tiny,
+        "--set", "retriever.recall_size=7", "--set", "agent.prompt_history=2",
+    )  # fmt: skip
+    text = " ".join(other.output.split())
+    assert other.exit_code == 0, text
+    assert f"note: --init {first} was trained under other settings than this fit's (" in text, text
+    assert "agent.prompt_history null -> 2" in text and "retriever.recall_size 5 -> 7" in text, text
 
 
 @pytest.mark.reliability
