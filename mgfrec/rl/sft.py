@@ -22,6 +22,7 @@ This module does not sample with a temperature, compute rewards or run GRPO.
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -299,6 +300,10 @@ def run_sft(
     # everything has loaded: an earlier run's run.json (it marks a finished run) and results go now, not before
     # (a typo in this run's config left the earlier one without them)
     retire_run(out)
+    # the earlier run's policy and metrics too: a stopped SFT left its new epochs' sft_metrics.csv beside the
+    # earlier run's policy/, a folder of two runs whose policy looked like this one's (review s30)
+    shutil.rmtree(out / "policy", ignore_errors=True)
+    (out / "sft_metrics.csv").unlink(missing_ok=True)
     # the templates it trains on, copied now and read from the copies: copied at the end, a file edited during
     # training was recorded as the one trained on, and evaluation and `fit --init` prompted with it
     cfg = keep_run_prompts(cfg, out)

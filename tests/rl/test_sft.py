@@ -435,3 +435,29 @@ def test_an_answer_is_found_among_shown_titles_however_wordpiece_writes_it(tmp_p
     env = build_environment(load_grounding(ds, cfg, embedder=minilm), tokenizer, cfg)
     metrics = evaluate_policy(model, tokenizer, env, samples, cfg)
     assert metrics["format_valid"] == 1.0 and metrics["answer_in_shown"] == 1.0, metrics
+
+
+def test_a_stopped_rerun_leaves_no_earlier_policy_beside_its_own_metrics(setup, tmp_path, monkeypatch):
+    """A re-run stopped in training left its new epochs' sft_metrics.csv beside the earlier run's policy/ and
+    config.yaml: a folder of two runs whose policy looked like this one's (review s30)."""
+    import mgfrec.rl.sft as sft_module
+    from mgfrec.rl.sft import SFTOptions, run_sft
+
+    cfg = setup["cfg"].model_copy(update={"policy": PolicyConfig()})
+    out = tmp_path / "run"
+    options = SFTOptions(recall_model="pop", epochs=0, max_train_samples=4, valid_samples=0)
+    run_sft(setup["ds"].root, out, cfg, options)
+    assert (out / "policy").is_dir() and (out / "run.json").is_file()
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sft_module, "_train", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        run_sft(setup["ds"].root, out, cfg, options)
+    assert not (out / "policy").exists() and not (out / "run.json").exists()
+    assert not (out / "sft_metrics.csv").exists()
+    from mgfrec.runs import read_run_info
+
+    with pytest.raises(FileNotFoundError, match="an SFT that did not finish|an agent run that did not finish"):
+        read_run_info(out)
