@@ -339,11 +339,16 @@ def check_output_run(out: str | Path, producer: str, *, data: str | Path | None 
         )
     # an unfinished run of the other agent command: a stopped GRPO fit (its checkpoints resume it) taken over by sft,
     # or a stopped SFT by fit, lost its policy and config.yaml and was labelled the other kind (review s30)
-    grpo_marks = {"fit_start.json", "checkpoints", "metrics.csv"} & others
-    if producer == "mgfrec-sft" and grpo_marks:
+    fit_marks = {"fit_start.json", "checkpoints", "metrics.csv"} & others
+    if producer == "mgfrec-sft" and fit_marks:
+        kind = (  # GRPO writes fit_start.json before anything else; a baseline's fit never does
+            "a GRPO fit that did not finish (mgfrec fit --resume goes on with it)"
+            if "fit_start.json" in fit_marks
+            else "a baseline fit that did not finish"
+        )
         raise ValueError(
-            f"--out {out}: holds a fit that did not finish ({', '.join(sorted(grpo_marks))}; mgfrec fit --resume goes "
-            f"on with a GRPO run's); {_WRITERS[producer]} needs a folder of its own"
+            f"--out {out}: holds {kind} ({', '.join(sorted(fit_marks))}); {_WRITERS[producer]} needs a folder of "
+            "its own"
         )
     if producer == "mgfrec" and "sft_metrics.csv" in others:
         raise ValueError(
@@ -363,7 +368,9 @@ def check_not_own_subrun(out: str | Path) -> None:
     them (``fit``/``sft`` with ``--recall-model``, ``baseline fit --model hybrid``)."""
     out = Path(out)
     parent = out.resolve().parent
-    if out.name in _OWN_SUBRUNS and ((parent / RUN_FILE).is_file() or any((parent / m).exists() for m in _RUN_MARKS)):
+    # the parent's own marks: "recall" (a run mark) is the --out itself, or a sibling in a folder of runs (review s30)
+    marks = [m for m in _RUN_MARKS if m not in _OWN_SUBRUNS]
+    if out.name in _OWN_SUBRUNS and ((parent / RUN_FILE).is_file() or any((parent / m).exists() for m in marks)):
         what = "recall run" if out.name == "recall" else "collaborative model"
         raise ValueError(
             f"--out {out}: the {what} of the run in {parent}, which was fitted or tuned with it; fit that run again "

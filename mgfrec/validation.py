@@ -27,7 +27,11 @@ def is_blank(text: str) -> bool:
     """Whether ``text`` shows nothing: only whitespace, format characters (Unicode Cf: a zero-width space, a BOM)
     and control characters (Cc: NUL). ``str.strip`` keeps the last two, so a title of a lone zero-width space was
     grounded to an arbitrary catalogue item as a user's history (review s30)."""
-    return all(c.isspace() or unicodedata.category(c) in ("Cf", "Cc") for c in text)
+    return all(c.isspace() or c in _BLANK_LETTERS or unicodedata.category(c) in ("Cf", "Cc") for c in text)
+
+
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+"""Characters Unicode files as letters or symbols that show nothing: the Hangul fillers and the braille blank."""
 
 
 def not_utf8_at(text: str) -> int | None:

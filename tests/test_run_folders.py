@@ -50,7 +50,7 @@ def run_folder(path: Path, kind: str = "agent", model: str = "mgfrec", **extra) 
         (
             lambda p: (p.mkdir(), (p / "fit_start.json").write_text("{}"), (p / "checkpoints").mkdir()),
             "mgfrec-sft",
-            "holds a fit that did not finish (checkpoints, fit_start.json; mgfrec fit --resume",
+            "holds a GRPO fit that did not finish (mgfrec fit --resume goes on with it) (checkpoints, fit_start.json)",
         ),
         (
             lambda p: (run_folder(p / "recall", "baseline", "pop"), (p / "sft_metrics.csv").write_text("epoch\n0\n")),
@@ -281,6 +281,18 @@ def test_a_runs_own_recall_run_or_collaborative_model_is_refused_as_out(tmp_path
         check_not_own_subrun(stopped / "recall")
     check_not_own_subrun(tmp_path / "mine" / "recall")  # a folder named so in no run is anyone's
     check_not_own_subrun(hybrid / "other")
+    # a recall run of one's own in a folder of runs: refitting it, or a collaborative model beside it, was refused
+    # as "the recall run of the run in runs/" (the review of this change)
+    runs = tmp_path / "runs"
+    run_folder(runs / "recall", "baseline", "pop")
+    check_not_own_subrun(runs / "recall")
+    check_not_own_subrun(runs / "collaborative")
+    # a killed baseline fit's marks are not called a GRPO fit's
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    (killed / "metrics.csv").write_text("epoch\n")
+    with pytest.raises(ValueError, match=r"holds a baseline fit that did not finish \(metrics.csv\)"):
+        check_output_run(killed, "mgfrec-sft")
 
 
 def test_a_baseline_fit_running_now_is_not_called_killed(tmp_path):

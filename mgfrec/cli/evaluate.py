@@ -48,7 +48,11 @@ def evaluate(
     data: Path | None = typer.Option(None, "--data", help="Prepared data folder to use instead of the run's."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Agent runs: evaluate a seeded subsample."),
     config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
-    set_: list[str] = typer.Option([], "--set", help=SET_HELP + " Only eval.* fields matter here."),
+    set_: list[str] = typer.Option(
+        [],
+        "--set",
+        help=SET_HELP + " Only eval.* fields matter here, and a field the run recorded as <redacted> (given again).",
+    ),
 ) -> None:
     """Rank the whole catalogue for every sample of SPLIT and report Hit@K, NDCG@K (K from eval.ks),
     NDCG without cut-off and mean rank, each with a bootstrap interval. Writes RUN/eval_<split>.json,

@@ -50,7 +50,11 @@ def report(
         help="Compare on a seeded subsample of this many samples (agents are rolled out on it only).",
     ),
     config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
-    set_: list[str] = typer.Option([], "--set", help=SET_HELP + " Only eval.* fields matter here."),
+    set_: list[str] = typer.Option(
+        [],
+        "--set",
+        help=SET_HELP + " Only eval.* fields matter here, and a field the run recorded as <redacted> (given again).",
+    ),
 ) -> None:
     """Combine runs' evaluations on SPLIT (evaluating any run that lacks one) into one table: H@K, N@K and
     N_full with bootstrap intervals; each run is paired with the reference on the same samples and a

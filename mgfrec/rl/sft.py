@@ -207,6 +207,12 @@ def _train(
     return history
 
 
+def _prompt_texts(prompts: AgentPrompts) -> tuple[Any, ...]:
+    """What a prompt shows: its templates' texts (not their files: the run's copies are other paths, and every run
+    with a template file of its own synthesized twice) and settings."""
+    return prompts.system.text, prompts.first.text, prompts.use_recall, prompts.max_history
+
+
 def no_trajectory_text(data: str | Path, stats: dict[str, Any]) -> str:
     """Why synthesis kept nothing, by cause: it said every sample "exceeded the turn budgets" when the constrained
     grammar had refused every plan, and the counts were printed only after this check (review s30)."""
@@ -307,7 +313,7 @@ def run_sft(
     # the templates it trains on, copied now and read from the copies: copied at the end, a file edited during
     # training was recorded as the one trained on, and evaluation and `fit --init` prompted with it
     cfg = keep_run_prompts(cfg, out)
-    if AgentPrompts.from_config(cfg.agent) != prompts:  # a template edited while the plans were replayed
+    if _prompt_texts(AgentPrompts.from_config(cfg.agent)) != _prompt_texts(prompts):  # edited meanwhile
         prompts = AgentPrompts.from_config(cfg.agent)
         synth = synthesized(prompts)
         if not synth.trajectories:

@@ -28,7 +28,7 @@ import time
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Annotated, Any, Literal
-from urllib.parse import unquote, unquote_plus
+from urllib.parse import quote, unquote, unquote_plus
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi import Query as Q
@@ -408,7 +408,8 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
         known = sorted(all_users if split is None else split_users[split])
         return {"split": split, "users": known[:limit], "total": len(known)}  # total: how many there are
 
-    # HEAD on the other GET routes too (RFC 9110 asks it of every GET; they answered 405), out of the schema
+    # HEAD on the other plain GET routes too (RFC 9110 asks it of GET routes; they answered 405), out of the schema;
+    # not on a session's event stream, which is read once
     app.add_api_route("/v1/items", items, methods=["HEAD"], include_in_schema=False)
     app.add_api_route("/v1/users", users, methods=["HEAD"], include_in_schema=False)
 
@@ -505,7 +506,10 @@ def _segment_shown(segment: str) -> str:
     text = unquote(segment)
     if not any(looks_like_key(word) for word in _WORD.findall(text)):
         return segment
-    return _WORD.sub(lambda m: REDACTED if looks_like_key(m.group()) else m.group(), text)
+    shown = _WORD.sub(lambda m: REDACTED if looks_like_key(m.group()) else m.group(), text)
+    # encoded again: decoded, a %0A or an escape sequence in the request forged log lines and drove the operator's
+    # terminal (review s30)
+    return quote(shown, safe="/:@&=+$,;~!*'()<>")
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:

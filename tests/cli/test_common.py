@@ -64,7 +64,7 @@ def test_a_history_of_invisible_characters_or_not_utf8_is_refused_naming_the_fla
     "title" once the model had loaded (review s30)."""
     from mgfrec.cli.common import check_history
 
-    for blank in ("\u200b", "\ufeff ; \u0000", " ; ;"):
+    for blank in ("\u200b", "\ufeff ; \u0000", " ; ;", "\u3164", "\u2800 ; \u115f"):
         with pytest.raises(ValueError, match=r"^--history: give at least one title"):
             check_history(blank)
     with pytest.raises(ValueError, match=r"^--history: not valid UTF-8 text \(character 4\)"):

@@ -404,10 +404,19 @@ def test_the_template_kept_is_the_one_trained_on_when_the_users_file_changes_dur
         if line.startswith("synthesized"):  # training starts next: the user edits their file
             mine.write_text("You are someone else now.", encoding="utf-8")
 
-    options = SFTOptions(recall_model="pop", epochs=1, max_train_samples=4, valid_samples=0)
-    run_sft(setup["ds"].root, tmp_path / "run", cfg, options, say=say)
+    import mgfrec.rl.sft as sft_module
+
+    calls = []
+    real = sft_module.synthesize
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sft_module, "synthesize", lambda *a, **k: calls.append(1) or real(*a, **k))
+        options = SFTOptions(recall_model="pop", epochs=1, max_train_samples=4, valid_samples=0)
+        run_sft(setup["ds"].root, tmp_path / "run", cfg, options, say=say)
     kept = (tmp_path / "run" / "prompts" / "recommendation_agent.txt").read_text(encoding="utf-8")
     assert kept == SHORT_SYSTEM
+    # synthesized once: the run's copy of the template is another path with the same text (it ran twice for every
+    # run with a template file of its own; the review of session 30's change)
+    assert len(calls) == 1
 
 
 def test_an_answer_is_found_among_shown_titles_however_wordpiece_writes_it(tmp_path, minilm):

@@ -579,7 +579,12 @@ def test_the_access_log_cuts_query_strings_and_port_0_is_a_real_port():
         ("/v1/users/U%20336", "/v1/users/U%20336"),
         # a key beside other characters in its segment was logged whole (review s30)
         ("/v1/items&api_key=sk-proj-Ab3dE5fG7hJ9kL1mN3pQ5rS7tU", "/v1/items&api_key=<redacted>"),
-        ("/v1/items/Bearer%20sk-proj-Ab3dE5fG7hJ9kL1mN3pQ5rS7tU", "/v1/items/Bearer <redacted>"),
+        ("/v1/items/Bearer%20sk-proj-Ab3dE5fG7hJ9kL1mN3pQ5rS7tU", "/v1/items/Bearer%20<redacted>"),
+        # decoded, a line break or an escape sequence beside a key forged log lines (review s30)
+        (
+            "/v1/items%0AINFO:%20forged%1B%5B31m%20sk-proj-Ab3dE5fG7hJ9kL1mN3pQ5rS7tU",
+            "/v1/items%0AINFO:%20forged%1B%5B31m%20<redacted>",
+        ),
         ("/v1/items/key:sk-proj-Ab3dE5fG7hJ9kL1mN3pQ5rS7tU,x", "/v1/items/key:<redacted>,x"),
         ("/v1/items/sk-proj-Ab3dE5fG7hJ9kL1mN3pQ5rS7tU%2Fx", "/v1/items/<redacted>/x"),
     ):
