@@ -19,12 +19,17 @@ def check_derived_current(run_dir: str | Path, info: RunInfo, *, rolling_out: bo
     refuses a trained run that is gone; reading stored results (``report`` of a moved or archived folder) does not.
     A run that is not derived, or was derived before ``trained_created`` existed, passes."""
     seen = {Path(run_dir).resolve()}
+    chain: list[tuple[str | Path, RunInfo]] = []  # the derived links read so far, this run first
+    link = run_dir
     while True:
         trained, recorded = info.extra.get("trained_run"), info.extra.get("trained_created")
         if not trained or not recorded:
             return
-        tag = next((f"--{k} {info.extra[k]}" for k in ("ablation", "variant") if k in info.extra), "--ablation ...")
-        again = f"derive it again: mgfrec derive {trained} {run_dir} {tag}"
+        chain.append((link, info))
+        # every link from this one up to the run asked about, each with its own preset and --set overrides: the
+        # top run's preset alone, from the bottom run, turned a no-feedback + no-recall run into a no-feedback one
+        # and dropped the overrides (review s30)
+        again = "derive it again: " + " && ".join(derive_command(d, i) for d, i in reversed(chain))
         if not (Path(trained) / RUN_FILE).is_file():
             if (Path(trained) / "fit_start.json").is_file():
                 # its folder holds a fit started since (the earlier policy already deleted): report showed the
@@ -48,7 +53,17 @@ def check_derived_current(run_dir: str | Path, info: RunInfo, *, rolling_out: bo
         if Path(trained).resolve() in seen:  # a hand-edited loop of extra.trained_run
             return
         seen.add(Path(trained).resolve())
-        info = trained_info
+        link, info = trained, trained_info
+
+
+def derive_command(run_dir: str | Path, info: RunInfo) -> str:
+    """The ``mgfrec derive`` command that made ``run_dir`` (a derived run's ``run.json``): its trained run, its
+    preset and its ``--set`` overrides as recorded (a secret in them reads ``<redacted>``: give it again)."""
+    import shlex
+
+    tag = next((f"--{k} {info.extra[k]}" for k in ("ablation", "variant") if info.extra.get(k)), "--ablation ...")
+    sets = "".join(f" --set {shlex.quote(str(o))}" for o in info.extra.get("overrides") or [])
+    return f"mgfrec derive {info.extra['trained_run']} {run_dir} {tag}{sets}"
 
 
 def check_recall_current(run_dir: str | Path, info: RunInfo) -> None:

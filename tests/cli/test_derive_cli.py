@@ -212,6 +212,23 @@ def test_a_derived_run_is_refused_once_its_trained_run_was_trained_again_or_is_g
     assert "is replaced by this one" not in text, text  # announced before the refusal, and nothing was replaced
     (derived / "ranks_test.csv").unlink()
     assert f"derive it again: mgfrec derive {trained.resolve()} {derived} --ablation no-feedback" in text, text
+    # a run derived from the derived run, with an override: the command named the bottom run with the top run's
+    # preset and no override, which rebuilt another run under the same name (review s30)
+    info = json.loads((trained / "run.json").read_text())
+    info["created"] = read_run_info(derived).extra["trained_created"]  # current again, to derive from it
+    (trained / "run.json").write_text(json.dumps(info))
+    top = tmp_path / "top"
+    made = invoke(str(derived), str(top), "--ablation", "no-recall", "--set", "agent.max_groundings=2")
+    assert made.exit_code == 0, made.output
+    info["created"] = "2030-01-01T00:00:00+00:00"
+    (trained / "run.json").write_text(json.dumps(info))
+    res = CliRunner().invoke(app, ["evaluate", str(top), "--split", "test", "--limit", "2"])
+    text = " ".join(res.output.split())
+    both = (
+        f"derive it again: mgfrec derive {trained.resolve()} {derived.resolve()} --ablation no-feedback && "
+        f"mgfrec derive {derived.resolve()} {top} --ablation no-recall --set agent.max_groundings=2"
+    )
+    assert res.exit_code == 2 and both in text, text
     # the trained run's folder holds a fit started again (its policy deleted, no run.json yet): report showed the
     # derived run's stored results of the policy that is gone (review s28)
     (derived / "ranks_test.csv").write_text("sample_id,target,rank\n" + "".join(f"{i},1,1\n" for i in range(5)))
