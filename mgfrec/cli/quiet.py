@@ -56,6 +56,9 @@ WARNINGS = (
 ENVIRONMENT = {
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
     "TRANSFORMERS_VERBOSITY": "error",
+    # read when huggingface_hub is first imported (by transformers, inside this block), which set its logger back to
+    # WARNING over the level set below: its retry warnings came through (review s30)
+    "HF_HUB_VERBOSITY": "error",
     "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
     # vLLM's INFO/WARNING lines (~40 at every engine start, on stderr; a spawned engine core's on stdout); read
     # when vllm is first imported, which is inside this block

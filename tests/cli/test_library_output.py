@@ -25,3 +25,23 @@ def test_huggingface_hubs_retry_warnings_are_hidden_unless_verbose(caplog):
     said = [r.getMessage() for r in caplog.records]
     assert "quiet retry" not in said and "verbose retry" in said
     assert logging.getLogger("huggingface_hub").level == before  # put back after the block
+
+
+def test_the_hub_stays_quiet_when_it_is_first_imported_inside_the_block():
+    """huggingface_hub sets its logger's level when first imported (by transformers, as the embedder loads inside
+    the block): the level set on entry went back to WARNING, and ~30 retry warnings came through (review s30). The
+    test above passed only because the hub was imported before its block."""
+    import subprocess
+    import sys
+
+    code = (
+        "import logging, sys\n"
+        "from mgfrec.cli.quiet import library_output\n"
+        "assert 'huggingface_hub' not in sys.modules\n"
+        "with library_output(False):\n"
+        "    import transformers\n"
+        "    print(logging.getLogger('huggingface_hub.utils._http').getEffectiveLevel())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(logging.ERROR), done.stdout
