@@ -12,7 +12,7 @@ import pandas as pd
 from mgfrec.data.protocol import SPLITS
 from mgfrec.eval.figure_inputs import read_table
 from mgfrec.eval.plotting import draw_line, lines_by_others, plt, save_figure
-from mgfrec.runs import read_sweep_record
+from mgfrec.runs import read_json_object, read_sweep_record
 
 SWEEP_METRICS = ("ndcg_full", "ndcg@10", "mean_rank")  # what a sweep's summary records per cell
 
@@ -41,10 +41,49 @@ def grid_cells(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {name: entry for name, entry in on_grid(record).items() if entry.get("status") == "finished"}
 
 
+def check_summaries_current(sweep_dir: Path, record: dict[str, Any]) -> None:
+    """Refuse a sweep whose finished cells' stored evaluations are no longer the ones ``sweep.json`` summarises: a
+    cell evaluated again (on another subsample, or ranked the other way) or trained again into its folder (its
+    results retired, or replaced by the new policy's). Figs. 7-8 drew the summary's numbers beside a Fig. 5 drawn
+    from the new ones, without a word (review s30)."""
+    split = record.get("summary_split")
+    if not isinstance(split, str):
+        return  # a sweep of before the field: nothing to compare against
+    for name, entry in grid_cells(record).items():
+        summary = entry.get("summary") or {}
+        if not summary:
+            continue
+        path = sweep_dir / name / f"eval_{split}.json"
+        limit = (entry.get("settings_shown") or {}).get("eval_limit")
+        cut = f" --limit {limit}" if isinstance(limit, int) else ""
+        again = (
+            f"evaluate the cell as the sweep did (mgfrec evaluate {sweep_dir / name} --split {split}{cut}), or run the "
+            "sweep into a new folder"
+        )
+        if not path.is_file():
+            raise ValueError(
+                f"{sweep_dir}: cell {name} no longer holds the {split} evaluation sweep.json summarises ({path.name} "
+                f"is gone: trained or evaluated again since); {again}"
+            )
+        stored = read_json_object(path, "evaluate the cell again")
+        differs = [
+            key
+            for key in ("samples", "ndcg_full", "mean_rank")
+            if key in summary and isinstance(stored.get(key), (int, float)) and stored[key] != summary[key]
+        ]
+        if differs:
+            key = differs[0]
+            raise ValueError(
+                f"{sweep_dir}: cell {name}'s stored {split} evaluation is not the one sweep.json summarises ({key} "
+                f"{stored[key]} against {summary[key]}: evaluated or trained again since); {again}"
+            )
+
+
 def sweep_points(sweep_dir: str | Path, metric: str = "ndcg_full") -> pd.DataFrame:
     """One row per finished cell of a sweep's grid: its grid values, ``metric`` and the metric's interval."""
     sweep_dir = Path(sweep_dir)
     record, rows = sweep_record(sweep_dir), []
+    check_summaries_current(sweep_dir, record)
     for name, entry in grid_cells(record).items():
         summary = entry.get("summary") or {}
         if summary.get(metric) is None:
@@ -118,9 +157,14 @@ def mean_rank_by_limit(
     fields, and the mean target rank from ``ranks_<split>.csv``. Every cell must hold the same samples: a cell
     evaluated again on fewer (``mgfrec report --limit``) is refused, as its mean is not comparable."""
     sweep_dir = Path(sweep_dir)
-    rows, samples, unranked = [], {}, []
-    for name, entry in grid_cells(sweep_record(sweep_dir)).items():
+    rows, samples, unranked, ranked_how = [], {}, [], {}
+    record = sweep_record(sweep_dir)
+    check_summaries_current(sweep_dir, record)
+    for name, entry in grid_cells(record).items():
         path = sweep_dir / name / f"ranks_{split}.csv"
+        stored = sweep_dir / name / f"eval_{split}.json"
+        if stored.is_file():  # mixed: one cell ranked with its history, one without (review s30)
+            ranked_how[name] = read_json_object(stored, "evaluate the cell again").get("exclude_history")
         if field not in entry["values"]:
             continue
         if not path.is_file():
@@ -142,6 +186,15 @@ def mean_rank_by_limit(
         raise ValueError(
             f"{sweep_dir}: finished cell(s) {shown} hold no ranks_{split}.csv, so Fig. 5 would leave them out; "
             f"evaluate them (mgfrec evaluate CELL --split {split}) or run the sweep again"
+        )
+    hows = {name: how for name, how in ranked_how.items() if how is not None}
+    if len(set(hows.values())) > 1:
+        first = next(iter(hows))
+        odd = next(n for n in hows if hows[n] != hows[first])
+        raise ValueError(
+            f"{sweep_dir}: cells {first} (exclude_history {str(hows[first]).lower()}) and {odd} "
+            f"({str(hows[odd]).lower()}) were ranked differently, so their mean ranks are not comparable; evaluate "
+            f"them one way (mgfrec evaluate CELL --split {split} [--no-exclude-history])"
         )
     names = list(samples)
     other = next((n for n in names if samples[n] != samples[names[0]]), None)

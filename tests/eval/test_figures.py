@@ -601,3 +601,34 @@ def test_a_stale_agent_run_or_sweep_cell_is_refused_as_report_refuses_it(tmp_pat
     for folder, named in ((agent, "sft"), (tmp_path / "sweep", "agent.max_groundings=3")):
         with pytest.raises(ValueError, match=rf"{re.escape(named)}: its recall run .* was fitted again"):
             check_figure_args([folder], "valid", "ndcg_full")
+
+
+@pytest.mark.reliability
+def test_a_sweep_whose_cells_were_evaluated_or_trained_again_is_refused(tmp_path):
+    """figures drew sweep.json's summary (20 samples) in Figs. 7-8 beside a Fig. 5 from cells evaluated again on
+    10, mixed cells ranked with and without their history, and drew a cell trained again by hand (review s30)."""
+    sweep = tmp_path / "sweep"
+    write_sweep(sweep)
+    record = json.loads((sweep / "sweep.json").read_text())
+    record["summary_split"] = "valid"
+    for name, entry in record["cells"].items():
+        if entry["status"] == "finished":
+            entry["summary"].update(samples=2, mean_rank=50.0)
+            entry["settings_shown"] = {"eval_limit": 2}
+            stored = {"samples": 2, "ndcg_full": entry["summary"]["ndcg_full"], "mean_rank": 50.0}
+            (sweep / name / "eval_valid.json").write_text(json.dumps({**stored, "exclude_history": True}))
+    (sweep / "sweep.json").write_text(json.dumps(record))
+    plot_sweep(sweep, tmp_path / "fig")  # every cell as summarised
+    mean_rank_by_limit(sweep)
+    cell = sweep / "agent.max_groundings=3"
+    kept = (cell / "eval_valid.json").read_text()
+    (cell / "eval_valid.json").write_text(kept.replace('"exclude_history": true', '"exclude_history": false'))
+    with pytest.raises(ValueError, match=r"\(exclude_history true\) and agent.max_groundings=3 \(false\) were ranked"):
+        mean_rank_by_limit(sweep)
+    (cell / "eval_valid.json").write_text(kept.replace('"samples": 2', '"samples": 1'))
+    for draw in (lambda: plot_sweep(sweep, tmp_path / "fig"), lambda: mean_rank_by_limit(sweep)):
+        with pytest.raises(ValueError, match=r"cell agent.max_groundings=3's stored valid evaluation is not the one"):
+            draw()
+    (cell / "eval_valid.json").unlink()  # a fit into the cell retires its results
+    with pytest.raises(ValueError, match=r"eval_valid.json is gone: .*--split valid --limit 2\)"):
+        plot_sweep(sweep, tmp_path / "fig")
