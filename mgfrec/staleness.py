@@ -63,7 +63,8 @@ def derive_command(run_dir: str | Path, info: RunInfo) -> str:
 
     tag = next((f"--{k} {info.extra[k]}" for k in ("ablation", "variant") if info.extra.get(k)), "--ablation ...")
     sets = "".join(f" --set {shlex.quote(str(o))}" for o in info.extra.get("overrides") or [])
-    return f"mgfrec derive {info.extra['trained_run']} {run_dir} {tag}{sets}"
+    trained = shlex.quote(str(info.extra["trained_run"]))
+    return f"mgfrec derive {trained} {shlex.quote(str(run_dir))} {tag}{sets}"
 
 
 def check_recall_current(run_dir: str | Path, info: RunInfo) -> None:

@@ -64,3 +64,20 @@ def test_a_run_derived_from_a_derived_run_is_checked_down_to_the_trained_run(tmp
         extra = {"trained_run": str(tmp_path / other), "trained_created": f"t-{other}"}
         write_run_info(tmp_path / name, RunInfo("agent", "m", "/d", "c", created=f"t-{name}", extra=extra))
     check_agent_current(tmp_path / "a", read_run_info(tmp_path / "a"))
+
+
+def test_the_derive_command_quotes_paths_and_overrides():
+    """The chain's command named paths with spaces bare: pasted, it failed "Got unexpected extra argument(s)"."""
+    from mgfrec.runs import RunInfo
+    from mgfrec.staleness import derive_command
+
+    info = RunInfo(
+        kind="agent",
+        model="mgfrec",
+        data="d",
+        data_checksum="",
+        extra={"trained_run": "/r/my runs/agent", "ablation": "no-feedback", "overrides": ["agent.x=a b"]},
+    )
+    assert derive_command("my runs/no fb", info) == (
+        "mgfrec derive '/r/my runs/agent' 'my runs/no fb' --ablation no-feedback --set 'agent.x=a b'"
+    )

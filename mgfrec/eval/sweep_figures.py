@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -49,22 +51,15 @@ def check_summaries_current(sweep_dir: Path, record: dict[str, Any]) -> None:
     split = record.get("summary_split")
     if not isinstance(split, str):
         return  # a sweep of before the field: nothing to compare against
+    stale: list[tuple[str, str]] = []  # (cell, why)
     for name, entry in grid_cells(record).items():
         summary = entry.get("summary") or {}
         if not summary:
             continue
         path = sweep_dir / name / f"eval_{split}.json"
-        limit = (entry.get("settings_shown") or {}).get("eval_limit")
-        cut = f" --limit {limit}" if isinstance(limit, int) else ""
-        again = (
-            f"evaluate the cell as the sweep did (mgfrec evaluate {sweep_dir / name} --split {split}{cut}), or run the "
-            "sweep into a new folder"
-        )
         if not path.is_file():
-            raise ValueError(
-                f"{sweep_dir}: cell {name} no longer holds the {split} evaluation sweep.json summarises ({path.name} "
-                f"is gone: trained or evaluated again since); {again}"
-            )
+            stale.append((name, f"{path.name} is gone"))
+            continue
         stored = read_json_object(path, "evaluate the cell again")
         differs = [
             key
@@ -72,11 +67,24 @@ def check_summaries_current(sweep_dir: Path, record: dict[str, Any]) -> None:
             if key in summary and isinstance(stored.get(key), (int, float)) and stored[key] != summary[key]
         ]
         if differs:
-            key = differs[0]
-            raise ValueError(
-                f"{sweep_dir}: cell {name}'s stored {split} evaluation is not the one sweep.json summarises ({key} "
-                f"{stored[key]} against {summary[key]}: evaluated or trained again since); {again}"
-            )
+            stale.append((name, f"{differs[0]} {stored[differs[0]]} against {summary[differs[0]]}"))
+    if stale:
+        name, why = stale[0]
+        entry = record["cells"][name]
+        limit = (entry.get("settings_shown") or {}).get("eval_limit")
+        cut = f" --limit {limit}" if isinstance(limit, int) else ""
+        cell = sweep_dir / name
+        # the cell's own config.yaml holds the eval section the sweep used (evaluate reads eval.* from --config)
+        again = (
+            f"mgfrec evaluate {shlex.quote(str(cell))} --split {split}{cut} --config "
+            f"{shlex.quote(str(cell / 'config.yaml'))}"
+        )
+        more = f" (and {len(stale) - 1} more cell(s))" if len(stale) > 1 else ""
+        raise ValueError(
+            f"{sweep_dir}: cell {name}{more} no longer holds the {split} evaluation sweep.json summarises ({why}: "
+            f"evaluated or trained again since); evaluate it as the sweep did ({again}), or run the sweep into a new "
+            "folder"
+        )
 
 
 def sweep_points(sweep_dir: str | Path, metric: str = "ndcg_full") -> pd.DataFrame:
@@ -157,7 +165,7 @@ def mean_rank_by_limit(
     fields, and the mean target rank from ``ranks_<split>.csv``. Every cell must hold the same samples: a cell
     evaluated again on fewer (``mgfrec report --limit``) is refused, as its mean is not comparable."""
     sweep_dir = Path(sweep_dir)
-    rows, samples, unranked, ranked_how = [], {}, [], {}
+    rows, samples, unranked, ranked_how, lines = [], {}, [], {}, {}
     record = sweep_record(sweep_dir)
     check_summaries_current(sweep_dir, record)
     for name, entry in grid_cells(record).items():
@@ -176,6 +184,7 @@ def mean_rank_by_limit(
             raise ValueError(f"{path}: column rank holds values that are not numbers; write it again")
         samples[name] = frozenset(ranks["sample_id"].astype(str))
         others = {f: v for f, v in entry["values"].items() if f != field}
+        lines[name] = json.dumps(others, sort_keys=True, default=str)  # one line of the figure
         rows.append({"limit": entry["values"][field], **others, "mean_rank": float(ranks["rank"].mean())})
     if not rows:
         others = [s for s in SPLITS if s != split and any(sweep_dir.glob(f"*/ranks_{s}.csv"))]
@@ -187,10 +196,13 @@ def mean_rank_by_limit(
             f"{sweep_dir}: finished cell(s) {shown} hold no ranks_{split}.csv, so Fig. 5 would leave them out; "
             f"evaluate them (mgfrec evaluate CELL --split {split}) or run the sweep again"
         )
-    hows = {name: how for name, how in ranked_how.items() if how is not None}
-    if len(set(hows.values())) > 1:
-        first = next(iter(hows))
-        odd = next(n for n in hows if hows[n] != hows[first])
+    hows = {name: how for name, how in ranked_how.items() if how is not None and name in lines}
+    # within one line of the figure (the other swept fields alike): a grid over eval.exclude_history draws a line
+    # for each way, each comparable in itself
+    odd = next((n for n in hows for m in hows if lines[n] == lines[m] and hows[n] != hows[m]), None)
+    if odd is not None:
+        first = next(m for m in hows if lines[m] == lines[odd] and hows[m] != hows[odd])
+        first, odd = sorted((first, odd))
         raise ValueError(
             f"{sweep_dir}: cells {first} (exclude_history {str(hows[first]).lower()}) and {odd} "
             f"({str(hows[odd]).lower()}) were ranked differently, so their mean ranks are not comparable; evaluate "

@@ -627,8 +627,29 @@ def test_a_sweep_whose_cells_were_evaluated_or_trained_again_is_refused(tmp_path
         mean_rank_by_limit(sweep)
     (cell / "eval_valid.json").write_text(kept.replace('"samples": 2', '"samples": 1'))
     for draw in (lambda: plot_sweep(sweep, tmp_path / "fig"), lambda: mean_rank_by_limit(sweep)):
-        with pytest.raises(ValueError, match=r"cell agent.max_groundings=3's stored valid evaluation is not the one"):
+        with pytest.raises(ValueError, match=r"cell agent.max_groundings=3 no longer holds .* \(samples 1 against 2"):
             draw()
     (cell / "eval_valid.json").unlink()  # a fit into the cell retires its results
-    with pytest.raises(ValueError, match=r"eval_valid.json is gone: .*--split valid --limit 2\)"):
+    # the command restores the cell: the cell's config.yaml holds the eval section the sweep used
+    with pytest.raises(
+        ValueError, match=r"eval_valid.json is gone: .*--split valid --limit 2 --config \S+config.yaml\)"
+    ):
         plot_sweep(sweep, tmp_path / "fig")
+    (cell / "eval_valid.json").write_text(kept)
+    # a grid over eval.exclude_history itself: one Fig. 5 line per way, each comparable in itself (it was refused)
+    record["grid"]["eval.exclude_history"] = [True, False]
+    import shutil
+
+    for name in list(record["cells"]):
+        entry = record["cells"].pop(name)
+        if entry["status"] != "finished":
+            continue
+        for how in (True, False):
+            both = f"{name},eval.exclude_history={str(how).lower()}"
+            shutil.copytree(sweep / name, sweep / both)
+            stored = json.loads((sweep / both / "eval_valid.json").read_text())
+            (sweep / both / "eval_valid.json").write_text(json.dumps({**stored, "exclude_history": how}))
+            record["cells"][both] = {**entry, "values": {**entry["values"], "eval.exclude_history": how}}
+    record["grid"]["agent.max_groundings"] = [1, 3, 6]
+    (sweep / "sweep.json").write_text(json.dumps(record))
+    assert len(mean_rank_by_limit(sweep)) == 6
