@@ -34,13 +34,6 @@ def _check_option_flag(cls: type, field: str, flag: str, name: str) -> None:
 _NOT_TRAINING = ("retriever.model", "retriever.device")
 
 
-def _dotted(cfg: object, path: str) -> object:
-    """The config value at ``section.field``."""
-    for part in path.split("."):
-        cfg = getattr(cfg, part)
-    return cfg
-
-
 @app.command()
 def fit(
     data: Path = typer.Option(..., "--data", help="Prepared data set folder (from 'mgfrec data prepare')."),
@@ -122,11 +115,14 @@ def fit(
                 highlight=False,
                 soft_wrap=True,
             )
+        from mgfrec.config.components import config_value
+
         device_setting = getattr(cls, "device_setting", None)
         if device is not None and device_setting and not reused:  # bigrec trained on the CPU under --device cuda
             console.print(
                 f"note: --device: retriever '{cfg.retriever.model}' trains where {device_setting} says "
-                f"({_dotted(cfg, device_setting)}), not on retriever.device; set it with --set {device_setting}=...",
+                f"({config_value(cfg, device_setting)}), not on retriever.device; set it with --set "
+                f"{device_setting}=...",
                 highlight=False,
                 soft_wrap=True,
             )

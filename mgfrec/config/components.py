@@ -42,7 +42,8 @@ _NAMED = (
 )
 
 
-def _get(cfg: MGFRecConfig, dotted: str) -> Any:
+def config_value(cfg: MGFRecConfig, dotted: str) -> Any:
+    """The value of the dotted field ``section.field`` of ``cfg``."""
     node: Any = cfg
     for part in dotted.split("."):
         node = getattr(node, part)
@@ -59,7 +60,7 @@ def check_components(
     problems: list[str] = []
     for name_path, kind, options_path in _NAMED:
         problems += _check_one(
-            reg, kind, _get(cfg, name_path), name_path, _get(cfg, options_path), options_path, cfg=cfg
+            reg, kind, config_value(cfg, name_path), name_path, config_value(cfg, options_path), options_path, cfg=cfg
         )
     specs = cfg.grpo.rewards if rewards else ()
     for spec in specs:  # each reward's options sit beside its name (grpo.rewards[i].options)
@@ -68,7 +69,7 @@ def check_components(
         )
     problems += _check_constraints(reg, cfg)
     for path in ("embedding.device", "retriever.device"):
-        device = str(_get(cfg, path))
+        device = str(config_value(cfg, path))
         if not _DEVICE.fullmatch(device):
             problems.append(f"{path}: unknown device {device!r}; use cpu, cuda, cuda:N, mps or auto")
         elif path == "embedding.device" and device.startswith("meta"):  # torch's traceback when the model loaded
@@ -95,7 +96,7 @@ def plugins_named(cfg: MGFRecConfig, reg: Registry | None = None) -> dict[str, l
     run where a package is missing names the package to install (``extra.update(plugins_named(cfg))``). Names
     nobody registered are left out (the config check reports them)."""
     reg = reg or registry()
-    wanted = [(kind, str(_get(cfg, path))) for path, kind, _ in _NAMED]
+    wanted = [(kind, str(config_value(cfg, path))) for path, kind, _ in _NAMED]
     wanted += [("reward", spec.name) for spec in cfg.grpo.rewards]
     found: list[dict] = []
     for kind, name in wanted:

@@ -58,14 +58,6 @@ def _hub_id(text: str) -> bool:
     return True
 
 
-def _weights_of(model_id: str) -> str | None:
-    """A local folder's fingerprint, or the commit a hub id's cached snapshot holds (None before it is downloaded:
-    the first load fetches it)."""
-    from mgfrec.embed.sentence import folder_fingerprint, hub_snapshot
-
-    return folder_fingerprint(model_id) if Path(model_id).is_dir() else hub_snapshot(model_id)
-
-
 class HFChatAgent:
     """Feedback from a local transformers chat model; see the module docstring."""
 
@@ -103,7 +95,9 @@ class HFChatAgent:
         self.model_id = str(local.resolve()) if local.exists() else cfg.model
         # which weights the name holds now, for the cache key: a folder re-saved in place (a judge retrained) or a
         # hub id whose cached snapshot moved answered from the old weights' cache (review s30)
-        self.weights = _weights_of(self.model_id)
+        from mgfrec.embed.sentence import weights_of  # the embedder's rule: a folder's fingerprint or a hub commit
+
+        self.weights = weights_of(self.model_id, self.model_id)
         prompt_builder(cfg.prompt)  # check user_agent.prompt now; the real builder needs the tokenizer
         self._prompt_path = cfg.prompt
         self._prompt: PromptFn | None = None
