@@ -40,12 +40,9 @@ from mgfrec.demo_settings import (  # noqa: F401 (DemoOptions and the settings' 
 from mgfrec.embed.cache import cached_item_embeddings
 from mgfrec.eval.report import Report, build_report
 from mgfrec.locks import only_one_in
+from mgfrec.output_folders import removed_if_left_empty
 from mgfrec.retrievers.fit import fit_baseline
-from mgfrec.runs import (
-    read_run_info,
-    recall_run_of,
-    removed_if_left_empty,
-)
+from mgfrec.runs import read_run_info, recall_run_of
 from mgfrec.signals import stop_exception, stopped_by
 
 DEMO_BASELINES: tuple[str, ...] = ("pop", "last-title", "sasrec", "hybrid")  # the cheap default set

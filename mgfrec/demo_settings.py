@@ -15,7 +15,8 @@ from typing import Any
 from mgfrec.config.load import entries_besides_config
 from mgfrec.config.redaction import redacted
 from mgfrec.config.schema import DataConfig, MGFRecConfig
-from mgfrec.runs import NOT_A_RUN, RUN_FILE, read_json_object, read_run_info, refuse_held
+from mgfrec.output_folders import NOT_A_RUN, refuse_held
+from mgfrec.runs import RUN_FILE, read_json_object, read_run_info
 from mgfrec.staleness import check_recall_current
 
 

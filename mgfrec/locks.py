@@ -11,6 +11,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+_BUSY = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)  # another process holds it
+
+
+def _try_flock(fd: int, operation: int) -> OSError | None:
+    """Take ``operation`` (``fcntl.LOCK_EX`` or ``LOCK_SH``) on ``fd`` without waiting: None when taken, else the
+    error (its errno in ``_BUSY`` when another process holds the lock; anything else: the file system takes none)."""
+    import fcntl
+
+    try:
+        fcntl.flock(fd, operation | fcntl.LOCK_NB)
+    except OSError as exc:
+        return exc
+    return None
+
 
 @contextmanager
 def only_one_in(folder: str | Path, command: str) -> Iterator[None]:
@@ -24,20 +38,16 @@ def only_one_in(folder: str | Path, command: str) -> Iterator[None]:
         return
     fd = os.open(folder, os.O_RDONLY)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                warnings.warn(
-                    f"--out {folder}: its file system takes no lock ({exc.strerror}); run one {command} at a time "
-                    "in it",
-                    stacklevel=3,
-                )
-                yield
-                return
+        failed = _try_flock(fd, fcntl.LOCK_EX)
+        if failed is not None and failed.errno in _BUSY:
             raise ValueError(
                 f"--out {folder}: another {command} is running in it; wait for it to end, or give another --out"
-            ) from None
+            )
+        if failed is not None:
+            warnings.warn(
+                f"--out {folder}: its file system takes no lock ({failed.strerror}); run one {command} at a time in it",
+                stacklevel=3,
+            )
         yield
     finally:
         os.close(fd)
@@ -55,11 +65,9 @@ def held_by_another(folder: str | Path) -> bool:
     except OSError:
         return False
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError as exc:
-        return exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
+        failed = _try_flock(fd, fcntl.LOCK_SH)
+        if failed is None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        return failed is not None and failed.errno in _BUSY
     finally:
         os.close(fd)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mgfrec.runs import check_output_run
+from mgfrec.output_folders import check_output_run
 
 pytestmark = pytest.mark.reliability
 
@@ -155,7 +155,7 @@ def test_run_marks_beside_a_users_own_files_still_make_a_run_folder(tmp_path, na
     # metrics.csv is a fit's (GRPO's or a baseline's): sft refuses it as a fit that did not finish
     for producer in ("baseline", "mgfrec") if "metrics.csv" in names else ("baseline", "mgfrec-sft", "mgfrec"):
         check_output_run(out, producer)
-    from mgfrec.runs import is_run_output
+    from mgfrec.output_folders import is_run_output
 
     assert [is_run_output(n) for n in ("notes.md", "analysis", "plot.py", "config.yaml", "eval_test.json")] == [
         False,
@@ -269,7 +269,7 @@ def test_what_is_not_a_run_is_named_for_what_it_is(tmp_path, make, words):
 def test_a_runs_own_recall_run_or_collaborative_model_is_refused_as_out(tmp_path):
     """`baseline fit --out HYBRID/collaborative` replaced the model the hybrid's blend weight was tuned on, and report
     gave the hybrid's stored results as current (review s30); a run's recall run likewise."""
-    from mgfrec.runs import check_not_own_subrun
+    from mgfrec.output_folders import check_not_own_subrun
 
     hybrid = run_folder(tmp_path / "hybrid", "baseline", "hybrid")
     with pytest.raises(ValueError, match=r"the collaborative model of the run in .*hybrid, which was fitted or tuned"):

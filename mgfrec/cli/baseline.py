@@ -143,7 +143,7 @@ def fit(
         if extra:
             cfg = load(config, set_, {**values, **extra})
         ds = PreparedDataset(data)
-        from mgfrec.runs import check_not_own_subrun, check_output_run
+        from mgfrec.output_folders import check_not_own_subrun, check_output_run
 
         check_not_own_subrun(out_dir)
         check_output_run(out_dir, "baseline", data=ds.root)  # before saying it fits (fit_baseline checks it too)

@@ -101,9 +101,9 @@ def fit(
 ) -> None:
     """Roll the agent out G times per train sample, reward the grounded answer (NDCG, format), and update the
     policy with the clipped GRPO loss; validate (greedy unless eval.greedy=false), keep the best and the last policy."""
+    from mgfrec.output_folders import removed_if_left_empty
     from mgfrec.rl.distributed import launched_as_main
     from mgfrec.rl.fit import FitOptions, init_differences, run_fit, starting_config
-    from mgfrec.runs import removed_if_left_empty
 
     def go():
         if no_feedback and user_agent not in (None, "none"):

@@ -75,8 +75,8 @@ def sft(
     """Synthesize trajectories from train samples (ground on listed titles, answer with a copied title),
     train the policy on its own tokens, evaluate it on valid (greedy, or sampled with --set eval.greedy=false),
     and save it to OUT/policy."""
+    from mgfrec.output_folders import removed_if_left_empty
     from mgfrec.rl.sft import SFTOptions, run_sft
-    from mgfrec.runs import removed_if_left_empty
 
     def go():
         if fallback not in ("recall", "nearest"):

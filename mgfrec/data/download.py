@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from mgfrec import __version__
-from mgfrec.runs import removed_if_left_empty
+from mgfrec.output_folders import removed_if_left_empty
 
 # The McAuley lab's public data host, which R2ec's preprocessing downloads from as well. The older
 # https://datarepo.eng.ucsd.edu/mcauley_group/data/amazon_2023 serves the same layout (use --base-url).

@@ -43,24 +43,38 @@ def grid_cells(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {name: entry for name, entry in on_grid(record).items() if entry.get("status") == "finished"}
 
 
-def check_summaries_current(sweep_dir: Path, record: dict[str, Any]) -> None:
+def stored_evaluations(sweep_dir: Path, record: dict[str, Any], split: str) -> dict[str, dict[str, Any] | None]:
+    """Each finished grid cell's ``eval_<split>.json`` as it is on disk now (None where there is none), each read
+    once: the staleness check and Fig. 5 both ask."""
+    found: dict[str, dict[str, Any] | None] = {}
+    for name in grid_cells(record):
+        path = sweep_dir / name / f"eval_{split}.json"
+        found[name] = read_json_object(path, "evaluate the cell again") if path.is_file() else None
+    return found
+
+
+def check_summaries_current(
+    sweep_dir: Path, record: dict[str, Any], stored_by_cell: dict[str, dict[str, Any] | None] | None = None
+) -> None:
     """Refuse a sweep whose finished cells' stored evaluations are no longer the ones ``sweep.json`` summarises: a
     cell evaluated again (on another subsample, or ranked the other way) or trained again into its folder (its
     results retired, or replaced by the new policy's). Figs. 7-8 drew the summary's numbers beside a Fig. 5 drawn
-    from the new ones, without a word (review s30)."""
+    from the new ones, without a word (review s30). ``stored_by_cell``: :func:`stored_evaluations` of the summary's
+    split, where the caller has read them already."""
     split = record.get("summary_split")
     if not isinstance(split, str):
         return  # a sweep of before the field: nothing to compare against
+    if stored_by_cell is None:
+        stored_by_cell = stored_evaluations(sweep_dir, record, split)
     stale: list[tuple[str, str]] = []  # (cell, why)
     for name, entry in grid_cells(record).items():
         summary = entry.get("summary") or {}
         if not summary:
             continue
-        path = sweep_dir / name / f"eval_{split}.json"
-        if not path.is_file():
-            stale.append((name, f"{path.name} is gone"))
+        stored = stored_by_cell.get(name)
+        if stored is None:
+            stale.append((name, f"eval_{split}.json is gone"))
             continue
-        stored = read_json_object(path, "evaluate the cell again")
         differs = [
             key
             for key in ("samples", "ndcg_full", "mean_rank")
@@ -167,12 +181,13 @@ def mean_rank_by_limit(
     sweep_dir = Path(sweep_dir)
     rows, samples, unranked, ranked_how, lines = [], {}, [], {}, {}
     record = sweep_record(sweep_dir)
-    check_summaries_current(sweep_dir, record)
+    stored_by_cell = stored_evaluations(sweep_dir, record, split)
+    check_summaries_current(sweep_dir, record, stored_by_cell if record.get("summary_split") == split else None)
     for name, entry in grid_cells(record).items():
         path = sweep_dir / name / f"ranks_{split}.csv"
-        stored = sweep_dir / name / f"eval_{split}.json"
-        if stored.is_file():  # mixed: one cell ranked with its history, one without (review s30)
-            ranked_how[name] = read_json_object(stored, "evaluate the cell again").get("exclude_history")
+        stored = stored_by_cell.get(name)
+        if stored is not None:  # mixed: one cell ranked with its history, one without (review s30)
+            ranked_how[name] = stored.get("exclude_history")
         if field not in entry["values"]:
             continue
         if not path.is_file():

@@ -26,7 +26,8 @@ from mgfrec.config.load import (
     write_resolved,
 )
 from mgfrec.config.schema import MGFRecConfig
-from mgfrec.runs import RunInfo, clear_results, plugins_of_run, read_run_info, recall_run_of, write_run_info
+from mgfrec.output_folders import clear_results
+from mgfrec.runs import RunInfo, plugins_of_run, read_run_info, recall_run_of, write_run_info
 from mgfrec.text.prompts import RUN_PROMPTS, keep_run_prompts
 
 # Each preset removes one of MGFRec's parts; "full" keeps all of them so that a table can list it by name.

@@ -169,7 +169,8 @@ def check_sweep_output(out: Path, data: str | Path | None = None, cells: Sequenc
     fit's ``config.yaml`` are the sweep's own, its ``sweep.json`` deleted (as a damaged one's error says to do):
     each is checked against its cell's config before it is reused."""
     from mgfrec.config.load import entries_besides_config
-    from mgfrec.runs import NOT_A_RUN, RUN_FILE, refuse_held
+    from mgfrec.output_folders import NOT_A_RUN, refuse_held
+    from mgfrec.runs import RUN_FILE
 
     out = Path(out)
     if not out.is_dir() or (out / SWEEP_FILE).is_file():

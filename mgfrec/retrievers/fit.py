@@ -26,20 +26,12 @@ from mgfrec.config.load import is_user_config, keep_user_config, write_resolved
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.locks import only_one_in
+from mgfrec.output_folders import check_output_run, is_run_output, removed_if_left_empty
 from mgfrec.ranking.evaluator import rank_targets
 from mgfrec.ranking.metrics import per_sample
 from mgfrec.registry import Registry, registry, with_registry
 from mgfrec.retrievers.damage import damaged_run_files
-from mgfrec.runs import (
-    PREVIOUS_FIT,
-    RUN_FILE,
-    RunInfo,
-    check_output_run,
-    is_run_output,
-    read_run_info,
-    removed_if_left_empty,
-    write_run_info,
-)
+from mgfrec.runs import PREVIOUS_FIT, RUN_FILE, RunInfo, read_run_info, write_run_info
 
 
 @dataclass(frozen=True)
@@ -136,7 +128,7 @@ PREVIOUS = PREVIOUS_FIT
 
 
 def _set_aside(out: Path, own: tuple[str, ...] = ()) -> Path | None:
-    """Move what a run wrote in ``out`` (:func:`~mgfrec.runs.is_run_output`, ``own``: the retriever's
+    """Move what a run wrote in ``out`` (:func:`~mgfrec.output_folders.is_run_output`, ``own``: the retriever's
     ``run_files``) into ``out/.previous-fit`` (renames: cheap); None when there was nothing. Anything else, a
     user's notes or analysis beside the run, stays where it is and is never deleted."""
     aside = out / PREVIOUS

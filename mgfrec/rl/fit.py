@@ -44,6 +44,7 @@ from mgfrec.config.schema import AgentConfig, MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.grounding.engine import check_top_k, load_grounding
 from mgfrec.models.policy import check_policy_source, load_policy
+from mgfrec.output_folders import check_output_run, retire_if_recall_inside, retire_run
 from mgfrec.registry import Registry, registry, with_registry
 from mgfrec.retrievers.training import lightning_ctrl_c
 from mgfrec.rewards.compose import build_reward
@@ -76,17 +77,7 @@ from mgfrec.rl.strategy import (
     trainer_accelerator,
 )
 from mgfrec.rollout.base import check_engine
-from mgfrec.runs import (
-    RUN_FILE,
-    RunInfo,
-    check_output_run,
-    policy_folder,
-    read_run_info,
-    recall_run_of,
-    retire_if_recall_inside,
-    retire_run,
-    write_run_info,
-)
+from mgfrec.runs import RUN_FILE, RunInfo, policy_folder, read_run_info, recall_run_of, write_run_info
 from mgfrec.staleness import check_agent_current, recall_created
 from mgfrec.text.prompts import AgentPrompts, keep_run_prompts
 from mgfrec.user_agents.base import check_user_agent, with_run_cache

@@ -45,17 +45,11 @@ from mgfrec.eval.policy_eval import METRIC_COLUMNS, evaluate_policy
 from mgfrec.grounding.engine import check_top_k, load_grounding
 from mgfrec.models.logprobs import token_logprobs, vocab_width
 from mgfrec.models.policy import check_policy_source, load_policy, preset_name, save_policy, training_device
+from mgfrec.output_folders import check_output_run, retire_if_recall_inside, retire_run
 from mgfrec.registry import Registry, registry, with_registry
 from mgfrec.rl.sft_data import Fallback, SynthesisResult, Teacher, synthesize
 from mgfrec.rollout.base import build_engine, check_engine, sync_weights
-from mgfrec.runs import (
-    RunInfo,
-    check_output_run,
-    retire_if_recall_inside,
-    retire_run,
-    write_metrics,
-    write_run_info,
-)
+from mgfrec.runs import RunInfo, write_metrics, write_run_info
 from mgfrec.staleness import recall_created
 from mgfrec.text.prompts import AgentPrompts, keep_run_prompts
 from mgfrec.user_agents.base import check_user_agent, with_run_cache

@@ -20,7 +20,6 @@ import asyncio
 import json
 import logging
 import os
-import re
 import signal
 import socket
 import threading
@@ -28,7 +27,6 @@ import time
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Annotated, Any, Literal
-from urllib.parse import quote, unquote, unquote_plus
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi import Query as Q
@@ -40,10 +38,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from mgfrec.data.protocol import SPLITS
 from mgfrec.recommend import Recommender
 from mgfrec.recommendation import Query, item_dict
+from mgfrec.serve.access_log import path_only
 from mgfrec.serve.guard import STOPPING, Guard
+from mgfrec.serve.request_checks import only_parameters, validation_line
 from mgfrec.serve.work import Batcher, Busy, Conversation, Mode, client_error_text, error_text
 from mgfrec.text.terminal import terminal_safe
-from mgfrec.validation import REDACTED, is_blank, looks_like_key
+from mgfrec.validation import is_blank
 
 MAX_TITLE_CHARS = 300
 MAX_HISTORY = 50
@@ -94,53 +94,6 @@ class FeedbackBody(BaseModel):
         None, max_length=2000, description="the feedback; empty or null: the simulated user answers"
     )
     answer_now: bool = Field(False, strict=True, description="ask the agent to give its final answer now")
-
-
-def validation_line(error: dict[str, Any], content_type: str = "application/json") -> str:
-    """One request validation error as ``field: problem``: the body itself is named ``body`` (a body that is
-    missing, not JSON, or not an object; with the request's ``content_type`` when it was not JSON), query
-    parameters ``query.<name>``; the input is never echoed."""
-    where = [str(p) for p in error["loc"]]
-    if where and where[0] == "body":
-        where = where[1:]
-    kind = error["type"]
-    if kind == "json_invalid":
-        position = f" at character {where[0]}" if where else ""
-        cause = (error.get("ctx") or {}).get("error")
-        return f"body: not valid JSON{position}" + (f" ({cause})" if cause else "")
-    if not where:
-        sent = "" if "json" in content_type.lower() else f"; the content-type was {content_type[:60] or 'none'!r}"
-        if kind == "missing":
-            return f"body: required (send a JSON object, content-type: application/json{sent})"
-        return f"body: {error['msg']} (send a JSON object, content-type: application/json{sent})"
-    return f"{'.'.join(where)}: {error['msg']}"
-
-
-def only_parameters(request: Request) -> None:
-    """Refuse a query parameter the route does not take (a misspelt ``splt=test``, or ``?k=1`` on a route that
-    reads ``k`` from its body, was ignored silently); every route depends on it."""
-    route = request.scope.get("route")
-    if getattr(route, "path", None) == "/":  # the web page: a link may carry its own query (?utm_source=...)
-        return
-    dependant = getattr(route, "dependant", None)
-    allowed = [p.alias for p in dependant.query_params] if dependant is not None else []
-    unknown = sorted(set(request.query_params) - set(allowed))
-    if unknown:
-        takes = ", ".join(allowed) if allowed else "none"
-        raise HTTPException(422, f"query.{unknown[0]}: not a parameter of {request.url.path} (it takes {takes})")
-    # a parameter given twice was read last-wins (?split=test&split=valid answered for valid), and one whose
-    # percent-encoding is not UTF-8 was read with replacement characters (review s30)
-    twice = sorted(name for name in set(request.query_params) if len(request.query_params.getlist(name)) > 1)
-    if twice:
-        times = len(request.query_params.getlist(twice[0]))
-        raise HTTPException(422, f"query.{twice[0]}: given {times} times; give it once")
-    for piece in request.scope.get("query_string", b"").decode("latin-1").split("&"):
-        name, _, value = piece.partition("=")
-        try:
-            unquote_plus(value, errors="strict")
-        except UnicodeDecodeError:
-            shown = unquote_plus(name, errors="replace")
-            raise HTTPException(422, f"query.{shown}: its percent-encoding is not UTF-8 text") from None
 
 
 FINISHED_KEPT = 4
@@ -465,7 +418,7 @@ def serve(run_dir: str, options: ServeOptions, sets: tuple[str, ...] = (), say: 
                     super().handle_exit(sig, frame)
 
             server = Server(config)
-            logging.getLogger("uvicorn.access").addFilter(_path_only)
+            logging.getLogger("uvicorn.access").addFilter(path_only)
             host = f"[{options.host}]" if ":" in options.host else options.host  # an IPv6 address in a URL
             # the folder's name and run.json's model are untrusted: no escape sequence reaches the terminal
             say(terminal_safe(f"serving {run_dir} ({recommender.kind}, {recommender.method}) at http://{host}:{port}/"))
@@ -479,37 +432,6 @@ def serve(run_dir: str, options: ServeOptions, sets: tuple[str, ...] = (), say: 
                 recommender.close()  # waits for a user agent's requests in flight
             except KeyboardInterrupt as stop:  # a Ctrl-C (or SIGTERM) while it waits: quit at once
                 os._exit(getattr(stop, "exit_code", 130))
-
-
-_QUERY_START = re.compile(r"[?;]|%3f|%3b", re.IGNORECASE)
-
-
-def _path_only(record: logging.LogRecord) -> bool:
-    """An access-log record with its query string cut: ``?api_key=...`` put in a URL never reaches the log, nor
-    does one behind an encoded ``?`` (``%3F``) or a ``;`` parameter; a path segment that looks like a key is
-    shown as ``<redacted>``."""
-    args = record.args
-    if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):  # uvicorn's: client, method, path..
-        path = _QUERY_START.split(args[2], maxsplit=1)[0]
-        record.args = (*args[:2], "/".join(_segment_shown(p) for p in path.split("/")), *args[3:])
-    return True
-
-
-_WORD = re.compile(r"[A-Za-z0-9_.-]+")
-
-
-def _segment_shown(segment: str) -> str:
-    """A path segment as the access log shows it: as sent, or, when a word in it looks like a key, decoded with
-    each such word as ``<redacted>``. A key beside other characters in one segment (``items&api_key=sk-...``, a
-    ``&`` typed for ``?``; ``Bearer%20sk-...``) was logged whole: only a segment that was a key alone was caught
-    (review s30)."""
-    text = unquote(segment)
-    if not any(looks_like_key(word) for word in _WORD.findall(text)):
-        return segment
-    shown = _WORD.sub(lambda m: REDACTED if looks_like_key(m.group()) else m.group(), text)
-    # encoded again: decoded, a %0A or an escape sequence in the request forged log lines and drove the operator's
-    # terminal (review s30)
-    return quote(shown, safe="/:@&=+$,;~!*'()<>")
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:
