@@ -193,11 +193,13 @@ def _run_demo(
     reference = out / REFERENCE if REFERENCE in baselines else None
     # agents are evaluated as eval.greedy says (greedy by default): constrained turns keep greedy decoding
     # well formed, which the small policy's free greedy decoding was not
+    # the whole split is a limit of its size: with no limit the report took any stored result, so a rerun with
+    # --eval-samples 0 kept the agent's 100-sample results beside whole-split rows (review s31)
+    whole = int(ds.counts["samples"][config.eval.split])
+    limit = whole if options.eval_samples is None else options.eval_samples
     report = stage(
         "evaluate",
-        lambda: build_report(
-            [*runs, *agent_runs], config.eval.split, reference, config.eval, limit=options.eval_samples
-        ),
+        lambda: build_report([*runs, *agent_runs], config.eval.split, reference, config.eval, limit=limit),
     )
     written = report.write(out)
     if agent_runs:

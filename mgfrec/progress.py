@@ -35,9 +35,10 @@ _SETTINGS: ContextVar[_Settings | None] = ContextVar("mgfrec_progress", default=
 
 
 def _interval_from_environment() -> float:
-    """``MGFREC_PROGRESS_SECONDS`` (default 5): a finite number of seconds, at least 0."""
+    """``MGFREC_PROGRESS_SECONDS`` (default 5): a finite number of seconds, at least 0; set but empty is unset (a
+    script's ``VAR=${X:-}`` failed every command that shows progress; review s31)."""
     text = os.environ.get("MGFREC_PROGRESS_SECONDS")
-    if text is None:
+    if text is None or not text.strip():
         return float(DEFAULT_SECONDS)
     try:
         value = float(text)

@@ -47,6 +47,7 @@ from mgfrec.recommendation import (  # noqa: F401 (the query and answer shapes w
     turn_dict,
     typed_history,
     user_history,
+    user_rows,
 )
 from mgfrec.registry import Registry, with_registry
 from mgfrec.retrievers.fit import load_retriever, open_data
@@ -218,6 +219,7 @@ class Recommender:
             return user_history(self.ds, query.user, history_window(self.ds)), None
         rows = self.split_samples(query.split, query.user)
         if rows.empty:
+            user_rows(self.ds, query.user)  # no such user at all: said so, with a few that exist (review s31)
             raise KeyError(f"--user {query.user!r}: no sample of this user in split '{query.split}' of {self.ds.root}")
         if query.sample_id is not None:
             chosen = rows[rows["sample_id"] == query.sample_id]

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
+
 from mgfrec.agent.trajectory import Trajectory
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.grounding.engine import Grounding
@@ -108,8 +110,8 @@ def turn_dict(ds: PreparedDataset, trajectory: Trajectory, n: int) -> dict[str, 
     return entry
 
 
-def user_history(ds: PreparedDataset, user_id: str, length: int) -> list[int]:
-    """The user's latest ``length`` items in time order (file order breaks ties), from the cleaned log."""
+def user_rows(ds: PreparedDataset, user_id: str) -> pd.DataFrame:
+    """The user's rows of the cleaned log; a user the data set does not hold is one line naming a few it does."""
     log = ds.interactions
     rows = log[log["user_id"].astype(str) == str(user_id)]
     if rows.empty:
@@ -117,7 +119,12 @@ def user_history(ds: PreparedDataset, user_id: str, length: int) -> list[int]:
         raise KeyError(
             f"--user {user_id!r}: no such user in {ds.root} (user ids are strings as in the input, e.g. {known})"
         )
-    rows = rows.reset_index().sort_values(["timestamp", "index"], kind="stable")
+    return rows
+
+
+def user_history(ds: PreparedDataset, user_id: str, length: int) -> list[int]:
+    """The user's latest ``length`` items in time order (file order breaks ties), from the cleaned log."""
+    rows = user_rows(ds, user_id).reset_index().sort_values(["timestamp", "index"], kind="stable")
     return rows["item_idx"].astype(int).tolist()[-length:]
 
 

@@ -137,9 +137,13 @@ def test_demo_command_prints_an_80_column_table_with_its_legend(tmp_path):
 def test_the_closing_line_names_what_the_rows_were_compared_on():
     from mgfrec.cli.demo import compared_on
 
-    assert compared_on(0, {491}) == "on the whole test split"
-    assert compared_on(100, {100}) == "on a seeded subsample of 100 test samples"
-    assert compared_on(1000, {491}) == "on the whole test split (491 samples, fewer than --eval-samples 1,000)"
+    assert compared_on(0, {491}) == "All rows are compared on the whole test split"
+    assert compared_on(100, {100}) == "All rows are compared on a seeded subsample of 100 test samples"
+    assert compared_on(1000, {491}) == (
+        "All rows are compared on the whole test split (491 samples, fewer than --eval-samples 1,000)"
+    )
+    # rows of other sizes (a rerun with --eval-samples 0 kept the agent's 100; review s31) are not "the whole split"
+    assert compared_on(0, {100, 675}).startswith("The rows do not all hold the same samples (100 and 675 by row)")
 
 
 def test_the_closing_line_names_only_the_readings_made():
@@ -224,6 +228,21 @@ def test_run_demo_with_the_agent_stages(tmp_path):
     for key in ("figure_reward", "figure_response_length", "figure_difficulty", "case_study"):
         assert result.written[key].is_file(), key
     assert result.written["case_study"].read_text(encoding="utf-8").startswith("# Case study")
+    from dataclasses import replace
+
+    # a rerun over the whole split (--eval-samples 0): the agent rows' stored 12-sample results were kept beside
+    # whole-split rows and left unpaired, while the closing line said "the whole test split" (review s31)
+    whole = run_demo(
+        cfg,
+        tmp_path,
+        baselines=("last-title", "sasrec", "bigrec"),
+        options=replace(options, eval_samples=None),
+        say=lambda m: None,
+    )
+    rows = {row["run"]: row for row in json.loads(whole.written["json"].read_text())["rows"]}
+    sizes = {row["samples"] for row in rows.values()}
+    assert len(sizes) == 1 and sizes.pop() > 12, {n: r["samples"] for n, r in rows.items()}
+    assert all(row["comparison_error"] is None for row in rows.values())
 
 
 def test_ctrl_c_during_a_baseline_stops_the_demo_with_that_run_finished(tmp_path):

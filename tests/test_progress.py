@@ -64,3 +64,9 @@ def test_a_bad_interval_variable_is_named(monkeypatch, value):
     monkeypatch.setenv("MGFREC_PROGRESS_SECONDS", "0.5")
     with progress.reporting(io.StringIO()):
         pass
+
+
+def test_an_empty_interval_variable_is_the_default(monkeypatch):
+    """``MGFREC_PROGRESS_SECONDS=`` (a script's ``${X:-}``) failed every command that shows progress (review s31)."""
+    monkeypatch.setenv("MGFREC_PROGRESS_SECONDS", "")
+    assert progress._interval_from_environment() == progress.DEFAULT_SECONDS

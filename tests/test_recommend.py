@@ -79,6 +79,10 @@ def test_bad_arguments_are_named(agent_run):
 
     first = str(PreparedDataset(read_run_info(run).data).interactions["user_id"].iloc[0])
     assert f"e.g. '{first}'" in " ".join(nobody.output.split()), nobody.output
+    # with --split too: it said "no sample of this user in split 'test'", naming none that exist (review s31)
+    split = CliRunner().invoke(app, ["recommend", str(run), "--user", "no-such-user", "--split", "test"])
+    text = " ".join(split.output.split())
+    assert split.exit_code == 2 and "no such user" in text and f"e.g. '{first}'" in text, text
 
 
 def test_markdown_case_study_is_written(agent_run, tmp_path):

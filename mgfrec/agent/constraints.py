@@ -15,18 +15,20 @@ machine over token ids that says, before each token, which tokens may come next:
   trajectory has been shown (its recall list and every returned item list), each as the prompt shows it;
 * the grounded title is restricted the same way to the shown and history titles
   (``agent.ground_titles: shown``), or is free plain text as in the paper (``free``);
-* ``<ground>`` is allowed only while groundings are left and the total budget still has room for an answer
-  turn afterwards, so a constrained trajectory cannot end with ``grounding_limit``.
+* ``<ground>`` is allowed only while groundings are left and the total budget, after the tokens this turn has
+  written and the grounding's longest title, still has room for an answer turn, so a constrained trajectory
+  cannot end with ``grounding_limit``.
 
 Format errors can then only come from budgets (a title longer than what is left), and the metrics say so.
 
 A prior over the answer (``agent.recall_prior: b > 0``). Each title the answer may name gets the weight
-``rank ** -b`` by its place in the recall list (a title shown only by a grounding ranks after the list); the
-answer trie factors that prior over whole titles into one distribution per step (:meth:`TokenTrie.log_prior`),
-and its log is added to the allowed tokens' logits (:attr:`AllowedSet.bias`). The policy then samples from
-``softmax(logits + log prior)`` over the allowed tokens: it answers the recall model's first title unless its
-own logits say otherwise, and GRPO trains it on that same distribution (the bias travels with the allowed
-sets). A small policy from scratch never learns "the list's first item" by itself (docs/agent-cpu.md).
+``rank ** -b`` (held as its log, ``-b log rank``, so no ``b`` underflows) by its place in the recall list (a title shown
+only by a grounding ranks after the list); the answer trie factors that prior over whole titles into one
+distribution per step (:meth:`TokenTrie.log_prior`), and its log is added to the allowed tokens' logits
+(:attr:`AllowedSet.bias`). The policy then samples from ``softmax(logits + log prior)`` over the allowed tokens:
+it answers the recall model's first title unless its own logits say otherwise, and GRPO trains it on that same
+distribution (the bias travels with the allowed sets). A small policy from scratch never learns "the list's first
+item" by itself (docs/agent-cpu.md).
 
 Exactness. The sampler renormalises the logits over the allowed set at each constrained position, so the
 sampled token's log-prob is of that restricted distribution. What was allowed at every position is
@@ -84,27 +86,40 @@ def only(ids: Iterable[int]) -> AllowedSet:
 class TokenTrie:
     """Token-id sequences as a prefix tree: which tokens may follow a prefix, and where a sequence ends.
 
-    With ``weights`` (one positive number per sequence; a repeated sequence keeps its largest) every node also
-    knows the weight ending there (``end``) and below it (``mass``), so a prior over whole sequences factors
-    into one distribution per step: :meth:`log_prior`."""
+    With ``weights`` (one positive number per sequence) or ``log_weights`` (their logs; a repeated sequence keeps
+    its largest) every node also knows the log weight ending there (``log_end``) and below it (``log_mass``), so a
+    prior over whole sequences factors into one distribution per step: :meth:`log_prior`. The sums are taken in
+    log space: ``rank ** -b`` of a large ``b`` underflowed to 0 and stopped a fit at its first step (review s31)."""
 
-    def __init__(self, sequences: Iterable[Sequence[int]] = (), weights: Iterable[float] | None = None):
+    def __init__(
+        self,
+        sequences: Iterable[Sequence[int]] = (),
+        weights: Iterable[float] | None = None,
+        *,
+        log_weights: Iterable[float] | None = None,
+    ):
         self.children: dict[int, TokenTrie] = {}
         self.terminal = False
         self.depth = 0  # tokens in the longest sequence below this node
-        self.end = 0.0  # weight of the sequence ending here
-        self.mass = 0.0  # weight ending here or below (set by a weighted build)
-        if weights is None:
+        self.log_end = -math.inf  # log weight of the sequence ending here
+        self.log_mass = -math.inf  # log weight ending here or below (set by a weighted build)
+        if weights is not None:
+            weights = list(weights)
+            bad = next((w for w in weights if not (0 < w < math.inf)), None)
+            if bad is not None:
+                raise ValueError(f"trie weights must be positive and finite, got {bad}")
+            log_weights = [math.log(w) for w in weights]
+        if log_weights is None:
             for seq in sequences:
                 self.add(seq)
             return
-        for seq, w in zip(sequences, weights, strict=True):
-            if w <= 0:
-                raise ValueError(f"trie weights must be positive, got {w}")
-            self.add(seq, w)
+        for seq, lw in zip(sequences, log_weights, strict=True):
+            if not math.isfinite(lw):
+                raise ValueError(f"trie log weights must be finite, got {lw}")
+            self.add(seq, lw)
         self._sum()
 
-    def add(self, seq: Sequence[int], weight: float = 0.0) -> None:
+    def add(self, seq: Sequence[int], log_weight: float = -math.inf) -> None:
         if not seq:
             return
         node = self
@@ -112,20 +127,22 @@ class TokenTrie:
             node.depth = max(node.depth, len(seq) - n)
             node = node.children.setdefault(int(tok), TokenTrie())
         node.terminal = True
-        node.end = max(node.end, float(weight))
+        node.log_end = max(node.log_end, float(log_weight))
 
     def _sum(self) -> float:
-        self.mass = self.end + sum(child._sum() for child in self.children.values())
-        return self.mass
+        parts = [self.log_end, *(child._sum() for child in self.children.values())]
+        top = max(parts)
+        self.log_mass = top if top == -math.inf else top + math.log(sum(math.exp(p - top) for p in parts))
+        return self.log_mass
 
     def log_prior(self, close: int) -> tuple[tuple[int, float], ...]:
         """``log P(next | this prefix)`` of each child token and of ``close`` (where a sequence ends here);
         empty for an unweighted trie."""
-        if self.mass <= 0:
+        if self.log_mass == -math.inf:
             return ()
-        out = {tok: math.log(child.mass / self.mass) for tok, child in self.children.items()}
+        out = {tok: child.log_mass - self.log_mass for tok, child in self.children.items()}
         if self.terminal:
-            out[close] = math.log(self.end / self.mass)
+            out[close] = self.log_end - self.log_mass
         return tuple(sorted(out.items()))
 
     def __bool__(self) -> bool:
@@ -175,12 +192,25 @@ class TurnGrammar:
             ids = self._titles[title] = self._encode(title)
         return ids
 
-    def trie(self, titles: Iterable[str], weights: Iterable[float] | None = None) -> TokenTrie:
-        """The titles' token paths; ``weights`` (one per title): a prior over them (:meth:`TokenTrie.log_prior`)."""
-        if weights is None:
+    def trie(
+        self,
+        titles: Iterable[str],
+        weights: Iterable[float] | None = None,
+        *,
+        log_weights: Iterable[float] | None = None,
+    ) -> TokenTrie:
+        """The titles' token paths; ``weights`` or ``log_weights`` (one per title): a prior over them
+        (:meth:`TokenTrie.log_prior`)."""
+        if weights is not None:
+            weights = list(weights)
+            bad = next((w for w in weights if not (0 < w < math.inf)), None)
+            if bad is not None:
+                raise ValueError(f"trie weights must be positive and finite, got {bad}")
+            log_weights = [math.log(w) for w in weights]
+        if log_weights is None:
             return TokenTrie(self.title_ids(t) for t in titles if t and t.strip())
-        kept = [(t, w) for t, w in zip(titles, weights, strict=True) if t and t.strip()]
-        return TokenTrie((self.title_ids(t) for t, _ in kept), (w for _, w in kept))
+        kept = [(t, w) for t, w in zip(titles, log_weights, strict=True) if t and t.strip()]
+        return TokenTrie((self.title_ids(t) for t, _ in kept), log_weights=[w for _, w in kept])
 
     def plain(self, first: bool, extra: Iterable[int] = ()) -> AllowedSet:
         """Plain tokens (``first``: not whitespace only), plus ``extra`` (e.g. a closing tag's first token).
@@ -200,8 +230,12 @@ class TurnConstraint:
     """The grammar of one turn for one trajectory; see the module docstring.
 
     ``answer_trie``: the titles an answer may name; ``ground_trie``: those a grounding may name, or None for
-    free text. ``can_ground``: whether a ``<ground>`` action is allowed this turn. ``budget``: the turn's
-    token budget (the constraint closes the thought early enough to leave room for the action).
+    free text. ``can_ground``: whether groundings are left. ``budget``: the turn's token budget (the constraint
+    closes the thought early enough to leave room for the action). ``total_left`` (None: no total budget to keep)
+    and ``answer_room``: a ``<ground>`` is allowed only while what the total budget has left after this turn,
+    counted from the tokens the turn has written and its longest grounded title, still holds ``answer_room``
+    tokens for an answer turn. (It was decided when the turn began, as if the turn would use its whole budget: a
+    total of 100 with 64 per turn never allowed a second grounding; review s31.)
     """
 
     grammar: TurnGrammar
@@ -211,6 +245,8 @@ class TurnConstraint:
     budget: int = 64
     max_think_tokens: int = 16
     max_free_title_tokens: int = 24
+    total_left: int | None = None
+    answer_room: int = 0
     # state
     _forced: tuple[int, ...] = field(default=(), init=False)
     _after: str = field(default="think", init=False)  # the phase once the forced tokens are written
@@ -251,6 +287,11 @@ class TurnConstraint:
 
     def _actions(self) -> list[str]:
         ground = self.can_ground and (self.ground_trie is None or bool(self.ground_trie))
+        if ground and self.total_left is not None:
+            # what this turn uses if it grounds now: what it wrote, the rest of </think> (in the thought), and
+            # the grounding's tags and longest title
+            closing = len(self.grammar.think_close) if self._phase == "think" else 0
+            ground = self.total_left - (self._used + closing + self._title_room("ground")) >= self.answer_room
         return ["answer", "ground"] if ground else ["answer"]
 
     def allowed(self) -> AllowedSet:

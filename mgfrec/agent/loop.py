@@ -28,6 +28,7 @@ each row's randomness from that and the row's position. The loop never computes 
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -241,12 +242,13 @@ class _Constrainer:
         return neutralize_title(title, self.reserved).strip()
 
     def _prior(self, i: int, shown: list[str]) -> list[float] | None:
-        """``agent.recall_prior``: the weight ``rank ** -b`` of each shown title by its place in sample ``i``'s
-        recall list (a title shown only by a grounding ranks after the list); None when off or no list."""
+        """``agent.recall_prior``: the log weight ``-b log rank`` (weight ``rank ** -b``, which underflows to 0
+        for a large ``b``) of each shown title by its place in sample ``i``'s recall list (a title shown only by a
+        grounding ranks after the list); None when off or no list."""
         b, recall, rank = self.agent.recall_prior, self.recall[i], self.recall_rank[i]
         if b <= 0 or not recall:
             return None
-        return [float(rank.get(t, len(recall) + 1)) ** -b for t in shown]
+        return [-b * math.log(rank.get(t, len(recall) + 1)) for t in shown]
 
     def turn(self, traj: Trajectory) -> TurnConstraint:
         """A fresh constraint for ``traj``'s next turn (deterministic: replaying it gives the same sets)."""
@@ -273,18 +275,19 @@ class _Constrainer:
             # would name anything), and the turn overruns its budget: a budget error, as it should be
             shown = [min(every, key=lambda t: len(g.title_ids(t)))]
         ground = None if agent.ground_titles == "free" else g.trie([*shown, *fit(self.history[i])])
-        answer = g.trie(shown, self._prior(i, shown))
-        left = agent.max_new_tokens_total - traj.state.total_tokens
-        # a grounding needs room for an answer turn after it within the total budget
+        answer = g.trie(shown, log_weights=self._prior(i, shown))
+        # a grounding needs room for an answer turn after it within the total budget (the constraint counts what
+        # the turn writes)
         room = len(g.think_open) + 1 + len(g.think_close) + len(g.answer_open) + len(g.answer_close) + 24
-        can_ground = traj.num_groundings < agent.max_groundings and left - traj.next_budget() >= room
         return TurnConstraint(
             g,
             answer,
             ground,
-            can_ground=can_ground,
+            can_ground=traj.num_groundings < agent.max_groundings,
             budget=budget,
             max_think_tokens=agent.max_think_tokens,
+            total_left=agent.max_new_tokens_total - traj.state.total_tokens,
+            answer_room=room,
         )
 
 

@@ -22,6 +22,7 @@ from mgfrec.cli.common import (
     SAMPLE_ID_HELP,
     SET_HELP,
     TRAINED_RUN_NOT_READ,
+    TRAINED_RUN_READ,
     TRAINED_RUN_SECTIONS,
     check_history,
     check_split,
@@ -94,7 +95,7 @@ def _converse(
         check_split(split)  # before loading the model
         check_user_id(user)
         check_history(history)
-        note_unread_fields(set_, "mgfrec chat", TRAINED_RUN_SECTIONS, TRAINED_RUN_NOT_READ)
+        note_unread_fields(set_, "mgfrec chat", TRAINED_RUN_SECTIONS, TRAINED_RUN_NOT_READ, TRAINED_RUN_READ)
         info = read_run_info(run_dir)  # a wrong folder is refused before asking for a history
         if info.kind != "agent":  # refused after the history was typed and the run had loaded (review s30)
             raise ValueError(

@@ -120,26 +120,32 @@ def note_unread_sets(sets: list[str], command: str, read: Sequence[str] = ()) ->
 
 DATA_NOT_READ = "it reads the prepared data set given as --data (prepare another with 'mgfrec data prepare ... --set')"
 
-TRAINED_RUN_SECTIONS = ("data", "trainer", "grpo")
+TRAINED_RUN_SECTIONS = ("data", "trainer", "grpo", "policy.model", "retriever")
 """What ``recommend``, ``serve`` and ``chat`` never read of a run's config: its data set is the one it was made on,
-and training is over."""
-TRAINED_RUN_NOT_READ = "the run's data set and training are used as they were made (train another run to change them)"
+training is over, the policy is the run's own and so is its recall model (``--set policy.model=...`` or
+``retriever.model=pop`` answered from the run's own without a word; review s31). ``retriever.recall_size`` is
+read (:data:`TRAINED_RUN_READ`)."""
+TRAINED_RUN_READ = ("retriever.recall_size",)
+TRAINED_RUN_NOT_READ = (
+    "the run's data set, policy, recall model and training are used as they were made (train another run to change "
+    "them)"
+)
 
 
 def note_unread_fields(
     sets: Sequence[str], command: str, unread: Sequence[str], why: str, read: Sequence[str] = ()
 ) -> None:
-    """One note on stderr naming the ``--set`` overrides of sections ``command`` never reads (``unread``: ``data``,
-    ``grpo``), but the fields in ``read`` (``trainer.accelerator``). They were accepted and recorded in the run's
-    ``config.yaml`` as if they had been used."""
-    hit = [
-        text
-        for text in sets
-        if (key := text.partition("=")[0].strip()).split(".")[0] in unread
-        and not any(key == r or key.startswith(r + ".") for r in read)
-    ]
+    """One note on stderr naming the ``--set`` overrides of sections or fields ``command`` never reads (``unread``:
+    ``data``, ``grpo``, ``policy.model``), but the fields in ``read`` (``trainer.accelerator``). They were accepted
+    and recorded in the run's ``config.yaml`` as if they had been used."""
+
+    def under(key: str, names: Sequence[str]) -> bool:
+        return any(key == n or key.startswith(n + ".") for n in names)
+
+    hit = [text for text in sets if under(key := text.partition("=")[0].strip(), unread) and not under(key, read)]
     besides = f" (but {', '.join(read)})" if read else ""
-    _note_sets(hit, f"{command} does not read {', '.join(f'{u}.*' for u in unread)}{besides}; {why}")
+    shown = ", ".join(u if "." in u else f"{u}.*" for u in unread)
+    _note_sets(hit, f"{command} does not read {shown}{besides}; {why}")
 
 
 def unused_recall_sets(sets: Sequence[str], source: str) -> list[str]:

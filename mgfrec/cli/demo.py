@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, finite, out, output_folder, run
+from mgfrec.cli.common import CONFIG_HELP, SET_HELP, console, finite_in, out, output_folder, run
 from mgfrec.cli.flags import load
 
 
@@ -32,9 +32,9 @@ def demo(
     baseline_seconds: float = typer.Option(
         60.0,
         "--baseline-seconds",
-        min=0,
-        callback=finite,
-        help="Training-time cap of each learned baseline, in seconds (0: no cap; epochs and early stopping only).",
+        callback=finite_in(0),
+        help="Training-time cap of each learned baseline, in seconds, 0 or more (0: no cap; epochs and early "
+        "stopping only).",
     ),
     baseline_steps: int = typer.Option(
         300,
@@ -54,10 +54,9 @@ def demo(
     recall_prior: float = typer.Option(
         4.0,
         "--recall-prior",
-        min=0.0,
-        callback=finite,
-        help="agent.recall_prior of the agent: answers sampled under a prior rank**-B over the recall list "
-        "(0: the policy alone; docs/agent.md).",
+        callback=finite_in(0, 1000),
+        help="agent.recall_prior of the agent: answers sampled under a prior rank**-B over the recall list, B "
+        "from 0 to 1000 (0: the policy alone; docs/agent.md).",
     ),
     sft_samples: int = typer.Option(
         200, "--sft-samples", min=1, help="Train samples the SFT trajectories are synthesized from."
@@ -128,9 +127,9 @@ def demo(
     out.print(result.report.table(console.width))
     for note in result.report.terminal_notes():
         console.print(note, highlight=False, markup=False)
-    limit = compared_on(eval_samples, {row.result.samples for row in result.report.rows})
+    closing = compared_on(eval_samples, {row.result.samples for row in result.report.rows})
     ablations = readings_line({row.name for row in result.report.rows}) if agent else ""
-    console.print(f"All rows are compared {limit}.{ablations}", highlight=False)
+    console.print(f"{closing}.{ablations}", highlight=False)
     console.print(f"Files: {', '.join(str(p) for p in result.written.values())}", highlight=False)
 
 
@@ -182,13 +181,24 @@ def _baselines(value: str, known: list[str]) -> tuple[str, ...]:
 
 
 def compared_on(eval_samples: int, sizes: set[int]) -> str:
-    """What the closing line says the rows were compared on: a seeded subsample, or the whole split when
-    ``--eval-samples`` is 0 or at least the split's size (``sizes``: the sample counts of the report's rows)."""
+    """The closing line (without its full stop): what the rows were compared on, a seeded subsample, or the whole
+    split when ``--eval-samples`` is 0 or at least the split's size (``sizes``: the sample counts of the report's
+    rows); rows of several sizes are said to be so (it said "the whole test split" beside rows of 100; review
+    s31)."""
+    if len(sizes) > 1:
+        shown = " and ".join(f"{n:,}" for n in sorted(sizes))
+        return (
+            f"The rows do not all hold the same samples ({shown} by row): a row without marks is not compared (see "
+            "the notes)"
+        )
     if not eval_samples:
-        return "on the whole test split"
-    if len(sizes) == 1 and next(iter(sizes)) < eval_samples:
-        return f"on the whole test split ({next(iter(sizes)):,} samples, fewer than --eval-samples {eval_samples:,})"
-    return f"on a seeded subsample of {eval_samples:,} test samples"
+        return "All rows are compared on the whole test split"
+    if sizes and next(iter(sizes)) < eval_samples:
+        return (
+            f"All rows are compared on the whole test split ({next(iter(sizes)):,} samples, fewer than "
+            f"--eval-samples {eval_samples:,})"
+        )
+    return f"All rows are compared on a seeded subsample of {eval_samples:,} test samples"
 
 
 def _check_agent_sets(sets: list[str], flags: dict[str, tuple[str, object]]) -> None:

@@ -11,6 +11,7 @@ from mgfrec.cli.common import (
     SAMPLE_ID_HELP,
     SET_HELP,
     TRAINED_RUN_NOT_READ,
+    TRAINED_RUN_READ,
     TRAINED_RUN_SECTIONS,
     check_history,
     check_split,
@@ -56,7 +57,7 @@ def recommend(
     from mgfrec.recommend import recommend as run_recommend
 
     run(lambda: (check_split(split), check_user_id(user), check_history(history)))
-    note_unread_fields(set_, "mgfrec recommend", TRAINED_RUN_SECTIONS, TRAINED_RUN_NOT_READ)
+    note_unread_fields(set_, "mgfrec recommend", TRAINED_RUN_SECTIONS, TRAINED_RUN_NOT_READ, TRAINED_RUN_READ)
     titles = split_titles(history) if history is not None else None
     if markdown is not None:
         run(lambda: _check_file_path(markdown, "--markdown"))  # before the rollout, whose work it would lose

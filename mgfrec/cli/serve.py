@@ -9,6 +9,7 @@ import typer
 from mgfrec.cli.common import (
     SET_HELP,
     TRAINED_RUN_NOT_READ,
+    TRAINED_RUN_READ,
     TRAINED_RUN_SECTIONS,
     console,
     feedback_timeout_option,
@@ -49,7 +50,7 @@ def serve(
 
     # SIGTERM: uvicorn's graceful shutdown, then the run's clean-up (a user agent's requests in flight), exit 143
     with sigterm_stops(), user_errors(), library_output():  # library progress bars only with --verbose
-        note_unread_fields(set_, "mgfrec serve", TRAINED_RUN_SECTIONS, TRAINED_RUN_NOT_READ)
+        note_unread_fields(set_, "mgfrec serve", TRAINED_RUN_SECTIONS, TRAINED_RUN_NOT_READ, TRAINED_RUN_READ)
         options = ServeOptions(
             host=host,
             port=port,

@@ -167,6 +167,7 @@ class AgentConfig(Section):
     recall_prior: float = Field(
         0.0,
         ge=0.0,
+        le=1000.0,  # already at b = 1000 the second title weighs 2^-1000 of the first: the list's first, always
         description="with decoding: constrained, the exponent b of a prior over the recall list's ranks "
         "(weight rank^-b; titles shown only by a grounding rank after the list) that the answer's title tokens "
         "are sampled under, besides the policy's logits; 0: off (the policy alone). The log-probs GRPO trains are "

@@ -12,6 +12,7 @@ is cheaper and answers a different question: how much the trained agent leans on
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,18 @@ from mgfrec.config.load import (
     write_resolved,
 )
 from mgfrec.config.schema import MGFRecConfig
+from mgfrec.experiments.reuse import config_digest
 from mgfrec.output_folders import clear_results
-from mgfrec.runs import RunInfo, plugins_of_run, read_run_info, recall_run_of, write_run_info
+from mgfrec.runs import (
+    RELATIVE_PATHS,
+    RUN_FILE,
+    RunInfo,
+    json_ready,
+    plugins_of_run,
+    read_run_info,
+    recall_run_of,
+    write_run_info,
+)
 from mgfrec.text.prompts import RUN_PROMPTS, keep_run_prompts
 
 # Each preset removes one of MGFRec's parts; "full" keeps all of them so that a table can list it by name.
@@ -162,12 +173,6 @@ def _derive(
         cfg = apply_overrides(cfg, overrides, "--set")
     with plugins_of_run(run_dir):  # a derived run names only components that exist, a missing plugin's package
         check_components(cfg, source=f"{source} of {run_dir}")
-    out.mkdir(parents=True, exist_ok=True)
-    # results of an earlier derivation belong to another config: cleared first, so that a derive cut short after
-    # its new run.json never leaves them beside it (result_for_run would take them for this config's)
-    clear_results(out)
-    cfg = keep_run_prompts(cfg, out)  # its own copies, as a trained run's
-    write_resolved(cfg, out)
     extra = {
         "policy": str((run_dir / str(info.extra.get("policy", "policy"))).resolve()),
         "recall_run": recall_run_of(run_dir, info),
@@ -179,14 +184,37 @@ def _derive(
         **({"overrides": [redacted_override(o) for o in overrides]} if overrides else {}),
     }
     extra.update(plugins_named(cfg))  # a run given where a package is missing names it
-    write_run_info(
-        out,
-        RunInfo(
-            kind="agent",
-            model=f"{info.model} ({name}, eval-time)",
-            data=info.data,
-            data_checksum=info.data_checksum,
-            extra=extra,
-        ),
+    derived = RunInfo(
+        kind="agent", model=f"{info.model} ({name}, eval-time)", data=info.data, data_checksum=info.data_checksum
     )
+    if _already_derived(out, cfg, replace(derived, extra=extra)):
+        # this very derived run, finished: its evaluations are its own (the demo derives its rows on every rerun,
+        # and rolled each out again; review s31)
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    # results of an earlier derivation belong to another config: cleared first, so that a derive cut short after
+    # its new run.json never leaves them beside it (result_for_run would take them for this config's)
+    clear_results(out)
+    cfg = keep_run_prompts(cfg, out)  # its own copies, as a trained run's
+    write_resolved(cfg, out)
+    write_run_info(out, replace(derived, extra=extra))
     return out
+
+
+def _already_derived(out: Path, cfg: MGFRecConfig, derived: RunInfo) -> bool:
+    """Whether ``out`` holds a finished derived run equal to ``derived`` (the same trained run and training of it,
+    recall run, reading, overrides and plugins) under a config equal to ``cfg`` (template files by their text)."""
+    if not (out / RUN_FILE).is_file():
+        return False
+    try:
+        held, held_cfg = read_run_info(out), load_run_config(out)
+    except (OSError, ValueError):
+        return False  # damaged or of another version: derived again
+    recorded = {k: v for k, v in held.extra.items() if k != RELATIVE_PATHS}
+    same_run = (held.kind, held.model, held.data, held.data_checksum) == (
+        derived.kind,
+        derived.model,
+        derived.data,
+        derived.data_checksum,
+    )
+    return same_run and recorded == json_ready(derived.extra) and config_digest(held_cfg) == config_digest(cfg)

@@ -82,6 +82,21 @@ def preset_name(model: str) -> str | None:
     return name
 
 
+def recorded_preset(model: str) -> str | None:
+    """The preset a policy source is of: ``"tiny"`` for ``"preset:tiny"``; for a folder an mgfrec command saved,
+    the preset its ``mgfrec_policy.json`` records; None otherwise. A fit started from an SFT of
+    ``preset:tiny-items`` recorded its own ``policy.model`` (``tiny``, without item tokens) in the policy it saved
+    (review s31)."""
+    name = preset_name(model)
+    if name is not None:
+        return name
+    try:
+        value = json.loads((Path(model) / POLICY_META).read_text(encoding="utf-8")).get("preset")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) and value in PRESETS else None
+
+
 def check_policy_source(model: str) -> None:
     """Refuse, before any work, a ``policy.model`` that is neither a preset, an existing folder nor even the
     shape of a hub id (``--policy nope:zzz``); whether a hub id can be fetched is known only on loading."""

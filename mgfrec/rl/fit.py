@@ -357,7 +357,17 @@ def run_fit(
         write_resolved(cfg, out)
 
     module = GRPOModule(
-        cfg, model, tokenizer, environment, train, valid, out, max_steps=max_steps, reg=reg, final=final
+        cfg,
+        model,
+        tokenizer,
+        environment,
+        train,
+        valid,
+        out,
+        max_steps=max_steps,
+        reg=reg,
+        final=final,
+        policy_source=policy_cfg.model,
     )
     module.started_at = started  # a checkpoint records the session's time from the command's start
     # the first process under Lightning's launcher: the others it starts are watched (rl.peers)

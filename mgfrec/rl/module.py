@@ -62,7 +62,7 @@ from mgfrec.agent.trajectory import Trajectory
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.eval.policy_eval import METRIC_COLUMNS, evaluate_policy
 from mgfrec.models.logprobs import token_logprobs, token_logprobs_and_entropy, vocab_width
-from mgfrec.models.policy import disable_dropout, preset_name, save_policy
+from mgfrec.models.policy import disable_dropout, recorded_preset, save_policy
 from mgfrec.registry import Registry
 from mgfrec.rewards.compose import build_reward
 from mgfrec.rl.advantages import advantages_from_config
@@ -98,7 +98,10 @@ class GRPOModule(L.LightningModule):
         max_steps: int,
         reg: Registry | None = None,
         final: FinalRanking | None = None,
+        policy_source: str | None = None,
     ):
+        """``policy_source``: where ``policy`` was loaded from (``--init``'s policy folder), recorded as its
+        preset in the policies it saves (default: ``cfg.policy.model``)."""
         super().__init__()
         if not train:
             raise ValueError("the train split has no samples to roll out")
@@ -107,6 +110,7 @@ class GRPOModule(L.LightningModule):
         self.cfg, self.policy, self.tokenizer, self.environment = cfg, disable_dropout(policy), tokenizer, environment
         self.train_samples, self.valid_samples = list(train), list(valid)
         self.out, self.max_steps = Path(out), max_steps
+        self.preset = recorded_preset(policy_source or cfg.policy.model)
         self.prompts = AgentPrompts.from_config(cfg.agent)
         self.reg = reg  # None: the process-wide registry; a given one also serves the rewards and the engine
         self.reward = build_reward(cfg.grpo.rewards, reg=reg)
@@ -190,7 +194,9 @@ class GRPOModule(L.LightningModule):
         # resumed run must neither validate step 0 again nor overwrite metrics.csv before reading it back.
         if self.batches_done == 0 and not self.rows and self.valid_samples:
             # Step 0: the starting policy on the same valid subsample, so the log shows what training changed.
-            self.rows.append({"step": 0.0, **self.validate_now()})
+            # with the user agent's counters as of the row: step 0's validation calls were counted in step 1's
+            # (review s31)
+            self.rows.append({"step": 0.0, **self.validate_now(), **self.user_agent_stats(summed=True)})
             self.log_row(self.rows[-1])
             if self.is_main:
                 write_metrics(self.out / "metrics.csv", self.rows)
@@ -203,7 +209,7 @@ class GRPOModule(L.LightningModule):
         with self.full_weights():  # entered by every process: under ZeRO-3 it gathers parameters
             self.replica_drift = replica_drift(list(self.policy.parameters()))
             if self.is_main:
-                save_policy(self.policy, self.tokenizer, self.out / "policy", preset=preset_name(self.cfg.policy.model))
+                save_policy(self.policy, self.tokenizer, self.out / "policy", preset=self.preset)
 
     def sync_engine(self) -> None:
         """Give the engine the policy's current weights; nothing to do when it shares the module. Under ZeRO-3 the
@@ -464,9 +470,7 @@ class GRPOModule(L.LightningModule):
             self.best_ndcg10 = metrics["ndcg@10"]
             with self.full_weights():
                 if self.is_main:
-                    save_policy(
-                        self.policy, self.tokenizer, self.out / "best_policy", preset=preset_name(self.cfg.policy.model)
-                    )
+                    save_policy(self.policy, self.tokenizer, self.out / "best_policy", preset=self.preset)
         return {f"valid/{k}": v for k, v in metrics.items()}
 
     def record(self, row: dict[str, float]) -> None:

@@ -20,6 +20,7 @@ from mgfrec.models.policy import (
     minilm_dir,
     minilm_embeddings,
     preset_name,
+    recorded_preset,
     save_policy,
     training_device,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "minilm_dir",
     "minilm_embeddings",
     "preset_name",
+    "recorded_preset",
     "save_policy",
     "training_device",
 ]

@@ -44,7 +44,7 @@ from mgfrec.data.prepared import PreparedDataset
 from mgfrec.eval.policy_eval import METRIC_COLUMNS, evaluate_policy
 from mgfrec.grounding.engine import check_top_k, load_grounding
 from mgfrec.models.logprobs import token_logprobs, vocab_width
-from mgfrec.models.policy import check_policy_source, load_policy, preset_name, save_policy, training_device
+from mgfrec.models.policy import check_policy_source, load_policy, recorded_preset, save_policy, training_device
 from mgfrec.output_folders import check_output_run, retire_if_recall_inside, retire_run
 from mgfrec.registry import Registry, registry, with_registry
 from mgfrec.rl.sft_data import Fallback, SynthesisResult, Teacher, synthesize
@@ -216,7 +216,8 @@ def no_trajectory_text(data: str | Path, stats: dict[str, Any]) -> str:
     if grammar:
         causes.append(
             f"{grammar} refused by the constrained turn grammar (agent.decoding: constrained; its room for a title "
-            "after agent.max_think_tokens within agent.max_new_tokens_per_turn)"
+            "after agent.max_think_tokens within agent.max_new_tokens_per_turn, and for an answer turn after a "
+            "grounding within agent.max_new_tokens_total)"
         )
     if unanswered:
         causes.append(
@@ -333,7 +334,7 @@ def run_sft(
         if callable(close):
             close()
 
-    save_policy(model, tokenizer, out / "policy", preset=preset_name(cfg.policy.model))
+    save_policy(model, tokenizer, out / "policy", preset=recorded_preset(cfg.policy.model))
     write_resolved(cfg, out)
     seconds = time.perf_counter() - started
     extra = {

@@ -360,6 +360,8 @@ def test_an_unknown_split_names_the_flag_in_one_line(tmp_path, command):
         ["chat", "run", "--feedback-timeout", "nan"],
         ["serve", "run", "--timeout", "nan"],
         ["fit", "--data", "d", "--out", "o", "--kl-beta", "nan"],
+        ["demo", "--recall-prior", "nan"],  # "greater than or equal to 0" (review s31)
+        ["demo", "--baseline-seconds", "nan"],
     ],
     ids=lambda a: f"{a[0]}{a[-2]}{a[-1]}",
 )
@@ -687,9 +689,15 @@ def test_a_set_the_trained_run_never_reads_is_noted(tmp_path, command):
     """``recommend --set data.history_length=3 --set trainer.lr=5`` exited 0 without a word: a run's data set and
     its training are used as they were made. Now one note names them; a field that is read (agent.*) is not."""
     args = ["--set", "data.history_length=3", "--set", "trainer.lr=5", "--set", "agent.max_groundings=2"]
+    # the policy and the recall model are the run's own too: --set policy.model=... or retriever.model=pop answered
+    # from them without a word (review s31); retriever.recall_size is read
+    args += ["--set", "policy.model=/elsewhere", "--set", "retriever.model=pop", "--set", "retriever.recall_size=5"]
     code, output = invoke(command, tmp_path / "nosuch", *args, *(["--user", "u"] if command == "recommend" else []))
-    assert "note: --set data.history_length=3 trainer.lr=5: mgfrec " + command in output, output
-    assert "does not read data.*, trainer.*, grpo.*" in output and "agent.max_groundings" not in output, output
+    text = " ".join(output.split())
+    noted = "data.history_length=3 trainer.lr=5 policy.model=/elsewhere retriever.model=pop"
+    assert f"note: --set {noted}: mgfrec {command}" in text, text
+    assert "does not read data.*, trainer.*, grpo.*, policy.model, retriever.* (but retriever.recall_size)" in text
+    assert "agent.max_groundings" not in text and "recall_size=5" not in text, text
     one_error(code, output, "nosuch")  # the run is still refused as before
 
 

@@ -307,3 +307,36 @@ def test_a_derive_cut_short_leaves_no_earlier_results_beside_its_new_config(runs
     with pytest.raises(KeyboardInterrupt):
         ablations.derive_variant_run(runs / "run", "answer-first", out)
     assert not (out / "eval_test.json").exists()
+
+
+@pytest.mark.reliability
+def test_deriving_the_same_run_again_keeps_its_evaluations(runs, tmp_path):
+    """Every derive cleared the folder's results, so the demo, which derives its rows on every rerun, rolled each
+    of them out again (about 3 minutes idle; review s31). The same derivation keeps them; any change (another
+    reading, an override, the trained run trained again) clears them."""
+    import shutil
+
+    from mgfrec.experiments import ablations
+
+    out = tmp_path / "same"
+    assert invoke(str(runs / "run"), str(out), "--ablation", "no-feedback").exit_code == 0
+    created = json.loads((out / "run.json").read_text())["created"]
+    (out / "eval_test.json").write_text("{}")  # its evaluation
+    ablations.derive_ablation_run(runs / "run", "no-feedback", out)
+    assert (out / "eval_test.json").is_file() and json.loads((out / "run.json").read_text())["created"] == created
+    ablations.derive_ablation_run(runs / "run", "no-feedback", out, overrides=("agent.max_groundings=1",))
+    assert not (out / "eval_test.json").exists()  # another config: another run's results
+    (out / "eval_test.json").write_text("{}")
+    ablations.derive_ablation_run(runs / "run", "no-recall", out)
+    assert not (out / "eval_test.json").exists()
+    # the trained run trained again in place (its run.json's created): the same paths, another policy
+    mine = tmp_path / "mine"
+    shutil.copytree(runs / "run", mine)
+    ablations.derive_ablation_run(mine, "no-recall", out)
+    (out / "eval_test.json").write_text("{}")
+    ablations.derive_ablation_run(mine, "no-recall", out)
+    assert (out / "eval_test.json").is_file()
+    info = json.loads((mine / "run.json").read_text())
+    (mine / "run.json").write_text(json.dumps({**info, "created": "2030-01-01T00:00:00+00:00"}))
+    ablations.derive_ablation_run(mine, "no-recall", out)
+    assert not (out / "eval_test.json").exists()

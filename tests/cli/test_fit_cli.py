@@ -138,7 +138,10 @@ def test_a_fit_with_init_resumes_when_its_recall_run_was_fitted_with_other_setti
     assert resumed.exit_code == 0, resumed.output
     assert json.loads((out / "run.json").read_text(encoding="utf-8"))["extra"]["steps"] == 2
     # settings the init's policy was not trained under were taken without a word (review s30): an SFT on 10 recall
-    # titles went on with 30
+    # titles went on with 30. And the policy saved records the init policy's preset, not the fit's own policy.model
+    # (an SFT of preset:tiny-items went on recorded as "tiny"; review s31)
+    meta = first / "policy" / "mgfrec_policy.json"
+    meta.write_text(json.dumps({**json.loads(meta.read_text(encoding="utf-8")), "preset": "small"}), encoding="utf-8")
     other = invoke(
         "--data", data / "data", "--out", data / "other-shape", "--init", first, "--max-steps", 1, *tiny,
         "--set", "retriever.recall_size=7", "--set", "agent.prompt_history=2",
@@ -147,6 +150,8 @@ def test_a_fit_with_init_resumes_when_its_recall_run_was_fitted_with_other_setti
     assert other.exit_code == 0, text
     assert f"note: --init {first} was trained under other settings than this fit's (" in text, text
     assert "agent.prompt_history null -> 2" in text and "retriever.recall_size 5 -> 7" in text, text
+    saved = json.loads((data / "other-shape" / "policy" / "mgfrec_policy.json").read_text(encoding="utf-8"))
+    assert saved["preset"] == "small", saved
 
 
 @pytest.mark.reliability

@@ -71,6 +71,8 @@ def test_two_steps_log_finite_metrics_and_write_the_run_folder(run):
     rows = read_rows(out / "metrics.csv")
     assert [float(r["step"]) for r in rows] == [0.0, 1.0, 2.0]  # step 0: the starting policy's validation
     assert math.isfinite(float(rows[0]["valid/ndcg_full"])) and rows[0]["reward/mean"] == ""
+    # step 0's validation calls in its own row, not step 1's (review s31): one user-agent call per grounding
+    assert float(rows[0]["user_agent/calls"]) == round(float(rows[0]["valid/mean_groundings"]) * 4)
     rows = rows[1:]
     for column in (
         "reward/mean",

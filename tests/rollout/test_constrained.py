@@ -305,3 +305,58 @@ def test_history_titles_the_prompt_hides_cannot_be_grounded(environment, tiny_po
 
 
 TAG_SPLIT = ("<think>", "</think>", "<ground>", "</ground>", "<answer>", "</answer>")
+
+
+@pytest.mark.reliability
+def test_a_grounding_is_allowed_when_the_turns_written_tokens_leave_room_for_an_answer(environment, tiny_policy):
+    """Whether ``<ground>`` was allowed was decided as the turn began, as if it would use its whole per-turn
+    budget: with 64 per turn and 80 in all, a second grounding was never allowed though the first turn left 70
+    tokens (docs/gpu.md's 48 / 96 with two groundings could never ground twice; review s31). It is now counted
+    from what the turn writes; a grounding that would leave no room for an answer is still refused."""
+    turns = ["<think>a</think><ground>Rumours</ground>", "<think>b</think><ground>Thriller</ground>"]
+    calls: list[str] = []
+
+    def script(context: str, j: int) -> str:  # one trajectory: its n-th call is its n-th turn
+        calls.append(context)
+        n = sum(1 for c in calls if c in context)  # the calls of this trajectory so far (its earlier contexts)
+        return turns[n - 1] if n <= len(turns) else "<think>c</think><answer>Rumours</answer>"
+
+    engine = ScriptedEngine(tiny_policy[1], script)
+    agent = AgentConfig(max_groundings=2, max_new_tokens_per_turn=64, max_new_tokens_total=80, max_think_tokens=4)
+    result = rollout(engine, environment, SAMPLES[:1], group_size=1, agent=agent)
+    (traj,) = result.trajectories
+    assert (traj.end_reason, traj.num_groundings) == ("answered", 2), traj.state.why
+    first = next(s for s in traj.segments if hasattr(s, "allowed"))
+    assert 80 - len(first.token_ids) - 64 < 29  # what the old rule asked for an answer after a second grounding
+    assert traj.state.total_tokens < 80
+    # a total that the second grounding would leave too little of: the script's second <ground> breaks the grammar
+    tight = agent.model_copy(update={"max_new_tokens_total": traj.state.total_tokens - 10})
+    calls.clear()
+    with pytest.raises(ValueError, match="breaks the constrained turn grammar"):
+        rollout(engine, environment, SAMPLES[:1], group_size=1, agent=tight)
+
+
+@pytest.mark.reliability
+def test_a_large_recall_prior_does_not_underflow(grammar, environment, tiny_policy):
+    """``rank ** -b`` underflowed to 0.0 for a large ``b`` (16 titles at b = 300), and the weighted trie refused
+    it in the first training step, after the fit had retired the run in its --out (review s31). The prior is held
+    as logs now; above 1000 the config refuses it."""
+    titles = [f"Title {n}" for n in range(16)]
+    trie = grammar.trie(titles, log_weights=[-300 * math.log(r) for r in range(1, 17)])
+    close = grammar.answer_close[0]
+    node, logp = trie, 0.0
+    for tok in (*grammar.title_ids(titles[0]), close):
+        step = dict(node.log_prior(close))
+        assert all(math.isfinite(v) for v in step.values())
+        assert math.isclose(sum(math.exp(v) for v in step.values()), 1.0, rel_tol=1e-9)
+        logp += step[tok]
+        node = node.children.get(tok)
+    assert logp > -1e-12  # the first title, all but surely
+    engine = ScriptedEngine(tiny_policy[1], lambda ctx, j: "<think>a</think><answer>A Love Supreme</answer>")
+    agent = AgentConfig(max_groundings=0, recall_prior=300.0)
+    (traj,) = rollout(engine, environment, SAMPLES[:1], group_size=1, agent=agent).trajectories
+    assert traj.answer == "A Love Supreme" and traj.end_reason == "answered"
+    with pytest.raises(ValueError, match="recall_prior"):
+        AgentConfig(recall_prior=1001.0)
+    with pytest.raises(ValueError, match="positive and finite"):
+        grammar.trie(titles[:2], [1.0, 0.0])
