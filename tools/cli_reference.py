@@ -17,18 +17,19 @@ import typer
 DOC = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
 HEADER = """# CLI reference
 
-Every `mgfrec` command with its arguments and options, generated from the code by `python tools/cli_reference.py`
-(a test fails when this page is out of date). `mgfrec COMMAND --help` prints the same. Options that take a config
-field override it for that run; `--set section.field=value` overrides any field (a flag and a `--set` giving one
-field two values are refused); `--json` prints one JSON value on stdout when the command succeeds: an object, or
-an array where the command returns a list (`index query`, `figures`, `sweep`); strict JSON, a NaN or infinite
-number is `null`. A command refused or failed prints nothing on stdout: its `error:` line goes to stderr, with
-exit code 2 (a user error) or 1; Ctrl-C is 130, SIGTERM 143 (it stops a command as Ctrl-C does: clean-ups run and
-it says `stopped by SIGTERM`; `baseline fit` finishes from its best epoch, exit 0). `sweep` prints its rows even
-when a cell failed, then exits 1, and `plugins list` its listing when a name is claimed twice, then exits 2.
-`mgfrec --verbose COMMAND` shows the libraries' own logs, warnings and progress bars (transformers, Lightning,
-torch, vLLM), hidden by default; long stages print their own progress line on stderr either way (a bar on a
-terminal, a plain line every few seconds in a log; `MGFREC_PROGRESS_SECONDS` sets the interval).
+Every `mgfrec` command with its arguments and options, generated from the code by `python tools/cli_reference.py` (a
+test fails when this page is out of date). `mgfrec COMMAND --help` prints the same. Options that take a config field
+override it for that run; `--set section.field=value` overrides any field (a flag and a `--set` giving one field two
+values are refused, and so is an option that takes one value given twice: `--config a --config b`); `--json` prints
+one JSON value on stdout when the command succeeds: an object, or an array where the command returns a list (`index
+query`, `figures`, `sweep`); strict JSON, a NaN or infinite number is `null`. A command refused or failed prints
+nothing on stdout: its `error:` line goes to stderr, with exit code 2 (a user error) or 1; Ctrl-C is 130, SIGTERM
+143 (it stops a command as Ctrl-C does: clean-ups run and it says `stopped by SIGTERM`; `baseline fit` finishes from
+its best epoch, exit 0). `sweep` prints its rows even when a cell failed, then exits 1, and `plugins list` its
+listing when a name is claimed twice, then exits 2. `mgfrec --verbose COMMAND` shows the libraries' own logs,
+warnings and progress bars (transformers, Lightning, torch, vLLM), hidden by default; long stages print their own
+progress line on stderr either way (a bar on a terminal, a plain line every few seconds in a log;
+`MGFREC_PROGRESS_SECONDS` sets the interval).
 """
 
 

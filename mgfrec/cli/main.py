@@ -8,6 +8,7 @@ import os
 import sys
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import typer
 from typer.core import TyperOption
@@ -227,6 +228,45 @@ def plugin_failed(exc: Exception) -> str | None:
     return None if line is None else f"{line} (a bug of the plugin; 'mgfrec --verbose ...' shows the traceback)"
 
 
+def repeated_option(args: list[str], command: Any) -> str | None:
+    """One line for an option that takes one value given more than once (``--config a.yaml --config b.yaml``,
+    ``--out a --out b``, ``-k 3 -k 5``), else None. Click keeps the last without a word: a whole config file was
+    dropped (review s31). ``command``: the Click command of the app; the words before the leaf command choose it.
+    Options that take several values (``--set``, ``--grid``) and flags are not counted."""
+    seen: dict[str, list[str]] = {}
+    i = 0
+    while getattr(command, "commands", None):  # the groups' own options and names, down to the leaf command
+        params = {name: p for p in command.params for name in (*p.opts, *p.secondary_opts)}
+        while i < len(args) and args[i].startswith("-") and args[i] != "--":
+            taken = params.get(args[i].partition("=")[0])
+            i += 2 if taken is not None and not taken.is_flag and "=" not in args[i] else 1
+        if i >= len(args) or args[i] not in command.commands:
+            return None  # no such command: Click says so
+        command, i = command.commands[args[i]], i + 1
+    params = {name: p for p in command.params for name in (*p.opts, *p.secondary_opts)}
+    while i < len(args) and args[i] != "--":
+        word = args[i]
+        name, eq, _ = word.partition("=")
+        if not word.startswith("--") and len(word) > 2 and word[:2] in params:  # -k5
+            name, eq = word[:2], "="
+        taken = params.get(name) if word.startswith("-") else None
+        if taken is None or taken.is_flag or getattr(taken, "count", False):
+            i += 1
+            continue
+        if not taken.multiple and taken.nargs == 1:
+            seen.setdefault(max(taken.opts, key=len), []).append(name)
+        i += 1 if eq else 2
+    twice = next((opt for opt, given in seen.items() if len(given) > 1), None)
+    if twice is None:
+        return None
+    why = (
+        " (config files are not merged: name a parent with 'base:' in one file, or use --set)"
+        if (twice == "--config")
+        else ""
+    )
+    return f"{twice}: given {len(seen[twice])} times; give it once{why}"
+
+
 def run_app(args: list[str], print_error: Callable[[str], None], cli: typer.Typer | None = None) -> int:
     """Run the CLI on ``args`` and give its exit code. A flag Click refuses (an unknown option, a value out of
     range, a missing argument) is one ``error:`` line naming it and the command's ``--help``, as every other user
@@ -238,6 +278,10 @@ def run_app(args: list[str], print_error: Callable[[str], None], cli: typer.Type
     from mgfrec.cli.common import typer_click
 
     click = typer_click("exceptions")
+    twice = repeated_option(args, typer.main.get_command(cli or app))
+    if twice is not None:
+        print_error(twice)
+        return 2
     try:
         code = (cli or app)(args=args, prog_name="mgfrec", standalone_mode=False)
     except click.UsageError as exc:

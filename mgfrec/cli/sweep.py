@@ -50,7 +50,11 @@ def sweep(
         "--grid",
         help="section.field=v1,v2,... (repeatable; cells are the cartesian product).",
     ),
-    grid_file: Path | None = typer.Option(None, "--grid-file", help="YAML mapping section.field -> list of values."),
+    grid_file: Path | None = typer.Option(
+        None,
+        "--grid-file",
+        help="YAML mapping section.field -> list of values; a --grid of the same field replaces its values.",
+    ),
     init: Path | None = typer.Option(None, "--init", help="SFT/agent run folder every cell starts from."),
     config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP + " Applies to every cell; the grid wins."),
@@ -103,7 +107,9 @@ def sweep(
         wrong = [s for s in eval_split if s not in SPLITS]
         if wrong:  # found before any cell trains, not after the first one has
             raise ValueError(f"--eval-split {wrong[0]!r}: choose one of {', '.join(SPLITS)}")
-        cells_grid = build_grid(grid, grid_file)
+        cells_grid = build_grid(
+            grid, grid_file, say=lambda m: console.print(m, highlight=False, markup=False, soft_wrap=True)
+        )
         # fields every cell would take without reading them, refused in --grid (each cell named for a value it never
         # used) and in --set (taken without a word) alike
         for flag, fields in (("--grid", list(cells_grid)), ("--set", [t.partition("=")[0].strip() for t in set_])):
@@ -116,6 +122,15 @@ def sweep(
         values = {"trainer.max_steps": max_steps, "retriever.model": recall_model}
         cfg = load(config, set_, values)
         note_unread_fields(set_, "mgfrec sweep", ("data",), DATA_NOT_READ)
+        if any(not isinstance(ks, list) or 10 not in ks for ks in cells_grid.get("eval.ks", [list(cfg.eval.ks)])):
+            # the summary's ndcg@10 columns were null in every row without a word (review s31)
+            console.print(
+                "note: eval.ks holds no 10, so the summary's ndcg@10 columns stay empty (ndcg_full and mean_rank are "
+                "there; figures --metric ndcg_full)",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
         if ablation is not None:
             check_ablation(ablation, values, set_, tuple(cells_grid))
             cfg = apply_ablation(cfg, ablation)

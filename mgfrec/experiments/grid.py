@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,8 +96,11 @@ def read_grid_file(path: str | Path) -> dict[str, list[Any]]:
     return {str(k): list(v) if isinstance(v, list) else [v] for k, v in raw.items()}
 
 
-def build_grid(flags: Sequence[str] = (), grid_file: str | Path | None = None) -> dict[str, list[Any]]:
-    """The grid from a ``--grid-file`` and repeated ``--grid`` flags (a flag replaces the file's field)."""
+def build_grid(
+    flags: Sequence[str] = (), grid_file: str | Path | None = None, say: Callable[[str], None] | None = None
+) -> dict[str, list[Any]]:
+    """The grid from a ``--grid-file`` and repeated ``--grid`` flags (a flag replaces the file's field; ``say``
+    gets a note naming the values it replaced, which went without a word; review s31)."""
     grid = read_grid_file(grid_file) if grid_file is not None else {}
     flagged: set[str] = set()
     for text in flags:
@@ -105,6 +108,9 @@ def build_grid(flags: Sequence[str] = (), grid_file: str | Path | None = None) -
         if field in flagged:  # the first flag's values would be lost without a word
             raise ConfigError(f"--grid {field} is given twice; give all its values in one flag: {field}=v1,v2,...")
         flagged.add(field)
+        if field in grid and grid[field] != values and say is not None:
+            shown = ", ".join(str(redacted_value(field, v)) for v in grid[field])
+            say(f"note: --grid {field} replaces the values --grid-file {grid_file} gives it ({shown})")
         grid[field] = values
     if not grid:
         raise ConfigError("no grid: give --grid section.field=v1,v2 (repeatable) or --grid-file")

@@ -13,10 +13,11 @@ faiss is imported when a grounder is built, so this module imports without it.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mgfrec.grounding.ties import UniqueVectors, check_queries, finish_topk, num_candidates
 from mgfrec.registry import MissingExtraError
@@ -31,6 +32,22 @@ def import_faiss() -> Any:
             "(or a faiss-gpu build), or use grounding.grounder=exact"
         ) from exc
     return faiss
+
+
+class UnreadOptionWarning(UserWarning):
+    """A ``grounding.options`` field the chosen faiss index type does not read."""
+
+
+_WARNED: set[str] = set()
+# which index types read each option
+_READ_BY = {
+    "nlist": ("ivf",),
+    "nprobe": ("ivf",),
+    "seed": ("ivf",),
+    "M": ("hnsw",),
+    "ef_construction": ("hnsw",),
+    "ef_search": ("hnsw",),
+}
 
 
 class FaissGrounder:
@@ -49,6 +66,23 @@ class FaissGrounder:
         ef_construction: int = Field(64, ge=1, description="hnsw: candidate list size while building")
         ef_search: int = Field(64, ge=1, description="hnsw: candidate list size while searching (raised to k+margin)")
         seed: int = Field(0, description="ivf: k-means seed")
+
+        @model_validator(mode="after")
+        def _note_other_index_options(self) -> FaissGrounder.Options:
+            """An option of another index type (``nlist`` beside ``index: flat``) does nothing: a warning names it
+            (it was taken without a word; review s31). Not refused: a sweep over ``index`` keeps one set of
+            options for every cell."""
+            other = sorted(name for name in self.model_fields_set & set(_READ_BY) if self.index not in _READ_BY[name])
+            if not other:
+                return self
+            text = (
+                f"grounding.options {', '.join(other)}: read by index {'/'.join(_READ_BY[other[0]])} only; index "
+                f"{self.index} does not read {'them' if len(other) > 1 else 'it'}"
+            )
+            if text not in _WARNED:  # once: a command validates its config more than once
+                _WARNED.add(text)
+                warnings.warn(text, UnreadOptionWarning, stacklevel=2)
+            return self
 
     def __init__(self, item_embeddings: np.ndarray, options: Options | None = None):
         faiss = import_faiss()

@@ -670,6 +670,12 @@ def test_fields_a_command_never_reads_are_noted_and_a_grid_over_them_refused(tmp
     assert "note: --set data.path=https://bob:<redacted>@host/x" in output and "hunter2" not in output, output
     code, output = invoke("fit", "--data", data, "--out", out, "--set", "trainer.lr=0.5")
     assert "note:" not in output, output  # fit reads it
+    # a sweep whose eval.ks holds no 10 summarised ndcg@10 as null in every row without a word (review s31)
+    grid = ["--grid", "agent.max_groundings=1,2"]
+    code, output = invoke("sweep", "--data", data, "--out", tmp_path / "s", *grid, "--set", "eval.ks=[5]")
+    assert "note: eval.ks holds no 10, so the summary's ndcg@10 columns stay empty" in " ".join(output.split())
+    code, output = invoke("sweep", "--data", data, "--out", tmp_path / "s", *grid)
+    assert "eval.ks" not in output, output
 
 
 def test_a_missing_api_key_is_named_before_the_recall_model_is_fitted(tmp_path, monkeypatch):

@@ -56,6 +56,31 @@ def test_a_flag_click_refuses_is_one_error_line_too(args, message):
     assert len(lines) == 1 and lines[0].startswith(message), result.stderr
 
 
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["index", "query", "d", "x", "--config", "a.yaml", "--config", "b.yaml"], "--config: given 2 times"),
+        (["index", "query", "d", "x", "-k", "3", "--top-k=5"], "--top-k: given 2 times"),
+        (["baseline", "fit", "--data", "d", "--out", "a", "--out=b"], "--out: given 2 times"),
+        (["--verbose", "data", "prepare", "synthetic", "--out", "a", "--out", "b"], "--out: given 2 times"),
+    ],
+)
+def test_an_option_of_one_value_given_twice_is_refused(tmp_path, monkeypatch, args, message):
+    """Click kept the last without a word: a second --config dropped the whole first file, --out a --out b wrote only
+    b (review s31). Options that take several values and flags are not counted."""
+    from mgfrec.cli.main import run_app
+
+    monkeypatch.chdir(tmp_path)
+    errors: list[str] = []
+    assert run_app(args, errors.append) == 2
+    assert len(errors) == 1 and errors[0].startswith(message) and "give it once" in errors[0], errors
+    assert list(tmp_path.iterdir()) == []
+    several = ["index", "query", "d", "x", "--set", "grounding.top_k=3", "--set", "eval.seed=1", "--json", "--json"]
+    fresh: list[str] = []
+    assert run_app(several, fresh.append) == 2 and not fresh, fresh  # refused for the data set, by the command
+
+
 def test_help_and_a_finished_command_keep_their_exit_codes():
     from mgfrec.cli.main import run_app
 

@@ -89,6 +89,10 @@ def test_grid_file_and_flags_make_the_cartesian_product(tmp_path):
     }
     cells = grid_cells(grid)
     assert len(cells) == 4
+    # a flag replaces the file's values of its field, as documented; a note says so (it went without a word)
+    said: list[str] = []
+    assert build_grid(["agent.max_groundings=2"], path, say=said.append)["agent.max_groundings"] == [2]
+    assert said == [f"note: --grid agent.max_groundings replaces the values --grid-file {path} gives it (1, 3)"]
     first = "agent.max_groundings=1,grpo.kl_beta=0.04,grounding.top_k=2"
     assert cells[0].name == first
     assert {(c.values["agent.max_groundings"], c.values["grounding.top_k"]) for c in cells} == {

@@ -193,3 +193,21 @@ def test_a_sparse_hnswlib_graph_still_answers_every_query():
     np.testing.assert_array_equal(indices[raised], expected)
     np.testing.assert_allclose(distances[raised], expected_distances, rtol=1e-5, atol=1e-6)
     assert (np.diff(distances, axis=1) >= 0).all()
+
+
+def test_an_option_of_another_faiss_index_type_is_a_warning(monkeypatch):
+    """``index: flat`` with ``nlist: 100000`` exited 0 without a word, where ``index: ivf`` refuses the value
+    (review s31). A warning names it, once; the option is not refused (a sweep over the index keeps one set of
+    options); what the index reads passes quietly."""
+    import warnings
+
+    from mgfrec.grounding import faiss_index
+
+    monkeypatch.setattr(faiss_index, "_WARNED", set())
+    with pytest.warns(faiss_index.UnreadOptionWarning, match="nlist: read by index ivf only; index flat"):
+        FaissGrounder.Options(index="flat", nlist=100000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        FaissGrounder.Options(index="flat", nlist=100000)  # once
+        FaissGrounder.Options(index="ivf", nlist=8, nprobe=2, seed=1)
+        FaissGrounder.Options(index="hnsw", M=8, ef_search=10)
