@@ -793,6 +793,33 @@ def test_a_name_in_other_case_is_suggested():
         Registry.discover().get("retriever", "SASRec")
 
 
+class _Other:
+    pass
+
+
+@pytest.mark.reliability
+def test_a_name_another_package_claims_now_is_refused_for_a_run_made_with_the_first():
+    """A run made with retriever 'rnd' of one package was evaluated with another package's 'rnd' (another class under
+    that name) without a word, and its results written as the run's (review s31). The recorded target decides; the
+    same target from another version of its package is taken."""
+    from mgfrec.registry import recorded_plugins
+
+    reg = Registry.discover()
+    reg.add("grounder", "cos", _Other)
+    mine = reg.get("grounder", "cos")
+    plugins = [{"kind": "grounder", "name": "cos", "target": "p.m:Cos", "package": "p-kit 0.3"}]
+    with recorded_plugins("RUN", plugins), pytest.raises(RegistryError) as err:
+        reg.get("grounder", "cos")
+    assert str(err.value) == (
+        f"RUN was made with grounder 'cos' = p.m:Cos from p-kit 0.3, but 'cos' here is {mine.target} from "
+        f"{mine.origin}; install the package it was made with, or fit the run again"
+    )
+    same = [{**plugins[0], "target": mine.target, "package": "p-kit 0.2"}]
+    with recorded_plugins("RUN", same):
+        assert reg.get("grounder", "cos") is mine
+    assert reg.get("grounder", "cos") is mine  # nothing recorded
+
+
 def test_a_recorded_plugin_stays_in_its_own_thread():
     # serve loads runs in threads: one thread's run must not name its packages in another's errors
     import threading

@@ -46,8 +46,12 @@ def check_top_k(top_k: int, num_items: int, max_groundings: int = 1) -> None:
 
 
 def build_grounder(item_embeddings: np.ndarray, cfg: GroundingConfig, reg: Registry | None = None) -> Grounder:
-    """Build the grounder named by ``cfg.grounder`` over ``item_embeddings``, with ``cfg.options`` validated."""
-    return (reg or registry()).build("grounder", cfg.grounder, cfg.options, item_embeddings)
+    """Build the grounder named by ``cfg.grounder`` over ``item_embeddings``, with ``cfg.options`` validated. It
+    gets a read-only view: the same vectors rank the whole catalogue for the answer, and a plugin grounder that
+    changed them in place (centring them) changed every final score without a word (review s31)."""
+    view = np.asarray(item_embeddings).view()
+    view.flags.writeable = False
+    return (reg or registry()).build("grounder", cfg.grounder, cfg.options, view)
 
 
 class Grounding:
@@ -124,11 +128,16 @@ class Grounding:
     def _checked_search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The grounder's answer for ``queries``, refused in one line naming it when it breaks the contract."""
         n = len(queries)
-        indices, distances = call_component(self.grounder, "search", queries, k)
-        found = np.asarray(indices)
+        answer = call_component(self.grounder, "search", queries, k)
 
         def who() -> str:  # named only for an error: the registry is not searched on every <ground>
             return registered_as(self.grounder, "grounder") or f"grounder ({class_path(self.grounder)})"
+
+        if not isinstance(answer, (tuple, list)) or len(answer) != 2:  # was "too many values to unpack"
+            got = f"{len(answer)} values" if isinstance(answer, (tuple, list)) else f"a {type(answer).__name__}"
+            raise ValueError(f"the {who()} returned {got}, not the pair (indices, distances): a bug of the grounder")
+        indices, distances = answer
+        found = np.asarray(indices)
 
         swapped = (  # the pair in faiss's order: float "indices" beside integer "distances"
             " (it returned (distances, indices), faiss's order; search returns (indices, distances))"
@@ -150,7 +159,12 @@ class Grounding:
             raise ValueError(
                 f"the {who()} returned item indices of type {found.dtype}, not integers: a bug of the grounder{swapped}"
             )
-        gaps = np.asarray(distances, dtype=np.float64)
+        if found.size and (np.diff(np.sort(found, axis=1), axis=1) == 0).any():  # an item listed twice (review s31)
+            raise ValueError(f"the {who()} returned one item more than once for a query: a bug of the grounder")
+        try:
+            gaps = np.asarray(distances, dtype=np.float64)
+        except (TypeError, ValueError):  # was "could not convert string to float", naming no grounder
+            raise ValueError(f"the {who()} returned distances that are not numbers: a bug of the grounder") from None
         if not np.isfinite(gaps).all() or (np.diff(gaps, axis=1) < -1e-6 * max(1.0, np.abs(gaps).max())).any():
             raise ValueError(
                 f"the {who()} returned distances that are not finite and ascending (nearest first): a bug of the "

@@ -11,7 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from mgfrec.registry.discovery import _add, _recorded, installed_entries, stray_groups
+from mgfrec.registry.discovery import _RECORDED, _add, _recorded, installed_entries, recorded_otherwise, stray_groups
 from mgfrec.registry.entries import KIND_SPECS, KINDS, Entry, check_kind
 from mgfrec.registry.errors import OptionsValidatorError, PluginError, RegistryError, _at_the_call, error_message
 from mgfrec.validation import REDACTED, looks_like_key, refuse_redacted, strict_scalar, validation_text
@@ -55,9 +55,14 @@ class Registry:
         """The entry for ``name``; an unknown name lists what exists and the closest match."""
         check_kind(kind)
         try:
-            return self._entries[kind][name]
+            entry = self._entries[kind][name]
         except KeyError:
             pass
+        else:
+            other = recorded_otherwise(kind, name, entry.target, entry.origin) if _RECORDED.get() else None
+            if other is not None:
+                raise RegistryError(other)
+            return entry
         known = self.names(kind)
         recorded = _recorded(kind, name)
         strays = [] if recorded else [s for s in stray_groups() if name in s.names]  # every package's metadata

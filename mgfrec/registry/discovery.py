@@ -206,6 +206,25 @@ _REQUIREMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!-]*")
 a pasted command must do nothing but install."""
 
 
+def recorded_otherwise(kind: str, name: str, target: str, origin: str) -> str | None:
+    """When a run read inside :func:`recorded_plugins` was made with ``kind`` ``name`` as another class than the one
+    registered here under that name (``target``, from ``origin``): one line saying both. Another package claiming the
+    name evaluated the run with its own model without a word, and wrote its results as the run's (review s31)."""
+    for where, plugins in reversed(_RECORDED.get()):
+        for plugin in plugins:
+            if plugin.get("kind") != kind or plugin.get("name") != name:
+                continue
+            recorded = plugin.get("target")
+            if not isinstance(recorded, str) or not recorded or recorded == target:
+                return None
+            package = str(plugin.get("package") or "an unknown package")
+            return (
+                f"{where} was made with {kind} '{name}' = {recorded} from {package}, but '{name}' here is {target} "
+                f"from {origin}; install the package it was made with, or fit the run again"
+            )
+    return None
+
+
 def _recorded(kind: str, name: str) -> str | None:
     """What :func:`recorded_plugins` knows of ``kind`` ``name``, as the end of an unknown-name error."""
     for where, plugins in reversed(_RECORDED.get()):

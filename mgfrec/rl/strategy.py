@@ -36,21 +36,30 @@ CUDA_ONLY_MESSAGE = (
 CPU_DEEPSPEED = {"deepspeed_stage_2_cpu": 2, "deepspeed_stage_3_cpu": 3}
 
 
+def _starts_by_forking(strategy: str) -> bool:
+    """Whether Lightning's ``strategy`` starts its processes by fork or spawn (by its name, its registered start
+    method, or its class: xla's fork by their class, and their names say neither)."""
+    registered = StrategyRegistry[strategy] if strategy in StrategyRegistry else {}
+    start = registered.get("init_params", {}).get("start_method", "popen")
+    forks = start != "popen" or _forks_itself(registered.get("strategy"))
+    return "fork" in strategy or "spawn" in strategy or forks
+
+
 def check_strategy(strategy: str, accelerator: str = "auto") -> None:
     """Refuse what cannot run here with a message: a CUDA DeepSpeed strategy without CUDA, a CPU DeepSpeed
     strategy on another accelerator, any DeepSpeed strategy without the deepspeed package, and a name neither
     Lightning nor mgfrec knows (before any work, not when the Trainer is built)."""
     known = {"auto", *CPU_DEEPSPEED, *StrategyRegistry.available_strategies()}
     if strategy not in known:
+        # only Lightning's strategies mgfrec runs: the list named ddp_spawn, ddp_fork and xla, refused next (review
+        # s31)
+        usable = sorted(s for s in StrategyRegistry.available_strategies() if not _starts_by_forking(s))
         raise ValueError(
             f"trainer.strategy (--strategy): unknown strategy {strategy!r}; use auto, ddp, deepspeed_stage_2, "
             f"deepspeed_stage_3, deepspeed_stage_2_cpu, deepspeed_stage_3_cpu or another of Lightning's: "
-            f"{', '.join(sorted(StrategyRegistry.available_strategies()))}"
+            f"{', '.join(usable)}"
         )
-    registered = StrategyRegistry[strategy] if strategy in StrategyRegistry else {}
-    start = registered.get("init_params", {}).get("start_method", "popen")
-    forks = start != "popen" or _forks_itself(registered.get("strategy"))
-    if "fork" in strategy or "spawn" in strategy or forks:  # the fit's process watch and its summary need
+    if _starts_by_forking(strategy):  # the fit's process watch and its summary need
         # Lightning's subprocess launcher (ddp) or torchrun: under fork/spawn a child's failure went unseen, and
         # run.json said 0 (ddp_notebook forks too, and xla's strategies fork by their class: names say neither)
         raise ValueError(

@@ -154,6 +154,12 @@ class CachedUserAgent:
 
     def feedback(self, requests: Sequence[FeedbackRequest]) -> list[str]:
         keys = [self.inner.cache_key(r) for r in requests]  # type: ignore[attr-defined]
+        at = next((n for n, k in enumerate(keys) if not (isinstance(k, str) and k)), None)
+        if at is not None:  # None for every request (a forgotten return) answered a batch with one reply (review s31)
+            raise UserAgentError(
+                f"{class_path(self.inner)}.cache_key returned {keys[at]!r:.40} for request {at}, not a non-empty "
+                "str: its replies cannot be cached by it"
+            )
         answers = self.cache.get_many(keys)
         scrub = getattr(self.inner, "scrub_reply", None)
         if callable(scrub):  # a cache written before replies were scrubbed may hold one quoting the key
@@ -175,9 +181,14 @@ class CachedUserAgent:
                 # over the uncached, deduplicated requests
                 mapped = [answers.get(k, got.get(k)) for k in keys]
                 raise PartialFeedbackError(str(exc), mapped, sent=exc.sent) from None
-            if len(fresh) != len(todo):
+            if not isinstance(fresh, list) or len(fresh) != len(todo):  # a generator was a len() traceback
+                got = len(fresh) if isinstance(fresh, list) else f"a {type(fresh).__name__} of"
+                raise UserAgentError(f"{class_path(self.inner)} returned {got} feedbacks for {len(todo)} requests")
+            wrong = next((n for n, a in enumerate(fresh) if not isinstance(a, str)), None)
+            if wrong is not None:  # stored first, it was read back as text on the next run (review s31)
                 raise UserAgentError(
-                    f"{class_path(self.inner)} returned {len(fresh)} feedbacks for {len(todo)} requests"
+                    f"{class_path(self.inner)} answer {wrong} is a {type(fresh[wrong]).__name__}; feedback must be str "
+                    "(nothing was cached)"
                 )
             new = dict(zip(todo, fresh, strict=True))
             self.cache.put_many(new.items())

@@ -227,9 +227,33 @@ class FarthestFirst(SearchOnly):
         return order[:, ::-1], dist[:, ::-1]
 
 
+class RepeatsFirst(SearchOnly):
+    def search(self, queries, k):
+        order, dist = super().search(queries, k)
+        order[:, 1:] = order[:, :1]
+        return order, np.repeat(dist[:, :1], k, axis=1)
+
+
+class Triple(SearchOnly):
+    def search(self, queries, k):
+        order, dist = super().search(queries, k)
+        return order, dist, None
+
+
+class TextDistances(SearchOnly):
+    def search(self, queries, k):
+        order, dist = super().search(queries, k)
+        return order, np.full(dist.shape, "a")
+
+
 @pytest.mark.parametrize(
     ("cls", "words"),
     [
+        # review s31: one item listed k times (an item list of ten copies), "too many values to unpack", "could not
+        # convert string to float", each naming no grounder
+        (RepeatsFirst, r"one item more than once for a query: a bug of the grounder$"),
+        (Triple, r"3 values, not the pair \(indices, distances\): a bug of the grounder$"),
+        (TextDistances, r"distances that are not numbers: a bug of the grounder$"),
         # a pandas .iat traceback in index query
         (FloatIndices, r"item indices of type float64, not integers: a bug of the grounder$"),
         (NanDistances, r"distances that are not finite and ascending.*a bug of the grounder"),  # passed silently
@@ -302,3 +326,23 @@ def test_a_top_k_above_the_catalogue_is_refused_before_any_rollout(catalogue, mi
         build_environment(engine, None, cfg)
     never = cfg.model_copy(update={"agent": cfg.agent.model_copy(update={"max_groundings": 0})})
     assert build_environment(engine, None, never).top_k == len(TITLES) + 1  # an agent that never grounds: as before
+
+
+class Centring(SearchOnly):
+    def __init__(self, item_embeddings):
+        item_embeddings -= item_embeddings.mean(0)  # in place: the vectors the final ranking scores with
+        super().__init__(item_embeddings)
+
+
+def test_a_grounder_cannot_change_the_item_vectors_in_place(catalogue, minilm):
+    """A plugin grounder that centred the item matrix in place changed every final score (the answer's own item
+    scored -0.589, not 0) without a word (review s31). It gets a read-only view; changing it is its own error."""
+    reg = Registry.discover()
+    reg.add("grounder", "centring", Centring)
+    cfg = MGFRecConfig.model_validate({"grounding": {"grounder": "centring", "top_k": 2}})
+    vectors = item_embeddings(catalogue, EmbeddingConfig(), minilm)
+    before = vectors.copy()
+    with pytest.raises(ValueError, match="read-only"):
+        build_grounder(vectors, cfg.grounding, reg=reg)
+    assert np.array_equal(vectors, before)
+    assert build_grounder(vectors, MGFRecConfig().grounding).search(vectors[:1].copy(), 1)[0].tolist() == [[0]]

@@ -79,6 +79,11 @@ def test_fork_and_spawn_strategies_and_nodes_without_a_launcher_are_refused(monk
         with pytest.raises(ValueError, match=f"trainer.strategy \\(--strategy\\) {name}: .* give ddp"):
             check_strategy(name)
     check_strategy("ddp_find_unused_parameters_true")  # popen, as ddp
+    # the unknown-name line offered ddp_spawn, ddp_fork and xla, each refused when taken (review s31)
+    with pytest.raises(ValueError, match="unknown strategy 'bogus'") as err:
+        check_strategy("bogus")
+    offered = str(err.value).rsplit(": ", 1)[1].split(", ")
+    assert "ddp" in offered and not any("fork" in n or "spawn" in n or "notebook" in n or n == "xla" for n in offered)
     for name in NODE_ENVIRONMENT:
         monkeypatch.delenv(name, raising=False)
     check_nodes(1)

@@ -340,3 +340,38 @@ def test_a_partly_failed_batch_numbers_its_answers_by_the_callers_requests(tmp_p
     assert info.value.answers == ["cached 0", "about Grounded Jazz Title 1", None, "about Grounded Jazz Title 3"]
     assert info.value.sent == ["about Grounded Jazz Title 1", None, "about Grounded Jazz Title 3"]
     agent.close()
+
+
+class NoKey(EchoAgent):
+    def cache_key(self, request):  # a forgotten return
+        key = cache_key(backend="echo", prompt=[request.grounded_title])  # noqa: F841
+
+
+class WrongAnswers(EchoAgent):
+    def __init__(self, answers):
+        super().__init__()
+        self.answers = answers
+
+    def feedback(self, requests):
+        return self.answers(requests)
+
+
+@pytest.mark.reliability
+def test_a_backends_bad_keys_and_answers_are_named_and_never_stored(tmp_path):
+    """A cache_key returning None answered a whole batch with the first reply; an answer of the wrong type was stored
+    before the environment refused it, and read back as text on the next run; a generator of answers was a len()
+    traceback (review s31)."""
+    batch = [make_request(0), make_request(1)]
+    with pytest.raises(UserAgentError, match=r"NoKey.cache_key returned None for request 0, not a non-empty str"):
+        CachedUserAgent(NoKey(), tmp_path / "a.sqlite").feedback(batch)
+    for answers, words in (
+        (lambda rs: [5 for _ in rs], r"answer 0 is a int; feedback must be str \(nothing was cached\)"),
+        (lambda rs: (f"x {r.grounded_title}" for r in rs), r"returned a generator of feedbacks for 2 requests"),
+    ):
+        path = tmp_path / "b.sqlite"
+        agent = CachedUserAgent(WrongAnswers(answers), path)
+        with pytest.raises(UserAgentError, match=words):
+            agent.feedback(batch)
+        agent.close()
+        with sqlite3.connect(path) as db:
+            assert db.execute("select count(*) from responses").fetchone()[0] == 0
