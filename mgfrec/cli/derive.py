@@ -42,6 +42,8 @@ def derive(
         return derive_variant_run(run_dir, str(variant), out_dir, set_)
 
     written = run(go)
+    # a derive clears earlier results unless OUT already held this very derivation (review s31): then they are kept
+    kept = sorted(p.name for p in Path(written).glob("eval_*.json"))
     evaluation = [s for s in set_ if override_section(s) == "eval"]
     if evaluation:  # mgfrec evaluate / report read eval.* from their own flags, never from a run's config.yaml
         console.print(
@@ -59,7 +61,16 @@ def derive(
                 "trained_run": str(run_dir),
                 kind: name,
                 "overrides": [redacted_override(s) for s in set_],
+                "kept_evaluations": kept,
             }
+        )
+        return
+    if kept:
+        console.print(
+            f"{written} holds this derivation already; its evaluations ({', '.join(kept)}) are kept, and "
+            f"mgfrec report reads them",
+            highlight=False,
+            soft_wrap=True,
         )
         return
     console.print(f"wrote {written}; evaluate it with: mgfrec evaluate {written}", highlight=False, soft_wrap=True)

@@ -705,6 +705,13 @@ def test_a_set_the_trained_run_never_reads_is_noted(tmp_path, command):
     assert "does not read data.*, trainer.*, grpo.*, policy.model, retriever.* (but retriever.recall_size)" in text
     assert "agent.max_groundings" not in text and "recall_size=5" not in text, text
     one_error(code, output, "nosuch")  # the run is still refused as before
+    # a section given whole is judged field by field (review s31's diff: policy={model: x} went without a word,
+    # and retriever={recall_size: 2}, which is read, was noted)
+    whole = ["--set", "policy={model: /elsewhere}", "--set", "retriever={recall_size: 2}"]
+    code, output = invoke(command, tmp_path / "nosuch", *whole, *(["--user", "u"] if command == "recommend" else []))
+    text = " ".join(output.split())
+    assert f"note: --set policy={{model: /elsewhere}}: mgfrec {command}" in text, text
+    assert "recall_size: 2" not in text, text
 
 
 @pytest.mark.reliability

@@ -34,6 +34,7 @@ def test_a_variant_with_an_override_is_written_and_recorded(runs):
         "trained_run": str(runs / "run"),
         "variant": "joint-l2",
         "overrides": ["agent.joint_title_weight=0.5"],
+        "kept_evaluations": [],
     }
     cfg = load_config(out / "config.yaml")
     assert cfg.agent.final_ranking == "l2_joint" and cfg.agent.joint_title_weight == 0.5
@@ -322,7 +323,10 @@ def test_deriving_the_same_run_again_keeps_its_evaluations(runs, tmp_path):
     assert invoke(str(runs / "run"), str(out), "--ablation", "no-feedback").exit_code == 0
     created = json.loads((out / "run.json").read_text())["created"]
     (out / "eval_test.json").write_text("{}")  # its evaluation
-    ablations.derive_ablation_run(runs / "run", "no-feedback", out)
+    again = invoke(str(runs / "run"), str(out), "--ablation", "no-feedback")
+    assert again.exit_code == 0 and "holds this derivation already; its evaluations (eval_test.json) are kept" in (
+        " ".join(again.output.split())
+    ), again.output  # not "wrote OUT; evaluate it"
     assert (out / "eval_test.json").is_file() and json.loads((out / "run.json").read_text())["created"] == created
     ablations.derive_ablation_run(runs / "run", "no-feedback", out, overrides=("agent.max_groundings=1",))
     assert not (out / "eval_test.json").exists()  # another config: another run's results
