@@ -83,6 +83,15 @@ def only(ids: Iterable[int]) -> AllowedSet:
     return AllowedSet(True, frozenset(int(i) for i in ids))
 
 
+def logs_of(weights: Iterable[float]) -> list[float]:
+    """The logs of prior weights, each of which must be positive and finite."""
+    weights = list(weights)
+    bad = next((w for w in weights if not (0 < w < math.inf)), None)
+    if bad is not None:
+        raise ValueError(f"trie weights must be positive and finite, got {bad}")
+    return [math.log(w) for w in weights]
+
+
 class TokenTrie:
     """Token-id sequences as a prefix tree: which tokens may follow a prefix, and where a sequence ends.
 
@@ -104,11 +113,7 @@ class TokenTrie:
         self.log_end = -math.inf  # log weight of the sequence ending here
         self.log_mass = -math.inf  # log weight ending here or below (set by a weighted build)
         if weights is not None:
-            weights = list(weights)
-            bad = next((w for w in weights if not (0 < w < math.inf)), None)
-            if bad is not None:
-                raise ValueError(f"trie weights must be positive and finite, got {bad}")
-            log_weights = [math.log(w) for w in weights]
+            log_weights = logs_of(weights)
         if log_weights is None:
             for seq in sequences:
                 self.add(seq)
@@ -202,11 +207,7 @@ class TurnGrammar:
         """The titles' token paths; ``weights`` or ``log_weights`` (one per title): a prior over them
         (:meth:`TokenTrie.log_prior`)."""
         if weights is not None:
-            weights = list(weights)
-            bad = next((w for w in weights if not (0 < w < math.inf)), None)
-            if bad is not None:
-                raise ValueError(f"trie weights must be positive and finite, got {bad}")
-            log_weights = [math.log(w) for w in weights]
+            log_weights = logs_of(weights)
         if log_weights is None:
             return TokenTrie(self.title_ids(t) for t in titles if t and t.strip())
         kept = [(t, w) for t, w in zip(titles, log_weights, strict=True) if t and t.strip()]
