@@ -143,23 +143,12 @@ def note_unread_fields(
         return any(key == n or key.startswith(n + ".") for n in names)
 
     def leaves(text: str) -> list[str]:  # a section given whole (policy={model: x}) is judged field by field
-        from mgfrec.config.load import ConfigError, parse_override
+        from mgfrec.config.load import ConfigError, flat_fields, parse_override
 
         try:
-            node: Any = parse_override(text)
+            return list(flat_fields(parse_override(text)))
         except ConfigError:
             return [text.partition("=")[0].strip()]  # refused where the config is read, with its own line
-        out: list[str] = []
-
-        def walk(value: Any, prefix: str) -> None:
-            if isinstance(value, dict) and value:
-                for key, inner in value.items():
-                    walk(inner, f"{prefix}.{key}" if prefix else str(key))
-            else:
-                out.append(prefix)
-
-        walk(node, "")
-        return out
 
     hit = [text for text in sets if any(under(key, unread) and not under(key, read) for key in leaves(text))]
     besides = f" (but {', '.join(read)})" if read else ""

@@ -11,16 +11,15 @@ is cheaper and answers a different question: how much the trained agent leans on
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from dataclasses import replace
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from mgfrec.agent.run_config import load_run_config
 from mgfrec.config.components import check_components, plugins_named
 from mgfrec.config.load import (
     _merge,
     entries_besides_config,
+    flat_fields,
     parse_override,
     redacted_override,
     validate,
@@ -110,22 +109,13 @@ _NOT_READ_BY_DERIVE = ("trainer.", "policy.model", "grpo.", "retriever.", "data.
 _READ_OF_GRPO = ("grpo.rewards", "grpo.reward_options", "retriever.recall_size")
 
 
-def _leaf_fields(node: Any, prefix: str) -> Iterator[str]:
-    """The dotted fields a parsed override sets: ``agent={use_recall: true}`` sets ``agent.use_recall``."""
-    if isinstance(node, dict) and node:
-        for key, value in node.items():
-            yield from _leaf_fields(value, f"{prefix}.{key}" if prefix else str(key))
-    else:
-        yield prefix
-
-
 def _check_derive_overrides(overrides: Iterable[str], preset: Iterable[str], source: str, run_dir: Path) -> None:
     """Refuse a ``--set`` that would undo the preset the derived run is named for (a row labelled ``no-recall``
     with ``agent.use_recall=true`` is the full agent), or that sets what the derived run never reads. A section
     given whole (``--set 'agent={use_recall: true}'``) is checked field by field."""
     fixed = {o.partition("=")[0].strip(): o.partition("=")[2].strip() for o in preset}
     for text in overrides:
-        for field in _leaf_fields(parse_override(text), ""):
+        for field in flat_fields(parse_override(text)):  # the dotted fields it sets: agent={use_recall: true}
             key = next((k for k in fixed if field == k or field.startswith(f"{k}.")), None)  # options.x: options
             if key is not None:
                 raise ValueError(
@@ -185,9 +175,13 @@ def _derive(
     }
     extra.update(plugins_named(cfg))  # a run given where a package is missing names it
     derived = RunInfo(
-        kind="agent", model=f"{info.model} ({name}, eval-time)", data=info.data, data_checksum=info.data_checksum
+        kind="agent",
+        model=f"{info.model} ({name}, eval-time)",
+        data=info.data,
+        data_checksum=info.data_checksum,
+        extra=extra,
     )
-    if _already_derived(out, cfg, replace(derived, extra=extra)):
+    if _already_derived(out, cfg, derived):
         # this very derived run, finished: its evaluations are its own (the demo derives its rows on every rerun,
         # and rolled each out again; review s31)
         return out
@@ -197,7 +191,7 @@ def _derive(
     clear_results(out)
     cfg = keep_run_prompts(cfg, out)  # its own copies, as a trained run's
     write_resolved(cfg, out)
-    write_run_info(out, replace(derived, extra=extra))
+    write_run_info(out, derived)
     return out
 
 
