@@ -233,17 +233,21 @@ def repeated_option(args: list[str], command: Any) -> str | None:
     ``--out a --out b``, ``-k 3 -k 5``), else None. Click keeps the last without a word: a whole config file was
     dropped (review s31). ``command``: the Click command of the app; the words before the leaf command choose it.
     Options that take several values (``--set``, ``--grid``) and flags are not counted."""
+
+    def by_name(command: Any) -> dict[str, Any]:  # each option of the command by each of its names
+        return {name: p for p in command.params for name in (*p.opts, *p.secondary_opts)}
+
     seen: dict[str, list[str]] = {}
     i = 0
     while getattr(command, "commands", None):  # the groups' own options and names, down to the leaf command
-        params = {name: p for p in command.params for name in (*p.opts, *p.secondary_opts)}
+        params = by_name(command)
         while i < len(args) and args[i].startswith("-") and args[i] != "--":
             taken = params.get(args[i].partition("=")[0])
             i += 2 if taken is not None and not taken.is_flag and "=" not in args[i] else 1
         if i >= len(args) or args[i] not in command.commands:
             return None  # no such command: Click says so
         command, i = command.commands[args[i]], i + 1
-    params = {name: p for p in command.params for name in (*p.opts, *p.secondary_opts)}
+    params = by_name(command)
     while i < len(args) and args[i] != "--":
         word = args[i]
         name, eq, _ = word.partition("=")
