@@ -147,7 +147,9 @@ class Recommender:
     engine is used under one lock, so a server may call :meth:`recommend_many` from several threads."""
 
     @with_run_plugins  # a plugin the run was made with that is not installed here: named with its package
-    def __init__(self, run_dir: str | Path, sets: Sequence[str] = ()):
+    def __init__(self, run_dir: str | Path, sets: Sequence[str] = (), query: Query | None = None):
+        """``query``: a user's query is checked against the data set (:meth:`history_of`) before the policy loads,
+        so an unknown user, split sample or ``sample_id`` is refused at once, not after the model has loaded."""
         self.run_dir = Path(run_dir)
         self.info = read_run_info(self.run_dir)
         if self.info.kind not in ("agent", "baseline"):
@@ -173,10 +175,12 @@ class Recommender:
 
             loaded = load_scorer(self.run_dir)
             self.ds, self.scorer = loaded.ds, loaded.scorer
+            self._check_user(query)
             self.grounding = load_grounding(self.ds, self.cfg)
             return
         self.ds = open_data(self.run_dir, self.info)  # the data set the policy was trained on, checked by checksum
         self.scorer = None
+        self._check_user(query)  # before the policy loads: it was refused only after (~30 s on CDs; note s31)
         policy_dir = policy_folder(self.run_dir, self.info)  # a deleted one was refused as a hub id
         self.model, tokenizer = load_policy(PolicyConfig(model=str(policy_dir), dtype=self.cfg.policy.dtype))
         self.grounding = load_grounding(self.ds, self.cfg)
@@ -204,6 +208,11 @@ class Recommender:
         """Release the run's user agent (threads, connections)."""
         if self.environment is not None and self.environment.user_agent is not None:
             self.environment.user_agent.close()
+
+    def _check_user(self, query: Query | None) -> None:
+        """Resolve a user's ``query`` against the data set alone (a typed history needs the grounding: later)."""
+        if query is not None and query.user is not None:
+            self.history_of(query)
 
     # --- what a query means ------------------------------------------------------------------------------
 
@@ -358,11 +367,12 @@ class Recommender:
         return rec
 
 
-def load_recommender(run_dir: str | Path, sets: Sequence[str] = ()) -> Recommender:
-    """Load ``run_dir`` (an agent run or a baseline run) for recommending; ``sets`` are ``--set`` overrides."""
+def load_recommender(run_dir: str | Path, sets: Sequence[str] = (), query: Query | None = None) -> Recommender:
+    """Load ``run_dir`` (an agent run or a baseline run) for recommending; ``sets`` are ``--set`` overrides;
+    ``query``, when given, is checked against the run's data set before the policy loads."""
     if isinstance(sets, str):  # it was read letter by letter: "override 'a' must look like section.field=value"
         raise TypeError("sets: give a list of 'section.field=value' overrides, not one string")
-    return Recommender(run_dir, sets)
+    return Recommender(run_dir, sets, query)
 
 
 @with_registry
@@ -386,7 +396,7 @@ def recommend(
         raise TypeError(f"history_titles: give a list of title strings, got {type(history_titles).__name__}")
     titles = tuple(history_titles) if history_titles is not None else None
     query = Query(user, titles, split, top_k, sample_id)
-    rec = load_recommender(run_dir, sets)
+    rec = load_recommender(run_dir, sets, query)
     try:
         return rec.recommend(query, sample=sample, seed=seed), rec.ds
     finally:

@@ -85,6 +85,29 @@ def test_bad_arguments_are_named(agent_run):
     assert split.exit_code == 2 and "no such user" in text and f"e.g. '{first}'" in text, text
 
 
+def test_unknown_user_is_refused_before_the_policy_loads(agent_run, monkeypatch):
+    """The query's user, split sample and sample id are checked against the data set first: an unknown user was
+    refused only after the policy had loaded (~30 s on CDs; note s31)."""
+    run, ds = agent_run
+
+    def no_policy(*args, **kwargs):
+        raise AssertionError("the policy was loaded")
+
+    monkeypatch.setattr(rec_module, "load_policy", no_policy)
+    for kwargs in ({"user": "no-such-user"}, {"user": "no-such-user", "split": "test"}):
+        with pytest.raises(KeyError, match="no such user"):
+            rec_module.recommend(run, **kwargs)
+    with pytest.raises(KeyError, match="no such user"):  # chat and serve's way in
+        rec_module.load_recommender(run, (), rec_module.Query(user="no-such-user"))
+    user = str(ds.interactions.user_id.iloc[0])
+    with pytest.raises(KeyError, match="not a sample of user"):
+        rec_module.recommend(run, user=user, split="test", sample_id=10**9)
+    result = CliRunner().invoke(app, ["recommend", str(run), "--user", "no-such-user"])
+    assert result.exit_code == 2 and "no such user" in result.output and "policy was loaded" not in result.output
+    with pytest.raises(AssertionError, match="the policy was loaded"):  # a known user goes on to load it
+        rec_module.recommend(run, user=user)
+
+
 def test_markdown_case_study_is_written(agent_run, tmp_path):
     run, ds = agent_run
     path = tmp_path / "case" / "study.md"

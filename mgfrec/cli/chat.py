@@ -128,8 +128,8 @@ def _converse(
                 history = None
         query = Query(user, tuple(split_titles(history)) if history is not None else None, split, top_k, sample_id)
         console.print(terminal_safe(f"loading {run_dir} ..."), highlight=False, markup=False)
-        rec = load_recommender(run_dir, tuple(set_))
-        read, _ = rec.history_of(query)  # an unknown user or an empty history is refused here, before the talk
+        rec = load_recommender(run_dir, tuple(set_), query)  # an unknown user: refused before the policy loads
+        read, _ = rec.history_of(query)  # an empty history is refused here, before the talk
         note_typed_history(query.history_titles and list(query.history_titles), [rec.ds.titles[i] for i in read])
         if split is not None and sample_id is None:
             note_other_samples(rec.ds, split, user, rec.sample_of(query))

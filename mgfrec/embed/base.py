@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from mgfrec.config.schema import EmbeddingConfig
-from mgfrec.registry import Registry, RegistryError, registry
+from mgfrec.registry import Registry, RegistryError, class_path, registered_as, registry
 
 
 @runtime_checkable
@@ -56,3 +56,13 @@ def load_embedder(cfg: EmbeddingConfig, reg: Registry | None = None) -> Embedder
             "model_id, settings and encode() (see docs/plugins.md)"
         )
     return embedder
+
+
+def embedder_named(embedder: object) -> str:
+    """The embedder, for the message of a contract it broke: ``the embedder 'name' (module:Class, from pkg 1.0),
+    model 'id'`` (its registered name and package, the choice a user made; else its class and the config field),
+    then its model id where it has one. Looked up on the error path only: the registry is not searched per call.
+    The model id alone named no component (a plugin's "model-x" said nothing of which package to blame)."""
+    who = registered_as(embedder, "embedder") or f"embedder ({class_path(embedder)}, embedding.embedder)"
+    model = getattr(embedder, "model_id", None)
+    return f"the {who}, model {model!r}," if isinstance(model, str) else f"the {who}"

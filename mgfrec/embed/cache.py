@@ -37,7 +37,7 @@ from mgfrec import __version__
 from mgfrec.atomic import atomic_write, atomic_write_text
 from mgfrec.config.schema import EmbeddingConfig
 from mgfrec.data.prepared import PreparedDataset
-from mgfrec.embed.base import Embedder, load_embedder
+from mgfrec.embed.base import Embedder, embedder_named, load_embedder
 from mgfrec.registry import call_component
 
 CACHE_FORMAT = 1
@@ -100,7 +100,7 @@ def _not_finite(embedder: Embedder, titles: Sequence[str], finite: np.ndarray) -
     first = " ".join(str(titles[bad[0]]).split())
     first = first if len(first) <= 60 else first[:57] + "..."
     line = (
-        f"embedder {embedder.model_id!r} returned NaN or infinite values for {len(bad)} of {len(titles)} titles "
+        f"{embedder_named(embedder)} returned NaN or infinite values for {len(bad)} of {len(titles)} titles "
         f"(the first: item {bad[0]}, {first!r})"
     )
     dtype = getattr(getattr(embedder, "config", None), "dtype", "float32")
@@ -145,7 +145,10 @@ def cached_item_embeddings(
     row_of = {title: row for row, title in enumerate(unique)}
     encoded = np.asarray(call_component(embedder, "encode", unique, query=False, progress=progress), dtype=np.float32)
     if encoded.ndim != 2 or encoded.shape[0] != len(unique):
-        raise ValueError(f"embedder {embedder.model_id!r} returned shape {encoded.shape} for {len(unique)} titles")
+        raise ValueError(
+            f"{embedder_named(embedder)} returned vectors of shape {encoded.shape} for {len(unique)} distinct "
+            f"titles, not [{len(unique)}, dim]: a bug of the embedder"
+        )
     vectors = encoded[np.fromiter((row_of[t] for t in titles), dtype=np.int64, count=len(titles))]
     finite = np.isfinite(vectors).all(axis=1)
     if not finite.all():

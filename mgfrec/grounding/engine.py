@@ -24,7 +24,7 @@ import torch
 from mgfrec.config.redaction import redacted
 from mgfrec.config.schema import GroundingConfig, MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
-from mgfrec.embed.base import Embedder, load_embedder
+from mgfrec.embed.base import Embedder, embedder_named, load_embedder
 from mgfrec.embed.cache import cached_item_embeddings
 from mgfrec.embed.cache import item_embeddings as cached_vectors
 from mgfrec.grounding.base import Grounder
@@ -93,8 +93,7 @@ class Grounding:
         dim = self.item_embeddings.shape[1]
 
         def which() -> str:  # named only for an error: the registry is not searched on every query
-            registered = registered_as(self.embedder, "embedder")  # its name and package, or its class
-            return f"the {registered or f'embedder ({class_path(self.embedder)}, embedding.embedder)'}"
+            return embedder_named(self.embedder)
 
         if found.shape != (n, dim):
             raise ValueError(

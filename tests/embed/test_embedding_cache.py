@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -189,10 +190,11 @@ def test_non_finite_vectors_name_the_titles_and_suggest_a_dtype_only_to_the_buil
     named no title."""
     with pytest.raises(ValueError) as plugin:
         cached_item_embeddings(ds, EmbeddingConfig(), NaNOnBlue())
-    assert str(plugin.value) == (
-        "embedder 'nan-on-blue' returned NaN or infinite values for 2 of 5 titles (the first: item 3, 'Kind of "
-        "Blue'); every vector must be finite"
-    )
+    assert re.fullmatch(
+        r"the embedder \(\S+\.NaNOnBlue, embedding\.embedder\), model 'nan-on-blue', returned NaN or infinite "
+        r"values for 2 of 5 titles \(the first: item 3, 'Kind of Blue'\); every vector must be finite",
+        str(plugin.value),
+    ), plugin.value
     built_in = SentenceTransformerEmbedder(EmbeddingConfig(dtype="float16"))
     monkeypatch.setattr(built_in, "encode", NaNOnBlue().encode)  # what float16 overflow gives, without the model
     with pytest.raises(ValueError, match=r"5 titles .*; try embedding.dtype=float32 \(it runs in float16\)$"):
@@ -327,3 +329,23 @@ def test_two_plugin_embedders_reporting_one_model_id_never_share_vectors(minilm)
     assert "component" not in keys[0]  # the built-in's key, and so its existing caches, unchanged
     assert keys[1]["component"].endswith("Same") and keys[2]["component"].endswith("Other")
     assert keys[0] != keys[1] != keys[2]
+
+
+class OneRowShort(NaNOnBlue):
+    """A plugin embedder that drops a title's vector."""
+
+    def encode(self, texts, *, query=False, progress=False):
+        return np.ones((len(texts) - 1, 3), dtype=np.float32)
+
+
+@pytest.mark.reliability
+def test_a_wrong_shape_names_the_embedder_component_not_only_its_model_id(ds):
+    """The line named the model id alone ("embedder 'model-x' returned shape ..."): which package to blame was left
+    to guess (note s31). It names the component (registered name and package, or class and config field) too."""
+    with pytest.raises(ValueError) as short:
+        cached_item_embeddings(ds, EmbeddingConfig(), OneRowShort())
+    assert re.fullmatch(
+        r"the embedder \(\S+\.OneRowShort, embedding\.embedder\), model 'nan-on-blue', returned vectors of shape "
+        r"\(3, 3\) for 4 distinct titles, not \[4, dim\]: a bug of the embedder",
+        str(short.value),
+    ), short.value

@@ -309,7 +309,9 @@ def test_an_embedders_wrong_query_vectors_are_named_with_the_embedder(catalogue,
     embedder = QueryRows(minilm, mode)
     engine = Grounding(embedder, ExactGrounder(vectors), TITLES, vectors, top_k=3)
     for call in (engine.search, engine.full_scores):  # <ground>, and the answer's ranking of every item
-        with pytest.raises(ValueError, match=rf"^the embedder \(.*QueryRows, embedding.embedder\) returned {words}"):
+        with pytest.raises(
+            ValueError, match=rf"^the embedder \(.*QueryRows, embedding.embedder\), model '[^']+', returned {words}"
+        ):
             call(["Abbey Road", "Rumours"])
 
 
