@@ -553,6 +553,24 @@ def test_blame_names_the_innermost_plugin_on_the_traceback_and_nobody_else(tmp_p
         with pytest.raises(OSError) as second:
             blamepkg.two.B().load()
         assert blame(second.value).name == "b"
+        # a method inherited from a base class: its frame is named for the base, which another entry of the
+        # module shares (or is itself registered); the component is the class of `self` (note s31)
+        (pkg / "inherit.py").write_text(
+            "class Base:\n    def search(self, q, k):\n        raise RuntimeError('in the base')\n\n"
+            "    @classmethod\n    def build(cls):\n        raise RuntimeError('in the classmethod')\n\n\n"
+            "class First(Base):\n    pass\n\n\nclass Second(Base):\n    pass\n"
+        )
+        import blamepkg.inherit
+
+        reg.add("grounder", "base", blamepkg.inherit.Base)
+        reg.add("grounder", "first", blamepkg.inherit.First)
+        reg.add("grounder", "second", blamepkg.inherit.Second)
+        with pytest.raises(RuntimeError) as inherited:
+            blamepkg.inherit.Second().search(None, 1)
+        assert blame(inherited.value).name == "second"
+        with pytest.raises(RuntimeError) as built:
+            blamepkg.inherit.Second.build()
+        assert blame(built.value).name == "second"
         with pytest.raises(ValueError) as ours:
             component_options(_WithOptions, {"k": 0}, "where")  # raised in mgfrec alone
         assert blame(ours.value) is None

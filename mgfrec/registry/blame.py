@@ -54,8 +54,10 @@ def call_component(component: object, method: str, *args: Any, **kwargs: Any) ->
 
 
 def blame(exc: BaseException) -> Entry | None:
-    """The third-party component whose code ``exc`` was raised through, or None. Of the traceback's frames in a
-    plugin's modules, innermost first: the first that runs the entry point's own object (``Class.method``, or the
+    """The third-party component whose code ``exc`` was raised through, or None. Of the traceback's frames,
+    innermost first: the first outside mgfrec whose ``self`` (or ``cls``) is an entry point's class (a method it
+    inherits from a base class runs under the base's name: the base, or another component sharing it, was named);
+    then the first in a plugin's module that runs the entry point's own object (``Class.method``, or the
     function); failing that, the innermost frame's module, then its package. One module may register several
     components, and its helper functions belong to none of them.
 
@@ -68,23 +70,38 @@ def blame(exc: BaseException) -> Entry | None:
         return None
     if not plugins:
         return None
-    frames: list[tuple[str, str]] = []  # (module, qualified name of the code), innermost first
+    frames: list[tuple[str, str, str | None]] = []  # (module, code's qualified name, self's class), innermost first
     tb = exc.__traceback__
     while tb is not None:
         code = tb.tb_frame.f_code
-        frames.insert(0, (str(tb.tb_frame.f_globals.get("__name__", "")), getattr(code, "co_qualname", code.co_name)))
+        module = str(tb.tb_frame.f_globals.get("__name__", ""))
+        frames.insert(0, (module, getattr(code, "co_qualname", code.co_name), _bound_class(tb.tb_frame, code)))
         tb = tb.tb_next
-    for module, qualname in frames:
+    by_class = {e.target.partition("[")[0].replace(" ", ""): e for e in reversed(plugins)}  # first entry wins
+    for module, _, owner in frames:  # mgfrec's own base-class code is never a plugin's: as before, not blamed
+        if owner in by_class and module.split(".")[0] != "mgfrec":
+            return by_class[owner]
+    for module, qualname, _ in frames:
         for e in plugins:
             attr = e.target.partition(":")[2].partition("[")[0].strip()
             if e.module == module and attr and (qualname == attr or qualname.startswith(attr + ".")):
                 return e
-    for module, _ in frames:
+    for module, *_ in frames:
         exact = [e for e in plugins if e.module == module]
         package = [e for e in plugins if module.split(".")[0] == e.module.split(".")[0]]
         if exact or package:
             return (exact or package)[0]
     return None
+
+
+def _bound_class(frame: Any, code: Any) -> str | None:
+    """``module:Qualname`` of the class a method's frame runs for: its first argument named ``self`` (its type) or
+    ``cls`` (a classmethod's class); None for a function, or a frame whose first argument is neither."""
+    if code.co_argcount < 1 or code.co_varnames[0] not in ("self", "cls"):
+        return None
+    bound = frame.f_locals.get(code.co_varnames[0])
+    owner = bound if code.co_varnames[0] == "cls" and isinstance(bound, type) else type(bound)
+    return f"{getattr(owner, '__module__', '?')}:{getattr(owner, '__qualname__', '?')}"
 
 
 def plugin_failure(exc: BaseException) -> str | None:
