@@ -338,6 +338,14 @@ def _plugin_site(root, module: str, source: str, target: str, kind: str = "groun
         ("class Grounder(:\n    pass\n", "raising:Grounder", ["SyntaxError"]),
         ("class Grounder:\n    pass\n", "raising:Grounderr", ["no attribute 'Grounderr'"]),
         ("import not_installed_dep_xyz\n", "raising:Grounder", ["needs the package 'not_installed_dep_xyz'"]),
+        # each of these was told "it needs the package ...", naming an installed library, the plugin's own
+        # module, or '' (note s31)
+        ("import not_installed_dep_xyz.sub\n", "raising:Grounder", ["needs the package 'not_installed_dep_xyz'"]),
+        ("from json import no_such_name\n", "raising:Grounder", ["'json' is installed but does not provide"]),
+        ("import json.no_such_sub\n", "raising:Grounder", ["'json' is installed but has no module 'json.no_such_sub'"]),
+        ("import raising.helpers\n", "raising:Grounder", ["lacks its own module 'raising.helpers'"]),
+        ("from raising import helper\n", "raising:Grounder", ["lacks a name it imports from itself"]),
+        ("raise ImportError('libfoo.so: cannot open')\n", "raising:Grounder", ["could not load a library it needs"]),
     ],
 )
 def test_a_broken_plugin_is_one_registry_error_naming_its_package(tmp_path, monkeypatch, source, target, words):
@@ -345,7 +353,7 @@ def test_a_broken_plugin_is_one_registry_error_naming_its_package(tmp_path, monk
     # mgfrec's own extras as its hint.
     module = f"raising_{tmp_path.name.replace('-', '_')}"  # a fresh module per case (sys.modules caches)
     monkeypatch.syspath_prepend(str(tmp_path))
-    (tmp_path / f"{module}.py").write_text(source)
+    (tmp_path / f"{module}.py").write_text(source.replace("raising", module))
     target = target.replace("raising", module)
     entry = Entry(kind="grounder", name="broken", target=target, origin="mgfrec-broken 1.0")
     with pytest.raises(RegistryError) as err:
@@ -353,7 +361,7 @@ def test_a_broken_plugin_is_one_registry_error_naming_its_package(tmp_path, monk
     message = str(err.value)
     assert "grounder 'broken'" in message and "mgfrec-broken 1.0" in message, message
     for word in words:
-        assert word in message, message
+        assert word.replace("raising", module) in message, message
     assert "mgfrec[faiss]" not in message  # a plugin's missing dependency is the plugin's to install
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,17 +74,7 @@ class Entry:
             for part in attr.split(".") if attr else []:
                 obj = getattr(obj, part)
         except ImportError as exc:
-            missing = getattr(exc, "name", None) or ""
-            if missing and (module_name == missing or module_name.startswith(missing + ".")):
-                hint = "the entry point names a module that does not exist; check the providing package"
-            elif self.origin.split(" ")[0] == "mgfrec":
-                hint = (
-                    f"it needs the package '{missing}'; install it (mgfrec's optional extras: "
-                    "faiss, hnswlib, openai, anthropic, deepspeed, vllm, e.g. pip install 'mgfrec[faiss]')"
-                )
-            else:
-                hint = f"it needs the package '{missing}', which {self.origin} should have installed; pip install it"
-            raise RegistryError(f"{where} could not be imported: {exc}; {hint}") from exc
+            raise RegistryError(f"{where} could not be imported: {exc}; {self._import_hint(exc)}") from exc
         except AttributeError as exc:
             raise RegistryError(
                 f"{where}: its module has no attribute '{attr}' ({exc}); check the providing package"
@@ -98,6 +89,53 @@ class Entry:
                 "package is broken"
             ) from None
         return obj
+
+    def _import_hint(self, exc: ImportError) -> str:
+        """What to do about ``exc``, raised importing the entry point's module. Only a module that is not
+        installed at all (``ModuleNotFoundError`` for a top-level name outside the plugin's own package) is a
+        package to install; a name missing from an installed package (``from lib import name``: another version),
+        a module missing from the plugin's own package, or an ImportError naming nothing is the providing package's
+        to fix. Each of these was told "it needs the package ..." (a package that was installed, its own module, or
+        '') (note s31)."""
+        module_name = self.target.partition(":")[0].strip()
+        ours = self.origin.split(" ")[0] == "mgfrec"
+        missing = getattr(exc, "name", None) or ""
+        own = missing.split(".")[0] == module_name.split(".")[0]  # the plugin's own package
+        if not isinstance(exc, ModuleNotFoundError) or not missing:
+            if missing and own:  # "cannot import name 'x' from 'pkg'": the plugin's own package lacks a name
+                return f"the providing package {self.origin} lacks a name it imports from itself: it is broken"
+            if missing:  # "cannot import name 'x' from 'lib'": lib is installed, in a version without it
+                return (
+                    f"'{missing}' is installed but does not provide what it imports (another version than "
+                    f"{'mgfrec' if ours else self.origin} expects?); check the versions installed"
+                )
+            return f"{'mgfrec' if ours else 'the providing package'} could not load a library it needs; see the message"
+        if module_name == missing or module_name.startswith(missing + "."):
+            return "the entry point names a module that does not exist; check the providing package"
+        top = missing.split(".")[0]
+        if own:  # the plugin's own package lacks one of its modules
+            return (
+                f"the providing package {self.origin} lacks its own module '{missing}': it is broken or incompletely "
+                "installed"
+            )
+        if top != missing and _installed(top):  # lib.sub missing from an installed lib
+            return (
+                f"'{top}' is installed but has no module '{missing}' (another version?); check the versions installed"
+            )
+        if ours:
+            return (
+                f"it needs the package '{top}'; install it (mgfrec's optional extras: "
+                "faiss, hnswlib, openai, anthropic, deepspeed, vllm, e.g. pip install 'mgfrec[faiss]')"
+            )
+        return f"it needs the package '{top}', which {self.origin} should have installed; pip install it"
+
+
+def _installed(module: str) -> bool:
+    """Whether a top-level module can be found (never raises: a broken finder says no)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def check_kind(kind: str) -> None:
