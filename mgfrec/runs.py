@@ -111,8 +111,16 @@ def _first_run_in(folder: Path) -> str:
 def read_run_info(run_dir: str | Path) -> RunInfo:
     path = Path(run_dir) / RUN_FILE
     if not path.is_file():
-        if (Path(run_dir) / "fit_start.json").is_file():  # written once GRPO's parts have loaded; run.json last
-            held = [Path(run_dir) / "checkpoints" / name for name in ("last.ckpt", "last.ckpt.old")]
+        from mgfrec.locks import held_by_another
+
+        folder = Path(run_dir)
+        # a fit or SFT in progress was called unfinished, with advice to --resume it or start it again beside it
+        if held_by_another(folder) and not (folder / PREVIOUS_FIT / RUN_FILE).is_file():  # (that one: below)
+            raise FileNotFoundError(
+                f"{run_dir}: a run is being made in it now (no {RUN_FILE} yet); wait for the command making it to end"
+            )
+        if (folder / "fit_start.json").is_file():  # written once GRPO's parts have loaded; run.json last
+            held = [folder / "checkpoints" / name for name in ("last.ckpt", "last.ckpt.old")]
             if any(p.exists() for p in held):  # an empty checkpoints/ (it failed before one): --resume cannot
                 how = (
                     " (its checkpoint is there); finish it with the command that started it and --resume, or start "
@@ -121,10 +129,7 @@ def read_run_info(run_dir: str | Path) -> RunInfo:
             else:
                 how = " and no checkpoint yet; start it again with the command that started it"
             raise FileNotFoundError(f"{run_dir}: an unfinished fit (no {RUN_FILE} yet){how}")
-        folder = Path(run_dir)
         if (folder / PREVIOUS_FIT / RUN_FILE).is_file():  # "not a run folder (... train one)" hid the earlier run
-            from mgfrec.locks import held_by_another
-
             if held_by_another(folder):  # it was called killed, and its advice was refused as "running" (review s30)
                 raise FileNotFoundError(
                     f"{run_dir}: a baseline fit is running in it now (its earlier run is kept in {PREVIOUS_FIT} until "

@@ -17,6 +17,7 @@ mgfrec``; written last: it marks a finished run).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -43,6 +44,7 @@ from mgfrec.config.load import load_config, write_resolved
 from mgfrec.config.schema import AgentConfig, MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.grounding.engine import check_top_k, load_grounding
+from mgfrec.locks import only_one_in
 from mgfrec.models.policy import check_policy_source, load_policy
 from mgfrec.output_folders import check_output_run, retire_if_recall_inside, retire_run
 from mgfrec.registry import Registry, registry, with_registry
@@ -280,6 +282,44 @@ def run_fit(
                 "to train, and the run is kept as it is; give more steps to extend it"
             )
     out.mkdir(parents=True, exist_ok=True)
+    # two fits into one folder at once wrote one checkpoint, metrics file and policy over the other's, and each
+    # retired what the other had written (note s31); the first process alone takes it, its others reuse OUT
+    with only_one_in(out, "mgfrec fit") if first else contextlib.nullcontext():
+        return _fit_into(
+            ds,
+            out,
+            cfg,
+            options,
+            recall_opts=recall_opts,
+            policy_dir=policy_dir,
+            ckpt=ckpt,
+            done=done,
+            first=first,
+            reg=reg,
+            embedder=embedder,
+            say=say,
+            started=started,
+        )
+
+
+def _fit_into(
+    ds: PreparedDataset,
+    out: Path,
+    cfg: MGFRecConfig,
+    options: FitOptions,
+    *,
+    recall_opts: RecallOptions,
+    policy_dir: Path | None,
+    ckpt: Path,
+    done: int | None,
+    first: bool,
+    reg: Registry,
+    embedder: Any | None,
+    say: Callable[[str], None],
+    started: float,
+) -> FitResult:
+    """:func:`run_fit` after its checks, holding ``out``'s lock: the recall samples, the policy, the trainer, then
+    the earlier run retired and the fit run."""
     torch.manual_seed(cfg.trainer.seed)
 
     cfg, recall_dir, train, valid = recall_samples(

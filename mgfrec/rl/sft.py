@@ -43,6 +43,7 @@ from mgfrec.config.schema import MAX_LR, MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.eval.policy_eval import METRIC_COLUMNS, evaluate_policy
 from mgfrec.grounding.engine import check_top_k, load_grounding
+from mgfrec.locks import only_one_in
 from mgfrec.models.logprobs import token_logprobs, vocab_width
 from mgfrec.models.policy import check_policy_source, load_policy, recorded_preset, save_policy, training_device
 from mgfrec.output_folders import check_output_run, retire_if_recall_inside, retire_run
@@ -255,6 +256,24 @@ def run_sft(
     check_output_run(out, "mgfrec-sft", data=ds.root)  # before anything in OUT is touched
     AgentPrompts.from_config(cfg.agent)  # a template that cannot be read is named before OUT is cleared
     out.mkdir(parents=True, exist_ok=True)
+    # two SFTs into one folder at once each retired the other's files and saved one policy over the other's
+    with only_one_in(out, "mgfrec sft"):
+        return _sft_into(data, ds, out, cfg, options, reg=reg, embedder=embedder, say=say, started=started)
+
+
+def _sft_into(
+    data: str | Path,
+    ds: PreparedDataset,
+    out: Path,
+    cfg: MGFRecConfig,
+    options: SFTOptions,
+    *,
+    reg: Registry,
+    embedder: Any | None,
+    say: Callable[[str], None],
+    started: float,
+) -> SFTResult:
+    """:func:`run_sft` after its checks, holding ``out``'s lock: synthesize, retire the earlier run, train, save."""
     torch.manual_seed(options.seed)
 
     cfg, recall_dir, train, valid = recall_samples(

@@ -262,6 +262,31 @@ def test_a_resume_with_other_training_settings_is_refused_before_any_work(run):
 
 
 @pytest.mark.reliability
+def test_a_second_fit_into_a_folder_being_fitted_is_refused_and_a_reader_is_told_it_is_running(run, tmp_path):
+    """Two fits into one --out wrote one checkpoint, metrics file and policy over the other's, and each retired what
+    the other wrote; a reader of a fit in progress was told to --resume it or start it again beside it (note s31).
+    The folder is locked as `baseline fit`'s, the demo's and the sweep's are."""
+    from mgfrec.locks import only_one_in
+    from mgfrec.runs import read_run_info
+
+    out = run["result"].out
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in out.iterdir())
+    with only_one_in(out, "mgfrec fit"):  # another fit holds it (flock: another open of the folder)
+        with pytest.raises(ValueError, match=r"another mgfrec fit is running in it; wait for it to end"):
+            run_fit(run["ds"].root, out, run["cfg"], FitOptions(valid_samples=4))
+        assert read_run_info(out).model == "mgfrec"  # a finished run reads as before
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in out.iterdir()) == before  # nothing retired or written
+    making = tmp_path / "making"
+    making.mkdir()
+    (making / "fit_start.json").write_text("{}")
+    with only_one_in(making, "mgfrec fit"):
+        with pytest.raises(FileNotFoundError, match=r"a run is being made in it now .*; wait for the command making"):
+            read_run_info(making)
+    with pytest.raises(FileNotFoundError, match="an unfinished fit"):  # and once it ends: as before
+        read_run_info(making)
+
+
+@pytest.mark.reliability
 def test_resume_without_checkpoint_is_refused(tmp_path, run):
     with pytest.raises(FileNotFoundError, match="--resume"):
         run_fit(run["ds"].root, tmp_path / "fresh", run["cfg"], FitOptions(resume=True), embedder=run["minilm"])

@@ -471,3 +471,20 @@ def test_a_stopped_rerun_leaves_no_earlier_policy_beside_its_own_metrics(setup, 
 
     with pytest.raises(FileNotFoundError, match="an SFT that did not finish|an agent run that did not finish"):
         read_run_info(out)
+
+
+@pytest.mark.reliability
+def test_a_second_sft_into_a_folder_being_trained_is_refused(setup, tmp_path):
+    """Two SFTs into one --out each retired the other's files and saved one policy over the other's (note s31)."""
+    from mgfrec.locks import only_one_in
+    from mgfrec.rl.sft import SFTOptions, run_sft
+
+    cfg = setup["cfg"].model_copy(update={"policy": PolicyConfig()})
+    out = tmp_path / "run"
+    options = SFTOptions(recall_model="pop", epochs=0, max_train_samples=4, valid_samples=0)
+    run_sft(setup["ds"].root, out, cfg, options)
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in out.iterdir())
+    with only_one_in(out, "mgfrec sft"):
+        with pytest.raises(ValueError, match=r"another mgfrec sft is running in it; wait for it to end"):
+            run_sft(setup["ds"].root, out, cfg, options)
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in out.iterdir()) == before
