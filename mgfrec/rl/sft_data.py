@@ -161,26 +161,31 @@ def build_plans(
         zip(todo, grounding.ground([parse_turn(turn2[n]).title or "" for n in todo]) if todo else [], strict=False)
     )
 
-    def answer_of(target: int, shown: list[int]) -> tuple[int, bool]:
-        """The teacher's answer among ``shown`` (what this trajectory was shown) and whether it is the target."""
+    def answer_of(target: int, shown: list[int], history: Sequence[int]) -> tuple[int, bool]:
+        """The teacher's answer among ``shown`` (what this trajectory was shown) and whether it is the target. An
+        item of the user's history is never answered unless it is the target: the ranking leaves history items out,
+        so such an answer can never be the target (without a recall list the first grounding, of the last history
+        title, shows that item first, and the recall fallback and teacher answered it for every sample; review s32)."""
+        seen = set(history)
+        fresh = [i for i in shown if i not in seen] or shown  # (every item shown is the history's: as before)
         if teacher == "recall":
-            return shown[0], shown[0] == target
+            return fresh[0], fresh[0] == target
         if target in shown:
             return target, True
         if fallback == "nearest":
-            return _nearest(vectors, shown, target, set()), False
-        return shown[0], False  # the recall list's best item (the first list shown)
+            return _nearest(vectors, fresh, target, set()), False
+        return fresh[0], False  # the recall list's best item (the first list shown)
 
     plans = []
     for n, s in enumerate(samples):
         grounded = [tuple(lists1[n])] + ([tuple(lists2[n])] if n in lists2 else [])
-        answer, hit = answer_of(s.target, [*recalls[n], *(i for row in grounded for i in row)])
+        answer, hit = answer_of(s.target, [*recalls[n], *(i for row in grounded for i in row)], s.history)
         turns = [turn1[n], *([turn2[n]] if n in turn2 else [])]
         turns.append(w.turn([f"{w.title(answer)} fits best.", "Best match."], "answer", answer))
         if sum(w.size(t) for t in turns) > agent.max_new_tokens_total and len(turns) == 3:
             # drop the optional grounding to fit the total, and answer from what is still shown without it
             grounded = grounded[:1]
-            answer, hit = answer_of(s.target, [*recalls[n], *grounded[0]])
+            answer, hit = answer_of(s.target, [*recalls[n], *grounded[0]], s.history)
             turns = [turns[0], w.turn([f"{w.title(answer)} fits best.", "Best match."], "answer", answer)]
         plans.append(Plan(tuple(turns), tuple(grounded), int(answer), hit))
     return plans

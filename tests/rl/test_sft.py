@@ -169,6 +169,28 @@ def test_the_recall_teacher_grounds_and_answers_the_recall_lists_first_item(setu
     assert all(t.constrained for t in result.trajectories)
 
 
+@pytest.mark.reliability
+def test_no_demonstration_answers_a_history_item_that_is_not_the_target(setup):
+    """With agent.use_recall false the first grounding (the last history title) shows that item first, and the
+    recall fallback and the recall teacher answered it for every sample: an answer the ranking leaves out, so it can
+    never be the target (review s32: 113 of 200 demonstrations, and all 200 under --teacher recall)."""
+    cfg, grounding, (_, tokenizer) = setup["cfg"], setup["grounding"], setup["policy"]
+    samples = setup["train"]
+    no_recall = cfg.agent.model_copy(update={"use_recall": False})
+    for teacher, fallback in (("target", "recall"), ("target", "nearest"), ("recall", "recall")):
+        plans = build_plans(samples, grounding, tokenizer, no_recall, teacher=teacher, fallback=fallback)
+        wrong = [
+            (s.sample_id, p.answer_item)
+            for s, p in zip(samples, plans, strict=True)
+            if p.answer_item in s.history
+            and p.answer_item != s.target
+            and not {i for row in p.grounded for i in row} <= set(s.history)  # (all it was shown is history)
+        ]
+        assert not wrong, (teacher, fallback, wrong[:5])
+        for plan in plans:  # the answer is still one the trajectory was shown
+            assert plan.answer_item in {i for row in plan.grounded for i in row}
+
+
 def test_sft_lowers_the_loss_and_teaches_the_format(setup):
     cfg, grounding, ds = setup["cfg"], setup["grounding"], setup["ds"]
     # No feedback block: shorter trajectories, and the format is what is learnt here: free decoding (under
