@@ -6,9 +6,12 @@ items and takes the pessimistic 1-based rank of the target (:func:`mgfrec.rankin
 an item tied with the target counts as ranked above it, and NaN scores rank last. History exclusion
 subtracts the (at most L) history items instead of masking all N, so it costs almost nothing.
 
-By default the sample's history items are left out of the ranking (RecBole's full-sort convention: an
-already-consumed item is not a recommendation), except the target itself, which is never removed even when
-the user consumed it before. ``exclude_history=False`` ranks every item.
+By default the sample's history items are left out of the ranking (an already-consumed item is not a
+recommendation), except the target itself, which is never removed even when the user consumed it before. The
+history is the sample's window (the data set's ``history_length``, 20 by default): items the user consumed before
+it stay ranked. RecBole's general recommenders mask every past interaction, its sequential ones none, so this is a
+third convention between the two (on a 150-user ml-100k subset 1,196 of 1,452 test samples had older items
+ranked; review s32). ``exclude_history=False`` ranks every item.
 
 This module does not load models or read run folders (see :mod:`mgfrec.eval.runs`).
 """
