@@ -62,7 +62,11 @@ def serve(
         )
         try:
             run_server(
-                str(run_dir), options, tuple(set_), say=lambda m: console.print(m, highlight=False, markup=False)
+                str(run_dir),
+                options,
+                tuple(set_),
+                # soft_wrap: the line naming the URL is one line whatever its length (--port 0's port is read from it)
+                say=lambda m: console.print(m, highlight=False, markup=False, soft_wrap=True),
             )
         except KeyboardInterrupt as stop:  # uvicorn raises the signal again once it has shut down
             raise typer.Exit(getattr(stop, "exit_code", 130)) from None

@@ -43,7 +43,7 @@ from mgfrec.serve.guard import STOPPING, Guard
 from mgfrec.serve.request_checks import only_parameters, validation_line
 from mgfrec.serve.work import Batcher, Busy, Conversation, Mode, client_error_text, error_text
 from mgfrec.text.terminal import terminal_safe
-from mgfrec.validation import is_blank
+from mgfrec.validation import is_blank, shown_name
 
 MAX_TITLE_CHARS = 300
 MAX_HISTORY = 50
@@ -176,7 +176,10 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
                 known = split_users[body.split]
             if body.user_id not in known:
                 where = f" with a sample in split '{body.split}'" if body.split else ""
-                raise HTTPException(404, f"user_id {body.user_id!r}: no such user{where} in the run's data set")
+                # a key a client put in the wrong field is not echoed (the access log redacts it too; review s32)
+                raise HTTPException(
+                    404, f"user_id {shown_name(body.user_id)!r}: no such user{where} in the run's data set"
+                )
         history = tuple(t for t in body.history if not is_blank(t)) if body.history is not None else None
         query = Query(body.user_id, history, body.split, body.k, body.sample_id)
         return query, Mode(body.feedback, body.sample, body.seed)
@@ -281,7 +284,8 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
     def session(sid: str) -> tuple[Conversation, asyncio.Queue]:
         found = sessions.get(sid)  # one lookup: sync routes run in threads while the loop removes sessions
         if found is None:
-            shown = sid if len(sid) <= 64 else f"{sid[:64]}... ({len(sid)} characters)"  # a session id is 32
+            shown = shown_name(sid)  # a key a client put in the URL is not echoed (review s32); an id is 32
+            shown = shown if len(shown) <= 64 else f"{shown[:64]}... ({len(sid)} characters)"
             raise HTTPException(404, f"session {shown!r}: no such conversation (finished, cancelled or never opened)")
         return found
 

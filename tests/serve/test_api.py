@@ -78,6 +78,28 @@ def test_bad_requests_get_a_4xx_with_a_reason(client, body, status, words):
     assert words in r.json()["error"]
 
 
+def test_the_serving_line_names_the_url_on_one_line_however_long_the_run_path(server, client):
+    """Printed without a terminal, rich wrapped it at 80 columns: with a run path of any length the URL was on the
+    next line, and ``--port 0``'s port could not be read from the line that names it (review s32)."""
+    client.get("/healthz")  # the line is out before the server answers
+    lines = [line for line in server.log.splitlines() if line.startswith("serving ")]
+    assert len(lines) == 1 and lines[0].endswith(f" at {server.url}/"), server.log[-2000:]
+    assert len(lines[0]) > 80  # (the fixture's run path makes it long enough to have wrapped)
+
+
+@pytest.mark.reliability
+def test_a_key_sent_as_a_user_or_session_id_is_not_echoed_in_the_404(client):
+    """``{"user_id": "sk-proj-..."}`` and ``/v1/sessions/sk-proj-.../events`` answered 404 with the key in the body,
+    where the access log redacts it (review s32)."""
+    key = "sk-proj-AbCdEf1234567890XyZ"
+    for r in (
+        client.post("/v1/recommend", json={"user_id": key}),
+        client.post("/v1/recommend", json={"user_id": key, "split": "test"}),
+        client.get(f"/v1/sessions/{key}/events"),
+    ):
+        assert r.status_code == 404 and "<redacted>" in r.json()["error"] and key not in r.text, r.text
+
+
 def test_grounding_as_a_service_health_and_schema(client, serve_run):
     _, _, ds = serve_run
     found = client.get("/v1/items", params={"q": ds.titles[5], "k": 3}).json()
