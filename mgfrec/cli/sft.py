@@ -136,8 +136,10 @@ def sft(
         print_json(summary)
         return
     final = result.history[-1]
+    # --valid-samples 8 on a data set whose valid split is empty said "(--valid-samples 0)" (review s32)
+    why = "--valid-samples 0" if valid_samples == 0 else f"the valid split of {data} holds no sample"
     valid = (
-        "no validation (--valid-samples 0)"
+        f"no validation ({why})"
         if math.isnan(final["format_valid"])
         else f"format-valid {final['format_valid']:.3f}, ndcg_full {final['ndcg_full']:.4f}, "
         f"NDCG@10 {final['ndcg@10']:.4f}"

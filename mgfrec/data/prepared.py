@@ -186,6 +186,11 @@ def detect_source(
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"{flag} '{source}' is neither a folder nor a data source ({', '.join(known)})")
+    if path.is_file():  # "cannot tell its format ... pass --source", then "--source csv": "not a folder" (review s32)
+        raise ValueError(
+            f"{flag} {path}: a file; give the folder that holds it (a csv folder holds items.csv and "
+            "interactions.csv; -o items_file=... / -o interactions_file=... name them otherwise)"
+        )
     if (path / "manifest.json").is_file():
         raise ValueError(
             f"{flag} {path}: a prepared data set (mgfrec data prepare); give the raw folder it was prepared from"

@@ -37,11 +37,12 @@ from mgfrec.validation import not_utf8_at
 def check_top_k(top_k: int, num_items: int, max_groundings: int = 1) -> None:
     """Refuse, before any work, a ``grounding.top_k`` above the catalogue's size: the agent's first ``<ground>``,
     possibly hours into a fit, was where it failed, naming a ``k`` the user never set. An agent that never grounds
-    (``agent.max_groundings`` 0) never reads it."""
+    (``agent.max_groundings`` 0) never reads it. The line named ``--items-per-grounding``, which only ``fit``
+    has, to ``sft``, ``evaluate`` and ``recommend`` too (review s32)."""
     if max_groundings > 0 and top_k > num_items:
         raise ValueError(
-            f"grounding.top_k (--items-per-grounding) {top_k} is above the catalogue's {num_items} items: an item "
-            f"list cannot hold more; give at most {num_items}"
+            f"grounding.top_k {top_k} is above the catalogue's {num_items} items: an item list cannot hold more; "
+            f"give at most {num_items} (--set grounding.top_k=N; mgfrec fit: --items-per-grounding N)"
         )
 
 

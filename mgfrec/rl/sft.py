@@ -55,9 +55,6 @@ from mgfrec.staleness import recall_created
 from mgfrec.text.prompts import AgentPrompts, keep_run_prompts
 from mgfrec.user_agents.base import check_user_agent, with_run_cache
 
-"""On the Amazon CDs data most targets are cold and ``last-title`` is the strongest baseline (docs/baselines.md);
-it needs no training, so the warm start costs no SASRec fit."""
-
 
 @dataclass(frozen=True)
 class SFTOptions:

@@ -199,7 +199,12 @@ def test_a_reward_that_cannot_be_built_is_named_before_the_recall_fit(prepared, 
 def test_a_top_k_above_the_catalogue_is_refused_before_any_work(prepared, tmp_path, command):
     """It was found at the policy's first <ground>, after the recall fit (and, in fit, possibly hours of steps)."""
     code, output = invoke(command, "--data", prepared, "--out", tmp_path / "run", "--set", "grounding.top_k=61")
-    one_error(code, output, "grounding.top_k (--items-per-grounding) 61 is above the catalogue's 60 items")
+    one_error(
+        code,
+        output,
+        "grounding.top_k 61 is above the catalogue's 60 items: an item list cannot hold more; give at most 60 "
+        "(--set grounding.top_k=N; mgfrec fit: --items-per-grounding N)",
+    )
     assert not (tmp_path / "run").exists()
 
 

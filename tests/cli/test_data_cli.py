@@ -183,6 +183,11 @@ def test_unknown_source_argument_and_unreadable_folder(tmp_path):
     result = invoke("data", "prepare", tmp_path / "empty", "--out", tmp_path / "p")
     assert result.exit_code == 2
     assert "cannot tell its format" in flat(result.output)
+    # a file: "cannot tell its format ... pass --source NAME", and with --source csv "not a folder" (review s32)
+    (tmp_path / "empty" / "interactions.csv").write_text("user_id,item_id,timestamp\n")
+    result = invoke("data", "prepare", tmp_path / "empty" / "interactions.csv", "--out", tmp_path / "p")
+    assert result.exit_code == 2 and "interactions.csv: a file; give the folder that holds it" in flat(result.output)
+    assert not (tmp_path / "p").exists()
 
 
 def test_stats_refuses_a_folder_that_is_not_prepared_or_was_changed(csv_folder, tmp_path):

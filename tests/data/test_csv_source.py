@@ -30,9 +30,18 @@ def write(folder: Path, items: bytes = ITEMS, interactions: bytes = INTERACTIONS
 # (case, file the bad row goes in, the bad row as line 5, dropped reason, words the error must contain)
 BAD_ROWS = [
     ("item wrong field count", "items.csv", b"i4,Delta", "wrong_field_count", ["2 fields, header has 3"]),
-    ("item latin-1 bytes", "items.csv", b"i4,Caf\xe9 del Mar,jazz", "bad_encoding", ["not valid utf-8"]),
+    (
+        "item latin-1 bytes",
+        "items.csv",
+        b"i4,Caf\xe9 del Mar,jazz",
+        "bad_encoding",
+        ["not valid utf-8; if the file is in another encoding, pass -o encoding=latin-1 (or cp1252)"],
+    ),
     ("empty item id", "items.csv", b" ,Delta,rock", "empty_item_id", ["field item_id"]),
     ("empty title", "items.csv", b"i4,   ,rock", "empty_title", ["field title", "'i4'"]),
+    # kept as a title that shows nothing (review s32)
+    ("zero-width title", "items.csv", b"i4,\xe2\x80\x8b,rock", "empty_title", ["field title shows nothing", "'i4'"]),
+    ("control-only title", "items.csv", b"i4,\x01\x02,rock", "empty_title", ["field title shows nothing", "'i4'"]),
     ("duplicate item id", "items.csv", b"i1,Alpha again,rock", "duplicate_item_id", ["item_id 'i1'"]),
     # two files joined with cat: the second header was kept as an item called "title"
     ("repeated header", "items.csv", b"\xef\xbb\xbfitem_id,title,genre", "repeated_header", ["the header row again"]),

@@ -324,7 +324,7 @@ def test_a_top_k_above_the_catalogue_is_refused_before_any_rollout(catalogue, mi
     vectors = item_embeddings(catalogue, EmbeddingConfig(), minilm)
     engine = Grounding(minilm, ExactGrounder(vectors), TITLES, vectors, top_k=3)
     cfg = MGFRecConfig.model_validate({"grounding": {"top_k": len(TITLES) + 1}, "user_agent": {"backend": "none"}})
-    with pytest.raises(ValueError, match=rf"^grounding.top_k \(--items-per-grounding\) {len(TITLES) + 1} is above"):
+    with pytest.raises(ValueError, match=rf"^grounding.top_k {len(TITLES) + 1} is above"):
         build_environment(engine, None, cfg)
     never = cfg.model_copy(update={"agent": cfg.agent.model_copy(update={"max_groundings": 0})})
     assert build_environment(engine, None, never).top_k == len(TITLES) + 1  # an agent that never grounds: as before

@@ -380,6 +380,7 @@ def test_a_run_keeps_the_template_it_was_trained_with_and_is_evaluated_with_it_w
     ]  # fmt: skip
     result = CliRunner().invoke(app, [str(a) for a in args])
     assert result.exit_code == 0, result.output
+    assert "valid: no validation (--valid-samples 0); policy" in result.output, result.output
     copy = out.resolve() / "prompts" / "recommendation_agent.txt"
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["agent"]["template"] == str(copy) and copy.read_text(encoding="utf-8") == SHORT_SYSTEM

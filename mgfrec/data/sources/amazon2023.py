@@ -41,6 +41,7 @@ from mgfrec.data.sources.amazon2023_fields import (
     numeric_price,
     text_or_none,
 )
+from mgfrec.validation import is_blank
 
 _MONTH = re.compile(r"^(\d{4})-(\d{2})(?:-(\d{2}))?$")
 
@@ -284,7 +285,7 @@ class Amazon2023Source:
 
     def _reject(self, title: str | None, price: Any) -> str | None:
         """Why an item's meta line makes it unusable (R2ec's order of checks), or None."""
-        if title is None or not clean_text(title, self.options.ascii_titles):
+        if title is None or is_blank(clean_text(title, self.options.ascii_titles)):  # (a lone zero-width space too)
             return "no_title"
         if "<span id" in title:
             return "invalid_title"  # scraped page markup instead of a title

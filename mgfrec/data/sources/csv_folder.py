@@ -21,6 +21,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from mgfrec.data.raw import BadInputError, FileReport, RawLog, ReadReport, RowPolicy, shown
+from mgfrec.validation import is_blank
 
 _SURROGATES = range(0xDC80, 0xDD00)  # what errors="surrogateescape" makes of undecodable bytes
 _FIELD_LIMIT = 2**31 - 1  # the largest value csv.field_size_limit takes on every platform
@@ -299,7 +300,11 @@ class CsvSource:
         if len(fields) != len(header):
             return "wrong_field_count", f"{len(fields)} fields, header has {len(header)}"
         if _bad_encoding(fields):
-            return "bad_encoding", f"not valid {self.options.encoding}"
+            # skipping it drops the item and its interactions: a file in another encoding wants -o encoding (review
+            # s32: only --skip-bad was suggested)
+            another = "; if the file is in another encoding, pass -o encoding=latin-1 (or cp1252)"
+            utf8 = self.options.encoding.lower().replace("_", "-") in ("utf-8", "utf8")
+            return "bad_encoding", f"not valid {self.options.encoding}{another if utf8 else ''}"
         for name, value in zip(header, fields, strict=False):
             if "\x00" in value:
                 return "nul_byte", f"field {name} holds a NUL byte"
@@ -328,8 +333,9 @@ class CsvSource:
             if not item_id:
                 policy.bad(rep, "empty_item_id", where, "field item_id is empty")
                 continue
-            if not title:
-                policy.bad(rep, "empty_title", where, f"field title is empty for item {shown(item_id)}")
+            if is_blank(title):  # a lone zero-width space or control character was kept as a title (review s32)
+                shows = "is empty" if not title else "shows nothing (only invisible or control characters)"
+                policy.bad(rep, "empty_title", where, f"field title {shows} for item {shown(item_id)}")
                 dropped.setdefault(item_id, f"empty_title, line {line}")
                 continue
             if item_id in seen:
