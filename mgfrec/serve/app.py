@@ -40,7 +40,7 @@ from mgfrec.recommend import Recommender
 from mgfrec.recommendation import Query, item_dict
 from mgfrec.serve.access_log import path_only
 from mgfrec.serve.guard import STOPPING, Guard
-from mgfrec.serve.request_checks import only_parameters, validation_line
+from mgfrec.serve.request_checks import body_keys_once, only_parameters, validation_line
 from mgfrec.serve.work import Batcher, Busy, Conversation, Mode, client_error_text, error_text
 from mgfrec.text.terminal import terminal_safe
 from mgfrec.validation import is_blank, shown_name
@@ -125,7 +125,7 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
         await asyncio.to_thread(batcher.close)
 
     app = FastAPI(
-        dependencies=[Depends(only_parameters)],
+        dependencies=[Depends(only_parameters), Depends(body_keys_once)],
         title="mgfrec",
         version="1",
         lifespan=lifespan,

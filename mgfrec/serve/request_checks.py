@@ -1,13 +1,17 @@
 """What ``mgfrec serve`` refuses in a request before a route reads it, in one line: a validation error as
-``field: problem`` without echoing the input, and a query parameter the route does not take, given twice, or not
-UTF-8 once decoded."""
+``field: problem`` without echoing the input, a query parameter the route does not take, given twice, or not
+UTF-8 once decoded, and a JSON body that gives one key twice."""
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from typing import Any
 from urllib.parse import unquote_plus
 
 from fastapi import HTTPException, Request
+
+from mgfrec.validation import shown_name
 
 
 def validation_line(error: dict[str, Any], content_type: str = "application/json") -> str:
@@ -55,3 +59,33 @@ def only_parameters(request: Request) -> None:
         except UnicodeDecodeError:
             shown = unquote_plus(name, errors="replace")
             raise HTTPException(422, f"query.{shown}: its percent-encoding is not UTF-8 text") from None
+
+
+class _Repeated(ValueError):
+    """A JSON object that gives a key more than once (its name and count)."""
+
+
+def _each_key_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    counts = Counter(key for key, _ in pairs)
+    key, times = counts.most_common(1)[0] if counts else ("", 1)
+    if times > 1:
+        raise _Repeated(key, times)
+    return dict(pairs)
+
+
+async def body_keys_once(request: Request) -> None:
+    """Refuse a JSON body that gives one key twice (``{"user_id": "a", "user_id": "b"}`` answered for ``b``, and
+    ``"k"`` given twice took the last, where a query parameter given twice is refused; review s32). Every route
+    depends on it; a body that is not JSON is left to the route's own validation."""
+    if request.method not in ("POST", "PUT", "PATCH"):
+        return
+    raw = await request.body()  # read once: the route reads the same bytes
+    if not raw:
+        return
+    try:
+        json.loads(raw, object_pairs_hook=_each_key_once)
+    except _Repeated as repeated:
+        key, times = repeated.args
+        raise HTTPException(422, f"body.{shown_name(key)[:60]}: given {times} times; give it once") from None
+    except (ValueError, RecursionError):  # not JSON (the route says where), or nested past Python's limit
+        return

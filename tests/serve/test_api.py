@@ -88,6 +88,24 @@ def test_the_serving_line_names_the_url_on_one_line_however_long_the_run_path(se
 
 
 @pytest.mark.reliability
+def test_a_body_key_given_twice_is_refused_as_a_query_parameter_given_twice_is(client, serve_run):
+    """``{"user_id": "U23", "user_id": "U00"}`` answered for U00 and ``"k"`` twice took the last (review s32)."""
+    _, _, ds = serve_run
+    user = str(ds.interactions.user_id.iloc[0])
+    headers = {"content-type": "application/json"}
+    for raw, key in (
+        (f'{{"user_id": "nobody", "user_id": "{user}", "k": 1}}', "user_id"),
+        (f'{{"user_id": "{user}", "k": 1, "k": 2}}', "k"),
+    ):
+        r = client.post("/v1/recommend", content=raw, headers=headers)
+        assert r.status_code == 422 and r.json() == {"error": f"body.{key}: given 2 times; give it once"}, r.text
+    opened = client.post("/v1/sessions", content=f'{{"user_id": "{user}", "user_id": "{user}"}}', headers=headers)
+    assert opened.status_code == 422 and "body.user_id: given 2 times" in opened.text, opened.text
+    assert client.post("/v1/recommend", content=f'{{"user_id": "{user}", "k": 1}}', headers=headers).status_code == 200
+    assert client.post("/v1/recommend", content="[" * 100_000, headers=headers).status_code in (400, 422)
+
+
+@pytest.mark.reliability
 def test_a_key_sent_as_a_user_or_session_id_is_not_echoed_in_the_404(client):
     """``{"user_id": "sk-proj-..."}`` and ``/v1/sessions/sk-proj-.../events`` answered 404 with the key in the body,
     where the access log redacts it (review s32)."""
