@@ -97,6 +97,25 @@ class Report:
         """Whether ``row``'s mean is shown bold: the best of the rows on the reference's samples, and one of them."""
         return row.comparison_error is None and row.result.metrics[metric] == self.best(metric)
 
+    def exclude_history(self) -> bool | None:
+        """How the rows were ranked (``eval.exclude_history``): True or False when every row that records it agrees,
+        None when none records it or they differ (such rows are not compared, and each says why)."""
+        seen = {r.result.exclude_history for r in self.rows if r.result.exclude_history is not None}
+        return seen.pop() if len(seen) == 1 else None
+
+    def convention(self) -> str | None:
+        """The line that says how items were ranked: the numbers move by ~30% with it, and docs/evaluation.md asks
+        that it be stated with every number; the tables said nothing of it (review s32)."""
+        excluded = self.exclude_history()
+        if excluded is None:
+            return None
+        if excluded:
+            return (
+                "Ranking: each sample's history items (its last history_length) left out, never the target "
+                "(eval.exclude_history: true)."
+            )
+        return "Ranking: every item ranked, history items too (eval.exclude_history: false)."
+
     def uncompared(self) -> list[str]:
         """The rows that could not be compared with the reference (their ``comparison_error``)."""
         return [r.name for r in self.rows if r.comparison_error is not None]
@@ -122,6 +141,7 @@ class Report:
                 "alpha": self.alpha,
                 "confidence": self.confidence,
                 "bootstrap_samples": self.bootstrap_samples,
+                "exclude_history": self.exclude_history(),
                 "metrics": self.metrics,
                 "rows": rows,
             }
@@ -186,6 +206,8 @@ class Report:
                 f"(its least is 2/{self.bootstrap_samples + 1}): no difference can be marked; give at least "
                 f"{math.floor(2 / self.alpha)} (eval.bootstrap_samples, --bootstrap)."
             )
+        if (convention := self.convention()) is not None:
+            notes.append(convention)
         decoding = self.decoding()
         if decoding:
             notes.append(decoding)
@@ -285,7 +307,8 @@ class Report:
             if r.comparison_error
         ]
         stopped = [note for r in self.rows if (note := r.stopped_note())]
-        return self.legend() + ([decoding] if decoding else []) + errors + stopped
+        how = [line for line in (self.convention(), decoding) if line]
+        return self.legend() + how + errors + stopped
 
     def _plain_cell(self, r: ReportRow, m: str) -> str:
         v = r.result.metrics[m]

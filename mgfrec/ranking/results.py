@@ -314,7 +314,8 @@ class EvalResult:
         from rich.table import Table
 
         pct = f"{self.confidence:.0%} CI"
-        table = Table(title=title or f"{self.method} on {self.split} ({self.samples:,} samples)")
+        ranked = {True: ", history excluded", False: ", history ranked too"}.get(self.exclude_history, "")  # (s32)
+        table = Table(title=title or f"{self.method} on {self.split} ({self.samples:,} samples{ranked})")
         for col in ("metric", "value", pct):
             table.add_column(col, justify="left" if col == "metric" else "right")
         for m, v in self.metrics.items():
