@@ -11,6 +11,8 @@ the evaluator know no user ids, and test users may never appear in training).
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from pydantic import Field
@@ -37,6 +39,13 @@ class CaserRetriever(SequentialRetriever):
         super().__init__(num_items, window, settings, options)
         dim = settings.embedding_dim
         self.length = min(options.window or window, window)
+        if options.window is not None and options.window > window:  # capped without a word, config.yaml said 50
+            warnings.warn(
+                f"retriever.options.window {options.window} is above the data set's history length {window}: Caser "
+                f"reads the last {window} items (a sample's history holds no more)",
+                UserWarning,
+                stacklevel=2,
+            )
         if options.vertical_filters + options.horizontal_filters == 0:
             raise ValueError("retriever.options: Caser needs vertical_filters or horizontal_filters above 0")
         self.vertical = nn.Conv2d(1, options.vertical_filters, (self.length, 1)) if options.vertical_filters else None

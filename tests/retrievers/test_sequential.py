@@ -136,6 +136,18 @@ def test_bad_options_name_the_field(chain_ds, tmp_path):
         fit(chain_ds, tmp_path, "sasrec", **{"retriever.options": {"layer": 3}})
 
 
+def test_a_caser_window_above_the_history_length_is_noted(chain_ds, tmp_path):
+    """It was capped at the history length without a word, config.yaml recording the window asked for (review s32)."""
+    from mgfrec.retrievers.fit import load_retriever
+    from mgfrec.retrievers.sequences import history_window
+
+    window = history_window(chain_ds)
+    with pytest.warns(UserWarning, match=rf"retriever.options.window {window + 30} is above .* length {window}"):
+        fit(chain_ds, tmp_path / "wide", "caser", **{"retriever.options": {"window": window + 30}})
+    with pytest.warns(UserWarning, match="Caser reads the last"):  # and each time the run loads
+        assert load_retriever(tmp_path / "wide", chain_ds).length == window
+
+
 def test_loading_on_other_data_is_refused(runs, prepare_log):
     other = prepare_log([("u", f"i{i}", i) for i in range(12)], 60)
     with pytest.raises(ValueError, match="not the one the run was trained on"):
