@@ -108,6 +108,17 @@ def test_unknown_user_is_refused_before_the_policy_loads(agent_run, monkeypatch)
         rec_module.recommend(run, user=user)
 
 
+def test_a_seed_without_sample_is_noted(agent_run):
+    """--seed without --sample changed nothing, without a word (review s32)."""
+    run, ds = agent_run
+    titles = f"{ds.titles[0]}; {ds.titles[1]}"
+    noted = CliRunner().invoke(app, ["recommend", str(run), "--history", titles, "--seed", "5", "--json"])
+    assert noted.exit_code == 0 and "note: --seed is read only with --sample" in noted.stderr, noted.output
+    json.loads(noted.stdout)  # the note is on stderr: the JSON stays whole
+    sampled = CliRunner().invoke(app, ["recommend", str(run), "--history", titles, "--seed", "5", "--sample", "--json"])
+    assert sampled.exit_code == 0 and "--seed is read only" not in sampled.stderr, sampled.output
+
+
 def test_markdown_case_study_is_written(agent_run, tmp_path):
     run, ds = agent_run
     path = tmp_path / "case" / "study.md"

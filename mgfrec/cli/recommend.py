@@ -57,6 +57,8 @@ def recommend(
     from mgfrec.recommend import recommend as run_recommend
 
     run(lambda: (check_split(split), check_user_id(user), check_history(history)))
+    if seed != 0 and not sample:  # greedy decoding draws nothing: the seed changed nothing, without a word (s32)
+        typer.echo("note: --seed is read only with --sample (greedy decoding draws nothing)", err=True)
     note_unread_fields(set_, "mgfrec recommend", TRAINED_RUN_SECTIONS, TRAINED_RUN_NOT_READ, TRAINED_RUN_READ)
     titles = split_titles(history) if history is not None else None
     if markdown is not None:

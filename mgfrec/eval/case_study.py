@@ -73,6 +73,13 @@ def trajectory_markdown(trajectory: Mapping[str, Any], title: str = "Case study"
             f"groundings: {trajectory.get('groundings')}"
         )
         lines += [f"**Answer:** {_md(trajectory.get('answer'))}  ", end, ""]
+    target = trajectory.get("target")
+    if isinstance(target, Mapping):  # a split sample: the terminal and --json said where it landed, the page did not
+        lines += [
+            f"**Target:** {_md(target.get('title'))} ({_code(target.get('item_id'))}), at place "
+            f"{target.get('rank')} of every item (sample {target.get('sample_id')})",
+            "",
+        ]
     if trajectory.get("top"):
         lines += [
             "## Top recommendations",

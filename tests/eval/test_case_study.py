@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mgfrec.eval.case_study import trajectory_markdown, write_trajectory_markdown
+from mgfrec.eval.case_study import is_case_study, trajectory_markdown, write_trajectory_markdown
 
 TRAJECTORY = {
     "history": [{"item_idx": 1, "item_id": "A1", "title": "Kind of Blue"}],
@@ -45,6 +45,17 @@ def test_trajectory_markdown_shows_every_step_in_order(tmp_path):
     assert positions == sorted(positions)
     path = write_trajectory_markdown(TRAJECTORY, tmp_path / "case" / "case.md")
     assert path.read_text(encoding="utf-8") == md
+
+
+def test_a_split_samples_page_says_where_its_target_landed(tmp_path):
+    """`recommend --split test --markdown` left the target and its place out of the page; the terminal and --json
+    said them (review s32)."""
+    sample = {**TRAJECTORY, "target": {"item_idx": 4, "item_id": "D4", "title": "Moanin'", "rank": 1, "sample_id": 7}}
+    md = trajectory_markdown(sample)
+    assert "**Target:** Moanin' (`D4`), at place 1 of every item (sample 7)" in md
+    assert md.index("**End:**") < md.index("**Target:**") < md.index("## Top recommendations")
+    assert "**Target:**" not in trajectory_markdown(TRAJECTORY)  # a typed history has none
+    assert is_case_study(write_trajectory_markdown(sample, tmp_path / "case.md"))
 
 
 def test_trajectory_markdown_writes_every_title_as_literal_text():
