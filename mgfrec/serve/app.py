@@ -182,6 +182,11 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
                 )
         history = tuple(t for t in body.history if not is_blank(t)) if body.history is not None else None
         query = Query(body.user_id, history, body.split, body.k, body.sample_id)
+        if query.sample_id is not None:  # (the split is in memory) refused before the queue, where a client's error
+            try:  # took a batch slot and was counted as a failed recommendation in /healthz (review s32)
+                recommender.history_of(query)
+            except (KeyError, ValueError) as exc:
+                raise HTTPException(422, error_text(exc)) from None
         return query, Mode(body.feedback, body.sample, body.seed)
 
     @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False)

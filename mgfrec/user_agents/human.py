@@ -106,6 +106,8 @@ class HumanUserAgent:
     def _deliver(self, item: Any) -> None:
         # One reply per grounding: a second click must not become the answer to the next grounding.
         with self._lock:
+            if self._cancelled is not None:  # it said "none was asked, or it was answered" (review s32)
+                raise LookupError(f"no grounding is waiting for feedback: the conversation ended ({self._cancelled})")
             if not self._open:
                 raise LookupError("no grounding is waiting for feedback now (none was asked, or it was answered)")
             self._open = False

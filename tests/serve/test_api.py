@@ -106,6 +106,19 @@ def test_a_body_key_given_twice_is_refused_as_a_query_parameter_given_twice_is(c
 
 
 @pytest.mark.reliability
+def test_a_sample_id_that_is_not_the_users_is_refused_before_the_queue(client, serve_run):
+    """It was checked in the batch worker: the client's error took a batch slot and counted in /healthz's
+    queue.failed, which an operator reads as the server failing (review s32)."""
+    _, _, ds = serve_run
+    user = str(ds.split("test").user_id.iloc[0])
+    failed = client.get("/healthz").json()["queue"]["failed"]
+    for path in ("/v1/recommend", "/v1/sessions"):
+        r = client.post(path, json={"user_id": user, "split": "test", "sample_id": 10**9})
+        assert r.status_code == 422 and r.json()["error"].startswith(f"sample_id {10**9}: not a sample of user"), r.text
+    assert client.get("/healthz").json()["queue"]["failed"] == failed
+
+
+@pytest.mark.reliability
 def test_a_key_sent_as_a_user_or_session_id_is_not_echoed_in_the_404(client):
     """``{"user_id": "sk-proj-..."}`` and ``/v1/sessions/sk-proj-.../events`` answered 404 with the key in the body,
     where the access log redacts it (review s32)."""

@@ -123,6 +123,9 @@ def test_nobody_answering_times_out_and_cancel_releases_a_waiting_rollout():
         agent.feedback([REQ])
     with pytest.raises(FeedbackCancelled):  # and it stays cancelled
         agent.feedback([REQ])
+    # feedback sent after the end is told so: it was "none was asked, or it was answered" (review s32)
+    with pytest.raises(LookupError, match=r"^no grounding is waiting for feedback: the conversation ended \(the page"):
+        agent.reply("too late")
 
 
 def test_without_a_person_it_cannot_be_built_or_chosen_for_training():
