@@ -61,7 +61,10 @@ class ExactGrounder:
         _check_device(self.options.device)
         self.unique = UniqueVectors.build(item_embeddings)
         self.num_items, self.dim = self.unique.num_items, self.unique.dim
-        self._items = torch.from_numpy(self.unique.vectors).to(self.options.device)
+        centre = self.unique.centre  # None for vectors near the origin (normalised ones): no shift, as before
+        self._centre = None if centre is None else torch.from_numpy(centre).to(self.options.device)
+        items = torch.from_numpy(self.unique.vectors).to(self.options.device)
+        self._items = items if self._centre is None else items - self._centre
         self._sq_norms = (self._items * self._items).sum(dim=1)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -74,6 +77,8 @@ class ExactGrounder:
         with torch.inference_mode():
             for start in range(0, q.shape[0], batch):
                 block = torch.from_numpy(q[start : start + batch]).to(self._items.device)
+                if self._centre is not None:
+                    block = block - self._centre
                 # ||q||^2 is the same for every item of a row, so it cannot change the row's order: skipped.
                 partial = self._sq_norms.unsqueeze(0) - 2.0 * (block @ self._items.T)
                 blocks.append(_nearest(partial, n_cand).cpu().numpy())

@@ -15,7 +15,9 @@ scores, so the pessimistic tie rule of the metrics treats them as true ties. Sco
 expansion |q|^2 + |x|^2 - 2 q.x: near a distance of zero that expansion cannot resolve distances below about
 5e-4 (for unit-length vectors), so an item that close to the answer may tie with it or pass it, and may order
 differently here than in a grounder's float64 top-k. Only near-twin titles are that close (identical vectors
-are exact ties, above); far from zero the resolution is about 1e-7.
+are exact ties, above); far from zero the resolution is about 1e-7. A catalogue far from the origin (its mean more
+than 10 times its spread away: an embedder that does not normalise) is shifted to its mean first
+(:attr:`UniqueVectors.centre`), where the expansion would otherwise round the distances away.
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ def full_scores(
             f"queries must be [num_queries, {unique.dim}] like the item embeddings, got shape {tuple(q.shape)}"
         )
     x = torch.from_numpy(unique.vectors).to(device)
+    if unique.centre is not None:  # far from the origin: shifted first, as the exact grounder does (ties.py)
+        centre = torch.from_numpy(unique.centre).to(device)
+        x, q = x - centre, q - centre
     with torch.no_grad():  # not inference_mode: callers may edit the scores in place
         sq = (q * q).sum(dim=1, keepdim=True) + (x * x).sum(dim=1).unsqueeze(0) - 2.0 * (q @ x.T)
         distinct = sq.clamp_min_(0.0).sqrt_().neg_()  # rounding can push a true 0 slightly below zero
