@@ -71,3 +71,13 @@ def held_by_another(folder: str | Path) -> bool:
         return failed is not None and failed.errno in _BUSY
     finally:
         os.close(fd)
+
+
+def refuse_if_held(folder: str | Path) -> None:
+    """Refuse, in one line, an ``--out`` another process holds :func:`only_one_in`'s lock on: a command's checks of
+    what the folder holds ran first, and a second ``sft`` into a folder a running ``fit`` held was told the fit
+    "did not finish" and that ``--resume`` would continue it, a second ``fit`` that it "replaces" it (review s32)."""
+    if Path(folder).is_dir() and held_by_another(folder):
+        raise ValueError(
+            f"--out {folder}: another mgfrec command is writing it now; wait for it to end, or give another --out"
+        )

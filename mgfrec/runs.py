@@ -114,8 +114,11 @@ def read_run_info(run_dir: str | Path) -> RunInfo:
         from mgfrec.locks import held_by_another
 
         folder = Path(run_dir)
-        # a fit or SFT in progress was called unfinished, with advice to --resume it or start it again beside it
-        if held_by_another(folder) and not (folder / PREVIOUS_FIT / RUN_FILE).is_file():  # (that one: below)
+        # a fit or SFT in progress was called unfinished, with advice to --resume it or start it again beside it;
+        # a folder that holds another thing's mark (a data set, a sweep, a demo: their commands lock it too) is
+        # named for what it is below, and a baseline fit's set-aside run has its own line (review s32)
+        marked = ("manifest.json", "sweep.json", "demo.json", f"{PREVIOUS_FIT}/{RUN_FILE}")
+        if not any((folder / mark).is_file() for mark in marked) and held_by_another(folder):
             raise FileNotFoundError(
                 f"{run_dir}: a run is being made in it now (no {RUN_FILE} yet); wait for the command making it to end"
             )

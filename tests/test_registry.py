@@ -345,7 +345,13 @@ def _plugin_site(root, module: str, source: str, target: str, kind: str = "groun
         ("import json.no_such_sub\n", "raising:Grounder", ["'json' is installed but has no module 'json.no_such_sub'"]),
         ("import raising.helpers\n", "raising:Grounder", ["lacks its own module 'raising.helpers'"]),
         ("from raising import helper\n", "raising:Grounder", ["lacks a name it imports from itself"]),
-        ("raise ImportError('libfoo.so: cannot open')\n", "raising:Grounder", ["could not load a library it needs"]),
+        ("raise ImportError('something went wrong')\n", "raising:Grounder", ["could not load a library it needs"]),
+        # a compiled extension that does not load names itself, and read as "another version" (review s32)
+        (
+            "raise ImportError('libcudart.so.12: cannot open shared object file', name='ext', path='/x/ext.so')\n",
+            "raising:Grounder",
+            ["a compiled library the providing package needs could not be loaded"],
+        ),
     ],
 )
 def test_a_broken_plugin_is_one_registry_error_naming_its_package(tmp_path, monkeypatch, source, target, words):
@@ -579,6 +585,17 @@ def test_blame_names_the_innermost_plugin_on_the_traceback_and_nobody_else(tmp_p
         with pytest.raises(RuntimeError) as built:
             blamepkg.inherit.Second.build()
         assert blame(built.value).name == "second"
+        # a library's own method run on a plugin's object (torch's load_state_dict on a plugin nn.Module) is not
+        # the plugin's failure: the old rule blamed nobody, and so does this one (review s32)
+        import json
+
+        (pkg / "lib_user.py").write_text("import json\n\n\nclass Decoder(json.JSONDecoder):\n    pass\n")
+        import blamepkg.lib_user
+
+        reg.add("grounder", "decoder", blamepkg.lib_user.Decoder)
+        with pytest.raises(json.JSONDecodeError) as in_library:
+            blamepkg.lib_user.Decoder().decode("{")  # raised in json's own frames, whose self is the plugin's
+        assert blame(in_library.value) is None
         with pytest.raises(ValueError) as ours:
             component_options(_WithOptions, {"k": 0}, "where")  # raised in mgfrec alone
         assert blame(ours.value) is None

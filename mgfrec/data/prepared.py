@@ -189,7 +189,8 @@ def detect_source(
     if path.is_file():  # "cannot tell its format ... pass --source", then "--source csv": "not a folder" (review s32)
         raise ValueError(
             f"{flag} {path}: a file; give the folder that holds it (a csv folder holds items.csv and "
-            "interactions.csv; -o items_file=... / -o interactions_file=... name them otherwise)"
+            "interactions.csv, -o items_file=... / -o interactions_file=... naming them otherwise, the demo's --set "
+            "data.options.items_file=...; an amazon2023 folder holds meta_<Category>.jsonl[.gz])"
         )
     if (path / "manifest.json").is_file():
         raise ValueError(

@@ -55,8 +55,8 @@ def call_component(component: object, method: str, *args: Any, **kwargs: Any) ->
 
 def blame(exc: BaseException) -> Entry | None:
     """The third-party component whose code ``exc`` was raised through, or None. Of the traceback's frames,
-    innermost first: the first outside mgfrec whose ``self`` (or ``cls``) is an entry point's class (a method it
-    inherits from a base class runs under the base's name: the base, or another component sharing it, was named);
+    innermost first: the first in a plugin's package whose ``self`` (or ``cls``) is an entry point's class (a method
+    it inherits from a base class runs under the base's name: the base, or another component sharing it, was named);
     then the first in a plugin's module that runs the entry point's own object (``Class.method``, or the
     function); failing that, the innermost frame's module, then its package. One module may register several
     components, and its helper functions belong to none of them.
@@ -78,9 +78,12 @@ def blame(exc: BaseException) -> Entry | None:
         frames.insert(0, (module, getattr(code, "co_qualname", code.co_name), _bound_class(tb.tb_frame, code)))
         tb = tb.tb_next
     by_class = {e.target.partition("[")[0].replace(" ", ""): e for e in reversed(plugins)}  # first entry wins
-    for module, _, owner in frames:  # mgfrec's own base-class code is never a plugin's: as before, not blamed
-        if owner in by_class and module.split(".")[0] != "mgfrec":
-            return by_class[owner]
+    for module, _, owner in frames:
+        # only a base class of the plugin's own package: torch's load_state_dict or to() on a plugin nn.Module,
+        # or mgfrec's own base-class code, is not the plugin's failure (review s32)
+        entry = by_class.get(owner) if owner is not None else None
+        if entry is not None and module.split(".")[0] == entry.module.split(".")[0]:
+            return entry
     for module, qualname, _ in frames:
         for e in plugins:
             attr = e.target.partition(":")[2].partition("[")[0].strip()

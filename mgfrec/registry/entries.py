@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,6 +102,16 @@ class Entry:
         ours = self.origin.split(" ")[0] == "mgfrec"
         missing = getattr(exc, "name", None) or ""
         own = missing.split(".")[0] == module_name.split(".")[0]  # the plugin's own package
+        # an extension module's path, or a system library's name ("libcudart.so.12"; not "pkg.solver")
+        compiled = re.compile(r"\.(so|pyd|dll|dylib)\b|shared object")
+        loading = compiled.search(str(getattr(exc, "path", None) or "")) or compiled.search(str(exc))
+        if loading and "cannot import name" not in str(exc):  # (that one: a name another version lacks, below)
+            # a compiled extension that did not load (a missing libcudart, another GLIBC, a truncated file): its
+            # name is set, and it read as "another version" or "lacks a name" (review s32)
+            return (
+                f"a compiled library {'mgfrec' if ours else 'the providing package'} needs could not be loaded "
+                "(see the message: a missing system library, or a build for another platform)"
+            )
         if not isinstance(exc, ModuleNotFoundError) or not missing:
             if missing and own:  # "cannot import name 'x' from 'pkg'": the plugin's own package lacks a name
                 return f"the providing package {self.origin} lacks a name it imports from itself: it is broken"

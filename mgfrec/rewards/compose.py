@@ -9,7 +9,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mgfrec.config.schema import RewardSpec
+from mgfrec.config.schema import RESERVED_REWARD_NAMES, RewardSpec
 from mgfrec.data.raw import shown
 from mgfrec.registry import Registry, call_component, class_path, registered_as, registry
 from mgfrec.rewards.base import Reward, RewardInput
@@ -23,6 +23,12 @@ class ComposedReward:
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:  # the breakdown is keyed by name: a second part would hide the first
             raise ValueError(f"grpo.rewards: {', '.join(twice)} listed twice; list each reward once")
+        reserved = sorted(set(names) & RESERVED_REWARD_NAMES)
+        if reserved:  # one named "total" was overwritten by the total, "mean" replaced reward/mean (review s32)
+            raise ValueError(
+                f"grpo.rewards: '{reserved[0]}' names a column of the reward's own summary (reward/mean, reward/std, "
+                "the breakdown's total); register the reward under another name"
+            )
         self.parts = list(parts)
 
     def __call__(self, inp: RewardInput) -> float:

@@ -44,7 +44,7 @@ from mgfrec.config.load import load_config, write_resolved
 from mgfrec.config.schema import AgentConfig, MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.grounding.engine import check_top_k, load_grounding
-from mgfrec.locks import only_one_in
+from mgfrec.locks import only_one_in, refuse_if_held
 from mgfrec.models.policy import check_policy_source, load_policy
 from mgfrec.output_folders import check_output_run, retire_if_recall_inside, retire_run
 from mgfrec.registry import Registry, registry, with_registry
@@ -238,6 +238,8 @@ def run_fit(
     check_fit_config(cfg, options, reg)
     ds, out = PreparedDataset(data), Path(out)
     check_top_k(cfg.grounding.top_k, ds.num_items, cfg.agent.max_groundings)  # else found at the first <ground>
+    if launched_as_main():  # (the launch's other processes find OUT held by the first: theirs)
+        refuse_if_held(out)  # before its checks and notes read what another command is writing there
     check_output_run(out, "mgfrec", data=ds.root)  # before anything in OUT is touched
     if options.resume:
         check_resume_options(out, options, ds)  # first: "resume with the same --init" says more than a bad --init
@@ -284,7 +286,7 @@ def run_fit(
     out.mkdir(parents=True, exist_ok=True)
     # two fits into one folder at once wrote one checkpoint, metrics file and policy over the other's, and each
     # retired what the other had written (note s31); the first process alone takes it, its others reuse OUT
-    with only_one_in(out, "mgfrec fit") if first else contextlib.nullcontext():
+    with only_one_in(out, "mgfrec fit or sft") if first else contextlib.nullcontext():
         return _fit_into(
             ds,
             out,

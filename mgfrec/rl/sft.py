@@ -43,7 +43,7 @@ from mgfrec.config.schema import MAX_LR, MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.eval.policy_eval import METRIC_COLUMNS, evaluate_policy
 from mgfrec.grounding.engine import check_top_k, load_grounding
-from mgfrec.locks import only_one_in
+from mgfrec.locks import only_one_in, refuse_if_held
 from mgfrec.models.logprobs import token_logprobs, vocab_width
 from mgfrec.models.policy import check_policy_source, load_policy, recorded_preset, save_policy, training_device
 from mgfrec.output_folders import check_output_run, retire_if_recall_inside, retire_run
@@ -250,11 +250,12 @@ def run_sft(
     check_engine(cfg.rollout, reg)  # vLLM missing: one line now, not once an earlier run in OUT was retired
     ds, out = PreparedDataset(data), Path(out)
     check_top_k(cfg.grounding.top_k, ds.num_items, cfg.agent.max_groundings)  # else found at the first <ground>
+    refuse_if_held(out)  # before its checks read what another command is writing there
     check_output_run(out, "mgfrec-sft", data=ds.root)  # before anything in OUT is touched
     AgentPrompts.from_config(cfg.agent)  # a template that cannot be read is named before OUT is cleared
     out.mkdir(parents=True, exist_ok=True)
     # two SFTs into one folder at once each retired the other's files and saved one policy over the other's
-    with only_one_in(out, "mgfrec sft"):
+    with only_one_in(out, "mgfrec fit or sft"):
         return _sft_into(data, ds, out, cfg, options, reg=reg, embedder=embedder, say=say, started=started)
 
 

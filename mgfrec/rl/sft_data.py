@@ -167,7 +167,8 @@ def build_plans(
         so such an answer can never be the target (without a recall list the first grounding, of the last history
         title, shows that item first, and the recall fallback and teacher answered it for every sample; review s32)."""
         seen = set(history)
-        fresh = [i for i in shown if i not in seen] or shown  # (every item shown is the history's: as before)
+        # (every item shown is the history's: as before); the target itself stays, consumed before or not
+        fresh = [i for i in shown if i not in seen or i == target] or shown
         if teacher == "recall":
             return fresh[0], fresh[0] == target
         if target in shown:

@@ -76,7 +76,7 @@ class OpenAIChatAgent(RemoteChatAgent):
             raise MalformedResponse(f"{type(exc).__name__}: {exc}") from None
         if not (isinstance(text, str) and text.strip()):  # asking again would get the same: say why instead
             if refusal:
-                raise UnusableResponse(f"the model refused to answer ({str(refusal)[:200]})")
+                raise UnusableResponse(f"the model refused to answer ({self.scrub_reply(str(refusal))[:200]})")
             if finish == "length":
                 raise UnusableResponse(
                     "the completion reached its token limit before any text (finish_reason 'length'); "

@@ -25,6 +25,7 @@ Redirects are not followed: the SDKs followed them to any host, with ``X-Api-Key
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import queue
@@ -303,13 +304,17 @@ class RemoteChatAgent:
 
     def cache_key(self, request: FeedbackRequest) -> str:
         # the server too: one model name on two servers (vLLM's "default", a gateway) shared their answers
-        return cache_key(
-            backend=self.name,
-            base_url=shown_url(str(self._client.base_url)),
-            model=self.model,
-            sampling=self.sampling(),
-            messages=self.messages(request),
-        )
+        parts: dict[str, Any] = {
+            "backend": self.name,
+            "base_url": shown_url(str(self._client.base_url)),
+            "model": self.model,
+            "sampling": self.sampling(),
+            "messages": self.messages(request),
+        }
+        query = self._client.base_url.query  # shown as *** above: two servers told apart only by it (a gateway's
+        if query:  # ?deployment=a and ?deployment=b) shared answers (review s32); digested, as it may hold a key
+            parts["query"] = hashlib.sha256(query if isinstance(query, bytes) else str(query).encode()).hexdigest()
+        return cache_key(**parts)  # (a URL without a query keys as before: caches written then still answer)
 
     def _count_attempt(self, request: Any) -> None:
         # Called by the SDK's HTTP client for every attempt, in the worker thread that makes it.
@@ -439,6 +444,7 @@ class RemoteChatAgent:
                 (self._secret, quote(self._secret, safe=""), quote_plus(self._secret), json.dumps(self._secret)[1:-1])
             ):
                 text = text.replace(form, "***")
+            text = _cut_prefixes(text, self._secret)
         for secret in url_secrets(str(self._client.base_url)):  # an SDK's text may quote the whole URL
             if len(secret) >= shortest:
                 text = text.replace(secret, "***")
@@ -464,3 +470,18 @@ class RemoteChatAgent:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _cut_prefixes(text: str, secret: str, shortest: int = 8) -> str:
+    """``text`` with every run of at least ``shortest`` characters that begins ``secret`` replaced by ``***``: a
+    server's text cut to a length before it was scrubbed (a refusal's first 200 characters) kept the first part of
+    an echoed key, which a whole-key replace did not find (review s32)."""
+    head = secret[:shortest]
+    start = text.find(head)
+    while start >= 0:
+        end = start + len(head)
+        while end < len(text) and end - start < len(secret) and text[end] == secret[end - start]:
+            end += 1
+        text = text[:start] + "***" + text[end:]
+        start = text.find(head, start + 3)
+    return text

@@ -264,6 +264,10 @@ def test_a_reward_listed_twice_is_refused():
         load_config(None, ["grpo.rewards=[ndcg, ndcg, format]"])
     with pytest.raises(ValueError, match=r"ndcg listed twice"):
         build_reward(["ndcg", "ndcg"])
+    # a part named as the summary's own columns replaced reward/mean, or vanished under the total (review s32)
+    for name in ("mean", "std", "total"):
+        with pytest.raises(ConfigError, match=rf"'{name}' names a column of the reward's own summary"):
+            load_config(None, [f"grpo.rewards=[ndcg, {name}]"])
 
 
 @pytest.mark.reliability

@@ -35,7 +35,7 @@ BAD_ROWS = [
         "items.csv",
         b"i4,Caf\xe9 del Mar,jazz",
         "bad_encoding",
-        ["not valid utf-8; if the file is in another encoding, pass -o encoding=latin-1 (or cp1252)"],
+        ["not valid utf-8; if the file is in another encoding, pass -o encoding=latin-1 (or cp1252; to the demo:"],
     ),
     ("empty item id", "items.csv", b" ,Delta,rock", "empty_item_id", ["field item_id"]),
     ("empty title", "items.csv", b"i4,   ,rock", "empty_title", ["field title", "'i4'"]),

@@ -189,6 +189,12 @@ def test_no_demonstration_answers_a_history_item_that_is_not_the_target(setup):
         assert not wrong, (teacher, fallback, wrong[:5])
         for plan in plans:  # the answer is still one the trajectory was shown
             assert plan.answer_item in {i for row in plan.grounded for i in row}
+    # a target the user consumed before (a repeat) is still answered when shown: the ranking never leaves it out
+    from dataclasses import replace
+
+    repeats = [replace(s, target=s.history[-1]) for s in samples[:10]]
+    plans = build_plans(repeats, grounding, tokenizer, no_recall, teacher="recall")
+    assert [p.answer_item for p in plans] == [s.target for s in repeats]
 
 
 def test_sft_lowers_the_loss_and_teaches_the_format(setup):
@@ -507,7 +513,7 @@ def test_a_second_sft_into_a_folder_being_trained_is_refused(setup, tmp_path):
     options = SFTOptions(recall_model="pop", epochs=0, max_train_samples=4, valid_samples=0)
     run_sft(setup["ds"].root, out, cfg, options)
     before = sorted((p.name, p.stat().st_mtime_ns) for p in out.iterdir())
-    with only_one_in(out, "mgfrec sft"):
-        with pytest.raises(ValueError, match=r"another mgfrec sft is running in it; wait for it to end"):
+    with only_one_in(out, "mgfrec fit"):  # a fit or another SFT: told so before the checks of what OUT holds
+        with pytest.raises(ValueError, match=r"another mgfrec command is writing it now; wait for it to end"):
             run_sft(setup["ds"].root, out, cfg, options)
     assert sorted((p.name, p.stat().st_mtime_ns) for p in out.iterdir()) == before

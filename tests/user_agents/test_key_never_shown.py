@@ -58,6 +58,18 @@ def test_a_key_echoed_in_a_successful_reply_is_scrubbed_from_the_feedback(api_ke
     assert replies[0].startswith("your key is") and "***" in replies[0] and SECRET not in replies[0], replies
 
 
+def test_a_key_echoed_in_a_refusal_cut_to_200_characters_is_not_shown_in_part(api_key):
+    """The refusal was cut to 200 characters before the message was scrubbed: the cut left the key's first part,
+    which a whole-key replace did not find (review s32)."""
+    with serve(FakeServer("openai", default="echorefusal")) as server:
+        with build(OpenAIChatAgent, api_config(server.url, max_retries=0)) as agent:
+            with pytest.raises(UserAgentError) as info:
+                agent.feedback([make_request(0)])
+    assert SECRET in str(server.received[0].headers)  # the key did travel, and came back
+    printed = "".join(traceback.format_exception(info.value))
+    assert "the model refused to answer" in printed and SECRET[:8] not in printed, printed
+
+
 @pytest.mark.parametrize(
     "url_of",
     [

@@ -94,6 +94,22 @@ def test_changing_model_or_sampling_changes_the_key(api_key):
     assert key_of(api_config("http://127.0.0.1:8/v1", model="a"), None, req) != key_of(cfg, None, req)
     secret = api_config("http://bob:pw-one@127.0.0.1:9/v1", model="a")
     assert key_of(secret, None, req) == key_of(api_config("http://bob:pw-two@127.0.0.1:9/v1", model="a"), None, req)
+    # a query tells two servers apart too (a gateway's ?deployment=a and ?deployment=b shared answers; review
+    # s32); a URL without one keys as before, so caches written then still answer
+    routed = {key_of(api_config(f"http://127.0.0.1:9/v1?deployment={d}", model="a"), None, req) for d in "ab"}
+    assert len(routed) == 2 and key_of(cfg, None, req) not in routed
+    from mgfrec.user_agents.cache import cache_key
+    from mgfrec.user_agents.transport import shown_url
+
+    with OpenAIChatAgent(cfg, None, None) as agent:
+        before = cache_key(
+            backend="openai",
+            base_url=shown_url(str(agent._client.base_url)),
+            model="a",
+            sampling=agent.sampling(),
+            messages=agent.messages(req),
+        )
+    assert key_of(cfg, None, req) == before
 
 
 def test_two_servers_with_one_model_name_do_not_share_answers(api_key, tmp_path, fresh_registry):

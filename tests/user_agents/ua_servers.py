@@ -155,6 +155,10 @@ def _handler(state: FakeServer) -> type[BaseHTTPRequestHandler]:
             elif action == "cut":  # the token limit reached before any text: asking again gets the same
                 stop = "length" if state.wire == "openai" else "max_tokens"
                 self._send(200, json.dumps(_completion(state.wire, body.get("model", "?"), "", stop)).encode())
+            elif action == "echorefusal":  # a refusal that quotes the Authorization header past 180 characters
+                refusal = "x" * 180 + f" {self.headers.get('Authorization')}"
+                payload = _completion(state.wire, body.get("model", "?"), None, refusal=refusal)
+                self._send(200, json.dumps(payload).encode())
             elif action == "refusal":  # Chat Completions' refusal field, no content
                 payload = _completion(state.wire, body.get("model", "?"), None, refusal="I cannot help with that")
                 self._send(200, json.dumps(payload).encode())

@@ -302,7 +302,10 @@ class CsvSource:
         if _bad_encoding(fields):
             # skipping it drops the item and its interactions: a file in another encoding wants -o encoding (review
             # s32: only --skip-bad was suggested)
-            another = "; if the file is in another encoding, pass -o encoding=latin-1 (or cp1252)"
+            another = (
+                "; if the file is in another encoding, pass -o encoding=latin-1 (or cp1252; to the demo: --set "
+                "data.options.encoding=latin-1)"
+            )
             utf8 = self.options.encoding.lower().replace("_", "-") in ("utf-8", "utf8")
             return "bad_encoding", f"not valid {self.options.encoding}{another if utf8 else ''}"
         for name, value in zip(header, fields, strict=False):
