@@ -206,16 +206,18 @@ class Report:
                 f"(its least is 2/{self.bootstrap_samples + 1}): no difference can be marked; give at least "
                 f"{math.floor(2 / self.alpha)} (eval.bootstrap_samples, --bootstrap)."
             )
-        if (convention := self.convention()) is not None:
-            notes.append(convention)
-        decoding = self.decoding()
-        if decoding:
-            notes.append(decoding)
-        for r in self.rows:
-            if r.comparison_error:
-                notes.append(f"{r.name}: not compared with {self.reference}: {r.comparison_error}")
-        notes.extend(note for r in self.rows if (note := r.stopped_note()))
-        return notes
+        return notes + self._run_notes()
+
+    def _run_notes(self) -> list[str]:
+        """The lines both legends end with: how items were ranked and the agents decoded, then each run that could
+        not be compared and each whose training was stopped."""
+        how = [line for line in (self.convention(), self.decoding()) if line]
+        errors = [
+            f"{r.name}: not compared with {self.reference}: {r.comparison_error}"
+            for r in self.rows
+            if r.comparison_error
+        ]
+        return how + errors + [note for r in self.rows if (note := r.stopped_note())]
 
     def table(self, width: int | None = None, files: bool = True):
         """A rich table for a terminal ``width`` columns wide (default: the terminal's): one row per run, names
@@ -299,16 +301,9 @@ class Report:
         return "Agent rows: " + "; ".join(f"{name} {how}" for name, how in settings.items()) + "."
 
     def terminal_notes(self) -> list[str]:
-        """:meth:`legend`, how the agents were decoded, then each run that could not be compared."""
-        decoding = self.decoding()
-        errors = [
-            f"{r.name}: not compared with {self.reference}: {r.comparison_error}"
-            for r in self.rows
-            if r.comparison_error
-        ]
-        stopped = [note for r in self.rows if (note := r.stopped_note())]
-        how = [line for line in (self.convention(), decoding) if line]
-        return self.legend() + how + errors + stopped
+        """:meth:`legend`, then how items were ranked and the agents decoded, and each run that could not be
+        compared (:meth:`_run_notes`, as the report file's :meth:`notes` end)."""
+        return self.legend() + self._run_notes()
 
     def _plain_cell(self, r: ReportRow, m: str) -> str:
         v = r.result.metrics[m]

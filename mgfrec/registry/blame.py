@@ -15,14 +15,13 @@ def registered_as(obj: object, kind: str | None = None) -> str | None:
     itself): ``grounder 'l1' (pkg.mod:L1, from pkg 0.2)``, the name and package a user chose it by, for the
     message of a contract it broke; None when no entry's target is its class (built by hand, by a factory
     function, or wrapped). Never raises: a registry that cannot be read names nothing."""
-    target: Any = obj if isinstance(obj, type) or inspect.isfunction(obj) else type(obj)
-    wanted = f"{getattr(target, '__module__', '?')}:{getattr(target, '__qualname__', '?')}"
+    wanted = _target_of(obj if isinstance(obj, type) or inspect.isfunction(obj) else type(obj))
     try:
         entries = registry().entries(kind)
     except Exception:  # noqa: BLE001 - a duplicate name is reported where components are resolved
         return None
     for entry in entries:
-        if entry.target.partition("[")[0].replace(" ", "") == wanted:
+        if entry.bare_target == wanted:
             return entry.describe()
     return None
 
@@ -77,7 +76,7 @@ def blame(exc: BaseException) -> Entry | None:
         module = str(tb.tb_frame.f_globals.get("__name__", ""))
         frames.insert(0, (module, getattr(code, "co_qualname", code.co_name), _bound_class(tb.tb_frame, code)))
         tb = tb.tb_next
-    by_class = {e.target.partition("[")[0].replace(" ", ""): e for e in reversed(plugins)}  # first entry wins
+    by_class = {e.bare_target: e for e in reversed(plugins)}  # the first entry wins
     for module, _, owner in frames:
         # only a base class of the plugin's own package: torch's load_state_dict or to() on a plugin nn.Module,
         # or mgfrec's own base-class code, is not the plugin's failure (review s32)
@@ -103,8 +102,12 @@ def _bound_class(frame: Any, code: Any) -> str | None:
     if code.co_argcount < 1 or code.co_varnames[0] not in ("self", "cls"):
         return None
     bound = frame.f_locals.get(code.co_varnames[0])
-    owner = bound if code.co_varnames[0] == "cls" and isinstance(bound, type) else type(bound)
-    return f"{getattr(owner, '__module__', '?')}:{getattr(owner, '__qualname__', '?')}"
+    return _target_of(bound if code.co_varnames[0] == "cls" and isinstance(bound, type) else type(bound))
+
+
+def _target_of(obj: Any) -> str:
+    """``module:Qualname`` of a class or function: how an entry point names its target (:attr:`Entry.bare_target`)."""
+    return f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', '?')}"
 
 
 def plugin_failure(exc: BaseException) -> str | None:

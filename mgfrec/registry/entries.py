@@ -63,6 +63,11 @@ class Entry:
         """Provided by anything but mgfrec itself (an installed plugin package, or code registered in-process)."""
         return self.origin.split(" ")[0] != "mgfrec"
 
+    @property
+    def bare_target(self) -> str:
+        """``module:attribute`` without an old-style entry point's extras or spaces (``"mod:Name [fast]"``)."""
+        return self.target.partition("[")[0].replace(" ", "")
+
     def load(self) -> Any:
         """Import and return the component (a class or factory)."""
         if self._obj is not None:
@@ -99,7 +104,7 @@ class Entry:
         to fix. Each of these was told "it needs the package ..." (a package that was installed, its own module, or
         '') (note s31)."""
         module_name = self.target.partition(":")[0].strip()
-        ours = self.origin.split(" ")[0] == "mgfrec"
+        ours = not self.third_party
         missing = getattr(exc, "name", None) or ""
         own = missing.split(".")[0] == module_name.split(".")[0]  # the plugin's own package
         # an extension module's path, or a system library's name ("libcudart.so.12"; not "pkg.solver")

@@ -313,7 +313,7 @@ class RemoteChatAgent:
         }
         query = self._client.base_url.query  # shown as *** above: two servers told apart only by it (a gateway's
         if query:  # ?deployment=a and ?deployment=b) shared answers (review s32); digested, as it may hold a key
-            parts["query"] = hashlib.sha256(query if isinstance(query, bytes) else str(query).encode()).hexdigest()
+            parts["query"] = hashlib.sha256(query).hexdigest()  # (httpx.URL.query is bytes)
         return cache_key(**parts)  # (a URL without a query keys as before: caches written then still answer)
 
     def _count_attempt(self, request: Any) -> None:
