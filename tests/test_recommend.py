@@ -321,6 +321,26 @@ def test_escape_sequences_in_titles_are_shown_never_acted_on(bracket_run):
     assert "Evil \x1b]52;c;aGk=\x07 \u202eTrack" in {t["title"] for t in json.loads(as_json.stdout)["top"]}
 
 
+def test_a_ranking_shorter_than_top_k_says_why(bracket_run):
+    """--top-k above what can be ranked returned fewer rows without a word (serve refuses a k above the catalogue)."""
+    runner = CliRunner()
+    base = ["recommend", str(bracket_run / "lt"), "--history", "Kind of Blue"]
+    short = runner.invoke(app, [*base, "--top-k", "50", "--json"])
+    assert short.exit_code == 0, short.output
+    assert len(json.loads(short.stdout)["top"]) == 6  # 7 items, the history's one left out
+    assert (
+        "note: --top-k 50: 6 items ranked, every one there is (the catalogue holds 7, less the history, which is "
+        "left out)" in " ".join(short.stderr.split())
+    ), short.stderr
+    history_in = runner.invoke(app, [*base, "--top-k", "9", "--set", "eval.exclude_history=false"])
+    assert history_in.exit_code == 0, history_in.output
+    assert "note: --top-k 9: 7 items ranked, every one there is (the catalogue holds 7)" in " ".join(
+        history_in.stderr.split()
+    ), history_in.stderr
+    enough = runner.invoke(app, [*base, "--top-k", "6"])
+    assert enough.exit_code == 0 and "note:" not in enough.stderr, enough.output
+
+
 def test_split_titles():
     from mgfrec.cli.common import split_titles
 

@@ -30,6 +30,7 @@ from mgfrec.cli.common import (
     console,
     feedback_timeout_option,
     note_other_samples,
+    note_short_top,
     note_typed_history,
     note_unread_fields,
     out,
@@ -183,6 +184,7 @@ def _converse(
                     out.print(Text("feedback: ", style="bold") + Text(event["feedback"] or "(none)"))
             elif kind == "done":
                 _result(event["result"])
+                note_short_top(event["result"], top_k, rec.ds.num_items)
                 break
             elif kind == "cancelled":
                 out.print("conversation ended", highlight=False, markup=False)

@@ -362,6 +362,17 @@ def top_title(p: Mapping[str, Any]) -> str:
     return f"top {len(p['top'])} for the answer: {p['answer']}"
 
 
+def note_short_top(p: Mapping[str, Any], top_k: int, num_items: int) -> None:
+    """One note when a ranking shows fewer items than ``--top-k`` asked for: the catalogue holds fewer, or the
+    history (left out of the ranking) took the rest. It returned fewer rows without a word (serve refuses a k above
+    the catalogue's size; recommend and chat show what there is, as before)."""
+    shown = len(p["top"])
+    if not shown or shown >= top_k:  # no answer, no ranking: said already
+        return
+    why = f"the catalogue holds {num_items}" + ("" if shown == num_items else ", less the history, which is left out")
+    typer.echo(f"note: --top-k {top_k}: {shown} items ranked, every one there is ({why})", err=True)
+
+
 def shown_score(score: float) -> str:
     """A ranked item's score in a table, four decimals; a negative zero (the answered item's -0.0 distance, or a
     score that rounds to it) is shown as 0.0000."""

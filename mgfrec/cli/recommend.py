@@ -17,6 +17,7 @@ from mgfrec.cli.common import (
     check_split,
     check_user_id,
     note_other_samples,
+    note_short_top,
     note_typed_history,
     note_unread_fields,
     out,
@@ -78,6 +79,7 @@ def recommend(
     )
     payload = rec.to_dict(ds)
     note_typed_history(titles, [h["title"] for h in payload["history"]])
+    note_short_top(payload, top_k, ds.num_items)
     if split is not None and sample_id is None:
         note_other_samples(ds, split, user, rec.sample_id)
     if markdown is not None:

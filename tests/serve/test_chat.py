@@ -37,7 +37,8 @@ def test_typed_feedback_enter_and_answer_in_a_terminal(serve_run, plugin):
     run, _, ds = serve_run
     test = ds.split("test")
     user = str(test.user_id.iloc[0])
-    child = spawn([str(run), "--user", user, "--split", "test", "--top-k", "80"], plugin)
+    top_k = ds.num_items + 1  # more than can be ranked: a note says so (review s33)
+    child = spawn([str(run), "--user", user, "--split", "test", "--top-k", str(top_k)], plugin)
     child.expect("agent, turn 1")
     child.expect_exact(f"grounded: {ds.titles[SCRIPT_TITLES[0]]}")
     child.expect(PROMPT)
@@ -56,6 +57,8 @@ def test_typed_feedback_enter_and_answer_in_a_terminal(serve_run, plugin):
     child.expect(r"target: .* at place (\d+) \(sample (\d+)\)")
     assert 1 <= int(child.match.group(1)) <= ds.num_items
     assert int(child.match.group(2)) == int(test.sample_id.iloc[0])
+    child.expect(rf"note: --top-k {top_k}: (\d+) items ranked, every one there is \(the catalogue holds {ds.num_items}")
+    assert int(child.match.group(1)) < ds.num_items
     assert exit_code(child) == 0
 
 
