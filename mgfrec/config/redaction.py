@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote
 
@@ -70,6 +71,31 @@ def with_secrets_of(loaded: MGFRecConfig, source: MGFRecConfig) -> MGFRecConfig:
         if value == shown.get(section) and REDACTED in json.dumps(value, default=str):
             kept[section], restored = raw[section], True
     return MGFRecConfig.model_validate(kept) if restored else loaded
+
+
+def check_secret_sets(recorded: MGFRecConfig, given: MGFRecConfig, sets: Sequence[str], where: str) -> None:
+    """Raise ``ValueError`` naming an override of ``sets`` that gives a setting ``recorded`` (a run's
+    ``config.yaml``, read back) holds as :data:`~mgfrec.validation.REDACTED`, but changes more than its secret
+    (``given``: ``recorded`` with ``sets`` applied). :func:`with_secrets_of` keeps the placeholder then, and the
+    refusal that followed asked for the value again: the one just given (``--set user_agent.base_url=`` another
+    host's URL; review s32). ``where`` names the run."""
+    kept, shown = recorded.model_dump(mode="json"), redacted(given)
+    for text in sets:
+        path = text.partition("=")[0].strip().split(".")
+        section = path[0]
+        if REDACTED not in json.dumps(kept.get(section), default=str) or shown.get(section) == kept.get(section):
+            continue
+        before, after = kept, shown
+        for part in path:
+            before = before.get(part) if isinstance(before, dict) else None
+            after = after.get(part) if isinstance(after, dict) else None
+        field = ".".join(path)
+        raise ValueError(
+            f"--set {field}={after}: {where} recorded {field} as {before}; a --set given for a setting a run "
+            "recorded without its secret gives that secret again and may change nothing else, so give the recorded "
+            "value with its secret (to evaluate against another server, make a run for it: mgfrec derive RUN OUT "
+            f"--set {field}=...)"
+        )
 
 
 def redacted_value(field: str, value: Any) -> Any:

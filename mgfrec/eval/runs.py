@@ -68,8 +68,10 @@ def evaluate_run(
         check_agent_current(run_dir, info, rolling_out=True)  # its config is the trained run's of that time
         if secrets_from is None and secret_sets:
             from mgfrec.agent.run_config import load_run_config
+            from mgfrec.config.redaction import check_secret_sets
 
             secrets_from = load_run_config(run_dir, secret_sets)
+            check_secret_sets(load_run_config(run_dir), secrets_from, secret_sets, str(run_dir))
         result, _ = evaluate_agent(
             Path(run_dir),
             info,

@@ -281,6 +281,27 @@ def test_secrets_are_given_back_only_to_the_setting_they_were_given_for(tmp_path
     assert mixed.user_agent.base_url == url  # its own section is the same setting
 
 
+def test_a_secret_given_again_with_another_setting_is_named_not_asked_for_again(tmp_path):
+    """--set user_agent.base_url=<another host's URL> for a run that recorded its URL redacted kept the placeholder,
+    and the refusal asked for the value again: the one just given (note s32)."""
+    from mgfrec.config.load import load_config, write_resolved
+    from mgfrec.config.redaction import check_secret_sets
+
+    url = "http://alice:PW1@127.0.0.1:1/v1"
+    write_resolved(load_config(None, [f"user_agent.base_url={url}"]), tmp_path)
+    recorded = load_config(tmp_path / "config.yaml")
+    same = [f"user_agent.base_url={url}"]
+    check_secret_sets(recorded, load_config(tmp_path / "config.yaml", same), same, "RUN")  # the secret alone: taken
+    other = [f"user_agent.base_url={url.replace('127.0.0.1', 'localhost')}"]
+    with pytest.raises(ValueError) as info:
+        check_secret_sets(recorded, load_config(tmp_path / "config.yaml", other), other, "RUN")
+    assert str(info.value).startswith(
+        "--set user_agent.base_url=http://alice:<redacted>@localhost:1/v1: RUN recorded user_agent.base_url as "
+        "http://alice:<redacted>@127.0.0.1:1/v1; "
+    )
+    assert "PW1" not in str(info.value) and "mgfrec derive RUN OUT --set user_agent.base_url=...)" in str(info.value)
+
+
 def test_a_signed_urls_signature_is_redacted():
     from mgfrec.config.redaction import scrub_urls
 

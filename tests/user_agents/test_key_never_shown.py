@@ -271,11 +271,16 @@ def test_a_run_whose_url_holds_a_password_is_evaluated_and_reported_with_it_give
         done = run_cli(["evaluate", str(out), *given], {KEY_ENV: SECRET}, tmp_path)
         text = done.stderr.decode()
         assert done.returncode == 0 and "note: --set" not in text, text
-        # another server's URL is not this run's: the password is not given to it
+        # another server's URL is not this run's: the password is not given to it, and the line says so where it
+        # asked for the value again, the one just given (note s32)
         elsewhere = url.replace("127.0.0.1", "localhost")
         to_elsewhere = ["--limit", "2", "--set", f"user_agent.base_url={elsewhere}"]
         other = run_cli(["evaluate", str(out), *to_elsewhere], {KEY_ENV: SECRET}, tmp_path)
-        assert other.returncode == 2 and "user_agent.base_url holds <redacted>" in other.stderr.decode()
+        text = " ".join(other.stderr.decode().split())
+        shown = url.replace("hunter2-pw-9f3e", "<redacted>")
+        assert other.returncode == 2 and f"recorded user_agent.base_url as {shown};" in text, text
+        assert f"--set user_agent.base_url={shown.replace('127.0.0.1', 'localhost')}:" in text, text
+        assert "mgfrec derive RUN OUT --set user_agent.base_url=...)" in text and "holds <redacted>" not in text, text
         (out / "eval_test.json").unlink()  # report evaluates it again, with the password given again
         reported = run_cli(["report", str(out), *given], {KEY_ENV: SECRET}, tmp_path)
         assert reported.returncode == 0 and "note: --set" not in reported.stderr.decode(), reported.stderr.decode()
