@@ -164,9 +164,20 @@ def _of_run(section: Any, prefix: str, run_dir: str | Path) -> Any:
     update: dict[str, str] = {}
     for _, name, kind, path in _files_of(section, prefix):
         copy = Path(run_dir) / RUN_PROMPTS / f"{kind}.txt"
-        if path is not None and not Path(path).expanduser().is_file() and copy.is_file():
+        if path is None or not copy.is_file():
+            continue
+        named = Path(path).expanduser()
+        if not named.is_file() or _another_runs_copy(named, kind, copy):
             update[name] = str(copy.resolve())
     return section.model_copy(update=update) if update else section
+
+
+def _another_runs_copy(named: Path, kind: str, copy: Path) -> bool:
+    """Whether ``named`` is another run folder's copy of this template (``OTHER/prompts/<kind>.txt``): a run copied
+    with ``cp -r`` records the original's copy, and a later run made in the original's folder changed the copy's
+    prompt without a word (review s33). The run's own copy is the one it was trained with."""
+    resolved = named.resolve()
+    return resolved.name == f"{kind}.txt" and resolved.parent.name == RUN_PROMPTS and resolved != copy.resolve()
 
 
 def keep_run_prompts(cfg: MGFRecConfig, run_dir: str | Path) -> MGFRecConfig:

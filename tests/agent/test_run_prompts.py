@@ -27,3 +27,26 @@ def test_a_user_agent_prompt_file_is_kept_as_it_is_and_a_missing_one_left_to_its
 def test_a_missing_agent_template_is_still_named(tmp_path):
     with pytest.raises((ValueError, OSError), match="agent.template"):
         keep_run_prompts(load_config(None, (f"agent.template={tmp_path / 'none.txt'}",)), tmp_path / "run")
+
+
+def test_a_copied_run_prompts_with_its_own_copy_not_the_originals(tmp_path):
+    """config.yaml names the template copy by its absolute path: a run copied with `cp -r` read the original's
+    copy, so a later run made in the original's folder changed the copy's prompt without a word (review s33)."""
+    import shutil
+    from importlib import resources
+
+    from mgfrec.text.prompts import run_prompts
+
+    mine = tmp_path / "mine.txt"
+    mine.write_text(resources.files("mgfrec.text").joinpath("templates/recommendation_agent.v1.txt").read_text())
+    original = tmp_path / "original"
+    kept = keep_run_prompts(load_config(None, (f"agent.template={mine}",)), original)
+    shutil.copytree(original, tmp_path / "backup")
+    trained_with = (original / "prompts" / "recommendation_agent.txt").read_text()
+    (original / "prompts" / "recommendation_agent.txt").write_text("another fit's template {history}")
+    backup = run_prompts(kept, tmp_path / "backup")
+    assert backup.agent.template == str((tmp_path / "backup" / "prompts" / "recommendation_agent.txt").resolve())
+    assert open(backup.agent.template).read() == trained_with
+    assert run_prompts(kept, original).agent.template == kept.agent.template  # its own copy, as recorded
+    other = load_config(None, (f"agent.template={mine}",))  # a file that is no run's copy (recommend --set) is read
+    assert run_prompts(other, tmp_path / "backup").agent.template == str(mine)
