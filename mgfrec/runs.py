@@ -108,6 +108,25 @@ def _first_run_in(folder: Path) -> str:
     return str(runs[0]) if runs else f"{folder}/<run>"
 
 
+def check_same_run(run_dir: str | Path, info: RunInfo) -> None:
+    """Raise ``ValueError`` when ``RUN/run.json`` is gone or names another run than ``info`` (read when the
+    command began): a fit, SFT or baseline fit made a new run in the folder meanwhile, and the earlier run's results
+    written into it now would be read as the new run's (``report`` showed them; review s33). Called just before a
+    command writes its results."""
+    try:
+        now = json.loads((Path(run_dir) / RUN_FILE).read_text(encoding="utf-8"))
+        created = now.get("created", "") if isinstance(now, dict) else None
+    except (OSError, ValueError):
+        created = None
+    if created == info.created:
+        return
+    why = f"{RUN_FILE} is gone: a run is being made in it" if created is None else "another run was made in it"
+    raise ValueError(
+        f"{run_dir}: {why} while it was evaluated; nothing written (the results were the earlier run's): evaluate "
+        "it again once that command has ended"
+    )
+
+
 def read_run_info(run_dir: str | Path) -> RunInfo:
     path = Path(run_dir) / RUN_FILE
     if not path.is_file():

@@ -39,7 +39,7 @@ from mgfrec.registry import Registry, with_registry
 from mgfrec.retrievers.recall import recall_lists
 from mgfrec.rewards.compose import build_reward
 from mgfrec.rollout.base import build_engine
-from mgfrec.runs import RunInfo, json_ready, policy_folder, recall_run_of
+from mgfrec.runs import RunInfo, check_same_run, json_ready, policy_folder, recall_run_of
 
 
 @with_registry
@@ -159,6 +159,7 @@ def evaluate_agent(
         "limit": limit,
     }
     if write:
+        check_same_run(run_dir, info)  # not trained again meanwhile (review s33)
         text = json.dumps(json_ready(stats), indent=2, allow_nan=False)  # NaN (no trajectory) as null
         atomic_write_text(run_dir / f"agent_{split}.json", text)  # report reads it beside a sweep
         write_agent_samples(

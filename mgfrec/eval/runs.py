@@ -27,7 +27,7 @@ from mgfrec.retrievers.fit import (
     load_scorer,
     open_data,
 )
-from mgfrec.runs import RUN_FILE, read_run_info, with_run_plugins
+from mgfrec.runs import RUN_FILE, check_same_run, read_run_info, with_run_plugins
 from mgfrec.staleness import check_agent_current
 
 __all__ = ["AgentEvaluationUnavailable", "LoadedRun", "evaluate_run", "load_scorer", "open_data", "result_for_run"]
@@ -84,6 +84,7 @@ def evaluate_run(
             secrets_from=secrets_from,
         )
         if write:
+            check_same_run(run_dir, info)
             result.save(run_dir)
         return result
     loaded = load_scorer(run_dir, data, reg)
@@ -98,6 +99,7 @@ def evaluate_run(
         progress=progress,
     )
     if write:
+        check_same_run(loaded.run_dir, loaded.info)  # not fitted again meanwhile (review s33)
         result.save(loaded.run_dir)
     return result
 

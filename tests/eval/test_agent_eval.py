@@ -412,3 +412,32 @@ def test_an_answered_title_shared_by_several_items_grounds_to_the_one_the_recall
         "l2_joint", grounding, recall=Recall(), vectors=joint_item_vectors(vectors, Recall().item_vectors())
     )
     assert joint.answer_items(["Greatest Hits"], [[0, 3]]) == [5]
+
+
+@pytest.mark.reliability
+def test_an_agent_run_trained_anew_while_it_is_evaluated_gets_none_of_the_earlier_policys_results(
+    agent_run, monkeypatch
+):
+    """An hour-long rollout overlapping a fit into the same folder saved the earlier policy's results into the new
+    run, which report then showed as its own (review s33)."""
+    run, ds, _ = agent_run
+    recorded = (run / "run.json").read_text()
+
+    def script(context: str, j: int) -> str:  # a new fit's run.json lands while the rollout goes on
+        (run / "run.json").write_text(json.dumps({**json.loads(recorded), "created": "2026-12-07T01:02:03+00:00"}))
+        return "<think>pick</think><answer>" + ds.titles[0] + "</answer>"
+
+    monkeypatch.setattr(agent_eval, "build_engine", lambda cfg, model, tok: ScriptedEngine(tok, script))
+    files = [
+        run / "agent_train.json",
+        run / "agent_train_samples.csv",
+        run / "eval_train.json",
+        run / "ranks_train.csv",
+    ]
+    try:
+        result = CliRunner().invoke(app, ["evaluate", str(run), "--split", "train", "--limit", "3", "--bootstrap", "0"])
+    finally:
+        (run / "run.json").write_text(recorded)
+    text = " ".join(result.output.split())
+    assert result.exit_code != 0 and f"{run}: another run was made in it while it was evaluated; nothing" in text, text
+    assert "Traceback" not in result.output and not any(p.exists() for p in files)

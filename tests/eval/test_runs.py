@@ -35,6 +35,35 @@ def test_evaluate_run_writes_the_three_files(tiny_ds, tmp_path):
     assert not result_paths(run, "test")["json"].exists()
 
 
+@pytest.mark.reliability
+@pytest.mark.parametrize("refit", ["another run made", "a run being made"])
+def test_a_run_made_anew_while_it_is_evaluated_gets_no_results_of_the_earlier_one(tiny_ds, tmp_path, refit):
+    """An evaluation overlapping a fit into the same folder saved the earlier model's results into the new run, and
+    report showed them as its own (review s33)."""
+    import json
+
+    run = make_run(tmp_path / "fixed", tiny_ds, FixedScorer.name, np.arange(N_ITEMS, dtype=float))
+    before = json.loads((run / "run.json").read_text())
+
+    def fit_meanwhile(done: int, total: int) -> None:
+        if refit == "a run being made":
+            (run / "run.json").unlink(missing_ok=True)
+        else:
+            (run / "run.json").write_text(json.dumps({**before, "created": "2026-12-07T00:00:00.000001+00:00"}))
+
+    with pytest.raises(ValueError) as info:
+        evaluate_run(run, "valid", EvalConfig(bootstrap_samples=0, batch_size=4), progress=fit_meanwhile)
+    why = {
+        "a run being made": "run.json is gone: a run is being made in it",
+        "another run made": "another run was made in it",
+    }
+    assert str(info.value) == (
+        f"{run}: {why[refit]} while it was evaluated; nothing written (the results were the earlier run's): evaluate "
+        "it again once that command has ended"
+    )
+    assert not any(p.exists() for p in result_paths(run, "valid").values())
+
+
 def test_result_for_run_reads_a_stored_result_instead_of_evaluating(tiny_ds, tmp_path):
     run = make_run(tmp_path / "fixed", tiny_ds, FixedScorer.name, np.arange(N_ITEMS, dtype=float))
     first = result_for_run(run, "test", FAST)
