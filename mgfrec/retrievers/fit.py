@@ -25,7 +25,7 @@ from mgfrec.config.components import plugins_named
 from mgfrec.config.load import is_user_config, keep_user_config, write_resolved
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
-from mgfrec.locks import only_one_in
+from mgfrec.locks import only_one_in, refuse_if_held
 from mgfrec.output_folders import check_output_run, is_run_output, removed_if_left_empty
 from mgfrec.ranking.evaluator import rank_targets
 from mgfrec.ranking.metrics import per_sample
@@ -59,6 +59,7 @@ def fit_baseline(ds: PreparedDataset, config: MGFRecConfig, out: str | Path, reg
         from mgfrec.retrievers.training import lightning_device  # Lightning loads only for models that train
 
         lightning_device(config.retriever.device)  # an unusable device is refused before out is touched
+    refuse_if_held(out)  # "another mgfrec baseline fit is running" named the wrong command when a fit held it
     check_output_run(out, "baseline", data=ds.root)  # nothing of another kind is set aside, then deleted
     if ds.split("train").empty:
         # every model, a counting one too (pop wrote a model of zeros): refused before out is touched
@@ -76,6 +77,7 @@ def _fit_into(
     # two fits into one folder at once set each other's files aside: one failed, or both said "finished" over
     # the other's model
     with only_one_in(out, "mgfrec baseline fit"):
+        check_output_run(out, "baseline", data=ds.root)  # again, holding OUT: a run made there meanwhile (s33)
         return _fit_locked(ds, config, out, reg, name, own)
 
 

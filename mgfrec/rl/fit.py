@@ -287,6 +287,8 @@ def run_fit(
     # two fits into one folder at once wrote one checkpoint, metrics file and policy over the other's, and each
     # retired what the other had written (note s31); the first process alone takes it, its others reuse OUT
     with only_one_in(out, "mgfrec fit or sft") if first else contextlib.nullcontext():
+        if first:  # again, holding OUT: a run another command made there since the check above was replaced (s33)
+            check_output_run(out, "mgfrec", data=ds.root)
         return _fit_into(
             ds,
             out,

@@ -256,6 +256,7 @@ def run_sft(
     out.mkdir(parents=True, exist_ok=True)
     # two SFTs into one folder at once each retired the other's files and saved one policy over the other's
     with only_one_in(out, "mgfrec fit or sft"):
+        check_output_run(out, "mgfrec-sft", data=ds.root)  # again, holding OUT: a run made there meanwhile (s33)
         return _sft_into(data, ds, out, cfg, options, reg=reg, embedder=embedder, say=say, started=started)
 
 

@@ -71,9 +71,36 @@ def test_a_second_fit_into_a_folder_being_fitted_is_refused(tmp_path):
     fit_baseline(ds, load_config(None, ["retriever.model=pop"]), out)
     before = sorted(p.name for p in out.iterdir())
     with only_one_in(out, "mgfrec baseline fit"):  # another fit holds it (flock: another open of the folder)
-        with pytest.raises(ValueError, match=r"another mgfrec baseline fit is running in it"):
+        # the holder is named for what it may be, any mgfrec command (a fit holding it was called a baseline fit)
+        with pytest.raises(ValueError, match=r"another mgfrec command is writing it now; wait for it to end"):
             fit_baseline(ds, load_config(None, ["retriever.model=pop"]), out)
     assert sorted(p.name for p in out.iterdir()) == before  # nothing set aside or lost
+
+
+@pytest.mark.reliability
+def test_a_run_another_command_makes_in_out_after_the_check_is_not_set_aside(tmp_path, monkeypatch):
+    """OUT was checked before its lock was taken: an SFT run made there in between was set aside and deleted by
+    the baseline fit, which said it had finished (review s33)."""
+    import json
+
+    import mgfrec.retrievers.fit as fit_mod
+
+    ds = cyclic_dataset(tmp_path)
+    out, real = tmp_path / "raced", fit_mod.check_output_run
+    sft_run = {"kind": "agent", "model": "mgfrec-sft", "data": str(ds.root), "data_checksum": "x", "created": "t"}
+
+    def checked_then_raced(folder, producer, **kwargs):
+        real(folder, producer, **kwargs)
+        if not (out / "run.json").exists():  # the first check passed: another command's run lands now
+            out.mkdir(exist_ok=True)
+            (out / "run.json").write_text(json.dumps(sft_run))
+
+    monkeypatch.setattr(fit_mod, "check_output_run", checked_then_raced)
+    with pytest.raises(ValueError, match=r"--out .*raced: holds an SFT run"):
+        fit_baseline(ds, load_config(None, ["retriever.model=pop"]), out)
+    assert json.loads((out / "run.json").read_text()) == sft_run and sorted(p.name for p in out.iterdir()) == [
+        "run.json"
+    ]
 
 
 class _NoLoadNoName:

@@ -262,6 +262,28 @@ def test_a_resume_with_other_training_settings_is_refused_before_any_work(run):
 
 
 @pytest.mark.reliability
+def test_a_run_another_command_makes_in_out_after_the_check_is_not_replaced(run, tmp_path, monkeypatch):
+    """OUT was checked before its lock was taken: a baseline fit that made its run there in between (a script
+    starting several fits) was told it had finished, and the fit then replaced its run (review s33)."""
+    import mgfrec.rl.fit as fit_mod
+    from mgfrec.config.load import load_config
+    from mgfrec.retrievers.fit import fit_baseline
+    from mgfrec.runs import read_run_info
+
+    out, real = tmp_path / "raced", fit_mod.check_output_run
+
+    def checked_then_raced(folder, producer, **kwargs):
+        real(folder, producer, **kwargs)
+        if not (out / "run.json").exists():  # the first check passed: a baseline fit lands now
+            fit_baseline(run["ds"], load_config(None, ["retriever.model=pop"]), out)
+
+    monkeypatch.setattr(fit_mod, "check_output_run", checked_then_raced)
+    with pytest.raises(ValueError, match=r"holds a baseline run"):
+        run_fit(run["ds"].root, out, run["cfg"], FitOptions(valid_samples=4))
+    assert read_run_info(out).model == "pop" and (out / "popularity.npy").is_file()  # kept whole
+
+
+@pytest.mark.reliability
 def test_a_second_fit_into_a_folder_being_fitted_is_refused_and_a_reader_is_told_it_is_running(run, tmp_path):
     """Two fits into one --out wrote one checkpoint, metrics file and policy over the other's, and each retired what
     the other wrote; a reader of a fit in progress was told to --resume it or start it again beside it (note s31).

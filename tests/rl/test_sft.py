@@ -517,3 +517,28 @@ def test_a_second_sft_into_a_folder_being_trained_is_refused(setup, tmp_path):
         with pytest.raises(ValueError, match=r"another mgfrec command is writing it now; wait for it to end"):
             run_sft(setup["ds"].root, out, cfg, options)
     assert sorted((p.name, p.stat().st_mtime_ns) for p in out.iterdir()) == before
+
+
+@pytest.mark.reliability
+def test_a_run_another_command_makes_in_out_after_the_check_is_not_retired(setup, tmp_path, monkeypatch):
+    """OUT was checked before its lock was taken: a baseline run made there in between was retired by the SFT,
+    after its command had said it finished (review s33)."""
+    import mgfrec.rl.sft as sft_mod
+    from mgfrec.config.load import load_config
+    from mgfrec.retrievers.fit import fit_baseline
+    from mgfrec.rl.sft import SFTOptions, run_sft
+    from mgfrec.runs import read_run_info
+
+    cfg = setup["cfg"].model_copy(update={"policy": PolicyConfig()})
+    out, real = tmp_path / "raced", sft_mod.check_output_run
+
+    def checked_then_raced(folder, producer, **kwargs):
+        real(folder, producer, **kwargs)
+        if not (out / "run.json").exists():  # the first check passed: a baseline fit lands now
+            fit_baseline(setup["ds"], load_config(None, ["retriever.model=pop"]), out)
+
+    monkeypatch.setattr(sft_mod, "check_output_run", checked_then_raced)
+    options = SFTOptions(recall_model="pop", epochs=0, max_train_samples=4, valid_samples=0)
+    with pytest.raises(ValueError, match=r"holds a baseline run"):
+        run_sft(setup["ds"].root, out, cfg, options)
+    assert read_run_info(out).model == "pop" and (out / "popularity.npy").is_file()
