@@ -120,6 +120,14 @@ def sweep(
         if unread is not None:  # every cell trained on --data: identical cells, each config.yaml claiming its value
             raise ValueError(f"--grid {unread}: the cells' fit does not read data.*; {DATA_NOT_READ}, one per value")
         values = {"trainer.max_steps": max_steps, "retriever.model": recall_model}
+        flags = {"trainer.max_steps": "--max-steps", "retriever.model": "--recall-model"}
+        for dotted, value in values.items():  # the grid's values won, the flag's was lost and recorded (review s33)
+            swept = next((f for f in cells_grid if dotted == f or dotted.startswith(f + ".")), None)
+            if value is not None and swept is not None:
+                raise ValueError(
+                    f"{flags[dotted]} {value} and --grid {swept} set {dotted} to two values (each cell takes the "
+                    "grid's); give one of them"
+                )
         cfg = load(config, set_, values)
         note_unread_fields(set_, "mgfrec sweep", ("data",), DATA_NOT_READ)
         if any(not isinstance(ks, list) or 10 not in ks for ks in cells_grid.get("eval.ks", [list(cfg.eval.ks)])):

@@ -93,6 +93,10 @@ def read_grid_file(path: str | Path) -> dict[str, list[Any]]:
             f"--grid-file {path}: key '{nested}' holds a mapping; the keys are dotted fields, e.g. "
             f"'{nested}.{next(iter(raw[nested]), 'field')}: [v1, v2]'"
         )
+    bare = next((str(k) for k, v in raw.items() if v is None), None)
+    if bare is not None:  # "field:" with nothing after it made a null cell (an uncapped fit) without a word, as an
+        # empty --grid value did (review s33)
+        raise ConfigError(f"--grid-file {path}: field '{bare}' has no value; write [null] for a null cell")
     return {str(k): list(v) if isinstance(v, list) else [v] for k, v in raw.items()}
 
 

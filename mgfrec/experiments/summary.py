@@ -94,7 +94,8 @@ def summary_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         fv, mg = r.get("format_valid"), r.get("mean_groundings")
-        status = r["status"] + (f" ({r['error']})" if r.get("error") else "")
+        # a multi-line error (a hub's, CUDA's) split the row across lines, and the table with it (review s33)
+        status = r["status"] + (f" ({' '.join(str(r['error']).split())})" if r.get("error") else "")
         cells = [
             f"`{r['cell']}`",
             status.replace("|", "\\|"),

@@ -91,6 +91,9 @@ def fit_and_evaluate(
         from mgfrec.rl.fit import check_fit_config
 
         check_fit_config(cfg, options, registry(), dataset())
+        # a grid over trainer.devices (or the paper config's 8) failed at each cell it reached, after the cells
+        # before it had trained (review s33)
+        require_one_process(cfg.trainer.devices, cfg.trainer.num_nodes, "mgfrec sweep")
 
     def run_cell(cfg: MGFRecConfig, out: Path) -> dict[str, Any]:
         from mgfrec.data.prepared import PreparedDataset
@@ -316,7 +319,8 @@ def _run_cells(
                 "error": f"{type(exc).__name__}: {exc}",
                 "traceback": traceback.format_exc(limit=8),
             }
-            say(f"[{n}/{len(cells)}] {cell.name}: failed: {type(exc).__name__}: {exc}")
+            # one line: a hub's or CUDA's error spans several (sweep.json keeps it whole)
+            say(f"[{n}/{len(cells)}] {cell.name}: failed: {type(exc).__name__}: {' '.join(str(exc).split())}")
         _write_sweep(out, record)
     rows = summary_rows(record, [c.name for c in cells])
     write_summary(out, rows)

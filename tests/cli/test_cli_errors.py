@@ -683,6 +683,24 @@ def test_fields_a_command_never_reads_are_noted_and_a_grid_over_them_refused(tmp
     assert "eval.ks" not in output, output
 
 
+def test_a_sweep_flag_whose_field_the_grid_sweeps_is_refused(tmp_path):
+    """`sweep --max-steps 3 --grid trainer.max_steps=1` trained each cell at the grid's value, and sweep.json recorded
+    --recall-model pop where the grid swept retriever.model (review s33); `--set` of the same is refused too."""
+    data = tmp_path / "none"
+    cases = [
+        (["--max-steps", "3", "--grid", "trainer.max_steps=1,2"], "--max-steps 3 and --grid trainer.max_steps"),
+        (
+            ["--recall-model", "pop", "--grid", "retriever.model=sasrec"],
+            "--recall-model pop and --grid retriever.model",
+        ),
+    ]
+    for flags, said in cases:
+        code, output = invoke("sweep", "--data", data, "--out", tmp_path / "s", *flags)
+        one_error(code, output, f"{said} set ")
+        assert "give one of them" in " ".join(output.split()), output
+    assert not (tmp_path / "s").exists()
+
+
 def test_a_missing_api_key_is_named_before_the_recall_model_is_fitted(tmp_path, monkeypatch):
     """`fit --user-agent openai` without its key fitted the recall model (a minute on CDs, longer on a real data
     set) and only then said the key was missing; `sft` the same."""

@@ -78,6 +78,21 @@ def test_grid_flag_values_are_yaml_scalars():
     assert parse_grid_flag("data.path=/tmp/a #b,/tmp/c") == ("data.path", ["/tmp/a #b", "/tmp/c"])
 
 
+@pytest.mark.reliability
+def test_a_grid_file_field_without_a_value_is_refused_not_a_null_cell(tmp_path):
+    """`agent.max_feedback_tokens:` with nothing after it trained a null cell (an uncapped fit) without a word, as
+    an empty --grid value did before it was refused (review s33)."""
+    path = tmp_path / "grid.yaml"
+    path.write_text("agent.max_groundings: [1, 3]\nagent.max_feedback_tokens:\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        build_grid([], path)
+    assert str(info.value) == (
+        f"--grid-file {path}: field 'agent.max_feedback_tokens' has no value; write [null] for a null cell"
+    )
+    path.write_text("agent.max_feedback_tokens: [64, null]\n", encoding="utf-8")
+    assert build_grid([], path) == {"agent.max_feedback_tokens": [64, None]}
+
+
 def test_grid_file_and_flags_make_the_cartesian_product(tmp_path):
     path = tmp_path / "grid.yaml"
     path.write_text("agent.max_groundings: [1, 3]\ngrpo.kl_beta: 0.04\n", encoding="utf-8")
@@ -1032,3 +1047,45 @@ def test_a_sweep_of_before_with_init_and_a_recall_model_is_still_reused(tmp_path
     assert again.calls == []  # reused
     with pytest.raises(ValueError, match=r"other settings \(--max-train-samples: 8 -> 4\)"):
         run_sweep(MGFRecConfig(), grid, tmp_path, again, settings={"fit": {**fit, "max_train_samples": 4}})
+
+
+@pytest.mark.reliability
+def test_a_cell_that_needs_several_processes_is_refused_before_the_first_cell_trains(tmp_path):
+    """`--grid trainer.devices=1,2` trained its first cell, then failed the second; the paper's config (8 devices)
+    failed every cell one after another (review s33)."""
+    from mgfrec.config.schema import DataConfig
+    from mgfrec.data.prepared import prepare
+    from mgfrec.rl.fit import FitOptions
+
+    ds = prepare(
+        DataConfig(source="synthetic", options={"n_users": 30, "n_items": 40, "n_artists": 8}), tmp_path / "data"
+    )
+    runner = sweep_mod.fit_and_evaluate(ds.root, FitOptions(valid_samples=2), ("valid",), 4)
+    with pytest.raises(ConfigError) as info:
+        run_sweep(MGFRecConfig(), {"trainer.devices": [1, 2]}, tmp_path / "sweep", runner)
+    assert str(info.value) == (
+        "sweep cell trainer.devices=2: mgfrec sweep runs in one process (trainer.devices=2, trainer.num_nodes=1); "
+        "train with several processes through 'mgfrec fit', then evaluate its run folder"
+    )
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_a_multi_line_cell_error_is_one_row_of_the_summary_and_one_line_said(tmp_path):
+    """A hub's or CUDA's error spans lines: it split summary.md's row, and the table with it (review s33)."""
+
+    def runner(cfg, out):
+        raise OSError("401 Client Error\n\nRepository Not Found | gated repo")
+
+    said: list[str] = []
+    run_sweep(MGFRecConfig(), {"agent.max_groundings": [1]}, tmp_path, runner, say=said.append)
+    rows = [line for line in (tmp_path / "summary.md").read_text().splitlines() if line.startswith("| `")]
+    assert rows == [
+        "| `agent.max_groundings=1` | failed (OSError: 401 Client Error Repository Not Found \\| gated repo) | - | - "
+        "| - | - | - |"
+    ]
+    assert [s for s in said if "failed" in s] == [
+        "[1/1] agent.max_groundings=1: failed: OSError: 401 Client Error Repository Not Found | gated repo"
+    ]
+    assert json.loads((tmp_path / "sweep.json").read_text())["cells"]["agent.max_groundings=1"]["error"] == (
+        "OSError: 401 Client Error\n\nRepository Not Found | gated repo"
+    )
