@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from servekit import SCRIPT_TITLES, mgfrec_command, subprocess_env
@@ -183,46 +184,58 @@ def test_piped_input_that_runs_out_ends_the_conversation_not_as_ctrl_c(serve_run
     run, _, ds = serve_run
     base = [*mgfrec_command(), "chat", str(run)]
     env = subprocess_env(plugin, COLUMNS="160")
-    piped = subprocess.run(
-        [*base, "--history", f"{ds.titles[0]}; {ds.titles[1]}"], input="too loud\n", capture_output=True,
-        text=True, env=env, timeout=300,
-    )  # fmt: skip
+
+    def chat(args: list[str], given: str | bytes, **kwargs):
+        text = isinstance(given, str)
+        return subprocess.run(args, input=given, capture_output=True, text=text, env=env, timeout=300, **kwargs)
+
+    # each is its own process, started together: mostly imports, so two cores run them in about half the time
+    early_flags = (
+        (["--split", "test"], "split (--split) needs user (--user)"),
+        (["--user", "x", "--sample-id", "5"], "sample_id (--sample-id) needs split (--split)"),
+    )
+    jobs = {
+        "piped": ([*base, "--history", f"{ds.titles[0]}; {ds.titles[1]}"], "too loud\n", {}),
+        "empty": (base, "", {}),
+        "typed": (base, ";;\n/quit\n", {}),
+        "bad_user": ([*base, "--user", "U\udcff"], "", {"errors": "surrogateescape"}),
+        "odd": (base, b"\xe2\x80\x8b\ncaf\xe9\n/quit\n", {}),
+        "baseline": ([*mgfrec_command(), "chat", str(serve_run[1])], "", {}),
+        **{f"early{n}": ([*base, *flags], "", {}) for n, (flags, _) in enumerate(early_flags)},
+    }
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = {name: pool.submit(chat, args, given, **kwargs) for name, (args, given, kwargs) in jobs.items()}
+        done = {name: future.result() for name, future in futures.items()}
+    piped = done["piped"]
     assert piped.returncode == 0, piped.stdout + piped.stderr
     assert "input ended: conversation ended" in piped.stdout and "interrupted" not in piped.stdout
     assert "feedback: too loud" in piped.stdout  # the one line it had was heard first
-    empty = subprocess.run(base, input="", capture_output=True, text=True, env=env, timeout=300)
+    empty = done["empty"]
     assert empty.returncode == 2 and "history: the input ended before a history was given" in empty.stderr
     assert "Traceback" not in empty.stderr
     # ';;' at the history prompt was refused only after the model had loaded, naming --history; '/quit' there was
     # read as a title and the talk began; a --user that is not UTF-8 was "'utf-8' codec can't encode ..."
-    typed = subprocess.run(base, input=";;\n/quit\n", capture_output=True, text=True, env=env, timeout=300)
+    typed = done["typed"]
     assert typed.returncode == 0, typed.stdout + typed.stderr
     assert "error: history: no title given; type it again" in typed.stderr and "conversation ended" in typed.stdout
     assert "loading" not in typed.stderr + typed.stdout
-    bad_user = subprocess.run(
-        [*base, "--user", "U\udcff"], input="", capture_output=True, text=True, env=env, timeout=300,
-        errors="surrogateescape",
-    )  # fmt: skip
+    bad_user = done["bad_user"]
     assert bad_user.returncode == 2 and "--user 'U\\udcff': not valid UTF-8 text (character 2)" in bad_user.stderr
     assert "loading" not in bad_user.stderr + bad_user.stdout
     # review s30: a lone zero-width space was read as an arbitrary item; bytes that are not UTF-8 ended the chat
     # once the model had loaded, though the message said "type it again"; flags that cannot go together and a
     # baseline run were refused after the history was typed and the run had loaded
-    odd = subprocess.run(base, input=b"\xe2\x80\x8b\ncaf\xe9\n/quit\n", capture_output=True, env=env, timeout=300)
+    odd = done["odd"]
     stderr, stdout = odd.stderr.decode(errors="replace"), odd.stdout.decode(errors="replace")
     assert odd.returncode == 0 and "conversation ended" in stdout, stdout + stderr
     assert "error: history: no title given; type it again" in stderr
     assert "error: history: not valid UTF-8 text (character 4); type it again as UTF-8" in stderr
     assert "loading" not in stderr + stdout
-    for flags, words in (
-        (["--split", "test"], "split (--split) needs user (--user)"),
-        (["--user", "x", "--sample-id", "5"], "sample_id (--sample-id) needs split (--split)"),
-    ):
-        early = subprocess.run([*base, *flags], input="", capture_output=True, text=True, env=env, timeout=300)
+    for n, (_, words) in enumerate(early_flags):
+        early = done[f"early{n}"]
         assert early.returncode == 2 and words in early.stderr, early.stdout + early.stderr
         assert "history (titles" not in early.stdout and "loading" not in early.stderr + early.stdout
-    baseline = [*mgfrec_command(), "chat", str(serve_run[1])]
-    early = subprocess.run(baseline, input="", capture_output=True, text=True, env=env, timeout=300)
+    early = done["baseline"]
     assert early.returncode == 2 and "a baseline run has no agent to talk to" in early.stderr, early.stderr
     assert "history (titles" not in early.stdout and "loading" not in early.stderr + early.stdout
 
