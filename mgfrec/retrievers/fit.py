@@ -129,13 +129,20 @@ def valid_ndcg10(retriever: Any, ds: PreparedDataset) -> float:
 PREVIOUS = PREVIOUS_FIT
 
 
+_ASIDE_WHOLE = ".whole"
+"""Written into ``.previous-fit`` once every file of the earlier run is in it: without it, a fit stopped between two
+renames left the earlier run half in OUT, half set aside, and the next fit deleted one half (review s33)."""
+
+
 def _set_aside(out: Path, own: tuple[str, ...] = ()) -> Path | None:
     """Move what a run wrote in ``out`` (:func:`~mgfrec.output_folders.is_run_output`, ``own``: the retriever's
     ``run_files``) into ``out/.previous-fit`` (renames: cheap); None when there was nothing. Anything else, a
     user's notes or analysis beside the run, stays where it is and is never deleted."""
     aside = out / PREVIOUS
     if aside.is_dir():  # a fit killed before it cleaned up
-        if (out / RUN_FILE).is_file():
+        if not (aside / _ASIDE_WHOLE).exists() and not (out / RUN_FILE).is_file():
+            _move_back(out, aside)  # stopped while setting the earlier run aside: the moved files go back
+        elif (out / RUN_FILE).is_file():
             shutil.rmtree(aside)  # it finished (run.json is written last): its predecessor goes
         else:
             _put_back(out, aside, own)  # it did not: its predecessor comes back
@@ -143,9 +150,22 @@ def _set_aside(out: Path, own: tuple[str, ...] = ()) -> Path | None:
     if not entries:
         return None
     aside.mkdir()
-    for entry in entries:
+    # run.json first: a run without it is never taken for finished, whatever else is still in OUT
+    for entry in sorted(entries, key=lambda e: e.name != RUN_FILE):
         entry.rename(aside / entry.name)
+    (aside / _ASIDE_WHOLE).touch()
     return aside
+
+
+def _move_back(out: Path, aside: Path) -> None:
+    """Undo a :func:`_set_aside` stopped half-way: what it had moved goes back (nothing in OUT is the new fit's)."""
+    for entry in aside.iterdir():
+        if entry.name != _ASIDE_WHOLE:
+            target = out / entry.name
+            if target.is_dir() and not target.is_symlink():  # (only an earlier version's folder, without the mark)
+                shutil.rmtree(target)
+            entry.replace(target)
+    aside.rmdir()
 
 
 def _put_back(out: Path, aside: Path | None, own: tuple[str, ...] = ()) -> None:
@@ -155,6 +175,7 @@ def _put_back(out: Path, aside: Path | None, own: tuple[str, ...] = ()) -> None:
         if entry.name != PREVIOUS and not is_user_config(entry.name) and is_run_output(entry.name, own):
             shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
     if aside is not None:
+        (aside / _ASIDE_WHOLE).unlink(missing_ok=True)
         for entry in aside.iterdir():
             entry.rename(out / entry.name)
         aside.rmdir()

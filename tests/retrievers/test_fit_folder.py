@@ -144,3 +144,33 @@ def test_a_plugin_retriever_without_name_or_load_is_named_not_a_traceback(tmp_pa
         assert json.loads(result.stdout[result.stdout.index("{") :])["model"] == "noload"
         with pytest.raises(ValueError, match=r"retriever 'noload' .* has no load\(run_dir, ds\) classmethod"):
             load_scorer(out)
+
+
+@pytest.mark.reliability
+def test_a_fit_stopped_while_it_sets_the_earlier_run_aside_loses_nothing(tmp_path, monkeypatch):
+    """A stop between two of the renames left run.json in OUT: the next fit took the run as finished and deleted
+    the files already set aside (review s33)."""
+    from pathlib import Path
+
+    import mgfrec.retrievers.fit as fit_mod
+
+    ds = cyclic_dataset(tmp_path)
+    out = tmp_path / "run"
+    fit_baseline(ds, load_config(None, ["retriever.model=pop"]), out)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    real, renamed = Path.rename, []
+
+    def stopped_after_one(self, target):
+        if renamed:
+            raise KeyboardInterrupt  # Ctrl-C between two renames
+        renamed.append(self.name)
+        return real(self, target)
+
+    monkeypatch.setattr(Path, "rename", stopped_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        fit_mod._set_aside(out)
+    monkeypatch.setattr(Path, "rename", real)
+    assert renamed == ["run.json"]
+    fit_mod._set_aside(out)  # the next fit's: puts the earlier run back first, then sets it aside whole
+    fit_mod._put_back(out, out / fit_mod.PREVIOUS)  # as a failed fit does
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
