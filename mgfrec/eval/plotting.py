@@ -4,6 +4,7 @@ and legend helpers every figure shares. Nothing here reads a run or a sweep; :mo
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -73,20 +74,30 @@ def draw_line(
     if lo is not None and hi is not None and not (pd.isna(lo).any() or pd.isna(hi).any()):
         ax.fill_between(pos, np.asarray(lo, dtype=float), np.asarray(hi, dtype=float), alpha=0.2)
     if not numeric:
-        ax.set_xticks(pos, [str(v) for v in x])
+        ax.set_xticks(pos, [shown_value(v) for v in x])
     elif all(isinstance(v, int) for v in x):  # a count (groundings, steps): whole-number ticks
         integer_steps(ax)
 
 
+def shown_value(value: Any) -> str:
+    """A swept value as a tick label or legend shows it: as a grid or config writes it (``null``, ``true``, a list
+    as JSON), where ``str`` wrote None and True."""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    if value is None:
+        return "null"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def lines_by_others(frame: pd.DataFrame, others: Sequence[str]) -> Iterator[tuple[str, pd.DataFrame]]:
     """One line's rows per combination of the ``others`` swept fields, with its legend tag (``field=value, ...``;
-    empty when nothing else was swept). List values (a grid of reward lists) are grouped by their text."""
+    empty when nothing else was swept). Values are grouped by their text (lists: a grid of reward lists; None)."""
     if not others:
         yield "", frame
         return
-    keyed = frame.assign(**{f: frame[f].map(lambda v: str(v) if isinstance(v, (list, dict)) else v) for f in others})
-    for key, group in keyed.groupby(list(others), dropna=False):
+    keyed = frame.assign(**{f: frame[f].map(shown_value) for f in others})
+    for key, group in keyed.groupby(list(others), sort=False):
         yield (
             ", ".join(f"{f}={v}" for f, v in zip(others, key if isinstance(key, tuple) else (key,), strict=False)),
-            group,
+            frame.loc[group.index],
         )

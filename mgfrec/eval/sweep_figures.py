@@ -119,7 +119,11 @@ def sweep_points(sweep_dir: str | Path, metric: str = "ndcg_full") -> pd.DataFra
                 "hi": summary.get(f"{metric}_hi"),
             }
         )
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    for field in record.get("grid") or {}:  # as given: a column of 32 and null became 32.0 and NaN, the NaN point
+        if field in frame:  # left out of Figs. 7-8 without a word and the legends "=32.0", "=nan" (review s33)
+            frame[field] = pd.Series([row[field] for row in rows], index=frame.index, dtype=object)
+    return frame
 
 
 def plot_sweep(

@@ -178,6 +178,40 @@ def test_sweep_curves_with_two_fields_draw_one_line_per_other_value(tmp_path):
         assert_png(path)
 
 
+def test_a_null_cell_is_a_point_and_values_are_labelled_as_written(tmp_path, monkeypatch):
+    """A grid of 32 and null (uncapped feedback): the points' column became 32.0 and NaN, the null cells were left
+    out of Figs. 7-8 without a word, and the legends read "=32.0" and "=nan" (review s33)."""
+    import mgfrec.eval.sweep_figures as sweep_figures
+
+    cells = {}
+    for cap in (32, None):
+        for g in (1, 3):
+            cells[f"c={cap},g={g}"] = {
+                "values": {"agent.max_feedback_tokens": cap, "agent.max_groundings": g},
+                "status": "finished",
+                "summary": {"ndcg_full": 0.1 * g + (0.05 if cap is None else 0.0)},
+            }
+    grid = {"agent.max_feedback_tokens": [32, None], "agent.max_groundings": [1, 3]}
+    (tmp_path / "sweep.json").write_text(json.dumps({"grid": grid, "cells": cells}))
+    drawn = []
+    real = sweep_figures.draw_line
+
+    def record(ax, x, y, lo=None, hi=None, **kw):
+        drawn.append((kw.get("label"), list(x), [round(v, 3) for v in y]))
+        return real(ax, x, y, lo, hi, **kw)
+
+    monkeypatch.setattr(sweep_figures, "draw_line", record)
+    written = plot_sweep(tmp_path, tmp_path / "fig")
+    assert drawn == [
+        ("agent.max_groundings=1", [32, None], [0.1, 0.15]),
+        ("agent.max_groundings=3", [32, None], [0.3, 0.35]),
+        ("agent.max_feedback_tokens=32", [1, 3], [0.1, 0.3]),
+        ("agent.max_feedback_tokens=null", [1, 3], [0.15, 0.35]),
+    ]
+    for path in written.values():
+        assert_png(path)
+
+
 def test_sweep_curves_with_a_list_valued_field_draw_without_a_traceback(tmp_path):
     """A grid of reward lists (from --grid-file) beside another field: the lists are grouped by their text."""
     rewards = [["ndcg"], ["ndcg", "format"]]
