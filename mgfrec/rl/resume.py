@@ -52,6 +52,10 @@ def check_resume_options(out: Path, options: FitOptions, ds: PreparedDataset | N
     started = read_json_object(path, "put the file back as the fit wrote it, or start a new fit in another folder")
     given = start_options(options)
     init_created = started.pop("init_created", None)
+    if init_created is not None and given["init"] is not None and given["init"] != started.get("init"):
+        # the same run moved (another disk): the resume was refused unless it was moved back (review s33)
+        if _created_of(given["init"]) == init_created:
+            started["init"] = given["init"]
     if init_created is not None and given["init"] is not None and given["init"] == started.get("init"):
         now = read_run_info(options.init).created
         if now != init_created:  # trained again: the resumed steps would regularise towards another policy
@@ -76,6 +80,14 @@ def check_resume_options(out: Path, options: FitOptions, ds: PreparedDataset | N
         raise ValueError(
             f"--resume: {out} started with {show(started)} ({START_FILE}); resume it with the same, not {show(given)}"
         )
+
+
+def _created_of(run_dir: str) -> str | None:
+    """``run_dir``'s ``run.json`` ``created`` stamp, or None where it holds no run (refused where it is read)."""
+    try:
+        return read_run_info(run_dir).created
+    except (OSError, ValueError):
+        return None
 
 
 # Settings a resume may change: how long and how often (max_steps extends a run), how a step is split into micro

@@ -59,6 +59,33 @@ def test_a_resume_after_the_init_run_was_trained_again_and_a_damaged_start_file_
             check_resume_options(out, options)
 
 
+def test_a_resume_from_the_init_run_moved_elsewhere_continues(tmp_path):
+    """The --init run moved (another disk, the same run) was refused ("resume it with the same, not ..."), and
+    without --init too: it could be resumed only by moving it back (review s33). Another run at the new path is
+    still refused."""
+    import json
+
+    from mgfrec.rl.fit import FitOptions
+    from mgfrec.rl.resume import START_FILE, check_resume_options, start_options
+    from mgfrec.runs import RunInfo, write_run_info
+
+    init, out = tmp_path / "sft", tmp_path / "fit"
+    write_run_info(init, RunInfo(kind="agent", model="mgfrec-sft", data="d", data_checksum="c", created="2026-01-01"))
+    out.mkdir()
+    record = {**start_options(FitOptions(init=str(init))), "init_created": "2026-01-01"}
+    (out / START_FILE).write_text(json.dumps(record), encoding="utf-8")
+    moved = tmp_path / "elsewhere" / "sft"
+    moved.parent.mkdir()
+    init.rename(moved)
+    check_resume_options(out, FitOptions(init=str(moved), resume=True))  # the same run: resumed
+    other = tmp_path / "other"
+    write_run_info(other, RunInfo(kind="agent", model="mgfrec-sft", data="d", data_checksum="c", created="2026-03-03"))
+    with pytest.raises(ValueError, match=f"started with --init {init.resolve()} .*not --init {other.resolve()}"):
+        check_resume_options(out, FitOptions(init=str(other), resume=True))
+    with pytest.raises(ValueError, match=f"started with --init {init.resolve()} .*not --init \\(none\\)"):
+        check_resume_options(out, FitOptions(resume=True))
+
+
 def test_steps_done_is_unknown_without_a_readable_last_json(tmp_path):
     """A missing or damaged checkpoints/last.json read as 0 steps done, and a resume's --max-steps check passed."""
     from mgfrec.rl.resume import steps_done
