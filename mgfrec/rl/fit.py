@@ -66,6 +66,7 @@ from mgfrec.rl.resume import (  # noqa: F401 - RESUMABLE: importable from here a
     check_resume_config,
     check_resume_options,
     start_options,
+    started_settings,
     starting_config,
     steps_done,
 )
@@ -396,9 +397,10 @@ def _fit_into(
             record = {**start_options(options), "data_checksum": ds.checksum}  # what --resume must repeat
             if options.init is not None:  # the --init run trained again under a resume is refused
                 record["init_created"] = read_run_info(options.init).created
-            atomic_write_text(out / START_FILE, json.dumps(record, indent=2))
         cfg = keep_run_prompts(cfg, out)  # evaluation reads what it trained on
         write_resolved(cfg, out)
+        if not options.resume:  # with the settings as written: a resume after they were edited is refused (s33)
+            atomic_write_text(out / START_FILE, json.dumps({**record, **started_settings(out)}, indent=2))
 
     module = GRPOModule(
         cfg,

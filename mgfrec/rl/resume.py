@@ -117,6 +117,62 @@ RESUMABLE = (
 NOT_RESUMABLE = ("eval.exclude_history",)
 
 
+def _fixed(field: str) -> bool:
+    """Whether a resume must keep ``field`` (a dotted config field) as the run started with it."""
+    return field in NOT_RESUMABLE or not any(field == r or (r.endswith(".") and field.startswith(r)) for r in RESUMABLE)
+
+
+def started_settings(out: Path) -> dict[str, Any]:
+    """What ``fit_start.json`` records of the settings a fit started with, once ``OUT/config.yaml`` and
+    ``OUT/prompts/`` are written: ``settings``, the config's fields a resume must keep (as written: secrets
+    redacted; the template fields aside, whose path a moved run records anew), and ``prompts``, a digest of each
+    template copy. A resume compared its settings with ``config.yaml`` alone, so an edit of that file or of a
+    copy in ``prompts/`` went on into the resumed steps without a word (review s33)."""
+    import hashlib
+
+    from mgfrec.text.prompts import RUN_PROMPTS
+
+    flat = flat_fields(load_config(out / "config.yaml").model_dump(mode="json"))
+    return {
+        "settings": {k: v for k, v in flat.items() if _fixed(k) and k not in PROMPT_FILES},
+        "prompts": {
+            p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((out / RUN_PROMPTS).glob("*.txt"))
+        },
+    }
+
+
+def check_started_settings(out: Path) -> None:
+    """Refuse, in one line, a ``--resume`` of a run whose ``config.yaml`` or template copies were edited since it
+    started (:func:`started_settings`, recorded in ``fit_start.json``; a run from before that record: nothing to
+    compare)."""
+    path = out / START_FILE
+    if not path.is_file() or not (out / "config.yaml").is_file():
+        return
+    started = read_json_object(path, "put the file back as the fit wrote it, or start a new fit in another folder")
+    if not isinstance(started.get("settings"), dict) or not isinstance(started.get("prompts"), dict):
+        return
+    now = started_settings(out)
+    then, edited = started["settings"], now["settings"]
+    differ = [k for k in sorted(then.keys() | edited.keys()) if then.get(k) != edited.get(k)]
+    if differ:
+        shown = "; ".join(f"{k}: {then.get(k)!r} -> {edited.get(k)!r}" for k in differ[:6])
+        more = f" (and {len(differ) - 6} more)" if len(differ) > 6 else ""
+        raise ValueError(
+            f"--resume: {out / 'config.yaml'} was edited since the run started ({shown}{more}; {START_FILE} holds "
+            "what it started with); put those values back, or start a new fit in another folder"
+        )
+    changed = [
+        n
+        for n in sorted(started["prompts"].keys() | now["prompts"].keys())
+        if started["prompts"].get(n) != now["prompts"].get(n)
+    ]
+    if changed:
+        raise ValueError(
+            f"--resume: {out / 'prompts' / changed[0]} was edited since the run started ({START_FILE} holds a digest "
+            "of what it started with); put it back, or start a new fit in another folder"
+        )
+
+
 def check_resume_config(out: Path, cfg: MGFRecConfig, *, from_recall_run: bool = False) -> None:
     """Refuse, in one line, a ``--resume`` whose settings differ from ``OUT/config.yaml`` outside
     :data:`RESUMABLE` (naming each field with both values). ``from_recall_run``: the recall lists come from a
@@ -126,13 +182,14 @@ def check_resume_config(out: Path, cfg: MGFRecConfig, *, from_recall_run: bool =
     saved_path = out / "config.yaml"
     if not saved_path.is_file():
         return
+    check_started_settings(out)
     saved = flat_fields(load_config(saved_path).model_dump(mode="json"))
     given = flat_fields(cfg.model_dump(mode="json"))
     differ = [
         k
         for k in sorted(saved.keys() | given.keys())
         if saved.get(k) != given.get(k)
-        and (k in NOT_RESUMABLE or not any(k == r or (r.endswith(".") and k.startswith(r)) for r in RESUMABLE))
+        and _fixed(k)
         and not (from_recall_run and k.startswith(RECALL_RUN_FIELDS) and k not in AGENT_RETRIEVER_FIELDS)
         # the run's copy of a template file (OUT/prompts/) and the user's file it was copied from, unchanged
         and not (k in PROMPT_FILES and same_prompt(saved.get(k), given.get(k)))

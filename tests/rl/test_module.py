@@ -201,6 +201,9 @@ def test_a_resume_with_other_start_flags_is_refused_before_any_work(run, tmp_pat
     out = run["result"].out
     started = json.loads((out / "fit_start.json").read_text())
     recall = run["cfg"].retriever.model  # FitOptions' None: the config's recall model, recorded by its name
+    settings, prompts = started.pop("settings"), started.pop("prompts")  # what config.yaml and prompts/ held
+    assert settings["grpo.kl_beta"] == run["cfg"].grpo.kl_beta and "trainer.max_steps" not in settings
+    assert set(prompts) == {p.name for p in (out / "prompts").glob("*.txt")}
     assert started == {
         "init": None,
         "recall_model": recall,

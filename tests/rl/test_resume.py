@@ -126,3 +126,40 @@ def test_a_run_over_a_recall_run_resumes_whatever_its_config_recorded_of_the_ret
     shorter = load_config(None, ("retriever.model=hybrid", "retriever.recall_size=5"))
     with pytest.raises(ValueError, match=r"retriever.recall_size: 10 -> 5"):
         check_resume_config(out, shorter, from_recall_run=True)
+
+
+def test_a_resume_after_config_yaml_or_a_template_copy_was_edited_is_refused(tmp_path):
+    """A resume compared its settings with OUT/config.yaml alone: an edit of that file (kl_beta, lr) or of the run's
+    template copy went on into the resumed steps, and the files claimed the new values for the whole run (review
+    s33)."""
+    import json
+
+    from mgfrec.rl.resume import START_FILE, started_settings
+
+    mine = tmp_path / "mine.txt"
+    mine.write_text("You recommend music.", encoding="utf-8")
+    out = tmp_path / "run"
+    cfg = keep_run_prompts(load_config(None, (f"agent.template={mine}",)), out)
+    write_resolved(cfg, out)
+    (out / START_FILE).write_text(json.dumps({"init": None, **started_settings(out)}), encoding="utf-8")
+    check_resume_config(out, load_config(out / "config.yaml"))  # as it started: resumed
+    saved = (out / "config.yaml").read_text(encoding="utf-8")
+    assert "kl_beta: 0.04" in saved
+    edited = saved.replace("kl_beta: 0.04", "kl_beta: 0.5")
+    (out / "config.yaml").write_text(edited, encoding="utf-8")
+    with pytest.raises(ValueError) as info:
+        check_resume_config(out, load_config(out / "config.yaml"))
+    assert str(info.value).startswith(
+        f"--resume: {out / 'config.yaml'} was edited since the run started (grpo.kl_beta: 0.04 -> 0.5; "
+    )
+    (out / "config.yaml").write_text(saved, encoding="utf-8")
+    copy = out / "prompts" / "recommendation_agent.txt"
+    copy.write_text("EDITED", encoding="utf-8")
+    with pytest.raises(ValueError, match=f"--resume: {copy} was edited since the run started"):
+        check_resume_config(out, load_config(out / "config.yaml"))
+    copy.write_text("You recommend music.", encoding="utf-8")
+    check_resume_config(out, load_config(out / "config.yaml"))
+    # what a resume may change (more steps), changed in the file as a resume rewrites it: resumed
+    longer = load_config(out / "config.yaml")
+    write_resolved(longer.model_copy(update={"trainer": longer.trainer.model_copy(update={"max_steps": 99})}), out)
+    check_resume_config(out, load_config(out / "config.yaml"))
