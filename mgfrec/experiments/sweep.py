@@ -242,6 +242,25 @@ def run_sweep(
             out.rmdir()  # refused before anything was written: no empty folder left behind
 
 
+def _refuse_renamed(out: Path, record: Mapping[str, Any], digests: Mapping[str, str], settings_digest: str) -> None:
+    """Refuse a cell that is another name for a cell this sweep finished earlier (the same config and settings):
+    a rerun whose grid wrote a value otherwise (``1.0`` for ``1``) or its fields in another order trained every
+    cell again under new folder names, and the figures then drew each cell twice (review s33)."""
+    finished: dict[tuple[Any, Any], list[str]] = {}
+    for name, entry in (record.get("cells") or {}).items():
+        if isinstance(entry, Mapping) and entry.get("status") == "finished" and (out / name / RUN_FILE).is_file():
+            finished.setdefault((entry.get("config"), entry.get("settings")), []).append(name)
+    for name, config in digests.items():
+        earlier = finished.get((config, settings_digest), [])
+        # (cells the digest cannot tell apart, told apart by a secret alone, are all on this grid: not renamed)
+        if earlier and not set(earlier) & set(digests):
+            raise ConfigError(
+                f"grid: cell {name} is cell {earlier[0]}, finished earlier in {out}, under another name (a value "
+                "written otherwise, 1.0 for 1, or the fields in another order): write the grid as before "
+                f"({recorded_grid_text(record.get('grid') or {})}), or run the sweep into a new folder"
+            )
+
+
 def _only_sweep_in(out: Path) -> AbstractContextManager[None]:
     """Hold an exclusive lock on the folder ``out`` for the whole sweep (:func:`mgfrec.locks.only_one_in`): a
     second ``mgfrec sweep`` into it (a job submitted twice, a second terminal) trained the same cells into the
@@ -269,6 +288,7 @@ def _run_cells(
     fit = settings.get("fit")
     derived = FROM_INIT if isinstance(fit, Mapping) and fit.get("init") is not None else ()
     refuse_stale(out, record, digests, settings_digest, dict(configs), inputs, shown, derived)
+    _refuse_renamed(out, record, digests, settings_digest)
     new_grid = shown_grid(grid)  # no secret reaches sweep.json
     if record.get("grid") not in (None, {}, new_grid):  # (a new sweep's record has an empty grid: no note)
         say(

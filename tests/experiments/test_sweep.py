@@ -1089,3 +1089,28 @@ def test_a_multi_line_cell_error_is_one_row_of_the_summary_and_one_line_said(tmp
     assert json.loads((tmp_path / "sweep.json").read_text())["cells"]["agent.max_groundings=1"]["error"] == (
         "OSError: 401 Client Error\n\nRepository Not Found | gated repo"
     )
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    "again",
+    [
+        {"agent.max_groundings": [1.0, 3], "grpo.kl_beta": [0.0, 0.04]},  # a value written otherwise
+        {"grpo.kl_beta": [0.0, 0.04], "agent.max_groundings": [1, 3]},  # the fields in another order
+    ],
+    ids=["1.0-for-1", "field-order"],
+)
+def test_a_rerun_whose_grid_names_finished_cells_otherwise_is_refused(tmp_path, again):
+    """Each cell trained again under a new folder name, and the figures drew every cell twice (review s33)."""
+    grid = {"agent.max_groundings": [1, 3], "grpo.kl_beta": [0.0, 0.04]}
+    cells = FakeCells()
+    run_sweep(MGFRecConfig(), grid, tmp_path, cells)
+    assert len(cells.calls) == 4
+    with pytest.raises(ConfigError) as info:
+        run_sweep(MGFRecConfig(), again, tmp_path, cells)
+    text = str(info.value)
+    assert text.startswith("grid: cell ") and ", finished earlier in " in text, text
+    assert "under another name (a value written otherwise, 1.0 for 1, or the fields in another order)" in text
+    assert len(cells.calls) == 4  # nothing trained again
+    run_sweep(MGFRecConfig(), grid, tmp_path, cells)  # as before: every cell skipped
+    assert len(cells.calls) == 4
