@@ -1114,3 +1114,19 @@ def test_a_rerun_whose_grid_names_finished_cells_otherwise_is_refused(tmp_path, 
     assert len(cells.calls) == 4  # nothing trained again
     run_sweep(MGFRecConfig(), grid, tmp_path, cells)  # as before: every cell skipped
     assert len(cells.calls) == 4
+
+
+@pytest.mark.reliability
+def test_a_failed_cells_error_is_recorded_and_said_without_its_secrets(tmp_path, monkeypatch):
+    """A cell's error, written to sweep.json (with its traceback) and summary.md and printed, kept a URL's password
+    or a key from the environment as the exception held it (review s33)."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-live-0123456789abcdef")
+
+    def runner(cfg, out):
+        raise ConnectionError("http://bob:hunter2-pw@10.0.0.1/v1 refused the key sk-live-0123456789abcdef")
+
+    said: list[str] = []
+    run_sweep(MGFRecConfig(), {"agent.max_groundings": [1]}, tmp_path, runner, say=said.append)
+    written = " ".join([*said, *(p.read_text() for p in tmp_path.iterdir() if p.is_file())])
+    assert "hunter2-pw" not in written and "sk-live-0123456789abcdef" not in written, written
+    assert "http://bob:<redacted>@10.0.0.1/v1 refused the key <redacted>" in written
