@@ -228,10 +228,15 @@ def _relocated(run_dir: Path, info: RunInfo) -> RunInfo:
     moved: dict[str, str] = {}
     for name, rel in relative.items():
         value = info.data if name == "data" else info.extra.get(name)
-        if not (isinstance(rel, str) and isinstance(value, str)) or not value or Path(value).exists():
+        if not (isinstance(rel, str) and isinstance(value, str)) or not value:
+            continue
+        # a path inside the run folder when it was written (its recall run) is the run's own: a copy made with
+        # `cp -r` read the original's, and was refused once the original's recall model was fitted again (s33)
+        inside = not os.path.isabs(rel) and Path(rel).parts[:1] != ("..",)
+        if Path(value).exists() and not inside:
             continue
         candidate = (run_dir / rel).resolve()
-        if candidate.exists():
+        if candidate.exists() and candidate != Path(value).resolve():
             moved[name] = str(candidate)
     if not moved:
         return info

@@ -71,3 +71,20 @@ def test_a_recorded_path_that_still_exists_wins_and_an_old_run_file_without_them
     assert read_run_info(copy / "pop").data == payload["data"]  # not found, as before: the message names the field
     shown = mgfrec("recommend", copy / "pop", "--history", "anything")
     assert shown.returncode != 0 and "field 'data'" in shown.stderr and "Traceback" not in shown.stderr
+
+
+def test_a_copied_agent_run_reads_its_own_recall_run_not_the_originals(demo, tmp_path):
+    """`cp -r` of an agent run read the original's recall run (run.json holds absolute paths): refitting the
+    original's recall model refused the copy ("train the agent again") though its own recall/ was whole (review
+    s33). A path that was inside the run is the run's own; one outside it (the data set) is read as recorded."""
+    original = demo / "agent"
+    shutil.copytree(demo / "pop", original / "recall")
+    info = read_run_info(original)
+    agent = RunInfo("agent", "mgfrec", info.data, info.data_checksum, extra={"recall_run": str(original / "recall")})
+    write_run_info(original, agent)
+    copy = tmp_path / "copy"
+    shutil.copytree(original, copy)
+    copied = read_run_info(copy)
+    assert recall_run_of(copy, copied) == str((copy / "recall").resolve())
+    assert copied.data == str((demo / "data").resolve())  # outside the run: the recorded path, still there
+    assert recall_run_of(original, read_run_info(original)) == str(original / "recall")  # the original's own
