@@ -141,6 +141,12 @@ def started_settings(out: Path) -> dict[str, Any]:
     }
 
 
+def _changes(fields: list[str], before: dict[str, Any], after: dict[str, Any]) -> str:
+    """``field: before -> after`` for the first six ``fields``, and how many more."""
+    shown = "; ".join(f"{k}: {before.get(k)!r} -> {after.get(k)!r}" for k in fields[:6])
+    return shown + (f" (and {len(fields) - 6} more)" if len(fields) > 6 else "")
+
+
 def check_started_settings(out: Path) -> None:
     """Refuse, in one line, a ``--resume`` of a run whose ``config.yaml`` or template copies were edited since it
     started (:func:`started_settings`, recorded in ``fit_start.json``; a run from before that record: nothing to
@@ -155,11 +161,9 @@ def check_started_settings(out: Path) -> None:
     then, edited = started["settings"], now["settings"]
     differ = [k for k in sorted(then.keys() | edited.keys()) if then.get(k) != edited.get(k)]
     if differ:
-        shown = "; ".join(f"{k}: {then.get(k)!r} -> {edited.get(k)!r}" for k in differ[:6])
-        more = f" (and {len(differ) - 6} more)" if len(differ) > 6 else ""
         raise ValueError(
-            f"--resume: {out / 'config.yaml'} was edited since the run started ({shown}{more}; {START_FILE} holds "
-            "what it started with); put those values back, or start a new fit in another folder"
+            f"--resume: {out / 'config.yaml'} was edited since the run started ({_changes(differ, then, edited)}; "
+            f"{START_FILE} holds what it started with); put those values back, or start a new fit in another folder"
         )
     changed = [
         n
@@ -195,12 +199,10 @@ def check_resume_config(out: Path, cfg: MGFRecConfig, *, from_recall_run: bool =
         and not (k in PROMPT_FILES and same_prompt(saved.get(k), given.get(k)))
     ]
     if differ:
-        shown = "; ".join(f"{k}: {saved.get(k)!r} -> {given.get(k)!r}" for k in differ[:6])
-        more = f" (and {len(differ) - 6} more)" if len(differ) > 6 else ""
         raise ValueError(
-            f"--resume: {out} was started with other settings ({shown}{more}; {saved_path}); resume with its "
-            "settings (only max_steps, evaluation, logging and user agent connection settings may change), "
-            "or start a new fit in another folder"
+            f"--resume: {out} was started with other settings ({_changes(differ, saved, given)}; {saved_path}); "
+            "resume with its settings (only max_steps, evaluation, logging and user agent connection settings may "
+            "change), or start a new fit in another folder"
         )
 
 
