@@ -123,11 +123,22 @@ def sweep(
         flags = {"trainer.max_steps": "--max-steps", "retriever.model": "--recall-model"}
         for dotted, value in values.items():  # the grid's values won, the flag's was lost and recorded (review s33)
             swept = next((f for f in cells_grid if dotted == f or dotted.startswith(f + ".")), None)
-            if value is not None and swept is not None:
-                raise ValueError(
-                    f"{flags[dotted]} {value} and --grid {swept} set {dotted} to two values (each cell takes the "
-                    "grid's); give one of them"
+            if value is None or swept is None:
+                continue
+            if dotted == "retriever.model":  # noted, not refused: a sweep made so records the flag, and its rerun
+                # needs it given again (refused without it: "other settings (--recall-model ...)")
+                console.print(
+                    f"note: --recall-model {value} is not read: each cell fits the recall model --grid {swept} "
+                    "gives it (the flag is recorded with the sweep's settings, as before)",
+                    highlight=False,
+                    markup=False,
+                    soft_wrap=True,
                 )
+                continue
+            raise ValueError(
+                f"{flags[dotted]} {value} and --grid {swept} set {dotted} to two values (each cell takes the "
+                "grid's); give one of them"
+            )
         cfg = load(config, set_, values)
         note_unread_fields(set_, "mgfrec sweep", ("data",), DATA_NOT_READ)
         if any(not isinstance(ks, list) or 10 not in ks for ks in cells_grid.get("eval.ks", [list(cfg.eval.ks)])):

@@ -242,13 +242,18 @@ def run_sweep(
             out.rmdir()  # refused before anything was written: no empty folder left behind
 
 
-def _refuse_renamed(out: Path, record: Mapping[str, Any], digests: Mapping[str, str], settings_digest: str) -> None:
-    """Refuse a cell that is another name for a cell this sweep finished earlier (the same config and settings):
-    a rerun whose grid wrote a value otherwise (``1.0`` for ``1``) or its fields in another order trained every
-    cell again under new folder names, and the figures then drew each cell twice (review s33)."""
+def _refuse_renamed(
+    out: Path, record: Mapping[str, Any], digests: Mapping[str, str], settings_digest: str, fields: set[str]
+) -> None:
+    """Refuse a cell that is another name for a cell this sweep finished earlier over the same ``fields`` (the same
+    config and settings): a rerun whose grid wrote a value otherwise (``1.0`` for ``1``) or its fields in another
+    order trained every cell again under new folder names, and the figures then drew each cell twice (review
+    s33). A cell of an earlier grid over other fields is never drawn with this grid's, so it is no twin."""
     finished: dict[tuple[Any, Any], list[str]] = {}
     for name, entry in (record.get("cells") or {}).items():
-        if isinstance(entry, Mapping) and entry.get("status") == "finished" and (out / name / RUN_FILE).is_file():
+        if not isinstance(entry, Mapping) or set(entry.get("values") or {}) != fields:
+            continue
+        if entry.get("status") == "finished" and (out / name / RUN_FILE).is_file():
             finished.setdefault((entry.get("config"), entry.get("settings")), []).append(name)
     for name, config in digests.items():
         earlier = finished.get((config, settings_digest), [])
@@ -288,7 +293,7 @@ def _run_cells(
     fit = settings.get("fit")
     derived = FROM_INIT if isinstance(fit, Mapping) and fit.get("init") is not None else ()
     refuse_stale(out, record, digests, settings_digest, dict(configs), inputs, shown, derived)
-    _refuse_renamed(out, record, digests, settings_digest)
+    _refuse_renamed(out, record, digests, settings_digest, set(grid))
     new_grid = shown_grid(grid)  # no secret reaches sweep.json
     if record.get("grid") not in (None, {}, new_grid):  # (a new sweep's record has an empty grid: no note)
         say(

@@ -159,7 +159,7 @@ def _set_aside(out: Path, own: tuple[str, ...] = ()) -> Path | None:
 
 def _move_back(out: Path, aside: Path) -> None:
     """Undo a :func:`_set_aside` stopped half-way: what it had moved goes back (nothing in OUT is the new fit's)."""
-    for entry in aside.iterdir():
+    for entry in sorted(aside.iterdir(), key=lambda e: e.name == RUN_FILE):  # run.json last, as in _put_back
         if entry.name != _ASIDE_WHOLE:
             target = out / entry.name
             if target.is_dir() and not target.is_symlink():  # (only an earlier version's folder, without the mark)
@@ -176,7 +176,8 @@ def _put_back(out: Path, aside: Path | None, own: tuple[str, ...] = ()) -> None:
             shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
     if aside is not None:
         (aside / _ASIDE_WHOLE).unlink(missing_ok=True)
-        for entry in aside.iterdir():
+        # run.json last: back in OUT, it says the whole run is (a stop half-way lost the rest at the next fit)
+        for entry in sorted(aside.iterdir(), key=lambda e: e.name == RUN_FILE):
             entry.rename(out / entry.name)
         aside.rmdir()
 

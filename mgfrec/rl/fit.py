@@ -82,7 +82,7 @@ from mgfrec.rl.strategy import (
 from mgfrec.rollout.base import check_engine
 from mgfrec.runs import RUN_FILE, RunInfo, policy_folder, read_run_info, recall_run_of, write_run_info
 from mgfrec.staleness import check_agent_current, recall_created
-from mgfrec.text.prompts import AgentPrompts, keep_run_prompts
+from mgfrec.text.prompts import AgentPrompts, keep_run_prompts, run_prompts
 from mgfrec.user_agents.base import check_user_agent, with_run_cache
 
 
@@ -234,6 +234,10 @@ def run_fit(
         path = starting_config(out, options.resume)
         cfg = load_config(path) if path is not None else MGFRecConfig()
     reg = reg or registry()
+    if options.resume:
+        # a run moved (or copied) with its folder reads its own template copies: config.yaml names the old folder's
+        # (gone: "template file not found"; or another run's), and its resume was refused (review s33)
+        cfg = run_prompts(cfg, out)
     if options.recall_model is None and options.init is None:  # the recall model is the config's retriever.model
         options = replace(options, recall_model=cfg.retriever.model)  # as fit_start.json records it
     check_fit_config(cfg, options, reg)

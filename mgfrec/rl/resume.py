@@ -16,7 +16,7 @@ from mgfrec.config.load import flat_fields, load_config
 from mgfrec.config.schema import AGENT_RETRIEVER_FIELDS, RECALL_RUN_FIELDS, MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.runs import read_json_object, read_run_info
-from mgfrec.text.prompts import PROMPT_FILES, same_prompt
+from mgfrec.text.prompts import PROMPT_FILES, run_prompts, same_prompt
 
 if TYPE_CHECKING:
     from mgfrec.rl.fit import FitOptions
@@ -159,7 +159,9 @@ def check_started_settings(out: Path) -> None:
         return
     now = started_settings(out)
     then, edited = started["settings"], now["settings"]
-    differ = [k for k in sorted(then.keys() | edited.keys()) if then.get(k) != edited.get(k)]
+    # fields both know: one added to mgfrec since the run started (or dropped) is no edit, and check_resume_config
+    # reads a field written before with its value of before
+    differ = [k for k in sorted(then.keys() & edited.keys()) if then[k] != edited[k]]
     if differ:
         raise ValueError(
             f"--resume: {out / 'config.yaml'} was edited since the run started ({_changes(differ, then, edited)}; "
@@ -187,7 +189,8 @@ def check_resume_config(out: Path, cfg: MGFRecConfig, *, from_recall_run: bool =
     if not saved_path.is_file():
         return
     check_started_settings(out)
-    saved = flat_fields(load_config(saved_path).model_dump(mode="json"))
+    # as a run reads it: a run moved (or copied) names its own template copies, not the old folder's (review s33)
+    saved = flat_fields(run_prompts(load_config(saved_path), out).model_dump(mode="json"))
     given = flat_fields(cfg.model_dump(mode="json"))
     differ = [
         k

@@ -1130,3 +1130,15 @@ def test_a_failed_cells_error_is_recorded_and_said_without_its_secrets(tmp_path,
     written = " ".join([*said, *(p.read_text() for p in tmp_path.iterdir() if p.is_file())])
     assert "hunter2-pw" not in written and "sk-live-0123456789abcdef" not in written, written
     assert "http://bob:<redacted>@10.0.0.1/v1 refused the key <redacted>" in written
+
+
+def test_a_rerun_over_another_field_is_no_renamed_cell(tmp_path):
+    """A grid over another field (`trainer.lr` after `grpo.kl_beta`) has a cell at the defaults, the config of a
+    finished cell of the first grid: it was refused as that cell renamed, where the docs promise a note (a cell
+    of another grid is never drawn with this one's)."""
+    cells = FakeCells()
+    run_sweep(MGFRecConfig(), {"grpo.kl_beta": [0.0, 0.04]}, tmp_path, cells)
+    said: list[str] = []
+    rows = run_sweep(MGFRecConfig(), {"trainer.lr": [1e-4, 2e-4]}, tmp_path, cells, say=said.append)
+    assert [r["status"] for r in rows] == ["finished", "finished"] and len(cells.calls) == 4
+    assert any(s.startswith(f"note: {tmp_path / 'sweep.json'} held another grid") for s in said), said

@@ -174,3 +174,39 @@ def test_a_fit_stopped_while_it_sets_the_earlier_run_aside_loses_nothing(tmp_pat
     fit_mod._set_aside(out)  # the next fit's: puts the earlier run back first, then sets it aside whole
     fit_mod._put_back(out, out / fit_mod.PREVIOUS)  # as a failed fit does
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+@pytest.mark.reliability
+def test_a_fit_stopped_while_it_puts_the_earlier_run_back_loses_nothing(tmp_path, monkeypatch):
+    """A failed fit puts the earlier run back; stopped after run.json was back but before the rest, the next fit
+    took the run as finished and deleted the rest (review s33): run.json now comes back last."""
+    from pathlib import Path
+
+    import mgfrec.retrievers.fit as fit_mod
+
+    ds = cyclic_dataset(tmp_path)
+    out = tmp_path / "run"
+    fit_baseline(ds, load_config(None, ["retriever.model=pop"]), out)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    aside = fit_mod._set_aside(out)
+    real, renamed, listed = Path.rename, [], Path.iterdir
+
+    def stopped_after_one(self, target):
+        if renamed:
+            raise KeyboardInterrupt
+        renamed.append(self.name)
+        return real(self, target)
+
+    def run_json_first(self):  # a file system that lists it first (the order iterdir gives is the system's)
+        return iter(sorted(listed(self), key=lambda e: e.name != "run.json"))
+
+    monkeypatch.setattr(Path, "rename", stopped_after_one)
+    monkeypatch.setattr(Path, "iterdir", run_json_first)
+    with pytest.raises(KeyboardInterrupt):
+        fit_mod._put_back(out, aside)
+    monkeypatch.setattr(Path, "rename", real)
+    monkeypatch.setattr(Path, "iterdir", listed)
+    assert renamed and renamed[0] != "run.json"  # put back last
+    fit_mod._set_aside(out)  # the next fit's: the rest comes back first, then the whole run goes aside
+    fit_mod._put_back(out, out / fit_mod.PREVIOUS)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before

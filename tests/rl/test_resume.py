@@ -163,3 +163,28 @@ def test_a_resume_after_config_yaml_or_a_template_copy_was_edited_is_refused(tmp
     longer = load_config(out / "config.yaml")
     write_resolved(longer.model_copy(update={"trainer": longer.trainer.model_copy(update={"max_steps": 99})}), out)
     check_resume_config(out, load_config(out / "config.yaml"))
+
+
+def test_a_moved_run_resumes_with_its_own_template_copy_and_a_field_added_since_is_no_edit(tmp_path):
+    """config.yaml names the run's template copy by its absolute path: a run moved with its folder was refused as
+    "started with other settings" (the old folder's copy against its own). And a field mgfrec added after a run
+    started is not in fit_start.json: it read as an edit of config.yaml (review s33)."""
+    import json
+    import shutil
+
+    from mgfrec.rl.resume import START_FILE, started_settings
+    from mgfrec.text.prompts import run_prompts
+
+    mine = tmp_path / "mine.txt"
+    mine.write_text("You recommend music.", encoding="utf-8")
+    out = tmp_path / "run"
+    write_resolved(keep_run_prompts(load_config(None, (f"agent.template={mine}",)), out), out)
+    record = {"init": None, **started_settings(out)}
+    del record["settings"]["grpo.kl_beta"]  # as if the field came with a later mgfrec
+    (out / START_FILE).write_text(json.dumps(record), encoding="utf-8")
+    moved = tmp_path / "elsewhere"
+    shutil.move(out, moved)
+    given = load_config(moved / "config.yaml")  # as fit --resume starts: the run's config.yaml
+    assert given.agent.template == str(out.resolve() / "prompts" / "recommendation_agent.txt")  # the old folder's
+    check_resume_config(moved, run_prompts(given, moved))  # resumed
+    check_resume_config(moved, run_prompts(load_config(moved / "config.yaml", ("agent.template=" + str(mine),)), moved))
