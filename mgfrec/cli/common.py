@@ -229,9 +229,9 @@ def print_error(message: str) -> None:
     """``error: message`` on stderr, one line, the message printed as it is (controls shown as escapes), a URL's
     credentials in it redacted (:func:`~mgfrec.config.redaction.scrub_urls`), and so is every key the environment
     holds (:func:`~mgfrec.config.redaction.scrub_env_secrets`: a plugin's error may quote one)."""
-    from mgfrec.config.redaction import scrub_env_secrets, scrub_urls
+    from mgfrec.config.redaction import scrub_secrets
 
-    line = terminal_safe(scrub_env_secrets(scrub_urls(message)))
+    line = terminal_safe(scrub_secrets(message))
     console.print(Text.assemble(("error:", "bold red"), " ", line), highlight=False, soft_wrap=True)
 
 

@@ -175,6 +175,12 @@ MIN_SECRET_VALUE = 8
 """Values shorter than this are placeholders (``EMPTY``), not secrets: replacing them would garble the text."""
 
 
+def scrub_secrets(text: str) -> str:
+    """``text`` as mgfrec prints or records an error: every URL's credentials (:func:`scrub_urls`) and every key
+    the environment holds (:func:`scrub_env_secrets`) replaced by ``<redacted>``."""
+    return scrub_env_secrets(scrub_urls(text))
+
+
 def scrub_env_secrets(text: str) -> str:
     """``text`` with the value of every environment variable whose name says it holds a secret (``OPENAI_API_KEY``,
     ``HF_TOKEN``, any ``user_agent.api_key_env`` named so: :func:`is_secret_field`) replaced by ``<redacted>``: a

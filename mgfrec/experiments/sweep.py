@@ -337,18 +337,16 @@ def _run_cells(
                 "summary": dict(summary or {}),
             }
         except Exception as exc:  # noqa: BLE001 - one cell's failure must not end the sweep; it is recorded
-            from mgfrec.config.redaction import scrub_env_secrets, scrub_urls
+            # a URL's password, a key from the environment: written raw before (review s33)
+            from mgfrec.config.redaction import scrub_secrets
 
-            def clean(text: str) -> str:  # a URL's password, a key from the environment: written raw (review s33)
-                return scrub_env_secrets(scrub_urls(text))
-
-            error = clean(f"{type(exc).__name__}: {exc}")
+            error = scrub_secrets(f"{type(exc).__name__}: {exc}")
             record["cells"][cell.name] = {
                 "values": cell.shown,
                 "status": "failed",
                 **made_with,
                 "error": error,
-                "traceback": clean(traceback.format_exc(limit=8)),
+                "traceback": scrub_secrets(traceback.format_exc(limit=8)),
             }
             # one line: a hub's or CUDA's error spans several (sweep.json keeps it whole)
             say(f"[{n}/{len(cells)}] {cell.name}: failed: {' '.join(error.split())}")
