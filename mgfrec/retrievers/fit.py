@@ -158,13 +158,15 @@ def _set_aside(out: Path, own: tuple[str, ...] = ()) -> Path | None:
 
 
 def _move_back(out: Path, aside: Path) -> None:
-    """Undo a :func:`_set_aside` stopped half-way: what it had moved goes back (nothing in OUT is the new fit's)."""
-    for entry in sorted(aside.iterdir(), key=lambda e: e.name == RUN_FILE):  # run.json last, as in _put_back
-        if entry.name != _ASIDE_WHOLE:
-            target = out / entry.name
-            if target.is_dir() and not target.is_symlink():  # (only an earlier version's folder, without the mark)
-                shutil.rmtree(target)
-            entry.replace(target)
+    """Move what ``aside`` holds back into ``out``: a :func:`_set_aside` stopped half-way undone (nothing in OUT is
+    the new fit's), and the end of :func:`_put_back`."""
+    (aside / _ASIDE_WHOLE).unlink(missing_ok=True)
+    # run.json last: back in OUT, it says the whole run is (a stop half-way lost the rest at the next fit)
+    for entry in sorted(aside.iterdir(), key=lambda e: e.name == RUN_FILE):
+        target = out / entry.name
+        if target.is_dir() and not target.is_symlink():  # (only an earlier version's folder, without the mark)
+            shutil.rmtree(target)
+        entry.replace(target)
     aside.rmdir()
 
 
@@ -175,11 +177,7 @@ def _put_back(out: Path, aside: Path | None, own: tuple[str, ...] = ()) -> None:
         if entry.name != PREVIOUS and not is_user_config(entry.name) and is_run_output(entry.name, own):
             shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
     if aside is not None:
-        (aside / _ASIDE_WHOLE).unlink(missing_ok=True)
-        # run.json last: back in OUT, it says the whole run is (a stop half-way lost the rest at the next fit)
-        for entry in sorted(aside.iterdir(), key=lambda e: e.name == RUN_FILE):
-            entry.rename(out / entry.name)
-        aside.rmdir()
+        _move_back(out, aside)
 
 
 class AgentEvaluationUnavailable(ValueError):

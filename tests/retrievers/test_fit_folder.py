@@ -189,7 +189,7 @@ def test_a_fit_stopped_while_it_puts_the_earlier_run_back_loses_nothing(tmp_path
     fit_baseline(ds, load_config(None, ["retriever.model=pop"]), out)
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     aside = fit_mod._set_aside(out)
-    real, renamed, listed = Path.rename, [], Path.iterdir
+    real, renamed, listed = Path.replace, [], Path.iterdir
 
     def stopped_after_one(self, target):
         if renamed:
@@ -200,11 +200,11 @@ def test_a_fit_stopped_while_it_puts_the_earlier_run_back_loses_nothing(tmp_path
     def run_json_first(self):  # a file system that lists it first (the order iterdir gives is the system's)
         return iter(sorted(listed(self), key=lambda e: e.name != "run.json"))
 
-    monkeypatch.setattr(Path, "rename", stopped_after_one)
+    monkeypatch.setattr(Path, "replace", stopped_after_one)
     monkeypatch.setattr(Path, "iterdir", run_json_first)
     with pytest.raises(KeyboardInterrupt):
         fit_mod._put_back(out, aside)
-    monkeypatch.setattr(Path, "rename", real)
+    monkeypatch.setattr(Path, "replace", real)
     monkeypatch.setattr(Path, "iterdir", listed)
     assert renamed and renamed[0] != "run.json"  # put back last
     fit_mod._set_aside(out)  # the next fit's: the rest comes back first, then the whole run goes aside
