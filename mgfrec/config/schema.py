@@ -266,6 +266,15 @@ RESERVED_REWARD_NAMES = frozenset({"mean", "std", "total"})
 """Names a reward part may not have: the logged summary's own keys (``reward/mean``, ``reward/std``, ``total``)."""
 
 
+def reserved_reward_error(name: str) -> str:
+    """The refusal of a reward part named one of :data:`RESERVED_REWARD_NAMES` (by the config and by
+    :class:`~mgfrec.rewards.compose.ComposedReward`)."""
+    return (
+        f"grpo.rewards: '{name}' names a column of the reward's own summary (reward/mean, reward/std, the "
+        "breakdown's total); register the reward under another name"
+    )
+
+
 class GRPOConfig(Section):
     rewards: list[RewardSpec] = Field(
         default_factory=lambda: [RewardSpec(name="ndcg"), RewardSpec(name="format")],
@@ -334,11 +343,9 @@ class GRPOConfig(Section):
         # The logged breakdown is keyed by name: a reward listed twice would hide a part of the total.
         seen: set[str] = set()
         for spec in self.rewards:
-            if spec.name in RESERVED_REWARD_NAMES:  # a part named "mean" replaced reward/mean in metrics.csv, and one
-                raise ValueError(  # named "total" was overwritten by the total (review s32)
-                    f"grpo.rewards: '{spec.name}' names a column of the reward's own summary (reward/mean, "
-                    f"reward/std, the breakdown's total); register the reward under another name"
-                )
+            # a part named "mean" replaced reward/mean in metrics.csv, one named "total" was overwritten (review s32)
+            if spec.name in RESERVED_REWARD_NAMES:
+                raise ValueError(reserved_reward_error(spec.name))
             if spec.name in seen:
                 raise ValueError(
                     f"grpo.rewards: '{spec.name}' is listed twice; list each reward once (the logged breakdown "

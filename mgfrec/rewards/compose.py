@@ -9,7 +9,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mgfrec.config.schema import RESERVED_REWARD_NAMES, RewardSpec
+from mgfrec.config.schema import RESERVED_REWARD_NAMES, RewardSpec, reserved_reward_error
 from mgfrec.data.raw import shown
 from mgfrec.registry import Registry, call_component, class_path, registered_as, registry
 from mgfrec.rewards.base import Reward, RewardInput
@@ -25,10 +25,7 @@ class ComposedReward:
             raise ValueError(f"grpo.rewards: {', '.join(twice)} listed twice; list each reward once")
         reserved = sorted(set(names) & RESERVED_REWARD_NAMES)
         if reserved:  # one named "total" was overwritten by the total, "mean" replaced reward/mean (review s32)
-            raise ValueError(
-                f"grpo.rewards: '{reserved[0]}' names a column of the reward's own summary (reward/mean, reward/std, "
-                "the breakdown's total); register the reward under another name"
-            )
+            raise ValueError(reserved_reward_error(reserved[0]))
         self.parts = list(parts)
 
     def __call__(self, inp: RewardInput) -> float:
