@@ -44,6 +44,7 @@ from mgfrec.output_folders import removed_if_left_empty
 from mgfrec.retrievers.fit import fit_baseline
 from mgfrec.runs import read_run_info, recall_run_of
 from mgfrec.signals import stop_exception, stopped_by
+from mgfrec.staleness import recall_created
 
 DEMO_BASELINES: tuple[str, ...] = ("pop", "last-title", "sasrec", "hybrid")  # the cheap default set
 ALL_BASELINES: tuple[str, ...] = (
@@ -58,10 +59,13 @@ ALL_BASELINES: tuple[str, ...] = (
 # Rough wall times, in seconds on 2 idle cores, of the stages no cap bounds, for the estimate the demo prints
 # first (from the measurements in docs/baselines.md and docs/experiments.md, rounded up); a learned baseline
 # counts its time cap (DemoOptions.baseline_seconds) plus FIT_OVERHEAD (loading, validation, ranking valid).
-# AGENT_SECONDS follows the agent stages' defaults: update it with them.
 FIXED_SECONDS: dict[str, float] = {"prepare": 5, "index": 25, "pop": 3, "last-title": 3, "hybrid": 15}
 FIT_OVERHEAD: dict[str, float] = {"sasrec": 15, "gru4rec": 15, "caser": 15, "bigrec": 45}
-AGENT_SECONDS: dict[str, float] = {"sft": 75, "fit": 40, "evaluate": 60, "figures": 5}  # sft: 1 epoch, 65 s measured
+# AGENT_SECONDS is the agent stages' time at DemoOptions' defaults (SFT 65 s measured for 200 samples x 1 epoch,
+# GRPO 31 s for 3 steps x 2 prompts, evaluation of every row 62 s on 100 samples: docs/experiments.md); all but
+# AGENT_FIXED of it scales with the work the options ask for (agent_seconds). Update both with the defaults.
+AGENT_SECONDS: dict[str, float] = {"sft": 75, "fit": 40, "evaluate": 60, "figures": 5}
+AGENT_FIXED: dict[str, float] = {"sft": 10, "fit": 10, "evaluate": 10, "figures": 5}  # loading, writing
 REFERENCE = "last-title"  # the content floor every other method is paired against
 DEMO_ABLATIONS: tuple[str, ...] = ("no-multi-grounding", "no-feedback", "no-recall")
 # Evaluation variants shown beside the paper's row (mgfrec.experiments.ablations.EVAL_VARIANTS): the same
@@ -96,8 +100,10 @@ def run_demo(
     ``out/config.yaml`` is the resolved ``config``, written first.
     """
     out = Path(out)
-    if options.agent:  # refuse a conflicting policy.model or recall prior before any stage runs
-        demo_policy(config, options)
+    if options.agent:  # refuse a conflicting or unknown policy.model, or recall prior, before any stage runs
+        from mgfrec.models.policy import check_policy_source
+
+        check_policy_source(demo_policy(config, options))  # a typo was found after the data, index and baselines
         demo_recall_prior(config, options)
     check_demo_output(out)  # nothing of another kind is written into, before anything is
     with removed_if_left_empty(out):
@@ -227,10 +233,25 @@ def estimate_seconds(baselines: Sequence[str], options: DemoOptions) -> dict[str
         else:
             stages[name] = FIXED_SECONDS.get(name, 30.0)
     if options.agent:
-        stages.update(AGENT_SECONDS)
+        stages.update(agent_seconds(options))
     else:
         stages["evaluate"] = 10.0
     return stages
+
+
+def agent_seconds(options: DemoOptions) -> dict[str, float]:
+    """The agent stages' expected wall times: AGENT_SECONDS scaled by the work the options ask for against the
+    defaults' (SFT samples x epochs, GRPO steps x prompts, evaluated samples). The evaluation of the whole split
+    (``eval_samples`` None) is left out: the split's size is known only once the data set is read."""
+    default = DemoOptions()
+    work = {
+        "sft": (options.sft_train_samples * options.sft_epochs) / (default.sft_train_samples * default.sft_epochs),
+        "fit": (options.fit_steps * options.fit_batch) / (default.fit_steps * default.fit_batch),
+        "figures": 1.0,
+    }
+    if options.eval_samples is not None and default.eval_samples is not None:
+        work["evaluate"] = options.eval_samples / default.eval_samples
+    return {k: AGENT_FIXED[k] + (AGENT_SECONDS[k] - AGENT_FIXED[k]) * ratio for k, ratio in work.items()}
 
 
 def estimate_line(baselines: Sequence[str], options: DemoOptions) -> str:
@@ -246,10 +267,13 @@ def estimate_line(baselines: Sequence[str], options: DemoOptions) -> str:
         f"{options.baseline_steps} steps" if options.baseline_steps else "",
         f"{options.baseline_seconds:g} s" if options.baseline_seconds else "",
     ]
-    caps = f" (learned ones capped at {' or '.join(x for x in limits if x)} each)" if any(limits) else ""
+    caps = f" (learned ones capped at {' or '.join(x for x in limits if x)} each)" if any(limits) and learned else ""
     about = f"{round(total / 60)} min" if total >= 120 else format_seconds(total)  # no false precision
     bound = f"at most {options.baseline_steps} steps each, " if options.baseline_steps else ""
     plus = f" plus the training of {', '.join(uncapped)} ({bound}no time cap)" if uncapped else ""
+    if options.agent and "evaluate" not in stages:  # --eval-samples 0: the split's size is not known yet
+        per = (AGENT_SECONDS["evaluate"] - AGENT_FIXED["evaluate"]) / (DemoOptions().eval_samples or 1)
+        plus += f"{' and' if plus else ' plus'} the evaluation of the whole test split (about {per:.1f} s a sample)"
     return (
         f"[demo] baselines {', '.join(baselines)}{caps}{agent}: about {about}{plus} on 2 idle cores, "
         "longer on a busy machine; finished stages are reused on a rerun"
@@ -284,8 +308,13 @@ def agent_stages(
     )
     if agent_stage_reusable(sft_dir, "sft", say):
         say(f"[sft] reusing {sft_dir}")
-        made_over = recall_run_of(sft_dir, read_run_info(sft_dir))
-        if recall and (made_over is None or Path(made_over).resolve() != (out / recall).resolve()):
+        sft_info = read_run_info(sft_dir)
+        made_over = recall_run_of(sft_dir, sft_info)
+        # a demo folder copied whole: its agent runs name the original's recall run, the very run beside them
+        # (the same created stamp); the note invited deleting the copy's agent stages (review s33)
+        stamp = sft_info.extra.get("recall_created")
+        copied = recall is not None and stamp is not None and stamp == recall_created(out / recall)
+        if recall and not copied and (made_over is None or Path(made_over).resolve() != (out / recall).resolve()):
             say(
                 f"[sft] note: the reused agent stages were trained over the recall run {made_over or 'none'}, not "
                 f"{out / recall if recall else 'none'} that this rerun's baselines pick; they are reported as they "

@@ -60,6 +60,34 @@ that shape a stage); a rerun into OUT with other ones is refused, since it would
 
 # options that do not shape a reusable stage: whether the agent stages run, and how many test samples are compared
 _RERUN_FREE = ("agent", "eval_samples")
+# options and config sections that shape only the agent stages: they bind a rerun once one of those has finished
+# (a folder of baselines alone, from --no-agent, takes any agent settings on its first run with the agent)
+AGENT_OPTIONS = frozenset(
+    {
+        "agent_recall",
+        "recall_size",
+        "prompt_history",
+        "policy",
+        "recall_prior",
+        "sft_train_samples",
+        "sft_epochs",
+        "sft_batch_size",
+        "fit_steps",
+        "fit_batch",
+        "valid_samples",
+    }
+)
+AGENT_SECTIONS = frozenset({"agent", "user_agent", "rollout", "grpo"})  # (policy and trainer: BIGRec's too)
+AGENT_STAGES = ("sft", "mgfrec")  # the agent stages' run folders in OUT; the ablations derive from mgfrec
+# the options `mgfrec demo` has a flag for, named as the user typed them; the rest are DemoOptions' fields
+OPTION_FLAGS = {
+    "policy": "--policy",
+    "recall_prior": "--recall-prior",
+    "sft_train_samples": "--sft-samples",
+    "fit_steps": "--fit-steps",
+    "baseline_seconds": "--baseline-seconds",
+    "baseline_steps": "--baseline-steps",
+}
 
 
 def demo_settings(config: MGFRecConfig, options: DemoOptions) -> dict[str, Any]:
@@ -105,15 +133,27 @@ def check_same_settings(out: Path, config: MGFRecConfig, options: DemoOptions) -
             return {prefix: d}
         return {k: v for key, value in d.items() for k, v in flat(value, f"{prefix}{key}.").items()}
 
+    agent_made = any((out / name / RUN_FILE).is_file() for name in AGENT_STAGES)
+
+    def bound(key: str, agent_only: frozenset[str]) -> bool:
+        return agent_made or key.split(".", 1)[0] not in agent_only
+
+    def option_name(key: str) -> str:
+        field_name, _, rest = key.partition(".")
+        return OPTION_FLAGS.get(field_name, f"DemoOptions.{field_name}") + (f".{rest}" if rest else "")
+
     a, b = flat(old["config"], ""), flat(new["config"], "")
-    oa, ob = flat(old["options"], "--"), flat(new["options"], "--")
-    differ = [k.rstrip(".") for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-    differ += [k.rstrip(".").replace("_", "-") for k in sorted(set(oa) | set(ob)) if oa.get(k) != ob.get(k)]
+    oa, ob = flat(old["options"], ""), flat(new["options"], "")
+    differ = [k.rstrip(".") for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and bound(k, AGENT_SECTIONS)]
+    differ += [
+        option_name(k.rstrip("."))
+        for k in sorted(set(oa) | set(ob))
+        if oa.get(k) != ob.get(k) and bound(k, AGENT_OPTIONS)
+    ]
     if differ:
-        shown = ", ".join(differ[:5]) + (f" and {len(differ) - 5} more" if len(differ) > 5 else "")
         raise ValueError(
-            f"{out}: its stages were made with other settings ({shown}); a rerun reuses finished stages, so give "
-            f"another --out (or delete {out})"
+            f"{out}: its stages were made with other settings ({', '.join(differ)}); a rerun reuses finished stages, "
+            f"so give another --out (or delete {out})"
         )
 
 

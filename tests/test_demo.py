@@ -73,10 +73,11 @@ def test_run_demo_fits_evaluates_and_reuses(tmp_path):
     # but not with settings that made the stages otherwise: refused in one line before any stage
     before = sorted((p.name, p.stat().st_mtime_ns) for p in tmp_path.iterdir())
     other = load_config(None, [*TINY, "retriever.max_epochs=5"])
-    with pytest.raises(
-        ValueError, match=r"its stages were made with other settings \(retriever.max_epochs, --fit-steps\)"
-    ):
-        run_demo(other, tmp_path, options=replace(BASELINES_ONLY, fit_steps=7), say=again.append)
+    # agent-only settings (--fit-steps, --policy) bind no folder of baselines alone (--no-agent first): only the
+    # config's retriever.max_epochs is named; before, --fit-steps was too (test_demo_settings.py has the rest)
+    agent_only = replace(BASELINES_ONLY, fit_steps=7, policy="preset:tiny")
+    with pytest.raises(ValueError, match=r"its stages were made with other settings \(retriever.max_epochs\);"):
+        run_demo(other, tmp_path, options=agent_only, say=again.append)
     assert sorted((p.name, p.stat().st_mtime_ns) for p in tmp_path.iterdir()) == before
     # which recall runs the joint-l2 reading can use: those with item embeddings
     from mgfrec.demo import has_item_vectors
@@ -243,6 +244,17 @@ def test_run_demo_with_the_agent_stages(tmp_path):
     sizes = {row["samples"] for row in rows.values()}
     assert len(sizes) == 1 and sizes.pop() > 12, {n: r["samples"] for n, r in rows.items()}
     assert all(row["comparison_error"] is None for row in rows.values())
+    # a demo folder copied whole and rerun: its agent runs name the original's recall run, the very run beside
+    # them; a note said they "were trained over the recall run OUT/last-title, not COPY/last-title" and invited
+    # deleting them (review s33)
+    import shutil
+
+    copy = shutil.copytree(tmp_path, tmp_path.parent / f"{tmp_path.name}-copy")
+    said: list[str] = []
+    run_demo(
+        cfg, copy, baselines=("last-title", "bigrec"), options=replace(options, eval_samples=None), say=said.append
+    )
+    assert "[sft] reusing" in " ".join(said) and not any("were trained over the recall run" in m for m in said), said
 
 
 def test_ctrl_c_during_a_baseline_stops_the_demo_with_that_run_finished(tmp_path):
@@ -364,6 +376,20 @@ def test_the_estimate_counts_no_made_up_time_for_uncapped_baselines():
     assert "plus the training of sasrec, gru4rec, caser (no time cap)" in line and "17 min" not in line
     capped = estimate_line(names, DemoOptions(agent=False))
     assert "plus the training" not in capped and "capped at 300 steps or 60 s each" in capped
+
+
+def test_the_estimate_counts_the_agent_stages_work():
+    """`--fit-steps 30 --sft-samples 2000 --eval-samples 0` got "about 5 min", the defaults' figure (review s33)."""
+    from mgfrec.demo import AGENT_SECONDS, DemoOptions, agent_seconds, estimate_line
+
+    assert agent_seconds(DemoOptions()) == AGENT_SECONDS  # the measured defaults
+    more = agent_seconds(DemoOptions(fit_steps=30, sft_train_samples=2000, eval_samples=1000))
+    assert more["sft"] == 10 + 65 * 10 and more["fit"] == 10 + 30 * 10 and more["evaluate"] == 10 + 50 * 10
+    assert estimate_line(["pop"], DemoOptions()).startswith(
+        "[demo] baselines pop; then SFT, GRPO, evaluation, figures: about 4 min on"
+    )
+    line = estimate_line(["pop"], DemoOptions(fit_steps=30, sft_train_samples=2000, eval_samples=None))
+    assert "about 17 min plus the evaluation of the whole test split (about 0.5 s a sample) on 2 idle" in line
 
 
 def test_a_hybrid_without_the_sasrec_run_trains_its_own_under_the_demos_caps(tmp_path):

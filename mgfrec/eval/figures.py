@@ -246,6 +246,16 @@ def check_figure_args(paths: Sequence[str | Path], split: str, metric: str) -> N
                     check_agent_current(path / name, read_run_info(path / name))
             if "agent.max_groundings" in (record.get("grid") or {}):
                 mean_rank_by_limit(path, split)
+        elif (path / "demo.json").is_file() and not (path / "metrics.csv").is_file():
+            # "nothing to plot" for a demo's folder, which report names the runs of (review s33)
+            drawn = f"its figures are in {path / 'figures'}; " if (path / "figures").is_dir() else ""
+            agent = path / "mgfrec" if (path / "mgfrec" / RUN_FILE).is_file() else None
+            give = (
+                f"give its agent run ({agent})"
+                if agent
+                else "give an agent run (the demo makes one, mgfrec, unless given --no-agent)"
+            )
+            raise ValueError(f"{path}: a demo's output folder (demo.json); {drawn}{give}")
         elif not (path / "metrics.csv").is_file() and not (path / f"agent_{split}_samples.csv").is_file():
             # found only once the folders before it had been drawn into --out
             found, other = other_split_samples(path)

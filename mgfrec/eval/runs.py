@@ -147,7 +147,8 @@ def result_for_run(
         if info.kind != "agent":
             return stored
         ds = ds if ds is not None else open_data(Path(run_dir), info)
-        if len(stored.ranks) == int(ds.counts["samples"][split]):
+        whole = int(ds.counts["samples"][split])
+        if len(stored.ranks) == whole:
             return stored  # the whole split, which the report cuts to the subsample
         wanted_ids = subsample_ids(ds.split(split)["sample_id"].to_numpy(), limit, (config or EvalConfig()).seed)
         if np.array_equal(np.sort(stored.sample_ids), wanted_ids):
@@ -173,10 +174,16 @@ def result_for_run(
             stacklevel=2,
         )
     if stored is not None:  # a subsample of other samples: this evaluation replaces it in the run folder
+        # a limit of the split's size or more is the whole split: it was called a subsample, with a hint to do
+        # what was being done (demo --eval-samples 0, review s33)
+        replacement = (
+            f"one on the whole {split} split ({whole} samples)"
+            if limit >= whole
+            else f"one on the {limit}-sample subsample of eval.seed {(config or EvalConfig()).seed}; 'mgfrec "
+            f"evaluate {run_dir} --split {split}' evaluates the whole split again"
+        )
         warnings.warn(
-            f"{run_dir}: its stored {split} evaluation ({len(stored.ranks)} samples) is replaced by one on the "
-            f"{limit}-sample subsample of eval.seed {(config or EvalConfig()).seed}; 'mgfrec evaluate {run_dir} "
-            f"--split {split}' evaluates the whole split again",
+            f"{run_dir}: its stored {split} evaluation ({len(stored.ranks)} samples) is replaced by {replacement}",
             ResultReplacedWarning,
             stacklevel=2,
         )

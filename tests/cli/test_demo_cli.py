@@ -161,3 +161,24 @@ def test_a_typed_retriever_epochs_beside_a_set_of_the_same_field_is_refused(tmp_
     untyped = CliRunner().invoke(app, [*given, "--data", "/no/such"])
     for other in (same, untyped):  # refused later, for the data folder: no clash
         assert "two values" not in other.output and "/no/such" in other.output, other.output
+
+
+@pytest.mark.parametrize(
+    ("policy", "said"),
+    [
+        ("preset:nope", "policy.model: unknown preset 'preset:nope'; presets are preset:tiny,"),
+        ("nope:zzz", "policy.model (--policy): 'nope:zzz' is not a preset, an existing folder or a hub id"),
+    ],
+)
+def test_a_policy_that_cannot_be_loaded_is_refused_before_any_stage(tmp_path, policy, said):
+    """`demo --policy preset:nope` prepared the data, built the index and fitted every baseline (minutes on CDs)
+    before the SFT stage found the typo, and the corrected rerun was then refused as "made with other settings
+    (--policy)" (review s33). Without the agent stages the flag sets nothing and is not looked at."""
+    result = CliRunner().invoke(app, ["demo", "--policy", policy, "--out", str(tmp_path / "demo")])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and said in text, text
+    assert "Traceback" not in text and not (tmp_path / "demo").exists()
+    unused = CliRunner().invoke(
+        app, ["demo", "--no-agent", "--policy", policy, "--out", str(tmp_path / "d"), "--data", "/no/such"]
+    )
+    assert "--policy" not in unused.output and "/no/such" in unused.output, unused.output

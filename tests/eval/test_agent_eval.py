@@ -190,7 +190,10 @@ def test_a_stored_whole_split_result_answers_every_limit_and_a_stored_subsample_
         reseeded = result_for_run(copy, "test", other_seed, limit=4)
     assert len(rolled) == n + 11 and not np.array_equal(np.sort(reseeded.sample_ids), stored_ids)
     # the stored 4 samples are not the whole split, so a limit beyond it rolls the agent out again
-    with pytest.warns(ResultReplacedWarning):
+    # ... and says it is the whole split: "the 104-sample subsample" was said, with a hint to do just that
+    with pytest.warns(
+        ResultReplacedWarning, match=rf"\(4 samples\) is replaced by one on the whole test split \({n} samples\)$"
+    ):
         assert len(result_for_run(copy, "test", FAST, limit=n + 100).ranks) == n and len(rolled) == 2 * n + 11
 
 

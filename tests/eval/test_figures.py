@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
 
 import matplotlib.image as mpimg
 import numpy as np
@@ -306,6 +307,22 @@ def test_figures_for_and_the_command(tmp_path):
     empty.mkdir()
     bad = CliRunner().invoke(app, [str(empty), "--out", str(tmp_path / "cli")])
     assert bad.exit_code == 2 and "nothing to plot" in bad.output
+    # a demo's folder: "nothing to plot" where report names the runs in it; now it names the agent run and the
+    # figures the demo drew (review s33)
+    (empty / "demo.json").write_text("{}")
+    demo = CliRunner().invoke(app, [str(empty), "--out", str(tmp_path / "cli")])
+    said = " ".join(demo.output.split())
+    assert (
+        demo.exit_code == 2 and "a demo's output folder (demo.json); give an agent run (the demo makes one" in said
+    ), said
+    shutil.copytree(tmp_path / "run", empty / "mgfrec")
+    (empty / "mgfrec" / "run.json").write_text(json.dumps({"kind": "agent", "model": "mgfrec", "data": "d"}))
+    (empty / "figures").mkdir()
+    demo = CliRunner().invoke(app, [str(empty), "--out", str(tmp_path / "cli")])
+    said = " ".join(demo.output.split())
+    assert f"its figures are in {empty / 'figures'}; give its agent run ({empty / 'mgfrec'})" in said, said
+    shutil.rmtree(empty)
+    empty.mkdir()
     write_metrics(tmp_path / "other" / "run")  # another folder named "run": its files would replace the first's
     clash = CliRunner().invoke(
         app, [str(tmp_path / "run"), str(tmp_path / "other" / "run"), "--out", str(tmp_path / "c")]
