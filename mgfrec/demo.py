@@ -42,9 +42,8 @@ from mgfrec.eval.report import Report, build_report
 from mgfrec.locks import only_one_in
 from mgfrec.output_folders import removed_if_left_empty
 from mgfrec.retrievers.fit import fit_baseline
-from mgfrec.runs import read_run_info, recall_run_of
+from mgfrec.runs import created_stamp, read_run_info, recall_run_of
 from mgfrec.signals import stop_exception, stopped_by
-from mgfrec.staleness import recall_created
 
 DEMO_BASELINES: tuple[str, ...] = ("pop", "last-title", "sasrec", "hybrid")  # the cheap default set
 ALL_BASELINES: tuple[str, ...] = (
@@ -313,7 +312,7 @@ def agent_stages(
         # a demo folder copied whole: its agent runs name the original's recall run, the very run beside them
         # (the same created stamp); the note invited deleting the copy's agent stages (review s33)
         stamp = sft_info.extra.get("recall_created")
-        copied = recall is not None and stamp is not None and stamp == recall_created(out / recall)
+        copied = recall is not None and stamp is not None and stamp == created_stamp(out / recall)
         if recall and not copied and (made_over is None or Path(made_over).resolve() != (out / recall).resolve()):
             say(
                 f"[sft] note: the reused agent stages were trained over the recall run {made_over or 'none'}, not "

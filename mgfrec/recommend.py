@@ -50,6 +50,7 @@ from mgfrec.recommendation import (  # noqa: F401 (the query and answer shapes w
     user_rows,
 )
 from mgfrec.registry import Registry, with_registry
+from mgfrec.registry.blame import call_component
 from mgfrec.retrievers.fit import load_retriever, open_data
 from mgfrec.retrievers.recall import top_items
 from mgfrec.retrievers.sequences import history_window
@@ -287,7 +288,7 @@ class Recommender:
         histories = [h for h, _ in resolved]
         if self.kind == "baseline":
             with self.lock:
-                scores = self.scorer.scores([np.asarray(h, dtype=np.int64) for h in histories])
+                scores = call_component(self.scorer, "scores", [np.asarray(h, dtype=np.int64) for h in histories])
             return [
                 self._ranked(q, h, tgt, [], None, scores[n : n + 1])
                 for n, (q, (h, tgt)) in enumerate(zip(queries, resolved, strict=True))

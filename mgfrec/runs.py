@@ -201,6 +201,16 @@ def read_run_info(run_dir: str | Path) -> RunInfo:
     return _relocated(Path(run_dir), info)
 
 
+def created_stamp(run_dir: str | Path) -> str | None:
+    """``run_dir``'s ``run.json`` ``created`` stamp: what tells one run from another made later in the same folder
+    (an agent run records its recall run's as ``extra.recall_created``, a fit its ``--init``'s as ``init_created``);
+    None where ``run_dir`` holds no readable run or the run has no stamp."""
+    try:
+        return read_run_info(run_dir).created or None
+    except (OSError, ValueError):
+        return None
+
+
 RELATIVE_PATHS = "relative_paths"
 """``run.json`` ``extra`` key: each path field (``data``, ``extra.recall_run`` ...) relative to the run folder, so
 that a run moved together with them (a whole demo folder) still finds them."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mgfrec.runs import RUN_FILE, RunInfo, read_run_info
+from mgfrec.runs import created_stamp as recall_created  # noqa: F401 (its name before mgfrec.runs had it)
 
 
 def check_derived_current(run_dir: str | Path, info: RunInfo, *, rolling_out: bool = False) -> None:
@@ -87,12 +88,3 @@ def check_agent_current(run_dir: str | Path, info: RunInfo, *, rolling_out: bool
     evaluation of it, would be another policy's or another recall model's."""
     check_derived_current(run_dir, info, rolling_out=rolling_out)
     check_recall_current(run_dir, info)
-
-
-def recall_created(recall_dir: str | Path) -> str | None:
-    """The ``created`` of the recall run an agent run is trained over, recorded as its ``extra.recall_created``
-    (:func:`check_recall_current`); None when it cannot be read."""
-    try:
-        return read_run_info(recall_dir).created or None
-    except (OSError, ValueError):
-        return None

@@ -88,3 +88,26 @@ def test_a_copied_agent_run_reads_its_own_recall_run_not_the_originals(demo, tmp
     assert recall_run_of(copy, copied) == str((copy / "recall").resolve())
     assert copied.data == str((demo / "data").resolve())  # outside the run: the recorded path, still there
     assert recall_run_of(original, read_run_info(original)) == str(original / "recall")  # the original's own
+
+
+def test_a_moved_init_run_is_compared_by_its_own_template_copy(tmp_path):
+    """`fit --init MOVED` with the template the run was trained on noted "trained under other settings than this
+    fit's (agent.template OLD/prompts/... -> ...)": config.yaml names the copy where the run was made, gone after the
+    move (note s33). The run's own copy is compared now, and shown where it differs."""
+    from mgfrec.config.load import load_config, write_resolved
+    from mgfrec.rl.fit import init_differences
+    from mgfrec.text.prompts import keep_run_prompts
+
+    template = tmp_path / "system.txt"
+    template.write_text("You recommend CDs. Think, ground, answer.\n", encoding="utf-8")
+    cfg = load_config(None, [f"agent.template={template}"])
+    made = tmp_path / "made" / "sft"
+    made.mkdir(parents=True)
+    write_resolved(keep_run_prompts(cfg, made), made)  # as a run writes them: the copy named, absolute
+    moved = tmp_path / "moved"
+    shutil.move(tmp_path / "made", moved)
+    assert init_differences(moved / "sft", cfg) == []  # the same text: no note
+    template.write_text("Another prompt.\n", encoding="utf-8")
+    ((field, old, new),) = init_differences(moved / "sft", cfg)
+    assert field == "agent.template" and old == str((moved / "sft" / "prompts" / "recommendation_agent.txt").resolve())
+    assert new == str(template)

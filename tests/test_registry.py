@@ -117,6 +117,15 @@ def test_an_entry_points_file_that_cannot_be_parsed_is_one_line_naming_it(tmp_pa
         else:
             assert f"error: {where}: cannot be read" in proc.stderr
             assert "mgfrec-broken 1.0 are not loaded" in proc.stderr
+        # torch reads the same files for its device backends when imported: every command that loads it (evaluate,
+        # fit) was a TypeError traceback after the note (review s34)
+        torch = subprocess.run(
+            [sys.executable, "-c", "import mgfrec.cli.main, torch; print(torch.ones(1).sum().item())"],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        assert torch.returncode == 0 and torch.stdout.strip() == "1.0", torch.stderr[-2000:]
 
 
 def test_missing_import_gives_install_hint(tmp_path, monkeypatch):
@@ -635,6 +644,65 @@ def test_a_method_with_another_signature_is_one_error_naming_the_component():
     with pytest.raises(TypeError, match="has no len"):
         call_component(Inside(), "search", [1], 3)
     assert call_component(Inside(), "search", [1], [1, 2]) == 2
+
+
+@pytest.mark.reliability
+def test_a_retriever_or_data_source_with_another_signature_is_one_line(tmp_path):
+    """docs/plugins.md says a method with the wrong signature stops the command in one line naming the class: so it
+    did for grounders, user agents and rewards, while a retriever's ``scores`` or ``load`` and a data source's
+    ``load`` were TypeError tracebacks whose innermost frame was mgfrec's (review s34)."""
+    from mgfrec.config.schema import DataConfig
+    from mgfrec.data.prepared import prepare
+    from mgfrec.ranking.evaluator import rank_targets
+    from mgfrec.registry.core import use_registry
+    from mgfrec.retrievers.fit import load_scorer
+    from mgfrec.runs import RunInfo, write_run_info
+
+    class KwScores:
+        def scores(self, histories, *, mask):
+            return np.zeros((len(histories), 5))
+
+    with pytest.raises(ValueError, match=r"KwScores.scores cannot be called as mgfrec calls it \(.*'mask'"):
+        rank_targets(KwScores(), [np.array([1])], np.array([2]), num_items=5)
+
+    class OneArgSource:
+        def load(self, path):
+            return path
+
+    class OneArgRetriever:
+        @classmethod
+        def load(cls, run_dir):
+            return cls()
+
+    ds = prepare(
+        DataConfig(source="synthetic", options={"n_users": 20, "n_items": 30, "n_artists": 10}), tmp_path / "d"
+    )
+    reg = _fresh()
+    reg.add("data_source", "onearg", OneArgSource)
+    reg.add("retriever", "onearg", OneArgRetriever)
+    write_run_info(tmp_path / "run", RunInfo("baseline", "onearg", str(ds.root), ds.checksum))
+    with use_registry(reg):
+        with pytest.raises(
+            ValueError, match=r"data_source 'onearg' \(.*OneArgSource.*\): load cannot be called as mgfrec"
+        ):
+            prepare(DataConfig(source="onearg"), tmp_path / "d2")
+        with pytest.raises(
+            ValueError, match=r"retriever 'onearg' \(.*OneArgRetriever.*\): load cannot be called as mgfrec"
+        ):
+            load_scorer(tmp_path / "run", reg=reg)
+
+    class NoLoad:  # fitted "successfully" into a run no command could read (review s34): refused before the fit
+        @classmethod
+        def fit(cls, ds, config, out):
+            raise AssertionError("not reached")
+
+    reg.add("retriever", "noload", NoLoad)
+    from mgfrec.config.load import load_config
+    from mgfrec.retrievers.fit import fit_baseline
+
+    with use_registry(reg), pytest.raises(ValueError, match=r"retriever 'noload' \(.*NoLoad.*\) has no load class"):
+        fit_baseline(ds, load_config(None, ["retriever.model=noload"]), tmp_path / "noload")
+    assert not (tmp_path / "noload").exists()
 
 
 def test_a_plugins_options_model_that_ignores_unknown_keys_still_refuses_a_misspelt_one():

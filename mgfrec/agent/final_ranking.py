@@ -23,6 +23,7 @@ import torch
 from mgfrec.agent.trajectory import Trajectory
 from mgfrec.grounding.engine import Grounding
 from mgfrec.ranking.metrics import target_ranks, target_ranks_excluding
+from mgfrec.registry.blame import call_component
 from mgfrec.rewards.base import RewardInput
 
 
@@ -256,7 +257,7 @@ class FinalRanking:
         same = self.grounding.same_title
         rows = [n for n, j in enumerate(items) if j in same]
         if rows:
-            scores = self.recall.scores([np.asarray(histories[n], dtype=np.int64) for n in rows])
+            scores = call_component(self.recall, "scores", [np.asarray(histories[n], dtype=np.int64) for n in rows])
             for r, n in enumerate(rows):
                 seen = set(histories[n])
                 items[n] = max(same[items[n]], key=lambda j: (j not in seen, float(scores[r, j]), -j))
@@ -280,7 +281,7 @@ class FinalRanking:
             return self.grounding.full_scores(list(answers))
         items = self.answer_items(answers, histories)
         if self.rule == "answer_then_recall":
-            recall = self.recall.scores([np.asarray(h, dtype=np.int64) for h in histories])
+            recall = call_component(self.recall, "scores", [np.asarray(h, dtype=np.int64) for h in histories])
             return answer_first_scores(items, recall)
         return joint_l2_scores(items, self.vectors)
 
@@ -302,6 +303,6 @@ class FinalRanking:
             )
         items = self._answered_items(trajectories, histories)
         if self.rule == "answer_then_recall":
-            recall = self.recall.scores([np.asarray(h, dtype=np.int64) for h in histories])
+            recall = call_component(self.recall, "scores", [np.asarray(h, dtype=np.int64) for h in histories])
             return answer_then_recall_ranks(items, recall, targets, histories, exclude_history=exclude_history)
         return joint_l2_ranks(items, self.vectors, targets, histories, exclude_history=exclude_history)

@@ -42,6 +42,7 @@ from mgfrec.agent.environment import Environment
 from mgfrec.agent.parser import STOP_STRINGS
 from mgfrec.agent.trajectory import Trajectory
 from mgfrec.config.schema import AgentConfig
+from mgfrec.registry.blame import call_component
 from mgfrec.rollout.base import Generation, RolloutEngine
 from mgfrec.text.neutralize import neutralize_title, reserved_strings
 from mgfrec.text.prompts import AgentPrompts, build_messages, encode_prompt
@@ -161,13 +162,21 @@ def rollout(
             sampling["constraints"] = turn_constraints
         t0 = time.perf_counter()
         if stats.turns == 0 and len(live) == len(trajectories):  # all still equal their prompts: n = G per prompt
-            out = engine.generate(
-                prompt_ids, max_new_tokens=max(budgets), n=group_size, seed=turn_seed(seed, 0), **sampling
+            out = call_component(
+                engine,
+                "generate",
+                prompt_ids,
+                max_new_tokens=max(budgets),
+                n=group_size,
+                seed=turn_seed(seed, 0),
+                **sampling,
             )
             _check_generations(engine, out, len(prompt_ids), group_size)
             gens = [g for row in out for g in row]
         else:
-            out = engine.generate(
+            out = call_component(
+                engine,
+                "generate",
                 [t.token_ids() for t in live],
                 max_new_tokens=max(budgets),
                 n=1,

@@ -28,10 +28,13 @@ def _pydantic_plugins() -> str | None:
     except Exception as exc:  # noqa: BLE001 - whatever the metadata parser raises
         from mgfrec.registry.discovery import unreadable_entry_points
 
+        # torch reads every package's entry points too, when imported, for its device backends: the same file was
+        # a traceback from each command that loads torch (review s34); those backends are not loaded either
+        os.environ.setdefault("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")
         where = "; ".join(unreadable_entry_points()) or "an installed package's entry points"
         return (
-            f"note: {where} cannot be read ({type(exc).__name__}: {exc}); pydantic plugins are not loaded: "
-            "reinstall or remove that package"
+            f"note: {where} cannot be read ({type(exc).__name__}: {exc}); pydantic plugins and torch's device "
+            "backend plugins are not loaded: reinstall or remove that package"
         )
     return None
 

@@ -36,6 +36,7 @@ from mgfrec.data.protocol import SPLITS, make_samples, split_samples, subsample_
 from mgfrec.data.raw import INTERACTION_COLUMNS, ITEM_COLUMNS, BadInputError, RawLog, shown
 from mgfrec.locks import only_one_in
 from mgfrec.registry import Registry, registry, with_registry
+from mgfrec.registry.blame import call_component
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -62,7 +63,7 @@ def load_raw(config: DataConfig, reg: Registry | None = None) -> RawLog:
     load = getattr(source, "load", None)
     if not callable(load):
         raise BadInputError(f"{where}: has no load(path, skip_bad) method; see docs/plugins.md")
-    raw = load(Path(config.path) if config.path else None, config.skip_bad)
+    raw = call_component(source, "load", Path(config.path) if config.path else None, config.skip_bad)
     check_raw_log(raw, where)
     return raw
 

@@ -29,6 +29,7 @@ from mgfrec.config.schema import EvalConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.ranking.metrics import target_ranks, target_ranks_excluding
 from mgfrec.ranking.results import EvalResult
+from mgfrec.registry.blame import call_component
 
 
 class Scorer(Protocol):
@@ -64,7 +65,7 @@ def rank_targets(
         for start in range(0, total, batch_size):
             stop = min(total, start + batch_size)
             batch = [np.asarray(h, dtype=np.int64) for h in histories[start:stop]]
-            scores = scorer.scores(batch)
+            scores = call_component(scorer, "scores", batch)  # a plugin's wrong signature: one line
             _check_scores(scores, stop - start, num_items, scorer)
             width = scores.shape[1]
             tgt = targets[start:stop]

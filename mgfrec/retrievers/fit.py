@@ -30,6 +30,7 @@ from mgfrec.output_folders import check_output_run, is_run_output, removed_if_le
 from mgfrec.ranking.evaluator import rank_targets
 from mgfrec.ranking.metrics import per_sample
 from mgfrec.registry import Registry, registry, with_registry
+from mgfrec.registry.blame import call_component
 from mgfrec.retrievers.damage import damaged_run_files
 from mgfrec.runs import PREVIOUS_FIT, RUN_FILE, RunInfo, read_run_info, write_run_info
 
@@ -55,6 +56,12 @@ def fit_baseline(ds: PreparedDataset, config: MGFRecConfig, out: str | Path, reg
     name = config.retriever.model
     out = Path(out)
     cls = reg.load("retriever", name)
+    missing = [m for m in ("fit", "load") if not callable(getattr(cls, m, None))]
+    if missing:  # without load: a fit of hours wrote a run that no command could read back (review s34)
+        raise ValueError(
+            f"{reg.get('retriever', name).describe()} has no {' or '.join(missing)} classmethod: a retriever provides "
+            "fit(ds, config, out) and load(run_dir, ds), which reads its run back; see docs/plugins.md"
+        )
     if getattr(cls, "reads_training_settings", True):
         from mgfrec.retrievers.training import lightning_device  # Lightning loads only for models that train
 
@@ -245,7 +252,7 @@ def load_scorer(
             f"{run_dir} back; see what a retriever provides in docs/plugins.md"
         )
     with damaged_run_files(run_dir, info.model):
-        return LoadedRun(run_dir, info, ds, cls.load(run_dir, ds))
+        return LoadedRun(run_dir, info, ds, call_component(cls, "load", run_dir, ds))
 
 
 def check_retriever_current(run_dir: str | Path, model: str, reg: Registry | None = None) -> None:

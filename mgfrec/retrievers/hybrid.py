@@ -28,6 +28,7 @@ from mgfrec.data.prepared import PreparedDataset
 from mgfrec.embed.cache import item_embeddings
 from mgfrec.ranking.metrics import history_mask, per_sample, target_ranks
 from mgfrec.registry import registry
+from mgfrec.registry.blame import call_component
 from mgfrec.retrievers.last_title import LastTitleOptions, LastTitleRetriever, run_embedding_config
 
 STATE_FILE = "hybrid.json"
@@ -67,7 +68,9 @@ class HybridRetriever:
         self.collaborative, self.content, self.weight, self.options = collaborative, content, weight, options
 
     def _parts(self, histories: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-        return _standardise(self.collaborative.scores(histories)), _standardise(self.content.scores(histories))
+        return _standardise(call_component(self.collaborative, "scores", histories)), _standardise(
+            self.content.scores(histories)
+        )
 
     def item_vectors(self) -> torch.Tensor:
         """The collaborative side's item embeddings (see ``SequentialRetriever.item_vectors``)."""

@@ -21,6 +21,7 @@ import torch
 from mgfrec.atomic import atomic_write
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.ranking.metrics import comparable, history_mask, nan_to_neg_inf
+from mgfrec.registry.blame import call_component
 from mgfrec.retrievers.fit import check_retriever_current, load_retriever
 
 
@@ -36,7 +37,9 @@ def top_items(
     rows = []
     for start in range(0, len(histories), batch_size):
         hist = histories[start : start + batch_size]
-        scores = nan_to_neg_inf(comparable(retriever.scores(hist)))  # a descending sort would put NaN first
+        scores = nan_to_neg_inf(
+            comparable(call_component(retriever, "scores", hist))
+        )  # a descending sort would put NaN first
         scores = scores.masked_fill(history_mask(hist, num_items, device=scores.device), -torch.inf)
         order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :size]
         picked = torch.where(torch.gather(scores, 1, order) == -torch.inf, torch.full_like(order, -1), order)

@@ -18,7 +18,6 @@ mgfrec``; written last: it marks a finished run).
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import shutil
 import signal
@@ -38,7 +37,6 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from mgfrec.agent.environment import build_environment
 from mgfrec.agent.final_ranking import FinalRanking
 from mgfrec.agent.samples import RecallOptions, recall_samples
-from mgfrec.atomic import atomic_write_text
 from mgfrec.config.components import check_components, plugins_named
 from mgfrec.config.load import load_config, write_resolved
 from mgfrec.config.schema import AgentConfig, MGFRecConfig
@@ -65,10 +63,9 @@ from mgfrec.rl.resume import (  # noqa: F401 - RESUMABLE: importable from here a
     START_FILE,
     check_resume_config,
     check_resume_options,
-    start_options,
-    started_settings,
     starting_config,
     steps_done,
+    write_start_record,
 )
 from mgfrec.rl.stop import StopOnSignal, stop_exception
 from mgfrec.rl.strategy import (
@@ -80,8 +77,16 @@ from mgfrec.rl.strategy import (
     trainer_accelerator,
 )
 from mgfrec.rollout.base import check_engine
-from mgfrec.runs import RUN_FILE, RunInfo, policy_folder, read_run_info, recall_run_of, write_run_info
-from mgfrec.staleness import check_agent_current, recall_created
+from mgfrec.runs import (
+    RUN_FILE,
+    RunInfo,
+    created_stamp,
+    policy_folder,
+    read_run_info,
+    recall_run_of,
+    write_run_info,
+)
+from mgfrec.staleness import check_agent_current
 from mgfrec.text.prompts import AgentPrompts, keep_run_prompts, run_prompts
 from mgfrec.user_agents.base import check_user_agent, with_run_cache
 
@@ -142,7 +147,7 @@ def init_differences(init: str | Path, cfg: MGFRecConfig) -> list[tuple[str, Any
     name that)."""
     import yaml
 
-    from mgfrec.text.prompts import same_prompt
+    from mgfrec.text.prompts import PROMPT_FIELDS, RUN_PROMPTS, same_prompt
 
     try:
         theirs = yaml.safe_load((Path(init) / "config.yaml").read_text(encoding="utf-8"))
@@ -156,7 +161,12 @@ def init_differences(init: str | Path, cfg: MGFRecConfig) -> list[tuple[str, Any
         if not isinstance(theirs, dict) or not isinstance(theirs.get(section), dict) or name not in theirs[section]:
             continue
         old, new = theirs[section][name], mine[section][name]
-        same = same_prompt(old, new) if name in ("template", "first_prompt") else old == new
+        copy = Path(init) / RUN_PROMPTS / f"{PROMPT_FIELDS.get(name)}.txt"
+        if section == "agent" and name in PROMPT_FIELDS and old is not None and copy.is_file():
+            # the template it trained on is its own copy: config.yaml names it where the run was made, so a moved
+            # --init was noted as trained under another template, the path of before shown (note s33)
+            old = str(copy.resolve())
+        same = same_prompt(old, new) if section == "agent" and name in PROMPT_FIELDS else old == new
         if not same:
             found.append((field, old, new))
     return found
@@ -398,13 +408,10 @@ def _fit_into(
                     shutil.rmtree(out / stale)
                 else:
                     (out / stale).unlink(missing_ok=True)
-            record = {**start_options(options), "data_checksum": ds.checksum}  # what --resume must repeat
-            if options.init is not None:  # the --init run trained again under a resume is refused
-                record["init_created"] = read_run_info(options.init).created
         cfg = keep_run_prompts(cfg, out)  # evaluation reads what it trained on
         write_resolved(cfg, out)
         if not options.resume:  # with the settings as written: a resume after they were edited is refused (s33)
-            atomic_write_text(out / START_FILE, json.dumps({**record, **started_settings(out)}, indent=2))
+            write_start_record(out, options, ds)
 
     module = GRPOModule(
         cfg,
@@ -466,7 +473,7 @@ def _fit_into(
         "base_policy": str(policy_cfg.model),
         "recall_model": recall_model,
         "recall_run": str(recall_dir.resolve()),
-        "recall_created": recall_created(recall_dir),  # a refit of it makes this run stale (check_recall_current)
+        "recall_created": created_stamp(recall_dir),  # a refit of it makes this run stale (check_recall_current)
         "steps": module.batches_done,
         "best_valid_ndcg@10": module.best_ndcg10 if module.best_ndcg10 > float("-inf") else None,
         "last": last,

@@ -73,6 +73,7 @@ from mgfrec.rl.strategy import begin_micro_batch, deepspeed_engine, full_weights
 from mgfrec.rollout.base import build_engine, shares_model, sync_weights
 from mgfrec.runs import read_metrics, write_metrics
 from mgfrec.text.prompts import AgentPrompts
+from mgfrec.user_agents.base import agent_stats
 
 
 class GRPOModule(L.LightningModule):
@@ -426,7 +427,7 @@ class GRPOModule(L.LightningModule):
         over every process (counters added, ``latency_s_mean`` recomputed from the sums). Every process has
         the same backend, so the same keys; they are sorted so the processes' sums line up."""
         agent = getattr(self.environment, "user_agent", None)
-        stats = agent.stats() if agent is not None and hasattr(agent, "stats") else {}
+        stats = agent_stats(agent) if agent is not None else {}
         counters = {
             k: float(v) for k, v in sorted(stats.items()) if isinstance(v, (int, float)) and not k.endswith("_mean")
         }

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from mgfrec.config.load import flat_fields, load_config
 from mgfrec.config.schema import AGENT_RETRIEVER_FIELDS, RECALL_RUN_FIELDS, MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
-from mgfrec.runs import read_json_object, read_run_info
+from mgfrec.runs import created_stamp, read_json_object, read_run_info
 from mgfrec.text.prompts import PROMPT_FILES, run_prompts, same_prompt
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ def check_resume_options(out: Path, options: FitOptions, ds: PreparedDataset | N
     init_created = started.pop("init_created", None)
     if init_created is not None and given["init"] is not None and given["init"] != started.get("init"):
         # the same run moved (another disk): the resume was refused unless it was moved back (review s33)
-        if _created_of(given["init"]) == init_created:
+        if created_stamp(given["init"]) == init_created:
             started["init"] = given["init"]
     if init_created is not None and given["init"] is not None and given["init"] == started.get("init"):
         now = read_run_info(options.init).created
@@ -80,14 +80,6 @@ def check_resume_options(out: Path, options: FitOptions, ds: PreparedDataset | N
         raise ValueError(
             f"--resume: {out} started with {show(started)} ({START_FILE}); resume it with the same, not {show(given)}"
         )
-
-
-def _created_of(run_dir: str) -> str | None:
-    """``run_dir``'s ``run.json`` ``created`` stamp, or None where it holds no run (refused where it is read)."""
-    try:
-        return read_run_info(run_dir).created
-    except (OSError, ValueError):
-        return None
 
 
 # Settings a resume may change: how long and how often (max_steps extends a run), how a step is split into micro
@@ -139,6 +131,18 @@ def started_settings(out: Path) -> dict[str, Any]:
             p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((out / RUN_PROMPTS).glob("*.txt"))
         },
     }
+
+
+def write_start_record(out: Path, options: FitOptions, ds: PreparedDataset) -> None:
+    """Write ``OUT/fit_start.json`` once a new fit's ``config.yaml`` and template copies are written: what a
+    ``--resume`` must repeat (:func:`start_options`), the data set's checksum, the ``--init`` run's ``created``
+    stamp (a resume after it was trained again is refused) and :func:`started_settings`."""
+    from mgfrec.atomic import atomic_write_text
+
+    record = {**start_options(options), "data_checksum": ds.checksum}
+    if options.init is not None:
+        record["init_created"] = read_run_info(options.init).created
+    atomic_write_text(out / START_FILE, json.dumps({**record, **started_settings(out)}, indent=2))
 
 
 def _changes(fields: list[str], before: dict[str, Any], after: dict[str, Any]) -> str:

@@ -50,8 +50,7 @@ from mgfrec.output_folders import check_output_run, retire_if_recall_inside, ret
 from mgfrec.registry import Registry, registry, with_registry
 from mgfrec.rl.sft_data import Fallback, SynthesisResult, Teacher, synthesize
 from mgfrec.rollout.base import build_engine, check_engine, sync_weights
-from mgfrec.runs import RunInfo, write_metrics, write_run_info
-from mgfrec.staleness import recall_created
+from mgfrec.runs import RunInfo, created_stamp, write_metrics, write_run_info
 from mgfrec.text.prompts import AgentPrompts, keep_run_prompts
 from mgfrec.user_agents.base import check_user_agent, with_run_cache
 
@@ -361,7 +360,7 @@ def _sft_into(
         "base_policy": cfg.policy.model,
         "recall_model": recall_model,
         "recall_run": str(recall_dir.resolve()),
-        "recall_created": recall_created(recall_dir),  # a refit of it makes this run stale (check_recall_current)
+        "recall_created": created_stamp(recall_dir),  # a refit of it makes this run stale (check_recall_current)
         "synthesis": synth.stats,
         "options": {k: getattr(options, k) for k in options.__dataclass_fields__},
         "valid": history[-1],

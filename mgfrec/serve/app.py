@@ -40,7 +40,7 @@ from mgfrec.recommend import Recommender
 from mgfrec.recommendation import Query, item_dict
 from mgfrec.serve.access_log import path_only
 from mgfrec.serve.guard import STOPPING, Guard
-from mgfrec.serve.request_checks import body_keys_once, only_parameters, validation_line
+from mgfrec.serve.request_checks import body_keys_once, only_parameters, shown_part, validation_line
 from mgfrec.serve.work import Batcher, Busy, Conversation, Mode, client_error_text, error_text
 from mgfrec.text.terminal import terminal_safe
 from mgfrec.validation import is_blank, shown_name
@@ -141,7 +141,7 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
         content_type = request.headers.get("content-type", "")
         lines = [validation_line(e, content_type) for e in errors]
         # the offending input is not echoed: a client may have put a key in a field it should not have
-        detail = [{"type": e["type"], "loc": [str(p) for p in e["loc"]], "msg": e["msg"]} for e in errors]
+        detail = [{"type": e["type"], "loc": [shown_part(p) for p in e["loc"]], "msg": e["msg"]} for e in errors]
         return JSONResponse({"error": "; ".join(lines), "detail": detail}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)  # FastAPI's own and the router's (404, 405, an unreadable body)

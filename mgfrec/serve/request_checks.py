@@ -14,11 +14,18 @@ from fastapi import HTTPException, Request
 from mgfrec.validation import shown_name
 
 
+def shown_part(name: object) -> str:
+    """A field or parameter name a client sent, as an error may echo it: :data:`~mgfrec.validation.REDACTED` when it
+    looks like a key, else its first 60 characters (an unknown body field named with a key, or a megabyte-long
+    name, came back whole, twice; review s34)."""
+    return shown_name(name)[:60]
+
+
 def validation_line(error: dict[str, Any], content_type: str = "application/json") -> str:
     """One request validation error as ``field: problem``: the body itself is named ``body`` (a body that is
     missing, not JSON, or not an object; with the request's ``content_type`` when it was not JSON), query
-    parameters ``query.<name>``; the input is never echoed."""
-    where = [str(p) for p in error["loc"]]
+    parameters ``query.<name>``; the input is never echoed, and a name only as :func:`shown_part` shows it."""
+    where = [shown_part(p) for p in error["loc"]]
     if where and where[0] == "body":
         where = where[1:]
     kind = error["type"]
@@ -45,19 +52,21 @@ def only_parameters(request: Request) -> None:
     unknown = sorted(set(request.query_params) - set(allowed))
     if unknown:
         takes = ", ".join(allowed) if allowed else "none"
-        raise HTTPException(422, f"query.{unknown[0]}: not a parameter of {request.url.path} (it takes {takes})")
+        raise HTTPException(
+            422, f"query.{shown_part(unknown[0])}: not a parameter of {request.url.path} (it takes {takes})"
+        )
     # a parameter given twice was read last-wins (?split=test&split=valid answered for valid), and one whose
     # percent-encoding is not UTF-8 was read with replacement characters (review s30)
     twice = sorted(name for name in set(request.query_params) if len(request.query_params.getlist(name)) > 1)
     if twice:
         times = len(request.query_params.getlist(twice[0]))
-        raise HTTPException(422, f"query.{twice[0]}: given {times} times; give it once")
+        raise HTTPException(422, f"query.{shown_part(twice[0])}: given {times} times; give it once")
     for piece in request.scope.get("query_string", b"").decode("latin-1").split("&"):
         name, _, value = piece.partition("=")
         try:
             unquote_plus(value, errors="strict")
         except UnicodeDecodeError:
-            shown = unquote_plus(name, errors="replace")
+            shown = shown_part(unquote_plus(name, errors="replace"))
             raise HTTPException(422, f"query.{shown}: its percent-encoding is not UTF-8 text") from None
 
 
@@ -86,6 +95,6 @@ async def body_keys_once(request: Request) -> None:
         json.loads(raw, object_pairs_hook=_each_key_once)
     except _Repeated as repeated:
         key, times = repeated.args
-        raise HTTPException(422, f"body.{shown_name(key)[:60]}: given {times} times; give it once") from None
+        raise HTTPException(422, f"body.{shown_part(key)}: given {times} times; give it once") from None
     except (ValueError, RecursionError):  # not JSON (the route says where), or nested past Python's limit
         return

@@ -27,7 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from mgfrec.config.schema import UserAgentConfig
-from mgfrec.registry import Registry, registry
+from mgfrec.registry import Registry, RegistryError, registry
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,21 @@ class UserAgent(Protocol):
     def close(self) -> None:
         """Release threads, connections, files and models. Idempotent."""
         ...
+
+
+def agent_stats(agent: UserAgent) -> dict[str, Any]:
+    """``agent.stats()``, checked: a plugin's that returned None or a list was an ``AttributeError`` traceback when
+    training began (review s34)."""
+    from mgfrec.registry.blame import call_component, registered_as
+
+    stats = call_component(agent, "stats")
+    if not isinstance(stats, dict):
+        named = registered_as(agent) or f"{type(agent).__module__}.{type(agent).__qualname__}"
+        raise ValueError(
+            f"{named}: stats() returned {type(stats).__name__}; it must return a dict of counters (see user_agent in "
+            "docs/plugins.md)"
+        )
+    return stats
 
 
 class UserAgentError(RuntimeError):
@@ -172,6 +187,14 @@ def load_user_agent(
     agent = (reg or registry()).build(
         "user_agent", cfg.backend, cfg.options, cfg, after=(context or UserAgentContext(),)
     )
+    # one without stats() or close() trained, and failed (or leaked its threads) only where they were called
+    missing = [name for name in ("feedback", "stats", "close") if not callable(getattr(agent, name, None))]
+    if missing:
+        entry = (reg or registry()).get("user_agent", cfg.backend)
+        raise RegistryError(
+            f"user agent '{cfg.backend}' ({entry.target}, from {entry.origin}) has no {', '.join(missing)} method: a "
+            "user agent provides feedback(requests), stats() and close() (see docs/plugins.md)"
+        )
     if cfg.cache_path and callable(getattr(agent, "cache_key", None)):
         from mgfrec.user_agents.cache import CachedUserAgent
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from mgfrec.registry import class_path
-from mgfrec.user_agents.base import FeedbackRequest, PartialFeedbackError, UserAgent, UserAgentError
+from mgfrec.user_agents.base import FeedbackRequest, PartialFeedbackError, UserAgent, UserAgentError, agent_stats
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -200,7 +200,7 @@ class CachedUserAgent:
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            return {**self.inner.stats(), "cache_hits": self._hits, "cache_misses": self._misses}
+            return {**agent_stats(self.inner), "cache_hits": self._hits, "cache_misses": self._misses}
 
     def close(self) -> None:
         self.inner.close()

@@ -256,3 +256,16 @@ def test_an_engine_returning_another_number_of_generations_is_named(environment,
     said = r"OneShot: generate returned 2 rows of \[1\] generations for 2 prompts with n=2"
     with pytest.raises(ValueError, match=said):
         rollout(engine, environment, SAMPLES, group_size=2, agent=AgentConfig(decoding="free"))
+
+
+def test_an_engine_whose_generate_takes_other_arguments_is_named(environment, tiny_policy):
+    """A plugin engine whose ``generate`` has no ``seed`` failed with a TypeError traceback whose innermost frame
+    was mgfrec's, after the recall model was fitted (review s34); docs/plugins.md promises one line naming it."""
+    _, tokenizer = tiny_policy
+
+    class NoSeed(ScriptedEngine):
+        def generate(self, prompts, *, max_new_tokens, n, temperature, top_p, stop):
+            return super().generate(prompts, max_new_tokens=max_new_tokens, n=n)
+
+    with pytest.raises(ValueError, match=r"NoSeed.generate cannot be called as mgfrec calls it \(.*'seed'"):
+        rollout(NoSeed(tokenizer, play), environment, SAMPLES, group_size=2, agent=AgentConfig(decoding="free"))

@@ -67,3 +67,35 @@ def test_bad_options_and_unknown_backends_are_errors_that_name_the_field(fresh_r
         load_user_agent(UserAgentConfig(backend="none", options={"x": 1}), reg=fresh_registry)
     with pytest.raises(RegistryError, match="Did you mean 'simulated'"):
         load_user_agent(UserAgentConfig(backend="simulatd"), reg=fresh_registry)
+
+
+@pytest.mark.reliability
+def test_a_user_agent_without_stats_or_close_or_with_stats_not_a_dict_is_one_line(fresh_registry):
+    """docs/plugins.md asks for stats() and close(): one without them trained (and never closed); one whose stats()
+    returned None was an AttributeError traceback when training began (review s34). Refused when it is built, and
+    named when stats() returns something else than a dict."""
+    from mgfrec.user_agents.base import agent_stats
+
+    class NoStats:
+        def __init__(self, cfg, options, context):
+            pass
+
+        def feedback(self, requests):
+            return ["" for _ in requests]
+
+    class NoneStats(NoStats):
+        def stats(self):
+            return None
+
+        def close(self):
+            pass
+
+    fresh_registry.add("user_agent", "nostats", NoStats)
+    fresh_registry.add("user_agent", "nonestats", NoneStats)
+    with pytest.raises(RegistryError, match=r"user agent 'nostats' \(.*NoStats.*\) has no stats, close method"):
+        load_user_agent(UserAgentConfig(backend="nostats"), reg=fresh_registry)
+    agent = load_user_agent(UserAgentConfig(backend="nonestats"), reg=fresh_registry)
+    with pytest.raises(ValueError, match=r"NoneStats: stats\(\) returned NoneType; it must return a dict"):
+        agent_stats(agent)
+    fresh_registry.add("user_agent", "none", NoFeedbackAgent)
+    assert set(agent_stats(load_user_agent(UserAgentConfig(backend="none"), reg=fresh_registry))) == STATS_KEYS
