@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from mgfrec.atomic import atomic_write_text
 from mgfrec.config.redaction import is_secret_field, redacted, scrub_urls, scrubbed
 from mgfrec.config.schema import KEY_PREFIXES, ConfigDeprecationWarning, MGFRecConfig
-from mgfrec.validation import REDACTED, looks_like_key, validation_text
+from mgfrec.validation import REDACTED, looks_like_key, shown_name, validation_text
 
 
 class ConfigError(ValueError):
@@ -286,7 +286,25 @@ def validate(raw: Mapping[str, Any], source: str = "<config>") -> MGFRecConfig:
         return config
     except ValidationError as exc:  # one line, every field
         shown = validation_text(exc, show_input=lambda err: not _hide_input(err))
-        raise ConfigError(f"{source}: invalid config: {shown}") from None
+        raise ConfigError(f"{source}: invalid config: {shown}{_options_hint(exc)}") from None
+
+
+def _options_hint(exc: ValidationError) -> str:
+    """For a field a section does not have, where the section's component takes ``options``: where a component's
+    own option goes (``--set retriever.collaborative_run=RUN`` said only "Extra inputs are not permitted"; review
+    s34)."""
+    for err in exc.errors():
+        loc = err["loc"]
+        if err["type"] != "extra_forbidden" or len(loc) != 2:
+            continue
+        section = MGFRecConfig.model_fields.get(str(loc[0]))
+        model = section.annotation if section is not None else None
+        if isinstance(model, type) and issubclass(model, BaseModel) and "options" in model.model_fields:
+            return (
+                f" (an option of the chosen component goes under {loc[0]}.options: --set "
+                f"{loc[0]}.options.{shown_name(loc[1])}=VALUE)"
+            )
+    return ""
 
 
 def _hide_input(err: Mapping[str, Any]) -> bool:

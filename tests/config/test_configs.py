@@ -60,6 +60,19 @@ def test_unknown_key_is_refused_with_its_path(tmp_path):
     assert str(bad) in str(err.value) and "agent.max_grondings" in str(err.value)
 
 
+def test_a_components_option_given_to_its_section_says_where_it_goes():
+    """`--set retriever.collaborative_run=RUN` (the hybrid's option, docs/baselines.md) said only "Extra inputs are not
+    permitted" (review s34); a section without options (agent) gets no such hint."""
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["retriever.collaborative_run=runs/sasrec"])
+    assert "retriever.collaborative_run: Extra inputs are not permitted (an option of the chosen component goes " in (
+        str(err.value)
+    ) and "--set retriever.options.collaborative_run=VALUE)" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["agent.max_grondings=3"])
+    assert "options" not in str(err.value)
+
+
 def test_wrong_type_is_refused_with_its_path(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("grounding:\n  top_k: ten\n")
