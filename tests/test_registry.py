@@ -644,6 +644,32 @@ def test_a_method_with_another_signature_is_one_error_naming_the_component():
     with pytest.raises(TypeError, match="has no len"):
         call_component(Inside(), "search", [1], 3)
     assert call_component(Inside(), "search", [1], [1, 2]) == 2
+    # under a decorator (a retriever's `scores` under @torch.no_grad()) the signature's TypeError is raised a frame
+    # below the call, and was taken for one raised inside (review s34); and behind recommend's lock wrappers
+    import threading
+
+    import torch
+
+    from mgfrec.recommend import Locked, _LockedEngine
+
+    class Decorated:
+        @torch.no_grad()
+        def scores(self, histories, mask):
+            return histories
+
+    class NoSeed:
+        tokenizer = None
+
+        def generate(self, prompts, max_new_tokens, n):
+            return []
+
+    with pytest.raises(ValueError, match=r"Decorated.scores cannot be called as mgfrec calls it"):
+        call_component(Decorated(), "scores", [1])
+    assert call_component(Decorated(), "scores", [1], None) == [1]
+    with pytest.raises(ValueError, match=r"NoSeed.generate cannot be called as mgfrec calls it"):
+        call_component(_LockedEngine(NoSeed(), threading.RLock()), "generate", [[1]], max_new_tokens=1, n=1, seed=0)
+    with pytest.raises(ValueError, match=r"NoK.search cannot be called as mgfrec calls it"):
+        call_component(Locked(NoK(), threading.RLock(), ["search"]), "search", [1], 3)
 
 
 @pytest.mark.reliability

@@ -293,16 +293,24 @@ def _options_hint(exc: ValidationError) -> str:
     """For a field a section does not have, where the section's component takes ``options``: where a component's
     own option goes (``--set retriever.collaborative_run=RUN`` said only "Extra inputs are not permitted"; review
     s34)."""
+    import difflib
+
     for err in exc.errors():
         loc = err["loc"]
         if err["type"] != "extra_forbidden" or len(loc) != 2:
             continue
         section = MGFRecConfig.model_fields.get(str(loc[0]))
         model = section.annotation if section is not None else None
-        if isinstance(model, type) and issubclass(model, BaseModel) and "options" in model.model_fields:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            continue
+        # a typo of the section's own field first: `retriever.max_epoch` was sent to retriever.options (review s34)
+        close = difflib.get_close_matches(str(loc[1]), [f for f in model.model_fields if f != "options"], n=1)
+        if close:
+            return f" (did you mean {loc[0]}.{close[0]}?)"
+        if "options" in model.model_fields:
             return (
-                f" (an option of the chosen component goes under {loc[0]}.options: --set "
-                f"{loc[0]}.options.{shown_name(loc[1])}=VALUE)"
+                f" (if it is an option of the chosen component, it goes under {loc[0]}.options: --set "
+                f"{loc[0]}.options.{shown_name(loc[1])}=VALUE, or under `options:` in a config file)"
             )
     return ""
 

@@ -42,7 +42,7 @@ def call_component(component: object, method: str, *args: Any, **kwargs: Any) ->
     try:
         return bound(*args, **kwargs)
     except TypeError as exc:
-        if not _at_the_call(exc):
+        if not _at_the_call(exc) and _binds(bound, args, kwargs):
             raise  # raised inside the method: its own traceback names it
         registered = registered_as(component)
         where = f"{registered}: {method}" if registered else f"{class_path(component)}.{method}"
@@ -50,6 +50,21 @@ def call_component(component: object, method: str, *args: Any, **kwargs: Any) ->
             f"{where} cannot be called as mgfrec calls it ({exc}); see the signature each kind provides in "
             "docs/plugins.md"
         ) from None
+
+
+def _binds(method: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Whether ``args`` and ``kwargs`` bind to ``method``'s signature, read through a decorator's ``__wrapped__``
+    (a ``scores`` under ``@torch.no_grad()`` raised its signature's ``TypeError`` a frame below the call, and was
+    taken for one raised inside it; review s34). True when the signature cannot be read: nothing to tell."""
+    try:
+        signature = inspect.signature(method)
+    except (TypeError, ValueError):
+        return True
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError:
+        return False
+    return True
 
 
 def blame(exc: BaseException) -> Entry | None:

@@ -51,7 +51,7 @@ def check_resume_options(out: Path, options: FitOptions, ds: PreparedDataset | N
         return
     started = read_json_object(path, "put the file back as the fit wrote it, or start a new fit in another folder")
     given = start_options(options)
-    init_created = started.pop("init_created", None)
+    init_created = started.pop("init_created", None) or None  # "" (a run without a stamp): nothing to compare
     if init_created is not None and given["init"] is not None and given["init"] != started.get("init"):
         # the same run moved (another disk): the resume was refused unless it was moved back (review s33)
         if created_stamp(given["init"]) == init_created:
@@ -141,7 +141,7 @@ def write_start_record(out: Path, options: FitOptions, ds: PreparedDataset) -> N
 
     record = {**start_options(options), "data_checksum": ds.checksum}
     if options.init is not None:
-        record["init_created"] = read_run_info(options.init).created
+        record["init_created"] = created_stamp(options.init)
     atomic_write_text(out / START_FILE, json.dumps({**record, **started_settings(out)}, indent=2))
 
 

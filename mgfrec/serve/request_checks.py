@@ -5,20 +5,25 @@ UTF-8 once decoded, and a JSON body that gives one key twice."""
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from typing import Any
 from urllib.parse import unquote_plus
 
 from fastapi import HTTPException, Request
 
-from mgfrec.validation import shown_name
+from mgfrec.validation import REDACTED, looks_like_key, shown_name
 
 
 def shown_part(name: object) -> str:
     """A field or parameter name a client sent, as an error may echo it: :data:`~mgfrec.validation.REDACTED` when it
     looks like a key, else its first 60 characters (an unknown body field named with a key, or a megabyte-long
     name, came back whole, twice; review s34)."""
-    return shown_name(name)[:60]
+    text = str(name)
+    # a key inside a longer name ("apikey=sk-...", "Bearer sk-...") came back, cut to 60 characters (review s34)
+    if any(looks_like_key(part) for part in re.split(r"[\s=:&,;/?#]+", text) if part):
+        return REDACTED
+    return shown_name(text)[:60]
 
 
 def validation_line(error: dict[str, Any], content_type: str = "application/json") -> str:

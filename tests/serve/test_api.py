@@ -141,6 +141,8 @@ def test_a_key_or_a_huge_name_sent_as_a_field_or_parameter_name_is_not_echoed(cl
         client.post("/v1/recommend", json={"user_id": "u", key: 1}),
         client.get(f"/v1/users?{key}=1"),
         client.get(f"/v1/users?{key}=1&{key}=2"),
+        client.post("/v1/recommend", json={"user_id": "u", f"apikey={key}": 1}),  # a key inside a longer name
+        client.post("/v1/recommend", json={"user_id": "u", f"Bearer {key}": 1}),
     ):
         assert r.status_code == 422 and "<redacted>" in r.text and key not in r.text, r.text
     huge = client.post("/v1/recommend", json={"user_id": "u", "x" * 900_000: 1})
