@@ -19,6 +19,10 @@ class _FailingFit:
     def fit(cls, ds, config, out):
         raise ValueError("the fit failed")
 
+    @classmethod
+    def load(cls, run_dir, ds):
+        raise AssertionError("not reached")
+
 
 @pytest.mark.reliability
 def test_a_fit_that_fails_into_a_new_folder_leaves_no_empty_folder(tmp_path):
@@ -44,6 +48,10 @@ class _FitReturnsNone:
     @classmethod
     def fit(cls, ds, config, out):
         return None  # forgot `return cls(...)`
+
+    @classmethod
+    def load(cls, run_dir, ds):
+        raise AssertionError("not reached")
 
 
 @pytest.mark.reliability
@@ -138,12 +146,30 @@ def test_a_plugin_retriever_without_name_or_load_is_named_not_a_traceback(tmp_pa
     reg.add("retriever", "noload", _NoLoadNoName)
     out = tmp_path / "run"
     with use_registry(reg):
+        # without load, the fit is refused before it runs: it fitted "successfully" into a run no command could
+        # read back (review s34)
         args = ["baseline", "fit", "--model", "noload", "--data", str(ds.root), "--out", str(out), "--json"]
         result = CliRunner().invoke(app, args)
-        assert result.exit_code == 0, result.output
-        assert json.loads(result.stdout[result.stdout.index("{") :])["model"] == "noload"
+        assert result.exit_code == 2 and "retriever 'noload' (" in result.output, result.output
+        assert "has no load classmethod" in " ".join(result.output.split()) and not out.exists()
+        # with load, the run's name is the registered one
+        reg.add("retriever", "named", _NamedLater)
+        named = CliRunner().invoke(app, [*args[:3], "named", *args[4:]])
+        assert named.exit_code == 0, named.output
+        assert json.loads(named.stdout[named.stdout.index("{") :])["model"] == "named"
+        # a run of it made otherwise (by an earlier mgfrec, by hand) is still refused when loaded, in one line
+        info = json.loads((out / "run.json").read_text(encoding="utf-8"))
+        (out / "run.json").write_text(json.dumps({**info, "model": "noload"}), encoding="utf-8")
         with pytest.raises(ValueError, match=r"retriever 'noload' .* has no load\(run_dir, ds\) classmethod"):
             load_scorer(out)
+
+
+class _NamedLater(_NoLoadNoName):
+    """The same retriever, with ``load``."""
+
+    @classmethod
+    def load(cls, run_dir, ds):
+        return cls(ds.num_items)
 
 
 @pytest.mark.reliability
