@@ -94,8 +94,11 @@ class Report:
         return min(values) if metric in LOWER_IS_BETTER else max(values)
 
     def is_best(self, row: ReportRow, metric: str) -> bool:
-        """Whether ``row``'s mean is shown bold: the best of the rows on the reference's samples, and one of them."""
-        return row.comparison_error is None and row.result.metrics[metric] == self.best(metric)
+        """Whether ``row``'s mean is shown bold: the best of the rows on the reference's samples, and one of them,
+        when there are two such rows at least (the reference alone was bold in every column, above rows on other
+        samples that beat it: "best" of nothing; review s34)."""
+        compared = sum(r.comparison_error is None for r in self.rows)
+        return compared >= 2 and row.comparison_error is None and row.result.metrics[metric] == self.best(metric)
 
     def exclude_history(self) -> bool | None:
         """How the rows were ranked (``eval.exclude_history``): True or False when every row that records it agrees,
@@ -194,8 +197,13 @@ class Report:
             brackets = "No intervals (eval.bootstrap_samples: 0)."
             rule = "exact sign test rejects, the mean difference in the same direction; no bootstrap was run"
         notes = [
-            f"Split '{self.split}'. {brackets} Bold: the best mean of each metric"
-            + (" among the rows compared on the same samples." if self.uncompared() else "."),
+            f"Split '{self.split}'. {brackets} "
+            + (
+                "Nothing is bold: no row besides the reference was compared on its samples."
+                if sum(r.comparison_error is None for r in self.rows) < 2
+                else "Bold: the best mean of each metric"
+                + (" among the rows compared on the same samples." if self.uncompared() else ".")
+            ),
             f"{BETTER}/{WORSE}: significantly better/worse than {self.reference} at alpha={self.alpha:g} "
             f"({rule}); an unmarked difference is not significant. Each cell is tested alone (no correction across "
             "metrics or runs).",
@@ -266,7 +274,7 @@ class Report:
         if self.bootstrap_samples > 0:
             lines = [
                 f"{marks} (alpha {self.alpha:g}; each cell tested alone, no correction across metrics or runs)",
-                f"[lo,hi]: {pct} bootstrap interval; bold: best; N_full: NDCG without cut-off",
+                f"[lo,hi]: {pct} bootstrap interval; bold: {self._bold()}; N_full: NDCG without cut-off",
             ]
             if not bootstrap_can_reject(self.bootstrap_samples, self.alpha):  # said only in the report file
                 lines.append(
@@ -276,8 +284,13 @@ class Report:
             return lines
         return [  # eval.bootstrap_samples: 0: no interval is shown, and the sign test alone decides
             f"{marks} by the exact sign test alone (alpha {self.alpha:g})",
-            "no intervals (eval.bootstrap_samples: 0); bold: best; N_full: NDCG without cut-off",
+            f"no intervals (eval.bootstrap_samples: 0); bold: {self._bold()}; N_full: NDCG without cut-off",
         ]
+
+    def _bold(self) -> str:
+        """What bold means in the terminal legend: the report file's qualifier where some rows are on other
+        samples."""
+        return "best of the rows compared on the same samples" if self.uncompared() else "best"
 
     def decoding(self) -> str | None:
         """How the agent rows were rolled out, read from each agent run's ``agent_<split>.json`` (greedy,

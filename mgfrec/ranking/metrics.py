@@ -18,9 +18,14 @@ import torch
 
 def comparable(scores: torch.Tensor) -> torch.Tensor:
     """Scores as every ranking here compares them: float64 kept as it is (a plugin's numpy scores, a count plus a
-    small tie-breaker), anything else (half precision, integers, bools) as float32. Cutting float64 to float32 made
-    scores that differ into ties, and the pessimistic rule then ranked a target the model put first below them."""
-    return scores if scores.dtype == torch.float64 else scores.float()
+    small tie-breaker), integers as float64 (exact up to 2**53), anything else (half precision, bools) as float32.
+    Cutting float64, or int64 above 2**24, to float32 made scores that differ into ties, and the pessimistic rule
+    then ranked a target the model put first below them (review s34 for integers)."""
+    if scores.dtype == torch.float64:
+        return scores
+    if not scores.dtype.is_floating_point and scores.dtype != torch.bool:
+        return scores.double()
+    return scores.float()
 
 
 def target_ranks(scores: torch.Tensor, targets: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:

@@ -141,4 +141,11 @@ def test_float64_scores_are_ranked_at_their_own_precision():
             return scores.expand(len(histories), -1)
 
     assert top_items(Scorer(), [np.array([3])], 1000, 3).tolist() == [[999, 998, 997]]
-    assert comparable(torch.tensor([1], dtype=torch.int64)).dtype == torch.float32  # integers and halves as before
+    assert comparable(torch.tensor([1.0], dtype=torch.float16)).dtype == torch.float32  # halves as before
+    # integers too: int64 scores above 2**24 cut to float32 became ties, and the model's first item ranked 2nd
+    # (review s34); as float64 they stay apart up to 2**53
+    assert comparable(torch.tensor([1], dtype=torch.int64)).dtype == torch.float64
+    for big in (2**24, 2**40):
+        ints = torch.tensor([[big + 1, big, 5]], dtype=torch.int64)
+        assert target_ranks(comparable(ints), torch.tensor([0]))[0] == 1
+    assert comparable(torch.tensor([True])).dtype == torch.float32

@@ -109,7 +109,7 @@ def test_report_uses_its_own_ks_and_bootstrap_for_every_row(runs):
 def test_runs_on_other_samples_stay_in_the_table_unmarked(runs, tiny_ds, tmp_path):
     other_ds = make_dataset(tmp_path / "other", n_users=30)
     other = make_run(tmp_path / "other-run", other_ds, NextItemOracle.name)
-    rep = build_report([runs["constant"], other], "test", config=FAST)
+    rep = build_report([runs["constant"], other, runs["constant2"]], "test", config=FAST)
     assert rep.rows[1].comparison is None and "different data sets" in rep.rows[1].comparison_error
     # named by their runs: two runs of one method were "'pop' and 'pop'"
     assert rep.rows[1].comparison_error.startswith(f"'{rep.rows[1].name}' and '{rep.rows[0].name}' were evaluated")
@@ -121,6 +121,12 @@ def test_runs_on_other_samples_stay_in_the_table_unmarked(runs, tiny_ds, tmp_pat
     other_line = next(line for line in rep.to_markdown().splitlines() if line.startswith(f"| {rep.rows[1].name} "))
     assert "**" not in other_line, (other_beats, other_line)
     assert "Bold: the best mean of each metric among the rows compared on the same samples." in rep.notes()[0]
+    assert any("bold: best of the rows compared on the same samples;" in line for line in rep.terminal_notes())
+    # the reference the only row on its samples: it was bold in every column, "best" of nothing, above the rows on
+    # other samples that beat it (review s34); nothing is bold now, and the notes say why
+    alone = build_report([runs["constant"], other], "test", config=FAST)
+    assert "**" not in alone.to_markdown() and not any(alone.is_best(alone.rows[0], m) for m in alone.metrics)
+    assert "Nothing is bold: no row besides the reference was compared on its samples." in alone.notes()[0]
 
 
 def test_agent_runs_with_a_stored_result_are_reported(runs, tiny_ds, tmp_path):
