@@ -144,6 +144,16 @@ def looks_like_key(text: object) -> bool:
     return any(_random_run(piece, shortest) for piece in re.split(r"[-_.]", text))
 
 
+KEY_WORD = re.compile(r"[A-Za-z0-9_.-]+")
+"""A word of the characters a key is made of: what :func:`holds_key` looks at in a longer text."""
+
+
+def holds_key(text: str) -> bool:
+    """Whether a word of ``text`` (:data:`KEY_WORD`) :func:`looks_like_key`: a key beside other characters
+    (``apikey=sk-...``, ``Bearer sk-...``), which ``looks_like_key`` of the whole text does not catch."""
+    return any(looks_like_key(word) for word in KEY_WORD.findall(text))
+
+
 def _random_run(piece: str, shortest: int) -> bool:
     return (
         len(piece) >= shortest

@@ -97,8 +97,11 @@ class Report:
         """Whether ``row``'s mean is shown bold: the best of the rows on the reference's samples, and one of them,
         when there are two such rows at least (the reference alone was bold in every column, above rows on other
         samples that beat it: "best" of nothing; review s34)."""
-        compared = sum(r.comparison_error is None for r in self.rows)
-        return compared >= 2 and row.comparison_error is None and row.result.metrics[metric] == self.best(metric)
+        return self.bolds() and row.comparison_error is None and row.result.metrics[metric] == self.best(metric)
+
+    def bolds(self) -> bool:
+        """Whether any mean is bold: two rows at least are on the reference's samples (it among them)."""
+        return len(self.rows) - len(self.uncompared()) >= 2
 
     def exclude_history(self) -> bool | None:
         """How the rows were ranked (``eval.exclude_history``): True or False when every row that records it agrees,
@@ -200,7 +203,7 @@ class Report:
             f"Split '{self.split}'. {brackets} "
             + (
                 "Nothing is bold: no row besides the reference was compared on its samples."
-                if sum(r.comparison_error is None for r in self.rows) < 2
+                if not self.bolds()
                 else "Bold: the best mean of each metric"
                 + (" among the rows compared on the same samples." if self.uncompared() else ".")
             ),

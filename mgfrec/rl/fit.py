@@ -39,7 +39,7 @@ from mgfrec.agent.final_ranking import FinalRanking
 from mgfrec.agent.samples import RecallOptions, recall_samples
 from mgfrec.config.components import check_components, plugins_named
 from mgfrec.config.load import load_config, write_resolved
-from mgfrec.config.schema import AgentConfig, MGFRecConfig
+from mgfrec.config.schema import MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.grounding.engine import check_top_k, load_grounding
 from mgfrec.locks import only_one_in, refuse_if_held
@@ -55,6 +55,7 @@ from mgfrec.rl.callbacks import (  # noqa: F401 (importable from here as before 
     check_logger,
 )
 from mgfrec.rl.distributed import barrier, check_batch_split, launched_as_main
+from mgfrec.rl.init_run import INIT_SHAPED, init_differences, start_point  # noqa: F401 (importable from here)
 from mgfrec.rl.module import GRPOModule
 from mgfrec.rl.peers import ChildWatch, as_peer_failure
 from mgfrec.rl.resume import (  # noqa: F401 - RESUMABLE: importable from here as before the split
@@ -81,12 +82,8 @@ from mgfrec.runs import (
     RUN_FILE,
     RunInfo,
     created_stamp,
-    policy_folder,
-    read_run_info,
-    recall_run_of,
     write_run_info,
 )
-from mgfrec.staleness import check_agent_current
 from mgfrec.text.prompts import AgentPrompts, keep_run_prompts, run_prompts
 from mgfrec.user_agents.base import check_user_agent, with_run_cache
 
@@ -115,61 +112,6 @@ class FitResult:
 
 # What a fresh fit into a used folder removes first (the recall run is kept: it is reused when it fits).
 STALE_AT_START = ("checkpoints", "policy", "best_policy", "prompts", "metrics.csv", "tensorboard")
-
-
-def start_point(options: FitOptions, ds: PreparedDataset) -> tuple[RecallOptions, Path | None]:
-    """Where a fit starts: ``--init``'s policy folder and recall run (checked: an agent run on ``ds``), or no
-    policy folder and a recall model to fit."""
-    if options.init is None:
-        return RecallOptions(recall_model=options.recall_model), None
-    info = read_run_info(options.init)
-    if info.kind != "agent" or "policy" not in info.extra:
-        raise ValueError(f"--init {options.init}: an agent run folder with a policy is needed, got kind '{info.kind}'")
-    if info.data_checksum != ds.checksum:
-        raise ValueError(f"--init {options.init}: it was trained on other data ({info.data}) than --data {ds.root}")
-    recall_run = recall_run_of(f"--init {options.init}", info)
-    check_agent_current(f"--init {options.init}", info)  # a policy trained over a recall model since refitted
-    if recall_run is None:
-        raise ValueError(f"--init {options.init}: its {RUN_FILE} names no recall run (extra.recall_run)")
-    return RecallOptions(recall_run=recall_run), policy_folder(options.init, info)
-
-
-INIT_SHAPED = ("retriever.recall_size", "grounding.grounder", "grounding.top_k", "embedding.model")
-"""Besides ``agent.*``: the settings that shape what a policy was trained on (its prompts, what a grounding
-shows), compared by :func:`init_differences`."""
-
-
-def init_differences(init: str | Path, cfg: MGFRecConfig) -> list[tuple[str, Any, Any]]:
-    """``(field, the --init run's value, this fit's value)`` for each ``agent.*`` field and each of
-    :data:`INIT_SHAPED` where they differ: a fit does not take them from ``--init``'s ``config.yaml``, so an SFT
-    trained on 10 recall titles and 10 history items went on with 30 and the whole history without a word (review
-    s30). Template files are compared by their text. Empty when the run's config cannot be read (its own checks
-    name that)."""
-    import yaml
-
-    from mgfrec.text.prompts import PROMPT_FIELDS, RUN_PROMPTS, same_prompt
-
-    try:
-        theirs = yaml.safe_load((Path(init) / "config.yaml").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return []
-    mine = cfg.model_dump(mode="json")
-    fields = [f"agent.{name}" for name in AgentConfig.model_fields] + list(INIT_SHAPED)
-    found = []
-    for field in fields:
-        section, name = field.split(".", 1)
-        if not isinstance(theirs, dict) or not isinstance(theirs.get(section), dict) or name not in theirs[section]:
-            continue
-        old, new = theirs[section][name], mine[section][name]
-        copy = Path(init) / RUN_PROMPTS / f"{PROMPT_FIELDS.get(name)}.txt"
-        if section == "agent" and name in PROMPT_FIELDS and old is not None and copy.is_file():
-            # the template it trained on is its own copy: config.yaml names it where the run was made, so a moved
-            # --init was noted as trained under another template, the path of before shown (note s33)
-            old = str(copy.resolve())
-        same = same_prompt(old, new) if section == "agent" and name in PROMPT_FIELDS else old == new
-        if not same:
-            found.append((field, old, new))
-    return found
 
 
 def check_fit_config(cfg: MGFRecConfig, options: FitOptions, reg: Registry, ds: PreparedDataset | None = None) -> None:

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mgfrec.atomic import atomic_write_text
 from mgfrec.config.load import flat_fields, load_config
 from mgfrec.config.schema import AGENT_RETRIEVER_FIELDS, RECALL_RUN_FIELDS, MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
@@ -137,8 +138,6 @@ def write_start_record(out: Path, options: FitOptions, ds: PreparedDataset) -> N
     """Write ``OUT/fit_start.json`` once a new fit's ``config.yaml`` and template copies are written: what a
     ``--resume`` must repeat (:func:`start_options`), the data set's checksum, the ``--init`` run's ``created``
     stamp (a resume after it was trained again is refused) and :func:`started_settings`."""
-    from mgfrec.atomic import atomic_write_text
-
     record = {**start_options(options), "data_checksum": ds.checksum}
     if options.init is not None:
         record["init_created"] = created_stamp(options.init)

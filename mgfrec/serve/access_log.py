@@ -7,7 +7,7 @@ import logging
 import re
 from urllib.parse import quote, unquote
 
-from mgfrec.validation import REDACTED, looks_like_key
+from mgfrec.validation import KEY_WORD, REDACTED, holds_key, looks_like_key
 
 _QUERY_START = re.compile(r"[?;]|%3f|%3b", re.IGNORECASE)
 
@@ -23,18 +23,15 @@ def path_only(record: logging.LogRecord) -> bool:
     return True
 
 
-_WORD = re.compile(r"[A-Za-z0-9_.-]+")
-
-
 def _segment_shown(segment: str) -> str:
     """A path segment as the access log shows it: as sent, or, when a word in it looks like a key, decoded with
     each such word as ``<redacted>``. A key beside other characters in one segment (``items&api_key=sk-...``, a
     ``&`` typed for ``?``; ``Bearer%20sk-...``) was logged whole: only a segment that was a key alone was caught
     (review s30)."""
     text = unquote(segment)
-    if not any(looks_like_key(word) for word in _WORD.findall(text)):
+    if not holds_key(text):
         return segment
-    shown = _WORD.sub(lambda m: REDACTED if looks_like_key(m.group()) else m.group(), text)
+    shown = KEY_WORD.sub(lambda m: REDACTED if looks_like_key(m.group()) else m.group(), text)
     # encoded again: decoded, a %0A or an escape sequence in the request forged log lines and drove the operator's
     # terminal (review s30)
     return quote(shown, safe="/:@&=+$,;~!*'()<>")
