@@ -14,6 +14,10 @@ from pathlib import Path
 _BUSY = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)  # another process holds it
 
 
+class NoLockTaken(UserWarning):
+    """The folder's file system takes no lock: the command runs unguarded (shown by the CLI as one line)."""
+
+
 def _try_flock(fd: int, operation: int) -> OSError | None:
     """Take ``operation`` (``fcntl.LOCK_EX`` or ``LOCK_SH``) on ``fd`` without waiting: None when taken, else the
     error (its errno in ``_BUSY`` when another process holds the lock; anything else: the file system takes none)."""
@@ -46,6 +50,7 @@ def only_one_in(folder: str | Path, command: str) -> Iterator[None]:
         if failed is not None:
             warnings.warn(
                 f"--out {folder}: its file system takes no lock ({failed.strerror}); run one {command} at a time in it",
+                NoLockTaken,
                 stacklevel=3,
             )
         yield

@@ -222,8 +222,11 @@ class Recommender:
         if query.user is not None and (at := not_utf8_at(query.user)) is not None:  # an API's user_id "\udcff"
             raise KeyError(f"--user {query.user!r}: not valid UTF-8 text (character {at})")  # the lookup named none
         if query.history_titles is not None:
+            # the latest titles of the data set's window, as a user's history: 3,000 pasted titles overflowed the
+            # policy's context, and the agent never answered (review s35)
+            typed = history_titles_read(query.history_titles)[-history_window(self.ds) :]
             with self.lock:
-                return typed_history(self.grounding, query.history_titles), None
+                return typed_history(self.grounding, typed), None
         if query.split is None:
             # the length the data set was prepared with, as its split samples (not the run config's field)
             return user_history(self.ds, query.user, history_window(self.ds)), None

@@ -32,6 +32,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "mgfrec.locks",
             "mgfrec.staleness",
             "mgfrec.devices",
+            "mgfrec.hub",
         ),
     ),
     ("text", ("mgfrec.text",)),

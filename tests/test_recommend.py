@@ -119,6 +119,22 @@ def test_a_seed_without_sample_is_noted(agent_run):
     assert sampled.exit_code == 0 and "--seed is read only" not in sampled.stderr, sampled.output
 
 
+def test_sampling_settings_without_sample_are_noted(agent_run, variant_run):
+    """--set rollout.temperature=1.5 without --sample gave the same greedy turns without a word, and --sample on a
+    baseline run was taken silently (review s35)."""
+    run, ds = agent_run
+    titles = f"{ds.titles[0]}; {ds.titles[1]}"
+    hot = ["--set", "rollout.temperature=1.5"]
+    noted = CliRunner().invoke(app, ["recommend", str(run), "--history", titles, *hot, "--json"])
+    text = " ".join(noted.stderr.split())
+    assert noted.exit_code == 0 and "--set rollout.temperature=1.5: mgfrec recommend without --sample does not" in text
+    json.loads(noted.stdout)
+    sampled = CliRunner().invoke(app, ["recommend", str(run), "--history", titles, *hot, "--sample", "--json"])
+    assert sampled.exit_code == 0 and "does not read" not in sampled.stderr, sampled.output
+    base = CliRunner().invoke(app, ["recommend", str(variant_run / "lt"), "--user", "u0", "--sample", "--json"])
+    assert base.exit_code == 0 and "--sample and --seed are not read for a baseline run" in base.stderr, base.output
+
+
 def test_markdown_case_study_is_written(agent_run, tmp_path):
     run, ds = agent_run
     path = tmp_path / "case" / "study.md"
@@ -161,6 +177,22 @@ def test_a_markdown_path_that_cannot_be_a_file_is_refused_before_the_rollout(age
         text = " ".join(result.output.split())
         assert result.exit_code == 2 and "Traceback" not in text and "--markdown" in text and words in text, text
     assert (run / "config.yaml").read_bytes() == before and (tmp_path / "notes.md").read_text().endswith("keep me\n")
+
+
+@pytest.mark.reliability
+def test_a_markdown_folder_made_for_a_case_study_is_removed_when_the_command_fails(agent_run, tmp_path, monkeypatch):
+    """The folders of --markdown are made before the rollout; one refused or interrupted left them empty behind."""
+    run, ds = agent_run
+
+    def fails(*args, **kwargs):
+        raise ValueError("--user x: refused for this test")
+
+    monkeypatch.setattr(rec_module, "recommend", fails)
+    (tmp_path / "kept").mkdir()
+    path = tmp_path / "kept" / "new" / "sub" / "case.md"
+    result = CliRunner().invoke(app, ["recommend", str(run), "--history", ds.titles[0], "--markdown", str(path)])
+    assert result.exit_code == 2 and "refused for this test" in result.output, result.output
+    assert (tmp_path / "kept").is_dir() and not (tmp_path / "kept" / "new").exists()
 
 
 def test_a_variant_run_recommends_by_its_own_final_ranking(agent_run, monkeypatch, tmp_path):
@@ -394,6 +426,17 @@ def test_a_user_history_has_the_length_the_data_set_was_prepared_with(variant_ru
     result = CliRunner().invoke(app, ["recommend", str(variant_run / "lt"), "--user", "u0", "--json"])
     assert result.exit_code == 0, result.output
     assert len(json.loads(result.stdout)["history"]) == 2
+
+
+def test_a_typed_history_longer_than_the_window_reads_its_latest_titles(variant_run):
+    """3,000 pasted titles were all read: the agent's context overflowed and it never answered. The latest of the
+    data set's window (2 here) are read, as a user's history, and a note says so (review s35)."""
+    typed = "Not A Real Album At All; Kind of Blue; Blue Train; Giant"
+    result = CliRunner().invoke(app, ["recommend", str(variant_run / "lt"), "--history", typed, "--json"])
+    assert result.exit_code == 0, result.output
+    assert [h["item_idx"] for h in json.loads(result.stdout)["history"]] == [5, 6]
+    assert "note: 4 titles typed; the latest 2 were read" in " ".join(result.stderr.split())
+    assert "not in the catalogue" not in result.stderr  # the mistyped title was not read: nothing to name
 
 
 def test_a_history_given_as_one_string_is_refused(variant_run):

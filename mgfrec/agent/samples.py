@@ -140,13 +140,27 @@ def _same_fit(run_dir: Path, cfg: MGFRecConfig) -> bool:
     except Exception:  # noqa: BLE001 - an unreadable config is refitted, not trusted
         return False
 
+    # a model that never reads a title (SASRec, GRU4Rec, Caser, pop) was fitted again for another embedder (s35)
+    reads = _reads_titles(cfg.retriever.model)
+
     def settings(c: MGFRecConfig) -> tuple[dict, dict]:  # where and in what batches it ran changes nothing
         return (
             c.retriever.model_dump(exclude={"recall_size", "device"}),
-            c.embedding.model_dump(exclude={"batch_size", "device", "cache_dir"}),
+            c.embedding.model_dump(exclude={"batch_size", "device", "cache_dir"}) if reads else {},
         )
 
     return settings(old) == settings(cfg)
+
+
+def _reads_titles(model: str) -> bool:
+    """Whether the retriever ``model`` reads the item titles' embeddings (a class's ``reads_titles``; True when it
+    does not say, or cannot be loaded: a plugin is refitted rather than trusted)."""
+    from mgfrec.registry import registry
+
+    try:
+        return bool(getattr(registry().load("retriever", model), "reads_titles", True))
+    except Exception:  # noqa: BLE001 - named by the fit that follows
+        return True
 
 
 def _recall_retriever(cfg: MGFRecConfig, recall_dir: Path, model: str, reused: str | None) -> RetrieverConfig:

@@ -8,9 +8,12 @@ agent; this thread only reads the keyboard and prints the events.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
+import re
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,7 @@ from typing import Any
 import typer
 
 from mgfrec.cli.common import (
+    GREEDY_NOT_READ,
     HISTORY_HELP,
     SAMPLE_ID_HELP,
     SET_HELP,
@@ -62,7 +66,8 @@ def chat(
     timeout: float = feedback_timeout_option("Seconds to wait for your feedback, 0.001 to a week (604800)."),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
 ) -> None:
-    """Talk to the agent: after each grounding, type your feedback (Enter: the simulated user; /answer: answer now)."""
+    """Talk to the agent: after each grounding, type your feedback (Enter: the simulated user; /answer: ask for its
+    answer now)."""
     from mgfrec.signals import sigterm_stops
 
     # SIGTERM ends the talk as Ctrl-C does (the agent's turn and a user agent's request end first), exit 143
@@ -92,11 +97,18 @@ def _converse(
     from mgfrec.user_agents.base import UserAgentContext, load_user_agent
     from mgfrec.user_agents.human import FeedbackCancelled
 
+    # a stdin that decodes strictly (an en_US.UTF-8 locale) raised on a non-UTF-8 byte at the history prompt (exit 2)
+    # and lost the whole buffered chunk at the feedback prompt; kept as surrogates, each line is checked alone
+    reconfigure = getattr(sys.stdin, "reconfigure", None)
+    if reconfigure is not None:
+        with contextlib.suppress(ValueError, OSError):
+            reconfigure(errors="surrogateescape")
     with user_errors():
         check_split(split)  # before loading the model
         check_user_id(user)
         check_history(history)
         note_unread_fields(set_, "mgfrec chat", TRAINED_RUN_SECTIONS, TRAINED_RUN_NOT_READ, TRAINED_RUN_READ)
+        note_unread_fields(set_, "mgfrec chat", GREEDY_NOT_READ, "it decodes greedily")
         info = read_run_info(run_dir)  # a wrong folder is refused before asking for a history
         if info.kind != "agent":  # refused after the history was typed and the run had loaded (review s30)
             raise ValueError(
@@ -117,6 +129,17 @@ def _converse(
             if history.strip().lower() == "/quit":  # it was read as a title, and the talk began
                 out.print("conversation ended", highlight=False, markup=False)
                 raise typer.Exit(0)
+            if re.fullmatch(r"/[A-Za-z]+", history.strip()):  # '/answer' was read as a title, and the talk began
+                console.print(
+                    terminal_safe(
+                        f"error: history: {history.strip()!r} is not a title; type the titles the user has had "
+                        "(or /quit)"
+                    ),
+                    highlight=False,
+                    markup=False,
+                )
+                history = None
+                continue
             if all(is_blank(t) for t in split_titles(history)):  # ';;': refused after the model had loaded
                 console.print("error: history: no title given; type it again", highlight=False, markup=False)
                 history = None
@@ -132,6 +155,9 @@ def _converse(
         rec = load_recommender(run_dir, tuple(set_), query)  # an unknown user: refused before the policy loads
         read, _ = rec.history_of(query)  # an empty history is refused here, before the talk
         note_typed_history(query.history_titles and list(query.history_titles), [rec.ds.titles[i] for i in read])
+        # the person plays this user: they were asked for feedback on a history they were never shown (review s35)
+        shown = terminal_safe([rec.ds.titles[i] for i in read])
+        out.print(Panel(Text("\n".join(f"{n}. {t}" for n, t in enumerate(shown, 1))), title="history"))
         if split is not None and sample_id is None:
             note_other_samples(rec.ds, split, user, rec.sample_of(query))
     events: queue.Queue[dict[str, Any]] = queue.Queue()
@@ -285,7 +311,9 @@ def _ask(human: Any, waker: _Waker | None = None) -> None:
                     raise _Wake
             try:
                 text = typer.prompt(
-                    "your feedback (Enter: simulated user, /answer: answer now, /quit)", default="", show_default=False
+                    "your feedback (Enter: simulated user, /answer: ask for the answer, /quit)",
+                    default="",
+                    show_default=False,
                 )
             finally:
                 if waker is not None:

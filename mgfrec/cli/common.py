@@ -126,6 +126,9 @@ training is over, the policy is the run's own and so is its recall model (``--se
 ``retriever.model=pop`` answered from the run's own without a word; review s31). ``retriever.recall_size`` is
 read (:data:`TRAINED_RUN_READ`)."""
 TRAINED_RUN_READ = ("retriever.recall_size",)
+GREEDY_NOT_READ = ("rollout.temperature", "rollout.top_p")
+"""What a greedy rollout (``chat``; ``recommend`` without ``--sample``) never reads: it draws nothing, and
+``--set rollout.temperature=1.5`` gave the same turns without a word (review s35)."""
 TRAINED_RUN_NOT_READ = (
     "the run's data set, policy, recall model and training are used as they were made (train another run to change "
     "them)"
@@ -409,6 +412,13 @@ def note_typed_history(typed: list[str] | None, matched: list[str]) -> None:
     from mgfrec.recommendation import history_titles_read
 
     titles = history_titles_read(typed)
+    if len(matched) < len(titles):  # the latest of the data set's window were read (Recommender.history_of)
+        typer.echo(
+            f"note: {len(titles)} titles typed; the latest {len(matched)} were read, the history window the run's "
+            "data set was prepared with (--history-length of mgfrec data prepare)",
+            err=True,
+        )
+        titles = titles[len(titles) - len(matched) :]
     swapped = [(t, m) for t, m in zip(titles, matched, strict=False) if t != m]
     if swapped:
         shown = "; ".join(f"{t[:60]!r} -> {m[:60]!r}" for t, m in swapped[:5]) + ("; ..." if len(swapped) > 5 else "")

@@ -188,6 +188,6 @@ def query(
 def _why_alike(cfg) -> str:
     """Why the built-in sentence-transformers embedder reads titles alike (its tokenizer's unknown token); another
     embedder's reasons are its own."""
-    if cfg.embedding.embedder == "sentence-transformers":
-        return ": emoji-only titles, one long unknown word"
+    if cfg.embedding.embedder == "sentence-transformers":  # it cuts a title at its max_seq_length (MiniLM: 256)
+        return ": emoji-only titles, one long unknown word, long titles alike up to where the model stops reading"
     return ""

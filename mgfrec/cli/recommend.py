@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import typer
 
 from mgfrec.cli.common import (
+    GREEDY_NOT_READ,
     HISTORY_HELP,
     SAMPLE_ID_HELP,
     SET_HELP,
@@ -61,23 +63,34 @@ def recommend(
     if seed != 0 and not sample:  # greedy decoding draws nothing: the seed changed nothing, without a word (s32)
         typer.echo("note: --seed is read only with --sample (greedy decoding draws nothing)", err=True)
     note_unread_fields(set_, "mgfrec recommend", TRAINED_RUN_SECTIONS, TRAINED_RUN_NOT_READ, TRAINED_RUN_READ)
+    if not sample:
+        note_unread_fields(set_, "mgfrec recommend without --sample", GREEDY_NOT_READ, "it decodes greedily")
     titles = split_titles(history) if history is not None else None
+    made: list[Path] = []
     if markdown is not None:
-        run(lambda: _check_file_path(markdown, "--markdown"))  # before the rollout, whose work it would lose
-    rec, ds = run(
-        lambda: run_recommend(
-            run_dir,
-            user=user,
-            history_titles=titles,
-            split=split,
-            sets=tuple(set_),
-            top_k=top_k,
-            sample=sample,
-            seed=seed,
-            sample_id=sample_id,
+        made = run(lambda: _check_file_path(markdown, "--markdown"))  # before the rollout, whose work it would lose
+    try:
+        rec, ds = run(
+            lambda: run_recommend(
+                run_dir,
+                user=user,
+                history_titles=titles,
+                split=split,
+                sets=tuple(set_),
+                top_k=top_k,
+                sample=sample,
+                seed=seed,
+                sample_id=sample_id,
+            )
         )
-    )
+    except BaseException:  # refused, failed or interrupted: the case study's folders made for it go again
+        for folder in made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only while empty
+        raise
     payload = rec.to_dict(ds)
+    if payload["kind"] == "baseline" and (sample or seed != 0):  # it ranks; nothing is drawn
+        typer.echo("note: --sample and --seed are not read for a baseline run (it ranks without drawing)", err=True)
     note_typed_history(titles, [h["title"] for h in payload["history"]])
     note_short_top(payload, top_k, ds.num_items)
     if split is not None and sample_id is None:
@@ -93,9 +106,10 @@ def recommend(
     _show(payload)
 
 
-def _check_file_path(path: Path, flag: str) -> None:
+def _check_file_path(path: Path, flag: str) -> list[Path]:
     """Refuse a path that cannot become a file (a folder, or one under a file), and an existing file that is not
-    an earlier case study: a run's config.yaml or a user's notes are never written over."""
+    an earlier case study: a run's config.yaml or a user's notes are never written over. Returns the folders made
+    for it (deepest first), to remove again if the command ends before writing it."""
     from mgfrec.eval.case_study import is_case_study
 
     if path.is_dir():
@@ -108,7 +122,9 @@ def _check_file_path(path: Path, flag: str) -> None:
     existing = next((p for p in path.parents if p.exists()), None)
     if existing is not None and not existing.is_dir():
         raise ValueError(f"{flag} {path}: {existing} is a file, not a folder")
+    made: list[Path] = []
     if existing is not None and existing != path.parent:  # its folder is made now: it failed after the rollout
+        made = [p for p in path.parents if not p.exists()]  # deepest first
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -119,6 +135,7 @@ def _check_file_path(path: Path, flag: str) -> None:
         except OSError as exc:
             raise ValueError(f"{flag} {path}: cannot be written ({exc.strerror or exc})") from None
         path.unlink()
+    return made
 
 
 def _show(p: dict) -> None:

@@ -58,6 +58,18 @@ def load_embedder(cfg: EmbeddingConfig, reg: Registry | None = None) -> Embedder
     return embedder
 
 
+def check_embedder_loadable(cfg: EmbeddingConfig, reg: Registry | None = None) -> None:
+    """Refuse, before a command's long work, an embedder model that cannot load here (a device this machine lacks,
+    a hub id not cached while the hub is offline): the built-in embedders' ``check_loadable``; a plugin's is built
+    by the command itself (its constructor may load a model)."""
+    reg = reg or registry()
+    if reg.get("embedder", cfg.embedder).third_party:
+        return
+    check = getattr(load_embedder(cfg, reg), "check_loadable", None)
+    if callable(check):
+        check()
+
+
 def embedder_named(embedder: object) -> str:
     """The embedder, for the message of a contract it broke: ``the embedder 'name' (module:Class, from pkg 1.0),
     model 'id'`` (its registered name and package, the choice a user made; else its class and the config field),

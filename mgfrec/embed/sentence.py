@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mgfrec.config.schema import EmbeddingConfig
 from mgfrec.devices import visible_devices
+from mgfrec.hub import hub_cached, hub_offline
 
 BUNDLED_PREFIX = "bundled:"
 # bundled name -> (module that ships it, function returning its folder, pip package)
@@ -193,6 +194,18 @@ class SentenceTransformerEmbedder:
         """Refuse what would stop the model from loading, before a caller says it is about to encode (the cache
         calls it on a miss): a device this machine does not have. A cache hit never calls it."""
         _check_device(self.config.device)
+
+    def check_loadable(self) -> None:
+        """:meth:`check_ready`, and a hub id the local cache lacks while the hub is offline: for a command that will
+        load the model whatever its cache holds (a fit grounds the policy's titles), before its long work (the
+        recall fit ran first, then the load failed; review s35)."""
+        self.check_ready()
+        if self._is_hub_id and hub_offline() and not hub_cached(self._source, self.options.revision):
+            raise ValueError(
+                f"embedding.model '{self.config.model}': not in the local Hugging Face cache, and HF_HUB_OFFLINE lets "
+                "nothing be downloaded; download it where the hub is reachable, or give a folder holding a saved "
+                "model, or bundled:all-MiniLM-L6-v2"
+            )
 
     def __repr__(self) -> str:
         return (

@@ -29,6 +29,11 @@ class CaserOptions(TrainOptions):
     dropout: float = Field(0.4, ge=0, lt=1)
 
 
+class WindowCapped(UserWarning):
+    """``retriever.options.window`` above the data set's history length: Caser reads no more than a history holds.
+    Its own category, so the CLI shows it as one ``warning:`` line, not Python's two with a source line."""
+
+
 class CaserRetriever(SequentialRetriever):
     """A Table 4 baseline."""
 
@@ -43,7 +48,7 @@ class CaserRetriever(SequentialRetriever):
             warnings.warn(
                 f"retriever.options.window {options.window} is above the data set's history length {window}: Caser "
                 f"reads the last {window} items (a sample's history holds no more)",
-                UserWarning,
+                WindowCapped,
                 stacklevel=2,
             )
         if options.vertical_filters + options.horizontal_filters == 0:

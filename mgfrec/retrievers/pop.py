@@ -36,6 +36,7 @@ class PopRetriever:
     """Most popular items in training, for every history alike."""
 
     reads_training_settings = False  # retriever.lr, max_epochs, seed, ...: see mgfrec baseline fit's note
+    reads_titles = False  # counts only: embedding.* does not change a fit (agent.samples._same_fit)
 
     name = "pop"
 

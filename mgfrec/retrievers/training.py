@@ -236,6 +236,7 @@ class SequentialRetriever(L.LightningModule):
     name: ClassVar[str] = ""
     Options: ClassVar[type[TrainOptions]] = TrainOptions
     first_epoch: ClassVar[int] = 0  # best_epoch (run.json's extra.best_epoch) counts as Lightning does, from 0
+    reads_titles: ClassVar[bool] = False  # item ids only: embedding.* does not change a fit (agent.samples._same_fit)
 
     def __init__(self, num_items: int, window: int, settings: RetrieverConfig, options: TrainOptions):
         super().__init__()

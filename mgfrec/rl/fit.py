@@ -41,6 +41,7 @@ from mgfrec.config.components import check_components, plugins_named
 from mgfrec.config.load import load_config, write_resolved
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
+from mgfrec.embed.base import check_embedder_loadable
 from mgfrec.grounding.engine import check_top_k, load_grounding
 from mgfrec.locks import only_one_in, refuse_if_held
 from mgfrec.models.policy import check_policy_source, load_policy
@@ -111,6 +112,10 @@ class FitResult:
 
 
 # What a fresh fit into a used folder removes first (the recall run is kept: it is reused when it fits).
+class WeightsDiverged(RuntimeWarning):
+    """The processes of a multi-process fit ended with different policy weights: OUT/policy is rank 0's."""
+
+
 STALE_AT_START = ("checkpoints", "policy", "best_policy", "prompts", "metrics.csv", "tensorboard")
 
 
@@ -142,6 +147,7 @@ def check_fit_config(cfg: MGFRecConfig, options: FitOptions, reg: Registry, ds: 
     check_logger(cfg)  # tensorboard missing: the same
     if options.init is None:
         check_policy_source(cfg.policy.model)
+    check_embedder_loadable(cfg.embedding, reg)  # its device and, offline, its cached model: before the recall fit
     check_user_agent(cfg.user_agent, "GRPO training", reg)  # before any data work: a person cannot answer a rollout
     AgentPrompts.from_config(cfg.agent)  # a template that cannot be read is named before OUT is cleared
     if ds is not None:
@@ -401,7 +407,7 @@ def _fit_into(
         warnings.warn(
             f"the processes ended with different policy weights (largest parameter-sum gap {drift:.3g}); "
             f"OUT/policy is global rank 0's",
-            RuntimeWarning,
+            WeightsDiverged,
             stacklevel=2,
         )
     session = time.perf_counter() - started

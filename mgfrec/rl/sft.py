@@ -41,6 +41,7 @@ from mgfrec.config.components import plugins_named
 from mgfrec.config.load import write_resolved
 from mgfrec.config.schema import MAX_LR, MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
+from mgfrec.embed.base import check_embedder_loadable
 from mgfrec.eval.policy_eval import METRIC_COLUMNS, evaluate_policy
 from mgfrec.grounding.engine import check_top_k, load_grounding
 from mgfrec.locks import only_one_in, refuse_if_held
@@ -245,6 +246,8 @@ def run_sft(
     started = time.perf_counter()
     reg = reg or registry()
     check_policy_source(cfg.policy.model)
+    if embedder is None:  # its device and, offline, its cached model: before the recall fit (review s35)
+        check_embedder_loadable(cfg.embedding, reg)
     check_user_agent(cfg.user_agent, "SFT", reg)  # before any data work: a person cannot answer a rollout
     check_engine(cfg.rollout, reg)  # vLLM missing: one line now, not once an earlier run in OUT was retired
     ds, out = PreparedDataset(data), Path(out)

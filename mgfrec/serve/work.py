@@ -351,7 +351,9 @@ def error_text(error: BaseException | None) -> str:
 
 def failure_text(error: BaseException | None) -> str:
     """:func:`error_text`, or the plugin named whose code raised it (``registry.plugin_failure``), for the server's
-    log and ``mgfrec chat``: a plugin's bare message (or its ``TypeError``) does not say which package failed."""
+    log and ``mgfrec chat``: a plugin's bare message (or its ``TypeError``) does not say which package failed. Keys
+    the environment holds and URL credentials are redacted: the log is a file, and a server's reply may echo a key."""
+    from mgfrec.config.redaction import scrub_secrets
     from mgfrec.registry import plugin_failure
 
-    return (plugin_failure(error) if error is not None else None) or error_text(error)
+    return scrub_secrets((plugin_failure(error) if error is not None else None) or error_text(error))

@@ -29,6 +29,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mgfrec.config.redaction import scrub_secrets
 from mgfrec.config.schema import UserAgentConfig
 from mgfrec.user_agents.base import FeedbackRequest, UsageStats, UserAgentContext, UserAgentError
 from mgfrec.validation import not_utf8_at
@@ -143,7 +144,9 @@ class HumanUserAgent:
                 except UserAgentError as exc:  # the run's own user agent failed (its server down, after retries):
                     # the conversation is kept, and the person is asked again, told why
                     self.usage.add(errors=1)
-                    self.note = f"the automatic feedback failed ({exc}); type the feedback, or answer now"
+                    # its message may quote a key (a plugin's, a server's echo): chat prints it, serve logs it
+                    why = scrub_secrets(str(exc))
+                    self.note = f"the automatic feedback failed ({why}); type the feedback, or answer now"
                     continue
             else:
                 text = got

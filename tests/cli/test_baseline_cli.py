@@ -101,6 +101,12 @@ def test_training_flags_of_a_hybrid_that_reuses_a_run_get_a_note(data, tmp_path)
     result = invoke(*args, "--lr", 0.5, "--max-steps", 3)
     assert result.exit_code == 0, result.output
     assert "note: --lr, --max-steps: the hybrid blends the fitted run" in flat(result.output)
+    # a hybrid fitting a pop side trains nothing either: its own flag was judged, not its side's (review s35)
+    side = "retriever.options={collaborative: pop}"
+    args = ("baseline", "fit", "--model", "hybrid", "--data", data, "--out", tmp_path / "hybrid-pop", "--set", side)
+    fitted = invoke(*args, "--lr", 0.5, "--seed", 3)
+    assert fitted.exit_code == 0, fitted.output
+    assert "note: --lr, --seed: the hybrid's collaborative side 'pop' does not read" in flat(fitted.output)
 
 
 def test_training_flags_a_model_does_not_read_get_a_note(data, tmp_path):

@@ -177,6 +177,26 @@ def test_fit_refuses_an_unknown_component_before_any_work(prepared, tmp_path, fl
     assert not (tmp_path / "run" / "recall").exists()  # the recall model was not fitted
 
 
+@pytest.mark.parametrize("command", ["fit", "sft"])
+@pytest.mark.parametrize(
+    ("sets", "field"),
+    [
+        (["--policy", "mgfrec-tests/no-such-policy"], "policy.model (--policy): 'mgfrec-tests/no-such-policy'"),
+        (["--set", "embedding.model=mgfrec-tests/no-such-embedder"], "embedding.model 'mgfrec-tests/no-such-embedder'"),
+        (["--set", "embedding.device=cuda:3"], "embedding.device 'cuda:3'"),
+    ],
+)
+def test_a_model_that_cannot_load_here_is_named_before_the_recall_fit(
+    prepared, tmp_path, monkeypatch, command, sets, field
+):
+    """With the hub offline (HF_HUB_OFFLINE, as on a cluster node), a hub id the local cache lacks, and an embedding
+    device this machine lacks, were found once the recall model had been fitted (minutes of SASRec; review s35)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, output = invoke(command, "--data", prepared, "--out", tmp_path / "run", *sets)
+    one_error(code, output, field, "")
+    assert not (tmp_path / "run" / "recall").exists()
+
+
 def test_a_reward_that_cannot_be_built_is_named_before_the_recall_fit(prepared, tmp_path):
     """A reward whose constructor raised was found only after the recall model was fitted into OUT/recall."""
     from mgfrec.registry import Registry, use_registry

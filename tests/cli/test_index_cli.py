@@ -119,6 +119,8 @@ def test_titles_the_embedder_reads_alike_are_counted_and_noted(tmp_path):
     assert (report["distinct_vectors"], report["distinct_titles"], report["titles_sharing_a_vector"]) == (3, 4, 2)
     assert "note: 2 distinct titles share their vector with another title" in flat(result.stderr)
     assert "emoji-only titles" in flat(result.stderr)  # MiniLM's reasons, for the built-in embedder
+    # it reads a title's first 256 word pieces: long titles alike that far were given the [UNK] reasons (review s35)
+    assert "long titles alike up to where the model stops reading" in flat(result.stderr)
 
 
 def test_titles_that_differ_only_in_case_are_counted_and_named_so(tmp_path):

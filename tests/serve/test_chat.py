@@ -40,6 +40,8 @@ def test_typed_feedback_enter_and_answer_in_a_terminal(serve_run, plugin):
     user = str(test.user_id.iloc[0])
     top_k = ds.num_items + 1  # more than can be ranked: a note says so (review s33)
     child = spawn([str(run), "--user", user, "--split", "test", "--top-k", str(top_k)], plugin)
+    # the person plays this user: they were asked for feedback on a history never shown (review s35)
+    child.expect_exact(f"1. {ds.titles[int(test.history.iloc[0][0])]}")
     child.expect("agent, turn 1")
     child.expect_exact(f"grounded: {ds.titles[SCRIPT_TITLES[0]]}")
     child.expect(PROMPT)
@@ -187,7 +189,8 @@ def test_piped_input_that_runs_out_ends_the_conversation_not_as_ctrl_c(serve_run
 
     def chat(args: list[str], given: str | bytes, **kwargs):
         text = isinstance(given, str)
-        return subprocess.run(args, input=given, capture_output=True, text=text, env=env, timeout=300, **kwargs)
+        kwargs.setdefault("env", env)
+        return subprocess.run(args, input=given, capture_output=True, text=text, timeout=300, **kwargs)
 
     # each is its own process, started together: mostly imports, so two cores run them in about half the time
     early_flags = (
@@ -201,6 +204,15 @@ def test_piped_input_that_runs_out_ends_the_conversation_not_as_ctrl_c(serve_run
         "bad_user": ([*base, "--user", "U\udcff"], "", {"errors": "surrogateescape"}),
         "odd": (base, b"\xe2\x80\x8b\ncaf\xe9\n/quit\n", {}),
         "baseline": ([*mgfrec_command(), "chat", str(serve_run[1])], "", {}),
+        # review s35: where stdin decodes strictly (an en_US.UTF-8 locale) a bad byte at the history prompt was
+        # "'utf-8' codec can't decode ...", exit 2, and at the feedback prompt lost the good lines read with it
+        "strict": (base, b"caf\xe9\n/quit\n", {"env": {**env, "PYTHONIOENCODING": "utf-8:strict"}}),
+        "strict_feedback": (
+            [*base, "--history", ds.titles[0]],
+            b"good words\ncaf\xe9\n/quit\n",
+            {"env": {**env, "PYTHONIOENCODING": "utf-8:strict"}},
+        ),
+        "command": ([*base, "--set", "rollout.temperature=1.5"], "/answer\n/quit\n", {}),
         **{f"early{n}": ([*base, *flags], "", {}) for n, (flags, _) in enumerate(early_flags)},
     }
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -238,6 +250,19 @@ def test_piped_input_that_runs_out_ends_the_conversation_not_as_ctrl_c(serve_run
     early = done["baseline"]
     assert early.returncode == 2 and "a baseline run has no agent to talk to" in early.stderr, early.stderr
     assert "history (titles" not in early.stdout and "loading" not in early.stderr + early.stdout
+    strict = done["strict"]
+    stderr, stdout = strict.stderr.decode(errors="replace"), strict.stdout.decode(errors="replace")
+    assert strict.returncode == 0 and "conversation ended" in stdout, stdout + stderr
+    assert "error: history: not valid UTF-8 text (character 4); type it again as UTF-8" in stderr
+    strict = done["strict_feedback"]
+    stderr, stdout = strict.stderr.decode(errors="replace"), strict.stdout.decode(errors="replace")
+    assert strict.returncode == 0 and "conversation ended" in stdout, stdout + stderr
+    assert "feedback: good words" in stdout and "not valid UTF-8 text (character 4)" in stderr
+    # '/answer' at the history prompt was read as a title and the talk began; a temperature was taken silently
+    command = done["command"]
+    assert command.returncode == 0 and "conversation ended" in command.stdout, command.stdout + command.stderr
+    assert "error: history: '/answer' is not a title" in command.stderr and "loading" not in command.stderr
+    assert "--set rollout.temperature=1.5: mgfrec chat does not read rollout.temperature" in command.stderr
 
 
 @pytest.mark.reliability

@@ -282,3 +282,17 @@ def test_the_note_of_a_failed_fallback_goes_to_the_log_not_to_the_client(caplog)
         conv._ask(FeedbackRequest(("a",), "b", ("c",)))
     assert events == [{"type": "feedback_wanted", "title": "b", "items": ["c"], "note": FALLBACK_FAILED}]
     assert "10.0.0.9" in caplog.text and "m-x" in caplog.text
+
+
+@pytest.mark.reliability
+def test_a_failed_recommendation_is_logged_without_the_keys_the_environment_holds(caplog, monkeypatch):
+    """The server's log is a file: a remote user agent's error echoing its key was written there whole (review s35)."""
+    import logging
+
+    from mgfrec.serve.work import INTERNAL_ERROR, client_error_text
+
+    monkeypatch.setenv("ACME_API_TOKEN", "tok-VERYSECRET-0123456789")
+    with caplog.at_level(logging.ERROR, logger="mgfrec.serve"):
+        shown = client_error_text(RuntimeError("upstream said: bad token tok-VERYSECRET-0123456789"))
+    assert shown == INTERNAL_ERROR
+    assert "bad token <redacted>" in caplog.text and "VERYSECRET" not in caplog.text

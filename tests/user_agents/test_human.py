@@ -87,6 +87,33 @@ def test_a_failing_fallback_asks_the_person_again_and_says_why():
     assert agent.take_note() is None  # said once
 
 
+@pytest.mark.reliability
+def test_the_note_of_a_failing_fallback_shows_no_key_the_environment_holds(monkeypatch):
+    """A plugin backend's error quoting its token reached chat's screen (and serve's log) whole in the note, where
+    every other error line the CLI prints is scrubbed (review s35)."""
+    monkeypatch.setenv("ACME_API_TOKEN", "tok-VERYSECRET-0123456789")
+
+    class Leaky:
+        def feedback(self, requests):
+            raise UserAgentError("plugin at https://bob:pw123456@api.example: rejected tok-VERYSECRET-0123456789")
+
+    notes = []
+    box: list = []
+    answers = [lambda a: a.reply(None), lambda a: a.reply("typed")]
+
+    def ask(request):
+        notes.append(box[0].take_note())
+        person(box, answers)(request)
+
+    agent = load_user_agent(
+        UserAgentConfig(backend="human", options={"timeout_s": 30}), UserAgentContext(ask=ask, fallback=Leaky())
+    )
+    box.append(agent)
+    assert agent.feedback([REQ]) == ["typed"]
+    assert "rejected <redacted>" in notes[1]
+    assert "VERYSECRET" not in notes[1] and "pw123456" not in notes[1]
+
+
 def test_enter_without_a_fallback_gives_no_feedback_and_long_text_is_refused():
     agent = build([lambda a: a.reply("   ")])
     assert agent.feedback([REQ]) == [""]

@@ -111,7 +111,20 @@ def read_rows(
         )
     if _bad_encoding(header):
         handle.close()
-        raise BadInputError(f"{path}:1: the header holds bytes that are not valid {options.encoding}")
+        # the hint a bad row gets, which the header's error lacked (a Latin-1 or UTF-16 export; review s35)
+        codec = codecs.lookup(options.encoding).name
+        hint = ""
+        if magic.startswith((b"\xff\xfe", b"\xfe\xff")) and not codec.startswith("utf-16"):
+            hint = "; it starts with a UTF-16 byte order mark: pass -o encoding=utf-16"
+        elif codec == "utf-8":
+            hint = (
+                "; if the file is in another encoding, pass -o encoding=latin-1 (or cp1252; to the demo: --set "
+                "data.options.encoding=latin-1)"
+            )
+        raise BadInputError(f"{path}:1: the header holds bytes that are not valid {options.encoding}{hint}")
+    if not any(header):  # a blank first line: "missing column(s) item_id, title; header is ;"
+        handle.close()
+        raise BadInputError(f"{path}:1: the line is blank; the header (the column names) must be the first line")
     missing = [c for c in required if c not in header]
     if missing:
         handle.close()
@@ -385,8 +398,10 @@ class CsvSource:
             rating = math.nan
             if i_rating is not None and fields[i_rating].strip():
                 parsed = _number(fields[i_rating])
-                if parsed is None:
-                    policy.bad(rep, "bad_rating", where, f"field rating {shown(fields[i_rating])} is not a number")
+                if parsed is None:  # 1e309 is a number, too large for a float: it was called "not a number"
+                    large = _PLAIN_NUMBER.fullmatch(fields[i_rating].strip())
+                    why = "is too large for a float64" if large else "is not a number"
+                    policy.bad(rep, "bad_rating", where, f"field rating {shown(fields[i_rating])} {why}")
                     continue
                 rating = parsed
             if item not in known and item in dropped:  # it was there: say why it is gone
