@@ -15,6 +15,13 @@ EMB=${2:-bundled:all-MiniLM-L6-v2}
 WORK=${SMOKE_WORK:-/tmp/mgfrec-gpu-smoke}
 DEVICE=${SMOKE_DEVICE:-cuda}  # SMOKE_DEVICE=cpu: a dry run of the script on the CPU (DeepSpeed as deepspeed_stage_N_cpu)
 DS=$([ "$DEVICE" = cpu ] && echo _cpu)
+if [ "$DEVICE" = cpu ]; then  # every stage shrunk and given 4x its time: the GPU sizes never got past sft on 2 cores
+  SFT_SIZE=(--epochs 1 --max-train-samples 32 --valid-samples 8)
+  BATCH=2 VALID=4 LIMIT=20 SCALE=4
+else
+  SFT_SIZE=(--epochs 3 --max-train-samples 600 --valid-samples 64)
+  BATCH=8 VALID=32 LIMIT=200 SCALE=1
+fi
 rm -rf "$WORK" && mkdir -p "$WORK" && WORK=$(cd "$WORK" && pwd) || { echo "error: cannot create $WORK" >&2; exit 2; }
 # OUT as an absolute path: the archive is written from inside $WORK (`tools/gpu_smoke.sh runs/gpu-smoke` wrote none)
 mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd) || { echo "error: cannot create OUT folder $OUT" >&2; exit 2; }
@@ -31,7 +38,7 @@ embedding:
 trainer:
   accelerator: $([ "$DEVICE" = cpu ] && echo cpu || echo gpu)
   devices: 1
-  global_batch_size: 8
+  global_batch_size: $BATCH
   micro_batch_size: 16
   val_check_interval: 2
 EOF
@@ -43,7 +50,7 @@ stage() {  # stage NAME SECONDS command...
   local t0=$SECONDS rc
   if [ -n "${SMOKE_ONLY:-}" ] && [[ " $SMOKE_ONLY " != *" $name "* ]]; then return 0; fi  # SMOKE_ONLY="env sft ..."
   echo "== $name: $*" | tee -a "$OUT/all.log"
-  timeout -s ABRT -k 10 "$limit" "$@" >"$WORK/$name.log" 2>&1
+  timeout -s ABRT -k 10 "$((limit * SCALE))" "$@" >"$WORK/$name.log" 2>&1
   rc=$?
   if [ "$rc" -eq 0 ]; then tail -n 25 "$WORK/$name.log"; else tail -n 120 "$WORK/$name.log"; fi >>"$OUT/all.log"
   printf '%-16s rc=%-4s %5ss  %s\n' "$name" "$rc" "$((SECONDS - t0))" "$*" | tee -a "$SUMMARY"
@@ -60,20 +67,21 @@ import deepspeed; print(\"deepspeed\", deepspeed.__version__)'"
 
 D="$WORK/data"
 stage prepare 120 mgfrec data prepare synthetic --out "$D" "${COMMON[@]}"
-stage sft 150 mgfrec sft --data "$D" --out "$WORK/sft" "${COMMON[@]}" --epochs 3 --batch-size 16 \
-  --max-train-samples 600 --valid-samples 64 --no-progress
+# recall: last-title, as every fit stage after it reads sft's (a SASRec fit took most of sft's 126 s of 150 on an H200)
+stage sft 150 mgfrec sft --data "$D" --out "$WORK/sft" "${COMMON[@]}" "${SFT_SIZE[@]}" --batch-size 16 \
+  --recall-model last-title --no-progress
 stage fit-gpu 120 mgfrec fit --data "$D" --init "$WORK/sft" --out "$WORK/fit-gpu" "${COMMON[@]}" \
-  --strategy auto --max-steps 4 --valid-samples 32 --no-progress
+  --strategy auto --max-steps 4 --valid-samples "$VALID" --no-progress
 stage fit-ds2 150 mgfrec fit --data "$D" --init "$WORK/sft" --out "$WORK/fit-ds2" "${COMMON[@]}" \
-  --strategy deepspeed_stage_2$DS --max-steps 4 --valid-samples 32 --no-progress
+  --strategy deepspeed_stage_2$DS --max-steps 4 --valid-samples "$VALID" --no-progress
 stage fit-ds2-resume 120 mgfrec fit --data "$D" --init "$WORK/sft" --out "$WORK/fit-ds2" "${COMMON[@]}" \
-  --strategy deepspeed_stage_2$DS --max-steps 6 --valid-samples 32 --no-progress --resume
+  --strategy deepspeed_stage_2$DS --max-steps 6 --valid-samples "$VALID" --no-progress --resume
 stage fit-ds3 120 mgfrec fit --data "$D" --init "$WORK/sft" --out "$WORK/fit-ds3" "${COMMON[@]}" \
-  --strategy deepspeed_stage_3$DS --max-steps 3 --valid-samples 32 --no-progress
+  --strategy deepspeed_stage_3$DS --max-steps 3 --valid-samples "$VALID" --no-progress
 stage fit-ds2-small 240 mgfrec fit --data "$D" --out "$WORK/fit-ds2-small" "${COMMON[@]}" \
-  --strategy deepspeed_stage_2$DS --max-steps 3 --valid-samples 16 --no-progress --recall-model last-title \
+  --strategy deepspeed_stage_2$DS --max-steps 3 --valid-samples "$((VALID / 2))" --no-progress --recall-model last-title \
   --set policy.model=preset:small --set trainer.precision=bf16-mixed
-stage evaluate 90 mgfrec evaluate "$WORK/fit-ds2" --split test --limit 200 "${COMMON[@]}" --json
+stage evaluate 90 mgfrec evaluate "$WORK/fit-ds2" --split test --limit "$LIMIT" "${COMMON[@]}" --json
 
 "$PY" - "$WORK" >>"$SUMMARY" 2>&1 <<'EOF'
 import csv, sys

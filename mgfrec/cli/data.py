@@ -33,9 +33,11 @@ def _check_option_clash(text: str, key: str, value: object, given: dict, sets: l
 
 @app.command()
 def prepare(
-    source: str = typer.Argument(
-        ...,
-        help="A folder (csv or Amazon 2023 files; data.path) or a source name such as 'synthetic' (data.source).",
+    source: str | None = typer.Argument(
+        None,
+        help="A folder (csv or Amazon 2023 files; data.path) or a source name such as 'synthetic' (data.source); "
+        "left out, --config's data.path (the paper configs name the folder 'mgfrec data download' fills).",
+        show_default=False,
     ),
     out_dir: Path = typer.Option(
         ..., "--out", callback=output_folder, help="Folder to write the prepared data set to."
@@ -59,6 +61,14 @@ def prepare(
     from mgfrec.data.prepared import detect_source, prepare_config
 
     def go():
+        nonlocal source
+        if source is None:  # the paper configs name their folder (data.path): "Missing argument 'source'"
+            source = load(config, set_, {}).data.path
+            if source is None:
+                raise ValueError(
+                    "SOURCE: give a folder to read or a source name such as 'synthetic' (or a --config whose "
+                    "data.path names one)"
+                )
         if source_name:
             # SOURCE is a folder for the source to read, or the source's own name (synthetic needs no folder)
             from mgfrec.registry import registry

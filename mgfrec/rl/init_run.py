@@ -22,7 +22,11 @@ def start_point(options: FitOptions, ds: PreparedDataset) -> tuple[RecallOptions
     policy folder and a recall model to fit."""
     if options.init is None:
         return RecallOptions(recall_model=options.recall_model), None
-    info = read_run_info(options.init)
+    try:
+        info = read_run_info(options.init)
+    except FileNotFoundError as exc:  # it named no flag, and sent the user to 'mgfrec baseline fit' (review s35)
+        text = str(exc).replace("'mgfrec baseline fit' or 'mgfrec fit'", "'mgfrec sft' (or 'mgfrec fit')")
+        raise FileNotFoundError(f"--init {text}") from None
     if info.kind != "agent" or "policy" not in info.extra:
         raise ValueError(f"--init {options.init}: an agent run folder with a policy is needed, got kind '{info.kind}'")
     if info.data_checksum != ds.checksum:

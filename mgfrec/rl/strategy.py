@@ -70,13 +70,18 @@ def check_strategy(strategy: str, accelerator: str = "auto") -> None:
         return
     if strategy in CPU_DEEPSPEED:
         if accelerator not in ("cpu", "auto"):
-            raise ValueError(f"--strategy {strategy} runs on the CPU; trainer.accelerator is '{accelerator}'")
+            raise ValueError(  # the way out was not said, and a config's strategy was named as a flag (s35)
+                f"trainer.strategy (--strategy) {strategy} runs on the CPU; trainer.accelerator is '{accelerator}': "
+                f"give --set trainer.accelerator=cpu, or --strategy {strategy.removesuffix('_cpu')} on GPUs"
+            )
     elif not torch.cuda.is_available():
-        raise ValueError(f"--strategy {strategy}: {CUDA_ONLY_MESSAGE}")
+        raise ValueError(f"trainer.strategy (--strategy) {strategy}: {CUDA_ONLY_MESSAGE}")
     try:
         import deepspeed  # noqa: F401
     except ImportError:
-        raise ValueError(f"--strategy {strategy} needs the deepspeed package: pip install -e '.[deepspeed]'") from None
+        raise ValueError(
+            f"trainer.strategy (--strategy) {strategy} needs the deepspeed package: pip install -e '.[deepspeed]'"
+        ) from None
 
 
 def check_master_weights(cfg: MGFRecConfig) -> None:

@@ -64,6 +64,19 @@ def test_prepare_csv_folder_then_stats_json(csv_folder, tmp_path):
     assert stats["source"] == "csv"
 
 
+def test_source_left_out_is_the_config_s_data_path(csv_folder, tmp_path):
+    """The paper configs name the folder `mgfrec data download` fills (data.path), but `data prepare --config` with
+    no SOURCE was "Missing argument 'source'" (review s35)."""
+    config = tmp_path / "paper.yaml"
+    config.write_text(f"data:\n  path: {csv_folder}\n", encoding="utf-8")
+    result = invoke("data", "prepare", "--config", config, "--out", tmp_path / "prepared", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["users"] == 2
+    neither = invoke("data", "prepare", "--out", tmp_path / "other")
+    assert neither.exit_code == 2 and "error: SOURCE: give a folder to read or a source name" in flat(neither.output)
+    assert not (tmp_path / "other").exists()
+
+
 def test_prepare_json_and_stats_table(csv_folder, tmp_path):
     out = tmp_path / "prepared"
     result = invoke("data", "prepare", csv_folder, "--out", out, "--json")

@@ -197,7 +197,13 @@ def test_a_wrong_init_leaves_the_run_at_out_untouched(data, monkeypatch):
     result = invoke("--data", data / "data", "--out", out, "--init", data / "no-such-sft")
     text = " ".join(result.output.split())
     assert result.exit_code == 2 and "not a run folder" in text and "Traceback" not in text, text
+    assert f"--init {data / 'no-such-sft'}: not a run folder" in text  # the flag named (review s35)
     assert sorted(p.name for p in out.iterdir()) == before and (out / "run.json").read_text() == info
+    empty = data / "empty-sft"
+    empty.mkdir()
+    result = invoke("--data", data / "data", "--out", out, "--init", empty)
+    text = " ".join(result.output.split())  # the warm start comes from mgfrec sft, not mgfrec baseline fit
+    assert result.exit_code == 2 and "train one with 'mgfrec sft' (or 'mgfrec fit')" in text, text
     # checks that came after OUT was cleared (a wrong precision, a template that cannot be read, a data set given
     # as the policy, an engine or a logger whose library is not installed): each wiped policy/, metrics.csv and
     # run.json first; the missing library was a 60-line ModuleNotFoundError traceback, exit 1

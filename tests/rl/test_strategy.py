@@ -13,7 +13,8 @@ from mgfrec.rl.strategy import CUDA_ONLY_MESSAGE, build_strategy, check_strategy
 def test_cuda_deepspeed_is_refused_without_cuda():
     if torch.cuda.is_available():
         pytest.skip("CUDA is present: DeepSpeed is allowed")
-    with pytest.raises(ValueError, match="--strategy deepspeed_stage_2: DeepSpeed strategies need CUDA GPUs") as info:
+    said = r"trainer.strategy \(--strategy\) deepspeed_stage_2: DeepSpeed strategies need CUDA GPUs"
+    with pytest.raises(ValueError, match=said) as info:
         check_strategy("deepspeed_stage_2")
     assert str(info.value).endswith(CUDA_ONLY_MESSAGE)
     check_strategy("auto")
@@ -49,7 +50,10 @@ def test_the_cpu_deepspeed_strategies_need_no_cuda(stage):
 
 
 def test_a_cpu_deepspeed_strategy_on_another_accelerator_is_refused():
-    with pytest.raises(ValueError, match="deepspeed_stage_3_cpu runs on the CPU; trainer.accelerator is 'gpu'"):
+    with pytest.raises(
+        ValueError,
+        match="stage_3_cpu runs on the CPU; trainer.accelerator is 'gpu': give --set trainer.accelerator=cpu",
+    ):
         check_strategy("deepspeed_stage_3_cpu", "gpu")
 
 
