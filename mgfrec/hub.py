@@ -1,27 +1,42 @@
 """What a Hugging Face hub id can load here without the network: whether the hub is offline
-(``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE``) and whether a model is in the local cache. A command refuses a model
-it could never load before its long work (a fit's recall fit), not when the model's turn comes."""
+(``HF_HUB_OFFLINE``, else ``TRANSFORMERS_OFFLINE``, read as huggingface_hub reads them) and whether a model has a
+snapshot in a local cache. A command refuses a model it could never load before its long work (a fit's recall
+fit), not when the model's turn comes."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 _TRUE = frozenset({"1", "ON", "YES", "TRUE"})
 
 
+def offline_variable() -> str | None:
+    """The environment variable that puts the hub offline for this process (``HF_HUB_OFFLINE``, or
+    ``TRANSFORMERS_OFFLINE`` where the first is unset), or None. Read now, as huggingface_hub reads it once at its
+    import: the first of the two that is set decides, so ``HF_HUB_OFFLINE=0`` keeps the hub online."""
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        value = os.environ.get(name)
+        if value:
+            return name if value.strip().upper() in _TRUE else None
+    return None
+
+
 def hub_offline() -> bool:
-    """Whether the hub is offline for this process, read from the environment now (huggingface_hub reads it once,
-    at its import)."""
-    return any(os.environ.get(name, "").strip().upper() in _TRUE for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    """Whether the hub is offline for this process (:func:`offline_variable`)."""
+    return offline_variable() is not None
 
 
-def hub_cached(repo_id: str, revision: str | None = None) -> bool:
-    """Whether hub model ``repo_id`` (at ``revision``, default ``main``) has a snapshot with a ``config.json`` in the
-    local Hugging Face cache."""
-    from huggingface_hub import try_to_load_from_cache
+def hub_cached(repo_id: str, revision: str | None = None, cache_dirs: Sequence[str | None] = (None,)) -> bool:
+    """Whether hub model ``repo_id`` (at ``revision``, default ``main``) has a snapshot in one of ``cache_dirs``
+    (None: the default Hugging Face cache; sentence-transformers also keeps one under ``SENTENCE_TRANSFORMERS_HOME``).
+    """
+    from huggingface_hub import snapshot_download
 
-    try:
-        found = try_to_load_from_cache(repo_id, "config.json", revision=revision)
-    except (OSError, ValueError):  # not a valid repo id: the load says so with its own line
-        return False
-    return isinstance(found, str)
+    for cache_dir in cache_dirs:
+        try:
+            snapshot_download(repo_id, revision=revision, cache_dir=cache_dir, local_files_only=True)
+        except (OSError, ValueError):  # not cached there (LocalEntryNotFoundError is an OSError), or not a repo id
+            continue
+        return True
+    return False

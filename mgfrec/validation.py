@@ -44,6 +44,16 @@ def not_utf8_at(text: str) -> int | None:
     return None
 
 
+def refuse_one_string(value: Any, name: str, what: str = "strings") -> None:
+    """Refuse one string where a list of them is wanted: Python iterates it character by character, so
+    ``stop="</answer>"`` stopped at every ``a`` and a history ``"Abbey Road"`` was ten titles of one letter, each
+    without an error (review s35). ``name`` is the argument, ``what`` its items."""
+    if isinstance(value, (str, bytes)):
+        raise TypeError(
+            f"{name}: give a list of {what}, not one string (it would be read character by character): [{value!r:.60}]"
+        )
+
+
 def is_whole_number(value: Any) -> bool:
     """Whether ``value`` is an integer (Python's or numpy's), not a bool: what a count, a limit or an id given to
     the library must be (``2.5`` and ``"5"`` are not, and ``True`` only looks like one)."""

@@ -39,3 +39,42 @@ def test_a_resumed_fit_starts_from_its_saved_config(tmp_path):
     assert starting_config(tmp_path, resume=True) == str(tmp_path / "config.yaml")
     assert starting_config(tmp_path, resume=False) is None
     assert starting_config(tmp_path, resume=True, config="other.yaml") == "other.yaml"  # an explicit file wins
+
+
+@pytest.mark.reliability
+def test_one_string_where_a_list_is_wanted_is_refused_naming_the_argument(tmp_path):
+    """Python iterated it character by character, without an error: `stop="</answer>"` stopped at every `a`, a
+    history "Abbey Road" was ten one-letter titles, `grounding.search("Abbey Road")` ten rows, a grid value "48" the
+    cells 4 and 8, an override string "grpo.kl_beta=0.1" the error "override 'g' ..." (review s35)."""
+    from pathlib import Path
+
+    from mgfrec.agent.loop import RolloutSample
+    from mgfrec.agent.trajectory import Trajectory
+    from mgfrec.config.schema import AgentConfig
+    from mgfrec.registry import KINDS, Registry
+    from mgfrec.rollout.base import check_generate_args
+    from mgfrec.text.prompts import AgentPrompts
+
+    said = "give a list of .*, not one string"
+    with pytest.raises(TypeError, match=f"stop: {said}"):
+        check_generate_args([[1, 2]], 4, 1, 1.0, 1.0, None, "</answer>")
+    with pytest.raises(TypeError, match="prompts: give a list of token-id lists"):
+        check_generate_args("hello", 4, 1, 1.0, 1.0)
+    check_generate_args([[1, 2]], 4, 1, 1.0, 1.0, None, ["</answer>"])
+    with pytest.raises(TypeError, match=f"history_titles: {said}"):
+        AgentPrompts.from_config(AgentConfig()).messages("Abbey Road")
+    with pytest.raises(TypeError, match=f"recall_titles: {said}"):
+        AgentPrompts.from_config(AgentConfig()).messages(["Abbey Road"], "Kind of Blue")
+    with pytest.raises(TypeError, match=f"RolloutSample.history_titles: {said}"):
+        RolloutSample("Abbey Road")
+    with pytest.raises(TypeError, match=f"Trajectory.history_titles: {said}"):
+        Trajectory([1, 2, 3], "Abbey Road")
+    with pytest.raises(TypeError, match="overrides: give a list of 'section.field=value' strings, not one string"):
+        load_config(None, "grpo.kl_beta=0.1")
+    with pytest.raises(TypeError, match="Registry.add: name must be a non-empty string, got None"):
+        Registry({k: {} for k in KINDS}).add("user_agent", None, dict)
+    (tmp_path / "csv").mkdir()
+    (tmp_path / "csv" / "interactions.csv").write_text("user_id,item_id,timestamp\n")
+    assert detect_source(Path(tmp_path / "csv")) == ("csv", str(tmp_path / "csv"))  # a Path: an AttributeError
+    with pytest.raises(TypeError, match="SOURCE: give a folder"):
+        detect_source(None)

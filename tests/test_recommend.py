@@ -133,6 +133,9 @@ def test_sampling_settings_without_sample_are_noted(agent_run, variant_run):
     assert sampled.exit_code == 0 and "does not read" not in sampled.stderr, sampled.output
     base = CliRunner().invoke(app, ["recommend", str(variant_run / "lt"), "--user", "u0", "--sample", "--json"])
     assert base.exit_code == 0 and "--sample and --seed are not read for a baseline run" in base.stderr, base.output
+    seeded = CliRunner().invoke(app, ["recommend", str(variant_run / "lt"), "--user", "u0", "--seed", "3", *hot])
+    assert "not read for a baseline run" in seeded.stderr and "read only with --sample" not in seeded.stderr
+    assert "without --sample does not read" not in seeded.stderr  # it was told to add --sample, then that it reads none
 
 
 def test_markdown_case_study_is_written(agent_run, tmp_path):
@@ -193,6 +196,10 @@ def test_a_markdown_folder_made_for_a_case_study_is_removed_when_the_command_fai
     result = CliRunner().invoke(app, ["recommend", str(run), "--history", ds.titles[0], "--markdown", str(path)])
     assert result.exit_code == 2 and "refused for this test" in result.output, result.output
     assert (tmp_path / "kept").is_dir() and not (tmp_path / "kept" / "new").exists()
+    too_long = tmp_path / "kept" / "new" / "sub" / ("x" * 300 + ".md")  # refused after its folders were made
+    result = CliRunner().invoke(app, ["recommend", str(run), "--history", ds.titles[0], "--markdown", str(too_long)])
+    assert result.exit_code == 2 and "cannot be written" in " ".join(result.output.split()), result.output
+    assert not (tmp_path / "kept" / "new").exists()
 
 
 def test_a_variant_run_recommends_by_its_own_final_ranking(agent_run, monkeypatch, tmp_path):

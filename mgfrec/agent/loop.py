@@ -46,6 +46,7 @@ from mgfrec.registry.blame import call_component
 from mgfrec.rollout.base import Generation, RolloutEngine
 from mgfrec.text.neutralize import neutralize_title, reserved_strings
 from mgfrec.text.prompts import AgentPrompts, build_messages, encode_prompt
+from mgfrec.validation import refuse_one_string
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,10 @@ class RolloutSample:
     history_titles: tuple[str, ...]
     recall_titles: tuple[str, ...] | None = None
     sample_id: Any = None
+
+    def __post_init__(self) -> None:  # one string was rolled out as titles of one letter each (review s35)
+        refuse_one_string(self.history_titles, "RolloutSample.history_titles", "titles")
+        refuse_one_string(self.recall_titles, "RolloutSample.recall_titles", "titles")
 
 
 @dataclass

@@ -33,6 +33,7 @@ from mgfrec.agent.constraints import AllowedSet
 from mgfrec.agent.parser import Turn, parse_turn
 from mgfrec.agent.state import AgentState, EndReason, Next
 from mgfrec.config.schema import AgentConfig
+from mgfrec.validation import refuse_one_string
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class Trajectory:
 
     def __post_init__(self) -> None:
         self.prompt_ids = tuple(int(t) for t in self.prompt_ids)
+        refuse_one_string(self.history_titles, "Trajectory.history_titles", "titles")
         self.history_titles = tuple(self.history_titles)
         self.state = AgentState(self.config)
 

@@ -62,12 +62,21 @@ def prepare(
 
     def go():
         nonlocal source
+        flag, hint = "SOURCE", "pass --source NAME"
         if source is None:  # the paper configs name their folder (data.path): "Missing argument 'source'"
             source = load(config, set_, {}).data.path
             if source is None:
                 raise ValueError(
                     "SOURCE: give a folder to read or a source name such as 'synthetic' (or a --config whose "
                     "data.path names one)"
+                )
+            # its errors named a SOURCE the user never gave (review s35)
+            flag = f"data.path of {config}" if config else "data.path"
+            hint = "download it with 'mgfrec data download', or give SOURCE"
+            if not Path(source).exists():  # the paper recipe run before its download, or from another folder
+                raise FileNotFoundError(
+                    f"{flag} '{source}': no such folder (relative to {Path.cwd()}); download the data into it with "
+                    "'mgfrec data download', or give SOURCE"
                 )
         if source_name:
             # SOURCE is a folder for the source to read, or the source's own name (synthetic needs no folder)
@@ -81,7 +90,7 @@ def prepare(
                 )
             name, path = source_name, source if Path(source).exists() else None
         else:
-            name, path = detect_source(source)
+            name, path = detect_source(source, flag=flag, hint=hint)
         options: dict = {}
         for text in option:
             if "=" not in text or not text.partition("=")[0].strip():
@@ -310,7 +319,8 @@ def _options_of_another_source(config: str, name: str) -> bool:
         return False  # (options that are no mapping are the config check's to refuse)
     console.print(
         f"note: --config {config} sets data.source {written['source']} with options "
-        f"{', '.join(sorted(map(str, options)))}; SOURCE is read by the {name} source, so they are not used",
+        f"{', '.join(sorted(map(str, options)))}; the data folder is read by the {name} source, so they are not "
+        "used",
         highlight=False,
         markup=False,
         soft_wrap=True,

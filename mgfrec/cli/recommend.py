@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -60,50 +61,76 @@ def recommend(
     from mgfrec.recommend import recommend as run_recommend
 
     run(lambda: (check_split(split), check_user_id(user), check_history(history)))
-    if seed != 0 and not sample:  # greedy decoding draws nothing: the seed changed nothing, without a word (s32)
-        typer.echo("note: --seed is read only with --sample (greedy decoding draws nothing)", err=True)
     note_unread_fields(set_, "mgfrec recommend", TRAINED_RUN_SECTIONS, TRAINED_RUN_NOT_READ, TRAINED_RUN_READ)
-    if not sample:
-        note_unread_fields(set_, "mgfrec recommend without --sample", GREEDY_NOT_READ, "it decodes greedily")
     titles = split_titles(history) if history is not None else None
     made: list[Path] = []
     if markdown is not None:
         made = run(lambda: _check_file_path(markdown, "--markdown"))  # before the rollout, whose work it would lose
     try:
-        rec, ds = run(
-            lambda: run_recommend(
-                run_dir,
-                user=user,
-                history_titles=titles,
-                split=split,
-                sets=tuple(set_),
-                top_k=top_k,
-                sample=sample,
-                seed=seed,
-                sample_id=sample_id,
-            )
+        payload, rec, ds = _recommended(
+            run_recommend, run_dir, user, titles, split, set_, top_k, sample, seed, sample_id
         )
-    except BaseException:  # refused, failed or interrupted: the case study's folders made for it go again
-        for folder in made:
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # only while empty
-        raise
-    payload = rec.to_dict(ds)
-    if payload["kind"] == "baseline" and (sample or seed != 0):  # it ranks; nothing is drawn
-        typer.echo("note: --sample and --seed are not read for a baseline run (it ranks without drawing)", err=True)
-    note_typed_history(titles, [h["title"] for h in payload["history"]])
-    note_short_top(payload, top_k, ds.num_items)
-    if split is not None and sample_id is None:
-        note_other_samples(ds, split, user, rec.sample_id)
-    if markdown is not None:
-        from mgfrec.eval.case_study import write_trajectory_markdown
+        if markdown is not None:
+            from mgfrec.eval.case_study import write_trajectory_markdown
 
-        who = f"user {user}" if user is not None else "a typed history"
-        run(lambda: write_trajectory_markdown(payload, markdown, title=f"Case study: {who}"))
+            who = f"user {user}" if user is not None else "a typed history"
+            run(lambda: write_trajectory_markdown(payload, markdown, title=f"Case study: {who}"))
+    except BaseException:  # refused, failed or interrupted: the case study's folders made for it go again
+        _remove_empty(made)
+        raise
     if as_json:
         print_json(payload)
         return
     _show(payload)
+
+
+def _recommended(
+    run_recommend: Any,
+    run_dir: Path,
+    user: str | None,
+    titles: list[str] | None,
+    split: str | None,
+    set_: list[str],
+    top_k: int,
+    sample: bool,
+    seed: int,
+    sample_id: int | None,
+) -> tuple[dict, Any, Any]:
+    """The recommendation, its payload and data set, with the notes on what was not read (a baseline run reads
+    neither --sample nor --seed; a greedy rollout no sampling setting) and on what was read instead."""
+    rec, ds = run(
+        lambda: run_recommend(
+            run_dir,
+            user=user,
+            history_titles=titles,
+            split=split,
+            sets=tuple(set_),
+            top_k=top_k,
+            sample=sample,
+            seed=seed,
+            sample_id=sample_id,
+        )
+    )
+    payload = rec.to_dict(ds)
+    if payload["kind"] == "baseline":
+        if sample or seed != 0:  # it ranks; nothing is drawn
+            typer.echo("note: --sample and --seed are not read for a baseline run (it ranks without drawing)", err=True)
+    elif not sample:
+        if seed != 0:  # greedy decoding draws nothing: the seed changed nothing, without a word (s32)
+            typer.echo("note: --seed is read only with --sample (greedy decoding draws nothing)", err=True)
+        note_unread_fields(set_, "mgfrec recommend without --sample", GREEDY_NOT_READ, "it decodes greedily")
+    note_typed_history(titles, [h["title"] for h in payload["history"]])
+    note_short_top(payload, top_k, ds.num_items)
+    if split is not None and sample_id is None:
+        note_other_samples(ds, split, user, rec.sample_id)
+    return payload, rec, ds
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) that are still empty: made for a file the command did not write."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def _check_file_path(path: Path, flag: str) -> list[Path]:
@@ -128,13 +155,15 @@ def _check_file_path(path: Path, flag: str) -> list[Path]:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
+            _remove_empty(made)  # a part of it may have been made
             raise ValueError(f"{flag} {path}: its folder cannot be made ({exc.strerror or exc})") from None
-    if not path.exists():  # can a file be made there? (/proc, a read-only mount)
-        try:
+    try:  # can a file be made there? (/proc, a read-only mount, a name too long: exists() raises for that)
+        if not path.exists():
             path.open("x", encoding="utf-8").close()
-        except OSError as exc:
-            raise ValueError(f"{flag} {path}: cannot be written ({exc.strerror or exc})") from None
-        path.unlink()
+            path.unlink()
+    except OSError as exc:
+        _remove_empty(made)
+        raise ValueError(f"{flag} {path}: cannot be written ({exc.strerror or exc})") from None
     return made
 
 

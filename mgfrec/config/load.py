@@ -343,6 +343,8 @@ def load_config(
     resolved config written before a field of :data:`WRITTEN_BEFORE` existed (:func:`resolved_by`: "old") gets
     that field's value of before, so the run is evaluated and resumed as it was trained; a user's file, even one
     that names every section (a copy of ``configs/default.yaml``), gets the defaults."""
+    if isinstance(overrides, (str, bytes)):  # "grpo.kl_beta=0.1" was "override 'g' must look like ..." (s35)
+        raise TypeError(f"overrides: give a list of 'section.field=value' strings, not one string: [{overrides!r:.60}]")
     raw: dict[str, Any] = read_yaml(path) if path else {}
     if path and resolved_by(path) == "old":
         for dotted, before in WRITTEN_BEFORE.items():

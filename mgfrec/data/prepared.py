@@ -17,6 +17,7 @@ import datetime as _dt
 import hashlib
 import io
 import json
+import os
 import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -174,11 +175,18 @@ def _build(
 
 
 def detect_source(
-    source: str, known: Sequence[str] | None = None, *, flag: str = "SOURCE", hint: str = "pass --source NAME"
+    source: str | os.PathLike[str],
+    known: Sequence[str] | None = None,
+    *,
+    flag: str = "SOURCE",
+    hint: str = "pass --source NAME",
 ) -> tuple[str, str | None]:
     """The ``data_source`` name and path for SOURCE: a registered source name (``known``, default: the
     registry's), or a folder whose contents say which source reads it (csv files, Amazon 2023 files). Errors
     name the argument as ``flag`` and end, for a folder of another format, with ``hint``."""
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(f"{flag}: give a folder (a str or a Path) or a source name, got {type(source).__name__}")
+    source = os.fspath(source)  # a Path was "'PosixPath' object has no attribute 'strip'" (review s35)
     known = list(registry().names("data_source") if known is None else known)
     if not source.strip():  # a script's unset variable: "" would read the current folder
         raise ValueError(f"{flag} is empty; give a data source ({', '.join(known)}) or a data folder")

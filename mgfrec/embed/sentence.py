@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mgfrec.config.schema import EmbeddingConfig
 from mgfrec.devices import visible_devices
-from mgfrec.hub import hub_cached, hub_offline
+from mgfrec.hub import hub_cached, offline_variable
 
 BUNDLED_PREFIX = "bundled:"
 # bundled name -> (module that ships it, function returning its folder, pip package)
@@ -200,9 +201,12 @@ class SentenceTransformerEmbedder:
         load the model whatever its cache holds (a fit grounds the policy's titles), before its long work (the
         recall fit ran first, then the load failed; review s35)."""
         self.check_ready()
-        if self._is_hub_id and hub_offline() and not hub_cached(self._source, self.options.revision):
+        offline = offline_variable()
+        # sentence-transformers keeps its downloads under SENTENCE_TRANSFORMERS_HOME when that is set (review s35)
+        caches = (None, os.environ.get("SENTENCE_TRANSFORMERS_HOME") or None)
+        if self._is_hub_id and offline and not hub_cached(self._source, self.options.revision, caches):
             raise ValueError(
-                f"embedding.model '{self.config.model}': not in the local Hugging Face cache, and HF_HUB_OFFLINE lets "
+                f"embedding.model '{self.config.model}': not in the local Hugging Face cache, and {offline} lets "
                 "nothing be downloaded; download it where the hub is reachable, or give a folder holding a saved "
                 "model, or bundled:all-MiniLM-L6-v2"
             )

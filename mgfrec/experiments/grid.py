@@ -178,7 +178,18 @@ NAME_MAX = 255
 
 def grid_cells(grid: Mapping[str, Sequence[Any]]) -> list[Cell]:
     """The cartesian product of the grid, in flag order, each named by its :func:`shown_grid` values; two cells
-    with one folder name are refused."""
+    with one folder name are refused, and so is a field whose values are one string (``"48"`` ran the cells 4 and
+    8; review s35), not a list, or an empty list (no cell at all, without a word)."""
+    if not isinstance(grid, Mapping) or not grid:
+        raise ConfigError(f"grid: give a mapping of at least one field to its list of values, got {grid!r:.80}")
+    for name, values in grid.items():
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+            raise ConfigError(
+                f"grid[{name!r}]: give a list of values, not {type(values).__name__} {values!r:.60} (one string "
+                "would be read character by character)"
+            )
+        if not values:
+            raise ConfigError(f"grid[{name!r}]: no values; give at least one")
     fields = list(grid)
     shown = shown_grid(grid)
     cells = [

@@ -31,7 +31,7 @@ from mgfrec.grounding.base import Grounder
 from mgfrec.grounding.ranking import full_scores
 from mgfrec.grounding.ties import UniqueVectors
 from mgfrec.registry import Registry, call_component, class_path, registered_as, registry, with_registry
-from mgfrec.validation import not_utf8_at
+from mgfrec.validation import not_utf8_at, refuse_one_string
 
 
 def check_top_k(top_k: int, num_items: int, max_groundings: int = 1) -> None:
@@ -107,6 +107,7 @@ class Grounding:
 
     def search(self, titles: Sequence[str], k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Item indices int64 and L2 distances float32, both ``[len(titles), k]``, ascending (ties by index)."""
+        refuse_one_string(titles, "titles", "titles")  # one title was ten rows, one per letter (review s35)
         named = "k" if k is not None else "grounding.top_k"  # the config's, when the caller gave none
         k = self.top_k if k is None else k
         if not titles:

@@ -32,8 +32,12 @@ class Registry:
         return cls(found)
 
     def add(self, kind: str, name: str, obj: Any) -> Entry:
-        """Register an object in-process (notebooks, tests). The duplicate rule still applies."""
+        """Register an object in-process (notebooks, tests). The duplicate rule still applies. A name that is no
+        text is refused naming the argument (None broke every later lookup of the kind: "'<' not supported ...";
+        review s35); what ``obj`` is, is checked where it is built."""
         check_kind(kind)
+        if not isinstance(name, str) or not name.strip():
+            raise TypeError(f"Registry.add: name must be a non-empty string, got {name!r:.60}")
         target = f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', repr(obj))}"
         entry = Entry(kind=kind, name=name, target=target, origin=f"python:{getattr(obj, '__module__', '?')}", _obj=obj)
         _add(self._entries, entry)

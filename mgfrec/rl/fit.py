@@ -47,7 +47,7 @@ from mgfrec.locks import only_one_in, refuse_if_held
 from mgfrec.models.policy import check_policy_source, load_policy
 from mgfrec.output_folders import check_output_run, retire_if_recall_inside, retire_run
 from mgfrec.registry import Registry, registry, with_registry
-from mgfrec.retrievers.training import lightning_ctrl_c
+from mgfrec.retrievers.training import lightning_ctrl_c, quiet_lightning
 from mgfrec.rewards.compose import build_reward
 from mgfrec.rl.callbacks import (  # noqa: F401 (importable from here as before the split)
     LastCheckpoint,
@@ -249,7 +249,8 @@ def run_fit(
     out.mkdir(parents=True, exist_ok=True)
     # two fits into one folder at once wrote one checkpoint, metrics file and policy over the other's, and each
     # retired what the other had written (note s31); the first process alone takes it, its others reuse OUT
-    with only_one_in(out, "mgfrec fit or sft") if first else contextlib.nullcontext():
+    # Lightning's banners and tips reached a library caller's screen, where baseline fit's never did (review s35)
+    with only_one_in(out, "mgfrec fit or sft") if first else contextlib.nullcontext(), quiet_lightning():
         if first:  # again, holding OUT: a run another command made there since the check above was replaced (s33)
             check_output_run(out, "mgfrec", data=ds.root)
         return _fit_into(

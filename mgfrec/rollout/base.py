@@ -24,6 +24,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from mgfrec.config.schema import RolloutConfig
 from mgfrec.registry import Registry, registry
+from mgfrec.validation import refuse_one_string
 
 
 @dataclass(frozen=True)
@@ -172,9 +173,14 @@ def check_generate_args(
     temperature: float,
     top_p: float,
     constraints: Sequence[TokenConstraint | None] | None = None,
+    stop: Sequence[str] = (),
 ) -> None:
-    """The argument rules every engine's ``generate`` shares; a ValueError naming the bad value.
-    ``constraints``, when given: one per row (``len(prompts) * n``, prompt-major)."""
+    """The argument rules every engine's ``generate`` shares; a ValueError naming the bad value (a TypeError for
+    one string where a list is wanted). ``constraints``, when given: one per row (``len(prompts) * n``,
+    prompt-major)."""
+    refuse_one_string(stop, "stop", "stop strings")
+    if isinstance(prompts, (str, bytes)) or any(isinstance(p, (str, bytes)) for p in prompts):
+        raise TypeError("prompts: give a list of token-id lists (encode the text with the tokenizer first)")
     if max_new_tokens < 1 or n < 1:
         raise ValueError(f"max_new_tokens and n must be >= 1, got {max_new_tokens} and {n}")
     if temperature < 0 or not 0 < top_p <= 1:

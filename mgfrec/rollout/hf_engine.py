@@ -137,7 +137,7 @@ class HFEngine:
     ) -> list[list[Generation]]:
         """See :class:`mgfrec.rollout.base.RolloutEngine`. ``constraints``: one per row (``len(prompts) * n``,
         prompt-major) or None; each is advanced through the tokens its row samples."""
-        check_generate_args(prompts, max_new_tokens, n, temperature, top_p, constraints)
+        check_generate_args(prompts, max_new_tokens, n, temperature, top_p, constraints, stop)
         stop_ids, stop_strings = single_token_stops(self.tokenizer, stop)
         for i in stop_token_ids:
             stop_ids.setdefault(int(i), self.tokenizer.convert_ids_to_tokens(int(i)))

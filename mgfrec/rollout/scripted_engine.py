@@ -74,7 +74,7 @@ class ScriptedEngine:
         """The script's turn for each prompt and sample index, tokenized, cut at a stop and at the cap.
 
         ``constraints`` (one per row): each scripted token is checked against its row's turn grammar."""
-        check_generate_args(prompts, max_new_tokens, n, temperature, top_p, constraints)
+        check_generate_args(prompts, max_new_tokens, n, temperature, top_p, constraints, stop)
         self.calls.append({"prompts": len(prompts), "n": n, "max_new_tokens": max_new_tokens, "stop": tuple(stop)})
         stop_ids, stop_strings = single_token_stops(self.tokenizer, stop)
         for i in (*stop_token_ids, self.tokenizer.eos_token_id):

@@ -396,7 +396,7 @@ class VLLMEngine:
         ``constraints``: one per row (``len(prompts) * n``, prompt-major), as for the hf engine."""
         from vllm.inputs import TokensPrompt
 
-        check_generate_args(prompts, max_new_tokens, n, temperature, top_p, constraints)
+        check_generate_args(prompts, max_new_tokens, n, temperature, top_p, constraints, stop)
         if top_p < 1:
             raise ValueError(
                 f"rollout.top_p={top_p}: the vllm engine's log-probs are renormalised over the top-p nucleus, "

@@ -38,6 +38,7 @@ from typing import Any
 
 from mgfrec.config.schema import AgentConfig, MGFRecConfig
 from mgfrec.text.neutralize import neutralize_title
+from mgfrec.validation import refuse_one_string
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_]\w*)\}")
 _PARAGRAPH_BREAK = re.compile(r"(\n[ \t]*\n\s*)")
@@ -263,6 +264,8 @@ class AgentPrompts:
         self, history_titles: Sequence[Any], recall_titles: Sequence[Any] | None = None, *, reserved: Iterable[str] = ()
     ) -> list[dict[str, str]]:
         """``[system, user]`` chat messages; the recall paragraph only when recall is on and non-empty."""
+        refuse_one_string(history_titles, "history_titles", "titles")
+        refuse_one_string(recall_titles, "recall_titles", "titles")
         reserved = tuple(reserved)
         recall = numbered(recall_titles, reserved) if self.use_recall and recall_titles else None
         if self.max_history is not None:

@@ -72,6 +72,11 @@ def test_source_left_out_is_the_config_s_data_path(csv_folder, tmp_path):
     result = invoke("data", "prepare", "--config", config, "--out", tmp_path / "prepared", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["users"] == 2
+    config.write_text("data:\n  path: data/not-downloaded\n", encoding="utf-8")
+    missing = invoke("data", "prepare", "--config", config, "--out", tmp_path / "other")
+    text = flat(missing.output)  # it named a SOURCE the user never gave
+    assert missing.exit_code == 2 and f"data.path of {config} 'data/not-downloaded': no such folder" in text, text
+    assert "'mgfrec data download'" in text
     neither = invoke("data", "prepare", "--out", tmp_path / "other")
     assert neither.exit_code == 2 and "error: SOURCE: give a folder to read or a source name" in flat(neither.output)
     assert not (tmp_path / "other").exists()
@@ -365,9 +370,8 @@ def test_a_config_for_another_source_gives_a_csv_folder_no_options_it_never_wrot
     config.write_text("data:\n  source: amazon2023\n  options:\n    category: CDs_and_Vinyl\n", encoding="utf-8")
     result = invoke("data", "prepare", csv_folder, "--out", tmp_path / "out", "--config", config)
     assert result.exit_code == 0, result.output
-    assert f"note: --config {config} sets data.source amazon2023 with options category; SOURCE is read by the csv " in (
-        flat(result.output)
-    )
+    said = f"note: --config {config} sets data.source amazon2023 with options category; the data folder is read by"
+    assert f"{said} the csv " in flat(result.output)
     # a -o or --set of the options still decides, and is checked as given
     bad = invoke("data", "prepare", csv_folder, "--out", tmp_path / "o2", "--config", config, "-o", "encodng=x")
     assert bad.exit_code == 2 and "data.options.encodng" in flat(bad.output)

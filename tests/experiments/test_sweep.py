@@ -152,6 +152,21 @@ def test_cell_config_sets_values_and_refuses_a_bad_field_path():
         cell_config(MGFRecConfig(), grid_cells({"agent.max_groundings": [-1]})[0])
 
 
+@pytest.mark.reliability
+def test_a_grid_whose_values_are_not_a_list_is_refused_before_any_cell(tmp_path):
+    """run_sweep(cfg, {"grpo.group_size": "48"}, ...) ran the cells 4 and 8 without a word, and an empty list ran
+    none (review s35)."""
+    for grid, said in (
+        ({"grpo.group_size": "48"}, r"grid\['grpo.group_size'\]: give a list of values, not str '48'"),
+        ({"grpo.kl_beta": 0.1}, r"grid\['grpo.kl_beta'\]: give a list of values, not float"),
+        ({"grpo.kl_beta": []}, r"grid\['grpo.kl_beta'\]: no values"),
+        ({}, "grid: give a mapping of at least one field"),
+    ):
+        with pytest.raises(ConfigError, match=said):
+            run_sweep(MGFRecConfig(), grid, tmp_path / "sweep", FakeCells())
+    assert not (tmp_path / "sweep").exists()
+
+
 # ---- the orchestration, with a cheap cell runner that writes what a real cell writes --------------------
 
 

@@ -57,6 +57,8 @@ def test_ground_returns_the_nearest_items_first(catalogue, minilm):
     assert engine.item_titles(found[2][:1]) == ["Christmas with the Rat Pack"]
     assert engine.ground([]) == []
     assert len(engine.ground(["Rumours"], k=7)[0]) == 7
+    with pytest.raises(TypeError, match="titles: give a list of titles, not one string"):
+        engine.ground("Abbey Road")  # ten rows, one per letter (review s35)
 
 
 def test_ground_embeds_titles_as_queries_and_ranks_exactly(catalogue, minilm):
