@@ -287,6 +287,13 @@ class Recommender:
     ) -> list[Recommendation]:
         """Answer every query; agent runs roll all of them out together. ``user_agent`` is ``"run"`` (the run's
         configured one), ``None`` (no feedback) or a user agent object (e.g. ``human``)."""
+        # a string or one Query was "'str' object has no attribute 'user'" deep inside (review s35)
+        if isinstance(queries, (str, bytes, Query)) or not all(isinstance(q, Query) for q in queries):
+            raise TypeError("queries: give a list of Query objects (recommend() takes one)")
+        if isinstance(user_agent, str) and user_agent != "run":  # "none" was "builtins.str has no feedback()"
+            raise TypeError(
+                f"user_agent {user_agent!r}: give 'run' (the run's own), None (no feedback) or a user agent object"
+            )
         resolved = [self.history_of(q) for q in queries]
         histories = [h for h, _ in resolved]
         if self.kind == "baseline":

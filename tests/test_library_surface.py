@@ -78,3 +78,19 @@ def test_one_string_where_a_list_is_wanted_is_refused_naming_the_argument(tmp_pa
     assert detect_source(Path(tmp_path / "csv")) == ("csv", str(tmp_path / "csv"))  # a Path: an AttributeError
     with pytest.raises(TypeError, match="SOURCE: give a folder"):
         detect_source(None)
+
+
+def test_an_argument_of_another_type_is_named_before_any_work(tmp_path):
+    """A path where a PreparedDataset is wanted, a source name where a DataConfig is, a dict where SFTOptions are:
+    AttributeErrors deep inside, and run_sft left an empty OUT behind (review s35)."""
+    from mgfrec.data.prepared import prepare
+    from mgfrec.retrievers.fit import fit_baseline
+    from mgfrec.rl.sft import run_sft
+
+    with pytest.raises(TypeError, match=r"ds: give a PreparedDataset \(PreparedDataset\(path\)\), got str"):
+        fit_baseline("data", load_config(None, ["retriever.model=pop"]), tmp_path / "pop")
+    with pytest.raises(TypeError, match="config: give a DataConfig"):
+        prepare("synthetic", tmp_path / "data")
+    with pytest.raises(TypeError, match="options: give an SFTOptions"):
+        run_sft(tmp_path / "data", tmp_path / "sft", load_config(None, []), {"epochs": 1})
+    assert not any(tmp_path.iterdir())

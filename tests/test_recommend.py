@@ -108,6 +108,19 @@ def test_unknown_user_is_refused_before_the_policy_loads(agent_run, monkeypatch)
         rec_module.recommend(run, user=user)
 
 
+def test_queries_and_user_agent_of_the_wrong_type_are_named(variant_run):
+    """recommend_many("abc") was "'str' object has no attribute 'user'", one Query "not iterable", and
+    user_agent="none" "builtins.str has no feedback() method" (review s35)."""
+    rec = rec_module.load_recommender(variant_run / "lt")
+    query = rec_module.Query("u0")
+    for queries in ("abc", query, [query, "u1"]):
+        with pytest.raises(TypeError, match="queries: give a list of Query objects"):
+            rec.recommend_many(queries)
+    with pytest.raises(TypeError, match="user_agent 'none': give 'run'"):
+        rec.recommend(query, user_agent="none")
+    assert rec.recommend(query, user_agent=None).top  # None: no feedback
+
+
 def test_a_seed_without_sample_is_noted(agent_run):
     """--seed without --sample changed nothing, without a word (review s32)."""
     run, ds = agent_run

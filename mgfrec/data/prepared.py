@@ -247,6 +247,11 @@ def prepare(
     """Read, check, split and write a prepared data set folder; returns it loaded. A result without a single
     sample (header-only files, every row dropped, no user with two interactions) is an
     :class:`EmptyDatasetError` unless ``allow_empty``."""
+    if not isinstance(config, DataConfig):  # "synthetic" was "'str' object has no attribute 'options'" (review s35)
+        raise TypeError(
+            f"config: give a DataConfig (DataConfig(source='synthetic'), or a config's .data), got "
+            f"{type(config).__name__}"
+        )
     check_output_folder(out)
     raw = load_raw(config)
     items, log, splits, before = _build(raw, config)

@@ -53,6 +53,8 @@ def fit_baseline(ds: PreparedDataset, config: MGFRecConfig, out: str | Path, reg
     a finished fit) with the valid NDCG@10 and the fit time in ``extra``.
     """
     reg = registry()  # ``reg`` when given (with_registry)
+    if not isinstance(ds, PreparedDataset):  # a path was "'str' object has no attribute 'root'" (review s35)
+        raise TypeError(f"ds: give a PreparedDataset (PreparedDataset(path)), got {type(ds).__name__}")
     name = config.retriever.model
     out = Path(out)
     cls = reg.load("retriever", name)

@@ -244,6 +244,8 @@ def run_sft(
     embedder (default: built from ``cfg.embedding``).
     """
     started = time.perf_counter()
+    if not isinstance(options, SFTOptions):  # a dict was an AttributeError after OUT was made (review s35)
+        raise TypeError(f"options: give an SFTOptions (SFTOptions(epochs=1, ...)), got {type(options).__name__}")
     reg = reg or registry()
     check_policy_source(cfg.policy.model)
     if embedder is None:  # its device and, offline, its cached model: before the recall fit (review s35)
