@@ -67,22 +67,29 @@ class Down:
         raise UserAgentError("user agent backend 'openai' at http://127.0.0.1:9/v1 (model m): HTTP status 500")
 
 
-def test_a_failing_fallback_asks_the_person_again_and_says_why():
-    """Enter (the automatic user) with the run's user agent failing ended the whole conversation (chat: exit 1);
-    the person is now asked again about the same grounding, told that the automatic feedback failed."""
-    notes = []
+def enter_then_type(fallback, typed: str) -> tuple[HumanUserAgent, list]:
+    """A person who presses Enter (the run's user agent, ``fallback``, answers), then types ``typed``; the notes
+    they were shown before each reply."""
+    notes: list = []
     box: list = []
-    answers = [lambda a: a.reply(None), lambda a: a.reply("fine, I will type it")]
+    answers = [lambda a: a.reply(None), lambda a: a.reply(typed)]
 
     def ask(request):
         notes.append(box[0].take_note())
         person(box, answers)(request)
 
     agent = load_user_agent(
-        UserAgentConfig(backend="human", options={"timeout_s": 30}), UserAgentContext(ask=ask, fallback=Down())
+        UserAgentConfig(backend="human", options={"timeout_s": 30}), UserAgentContext(ask=ask, fallback=fallback)
     )
     box.append(agent)
-    assert agent.feedback([REQ]) == ["fine, I will type it"]
+    assert agent.feedback([REQ]) == [typed]
+    return agent, notes
+
+
+def test_a_failing_fallback_asks_the_person_again_and_says_why():
+    """Enter (the automatic user) with the run's user agent failing ended the whole conversation (chat: exit 1);
+    the person is now asked again about the same grounding, told that the automatic feedback failed."""
+    agent, notes = enter_then_type(Down(), "fine, I will type it")
     assert notes[0] is None and "the automatic feedback failed" in notes[1] and "HTTP status 500" in notes[1]
     assert agent.take_note() is None  # said once
 
@@ -97,19 +104,7 @@ def test_the_note_of_a_failing_fallback_shows_no_key_the_environment_holds(monke
         def feedback(self, requests):
             raise UserAgentError("plugin at https://bob:pw123456@api.example: rejected tok-VERYSECRET-0123456789")
 
-    notes = []
-    box: list = []
-    answers = [lambda a: a.reply(None), lambda a: a.reply("typed")]
-
-    def ask(request):
-        notes.append(box[0].take_note())
-        person(box, answers)(request)
-
-    agent = load_user_agent(
-        UserAgentConfig(backend="human", options={"timeout_s": 30}), UserAgentContext(ask=ask, fallback=Leaky())
-    )
-    box.append(agent)
-    assert agent.feedback([REQ]) == ["typed"]
+    _, notes = enter_then_type(Leaky(), "typed")
     assert "rejected <redacted>" in notes[1]
     assert "VERYSECRET" not in notes[1] and "pw123456" not in notes[1]
 
