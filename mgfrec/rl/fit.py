@@ -111,11 +111,11 @@ class FitResult:
     main: bool = True  # global rank 0 (the others of a multi-process run return too, having written nothing)
 
 
-# What a fresh fit into a used folder removes first (the recall run is kept: it is reused when it fits).
 class WeightsDiverged(RuntimeWarning):
     """The processes of a multi-process fit ended with different policy weights: OUT/policy is rank 0's."""
 
 
+# What a fresh fit into a used folder removes first (the recall run is kept: it is reused when it fits).
 STALE_AT_START = ("checkpoints", "policy", "best_policy", "prompts", "metrics.csv", "tensorboard")
 
 
