@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any
 
 import typer
 
@@ -67,9 +66,25 @@ def recommend(
     if markdown is not None:
         made = run(lambda: _check_file_path(markdown, "--markdown"))  # before the rollout, whose work it would lose
     try:
-        payload, rec, ds = _recommended(
-            run_recommend, run_dir, user, titles, split, set_, top_k, sample, seed, sample_id
+        rec, ds = run(
+            lambda: run_recommend(
+                run_dir,
+                user=user,
+                history_titles=titles,
+                split=split,
+                sets=tuple(set_),
+                top_k=top_k,
+                sample=sample,
+                seed=seed,
+                sample_id=sample_id,
+            )
         )
+        payload = rec.to_dict(ds)
+        _note_unread_sampling(payload["kind"], sample, seed, set_)
+        note_typed_history(titles, [h["title"] for h in payload["history"]])
+        note_short_top(payload, top_k, ds.num_items)
+        if split is not None and sample_id is None:
+            note_other_samples(ds, split, user, rec.sample_id)
         if markdown is not None:
             from mgfrec.eval.case_study import write_trajectory_markdown
 
@@ -84,46 +99,16 @@ def recommend(
     _show(payload)
 
 
-def _recommended(
-    run_recommend: Any,
-    run_dir: Path,
-    user: str | None,
-    titles: list[str] | None,
-    split: str | None,
-    set_: list[str],
-    top_k: int,
-    sample: bool,
-    seed: int,
-    sample_id: int | None,
-) -> tuple[dict, Any, Any]:
-    """The recommendation, its payload and data set, with the notes on what was not read (a baseline run reads
-    neither --sample nor --seed; a greedy rollout no sampling setting) and on what was read instead."""
-    rec, ds = run(
-        lambda: run_recommend(
-            run_dir,
-            user=user,
-            history_titles=titles,
-            split=split,
-            sets=tuple(set_),
-            top_k=top_k,
-            sample=sample,
-            seed=seed,
-            sample_id=sample_id,
-        )
-    )
-    payload = rec.to_dict(ds)
-    if payload["kind"] == "baseline":
+def _note_unread_sampling(kind: str, sample: bool, seed: int, set_: list[str]) -> None:
+    """Notes on the sampling settings a run did not read: a baseline run reads neither --sample nor --seed, a
+    greedy rollout neither --seed nor rollout.temperature / top_p."""
+    if kind == "baseline":
         if sample or seed != 0:  # it ranks; nothing is drawn
             typer.echo("note: --sample and --seed are not read for a baseline run (it ranks without drawing)", err=True)
     elif not sample:
         if seed != 0:  # greedy decoding draws nothing: the seed changed nothing, without a word (s32)
             typer.echo("note: --seed is read only with --sample (greedy decoding draws nothing)", err=True)
         note_unread_fields(set_, "mgfrec recommend without --sample", GREEDY_NOT_READ, "it decodes greedily")
-    note_typed_history(titles, [h["title"] for h in payload["history"]])
-    note_short_top(payload, top_k, ds.num_items)
-    if split is not None and sample_id is None:
-        note_other_samples(ds, split, user, rec.sample_id)
-    return payload, rec, ds
 
 
 def _remove_empty(folders: list[Path]) -> None:
