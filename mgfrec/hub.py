@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 _TRUE = frozenset({"1", "ON", "YES", "TRUE"})
 
@@ -27,16 +28,20 @@ def hub_offline() -> bool:
     return offline_variable() is not None
 
 
+def snapshot_commit(repo_id: str, revision: str | None = None, cache_dir: str | None = None) -> str | None:
+    """The commit that ``revision`` (default ``main``) of hub model ``repo_id`` resolves to in a local cache
+    (``cache_dir``; None: the default Hugging Face cache), without the network; None when it is not there."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = snapshot_download(repo_id, revision=revision, cache_dir=cache_dir, local_files_only=True)
+    except (OSError, ValueError):  # not cached (LocalEntryNotFoundError is an OSError), or not a valid repo id
+        return None
+    return Path(folder).name  # the cache keeps each revision in snapshots/<commit>/
+
+
 def hub_cached(repo_id: str, revision: str | None = None, cache_dirs: Sequence[str | None] = (None,)) -> bool:
     """Whether hub model ``repo_id`` (at ``revision``, default ``main``) has a snapshot in one of ``cache_dirs``
     (None: the default Hugging Face cache; sentence-transformers also keeps one under ``SENTENCE_TRANSFORMERS_HOME``).
     """
-    from huggingface_hub import snapshot_download
-
-    for cache_dir in cache_dirs:
-        try:
-            snapshot_download(repo_id, revision=revision, cache_dir=cache_dir, local_files_only=True)
-        except (OSError, ValueError):  # not cached there (LocalEntryNotFoundError is an OSError), or not a repo id
-            continue
-        return True
-    return False
+    return any(snapshot_commit(repo_id, revision, cache_dir) is not None for cache_dir in cache_dirs)

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mgfrec.config.schema import EmbeddingConfig
 from mgfrec.devices import visible_devices
-from mgfrec.hub import hub_cached, offline_variable
+from mgfrec.hub import hub_cached, offline_variable, snapshot_commit
 
 BUNDLED_PREFIX = "bundled:"
 # bundled name -> (module that ships it, function returning its folder, pip package)
@@ -91,13 +91,7 @@ def weights_of(name: str, source: str, revision: str | None = None) -> str | Non
 def hub_snapshot(repo_id: str, revision: str | None = None) -> str | None:
     """The commit that ``revision`` (default ``main``) of hub model ``repo_id`` resolves to in the local Hugging
     Face cache, without the network; None when it is not there yet (the first load downloads it)."""
-    from huggingface_hub import snapshot_download
-
-    try:
-        folder = snapshot_download(repo_id, revision=revision, local_files_only=True)
-    except (OSError, ValueError):  # not cached (LocalEntryNotFoundError is an OSError), or not a valid repo id
-        return None
-    return Path(folder).name  # the cache keeps each revision in snapshots/<commit>/
+    return snapshot_commit(repo_id, revision)
 
 
 def folder_fingerprint(folder: str | Path) -> str:
