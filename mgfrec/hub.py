@@ -23,11 +23,6 @@ def offline_variable() -> str | None:
     return None
 
 
-def hub_offline() -> bool:
-    """Whether the hub is offline for this process (:func:`offline_variable`)."""
-    return offline_variable() is not None
-
-
 def snapshot_commit(repo_id: str, revision: str | None = None, cache_dir: str | None = None) -> str | None:
     """The commit that ``revision`` (default ``main``) of hub model ``repo_id`` resolves to in a local cache
     (``cache_dir``; None: the default Hugging Face cache), without the network; None when it is not there."""
@@ -45,3 +40,42 @@ def hub_cached(repo_id: str, revision: str | None = None, cache_dirs: Sequence[s
     (None: the default Hugging Face cache; sentence-transformers also keeps one under ``SENTENCE_TRANSFORMERS_HOME``).
     """
     return any(snapshot_commit(repo_id, revision, cache_dir) is not None for cache_dir in cache_dirs)
+
+
+def hub_refusal(repo_id: str, revision: str | None = None, cache_dirs: Sequence[str | None] = (None,)) -> str | None:
+    """Why hub model ``repo_id`` (at ``revision``) cannot load here, found before a command's long work, as the
+    rest of a sentence that starts with the id (``'Qwen/Qwen2.5-1.5B-Instrct' was not found on the hub ...``); None
+    when it can load, or when that cannot be told (a hub that does not answer: loading says why).
+
+    A snapshot in ``cache_dirs`` loads. With the hub offline (:func:`offline_variable`) nothing else does. Online,
+    the hub is asked once (its model page, 10 s at most): a mistyped id was found when the policy loaded, after the
+    recall fit (review s35)."""
+    if hub_cached(repo_id, revision, cache_dirs):
+        return None
+    offline = offline_variable()
+    if offline:
+        return (
+            f"is not in the local Hugging Face cache, and {offline} lets nothing be downloaded; download it where the "
+            "hub is reachable"
+        )
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+
+    where = constants.ENDPOINT
+    try:
+        HfApi().model_info(repo_id, revision=revision, timeout=10)
+    except GatedRepoError:  # a subclass of RepositoryNotFoundError: asked first
+        return (
+            f"is gated on the hub ({where}) and no token here has been granted access: accept its terms on its "
+            "page, then log in (`hf auth login`, or HF_TOKEN)"
+        )
+    except RevisionNotFoundError:
+        return f"has no revision '{revision}' on the hub ({where}); give a branch, tag or commit it has"
+    except RepositoryNotFoundError:  # also a private model no token here can read: the hub answers the same
+        return (
+            f"was not found on the hub ({where}): is it spelt as on its model page? (a private model needs a token "
+            "that can read it: `hf auth login`, or HF_TOKEN)"
+        )
+    except Exception:  # noqa: BLE001 - unreachable, slow or answering otherwise: loading will say
+        return None
+    return None

@@ -57,7 +57,7 @@ from mgfrec.retrievers.sequences import history_window
 from mgfrec.rollout.base import build_engine
 from mgfrec.runs import RUN_FILE, policy_folder, read_run_info, recall_run_of, with_run_plugins
 from mgfrec.user_agents.base import UserAgent
-from mgfrec.validation import not_utf8_at
+from mgfrec.validation import not_utf8_at, refuse_one_string
 
 Listener = Callable[[int, dict[str, Any]], None]
 """``listener(query_index, event)``: one ``turn`` or ``observation`` event of query ``query_index``."""
@@ -381,8 +381,8 @@ class Recommender:
 def load_recommender(run_dir: str | Path, sets: Sequence[str] = (), query: Query | None = None) -> Recommender:
     """Load ``run_dir`` (an agent run or a baseline run) for recommending; ``sets`` are ``--set`` overrides;
     ``query``, when given, is checked against the run's data set before the policy loads."""
-    if isinstance(sets, str):  # it was read letter by letter: "override 'a' must look like section.field=value"
-        raise TypeError("sets: give a list of 'section.field=value' overrides, not one string")
+    # read letter by letter, one string was "override 'a' must look like section.field=value"
+    refuse_one_string(sets, "sets", "'section.field=value' overrides")
     return Recommender(run_dir, sets, query)
 
 
@@ -401,8 +401,7 @@ def recommend(
     reg: Registry | None = None,
 ) -> tuple[Recommendation, PreparedDataset]:
     """Run the agent of ``run_dir`` once for one user; see the module docstring."""
-    if isinstance(history_titles, str):
-        raise TypeError("history_titles: give a list of titles, not one string (it would be read letter by letter)")
+    refuse_one_string(history_titles, "history_titles", "titles")
     if history_titles is not None and not isinstance(history_titles, (list, tuple)):
         raise TypeError(f"history_titles: give a list of title strings, got {type(history_titles).__name__}")
     titles = tuple(history_titles) if history_titles is not None else None

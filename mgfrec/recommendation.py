@@ -15,7 +15,7 @@ import pandas as pd
 from mgfrec.agent.trajectory import Trajectory
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.grounding.engine import Grounding
-from mgfrec.validation import is_blank, is_whole_number
+from mgfrec.validation import is_blank, is_whole_number, refuse_one_string
 
 
 @dataclass(frozen=True)
@@ -38,12 +38,9 @@ class Query:
             object.__setattr__(self, "user", str(self.user))  # ids are compared as text (ml-100k's are numbers)
         if self.user is not None and not isinstance(self.user, str):
             raise TypeError(f"user: give a user id as a string or a whole number, got {type(self.user).__name__}")
-        if self.history_titles is not None and (
-            isinstance(self.history_titles, str) or not all(isinstance(t, str) for t in self.history_titles)
-        ):
-            raise TypeError(
-                "history_titles: give a sequence of title strings (one string would be read letter by letter)"
-            )
+        refuse_one_string(self.history_titles, "history_titles", "title strings")
+        if self.history_titles is not None and not all(isinstance(t, str) for t in self.history_titles):
+            raise TypeError("history_titles: give a sequence of title strings")
         if self.split is not None and self.user is None:
             raise ValueError("split (--split) needs user (--user): a typed history has no held-out target")
         if not is_whole_number(self.top_k):
@@ -139,8 +136,9 @@ def typed_history(grounding: Grounding, titles: Sequence[str]) -> list[int]:
     several sharing it), any other is grounded to its nearest item. The exact lookup comes first because
     the embedder may not tell titles apart (MiniLM is uncased and strips accents: "abbey road" and "Abbey
     Road", or "été" in its composed and decomposed forms, get one vector, and the tie goes to the lower index)."""
-    if isinstance(titles, str) or not all(isinstance(t, str) for t in titles):
-        raise TypeError("history titles: give a list of title strings (a single string would be read letter by letter)")
+    refuse_one_string(titles, "history titles", "title strings")
+    if not all(isinstance(t, str) for t in titles):
+        raise TypeError("history titles: give a list of title strings")
     titles = history_titles_read(titles)
     if not titles:
         raise ValueError("--history: give at least one title, separated by ';'")

@@ -33,6 +33,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "mgfrec.staleness",
             "mgfrec.devices",
             "mgfrec.hub",
+            "mgfrec.seeding",
         ),
     ),
     ("text", ("mgfrec.text",)),

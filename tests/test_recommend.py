@@ -511,7 +511,7 @@ def test_a_user_with_several_samples_in_a_split_gets_any_of_them_by_its_id(agent
         ({"user": 7.5}, TypeError, "user: give a user id as a string or a whole number, got float"),
         ({"user": True}, TypeError, "user: give a user id as a string or a whole number, got bool"),
         ({"history_titles": ("a", None)}, TypeError, "history_titles: give a sequence of title strings"),
-        ({"history_titles": "abc"}, TypeError, "history_titles: give a sequence of title strings"),
+        ({"history_titles": "abc"}, TypeError, "history_titles: give a list of title strings, not one string"),
         ({}, ValueError, "give exactly one of --user USER_ID or --history 'title; ...' (user or history_titles)"),
         ({"history_titles": ("a",), "split": "test"}, ValueError, "split (--split) needs user (--user)"),
         ({"user": "u", "sample_id": 3}, ValueError, "sample_id (--sample-id) needs split (--split)"),

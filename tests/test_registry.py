@@ -934,6 +934,23 @@ class _Other:
     pass
 
 
+class _Says:
+    reads_titles = False
+
+
+def test_what_a_component_declares_is_read_and_an_unknown_one_is_taken_to_do_it():
+    """One reading of a component's class flag (a retriever's ``reads_titles``) where two copies read it: what the
+    class says, True when it does not say, and True for a name that cannot be loaded (its build names why)."""
+    reg = Registry.discover()
+    reg.add("retriever", "says", _Says)
+    reg.add("retriever", "silent", _Other)
+    assert reg.declares("retriever", "says", "reads_titles") is False
+    assert reg.declares("retriever", "silent", "reads_titles") is True
+    assert reg.declares("retriever", "no-such-model", "reads_titles") is True
+    assert reg.declares("retriever", "sasrec", "reads_titles") is False  # an ID model: reused across embedders
+    assert reg.declares("retriever", "pop", "reads_training_settings") is False
+
+
 @pytest.mark.reliability
 def test_a_name_another_package_claims_now_is_refused_for_a_run_made_with_the_first():
     """A run made with retriever 'rnd' of one package was evaluated with another package's 'rnd' (another class under

@@ -131,6 +131,7 @@ def _same_fit(run_dir: Path, cfg: MGFRecConfig) -> bool:
     """Whether the recall run in ``run_dir`` was fitted with ``cfg``'s retriever and embedding settings (the
     recall list's length aside, which is read from it later), so that reusing it gives what a fit would."""
     from mgfrec.config.load import load_config
+    from mgfrec.registry import registry
 
     saved = run_dir / "config.yaml"
     if not saved.is_file():
@@ -141,7 +142,8 @@ def _same_fit(run_dir: Path, cfg: MGFRecConfig) -> bool:
         return False
 
     # a model that never reads a title (SASRec, GRU4Rec, Caser, pop) was fitted again for another embedder (s35)
-    reads = _reads_titles(cfg.retriever.model)
+    # (a plugin that does not say, or cannot be loaded, is refitted rather than trusted)
+    reads = registry().declares("retriever", cfg.retriever.model, "reads_titles")
 
     def settings(c: MGFRecConfig) -> tuple[dict, dict]:  # where and in what batches it ran changes nothing
         return (
@@ -150,17 +152,6 @@ def _same_fit(run_dir: Path, cfg: MGFRecConfig) -> bool:
         )
 
     return settings(old) == settings(cfg)
-
-
-def _reads_titles(model: str) -> bool:
-    """Whether the retriever ``model`` reads the item titles' embeddings (a class's ``reads_titles``; True when it
-    does not say, or cannot be loaded: a plugin is refitted rather than trusted)."""
-    from mgfrec.registry import registry
-
-    try:
-        return bool(getattr(registry().load("retriever", model), "reads_titles", True))
-    except Exception:  # noqa: BLE001 - named by the fit that follows
-        return True
 
 
 def _recall_retriever(cfg: MGFRecConfig, recall_dir: Path, model: str, reused: str | None) -> RetrieverConfig:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 import typer
 
@@ -102,6 +101,7 @@ def fit(
             if v is not None and k not in _NOT_TRAINING and k not in read
         ]
         reused = cfg.retriever.model == "hybrid" and (cfg.retriever.options or {}).get("collaborative_run")
+        side = (cfg.retriever.options or {}).get("collaborative", "sasrec")  # a hybrid's collaborative side
         if given and reused:  # nothing is trained: the reused run's model is blended as it is
             console.print(
                 f"note: {', '.join(given)}: the hybrid blends the fitted run retriever.options.collaborative_run "
@@ -116,8 +116,9 @@ def fit(
                 highlight=False,
                 soft_wrap=True,
             )
-        elif given and cfg.retriever.model == "hybrid" and not _side_trains(reg, cfg.retriever.options or {}):
-            side = (cfg.retriever.options or {}).get("collaborative")
+        elif (
+            given and cfg.retriever.model == "hybrid" and not reg.declares("retriever", side, "reads_training_settings")
+        ):
             console.print(  # the hybrid's own flag said it reads them: its side was judged, not it (review s35)
                 f"note: {', '.join(given)}: the hybrid's collaborative side '{side}' does not read retriever.* "
                 "training settings, so they change nothing",
@@ -190,13 +191,3 @@ def fit(
         console.print(f"stopped at the {summary['stopped']} (retriever.max_seconds / max_steps)", highlight=False)
     valid = "n/a (the valid split has no sample)" if math.isnan(result.valid_ndcg10) else f"{result.valid_ndcg10:.4f}"
     typer.echo(f"valid NDCG@10 {valid}{epoch}; {summary['seconds']} s; run folder {out_dir}")
-
-
-def _side_trains(reg: Any, options: dict[str, Any]) -> bool:
-    """Whether a hybrid's collaborative side (``retriever.options.collaborative``, SASRec by default) reads the
-    retriever.* training settings; True when it cannot be told (an unknown name is refused where it is built)."""
-    side = options.get("collaborative", "sasrec")
-    try:
-        return bool(getattr(reg.load("retriever", side), "reads_training_settings", True))
-    except Exception:  # noqa: BLE001 - refused with its own line by the fit
-        return True

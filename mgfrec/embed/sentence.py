@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mgfrec.config.schema import EmbeddingConfig
 from mgfrec.devices import visible_devices
-from mgfrec.hub import hub_cached, offline_variable, snapshot_commit
+from mgfrec.hub import hub_refusal, snapshot_commit
 
 BUNDLED_PREFIX = "bundled:"
 # bundled name -> (module that ships it, function returning its folder, pip package)
@@ -195,14 +195,15 @@ class SentenceTransformerEmbedder:
         load the model whatever its cache holds (a fit grounds the policy's titles), before its long work (the
         recall fit ran first, then the load failed; review s35)."""
         self.check_ready()
-        offline = offline_variable()
+        if not self._is_hub_id:
+            return
         # sentence-transformers keeps its downloads under SENTENCE_TRANSFORMERS_HOME when that is set (review s35)
         caches = (None, os.environ.get("SENTENCE_TRANSFORMERS_HOME") or None)
-        if self._is_hub_id and offline and not hub_cached(self._source, self.options.revision, caches):
+        refusal = hub_refusal(self._source, self.options.revision, caches)
+        if refusal:
             raise ValueError(
-                f"embedding.model '{self.config.model}': not in the local Hugging Face cache, and {offline} lets "
-                "nothing be downloaded; download it where the hub is reachable, or give a folder holding a saved "
-                "model, or bundled:all-MiniLM-L6-v2"
+                f"embedding.model '{self.config.model}' {refusal}; or give a folder holding a saved model, or "
+                "bundled:all-MiniLM-L6-v2"
             )
 
     def __repr__(self) -> str:

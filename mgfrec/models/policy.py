@@ -40,7 +40,7 @@ from transformers import (
 )
 
 from mgfrec.config.schema import PolicyConfig
-from mgfrec.hub import hub_cached, offline_variable
+from mgfrec.hub import hub_refusal
 from mgfrec.models.logprobs import vocab_width
 from mgfrec.models.presets import (  # noqa: F401 (the presets' names are the policy module's too, as before)
     CHAT_TEMPLATE,
@@ -125,12 +125,10 @@ def check_policy_source(model: str) -> None:
             f"folder with config.json and weights, a hub id, or a preset: "
             + ", ".join(PRESET_PREFIX + n for n in PRESETS)
         ) from None
-    offline = offline_variable()
-    if offline and not hub_cached(model):  # found after the recall fit, when the policy loaded (review s35)
+    refusal = hub_refusal(model)  # found after the recall fit, when the policy loaded (review s35)
+    if refusal:
         raise ValueError(
-            f"policy.model (--policy): '{model}' is not in the local Hugging Face cache, and {offline} lets "
-            "nothing be downloaded; download it where the hub is reachable, or give a folder with a saved model, or "
-            "a preset"
+            f"policy.model (--policy): '{model}' {refusal}; or give a folder with a saved model, or a preset"
         )
 
 

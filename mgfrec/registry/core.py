@@ -86,6 +86,15 @@ class Registry:
     def load(self, kind: str, name: str) -> Any:
         return self.get(kind, name).load()
 
+    def declares(self, kind: str, name: str, flag: str) -> bool:
+        """What component ``name`` declares about itself in its class attribute ``flag`` (a retriever's
+        ``reads_titles``, ``reads_training_settings``); True when it does not say or cannot be loaded, so an
+        unknown component is treated as doing the thing (refitted, warned about) and named where it is built."""
+        try:
+            return bool(getattr(self.load(kind, name), flag, True))
+        except Exception:  # noqa: BLE001 - the build that follows names the unknown or broken component
+            return True
+
     def build(
         self,
         kind: str,

@@ -37,6 +37,7 @@ from mgfrec.models.policy import load_policy, preset_name, save_policy, training
 from mgfrec.ranking.evaluator import rank_targets
 from mgfrec.ranking.metrics import per_sample
 from mgfrec.rollout.hf_engine import HFEngine
+from mgfrec.seeding import kept_global_rng
 
 PROMPT = (
     "Below is a user's listening history, oldest first. Write the title of the item the user will choose next.\n"
@@ -122,6 +123,7 @@ class BigRecRetriever:
     # --- fit and load ----------------------------------------------------------------------------------
 
     @classmethod
+    @kept_global_rng()  # it seeds torch; a caller's own generators are theirs again after it (review s35)
     def fit(
         cls, ds: PreparedDataset, config: MGFRecConfig, out: Path, options: BigRecOptions | None = None
     ) -> BigRecRetriever:

@@ -33,6 +33,7 @@ from mgfrec.registry import Registry, registry, with_registry
 from mgfrec.registry.blame import call_component
 from mgfrec.retrievers.damage import damaged_run_files
 from mgfrec.runs import PREVIOUS_FIT, RUN_FILE, RunInfo, read_run_info, write_run_info
+from mgfrec.seeding import kept_global_rng
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class FitResult:
 
 
 @with_registry
+@kept_global_rng()  # it seeds itself; the caller's generators and PL_ variables are theirs again after it (s35)
 def fit_baseline(ds: PreparedDataset, config: MGFRecConfig, out: str | Path, reg: Registry | None = None) -> FitResult:
     """Fit the retriever named by ``config.retriever.model`` on ``ds`` and write the run folder ``out``.
 

@@ -50,6 +50,7 @@ from mgfrec.retrievers.sequences import (
     pad_left,
     unpad,
 )
+from mgfrec.seeding import kept_global_rng
 from mgfrec.validation import validation_text
 
 VALID_METRIC = "valid_ndcg@10"
@@ -348,7 +349,8 @@ class SequentialRetriever(L.LightningModule):
         out.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(out / "checkpoints", ignore_errors=True)  # a previous fit's best must not survive
         accelerator, devices = lightning_device(settings.device)
-        with quiet_lightning(), progress.task(cls.name or "retriever") as task:
+        # kept_global_rng: seed_everything seeds the process; a caller's own generators are theirs again after it
+        with quiet_lightning(), kept_global_rng(), progress.task(cls.name or "retriever") as task:
             L.seed_everything(settings.seed, workers=True, verbose=False)
             window = history_window(ds)
             model = cls(ds.num_items, window, settings, options)

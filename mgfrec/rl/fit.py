@@ -85,6 +85,7 @@ from mgfrec.runs import (
     created_stamp,
     write_run_info,
 )
+from mgfrec.seeding import kept_global_rng
 from mgfrec.text.prompts import AgentPrompts, keep_run_prompts, run_prompts
 from mgfrec.user_agents.base import check_user_agent, with_run_cache
 
@@ -173,6 +174,7 @@ def _check_epochs_budget(out: Path, epochs: int, max_steps: int, done: int) -> N
 
 
 @with_registry
+@kept_global_rng()  # it seeds itself; the caller's generators and PL_ variables are theirs again after it (s35)
 def run_fit(
     data: str | Path,
     out: str | Path,

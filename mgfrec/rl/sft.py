@@ -52,6 +52,7 @@ from mgfrec.registry import Registry, registry, with_registry
 from mgfrec.rl.sft_data import Fallback, SynthesisResult, Teacher, synthesize
 from mgfrec.rollout.base import build_engine, check_engine, sync_weights
 from mgfrec.runs import RunInfo, created_stamp, write_metrics, write_run_info
+from mgfrec.seeding import kept_global_rng
 from mgfrec.text.prompts import AgentPrompts, keep_run_prompts
 from mgfrec.user_agents.base import check_user_agent, with_run_cache
 
@@ -228,6 +229,7 @@ def no_trajectory_text(data: str | Path, stats: dict[str, Any]) -> str:
 
 
 @with_registry
+@kept_global_rng()  # it seeds itself; the caller's generators and PL_ variables are theirs again after it (s35)
 def run_sft(
     data: str | Path,
     out: str | Path,

@@ -23,6 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from mgfrec.config.schema import UserAgentConfig
+from mgfrec.seeding import kept_global_rng
 from mgfrec.text.neutralize import reserved_strings
 from mgfrec.user_agents.base import FeedbackRequest, UsageStats, UserAgentContext, UserAgentError
 from mgfrec.user_agents.cache import cache_key
@@ -182,9 +183,11 @@ class HFChatAgent:
         enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(opts.device)
         sampling: dict[str, Any] = {"do_sample": opts.do_sample}
         if opts.do_sample:
-            torch.manual_seed(opts.seed)
             sampling.update(temperature=opts.temperature, top_p=opts.top_p)
-        with torch.no_grad():
+        # each batch samples from opts.seed, and the caller's generators are put back after it (review s35)
+        with torch.no_grad(), kept_global_rng():
+            if opts.do_sample:
+                torch.manual_seed(opts.seed)
             generated = self._model.generate(
                 **enc, max_new_tokens=opts.max_new_tokens, pad_token_id=tok.pad_token_id, **sampling
             )

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from rngkit import assert_caller_rng_kept
 
 from mgfrec.config.schema import (
     AgentConfig,
@@ -57,7 +58,10 @@ def run(tmp_path_factory, minilm):
         root / "data",
     )
     cfg = tiny_config(root)
-    result = run_fit(ds.root, root / "run", cfg, FitOptions(valid_samples=4), embedder=minilm)
+    # it seeds torch for itself; the caller's generators are as they were after it (review s35)
+    result = assert_caller_rng_kept(
+        lambda: run_fit(ds.root, root / "run", cfg, FitOptions(valid_samples=4), embedder=minilm)
+    )
     return {"root": root, "ds": ds, "cfg": cfg, "result": result, "minilm": minilm}
 
 

@@ -17,6 +17,7 @@ import pytest
 import torch
 import typer
 import yaml
+from rngkit import assert_caller_rng_kept
 from typer.testing import CliRunner
 
 from mgfrec.agent.environment import build_environment
@@ -485,7 +486,8 @@ def test_a_stopped_rerun_leaves_no_earlier_policy_beside_its_own_metrics(setup, 
     cfg = setup["cfg"].model_copy(update={"policy": PolicyConfig()})
     out = tmp_path / "run"
     options = SFTOptions(recall_model="pop", epochs=0, max_train_samples=4, valid_samples=0)
-    run_sft(setup["ds"].root, out, cfg, options)
+    # it seeds torch for itself; the caller's generators are as they were after it (review s35)
+    assert_caller_rng_kept(lambda: run_sft(setup["ds"].root, out, cfg, options))
     assert (out / "policy").is_dir() and (out / "run.json").is_file()
 
     def stopped(*args, **kwargs):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from rngkit import assert_caller_rng_kept
 from uakit import make_request
 
 from mgfrec.config.schema import UserAgentConfig
@@ -99,6 +100,20 @@ def test_generates_one_reply_per_request_deterministically_in_batches(tiny_chat_
     assert cached.feedback(requests) == first
     assert cached.feedback(requests) == first and cached.stats()["cache_hits"] == 3
     cached.close()
+
+
+def test_sampled_replies_repeat_and_leave_the_callers_generators_alone(tiny_chat_model, fresh_registry):
+    """Each sampled batch is seeded by ``options.seed``; that seeding reseeded the caller's global torch generator
+    (review s35): now in a fork, put back after the batch."""
+    fresh_registry.add("user_agent", "hf", HFChatAgent)
+    options = {"max_new_tokens": 6, "do_sample": True, "temperature": 1.5, "seed": 3}
+    agent = load_user_agent(
+        UserAgentConfig(backend="hf", model=str(tiny_chat_model), options=options), reg=fresh_registry
+    )
+    requests = [make_request(n) for n in range(2)]
+    first = assert_caller_rng_kept(lambda: agent.feedback(requests))
+    assert agent.feedback(requests) == first  # the same seed, the same replies
+    agent.close()
 
 
 def test_a_model_is_required_and_a_bad_path_is_a_clear_error(tmp_path):
