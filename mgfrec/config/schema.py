@@ -205,7 +205,13 @@ class UserAgentConfig(Section):
     def _no_literal_keys(self) -> UserAgentConfig:
         name = self.api_key_env
         if name and (
-            name.startswith(KEY_PREFIXES) or len(name) > 64 or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name)
+            name.startswith(KEY_PREFIXES)
+            or len(name) > 64
+            or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name)
+            # a key without a provider's prefix (Mistral's, Cohere's: a random run; Azure's: 32 hex digits) was
+            # taken for a variable's name, echoed as "not set" and written in config.yaml (review s36)
+            or looks_like_key(name)
+            or re.fullmatch(r"[0-9A-Fa-f]{20,}", name)
         ):
             raise ValueError(
                 "api_key_env names an environment variable (letters, digits and _); put the key itself in that variable"

@@ -39,6 +39,7 @@ class AnthropicMessagesAgent(RemoteChatAgent):
 
     name = "anthropic"
     default_key_env = "ANTHROPIC_API_KEY"
+    base_url_env = "ANTHROPIC_BASE_URL"
     Options = AnthropicMessagesOptions
     transport_options = RemoteChatAgent.transport_options | {"key_header"}
 

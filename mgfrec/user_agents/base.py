@@ -119,8 +119,8 @@ class PartialFeedbackError(UserAgentError):
 class UsageStats:
     """Thread-safe counters every built-in backend reports through ``stats()``.
 
-    ``calls``: requests answered by the backend itself; ``cache_hits``/``cache_misses``: filled in by the
-    cache wrapper (0 without one); ``retries``: extra attempts after the first, over all requests;
+    ``calls``: requests answered by the backend itself; ``cache_hits``/``cache_misses``/``cache_not_stored``:
+    filled in by the cache wrapper (0 without one); ``retries``: extra attempts after the first, over all requests;
     ``errors``: requests that failed for good; ``prompt_tokens``/``completion_tokens``: as the backend
     reports them; ``latency_s_total`` sums the wall time of each answered call (its retries included), so
     with concurrency it exceeds elapsed time; ``latency_s_mean`` is that per call.
@@ -133,6 +133,7 @@ class UsageStats:
                 "calls",
                 "cache_hits",
                 "cache_misses",
+                "cache_not_stored",
                 "prompt_tokens",
                 "completion_tokens",
                 "retries",
@@ -171,9 +172,14 @@ def check_user_agent(cfg: UserAgentConfig, purpose: str, reg: Registry | None = 
     """Before a command's long stages: the backend can answer automatically (:func:`require_automatic`), and what
     it needs to start is there (a backend class's ``check_ready(cfg)``: the remote ones' model and API key)."""
     require_automatic(cfg, purpose, reg)
-    check = getattr((reg or registry()).load("user_agent", cfg.backend), "check_ready", None)
+    cls = (reg or registry()).load("user_agent", cfg.backend)
+    check = getattr(cls, "check_ready", None)
     if callable(check):
         check(cfg)
+    if isinstance(cfg.cache_path, str) and callable(getattr(cls, "cache_key", None)):
+        from mgfrec.user_agents.cache import ResponseCache  # the cache imports this module
+
+        ResponseCache.check(cfg.cache_path)  # a damaged file or a folder was found after the recall fit (s36)
 
 
 def load_user_agent(

@@ -14,6 +14,7 @@ Failed requests are never stored: a backend raises instead of answering.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sqlite3
@@ -35,6 +36,19 @@ CREATE TABLE IF NOT EXISTS responses (
 )
 """
 _CHUNK = 500  # host parameters per SELECT: far below SQLite's limit on any build
+_COLUMNS = ["key", "response", "created_at"]
+
+
+def _cannot_open(path: Path, exc: sqlite3.Error | OSError) -> UserAgentError:
+    reason = f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) and exc.strerror else exc
+    return UserAgentError(f"user_agent.cache_path: cannot open the SQLite cache {path}: {reason}")
+
+
+def _another_kind(path: Path, columns: list[str]) -> UserAgentError:
+    return UserAgentError(
+        f"user_agent.cache_path: {path} is a SQLite file of another kind (its 'responses' table has the columns "
+        f"{', '.join(columns)}): not an mgfrec response cache; name another file"
+    )
 
 
 def cache_key(**parts: Any) -> str:
@@ -54,6 +68,7 @@ class ResponseCache:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        self.not_stored = 0  # answers that a failed write left out of the file
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)  # a file where a folder goes: named as the field
             # check_same_thread=False: the lock below serialises every use of the one connection.
@@ -64,14 +79,34 @@ class ResponseCache:
             columns = [row[1] for row in self._conn.execute("PRAGMA table_info(responses)")]
         except (sqlite3.Error, OSError) as exc:
             self.close()
-            reason = f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) and exc.strerror else exc
-            raise UserAgentError(f"user_agent.cache_path: cannot open the SQLite cache {self.path}: {reason}") from None
-        if columns[:3] != ["key", "response", "created_at"]:  # another program's database with such a table
+            raise _cannot_open(self.path, exc) from None
+        if columns[:3] != _COLUMNS:  # another program's database with such a table
             self.close()
-            raise UserAgentError(
-                f"user_agent.cache_path: {self.path} is a SQLite file of another kind (its 'responses' table has "
-                f"the columns {', '.join(columns)}): not an mgfrec response cache; name another file"
-            )
+            raise _another_kind(self.path, columns)
+
+    @staticmethod
+    def check(path: str | Path) -> None:
+        """Refuse, without writing anything, a ``path`` the cache could not open: a folder, a path under a file, a
+        file that is no SQLite database or another program's. For a command to ask before its long work: it was
+        found when the user agent was built, after the recall model's fit (review s36). A file not there yet is
+        fine (it is made when the cache opens)."""
+        path = Path(path)
+        if not path.exists():
+            parent = next((p for p in path.parents if p.exists()), None)
+            if parent is not None and not parent.is_dir():
+                raise UserAgentError(
+                    f"user_agent.cache_path: cannot open the SQLite cache {path}: {parent} is a file, not a folder"
+                )
+            return
+        if path.is_dir():
+            raise UserAgentError(f"user_agent.cache_path: cannot open the SQLite cache {path}: it is a folder")
+        try:
+            with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+                columns = [row[1] for row in db.execute("PRAGMA table_info(responses)")]
+        except (sqlite3.Error, OSError) as exc:
+            raise _cannot_open(path, exc) from None
+        if columns and columns[:3] != _COLUMNS:
+            raise _another_kind(path, columns)
 
     def _failed(self, exc: sqlite3.Error, doing: str) -> UserAgentError:
         return UserAgentError(
@@ -102,7 +137,9 @@ class ResponseCache:
     def put_many(self, items: Iterable[tuple[str, str]]) -> None:
         """Store responses (a key stored twice keeps the latest). A write that fails (another process holding the
         file past the 30 s busy timeout, a damaged file) is a :class:`ResponsesNotCached` warning: the answers were
-        paid for and stay with the caller."""
+        paid for and stay with the caller. It is said once per cache, then counted (:attr:`not_stored`, the user
+        agent's ``cache_not_stored``): Python shows a warning's text once, so a batch of a count already reported
+        went unsaid, and the total could not be known (review s36)."""
         now = time.time()
         rows = [(k, v, now) for k, v in items]
         if not rows:
@@ -114,13 +151,17 @@ class ResponseCache:
                     db.executemany(
                         "INSERT OR REPLACE INTO responses (key, response, created_at) VALUES (?, ?, ?)", rows
                     )
-            except sqlite3.Error as exc:
-                warnings.warn(
-                    f"user_agent.cache_path: {len(rows)} answers were not stored in the SQLite cache {self.path} "
-                    f"({exc}); they are used, and asked again next time",
-                    ResponsesNotCached,
-                    stacklevel=2,
-                )
+            except (sqlite3.Error, UnicodeError) as exc:  # UnicodeError: a plugin's reply holding a lone surrogate
+                first = self.not_stored == 0
+                self.not_stored += len(rows)
+                if first:
+                    warnings.warn(
+                        f"user_agent.cache_path: {len(rows)} answers were not stored in the SQLite cache {self.path} "
+                        f"({exc}); they are used, and asked again next time (every answer left out is counted as "
+                        "the user agent's cache_not_stored)",
+                        ResponsesNotCached,
+                        stacklevel=2,
+                    )
 
     def __len__(self) -> int:
         with self._lock:
@@ -140,7 +181,8 @@ class CachedUserAgent:
     """A user agent answering from :class:`ResponseCache` first, and asking ``inner`` only for the rest.
 
     Requests with equal keys within one batch are sent once. ``stats()`` adds ``cache_hits`` (requests
-    answered without the backend: stored, or a duplicate in the batch) and ``cache_misses``.
+    answered without the backend: stored, or a duplicate in the batch), ``cache_misses`` and ``cache_not_stored``
+    (answers a failed write left out of the file).
     """
 
     def __init__(self, inner: UserAgent, path: str | Path):
@@ -200,7 +242,12 @@ class CachedUserAgent:
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            return {**agent_stats(self.inner), "cache_hits": self._hits, "cache_misses": self._misses}
+            return {
+                **agent_stats(self.inner),
+                "cache_hits": self._hits,
+                "cache_misses": self._misses,
+                "cache_not_stored": self.cache.not_stored,
+            }
 
     def close(self) -> None:
         self.inner.close()

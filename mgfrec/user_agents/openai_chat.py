@@ -37,6 +37,7 @@ class OpenAIChatAgent(RemoteChatAgent):
 
     name = "openai"
     default_key_env = "OPENAI_API_KEY"
+    base_url_env = "OPENAI_BASE_URL"
     default_model = "gpt-4.1-nano-2025-04-14"
     Options = OpenAIChatOptions
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import queue
 import threading
@@ -52,6 +53,7 @@ from mgfrec.user_agents.prompt import prompt_builder
 from mgfrec.user_agents.transport import (
     MAX_RETRY_AFTER_S,
     check_base_url,
+    check_base_url_variable,
     deadline_stream,
     http_library,
     retry_after_s,
@@ -165,6 +167,15 @@ def _work(
 
 MIN_SCRUBBED_KEY = 8
 """Keys at least this long are scrubbed from error text; shorter ones are placeholders, not secrets."""
+MAX_REASON = 500
+"""The most characters of a failure's reason (a server's error body) an error line quotes."""
+
+
+def token_count(value: object) -> int:
+    """A token count as a server reported it; anything but a finite number >= 0 (a string, a null) counts 0: a
+    usage of ``"7"`` failed the answered request as "unsupported operand type(s) for +" (review s36)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+    return int(value) if ok else 0
 
 
 class RemoteChatAgent:
@@ -173,6 +184,7 @@ class RemoteChatAgent:
 
     name: ClassVar[str]
     default_key_env: ClassVar[str]
+    base_url_env: ClassVar[str | None] = None  # the variable the SDK reads where user_agent.base_url is null
     default_model: ClassVar[str | None] = None
     Options: ClassVar[type[RemoteOptions]] = RemoteOptions
     transport_options: ClassVar[frozenset[str]] = frozenset({"backoff_s", "system"})
@@ -185,7 +197,13 @@ class RemoteChatAgent:
         cls._model_of(cfg)
         cls._key_of(cfg)
         refuse_redacted(cfg.base_url, "user_agent.base_url")  # a URL's password read back from a run's config.yaml
+        cls._check_url(cfg)
+
+    @classmethod
+    def _check_url(cls, cfg: UserAgentConfig) -> None:
         check_base_url(cfg.base_url)
+        if cfg.base_url is None and cls.base_url_env:
+            check_base_url_variable(cls.base_url_env)
 
     @classmethod
     def _model_of(cls, cfg: UserAgentConfig) -> str:
@@ -228,7 +246,7 @@ class RemoteChatAgent:
         self._secret = key  # kept only to scrub it from error text
         self._prompt = prompt_builder(cfg.prompt)
         self._attempts = threading.local()
-        check_base_url(cfg.base_url)
+        self._check_url(cfg)
         try:
             self._client = self._make_client(key, {"request": [self._count_attempt], "response": [self._on_response]})
         except Exception as exc:
@@ -284,6 +302,11 @@ class RemoteChatAgent:
             return f"HTTP status {status} ({type(exc).__name__}: {getattr(exc, 'message', exc)}){hint}"
         if "Timeout" in type(exc).__name__:
             return f"timed out (user_agent.timeout_s={self.cfg.timeout_s})"
+        cause = exc.__cause__
+        if cause is not None and str(cause) and str(cause) not in str(exc):
+            # the OpenAI SDK says only "Connection error." for a refused port, a name that does not resolve and a
+            # body cut short alike; what its HTTP client raised tells them apart (review s36)
+            return f"{type(exc).__name__}: {exc} ({type(cause).__name__}: {cause})"
         return f"{type(exc).__name__}: {exc}"
 
     # --- the shared machinery ----------------------------------------------------------------------------
@@ -392,6 +415,10 @@ class RemoteChatAgent:
                     self._client if budget == self.cfg.max_retries else self._client.with_options(max_retries=budget)
                 )
                 text, prompt_tokens, completion_tokens = self._complete(client, messages)
+                # a lone surrogate (JSON's "\ud800") could not be stored in the cache or encoded for the policy's
+                # tokenizer: the whole batch's answers were lost (review s36); it reads as "?"
+                text = text.encode("utf-8", "replace").decode("utf-8")
+                prompt_tokens, completion_tokens = token_count(prompt_tokens), token_count(completion_tokens)
             except UnusableResponse as exc:
                 failure = str(exc)
             except MalformedResponse as exc:
@@ -427,6 +454,12 @@ class RemoteChatAgent:
     def _fail(self, reason: str) -> UserAgentError:
         attempts = max(self._attempts.n, 1)
         self.usage.add(errors=1, retries=attempts - 1)
+        # one line of a bounded length: a proxy's HTML error page or a server's message of many lines was printed
+        # whole, burying the backend, status and attempts (review s36); scrubbed before it is cut, so no cut leaves
+        # part of a key
+        reason = " ".join(self._scrubbed(reason).split())
+        if len(reason) > MAX_REASON:
+            reason = reason[:MAX_REASON] + " [...]"
         message = (
             f"user agent backend '{self.name}' at {self.base_url} (model {self.model}): {reason}; "
             f"gave up after {attempts} attempt(s) (user_agent.max_retries={self.cfg.max_retries})"

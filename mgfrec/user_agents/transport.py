@@ -9,6 +9,7 @@ import base64
 import datetime
 import email.utils
 import functools
+import os
 import sys
 import time
 from typing import Any
@@ -70,9 +71,10 @@ def retry_after_s(headers: Any) -> float | None:
     return (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
 
 
-def check_base_url(url: str | None) -> None:
-    """Refuse a ``user_agent.base_url`` that is no http(s) URL with a host, in one line that does not show it (a
-    key pasted into it, ``https://apikey:sk-...``, was quoted by the HTTP library's traceback as a bad port)."""
+def check_base_url(url: str | None, where: str = "user_agent.base_url") -> None:
+    """Refuse a ``user_agent.base_url`` (or the URL ``where`` names) that is no http(s) URL with a host, in one line
+    that does not show it (a key pasted into it, ``https://apikey:sk-...``, was quoted by the HTTP library's
+    traceback as a bad port)."""
     if url is None:
         return
     try:
@@ -82,9 +84,24 @@ def check_base_url(url: str | None) -> None:
         parts = None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise UserAgentError(
-            "user_agent.base_url is not a usable URL (not shown: it may hold a key); write it as "
-            "http(s)://host[:port]/path"
+            f"{where} is not a usable URL (not shown: it may hold a key); write it as http(s)://host[:port]/path"
         )
+
+
+def check_base_url_variable(name: str) -> None:
+    """Refuse the environment variable ``name`` (``OPENAI_BASE_URL``), which the SDK reads where
+    ``user_agent.base_url`` is null, when it is set to something that is no URL: ``localhost:8000/v1`` or an empty
+    value failed only at the first request, after the recall fit and every retry, as "Connection error." (review
+    s36), where the same value given as ``user_agent.base_url`` was refused at once."""
+    value = os.environ.get(name)
+    if value is None:
+        return
+    if not value.strip():
+        raise UserAgentError(
+            f"the environment variable {name} is set but empty (user_agent.base_url is null, so the client reads it); "
+            "unset it for the provider's own URL, or set it, or user_agent.base_url, to http(s)://host[:port]/path"
+        )
+    check_base_url(value, f"the environment variable {name} (read because user_agent.base_url is null)")
 
 
 def shown_url(url: str) -> str:

@@ -142,7 +142,14 @@ def test_resolved_config_has_no_secrets(tmp_path, monkeypatch):
 
 @pytest.mark.reliability
 @pytest.mark.parametrize(
-    "key", ["sk-ant-api03-TAILSECRET1234567890abcdef", "AIzaSyTAILSECRET1234567890abcdefghijk", "gsk_TAILSECRET123"]
+    "key",
+    [
+        "sk-ant-api03-TAILSECRET1234567890abcdef",
+        "AIzaSyTAILSECRET1234567890abcdefghijk",
+        "gsk_TAILSECRET123",
+        "Qx7Lm2Pz9Rt4TAILSECRETb6Hd1Fg5Js0Ta",  # no provider's prefix (Mistral's, Cohere's keys): review s36
+        "abcdef0123456789abcdef0123456789",  # 32 hex digits (an Azure OpenAI key)
+    ],
 )
 def test_a_key_put_where_a_variable_name_goes_is_refused_without_echoing_it(key):
     """Outside the CLI too: the validation error names the field, never the value (pydantic echoes inputs)."""
@@ -152,11 +159,12 @@ def test_a_key_put_where_a_variable_name_goes_is_refused_without_echoing_it(key)
 
     with pytest.raises(ValidationError) as err:
         UserAgentConfig(backend="openai", api_key_env=key)
-    assert "names an environment variable" in str(err.value) and "TAILSECRET" not in str(err.value)
+    assert "names an environment variable" in str(err.value) and key not in str(err.value)
     with pytest.raises(ValidationError) as err:
         UserAgentConfig(backend="openai", api_key_env="MY-KEY.VAR")  # not a variable name either
     assert "MY-KEY.VAR" not in str(err.value)
-    assert UserAgentConfig(backend="openai", api_key_env="OPENAI_API_KEY").api_key_env == "OPENAI_API_KEY"
+    for name in ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "MISTRAL_API_KEY_2", "my_key", "HF_TOKEN", "KEY"):
+        assert UserAgentConfig(backend="openai", api_key_env=name).api_key_env == name
 
 
 def test_every_key_like_option_is_redacted(tmp_path):

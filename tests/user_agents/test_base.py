@@ -17,6 +17,7 @@ STATS_KEYS = {
     "calls",
     "cache_hits",
     "cache_misses",
+    "cache_not_stored",
     "prompt_tokens",
     "completion_tokens",
     "retries",

@@ -371,3 +371,76 @@ def test_a_base_url_that_is_no_url_is_one_line_that_does_not_show_it(api_key, ur
         with pytest.raises(UserAgentError, match=r"user_agent.base_url is not a usable URL") as info:
             check()
         assert "TAILSECRET" not in str(info.value)
+
+
+@pytest.mark.parametrize("cls", [OpenAIChatAgent, AnthropicMessagesAgent], ids=["openai", "anthropic"])
+def test_an_error_page_of_many_lines_is_one_bounded_line(api_key, cls):
+    """A proxy's HTML 502 page (or a server's message of many lines) was printed whole: kilobytes over many lines,
+    the backend, status and attempts buried in it (review s36)."""
+    with serve(FakeServer(cls.name, default="htmlpage")) as server:
+        with build(cls, api_config(server.url, max_retries=0, model="m")) as agent:
+            with pytest.raises(UserAgentError) as info:
+                agent.feedback([make_request()])
+    message = str(info.value)
+    assert "\n" not in message and len(message) < 1000, message
+    assert "[...]" in message or cls is OpenAIChatAgent  # its SDK quotes no body: "Error code: 502"
+    assert f"'{cls.name}'" in message and "502" in message and message.endswith("(user_agent.max_retries=0)")
+
+
+@pytest.mark.parametrize("cls", [OpenAIChatAgent, AnthropicMessagesAgent], ids=["openai", "anthropic"])
+def test_a_usage_of_strings_or_a_lone_surrogate_is_an_answer_not_a_failure(api_key, cls, tmp_path):
+    """Valid JSON with an odd value failed an answered request: a usage of "7" as "unsupported operand type(s) for
+    +" (counted as a call, not an error), and a text holding JSON's "\\ud800" lost the whole batch when the cache
+    stored it (review s36)."""
+    cfg = api_config("", max_retries=0, model="m", cache_path=str(tmp_path / "c.sqlite"))
+    with serve(FakeServer(cls.name, faults=["strusage", "surrogate"])) as server:
+        from mgfrec.user_agents.cache import CachedUserAgent
+
+        agent = CachedUserAgent(build(cls, cfg.model_copy(update={"base_url": server.url})), cfg.cache_path)
+        try:
+            assert agent.feedback([make_request(0)]) == ["fine"]
+            assert agent.feedback([make_request(1)]) == ["fine ?"]
+            assert agent.feedback([make_request(1)]) == ["fine ?"]  # stored, read back
+            stats = agent.stats()
+        finally:
+            agent.close()
+    assert server.count == 2
+    assert (stats["calls"], stats["errors"], stats["cache_hits"], stats["cache_not_stored"]) == (2, 0, 1, 0)
+    assert stats["prompt_tokens"] >= (13 if cls is AnthropicMessagesAgent else 11)  # "13" counts 13 or 0
+
+
+def test_a_refused_connection_says_what_the_http_client_met(api_key):
+    """The OpenAI SDK says "Connection error." for a refused port, a name that does not resolve and a body cut short
+    alike: the HTTP client's own error is named beside it (review s36)."""
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with build(OpenAIChatAgent, api_config(f"http://127.0.0.1:{port}/v1", max_retries=0)) as agent:
+        with pytest.raises(UserAgentError) as info:
+            agent.feedback([make_request()])
+    assert "Connection error. (ConnectError:" in str(info.value) and "refused" in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("cls", "variable"),
+    [(OpenAIChatAgent, "OPENAI_BASE_URL"), (AnthropicMessagesAgent, "ANTHROPIC_BASE_URL")],
+    ids=["openai", "anthropic"],
+)
+@pytest.mark.parametrize(("value", "said"), [("localhost:8000/v1", "is not a usable URL"), ("", "set but empty")])
+def test_the_base_url_variable_the_sdk_reads_is_checked_as_the_field_is(
+    api_key, monkeypatch, cls, variable, value, said
+):
+    """With user_agent.base_url null the SDK reads $OPENAI_BASE_URL: a URL without a scheme, or the variable exported
+    empty, failed at the first request, after the recall fit and every retry, as "Connection error." (review s36)."""
+    monkeypatch.setenv(variable, value)
+    cfg = api_config(None, model="m")
+    for check in (lambda: cls.check_ready(cfg), lambda: build(cls, cfg)):
+        with pytest.raises(UserAgentError, match=rf"^the environment variable {variable} .*{said}"):
+            check()
+    assert (
+        cls.check_ready(api_config("http://127.0.0.1:9/v1", model="m")) is None
+    )  # the field, when given, is what is read
+    monkeypatch.setenv(variable, "http://127.0.0.1:9/v1")
+    assert cls.check_ready(cfg) is None

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 from ua_servers import FakeServer, serve
-from uakit import api_config, make_request
+from uakit import KEY_ENV, api_config, make_request
 
 from mgfrec.user_agents.base import FeedbackRequest, UsageStats, UserAgentError, load_user_agent
 from mgfrec.user_agents.cache import CachedUserAgent, ResponseCache, cache_key
@@ -325,6 +325,78 @@ def test_a_damaged_cache_is_one_line_and_a_locked_one_keeps_the_fresh_answers(tm
         holder.rollback()
         holder.close()
         agent.close()
+
+
+@pytest.mark.reliability
+def test_answers_a_read_only_cache_cannot_store_are_said_once_and_all_counted(tmp_path):
+    """A write that failed was a warning per batch, whose text held the batch's size: Python shows one text once,
+    so a second batch of that size went unsaid and how many answers were lost could not be known (review s36)."""
+    import warnings
+
+    from mgfrec.user_agents.cache import ResponsesNotCached
+
+    path = tmp_path / "locked.sqlite"
+    agent = CachedUserAgent(EchoAgent(), path)
+    agent.cache._db().execute("PRAGMA busy_timeout = 50")
+    holder = sqlite3.connect(path)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("default")  # Python's own filter: one text, shown once
+            for n in range(3):
+                assert agent.feedback([make_request(n)]) == [f"about Grounded Jazz Title {n}"]
+        said = [w for w in caught if issubclass(w.category, ResponsesNotCached)]
+        assert len(said) == 1 and "counted as the user agent's cache_not_stored" in str(said[0].message)
+        assert agent.stats()["cache_not_stored"] == 3 and agent.stats()["cache_misses"] == 3
+    finally:
+        holder.rollback()
+        holder.close()
+        agent.close()
+
+
+@pytest.mark.reliability
+def test_a_cache_path_that_cannot_open_is_refused_before_the_recall_fit(tmp_path, monkeypatch, api_key):
+    """A damaged file, a folder or another program's database given as user_agent.cache_path was found when the user
+    agent was built, after the recall model's fit (minutes on real data; review s36). Checking writes nothing."""
+    from typer.testing import CliRunner
+
+    from mgfrec.cli.main import app
+    from mgfrec.config.schema import DataConfig, UserAgentConfig
+    from mgfrec.data.prepared import prepare
+    from mgfrec.user_agents.base import check_user_agent
+
+    (tmp_path / "noise.sqlite").write_bytes(bytes(range(256)) * 8)
+    (tmp_path / "folder.sqlite").mkdir()
+    (tmp_path / "a-file").write_text("x")
+    other = tmp_path / "other.sqlite"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE responses (id INTEGER, body TEXT)")
+    before = other.read_bytes()
+    for path, said in [
+        ("noise.sqlite", "cannot open the SQLite cache .*noise.sqlite: file is not a database"),
+        ("folder.sqlite", "cannot open the SQLite cache .*folder.sqlite: it is a folder"),
+        ("a-file/c.sqlite", "a-file is a file, not a folder"),
+        ("other.sqlite", "is a SQLite file of another kind"),
+    ]:
+        cfg = UserAgentConfig(backend="openai", model="m", api_key_env=KEY_ENV, cache_path=str(tmp_path / path))
+        with pytest.raises(UserAgentError, match=rf"^user_agent.cache_path: .*{said}"):
+            check_user_agent(cfg, "GRPO training")
+    assert other.read_bytes() == before and not (tmp_path / "other.sqlite-wal").exists()
+    fine = UserAgentConfig(backend="openai", model="m", api_key_env=KEY_ENV, cache_path=str(tmp_path / "new" / "c.db"))
+    check_user_agent(fine, "GRPO training")
+    assert not (tmp_path / "new").exists()  # made when the cache opens, not by the check
+
+    data = tmp_path / "data"
+    prepare(
+        DataConfig(source="synthetic", options={"n_users": 30, "n_items": 40, "n_artists": 8, "max_length": 6}), data
+    )
+    sets = ["user_agent.backend=openai", "user_agent.model=m", f"user_agent.api_key_env={KEY_ENV}"]
+    sets.append(f"user_agent.cache_path={tmp_path / 'noise.sqlite'}")
+    for command in ("fit", "sft"):
+        args = [command, "--data", str(data), "--out", str(tmp_path / command)]
+        result = CliRunner().invoke(app, [*args, *(a for s in sets for a in ("--set", s))])
+        assert result.exit_code == 2 and "file is not a database" in result.output, result.output
+        assert not (tmp_path / command / "recall").exists()
 
 
 def test_a_partly_failed_batch_numbers_its_answers_by_the_callers_requests(tmp_path):

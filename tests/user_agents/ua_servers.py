@@ -8,7 +8,9 @@ receives (path, headers, JSON body), counts requests in flight, and answers from
 ``"refusal"`` (Chat Completions' refusal), ``"nochoices"``, ``"nulltext"``, ``"redirect"`` (a 307 to
 ``redirect_to``), ``"trickle"`` (a whole answer sent a byte every ``hang_s / 20`` seconds), ``"wait3600"`` (a 429
 asking for an hour; ``"waitdate"``: as an HTTP date), ``"echoquoted"`` (a 401 quoting the bearer key URL-encoded
-and JSON-escaped), ``"ok"``); when it is empty, ``default`` is used. The reply text is ``responder(body)`` so
+and JSON-escaped), ``"htmlpage"`` (a proxy's 502 page: HTML of many lines, 6 kB), ``"strusage"`` (a usage whose
+token counts are strings), ``"surrogate"`` (text holding JSON's lone surrogate ``\ud800``), ``"ok"``); when it is
+empty, ``default`` is used. The reply text is ``responder(body)`` so
 tests can check which prompt a reply belongs to.
 """
 
@@ -195,6 +197,20 @@ def _handler(state: FakeServer) -> type[BaseHTTPRequestHandler]:
                 self._send(401, json.dumps({"error": {"message": message}}).encode())
             elif action == "malformed":
                 self._send(200, b'{"id": "chatcmpl-test", "choices": [ {"index": 0, "mess')
+            elif action == "htmlpage":  # what nginx or a CDN sends for a dead upstream: a page, not JSON
+                page = "<html>\n<head><title>502 Bad Gateway</title></head>\n<body>\n" + "<p>upstream</p>\n" * 400
+                self.send_response(502)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page.encode())
+            elif action == "strusage":  # valid JSON, a usage of the wrong type
+                payload = _completion(state.wire, body.get("model", "?"), state.responder(body))
+                payload["usage"] = {k: str(v) for k, v in payload["usage"].items()}
+                self._send(200, json.dumps(payload).encode())
+            elif action == "surrogate":  # "\ud800" as JSON writes it: valid JSON, not encodable as UTF-8
+                payload = json.dumps(_completion(state.wire, body.get("model", "?"), "fine SURROGATE"))
+                self._send(200, payload.replace("SURROGATE", "\\ud800").encode())
             else:
                 payload = _completion(state.wire, body.get("model", "?"), state.responder(body))
                 self._send(200, json.dumps(payload).encode())
