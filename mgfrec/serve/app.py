@@ -187,7 +187,8 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
                 recommender.history_of(query)
             except (KeyError, ValueError) as exc:
                 raise HTTPException(422, error_text(exc)) from None
-        return query, Mode(body.feedback, body.sample, body.seed)
+        # greedy decoding draws nothing: a seed sent with it split the requests into batches of one (review s36)
+        return query, Mode(body.feedback, body.sample, body.seed if body.sample else 0)
 
     @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
@@ -318,10 +319,11 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
             finally:
                 if not finished:  # the reader went away: nobody will answer this conversation
                     conversation.cancel("the page was closed")
-                if finished or conversation.done.is_set():
+                if (finished and not conversation.running_unseen) or conversation.done.is_set():
                     sessions.pop(sid, None)
                 # else it keeps its slot (--max-sessions) until its rollout ends, and is forgotten as a finished
-                # one: dropped at once, a client that opened and closed streams in a loop got past the limit
+                # one: dropped at once, a client that opened and closed streams in a loop got past the limit (a
+                # stream ended by a cancel while its batch runs, too)
                 readers.discard(sid)
 
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

@@ -227,6 +227,8 @@ class Conversation:
         self.human: Any = None
         self._future: Future | None = None  # the batcher's job (simulated / none feedback)
         self._cancelled: str | None = None  # why the client cancelled: no event but the end goes out after it
+        self._end_lock = threading.Lock()
+        self._ended = False  # the stream's last event went out (once: at a cancel, or when the rollout ended)
         if mode.feedback == "human":
             self.human = load_user_agent(
                 UserAgentConfig(backend="human", options={"timeout_s": feedback_timeout_s}),
@@ -286,13 +288,26 @@ class Conversation:
 
     def _finish(self, result: Callable[[], Recommendation] | None, error: BaseException | None) -> None:
         if self._cancelled is not None:
-            self.emit({"type": "error", "error": f"the conversation was cancelled ({self._cancelled})"})
+            self._end({"type": "error", "error": f"the conversation was cancelled ({self._cancelled})"})
         elif error is None and result is not None:
             rec = result()
-            self.emit({"type": "done", "result": rec.to_dict(self.recommender.ds)})
+            self._end({"type": "done", "result": rec.to_dict(self.recommender.ds)})
         else:
-            self.emit({"type": "error", "error": client_error_text(error)})
+            self._end({"type": "error", "error": client_error_text(error)})
         self.done.set()
+
+    def _end(self, event: dict[str, Any]) -> None:
+        """The stream's last event, sent once."""
+        with self._end_lock:
+            if self._ended:
+                return
+            self._ended = True
+        self.emit(event)
+
+    @property
+    def running_unseen(self) -> bool:
+        """Its stream has ended (cancelled) while its batch still runs: it holds its slot until the batch ends."""
+        return self._ended and not self.done.is_set()
 
     def reply(self, text: str | None = None, *, answer_now: bool = False) -> None:
         """The person's feedback (``None``: leave it to the simulated user; ``answer_now``: ask for the answer)."""
@@ -306,13 +321,16 @@ class Conversation:
     def cancel(self, reason: str = "the conversation was cancelled") -> None:
         """End the conversation: a person waiting to type is released at once; a request still queued is taken
         out of the queue; one already in a running batch finishes that batch unseen (a batch cannot stop for one
-        of its rows). Either way no event but the end follows, an ``error`` event that says it was cancelled."""
+        of its rows), its stream ended at once. Either way no event but the end follows, an ``error`` event that
+        says it was cancelled."""
         if self._cancelled is None and not self.done.is_set():
             self._cancelled = reason
             if self.human is not None:
                 self.human.cancel(reason)  # releases a wait for the person; _finish then ends it as cancelled
-            elif self._future is not None:
-                self._future.cancel()  # False once running: _finish then ends it as cancelled
+            elif self._future is not None and not self._future.cancel() and not self._future.done():
+                # in a running batch: its end event went out only when the batch ended, so a stopping server's
+                # grace period cut the stream first, with a traceback in the log and no event (review s36)
+                self._end({"type": "error", "error": f"the conversation was cancelled ({reason})"})
 
 
 _LOG = logging.getLogger("mgfrec.serve")

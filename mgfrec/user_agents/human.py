@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mgfrec.config.redaction import scrub_secrets
 from mgfrec.config.schema import UserAgentConfig
 from mgfrec.user_agents.base import FeedbackRequest, UsageStats, UserAgentContext, UserAgentError
-from mgfrec.validation import not_utf8_at
+from mgfrec.validation import is_blank, not_utf8_at
 
 ANSWER_NOW = "I have seen enough. Please stop searching and give your final answer now."
 """The feedback sent for ``answer_now`` (``/answer`` in the chat, "Answer now" on the page)."""
@@ -98,7 +98,8 @@ class HumanUserAgent:
             raise ValueError(f"feedback: {len(text)} characters; at most {self.options.max_chars} are accepted")
         if text is not None and (at := not_utf8_at(text)) is not None:  # the tokenizer failed, the talk ended
             raise ValueError(f"feedback: not valid UTF-8 text (character {at})")
-        self._deliver(_FALLBACK if text is None or not text.strip() else text.strip())
+        # is_blank: a zero-width space alone reached the agent as feedback, where a history refused it (review s36)
+        self._deliver(_FALLBACK if text is None or is_blank(text) else text.strip())
 
     def answer_now(self) -> None:
         """Ask the agent to give its final answer now (the feedback is :data:`ANSWER_NOW`)."""

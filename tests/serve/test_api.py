@@ -444,6 +444,52 @@ def test_a_dropped_event_stream_keeps_its_slot_until_its_rollout_ends(serve_run,
         assert events[-1] == {"type": "error", "error": "the conversation was cancelled (the page was closed)"}
 
 
+@pytest.mark.reliability
+def test_a_cancel_in_a_running_batch_ends_the_stream_now_and_keeps_the_slot(serve_run, plugin, monkeypatch, tmp_path):
+    """The end event of a conversation whose batch was running went out only when the batch ended: a stopping
+    server's grace period cut the stream first, with no event and a traceback in the log (review s36). It goes
+    out at the cancel now; the conversation holds its --max-sessions slot until its batch ends."""
+    import time
+
+    _, _, ds = serve_run
+    app = slow_scripted_app(serve_run, plugin, monkeypatch, tmp_path, 2.0, max_sessions=1)
+    with ThreadServer(app) as srv, httpx.Client(base_url=srv.url, timeout=120) as c:
+        opened = c.post("/v1/sessions", json={"history": [ds.titles[0]], "feedback": "none"}).json()
+        time.sleep(0.5)  # its batch has started: its first 2 s turn runs
+        assert c.delete(f"/v1/sessions/{opened['session_id']}").json() == {"status": "cancelled"}
+        events = read_events(c, opened["events"])
+        assert events == [{"type": "error", "error": "the conversation was cancelled (cancelled by the client)"}]
+        health = c.get("/healthz").json()
+        assert health["open_sessions"] == 1, health  # the stream ended before its batch: its slot is still held
+        assert c.post("/v1/sessions", json={"history": [ds.titles[1]], "feedback": "none"}).status_code == 503
+        deadline, again = time.monotonic() + 60, None
+        while time.monotonic() < deadline:  # free once the batch ends
+            again = c.post("/v1/sessions", json={"history": [ds.titles[1]], "feedback": "none"})
+            if again.status_code == 201:
+                break
+            time.sleep(0.2)
+        assert again is not None and again.status_code == 201, again.text
+
+
+def test_a_seed_sent_with_greedy_decoding_does_not_split_batches(serve_run, plugin, monkeypatch, tmp_path):
+    """``seed`` is read only with ``sample``, but it keyed the batch: requests with seeds 1..4 ran in batches of
+    one (review s36)."""
+    _, _, ds = serve_run
+    app = slow_scripted_app(serve_run, plugin, monkeypatch, tmp_path, 0.5, max_batch=4)
+    with ThreadServer(app) as srv, httpx.Client(base_url=srv.url, timeout=120) as c:
+        answers: list[int] = []
+
+        def one(n: int) -> None:
+            body = {"history": [ds.titles[n]], "feedback": "none", "seed": n + 1}
+            answers.append(httpx.post(srv.url + "/v1/recommend", json=body, timeout=120).status_code)
+
+        clients = [threading.Thread(target=one, args=(n,)) for n in range(5)]
+        [t.start() for t in clients]
+        [t.join() for t in clients]
+        queue = c.get("/healthz").json()["queue"]
+    assert answers == [200] * 5 and queue["largest_batch"] >= 2, queue  # the 4 queued behind the first run together
+
+
 def test_a_request_whose_client_gave_up_leaves_the_queue(serve_run, plugin, monkeypatch, tmp_path):
     """Six clients that gave up after 0.3 s were all still rolled out, one slow batch after another, while new
     requests met a full queue; now a queued request whose client closed its connection leaves the queue."""

@@ -126,3 +126,29 @@ def test_a_bad_request_is_shown_not_swallowed(browser, server):
     status = browser.find_element(By.ID, "status")
     wait_for(browser, lambda d: "exactly one" in status.text or "history" in status.text)
     assert "err" in status.get_attribute("class")
+
+
+def test_feedback_the_server_refuses_is_asked_for_again(browser, server, serve_run):
+    """The ask box was hidden before the feedback was sent and never shown again when the server refused it: the
+    person could neither resend nor answer, and the conversation waited out --feedback-timeout (review s36)."""
+    from selenium.webdriver.common.by import By
+
+    _, _, ds = serve_run
+    browser.get(server.url + "/")
+    wait_for(browser, lambda d: "agent run" in d.find_element(By.ID, "runinfo").text)
+    assert browser.find_element(By.ID, "feedback").get_attribute("maxlength") == "2000"  # the server's own limit
+    browser.find_element(By.ID, "history").send_keys(ds.titles[0])
+    browser.find_element(By.ID, "mode-human").click()
+    browser.find_element(By.ID, "start").click()
+    ask = browser.find_element(By.ID, "ask")
+    wait_for(browser, lambda d: ask.is_displayed())
+    # a lone surrogate (what a broken paste can hold): JSON.stringify writes it as "\ud800", the server refuses it
+    browser.execute_script("document.getElementById('feedback').value = 'calmer \\ud800';")
+    browser.find_element(By.ID, "send").click()
+    status = browser.find_element(By.ID, "status")
+    wait_for(browser, lambda d: "err" in (status.get_attribute("class") or ""), 60)
+    assert status.text.startswith("text: "), status.text  # the field the server refused
+    wait_for(browser, lambda d: ask.is_displayed())  # asked again, the text kept to be mended
+    assert browser.execute_script("return document.getElementById('feedback').value.startsWith('calmer')")
+    browser.find_element(By.ID, "answer-now").click()
+    wait_for(browser, lambda d: d.find_elements(By.ID, "ranking"))

@@ -60,6 +60,13 @@ def test_built_through_the_registry_and_answers_with_what_the_person_typed():
     assert agent.stats()["calls"] == 3 and agent.waiting is None
 
 
+def test_feedback_that_shows_nothing_is_left_to_the_run_user_agent():
+    """A zero-width space alone (or a BOM, or NUL) reached the agent as feedback, where a history refused it as
+    blank (review s36): it is Enter, the run's user agent answers."""
+    agent = build([lambda a: a.reply("\u200b"), lambda a: a.reply("\ufeff \x00")], fallback=Echo())
+    assert agent.feedback([REQ, REQ]) == ["machine on Blue Train", "machine on Blue Train"]
+
+
 class Down:
     """The run's own user agent with its server down: every request fails after its retries."""
 
