@@ -12,6 +12,19 @@ from mgfrec.cli.flags import load
 app = typer.Typer(help="Prepare data sets (R2ec protocol) and inspect them.", no_args_is_help=True)
 
 
+def _names_source(config: Path | None, sets: list[str]) -> bool:
+    """Whether ``--config``'s file or a ``--set`` names ``data.source`` (the default, ``synthetic``, is no choice)."""
+    from mgfrec.config.load import ConfigError, read_yaml, sets_field
+
+    if any(sets_field(text, "data.source") for text in sets):
+        return True
+    try:
+        data = read_yaml(config).get("data") if config else None
+    except (ConfigError, OSError):
+        return False  # named by load() above
+    return isinstance(data, dict) and data.get("source") is not None
+
+
 def _check_option_clash(text: str, key: str, value: object, given: dict, sets: list[str], seed: int | None) -> None:
     """``-o key=value`` refused in one line where another place gives the option another value: an earlier
     ``-o key=...``, ``--set data.options.key=...`` (it won), or, for ``-o seed``, ``--seed`` (the option won
@@ -36,7 +49,8 @@ def prepare(
     source: str | None = typer.Argument(
         None,
         help="A folder (csv or Amazon 2023 files; data.path) or a source name such as 'synthetic' (data.source); "
-        "left out, --config's data.path (the paper configs name the folder 'mgfrec data download' fills).",
+        "left out, --config's data.path (the paper configs name the folder 'mgfrec data download' fills), or the "
+        "data.source that --config or --set names for a source that reads no folder.",
         show_default=False,
     ),
     out_dir: Path = typer.Option(
@@ -64,16 +78,22 @@ def prepare(
         nonlocal source
         flag, hint = "SOURCE", "pass --source NAME"
         if source is None:  # the paper configs name their folder (data.path): "Missing argument 'source'"
-            source = load(config, set_, {}).data.path
-            if source is None:
+            data = load(config, set_, {}).data
+            source = data.path
+            if source is None and _names_source(config, set_):
+                # a source that reads no folder (data.source: synthetic in configs/default.yaml, or --set) was
+                # refused as "SOURCE: give a folder ..." (review s36)
+                source = data.source
+                flag = f"data.source of {config}" if config else "data.source"
+            elif source is None:
                 raise ValueError(
                     "SOURCE: give a folder to read or a source name such as 'synthetic' (or a --config whose "
-                    "data.path names one)"
+                    "data.path names one, or data.source a source that reads no folder)"
                 )
-            # its errors named a SOURCE the user never gave (review s35)
-            flag = f"data.path of {config}" if config else "data.path"
-            hint = "download it with 'mgfrec data download', or give SOURCE"
-            if not Path(source).exists():  # the paper recipe run before its download, or from another folder
+            else:  # its errors named a SOURCE the user never gave (review s35)
+                flag = f"data.path of {config}" if config else "data.path"
+                hint = "download it with 'mgfrec data download', or give SOURCE"
+            if data.path is not None and not Path(source).exists():  # the paper recipe before its download
                 raise FileNotFoundError(
                     f"{flag} '{source}': no such folder (relative to {Path.cwd()}); download the data into it with "
                     "'mgfrec data download', or give SOURCE"

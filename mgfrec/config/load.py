@@ -27,13 +27,23 @@ class ConfigError(ValueError):
     """A config that cannot be read or does not validate; the message names file and field."""
 
 
-def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+def _merge(base: dict[str, Any], over: Mapping[str, Any], where: str = "") -> dict[str, Any]:
     """``over`` merged into ``base``, mappings key by key; an empty mapping replaces (so ``options: {}`` in a
-    child file or ``--set grounding.options={}`` clears the options a parent set for another component)."""
+    child file or ``--set grounding.options={}`` clears the options a parent set for another component). Fields
+    given inside what ``base`` holds as a value (``embedding: some/model``, a list) are refused: merged, they
+    replaced it, and the section was read as its defaults without a word (review s36). ``where``: the dotted
+    path of ``base``, for the message."""
     out = dict(base)
     for key, value in over.items():
+        here = f"{where}{key}"
         if isinstance(value, Mapping) and value and isinstance(out.get(key), Mapping):
-            out[key] = _merge(dict(out[key]), value)
+            out[key] = _merge(dict(out[key]), value, f"{here}.")
+        elif isinstance(value, Mapping) and value and out.get(key) is not None:
+            given = ", ".join(f"{here}.{k}" for k in list(value)[:3])
+            raise ConfigError(
+                f"{here}: holds a value ({type(out[key]).__name__}), not a section of fields, and {given} was given "
+                f"inside it; write {here} as a mapping ({here}: {{field: value}})"
+            )
         else:
             out[key] = value
     return out
@@ -175,7 +185,11 @@ def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         if not parent.strip() or not (path.parent / parent).is_file():
             why = "is empty" if not parent.strip() else f"{parent!r}: no such file ({path.parent / parent})"
             raise ConfigError(f"{path}: base {why}; give the path of the parent config, relative to this file")
-        raw = _merge(read_yaml(path.parent / str(parent), (*_seen, path)), raw)
+        inherited = read_yaml(path.parent / str(parent), (*_seen, path))
+        try:
+            raw = _merge(inherited, raw)
+        except ConfigError as exc:
+            raise ConfigError(f"{path} over its base {parent}: {exc}") from None
     return raw
 
 
@@ -352,11 +366,14 @@ def load_config(
             if isinstance(raw.get(section), dict) and name not in raw[section]:
                 raw = set_path(raw, dotted, before)
     overrides = list(overrides)
-    for dotted, value in (values or {}).items():
-        if value is not None:
-            raw = set_path(raw, dotted, value)
-    for text in overrides:
-        raw = _merge(raw, parse_override(text))
+    try:
+        for dotted, value in (values or {}).items():
+            if value is not None:
+                raw = set_path(raw, dotted, value)
+        for text in overrides:
+            raw = _merge(raw, parse_override(text))
+    except ConfigError as exc:  # a field given inside what the file holds as a value
+        raise ConfigError(f"{config_source(path, overrides, values)}: {exc}") from None
     return validate(raw, config_source(path, overrides, values))
 
 

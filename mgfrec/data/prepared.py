@@ -384,6 +384,8 @@ def _counts(items: pd.DataFrame, log: pd.DataFrame, splits: dict[str, pd.DataFra
 
 # What every command reads from a manifest (prepare writes more); each must be there with this type.
 _MANIFEST_FIELDS: dict[str, type] = {"source": dict, "counts": dict, "rows": dict, "checksums": dict}
+_PROTOCOL_FIELDS = ("history_length", "split_ratios", "subsample_users", "subsample_samples", "seed")
+"""The ``data`` fields a manifest's ``protocol`` records."""
 
 
 @dataclass
@@ -467,6 +469,34 @@ class PreparedDataset:
     @property
     def counts(self) -> dict[str, Any]:
         return self.manifest["counts"]
+
+    def data_config(self) -> DataConfig:
+        """The ``data`` section that made this folder, for a run of it to record: a run's ``config.yaml`` held the
+        defaults (``source: synthetic``, ``history_length: 20``) or an unread ``--set data.*`` whatever it was
+        trained on (reviews s36). The folder's own ``config.yaml`` when mgfrec wrote it (``data prepare``) and it
+        names the manifest's source and protocol; else what the manifest records: the source, its path, the
+        protocol and the source's options among its recorded parameters (``skip_bad`` is not recorded there)."""
+        from mgfrec.config.load import load_config, resolved_by
+        from mgfrec.registry import registry
+
+        source, protocol = self.manifest["source"], self.manifest.get("protocol") or {}
+        name, params = source.get("name"), dict(source.get("params") or {})
+        fields = {k: protocol[k] for k in _PROTOCOL_FIELDS if k in protocol}
+        own = self.root / "config.yaml"
+        if own.is_file() and resolved_by(own) == "mgfrec":
+            try:
+                data = load_config(own).data
+            except (OSError, ValueError):
+                data = None
+            said = data.model_dump(mode="json") if data is not None else {}
+            if data is not None and data.source == name and all(said[k] == v for k, v in fields.items()):
+                return data
+        try:
+            known = getattr(registry().load("data_source", name), "Options", None)
+            options = {k: v for k, v in params.items() if k in getattr(known, "model_fields", {})}
+            return DataConfig(source=name, path=params.get("path"), options=options, **fields)
+        except (ValueError, TypeError):  # a plugin not installed here, a value of another time: what is sure
+            return DataConfig(source=name, path=params.get("path"), **fields)
 
     @property
     def checksum(self) -> str:

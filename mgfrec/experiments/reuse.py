@@ -63,12 +63,16 @@ def same_config(run_dir: Path, cfg: MGFRecConfig, ignore: tuple[str, ...] = ()) 
 
 
 def _comparable(cfg: MGFRecConfig) -> dict[str, Any]:
-    """A cell's config as its run folder's ``config.yaml`` must match it: secrets removed, and each template file
-    (:data:`~mgfrec.text.prompts.PROMPT_FILES`) by its text, since the run records its own copy's path."""
+    """A cell's config as its run folder's ``config.yaml`` must match it: secrets removed, the ``data`` section left
+    out, and each template file (:data:`~mgfrec.text.prompts.PROMPT_FILES`) by its text, since the run records its
+    own copy's path."""
     from mgfrec.config.redaction import redacted
     from mgfrec.text.prompts import PROMPT_FILES
 
     dump = redacted(cfg)
+    # a run records its data set's own section (review s36), not the sweep's; which data set it was trained on,
+    # its checksum decides (same_start)
+    dump.pop("data", None)
     for dotted in PROMPT_FILES:
         section, _, name = dotted.partition(".")
         path = (dump.get(section) or {}).get(name)

@@ -104,6 +104,9 @@ RESUMABLE = (
     "user_agent.cache_path",
     "embedding.cache_dir",
     "embedding.batch_size",
+    # how the data set was prepared: the run records the data set's own section (review s36); which data set it is,
+    # its checksum (fit_start.json) decides
+    "data.",
 )
 # Within a resumable prefix, what the training itself reads: the GRPO reward ranks the target with or without the
 # history (a resume with another value trained its last steps on another reward, and config.yaml claimed it for all)

@@ -82,6 +82,22 @@ def test_source_left_out_is_the_config_s_data_path(csv_folder, tmp_path):
     assert not (tmp_path / "other").exists()
 
 
+def test_source_left_out_is_the_config_s_data_source_when_it_reads_no_folder(tmp_path):
+    """configs/default.yaml (data.source: synthetic) or `--set data.source=synthetic` could not drive `data prepare`
+    without SOURCE: "SOURCE: give a folder to read" (review s36)."""
+    from mgfrec.data.prepared import PreparedDataset
+
+    small = ["--set", "data.options={n_users: 30, n_items: 40, n_artists: 8}"]
+    by_set = invoke("data", "prepare", "--out", tmp_path / "a", "--set", "data.source=synthetic", *small, "--json")
+    assert by_set.exit_code == 0, by_set.output
+    assert json.loads(by_set.stdout)["source"] == "synthetic" and json.loads(by_set.stdout)["users"] == 30
+    config = tmp_path / "synthetic.yaml"
+    config.write_text("data: {source: synthetic, options: {n_users: 30, n_items: 40, n_artists: 8}}\n", "utf-8")
+    by_file = invoke("data", "prepare", "--config", config, "--out", tmp_path / "b", "--json")
+    assert by_file.exit_code == 0, by_file.output
+    assert PreparedDataset(tmp_path / "b").checksum == PreparedDataset(tmp_path / "a").checksum
+
+
 def test_prepare_json_and_stats_table(csv_folder, tmp_path):
     out = tmp_path / "prepared"
     result = invoke("data", "prepare", csv_folder, "--out", out, "--json")

@@ -622,3 +622,27 @@ def test_names_that_look_like_keys():
     )
     for name in names:
         assert not looks_like_key(name), name
+
+
+@pytest.mark.reliability
+def test_a_field_given_inside_what_a_file_holds_as_a_value_is_refused(tmp_path):
+    """`embedding: some/model` in a file (a section written as one value) was refused alone, but with a flag or a
+    `--set embedding.device=cpu` beside it the value was replaced and the section read as its defaults: the model
+    the user named silently became MiniLM (review s36). The same from a base file, and for a nested key on a
+    number."""
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("embedding: Alibaba-NLP/gte-Qwen2-1.5B-instruct\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"scalar.yaml with flags or --set: embedding: holds a value \(str\)"):
+        load_config(scalar, ["embedding.device=cpu"])
+    with pytest.raises(ConfigError, match=r"scalar.yaml with flags or --set: embedding: holds a value"):
+        load_config(scalar, values={"embedding.device": "cpu"})
+    (tmp_path / "parent.yaml").write_text("data: [1, 2]\n", encoding="utf-8")
+    child = tmp_path / "child.yaml"
+    child.write_text("base: parent.yaml\ndata: {history_length: 4}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"child.yaml over its base parent.yaml: data: holds a value \(list\)"):
+        load_config(child)
+    with pytest.raises(ConfigError, match=r"data.history_length: holds a value \(int\)"):
+        load_config(None, ["data.history_length=5", "data.history_length.x=3"])
+    nulled = tmp_path / "nulled.yaml"
+    nulled.write_text("embedding:\n", encoding="utf-8")  # an empty section is no value: the fields fill it
+    assert load_config(nulled, ["embedding.device=cpu"]).embedding.device == "cpu"

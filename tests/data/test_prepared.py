@@ -341,3 +341,27 @@ def test_a_sources_secret_options_are_redacted_in_the_manifest(tmp_path):
         "url": "https://bob:<redacted>@example.com/x",
         "n": 3,
     }
+
+
+def test_a_data_set_says_how_it_was_prepared_for_its_runs_to_record(csv_folder, tmp_path):
+    """A run's config.yaml recorded the config's data section (the defaults: source synthetic, history 20) whatever
+    it was trained on (review s36): the data set's own section is its folder's config.yaml, else its manifest's."""
+    from mgfrec.config.schema import MGFRecConfig
+    from mgfrec.data.prepared import prepare_config
+
+    plain = prepare(config(csv_folder, subsample_users=2, seed=3), tmp_path / "plain")  # no config.yaml beside it
+    said = plain.data_config()
+    assert (said.source, said.path, said.history_length, said.subsample_users, said.seed) == (
+        "csv",
+        str(csv_folder),
+        3,
+        2,
+        3,
+    )
+    assert said.split_ratios == (0.5, 0.25, 0.25) and said.options["delimiter"] == ","  # the source's options
+    written = prepare_config(MGFRecConfig(data=config(csv_folder, options={"delimiter": ","})), tmp_path / "cli")
+    assert written.data_config() == config(csv_folder, options={"delimiter": ","})  # skip_bad too, from config.yaml
+    synthetic = prepare(
+        DataConfig(source="synthetic", options={"n_users": 30, "n_items": 40, "n_artists": 8}), tmp_path / "s"
+    )
+    assert synthetic.data_config().options["n_users"] == 30 and synthetic.data_config().path is None

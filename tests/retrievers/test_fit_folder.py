@@ -236,3 +236,23 @@ def test_a_fit_stopped_while_it_puts_the_earlier_run_back_loses_nothing(tmp_path
     fit_mod._set_aside(out)  # the next fit's: the rest comes back first, then the whole run goes aside
     fit_mod._put_back(out, out / fit_mod.PREVIOUS)
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+@pytest.mark.reliability
+def test_a_run_records_the_data_set_it_was_fitted_on(tmp_path):
+    """The run's config.yaml said `source: synthetic`, `history_length: 20` for a fit on a csv data set prepared with a
+    window of 4, and recorded an unread --set data.seed=7 as if it had been used (review s36)."""
+    from typer.testing import CliRunner
+
+    from mgfrec.cli.main import app
+
+    ds = cyclic_dataset(tmp_path)
+    result = CliRunner().invoke(
+        app,
+        ["baseline", "fit", "--data", str(ds.root), "--out", str(tmp_path / "pop"), "--model", "pop"]
+        + ["--set", "data.seed=7", "--set", "data.history_length=9"],
+    )
+    assert result.exit_code == 0, result.output
+    recorded = load_config(tmp_path / "pop" / "config.yaml").data
+    assert recorded == ds.data_config() and recorded.source == "csv" and recorded.seed == 0
+    assert recorded.history_length == ds.manifest["protocol"]["history_length"] != 9
