@@ -31,6 +31,20 @@ def test_plain_lines_say_what_is_done_and_what_is_left():
     assert second.startswith("[sasrec] waiting, ") and "left" not in second  # no fraction, no estimate
 
 
+def test_a_resumed_task_estimates_what_is_left_from_its_own_work(monkeypatch):
+    """A fit resumed at step 10 of 14 said "~12 s left" at 31 s with two minutes to go: the estimate divided this
+    session's time by all the steps done, those of before the resume too (review s36)."""
+    clock = iter([100.0, 130.0])  # the task starts at 100 s; the line is made 30 s later
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: next(clock, 130.0))
+    with progress.task("grpo") as task:
+        task.resumed_at(10 / 14)
+        line = task.line(11 / 14, "step 11/14")
+    assert "step 11/14, 79%, 30 s elapsed, ~1 min 30 s left" in line, line  # 1 step in 30 s, 3 to go
+    clock = iter([100.0, 130.0])
+    with progress.task("grpo") as task:  # not resumed: the same step over all the time
+        assert "~8 s left" in task.line(11 / 14, "step 11/14")
+
+
 def test_plain_lines_are_spaced_by_the_interval():
     stream = io.StringIO()
     with progress.reporting(stream, interval=3600.0), progress.task("sft") as task:

@@ -57,6 +57,9 @@ class StepProgress(L.Callback):
         if not progress.enabled():  # a library caller asked for progress: show it on stderr
             self._context.enter_context(progress.reporting())
         self._task = self._context.enter_context(progress.task("grpo"))
+        done = getattr(module, "batches_done", trainer.global_step)  # a resumed fit's steps before this session
+        if done:
+            self._task.resumed_at(done / self.max_steps)
 
     def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, *args: Any) -> None:
         steps = getattr(module, "batches_done", trainer.global_step)

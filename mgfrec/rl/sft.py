@@ -51,7 +51,7 @@ from mgfrec.output_folders import check_output_run, retire_if_recall_inside, ret
 from mgfrec.registry import Registry, registry, with_registry
 from mgfrec.rl.sft_data import Fallback, SynthesisResult, Teacher, synthesize
 from mgfrec.rollout.base import build_engine, check_engine, sync_weights
-from mgfrec.runs import RunInfo, created_stamp, write_metrics, write_run_info
+from mgfrec.runs import RUN_FILE, RunInfo, created_stamp, write_metrics, write_run_info
 from mgfrec.seeding import kept_global_rng
 from mgfrec.text.prompts import AgentPrompts, keep_run_prompts
 from mgfrec.user_agents.base import check_user_agent, with_run_cache
@@ -179,6 +179,9 @@ def _train(
     """Validate, then train ``options.epochs`` epochs validating after each; the rows of ``sft_metrics.csv``."""
     history = [{"epoch": 0, "train_loss": float("nan"), **validate()}]
     say(_row_text(history[-1]))
+    # at once, not after epoch 1: a one-epoch SFT stopped in its epoch left a folder read as "not a run folder ...
+    # train one with 'mgfrec baseline fit'", not as an SFT that did not finish (review s36)
+    write_metrics(out / "sft_metrics.csv", history)
     optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
     rng = np.random.default_rng(options.seed)
     steps_per_epoch = -(-len(trajectories) // options.batch_size)
@@ -324,6 +327,9 @@ def _sft_into(
         raise ValueError(no_trajectory_text(data, synth.stats))
     # everything has loaded: an earlier run's run.json (it marks a finished run) and results go now, not before
     # (a typo in this run's config left the earlier one without them)
+    if (out / RUN_FILE).is_file() or (out / "policy").is_dir():
+        # it went without a word, a finished warm start of minutes (review s36), where fit says so
+        say(f"note: {out} holds an earlier SFT run; this SFT replaces it (its policy and results are removed now)")
     retire_run(out)
     # the earlier run's policy and metrics too: a stopped SFT left its new epochs' sft_metrics.csv beside the
     # earlier run's policy/, a folder of two runs whose policy looked like this one's (review s30)

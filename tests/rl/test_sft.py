@@ -8,6 +8,7 @@ tiny preset memorises the format within seconds on one CPU thread.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -505,6 +506,30 @@ def test_a_stopped_rerun_leaves_no_earlier_policy_beside_its_own_metrics(setup, 
 
 
 @pytest.mark.reliability
+def test_a_rerun_says_it_replaces_the_earlier_run_and_a_stop_in_its_first_epoch_is_named(setup, tmp_path, monkeypatch):
+    """A rerun into a finished SFT's folder removed it without a word, and one stopped in its only epoch left a folder
+    read as "not a run folder ... train one with 'mgfrec baseline fit'" (review s36)."""
+    import mgfrec.rl.sft as sft_module
+    from mgfrec.rl.sft import SFTOptions, run_sft
+    from mgfrec.runs import read_run_info
+
+    cfg = setup["cfg"].model_copy(update={"policy": PolicyConfig()})
+    out = tmp_path / "run"
+    options = SFTOptions(recall_model="pop", epochs=0, max_train_samples=4, valid_samples=2)
+    run_sft(setup["ds"].root, out, cfg, options, say=lambda line: None)
+    said: list[str] = []
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sft_module, "train_epoch", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        run_sft(setup["ds"].root, out, cfg, dataclasses.replace(options, epochs=1), say=said.append)
+    assert any(line.startswith(f"note: {out} holds an earlier SFT run; this SFT replaces it") for line in said), said
+    with pytest.raises(FileNotFoundError, match="an SFT that did not finish"):
+        read_run_info(out)
+
+
 def test_a_second_sft_into_a_folder_being_trained_is_refused(setup, tmp_path):
     """Two SFTs into one --out each retired the other's files and saved one policy over the other's (note s31)."""
     from mgfrec.locks import only_one_in
