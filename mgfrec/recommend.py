@@ -33,7 +33,7 @@ from mgfrec.agent.loop import RolloutSample, rollout
 from mgfrec.agent.run_config import load_run_config
 from mgfrec.agent.trajectory import Trajectory
 from mgfrec.config.components import check_components
-from mgfrec.config.load import sets_field
+from mgfrec.config.load import config_source, sets_field
 from mgfrec.config.schema import EvalConfig, MGFRecConfig, PolicyConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.grounding.engine import load_grounding
@@ -165,7 +165,9 @@ class Recommender:
             ranking = self.cfg.eval.model_copy(update={"exclude_history": EvalConfig().exclude_history})
             self.cfg = self.cfg.model_copy(update={"eval": ranking})
         # grpo.rewards is never computed here: a run trained with a reward plugin serves without its package
-        check_components(self.cfg, source=str(self.run_dir / "config.yaml"), rewards=False)
+        # "with flags or --set" when sets changed it: a --set grounding.grounder=nope was blamed on the run (s36)
+        source = config_source(self.run_dir / "config.yaml", sets)
+        check_components(self.cfg, source=source, rewards=False)
         self.lock = threading.RLock()
         self.engine: Any = None
         self.environment: Environment | None = None

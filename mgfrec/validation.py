@@ -104,15 +104,42 @@ def strict_scalar(model: type[BaseModel], name: str, value: Any) -> Any:
         # user_agent.cache_path: off turned the cache off under YAML 1.1; read as text, it named a file "off"
         raise ValueError(f"{value!r} is a switch word: write false (or true), or a path such as ./{value}")
     kind = _scalar_kind(field.annotation) if field is not None else None
-    if kind is None or value is None:
-        return value
+    if kind is not None and value is not None:
+        _check_scalar(kind, value, bounded=_has_upper_bound(field))
+    items = _item_kind(field.annotation) if field is not None else None
+    if items is not None and isinstance(value, (list, tuple)):
+        # eval.ks=[true, 5] was (1, 5), and [5, 3000000000] was taken (review s36): each item as a field is
+        for n, item in enumerate(value):
+            try:
+                _check_scalar(items, item, bounded=False)
+            except ValueError as exc:
+                raise ValueError(f"item {n + 1}: {exc}") from None
+    return value
+
+
+def _check_scalar(kind: type, value: Any, *, bounded: bool) -> None:
     if kind is bool and not isinstance(value, bool):
         raise ValueError("a switch: write true or false")
     if kind in (int, float) and isinstance(value, bool):
         raise ValueError("a number, not true or false")
-    if kind is int and is_whole_number(value) and value > MAX_COUNT and not _has_upper_bound(field):
+    if kind is int and is_whole_number(value) and value > MAX_COUNT and not bounded:
         raise ValueError(f"at most {MAX_COUNT:,}: larger than any run can use")
-    return value
+
+
+def _item_kind(annotation: Any) -> type | None:
+    """The scalar kind of every item of a ``tuple[int, ...]``, ``tuple[float, float, float]`` or ``list[int]``
+    field (``| None`` allowed), else None."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        annotation = args[0]
+    if typing.get_origin(annotation) not in (tuple, list):
+        return None
+    kinds = {
+        typing.get_args(a)[0] if typing.get_origin(a) is typing.Annotated else a  # tuple[Annotated[int, ...], ...]
+        for a in typing.get_args(annotation)
+        if a is not Ellipsis
+    }
+    return next(iter(kinds)) if len(kinds) == 1 and next(iter(kinds)) in (bool, int, float) else None
 
 
 _SWITCH_WORDS = frozenset({"yes", "no", "on", "off", "y", "n"})  # YAML 1.1's booleans beyond true and false

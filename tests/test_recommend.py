@@ -459,6 +459,13 @@ def test_a_typed_history_longer_than_the_window_reads_its_latest_titles(variant_
     assert "not in the catalogue" not in result.stderr  # the mistyped title was not read: nothing to name
 
 
+def test_a_component_a_set_names_is_blamed_on_the_set_not_the_run(variant_run):
+    """`--set grounding.grounder=nope` was "RUN/config.yaml: grounding.grounder: unknown grounder": the run's file
+    was blamed for the user's own override (review s36)."""
+    with pytest.raises(ValueError, match=r"config.yaml with flags or --set: .*unknown grounder 'nope'"):
+        rec_module.load_recommender(variant_run / "lt", ["grounding.grounder=nope"])
+
+
 def test_a_history_given_as_one_string_is_refused(variant_run):
     with pytest.raises(TypeError, match="not one string"):
         rec_module.recommend(variant_run / "lt", history_titles="Abbey Road")

@@ -392,6 +392,13 @@ class TrainerConfig(Section):
         False, description="also log every step to RUN/tensorboard (needs the tensorboard package)"
     )
 
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision(cls, value: Any) -> Any:
+        """Lightning's whole-number precisions written unquoted, as its configs write them (``precision: 16``),
+        were "Input should be a valid string" (review s36): read as their text."""
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
     @field_validator("devices")
     @classmethod
     def _devices(cls, value: int | str) -> int | str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -646,3 +647,27 @@ def test_a_field_given_inside_what_a_file_holds_as_a_value_is_refused(tmp_path):
     nulled = tmp_path / "nulled.yaml"
     nulled.write_text("embedding:\n", encoding="utf-8")  # an empty section is no value: the fields fill it
     assert load_config(nulled, ["embedding.device=cpu"]).embedding.device == "cpu"
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    ("override", "said"),
+    [
+        ("eval.ks=[true, 5]", "eval.ks: Value error, item 1: a number, not true or false"),  # it was (1, 5)
+        ("data.split_ratios=[true, 0, 0]", "data.split_ratios: Value error, item 1: a number, not true or false"),
+        ("eval.ks=[5, 3000000000]", "eval.ks: Value error, item 2: at most 2,147,483,647"),
+    ],
+)
+def test_the_items_of_a_list_of_numbers_are_checked_as_a_number_field_is(override, said):
+    """docs/configs.md says a number never takes true or false and a count above 2**31 - 1 is refused: a list's items
+    were converted and taken (review s36)."""
+    with pytest.raises(ConfigError, match=re.escape(said)):
+        load_config(None, [override])
+    assert load_config(None, ["eval.ks=[5, 10]"]).eval.ks == (5, 10)
+
+
+def test_a_whole_number_precision_is_read_as_lightning_writes_it():
+    """`trainer.precision: 16`, as Lightning's own configs write it, was "Input should be a valid string" (s36)."""
+    assert load_config(None, ["trainer.precision=16"]).trainer.precision == "16"
+    with pytest.raises(ConfigError, match="trainer.precision"):
+        load_config(None, ["trainer.precision=true"])
