@@ -374,7 +374,28 @@ def load_config(
             raw = _merge(raw, parse_override(text))
     except ConfigError as exc:  # a field given inside what the file holds as a value
         raise ConfigError(f"{config_source(path, overrides, values)}: {exc}") from None
-    return validate(raw, config_source(path, overrides, values))
+    source = config_source(path, overrides, values)
+    bases = _bases(Path(path)) if path else []
+    if bases:  # a field a base file set was searched for in the file named alone (review s36)
+        source += f" (over its base {' over '.join(bases)})"
+    return validate(raw, source)
+
+
+def _bases(path: Path) -> list[str]:
+    """The ``base:`` files under config ``path``, nearest first, as each file names its own (read already by
+    :func:`read_yaml`, which refused a loop, a missing file and a bad value)."""
+    chain: list[str] = []
+    while len(chain) < 50:
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, yaml.YAMLError):
+            break
+        parent = data.get("base") if isinstance(data, dict) else None
+        if not isinstance(parent, str) or not parent.strip():
+            break
+        chain.append(parent)
+        path = path.parent / parent
+    return chain
 
 
 def config_source(

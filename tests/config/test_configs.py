@@ -671,3 +671,13 @@ def test_a_whole_number_precision_is_read_as_lightning_writes_it():
     assert load_config(None, ["trainer.precision=16"]).trainer.precision == "16"
     with pytest.raises(ConfigError, match="trainer.precision"):
         load_config(None, ["trainer.precision=true"])
+
+
+def test_a_bad_field_a_base_file_set_is_named_with_that_base(tmp_path):
+    """The error named the child file alone, where the misspelt field is not (review s36)."""
+    (tmp_path / "typo.yaml").write_text("data: {history_lenght: 5}\n", encoding="utf-8")
+    (tmp_path / "middle.yaml").write_text("base: typo.yaml\n", encoding="utf-8")
+    child = tmp_path / "child.yaml"
+    child.write_text("base: middle.yaml\nagent: {max_groundings: 2}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"child.yaml \(over its base middle.yaml over typo.yaml\): .*history_lenght"):
+        load_config(child)
