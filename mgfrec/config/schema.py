@@ -59,23 +59,23 @@ class DataConfig(Section):
 class EmbeddingConfig(Section):
     """Title embeddings for grounding and for the simulated user agent."""
 
-    embedder: str = "sentence-transformers"
+    embedder: str = Field("sentence-transformers", description="embedder component name")
     model: str = Field("bundled:all-MiniLM-L6-v2", description="hub id, local path, or bundled:all-MiniLM-L6-v2")
     query_instruction: str | None = Field(None, description="prefix for query texts (gte-Qwen2 style)")
-    batch_size: int = Field(64, ge=1)
-    device: str = "cpu"
-    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
-    normalize: bool = False
+    batch_size: int = Field(64, ge=1, description="titles embedded at once")
+    device: str = Field("cpu", description="torch device of the embedding model: cpu, cuda, cuda:1")
+    dtype: Literal["float32", "float16", "bfloat16"] = Field("float32", description="the embedding model's dtype")
+    normalize: bool = Field(False, description="scale every embedding to unit length (L2 then ranks as cosine)")
     cache_dir: str | None = Field(None, description="default: <data folder>/embeddings")
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict, description="the embedder's own options")
 
 
 class GroundingConfig(Section):
     """The grounding engine: nearest real items by L2 distance over title embeddings."""
 
-    grounder: str = "exact"
+    grounder: str = Field("exact", description="grounder component name: exact, faiss, hnswlib")
     top_k: int = Field(10, ge=1, description="items returned per <ground> call")
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict, description="the grounder's own options")
 
 
 DEFAULT_RECALL_MODEL = "sasrec"
@@ -95,23 +95,25 @@ overflow traceback; every learning rate of use is far below it."""
 class RetrieverConfig(Section):
     """The recall model that fills the agent's first prompt, and the classical baselines."""
 
-    model: str = "sasrec"
+    model: str = Field("sasrec", description="retriever component name: the recall model, or the baseline fitted")
     recall_size: int = Field(30, ge=0, description="items recalled into the first prompt")
-    lr: float = Field(1e-3, gt=0, le=MAX_LR)
-    embedding_dim: int = Field(64, ge=1)
-    batch_size: int = Field(256, ge=1)
+    lr: float = Field(1e-3, gt=0, le=MAX_LR, description="learning rate of the trained retrievers")
+    embedding_dim: int = Field(64, ge=1, description="item embedding size of the trained retrievers")
+    batch_size: int = Field(256, ge=1, description="training samples per step")
     weight_decay: float = Field(0.0, ge=0, description="L2 coefficient; the paper grids 1e-3..1e-7")
-    max_epochs: int = Field(200, ge=1)
+    max_epochs: int = Field(200, ge=1, description="epochs at most (early stopping on valid NDCG@10 ends sooner)")
     patience: int = Field(10, ge=1, description="epochs without valid NDCG@10 improvement before stopping")
     min_delta: float = Field(0.0, ge=0, description="the least valid NDCG@10 gain that counts as an improvement")
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps (None: no cap)")
     max_seconds: float | None = Field(
         None, gt=0, description="stop after this much training wall time, then validate (None: no cap)"
     )
-    loss: Literal["ce", "bce"] = "ce"
+    loss: Literal["ce", "bce"] = Field(
+        "ce", description="ce: cross-entropy over every item; bce: one sampled negative per positive"
+    )
     seed: int = Field(0, ge=0, le=2**32 - 1, description="seeds initialisation, shuffling and negative sampling")
-    device: str = "cpu"
-    options: dict[str, Any] = Field(default_factory=dict)
+    device: str = Field("cpu", description="where the trained retrievers train: cpu, cuda, cuda:1, auto")
+    options: dict[str, Any] = Field(default_factory=dict, description="the retriever's own options")
 
 
 class AgentConfig(Section):
@@ -121,10 +123,10 @@ class AgentConfig(Section):
     first_prompt: str | None = Field(
         None, description="path to the first user message template; default: first_prompt.v1.txt"
     )
-    max_groundings: int = Field(6, ge=0)
-    use_recall: bool = True
-    max_new_tokens_per_turn: int = Field(64, ge=1)
-    max_new_tokens_total: int = Field(512, ge=1)
+    max_groundings: int = Field(6, ge=0, description="<ground> calls at most before the answer is asked for")
+    use_recall: bool = Field(True, description="show the recall list in the first prompt (false: --no-recall)")
+    max_new_tokens_per_turn: int = Field(64, ge=1, description="tokens the policy may write in one turn")
+    max_new_tokens_total: int = Field(512, ge=1, description="tokens the policy may write in a whole trajectory")
     max_feedback_tokens: int | None = Field(
         512,
         ge=1,
@@ -187,19 +189,21 @@ class UserAgentConfig(Section):
     # a validation error never echoes the input: a key put in the wrong field would be printed
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, hide_input_in_errors=True)
 
-    backend: str = "simulated"
+    backend: str = Field("simulated", description="user agent component name: simulated, none, openai, ...")
     prompt: str | None = Field(None, description="path to a prompt file; default: the paper's Table 1")
-    model: str | None = None
-    base_url: str | None = None
+    model: str | None = Field(None, description="the model a remote or hf backend asks (its default when null)")
+    base_url: str | None = Field(
+        None, description="the server's URL (null: $OPENAI_BASE_URL / $ANTHROPIC_BASE_URL, else the provider's)"
+    )
     api_key_env: str | None = Field(None, description="NAME of the environment variable holding the key")
-    max_concurrency: int = Field(8, ge=1)
-    timeout_s: float = Field(60.0, gt=0)
-    max_retries: int = Field(3, ge=0)
+    max_concurrency: int = Field(8, ge=1, description="requests in flight at once")
+    timeout_s: float = Field(60.0, gt=0, description="seconds one attempt of a request may take")
+    max_retries: int = Field(3, ge=0, description="attempts after the first, for an error worth retrying")
     cache_path: str | Literal[False] | None = Field(
         None,
         description="SQLite file for cached responses; null: RUN/user_agent_cache.sqlite in sft and fit; false: off",
     )
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict, description="the backend's own options")
 
     @model_validator(mode="after")
     def _no_literal_keys(self) -> UserAgentConfig:
@@ -226,18 +230,20 @@ class UserAgentConfig(Section):
 
 
 class RolloutConfig(Section):
-    engine: str = "hf"
-    temperature: float = Field(1.0, ge=0)
-    top_p: float = Field(1.0, gt=0, le=1)
-    gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
-    options: dict[str, Any] = Field(default_factory=dict)
+    """How training rollouts are generated: the engine and its sampling."""
+
+    engine: str = Field("hf", description="rollout engine component name: hf, vllm")
+    temperature: float = Field(1.0, ge=0, description="sampling temperature of training rollouts (0: greedy)")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling of training rollouts (1: off)")
+    gpu_memory_utilization: float = Field(0.3, gt=0, le=1, description="vllm: the GPU memory share it may hold")
+    options: dict[str, Any] = Field(default_factory=dict, description="the engine's own options")
 
 
 class PolicyConfig(Section):
     """The policy: a hub id or path, or a small from-scratch preset."""
 
     model: str = Field("preset:tiny", description="preset:tiny | preset:small | hub id | local path")
-    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    dtype: Literal["float32", "float16", "bfloat16"] = Field("float32", description="the policy's dtype")
     gradient_checkpointing: bool = Field(
         False,
         description="recompute each layer's activations in the backward pass (SFT and GRPO): less memory, "
@@ -282,6 +288,8 @@ def reserved_reward_error(name: str) -> str:
 
 
 class GRPOConfig(Section):
+    """The GRPO objective: the rewards, the group, the clipped ratio and the KL to the reference policy."""
+
     rewards: list[RewardSpec] = Field(
         default_factory=lambda: [RewardSpec(name="ndcg"), RewardSpec(name="format")],
         description="reward components: names, or {name, options}",
@@ -292,11 +300,11 @@ class GRPOConfig(Section):
         description="rollouts per prompt (G); `mgfrec fit` needs at least 2: one alone has no group to compare with, "
         "and every advantage is 0 (a run's config with 1 still loads, for evaluation)",
     )
-    clip_epsilon: float = Field(0.2, gt=0)
-    kl_beta: float = Field(0.04, ge=0)
+    clip_epsilon: float = Field(0.2, gt=0, description="the ratio is clipped to [1 - epsilon, 1 + epsilon] (eq. 1)")
+    kl_beta: float = Field(0.04, ge=0, description="weight of the KL term to the reference policy (eq. 1)")
     scale_rewards: bool = Field(True, description="divide advantages by the group std (eq. 2)")
-    advantage_epsilon: float = Field(1e-4, gt=0)
-    updates_per_batch: int = Field(1, ge=1)
+    advantage_epsilon: float = Field(1e-4, gt=0, description="added to the group std before dividing by it")
+    updates_per_batch: int = Field(1, ge=1, description="optimizer steps on each batch of rollouts")
     loss_aggregation: Literal["token-mean", "sequence-mean"] = Field(
         "token-mean", description="token-mean (DAPO/TRL bnpo) or sequence-mean (eq. 3 as written, TRL grpo)"
     )
@@ -366,6 +374,8 @@ class GRPOConfig(Section):
 
 
 class TrainerConfig(Section):
+    """GRPO's training loop (Lightning): optimizer, batches, steps, devices, validation and logging."""
+
     lr: float = Field(1e-4, gt=0, le=MAX_LR, description="policy learning rate (the paper: 1e-6 for Qwen2.5-1.5B)")
     weight_decay: float = Field(
         0.01,
@@ -375,19 +385,23 @@ class TrainerConfig(Section):
         "the weights shrink by lr x weight_decay each step, even on a batch whose groups teach nothing",
     )
     global_batch_size: int = Field(16, ge=1, description="prompts per optimizer step, via accumulation (paper 128)")
-    micro_batch_size: int = Field(8, ge=1)
-    epochs: int = Field(1, ge=1, le=1_000_000)
-    max_steps: int | None = Field(30, ge=1, le=1_000_000_000)  # beyond it a step counter overflowed a C integer
-    strategy: str = "auto"
-    accelerator: str = "cpu"
+    micro_batch_size: int = Field(8, ge=1, description="trajectories per forward and backward pass")
+    epochs: int = Field(1, ge=1, le=1_000_000, description="passes over the train samples when max_steps is null")
+    max_steps: int | None = Field(  # beyond 1e9 a step counter overflowed a C integer
+        30, ge=1, le=1_000_000_000, description="training steps (null: trainer.epochs passes)"
+    )
+    strategy: str = Field("auto", description="Lightning's strategy: auto, ddp, deepspeed_stage_2, ...")
+    accelerator: str = Field("cpu", description="Lightning's accelerator: cpu, gpu, auto")
     devices: int | str = Field(
         1, description="processes per node (one per GPU; -1 or auto: all); several: data-parallel GRPO"
     )
     num_nodes: int = Field(1, ge=1, description="nodes, each running `devices` processes (Lightning's launcher)")
-    precision: str = "32-true"
+    precision: str = Field("32-true", description="Lightning's precision: 32-true, bf16-mixed, 16-mixed, ...")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="an integer from 0 to 2**32 - 1")
-    val_check_interval: int = Field(10, ge=1)
-    log_every_n_steps: int = Field(1, ge=1)
+    val_check_interval: int = Field(10, ge=1, description="training steps between validations")
+    log_every_n_steps: int = Field(
+        1, ge=1, description="training steps between rows of metrics.csv (a validation always writes one)"
+    )
     tensorboard: bool = Field(
         False, description="also log every step to RUN/tensorboard (needs the tensorboard package)"
     )
@@ -410,12 +424,14 @@ class TrainerConfig(Section):
 
 
 class EvalConfig(Section):
-    ks: tuple[Annotated[int, Field(ge=1)], ...] = (5, 10, 20)
-    split: Literal["train", "valid", "test"] = "test"
-    bootstrap_samples: int = Field(1000, ge=0)
-    confidence: float = Field(0.95, gt=0, lt=1)
+    """Full-ranking evaluation: the metrics' K, the split, the intervals and paired tests."""
+
+    ks: tuple[Annotated[int, Field(ge=1)], ...] = Field((5, 10, 20), description="the K of Hit@K and NDCG@K")
+    split: Literal["train", "valid", "test"] = Field("test", description="the split evaluated")
+    bootstrap_samples: int = Field(1000, ge=0, description="resamples of each interval and paired test (0: none)")
+    confidence: float = Field(0.95, gt=0, lt=1, description="of the intervals; alpha = 1 - confidence")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="an integer from 0 to 2**32 - 1")
-    greedy: bool = True
+    greedy: bool = Field(True, description="agents decode greedily (false: sampled at rollout.temperature)")
     exclude_history: bool = Field(True, description="leave history items (never the target) out of the ranking")
     batch_size: int = Field(256, ge=1, description="samples scored at once by the evaluator")
     rollout_batch_size: int = Field(
