@@ -56,10 +56,28 @@ class DataConfig(Section):
         return self
 
 
+def _not_a_key(value: str, field: str) -> str:
+    """A model's name that looks like an API key (:func:`looks_like_key`: a key pasted into the wrong field) is
+    refused without being shown: it was written into the run's ``config.yaml`` as it was (review s36), where
+    ``user_agent.model`` refused it. A hub id or a path holds a ``/`` and is never taken for one."""
+    if looks_like_key(value):
+        raise ValueError(
+            f"looks like an API key, not a model (not shown); give a hub id, a folder or a preset as {field}, and the "
+            "key in the environment variable user_agent.api_key_env names"
+        )
+    return value
+
+
 class EmbeddingConfig(Section):
     """Title embeddings for grounding and for the simulated user agent."""
 
     embedder: str = Field("sentence-transformers", description="embedder component name")
+
+    @field_validator("model")
+    @classmethod
+    def _model_not_a_key(cls, value: str) -> str:
+        return _not_a_key(value, "embedding.model")
+
     model: str = Field("bundled:all-MiniLM-L6-v2", description="hub id, local path, or bundled:all-MiniLM-L6-v2")
     query_instruction: str | None = Field(None, description="prefix for query texts (gte-Qwen2 style)")
     batch_size: int = Field(64, ge=1, description="titles embedded at once")
@@ -244,6 +262,12 @@ class PolicyConfig(Section):
 
     model: str = Field("preset:tiny", description="preset:tiny | preset:small | hub id | local path")
     dtype: Literal["float32", "float16", "bfloat16"] = Field("float32", description="the policy's dtype")
+
+    @field_validator("model")
+    @classmethod
+    def _model_not_a_key(cls, value: str) -> str:
+        return _not_a_key(value, "policy.model")
+
     gradient_checkpointing: bool = Field(
         False,
         description="recompute each layer's activations in the backward pass (SFT and GRPO): less memory, "

@@ -681,3 +681,16 @@ def test_a_bad_field_a_base_file_set_is_named_with_that_base(tmp_path):
     child.write_text("base: middle.yaml\nagent: {max_groundings: 2}\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"child.yaml \(over its base middle.yaml over typo.yaml\): .*history_lenght"):
         load_config(child)
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("field", ["policy.model", "embedding.model"])
+def test_a_key_given_as_a_model_is_refused_without_being_shown(field, tmp_path):
+    """`policy.model` and `embedding.model` took `sk-proj-...` and wrote it into the run's config.yaml, where
+    `user_agent.model` refused it (review s36). A hub id or a path (they hold a `/`) is never taken for a key."""
+    key = "sk-proj-TAILSECRET0123456789abcdefgh"
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [f"{field}={key}"])
+    assert f"{field}: Value error, looks like an API key" in str(err.value) and "TAILSECRET" not in str(err.value)
+    for model in ("Qwen/Qwen2.5-1.5B-Instruct", "runs/x/policy", "all-MiniLM-L6-v2", "preset:tiny-items"):
+        assert load_config(None, [f"{field}={model}"]).model_dump()[field.split(".")[0]]["model"] == model
