@@ -167,7 +167,7 @@ class Recommender:
         # grpo.rewards is never computed here: a run trained with a reward plugin serves without its package
         # "with flags or --set" when sets changed it: a --set grounding.grounder=nope was blamed on the run (s36)
         source = config_source(self.run_dir / "config.yaml", sets)
-        check_components(self.cfg, source=source, rewards=False)
+        check_components(self.cfg, source=source, rewards=False, data=False)
         self.lock = threading.RLock()
         self.engine: Any = None
         self.environment: Environment | None = None

@@ -53,7 +53,7 @@ class _Hub(http.server.BaseHTTPRequestHandler):
         self.server.asked.append(self.path)
         if self.path.startswith("/api/models/mgfrec-tests/there/revision/v9"):
             self._answer(404, {"X-Error-Code": "RevisionNotFound"})
-        elif self.path.startswith("/api/models/mgfrec-tests/there"):
+        elif self.path.startswith(("/api/models/mgfrec-tests/there", "/api/models/sentence-transformers/all-Mini")):
             self._answer(200, {}, json.dumps({"id": "mgfrec-tests/there", "sha": "0" * 40}).encode())
         elif self.path.startswith("/api/models/mgfrec-tests/gated"):
             self._answer(403, {"X-Error-Code": "GatedRepo"})
@@ -145,3 +145,25 @@ def test_fit_names_a_mistyped_policy_and_embedder_before_the_recall_fit(hub, tmp
         text = " ".join(result.output.split())
         assert result.exit_code == 2 and said in text and "was not found on the hub" in text, result.output
         assert "Traceback" not in result.output and not (tmp_path / "run" / "recall").exists()
+
+
+def test_a_sentence_transformers_name_without_its_organisation_is_checked_as_it_loads(hub, monkeypatch, tmp_path):
+    """`embedding.model: all-MiniLM-L6-v2` loads sentence-transformers/all-MiniLM-L6-v2; checked under the bare name,
+    it was "not found on the hub" online and "not in the local cache" offline though cached (review s36)."""
+    from mgfrec.config.schema import EmbeddingConfig
+    from mgfrec.embed.base import load_embedder
+    from mgfrec.embed.sentence import hub_repo
+
+    assert hub_repo("all-MiniLM-L6-v2") == "sentence-transformers/all-MiniLM-L6-v2"
+    assert hub_repo("bert-base-uncased") == "bert-base-uncased" and hub_repo("org/name") == "org/name"
+    embedder = load_embedder(EmbeddingConfig(model="all-MiniLM-L6-v2"))
+    embedder.check_loadable()  # online: the hub has it under its organisation
+    assert "/api/models/sentence-transformers/all-MiniLM-L6-v2" in hub.asked
+    commit = "0" * 40
+    repo = tmp_path / "cache" / "models--sentence-transformers--all-MiniLM-L6-v2"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    (repo / "snapshots" / commit / "modules.json").write_text("[]")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    load_embedder(EmbeddingConfig(model="all-MiniLM-L6-v2")).check_loadable()  # offline: cached under that name

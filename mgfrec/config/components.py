@@ -51,14 +51,20 @@ def config_value(cfg: MGFRecConfig, dotted: str) -> Any:
 
 
 def check_components(
-    cfg: MGFRecConfig, reg: Registry | None = None, source: str = "<config>", rewards: bool = True
+    cfg: MGFRecConfig,
+    reg: Registry | None = None,
+    source: str = "<config>",
+    rewards: bool = True,
+    data: bool = True,
 ) -> None:
     """Raise ``ValueError`` naming the field for an unknown component name, options its component does not
     take, or an unknown device or accelerator. ``rewards=False`` leaves ``grpo.rewards`` alone, for a command
-    that never computes one (``recommend``: a run trained with a reward plugin is served without it)."""
+    that never computes one (``recommend``: a run trained with a reward plugin is served without it); ``data=False``
+    leaves ``data.*`` alone, for one that reads a prepared data set, never its source (a run records how its data
+    set was prepared: a data-source plugin it names is not needed to serve, fit or derive it)."""
     reg = reg or registry()
     problems: list[str] = []
-    for name_path, kind, options_path in _NAMED:
+    for name_path, kind, options_path in [n for n in _NAMED if data or n[1] != "data_source"]:
         problems += _check_one(
             reg, kind, config_value(cfg, name_path), name_path, config_value(cfg, options_path), options_path, cfg=cfg
         )
@@ -96,7 +102,8 @@ def plugins_named(cfg: MGFRecConfig, reg: Registry | None = None) -> dict[str, l
     run where a package is missing names the package to install (``extra.update(plugins_named(cfg))``). Names
     nobody registered are left out (the config check reports them)."""
     reg = reg or registry()
-    wanted = [(kind, str(config_value(cfg, path))) for path, kind, _ in _NAMED]
+    # not the data source: no command builds it once the data set is prepared (the run records how it was)
+    wanted = [(kind, str(config_value(cfg, path))) for path, kind, _ in _NAMED if kind != "data_source"]
     wanted += [("reward", spec.name) for spec in cfg.grpo.rewards]
     found: list[dict] = []
     for kind, name in wanted:

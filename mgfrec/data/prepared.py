@@ -482,6 +482,7 @@ class PreparedDataset:
         source, protocol = self.manifest["source"], self.manifest.get("protocol") or {}
         name, params = source.get("name"), dict(source.get("params") or {})
         fields = {k: protocol[k] for k in _PROTOCOL_FIELDS if k in protocol}
+        registered = name in registry().names("data_source")
         own = self.root / "config.yaml"
         if own.is_file() and resolved_by(own) == "mgfrec":
             try:
@@ -489,13 +490,15 @@ class PreparedDataset:
             except (OSError, ValueError):
                 data = None
             said = data.model_dump(mode="json") if data is not None else {}
-            if data is not None and data.source == name and all(said[k] == v for k, v in fields.items()):
+            # a plugin's source may write another name into the manifest than the one it is registered under
+            same = data is not None and (data.source == name or not registered)
+            if same and all(said[k] == v for k, v in fields.items()):
                 return data
         try:
-            known = getattr(registry().load("data_source", name), "Options", None)
+            known = getattr(registry().load("data_source", name), "Options", None) if registered else None
             options = {k: v for k, v in params.items() if k in getattr(known, "model_fields", {})}
             return DataConfig(source=name, path=params.get("path"), options=options, **fields)
-        except (ValueError, TypeError):  # a plugin not installed here, a value of another time: what is sure
+        except Exception:  # noqa: BLE001 - a plugin broken here, a value of another time: what is sure is recorded
             return DataConfig(source=name, path=params.get("path"), **fields)
 
     @property

@@ -88,6 +88,18 @@ def weights_of(name: str, source: str, revision: str | None = None) -> str | Non
     return hub_snapshot(source, revision)
 
 
+def hub_repo(name: str) -> str:
+    """The hub repository sentence-transformers loads for hub id ``name``: a name without an organisation
+    (``all-MiniLM-L6-v2``) is ``sentence-transformers/``'s, but for the original transformers models
+    (``bert-base-uncased``). Checked under the bare name, it was "not in the local cache" offline though cached, and
+    "not found on the hub" online (review s36)."""
+    if "/" in name:
+        return name
+    from sentence_transformers.util import ORIGINAL_TRANSFORMER_MODELS
+
+    return name if name.lower() in ORIGINAL_TRANSFORMER_MODELS else f"sentence-transformers/{name}"
+
+
 def hub_snapshot(repo_id: str, revision: str | None = None) -> str | None:
     """The commit that ``revision`` (default ``main``) of hub model ``repo_id`` resolves to in the local Hugging
     Face cache, without the network; None when it is not there yet (the first load downloads it)."""
@@ -191,15 +203,16 @@ class SentenceTransformerEmbedder:
         _check_device(self.config.device)
 
     def check_loadable(self) -> None:
-        """:meth:`check_ready`, and a hub id the local cache lacks while the hub is offline: for a command that will
-        load the model whatever its cache holds (a fit grounds the policy's titles), before its long work (the
-        recall fit ran first, then the load failed; review s35)."""
+        """:meth:`check_ready`, and a hub id that cannot load here (:func:`mgfrec.hub.hub_refusal`: not cached with
+        the hub offline, or not on the hub): for a command that will load the model whatever its cache holds (a fit
+        grounds the policy's titles), before its long work (the recall fit ran first, then the load failed; review
+        s35)."""
         self.check_ready()
         if not self._is_hub_id:
             return
         # sentence-transformers keeps its downloads under SENTENCE_TRANSFORMERS_HOME when that is set (review s35)
         caches = (None, os.environ.get("SENTENCE_TRANSFORMERS_HOME") or None)
-        refusal = hub_refusal(self._source, self.options.revision, caches)
+        refusal = hub_refusal(hub_repo(self._source), self.options.revision, caches)
         if refusal:
             raise ValueError(
                 f"embedding.model '{self.config.model}' {refusal}; or give a folder holding a saved model, or "

@@ -162,7 +162,7 @@ def _derive(
     if overrides:
         cfg = apply_overrides(cfg, overrides, "--set")
     with plugins_of_run(run_dir):  # a derived run names only components that exist, a missing plugin's package
-        check_components(cfg, source=f"{source} of {run_dir}")
+        check_components(cfg, source=f"{source} of {run_dir}", data=False)  # the run's data set, not a source
     extra = {
         "policy": str((run_dir / str(info.extra.get("policy", "policy"))).resolve()),
         "recall_run": recall_run_of(run_dir, info),

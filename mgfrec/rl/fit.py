@@ -142,7 +142,8 @@ def check_fit_config(cfg: MGFRecConfig, options: FitOptions, reg: Registry, ds: 
     check_nodes(cfg.trainer.num_nodes)
     if isinstance(cfg.trainer.devices, int):  # early, before any work; the module checks again at fit start
         check_batch_split(cfg.trainer.global_batch_size, cfg.trainer.devices * cfg.trainer.num_nodes)
-    check_components(cfg, reg)  # names and options, before the recall model, the policy or any embedding
+    # names and options, before the recall model, the policy or any embedding; data.* is not read (--data is)
+    check_components(cfg, reg, data=False)
     build_reward(cfg.grpo.rewards, reg=reg)  # a reward that cannot be built (or none): named before the recall fit
     check_engine(cfg.rollout, reg)  # vLLM missing: one line now, not once an earlier run in OUT was retired
     check_logger(cfg)  # tensorboard missing: the same

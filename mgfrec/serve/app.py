@@ -106,6 +106,18 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
     batcher = Batcher(recommender, max_batch=options.max_batch, queue_size=options.queue_size)
     sessions: dict[str, tuple[Conversation, asyncio.Queue]] = {}
     readers: set[str] = set()  # sessions whose event stream is open
+    # conversations whose stream ended at a cancel while their batch runs on: no events are left to read (a second
+    # GET kept a stream of keep-alives open for good; review s36), but each holds its slot until its batch ends
+    unseen: dict[str, Conversation] = {}
+
+    def running() -> int:
+        """Conversations that hold a --max-sessions slot: those still running, read or not."""
+        for sid, conversation in list(unseen.items()):
+            if conversation.done.is_set():
+                unseen.pop(sid, None)
+        held = [conv for conv, _ in list(sessions.values())] + list(unseen.values())
+        return sum(not conv.done.is_set() for conv in held)
+
     all_users = set(recommender.users())
     # every split read (and checked against the data set's manifest) once, now: a request never reads the data
     # folder, so a file replaced or removed while serving can neither change an answer nor fail a request
@@ -206,7 +218,7 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
             "splits": [s for s in SPLITS],
             "queue": {"waiting": batcher.queued(), "capacity": batcher.capacity, **batcher.stats},
             "sessions": len(sessions),  # held: running, and finished ones whose events are still readable
-            "open_sessions": sum(not conv.done.is_set() for conv, _ in list(sessions.values())),
+            "open_sessions": running(),
         }
 
     # HEAD too, out of the schema: one route for both gave two operations of one id, and FastAPI warned
@@ -268,8 +280,7 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
             # and beyond the newest FINISHED_KEPT per open slot, whatever their age (their events stay readable)
             if now - sessions[sid][0].created > 600 or len(finished) - n > FINISHED_KEPT * options.max_sessions:
                 sessions.pop(sid, None)
-        running = sum(not conv.done.is_set() for conv, _ in sessions.values())
-        if running >= options.max_sessions:  # a finished conversation holds no slot
+        if running() >= options.max_sessions:  # a finished conversation holds no slot
             raise HTTPException(503, f"{options.max_sessions} conversations are open (--max-sessions); try again later")
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
@@ -319,11 +330,12 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
             finally:
                 if not finished:  # the reader went away: nobody will answer this conversation
                     conversation.cancel("the page was closed")
-                if (finished and not conversation.running_unseen) or conversation.done.is_set():
+                if finished and conversation.running_unseen:  # nothing left to read; its batch still runs
+                    unseen[sid] = conversation
+                if finished or conversation.done.is_set():
                     sessions.pop(sid, None)
                 # else it keeps its slot (--max-sessions) until its rollout ends, and is forgotten as a finished
-                # one: dropped at once, a client that opened and closed streams in a loop got past the limit (a
-                # stream ended by a cancel while its batch runs, too)
+                # one: dropped at once, a client that opened and closed streams in a loop got past the limit
                 readers.discard(sid)
 
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

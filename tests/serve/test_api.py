@@ -461,6 +461,8 @@ def test_a_cancel_in_a_running_batch_ends_the_stream_now_and_keeps_the_slot(serv
         assert events == [{"type": "error", "error": "the conversation was cancelled (cancelled by the client)"}]
         health = c.get("/healthz").json()
         assert health["open_sessions"] == 1, health  # the stream ended before its batch: its slot is still held
+        assert health["sessions"] == 0, health  # but nothing is left to read: a second GET kept keep-alives open
+        assert c.get(opened["events"]).status_code == 404
         assert c.post("/v1/sessions", json={"history": [ds.titles[1]], "feedback": "none"}).status_code == 503
         deadline, again = time.monotonic() + 60, None
         while time.monotonic() < deadline:  # free once the batch ends
