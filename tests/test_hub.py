@@ -13,6 +13,16 @@ import pytest
 from mgfrec.hub import hub_cached, hub_refusal, offline_variable
 
 
+def cached_snapshot(cache, repo_id: str, file: str = "config.json") -> None:
+    """A snapshot of hub model ``repo_id`` in the Hugging Face cache folder ``cache``, as a download leaves it."""
+    commit = "0" * 40
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    (repo / "snapshots" / commit / file).write_text("[]" if file == "modules.json" else "{}")
+
+
 @pytest.mark.parametrize(
     ("env", "said"),
     [
@@ -34,12 +44,7 @@ def test_the_hub_is_offline_as_huggingface_hub_reads_it(monkeypatch, env, said):
 def test_a_snapshot_in_sentence_transformers_own_cache_counts(tmp_path):
     """A model sentence-transformers downloaded under SENTENCE_TRANSFORMERS_HOME (a cluster node's setting) loads
     offline, but fit and sft refused it as "not in the local Hugging Face cache"."""
-    commit = "0" * 40
-    repo = tmp_path / "st" / "models--mgfrec-tests--cached"
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(commit)
-    (repo / "snapshots" / commit).mkdir(parents=True)
-    (repo / "snapshots" / commit / "modules.json").write_text("[]")  # no config.json at the root: still a model
+    cached_snapshot(tmp_path / "st", "mgfrec-tests/cached", "modules.json")  # no config.json at the root: a model
     assert hub_cached("mgfrec-tests/cached", cache_dirs=(None, str(tmp_path / "st")))
     assert not hub_cached("mgfrec-tests/cached", cache_dirs=(None,))
     assert not hub_cached("mgfrec-tests/not-there", cache_dirs=(None, str(tmp_path / "st")))
@@ -112,12 +117,7 @@ def test_online_the_hub_is_asked_whether_a_model_it_lacks_exists(hub):
 def test_a_cached_model_is_not_asked_for_and_offline_nothing_is(hub, monkeypatch, tmp_path):
     from huggingface_hub import constants
 
-    commit = "0" * 40
-    repo = tmp_path / "cache" / "models--mgfrec-tests--mistyped"
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(commit)
-    (repo / "snapshots" / commit).mkdir(parents=True)
-    (repo / "snapshots" / commit / "config.json").write_text("{}")
+    cached_snapshot(tmp_path / "cache", "mgfrec-tests/mistyped")
     assert constants.HF_HUB_CACHE == str(tmp_path / "cache")
     assert hub_refusal("mgfrec-tests/mistyped") is None  # in the local cache: it loads whatever the hub says
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -159,11 +159,6 @@ def test_a_sentence_transformers_name_without_its_organisation_is_checked_as_it_
     embedder = load_embedder(EmbeddingConfig(model="all-MiniLM-L6-v2"))
     embedder.check_loadable()  # online: the hub has it under its organisation
     assert "/api/models/sentence-transformers/all-MiniLM-L6-v2" in hub.asked
-    commit = "0" * 40
-    repo = tmp_path / "cache" / "models--sentence-transformers--all-MiniLM-L6-v2"
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(commit)
-    (repo / "snapshots" / commit).mkdir(parents=True)
-    (repo / "snapshots" / commit / "modules.json").write_text("[]")
+    cached_snapshot(tmp_path / "cache", "sentence-transformers/all-MiniLM-L6-v2", "modules.json")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     load_embedder(EmbeddingConfig(model="all-MiniLM-L6-v2")).check_loadable()  # offline: cached under that name

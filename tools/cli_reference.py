@@ -8,10 +8,9 @@ tests/cli/test_cli_reference.py runs the check.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
+import generated_doc  # tools/generated_doc.py, beside this script
 import typer
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
@@ -87,18 +86,7 @@ def render() -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true")
-    args = parser.parse_args()
-    text = render()
-    if args.check:
-        if not DOC.is_file() or DOC.read_text(encoding="utf-8") != text:
-            print(f"{DOC} is out of date: run python tools/cli_reference.py", file=sys.stderr)
-            return 1
-        return 0
-    DOC.write_text(text, encoding="utf-8")
-    print(f"wrote {DOC}")
-    return 0
+    return generated_doc.main(DOC, render, __doc__.split("\n\n")[0])
 
 
 if __name__ == "__main__":

@@ -9,15 +9,14 @@ tests/config/test_config_reference.py runs the check.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
-import sys
 import types
 import typing
 from pathlib import Path
 from typing import Any
 
+import generated_doc  # tools/generated_doc.py, beside this script
 from pydantic_core import PydanticUndefined, to_jsonable_python
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "config-fields.md"
@@ -99,18 +98,7 @@ def render() -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true")
-    args = parser.parse_args()
-    text = render()
-    if args.check:
-        if not DOC.is_file() or DOC.read_text(encoding="utf-8") != text:
-            print(f"{DOC} is out of date: run python tools/config_reference.py", file=sys.stderr)
-            return 1
-        return 0
-    DOC.write_text(text, encoding="utf-8")
-    print(f"wrote {DOC}")
-    return 0
+    return generated_doc.main(DOC, render, __doc__.split("\n\n")[0])
 
 
 if __name__ == "__main__":
