@@ -157,8 +157,14 @@ def load_yaml(text: str) -> Any:
     return data
 
 
-def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a config file, following ``base:`` parents, into a plain nested dict."""
+    return _read_chain(path)[0]
+
+
+def _read_chain(path: str | Path, _seen: tuple[Path, ...] = ()) -> tuple[dict[str, Any], list[str]]:
+    """:func:`read_yaml`'s dict, and the ``base:`` files under ``path``, nearest first, as each file names its
+    own."""
     path = Path(path).resolve()
     if path in _seen:
         raise ConfigError(f"{path}: 'base' chain loops back to itself")
@@ -181,16 +187,16 @@ def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     parent = raw.pop("base", None)
     if parent is not None and not isinstance(parent, str):
         raise ConfigError(f"{path}: base must be the path of one parent config file, got {type(parent).__name__}")
-    if parent is not None:  # a missing one was "cannot read config .../nope.yaml", naming no file that asked for it
-        if not parent.strip() or not (path.parent / parent).is_file():
-            why = "is empty" if not parent.strip() else f"{parent!r}: no such file ({path.parent / parent})"
-            raise ConfigError(f"{path}: base {why}; give the path of the parent config, relative to this file")
-        inherited = read_yaml(path.parent / str(parent), (*_seen, path))
-        try:
-            raw = _merge(inherited, raw)
-        except ConfigError as exc:
-            raise ConfigError(f"{path} over its base {parent}: {exc}") from None
-    return raw
+    if parent is None:
+        return raw, []
+    if not parent.strip() or not (path.parent / parent).is_file():  # it was "cannot read config .../nope.yaml"
+        why = "is empty" if not parent.strip() else f"{parent!r}: no such file ({path.parent / parent})"
+        raise ConfigError(f"{path}: base {why}; give the path of the parent config, relative to this file")
+    inherited, bases = _read_chain(path.parent / str(parent), (*_seen, path))
+    try:
+        return _merge(inherited, raw), [parent, *bases]
+    except ConfigError as exc:
+        raise ConfigError(f"{path} over its base {parent}: {exc}") from None
 
 
 def parse_override(text: str) -> dict[str, Any]:
@@ -359,7 +365,7 @@ def load_config(
     that names every section (a copy of ``configs/default.yaml``), gets the defaults."""
     if isinstance(overrides, (str, bytes)):  # "grpo.kl_beta=0.1" was "override 'g' must look like ..." (s35)
         raise TypeError(f"overrides: give a list of 'section.field=value' strings, not one string: [{overrides!r:.60}]")
-    raw: dict[str, Any] = read_yaml(path) if path else {}
+    raw, bases = _read_chain(path) if path else ({}, [])
     if path and resolved_by(path) == "old":
         for dotted, before in WRITTEN_BEFORE.items():
             section, _, name = dotted.partition(".")
@@ -375,27 +381,9 @@ def load_config(
     except ConfigError as exc:  # a field given inside what the file holds as a value
         raise ConfigError(f"{config_source(path, overrides, values)}: {exc}") from None
     source = config_source(path, overrides, values)
-    bases = _bases(Path(path)) if path else []
     if bases:  # a field a base file set was searched for in the file named alone (review s36)
         source += f" (over its base {' over '.join(bases)})"
     return validate(raw, source)
-
-
-def _bases(path: Path) -> list[str]:
-    """The ``base:`` files under config ``path``, nearest first, as each file names its own (read already by
-    :func:`read_yaml`, which refused a loop, a missing file and a bad value)."""
-    chain: list[str] = []
-    while len(chain) < 50:
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError, yaml.YAMLError):
-            break
-        parent = data.get("base") if isinstance(data, dict) else None
-        if not isinstance(parent, str) or not parent.strip():
-            break
-        chain.append(parent)
-        path = path.parent / parent
-    return chain
 
 
 def config_source(

@@ -72,12 +72,6 @@ class EmbeddingConfig(Section):
     """Title embeddings for grounding and for the simulated user agent."""
 
     embedder: str = Field("sentence-transformers", description="embedder component name")
-
-    @field_validator("model")
-    @classmethod
-    def _model_not_a_key(cls, value: str) -> str:
-        return _not_a_key(value, "embedding.model")
-
     model: str = Field("bundled:all-MiniLM-L6-v2", description="hub id, local path, or bundled:all-MiniLM-L6-v2")
     query_instruction: str | None = Field(None, description="prefix for query texts (gte-Qwen2 style)")
     batch_size: int = Field(64, ge=1, description="titles embedded at once")
@@ -86,6 +80,11 @@ class EmbeddingConfig(Section):
     normalize: bool = Field(False, description="scale every embedding to unit length (L2 then ranks as cosine)")
     cache_dir: str | None = Field(None, description="default: <data folder>/embeddings")
     options: dict[str, Any] = Field(default_factory=dict, description="the embedder's own options")
+
+    @field_validator("model")
+    @classmethod
+    def _model_not_a_key(cls, value: str) -> str:
+        return _not_a_key(value, "embedding.model")
 
 
 class GroundingConfig(Section):
@@ -262,17 +261,16 @@ class PolicyConfig(Section):
 
     model: str = Field("preset:tiny", description="preset:tiny | preset:small | hub id | local path")
     dtype: Literal["float32", "float16", "bfloat16"] = Field("float32", description="the policy's dtype")
-
-    @field_validator("model")
-    @classmethod
-    def _model_not_a_key(cls, value: str) -> str:
-        return _not_a_key(value, "policy.model")
-
     gradient_checkpointing: bool = Field(
         False,
         description="recompute each layer's activations in the backward pass (SFT and GRPO): less memory, "
         "about a third more compute; results unchanged",
     )
+
+    @field_validator("model")
+    @classmethod
+    def _model_not_a_key(cls, value: str) -> str:
+        return _not_a_key(value, "policy.model")
 
 
 class ConfigDeprecationWarning(FutureWarning):
