@@ -85,14 +85,18 @@ def validation_text(
     return "; ".join(lines)
 
 
-def _scalar_kind(annotation: Any) -> type | None:
-    """``bool``, ``int`` or ``float`` for a field annotated as that type (or that type or None); else None."""
-    if annotation in (bool, int, float):
-        return annotation
+def _without_none(annotation: Any) -> Any:
+    """``X`` for a field annotated ``X | None`` (``Optional[X]``); any other annotation as it is."""
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
-        return args[0] if args[0] in (bool, int, float) else None  # ``int | None``, ``Optional[int]``
-    return None
+        return args[0]
+    return annotation
+
+
+def _scalar_kind(annotation: Any) -> type | None:
+    """``bool``, ``int`` or ``float`` for a field annotated as that type (or that type or None); else None."""
+    annotation = _without_none(annotation)
+    return annotation if annotation in (bool, int, float) else None
 
 
 def strict_scalar(model: type[BaseModel], name: str, value: Any) -> Any:
@@ -129,9 +133,7 @@ def _check_scalar(kind: type, value: Any, *, bounded: bool) -> None:
 def _item_kind(annotation: Any) -> type | None:
     """The scalar kind of every item of a ``tuple[int, ...]``, ``tuple[float, float, float]`` or ``list[int]``
     field (``| None`` allowed), else None."""
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
-        annotation = args[0]
+    annotation = _without_none(annotation)
     if typing.get_origin(annotation) not in (tuple, list):
         return None
     kinds = {
