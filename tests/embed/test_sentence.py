@@ -219,6 +219,27 @@ def test_a_hub_model_whose_branch_moved_is_a_new_cache_entry(tmp_path):
     assert old["entry"] != new["entry"]
 
 
+@pytest.mark.reliability
+def test_a_bare_name_and_sentence_transformers_own_cache_key_their_commit(monkeypatch, tmp_path):
+    """``all-MiniLM-L6-v2`` loads sentence-transformers/all-MiniLM-L6-v2, and a model downloaded with
+    SENTENCE_TRANSFORMERS_HOME set lives there: looked up under the bare name, in the Hugging Face cache alone, both
+    had no commit, so their cached vectors were keyed by name and read back after the branch moved (review s37)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))  # empty: nothing found there
+    monkeypatch.setenv("SENTENCE_TRANSFORMERS_HOME", str(tmp_path / "st"))
+    for repo_id, commit in (("sentence-transformers/mgfrec-bare", "3" * 40), ("myorg/kept-by-st", "4" * 40)):
+        folder = tmp_path / "st" / f"models--{repo_id.replace('/', '--')}"
+        (folder / "snapshots" / commit).mkdir(parents=True)
+        (folder / "snapshots" / commit / "modules.json").write_text("[]")
+        (folder / "refs").mkdir()
+        (folder / "refs" / "main").write_text(commit)
+    assert SentenceTransformerEmbedder(EmbeddingConfig(model="mgfrec-bare")).settings["weights"] == "3" * 40
+    assert SentenceTransformerEmbedder(EmbeddingConfig(model="myorg/kept-by-st")).settings["weights"] == "4" * 40
+    monkeypatch.delenv("SENTENCE_TRANSFORMERS_HOME")
+    assert SentenceTransformerEmbedder(EmbeddingConfig(model="myorg/kept-by-st")).settings["weights"] is None
+
+
 def test_a_hub_model_not_downloaded_yet_is_looked_up_without_the_network(monkeypatch):
     # its commit is unknown until the first load downloads it; building the embedder must not fetch anything
     import socket
