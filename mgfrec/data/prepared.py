@@ -386,6 +386,11 @@ class PreparedDataset:
     def counts(self) -> dict[str, Any]:
         return self.manifest["counts"]
 
+    def recorded_in(self, config: MGFRecConfig) -> MGFRecConfig:
+        """``config`` with this data set's own ``data`` section (:meth:`data_config`), as a run of it records it: the
+        config's own (defaults, or an unread ``--set data.*``) claimed another data set (review s36)."""
+        return config.model_copy(update={"data": self.data_config()})
+
     def data_config(self) -> DataConfig:
         """The ``data`` section that made this folder, for a run of it to record: a run's ``config.yaml`` held the
         defaults (``source: synthetic``, ``history_length: 20``) or an unread ``--set data.*`` whatever it was

@@ -100,8 +100,7 @@ def _fit_locked(
     # for this fit's, and a fit that fails puts them back (a failed command loses nothing).
     aside = _set_aside(out, own)
     try:
-        # the data set's own section: the config's (defaults, or an unread --set data.*) claimed another (s36)
-        config = config.model_copy(update={"data": ds.data_config()})
+        config = ds.recorded_in(config)
         write_resolved(config, out)
         start = time.perf_counter()
         retriever = reg.build("retriever", name, config.retriever.options, ds, config, out, method="fit")

@@ -361,8 +361,7 @@ def _fit_into(
                 else:
                     (out / stale).unlink(missing_ok=True)
         cfg = keep_run_prompts(cfg, out)  # evaluation reads what it trained on
-        # the data set's own section: the config's (defaults, or an unread --set data.*) claimed another (s36)
-        cfg = cfg.model_copy(update={"data": ds.data_config()})
+        cfg = ds.recorded_in(cfg)
         write_resolved(cfg, out)
         if not options.resume:  # with the settings as written: a resume after they were edited is refused (s33)
             write_start_record(out, options, ds)

@@ -365,8 +365,7 @@ def _sft_into(
             close()
 
     save_policy(model, tokenizer, out / "policy", preset=recorded_preset(cfg.policy.model))
-    # the data set's own section: the config's (defaults, or an unread --set data.*) claimed another (review s36)
-    write_resolved(cfg.model_copy(update={"data": ds.data_config()}), out)
+    write_resolved(ds.recorded_in(cfg), out)
     seconds = time.perf_counter() - started
     extra = {
         "stage": "sft",
