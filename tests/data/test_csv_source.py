@@ -30,6 +30,8 @@ def write(folder: Path, items: bytes = ITEMS, interactions: bytes = INTERACTIONS
 # (case, file the bad row goes in, the bad row as line 5, dropped reason, words the error must contain)
 BAD_ROWS = [
     ("item wrong field count", "items.csv", b"i4,Delta", "wrong_field_count", ["2 fields, header has 3"]),
+    # the usual cause of one field too many is named (review s37)
+    ("unquoted comma", "items.csv", b"i4,Hello, World,rock", "wrong_field_count", ["4 fields", "',' must be quoted"]),
     (
         "item latin-1 bytes",
         "items.csv",
@@ -77,6 +79,9 @@ BAD_ROWS = [
     # float64 rounds it to 2**53 itself, which passed the check (then it was a "duplicate" of ...992)
     ("just past 2**53", "interactions.csv", b"u2,i1,9007199254740993,5", "bad_timestamp", ["2**53"]),
     ("full-width digits", "interactions.csv", "u2,i1,１２３,5".encode(), "bad_timestamp", ["plain digits"]),
+    # ISO 8601 dates are read (review s37); a day that does not exist, or a locale's order, is not guessed at
+    ("impossible date", "interactions.csv", b"u2,i1,2020-02-30,5", "bad_timestamp", ["'2020-02-30'", "ISO 8601"]),
+    ("locale's date", "interactions.csv", b"u2,i1,01/31/2020,5", "bad_timestamp", ["'01/31/2020'", "ISO 8601"]),
     ("underscored rating", "interactions.csv", b"u2,i1,4,1_0", "bad_rating", ["field rating", "'1_0'"]),
     ("huge rating", "interactions.csv", b"u2,i1,4,1e309", "bad_rating", ["'1e309' is too large for a float64"]),
     ("NUL byte in a title", "items.csv", b"i4,Del\x00ta,rock", "nul_byte", ["field title", "NUL"]),
@@ -120,6 +125,37 @@ def test_bad_row_is_skipped_and_counted_with_skip_bad(tmp_path, case, file, row,
         "first_example_by_reason": {reason: rep.examples[reason]},
     }
     assert len(raw.items) == 3 and len(raw.interactions) == 3
+
+
+def test_a_header_ending_in_a_delimiter_is_named(tmp_path):
+    """``item_id,title,`` over rows ``i1,Alpha``: every row was "2 fields, header has 3", the cause left to guess."""
+    folder = write(tmp_path / "data", items=b"item_id,title,\ni1,Alpha\ni2,Beta\n")
+    with pytest.raises(BadInputError, match=r"items.csv:2: 2 fields, header has 3; the header ends with a delimiter"):
+        CsvSource().load(folder, skip_bad=False)
+
+
+def test_iso_dates_are_read_as_unix_seconds_in_their_order(tmp_path):
+    """An exported log's dates were refused as "not a number", and --skip-bad dropped every row: 0 samples with
+    nothing to do but convert the column by hand (review s37). A date or time without a zone is UTC; dates and Unix
+    seconds may share the column."""
+    log = (
+        b"user_id,item_id,timestamp\n"
+        b"u1,i2,2020-01-02T10:00:00Z\n"
+        b"u1,i1,2020-01-02\n"
+        b"u1,i3,2020-01-02 12:00:00.5+02:00\n"
+        b"u2,i1,1577836800\n"
+        b"u2,i2,2020-01-01T00:00:01\n"
+    )
+    raw = CsvSource().load(write(tmp_path / "data", interactions=log), skip_bad=False)
+    assert raw.interactions["timestamp"].tolist() == [
+        1577959200.0,  # 2020-01-02 10:00 UTC
+        1577923200.0,  # 2020-01-02 00:00 UTC
+        1577959200.5,  # 12:00:00.5 at +02:00
+        1577836800.0,
+        1577836801.0,
+    ]
+    rep = raw.report.files["interactions.csv"]
+    assert (rep.read, rep.kept, rep.dropped_total) == (5, 5, 0)
 
 
 def test_many_bad_rows_are_all_counted(tmp_path):

@@ -1,7 +1,8 @@
 """The ``csv`` data source: a folder with ``items.csv`` and ``interactions.csv``.
 
 ``items.csv`` needs ``item_id`` and ``title``; any other column is kept as an item attribute.
-``interactions.csv`` needs ``user_id``, ``item_id`` and ``timestamp`` (a number); ``rating`` is optional.
+``interactions.csv`` needs ``user_id``, ``item_id`` and ``timestamp`` (a number, or an ISO 8601 date or date-time,
+read as its Unix seconds); ``rating`` is optional.
 Every row is checked; a bad row stops the read with its file and line, or is skipped and counted.
 """
 
@@ -26,6 +27,9 @@ from mgfrec.validation import is_blank
 _SURROGATES = range(0xDC80, 0xDD00)  # what errors="surrogateescape" makes of undecodable bytes
 _FIELD_LIMIT = 2**31 - 1  # the largest value csv.field_size_limit takes on every platform
 _PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")  # ASCII digits only
+_ISO_DATE = re.compile(
+    r"(\d{4}-\d{2}-\d{2})(?:[T ](\d{2}:\d{2}(?::\d{2})?)(?:\.(\d+))?)?(Z|[+-]\d{2}:?\d{2})?", re.ASCII
+)
 MAX_TIMESTAMP = 2.0**53
 """Timestamps beyond +-2**53 are refused: float64 no longer holds every integer there, so order could be lost
 (Unix seconds, milliseconds and microseconds of any real date are far below it)."""
@@ -311,7 +315,15 @@ class CsvSource:
     def _shape_problem(self, fields: list[str], header: list[str]) -> tuple[str, str] | None:
         """(reason, detail) for a row that is not a row of this file at all, else None."""
         if len(fields) != len(header):
-            return "wrong_field_count", f"{len(fields)} fields, header has {len(header)}"
+            # the two usual causes, named: a title's own comma, and a header written with one delimiter too many
+            why = (
+                "; the header ends with a delimiter"
+                if header and not header[-1] and len(fields) == len(header) - 1
+                else f"; a field holding the delimiter {self.options.delimiter!r} must be quoted"
+                if len(fields) > len(header)
+                else ""
+            )
+            return "wrong_field_count", f"{len(fields)} fields, header has {len(header)}{why}"
         if _bad_encoding(fields):
             # skipping it drops the item and its interactions: a file in another encoding wants -o encoding (review
             # s32: only --skip-bad was suggested)
@@ -390,9 +402,15 @@ class CsvSource:
                 policy.bad(rep, "empty_user_id", where, "field user_id is empty")
                 continue
             ts = _number(fields[i_ts])
+            if ts is None and not _PLAIN_NUMBER.fullmatch(fields[i_ts].strip()):
+                ts = iso_seconds(fields[i_ts])  # exported logs write dates: refused, --skip-bad dropped them all
             if ts is None or abs(ts) > MAX_TIMESTAMP or _beyond_exact(fields[i_ts]):
                 written = ts is not None or _PLAIN_NUMBER.fullmatch(fields[i_ts].strip())  # 1e400: too large
-                why = "is beyond +-2**53" if written else "is not a number (plain digits, point and exponent)"
+                why = (
+                    "is beyond +-2**53"
+                    if written
+                    else "is not a number (plain digits, point and exponent) or an ISO 8601 date"
+                )
                 policy.bad(rep, "bad_timestamp", where, f"field timestamp {shown(fields[i_ts])} {why}")
                 continue
             rating = math.nan
@@ -450,6 +468,24 @@ def _beyond_exact(text: str) -> bool:
         return abs(Decimal(text.strip())) > MAX_TIMESTAMP
     except InvalidOperation:
         return False
+
+
+def iso_seconds(text: str) -> float | None:
+    """The Unix seconds of an ISO 8601 date or date-time (``2020-01-31``, ``2020-01-31T10:00:00Z``,
+    ``2020-01-31 10:00:00.5+02:00``), a date or a time without a zone read as UTC; None for anything else (a
+    locale's ``01/31/2020`` is not guessed at). Only the order of a user's timestamps matters to the protocol."""
+    import datetime as dt
+
+    match = _ISO_DATE.fullmatch(text.strip())
+    if match is None:
+        return None
+    day, clock, fraction, zone = match.groups()
+    zone = "+00:00" if zone in (None, "Z") else zone if ":" in zone else f"{zone[:3]}:{zone[3:]}"
+    try:  # (Python 3.10's fromisoformat takes no "Z" and at most 6 fraction digits)
+        when = dt.datetime.fromisoformat(f"{day}T{clock or '00:00'}{f'.{fraction[:6]:0<6}' if fraction else ''}{zone}")
+    except ValueError:  # 2020-02-30, 25:00
+        return None
+    return when.timestamp()
 
 
 def _number(text: str) -> float | None:
