@@ -32,3 +32,20 @@ def tiny_agent_run(
     extra = {"policy": "policy", "recall_run": str(root / "last-title")}
     write_run_info(root / "run", RunInfo("agent", method, str(ds.root), ds.checksum, extra=extra))
     return root / "run", ds, last_title.retriever
+
+
+def over_sasrec(root: Path) -> Path:
+    """``root/over-sasrec``: :func:`tiny_agent_run`'s run (made first, in ``root``) over a SASRec recall run
+    (``root/sasrec``, one epoch), which has the item embeddings ``agent.final_ranking: l2_joint`` needs."""
+    import json
+    import shutil
+
+    from mgfrec.data.prepared import PreparedDataset
+
+    cfg = load_config(None, [f"embedding.cache_dir={root / 'emb'}", "retriever.model=sasrec", "retriever.max_epochs=1"])
+    fit_baseline(PreparedDataset(root / "data"), cfg, root / "sasrec")
+    shutil.copytree(root / "run", root / "over-sasrec")
+    info = json.loads((root / "over-sasrec" / "run.json").read_text())
+    info["extra"]["recall_run"] = str(root / "sasrec")
+    (root / "over-sasrec" / "run.json").write_text(json.dumps(info))
+    return root / "over-sasrec"

@@ -208,6 +208,54 @@ def _read_ranks(
     return out
 
 
+JOINT_MODELS = "sasrec, gru4rec, caser or hybrid"
+"""The built-in retrievers with item embeddings (``item_vectors``), which ``l2_joint`` joins to the titles'."""
+
+
+def check_final_ranking(
+    agent: Any, where: str, *, recall_run: str | Path | None = None, recall_model: str | None = None, reg: Any = None
+) -> None:
+    """Refuse, before any work, an ``agent.final_ranking`` the run's recall model cannot serve: ``answer_then_recall``
+    and ``l2_joint`` need a recall run, and ``l2_joint`` one whose retriever has item embeddings. Judged by the
+    retriever's class (``recall_run``'s recorded model, else ``recall_model``), without loading it; :meth:`
+    FinalRanking.build` checks the loaded model again. ``derive --variant joint-l2`` over a last-title recall run
+    wrote a run that could only fail, ``report`` rolled out every run before it first, and a sweep's ``l2_joint``
+    cell failed at its fit's start, after the cells before it had trained (review s37)."""
+    rule = agent.final_ranking
+    if rule == "l2":
+        return
+    if recall_run is not None:
+        from mgfrec.runs import read_run_info
+
+        recall_model = read_run_info(recall_run).model
+    if recall_model is None:
+        raise ValueError(f"{where}: agent.final_ranking: {rule} needs the run's recall run (run.json extra.recall_run)")
+    if rule != "l2_joint":
+        return
+    from mgfrec.registry import RegistryError, registry
+
+    try:
+        cls = (reg or registry()).load("retriever", recall_model)
+    except RegistryError:  # a model nobody registered here: loading the recall run names it
+        return
+    if not callable(getattr(cls, "item_vectors", None)):
+        named = f"{recall_run} ({recall_model})" if recall_run is not None else f"'{recall_model}'"
+        raise ValueError(
+            f"{where}: agent.final_ranking: l2_joint needs a recall run with item embeddings ({JOINT_MODELS}); "
+            f"{named} has none"
+        )
+
+
+def check_start_recall(agent: Any, recall_run: str | Path | None, recall_model: str, run_flag: str, reg: Any) -> None:
+    """:func:`check_final_ranking` for a command about to train over ``recall_run`` (named by ``run_flag``:
+    ``--init RUN``, ``--recall-run RUN``), else over a fit of ``recall_model``."""
+    if recall_run is not None:
+        check_final_ranking(agent, run_flag, recall_run=recall_run, reg=reg)
+    else:
+        where = f"the recall model '{recall_model}' (--recall-model, retriever.model)"
+        check_final_ranking(agent, where, recall_model=recall_model, reg=reg)
+
+
 class FinalRanking:
     """A run's ``agent.final_ranking``: from answered titles to a score for every item (higher ranks
     first), the one rule evaluation and ``mgfrec recommend`` / ``serve`` / ``chat`` both read.
@@ -240,8 +288,8 @@ class FinalRanking:
             return cls(rule, grounding, recall=scorer)
         if not hasattr(scorer, "item_vectors"):
             raise ValueError(
-                f"{where}: agent.final_ranking: l2_joint needs a recall run with item embeddings (sasrec, gru4rec, "
-                f"caser or hybrid); {recall_run} has none"
+                f"{where}: agent.final_ranking: l2_joint needs a recall run with item embeddings ({JOINT_MODELS}); "
+                f"{recall_run} has none"
             )
         vectors = joint_item_vectors(grounding.item_embeddings, scorer.item_vectors(), agent.joint_title_weight)
         return cls(rule, grounding, recall=scorer, vectors=vectors)

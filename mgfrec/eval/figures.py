@@ -62,7 +62,9 @@ def plot_training_curves(metrics: str | Path, out_dir: str | Path, prefix: str =
     lines when there are more than :data:`FEW_VALIDATIONS` validations, else grouped bars, one per step)."""
     frame, out_dir, written = read_metrics(metrics), Path(out_dir), {}
     parts = [c for c in frame if c.startswith("reward/") and c not in ("reward/mean", "reward/std")]
-    present = [c for c in (*REWARD_COLUMNS, *parts) if c in frame]
+    # columns with a value: a fit stopped in its first step wrote the step-0 validation row alone, and blank
+    # reward and length figures were written with exit code 0 (review s37; unfinished_notes says why they are missing)
+    present = [c for c in (*REWARD_COLUMNS, *parts) if c in frame and frame[c].notna().any()]
     present = list(dict.fromkeys(present))
     if present:
         fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -86,7 +88,7 @@ def plot_training_curves(metrics: str | Path, out_dir: str | Path, prefix: str =
         integer_steps(ax)
         ax.legend(fontsize="small")
         written["reward"] = save_figure(fig, out_dir / f"{prefix}reward.png")
-    if LENGTH_COLUMN in frame:
+    if LENGTH_COLUMN in frame and frame[LENGTH_COLUMN].notna().any():
         fig, ax = plt.subplots(figsize=(5, 3.5))
         ax.plot(
             frame["step"],
@@ -286,9 +288,25 @@ def unfinished_notes(path: str | Path) -> list[str]:
                 "the others are missing from its curves: run the sweep again to finish them"
             ]
         return []
+    notes = []
     if (path / "metrics.csv").is_file() and not (path / RUN_FILE).is_file():
-        return [f"{path}: an unfinished fit (no {RUN_FILE} yet): its training curves end where it stopped"]
-    return []
+        notes.append(f"{path}: an unfinished fit (no {RUN_FILE} yet): its training curves end where it stopped")
+    if (path / "metrics.csv").is_file() and not _trained_steps(path / "metrics.csv"):
+        notes.append(
+            f"{path}: no training step recorded in metrics.csv (only the starting policy's validation), so no reward "
+            "or response-length figure"
+        )
+    return notes
+
+
+def _trained_steps(metrics: Path) -> bool:
+    """Whether ``metrics`` holds a training step's reward or response length (a damaged file: True, for
+    :func:`read_metrics` to name when the figures read it)."""
+    try:
+        frame = read_metrics(metrics)
+    except (OSError, ValueError):
+        return True
+    return any(c in frame and frame[c].notna().any() for c in (*REWARD_COLUMNS, LENGTH_COLUMN))
 
 
 def other_split_samples(path: str | Path) -> tuple[str, str | None]:

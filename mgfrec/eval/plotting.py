@@ -53,10 +53,11 @@ def column_label(column: str) -> str:
 
 
 def integer_steps(ax: Any) -> None:
-    """Training steps are whole numbers: no 1.25 on a step axis."""
+    """Training steps are whole numbers: no 1.25 on a step axis. (``min_n_ticks=1``: over a single step the locator
+    fell back to 0.945, 0.960, ...; review s37.)"""
     from matplotlib.ticker import MaxNLocator
 
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
 
 
 def draw_line(
@@ -70,9 +71,15 @@ def draw_line(
     """A line over numeric x, or over evenly spaced labelled ticks for categorical x."""
     numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in x)
     pos = np.asarray(x, dtype=float) if numeric else np.arange(len(x))
-    ax.plot(pos, y, marker="o", **kw)
+    line = ax.plot(pos, y, marker="o", **kw)[0]
     if lo is not None and hi is not None and not (pd.isna(lo).any() or pd.isna(hi).any()):
-        ax.fill_between(pos, np.asarray(lo, dtype=float), np.asarray(hi, dtype=float), alpha=0.2)
+        low, high = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
+        if len(pos) == 1:  # a band over one point has no width: the interval was not drawn at all (review s37)
+            mid = np.asarray(y, dtype=float)
+            yerr = [np.maximum(mid - low, 0), np.maximum(high - mid, 0)]
+            ax.errorbar(pos, mid, yerr=yerr, fmt="none", capsize=4, color=line.get_color())
+        else:
+            ax.fill_between(pos, low, high, alpha=0.2)
     if not numeric:
         ax.set_xticks(pos, [shown_value(v) for v in x])
     elif all(isinstance(v, int) for v in x):  # a count (groundings, steps): whole-number ticks

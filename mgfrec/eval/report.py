@@ -399,6 +399,8 @@ def build_report(
     if len({p.resolve() for p in paths}) != len(paths):
         raise ValueError("report: a run folder is named twice")
     names = _names(paths)
+    for path in paths:  # found after every run before it was rolled out, and no table printed (review s37)
+        _check_final_ranking(path, reg)
     results = [
         _summarise(
             result_for_run(
@@ -437,6 +439,23 @@ def build_report(
                 error = str(exc)
         rows.append(ReportRow(name, str(path), result, i == ref_index, comparison, error, _stopped(path)))
     return Report(split, names[ref_index], rows, ks, alpha, config.confidence, config.bootstrap_samples)
+
+
+def _check_final_ranking(path: Path, reg: Registry | None) -> None:
+    """An agent run's ``agent.final_ranking`` against its recall run (:func:`check_final_ranking`), before any run
+    is evaluated; a run that cannot be read is left for its evaluation to name."""
+    from mgfrec.agent.final_ranking import check_final_ranking
+    from mgfrec.agent.run_config import load_run_config
+    from mgfrec.runs import recall_run_of
+
+    try:
+        info = read_run_info(path)
+        if info.kind != "agent":
+            return
+        agent, recall_run = load_run_config(path).agent, recall_run_of(path, info)
+    except (OSError, ValueError):
+        return
+    check_final_ranking(agent, str(path), recall_run=recall_run, reg=reg)
 
 
 def _stopped(path: Path) -> str | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from mgfrec.agent.final_ranking import check_final_ranking
 from mgfrec.agent.run_config import load_run_config
 from mgfrec.config.components import check_components, plugins_named
 from mgfrec.config.load import (
@@ -161,11 +162,14 @@ def _derive(
     cfg = apply_overrides(load_run_config(run_dir), preset, source)
     if overrides:
         cfg = apply_overrides(cfg, overrides, "--set")
+    recall_run = recall_run_of(run_dir, info)
     with plugins_of_run(run_dir):  # a derived run names only components that exist, a missing plugin's package
         check_components(cfg, source=f"{source} of {run_dir}", data=False)  # the run's data set, not a source
+        # joint-l2 over a last-title recall run: a run written that every evaluation refused (review s37)
+        check_final_ranking(cfg.agent, f"{source} of {run_dir}", recall_run=recall_run)
     extra = {
         "policy": str((run_dir / str(info.extra.get("policy", "policy"))).resolve()),
-        "recall_run": recall_run_of(run_dir, info),
+        "recall_run": recall_run,
         **tag,
         f"{next(iter(tag))}_applied_at": "evaluation",
         "trained_run": str(run_dir.resolve()),

@@ -56,7 +56,12 @@ from mgfrec.rl.callbacks import (  # noqa: F401 (importable from here as before 
     check_logger,
 )
 from mgfrec.rl.distributed import barrier, check_batch_split, launched_as_main
-from mgfrec.rl.init_run import INIT_SHAPED, init_differences, start_point  # noqa: F401 (importable from here)
+from mgfrec.rl.init_run import (  # noqa: F401 (importable from here)
+    INIT_SHAPED,
+    check_start_ranking,
+    init_differences,
+    start_point,
+)
 from mgfrec.rl.module import GRPOModule
 from mgfrec.rl.peers import ChildWatch, as_peer_failure
 from mgfrec.rl.resume import (  # noqa: F401 - RESUMABLE: importable from here as before the split
@@ -149,6 +154,7 @@ def check_fit_config(cfg: MGFRecConfig, options: FitOptions, reg: Registry, ds: 
     check_logger(cfg)  # tensorboard missing: the same
     if options.init is None:
         check_policy_source(cfg.policy.model)
+    check_start_ranking(cfg, options, reg)  # final_ranking l2_joint over pop: found at the fit's start
     check_embedder_loadable(cfg.embedding, reg)  # its device and, offline, its cached model: before the recall fit
     check_user_agent(cfg.user_agent, "GRPO training", reg)  # before any data work: a person cannot answer a rollout
     AgentPrompts.from_config(cfg.agent)  # a template that cannot be read is named before OUT is cleared

@@ -1,12 +1,14 @@
 """The run a fit starts from with ``--init``: its policy folder and recall run, checked (:func:`start_point`), and
 the settings it was trained under that the fit's own config differs in (:func:`init_differences`), which the fit
-notes. Split from :mod:`mgfrec.rl.fit`, which imports both from here."""
+notes, and whether the recall model the fit starts with serves its ``agent.final_ranking``
+(:func:`check_start_ranking`). Split from :mod:`mgfrec.rl.fit`, which imports both from here."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mgfrec.agent.final_ranking import check_start_recall
 from mgfrec.agent.samples import RecallOptions
 from mgfrec.config.schema import AgentConfig, MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
@@ -14,6 +16,7 @@ from mgfrec.runs import RUN_FILE, policy_folder, read_run_info, recall_run_of
 from mgfrec.staleness import check_agent_current
 
 if TYPE_CHECKING:
+    from mgfrec.registry import Registry
     from mgfrec.rl.fit import FitOptions
 
 
@@ -36,6 +39,23 @@ def start_point(options: FitOptions, ds: PreparedDataset) -> tuple[RecallOptions
     if recall_run is None:
         raise ValueError(f"--init {options.init}: its {RUN_FILE} names no recall run (extra.recall_run)")
     return RecallOptions(recall_run=recall_run), policy_folder(options.init, info)
+
+
+def check_start_ranking(cfg: MGFRecConfig, options: FitOptions, reg: Registry) -> None:
+    """``agent.final_ranking`` against the recall model the fit will use: ``--init``'s recall run, else the one it
+    fits (``--recall-model``, ``retriever.model``). A sweep's ``l2_joint`` cell over ``pop`` failed at its fit's
+    start, after the cells before it had trained (review s37). An ``--init`` that cannot be read is named later,
+    by its own checks."""
+    recall_run = None
+    if options.init is not None:
+        try:
+            recall_run = recall_run_of(f"--init {options.init}", read_run_info(options.init))
+        except (OSError, ValueError):
+            return
+        if recall_run is None:
+            return
+    model = options.recall_model or cfg.retriever.model
+    check_start_recall(cfg.agent, recall_run, model, f"--init {options.init}", reg)
 
 
 INIT_SHAPED = ("retriever.recall_size", "grounding.grounder", "grounding.top_k", "embedding.model")

@@ -34,7 +34,7 @@ import torch
 
 from mgfrec.agent.batching import TrajectoryBatch, collate
 from mgfrec.agent.environment import build_environment
-from mgfrec.agent.final_ranking import FinalRanking
+from mgfrec.agent.final_ranking import FinalRanking, check_start_recall
 from mgfrec.agent.samples import RecallOptions, recall_samples
 from mgfrec.agent.trajectory import Trajectory
 from mgfrec.config.components import plugins_named
@@ -257,6 +257,9 @@ def run_sft(
         check_embedder_loadable(cfg.embedding, reg)
     check_user_agent(cfg.user_agent, "SFT", reg)  # before any data work: a person cannot answer a rollout
     check_engine(cfg.rollout, reg)  # vLLM missing: one line now, not once an earlier run in OUT was retired
+    recall = options.recall  # final_ranking l2_joint over pop: refused after the recall fit (review s37)
+    model = recall.recall_model or cfg.retriever.model
+    check_start_recall(cfg.agent, recall.recall_run, model, f"--recall-run {recall.recall_run}", reg)
     ds, out = PreparedDataset(data), Path(out)
     check_top_k(cfg.grounding.top_k, ds.num_items, cfg.agent.max_groundings)  # else found at the first <ground>
     refuse_if_held(out)  # before its checks read what another command is writing there

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
-from agentkit import tiny_agent_run
+from agentkit import over_sasrec, tiny_agent_run
 from typer.testing import CliRunner
 
 from mgfrec.cli.main import app
@@ -17,6 +18,7 @@ from mgfrec.runs import read_run_info
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("derive")
     tiny_agent_run(root)
+    over_sasrec(root)
     return root
 
 
@@ -27,11 +29,11 @@ def invoke(*args: str):
 def test_a_variant_with_an_override_is_written_and_recorded(runs):
     out = runs / "joint"
     weight = "agent.joint_title_weight=0.5"
-    res = invoke(str(runs / "run"), str(out), "--variant", "joint-l2", "--set", weight, "--json")
+    res = invoke(str(runs / "over-sasrec"), str(out), "--variant", "joint-l2", "--set", weight, "--json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout) == {
         "run": str(out),
-        "trained_run": str(runs / "run"),
+        "trained_run": str(runs / "over-sasrec"),
         "variant": "joint-l2",
         "overrides": ["agent.joint_title_weight=0.5"],
         "kept_evaluations": [],
@@ -41,12 +43,34 @@ def test_a_variant_with_an_override_is_written_and_recorded(runs):
     info = read_run_info(out)
     assert info.kind == "agent" and info.extra["variant"] == "joint-l2"
     assert info.extra["overrides"] == ["agent.joint_title_weight=0.5"]
-    assert info.extra["policy"] == str((runs / "run" / "policy").resolve())
+    assert info.extra["policy"] == str((runs / "over-sasrec" / "policy").resolve())
     # an ablation, into a folder derived before: rewritten
-    res = invoke(str(runs / "run"), str(out), "--ablation", "no-feedback")
+    res = invoke(str(runs / "over-sasrec"), str(out), "--ablation", "no-feedback")
     assert res.exit_code == 0 and res.output.strip() == f"wrote {out}; evaluate it with: mgfrec evaluate {out}"
     assert load_config(out / "config.yaml").user_agent.backend == "none"
     assert load_config(out / "config.yaml").agent.final_ranking == "l2"
+
+
+def test_joint_l2_over_a_recall_run_without_item_embeddings_is_refused_before_writing(runs, tmp_path):
+    """Over a last-title recall run, `derive --variant joint-l2` wrote a run, said "evaluate it with ...", and
+    every evaluation of it failed; `report` found it only after rolling out the runs named before it (review s37)."""
+    res = invoke(str(runs / "run"), str(tmp_path / "d"), "--variant", "joint-l2")
+    errors = [line for line in res.output.splitlines() if line.startswith("error:")]
+    assert res.exit_code == 2 and len(errors) == 1 and "Traceback" not in res.output, res.output
+    said = " ".join(res.output.split())
+    assert "agent.final_ranking: l2_joint needs a recall run with item embeddings" in said
+    assert f"{runs / 'last-title'} (last-title) has none" in said and not (tmp_path / "d").exists()
+    # the same setting given to a run's evaluation in `report` is refused before any run is rolled out
+    from mgfrec.eval.report import build_report
+
+    bad = tmp_path / "bad"
+    shutil.copytree(runs / "run", bad)
+    (bad / "config.yaml").write_text(
+        (bad / "config.yaml").read_text().replace("final_ranking: l2", "final_ranking: l2_joint")
+    )
+    with pytest.raises(ValueError, match=r"bad: agent.final_ranking: l2_joint needs"):
+        build_report([runs / "over-sasrec", bad], split="test", limit=2)
+    assert not list((runs / "over-sasrec").glob("agent_test*"))  # the first run was not rolled out
 
 
 def test_an_eval_override_is_written_and_a_note_says_where_evaluation_reads_it(runs):
@@ -116,7 +140,6 @@ def test_a_folder_that_is_not_a_derived_run_is_never_written(runs, tmp_path):
 def test_a_recall_run_that_is_gone_is_named_in_one_line_by_every_command(runs, tmp_path):
     """An agent run whose run.json names a recall run that was moved away: each command that reads it says
     where the path came from (extra.recall_run) in one line, before any work, and writes nothing."""
-    import shutil
 
     moved = tmp_path / "moved"
     shutil.copytree(runs / "run", moved)
@@ -196,7 +219,6 @@ def test_a_derived_run_is_refused_once_its_trained_run_was_trained_again_or_is_g
     """A derived run points at its trained run's policy/ by path: after a refit there, report paired its stored
     results (the earlier policy's) against the new policy, and evaluate rolled the new policy out under the earlier
     config. A trained run that was deleted was "no policy in this agent run"."""
-    import shutil
 
     trained = tmp_path / "trained"
     shutil.copytree(runs / "run", trained)
@@ -273,7 +295,6 @@ def test_no_feedback_of_a_run_trained_with_user_agent_options_drops_them(tmp_pat
 
 def test_a_derived_run_keeps_its_own_copy_of_the_trained_runs_template(tmp_path):
     """A derived run named the trained run's template file by path: moving the two apart lost it."""
-    import shutil
 
     from mgfrec.agent.run_config import load_run_config
 
@@ -315,7 +336,6 @@ def test_deriving_the_same_run_again_keeps_its_evaluations(runs, tmp_path):
     """Every derive cleared the folder's results, so the demo, which derives its rows on every rerun, rolled each
     of them out again (about 3 minutes idle; review s31). The same derivation keeps them; any change (another
     reading, an override, the trained run trained again) clears them."""
-    import shutil
 
     from mgfrec.experiments import ablations
 

@@ -66,6 +66,15 @@ def test_report_json_compares_with_the_first_run(workdir):
     assert other["hit@5"] == 1.0 and other["ci"]["hit@5"] == [1.0, 1.0]
     assert other["vs_reference"]["ndcg_full"]["significant"] is True
     assert other["vs_reference"]["ndcg_full"]["better"] == "a"
+    # the keys docs/evaluation.md lists: a contract with users' scripts, added to and never renamed (review s37)
+    top = {"split", "reference", "alpha", "confidence", "bootstrap_samples", "exclude_history", "metrics", "rows"}
+    row = {"run", "path", "reference", "method", "split", "samples", "ci", "confidence", "bootstrap_samples"}
+    row |= {"seed", "ks", "num_items", "exclude_history", "data_checksum", "vs_reference", "comparison_error"}
+    comparison = {"metric", "samples", "mean_a", "mean_b", "diff", "ci", "p_bootstrap", "p_sign", "sign", "alpha"}
+    comparison |= {"higher_is_better", "significant", "better"}
+    assert set(payload) == top and row | {"stopped", *payload["metrics"]} == set(other) == set(ref)
+    assert set(other["vs_reference"]["ndcg_full"]) == comparison
+    assert set(other["vs_reference"]["ndcg_full"]["sign"]) == {"wins", "losses", "ties", "p_value"}
     # Runs lacking an evaluation were evaluated and stored on the way.
     assert (workdir / "runs" / "sasrec-cds" / "eval_test.json").is_file()
 

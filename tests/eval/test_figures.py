@@ -704,3 +704,43 @@ def test_a_sweep_whose_cells_were_evaluated_or_trained_again_is_refused(tmp_path
     record["grid"]["agent.max_groundings"] = [1, 3, 6]
     (sweep / "sweep.json").write_text(json.dumps(record))
     assert len(mean_rank_by_limit(sweep)) == 6
+
+
+def test_a_fit_stopped_in_its_first_step_draws_no_blank_curves_and_says_why(tmp_path):
+    """A fit stopped during step 1 leaves only the step-0 validation row: blank reward and response-length PNGs were
+    written with exit code 0 and no word (review s37)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.csv").write_text("step,reward/mean,ndcg,response_length,valid/ndcg@10\n0,,,,0.25\n")
+    written = plot_training_curves(run / "metrics.csv", tmp_path / "f")
+    assert set(written) == {"valid"} and not (tmp_path / "f" / "reward.png").exists()
+    app = typer.Typer()
+    app.command()(figures_command)
+    result = CliRunner().invoke(app, [str(run), "--out", str(tmp_path / "g")])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 0 and "run: no training step recorded in metrics.csv" in text, text
+    write_metrics(run)
+    again = CliRunner().invoke(app, [str(run), "--out", str(tmp_path / "h")])
+    assert "no training step" not in " ".join(again.output.split())
+
+
+def test_one_step_has_whole_number_ticks_and_one_swept_value_keeps_its_interval():
+    """A one-step fit's axis read 0.945, 0.960, ... (the docs promise whole numbers), and a sweep curve of one
+    finished cell drew a band of no width: the interval in summary.csv was not shown (review s37)."""
+    import matplotlib.pyplot as plt
+
+    from mgfrec.eval.plotting import draw_line, integer_steps
+
+    fig, ax = plt.subplots()
+    ax.plot([1], [0.19])
+    integer_steps(ax)
+    fig.canvas.draw()
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    plt.close(fig)
+    fig, ax = plt.subplots()
+    draw_line(ax, ["l2"], [0.22], [0.2], [0.24])
+    (bars,) = ax.containers
+    segment = bars.lines[2][0].get_segments()[0]
+    assert segment[:, 1].tolist() == pytest.approx([0.2, 0.24])
+    plt.close(fig)

@@ -1047,6 +1047,12 @@ def test_a_cell_value_fit_refuses_is_found_before_the_first_cell_trains(tmp_path
         with pytest.raises(ConfigError, match=re.escape(said)):
             run_sweep(MGFRecConfig(), grid, tmp_path / "sweep", runner)
         assert not (tmp_path / "sweep").exists()  # nothing trained, nothing written
+    # l2_joint over a recall model without item embeddings: found when the cell's fit began (review s37)
+    over_pop = MGFRecConfig.model_validate({"retriever": {"model": "pop"}})
+    said = "sweep cell agent.final_ranking=l2_joint: the recall model 'pop' (--recall-model, retriever.model): "
+    with pytest.raises(ConfigError, match=re.escape(said) + ".*l2_joint needs a recall run with item embeddings"):
+        run_sweep(over_pop, {"agent.final_ranking": ["l2", "l2_joint"]}, tmp_path / "sweep", runner)
+    assert not (tmp_path / "sweep").exists()
 
 
 @pytest.mark.reliability

@@ -569,3 +569,18 @@ def test_a_run_another_command_makes_in_out_after_the_check_is_not_retired(setup
     with pytest.raises(ValueError, match=r"holds a baseline run"):
         run_sft(setup["ds"].root, out, cfg, options)
     assert read_run_info(out).model == "pop" and (out / "popularity.npy").is_file()
+
+
+@pytest.mark.reliability
+def test_a_final_ranking_the_recall_model_cannot_serve_is_refused_before_the_recall_fit(setup, tmp_path):
+    """`agent.final_ranking: l2_joint` over pop fitted the recall model, then stopped (review s37)."""
+    from mgfrec.rl.sft import SFTOptions, run_sft
+
+    cfg = setup["cfg"].model_copy(update={"agent": setup["cfg"].agent.model_copy(update={"final_ranking": "l2_joint"})})
+    options = SFTOptions(recall_model="pop", epochs=1, max_train_samples=4, valid_samples=0)
+    with pytest.raises(ValueError, match=r"the recall model 'pop' \(--recall-model, retriever.model\): agent.final"):
+        run_sft(setup["ds"].root, tmp_path / "run", cfg, options)
+    over_run = SFTOptions(recall_run=str(setup["root"] / "recall"), epochs=1, max_train_samples=4, valid_samples=0)
+    with pytest.raises(ValueError, match=r"--recall-run .*recall: agent.final_ranking: l2_joint .*\(pop\) has none"):
+        run_sft(setup["ds"].root, tmp_path / "run", cfg, over_run)
+    assert not (tmp_path / "run").exists()
