@@ -183,10 +183,7 @@ def fit(
             finished = whole.is_file() and whole.stat().st_mtime >= began  # the signal came as it ended: complete
             # this fit's checkpoint (a fresh fit stopped while loading still has an earlier fit's: not to resume)
             if not finished and last.exists() and (resume or last.stat().st_mtime >= began):
-                console.print(
-                    f"{out_dir} keeps its last checkpoint: the same command with --resume continues it",
-                    highlight=False,
-                )
+                console.print(_kept_line(Path(out_dir)), highlight=False, markup=False, soft_wrap=True)
             raise
 
     result = run(go)
@@ -202,3 +199,42 @@ def fit(
         "best valid NDCG@10 "
         f"{result.extra['best_valid_ndcg@10']}; policy {Path(out_dir) / 'policy'}; {result.extra['seconds']} s"
     )
+
+
+def _kept_line(out: Path) -> str:
+    """What a stopped fit keeps, and the command that continues it: the steps its checkpoint holds, the steps logged
+    after it (``--checkpoint-every`` above 1: they run again, though metrics.csv showed them), and the command as
+    typed with ``--resume`` (a ``--set`` secret redacted). It was "keeps its last checkpoint: the same command with
+    --resume continues it", whatever that held (review s37)."""
+    import shlex
+    import sys
+
+    from mgfrec.config.load import redacted_override
+    from mgfrec.rl.resume import steps_done
+    from mgfrec.validation import REDACTED
+
+    held, logged = steps_done(out), None
+    try:
+        lines = (out / "metrics.csv").read_text(encoding="utf-8").strip().splitlines()
+        if len(lines) > 1 and lines[0].split(",", 1)[0] == "step":
+            logged = int(float(lines[-1].split(",", 1)[0]))
+    except (OSError, ValueError):
+        pass
+    kept = f"its checkpoint of {held} step{'s' if held != 1 else ''}" if held is not None else "its last checkpoint"
+    if held is not None and logged is not None and logged > held:
+        again = f"step {logged}" if logged == held + 1 else f"steps {held + 1}-{logged}"
+        kept += f" ({again}, logged after it, will run again)"
+    argv = sys.argv[1:]
+    if Path(sys.argv[0]).name not in ("mgfrec", "main.py") or "fit" not in argv[:2]:  # (--verbose fit)
+        return f"{out} keeps {kept}: the same command with --resume continues it"
+    shown = [
+        redacted_override(a)
+        if i and argv[i - 1] == "--set"
+        else f"--set={redacted_override(a[6:])}"
+        if a.startswith("--set=")
+        else a
+        for i, a in enumerate(argv)
+    ]
+    command = shlex.join(["mgfrec", *shown, *([] if "--resume" in argv else ["--resume"])])
+    secret = " (give the redacted values again)" if REDACTED in command and REDACTED not in shlex.join(argv) else ""
+    return f"{out} keeps {kept}; to continue it{secret}: {command}"

@@ -27,15 +27,18 @@ def check_logger(cfg: MGFRecConfig) -> None:
         raise ValueError("trainer.tensorboard=true needs the tensorboard package: pip install tensorboard") from None
 
 
-def build_logger(cfg: MGFRecConfig, out: Path) -> Any:
+def build_logger(cfg: MGFRecConfig, out: Path, resumed_at: int | None = None) -> Any:
     """``RUN/metrics.csv`` is always written by the module; ``trainer.tensorboard`` adds Lightning's
-    TensorBoard logger writing to ``RUN/tensorboard`` (every metric of the step, under the same names)."""
+    TensorBoard logger writing to ``RUN/tensorboard`` (every metric of the step, under the same names).
+    ``resumed_at``: the steps a resumed fit's checkpoint holds; what the earlier session logged after them (its
+    steps run again) is purged, as metrics.csv drops them: TensorBoard showed those steps twice (review s37)."""
     if not cfg.trainer.tensorboard:
         return False
     check_logger(cfg)
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    return TensorBoardLogger(save_dir=str(out), name="tensorboard", version="", default_hp_metric=False)
+    purge = {"purge_step": resumed_at + 1} if resumed_at is not None else {}
+    return TensorBoardLogger(save_dir=str(out), name="tensorboard", version="", default_hp_metric=False, **purge)
 
 
 class StepProgress(L.Callback):
@@ -115,8 +118,8 @@ class LastCheckpoint(L.Callback):
     def replace(self, tmp: Path, target: Path) -> None:
         if tmp.is_dir():  # DeepSpeed writes a folder of shards: a folder cannot replace another in one step
             old = self.directory / "last.ckpt.old"
-            shutil.rmtree(old, ignore_errors=True)
-            if target.exists():
+            if target.exists():  # else old is the one whole checkpoint (a resume read it): kept until tmp is in place
+                shutil.rmtree(old, ignore_errors=True)  # (deleted first, a kill in the rmtree left none; review s37)
                 os.replace(target, old)
             os.replace(tmp, target)
             shutil.rmtree(old, ignore_errors=True)

@@ -23,7 +23,6 @@ import shutil
 import signal
 import time
 import warnings
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -70,6 +69,7 @@ from mgfrec.rl.resume import (  # noqa: F401 - RESUMABLE: importable from here a
     START_FILE,
     check_resume_config,
     check_resume_options,
+    resume_checkpoint,
     starting_config,
     steps_done,
     write_start_record,
@@ -218,13 +218,7 @@ def run_fit(
     recall_opts, policy_dir = start_point(options, ds)  # --init checked before OUT is touched
     if options.init is not None and not options.resume and Path(options.init).resolve() == out.resolve():
         raise ValueError(f"--init {options.init} and --out are one folder; write the fit to another folder")
-    ckpt = out / "checkpoints" / "last.ckpt"
-    if options.resume and not ckpt.exists() and (out / "checkpoints" / "last.ckpt.old").exists():
-        ckpt = out / "checkpoints" / "last.ckpt.old"  # killed while one DeepSpeed folder replaced another
-    if options.resume and not ckpt.exists():  # a file, or a folder of shards under DeepSpeed
-        raise FileNotFoundError(f"--resume: {ckpt} does not exist; run without --resume to start")
-    if options.resume and ckpt.is_file():
-        _check_checkpoint(ckpt)
+    ckpt = resume_checkpoint(out) if options.resume else out / "checkpoints" / "last.ckpt"  # checked, OUT untouched
     if not options.resume and (out / "checkpoints").exists():
         held = steps_done(out)
         steps = "steps checkpointed unknown" if held is None else f"{held} step{'s' if held != 1 else ''} checkpointed"
@@ -344,7 +338,7 @@ def _fit_into(
             num_nodes=cfg.trainer.num_nodes,
             precision=cfg.trainer.precision,
             callbacks=callbacks,
-            logger=build_logger(cfg, out),
+            logger=build_logger(cfg, out, resumed_at=done),
             enable_checkpointing=False,
             enable_progress_bar=False,
             enable_model_summary=False,
@@ -451,17 +445,3 @@ def _fit_into(
     if stop.requested is not None:  # the run is whole, and the command still stops as told (a sweep or the demo
         raise stop_exception(stop.requested)  # went on to its next stage, and the command exited 0)
     return FitResult(out, module, seconds, extra, main)
-
-
-def _check_checkpoint(ckpt: Path) -> None:
-    """A checkpoint file ``--resume`` can load, tried before anything in the run folder changes: a damaged one
-    (not a zip, or a zip whose pickle is garbage) was an error from inside ``trainer.fit`` ("'utf-8' codec can't
-    decode byte ...", naming no file) after the finished run's ``run.json`` and results had been retired. Its
-    tensors are mapped, not read."""
-    damaged = f"--resume: {ckpt} is damaged (not a checkpoint torch can read); start a new fit without --resume"
-    if not zipfile.is_zipfile(ckpt):  # torch.save writes a zip archive
-        raise ValueError(damaged)
-    try:
-        torch.load(ckpt, map_location="cpu", weights_only=False, mmap=True)
-    except Exception as exc:  # noqa: BLE001 - whatever unpickling a damaged file raises, the file is what to name
-        raise ValueError(f"{damaged} ({type(exc).__name__})") from None

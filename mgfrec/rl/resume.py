@@ -9,6 +9,7 @@ config a fit starts from, and :func:`steps_done` the training steps its last che
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,31 @@ if TYPE_CHECKING:
     from mgfrec.rl.fit import FitOptions
 
 CHECKPOINT_STEPS = "last.json"  # beside last.ckpt: the training steps it holds
+
+
+def resume_checkpoint(out: Path) -> Path:
+    """The checkpoint ``--resume`` continues from: ``OUT/checkpoints/last.ckpt`` (a file, or DeepSpeed's folder of
+    shards), or ``last.ckpt.old`` where a fit was killed while one DeepSpeed folder replaced another; checked to
+    load before anything in OUT changes (:func:`check_checkpoint_file` on the file or on each of the folder's
+    shards). A damaged DeepSpeed folder was a hundred lines of traceback from inside ``trainer.fit``, after a
+    finished run's ``run.json`` and results had been retired (review s37)."""
+    ckpt = out / "checkpoints" / "last.ckpt"
+    if not ckpt.exists() and (out / "checkpoints" / "last.ckpt.old").exists():
+        ckpt = out / "checkpoints" / "last.ckpt.old"
+    if not ckpt.exists():
+        raise FileNotFoundError(f"--resume: {ckpt} does not exist; run without --resume to start")
+    if ckpt.is_file():
+        check_checkpoint_file(ckpt)
+        return ckpt
+    latest = ckpt / "latest"  # DeepSpeed's: the tag (a subfolder) of the shards it loads
+    tag = latest.read_text(encoding="utf-8", errors="replace").strip() if latest.is_file() else ""
+    shards = sorted((ckpt / tag).glob("*.pt")) if tag and (ckpt / tag).is_dir() else []
+    if not shards:
+        why = f"no {latest.name} file" if not tag else f"no shards (*.pt) in {ckpt / tag}"
+        raise ValueError(f"--resume: {ckpt} is damaged ({why}); start a new fit without --resume")
+    for shard in shards:
+        check_checkpoint_file(shard)
+    return ckpt
 
 
 START_FILE = "fit_start.json"
@@ -109,8 +135,10 @@ RESUMABLE = (
     "data.",
 )
 # Within a resumable prefix, what the training itself reads: the GRPO reward ranks the target with or without the
-# history (a resume with another value trained its last steps on another reward, and config.yaml claimed it for all)
-NOT_RESUMABLE = ("eval.exclude_history",)
+# history (a resume with another value trained its last steps on another reward, and config.yaml claimed it for all);
+# validation decodes greedily or not by eval.greedy, and best_policy is chosen by comparing validations (greedy and
+# sampled numbers were compared, and config.yaml claimed the new value for every step; review s37)
+NOT_RESUMABLE = ("eval.exclude_history", "eval.greedy")
 
 
 def _fixed(field: str) -> bool:
@@ -239,3 +267,19 @@ def steps_done(out: Path) -> int | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return steps if isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0 else None
+
+
+def check_checkpoint_file(ckpt: Path) -> None:
+    """A checkpoint file ``--resume`` can load, tried before anything in the run folder changes: a damaged one
+    (not a zip, or a zip whose pickle is garbage) was an error from inside ``trainer.fit`` ("'utf-8' codec can't
+    decode byte ...", naming no file) after the finished run's ``run.json`` and results had been retired. Its
+    tensors are mapped, not read."""
+    import torch
+
+    damaged = f"--resume: {ckpt} is damaged (not a checkpoint torch can read); start a new fit without --resume"
+    if not zipfile.is_zipfile(ckpt):  # torch.save writes a zip archive
+        raise ValueError(damaged)
+    try:
+        torch.load(ckpt, map_location="cpu", weights_only=False, mmap=True)
+    except Exception as exc:  # noqa: BLE001 - whatever unpickling a damaged file raises, the file is what to name
+        raise ValueError(f"{damaged} ({type(exc).__name__})") from None

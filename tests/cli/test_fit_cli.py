@@ -113,7 +113,7 @@ def test_a_sigterm_in_the_last_step_finishes_the_run_and_still_stops_the_command
     text = " ".join(result.output.split())
     assert result.exit_code == 143, text
     assert "SIGTERM came as the fit ended: the run is complete" in text and "stopped by SIGTERM" in text, text
-    assert "--resume continues it" not in text, text
+    assert "keeps its" not in text, text
     assert json.loads((out / "run.json").read_text(encoding="utf-8"))["extra"]["steps"] == 1
 
 
@@ -390,7 +390,17 @@ def test_ctrl_c_stops_a_fit_with_130_and_says_how_to_resume(data):
     stderr = proc.communicate(timeout=300)[1]
     assert proc.returncode == 130, stderr[-2000:]
     assert "stopped by the user (Ctrl-C)" in stderr and "Traceback" not in stderr, stderr[-2000:]
-    assert "with --resume continues it" in stderr and not (out / "run.json").exists()
+    # what it keeps, and the command that continues it, as typed with --resume (review s37)
+    said = " ".join(stderr.split())
+    held = json.loads((out / "checkpoints" / "last.json").read_text())["steps"]
+    assert f"{out} keeps its checkpoint of {held} step" in said, said[-2000:]
+    assert f"; to continue it: mgfrec fit --data {data / 'data'} --out {out} --max-steps 40" in said, said[-2000:]
+    (line,) = [line for line in stderr.splitlines() if "to continue it: " in line]
+    assert line.endswith(" --resume") and line.count("--resume") == 1, line
+    logged = max(logged_steps(out))
+    if logged > held:  # steps logged after the checkpoint are named as running again
+        assert "logged after it, will run again" in said, said[-2000:]
+    assert not (out / "run.json").exists()
 
 
 @pytest.mark.reliability
@@ -406,7 +416,7 @@ def test_sigterm_stops_a_fit_with_143_after_checkpointing_its_last_step(data):
     stderr = proc.communicate(timeout=300)[1]
     assert proc.returncode == 143, stderr[-2000:]
     assert "stopped by SIGTERM" in stderr and "Traceback" not in stderr, stderr[-2000:]
-    assert "SIGTERM: the fit stops after this step" in stderr and "with --resume continues it" in stderr
+    assert "SIGTERM: the fit stops after this step" in stderr and "; to continue it: mgfrec fit" in stderr
     saved = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)["mgfrec"]["batches_done"]
     assert saved == max(logged_steps(out)) >= 1 and not (out / "run.json").exists()  # every logged step is in it
 

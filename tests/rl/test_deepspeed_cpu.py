@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 import shutil
 
 import pytest
@@ -275,3 +276,10 @@ def test_a_zero3_run_resumes_from_its_checkpoint_folder(setup, minilm, plain, cp
     assert resumed.module.batches_done == 3
     # optimizer state, RNG and data position came back: step 3 is the uninterrupted run's step 3
     assert_same_steps(after, rows(plain), range(3, 4))
+    # a damaged shard is named before the run folder changes: it was a traceback from inside trainer.fit, after the
+    # finished run's run.json had been retired (review s37)
+    (shard,) = (resumed.out / "checkpoints" / "last.ckpt").glob("*/*optim_states.pt")
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    with pytest.raises(ValueError, match=rf"--resume: {re.escape(str(shard))} is damaged"):
+        fit(setup, minilm, "deepspeed_stage_3_cpu", "zero3-resume", max_steps=4, resume=True)
+    assert (resumed.out / "run.json").is_file()

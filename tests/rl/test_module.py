@@ -333,7 +333,7 @@ def test_resume_without_checkpoint_is_refused(tmp_path, run):
 
 
 @pytest.mark.reliability
-def test_a_checkpoint_folder_replaces_the_previous_one(tmp_path):
+def test_a_checkpoint_folder_replaces_the_previous_one(tmp_path, monkeypatch):
     from mgfrec.rl.callbacks import LastCheckpoint
 
     class FolderTrainer:  # DeepSpeed's save_checkpoint writes a folder of shards
@@ -358,6 +358,23 @@ def test_a_checkpoint_folder_replaces_the_previous_one(tmp_path):
     assert (tmp_path / "last.ckpt" / "shard").read_text() == "2"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt", "last.json"]  # no .tmp or .old left behind
     assert json.loads((tmp_path / "last.json").read_text()) == {"steps": 2}  # what a resume's --max-steps is checked on
+    # the first save of a run resumed from last.ckpt.old (its last.ckpt gone): the old folder, the only whole
+    # checkpoint, was deleted before the new one moved in, so a kill in between left none (review s37)
+    import mgfrec.rl.callbacks as callbacks
+
+    (tmp_path / "last.ckpt").rename(tmp_path / "last.ckpt.old")
+    real = callbacks.shutil.rmtree
+    removed: list[str] = []
+
+    def rmtree(path, *args, **kwargs):
+        removed.append(Path(path).name)
+        assert (tmp_path / "last.ckpt" / "shard").is_file() or Path(path).name != "last.ckpt.old", "no whole checkpoint"
+        real(path, *args, **kwargs)
+
+    monkeypatch.setattr(callbacks.shutil, "rmtree", rmtree)
+    callback.save(trainer, 3)
+    assert "last.ckpt.old" in removed and (tmp_path / "last.ckpt" / "shard").read_text() == "3"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt", "last.json"]
 
 
 def test_tensorboard_gets_every_step_metric(run, tmp_path):
@@ -530,3 +547,26 @@ def test_the_optimizers_weight_decay_is_the_configs(run):
         assert module.configure_optimizers().param_groups[0]["weight_decay"] == 0.0
     finally:
         module.cfg = kept
+
+
+@pytest.mark.reliability
+def test_a_resumed_fit_purges_the_steps_it_runs_again_from_tensorboard(tmp_path):
+    """Killed after step 3 with its checkpoint at step 2, a resumed fit logged step 3 again: TensorBoard drew
+    reward/mean at steps 1, 2, 3, 3, 4 while metrics.csv held each step once (review s37)."""
+    pytest.importorskip("tensorboard", reason="tensorboard is in the dev extra")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from mgfrec.rl.callbacks import build_logger
+
+    cfg = tiny_config(tmp_path, max_steps=4)
+    cfg = cfg.model_copy(update={"trainer": cfg.trainer.model_copy(update={"tensorboard": True})})
+    first = build_logger(cfg, tmp_path)
+    for step in (1, 2, 3):
+        first.log_metrics({"reward/mean": 0.1 * step}, step=step)
+    first.finalize("failed")
+    resumed = build_logger(cfg, tmp_path, resumed_at=2)  # its checkpoint holds 2 steps: step 3 runs again
+    for step in (3, 4):
+        resumed.log_metrics({"reward/mean": 1.0 + step}, step=step)
+    resumed.finalize("success")
+    events = EventAccumulator(str(tmp_path / "tensorboard")).Reload().Scalars("reward/mean")
+    assert [(e.step, round(e.value, 3)) for e in events] == [(1, 0.1), (2, 0.2), (3, 4.0), (4, 5.0)]

@@ -103,12 +103,15 @@ def test_steps_done_is_unknown_without_a_readable_last_json(tmp_path):
 def test_a_resume_may_change_evaluation_but_not_the_rewards_ranking(tmp_path):
     """eval.* may change on a resume (it is evaluation), but eval.exclude_history is read by the GRPO reward: a
     resume with another value trained its last steps on another reward, and config.yaml claimed it for every step
-    (review s29)."""
+    (review s29). eval.greedy is how validation decodes, and the best policy is chosen by comparing validations:
+    greedy and sampled numbers were compared (review s37)."""
     out = tmp_path / "run"
     write_resolved(load_config(None), out)
-    check_resume_config(out, load_config(None, ("eval.greedy=false", "eval.bootstrap_samples=10")))
+    check_resume_config(out, load_config(None, ("eval.bootstrap_samples=10", "eval.rollout_batch_size=4")))
     with pytest.raises(ValueError, match=r"--resume: .*eval.exclude_history: True -> False"):
         check_resume_config(out, load_config(None, ("eval.exclude_history=false",)))
+    with pytest.raises(ValueError, match=r"--resume: .*eval.greedy: True -> False"):
+        check_resume_config(out, load_config(None, ("eval.greedy=false",)))
 
 
 def test_a_run_over_a_recall_run_resumes_whatever_its_config_recorded_of_the_retriever(tmp_path):
@@ -188,3 +191,34 @@ def test_a_moved_run_resumes_with_its_own_template_copy_and_a_field_added_since_
     assert given.agent.template == str(out.resolve() / "prompts" / "recommendation_agent.txt")  # the old folder's
     check_resume_config(moved, run_prompts(given, moved))  # resumed
     check_resume_config(moved, run_prompts(load_config(moved / "config.yaml", ("agent.template=" + str(mine),)), moved))
+
+
+def test_the_checkpoint_a_resume_reads_is_checked_file_or_deepspeed_folder(tmp_path):
+    """A damaged DeepSpeed checkpoint folder (a truncated shard, no `latest` tag) was a traceback from inside
+    `trainer.fit` after the finished run's `run.json` had been retired; only a single-file checkpoint was checked
+    (review s37). The folder's shards are each checked, and a killed replacement's `last.ckpt.old` is read."""
+    import torch
+
+    from mgfrec.rl.resume import resume_checkpoint
+
+    checkpoints = tmp_path / "checkpoints"
+    with pytest.raises(FileNotFoundError, match=r"last.ckpt does not exist; run without --resume"):
+        resume_checkpoint(tmp_path)
+    folder = checkpoints / "last.ckpt.old"
+    (folder / "checkpoint").mkdir(parents=True)
+    for name in ("mp_rank_00_model_states.pt", "zero_pp_rank_0_mp_rank_00_optim_states.pt"):
+        torch.save({"weights": torch.zeros(64)}, folder / "checkpoint" / name)
+    with pytest.raises(ValueError, match=r"last.ckpt.old is damaged \(no latest file\)"):
+        resume_checkpoint(tmp_path)
+    (folder / "latest").write_text("checkpoint")
+    assert resume_checkpoint(tmp_path) == folder  # killed while one folder replaced another: the whole old one
+    shard = folder / "checkpoint" / "zero_pp_rank_0_mp_rank_00_optim_states.pt"
+    shard.write_bytes(shard.read_bytes()[:100])
+    with pytest.raises(ValueError, match=rf"--resume: .*{shard.name} is damaged \(not a checkpoint torch can read\)"):
+        resume_checkpoint(tmp_path)
+    (folder / "latest").write_text("global_step9")
+    with pytest.raises(ValueError, match=r"is damaged \(no shards \(\*.pt\) in .*global_step9\)"):
+        resume_checkpoint(tmp_path)
+    checkpoints.joinpath("last.ckpt").write_bytes(b"not a zip")  # a single file, as the default strategy writes
+    with pytest.raises(ValueError, match=r"last.ckpt is damaged \(not a checkpoint torch can read\)"):
+        resume_checkpoint(tmp_path)
