@@ -17,7 +17,8 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
 HEADER = """# CLI reference
 
 Every `mgfrec` command with its arguments and options, generated from the code by `python tools/cli_reference.py` (a
-test fails when this page is out of date). `mgfrec COMMAND --help` prints the same. Options that take a config field
+test fails when this page is out of date). `mgfrec COMMAND --help` prints the same; `python -m mgfrec` is the same
+command. Options that take a config field
 override it for that run; `--set section.field=value` overrides any field (a flag and a `--set` giving one field two
 values are refused, and so is an option that takes one value given twice: `--config a --config b`); `--json` prints
 one JSON value on stdout when the command succeeds: an object, or an array where the command returns a list (`index

@@ -225,7 +225,9 @@ def _kept_line(out: Path) -> str:
         again = f"step {logged}" if logged == held + 1 else f"steps {held + 1}-{logged}"
         kept += f" ({again}, logged after it, will run again)"
     argv = sys.argv[1:]
-    if Path(sys.argv[0]).name not in ("mgfrec", "main.py") or "fit" not in argv[:2]:  # (--verbose fit)
+    script = Path(sys.argv[0])
+    ours = script.name == "mgfrec" or script.parts[-2:] in (("cli", "main.py"), ("mgfrec", "__main__.py"))
+    if not ours or "fit" not in argv[:2]:  # (--verbose fit); a library caller's argv is not a command to repeat
         return f"{out} keeps {kept}: the same command with --resume continues it"
     shown = [
         redacted_override(a)

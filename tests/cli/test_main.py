@@ -185,3 +185,13 @@ def test_a_known_or_empty_mplbackend_is_left_alone(monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "nosuch")
     assert "MPLBACKEND='nosuch' names no matplotlib backend" in unknown_mpl_backend()
     assert "MPLBACKEND" not in os.environ
+
+
+def test_python_dash_m_mgfrec_is_the_command():
+    """`python -m mgfrec` (an environment whose scripts folder is not on PATH) was "No module named
+    mgfrec.__main__"; it is the `mgfrec` command, with its one-line errors (review s37)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-m", "mgfrec", "--help"], capture_output=True, text=True, env=env)
+    assert run.returncode == 0 and "Usage: mgfrec" in run.stdout, run.stderr
+    bad = subprocess.run([sys.executable, "-m", "mgfrec", "fit", "--bogus"], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: No such option: --bogus"), bad.stderr
