@@ -63,7 +63,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "mgfrec.serve",
         ),
     ),
-    ("cli", ("mgfrec.cli",)),
+    ("cli", ("mgfrec.cli", "mgfrec.__main__")),
 ]
 
 
