@@ -47,5 +47,7 @@ def over_sasrec(root: Path) -> Path:
     shutil.copytree(root / "run", root / "over-sasrec")
     info = json.loads((root / "over-sasrec" / "run.json").read_text())
     info["extra"]["recall_run"] = str(root / "sasrec")
+    if "relative_paths" in info["extra"]:  # read first when the folders move together: it must say the same
+        info["extra"]["relative_paths"]["recall_run"] = "../sasrec"
     (root / "over-sasrec" / "run.json").write_text(json.dumps(info))
     return root / "over-sasrec"

@@ -1,5 +1,6 @@
 """Recount docs/reliability.md's table against the suite: each row's count is its whole files' reliability tests
-(``pytest -m reliability``) plus the ``N in file`` it names; the heading's total is the suite's.
+(``pytest -m reliability``) plus the ``N in file`` it names; the heading's total is the suite's, and "the rows add
+up to N" the rows' sum.
 
     python tools/reliability_counts.py            # print each row: stated -> counted
     python tools/reliability_counts.py --check    # exit 1 when a count, the total or a file's row is off
@@ -59,8 +60,8 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 when the page is off")
     args = parser.parse_args()
     text, counts = DOC.read_text(encoding="utf-8"), collected()
-    off, named = [], set()
-    for area, stated, names in rows(text):
+    off, named, table = [], set(), rows(text)
+    for area, stated, names in table:
         counted = sum(counts.get(name, 0) if n is None else n for n, name in names)
         named.update(name for _, name in names)
         print(f"{stated:5d} -> {counted:5d}  {area}")
@@ -69,6 +70,12 @@ def main() -> int:
     total = re.search(r"## What is tried \((\d+) tests\)", text)
     if total is None or int(total.group(1)) != sum(counts.values()):
         off.append(f"heading: states {total and total.group(1)}, the suite holds {sum(counts.values())}")
+    summed = re.search(r"the rows add up to ([\d,]+)", text)
+    if summed is None or int(summed.group(1).replace(",", "")) != sum(stated for _, stated, _ in table):
+        off.append(
+            f"'the rows add up to': states {summed and summed.group(1)}, the rows' counts sum to "
+            f"{sum(stated for _, stated, _ in table)}"
+        )
     off += [f"{name}: {n} reliability tests in no row" for name, n in sorted(counts.items()) if name not in named]
     for line in off:
         print(line, file=sys.stderr)

@@ -237,6 +237,8 @@ def _kept_line(out: Path) -> str:
         else a
         for i, a in enumerate(argv)
     ]
-    command = shlex.join(["mgfrec", *shown, *([] if "--resume" in argv else ["--resume"])])
+    # as it was run: `python -m mgfrec` where mgfrec is not on PATH
+    prog = [sys.executable, "-m", "mgfrec"] if script.parts[-2:] == ("mgfrec", "__main__.py") else ["mgfrec"]
+    command = shlex.join([*prog, *shown, *([] if "--resume" in argv else ["--resume"])])
     secret = " (give the redacted values again)" if REDACTED in command and REDACTED not in shlex.join(argv) else ""
     return f"{out} keeps {kept}; to continue it{secret}: {command}"

@@ -90,9 +90,10 @@ def weights_of(name: str, source: str, revision: str | None = None) -> str | Non
 
 
 def hub_caches() -> tuple[str | None, ...]:
-    """Where sentence-transformers keeps hub downloads: the Hugging Face cache, and ``SENTENCE_TRANSFORMERS_HOME``
-    when that is set (review s35)."""
-    return (None, os.environ.get("SENTENCE_TRANSFORMERS_HOME") or None)
+    """Where sentence-transformers loads hub models from: ``SENTENCE_TRANSFORMERS_HOME`` alone when that is set (it
+    reads no other cache then: a model found in the Hugging Face cache was keyed by that cache's commit, and the
+    offline load of it from ``SENTENCE_TRANSFORMERS_HOME`` failed; review s37), else the Hugging Face cache (None)."""
+    return (os.environ.get("SENTENCE_TRANSFORMERS_HOME") or None,)
 
 
 def hub_weights(name: str, revision: str | None = None) -> str | None:

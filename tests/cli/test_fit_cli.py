@@ -539,3 +539,32 @@ def test_a_resume_of_a_finished_run_with_an_epochs_budget_keeps_the_run(data):
     assert "(--set trainer.epochs=2)" in text  # fit has no --epochs flag (review s29)
     assert "nothing to train, and the run is kept as it is" in text
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+
+@pytest.mark.reliability
+def test_the_stopped_fits_command_line_never_shows_a_secret(tmp_path, monkeypatch):
+    """The line a stopped fit prints repeats its command with --resume (review s37): a secret given with --set, in
+    any form, is redacted there, and the command starts as it was run."""
+    from mgfrec.cli.fit import _kept_line
+
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.json").write_text('{"steps": 2}')
+    (tmp_path / "metrics.csv").write_text("step,reward/mean\n0,\n1,0.1\n2,0.2\n3,0.3\n")
+    key = "sk-" + "a1B2c3D4e5F6g7H8i9J0" * 2
+    sets = [
+        "--set", "user_agent.base_url=https://alice:hunter2secret@llm.example/v1",
+        f"--set=user_agent.api_key={key}",
+        "--set", f"user_agent.model={key}",  # a key-looking value in a field that holds no secret
+        "--set", f"user_agent.options={{api_key: {key}}}",
+    ]  # fmt: skip
+    monkeypatch.setattr("sys.argv", ["/venv/bin/mgfrec", "--verbose", "fit", "--out", str(tmp_path), *sets])
+    line = _kept_line(tmp_path)
+    assert "hunter2secret" not in line and key not in line and "a1B2c3D4" not in line, line
+    assert line.count("<redacted>") == 4 and "(give the redacted values again)" in line, line
+    assert f"{tmp_path} keeps its checkpoint of 2 steps (step 3, logged after it, will run again)" in line
+    assert f"to continue it (give the redacted values again): mgfrec --verbose fit --out {tmp_path}" in line
+    assert line.endswith(" --resume")
+    monkeypatch.setattr("sys.argv", ["/x/site-packages/mgfrec/__main__.py", "fit", "--out", str(tmp_path), "--resume"])
+    assert _kept_line(tmp_path).endswith(f"{sys.executable} -m mgfrec fit --out {tmp_path} --resume")
+    monkeypatch.setattr("sys.argv", ["/x/bin/pytest", "-q"])  # a library caller: no command of its own to repeat
+    assert _kept_line(tmp_path).endswith(": the same command with --resume continues it")

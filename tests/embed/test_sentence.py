@@ -236,8 +236,17 @@ def test_a_bare_name_and_sentence_transformers_own_cache_key_their_commit(monkey
         (folder / "refs" / "main").write_text(commit)
     assert SentenceTransformerEmbedder(EmbeddingConfig(model="mgfrec-bare")).settings["weights"] == "3" * 40
     assert SentenceTransformerEmbedder(EmbeddingConfig(model="myorg/kept-by-st")).settings["weights"] == "4" * 40
+    # in both caches: sentence-transformers reads SENTENCE_TRANSFORMERS_HOME alone when it is set, so its commit is
+    # the key (the Hugging Face cache's was, and the offline load asked SENTENCE_TRANSFORMERS_HOME for it; review s37)
+    other = tmp_path / "hf" / "models--sentence-transformers--mgfrec-bare"
+    (other / "snapshots" / ("5" * 40)).mkdir(parents=True)
+    (other / "snapshots" / ("5" * 40) / "modules.json").write_text("[]")
+    (other / "refs").mkdir()
+    (other / "refs" / "main").write_text("5" * 40)
+    assert SentenceTransformerEmbedder(EmbeddingConfig(model="mgfrec-bare")).settings["weights"] == "3" * 40
     monkeypatch.delenv("SENTENCE_TRANSFORMERS_HOME")
     assert SentenceTransformerEmbedder(EmbeddingConfig(model="myorg/kept-by-st")).settings["weights"] is None
+    assert SentenceTransformerEmbedder(EmbeddingConfig(model="mgfrec-bare")).settings["weights"] == "5" * 40
 
 
 def test_a_hub_model_not_downloaded_yet_is_looked_up_without_the_network(monkeypatch):
