@@ -64,7 +64,7 @@ def write_run_info(run_dir: str | Path, info: RunInfo) -> Path:
 
 
 @contextmanager
-def plugins_of_run(run_dir: str | Path) -> Iterator[None]:
+def plugins_of_run(run_dir: str | Path, _recall: bool = True) -> Iterator[None]:
     """Inside the ``with`` block, a component the run's ``run.json`` records as a plugin's, and that is not
     installed here, is named with its package (:func:`~mgfrec.registry.recorded_plugins`). A run folder that
     cannot be read records nothing: the command reading it says why."""
@@ -74,8 +74,15 @@ def plugins_of_run(run_dir: str | Path) -> Iterator[None]:
     try:
         payload = json.loads((Path(run_dir) / RUN_FILE).read_text(encoding="utf-8"))
         plugins = payload.get("extra", {}).get(PLUGINS, []) if isinstance(payload, dict) else []
+        recall = payload.get("extra", {}).get("recall_run") if isinstance(payload, dict) else None
     except (OSError, ValueError, AttributeError):
-        plugins = []
+        plugins, recall = [], None
+    if _recall and isinstance(recall, str) and recall:
+        # an agent run over a recall run made with a plugin retriever (fit --init, sft --recall-run): that run
+        # records it, this one may not (review s37)
+        with plugins_of_run(recall, _recall=False), recorded_plugins(str(run_dir), plugins):
+            yield
+        return
     with recorded_plugins(str(run_dir), plugins):
         yield
 

@@ -196,6 +196,25 @@ def test_a_markdown_path_that_cannot_be_a_file_is_refused_before_the_rollout(age
 
 
 @pytest.mark.reliability
+def test_a_markdown_path_that_is_a_pipe_is_written_to_not_read(agent_run, tmp_path):
+    """`--markdown /dev/stdout` (a pipe, a terminal) or a FIFO was read first, to tell whether it held an earlier
+    case study: the command hung for good, and /dev/full was read until the process was killed (review s37)."""
+    import os
+    import threading
+
+    run, ds = agent_run
+    fifo = tmp_path / "case.fifo"
+    os.mkfifo(fifo)
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text(encoding="utf-8")), daemon=True)
+    reader.start()  # as `cat case.fifo` would: the command writes to it, nobody writes to the command
+    result = CliRunner().invoke(app, ["recommend", str(run), "--history", ds.titles[0], "--markdown", str(fifo)])
+    reader.join(120)
+    assert result.exit_code == 0, result.output
+    assert got and got[0].startswith("# Case study: a typed history")
+
+
+@pytest.mark.reliability
 def test_a_markdown_folder_made_for_a_case_study_is_removed_when_the_command_fails(agent_run, tmp_path, monkeypatch):
     """The folders of --markdown are made before the rollout; one refused or interrupted left them empty behind."""
     run, ds = agent_run
@@ -245,7 +264,11 @@ def test_a_variant_run_recommends_by_its_own_final_ranking(agent_run, monkeypatc
     assert json.loads(payload)["top"][0]["score"] > json.loads(payload)["top"][1]["score"]
     paper, _ = rec_module.recommend(run, user=user, split="test", top_k=6)
     assert [i for i, _ in paper.top] != top  # the paper's rule ranks the same answer by title distance
-    joint = derive_variant_run(run, "joint-l2", tmp_path / "joint-l2")
+    with pytest.raises(ValueError, match="l2_joint needs a recall run with item embeddings"):
+        derive_variant_run(run, "joint-l2", tmp_path / "refused")  # refused when derived (review s37)
+    joint = derive_variant_run(run, "answer-first", tmp_path / "joint-l2")  # as an earlier mgfrec derived it
+    written = (joint / "config.yaml").read_text(encoding="utf-8")
+    (joint / "config.yaml").write_text(written.replace("final_ranking: answer_then_recall", "final_ranking: l2_joint"))
     with pytest.raises(ValueError, match="l2_joint needs a recall run with item embeddings"):
         rec_module.recommend(joint, user=user, split="test")
 

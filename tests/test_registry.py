@@ -863,6 +863,8 @@ def test_recommend_does_not_ask_for_the_reward_plugins_of_training():
 
 
 def test_a_recorded_plugin_is_named_with_its_package_only_where_recorded(tmp_path):
+    import json
+
     from mgfrec.registry import recorded_plugins
     from mgfrec.runs import plugins_of_run
 
@@ -883,6 +885,19 @@ def test_a_recorded_plugin_is_named_with_its_package_only_where_recorded(tmp_pat
     with plugins_of_run(tmp_path), pytest.raises(RegistryError) as err:  # a damaged run.json records nothing
         reg.get("grounder", "cos")
     assert "was made with" not in str(err.value)
+    # an agent run whose recall run was made with a plugin retriever (fit --init, sft --recall-run): the recall run
+    # records it, and the message named no package ("unknown retriever 'rv-rand'"; review s37)
+    recall, agent = tmp_path / "recall", tmp_path / "agent"
+    recall.mkdir()
+    agent.mkdir()
+    record = {"kind": "retriever", "name": "rv-rand", "target": "rv.m:Rand", "package": "rv-kit 0.2"}
+    (recall / "run.json").write_text(json.dumps({"kind": "baseline", "extra": {"plugins": [record]}}))
+    (agent / "run.json").write_text(json.dumps({"kind": "agent", "extra": {"recall_run": str(recall)}}))
+    with plugins_of_run(agent), pytest.raises(RegistryError, match=r"recall was made with retriever 'rv-rand'"):
+        reg.get("retriever", "rv-rand")
+    (recall / "run.json").write_text(json.dumps({"kind": "agent", "extra": {"recall_run": str(agent)}}))  # a loop
+    with plugins_of_run(agent), pytest.raises(RegistryError, match="unknown retriever 'rv-rand'"):
+        reg.get("retriever", "rv-rand")  # followed one step only
 
 
 def test_a_component_registered_under_another_kind_gets_the_wrong_kind_hint():
@@ -1085,3 +1100,47 @@ def test_a_plugin_that_exits_while_imported_is_one_line(tmp_path, monkeypatch):
     entry = Entry(kind="user_agent", name="ex", target="exits_on_import:Ex", origin="exiter 0.1")
     with pytest.raises(RegistryError, match=r"it called sys.exit\(3\) while being imported"):
         entry.load()
+
+
+@pytest.mark.reliability
+def test_a_hybrid_over_a_plugin_retriever_records_that_plugin():
+    """`--model hybrid --set retriever.options.collaborative=<a plugin's retriever>` recorded no plugin in run.json:
+    without the package the run was "unknown retriever", naming no package, and with another package's retriever
+    of that name the run was scored by it without a word (review s37)."""
+    from mgfrec.config.components import plugins_named
+    from mgfrec.config.schema import MGFRecConfig
+
+    class Collaborative:
+        pass
+
+    reg = Registry.discover()
+    reg.add("retriever", "rv-rand", Collaborative)
+    cfg = MGFRecConfig.model_validate({"retriever": {"model": "hybrid", "options": {"collaborative": "rv-rand"}}})
+    (record,) = plugins_named(cfg, reg)["plugins"]
+    assert (record["kind"], record["name"], record["package"]) == ("retriever", "rv-rand", f"python:{__name__}")
+    built_in = MGFRecConfig.model_validate({"retriever": {"model": "hybrid", "options": {"collaborative": "gru4rec"}}})
+    assert plugins_named(built_in, reg) == {}
+
+
+@pytest.mark.reliability
+def test_a_plugin_that_fails_on_import_is_named_before_a_fit_or_sft_fits_its_recall_model(tmp_path):
+    """A plugin grounder (or embedder) whose module raised on import was met after the recall fit: minutes of SASRec
+    on CDs, or a sweep's earlier cells, spent before a one-line plugin error (review s37)."""
+    from mgfrec.config.load import load_config
+    from mgfrec.config.schema import DataConfig
+    from mgfrec.data.prepared import prepare
+    from mgfrec.registry.discovery import _add
+    from mgfrec.registry.entries import Entry
+    from mgfrec.rl.fit import FitOptions, run_fit
+    from mgfrec.rl.sft import SFTOptions, run_sft
+
+    reg = Registry.discover()
+    _add(reg._entries, Entry("grounder", "rv-broke", "mgfrec_no_such_plugin_module:Grounder", "rv-plugins 0.2"))
+    data = prepare(DataConfig(source="synthetic", options={"n_users": 20}), tmp_path / "data").root
+    cfg = load_config(None, ["grounding.grounder=rv-broke", "retriever.model=pop"])
+    said = r"grounding.grounder: grounder 'rv-broke' \(mgfrec_no_such_plugin_module:Grounder, from rv-plugins 0.2\)"
+    with pytest.raises(ValueError, match=said + " could not be imported"):
+        run_fit(data, tmp_path / "fit", cfg, FitOptions(), reg=reg)
+    with pytest.raises(ValueError, match=said + " could not be imported"):
+        run_sft(data, tmp_path / "sft", cfg, SFTOptions(), reg=reg)
+    assert not (tmp_path / "fit").exists() and not (tmp_path / "sft").exists()  # no recall model fitted

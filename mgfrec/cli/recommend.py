@@ -126,7 +126,9 @@ def _check_file_path(path: Path, flag: str) -> list[Path]:
 
     if path.is_dir():
         raise ValueError(f"{flag} {path}: a folder; give the path of a file to write")
-    if path.exists() and not is_case_study(path):
+    # only a regular file is read to tell: /dev/stdout, a pipe or a FIFO is written to as it is (reading it waited
+    # for the keyboard, or for a writer that never came; /dev/full was read until the process was killed; s37)
+    if path.is_file() and not is_case_study(path):
         raise ValueError(
             f"{flag} {path}: exists and is not a case study mgfrec wrote; give a new file (an earlier case study "
             "is replaced)"

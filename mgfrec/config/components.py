@@ -91,6 +91,28 @@ def check_components(
         raise ValueError(f"{source}: " + "; ".join(problems))  # one line, every problem
 
 
+def check_importable(cfg: MGFRecConfig, reg: Registry | None = None) -> None:
+    """Import the embedder and grounder ``cfg`` names, and a plugin's user agent or rollout engine, naming the first
+    that cannot be imported (a plugin module failing on import, a built-in's missing extra) in one line: for a
+    command about to train, which met them only after its recall fit (minutes of SASRec; a sweep's earlier cells;
+    review s37). :func:`check_components` leaves a broken component to the command that uses it, so that a
+    command which never builds it is not refused; a built-in rollout engine is left to ``check_engine`` (vLLM's
+    import is slow)."""
+    reg = reg or registry()
+    problems = []
+    for path, kind, _ in _NAMED:
+        if kind not in ("embedder", "grounder", "user_agent", "rollout_engine"):
+            continue
+        try:
+            entry = reg.get(kind, str(config_value(cfg, path)))
+            if entry.third_party or kind in ("embedder", "grounder"):
+                entry.load()
+        except RegistryError as exc:
+            problems.append(f"{path}: {exc}")
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
 PLUGINS = "plugins"
 """``run.json`` ``extra`` key: the plugin components the run was made with (:func:`plugins_named`), so a command
 given the run where a package is missing says which (:func:`mgfrec.runs.plugins_of_run`)."""
@@ -105,6 +127,7 @@ def plugins_named(cfg: MGFRecConfig, reg: Registry | None = None) -> dict[str, l
     # not the data source: no command builds it once the data set is prepared (the run records how it was)
     wanted = [(kind, str(config_value(cfg, path))) for path, kind, _ in _NAMED if kind != "data_source"]
     wanted += [("reward", spec.name) for spec in cfg.grpo.rewards]
+    wanted += _nested(reg, "retriever", cfg.retriever.model, cfg.retriever.options)
     found: list[dict] = []
     for kind, name in wanted:
         try:
@@ -115,6 +138,22 @@ def plugins_named(cfg: MGFRecConfig, reg: Registry | None = None) -> dict[str, l
         if entry.third_party and record not in found:
             found.append(record)
     return {PLUGINS: found} if found else {}
+
+
+def _nested(reg: Registry, kind: str, name: str, options: Any) -> list[tuple[str, str]]:
+    """The components a component builds from its options (the hybrid's ``collaborative`` retriever), as its class
+    declares them: ``nested_components = {option field: kind}``. A hybrid over a plugin's retriever recorded no
+    plugin, so another package's retriever of that name scored the run without a word (review s37)."""
+    try:
+        cls = reg.load(kind, name)
+    except RegistryError:
+        return []
+    given = dict(options or {})
+    return [
+        (nested_kind, str(given[field]))
+        for field, nested_kind in (getattr(cls, "nested_components", None) or {}).items()
+        if isinstance(given.get(field), str)
+    ]
 
 
 def _check_constraints(reg: Registry, cfg: MGFRecConfig) -> list[str]:
@@ -186,4 +225,11 @@ def _check_one(
     except Exception as exc:  # noqa: BLE001 - the component's bug: named, as an Options validator's is
         who = f"{kind} '{name}' ({entry.target}, from {entry.origin})"
         return [f"{who}: check_config failed: {type(exc).__name__}: {exc} (a bug of the component)"]
-    return [found] if isinstance(found, str) else [str(p) for p in found or ()]
+    if found is None or isinstance(found, str):
+        return [found] if found else []
+    if isinstance(found, (list, tuple)):
+        return [str(p) for p in found]
+    who = f"{kind} '{name}' ({entry.target}, from {entry.origin})"  # True: "'bool' object is not iterable" (s37)
+    return [
+        f"{who}: check_config returned {type(found).__name__}, not None or a list of messages (a bug of the component)"
+    ]

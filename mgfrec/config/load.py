@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from mgfrec.atomic import atomic_write_text
 from mgfrec.config.redaction import is_secret_field, redacted, scrub_urls, scrubbed
+from mgfrec.config.reward_overrides import keep_options, named_reward_options, with_reward_options
 from mgfrec.config.schema import KEY_PREFIXES, ConfigDeprecationWarning, MGFRecConfig
 from mgfrec.validation import REDACTED, looks_like_key, shown_name, validation_text
 
@@ -375,9 +376,14 @@ def load_config(
     try:
         for dotted, value in (values or {}).items():
             if value is not None:
+                if dotted == "grpo.rewards" and isinstance(value, list):  # --reward: the file's options kept
+                    value = keep_options(raw, value)
                 raw = set_path(raw, dotted, value)
         for text in overrides:
-            raw = _merge(raw, parse_override(text))
+            over = parse_override(text)
+            named = named_reward_options(over)  # --set grpo.rewards.<name>.options.<field>=...: into the list
+            merged = with_reward_options(raw, named, redacted_override(text)) if named else None
+            raw = merged if merged is not None else _merge(raw, over)
     except ConfigError as exc:  # a field given inside what the file holds as a value
         raise ConfigError(f"{config_source(path, overrides, values)}: {exc}") from None
     source = config_source(path, overrides, values)

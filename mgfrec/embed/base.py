@@ -48,13 +48,19 @@ def load_embedder(cfg: EmbeddingConfig, reg: Registry | None = None) -> Embedder
     """Build the embedder named by ``cfg.embedder`` through the registry, with ``cfg.options`` validated."""
     embedder = (reg or registry()).build("embedder", cfg.embedder, cfg.options, cfg)
     missing = [name for name in ("model_id", "settings", "encode") if not hasattr(embedder, name)]
+    entry = (reg or registry()).get("embedder", cfg.embedder)
+    who = f"embedder '{cfg.embedder}' ({entry.target}, from {entry.origin})"
     if missing or not callable(embedder.encode):
-        entry = (reg or registry()).get("embedder", cfg.embedder)
         lacks = ", ".join(missing or ["callable encode"])
         raise RegistryError(
-            f"embedder '{cfg.embedder}' ({entry.target}, from {entry.origin}) has no {lacks}: an embedder provides "
-            "model_id, settings and encode() (see docs/plugins.md)"
+            f"{who} has no {lacks}: an embedder provides model_id, settings and encode() (see docs/plugins.md)"
         )
+    # what the embedding cache keys on: a model_id of None was a traceback from inside re.sub, and settings of
+    # text "dictionary update sequence element #0 has length 1", naming no component (review s37)
+    if not isinstance(embedder.model_id, str) or not embedder.model_id.strip():
+        raise RegistryError(f"{who}: model_id must be a non-empty str, got {embedder.model_id!r:.60}")
+    if not isinstance(embedder.settings, Mapping):
+        raise RegistryError(f"{who}: settings must be a mapping, got {type(embedder.settings).__name__}")
     return embedder
 
 

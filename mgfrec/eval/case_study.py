@@ -105,7 +105,10 @@ def write_trajectory_markdown(trajectory: Mapping[str, Any], path: str | Path, t
 def is_case_study(path: str | Path) -> bool:
     """Whether ``path`` is a page :func:`trajectory_markdown` wrote, so that writing another case study over it
     loses nothing of anyone's: one ending in :data:`MARK`, or (written before the mark) one with every section
-    and line such a page has, in order, and nothing after its end."""
+    and line such a page has, in order, and nothing after its end. Only a regular file is read (a pipe or a
+    terminal would wait for input)."""
+    if not Path(path).is_file():
+        return False
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):

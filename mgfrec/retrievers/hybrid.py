@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -63,6 +63,7 @@ def _standardise(scores: torch.Tensor) -> torch.Tensor:
 class HybridRetriever:
     name = "hybrid"
     Options = HybridOptions
+    nested_components: ClassVar[dict[str, str]] = {"collaborative": "retriever"}  # recorded with a run's plugins
 
     def __init__(self, collaborative: Any, content: LastTitleRetriever, weight: float, options: HybridOptions):
         self.collaborative, self.content, self.weight, self.options = collaborative, content, weight, options
@@ -101,6 +102,7 @@ class HybridRetriever:
             collaborative = _load_collaborative(Path(options.collaborative_run), ds, options.collaborative)
             created = _fit_stamp(Path(options.collaborative_run))
         else:
+            (Path(out) / CF_DIR).mkdir(parents=True, exist_ok=True)  # as baseline fit gives a retriever its OUT (s37)
             collaborative = registry().build(
                 "retriever",
                 options.collaborative,

@@ -36,7 +36,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from mgfrec.agent.environment import build_environment
 from mgfrec.agent.final_ranking import FinalRanking
 from mgfrec.agent.samples import RecallOptions, recall_samples
-from mgfrec.config.components import check_components, plugins_named
+from mgfrec.config.components import check_components, check_importable, plugins_named
 from mgfrec.config.load import load_config, write_resolved
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
@@ -88,6 +88,7 @@ from mgfrec.runs import (
     RUN_FILE,
     RunInfo,
     created_stamp,
+    plugins_of_run,
     write_run_info,
 )
 from mgfrec.seeding import kept_global_rng
@@ -149,6 +150,7 @@ def check_fit_config(cfg: MGFRecConfig, options: FitOptions, reg: Registry, ds: 
         check_batch_split(cfg.trainer.global_batch_size, cfg.trainer.devices * cfg.trainer.num_nodes)
     # names and options, before the recall model, the policy or any embedding; data.* is not read (--data is)
     check_components(cfg, reg, data=False)
+    check_importable(cfg, reg)  # a plugin that fails on import: named before the recall fit, not after it
     build_reward(cfg.grpo.rewards, reg=reg)  # a reward that cannot be built (or none): named before the recall fit
     check_engine(cfg.rollout, reg)  # vLLM missing: one line now, not once an earlier run in OUT was retired
     check_logger(cfg)  # tensorboard missing: the same
@@ -196,6 +198,22 @@ def run_fit(
 
     ``cfg`` None: the config of :func:`starting_config` (``OUT/config.yaml`` when resuming), else the defaults.
     """
+    # a plugin --init's run (or its recall run) was made with, missing here: named with its package (review s37)
+    with plugins_of_run(options.init) if options.init else contextlib.nullcontext():
+        return _run_fit(data, out, cfg, options, reg=reg, embedder=embedder, say=say)
+
+
+def _run_fit(
+    data: str | Path,
+    out: str | Path,
+    cfg: MGFRecConfig | None,
+    options: FitOptions,
+    *,
+    reg: Registry | None,
+    embedder: Any | None,
+    say: Callable[[str], None],
+) -> FitResult:
+    """:func:`run_fit`'s work."""
     started = time.perf_counter()
     if cfg is None:
         path = starting_config(out, options.resume)

@@ -21,6 +21,7 @@ This module does not sample with a temperature, compute rewards or run GRPO.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import time
@@ -37,7 +38,7 @@ from mgfrec.agent.environment import build_environment
 from mgfrec.agent.final_ranking import FinalRanking, check_start_recall
 from mgfrec.agent.samples import RecallOptions, recall_samples
 from mgfrec.agent.trajectory import Trajectory
-from mgfrec.config.components import plugins_named
+from mgfrec.config.components import check_importable, plugins_named
 from mgfrec.config.load import write_resolved
 from mgfrec.config.schema import MAX_LR, MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
@@ -51,7 +52,7 @@ from mgfrec.output_folders import check_output_run, retire_if_recall_inside, ret
 from mgfrec.registry import Registry, registry, with_registry
 from mgfrec.rl.sft_data import Fallback, SynthesisResult, Teacher, synthesize
 from mgfrec.rollout.base import build_engine, check_engine, sync_weights
-from mgfrec.runs import RUN_FILE, RunInfo, created_stamp, write_metrics, write_run_info
+from mgfrec.runs import RUN_FILE, RunInfo, created_stamp, plugins_of_run, write_metrics, write_run_info
 from mgfrec.seeding import kept_global_rng
 from mgfrec.text.prompts import AgentPrompts, keep_run_prompts
 from mgfrec.user_agents.base import check_user_agent, with_run_cache
@@ -248,15 +249,32 @@ def run_sft(
     See the module docstring for the stages and the files written. ``embedder`` reuses an already loaded
     embedder (default: built from ``cfg.embedding``).
     """
-    started = time.perf_counter()
     if not isinstance(options, SFTOptions):  # a dict was an AttributeError after OUT was made (review s35)
         raise TypeError(f"options: give an SFTOptions (SFTOptions(epochs=1, ...)), got {type(options).__name__}")
+    # a plugin retriever --recall-run was made with, missing here: named with its package (review s37)
+    with plugins_of_run(options.recall_run) if options.recall_run else contextlib.nullcontext():
+        return _run_sft(data, out, cfg, options, reg=reg, embedder=embedder, say=say)
+
+
+def _run_sft(
+    data: str | Path,
+    out: str | Path,
+    cfg: MGFRecConfig,
+    options: SFTOptions,
+    *,
+    reg: Registry | None,
+    embedder: Any | None,
+    say: Callable[[str], None],
+) -> SFTResult:
+    """:func:`run_sft`'s work."""
+    started = time.perf_counter()
     reg = reg or registry()
     check_policy_source(cfg.policy.model)
     if embedder is None:  # its device and, offline, its cached model: before the recall fit (review s35)
         check_embedder_loadable(cfg.embedding, reg)
     check_user_agent(cfg.user_agent, "SFT", reg)  # before any data work: a person cannot answer a rollout
     check_engine(cfg.rollout, reg)  # vLLM missing: one line now, not once an earlier run in OUT was retired
+    check_importable(cfg, reg)  # a plugin that fails on import: named before the recall fit, not after it
     recall = options.recall  # final_ranking l2_joint over pop: refused after the recall fit (review s37)
     model = recall.recall_model or cfg.retriever.model
     check_start_recall(cfg.agent, recall.recall_run, model, f"--recall-run {recall.recall_run}", reg)

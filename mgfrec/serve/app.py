@@ -323,6 +323,8 @@ def create_app(recommender: Recommender, options: ServeOptions | None = None) ->
                     except asyncio.TimeoutError:
                         yield ": keep-alive\n\n"
                         continue
+                    if event["type"] not in ("done", "error") and conversation.cancelled:
+                        continue  # emitted before a DELETE, read after it: a feedback box nobody can answer (s37)
                     yield f"event: {event['type']}\ndata: {json.dumps(event, default=str)}\n\n"
                     if event["type"] in ("done", "error"):
                         finished = True

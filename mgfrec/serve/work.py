@@ -305,6 +305,11 @@ class Conversation:
         self.emit(event)
 
     @property
+    def cancelled(self) -> bool:
+        """Whether the client cancelled it: an event it emitted before that, not yet read, is not sent."""
+        return self._cancelled is not None
+
+    @property
     def running_unseen(self) -> bool:
         """Its stream has ended (cancelled) while its batch still runs: it holds its slot until the batch ends."""
         return self._ended and not self.done.is_set()

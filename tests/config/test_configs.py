@@ -392,6 +392,12 @@ def test_a_components_check_config_may_return_a_string_or_fail(monkeypatch):
     monkeypatch.setattr(VLLMEngine, "check_config", classmethod(broken), raising=False)
     with pytest.raises(ValueError, match=r"rollout_engine 'vllm' .*check_config failed: KeyError: 'agent' \(a bug"):
         check_components(cfg, source="<t>")
+    # True for "fine": "'bool' object is not iterable", a traceback (review s37)
+    monkeypatch.setattr(VLLMEngine, "check_config", classmethod(lambda cls, o, c: True), raising=False)
+    with pytest.raises(ValueError, match=r"rollout_engine 'vllm' .*check_config returned bool, not None or a list"):
+        check_components(cfg, source="<t>")
+    monkeypatch.setattr(VLLMEngine, "check_config", classmethod(lambda cls, o, c: ()), raising=False)
+    check_components(cfg, source="<t>")
 
 
 @pytest.mark.reliability

@@ -325,7 +325,11 @@ def test_joint_l2_variant_refuses_a_recall_run_without_item_embeddings_before_ro
     monkeypatch.setattr(
         agent_eval, "build_engine", lambda cfg, model, tok: ScriptedEngine(tok, lambda c, j: rolled.append(c) or "x")
     )
-    variant = derive_variant_run(run, "joint-l2", tmp_path / "joint-l2")
+    with pytest.raises(ValueError, match="l2_joint needs a recall run with item embeddings"):
+        derive_variant_run(run, "joint-l2", tmp_path / "refused")  # refused when derived now (review s37)
+    variant = derive_variant_run(run, "answer-first", tmp_path / "joint-l2")  # as an earlier mgfrec derived it
+    written = (variant / "config.yaml").read_text(encoding="utf-8").replace("answer_then_recall", "l2_joint")
+    (variant / "config.yaml").write_text(written)
     assert load_config(variant / "config.yaml").agent.final_ranking == "l2_joint"
     with pytest.raises(ValueError, match="l2_joint needs a recall run with item embeddings"):
         evaluate_run(variant, "test", FAST, write=False)

@@ -162,6 +162,24 @@ def test_an_embedder_missing_part_of_its_contract_is_one_error_naming_it():
     with pytest.raises(RegistryError, match=r"embedder 'no-id' \(.*_NoModelId, from python:.*\) has no model_id: "):
         load_embedder(EmbeddingConfig(embedder="no-id"), reg=reg)
 
+    # model_id None: a traceback from inside re.sub; settings as text: "dictionary update sequence element #0 has
+    # length 1", naming no component (review s37)
+    class NoneId(_NoModelId):
+        model_id = None
+
+    class TextSettings(_NoModelId):
+        model_id = "m"
+
+        def __init__(self, config):
+            self.settings = "dim=32"
+
+    reg.add("embedder", "none-id", NoneId)
+    reg.add("embedder", "text-settings", TextSettings)
+    with pytest.raises(RegistryError, match=r"embedder 'none-id' \(.*NoneId, .*\): model_id must be a non-empty str"):
+        load_embedder(EmbeddingConfig(embedder="none-id"), reg=reg)
+    with pytest.raises(RegistryError, match=r"embedder 'text-settings' .*: settings must be a mapping, got str"):
+        load_embedder(EmbeddingConfig(embedder="text-settings"), reg=reg)
+
 
 class KeyedSearch(SearchOnly):
     """A plugin grounder that takes a credential (say, a hosted vector index)."""

@@ -233,3 +233,19 @@ def test_a_reused_collaborative_folder_must_be_a_finished_run_other_than_out(syn
     with pytest.raises(ValueError, match=r"collaborative_run: .* is the hybrid's own --out"):
         fit_baseline(synth, cfg, tmp_path / "p")
     assert (tmp_path / "p" / "run.json").is_file() and (tmp_path / "p" / "popularity.npy").is_file()  # put back
+
+
+def test_a_hybrids_collaborative_side_is_given_its_folder_made(synth, tmp_path, monkeypatch):
+    """`baseline fit` makes OUT before a retriever's fit; the hybrid called its collaborative side's fit with
+    OUT/collaborative not made, and a plugin retriever that works as a baseline failed there (review s37)."""
+    from mgfrec.retrievers.pop import PopRetriever
+
+    real, made = PopRetriever.fit.__func__, []
+
+    def fit(cls, ds, config, out, options=None):
+        made.append(Path(out).is_dir())
+        return real(cls, ds, config, out, options)
+
+    monkeypatch.setattr(PopRetriever, "fit", classmethod(fit))
+    fit_baseline(synth, _config("hybrid", tmp_path, "retriever.options={collaborative: pop}"), tmp_path / "run")
+    assert made == [True]

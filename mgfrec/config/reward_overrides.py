@@ -1,0 +1,63 @@
+"""``grpo.rewards`` is a list, so the dotted overrides that address every other component's options
+(``--set grounding.options.nlist=64``) had no path into it: ``--set grpo.rewards.hit-at-k.options.k=5``, the path
+the rewards' own errors name, was refused with advice for a mapping that led nowhere, and ``fit --reward NAME``
+dropped the options a config file gave that reward (review s37). Both are read here, by name."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def _name(entry: Any) -> Any:
+    return entry if isinstance(entry, str) else entry.get("name") if isinstance(entry, Mapping) else None
+
+
+def reward_entries(raw: Mapping[str, Any]) -> list[Any] | None:
+    """The ``grpo.rewards`` list ``raw`` holds, the defaults when it holds none, None when it holds no list."""
+    grpo = raw.get("grpo")
+    rewards = grpo.get("rewards") if isinstance(grpo, Mapping) else None
+    if rewards is None:
+        from mgfrec.config.schema import GRPOConfig
+
+        return [spec.name for spec in GRPOConfig().rewards]
+    return list(rewards) if isinstance(rewards, list) else None
+
+
+def keep_options(raw: Mapping[str, Any], names: list[Any]) -> list[Any]:
+    """``names`` (``--reward`` flags) with the options ``raw``'s entry of the same name carries."""
+    given = {_name(e): e for e in reward_entries(raw) or () if isinstance(e, Mapping) and e.get("options")}
+    return [given.get(n, n) if isinstance(n, str) else n for n in names]
+
+
+def named_reward_options(over: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """What an override sets inside ``grpo.rewards`` by name (``{"hit-at-k": {"options": {"k": 5}}}``), or None
+    when it sets something else."""
+    grpo = over.get("grpo")
+    if not isinstance(grpo, Mapping) or set(grpo) != {"rewards"} or not isinstance(grpo["rewards"], Mapping):
+        return None
+    return grpo["rewards"] or None
+
+
+def with_reward_options(raw: dict[str, Any], named: Mapping[str, Any], shown: str) -> dict[str, Any] | None:
+    """``raw`` with each named reward's options merged in; None when ``raw``'s ``grpo.rewards`` is no list (the
+    usual merge then says what is wrong). ``shown``: the override as messages show it."""
+    from mgfrec.config.load import ConfigError, _merge, set_path
+
+    rewards = reward_entries(raw)
+    if rewards is None:
+        return None
+    for name, sub in named.items():
+        if not isinstance(sub, Mapping) or set(sub) != {"options"} or not isinstance(sub["options"], Mapping):
+            raise ConfigError(f"--set {shown}: give a reward's options as grpo.rewards.{name}.options.FIELD=VALUE")
+        at = [i for i, e in enumerate(rewards) if _name(e) == name]
+        if not at:
+            held = ", ".join(str(_name(e)) for e in rewards) or "none"
+            raise ConfigError(
+                f"--set {shown}: grpo.rewards holds no reward '{name}' (it holds {held}); add it (fit --reward "
+                f"{name}, or --set 'grpo.rewards=[..., {{name: {name}, options: {{...}}}}]')"
+            )
+        for i in at:
+            before = rewards[i].get("options") if isinstance(rewards[i], Mapping) else None
+            rewards[i] = {"name": name, "options": _merge(dict(before or {}), sub["options"])}
+    return set_path(raw, "grpo.rewards", rewards)
