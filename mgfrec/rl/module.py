@@ -33,9 +33,7 @@ to ``RUN/best_policy``. Metrics go to ``self.log`` and to ``RUN/metrics.csv`` (o
 Several processes (``trainer.devices`` > 1, several nodes): each takes its shard of the global batch and of
 the valid subsample, the loss is normalised so that the processes' averaged gradient is the single-process
 gradient of the whole batch, logged numbers cover the whole batch and global rank 0 writes the files
-(:mod:`mgfrec.rl.distributed`).
-
-This module builds no data, recall or policy (:mod:`mgfrec.rl.fit` does) and owns no Trainer.
+(:mod:`mgfrec.rl.distributed`). It builds no data, recall or policy (:mod:`mgfrec.rl.fit` does), owns no Trainer.
 """
 
 from __future__ import annotations
@@ -204,6 +202,12 @@ class GRPOModule(L.LightningModule):
 
     def on_train_end(self) -> None:
         self.save_final_policy()  # here, before the strategy's teardown, while DeepSpeed's engine is whole
+
+    def teardown(self, stage: str) -> None:
+        """Close the rollout engine however the fit ends (vLLM's temporary copy of the policy outlived it; s37)."""
+        engine, self.engine = self.engine, None
+        if callable(close := getattr(engine, "close", None)):
+            close()
 
     def save_final_policy(self) -> None:
         """``RUN/policy`` from global rank 0, and :func:`~mgfrec.rl.distributed.replica_drift` over processes."""

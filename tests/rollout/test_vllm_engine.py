@@ -415,10 +415,12 @@ def test_fit_under_constrained_turns_with_the_vllm_engine_is_on_policy(tmp_path)
     command = [sys.executable, "-m", "mgfrec.cli.main", "recommend", str(tmp_path / "run"), "--user", user, "--json"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "VLLM_CPU_KVCACHE_SPACE": "1"}
     env.pop("VLLM_LOGGING_LEVEL", None)
+    env.pop("TORCH_CPP_LOG_LEVEL", None)
     quiet = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert quiet.returncode == 0, quiet.stderr[-3000:]
     assert "INFO" not in quiet.stderr and "WARNING" not in quiet.stderr and "Triton" not in quiet.stderr, quiet.stderr
     assert "Loading safetensors" not in quiet.stderr, quiet.stderr
+    assert "Warning:" not in quiet.stderr, quiet.stderr  # torch's C++ log: vllm-cpu's NUMA line (review s37)
     verbose = [*command[:3], "--verbose", *command[3:]]
     loud = subprocess.run(verbose, env=env, capture_output=True, text=True, timeout=600)
     assert loud.returncode == 0 and "INFO" in loud.stderr, loud.stderr[-3000:]
@@ -472,3 +474,39 @@ def test_a_request_vllm_adds_back_is_not_fed_its_tokens_twice(policy, catalogue)
         assert constraint.allowed() == replayed.allowed()
     finally:
         vc.release([key])
+
+
+def test_a_setting_vllm_refuses_is_one_line_naming_the_rollout_option(policy):
+    """vLLM's refusal was pydantic's three-line dump of its own arguments, naming its own fields (review s37)."""
+    model, tokenizer = policy
+    options = VLLMEngine.Options(max_model_len=512, max_num_batched_tokens=16, enable_chunked_prefill=False)
+    with pytest.raises(ValueError) as err:
+        VLLMEngine(model, tokenizer, options)
+    said = str(err.value)
+    assert said.startswith("rollout.options: vLLM refused the engine's settings: ") and "\n" not in said, said
+    assert "rollout.options.max_num_batched_tokens (16)" in said and "pydantic.dev" not in said, said
+
+
+def test_the_policys_temporary_copy_is_removed_when_the_interpreter_exits(policy, tmp_path):
+    """Every fit and serve left vLLM's copy of the policy in /tmp (3 GB for Qwen2.5-1.5B): it was removed only by
+    close() or a collection that never came while vLLM held the engine (review s37)."""
+    import subprocess
+    import sys
+
+    model, tokenizer = policy
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    script = (
+        "from transformers import AutoModelForCausalLM, AutoTokenizer\n"
+        "from mgfrec.rollout.vllm_engine import VLLMEngine\n"
+        f"path = {str(tmp_path / 'model')!r}\n"
+        "engine = VLLMEngine(AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path),\n"
+        "                    VLLMEngine.Options(max_model_len=512))\n"
+        "print(engine._tmp)\n"  # left open, as a fit's and a server's engine were
+    )
+    (tmp_path / "tmp").mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp_path / "tmp")}
+    run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip().splitlines()[-1].startswith(str(tmp_path / "tmp"))
+    assert not list((tmp_path / "tmp").glob("mgfrec-vllm-*"))

@@ -53,6 +53,47 @@ def test_a_spawned_engine_core_with_constrained_turns_is_refused_when_the_config
     check("rollout.options.multiprocessing=false", "agent.decoding=constrained")
 
 
+def test_a_nucleus_below_one_is_refused_before_the_engine_is_built():
+    """`rollout.top_p=0.9` with vLLM was refused at the first generation, after the recall fit and the engine's
+    start, leaving a half-made run at --out (review s37)."""
+    from mgfrec.registry import MissingExtraError
+    from mgfrec.rollout.base import check_engine
+
+    with pytest.raises(ValueError, match=r"rollout.top_p=0.9: the vllm engine's log-probs are renormalised"):
+        check_engine(load_config(None, ("rollout.engine=vllm", "rollout.top_p=0.9")).rollout)  # vLLM or not
+    try:
+        check_engine(load_config(None, ("rollout.engine=vllm", "rollout.top_p=1.0")).rollout)
+    except MissingExtraError:
+        pass  # no vLLM here: the settings were fine
+    check_engine(load_config(None, ("rollout.engine=hf", "rollout.top_p=0.9")).rollout)  # the hf engine samples it
+
+
+def test_vllms_refusal_of_its_settings_names_the_rollout_options():
+    """vLLM's refusal of a setting was pydantic's three-line dump of its own arguments, naming its own fields
+    (`max_num_batched_tokens`, `VLLM_CPU_KVCACHE_SPACE`) and a link (review s37)."""
+    from pydantic import BaseModel, ValidationError, model_validator
+
+    from mgfrec.rollout.vllm_install import vllm_reason
+
+    class SchedulerConfig(BaseModel):  # as vLLM's own config refuses
+        max_num_batched_tokens: int
+
+        @model_validator(mode="after")
+        def _check(self):
+            raise ValueError(
+                f"max_num_batched_tokens ({self.max_num_batched_tokens}) is smaller than max_model_len "
+                "(4096). This effectively limits the maximum sequence length ..."
+            )
+
+    with pytest.raises(ValidationError) as err:
+        SchedulerConfig(max_num_batched_tokens=16)
+    said = vllm_reason(err.value)
+    assert said.startswith("rollout.options.max_num_batched_tokens (16) is smaller than rollout.options.max_model_len")
+    assert "\n" not in said and "pydantic.dev" not in said and "ArgsKwargs" not in said
+    plain = ValueError("--kv-cache-memory-bytes, VLLM_CPU_KVCACHE_SPACE (100000 GiB) is larger than the memory")
+    assert vllm_reason(plain) == "rollout.options.kv_cache_space_gib (100000 GiB) is larger than the memory"
+
+
 def installed(root, version: str, dist: str = "vllm"):
     """A vLLM distribution ``dist`` at ``version`` under ``root``, as pip lays it out (a package and its
     dist-info), importable once ``root`` is on ``sys.path``; vLLM's own code is never run by these checks."""
