@@ -205,8 +205,7 @@ class GRPOModule(L.LightningModule):
 
     def teardown(self, stage: str) -> None:
         """Close the rollout engine however the fit ends (vLLM's temporary copy of the policy outlived it; s37)."""
-        engine, self.engine = self.engine, None
-        if callable(close := getattr(engine, "close", None)):
+        if callable(close := getattr(self.engine, "close", None)):  # (kept: a caller may read what it held)
             close()
 
     def save_final_policy(self) -> None:
