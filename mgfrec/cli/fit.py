@@ -211,13 +211,13 @@ def _kept_line(out: Path) -> str:
 
     from mgfrec.config.load import redacted_override
     from mgfrec.rl.resume import steps_done
+    from mgfrec.runs import read_metrics
     from mgfrec.validation import REDACTED
 
     held, logged = steps_done(out), None
-    try:
-        lines = (out / "metrics.csv").read_text(encoding="utf-8").strip().splitlines()
-        if len(lines) > 1 and lines[0].split(",", 1)[0] == "step":
-            logged = int(float(lines[-1].split(",", 1)[0]))
+    try:  # the steps metrics.csv holds, read as a resume reads them
+        steps = [int(row["step"]) for row in read_metrics(out / "metrics.csv", before=sys.maxsize) if "step" in row]
+        logged = max(steps, default=None)
     except (OSError, ValueError):
         pass
     kept = f"its checkpoint of {held} step{'s' if held != 1 else ''}" if held is not None else "its last checkpoint"
