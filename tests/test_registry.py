@@ -1144,3 +1144,29 @@ def test_a_plugin_that_fails_on_import_is_named_before_a_fit_or_sft_fits_its_rec
     with pytest.raises(ValueError, match=said + " could not be imported"):
         run_sft(data, tmp_path / "sft", cfg, SFTOptions(), reg=reg)
     assert not (tmp_path / "fit").exists() and not (tmp_path / "sft").exists()  # no recall model fitted
+
+
+@pytest.mark.reliability
+def test_a_plugin_grounder_whose_constructor_fails_is_met_before_the_recall_fit(tmp_path):
+    """A plugin grounder that imports but cannot be built over the catalogue (its constructor raises) was met after
+    `fit` and `sft` had fitted their recall model: the grounding is now built first. The run's own registry builds
+    it (``load_grounding`` built the grounder from the process's, whatever the caller passed)."""
+    from mgfrec.config.load import load_config
+    from mgfrec.config.schema import DataConfig
+    from mgfrec.data.prepared import prepare
+    from mgfrec.rl.fit import FitOptions, run_fit
+    from mgfrec.rl.sft import SFTOptions, run_sft
+
+    class Refuses:
+        def __init__(self, item_embeddings, options=None):
+            raise ValueError(f"rv-ctor needs 1000 items, got {len(item_embeddings)}")
+
+    reg = Registry.discover()
+    reg.add("grounder", "rv-ctor", Refuses)
+    data = prepare(DataConfig(source="synthetic", options={"n_users": 20}), tmp_path / "data").root
+    cfg = load_config(None, ["grounding.grounder=rv-ctor", "retriever.model=pop"])
+    with pytest.raises(Exception, match=r"rv-ctor needs 1000 items"):
+        run_fit(data, tmp_path / "fit", cfg, FitOptions(), reg=reg)
+    with pytest.raises(Exception, match=r"rv-ctor needs 1000 items"):
+        run_sft(data, tmp_path / "sft", cfg, SFTOptions(), reg=reg)
+    assert not (tmp_path / "fit" / "recall").exists() and not (tmp_path / "sft" / "recall").exists()

@@ -29,7 +29,7 @@ from mgfrec.agent.observation import render_observation
 from mgfrec.agent.trajectory import GroundingStep, Trajectory
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.grounding.engine import Grounding, check_top_k
-from mgfrec.registry import Registry, call_component, class_path, registered_as, with_registry
+from mgfrec.registry import Registry, call_component, method_named, with_registry
 from mgfrec.text.neutralize import reserved_strings
 from mgfrec.user_agents.base import FeedbackRequest, UserAgent, UserAgentContext, load_user_agent, require_automatic
 
@@ -119,10 +119,9 @@ class Environment:
         answers = call_component(self.user_agent, "feedback", requests)
 
         def who() -> str:  # named only for an error: the registry is not searched on every turn
-            agent = _behind(self.user_agent)  # the backend behind a response cache or recommend's lock
-            # its registry name and package, or its class and module (which names a plugin's package)
-            registered = registered_as(agent, "user_agent")
-            return f"{registered}: feedback" if registered else f"{class_path(agent)}.feedback"
+            # the backend behind a response cache or recommend's lock: its registry name and package, or its class
+            # and module (which names a plugin's package)
+            return method_named(_behind(self.user_agent), "feedback", "user_agent")
 
         if not isinstance(answers, list) or len(answers) != len(requests):
             got = len(answers) if isinstance(answers, list) else type(answers).__name__

@@ -216,9 +216,9 @@ def load_grounding(
     progress: bool = False,
 ) -> Grounding:
     """Embedder from ``cfg.embedding``, cached item vectors of ``ds``, grounder from ``cfg.grounding``."""
-    embedder = embedder if embedder is not None else load_embedder(cfg.embedding)
+    embedder = embedder if embedder is not None else load_embedder(cfg.embedding, reg)
     vectors = cached_vectors(ds, cfg.embedding, embedder, progress=progress)
-    grounder = build_grounder(vectors, cfg.grounding)
+    grounder = build_grounder(vectors, cfg.grounding, reg)  # the caller's registry, as the rest of its components
     grounding = Grounding(embedder, grounder, ds.titles, vectors, top_k=cfg.grounding.top_k)
     grounding.probe()
     return grounding

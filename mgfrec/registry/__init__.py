@@ -23,7 +23,7 @@ recorded), :mod:`~mgfrec.registry.core` (the registry, the one in use, building 
 
 from __future__ import annotations
 
-from mgfrec.registry.blame import blame, call_component, plugin_failure, registered_as
+from mgfrec.registry.blame import blame, call_component, method_named, plugin_failure, registered_as
 from mgfrec.registry.core import (
     F,
     Registry,
@@ -71,6 +71,7 @@ __all__ = [
     "dist_origin",
     "error_message",
     "installed_entries",
+    "method_named",
     "plugin_failure",
     "recorded_plugins",
     "registered_as",

@@ -26,6 +26,14 @@ def registered_as(obj: object, kind: str | None = None) -> str | None:
     return None
 
 
+def method_named(component: object, method: str, kind: str | None = None) -> str:
+    """``component``'s ``method`` for the message of a contract it broke: ``grounder 'l1' (pkg.mod:L1, from pkg
+    0.2): search`` where it is registered (the name and package a user chose it by), else ``pkg.mod.L1.search``
+    (its module names a plugin's package). Looked up on an error path only: the registry is not searched per call."""
+    registered = registered_as(component, kind)
+    return f"{registered}: {method}" if registered else f"{class_path(component)}.{method}"
+
+
 def call_component(component: object, method: str, *args: Any, **kwargs: Any) -> Any:
     """``component.method(*args, **kwargs)``; a ``TypeError`` raised by the call itself (the method's signature is
     not the one mgfrec calls: ``search(self, queries)`` without ``k``), not inside it, becomes one ``ValueError``
@@ -44,11 +52,9 @@ def call_component(component: object, method: str, *args: Any, **kwargs: Any) ->
     except TypeError as exc:
         if not _at_the_call(exc) and _binds(bound, args, kwargs):
             raise  # raised inside the method: its own traceback names it
-        registered = registered_as(component)
-        where = f"{registered}: {method}" if registered else f"{class_path(component)}.{method}"
         raise ValueError(
-            f"{where} cannot be called as mgfrec calls it ({exc}); see the signature each kind provides in "
-            "docs/plugins.md"
+            f"{method_named(component, method)} cannot be called as mgfrec calls it ({exc}); see the signature each "
+            "kind provides in docs/plugins.md"
         ) from None
 
 

@@ -311,6 +311,9 @@ def _fit_into(
     the earlier run retired and the fit run."""
     torch.manual_seed(cfg.trainer.seed)
 
+    # before the recall fit: an embedder or grounder (a plugin's) that cannot be built over this catalogue was met
+    # only after it (review s37). The recall fit keeps the caller's generators, so the seeded results are as before
+    grounding = load_grounding(ds, cfg, embedder=embedder, reg=reg)
     cfg, recall_dir, train, valid = recall_samples(
         ds,
         cfg,
@@ -331,7 +334,6 @@ def _fit_into(
             f"{len(train)} train samples; each step takes all {len(train)}"
         )
 
-    grounding = load_grounding(ds, cfg, embedder=embedder, reg=reg)
     policy_cfg = cfg.policy if policy_dir is None else cfg.policy.model_copy(update={"model": str(policy_dir)})
     model, tokenizer = load_policy(policy_cfg, ds.titles, seed=cfg.trainer.seed)
     # a remote user agent's answers are cached in the run folder unless user_agent.cache_path says otherwise

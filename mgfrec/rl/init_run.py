@@ -58,9 +58,21 @@ def check_start_ranking(cfg: MGFRecConfig, options: FitOptions, reg: Registry) -
     check_start_recall(cfg.agent, recall_run, model, f"--init {options.init}", reg)
 
 
-INIT_SHAPED = ("retriever.recall_size", "grounding.grounder", "grounding.top_k", "embedding.model")
+INIT_SHAPED = (
+    "retriever.recall_size",
+    "grounding.grounder",
+    "grounding.top_k",
+    "grounding.options",
+    "embedding.embedder",
+    "embedding.model",
+    "embedding.query_instruction",
+    "embedding.normalize",
+    "embedding.options",
+)
 """Besides ``agent.*``: the settings that shape what a policy was trained on (its prompts, what a grounding
-shows), compared by :func:`init_differences`."""
+shows), compared by :func:`init_differences`. The embedder, its options, its query prefix and normalisation, and the
+grounder's options change which items a ``<ground>`` returns as much as the model does (review s37: only the model
+and the grounder's name were compared)."""
 
 
 def init_differences(init: str | Path, cfg: MGFRecConfig) -> list[tuple[str, Any, Any]]:

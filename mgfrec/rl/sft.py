@@ -305,6 +305,9 @@ def _sft_into(
     """:func:`run_sft` after its checks, holding ``out``'s lock: synthesize, retire the earlier run, train, save."""
     torch.manual_seed(options.seed)
 
+    # before the recall fit: an embedder or grounder (a plugin's) that cannot be built over this catalogue was met
+    # only after it (review s37). The recall fit keeps the caller's generators, so the seeded results are as before
+    grounding = load_grounding(ds, cfg, embedder=embedder, reg=reg)
     cfg, recall_dir, train, valid = recall_samples(
         ds,
         cfg,
@@ -319,7 +322,6 @@ def _sft_into(
     )
     recall_model = cfg.retriever.model
 
-    grounding = load_grounding(ds, cfg, embedder=embedder, reg=reg)
     model, tokenizer = load_policy(cfg.policy, ds.titles, seed=options.seed)
     model = model.to(training_device(cfg.trainer.accelerator))
     # a remote user agent's answers are cached in the run folder unless user_agent.cache_path says otherwise

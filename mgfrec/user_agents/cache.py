@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from mgfrec.registry import class_path
+from mgfrec.registry import method_named
 from mgfrec.user_agents.base import FeedbackRequest, PartialFeedbackError, UserAgent, UserAgentError, agent_stats
 
 _SCHEMA = """
@@ -199,7 +199,7 @@ class CachedUserAgent:
         at = next((n for n, k in enumerate(keys) if not (isinstance(k, str) and k)), None)
         if at is not None:  # None for every request (a forgotten return) answered a batch with one reply (review s31)
             raise UserAgentError(
-                f"{class_path(self.inner)}.cache_key returned {keys[at]!r:.40} for request {at}, not a non-empty "
+                f"{self._who('cache_key')} returned {keys[at]!r:.40} for request {at}, not a non-empty "
                 "str: its replies cannot be cached by it"
             )
         answers = self.cache.get_many(keys)
@@ -225,17 +225,22 @@ class CachedUserAgent:
                 raise PartialFeedbackError(str(exc), mapped, sent=exc.sent) from None
             if not isinstance(fresh, list) or len(fresh) != len(todo):  # a generator was a len() traceback
                 got = len(fresh) if isinstance(fresh, list) else f"a {type(fresh).__name__} of"
-                raise UserAgentError(f"{class_path(self.inner)} returned {got} feedbacks for {len(todo)} requests")
+                raise UserAgentError(f"{self._who('feedback')} returned {got} feedbacks for {len(todo)} requests")
             wrong = next((n for n, a in enumerate(fresh) if not isinstance(a, str)), None)
             if wrong is not None:  # stored first, it was read back as text on the next run (review s31)
                 raise UserAgentError(
-                    f"{class_path(self.inner)} answer {wrong} is a {type(fresh[wrong]).__name__}; feedback must be str "
+                    f"{self._who('feedback')} answer {wrong} is a {type(fresh[wrong]).__name__}; feedback must be str "
                     "(nothing was cached)"
                 )
             new = dict(zip(todo, fresh, strict=True))
             self.cache.put_many(new.items())
             answers.update(new)
         return [answers[k] for k in keys]
+
+    def _who(self, method: str) -> str:
+        """The backend that broke its contract, for the message: its registry name and package where it is
+        registered (review s37: its module and class alone, for a plugin too)."""
+        return method_named(self.inner, method, "user_agent")
 
     def cache_key(self, request: FeedbackRequest) -> str:
         return self.inner.cache_key(request)  # type: ignore[attr-defined]

@@ -134,6 +134,20 @@ def test_a_header_ending_in_a_delimiter_is_named(tmp_path):
         CsvSource().load(folder, skip_bad=False)
 
 
+def test_a_column_without_a_name_is_dropped_when_empty_and_else_named_by_its_place(tmp_path):
+    """A header and rows that all end with a delimiter (a spreadsheet's export) kept an attribute named "" in
+    items.parquet (review s37). Empty in every kept row, it goes (nothing is lost); holding values, it is kept as
+    ``column_<n>``."""
+    empty = write(tmp_path / "a", items=b"item_id,title,\ni1,Alpha,\ni2,Beta,\ni3,Gamma, \n")
+    raw = CsvSource().load(empty, skip_bad=False)
+    assert list(raw.items.columns) == ["item_id", "title"]
+    assert raw.items["title"].tolist() == ["Alpha", "Beta", "Gamma"]
+    held = write(tmp_path / "b", items=b"item_id, ,title\ni1,x,Alpha\ni2,,Beta\ni3,,Gamma\n")
+    raw = CsvSource().load(held, skip_bad=False)
+    assert list(raw.items.columns) == ["item_id", "column_2", "title"]
+    assert raw.items["column_2"].tolist() == ["x", "", ""]
+
+
 def test_iso_dates_are_read_as_unix_seconds_in_their_order(tmp_path):
     """An exported log's dates were refused as "not a number", and --skip-bad dropped every row: 0 samples with
     nothing to do but convert the column by hand (review s37). A date or time without a zone is UTC; dates and Unix

@@ -95,6 +95,27 @@ def test_config_selects_plugin_components(plugin_site):
     assert out["r3"]["total"] == pytest.approx(0.5 + 1.0)
 
 
+def test_the_plugin_grounder_builds_over_mgfrecs_read_only_view_without_a_warning(plugin_site):
+    """``build_grounder`` hands a grounder a read-only view of the item vectors; the example shared it through
+    ``torch.as_tensor``, and every ``index build`` and ``fit`` with it printed torch's "not writable" warning (review
+    s37). Warnings are errors here."""
+    code = textwrap.dedent(
+        """
+        import numpy as np
+        from mgfrec.config.load import load_config
+        from mgfrec.grounding.engine import build_grounder
+
+        cfg = load_config(None, ["grounding.grounder=cosine"])
+        items = np.array([[1, 0], [0, 1], [2, 0.1]], dtype=np.float32)
+        idx, _ = build_grounder(items, cfg.grounding).search(np.array([[0, 3]], dtype=np.float32), 2)
+        print(idx.tolist())
+        """
+    )
+    proc = _run(plugin_site, "-W", "error", "-c", code)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[[1, 2]]"
+
+
 def test_plugin_option_errors_name_the_field(plugin_site):
     code = "from mgfrec.rewards.compose import build_reward\nbuild_reward(['hit-at-k'], {'hit-at-k': {'k': 0}})\n"
     proc = _run(plugin_site, "-c", code)

@@ -28,3 +28,26 @@ def test_the_final_ranking_is_checked_against_the_recall_model_the_fit_starts_wi
     check_start_ranking(joint, FitOptions(recall_model="gru4rec"), registry())
     # an --init that cannot be read is left to its own checks, which name it
     check_start_ranking(joint, FitOptions(init=str(tmp_path / "nowhere")), registry())
+
+
+@pytest.mark.reliability
+def test_init_differences_names_the_embedder_and_the_grounder_options_a_policy_was_trained_under(tmp_path):
+    """A policy trained where ``<ground>`` ran with normalised embeddings, a query prefix or an HNSW grounder's
+    ``ef`` sees other item lists under the defaults: ``fit --init`` compared only the embedding model and the
+    grounder's name, so these changed without a note (review s37)."""
+    import yaml
+
+    from mgfrec.rl.init_run import init_differences
+
+    run, _, _ = tiny_agent_run(tmp_path)
+    written = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+    written["embedding"].update(normalize=True, query_instruction="q: ", options={"pool": "mean"})
+    written["grounding"]["options"] = {"ef": 64}
+    (run / "config.yaml").write_text(yaml.safe_dump(written), encoding="utf-8")
+    mine = load_config(run / "config.yaml")
+    assert init_differences(run, mine) == []
+    found = {field: (old, new) for field, old, new in init_differences(run, load_config(None))}
+    assert found["embedding.normalize"] == (True, False)
+    assert found["embedding.query_instruction"] == ("q: ", None)
+    assert found["embedding.options"] == ({"pool": "mean"}, {})
+    assert found["grounding.options"] == ({"ef": 64}, {})

@@ -463,3 +463,62 @@ def test_a_backends_bad_keys_and_answers_are_named_and_never_stored(tmp_path):
         agent.close()
         with sqlite3.connect(path) as db:
             assert db.execute("select count(*) from responses").fetchone()[0] == 0
+
+
+@pytest.mark.reliability
+def test_a_plugin_backends_bad_cache_key_is_named_by_its_registry_name_and_package(tmp_path):
+    """A plugin user agent whose ``cache_key`` returned None was named by its module and class only; the name and the
+    package a user chose it by (``--user-agent nokey``, from which package) is what they can act on (review s37)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    (tmp_path / "nokey_agent.py").write_text(
+        textwrap.dedent(
+            """
+            class NoKey:
+                def __init__(self, cfg, options=None, context=None):
+                    pass
+
+                def cache_key(self, request):
+                    return None
+
+                def feedback(self, requests):
+                    return ["fine" for _ in requests]
+
+                def stats(self):
+                    return {}
+
+                def close(self):
+                    pass
+            """
+        ),
+        encoding="utf-8",
+    )
+    dist = tmp_path / "mgfrec_nokey-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mgfrec-nokey\nVersion: 1.0\n", encoding="utf-8")
+    (dist / "entry_points.txt").write_text("[mgfrec.user_agent]\nnokey = nokey_agent:NoKey\n", encoding="utf-8")
+    cache = tmp_path / "c.sqlite"
+    code = textwrap.dedent(
+        f"""
+        from mgfrec.config.load import load_config
+        from mgfrec.user_agents.base import FeedbackRequest, UserAgentError, load_user_agent
+
+        cfg = load_config(None, ["user_agent.backend=nokey", "user_agent.cache_path={cache}"])
+        agent = load_user_agent(cfg.user_agent)
+        try:
+            agent.feedback([FeedbackRequest(("A",), "B", ("B", "C"))])
+        except UserAgentError as exc:
+            print(str(exc))
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    said = proc.stdout.strip()
+    assert said.startswith("user_agent 'nokey' (nokey_agent:NoKey, from mgfrec-nokey 1.0): cache_key returned None"), (
+        json.dumps(said)
+    )

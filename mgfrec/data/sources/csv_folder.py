@@ -373,7 +373,7 @@ class CsvSource:
             fields[i_id], fields[i_title] = item_id, title
             kept.append(fields)
             rep.kept += 1
-        return pd.DataFrame(kept, columns=header, dtype=str)
+        return _name_unnamed(pd.DataFrame(kept, columns=header, dtype=str))
 
     def _interactions(
         self, path: Path, known: set[str], policy: RowPolicy, rep: FileReport, dropped: dict[str, str]
@@ -455,6 +455,20 @@ class CsvSource:
             ratings.append(rating)
             rep.kept += 1
         return pd.DataFrame({"user_id": users, "item_id": item_ids, "timestamp": stamps, "rating": ratings})
+
+
+def _name_unnamed(items: pd.DataFrame) -> pd.DataFrame:
+    """The item table without a column whose header name is empty (the header is read whole, so at most one: two
+    are refused), which a header and rows that all end with a delimiter make (spreadsheet exports): dropped when no
+    kept row holds anything in it, so nothing is lost; else kept as ``column_<n>``, its place counted from 1. It
+    was an attribute named "" in ``items.parquet`` (review s37)."""
+    if "" not in items.columns:
+        return items
+    if items[""].str.strip().eq("").all():
+        return items.drop(columns=[""])
+    place = list(items.columns).index("") + 1
+    name = next(n for n in (f"column_{place}", *(f"column_{place}_{k}" for k in range(2, 100))) if n not in items)
+    return items.rename(columns={"": name})
 
 
 # An id typed in one Unicode form in one file and another in the other ("é" composed, "é" decomposed) looks the same

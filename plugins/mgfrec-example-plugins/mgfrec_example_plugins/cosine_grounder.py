@@ -22,12 +22,14 @@ class CosineGrounder:
 
     def __init__(self, item_embeddings: np.ndarray, options: CosineOptions | None = None):
         self.options = options or CosineOptions()
-        items = torch.as_tensor(np.asarray(item_embeddings, dtype=np.float32))
+        # torch.tensor copies: mgfrec hands a grounder a read-only view, which torch.as_tensor would share with a
+        # warning that writing to it is undefined
+        items = torch.tensor(np.asarray(item_embeddings, dtype=np.float32))
         self.items = torch.nn.functional.normalize(items, dim=1)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         k = min(k, self.items.shape[0])
-        q = torch.nn.functional.normalize(torch.as_tensor(np.asarray(queries, dtype=np.float32)), dim=1)
+        q = torch.nn.functional.normalize(torch.tensor(np.asarray(queries, dtype=np.float32)), dim=1)
         out_idx, out_dist = [], []
         for start in range(0, q.shape[0], self.options.batch_size):
             dist = 1.0 - q[start : start + self.options.batch_size] @ self.items.T
