@@ -84,6 +84,9 @@ BAD_ROWS = [
     ("locale's date", "interactions.csv", b"u2,i1,01/31/2020,5", "bad_timestamp", ["'01/31/2020'", "ISO 8601"]),
     ("underscored rating", "interactions.csv", b"u2,i1,4,1_0", "bad_rating", ["field rating", "'1_0'"]),
     ("huge rating", "interactions.csv", b"u2,i1,4,1e309", "bad_rating", ["'1e309' is too large for a float64"]),
+    # the lenient reader dropped the quotes and kept the row: "Heroes" (Live) became Heroes (Live) (review s38)
+    ("text after a quote", "items.csv", b'i4,"Heroes" (Live),rock', "bad_quote", ["text after its closing", '""']),
+    ("quoted id and text", "interactions.csv", b'u2,"i1" x,4,5', "bad_quote", ["text after its closing quote"]),
     ("NUL byte in a title", "items.csv", b"i4,Del\x00ta,rock", "nul_byte", ["field title", "NUL"]),
     ("NUL byte in a user id", "interactions.csv", b"u\x002,i1,4,5", "nul_byte", ["field user_id", "NUL"]),
 ]
@@ -132,6 +135,50 @@ def test_a_header_ending_in_a_delimiter_is_named(tmp_path):
     folder = write(tmp_path / "data", items=b"item_id,title,\ni1,Alpha\ni2,Beta\n")
     with pytest.raises(BadInputError, match=r"items.csv:2: 2 fields, header has 3; the header ends with a delimiter"):
         CsvSource().load(folder, skip_bad=False)
+
+
+def test_quotes_the_lenient_reader_dropped_are_named_and_a_skipped_items_interactions_say_why(tmp_path):
+    """`"Heroes" (Live)` and `"Weird Al" Yankovic` were read as `Heroes (Live)` and `Weird Al Yankovic`, counted as
+    kept, without a word (review s38). A quote inside an unquoted field is a character, as before; a doubled quote
+    inside a quoted one is a quote."""
+    items = b'item_id,title\ni1,"Heroes" (Live)\ni2,The "Best" Of\ni3,"Say ""Hi"""\n'
+    logs = b"user_id,item_id,timestamp\nu1,i1,1\nu1,i2,2\nu1,i3,3\n"
+    folder = write(tmp_path / "a", items=items, interactions=logs)
+    with pytest.raises(BadInputError, match=r"items.csv:2: a field has text after its closing quote; .*\"\"\""):
+        CsvSource().load(folder, skip_bad=False)
+    raw = CsvSource().load(folder, skip_bad=True)
+    assert raw.items["title"].tolist() == ['The "Best" Of', 'Say "Hi"']
+    rep = raw.report.files["items.csv"]
+    assert (rep.read, rep.kept, dict(rep.dropped)) == (3, 2, {"bad_quote": 1})
+    log = raw.report.files["interactions.csv"]
+    assert (log.read, log.kept, dict(log.dropped)) == (3, 2, {"dropped_item": 1})
+    assert "item_id 'i1' was dropped from items.csv (bad_quote, line 2)" in log.examples["dropped_item"]
+    # a header so written is one line naming it; a quote left open at the end still refuses the whole file
+    header = write(tmp_path / "b", items=b'item_id,"title" x\ni1,A\n', interactions=logs)
+    with pytest.raises(BadInputError, match=r"items.csv:1: the header is not valid CSV"):
+        CsvSource().load(header, skip_bad=True)
+    open_end = write(tmp_path / "c", items=b'item_id,title\ni1,A\ni2,"B\ni3,C\n', interactions=logs)
+    with pytest.raises(BadInputError, match=r"items.csv:3: a quote opened on this line runs on to line 4"):
+        CsvSource().load(open_end, skip_bad=True)
+
+
+def test_a_lone_carriage_return_inside_a_field_is_named_not_a_cut_title(tmp_path):
+    """`i1,Foo\\rBar` in a file of \\n lines: the csv module ends the line at the \\r, so the error was "1 fields,
+    header has 2" about `Bar`, and --skip-bad kept i1 titled `Foo` (review s38). A file whose every line ends with a
+    lone \\r (classic Mac) is read as before."""
+    logs = b"user_id,item_id,timestamp\nu1,i1,1\nu1,i2,2\nu1,i3,3\n"
+    folder = write(tmp_path / "a", items=b"item_id,title\ni1,Foo\rBar\ni2,B\ni3,C\n", interactions=logs)
+    with pytest.raises(BadInputError, match=r"items.csv:2: a lone carriage return \(\\r\) in an unquoted field"):
+        CsvSource().load(folder, skip_bad=False)
+    raw = CsvSource().load(folder, skip_bad=True)
+    assert raw.items["title"].tolist() == ["B", "C"]
+    rep = raw.report.files["items.csv"]
+    assert (rep.read, rep.kept, dict(rep.dropped)) == (4, 2, {"carriage_return": 1, "wrong_field_count": 1})
+    assert "(carriage_return, line 2)" in raw.report.files["interactions.csv"].examples["dropped_item"]
+    mac = write(tmp_path / "b", items=b"item_id,title\ri1,A\ri2,B\ri3,C\r", interactions=logs)
+    assert CsvSource().load(mac, skip_bad=False).items["title"].tolist() == ["A", "B", "C"]
+    quoted = write(tmp_path / "c", items=b'item_id,title\ni1,"Foo\rBar"\ni2,B\ni3,C\n', interactions=logs)
+    assert CsvSource().load(quoted, skip_bad=False).items["title"].tolist() == ["Foo Bar", "B", "C"]
 
 
 def test_a_column_without_a_name_is_dropped_when_empty_and_else_named_by_its_place(tmp_path):

@@ -17,6 +17,7 @@ import unicodedata
 from collections.abc import Iterator
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import TextIO
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, field_validator
@@ -97,12 +98,18 @@ def read_rows(
     # utf-8-sig drops a byte order mark before the csv module sees it: a quoted first column name stays quoted
     encoding = "utf-8-sig" if codecs.lookup(options.encoding).name == "utf-8" else options.encoding
     handle = path.open("r", encoding=encoding, errors="surrogateescape", newline="")
-    reader = csv.reader(handle, delimiter=options.delimiter)
+    lines = _LastLine(handle)
+    # strict: text after a closing quote (`"Heroes" (Live)`) is an error, where the lenient reader dropped the
+    # quotes and kept the row without a word (review s38)
+    reader = csv.reader(lines, delimiter=options.delimiter, strict=True)
     try:
         header = [h.strip().lstrip("\ufeff") for h in next(reader)]
     except StopIteration:
         handle.close()
         raise BadInputError(f"{path}: empty file; expected a header with columns {', '.join(required)}") from None
+    except csv.Error as exc:
+        handle.close()
+        raise BadInputError(f"{path}:{reader.line_num}: the header is not valid CSV ({exc}); {_QUOTE_RULE}") from None
     except UnicodeError as exc:  # a UnicodeDecodeError, or utf-16's plain UnicodeError for a missing BOM
         handle.close()
         raise _undecodable(path, encoding, exc) from None
@@ -158,6 +165,10 @@ def read_rows(
     shapes: set[str] = set()  # the id shapes seen so far in single-line rows
     lengths: set[int] = set()  # and their lengths
 
+    # a file whose lines end with \n or \r\n: a lone \r ends a line for the csv module, so one inside an unquoted
+    # field split its row in two, and --skip-bad kept the first part with a cut title (review s38)
+    lone_cr_splits = lines.last.endswith("\n")
+
     def rows() -> Iterator[tuple[int, list[str]]]:
         with handle:
             start = reader.line_num + 1
@@ -167,7 +178,18 @@ def read_rows(
                 except StopIteration:
                     return
                 except csv.Error as exc:
-                    raise BadInputError(f"{path}:{reader.line_num}: not valid CSV: {exc}") from None
+                    if reader.line_num != start or "end of data" in str(exc):  # a quote that ran across lines
+                        raise BadInputError(
+                            f"{path}:{start}: a quote opened on this line runs on to line {reader.line_num} (closed "
+                            f"there, or never: the file's end), so {reader.line_num - start} following line(s) were "
+                            "read as part of one field; close the quote (a field may span lines only inside "
+                            "matching quotes)"
+                        ) from None
+                    # one line: a row of its own, refused (or skipped) as a bad row, its id read leniently so that
+                    # its interactions can say why the item is gone
+                    yield start, BadQuote(next(csv.reader([lines.last], delimiter=options.delimiter), []))
+                    start = reader.line_num + 1
+                    continue
                 except UnicodeError as exc:  # utf-16/32 have no escape for bad bytes: the file stops here
                     raise _undecodable(path, encoding, exc) from None
                 if fields and not (len(fields) == 1 and not fields[0].strip()):  # blank lines are not rows
@@ -178,10 +200,43 @@ def read_rows(
                         width, where = len(header), (path, start, reader.line_num)
                         if not options.multiline:
                             _check_span(*where, fields, width, options.delimiter, key, shapes, lengths)
+                    if lone_cr_splits and lines.last.endswith("\r"):
+                        fields = CutAtCarriageReturn(fields)
                     yield start, fields
                 start = reader.line_num + 1
 
     return header, rows()
+
+
+_QUOTE_RULE = (
+    'a field that starts with a quote must end with it: write a quote inside a field as "" and quote the field whole '
+    '(`"Heroes" (Live)` as `"""Heroes"" (Live)"`), or leave a field that holds no delimiter unquoted'
+)
+
+
+class _LastLine:
+    """The lines of a text file, remembering the last one read: the csv reader keeps no copy of a line it refused."""
+
+    def __init__(self, handle: TextIO):
+        self.handle = handle
+        self.last = ""
+
+    def __iter__(self) -> _LastLine:
+        return self
+
+    def __next__(self) -> str:
+        self.last = next(self.handle)
+        return self.last
+
+
+class CutAtCarriageReturn(list):
+    """A row that ended at a lone carriage return in a file whose lines end with a line feed: the rest of its line
+    is read as the next row; never kept."""
+
+
+class BadQuote(list):
+    """A row the strict csv reader refused for text after a closing quote, as fields read leniently (the quotes
+    dropped): its id, for the message of its interactions; never kept."""
 
 
 def _undecodable(path: Path, encoding: str, exc: UnicodeError) -> BadInputError:
@@ -314,6 +369,13 @@ class CsvSource:
 
     def _shape_problem(self, fields: list[str], header: list[str]) -> tuple[str, str] | None:
         """(reason, detail) for a row that is not a row of this file at all, else None."""
+        if isinstance(fields, BadQuote):
+            return "bad_quote", f"a field has text after its closing quote; {_QUOTE_RULE}"
+        if isinstance(fields, CutAtCarriageReturn):
+            return "carriage_return", (
+                "a lone carriage return (\\r) in an unquoted field ends the row here, and the rest of its line is read "
+                "as the next row (line numbers from here count it as a line break); quote the field or remove the \\r"
+            )
         if len(fields) != len(header):
             # the two usual causes, named: a title's own comma, and a header written with one delimiter too many
             why = (
@@ -487,7 +549,8 @@ def _beyond_exact(text: str) -> bool:
 def iso_seconds(text: str) -> float | None:
     """The Unix seconds of an ISO 8601 date or date-time (``2020-01-31``, ``2020-01-31T10:00:00Z``,
     ``2020-01-31 10:00:00.5+02:00``), a date or a time without a zone read as UTC; None for anything else (a
-    locale's ``01/31/2020`` is not guessed at). Only the order of a user's timestamps matters to the protocol."""
+    locale's ``01/31/2020`` is not guessed at). The split orders all users' samples together by time, so numbers
+    beside dates must be seconds."""
     import datetime as dt
 
     match = _ISO_DATE.fullmatch(text.strip())
