@@ -44,7 +44,14 @@ BAD_ROWS = [
     # kept as a title that shows nothing (review s32)
     ("zero-width title", "items.csv", b"i4,\xe2\x80\x8b,rock", "empty_title", ["field title shows nothing", "'i4'"]),
     ("control-only title", "items.csv", b"i4,\x01\x02,rock", "empty_title", ["field title shows nothing", "'i4'"]),
-    ("duplicate item id", "items.csv", b"i1,Alpha again,rock", "duplicate_item_id", ["item_id 'i1'"]),
+    # which row was kept, and whether the titles differ: the item's interactions read the first (review s38)
+    (
+        "duplicate item id",
+        "items.csv",
+        b"i1,Alpha again,rock",
+        "duplicate_item_id",
+        ["item_id 'i1' appears again (kept from line 2, with title 'Alpha', not 'Alpha again')"],
+    ),
     # two files joined with cat: the second header was kept as an item called "title"
     ("repeated header", "items.csv", b"\xef\xbb\xbfitem_id,title,genre", "repeated_header", ["the header row again"]),
     ("interaction wrong field count", "interactions.csv", b"u2,i1,4", "wrong_field_count", ["3 fields, header has 4"]),

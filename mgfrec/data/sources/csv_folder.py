@@ -403,7 +403,7 @@ class CsvSource:
     def _items(self, path: Path, policy: RowPolicy, rep: FileReport, dropped: dict[str, str]) -> pd.DataFrame:
         header, rows = read_rows(path, ("item_id", "title"), self.options, reserved=("item_idx",))
         i_id, i_title = header.index("item_id"), header.index("title")
-        seen: set[str] = set()
+        seen: dict[str, tuple[int, str]] = {}  # item id -> the line and title kept for it
         kept: list[list[str]] = []
         for line, fields in rows:
             rep.read += 1
@@ -429,9 +429,16 @@ class CsvSource:
                 dropped.setdefault(item_id, f"empty_title, line {line}")
                 continue
             if item_id in seen:
-                policy.bad(rep, "duplicate_item_id", where, f"item_id {shown(item_id)} appears again")
+                first, kept_title = seen[item_id]
+                same = "the same title" if title == kept_title else f"title {shown(kept_title)}, not {shown(title)}"
+                policy.bad(
+                    rep,
+                    "duplicate_item_id",
+                    where,
+                    f"item_id {shown(item_id)} appears again (kept from line {first}, with {same})",
+                )
                 continue
-            seen.add(item_id)
+            seen[item_id] = (line, title)
             fields[i_id], fields[i_title] = item_id, title
             kept.append(fields)
             rep.kept += 1
