@@ -188,6 +188,29 @@ def test_a_lone_carriage_return_inside_a_field_is_named_not_a_cut_title(tmp_path
     assert CsvSource().load(quoted, skip_bad=False).items["title"].tolist() == ["Foo Bar", "B", "C"]
 
 
+def test_timestamps_in_two_units_refuse_the_file_naming_both_lines(tmp_path):
+    """A log merged from an export in milliseconds and one in seconds (or ISO dates, read as seconds) was split as
+    written: the split orders all users' samples together by time, so every user of the milliseconds part was in
+    test, without a word (review s38). Whole-file: --skip-bad cannot pick which unit is right."""
+    items = b"item_id,title\ni1,A\ni2,B\ni3,C\n"
+    mixed = (
+        b"user_id,item_id,timestamp\nold,i1,1600000000000\nold,i2,1600000100000\nnew,i1,1700000000\nnew,i2,1700000100\n"
+    )
+    for skip in (False, True):
+        with pytest.raises(BadInputError, match=r"is in a later unit \(milliseconds\?\) than") as info:
+            CsvSource().load(write(tmp_path / f"a{skip}", items=items, interactions=mixed), skip_bad=skip)
+        assert "interactions.csv:2: timestamp '1600000000000' is in a later unit" in str(info.value)
+        assert "than '1700000000' on line 4" in str(info.value)
+    dated = b"user_id,item_id,timestamp\nu1,i1,2020-01-31\nu1,i2,1600000100000\n"
+    with pytest.raises(BadInputError, match=r"interactions.csv:3: .* than '2020-01-31' on line 2"):
+        CsvSource().load(write(tmp_path / "b", items=items, interactions=dated), skip_bad=False)
+    # one unit, whichever, and small numbers (a sequence, days) beside either, are read as before
+    for log in (b"1600000000000\n1600000100000", b"1700000000\n1700000100", b"3\n1600000100000", b"3\n1700000000"):
+        first, second = log.split(b"\n")
+        rows = b"user_id,item_id,timestamp\nu1,i1," + first + b"\nu1,i2," + second + b"\n"
+        assert len(CsvSource().load(write(tmp_path / "c", items=items, interactions=rows), False).interactions) == 2
+
+
 def test_a_column_without_a_name_is_dropped_when_empty_and_else_named_by_its_place(tmp_path):
     """A header and rows that all end with a delimiter (a spreadsheet's export) kept an attribute named "" in
     items.parquet (review s37). Empty in every kept row, it goes (nothing is lost); holding values, it is kept as

@@ -456,6 +456,8 @@ class CsvSource:
         stamps: list[float] = []
         ratings: list[float] = []
         numbers: dict[str, str] | None = None  # the item ids that read as numbers, by value: built when needed
+        # the first row read as Unix seconds of a real date (or an ISO date), and the first beyond them (milliseconds)
+        units: list[tuple[int, str] | None] = [None, None]
         for line, fields in rows:
             rep.read += 1
             where = f"{path}:{line}"
@@ -518,12 +520,33 @@ class CsvSource:
                 )
                 continue
             seen.add(key)
+            if SECONDS_SPAN[0] <= ts < SECONDS_SPAN[1] and units[0] is None:
+                units[0] = (line, fields[i_ts].strip())
+            elif ts >= SECONDS_SPAN[1] and units[1] is None:
+                units[1] = (line, fields[i_ts].strip())
+            if units[0] is not None and units[1] is not None:
+                raise _mixed_units(path, *units[0], *units[1])
             users.append(user)
             item_ids.append(item)
             stamps.append(ts)
             ratings.append(rating)
             rep.kept += 1
         return pd.DataFrame({"user_id": users, "item_id": item_ids, "timestamp": stamps, "rating": ratings})
+
+
+SECONDS_SPAN = (1e8, 1e11)
+"""Unix seconds from 1973 to the year 5138: a timestamp beyond it is a later unit (milliseconds from 1973 on), one
+within it is no such unit's real date, so a file holding both mixes units."""
+
+
+def _mixed_units(path: Path, line_s: int, text_s: str, line_ms: int, text_ms: str) -> BadInputError:
+    """The whole file is refused: the split orders all users' samples together by time, so a log merged from an
+    export in seconds and one in milliseconds put every user of the latter in test without a word (review s38)."""
+    return BadInputError(
+        f"{path}:{line_ms}: timestamp {shown(text_ms)} is in a later unit (milliseconds?) than {shown(text_s)} on line "
+        f"{line_s} (Unix seconds, as an ISO date is read): the split orders every user's samples together by time, "
+        "so the timestamps of a file must share one unit; convert them to one"
+    )
 
 
 def _name_unnamed(items: pd.DataFrame) -> pd.DataFrame:
