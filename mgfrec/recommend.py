@@ -56,6 +56,7 @@ from mgfrec.retrievers.recall import top_items
 from mgfrec.retrievers.sequences import history_window
 from mgfrec.rollout.base import build_engine, check_engine
 from mgfrec.runs import RUN_FILE, policy_folder, read_run_info, recall_run_of, with_run_plugins
+from mgfrec.staleness import check_agent_current
 from mgfrec.user_agents.base import UserAgent
 from mgfrec.validation import not_utf8_at, refuse_one_string
 
@@ -188,6 +189,9 @@ class Recommender:
             self.grounding = load_grounding(self.ds, self.cfg)
             return
         self.ds = open_data(self.run_dir, self.info)  # the data set the policy was trained on, checked by checksum
+        # a recall run fitted again since the agent was trained over it (or a derived run's trained run trained
+        # again): evaluate refused it, while recommend, serve and chat answered over another recall list (review s38)
+        check_agent_current(self.run_dir, self.info, rolling_out=True)
         self.scorer = None
         self._check_user(query)  # before the policy loads: it was refused only after (~30 s on CDs; note s31)
         check_engine(self.cfg.rollout)  # vLLM missing: refused before the policy loads too (review s37)

@@ -61,3 +61,36 @@ def sigterm_stops() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+class FirstSignalStop:
+    """A training loop's first Ctrl-C or SIGTERM, recorded (``signal``) instead of stopping the process: the loop
+    stops at its next batch boundary and finishes from its best checkpoint. The handlers in place before
+    :meth:`install_signals` are put back at the first signal, so a second one acts as usual (Ctrl-C twice: stop at
+    once, without saving). Installed only from the main thread (a signal handler cannot be set elsewhere)."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None  # the first signal received, SIGINT or SIGTERM
+        self._previous: dict[int, Any] = {}
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        import sys
+
+        self.signal = signum
+        sys.stderr.write(
+            f"\n{signal.Signals(signum).name}: stopping after this batch; the fit ends from its best checkpoint "
+            "(send it again to abort without saving)\n"
+        )
+        self.restore_signals()
+
+    def install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.getsignal(sig)
+            signal.signal(sig, self._on_signal)
+
+    def restore_signals(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}

@@ -1,7 +1,8 @@
 """Whether a run's results are still its own: a derived run whose trained run was trained again, or an agent run
 whose recall run was fitted again, holds another policy's or another recall model's results. ``evaluate``,
-``report``, ``fit --init`` and the demo refuse (or retrain) such a run; ``sft``, ``fit`` and ``derive`` record
-what the checks compare (``extra.trained_created``, ``extra.recall_created``).
+``report``, ``fit --init``, ``recommend``, ``serve``, ``chat``, ``derive`` and the demo refuse (or retrain) such a
+run; ``sft``, ``fit`` and ``derive`` record what the checks compare (``extra.trained_created``,
+``extra.recall_created``).
 """
 
 from __future__ import annotations

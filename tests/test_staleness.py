@@ -81,3 +81,32 @@ def test_the_derive_command_quotes_paths_and_overrides():
     assert derive_command("my runs/no fb", info) == (
         "mgfrec derive '/r/my runs/agent' 'my runs/no fb' --ablation no-feedback --set 'agent.x=a b'"
     )
+
+
+@pytest.mark.reliability
+def test_recommend_serve_chat_and_derive_refuse_an_agent_run_over_a_refitted_recall_run(tmp_path):
+    """`evaluate` refused an agent run whose recall run was fitted again since; `recommend`, `serve` and `chat`
+    (which load a run through `load_recommender`) answered over the new recall model's list without a word, and
+    `derive` wrote a run every evaluation then refused (review s38)."""
+    from agentkit import tiny_agent_run
+
+    from mgfrec.experiments.ablations import derive_variant_run
+    from mgfrec.recommend import load_recommender
+    from mgfrec.runs import RunInfo, read_run_info, write_run_info
+
+    run, _, _ = tiny_agent_run(tmp_path)
+    info = read_run_info(run)
+    recall = Path(info.extra["recall_run"])
+    stamped = RunInfo(**{**info.__dict__, "extra": {**info.extra, "recall_created": _created(recall)}})
+    write_run_info(run, stamped)
+    load_recommender(run).close()  # current: served
+    derive_variant_run(run, "answer-first", tmp_path / "first")
+    refit = read_run_info(recall)
+    write_run_info(recall, RunInfo(refit.kind, refit.model, refit.data, refit.data_checksum, extra=refit.extra))
+    assert _created(recall) != stamped.extra["recall_created"]
+    said = r"its recall run .*last-title was fitted again since this run was trained over it"
+    with pytest.raises(ValueError, match=said):
+        load_recommender(run)
+    with pytest.raises(ValueError, match=said):
+        derive_variant_run(run, "answer-first", tmp_path / "second")
+    assert not (tmp_path / "second").exists()

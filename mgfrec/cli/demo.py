@@ -82,7 +82,8 @@ def demo(
 ) -> None:
     """Prepare data, build the title index, fit the baselines (Pop, last-title, SASRec and the hybrid;
     --baselines all adds GRU4Rec, Caser and BIGRec), warm-start the small policy (SFT), train it briefly with GRPO,
-    evaluate MGFRec, its SFT start and three ablations beside the baselines with one full-ranking evaluator, print a
+    evaluate MGFRec, its SFT start, three ablations and two other readings of its answers (answer-first, joint-l2)
+    beside the baselines with one full-ranking evaluator, print a
     Table-4-style report with intervals and paired tests, and write the figures. Re-running reuses
     finished stages."""
     from mgfrec.data.prepared import detect_source

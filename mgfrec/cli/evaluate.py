@@ -79,9 +79,11 @@ def evaluate(
         note_unread_config(config, "mgfrec evaluate")
         info = read_run_info(run_dir)
         if limit is not None and info.kind == "baseline":
+            # not cheap for a baseline that writes a title per sample (BIGRec): said so (review s38)
+            cost = "it writes a title for each" if info.model == "bigrec" else "cheap"
             console.print(
                 f"note: --limit applies to agent runs; a baseline is scored on every sample of {cfg.eval.split} "
-                "(cheap, and what 'mgfrec report --limit' cuts to the agent runs' subsample)",
+                f"({cost}, and what 'mgfrec report --limit' cuts to the agent runs' subsample)",
                 highlight=False,
                 markup=False,
                 soft_wrap=True,

@@ -35,7 +35,7 @@ def figures(
 ) -> None:
     """Reward and response-length curves (Fig. 6) of runs; metric vs swept value (Figs. 7-8) and mean rank vs
     grounding limit (Fig. 5) of sweeps; mean difficulty per grounding band (Fig. 3) of evaluated agent runs."""
-    from mgfrec.eval.figures import check_figure_args, figures_for, other_split_samples, unfinished_notes
+    from mgfrec.eval.figures import check_figure_args, figures_for, is_agent_run, other_split_samples, unfinished_notes
 
     def go():
         check_figure_args(paths, split, metric)  # every folder first: no figure written before an error
@@ -55,14 +55,20 @@ def figures(
             console.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
         for path in paths:  # an agent run evaluated on another split only: its difficulty figure was left out
             found, other = other_split_samples(path)
-            if other and not (Path(path) / f"agent_{split}_samples.csv").is_file():
-                console.print(
-                    f"note: {path} has no agent_{split}_samples.csv, so no difficulty figure ({found} found: --split "
-                    f"{other} draws it)",
-                    highlight=False,
-                    markup=False,
-                    soft_wrap=True,
-                )
+            if (Path(path) / f"agent_{split}_samples.csv").is_file():
+                continue
+            if other:
+                hint = f"{found} found: --split {other} draws it"
+            elif is_agent_run(path):  # never evaluated: only its curves were drawn, without a word (review s38)
+                hint = f"mgfrec evaluate {path} --split {split} writes it"
+            else:
+                continue
+            console.print(
+                f"note: {path} has no agent_{split}_samples.csv, so no difficulty figure ({hint})",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
         return written
 
     written = run(go)

@@ -190,7 +190,7 @@ def sweep(
     if as_json:
         print_json(rows)
     else:
-        out.print(summary_table(rows, title=f"sweep {out_dir}"))
+        out.print(summary_table(rows, title=f"sweep {out_dir} ({eval_split[0] if eval_split else 'valid'} split)"))
     failed = [r["cell"] for r in rows if r["status"] != "finished"]
     if failed:
         console.print(

@@ -322,13 +322,14 @@ class GRPOConfig(Section):
         description="rollouts per prompt (G); `mgfrec fit` needs at least 2: one alone has no group to compare with, "
         "and every advantage is 0 (a run's config with 1 still loads, for evaluation)",
     )
-    clip_epsilon: float = Field(0.2, gt=0, description="the ratio is clipped to [1 - epsilon, 1 + epsilon] (eq. 1)")
+    clip_epsilon: float = Field(0.2, gt=0, description="the ratio is clipped to [1 - epsilon, 1 + epsilon] (eq. 3)")
     kl_beta: float = Field(0.04, ge=0, description="weight of the KL term to the reference policy (eq. 1)")
     scale_rewards: bool = Field(True, description="divide advantages by the group std (eq. 2)")
     advantage_epsilon: float = Field(1e-4, gt=0, description="added to the group std before dividing by it")
     updates_per_batch: int = Field(1, ge=1, description="optimizer steps on each batch of rollouts")
     loss_aggregation: Literal["token-mean", "sequence-mean"] = Field(
-        "token-mean", description="token-mean (DAPO/TRL bnpo) or sequence-mean (eq. 3 as written, TRL grpo)"
+        "token-mean",
+        description="token-mean (DAPO/TRL bnpo) or sequence-mean (DeepSeekMath's per-token form of eq. 3, TRL grpo)",
     )
     max_grad_norm: float = Field(1.0, gt=0, description="gradient norm clip per optimizer step")
     kl_importance_correction: bool = Field(False, description="TRL 1.16's use_bias_correction_kl; off = the paper")

@@ -317,6 +317,14 @@ def other_split_samples(path: str | Path) -> tuple[str, str | None]:
     return ", ".join(names), first
 
 
+def is_agent_run(path: str | Path) -> bool:
+    """Whether ``path`` holds an agent run (``run.json`` of kind ``agent``); False for anything unreadable."""
+    try:
+        return read_run_info(path).kind == "agent"
+    except (OSError, ValueError):
+        return False
+
+
 def figures_for(
     path: str | Path,
     out_dir: str | Path,

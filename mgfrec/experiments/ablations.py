@@ -39,6 +39,7 @@ from mgfrec.runs import (
     recall_run_of,
     write_run_info,
 )
+from mgfrec.staleness import check_agent_current
 from mgfrec.text.prompts import RUN_PROMPTS, keep_run_prompts
 
 # Each preset removes one of MGFRec's parts; "full" keeps all of them so that a table can list it by name.
@@ -144,6 +145,9 @@ def _derive(
     info = read_run_info(run_dir)
     if info.kind != "agent":
         raise ValueError(f"{run_dir}: {source} needs an agent run (mgfrec sft / fit), got kind '{info.kind}'")
+    # a trained run over a refitted recall run (or derived from a run trained again): the derived run was written,
+    # and every evaluation of it refused (review s38)
+    check_agent_current(run_dir, info)
     if out.resolve() == run_dir.resolve():
         raise ValueError(f"{out}: the derived run needs its own folder, not the trained run's")
     if run_dir.resolve() in out.resolve().parents:

@@ -88,10 +88,14 @@ def samples_note(rows: Sequence[Mapping[str, Any]]) -> str | None:
     )
 
 
-def summary_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
-    """The summary as a markdown table (metrics with their intervals in brackets)."""
+def summary_markdown(rows: Sequence[Mapping[str, Any]], split: str | None = None) -> str:
+    """The summary as a markdown table (metrics with their intervals in brackets), under a line naming the split
+    its numbers are of (``split``; only sweep.json said so: a sweep with ``--eval-split test`` first showed test
+    numbers nothing labelled; review s38)."""
     head = ["cell", "status", "n", "N_full", "N@10", "format valid", "groundings"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    if split:
+        lines[:0] = [f"Each cell evaluated on the {split} split (n: its samples).", ""]
     for r in rows:
         fv, mg = r.get("format_valid"), r.get("mean_groundings")
         # a multi-line error (a hub's, CUDA's) split the row across lines, and the table with it (review s33)
@@ -110,8 +114,8 @@ def summary_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join([*lines, *(["", f"- {note}"] if note else [])]) + "\n"
 
 
-def write_summary(out: str | Path, rows: Sequence[Mapping[str, Any]]) -> dict[str, Path]:
-    """``OUT/summary.csv`` (one column per :data:`SUMMARY_COLUMNS`) and ``OUT/summary.md``."""
+def write_summary(out: str | Path, rows: Sequence[Mapping[str, Any]], split: str | None = None) -> dict[str, Path]:
+    """``OUT/summary.csv`` (one column per :data:`SUMMARY_COLUMNS`) and ``OUT/summary.md`` (naming ``split``)."""
     out = Path(out)
     paths = {"csv": out / "summary.csv", "md": out / "summary.md"}
 
@@ -121,7 +125,7 @@ def write_summary(out: str | Path, rows: Sequence[Mapping[str, Any]]) -> dict[st
         writer.writerows(rows)
 
     atomic_write(paths["csv"], write_csv, text=True)  # read beside a running sweep: whole or not at all
-    atomic_write_text(paths["md"], summary_markdown(rows))
+    atomic_write_text(paths["md"], summary_markdown(rows, split))
     return paths
 
 

@@ -327,7 +327,7 @@ def _run_cells(
         # a killed sweep shows which cell it was in and what it was made with, and its summary no longer shows that
         # cell's numbers of before as finished ones
         _write_sweep(out, record)
-        write_summary(out, summary_rows(record, [c.name for c in cells]))
+        write_summary(out, summary_rows(record, [c.name for c in cells]), record.get("summary_split"))
         try:
             summary = run_cell(configs[cell.name], out / cell.name)
             record["cells"][cell.name] = {
@@ -352,5 +352,5 @@ def _run_cells(
             say(f"[{n}/{len(cells)}] {cell.name}: failed: {' '.join(error.split())}")
         _write_sweep(out, record)
     rows = summary_rows(record, [c.name for c in cells])
-    write_summary(out, rows)
+    write_summary(out, rows, record.get("summary_split"))
     return rows

@@ -38,6 +38,7 @@ from mgfrec.ranking.evaluator import rank_targets
 from mgfrec.ranking.metrics import per_sample
 from mgfrec.rollout.hf_engine import HFEngine
 from mgfrec.seeding import kept_global_rng
+from mgfrec.signals import FirstSignalStop
 
 PROMPT = (
     "Below is a user's listening history, oldest first. Write the title of the item the user will choose next.\n"
@@ -62,14 +63,21 @@ class BigRecOptions(BaseModel):
     history_items: int = Field(10, ge=1, description="latest history titles in the prompt")
     max_new_tokens: int = Field(48, ge=1, description="longest title the policy may write")
     generate_batch_size: int = Field(32, ge=1)
-    seed: int = 0
+    seed: int | None = Field(
+        None,
+        ge=0,
+        le=2**32 - 1,
+        description="seeds the policy's initialisation, the subsamples and the shuffling; null: retriever.seed",
+    )
 
 
 class BigRecRetriever:
     """Scores = negative L2 distance from the generated title's embedding to every item's."""
 
     reads_training_settings = False  # retriever.lr, max_epochs, seed, ...: see mgfrec baseline fit's note
-    reads_settings = ("retriever.max_seconds",)  # its time cap (_Budget): left out of that note
+    # its time cap (_Budget) and, unless its options give one, its seed: left out of that note (the seed was noted as
+    # unread, and a demo's --set retriever.seed reseeded every baseline but this one; review s38)
+    reads_settings = ("retriever.max_seconds", "retriever.seed")
     device_setting = "trainer.accelerator"  # where it trains (its policy's device): --device is noted, not read
 
     name = "bigrec"
@@ -79,7 +87,8 @@ class BigRecRetriever:
     def __init__(self, model: Any, tokenizer: Any, ds: PreparedDataset, config: MGFRecConfig, options: BigRecOptions):
         self.model, self.tokenizer, self.ds, self.config, self.options = model, tokenizer, ds, config, options
         self.best_epoch: int | None = None
-        self.stopped: str | None = None  # after fit: "time cap" (retriever.max_seconds) or "epoch limit"
+        self.stopped: str | None = None  # after fit: "time cap" (retriever.max_seconds), "user" or "epoch limit"
+        self.stop_signal: int | None = None  # for "user": the signal that stopped it (SIGINT or SIGTERM)
 
     @cached_property
     def grounding(self) -> Any:
@@ -132,6 +141,8 @@ class BigRecRetriever:
         options, out = options or BigRecOptions(), Path(out)
         if ds.counts["samples"]["valid"] == 0:  # found after a whole epoch: "batch_size must be >= 1, got 0"
             raise ValueError(f"{ds.root}: the valid split is empty; BIGRec keeps its best epoch by valid samples")
+        if options.seed is None:  # recorded as used in bigrec.json
+            options = options.model_copy(update={"seed": config.retriever.seed})
         torch.manual_seed(options.seed)
         model, tokenizer = load_policy(config.policy, ds.titles, extra_texts=[PROMPT], seed=options.seed)
         model = model.to(training_device(config.trainer.accelerator))
@@ -155,14 +166,39 @@ class BigRecRetriever:
             return float(per_sample(ranks, [10])["ndcg_full"].mean())
 
         optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr)
-        history, best = [], -np.inf
+        history: list[dict[str, Any]] = []
         budget = _Budget(config.retriever.max_seconds, options.epochs, -(-len(pairs) // options.batch_size))
         self.stopped = "epoch limit"
+        budget.install_signals()
+        try:
+            self._epochs(pairs, optimizer, rng, budget, valid_ndcg, len(v_hist), out, history)
+        finally:
+            budget.restore_signals()
+        stopped = self.stopped
+        loaded = cls.load(out, ds, best_epoch=self.best_epoch)
+        loaded.stopped, loaded.stop_signal = stopped, budget.signal
+        return loaded
+
+    def _epochs(
+        self,
+        pairs: list[tuple[list[int], int]],
+        optimizer: torch.optim.Optimizer,
+        rng: np.random.Generator,
+        budget: _Budget,
+        valid_ndcg: Callable[[], float],
+        n_valid: int,
+        out: Path,
+        history: list[dict[str, Any]],
+    ) -> None:
+        """The epochs of :meth:`fit`: train, validate, keep the best policy; stop early at the time cap or the
+        user's signal (``self.stopped``: "time cap", "user" or "epoch limit")."""
+        options, best = self.options, -np.inf
         for epoch in range(1, options.epochs + 1):
             started = time.perf_counter()
             with progress.task("bigrec") as task:
+                task.resumed_at((epoch - 1) / options.epochs)  # the fraction is the whole fit's (review s38)
                 loss = self._train_epoch(pairs, optimizer, rng, lambda batch, e=epoch, t=task: budget.step(t, e, batch))
-                task.update(None, f"epoch {epoch}/{options.epochs}: validating on {len(v_hist)} valid samples")
+                task.update(None, f"epoch {epoch}/{options.epochs}: validating on {n_valid} valid samples")
                 score = valid_ndcg()
             history.append(
                 {
@@ -174,18 +210,17 @@ class BigRecRetriever:
             )
             if score > best:
                 best, self.best_epoch = score, epoch
-                save_policy(model, tokenizer, out / "policy", preset=preset_name(config.policy.model))
+                save_policy(self.model, self.tokenizer, out / "policy", preset=preset_name(self.config.policy.model))
             with (out / "bigrec_metrics.csv").open("w", newline="", encoding="utf-8") as f:
                 writer = csv.DictWriter(f, fieldnames=list(history[0]))
                 writer.writeheader()
                 writer.writerows(history)
+            if budget.signal is not None:
+                self.stopped = "user"
+                return
             if budget.spent:
                 self.stopped = "time cap"
-                break
-        stopped = self.stopped
-        loaded = cls.load(out, ds, best_epoch=self.best_epoch)
-        loaded.stopped = stopped
-        return loaded
+                return
 
     def _train_epoch(
         self,
@@ -245,11 +280,14 @@ class BigRecRetriever:
         return self
 
 
-class _Budget:
-    """BIGRec's share of ``retriever.max_seconds`` and its progress: ``step`` after each batch reports it
-    and says whether the time is spent (the epoch then ends early and is validated)."""
+class _Budget(FirstSignalStop):
+    """BIGRec's share of ``retriever.max_seconds``, its progress and the user's first Ctrl-C or SIGTERM: ``step``
+    after each batch reports it and says whether to stop (the epoch then ends early and is validated, and the fit
+    finishes from its best epoch). BIGRec trains outside Lightning, so a signal threw away every finished epoch,
+    where the other baselines finish from their best checkpoint (review s38)."""
 
     def __init__(self, max_seconds: float | None, epochs: int, batches: int):
+        super().__init__()
         self.max_seconds, self.epochs, self.batches = max_seconds, epochs, max(batches, 1)
         self.start = time.perf_counter()
         self.spent = False
@@ -261,4 +299,4 @@ class _Budget:
             fraction = max(fraction, elapsed / self.max_seconds)
             self.spent = elapsed >= self.max_seconds
         task.update(fraction, f"epoch {epoch}/{self.epochs}, batch {batch + 1}/{self.batches}")
-        return self.spent
+        return self.spent or self.signal is not None

@@ -22,7 +22,6 @@ import csv
 import logging
 import shutil
 import signal
-import sys
 import threading
 import time
 import warnings
@@ -51,6 +50,7 @@ from mgfrec.retrievers.sequences import (
     unpad,
 )
 from mgfrec.seeding import kept_global_rng
+from mgfrec.signals import FirstSignalStop
 from mgfrec.validation import validation_text
 
 VALID_METRIC = "valid_ndcg@10"
@@ -162,7 +162,7 @@ class EpochLog(Callback):
             csv.writer(handle).writerow(row)
 
 
-class Budget(Callback):
+class Budget(FirstSignalStop, Callback):
     """Keeps a fit within ``retriever.max_steps`` / ``retriever.max_seconds``, stops it cleanly on Ctrl-C or
     SIGTERM, and reports its progress (:mod:`mgfrec.progress`).
 
@@ -173,32 +173,14 @@ class Budget(Callback):
     """
 
     def __init__(self, settings: RetrieverConfig, task: progress.Task):
+        FirstSignalStop.__init__(self)  # ``signal``: that of a stop by the user (SIGINT or SIGTERM)
         self.settings, self.task = settings, task
         self.stopped: str | None = None
-        self.signal: int | None = None  # the signal of a stop by the user (SIGINT or SIGTERM)
         self._start = 0.0
-        self._previous: dict[int, Any] = {}
 
     def _on_signal(self, signum: int, frame: Any) -> None:
-        self.stopped, self.signal = "user", signum
-        name = signal.Signals(signum).name
-        sys.stderr.write(
-            f"\n{name}: stopping after this batch; the fit ends from its best checkpoint "
-            "(send it again to abort without saving)\n"
-        )
-        self.restore_signals()  # a second signal acts as usual (Ctrl-C twice: stop at once)
-
-    def install_signals(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._previous[sig] = signal.getsignal(sig)
-            signal.signal(sig, self._on_signal)
-
-    def restore_signals(self) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous = {}
+        self.stopped = "user"
+        super()._on_signal(signum, frame)  # recorded; a second signal acts as usual (Ctrl-C twice: stop at once)
 
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         self._start = time.perf_counter()

@@ -257,7 +257,12 @@ def _run_fit(
         elif cfg.trainer.max_steps is not None and cfg.trainer.max_steps < done:
             raise ValueError(  # it "finished" at step {done}, with a config.yaml that said otherwise
                 f"--resume: {out}'s checkpoint holds {done} steps already; --max-steps (trainer.max_steps) "
-                f"{cfg.trainer.max_steps} is fewer: give at least {done} (more extends the run)"
+                f"{cfg.trainer.max_steps} is fewer: "
+                + (  # a finished run has nothing to train at {done} itself (review s38: the hint named it)
+                    f"give more than {done} to extend the finished run"
+                    if (out / RUN_FILE).is_file()
+                    else f"give at least {done} (more extends the run)"
+                )
             )
         elif cfg.trainer.max_steps == done and (out / RUN_FILE).is_file():
             # a finished run with nothing left to train: the resume retired its run.json and evaluation results,
@@ -265,7 +270,7 @@ def _run_fit(
             raise ValueError(
                 f"--resume: {out} finished at {done} step{'s' if done != 1 else ''}, which --max-steps "
                 "(trainer.max_steps) asks for: nothing "
-                "to train, and the run is kept as it is; give more steps to extend it"
+                f"to train, and the run is kept as it is; give more steps to extend it (--max-steps {done + 1} or more)"
             )
     out.mkdir(parents=True, exist_ok=True)
     # two fits into one folder at once wrote one checkpoint, metrics file and policy over the other's, and each

@@ -17,8 +17,9 @@ Only tokens with ``action_mask`` True enter the loss: the prompt, padding and ev
 (``<item_list>``, ``<feedback>``; section 4.4.2) contribute exactly zero loss and zero gradient, whatever
 their log-probs are, even NaN or inf. ``aggregation`` chooses how the masked tokens are averaged:
 
-* ``"sequence-mean"``: each response's tokens are averaged, then the responses (eq. 3's
-  ``1/G sum_i 1/|y_i| sum_t``); TRL's ``loss_type="grpo"``. A long response's tokens weigh less.
+* ``"sequence-mean"``: each response's tokens are averaged, then the responses (``1/G sum_i 1/|y_i| sum_t``:
+  DeepSeekMath's per-token form of eq. 3, which prints one ratio per response); TRL's ``loss_type="grpo"``. A long
+  response's tokens weigh less.
 * ``"token-mean"``: all masked tokens of the batch weigh the same (DAPO); TRL's ``loss_type="bnpo"``, and
   ``"dapo"`` when ``normalizer`` is the token count of the whole accumulated batch.
 

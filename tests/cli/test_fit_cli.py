@@ -507,7 +507,7 @@ def test_settings_lightning_refuses_a_damaged_checkpoint_and_a_replaced_fit_lose
     resumed = invoke(*common, *sets, "--resume")
     text = " ".join(resumed.output.split())
     assert resumed.exit_code == 2 and f"--resume: {out} finished at 1 step, which" in text, text
-    assert "nothing to train" in text
+    assert "nothing to train" in text and "give more steps to extend it (--max-steps 2 or more)" in text
     assert sorted(p.name for p in out.iterdir()) == before
     again = invoke(*common, *sets)
     assert again.exit_code == 0, again.output

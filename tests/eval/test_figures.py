@@ -303,6 +303,15 @@ def test_figures_for_and_the_command(tmp_path):
     noted = CliRunner().invoke(app, [str(tmp_path / "run"), "--out", str(tmp_path / "cli2")])
     assert noted.exit_code == 0 and "no agent_valid_samples.csv" in noted.output, noted.output
     assert "--split test draws it" in " ".join(noted.output.split()), noted.output
+    # an agent run never evaluated: its curves alone, without a word (review s38); a baseline or a sweep says nothing
+    (tmp_path / "run" / "agent_test_samples.csv").unlink()
+    run_json = {"kind": "agent", "model": "mgfrec", "data": "d", "data_checksum": "c"}
+    (tmp_path / "run" / "run.json").write_text(json.dumps(run_json))
+    noted = CliRunner().invoke(app, [str(tmp_path / "run"), "--out", str(tmp_path / "cli3")])
+    said = " ".join(noted.output.split())
+    assert noted.exit_code == 0 and f"mgfrec evaluate {tmp_path / 'run'} --split valid writes it" in said, said
+    quiet = CliRunner().invoke(app, [str(tmp_path / "sweep"), "--out", str(tmp_path / "cli4")])
+    assert quiet.exit_code == 0 and "agent_valid_samples.csv" not in quiet.output, quiet.output
     empty = tmp_path / "empty"
     empty.mkdir()
     bad = CliRunner().invoke(app, [str(empty), "--out", str(tmp_path / "cli")])
@@ -366,7 +375,9 @@ def test_an_unfinished_sweep_or_fit_is_drawn_with_a_note_saying_so(tmp_path):
     record["grid"] = {"agent.max_groundings": [1, 3, 6]}  # every cell of the grid finished
     (tmp_path / "sweep" / "sweep.json").write_text(json.dumps(record))
     quiet = CliRunner().invoke(app, [str(tmp_path / "sweep"), str(tmp_path / "run"), "--out", str(tmp_path / "g")])
-    assert quiet.exit_code == 0 and "note:" not in quiet.output, quiet.output
+    said = " ".join(quiet.output.split())
+    assert quiet.exit_code == 0 and "an unfinished fit" not in said and "cells of its grid" not in said, said
+    assert "no agent_valid_samples.csv, so no difficulty figure (mgfrec evaluate" in said  # never evaluated (s38)
 
 
 @pytest.mark.slow

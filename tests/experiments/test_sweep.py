@@ -316,6 +316,14 @@ def test_summary_files_list_every_cell_with_intervals(tmp_path):
     assert "0.1100 [0.1000, 0.1200]" in md and "failed (RuntimeError: out of memory" in md
 
 
+def test_the_summary_names_the_split_its_numbers_are_of(tmp_path):
+    """With `--eval-split test` first, summary.md held test numbers that nothing but sweep.json labelled; the
+    table's heading said nothing either (review s38)."""
+    run_sweep(MGFRecConfig(), {"agent.max_groundings": [1]}, tmp_path, FakeCells(), settings={"eval_splits": ["test"]})
+    md = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    assert md.startswith("Each cell evaluated on the test split (n: its samples).\n\n| cell |"), md
+
+
 def test_bad_grid_field_fails_before_any_cell_runs(tmp_path):
     cells = FakeCells()
     with pytest.raises(ConfigError, match="agent.max_groundingz"):

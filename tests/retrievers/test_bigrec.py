@@ -80,6 +80,7 @@ def test_the_time_cap_ends_the_fit_after_one_validated_epoch(tmp_path, chain_ds)
             f"embedding.cache_dir={tmp_path / 'emb'}",
             "retriever.model=bigrec",
             "retriever.max_seconds=0.000001",
+            "retriever.seed=3",
             "retriever.options={epochs: 3, batch_size: 16, max_train_samples: 48, valid_samples: 4, max_new_tokens: 4}",
         ],
     )
@@ -88,3 +89,41 @@ def test_the_time_cap_ends_the_fit_after_one_validated_epoch(tmp_path, chain_ds)
     assert len(rows) == 1 and result.retriever.best_epoch == 1
     assert result.retriever.stopped == "time cap"
     assert json.loads((tmp_path / "run" / "run.json").read_text())["extra"]["stopped"] == "time cap"
+    # retriever.seed seeds it where its options give none, as every other baseline (it stayed at 0; review s38)
+    assert json.loads((tmp_path / "run" / "bigrec.json").read_text())["seed"] == 3
+
+
+@pytest.mark.reliability
+def test_a_signal_finishes_the_fit_from_its_best_epoch(tmp_path, chain_ds, monkeypatch):
+    """BIGRec trains outside Lightning: a Ctrl-C or SIGTERM threw the whole fit away (no run folder), where every
+    other baseline finishes from its best checkpoint with `stopped: user` (review s38). The signal comes in the
+    first epoch's first batch: that epoch is cut there, validated and kept, and the next never starts."""
+    import os
+    import signal
+
+    from mgfrec.retrievers import bigrec
+
+    step = bigrec._Budget.step
+
+    def signalled(self, task, epoch, batch):
+        if epoch == 1 and batch == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return step(self, task, epoch, batch)
+
+    monkeypatch.setattr(bigrec._Budget, "step", signalled)
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    cfg = load_config(
+        None,
+        [
+            f"embedding.cache_dir={tmp_path / 'emb'}",
+            "retriever.model=bigrec",
+            "retriever.options={epochs: 3, batch_size: 16, max_train_samples: 48, valid_samples: 4, max_new_tokens: 4}",
+        ],
+    )
+    result = fit_baseline(chain_ds, cfg, tmp_path / "run")
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before  # put back
+    rows = list(csv.DictReader((tmp_path / "run" / "bigrec_metrics.csv").open()))
+    assert len(rows) == 1 and result.retriever.best_epoch == 1
+    assert (result.retriever.stopped, result.retriever.stop_signal) == ("user", signal.SIGTERM)
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["extra"]["stopped"] == "user"
+    assert (tmp_path / "run" / "policy" / "config.json").is_file()

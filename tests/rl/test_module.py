@@ -250,8 +250,10 @@ def test_a_resume_with_other_training_settings_is_refused_before_any_work(run):
     assert sorted((p.name, p.stat().st_mtime_ns) for p in out.iterdir()) == before
     # fewer steps than done (2, or 3 after test_resume_continues_from_the_last_checkpoint): it "finished" at once
     fewer = run["cfg"].model_copy(update={"trainer": run["cfg"].trainer.model_copy(update={"max_steps": 1})})
+    # the run is finished: "give at least N" named a value that is refused in turn, as nothing to train (s38)
     with pytest.raises(
-        ValueError, match=r"checkpoint holds [23] steps already; --max-steps \(trainer.max_steps\) 1 is"
+        ValueError,
+        match=r"holds ([23]) steps already; --max-steps \(trainer.max_steps\) 1 is fewer: give more than \1 to extend",
     ):
         run_fit(run["ds"].root, out, fewer, FitOptions(valid_samples=4, resume=True))
     assert sorted((p.name, p.stat().st_mtime_ns) for p in out.iterdir()) == before
