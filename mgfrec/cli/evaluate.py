@@ -46,7 +46,9 @@ def evaluate(
         help="Rank history items too (eval.exclude_history=false; default: leave them out, except the target).",
     ),
     data: Path | None = typer.Option(None, "--data", help="Prepared data folder to use instead of the run's."),
-    limit: int | None = typer.Option(None, "--limit", min=1, help="Agent runs: evaluate a seeded subsample."),
+    limit: int | None = typer.Option(
+        None, "--limit", min=1, help="Agent runs (and BIGRec): evaluate a seeded subsample."
+    ),
     config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
     set_: list[str] = typer.Option(
         [],
@@ -57,7 +59,7 @@ def evaluate(
     """Rank the whole catalogue for every sample of SPLIT and report Hit@K, NDCG@K (K from eval.ks),
     NDCG without cut-off and mean rank, each with a bootstrap interval. Writes RUN/eval_<split>.json,
     RUN/eval_<split>.csv and RUN/ranks_<split>.csv."""
-    from mgfrec.eval.runs import evaluate_run
+    from mgfrec.eval.runs import evaluate_run, subsampled
     from mgfrec.runs import read_run_info
     from mgfrec.staleness import check_agent_current
 
@@ -78,12 +80,10 @@ def evaluate(
         )
         note_unread_config(config, "mgfrec evaluate")
         info = read_run_info(run_dir)
-        if limit is not None and info.kind == "baseline":
-            # not cheap for a baseline that writes a title per sample (BIGRec): said so (review s38)
-            cost = "it writes a title for each" if info.model == "bigrec" else "cheap"
+        if limit is not None and info.kind == "baseline" and not subsampled(info):
             console.print(
                 f"note: --limit applies to agent runs; a baseline is scored on every sample of {cfg.eval.split} "
-                f"({cost}, and what 'mgfrec report --limit' cuts to the agent runs' subsample)",
+                "(cheap, and what 'mgfrec report --limit' cuts to the agent runs' subsample)",
                 highlight=False,
                 markup=False,
                 soft_wrap=True,

@@ -47,7 +47,7 @@ def report(
         None,
         "--limit",
         min=1,
-        help="Compare on a seeded subsample of this many samples (agents are rolled out on it only).",
+        help="Compare on a seeded subsample of this many samples (agents, and BIGRec, are rolled out on it only).",
     ),
     config: str | None = typer.Option(None, "--config", help=CONFIG_HELP),
     set_: list[str] = typer.Option(

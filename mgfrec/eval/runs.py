@@ -19,7 +19,7 @@ from mgfrec.data.prepared import PreparedDataset
 from mgfrec.data.protocol import check_limit, subsample_ids
 from mgfrec.ranking.evaluator import evaluate
 from mgfrec.ranking.results import EvalResult, result_paths
-from mgfrec.registry import Registry, with_registry
+from mgfrec.registry import Registry, registry, with_registry
 from mgfrec.retrievers.fit import (
     AgentEvaluationUnavailable,
     LoadedRun,
@@ -27,10 +27,18 @@ from mgfrec.retrievers.fit import (
     load_scorer,
     open_data,
 )
-from mgfrec.runs import RUN_FILE, check_same_run, read_run_info, with_run_plugins
+from mgfrec.runs import RUN_FILE, RunInfo, check_same_run, read_run_info, with_run_plugins
 from mgfrec.staleness import check_agent_current
 
-__all__ = ["AgentEvaluationUnavailable", "LoadedRun", "evaluate_run", "load_scorer", "open_data", "result_for_run"]
+__all__ = [
+    "AgentEvaluationUnavailable",
+    "LoadedRun",
+    "evaluate_run",
+    "load_scorer",
+    "open_data",
+    "result_for_run",
+    "subsampled",
+]
 
 
 @with_registry
@@ -53,7 +61,8 @@ def evaluate_run(
     """Evaluate a run on ``split`` (default ``config.split``) and, if ``write``, save the result into the
     run folder (eval_<split>.json, eval_<split>.csv, ranks_<split>.csv). Baselines are scored over the
     whole catalogue; agent runs are rolled out and ranked from their answers
-    (:mod:`mgfrec.eval.agent_eval`; ``limit`` evaluates a seeded subsample). ``progress(done, total)`` is
+    (:mod:`mgfrec.eval.agent_eval`; ``limit`` evaluates a seeded subsample, as it does for a baseline that writes
+    per sample: :func:`subsampled`). ``progress(done, total)`` is
     called after each batch of a baseline. ``secrets_from``: an agent run's training config held in memory, for
     the secrets its ``config.yaml`` does not record (``mgfrec sweep`` evaluating the cell it trained).
     ``secret_sets``: ``--set`` overrides giving such secrets again (``user_agent.base_url=https://bob:pw@...``); each
@@ -97,6 +106,7 @@ def evaluate_run(
         batch_size=config.batch_size if batch_size is None else batch_size,
         exclude_history=config.exclude_history if exclude_history is None else exclude_history,
         progress=progress,
+        limit=limit if subsampled(info, reg) else None,
     )
     if write:
         check_same_run(loaded.run_dir, loaded.info)  # not fitted again meanwhile (review s33)
@@ -119,7 +129,8 @@ def result_for_run(
     secret_sets: Sequence[str] = (),
 ) -> EvalResult:
     """The run's stored result for ``split``; evaluates (and stores) it first when missing, when it was ranked
-    with the other ``exclude_history``, or, for an agent run and a ``limit``, when the stored result is neither that
+    with the other ``exclude_history``, or, for a ``limit`` and a run it subsamples (:func:`subsampled`: an agent run,
+    BIGRec), when the stored result is neither that
     very subsample (the same sample ids: ``limit`` and ``config.seed``) nor the whole split (which holds the
     subsample: the report cuts it, so a whole-split result is neither rolled out again nor overwritten)."""
     if not (Path(run_dir) / RUN_FILE).is_file():
@@ -144,7 +155,7 @@ def result_for_run(
         if limit is None:
             return stored
         info = read_run_info(run_dir)
-        if info.kind != "agent":
+        if not subsampled(info, reg):
             return stored
         ds = ds if ds is not None else open_data(Path(run_dir), info)
         whole = int(ds.counts["samples"][split])
@@ -197,6 +208,20 @@ def result_for_run(
         limit=limit,
         secret_sets=secret_sets,
     )
+
+
+def subsampled(info: RunInfo, reg: Registry | None = None) -> bool:
+    """Whether ``limit`` cuts this run's evaluation to a seeded subsample: an agent run's (rolled out per sample)
+    and a baseline's whose retriever writes per sample (its class says ``generates = True``: BIGRec). Other
+    baselines score the whole split, which is cheap, and the report cuts it; BIGRec wrote a title for each of
+    3,162 samples where a comparison used 100 (review s38)."""
+    if info.kind == "agent":
+        return True
+    try:
+        cls = (reg or registry()).load("retriever", info.model)
+    except Exception:  # noqa: BLE001 - an unknown or broken retriever is named where it is built
+        return False
+    return bool(getattr(cls, "generates", False))
 
 
 class ResultReplacedWarning(UserWarning):

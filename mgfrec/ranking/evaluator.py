@@ -27,6 +27,7 @@ import torch
 
 from mgfrec.config.schema import EvalConfig
 from mgfrec.data.prepared import PreparedDataset
+from mgfrec.data.protocol import subsample_rows
 from mgfrec.ranking.metrics import target_ranks, target_ranks_excluding
 from mgfrec.ranking.results import EvalResult
 from mgfrec.registry.blame import call_component
@@ -129,16 +130,21 @@ def evaluate(
     batch_size: int = 256,
     exclude_history: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    limit: int | None = None,
 ) -> EvalResult:
     """Full-ranking evaluation of ``scorer`` on one split of a prepared data set.
 
     ``split`` defaults to ``config.split``; ``method`` to the scorer's ``name`` attribute or class name.
+    ``limit``: the seeded subsample of that many samples an agent's evaluation takes (``config.seed``).
     """
     config = config or EvalConfig()
     split = split or config.split
+    frame = ds.split(split)
+    if limit is not None:
+        frame = frame.iloc[subsample_rows(len(frame), limit, config.seed)].reset_index(drop=True)
     return evaluate_frame(
         scorer,
-        ds.split(split),
+        frame,
         split=split,
         method=method or getattr(scorer, "name", None) or type(scorer).__name__,
         config=config,

@@ -82,6 +82,7 @@ class BigRecRetriever:
 
     name = "bigrec"
     Options = BigRecOptions
+    generates = True  # one title per sample: --limit subsamples its evaluation as an agent's (mgfrec.eval.runs)
     first_epoch = 1  # best_epoch counts from 1, as its progress line and bigrec_metrics.csv do
 
     def __init__(self, model: Any, tokenizer: Any, ds: PreparedDataset, config: MGFRecConfig, options: BigRecOptions):

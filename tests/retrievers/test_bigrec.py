@@ -127,3 +127,35 @@ def test_a_signal_finishes_the_fit_from_its_best_epoch(tmp_path, chain_ds, monke
     assert (result.retriever.stopped, result.retriever.stop_signal) == ("user", signal.SIGTERM)
     assert json.loads((tmp_path / "run" / "run.json").read_text())["extra"]["stopped"] == "user"
     assert (tmp_path / "run" / "policy" / "config.json").is_file()
+
+
+@pytest.mark.reliability
+def test_limit_subsamples_its_evaluation_as_an_agents(bigrec_run, tmp_path, monkeypatch):
+    """`evaluate --limit` and `report --limit` scored BIGRec on every sample of the split (one generated title each;
+    3,162 on MovieLens where a comparison used 100), saying it was cheap (review s38). Its evaluation now takes the
+    agents' seeded subsample, and a stored one is reused."""
+    import shutil
+    import warnings
+
+    from mgfrec.data.protocol import subsample_ids
+    from mgfrec.eval.runs import evaluate_run, result_for_run
+
+    result, ds = bigrec_run
+    run = tmp_path / "bigrec"
+    shutil.copytree(result.run_dir, run)
+    generated: list[int] = []
+    titles = BigRecRetriever.generate_titles
+
+    def counted(self, histories):
+        generated.append(len(histories))
+        return titles(self, histories)
+
+    monkeypatch.setattr(BigRecRetriever, "generate_titles", counted)
+    subsample = evaluate_run(run, "test", limit=7)
+    assert sum(generated) == 7 and len(subsample.ranks) == 7
+    wanted = subsample_ids(ds.split("test")["sample_id"].to_numpy(), 7, 0)
+    assert np.array_equal(np.sort(subsample.sample_ids), wanted)  # the ids an agent's --limit 7 takes
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = result_for_run(run, "test", limit=7)  # the stored subsample: reused, nothing generated
+    assert sum(generated) == 7 and np.array_equal(again.sample_ids, subsample.sample_ids)
