@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mgfrec import progress
 from mgfrec.config.load import load_config
@@ -63,12 +63,30 @@ class BigRecOptions(BaseModel):
     history_items: int = Field(10, ge=1, description="latest history titles in the prompt")
     max_new_tokens: int = Field(48, ge=1, description="longest title the policy may write")
     generate_batch_size: int = Field(32, ge=1)
+    prompt: str = Field(
+        PROMPT,
+        description="the prompt before the title, with {history} where the history titles go (one '- title' line "
+        "each); the default speaks of a listening history: name your catalogue's domain (review s38)",
+    )
     seed: int | None = Field(
         None,
         ge=0,
         le=2**32 - 1,
         description="seeds the policy's initialisation, the subsamples and the shuffling; null: retriever.seed",
     )
+
+    @field_validator("prompt")
+    @classmethod
+    def _one_history(cls, value: str) -> str:
+        try:
+            value.format(history="")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"must hold {{history}} and no other placeholder ({{{{ and }}}} for braces): {exc}"
+            ) from None
+        if "{history}" not in value:
+            raise ValueError("must hold {history}, where the history titles go")
+        return value
 
 
 class BigRecRetriever:
@@ -100,7 +118,7 @@ class BigRecRetriever:
 
     def prompt(self, history: np.ndarray) -> str:
         titles = [self.ds.titles[int(i)] for i in history[-self.options.history_items :]]
-        return PROMPT.format(history="\n".join(f"- {t}" for t in titles))
+        return self.options.prompt.format(history="\n".join(f"- {t}" for t in titles))
 
     def encode_pair(self, history: np.ndarray, target: int) -> tuple[list[int], int]:
         """Token ids of prompt + " title" + end token, and where the title starts (the loss starts there)."""
@@ -145,7 +163,7 @@ class BigRecRetriever:
         if options.seed is None:  # recorded as used in bigrec.json
             options = options.model_copy(update={"seed": config.retriever.seed})
         torch.manual_seed(options.seed)
-        model, tokenizer = load_policy(config.policy, ds.titles, extra_texts=[PROMPT], seed=options.seed)
+        model, tokenizer = load_policy(config.policy, ds.titles, extra_texts=[options.prompt], seed=options.seed)
         model = model.to(training_device(config.trainer.accelerator))
         self = cls(model, tokenizer, ds, config, options)
         (out / "bigrec.json").write_text(options.model_dump_json(indent=2), encoding="utf-8")

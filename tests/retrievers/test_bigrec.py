@@ -159,3 +159,22 @@ def test_limit_subsamples_its_evaluation_as_an_agents(bigrec_run, tmp_path, monk
         warnings.simplefilter("error")
         again = result_for_run(run, "test", limit=7)  # the stored subsample: reused, nothing generated
     assert sum(generated) == 7 and np.array_equal(again.sample_ids, subsample.sample_ids)
+
+
+def test_the_prompt_names_the_catalogues_domain_when_given(chain_ds):
+    """The prompt spoke of "a user's listening history" on every data set, MovieLens included: a wrong cue for a
+    pretrained LM (review s38). `retriever.options.prompt` replaces it; a prompt without `{history}`, or with
+    another placeholder, is refused when the options are read."""
+    from pydantic import ValidationError
+
+    from mgfrec.retrievers.bigrec import PROMPT, BigRecOptions
+
+    films = BigRecOptions(prompt="A viewer's films, oldest first:\n{history}\nNext film:")
+    retriever = BigRecRetriever(None, None, chain_ds, None, films)
+    assert retriever.prompt(np.array([0, 1])) == (
+        f"A viewer's films, oldest first:\n- {chain_ds.titles[0]}\n- {chain_ds.titles[1]}\nNext film:"
+    )
+    assert BigRecOptions().prompt == PROMPT and "listening history" in PROMPT  # runs made before read the same
+    for bad in ("Next film:", "{history} by {user}", "{history} {"):
+        with pytest.raises(ValidationError, match="must hold {history}"):
+            BigRecOptions(prompt=bad)
