@@ -90,6 +90,7 @@ def evaluate(
             )
         if info.kind == "agent":  # refused before the note that its results are replaced
             check_agent_current(run_dir, info, rolling_out=True)
+        if subsampled(info):  # BIGRec's too: a whole split of generated titles went without a word (review s38)
             _note_replaced(run_dir, cfg.eval.split, limit)
         with console.status(f"evaluating {run_dir} on {cfg.eval.split}"):
             return evaluate_run(
@@ -117,7 +118,7 @@ def evaluate(
 
 
 def _note_replaced(run_dir: Path, split: str, limit: int | None) -> None:
-    """One note when an agent run's (the caller checks the kind) stored evaluation of more samples is about to be
+    """One note when a subsampled run's (an agent's, BIGRec's) stored evaluation of more samples is about to be
     replaced by a subsample's (``--limit``): the earlier files went without a word."""
     from mgfrec.ranking.results import result_paths
 

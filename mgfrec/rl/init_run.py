@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from mgfrec.agent.final_ranking import check_start_recall
 from mgfrec.agent.samples import RecallOptions
+from mgfrec.config.redaction import redacted
 from mgfrec.config.schema import AgentConfig, MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.runs import RUN_FILE, policy_folder, read_run_info, recall_run_of
@@ -89,7 +90,9 @@ def init_differences(init: str | Path, cfg: MGFRecConfig) -> list[tuple[str, Any
         theirs = yaml.safe_load((Path(init) / "config.yaml").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return []
-    mine = cfg.model_dump(mode="json")
+    # as config.yaml records it, secrets redacted: the note is printed, and a key in a plugin embedder's options was
+    # shown in clear, as differing from the run's "<redacted>" (review s38)
+    mine = redacted(cfg)
     fields = [f"agent.{name}" for name in AgentConfig.model_fields] + list(INIT_SHAPED)
     found = []
     for field in fields:

@@ -137,8 +137,13 @@ def test_limit_subsamples_its_evaluation_as_an_agents(bigrec_run, tmp_path, monk
     import shutil
     import warnings
 
+    import typer
+    from typer.testing import CliRunner
+
+    from mgfrec.cli.evaluate import evaluate as evaluate_command
     from mgfrec.data.protocol import subsample_ids
     from mgfrec.eval.runs import evaluate_run, result_for_run
+    from mgfrec.ranking.results import EvalResult
 
     result, ds = bigrec_run
     run = tmp_path / "bigrec"
@@ -151,14 +156,24 @@ def test_limit_subsamples_its_evaluation_as_an_agents(bigrec_run, tmp_path, monk
         return titles(self, histories)
 
     monkeypatch.setattr(BigRecRetriever, "generate_titles", counted)
-    subsample = evaluate_run(run, "test", limit=7)
-    assert sum(generated) == 7 and len(subsample.ranks) == 7
+    whole = len(evaluate_run(run, "test").ranks)
+    assert sum(generated) == whole == len(ds.split("test"))
+    # the CLI says the stored whole split is replaced (an agent's was named; BIGRec's went without a word)
+    app = typer.Typer()
+    app.command()(evaluate_command)
+    said = CliRunner().invoke(app, [str(run), "--split", "test", "--limit", "7"])
+    text = " ".join(said.output.split())
+    assert said.exit_code == 0, text
+    assert f"stored test evaluation of {whole} samples is replaced by this one of 7" in text, text
+    assert "--limit applies to agent runs" not in text
+    assert sum(generated) == whole + 7
+    subsample = EvalResult.load(run, "test")
     wanted = subsample_ids(ds.split("test")["sample_id"].to_numpy(), 7, 0)
     assert np.array_equal(np.sort(subsample.sample_ids), wanted)  # the ids an agent's --limit 7 takes
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         again = result_for_run(run, "test", limit=7)  # the stored subsample: reused, nothing generated
-    assert sum(generated) == 7 and np.array_equal(again.sample_ids, subsample.sample_ids)
+    assert sum(generated) == whole + 7 and np.array_equal(again.sample_ids, subsample.sample_ids)
 
 
 def test_the_prompt_names_the_catalogues_domain_when_given(chain_ds):

@@ -51,3 +51,16 @@ def test_init_differences_names_the_embedder_and_the_grounder_options_a_policy_w
     assert found["embedding.query_instruction"] == ("q: ", None)
     assert found["embedding.options"] == ({"pool": "mean"}, {})
     assert found["grounding.options"] == ({"ef": 64}, {})
+    # a secret in those options is compared, and shown, as config.yaml records it: it was printed in clear, and
+    # always as differing from the run's "<redacted>" (review s38)
+    keyed = load_config(None, ["embedding.options={api_key: sk-live-SECRET123, pool: mean}"])
+    written["embedding"]["options"] = {"api_key": "<redacted>", "pool": "mean"}
+    (run / "config.yaml").write_text(yaml.safe_dump(written), encoding="utf-8")
+    found = {field: (old, new) for field, old, new in init_differences(run, keyed)}
+    assert "embedding.options" not in found and "SECRET" not in repr(found)
+    other = load_config(None, ["embedding.options={api_key: sk-live-SECRET123, pool: max}"])
+    found = {field: (old, new) for field, old, new in init_differences(run, other)}
+    assert found["embedding.options"] == (
+        {"api_key": "<redacted>", "pool": "mean"},
+        {"api_key": "<redacted>", "pool": "max"},
+    )

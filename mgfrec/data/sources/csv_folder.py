@@ -17,8 +17,9 @@ import unicodedata
 from collections.abc import Iterator
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import TextIO
+from typing import Literal, TextIO
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, field_validator
 
@@ -45,6 +46,9 @@ class CsvOptions(BaseModel):
     # trust the quotes: a field spanning lines is taken as CSV allows, without the check for a quote left open
     # (a title whose second line begins like a row, "2, the return" beside numeric ids, was refused; review s30)
     multiline: bool = False
+    # "none": a quote is a character like any other (plain TSV has no quoting, so a title may start with one:
+    # `"Weird Al" Yankovic`, which strict CSV quoting refuses; review s38); a field then cannot hold the delimiter
+    quoting: Literal["csv", "none"] = "csv"
 
     @field_validator("encoding")
     @classmethod
@@ -101,7 +105,8 @@ def read_rows(
     lines = _LastLine(handle)
     # strict: text after a closing quote (`"Heroes" (Live)`) is an error, where the lenient reader dropped the
     # quotes and kept the row without a word (review s38)
-    reader = csv.reader(lines, delimiter=options.delimiter, strict=True)
+    quoting = csv.QUOTE_NONE if options.quoting == "none" else csv.QUOTE_MINIMAL
+    reader = csv.reader(lines, delimiter=options.delimiter, strict=True, quoting=quoting)
     try:
         header = [h.strip().lstrip("\ufeff") for h in next(reader)]
     except StopIteration:
@@ -178,6 +183,11 @@ def read_rows(
                 except StopIteration:
                     return
                 except csv.Error as exc:
+                    if reader.line_num == start and "end of data" in str(exc):  # it said "runs on to" this line
+                        raise BadInputError(
+                            f"{path}:{start}: a quote opened on this line is never closed (the file ends there); "
+                            "close it, or remove the line (a file cut short?)"
+                        ) from None
                     if reader.line_num != start or "end of data" in str(exc):  # a quote that ran across lines
                         raise BadInputError(
                             f"{path}:{start}: a quote opened on this line runs on to line {reader.line_num} (closed "
@@ -200,7 +210,8 @@ def read_rows(
                         width, where = len(header), (path, start, reader.line_num)
                         if not options.multiline:
                             _check_span(*where, fields, width, options.delimiter, key, shapes, lengths)
-                    if lone_cr_splits and lines.last.endswith("\r"):
+                    if lone_cr_splits and lines.last.endswith("\r") and (lines.peek() or "").strip():
+                        # the rest of its line follows (a blank one is a \r\r\n ending: nothing was cut)
                         fields = CutAtCarriageReturn(fields)
                     yield start, fields
                 start = reader.line_num + 1
@@ -210,7 +221,7 @@ def read_rows(
 
 _QUOTE_RULE = (
     'a field that starts with a quote must end with it: write a quote inside a field as "" and quote the field whole '
-    '(`"Heroes" (Live)` as `"""Heroes"" (Live)"`), or leave a field that holds no delimiter unquoted'
+    '(`"Heroes" (Live)` as `"""Heroes"" (Live)"`); a file without CSV quoting (plain TSV) is read with -o quoting=none'
 )
 
 
@@ -220,13 +231,23 @@ class _LastLine:
     def __init__(self, handle: TextIO):
         self.handle = handle
         self.last = ""
+        self._ahead: list[str] = []  # a line :meth:`peek` read, not yet given to the reader
 
     def __iter__(self) -> _LastLine:
         return self
 
     def __next__(self) -> str:
-        self.last = next(self.handle)
+        self.last = self._ahead.pop() if self._ahead else next(self.handle)
         return self.last
+
+    def peek(self) -> str | None:
+        """The next line, without taking it (None at the end)."""
+        if not self._ahead:
+            try:
+                self._ahead.append(next(self.handle))
+            except StopIteration:
+                return None
+        return self._ahead[0]
 
 
 class CutAtCarriageReturn(list):
@@ -456,8 +477,10 @@ class CsvSource:
         stamps: list[float] = []
         ratings: list[float] = []
         numbers: dict[str, str] | None = None  # the item ids that read as numbers, by value: built when needed
-        # the first row read as Unix seconds of a real date (or an ISO date), and the first beyond them (milliseconds)
-        units: list[tuple[int, str] | None] = [None, None]
+        # per row, for the check of units: 1 read as Unix seconds (an ISO date, or a number of 1973 to 5138), 2 a
+        # plain number beyond them (milliseconds?), 0 neither (small numbers: a sequence, days); and its line
+        units: list[int] = []
+        lines: list[int] = []
         for line, fields in rows:
             rep.read += 1
             where = f"{path}:{line}"
@@ -473,8 +496,10 @@ class CsvSource:
                 policy.bad(rep, "empty_user_id", where, "field user_id is empty")
                 continue
             ts = _number(fields[i_ts])
+            dated = False
             if ts is None and not _PLAIN_NUMBER.fullmatch(fields[i_ts].strip()):
                 ts = iso_seconds(fields[i_ts])  # exported logs write dates: refused, --skip-bad dropped them all
+                dated = ts is not None
             if ts is None or abs(ts) > MAX_TIMESTAMP or _beyond_exact(fields[i_ts]):
                 written = ts is not None or _PLAIN_NUMBER.fullmatch(fields[i_ts].strip())  # 1e400: too large
                 why = (
@@ -520,32 +545,44 @@ class CsvSource:
                 )
                 continue
             seen.add(key)
-            if SECONDS_SPAN[0] <= ts < SECONDS_SPAN[1] and units[0] is None:
-                units[0] = (line, fields[i_ts].strip())
-            elif ts >= SECONDS_SPAN[1] and units[1] is None:
-                units[1] = (line, fields[i_ts].strip())
-            if units[0] is not None and units[1] is not None:
-                raise _mixed_units(path, *units[0], *units[1])
+            units.append(1 if dated or SECONDS_SPAN[0] <= ts < SECONDS_SPAN[1] else 2 if ts >= SECONDS_SPAN[1] else 0)
+            lines.append(line)
             users.append(user)
             item_ids.append(item)
             stamps.append(ts)
             ratings.append(rating)
             rep.kept += 1
-        return pd.DataFrame({"user_id": users, "item_id": item_ids, "timestamp": stamps, "rating": ratings})
+        frame = pd.DataFrame({"user_id": users, "item_id": item_ids, "timestamp": stamps, "rating": ratings})
+        _check_units(path, frame, np.asarray(units, dtype=np.int8), np.asarray(lines, dtype=np.int64))
+        return frame
 
 
 SECONDS_SPAN = (1e8, 1e11)
-"""Unix seconds from 1973 to the year 5138: a timestamp beyond it is a later unit (milliseconds from 1973 on), one
-within it is no such unit's real date, so a file holding both mixes units."""
+"""Unix seconds from 1973 to the year 5138: a plain number beyond it is a later unit (milliseconds from 1973 on);
+see :func:`_check_units`."""
 
 
-def _mixed_units(path: Path, line_s: int, text_s: str, line_ms: int, text_ms: str) -> BadInputError:
-    """The whole file is refused: the split orders all users' samples together by time, so a log merged from an
-    export in seconds and one in milliseconds put every user of the latter in test without a word (review s38)."""
-    return BadInputError(
-        f"{path}:{line_ms}: timestamp {shown(text_ms)} is in a later unit (milliseconds?) than {shown(text_s)} on line "
-        f"{line_s} (Unix seconds, as an ISO date is read): the split orders every user's samples together by time, "
-        "so the timestamps of a file must share one unit; convert them to one"
+def _check_units(path: Path, frame: pd.DataFrame, units: np.ndarray, lines: np.ndarray) -> None:
+    """Refuse a log merged from exports in two units: at least two users whose every timestamp reads as Unix
+    seconds (ISO dates included) beside at least two whose every timestamp is a plain number beyond them
+    (milliseconds). The split orders all users' samples together by time, so every user of the milliseconds part
+    was in test without a word (review s38). Per user, so that a sentinel date (``9999-12-31``,
+    ``253402300799``) among a user's real ones, or one user's odd value, refuses nothing."""
+    if not ((units == 1).any() and (units == 2).any()):
+        return
+    per_user = pd.DataFrame({"user": frame["user_id"].to_numpy(), "unit": units, "line": lines})
+    kinds = per_user[per_user["unit"] > 0].groupby("user", sort=False)["unit"].agg(["min", "max"])
+    seconds = kinds.index[(kinds["min"] == 1) & (kinds["max"] == 1)]
+    later = kinds.index[(kinds["min"] == 2) & (kinds["max"] == 2)]
+    if len(seconds) < 2 or len(later) < 2:
+        return
+    first = per_user.groupby("user", sort=False)["line"].min()
+    line_s, line_ms = int(first[seconds].min()), int(first[later].min())
+    raise BadInputError(
+        f"{path}:{line_ms}: {len(later)} users' timestamps are all numbers beyond Unix seconds (milliseconds?; the "
+        f"first on this line) and {len(seconds)} users' all read as Unix seconds or ISO dates (the first on line "
+        f"{line_s}): the split orders every user's samples together by time, so the timestamps of a file must share "
+        "one unit; convert them to one"
     )
 
 
