@@ -46,6 +46,9 @@ def test_run_demo_fits_evaluates_and_reuses(tmp_path):
         cfg, tmp_path, baselines=("pop", "last-title", "sasrec", "hybrid"), options=BASELINES_ONLY, say=again.append
     )
     assert sum("reusing" in m for m in again) == 5  # data + four runs
+    # the evaluation said only "done in 0.2 s" when it reused every stored result (review s38)
+    assert "[evaluate] reused the stored test evaluations of 4 of the 4 runs" in again, again
+    assert not any(m.startswith("[evaluate] reused") for m in messages)
     for said in (messages, again):  # read = kept + dropped, as data prepare prints it, prepared or reused
         assert "[prepare] synthetic/interactions: read 505 = kept 505 + dropped 0" in said, said
     # SASRec fitted again under the hybrid (its folder replaced): the rerun refits the hybrid, which was reused and
