@@ -415,7 +415,10 @@ class CsvSource:
                 "data.options.encoding=latin-1)"
             )
             utf8 = self.options.encoding.lower().replace("_", "-") in ("utf-8", "utf8")
-            return "bad_encoding", f"not valid {self.options.encoding}{another if utf8 else ''}"
+            # the field, as every other bad row's line names it (review s38)
+            field = next((name for name, value in zip(header, fields, strict=False) if _bad_encoding([value])), None)
+            where = f"field {field} " if field else ""
+            return "bad_encoding", f"{where}not valid {self.options.encoding}{another if utf8 else ''}"
         for name, value in zip(header, fields, strict=False):
             if "\x00" in value:
                 return "nul_byte", f"field {name} holds a NUL byte"
