@@ -14,18 +14,21 @@ from mgfrec.ranking.evaluator import rank_targets
 from mgfrec.retrievers.bigrec import BigRecRetriever
 from mgfrec.retrievers.fit import fit_baseline, load_retriever
 
+SMALL = "{epochs: 3, batch_size: 16, max_train_samples: 48, valid_samples: 4, max_new_tokens: 4}"
+
+
+def bigrec_config(root, options: str, *more: str):
+    """A config fitting BIGRec with ``retriever.options`` ``options`` (a YAML mapping), its embedding cache in
+    ``root``, then ``more`` overrides."""
+    return load_config(
+        None, [f"embedding.cache_dir={root / 'emb'}", "retriever.model=bigrec", *more, f"retriever.options={options}"]
+    )
+
 
 @pytest.fixture(scope="module")
 def bigrec_run(tmp_path_factory, chain_ds):
     root = tmp_path_factory.mktemp("bigrec")
-    cfg = load_config(
-        None,
-        [
-            f"embedding.cache_dir={root / 'emb'}",
-            "retriever.model=bigrec",
-            "retriever.options={epochs: 2, batch_size: 16, max_train_samples: 96, valid_samples: 8, max_new_tokens: 8}",
-        ],
-    )
+    cfg = bigrec_config(root, "{epochs: 2, batch_size: 16, max_train_samples: 96, valid_samples: 8, max_new_tokens: 8}")
     result = fit_baseline(chain_ds, cfg, root / "run")
     return result, chain_ds
 
@@ -74,16 +77,7 @@ def test_a_loaded_run_scores_like_the_fitted_one(bigrec_run):
 
 
 def test_the_time_cap_ends_the_fit_after_one_validated_epoch(tmp_path, chain_ds):
-    cfg = load_config(
-        None,
-        [
-            f"embedding.cache_dir={tmp_path / 'emb'}",
-            "retriever.model=bigrec",
-            "retriever.max_seconds=0.000001",
-            "retriever.seed=3",
-            "retriever.options={epochs: 3, batch_size: 16, max_train_samples: 48, valid_samples: 4, max_new_tokens: 4}",
-        ],
-    )
+    cfg = bigrec_config(tmp_path, SMALL, "retriever.max_seconds=0.000001", "retriever.seed=3")
     result = fit_baseline(chain_ds, cfg, tmp_path / "run")
     rows = list(csv.DictReader((tmp_path / "run" / "bigrec_metrics.csv").open()))
     assert len(rows) == 1 and result.retriever.best_epoch == 1
@@ -112,14 +106,7 @@ def test_a_signal_finishes_the_fit_from_its_best_epoch(tmp_path, chain_ds, monke
 
     monkeypatch.setattr(bigrec._Budget, "step", signalled)
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
-    cfg = load_config(
-        None,
-        [
-            f"embedding.cache_dir={tmp_path / 'emb'}",
-            "retriever.model=bigrec",
-            "retriever.options={epochs: 3, batch_size: 16, max_train_samples: 48, valid_samples: 4, max_new_tokens: 4}",
-        ],
-    )
+    cfg = bigrec_config(tmp_path, SMALL)
     result = fit_baseline(chain_ds, cfg, tmp_path / "run")
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before  # put back
     rows = list(csv.DictReader((tmp_path / "run" / "bigrec_metrics.csv").open()))
