@@ -80,7 +80,8 @@ def evaluate(
         )
         note_unread_config(config, "mgfrec evaluate")
         info = read_run_info(run_dir)
-        if limit is not None and info.kind == "baseline" and not subsampled(info):
+        cut = subsampled(info)  # --limit cuts an agent's and BIGRec's evaluation (it loads the retriever's class)
+        if limit is not None and info.kind == "baseline" and not cut:
             console.print(
                 f"note: --limit applies to agent runs; a baseline is scored on every sample of {cfg.eval.split} "
                 "(cheap, and what 'mgfrec report --limit' cuts to the agent runs' subsample)",
@@ -90,7 +91,7 @@ def evaluate(
             )
         if info.kind == "agent":  # refused before the note that its results are replaced
             check_agent_current(run_dir, info, rolling_out=True)
-        if subsampled(info):  # BIGRec's too: a whole split of generated titles went without a word (review s38)
+        if cut:  # BIGRec's too: a whole split of generated titles went without a word (review s38)
             _note_replaced(run_dir, cfg.eval.split, limit)
         with console.status(f"evaluating {run_dir} on {cfg.eval.split}"):
             return evaluate_run(

@@ -27,7 +27,7 @@ import torch
 
 from mgfrec.config.schema import EvalConfig
 from mgfrec.data.prepared import PreparedDataset
-from mgfrec.data.protocol import subsample_rows
+from mgfrec.data.protocol import subsample_split
 from mgfrec.ranking.metrics import target_ranks, target_ranks_excluding
 from mgfrec.ranking.results import EvalResult
 from mgfrec.registry.blame import call_component
@@ -139,9 +139,7 @@ def evaluate(
     """
     config = config or EvalConfig()
     split = split or config.split
-    frame = ds.split(split)
-    if limit is not None:
-        frame = frame.iloc[subsample_rows(len(frame), limit, config.seed)].reset_index(drop=True)
+    frame = ds.split(split) if limit is None else subsample_split(ds.split(split), limit, config.seed)
     return evaluate_frame(
         scorer,
         frame,
