@@ -172,6 +172,8 @@ def fit(
         "best_epoch": getattr(result.retriever, "best_epoch", None),
         "seconds": round(result.seconds, 2),
         "stopped": getattr(result.retriever, "stopped", None),
+        # an earlier finished fit kept because a stop cut this refit short (baseline restore puts it back), else null
+        "previous_fit": str(result.previous) if result.previous is not None else None,
     }
     if as_json:
         print_json(summary)
@@ -187,7 +189,31 @@ def fit(
             "(marked stopped: user); rerun the same command to train from the start",
             highlight=False,
         )
+        if result.previous is not None:  # a refit cut short: the earlier fit was deleted (review s39)
+            console.print(
+                f"the earlier fit of {out_dir} is kept in {result.previous}: 'mgfrec baseline restore {out_dir}' "
+                "puts it back in place of this one (the next fit there deletes it)",
+                highlight=False,
+            )
     elif summary["stopped"] in ("time cap", "step cap"):
         console.print(f"stopped at the {summary['stopped']} (retriever.max_seconds / max_steps)", highlight=False)
     valid = "n/a (the valid split has no sample)" if math.isnan(result.valid_ndcg10) else f"{result.valid_ndcg10:.4f}"
     typer.echo(f"valid NDCG@10 {valid}{epoch}; {summary['seconds']} s; run folder {out_dir}")
+
+
+@app.command()
+def restore(
+    run_dir: Path = typer.Argument(..., help="A baseline run folder whose refit was stopped by Ctrl-C or SIGTERM."),
+    as_json: bool = typer.Option(False, "--json", help="Print what was restored as JSON."),
+):
+    """Put back the earlier fit that a refit stopped by Ctrl-C or SIGTERM kept in RUN/.previous-fit (the stopped
+    fit's files go; a user's own files stay)."""
+    from mgfrec.retrievers.fit import restore_previous
+
+    info = run(lambda: restore_previous(run_dir))
+    valid = info.extra.get("valid_ndcg@10")
+    if as_json:
+        print_json({"run": str(run_dir), "model": info.model, "valid_ndcg@10": valid, "created": info.created})
+        return
+    shown = f"{valid:.4f}" if isinstance(valid, float) and not math.isnan(valid) else "n/a"
+    typer.echo(f"restored the earlier {info.model} fit of {run_dir} (created {info.created}; valid NDCG@10 {shown})")

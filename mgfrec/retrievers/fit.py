@@ -25,7 +25,7 @@ from mgfrec.config.components import plugins_named
 from mgfrec.config.load import is_user_config, keep_user_config, write_resolved
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
-from mgfrec.locks import only_one_in, refuse_if_held
+from mgfrec.locks import held_by_another, only_one_in, refuse_if_held
 from mgfrec.output_folders import check_output_run, is_run_output, removed_if_left_empty
 from mgfrec.ranking.evaluator import rank_targets
 from mgfrec.ranking.metrics import per_sample
@@ -44,6 +44,9 @@ class FitResult:
     run_dir: Path
     valid_ndcg10: float  # of the saved model (the best epoch, for models that early-stop)
     seconds: float  # wall time of the fit itself
+    # a finished earlier fit of ``run_dir`` kept in ``run_dir/.previous-fit`` because this one was stopped by the user
+    # (Ctrl-C, SIGTERM): a refit cut short after one batch deleted hours of work (the next fit there deletes it)
+    previous: Path | None = None
 
 
 @with_registry
@@ -125,9 +128,12 @@ def _fit_locked(
         out,
         RunInfo(kind="baseline", model=name, data=str(ds.root.resolve()), data_checksum=ds.checksum, extra=extra),
     )
-    if aside is not None:
+    previous = None
+    if aside is not None and extra.get("stopped") == "user" and (aside / RUN_FILE).is_file():
+        previous = aside  # kept: the stop may have been meant for the refit itself (see FitResult.previous)
+    elif aside is not None:
         shutil.rmtree(aside, ignore_errors=True)  # after run.json: see _set_aside
-    return FitResult(retriever, out, valid, seconds)
+    return FitResult(retriever, out, valid, seconds, previous)
 
 
 def valid_ndcg10(retriever: Any, ds: PreparedDataset) -> float:
@@ -190,6 +196,38 @@ def _put_back(out: Path, aside: Path | None, own: tuple[str, ...] = ()) -> None:
             shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
     if aside is not None:
         _move_back(out, aside)
+
+
+def restore_previous(out: str | Path, reg: Registry | None = None) -> RunInfo:
+    """Put back the earlier fit that a refit stopped by the user kept in ``out/.previous-fit``
+    (:attr:`FitResult.previous`): the stopped fit's files go, the earlier run's come back (a user's own files are not
+    touched). Returns the restored run's info. ``mgfrec baseline restore`` is a thin wrapper over it."""
+    out = Path(out)
+    aside = out / PREVIOUS
+    if not (aside / RUN_FILE).is_file() or not (aside / _ASIDE_WHOLE).is_file():
+        raise FileNotFoundError(
+            f"{out}: holds no earlier fit to restore (no {PREVIOUS}/{RUN_FILE}); one is kept only when a refit into "
+            "it was stopped by Ctrl-C or SIGTERM, until the next fit there"
+        )
+    if held_by_another(out):  # only_one_in's line would name the wrong command, and "--out"
+        raise ValueError(f"{out}: another mgfrec command is writing it now; wait for it to end")
+    with only_one_in(out, "mgfrec command"):
+        if not (out / RUN_FILE).is_file():  # a fit killed half-way: the next fit there sorts it out, not this
+            raise FileNotFoundError(
+                f"{out}: its fit did not finish (no {RUN_FILE}); run 'mgfrec baseline fit' into it again, which puts "
+                f"the earlier run back first"
+            )
+        info = read_run_info(aside)
+        models = {read_run_info(out).model, info.model}
+        reg = reg or registry()
+        own: tuple[str, ...] = ()
+        for model in sorted(models):  # both runs' own files (a refit may have been of another model)
+            try:
+                own += tuple(getattr(reg.load("retriever", model), "run_files", ()))
+            except Exception:  # noqa: BLE001 - a plugin since uninstalled: mgfrec's own files still swap
+                pass
+        _put_back(out, aside, own)
+    return info
 
 
 class AgentEvaluationUnavailable(ValueError):

@@ -365,3 +365,29 @@ def test_pop_refuses_an_empty_train_split_and_says_when_valid_has_no_sample(data
     assert "valid NDCG@10 n/a (the valid split has no sample)" in result.output, result.output
     assert "RuntimeWarning" not in result.output and "Mean of empty slice" not in result.output
     assert json.loads((tmp_path / "p2" / "run.json").read_text())["extra"]["valid_ndcg@10"] is None
+
+
+@pytest.mark.reliability
+def test_baseline_restore_puts_back_the_fit_a_stopped_refit_kept(data, tmp_path):
+    """``baseline restore``: one line when there is nothing to restore; the earlier fit back when there is."""
+    import shutil
+
+    out = tmp_path / "pop"
+    assert invoke("baseline", "fit", "--model", "pop", "--data", data, "--out", out).exit_code == 0
+    nothing = invoke("baseline", "restore", out)
+    assert nothing.exit_code == 2 and "Traceback" not in nothing.output
+    assert "holds no earlier fit to restore" in flat(nothing.output), nothing.output
+    before = (out / "run.json").read_bytes()
+    # what a refit stopped by Ctrl-C leaves (tests/retrievers/test_fit_folder.py makes one through fit_baseline)
+    aside = out / ".previous-fit"
+    shutil.copytree(out, tmp_path / "copy")
+    aside.mkdir()
+    for entry in (tmp_path / "copy").iterdir():
+        entry.rename(aside / entry.name)
+    (aside / ".whole").touch()
+    (out / "run.json").write_text((out / "run.json").read_text().replace('"pop"', '"pop" '))
+    result = invoke("baseline", "restore", out, "--json")
+    assert result.exit_code == 0, result.output
+    said = json.loads(result.output)
+    assert said["model"] == "pop" and said["run"] == str(out)
+    assert (out / "run.json").read_bytes() == before and not aside.exists()

@@ -37,7 +37,13 @@ def data(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signalled_fit_finishes_from_its_best_checkpoint(data, tmp_path, sig):
+    from mgfrec.config.load import load_config
+    from mgfrec.data.prepared import PreparedDataset
+    from mgfrec.retrievers.fit import fit_baseline
+
     out = tmp_path / "run"
+    # a finished earlier fit in OUT: the stopped refit keeps it for `baseline restore` (it was deleted; review s39)
+    fit_baseline(PreparedDataset(data), load_config(None, ["retriever.model=pop"]), out)
     # An epoch limit the test never waits for: only the signal can end this fit.
     cmd = [
         sys.executable,
@@ -86,6 +92,8 @@ def test_a_signalled_fit_finishes_from_its_best_checkpoint(data, tmp_path, sig):
     said = "stopped by the user" if sig == signal.SIGINT else "stopped by SIGTERM"
     assert said in " ".join(stderr.split()) and "valid NDCG@10" in stdout
     assert "Traceback" not in stderr
+    assert f"'mgfrec baseline restore {out}' puts it back" in " ".join(stderr.split()), stderr
+    assert json.loads((out / ".previous-fit" / "run.json").read_text())["model"] == "pop"
 
 
 def test_a_second_ctrl_c_aborts_with_the_cli_line_and_leaves_no_finished_run(data, tmp_path, monkeypatch):

@@ -256,3 +256,63 @@ def test_a_run_records_the_data_set_it_was_fitted_on(tmp_path):
     recorded = load_config(tmp_path / "pop" / "config.yaml").data
     assert recorded == ds.data_config() and recorded.source == "csv" and recorded.seed == 0
     assert recorded.history_length == ds.manifest["protocol"]["history_length"] != 9
+
+
+class _StoppedPop:
+    """pop, as a refit that Ctrl-C cut short after its first batch would end: marked stopped by the user."""
+
+    reads_training_settings = False
+
+    @classmethod
+    def fit(cls, ds, config, out):
+        from mgfrec.retrievers.pop import PopRetriever
+
+        model = PopRetriever.fit(ds, config, out)
+        (out / "popularity.npy").write_bytes(b"not the earlier counts")  # what the stopped fit saved instead
+        model.stopped = "user"
+        return model
+
+    @classmethod
+    def load(cls, run_dir, ds):
+        from mgfrec.retrievers.pop import PopRetriever
+
+        return PopRetriever.load(run_dir, ds)
+
+
+def _files(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+@pytest.mark.reliability
+def test_a_refit_the_user_stopped_keeps_the_earlier_fit_and_restore_puts_it_back(tmp_path):
+    """A refit stopped by Ctrl-C after one batch replaced a finished fit (hours of work) and deleted it (review s39)."""
+    from mgfrec.retrievers.fit import restore_previous
+    from mgfrec.runs import read_run_info
+
+    ds = cyclic_dataset(tmp_path)
+    out = tmp_path / "run"
+    fit_baseline(ds, load_config(None, ["retriever.model=pop"]), out)
+    (out / "notes.txt").write_text("mine")  # a user's file beside the run: never moved, never deleted
+    before = _files(out)
+    reg = Registry.discover()
+    reg.add("retriever", "stopped-pop", _StoppedPop)
+    with use_registry(reg):
+        result = fit_baseline(ds, load_config(None, ["retriever.model=stopped-pop"]), out)
+    assert result.previous == out / ".previous-fit"
+    assert read_run_info(out).extra["stopped"] == "user"  # the stopped fit is what OUT holds, as documented
+    assert _files(result.previous)["run.json"] == before["run.json"]
+    with use_registry(reg):
+        info = restore_previous(out, reg)
+    assert info.model == "pop"
+    assert _files(out) == before
+    assert not (out / ".previous-fit").exists()
+    with pytest.raises(FileNotFoundError, match="holds no earlier fit to restore"):
+        restore_previous(out)
+
+
+def test_a_refit_that_ends_by_itself_deletes_the_earlier_fit(tmp_path):
+    ds = cyclic_dataset(tmp_path)
+    out = tmp_path / "run"
+    fit_baseline(ds, load_config(None, ["retriever.model=pop"]), out)
+    result = fit_baseline(ds, load_config(None, ["retriever.model=pop"]), out)
+    assert result.previous is None and not (out / ".previous-fit").exists()
