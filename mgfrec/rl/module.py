@@ -151,15 +151,21 @@ class GRPOModule(L.LightningModule):
         return self.batches_done * self.batch_samples()
 
     def next_samples(self) -> list[AgentSample]:
-        """The next :meth:`batch_samples` samples: epoch ``e``'s order is ``permutation(seed + e)``, so every
-        sample comes once per epoch; with fewer train samples than the batch, each step is one whole epoch."""
+        """The next :meth:`batch_samples` samples: epoch ``e``'s order is a permutation drawn from ``(seed, e)``
+        (epoch 0's from ``seed`` alone, as before), so every sample comes once per epoch; with fewer train samples
+        than the batch, each step is one whole epoch. It was ``permutation(seed + e)``: seed 0's second epoch was
+        seed 1's first, and runs of consecutive seeds shared their sample orders (review s39)."""
         n, size = len(self.train_samples), self.batch_samples()
         out = []
         for pos in range(self.data_position(), self.data_position() + size):
             epoch, offset = divmod(pos, n)
-            order = np.random.default_rng(self.cfg.trainer.seed + epoch).permutation(n)
-            out.append(self.train_samples[int(order[offset])])
+            out.append(self.train_samples[int(self._order(epoch)[offset])])
         return out
+
+    def _order(self, epoch: int) -> np.ndarray:
+        """Epoch ``epoch``'s order of the train samples (see :meth:`next_samples`)."""
+        seed = self.cfg.trainer.seed
+        return np.random.default_rng(seed if epoch == 0 else [seed, epoch]).permutation(len(self.train_samples))
 
     # --- lightning hooks -------------------------------------------------------------------------------
 
