@@ -221,7 +221,7 @@ def _converse(
                 break
             if kind == "feedback_wanted":
                 _items(human.waiting)
-                _ask(human, waker)
+                _ask(human, waker, _enter_answers(rec.cfg.user_agent.backend))
     except (KeyboardInterrupt, EOFError, typer.Abort) as exc:
         if input_ended(exc):  # a script's piped feedback ran out: the conversation ends as with /quit, code 0
             human.cancel("the input ended")
@@ -298,10 +298,19 @@ class _Waker:
             self.usable = False
 
 
-def _ask(human: Any, waker: _Waker | None = None) -> None:
+def _enter_answers(backend: str) -> str:
+    """Who answers an empty reply in ``chat``'s prompt: the run's user agent, named when it is not the simulated
+    user (review s39)."""
+    if backend == "none":  # no automatic user: an empty reply is no feedback
+        return "no feedback"
+    return "simulated user" if backend == "simulated" else f"the run's user agent, '{backend}'"
+
+
+def _ask(human: Any, waker: _Waker | None = None, enter: str = "simulated user") -> None:
     """Prompt until the person's feedback is taken: one that is too long is refused in one line and asked again;
     one typed after the wait ran out is dropped (the agent's next event says what happened). An event of the
-    agent's side while the prompt waits (``waker``: the wait ran out) ends the prompt without a reply."""
+    agent's side while the prompt waits (``waker``: the wait ran out) ends the prompt without a reply. ``enter`` says
+    who answers an empty reply: the run's user agent (a hosted model's call is paid; it said "simulated user")."""
     while True:
         try:
             if waker is not None:
@@ -311,7 +320,7 @@ def _ask(human: Any, waker: _Waker | None = None) -> None:
                     raise _Wake
             try:
                 text = typer.prompt(
-                    "your feedback (Enter: simulated user, /answer: ask for the answer, /quit)",
+                    f"your feedback (Enter: {enter}, /answer: ask for the answer, /quit)",
                     default="",
                     show_default=False,
                 )

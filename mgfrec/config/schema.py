@@ -9,6 +9,7 @@ Secrets never live here: API keys are read from environment variables whose *nam
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from typing import Annotated, Any, Literal
@@ -221,6 +222,13 @@ class UserAgentConfig(Section):
         description="SQLite file for cached responses; null: RUN/user_agent_cache.sqlite in sft and fit; false: off",
     )
     options: dict[str, Any] = Field(default_factory=dict, description="the backend's own options")
+
+    @field_validator("cache_path")
+    @classmethod
+    def _home(cls, value: str | Literal[False] | None) -> str | Literal[False] | None:
+        # "~/cache.sqlite" made a folder named "~" in the working folder, where no other run found the cache (a
+        # --set is not expanded by the shell); user_agent.prompt and the hf model expand it too (review s39)
+        return os.path.expanduser(value) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _no_literal_keys(self) -> UserAgentConfig:

@@ -23,6 +23,15 @@ def shown_part(name: object) -> str:
     return REDACTED if holds_key(text) else text[:60]
 
 
+def is_json_media(content_type: str) -> bool:
+    """Whether ``content_type`` is one the server reads as JSON, by FastAPI's rule: ``application/json`` or
+    ``application/<anything>+json``, any case and parameters. ``text/json`` or ``application/x-json`` are not
+    read, and the line for them named no content-type, blaming a valid JSON object instead (review s39)."""
+    media = content_type.split(";")[0].strip().lower()
+    main, _, sub = media.partition("/")
+    return main == "application" and (sub == "json" or sub.endswith("+json"))
+
+
 def validation_line(error: dict[str, Any], content_type: str = "application/json") -> str:
     """One request validation error as ``field: problem``: the body itself is named ``body`` (a body that is
     missing, not JSON, or not an object; with the request's ``content_type`` when it was not JSON), query
@@ -36,7 +45,7 @@ def validation_line(error: dict[str, Any], content_type: str = "application/json
         cause = (error.get("ctx") or {}).get("error")
         return f"body: not valid JSON{position}" + (f" ({cause})" if cause else "")
     if not where:
-        sent = "" if "json" in content_type.lower() else f"; the content-type was {content_type[:60] or 'none'!r}"
+        sent = "" if is_json_media(content_type) else f"; the content-type was {content_type[:60] or 'none'!r}"
         if kind == "missing":
             return f"body: required (send a JSON object, content-type: application/json{sent})"
         return f"body: {error['msg']} (send a JSON object, content-type: application/json{sent})"

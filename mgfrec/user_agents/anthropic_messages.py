@@ -21,6 +21,7 @@ from mgfrec.user_agents.remote import (
     RemoteChatAgent,
     RemoteOptions,
     UnusableResponse,
+    check_completion_body,
 )
 
 
@@ -75,6 +76,7 @@ class AnthropicMessagesAgent(RemoteChatAgent):
             **kwargs,
         )
         # Parsing is deferred so that a 200 with a broken body is told apart from HTTP failures and retried.
+        check_completion_body(raw.http_response)
         try:
             message = raw.parse()
             texts = [block.text for block in message.content if block.type == "text"]

@@ -57,6 +57,25 @@ def cache_key(**parts: Any) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+_BUSY_S = 30.0
+"""How long a cache waits for another process's lock on the file."""
+
+
+def _to_wal(conn: sqlite3.Connection) -> None:
+    """Put the database in WAL mode, waiting up to :data:`_BUSY_S` for another process that does the same: switching
+    a new file's journal mode answers "database is locked" at once, past SQLite's busy handler, so two commands
+    opening one new cache together failed (review s39)."""
+    deadline = time.monotonic() + _BUSY_S
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 class ResponsesNotCached(UserWarning):
     """Answers the user agent gave could not be written to the response cache; they are used all the same."""
 
@@ -72,8 +91,8 @@ class ResponseCache:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)  # a file where a folder goes: named as the field
             # check_same_thread=False: the lock below serialises every use of the one connection.
-            self._conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
-            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn = sqlite3.connect(self.path, timeout=_BUSY_S, check_same_thread=False)
+            _to_wal(self._conn)
             self._conn.execute(_SCHEMA)
             self._conn.commit()
             columns = [row[1] for row in self._conn.execute("PRAGMA table_info(responses)")]

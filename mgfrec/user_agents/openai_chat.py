@@ -22,6 +22,7 @@ from mgfrec.user_agents.remote import (
     RemoteChatAgent,
     RemoteOptions,
     UnusableResponse,
+    check_completion_body,
 )
 
 
@@ -61,6 +62,7 @@ class OpenAIChatAgent(RemoteChatAgent):
             kwargs["extra_body"] = opts.extra_body
         raw = client.chat.completions.with_raw_response.create(model=self.model, messages=messages, **kwargs)
         # Parsing is deferred so that a 200 with a broken body is told apart from HTTP failures and retried.
+        check_completion_body(raw.http_response)
         try:
             completion = raw.parse()
             if not completion.choices:  # it was "IndexError: list index out of range"

@@ -56,6 +56,7 @@ from mgfrec.user_agents.transport import (
     check_base_url_variable,
     deadline_stream,
     http_library,
+    proxy_variable,
     retry_after_s,
     shown_url,
     url_secrets,
@@ -70,6 +71,45 @@ class MalformedResponse(Exception):
 class UnusableResponse(Exception):
     """A well-formed 200 that holds no feedback and would hold none again (cut at the token limit before any text,
     filtered, refused): not retried, and the message says why."""
+
+
+MAX_REPLY_CHARS_PER_TOKEN = 32
+"""A reply is cut at this many characters per ``max_tokens`` (at least 4,096): far above any tokenizer's."""
+
+
+def reply_limit(max_tokens: int) -> int:
+    """The most characters of a reply kept (see :data:`MAX_REPLY_CHARS_PER_TOKEN`)."""
+    return max(4096, MAX_REPLY_CHARS_PER_TOKEN * max_tokens)
+
+
+def check_completion_body(response: Any) -> None:
+    """Refuse a 2xx ``response`` (the HTTP library's) whose body is no completion object, saying what it is: an HTML
+    page (a captive portal, a proxy's login) was "AttributeError: 'str' object has no attribute 'choices'", and a
+    gateway's ``{"error": {...}}`` sent with 200 lost the server's explanation and was asked again (review s39).
+    The first is :class:`MalformedResponse` (retried: a gateway's page may be passing); the second
+    :class:`UnusableResponse` (the same would come back). The caller's message is scrubbed of secrets."""
+    kind = (response.headers.get("content-type") or "no content type").split(";")[0].strip()
+    try:
+        body = response.json()
+    except ValueError:
+        text = " ".join(response.text.split())
+        if not text.lstrip().startswith(("{", "[")):  # a truncated JSON body keeps the parser's own words
+            cut = text[:160] + (" [...]" if len(text) > 160 else "")
+            raise MalformedResponse(
+                f"the server answered {response.status_code} with {kind}, not a completion: {cut!r}"
+            ) from None
+        return
+    if not isinstance(body, dict):
+        raise MalformedResponse(
+            f"the server answered {response.status_code} with a JSON {type(body).__name__}, not a completion object"
+        )
+    error = body.get("error")
+    if error and not any(body.get(k) for k in ("choices", "content")):
+        said = error.get("message") or error if isinstance(error, dict) else error
+        said = " ".join(str(said).split())
+        raise UnusableResponse(
+            f"the server answered {response.status_code} with an error, not a completion: {said[:200]}"
+        )
 
 
 TOKEN_LIMIT_HINT = "raise user_agent.options.max_tokens"
@@ -177,11 +217,21 @@ class RemoteChatAgent:
             self._client = self._make_client(key, {"request": [self._count_attempt], "response": [self._on_response]})
         except Exception as exc:
             # the HTTP library's URL errors (no ValueError) quote the URL, which may hold a key; any other failure
-            # (a proxy's missing extra, a subclass's bug) is no URL's and keeps its own message
+            # (a subclass's bug) is no URL's and keeps its own message
+            proxy = proxy_variable(cfg.base_url)
+            if isinstance(exc, ImportError) and proxy:  # a SOCKS proxy without httpx's extra: an 85-line traceback
+                reason = " ".join(str(exc).split())[:300]
+                for secret in [*url_secrets(os.environ.get(proxy, "")), *([key] if key else [])]:
+                    reason = reason.replace(secret, "***")
+                raise UserAgentError(
+                    f"user agent backend '{self.name}': its HTTP client cannot use the proxy in ${proxy} "
+                    f"({reason}); install what it names, or unset {proxy} (NO_PROXY exempts a host)"
+                ) from None
             if not (isinstance(exc, ValueError) or type(exc).__name__ in ("InvalidURL", "UnsupportedProtocol")):
                 raise
+            what = f"user_agent.base_url or the proxy in ${proxy}" if proxy else "user_agent.base_url"
             raise UserAgentError(
-                f"user agent backend '{self.name}': its HTTP client refused user_agent.base_url ({type(exc).__name__}; "
+                f"user agent backend '{self.name}': its HTTP client refused {what} ({type(exc).__name__}; "
                 "the URL is not shown, it may hold a key)"
             ) from None
         finally:
@@ -226,14 +276,17 @@ class RemoteChatAgent:
             if asked is not None:
                 hint += f"; the server asked to wait {asked:.0f} s before retrying (Retry-After): not retried"
             return f"HTTP status {status} ({type(exc).__name__}: {getattr(exc, 'message', exc)}){hint}"
+        proxy = proxy_variable(self.cfg.base_url)
+        # an unreachable proxy was reported as the server's connection error, naming no proxy (review s39)
+        through = f"; sent through the proxy in ${proxy} (NO_PROXY exempts a host)" if proxy else ""
         if "Timeout" in type(exc).__name__:
-            return f"timed out (user_agent.timeout_s={self.cfg.timeout_s})"
+            return f"timed out (user_agent.timeout_s={self.cfg.timeout_s}){through}"
         cause = exc.__cause__
         if cause is not None and str(cause) and str(cause) not in str(exc):
             # the OpenAI SDK says only "Connection error." for a refused port, a name that does not resolve and a
             # body cut short alike; what its HTTP client raised tells them apart (review s36)
-            return f"{type(exc).__name__}: {exc} ({type(cause).__name__}: {cause})"
-        return f"{type(exc).__name__}: {exc}"
+            return f"{type(exc).__name__}: {exc} ({type(cause).__name__}: {cause}){through}"
+        return f"{type(exc).__name__}: {exc}{through}"
 
     # --- the shared machinery ----------------------------------------------------------------------------
 
@@ -344,6 +397,9 @@ class RemoteChatAgent:
                 # a lone surrogate (JSON's "\ud800") could not be stored in the cache or encoded for the policy's
                 # tokenizer: the whole batch's answers were lost (review s36); it reads as "?"
                 text = text.encode("utf-8", "replace").decode("utf-8")
+                # a server ignoring max_tokens (30 MB "in 2 tokens") filled memory and the cache; the policy reads
+                # at most agent.max_feedback_tokens of a reply (review s39)
+                text = text[: reply_limit(self.options.max_tokens)]
                 prompt_tokens, completion_tokens = token_count(prompt_tokens), token_count(completion_tokens)
             except UnusableResponse as exc:
                 failure = str(exc)

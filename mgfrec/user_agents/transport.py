@@ -14,6 +14,7 @@ import sys
 import time
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
+from urllib.request import proxy_bypass_environment
 
 from mgfrec.user_agents.base import UserAgentError
 
@@ -130,3 +131,22 @@ def url_secrets(url: str) -> list[str]:
         }:
             found.append(base64.b64encode(f"{user}:{password}".encode()).decode())
     return sorted({f for f in found if len(f) >= 4}, key=len, reverse=True)
+
+
+def proxy_variable(url: str | None) -> str | None:
+    """The environment variable naming the proxy that a request to ``url`` (None: a provider's https URL) goes
+    through, as the SDKs' HTTP clients read them (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, either case,
+    ``NO_PROXY`` exempting a host); None when it goes straight to the server. For messages: a bad or unreachable
+    proxy was blamed on ``user_agent.base_url`` or on the server (review s39)."""
+    try:
+        parts = urlsplit(url or "https://api.invalid")
+        host = parts.hostname or ""
+    except ValueError:
+        return None
+    if host and proxy_bypass_environment(host):
+        return None
+    for name in (f"{parts.scheme}_proxy", "all_proxy"):
+        for variable in (name.upper(), name):
+            if os.environ.get(variable):
+                return variable
+    return None

@@ -44,7 +44,7 @@ def test_typed_feedback_enter_and_answer_in_a_terminal(serve_run, plugin):
     child.expect_exact(f"1. {ds.titles[int(test.history.iloc[0][0])]}")
     child.expect("agent, turn 1")
     child.expect_exact(f"grounded: {ds.titles[SCRIPT_TITLES[0]]}")
-    child.expect(PROMPT)
+    child.expect_exact(f"{PROMPT} (Enter: simulated user,")  # the run's user agent is the simulated user
     child.sendline("too loud, I want quiet records")
     child.expect("feedback: too loud, I want quiet records")  # the person's words became the feedback
     child.expect("heard: too loud, I want quiet records")  # and the agent read them in its next turn
@@ -281,3 +281,12 @@ def test_sigterm_at_the_feedback_prompt_ends_the_talk_with_143(serve_run, plugin
     child.close()
     assert child.exitstatus == 143, (child.exitstatus, child.signalstatus)
     assert "Traceback" not in child.before
+
+
+def test_the_prompt_names_a_hosted_user_agent_that_enter_would_call():
+    """ "Enter: simulated user" was shown when Enter called the run's hosted model, a paid call (review s39)."""
+    from mgfrec.cli.chat import _enter_answers
+
+    assert _enter_answers("simulated") == "simulated user"
+    assert _enter_answers("openai") == "the run's user agent, 'openai'"
+    assert _enter_answers("none") == "no feedback"

@@ -444,3 +444,73 @@ def test_the_base_url_variable_the_sdk_reads_is_checked_as_the_field_is(
     )  # the field, when given, is what is read
     monkeypatch.setenv(variable, "http://127.0.0.1:9/v1")
     assert cls.check_ready(cfg) is None
+
+
+_PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy")
+
+
+@pytest.mark.reliability
+def test_a_socks_proxy_the_http_client_cannot_use_is_one_line_naming_the_variable(api_key, monkeypatch):
+    """ALL_PROXY=socks5://... without httpx's socks extra: an 85-line ImportError traceback from `chat` (review s39)."""
+    import importlib.util
+
+    if importlib.util.find_spec("socksio") is not None:
+        pytest.skip("socksio is installed here: the HTTP client can use a SOCKS proxy")
+    for name in _PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ALL_PROXY", "socks5://bob:pr0xyPassw0rd@127.0.0.1:1080")
+    with pytest.raises(UserAgentError) as info:
+        build(OpenAIChatAgent, api_config("http://example.test/v1", model="m"))
+    said = str(info.value)
+    assert "cannot use the proxy in $ALL_PROXY" in said and "socks" in said, said
+    assert "pr0xyPassw0rd" not in said and api_key not in said
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+@pytest.mark.reliability
+def test_an_unreachable_proxy_is_named_not_blamed_on_the_server(api_key, monkeypatch):
+    """HTTP_PROXY pointing at a closed port: "Connection error ... refused" for a server that was up (review s39)."""
+    import socket
+
+    for name in _PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    with socket.socket() as probe:  # a port nothing listens on: the proxy
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("HTTP_PROXY", f"http://bob:pr0xyPassw0rd@127.0.0.1:{port}")
+    with serve(FakeServer("openai")) as server:
+        with build(OpenAIChatAgent, api_config(server.url, max_retries=0)) as agent:
+            with pytest.raises(UserAgentError) as info:
+                agent.feedback([make_request()])
+        assert server.count == 0
+    said = str(info.value)
+    assert "sent through the proxy in $HTTP_PROXY" in said and "pr0xyPassw0rd" not in said, said
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # exempted: no word of a proxy
+    from mgfrec.user_agents.transport import proxy_variable
+
+    assert proxy_variable(server.url) is None and proxy_variable("http://example.test/v1") == "HTTP_PROXY"
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("wire", ["openai", "anthropic"])
+def test_a_200_that_is_a_page_or_an_error_object_says_what_the_server_sent(api_key, wire):
+    """An HTML page sent with 200 was "AttributeError: 'str' object has no attribute 'choices'"; a gateway's error
+    object sent with 200 lost its message and was asked again (review s39)."""
+    from mgfrec.user_agents.anthropic_messages import AnthropicMessagesAgent
+
+    cls, model = (OpenAIChatAgent, {}) if wire == "openai" else (AnthropicMessagesAgent, {"model": "claude-test"})
+    with serve(FakeServer(wire, faults=["html200"])) as server:
+        with build(cls, api_config(server.url, max_retries=2, **model)) as agent:
+            assert agent.feedback([make_request()]) == ["fine"]  # a passing portal: asked again, answered
+    with serve(FakeServer(wire, default="html200")) as server:
+        with build(cls, api_config(server.url, max_retries=1, **model)) as agent:
+            with pytest.raises(UserAgentError) as info:
+                agent.feedback([make_request()])
+    assert "answered 200 with text/html, not a completion: '<html><head><title>Sign in" in str(info.value)
+    with serve(FakeServer(wire, default="error200")) as server:
+        with build(cls, api_config(server.url, max_retries=2, **model)) as agent:
+            with pytest.raises(UserAgentError) as info:
+                agent.feedback([make_request()])
+        assert server.count == 1  # the same would come back: not asked again
+    said = str(info.value)
+    assert "answered 200 with an error, not a completion: The model 'gpt-x' does not exist" in said, said

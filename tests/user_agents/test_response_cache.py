@@ -522,3 +522,51 @@ def test_a_plugin_backends_bad_cache_key_is_named_by_its_registry_name_and_packa
     assert said.startswith("user_agent 'nokey' (nokey_agent:NoKey, from mgfrec-nokey 1.0): cache_key returned None"), (
         json.dumps(said)
     )
+
+
+@pytest.mark.reliability
+def test_a_cache_another_process_is_writing_waits_for_it_rather_than_failing(tmp_path):
+    """Two commands opening one new cache together: switching the file to WAL answers "database is locked" at once
+    (past SQLite's busy handler), and the second command failed (review s39)."""
+    path = tmp_path / "cache.sqlite"
+    other = sqlite3.connect(path, check_same_thread=False, isolation_level=None)  # as another process's connection
+    other.execute("CREATE TABLE x(a)")
+    other.execute("BEGIN")
+    other.execute("INSERT INTO x VALUES (1)")  # it holds the write lock for a moment
+    timer = threading.Timer(0.5, lambda: other.execute("COMMIT"))
+    timer.start()
+    try:
+        cache = ResponseCache(path)  # was: "cannot open the SQLite cache ...: database is locked", at once
+    finally:
+        timer.join()
+        other.close()
+    cache.put_many([("k", "an answer")])
+    assert cache.get_many(["k"]) == {"k": "an answer"}
+    cache.close()
+
+
+def test_a_cache_path_under_home_is_expanded(tmp_path, monkeypatch):
+    """``~/cache.sqlite`` made a folder named ``~`` in the working folder (review s39)."""
+    from mgfrec.config.schema import UserAgentConfig
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert UserAgentConfig(cache_path="~/c.sqlite").cache_path == str(tmp_path / "home" / "c.sqlite")
+    assert UserAgentConfig(cache_path=False).cache_path is False
+
+
+def test_a_reply_far_past_max_tokens_is_cut_before_it_is_stored(api_key, tmp_path, fresh_registry):
+    """A server ignoring max_tokens sent 30 MB "in 2 tokens": held in memory and stored whole (review s39)."""
+    from mgfrec.user_agents.remote import reply_limit
+
+    fresh_registry.add("user_agent", "openai", OpenAIChatAgent)
+    with serve(FakeServer("openai", responder=lambda body: "x" * 500_000)) as server:
+        cfg = api_config(
+            server.url, backend="openai", cache_path=str(tmp_path / "c.sqlite"), options={"max_tokens": 16}
+        )
+        agent = load_user_agent(cfg, reg=fresh_registry)
+        try:
+            (reply,) = agent.feedback([make_request()])
+        finally:
+            agent.close()
+    assert len(reply) == reply_limit(16) == 4096
+    assert (tmp_path / "c.sqlite").stat().st_size < 100_000

@@ -8,7 +8,8 @@ receives (path, headers, JSON body), counts requests in flight, and answers from
 ``"refusal"`` (Chat Completions' refusal), ``"nochoices"``, ``"nulltext"``, ``"redirect"`` (a 307 to
 ``redirect_to``), ``"trickle"`` (a whole answer sent a byte every ``hang_s / 20`` seconds), ``"wait3600"`` (a 429
 asking for an hour; ``"waitdate"``: as an HTTP date), ``"echoquoted"`` (a 401 quoting the bearer key URL-encoded
-and JSON-escaped), ``"htmlpage"`` (a proxy's 502 page: HTML of many lines, 6 kB), ``"strusage"`` (a usage whose
+and JSON-escaped), ``"htmlpage"`` (a proxy's 502 page: HTML of many lines, 6 kB), ``"html200"`` (a captive
+portal's page, sent with 200), ``"error200"`` (a gateway's error object, sent with 200), ``"strusage"`` (a usage whose
 token counts are strings), ``"surrogate"`` (text holding JSON's lone surrogate ``\ud800``), ``"ok"``); when it is
 empty, ``default`` is used. The reply text is ``responder(body)`` so
 tests can check which prompt a reply belongs to.
@@ -197,6 +198,15 @@ def _handler(state: FakeServer) -> type[BaseHTTPRequestHandler]:
                 self._send(401, json.dumps({"error": {"message": message}}).encode())
             elif action == "malformed":
                 self._send(200, b'{"id": "chatcmpl-test", "choices": [ {"index": 0, "mess')
+            elif action == "html200":  # a captive portal or a proxy's login page, sent with 200
+                page = b"<html><head><title>Sign in to the guest network</title></head><body>...</body></html>"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+            elif action == "error200":  # a gateway's error object, sent with 200
+                self._send(200, json.dumps({"error": {"message": "The model 'gpt-x' does not exist"}}).encode())
             elif action == "htmlpage":  # what nginx or a CDN sends for a dead upstream: a page, not JSON
                 page = "<html>\n<head><title>502 Bad Gateway</title></head>\n<body>\n" + "<p>upstream</p>\n" * 400
                 self.send_response(502)
