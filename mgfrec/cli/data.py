@@ -259,12 +259,17 @@ def download(
         "(default: https://mcauleylab.ucsd.edu/public_datasets/data/amazon_2023).",
     ),
     retries: int = typer.Option(2, "--retries", min=0, help="Resume an interrupted transfer this many more times."),
+    timeout: float = typer.Option(
+        60.0, "--timeout", min=0.1, help="Seconds an attempt waits for the server to connect or send the next bytes."
+    ),
 ) -> None:
     """Fetch the official reviews and meta files of one category (resumable); then run 'mgfrec data prepare'."""
+    from urllib.parse import urlsplit
+
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
     from mgfrec.cli.common import stopped, user_errors
-    from mgfrec.data.download import DEFAULT_BASE_URL, DownloadError, download_category
+    from mgfrec.data.download import DEFAULT_BASE_URL, DownloadError, category_files, download_category
     from mgfrec.signals import sigterm_stops
 
     if dataset != "amazon2023":
@@ -287,7 +292,12 @@ def download(
 
     with sigterm_stops(), user_errors():  # SIGTERM: the transfer so far is kept (resumable), as after Ctrl-C
         try:
-            files = download_category(category, out_dir, base_url or DEFAULT_BASE_URL, progress=show, retries=retries)
+            url = base_url or DEFAULT_BASE_URL
+            if category_files(category, url):  # (checks the name and URL first: no line for a refused one)
+                # a server that accepts and never answers was 3 minutes of silence before "cannot connect" (s39)
+                host = urlsplit(url).hostname
+                console.print(f"downloading {category} from {host} (--timeout {timeout:g} s)", highlight=False)
+            files = download_category(category, out_dir, url, progress=show, retries=retries, timeout_s=timeout)
         except DownloadError as exc:
             end_bar()
             print_error(str(exc))

@@ -12,10 +12,25 @@ from typing import Any
 
 from mgfrec.data.raw import BadInputError, FileReport, RowPolicy
 
+_GZIP_MAGIC = b"\x1f\x8b"
+
 
 def jsonl_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """``(line number, raw bytes)`` of a .jsonl or .jsonl.gz file, one line in memory at a time."""
-    opener = gzip.open if path.name.endswith(".gz") else open
+    """``(line number, raw bytes)`` of a .jsonl or .jsonl.gz file, one line in memory at a time. A file whose bytes
+    are not what its name says (a plain file named ``.gz``, gzip data named ``.jsonl``) is refused in one line saying
+    so: the first was called a truncated download to delete, the second "not valid UTF-8" on every line (s39)."""
+    named_gzip = path.name.endswith(".gz")
+    try:
+        with open(path, "rb") as probe:
+            is_gzip = probe.read(2) == _GZIP_MAGIC
+    except OSError:
+        is_gzip = named_gzip  # left to the open below to name
+    if named_gzip and not is_gzip and path.stat().st_size > 0:
+        plain = path.name[: -len(".gz")]
+        raise BadInputError(f"{path}: not gzip data, though its name ends in .gz (plain JSON lines? name it {plain})")
+    if is_gzip and not named_gzip:
+        raise BadInputError(f"{path}: gzip data, though its name does not end in .gz; name it {path.name}.gz")
+    opener = gzip.open if named_gzip else open
     lineno = 0
     try:
         with opener(path, "rb") as handle:

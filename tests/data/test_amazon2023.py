@@ -373,3 +373,38 @@ def test_cli_prepare_reads_the_fixture_folder(tmp_path, monkeypatch):
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["source"]["name"] == "amazon2023"
     assert manifest["source"]["params"]["category"] == "CDs_and_Vinyl"  # inferred from meta_CDs_and_Vinyl.jsonl
+
+
+@pytest.mark.reliability
+def test_a_file_whose_bytes_are_not_what_its_name_says_is_named_so(tmp_path):
+    """A whole plain file named .gz was called a truncated download to delete; gzip data named .jsonl was "not valid
+    UTF-8" on every line, and --skip-bad then dropped them all (review s39)."""
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    shutil.copy(FIXTURE / REVIEWS, plain / (REVIEWS + ".gz"))
+    shutil.copy(FIXTURE / META, plain / META)
+    with pytest.raises(BadInputError, match=rf"not gzip data, though its name ends in .gz .*name it {REVIEWS}\)$"):
+        load(plain)
+    packed = tmp_path / "packed"
+    packed.mkdir()
+    (packed / REVIEWS).write_bytes(gzip.compress((FIXTURE / REVIEWS).read_bytes()))
+    shutil.copy(FIXTURE / META, packed / META)
+    for skip_bad in (False, True):
+        with pytest.raises(
+            BadInputError, match=rf"gzip data, though its name does not end in .gz; name it {REVIEWS}.gz"
+        ):
+            load(packed, skip_bad)
+
+
+@pytest.mark.reliability
+def test_an_empty_meta_file_is_called_empty_and_the_hint_names_only_options_to_loosen(tmp_path):
+    """An empty meta file dropped every review as item_without_meta, then "loosen the options, e.g. -o k_core=2"
+    to a user who had given k_core=2 (review s39)."""
+    folder = copy_fixture(tmp_path)
+    (folder / META).write_text("")
+    with pytest.raises(BadInputError, match=rf"{META}: empty file; expected one JSON item per line"):
+        load(folder)
+    with pytest.raises(BadInputError) as info:
+        load(FIXTURE, window_start="2030-01", window_end="2030-02", min_items=0, require_price=False)
+    said = str(info.value)
+    assert "loosen the options, e.g. an earlier -o window_start" in said and "k_core=2" not in said, said

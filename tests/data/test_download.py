@@ -317,7 +317,8 @@ def test_cli_download_errors_exit_2_with_the_reason(server, tmp_path):
         app, ["data", "download", "amazon2023", "--category", "Nope", "--out", str(tmp_path), "--base-url", server.url]
     )
     assert result.exit_code == 2 and "HTTP 404 Not Found" in " ".join(result.output.split())
-    assert result.output.startswith("error:"), result.output  # the progress bar, stopped empty, wrote a blank line
+    lines = result.output.splitlines()  # the progress bar, stopped empty, wrote a blank line
+    assert lines[0].startswith("downloading Nope from 127.0.0.1") and lines[1].startswith("error:"), result.output
     result = runner.invoke(app, ["data", "download", "movielens", "--category", "x", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "only 'amazon2023' can be downloaded" in result.output
 
@@ -398,3 +399,35 @@ def test_sigterm_during_a_transfer_stops_it_as_ctrl_c_does(tmp_path):
         httpd.shutdown()
     assert proc.returncode == 143, (proc.returncode, stderr)
     assert "stopped by SIGTERM" in stderr and "Traceback" not in stderr, stderr
+
+
+@pytest.mark.reliability
+def test_a_server_that_never_answers_is_said_up_front_and_timed_out_by_the_flag(tmp_path):
+    """A server accepting the connection and never answering: 3 minutes of silence, then "cannot connect" (s39)."""
+    with socket.socket() as silent:  # the kernel accepts connections to a listening socket; nobody answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        result = CliRunner().invoke(
+            app,
+            [
+                "data",
+                "download",
+                "amazon2023",
+                "--category",
+                "CDs_and_Vinyl",
+                "--out",
+                str(tmp_path / "dl"),
+                "--base-url",
+                url,
+                "--timeout",
+                "0.5",
+                "--retries",
+                "0",
+            ],
+        )
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2, result.output
+    assert said.startswith("downloading CDs_and_Vinyl from 127.0.0.1 (--timeout 0.5 s)"), said
+    assert "timed out" in said and "Traceback" not in said
+    assert not (tmp_path / "dl").exists()

@@ -200,3 +200,18 @@ def test_the_world_names_users_genres_and_refuses_unknown_users():
     assert set(world.favourite_genres("U00")) <= set(GENRES)
     with pytest.raises(KeyError, match="U999"):
         world.next_item_probabilities("U999", [world.item_ids[0]])
+
+
+def test_an_artist_whose_album_names_run_out_gets_numbered_ones_all_distinct():
+    """Near n_items=1,000,000 each release drew names 50 times before a numbered one (over ten minutes); an artist
+    with half its names taken now gets a numbered one at once (review s39). 3,000 releases per artist here."""
+    from mgfrec.data.sources.synthetic import _catalogue, _numbered
+
+    assert (
+        _numbered("Blue Hour Sessions", {"Blue Hour Sessions 5", "Blue Hour Sessions 6"}, 5) == "Blue Hour Sessions 7"
+    )
+    opt = SyntheticOptions(n_users=1, n_items=24_000, n_artists=8, n_genres=8, series_fraction=0.0)
+    titles = _catalogue(np.random.default_rng(0), opt).items["title"]
+    assert titles.is_unique and len(titles) == 24_000
+    numbered = titles.str.contains(r" \d+ \(")  # "Artist - words Form 1441 (tag)"
+    assert numbered.sum() > 8_000, numbered.sum()

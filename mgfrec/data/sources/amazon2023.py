@@ -46,6 +46,20 @@ from mgfrec.validation import is_blank
 _MONTH = re.compile(r"^(\d{4})-(\d{2})(?:-(\d{2}))?$")
 
 
+def _loosen(opt: Amazon2023Options) -> str:
+    """The options a user could loosen when no review survives, from those in use (it suggested ``-o k_core=2``
+    to a user who had given it; review s39)."""
+    ways = [
+        f"-o {name}"
+        for name, loose in (("k_core=2", opt.k_core > 2), ("window_k_core=0", opt.window_k_core > 0))
+        if loose
+    ]
+    if opt.require_price:
+        ways.append("-o require_price=false")
+    ways.append("an earlier -o window_start")
+    return "loosen the options, e.g. " + (", ".join(ways[:-1]) + " or " if len(ways) > 1 else "") + ways[-1]
+
+
 class Amazon2023Options(BaseModel):
     """How to read and filter one category; the defaults reproduce R2ec's preprocessing."""
 
@@ -136,6 +150,8 @@ class Amazon2023Source:
         alive = stage.drop(alive, alive & ~cored, "k_core")
 
         meta = self._read_meta(meta_path, np.unique(data.parents[alive]), data.parent_ids, policy, meta_rep)
+        if meta_rep.read == 0:  # every review was then dropped as item_without_meta, "loosen the options" (s39)
+            raise BadInputError(f"{meta_path}: empty file; expected one JSON item per line")
         status = meta.status[data.parents]
         for code, reason in enumerate(_META_STATUS):
             if reason != "ok":
@@ -148,8 +164,7 @@ class Amazon2023Source:
         if rev_rep.kept == 0:
             raise BadInputError(
                 f"{folder}: no review of {reviews_path.name} survives the filters "
-                f"(read {rev_rep.read}; dropped {dict(rev_rep.dropped)}); loosen the options, e.g. -o k_core=2, "
-                "-o require_price=false or an earlier -o window_start"
+                f"(read {rev_rep.read}; dropped {dict(rev_rep.dropped)}); {_loosen(opt)}"
             )
 
         items = self._items(data, alive, meta, meta_rep)

@@ -137,6 +137,14 @@ def _artist_names(rng: np.random.Generator, genres: list[str], n: int) -> tuple[
     return names, genre_idx
 
 
+def _numbered(album: str, taken: set[str], start: int) -> str:
+    """``album`` with the first number from ``start`` that makes it a name not in ``taken``."""
+    n = start
+    while f"{album} {n}" in taken:
+        n += 1
+    return f"{album} {n}"
+
+
 def _catalogue(rng: np.random.Generator, opt: SyntheticOptions) -> _Catalogue:
     genres = list(GENRES)[: opt.n_genres]
     names, artist_genre = _artist_names(rng, genres, opt.n_artists)
@@ -151,9 +159,14 @@ def _catalogue(rng: np.random.Generator, opt: SyntheticOptions) -> _Catalogue:
         while left > 0:
             volumes = int(rng.integers(2, 5)) if rng.random() < opt.series_fraction else 1
             volumes = min(volumes, left)
+            crowded = len(albums) >= len(words) * (len(words) - 1) * len(ALBUM_FORMS) // 2
             for attempt in range(100):
                 pair = rng.choice(len(words), size=2, replace=False)
                 album = f"{words[pair[0]]} {words[pair[1]]} {rng.choice(ALBUM_FORMS)}".strip()
+                if crowded:  # half its names taken: a numbered one at once (near n_items=1,000,000 the draws
+                    # below failed 50 times per release, for more than ten minutes; review s39)
+                    album = _numbered(album, albums, len(albums))
+                    break
                 if attempt >= 50:  # an artist with many releases can run out of word pairs
                     album += f" {attempt - 48}"
                 if album not in albums:
