@@ -150,6 +150,18 @@ class _WatchedEnvironment(Environment):
         return served
 
 
+@with_run_plugins  # a plugin the run was made with that is not installed here: named with its package
+def checked_run_config(run_dir: str | Path, sets: Sequence[str] = ()) -> MGFRecConfig:
+    """``run_dir``'s config with ``sets``, every component it names that recommending builds checked: ``chat``
+    calls it before it asks for a history (a missing plugin was named only after one was typed; review s39)."""
+    cfg = load_run_config(run_dir, sets)
+    # grpo.rewards is never computed here: a run trained with a reward plugin serves without its package
+    # "with flags or --set" when sets changed it: a --set grounding.grounder=nope was blamed on the run (s36)
+    source = config_source(Path(run_dir) / "config.yaml", sets)
+    check_components(cfg, source=source, rewards=False, data=False)
+    return cfg
+
+
 class Recommender:
     """A run folder loaded once; answers :class:`Query` objects (see the module docstring). Thread-safe: the
     engine is used under one lock, so a server may call :meth:`recommend_many` from several threads."""
@@ -164,17 +176,13 @@ class Recommender:
             raise ValueError(
                 f"{self.run_dir / RUN_FILE}: field 'kind' is '{self.info.kind}'; expected 'agent' or 'baseline'"
             )
-        self.cfg: MGFRecConfig = load_run_config(self.run_dir, sets)
+        self.cfg: MGFRecConfig = checked_run_config(self.run_dir, sets)
         if not any(sets_field(text, "eval.exclude_history") for text in sets):
             # how items are ranked is the ranking command's choice, as evaluate's and report's: the run's recorded
             # value (a fit's --set eval.exclude_history=false) gave a sample another place here than in its
             # ranks_<split>.csv (review s29)
             ranking = self.cfg.eval.model_copy(update={"exclude_history": EvalConfig().exclude_history})
             self.cfg = self.cfg.model_copy(update={"eval": ranking})
-        # grpo.rewards is never computed here: a run trained with a reward plugin serves without its package
-        # "with flags or --set" when sets changed it: a --set grounding.grounder=nope was blamed on the run (s36)
-        source = config_source(self.run_dir / "config.yaml", sets)
-        check_components(self.cfg, source=source, rewards=False, data=False)
         self.lock = threading.RLock()
         self.engine: Any = None
         self.environment: Environment | None = None

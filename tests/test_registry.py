@@ -74,6 +74,9 @@ def test_duplicate_from_a_second_distribution(tmp_path):
     assert proc.returncode != 0
     assert "duplicate grounder name 'exact'" in proc.stderr
     assert "mgfrec-clash 1.0" in proc.stderr and "mgfrec 0.1.0" in proc.stderr
+    # not "uninstall one of them", which read as uninstalling mgfrec (review s39)
+    said = " ".join(proc.stderr.split())
+    assert "A plugin cannot take a built-in's name: rename its entry point, or uninstall mgfrec-clash." in said, said
 
 
 @pytest.mark.reliability
@@ -1170,3 +1173,30 @@ def test_a_plugin_grounder_whose_constructor_fails_is_met_before_the_recall_fit(
     with pytest.raises(Exception, match=r"rv-ctor needs 1000 items"):
         run_sft(data, tmp_path / "sft", cfg, SFTOptions(), reg=reg)
     assert not (tmp_path / "fit" / "recall").exists() and not (tmp_path / "sft" / "recall").exists()
+
+
+@pytest.mark.reliability
+def test_a_class_registered_under_two_names_is_named_by_the_one_the_user_chose(tmp_path, monkeypatch):
+    """An alias (or another package's re-export) of a reward: its failures named whichever entry came first, from
+    the other package (review s39)."""
+    from mgfrec.registry import blame, registered_as, use_registry
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "aliased.py").write_text(
+        "class TopBonus:\n    def __init__(self):\n        pass\n\n    def __call__(self, inp):\n"
+        "        raise RuntimeError('cannot add')\n"
+    )
+    import aliased
+
+    reg = _fresh()
+    reg.add("reward", "Top Bonus", aliased.TopBonus)  # the first entry: the one a class lookup finds
+    reg.add("reward", "top-bonus", aliased.TopBonus)
+    with use_registry(reg):
+        chosen = reg.build("reward", "top-bonus", None)
+        with pytest.raises(RuntimeError) as raised:
+            chosen(None)
+        assert blame(raised.value).name == "top-bonus"
+        assert registered_as(chosen) == reg.get("reward", "top-bonus").describe()
+        # not built by the registry: both names, rather than the first as if it were the one chosen
+        both = registered_as(aliased.TopBonus())
+        assert "'Top Bonus'" in both and "'top-bonus'" in both and " or " in both

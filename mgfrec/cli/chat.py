@@ -92,7 +92,7 @@ def _converse(
     from rich.text import Text
 
     from mgfrec.config.schema import UserAgentConfig
-    from mgfrec.recommend import Query, load_recommender
+    from mgfrec.recommend import Query, checked_run_config, load_recommender
     from mgfrec.runs import read_run_info
     from mgfrec.user_agents.base import UserAgentContext, load_user_agent
     from mgfrec.user_agents.human import FeedbackCancelled
@@ -116,6 +116,7 @@ def _converse(
             )
         # the flags' own combination (--split without --user, --sample-id without --split), before the prompt
         Query(user, None if user is not None else ("a title",), split, top_k, sample_id)
+        checked_run_config(run_dir, tuple(set_))  # a plugin the run needs, not installed: named before the prompt
         while user is None and history is None:
             try:
                 history = typer.prompt("history (titles separated by ';', oldest first; '\\;' inside a title)")

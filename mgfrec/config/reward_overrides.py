@@ -39,6 +39,20 @@ def named_reward_options(over: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return grpo["rewards"] or None
 
 
+def _rejoined(name: Any, sub: Any) -> tuple[Any, Any]:
+    """A reward's name that holds dots (a plugin's ``top.bonus``), which the dotted override split into levels
+    (``{"top": {"bonus": {"options": ...}}}``), joined again: it was refused with advice naming a reward ``top``
+    (review s39)."""
+    parts, node = [str(name)], sub
+    while isinstance(node, Mapping) and len(node) == 1 and "options" not in node:
+        key = next(iter(node))
+        parts.append(str(key))
+        node = node[key]
+    if len(parts) > 1 and isinstance(node, Mapping) and set(node) == {"options"}:
+        return ".".join(parts), node
+    return name, sub
+
+
 def with_reward_options(raw: dict[str, Any], named: Mapping[str, Any], shown: str) -> dict[str, Any] | None:
     """``raw`` with each named reward's options merged in; None when ``raw``'s ``grpo.rewards`` is no list (the
     usual merge then says what is wrong). ``shown``: the override as messages show it."""
@@ -48,6 +62,7 @@ def with_reward_options(raw: dict[str, Any], named: Mapping[str, Any], shown: st
     if rewards is None:
         return None
     for name, sub in named.items():
+        name, sub = _rejoined(name, sub)
         if not isinstance(sub, Mapping) or set(sub) != {"options"} or not isinstance(sub["options"], Mapping):
             raise ConfigError(f"--set {shown}: give a reward's options as grpo.rewards.{name}.options.FIELD=VALUE")
         at = [i for i, e in enumerate(rewards) if _name(e) == name]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from mgfrec.registry.core import registry
+from mgfrec.registry.core import built_entry, registry
 from mgfrec.registry.entries import Entry
 from mgfrec.registry.errors import MissingExtraError, _at_the_call, class_path, error_message
 
@@ -15,15 +15,16 @@ def registered_as(obj: object, kind: str | None = None) -> str | None:
     itself): ``grounder 'l1' (pkg.mod:L1, from pkg 0.2)``, the name and package a user chose it by, for the
     message of a contract it broke; None when no entry's target is its class (built by hand, by a factory
     function, or wrapped). Never raises: a registry that cannot be read names nothing."""
+    built = built_entry(obj)  # the entry it was built from: one class may be registered under several names
+    if built is not None and kind in (None, built.kind):
+        return built.describe()
     wanted = _target_of(obj if isinstance(obj, type) or inspect.isfunction(obj) else type(obj))
     try:
         entries = registry().entries(kind)
     except Exception:  # noqa: BLE001 - a duplicate name is reported where components are resolved
         return None
-    for entry in entries:
-        if entry.bare_target == wanted:
-            return entry.describe()
-    return None
+    matches = [entry.describe() for entry in entries if entry.bare_target == wanted]
+    return " or ".join(matches) if matches else None  # several: each, rather than the first as if it were chosen
 
 
 def method_named(component: object, method: str, kind: str | None = None) -> str:
@@ -91,17 +92,20 @@ def blame(exc: BaseException) -> Entry | None:
     if not plugins:
         return None
     frames: list[tuple[str, str, str | None]] = []  # (module, code's qualified name, self's class), innermost first
+    built: list[Entry | None] = []  # the entry each frame's self was built from (Registry.build), innermost first
     tb = exc.__traceback__
     while tb is not None:
         code = tb.tb_frame.f_code
         module = str(tb.tb_frame.f_globals.get("__name__", ""))
         frames.insert(0, (module, getattr(code, "co_qualname", code.co_name), _bound_class(tb.tb_frame, code)))
+        built.insert(0, _bound_entry(tb.tb_frame, code))
         tb = tb.tb_next
     by_class = {e.bare_target: e for e in reversed(plugins)}  # the first entry wins
-    for module, _, owner in frames:
+    for (module, _, owner), chosen in zip(frames, built, strict=True):
         # only a base class of the plugin's own package: torch's load_state_dict or to() on a plugin nn.Module,
         # or mgfrec's own base-class code, is not the plugin's failure (review s32)
-        entry = by_class.get(owner) if owner is not None else None
+        entry = chosen if chosen is not None and chosen.third_party else None
+        entry = entry or (by_class.get(owner) if owner is not None else None)
         if entry is not None and module.split(".")[0] == entry.module.split(".")[0]:
             return entry
     for module, qualname, _ in frames:
@@ -115,6 +119,13 @@ def blame(exc: BaseException) -> Entry | None:
         if exact or package:
             return (exact or package)[0]
     return None
+
+
+def _bound_entry(frame: Any, code: Any) -> Entry | None:
+    """The entry a method's ``self`` was built from (:func:`~mgfrec.registry.core.built_entry`), None otherwise."""
+    if code.co_argcount < 1 or code.co_varnames[0] != "self":
+        return None
+    return built_entry(frame.f_locals.get("self"))
 
 
 def _bound_class(frame: Any, code: Any) -> str | None:

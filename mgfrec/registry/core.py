@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from typing import Annotated, Any, TypeVar
@@ -128,8 +129,8 @@ class Registry:
             validated = component_options(component, options, where or spec.options_at.format(name=name))
             built = True
             if validated is None and not spec.always_options:
-                return factory(*deps, *after)
-            return factory(*deps, validated, *after)
+                return _remember(factory(*deps, *after), entry)
+            return _remember(factory(*deps, validated, *after), entry)
         except OptionsValidatorError as exc:
             raise RegistryError(f"{where_entry}: {exc}") from None  # which component, from which package
         except (ValueError, OSError, LookupError) as exc:
@@ -149,6 +150,28 @@ class Registry:
                 ) from None
             # A plugin's own bug: one line naming the plugin, not a traceback through mgfrec
             raise RegistryError(f"{where_entry} failed: {type(exc).__name__}: {exc}") from None
+
+
+_BUILT: weakref.WeakKeyDictionary[Any, Entry] = weakref.WeakKeyDictionary()
+
+
+def _remember(component: Any, entry: Entry) -> Any:
+    """``component``, remembered as built from ``entry``: one class registered under two names (an alias, another
+    package's re-export) was named in errors by whichever entry came first, not the one the user chose (review
+    s39). An object that cannot be weakly referenced is named by its class alone."""
+    try:
+        _BUILT[component] = entry
+    except TypeError:
+        pass
+    return component
+
+
+def built_entry(component: Any) -> Entry | None:
+    """The entry :meth:`Registry.build` built ``component`` from, None when it built no such object."""
+    try:
+        return _BUILT.get(component)
+    except TypeError:  # unhashable, or no weak reference to it
+        return None
 
 
 _DEFAULT: Registry | None = None

@@ -176,9 +176,17 @@ def _unclosed_headers(text: str) -> list[tuple[str, list[str]]]:
 def _add(table: dict[str, dict[str, Entry]], entry: Entry) -> None:
     existing = table[entry.kind].get(entry.name)
     if existing is not None and existing.target != entry.target:
+        builtin = [e for e in (existing, entry) if not e.third_party]
+        # "uninstall one of them" read as uninstalling mgfrec when the other was a built-in (review s39)
+        remedy = (
+            f"A plugin cannot take a built-in's name: rename its entry point, or uninstall "
+            f"{(entry if builtin[0] is existing else existing).origin.split(' ')[0]}"
+            if builtin
+            else "Uninstall one of them or rename the plugin's entry point"
+        )
         raise RegistryError(
             f"duplicate {entry.kind} name '{entry.name}': provided by {existing.origin} ({existing.target}) "
-            f"and by {entry.origin} ({entry.target}). Uninstall one of them or rename the plugin's entry point."
+            f"and by {entry.origin} ({entry.target}). {remedy}."
         )
     table[entry.kind][entry.name] = entry
 

@@ -5,9 +5,12 @@ With ``["ndcg", "format"]`` this is exactly eq. 8: NDCG when the format is right
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+import numpy as np
 
 from mgfrec.config.schema import RESERVED_REWARD_NAMES, RewardSpec, reserved_reward_error
 from mgfrec.data.raw import shown
@@ -26,6 +29,8 @@ class ComposedReward:
         reserved = sorted(set(names) & RESERVED_REWARD_NAMES)
         if reserved:  # one named "total" was overwritten by the total, "mean" replaced reward/mean (review s32)
             raise ValueError(reserved_reward_error(reserved[0]))
+        for name, fn in parts:
+            _check_contract(name, fn)
         self.parts = list(parts)
 
     def __call__(self, inp: RewardInput) -> float:
@@ -43,6 +48,33 @@ class ComposedReward:
                 gate = value
         values["total"] = total if gate is None else gate
         return values
+
+
+def _check_contract(name: str, fn: Any) -> None:
+    """Refuse, when the rewards are built (before ``fit``'s recall fit), a reward that cannot be called with one
+    argument, or whose ``gating`` is not a bool: the first was found at the first step, after the recall fit; the
+    second was taken by its truth (``gating = "false"`` made a reward gating, and NDCG was lost without a word;
+    review s39)."""
+
+    def where() -> str:
+        return registered_as(fn, "reward") or f"reward '{name}' ({class_path(fn)})"
+
+    gating = getattr(fn, "gating", False)
+    if not isinstance(gating, (bool, np.bool_)):
+        raise ValueError(f"{where()}: its gating is {type(gating).__name__} {shown(gating)}; give True or False")
+    if not callable(fn):
+        raise ValueError(f"{where()} has no __call__(inp) method, which mgfrec calls; see docs/plugins.md")
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return  # nothing to tell (a builtin)
+    try:
+        signature.bind(object())
+    except TypeError as exc:
+        raise ValueError(
+            f"{where()}: __call__ cannot be called as mgfrec calls it, with one RewardInput ({exc}); see the "
+            "signature a reward provides in docs/plugins.md"
+        ) from None
 
 
 def _finite(name: str, fn: Reward, raw: Any) -> float:

@@ -32,3 +32,12 @@ def test_a_reward_flag_keeps_the_options_the_config_file_gives_that_reward(tmp_p
     path.write_text("grpo:\n  rewards: [ndcg, {name: hit-at-k, options: {k: 5}}]\n", encoding="utf-8")
     cfg = load_config(path, [], {"grpo.rewards": ["format", "hit-at-k"]})
     assert [(r.name, r.options) for r in cfg.grpo.rewards] == [("format", {}), ("hit-at-k", {"k": 5})]
+
+
+def test_a_reward_whose_name_holds_a_dot_is_set_by_its_name():
+    """A plugin's reward `top.bonus`: `--set grpo.rewards.top.bonus.options.k=0` was refused with advice naming a
+    reward `top`, which no list held (review s39)."""
+    cfg = load_config(None, ["grpo.rewards=[ndcg, top.bonus]", "grpo.rewards.top.bonus.options.k=0"])
+    assert [(r.name, r.options) for r in cfg.grpo.rewards] == [("ndcg", {}), ("top.bonus", {"k": 0})]
+    with pytest.raises(ConfigError, match=r"grpo.rewards holds no reward 'top.bonus' \(it holds ndcg, format\)"):
+        load_config(None, ["grpo.rewards.top.bonus.options.k=0"])

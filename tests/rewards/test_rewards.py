@@ -118,17 +118,47 @@ def test_an_options_validator_that_crashes_is_one_line_naming_the_component():
         component_options(Missing, {}, "grounding.options")
 
 
-def test_a_reward_whose_call_takes_other_arguments_is_one_error_naming_it():
-    """``def __call__(self, target_rank, num_items)``: a TypeError at mgfrec's call, printed as a full traceback."""
+@pytest.mark.reliability
+def test_a_reward_whose_call_takes_other_arguments_is_one_error_naming_it_when_built():
+    """``def __call__(self, target_rank, num_items)``: a TypeError at mgfrec's call, printed as a full traceback;
+    then one line, but at the first step, after fit's recall fit (review s39): now when the rewards are built."""
     from mgfrec.rewards.compose import ComposedReward
 
     class WrongSig:
         def __call__(self, target_rank, num_items):
             return 1.0
 
-    reward = ComposedReward([("ndcg", NDCGReward()), ("wrong", WrongSig())])
-    with pytest.raises(ValueError, match=r"WrongSig.__call__ cannot be called as mgfrec calls it"):
-        reward(RewardInput(1, 10, True))
+    class KeywordOnly:
+        def __call__(self, *, inp):
+            return 1.0
+
+    class NotCallable:
+        pass
+
+    for part, said in (
+        (WrongSig(), r"reward 'wrong' \(.*WrongSig\): __call__ cannot be called as mgfrec calls it"),
+        (KeywordOnly(), r"reward 'wrong' \(.*KeywordOnly\): __call__ cannot be called as mgfrec calls it"),
+        (NotCallable(), r"reward 'wrong' \(.*NotCallable\) has no __call__\(inp\) method"),
+    ):
+        with pytest.raises(ValueError, match=said):
+            ComposedReward([("ndcg", NDCGReward()), ("wrong", part)])
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("gating", ["yes", "false", 1, None])
+def test_a_reward_whose_gating_is_not_a_bool_is_refused(gating):
+    """``gating = "false"`` was taken by its truth: the reward gated, and NDCG was dropped without a word (s39)."""
+    from mgfrec.rewards.compose import ComposedReward
+
+    class Gate:
+        def __call__(self, inp):
+            return 0.5
+
+    Gate.gating = gating
+    with pytest.raises(ValueError, match=r"reward 'gate' \(.*Gate\): its gating is .*; give True or False"):
+        ComposedReward([("ndcg", NDCGReward()), ("gate", Gate())])
+    Gate.gating = np.bool_(False)  # numpy's bool is a bool
+    assert ComposedReward([("ndcg", NDCGReward()), ("gate", Gate())])(RewardInput(1, 10, True)) == 1.5
 
 
 def test_a_registered_reward_that_breaks_its_contract_is_named_with_its_package():

@@ -290,3 +290,20 @@ def test_the_prompt_names_a_hosted_user_agent_that_enter_would_call():
     assert _enter_answers("simulated") == "simulated user"
     assert _enter_answers("openai") == "the run's user agent, 'openai'"
     assert _enter_answers("none") == "no feedback"
+
+
+@pytest.mark.reliability
+def test_a_plugin_the_run_needs_and_this_install_lacks_is_named_before_the_history_prompt(serve_run, tmp_path):
+    """Without the run's engine plugin, chat asked for a history first and named the plugin only after one was
+    typed; with the input at its end, it said "the input ended" and never named the plugin (review s39)."""
+    import subprocess
+
+    run, _, _ = serve_run
+    env = subprocess_env(tmp_path)  # the plugin's folder is not on the path: its engine is not installed here
+    proc = subprocess.run(
+        [*mgfrec_command(), "chat", str(run)], input="", capture_output=True, text=True, env=env, timeout=300
+    )
+    said = " ".join(proc.stderr.split())
+    assert proc.returncode == 2 and "Traceback" not in said, said
+    assert "history" not in proc.stdout and "the input ended" not in said, said
+    assert "rollout_engine 'scripted-test'" in said or "scripted-test" in said, said
