@@ -173,6 +173,7 @@ class TurnGrammar:
         special = set(getattr(tokenizer, "all_special_ids", []) or [])
         unsafe: set[int] = set()
         blank: set[int] = set()
+        unseen: set[int] = set()  # shows nothing on its own: part of a character's bytes, or one that strip() drops
         for i in range(self.vocab_size):
             if i in special or i >= known:
                 unsafe.add(i)
@@ -182,8 +183,14 @@ class TurnGrammar:
                 unsafe.add(i)
             elif not text.strip():
                 blank.add(i)
+            elif not text.replace("\ufffd", "").strip():
+                unseen.add(i)
         self.unsafe = frozenset(unsafe)
         self.blank = frozenset(blank)
+        self.unseen = frozenset(unseen)
+        # one token that shows on its own: what a thought or free title of nothing visible gets at its cap, where
+        # its closing tag was forced and the parser found it empty (a format error the grammar allowed; s39)
+        self.visible_alone = AllowedSet(False, self.unsafe | self.blank | self.unseen)
         self._titles: dict[str, tuple[int, ...]] = {}
         self._plain: dict[tuple[bool, frozenset[int]], AllowedSet] = {}
 
@@ -302,7 +309,10 @@ class TurnConstraint:
             return only([self._forced[0]])
         if self._phase == "think":
             room = len(g.think_close) + max(self._title_room(k) for k in self._actions())
-            if self._count >= 1 and (self._count >= self.max_think_tokens or self._used + room >= self.budget):
+            if self._count >= 1 and not self._visible:  # the close may not come yet: one token must show first
+                if self._count >= self.max_think_tokens or self._used + room + 1 >= self.budget:
+                    return g.visible_alone
+            elif self._count >= 1 and (self._count >= self.max_think_tokens or self._used + room >= self.budget):
                 return only([g.think_close[0]])
             return g.plain(not self._visible, [g.think_close[0]] if self._visible else [])
         if self._phase == "action":  # the openers as a trie: with a hub tokenizer they may share tokens
@@ -315,9 +325,12 @@ class TurnConstraint:
             return AllowedSet(True, frozenset(ids), self._node.log_prior(close))
         if self._phase == "free":
             tags = g.answer_close if self._kind == "answer" else g.ground_close
-            full = self._count >= self.max_free_title_tokens or self._used + len(tags) >= self.budget
-            if self._count >= 1 and full:  # the title's cap, or only the closing tag still fits the turn
-                return only([tags[0]])
+            if self._count >= 1 and not self._visible:  # as for the thought: something must show before the close
+                if self._count >= self.max_free_title_tokens or self._used + len(tags) + 1 >= self.budget:
+                    return g.visible_alone
+            elif self._count >= self.max_free_title_tokens or self._used + len(tags) >= self.budget:
+                if self._count >= 1:  # the title's cap, or only the closing tag still fits the turn
+                    return only([tags[0]])
             return g.plain(not self._visible, [tags[0]] if self._visible else [])
         return only([])  # done: nothing more may be written
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from mgfrec.agent.observation import render_observation
+from mgfrec.agent.observation import render_observation, shown_feedback
 from mgfrec.agent.trajectory import GroundingStep, Trajectory
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.grounding.engine import Grounding, check_top_k
@@ -102,7 +102,11 @@ class Environment:
         titles = [t.pending_title for t in pending]
         found = self.grounding.ground(titles, self.top_k)
         item_titles = [self.grounding.item_titles(row) for row in found]
-        feedback = [self.cut_feedback(fb) for fb in self._feedback(pending, titles, item_titles)]
+        # cut as the policy is shown it: the raw reply was cut, then neutralized ("<" to several byte tokens of
+        # "‹", control characters dropped), so the block could hold twice agent.max_feedback_tokens (review s39)
+        feedback = [
+            self.cut_feedback(shown_feedback(fb, self.reserved)) for fb in self._feedback(pending, titles, item_titles)
+        ]
         for traj, title, row, names, fb in zip(pending, titles, found, item_titles, feedback, strict=True):
             text = render_observation(names, fb, reserved=self.reserved)
             ids = self.tokenizer.encode(text, add_special_tokens=False)

@@ -178,20 +178,27 @@ def rollout(
             )
             _check_generations(engine, out, len(prompt_ids), group_size)
             gens = [g for row in out for g in row]
+            stats.engine_calls += 1
         else:
-            out = call_component(
-                engine,
-                "generate",
-                [t.token_ids() for t in live],
-                max_new_tokens=max(budgets),
-                n=1,
-                seed=turn_seed(seed, stats.turns),
-                **sampling,
-            )
-            _check_generations(engine, out, len(live), 1)
-            gens = [row[0] for row in out]
+            gens = [None] * len(live)
+            for rows in _calls(live, budgets, max_context):
+                part = dict(sampling)
+                if constrain is not None:
+                    part["constraints"] = [turn_constraints[i] for i in rows]
+                out = call_component(
+                    engine,
+                    "generate",
+                    [live[i].token_ids() for i in rows],
+                    max_new_tokens=max(budgets[i] for i in rows),
+                    n=1,
+                    seed=turn_seed(seed, stats.turns),
+                    **part,
+                )
+                _check_generations(engine, out, len(rows), 1)
+                for i, row in zip(rows, out, strict=True):
+                    gens[i] = row[0]
+                stats.engine_calls += 1
         stats.generation_s += time.perf_counter() - t0
-        stats.engine_calls += 1
         stats.live_per_turn.append(len(live))
         replays = [c.fresh() for c in turn_constraints] if constrain is not None else [None] * len(live)
         for traj, gen, budget, replay in zip(live, gens, budgets, replays, strict=False):
@@ -317,6 +324,20 @@ def grammar_for(engine: RolloutEngine) -> TurnGrammar:
         grammar = TurnGrammar(engine.tokenizer, width)
         engine._turn_grammar = grammar  # type: ignore[attr-defined]
     return grammar
+
+
+def _calls(live: list[Trajectory], budgets: list[int], max_context: int | None) -> list[list[int]]:
+    """The rows of ``live`` for each engine call of a turn: one call, unless the largest budget would take a
+    trajectory past ``max_context``; then one call per budget. An engine decodes every row of a call up to its
+    ``max_new_tokens``, so a row with little room was decoded past the model's context (an ``IndexError`` in a
+    learned-position model's embedding, a device assert on a GPU; review s39) and only cut back afterwards."""
+    widest = max(budgets)
+    if max_context is None or all(len(t) + widest <= max_context for t in live):
+        return [list(range(len(live)))]
+    by_budget: dict[int, list[int]] = {}
+    for i, budget in enumerate(budgets):
+        by_budget.setdefault(budget, []).append(i)
+    return [by_budget[b] for b in sorted(by_budget, reverse=True)]
 
 
 def _live(trajectories: list[Trajectory], max_context: int | None) -> list[Trajectory]:

@@ -110,6 +110,8 @@ def fit(
             raise ValueError(f"--no-feedback and --user-agent {shown_name(user_agent)} contradict each other: give one")
         if policy is not None and init is not None:  # it was taken, recorded in config.yaml, and never read
             raise ValueError(f"--policy {policy} and --init {init}: the fit starts from --init's policy; give one")
+        if init is not None and (given := _policy_model_set(set_)) is not None:  # the same, as --set (review s39)
+            raise ValueError(f"--set {given} and --init {init}: the fit starts from --init's policy; give one")
         if recall_model is not None and init is not None:  # it was taken and overwritten by --init's recall model
             raise ValueError(
                 f"--recall-model {recall_model} and --init {init}: the fit reads --init's recall run; give one"
@@ -242,3 +244,17 @@ def _kept_line(out: Path) -> str:
     command = shlex.join([*prog, *shown, *([] if "--resume" in argv else ["--resume"])])
     secret = " (give the redacted values again)" if REDACTED in command and REDACTED not in shlex.join(argv) else ""
     return f"{out} keeps {kept}; to continue it{secret}: {command}"
+
+
+def _policy_model_set(sets: list[str]) -> str | None:
+    """The ``--set`` that gives ``policy.model`` (itself, or inside ``policy={...}``), None when none does."""
+    from mgfrec.config.load import ConfigError, flat_fields, parse_override
+
+    for text in sets:
+        try:
+            fields = flat_fields(parse_override(text))
+        except ConfigError:
+            continue  # refused where the config is read, with its own line
+        if "policy.model" in fields:
+            return text
+    return None

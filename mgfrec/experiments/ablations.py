@@ -79,8 +79,20 @@ def apply_overrides(cfg: MGFRecConfig, overrides: Iterable[str], source: str = "
     return validate(raw, source)
 
 
+def check_ablation_removes(cfg: MGFRecConfig, name: str, source: str) -> None:
+    """Refuse an ablation that would add to ``cfg`` what it is named for removing: ``no-multi-grounding`` (at most
+    one grounding) over a run of ``agent.max_groundings: 0`` gave it a grounding turn it never had, and a row
+    labelled as removing something scored otherwise (review s39)."""
+    if name == "no-multi-grounding" and cfg.agent.max_groundings < 1:
+        raise ValueError(
+            f"{source}: agent.max_groundings is {cfg.agent.max_groundings}, so the agent never grounds more than "
+            "once; no-multi-grounding (at most 1) would add a grounding, not remove one"
+        )
+
+
 def apply_ablation(cfg: MGFRecConfig, name: str) -> MGFRecConfig:
     """``cfg`` with ablation preset ``name`` applied (``full`` returns an equal config)."""
+    check_ablation_removes(cfg, name, f"--ablation {name}")
     return apply_overrides(cfg, ablation_overrides(name), f"--ablation {name}")
 
 
@@ -163,7 +175,10 @@ def _derive(
         if entries_besides_config(out, RUN_PROMPTS):
             raise ValueError(f"{out}: not empty and not a derived run; give a new or empty folder")
     _check_derive_overrides(overrides, preset, source, run_dir)
-    cfg = apply_overrides(load_run_config(run_dir), preset, source)
+    trained = load_run_config(run_dir)
+    if "ablation" in tag:
+        check_ablation_removes(trained, tag["ablation"], f"{source} of {run_dir}")
+    cfg = apply_overrides(trained, preset, source)
     if overrides:
         cfg = apply_overrides(cfg, overrides, "--set")
     recall_run = recall_run_of(run_dir, info)

@@ -46,6 +46,8 @@ class StopOnSignal(L.Callback):
         self.checkpoint, self.sigterm_before = checkpoint, sigterm_before
         self.requested: int | None = None  # the signal that asked for a stop
         self.announced = False
+        self._module: Any = None  # the fit's module (setup): a stop before its first step keeps no checkpoint
+        self._began = False  # a step has begun: the stop comes after it, which is checkpointed
         self._first_at = 0.0
         self._previous: dict[int, Any] = {}
         self._rank, self._size = 0, 1
@@ -81,7 +83,14 @@ class StopOnSignal(L.Callback):
     def _announce(self, signum: int) -> None:
         self.announced = True
         name = signal.Signals(signum).name
-        text = f"\n{name}: the fit stops after this step and keeps its checkpoint (send {name} again to stop at once)\n"
+        if self._began or self._module is None or getattr(self._module, "batches_done", 1) > 0:  # (or resumed)
+            text = f"\n{name}: the fit stops after this step and keeps its checkpoint (send {name} again to stop"
+            text += " at once)\n"
+        else:  # before the first step (the engine starting, the step-0 validation): no checkpoint was promised (s39)
+            text = (
+                f"\n{name}: the fit stops before its first step, with nothing to checkpoint (run it again without "
+                f"--resume; send {name} again to stop at once)\n"
+            )
         os.write(2, text.encode())  # not sys.stderr: a buffered write may be under way where the signal came in
 
     def install(self) -> None:
@@ -105,6 +114,7 @@ class StopOnSignal(L.Callback):
 
     # --- Lightning hooks ----------------------------------------------------------------------------------------
     def setup(self, trainer: L.Trainer, module: L.LightningModule, stage: str) -> None:
+        self._module = module
         self.install()  # a signal while the engine starts waits for the first step too
 
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
@@ -122,6 +132,7 @@ class StopOnSignal(L.Callback):
             agreed = int(all_max([float(self.requested or 0)])[0])
             self.requested = agreed or None
         if self.requested is None:
+            self._began = True
             return
         signum = self.requested
         deferred = signum != signal.SIGINT or self._size > 1  # else a dropped Ctrl-C: stop as it would have

@@ -22,6 +22,7 @@ than a lookup anyway.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -42,6 +43,9 @@ class SimulatedOptions(BaseModel):
     recent: int = Field(3, ge=1, description="most recent history items a 'closer to' suggestion may name")
     good_items: int = Field(2, ge=1, description="at most this many listed items named as fitting")
     tolerance: float = Field(0.1, ge=0, description="relative margin beyond the user's spread that 'partly fits'")
+
+
+_LINE_BREAKS = re.compile(r"[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+")
 
 
 def _quote(titles: Sequence[str]) -> str:
@@ -136,7 +140,9 @@ class SimulatedUserAgent:
             closer = history[recent[int(np.argmax(gaps))]]  # argmax keeps the first: the most recent on ties
             away = f' and away from "{far}"' if far else ""
             parts.append(f'Try something closer to "{closer}"{away}.')
-        return " ".join(parts)
+        # one paragraph, its titles on one line as wherever a title is shown to a model: a title's line break
+        # split the feedback (review s39)
+        return _LINE_BREAKS.sub(" ", " ".join(parts))
 
     def stats(self) -> dict[str, Any]:
         return self.usage.snapshot()

@@ -216,6 +216,27 @@ def test_feedback_far_past_its_limit_is_cut_where_the_policy_reads_it(grounding,
     assert build_environment(grounding, tokenizer, uncut).max_feedback_tokens is None
 
 
+@pytest.mark.reliability
+@pytest.mark.parametrize("reply", ["<b>bold</b> " * 400, "<" * 5000, "\x01\x02" * 2000 + "the end of it all " * 50])
+def test_feedback_is_cut_as_the_policy_is_shown_it(grounding, tokenizer, reply):
+    """The raw reply was cut, then neutralized: "<" became several byte tokens of "‹", so the block held 206 tokens
+    for a limit of 100; and control characters the cut kept were dropped after it, leaving " [...]" alone (s39)."""
+    from mgfrec.agent.observation import shown_feedback
+
+    class Fixed:
+        def feedback(self, requests):
+            return [reply for _ in requests]
+
+    traj = new_traj(tokenizer)
+    traj.add_turn(*turn(tokenizer, "<think>x</think><ground>Rumours</ground>"))
+    Environment(grounding, tokenizer, Fixed(), max_feedback_tokens=100).step([traj])
+    block = traj.segments[-1].text.split("<feedback>\n", 1)[1].rsplit("\n</feedback>", 1)[0]
+    assert block.endswith(" [...]")
+    assert len(tokenizer.encode(block.removesuffix(" [...]"), add_special_tokens=False)) <= 100
+    assert len(block.removesuffix(" [...]").strip()) > 0  # something of the reply is shown
+    assert shown_feedback(traj.steps[0].feedback) == block  # the record is what the policy read
+
+
 def test_a_reply_of_megabytes_is_cut_without_tokenizing_it_whole(grounding, tokenizer):
     """A server ignoring max_tokens answered 5 MB per request, and each answer was tokenized whole before the cut:
     a 1-step fit took 155 s instead of 12. Only a window the limit can reach is read now, with the same cut."""

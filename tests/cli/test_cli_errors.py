@@ -481,12 +481,20 @@ def test_a_typed_flag_the_config_refuses_is_named_by_the_flag(tmp_path, monkeypa
     ("args", "words"),
     [
         (["fit", "--data", "d", "--out", "o", "--init", "sft", "--policy", "preset:small"], "the fit starts from"),
+        (  # the same as --set: ignored without a word, and recorded in config.yaml (review s39)
+            ["fit", "--data", "d", "--out", "o", "--init", "sft", "--set", "policy.model=preset:small"],
+            "--set policy.model=preset:small and --init sft: the fit starts from --init's policy",
+        ),
+        (
+            ["fit", "--data", "d", "--out", "o", "--init", "sft", "--set", "policy={model: preset:small}"],
+            "the fit starts from --init's policy",
+        ),
         (
             ["sweep", "--data", "d", "--out", "o", "--init", "sft", "--grid", "policy.model=preset:tiny,preset:small"],
             "every cell starts from --init's policy",
         ),
     ],
-    ids=["fit", "sweep"],
+    ids=["fit", "fit-set", "fit-set-section", "sweep"],
 )
 def test_a_policy_given_with_init_is_refused_not_ignored(tmp_path, monkeypatch, args, words):
     """--policy (and a grid over policy.model) with --init was recorded in config.yaml and never read: a sweep

@@ -364,3 +364,26 @@ def test_deriving_the_same_run_again_keeps_its_evaluations(runs, tmp_path):
     (mine / "run.json").write_text(json.dumps({**info, "created": "2030-01-01T00:00:00+00:00"}))
     ablations.derive_ablation_run(mine, "no-recall", out)
     assert not (out / "eval_test.json").exists()
+
+
+@pytest.mark.reliability
+def test_no_multi_grounding_over_a_run_that_never_grounds_is_refused(runs, tmp_path):
+    """It set agent.max_groundings=1 over a run trained with 0: the "ablation" row added a grounding turn the policy
+    never had, and scored otherwise (review s39)."""
+    import yaml
+
+    from mgfrec.experiments.ablations import apply_ablation
+
+    trained = tmp_path / "never"
+    shutil.copytree(runs / "run", trained)
+    config = yaml.safe_load((trained / "config.yaml").read_text(encoding="utf-8"))
+    config["agent"]["max_groundings"] = 0
+    (trained / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    out = tmp_path / "derived"
+    res = invoke(str(trained), str(out), "--ablation", "no-multi-grounding")
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "agent.max_groundings is 0" in said and "would add a grounding" in said, said
+    assert not out.exists()
+    with pytest.raises(ValueError, match="would add a grounding"):  # fit --ablation and the sweep's cells
+        apply_ablation(load_config(None, ["agent.max_groundings=0"]), "no-multi-grounding")
+    assert apply_ablation(load_config(None, []), "no-multi-grounding").agent.max_groundings == 1

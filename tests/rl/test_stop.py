@@ -149,3 +149,24 @@ def test_a_sigterm_lightning_recorded_before_training_is_this_ones_and_its_handl
         stop.on_train_batch_start(None, Module(), None, 0)
     stop.restore()
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # what was there before the trainer's
+
+
+def test_a_stop_before_the_first_step_promises_no_checkpoint(handlers, capfd):
+    """A SIGTERM while the engine started (before step 1) said the fit "keeps its checkpoint"; none was written,
+    and --resume was then refused (review s39)."""
+
+    class Fresh:
+        batches_done = 0
+
+    stop = StopOnSignal(Checkpoint())
+    stop.setup(None, Fresh(), "fit")
+    signal.raise_signal(signal.SIGTERM)
+    said = capfd.readouterr().err
+    assert "SIGTERM: the fit stops before its first step, with nothing to checkpoint" in said, said
+    stop.restore()
+    during = StopOnSignal(Checkpoint())  # during the first step: that step is checkpointed
+    during.setup(None, Fresh(), "fit")
+    during.on_train_batch_start(None, Fresh(), None, 0)
+    signal.raise_signal(signal.SIGTERM)
+    assert "the fit stops after this step and keeps its checkpoint" in capfd.readouterr().err
+    during.restore()

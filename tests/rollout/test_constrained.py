@@ -235,6 +235,35 @@ def test_a_thought_of_whitespace_bytes_is_not_a_turn(grammar, tiny_policy, space
     c.fresh().replay([*opening, *grammar.answer_open, *grammar.title_ids("Kind of Blue"), *grammar.answer_close])
 
 
+@pytest.mark.reliability
+def test_a_thought_or_title_of_nothing_visible_at_its_cap_gets_one_visible_token_not_its_close(grammar, tiny_policy):
+    """At max_think_tokens (or the turn's budget) the close was forced whether or not anything showed: a thought of
+    NBSP bytes closed there and the parser found it empty, a format error the grammar allowed; a free answer title
+    too (review s39). One token that shows on its own comes first, then the close."""
+    _, tokenizer = tiny_policy
+    nbsp = tokenizer.encode("\u00a0", add_special_tokens=False)
+    x = tokenizer.encode("x", add_special_tokens=False)
+    answer = [*grammar.answer_open, *grammar.title_ids("Rumours"), *grammar.answer_close]
+    c = TurnConstraint(grammar, grammar.trie(["Rumours"]), None, can_ground=False, budget=64, max_think_tokens=2)
+    with pytest.raises(ValueError, match="not allowed"):  # the close, forced with nothing shown
+        c.replay([*grammar.think_open, *nbsp, *grammar.think_close, *answer])
+    turn = [*grammar.think_open, *nbsp, *x, *grammar.think_close, *answer]
+    c.fresh().replay(turn)  # one visible token past the cap, then the close
+    assert parse_turn(tokenizer.decode(turn, skip_special_tokens=False)).error is None
+    with pytest.raises(ValueError, match="not allowed"):  # at the cap: a byte or a blank is no way out
+        c.fresh().replay([*grammar.think_open, *nbsp, *nbsp])
+    # a free answer title (an empty trie) cut by the turn's budget while nothing in it showed
+    budget = len(grammar.think_open) + 1 + len(grammar.think_close) + len(grammar.answer_open) + 3
+    budget += len(grammar.answer_close)
+    free = TurnConstraint(grammar, grammar.trie([]), None, can_ground=False, budget=budget)
+    opening = [*grammar.think_open, *x, *grammar.think_close, *grammar.answer_open]
+    with pytest.raises(ValueError, match="not allowed"):
+        free.replay([*opening, *nbsp, *grammar.answer_close])
+    titled = [*opening, *nbsp, *x, *grammar.answer_close]
+    free.fresh().replay(titled)
+    assert parse_turn(tokenizer.decode(titled, skip_special_tokens=False)).error is None
+
+
 def test_the_grammar_of_an_engine_without_a_model_bans_a_padded_vocabularys_ids(tiny_policy):
     """The vllm engine holds no model, so its grammar was as wide as the tokenizer: the ids of a padded vocabulary
     (Qwen2.5's logits are wider than its tokenizer) were allowed in thoughts there and banned by the hf engine

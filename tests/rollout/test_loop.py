@@ -269,3 +269,45 @@ def test_an_engine_whose_generate_takes_other_arguments_is_named(environment, ti
 
     with pytest.raises(ValueError, match=r"NoSeed.generate cannot be called as mgfrec calls it \(.*'seed'"):
         rollout(NoSeed(tokenizer, play), environment, SAMPLES, group_size=2, agent=AgentConfig(decoding="free"))
+
+
+def test_no_row_is_decoded_past_the_context_when_turn_budgets_differ(environment, tiny_policy):
+    """One engine call took every row to the largest budget: a trajectory with less room left was decoded past
+    max_context (an IndexError in a learned-position model's embedding), only cut back afterwards (review s39)."""
+    _, tokenizer = tiny_policy
+    turns = {
+        0: [
+            "<think>" + " word" * 15 + "</think><ground>Thriller</ground>",
+            "<think>x</think><answer>Thriller</answer>",
+        ],
+        1: ["<think>x</think><ground>Thriller</ground>", "<think>x</think><answer>Thriller</answer>"],
+    }
+
+    def script(context: str, j: int) -> str:
+        response = context.split("<|im_start|>assistant\n", 1)[1]  # later turns are seen with n=1 (j = 0)
+        if "</item_list>" in response:
+            return turns[0 if " word word" in response else 1][1]
+        return turns[j][0]
+
+    scripted = ScriptedEngine(tokenizer, script)
+    samples = [RolloutSample(("Kind of Blue",), ("Thriller",), sample_id="a")]
+    agent = AgentConfig(decoding="free", max_new_tokens_per_turn=64, max_new_tokens_total=80)
+
+    class Recording:  # the scripted engine, each call's widest row recorded
+        tokenizer = scripted.tokenizer
+        widest: list[int] = []
+
+        def generate(self, prompts, max_new_tokens, **kw):
+            self.widest.append(max(len(p) for p in prompts) + max_new_tokens)
+            return scripted.generate(prompts, max_new_tokens=max_new_tokens, **kw)
+
+    first = rollout(Recording(), environment, samples, group_size=2, agent=agent, max_context=4096)
+    long = first.trajectories[0]
+    room = len(long.prompt_ids) + len(long.segments[0].token_ids) + len(long.segments[1].token_ids)
+    budget = 80 - len(long.segments[0].token_ids)
+    assert budget < 64  # the two rows' second turns have different budgets
+    engine = Recording()
+    engine.widest = []
+    result = rollout(engine, environment, samples, group_size=2, agent=agent, max_context=room + budget)
+    assert max(engine.widest) <= room + budget, engine.widest
+    assert [t.end_reason for t in result.trajectories] == ["answered", "answered"]

@@ -108,3 +108,10 @@ def test_with_real_minilm_embeddings_the_jazz_item_fits_a_jazz_history(minilm):
     best = sentence(text, "me best")
     assert '"Modern Jazz Quartet Favourites"' in best
     assert not any(other in best for other in (items[0], items[2], items[3]))
+
+
+def test_a_title_with_a_line_break_is_quoted_on_one_line(toy_embed):
+    """Titles are on one line wherever a model is shown them; the simulated user quoted them as written (s39)."""
+    broken = dataclasses.replace(JAZZ_FAN, history_titles=["Late Night\nJazz Piano", *JAZZ_FAN.history_titles[1:]])
+    text = agent(toy_embed).feedback([broken])[0]
+    assert "\n" not in text and '"Late Night Jazz Piano"' in text
