@@ -137,8 +137,13 @@ def query(
 ) -> None:
     """Ground titles as the agent's <ground> call does: the nearest catalogue items (by L2 distance with the
     built-in grounders; a plugin grounder's own measure otherwise)."""
-    blank = [n for n, title in enumerate(titles, 1) if not title.strip()]
-    if blank:  # the agent's parser and serve refuse a blank title too; it grounds to arbitrary items
+    import numpy as np
+
+    from mgfrec.validation import is_blank
+
+    # a zero-width space or a BOM alone shows nothing either (str.strip keeps them): serve's /v1/items refuses it
+    blank = [n for n, title in enumerate(titles, 1) if is_blank(title)]
+    if blank:  # serve refuses a blank title too; it grounds to arbitrary items
         print_error(f"TITLES: title {blank[0]} is blank; give the text to ground")
         raise typer.Exit(2)
     cfg = run(lambda: _config(config, set_, embedder, model, grounder, device, batch_size))
@@ -162,7 +167,9 @@ def query(
                     "item_idx": int(i),
                     "item_id": str(items["item_id"].iat[i]),
                     "title": engine.titles[i],
-                    "distance": round(float(d), 6),
+                    # the float32 value's shortest round-trip text: round(d, 6) showed two distances as equal and
+                    # out of index order, though the tie rule orders them (review s39)
+                    "distance": float(str(np.float32(d))),
                 }
                 for r, (i, d) in enumerate(zip(row_idx, row_dist, strict=False))
             ],

@@ -40,6 +40,9 @@ def test_query_grounds_titles_like_the_agent(data):
     first, second = json.loads(result.stdout)
     assert [r["item_idx"] for r in first["items"]] == [0, 2]  # duplicated title: both copies, index order
     assert first["items"][0]["item_id"] == "i0" and first["items"][0]["distance"] == pytest.approx(0, abs=1e-5)
+    # each distance as its float32 value, not rounded to 6 decimals: two shown equal were out of index order (s39)
+    assert second["items"][0]["distance"] == float(str(np.float32(second["items"][0]["distance"])))
+    assert any(len(repr(r["distance"]).split(".")[-1]) > 6 for q in (first, second) for r in q["items"])
     assert second["query"] == "miles davis kind of blue" and second["items"][0]["title"] == "Kind of Blue"
 
     table = invoke("index", "query", data, "rat pack", "--grounder", "hnswlib", "-k", "1")
@@ -66,6 +69,9 @@ def test_k_below_one_and_blank_titles_are_refused(data):
     assert negative.exit_code == 2 and "-k" in flat(negative.output)
     blank = invoke("index", "query", data, "Abbey Road", "  ")
     assert blank.exit_code == 2 and "title 2 is blank" in flat(blank.output)
+    # a zero-width space (or a BOM and a joiner) shows nothing either: it grounded to arbitrary items (review s39)
+    unseen = invoke("index", "query", data, "\u200b", "\ufeff\u200d")
+    assert unseen.exit_code == 2 and "title 1 is blank" in flat(unseen.output)
 
 
 def test_a_grounder_that_returns_indices_outside_the_catalogue_is_named(data):
