@@ -54,7 +54,7 @@ from mgfrec.registry.blame import call_component
 from mgfrec.retrievers.fit import load_retriever, open_data
 from mgfrec.retrievers.recall import top_items
 from mgfrec.retrievers.sequences import history_window
-from mgfrec.rollout.base import build_engine, check_engine
+from mgfrec.rollout.base import build_engine, check_engine, context_limit
 from mgfrec.runs import RUN_FILE, policy_folder, read_run_info, recall_run_of, with_run_plugins
 from mgfrec.staleness import check_agent_current
 from mgfrec.user_agents.base import UserAgent
@@ -74,6 +74,7 @@ class _LockedEngine:
         # what the loop asks of an engine for constrained turns: support, and the model (its vocabulary size)
         self.supports_constraints = getattr(engine, "supports_constraints", False)
         self.model = getattr(engine, "model", None)
+        self.max_context = getattr(engine, "max_context", None)  # vLLM's max_model_len (rollout.base.context_limit)
 
     def generate(self, prompts: Any, **kwargs: Any) -> Any:
         with self._lock:  # the engine's own wrong signature named as it is in fit (review s34)
@@ -353,7 +354,7 @@ class Recommender:
             temperature=self.cfg.rollout.temperature if sample else 0.0,
             top_p=self.cfg.rollout.top_p,
             seed=seed,
-            max_context=getattr(self.model.config, "max_position_embeddings", None),
+            max_context=context_limit(self.engine, self.model),
         )
         out = []
         for q, (h, tgt), r, traj in zip(queries, resolved, recalls, result.trajectories, strict=True):

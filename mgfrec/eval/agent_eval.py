@@ -38,7 +38,7 @@ from mgfrec.ranking.stats import bootstrap_ci
 from mgfrec.registry import MissingExtraError, Registry, with_registry
 from mgfrec.retrievers.recall import recall_lists
 from mgfrec.rewards.compose import build_reward
-from mgfrec.rollout.base import build_engine, check_engine
+from mgfrec.rollout.base import build_engine, check_engine, context_limit
 from mgfrec.runs import RunInfo, check_same_run, json_ready, policy_folder, recall_run_of
 
 
@@ -227,6 +227,6 @@ def _rollout_chunk(
         temperature=0.0 if config.greedy else cfg.rollout.temperature,
         top_p=cfg.rollout.top_p,
         seed=config.seed + start,
-        max_context=getattr(model.config, "max_position_embeddings", None),
+        max_context=context_limit(engine, model),
     )
     return result.trajectories

@@ -21,7 +21,7 @@ from mgfrec.agent.samples import AgentSample, to_rollout_sample
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.ranking.metrics import per_sample
 from mgfrec.registry import Registry, with_registry
-from mgfrec.rollout.base import RolloutEngine, build_engine
+from mgfrec.rollout.base import RolloutEngine, build_engine, context_limit
 from mgfrec.text.neutralize import neutralize_title, reserved_strings
 from mgfrec.text.prompts import AgentPrompts
 
@@ -70,7 +70,7 @@ def evaluate_policy(
     if engine is None:
         engine = build_engine(cfg.rollout, model, tokenizer, reg=reg)
     grounding = environment.grounding
-    max_context = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    max_context = context_limit(engine, model)
     result = rollout(
         engine,
         environment,

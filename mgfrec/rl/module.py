@@ -68,7 +68,7 @@ from mgfrec.rl.distributed import all_sum, check_batch_split, replica_drift, sha
 from mgfrec.rl.grpo import grpo_loss
 from mgfrec.rl.step_metrics import END_REASONS, step_row  # noqa: F401 (END_REASONS as before)
 from mgfrec.rl.strategy import begin_micro_batch, deepspeed_engine, full_weights, generation_weights
-from mgfrec.rollout.base import build_engine, shares_model, sync_weights
+from mgfrec.rollout.base import build_engine, context_limit, shares_model, sync_weights
 from mgfrec.runs import read_metrics, write_metrics
 from mgfrec.text.prompts import AgentPrompts
 from mgfrec.user_agents.base import agent_stats
@@ -290,7 +290,7 @@ class GRPOModule(L.LightningModule):
                 top_p=cfg.rollout.top_p,
                 seed=(cfg.trainer.seed * 1_000_003 + self.batches_done) * size + rank,
                 prompts=self.prompts,
-                max_context=getattr(self.policy.config, "max_position_embeddings", None),
+                max_context=context_limit(self.engine, self.policy),
             )
         trajs = result.trajectories
         g = cfg.grpo.group_size

@@ -102,6 +102,19 @@ class RolloutEngine(Protocol):
         ...
 
 
+def context_limit(engine: Any, model: Any) -> int | None:
+    """The most tokens a trajectory may hold: the policy's ``max_position_embeddings`` and the engine's own
+    ``max_context`` (vLLM's ``rollout.options.max_model_len``), whichever is smaller; None when neither says. The
+    rollout loop ends a trajectory whose next turn would pass it (``length_limit``): with only the model's, a
+    ``max_model_len`` below it failed the whole fit mid-rollout, "before any turn" (review s39)."""
+    limits = (
+        getattr(getattr(model, "config", None), "max_position_embeddings", None),
+        getattr(engine, "max_context", None),
+    )
+    found = [int(x) for x in limits if isinstance(x, int) and not isinstance(x, bool) and x > 0]
+    return min(found) if found else None
+
+
 def allowed_offsets(allowed: AllowedTokens, cache: dict[AllowedTokens, Any], like: Any) -> Any:
     """``allowed``'s offsets row (:meth:`AllowedTokens.offsets`) as a tensor of ``like``'s width, device and dtype,
     built once per distinct set in ``cache``; an engine adds it to a constrained row's logits."""

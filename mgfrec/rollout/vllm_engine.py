@@ -273,6 +273,13 @@ class VLLMEngine:
             **self._scheduler_kwargs(),
         )
 
+    @property
+    def max_context(self) -> int | None:
+        """The tokens a sequence may hold in this engine (``max_model_len``): :func:`~mgfrec.rollout.base.context_limit`
+        ends a trajectory before it, rather than a prompt being refused mid-rollout."""
+        limit = getattr(getattr(getattr(self, "llm", None), "model_config", None), "max_model_len", None)
+        return limit if isinstance(limit, int) else None
+
     def _check_lengths(self, prompts: Sequence[Sequence[int]]) -> None:
         """A prompt the engine cannot hold, refused in one line naming the option (vLLM's own refusal was a
         173-line traceback that named neither ``max_model_len`` nor the prompt)."""

@@ -311,3 +311,17 @@ def test_no_row_is_decoded_past_the_context_when_turn_budgets_differ(environment
     result = rollout(engine, environment, samples, group_size=2, agent=agent, max_context=room + budget)
     assert max(engine.widest) <= room + budget, engine.widest
     assert [t.end_reason for t in result.trajectories] == ["answered", "answered"]
+
+
+def test_the_context_limit_is_the_smaller_of_the_models_and_the_engines():
+    """vLLM's rollout.options.max_model_len below the model's positions was not the loop's limit: a trajectory that
+    grew past it failed the whole fit mid-rollout as a prompt too long "before any turn" (review s39)."""
+    from types import SimpleNamespace
+
+    from mgfrec.rollout.base import context_limit
+
+    model = SimpleNamespace(config=SimpleNamespace(max_position_embeddings=32768))
+    assert context_limit(SimpleNamespace(max_context=4096), model) == 4096
+    assert context_limit(SimpleNamespace(), model) == 32768  # the hf engine: the model's
+    assert context_limit(SimpleNamespace(max_context=None), SimpleNamespace()) is None
+    assert context_limit(SimpleNamespace(max_context=65536), model) == 32768
