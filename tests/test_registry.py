@@ -53,6 +53,10 @@ def test_duplicate_name_names_both_origins():
         reg.add("reward", "mine", list)
     assert "duplicate reward name 'mine'" in str(err.value)
     assert "builtins:dict" in str(err.value) and "builtins:list" in str(err.value)
+    # a built-in's name taken in-process: nothing to uninstall, no entry point to rename (review s39)
+    with pytest.raises(RegistryError) as taken:
+        Registry.discover().add("grounder", "exact", list)
+    assert "A plugin cannot take a built-in's name: register it under another name." in str(taken.value)
 
 
 def fake_dist(root: Path, name: str, entry_points: str) -> Path:
@@ -1200,3 +1204,15 @@ def test_a_class_registered_under_two_names_is_named_by_the_one_the_user_chose(t
         # not built by the registry: both names, rather than the first as if it were the one chosen
         both = registered_as(aliased.TopBonus())
         assert "'Top Bonus'" in both and "'top-bonus'" in both and " or " in both
+        # components equal by value (a frozen dataclass), built under each name: each keeps its own (review s39)
+        (tmp_path / "equal.py").write_text(
+            "from dataclasses import dataclass\n\n\n@dataclass(frozen=True)\nclass Bonus:\n"
+            "    def __call__(self, inp):\n        return 0.5\n"
+        )
+        import equal
+
+        reg.add("reward", "bonus-a", equal.Bonus)
+        reg.add("reward", "bonus-b", equal.Bonus)
+        a, b = reg.build("reward", "bonus-a", None), reg.build("reward", "bonus-b", None)
+        assert a == b and registered_as(a) == reg.get("reward", "bonus-a").describe()
+        assert registered_as(b) == reg.get("reward", "bonus-b").describe()

@@ -309,10 +309,10 @@ class TurnConstraint:
             return only([self._forced[0]])
         if self._phase == "think":
             room = len(g.think_close) + max(self._title_room(k) for k in self._actions())
-            if self._count >= 1 and not self._visible:  # the close may not come yet: one token must show first
-                if self._count >= self.max_think_tokens or self._used + room + 1 >= self.budget:
+            if not self._visible:  # the close may not come yet: one token must show first, and fit the turn
+                if (self._count >= 1 and self._count >= self.max_think_tokens) or self._used + room + 1 >= self.budget:
                     return g.visible_alone
-            elif self._count >= 1 and (self._count >= self.max_think_tokens or self._used + room >= self.budget):
+            elif self._count >= self.max_think_tokens or self._used + room >= self.budget:
                 return only([g.think_close[0]])
             return g.plain(not self._visible, [g.think_close[0]] if self._visible else [])
         if self._phase == "action":  # the openers as a trie: with a hub tokenizer they may share tokens
@@ -325,12 +325,12 @@ class TurnConstraint:
             return AllowedSet(True, frozenset(ids), self._node.log_prior(close))
         if self._phase == "free":
             tags = g.answer_close if self._kind == "answer" else g.ground_close
-            if self._count >= 1 and not self._visible:  # as for the thought: something must show before the close
-                if self._count >= self.max_free_title_tokens or self._used + len(tags) + 1 >= self.budget:
+            if not self._visible:  # as for the thought: something must show before the close
+                full = self._count >= 1 and self._count >= self.max_free_title_tokens
+                if full or self._used + len(tags) + 1 >= self.budget:
                     return g.visible_alone
             elif self._count >= self.max_free_title_tokens or self._used + len(tags) >= self.budget:
-                if self._count >= 1:  # the title's cap, or only the closing tag still fits the turn
-                    return only([tags[0]])
+                return only([tags[0]])  # the title's cap, or only the closing tag still fits the turn
             return g.plain(not self._visible, [tags[0]] if self._visible else [])
         return only([])  # done: nothing more may be written
 

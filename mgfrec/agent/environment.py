@@ -94,6 +94,17 @@ class Environment:
         head = self.tokenizer.decode(ids[:limit], skip_special_tokens=False).rstrip("\ufffd")  # no half character
         return head.rstrip() + FEEDBACK_CUT
 
+    def _cut_as_shown(self, feedback: str | None) -> str | None:
+        """``feedback`` as the trajectory records it: as given when what the policy is shown of it (neutralized)
+        fits ``max_feedback_tokens``, else that shown text cut. The raw reply was cut, then neutralized ("<" to
+        several byte tokens of "‹", control characters dropped): the block held up to twice the limit (review s39).
+        Kept as given when it fits, so ``chat`` echoes a person's words as typed."""
+        shown = shown_feedback(feedback, self.reserved)
+        if shown is None:
+            return feedback  # no block: blank or none
+        cut = self.cut_feedback(shown)
+        return feedback if cut == shown else cut
+
     def step(self, trajectories: Sequence[Trajectory]) -> list[Trajectory]:
         """Serve every trajectory with a pending grounding; returns those served, in order."""
         pending = [t for t in trajectories if t.pending_title is not None]
@@ -102,11 +113,7 @@ class Environment:
         titles = [t.pending_title for t in pending]
         found = self.grounding.ground(titles, self.top_k)
         item_titles = [self.grounding.item_titles(row) for row in found]
-        # cut as the policy is shown it: the raw reply was cut, then neutralized ("<" to several byte tokens of
-        # "‹", control characters dropped), so the block could hold twice agent.max_feedback_tokens (review s39)
-        feedback = [
-            self.cut_feedback(shown_feedback(fb, self.reserved)) for fb in self._feedback(pending, titles, item_titles)
-        ]
+        feedback = [self._cut_as_shown(fb) for fb in self._feedback(pending, titles, item_titles)]
         for traj, title, row, names, fb in zip(pending, titles, found, item_titles, feedback, strict=True):
             text = render_observation(names, fb, reserved=self.reserved)
             ids = self.tokenizer.encode(text, add_special_tokens=False)

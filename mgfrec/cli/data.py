@@ -260,7 +260,11 @@ def download(
     ),
     retries: int = typer.Option(2, "--retries", min=0, help="Resume an interrupted transfer this many more times."),
     timeout: float = typer.Option(
-        60.0, "--timeout", min=0.1, help="Seconds an attempt waits for the server to connect or send the next bytes."
+        60.0,
+        "--timeout",
+        min=0.1,
+        max=86400.0,  # inf or 1e300 was an OverflowError traceback from the socket (review s39)
+        help="Seconds an attempt waits for the server to connect or send the next bytes.",
     ),
 ) -> None:
     """Fetch the official reviews and meta files of one category (resumable); then run 'mgfrec data prepare'."""

@@ -152,26 +152,30 @@ class Registry:
             raise RegistryError(f"{where_entry} failed: {type(exc).__name__}: {exc}") from None
 
 
-_BUILT: weakref.WeakKeyDictionary[Any, Entry] = weakref.WeakKeyDictionary()
+_BUILT: dict[int, tuple[weakref.ref[Any], Entry]] = {}
+"""The entry each component :meth:`Registry.build` made was built from, by the component's identity (a mapping
+keyed by value gave two equal components, built under two names, the last one's name; review s39)."""
 
 
 def _remember(component: Any, entry: Entry) -> Any:
     """``component``, remembered as built from ``entry``: one class registered under two names (an alias, another
     package's re-export) was named in errors by whichever entry came first, not the one the user chose (review
     s39). An object that cannot be weakly referenced is named by its class alone."""
+    key = id(component)
     try:
-        _BUILT[component] = entry
+        ref = weakref.ref(component, lambda _ref, key=key: _BUILT.pop(key, None))
     except TypeError:
-        pass
+        return component
+    _BUILT[key] = (ref, entry)
     return component
 
 
 def built_entry(component: Any) -> Entry | None:
     """The entry :meth:`Registry.build` built ``component`` from, None when it built no such object."""
-    try:
-        return _BUILT.get(component)
-    except TypeError:  # unhashable, or no weak reference to it
+    found = _BUILT.get(id(component))
+    if found is None or found[0]() is not component:
         return None
+    return found[1]
 
 
 _DEFAULT: Registry | None = None

@@ -177,13 +177,17 @@ def _add(table: dict[str, dict[str, Entry]], entry: Entry) -> None:
     existing = table[entry.kind].get(entry.name)
     if existing is not None and existing.target != entry.target:
         builtin = [e for e in (existing, entry) if not e.third_party]
+        other = (entry if builtin[0] is existing else existing) if builtin else None
         # "uninstall one of them" read as uninstalling mgfrec when the other was a built-in (review s39)
-        remedy = (
-            f"A plugin cannot take a built-in's name: rename its entry point, or uninstall "
-            f"{(entry if builtin[0] is existing else existing).origin.split(' ')[0]}"
-            if builtin
-            else "Uninstall one of them or rename the plugin's entry point"
-        )
+        if other is not None and other.origin.startswith("python:"):  # registry().add: nothing to uninstall
+            remedy = "A plugin cannot take a built-in's name: register it under another name"
+        elif other is not None:
+            remedy = (
+                "A plugin cannot take a built-in's name: rename its entry point, or uninstall "
+                f"{other.origin.split(' ')[0]}"
+            )
+        else:
+            remedy = "Uninstall one of them or rename the plugin's entry point"
         raise RegistryError(
             f"duplicate {entry.kind} name '{entry.name}': provided by {existing.origin} ({existing.target}) "
             f"and by {entry.origin} ({entry.target}). {remedy}."

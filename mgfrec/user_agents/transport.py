@@ -146,7 +146,7 @@ def proxy_variable(url: str | None) -> str | None:
     if host and proxy_bypass_environment(host):
         return None
     for name in (f"{parts.scheme}_proxy", "all_proxy"):
-        for variable in (name.upper(), name):
+        for variable in (name, name.upper()):  # the lower-case one first, as httpx and urllib read them
             if os.environ.get(variable):
                 return variable
     return None

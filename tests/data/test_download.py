@@ -431,3 +431,26 @@ def test_a_server_that_never_answers_is_said_up_front_and_timed_out_by_the_flag(
     assert said.startswith("downloading CDs_and_Vinyl from 127.0.0.1 (--timeout 0.5 s)"), said
     assert "timed out" in said and "Traceback" not in said
     assert not (tmp_path / "dl").exists()
+
+
+@pytest.mark.parametrize("value", ["inf", "1e300"])
+def test_a_timeout_too_large_for_a_socket_is_refused_by_the_flag(tmp_path, value):
+    """--timeout inf was an OverflowError traceback from the socket (review s39)."""
+    result = CliRunner().invoke(
+        app,
+        [
+            "data",
+            "download",
+            "amazon2023",
+            "--category",
+            "CDs_and_Vinyl",
+            "--out",
+            str(tmp_path / "dl"),
+            "--base-url",
+            "http://127.0.0.1:9",
+            "--timeout",
+            value,
+        ],
+    )
+    assert result.exit_code == 2 and "--timeout" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "dl").exists()

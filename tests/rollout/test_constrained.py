@@ -262,6 +262,15 @@ def test_a_thought_or_title_of_nothing_visible_at_its_cap_gets_one_visible_token
     titled = [*opening, *nbsp, *x, *grammar.answer_close]
     free.fresh().replay(titled)
     assert parse_turn(tokenizer.decode(titled, skip_special_tokens=False)).error is None
+    # a turn with room for one thought token: that token must show on its own, or the forced visible token after
+    # it would not fit, and the engine's cap would cut the answer's closing tag (review s39, of the fix above)
+    tight = len(grammar.think_open) + 1 + len(grammar.think_close) + len(answer)
+    c = TurnConstraint(grammar, grammar.trie(["Rumours"]), None, can_ground=False, budget=tight)
+    with pytest.raises(ValueError, match="not allowed"):
+        c.replay([*grammar.think_open, nbsp[0]])
+    fits = [*grammar.think_open, *x, *grammar.think_close, *answer]
+    c.fresh().replay(fits)
+    assert len(fits) == tight
 
 
 def test_the_grammar_of_an_engine_without_a_model_bans_a_padded_vocabularys_ids(tiny_policy):

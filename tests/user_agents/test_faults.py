@@ -489,6 +489,8 @@ def test_an_unreachable_proxy_is_named_not_blamed_on_the_server(api_key, monkeyp
     from mgfrec.user_agents.transport import proxy_variable
 
     assert proxy_variable(server.url) is None and proxy_variable("http://example.test/v1") == "HTTP_PROXY"
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:2")  # both cases set: httpx reads the lower-case one
+    assert proxy_variable("http://example.test/v1") == "http_proxy"
 
 
 @pytest.mark.reliability
