@@ -401,6 +401,12 @@ def test_sigterm_during_a_transfer_stops_it_as_ctrl_c_does(tmp_path):
     assert "stopped by SIGTERM" in stderr and "Traceback" not in stderr, stderr
 
 
+def download_cds(out, url: str, *flags: str):
+    """``mgfrec data download amazon2023 --category CDs_and_Vinyl --out OUT --base-url URL FLAGS`` (CliRunner)."""
+    args = ["data", "download", "amazon2023", "--category", "CDs_and_Vinyl", "--out", str(out), "--base-url", url]
+    return CliRunner().invoke(app, [*args, *flags])
+
+
 @pytest.mark.reliability
 def test_a_server_that_never_answers_is_said_up_front_and_timed_out_by_the_flag(tmp_path):
     """A server accepting the connection and never answering: 3 minutes of silence, then "cannot connect" (s39)."""
@@ -408,24 +414,7 @@ def test_a_server_that_never_answers_is_said_up_front_and_timed_out_by_the_flag(
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
         url = f"http://127.0.0.1:{silent.getsockname()[1]}"
-        result = CliRunner().invoke(
-            app,
-            [
-                "data",
-                "download",
-                "amazon2023",
-                "--category",
-                "CDs_and_Vinyl",
-                "--out",
-                str(tmp_path / "dl"),
-                "--base-url",
-                url,
-                "--timeout",
-                "0.5",
-                "--retries",
-                "0",
-            ],
-        )
+        result = download_cds(tmp_path / "dl", url, "--timeout", "0.5", "--retries", "0")
     said = " ".join(result.output.split())
     assert result.exit_code == 2, result.output
     assert said.startswith("downloading CDs_and_Vinyl from 127.0.0.1 (--timeout 0.5 s)"), said
@@ -436,21 +425,6 @@ def test_a_server_that_never_answers_is_said_up_front_and_timed_out_by_the_flag(
 @pytest.mark.parametrize("value", ["inf", "1e300"])
 def test_a_timeout_too_large_for_a_socket_is_refused_by_the_flag(tmp_path, value):
     """--timeout inf was an OverflowError traceback from the socket (review s39)."""
-    result = CliRunner().invoke(
-        app,
-        [
-            "data",
-            "download",
-            "amazon2023",
-            "--category",
-            "CDs_and_Vinyl",
-            "--out",
-            str(tmp_path / "dl"),
-            "--base-url",
-            "http://127.0.0.1:9",
-            "--timeout",
-            value,
-        ],
-    )
+    result = download_cds(tmp_path / "dl", "http://127.0.0.1:9", "--timeout", value)
     assert result.exit_code == 2 and "--timeout" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "dl").exists()
