@@ -63,15 +63,21 @@ def _binds(method: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     """Whether ``args`` and ``kwargs`` bind to ``method``'s signature, read through a decorator's ``__wrapped__``
     (a ``scores`` under ``@torch.no_grad()`` raised its signature's ``TypeError`` a frame below the call, and was
     taken for one raised inside it; review s34). True when the signature cannot be read: nothing to tell."""
+    return binding_error(method, args, kwargs) is None
+
+
+def binding_error(method: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TypeError | None:
+    """Why ``args`` and ``kwargs`` do not bind to ``method``'s signature (see :func:`_binds`), None when they do or
+    the signature cannot be read: for a check made before the first call (a reward's, when rewards are built)."""
     try:
         signature = inspect.signature(method)
     except (TypeError, ValueError):
-        return True
+        return None
     try:
         signature.bind(*args, **kwargs)
-    except TypeError:
-        return False
-    return True
+    except TypeError as exc:
+        return exc
+    return None
 
 
 def blame(exc: BaseException) -> Entry | None:

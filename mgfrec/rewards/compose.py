@@ -5,7 +5,6 @@ With ``["ndcg", "format"]`` this is exactly eq. 8: NDCG when the format is right
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -15,6 +14,7 @@ import numpy as np
 from mgfrec.config.schema import RESERVED_REWARD_NAMES, RewardSpec, reserved_reward_error
 from mgfrec.data.raw import shown
 from mgfrec.registry import Registry, call_component, class_path, registered_as, registry
+from mgfrec.registry.blame import binding_error
 from mgfrec.rewards.base import Reward, RewardInput
 
 
@@ -50,48 +50,45 @@ class ComposedReward:
         return values
 
 
+def _named(name: str, fn: Any) -> str:
+    """How an error names reward ``name``: its registry name and package where it has one, else its class. Looked up
+    on an error path only: not on every trajectory."""
+    return registered_as(fn, "reward") or f"reward '{name}' ({class_path(fn)})"
+
+
 def _check_contract(name: str, fn: Any) -> None:
     """Refuse, when the rewards are built (before ``fit``'s recall fit), a reward that cannot be called with one
     argument, or whose ``gating`` is not a bool: the first was found at the first step, after the recall fit; the
     second was taken by its truth (``gating = "false"`` made a reward gating, and NDCG was lost without a word;
     review s39)."""
-
-    def where() -> str:
-        return registered_as(fn, "reward") or f"reward '{name}' ({class_path(fn)})"
-
     gating = getattr(fn, "gating", False)
     if not isinstance(gating, (bool, np.bool_)):
-        raise ValueError(f"{where()}: its gating is {type(gating).__name__} {shown(gating)}; give True or False")
-    if not callable(fn):
-        raise ValueError(f"{where()} has no __call__(inp) method, which mgfrec calls; see docs/plugins.md")
-    try:
-        signature = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return  # nothing to tell (a builtin)
-    try:
-        signature.bind(object())
-    except TypeError as exc:
         raise ValueError(
-            f"{where()}: __call__ cannot be called as mgfrec calls it, with one RewardInput ({exc}); see the "
-            "signature a reward provides in docs/plugins.md"
-        ) from None
+            f"{_named(name, fn)}: its gating is {type(gating).__name__} {shown(gating)}; give True or False"
+        )
+    if not callable(fn):
+        raise ValueError(f"{_named(name, fn)} has no __call__(inp) method, which mgfrec calls; see docs/plugins.md")
+    exc = binding_error(fn, (object(),), {})  # the call mgfrec makes, with one RewardInput
+    if exc is not None:
+        raise ValueError(
+            f"{_named(name, fn)}: __call__ cannot be called as mgfrec calls it, with one RewardInput ({exc}); see "
+            "the signature a reward provides in docs/plugins.md"
+        )
 
 
 def _finite(name: str, fn: Reward, raw: Any) -> float:
     """A reward's value as a float, refused in one line naming the reward when it is not a finite number: a NaN
     would train the policy into NaN weights, and a string failed far from the reward that returned it."""
-
-    def where() -> str:  # named only for an error (with its package when it has one): not on every trajectory
-        return registered_as(fn, "reward") or f"reward '{name}' ({class_path(fn)})"
-
     try:
         if isinstance(raw, (str, bytes, bool)):  # float() would read "0.5" and True: neither is a number here
             raise TypeError
         value = float(raw)
     except (TypeError, ValueError, OverflowError):
-        raise ValueError(f"{where()} returned {type(raw).__name__} {shown(raw)}; a reward returns a number") from None
+        raise ValueError(
+            f"{_named(name, fn)} returned {type(raw).__name__} {shown(raw)}; a reward returns a number"
+        ) from None
     if not math.isfinite(value):
-        raise ValueError(f"{where()} returned {raw!r}; a reward returns a finite number")
+        raise ValueError(f"{_named(name, fn)} returned {raw!r}; a reward returns a finite number")
     return value
 
 
