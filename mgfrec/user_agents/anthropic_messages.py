@@ -15,14 +15,8 @@ from typing import Any, Literal
 import anthropic
 from pydantic import Field
 
-from mgfrec.user_agents.remote import (
-    TOKEN_LIMIT_HINT,
-    MalformedResponse,
-    RemoteChatAgent,
-    RemoteOptions,
-    UnusableResponse,
-    check_completion_body,
-)
+from mgfrec.user_agents.remote import RemoteChatAgent, RemoteOptions
+from mgfrec.user_agents.replies import TOKEN_LIMIT_HINT, MalformedResponse, UnusableResponse, check_completion_body
 
 
 class AnthropicMessagesOptions(RemoteOptions):

@@ -16,14 +16,8 @@ from typing import Any
 import openai
 from pydantic import Field
 
-from mgfrec.user_agents.remote import (
-    TOKEN_LIMIT_HINT,
-    MalformedResponse,
-    RemoteChatAgent,
-    RemoteOptions,
-    UnusableResponse,
-    check_completion_body,
-)
+from mgfrec.user_agents.remote import RemoteChatAgent, RemoteOptions
+from mgfrec.user_agents.replies import TOKEN_LIMIT_HINT, MalformedResponse, UnusableResponse, check_completion_body
 
 
 class OpenAIChatOptions(RemoteOptions):

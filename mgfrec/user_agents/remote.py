@@ -50,6 +50,7 @@ from mgfrec.user_agents.base import (
 from mgfrec.user_agents.cache import cache_key
 from mgfrec.user_agents.daemon_pool import DaemonPool
 from mgfrec.user_agents.prompt import prompt_builder
+from mgfrec.user_agents.replies import MalformedResponse, UnusableResponse, reply_limit
 from mgfrec.user_agents.transport import (
     MAX_RETRY_AFTER_S,
     check_base_url,
@@ -62,57 +63,6 @@ from mgfrec.user_agents.transport import (
     url_secrets,
 )
 from mgfrec.validation import refuse_redacted
-
-
-class MalformedResponse(Exception):
-    """A 200 response that is not a usable completion; retried by :class:`RemoteChatAgent`."""
-
-
-class UnusableResponse(Exception):
-    """A well-formed 200 that holds no feedback and would hold none again (cut at the token limit before any text,
-    filtered, refused): not retried, and the message says why."""
-
-
-MAX_REPLY_CHARS_PER_TOKEN = 32
-"""A reply is cut at this many characters per ``max_tokens`` (at least 4,096): far above any tokenizer's."""
-
-
-def reply_limit(max_tokens: int) -> int:
-    """The most characters of a reply kept (see :data:`MAX_REPLY_CHARS_PER_TOKEN`)."""
-    return max(4096, MAX_REPLY_CHARS_PER_TOKEN * max_tokens)
-
-
-def check_completion_body(response: Any) -> None:
-    """Refuse a 2xx ``response`` (the HTTP library's) whose body is no completion object, saying what it is: an HTML
-    page (a captive portal, a proxy's login) was "AttributeError: 'str' object has no attribute 'choices'", and a
-    gateway's ``{"error": {...}}`` sent with 200 lost the server's explanation and was asked again (review s39).
-    The first is :class:`MalformedResponse` (retried: a gateway's page may be passing); the second
-    :class:`UnusableResponse` (the same would come back). The caller's message is scrubbed of secrets."""
-    kind = (response.headers.get("content-type") or "no content type").split(";")[0].strip()
-    try:
-        body = response.json()
-    except ValueError:
-        text = " ".join(response.text.split())
-        if not text.lstrip().startswith(("{", "[")):  # a truncated JSON body keeps the parser's own words
-            cut = text[:160] + (" [...]" if len(text) > 160 else "")
-            raise MalformedResponse(
-                f"the server answered {response.status_code} with {kind}, not a completion: {cut!r}"
-            ) from None
-        return
-    if not isinstance(body, dict):
-        raise MalformedResponse(
-            f"the server answered {response.status_code} with a JSON {type(body).__name__}, not a completion object"
-        )
-    error = body.get("error")
-    if error and not any(body.get(k) for k in ("choices", "content")):
-        said = error.get("message") or error if isinstance(error, dict) else error
-        said = " ".join(str(said).split())
-        raise UnusableResponse(
-            f"the server answered {response.status_code} with an error, not a completion: {said[:200]}"
-        )
-
-
-TOKEN_LIMIT_HINT = "raise user_agent.options.max_tokens"
 
 
 class RemoteOptions(BaseModel):
@@ -218,7 +168,8 @@ class RemoteChatAgent:
         except Exception as exc:
             # the HTTP library's URL errors (no ValueError) quote the URL, which may hold a key; any other failure
             # (a subclass's bug) is no URL's and keeps its own message
-            proxy = proxy_variable(cfg.base_url)
+            # the URL the client was to use: the field, else the variable the SDK reads (none: the provider's)
+            proxy = proxy_variable(cfg.base_url or (os.environ.get(self.base_url_env) if self.base_url_env else None))
             if isinstance(exc, ImportError) and proxy:  # a SOCKS proxy without httpx's extra: an 85-line traceback
                 reason = " ".join(str(exc).split())[:300]
                 for secret in [*url_secrets(os.environ.get(proxy, "")), *([key] if key else [])]:
@@ -276,7 +227,7 @@ class RemoteChatAgent:
             if asked is not None:
                 hint += f"; the server asked to wait {asked:.0f} s before retrying (Retry-After): not retried"
             return f"HTTP status {status} ({type(exc).__name__}: {getattr(exc, 'message', exc)}){hint}"
-        proxy = proxy_variable(self.cfg.base_url)
+        proxy = proxy_variable(str(self._client.base_url))  # the client's own: the field's, or the SDK's choice
         # an unreachable proxy was reported as the server's connection error, naming no proxy (review s39)
         through = f"; sent through the proxy in ${proxy} (NO_PROXY exempts a host)" if proxy else ""
         if "Timeout" in type(exc).__name__:

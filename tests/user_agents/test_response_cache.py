@@ -556,7 +556,7 @@ def test_a_cache_path_under_home_is_expanded(tmp_path, monkeypatch):
 
 def test_a_reply_far_past_max_tokens_is_cut_before_it_is_stored(api_key, tmp_path, fresh_registry):
     """A server ignoring max_tokens sent 30 MB "in 2 tokens": held in memory and stored whole (review s39)."""
-    from mgfrec.user_agents.remote import reply_limit
+    from mgfrec.user_agents.replies import reply_limit
 
     fresh_registry.add("user_agent", "openai", OpenAIChatAgent)
     with serve(FakeServer("openai", responder=lambda body: "x" * 500_000)) as server:
