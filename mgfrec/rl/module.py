@@ -66,6 +66,7 @@ from mgfrec.rewards.compose import build_reward
 from mgfrec.rl.advantages import advantages_from_config
 from mgfrec.rl.distributed import all_sum, check_batch_split, replica_drift, shard, world
 from mgfrec.rl.grpo import grpo_loss
+from mgfrec.rl.sample_order import drawn
 from mgfrec.rl.step_metrics import END_REASONS, step_row  # noqa: F401 (END_REASONS as before)
 from mgfrec.rl.strategy import begin_micro_batch, deepspeed_engine, full_weights, generation_weights
 from mgfrec.rollout.base import build_engine, context_limit, shares_model, sync_weights
@@ -151,21 +152,9 @@ class GRPOModule(L.LightningModule):
         return self.batches_done * self.batch_samples()
 
     def next_samples(self) -> list[AgentSample]:
-        """The next :meth:`batch_samples` samples: epoch ``e``'s order is a permutation drawn from ``(seed, e)``
-        (epoch 0's from ``seed`` alone, as before), so every sample comes once per epoch; with fewer train samples
-        than the batch, each step is one whole epoch. It was ``permutation(seed + e)``: seed 0's second epoch was
-        seed 1's first, and runs of consecutive seeds shared their sample orders (review s39)."""
-        n, size = len(self.train_samples), self.batch_samples()
-        out = []
-        for pos in range(self.data_position(), self.data_position() + size):
-            epoch, offset = divmod(pos, n)
-            out.append(self.train_samples[int(self._order(epoch)[offset])])
-        return out
-
-    def _order(self, epoch: int) -> np.ndarray:
-        """Epoch ``epoch``'s order of the train samples (see :meth:`next_samples`)."""
-        seed = self.cfg.trainer.seed
-        return np.random.default_rng(seed if epoch == 0 else [seed, epoch]).permutation(len(self.train_samples))
+        """The next :meth:`batch_samples` samples (:func:`~mgfrec.rl.sample_order.drawn`): every sample comes once
+        per epoch; with fewer train samples than the batch, each step is one whole epoch."""
+        return drawn(self.train_samples, self.cfg.trainer.seed, self.data_position(), self.batch_samples())
 
     # --- lightning hooks -------------------------------------------------------------------------------
 
