@@ -50,7 +50,12 @@ from mgfrec.user_agents.base import (
 from mgfrec.user_agents.cache import cache_key
 from mgfrec.user_agents.daemon_pool import DaemonPool
 from mgfrec.user_agents.prompt import prompt_builder
-from mgfrec.user_agents.replies import MalformedResponse, UnusableResponse, reply_limit
+from mgfrec.user_agents.replies import (  # noqa: F401 - TOKEN_LIMIT_HINT: importable from here, as plugins found it
+    TOKEN_LIMIT_HINT,
+    MalformedResponse,
+    UnusableResponse,
+    reply_limit,
+)
 from mgfrec.user_agents.transport import (
     MAX_RETRY_AFTER_S,
     check_base_url,
