@@ -49,6 +49,7 @@ from typing import Any
 import torch
 
 from mgfrec.agent.parser import ANSWER_CLOSE, ANSWER_OPEN, GROUND_CLOSE, GROUND_OPEN, THINK_CLOSE, THINK_OPEN
+from mgfrec.validation import is_blank
 
 
 @dataclass(frozen=True)
@@ -181,9 +182,9 @@ class TurnGrammar:
             text = tokenizer.decode([i], skip_special_tokens=False)
             if "<" in text or ">" in text or not text:
                 unsafe.add(i)
-            elif not text.strip():
+            elif is_blank(text):  # a zero-width space too: the parser finds a thought of those empty (review s40)
                 blank.add(i)
-            elif not text.replace("\ufffd", "").strip():
+            elif is_blank(text.replace("\ufffd", "")):
                 unseen.add(i)
         self.unsafe = frozenset(unsafe)
         self.blank = frozenset(blank)
@@ -216,8 +217,8 @@ class TurnGrammar:
         if weights is not None:
             log_weights = logs_of(weights)
         if log_weights is None:
-            return TokenTrie(self.title_ids(t) for t in titles if t and t.strip())
-        kept = [(t, w) for t, w in zip(titles, log_weights, strict=True) if t and t.strip()]
+            return TokenTrie(self.title_ids(t) for t in titles if t and not is_blank(t))
+        kept = [(t, w) for t, w in zip(titles, log_weights, strict=True) if t and not is_blank(t)]
         return TokenTrie((self.title_ids(t) for t, _ in kept), log_weights=[w for _, w in kept])
 
     def plain(self, first: bool, extra: Iterable[int] = ()) -> AllowedSet:
@@ -399,7 +400,7 @@ class TurnConstraint:
         if not self._visible:
             self._unseen += (token,)
             text = self.grammar.tokenizer.decode(list(self._unseen), skip_special_tokens=False)
-            self._visible = bool(text.replace("\ufffd", "").strip())
+            self._visible = not is_blank(text.replace("\ufffd", ""))
 
     def replay(self, token_ids: Sequence[int]) -> list[AllowedSet]:
         """The allowed set before each of ``token_ids``, advancing through them (they must all be allowed)."""

@@ -8,7 +8,8 @@ The policy writes one *turn* per generation call; generation stops at ``</ground
 1. **A turn** is ``<think>`` reasoning ``</think>`` followed by exactly one action, ``<ground>`` title
    ``</ground>`` or ``<answer>`` title ``</answer>``. Whitespace is allowed before ``<think>``, between
    ``</think>`` and the action, and after the action's closing tag; nothing else is. The reasoning and the
-   title must be non-empty once stripped of surrounding whitespace.
+   title must each show something: not empty once stripped of surrounding whitespace, and not only characters that
+   show nothing (a zero-width space, a BOM: :func:`mgfrec.validation.is_blank`).
 2. **Tags.** A tag-like sequence is ``<`` or ``</``, a name (a letter or ``_``, then letters, digits,
    ``_ - . :``), optional attributes, optional ``/``, then ``>``. Only the six exact tags ``<think>``
    ``</think>`` ``<ground>`` ``</ground>`` ``<answer>`` ``</answer>`` may appear, each once, in that order.
@@ -39,6 +40,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Literal
+
+from mgfrec.validation import is_blank
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 GROUND_OPEN, GROUND_CLOSE = "<ground>", "</ground>"
@@ -103,9 +106,9 @@ def parse_turn(text: str) -> Turn:
             return _error(
                 text, f"unexpected {tag} {where}; expected {' or '.join(expected) or 'nothing after the action'}"
             )
-        if stage == 1 and not between.strip():
+        if stage == 1 and is_blank(between):  # a zero-width space alone shows nothing either (review s40)
             return _error(text, f"empty <think> {where}")
-        if stage == 3 and not between.strip():
+        if stage == 3 and is_blank(between):
             return _error(text, f"empty {action} title {where}")
         if stage == 1:
             think = between.strip()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -33,6 +34,9 @@ ERRORS = [
     ("<think>x</think>and<answer>t</answer>", "between </think> and the action", False),
     ("<think>  </think><answer>t</answer>", "empty <think>", False),
     ("<think>x</think><ground> </ground>", "empty <ground> title", False),
+    # a zero-width space or a BOM shows nothing: grounded, it named an arbitrary catalogue item (review s40)
+    ("<think>x</think><ground>\u200b</ground>", "empty <ground> title", False),
+    ("<think>\ufeff \u200b</think><answer>t</answer>", "empty <think>", False),
     ("<think>x</think><answer>t</ground>", "unexpected </ground>", False),
     ("<think>x<think>y</think><answer>t</answer>", "unexpected <think>", False),
     ("<think>x</think><think>y</think><answer>t</answer>", "unexpected <think>", False),
@@ -175,12 +179,19 @@ def test_the_hand_written_tag_rule_reads_known_cases():
     ]
 
 
+def shows(part: str) -> bool:
+    """Some character is neither whitespace, nor a format or control character (zero-width space, BOM, NUL), nor
+    one of the letters that show nothing (Hangul fillers, braille blank)."""
+    hidden = "\u115f\u1160\u3164\uffa0\u2800"
+    return any(not c.isspace() and unicodedata.category(c) not in ("Cf", "Cc") and c not in hidden for c in part)
+
+
 def oracle(text: str) -> tuple[str, str, str] | None:
     tags = tags_in(text)
     if len(tags) != 4 or tags[:2] != ["<think>", "</think>"]:
         return None
     m = _VALID_RE.fullmatch(text)
-    if m is None or not m.group(1).strip() or not m.group(3).strip():
+    if m is None or not shows(m.group(1)) or not shows(m.group(3)):
         return None
     return m.group(2), m.group(1).strip(), m.group(3).strip()
 

@@ -236,6 +236,28 @@ def test_a_thought_of_whitespace_bytes_is_not_a_turn(grammar, tiny_policy, space
 
 
 @pytest.mark.reliability
+@pytest.mark.parametrize("hidden", ["\u200b", "\ufeff"])
+def test_a_thought_or_title_of_characters_that_show_nothing_is_not_a_turn(grammar, tiny_policy, hidden):
+    """The parser finds a thought or title of zero-width spaces empty (a zero-width title was grounded to an
+    arbitrary item, review s40); the grammar must not let one close, or a constrained turn would be a format
+    error (-0.5) the grammar allowed."""
+    _, tokenizer = tiny_policy
+    ids = tokenizer.encode(hidden, add_special_tokens=False)
+    turn = [*grammar.think_open, *ids, *grammar.think_close, *grammar.answer_open]
+    turn += [*grammar.title_ids("Kind of Blue"), *grammar.answer_close]
+    assert parse_turn(tokenizer.decode(turn, skip_special_tokens=False)).error
+    c = TurnConstraint(grammar, grammar.trie(SHOWN), grammar.trie(SHOWN), can_ground=False, budget=64)
+    with pytest.raises(ValueError, match="not allowed"):
+        c.replay(turn)
+    free = TurnConstraint(grammar, grammar.trie([]), None, can_ground=False, budget=64)
+    opening = [*grammar.think_open, *tokenizer.encode("x", add_special_tokens=False), *grammar.think_close]
+    with pytest.raises(ValueError, match="not allowed"):
+        free.replay([*opening, *grammar.answer_open, *ids, *grammar.answer_close])
+    # a catalogue title of nothing visible is not a path to offer
+    assert grammar.trie([hidden, "Rumours"]).children.keys() == grammar.trie(["Rumours"]).children.keys()
+
+
+@pytest.mark.reliability
 def test_a_thought_or_title_of_nothing_visible_at_its_cap_gets_one_visible_token_not_its_close(grammar, tiny_policy):
     """At max_think_tokens (or the turn's budget) the close was forced whether or not anything showed: a thought of
     NBSP bytes closed there and the parser found it empty, a format error the grammar allowed; a free answer title
