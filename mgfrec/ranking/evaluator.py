@@ -18,6 +18,7 @@ This module does not load models or read run folders (see :mod:`mgfrec.eval.runs
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -62,6 +63,7 @@ def rank_targets(
         raise ValueError(f"{len(histories)} histories for {len(targets)} targets")
     total = len(targets)
     out = np.empty(total, dtype=np.int64)
+    nan_targets = 0
     with torch.inference_mode():
         for start in range(0, total, batch_size):
             stop = min(total, start + batch_size)
@@ -73,11 +75,23 @@ def rank_targets(
             if tgt.size and (tgt.min() < 0 or tgt.max() >= width):
                 raise ValueError(f"target item index {int(tgt.max())} is outside the scorer's {width} items")
             tgt_t = torch.tensor(tgt, device=scores.device)
+            nan_targets += int(torch.isnan(scores[torch.arange(len(tgt), device=scores.device), tgt_t]).sum())
             ranks = target_ranks_excluding(scores, tgt_t, batch) if exclude_history else target_ranks(scores, tgt_t)
             out[start:stop] = ranks.cpu().numpy()
             if progress is not None:
                 progress(stop, total)
+    if nan_targets:  # ranked last, as documented; a model that diverged scores NaN everywhere (review s40)
+        warnings.warn(
+            f"{_who(scorer)} gave the target a NaN score in {nan_targets} of {total} samples; those rank last (a model "
+            "that diverged in training scores every item NaN)",
+            NaNScoresWarning,
+            stacklevel=2,
+        )
     return out
+
+
+class NaNScoresWarning(UserWarning):
+    """A scorer gave some targets a NaN score: they were ranked last."""
 
 
 def evaluate_frame(
@@ -184,12 +198,18 @@ def evaluate_ranks(
     )
 
 
-def _check_scores(scores: object, rows: int, num_items: int | None, scorer: object) -> None:
-    def who() -> str:  # named only for an error: the registry is not searched for every batch
-        from mgfrec.registry import registered_as  # the retriever's registry name and package, when it has them
+def _who(scorer: object) -> str:
+    """The scorer's ``scores`` as a message names it; only for a message: the registry is not searched for every
+    batch."""
+    from mgfrec.registry import registered_as  # the retriever's registry name and package, when it has them
 
-        registered = registered_as(scorer, "retriever")
-        return f"{registered}: scores" if registered else f"{type(scorer).__name__}.scores"
+    registered = registered_as(scorer, "retriever")
+    return f"{registered}: scores" if registered else f"{type(scorer).__name__}.scores"
+
+
+def _check_scores(scores: object, rows: int, num_items: int | None, scorer: object) -> None:
+    def who() -> str:
+        return _who(scorer)
 
     if not isinstance(scores, torch.Tensor):
         raise ValueError(f"{who()} must return a torch.Tensor [B, N], got {type(scores).__name__}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -13,7 +14,7 @@ from evalkit import N_ITEMS, FixedScorer, NextItemOracle
 
 from mgfrec.config.schema import DataConfig, EvalConfig
 from mgfrec.data.prepared import prepare
-from mgfrec.ranking.evaluator import evaluate, evaluate_ranks, rank_targets
+from mgfrec.ranking.evaluator import NaNScoresWarning, evaluate, evaluate_ranks, rank_targets
 from mgfrec.ranking.metrics import per_sample
 from mgfrec.ranking.results import EvalResult
 from mgfrec.ranking.stats import MismatchedSamplesError
@@ -27,6 +28,19 @@ def test_rank_targets_hand_made_batch_with_and_without_history_exclusion():
     targets = np.array([3, 3, 3])
     assert rank_targets(scorer, histories, targets).tolist() == [2, 4, 4]
     assert rank_targets(scorer, histories, targets, exclude_history=False).tolist() == [4, 4, 4]
+
+
+def test_nan_target_scores_rank_last_and_are_counted_in_a_warning():
+    """A model that diverged scores NaN: its targets ranked last with no word, so its metrics were zero and looked
+    like a weak model's (review s40). They still rank last; one warning counts them."""
+    scorer = FixedScorer(np.array([0.9, np.nan, 0.7, np.nan, 0.5]))
+    histories = [np.array([0]), np.array([], dtype=np.int64), np.array([2])]
+    with pytest.warns(NaNScoresWarning, match=r"eval-test-fixed.*scores gave the target a NaN score in 2 of 3 samples"):
+        ranks = rank_targets(scorer, histories, np.array([1, 3, 4]), batch_size=2)
+    assert ranks.tolist() == [4, 5, 2]  # last of the 4 and 5 ranked items; the third: its history left out
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rank_targets(scorer, histories, np.array([0, 2, 4]))  # NaN elsewhere only: nothing to say
 
 
 def test_batch_size_does_not_change_ranks(tiny_ds):
