@@ -178,7 +178,12 @@ class GRPOModule(L.LightningModule):
     def on_fit_start(self) -> None:
         check_batch_split(min(self.cfg.trainer.global_batch_size, len(self.train_samples)), world()[1])
         if self._ref:  # grpo.reference_device: colocated with the policy, or offloaded to the CPU
-            self._ref[0].to(self.device if self.cfg.grpo.reference_device == "policy" else torch.device("cpu"))
+            device = self.device if self.cfg.grpo.reference_device == "policy" else torch.device("cpu")
+            # and in the dtype the strategy gave the policy (DeepSpeed's bf16, a *-true precision): a float32 copy
+            # of a policy trained in bfloat16 made the KL nonzero at step 1 and pulled towards the float32 model
+            # rather than the policy's own start (4e-6 at step 1 on an H200), at twice the memory (review s40)
+            dtypes = {p.dtype for p in self.policy.parameters()}
+            self._ref[0].to(device, dtype=dtypes.pop()) if len(dtypes) == 1 else self._ref[0].to(device)
         with self.full_weights():  # ZeRO-3: an engine with its own copy (vLLM) saved empty, partitioned tensors
             self.engine = build_engine(self.cfg.rollout, self.policy, self.tokenizer, reg=self.reg)
         self.sync_engine()

@@ -84,13 +84,27 @@ def check_strategy(strategy: str, accelerator: str = "auto") -> None:
         ) from None
 
 
+# Lightning precisions that convert the policy's weights themselves to half precision (lightning.fabric.connector)
+HALF_WEIGHT_PRECISIONS = ("16-true", "bf16-true", "transformer-engine", "transformer-engine-float16")
+
+
 def check_master_weights(cfg: MGFRecConfig) -> None:
-    """Refuse half-precision policy weights (``policy.dtype`` bfloat16 or float16) trained without DeepSpeed: AdamW
-    then steps the half-precision weights themselves, and at the paper's lr of 1e-6 almost every update rounds away
-    (measured: 2% of bf16 weights changed in 100 steps, all of them in float32) while the metrics look normal.
-    DeepSpeed keeps float32 master weights; elsewhere the policy must be float32 (``trainer.precision``
-    ``bf16-mixed`` still computes in bfloat16)."""
-    if cfg.policy.dtype == "float32" or cfg.trainer.strategy.startswith("deepspeed"):
+    """Refuse half-precision policy weights trained without DeepSpeed, whether ``policy.dtype`` (bfloat16, float16)
+    loads them so or ``trainer.precision`` (``bf16-true``, ``16-true``, transformer-engine) converts them: AdamW then
+    steps the half-precision weights themselves, and at the paper's lr of 1e-6 almost every update rounds away
+    (measured: 2% of bf16 weights changed in 100 steps, all of them in float32; 2.0% in one step under
+    ``bf16-true``, review s40) while the metrics look normal. DeepSpeed keeps float32 master weights; elsewhere the
+    policy must be float32 (``trainer.precision`` ``bf16-mixed`` still computes in bfloat16)."""
+    if cfg.trainer.strategy.startswith("deepspeed"):
+        return
+    if cfg.trainer.precision in HALF_WEIGHT_PRECISIONS:
+        raise ValueError(
+            f"trainer.precision {cfg.trainer.precision} with trainer.strategy {cfg.trainer.strategy}: Lightning "
+            f"converts the policy's weights to half precision, AdamW would update them directly, and at trainer.lr "
+            f"{cfg.trainer.lr:g} most updates round away; give --set trainer.precision=bf16-mixed (float32 weights, "
+            "bfloat16 compute), or a DeepSpeed strategy, which keeps float32 master weights"
+        )
+    if cfg.policy.dtype == "float32":
         return
     raise ValueError(
         f"policy.dtype {cfg.policy.dtype} with trainer.strategy {cfg.trainer.strategy}: AdamW would update "

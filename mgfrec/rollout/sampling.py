@@ -21,8 +21,12 @@ def row_generator(seed: int, prompt_index: int, sample_index: int) -> torch.Gene
 
 
 def draw_uniforms(generators: Sequence[torch.Generator], device: torch.device) -> torch.Tensor:
-    """Float64 ``[B]`` in [0, 1): one draw from each row's generator."""
-    return torch.tensor([torch.rand((), generator=g, dtype=torch.float64).item() for g in generators], device=device)
+    """Float64 ``[B]`` in [0, 1): one draw from each row's generator.
+
+    The dtype is named: the default one (float32, or bfloat16 under Lightning's ``bf16-true``) rounded a draw near
+    1 up to exactly 1.0, and the last vocabulary id was sampled whatever its probability (review s40)."""
+    draws = [torch.rand((), generator=g, dtype=torch.float64).item() for g in generators]
+    return torch.tensor(draws, dtype=torch.float64, device=device)
 
 
 def sample_next(
@@ -46,8 +50,11 @@ def sample_next(
         else:
             sorted_p, order = probs, None
         cdf = sorted_p.cumsum(-1)
-        target = (uniforms.double() * cdf[:, -1]).unsqueeze(-1)
-        # right=True: the first index whose cdf exceeds the target, so a zero-probability token is never picked
+        total = cdf[:, -1:]
+        # kept below the total mass, whatever uniform came in (1.0 from a caller's rounding, or a product that
+        # rounded up): right=True then finds the first index whose cdf exceeds it, so a zero-probability token, the
+        # padded tail of the vocabulary included, is never picked
+        target = torch.minimum(uniforms.double().unsqueeze(-1) * total, torch.nextafter(total, torch.zeros_like(total)))
         picks = torch.searchsorted(cdf, target, right=True).squeeze(-1).clamp(max=logits.shape[-1] - 1)
         tokens = picks if order is None else order.gather(-1, picks[:, None]).squeeze(-1)
     return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)

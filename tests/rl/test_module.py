@@ -196,6 +196,31 @@ def test_a_loss_scaled_precision_clips_and_logs_the_true_gradient_norm(run, tmp_
     assert 0.5 < norms[1] / norms[0] < 2.0, norms  # not 2**10 times the true norm
 
 
+def test_the_reference_takes_the_dtype_the_strategy_gave_the_policy(run, tmp_path, monkeypatch):
+    """A strategy that converts the policy (DeepSpeed's bf16, Lightning's bf16-true) left the frozen reference in
+    float32: at step 1, policy and reference the same model, the KL was 2.24e-06, not 0 (review s40). Here the
+    bf16-true plugin is given to the real Trainer (as DeepSpeed would convert it; the config's own *-true precision
+    is refused without DeepSpeed, check_master_weights)."""
+    import lightning as L
+    from lightning.pytorch.plugins.precision import HalfPrecision
+
+    from mgfrec.rl import fit as fit_mod
+
+    cfg = tiny_config(tmp_path, max_steps=1, val_check_interval=100)
+    real = L.Trainer
+
+    def half_trainer(**kw):
+        if "precision" not in kw:  # another trainer (the recall model's)
+            return real(**kw)
+        kw.pop("precision")
+        return real(**kw, plugins=[HalfPrecision("bf16-true")])
+
+    monkeypatch.setattr(fit_mod.L, "Trainer", half_trainer)
+    result = run_fit(run["ds"].root, tmp_path / "bf16", cfg, FitOptions(valid_samples=2), embedder=run["minilm"])
+    assert {p.dtype for p in result.module._ref[0].parameters()} == {torch.bfloat16}
+    assert float(read_rows(tmp_path / "bf16" / "metrics.csv")[-1]["kl"]) == 0.0  # the same model at step 1
+
+
 @pytest.mark.reliability
 def test_a_resume_with_other_start_flags_is_refused_before_any_work(run, tmp_path):
     """OUT/fit_start.json holds the flags outside config.yaml; a resume that differs (here: an --init the run did

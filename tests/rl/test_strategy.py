@@ -123,6 +123,13 @@ def test_half_precision_weights_are_trained_only_with_float32_master_weights():
             check_master_weights(cfg)
     check_master_weights(load_config(None, ["policy.dtype=bfloat16", "trainer.strategy=deepspeed_stage_2"]))
     check_master_weights(load_config(None, ["trainer.precision=bf16-mixed"]))  # float32 weights, bf16 compute
+    # a float32 policy that Lightning's *-true precision converts: 2.0% of weights moved in a step (review s40)
+    for precision in ("bf16-true", "16-true", "transformer-engine"):
+        cfg = load_config(None, [f"trainer.precision={precision}", "trainer.lr=1e-6"])
+        with pytest.raises(ValueError, match=rf"trainer.precision {precision} with trainer.strategy auto: .* round"):
+            check_master_weights(cfg)
+    check_master_weights(load_config(None, ["trainer.precision=bf16-true", "trainer.strategy=deepspeed_stage_2"]))
+    check_master_weights(load_config(None, ["trainer.precision=64-true"]))
 
 
 def test_a_copied_hf_engine_under_zero3_is_refused():

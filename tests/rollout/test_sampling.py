@@ -38,6 +38,26 @@ def test_logprob_is_of_the_untruncated_tempered_distribution():
     assert torch.allclose(logp, torch.log_softmax(LOGITS / 0.7, -1)[0, token])
 
 
+def test_a_uniform_of_one_never_picks_a_zero_probability_token():
+    """A draw near 1 became exactly 1.0 in the default dtype (float32; bfloat16 under ``bf16-true``) and the last
+    vocabulary id was sampled at probability 0: a forbidden token under the turn grammar stopped a fit, and a
+    padded id entered a free trajectory (review s40)."""
+    logits = torch.tensor([[0.5, 1.0, float("-inf"), 2.0, float("-inf")]])
+    for u in (1.0, 1.0 - 2**-53, 0.99999999):
+        token, logp = sample_next(logits, torch.tensor([u], dtype=torch.float64), temperature=1.0, top_p=1.0)
+        assert token.item() == 3 and torch.isfinite(logp).all()
+        token, _ = sample_next(logits, torch.tensor([u], dtype=torch.float64), temperature=1.0, top_p=0.9)
+        assert token.item() in (0, 1, 3)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)  # what Lightning's bf16-true sets around training_step
+    try:
+        drawn = draw_uniforms([row_generator(3, 0, r) for r in range(4)], torch.device("cpu"))
+    finally:
+        torch.set_default_dtype(previous)
+    exact = [torch.rand((), generator=row_generator(3, 0, r), dtype=torch.float64).item() for r in range(4)]
+    assert drawn.dtype == torch.float64 and drawn.tolist() == exact  # the row's draw itself, not a rounding of it
+
+
 def test_greedy_is_argmax_at_temperature_one():
     token, logp = sample_next(LOGITS, torch.tensor([0.99], dtype=torch.float64), temperature=0.0, top_p=1.0)
     assert token.item() == 3
