@@ -174,13 +174,14 @@ def looks_like_key(text: object) -> bool:
     """Whether ``text``, given where a name is expected (a backend, a model, a flag's value), may be an API key put
     in the wrong place: one word (letters, digits, ``-_.``) holding a random-looking run, a piece between those
     separators of 12+ characters mixing letters and digits after a provider's key prefix (:data:`KEY_PREFIXES`:
-    ``sk-proj-...``, ``hf_...``), or of 20+ characters anywhere, not hexadecimal (a commit, a checksum). Model and
+    ``sk-proj-...``, ``hf_...``, hexadecimal included: ``sk-or-v1-...``), or of 20+ characters anywhere, not
+    hexadecimal (a commit, a checksum). Model and
     component names (``gpt-4o-search-preview-2025-03-11``, a GGUF file name, a UUID, ``hf_inference``) are made of
     short pieces and pass. Such a value is not echoed, and not taken as a backend or model name."""
     if not isinstance(text, str) or not text or not set(text) <= _KEY_CHARS:
         return False
-    shortest = 12 if text.startswith(KEY_PREFIXES) else 20
-    return any(_random_run(piece, shortest) for piece in re.split(r"[-_.]", text))
+    prefixed = text.startswith(KEY_PREFIXES)  # then a hexadecimal run is a key too (OpenRouter's sk-or-v1-<hex>)
+    return any(_random_run(piece, 12 if prefixed else 20, prefixed) for piece in re.split(r"[-_.]", text))
 
 
 KEY_WORD = re.compile(r"[A-Za-z0-9_.-]+")
@@ -193,12 +194,12 @@ def holds_key(text: str) -> bool:
     return any(looks_like_key(word) for word in KEY_WORD.findall(text))
 
 
-def _random_run(piece: str, shortest: int) -> bool:
+def _random_run(piece: str, shortest: int, hex_too: bool = False) -> bool:
     return (
         len(piece) >= shortest
         and any(c.isdigit() for c in piece)
         and any(c.isalpha() for c in piece)
-        and not set(piece.lower()) <= set("0123456789abcdef")
+        and (hex_too or not set(piece.lower()) <= set("0123456789abcdef"))
     )
 
 

@@ -161,6 +161,23 @@ def test_component_options_errors_name_the_path():
         component_options(SyntheticSource, {"n_items": 120}, "data.options")  # was "data.options.: ..."
 
 
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+def test_component_options_refuse_numbers_that_are_not_finite(value):
+    """Only the config's own sections refused .inf and .nan: `retriever.options.init_std=.inf` ran and then stopped
+    naming the learning rate; a user agent's backoff_s of .inf waited forever (review s40). A component may opt in."""
+    from mgfrec.retrievers.sasrec import SASRecRetriever as SASRec
+
+    with pytest.raises(ValueError, match=r"retriever.options.init_std: must be a finite number"):
+        component_options(SASRec, {"init_std": value}, "retriever.options")
+
+    class Lenient:
+        class Options(BaseModel):
+            model_config = {"extra": "forbid", "allow_inf_nan": True}
+            limit: float = 1.0
+
+    assert component_options(Lenient, {"limit": float("inf")}, "x.options").limit == float("inf")
+
+
 def test_help_imports_no_heavy_library():
     code = (
         "import sys\n"

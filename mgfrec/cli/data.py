@@ -29,14 +29,21 @@ def _check_option_clash(text: str, key: str, value: object, given: dict, sets: l
     """``-o key=value`` refused in one line where another place gives the option another value: an earlier
     ``-o key=...``, ``--set data.options.key=...`` (it won), or, for ``-o seed``, ``--seed`` (the option won
     silently, though --seed is "the seed for synthetic data"). ``key``, ``value``: ``text`` parsed."""
-    from mgfrec.config.load import parse_override, redacted_override
+    from mgfrec.cli.flags import ABSENT, RESET, given_by_set
+    from mgfrec.config.load import redacted_override
 
     shown = redacted_override(text)
     if key in given and given[key] != value:
         raise ValueError(f"--option {shown} and an earlier --option give {key} two values; give one of them")
     for other in sets:
-        name, _, _ = other.partition("=")
-        if name.strip() == f"data.options.{key}" and parse_override(other)["data"]["options"][key] != value:
+        # the option itself, or data.options / data given whole holding it (a mapping merges; an empty one
+        # replaces): `--set 'data.options={n_users: 50}'` won over -o n_users=100 without a word (review s40)
+        given_there = given_by_set(other, f"data.options.{key}")
+        if given_there is RESET:
+            raise ValueError(
+                f"--set {redacted_override(other)} empties data.options, dropping --option {shown}; give one of them"
+            )
+        if given_there is not ABSENT and given_there != value:
             raise ValueError(
                 f"--option {shown} and --set {redacted_override(other)} give {key} two values; give one of them"
             )

@@ -21,7 +21,7 @@ from mgfrec.atomic import atomic_write_text
 from mgfrec.config.redaction import is_secret_field, redacted, scrub_urls, scrubbed
 from mgfrec.config.reward_overrides import keep_options, named_reward_options, with_reward_options
 from mgfrec.config.schema import KEY_PREFIXES, ConfigDeprecationWarning, MGFRecConfig
-from mgfrec.validation import REDACTED, looks_like_key, shown_name, validation_text
+from mgfrec.validation import REDACTED, holds_key, shown_name, validation_text
 
 
 class ConfigError(ValueError):
@@ -203,8 +203,8 @@ def _read_chain(path: str | Path, _seen: tuple[Path, ...] = ()) -> tuple[dict[st
 def parse_override(text: str) -> dict[str, Any]:
     """``"a.b.c=value"`` -> ``{"a": {"b": {"c": value}}}`` with ``value`` parsed as YAML."""
     key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"override '{text}' must look like section.field=value")
+    if not sep or not key.strip():  # echoed up to its first ':' or space: "api_key: sk-..." was shown whole (s40)
+        raise ConfigError(f"override '{_shown_head(text)}' must look like section.field=value")
     try:
         node: Any = override_value(value, strict=True)
     except yaml.YAMLError as exc:  # the value is not echoed: it may hold a key
@@ -218,11 +218,25 @@ def parse_override(text: str) -> dict[str, Any]:
     return node
 
 
+def _shown_head(text: str) -> str:
+    """An override without ``=`` as an error may show it: the text up to its first ``:`` or space (the rest may
+    be a key: ``api_key: sk-...``), and nothing of it that holds a key."""
+    stripped = text.strip()
+    head = re.split(r"[:\s]", stripped, maxsplit=1)[0]
+    more = "" if head == stripped else " ..."
+    return (REDACTED if holds_key(head) else head) + more
+
+
 def sets_field(override: str, dotted: str) -> bool:
     """Whether ``section.field=value`` ``override`` sets field ``dotted``: the field itself, or a section or mapping
     holding it, given whole (``trainer={max_steps: 5}``)."""
     key = override.partition("=")[0].strip()
     return dotted == key or dotted.startswith(key + ".")
+
+
+def _names_secret(text: str) -> bool:
+    """Whether ``text`` names a secret field as a mapping key would (``password:``, ``"api_key" :``)."""
+    return any(is_secret_field(word) for word in re.findall(r"([\w.-]+)[\"']?\s*:", text))
 
 
 def redacted_override(text: str) -> str:
@@ -231,9 +245,12 @@ def redacted_override(text: str) -> str:
     key, sep, value = text.partition("=")
     if not sep:
         return scrub_urls(text)
-    if value.strip() and (is_secret_field(key.strip().split(".")[-1]) or looks_like_key(value.strip())):
+    if value.strip() and (is_secret_field(key.strip().split(".")[-1]) or holds_key(value)):
         return f"{key}={REDACTED}"
     parsed = override_value(value)
+    if isinstance(parsed, str) and value.lstrip().startswith(("{", "[")) and _names_secret(value):
+        # a mapping YAML kept as text (a ' #' in it, a syntax error): its secret fields cannot be found one by one
+        return f"{key}={REDACTED}"
     if isinstance(parsed, (dict, list)) and (clean := scrubbed(parsed)) != parsed:  # a mapping given whole ({api_key:
         return f"{key}={json.dumps(clean, ensure_ascii=False, default=str)}"  # ...}); one without a secret as typed
     return f"{key}={scrub_urls(value)}"
@@ -266,6 +283,8 @@ def override_value(value: str, strict: bool = False) -> Any:
         ):
             raise
         return value
+    if parsed == "" and value.strip() in ("''", '""'):
+        return ""  # quoted empty: the empty string, as in a YAML file (it was the two characters; review s40)
     if parsed is None or parsed == "" or parsed == [None] or parsed == {None: None}:
         return value
     if isinstance(parsed, dict) and not value.lstrip().startswith("{"):
@@ -346,7 +365,7 @@ def _hide_input(err: Mapping[str, Any]) -> bool:
         or err.get("type") == "extra_forbidden"
         or (bool(loc) and loc[0] == "user_agent")
         or any(is_secret_field(p) for p in loc)
-        or (isinstance(got, str) and got.startswith(KEY_PREFIXES))
+        or (isinstance(got, str) and (got.startswith(KEY_PREFIXES) or holds_key(got)))  # Mistral's: no prefix (s40)
     )
 
 

@@ -215,7 +215,12 @@ class UserAgentConfig(Section):
     )
     api_key_env: str | None = Field(None, description="NAME of the environment variable holding the key")
     max_concurrency: int = Field(8, ge=1, description="requests in flight at once")
-    timeout_s: float = Field(60.0, gt=0, description="seconds one attempt of a request may take")
+    timeout_s: float = Field(
+        60.0,
+        gt=0,
+        le=7 * 24 * 3600,  # from 1e10 every request failed: "timestamp out of range for platform time_t" (s40)
+        description="seconds one attempt of a request may take (at most a week)",
+    )
     max_retries: int = Field(3, ge=0, description="attempts after the first, for an error worth retrying")
     cache_path: str | Literal[False] | None = Field(
         None,
@@ -333,7 +338,12 @@ class GRPOConfig(Section):
     clip_epsilon: float = Field(0.2, gt=0, description="the ratio is clipped to [1 - epsilon, 1 + epsilon] (eq. 3)")
     kl_beta: float = Field(0.04, ge=0, description="weight of the KL term to the reference policy (eq. 1)")
     scale_rewards: bool = Field(True, description="divide advantages by the group std (eq. 2)")
-    advantage_epsilon: float = Field(1e-4, gt=0, description="added to the group std before dividing by it")
+    advantage_epsilon: float = Field(
+        1e-4,
+        gt=0,
+        le=1,  # 1e300 made every advantage 0: a fit that trained nothing without a word (review s40)
+        description="added to the group std before dividing by it",
+    )
     updates_per_batch: int = Field(1, ge=1, description="optimizer steps on each batch of rollouts")
     loss_aggregation: Literal["token-mean", "sequence-mean"] = Field(
         "token-mean",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
+import math
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
@@ -273,7 +274,15 @@ def component_options(component: Any, raw: dict[str, Any] | None, where: str) ->
             for k, v in raw.items()
         }
     lax = []  # true given to a number, 1 or "yes" to a switch: pydantic's lax mode converted them without a word
+    finite_only = model.model_config.get("allow_inf_nan") is not True  # pydantic's default took .inf and .nan
     for name, value in raw.items():
+        if finite_only and isinstance(value, float) and not math.isfinite(value):
+            # sasrec's init_std=.inf ran, then stopped naming retriever.lr; a backoff of .inf waited forever (s40)
+            lax.append(
+                f"{where}.{name}: must be a finite number (got {value!r}); a component that takes one says "
+                "allow_inf_nan=True in its Options' model_config"
+            )
+            continue
         try:
             strict_scalar(model, named.get(name, name), value)  # an alias is checked as its field
         except ValueError as exc:

@@ -188,14 +188,21 @@ def test_source_and_a_set_of_another_source_or_path_are_refused_in_one_line(csv_
         (["-o", "n_users=40", "--set", "data.options.n_users=30"], "--option n_users=40 and --set"),  # the --set won
         (["-o", "seed=1", "--seed", "2"], "--option seed=1 and --seed 2 give the seed two values"),  # -o won
         (["-o", "n_users=40", "-o", "n_users=30"], "--option n_users=30 and an earlier --option"),  # the last won
+        # the option inside data.options or data given whole; an empty mapping replaces (review s40: they won)
+        (["-o", "n_users=40", "--set", "data.options={n_users: 30}"], "--option n_users=40 and --set"),
+        (["-o", "n_users=40", "--set", "data={options: {n_users: 30}}"], "--option n_users=40 and --set"),
+        (["--set", "data.options={}"], "empties data.options, dropping --option n_items=80"),
     ],
 )
 def test_an_option_given_two_values_is_refused_in_one_line(tmp_path, flags, said):
     small = ["-o", "n_items=80", "-o", "n_artists=10"]
     result = invoke("data", "prepare", "synthetic", "--out", tmp_path / "s", *small, *flags)
     text = flat(result.output)
-    assert result.exit_code == 2 and said in text and "two values" in text, text
+    assert result.exit_code == 2 and said in text and ("two values" in text or "give one of them" in text), text
     assert not (tmp_path / "s").exists()
+    merged = [*small, "-o", "n_users=40", "--set", "data.options={n_artists: 10}", "--set", "data={history_length: 5}"]
+    merge = invoke("data", "prepare", "synthetic", "--out", tmp_path / "m", *merged)  # mappings merge: no clash
+    assert merge.exit_code == 0, merge.output
     same = invoke(
         "data", "prepare", "synthetic", "--out", tmp_path / "t", *small, "-o", "n_users=40", "-o", "n_users=40"
     )

@@ -230,6 +230,32 @@ def test_a_key_in_the_wrong_field_is_named_not_echoed(override):
     assert "SECRET123" not in str(err.value) and override.split("=")[0] in str(err.value)
 
 
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    ("override", "shown"),
+    [
+        ("policy.model=Xk3J9dLq8ZmP2vRt7YwB4nHs6FgC1aEu", None),  # a key with no provider prefix (Mistral's)
+        ("embedding.model=Xk3J9dLq8ZmP2vRt7YwB4nHs6FgC1aEu", None),
+        ("user_agent.options.extra_body.api_key: sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8t", "user_agent.options.extra_body"),
+        ("sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8t", "override '<redacted>'"),  # a --set of the key alone
+    ],
+)
+def test_a_key_given_where_a_name_or_an_override_goes_is_not_echoed(override, shown):
+    """`--policy KEY` printed "(not shown)" then "(got 'KEY')" for a key without a provider prefix; an override
+    without '=' was echoed whole, key included (review s40)."""
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override])
+    assert "Xk3J9dLq8ZmP2vRt7YwB4nHs6FgC1aEu" not in str(err.value) and "Ab3dEf6hIj9kLm2nOp5qRs8t" not in str(err.value)
+    assert shown is None or shown in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("''", ""), ('""', ""), (" '' ", ""), ("'x'", "x")])
+def test_a_quoted_empty_override_is_the_empty_string(value, expected):
+    """`--set "embedding.query_instruction=''"` set the two characters '' (recorded as '\'\'\'\''), where the same
+    value in a YAML file is empty (review s40)."""
+    assert parse_override(f"embedding.query_instruction={value}") == {"embedding": {"query_instruction": expected}}
+
+
 def test_a_wrong_value_elsewhere_is_still_shown():
     with pytest.raises(ConfigError, match=r"agent.max_groundings: .*\(got 'many'\)"):
         load_config(None, ["agent.max_groundings=many"])
@@ -306,6 +332,9 @@ def test_a_reward_listed_twice_is_refused():
         ("trainer.max_steps=99999999999999999999", "trainer.max_steps: Input should be less than or equal to"),
         # the title part's squared distances overflowed float32: every score -inf, "answered" and "no answer" at once
         ("agent.joint_title_weight=1e20", "agent.joint_title_weight: Input should be less than or equal to"),
+        # every advantage 0: a fit that trained nothing; every request an OverflowError naming no field (s40)
+        ("grpo.advantage_epsilon=1e300", "grpo.advantage_epsilon: Input should be less than or equal to 1"),
+        ("user_agent.timeout_s=1e10", "user_agent.timeout_s: Input should be less than or equal to 604800"),
     ],
 )
 def test_settings_that_cannot_train_are_refused_when_the_config_loads(override, words):

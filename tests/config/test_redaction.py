@@ -222,6 +222,20 @@ def test_a_token_as_a_urls_user_name_and_secret_query_values_are_not_written():
         ),
         ("agent.max_groundings=3", "agent.max_groundings=3"),
         ("user_agent.max_tokens=64", "user_agent.max_tokens=64"),
+        # a mapping YAML keeps as text (' #' in it, a syntax error): shown whole before (review s40)
+        (
+            "user_agent.options.extra_body={note: 'a # b', password: hunter2hunter}",
+            "user_agent.options.extra_body=<redacted>",
+        ),
+        (
+            "user_agent.options.extra_headers={Authorization: Bearer sekrit: x}",
+            "user_agent.options.extra_headers=<redacted>",
+        ),
+        (
+            "user_agent.options.extra_body={note: 'a # b', model: m}",
+            "user_agent.options.extra_body={note: 'a # b', model: m}",
+        ),
+        ("user_agent.options.auth=Bearer Zq8xZq8xZq8xZq8xZq8xZq8x", "user_agent.options.auth=<redacted>"),
     ],
 )
 def test_an_override_is_recorded_with_its_secrets_redacted(override, shown):
@@ -338,3 +352,21 @@ def test_keys_the_environment_holds_are_scrubbed_from_printed_errors(monkeypatch
     assert scrub_env_secrets(text) == f"failed in {tmp_path}: key <redacted>, token <redacted>, EMPTY"
     result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "sk-TAILSECRET0123456789")])
     assert result.exit_code == 2 and "TAILSECRET" not in result.output and "<redacted>" in result.output
+
+
+def test_a_key_under_a_name_that_does_not_say_so_is_not_recorded(tmp_path):
+    """`--set user_agent.options.extra_body.provider_key=sk-or-v1-<hex>` was written to config.yaml: the field's name
+    is not secret-looking and OpenRouter's keys are hexadecimal after their prefix (review s40)."""
+    from mgfrec.config.load import redacted_override
+    from mgfrec.config.redaction import scrubbed
+
+    key = "sk-or-v1-a8f3b2c9d0e1f4a5b6c7d8e9f0a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1"
+    cfg = load_config(None, ["user_agent.backend=openai", f"user_agent.options.extra_body.provider_key={key}"])
+    write_resolved(cfg, tmp_path)
+    assert (
+        key not in (tmp_path / "config.yaml").read_text()
+        and "provider_key: <redacted>" in (tmp_path / "config.yaml").read_text()
+    )
+    assert redacted_override(f"user_agent.options.extra_body.provider_key={key}").endswith("=<redacted>")
+    kept = {"revision": "0123456789abcdef0123456789abcdef01234567", "model": "Qwen/Qwen2.5-1.5B-Instruct"}
+    assert scrubbed(kept) == kept  # a commit and a model name stay
