@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -103,7 +102,8 @@ def fit(
     policy with the clipped GRPO loss; validate (greedy unless eval.greedy=false), keep the best and the last policy."""
     from mgfrec.output_folders import removed_if_left_empty
     from mgfrec.rl.distributed import launched_as_main
-    from mgfrec.rl.fit import FitOptions, init_differences, run_fit, starting_config
+    from mgfrec.rl.fit import FitOptions, run_fit, starting_config
+    from mgfrec.rl.init_run import init_note
 
     def go():
         if no_feedback and user_agent not in (None, "none"):
@@ -162,18 +162,8 @@ def fit(
                 console.print(text, highlight=False)
 
         say(f"fit {init or cfg.policy.model} on {data} -> {out_dir}")
-        if init is not None and main and (differ := init_differences(init, cfg)):
-            shown = ", ".join(f"{f} {json.dumps(old)} -> {json.dumps(new)}" for f, old, new in differ[:6])
-            console.print(
-                terminal_safe(
-                    f"note: --init {init} was trained under other settings than this fit's ({shown}"
-                    f"{', ...' if len(differ) > 6 else ''}): its policy learned prompts of another shape; give them "
-                    f"with --set, or --config {Path(init) / 'config.yaml'}, to keep them"
-                ),
-                highlight=False,
-                markup=False,
-                soft_wrap=True,
-            )
+        if init is not None and main and (note := init_note(init, cfg)):
+            console.print(terminal_safe(note), highlight=False, markup=False, soft_wrap=True)
         began = time.time()
         try:
             with removed_if_left_empty(out_dir):  # a fit refused half-way leaves no empty folder

@@ -39,7 +39,8 @@ def serve(
     max_sessions: int = typer.Option(32, "--max-sessions", min=1, help="Open conversations before new ones get 503."),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
 ) -> None:
-    """Serve a run: POST /v1/recommend, streamed conversations, GET /v1/items, /healthz and a web page at /."""
+    """Serve a run: POST /v1/recommend, streamed conversations, GET /v1/items and /v1/users, /healthz and a web page
+    at /."""
     try:
         from mgfrec.serve.app import ServeOptions
         from mgfrec.serve.app import serve as run_server

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -16,6 +18,7 @@ from mgfrec.cli.common import (
     output_folder,
     print_json,
     run,
+    terminal_safe,
 )
 from mgfrec.cli.flags import check_ablation, load
 from mgfrec.config.schema import DEFAULT_RECALL_MODEL
@@ -35,6 +38,36 @@ def _never_read(field: str, init: Path | None) -> str | None:
             "list is shown) is read"
         )
     return None
+
+
+def _fields_given(field: str, values: list[Any]) -> list[str]:
+    """The dotted fields a ``--grid`` or ``--set`` entry gives: ``field`` itself, or, for a mapping given whole, each
+    field inside it (a mapping merges: ``retriever={embedding_dim: 32}`` sets retriever.embedding_dim alone); an empty
+    mapping, which replaces, is ``field`` itself. The checks below read these: a section given whole got past every
+    one of them (review s40)."""
+    found: list[str] = []
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, Mapping) and value:
+            for key, inner in value.items():
+                walk(f"{prefix}.{key}", inner)
+        else:
+            found.append(prefix)
+
+    for value in values:
+        walk(field, value)
+    return list(dict.fromkeys(found))
+
+
+def _set_fields(text: str) -> list[str]:
+    """:func:`_fields_given` of one ``--set section.field=value``."""
+    from mgfrec.config.load import parse_override
+
+    key = text.partition("=")[0].strip()
+    node: Any = parse_override(text)
+    for part in key.split("."):
+        node = node[part]
+    return _fields_given(key, [node])
 
 
 def sweep(
@@ -95,6 +128,7 @@ def sweep(
     from mgfrec.experiments.summary import summary_table
     from mgfrec.experiments.sweep import fit_and_evaluate, run_sweep
     from mgfrec.rl.fit import FitOptions, start_point
+    from mgfrec.rl.init_run import init_note
     from mgfrec.runs import read_run_info
 
     def go():
@@ -112,23 +146,24 @@ def sweep(
         )
         # fields every cell would take without reading them, refused in --grid (each cell named for a value it never
         # used) and in --set (taken without a word) alike
-        for flag, fields in (("--grid", list(cells_grid)), ("--set", [t.partition("=")[0].strip() for t in set_])):
+        swept = [f for field, cell_values in cells_grid.items() for f in _fields_given(field, cell_values)]
+        for flag, fields in (("--grid", swept), ("--set", [f for t in set_ for f in _set_fields(t)])):
             for field in fields:
                 if (why := _never_read(field, init)) is not None:
                     raise ValueError(f"{flag} {field}{why}")
-        unread = next((field for field in cells_grid if field.split(".")[0] == "data"), None)
+        unread = next((field for field in swept if field.split(".")[0] == "data"), None)
         if unread is not None:  # every cell trained on --data: identical cells, each config.yaml claiming its value
             raise ValueError(f"--grid {unread}: the cells' fit does not read data.*; {DATA_NOT_READ}, one per value")
         values = {"trainer.max_steps": max_steps, "retriever.model": recall_model}
         flags = {"trainer.max_steps": "--max-steps", "retriever.model": "--recall-model"}
         for dotted, value in values.items():  # the grid's values won, the flag's was lost and recorded (review s33)
-            swept = next((f for f in cells_grid if dotted == f or dotted.startswith(f + ".")), None)
-            if value is None or swept is None:
+            given = next((f for f in swept if dotted == f or dotted.startswith(f + ".")), None)
+            if value is None or given is None:
                 continue
             if dotted == "retriever.model":  # noted, not refused: a sweep made so records the flag, and its rerun
                 # needs it given again (refused without it: "other settings (--recall-model ...)")
                 console.print(
-                    f"note: --recall-model {value} is not read: each cell fits the recall model --grid {swept} "
+                    f"note: --recall-model {value} is not read: each cell fits the recall model --grid {given} "
                     "gives it (the flag is recorded with the sweep's settings, as before)",
                     highlight=False,
                     markup=False,
@@ -136,7 +171,7 @@ def sweep(
                 )
                 continue
             raise ValueError(
-                f"{flags[dotted]} {value} and --grid {swept} set {dotted} to two values (each cell takes the "
+                f"{flags[dotted]} {value} and --grid {given} set {dotted} to two values (each cell takes the "
                 "grid's); give one of them"
             )
         cfg = load(config, set_, values)
@@ -151,8 +186,11 @@ def sweep(
                 soft_wrap=True,
             )
         if ablation is not None:
-            check_ablation(ablation, values, set_, tuple(cells_grid))
+            check_ablation(ablation, values, set_, tuple(swept))
             cfg = apply_ablation(cfg, ablation)
+        if init is not None and (note := init_note(init, cfg, swept=tuple(swept), what="the cells'")):
+            # fit --init says it; every cell of a sweep trained on prompts of another shape without a word (s40)
+            console.print(terminal_safe(note), highlight=False, markup=False, soft_wrap=True)
         options = FitOptions(
             init=str(init) if init is not None else None,
             recall_model=None,  # each cell's retriever.model: --recall-model, --set or the grid

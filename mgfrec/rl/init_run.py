@@ -109,3 +109,19 @@ def init_differences(init: str | Path, cfg: MGFRecConfig) -> list[tuple[str, Any
         if not (same_prompt(old, new) if template else old == new):
             found.append((field, old, new))
     return found
+
+
+def init_note(init: str | Path, cfg: MGFRecConfig, *, swept: tuple[str, ...] = (), what: str = "this fit's") -> str:
+    """The note ``fit --init`` and ``sweep --init`` print when :func:`init_differences` finds any ("" when none);
+    fields of ``swept`` (a sweep's grid: they differ on purpose) and those under them are left out."""
+    import json
+
+    differ = [d for d in init_differences(init, cfg) if not any(d[0] == s or d[0].startswith(s + ".") for s in swept)]
+    if not differ:
+        return ""
+    shown = ", ".join(f"{f} {json.dumps(old)} -> {json.dumps(new)}" for f, old, new in differ[:6])
+    return (
+        f"note: --init {init} was trained under other settings than {what} ({shown}"
+        f"{', ...' if len(differ) > 6 else ''}): its policy learned prompts of another shape; give them "
+        f"with --set, or --config {Path(init) / 'config.yaml'}, to keep them"
+    )

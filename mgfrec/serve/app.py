@@ -434,9 +434,10 @@ def serve(run_dir: str, options: ServeOptions, sets: tuple[str, ...] = (), say: 
                     if self.should_exit:  # the second Ctrl-C: quit at once, not after the running batch
                         say("stopped at once (second signal): the running batch was dropped")
                         os._exit(128 + sig)
+                    again = "Ctrl-C" if sig == signal.SIGINT else f"{signal.Signals(sig).name}"  # no terminal (s40)
                     say(
                         "stopping: waiting requests get 503; the running batch ends first "
-                        "(Ctrl-C again to quit at once)"
+                        f"({again} again to quit at once)"
                     )
                     # an open event stream never closes by itself: end its conversation so that it can
                     app.state.stop_conversations()

@@ -665,6 +665,10 @@ def test_an_ablation_and_a_flag_set_or_grid_giving_its_field_another_value_are_r
     same = ["--grid", "user_agent.backend=none", "--ablation", "no-feedback"]
     code, output = invoke("sweep", "--data", data, "--out", tmp_path / "sweep", *same)
     one_error(code, output, "--grid user_agent.backend would not vary it")
+    # the preset's field inside a section given whole: a no-recall sweep trained one cell with the list (review s40)
+    whole = ["--grid", "agent={use_recall: true},{use_recall: false}", "--ablation", "no-recall"]
+    code, output = invoke("sweep", "--data", data, "--out", tmp_path / "sweep", *whole)
+    one_error(code, output, "--grid agent.use_recall would not vary it")
 
 
 @pytest.mark.reliability

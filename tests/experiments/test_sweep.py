@@ -424,7 +424,14 @@ def test_cli_sweep_with_the_documented_flags(tmp_path, monkeypatch):
         "--set",
         "grpo.kl_beta=0",
     ]
+    # --init trained on other prompts: fit --init says so, and a sweep's cells trained on them without a word (s40);
+    # the grid's own field differs on purpose and is left out
+    write_resolved(load_config(None, ["agent.prompt_history=10", "agent.max_groundings=2"]), tmp_path / "sft")
     result = CliRunner().invoke(app, args)
+    said = " ".join(result.output.split())
+    note = f"note: --init {tmp_path / 'sft'} was trained under other settings than the cells' (agent.prompt_history"
+    assert note in said
+    assert "agent.max_groundings" not in said.partition("note: --init")[2].partition("to keep them")[0], said
     assert result.exit_code == 1, result.output  # one cell failed: the exit code says so
     # "run again to retry" was said of errors a retry repeats (a bad value in a cell): what to do is fix it first
     closing = " ".join(result.output.split())
@@ -487,6 +494,13 @@ def test_cli_sweep_refuses_grid_fields_its_cells_never_read(tmp_path):
         (["--grid", "agent.max_groundings=1", "--set", "retriever.lr=0.1", "--init", "x"], "--set retriever.lr with"),
         # as fit refuses it: the cells read --init's recall run, and sweep.json recorded the flag (review s29)
         (["--grid", "agent.max_groundings=1", "--recall-model", "gru4rec", "--init", "x"], "--recall-model gru4rec"),
+        # a section given whole got past every check: both cells trained with embedding_dim 64 (review s40)
+        (["--grid", "retriever={embedding_dim: 32},{embedding_dim: 64}", "--init", "x"], "--grid retriever.embedding"),
+        (["--grid", "eval={split: test},{split: valid}"], "--grid eval.split: the cells are evaluated on"),
+        (["--grid", "agent.max_groundings=1", "--set", "eval={split: test}"], "--set eval.split: the cells are"),
+        (["--grid", "agent.max_groundings=1", "--set", "policy={model: foo}", "--init", "x"], "--set policy.model"),
+        (["--grid", "data={history_length: 5},{history_length: 6}"], "--grid data.history_length: the cells' fit"),
+        (["--grid", "trainer={max_steps: 2},{max_steps: 3}", "--max-steps", "1"], "--max-steps 1 and --grid trainer"),
     ]:
         result = CliRunner().invoke(app, [*base, *flags])
         text = " ".join(result.output.split())

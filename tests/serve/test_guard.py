@@ -157,3 +157,5 @@ def test_sigterm_shuts_the_server_down_then_closes_the_run_and_exits_143(serve_r
     proc = _stopped_by(signal.SIGTERM, serve_run, plugin)
     assert proc.proc.returncode == 143, proc.log
     assert "Finished server process" in proc.log and "Traceback" not in proc.log, proc.log
+    # a process a scheduler stops has no terminal: the way to quit at once names the signal (review s40)
+    assert "(SIGTERM again to quit at once)" in proc.log and "Ctrl-C again" not in proc.log, proc.log
