@@ -130,8 +130,9 @@ def _note_replaced(run_dir: Path, split: str, limit: int | None) -> None:
         stored = max(sum(1 for _ in handle) - 1, 0)
     if stored > limit:
         console.print(
-            f"note: {run_dir}'s stored {split} evaluation of {stored} samples is replaced by this one of {limit} "
-            f"(without --limit, the whole split is evaluated again)",
+            # "will be", and only once this one is saved: said before, it was false of an evaluation that then failed
+            f"note: {run_dir}'s stored {split} evaluation of {stored} samples will be replaced by this one of {limit} "
+            f"once it is done (without --limit, the whole split is evaluated again)",
             highlight=False,
             markup=False,
             soft_wrap=True,

@@ -293,6 +293,8 @@ class Report:
     def _bold(self) -> str:
         """What bold means in the terminal legend: the report file's qualifier where some rows are on other
         samples."""
+        if not self.bolds():  # the report file says "Nothing is bold"; the terminal described a bold none had (s40)
+            return "none (no row besides the reference was compared on its samples)"
         return "best of the rows compared on the same samples" if self.uncompared() else "best"
 
     def decoding(self) -> str | None:
@@ -490,6 +492,17 @@ def _summarise(result: EvalResult, config: EvalConfig, limit: int | None = None)
 
 
 def _names(paths: list[Path]) -> list[str]:
-    """Folder names, or the paths as given where two folders share a name."""
-    short = [p.name or str(p) for p in paths]
-    return [s if short.count(s) == 1 else str(p) for s, p in zip(short, paths, strict=False)]
+    """Folder names; where two folders share a name, the shortest tail of their paths that tells them apart
+    (``one/sasrec-run``, ``two/sasrec-run``): the whole paths, long, were cut alike in a terminal, "(ref)" with
+    them (review s40). The path as given when no tail does."""
+    names = []
+    for path in paths:
+        parts = path.parts or (str(path),)
+        name = str(path)
+        for depth in range(1, len(parts) + 1):
+            tail = parts[-depth:]
+            if sum(1 for other in paths if other.parts[-depth:] == tail) == 1:
+                name = str(Path(*tail))
+                break
+        names.append(name)
+    return names

@@ -171,6 +171,8 @@ def result_for_run(
             f"mgfrec evaluate {run_dir} --split {split}"
             + ("" if wanted else " --no-exclude-history")
             + (f" --limit {limit}" if limit is not None else "")
+            # the seed decides which subsample: without it the hint made eval.seed 0's again (review s40)
+            + (f" --set eval.seed={seed}" if limit is not None and (seed := (config or EvalConfig()).seed) else "")
         )
         if why == "missing":  # the file that is missing: the JSON was named when only the ranks file was gone
             raise FileNotFoundError(f"{missing}: missing; run '{again}'")

@@ -47,7 +47,7 @@ def bootstrap_means(values: Mapping[str, np.ndarray], samples: int = 1000, seed:
     if len(lengths) > 1:
         raise ValueError(f"bootstrap_means: arrays of different shapes {sorted(lengths)}")
     n = next(iter(lengths))[0] if lengths else 0
-    if samples <= 0 or n == 0:
+    if samples <= 0 or n < 2:  # one sample resamples to itself: a zero-width "interval" (review s40)
         return {name: np.full(max(samples, 0), np.nan) for name in arrays}
     out = {name: np.empty(samples, dtype=np.float64) for name in arrays}
     rng = np.random.default_rng(seed)
@@ -203,7 +203,7 @@ def paired_test(
     observed = float(diff.mean()) if diff.size else math.nan
     reps = bootstrap_means({"d": diff}, samples, seed)["d"]
     ci = percentile_interval(reps, 1.0 - alpha)
-    if samples > 0 and diff.size:
+    if samples > 0 and diff.size >= 2:  # one difference: its least p-value, 2/(B+1), was reported (review s40)
         side = min(int((reps <= 0).sum()), int((reps >= 0).sum()))
         p_boot = min(1.0, 2.0 * (1 + side) / (samples + 1))
     else:

@@ -186,6 +186,9 @@ def test_a_stored_whole_split_result_answers_every_limit_and_a_stored_subsample_
     # samples the report's reference did not cover ("not compared ... cover different samples")
     other_seed = FAST.model_copy(update={"seed": 3})
     stored_ids = np.sort(result_for_run(copy, "test", FAST, limit=4, evaluate_missing=False).sample_ids)
+    # the command report --no-evaluate names makes that subsample: it made eval.seed 0's again (review s40)
+    with pytest.raises(FileNotFoundError, match=r"--split test --limit 4 --set eval.seed=3', or leave out"):
+        result_for_run(copy, "test", other_seed, limit=4, evaluate_missing=False)
     with pytest.warns(ResultReplacedWarning, match="eval.seed 3"):
         reseeded = result_for_run(copy, "test", other_seed, limit=4)
     assert len(rolled) == n + 11 and not np.array_equal(np.sort(reseeded.sample_ids), stored_ids)

@@ -127,6 +127,9 @@ def test_runs_on_other_samples_stay_in_the_table_unmarked(runs, tiny_ds, tmp_pat
     alone = build_report([runs["constant"], other], "test", config=FAST)
     assert "**" not in alone.to_markdown() and not any(alone.is_best(alone.rows[0], m) for m in alone.metrics)
     assert "Nothing is bold: no row besides the reference was compared on its samples." in alone.notes()[0]
+    # the terminal legend described bold as "best of the rows compared..." while nothing was bold (review s40)
+    said = " ".join(alone.terminal_notes())
+    assert "bold: none (no row besides the reference was compared on its samples)" in said and "bold: best" not in said
 
 
 def test_agent_runs_with_a_stored_result_are_reported(runs, tiny_ds, tmp_path):
@@ -172,6 +175,11 @@ def test_the_table_fits_80_columns_with_names_whole_and_a_legend(runs, tiny_ds, 
     assert "N@10" in text and "N_full" in text and "in the report files" in text  # the rest is in the files
     assert "(ref): the reference run; ▲/▼: significantly better/worse" in text
     assert "bootstrap interval" in text and "N_full: NDCG without cut-off" in text
+    # two folders of one name were shown as their whole paths, cut alike in a terminal, "(ref)" with them (s40)
+    deep = tmp_path / "a-rather-long-folder-name-for-experiments" / "with-nested-levels-of-grid-cells"
+    twins = [make_run(deep / cell / "run", tiny_ds, FixedScorer.name, np.full(N_ITEMS, 1.0)) for cell in ("a", "b")]
+    named = build_report(twins, "test", config=FAST)
+    assert [r.name for r in named.rows] == ["a/run", "b/run"]
     wide = Console(width=200, record=True)
     wide.print(rep.table(200))
     assert "H@5" in wide.export_text() and "in the report files" not in wide.export_text()

@@ -161,6 +161,16 @@ def test_bootstrap_of_constant_values_is_a_point_and_zero_samples_give_nan():
     assert cis == {"a": (1.0, 1.0), "b": (0.0, 0.0)}
 
 
+def test_one_sample_gives_no_interval_and_no_bootstrap_p_value():
+    """`report --limit 1` showed each row's interval as a point and the comparison's bootstrap p-value as its least,
+    2/(B+1), "maximal evidence" from one sample, which resamples to itself (review s40)."""
+    assert all(math.isnan(x) for x in bootstrap_ci(np.array([0.3]), samples=100))
+    one = paired_test(np.array([1.0]), np.array([0.0]), samples=999)
+    assert math.isnan(one.p_bootstrap) and all(math.isnan(x) for x in one.ci) and not one.significant
+    two = paired_test(np.array([1.0, 0.5]), np.array([0.0, 0.0]), samples=999)
+    assert not math.isnan(two.p_bootstrap) and two.ci[0] <= two.diff <= two.ci[1]
+
+
 @pytest.mark.parametrize("confidence", [0.0, 1.0, 1.5])
 def test_bootstrap_refuses_confidence_outside_zero_one(confidence):
     with pytest.raises(ValueError, match="confidence"):

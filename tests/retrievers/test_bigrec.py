@@ -151,7 +151,7 @@ def test_limit_subsamples_its_evaluation_as_an_agents(bigrec_run, tmp_path, monk
     said = CliRunner().invoke(app, [str(run), "--split", "test", "--limit", "7"])
     text = " ".join(said.output.split())
     assert said.exit_code == 0, text
-    assert f"stored test evaluation of {whole} samples is replaced by this one of 7" in text, text
+    assert f"stored test evaluation of {whole} samples will be replaced by this one of 7 once it is done" in text, text
     assert "--limit applies to agent runs" not in text
     assert sum(generated) == whole + 7
     subsample = EvalResult.load(run, "test")
