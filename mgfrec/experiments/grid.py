@@ -202,8 +202,12 @@ def grid_cells(grid: Mapping[str, Sequence[Any]]) -> list[Cell]:
     ]
     names = [c.name for c in cells]
     for name in names:
-        if names.count(name) > 1:
-            raise ConfigError(f"grid: two cells would share the folder '{name}'; make the values distinct")
+        if names.count(name) > 1:  # values that differ, both named, and why their folders do not (review s40)
+            a, b = [", ".join(f"{k}={v}" for k, v in (c.shown or {}).items()) for c in cells if c.name == name][:2]
+            raise ConfigError(
+                f"grid: the cells {a} and {b} would share the folder '{name}' (a cell's folder keeps letters, digits "
+                "and . _ = , + -, any other character becoming '_'); give values that differ in those"
+            )
         if len(name.encode("utf-8")) > NAME_MAX:  # every such cell failed at run time, "run again" could not help
             raise ConfigError(
                 f"grid: the cell folder '{name[:60]}...' would be {len(name.encode('utf-8'))} bytes long, above the "

@@ -67,18 +67,32 @@ def _comparable(cfg: MGFRecConfig) -> dict[str, Any]:
     out, and each template file (:data:`~mgfrec.text.prompts.PROMPT_FILES`) by its text, since the run records its
     own copy's path."""
     from mgfrec.config.redaction import redacted
-    from mgfrec.text.prompts import PROMPT_FILES
 
     dump = redacted(cfg)
     # a run records its data set's own section (review s36), not the sweep's; which data set it was trained on,
     # its checksum decides (same_start)
     dump.pop("data", None)
+    return _templates_by_text(dump)
+
+
+def _templates_by_text(dump: dict[str, Any]) -> dict[str, Any]:
+    """``dump`` (a config's, as plain data) with each template file (:data:`~mgfrec.text.prompts.PROMPT_FILES`)
+    that exists given by a digest of its text instead of its path."""
+    from mgfrec.text.prompts import PROMPT_FILES
+
     for dotted in PROMPT_FILES:
         section, _, name = dotted.partition(".")
         path = (dump.get(section) or {}).get(name)
         if isinstance(path, str) and Path(path).expanduser().is_file():
             dump[section][name] = "text:" + hashlib.sha256(Path(path).expanduser().read_bytes()).hexdigest()
     return dump
+
+
+def same_config_key(cfg: MGFRecConfig) -> str:
+    """What two cells of one grid share exactly when they would train the same run: the whole config, secrets
+    included (held in memory, never written), each template by its text: a template named two ways
+    (``t.txt``, ``./t.txt``, a copy) trained twice and was drawn as two points (review s40)."""
+    return json.dumps(_templates_by_text(cfg.model_dump(mode="json")), sort_keys=True, default=str)
 
 
 def config_changes(before: MGFRecConfig, now: MGFRecConfig, ignore: tuple[str, ...] = ()) -> dict[str, tuple[Any, Any]]:

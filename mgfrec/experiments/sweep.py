@@ -45,6 +45,7 @@ from mgfrec.experiments.reuse import (  # noqa: F401 (reuse's public names are s
     digest,
     refuse_stale,
     same_config,
+    same_config_key,
     same_start,
     shown_settings,
 )
@@ -228,7 +229,7 @@ def run_sweep(
     digests = {name: config_digest(cfg) for name, cfg in configs.items()}
     twins: dict[str, str] = {}
     for name, cfg in configs.items():  # "1" and "1.0" are two names but one config: it would train twice
-        whole = json.dumps(cfg.model_dump(mode="json"), sort_keys=True, default=str)  # secrets too: held, not kept
+        whole = same_config_key(cfg)  # secrets too: held, not kept; a template by its text
         if whole in twins:
             raise ConfigError(f"grid: cells {twins[whole]} and {name} give the same config; drop one of the values")
         twins[whole] = name

@@ -167,6 +167,32 @@ def test_a_grid_whose_values_are_not_a_list_is_refused_before_any_cell(tmp_path)
     assert not (tmp_path / "sweep").exists()
 
 
+def test_values_whose_folders_would_collide_are_both_named():
+    """`http://a/b` and `http://a_b` are distinct values with one folder name: "make the values distinct" named
+    neither, nor why (review s40)."""
+    with pytest.raises(ConfigError) as err:
+        grid_cells({"user_agent.base_url": ["http://a/b", "http://a_b"]})
+    said = str(err.value)
+    assert "the cells user_agent.base_url=http://a/b and user_agent.base_url=http://a_b would share the folder" in said
+    assert "any other character becoming '_'" in said
+
+
+def test_one_template_named_two_ways_is_one_cell(tmp_path, monkeypatch):
+    """`--grid agent.template=t.txt,./t.txt` (or a byte-identical copy) trained twice and drew one config as two
+    points; only a rerun refused the pair (review s40). Two files of other text are two cells."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.txt").write_text("Think, then <ground> or <answer>.", encoding="utf-8")
+    (tmp_path / "copy.txt").write_text("Think, then <ground> or <answer>.", encoding="utf-8")
+    (tmp_path / "other.txt").write_text("Think hard, then <ground> or <answer>.", encoding="utf-8")
+    for values in (["t.txt", "./t.txt"], ["t.txt", "copy.txt"]):
+        with pytest.raises(ConfigError, match="give the same config; drop one of the values"):
+            run_sweep(MGFRecConfig(), {"agent.template": values}, tmp_path / "sweep", FakeCells())
+    assert not (tmp_path / "sweep").exists()
+    calls = FakeCells()
+    run_sweep(MGFRecConfig(), {"agent.template": ["t.txt", "other.txt"]}, tmp_path / "sweep", calls)
+    assert len(calls.calls) == 2
+
+
 # ---- the orchestration, with a cheap cell runner that writes what a real cell writes --------------------
 
 
