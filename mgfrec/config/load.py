@@ -182,7 +182,12 @@ def _read_chain(path: str | Path, _seen: tuple[Path, ...] = ()) -> tuple[dict[st
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        problem = getattr(exc, "problem", None)
+        if isinstance(exc, yaml.reader.ReaderError):  # a control character: two lines and no line number (s40)
+            where = f":{text.count(chr(10), 0, exc.position) + 1}"
+            code = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "?")
+            problem = f"{exc.reason} (U+{code:04X}); remove it"
+        raise ConfigError(f"{path}{where}: not valid YAML: {problem or exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(raw).__name__}")
     parent = raw.pop("base", None)
@@ -314,6 +319,12 @@ def flat_fields(node: Any, prefix: str = "") -> dict[str, Any]:
 def validate(raw: Mapping[str, Any], source: str = "<config>") -> MGFRecConfig:
     """Validate a nested dict; the error lists every wrong field by its dotted path. A key that is still read
     but has a newer spelling gives a :class:`ConfigDeprecationWarning` naming ``source``."""
+    empty = [k for k, v in raw.items() if v is None and k in MGFRecConfig.model_fields]
+    if empty:  # "Input should be a valid dictionary or instance of AgentConfig (got None)" named a class (s40)
+        raise ConfigError(
+            f"{source}: invalid config: {empty[0]}: the section is empty (`{empty[0]}:` with nothing under it, its "
+            f"fields commented out?); give its fields, write `{empty[0]}: {{}}` for its defaults, or leave it out"
+        )
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConfigDeprecationWarning)
@@ -330,12 +341,15 @@ def validate(raw: Mapping[str, Any], source: str = "<config>") -> MGFRecConfig:
 
 
 def _options_hint(exc: ValidationError) -> str:
-    """For a field a section does not have, where the section's component takes ``options``: where a component's
-    own option goes (``--set retriever.collaborative_run=RUN`` said only "Extra inputs are not permitted"; review
-    s34)."""
+    """For a field a section does not have: the section's own field it may be a typo of, or, where the section's
+    component takes ``options``, where a component's own option goes (``--set retriever.collaborative_run=RUN`` said
+    only "Extra inputs are not permitted"; review s34). One hint per such key, each naming its key when the line
+    lists several errors (one hint ended the line, after another key's error; review s40)."""
     import difflib
 
-    for err in exc.errors():
+    errors = exc.errors()
+    hints = []
+    for err in errors:
         loc = err["loc"]
         if err["type"] != "extra_forbidden" or len(loc) != 2:
             continue
@@ -343,16 +357,17 @@ def _options_hint(exc: ValidationError) -> str:
         model = section.annotation if section is not None else None
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             continue
+        which = f"{loc[0]}.{shown_name(loc[1])}: " if len(errors) > 1 else ""
         # a typo of the section's own field first: `retriever.max_epoch` was sent to retriever.options (review s34)
         close = difflib.get_close_matches(str(loc[1]), [f for f in model.model_fields if f != "options"], n=1)
         if close:
-            return f" (did you mean {loc[0]}.{close[0]}?)"
-        if "options" in model.model_fields:
-            return (
-                f" (if it is an option of the chosen component, it goes under {loc[0]}.options: --set "
+            hints.append(f" ({which}did you mean {loc[0]}.{close[0]}?)")
+        elif "options" in model.model_fields:
+            hints.append(
+                f" ({which}if it is an option of the chosen component, it goes under {loc[0]}.options: --set "
                 f"{loc[0]}.options.{shown_name(loc[1])}=VALUE, or under `options:` in a config file)"
             )
-    return ""
+    return "".join(hints)
 
 
 def _hide_input(err: Mapping[str, Any]) -> bool:

@@ -454,6 +454,17 @@ class TrainerConfig(Section):
         were "Input should be a valid string" (review s36): read as their text."""
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
+    @field_validator("devices", mode="before")
+    @classmethod
+    def _devices_as_given(cls, value: Any) -> Any:
+        """``true`` was read as 1 devices, and ``"3"`` kept as text, which fit's early batch-split check skipped
+        (review s40): a switch is refused, a whole number written as text is that number (as Lightning reads it)."""
+        if isinstance(value, bool):
+            raise ValueError("give a number of devices (1 or more; -1 for all), auto, or GPU indices, not true/false")
+        if isinstance(value, str) and re.fullmatch(r"\s*-?[0-9]+\s*", value):
+            return int(value)
+        return value
+
     @field_validator("devices")
     @classmethod
     def _devices(cls, value: int | str) -> int | str:

@@ -87,11 +87,46 @@ def test_wrong_type_is_refused_with_its_path(tmp_path):
         load_config(bad)
 
 
+def test_each_misspelt_key_of_several_gets_its_own_hint():
+    """With several unknown keys one hint ended the line, after another key's error: "agent.foo: Extra inputs are
+    not permitted (did you mean grounding.top_k?)" (review s40)."""
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["grounding.top_kk=3", "agent.max_grondings=2", "agent.foo=1"])
+    said = str(err.value)
+    assert "(grounding.top_kk: did you mean grounding.top_k?)" in said
+    assert "(agent.max_grondings: did you mean agent.max_groundings?)" in said
+
+
+def test_a_section_left_empty_is_named_not_a_pydantic_class(tmp_path):
+    """`agent:` with its fields commented out said "Input should be a valid dictionary or instance of AgentConfig
+    (got None)" (review s40)."""
+    path = tmp_path / "c.yaml"
+    path.write_text("agent:\n  # max_groundings: 3\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "agent: the section is empty" in str(err.value) and "AgentConfig" not in str(err.value)
+    path.write_text("agent: {}\n", encoding="utf-8")
+    assert load_config(path).agent == load_config(None).agent
+
+
+def test_devices_refuse_a_switch_and_read_a_quoted_count_as_a_number():
+    """`trainer.devices=true` was 1 device; `"3"` stayed text, which fit's early batch-split check skipped (s40)."""
+    with pytest.raises(ConfigError, match=r"trainer.devices: .*not true/false"):
+        load_config(None, ["trainer.devices=true"])
+    assert load_config(None, ['trainer.devices="3"']).trainer.devices == 3
+    assert load_config(None, ["trainer.devices=0,1"]).trainer.devices == "0,1"
+
+
 def test_yaml_syntax_error_names_the_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("agent:\n  max_groundings: [1, 2\n")
     with pytest.raises(ConfigError, match=r"bad.yaml:\d+: not valid YAML"):
         read_yaml(bad)
+    # a control character: PyYAML's reader error was two lines ('in "<unicode string>", position 26') with no line
+    bad.write_text('agent:\n  max_groundings: 3\n  template: "a\x01b"\n')
+    with pytest.raises(ConfigError) as err:
+        read_yaml(bad)
+    assert str(err.value).endswith("bad.yaml:3: not valid YAML: special characters are not allowed (U+0001); remove it")
 
 
 def test_overrides_and_values_apply_in_order():
