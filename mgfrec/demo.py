@@ -101,9 +101,18 @@ def run_demo(
     out = Path(out)
     if options.agent:  # refuse a conflicting or unknown policy.model, or recall prior, before any stage runs
         from mgfrec.models.policy import check_policy_source
+        from mgfrec.rl.distributed import require_one_process
 
         check_policy_source(demo_policy(config, options))  # a typo was found after the data, index and baselines
         demo_recall_prior(config, options)
+        if options.recall_prior and config.agent.decoding != "constrained":  # it was dropped without a word (s40)
+            say(
+                f"note: --recall-prior {options.recall_prior:g} is not used: agent.decoding is "
+                f"{config.agent.decoding}, and the prior acts on constrained answers"
+            )
+        # trainer.devices=2 was refused after the data, index and every baseline, and the folder then refused the
+        # corrected rerun as made with other settings (review s40)
+        require_one_process(config.trainer.devices, config.trainer.num_nodes, "mgfrec demo")
     check_demo_output(out)  # nothing of another kind is written into, before anything is
     with removed_if_left_empty(out):
         out.mkdir(parents=True, exist_ok=True)
@@ -160,13 +169,12 @@ def _run_demo(
         if baseline_reusable(run_dir, name, say):
             say(f"[{name}] reusing {run_dir}")
         else:
-            update: dict = {"model": name}
+            # retriever.options are the options of retriever.model: given to every baseline, a --set of SASRec's
+            # failed in pop, naming none, after the baselines before it had trained (review s40)
+            own = dict(config.retriever.options) if name == config.retriever.model else {}
+            update: dict = {"model": name, "options": own}
             if name == "hybrid" and "sasrec" in baselines:  # blend the SASRec run above; don't train it twice
-                update["options"] = {
-                    **config.retriever.options,
-                    "collaborative": "sasrec",
-                    "collaborative_run": str(out / "sasrec"),
-                }
+                update["options"] = {**own, "collaborative": "sasrec", "collaborative_run": str(out / "sasrec")}
             if name == "bigrec":
                 update["options"] = dict(options.bigrec)
             # a hybrid without the SASRec run trains its own collaborative side: the same caps as SASRec's
@@ -281,7 +289,11 @@ def estimate_line(baselines: Sequence[str], options: DemoOptions) -> str:
         f"{options.baseline_steps} steps" if options.baseline_steps else "",
         f"{options.baseline_seconds:g} s" if options.baseline_seconds else "",
     ]
-    caps = f" (learned ones capped at {' or '.join(x for x in limits if x)} each)" if any(limits) and learned else ""
+    # BIGRec takes no step cap (its steps are an LLM's): the line said it did (review s40)
+    by_time = f"; bigrec at {options.baseline_seconds:g} s" if options.baseline_seconds else "; bigrec uncapped"
+    alone = by_time if "bigrec" in learned and options.baseline_steps else ""
+    capped_at = " or ".join(x for x in limits if x)
+    caps = f" (learned ones capped at {capped_at} each{alone})" if any(limits) and learned else ""
     about = f"{round(total / 60)} min" if total >= 120 else format_seconds(total)  # no false precision
     bound = f"at most {options.baseline_steps} steps each, " if options.baseline_steps else ""
     plus = f" plus the training of {', '.join(uncapped)} ({bound}no time cap)" if uncapped else ""

@@ -35,7 +35,7 @@ class DemoOptions:
     policy: str | None = "preset:tiny-items"
     # agent.recall_prior of the agent stages: the answer is sampled under a prior rank**-4 over the recall list,
     # so the policy answers the recall model's first title unless its own logits disagree. The tiny policy never
-    # learns that choice by itself; with it the demo's agent went from N_full 0.31 to 0.60 (docs/agent-cpu.md).
+    # learns that choice by itself; with it the demo's agent went from N_full 0.31 to 0.59 (docs/agent-cpu.md).
     # None keeps the config's agent.recall_prior.
     recall_prior: float | None = 4.0
     sft_train_samples: int = 200

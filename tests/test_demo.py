@@ -148,6 +148,7 @@ def test_the_closing_line_names_what_the_rows_were_compared_on():
     )
     # rows of other sizes (a rerun with --eval-samples 0 kept the agent's 100; review s31) are not "the whole split"
     assert compared_on(0, {100, 675}).startswith("The rows do not all hold the same samples (100 and 675 by row)")
+    assert compared_on(100, {100}, "valid") == "All rows are compared on a seeded subsample of 100 valid samples"
 
 
 def test_the_closing_line_names_only_the_readings_made():
@@ -333,6 +334,23 @@ def test_the_demo_recall_prior_comes_from_its_option_and_a_conflicting_config_is
     result = CliRunner().invoke(app, ["demo", "--set", "agent.recall_prior=2", "--out", str(out)])
     assert result.exit_code != 0 and "pass --recall-prior 2" in " ".join(result.output.split())
     assert not out.exists()  # refused before any stage wrote anything
+    # free decoding dropped the prior without a word; several processes were refused after every baseline had
+    # trained, and the folder then refused the corrected rerun (review s40)
+    said: list[str] = []
+    with pytest.raises(ValueError, match="mgfrec demo runs in one process"):
+        run_demo(load_config(None, ["agent.decoding=free", "trainer.devices=2"]), out, say=said.append)
+    assert not out.exists() and said == [
+        "note: --recall-prior 4 is not used: agent.decoding is free, and the prior acts on constrained answers"
+    ]
+
+
+def test_retriever_options_go_to_retriever_model_alone(tmp_path):
+    """`--set retriever.options.heads=1` (SASRec's, the config's retriever.model) went to every baseline: pop failed
+    with "this component takes no options", naming no baseline, after the data and index were made (review s40)."""
+    said: list[str] = []
+    cfg = load_config(None, [*TINY, "retriever.options={heads: 1}"])
+    result = run_demo(cfg, tmp_path, baselines=("pop", "last-title"), options=BASELINES_ONLY, say=said.append)
+    assert {row.name for row in result.report.rows} == {"pop", "last-title"}
 
 
 @pytest.mark.reliability
@@ -379,6 +397,9 @@ def test_the_estimate_counts_no_made_up_time_for_uncapped_baselines():
     assert "plus the training of sasrec, gru4rec, caser (no time cap)" in line and "17 min" not in line
     capped = estimate_line(names, DemoOptions(agent=False))
     assert "plus the training" not in capped and "capped at 300 steps or 60 s each" in capped
+    # BIGRec takes no step cap: the line said it did (review s40)
+    with_bigrec = estimate_line([*names, "bigrec"], DemoOptions(agent=False))
+    assert "capped at 300 steps or 60 s each; bigrec at 60 s)" in with_bigrec
 
 
 def test_the_estimate_counts_the_agent_stages_work():

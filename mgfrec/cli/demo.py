@@ -62,7 +62,11 @@ def demo(
         200, "--sft-samples", min=1, help="Train samples the SFT trajectories are synthesized from."
     ),
     eval_samples: int = typer.Option(
-        100, "--eval-samples", min=0, help="Seeded test subsample every method is compared on (0 = the whole split)."
+        100,
+        "--eval-samples",
+        min=0,
+        help="Seeded subsample of the evaluated split (eval.split, test by default) every method is compared on "
+        "(0 = the whole split).",
     ),
     threads: int = typer.Option(
         1,
@@ -128,7 +132,7 @@ def demo(
     out.print(result.report.table(console.width))
     for note in result.report.terminal_notes():
         console.print(note, highlight=False, markup=False)
-    closing = compared_on(eval_samples, {row.result.samples for row in result.report.rows})
+    closing = compared_on(eval_samples, {row.result.samples for row in result.report.rows}, result.report.split)
     ablations = readings_line({row.name for row in result.report.rows}) if agent else ""
     console.print(f"{closing}.{ablations}", highlight=False)
     console.print(f"Files: {', '.join(str(p) for p in result.written.values())}", highlight=False)
@@ -181,7 +185,7 @@ def _baselines(value: str, known: list[str]) -> tuple[str, ...]:
     return names
 
 
-def compared_on(eval_samples: int, sizes: set[int]) -> str:
+def compared_on(eval_samples: int, sizes: set[int], split: str = "test") -> str:
     """The closing line (without its full stop): what the rows were compared on, a seeded subsample, or the whole
     split when ``--eval-samples`` is 0 or at least the split's size (``sizes``: the sample counts of the report's
     rows); rows of several sizes are said to be so (it said "the whole test split" beside rows of 100; review
@@ -193,13 +197,14 @@ def compared_on(eval_samples: int, sizes: set[int]) -> str:
             "the notes)"
         )
     if not eval_samples:
-        return "All rows are compared on the whole test split"
+        return f"All rows are compared on the whole {split} split"
     if sizes and next(iter(sizes)) < eval_samples:
         return (
-            f"All rows are compared on the whole test split ({next(iter(sizes)):,} samples, fewer than "
+            f"All rows are compared on the whole {split} split ({next(iter(sizes)):,} samples, fewer than "
             f"--eval-samples {eval_samples:,})"
         )
-    return f"All rows are compared on a seeded subsample of {eval_samples:,} test samples"
+    # eval.split named: --set eval.split=valid was closed as "... test samples" (review s40)
+    return f"All rows are compared on a seeded subsample of {eval_samples:,} {split} samples"
 
 
 def _check_agent_sets(sets: list[str], flags: dict[str, tuple[str, object]]) -> None:
