@@ -293,10 +293,17 @@ class SequentialRetriever(L.LightningModule):
         seq, target = batch
         loss = self.loss(seq, target)
         if not torch.isfinite(loss.detach()):  # the fit went on and saved a model of NaN, as if it were good
+            first = self.current_epoch == 0 and batch_idx == 0 and self.global_step == 0
             raise ValueError(
                 f"the training loss became {float(loss.detach())} at epoch {self.current_epoch + 1}, batch "
-                f"{batch_idx + 1} (the fit diverged): give a smaller retriever.lr (now {self.settings.lr:g}; "
-                "--lr of baseline fit, --set retriever.lr=... elsewhere)"
+                f"{batch_idx + 1} "
+                + (  # before any step the learning rate has done nothing yet: the model as built (review s40)
+                    "(before any training step: the model as built; check its retriever.options, e.g. its "
+                    "initialisation)"
+                    if first
+                    else f"(the fit diverged): give a smaller retriever.lr (now {self.settings.lr:g}; --lr of baseline "
+                    "fit, --set retriever.lr=... elsewhere)"
+                )
             )
         self._loss_sum = self._loss_sum + loss.detach() * len(target)
         self._loss_count += len(target)

@@ -192,20 +192,26 @@ def test_a_diverging_or_overflowing_learning_rate_is_one_line_naming_it(data, tm
     from mgfrec.retrievers.training import SequentialRetriever
 
     out = tmp_path / "nan"
-    common = ("baseline", "fit", "--model", "sasrec", "--data", data, "--out", out, "--max-epochs", 1)
+    common = ("baseline", "fit", "--model", "sasrec", "--data", data, "--out", out, "--max-epochs", 2)
     real = SequentialRetriever.loss
 
     def diverged(self, seq, target):  # what weights gone to inf give, at any learning rate that got them there
-        return real(self, seq, target) * float("nan")
+        loss = real(self, seq, target)
+        return loss * float("nan") if self.global_step >= 1 else loss  # after one step of that rate
 
     monkeypatch.setattr(SequentialRetriever, "loss", diverged)
     result = invoke(*common, "--lr", "0.5")
-    monkeypatch.setattr(SequentialRetriever, "loss", real)
     text = flat(result.output)
     assert result.exit_code == 2 and "Traceback" not in text, text
-    assert "the training loss became nan at epoch 1, batch 1" in text, text
+    assert "the training loss became nan at epoch 2, batch 1 (the fit diverged)" in text, text  # one batch an epoch
     assert "give a smaller retriever.lr (now 0.5; --lr of baseline fit, --set retriever.lr=... elsewhere)" in text
     assert not (out / "run.json").exists()
+    # NaN before any step is the model as built (--set retriever.options.init_std=1e30), not the rate (review s40)
+    monkeypatch.setattr(SequentialRetriever, "loss", lambda self, seq, target: real(self, seq, target) * float("nan"))
+    text = flat(invoke(*common, "--lr", "0.5").output)
+    assert "batch 1 (before any training step: the model as built; check its retriever.options" in text, text
+    assert "smaller retriever.lr" not in text
+    monkeypatch.setattr(SequentialRetriever, "loss", real)
     result = invoke(*common, "--lr", "1e300")
     text = flat(result.output)
     assert result.exit_code == 2 and "--lr" in text and "less than or equal to 1000" in text, text
