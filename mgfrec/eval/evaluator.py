@@ -1,6 +1,7 @@
 """Moved to :mod:`mgfrec.ranking.evaluator` (docs/architecture.md); this path keeps working."""
 
 from mgfrec.ranking.evaluator import (
+    NaNScoresWarning,
     Scorer,
     evaluate,
     evaluate_frame,
@@ -9,6 +10,7 @@ from mgfrec.ranking.evaluator import (
 )
 
 __all__ = [
+    "NaNScoresWarning",
     "Scorer",
     "evaluate",
     "evaluate_frame",
