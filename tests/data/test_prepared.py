@@ -256,6 +256,26 @@ def test_a_prepare_cut_short_while_moving_its_files_into_place_leaves_the_earlie
         assert after == before, stop_at
         assert PreparedDataset(out).checksum == earlier.checksum
         assert not [p.name for p in out.iterdir() if p.name.startswith(".prepare")], stop_at
+    # a first prepare into a new folder, cut short: the files already moved in are taken out again, so the rerun is
+    # not refused as "not empty and not a prepared data set" (the branch no test reached; review s40)
+    for stop_at in range(1, len(before) + 2):
+        fresh = tmp_path / f"fresh{stop_at}"
+        calls = {"n": 0}
+
+        def replace(self, target, stop_at=stop_at, calls=calls):
+            calls["n"] += 1
+            if calls["n"] == stop_at:
+                raise KeyboardInterrupt
+            return real_replace(self, target)
+
+        monkeypatch.setattr(Path, "replace", replace)
+        try:
+            prepare(other, fresh)
+        except KeyboardInterrupt:
+            assert not fresh.exists() or not [p.name for p in fresh.iterdir()], (stop_at, list(fresh.iterdir()))
+        finally:
+            monkeypatch.setattr(Path, "replace", real_replace)
+        assert PreparedDataset(prepare(other, fresh).root).counts["users"] == 30, stop_at
 
 
 def _killed_while_moving(out: Path) -> None:

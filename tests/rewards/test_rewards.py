@@ -30,6 +30,25 @@ def test_format_gate_is_eq8():
     assert reward.breakdown(RewardInput(3, 10, False)) == {"ndcg": 0.5, "format": -0.5, "total": -0.5}
 
 
+def test_the_first_gating_reward_that_fires_decides():
+    """The module's rule, which no test reached (only `format` gates among the built-ins; review s40): with two
+    gating rewards firing, the first listed decides; one that does not fire (0) leaves the other's verdict."""
+    from mgfrec.rewards.compose import ComposedReward
+    from mgfrec.rewards.format import FormatReward
+
+    class Always:
+        gating = True
+
+        def __call__(self, inp):
+            return -2.0
+
+    broken, fine = RewardInput(1, 10, False), RewardInput(1, 10, True)
+    first = ComposedReward([("ndcg", NDCGReward()), ("format", FormatReward()), ("always", Always())])
+    assert first(broken) == -0.5 and first(fine) == -2.0  # format fires first; fine: format gives 0, always fires
+    second = ComposedReward([("ndcg", NDCGReward()), ("always", Always()), ("format", FormatReward())])
+    assert second(broken) == -2.0 and second.breakdown(broken)["format"] == -0.5
+
+
 def test_format_penalty_is_an_option():
     reward = build_reward(["ndcg", "format"], {"format": {"penalty": -1.0}})
     assert reward(RewardInput(2, 10, False)) == -1.0
