@@ -175,6 +175,7 @@ class TurnGrammar:
         unsafe: set[int] = set()
         blank: set[int] = set()
         unseen: set[int] = set()  # shows nothing on its own: part of a character's bytes, or one that strip() drops
+        hidden: set[int] = set()
         for i in range(self.vocab_size):
             if i in special or i >= known:
                 unsafe.add(i)
@@ -182,18 +183,25 @@ class TurnGrammar:
             text = tokenizer.decode([i], skip_special_tokens=False)
             if "<" in text or ">" in text or not text:
                 unsafe.add(i)
-            elif is_blank(text):  # a zero-width space too: the parser finds a thought of those empty (review s40)
+            elif not text.strip():
                 blank.add(i)
-            elif is_blank(text.replace("\ufffd", "")):
+            elif not text.replace("\ufffd", "").strip():
                 unseen.add(i)
+            elif is_blank(text.replace("\ufffd", "")):  # a zero-width space, a BOM: shows nothing in a title
+                hidden.add(i)
         self.unsafe = frozenset(unsafe)
         self.blank = frozenset(blank)
         self.unseen = frozenset(unseen)
+        # not whitespace, yet nothing shows (is_blank): a title of those is empty to the parser (it was grounded to an
+        # arbitrary item; review s40). Titles only: a thought of them harms nothing, and the thought's masks (so the
+        # documented seeded runs) stay as they were
+        self.hidden = frozenset(hidden)
         # one token that shows on its own: what a thought or free title of nothing visible gets at its cap, where
         # its closing tag was forced and the parser found it empty (a format error the grammar allowed; s39)
         self.visible_alone = AllowedSet(False, self.unsafe | self.blank | self.unseen)
+        self.title_visible_alone = AllowedSet(False, self.unsafe | self.blank | self.unseen | self.hidden)
         self._titles: dict[str, tuple[int, ...]] = {}
-        self._plain: dict[tuple[bool, frozenset[int]], AllowedSet] = {}
+        self._plain: dict[tuple[bool, bool, frozenset[int]], AllowedSet] = {}
 
     def _encode(self, text: str) -> tuple[int, ...]:
         return tuple(int(i) for i in self.tokenizer.encode(text, add_special_tokens=False))
@@ -221,16 +229,17 @@ class TurnGrammar:
         kept = [(t, w) for t, w in zip(titles, log_weights, strict=True) if t and not is_blank(t)]
         return TokenTrie((self.title_ids(t) for t, _ in kept), log_weights=[w for _, w in kept])
 
-    def plain(self, first: bool, extra: Iterable[int] = ()) -> AllowedSet:
-        """Plain tokens (``first``: not whitespace only), plus ``extra`` (e.g. a closing tag's first token).
+    def plain(self, first: bool, extra: Iterable[int] = (), title: bool = False) -> AllowedSet:
+        """Plain tokens (``first``: not whitespace only; in a free ``title``, not one that shows nothing either),
+        plus ``extra`` (e.g. a closing tag's first token).
 
         Asked before every thought token of every row, so each of the few distinct sets is built (and hashed,
         for the engine's mask cache) once."""
-        key = (first, frozenset(extra))
+        key = (first and title, first, frozenset(extra))
         found = self._plain.get(key)
         if found is None:
-            banned = (self.unsafe | self.blank) if first else self.unsafe
-            found = self._plain[key] = AllowedSet(False, banned - key[1])
+            banned = (self.unsafe | self.blank | (self.hidden if title else frozenset())) if first else self.unsafe
+            found = self._plain[key] = AllowedSet(False, banned - key[2])
         return found
 
 
@@ -329,10 +338,10 @@ class TurnConstraint:
             if not self._visible:  # as for the thought: something must show before the close
                 full = self._count >= 1 and self._count >= self.max_free_title_tokens
                 if full or self._used + len(tags) + 1 >= self.budget:
-                    return g.visible_alone
+                    return g.title_visible_alone
             elif self._count >= self.max_free_title_tokens or self._used + len(tags) >= self.budget:
                 return only([tags[0]])  # the title's cap, or only the closing tag still fits the turn
-            return g.plain(not self._visible, [tags[0]] if self._visible else [])
+            return g.plain(not self._visible, [tags[0]] if self._visible else [], title=True)
         return only([])  # done: nothing more may be written
 
     @property
@@ -400,7 +409,8 @@ class TurnConstraint:
         if not self._visible:
             self._unseen += (token,)
             text = self.grammar.tokenizer.decode(list(self._unseen), skip_special_tokens=False)
-            self._visible = not is_blank(text.replace("\ufffd", ""))
+            shown = text.replace("\ufffd", "")
+            self._visible = not is_blank(shown) if self._phase == "free" else bool(shown.strip())
 
     def replay(self, token_ids: Sequence[int]) -> list[AllowedSet]:
         """The allowed set before each of ``token_ids``, advancing through them (they must all be allowed)."""

@@ -7,9 +7,11 @@ The policy writes one *turn* per generation call; generation stops at ``</ground
 
 1. **A turn** is ``<think>`` reasoning ``</think>`` followed by exactly one action, ``<ground>`` title
    ``</ground>`` or ``<answer>`` title ``</answer>``. Whitespace is allowed before ``<think>``, between
-   ``</think>`` and the action, and after the action's closing tag; nothing else is. The reasoning and the
-   title must each show something: not empty once stripped of surrounding whitespace, and not only characters that
-   show nothing (a zero-width space, a BOM: :func:`mgfrec.validation.is_blank`).
+   ``</think>`` and the action, and after the action's closing tag; nothing else is. The reasoning must be
+   non-empty once stripped of surrounding whitespace; the title must show something: not empty once stripped, and
+   not only characters that show nothing (a zero-width space, a BOM: :func:`mgfrec.validation.is_blank`), which
+   were grounded to an arbitrary catalogue item. (A thought of those harms nothing, and the constrained grammar's
+   masks, and so the documented seeded runs, stay as they were.)
 2. **Tags.** A tag-like sequence is ``<`` or ``</``, a name (a letter or ``_``, then letters, digits,
    ``_ - . :``), optional attributes, optional ``/``, then ``>``. Only the six exact tags ``<think>``
    ``</think>`` ``<ground>`` ``</ground>`` ``<answer>`` ``</answer>`` may appear, each once, in that order.
@@ -106,9 +108,9 @@ def parse_turn(text: str) -> Turn:
             return _error(
                 text, f"unexpected {tag} {where}; expected {' or '.join(expected) or 'nothing after the action'}"
             )
-        if stage == 1 and is_blank(between):  # a zero-width space alone shows nothing either (review s40)
+        if stage == 1 and not between.strip():
             return _error(text, f"empty <think> {where}")
-        if stage == 3 and is_blank(between):
+        if stage == 3 and is_blank(between):  # a zero-width space alone was grounded to an arbitrary item (s40)
             return _error(text, f"empty {action} title {where}")
         if stage == 1:
             think = between.strip()

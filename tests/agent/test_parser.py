@@ -36,7 +36,7 @@ ERRORS = [
     ("<think>x</think><ground> </ground>", "empty <ground> title", False),
     # a zero-width space or a BOM shows nothing: grounded, it named an arbitrary catalogue item (review s40)
     ("<think>x</think><ground>\u200b</ground>", "empty <ground> title", False),
-    ("<think>\ufeff \u200b</think><answer>t</answer>", "empty <think>", False),
+    ("<think>x</think><answer>\ufeff \u200b</answer>", "empty <answer> title", False),
     ("<think>x</think><answer>t</ground>", "unexpected </ground>", False),
     ("<think>x<think>y</think><answer>t</answer>", "unexpected <think>", False),
     ("<think>x</think><think>y</think><answer>t</answer>", "unexpected <think>", False),
@@ -191,7 +191,7 @@ def oracle(text: str) -> tuple[str, str, str] | None:
     if len(tags) != 4 or tags[:2] != ["<think>", "</think>"]:
         return None
     m = _VALID_RE.fullmatch(text)
-    if m is None or not shows(m.group(1)) or not shows(m.group(3)):
+    if m is None or not m.group(1).strip() or not shows(m.group(3)):  # a thought: not whitespace; a title: shows
         return None
     return m.group(2), m.group(1).strip(), m.group(3).strip()
 
