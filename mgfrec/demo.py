@@ -196,7 +196,9 @@ def _run_demo(
                     f"[demo] stopped by {by}: {run_dir} is finished from its best checkpoint; rerun the same "
                     "command to go on from the next stage"
                 )
-                raise stop_exception(getattr(result.retriever, "stop_signal", None))
+                stop = stop_exception(getattr(result.retriever, "stop_signal", None))
+                stop.demo_said = True  # type: ignore[attr-defined]  # the CLI's own stop line would repeat it
+                raise stop
         runs.append(run_dir)
 
     agent_runs: list[Path] = []

@@ -115,6 +115,14 @@ def check_demo_output(out: Path) -> None:
         )
 
 
+CONFIG_FLAGS = {"retriever.max_epochs": "--retriever-epochs"}
+"""Config fields the demo has a flag of its own for: a refused rerun names the flag the user typed too (s40)."""
+
+
+def _with_flag(field: str) -> str:
+    return f"{field} ({CONFIG_FLAGS[field]})" if field in CONFIG_FLAGS else field
+
+
 def check_same_settings(out: Path, config: MGFRecConfig, options: DemoOptions) -> None:
     """Refuse, in one line, a rerun into ``out`` whose settings differ from those its stages were made with."""
     path = out / SETTINGS_FILE
@@ -144,7 +152,9 @@ def check_same_settings(out: Path, config: MGFRecConfig, options: DemoOptions) -
 
     a, b = flat(old["config"], ""), flat(new["config"], "")
     oa, ob = flat(old["options"], ""), flat(new["options"], "")
-    differ = [k.rstrip(".") for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and bound(k, AGENT_SECTIONS)]
+    differ = [
+        _with_flag(k.rstrip(".")) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and bound(k, AGENT_SECTIONS)
+    ]
     differ += [
         option_name(k.rstrip("."))
         for k in sorted(set(oa) | set(ob))

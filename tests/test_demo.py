@@ -79,7 +79,7 @@ def test_run_demo_fits_evaluates_and_reuses(tmp_path):
     # agent-only settings (--fit-steps, --policy) bind no folder of baselines alone (--no-agent first): only the
     # config's retriever.max_epochs is named; before, --fit-steps was too (test_demo_settings.py has the rest)
     agent_only = replace(BASELINES_ONLY, fit_steps=7, policy="preset:tiny")
-    with pytest.raises(ValueError, match=r"its stages were made with other settings \(retriever.max_epochs\);"):
+    with pytest.raises(ValueError, match=r"made with other settings \(retriever.max_epochs \(--retriever-epochs\)\);"):
         run_demo(other, tmp_path, options=agent_only, say=again.append)
     assert sorted((p.name, p.stat().st_mtime_ns) for p in tmp_path.iterdir()) == before
     # which recall runs the joint-l2 reading can use: those with item embeddings

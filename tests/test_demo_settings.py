@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 
 import pytest
@@ -47,15 +48,16 @@ def test_agent_settings_bind_a_rerun_only_once_an_agent_stage_has_finished(tmp_p
     agent = load_config(None, ["grpo.group_size=3", "agent.max_groundings=3"])
     options = replace(first, agent=True, fit_steps=5, sft_train_samples=9, sft_epochs=2, policy="preset:tiny")
     check_same_settings(tmp_path, agent, options)  # no agent stage yet: its settings are free
-    with pytest.raises(ValueError, match=r"other settings \(retriever.max_epochs\);"):  # a baseline's still binds
+    # a baseline's still binds, named with the demo's flag for it (review s40)
+    with pytest.raises(ValueError, match=r"other settings \(retriever.max_epochs \(--retriever-epochs\)\);"):
         check_same_settings(tmp_path, load_config(None, ["retriever.max_epochs=5"]), options)
     (tmp_path / "mgfrec").mkdir()
     (tmp_path / "mgfrec" / "run.json").write_text("{}")  # an agent stage finished: they bind, each named
     differ = (
-        "agent.max_groundings, grpo.group_size, retriever.max_epochs, --fit-steps, --policy, DemoOptions.sft_epochs, "
-        "--sft-samples"
+        "agent.max_groundings, grpo.group_size, retriever.max_epochs (--retriever-epochs), --fit-steps, --policy, "
+        "DemoOptions.sft_epochs, --sft-samples"
     )
-    with pytest.raises(ValueError, match=rf"other settings \({differ}\); a rerun reuses"):
+    with pytest.raises(ValueError, match=rf"other settings \({re.escape(differ)}\); a rerun reuses"):
         check_same_settings(
             tmp_path,
             load_config(None, ["grpo.group_size=3", "agent.max_groundings=3", "retriever.max_epochs=5"]),

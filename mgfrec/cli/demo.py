@@ -120,13 +120,23 @@ def demo(
             baseline_seconds=baseline_seconds or None,
             baseline_steps=baseline_steps or None,
         )
-        return run_demo(
-            cfg,
-            out_dir,
-            baselines=chosen,
-            options=options,
-            say=lambda msg: console.print(msg, highlight=False, markup=False),
-        )
+        try:
+            return run_demo(
+                cfg,
+                out_dir,
+                baselines=chosen,
+                options=options,
+                say=lambda msg: console.print(msg, highlight=False, markup=False),
+            )
+        except KeyboardInterrupt as stop:  # SFT, GRPO, an evaluation: a baseline's stop says this itself (s40)
+            if not getattr(stop, "demo_said", False):
+                console.print(
+                    f"[demo] stopped: the finished stages in {out_dir} are kept; rerun the same command to go on "
+                    "(the stopped stage runs again)",
+                    highlight=False,
+                    markup=False,
+                )
+            raise
 
     result = run(go)
     out.print(result.report.table(console.width))

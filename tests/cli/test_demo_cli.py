@@ -182,3 +182,25 @@ def test_a_policy_that_cannot_be_loaded_is_refused_before_any_stage(tmp_path, po
         app, ["demo", "--no-agent", "--policy", policy, "--out", str(tmp_path / "d"), "--data", "/no/such"]
     )
     assert "--policy" not in unused.output and "/no/such" in unused.output, unused.output
+
+
+def test_a_stop_in_a_later_stage_says_the_finished_ones_are_kept(tmp_path, monkeypatch):
+    """Ctrl-C during SFT or GRPO printed "stopped by the user (Ctrl-C)" alone, where a baseline's stop said to rerun
+    the same command to go on (review s40); a baseline's stop, which says it itself, is not said twice."""
+    import mgfrec.demo as demo_mod
+
+    def stopped_in(said: bool):
+        def run_demo(*args, **kwargs):
+            stop = KeyboardInterrupt()
+            if said:
+                stop.demo_said = True
+            raise stop
+
+        return run_demo
+
+    for said in (False, True):
+        monkeypatch.setattr(demo_mod, "run_demo", stopped_in(said))
+        result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--no-agent"])
+        text = " ".join(result.output.split())
+        assert result.exit_code == 130 and "stopped by the user (Ctrl-C)" in text, text
+        assert ("rerun the same command to go on (the stopped stage runs again)" in text) is not said, text
