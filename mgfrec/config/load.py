@@ -41,9 +41,15 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any], where: str = "") -> di
             out[key] = _merge(dict(out[key]), value, f"{here}.")
         elif isinstance(value, Mapping) and value and out.get(key) is not None:
             given = ", ".join(f"{here}.{k}" for k in list(value)[:3])
+            # a list is given whole: "write eval.ks as a mapping" was said of `--set eval.ks.1=20` (review s40)
+            fix = (
+                f"give it whole (--set '{here}=[...]')"
+                if isinstance(out[key], (list, tuple))
+                else f"write {here} as a mapping ({here}: {{field: value}})"
+            )
             raise ConfigError(
                 f"{here}: holds a value ({type(out[key]).__name__}), not a section of fields, and {given} was given "
-                f"inside it; write {here} as a mapping ({here}: {{field: value}})"
+                f"inside it; {fix}"
             )
         else:
             out[key] = value

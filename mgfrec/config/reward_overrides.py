@@ -68,6 +68,11 @@ def with_reward_options(raw: dict[str, Any], named: Mapping[str, Any], shown: st
         at = [i for i, e in enumerate(rewards) if _name(e) == name]
         if not at:
             held = ", ".join(str(_name(e)) for e in rewards) or "none"
+            if str(name).isdigit():  # a position, as in a list: "add it (fit --reward 0)" led nowhere (review s40)
+                raise ConfigError(
+                    f"--set {shown}: rewards are named, not numbered: grpo.rewards.NAME.options.FIELD=VALUE, with "
+                    f"NAME one of {held}"
+                )
             raise ConfigError(
                 f"--set {shown}: grpo.rewards holds no reward '{name}' (it holds {held}); add it (fit --reward "
                 f"{name}, or --set 'grpo.rewards=[..., {{name: {name}, options: {{...}}}}]')"

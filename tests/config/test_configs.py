@@ -117,6 +117,16 @@ def test_devices_refuse_a_switch_and_read_a_quoted_count_as_a_number():
     assert load_config(None, ["trainer.devices=0,1"]).trainer.devices == "0,1"
 
 
+def test_a_name_of_digits_read_as_a_number_says_to_quote_it():
+    """`--set data.path=2024` said "Input should be a valid string (got 2024)" and no more (review s40)."""
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["data.path=2024"])
+    assert "YAML reads digits as a number: quote them ('2024'; on a command line --set \"data.path='2024'\")" in str(
+        err.value
+    )
+    assert load_config(None, ["data.path='2024'"]).data.path == "2024"
+
+
 def test_yaml_syntax_error_names_the_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("agent:\n  max_groundings: [1, 2\n")
@@ -712,6 +722,10 @@ def test_a_field_given_inside_what_a_file_holds_as_a_value_is_refused(tmp_path):
     child.write_text("base: parent.yaml\ndata: {history_length: 4}\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"child.yaml over its base parent.yaml: data: holds a value \(list\)"):
         load_config(child)
+    ks = tmp_path / "ks.yaml"  # a list: given whole, not "written as a mapping" (review s40)
+    ks.write_text("eval:\n  ks: [5, 10]\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"eval.ks.1 was given inside it; give it whole \(--set 'eval.ks=\[...\]'\)$"):
+        load_config(ks, ["eval.ks.1=20"])
     with pytest.raises(ConfigError, match=r"data.history_length: holds a value \(int\)"):
         load_config(None, ["data.history_length=5", "data.history_length.x=3"])
     nulled = tmp_path / "nulled.yaml"

@@ -23,6 +23,9 @@ def test_a_rewards_options_are_set_by_its_name_as_its_errors_name_them():
         load_config(None, ["grpo.rewards.hit-at-k.options.k=5"])
     with pytest.raises(ConfigError, match=r"give a reward's options as grpo.rewards.ndcg.options.FIELD=VALUE"):
         load_config(None, ["grpo.rewards.ndcg.weight=2"])
+    # a position, as in a list, was told "add it (fit --reward 0)" (review s40)
+    with pytest.raises(ConfigError, match=r"rewards are named, not numbered: .*NAME one of ndcg, format$"):
+        load_config(None, ["grpo.rewards.0.options.k=5"])
 
 
 def test_a_reward_flag_keeps_the_options_the_config_file_gives_that_reward(tmp_path):
