@@ -44,7 +44,9 @@ class DataConfig(Section):
     path: str | None = Field(None, description="input folder or file for the source; unused by synthetic")
     options: dict[str, Any] = Field(default_factory=dict, description="source-specific options")
     history_length: int = Field(20, ge=1, description="at most this many preceding items form a history")
-    split_ratios: tuple[float, float, float] = Field((0.8, 0.1, 0.1), description="train/valid/test")
+    split_ratios: tuple[float, float, float] = Field(
+        (0.8, 0.1, 0.1), description="train/valid/test: three numbers of 0 or more that sum to 1"
+    )
     subsample_users: int | None = Field(None, ge=1, description="keep a seeded subsample of this many users")
     subsample_samples: int | None = Field(None, ge=1, description="keep a seeded subsample of samples per split")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="an integer from 0 to 2**32 - 1")
@@ -478,7 +480,9 @@ class TrainerConfig(Section):
 class EvalConfig(Section):
     """Full-ranking evaluation: the metrics' K, the split, the intervals and paired tests."""
 
-    ks: tuple[Annotated[int, Field(ge=1)], ...] = Field((5, 10, 20), description="the K of Hit@K and NDCG@K")
+    ks: tuple[Annotated[int, Field(ge=1)], ...] = Field(
+        (5, 10, 20), description="the K of Hit@K and NDCG@K: each 1 or more, each once"
+    )
     split: Literal["train", "valid", "test"] = Field("test", description="the split evaluated")
     bootstrap_samples: int = Field(1000, ge=0, description="resamples of each interval and paired test (0: none)")
     confidence: float = Field(0.95, gt=0, lt=1, description="of the intervals; alpha = 1 - confidence")
