@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mgfrec.config.load import write_resolved
 from mgfrec.config.schema import MGFRecConfig, PolicyConfig
@@ -169,9 +170,12 @@ def _run_demo(
         if baseline_reusable(run_dir, name, say):
             say(f"[{name}] reusing {run_dir}")
         else:
-            # retriever.options are the options of retriever.model: given to every baseline, a --set of SASRec's
-            # failed in pop, naming none, after the baselines before it had trained (review s40)
-            own = dict(config.retriever.options) if name == config.retriever.model else {}
+            # each baseline takes the retriever.options its own options have: given to every baseline, a --set of
+            # SASRec's failed in pop, naming none, after the baselines before it had trained; the options SASRec,
+            # GRU4Rec and Caser share (layers, eval_batch_size) reach all three (review s40)
+            own, cannot = _options_for(name, config.retriever.options)
+            if cannot and name != "bigrec":
+                say(f"note: [{name}] takes no {', '.join(cannot)} of retriever.options; it is fitted without them")
             update: dict = {"model": name, "options": own}
             if name == "hybrid" and "sasrec" in baselines:  # blend the SASRec run above; don't train it twice
                 update["options"] = {**own, "collaborative": "sasrec", "collaborative_run": str(out / "sasrec")}
@@ -276,6 +280,16 @@ def agent_seconds(options: DemoOptions) -> dict[str, float]:
     if options.eval_samples is not None and default.eval_samples is not None:
         work["evaluate"] = options.eval_samples / default.eval_samples
     return {k: AGENT_FIXED[k] + (AGENT_SECONDS[k] - AGENT_FIXED[k]) * ratio for k, ratio in work.items()}
+
+
+def _options_for(name: str, given: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The part of ``given`` (``retriever.options``) that baseline ``name``'s own options take (its ``Options``
+    fields), and the keys it cannot take."""
+    from mgfrec.registry import registry
+
+    model = getattr(registry().get("retriever", name).load(), "Options", None)
+    fields = set(model.model_fields) if model is not None else set()
+    return {k: v for k, v in given.items() if k in fields}, sorted(k for k in given if k not in fields)
 
 
 def estimate_line(baselines: Sequence[str], options: DemoOptions) -> str:

@@ -77,7 +77,8 @@ AGENT_OPTIONS = frozenset(
         "valid_samples",
     }
 )
-AGENT_SECTIONS = frozenset({"agent", "user_agent", "rollout", "grpo"})  # (policy and trainer: BIGRec's too)
+# (policy and trainer: BIGRec's too; of eval only eval.greedy is recorded: how the agent rows were rolled out)
+AGENT_SECTIONS = frozenset({"agent", "user_agent", "rollout", "grpo", "eval"})
 AGENT_STAGES = ("sft", "mgfrec")  # the agent stages' run folders in OUT; the ablations derive from mgfrec
 # the options `mgfrec demo` has a flag for, named as the user typed them; the rest are DemoOptions' fields
 OPTION_FLAGS = {
@@ -91,8 +92,11 @@ OPTION_FLAGS = {
 
 
 def demo_settings(config: MGFRecConfig, options: DemoOptions) -> dict[str, Any]:
-    """What ``OUT/demo.json`` records: ``config`` (as ``config.yaml`` writes it, ``eval`` aside) and ``options``."""
+    """What ``OUT/demo.json`` records: ``config`` (as ``config.yaml`` writes it, of ``eval`` only ``greedy``) and
+    ``options``. ``eval.greedy``: a rerun with another value reused the agent rows' rollouts while ``config.yaml``
+    recorded the new value (review s40); the rest of ``eval`` re-evaluates and binds nothing."""
     cfg = {k: v for k, v in redacted(config).items() if k != "eval"}
+    cfg["eval"] = {"greedy": config.eval.greedy}
     opts = {k: v for k, v in asdict(options).items() if k not in _RERUN_FREE}
     return json.loads(json.dumps({"config": cfg, "options": opts}, default=str))  # as demo.json reads back
 
@@ -151,6 +155,8 @@ def check_same_settings(out: Path, config: MGFRecConfig, options: DemoOptions) -
         return OPTION_FLAGS.get(field_name, f"DemoOptions.{field_name}") + (f".{rest}" if rest else "")
 
     a, b = flat(old["config"], ""), flat(new["config"], "")
+    if "eval" not in old["config"]:  # a demo.json from before eval.greedy was recorded: nothing to compare
+        b = {k: v for k, v in b.items() if not k.startswith("eval.")}
     oa, ob = flat(old["options"], ""), flat(new["options"], "")
     differ = [
         _with_flag(k.rstrip(".")) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and bound(k, AGENT_SECTIONS)

@@ -180,13 +180,13 @@ def looks_like_key(text: object) -> bool:
     """Whether ``text``, given where a name is expected (a backend, a model, a flag's value), may be an API key put
     in the wrong place: one word (letters, digits, ``-_.``) holding a random-looking run, a piece between those
     separators of 12+ characters mixing letters and digits after a provider's key prefix (:data:`KEY_PREFIXES`:
-    ``sk-proj-...``, ``hf_...``, hexadecimal included: ``sk-or-v1-...``), or of 20+ characters anywhere, not
-    hexadecimal (a commit, a checksum). Model and
+    ``sk-proj-...``, ``hf_...``; hexadecimal from 32 characters: ``sk-or-v1-...``), or of 20+ characters
+    anywhere, not hexadecimal (a commit, a checksum). Model and
     component names (``gpt-4o-search-preview-2025-03-11``, a GGUF file name, a UUID, ``hf_inference``) are made of
     short pieces and pass. Such a value is not echoed, and not taken as a backend or model name."""
     if not isinstance(text, str) or not text or not set(text) <= _KEY_CHARS:
         return False
-    prefixed = text.startswith(KEY_PREFIXES)  # then a hexadecimal run is a key too (OpenRouter's sk-or-v1-<hex>)
+    prefixed = text.startswith(KEY_PREFIXES)  # then a long hexadecimal run is a key too (OpenRouter's sk-or-v1-<hex>)
     return any(_random_run(piece, 12 if prefixed else 20, prefixed) for piece in re.split(r"[-_.]", text))
 
 
@@ -201,11 +201,13 @@ def holds_key(text: str) -> bool:
 
 
 def _random_run(piece: str, shortest: int, hex_too: bool = False) -> bool:
+    """``hex_too``: a hexadecimal run counts from 32 characters (``hf_ckpt_3f9a2b1c4d5e`` is a name, not a key)."""
+    hexadecimal = set(piece.lower()) <= set("0123456789abcdef")
     return (
         len(piece) >= shortest
         and any(c.isdigit() for c in piece)
         and any(c.isalpha() for c in piece)
-        and (hex_too or not set(piece.lower()) <= set("0123456789abcdef"))
+        and (not hexadecimal or (hex_too and len(piece) >= 32))
     )
 
 

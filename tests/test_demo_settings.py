@@ -63,3 +63,11 @@ def test_agent_settings_bind_a_rerun_only_once_an_agent_stage_has_finished(tmp_p
             load_config(None, ["grpo.group_size=3", "agent.max_groundings=3", "retriever.max_epochs=5"]),
             options,
         )
+    # a rerun with eval.greedy=false reused the greedy rollouts while config.yaml recorded false (review s40)
+    with pytest.raises(ValueError, match=r"other settings \(eval.greedy\); a rerun reuses"):
+        check_same_settings(tmp_path, load_config(None, ["eval.greedy=false"]), first)
+    check_same_settings(tmp_path, load_config(None, ["eval.split=valid", "eval.bootstrap_samples=50"]), first)
+    older = json.loads((tmp_path / "demo.json").read_text())
+    del older["config"]["eval"]  # a demo.json from before eval.greedy was recorded binds nothing of it
+    (tmp_path / "demo.json").write_text(json.dumps(older))
+    check_same_settings(tmp_path, load_config(None, ["eval.greedy=false"]), first)

@@ -177,6 +177,16 @@ def test_component_options_refuse_numbers_that_are_not_finite(value):
 
     assert component_options(Lenient, {"limit": float("inf")}, "x.options").limit == float("inf")
 
+    class OneField:
+        class Options(BaseModel):
+            model_config = {"extra": "forbid"}
+            limit: float = Field(1.0, allow_inf_nan=True)  # the field opts in alone (review s40, of this fix)
+            other: float = 1.0
+
+    assert component_options(OneField, {"limit": float("inf")}, "x.options").limit == float("inf")
+    with pytest.raises(ValueError, match=r"x.options.other: must be a finite number"):
+        component_options(OneField, {"other": float("inf")}, "x.options")
+
 
 def test_help_imports_no_heavy_library():
     code = (

@@ -328,8 +328,9 @@ def validate(raw: Mapping[str, Any], source: str = "<config>") -> MGFRecConfig:
     empty = [k for k, v in raw.items() if v is None and k in MGFRecConfig.model_fields]
     if empty:  # "Input should be a valid dictionary or instance of AgentConfig (got None)" named a class (s40)
         raise ConfigError(
-            f"{source}: invalid config: {empty[0]}: the section is empty (`{empty[0]}:` with nothing under it, its "
-            f"fields commented out?); give its fields, write `{empty[0]}: {{}}` for its defaults, or leave it out"
+            f"{source}: invalid config: {empty[0]}: the section is given no value (`{empty[0]}:` with nothing under it "
+            f"in a file, its fields commented out?, or --set {empty[0]}= with nothing after it); give its fields, "
+            f"`{empty[0]}: {{}}` for its defaults, or leave it out"
         )
     try:
         with warnings.catch_warnings(record=True) as caught:

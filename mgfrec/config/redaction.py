@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from mgfrec.config.schema import MGFRecConfig
-from mgfrec.validation import REDACTED, looks_like_key
+from mgfrec.validation import KEY_PREFIXES, REDACTED, looks_like_key
 
 _SECRET_WORDS = frozenset(
     {
@@ -113,8 +113,8 @@ def scrubbed(node: Any) -> Any:
     if isinstance(node, (list, tuple)):
         return [scrubbed(v) for v in node]
     if isinstance(node, str):  # credentials inside a URL: https://user:pass@host, https://TOKEN@host, ?key=
-        if looks_like_key(node):  # a key under a name that does not say so (extra_body.provider_key; review s40)
-            return REDACTED
+        if node.startswith(KEY_PREFIXES) and looks_like_key(node):  # a provider's key under a name that does not
+            return REDACTED  # say so (extra_body.provider_key; s40); unprefixed values may be names, paths: kept
         return _URL_AUTHORITY.sub(_scrub_url, node)
     return node
 

@@ -139,7 +139,6 @@ def result_for_run(
     wanted = (config or EvalConfig()).exclude_history if exclude_history is None else exclude_history
     why = "missing"  # why no stored result is this comparison's, for --no-evaluate
     other_way = None  # a stored result ranked the other way, which an evaluation now replaces
-    other_decoding = None  # an agent's stored result decoded the other way (eval.greedy), replaced too
     missing = next((paths[k] for k in ("json", "ranks") if not paths[k].is_file()), None)
     if missing is None:
         stored = EvalResult.load(run_dir, split)
@@ -148,15 +147,6 @@ def result_for_run(
             why = (
                 f"ranked with exclude_history: {str(not wanted).lower()}, and this comparison needs "
                 f"{str(wanted).lower()}"
-            )
-        decoded = _stored_greedy(Path(run_dir), split)
-        if stored is not None and decoded is not None and decoded != (config or EvalConfig()).greedy:
-            # an agent's rollouts decoded the other way: demo --set eval.greedy=false reused the greedy ones, its
-            # config.yaml then claiming false (review s40)
-            stored, other_decoding = None, decoded
-            why = (
-                f"decoded with eval.greedy: {str(decoded).lower()}, and this comparison needs "
-                f"{str(not decoded).lower()}"
             )
     else:
         stored = None
@@ -197,13 +187,6 @@ def result_for_run(
             ResultReplacedWarning,
             stacklevel=2,
         )
-    if other_decoding is not None:
-        warnings.warn(
-            f"{run_dir}: its stored {split} evaluation, decoded with eval.greedy: {str(other_decoding).lower()}, is "
-            f"replaced by one decoded with {str(not other_decoding).lower()}",
-            ResultReplacedWarning,
-            stacklevel=2,
-        )
     if stored is not None:  # a subsample of other samples: this evaluation replaces it in the run folder
         # a limit of the split's size or more is the whole split: it was called a subsample, with a hint to do
         # what was being done (demo --eval-samples 0, review s33)
@@ -228,18 +211,6 @@ def result_for_run(
         limit=limit,
         secret_sets=secret_sets,
     )
-
-
-def _stored_greedy(run_dir: Path, split: str) -> bool | None:
-    """How an agent run's stored ``split`` evaluation decoded (``agent_<split>.json``'s ``greedy``), or None where
-    no such file says (a baseline, an older run)."""
-    import json
-
-    try:
-        greedy = json.loads((run_dir / f"agent_{split}.json").read_text(encoding="utf-8")).get("greedy")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return greedy if isinstance(greedy, bool) else None
 
 
 def subsampled(info: RunInfo, reg: Registry | None = None) -> bool:

@@ -237,6 +237,12 @@ with_registry = within(use_registry, "reg", "with_registry")
 anywhere below it comes from that registry, whether or not ``reg`` is passed on."""
 
 
+def _field_allows_inf(model: type[BaseModel], name: str) -> bool:
+    """Whether field ``name`` of ``model`` opts in to ``inf``/``nan`` itself (``Field(allow_inf_nan=True)``)."""
+    field = model.model_fields.get(name)
+    return field is not None and any(getattr(m, "allow_inf_nan", None) is True for m in field.metadata)
+
+
 def component_options(component: Any, raw: dict[str, Any] | None, where: str) -> BaseModel | None:
     """Validate a component's ``options`` mapping against its ``Options`` model.
 
@@ -276,11 +282,16 @@ def component_options(component: Any, raw: dict[str, Any] | None, where: str) ->
     lax = []  # true given to a number, 1 or "yes" to a switch: pydantic's lax mode converted them without a word
     finite_only = model.model_config.get("allow_inf_nan") is not True  # pydantic's default took .inf and .nan
     for name, value in raw.items():
-        if finite_only and isinstance(value, float) and not math.isfinite(value):
+        if (
+            finite_only
+            and isinstance(value, float)
+            and not math.isfinite(value)
+            and not _field_allows_inf(model, named.get(name, name))
+        ):
             # sasrec's init_std=.inf ran, then stopped naming retriever.lr; a backoff of .inf waited forever (s40)
             lax.append(
                 f"{where}.{name}: must be a finite number (got {value!r}); a component that takes one says "
-                "allow_inf_nan=True in its Options' model_config"
+                "allow_inf_nan=True in its Options' model_config or the field's Field()"
             )
             continue
         try:

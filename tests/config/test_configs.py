@@ -104,7 +104,7 @@ def test_a_section_left_empty_is_named_not_a_pydantic_class(tmp_path):
     path.write_text("agent:\n  # max_groundings: 3\n", encoding="utf-8")
     with pytest.raises(ConfigError) as err:
         load_config(path)
-    assert "agent: the section is empty" in str(err.value) and "AgentConfig" not in str(err.value)
+    assert "agent: the section is given no value" in str(err.value) and "AgentConfig" not in str(err.value)
     path.write_text("agent: {}\n", encoding="utf-8")
     assert load_config(path).agent == load_config(None).agent
 
@@ -192,6 +192,7 @@ def test_resolved_config_has_no_secrets(tmp_path, monkeypatch):
     [
         "sk-ant-api03-TAILSECRET1234567890abcdef",
         "AIzaSyTAILSECRET1234567890abcdefghijk",
+        "sk-or-v1-" + "a8f3b2c9d0e1f4a5" * 4,  # OpenRouter's: hexadecimal after the prefix
         "gsk_TAILSECRET123",
         "Qx7Lm2Pz9Rt4TAILSECRETb6Hd1Fg5Js0Ta",  # no provider's prefix (Mistral's, Cohere's keys): review s36
         "abcdef0123456789abcdef0123456789",  # 32 hex digits (an Azure OpenAI key)
@@ -695,6 +696,7 @@ def test_names_that_look_like_keys():
         "123e4567-e89b-12d3-a456-426614174000",
         "amazon2023_Video_Games_5core.parquet",
         "hf_inference",
+        "hf_ckpt_3f9a2b1c4d5e",  # a short hexadecimal run after a prefix: a name
         "xai-chat",
         "sk-local",
         "a" * 40,

@@ -368,5 +368,13 @@ def test_a_key_under_a_name_that_does_not_say_so_is_not_recorded(tmp_path):
         and "provider_key: <redacted>" in (tmp_path / "config.yaml").read_text()
     )
     assert redacted_override(f"user_agent.options.extra_body.provider_key={key}").endswith("=<redacted>")
-    kept = {"revision": "0123456789abcdef0123456789abcdef01234567", "model": "Qwen/Qwen2.5-1.5B-Instruct"}
-    assert scrubbed(kept) == kept  # a commit and a model name stay
+    kept = {
+        "revision": "0123456789abcdef0123456789abcdef01234567",
+        "model": "Qwen/Qwen2.5-1.5B-Instruct",
+        # names and paths that look random but carry no provider's prefix: redacted, a run read back held the
+        # literal <redacted> as its cache file (review s40, of this fix)
+        "cache_path": "feedbackcache20240501run.sqlite",
+        "user": "org-AbCdEfGh1234567890IjKlMnOp",
+        "checkpoint": "hf_ckpt_3f9a2b1c4d5e",
+    }
+    assert scrubbed(kept) == kept
