@@ -232,15 +232,7 @@ def test_a_prepare_cut_short_while_moving_its_files_into_place_leaves_the_earlie
     other = DataConfig(source="synthetic", options={"n_users": 30, "n_items": 60, "n_artists": 10}, seed=4)
     real_replace = Path.replace
     for stop_at in range(1, 2 * len(before) + 2):  # every rename of both phases: set aside, then moved in
-        calls = {"n": 0}
-
-        def replace(self, target, stop_at=stop_at, calls=calls):
-            calls["n"] += 1
-            if calls["n"] == stop_at:
-                raise KeyboardInterrupt
-            return real_replace(self, target)
-
-        monkeypatch.setattr(Path, "replace", replace)
+        monkeypatch.setattr(Path, "replace", _replace_stopped_at(stop_at, real_replace))
         try:
             prepare(other, out)
         except KeyboardInterrupt:
@@ -260,15 +252,7 @@ def test_a_prepare_cut_short_while_moving_its_files_into_place_leaves_the_earlie
     # not refused as "not empty and not a prepared data set" (the branch no test reached; review s40)
     for stop_at in range(1, len(before) + 2):
         fresh = tmp_path / f"fresh{stop_at}"
-        calls = {"n": 0}
-
-        def replace(self, target, stop_at=stop_at, calls=calls):
-            calls["n"] += 1
-            if calls["n"] == stop_at:
-                raise KeyboardInterrupt
-            return real_replace(self, target)
-
-        monkeypatch.setattr(Path, "replace", replace)
+        monkeypatch.setattr(Path, "replace", _replace_stopped_at(stop_at, real_replace))
         try:
             prepare(other, fresh)
         except KeyboardInterrupt:
@@ -276,6 +260,19 @@ def test_a_prepare_cut_short_while_moving_its_files_into_place_leaves_the_earlie
         finally:
             monkeypatch.setattr(Path, "replace", real_replace)
         assert PreparedDataset(prepare(other, fresh).root).counts["users"] == 30, stop_at
+
+
+def _replace_stopped_at(stop_at: int, real):
+    """``Path.replace`` that raises KeyboardInterrupt (Ctrl-C) at its ``stop_at``-th call, and renames otherwise."""
+    calls = {"n": 0}
+
+    def replace(self, target):
+        calls["n"] += 1
+        if calls["n"] == stop_at:
+            raise KeyboardInterrupt
+        return real(self, target)
+
+    return replace
 
 
 def _killed_while_moving(out: Path) -> None:
