@@ -208,15 +208,14 @@ def _who(scorer: object) -> str:
 
 
 def _check_scores(scores: object, rows: int, num_items: int | None, scorer: object) -> None:
-    def who() -> str:
-        return _who(scorer)
-
     if not isinstance(scores, torch.Tensor):
-        raise ValueError(f"{who()} must return a torch.Tensor [B, N], got {type(scores).__name__}")
+        raise ValueError(f"{_who(scorer)} must return a torch.Tensor [B, N], got {type(scores).__name__}")
     if scores.ndim != 2 or scores.shape[0] != rows:
-        raise ValueError(f"{who()} returned shape {tuple(scores.shape)} for {rows} histories; expected [{rows}, N]")
+        raise ValueError(
+            f"{_who(scorer)} returned shape {tuple(scores.shape)} for {rows} histories; expected [{rows}, N]"
+        )
     if num_items is not None and scores.shape[1] != num_items:
         raise ValueError(
-            f"{who()} returned {scores.shape[1]} columns but the data set has {num_items} items; one column per item "
-            "is needed (a model fitted on another prepared data set has another count)"
+            f"{_who(scorer)} returned {scores.shape[1]} columns but the data set has {num_items} items; one column per "
+            "item is needed (a model fitted on another prepared data set has another count)"
         )
