@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,33 +40,20 @@ def _never_read(field: str, init: Path | None) -> str | None:
 
 
 def _fields_given(field: str, values: list[Any]) -> list[str]:
-    """The dotted fields a ``--grid`` or ``--set`` entry gives: ``field`` itself, or, for a mapping given whole, each
-    field inside it (a mapping merges: ``retriever={embedding_dim: 32}`` sets retriever.embedding_dim alone); an empty
-    mapping, which replaces, is ``field`` itself. The checks below read these: a section given whole got past every
-    one of them (review s40)."""
-    found: list[str] = []
+    """The dotted fields a ``--grid`` entry gives: ``field`` itself, or, for a mapping given whole, each field inside
+    it (a mapping merges: ``retriever={embedding_dim: 32}`` sets retriever.embedding_dim alone); an empty mapping,
+    which replaces, is ``field`` itself (:func:`~mgfrec.config.load.flat_fields`). The checks below read these: a
+    section given whole got past every one of them (review s40)."""
+    from mgfrec.config.load import flat_fields
 
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, Mapping) and value:
-            for key, inner in value.items():
-                walk(f"{prefix}.{key}", inner)
-        else:
-            found.append(prefix)
-
-    for value in values:
-        walk(field, value)
-    return list(dict.fromkeys(found))
+    return list(dict.fromkeys(key for value in values for key in flat_fields(value, f"{field}.")))
 
 
 def _set_fields(text: str) -> list[str]:
-    """:func:`_fields_given` of one ``--set section.field=value``."""
-    from mgfrec.config.load import parse_override
+    """The dotted fields one ``--set section.field=value`` gives, as :func:`_fields_given` reads a grid entry."""
+    from mgfrec.config.load import flat_fields, parse_override
 
-    key = text.partition("=")[0].strip()
-    node: Any = parse_override(text)
-    for part in key.split("."):
-        node = node[part]
-    return _fields_given(key, [node])
+    return list(flat_fields(parse_override(text)))
 
 
 def sweep(
