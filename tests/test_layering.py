@@ -282,6 +282,7 @@ def test_a_moved_module_keeps_its_old_path(old, new):
 
 SPLIT = {  # a module split in two: the names that moved out, still importable from where they were
     "mgfrec.cli.common": ("mgfrec.cli.flags", ("load", "check_ablation")),
+    "mgfrec.eval.report": ("mgfrec.eval.report_table", ("BETTER", "WORSE", "TERMINAL_ORDER")),
     "mgfrec.eval.figures": (
         "mgfrec.eval.sweep_figures",
         ("SWEEP_METRICS", "sweep_points", "plot_sweep", "mean_rank_by_limit", "plot_mean_rank_vs_limit"),
@@ -321,6 +322,10 @@ SPLIT = {  # a module split in two: the names that moved out, still importable f
             "retire_run",
         ),
     ),
+    "mgfrec.config.load": (
+        "mgfrec.config.overrides",
+        ("override_value", "parse_override", "redacted_override", "set_path", "sets_field"),
+    ),
     "mgfrec.recommend": (
         "mgfrec.recommendation",
         (
@@ -338,6 +343,10 @@ SPLIT = {  # a module split in two: the names that moved out, still importable f
 
 SPLIT_AGAIN = {  # a module split a second time: the names of the second split
     "mgfrec.rl.fit": ("mgfrec.rl.init_run", ("INIT_SHAPED", "init_differences", "start_point")),
+    "mgfrec.config.load": (
+        "mgfrec.config.yaml_io",
+        ("MAX_VALUES", "ConfigDumper", "ConfigError", "ConfigLoader", "TooLargeError", "load_yaml"),
+    ),
 }
 
 

@@ -7,7 +7,6 @@ file and the dotted path of the field that is wrong.
 
 from __future__ import annotations
 
-import json
 import re
 import warnings
 from collections.abc import Iterable, Mapping
@@ -18,150 +17,26 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from mgfrec.atomic import atomic_write_text
-from mgfrec.config.redaction import is_secret_field, redacted, scrub_urls, scrubbed
+from mgfrec.config.overrides import (  # noqa: F401 - moved to overrides.py, still importable from here
+    override_value,
+    parse_override,
+    redacted_override,
+    set_path,
+    sets_field,
+)
+from mgfrec.config.redaction import is_secret_field, redacted
 from mgfrec.config.reward_overrides import keep_options, named_reward_options, with_reward_options
 from mgfrec.config.schema import KEY_PREFIXES, ConfigDeprecationWarning, MGFRecConfig
-from mgfrec.validation import REDACTED, holds_key, shown_name, validation_text
-
-
-class ConfigError(ValueError):
-    """A config that cannot be read or does not validate; the message names file and field."""
-
-
-def _merge(base: dict[str, Any], over: Mapping[str, Any], where: str = "") -> dict[str, Any]:
-    """``over`` merged into ``base``, mappings key by key; an empty mapping replaces (so ``options: {}`` in a
-    child file or ``--set grounding.options={}`` clears the options a parent set for another component). Fields
-    given inside what ``base`` holds as a value (``embedding: some/model``, a list) are refused: merged, they
-    replaced it, and the section was read as its defaults without a word (review s36). ``where``: the dotted
-    path of ``base``, for the message."""
-    out = dict(base)
-    for key, value in over.items():
-        here = f"{where}{key}"
-        if isinstance(value, Mapping) and value and isinstance(out.get(key), Mapping):
-            out[key] = _merge(dict(out[key]), value, f"{here}.")
-        elif isinstance(value, Mapping) and value and out.get(key) is not None:
-            given = ", ".join(f"{here}.{k}" for k in list(value)[:3])
-            # a list is given whole: "write eval.ks as a mapping" was said of `--set eval.ks.1=20` (review s40)
-            fix = (
-                f"give it whole (--set '{here}=[...]')"
-                if isinstance(out[key], (list, tuple))
-                else f"write {here} as a mapping ({here}: {{field: value}})"
-            )
-            raise ConfigError(
-                f"{here}: holds a value ({type(out[key]).__name__}), not a section of fields, and {given} was given "
-                f"inside it; {fix}"
-            )
-        else:
-            out[key] = value
-    return out
-
-
-MAX_VALUES = 100_000
-"""Values one config document may expand to. Each alias (``*name``) becomes a full copy once the config is
-written out: six nested levels of ten aliases in 436 bytes made a 22 MB ``config.yaml`` ("billion laughs")."""
-
-
-class TooLargeError(yaml.YAMLError):
-    """A YAML document that expands to more than :data:`MAX_VALUES` values."""
-
-
-def _too_large(node: Any, budget: int = MAX_VALUES) -> bool:
-    """Whether ``node`` (plain data, aliases expanded) holds more than ``budget`` values; stops counting there."""
-    stack, seen = [node], 0
-    while stack:
-        item = stack.pop()
-        seen += 1
-        if seen > budget:
-            return True
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML's safe loader, refusing a key written twice in one mapping: plain YAML keeps the last and drops
-    the first, so a section written twice would lose settings without a word."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        if isinstance(node, yaml.MappingNode):
-            seen: dict[Any, int] = {}
-            for key_node, _ in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    continue  # '<<: *anchor' merges; a key written after it overrides by design
-                key = self.construct_object(key_node, deep=True)
-                try:
-                    first = seen.get(key)
-                except TypeError:
-                    continue  # an unhashable key: the constructor below names it
-                if first is not None:  # on another line, or on the same one ({model: a, model: b})
-                    raise yaml.constructor.ConstructorError(
-                        None,
-                        None,
-                        f"the key '{key}' is written twice in one mapping (first on line {first})",
-                        key_node.start_mark,
-                    )
-                seen[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep=deep)
-
-
-_BOOL, _INT, _FLOAT = (f"tag:yaml.org,2002:{t}" for t in ("bool", "int", "float"))
-
-
-class ConfigLoader(_UniqueKeyLoader):
-    """The loader of config files, ``--set`` values and sweep grids: YAML 1.2's core schema for plain scalars,
-    where PyYAML follows YAML 1.1, which silently read ``010`` as 8 (octal), ``1:30`` as 90 (base 60), ``yes``,
-    ``on`` and ``n`` as booleans and ``1e-3`` as a string. Here ``010`` is 10, ``0o10`` 8, ``0x10`` 16, ``1e-3`` a
-    number, only ``true`` and ``false`` (any case) are booleans, and ``1:30`` or ``yes`` stay text (a number or a
-    switch field then refuses it by name). A key written twice is refused (:class:`_UniqueKeyLoader`)."""
-
-    yaml_implicit_resolvers = {
-        first: [(tag, rx) for tag, rx in resolvers if tag not in (_BOOL, _INT, _FLOAT)]
-        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-    }
-
-
-ConfigLoader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
-ConfigLoader.add_implicit_resolver(_INT, re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789"))
-ConfigLoader.add_implicit_resolver(
-    _FLOAT,
-    re.compile(
-        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
-    ),
-    list("-+0123456789."),
+from mgfrec.config.yaml_io import (  # noqa: F401 - moved to yaml_io.py, still importable from here
+    MAX_VALUES,
+    ConfigDumper,
+    ConfigError,
+    ConfigLoader,
+    TooLargeError,
+    load_yaml,
 )
-
-
-def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
-    text = str(loader.construct_scalar(node))
-    if text[:2] in ("0o", "0x"):
-        return int(text, 0)
-    return int(text, 10)  # a leading zero is not octal
-
-
-ConfigLoader.add_constructor(_INT, _construct_int)
-
-
-class ConfigDumper(yaml.SafeDumper):
-    """What writes a run's ``config.yaml``: a string that either YAML 1.1 or :class:`ConfigLoader` would read as
-    something else (``08``, ``1e5``, ``0o17``, ``yes``) is quoted, so the file reads back as written, by mgfrec and
-    by any YAML reader."""
-
-
-for _first, _resolvers in ConfigLoader.yaml_implicit_resolvers.items():
-    for _tag, _rx in _resolvers:
-        if _tag in (_BOOL, _INT, _FLOAT):
-            ConfigDumper.add_implicit_resolver(_tag, _rx, [_first])
-
-
-def load_yaml(text: str) -> Any:
-    """``text`` read as a config reads it (:class:`ConfigLoader`); one that expands to more than
-    :data:`MAX_VALUES` values (aliases of aliases) is refused."""
-    data = yaml.load(text, Loader=ConfigLoader)  # noqa: S506 - a SafeLoader subclass
-    if _too_large(data):
-        raise TooLargeError(f"it expands to more than {MAX_VALUES:,} values (aliases, *name: each copies its value)")
-    return data
+from mgfrec.config.yaml_io import merge as _merge
+from mgfrec.validation import holds_key, shown_name, validation_text
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -209,109 +84,6 @@ def _read_chain(path: str | Path, _seen: tuple[Path, ...] = ()) -> tuple[dict[st
         return _merge(inherited, raw), [parent, *bases]
     except ConfigError as exc:
         raise ConfigError(f"{path} over its base {parent}: {exc}") from None
-
-
-def parse_override(text: str) -> dict[str, Any]:
-    """``"a.b.c=value"`` -> ``{"a": {"b": {"c": value}}}`` with ``value`` parsed as YAML."""
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():  # echoed up to its first ':' or space: "api_key: sk-..." was shown whole (s40)
-        raise ConfigError(f"override '{_shown_head(text)}' must look like section.field=value")
-    try:
-        node: Any = override_value(value, strict=True)
-    except yaml.YAMLError as exc:  # the value is not echoed: it may hold a key
-        mark = getattr(exc, "problem_mark", None)
-        at = f" (column {mark.column + 1})" if mark is not None else ""
-        raise ConfigError(
-            f"--set {key.strip()}: its mapping is not valid YAML: {getattr(exc, 'problem', exc)}{at}"
-        ) from None
-    for part in reversed(key.strip().split(".")):
-        node = {part: node}
-    return node
-
-
-def _shown_head(text: str) -> str:
-    """An override without ``=`` as an error may show it: the text up to its first ``:`` or space (the rest may
-    be a key: ``api_key: sk-...``), and nothing of it that holds a key."""
-    stripped = text.strip()
-    head = re.split(r"[:\s]", stripped, maxsplit=1)[0]
-    more = "" if head == stripped else " ..."
-    return (REDACTED if holds_key(head) else head) + more
-
-
-def sets_field(override: str, dotted: str) -> bool:
-    """Whether ``section.field=value`` ``override`` sets field ``dotted``: the field itself, or a section or mapping
-    holding it, given whole (``trainer={max_steps: 5}``)."""
-    key = override.partition("=")[0].strip()
-    return dotted == key or dotted.startswith(key + ".")
-
-
-def _names_secret(text: str) -> bool:
-    """Whether ``text`` names a secret field as a mapping key would (``password:``, ``"api_key" :``)."""
-    return any(is_secret_field(word) for word in re.findall(r"([\w.-]+)[\"']?\s*:", text))
-
-
-def redacted_override(text: str) -> str:
-    """A ``section.field=value`` override as it may be shown or recorded: the value of a secret field
-    (:func:`is_secret_field`) and the credentials inside a URL value replaced by ``<redacted>``."""
-    key, sep, value = text.partition("=")
-    if not sep:
-        return scrub_urls(text)
-    if value.strip() and (is_secret_field(key.strip().split(".")[-1]) or holds_key(value)):
-        return f"{key}={REDACTED}"
-    parsed = override_value(value)
-    if isinstance(parsed, str) and value.lstrip().startswith(("{", "[")) and _names_secret(value):
-        # a mapping YAML kept as text (a ' #' in it, a syntax error): its secret fields cannot be found one by one
-        return f"{key}={REDACTED}"
-    if isinstance(parsed, (dict, list)) and (clean := scrubbed(parsed)) != parsed:  # a mapping given whole ({api_key:
-        return f"{key}={json.dumps(clean, ensure_ascii=False, default=str)}"  # ...}); one without a secret as typed
-    return f"{key}={scrub_urls(value)}"
-
-
-_YAML_NULLS = {"", "~", "null", "Null", "NULL"}
-
-
-def override_value(value: str, strict: bool = False) -> Any:
-    """An override's value parsed as YAML, except text that YAML reads as nothing or as an empty structure
-    (``|``, ``>``, ``#``, ``-``, ``?``, a tab, ...): that stays the string given, so ``-o delimiter='|'`` and a
-    tab delimiter reach the field as written. An explicit ``null`` (or nothing after ``=``) is None. ``strict``
-    (:func:`parse_override`): a mapping YAML refuses for a key written twice or for its size raises."""
-    if value.strip() in _YAML_NULLS and not (value and value.isspace()):
-        return None
-    if value.isspace() or (len(value) == 1 and not value.isalnum()):
-        return value
-    if _COMMENT.search(value):  # YAML would cut "/tmp/a #b" at the '#': nobody writes a comment into --set
-        return value
-    try:
-        parsed = load_yaml(value)
-    except yaml.YAMLError as exc:
-        # ``strict``: a mapping YAML refused for a key written twice, or for its size, was kept as text and refused
-        # later as "Input should be a valid dictionary", the reason lost; a syntax error keeps text that starts
-        # with '{' (a template) as it is
-        if (
-            strict
-            and value.lstrip().startswith("{")
-            and isinstance(exc, (yaml.constructor.ConstructorError, TooLargeError))
-        ):
-            raise
-        return value
-    if parsed == "" and value.strip() in ("''", '""'):
-        return ""  # quoted empty: the empty string, as in a YAML file (it was the two characters; review s40)
-    if parsed is None or parsed == "" or parsed == [None] or parsed == {None: None}:
-        return value
-    if isinstance(parsed, dict) and not value.lstrip().startswith("{"):
-        return value  # "Query: x" is text with a colon; a mapping is written {key: value}
-    return parsed
-
-
-_COMMENT = re.compile(r"(?:^|\s)#")
-
-
-def set_path(raw: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
-    """Return a copy of ``raw`` with ``dotted`` set to ``value`` (used for typed CLI flags)."""
-    node: Any = value
-    for part in reversed(dotted.split(".")):
-        node = {part: node}
-    return _merge(raw, node)
 
 
 def flat_fields(node: Any, prefix: str = "") -> dict[str, Any]:

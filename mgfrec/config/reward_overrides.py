@@ -8,6 +8,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from mgfrec.config.overrides import set_path
+from mgfrec.config.yaml_io import ConfigError, merge
+
 
 def _name(entry: Any) -> Any:
     return entry if isinstance(entry, str) else entry.get("name") if isinstance(entry, Mapping) else None
@@ -56,8 +59,6 @@ def _rejoined(name: Any, sub: Any) -> tuple[Any, Any]:
 def with_reward_options(raw: dict[str, Any], named: Mapping[str, Any], shown: str) -> dict[str, Any] | None:
     """``raw`` with each named reward's options merged in; None when ``raw``'s ``grpo.rewards`` is no list (the
     usual merge then says what is wrong). ``shown``: the override as messages show it."""
-    from mgfrec.config.load import ConfigError, _merge, set_path
-
     rewards = reward_entries(raw)
     if rewards is None:
         return None
@@ -79,5 +80,5 @@ def with_reward_options(raw: dict[str, Any], named: Mapping[str, Any], shown: st
             )
         for i in at:
             before = rewards[i].get("options") if isinstance(rewards[i], Mapping) else None
-            rewards[i] = {"name": name, "options": _merge(dict(before or {}), sub["options"])}
+            rewards[i] = {"name": name, "options": merge(dict(before or {}), sub["options"])}
     return set_path(raw, "grpo.rewards", rewards)

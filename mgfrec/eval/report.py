@@ -24,6 +24,13 @@ import pandas as pd
 from mgfrec.atomic import atomic_write, atomic_write_text
 from mgfrec.config.schema import EvalConfig
 from mgfrec.data.protocol import check_limit, subsample_ids
+from mgfrec.eval.report_table import (  # noqa: F401 - TERMINAL_ORDER: moved to report_table.py, still here
+    BETTER,
+    TERMINAL_ORDER,
+    WORSE,
+    legend,
+    terminal_table,
+)
 from mgfrec.eval.runs import result_for_run
 from mgfrec.ranking.metrics import LOWER_IS_BETTER, metric_names
 from mgfrec.ranking.results import EvalResult, label
@@ -32,9 +39,7 @@ from mgfrec.registry import Registry, with_registry
 from mgfrec.runs import json_ready, read_json_object, read_run_info
 
 if TYPE_CHECKING:
-    from rich.text import Text
-
-BETTER, WORSE = "▲", "▼"
+    from rich.table import Table
 
 
 @dataclass(frozen=True)
@@ -230,73 +235,6 @@ class Report:
         ]
         return how + errors + [note for r in self.rows if (note := r.stopped_note())]
 
-    def table(self, width: int | None = None, files: bool = True):
-        """A rich table for a terminal ``width`` columns wide (default: the terminal's): one row per run, names
-        whole, each mean with its significance mark and a short interval (``[.438,.620]``), and as many
-        metrics as fit, most telling first (N@10, N_full, H@10, then the other K); every metric and the
-        full intervals are in the report files (``files``: written; without them the caption says how to get
-        them). :meth:`legend` says how to read it."""
-        from rich import box
-        from rich.console import Console
-        from rich.table import Table
-        from rich.text import Text
-
-        width = width or Console().width
-        names = [f"{r.name} (ref)" if r.is_reference else r.name for r in self.rows]
-        one_n = len({r.result.samples for r in self.rows}) == 1
-        used = max(len(n) for n in names) + 2 + (0 if one_n else 8)
-        shown: list[str] = []
-        for m in [m for m in TERMINAL_ORDER if m in self.columns] + [
-            m for m in self.columns if m not in TERMINAL_ORDER
-        ]:
-            cell = max(len(label(m)), max(len(self._plain_cell(r, m)) for r in self.rows)) + 2
-            if shown and used + cell > width:
-                break
-            shown.append(m)
-            used += cell
-        shown = [m for m in self.columns if m in shown]  # in the files. order
-        title = f"{self.split}" + (f", n = {self.rows[0].result.samples:,}" if one_n else "")
-        hidden = [label(m) for m in self.columns if m not in shown]
-        where = "in the report files" if files else "not shown; --out DIR or --json gives every metric"
-        caption = Text(f"{', '.join(hidden)}: {where}", style="dim") if hidden else None
-        table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-        table.add_column("run", no_wrap=True)
-        if not one_n:
-            table.add_column("n", justify="right")
-        for m in shown:
-            table.add_column(label(m), justify="right", no_wrap=True)
-        for name, r in zip(names, self.rows, strict=False):
-            table.add_row(Text(name), *([] if one_n else [f"{r.result.samples:,}"]), *(self._cell(r, m) for m in shown))
-        return table
-
-    def legend(self) -> list[str]:
-        """The lines under :meth:`table`: what the marks, the brackets, N_full and "(ref)" mean, and, where the
-        bootstrap has too few resamples to reject, that nothing can be marked."""
-        pct = f"{self.confidence:.0%}"
-        marks = f"(ref): the reference run; {BETTER}/{WORSE}: significantly better/worse than it"
-        if self.bootstrap_samples > 0:
-            lines = [
-                f"{marks} (alpha {self.alpha:g}; each cell tested alone, no correction across metrics or runs)",
-                f"[lo,hi]: {pct} bootstrap interval; bold: {self._bold()}; N_full: NDCG without cut-off",
-            ]
-            if not bootstrap_can_reject(self.bootstrap_samples, self.alpha):  # said only in the report file
-                lines.append(
-                    f"with {self.bootstrap_samples} resamples no difference can be marked; give at least "
-                    f"{math.floor(2 / self.alpha)} (--bootstrap)"
-                )
-            return lines
-        return [  # eval.bootstrap_samples: 0: no interval is shown, and the sign test alone decides
-            f"{marks} by the exact sign test alone (alpha {self.alpha:g})",
-            f"no intervals (eval.bootstrap_samples: 0); bold: {self._bold()}; N_full: NDCG without cut-off",
-        ]
-
-    def _bold(self) -> str:
-        """What bold means in the terminal legend: the report file's qualifier where some rows are on other
-        samples."""
-        if not self.bolds():  # the report file says "Nothing is bold"; the terminal described a bold none had (s40)
-            return "none (no row besides the reference was compared on its samples)"
-        return "best of the rows compared on the same samples" if self.uncompared() else "best"
-
     def decoding(self) -> str | None:
         """How the agent rows were rolled out, read from each agent run's ``agent_<split>.json`` (greedy,
         or sampled at a temperature); None when the table holds no agent run."""
@@ -318,28 +256,19 @@ class Report:
             return f"Agent rows: {next(iter(settings.values()))}."
         return "Agent rows: " + "; ".join(f"{name} {how}" for name, how in settings.items()) + "."
 
+    def table(self, width: int | None = None, files: bool = True) -> Table:
+        """The report as a rich table for a terminal ``width`` columns wide (:func:`.report_table.terminal_table`);
+        :meth:`legend` says how to read it."""
+        return terminal_table(self, width, files)
+
+    def legend(self) -> list[str]:
+        """The lines under :meth:`table` (:func:`.report_table.legend`)."""
+        return legend(self)
+
     def terminal_notes(self) -> list[str]:
         """:meth:`legend`, then how items were ranked and the agents decoded, and each run that could not be
         compared (:meth:`_run_notes`, as the report file's :meth:`notes` end)."""
         return self.legend() + self._run_notes()
-
-    def _plain_cell(self, r: ReportRow, m: str) -> str:
-        v = r.result.metrics[m]
-        lo, hi = r.result.ci.get(m, (math.nan, math.nan))
-        interval = "" if math.isnan(lo) else f" [{_short(lo)},{_short(hi)}]"
-        return f"{v:.3f}{r.mark(m)}{interval}"
-
-    def _cell(self, r: ReportRow, m: str) -> Text:
-        """One mean as styled text: bold when best, the significance mark, the interval dimmed."""
-        from rich.text import Text
-
-        v = r.result.metrics[m]
-        lo, hi = r.result.ci.get(m, (math.nan, math.nan))
-        cell = Text(f"{v:.3f}", style="bold" if self.is_best(r, m) else "")
-        cell.append(r.mark(m))
-        if not math.isnan(lo):
-            cell.append(f" [{_short(lo)},{_short(hi)}]", style="dim")
-        return cell
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
         """Write report_<split>.md, .csv and .json into ``out_dir``."""
@@ -350,16 +279,6 @@ class Report:
         atomic_write(paths["csv"], lambda handle: self.to_frame().to_csv(handle, index=False), text=True)
         atomic_write_text(paths["json"], json.dumps(self.to_dict(), indent=2) + "\n")
         return paths
-
-
-TERMINAL_ORDER = ("ndcg@10", "ndcg_full", "hit@10")  # the metrics a narrow terminal shows first
-
-
-def _short(value: float) -> str:
-    """``0.438`` -> ``.438``, ``1.0`` -> ``1.00``: an interval bound in few characters."""
-    if value >= 1.0 or value < 0:
-        return f"{value:.2f}"
-    return f"{value:.3f}".lstrip("0") or ".000"
 
 
 @with_registry
