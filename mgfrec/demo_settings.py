@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mgfrec.config.load import entries_besides_config
+from mgfrec.config.load import entries_besides_config, flat_fields
 from mgfrec.config.redaction import redacted
 from mgfrec.config.schema import DataConfig, MGFRecConfig
 from mgfrec.output_folders import NOT_A_RUN, refuse_held
@@ -140,11 +140,6 @@ def check_same_settings(out: Path, config: MGFRecConfig, options: DemoOptions) -
     if not (isinstance(old.get("config"), dict) and isinstance(old.get("options"), dict)):
         raise ValueError(f"{path}: expected an object with 'config' and 'options' objects; {remedy}")
 
-    def flat(d: Any, prefix: str = "") -> dict[str, Any]:
-        if not isinstance(d, dict):
-            return {prefix: d}
-        return {k: v for key, value in d.items() for k, v in flat(value, f"{prefix}{key}.").items()}
-
     agent_made = any((out / name / RUN_FILE).is_file() for name in AGENT_STAGES)
 
     def bound(key: str, agent_only: frozenset[str]) -> bool:
@@ -154,18 +149,15 @@ def check_same_settings(out: Path, config: MGFRecConfig, options: DemoOptions) -
         field_name, _, rest = key.partition(".")
         return OPTION_FLAGS.get(field_name, f"DemoOptions.{field_name}") + (f".{rest}" if rest else "")
 
-    a, b = flat(old["config"], ""), flat(new["config"], "")
+    def flat(node: dict[str, Any]) -> dict[str, Any]:  # an empty mapping is no setting of its own here
+        return {k: v for k, v in flat_fields(node).items() if v != {}}
+
+    a, b = flat(old["config"]), flat(new["config"])
     if "eval" not in old["config"]:  # a demo.json from before eval.greedy was recorded: nothing to compare
         b = {k: v for k, v in b.items() if not k.startswith("eval.")}
-    oa, ob = flat(old["options"], ""), flat(new["options"], "")
-    differ = [
-        _with_flag(k.rstrip(".")) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and bound(k, AGENT_SECTIONS)
-    ]
-    differ += [
-        option_name(k.rstrip("."))
-        for k in sorted(set(oa) | set(ob))
-        if oa.get(k) != ob.get(k) and bound(k, AGENT_OPTIONS)
-    ]
+    oa, ob = flat(old["options"]), flat(new["options"])
+    differ = [_with_flag(k) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and bound(k, AGENT_SECTIONS)]
+    differ += [option_name(k) for k in sorted(set(oa) | set(ob)) if oa.get(k) != ob.get(k) and bound(k, AGENT_OPTIONS)]
     if differ:
         raise ValueError(
             f"{out}: its stages were made with other settings ({', '.join(differ)}); a rerun reuses finished stages, "
