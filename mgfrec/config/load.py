@@ -130,6 +130,13 @@ def _options_hint(exc: ValidationError) -> str:
     hints = []
     for err in errors:
         loc = err["loc"]
+        given = err.get("input")
+        if err["type"] in ("tuple_type", "list_type") and isinstance(given, Mapping) and given:
+            # `--set eval.ks.1=20` without a file that lists eval.ks: "Input should be a valid tuple" (review s40)
+            dotted = ".".join(str(part) for part in loc)
+            which = f"{dotted}: " if len(errors) > 1 else ""
+            hints.append(f" ({which}a list is given whole, not item by item: --set '{dotted}=[...]')")
+            continue
         if err["type"] != "extra_forbidden" or len(loc) != 2:
             continue
         section = MGFRecConfig.model_fields.get(str(loc[0]))

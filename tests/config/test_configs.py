@@ -728,6 +728,11 @@ def test_a_field_given_inside_what_a_file_holds_as_a_value_is_refused(tmp_path):
     ks.write_text("eval:\n  ks: [5, 10]\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"eval.ks.1 was given inside it; give it whole \(--set 'eval.ks=\[...\]'\)$"):
         load_config(ks, ["eval.ks.1=20"])
+    # without a file listing it, the default list was "Input should be a valid tuple", no way on (review s40)
+    with pytest.raises(
+        ConfigError, match=r"eval.ks: Input should be a valid tuple \(a list is given whole, not item by"
+    ):
+        load_config(None, ["eval.ks.1=20"])
     with pytest.raises(ConfigError, match=r"data.history_length: holds a value \(int\)"):
         load_config(None, ["data.history_length=5", "data.history_length.x=3"])
     nulled = tmp_path / "nulled.yaml"
