@@ -233,6 +233,16 @@ def test_run_demo_with_the_agent_stages(tmp_path):
     for key in ("figure_reward", "figure_response_length", "figure_difficulty", "case_study"):
         assert result.written[key].is_file(), key
     assert result.written["case_study"].read_text(encoding="utf-8").startswith("# Case study")
+    # a demo folder copied whole and rerun: its agent runs name the original's recall run, the very run beside
+    # them; a note said they "were trained over the recall run OUT/last-title, not COPY/last-title" and invited
+    # deleting them (review s33). Before the whole-split rerun below: the copy evaluates its derived rows again, on
+    # 12 samples here
+    import shutil
+
+    copy = shutil.copytree(tmp_path, tmp_path.parent / f"{tmp_path.name}-copy")
+    said: list[str] = []
+    run_demo(cfg, copy, baselines=("last-title", "bigrec"), options=options, say=said.append)
+    assert "[sft] reusing" in " ".join(said) and not any("were trained over the recall run" in m for m in said), said
     from dataclasses import replace
 
     # a rerun over the whole split (--eval-samples 0): the agent rows' stored 12-sample results were kept beside
@@ -248,17 +258,6 @@ def test_run_demo_with_the_agent_stages(tmp_path):
     sizes = {row["samples"] for row in rows.values()}
     assert len(sizes) == 1 and sizes.pop() > 12, {n: r["samples"] for n, r in rows.items()}
     assert all(row["comparison_error"] is None for row in rows.values())
-    # a demo folder copied whole and rerun: its agent runs name the original's recall run, the very run beside
-    # them; a note said they "were trained over the recall run OUT/last-title, not COPY/last-title" and invited
-    # deleting them (review s33)
-    import shutil
-
-    copy = shutil.copytree(tmp_path, tmp_path.parent / f"{tmp_path.name}-copy")
-    said: list[str] = []
-    run_demo(
-        cfg, copy, baselines=("last-title", "bigrec"), options=replace(options, eval_samples=None), say=said.append
-    )
-    assert "[sft] reusing" in " ".join(said) and not any("were trained over the recall run" in m for m in said), said
 
 
 def test_ctrl_c_during_a_baseline_stops_the_demo_with_that_run_finished(tmp_path):

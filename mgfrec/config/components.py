@@ -24,6 +24,7 @@ from mgfrec.config.schema import MGFRecConfig
 from mgfrec.registry import OptionsValidatorError, Registry, RegistryError, component_options, registry
 
 _DEVICE = re.compile(r"(cpu|cuda|mps|xpu|hpu|npu|meta)(:\d+)?|auto")
+_RETRIEVER_DEVICE = re.compile(r"cpu|mps|auto|cuda(:\d+)?")  # what the retrievers' Lightning trainer can be given
 _ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "tpu", "hpu", "xpu", "auto")
 # Lightning's precision names and their short aliases (lightning.fabric.connector), checked without importing it
 _PRECISIONS = (
@@ -76,8 +77,11 @@ def check_components(
     problems += _check_constraints(reg, cfg)
     for path in ("embedding.device", "retriever.device"):
         device = str(config_value(cfg, path))
-        if not _DEVICE.fullmatch(device):
-            problems.append(f"{path}: unknown device {device!r}; use cpu, cuda, cuda:N, mps or auto")
+        known = _DEVICE if path == "embedding.device" else _RETRIEVER_DEVICE
+        if not known.fullmatch(device):
+            # `cpu:1` or `xpu` passed here and the retriever then trained on the CPU, or failed at fit (review s40)
+            why = " (only cuda takes an index)" if ":" in device and not device.startswith("cuda:") else ""
+            problems.append(f"{path}: unknown device {device!r}{why}; use cpu, cuda, cuda:N, mps or auto")
         elif path == "embedding.device" and device.startswith("meta"):  # torch's traceback when the model loaded
             problems.append(f"{path}: the meta device holds no data, so it cannot embed; use cpu, cuda, mps or auto")
     if cfg.trainer.accelerator not in _ACCELERATORS:

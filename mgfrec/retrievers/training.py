@@ -71,7 +71,11 @@ class TrainOptions(BaseModel):
 
 def lightning_device(device: str) -> tuple[str, Any]:
     """``RetrieverConfig.device`` ("cpu", "cuda", "cuda:1", "mps", "auto") -> Lightning (accelerator, devices)."""
-    kind, _, index = device.partition(":")
+    kind, colon, index = device.partition(":")
+    if colon and (kind != "cuda" or not index.isascii() or not index.isdigit()):
+        # `cpu:1` trained on the CPU (Lightning has no CPU index) and `cuda:x` was int()'s own message (review s40)
+        why = "only cuda takes an index" if kind != "cuda" else "its index is not a number"
+        raise ValueError(f"retriever.device: '{device}': {why}; give cpu, cuda, cuda:<index>, mps or auto")
     if kind == "auto":
         return "auto", "auto"
     if kind == "cpu":

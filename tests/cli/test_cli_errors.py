@@ -151,11 +151,19 @@ def test_an_option_no_component_takes_is_refused_by_any_command(prepared, tmp_pa
     assert list(tmp_path.iterdir()) == []
 
 
-def test_an_unknown_device_is_refused_before_training(prepared, tmp_path):
+@pytest.mark.parametrize(
+    ("device", "why"),
+    [
+        ("quantum", "use cpu, cuda, cuda:N, mps or auto"),
+        ("cpu:1", "(only cuda takes an index)"),  # trained on the CPU, the index dropped without a word (review s40)
+        ("xpu", "use cpu, cuda, cuda:N, mps or auto"),  # passed the check, then failed when the fit began
+    ],
+)
+def test_an_unknown_device_is_refused_before_training(prepared, tmp_path, device, why):
     code, output = invoke(
-        "baseline", "fit", "--data", prepared, "--out", tmp_path / "b", "--model", "pop", "--device", "quantum"
+        "baseline", "fit", "--data", prepared, "--out", tmp_path / "b", "--model", "pop", "--device", device
     )
-    one_error(code, output, "retriever.device", "quantum")
+    one_error(code, output, "retriever.device", device, why)
     assert not (tmp_path / "b").exists()
 
 
