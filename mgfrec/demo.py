@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,7 @@ from mgfrec.eval.report import Report, build_report
 from mgfrec.locks import only_one_in
 from mgfrec.output_folders import removed_if_left_empty
 from mgfrec.retrievers.fit import fit_baseline
-from mgfrec.runs import created_stamp, read_run_info, recall_run_of
+from mgfrec.runs import RUN_FILE, created_stamp, read_run_info, recall_run_of
 from mgfrec.signals import stop_exception, stopped_by
 
 DEMO_BASELINES: tuple[str, ...] = ("pop", "last-title", "sasrec", "hybrid")  # the cheap default set
@@ -138,7 +138,7 @@ def _run_demo(
         (out / SETTINGS_FILE).write_text(json.dumps(demo_settings(config, options), indent=2), encoding="utf-8")
     write_resolved(config, out)
     seconds: dict[str, float] = {}
-    say(estimate_line(baselines, options))
+    say(estimate_line(baselines, options, finished_stages(out, baselines, options.agent)))
 
     def stage(name: str, fn: Callable[[], object]) -> object:
         start = time.perf_counter()
@@ -247,12 +247,16 @@ def own_collaborative(name: str, baselines: Sequence[str]) -> bool:
     return name == "hybrid" and "sasrec" not in baselines
 
 
-def estimate_seconds(baselines: Sequence[str], options: DemoOptions) -> dict[str, float]:
+def estimate_seconds(
+    baselines: Sequence[str], options: DemoOptions, finished: Collection[str] = ()
+) -> dict[str, float]:
     """Each stage's expected wall time on 2 idle cores (an upper bound where a time cap holds the stage). A learned
     baseline without a time cap is left out: its time is its epochs', which the data set's size decides (300 s
-    each was counted, 5x what the shared CDs data took)."""
+    each was counted, 5x what the shared CDs data took). ``finished``: stages a rerun reuses, left out too."""
     stages = {"prepare": FIXED_SECONDS["prepare"], "index": FIXED_SECONDS["index"]}
     for name in baselines:
+        if name in finished:
+            continue
         if name in FIT_OVERHEAD or own_collaborative(name, baselines):
             if not options.baseline_seconds:
                 continue
@@ -264,7 +268,19 @@ def estimate_seconds(baselines: Sequence[str], options: DemoOptions) -> dict[str
         stages.update(agent_seconds(options))
     else:
         stages["evaluate"] = 10.0
-    return stages
+    return {name: seconds for name, seconds in stages.items() if name not in finished}
+
+
+def finished_stages(out: Path, baselines: Sequence[str], agent: bool) -> list[str]:
+    """The stages of the demo in ``out`` that a rerun will find finished (its data set, a baseline's or agent
+    stage's run): what :func:`estimate_line` leaves out of its time (a rerun that reused everything said "about
+    6 min"; review s40). A finished run that the rerun trains again after all (its recall run refitted) is
+    counted as finished: the line is an estimate."""
+    done = ["prepare"] if (out / "data" / "manifest.json").is_file() else []
+    done += [name for name in baselines if (out / name / RUN_FILE).is_file()]
+    if agent:
+        done += [stage for stage, folder in (("sft", "sft"), ("fit", "mgfrec")) if (out / folder / RUN_FILE).is_file()]
+    return done
 
 
 def agent_seconds(options: DemoOptions) -> dict[str, float]:
@@ -292,14 +308,15 @@ def _options_for(name: str, given: Mapping[str, Any]) -> tuple[dict[str, Any], l
     return {k: v for k, v in given.items() if k in fields}, sorted(k for k in given if k not in fields)
 
 
-def estimate_line(baselines: Sequence[str], options: DemoOptions) -> str:
-    """The line the demo opens with: what it will run and about how long that takes."""
+def estimate_line(baselines: Sequence[str], options: DemoOptions, finished: Collection[str] = ()) -> str:
+    """The line the demo opens with: what it will run and about how long that takes; ``finished``: the stages a
+    rerun reuses (:func:`finished_stages`), named and left out of the time."""
     from mgfrec.progress import format_seconds
 
-    stages = estimate_seconds(baselines, options)
+    stages = estimate_seconds(baselines, options, finished)
     total = sum(stages.values())
     learned = [name for name in baselines if name in FIT_OVERHEAD or own_collaborative(name, baselines)]
-    uncapped = [name for name in learned if name not in stages]
+    uncapped = [name for name in learned if name not in stages and name not in finished]
     agent = "; then SFT, GRPO, evaluation, figures" if options.agent else ""
     limits = [
         f"{options.baseline_steps} steps" if options.baseline_steps else "",
@@ -316,6 +333,11 @@ def estimate_line(baselines: Sequence[str], options: DemoOptions) -> str:
     if options.agent and "evaluate" not in stages:  # --eval-samples 0: the split's size is not known yet
         per = (AGENT_SECONDS["evaluate"] - AGENT_FIXED["evaluate"]) / (DemoOptions().eval_samples or 1)
         plus += f"{' and' if plus else ' plus'} the evaluation of the whole test split (about {per:.1f} s a sample)"
+    if finished:
+        return (
+            f"[demo] baselines {', '.join(baselines)}{caps}{agent}: {', '.join(finished)} finished and reused; the "
+            f"rest about {about}{plus} on 2 idle cores, longer on a busy machine"
+        )
     return (
         f"[demo] baselines {', '.join(baselines)}{caps}{agent}: about {about}{plus} on 2 idle cores, "
         "longer on a busy machine; finished stages are reused on a rerun"

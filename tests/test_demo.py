@@ -46,6 +46,8 @@ def test_run_demo_fits_evaluates_and_reuses(tmp_path):
         cfg, tmp_path, baselines=("pop", "last-title", "sasrec", "hybrid"), options=BASELINES_ONLY, say=again.append
     )
     assert sum("reusing" in m for m in again) == 5  # data + four runs
+    # the opening line of a rerun that reuses every stage said "about N min", the whole demo's time (review s40)
+    assert "prepare, pop, last-title, sasrec, hybrid finished and reused; the rest about" in again[0], again[0]
     # the evaluation said only "done in 0.2 s" when it reused every stored result (review s38)
     assert "[evaluate] reused the stored test evaluations of 4 of the 4 runs" in again, again
     assert not any(m.startswith("[evaluate] reused") for m in messages)
@@ -428,6 +430,10 @@ def test_the_estimate_counts_the_agent_stages_work():
     )
     line = estimate_line(["pop"], DemoOptions(fit_steps=30, sft_train_samples=2000, eval_samples=None))
     assert "about 17 min plus the evaluation of the whole test split (about 0.5 s a sample) on 2 idle" in line
+    # a rerun: the stages it reuses are named and not counted (review s40)
+    done = ["prepare", "pop", "sft", "fit"]
+    rerun = estimate_line(["pop"], DemoOptions(fit_steps=30, sft_train_samples=2000), done)
+    assert ": prepare, pop, sft, fit finished and reused; the rest about 1 min 30 s on 2 idle cores" in rerun, rerun
 
 
 def test_a_hybrid_without_the_sasrec_run_trains_its_own_under_the_demos_caps(tmp_path):
