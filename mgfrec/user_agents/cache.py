@@ -54,7 +54,7 @@ def _another_kind(path: Path, columns: list[str]) -> UserAgentError:
 def cache_key(**parts: Any) -> str:
     """SHA-256 hex of the JSON of ``parts`` (keys sorted): the same parts always give the same key."""
     blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()  # a lone surrogate: no UnicodeEncodeError
 
 
 _BUSY_S = 30.0

@@ -35,8 +35,9 @@ import weakref
 from collections.abc import Sequence
 from concurrent.futures import Future, wait
 from typing import Any, ClassVar
-from urllib.parse import quote, quote_plus
+from urllib.parse import parse_qsl, quote, quote_plus, urlsplit, urlunsplit
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from mgfrec.config.schema import UserAgentConfig
@@ -168,6 +169,7 @@ class RemoteChatAgent:
         self._prompt = prompt_builder(cfg.prompt)
         self._attempts = threading.local()
         self._check_url(cfg)
+        self._base_query = ""  # the base URL's query string, sent with every request (:meth:`_server`)
         try:
             self._client = self._make_client(key, {"request": [self._count_attempt], "response": [self._on_response]})
         except Exception as exc:
@@ -200,6 +202,24 @@ class RemoteChatAgent:
         weakref.finalize(self, self._pool.shutdown, False)
         self.usage = UsageStats()
 
+    def _server(self) -> tuple[str | None, dict[str, str]]:
+        """The base URL a subclass's :meth:`_make_client` gives its SDK, and the query to send with every request
+        (the SDK's ``default_query``). The SDKs append the endpoint to the URL's text, query and all:
+        ``http://h/v1?api-version=1`` sent ``/v1/?api-version=1chat/completions``, a 404 blamed on the model
+        (review s41). None: the SDK reads :attr:`base_url_env`, else its default, as before; a query in that
+        variable is split off the same way."""
+        url = self.cfg.base_url or (os.environ.get(self.base_url_env) if self.base_url_env else None)
+        parts = urlsplit(url) if url else None
+        if parts is None or not parts.query:
+            return self.cfg.base_url, {}
+        self._base_query = parts.query
+        return urlunsplit(parts._replace(query="")), dict(parse_qsl(parts.query, keep_blank_values=True))
+
+    def _server_url(self) -> str:
+        """The server's URL with its query, as requests are sent to it (shown only through :func:`shown_url`)."""
+        base = str(self._client.base_url)
+        return f"{base}?{self._base_query}" if self._base_query else base
+
     # --- what subclasses provide -------------------------------------------------------------------------
 
     def _make_client(self, api_key: str, event_hooks: dict[str, list[Any]]) -> Any:
@@ -224,15 +244,19 @@ class RemoteChatAgent:
             if 300 <= status < 400:
                 response = getattr(exc, "response", None)
                 where = response.headers.get("location") if response is not None else None
+                try:
+                    to = f" to {shown_url(where)}" if where else ""
+                except ValueError:  # `Location: http://[bad`: urlsplit's "Invalid IPv6 URL" was the whole message (s41)
+                    to = " to a Location that is not a URL"
                 hint = (
-                    f"; the server redirects{f' to {shown_url(where)}' if where else ''}: redirects are not followed "
+                    f"; the server redirects{to}: redirects are not followed "
                     "(the key and the prompts would go with them), so set user_agent.base_url to where it points"
                 )
             asked = getattr(self._attempts, "asked_wait", None)
             if asked is not None:
                 hint += f"; the server asked to wait {asked:.0f} s before retrying (Retry-After): not retried"
             return f"HTTP status {status} ({type(exc).__name__}: {getattr(exc, 'message', exc)}){hint}"
-        proxy = proxy_variable(str(self._client.base_url))  # the client's own: the field's, or the SDK's choice
+        proxy = proxy_variable(self._server_url())  # the client's own: the field's, or the SDK's choice
         # an unreachable proxy was reported as the server's connection error, naming no proxy (review s39)
         through = f"; sent through the proxy in ${proxy} (NO_PROXY exempts a host)" if proxy else ""
         if "Timeout" in type(exc).__name__:
@@ -249,7 +273,7 @@ class RemoteChatAgent:
     @property
     def base_url(self) -> str:
         """The server's URL as messages show it: a password or a query string (``?api-key=...``) hidden."""
-        return shown_url(str(self._client.base_url))
+        return shown_url(self._server_url())
 
     def messages(self, request: FeedbackRequest) -> list[dict[str, str]]:
         """The chat messages sent for ``request``: the optional system message, then the Table 1 prompt."""
@@ -264,13 +288,13 @@ class RemoteChatAgent:
         # the server too: one model name on two servers (vLLM's "default", a gateway) shared their answers
         parts: dict[str, Any] = {
             "backend": self.name,
-            "base_url": shown_url(str(self._client.base_url)),
+            "base_url": shown_url(self._server_url()),
             "model": self.model,
             "sampling": self.sampling(),
             "messages": self.messages(request),
         }
-        query = self._client.base_url.query  # shown as *** above: two servers told apart only by it (a gateway's
-        if query:  # ?deployment=a and ?deployment=b) shared answers (review s32); digested, as it may hold a key
+        query = httpx.URL(self._server_url()).query  # shown as *** above: two servers told apart only by it (a
+        if query:  # gateway's ?deployment=a and ?deployment=b) shared answers (s32); digested, as it may hold a key
             parts["query"] = hashlib.sha256(query).hexdigest()  # (httpx.URL.query is bytes)
         return cache_key(**parts)  # (a URL without a query keys as before: caches written then still answer)
 
@@ -416,7 +440,7 @@ class RemoteChatAgent:
             ):
                 text = text.replace(form, "***")
             text = _cut_prefixes(text, self._secret)
-        for secret in url_secrets(str(self._client.base_url)):  # an SDK's text may quote the whole URL
+        for secret in url_secrets(self._server_url()):  # an SDK's text may quote the whole URL
             if len(secret) >= shortest:
                 text = text.replace(secret, "***")
         return text

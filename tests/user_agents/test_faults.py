@@ -314,6 +314,19 @@ def test_a_redirect_is_not_followed_and_no_header_reaches_the_other_host(api_key
     assert "set user_agent.base_url to where it points" in message and api_key not in message
 
 
+def test_a_redirect_to_a_location_that_is_no_url_is_named_as_the_servers_fault(api_key):
+    """`Location: http://[bad` made urlsplit's "Invalid IPv6 URL" the whole message, no backend, status or
+    attempt named, and the error was not counted (review s41)."""
+    with serve(FakeServer("openai", default="redirect", redirect_to="http://[bad")) as server:
+        with build(OpenAIChatAgent, api_config(server.url, model="m", max_retries=0)) as agent:
+            with pytest.raises(UserAgentError) as info:
+                agent.feedback([make_request()])
+            assert agent.stats()["errors"] == 1
+    message = str(info.value)
+    assert "backend 'openai'" in message and "HTTP status 307" in message, message
+    assert "redirects to a Location that is not a URL" in message and "Invalid IPv6" not in message, message
+
+
 def test_timeout_s_bounds_a_response_sent_a_byte_at_a_time(api_key):
     """``timeout_s`` was the SDK's timeout per read: a server trickling its body held one request for minutes."""
     # about 250 bytes, one every 0.5 s: no read waits as long as timeout_s, so only a bound on the whole attempt

@@ -55,6 +55,24 @@ def test_sends_the_table1_prompt_and_returns_replies_in_order(api_key):
     assert stats["latency_s_total"] > 0 and stats["latency_s_mean"] == pytest.approx(stats["latency_s_total"] / 5)
 
 
+@pytest.mark.parametrize("wire", ["openai", "anthropic"])
+def test_a_query_in_the_base_url_is_sent_after_the_endpoint(api_key, wire):
+    """Both SDKs append the endpoint to the base URL's text: `.../v1?api-version=1` sent
+    `/v1/?api-version=1chat/completions`, a 404 blamed on the model, for Azure-style and gateway URLs (review s41)."""
+    from mgfrec.user_agents.anthropic_messages import AnthropicMessagesAgent
+
+    cls = OpenAIChatAgent if wire == "openai" else AnthropicMessagesAgent
+    endpoint = "/v1/chat/completions" if wire == "openai" else "/v1/messages"
+    with serve(FakeServer(wire, expected_key=api_key)) as server:
+        agent = build(cls, api_config(f"{server.url}?api-version=2024-06-01&deployment=a", model="m"))
+        try:
+            assert agent.feedback([make_request(0)]) == ["fine"]
+            assert agent.base_url.endswith("?***")  # the query is still hidden where the URL is shown
+        finally:
+            agent.close()
+    assert [r.path for r in server.received] == [f"{endpoint}?api-version=2024-06-01&deployment=a"]
+
+
 def test_sampling_options_reach_the_request_body(api_key):
     with serve(FakeServer("openai")) as server:
         opts = {"temperature": 0.0, "top_p": 0.9, "max_tokens": 64, "seed": 7, "system": "Be brief."}

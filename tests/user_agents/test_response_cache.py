@@ -43,6 +43,22 @@ class EchoAgent:
         pass
 
 
+def test_a_title_holding_a_lone_surrogate_fails_as_it_does_without_a_cache(api_key, tmp_path, fresh_registry):
+    """With a cache, a title holding a lone surrogate (the library's callers can pass one) raised a bare
+    UnicodeEncodeError from the cache key; without one the backend named the failure (review s41)."""
+    from dataclasses import replace
+
+    fresh_registry.add("user_agent", "openai", OpenAIChatAgent)
+    request = replace(make_request(0), history_titles=["Jazz \ud800 x", *make_request(0).history_titles[1:]])
+    with serve(FakeServer("openai")) as server:
+        for cache in (None, str(tmp_path / "c.sqlite")):
+            cfg = api_config(server.url, backend="openai", cache_path=cache, max_retries=0)
+            agent = load_user_agent(cfg, reg=fresh_registry)
+            with pytest.raises(UserAgentError, match="backend 'openai'"):
+                agent.feedback([request])
+            agent.close()
+
+
 def test_a_second_call_is_served_from_the_file_without_the_server(api_key, tmp_path, fresh_registry):
     fresh_registry.add("user_agent", "openai", OpenAIChatAgent)
     path = tmp_path / "run" / "user_agent.sqlite"

@@ -120,7 +120,7 @@ def _handler(state: FakeServer) -> type[BaseHTTPRequestHandler]:
                     state.in_flight -= 1
 
         def _answer(self, body: dict[str, Any] | None) -> None:
-            if self.path != path_for or body is None:
+            if self.path.partition("?")[0] != path_for or body is None:  # routed by its path, as a real server
                 self._send(404, b'{"error": {"message": "not found"}}')
                 return
             if state.expected_key is not None:
