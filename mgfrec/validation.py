@@ -80,11 +80,14 @@ def validation_text(
         path = ".".join([*where, *(str(p) for p in err["loc"])]) or whole
         got = f" (got {err.get('input')!r})" if show_input is not None and show_input(err) else ""
         value = err.get("input")
-        if got and err.get("type") == "string_type" and isinstance(value, (int, float)) and not isinstance(value, bool):
-            # `--set data.path=2024`: YAML read a name of digits as a number (review s40)
-            quoted = f"'{value}'"
+        if err.get("type") == "string_type" and isinstance(value, (int, float)) and not isinstance(value, bool):
+            # `--set data.path=2024`: YAML read a name of digits as a number (review s40); a component's option
+            # (`-o items_file=2023`) said only "Input should be a valid string" (review s41)
+            quoted = f"'{value}'" if got else "'...'"
             got += f"; YAML reads digits as a number: quote them ({quoted}; on a command line --set "
             got += f'"{path}={quoted}")'
+        elif err.get("type") == "string_type" and value is None:  # `-o delimiter=~`: YAML's null (review s41)
+            got += f"; YAML reads ~, null and nothing as null: quote the text (--set \"{path}='~'\")"
         lines.append(f"{path}: {err['msg']}{got}")
     if len(errors) > len(shown):
         lines.append(f"and {len(errors) - len(shown)} more")

@@ -163,6 +163,22 @@ def test_an_option_without_a_value_names_the_flag_and_its_form(tmp_path):
 
 @pytest.mark.reliability
 @pytest.mark.parametrize(
+    ("option", "says"),
+    [
+        ("delimiter=~", "YAML reads ~, null and nothing as null: quote the text"),  # a tilde-delimited export
+        ("items_file=2023", "YAML reads digits as a number: quote them"),
+    ],
+)
+def test_an_option_yaml_reads_as_no_text_says_to_quote_it(tmp_path, option, says):
+    """`-o delimiter=~` and `-o items_file=2023` said only "Input should be a valid string" (review s41)."""
+    result = invoke("data", "prepare", str(tmp_path), "--source", "csv", "--out", tmp_path / "s", "-o", option)
+    text = flat(result.output)
+    assert result.exit_code == 2 and f"data.options.{option.partition('=')[0]}: Input should be a valid" in text
+    assert says in text and "Traceback" not in text, text
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(
     ("sets", "field"),
     [
         (["--set", "data.source=synthetic"], "data.source"),  # an AttributeError traceback ('is_flag')

@@ -211,7 +211,8 @@ def test_timestamps_in_two_units_refuse_the_file_naming_both_lines(tmp_path):
     """A log merged from an export in milliseconds and one in seconds (or ISO dates, read as seconds) was split as
     written: the split orders all users' samples together by time, so every user of the milliseconds part was in
     test, without a word (review s38). Whole-file: --skip-bad cannot pick which unit is right. Judged per user (at
-    least two users wholly in each unit), so that sentinel dates and odd values refuse nothing (review s38, Z7)."""
+    least two users with two rows, or all, in each unit), so that sentinel dates and odd values refuse nothing (review
+    s38, Z7)."""
     items = b"item_id,title\ni1,A\ni2,B\ni3,C\n"
 
     def log(rows: list[tuple[str, str]]) -> bytes:
@@ -224,11 +225,18 @@ def test_timestamps_in_two_units_refuse_the_file_naming_both_lines(tmp_path):
         with pytest.raises(BadInputError) as info:
             CsvSource().load(write(tmp_path / f"a{skip}", items=items, interactions=log(ms + sec)), skip_bad=skip)
         said = str(info.value)
-        assert "interactions.csv:2: 2 users' timestamps are all numbers beyond Unix seconds (milliseconds?" in said
-        assert "and 2 users' all read as Unix seconds or ISO dates (the first on line 6)" in said
+        assert "interactions.csv:2: 2 users have timestamps that are numbers beyond Unix seconds (milliseconds?" in said
+        assert "and 2 users have ones that read as Unix seconds or ISO dates (the first on line 6)" in said
     dated = [("c", "2020-01-31"), ("c", "2020-02-01"), ("d", "2020-02-02"), ("d", "2020-02-03")]
-    with pytest.raises(BadInputError, match=r"interactions.csv:2: 2 users' .* \(the first on line 6\)"):
+    with pytest.raises(BadInputError, match=r"interactions.csv:2: 2 users have .* \(the first on line 6\)"):
         CsvSource().load(write(tmp_path / "b", items=items, interactions=log(ms + dated)), skip_bad=False)
+    # the same users in both exports (an older one in milliseconds, a newer one in seconds): each user's 2023 items
+    # were read as earlier than its 2022 ones and went into their histories, without a word (review s41)
+    both = [(u, f"16500000{n}0000") for u in "ab" for n in (1, 2)] + [
+        (u, f"16800000{n}0") for u in "ab" for n in (1, 2)
+    ]
+    with pytest.raises(BadInputError, match=r"interactions.csv:2: 2 users have .* \(the first on line 6\)"):
+        CsvSource().load(write(tmp_path / "e", items=items, interactions=log(both)), skip_bad=False)
     # read as before: one unit, whichever; small numbers (a sequence, days) beside either; a sentinel date or
     # number among a user's real ones; one user in another unit; milliseconds across 1973 within users
     for n, rows in enumerate(
@@ -703,3 +711,34 @@ def test_a_header_in_other_case_gets_the_rename_hint(tmp_path):
         BadInputError, match=r"column names are case-sensitive: rename Item_ID -> item_id, Title -> title"
     ):
         CsvSource(CsvOptions()).load(folder, skip_bad=False)
+
+
+def test_a_byte_order_mark_at_the_start_of_a_later_line_is_not_part_of_its_id(tmp_path):
+    """Two files joined with `cat`, the second starting with a byte order mark and no header: its first row's user
+    became "\\ufeffu1", a user of its own, and u1's history lost the item without a word (review s41)."""
+    folder = write(
+        tmp_path / "a",
+        items=b"item_id,title\ni1,A\ni2,B\n\xef\xbb\xbfi3,C\ni4,D\n",
+        interactions=b"user_id,item_id,timestamp\nu1,i1,1\nu1,i2,2\n\xef\xbb\xbfu1,i3,3\nu1,i4,4\n",
+    )
+    raw = CsvSource().load(folder, skip_bad=False)
+    assert raw.items["item_id"].tolist() == ["i1", "i2", "i3", "i4"]
+    assert raw.interactions["user_id"].tolist() == ["u1"] * 4
+
+
+def test_a_stray_byte_in_a_utf8_file_is_not_answered_with_another_encoding(tmp_path):
+    """The error suggested -o encoding=latin-1, which read every other title as mojibake ("CafÃ© del Mar") without
+    a word; where rows above decoded as non-ASCII UTF-8, the file is UTF-8 with a stray byte (review s41)."""
+    items = "item_id,title\na,Café del Mar\n".encode() + b"b,Bj\xf6rk\nc,C\n"
+    folder = write(tmp_path / "a", items=items, interactions=b"user_id,item_id,timestamp\nu,a,1\nu,c,2\n")
+    with pytest.raises(BadInputError) as info:
+        CsvSource().load(folder, skip_bad=False)
+    said = str(info.value)
+    assert "items.csv:3: field title not valid utf-8; rows above hold non-ASCII text that is valid UTF-8" in said
+    assert "fix this row, or drop it with --skip-bad" in said and "pass -o encoding" not in said
+    # a file whose first non-ASCII byte is the bad one still gets the encoding hint
+    latin = write(
+        tmp_path / "b", items=b"item_id,title\na,Bj\xf6rk\nc,Caf\xe9\n", interactions=b"user_id,item_id,timestamp\n"
+    )
+    with pytest.raises(BadInputError, match="pass -o encoding=latin-1"):
+        CsvSource().load(latin, skip_bad=False)

@@ -100,6 +100,7 @@ class CsvSource:
 
     def __init__(self, options: CsvOptions | None = None):
         self.options = options or CsvOptions()
+        self._utf8_text = False  # a row of the file read so far held non-ASCII text that decoded (see _shape_problem)
 
     def load(self, path: Path | None, skip_bad: bool) -> RawLog:
         if path is None:
@@ -149,10 +150,17 @@ class CsvSource:
                 "data.options.encoding=latin-1)"
             )
             utf8 = self.options.encoding.lower().replace("_", "-") in ("utf-8", "utf8")
+            if utf8 and self._utf8_text:  # following the latin-1 hint garbled every UTF-8 title (review s41)
+                another = (
+                    "; rows above hold non-ASCII text that is valid UTF-8, so the file is UTF-8 with a stray byte "
+                    "here: fix this row, or drop it with --skip-bad (-o encoding=latin-1 would garble every UTF-8 "
+                    "title)"
+                )
             # the field, as every other bad row's line names it (review s38)
             field = next((name for name, value in zip(header, fields, strict=False) if bad_encoding([value])), None)
             where = f"field {field} " if field else ""
             return "bad_encoding", f"{where}not valid {self.options.encoding}{another if utf8 else ''}"
+        self._utf8_text = self._utf8_text or not all(value.isascii() for value in fields)
         for name, value in zip(header, fields, strict=False):
             if "\x00" in value:
                 return "nul_byte", f"field {name} holds a NUL byte"
@@ -160,6 +168,7 @@ class CsvSource:
 
     def _items(self, path: Path, policy: RowPolicy, rep: FileReport, dropped: dict[str, str]) -> pd.DataFrame:
         header, rows = read_rows(path, ("item_id", "title"), self.options, reserved=("item_idx",))
+        self._utf8_text = False
         i_id, i_title = header.index("item_id"), header.index("title")
         seen: dict[str, tuple[int, str]] = {}  # item id -> the line and title kept for it
         kept: list[list[str]] = []
@@ -206,6 +215,7 @@ class CsvSource:
         self, path: Path, known: set[str], policy: RowPolicy, rep: FileReport, dropped: dict[str, str]
     ) -> pd.DataFrame:
         header, rows = read_rows(path, ("user_id", "item_id", "timestamp"), self.options)
+        self._utf8_text = False
         i_user, i_item, i_ts = header.index("user_id"), header.index("item_id"), header.index("timestamp")
         i_rating = header.index("rating") if "rating" in header else None
         seen: set[tuple[str, str, float]] = set()
@@ -300,26 +310,30 @@ see :func:`_check_units`."""
 
 
 def _check_units(path: Path, frame: pd.DataFrame, units: np.ndarray, lines: np.ndarray) -> None:
-    """Refuse a log merged from exports in two units: at least two users whose every timestamp reads as Unix
-    seconds (ISO dates included) beside at least two whose every timestamp is a plain number beyond them
-    (milliseconds). The split orders all users' samples together by time, so every user of the milliseconds part
-    was in test without a word (review s38). Per user, so that a sentinel date (``9999-12-31``,
+    """Refuse a log merged from exports in two units: at least two users with timestamps that read as Unix seconds
+    (ISO dates included) beside at least two with plain numbers beyond them (milliseconds). The split orders all
+    users' samples together by time, so every user of the milliseconds part was in test without a word (review
+    s38). A user counts for a unit with two or more of its rows in it, or with all of them: a user whose rows
+    are in both (the same users in an older and a newer export) counts for both, as it had later items in the
+    histories of earlier targets, accepted without a word (review s41); a sentinel date (``9999-12-31``,
     ``253402300799``) among a user's real ones, or one user's odd value, refuses nothing."""
     if not ((units == 1).any() and (units == 2).any()):
         return
     per_user = pd.DataFrame({"user": frame["user_id"].to_numpy(), "unit": units, "line": lines})
-    kinds = per_user[per_user["unit"] > 0].groupby("user", sort=False)["unit"].agg(["min", "max"])
-    seconds = kinds.index[(kinds["min"] == 1) & (kinds["max"] == 1)]
-    later = kinds.index[(kinds["min"] == 2) & (kinds["max"] == 2)]
+    known = per_user[per_user["unit"] > 0]
+    counts = known.groupby(["user", "unit"], sort=False).size().unstack(fill_value=0)
+    in_s, in_ms = counts.get(1, 0), counts.get(2, 0)
+    seconds = counts.index[(in_s >= 2) | ((in_s >= 1) & (in_ms == 0))]
+    later = counts.index[(in_ms >= 2) | ((in_ms >= 1) & (in_s == 0))]
     if len(seconds) < 2 or len(later) < 2:
         return
-    first = per_user.groupby("user", sort=False)["line"].min()
-    line_s, line_ms = int(first[seconds].min()), int(first[later].min())
+    line_s = int(known.loc[(known["unit"] == 1) & known["user"].isin(seconds), "line"].min())
+    line_ms = int(known.loc[(known["unit"] == 2) & known["user"].isin(later), "line"].min())
     raise BadInputError(
-        f"{path}:{line_ms}: {len(later)} users' timestamps are all numbers beyond Unix seconds (milliseconds?; the "
-        f"first on this line) and {len(seconds)} users' all read as Unix seconds or ISO dates (the first on line "
-        f"{line_s}): the split orders every user's samples together by time, so the timestamps of a file must share "
-        "one unit; convert them to one"
+        f"{path}:{line_ms}: {len(later)} users have timestamps that are numbers beyond Unix seconds (milliseconds?; "
+        f"the first on this line) and {len(seconds)} users have ones that read as Unix seconds or ISO dates (the first "
+        f"on line {line_s}): the split orders every user's samples together by time, so the timestamps of a file "
+        "must share one unit; convert them to one"
     )
 
 

@@ -151,6 +151,8 @@ def read_rows(
                     continue
                 except UnicodeError as exc:  # utf-16/32 have no escape for bad bytes: the file stops here
                     raise _undecodable(path, encoding, exc) from None
+                if fields and fields[0].startswith("\ufeff"):  # a byte order mark mid-file: a file joined on
+                    fields[0] = fields[0][1:]  # (cat a.csv b.csv); it made "\ufeffu1" a user of its own (review s41)
                 if fields and not (len(fields) == 1 and not fields[0].strip()):  # blank lines are not rows
                     if reader.line_num == start and len(fields) > key:
                         shapes.add(_shape(fields[key]))
