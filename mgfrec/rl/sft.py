@@ -290,6 +290,13 @@ def _run_sft(
         return _sft_into(data, ds, out, cfg, options, reg=reg, embedder=embedder, say=say, started=started)
 
 
+def _mark_started(out: Path) -> None:
+    """An ``sft_metrics.csv`` of no rows: what marks ``out`` as an SFT that has not finished until the first
+    validation writes its row. A stop before then (a validation takes minutes) left only ``prompts/`` or the user
+    agent's cache, and the same command was refused as "not empty and not a run folder" (review s41)."""
+    write_metrics(out / "sft_metrics.csv", [])
+
+
 def _sft_into(
     data: str | Path,
     ds: PreparedDataset,
@@ -304,6 +311,8 @@ def _sft_into(
 ) -> SFTResult:
     """:func:`run_sft` after its checks, holding ``out``'s lock: synthesize, retire the earlier run, train, save."""
     torch.manual_seed(options.seed)
+    if not (out / RUN_FILE).is_file():
+        _mark_started(out)
 
     # before the recall fit: an embedder or grounder (a plugin's) that cannot be built over this catalogue was met
     # only after it (review s37). The recall fit keeps the caller's generators, so the seeded results are as before
@@ -357,7 +366,7 @@ def _sft_into(
     # the earlier run's policy and metrics too: a stopped SFT left its new epochs' sft_metrics.csv beside the
     # earlier run's policy/, a folder of two runs whose policy looked like this one's (review s30)
     shutil.rmtree(out / "policy", ignore_errors=True)
-    (out / "sft_metrics.csv").unlink(missing_ok=True)
+    _mark_started(out)  # the earlier run's metrics go; the header alone marks this run until its first row
     # the templates it trains on, copied now and read from the copies: copied at the end, a file edited during
     # training was recorded as the one trained on, and evaluation and `fit --init` prompted with it
     cfg = keep_run_prompts(cfg, out)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -498,11 +499,47 @@ def test_a_stopped_rerun_leaves_no_earlier_policy_beside_its_own_metrics(setup, 
     with pytest.raises(KeyboardInterrupt):
         run_sft(setup["ds"].root, out, cfg, options)
     assert not (out / "policy").exists() and not (out / "run.json").exists()
-    assert not (out / "sft_metrics.csv").exists()
+    assert (out / "sft_metrics.csv").read_text().strip() == ""  # no row of the earlier run: the mark of this one
     from mgfrec.runs import read_run_info
 
     with pytest.raises(FileNotFoundError, match="an SFT that did not finish|an agent run that did not finish"):
         read_run_info(out)
+
+
+@pytest.mark.reliability
+def test_an_sft_stopped_before_its_first_metrics_row_is_taken_up_by_the_same_command(setup, tmp_path, monkeypatch):
+    """With --recall-run (no OUT/recall) and a template, a stop during the first validation (minutes on CDs) left
+    only prompts/, and the same command was refused: "not empty (prompts) and not a run folder" (review s41)."""
+    import mgfrec.rl.sft as sft_module
+    from mgfrec.output_folders import check_output_run
+    from mgfrec.rl.sft import SFTOptions, run_sft
+    from mgfrec.runs import read_run_info
+
+    recall = tmp_path / "pop"
+    run_sft(
+        setup["ds"].root,
+        tmp_path / "first",
+        setup["cfg"],
+        SFTOptions(recall_model="pop", epochs=0, max_train_samples=4, valid_samples=0),
+        say=lambda line: None,
+    )
+    shutil.copytree(tmp_path / "first" / "recall", recall)
+    out = tmp_path / "run"
+    options = SFTOptions(recall_run=str(recall), epochs=0, max_train_samples=4, valid_samples=2)
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sft_module, "_train", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        run_sft(setup["ds"].root, out, setup["cfg"], options, say=lambda line: None)
+    assert (out / "prompts").is_dir() and not (out / "recall").exists()
+    check_output_run(out, "mgfrec-sft", data=setup["ds"].root)  # the same command may go on in it
+    with pytest.raises(FileNotFoundError, match="an SFT that did not finish"):
+        read_run_info(out)
+    monkeypatch.undo()
+    run_sft(setup["ds"].root, out, setup["cfg"], options, say=lambda line: None)
+    assert (out / "run.json").is_file()
 
 
 @pytest.mark.reliability
