@@ -144,5 +144,5 @@ def typed_history(grounding: Grounding, titles: Sequence[str]) -> list[int]:
         raise ValueError("--history: give at least one title, separated by ';'")
     exact = [grounding.title_index.get(t) for t in titles]
     missing = [t for t, j in zip(titles, exact, strict=True) if j is None]
-    nearest = iter(row[0] for row in grounding.ground(missing, k=1)) if missing else iter(())
+    nearest = iter(grounding.nearest(missing)) if missing else iter(())  # exactly, whatever the grounder
     return [next(nearest) if j is None else j for j in exact]

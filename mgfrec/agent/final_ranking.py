@@ -299,7 +299,7 @@ class FinalRanking:
         title (CDs: "Greatest Hits" 61 times), the one the recall model scores highest for ``histories[i]``
         outside the history, which is the one its recall list showed. Without ``histories`` (or a recall
         model), the first of them."""
-        items = [int(row[0]) for row in self.grounding.ground(list(answers), k=1)] if answers else []
+        items = self.grounding.nearest(list(answers)) if answers else []  # exactly, whatever the grounder
         if self.recall is None or histories is None:
             return items
         same = self.grounding.same_title

@@ -117,6 +117,35 @@ class SearchOnly:
         return order, np.take_along_axis(dist, order, axis=1).astype(np.float32)
 
 
+class Farthest(SearchOnly):
+    """An index that misses the nearest items (as an approximate one may): it returns the farthest first."""
+
+    approximate = True
+
+    def search(self, queries, k):
+        dist = np.linalg.norm(np.asarray(queries)[:, None, :] - self.items[None], axis=2)
+        order = np.argsort(-dist, axis=1, kind="stable")[:, :k]
+        return order, np.sort(np.take_along_axis(dist, order, axis=1), axis=1).astype(np.float32)
+
+
+def test_the_answered_item_is_the_exact_nearest_whatever_the_grounder(catalogue, minilm):
+    """answer_then_recall and l2_joint rank from the item an answer grounds to, and a typed history title is read as
+    its nearest item: through an approximate index both depended on the backend and its build (review s41)."""
+    from mgfrec.agent.final_ranking import FinalRanking
+    from mgfrec.recommendation import typed_history
+
+    vectors = item_embeddings(catalogue, EmbeddingConfig(), minilm)
+    exact = Grounding(minilm, ExactGrounder(vectors), TITLES, vectors, top_k=3)
+    missed = Grounding(minilm, Farthest(vectors), TITLES, vectors, top_k=3)
+    queries = ["kind of blue miles davis", "christmas songs", "rumours fleetwood"]
+    want = [row[0] for row in exact.ground(queries, k=1)]
+    assert [row[0] for row in missed.ground(queries, k=1)] != want  # the index itself misses them
+    assert missed.nearest(queries) == exact.nearest(queries) == want
+    assert FinalRanking("answer_then_recall", missed).answer_items(queries) == want
+    assert typed_history(missed, queries) == want
+    assert missed.nearest([]) == []
+
+
 def test_a_plugin_grounder_with_only_search_works_through_the_registry(catalogue, minilm, tmp_path):
     reg = Registry.discover()
     reg.add("grounder", "search-only", SearchOnly)
