@@ -433,16 +433,20 @@ class RemoteChatAgent:
         a feedback's words are not garbled for a URL's ``?v=1``) replaced by ``***``. A placeholder key a few
         characters long (a local server's "x") is no secret, and replacing it everywhere would garble the text
         ("HTTP status 401" with the key "1"); every provider's key is far longer."""
-        if self._secret and len(self._secret) >= MIN_SCRUBBED_KEY:
+        key = self._secret if self._secret and len(self._secret) >= MIN_SCRUBBED_KEY else None
+        if key:
             # as sent, and as a server may echo it: URL-encoded (a query, a form) or JSON-escaped
-            for form in dict.fromkeys(
-                (self._secret, quote(self._secret, safe=""), quote_plus(self._secret), json.dumps(self._secret)[1:-1])
-            ):
+            for form in dict.fromkeys((key, quote(key, safe=""), quote_plus(key), json.dumps(key)[1:-1])):
                 text = text.replace(form, "***")
-            text = _cut_prefixes(text, self._secret)
-        for secret in url_secrets(self._server_url()):  # an SDK's text may quote the whole URL
-            if len(secret) >= shortest:
-                text = text.replace(secret, "***")
+        # an SDK's text may quote the whole URL
+        in_url = [secret for secret in url_secrets(self._server_url()) if len(secret) >= shortest]
+        for secret in in_url:
+            text = text.replace(secret, "***")
+        # the cut-short echoes last: cutting the key's run first left "***QUERYSECRET..." of a URL secret that
+        # shares its first characters (two keys of one provider: sk-proj-...), which no whole replace then found
+        # (review s41)
+        for secret in [*([key] if key else []), *(s for s in in_url if len(s) >= MIN_SCRUBBED_KEY)]:
+            text = _cut_prefixes(text, secret)
         return text
 
     def stats(self) -> dict[str, Any]:

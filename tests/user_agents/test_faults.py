@@ -373,6 +373,21 @@ def test_a_key_echoed_url_encoded_or_json_escaped_is_scrubbed(monkeypatch):
     assert "HTTP status 401" in str(info.value) and "TAILSECRET" not in str(info.value), str(info.value)
 
 
+def test_a_url_secret_sharing_the_keys_first_characters_is_scrubbed_whole(monkeypatch):
+    """Two credentials of one provider (`sk-proj-...` as the key and in the base URL's query): the key's cut-short
+    echoes were cut first, leaving `***QUERYSECRET...` of the URL's, which no whole replace then found; it reached
+    serve's log and chat's terminal (review s41)."""
+    monkeypatch.setenv(KEY_ENV, "sk-proj-ENVSECRETabcdefghij1234567890XYZ")
+    with serve(FakeServer("openai", default="echopath")) as server:
+        url = f"{server.url}?token=sk-proj-QUERYSECRET1234567890abcdEF"
+        with build(OpenAIChatAgent, api_config(url, max_retries=0)) as agent:
+            with pytest.raises(UserAgentError) as info:
+                agent.feedback([make_request()])
+    said = str(info.value)
+    assert "HTTP status 401" in said and "/v1/chat/completions?" in said, said
+    assert "QUERYSECRET" not in said and "ENVSECRET" not in said, said
+
+
 @pytest.mark.parametrize(
     "url", ["https://apikey:sk-TAILSECRET0123456789abcdef/v1", "http://[::1/v1", "ftp://host/v1", "localhost:8000"]
 )

@@ -3,7 +3,8 @@
 Each server runs ``http.server.ThreadingHTTPServer`` in a background thread, records every request it
 receives (path, headers, JSON body), counts requests in flight, and answers from a script of faults:
 ``faults`` is consumed one entry per request (``"timeout"``, ``"429"``, ``"500"``, ``"malformed"``,
-``"echo401"`` (a 401 whose body quotes the key headers), ``"echo200"`` (feedback that quotes them),
+``"echo401"`` (a 401 whose body quotes the key headers; ``"echopath"``: the bearer key and the request's path with its
+query), ``"echo200"`` (feedback that quotes them),
 ``"empty"``/``"blank"`` (a 200 with empty or whitespace text), ``"cut"`` (empty text at the token limit),
 ``"refusal"`` (Chat Completions' refusal), ``"nochoices"``, ``"nulltext"``, ``"redirect"`` (a 307 to
 ``redirect_to``), ``"trickle"`` (a whole answer sent a byte every ``hang_s / 20`` seconds), ``"wait3600"`` (a 429
@@ -143,6 +144,9 @@ def _handler(state: FakeServer) -> type[BaseHTTPRequestHandler]:
             elif action == "500":
                 # retry-after-ms keeps the SDK's backoff short in tests; the status is what makes it retry.
                 self._send(500, b'{"error": {"type": "api_error", "message": "boom"}}', {"retry-after-ms": "10"})
+            elif action == "echopath":  # a 401 quoting the key and the request's path, query and all
+                bearer = self.headers.get("Authorization")
+                self._send(401, json.dumps({"error": {"message": f"bad key {bearer} for {self.path}"}}).encode())
             elif action == "echo401":  # a hostile or careless server: the 401 body quotes the request's headers
                 echoed = {
                     "authorization": self.headers.get("Authorization"),
