@@ -24,10 +24,15 @@ from pydantic import BaseModel, ValidationError
 
 
 def is_blank(text: str) -> bool:
-    """Whether ``text`` shows nothing: only whitespace, format characters (Unicode Cf: a zero-width space, a BOM)
-    and control characters (Cc: NUL). ``str.strip`` keeps the last two, so a title of a lone zero-width space was
-    grounded to an arbitrary catalogue item as a user's history (review s30)."""
-    return all(c.isspace() or c in _BLANK_LETTERS or unicodedata.category(c) in ("Cf", "Cc") for c in text)
+    """Whether ``text`` shows nothing: only whitespace, format characters (Unicode Cf: a zero-width space, a BOM),
+    control characters (Cc: NUL) and marks with no character to mark (Mn, Me: a variation selector U+FE0F, the
+    grapheme joiner U+034F, a lone combining accent). ``str.strip`` keeps them all, so a title of a lone zero-width
+    space was grounded to an arbitrary catalogue item as a user's history (review s30), and one of a variation
+    selector, which the embedding model reads as the empty string, still was (review s41)."""
+    return all(c.isspace() or c in _BLANK_LETTERS or unicodedata.category(c) in _SHOWS_NOTHING for c in text)
+
+
+_SHOWS_NOTHING = frozenset({"Cf", "Cc", "Mn", "Me"})
 
 
 _BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")

@@ -37,6 +37,9 @@ ERRORS = [
     # a zero-width space or a BOM shows nothing: grounded, it named an arbitrary catalogue item (review s40)
     ("<think>x</think><ground>\u200b</ground>", "empty <ground> title", False),
     ("<think>x</think><answer>\ufeff \u200b</answer>", "empty <answer> title", False),
+    # a variation selector, the grapheme joiner, a lone accent: the embedding model reads them as "" (review s41)
+    ("<think>x</think><ground>\ufe0f</ground>", "empty <ground> title", False),
+    ("<think>x</think><answer>\u034f \u0301</answer>", "empty <answer> title", False),
     ("<think>x</think><answer>t</ground>", "unexpected </ground>", False),
     ("<think>x<think>y</think><answer>t</answer>", "unexpected <think>", False),
     ("<think>x</think><think>y</think><answer>t</answer>", "unexpected <think>", False),
@@ -180,10 +183,12 @@ def test_the_hand_written_tag_rule_reads_known_cases():
 
 
 def shows(part: str) -> bool:
-    """Some character is neither whitespace, nor a format or control character (zero-width space, BOM, NUL), nor
-    one of the letters that show nothing (Hangul fillers, braille blank)."""
+    """Some character is neither whitespace, nor a format or control character (zero-width space, BOM, NUL), nor a
+    mark with nothing to mark (a variation selector, a lone accent), nor one of the letters that show nothing (Hangul
+    fillers, braille blank)."""
     hidden = "\u115f\u1160\u3164\uffa0\u2800"
-    return any(not c.isspace() and unicodedata.category(c) not in ("Cf", "Cc") and c not in hidden for c in part)
+    marks = ("Cf", "Cc", "Mn", "Me")
+    return any(not c.isspace() and unicodedata.category(c) not in marks and c not in hidden for c in part)
 
 
 def oracle(text: str) -> tuple[str, str, str] | None:

@@ -72,6 +72,9 @@ def test_k_below_one_and_blank_titles_are_refused(data):
     # a zero-width space (or a BOM and a joiner) shows nothing either: it grounded to arbitrary items (review s39)
     unseen = invoke("index", "query", data, "\u200b", "\ufeff\u200d")
     assert unseen.exit_code == 2 and "title 1 is blank" in flat(unseen.output)
+    # a variation selector: the embedding model reads it as "", and it grounded to arbitrary items (review s41)
+    selector = invoke("index", "query", data, "Abbey Road", "\ufe0f")
+    assert selector.exit_code == 2 and "title 2 is blank" in flat(selector.output)
 
 
 def test_a_grounder_that_returns_indices_outside_the_catalogue_is_named(data):
