@@ -219,7 +219,8 @@ def _read(path: Path, key: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]] 
         if not isinstance(meta, dict) or meta.get("key") != key:
             return None  # foreign or damaged metadata: rebuilt
         vectors = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError):  # missing, empty, truncated or foreign files are a miss, rebuilt below
+    # missing, empty, truncated or foreign files are a miss, rebuilt below; so is JSON nested too deep (review s41)
+    except (OSError, ValueError, EOFError, RecursionError):
         return None
     if vectors.dtype != np.float32 or vectors.shape != (key["num_items"], meta.get("dim")):
         return None

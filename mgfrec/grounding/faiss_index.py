@@ -62,7 +62,7 @@ class FaissGrounder:
             None, ge=1, description="ivf: lists (default about 4*sqrt(N), at least 39 items each)"
         )
         nprobe: int = Field(16, ge=1, description="ivf: lists searched per query")
-        M: int = Field(32, ge=2, description="hnsw: links per node")
+        M: int = Field(32, ge=2, le=65536, description="hnsw: links per node")
         ef_construction: int = Field(64, ge=1, description="hnsw: candidate list size while building")
         ef_search: int = Field(64, ge=1, description="hnsw: candidate list size while searching (raised to k+margin)")
         seed: int = Field(0, description="ivf: k-means seed")
@@ -102,6 +102,8 @@ class FaissGrounder:
             quantizer = faiss.IndexFlatL2(self.dim)
             self._index = faiss.IndexIVFFlat(quantizer, self.dim, self.nlist, faiss.METRIC_L2)
             self._index.cp.seed = opts.seed
+            if opts.nlist is None:  # the default for fewer than 39 distinct vectors is 1 list: faiss's C++ warning
+                self._index.cp.min_points_per_centroid = 1  # ("please provide at least 39 training points") on stderr
             self._index.train(vectors)
             self._quantizer = quantizer  # the IVF index does not own it; keep it alive
         else:

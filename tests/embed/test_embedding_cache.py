@@ -132,6 +132,16 @@ def test_a_damaged_entry_is_rebuilt(ds, minilm):
     assert cached_item_embeddings(ds, cfg, counting).hit
 
 
+def test_metadata_nested_too_deep_is_rebuilt(ds, minilm):
+    """A cache .json of 100,000 nested brackets failed every later build with a RecursionError (review s41)."""
+    counting = Counting(minilm)
+    entry = cached_item_embeddings(ds, EmbeddingConfig(), counting)
+    entry.path.with_suffix(".json").write_text("[" * 100_000, encoding="utf-8")
+    again = cached_item_embeddings(ds, EmbeddingConfig(), counting)
+    assert not again.hit and len(counting.calls) == 2
+    np.testing.assert_array_equal(again.vectors, entry.vectors)
+
+
 @pytest.mark.parametrize("damage", ["empty", "rows", "nan"])
 def test_an_empty_file_or_changed_bytes_inside_a_whole_entry_are_rebuilt(ds, minilm, damage):
     """An empty .npy raised EOFError (the CLI said only "Aborted."); finite garbage written over some rows was a

@@ -122,6 +122,9 @@ def test_bad_options_name_the_config_path(data):
         build_grounder(items, GroundingConfig(grounder="faiss", options={"index": "ivf", "nlist": 5000}))
     with pytest.raises(RegistryError, match=r"Did you mean 'hnswlib'"):
         build_grounder(items, GroundingConfig(grounder="hnswlb"))
+    # 2**31 - 1 links: faiss's C++ "vector::_M_fill_insert" as a traceback (review s41)
+    with pytest.raises(ValueError, match=r"grounding.options.M: Input should be less than or equal to 65536"):
+        build_grounder(items, GroundingConfig(grounder="faiss", options={"index": "hnsw", "M": 2**31 - 1}))
     for device in ("foo", "meta"):  # a torch traceback at build, and at the first search
         with pytest.raises(ValueError, match=rf"grounding.options.device: .*unknown device '{device}'; use cpu"):
             build_grounder(items, GroundingConfig(options={"device": device}))
@@ -211,3 +214,12 @@ def test_an_option_of_another_faiss_index_type_is_a_warning(monkeypatch):
         FaissGrounder.Options(index="flat", nlist=100000)  # once
         FaissGrounder.Options(index="ivf", nlist=8, nprobe=2, seed=1)
         FaissGrounder.Options(index="hnsw", M=8, ef_search=10)
+
+
+def test_the_default_ivf_over_a_small_catalogue_prints_no_faiss_warning(capfd):
+    """Fewer than 39 distinct vectors get one list by default, and faiss printed its C++ "please provide at least 39
+    training points" to stderr, before `index build --json`'s JSON (review s41)."""
+    items = np.random.default_rng(0).normal(size=(9, 8)).astype(np.float32)
+    grounder = FaissGrounder(items, FaissGrounder.Options(index="ivf"))
+    assert grounder.search(items[:1], 3)[0][0, 0] == 0
+    assert "training points" not in capfd.readouterr().err
