@@ -92,7 +92,7 @@ def validation_text(
             got += f"; YAML reads digits as a number: quote them ({quoted}; on a command line --set "
             got += f'"{path}={quoted}")'
         elif err.get("type") == "string_type" and value is None:  # `-o delimiter=~`: YAML's null (review s41)
-            got += f"; YAML reads ~, null and nothing as null: quote the text (--set \"{path}='~'\")"
+            got += f"; YAML reads ~, null and nothing as null: quote the text you meant (--set \"{path}='...'\")"
         lines.append(f"{path}: {err['msg']}{got}")
     if len(errors) > len(shown):
         lines.append(f"and {len(errors) - len(shown)} more")

@@ -23,8 +23,8 @@ from typing import Any
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.registry import OptionsValidatorError, Registry, RegistryError, component_options, registry
 
-_DEVICE = re.compile(r"(cpu|cuda|mps|xpu|hpu|npu|meta)(:\d+)?|auto")
-_RETRIEVER_DEVICE = re.compile(r"cpu|mps|auto|cuda(:\d+)?")  # what the retrievers' Lightning trainer can be given
+_DEVICE = re.compile(r"(cpu|cuda|mps|xpu|hpu|npu|meta)(:[0-9]+)?|auto")  # ASCII digits (\d matched any script's)
+_RETRIEVER_DEVICE = re.compile(r"cpu|mps|auto|cuda(:[0-9]+)?")  # what the retrievers' Lightning trainer can be given
 _ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "tpu", "hpu", "xpu", "auto")
 # Lightning's precision names and their short aliases (lightning.fabric.connector), checked without importing it
 _PRECISIONS = (

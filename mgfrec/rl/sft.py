@@ -55,7 +55,7 @@ from mgfrec.rollout.base import build_engine, check_engine, sync_weights
 from mgfrec.runs import RUN_FILE, RunInfo, created_stamp, plugins_of_run, write_metrics, write_run_info
 from mgfrec.seeding import kept_global_rng
 from mgfrec.text.prompts import AgentPrompts, keep_run_prompts
-from mgfrec.user_agents.base import check_user_agent, with_run_cache
+from mgfrec.user_agents.base import RUN_CACHE_FILE, check_user_agent, with_run_cache
 
 
 @dataclass(frozen=True)
@@ -311,8 +311,6 @@ def _sft_into(
 ) -> SFTResult:
     """:func:`run_sft` after its checks, holding ``out``'s lock: synthesize, retire the earlier run, train, save."""
     torch.manual_seed(options.seed)
-    if not (out / RUN_FILE).is_file():
-        _mark_started(out)
 
     # before the recall fit: an embedder or grounder (a plugin's) that cannot be built over this catalogue was met
     # only after it (review s37). The recall fit keeps the caller's generators, so the seeded results are as before
@@ -336,6 +334,9 @@ def _sft_into(
     # a remote user agent's answers are cached in the run folder unless user_agent.cache_path says otherwise
     cfg = cfg.model_copy(update={"user_agent": with_run_cache(cfg.user_agent, out, reg)})
     environment = build_environment(grounding, tokenizer, cfg, reg)
+    if (out / RUN_CACHE_FILE).exists() and not (out / RUN_FILE).is_file() and not (out / "sft_metrics.csv").exists():
+        # the user agent's cache in OUT holds paid answers from here on: the folder is an SFT that has not finished
+        _mark_started(out)
     final = FinalRanking.build(cfg.agent, grounding, recall_dir, str(out))  # what validation's NDCG reads
     max_context = getattr(model.config, "max_position_embeddings", None)
 

@@ -42,12 +42,10 @@ class AnthropicMessagesAgent(RemoteChatAgent):
         headers: dict[str, Any] = {}
         if self.options.key_header == "x-api-key":
             headers = {"X-Api-Key": api_key, "Authorization": anthropic.Omit()}
-        base_url, query = self._server()  # a query string split off: the SDK appends the endpoint after it
         return anthropic.Anthropic(
             default_headers=headers,
-            default_query=query,
             api_key=api_key,
-            base_url=base_url,  # None: the SDK reads ANTHROPIC_BASE_URL, else its default
+            base_url=self._server(),  # without its query (sent by an event hook); None: the SDK's default
             timeout=self.cfg.timeout_s,
             max_retries=self.cfg.max_retries,
             # no redirects: the SDK followed them to any host, the key's header and the prompts with them

@@ -37,11 +37,9 @@ class OpenAIChatAgent(RemoteChatAgent):
     Options = OpenAIChatOptions
 
     def _make_client(self, api_key: str, event_hooks: dict[str, list[Any]]) -> openai.OpenAI:
-        base_url, query = self._server()  # a query string split off: the SDK appends the endpoint after it
         return openai.OpenAI(
             api_key=api_key,
-            base_url=base_url,  # None: the SDK reads OPENAI_BASE_URL, else its default
-            default_query=query,
+            base_url=self._server(),  # without its query (sent by an event hook); None: the SDK's default
             timeout=self.cfg.timeout_s,
             max_retries=self.cfg.max_retries,
             # no redirects: the SDK followed them to any host, the key's header and the prompts with them

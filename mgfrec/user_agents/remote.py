@@ -29,6 +29,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import threading
 import time
 import weakref
@@ -68,7 +69,7 @@ from mgfrec.user_agents.transport import (
     shown_url,
     url_secrets,
 )
-from mgfrec.validation import refuse_redacted
+from mgfrec.validation import KEY_PREFIXES, holds_key, refuse_redacted
 
 
 class RemoteOptions(BaseModel):
@@ -171,7 +172,8 @@ class RemoteChatAgent:
         self._check_url(cfg)
         self._base_query = ""  # the base URL's query string, sent with every request (:meth:`_server`)
         try:
-            self._client = self._make_client(key, {"request": [self._count_attempt], "response": [self._on_response]})
+            hooks = {"request": [self._count_attempt, self._send_query], "response": [self._on_response]}
+            self._client = self._make_client(key, hooks)
         except Exception as exc:
             # the HTTP library's URL errors (no ValueError) quote the URL, which may hold a key; any other failure
             # (a subclass's bug) is no URL's and keeps its own message
@@ -202,18 +204,26 @@ class RemoteChatAgent:
         weakref.finalize(self, self._pool.shutdown, False)
         self.usage = UsageStats()
 
-    def _server(self) -> tuple[str | None, dict[str, str]]:
-        """The base URL a subclass's :meth:`_make_client` gives its SDK, and the query to send with every request
-        (the SDK's ``default_query``). The SDKs append the endpoint to the URL's text, query and all:
-        ``http://h/v1?api-version=1`` sent ``/v1/?api-version=1chat/completions``, a 404 blamed on the model
-        (review s41). None: the SDK reads :attr:`base_url_env`, else its default, as before; a query in that
-        variable is split off the same way."""
+    def _server(self) -> str | None:
+        """The base URL a subclass's :meth:`_make_client` gives its SDK: ``user_agent.base_url`` (or the SDK's
+        variable, :attr:`base_url_env`) without its query string, which :meth:`_send_query` puts on every request.
+        The SDKs append the endpoint to the URL's text, query and all: ``http://h/v1?api-version=1`` sent
+        ``/v1/?api-version=1chat/completions``, a 404 blamed on the model (review s41). None: no URL is set, and the
+        SDK uses its default, as before."""
         url = self.cfg.base_url or (os.environ.get(self.base_url_env) if self.base_url_env else None)
         parts = urlsplit(url) if url else None
         if parts is None or not parts.query:
-            return self.cfg.base_url, {}
+            return self.cfg.base_url
         self._base_query = parts.query
-        return urlunsplit(parts._replace(query="")), dict(parse_qsl(parts.query, keep_blank_values=True))
+        return urlunsplit(parts._replace(query=""))
+
+    def _send_query(self, request: Any) -> None:
+        """The base URL's query string, as written (a key given twice, a key without a value), after the SDK's
+        own parameters of each request: an SDK's ``default_query`` is a mapping, which kept one value per key."""
+        if self._base_query:
+            raw = quote(self._base_query, safe="=&;%+/:@!$'()*,?~").encode("ascii")
+            own = request.url.query
+            request.url = request.url.copy_with(query=own + b"&" + raw if own else raw)
 
     def _server_url(self) -> str:
         """The server's URL with its query, as requests are sent to it (shown only through :func:`shown_url`)."""
@@ -438,16 +448,14 @@ class RemoteChatAgent:
             # as sent, and as a server may echo it: URL-encoded (a query, a form) or JSON-escaped
             for form in dict.fromkeys((key, quote(key, safe=""), quote_plus(key), json.dumps(key)[1:-1])):
                 text = text.replace(form, "***")
-        # an SDK's text may quote the whole URL
-        in_url = [secret for secret in url_secrets(self._server_url()) if len(secret) >= shortest]
-        for secret in in_url:
-            text = text.replace(secret, "***")
-        # the cut-short echoes last: cutting the key's run first left "***QUERYSECRET..." of a URL secret that
-        # shares its first characters (two keys of one provider: sk-proj-...), which no whole replace then found
-        # (review s41)
-        for secret in [*([key] if key else []), *(s for s in in_url if len(s) >= MIN_SCRUBBED_KEY)]:
-            text = _cut_prefixes(text, secret)
-        return text
+        url = self._server_url()
+        for secret in url_secrets(url):  # an SDK's text may quote the whole URL
+            if len(secret) >= shortest:
+                text = text.replace(secret, "***")
+        # echoes cut short, last, for the key and the URL's credentials together: one after the other, the key's
+        # cut took the head a URL token shares with it (two keys of one provider: sk-proj-...), and the token's
+        # tail was left (review s41); a query's other values (an api-version date) are not cut, which garbled text
+        return _cut_prefixes(text, [*([key] if key else []), *_credentials(url)])
 
     def stats(self) -> dict[str, Any]:
         return self.usage.snapshot()
@@ -471,16 +479,37 @@ class RemoteChatAgent:
         self.close()
 
 
-def _cut_prefixes(text: str, secret: str, shortest: int = 8) -> str:
-    """``text`` with every run of at least ``shortest`` characters that begins ``secret`` replaced by ``***``: a
-    server's text cut to a length before it was scrubbed (a refusal's first 200 characters) kept the first part of
-    an echoed key, which a whole-key replace did not find (review s32)."""
-    head = secret[:shortest]
-    start = text.find(head)
-    while start >= 0:
-        end = start + len(head)
-        while end < len(text) and end - start < len(secret) and text[end] == secret[end - start]:
-            end += 1
-        text = text[:start] + "***" + text[end:]
-        start = text.find(head, start + 3)
-    return text
+def _cut_prefixes(text: str, secrets: Sequence[str], shortest: int = 8) -> str:
+    """``text`` with every run of at least ``shortest`` characters that begins one of ``secrets`` replaced by
+    ``***``, the longest such run at each place: a server's text cut to a length before it was scrubbed (a
+    refusal's first 200 characters) kept the first part of an echoed key, which a whole-key replace did not find
+    (review s32)."""
+    secrets = [s for s in secrets if len(s) >= shortest]
+    if not secrets:
+        return text
+    heads = re.compile("|".join(re.escape(h) for h in sorted({s[:shortest] for s in secrets}, key=len, reverse=True)))
+    out, pos = [], 0
+    while (match := heads.search(text, pos)) is not None:
+        start = match.start()
+        longest = 0
+        for secret in secrets:
+            if text.startswith(secret[:shortest], start):
+                end = start + shortest
+                while end < len(text) and end - start < len(secret) and text[end] == secret[end - start]:
+                    end += 1
+                longest = max(longest, end - start)
+        out += [text[pos:start], "***"]
+        pos = start + longest
+    return "".join(out) + text[pos:]
+
+
+def _credentials(url: str) -> list[str]:
+    """The parts of ``url`` that are credentials, whose echoes cut short are scrubbed too: its password, and the
+    query's values that look like a key (``holds_key``); not the query's other values (an api-version date)."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return []
+    values = [v for _, v in parse_qsl(parts.query) if holds_key(v) or v.startswith(KEY_PREFIXES)]
+    return [*([password] if password else []), *values]

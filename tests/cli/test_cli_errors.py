@@ -157,6 +157,7 @@ def test_an_option_no_component_takes_is_refused_by_any_command(prepared, tmp_pa
         ("quantum", "use cpu, cuda, cuda:N, mps or auto"),
         ("cpu:1", "(only cuda takes an index)"),  # trained on the CPU, the index dropped without a word (review s40)
         ("xpu", "use cpu, cuda, cuda:N, mps or auto"),  # passed the check, then failed when the fit began
+        ("cuda:\u0661", "use cpu, cuda, cuda:N, mps or auto"),  # an Arabic-Indic digit passed \\d (review s41)
     ],
 )
 def test_an_unknown_device_is_refused_before_training(prepared, tmp_path, device, why):

@@ -248,6 +248,11 @@ def test_timestamps_in_two_units_refuse_the_file_naming_both_lines(tmp_path):
             [*sec, ("c", "253402300799"), ("d", "253402300799")],
             [*sec, ("e", "1600000000000"), ("e", "1600000100000")],
             [("a", "99000000000"), ("a", "101000000000"), ("b", "99500000000"), ("b", "102000000000")],
+            # a sentinel written twice by each of two users, among real seconds or milliseconds (review s41)
+            [*sec, *[(u, "253402300799") for u in "ccdd"]],
+            [*ms, *[(u, "9999-12-31") for u in "aabb"]],
+            # milliseconds across March 1973 (1e11 ms), two values each side, within each of two users
+            [(u, f"{v}000000000") for u in "ab" for v in (98, 99, 101, 102)],
         )
     ):
         read = CsvSource().load(write(tmp_path / f"c{n}", items=items, interactions=log(rows)), False).interactions
@@ -719,7 +724,7 @@ def test_a_byte_order_mark_at_the_start_of_a_later_line_is_not_part_of_its_id(tm
     folder = write(
         tmp_path / "a",
         items=b"item_id,title\ni1,A\ni2,B\n\xef\xbb\xbfi3,C\ni4,D\n",
-        interactions=b"user_id,item_id,timestamp\nu1,i1,1\nu1,i2,2\n\xef\xbb\xbfu1,i3,3\nu1,i4,4\n",
+        interactions=b'user_id,item_id,timestamp\nu1,i1,1\nu1,i2,2\n\xef\xbb\xbfu1,i3,3\n\xef\xbb\xbf"u1",i4,4\n',
     )
     raw = CsvSource().load(folder, skip_bad=False)
     assert raw.items["item_id"].tolist() == ["i1", "i2", "i3", "i4"]
@@ -734,8 +739,16 @@ def test_a_stray_byte_in_a_utf8_file_is_not_answered_with_another_encoding(tmp_p
     with pytest.raises(BadInputError) as info:
         CsvSource().load(folder, skip_bad=False)
     said = str(info.value)
-    assert "items.csv:3: field title not valid utf-8; rows above hold non-ASCII text that is valid UTF-8" in said
+    assert "items.csv:3: field title not valid utf-8; the file holds non-ASCII text that is valid UTF-8" in said
     assert "fix this row, or drop it with --skip-bad" in said and "pass -o encoding" not in said
+    # the bad row itself holding the file's first valid UTF-8 ("Café del Mar \xff")
+    own = write(
+        tmp_path / "c",
+        items=b"item_id,title\na,Plain\nb," + "Café del Mar ".encode() + b"\xff\n",
+        interactions=b"user_id,item_id,timestamp\n",
+    )
+    with pytest.raises(BadInputError, match="the file holds non-ASCII text that is valid UTF-8"):
+        CsvSource().load(own, skip_bad=False)
     # a file whose first non-ASCII byte is the bad one still gets the encoding hint
     latin = write(
         tmp_path / "b", items=b"item_id,title\na,Bj\xf6rk\nc,Caf\xe9\n", interactions=b"user_id,item_id,timestamp\n"

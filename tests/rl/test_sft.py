@@ -540,6 +540,13 @@ def test_an_sft_stopped_before_its_first_metrics_row_is_taken_up_by_the_same_com
     monkeypatch.undo()
     run_sft(setup["ds"].root, out, setup["cfg"], options, say=lambda line: None)
     assert (out / "run.json").is_file()
+    # refused before any answer was paid for or any template copied: no mark left behind (a folder that said "an
+    # SFT that did not finish" to every command, its own rerun failing the same way)
+    refused = tmp_path / "refused"
+    cfg = setup["cfg"].model_copy(update={"agent": setup["cfg"].agent.model_copy(update={"max_groundings": 0})})
+    with pytest.raises(ValueError):
+        run_sft(setup["ds"].root, refused, cfg, options, say=lambda line: None)
+    assert not (refused / "sft_metrics.csv").exists()
 
 
 @pytest.mark.reliability

@@ -388,6 +388,21 @@ def test_a_url_secret_sharing_the_keys_first_characters_is_scrubbed_whole(monkey
     assert "QUERYSECRET" not in said and "ENVSECRET" not in said, said
 
 
+def test_cut_short_echoes_of_the_key_and_a_url_token_sharing_its_head_are_both_scrubbed(monkeypatch):
+    """A server's text cut to a length keeps the first part of an echoed secret: the key's cut took the head
+    (`sk-proj-`) a URL token shares with it, leaving the token's tail; and cutting every query value garbled the
+    model's name and an api-version date (review s41)."""
+    key, token = "sk-proj-" + "A" * 40, "sk-proj-" + "B" * 30
+    monkeypatch.setenv(KEY_ENV, key)
+    url = f"http://127.0.0.1:9/v1?deployment=gpt-4.1-nano-eastus&api-version=2024-10-21&token={token}"
+    with build(OpenAIChatAgent, api_config(url, max_retries=0, model="gpt-4.1-nano-2025-04-14")) as agent:
+        said = agent._scrubbed(
+            f"model gpt-4.1-nano-2025-04-14; api-version '2024-10-01'; key {key[:20]}; token {token[:24]}"
+        )
+    assert "AAAA" not in said and "BBBB" not in said, said
+    assert "model gpt-4.1-nano-2025-04-14; api-version '2024-10-01'" in said, said
+
+
 @pytest.mark.parametrize(
     "url", ["https://apikey:sk-TAILSECRET0123456789abcdef/v1", "http://[::1/v1", "ftp://host/v1", "localhost:8000"]
 )

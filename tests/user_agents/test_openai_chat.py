@@ -64,13 +64,14 @@ def test_a_query_in_the_base_url_is_sent_after_the_endpoint(api_key, wire):
     cls = OpenAIChatAgent if wire == "openai" else AnthropicMessagesAgent
     endpoint = "/v1/chat/completions" if wire == "openai" else "/v1/messages"
     with serve(FakeServer(wire, expected_key=api_key)) as server:
-        agent = build(cls, api_config(f"{server.url}?api-version=2024-06-01&deployment=a", model="m"))
+        agent = build(cls, api_config(f"{server.url}?api-version=2024-06-01&deployment=a&a=1&a=2&flag", model="m"))
         try:
             assert agent.feedback([make_request(0)]) == ["fine"]
             assert agent.base_url.endswith("?***")  # the query is still hidden where the URL is shown
         finally:
             agent.close()
-    assert [r.path for r in server.received] == [f"{endpoint}?api-version=2024-06-01&deployment=a"]
+    # as written: a key given twice keeps both values, a key without a value stays so (a mapping kept one value)
+    assert [r.path for r in server.received] == [f"{endpoint}?api-version=2024-06-01&deployment=a&a=1&a=2&flag"]
 
 
 def test_sampling_options_reach_the_request_body(api_key):

@@ -150,11 +150,13 @@ class CsvSource:
                 "data.options.encoding=latin-1)"
             )
             utf8 = self.options.encoding.lower().replace("_", "-") in ("utf-8", "utf8")
-            if utf8 and self._utf8_text:  # following the latin-1 hint garbled every UTF-8 title (review s41)
+            # non-ASCII text that decoded, in rows above or in this row itself: following the latin-1 hint garbled
+            # every UTF-8 title (review s41)
+            decoded = any(not c.isascii() and not bad_encoding([c]) for value in fields for c in value)
+            if utf8 and (self._utf8_text or decoded):
                 another = (
-                    "; rows above hold non-ASCII text that is valid UTF-8, so the file is UTF-8 with a stray byte "
-                    "here: fix this row, or drop it with --skip-bad (-o encoding=latin-1 would garble every UTF-8 "
-                    "title)"
+                    "; the file holds non-ASCII text that is valid UTF-8, so it is UTF-8 with a stray byte here: fix "
+                    "this row, or drop it with --skip-bad (-o encoding=latin-1 would garble every UTF-8 title)"
                 )
             # the field, as every other bad row's line names it (review s38)
             field = next((name for name, value in zip(header, fields, strict=False) if bad_encoding([value])), None)
@@ -313,18 +315,25 @@ def _check_units(path: Path, frame: pd.DataFrame, units: np.ndarray, lines: np.n
     """Refuse a log merged from exports in two units: at least two users with timestamps that read as Unix seconds
     (ISO dates included) beside at least two with plain numbers beyond them (milliseconds). The split orders all
     users' samples together by time, so every user of the milliseconds part was in test without a word (review
-    s38). A user counts for a unit with two or more of its rows in it, or with all of them: a user whose rows
-    are in both (the same users in an older and a newer export) counts for both, as it had later items in the
-    histories of earlier targets, accepted without a word (review s41); a sentinel date (``9999-12-31``,
-    ``253402300799``) among a user's real ones, or one user's odd value, refuses nothing."""
+    s38). A user wholly in one unit counts for it; a user with values in both counts for each in which it has two or
+    more distinct values, when its numbers beyond seconds are at least ten times its seconds (the same users in an
+    older export in milliseconds and a newer one in seconds: their later items went into the histories of earlier
+    targets; review s41). So a sentinel (``9999-12-31``, ``253402300799``, even written twice) among a user's real
+    dates, one user's odd value, and a milliseconds log whose users span March 1973 (1e11 ms) refuse nothing."""
     if not ((units == 1).any() and (units == 2).any()):
         return
-    per_user = pd.DataFrame({"user": frame["user_id"].to_numpy(), "unit": units, "line": lines})
-    known = per_user[per_user["unit"] > 0]
-    counts = known.groupby(["user", "unit"], sort=False).size().unstack(fill_value=0)
-    in_s, in_ms = counts.get(1, 0), counts.get(2, 0)
-    seconds = counts.index[(in_s >= 2) | ((in_s >= 1) & (in_ms == 0))]
-    later = counts.index[(in_ms >= 2) | ((in_ms >= 1) & (in_s == 0))]
+    rows = pd.DataFrame(
+        {"user": frame["user_id"].to_numpy(), "unit": units, "line": lines, "ts": frame["timestamp"].to_numpy()}
+    )
+    known = rows[rows["unit"] > 0]
+    stats = known.groupby(["user", "unit"], sort=False)["ts"].agg(["nunique", "min", "max"]).unstack()
+    n_s, n_ms = stats["nunique"].get(1), stats["nunique"].get(2)
+    n_s = n_s.fillna(0) if n_s is not None else pd.Series(0, index=stats.index)
+    n_ms = n_ms.fillna(0) if n_ms is not None else pd.Series(0, index=stats.index)
+    apart = stats["min"].get(2) >= 10 * stats["max"].get(1)  # ms of a date beside seconds of one: ~1000x
+    apart = apart.fillna(False).astype(bool)
+    seconds = stats.index[((n_s >= 1) & (n_ms == 0)) | ((n_s >= 2) & apart)]
+    later = stats.index[((n_ms >= 1) & (n_s == 0)) | ((n_ms >= 2) & apart)]
     if len(seconds) < 2 or len(later) < 2:
         return
     line_s = int(known.loc[(known["unit"] == 1) & known["user"].isin(seconds), "line"].min())

@@ -151,8 +151,6 @@ def read_rows(
                     continue
                 except UnicodeError as exc:  # utf-16/32 have no escape for bad bytes: the file stops here
                     raise _undecodable(path, encoding, exc) from None
-                if fields and fields[0].startswith("\ufeff"):  # a byte order mark mid-file: a file joined on
-                    fields[0] = fields[0][1:]  # (cat a.csv b.csv); it made "\ufeffu1" a user of its own (review s41)
                 if fields and not (len(fields) == 1 and not fields[0].strip()):  # blank lines are not rows
                     if reader.line_num == start and len(fields) > key:
                         shapes.add(_shape(fields[key]))
@@ -188,7 +186,10 @@ class _LastLine:
         return self
 
     def __next__(self) -> str:
-        self.last = self._ahead.pop() if self._ahead else next(self.handle)
+        line = self._ahead.pop() if self._ahead else next(self.handle)
+        # a byte order mark at a line's start: a file joined on (cat a.csv b.csv), read before the csv module sees
+        # the line, so that a quoted first field is read as quoted; it made "\ufeffu1" a user of its own (review s41)
+        self.last = line[1:] if line.startswith("\ufeff") else line
         return self.last
 
     def peek(self) -> str | None:
