@@ -64,7 +64,8 @@ def with_reward_options(raw: dict[str, Any], named: Mapping[str, Any], shown: st
         return None
     for name, sub in named.items():
         name, sub = _rejoined(name, sub)
-        if not isinstance(sub, Mapping) or set(sub) != {"options"} or not isinstance(sub["options"], Mapping):
+        given = sub.get("options", ...) if isinstance(sub, Mapping) and set(sub) == {"options"} else ...
+        if not (given is None or isinstance(given, Mapping)):
             raise ConfigError(f"--set {shown}: give a reward's options as grpo.rewards.{name}.options.FIELD=VALUE")
         at = [i for i, e in enumerate(rewards) if _name(e) == name]
         if not at:
@@ -80,5 +81,7 @@ def with_reward_options(raw: dict[str, Any], named: Mapping[str, Any], shown: st
             )
         for i in at:
             before = rewards[i].get("options") if isinstance(rewards[i], Mapping) else None
-            rewards[i] = {"name": name, "options": merge(dict(before or {}), sub["options"])}
+            # `{}` or null clears them, as for every other component (it kept the file's options; review s41)
+            options = {} if not given else merge(dict(before or {}), given)
+            rewards[i] = {"name": name, "options": options}
     return set_path(raw, "grpo.rewards", rewards)

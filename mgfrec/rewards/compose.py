@@ -76,11 +76,18 @@ def _check_contract(name: str, fn: Any) -> None:
         )
 
 
+def _is_bool(raw: Any) -> bool:
+    """A NumPy or torch boolean (``np.bool_``, a bool array or tensor): ``target_rank <= k`` with a NumPy ``k``
+    gives one, and it was counted as 1.0 where a Python ``True`` is refused (review s41)."""
+    dtype = getattr(raw, "dtype", None)
+    return dtype is not None and (str(dtype) in ("bool", "torch.bool"))
+
+
 def _finite(name: str, fn: Reward, raw: Any) -> float:
     """A reward's value as a float, refused in one line naming the reward when it is not a finite number: a NaN
     would train the policy into NaN weights, and a string failed far from the reward that returned it."""
     try:
-        if isinstance(raw, (str, bytes, bool)):  # float() would read "0.5" and True: neither is a number here
+        if isinstance(raw, (str, bytes, bool)) or _is_bool(raw):  # float() reads "0.5" and True: neither is a number
             raise TypeError
         value = float(raw)
     except (TypeError, ValueError, OverflowError):

@@ -198,7 +198,7 @@ def load_user_agent(
     if missing:
         entry = (reg or registry()).get("user_agent", cfg.backend)
         raise RegistryError(
-            f"user agent '{cfg.backend}' ({entry.target}, from {entry.origin}) has no {', '.join(missing)} method: a "
+            f"user_agent '{cfg.backend}' ({entry.target}, from {entry.origin}) has no {', '.join(missing)} method: a "
             "user agent provides feedback(requests), stats() and close() (see docs/plugins.md)"
         )
     if cfg.cache_path and callable(getattr(agent, "cache_key", None)):

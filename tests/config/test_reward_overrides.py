@@ -17,6 +17,10 @@ def test_a_rewards_options_are_set_by_its_name_as_its_errors_name_them():
     given = "grpo.rewards=[{name: hit-at-k, options: {k: 5, x: 1}}]"
     again = load_config(None, [given, "grpo.rewards.hit-at-k.options.k=3"])
     assert again.grpo.rewards[0].options == {"k": 3, "x": 1}  # merged into what it had
+    # `{}` or null clears them, as for every other component: `{}` kept them, null was refused (review s41)
+    for cleared in ("{}", "null"):
+        emptied = load_config(None, [given, f"grpo.rewards.hit-at-k.options={cleared}"])
+        assert emptied.grpo.rewards[0].options == {}, cleared
     default = load_config(None, ["grpo.rewards.format.options.penalty=-1.0"])  # the default list, by name
     assert [(r.name, r.options) for r in default.grpo.rewards] == [("ndcg", {}), ("format", {"penalty": -1.0})]
     with pytest.raises(ConfigError, match=r"grpo.rewards holds no reward 'hit-at-k' \(it holds ndcg, format\); add"):

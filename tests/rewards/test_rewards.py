@@ -7,6 +7,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 
 from mgfrec.rewards.base import RewardInput
 from mgfrec.rewards.compose import build_reward
@@ -83,6 +84,9 @@ def test_unknown_reward_suggests():
         (b"1", "returned bytes b'1'; a reward returns a number"),
         (10**400, "returned int"),  # float() overflows: was an OverflowError traceback
         (True, "returned bool True; a reward returns a number"),  # was trained on as 1.0
+        # `target_rank <= k` with a NumPy k: also counted as 1.0 (review s41)
+        (np.bool_(True), "returned bool np.True_; a reward returns a number"),
+        (torch.tensor(True), "returned Tensor tensor(True); a reward returns a number"),
     ],
 )
 def test_a_reward_that_returns_no_finite_number_is_named(value, message):

@@ -93,7 +93,7 @@ def test_a_user_agent_without_stats_or_close_or_with_stats_not_a_dict_is_one_lin
 
     fresh_registry.add("user_agent", "nostats", NoStats)
     fresh_registry.add("user_agent", "nonestats", NoneStats)
-    with pytest.raises(RegistryError, match=r"user agent 'nostats' \(.*NoStats.*\) has no stats, close method"):
+    with pytest.raises(RegistryError, match=r"user_agent 'nostats' \(.*NoStats.*\) has no stats, close method"):
         load_user_agent(UserAgentConfig(backend="nostats"), reg=fresh_registry)
     agent = load_user_agent(UserAgentConfig(backend="nonestats"), reg=fresh_registry)
     # named by the entry it was built from (the registry it came from need not be the one in use; review s39)
