@@ -20,6 +20,7 @@ The environment never generates, never parses and never decides an end reason.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -56,6 +57,10 @@ FEEDBACK_WINDOW_MARGIN = 16
 tokens of a window can differ from the reply's (a word cut at the window's end)."""
 
 
+class UserAgentCloseWarning(UserWarning):
+    """A user agent's ``close()`` failed after the work it served had ended (:meth:`Environment.close`)."""
+
+
 class Environment:
     """Grounding engine + user agent + the policy's tokenizer: turns pending groundings into observations."""
 
@@ -74,6 +79,21 @@ class Environment:
         self.top_k = top_k
         self.max_feedback_tokens = max_feedback_tokens
         self.reserved = reserved_strings(tokenizer)
+
+    def close(self) -> None:
+        """Close the user agent, once the work it served (a fit, an SFT, an evaluation) has ended, however it ended:
+        only ``recommend`` closed its agent, so a plugin's ``close()`` (a flush, the end of a session) was never
+        called, and the built-in agents' thread pools, HTTP clients, SQLite connections and hf models stayed with an
+        in-process caller (review s41). A ``close()`` that fails is a warning naming it: the work is done."""
+        if self.user_agent is None:
+            return
+        try:
+            self.user_agent.close()
+        except Exception as exc:  # noqa: BLE001 - a plugin's failure, named; it must not hide the work's own end
+            from mgfrec.registry import plugin_failure
+
+            said = plugin_failure(exc) or f"the user agent's close() failed: {type(exc).__name__}: {exc}"
+            warnings.warn(f"{said} (the work it served is done)", UserAgentCloseWarning, stacklevel=2)
 
     def cut_feedback(self, feedback: str | None) -> str | None:
         """``feedback`` cut to ``max_feedback_tokens`` of the policy's tokens and marked `` [...]``; as it is when

@@ -12,6 +12,7 @@ The agent's own statistics (format-valid rate, groundings, end reasons) go to ``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections import Counter
@@ -61,7 +62,41 @@ def evaluate_agent(
     samples at a time (default ``config.rollout_batch_size``), then rank the answers ``config.batch_size`` at a
     time. With ``write``, the agent's statistics go to ``RUN/agent_<split>.json`` and its per-sample rows to
     ``RUN/agent_<split>_samples.csv``. ``secrets_from``: the config the run was just trained with, held in memory,
-    whose secrets the run's ``config.yaml`` does not record (:func:`~mgfrec.config.redaction.with_secrets_of`)."""
+    whose secrets the run's ``config.yaml`` does not record (:func:`~mgfrec.config.redaction.with_secrets_of`).
+    The user agent it builds is closed when it returns or fails."""
+    with contextlib.ExitStack() as closing:
+        return _evaluate_agent(
+            run_dir,
+            info,
+            ds,
+            split,
+            config,
+            limit=limit,
+            batch_size=batch_size,
+            exclude_history=exclude_history,
+            reg=reg,
+            write=write,
+            secrets_from=secrets_from,
+            closing=closing,
+        )
+
+
+def _evaluate_agent(
+    run_dir: Path,
+    info: RunInfo,
+    ds: Any,
+    split: str,
+    config: EvalConfig,
+    *,
+    limit: int | None,
+    batch_size: int | None,
+    exclude_history: bool | None,
+    reg: Registry | None,
+    write: bool,
+    secrets_from: MGFRecConfig | None,
+    closing: contextlib.ExitStack,
+) -> tuple[EvalResult, dict[str, Any]]:
+    """:func:`evaluate_agent`; ``closing`` closes what it builds (the user agent) when the caller's block ends."""
     policy_dir = policy_folder(run_dir, info)
     cfg = load_run_config(run_dir)
     if secrets_from is not None:  # a sweep's cell: the URL's password it trained with, never written to the run
@@ -78,6 +113,7 @@ def evaluate_agent(
     model.eval()
     grounding = load_grounding(ds, cfg)
     environment = build_environment(grounding, tokenizer, cfg)
+    closing.callback(environment.close)
     engine = build_engine(cfg.rollout, model, tokenizer)
     frame = ds.split(split)
     rows = subsample_rows(len(frame), limit, config.seed)

@@ -276,7 +276,11 @@ def _run_fit(
     # two fits into one folder at once wrote one checkpoint, metrics file and policy over the other's, and each
     # retired what the other had written (note s31); the first process alone takes it, its others reuse OUT
     # Lightning's banners and tips reached a library caller's screen, where baseline fit's never did (review s35)
-    with only_one_in(out, "mgfrec fit or sft") if first else contextlib.nullcontext(), quiet_lightning():
+    with (
+        only_one_in(out, "mgfrec fit or sft") if first else contextlib.nullcontext(),
+        quiet_lightning(),
+        contextlib.ExitStack() as closing,  # the user agent, closed when the fit ends however it ends
+    ):
         if first:  # again, holding OUT: a run another command made there since the check above was replaced (s33)
             check_output_run(out, "mgfrec", data=ds.root)
         return _fit_into(
@@ -293,6 +297,7 @@ def _run_fit(
             embedder=embedder,
             say=say,
             started=started,
+            closing=closing,
         )
 
 
@@ -311,9 +316,11 @@ def _fit_into(
     embedder: Any | None,
     say: Callable[[str], None],
     started: float,
+    closing: contextlib.ExitStack,
 ) -> FitResult:
     """:func:`run_fit` after its checks, holding ``out``'s lock: the recall samples, the policy, the trainer, then
-    the earlier run retired and the fit run."""
+    the earlier run retired and the fit run. ``closing``: what the caller closes when it returns or fails (the user
+    agent)."""
     torch.manual_seed(cfg.trainer.seed)
 
     # before the recall fit: an embedder or grounder (a plugin's) that cannot be built over this catalogue was met
@@ -344,6 +351,7 @@ def _fit_into(
     # a remote user agent's answers are cached in the run folder unless user_agent.cache_path says otherwise
     cfg = cfg.model_copy(update={"user_agent": with_run_cache(cfg.user_agent, out, reg)})
     environment = build_environment(grounding, tokenizer, cfg, reg)
+    closing.callback(environment.close)
     final = FinalRanking.build(cfg.agent, grounding, recall_dir, str(out))  # the reward's rank, as evaluation's
     max_steps = cfg.trainer.max_steps or cfg.trainer.epochs * -(-len(train) // cfg.trainer.global_batch_size)
     if done is not None and cfg.trainer.max_steps is None:  # a budget in epochs: its steps are known only now

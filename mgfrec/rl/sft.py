@@ -285,9 +285,11 @@ def _run_sft(
     AgentPrompts.from_config(cfg.agent)  # a template that cannot be read is named before OUT is cleared
     out.mkdir(parents=True, exist_ok=True)
     # two SFTs into one folder at once each retired the other's files and saved one policy over the other's
-    with only_one_in(out, "mgfrec fit or sft"):
+    with only_one_in(out, "mgfrec fit or sft"), contextlib.ExitStack() as closing:  # the user agent closed at the end
         check_output_run(out, "mgfrec-sft", data=ds.root)  # again, holding OUT: a run made there meanwhile (s33)
-        return _sft_into(data, ds, out, cfg, options, reg=reg, embedder=embedder, say=say, started=started)
+        return _sft_into(
+            data, ds, out, cfg, options, reg=reg, embedder=embedder, say=say, started=started, closing=closing
+        )
 
 
 def _mark_started(out: Path) -> None:
@@ -308,6 +310,7 @@ def _sft_into(
     embedder: Any | None,
     say: Callable[[str], None],
     started: float,
+    closing: contextlib.ExitStack,
 ) -> SFTResult:
     """:func:`run_sft` after its checks, holding ``out``'s lock: synthesize, retire the earlier run, train, save."""
     torch.manual_seed(options.seed)
@@ -334,6 +337,7 @@ def _sft_into(
     # a remote user agent's answers are cached in the run folder unless user_agent.cache_path says otherwise
     cfg = cfg.model_copy(update={"user_agent": with_run_cache(cfg.user_agent, out, reg)})
     environment = build_environment(grounding, tokenizer, cfg, reg)
+    closing.callback(environment.close)
     if (out / RUN_CACHE_FILE).exists() and not (out / RUN_FILE).is_file() and not (out / "sft_metrics.csv").exists():
         # the user agent's cache in OUT holds paid answers from here on: the folder is an SFT that has not finished
         _mark_started(out)

@@ -196,6 +196,18 @@ def test_a_loss_scaled_precision_clips_and_logs_the_true_gradient_norm(run, tmp_
     assert 0.5 < norms[1] / norms[0] < 2.0, norms  # not 2**10 times the true norm
 
 
+def test_a_fit_closes_the_user_agent_it_built(run, tmp_path, monkeypatch):
+    """`fit` never called its user agent's `close()` (review s41; tests/rl/test_sft.py checks sft and evaluate)."""
+    from mgfrec.agent.environment import Environment
+
+    closed: list[object] = []
+    real = Environment.close
+    monkeypatch.setattr(Environment, "close", lambda self: closed.append(self) or real(self))
+    cfg = tiny_config(tmp_path, max_steps=1, val_check_interval=1)
+    run_fit(run["ds"].root, tmp_path / "run", cfg, FitOptions(valid_samples=2), embedder=run["minilm"])
+    assert len(closed) == 1
+
+
 def test_the_reference_takes_the_dtype_the_strategy_gave_the_policy(run, tmp_path, monkeypatch):
     """A strategy that converts the policy (DeepSpeed's bf16, Lightning's bf16-true) left the frozen reference in
     float32: at step 1, policy and reference the same model, the KL was 2.24e-06, not 0 (review s40). Here the

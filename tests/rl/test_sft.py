@@ -628,3 +628,30 @@ def test_a_final_ranking_the_recall_model_cannot_serve_is_refused_before_the_rec
     with pytest.raises(ValueError, match=r"--recall-run .*recall: agent.final_ranking: l2_joint .*\(pop\) has none"):
         run_sft(setup["ds"].root, tmp_path / "run", cfg, over_run)
     assert not (tmp_path / "run").exists()
+
+
+def test_the_user_agent_is_closed_when_sft_and_evaluate_end(setup, tmp_path, monkeypatch):
+    """Only `recommend` closed the user agent it built: `fit`, `sft` and `evaluate` never called `close()`, so a
+    plugin's flush or end of session was lost and in-process callers kept the built-ins' pools, clients and SQLite
+    connections (review s41). A `close()` that fails is a warning naming it, after the work."""
+    from mgfrec.agent.environment import UserAgentCloseWarning
+    from mgfrec.eval.runs import evaluate_run
+    from mgfrec.rl.sft import SFTOptions, run_sft
+    from mgfrec.user_agents.simulated import SimulatedUserAgent
+
+    closed: list[object] = []
+    monkeypatch.setattr(SimulatedUserAgent, "close", lambda self: closed.append(self))
+    out = tmp_path / "run"
+    options = SFTOptions(recall_model="pop", epochs=0, max_train_samples=4, valid_samples=2)
+    run_sft(setup["ds"].root, out, setup["cfg"], options, say=lambda line: None)
+    assert len(closed) == 1
+    evaluate_run(out, "valid", limit=2, write=False)
+    assert len(closed) == 2
+
+    def broken(self):
+        raise RuntimeError("the session could not be ended")
+
+    monkeypatch.setattr(SimulatedUserAgent, "close", broken)
+    with pytest.warns(UserAgentCloseWarning, match=r"RuntimeError: the session could not be ended \(the work"):
+        result = evaluate_run(out, "valid", limit=2, write=False)
+    assert result.samples == 2
