@@ -204,7 +204,9 @@ def rollout(
         for traj, gen, budget, replay in zip(live, gens, budgets, replays, strict=False):
             ids, lps, text = _within(gen, budget, engine.tokenizer)
             allowed = replay.replay(ids) if replay is not None else None
-            traj.add_turn(ids, lps, text, allowed)
+            # the engine stopped it (an eos, a stop string) within the turn's own budget: not the budget's end
+            stopped = gen.finish_reason == "stop" and len(ids) == len(gen.token_ids)
+            traj.add_turn(ids, lps, text, allowed, stopped=stopped)
             stats.generated_tokens += len(ids)
         t0 = time.perf_counter()
         stats.groundings += len(environment.step(live))

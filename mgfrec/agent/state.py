@@ -56,7 +56,7 @@ class AgentState:
         left = self.config.max_new_tokens_total - self.total_tokens
         return max(0, min(self.config.max_new_tokens_per_turn, left))
 
-    def on_turn(self, turn: Turn, num_tokens: int) -> Next:
+    def on_turn(self, turn: Turn, num_tokens: int, *, stopped: bool = False) -> Next:
         """Account one generated turn; ``"ground"`` means: ground ``turn.title``, then :meth:`on_observation`."""
         if self.done:
             raise RuntimeError(f"the trajectory already ended ({self.end_reason}); no further turn can be added")
@@ -72,7 +72,9 @@ class AgentState:
         if turn.kind == "answer":
             return self._end("answered")
         if turn.kind == "error":
-            if turn.incomplete and num_tokens >= budget:
+            # an unfinished turn at its budget ran out of tokens, unless the engine stopped it there itself (an eos
+            # sampled as the last token allowed: more tokens could not have finished it; review s41)
+            if turn.incomplete and num_tokens >= budget and not stopped:
                 return self._end(
                     "length_limit", f"turn {len(self.turn_tokens)} used its {budget}-token budget: {turn.error}"
                 )

@@ -102,10 +102,14 @@ class Trajectory:
         logprobs: Sequence[float],
         text: str,
         allowed: Sequence[AllowedSet] | None = None,
+        *,
+        stopped: bool = False,
     ) -> Next:
         """Append one sampled turn (ids and log-probs exactly as the engine gave them); parse and account it.
 
         ``allowed``: under constrained decoding, the allowed set before each token (see :class:`PolicySegment`).
+        ``stopped``: the engine ended the turn itself (an eos, a stop string; ``finish_reason == "stop"``), so an
+        unfinished turn that filled its budget is a format error, not the budget's end (:meth:`AgentState.on_turn`).
         Returns ``"ground"`` (the environment must ground :attr:`pending_title`) or ``"end"``.
         """
         ids = tuple(int(t) for t in token_ids)
@@ -117,7 +121,7 @@ class Trajectory:
         if any(math.isnan(x) or x > 1e-6 for x in lps):
             raise ValueError("log-probs must be <= 0 and not NaN; pass the engine's log-prob of each sampled token")
         turn = parse_turn(text)
-        nxt = self.state.on_turn(turn, len(ids))  # validates order and budget before anything is stored
+        nxt = self.state.on_turn(turn, len(ids), stopped=stopped)  # validates order and budget before storing
         self.segments.append(PolicySegment(ids, lps, text, turn, tuple(allowed) if allowed is not None else None))
         return nxt
 

@@ -65,6 +65,9 @@ def test_an_unfinished_turn_at_its_budget_is_a_length_limit_and_below_it_a_forma
     state = AgentState(AgentConfig(max_new_tokens_per_turn=10))
     state.on_turn(BROKEN, 10)  # broken, not merely unfinished: the cap does not excuse it
     assert state.end_reason == "format_error" and "<item_list>" in state.error
+    state = AgentState(AgentConfig(max_new_tokens_per_turn=10))
+    state.on_turn(UNFINISHED, 10, stopped=True)  # an eos as the last token allowed: the model stopped (review s41)
+    assert state.end_reason == "format_error"
 
 
 def test_a_grounding_that_spends_the_total_budget_ends_with_length_limit():

@@ -422,3 +422,17 @@ def test_a_large_recall_prior_does_not_underflow(grammar, environment, tiny_poli
         AgentConfig(recall_prior=1001.0)
     with pytest.raises(ValueError, match="positive and finite"):
         grammar.trie(titles[:2], [1.0, 0.0])
+
+
+def test_an_eos_as_the_last_token_of_a_turns_budget_is_a_format_error(environment, tiny_policy):
+    """The engine stopped the turn (an eos inside a thought) with its last allowed token: labelled `length_limit`, as
+    if more tokens could have finished it (review s41). A turn the budget cut stays a `length_limit`."""
+    _, tokenizer = tiny_policy
+    sample = RolloutSample(("Nevermind",), ("Thriller", "Rumours"), sample_id="s")
+    text = "<think>abc" + tokenizer.eos_token
+    budget = len(tokenizer.encode(text, add_special_tokens=False))
+    agent = AgentConfig(decoding="free", max_new_tokens_per_turn=budget, max_new_tokens_total=4 * budget)
+    stopped = rollout(ScriptedEngine(tokenizer, lambda ctx, j: text), environment, [sample], agent=agent)
+    assert [t.end_reason for t in stopped.trajectories] == ["format_error"]
+    cut = rollout(ScriptedEngine(tokenizer, lambda ctx, j: "<think>abc def ghi"), environment, [sample], agent=agent)
+    assert [t.end_reason for t in cut.trajectories] == ["length_limit"]
