@@ -29,14 +29,13 @@ import hashlib
 import json
 import math
 import os
-import re
 import threading
 import time
 import weakref
 from collections.abc import Sequence
 from concurrent.futures import Future, wait
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl, quote, quote_plus, urlsplit, urlunsplit
+from urllib.parse import quote, quote_plus, urlsplit, urlunsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
@@ -62,14 +61,16 @@ from mgfrec.user_agents.transport import (
     MAX_RETRY_AFTER_S,
     check_base_url,
     check_base_url_variable,
+    cut_prefixes,
     deadline_stream,
     http_library,
     proxy_variable,
     retry_after_s,
     shown_url,
+    url_credentials,
     url_secrets,
 )
-from mgfrec.validation import KEY_PREFIXES, holds_key, refuse_redacted
+from mgfrec.validation import refuse_redacted
 
 
 class RemoteOptions(BaseModel):
@@ -455,7 +456,7 @@ class RemoteChatAgent:
         # echoes cut short, last, for the key and the URL's credentials together: one after the other, the key's
         # cut took the head a URL token shares with it (two keys of one provider: sk-proj-...), and the token's
         # tail was left (review s41); a query's other values (an api-version date) are not cut, which garbled text
-        return _cut_prefixes(text, [*([key] if key else []), *_credentials(url)])
+        return cut_prefixes(text, [*([key] if key else []), *url_credentials(url)])
 
     def stats(self) -> dict[str, Any]:
         return self.usage.snapshot()
@@ -477,39 +478,3 @@ class RemoteChatAgent:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _cut_prefixes(text: str, secrets: Sequence[str], shortest: int = 8) -> str:
-    """``text`` with every run of at least ``shortest`` characters that begins one of ``secrets`` replaced by
-    ``***``, the longest such run at each place: a server's text cut to a length before it was scrubbed (a
-    refusal's first 200 characters) kept the first part of an echoed key, which a whole-key replace did not find
-    (review s32)."""
-    secrets = [s for s in secrets if len(s) >= shortest]
-    if not secrets:
-        return text
-    heads = re.compile("|".join(re.escape(h) for h in sorted({s[:shortest] for s in secrets}, key=len, reverse=True)))
-    out, pos = [], 0
-    while (match := heads.search(text, pos)) is not None:
-        start = match.start()
-        longest = 0
-        for secret in secrets:
-            if text.startswith(secret[:shortest], start):
-                end = start + shortest
-                while end < len(text) and end - start < len(secret) and text[end] == secret[end - start]:
-                    end += 1
-                longest = max(longest, end - start)
-        out += [text[pos:start], "***"]
-        pos = start + longest
-    return "".join(out) + text[pos:]
-
-
-def _credentials(url: str) -> list[str]:
-    """The parts of ``url`` that are credentials, whose echoes cut short are scrubbed too: its password, and the
-    query's values that look like a key (``holds_key``); not the query's other values (an api-version date)."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return []
-    values = [v for _, v in parse_qsl(parts.query) if holds_key(v) or v.startswith(KEY_PREFIXES)]
-    return [*([password] if password else []), *values]

@@ -10,13 +10,16 @@ import datetime
 import email.utils
 import functools
 import os
+import re
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 from urllib.request import proxy_bypass_environment
 
 from mgfrec.user_agents.base import UserAgentError
+from mgfrec.validation import KEY_PREFIXES, holds_key
 
 MAX_RETRY_AFTER_S = 60.0
 """The longest ``Retry-After`` the SDK is let wait for; a response asking a longer one (a quota spent for the hour)
@@ -150,3 +153,39 @@ def proxy_variable(url: str | None) -> str | None:
             if os.environ.get(variable):
                 return variable
     return None
+
+
+def cut_prefixes(text: str, secrets: Sequence[str], shortest: int = 8) -> str:
+    """``text`` with every run of at least ``shortest`` characters that begins one of ``secrets`` replaced by
+    ``***``, the longest such run at each place: a server's text cut to a length before it was scrubbed (a
+    refusal's first 200 characters) kept the first part of an echoed key, which a whole-key replace did not find
+    (review s32)."""
+    secrets = [s for s in secrets if len(s) >= shortest]
+    if not secrets:
+        return text
+    heads = re.compile("|".join(re.escape(h) for h in sorted({s[:shortest] for s in secrets}, key=len, reverse=True)))
+    out, pos = [], 0
+    while (match := heads.search(text, pos)) is not None:
+        start = match.start()
+        longest = 0
+        for secret in secrets:
+            if text.startswith(secret[:shortest], start):
+                end = start + shortest
+                while end < len(text) and end - start < len(secret) and text[end] == secret[end - start]:
+                    end += 1
+                longest = max(longest, end - start)
+        out += [text[pos:start], "***"]
+        pos = start + longest
+    return "".join(out) + text[pos:]
+
+
+def url_credentials(url: str) -> list[str]:
+    """The parts of ``url`` that are credentials, whose echoes cut short are scrubbed too: its password, and the
+    query's values that look like a key (``holds_key``); not the query's other values (an api-version date)."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return []
+    values = [v for _, v in parse_qsl(parts.query) if holds_key(v) or v.startswith(KEY_PREFIXES)]
+    return [*([password] if password else []), *values]
