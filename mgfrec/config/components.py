@@ -24,7 +24,7 @@ from mgfrec.config.schema import MGFRecConfig
 from mgfrec.registry import OptionsValidatorError, Registry, RegistryError, component_options, registry
 
 _DEVICE = re.compile(r"(cpu|cuda|mps|xpu|hpu|npu|meta)(:[0-9]+)?|auto")  # ASCII digits (\d matched any script's)
-_RETRIEVER_DEVICE = re.compile(r"cpu|mps|auto|cuda(:[0-9]+)?")  # what the retrievers' Lightning trainer can be given
+RETRIEVER_DEVICE = re.compile(r"cpu|mps|auto|cuda(:[0-9]+)?")  # what the retrievers' Lightning trainer can be given
 _ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "tpu", "hpu", "xpu", "auto")
 # Lightning's precision names and their short aliases (lightning.fabric.connector), checked without importing it
 _PRECISIONS = (
@@ -77,7 +77,7 @@ def check_components(
     problems += _check_constraints(reg, cfg)
     for path in ("embedding.device", "retriever.device"):
         device = str(config_value(cfg, path))
-        known = _DEVICE if path == "embedding.device" else _RETRIEVER_DEVICE
+        known = _DEVICE if path == "embedding.device" else RETRIEVER_DEVICE
         if not known.fullmatch(device):
             # `cpu:1` or `xpu` passed here and the retriever then trained on the CPU, or failed at fit (review s40)
             why = " (only cuda takes an index)" if ":" in device and not device.startswith("cuda:") else ""

@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
 from mgfrec import progress
+from mgfrec.config.components import RETRIEVER_DEVICE
 from mgfrec.config.schema import MGFRecConfig, RetrieverConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.devices import visible_devices
@@ -72,14 +73,14 @@ class TrainOptions(BaseModel):
 def lightning_device(device: str) -> tuple[str, Any]:
     """``RetrieverConfig.device`` ("cpu", "cuda", "cuda:1", "mps", "auto") -> Lightning (accelerator, devices)."""
     kind, colon, index = device.partition(":")
-    if colon and (kind != "cuda" or not index.isascii() or not index.isdigit()):
+    if not RETRIEVER_DEVICE.fullmatch(device):  # the config check's own pattern, for a library caller
+        if not colon:
+            raise ValueError(f"retriever.device: '{device}' is not cpu, cuda, cuda:<index>, mps or auto")
         # `cpu:1` trained on the CPU (Lightning has no CPU index) and `cuda:x` was int()'s own message (review s40)
         why = "only cuda takes an index" if kind != "cuda" else "its index is not a number"
         raise ValueError(f"retriever.device: '{device}': {why}; give cpu, cuda, cuda:<index>, mps or auto")
     if kind == "auto":
         return "auto", "auto"
-    if kind == "cpu":
-        return kind, 1
     if kind == "mps":
         if not visible_devices("mps"):
             raise ValueError(f"retriever.device '{device}': no MPS device here; use retriever.device=cpu")
@@ -92,7 +93,7 @@ def lightning_device(device: str) -> tuple[str, Any]:
                 + (" or a visible index" if visible else "")
             )
         return "gpu", [int(index)] if index else 1
-    raise ValueError(f"retriever.device: '{device}' is not cpu, cuda, cuda:<index>, mps or auto")
+    return kind, 1  # cpu
 
 
 @contextmanager
