@@ -322,6 +322,10 @@ SPLIT = {  # a module split in two: the names that moved out, still importable f
             "retire_run",
         ),
     ),
+    "mgfrec.config.schema": (
+        "mgfrec.config.training",
+        ("GRPOConfig", "TrainerConfig", "RewardSpec", "RESERVED_REWARD_NAMES", "reserved_reward_error"),
+    ),
     "mgfrec.config.load": (
         "mgfrec.config.overrides",
         ("override_value", "parse_override", "redacted_override", "set_path", "sets_field"),
@@ -347,6 +351,7 @@ SPLIT_AGAIN = {  # a module split a second time: the names of the second split
         "mgfrec.config.yaml_io",
         ("MAX_VALUES", "ConfigDumper", "ConfigError", "ConfigLoader", "TooLargeError", "load_yaml"),
     ),
+    "mgfrec.config.schema": ("mgfrec.config.section", ("Section", "MAX_LR", "ConfigDeprecationWarning")),
 }
 
 

@@ -22,10 +22,10 @@ from pydantic_core import PydanticUndefined, to_jsonable_python
 DOC = Path(__file__).resolve().parents[1] / "docs" / "config-fields.md"
 HEADER = """# Config fields
 
-Every field of the config, section by section, generated from `mgfrec/config/schema.py` by
-`python tools/config_reference.py` (a test fails when this page is out of date). A field is set in a YAML file
-(`--config`, whose `base:` names a parent file), with a command's flag, or with `--set section.field=value`; how
-they combine, what a run's `config.yaml` records and how secrets are kept out of it is in
+Every field of the config, section by section, generated from `mgfrec/config/schema.py` (`grpo` and `trainer`:
+`training.py`) by `python tools/config_reference.py` (a test fails when this page is out of date). A field is set
+in a YAML file (`--config`, whose `base:` names a parent file), with a command's flag, or with `--set
+section.field=value`; how they combine, what a run's `config.yaml` records and how secrets are kept out of it is in
 [configs.md](configs.md). `configs/default.yaml` holds these defaults (a test keeps the two equal);
 `configs/paper/*.yaml` the paper's GPU settings. A component's own options (`*.options`) are its `Options` model's:
 `mgfrec plugins list` names each component, and [plugins.md](plugins.md) says how they are read.

@@ -100,7 +100,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     """mgfrec's own warnings (config deprecations, an unwritable cache) as one plain line: they name the
     config or the file, not a source line of mgfrec."""
     from mgfrec.config.redaction import scrub_env_secrets
-    from mgfrec.config.schema import ConfigDeprecationWarning
+    from mgfrec.config.section import ConfigDeprecationWarning
 
     if issubclass(category, ConfigDeprecationWarning) or category.__module__.startswith("mgfrec."):
         (file or sys.stderr).write(f"warning: {scrub_env_secrets(str(message))}\n")

@@ -26,7 +26,8 @@ from mgfrec.config.overrides import (  # noqa: F401 - moved to overrides.py, sti
 )
 from mgfrec.config.redaction import is_secret_field, redacted
 from mgfrec.config.reward_overrides import keep_options, named_reward_options, with_reward_options
-from mgfrec.config.schema import KEY_PREFIXES, ConfigDeprecationWarning, MGFRecConfig
+from mgfrec.config.schema import MGFRecConfig
+from mgfrec.config.section import ConfigDeprecationWarning
 from mgfrec.config.yaml_io import (  # noqa: F401 - moved to yaml_io.py, still importable from here
     MAX_VALUES,
     ConfigDumper,
@@ -36,7 +37,7 @@ from mgfrec.config.yaml_io import (  # noqa: F401 - moved to yaml_io.py, still i
     load_yaml,
 )
 from mgfrec.config.yaml_io import merge as _merge
-from mgfrec.validation import holds_key, shown_name, validation_text
+from mgfrec.validation import KEY_PREFIXES, holds_key, shown_name, validation_text
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

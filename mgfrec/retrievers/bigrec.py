@@ -29,7 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mgfrec import progress
 from mgfrec.config.load import load_config
-from mgfrec.config.schema import MAX_LR, MGFRecConfig
+from mgfrec.config.schema import MGFRecConfig
+from mgfrec.config.section import MAX_LR
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.data.protocol import subsample_rows
 from mgfrec.grounding.engine import load_grounding

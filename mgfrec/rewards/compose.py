@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from mgfrec.config.schema import RESERVED_REWARD_NAMES, RewardSpec, reserved_reward_error
+from mgfrec.config.training import RESERVED_REWARD_NAMES, RewardSpec, reserved_reward_error
 from mgfrec.data.raw import shown
 from mgfrec.registry import Registry, call_component, class_path, registered_as, registry
 from mgfrec.registry.blame import binding_error

@@ -40,7 +40,8 @@ from mgfrec.agent.samples import RecallOptions, recall_samples
 from mgfrec.agent.trajectory import Trajectory
 from mgfrec.config.components import check_importable, plugins_named
 from mgfrec.config.load import write_resolved
-from mgfrec.config.schema import MAX_LR, MGFRecConfig
+from mgfrec.config.schema import MGFRecConfig
+from mgfrec.config.section import MAX_LR
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.embed.base import check_embedder_loadable
 from mgfrec.eval.policy_eval import METRIC_COLUMNS, evaluate_policy
