@@ -9,15 +9,13 @@ tests/config/test_config_reference.py runs the check.
 
 from __future__ import annotations
 
-import json
 import re
-import types
-import typing
 from pathlib import Path
-from typing import Any
 
 import generated_doc  # tools/generated_doc.py, beside this script
-from pydantic_core import PydanticUndefined, to_jsonable_python
+from pydantic import BaseModel
+
+from mgfrec.config.fields import FieldDoc, field_docs
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "config-fields.md"
 HEADER = """# Config fields
@@ -30,55 +28,45 @@ section.field=value`; how they combine, what a run's `config.yaml` records and h
 `configs/paper/*.yaml` the paper's GPU settings. A component's own options (`*.options`) are its `Options` model's:
 `mgfrec plugins list` names each component, and [plugins.md](plugins.md) says how they are read.
 """
+COMPONENTS = """
+## The built-in components' options
 
-_BOUNDS = (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
-
-
-def _type(annotation: Any) -> str:
-    """A field's type as a reader writes it: ``int``, ``float | null``, ``[int, ...]``, ``'float32' | 'float16'``."""
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if annotation is type(None):
-        return "null"
-    if origin is typing.Annotated:
-        return _type(args[0])
-    if origin is typing.Literal:
-        return " \\| ".join(json.dumps(a) for a in args)
-    if origin in (typing.Union, types.UnionType):
-        return " \\| ".join(_type(a) for a in args)
-    if origin in (tuple, list):
-        inner = [a for a in args if a is not Ellipsis]
-        if Ellipsis in args or origin is list:
-            return f"[{_type(inner[0])}, ...]" if inner else "[...]"
-        return "[" + ", ".join(_type(a) for a in inner) + "]"
-    if origin is dict:
-        return "mapping"
-    if getattr(annotation, "__name__", "") == "RewardSpec":
-        return "reward"  # a name, or {name, options}
-    return getattr(annotation, "__name__", str(annotation))
+Each built-in component's `Options`, under the `options` of the section that picks it (a reward's under its entry
+of `grpo.rewards`). `mgfrec plugins show KIND NAME` prints the same for any component, a plugin package's too.
+"""
 
 
-def _bounds(field: Any) -> str:
-    found = []
-    for meta in field.metadata:
-        for name, sign in _BOUNDS:
-            value = getattr(meta, name, None)
-            if value is not None:
-                found.append(f"{sign} {value:,}" if isinstance(value, int) else f"{sign} {value}")
-    return ", ".join(found)
+def builtin_options() -> dict[str, list[tuple[str, type[BaseModel] | None]]]:
+    """Every built-in component's options model (None: it takes none), kind by kind, name by name."""
+    from mgfrec.registry import KINDS, Registry
+
+    reg = Registry.discover()
+    found: dict[str, list[tuple[str, type[BaseModel] | None]]] = {}
+    for kind in KINDS:
+        for entry in reg.entries(kind):
+            if entry.origin.split(" ")[0] == "mgfrec":  # a plugin installed here is not documented as built in
+                found.setdefault(kind, []).append((entry.name, reg.options_model(kind, entry.name)))
+    return found
 
 
-def _default(field: Any) -> str:
-    if field.default_factory is not None:
-        value = field.default_factory()
-    elif field.default is PydanticUndefined:
-        return "(required)"
-    else:
-        value = field.default
-    return "`" + json.dumps(to_jsonable_python(value), default=str).replace("|", "\\|") + "`"
+def _options_at(kind: str, name: str) -> str:
+    from mgfrec.registry import KIND_SPECS
+
+    return KIND_SPECS[kind].options_at.format(name=name)
 
 
 def _cell(text: str | None) -> str:
     return re.sub(r"\s+", " ", text or "").strip().replace("|", "\\|")
+
+
+def _table(rows: list[FieldDoc], prefix: str) -> list[str]:
+    lines = ["| field | type | default | bounds | meaning |", "|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(
+            f"| `{prefix}{row.name}` | {_cell(row.type)} | `{_cell(row.default)}` | {_cell(row.bounds)} "
+            f"| {_cell(row.meaning)} |"
+        )
+    return lines
 
 
 def render() -> str:
@@ -88,12 +76,15 @@ def render() -> str:
     for section, holder in MGFRecConfig.model_fields.items():
         model = holder.annotation
         parts.append(f"\n## `{section}`\n\n{_cell(model.__doc__)}\n")
-        parts.append("| field | type | default | bounds | meaning |\n|---|---|---|---|---|")
-        for name, field in model.model_fields.items():
-            parts.append(
-                f"| `{section}.{name}` | {_type(field.annotation)} | {_default(field)} | {_bounds(field)} "
-                f"| {_cell(field.description)} |"
-            )
+        parts.extend(_table(field_docs(model), f"{section}."))
+    parts.append(COMPONENTS)
+    for kind, entries in builtin_options().items():
+        for name, model in entries:
+            parts.append(f"\n### {kind} `{name}`\n")
+            if model is None:
+                parts.append("Takes no options.")
+            else:
+                parts.extend(_table(field_docs(model), f"{_options_at(kind, name)}."))
     return "\n".join(parts).rstrip() + "\n"
 
 

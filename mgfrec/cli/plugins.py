@@ -1,4 +1,5 @@
-"""``mgfrec plugins list``: every component kind and name, built-in or from a plugin package."""
+"""``mgfrec plugins list``: every component kind and name, built-in or from a plugin package; ``plugins show``: one
+component and its options."""
 
 from __future__ import annotations
 
@@ -63,6 +64,44 @@ def list_(
     out.print(table)
     _strays(stray_groups(), kind)
     _end(clash)
+
+
+@app.command("show")
+def show(
+    kind: str = typer.Argument(..., help="The component's kind: data_source, embedder, grounder, retriever, ..."),
+    name: str = typer.Argument(..., help="Its name, as 'mgfrec plugins list' gives it."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Show one component: where it comes from, what it is, and every option it takes (type, default, bounds,
+    meaning). Imports that component."""
+    from rich import box
+    from rich.table import Table
+
+    from mgfrec.cli.common import out
+    from mgfrec.config.component_card import component_card
+
+    card = run(lambda: component_card(kind, name))
+    if as_json:
+        print_json(card)
+        return
+    # a package's names, text and defaults are its own: shown, never acted on (an escape sequence in a docstring)
+    head, summary, where = terminal_safe([f"{card['kind']} '{card['name']}'", card["summary"], card["options_at"]])
+    target, origin = terminal_safe([card["target"], card["origin"]])
+    out.print(Text.assemble((head, "bold"), f"  {target}  (from {origin})"), soft_wrap=True)
+    if summary:
+        out.print(summary, highlight=False, soft_wrap=True)
+    if card["options"] is None:
+        out.print(Text(f"It takes no options ({where} must be empty).", style="dim"), soft_wrap=True)
+        return
+    if not card["options"]:
+        out.print(Text(f"Its options model has no fields ({where} must be empty).", style="dim"), soft_wrap=True)
+        return
+    table = Table(title=f"options, set as {where}.FIELD", box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
+    for column in ("field", "type", "default", "bounds", "meaning"):
+        table.add_column(column, overflow="fold", no_wrap=column == "field")
+    for row in card["options"]:
+        table.add_row(*terminal_safe([row[c] for c in ("name", "type", "default", "bounds", "meaning")]))
+    out.print(table)
 
 
 def _strays(strays: list, kind: str | None) -> None:

@@ -216,9 +216,15 @@ def _check_one(
         text = str(exc).removeprefix("invalid options: ")
         if isinstance(exc, OptionsValidatorError):  # a bug of the component: say which one, from which package
             text = f"{kind} '{name}' ({entry.target}, from {entry.origin}): {text}"
-        if hint and options and ("Extra inputs" in text or "takes no options" in text):
-            # often options written for the component a file named before a flag switched it
-            text += f" (--set {options_path}={{}} clears options set for another {kind.replace('_', ' ')})"
+        if options and ("Extra inputs" in text or "takes no options" in text):
+            # the path alone did not say whose options these are, nor which ones it takes (review s42)
+            fields = sorted(getattr(getattr(cls, "Options", None), "model_fields", {}))
+            who = f"{kind.replace('_', ' ')} '{name}'"
+            notes = [f"{who} takes {', '.join(fields)}: mgfrec plugins show {kind} {name}"] if fields else []
+            if hint:  # often options written for the component a file named before a flag switched it
+                clear = f"--set {options_path}={{}} clears options set for another one"
+                notes.append(clear if fields else f"{who}; {clear}")
+            text += f" ({'; '.join(notes)})" if notes else ""
         return [text]
     # options that another section of the config rules out (a component's own ``check_config``)
     check = getattr(cls, "check_config", None)

@@ -57,7 +57,11 @@ class FaissGrounder:
         """``grounding.options`` for ``faiss``."""
 
         model_config = ConfigDict(extra="forbid", frozen=True)
-        index: Literal["flat", "ivf", "hnsw"] = "flat"
+        index: Literal["flat", "ivf", "hnsw"] = Field(
+            "flat",
+            description="faiss index: flat (exact L2), ivf (inverted lists) or hnsw (graph); ivf and hnsw are "
+            "approximate",
+        )
         nlist: int | None = Field(
             None, ge=1, description="ivf: lists (default about 4*sqrt(N), at least 39 items each)"
         )

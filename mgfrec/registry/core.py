@@ -88,6 +88,16 @@ class Registry:
     def load(self, kind: str, name: str) -> Any:
         return self.get(kind, name).load()
 
+    def options_model(self, kind: str, name: str) -> type[BaseModel] | None:
+        """The pydantic model component ``name`` validates its ``options`` with (its class attribute ``Options``),
+        or None when it takes none; importing the component. One that is not a pydantic model is refused as
+        :func:`component_options` refuses it (a :class:`ValueError` naming the component)."""
+        component = self.load(kind, name)
+        model = getattr(component, "Options", None)
+        if model is None or (isinstance(model, type) and issubclass(model, BaseModel)):
+            return model
+        raise ValueError(f"{kind} '{name}' ({self.get(kind, name).target}): Options must be a pydantic BaseModel")
+
     def declares(self, kind: str, name: str, flag: str) -> bool:
         """What component ``name`` declares about itself in its class attribute ``flag`` (a retriever's
         ``reads_titles``, ``reads_training_settings``); True when it does not say or cannot be loaded, so an

@@ -51,19 +51,19 @@ class BigRecOptions(BaseModel):
     """``retriever.options`` for ``bigrec``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    epochs: int = Field(4, ge=1)
+    epochs: int = Field(4, ge=1, description="passes over the train samples (the best on the valid subsample is kept)")
     lr: float = Field(
         2e-3,
         gt=0,
         le=MAX_LR,
         description="AdamW learning rate (2e-3 suits a preset from scratch; use ~1e-5 for a pretrained LM)",
     )
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(16, ge=1, description="train samples per optimizer step")
     max_train_samples: int | None = Field(None, ge=1, description="seeded subsample of train samples (CPU budgets)")
     valid_samples: int = Field(200, ge=1, description="seeded valid subsample that picks the best epoch")
     history_items: int = Field(10, ge=1, description="latest history titles in the prompt")
     max_new_tokens: int = Field(48, ge=1, description="longest title the policy may write")
-    generate_batch_size: int = Field(32, ge=1)
+    generate_batch_size: int = Field(32, ge=1, description="prompts whose titles are generated together")
     prompt: str = Field(
         PROMPT,
         description="the prompt before the title, with {history} where the history titles go (one '- title' line "

@@ -26,7 +26,7 @@ class CaserOptions(TrainOptions):
     window: int | None = Field(None, ge=1, description="most recent items read (L); default: the history length")
     vertical_filters: int = Field(8, ge=0, description="n_v")
     horizontal_filters: int = Field(16, ge=0, description="n_h per height 1..window")
-    dropout: float = Field(0.4, ge=0, lt=1)
+    dropout: float = Field(0.4, ge=0, lt=1, description="dropout on the convolutions' output")
 
 
 class WindowCapped(UserWarning):

@@ -38,15 +38,21 @@ CF_DIR = "collaborative"
 class HybridOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     collaborative: str = Field("sasrec", description="retriever name of the collaborative side")
-    collaborative_options: dict[str, Any] = Field(default_factory=dict)
+    collaborative_options: dict[str, Any] = Field(
+        default_factory=dict, description="the collaborative retriever's own options (as retriever.options)"
+    )
     collaborative_run: str | None = Field(
         None, description="reuse this already trained baseline run folder instead of fitting the collaborative side"
     )
-    content: LastTitleOptions = LastTitleOptions()
+    content: LastTitleOptions = Field(
+        LastTitleOptions(), description="the content side's options: last-title's (last_n, decay)"
+    )
     weights: tuple[Annotated[float, Field(ge=0.0, le=1.0)], ...] = Field(
         (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0), min_length=1, description="content shares w to try"
     )
-    tune_metric: Literal["ndcg_full", "ndcg@10", "hit@10"] = "ndcg_full"
+    tune_metric: Literal["ndcg_full", "ndcg@10", "hit@10"] = Field(
+        "ndcg_full", description="the valid-split metric whose best weight is kept"
+    )
 
 
 def _standardise(scores: torch.Tensor) -> torch.Tensor:

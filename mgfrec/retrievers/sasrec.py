@@ -21,9 +21,9 @@ class SASRecOptions(TrainOptions):
     layers: int = Field(2, ge=1, description="self-attention blocks")
     heads: int = Field(2, ge=1, description="attention heads; must divide retriever.embedding_dim")
     inner_size: int = Field(256, ge=1, description="feed-forward width")
-    hidden_dropout: float = Field(0.5, ge=0, lt=1)
-    attention_dropout: float = Field(0.5, ge=0, lt=1)
-    layer_norm_eps: float = Field(1e-12, gt=0)
+    hidden_dropout: float = Field(0.5, ge=0, lt=1, description="dropout on embeddings and feed-forward outputs")
+    attention_dropout: float = Field(0.5, ge=0, lt=1, description="dropout on the attention weights")
+    layer_norm_eps: float = Field(1e-12, gt=0, description="epsilon of the layer norms")
     init_std: float = Field(0.02, gt=0, description="std of the normal initialisation")
 
 

@@ -35,15 +35,15 @@ class HFChatOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     device: str = Field("cpu", description="torch device, e.g. cpu or cuda:0")
-    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
-    max_new_tokens: int = Field(256, ge=1)
+    dtype: Literal["float32", "float16", "bfloat16"] = Field("float32", description="the model's dtype")
+    max_new_tokens: int = Field(256, ge=1, description="longest feedback generated")
     batch_size: int = Field(8, ge=1, description="prompts generated together")
     do_sample: bool = Field(False, description="False: greedy decoding")
     temperature: float = Field(1.0, gt=0, description="used only when do_sample")
     top_p: float = Field(1.0, gt=0, le=1, description="used only when do_sample")
     seed: int = Field(0, description="torch seed set before each sampled batch")
     system: str | None = Field(None, description="optional system turn; the paper uses none")
-    trust_remote_code: bool = False
+    trust_remote_code: bool = Field(False, description="run the model repository's own code (transformers')")
 
 
 def _hub_id(text: str) -> bool:

@@ -785,3 +785,26 @@ def test_a_key_given_as_a_model_is_refused_without_being_shown(field, tmp_path):
     assert f"{field}: Value error, looks like an API key" in str(err.value) and "TAILSECRET" not in str(err.value)
     for model in ("Qwen/Qwen2.5-1.5B-Instruct", "runs/x/policy", "all-MiniLM-L6-v2", "preset:tiny-items"):
         assert load_config(None, [f"{field}={model}"]).model_dump()[field.split(".")[0]]["model"] == model
+
+
+def test_an_unknown_option_names_the_component_and_the_options_it_takes(tmp_path):
+    """``user_agent.options.foo: Extra inputs are not permitted`` named only the path (review s42): the line names
+    the component and its options, and the command that describes them; a reward's too, which takes no clearing hint
+    (rewards are named in their path); one that takes no options is named."""
+    from mgfrec.config.components import check_components
+
+    def said(overrides: list[str], values: dict | None = None) -> str:
+        with pytest.raises(ValueError) as err:
+            check_components(load_config(None, overrides, values or {}))
+        return str(err.value)
+
+    line = said(["user_agent.options.foo=1"])
+    assert (
+        "user_agent.options.foo: Extra inputs are not permitted (user agent 'simulated' takes good_items, "
+        "recency_decay, recent, summary_size, tolerance: mgfrec plugins show user_agent simulated; --set "
+        "user_agent.options={} clears options set for another one)"
+    ) in line, line
+    line = said(["grpo.rewards.format.options.foo=1"])
+    assert line.endswith("(reward 'format' takes penalty: mgfrec plugins show reward format)"), line
+    line = said(["user_agent.options.foo=1"], {"user_agent.backend": "none"})
+    assert "takes no options, got ['foo'] (user agent 'none'; --set user_agent.options={} clears" in line, line

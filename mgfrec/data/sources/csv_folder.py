@@ -19,7 +19,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mgfrec.data.raw import BadInputError, FileReport, RawLog, ReadReport, RowPolicy, shown
 from mgfrec.data.sources.csv_rows import QUOTE_RULE, BadQuote, CutAtCarriageReturn, bad_encoding, read_rows
@@ -36,16 +36,22 @@ MAX_TIMESTAMP = 2.0**53
 
 class CsvOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    items_file: str = "items.csv"
-    interactions_file: str = "interactions.csv"
-    encoding: str = "utf-8"
-    delimiter: str = ","
+    items_file: str = Field("items.csv", description="the item table inside the data folder (item_id, title)")
+    interactions_file: str = Field(
+        "interactions.csv", description="the interaction log inside the data folder (user_id, item_id, timestamp)"
+    )
+    encoding: str = Field("utf-8", description="both files' text encoding (Python's codec names: latin-1, cp1252)")
+    delimiter: str = Field(",", description="one character between fields (a tab for TSV)")
     # trust the quotes: a field spanning lines is taken as CSV allows, without the check for a quote left open
     # (a title whose second line begins like a row, "2, the return" beside numeric ids, was refused; review s30)
-    multiline: bool = False
+    multiline: bool = Field(
+        False, description="trust quotes across lines: a quoted field may span lines without the left-open check"
+    )
     # "none": a quote is a character like any other (plain TSV has no quoting, so a title may start with one:
     # `"Weird Al" Yankovic`, which strict CSV quoting refuses; review s38); a field then cannot hold the delimiter
-    quoting: Literal["csv", "none"] = "csv"
+    quoting: Literal["csv", "none"] = Field(
+        "csv", description="csv: quotes as CSV defines them; none: a quote is a plain character (plain TSV)"
+    )
 
     @field_validator("encoding")
     @classmethod

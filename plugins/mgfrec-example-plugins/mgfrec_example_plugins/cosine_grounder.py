@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 class CosineOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    batch_size: int = Field(1024, ge=1)
+    batch_size: int = Field(1024, ge=1, description="queries compared with the catalogue at once")
 
 
 class CosineGrounder:

@@ -11,7 +11,7 @@ from mgfrec.rewards.base import RewardInput
 
 class HitOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    k: int = Field(10, ge=1)
+    k: int = Field(10, ge=1, description="1.0 when the target ranks within the top k, else 0.0")
 
 
 class HitAtKReward:
