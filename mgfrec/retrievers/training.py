@@ -218,6 +218,25 @@ class Budget(FirstSignalStop, Callback):
         self.task.update(max(fractions) if fractions else None, text)
 
 
+def sample_negatives(seq: torch.Tensor, target: torch.Tensor, num_items: int, redraws: int = 20) -> torch.Tensor:
+    """One negative per row for ``loss: bce``: uniform over the items that are neither the target nor in the row's
+    history window ``seq`` (``item + 1``, 0-padded), SASRec's rule. A history item drawn as a negative taught the
+    model to push down what the user had chosen (noted in review s40). A row still drawing from its history after
+    ``redraws`` redraws (a history covering nearly the whole catalogue) keeps its last draw."""
+
+    def draw() -> torch.Tensor:  # uniform over the N - 1 items other than the target: draw from N - 1, step over it
+        negative = torch.randint(0, num_items - 1, target.shape, device=target.device)
+        return negative + (negative >= target).long()
+
+    negative = draw()
+    for _ in range(redraws):
+        seen = (seq == (negative + 1).unsqueeze(1)).any(dim=1)
+        if not bool(seen.any()):
+            break
+        negative = torch.where(seen, draw(), negative)
+    return negative
+
+
 class SequentialRetriever(L.LightningModule):
     """Base of the sequential retrievers: a Lightning module that is also a ``retriever`` component."""
 
@@ -281,9 +300,7 @@ class SequentialRetriever(L.LightningModule):
         hidden = self.encode(seq)
         if self.settings.loss == "ce":
             return F.cross_entropy(hidden @ self.item_embedding.weight[1:].T, target)
-        # Uniform over the N - 1 items other than the target: draw from N - 1 and step over the target.
-        negative = torch.randint(0, self.num_items - 1, target.shape, device=target.device)
-        negative = negative + (negative >= target).long()
+        negative = sample_negatives(seq, target, self.num_items)
         pos = (hidden * self.item_embedding(target + 1)).sum(-1)
         neg = (hidden * self.item_embedding(negative + 1)).sum(-1)
         return F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos)) + F.binary_cross_entropy_with_logits(
