@@ -156,15 +156,25 @@ def finish_topk(
         if cand.shape[0] < unique.num_unique and _items_in(unique, cand) < k:
             # A backend returned too few results (tiny or degenerate index): fall back to every distinct row.
             cand = np.arange(unique.num_unique)
-        diff = unique.vectors[cand].astype(np.float64) - q64[row]
-        dist = np.sqrt(np.einsum("cd,cd->c", diff, diff)).astype(np.float32)
-        sizes = unique.offsets[cand + 1] - unique.offsets[cand]
-        items = np.concatenate([unique.members[unique.offsets[u] : unique.offsets[u + 1]] for u in cand])
-        item_dist = np.repeat(dist, sizes)
-        order = np.lexsort((items, item_dist))[:k]  # primary key: distance; ties: item index
-        out_idx[row] = items[order]
-        out_dist[row] = item_dist[order]
+        out_idx[row], out_dist[row], crowded = _finish_row(unique, q64[row], cand, k)
+        if crowded:  # the proposal's farthest ties with the k-th kept: more may tie beyond it
+            out_idx[row], out_dist[row], _ = _finish_row(unique, q64[row], np.arange(unique.num_unique), k)
     return out_idx, out_dist
+
+
+def _finish_row(unique: UniqueVectors, query: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, ...]:
+    """One query's top-``k`` items among distinct rows ``cand``, and whether the row is *crowded*: some of ``cand``
+    were left out and the farthest proposed ties with the ``k``-th kept, so rows never proposed may tie too, and the
+    tie rule's lowest items may be among them (more than ``TIE_MARGIN`` distinct vectors at one distance: one-hot
+    or symmetric vectors; review s41). A crowded row is ranked again over every distinct row."""
+    diff = unique.vectors[cand].astype(np.float64) - query
+    dist = np.sqrt(np.einsum("cd,cd->c", diff, diff)).astype(np.float32)
+    sizes = unique.offsets[cand + 1] - unique.offsets[cand]
+    items = np.concatenate([unique.members[unique.offsets[u] : unique.offsets[u + 1]] for u in cand])
+    item_dist = np.repeat(dist, sizes)
+    order = np.lexsort((items, item_dist))[:k]  # primary key: distance; ties: item index
+    crowded = cand.shape[0] < unique.num_unique and bool(item_dist[order[-1]] >= dist.max())
+    return items[order], item_dist[order], crowded
 
 
 def _finish_distinct(
@@ -175,7 +185,12 @@ def _finish_distinct(
     dist = np.sqrt(np.einsum("qcd,qcd->qc", diff, diff)).astype(np.float32)
     items = unique.members[unique.offsets[cand]]
     order = np.lexsort((items, dist), axis=-1)[:, :k]
-    return np.take_along_axis(items, order, axis=1), np.take_along_axis(dist, order, axis=1)
+    top, top_dist = np.take_along_axis(items, order, axis=1), np.take_along_axis(dist, order, axis=1)
+    if cand.shape[1] < unique.num_unique:  # a crowded row (:func:`_finish_row`) is ranked over every row
+        q64 = queries.astype(np.float64)
+        for row in np.flatnonzero(top_dist[:, -1] >= dist.max(axis=1)):
+            top[row], top_dist[row], _ = _finish_row(unique, q64[row], np.arange(unique.num_unique), k)
+    return top, top_dist
 
 
 def _items_in(unique: UniqueVectors, rows: np.ndarray) -> int:

@@ -78,3 +78,22 @@ def test_finish_topk_ignores_missing_candidates_and_falls_back_when_too_few():
     # one candidate cannot fill k=5: every distinct row is scored instead
     indices, _ = finish_topk(unique, query, np.array([[0, -1]]), 5)
     assert indices[0].tolist() == [0, 5, 7, 4, 8]
+
+
+def test_a_proposal_crowded_with_ties_is_ranked_over_every_row():
+    """A backend proposes k + TIE_MARGIN rows; with more distinct vectors than that at one distance (symmetric or
+    one-hot vectors) it may propose any of them, and finish_topk kept the proposal's lowest, not the tie rule's:
+    faiss flat and exact then disagreed (noted in review s41). A row whose farthest proposal ties with its k-th is
+    ranked over every distinct row; one that is not crowded keeps its proposal."""
+    eye = np.eye(200, dtype=np.float32)
+    proposal = np.arange(100, 121)[None, :]  # 21 of the 200 rows tied at distance 1 from the origin
+    origin = np.zeros((1, 200), dtype=np.float32)
+    assert finish_topk(UniqueVectors.build(eye), origin, proposal, 5)[0].tolist() == [[0, 1, 2, 3, 4]]
+    with_duplicates = UniqueVectors.build(np.concatenate([eye, eye[:3]]))  # items 200-202 repeat 0-2
+    assert finish_topk(with_duplicates, origin, proposal, 5)[0].tolist() == [[0, 1, 2, 3, 4]]
+    near = origin.copy()
+    near[0, 110] = 1.0  # item 110 at 0, the other 20 proposed at sqrt(2): the farthest ties with the 5th
+    assert finish_topk(UniqueVectors.build(eye), near, proposal, 5)[0].tolist() == [[110, 0, 1, 2, 3]]
+    points = np.arange(40, dtype=np.float32)[:, None]  # one per distance: never crowded, the proposal kept
+    picked = finish_topk(UniqueVectors.build(points), np.zeros((1, 1), np.float32), np.arange(21)[None, :], 5)
+    assert picked[0].tolist() == [[0, 1, 2, 3, 4]]

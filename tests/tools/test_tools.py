@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -426,3 +427,12 @@ def test_bench_rollout_divides_the_fastest_repeats_own_tokens_by_its_time(monkey
 
     args = types.SimpleNamespace(repeats=2, tokens=100, samples=1)
     assert bench.bench_engine(Engine(), [[1, 2]], args) == (1.0, 10)  # was (1.0, 100): 100 tokens/s for 10
+
+
+# -------------------------------------------------------------------------------------------- bench_finish_topk
+def test_bench_finish_topk_times_each_size(monkeypatch, capsys):
+    bench = load_tool("bench_finish_topk", monkeypatch)
+    monkeypatch.setattr("sys.argv", ["bench_finish_topk.py", "--items", "300", "--queries", "20", "-k", "3"])
+    bench.main()
+    out = capsys.readouterr().out
+    assert re.fullmatch(r"\s+300 items: [0-9.]+ ms for 20 queries\n", out), out
