@@ -5,11 +5,15 @@ second process of the same run, ``mgfrec report`` beside a running sweep) sees e
 one, never half of one; a kill, a full disk or a file size limit mid-write leaves the earlier file as it was and
 the hidden file removed. This module must not know what it writes: callers pass the bytes or a function that
 writes them.
+
+Files are not fsynced: a kill of the process never leaves half a file, but a crash of the machine itself (power,
+the kernel) may lose the newest files' contents, as the checkpoints Lightning writes may (review s42).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Callable
 from pathlib import Path
@@ -32,11 +36,20 @@ def atomic_write(path: str | Path, write: Callable[[IO[Any]], object], *, text: 
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
+        raise OSError(exc.errno, short_write_reason(exc) or exc.strerror or str(exc), str(path)) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def short_write_reason(exc: OSError) -> str | None:
+    """Why numpy's write stopped short, said (its ``OSError("576000 requested and 25568 written")`` carries no errno
+    and no cause), or None for any other error."""
+    match = re.fullmatch(r"(\d+) requested and (\d+) written", str(exc))
+    if exc.errno is not None or match is None:
+        return None
+    return f"the disk is full or a file size limit was reached ({match[2]} of {match[1]} bytes written)"
 
 
 def atomic_write_text(path: str | Path, content: str) -> Path:

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 _BUSY = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)  # another process holds it
+PROBE_WAIT_S = 1.0
+"""How long :func:`only_one_in` tries again before refusing: far longer than a reader's probe holds the lock, far
+shorter than any command that holds it to work."""
 
 
 class NoLockTaken(UserWarning):
@@ -43,6 +47,12 @@ def only_one_in(folder: str | Path, command: str) -> Iterator[None]:
     fd = os.open(folder, os.O_RDONLY)
     try:
         failed = _try_flock(fd, fcntl.LOCK_EX)
+        deadline = time.monotonic() + PROBE_WAIT_S
+        while failed is not None and failed.errno in _BUSY and time.monotonic() < deadline:
+            # a reader's probe (:func:`held_by_another`) holds a shared lock for an instant: a writer starting then
+            # was refused as if a command were running in the folder (review s42)
+            time.sleep(0.05)
+            failed = _try_flock(fd, fcntl.LOCK_EX)
         if failed is not None and failed.errno in _BUSY:
             raise ValueError(
                 f"--out {folder}: another {command} is running in it; wait for it to end, or give another --out"
@@ -54,6 +64,28 @@ def only_one_in(folder: str | Path, command: str) -> Iterator[None]:
                 stacklevel=3,
             )
         yield
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def exclusive_now(folder: str | Path) -> Iterator[bool]:
+    """Try :func:`only_one_in`'s lock on ``folder`` without waiting: yields whether it was taken (True too where
+    the file system takes no lock; False when another process holds it or the folder cannot be opened), and holds
+    it for the block."""
+    try:
+        import fcntl
+    except ImportError:
+        yield True
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        yield False
+        return
+    try:
+        failed = _try_flock(fd, fcntl.LOCK_EX)
+        yield failed is None or failed.errno not in _BUSY
     finally:
         os.close(fd)
 

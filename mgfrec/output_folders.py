@@ -211,5 +211,17 @@ def removed_if_left_empty(folder: str | Path) -> Iterator[None]:
         yield
     except BaseException:
         if created and folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
+            _remove_unless_held(folder)
         raise
+
+
+def _remove_unless_held(folder: Path) -> None:
+    """Remove the empty ``folder`` unless another process holds its lock: two commands starting into one new
+    folder both saw it missing, and the one refused by the other's lock removed the folder the other was about to
+    write in: both failed, "No such file or directory" for the one that held it (review s42). The lock is taken
+    for the removal, so no command can take it in between."""
+    from mgfrec.locks import exclusive_now
+
+    with exclusive_now(folder) as taken:
+        if taken:
+            folder.rmdir()

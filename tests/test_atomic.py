@@ -70,3 +70,26 @@ def test_metrics_whose_write_fails_keep_the_earlier_file_and_no_litter(tmp_path)
     with path.open(encoding="utf-8", newline="") as f:
         assert list(csv.DictReader(f)) == [{"step": "1", "loss": "0.5"}]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.csv"]  # a metrics.tmp was left before
+
+
+def test_a_short_write_is_named_with_its_cause(tmp_path):
+    """numpy's write into a full disk or past a file size limit raised "576000 requested and 25568 written", with
+    no errno and no cause; Lightning's checkpoint write a bare "[Errno 27] File too large" (review s42)."""
+    from mgfrec.registry import error_message
+
+    target = tmp_path / "counts.npy"
+    target.write_bytes(b"earlier")
+
+    def short(handle):
+        handle.write(b"part")
+        raise OSError("1500 requested and 624 written")
+
+    with pytest.raises(OSError) as err:
+        atomic_write(target, short)
+    assert error_message(err.value) == (
+        f"{target}: the disk is full or a file size limit was reached (624 of 1500 bytes written)"
+    )
+    assert target.read_bytes() == b"earlier" and sorted(p.name for p in tmp_path.iterdir()) == ["counts.npy"]
+    said = error_message(OSError(errno.EFBIG, "File too large"))
+    assert said.startswith("File too large: a write stopped at a file size limit or a full disk"), said
+    assert error_message(OSError(errno.ENOENT, "No such file or directory")) == "[Errno 2] No such file or directory"

@@ -326,3 +326,52 @@ def test_a_baseline_fit_running_now_is_not_called_killed(tmp_path):
         holder.wait()
     with pytest.raises(FileNotFoundError, match=r"did not finish \(killed\)"):
         read_run_info(tmp_path)
+
+
+@pytest.mark.reliability
+def test_a_command_refused_by_the_lock_leaves_the_holders_new_folder(tmp_path):
+    """Two commands starting into one new folder both saw it missing; the one the other's lock refused removed the
+    folder the other was about to write in, and both failed (review s42). A folder nobody holds is still removed."""
+    import fcntl
+    import os
+
+    from mgfrec.output_folders import removed_if_left_empty
+
+    folder = tmp_path / "new"
+    with pytest.raises(ValueError, match="refused"):
+        with removed_if_left_empty(folder):
+            folder.mkdir()
+            holder = os.open(folder, os.O_RDONLY)  # the other command's lock
+            fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            raise ValueError("refused")
+    assert folder.is_dir()
+    os.close(holder)
+    folder.rmdir()
+    with pytest.raises(ValueError, match="refused"):
+        with removed_if_left_empty(folder):
+            folder.mkdir()
+            raise ValueError("refused")
+    assert not folder.exists()
+
+
+@pytest.mark.reliability
+def test_a_readers_probe_does_not_refuse_a_writer_starting(tmp_path):
+    """A reader's probe (held_by_another) holds a shared lock for an instant: a writer starting then was refused as
+    if another command were running (review s42). The writer tries again for a moment; a real holder still refuses."""
+    import fcntl
+    import os
+    import threading
+
+    from mgfrec.locks import PROBE_WAIT_S, only_one_in
+
+    probe = os.open(tmp_path, os.O_RDONLY)
+    fcntl.flock(probe, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    threading.Timer(0.2, lambda: fcntl.flock(probe, fcntl.LOCK_UN)).start()
+    with only_one_in(tmp_path, "mgfrec baseline fit"):
+        pass
+    fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held throughout: refused after the wait
+    assert PROBE_WAIT_S <= 2
+    with pytest.raises(ValueError, match="another mgfrec baseline fit is running in it"):
+        with only_one_in(tmp_path, "mgfrec baseline fit"):
+            pass
+    os.close(probe)

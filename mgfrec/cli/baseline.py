@@ -18,6 +18,7 @@ from mgfrec.cli.common import (
     output_folder,
     print_json,
     run,
+    terminal_safe,
 )
 from mgfrec.cli.flags import load
 
@@ -198,7 +199,7 @@ def fit(
     elif summary["stopped"] in ("time cap", "step cap"):
         console.print(f"stopped at the {summary['stopped']} (retriever.max_seconds / max_steps)", highlight=False)
     valid = "n/a (the valid split has no sample)" if math.isnan(result.valid_ndcg10) else f"{result.valid_ndcg10:.4f}"
-    typer.echo(f"valid NDCG@10 {valid}{epoch}; {summary['seconds']} s; run folder {out_dir}")
+    typer.echo(terminal_safe(f"valid NDCG@10 {valid}{epoch}; {summary['seconds']} s; run folder {out_dir}"))
 
 
 @app.command()
@@ -216,4 +217,5 @@ def restore(
         print_json({"run": str(run_dir), "model": info.model, "valid_ndcg@10": valid, "created": info.created})
         return
     shown = f"{valid:.4f}" if isinstance(valid, float) and not math.isnan(valid) else "n/a"
-    typer.echo(f"restored the earlier {info.model} fit of {run_dir} (created {info.created}; valid NDCG@10 {shown})")
+    said = f"restored the earlier {info.model} fit of {run_dir} (created {info.created}; valid NDCG@10 {shown})"
+    typer.echo(terminal_safe(said))

@@ -20,8 +20,19 @@ from mgfrec.validation import is_blank, not_utf8_at
 
 # markup=False: titles, paths and messages are data and are printed as they are ("Thriller [explicit]",
 # "mgfrec[serve]"); styled text is built with rich.text.Text instead.
-console = Console(stderr=True, markup=False)  # progress, messages, errors
-out = Console(markup=False)  # tables meant as the command's output
+
+
+class SafeConsole(Console):
+    """A console whose plain strings are shown, never acted on (:func:`terminal_safe`): a run folder named with an
+    escape sequence recoloured the terminal in ``fitting pop on DATA -> OUT`` (review s42). Rich renderables
+    (tables, ``Text``) are built from text made safe where it is built."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        super().print(*(terminal_safe(o) if isinstance(o, str) else o for o in objects), **kwargs)
+
+
+console = SafeConsole(stderr=True, markup=False)  # progress, messages, errors
+out = SafeConsole(markup=False)  # tables meant as the command's output
 T = TypeVar("T")
 
 CONFIG_HELP = "YAML config file (default: built-in defaults; see configs/)."
@@ -271,11 +282,17 @@ def output_folder(param: typer.CallbackParam, value: Path | None) -> Path | None
         return None
     try:
         blocked = next((p for p in (value, *value.parents) if p.exists() and not p.is_dir()), None)
+        # a link to nothing passed (exists() follows it), then failed as "lnk: File exists" (review s42)
+        dangling = next((p for p in (value, *value.parents) if p.is_symlink() and not p.exists()), None)
     except OSError as exc:  # a folder on the path that cannot be searched: Path.exists raises on Python 3.11
         raise typer.BadParameter(f"{value}: {exc.strerror or exc}") from None
-    if blocked is None:
+    if blocked is None and dangling is None:
         return value
-    where = f"{value} is a file" if blocked == value else f"{value}: {blocked} is a file"
+    if blocked is not None:
+        where = f"{value} is a file" if blocked == value else f"{value}: {blocked} is a file"
+    else:
+        link = f"{dangling} is a link to {dangling.readlink()}, which does not exist"
+        where = link if dangling == value else f"{value}: {link}"
     name = (
         next((o for o in param.opts if o.startswith("--")), None)
         or getattr(param, "metavar", None)

@@ -17,6 +17,7 @@ from mgfrec.cli.common import (
     output_folder,
     print_json,
     run,
+    terminal_safe,
     unused_recall_sets,
 )
 from mgfrec.cli.flags import load
@@ -144,4 +145,4 @@ def sft(
         else f"format-valid {final['format_valid']:.3f}, ndcg_full {final['ndcg_full']:.4f}, "
         f"NDCG@10 {final['ndcg@10']:.4f}"
     )
-    typer.echo(f"valid: {valid}; policy {summary['policy']}; {summary['seconds']} s")
+    typer.echo(terminal_safe(f"valid: {valid}; policy {summary['policy']}; {summary['seconds']} s"))

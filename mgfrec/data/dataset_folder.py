@@ -2,7 +2,7 @@
 
 A prepare writes every file into ``DIR/.prepare-staging`` first and moves them into place only when all are
 written, the manifest last. The earlier data set's files wait in ``DIR/.prepare-previous`` while the new ones move
-in and come back if that is cut short; a prepare killed outright (SIGKILL, power) leaves them there, and the next
+in and come back if that is cut short; a prepare killed outright (SIGKILL) leaves them there, and the next
 prepare puts them back before it starts. :class:`mgfrec.data.prepared.PreparedDataset` reads what this writes.
 """
 
@@ -61,7 +61,7 @@ def write_folder(out: Path, files: dict[str, pd.DataFrame], manifest: dict[str, 
     out.mkdir(parents=True, exist_ok=True)
     staging, previous = out / STAGING, out / PREVIOUS
     if (previous / MANIFEST).is_file() and not (out / MANIFEST).is_file():
-        # an earlier prepare was killed (SIGKILL, power) while moving files: its finally never put the earlier data
+        # an earlier prepare was killed (SIGKILL) while moving files: its finally never put the earlier data
         # set back, and every later command refused the folder. It comes back whole first (this prepare replaces
         # it, or, cut short, leaves it as it was)
         for moved in previous.iterdir():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class MissingExtraError(ImportError):
     """An optional library a component needs (a grounder's faiss, the vllm engine's vLLM) is not installed; the
@@ -42,4 +44,13 @@ def error_message(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
         target = f" -> {exc.filename2}" if exc.filename2 is not None else ""
         return f"{exc.filename}{target}: {exc.strerror}"
+    if isinstance(exc, OSError) and exc.errno in _FULL and exc.filename is None:
+        # "[Errno 27] File too large" from a library's own write (Lightning's checkpoint) said neither why nor where
+        return (
+            f"{exc.strerror}: a write stopped at a file size limit or a full disk (the library writing it did not "
+            "name the file); free space or raise the limit (ulimit -f), and run the command again"
+        )
     return str(exc)
+
+
+_FULL = (errno.EFBIG, errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))

@@ -24,6 +24,7 @@ import numpy as np
 from mgfrec.config.components import plugins_named
 from mgfrec.config.load import is_user_config, keep_user_config, write_resolved
 from mgfrec.config.schema import MGFRecConfig
+from mgfrec.data.dataset_folder import PREVIOUS as PREPARE_PREVIOUS
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.locks import held_by_another, only_one_in, refuse_if_held
 from mgfrec.output_folders import check_output_run, is_run_output, removed_if_left_empty
@@ -170,7 +171,16 @@ def _set_aside(out: Path, own: tuple[str, ...] = ()) -> Path | None:
     aside.mkdir()
     # run.json first: a run without it is never taken for finished, whatever else is still in OUT
     for entry in sorted(entries, key=lambda e: e.name != RUN_FILE):
-        entry.rename(aside / entry.name)
+        try:
+            entry.rename(aside / entry.name)
+        except OSError as exc:
+            # a folder OUT cannot move (no write permission on it: another user's checkpoints/) left the run split
+            # in two, then taken for a killed fit by every reader, and each rerun split it again (review s42)
+            _move_back(out, aside)
+            raise OSError(
+                f"{out}: cannot set the earlier run aside before fitting again: {entry.name} cannot be moved into "
+                f"{PREVIOUS}/ ({exc.strerror or exc}); the earlier run is left as it was"
+            ) from None
     (aside / _ASIDE_WHOLE).touch()
     return aside
 
@@ -250,7 +260,8 @@ def open_data(
     """The run's prepared data set (or ``data`` instead), refused if it is not the one the run used. ``data_from``
     says where ``data`` came from, for the message: the ``--data`` flag, or (for a recall run loaded beside an
     agent run) the agent run's own data set."""
-    if data is None and not (Path(info.data) / "manifest.json").is_file():
+    killed = (Path(info.data) / PREPARE_PREVIOUS / "manifest.json").is_file()  # PreparedDataset says what to do
+    if data is None and not (Path(info.data) / "manifest.json").is_file() and not killed:
         # it was "DATA: not a prepared data set ... create one", naming neither the run nor where the path came from
         raise FileNotFoundError(
             f"{run_dir}: its data set {info.data} ({RUN_FILE} field 'data') is not a prepared data set any more "

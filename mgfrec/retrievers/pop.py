@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mgfrec.atomic import atomic_write
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 
@@ -48,7 +49,8 @@ class PopRetriever:
         """Count the train split; nothing to tune, so the valid split is not read."""
         model = cls(train_popularity(ds))
         Path(out).mkdir(parents=True, exist_ok=True)
-        np.save(Path(out) / COUNTS_FILE, model.counts)
+        # whole or not at all, and a short write (a full disk) named with its cause
+        atomic_write(Path(out) / COUNTS_FILE, lambda handle: np.save(handle, model.counts, allow_pickle=False))
         return model
 
     @classmethod

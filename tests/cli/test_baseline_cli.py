@@ -397,3 +397,16 @@ def test_baseline_restore_puts_back_the_fit_a_stopped_refit_kept(data, tmp_path)
     said = json.loads(result.output)
     assert said["model"] == "pop" and said["run"] == str(out)
     assert (out / "run.json").read_bytes() == before and not aside.exists()
+
+
+@pytest.mark.reliability
+def test_an_out_named_with_escape_sequences_is_shown_as_text(data, tmp_path):
+    """``fitting pop on DATA -> OUT`` and ``run folder OUT`` wrote an --out's escape sequences raw: a folder's name
+    recoloured or retitled the terminal (review s42)."""
+    out = tmp_path / "e\x1b[31mRED\x1b]0;T\x07"
+    result = invoke("baseline", "fit", "--model", "pop", "--data", data, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output and "\x07" not in result.output, result.output
+    joined = "".join(result.output.split())  # rich wraps the line where it likes
+    assert "->" + str(tmp_path / "e\\x1b[31mRED\\x1b]0;T\\x07") in joined, result.output
+    assert "runfolder" + str(tmp_path / "e\\x1b[31mRED") in joined

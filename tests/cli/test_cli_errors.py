@@ -453,7 +453,13 @@ def test_an_out_that_is_a_file_is_refused_naming_it_before_any_work(tmp_path, mo
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "afile").write_text("mine")
-    for out, blocked in (("afile", "afile is a file"), ("afile/sub", "afile/sub: afile is a file")):
+    (tmp_path / "lnk").symlink_to("nowhere")  # a link to nothing: "lnk: File exists" (review s42)
+    for out, blocked in (
+        ("afile", "afile is a file"),
+        ("afile/sub", "afile/sub: afile is a file"),
+        ("lnk", "lnk is a link to nowhere, which does not exist"),
+        ("lnk/sub", "lnk/sub: lnk is a link to nowhere, which does not exist"),
+    ):
         errors: list[str] = []
         assert run_app([*args, "--out", out], errors.append) == 2
         assert errors == [
@@ -461,7 +467,7 @@ def test_an_out_that_is_a_file_is_refused_naming_it_before_any_work(tmp_path, mo
             + (f" {args[1]}" if args[0] in ("data", "baseline") else "")
             + " --help')"
         ], errors
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"] and (tmp_path / "afile").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "lnk"] and (tmp_path / "afile").read_text() == "mine"
 
 
 @pytest.mark.reliability

@@ -196,3 +196,17 @@ def test_a_subsample_replacing_a_larger_stored_evaluation_says_so(tmp_path):
     said = f"note: {run}'s stored test evaluation of 5 samples will be replaced by this one of 2 once it is done"
     assert said in text, text
     assert len((run / "ranks_test.csv").read_text().splitlines()) == 3
+
+
+def test_a_run_whose_data_set_is_mid_replace_says_to_run_the_prepare_again(ds, tmp_path):
+    """A run whose data set a killed `data prepare` left in .prepare-previous was called "moved or deleted; put it
+    back" (review s42): it is named as `baseline fit --data` names it, with the prepare that puts it back."""
+    from mgfrec.data.dataset_folder import PREVIOUS
+
+    run = make_run(tmp_path / "run", ds, np.arange(10, dtype=float))
+    (ds.root / PREVIOUS).mkdir()
+    (ds.root / "manifest.json").rename(ds.root / PREVIOUS / "manifest.json")
+    res = invoke(str(run), "--bootstrap", "0")
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "a 'mgfrec data prepare' into it was killed while moving its files" in said, said
+    assert "moved or deleted" not in said

@@ -316,3 +316,34 @@ def test_a_refit_that_ends_by_itself_deletes_the_earlier_fit(tmp_path):
     fit_baseline(ds, load_config(None, ["retriever.model=pop"]), out)
     result = fit_baseline(ds, load_config(None, ["retriever.model=pop"]), out)
     assert result.previous is None and not (out / ".previous-fit").exists()
+
+
+@pytest.mark.reliability
+def test_a_fit_that_cannot_set_the_earlier_run_aside_leaves_it_whole(tmp_path, monkeypatch):
+    """A folder OUT could not move into .previous-fit (no write permission on it: another user's checkpoints/)
+    left the run split, run.json aside and the rest in OUT: every reader called it a killed fit, and each rerun split
+    it again (review s42). The moved files go back and the line names the entry."""
+    from pathlib import Path
+
+    import mgfrec.retrievers.fit as fit_mod
+
+    ds = cyclic_dataset(tmp_path)
+    out = tmp_path / "run"
+    fit_baseline(ds, load_config(None, ["retriever.model=pop"]), out)
+    before = sorted((p.name, p.read_bytes()) for p in out.iterdir() if p.is_file())
+    real = Path.rename
+
+    def refused(self, target):
+        if self.name == "config.yaml":
+            raise PermissionError(13, "Permission denied")
+        return real(self, target)
+
+    monkeypatch.setattr(Path, "rename", refused)
+    with pytest.raises(
+        OSError,
+        match=r"run: cannot set the earlier run aside before fitting again: config.yaml "
+        r"cannot be moved into .previous-fit/ \(Permission denied\); the earlier run is left as it was",
+    ):
+        fit_baseline(ds, load_config(None, ["retriever.model=pop"]), out)
+    assert sorted((p.name, p.read_bytes()) for p in out.iterdir() if p.is_file()) == before
+    assert not (out / fit_mod.PREVIOUS).exists()
