@@ -245,7 +245,8 @@ def print_error(message: str) -> None:
     holds (:func:`~mgfrec.config.redaction.scrub_env_secrets`: a plugin's error may quote one)."""
     from mgfrec.config.redaction import scrub_secrets
 
-    line = terminal_safe(scrub_secrets(message))
+    # a newline in a value given (--split $'te\nst') split the line: its second half did not start with "error:"
+    line = terminal_safe(scrub_secrets(message)).replace("\n", "\\n")
     console.print(Text.assemble(("error:", "bold red"), " ", line), highlight=False, soft_wrap=True)
 
 

