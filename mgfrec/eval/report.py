@@ -219,7 +219,8 @@ class Report:
         if 0 < self.bootstrap_samples and not bootstrap_can_reject(self.bootstrap_samples, self.alpha):
             notes.append(
                 f"With {self.bootstrap_samples} resamples the bootstrap p-value cannot fall below alpha={self.alpha:g} "
-                f"(its least is 2/{self.bootstrap_samples + 1}): no difference can be marked; give at least "
+                f"(its least is 2/{self.bootstrap_samples + 1}): no difference can be marked, and each interval rests "
+                f"on {self.bootstrap_samples} resampled means; give at least "
                 f"{math.floor(2 / self.alpha)} (eval.bootstrap_samples, --bootstrap)."
             )
         return notes + self._run_notes()

@@ -111,7 +111,8 @@ def legend(report: Report) -> list[str]:
         ]
         if not bootstrap_can_reject(report.bootstrap_samples, report.alpha):  # said only in the report file
             lines.append(
-                f"with {report.bootstrap_samples} resamples no difference can be marked; give at least "
+                f"with {report.bootstrap_samples} resamples no difference can be marked and each [lo,hi] rests on "
+                f"{report.bootstrap_samples} resampled means; give at least "
                 f"{math.floor(2 / report.alpha)} (--bootstrap)"
             )
         return lines
