@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mgfrec.config.schema import MGFRecConfig
 from mgfrec.data.prepared import PreparedDataset
 from mgfrec.embed.cache import item_embeddings
-from mgfrec.ranking.metrics import history_mask, per_sample, target_ranks
+from mgfrec.ranking.metrics import comparable, history_mask, per_sample, target_ranks
 from mgfrec.registry import registry
 from mgfrec.registry.blame import call_component
 from mgfrec.retrievers.last_title import LastTitleOptions, LastTitleRetriever, run_embedding_config
@@ -56,14 +56,29 @@ class HybridOptions(BaseModel):
 
 
 def _standardise(scores: torch.Tensor) -> torch.Tensor:
-    scores = scores.float()
+    """Each row's z-scores over its finite entries, in the precision the rankings compare scores in
+    (:func:`~mgfrec.ranking.metrics.comparable`: a plugin's float64 scores stay float64; cutting them to float32
+    made scores that differ into ties, review s42). NaN ranks last, as everywhere; +inf stays first, -inf last (every
+    non-finite score was sent last, +inf too)."""
+    scores = comparable(scores)
     finite = torch.isfinite(scores)
     safe = torch.where(finite, scores, torch.zeros_like(scores))
     count = finite.sum(1, keepdim=True).clamp_min(1)
     mean = safe.sum(1, keepdim=True) / count
     var = (torch.where(finite, scores - mean, torch.zeros_like(scores)) ** 2).sum(1, keepdim=True) / count
-    z = (scores - mean) / var.sqrt().clamp_min(1e-12)
-    return torch.where(finite, z, torch.full_like(z, -torch.inf))
+    z = (safe - mean) / var.sqrt().clamp_min(1e-12)
+    z = torch.where(finite, z, scores)  # +inf and -inf as they were
+    return torch.where(torch.isnan(scores), torch.full_like(z, -torch.inf), z)
+
+
+def blend(cf: torch.Tensor, content: torch.Tensor, weight: float) -> torch.Tensor:
+    """``(1 - weight) * cf + weight * content``, the two standardised parts; a side weighted 0 is left out rather
+    than multiplied (0 * inf is NaN: an item one side scores +inf would have ranked last)."""
+    if weight == 0.0:
+        return cf
+    if weight == 1.0:
+        return content
+    return (1.0 - weight) * cf + weight * content
 
 
 class HybridRetriever:
@@ -87,7 +102,7 @@ class HybridRetriever:
 
     def scores(self, histories: list[np.ndarray]) -> torch.Tensor:
         cf, content = self._parts(histories)
-        return (1.0 - self.weight) * cf + self.weight * content
+        return blend(cf, content, self.weight)
 
     @classmethod
     def fit(
@@ -251,13 +266,13 @@ def tune_weight(
     histories = [np.array(h, dtype=np.int64) for h in frame["history"]]
     targets = torch.as_tensor(frame["target"].to_numpy(dtype=np.int64, copy=True))
     ranks: dict[float, list[np.ndarray]] = {w: [] for w in options.weights}
-    blend = HybridRetriever(collaborative, content, 0.0, options)
+    hybrid = HybridRetriever(collaborative, content, 0.0, options)
     for start in range(0, len(histories), batch_size):
         hist = histories[start : start + batch_size]
-        cf, cb = blend._parts(hist)
+        cf, cb = hybrid._parts(hist)
         exclude = history_mask(hist, ds.num_items)
         for w in options.weights:
-            ranks[w].append(target_ranks((1.0 - w) * cf + w * cb, targets[start : start + batch_size], exclude).numpy())
+            ranks[w].append(target_ranks(blend(cf, cb, w), targets[start : start + batch_size], exclude).numpy())
     return {
         w: float(per_sample(np.concatenate(r) if r else np.zeros(0), [10])[options.tune_metric].mean())
         for w, r in ranks.items()

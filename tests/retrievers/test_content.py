@@ -249,3 +249,34 @@ def test_a_hybrids_collaborative_side_is_given_its_folder_made(synth, tmp_path, 
     monkeypatch.setattr(PopRetriever, "fit", classmethod(fit))
     fit_baseline(synth, _config("hybrid", tmp_path, "retriever.options={collaborative: pop}"), tmp_path / "run")
     assert made == [True]
+
+
+def test_a_hybrid_keeps_float64_scores_distinct_and_an_infinite_score_first():
+    """The hybrid standardised its collaborative side in float32: a plugin's float64 scores (a count plus a small
+    tie-breaker) became ties, and the hybrid at weight 0 ranked the collaborative model's first item 145th; every
+    non-finite score went last, +inf too (review s42). Weight 0 or 1 now ranks as that side alone."""
+    import torch
+
+    from mgfrec.ranking.evaluator import rank_targets
+    from mgfrec.retrievers.hybrid import HybridOptions, HybridRetriever, _standardise
+    from mgfrec.retrievers.last_title import LastTitleRetriever
+
+    n = 1000
+
+    class CountsPlusTieBreak:  # item n - 1 first, then n - 2, ...
+        def scores(self, histories):
+            row = np.full(n, 3000.0) + np.arange(n) * 1e-6
+            return torch.as_tensor(np.tile(row, (len(histories), 1)), dtype=torch.float64)
+
+    content = LastTitleRetriever(np.random.default_rng(0).normal(size=(n, 8)).astype(np.float32))
+    histories, targets = [np.array([1, 2])] * 3, np.array([n - 1, n - 2, 500])
+    alone = rank_targets(CountsPlusTieBreak(), histories, targets).tolist()
+    assert alone == [1, 2, 500]
+    assert (
+        rank_targets(HybridRetriever(CountsPlusTieBreak(), content, 0.0, HybridOptions()), histories, targets).tolist()
+        == alone
+    )
+    z = _standardise(torch.tensor([[0.1, float("inf"), 0.0, 0.2, float("nan"), -float("inf")]]))
+    assert z[0, 1] == float("inf") and z[0, 4] == z[0, 5] == -float("inf") and z[0, 3] > z[0, 0] > z[0, 2]
+    infinite = HybridRetriever(content, content, 1.0, HybridOptions())  # an item +inf on the side weighted 0
+    assert torch.isfinite(infinite.scores(histories)).all()
