@@ -33,8 +33,9 @@ def figures(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the written files as a JSON list."),
 ) -> None:
-    """Reward and response-length curves (Fig. 6) of runs; metric vs swept value (Figs. 7-8) and mean rank vs
-    grounding limit (Fig. 5) of sweeps; mean difficulty per grounding band (Fig. 3) of evaluated agent runs."""
+    """Reward and response-length curves (Fig. 6) of runs; metric vs swept value (Figs. 7-8) and mean rank vs grounding
+    limit (Fig. 5-like: limits trained, not the paper's inference-time ones) of sweeps; mean difficulty per grounding
+    band (Fig. 3) of evaluated agent runs."""
     from mgfrec.eval.figures import check_figure_args, figures_for, is_agent_run, other_split_samples, unfinished_notes
 
     def go():

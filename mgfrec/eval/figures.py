@@ -2,8 +2,8 @@
 
 * :func:`plot_training_curves`: reward and response length per training step (Fig. 6) from ``RUN/metrics.csv``;
 * :func:`plot_sweep`: a metric against each swept value (Figs. 7-8) from a sweep folder's ``sweep.json``;
-* :func:`plot_mean_rank_vs_limit`: mean target rank against ``agent.max_groundings`` (Fig. 5);
-* :func:`plot_difficulty_bands`: mean difficulty (1 / training popularity of the target) per band of
+* :func:`plot_mean_rank_vs_limit`: mean target rank against ``agent.max_groundings`` (Fig. 5-like: trained limits);
+* :func:`plot_difficulty_bands`: mean difficulty (1 / popularity of the target: its interactions in the log) per band of
   grounding counts (Fig. 3) from ``RUN/agent_<split>_samples.csv``;
 * Fig. 4's case study, a trajectory as markdown, is :mod:`mgfrec.eval.case_study` (re-exported here).
 
@@ -144,11 +144,19 @@ def train_popularity(ds: Any) -> np.ndarray:
     return counts.astype(np.float64)
 
 
+def item_popularity(ds: Any) -> np.ndarray:
+    """Per item, its interactions in the prepared log, every user's (the paper's popularity, section 5.3.1: "the
+    number of user interactions with that item"). Fig. 3 counted train-split targets only, so an item first seen
+    after training counted 1, the hardest (351 of 490 CDs valid targets; review s42)."""
+    counts = np.bincount(ds.interactions["item_idx"].to_numpy(dtype=np.int64), minlength=ds.num_items)
+    return counts.astype(np.float64)
+
+
 def difficulty_by_band(
     samples: pd.DataFrame, popularity: np.ndarray, bands: Sequence[tuple[int, int]] = GROUNDING_BANDS
 ) -> pd.DataFrame:
     """Fig. 3's data: per band of grounding counts, the number of samples and their mean difficulty
-    1 / popularity of the target (an item never seen in training counts as popularity 1, the hardest). Runs with
+    1 / popularity of the target (:func:`item_popularity`; an item of no interaction counts as popularity 1). Runs with
     ``agent.max_groundings`` above the last band get one more band up to their largest count, so that every
     trajectory is counted."""
     difficulty = 1.0 / np.maximum(np.asarray(popularity, dtype=np.float64)[samples["target"].to_numpy()], 1.0)
@@ -177,7 +185,7 @@ def plot_difficulty_bands(
     prefix: str = "",
 ) -> Path:
     """Fig. 3 for an evaluated agent run: mean difficulty per grounding band from ``agent_<split>_samples.csv``
-    (``ds`` defaults to the run's own data set, for the training popularity)."""
+    (``ds`` defaults to the run's own data set, for the popularity)."""
     run_dir = Path(run_dir)
     path = run_dir / f"agent_{split}_samples.csv"
     if not path.is_file():
@@ -186,7 +194,7 @@ def plot_difficulty_bands(
         )
     if ds is None:
         ds = open_data(run_dir, read_run_info(run_dir))
-    samples, popularity = read_table(path, SAMPLE_COLUMNS), train_popularity(ds)
+    samples, popularity = read_table(path, SAMPLE_COLUMNS), item_popularity(ds)
     check_numbers(samples, path, ["groundings"], whole=True)
     check_numbers(samples, path, ["target"], whole=True, below=len(popularity))
     bands = difficulty_by_band(samples, popularity)
@@ -217,7 +225,7 @@ def plot_difficulty_bands(
 def nonempty_bands(run_dir: str | Path, split: str, ds: Any) -> int:
     """How many grounding bands of :func:`plot_difficulty_bands` hold at least one trajectory."""
     samples = read_table(Path(run_dir) / f"agent_{split}_samples.csv", SAMPLE_COLUMNS)
-    return int((difficulty_by_band(samples, train_popularity(ds))["samples"] > 0).sum())
+    return int((difficulty_by_band(samples, item_popularity(ds))["samples"] > 0).sum())
 
 
 def check_figure_args(paths: Sequence[str | Path], split: str, metric: str) -> None:

@@ -1,6 +1,8 @@
-"""The figures of a sweep folder (paper section 5): a metric against each swept value (Figs. 7-8, from
-``sweep.json``'s summaries) and the mean target rank against the grounding limit (Fig. 5, from each cell's
-``ranks_<split>.csv``). Only the finished cells of the sweep's current grid are points; nothing here runs a cell."""
+"""The figures of a sweep folder (paper section 5): a metric against each swept value (Figs. 7-8, from ``sweep.json``'s
+summaries) and the mean target rank against the grounding limit (Fig. 5-like, from each cell's ``ranks_<split>.csv``:
+each cell trained with its limit and ranked from its answers, where the paper limits the groundings at inference and
+ranks from the last grounded title; docs/experiments.md). Only the finished cells of the sweep's current grid are
+points; nothing here runs a cell."""
 
 from __future__ import annotations
 
@@ -239,8 +241,8 @@ def mean_rank_by_limit(
 
 
 def plot_mean_rank_vs_limit(sweep_dir: str | Path, out_dir: str | Path, split: str = "valid", prefix: str = "") -> Path:
-    """Fig. 5: mean target rank (lower is better) against the grounding limit ``agent.max_groundings``; with
-    other swept fields, one line per combination of their values."""
+    """Fig. 5-like (see the module): mean target rank (lower is better) against the grounding limit
+    ``agent.max_groundings``; with other swept fields, one line per combination of their values."""
     frame = mean_rank_by_limit(sweep_dir, split)
     others = [c for c in frame.columns if c not in ("limit", "mean_rank")]
     fig, ax = plt.subplots(figsize=(5, 3.5))

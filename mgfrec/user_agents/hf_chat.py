@@ -42,7 +42,7 @@ class HFChatOptions(BaseModel):
     temperature: float = Field(1.0, gt=0, description="used only when do_sample")
     top_p: float = Field(1.0, gt=0, le=1, description="used only when do_sample")
     seed: int = Field(0, description="torch seed set before each sampled batch")
-    system: str | None = Field(None, description="optional system turn; the paper uses none")
+    system: str | None = Field(None, description="optional system turn; the paper names none")
     trust_remote_code: bool = Field(False, description="run the model repository's own code (transformers')")
 
 

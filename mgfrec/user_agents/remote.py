@@ -80,7 +80,7 @@ class RemoteOptions(BaseModel):
     temperature: float | None = Field(None, ge=0, description="None: the server's default")
     top_p: float | None = Field(None, gt=0, le=1, description="None: the server's default")
     max_tokens: int = Field(512, ge=1, description="upper bound on the feedback length, in tokens")
-    system: str | None = Field(None, description="optional system message; the paper uses none")
+    system: str | None = Field(None, description="optional system message; the paper names none")
     backoff_s: float = Field(0.5, ge=0, description="first wait before retrying a malformed response; doubles")
 
 

@@ -252,12 +252,9 @@ def test_difficulty_by_band_uses_inverse_training_popularity():
 
 
 def test_difficulty_band_figure_from_an_agent_samples_file(tmp_path):
-    class TinyData:  # what train_popularity reads of a PreparedDataset
+    class TinyData:  # what item_popularity reads of a PreparedDataset: the whole log
         num_items = 4
-
-        def split(self, name):
-            assert name == "train"
-            return pd.DataFrame({"target": [0, 0, 0, 1, 2]})
+        interactions = pd.DataFrame({"item_idx": [0, 0, 0, 1, 2, 3]})
 
     pd.DataFrame(
         {
@@ -508,9 +505,7 @@ def test_a_damaged_samples_row_is_one_line_naming_it(tmp_path, row, message):
 
     class TinyData:
         num_items = 4
-
-        def split(self, name):
-            return pd.DataFrame({"target": [0, 0, 1]})
+        interactions = pd.DataFrame({"item_idx": [0, 0, 1]})
 
     (tmp_path / "agent_valid_samples.csv").write_text(f"sample_id,target,groundings\n{row}\n1,1,2\n")
     with pytest.raises(ValueError) as err:
@@ -755,3 +750,16 @@ def test_one_step_has_whole_number_ticks_and_one_swept_value_keeps_its_interval(
     segment = bars.lines[2][0].get_segments()[0]
     assert segment[:, 1].tolist() == pytest.approx([0.2, 0.24])
     plt.close(fig)
+
+
+def test_fig3_popularity_counts_every_interaction_with_the_item():
+    """Fig. 3's popularity counted train-split targets only: an item first seen in the valid or test split counted
+    1, the hardest (351 of 490 CDs valid targets), where the paper counts "the number of user interactions with that
+    item" (section 5.3.1; review s42)."""
+    from mgfrec.eval.figures import item_popularity
+
+    class TinyData:
+        num_items = 5
+        interactions = pd.DataFrame({"item_idx": [0, 0, 3, 1, 3, 3]})
+
+    assert item_popularity(TinyData()).tolist() == [2.0, 1.0, 0.0, 3.0, 0.0]
