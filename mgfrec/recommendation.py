@@ -79,7 +79,7 @@ class Recommendation:
             "end_detail": None if t is None else t.state.error,  # why it ended without an answer, when known
             "format_ok": None if t is None else t.format_ok,
             "groundings": 0 if t is None else t.num_groundings,
-            "top": [{**item(i), "score": score} for i, score in self.top],
+            "top": [{**item(i), "score": score + 0.0} for i, score in self.top],  # -0.0 (a negated 0 distance) as 0.0
         }
         if self.target is not None:
             out["target"] = {**item(self.target), "rank": self.target_rank, "sample_id": self.sample_id}

@@ -672,3 +672,13 @@ def test_recommend_ranks_as_evaluate_whatever_the_run_recorded_for_exclude_histo
         )
         moved += ranked_in.target_rank != rec.target_rank
     assert moved > 0  # the two conventions differ on these samples: the first assertion can fail
+
+
+def test_a_score_of_minus_zero_is_written_as_zero(agent_run):
+    """The answer's own item, at distance 0, was scored -0.0 (a negated distance) in `recommend --json` and serve's
+    answers (review s42)."""
+    from mgfrec.recommendation import Recommendation
+
+    _, ds = agent_run
+    top = Recommendation(history=[], recall=[], trajectory=None, top=[(3, -0.0), (4, -0.5)]).to_dict(ds)["top"]
+    assert json.dumps([t["score"] for t in top]) == "[0.0, -0.5]"

@@ -64,7 +64,9 @@ def fit(
     ),
     rollout_engine: str | None = typer.Option(None, "--rollout-engine", help="rollout.engine: hf, vllm, or a plugin."),
     reward: list[str] = typer.Option(
-        [], "--reward", help="grpo.rewards, repeatable (default: ndcg and format, eq. 8)."
+        [],
+        "--reward",
+        help="grpo.rewards, repeatable; replaces the list, so name every reward (default: ndcg and format, eq. 8).",
     ),
     max_groundings: int | None = typer.Option(None, "--max-groundings", min=0, help="agent.max_groundings."),
     items_per_grounding: int | None = typer.Option(None, "--items-per-grounding", min=1, help="grounding.top_k."),
@@ -140,6 +142,17 @@ def fit(
         sets = set_ if init is None else unused_recall_sets(set_, f"--init {init}'s recall run")
         cfg = load(base, sets, values)
         note_unread_fields(sets, "mgfrec fit", ("data",), DATA_NOT_READ)
+        if reward and (left := [r for r in ("ndcg", "format") if r not in cfg.grpo.reward_names]):
+            whole = [*(["ndcg"] if "ndcg" in left else []), *reward, *(["format"] if "format" in left else [])]
+            # --reward replaces the list: a plugin's reward given alone dropped the ranking reward and the format
+            # gate of eq. 8 without a word (review s42)
+            console.print(
+                f"note: --reward replaces grpo.rewards, which now leaves out {' and '.join(left)}; name them too "
+                f"(--reward {' --reward '.join(whole)}) to keep them",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
         if ablation is not None:
             from mgfrec.experiments.ablations import apply_ablation
 

@@ -75,9 +75,13 @@ def with_reward_options(raw: dict[str, Any], named: Mapping[str, Any], shown: st
                     f"--set {shown}: rewards are named, not numbered: grpo.rewards.NAME.options.FIELD=VALUE, with "
                     f"NAME one of {held}"
                 )
+            # "add it (fit --reward NAME)": --reward replaces the list, so following it dropped ndcg and the format
+            # gate without a word (review s42)
+            kept = "".join(f"--reward {_name(e)} " for e in rewards)
             raise ConfigError(
-                f"--set {shown}: grpo.rewards holds no reward '{name}' (it holds {held}); add it (fit --reward "
-                f"{name}, or --set 'grpo.rewards=[..., {{name: {name}, options: {{...}}}}]')"
+                f"--set {shown}: grpo.rewards holds no reward '{name}' (it holds {held}); add it (fit {kept}--reward "
+                f"{name}: --reward replaces the list, or --set 'grpo.rewards=[..., {{name: {name}, options: "
+                "{...}}]')"
             )
         for i in at:
             before = rewards[i].get("options") if isinstance(rewards[i], Mapping) else None

@@ -568,3 +568,18 @@ def test_the_stopped_fits_command_line_never_shows_a_secret(tmp_path, monkeypatc
     assert _kept_line(tmp_path).endswith(f"{sys.executable} -m mgfrec fit --out {tmp_path} --resume")
     monkeypatch.setattr("sys.argv", ["/x/bin/pytest", "-q"])  # a library caller: no command of its own to repeat
     assert _kept_line(tmp_path).endswith(": the same command with --resume continues it")
+
+
+def test_a_reward_flag_that_drops_ndcg_or_format_gets_a_note(tmp_path):
+    """`fit --reward NAME` replaces grpo.rewards: a plugin's reward given alone trained without the ranking reward and
+    the format gate of eq. 8, without a word (review s42)."""
+    result = invoke("--data", tmp_path / "none", "--out", tmp_path / "run", "--reward", "ndcg")
+    said = " ".join(result.output.split())
+    assert (
+        "note: --reward replaces grpo.rewards, which now leaves out format; name them too (--reward ndcg --reward "
+        in said
+    )
+    whole = invoke(
+        "fit", "--data", tmp_path / "none", "--out", tmp_path / "run", "--reward", "ndcg", "--reward", "format"
+    )
+    assert "--reward replaces" not in whole.output

@@ -25,6 +25,13 @@ def test_a_rewards_options_are_set_by_its_name_as_its_errors_name_them():
     assert [(r.name, r.options) for r in default.grpo.rewards] == [("ndcg", {}), ("format", {"penalty": -1.0})]
     with pytest.raises(ConfigError, match=r"grpo.rewards holds no reward 'hit-at-k' \(it holds ndcg, format\); add"):
         load_config(None, ["grpo.rewards.hit-at-k.options.k=5"])
+    # "add it (fit --reward hit-at-k)": --reward replaces the list, so following it dropped ndcg and format (s42)
+    with pytest.raises(
+        ConfigError,
+        match=r"add it \(fit --reward ndcg --reward format --reward hit-at-k: --reward "
+        r"replaces the list, or",
+    ):
+        load_config(None, ["grpo.rewards.hit-at-k.options.k=5"])
     with pytest.raises(ConfigError, match=r"give a reward's options as grpo.rewards.ndcg.options.FIELD=VALUE"):
         load_config(None, ["grpo.rewards.ndcg.weight=2"])
     # a position, as in a list, was told "add it (fit --reward 0)" (review s40)
