@@ -29,6 +29,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import threading
 import time
 import weakref
@@ -266,7 +267,9 @@ class RemoteChatAgent:
             asked = getattr(self._attempts, "asked_wait", None)
             if asked is not None:
                 hint += f"; the server asked to wait {asked:.0f} s before retrying (Retry-After): not retried"
-            return f"HTTP status {status} ({type(exc).__name__}: {getattr(exc, 'message', exc)}){hint}"
+            # the OpenAI SDK's message begins "Error code: 500 - ": the status said twice (review s42)
+            said = re.sub(r"^Error code: \d+ - ", "", str(getattr(exc, "message", exc)))
+            return f"HTTP status {status} ({type(exc).__name__}: {said}){hint}"
         proxy = proxy_variable(self._server_url())  # the client's own: the field's, or the SDK's choice
         # an unreachable proxy was reported as the server's connection error, naming no proxy (review s39)
         through = f"; sent through the proxy in ${proxy} (NO_PROXY exempts a host)" if proxy else ""

@@ -43,6 +43,8 @@ def test_a_lasting_fault_ends_in_a_clear_error_after_every_retry(api_key, fault,
     message = str(info.value)
     assert "'openai'" in message and server.url in message and reason in message and "3 attempt(s)" in message
     assert (stats["calls"], stats["retries"], stats["errors"]) == (0, 2, 1)
+    if fault == "500":  # the SDK's "Error code: 500 - boom" said the status twice, as the docs did not (review s42)
+        assert "HTTP status 500 (InternalServerError: boom)" in message, message
 
 
 def test_a_malformed_body_then_a_server_error_share_one_retry_budget(api_key):
