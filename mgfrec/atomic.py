@@ -46,10 +46,10 @@ def atomic_write(path: str | Path, write: Callable[[IO[Any]], object], *, text: 
 def short_write_reason(exc: OSError) -> str | None:
     """Why numpy's write stopped short, said (its ``OSError("576000 requested and 25568 written")`` carries no errno
     and no cause), or None for any other error."""
-    match = re.fullmatch(r"(\d+) requested and (\d+) written", str(exc))
-    if exc.errno is not None or match is None:
+    if exc.errno is not None or re.fullmatch(r"\d+ requested and \d+ written", str(exc)) is None:
         return None
-    return f"the disk is full or a file size limit was reached ({match[2]} of {match[1]} bytes written)"
+    # numpy's counts are of its last buffer, not of the file: not repeated (review s42)
+    return "the disk is full or a file size limit was reached (a write stopped short)"
 
 
 def atomic_write_text(path: str | Path, content: str) -> Path:

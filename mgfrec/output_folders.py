@@ -8,6 +8,7 @@ data set, a sweep, a demo's folder, another command's run or a user's folder), r
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 from collections.abc import Iterator, Mapping
@@ -223,5 +224,6 @@ def _remove_unless_held(folder: Path) -> None:
     from mgfrec.locks import exclusive_now
 
     with exclusive_now(folder) as taken:
-        if taken:
-            folder.rmdir()
+        if taken and not any(folder.iterdir()):  # again, under the lock: a holder may have written in between
+            with contextlib.suppress(OSError):  # the command's own error is the one to show, not rmdir's
+                folder.rmdir()

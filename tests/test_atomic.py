@@ -87,7 +87,7 @@ def test_a_short_write_is_named_with_its_cause(tmp_path):
     with pytest.raises(OSError) as err:
         atomic_write(target, short)
     assert error_message(err.value) == (
-        f"{target}: the disk is full or a file size limit was reached (624 of 1500 bytes written)"
+        f"{target}: the disk is full or a file size limit was reached (a write stopped short)"
     )
     assert target.read_bytes() == b"earlier" and sorted(p.name for p in tmp_path.iterdir()) == ["counts.npy"]
     said = error_message(OSError(errno.EFBIG, "File too large"))

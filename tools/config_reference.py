@@ -4,7 +4,8 @@ itself (so it cannot drift from the code).
     python tools/config_reference.py            # rewrite docs/config-fields.md
     python tools/config_reference.py --check    # exit 1 if docs/config-fields.md is not what the schema gives
 
-tests/config/test_config_reference.py runs the check.
+tests/config/test_config_reference.py runs the check. The built-in components' options are read from the components
+themselves, so every built-in must import: run it where the `dev` extra is installed (the hosted user agents' SDKs).
 """
 
 from __future__ import annotations

@@ -24,10 +24,14 @@ from mgfrec.validation import is_blank, not_utf8_at
 
 class SafeConsole(Console):
     """A console whose plain strings are shown, never acted on (:func:`terminal_safe`): a run folder named with an
-    escape sequence recoloured the terminal in ``fitting pop on DATA -> OUT`` (review s42). Rich renderables
-    (tables, ``Text``) are built from text made safe where it is built."""
+    escape sequence recoloured the terminal in ``fitting pop on DATA -> OUT`` (review s42), and so are a table's
+    title and caption; a table's cells and ``Text`` are made safe where they are built."""
 
     def print(self, *objects: Any, **kwargs: Any) -> None:
+        for o in objects:  # a table's title and caption name folders (`data prepare`'s, `evaluate`'s): text too
+            for part in ("title", "caption"):
+                if isinstance(getattr(o, part, None), str):
+                    setattr(o, part, terminal_safe(getattr(o, part)))
         super().print(*(terminal_safe(o) if isinstance(o, str) else o for o in objects), **kwargs)
 
 
@@ -292,7 +296,7 @@ def output_folder(param: typer.CallbackParam, value: Path | None) -> Path | None
     if blocked is not None:
         where = f"{value} is a file" if blocked == value else f"{value}: {blocked} is a file"
     else:
-        link = f"{dangling} is a link to {dangling.readlink()}, which does not exist"
+        link = f"{dangling} is a link to {dangling.readlink()}, which leads nowhere (missing, or a loop of links)"
         where = link if dangling == value else f"{value}: {link}"
     name = (
         next((o for o in param.opts if o.startswith("--")), None)

@@ -218,7 +218,8 @@ def _check_one(
             text = f"{kind} '{name}' ({entry.target}, from {entry.origin}): {text}"
         if options and ("Extra inputs" in text or "takes no options" in text):
             # the path alone did not say whose options these are, nor which ones it takes (review s42)
-            fields = sorted(getattr(getattr(cls, "Options", None), "model_fields", {}))
+            model_fields = getattr(getattr(cls, "Options", None), "model_fields", {})
+            fields = sorted(f.alias or n for n, f in model_fields.items())  # as `plugins show` names them
             who = f"{kind.replace('_', ' ')} '{name}'"
             notes = [f"{who} takes {', '.join(fields)}: mgfrec plugins show {kind} {name}"] if fields else []
             if hint:  # often options written for the component a file named before a flag switched it

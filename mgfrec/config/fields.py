@@ -71,13 +71,21 @@ def _bounds(field: Any) -> str:
 
 
 def _default(field: Any) -> str:
+    """The default as JSON; a factory that reads the other fields' values says so, and a value JSON cannot hold is
+    shown as its ``repr`` (a plugin's own class: ``plugins show`` refused, and such a factory was a traceback;
+    review s42)."""
     if field.default_factory is not None:
-        value = field.default_factory()
+        if getattr(field, "default_factory_takes_validated_data", False):
+            return "(computed from the other options)"
+        try:
+            value = field.default_factory()
+        except Exception as exc:  # noqa: BLE001 - a plugin's factory failing alone: said, not a traceback
+            return f"(its factory failed: {type(exc).__name__})"
     elif field.default is PydanticUndefined:
         return "(required)"
     else:
         value = field.default
-    return json.dumps(to_jsonable_python(value), default=str)
+    return json.dumps(to_jsonable_python(value, fallback=repr), default=str)
 
 
 def field_docs(model: type[BaseModel]) -> list[FieldDoc]:

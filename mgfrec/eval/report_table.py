@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from mgfrec.ranking.results import label
 from mgfrec.ranking.stats import bootstrap_can_reject
+from mgfrec.text.terminal import terminal_safe
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -85,9 +86,8 @@ def terminal_table(report: Report, width: int | None = None, files: bool = True)
     for m in shown:
         table.add_column(label(m), justify="right", no_wrap=True)
     for name, r in zip(names, rows, strict=False):
-        table.add_row(
-            Text(name), *([] if one_n else [f"{r.result.samples:,}"]), *(styled_cell(report, r, m) for m in shown)
-        )
+        cells = [*([] if one_n else [f"{r.result.samples:,}"]), *(styled_cell(report, r, m) for m in shown)]
+        table.add_row(Text(terminal_safe(name)), *cells)  # a run folder's name is text: shown, never acted on
     return table
 
 

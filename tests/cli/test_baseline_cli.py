@@ -410,3 +410,7 @@ def test_an_out_named_with_escape_sequences_is_shown_as_text(data, tmp_path):
     joined = "".join(result.output.split())  # rich wraps the line where it likes
     assert "->" + str(tmp_path / "e\\x1b[31mRED\\x1b]0;T\\x07") in joined, result.output
     assert "runfolder" + str(tmp_path / "e\\x1b[31mRED") in joined
+    # a table's caption (evaluate) and a report's row name (the folder's name) too (review s42's own review)
+    for shown in (invoke("evaluate", out, "--bootstrap", "0"), invoke("report", out, "--bootstrap", "0")):
+        assert shown.exit_code == 0, shown.output
+        assert "\x1b" not in shown.output and "\x07" not in shown.output, shown.output

@@ -459,8 +459,8 @@ def test_an_out_that_is_a_file_is_refused_naming_it_before_any_work(tmp_path, mo
     for out, blocked in (
         ("afile", "afile is a file"),
         ("afile/sub", "afile/sub: afile is a file"),
-        ("lnk", "lnk is a link to nowhere, which does not exist"),
-        ("lnk/sub", "lnk/sub: lnk is a link to nowhere, which does not exist"),
+        ("lnk", "lnk is a link to nowhere, which leads nowhere (missing, or a loop of links)"),
+        ("lnk/sub", "lnk/sub: lnk is a link to nowhere, which leads nowhere (missing, or a loop of links)"),
     ):
         errors: list[str] = []
         assert run_app([*args, "--out", out], errors.append) == 2

@@ -85,8 +85,17 @@ def test_a_plugins_options_are_shown_as_text_and_a_bad_options_model_is_one_line
         "        tag: str = Field('\\x1b]0;T\\x07', description='a tag')\n"
         "class Bad:\n"
         "    Options = dict\n"
+        "class Thing:\n"
+        "    pass\n"
+        "class Odd:\n"
+        "    class Options(BaseModel):\n"
+        "        a: int = 1\n"
+        "        b: int = Field(default_factory=lambda data: data['a'] + 1)\n"
+        "        c: object = Field(default_factory=Thing)\n"
     )
-    entry_points = "[mgfrec.grounder]\ngood = fakeplug:Good\nbad = fakeplug:Bad\nbroken = nomodule:X\n"
+    entry_points = (
+        "[mgfrec.grounder]\ngood = fakeplug:Good\nbad = fakeplug:Bad\nbroken = nomodule:X\nodd = fakeplug:Odd\n"
+    )
     root = _fake_plugin(tmp_path, module, entry_points)
     good = _show("grounder", "good", path=root)
     assert good.returncode == 0, good.stderr
@@ -94,6 +103,11 @@ def test_a_plugins_options_are_shown_as_text_and_a_bad_options_model_is_one_line
     assert "(from mgfrec-fake 1.0)" in good.stdout and "Nearest by \\x1b[31mred" in good.stdout
     card = json.loads(_show("grounder", "good", "--json", path=root).stdout)
     assert card["options"][0]["default"] == json.dumps("\x1b]0;T\x07")  # JSON escapes it
+    # a factory that reads the other options was a traceback, a default JSON cannot hold a refusal (s42's review)
+    odd = _show("grounder", "odd", "--json", path=root)
+    assert odd.returncode == 0, odd.stderr
+    defaults = {row["name"]: row["default"] for row in json.loads(odd.stdout)["options"]}
+    assert defaults["b"] == "(computed from the other options)" and "Thing object at" in defaults["c"], defaults
     for name, said in [("bad", "Options must be a pydantic BaseModel"), ("broken", "nomodule")]:
         proc = _show("grounder", name, path=root)
         assert proc.returncode == 2 and proc.stdout == "", proc.stdout
