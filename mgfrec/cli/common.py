@@ -18,9 +18,6 @@ from rich.text import Text
 from mgfrec.text.terminal import terminal_safe  # noqa: F401 (the CLI modules import it from here)
 from mgfrec.validation import is_blank, not_utf8_at
 
-# markup=False: titles, paths and messages are data and are printed as they are ("Thriller [explicit]",
-# "mgfrec[serve]"); styled text is built with rich.text.Text instead.
-
 
 class SafeConsole(Console):
     """A console whose plain strings are shown, never acted on (:func:`terminal_safe`): a run folder named with an
@@ -35,6 +32,8 @@ class SafeConsole(Console):
         super().print(*(terminal_safe(o) if isinstance(o, str) else o for o in objects), **kwargs)
 
 
+# markup=False: titles, paths and messages are data and are printed as they are ("Thriller [explicit]",
+# "mgfrec[serve]"); styled text is built with rich.text.Text instead.
 console = SafeConsole(stderr=True, markup=False)  # progress, messages, errors
 out = SafeConsole(markup=False)  # tables meant as the command's output
 T = TypeVar("T")
