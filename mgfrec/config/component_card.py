@@ -7,7 +7,7 @@ import inspect
 from typing import Any
 
 from mgfrec.config.fields import field_docs
-from mgfrec.registry import KIND_SPECS, check_kind, registry
+from mgfrec.registry import KIND_SPECS, check_kind, options_model_of, registry
 
 
 def component_card(kind: str, name: str) -> dict[str, Any]:
@@ -16,10 +16,10 @@ def component_card(kind: str, name: str) -> dict[str, Any]:
     default, bounds, meaning), or None when it takes none. Imports the component: an unknown kind or name, a
     plugin that fails to import, or ``Options`` that is not a pydantic model is a one-line error."""
     check_kind(kind)
-    reg = registry()
-    entry = reg.get(kind, name)
-    model = reg.options_model(kind, name)
-    doc = inspect.getdoc(entry.load()) or ""
+    entry = registry().get(kind, name)
+    component = entry.load()  # once: its options model and its docstring
+    model = options_model_of(component, f"{kind} '{name}'")
+    doc = inspect.getdoc(component) or ""
     return {
         "kind": kind,
         "name": name,

@@ -90,13 +90,8 @@ class Registry:
 
     def options_model(self, kind: str, name: str) -> type[BaseModel] | None:
         """The pydantic model component ``name`` validates its ``options`` with (its class attribute ``Options``),
-        or None when it takes none; importing the component. One that is not a pydantic model is refused as
-        :func:`component_options` refuses it (a :class:`ValueError` naming the component)."""
-        component = self.load(kind, name)
-        model = getattr(component, "Options", None)
-        if model is None or (isinstance(model, type) and issubclass(model, BaseModel)):
-            return model
-        raise ValueError(f"{kind} '{name}' ({self.get(kind, name).target}): Options must be a pydantic BaseModel")
+        or None when it takes none; importing the component (:func:`options_model_of`)."""
+        return options_model_of(self.load(kind, name), f"{kind} '{name}'")
 
     def declares(self, kind: str, name: str, flag: str) -> bool:
         """What component ``name`` declares about itself in its class attribute ``flag`` (a retriever's
@@ -253,6 +248,18 @@ def _field_allows_inf(model: type[BaseModel], name: str) -> bool:
     return field is not None and any(getattr(m, "allow_inf_nan", None) is True for m in field.metadata)
 
 
+def options_model_of(component: Any, where: str) -> type[BaseModel] | None:
+    """``component``'s ``Options`` model, None when it declares none; one that is not a pydantic model is a
+    :class:`ValueError` beginning with ``where`` (a config path, or the component's kind and name)."""
+    model = getattr(component, "Options", None)
+    if model is None or (isinstance(model, type) and issubclass(model, BaseModel)):
+        return model
+    # module and class: a plugin's module names its package, where the class name alone did not
+    module = getattr(component, "__module__", type(component).__module__)
+    name = f"{module}.{getattr(component, '__qualname__', type(component).__name__)}"
+    raise ValueError(f"{where}: {name}.Options must be a pydantic BaseModel, got {model!r}")
+
+
 def component_options(component: Any, raw: dict[str, Any] | None, where: str) -> BaseModel | None:
     """Validate a component's ``options`` mapping against its ``Options`` model.
 
@@ -261,16 +268,11 @@ def component_options(component: Any, raw: dict[str, Any] | None, where: str) ->
     """
     raw = dict(raw or {})
     refuse_redacted(raw, where)  # a secret option read back from a run's config.yaml (a plugin grounder's token)
-    model = getattr(component, "Options", None)
+    model = options_model_of(component, where)
     if model is None:
         if raw:
             raise ValueError(f"{where}: this component takes no options, got {sorted(raw)}")
         return None
-    if not (isinstance(model, type) and issubclass(model, BaseModel)):
-        # module and class: a plugin's module names its package, where the class name alone did not
-        module = getattr(component, "__module__", type(component).__module__)
-        name = f"{module}.{getattr(component, '__qualname__', type(component).__name__)}"
-        raise ValueError(f"{where}: {name}.Options must be a pydantic BaseModel, got {model!r}")
     if model.model_config.get("extra") not in ("allow", "forbid"):  # pydantic's default ignores a misspelt key
         known = {name for name, field in model.model_fields.items() for name in (name, field.alias) if name}
         unknown = sorted(str(key) for key in raw if key not in known)
